@@ -1,0 +1,107 @@
+//! Transactions: a fixed-size signed transfer.
+//!
+//! A transaction is a 96-byte [`TxnBody`] signed with Ed25519 over exactly those bytes, plus the
+//! 64-byte signature: 160 bytes in all, the same in memory, on the wire and on disk. In the
+//! schedule each in-flight transaction is an entity whose fields are separate components, so a
+//! stage that only needs the body sweeps one contiguous column.
+
+use bevy_ecs::component::Component;
+use bytemuck::{Pod, Zeroable};
+use serde::{Deserialize, Serialize};
+use serde_big_array::BigArray;
+
+use crate::hash::Hash;
+use crate::reject::RejectReason;
+
+/// The signed part of a transfer. Written by clients; read by prefilter (all fields), sigverify
+/// (as the signed message), mempool (sender, nonce, fee) and execute.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Pod, Zeroable, Component, Serialize, Deserialize)]
+#[repr(C)]
+pub struct TxnBody {
+    /// The chain this transfer is meant for; a transfer signed for another chain is refused.
+    pub chain_id: u32,
+    /// Must be zero. Explicit padding, so no byte of the layout is left undefined and a nonzero
+    /// value is a detectable, named rejection rather than a hidden side channel.
+    pub reserved: u32,
+    /// Ed25519 public key of the payer; also its account address.
+    pub sender: [u8; 32],
+    /// Account address (public key) of the payee.
+    pub recipient: [u8; 32],
+    /// Amount moved from sender to recipient.
+    pub amount: u64,
+    /// Fee paid by the sender; it orders the mempool and is burned on execution.
+    pub fee: u64,
+    /// The sender's account nonce this transfer consumes; must equal the account's nonce when
+    /// executed.
+    pub nonce: u64,
+}
+
+const _: () = assert!(size_of::<TxnBody>() == 96);
+const _: () = assert!(align_of::<TxnBody>() == 8);
+
+impl TxnBody {
+    /// The bytes that are signed and hashed: the Pod layout itself (little-endian, see crate
+    /// root).
+    pub fn signing_bytes(&self) -> &[u8] {
+        bytemuck::bytes_of(self)
+    }
+}
+
+/// The 64-byte Ed25519 signature (R || S) over [`TxnBody::signing_bytes`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Pod, Zeroable, Component, Serialize, Deserialize)]
+#[repr(transparent)]
+pub struct TxnSignature(#[serde(with = "BigArray")] pub [u8; 64]);
+
+/// A transaction's identity: BLAKE3 over body and signature. Written by ingest.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Pod, Zeroable, Component)]
+#[repr(transparent)]
+pub struct TxnId(pub Hash);
+
+/// A whole transaction as it travels: body then signature.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct Txn {
+    /// The signed fields.
+    pub body: TxnBody,
+    /// Signature over `body`.
+    pub signature: TxnSignature,
+}
+
+const _: () = assert!(size_of::<Txn>() == 160);
+const _: () = assert!(size_of::<Txn>() == size_of::<TxnBody>() + size_of::<TxnSignature>());
+
+impl Txn {
+    /// BLAKE3 over the 160 bytes of the transaction.
+    pub fn id(&self) -> TxnId {
+        TxnId(Hash::of(bytemuck::bytes_of(self)))
+    }
+}
+
+/// Where and when a transaction entered the node. Written by ingest from the shell's inbox.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Component)]
+pub struct Arrival {
+    /// Clock reading at ingest, nanoseconds.
+    pub time_ns: u64,
+    /// Source tag given by the shell (peer or client connection index; 0 for local).
+    pub source: u32,
+}
+
+/// A transaction entity's progress through the pipeline. Each stage's system sweeps entities
+/// at its input stage and moves them to the next stage or to [`Stage::Rejected`]. A value
+/// rather than marker components, so a transition mutates a byte in place instead of moving
+/// the entity between archetype tables.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Component)]
+pub enum Stage {
+    /// Written by ingest.
+    Received,
+    /// Passed the prefilter's cheap checks.
+    Prefiltered,
+    /// Signature verified under the node's accept rule.
+    Verified,
+    /// Not a duplicate; handed to the mempool.
+    Unique,
+    /// Admitted to the mempool (the entity is despawned at the end of the tick).
+    Admitted,
+    /// Refused, with the reason.
+    Rejected(RejectReason),
+}
