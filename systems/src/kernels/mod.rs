@@ -1,0 +1,4 @@
+//! Pure kernels: no `bevy_ecs` here. Systems call these; benches and fuzzers call them
+//! directly.
+
+pub mod sigverify;
