@@ -1,1 +1,211 @@
+//! # tessera-systems: the behaviour of a Tessera node
+//!
+//! Bird's eye view: a node is a bevy_ecs `World` plus one `Schedule`. The shell (real
+//! runtime, simulator, fuzzer or test) writes inbound transactions into the [`ingest::Inbox`]
+//! resource and the time into [`clock::Clock`], runs the schedule once (a *tick*), and drains
+//! [`execute::BlockCommitted`] messages. Systems never touch sockets, files, threads or clocks.
+//!
+//! One tick runs these sets in order, each from its own subsystem [`Plugin`]:
+//!
+//! ```text
+//! ingest → prefilter → sigverify → dedup → mempool(admit) → propose → execute
+//!        → mempool(prune) → check_invariants (debug builds)
+//! ```
+//!
+//! Transactions in flight are entities whose fields are component columns ([`TxnBody`],
+//! [`TxnSignature`], [`TxnId`], [`Arrival`], [`Stage`]); each stage sweeps the entities at its
+//! input [`Stage`] and moves them on. Every transaction entity is despawned in the mempool
+//! set of the tick it arrived in: admitted ones live on in the [`mempool::Mempool`]
+//! resource, whose indexes (per-sender nonce order, fee order) are not column sweeps.
+//!
+//! Pure kernels (Ed25519 verification) live in [`kernels`] and never import bevy_ecs.
+//!
+//! [`TxnBody`]: tessera_components::TxnBody
+//! [`TxnSignature`]: tessera_components::TxnSignature
+//! [`TxnId`]: tessera_components::TxnId
+//! [`Arrival`]: tessera_components::Arrival
+//! [`Stage`]: tessera_components::Stage
+
+pub mod clock;
+pub mod config;
+pub mod counters;
+pub mod dedup;
+pub mod execute;
+pub mod ingest;
+pub mod invariants;
 pub mod kernels;
+pub mod ledger;
+pub mod mempool;
+pub mod prefilter;
+pub mod propose;
+pub mod sigverify;
+pub mod workload;
+
+#[cfg(test)]
+mod pipeline_tests;
+
+use bevy_ecs::prelude::*;
+use bevy_ecs::schedule::{LogLevel, ScheduleBuildSettings, SingleThreadedExecutor};
+use tessera_components::Txn;
+
+pub use clock::Clock;
+pub use config::{ConfigError, PipelineConfig};
+pub use counters::{PipelineCounters, RejectCounters};
+pub use execute::{BlockCommitted, ChainTip, TxnOutcome};
+pub use ledger::{GenesisError, Ledger};
+
+/// A subsystem: inserts its resources and adds its systems to its set.
+pub trait Plugin {
+    /// Adds this subsystem to `world` and `schedule`.
+    fn build(&self, world: &mut World, schedule: &mut Schedule);
+}
+
+/// Advances the double-buffered message queues once per tick, first thing.
+fn update_messages(
+    mut proposed: ResMut<Messages<propose::BlockProposed>>,
+    mut committed: ResMut<Messages<execute::BlockCommitted>>,
+) {
+    proposed.update();
+    committed.update();
+}
+
+/// Runs before every other set.
+#[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FirstSystems;
+
+/// Why a pipeline could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// A configuration value cannot work.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The schedule has an ordering conflict (ambiguity detection is an error).
+    #[error("schedule does not build: {0}")]
+    Schedule(String),
+}
+
+/// A node's world and schedule, driven by a shell.
+pub struct Pipeline {
+    world: World,
+    schedule: Schedule,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("tip", &self.tip())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pipeline {
+    /// Builds the world and schedule over `ledger` (the genesis state).
+    ///
+    /// # Errors
+    /// An invalid configuration, or a schedule with ambiguous system order.
+    pub fn new(config: PipelineConfig, ledger: Ledger) -> Result<Pipeline, PipelineError> {
+        config.validate()?;
+        let mut world = World::new();
+        world.insert_resource(config);
+        world.insert_resource(ledger);
+        world.init_resource::<Clock>();
+        world.init_resource::<RejectCounters>();
+        world.init_resource::<PipelineCounters>();
+
+        let mut schedule = Schedule::default();
+        // Single-threaded: the heavy kernel (sigverify) parallelises inside its system with
+        // rayon, and the multi-threaded executor's overhead exceeds what the small systems
+        // would gain.
+        schedule.set_executor(SingleThreadedExecutor::new());
+        schedule.set_build_settings(ScheduleBuildSettings {
+            ambiguity_detection: LogLevel::Error,
+            ..ScheduleBuildSettings::default()
+        });
+        let plugins: [&dyn Plugin; 8] = [
+            &ingest::IngestPlugin,
+            &prefilter::PrefilterPlugin,
+            &sigverify::SigverifyPlugin,
+            &dedup::DedupPlugin,
+            &mempool::MempoolPlugin,
+            &propose::ProposePlugin,
+            &execute::ExecutePlugin,
+            &invariants::InvariantsPlugin,
+        ];
+        for plugin in plugins {
+            plugin.build(&mut world, &mut schedule);
+        }
+        schedule.add_systems(update_messages.in_set(FirstSystems));
+        schedule.configure_sets(
+            (
+                FirstSystems,
+                ingest::IngestSystems::Ingest,
+                prefilter::PrefilterSystems::Filter,
+                sigverify::SigverifySystems::Verify,
+                dedup::DedupSystems::Dedup,
+                mempool::MempoolSystems::Admit,
+                propose::ProposeSystems::Propose,
+                execute::ExecuteSystems::Execute,
+                mempool::MempoolSystems::Prune,
+                invariants::InvariantSystems::Check,
+            )
+                .chain(),
+        );
+        if let Err(error) = schedule.initialize(&mut world) {
+            return Err(PipelineError::Schedule(
+                error.to_string(schedule.graph(), &world),
+            ));
+        }
+        Ok(Pipeline { world, schedule })
+    }
+
+    /// Queues a transaction from `source`; false if the inbox is full (the drop is counted).
+    pub fn submit(&mut self, txn: Txn, source: u32) -> bool {
+        self.world.resource_mut::<ingest::Inbox>().push(txn, source)
+    }
+
+    /// Runs one tick at `now_ns` and returns the blocks it committed.
+    pub fn tick(&mut self, now_ns: u64) -> Vec<BlockCommitted> {
+        self.world.resource_mut::<Clock>().now_ns = now_ns;
+        self.schedule.run(&mut self.world);
+        self.world
+            .resource_mut::<Messages<BlockCommitted>>()
+            .drain()
+            .collect()
+    }
+
+    /// True when nothing is queued or pending: another tick would do nothing.
+    pub fn is_idle(&self) -> bool {
+        self.world.resource::<ingest::Inbox>().is_empty()
+            && self.world.resource::<mempool::Mempool>().is_empty()
+    }
+
+    /// The world, for reading resources.
+    pub fn world(&self) -> &World {
+        &self.world
+    }
+
+    /// The world, for drivers that need to write resources directly.
+    pub fn world_mut(&mut self) -> &mut World {
+        &mut self.world
+    }
+
+    /// Account state.
+    pub fn ledger(&self) -> &Ledger {
+        self.world.resource::<Ledger>()
+    }
+
+    /// Refusal counters.
+    pub fn reject_counters(&self) -> &RejectCounters {
+        self.world.resource::<RejectCounters>()
+    }
+
+    /// Throughput counters.
+    pub fn counters(&self) -> &PipelineCounters {
+        self.world.resource::<PipelineCounters>()
+    }
+
+    /// The last executed block.
+    pub fn tip(&self) -> ChainTip {
+        *self.world.resource::<ChainTip>()
+    }
+}

@@ -195,6 +195,19 @@ pub fn verify_many(items: &[VerifyItem<'_>], verdicts: &mut [bool], batch_size: 
         .for_each(|(chunk, chunk_verdicts)| verify_chunk(chunk, chunk_verdicts));
 }
 
+/// Verdicts by single checks only, in parallel: the reference path `verify_many` must match,
+/// and the baseline an A/B measurement compares batching against.
+///
+/// # Panics
+/// If `verdicts.len() != items.len()` (a caller bug).
+pub fn verify_each(items: &[VerifyItem<'_>], verdicts: &mut [bool]) {
+    assert_eq!(items.len(), verdicts.len(), "one verdict per item");
+    items
+        .par_iter()
+        .zip(verdicts.par_iter_mut())
+        .for_each(|(item, verdict)| *verdict = verify_single(item));
+}
+
 /// The field-arithmetic backend curve25519-dalek uses on this CPU: `avx512`, `avx2` or
 /// `serial`. Mirrors the crate's own run-time selection (AVX-512 IFMA needs the
 /// `curve25519_dalek_backend="avx512"` cfg from `.cargo/config.toml` and a CPU with
@@ -263,6 +276,9 @@ mod tests {
     /// All verdict paths must agree on `items`.
     fn assert_paths_agree(items: &[VerifyItem<'_>]) {
         let singles: Vec<bool> = items.iter().map(verify_single).collect();
+        let mut each = vec![false; items.len()];
+        verify_each(items, &mut each);
+        assert_eq!(each, singles);
         for batch_size in [1, 2, 3, 7, 64] {
             let mut many = vec![false; items.len()];
             verify_many(items, &mut many, batch_size);

@@ -1,0 +1,102 @@
+//! Pipeline configuration: every limit the schedule enforces, fixed at startup.
+
+use bevy_ecs::resource::Resource;
+
+/// Limits and policies of the transaction pipeline. Inserted once; systems read it and never
+/// grow a structure past it.
+#[derive(Clone, Debug, Resource)]
+pub struct PipelineConfig {
+    /// Chain id transactions must carry.
+    pub chain_id: u32,
+    /// Lowest fee the prefilter lets through.
+    pub fee_floor: u64,
+    /// A transaction's nonce must lie in `[account nonce, account nonce + nonce_window)`.
+    pub nonce_window: u64,
+    /// Transactions the shell's inbox holds before it drops arrivals.
+    pub inbox_capacity: usize,
+    /// Transactions ingest takes from the inbox per tick.
+    pub ingest_batch_max: usize,
+    /// Signatures per batch-verification chunk (each chunk runs on one core).
+    pub sigverify_batch_size: usize,
+    /// Use batch verification; when false every signature is checked singly (same verdicts,
+    /// slower). An optimisation switch for A/B measurement.
+    pub sigverify_batch: bool,
+    /// Transaction ids remembered for duplicate detection.
+    pub seen_capacity: usize,
+    /// Most transactions the mempool holds.
+    pub mempool_count_max: usize,
+    /// Most bytes the mempool accounts for (see `MEMPOOL_ENTRY_BYTES`).
+    pub mempool_bytes_max: usize,
+    /// Most transactions per block.
+    pub block_txn_max: usize,
+    /// Most bytes per block (header plus transactions).
+    pub block_bytes_max: usize,
+    /// Least time between two blocks, nanoseconds of `Clock` time; 0 proposes every tick.
+    pub block_interval_ns: u64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            chain_id: 1,
+            fee_floor: 1,
+            nonce_window: 1024,
+            inbox_capacity: 1 << 17,
+            ingest_batch_max: 1 << 14,
+            sigverify_batch_size: 64,
+            sigverify_batch: true,
+            seen_capacity: 1 << 20,
+            mempool_count_max: 200_000,
+            mempool_bytes_max: 128 << 20,
+            block_txn_max: 20_000,
+            block_bytes_max: 4 << 20,
+            block_interval_ns: 0,
+        }
+    }
+}
+
+/// A configuration value that cannot work.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid pipeline config: {0}")]
+pub struct ConfigError(pub &'static str);
+
+impl PipelineConfig {
+    /// Checks the relationships between limits.
+    ///
+    /// # Errors
+    /// The first limit that is zero or inconsistent with another.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let checks: [(bool, &'static str); 9] = [
+            (self.nonce_window > 0, "nonce_window must be positive"),
+            (self.inbox_capacity > 0, "inbox_capacity must be positive"),
+            (
+                self.ingest_batch_max > 0,
+                "ingest_batch_max must be positive",
+            ),
+            (
+                self.sigverify_batch_size > 0,
+                "sigverify_batch_size must be positive",
+            ),
+            (self.seen_capacity > 0, "seen_capacity must be positive"),
+            (
+                self.mempool_count_max > 0,
+                "mempool_count_max must be positive",
+            ),
+            (
+                self.mempool_bytes_max >= tessera_components::constants::MEMPOOL_ENTRY_BYTES,
+                "mempool_bytes_max must hold at least one transaction",
+            ),
+            (self.block_txn_max > 0, "block_txn_max must be positive"),
+            (
+                self.block_bytes_max
+                    >= size_of::<tessera_components::BlockHeader>()
+                        + tessera_components::constants::TXN_SIZE,
+                "block_bytes_max must hold a header and one transaction",
+            ),
+        ];
+        match checks.iter().find(|(ok, _)| !ok) {
+            Some((_, reason)) => Err(ConfigError(reason)),
+            None => Ok(()),
+        }
+    }
+}

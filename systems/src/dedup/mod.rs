@@ -1,0 +1,118 @@
+//! Dedup: refuse a transaction whose id was already admitted, or that repeats within a tick.
+
+use std::collections::{HashSet, VecDeque};
+
+use bevy_ecs::prelude::*;
+use tessera_components::{RejectReason, Stage, TxnId};
+
+use crate::config::PipelineConfig;
+use crate::counters::RejectCounters;
+
+/// The dedup subsystem's sets.
+#[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DedupSystems {
+    /// Moves [`Stage::Verified`] to [`Stage::Unique`] or [`Stage::Rejected`].
+    Dedup,
+}
+
+/// Ids of recently admitted transactions, oldest forgotten first past `seen_capacity`.
+/// Written by the mempool on admission; read by [`dedup_txns`]. The set is only looked up,
+/// never iterated. A replay older than the window is still refused by its nonce.
+#[derive(Debug, Resource)]
+pub struct SeenIds {
+    order: VecDeque<TxnId>,
+    set: HashSet<TxnId>,
+    capacity: usize,
+}
+
+impl SeenIds {
+    /// An empty window of `capacity` ids.
+    pub fn new(capacity: usize) -> SeenIds {
+        assert!(capacity > 0, "seen capacity must be positive");
+        SeenIds {
+            order: VecDeque::new(),
+            set: HashSet::new(),
+            capacity,
+        }
+    }
+
+    /// Whether `id` is in the window.
+    pub fn contains(&self, id: &TxnId) -> bool {
+        self.set.contains(id)
+    }
+
+    /// Remembers `id`, forgetting the oldest id if the window is full.
+    pub fn insert(&mut self, id: TxnId) {
+        if !self.set.insert(id) {
+            return;
+        }
+        self.order.push_back(id);
+        if self.order.len() > self.capacity {
+            let oldest = self.order.pop_front().expect("window is non-empty");
+            self.set.remove(&oldest);
+        }
+        debug_assert_eq!(self.order.len(), self.set.len());
+    }
+
+    /// Ids remembered.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// True when nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+}
+
+/// Refuses verified transactions already seen, or seen earlier in this tick.
+pub fn dedup_txns(
+    seen: Res<SeenIds>,
+    mut counters: ResMut<RejectCounters>,
+    mut this_tick: Local<HashSet<TxnId>>,
+    mut txns: Query<(&TxnId, &mut Stage)>,
+) {
+    this_tick.clear();
+    for (id, mut stage) in &mut txns {
+        if *stage != Stage::Verified {
+            continue;
+        }
+        *stage = if seen.contains(id) || !this_tick.insert(*id) {
+            counters.bump(RejectReason::Duplicate);
+            Stage::Rejected(RejectReason::Duplicate)
+        } else {
+            Stage::Unique
+        };
+    }
+}
+
+/// Installs dedup.
+#[derive(Debug, Default)]
+pub struct DedupPlugin;
+
+impl crate::Plugin for DedupPlugin {
+    fn build(&self, world: &mut World, schedule: &mut Schedule) {
+        let capacity = world.resource::<PipelineConfig>().seen_capacity;
+        world.insert_resource(SeenIds::new(capacity));
+        schedule.add_systems(dedup_txns.in_set(DedupSystems::Dedup));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tessera_components::Hash;
+
+    #[test]
+    fn window_forgets_oldest_first() {
+        let mut seen = SeenIds::new(2);
+        let id = |n: u8| TxnId(Hash([n; 32]));
+        seen.insert(id(1));
+        seen.insert(id(2));
+        seen.insert(id(2));
+        assert_eq!(seen.len(), 2);
+        seen.insert(id(3));
+        assert!(!seen.contains(&id(1)));
+        assert!(seen.contains(&id(2)) && seen.contains(&id(3)));
+    }
+}

@@ -1,0 +1,121 @@
+//! Execute: apply a block's transfers to the ledger and seal its state root.
+
+use bevy_ecs::prelude::*;
+use tessera_components::{Block, Hash, RejectReason, TxnId};
+
+use crate::counters::{PipelineCounters, RejectCounters};
+use crate::ledger::Ledger;
+use crate::propose::BlockProposed;
+
+/// The execute subsystem's sets.
+#[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExecuteSystems {
+    /// Applies proposed blocks.
+    Execute,
+}
+
+/// The last executed block. Written by [`execute_blocks`]; read by propose with a one-tick lag.
+#[derive(Debug, Clone, Copy, Resource)]
+pub struct ChainTip {
+    /// Height of the last block (0: genesis).
+    pub height: u64,
+    /// Hash of its header ([`Hash::ZERO`] at genesis).
+    pub hash: Hash,
+    /// State root after it.
+    pub state_root: Hash,
+}
+
+/// What happened to one transaction of an executed block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxnOutcome {
+    /// The transaction.
+    pub id: TxnId,
+    /// `Ok` if applied; the reason if it failed (and changed nothing).
+    pub result: Result<(), RejectReason>,
+}
+
+/// A block executed and sealed. Written by [`execute_blocks`]; read by the mempool's prune
+/// step and drained by the shell after each tick (to persist, report and serve).
+#[derive(Debug, Clone, Message)]
+pub struct BlockCommitted {
+    /// The block, with `header.state_root` filled in.
+    pub block: Block,
+    /// Hash of the sealed header.
+    pub hash: Hash,
+    /// One outcome per transaction, in block order.
+    pub outcomes: Vec<TxnOutcome>,
+}
+
+/// Applies a block to the ledger in order. Failing transactions are recorded with their reason
+/// and change nothing; the header's state root is set to the root after the block.
+pub fn execute_block(ledger: &mut Ledger, mut block: Block) -> BlockCommitted {
+    let outcomes = block
+        .txns
+        .iter()
+        .map(|txn| TxnOutcome {
+            id: txn.id(),
+            result: ledger.apply(&txn.body),
+        })
+        .collect();
+    block.header.state_root = ledger.state_root();
+    BlockCommitted {
+        hash: block.header.hash(),
+        block,
+        outcomes,
+    }
+}
+
+/// Executes every block proposed this tick on top of the tip.
+pub fn execute_blocks(
+    mut proposed: MessageReader<BlockProposed>,
+    mut ledger: ResMut<Ledger>,
+    mut tip: ResMut<ChainTip>,
+    mut counters: ResMut<RejectCounters>,
+    mut pipeline: ResMut<PipelineCounters>,
+    mut committed: MessageWriter<BlockCommitted>,
+) {
+    for BlockProposed { block } in proposed.read() {
+        assert_eq!(
+            block.header.height,
+            tip.height + 1,
+            "proposal does not extend the tip"
+        );
+        assert_eq!(
+            block.header.parent, tip.hash,
+            "proposal does not extend the tip"
+        );
+        let sealed = execute_block(&mut ledger, block.clone());
+        for outcome in &sealed.outcomes {
+            match outcome.result {
+                Ok(()) => pipeline.executed += 1,
+                Err(reason) => {
+                    pipeline.failed += 1;
+                    counters.bump(reason);
+                }
+            }
+        }
+        *tip = ChainTip {
+            height: sealed.block.header.height,
+            hash: sealed.hash,
+            state_root: sealed.block.header.state_root,
+        };
+        committed.write(sealed);
+    }
+}
+
+/// Installs execute.
+#[derive(Debug, Default)]
+pub struct ExecutePlugin;
+
+impl crate::Plugin for ExecutePlugin {
+    fn build(&self, world: &mut World, schedule: &mut Schedule) {
+        let state_root = world.resource::<Ledger>().state_root();
+        world.insert_resource(ChainTip {
+            height: 0,
+            hash: Hash::ZERO,
+            state_root,
+        });
+        world.init_resource::<Messages<BlockCommitted>>();
+        schedule.add_systems(execute_blocks.in_set(ExecuteSystems::Execute));
+    }
+}

@@ -1,0 +1,239 @@
+//! Account state: a dense array of [`Account`]s plus an index from address to slot.
+
+use std::collections::HashMap;
+
+use bevy_ecs::resource::Resource;
+use tessera_components::{Account, Hash, RejectReason, TxnBody};
+
+/// All account state. Written only by execute (and at genesis); read by prefilter and mempool
+/// for nonces, with the lag of one tick (they see the state as of the last executed block).
+///
+/// Slots are assigned in order of first appearance: genesis order, then execution order. The
+/// `index` map is only ever looked up, never iterated, so its hasher does not affect
+/// determinism.
+#[derive(Clone, Debug, Default, Resource)]
+pub struct Ledger {
+    keys: Vec<[u8; 32]>,
+    accounts: Vec<Account>,
+    index: HashMap<[u8; 32], u32>,
+    /// Fees burned so far.
+    burned: u64,
+    /// Sum of genesis balances: `Σ balance + burned` must always equal it.
+    supply: u128,
+}
+
+/// Why genesis could not be built.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum GenesisError {
+    /// An address appears twice.
+    #[error("genesis lists account {0} twice")]
+    DuplicateAccount(String),
+    /// More accounts than a u32 slot can address.
+    #[error("genesis has more than 2^32 accounts")]
+    TooManyAccounts,
+}
+
+impl Ledger {
+    /// State with the given funded accounts, in the given order.
+    ///
+    /// # Errors
+    /// A duplicate address, or more accounts than fit a u32 index.
+    pub fn from_genesis(balances: &[([u8; 32], u64)]) -> Result<Ledger, GenesisError> {
+        let mut ledger = Ledger::default();
+        for (key, balance) in balances {
+            if ledger.index.contains_key(key) {
+                return Err(GenesisError::DuplicateAccount(Hash(*key).to_hex()));
+            }
+            let slot = ledger
+                .push_account(*key)
+                .ok_or(GenesisError::TooManyAccounts)?;
+            ledger.accounts[slot].balance = *balance;
+            ledger.supply += u128::from(*balance);
+        }
+        Ok(ledger)
+    }
+
+    fn push_account(&mut self, key: [u8; 32]) -> Option<usize> {
+        let slot = u32::try_from(self.keys.len()).ok()?;
+        self.keys.push(key);
+        self.accounts.push(Account::default());
+        self.index.insert(key, slot);
+        Some(slot as usize)
+    }
+
+    /// The account at `key`, if it has ever been touched.
+    pub fn account(&self, key: &[u8; 32]) -> Option<&Account> {
+        self.index
+            .get(key)
+            .map(|slot| &self.accounts[*slot as usize])
+    }
+
+    /// The next nonce `key` must use (0 for an unknown account).
+    pub fn nonce_of(&self, key: &[u8; 32]) -> u64 {
+        self.account(key).map_or(0, |account| account.nonce)
+    }
+
+    /// Balance of `key` (0 for an unknown account).
+    pub fn balance_of(&self, key: &[u8; 32]) -> u64 {
+        self.account(key).map_or(0, |account| account.balance)
+    }
+
+    /// Number of accounts.
+    pub fn len(&self) -> usize {
+        self.accounts.len()
+    }
+
+    /// True when no account exists.
+    pub fn is_empty(&self) -> bool {
+        self.accounts.is_empty()
+    }
+
+    /// Fees burned so far.
+    pub fn burned(&self) -> u64 {
+        self.burned
+    }
+
+    /// Total supply fixed at genesis.
+    pub fn supply(&self) -> u128 {
+        self.supply
+    }
+
+    /// Applies one transfer. On error nothing changes: no balance, no nonce, no new account.
+    ///
+    /// # Errors
+    /// [`RejectReason::BadNonce`] if the nonce is not the sender's next one (including an
+    /// unknown sender), [`RejectReason::InsufficientFunds`] if the balance is below amount plus
+    /// fee, [`RejectReason::Overflow`] if a sum would overflow, [`RejectReason::SelfTransfer`] if
+    /// sender and recipient are one account.
+    pub fn apply(&mut self, body: &TxnBody) -> Result<(), RejectReason> {
+        // The prefilter refuses self-transfers, but a block from another proposer is untrusted
+        // input: refuse here too, since the credit below would read a stale balance.
+        if body.sender == body.recipient {
+            return Err(RejectReason::SelfTransfer);
+        }
+        let Some(&sender_slot) = self.index.get(&body.sender) else {
+            return Err(RejectReason::InsufficientFunds);
+        };
+        let sender = self.accounts[sender_slot as usize];
+        if body.nonce != sender.nonce {
+            return Err(RejectReason::BadNonce);
+        }
+        let debit = body
+            .amount
+            .checked_add(body.fee)
+            .ok_or(RejectReason::Overflow)?;
+        if sender.balance < debit {
+            return Err(RejectReason::InsufficientFunds);
+        }
+        let recipient_balance = self.balance_of(&body.recipient);
+        let credited = recipient_balance
+            .checked_add(body.amount)
+            .ok_or(RejectReason::Overflow)?;
+        let burned = self
+            .burned
+            .checked_add(body.fee)
+            .ok_or(RejectReason::Overflow)?;
+        let nonce = sender.nonce.checked_add(1).ok_or(RejectReason::Overflow)?;
+
+        // All checks passed: commit.
+        let recipient_slot = match self.index.get(&body.recipient) {
+            Some(slot) => *slot as usize,
+            None => self
+                .push_account(body.recipient)
+                .ok_or(RejectReason::Overflow)?,
+        };
+        let sender = &mut self.accounts[sender_slot as usize];
+        sender.balance -= debit;
+        sender.nonce = nonce;
+        self.accounts[recipient_slot].balance = credited;
+        self.burned = burned;
+        Ok(())
+    }
+
+    /// Deterministic state root: BLAKE3 over every (address, balance, nonce) in slot order,
+    /// then the burned total.
+    pub fn state_root(&self) -> Hash {
+        let mut hasher = blake3::Hasher::new_derive_key("tessera 2026 state root");
+        hasher.update(&(self.accounts.len() as u64).to_le_bytes());
+        for (key, account) in self.keys.iter().zip(&self.accounts) {
+            hasher.update(key);
+            hasher.update(bytemuck::bytes_of(account));
+        }
+        hasher.update(&self.burned.to_le_bytes());
+        Hash(*hasher.finalize().as_bytes())
+    }
+
+    /// `Σ balance + burned`, which must equal [`Ledger::supply`].
+    pub fn balance_sum(&self) -> u128 {
+        self.accounts
+            .iter()
+            .map(|a| u128::from(a.balance))
+            .sum::<u128>()
+            + u128::from(self.burned)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transfer(sender: u8, recipient: u8, amount: u64, fee: u64, nonce: u64) -> TxnBody {
+        TxnBody {
+            chain_id: 1,
+            reserved: 0,
+            sender: [sender; 32],
+            recipient: [recipient; 32],
+            amount,
+            fee,
+            nonce,
+        }
+    }
+
+    #[test]
+    fn failed_transfers_change_nothing() {
+        let mut ledger = Ledger::from_genesis(&[([1; 32], 100), ([2; 32], u64::MAX - 5)]).unwrap();
+        let root = ledger.state_root();
+        assert_eq!(
+            ledger.apply(&transfer(1, 3, 99, 2, 0)),
+            Err(RejectReason::InsufficientFunds)
+        );
+        assert_eq!(
+            ledger.apply(&transfer(1, 3, 10, 1, 1)),
+            Err(RejectReason::BadNonce)
+        );
+        assert_eq!(
+            ledger.apply(&transfer(1, 2, 10, 1, 0)),
+            Err(RejectReason::Overflow)
+        );
+        assert_eq!(
+            ledger.apply(&transfer(1, 3, u64::MAX, 1, 0)),
+            Err(RejectReason::Overflow)
+        );
+        assert_eq!(
+            ledger.apply(&transfer(9, 3, 1, 1, 0)),
+            Err(RejectReason::InsufficientFunds)
+        );
+        assert_eq!(
+            ledger.apply(&transfer(1, 1, 1, 1, 0)),
+            Err(RejectReason::SelfTransfer)
+        );
+        assert_eq!(ledger.state_root(), root);
+        assert_eq!(ledger.len(), 2);
+
+        assert_eq!(ledger.apply(&transfer(1, 3, 90, 10, 0)), Ok(()));
+        assert_eq!(ledger.balance_of(&[1; 32]), 0);
+        assert_eq!(ledger.balance_of(&[3; 32]), 90);
+        assert_eq!(ledger.nonce_of(&[1; 32]), 1);
+        assert_eq!(ledger.burned(), 10);
+        assert_eq!(ledger.balance_sum(), ledger.supply());
+        assert_ne!(ledger.state_root(), root);
+    }
+
+    #[test]
+    fn duplicate_genesis_account_is_refused() {
+        assert!(matches!(
+            Ledger::from_genesis(&[([1; 32], 1), ([1; 32], 2)]),
+            Err(GenesisError::DuplicateAccount(_))
+        ));
+    }
+}

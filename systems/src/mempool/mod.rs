@@ -1,0 +1,483 @@
+//! Mempool: pending transactions, bounded in count and bytes, ordered per sender by nonce and
+//! across senders by fee.
+//!
+//! Bird's eye view: three indexes over one set of entries. `entries` (id → transaction) answers
+//! membership; `by_sender` (sender → nonce → id, a BTreeMap so iteration is deterministic)
+//! gives each sender's nonce order and the proposable heads; `by_fee` (fee, newest first, id)
+//! gives the eviction order. Every mutation keeps all three in step, and
+//! [`Mempool::check_consistency`] proves it in tests and in `check_invariants`.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+
+use bevy_ecs::prelude::*;
+use tessera_components::constants::{MEMPOOL_ENTRY_BYTES, TXN_SIZE};
+use tessera_components::{
+    Arrival, BlockHeader, RejectReason, Stage, Txn, TxnBody, TxnId, TxnSignature,
+};
+
+use crate::config::PipelineConfig;
+use crate::counters::{PipelineCounters, RejectCounters};
+use crate::dedup::SeenIds;
+use crate::ledger::Ledger;
+
+/// The mempool subsystem's sets.
+#[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MempoolSystems {
+    /// Admits [`Stage::Unique`] transactions and despawns every transaction entity.
+    Admit,
+    /// Drops pending transactions made stale by executed blocks.
+    Prune,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    txn: Txn,
+    seq: u64,
+}
+
+/// Eviction order: lowest fee first; among equal fees the newest arrival goes first, so a
+/// flood at the floor fee cannot push out transactions that were already waiting.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+struct FeeKey {
+    fee: u64,
+    newest_first: Reverse<u64>,
+    id: TxnId,
+}
+
+/// The pending-transaction pool. Written by [`admit_txns`] (inserts), propose (removes what it
+/// packs) and [`prune_executed`].
+#[derive(Debug, Resource)]
+pub struct Mempool {
+    capacity: usize,
+    entries: HashMap<TxnId, Entry>,
+    by_sender: BTreeMap<[u8; 32], BTreeMap<u64, TxnId>>,
+    by_fee: BTreeSet<FeeKey>,
+    next_seq: u64,
+}
+
+impl Mempool {
+    /// An empty pool holding at most `count_max` transactions and `bytes_max` bytes, each
+    /// transaction charged [`MEMPOOL_ENTRY_BYTES`].
+    pub fn new(count_max: usize, bytes_max: usize) -> Mempool {
+        let capacity = count_max.min(bytes_max / MEMPOOL_ENTRY_BYTES);
+        assert!(capacity > 0, "mempool must hold at least one transaction");
+        Mempool {
+            capacity,
+            entries: HashMap::new(),
+            by_sender: BTreeMap::new(),
+            by_fee: BTreeSet::new(),
+            next_seq: 0,
+        }
+    }
+
+    /// Pending transactions.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when nothing is pending.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Bytes charged against the byte bound.
+    pub fn bytes(&self) -> usize {
+        self.entries.len() * MEMPOOL_ENTRY_BYTES
+    }
+
+    /// Most transactions the pool will hold: the tighter of the count and byte bounds.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Whether `id` is pending.
+    pub fn contains(&self, id: &TxnId) -> bool {
+        self.entries.contains_key(id)
+    }
+
+    /// Adds a verified transaction. `account_nonce` is the sender's executed nonce. Returns how
+    /// many pending transactions were pushed out (a replaced same-nonce transaction, or an
+    /// evicted low-fee sender's tail).
+    ///
+    /// # Errors
+    /// [`RejectReason::Duplicate`], [`RejectReason::NonceStale`], [`RejectReason::NonceTaken`]
+    /// (same sender and nonce pending with an equal or higher fee), or
+    /// [`RejectReason::MempoolFull`] (no pending transaction has a lower fee). On error the pool
+    /// is unchanged.
+    pub fn insert(&mut self, txn: Txn, id: TxnId, account_nonce: u64) -> Result<u64, RejectReason> {
+        let body = txn.body;
+        if self.entries.contains_key(&id) {
+            return Err(RejectReason::Duplicate);
+        }
+        if body.nonce < account_nonce {
+            return Err(RejectReason::NonceStale);
+        }
+        let mut pushed_out = 0;
+        let same_nonce = self
+            .by_sender
+            .get(&body.sender)
+            .and_then(|nonces| nonces.get(&body.nonce))
+            .copied();
+        if let Some(existing) = same_nonce {
+            if body.fee <= self.entries[&existing].txn.body.fee {
+                return Err(RejectReason::NonceTaken);
+            }
+            self.remove(&existing);
+            pushed_out += 1;
+        } else if self.entries.len() >= self.capacity {
+            let lowest = *self.by_fee.first().expect("a full pool is non-empty");
+            let victim = self.entries[&lowest.id].txn.body;
+            // Evicting a lower nonce of this very sender would strand the newcomer behind a gap.
+            let own_lower_nonce = victim.sender == body.sender && victim.nonce < body.nonce;
+            if lowest.fee >= body.fee || own_lower_nonce {
+                return Err(RejectReason::MempoolFull);
+            }
+            pushed_out += self.remove_from_nonce(&victim.sender, victim.nonce);
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.entries.insert(id, Entry { txn, seq });
+        self.by_sender
+            .entry(body.sender)
+            .or_default()
+            .insert(body.nonce, id);
+        self.by_fee.insert(FeeKey {
+            fee: body.fee,
+            newest_first: Reverse(seq),
+            id,
+        });
+        assert!(
+            self.entries.len() <= self.capacity,
+            "mempool exceeded its bound"
+        );
+        Ok(pushed_out)
+    }
+
+    fn remove(&mut self, id: &TxnId) -> Option<Txn> {
+        let entry = self.entries.remove(id)?;
+        let body = entry.txn.body;
+        let removed = self.by_fee.remove(&FeeKey {
+            fee: body.fee,
+            newest_first: Reverse(entry.seq),
+            id: *id,
+        });
+        assert!(removed, "fee index out of step");
+        let nonces = self
+            .by_sender
+            .get_mut(&body.sender)
+            .expect("sender index out of step");
+        nonces.remove(&body.nonce);
+        if nonces.is_empty() {
+            self.by_sender.remove(&body.sender);
+        }
+        Some(entry.txn)
+    }
+
+    /// Removes `sender`'s pending transactions with nonce ≥ `nonce`; returns how many.
+    fn remove_from_nonce(&mut self, sender: &[u8; 32], nonce: u64) -> u64 {
+        let Some(nonces) = self.by_sender.get(sender) else {
+            return 0;
+        };
+        let doomed: Vec<TxnId> = nonces.range(nonce..).map(|(_, id)| *id).collect();
+        for id in &doomed {
+            self.remove(id);
+        }
+        doomed.len() as u64
+    }
+
+    /// Removes `sender`'s pending transactions with nonce below `account_nonce` (already
+    /// executed, or made impossible by a block); returns how many.
+    pub fn prune_sender(&mut self, sender: &[u8; 32], account_nonce: u64) -> u64 {
+        let Some(nonces) = self.by_sender.get(sender) else {
+            return 0;
+        };
+        let stale: Vec<TxnId> = nonces.range(..account_nonce).map(|(_, id)| *id).collect();
+        for id in &stale {
+            self.remove(id);
+        }
+        stale.len() as u64
+    }
+
+    /// Takes the best block's worth of transactions out of the pool: repeatedly the highest-fee
+    /// sender head whose nonce is the sender's next executable nonce (oldest first among equal
+    /// fees), up to `txn_max` transactions and `bytes_max` bytes of block. Nonce gaps are left
+    /// pending.
+    pub fn pack(&mut self, ledger: &Ledger, txn_max: usize, bytes_max: usize) -> Vec<Txn> {
+        let room = bytes_max.saturating_sub(size_of::<BlockHeader>()) / TXN_SIZE;
+        let limit = txn_max.min(room);
+        let mut heads = BinaryHeap::new();
+        for (sender, nonces) in &self.by_sender {
+            if let Some((&nonce, id)) = nonces.first_key_value()
+                && nonce == ledger.nonce_of(sender)
+            {
+                let entry = &self.entries[id];
+                heads.push((entry.txn.body.fee, Reverse(entry.seq), *id));
+            }
+        }
+        let mut packed = Vec::with_capacity(limit.min(self.entries.len()));
+        while packed.len() < limit {
+            let Some((_, _, id)) = heads.pop() else { break };
+            let txn = self.remove(&id).expect("head is pending");
+            let next = txn.body.nonce + 1;
+            if let Some(next_id) = self
+                .by_sender
+                .get(&txn.body.sender)
+                .and_then(|nonces| nonces.get(&next))
+            {
+                let entry = &self.entries[next_id];
+                heads.push((entry.txn.body.fee, Reverse(entry.seq), *next_id));
+            }
+            packed.push(txn);
+        }
+        packed
+    }
+
+    /// Proves the three indexes describe the same set and the bound holds.
+    ///
+    /// # Panics
+    /// On any inconsistency (a programming error).
+    pub fn check_consistency(&self) {
+        assert!(self.entries.len() <= self.capacity);
+        assert_eq!(self.by_fee.len(), self.entries.len());
+        let by_sender_total: usize = self.by_sender.values().map(BTreeMap::len).sum();
+        assert_eq!(by_sender_total, self.entries.len());
+        for key in &self.by_fee {
+            let entry = &self.entries[&key.id];
+            assert_eq!(entry.txn.body.fee, key.fee);
+            assert_eq!(
+                self.by_sender[&entry.txn.body.sender][&entry.txn.body.nonce],
+                key.id
+            );
+        }
+    }
+}
+
+/// Admits every [`Stage::Unique`] transaction and despawns all transaction entities: this is
+/// the end of a transaction entity's life, whatever its stage.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "a system's parameters are its declared accesses"
+)]
+pub fn admit_txns(
+    mut commands: Commands,
+    mut mempool: ResMut<Mempool>,
+    mut seen: ResMut<SeenIds>,
+    ledger: Res<Ledger>,
+    mut counters: ResMut<RejectCounters>,
+    mut pipeline: ResMut<PipelineCounters>,
+    txns: Query<(Entity, &TxnBody, &TxnSignature, &TxnId, &Stage), With<Arrival>>,
+) {
+    for (entity, body, signature, id, stage) in &txns {
+        if *stage == Stage::Unique {
+            let txn = Txn {
+                body: *body,
+                signature: *signature,
+            };
+            match mempool.insert(txn, *id, ledger.nonce_of(&body.sender)) {
+                Ok(pushed_out) => {
+                    seen.insert(*id);
+                    pipeline.admitted += 1;
+                    counters.add(RejectReason::Evicted, pushed_out);
+                }
+                Err(reason) => counters.bump(reason),
+            }
+        }
+        commands.entity(entity).despawn();
+    }
+}
+
+/// Drops pending transactions whose nonces the last executed blocks consumed.
+pub fn prune_executed(
+    mut committed: MessageReader<crate::execute::BlockCommitted>,
+    mut mempool: ResMut<Mempool>,
+    ledger: Res<Ledger>,
+) {
+    for block in committed.read() {
+        for txn in &block.block.txns {
+            mempool.prune_sender(&txn.body.sender, ledger.nonce_of(&txn.body.sender));
+        }
+    }
+}
+
+/// Installs the mempool.
+#[derive(Debug, Default)]
+pub struct MempoolPlugin;
+
+impl crate::Plugin for MempoolPlugin {
+    fn build(&self, world: &mut World, schedule: &mut Schedule) {
+        let config = world.resource::<PipelineConfig>();
+        let mempool = Mempool::new(config.mempool_count_max, config.mempool_bytes_max);
+        world.insert_resource(mempool);
+        schedule.add_systems((
+            admit_txns.in_set(MempoolSystems::Admit),
+            prune_executed.in_set(MempoolSystems::Prune),
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use tessera_components::{Hash, TxnSignature};
+
+    use super::*;
+
+    fn txn(sender: u8, nonce: u64, fee: u64) -> (Txn, TxnId) {
+        let txn = Txn {
+            body: TxnBody {
+                chain_id: 1,
+                reserved: 0,
+                sender: [sender; 32],
+                recipient: [0; 32],
+                amount: 1,
+                fee,
+                nonce,
+            },
+            signature: TxnSignature([0; 64]),
+        };
+        (txn, txn.id())
+    }
+
+    #[test]
+    fn evicts_lowest_fee_and_its_tail() {
+        let mut pool = Mempool::new(3, usize::MAX);
+        for (sender, nonce, fee) in [(1, 0, 5), (1, 1, 9), (2, 0, 7)] {
+            let (t, id) = txn(sender, nonce, fee);
+            assert_eq!(pool.insert(t, id, 0), Ok(0));
+        }
+        // Full. A fee of 5 does not beat the lowest (5).
+        let (t, id) = txn(3, 0, 5);
+        assert_eq!(pool.insert(t, id, 0), Err(RejectReason::MempoolFull));
+        // A fee of 6 evicts sender 1 nonce 0 and, with it, sender 1 nonce 1 (now unexecutable).
+        let (t, id) = txn(3, 0, 6);
+        assert_eq!(pool.insert(t, id, 0), Ok(2));
+        assert_eq!(pool.len(), 2);
+        pool.check_consistency();
+    }
+
+    #[test]
+    fn same_nonce_needs_a_higher_fee() {
+        let mut pool = Mempool::new(10, usize::MAX);
+        let (a, a_id) = txn(1, 0, 5);
+        pool.insert(a, a_id, 0).unwrap();
+        assert_eq!(pool.insert(a, a_id, 0), Err(RejectReason::Duplicate));
+        let (b, b_id) = txn(1, 0, 5);
+        let b = Txn {
+            body: TxnBody {
+                amount: 2,
+                ..b.body
+            },
+            ..b
+        };
+        assert_ne!(b.id(), b_id);
+        assert_eq!(pool.insert(b, b.id(), 0), Err(RejectReason::NonceTaken));
+        let (c, _) = txn(1, 0, 6);
+        assert_eq!(pool.insert(c, c.id(), 0), Ok(1));
+        assert!(!pool.contains(&a_id));
+        let (d, d_id) = txn(1, 0, 9);
+        assert_eq!(pool.insert(d, d_id, 1), Err(RejectReason::NonceStale));
+        pool.check_consistency();
+    }
+
+    #[test]
+    fn pack_orders_by_fee_across_senders_and_nonce_within() {
+        let mut pool = Mempool::new(10, usize::MAX);
+        let ledger = Ledger::from_genesis(&[([1; 32], 100), ([2; 32], 100)]).unwrap();
+        for (sender, nonce, fee) in [(1, 0, 1), (1, 1, 50), (2, 0, 10), (2, 2, 99)] {
+            let (t, id) = txn(sender, nonce, fee);
+            pool.insert(t, id, 0).unwrap();
+        }
+        let packed = pool.pack(&ledger, 10, usize::MAX);
+        let order: Vec<(u8, u64)> = packed
+            .iter()
+            .map(|t| (t.body.sender[0], t.body.nonce))
+            .collect();
+        // Sender 2's nonce 2 waits behind the gap at nonce 1.
+        assert_eq!(order, vec![(2, 0), (1, 0), (1, 1)]);
+        assert_eq!(pool.len(), 1);
+        pool.check_consistency();
+    }
+
+    #[test]
+    fn pack_respects_byte_and_count_limits() {
+        let mut pool = Mempool::new(100, usize::MAX);
+        let ledger = Ledger::default();
+        for sender in 0..50u8 {
+            let (t, id) = txn(sender, 0, u64::from(sender) + 1);
+            pool.insert(t, id, 0).unwrap();
+        }
+        assert_eq!(pool.pack(&ledger, 7, usize::MAX).len(), 7);
+        let bytes_for_three = size_of::<BlockHeader>() + 3 * TXN_SIZE + TXN_SIZE - 1;
+        assert_eq!(pool.pack(&ledger, 100, bytes_for_three).len(), 3);
+        assert_eq!(pool.len(), 40);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert {
+            sender: u8,
+            nonce: u64,
+            fee: u64,
+            amount: u64,
+        },
+        Pack {
+            max: usize,
+        },
+        Prune {
+            sender: u8,
+            nonce: u64,
+        },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            8 => (0u8..12, 0u64..6, 1u64..20, 1u64..3).prop_map(|(sender, nonce, fee, amount)| Op::Insert { sender, nonce, fee, amount }),
+            1 => (0usize..8).prop_map(|max| Op::Pack { max }),
+            1 => (0u8..12, 0u64..6).prop_map(|(sender, nonce)| Op::Prune { sender, nonce }),
+        ]
+    }
+
+    proptest! {
+        /// Whatever arrives, the pool never exceeds its bound and its indexes stay in step.
+        #[test]
+        fn never_exceeds_bounds(count_max in 1usize..16, ops in prop::collection::vec(op(), 1..200)) {
+            let bytes_max = 10 * MEMPOOL_ENTRY_BYTES;
+            let mut pool = Mempool::new(count_max, bytes_max);
+            let ledger = Ledger::default();
+            for op in ops {
+                match op {
+                    Op::Insert { sender, nonce, fee, amount } => {
+                        let (t, _) = txn(sender, nonce, fee);
+                        let t = Txn { body: TxnBody { amount, ..t.body }, ..t };
+                        let before = pool.len();
+                        if pool.insert(t, t.id(), 0).is_err() {
+                            prop_assert_eq!(pool.len(), before);
+                        }
+                    }
+                    Op::Pack { max } => {
+                        let packed = pool.pack(&ledger, max, usize::MAX);
+                        prop_assert!(packed.len() <= max);
+                        // Each sender's packed nonces run 0, 1, 2, … with no gap.
+                        let mut next: std::collections::BTreeMap<[u8; 32], u64> = Default::default();
+                        for t in &packed {
+                            let expected = next.entry(t.body.sender).or_insert(0);
+                            prop_assert_eq!(t.body.nonce, *expected);
+                            *expected += 1;
+                        }
+                    }
+                    Op::Prune { sender, nonce } => { pool.prune_sender(&[sender; 32], nonce); }
+                }
+                prop_assert!(pool.len() <= count_max.min(10));
+                prop_assert!(pool.bytes() <= bytes_max);
+                pool.check_consistency();
+            }
+        }
+    }
+
+    #[test]
+    fn ids_are_distinct_per_field() {
+        assert_ne!(txn(1, 0, 1).1, txn(1, 0, 2).1);
+        assert_ne!(txn(1, 0, 1).1.0, Hash::ZERO);
+    }
+}

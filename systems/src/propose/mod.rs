@@ -1,0 +1,90 @@
+//! Propose: pack the best pending transactions into a block.
+
+use bevy_ecs::prelude::*;
+use tessera_components::{Block, BlockHeader, Hash};
+
+use crate::clock::Clock;
+use crate::config::PipelineConfig;
+use crate::counters::PipelineCounters;
+use crate::execute::ChainTip;
+use crate::ledger::Ledger;
+use crate::mempool::Mempool;
+
+/// The propose subsystem's sets.
+#[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProposeSystems {
+    /// Packs a block from the mempool.
+    Propose,
+}
+
+/// A block packed by this node, not yet executed: `header.state_root` is zero until execute
+/// fills it. Written by [`propose_block`]; read by execute in the same tick.
+#[derive(Debug, Clone, Message)]
+pub struct BlockProposed {
+    /// The block.
+    pub block: Block,
+}
+
+/// This node's proposer identity and pacing. Written by [`propose_block`].
+#[derive(Debug, Default, Resource)]
+pub struct ProposerState {
+    /// This node's index in the validator set.
+    pub proposer: u32,
+    /// Current view.
+    pub view: u64,
+    /// Clock reading of the last proposal.
+    pub last_proposal_ns: Option<u64>,
+}
+
+/// Packs a block when the mempool has transactions and `block_interval_ns` has passed since
+/// the last proposal.
+pub fn propose_block(
+    config: Res<PipelineConfig>,
+    clock: Res<Clock>,
+    tip: Res<ChainTip>,
+    ledger: Res<Ledger>,
+    mut mempool: ResMut<Mempool>,
+    mut state: ResMut<ProposerState>,
+    mut pipeline: ResMut<PipelineCounters>,
+    mut proposed: MessageWriter<BlockProposed>,
+) {
+    if mempool.is_empty() {
+        return;
+    }
+    if let Some(last) = state.last_proposal_ns
+        && clock.now_ns.saturating_sub(last) < config.block_interval_ns
+    {
+        return;
+    }
+    let txns = mempool.pack(&ledger, config.block_txn_max, config.block_bytes_max);
+    if txns.is_empty() {
+        return;
+    }
+    let header = BlockHeader {
+        height: tip.height + 1,
+        view: state.view,
+        timestamp_ms: clock.now_ns / 1_000_000,
+        proposer: state.proposer,
+        txn_count: u32::try_from(txns.len()).expect("block_txn_max fits in u32"),
+        parent: tip.hash,
+        txn_root: Block::compute_txn_root(&txns),
+        state_root: Hash::ZERO,
+    };
+    state.last_proposal_ns = Some(clock.now_ns);
+    pipeline.blocks_proposed += 1;
+    proposed.write(BlockProposed {
+        block: Block { header, txns },
+    });
+}
+
+/// Installs propose.
+#[derive(Debug, Default)]
+pub struct ProposePlugin;
+
+impl crate::Plugin for ProposePlugin {
+    fn build(&self, world: &mut World, schedule: &mut Schedule) {
+        world.init_resource::<ProposerState>();
+        world.init_resource::<Messages<BlockProposed>>();
+        schedule.add_systems(propose_block.in_set(ProposeSystems::Propose));
+    }
+}

@@ -1,0 +1,126 @@
+//! Deterministic signed workloads: keys and transfers derived from a seed, for benchmarks,
+//! tests, the load generator and the simulator.
+
+use ed25519_dalek::{Signer, SigningKey};
+use rayon::prelude::*;
+use tessera_components::{Txn, TxnBody, TxnSignature};
+
+/// A deterministic byte stream: BLAKE3's XOF keyed by a domain and a seed.
+#[derive(Debug)]
+pub struct SeedStream(blake3::OutputReader);
+
+impl SeedStream {
+    /// The stream for `seed` in `domain`.
+    pub fn new(domain: &str, seed: u64) -> SeedStream {
+        let mut hasher = blake3::Hasher::new_derive_key(domain);
+        hasher.update(&seed.to_le_bytes());
+        SeedStream(hasher.finalize_xof())
+    }
+
+    /// Next 64 bits.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut bytes = [0u8; 8];
+        self.0.fill(&mut bytes);
+        u64::from_le_bytes(bytes)
+    }
+
+    /// A value in `0..bound` (`bound > 0`); the modulo bias is irrelevant for workloads.
+    pub fn below(&mut self, bound: u64) -> u64 {
+        assert!(bound > 0, "empty range");
+        self.next_u64() % bound
+    }
+
+    /// Fisher–Yates shuffle.
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = self.below(i as u64 + 1) as usize;
+            items.swap(i, j);
+        }
+    }
+}
+
+/// The `index`-th signing key of workload `seed`.
+pub fn signing_key(seed: u64, index: u64) -> SigningKey {
+    let mut hasher = blake3::Hasher::new_derive_key("tessera 2026 workload signing key");
+    hasher.update(&seed.to_le_bytes());
+    hasher.update(&index.to_le_bytes());
+    SigningKey::from_bytes(hasher.finalize().as_bytes())
+}
+
+/// Signs `body` with `key` (whose public key must be `body.sender`).
+pub fn sign(key: &SigningKey, body: TxnBody) -> Txn {
+    debug_assert_eq!(key.verifying_key().to_bytes(), body.sender);
+    Txn {
+        body,
+        signature: TxnSignature(key.sign(body.signing_bytes()).to_bytes()),
+    }
+}
+
+/// A funded set of senders and the transfers they sign.
+#[derive(Debug, Clone)]
+pub struct Transfers {
+    /// Genesis balances: every sender, funded.
+    pub genesis: Vec<([u8; 32], u64)>,
+    /// Signed transfers; sender `s`'s transfers carry nonces `0, 1, …` in order.
+    pub txns: Vec<Txn>,
+}
+
+/// Parameters of [`transfers`].
+#[derive(Debug, Clone, Copy)]
+pub struct TransferSpec {
+    /// Workload seed: same seed, same keys and transactions.
+    pub seed: u64,
+    /// Chain id to sign for.
+    pub chain_id: u32,
+    /// Number of senders.
+    pub senders: u64,
+    /// Transfers per sender.
+    pub per_sender: u64,
+    /// Each sender's genesis balance.
+    pub balance: u64,
+    /// Fees are drawn from `fee_min..fee_min + 16`.
+    pub fee_min: u64,
+}
+
+/// `senders × per_sender` valid transfers (amounts 1..=100, to other senders or fresh
+/// recipients), signed in parallel, in sender-major nonce order.
+pub fn transfers(spec: TransferSpec) -> Transfers {
+    let keys: Vec<SigningKey> = (0..spec.senders)
+        .into_par_iter()
+        .map(|i| signing_key(spec.seed, i))
+        .collect();
+    let genesis = keys
+        .iter()
+        .map(|key| (key.verifying_key().to_bytes(), spec.balance))
+        .collect();
+    let txns = keys
+        .par_iter()
+        .enumerate()
+        .flat_map_iter(|(index, key)| {
+            let mut stream = SeedStream::new(
+                "tessera 2026 workload transfers",
+                spec.seed ^ ((index as u64) << 32),
+            );
+            let sender = key.verifying_key().to_bytes();
+            (0..spec.per_sender)
+                .map(|nonce| {
+                    let mut recipient = [0u8; 32];
+                    recipient[..8].copy_from_slice(&stream.next_u64().to_le_bytes());
+                    recipient[8..16].copy_from_slice(&(index as u64).to_le_bytes());
+                    recipient[31] = 0xee;
+                    let body = TxnBody {
+                        chain_id: spec.chain_id,
+                        reserved: 0,
+                        sender,
+                        recipient,
+                        amount: 1 + stream.below(100),
+                        fee: spec.fee_min + stream.below(16),
+                        nonce,
+                    };
+                    sign(key, body)
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    Transfers { genesis, txns }
+}
