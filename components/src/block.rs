@@ -97,12 +97,7 @@ pub const VOTE_SIGNING_SIZE: usize = 16 + 1 + 8 + 8 + 32;
 
 /// The message a vote signature covers. A fixed domain tag keeps a vote signature from ever
 /// verifying as a transaction signature (transaction bodies are 96 bytes, this is 65).
-pub fn vote_signing_bytes(
-    kind: VoteKind,
-    view: u64,
-    height: u64,
-    block: &Hash,
-) -> [u8; VOTE_SIGNING_SIZE] {
+pub fn vote_signing_bytes(kind: VoteKind, view: u64, height: u64, block: &Hash) -> [u8; VOTE_SIGNING_SIZE] {
     let mut out = [0u8; VOTE_SIGNING_SIZE];
     out[..16].copy_from_slice(b"tessera/vote/v1\0");
     out[16] = kind as u8;

@@ -9,18 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// A 32-byte BLAKE3 digest.
 #[derive(
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Default,
-    Pod,
-    Zeroable,
-    Serialize,
-    Deserialize,
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Pod, Zeroable, Serialize, Deserialize,
 )]
 #[repr(transparent)]
 pub struct Hash(pub [u8; 32]);
@@ -80,10 +69,7 @@ pub fn merkle_root(leaves: &[Hash]) -> Hash {
         let mut next = Vec::with_capacity(level.len().div_ceil(2));
         for pair in level.chunks(2) {
             match pair {
-                [left, right] => next.push(Hash::in_domain(
-                    "tessera 2026 merkle node",
-                    &[&left.0, &right.0],
-                )),
+                [left, right] => next.push(Hash::in_domain("tessera 2026 merkle node", &[&left.0, &right.0])),
                 [single] => next.push(*single),
                 _ => unreachable!("chunks(2) yields one or two items"),
             }
@@ -106,10 +92,7 @@ mod tests {
         assert_eq!(merkle_root(&[a]), a);
         let ab = merkle_root(&[a, b]);
         assert_ne!(ab, merkle_root(&[b, a]), "order matters");
-        assert_eq!(
-            merkle_root(&[a, b, c]),
-            Hash::in_domain("tessera 2026 merkle node", &[&ab.0, &c.0])
-        );
+        assert_eq!(merkle_root(&[a, b, c]), Hash::in_domain("tessera 2026 merkle node", &[&ab.0, &c.0]));
     }
 
     #[test]

@@ -19,14 +19,11 @@ pub mod wire;
 
 pub use account::Account;
 pub use block::{Block, BlockHeader, QuorumCertificate, Vote, VoteKind};
-pub use hash::Hash;
+pub use hash::{Hash, merkle_root};
 pub use reject::RejectReason;
 pub use txn::{Arrival, Stage, Txn, TxnBody, TxnId, TxnSignature};
 
 // Every multi-byte integer in a Pod layout is stored in the host's byte order, and those bytes
 // are what gets signed, hashed and framed. Pinning little-endian makes "host order" the one
 // documented order (docs/wire.md) instead of a portability hazard.
-const _: () = assert!(
-    cfg!(target_endian = "little"),
-    "Tessera layouts are little-endian"
-);
+const _: () = assert!(cfg!(target_endian = "little"), "Tessera layouts are little-endian");

@@ -96,12 +96,12 @@ pub enum Stage {
     Received,
     /// Passed the prefilter's cheap checks.
     Prefiltered,
+    /// Signature check in flight on the verification pool; the verdict lands next tick.
+    Verifying,
     /// Signature verified under the node's accept rule.
     Verified,
     /// Not a duplicate; handed to the mempool.
     Unique,
-    /// Admitted to the mempool (the entity is despawned at the end of the tick).
-    Admitted,
     /// Refused, with the reason.
     Rejected(RejectReason),
 }

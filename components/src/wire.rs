@@ -20,9 +20,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::block::{Block, QuorumCertificate, Vote};
-use crate::constants::{
-    FRAME_SIZE_DEFAULT, FRAME_SIZE_LIMIT, WIRE_HEADER_SIZE, WIRE_MAGIC, WIRE_VERSION,
-};
+use crate::constants::{FRAME_SIZE_DEFAULT, FRAME_SIZE_LIMIT, WIRE_HEADER_SIZE, WIRE_MAGIC, WIRE_VERSION};
 use crate::txn::Txn;
 
 /// The message kinds a frame can carry.
@@ -175,9 +173,7 @@ pub struct Codec {
 
 impl Default for Codec {
     fn default() -> Self {
-        Codec {
-            max_frame_size: FRAME_SIZE_DEFAULT,
-        }
+        Codec { max_frame_size: FRAME_SIZE_DEFAULT }
     }
 }
 
@@ -185,9 +181,7 @@ impl Codec {
     /// A codec refusing frames above `max_frame_size` bytes (clamped to
     /// [`FRAME_SIZE_LIMIT`], and to at least a header).
     pub fn new(max_frame_size: usize) -> Codec {
-        Codec {
-            max_frame_size: max_frame_size.clamp(WIRE_HEADER_SIZE, FRAME_SIZE_LIMIT),
-        }
+        Codec { max_frame_size: max_frame_size.clamp(WIRE_HEADER_SIZE, FRAME_SIZE_LIMIT) }
     }
 
     /// The configured maximum frame size.
@@ -203,10 +197,7 @@ impl Codec {
     /// Any header-level [`DecodeError`].
     pub fn decode_header(&self, bytes: &[u8]) -> Result<FrameHeader, DecodeError> {
         let Some(header) = bytes.first_chunk::<WIRE_HEADER_SIZE>() else {
-            return Err(DecodeError::Truncated {
-                needed: WIRE_HEADER_SIZE,
-                available: bytes.len(),
-            });
+            return Err(DecodeError::Truncated { needed: WIRE_HEADER_SIZE, available: bytes.len() });
         };
         let magic = [header[0], header[1], header[2], header[3]];
         if magic != WIRE_MAGIC {
@@ -222,21 +213,14 @@ impl Codec {
         if reserved != 0 {
             return Err(DecodeError::NonzeroReserved { found: reserved });
         }
-        let payload_size =
-            u32::from_le_bytes([header[8], header[9], header[10], header[11]]) as usize;
+        let payload_size = u32::from_le_bytes([header[8], header[9], header[10], header[11]]) as usize;
         // usize is at least 32 bits on every supported target, so this cannot overflow; the
         // checked form keeps that an explicit claim rather than an assumption.
         let size = payload_size
             .checked_add(WIRE_HEADER_SIZE)
-            .ok_or(DecodeError::TooLarge {
-                size: usize::MAX,
-                max: self.max_frame_size,
-            })?;
+            .ok_or(DecodeError::TooLarge { size: usize::MAX, max: self.max_frame_size })?;
         if size > self.max_frame_size {
-            return Err(DecodeError::TooLarge {
-                size,
-                max: self.max_frame_size,
-            });
+            return Err(DecodeError::TooLarge { size, max: self.max_frame_size });
         }
         Ok(FrameHeader { kind, payload_size })
     }
@@ -250,15 +234,10 @@ impl Codec {
         let header = self.decode_header(bytes)?;
         let size = header.frame_size();
         if bytes.len() < size {
-            return Err(DecodeError::Truncated {
-                needed: size,
-                available: bytes.len(),
-            });
+            return Err(DecodeError::Truncated { needed: size, available: bytes.len() });
         }
         if bytes.len() > size {
-            return Err(DecodeError::TrailingBytes {
-                extra: bytes.len() - size,
-            });
+            return Err(DecodeError::TrailingBytes { extra: bytes.len() - size });
         }
         let payload = &bytes[WIRE_HEADER_SIZE..];
         let frame = match header.kind {
@@ -292,8 +271,7 @@ pub fn encode(frame: &Frame) -> Vec<u8> {
     out.push(WIRE_VERSION);
     out.push(frame.kind() as u8);
     out.extend_from_slice(&0u16.to_le_bytes());
-    let length =
-        u32::try_from(payload.len()).expect("payload fits in u32: frames are capped at 16 MiB");
+    let length = u32::try_from(payload.len()).expect("payload fits in u32: frames are capped at 16 MiB");
     out.extend_from_slice(&length.to_le_bytes());
     out.extend_from_slice(&payload);
     out
@@ -311,17 +289,11 @@ fn encode_payload(frame: &Frame) -> Vec<u8> {
     result.expect("postcard serialisation into a Vec is infallible for wire types")
 }
 
-fn decode_payload<'a, T: Deserialize<'a>>(
-    kind: FrameKind,
-    payload: &'a [u8],
-) -> Result<T, DecodeError> {
-    let (value, rest) = postcard::take_from_bytes::<T>(payload)
-        .map_err(|reason| DecodeError::Payload { kind, reason })?;
+fn decode_payload<'a, T: Deserialize<'a>>(kind: FrameKind, payload: &'a [u8]) -> Result<T, DecodeError> {
+    let (value, rest) =
+        postcard::take_from_bytes::<T>(payload).map_err(|reason| DecodeError::Payload { kind, reason })?;
     if !rest.is_empty() {
-        return Err(DecodeError::PayloadTrailing {
-            kind,
-            extra: rest.len(),
-        });
+        return Err(DecodeError::PayloadTrailing { kind, extra: rest.len() });
     }
     Ok(value)
 }
@@ -373,10 +345,7 @@ pub mod txn_bytes {
             }
             // The input is at an arbitrary alignment, so read each layout unaligned. Every bit
             // pattern is a valid Txn (it is Pod); validity of the fields is the pipeline's job.
-            Ok(bytes
-                .chunks_exact(TXN_SIZE)
-                .map(bytemuck::pod_read_unaligned)
-                .collect())
+            Ok(bytes.chunks_exact(TXN_SIZE).map(bytemuck::pod_read_unaligned).collect())
         }
     }
 }
@@ -413,60 +382,26 @@ mod tests {
     }
 
     fn txn() -> impl Strategy<Value = Txn> {
-        (
-            any::<u32>(),
-            any::<u32>(),
-            bytes32(),
-            bytes32(),
-            any::<u64>(),
-            any::<u64>(),
-            any::<u64>(),
-            sig64(),
-        )
-            .prop_map(
-                |(chain_id, reserved, sender, recipient, amount, fee, nonce, signature)| Txn {
-                    body: TxnBody {
-                        chain_id,
-                        reserved,
-                        sender,
-                        recipient,
-                        amount,
-                        fee,
-                        nonce,
-                    },
-                    signature: TxnSignature(signature),
-                },
-            )
+        (any::<u32>(), any::<u32>(), bytes32(), bytes32(), any::<u64>(), any::<u64>(), any::<u64>(), sig64())
+            .prop_map(|(chain_id, reserved, sender, recipient, amount, fee, nonce, signature)| Txn {
+                body: TxnBody { chain_id, reserved, sender, recipient, amount, fee, nonce },
+                signature: TxnSignature(signature),
+            })
     }
 
     fn header() -> impl Strategy<Value = BlockHeader> {
-        (
-            any::<[u64; 3]>(),
-            any::<u32>(),
-            any::<u32>(),
-            bytes32(),
-            bytes32(),
-            bytes32(),
+        (any::<[u64; 3]>(), any::<u32>(), any::<u32>(), bytes32(), bytes32(), bytes32()).prop_map(
+            |([height, view, timestamp_ms], proposer, txn_count, parent, txn_root, state_root)| BlockHeader {
+                height,
+                view,
+                timestamp_ms,
+                proposer,
+                txn_count,
+                parent: Hash(parent),
+                txn_root: Hash(txn_root),
+                state_root: Hash(state_root),
+            },
         )
-            .prop_map(
-                |(
-                    [height, view, timestamp_ms],
-                    proposer,
-                    txn_count,
-                    parent,
-                    txn_root,
-                    state_root,
-                )| BlockHeader {
-                    height,
-                    view,
-                    timestamp_ms,
-                    proposer,
-                    txn_count,
-                    parent: Hash(parent),
-                    txn_root: Hash(txn_root),
-                    state_root: Hash(state_root),
-                },
-            )
     }
 
     fn kind() -> impl Strategy<Value = VoteKind> {
@@ -478,24 +413,16 @@ mod tests {
             prop::collection::vec(txn(), 0..8).prop_map(Frame::Txns),
             (header(), prop::collection::vec(txn(), 0..4))
                 .prop_map(|(header, txns)| Frame::Block(Block { header, txns })),
-            (
-                kind(),
-                any::<u64>(),
-                any::<u64>(),
-                bytes32(),
-                any::<u32>(),
-                sig64()
-            )
-                .prop_map(|(kind, view, height, block, voter, signature)| Frame::Vote(
-                    Vote {
-                        kind,
-                        view,
-                        height,
-                        block: Hash(block),
-                        voter,
-                        signature,
-                    }
-                )),
+            (kind(), any::<u64>(), any::<u64>(), bytes32(), any::<u32>(), sig64()).prop_map(
+                |(kind, view, height, block, voter, signature)| Frame::Vote(Vote {
+                    kind,
+                    view,
+                    height,
+                    block: Hash(block),
+                    voter,
+                    signature,
+                })
+            ),
             (
                 kind(),
                 any::<u64>(),
@@ -566,10 +493,7 @@ mod tests {
         header.extend_from_slice(&(u32::MAX).to_le_bytes());
         assert_eq!(
             codec.decode(&header),
-            Err(DecodeError::TooLarge {
-                size: u32::MAX as usize + WIRE_HEADER_SIZE,
-                max: 1024
-            })
+            Err(DecodeError::TooLarge { size: u32::MAX as usize + WIRE_HEADER_SIZE, max: 1024 })
         );
     }
 
@@ -581,12 +505,7 @@ mod tests {
         bytes.truncate(WIRE_HEADER_SIZE);
         bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
         bytes.extend_from_slice(&[0x80, 0x00]);
-        assert_eq!(
-            decode(&bytes),
-            Err(DecodeError::NonCanonical {
-                kind: FrameKind::Txns
-            })
-        );
+        assert_eq!(decode(&bytes), Err(DecodeError::NonCanonical { kind: FrameKind::Txns }));
     }
 
     #[test]
@@ -595,13 +514,7 @@ mod tests {
         bytes.truncate(WIRE_HEADER_SIZE);
         bytes[8..12].copy_from_slice(&4u32.to_le_bytes());
         bytes.extend_from_slice(&[3, 1, 2, 3]);
-        assert!(matches!(
-            decode(&bytes),
-            Err(DecodeError::Payload {
-                kind: FrameKind::Txns,
-                ..
-            })
-        ));
+        assert!(matches!(decode(&bytes), Err(DecodeError::Payload { kind: FrameKind::Txns, .. })));
     }
 
     #[test]
@@ -612,19 +525,13 @@ mod tests {
         assert!(matches!(decode(&bad), Err(DecodeError::BadMagic { .. })));
         bad = good.clone();
         bad[4] = 9;
-        assert_eq!(
-            decode(&bad),
-            Err(DecodeError::UnsupportedVersion { found: 9 })
-        );
+        assert_eq!(decode(&bad), Err(DecodeError::UnsupportedVersion { found: 9 }));
         bad = good.clone();
         bad[5] = 77;
         assert_eq!(decode(&bad), Err(DecodeError::UnknownKind { found: 77 }));
         bad = good.clone();
         bad[7] = 1;
-        assert_eq!(
-            decode(&bad),
-            Err(DecodeError::NonzeroReserved { found: 0x0100 })
-        );
+        assert_eq!(decode(&bad), Err(DecodeError::NonzeroReserved { found: 0x0100 }));
     }
 
     #[test]

@@ -32,9 +32,7 @@ impl RejectCounters {
 
     /// `(name, count)` for every reason, in declaration order.
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
-        RejectReason::ALL
-            .iter()
-            .map(|reason| (reason.name(), self.get(*reason)))
+        RejectReason::ALL.iter().map(|reason| (reason.name(), self.get(*reason)))
     }
 }
 

@@ -15,7 +15,8 @@
 //! Transactions in flight are entities whose fields are component columns ([`TxnBody`],
 //! [`TxnSignature`], [`TxnId`], [`Arrival`], [`Stage`]); each stage sweeps the entities at its
 //! input [`Stage`] and moves them on. Every transaction entity is despawned in the mempool
-//! set of the tick it arrived in: admitted ones live on in the [`mempool::Mempool`]
+//! set once its signature verdict has landed (the tick it arrived in, or the next one when
+//! verification overlaps the tick): admitted ones live on in the [`mempool::Mempool`]
 //! resource, whose indexes (per-sender nonce order, fee order) are not column sweeps.
 //!
 //! Pure kernels (Ed25519 verification) live in [`kernels`] and never import bevy_ecs.
@@ -92,9 +93,7 @@ pub struct Pipeline {
 
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pipeline")
-            .field("tip", &self.tip())
-            .finish_non_exhaustive()
+        f.debug_struct("Pipeline").field("tip", &self.tip()).finish_non_exhaustive()
     }
 }
 
@@ -151,9 +150,7 @@ impl Pipeline {
                 .chain(),
         );
         if let Err(error) = schedule.initialize(&mut world) {
-            return Err(PipelineError::Schedule(
-                error.to_string(schedule.graph(), &world),
-            ));
+            return Err(PipelineError::Schedule(error.to_string(schedule.graph(), &world)));
         }
         Ok(Pipeline { world, schedule })
     }
@@ -167,15 +164,13 @@ impl Pipeline {
     pub fn tick(&mut self, now_ns: u64) -> Vec<BlockCommitted> {
         self.world.resource_mut::<Clock>().now_ns = now_ns;
         self.schedule.run(&mut self.world);
-        self.world
-            .resource_mut::<Messages<BlockCommitted>>()
-            .drain()
-            .collect()
+        self.world.resource_mut::<Messages<BlockCommitted>>().drain().collect()
     }
 
-    /// True when nothing is queued or pending: another tick would do nothing.
+    /// True when nothing is queued, in flight or pending: another tick would do nothing.
     pub fn is_idle(&self) -> bool {
         self.world.resource::<ingest::Inbox>().is_empty()
+            && !self.world.resource::<sigverify::VerifyJob>().is_busy()
             && self.world.resource::<mempool::Mempool>().is_empty()
     }
 

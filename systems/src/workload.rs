@@ -50,10 +50,7 @@ pub fn signing_key(seed: u64, index: u64) -> SigningKey {
 /// Signs `body` with `key` (whose public key must be `body.sender`).
 pub fn sign(key: &SigningKey, body: TxnBody) -> Txn {
     debug_assert_eq!(key.verifying_key().to_bytes(), body.sender);
-    Txn {
-        body,
-        signature: TxnSignature(key.sign(body.signing_bytes()).to_bytes()),
-    }
+    Txn { body, signature: TxnSignature(key.sign(body.signing_bytes()).to_bytes()) }
 }
 
 /// A funded set of senders and the transfers they sign.
@@ -85,22 +82,15 @@ pub struct TransferSpec {
 /// `senders × per_sender` valid transfers (amounts 1..=100, to other senders or fresh
 /// recipients), signed in parallel, in sender-major nonce order.
 pub fn transfers(spec: TransferSpec) -> Transfers {
-    let keys: Vec<SigningKey> = (0..spec.senders)
-        .into_par_iter()
-        .map(|i| signing_key(spec.seed, i))
-        .collect();
-    let genesis = keys
-        .iter()
-        .map(|key| (key.verifying_key().to_bytes(), spec.balance))
-        .collect();
+    let keys: Vec<SigningKey> =
+        (0..spec.senders).into_par_iter().map(|i| signing_key(spec.seed, i)).collect();
+    let genesis = keys.iter().map(|key| (key.verifying_key().to_bytes(), spec.balance)).collect();
     let txns = keys
         .par_iter()
         .enumerate()
         .flat_map_iter(|(index, key)| {
-            let mut stream = SeedStream::new(
-                "tessera 2026 workload transfers",
-                spec.seed ^ ((index as u64) << 32),
-            );
+            let mut stream =
+                SeedStream::new("tessera 2026 workload transfers", spec.seed ^ ((index as u64) << 32));
             let sender = key.verifying_key().to_bytes();
             (0..spec.per_sender)
                 .map(|nonce| {

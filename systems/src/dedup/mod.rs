@@ -1,6 +1,8 @@
 //! Dedup: refuse a transaction whose id was already admitted, or that repeats within a tick.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::HashSet;
 
 use bevy_ecs::prelude::*;
 use tessera_components::{RejectReason, Stage, TxnId};
@@ -29,11 +31,7 @@ impl SeenIds {
     /// An empty window of `capacity` ids.
     pub fn new(capacity: usize) -> SeenIds {
         assert!(capacity > 0, "seen capacity must be positive");
-        SeenIds {
-            order: VecDeque::new(),
-            set: HashSet::new(),
-            capacity,
-        }
+        SeenIds { order: VecDeque::new(), set: HashSet::default(), capacity }
     }
 
     /// Whether `id` is in the window.

@@ -47,44 +47,34 @@ pub struct BlockCommitted {
 }
 
 /// Applies a block to the ledger in order. Failing transactions are recorded with their reason
-/// and change nothing; the header's state root is set to the root after the block.
-pub fn execute_block(ledger: &mut Ledger, mut block: Block) -> BlockCommitted {
+/// and change nothing; the header's state root is set to the root after the block. `ids` are
+/// the transactions' ids in block order.
+pub fn execute_block(ledger: &mut Ledger, mut block: Block, ids: &[TxnId]) -> BlockCommitted {
+    assert_eq!(block.txns.len(), ids.len(), "one id per transaction");
     let outcomes = block
         .txns
         .iter()
-        .map(|txn| TxnOutcome {
-            id: txn.id(),
-            result: ledger.apply(&txn.body),
-        })
+        .zip(ids)
+        .map(|(txn, id)| TxnOutcome { id: *id, result: ledger.apply(&txn.body) })
         .collect();
     block.header.state_root = ledger.state_root();
-    BlockCommitted {
-        hash: block.header.hash(),
-        block,
-        outcomes,
-    }
+    BlockCommitted { hash: block.header.hash(), block, outcomes }
 }
 
 /// Executes every block proposed this tick on top of the tip.
 pub fn execute_blocks(
-    mut proposed: MessageReader<BlockProposed>,
+    mut proposed: ResMut<Messages<BlockProposed>>,
     mut ledger: ResMut<Ledger>,
     mut tip: ResMut<ChainTip>,
     mut counters: ResMut<RejectCounters>,
     mut pipeline: ResMut<PipelineCounters>,
     mut committed: MessageWriter<BlockCommitted>,
 ) {
-    for BlockProposed { block } in proposed.read() {
-        assert_eq!(
-            block.header.height,
-            tip.height + 1,
-            "proposal does not extend the tip"
-        );
-        assert_eq!(
-            block.header.parent, tip.hash,
-            "proposal does not extend the tip"
-        );
-        let sealed = execute_block(&mut ledger, block.clone());
+    // Execute is the only reader of proposals, so it takes them rather than cloning blocks.
+    for BlockProposed { block, ids } in proposed.drain() {
+        assert_eq!(block.header.height, tip.height + 1, "proposal does not extend the tip");
+        assert_eq!(block.header.parent, tip.hash, "proposal does not extend the tip");
+        let sealed = execute_block(&mut ledger, block, &ids);
         for outcome in &sealed.outcomes {
             match outcome.result {
                 Ok(()) => pipeline.executed += 1,
@@ -110,11 +100,7 @@ pub struct ExecutePlugin;
 impl crate::Plugin for ExecutePlugin {
     fn build(&self, world: &mut World, schedule: &mut Schedule) {
         let state_root = world.resource::<Ledger>().state_root();
-        world.insert_resource(ChainTip {
-            height: 0,
-            hash: Hash::ZERO,
-            state_root,
-        });
+        world.insert_resource(ChainTip { height: 0, hash: Hash::ZERO, state_root });
         world.init_resource::<Messages<BlockCommitted>>();
         schedule.add_systems(execute_blocks.in_set(ExecuteSystems::Execute));
     }

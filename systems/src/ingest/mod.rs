@@ -30,11 +30,7 @@ pub struct Inbox {
 impl Inbox {
     /// An empty inbox holding at most `capacity` transactions.
     pub fn new(capacity: usize) -> Inbox {
-        Inbox {
-            queue: VecDeque::with_capacity(capacity.min(1 << 16)),
-            capacity,
-            dropped: 0,
-        }
+        Inbox { queue: VecDeque::with_capacity(capacity.min(1 << 16)), capacity, dropped: 0 }
     }
 
     /// Queues one transaction from `source`. Returns false (and counts a drop) when full.
@@ -74,21 +70,10 @@ pub fn ingest_txns(world: &mut World) {
         let drained: Vec<(Txn, u32)> = inbox.queue.drain(..take).collect();
         (drained, std::mem::take(&mut inbox.dropped))
     };
-    world
-        .resource_mut::<RejectCounters>()
-        .add(RejectReason::InboxFull, dropped);
+    world.resource_mut::<RejectCounters>().add(RejectReason::InboxFull, dropped);
     world.resource_mut::<PipelineCounters>().ingested += drained.len() as u64;
     world.spawn_batch(drained.into_iter().map(move |(txn, source)| {
-        (
-            txn.body,
-            txn.signature,
-            txn.id(),
-            Arrival {
-                time_ns: now_ns,
-                source,
-            },
-            Stage::Received,
-        )
+        (txn.body, txn.signature, txn.id(), Arrival { time_ns: now_ns, source }, Stage::Received)
     }));
 }
 

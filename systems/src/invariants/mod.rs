@@ -22,21 +22,9 @@ pub fn check_invariants(
     mut last_height: Local<u64>,
 ) {
     mempool.check_consistency();
-    assert!(
-        mempool.len() <= mempool.capacity(),
-        "mempool over its bound"
-    );
-    assert_eq!(
-        ledger.balance_sum(),
-        ledger.supply(),
-        "supply not conserved"
-    );
-    assert!(
-        tip.height >= *last_height,
-        "height went back from {} to {}",
-        *last_height,
-        tip.height
-    );
+    assert!(mempool.len() <= mempool.capacity(), "mempool over its bound");
+    assert_eq!(ledger.balance_sum(), ledger.supply(), "supply not conserved");
+    assert!(tip.height >= *last_height, "height went back from {} to {}", *last_height, tip.height);
     *last_height = tip.height;
 }
 

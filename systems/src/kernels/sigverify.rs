@@ -42,6 +42,9 @@ pub const SINGLE_CHECK_THRESHOLD: usize = 4;
 /// A signature decoded and hashed, ready for the curve equation.
 #[derive(Clone, Copy, Debug)]
 struct Prepared {
+    /// `R ‖ A` as received, for the batch coefficients (re-compressing would cost two field
+    /// inversions per signature).
+    encoded: [u8; 64],
     a: EdwardsPoint,
     r: EdwardsPoint,
     s: Scalar,
@@ -62,7 +65,10 @@ fn prepare(item: &VerifyItem<'_>) -> Option<Prepared> {
     hasher.update(item.message);
     let digest: [u8; 64] = hasher.finalize().into();
     let k = Scalar::from_bytes_mod_order_wide(&digest);
-    Some(Prepared { a, r, s, k })
+    let mut encoded = [0u8; 64];
+    encoded[..32].copy_from_slice(&r_bytes);
+    encoded[32..].copy_from_slice(item.public_key);
+    Some(Prepared { encoded, a, r, s, k })
 }
 
 fn check_single(p: &Prepared) -> bool {
@@ -77,8 +83,7 @@ fn check_single(p: &Prepared) -> bool {
 fn batch_coefficients(batch: &[Prepared]) -> Vec<Scalar> {
     let mut hasher = blake3::Hasher::new_derive_key("tessera 2026 ed25519 batch coefficients");
     for p in batch {
-        hasher.update(p.r.compress().as_bytes());
-        hasher.update(p.a.compress().as_bytes());
+        hasher.update(&p.encoded);
         hasher.update(p.s.as_bytes());
         hasher.update(p.k.as_bytes());
     }
@@ -108,9 +113,7 @@ fn check_batch(batch: &[Prepared]) -> bool {
     let points = std::iter::once(ED25519_BASEPOINT_POINT)
         .chain(batch.iter().map(|p| p.r))
         .chain(batch.iter().map(|p| p.a));
-    EdwardsPoint::vartime_multiscalar_mul(scalars, points)
-        .mul_by_cofactor()
-        .is_identity()
+    EdwardsPoint::vartime_multiscalar_mul(scalars, points).mul_by_cofactor().is_identity()
 }
 
 /// Checks one signature under the accept rule.
@@ -202,10 +205,7 @@ pub fn verify_many(items: &[VerifyItem<'_>], verdicts: &mut [bool], batch_size: 
 /// If `verdicts.len() != items.len()` (a caller bug).
 pub fn verify_each(items: &[VerifyItem<'_>], verdicts: &mut [bool]) {
     assert_eq!(items.len(), verdicts.len(), "one verdict per item");
-    items
-        .par_iter()
-        .zip(verdicts.par_iter_mut())
-        .for_each(|(item, verdict)| *verdict = verify_single(item));
+    items.par_iter().zip(verdicts.par_iter_mut()).for_each(|(item, verdict)| *verdict = verify_single(item));
 }
 
 /// The field-arithmetic backend curve25519-dalek uses on this CPU: `avx512`, `avx2` or
@@ -244,11 +244,7 @@ mod tests {
 
     impl Owned {
         fn item(&self) -> VerifyItem<'_> {
-            VerifyItem {
-                public_key: &self.public_key,
-                message: &self.message,
-                signature: &self.signature,
-            }
+            VerifyItem { public_key: &self.public_key, message: &self.message, signature: &self.signature }
         }
     }
 
@@ -267,10 +263,7 @@ mod tests {
 
     /// Small-order points (the eight torsion points), encoded.
     fn torsion_encodings() -> Vec<[u8; 32]> {
-        curve25519_dalek::constants::EIGHT_TORSION
-            .iter()
-            .map(|p| p.compress().to_bytes())
-            .collect()
+        curve25519_dalek::constants::EIGHT_TORSION.iter().map(|p| p.compress().to_bytes()).collect()
     }
 
     /// All verdict paths must agree on `items`.
@@ -282,10 +275,7 @@ mod tests {
         for batch_size in [1, 2, 3, 7, 64] {
             let mut many = vec![false; items.len()];
             verify_many(items, &mut many, batch_size);
-            assert_eq!(
-                many, singles,
-                "verify_many(batch_size = {batch_size}) disagrees with verify_single"
-            );
+            assert_eq!(many, singles, "verify_many(batch_size = {batch_size}) disagrees with verify_single");
         }
         assert_eq!(verify_batch(items), singles.iter().all(|ok| *ok));
     }
@@ -298,12 +288,7 @@ mod tests {
         let items: Vec<_> = owned.iter().map(Owned::item).collect();
         let mut verdicts = vec![false; items.len()];
         verify_many(&items, &mut verdicts, 16);
-        let bad: Vec<usize> = verdicts
-            .iter()
-            .enumerate()
-            .filter(|(_, ok)| !**ok)
-            .map(|(i, _)| i)
-            .collect();
+        let bad: Vec<usize> = verdicts.iter().enumerate().filter(|(_, ok)| !**ok).map(|(i, _)| i).collect();
         assert_eq!(bad, vec![13, 29]);
         assert_paths_agree(&items);
     }
@@ -316,8 +301,8 @@ mod tests {
         let s = Scalar::from_canonical_bytes(good.signature[32..].try_into().unwrap()).unwrap();
         // ℓ = 2^252 + 27742317777372353535851937790883648493, little-endian.
         let ell_bytes: [u8; 32] = [
-            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9,
-            0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
         ];
         let mut sum = [0u8; 32];
         let mut carry = 0u16;
@@ -343,18 +328,11 @@ mod tests {
             for r in &torsion {
                 let mut signature = [0u8; 64];
                 signature[..32].copy_from_slice(r);
-                owned.push(Owned {
-                    public_key: *a,
-                    message: b"small order".to_vec(),
-                    signature,
-                });
+                owned.push(Owned { public_key: *a, message: b"small order".to_vec(), signature });
             }
         }
         let items: Vec<_> = owned.iter().map(Owned::item).collect();
-        assert!(
-            items.iter().all(verify_single),
-            "ZIP-215 accepts small-order A and R with S = 0"
-        );
+        assert!(items.iter().all(verify_single), "ZIP-215 accepts small-order A and R with S = 0");
         assert_paths_agree(&items);
     }
 
@@ -368,14 +346,8 @@ mod tests {
             let key = SigningKey::from_bytes(&[40 + i as u8; 32]);
             let message = vec![i as u8; 9];
             let signature = key.sign(&message).to_bytes();
-            let a = CompressedEdwardsY(key.verifying_key().to_bytes())
-                .decompress()
-                .unwrap();
-            owned.push(Owned {
-                public_key: (a + t).compress().to_bytes(),
-                message,
-                signature,
-            });
+            let a = CompressedEdwardsY(key.verifying_key().to_bytes()).decompress().unwrap();
+            owned.push(Owned { public_key: (a + t).compress().to_bytes(), message, signature });
         }
         let items: Vec<_> = owned.iter().map(Owned::item).collect();
         assert_paths_agree(&items);
@@ -383,30 +355,17 @@ mod tests {
 
     #[test]
     fn rfc8032_vectors() {
-        let text = std::fs::read_to_string(vectors_dir().join("rfc8032_ed25519_section7_1.json"))
-            .expect("vectors");
+        let text =
+            std::fs::read_to_string(vectors_dir().join("rfc8032_ed25519_section7_1.json")).expect("vectors");
         let json = serde_json::from_str::<serde_json::Value>(&text).expect("json");
         let mut count = 0;
         for vector in json["tests"].as_array().expect("tests") {
-            let public_key: [u8; 32] = hex_bytes(vector["public_key"].as_str().unwrap())
-                .try_into()
-                .unwrap();
+            let public_key: [u8; 32] = hex_bytes(vector["public_key"].as_str().unwrap()).try_into().unwrap();
             let message = hex_bytes(vector["message"].as_str().unwrap());
-            let signature: [u8; 64] = hex_bytes(vector["signature"].as_str().unwrap())
-                .try_into()
-                .unwrap();
-            let seed: [u8; 32] = hex_bytes(vector["secret_key"].as_str().unwrap())
-                .try_into()
-                .unwrap();
-            assert_eq!(
-                SigningKey::from_bytes(&seed).sign(&message).to_bytes(),
-                signature
-            );
-            let item = VerifyItem {
-                public_key: &public_key,
-                message: &message,
-                signature: &signature,
-            };
+            let signature: [u8; 64] = hex_bytes(vector["signature"].as_str().unwrap()).try_into().unwrap();
+            let seed: [u8; 32] = hex_bytes(vector["secret_key"].as_str().unwrap()).try_into().unwrap();
+            assert_eq!(SigningKey::from_bytes(&seed).sign(&message).to_bytes(), signature);
+            let item = VerifyItem { public_key: &public_key, message: &message, signature: &signature };
             assert!(verify_single(&item));
             assert!(verify_batch(&[item, item]));
             count += 1;
@@ -416,8 +375,8 @@ mod tests {
 
     #[test]
     fn wycheproof_vectors_with_named_departure() {
-        let text = std::fs::read_to_string(vectors_dir().join("wycheproof_ed25519_test.json"))
-            .expect("vectors");
+        let text =
+            std::fs::read_to_string(vectors_dir().join("wycheproof_ed25519_test.json")).expect("vectors");
         let json = serde_json::from_str::<serde_json::Value>(&text).expect("json");
         let mut owned = Vec::new();
         let mut expected = Vec::new();
@@ -427,15 +386,11 @@ mod tests {
                 let tc_id = test["tcId"].as_u64().unwrap();
                 let valid = test["result"].as_str().unwrap() == "valid";
                 let signature = hex_bytes(test["sig"].as_str().unwrap());
-                let (Ok(public_key), Ok(signature)) = (
-                    <[u8; 32]>::try_from(public_key.as_slice()),
-                    <[u8; 64]>::try_from(signature.as_slice()),
-                ) else {
+                let (Ok(public_key), Ok(signature)) =
+                    (<[u8; 32]>::try_from(public_key.as_slice()), <[u8; 64]>::try_from(signature.as_slice()))
+                else {
                     // Wrong-length signatures never reach the kernel: the wire layout is fixed.
-                    assert!(
-                        !valid,
-                        "tcId {tc_id}: a valid vector has the standard lengths"
-                    );
+                    assert!(!valid, "tcId {tc_id}: a valid vector has the standard lengths");
                     continue;
                 };
                 // The rule's one named departure from Wycheproof: tcId 151 has R encoding y = 1

@@ -8,13 +8,13 @@
 //! [`Mempool::check_consistency`] proves it in tests and in `check_invariants`.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+
+use foldhash::HashMap;
 
 use bevy_ecs::prelude::*;
 use tessera_components::constants::{MEMPOOL_ENTRY_BYTES, TXN_SIZE};
-use tessera_components::{
-    Arrival, BlockHeader, RejectReason, Stage, Txn, TxnBody, TxnId, TxnSignature,
-};
+use tessera_components::{Arrival, BlockHeader, RejectReason, Stage, Txn, TxnBody, TxnId, TxnSignature};
 
 use crate::config::PipelineConfig;
 use crate::counters::{PipelineCounters, RejectCounters};
@@ -64,7 +64,7 @@ impl Mempool {
         assert!(capacity > 0, "mempool must hold at least one transaction");
         Mempool {
             capacity,
-            entries: HashMap::new(),
+            entries: HashMap::default(),
             by_sender: BTreeMap::new(),
             by_fee: BTreeSet::new(),
             next_seq: 0,
@@ -114,11 +114,7 @@ impl Mempool {
             return Err(RejectReason::NonceStale);
         }
         let mut pushed_out = 0;
-        let same_nonce = self
-            .by_sender
-            .get(&body.sender)
-            .and_then(|nonces| nonces.get(&body.nonce))
-            .copied();
+        let same_nonce = self.by_sender.get(&body.sender).and_then(|nonces| nonces.get(&body.nonce)).copied();
         if let Some(existing) = same_nonce {
             if body.fee <= self.entries[&existing].txn.body.fee {
                 return Err(RejectReason::NonceTaken);
@@ -138,35 +134,19 @@ impl Mempool {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.entries.insert(id, Entry { txn, seq });
-        self.by_sender
-            .entry(body.sender)
-            .or_default()
-            .insert(body.nonce, id);
-        self.by_fee.insert(FeeKey {
-            fee: body.fee,
-            newest_first: Reverse(seq),
-            id,
-        });
-        assert!(
-            self.entries.len() <= self.capacity,
-            "mempool exceeded its bound"
-        );
+        self.by_sender.entry(body.sender).or_default().insert(body.nonce, id);
+        self.by_fee.insert(FeeKey { fee: body.fee, newest_first: Reverse(seq), id });
+        assert!(self.entries.len() <= self.capacity, "mempool exceeded its bound");
         Ok(pushed_out)
     }
 
     fn remove(&mut self, id: &TxnId) -> Option<Txn> {
         let entry = self.entries.remove(id)?;
         let body = entry.txn.body;
-        let removed = self.by_fee.remove(&FeeKey {
-            fee: body.fee,
-            newest_first: Reverse(entry.seq),
-            id: *id,
-        });
+        let removed =
+            self.by_fee.remove(&FeeKey { fee: body.fee, newest_first: Reverse(entry.seq), id: *id });
         assert!(removed, "fee index out of step");
-        let nonces = self
-            .by_sender
-            .get_mut(&body.sender)
-            .expect("sender index out of step");
+        let nonces = self.by_sender.get_mut(&body.sender).expect("sender index out of step");
         nonces.remove(&body.nonce);
         if nonces.is_empty() {
             self.by_sender.remove(&body.sender);
@@ -203,7 +183,7 @@ impl Mempool {
     /// sender head whose nonce is the sender's next executable nonce (oldest first among equal
     /// fees), up to `txn_max` transactions and `bytes_max` bytes of block. Nonce gaps are left
     /// pending.
-    pub fn pack(&mut self, ledger: &Ledger, txn_max: usize, bytes_max: usize) -> Vec<Txn> {
+    pub fn pack(&mut self, ledger: &Ledger, txn_max: usize, bytes_max: usize) -> Vec<(Txn, TxnId)> {
         let room = bytes_max.saturating_sub(size_of::<BlockHeader>()) / TXN_SIZE;
         let limit = txn_max.min(room);
         let mut heads = BinaryHeap::new();
@@ -220,15 +200,11 @@ impl Mempool {
             let Some((_, _, id)) = heads.pop() else { break };
             let txn = self.remove(&id).expect("head is pending");
             let next = txn.body.nonce + 1;
-            if let Some(next_id) = self
-                .by_sender
-                .get(&txn.body.sender)
-                .and_then(|nonces| nonces.get(&next))
-            {
+            if let Some(next_id) = self.by_sender.get(&txn.body.sender).and_then(|nonces| nonces.get(&next)) {
                 let entry = &self.entries[next_id];
                 heads.push((entry.txn.body.fee, Reverse(entry.seq), *next_id));
             }
-            packed.push(txn);
+            packed.push((txn, id));
         }
         packed
     }
@@ -245,20 +221,15 @@ impl Mempool {
         for key in &self.by_fee {
             let entry = &self.entries[&key.id];
             assert_eq!(entry.txn.body.fee, key.fee);
-            assert_eq!(
-                self.by_sender[&entry.txn.body.sender][&entry.txn.body.nonce],
-                key.id
-            );
+            assert_eq!(self.by_sender[&entry.txn.body.sender][&entry.txn.body.nonce], key.id);
         }
     }
 }
 
-/// Admits every [`Stage::Unique`] transaction and despawns all transaction entities: this is
-/// the end of a transaction entity's life, whatever its stage.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "a system's parameters are its declared accesses"
-)]
+/// Admits every [`Stage::Unique`] transaction and despawns every transaction entity except
+/// those whose signature check is still in flight: this is the end of a transaction entity's
+/// life.
+#[allow(clippy::too_many_arguments, reason = "a system's parameters are its declared accesses")]
 pub fn admit_txns(
     mut commands: Commands,
     mut mempool: ResMut<Mempool>,
@@ -270,10 +241,7 @@ pub fn admit_txns(
 ) {
     for (entity, body, signature, id, stage) in &txns {
         if *stage == Stage::Unique {
-            let txn = Txn {
-                body: *body,
-                signature: *signature,
-            };
+            let txn = Txn { body: *body, signature: *signature };
             match mempool.insert(txn, *id, ledger.nonce_of(&body.sender)) {
                 Ok(pushed_out) => {
                     seen.insert(*id);
@@ -283,7 +251,9 @@ pub fn admit_txns(
                 Err(reason) => counters.bump(reason),
             }
         }
-        commands.entity(entity).despawn();
+        if *stage != Stage::Verifying {
+            commands.entity(entity).despawn();
+        }
     }
 }
 
@@ -363,13 +333,7 @@ mod tests {
         pool.insert(a, a_id, 0).unwrap();
         assert_eq!(pool.insert(a, a_id, 0), Err(RejectReason::Duplicate));
         let (b, b_id) = txn(1, 0, 5);
-        let b = Txn {
-            body: TxnBody {
-                amount: 2,
-                ..b.body
-            },
-            ..b
-        };
+        let b = Txn { body: TxnBody { amount: 2, ..b.body }, ..b };
         assert_ne!(b.id(), b_id);
         assert_eq!(pool.insert(b, b.id(), 0), Err(RejectReason::NonceTaken));
         let (c, _) = txn(1, 0, 6);
@@ -389,10 +353,7 @@ mod tests {
             pool.insert(t, id, 0).unwrap();
         }
         let packed = pool.pack(&ledger, 10, usize::MAX);
-        let order: Vec<(u8, u64)> = packed
-            .iter()
-            .map(|t| (t.body.sender[0], t.body.nonce))
-            .collect();
+        let order: Vec<(u8, u64)> = packed.iter().map(|(t, _)| (t.body.sender[0], t.body.nonce)).collect();
         // Sender 2's nonce 2 waits behind the gap at nonce 1.
         assert_eq!(order, vec![(2, 0), (1, 0), (1, 1)]);
         assert_eq!(pool.len(), 1);
@@ -415,19 +376,9 @@ mod tests {
 
     #[derive(Debug, Clone)]
     enum Op {
-        Insert {
-            sender: u8,
-            nonce: u64,
-            fee: u64,
-            amount: u64,
-        },
-        Pack {
-            max: usize,
-        },
-        Prune {
-            sender: u8,
-            nonce: u64,
-        },
+        Insert { sender: u8, nonce: u64, fee: u64, amount: u64 },
+        Pack { max: usize },
+        Prune { sender: u8, nonce: u64 },
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -460,7 +411,8 @@ mod tests {
                         prop_assert!(packed.len() <= max);
                         // Each sender's packed nonces run 0, 1, 2, … with no gap.
                         let mut next: std::collections::BTreeMap<[u8; 32], u64> = Default::default();
-                        for t in &packed {
+                        for (t, id) in &packed {
+                            prop_assert_eq!(t.id(), *id);
                             let expected = next.entry(t.body.sender).or_insert(0);
                             prop_assert_eq!(t.body.nonce, *expected);
                             *expected += 1;

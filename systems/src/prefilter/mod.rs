@@ -19,11 +19,7 @@ pub enum PrefilterSystems {
 ///
 /// # Errors
 /// The first failing check's reason.
-pub fn check_body(
-    body: &TxnBody,
-    config: &PipelineConfig,
-    ledger: &Ledger,
-) -> Result<(), RejectReason> {
+pub fn check_body(body: &TxnBody, config: &PipelineConfig, ledger: &Ledger) -> Result<(), RejectReason> {
     if body.chain_id != config.chain_id {
         return Err(RejectReason::WrongChain);
     }
@@ -86,11 +82,7 @@ mod tests {
 
     #[test]
     fn each_check_names_its_reason() {
-        let config = PipelineConfig {
-            fee_floor: 5,
-            nonce_window: 10,
-            ..PipelineConfig::default()
-        };
+        let config = PipelineConfig { fee_floor: 5, nonce_window: 10, ..PipelineConfig::default() };
         let mut ledger = Ledger::from_genesis(&[([1; 32], 1000)]).unwrap();
         let good = TxnBody {
             chain_id: 1,
@@ -103,46 +95,19 @@ mod tests {
         };
         assert_eq!(check_body(&good, &config, &ledger), Ok(()));
         let cases = [
-            (
-                TxnBody {
-                    chain_id: 2,
-                    ..good
-                },
-                RejectReason::WrongChain,
-            ),
-            (
-                TxnBody {
-                    reserved: 1,
-                    ..good
-                },
-                RejectReason::NonzeroReserved,
-            ),
+            (TxnBody { chain_id: 2, ..good }, RejectReason::WrongChain),
+            (TxnBody { reserved: 1, ..good }, RejectReason::NonzeroReserved),
             (TxnBody { fee: 4, ..good }, RejectReason::FeeTooLow),
             (TxnBody { amount: 0, ..good }, RejectReason::ZeroAmount),
-            (
-                TxnBody {
-                    recipient: [1; 32],
-                    ..good
-                },
-                RejectReason::SelfTransfer,
-            ),
+            (TxnBody { recipient: [1; 32], ..good }, RejectReason::SelfTransfer),
             (TxnBody { nonce: 10, ..good }, RejectReason::NonceTooFar),
         ];
         for (body, reason) in cases {
             assert_eq!(check_body(&body, &config, &ledger), Err(reason));
         }
-        assert_eq!(
-            check_body(&TxnBody { nonce: 9, ..good }, &config, &ledger),
-            Ok(())
-        );
+        assert_eq!(check_body(&TxnBody { nonce: 9, ..good }, &config, &ledger), Ok(()));
         ledger.apply(&good).unwrap();
-        assert_eq!(
-            check_body(&good, &config, &ledger),
-            Err(RejectReason::NonceStale)
-        );
-        assert_eq!(
-            check_body(&TxnBody { nonce: 10, ..good }, &config, &ledger),
-            Ok(())
-        );
+        assert_eq!(check_body(&good, &config, &ledger), Err(RejectReason::NonceStale));
+        assert_eq!(check_body(&TxnBody { nonce: 10, ..good }, &config, &ledger), Ok(()));
     }
 }

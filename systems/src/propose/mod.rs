@@ -1,7 +1,7 @@
 //! Propose: pack the best pending transactions into a block.
 
 use bevy_ecs::prelude::*;
-use tessera_components::{Block, BlockHeader, Hash};
+use tessera_components::{Block, BlockHeader, Hash, TxnId, merkle_root};
 
 use crate::clock::Clock;
 use crate::config::PipelineConfig;
@@ -18,11 +18,14 @@ pub enum ProposeSystems {
 }
 
 /// A block packed by this node, not yet executed: `header.state_root` is zero until execute
-/// fills it. Written by [`propose_block`]; read by execute in the same tick.
+/// fills it. Written by [`propose_block`]; consumed by execute in the same tick.
 #[derive(Debug, Clone, Message)]
 pub struct BlockProposed {
     /// The block.
     pub block: Block,
+    /// The id of each transaction, in block order (already known from the mempool, so
+    /// nothing downstream hashes them again).
+    pub ids: Vec<TxnId>,
 }
 
 /// This node's proposer identity and pacing. Written by [`propose_block`].
@@ -56,10 +59,12 @@ pub fn propose_block(
     {
         return;
     }
-    let txns = mempool.pack(&ledger, config.block_txn_max, config.block_bytes_max);
-    if txns.is_empty() {
+    let packed = mempool.pack(&ledger, config.block_txn_max, config.block_bytes_max);
+    if packed.is_empty() {
         return;
     }
+    let (txns, ids): (Vec<_>, Vec<_>) = packed.into_iter().unzip();
+    let leaves: Vec<Hash> = ids.iter().map(|id| id.0).collect();
     let header = BlockHeader {
         height: tip.height + 1,
         view: state.view,
@@ -67,14 +72,12 @@ pub fn propose_block(
         proposer: state.proposer,
         txn_count: u32::try_from(txns.len()).expect("block_txn_max fits in u32"),
         parent: tip.hash,
-        txn_root: Block::compute_txn_root(&txns),
+        txn_root: merkle_root(&leaves),
         state_root: Hash::ZERO,
     };
     state.last_proposal_ns = Some(clock.now_ns);
     pipeline.blocks_proposed += 1;
-    proposed.write(BlockProposed {
-        block: Block { header, txns },
-    });
+    proposed.write(BlockProposed { block: Block { header, txns }, ids });
 }
 
 /// Installs propose.

@@ -1,7 +1,16 @@
 //! Sigverify: check every prefiltered signature, in batches on all cores.
 //!
-//! The system gathers the tick's signatures into one slice and hands it to
-//! [`crate::kernels::sigverify`], which splits it into chunks across rayon's pool.
+//! Bird's eye view: the system copies the tick's prefiltered signatures into an owned
+//! [`VerifyJob`] and runs it on rayon's pool through [`crate::kernels::sigverify`]. With
+//! `sigverify_overlap` (the default) the job runs in the background while the main thread
+//! carries on with the rest of the tick (mempool, propose, execute), and the next tick's
+//! sigverify set waits for it and applies its verdicts first. Verification is the only stage
+//! that uses every core; overlapping it with the single-threaded stages keeps all cores busy.
+//! The verdicts, and the point in the schedule where they are applied, do not depend on timing,
+//! so a run is as deterministic as without overlap.
+
+use std::sync::Mutex;
+use std::sync::mpsc::{Receiver, sync_channel};
 
 use bevy_ecs::prelude::*;
 use tessera_components::{RejectReason, Stage, TxnBody, TxnSignature};
@@ -13,53 +22,109 @@ use crate::kernels::sigverify::{VerifyItem, verify_each, verify_many};
 /// The sigverify subsystem's sets.
 #[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SigverifySystems {
-    /// Moves [`Stage::Prefiltered`] to [`Stage::Verified`] or [`Stage::Rejected`].
+    /// Applies landed verdicts ([`Stage::Verifying`] to [`Stage::Verified`] or
+    /// [`Stage::Rejected`]) and starts a job for [`Stage::Prefiltered`] transactions.
     Verify,
 }
 
-/// Verifies every prefiltered transaction's signature over its body.
+/// One signature to check, owned so it can cross to the pool.
+#[derive(Clone, Copy, Debug)]
+struct OwnedItem {
+    body: TxnBody,
+    signature: [u8; 64],
+}
+
+/// The job in flight: which entities it covers (in item order) and where its verdicts arrive.
+/// Written only by [`verify_signatures`].
+#[derive(Debug, Default, Resource)]
+pub struct VerifyJob {
+    in_flight: Option<(Vec<Entity>, Mutex<Receiver<Vec<bool>>>)>,
+}
+
+impl VerifyJob {
+    /// True when a job's verdicts are still to be applied.
+    pub fn is_busy(&self) -> bool {
+        self.in_flight.is_some()
+    }
+}
+
+fn run_job(items: &[OwnedItem], batch: bool, batch_size: usize) -> Vec<bool> {
+    let views: Vec<VerifyItem<'_>> = items
+        .iter()
+        .map(|item| VerifyItem {
+            public_key: &item.body.sender,
+            message: item.body.signing_bytes(),
+            signature: &item.signature,
+        })
+        .collect();
+    let mut verdicts = vec![false; views.len()];
+    if batch {
+        verify_many(&views, &mut verdicts, batch_size);
+    } else {
+        verify_each(&views, &mut verdicts);
+    }
+    verdicts
+}
+
+/// Applies the verdicts of the job in flight (waiting for it if needed), then verifies every
+/// prefiltered transaction: in the background with `sigverify_overlap`, else at once.
 pub fn verify_signatures(
     config: Res<PipelineConfig>,
+    mut job: ResMut<VerifyJob>,
     mut counters: ResMut<RejectCounters>,
     mut pipeline: ResMut<PipelineCounters>,
-    mut txns: Query<(&TxnBody, &TxnSignature, &mut Stage)>,
+    mut txns: Query<(Entity, &TxnBody, &TxnSignature, &mut Stage)>,
 ) {
-    let verdicts = {
-        let items: Vec<VerifyItem<'_>> = txns
-            .iter()
-            .filter(|(_, _, stage)| **stage == Stage::Prefiltered)
-            .map(|(body, signature, _)| VerifyItem {
-                public_key: &body.sender,
-                message: body.signing_bytes(),
-                signature: &signature.0,
-            })
-            .collect();
-        let mut verdicts = vec![false; items.len()];
-        if config.sigverify_batch {
-            verify_many(&items, &mut verdicts, config.sigverify_batch_size);
-        } else {
-            verify_each(&items, &mut verdicts);
+    if let Some((entities, receiver)) = job.in_flight.take() {
+        let receiver = receiver.into_inner().expect("verdict channel lock is never poisoned");
+        let verdicts = receiver.recv().expect("verification job always sends its verdicts");
+        assert_eq!(verdicts.len(), entities.len(), "one verdict per entity");
+        for (entity, accepted) in entities.into_iter().zip(verdicts) {
+            let (_, _, _, mut stage) = txns.get_mut(entity).expect("entities in flight are never despawned");
+            assert_eq!(*stage, Stage::Verifying);
+            *stage = verdict_stage(accepted, &mut counters);
         }
-        verdicts
-    };
-    pipeline.verified += verdicts.len() as u64;
-    // Same query, no structural change in between: iteration order is the same as above.
-    let mut verdicts = verdicts.into_iter();
-    for (_, _, mut stage) in &mut txns {
-        if *stage != Stage::Prefiltered {
-            continue;
-        }
-        let accepted = verdicts
-            .next()
-            .expect("one verdict per prefiltered transaction");
-        *stage = if accepted {
-            Stage::Verified
-        } else {
-            counters.bump(RejectReason::BadSignature);
-            Stage::Rejected(RejectReason::BadSignature)
-        };
     }
-    assert!(verdicts.next().is_none(), "every verdict consumed");
+
+    let mut entities = Vec::new();
+    let mut items = Vec::new();
+    for (entity, body, signature, stage) in &txns {
+        if *stage == Stage::Prefiltered {
+            entities.push(entity);
+            items.push(OwnedItem { body: *body, signature: signature.0 });
+        }
+    }
+    if items.is_empty() {
+        return;
+    }
+    pipeline.verified += items.len() as u64;
+    let (batch, batch_size) = (config.sigverify_batch, config.sigverify_batch_size);
+    if config.sigverify_overlap {
+        for entity in &entities {
+            *txns.get_mut(*entity).expect("entity was just read").3 = Stage::Verifying;
+        }
+        let (sender, receiver) = sync_channel(1);
+        rayon::spawn(move || {
+            // The receiver lives in the world until the verdicts are read, so a failed send
+            // means the world itself is gone and nobody needs them.
+            let _ = sender.send(run_job(&items, batch, batch_size));
+        });
+        job.in_flight = Some((entities, Mutex::new(receiver)));
+    } else {
+        let verdicts = run_job(&items, batch, batch_size);
+        for (entity, accepted) in entities.into_iter().zip(verdicts) {
+            *txns.get_mut(entity).expect("entity was just read").3 = verdict_stage(accepted, &mut counters);
+        }
+    }
+}
+
+fn verdict_stage(accepted: bool, counters: &mut RejectCounters) -> Stage {
+    if accepted {
+        Stage::Verified
+    } else {
+        counters.bump(RejectReason::BadSignature);
+        Stage::Rejected(RejectReason::BadSignature)
+    }
 }
 
 /// Installs sigverify.
@@ -67,7 +132,8 @@ pub fn verify_signatures(
 pub struct SigverifyPlugin;
 
 impl crate::Plugin for SigverifyPlugin {
-    fn build(&self, _world: &mut World, schedule: &mut Schedule) {
+    fn build(&self, world: &mut World, schedule: &mut Schedule) {
+        world.init_resource::<VerifyJob>();
         schedule.add_systems(verify_signatures.in_set(SigverifySystems::Verify));
     }
 }

@@ -1,0 +1,3 @@
+//! Subcommands that are not benchmarks.
+
+pub mod keygen;
