@@ -229,7 +229,6 @@ impl Mempool {
 /// Admits every [`Stage::Unique`] transaction and despawns every transaction entity except
 /// those whose signature check is still in flight: this is the end of a transaction entity's
 /// life.
-#[allow(clippy::too_many_arguments, reason = "a system's parameters are its declared accesses")]
 pub fn admit_txns(
     mut commands: Commands,
     mut mempool: ResMut<Mempool>,
