@@ -535,6 +535,19 @@ mod tests {
     }
 
     #[test]
+    fn checked_in_seed_corpus_is_valid() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/wire_decode");
+        let mut count = 0;
+        for entry in std::fs::read_dir(&dir).expect("seed corpus directory") {
+            let bytes = std::fs::read(entry.expect("dir entry").path()).expect("seed file");
+            let frame = decode(&bytes).expect("every seed is a valid frame");
+            assert_eq!(encode(&frame), bytes);
+            count += 1;
+        }
+        assert!(count >= 5, "found {count} seeds");
+    }
+
+    #[test]
     fn seeded_fuzz_smoke() {
         // A few thousand deterministic inputs: mutations of valid frames and raw noise.
         let mut state = 0x9e37_79b9_7f4a_7c15_u64;

@@ -229,6 +229,59 @@ pub fn curve_backend() -> &'static str {
     "serial"
 }
 
+/// Fuzz harness: decodes `data` into up to 16 (key, signature, message) items, some of them
+/// validly signed and then mutated, and asserts that every verification path agrees, and that
+/// everything `ed25519_dalek`'s strict verifier accepts, this rule accepts too (strict
+/// cofactorless acceptance implies the cofactored equation). Run by `cargo test` on seeded
+/// inputs and by `fuzz/fuzz_targets/sigverify_diff.rs`.
+pub fn fuzz_differential(data: &[u8]) {
+    use ed25519_dalek::Signer;
+
+    let mut owned: Vec<([u8; 32], [u8; 64], Vec<u8>)> = Vec::new();
+    let mut rest = data;
+    while owned.len() < 16 {
+        let Some((&mode, tail)) = rest.split_first() else { break };
+        let Some((key_bytes, tail)) = tail.split_first_chunk::<32>() else { break };
+        let Some((signature, tail)) = tail.split_first_chunk::<64>() else { break };
+        let Some((&length, tail)) = tail.split_first() else { break };
+        let length = usize::from(length % 64).min(tail.len());
+        let (message, tail) = tail.split_at(length);
+        rest = tail;
+        let (mut public_key, mut signature) = (*key_bytes, *signature);
+        if mode & 1 == 1 {
+            // Sign for real with a key derived from the bytes, then flip the bit `mode` names.
+            let key = ed25519_dalek::SigningKey::from_bytes(key_bytes);
+            public_key = key.verifying_key().to_bytes();
+            signature = key.sign(message).to_bytes();
+            if mode & 2 == 2 {
+                let bit = usize::from(mode >> 2);
+                signature[bit / 8 % 64] ^= 1 << (bit % 8);
+            }
+        }
+        owned.push((public_key, signature, message.to_vec()));
+    }
+    let items: Vec<VerifyItem<'_>> = owned
+        .iter()
+        .map(|(public_key, signature, message)| VerifyItem { public_key, message, signature })
+        .collect();
+    let singles: Vec<bool> = items.iter().map(verify_single).collect();
+    let mut each = vec![false; items.len()];
+    verify_each(&items, &mut each);
+    assert_eq!(each, singles, "parallel single checks disagree");
+    for batch_size in [1, 3, 16] {
+        let mut many = vec![false; items.len()];
+        verify_many(&items, &mut many, batch_size);
+        assert_eq!(many, singles, "batch size {batch_size} disagrees with single checks");
+    }
+    assert_eq!(verify_batch(&items), singles.iter().all(|ok| *ok), "whole-batch verdict disagrees");
+    for (item, accepted) in items.iter().zip(&singles) {
+        let strict = ed25519_dalek::VerifyingKey::from_bytes(item.public_key).is_ok_and(|key| {
+            key.verify_strict(item.message, &ed25519_dalek::Signature::from_bytes(item.signature)).is_ok()
+        });
+        assert!(!strict || *accepted, "dalek's strict verifier accepts what the rule refuses");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use ed25519_dalek::{Signer, SigningKey};
@@ -408,6 +461,18 @@ mod tests {
         assert_eq!(singles, expected);
         assert!(items.len() > 100, "loaded {} vectors", items.len());
         assert_paths_agree(&items);
+    }
+
+    #[test]
+    fn seeded_differential_smoke() {
+        let mut stream = crate::workload::SeedStream::new("sigverify differential smoke", 1);
+        for round in 0..300 {
+            let mut data = vec![0u8; 40 + (round % 5) * 110];
+            for byte in data.iter_mut() {
+                *byte = stream.next_u64() as u8;
+            }
+            fuzz_differential(&data);
+        }
     }
 
     fn vectors_dir() -> std::path::PathBuf {
