@@ -16,6 +16,9 @@ pub struct PipelineConfig {
     pub inbox_capacity: usize,
     /// Transactions ingest takes from the inbox per tick.
     pub ingest_batch_max: usize,
+    /// Run the prefilter's checks with the SIMD kernel (false: the scalar reference; same
+    /// verdicts).
+    pub prefilter_simd: bool,
     /// Signatures per batch-verification chunk (each chunk runs on one core).
     pub sigverify_batch_size: usize,
     /// Use batch verification; when false every signature is checked singly (same verdicts,
@@ -51,6 +54,7 @@ impl Default for PipelineConfig {
             inbox_capacity: 1 << 17,
             ingest_batch_max: 8192,
             sigverify_batch_size: 128,
+            prefilter_simd: true,
             sigverify_batch: true,
             sigverify_overlap: true,
             seen_capacity: 1 << 20,

@@ -188,6 +188,9 @@ fn ten_thousand_transfers_with_bad_input_end_to_end() {
     let single = run(&scenario, PipelineConfig { sigverify_batch: false, ..PipelineConfig::default() });
     check(&scenario, &single);
     assert_eq!(batched.block_hashes, single.block_hashes);
+    let scalar_prefilter =
+        run(&scenario, PipelineConfig { prefilter_simd: false, ..PipelineConfig::default() });
+    assert_eq!(batched.block_hashes, scalar_prefilter.block_hashes);
     let small_batches =
         run(&scenario, PipelineConfig { sigverify_batch_size: 7, ..PipelineConfig::default() });
     assert_eq!(batched.block_hashes, small_batches.block_hashes);

@@ -1,4 +1,5 @@
 //! Pure kernels: no `bevy_ecs` here. Systems call these; benches and fuzzers call them
 //! directly.
 
+pub mod prefilter;
 pub mod sigverify;

@@ -1,10 +1,17 @@
 //! Prefilter: refuse what is cheap to refuse before any curve arithmetic.
+//!
+//! The system gathers the tick's received transactions into column arrays (one per checked
+//! field, plus the sender's account nonce) and runs [`crate::kernels::prefilter`] over them:
+//! the SIMD kernel by default, the scalar reference with `prefilter_simd = false`.
 
 use bevy_ecs::prelude::*;
 use tessera_components::{RejectReason, Stage, TxnBody};
 
 use crate::config::PipelineConfig;
 use crate::counters::RejectCounters;
+use crate::kernels::prefilter::{
+    PrefilterColumns, PrefilterParams, PrefilterRow, check_row, check_scalar, check_simd,
+};
 use crate::ledger::Ledger;
 
 /// The prefilter subsystem's sets.
@@ -14,56 +21,91 @@ pub enum PrefilterSystems {
     Filter,
 }
 
+/// The refusal for each nonzero outcome code of the kernel, in `CHECKS` order.
+const REASONS: [RejectReason; 7] = [
+    RejectReason::WrongChain,
+    RejectReason::NonzeroReserved,
+    RejectReason::FeeTooLow,
+    RejectReason::ZeroAmount,
+    RejectReason::SelfTransfer,
+    RejectReason::NonceStale,
+    RejectReason::NonceTooFar,
+];
+
+fn params(config: &PipelineConfig) -> PrefilterParams {
+    PrefilterParams {
+        chain_id: u64::from(config.chain_id),
+        fee_floor: config.fee_floor,
+        nonce_window: config.nonce_window,
+    }
+}
+
+fn row(body: &TxnBody, ledger: &Ledger) -> PrefilterRow {
+    PrefilterRow {
+        chain_id: u64::from(body.chain_id),
+        reserved: u64::from(body.reserved),
+        fee: body.fee,
+        amount: body.amount,
+        self_transfer: u64::from(body.sender == body.recipient),
+        nonce: body.nonce,
+        account_nonce: ledger.nonce_of(&body.sender),
+    }
+}
+
+fn reason(code: u8) -> Option<RejectReason> {
+    code.checked_sub(1).map(|index| REASONS[usize::from(index)])
+}
+
 /// The prefilter's checks on one body, in order. Transactions are fixed-size, so "oversize"
 /// cannot arise here: the wire codec refuses oversized frames before any transaction exists.
 ///
 /// # Errors
 /// The first failing check's reason.
 pub fn check_body(body: &TxnBody, config: &PipelineConfig, ledger: &Ledger) -> Result<(), RejectReason> {
-    if body.chain_id != config.chain_id {
-        return Err(RejectReason::WrongChain);
+    match reason(check_row(&row(body, ledger), &params(config))) {
+        Some(reason) => Err(reason),
+        None => Ok(()),
     }
-    if body.reserved != 0 {
-        return Err(RejectReason::NonzeroReserved);
-    }
-    if body.fee < config.fee_floor {
-        return Err(RejectReason::FeeTooLow);
-    }
-    if body.amount == 0 {
-        return Err(RejectReason::ZeroAmount);
-    }
-    if body.sender == body.recipient {
-        return Err(RejectReason::SelfTransfer);
-    }
-    let account_nonce = ledger.nonce_of(&body.sender);
-    if body.nonce < account_nonce {
-        return Err(RejectReason::NonceStale);
-    }
-    if body.nonce - account_nonce >= config.nonce_window {
-        return Err(RejectReason::NonceTooFar);
-    }
-    Ok(())
 }
 
-/// Applies [`check_body`] to every received transaction.
+/// Applies the checks to every received transaction.
 pub fn filter_txns(
     config: Res<PipelineConfig>,
     ledger: Res<Ledger>,
     mut counters: ResMut<RejectCounters>,
+    mut columns: Local<PrefilterColumns>,
+    mut codes: Local<Vec<u8>>,
     mut txns: Query<(&TxnBody, &mut Stage)>,
 ) {
-    for (body, mut stage) in &mut txns {
+    columns.clear();
+    for (body, stage) in &txns {
+        if *stage == Stage::Received {
+            columns.push(row(body, &ledger));
+        }
+    }
+    codes.clear();
+    codes.resize(columns.len(), 0);
+    if config.prefilter_simd {
+        check_simd(&columns, &params(&config), &mut codes);
+    } else {
+        check_scalar(&columns, &params(&config), &mut codes);
+    }
+    // Same query, no structural change in between: the same rows in the same order.
+    let mut codes = codes.iter();
+    for (_, mut stage) in &mut txns {
         if *stage != Stage::Received {
             continue;
         }
-        *stage = match check_body(body, &config, &ledger) {
-            Ok(()) => Stage::Prefiltered,
-            Err(reason) => {
+        let code = *codes.next().expect("one code per received transaction");
+        *stage = match reason(code) {
+            None => Stage::Prefiltered,
+            Some(reason) => {
                 counters.bump(reason);
                 Stage::Rejected(reason)
             }
         };
     }
+    assert!(codes.next().is_none(), "every code consumed");
 }
 
 /// Installs the prefilter.
@@ -109,5 +151,12 @@ mod tests {
         ledger.apply(&good).unwrap();
         assert_eq!(check_body(&good, &config, &ledger), Err(RejectReason::NonceStale));
         assert_eq!(check_body(&TxnBody { nonce: 10, ..good }, &config, &ledger), Ok(()));
+    }
+
+    #[test]
+    fn reasons_follow_the_kernel_check_names() {
+        for (reason, name) in REASONS.iter().zip(crate::kernels::prefilter::CHECKS) {
+            assert_eq!(reason.name(), name);
+        }
     }
 }
