@@ -24,6 +24,9 @@ pub struct PipelineConfig {
     /// Use batch verification; when false every signature is checked singly (same verdicts,
     /// slower). An optimisation switch for A/B measurement.
     pub sigverify_batch: bool,
+    /// Entries in the cache of accepted signatures (keyed by transaction id); 0 turns the
+    /// cache off.
+    pub sigverify_cache_capacity: usize,
     /// Overlap verification with the rest of the tick: a tick's signatures are checked on the
     /// verification pool while the main thread runs mempool, propose and execute, and their
     /// verdicts are applied at the start of the next tick's sigverify set. When false, the
@@ -57,6 +60,7 @@ impl Default for PipelineConfig {
             prefilter_simd: true,
             sigverify_batch: true,
             sigverify_overlap: true,
+            sigverify_cache_capacity: 1 << 16,
             seen_capacity: 1 << 20,
             mempool_count_max: 200_000,
             mempool_bytes_max: 128 << 20,

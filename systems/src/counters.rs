@@ -41,8 +41,12 @@ impl RejectCounters {
 pub struct PipelineCounters {
     /// Transactions spawned by ingest.
     pub ingested: u64,
-    /// Signatures checked by sigverify.
+    /// Signatures checked by sigverify (cache misses).
     pub verified: u64,
+    /// Signatures found in the verification cache and not checked again.
+    pub verify_cache_hits: u64,
+    /// Signatures not in the verification cache.
+    pub verify_cache_misses: u64,
     /// Transactions admitted to the mempool.
     pub admitted: u64,
     /// Blocks proposed.

@@ -241,6 +241,45 @@ fn mempool_bound_holds_under_a_flood() {
 }
 
 #[test]
+fn resubmission_hits_the_verification_cache() {
+    let base = transfers(TransferSpec {
+        seed: 5,
+        chain_id: 1,
+        senders: 4,
+        per_sender: 2,
+        balance: 1000,
+        fee_min: 1,
+    });
+    let config = PipelineConfig { block_interval_ns: u64::MAX, ..PipelineConfig::default() };
+    let mut pipeline = Pipeline::new(config, Ledger::from_genesis(&base.genesis).unwrap()).unwrap();
+    pipeline.world_mut().resource_mut::<crate::propose::ProposerState>().last_proposal_ns = Some(0);
+    for txn in &base.txns {
+        pipeline.submit(*txn, 0);
+    }
+    pipeline.tick(1);
+    pipeline.tick(2);
+    assert_eq!(pipeline.counters().verify_cache_misses, 8);
+    assert_eq!(pipeline.counters().verify_cache_hits, 0);
+    // The same bytes again (a gossip duplicate): no second verification, refused as duplicates.
+    for txn in &base.txns {
+        pipeline.submit(*txn, 1);
+    }
+    pipeline.tick(3);
+    pipeline.tick(4);
+    assert_eq!(pipeline.counters().verify_cache_hits, 8);
+    assert_eq!(pipeline.counters().verified, 8);
+    assert_eq!(pipeline.reject_counters().get(RejectReason::Duplicate), 8);
+    // A forged twin (same body, different signature) is a different id: a miss, then refused.
+    let mut forged = base.txns[0];
+    forged.signature.0[0] ^= 1;
+    pipeline.submit(forged, 2);
+    pipeline.tick(5);
+    pipeline.tick(6);
+    assert_eq!(pipeline.counters().verify_cache_misses, 9);
+    assert_eq!(pipeline.reject_counters().get(RejectReason::BadSignature), 1);
+}
+
+#[test]
 fn ambiguous_schedule_is_refused() {
     use bevy_ecs::prelude::*;
     use bevy_ecs::schedule::{LogLevel, ScheduleBuildSettings};

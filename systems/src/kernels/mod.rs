@@ -3,3 +3,4 @@
 
 pub mod prefilter;
 pub mod sigverify;
+pub mod verify_cache;

@@ -13,11 +13,17 @@ use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, sync_channel};
 
 use bevy_ecs::prelude::*;
-use tessera_components::{RejectReason, Stage, TxnBody, TxnSignature};
+use tessera_components::{RejectReason, Stage, TxnBody, TxnId, TxnSignature};
 
 use crate::config::PipelineConfig;
 use crate::counters::{PipelineCounters, RejectCounters};
 use crate::kernels::sigverify::{VerifyItem, verify_each, verify_many};
+use crate::kernels::verify_cache::VerifyCache;
+
+/// The cache of accepted signatures, keyed by transaction id. Written by
+/// [`verify_signatures`] when verdicts land; read by it for every prefiltered transaction.
+#[derive(Debug, Resource)]
+pub struct AcceptedSignatures(pub VerifyCache);
 
 /// The sigverify subsystem's sets.
 #[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -71,28 +77,44 @@ fn run_job(items: &[OwnedItem], batch: bool, batch_size: usize) -> Vec<bool> {
 pub fn verify_signatures(
     config: Res<PipelineConfig>,
     mut job: ResMut<VerifyJob>,
+    mut cache: ResMut<AcceptedSignatures>,
     mut counters: ResMut<RejectCounters>,
     mut pipeline: ResMut<PipelineCounters>,
-    mut txns: Query<(Entity, &TxnBody, &TxnSignature, &mut Stage)>,
+    mut txns: Query<(Entity, &TxnBody, &TxnSignature, &TxnId, &mut Stage)>,
 ) {
     if let Some((entities, receiver)) = job.in_flight.take() {
         let receiver = receiver.into_inner().expect("verdict channel lock is never poisoned");
         let verdicts = receiver.recv().expect("verification job always sends its verdicts");
         assert_eq!(verdicts.len(), entities.len(), "one verdict per entity");
         for (entity, accepted) in entities.into_iter().zip(verdicts) {
-            let (_, _, _, mut stage) = txns.get_mut(entity).expect("entities in flight are never despawned");
+            let (_, _, _, id, mut stage) =
+                txns.get_mut(entity).expect("entities in flight are never despawned");
             assert_eq!(*stage, Stage::Verifying);
+            if accepted {
+                cache.0.insert(&id.0.0);
+            }
             *stage = verdict_stage(accepted, &mut counters);
         }
     }
 
     let mut entities = Vec::new();
     let mut items = Vec::new();
-    for (entity, body, signature, stage) in &txns {
-        if *stage == Stage::Prefiltered {
+    let mut hits = Vec::new();
+    for (entity, body, signature, id, stage) in &txns {
+        if *stage != Stage::Prefiltered {
+            continue;
+        }
+        if cache.0.contains(&id.0.0) {
+            hits.push(entity);
+        } else {
             entities.push(entity);
             items.push(OwnedItem { body: *body, signature: signature.0 });
         }
+    }
+    pipeline.verify_cache_hits += hits.len() as u64;
+    pipeline.verify_cache_misses += items.len() as u64;
+    for entity in hits {
+        *txns.get_mut(entity).expect("entity was just read").4 = Stage::Verified;
     }
     if items.is_empty() {
         return;
@@ -101,7 +123,7 @@ pub fn verify_signatures(
     let (batch, batch_size) = (config.sigverify_batch, config.sigverify_batch_size);
     if config.sigverify_overlap {
         for entity in &entities {
-            *txns.get_mut(*entity).expect("entity was just read").3 = Stage::Verifying;
+            *txns.get_mut(*entity).expect("entity was just read").4 = Stage::Verifying;
         }
         let (sender, receiver) = sync_channel(1);
         rayon::spawn(move || {
@@ -113,7 +135,11 @@ pub fn verify_signatures(
     } else {
         let verdicts = run_job(&items, batch, batch_size);
         for (entity, accepted) in entities.into_iter().zip(verdicts) {
-            *txns.get_mut(entity).expect("entity was just read").3 = verdict_stage(accepted, &mut counters);
+            let (_, _, _, id, mut stage) = txns.get_mut(entity).expect("entity was just read");
+            if accepted {
+                cache.0.insert(&id.0.0);
+            }
+            *stage = verdict_stage(accepted, &mut counters);
         }
     }
 }
@@ -134,6 +160,8 @@ pub struct SigverifyPlugin;
 impl crate::Plugin for SigverifyPlugin {
     fn build(&self, world: &mut World, schedule: &mut Schedule) {
         world.init_resource::<VerifyJob>();
+        let capacity = world.resource::<PipelineConfig>().sigverify_cache_capacity;
+        world.insert_resource(AcceptedSignatures(VerifyCache::new(capacity)));
         schedule.add_systems(verify_signatures.in_set(SigverifySystems::Verify));
     }
 }
