@@ -19,21 +19,29 @@ struct Cli {
 enum Command {
     /// Generate an Ed25519 key pair and write it as a key file.
     Keygen(cli::keygen::KeygenArgs),
+    /// Check Ed25519 signatures by hand under the node's accept rule (ZIP-215).
+    Sigverify(cli::sigverify::SigverifyArgs),
     /// Run a benchmark suite and print its figures.
     Bench(bench::BenchArgs),
 }
+
+/// Bad input from the user (a malformed file, say): reported with exit status 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InputError(pub String);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Keygen(args) => cli::keygen::run(&args),
+        Command::Sigverify(args) => cli::sigverify::run(&args),
         Command::Bench(args) => bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
-            ExitCode::FAILURE
+            if error.is::<InputError>() { ExitCode::from(2) } else { ExitCode::FAILURE }
         }
     }
 }

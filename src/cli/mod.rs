@@ -1,3 +1,4 @@
 //! Subcommands that are not benchmarks.
 
 pub mod keygen;
+pub mod sigverify;

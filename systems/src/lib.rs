@@ -70,6 +70,33 @@ fn update_messages(
     committed.update();
 }
 
+/// Which stages a [`Pipeline`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stages {
+    /// Every stage: ingest through execute.
+    Full,
+    /// Ingest, prefilter, sigverify and dedup only; transactions that pass are counted as
+    /// admitted and dropped. The admission path on its own, for measurement.
+    ThroughDedup,
+}
+
+/// End of the [`Stages::ThroughDedup`] schedule: counts what passed and despawns every
+/// transaction entity whose verdict has landed.
+fn drain_checked_txns(
+    mut commands: Commands,
+    mut pipeline: ResMut<PipelineCounters>,
+    txns: Query<(Entity, &tessera_components::Stage)>,
+) {
+    for (entity, stage) in &txns {
+        match stage {
+            tessera_components::Stage::Verifying => continue,
+            tessera_components::Stage::Unique => pipeline.admitted += 1,
+            _ => {}
+        }
+        commands.entity(entity).despawn();
+    }
+}
+
 /// Runs before every other set.
 #[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FirstSystems;
@@ -103,6 +130,18 @@ impl Pipeline {
     /// # Errors
     /// An invalid configuration, or a schedule with ambiguous system order.
     pub fn new(config: PipelineConfig, ledger: Ledger) -> Result<Pipeline, PipelineError> {
+        Pipeline::with_stages(config, ledger, Stages::Full)
+    }
+
+    /// Builds a pipeline of the given [`Stages`] over `ledger`.
+    ///
+    /// # Errors
+    /// An invalid configuration, or a schedule with ambiguous system order.
+    pub fn with_stages(
+        config: PipelineConfig,
+        ledger: Ledger,
+        stages: Stages,
+    ) -> Result<Pipeline, PipelineError> {
         config.validate()?;
         let mut world = World::new();
         world.insert_resource(config);
@@ -120,20 +159,32 @@ impl Pipeline {
             ambiguity_detection: LogLevel::Error,
             ..ScheduleBuildSettings::default()
         });
-        let plugins: [&dyn Plugin; 8] = [
+        let admission: [&dyn Plugin; 4] = [
             &ingest::IngestPlugin,
             &prefilter::PrefilterPlugin,
             &sigverify::SigverifyPlugin,
             &dedup::DedupPlugin,
-            &mempool::MempoolPlugin,
-            &propose::ProposePlugin,
-            &execute::ExecutePlugin,
-            &invariants::InvariantsPlugin,
         ];
-        for plugin in plugins {
+        for plugin in admission {
             plugin.build(&mut world, &mut schedule);
         }
-        schedule.add_systems(update_messages.in_set(FirstSystems));
+        match stages {
+            Stages::Full => {
+                let rest: [&dyn Plugin; 4] = [
+                    &mempool::MempoolPlugin,
+                    &propose::ProposePlugin,
+                    &execute::ExecutePlugin,
+                    &invariants::InvariantsPlugin,
+                ];
+                for plugin in rest {
+                    plugin.build(&mut world, &mut schedule);
+                }
+                schedule.add_systems(update_messages.in_set(FirstSystems));
+            }
+            Stages::ThroughDedup => {
+                schedule.add_systems(drain_checked_txns.in_set(mempool::MempoolSystems::Admit));
+            }
+        }
         schedule.configure_sets(
             (
                 FirstSystems,
@@ -164,14 +215,17 @@ impl Pipeline {
     pub fn tick(&mut self, now_ns: u64) -> Vec<BlockCommitted> {
         self.world.resource_mut::<Clock>().now_ns = now_ns;
         self.schedule.run(&mut self.world);
-        self.world.resource_mut::<Messages<BlockCommitted>>().drain().collect()
+        match self.world.get_resource_mut::<Messages<BlockCommitted>>() {
+            Some(mut committed) => committed.drain().collect(),
+            None => Vec::new(),
+        }
     }
 
     /// True when nothing is queued, in flight or pending: another tick would do nothing.
     pub fn is_idle(&self) -> bool {
         self.world.resource::<ingest::Inbox>().is_empty()
             && !self.world.resource::<sigverify::VerifyJob>().is_busy()
-            && self.world.resource::<mempool::Mempool>().is_empty()
+            && self.world.get_resource::<mempool::Mempool>().is_none_or(mempool::Mempool::is_empty)
     }
 
     /// The world, for reading resources.

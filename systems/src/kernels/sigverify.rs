@@ -51,14 +51,31 @@ struct Prepared {
     k: Scalar,
 }
 
-/// Decodes and hashes one item. `None` means the encoding alone is refused: `S ≥ ℓ`, or `A` or
-/// `R` is not the y-coordinate of a curve point.
-fn prepare(item: &VerifyItem<'_>) -> Option<Prepared> {
-    let r_bytes: [u8; 32] = item.signature[..32].try_into().ok()?;
-    let s_bytes: [u8; 32] = item.signature[32..].try_into().ok()?;
-    let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes))?;
-    let a = CompressedEdwardsY(*item.public_key).decompress()?;
-    let r = CompressedEdwardsY(r_bytes).decompress()?;
+/// Why the rule refuses a signature.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// `S` is not below ℓ.
+    #[error("s_not_canonical")]
+    SNotCanonical,
+    /// `A` is not the encoding of a curve point.
+    #[error("key_not_a_point")]
+    KeyNotAPoint,
+    /// `R` is not the encoding of a curve point.
+    #[error("r_not_a_point")]
+    RNotAPoint,
+    /// Everything decodes, but `[8]([S]B − R − [k]A) ≠ 0`.
+    #[error("equation")]
+    Equation,
+}
+
+/// Decodes and hashes one item, or names the encoding problem that refuses it outright.
+fn prepare(item: &VerifyItem<'_>) -> Result<Prepared, Refusal> {
+    let (r_bytes, s_bytes) = item.signature.split_at(32);
+    let r_bytes: [u8; 32] = r_bytes.try_into().expect("64 = 32 + 32");
+    let s_bytes: [u8; 32] = s_bytes.try_into().expect("64 = 32 + 32");
+    let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes)).ok_or(Refusal::SNotCanonical)?;
+    let a = CompressedEdwardsY(*item.public_key).decompress().ok_or(Refusal::KeyNotAPoint)?;
+    let r = CompressedEdwardsY(r_bytes).decompress().ok_or(Refusal::RNotAPoint)?;
     let mut hasher = Sha512::new();
     hasher.update(r_bytes);
     hasher.update(item.public_key);
@@ -68,7 +85,7 @@ fn prepare(item: &VerifyItem<'_>) -> Option<Prepared> {
     let mut encoded = [0u8; 64];
     encoded[..32].copy_from_slice(&r_bytes);
     encoded[32..].copy_from_slice(item.public_key);
-    Some(Prepared { encoded, a, r, s, k })
+    Ok(Prepared { encoded, a, r, s, k })
 }
 
 fn check_single(p: &Prepared) -> bool {
@@ -118,7 +135,35 @@ fn check_batch(batch: &[Prepared]) -> bool {
 
 /// Checks one signature under the accept rule.
 pub fn verify_single(item: &VerifyItem<'_>) -> bool {
-    prepare(item).is_some_and(|p| check_single(&p))
+    prepare(item).is_ok_and(|p| check_single(&p))
+}
+
+/// Checks one signature and names the reason for a refusal.
+///
+/// # Errors
+/// The [`Refusal`].
+pub fn check_detailed(item: &VerifyItem<'_>) -> Result<(), Refusal> {
+    let prepared = prepare(item)?;
+    if check_single(&prepared) { Ok(()) } else { Err(Refusal::Equation) }
+}
+
+/// The reason a signature that a batch path refused was refused, without verifying it again:
+/// its encoding problem if it has one, else the equation.
+pub fn refusal_of_refused(item: &VerifyItem<'_>) -> Refusal {
+    match prepare(item) {
+        Err(refusal) => refusal,
+        Ok(_) => Refusal::Equation,
+    }
+}
+
+/// A plain reference implementation of the rule for differential testing: constant-time
+/// scalar multiplications and a comparison of compressed points, sharing nothing with the
+/// fast paths but decoding.
+pub fn verify_reference(item: &VerifyItem<'_>) -> bool {
+    let Ok(p) = prepare(item) else { return false };
+    let left = EdwardsPoint::mul_base(&p.s).mul_by_cofactor();
+    let right = (p.r + p.a * p.k).mul_by_cofactor();
+    left.compress() == right.compress()
 }
 
 /// Checks a batch as one multiscalar multiplication: true iff every signature is accepted.
@@ -126,8 +171,8 @@ pub fn verify_batch(items: &[VerifyItem<'_>]) -> bool {
     let mut prepared = Vec::with_capacity(items.len());
     for item in items {
         match prepare(item) {
-            Some(p) => prepared.push(p),
-            None => return false,
+            Ok(p) => prepared.push(p),
+            Err(_) => return false,
         }
     }
     check_batch(&prepared)
@@ -170,11 +215,11 @@ pub fn verify_chunk(items: &[VerifyItem<'_>], verdicts: &mut [bool]) {
     let mut slots = Vec::with_capacity(items.len());
     for (slot, item) in items.iter().enumerate() {
         match prepare(item) {
-            Some(p) => {
+            Ok(p) => {
                 prepared.push(p);
                 slots.push(slot);
             }
-            None => verdicts[slot] = false,
+            Err(_) => verdicts[slot] = false,
         }
     }
     let mut prepared_verdicts = vec![false; prepared.len()];
@@ -265,6 +310,8 @@ pub fn fuzz_differential(data: &[u8]) {
         .map(|(public_key, signature, message)| VerifyItem { public_key, message, signature })
         .collect();
     let singles: Vec<bool> = items.iter().map(verify_single).collect();
+    let reference: Vec<bool> = items.iter().map(verify_reference).collect();
+    assert_eq!(reference, singles, "the fast single check disagrees with the reference");
     let mut each = vec![false; items.len()];
     verify_each(&items, &mut each);
     assert_eq!(each, singles, "parallel single checks disagree");
@@ -322,6 +369,8 @@ mod tests {
     /// All verdict paths must agree on `items`.
     fn assert_paths_agree(items: &[VerifyItem<'_>]) {
         let singles: Vec<bool> = items.iter().map(verify_single).collect();
+        let reference: Vec<bool> = items.iter().map(verify_reference).collect();
+        assert_eq!(reference, singles, "reference implementation disagrees");
         let mut each = vec![false; items.len()];
         verify_each(items, &mut each);
         assert_eq!(each, singles);
@@ -466,7 +515,7 @@ mod tests {
     #[test]
     fn seeded_differential_smoke() {
         let mut stream = crate::workload::SeedStream::new("sigverify differential smoke", 1);
-        for round in 0..300 {
+        for round in 0..2000 {
             let mut data = vec![0u8; 40 + (round % 5) * 110];
             for byte in data.iter_mut() {
                 *byte = stream.next_u64() as u8;
