@@ -190,8 +190,8 @@ pub fn check_simd(columns: &PrefilterColumns, params: &PrefilterParams, codes: &
             codes[at + lane] = if bits == 0 { 0 } else { bits.trailing_zeros() as u8 + 1 };
         }
     }
-    for i in full..rows {
-        codes[i] = check_row(&columns.row(i), params);
+    for (i, code) in codes.iter_mut().enumerate().skip(full) {
+        *code = check_row(&columns.row(i), params);
     }
 }
 
