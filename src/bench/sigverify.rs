@@ -237,12 +237,12 @@ fn prefilter_rates(rounds: usize) -> (f64, f64) {
         let r = stream.next_u64();
         let account_nonce = r % 1000;
         columns.push(PrefilterRow {
-            chain_id: if r % 97 == 0 { 2 } else { 1 },
-            reserved: u64::from(r % 211 == 0),
+            chain_id: if r.is_multiple_of(97) { 2 } else { 1 },
+            reserved: u64::from(r.is_multiple_of(211)),
             fee: 5 + (r >> 8) % 100,
             amount: (r >> 16) % 500,
-            self_transfer: u64::from(r % 389 == 0),
-            nonce: account_nonce + (r >> 24) % 80 - u64::from(r % 53 == 0).min(account_nonce),
+            self_transfer: u64::from(r.is_multiple_of(389)),
+            nonce: account_nonce + (r >> 24) % 80 - u64::from(r.is_multiple_of(53)).min(account_nonce),
             account_nonce,
         });
     }
