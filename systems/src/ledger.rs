@@ -31,6 +31,35 @@ pub enum GenesisError {
     /// More accounts than a u32 slot can address.
     #[error("genesis has more than 2^32 accounts")]
     TooManyAccounts,
+    /// Stored state whose columns differ in length.
+    #[error("state has {keys} addresses but {accounts} accounts")]
+    ColumnMismatch {
+        /// Address count.
+        keys: usize,
+        /// Account count.
+        accounts: usize,
+    },
+    /// Stored state whose balances and burned fees do not add up to its supply.
+    #[error("state does not conserve supply: balances and burned fees sum to {sum}, supply is {supply}")]
+    SupplyMismatch {
+        /// `Σ balance + burned`.
+        sum: u128,
+        /// Recorded supply.
+        supply: u128,
+    },
+}
+
+/// A ledger taken apart into its columns, for persistence. `keys[i]` owns `accounts[i]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LedgerParts {
+    /// Account addresses in slot order.
+    pub keys: Vec<[u8; 32]>,
+    /// Accounts in slot order.
+    pub accounts: Vec<Account>,
+    /// Fees burned so far.
+    pub burned: u64,
+    /// Genesis supply.
+    pub supply: u128,
 }
 
 impl Ledger {
@@ -49,6 +78,54 @@ impl Ledger {
             ledger.supply += u128::from(*balance);
         }
         Ok(ledger)
+    }
+
+    /// Rebuilds a ledger from stored columns, checking them: equal lengths, no duplicate
+    /// address, supply conserved. The result has the same state root as the ledger the parts
+    /// came from.
+    ///
+    /// # Errors
+    /// The first inconsistency found.
+    pub fn from_parts(parts: LedgerParts) -> Result<Ledger, GenesisError> {
+        let LedgerParts { keys, accounts, burned, supply } = parts;
+        if keys.len() != accounts.len() {
+            return Err(GenesisError::ColumnMismatch { keys: keys.len(), accounts: accounts.len() });
+        }
+        if u32::try_from(keys.len()).is_err() {
+            return Err(GenesisError::TooManyAccounts);
+        }
+        let mut index = HashMap::default();
+        for (slot, key) in keys.iter().enumerate() {
+            if index.insert(*key, slot as u32).is_some() {
+                return Err(GenesisError::DuplicateAccount(Hash(*key).to_hex()));
+            }
+        }
+        let ledger = Ledger { keys, accounts, index, burned, supply };
+        let sum = ledger.balance_sum();
+        if sum != supply {
+            return Err(GenesisError::SupplyMismatch { sum, supply });
+        }
+        Ok(ledger)
+    }
+
+    /// The ledger's columns, for persistence ([`Ledger::from_parts`] reverses it).
+    pub fn to_parts(&self) -> LedgerParts {
+        LedgerParts {
+            keys: self.keys.clone(),
+            accounts: self.accounts.clone(),
+            burned: self.burned,
+            supply: self.supply,
+        }
+    }
+
+    /// Account addresses in slot order.
+    pub fn keys(&self) -> &[[u8; 32]] {
+        &self.keys
+    }
+
+    /// Accounts in slot order.
+    pub fn accounts(&self) -> &[Account] {
+        &self.accounts
     }
 
     fn push_account(&mut self, key: [u8; 32]) -> Option<usize> {
@@ -190,6 +267,25 @@ mod tests {
         assert_eq!(ledger.burned(), 10);
         assert_eq!(ledger.balance_sum(), ledger.supply());
         assert_ne!(ledger.state_root(), root);
+    }
+
+    #[test]
+    fn parts_round_trip_and_are_checked() {
+        let mut ledger = Ledger::from_genesis(&[([1; 32], 100), ([2; 32], 50)]).unwrap();
+        ledger.apply(&transfer(1, 3, 10, 2, 0)).unwrap();
+        let parts = ledger.to_parts();
+        let back = Ledger::from_parts(parts.clone()).unwrap();
+        assert_eq!(back.state_root(), ledger.state_root());
+        assert_eq!(back.nonce_of(&[1; 32]), 1);
+        let mut bad = parts.clone();
+        bad.accounts[0].balance += 1;
+        assert!(matches!(Ledger::from_parts(bad), Err(GenesisError::SupplyMismatch { .. })));
+        let mut bad = parts.clone();
+        bad.keys[1] = bad.keys[0];
+        assert!(matches!(Ledger::from_parts(bad), Err(GenesisError::DuplicateAccount(_))));
+        let mut bad = parts;
+        bad.keys.pop();
+        assert!(matches!(Ledger::from_parts(bad), Err(GenesisError::ColumnMismatch { .. })));
     }
 
     #[test]

@@ -53,7 +53,7 @@ pub use clock::Clock;
 pub use config::{ConfigError, PipelineConfig};
 pub use counters::{PipelineCounters, RejectCounters};
 pub use execute::{BlockCommitted, ChainTip, TxnOutcome};
-pub use ledger::{GenesisError, Ledger};
+pub use ledger::{GenesisError, Ledger, LedgerParts};
 
 /// A subsystem: inserts its resources and adds its systems to its set.
 pub trait Plugin {
