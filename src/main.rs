@@ -2,6 +2,8 @@
 
 mod bench;
 mod cli;
+#[allow(dead_code, reason = "the cluster harness grows into `tessera sim`; tests drive it today")]
+mod sim;
 
 use std::process::ExitCode;
 

@@ -11,6 +11,7 @@
 
 pub mod account;
 pub mod block;
+pub mod consensus;
 pub mod constants;
 pub mod hash;
 pub mod reject;
@@ -18,7 +19,8 @@ pub mod txn;
 pub mod wire;
 
 pub use account::Account;
-pub use block::{Block, BlockHeader, QuorumCertificate, Vote, VoteKind};
+pub use block::{Block, BlockHeader, QuorumCertificate, Signature, Vote, VoteKind, vote_signing_bytes};
+pub use consensus::{CertifiedBlock, ConsensusMessage, NewView, Proposal};
 pub use hash::{Hash, merkle_root};
 pub use reject::RejectReason;
 pub use txn::{Arrival, Stage, Txn, TxnBody, TxnId, TxnSignature};

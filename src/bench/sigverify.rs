@@ -201,7 +201,11 @@ fn round3(value: f64) -> f64 {
 fn path_per_s(genesis: &[([u8; 32], u64)], txns: &[Txn]) -> Result<f64, Box<dyn std::error::Error>> {
     let config = PipelineConfig::default();
     let mut pipeline =
-        Pipeline::with_stages(config.clone(), Ledger::from_genesis(genesis)?, Stages::ThroughDedup)?;
+        {
+        let ledger = Ledger::from_genesis(genesis)?;
+        let tip = tessera_systems::ChainTip::genesis(&ledger);
+        Pipeline::with_stages(config.clone(), ledger, tip, Stages::ThroughDedup)?
+    };
     let start = Instant::now();
     let mut pending = txns;
     let mut now_ns = 0;

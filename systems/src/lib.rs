@@ -29,6 +29,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod consensus;
 pub mod counters;
 pub mod dedup;
 pub mod execute;
@@ -71,10 +72,19 @@ fn update_messages(
 }
 
 /// Which stages a [`Pipeline`] runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Stages {
-    /// Every stage: ingest through execute.
+    /// Every stage, with this node proposing and executing every block on its own: ingest
+    /// through execute. Benchmarks and single-node tests.
     Full,
+    /// A validator: the admission path and the mempool, then BFT consensus (which proposes
+    /// when this node leads, validates others' proposals and finalizes blocks).
+    Validator {
+        /// The state machine, set up with this validator's key and the validator set.
+        core: Box<consensus::core::Core>,
+        /// Finalized blocks kept in memory to serve peers that sync.
+        history_max: usize,
+    },
     /// Ingest, prefilter, sigverify and dedup only; transactions that pass are counted as
     /// admitted and dropped. The admission path on its own, for measurement.
     ThroughDedup,
@@ -130,7 +140,8 @@ impl Pipeline {
     /// # Errors
     /// An invalid configuration, or a schedule with ambiguous system order.
     pub fn new(config: PipelineConfig, ledger: Ledger) -> Result<Pipeline, PipelineError> {
-        Pipeline::with_stages(config, ledger, Stages::Full)
+        let tip = ChainTip::genesis(&ledger);
+        Pipeline::with_stages(config, ledger, tip, Stages::Full)
     }
 
     /// Builds a pipeline of the given [`Stages`] over `ledger`.
@@ -140,12 +151,14 @@ impl Pipeline {
     pub fn with_stages(
         config: PipelineConfig,
         ledger: Ledger,
+        tip: ChainTip,
         stages: Stages,
     ) -> Result<Pipeline, PipelineError> {
         config.validate()?;
         let mut world = World::new();
         world.insert_resource(config);
         world.insert_resource(ledger);
+        world.insert_resource(tip);
         world.init_resource::<Clock>();
         world.init_resource::<RejectCounters>();
         world.init_resource::<PipelineCounters>();
@@ -184,6 +197,20 @@ impl Pipeline {
             Stages::ThroughDedup => {
                 schedule.add_systems(drain_checked_txns.in_set(mempool::MempoolSystems::Admit));
             }
+            Stages::Validator { core, history_max } => {
+                world.init_resource::<Messages<propose::BlockProposed>>();
+                world.init_resource::<Messages<execute::BlockCommitted>>();
+                let plugin = consensus::ConsensusPlugin {
+                    core: std::sync::Mutex::new(Some(*core)),
+                    inbox_capacity: 1 << 16,
+                    history_max,
+                };
+                let rest: [&dyn Plugin; 3] = [&mempool::MempoolPlugin, &plugin, &invariants::InvariantsPlugin];
+                for plugin in rest {
+                    plugin.build(&mut world, &mut schedule);
+                }
+                schedule.add_systems(update_messages.in_set(FirstSystems));
+            }
         }
         schedule.configure_sets(
             (
@@ -195,6 +222,8 @@ impl Pipeline {
                 mempool::MempoolSystems::Admit,
                 propose::ProposeSystems::Propose,
                 execute::ExecuteSystems::Execute,
+                consensus::ConsensusSystems::Verify,
+                consensus::ConsensusSystems::Step,
                 mempool::MempoolSystems::Prune,
                 invariants::InvariantSystems::Check,
             )
@@ -226,6 +255,28 @@ impl Pipeline {
         self.world.resource::<ingest::Inbox>().is_empty()
             && !self.world.resource::<sigverify::VerifyJob>().is_busy()
             && self.world.get_resource::<mempool::Mempool>().is_none_or(mempool::Mempool::is_empty)
+    }
+
+    /// Queues a consensus message from validator `from`; false if this pipeline runs no
+    /// consensus or its inbox is full (the drop is counted).
+    pub fn deliver(&mut self, from: u32, message: tessera_components::ConsensusMessage) -> bool {
+        match self.world.get_resource_mut::<consensus::ConsensusInbox>() {
+            Some(mut inbox) => inbox.push(from, message),
+            None => false,
+        }
+    }
+
+    /// Takes the consensus messages produced since the last call.
+    pub fn drain_outbound(&mut self) -> Vec<(consensus::core::Destination, tessera_components::ConsensusMessage)> {
+        match self.world.get_resource_mut::<consensus::ConsensusOutbox>() {
+            Some(mut outbox) => std::mem::take(&mut outbox.messages),
+            None => Vec::new(),
+        }
+    }
+
+    /// The consensus state, if this pipeline is a validator.
+    pub fn consensus(&self) -> Option<&consensus::Consensus> {
+        self.world.get_resource::<consensus::Consensus>()
     }
 
     /// The world, for reading resources.

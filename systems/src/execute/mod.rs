@@ -25,6 +25,13 @@ pub struct ChainTip {
     pub state_root: Hash,
 }
 
+impl ChainTip {
+    /// The tip before the first block: height 0, zero hash, the genesis state root.
+    pub fn genesis(ledger: &Ledger) -> ChainTip {
+        ChainTip { height: 0, hash: Hash::ZERO, state_root: ledger.state_root() }
+    }
+}
+
 /// What happened to one transaction of an executed block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TxnOutcome {
@@ -99,8 +106,10 @@ pub struct ExecutePlugin;
 
 impl crate::Plugin for ExecutePlugin {
     fn build(&self, world: &mut World, schedule: &mut Schedule) {
-        let state_root = world.resource::<Ledger>().state_root();
-        world.insert_resource(ChainTip { height: 0, hash: Hash::ZERO, state_root });
+        if !world.contains_resource::<ChainTip>() {
+            let tip = ChainTip::genesis(world.resource::<Ledger>());
+            world.insert_resource(tip);
+        }
         world.init_resource::<Messages<BlockCommitted>>();
         schedule.add_systems(execute_blocks.in_set(ExecuteSystems::Execute));
     }

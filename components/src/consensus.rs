@@ -1,0 +1,97 @@
+//! Consensus messages: proposals, view changes and block sync. Votes and certificates are in
+//! [`crate::block`].
+
+use serde::{Deserialize, Serialize};
+use serde_big_array::BigArray;
+
+use crate::block::{Block, QuorumCertificate, Vote};
+use crate::hash::Hash;
+
+/// A leader's signed proposal of `block` in `view`.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Proposal {
+    /// View of the proposal; the block header carries the same view.
+    pub view: u64,
+    /// The proposed block, state root included.
+    pub block: Block,
+    /// A prepare certificate for this very block from an earlier view, when the leader is
+    /// re-proposing a block that may be locked (lets locked validators vote for it).
+    pub justify: Option<QuorumCertificate>,
+    /// Ed25519 signature by the proposer over [`proposal_signing_bytes`].
+    #[serde(with = "BigArray")]
+    pub signature: [u8; 64],
+}
+
+/// A validator's signed announcement that it entered `view` at `height`, carrying its highest
+/// prepare certificate for that height.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct NewView {
+    /// The view entered.
+    pub view: u64,
+    /// The height the sender is trying to finalize.
+    pub height: u64,
+    /// The sender's highest prepare certificate at `height`, if any.
+    pub high_qc: Option<QuorumCertificate>,
+    /// Sender's validator index.
+    pub sender: u32,
+    /// Ed25519 signature over [`new_view_signing_bytes`].
+    #[serde(with = "BigArray")]
+    pub signature: [u8; 64],
+}
+
+/// One finalized block with its commit certificate, as served to a syncing peer.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct CertifiedBlock {
+    /// The block.
+    pub block: Block,
+    /// Its commit certificate.
+    pub certificate: QuorumCertificate,
+}
+
+/// Every message of the consensus protocol.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum ConsensusMessage {
+    /// A leader's proposal.
+    Proposal(Proposal),
+    /// A prepare or commit vote.
+    Vote(Vote),
+    /// A view change announcement.
+    NewView(NewView),
+    /// "Send me finalized blocks from this height on."
+    SyncRequest {
+        /// First height wanted.
+        from_height: u64,
+    },
+    /// Finalized blocks in height order.
+    SyncResponse(Vec<CertifiedBlock>),
+}
+
+/// Bytes of a proposal's signing message.
+pub const PROPOSAL_SIGNING_SIZE: usize = 16 + 8 + 8 + 32;
+
+/// The message a proposal signature covers: domain tag, view, height, block hash.
+pub fn proposal_signing_bytes(view: u64, height: u64, block: &Hash) -> [u8; PROPOSAL_SIGNING_SIZE] {
+    let mut out = [0u8; PROPOSAL_SIGNING_SIZE];
+    out[..16].copy_from_slice(b"tessera/prop/v1\0");
+    out[16..24].copy_from_slice(&view.to_le_bytes());
+    out[24..32].copy_from_slice(&height.to_le_bytes());
+    out[32..].copy_from_slice(&block.0);
+    out
+}
+
+/// Bytes of a new-view signing message.
+pub const NEW_VIEW_SIGNING_SIZE: usize = 16 + 8 + 8 + 32;
+
+/// The message a new-view signature covers: domain tag, view, height, and the hash of the
+/// carried certificate's block (zero when none), so the certificate cannot be swapped.
+pub fn new_view_signing_bytes(view: u64, height: u64, high_qc: Option<&QuorumCertificate>) -> [u8; NEW_VIEW_SIGNING_SIZE] {
+    let mut out = [0u8; NEW_VIEW_SIGNING_SIZE];
+    out[..16].copy_from_slice(b"tessera/view/v1\0");
+    out[16..24].copy_from_slice(&view.to_le_bytes());
+    out[24..32].copy_from_slice(&height.to_le_bytes());
+    if let Some(qc) = high_qc {
+        let digest = Hash::in_domain("tessera 2026 new-view certificate", &[&qc.view.to_le_bytes(), &qc.block.0]);
+        out[32..].copy_from_slice(&digest.0);
+    }
+    out
+}

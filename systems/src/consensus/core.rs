@@ -1,0 +1,878 @@
+//! The consensus state machine, free of ECS and I/O: messages and clock readings in, messages
+//! and finalized blocks out. `docs/consensus.md` describes the protocol; the short version:
+//!
+//! * views are global and numbered; the leader of view `v` is validator `v mod n`;
+//! * per height, a block is *prepared* by 2f+1 prepare votes (a prepare certificate, which
+//!   every validator that sees it *locks* on) and *final* once 2f+1 commit votes exist (the
+//!   commit certificate); validators send commit votes only for a prepare certificate of the
+//!   view they are in;
+//! * a validator locked on a block votes prepare only for that block, unless the proposal is
+//!   justified by a prepare certificate from a later view;
+//! * a view that does not finalize within its timeout (doubled after each consecutive
+//!   failure) is abandoned: the validator enters the next view and broadcasts a `NewView`
+//!   carrying its lock; the next leader re-proposes the highest locked block it learns of.
+//!
+//! Signatures are checked before messages reach this module (the ECS layer batch-verifies
+//! every signature of a tick's messages through the signature kernel); this module checks
+//! everything else: who may send what, quorum arithmetic, heights, views and locks.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ed25519_dalek::{Signer, SigningKey};
+use tessera_components::consensus::{new_view_signing_bytes, proposal_signing_bytes};
+use tessera_components::{
+    Block, CertifiedBlock, ConsensusMessage, Hash, NewView, Proposal, QuorumCertificate, Signature, Vote, VoteKind,
+    vote_signing_bytes,
+};
+
+/// The validator set: public keys by validator index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidatorSet {
+    keys: Vec<[u8; 32]>,
+}
+
+impl ValidatorSet {
+    /// A set of at least one validator.
+    ///
+    /// # Panics
+    /// If `keys` is empty or larger than u32 (a genesis bug, checked when genesis is loaded).
+    pub fn new(keys: Vec<[u8; 32]>) -> ValidatorSet {
+        assert!(!keys.is_empty(), "a validator set has at least one validator");
+        assert!(u32::try_from(keys.len()).is_ok(), "validator indexes fit u32");
+        ValidatorSet { keys }
+    }
+
+    /// Number of validators, n.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Never true (see [`ValidatorSet::new`]).
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Faults tolerated, f = ⌊(n − 1) / 3⌋.
+    pub fn faults_tolerated(&self) -> usize {
+        (self.keys.len() - 1) / 3
+    }
+
+    /// Votes in a quorum: n − f (which is 2f + 1 when n = 3f + 1). Any two quorums share at
+    /// least f + 1 validators, so at least one honest one.
+    pub fn quorum(&self) -> usize {
+        self.keys.len() - self.faults_tolerated()
+    }
+
+    /// Leader of `view`: round-robin, O(1).
+    pub fn leader(&self, view: u64) -> u32 {
+        (view % self.keys.len() as u64) as u32
+    }
+
+    /// Public key of validator `index`.
+    pub fn key(&self, index: u32) -> Option<&[u8; 32]> {
+        self.keys.get(index as usize)
+    }
+
+    /// All keys in index order.
+    pub fn keys(&self) -> &[[u8; 32]] {
+        &self.keys
+    }
+}
+
+/// Timing and limits of the protocol.
+#[derive(Clone, Debug)]
+pub struct ConsensusConfig {
+    /// Timeout of a view after a success, nanoseconds; doubled per consecutive failed view.
+    pub view_timeout_ns: u64,
+    /// Upper bound of the backed-off timeout.
+    pub view_timeout_max_ns: u64,
+    /// Finalized blocks per sync response.
+    pub sync_batch_max: usize,
+    /// Views ahead of the current one whose messages are kept for later.
+    pub view_window: u64,
+    /// Equivocation evidence records kept.
+    pub evidence_max: usize,
+}
+
+impl Default for ConsensusConfig {
+    fn default() -> Self {
+        ConsensusConfig {
+            view_timeout_ns: 1_000_000_000,
+            view_timeout_max_ns: 30_000_000_000,
+            sync_batch_max: 64,
+            view_window: 64,
+            evidence_max: 1024,
+        }
+    }
+}
+
+/// Why a proposed block was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BlockFault {
+    /// The header's state root differs from the one execution computes.
+    #[error("wrong_state_root")]
+    WrongStateRoot,
+    /// A transaction fails the static checks or its signature.
+    #[error("invalid_transaction")]
+    InvalidTransaction,
+    /// More transactions or bytes than the block limits.
+    #[error("over_limit")]
+    OverLimit,
+    /// `txn_count` or `txn_root` does not match the body.
+    #[error("bad_body")]
+    BadBody,
+}
+
+/// What the state machine needs from the node around it.
+pub trait Host {
+    /// Builds this node's block for `height` on `parent` in `view`, with its post-state root.
+    fn build_block(&mut self, height: u64, view: u64, parent: Hash, proposer: u32) -> Block;
+    /// Checks a block proposed by someone else: limits, every transaction, and the state root
+    /// (by executing it speculatively).
+    ///
+    /// # Errors
+    /// The [`BlockFault`].
+    fn validate_block(&mut self, block: &Block) -> Result<(), BlockFault>;
+    /// Applies a finalized block (validated earlier by this node).
+    fn commit_block(&mut self, block: &Block, certificate: &QuorumCertificate);
+    /// A finalized block and its certificate, for peers that sync.
+    fn finalized_block(&self, height: u64) -> Option<CertifiedBlock>;
+}
+
+/// Where an outbound message goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// Every other validator.
+    All,
+    /// One validator.
+    One(u32),
+}
+
+/// Proof that a validator signed two conflicting messages for one view.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Evidence {
+    /// Two proposals for one view.
+    Proposals {
+        /// The proposer.
+        proposer: u32,
+        /// The view.
+        view: u64,
+        /// The two block hashes.
+        blocks: [Hash; 2],
+    },
+    /// Two votes of one kind for one view.
+    Votes {
+        /// The voter.
+        voter: u32,
+        /// Vote phase.
+        kind: VoteKind,
+        /// The view.
+        view: u64,
+        /// The two block hashes.
+        blocks: [Hash; 2],
+    },
+}
+
+/// Counters of the protocol; the node exposes them as metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConsensusCounters {
+    /// Proposals refused for a wrong state root.
+    pub rejected_state_root: u64,
+    /// Proposals refused for an invalid transaction.
+    pub rejected_invalid_txn: u64,
+    /// Proposals refused for exceeding limits.
+    pub rejected_over_limit: u64,
+    /// Proposals refused for a body that does not match its header.
+    pub rejected_bad_body: u64,
+    /// Messages from a validator not allowed to send them (wrong leader, unknown index).
+    pub rejected_sender: u64,
+    /// Certificates that are malformed or short of a quorum.
+    pub rejected_certificate: u64,
+    /// Equivocations detected (evidence kept up to a bound).
+    pub equivocations: u64,
+    /// Views abandoned on timeout.
+    pub timeouts: u64,
+    /// Blocks finalized.
+    pub finalized: u64,
+    /// Blocks finalized through sync.
+    pub synced: u64,
+}
+
+/// The per-validator protocol state.
+#[derive(Debug)]
+pub struct Core {
+    me: u32,
+    key: SigningKey,
+    set: ValidatorSet,
+    config: ConsensusConfig,
+    height: u64,
+    last_hash: Hash,
+    view: u64,
+    view_started_ns: u64,
+    now_ns: u64,
+    failed_views: u32,
+    lock: Option<QuorumCertificate>,
+    proposed: bool,
+    voted_prepare: bool,
+    voted_commit: bool,
+    /// Blocks seen at the current height, by hash, with whether this node validated them.
+    blocks: BTreeMap<Hash, (Block, bool)>,
+    votes: BTreeMap<(VoteKind, u64, Hash), BTreeMap<u32, Signature>>,
+    first_vote: BTreeMap<(VoteKind, u64, u32), Hash>,
+    first_proposal: BTreeMap<u64, Hash>,
+    new_views: BTreeMap<u64, BTreeMap<u32, Option<QuorumCertificate>>>,
+    /// Proposals for views not yet entered, replayed on entry.
+    future: BTreeMap<u64, Vec<(u32, Proposal)>>,
+    last_sync_request_ns: Option<u64>,
+    /// What this node sent in the current view, re-sent every quarter timeout: the network may
+    /// lose messages (the simulator does on purpose), and a quorum needs nearly all of them.
+    sent_this_view: Vec<ConsensusMessage>,
+    last_resend_ns: u64,
+    evidence: Vec<Evidence>,
+    counters: ConsensusCounters,
+    outbox: Vec<(Destination, ConsensusMessage)>,
+    finalized: Vec<CertifiedBlock>,
+}
+
+impl Core {
+    /// A validator `me` with `key`, starting after the block `last_hash` at `last_height`.
+    ///
+    /// # Panics
+    /// If `me` is not in the set or `key` is not its key (a configuration bug, checked when the
+    /// node loads its key file).
+    pub fn new(
+        me: u32,
+        key: SigningKey,
+        set: ValidatorSet,
+        config: ConsensusConfig,
+        last_height: u64,
+        last_hash: Hash,
+    ) -> Core {
+        assert_eq!(set.key(me), Some(&key.verifying_key().to_bytes()), "key is validator {me}'s");
+        Core {
+            me,
+            key,
+            set,
+            config,
+            height: last_height + 1,
+            last_hash,
+            view: last_height,
+            view_started_ns: 0,
+            now_ns: 0,
+            failed_views: 0,
+            lock: None,
+            proposed: false,
+            voted_prepare: false,
+            voted_commit: false,
+            blocks: BTreeMap::new(),
+            votes: BTreeMap::new(),
+            first_vote: BTreeMap::new(),
+            first_proposal: BTreeMap::new(),
+            new_views: BTreeMap::new(),
+            future: BTreeMap::new(),
+            last_sync_request_ns: None,
+            sent_this_view: Vec::new(),
+            last_resend_ns: 0,
+            evidence: Vec::new(),
+            counters: ConsensusCounters::default(),
+            outbox: Vec::new(),
+            finalized: Vec::new(),
+        }
+    }
+
+    /// The height being decided (last finalized + 1).
+    pub fn height(&self) -> u64 {
+        self.height
+    }
+
+    /// The current view.
+    pub fn view(&self) -> u64 {
+        self.view
+    }
+
+    /// This validator's index.
+    pub fn me(&self) -> u32 {
+        self.me
+    }
+
+    /// The validator set.
+    pub fn validators(&self) -> &ValidatorSet {
+        &self.set
+    }
+
+    /// A one-line summary for traces: lock view, whether the locked block is held, votes cast.
+    pub fn debug_state(&self) -> String {
+        let lock = self.lock.as_ref().map(|qc| (qc.view, self.blocks.contains_key(&qc.block)));
+        let new_views = self.new_views.get(&self.view).map_or(0, BTreeMap::len);
+        format!(
+            "h{} v{} lock={lock:?} proposed={} vp={} vc={} nv={new_views} blocks={}",
+            self.height,
+            self.view,
+            self.proposed,
+            self.voted_prepare,
+            self.voted_commit,
+            self.blocks.len()
+        )
+    }
+
+    /// Counters so far.
+    pub fn counters(&self) -> &ConsensusCounters {
+        &self.counters
+    }
+
+    /// Equivocation evidence kept so far.
+    pub fn evidence(&self) -> &[Evidence] {
+        &self.evidence
+    }
+
+    /// Takes the messages to send.
+    pub fn drain_outbox(&mut self) -> Vec<(Destination, ConsensusMessage)> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    /// Takes the blocks finalized since the last call, in height order.
+    pub fn drain_finalized(&mut self) -> Vec<CertifiedBlock> {
+        std::mem::take(&mut self.finalized)
+    }
+
+    fn timeout_ns(&self) -> u64 {
+        let factor = 1u64 << self.failed_views.min(16);
+        self.config.view_timeout_ns.saturating_mul(factor).min(self.config.view_timeout_max_ns)
+    }
+
+    /// Starts the protocol at `now_ns`: enters the first view and, if leader, proposes.
+    pub fn start(&mut self, now_ns: u64, host: &mut impl Host) {
+        self.now_ns = now_ns;
+        let view = self.view;
+        self.enter_view(view, true, host);
+    }
+
+    /// Advances the clock; abandons the view on timeout.
+    pub fn tick(&mut self, now_ns: u64, host: &mut impl Host) {
+        self.now_ns = now_ns.max(self.now_ns);
+        let quarter = (self.timeout_ns() / 4).max(1);
+        if self.now_ns.saturating_sub(self.last_resend_ns) >= quarter {
+            self.last_resend_ns = self.now_ns;
+            for message in &self.sent_this_view {
+                self.outbox.push((Destination::All, message.clone()));
+            }
+            // A leader still waiting for a quorum of view changes proposes with what it has.
+            if self.set.leader(self.view) == self.me && !self.proposed {
+                self.propose(host);
+            }
+        }
+        if self.now_ns.saturating_sub(self.view_started_ns) >= self.timeout_ns() {
+            self.counters.timeouts += 1;
+            self.failed_views = self.failed_views.saturating_add(1);
+            let next = self.view + 1;
+            self.enter_view(next, false, host);
+        }
+    }
+
+    fn enter_view(&mut self, view: u64, fresh_height: bool, host: &mut impl Host) {
+        debug_assert!(view >= self.view);
+        self.view = view;
+        self.view_started_ns = self.now_ns;
+        self.last_resend_ns = self.now_ns;
+        self.sent_this_view.clear();
+        self.proposed = false;
+        self.voted_prepare = false;
+        self.voted_commit = false;
+        let lower = view.saturating_sub(2);
+        self.first_proposal = self.first_proposal.split_off(&lower);
+        self.new_views = self.new_views.split_off(&lower);
+        self.votes.retain(|(_, v, _), _| *v >= lower);
+        self.first_vote.retain(|(_, v, _), _| *v >= lower);
+        if !fresh_height {
+            let high_qc = self.lock.clone();
+            let signature = self.key.sign(&new_view_signing_bytes(view, self.height, high_qc.as_ref())).to_bytes();
+            let message = NewView { view, height: self.height, high_qc, sender: self.me, signature };
+            self.broadcast(ConsensusMessage::NewView(message.clone()));
+            self.on_new_view(message, host);
+        }
+        if fresh_height && self.set.leader(view) == self.me {
+            self.propose(host);
+        }
+        if self.set.leader(view) == self.me && !self.proposed {
+            self.maybe_propose_after_view_change(host);
+        }
+        if let Some(pending) = self.future.remove(&view) {
+            for (from, proposal) in pending {
+                self.on_proposal(from, proposal, host);
+            }
+        }
+        self.future = self.future.split_off(&view);
+    }
+
+    fn maybe_propose_after_view_change(&mut self, host: &mut impl Host) {
+        let count = self.new_views.get(&self.view).map_or(0, BTreeMap::len);
+        if count >= self.set.quorum() {
+            self.propose(host);
+        }
+    }
+
+    fn propose(&mut self, host: &mut impl Host) {
+        if self.proposed || self.set.leader(self.view) != self.me {
+            return;
+        }
+        let (block, justify) = match &self.lock {
+            Some(lock) => match self.blocks.get(&lock.block) {
+                // Re-propose the locked block unchanged (its identity is its header hash, which
+                // the certificate names), justified by the certificate.
+                Some((block, _)) => (block.clone(), Some(lock.clone())),
+                // Locked on a block we never received: let the view time out.
+                None => return,
+            },
+            None => (host.build_block(self.height, self.view, self.last_hash, self.me), None),
+        };
+        self.proposed = true;
+        let hash = block.header.hash();
+        let signature = self.key.sign(&proposal_signing_bytes(self.view, self.height, &hash)).to_bytes();
+        let proposal = Proposal { view: self.view, block, justify, signature };
+        self.broadcast(ConsensusMessage::Proposal(proposal.clone()));
+        self.on_proposal(self.me, proposal, host);
+    }
+
+    /// Handles one message whose signatures have been verified.
+    pub fn on_message(&mut self, from: u32, message: ConsensusMessage, host: &mut impl Host) {
+        if self.set.key(from).is_none() {
+            self.counters.rejected_sender += 1;
+            return;
+        }
+        match message {
+            ConsensusMessage::Proposal(proposal) => self.on_proposal(from, proposal, host),
+            ConsensusMessage::Vote(vote) => {
+                if vote.voter != from {
+                    self.counters.rejected_sender += 1;
+                    return;
+                }
+                self.on_vote(vote, host);
+            }
+            ConsensusMessage::NewView(new_view) => {
+                if new_view.sender != from {
+                    self.counters.rejected_sender += 1;
+                    return;
+                }
+                self.on_new_view(new_view, host);
+            }
+            ConsensusMessage::SyncRequest { from_height } => self.on_sync_request(from, from_height, host),
+            ConsensusMessage::SyncResponse(blocks) => self.on_sync_response(blocks, host),
+        }
+    }
+
+    fn request_sync(&mut self, from: u32) {
+        let due = self.last_sync_request_ns.is_none_or(|last| self.now_ns.saturating_sub(last) >= self.config.view_timeout_ns / 4);
+        if due && from != self.me {
+            self.last_sync_request_ns = Some(self.now_ns);
+            self.outbox.push((Destination::One(from), ConsensusMessage::SyncRequest { from_height: self.height }));
+        }
+    }
+
+    /// Structural validity of a certificate: kind, height, signers distinct, sorted, known,
+    /// one signature each, and a quorum of them. (Signatures were verified upstream.)
+    pub fn certificate_valid(&self, qc: &QuorumCertificate, kind: VoteKind, height: u64) -> bool {
+        qc.kind == kind
+            && qc.height == height
+            && qc.signers.len() == qc.signatures.len()
+            && qc.signers.len() >= self.set.quorum()
+            && qc.signers.windows(2).all(|pair| pair[0] < pair[1])
+            && qc.signers.iter().all(|signer| self.set.key(*signer).is_some())
+    }
+
+    fn on_proposal(&mut self, from: u32, proposal: Proposal, host: &mut impl Host) {
+        let header = proposal.block.header;
+        // A fresh block is the leader's own, made in this view; a re-proposal carries the
+        // original header (made in an earlier view, possibly by another leader) and must be
+        // justified by a prepare certificate for it.
+        let header_fits = match &proposal.justify {
+            None => header.proposer == from && header.view == proposal.view,
+            Some(_) => header.view <= proposal.view,
+        };
+        if from != self.set.leader(proposal.view) || !header_fits {
+            self.counters.rejected_sender += 1;
+            return;
+        }
+        if header.height > self.height {
+            self.request_sync(from);
+            return;
+        }
+        if header.height < self.height {
+            return;
+        }
+        let hash = header.hash();
+        match self.first_proposal.get(&proposal.view) {
+            Some(first) if *first != hash => {
+                self.record(Evidence::Proposals { proposer: from, view: proposal.view, blocks: [*first, hash] });
+                return;
+            }
+            _ => {
+                self.first_proposal.insert(proposal.view, hash);
+            }
+        }
+        if proposal.view > self.view {
+            if proposal.view - self.view <= self.config.view_window {
+                let pending = self.future.entry(proposal.view).or_default();
+                if pending.len() < 4 {
+                    pending.push((from, proposal));
+                }
+            }
+            return;
+        }
+        if header.parent != self.last_hash {
+            self.counters.rejected_bad_body += 1;
+            return;
+        }
+        if let Some(justify) = &proposal.justify
+            && !(self.certificate_valid(justify, VoteKind::Prepare, self.height) && justify.block == hash)
+        {
+            self.counters.rejected_certificate += 1;
+            return;
+        }
+        let validated = match self.blocks.get(&hash) {
+            Some((_, validated)) => *validated,
+            None => {
+                let verdict = if from == self.me { Ok(()) } else { host.validate_block(&proposal.block) };
+                if let Err(fault) = verdict {
+                    match fault {
+                        BlockFault::WrongStateRoot => self.counters.rejected_state_root += 1,
+                        BlockFault::InvalidTransaction => self.counters.rejected_invalid_txn += 1,
+                        BlockFault::OverLimit => self.counters.rejected_over_limit += 1,
+                        BlockFault::BadBody => self.counters.rejected_bad_body += 1,
+                    }
+                    return;
+                }
+                if self.blocks.len() < 64 {
+                    self.blocks.insert(hash, (proposal.block.clone(), true));
+                }
+                true
+            }
+        };
+        if !validated {
+            return;
+        }
+        if let Some(justify) = &proposal.justify {
+            self.adopt_lock(justify.clone());
+        }
+        if proposal.view != self.view || self.voted_prepare {
+            return;
+        }
+        let may_vote = match &self.lock {
+            None => true,
+            Some(lock) => lock.block == hash,
+        };
+        if may_vote {
+            self.voted_prepare = true;
+            self.cast(VoteKind::Prepare, hash, host);
+        }
+        // Votes may have arrived before the block did.
+        self.check_quorums(VoteKind::Prepare, self.view, hash, host);
+        self.check_quorums(VoteKind::Commit, self.view, hash, host);
+    }
+
+    fn adopt_lock(&mut self, qc: QuorumCertificate) {
+        if qc.height != self.height {
+            return;
+        }
+        if self.lock.as_ref().is_none_or(|lock| qc.view > lock.view) {
+            self.lock = Some(qc);
+        }
+    }
+
+    fn cast(&mut self, kind: VoteKind, block: Hash, host: &mut impl Host) {
+        let signature = self.key.sign(&vote_signing_bytes(kind, self.view, self.height, &block)).to_bytes();
+        let vote = Vote { kind, view: self.view, height: self.height, block, voter: self.me, signature };
+        self.broadcast(ConsensusMessage::Vote(vote.clone()));
+        self.on_vote(vote, host);
+    }
+
+    fn on_vote(&mut self, vote: Vote, host: &mut impl Host) {
+        if vote.height > self.height {
+            self.request_sync(vote.voter);
+            return;
+        }
+        if vote.height < self.height || vote.view + 2 < self.view || vote.view > self.view + self.config.view_window {
+            return;
+        }
+        match self.first_vote.get(&(vote.kind, vote.view, vote.voter)) {
+            Some(first) if *first != vote.block => {
+                let evidence =
+                    Evidence::Votes { voter: vote.voter, kind: vote.kind, view: vote.view, blocks: [*first, vote.block] };
+                self.record(evidence);
+                return;
+            }
+            Some(_) => return,
+            None => {
+                self.first_vote.insert((vote.kind, vote.view, vote.voter), vote.block);
+            }
+        }
+        self.votes
+            .entry((vote.kind, vote.view, vote.block))
+            .or_default()
+            .insert(vote.voter, Signature(vote.signature));
+        self.check_quorums(vote.kind, vote.view, vote.block, host);
+    }
+
+    fn certificate(&self, kind: VoteKind, view: u64, block: Hash) -> Option<QuorumCertificate> {
+        let votes = self.votes.get(&(kind, view, block))?;
+        if votes.len() < self.set.quorum() {
+            return None;
+        }
+        Some(QuorumCertificate {
+            kind,
+            view,
+            height: self.height,
+            block,
+            signers: votes.keys().copied().collect(),
+            signatures: votes.values().copied().collect(),
+        })
+    }
+
+    fn check_quorums(&mut self, kind: VoteKind, view: u64, block: Hash, host: &mut impl Host) {
+        let Some(qc) = self.certificate(kind, view, block) else { return };
+        let have_block = self.blocks.get(&block).is_some_and(|(_, validated)| *validated);
+        match kind {
+            VoteKind::Prepare => {
+                self.adopt_lock(qc);
+                if view == self.view && have_block && !self.voted_commit {
+                    self.voted_commit = true;
+                    self.cast(VoteKind::Commit, block, host);
+                }
+            }
+            VoteKind::Commit => {
+                if have_block {
+                    let (block, _) = self.blocks.get(&block).cloned().expect("checked above");
+                    self.finalize(block, qc, host, false);
+                } else if let Some(voter) = qc.signers.iter().copied().find(|voter| *voter != self.me) {
+                    self.request_sync(voter);
+                }
+            }
+        }
+    }
+
+    fn finalize(&mut self, block: Block, certificate: QuorumCertificate, host: &mut impl Host, synced: bool) {
+        assert_eq!(block.header.height, self.height, "finalizing the height being decided");
+        assert_eq!(block.header.parent, self.last_hash, "finalized block extends the chain");
+        assert_eq!(certificate.block, block.header.hash(), "certificate is for this block");
+        host.commit_block(&block, &certificate);
+        self.counters.finalized += 1;
+        if synced {
+            self.counters.synced += 1;
+        }
+        self.last_hash = certificate.block;
+        self.height += 1;
+        self.lock = None;
+        self.blocks.clear();
+        self.votes.clear();
+        self.first_vote.clear();
+        self.new_views.clear();
+        self.failed_views = 0;
+        let next_view = self.view.max(certificate.view) + 1;
+        self.finalized.push(CertifiedBlock { block, certificate });
+        self.enter_view(next_view, true, host);
+    }
+
+    fn on_new_view(&mut self, new_view: NewView, host: &mut impl Host) {
+        if new_view.height > self.height {
+            self.request_sync(new_view.sender);
+            return;
+        }
+        if new_view.height < self.height {
+            // The sender is behind: help it catch up.
+            self.on_sync_request(new_view.sender, new_view.height, host);
+            return;
+        }
+        if let Some(qc) = &new_view.high_qc {
+            if !self.certificate_valid(qc, VoteKind::Prepare, self.height) {
+                self.counters.rejected_certificate += 1;
+                return;
+            }
+            self.adopt_lock(qc.clone());
+        }
+        if new_view.view + 2 < self.view || new_view.view > self.view + self.config.view_window {
+            return;
+        }
+        let senders = self.new_views.entry(new_view.view).or_default();
+        senders.insert(new_view.sender, new_view.high_qc);
+        let count = senders.len();
+        if new_view.view > self.view && count > self.set.faults_tolerated() {
+            // f + 1 validators moved on, so at least one honest one timed out: follow.
+            let view = new_view.view;
+            self.enter_view(view, false, host);
+            return;
+        }
+        if new_view.view == self.view && self.set.leader(self.view) == self.me && !self.proposed {
+            self.maybe_propose_after_view_change(host);
+        }
+    }
+
+    fn on_sync_request(&mut self, from: u32, from_height: u64, host: &impl Host) {
+        if from == self.me || from_height >= self.height {
+            return;
+        }
+        let end = self.height.min(from_height.saturating_add(self.config.sync_batch_max as u64));
+        let blocks: Vec<CertifiedBlock> = (from_height..end).map_while(|height| host.finalized_block(height)).collect();
+        if !blocks.is_empty() {
+            self.outbox.push((Destination::One(from), ConsensusMessage::SyncResponse(blocks)));
+        }
+    }
+
+    fn on_sync_response(&mut self, blocks: Vec<CertifiedBlock>, host: &mut impl Host) {
+        for CertifiedBlock { block, certificate } in blocks {
+            if block.header.height < self.height {
+                continue;
+            }
+            if block.header.height > self.height {
+                break;
+            }
+            let hash = block.header.hash();
+            if !self.certificate_valid(&certificate, VoteKind::Commit, self.height) || certificate.block != hash {
+                self.counters.rejected_certificate += 1;
+                return;
+            }
+            if block.header.parent != self.last_hash {
+                self.counters.rejected_bad_body += 1;
+                return;
+            }
+            // A commit certificate means a quorum, so at least one honest validator, validated the
+            // block; validating again guards against executing something this node would refuse.
+            if let Err(fault) = host.validate_block(&block) {
+                match fault {
+                    BlockFault::WrongStateRoot => self.counters.rejected_state_root += 1,
+                    BlockFault::InvalidTransaction => self.counters.rejected_invalid_txn += 1,
+                    BlockFault::OverLimit => self.counters.rejected_over_limit += 1,
+                    BlockFault::BadBody => self.counters.rejected_bad_body += 1,
+                }
+                return;
+            }
+            self.finalize(block, certificate, host, true);
+        }
+    }
+
+    fn broadcast(&mut self, message: ConsensusMessage) {
+        self.outbox.push((Destination::All, message.clone()));
+        self.sent_this_view.push(message);
+    }
+
+    fn record(&mut self, evidence: Evidence) {
+        self.counters.equivocations += 1;
+        if self.evidence.len() < self.config.evidence_max {
+            self.evidence.push(evidence);
+        }
+    }
+}
+
+/// Every (public key, message, signature) a message carries, for batch verification before
+/// [`Core::on_message`]. A message is accepted only if all of them verify. Signer indexes
+/// that name no validator make the message invalid (`None`).
+pub fn signatures_of(message: &ConsensusMessage, set: &ValidatorSet) -> Option<Vec<([u8; 32], Vec<u8>, [u8; 64])>> {
+    let mut out = Vec::new();
+    let qc_signatures = |qc: &QuorumCertificate, out: &mut Vec<([u8; 32], Vec<u8>, [u8; 64])>| -> Option<()> {
+        if qc.signers.len() != qc.signatures.len() || qc.signers.len() > set.len() {
+            return None;
+        }
+        let message = vote_signing_bytes(qc.kind, qc.view, qc.height, &qc.block).to_vec();
+        for (signer, signature) in qc.signers.iter().zip(&qc.signatures) {
+            out.push((*set.key(*signer)?, message.clone(), signature.0));
+        }
+        Some(())
+    };
+    match message {
+        ConsensusMessage::Proposal(proposal) => {
+            let header = &proposal.block.header;
+            let message = proposal_signing_bytes(proposal.view, header.height, &header.hash()).to_vec();
+            // Signed by the view's leader (a re-proposed header names its original proposer).
+            out.push((*set.key(set.leader(proposal.view))?, message, proposal.signature));
+            if let Some(justify) = &proposal.justify {
+                qc_signatures(justify, &mut out)?;
+            }
+        }
+        ConsensusMessage::Vote(vote) => {
+            let message = vote_signing_bytes(vote.kind, vote.view, vote.height, &vote.block).to_vec();
+            out.push((*set.key(vote.voter)?, message, vote.signature));
+        }
+        ConsensusMessage::NewView(new_view) => {
+            let message = new_view_signing_bytes(new_view.view, new_view.height, new_view.high_qc.as_ref()).to_vec();
+            out.push((*set.key(new_view.sender)?, message, new_view.signature));
+            if let Some(qc) = &new_view.high_qc {
+                qc_signatures(qc, &mut out)?;
+            }
+        }
+        ConsensusMessage::SyncRequest { .. } => {}
+        ConsensusMessage::SyncResponse(blocks) => {
+            for certified in blocks {
+                qc_signatures(&certified.certificate, &mut out)?;
+            }
+        }
+    }
+    Some(out)
+}
+
+/// Keeps the messages whose every signature verifies, batch-verifying all of them at once
+/// through the signature kernel. Returns the survivors in order and the number dropped.
+pub fn verify_messages(
+    messages: Vec<(u32, ConsensusMessage)>,
+    set: &ValidatorSet,
+    batch_size: usize,
+) -> (Vec<(u32, ConsensusMessage)>, u64) {
+    use crate::kernels::sigverify::{VerifyItem, verify_many};
+
+    let extracted: Vec<Option<Vec<([u8; 32], Vec<u8>, [u8; 64])>>> =
+        messages.iter().map(|(_, message)| signatures_of(message, set)).collect();
+    let items: Vec<VerifyItem<'_>> = extracted
+        .iter()
+        .flatten()
+        .flatten()
+        .map(|(public_key, message, signature)| VerifyItem { public_key, message, signature })
+        .collect();
+    let mut verdicts = vec![false; items.len()];
+    verify_many(&items, &mut verdicts, batch_size.max(1));
+    let mut verdicts = verdicts.into_iter();
+    let mut kept = Vec::with_capacity(messages.len());
+    let mut dropped = 0;
+    for (message, signatures) in messages.into_iter().zip(&extracted) {
+        match signatures {
+            None => dropped += 1,
+            Some(signatures) => {
+                let all_valid = verdicts.by_ref().take(signatures.len()).fold(true, |all, ok| all && ok);
+                if all_valid {
+                    kept.push(message);
+                } else {
+                    dropped += 1;
+                }
+            }
+        }
+    }
+    (kept, dropped)
+}
+
+/// The set of blocks finalized by a group of validators, for invariant checks: height → hash.
+pub type FinalizedChain = BTreeMap<u64, Hash>;
+
+/// Checks agreement across honest validators' finalized chains: no two differ at any height
+/// both have, and each is gap-free from height 1 (so every chain is a prefix of the longest).
+///
+/// # Errors
+/// A description of the first violation.
+pub fn check_agreement(chains: &[&FinalizedChain]) -> Result<(), String> {
+    let mut canonical: BTreeMap<u64, (Hash, usize)> = BTreeMap::new();
+    for (node, chain) in chains.iter().enumerate() {
+        for (expected, (height, hash)) in (1u64..).zip(chain.iter()) {
+            if *height != expected {
+                return Err(format!("node {node} has a gap: height {height} where {expected} was expected"));
+            }
+            match canonical.get(height) {
+                Some((other, other_node)) if other != hash => {
+                    return Err(format!(
+                        "safety violated at height {height}: node {other_node} finalized {other}, node {node} finalized {hash}"
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    canonical.insert(*height, (*hash, node));
+                }
+            }
+        }
+    }
+    let _: BTreeSet<u64> = canonical.keys().copied().collect();
+    Ok(())
+}

@@ -1,0 +1,291 @@
+//! Consensus: BFT agreement with finality, as ECS systems around a sans-IO state machine.
+//!
+//! Bird's eye view: the shell writes inbound consensus messages into [`ConsensusInbox`];
+//! [`verify_consensus_messages`] batch-verifies every signature they carry through the
+//! signature kernel and drops what fails; [`step_consensus`] feeds the survivors and the
+//! [`crate::Clock`] to the [`core::Core`] state machine, which proposes from the mempool,
+//! validates proposals by executing them speculatively, and finalizes blocks by applying them
+//! to the ledger and writing [`crate::BlockCommitted`]. Outbound messages collect in
+//! [`ConsensusOutbox`] for the shell to send.
+
+pub mod core;
+
+use bevy_ecs::prelude::*;
+use foldhash::HashMap;
+use tessera_components::constants::TXN_SIZE;
+use tessera_components::{Block, BlockHeader, CertifiedBlock, ConsensusMessage, Hash, QuorumCertificate, TxnId};
+
+use self::core::{BlockFault, Core, Destination, Host};
+use crate::clock::Clock;
+use crate::config::PipelineConfig;
+use crate::execute::{BlockCommitted, ChainTip, execute_block};
+use crate::kernels::sigverify::{VerifyItem, verify_many};
+use crate::ledger::Ledger;
+use crate::mempool::Mempool;
+use crate::prefilter::check_body;
+
+/// The consensus subsystem's sets.
+#[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConsensusSystems {
+    /// Batch-verifies inbound signatures.
+    Verify,
+    /// Runs the state machine.
+    Step,
+}
+
+/// Messages from peers, written by the shell: `(sender validator index, message)`. Bounded by
+/// `capacity`; arrivals past it are dropped and counted.
+#[derive(Debug, Resource)]
+pub struct ConsensusInbox {
+    messages: Vec<(u32, ConsensusMessage)>,
+    capacity: usize,
+    /// Messages dropped because the inbox was full.
+    pub dropped: u64,
+}
+
+impl ConsensusInbox {
+    /// An empty inbox of `capacity` messages.
+    pub fn new(capacity: usize) -> ConsensusInbox {
+        ConsensusInbox { messages: Vec::new(), capacity, dropped: 0 }
+    }
+
+    /// Queues a message from validator `from`; false (and counted) when full.
+    pub fn push(&mut self, from: u32, message: ConsensusMessage) -> bool {
+        if self.messages.len() >= self.capacity {
+            self.dropped += 1;
+            return false;
+        }
+        self.messages.push((from, message));
+        true
+    }
+
+    /// Queued messages.
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+}
+
+/// Messages for peers, drained by the shell after each tick.
+#[derive(Debug, Default, Resource)]
+pub struct ConsensusOutbox {
+    /// `(destination, message)` in the order produced.
+    pub messages: Vec<(Destination, ConsensusMessage)>,
+}
+
+/// Messages that passed signature verification this tick, in arrival order.
+#[derive(Debug, Default, Resource)]
+pub struct VerifiedConsensus {
+    messages: Vec<(u32, ConsensusMessage)>,
+    /// Messages dropped so far for a bad signature or an unknown signer.
+    pub dropped_bad_signature: u64,
+}
+
+/// The validator's state machine and its speculative-execution cache.
+#[derive(Debug, Resource)]
+pub struct Consensus {
+    /// The protocol state.
+    pub core: Core,
+    started: bool,
+    /// Ledgers after executing blocks validated but not yet finalized, by block hash.
+    speculative: HashMap<Hash, (Ledger, BlockCommitted)>,
+    /// Finalized blocks kept in memory for peers that sync, oldest dropped past `history_max`.
+    history: std::collections::VecDeque<CertifiedBlock>,
+    history_max: usize,
+}
+
+impl Consensus {
+    /// Wraps a state machine; keeps the last `history_max` finalized blocks for sync.
+    pub fn new(core: Core, history_max: usize) -> Consensus {
+        Consensus {
+            core,
+            started: false,
+            speculative: HashMap::default(),
+            history: std::collections::VecDeque::new(),
+            history_max: history_max.max(1),
+        }
+    }
+}
+
+/// The [`Host`] a tick lends the state machine: the mempool, ledger and chain tip.
+struct NodeHost<'a> {
+    config: &'a PipelineConfig,
+    mempool: &'a mut Mempool,
+    ledger: &'a mut Ledger,
+    tip: &'a mut ChainTip,
+    speculative: &'a mut HashMap<Hash, (Ledger, BlockCommitted)>,
+    history: &'a mut std::collections::VecDeque<CertifiedBlock>,
+    history_max: usize,
+    committed: &'a mut Vec<BlockCommitted>,
+    now_ms: u64,
+}
+
+impl NodeHost<'_> {
+    fn execute(&mut self, block: &Block) -> (Ledger, BlockCommitted) {
+        let mut ledger = self.ledger.clone();
+        let ids: Vec<TxnId> = block.txns.iter().map(|txn| txn.id()).collect();
+        let sealed = execute_block(&mut ledger, block.clone(), &ids);
+        (ledger, sealed)
+    }
+}
+
+impl Host for NodeHost<'_> {
+    fn build_block(&mut self, height: u64, view: u64, parent: Hash, proposer: u32) -> Block {
+        let packed = self.mempool.pack(self.ledger, self.config.block_txn_max, self.config.block_bytes_max);
+        let (txns, ids): (Vec<_>, Vec<_>) = packed.into_iter().unzip();
+        let leaves: Vec<Hash> = ids.iter().map(|id: &TxnId| id.0).collect();
+        let header = BlockHeader {
+            height,
+            view,
+            timestamp_ms: self.now_ms,
+            proposer,
+            txn_count: u32::try_from(txns.len()).expect("block_txn_max fits u32"),
+            parent,
+            txn_root: tessera_components::merkle_root(&leaves),
+            state_root: Hash::ZERO,
+        };
+        let mut block = Block { header, txns };
+        let mut ledger = self.ledger.clone();
+        let sealed = execute_block(&mut ledger, block.clone(), &ids);
+        block.header.state_root = sealed.block.header.state_root;
+        let sealed = BlockCommitted { hash: block.header.hash(), block: block.clone(), outcomes: sealed.outcomes };
+        self.speculative.insert(sealed.hash, (ledger, sealed));
+        block
+    }
+
+    fn validate_block(&mut self, block: &Block) -> Result<(), BlockFault> {
+        let size = size_of::<BlockHeader>() + block.txns.len() * TXN_SIZE;
+        if block.txns.len() > self.config.block_txn_max || size > self.config.block_bytes_max {
+            return Err(BlockFault::OverLimit);
+        }
+        if block.header.txn_count as usize != block.txns.len() || Block::compute_txn_root(&block.txns) != block.header.txn_root {
+            return Err(BlockFault::BadBody);
+        }
+        // Static checks against a ledger with no nonce history, so only the stateless rules
+        // apply here (nonces and balances are execution outcomes, recorded per transaction).
+        let stateless = Ledger::default();
+        let relaxed = PipelineConfig { nonce_window: u64::MAX, ..self.config.clone() };
+        if block.txns.iter().any(|txn| check_body(&txn.body, &relaxed, &stateless).is_err()) {
+            return Err(BlockFault::InvalidTransaction);
+        }
+        let items: Vec<VerifyItem<'_>> = block
+            .txns
+            .iter()
+            .map(|txn| VerifyItem { public_key: &txn.body.sender, message: txn.body.signing_bytes(), signature: &txn.signature.0 })
+            .collect();
+        let mut verdicts = vec![false; items.len()];
+        verify_many(&items, &mut verdicts, self.config.sigverify_batch_size);
+        if verdicts.iter().any(|ok| !ok) {
+            return Err(BlockFault::InvalidTransaction);
+        }
+        let (ledger, sealed) = self.execute(block);
+        if sealed.block.header.state_root != block.header.state_root {
+            return Err(BlockFault::WrongStateRoot);
+        }
+        self.speculative.insert(block.header.hash(), (ledger, sealed));
+        Ok(())
+    }
+
+    fn commit_block(&mut self, block: &Block, certificate: &QuorumCertificate) {
+        let hash = block.header.hash();
+        let (ledger, sealed) = match self.speculative.remove(&hash) {
+            Some(cached) => cached,
+            None => self.execute(block),
+        };
+        assert_eq!(sealed.hash, hash, "executed block is the finalized block");
+        *self.ledger = ledger;
+        *self.tip = ChainTip { height: block.header.height, hash, state_root: block.header.state_root };
+        self.speculative.clear();
+        self.history.push_back(CertifiedBlock { block: block.clone(), certificate: certificate.clone() });
+        while self.history.len() > self.history_max {
+            self.history.pop_front();
+        }
+        self.committed.push(sealed);
+    }
+
+    fn finalized_block(&self, height: u64) -> Option<CertifiedBlock> {
+        let first = self.history.front()?.block.header.height;
+        let index = usize::try_from(height.checked_sub(first)?).ok()?;
+        self.history.get(index).cloned()
+    }
+}
+
+/// Batch-verifies every signature in the inbox's messages; keeps those that all verify.
+pub fn verify_consensus_messages(
+    config: Res<PipelineConfig>,
+    consensus: Res<Consensus>,
+    mut inbox: ResMut<ConsensusInbox>,
+    mut verified: ResMut<VerifiedConsensus>,
+) {
+    let messages = std::mem::take(&mut inbox.messages);
+    let (kept, dropped) = core::verify_messages(messages, consensus.core.validators(), config.sigverify_batch_size);
+    verified.messages = kept;
+    verified.dropped_bad_signature += dropped;
+}
+
+/// Runs the state machine over this tick's verified messages and the clock.
+pub fn step_consensus(
+    config: Res<PipelineConfig>,
+    clock: Res<Clock>,
+    mut consensus: ResMut<Consensus>,
+    mut verified: ResMut<VerifiedConsensus>,
+    mut mempool: ResMut<Mempool>,
+    mut ledger: ResMut<Ledger>,
+    mut tip: ResMut<ChainTip>,
+    mut outbox: ResMut<ConsensusOutbox>,
+    mut committed_out: MessageWriter<BlockCommitted>,
+) {
+    let consensus = &mut *consensus;
+    let mut committed = Vec::new();
+    let mut host = NodeHost {
+        config: &config,
+        mempool: &mut mempool,
+        ledger: &mut ledger,
+        tip: &mut tip,
+        speculative: &mut consensus.speculative,
+        history: &mut consensus.history,
+        history_max: consensus.history_max,
+        committed: &mut committed,
+        now_ms: clock.now_ns / 1_000_000,
+    };
+    if !consensus.started {
+        consensus.started = true;
+        consensus.core.start(clock.now_ns, &mut host);
+    }
+    for (from, message) in std::mem::take(&mut verified.messages) {
+        consensus.core.on_message(from, message, &mut host);
+    }
+    consensus.core.tick(clock.now_ns, &mut host);
+    outbox.messages.extend(consensus.core.drain_outbox());
+    consensus.core.drain_finalized();
+    committed_out.write_batch(committed);
+}
+
+/// Installs consensus in place of the solo proposer.
+#[derive(Debug)]
+pub struct ConsensusPlugin {
+    /// The state machine to run (moved into the world on build).
+    pub core: std::sync::Mutex<Option<Core>>,
+    /// Inbox capacity in messages.
+    pub inbox_capacity: usize,
+    /// Finalized blocks kept in memory for sync.
+    pub history_max: usize,
+}
+
+impl crate::Plugin for ConsensusPlugin {
+    fn build(&self, world: &mut World, schedule: &mut Schedule) {
+        let core = self.core.lock().expect("plugin lock").take().expect("consensus plugin builds once");
+        world.insert_resource(Consensus::new(core, self.history_max));
+        world.insert_resource(ConsensusInbox::new(self.inbox_capacity));
+        world.init_resource::<ConsensusOutbox>();
+        world.init_resource::<VerifiedConsensus>();
+        schedule.add_systems((
+            verify_consensus_messages.in_set(ConsensusSystems::Verify),
+            step_consensus.in_set(ConsensusSystems::Step),
+        ));
+    }
+}
