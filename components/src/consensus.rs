@@ -84,13 +84,18 @@ pub const NEW_VIEW_SIGNING_SIZE: usize = 16 + 8 + 8 + 32;
 
 /// The message a new-view signature covers: domain tag, view, height, and the hash of the
 /// carried certificate's block (zero when none), so the certificate cannot be swapped.
-pub fn new_view_signing_bytes(view: u64, height: u64, high_qc: Option<&QuorumCertificate>) -> [u8; NEW_VIEW_SIGNING_SIZE] {
+pub fn new_view_signing_bytes(
+    view: u64,
+    height: u64,
+    high_qc: Option<&QuorumCertificate>,
+) -> [u8; NEW_VIEW_SIGNING_SIZE] {
     let mut out = [0u8; NEW_VIEW_SIGNING_SIZE];
     out[..16].copy_from_slice(b"tessera/view/v1\0");
     out[16..24].copy_from_slice(&view.to_le_bytes());
     out[24..32].copy_from_slice(&height.to_le_bytes());
     if let Some(qc) = high_qc {
-        let digest = Hash::in_domain("tessera 2026 new-view certificate", &[&qc.view.to_le_bytes(), &qc.block.0]);
+        let digest =
+            Hash::in_domain("tessera 2026 new-view certificate", &[&qc.view.to_le_bytes(), &qc.block.0]);
         out[32..].copy_from_slice(&digest.0);
     }
     out

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::block::{Block, QuorumCertificate, Vote};
+use crate::consensus::ConsensusMessage;
 use crate::constants::{FRAME_SIZE_DEFAULT, FRAME_SIZE_LIMIT, WIRE_HEADER_SIZE, WIRE_MAGIC, WIRE_VERSION};
 use crate::txn::Txn;
 
@@ -35,6 +36,8 @@ pub enum FrameKind {
     Vote = 3,
     /// A quorum certificate.
     Certificate = 4,
+    /// A consensus protocol message (proposal, vote, view change, sync).
+    Consensus = 5,
 }
 
 impl FrameKind {
@@ -45,6 +48,7 @@ impl FrameKind {
             2 => Some(FrameKind::Block),
             3 => Some(FrameKind::Vote),
             4 => Some(FrameKind::Certificate),
+            5 => Some(FrameKind::Consensus),
             _ => None,
         }
     }
@@ -61,6 +65,8 @@ pub enum Frame {
     Vote(Vote),
     /// A quorum certificate.
     Certificate(QuorumCertificate),
+    /// A consensus protocol message.
+    Consensus(ConsensusMessage),
 }
 
 impl Frame {
@@ -71,6 +77,7 @@ impl Frame {
             Frame::Block(_) => FrameKind::Block,
             Frame::Vote(_) => FrameKind::Vote,
             Frame::Certificate(_) => FrameKind::Certificate,
+            Frame::Consensus(_) => FrameKind::Consensus,
         }
     }
 }
@@ -245,6 +252,7 @@ impl Codec {
             FrameKind::Block => Frame::Block(decode_payload(header.kind, payload)?),
             FrameKind::Vote => Frame::Vote(decode_payload(header.kind, payload)?),
             FrameKind::Certificate => Frame::Certificate(decode_payload(header.kind, payload)?),
+            FrameKind::Consensus => Frame::Consensus(decode_payload(header.kind, payload)?),
         };
         // Canonical-form check: the value must re-encode to the very bytes received.
         let canonical = encode_payload(&frame);
@@ -285,6 +293,7 @@ fn encode_payload(frame: &Frame) -> Vec<u8> {
         Frame::Block(block) => postcard::to_allocvec(block),
         Frame::Vote(vote) => postcard::to_allocvec(vote),
         Frame::Certificate(qc) => postcard::to_allocvec(qc),
+        Frame::Consensus(message) => postcard::to_allocvec(message),
     };
     result.expect("postcard serialisation into a Vec is infallible for wire types")
 }
@@ -408,8 +417,58 @@ mod tests {
         prop_oneof![Just(VoteKind::Prepare), Just(VoteKind::Commit)]
     }
 
+    fn certificate() -> impl Strategy<Value = QuorumCertificate> {
+        (kind(), any::<u64>(), any::<u64>(), bytes32(), prop::collection::vec((any::<u32>(), sig64()), 0..4))
+            .prop_map(|(kind, view, height, block, votes)| QuorumCertificate {
+                kind,
+                view,
+                height,
+                block: Hash(block),
+                signers: votes.iter().map(|(index, _)| *index).collect(),
+                signatures: votes.iter().map(|(_, sig)| Signature(*sig)).collect(),
+            })
+    }
+
+    fn consensus() -> impl Strategy<Value = ConsensusMessage> {
+        use crate::consensus::{CertifiedBlock, NewView, Proposal};
+        prop_oneof![
+            (
+                any::<u64>(),
+                header(),
+                prop::collection::vec(txn(), 0..2),
+                prop::option::of(certificate()),
+                sig64()
+            )
+                .prop_map(|(view, header, txns, justify, signature)| ConsensusMessage::Proposal(
+                    Proposal { view, block: Block { header, txns }, justify, signature }
+                )),
+            (any::<u64>(), any::<u64>(), prop::option::of(certificate()), any::<u32>(), sig64()).prop_map(
+                |(view, height, high_qc, sender, signature)| ConsensusMessage::NewView(NewView {
+                    view,
+                    height,
+                    high_qc,
+                    sender,
+                    signature,
+                })
+            ),
+            any::<u64>().prop_map(|from_height| ConsensusMessage::SyncRequest { from_height }),
+            prop::collection::vec((header(), certificate()), 0..2).prop_map(|blocks| {
+                ConsensusMessage::SyncResponse(
+                    blocks
+                        .into_iter()
+                        .map(|(header, certificate)| CertifiedBlock {
+                            block: Block { header, txns: Vec::new() },
+                            certificate,
+                        })
+                        .collect(),
+                )
+            }),
+        ]
+    }
+
     fn frame() -> impl Strategy<Value = Frame> {
         prop_oneof![
+            consensus().prop_map(Frame::Consensus),
             prop::collection::vec(txn(), 0..8).prop_map(Frame::Txns),
             (header(), prop::collection::vec(txn(), 0..4))
                 .prop_map(|(header, txns)| Frame::Block(Block { header, txns })),

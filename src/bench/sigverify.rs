@@ -200,8 +200,7 @@ fn round3(value: f64) -> f64 {
 /// Transactions per second through ingest → prefilter → sigverify → dedup.
 fn path_per_s(genesis: &[([u8; 32], u64)], txns: &[Txn]) -> Result<f64, Box<dyn std::error::Error>> {
     let config = PipelineConfig::default();
-    let mut pipeline =
-        {
+    let mut pipeline = {
         let ledger = Ledger::from_genesis(genesis)?;
         let tip = tessera_systems::ChainTip::genesis(&ledger);
         Pipeline::with_stages(config.clone(), ledger, tip, Stages::ThroughDedup)?

@@ -98,7 +98,10 @@ pub struct Cluster {
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cluster").field("seed", &self.config.seed).field("now_ns", &self.now_ns).finish_non_exhaustive()
+        f.debug_struct("Cluster")
+            .field("seed", &self.config.seed)
+            .field("now_ns", &self.now_ns)
+            .finish_non_exhaustive()
     }
 }
 
@@ -113,7 +116,8 @@ impl Cluster {
     /// # Errors
     /// A pipeline that does not build.
     pub fn new(config: ClusterConfig) -> Result<Cluster, Box<dyn std::error::Error>> {
-        let keys: Vec<SigningKey> = (0..config.validators as u64).map(|i| validator_key(config.seed, i)).collect();
+        let keys: Vec<SigningKey> =
+            (0..config.validators as u64).map(|i| validator_key(config.seed, i)).collect();
         let set = ValidatorSet::new(keys.iter().map(|key| key.verifying_key().to_bytes()).collect());
         let clients: Vec<SigningKey> = (0..16).map(|i| signing_key(config.seed ^ 0xc11e, i)).collect();
         let genesis: Vec<([u8; 32], u64)> =
@@ -219,7 +223,12 @@ impl Cluster {
                 let node = &mut self.nodes[index];
                 let height = block.block.header.height;
                 let last = node.chain.keys().next_back().copied().unwrap_or(0);
-                assert_eq!(height, last + 1, "seed {}: node {index} finalized height {height} after {last}", self.config.seed);
+                assert_eq!(
+                    height,
+                    last + 1,
+                    "seed {}: node {index} finalized height {height} after {last}",
+                    self.config.seed
+                );
                 node.chain.insert(height, block.hash);
             }
             let outbound = self.nodes[index].pipeline.drain_outbound();
@@ -244,23 +253,36 @@ impl Cluster {
                 let mut twin = vote.clone();
                 twin.block = Hash::of(&vote.block.0);
                 twin.signature = key
-                    .sign(&tessera_components::vote_signing_bytes(twin.kind, twin.view, twin.height, &twin.block))
+                    .sign(&tessera_components::vote_signing_bytes(
+                        twin.kind,
+                        twin.view,
+                        twin.height,
+                        &twin.block,
+                    ))
                     .to_bytes();
                 // Everyone gets the vote as cast; every other validator also gets the twin.
                 for (position, to) in targets.into_iter().enumerate() {
                     self.network.send(self.now_ns, from, to, ConsensusMessage::Vote(vote.clone()));
                     if position % 2 == 0 {
-                        self.network.send(self.now_ns, from, to, ConsensusMessage::Vote(Vote { ..twin.clone() }));
+                        self.network.send(
+                            self.now_ns,
+                            from,
+                            to,
+                            ConsensusMessage::Vote(Vote { ..twin.clone() }),
+                        );
                     }
                 }
             }
-            (Behaviour::EquivocatingProposer, ConsensusMessage::Proposal(proposal)) if proposal.justify.is_none() => {
+            (Behaviour::EquivocatingProposer, ConsensusMessage::Proposal(proposal))
+                if proposal.justify.is_none() =>
+            {
                 let key = self.nodes[from as usize].key.clone();
                 let mut twin = proposal.clone();
                 // Same height and parent, different timestamp: a second valid block.
                 twin.block.header.timestamp_ms += 1;
                 let hash = twin.block.header.hash();
-                twin.signature = key.sign(&proposal_signing_bytes(twin.view, twin.block.header.height, &hash)).to_bytes();
+                twin.signature =
+                    key.sign(&proposal_signing_bytes(twin.view, twin.block.header.height, &hash)).to_bytes();
                 // Half get one block, half the other; the first validator gets both.
                 for (position, to) in targets.into_iter().enumerate() {
                     let copy = if position % 2 == 0 { proposal.clone() } else { twin.clone() };
@@ -270,12 +292,15 @@ impl Cluster {
                     }
                 }
             }
-            (Behaviour::InvalidProposer, ConsensusMessage::Proposal(proposal)) if proposal.justify.is_none() => {
+            (Behaviour::InvalidProposer, ConsensusMessage::Proposal(proposal))
+                if proposal.justify.is_none() =>
+            {
                 let key = self.nodes[from as usize].key.clone();
                 let mut bad: Proposal = proposal.clone();
                 bad.block.header.state_root = Hash::of(&bad.block.header.state_root.0);
                 let hash = bad.block.header.hash();
-                bad.signature = key.sign(&proposal_signing_bytes(bad.view, bad.block.header.height, &hash)).to_bytes();
+                bad.signature =
+                    key.sign(&proposal_signing_bytes(bad.view, bad.block.header.height, &hash)).to_bytes();
                 for to in targets {
                     self.network.send(self.now_ns, from, to, ConsensusMessage::Proposal(bad.clone()));
                 }
@@ -295,8 +320,12 @@ impl Cluster {
     /// # Panics
     /// On a violation, naming the seed and the command that reproduces it.
     pub fn check_invariants(&self) {
-        let honest: Vec<&FinalizedChain> =
-            self.nodes.iter().filter(|node| node.behaviour == Behaviour::Honest).map(|node| &node.chain).collect();
+        let honest: Vec<&FinalizedChain> = self
+            .nodes
+            .iter()
+            .filter(|node| node.behaviour == Behaviour::Honest)
+            .map(|node| &node.chain)
+            .collect();
         if let Err(violation) = check_agreement(&honest) {
             panic!(
                 "{violation}\nreproduce with seed={} (cargo test --bin tessera sim -- --nocapture; set TESSERA_SEED={})",
@@ -334,7 +363,11 @@ impl Cluster {
 
     /// The lowest finalized height among honest validators.
     pub fn honest_min_height(&self) -> u64 {
-        (0..self.nodes.len()).filter(|i| self.is_honest(*i)).map(|i| self.finalized_height(i)).min().unwrap_or(0)
+        (0..self.nodes.len())
+            .filter(|i| self.is_honest(*i))
+            .map(|i| self.finalized_height(i))
+            .min()
+            .unwrap_or(0)
     }
 
     /// Per-validator finalized chains (height → hash).

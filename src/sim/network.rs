@@ -22,7 +22,12 @@ pub struct NetworkConfig {
 
 impl Default for NetworkConfig {
     fn default() -> Self {
-        NetworkConfig { delay_min_ns: 1_000_000, delay_max_ns: 30_000_000, loss_ppm: 20_000, duplicate_ppm: 10_000 }
+        NetworkConfig {
+            delay_min_ns: 1_000_000,
+            delay_max_ns: 30_000_000,
+            loss_ppm: 20_000,
+            duplicate_ppm: 10_000,
+        }
     }
 }
 

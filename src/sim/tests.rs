@@ -100,4 +100,3 @@ fn a_partitioned_validator_catches_up_by_sync() {
         assert!(synced > 0, "seed {seed}: catching up should go through block sync");
     }
 }
-

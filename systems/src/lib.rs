@@ -205,7 +205,8 @@ impl Pipeline {
                     inbox_capacity: 1 << 16,
                     history_max,
                 };
-                let rest: [&dyn Plugin; 3] = [&mempool::MempoolPlugin, &plugin, &invariants::InvariantsPlugin];
+                let rest: [&dyn Plugin; 3] =
+                    [&mempool::MempoolPlugin, &plugin, &invariants::InvariantsPlugin];
                 for plugin in rest {
                     plugin.build(&mut world, &mut schedule);
                 }
@@ -267,7 +268,9 @@ impl Pipeline {
     }
 
     /// Takes the consensus messages produced since the last call.
-    pub fn drain_outbound(&mut self) -> Vec<(consensus::core::Destination, tessera_components::ConsensusMessage)> {
+    pub fn drain_outbound(
+        &mut self,
+    ) -> Vec<(consensus::core::Destination, tessera_components::ConsensusMessage)> {
         match self.world.get_resource_mut::<consensus::ConsensusOutbox>() {
             Some(mut outbox) => std::mem::take(&mut outbox.messages),
             None => Vec::new(),

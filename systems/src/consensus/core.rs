@@ -21,8 +21,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use ed25519_dalek::{Signer, SigningKey};
 use tessera_components::consensus::{new_view_signing_bytes, proposal_signing_bytes};
 use tessera_components::{
-    Block, CertifiedBlock, ConsensusMessage, Hash, NewView, Proposal, QuorumCertificate, Signature, Vote, VoteKind,
-    vote_signing_bytes,
+    Block, CertifiedBlock, ConsensusMessage, Hash, NewView, Proposal, QuorumCertificate, Signature, Vote,
+    VoteKind, vote_signing_bytes,
 };
 
 /// The validator set: public keys by validator index.
@@ -385,7 +385,8 @@ impl Core {
         self.first_vote.retain(|(_, v, _), _| *v >= lower);
         if !fresh_height {
             let high_qc = self.lock.clone();
-            let signature = self.key.sign(&new_view_signing_bytes(view, self.height, high_qc.as_ref())).to_bytes();
+            let signature =
+                self.key.sign(&new_view_signing_bytes(view, self.height, high_qc.as_ref())).to_bytes();
             let message = NewView { view, height: self.height, high_qc, sender: self.me, signature };
             self.broadcast(ConsensusMessage::NewView(message.clone()));
             self.on_new_view(message, host);
@@ -461,10 +462,13 @@ impl Core {
     }
 
     fn request_sync(&mut self, from: u32) {
-        let due = self.last_sync_request_ns.is_none_or(|last| self.now_ns.saturating_sub(last) >= self.config.view_timeout_ns / 4);
+        let due = self
+            .last_sync_request_ns
+            .is_none_or(|last| self.now_ns.saturating_sub(last) >= self.config.view_timeout_ns / 4);
         if due && from != self.me {
             self.last_sync_request_ns = Some(self.now_ns);
-            self.outbox.push((Destination::One(from), ConsensusMessage::SyncRequest { from_height: self.height }));
+            self.outbox
+                .push((Destination::One(from), ConsensusMessage::SyncRequest { from_height: self.height }));
         }
     }
 
@@ -502,7 +506,11 @@ impl Core {
         let hash = header.hash();
         match self.first_proposal.get(&proposal.view) {
             Some(first) if *first != hash => {
-                self.record(Evidence::Proposals { proposer: from, view: proposal.view, blocks: [*first, hash] });
+                self.record(Evidence::Proposals {
+                    proposer: from,
+                    view: proposal.view,
+                    blocks: [*first, hash],
+                });
                 return;
             }
             _ => {
@@ -590,13 +598,20 @@ impl Core {
             self.request_sync(vote.voter);
             return;
         }
-        if vote.height < self.height || vote.view + 2 < self.view || vote.view > self.view + self.config.view_window {
+        if vote.height < self.height
+            || vote.view + 2 < self.view
+            || vote.view > self.view + self.config.view_window
+        {
             return;
         }
         match self.first_vote.get(&(vote.kind, vote.view, vote.voter)) {
             Some(first) if *first != vote.block => {
-                let evidence =
-                    Evidence::Votes { voter: vote.voter, kind: vote.kind, view: vote.view, blocks: [*first, vote.block] };
+                let evidence = Evidence::Votes {
+                    voter: vote.voter,
+                    kind: vote.kind,
+                    view: vote.view,
+                    blocks: [*first, vote.block],
+                };
                 self.record(evidence);
                 return;
             }
@@ -710,7 +725,8 @@ impl Core {
             return;
         }
         let end = self.height.min(from_height.saturating_add(self.config.sync_batch_max as u64));
-        let blocks: Vec<CertifiedBlock> = (from_height..end).map_while(|height| host.finalized_block(height)).collect();
+        let blocks: Vec<CertifiedBlock> =
+            (from_height..end).map_while(|height| host.finalized_block(height)).collect();
         if !blocks.is_empty() {
             self.outbox.push((Destination::One(from), ConsensusMessage::SyncResponse(blocks)));
         }
@@ -725,7 +741,9 @@ impl Core {
                 break;
             }
             let hash = block.header.hash();
-            if !self.certificate_valid(&certificate, VoteKind::Commit, self.height) || certificate.block != hash {
+            if !self.certificate_valid(&certificate, VoteKind::Commit, self.height)
+                || certificate.block != hash
+            {
                 self.counters.rejected_certificate += 1;
                 return;
             }
@@ -764,18 +782,22 @@ impl Core {
 /// Every (public key, message, signature) a message carries, for batch verification before
 /// [`Core::on_message`]. A message is accepted only if all of them verify. Signer indexes
 /// that name no validator make the message invalid (`None`).
-pub fn signatures_of(message: &ConsensusMessage, set: &ValidatorSet) -> Option<Vec<([u8; 32], Vec<u8>, [u8; 64])>> {
+pub fn signatures_of(
+    message: &ConsensusMessage,
+    set: &ValidatorSet,
+) -> Option<Vec<([u8; 32], Vec<u8>, [u8; 64])>> {
     let mut out = Vec::new();
-    let qc_signatures = |qc: &QuorumCertificate, out: &mut Vec<([u8; 32], Vec<u8>, [u8; 64])>| -> Option<()> {
-        if qc.signers.len() != qc.signatures.len() || qc.signers.len() > set.len() {
-            return None;
-        }
-        let message = vote_signing_bytes(qc.kind, qc.view, qc.height, &qc.block).to_vec();
-        for (signer, signature) in qc.signers.iter().zip(&qc.signatures) {
-            out.push((*set.key(*signer)?, message.clone(), signature.0));
-        }
-        Some(())
-    };
+    let qc_signatures =
+        |qc: &QuorumCertificate, out: &mut Vec<([u8; 32], Vec<u8>, [u8; 64])>| -> Option<()> {
+            if qc.signers.len() != qc.signatures.len() || qc.signers.len() > set.len() {
+                return None;
+            }
+            let message = vote_signing_bytes(qc.kind, qc.view, qc.height, &qc.block).to_vec();
+            for (signer, signature) in qc.signers.iter().zip(&qc.signatures) {
+                out.push((*set.key(*signer)?, message.clone(), signature.0));
+            }
+            Some(())
+        };
     match message {
         ConsensusMessage::Proposal(proposal) => {
             let header = &proposal.block.header;
@@ -791,7 +813,8 @@ pub fn signatures_of(message: &ConsensusMessage, set: &ValidatorSet) -> Option<V
             out.push((*set.key(vote.voter)?, message, vote.signature));
         }
         ConsensusMessage::NewView(new_view) => {
-            let message = new_view_signing_bytes(new_view.view, new_view.height, new_view.high_qc.as_ref()).to_vec();
+            let message =
+                new_view_signing_bytes(new_view.view, new_view.height, new_view.high_qc.as_ref()).to_vec();
             out.push((*set.key(new_view.sender)?, message, new_view.signature));
             if let Some(qc) = &new_view.high_qc {
                 qc_signatures(qc, &mut out)?;

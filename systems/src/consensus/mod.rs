@@ -13,7 +13,9 @@ pub mod core;
 use bevy_ecs::prelude::*;
 use foldhash::HashMap;
 use tessera_components::constants::TXN_SIZE;
-use tessera_components::{Block, BlockHeader, CertifiedBlock, ConsensusMessage, Hash, QuorumCertificate, TxnId};
+use tessera_components::{
+    Block, BlockHeader, CertifiedBlock, ConsensusMessage, Hash, QuorumCertificate, TxnId,
+};
 
 use self::core::{BlockFault, Core, Destination, Host};
 use crate::clock::Clock;
@@ -152,7 +154,8 @@ impl Host for NodeHost<'_> {
         let mut ledger = self.ledger.clone();
         let sealed = execute_block(&mut ledger, block.clone(), &ids);
         block.header.state_root = sealed.block.header.state_root;
-        let sealed = BlockCommitted { hash: block.header.hash(), block: block.clone(), outcomes: sealed.outcomes };
+        let sealed =
+            BlockCommitted { hash: block.header.hash(), block: block.clone(), outcomes: sealed.outcomes };
         self.speculative.insert(sealed.hash, (ledger, sealed));
         block
     }
@@ -162,7 +165,9 @@ impl Host for NodeHost<'_> {
         if block.txns.len() > self.config.block_txn_max || size > self.config.block_bytes_max {
             return Err(BlockFault::OverLimit);
         }
-        if block.header.txn_count as usize != block.txns.len() || Block::compute_txn_root(&block.txns) != block.header.txn_root {
+        if block.header.txn_count as usize != block.txns.len()
+            || Block::compute_txn_root(&block.txns) != block.header.txn_root
+        {
             return Err(BlockFault::BadBody);
         }
         // Static checks against a ledger with no nonce history, so only the stateless rules
@@ -175,7 +180,11 @@ impl Host for NodeHost<'_> {
         let items: Vec<VerifyItem<'_>> = block
             .txns
             .iter()
-            .map(|txn| VerifyItem { public_key: &txn.body.sender, message: txn.body.signing_bytes(), signature: &txn.signature.0 })
+            .map(|txn| VerifyItem {
+                public_key: &txn.body.sender,
+                message: txn.body.signing_bytes(),
+                signature: &txn.signature.0,
+            })
             .collect();
         let mut verdicts = vec![false; items.len()];
         verify_many(&items, &mut verdicts, self.config.sigverify_batch_size);
@@ -222,7 +231,8 @@ pub fn verify_consensus_messages(
     mut verified: ResMut<VerifiedConsensus>,
 ) {
     let messages = std::mem::take(&mut inbox.messages);
-    let (kept, dropped) = core::verify_messages(messages, consensus.core.validators(), config.sigverify_batch_size);
+    let (kept, dropped) =
+        core::verify_messages(messages, consensus.core.validators(), config.sigverify_batch_size);
     verified.messages = kept;
     verified.dropped_bad_signature += dropped;
 }
