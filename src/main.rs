@@ -2,6 +2,7 @@
 
 mod bench;
 mod cli;
+mod node;
 #[allow(dead_code, reason = "the cluster harness grows into `tessera sim`; tests drive it today")]
 mod sim;
 
@@ -21,10 +22,29 @@ struct Cli {
 enum Command {
     /// Generate an Ed25519 key pair and write it as a key file.
     Keygen(cli::keygen::KeygenArgs),
+    /// Run a validator node: peer network, client ingress, JSON-RPC and metrics.
+    Node(NodeArgs),
+    /// Write a genesis file, a key file per validator and a node config per validator.
+    Genesis(cli::genesis::GenesisArgs),
     /// Check Ed25519 signatures by hand under the node's accept rule (ZIP-215).
     Sigverify(cli::sigverify::SigverifyArgs),
     /// Run a benchmark suite and print its figures.
     Bench(bench::BenchArgs),
+}
+
+/// Arguments of `tessera node`.
+#[derive(Debug, clap::Args)]
+struct NodeArgs {
+    /// The node's TOML configuration (see docs/operations.md; `tessera genesis` writes one per
+    /// validator).
+    #[arg(long, value_name = "FILE")]
+    config: std::path::PathBuf,
+}
+
+/// Structured logs to stderr, filtered by `RUST_LOG` (default `info`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
 /// Bad input from the user (a malformed file, say): reported with exit status 2.
@@ -37,6 +57,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Keygen(args) => cli::keygen::run(&args),
         Command::Sigverify(args) => cli::sigverify::run(&args),
+        Command::Node(args) => {
+            init_logging();
+            node::run(&args.config)
+        }
+        Command::Genesis(args) => cli::genesis::run(&args),
         Command::Bench(args) => bench::run(&args),
     };
     match result {

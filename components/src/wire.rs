@@ -38,6 +38,10 @@ pub enum FrameKind {
     Certificate = 4,
     /// A consensus protocol message (proposal, vote, view change, sync).
     Consensus = 5,
+    /// Handshake: who I am, and a challenge for you.
+    Hello = 6,
+    /// Handshake: my signature over your challenge.
+    HelloProof = 7,
 }
 
 impl FrameKind {
@@ -49,6 +53,8 @@ impl FrameKind {
             3 => Some(FrameKind::Vote),
             4 => Some(FrameKind::Certificate),
             5 => Some(FrameKind::Consensus),
+            6 => Some(FrameKind::Hello),
+            7 => Some(FrameKind::HelloProof),
             _ => None,
         }
     }
@@ -67,6 +73,45 @@ pub enum Frame {
     Certificate(QuorumCertificate),
     /// A consensus protocol message.
     Consensus(ConsensusMessage),
+    /// Handshake greeting.
+    Hello(Hello),
+    /// Handshake proof.
+    HelloProof(HelloProof),
+}
+
+/// The first frame each side of a peer connection sends.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Hello {
+    /// Chain id; a peer on another chain is refused.
+    pub chain_id: u32,
+    /// Peer protocol version; a peer speaking another is refused.
+    pub protocol_version: u8,
+    /// The sender's validator index.
+    pub validator: u32,
+    /// A fresh random challenge the other side must sign.
+    pub nonce: [u8; 32],
+}
+
+/// The second frame: a signature proving the sender holds its validator key.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct HelloProof {
+    /// Ed25519 signature over [`hello_signing_bytes`].
+    #[serde(with = "serde_big_array::BigArray")]
+    pub signature: [u8; 64],
+}
+
+/// Peer protocol version spoken by this build.
+pub const PROTOCOL_VERSION: u8 = 1;
+
+/// What a handshake signature covers: a domain tag, the chain id, the signer's index and the
+/// other side's challenge, so a proof is bound to one connection and one chain.
+pub fn hello_signing_bytes(chain_id: u32, signer: u32, their_nonce: &[u8; 32]) -> [u8; 56] {
+    let mut out = [0u8; 56];
+    out[..16].copy_from_slice(b"tessera/helo/v1\0");
+    out[16..20].copy_from_slice(&chain_id.to_le_bytes());
+    out[20..24].copy_from_slice(&signer.to_le_bytes());
+    out[24..].copy_from_slice(their_nonce);
+    out
 }
 
 impl Frame {
@@ -78,6 +123,8 @@ impl Frame {
             Frame::Vote(_) => FrameKind::Vote,
             Frame::Certificate(_) => FrameKind::Certificate,
             Frame::Consensus(_) => FrameKind::Consensus,
+            Frame::Hello(_) => FrameKind::Hello,
+            Frame::HelloProof(_) => FrameKind::HelloProof,
         }
     }
 }
@@ -253,6 +300,8 @@ impl Codec {
             FrameKind::Vote => Frame::Vote(decode_payload(header.kind, payload)?),
             FrameKind::Certificate => Frame::Certificate(decode_payload(header.kind, payload)?),
             FrameKind::Consensus => Frame::Consensus(decode_payload(header.kind, payload)?),
+            FrameKind::Hello => Frame::Hello(decode_payload(header.kind, payload)?),
+            FrameKind::HelloProof => Frame::HelloProof(decode_payload(header.kind, payload)?),
         };
         // Canonical-form check: the value must re-encode to the very bytes received.
         let canonical = encode_payload(&frame);
@@ -294,6 +343,8 @@ fn encode_payload(frame: &Frame) -> Vec<u8> {
         Frame::Vote(vote) => postcard::to_allocvec(vote),
         Frame::Certificate(qc) => postcard::to_allocvec(qc),
         Frame::Consensus(message) => postcard::to_allocvec(message),
+        Frame::Hello(hello) => postcard::to_allocvec(hello),
+        Frame::HelloProof(proof) => postcard::to_allocvec(proof),
     };
     result.expect("postcard serialisation into a Vec is infallible for wire types")
 }
@@ -469,6 +520,12 @@ mod tests {
     fn frame() -> impl Strategy<Value = Frame> {
         prop_oneof![
             consensus().prop_map(Frame::Consensus),
+            (any::<u32>(), any::<u8>(), any::<u32>(), bytes32()).prop_map(
+                |(chain_id, protocol_version, validator, nonce)| {
+                    Frame::Hello(Hello { chain_id, protocol_version, validator, nonce })
+                }
+            ),
+            sig64().prop_map(|signature| Frame::HelloProof(HelloProof { signature })),
             prop::collection::vec(txn(), 0..8).prop_map(Frame::Txns),
             (header(), prop::collection::vec(txn(), 0..4))
                 .prop_map(|(header, txns)| Frame::Block(Block { header, txns })),

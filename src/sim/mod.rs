@@ -231,6 +231,8 @@ impl Cluster {
                 );
                 node.chain.insert(height, block.hash);
             }
+            self.nodes[index].pipeline.drain_certified();
+            self.nodes[index].pipeline.drain_rejections();
             let outbound = self.nodes[index].pipeline.drain_outbound();
             let behaviour = if faulty { self.nodes[index].behaviour } else { Behaviour::Honest };
             for (destination, message) in outbound {

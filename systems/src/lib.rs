@@ -66,9 +66,11 @@ pub trait Plugin {
 fn update_messages(
     mut proposed: ResMut<Messages<propose::BlockProposed>>,
     mut committed: ResMut<Messages<execute::BlockCommitted>>,
+    mut rejected: ResMut<Messages<mempool::TxnRejected>>,
 ) {
     proposed.update();
     committed.update();
+    rejected.update();
 }
 
 /// Which stages a [`Pipeline`] runs.
@@ -275,6 +277,33 @@ impl Pipeline {
             Some(mut outbox) => std::mem::take(&mut outbox.messages),
             None => Vec::new(),
         }
+    }
+
+    /// Takes the blocks finalized since the last call, with their commit certificates (a
+    /// validator only; the shell persists them).
+    pub fn drain_certified(&mut self) -> Vec<tessera_components::CertifiedBlock> {
+        match self.world.get_resource_mut::<consensus::Consensus>() {
+            Some(mut consensus) => consensus.core.drain_finalized(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Takes the refusals recorded since the last call.
+    pub fn drain_rejections(&mut self) -> Vec<mempool::TxnRejected> {
+        match self.world.get_resource_mut::<Messages<mempool::TxnRejected>>() {
+            Some(mut rejected) => rejected.drain().collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Pending transactions in the mempool (0 without one).
+    pub fn mempool_len(&self) -> usize {
+        self.world.get_resource::<mempool::Mempool>().map_or(0, mempool::Mempool::len)
+    }
+
+    /// Whether `id` is pending in the mempool.
+    pub fn is_pending(&self, id: &tessera_components::TxnId) -> bool {
+        self.world.get_resource::<mempool::Mempool>().is_some_and(|mempool| mempool.contains(id))
     }
 
     /// The consensus state, if this pipeline is a validator.

@@ -92,6 +92,9 @@ pub struct ConsensusConfig {
     pub view_window: u64,
     /// Equivocation evidence records kept.
     pub evidence_max: usize,
+    /// Least time between a finalization and the next proposal, so an idle chain does not
+    /// spin out empty blocks; 0 proposes at once.
+    pub block_interval_ns: u64,
 }
 
 impl Default for ConsensusConfig {
@@ -102,6 +105,7 @@ impl Default for ConsensusConfig {
             sync_batch_max: 64,
             view_window: 64,
             evidence_max: 1024,
+            block_interval_ns: 0,
         }
     }
 }
@@ -228,6 +232,7 @@ pub struct Core {
     /// lose messages (the simulator does on purpose), and a quorum needs nearly all of them.
     sent_this_view: Vec<ConsensusMessage>,
     last_resend_ns: u64,
+    propose_not_before_ns: u64,
     evidence: Vec<Evidence>,
     counters: ConsensusCounters,
     outbox: Vec<(Destination, ConsensusMessage)>,
@@ -273,6 +278,7 @@ impl Core {
             last_sync_request_ns: None,
             sent_this_view: Vec::new(),
             last_resend_ns: 0,
+            propose_not_before_ns: 0,
             evidence: Vec::new(),
             counters: ConsensusCounters::default(),
             outbox: Vec::new(),
@@ -350,6 +356,10 @@ impl Core {
     /// Advances the clock; abandons the view on timeout.
     pub fn tick(&mut self, now_ns: u64, host: &mut impl Host) {
         self.now_ns = now_ns.max(self.now_ns);
+        // A leader holding back for the block interval at a fresh height.
+        if self.set.leader(self.view) == self.me && !self.proposed && self.failed_views == 0 {
+            self.propose(host);
+        }
         let quarter = (self.timeout_ns() / 4).max(1);
         if self.now_ns.saturating_sub(self.last_resend_ns) >= quarter {
             self.last_resend_ns = self.now_ns;
@@ -413,7 +423,8 @@ impl Core {
     }
 
     fn propose(&mut self, host: &mut impl Host) {
-        if self.proposed || self.set.leader(self.view) != self.me {
+        if self.proposed || self.set.leader(self.view) != self.me || self.now_ns < self.propose_not_before_ns
+        {
             return;
         }
         let (block, justify) = match &self.lock {
@@ -681,6 +692,7 @@ impl Core {
         self.first_vote.clear();
         self.new_views.clear();
         self.failed_views = 0;
+        self.propose_not_before_ns = self.now_ns.saturating_add(self.config.block_interval_ns);
         let next_view = self.view.max(certificate.view) + 1;
         self.finalized.push(CertifiedBlock { block, certificate });
         self.enter_view(next_view, true, host);
@@ -856,7 +868,8 @@ pub fn verify_messages(
         match signatures {
             None => dropped += 1,
             Some(signatures) => {
-                let all_valid = verdicts.by_ref().take(signatures.len()).fold(true, |all, ok| all && ok);
+                // Consume exactly this message's verdicts (no short-circuit), to stay aligned.
+                let all_valid = verdicts.by_ref().take(signatures.len()).filter(|ok| !ok).count() == 0;
                 if all_valid {
                     kept.push(message);
                 } else {

@@ -271,7 +271,6 @@ pub fn step_consensus(
     }
     consensus.core.tick(clock.now_ns, &mut host);
     outbox.messages.extend(consensus.core.drain_outbox());
-    consensus.core.drain_finalized();
     committed_out.write_batch(committed);
 }
 

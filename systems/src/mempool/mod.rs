@@ -226,6 +226,17 @@ impl Mempool {
     }
 }
 
+/// A transaction refused before it reached a block, with the reason. Written by
+/// [`admit_txns`] (for every stage's refusals, at the end of the entity's life); drained by the
+/// shell, which answers "what happened to my transaction?".
+#[derive(Debug, Clone, Copy, Message)]
+pub struct TxnRejected {
+    /// The transaction.
+    pub id: TxnId,
+    /// Why.
+    pub reason: RejectReason,
+}
+
 /// Admits every [`Stage::Unique`] transaction and despawns every transaction entity except
 /// those whose signature check is still in flight: this is the end of a transaction entity's
 /// life.
@@ -236,6 +247,7 @@ pub fn admit_txns(
     ledger: Res<Ledger>,
     mut counters: ResMut<RejectCounters>,
     mut pipeline: ResMut<PipelineCounters>,
+    mut rejected: MessageWriter<TxnRejected>,
     txns: Query<(Entity, &TxnBody, &TxnSignature, &TxnId, &Stage), With<Arrival>>,
 ) {
     for (entity, body, signature, id, stage) in &txns {
@@ -247,8 +259,13 @@ pub fn admit_txns(
                     pipeline.admitted += 1;
                     counters.add(RejectReason::Evicted, pushed_out);
                 }
-                Err(reason) => counters.bump(reason),
+                Err(reason) => {
+                    counters.bump(reason);
+                    rejected.write(TxnRejected { id: *id, reason });
+                }
             }
+        } else if let Stage::Rejected(reason) = stage {
+            rejected.write(TxnRejected { id: *id, reason: *reason });
         }
         if *stage != Stage::Verifying {
             commands.entity(entity).despawn();
@@ -278,6 +295,7 @@ impl crate::Plugin for MempoolPlugin {
         let config = world.resource::<PipelineConfig>();
         let mempool = Mempool::new(config.mempool_count_max, config.mempool_bytes_max);
         world.insert_resource(mempool);
+        world.init_resource::<Messages<TxnRejected>>();
         schedule.add_systems((
             admit_txns.in_set(MempoolSystems::Admit),
             prune_executed.in_set(MempoolSystems::Prune),

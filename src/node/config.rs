@@ -1,0 +1,332 @@
+//! The node's TOML configuration, validated at start with errors that name the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tessera_systems::PipelineConfig;
+
+/// `[network]`: validator-to-validator TCP.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSection {
+    /// Address the peer port listens on.
+    pub listen: SocketAddr,
+    /// Every validator's peer address, in validator index order (this node's own included).
+    pub peers: Vec<SocketAddr>,
+    /// Network executors (one thread per core, io_uring beneath).
+    #[serde(default = "one")]
+    pub cores: usize,
+    /// Frames a peer's outbound queue holds before the peer is considered stuck and dropped.
+    #[serde(default = "outbound_queue")]
+    pub outbound_queue_frames: usize,
+    /// Malformed frames tolerated from a peer before it is banned.
+    #[serde(default = "penalty_threshold")]
+    pub penalty_threshold: u32,
+    /// How long a banned peer stays banned, seconds.
+    #[serde(default = "ban_secs")]
+    pub ban_secs: u64,
+    /// Largest frame accepted, bytes.
+    #[serde(default = "frame_max")]
+    pub max_frame_bytes: usize,
+}
+
+/// `[ingress]`: the binary transaction port.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngressSection {
+    /// Listen address.
+    pub listen: SocketAddr,
+}
+
+/// `[rpc]`: JSON-RPC 2.0 over HTTP.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RpcSection {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Largest request body accepted; larger gets HTTP 413.
+    #[serde(default = "body_limit")]
+    pub body_limit_bytes: usize,
+}
+
+/// `[metrics]`: Prometheus exposition at `/metrics`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Listen address.
+    pub listen: SocketAddr,
+}
+
+/// `[consensus]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsensusSection {
+    /// Base view timeout, milliseconds (doubles per failed view).
+    #[serde(default = "view_timeout")]
+    pub view_timeout_ms: u64,
+    /// How often the schedule ticks when idle, milliseconds.
+    #[serde(default = "tick")]
+    pub tick_ms: u64,
+    /// Least time from one finalization to the next proposal, milliseconds (an idle chain
+    /// makes one empty block per interval).
+    #[serde(default = "block_interval")]
+    pub block_interval_ms: u64,
+}
+
+impl Default for ConsensusSection {
+    fn default() -> Self {
+        ConsensusSection {
+            view_timeout_ms: view_timeout(),
+            tick_ms: tick(),
+            block_interval_ms: block_interval(),
+        }
+    }
+}
+
+/// `[pipeline]`: overrides of the pipeline limits (any key left out keeps its default).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSection {
+    /// Lowest fee accepted.
+    pub fee_floor: Option<u64>,
+    /// Most pending transactions.
+    pub mempool_count_max: Option<usize>,
+    /// Most transactions per block.
+    pub block_txn_max: Option<usize>,
+    /// Most bytes per block.
+    pub block_bytes_max: Option<usize>,
+    /// Signatures per verification chunk.
+    pub sigverify_batch_size: Option<usize>,
+    /// Batch verification on or off.
+    pub sigverify_batch: Option<bool>,
+    /// SIMD prefilter on or off.
+    pub prefilter_simd: Option<bool>,
+    /// Verification overlapping the tick on or off.
+    pub sigverify_overlap: Option<bool>,
+    /// Verification cache entries (0 = off).
+    pub sigverify_cache_capacity: Option<usize>,
+}
+
+/// A node's configuration file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This validator's index in the genesis validator set.
+    pub validator_index: u32,
+    /// Key file (as written by `tessera keygen`), relative to the config file.
+    pub key_file: PathBuf,
+    /// Genesis file, relative to the config file.
+    pub genesis_file: PathBuf,
+    /// Data directory, relative to the config file.
+    pub data_dir: PathBuf,
+    /// Peer network.
+    pub network: NetworkSection,
+    /// Client ingress.
+    pub ingress: IngressSection,
+    /// JSON-RPC.
+    pub rpc: RpcSection,
+    /// Metrics.
+    pub metrics: MetricsSection,
+    /// Consensus timing.
+    #[serde(default)]
+    pub consensus: ConsensusSection,
+    /// Pipeline limits.
+    #[serde(default)]
+    pub pipeline: PipelineSection,
+}
+
+fn one() -> usize {
+    1
+}
+fn outbound_queue() -> usize {
+    4096
+}
+fn penalty_threshold() -> u32 {
+    8
+}
+fn ban_secs() -> u64 {
+    60
+}
+fn frame_max() -> usize {
+    tessera_components::constants::FRAME_SIZE_DEFAULT
+}
+fn body_limit() -> usize {
+    1 << 20
+}
+fn view_timeout() -> u64 {
+    1000
+}
+fn tick() -> u64 {
+    2
+}
+fn block_interval() -> u64 {
+    50
+}
+
+/// A configuration that cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Unreadable file.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// Path.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// TOML or schema error (toml names the key and line).
+    #[error("config {path} is not valid: {source}")]
+    Parse {
+        /// Path.
+        path: PathBuf,
+        /// Cause.
+        source: toml::de::Error,
+    },
+    /// A semantic problem with one key.
+    #[error("config {path}: {key}: {problem}")]
+    Invalid {
+        /// Path.
+        path: PathBuf,
+        /// Offending key.
+        key: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+impl NodeConfig {
+    /// Reads, parses and validates; resolves relative paths against the file's directory.
+    ///
+    /// # Errors
+    /// See [`ConfigError`].
+    pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let mut config: NodeConfig =
+            toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for file in [&mut config.key_file, &mut config.genesis_file, &mut config.data_dir] {
+            if file.is_relative() {
+                *file = base.join(&*file);
+            }
+        }
+        config.validate().map_err(|(key, problem)| ConfigError::Invalid {
+            path: path.to_owned(),
+            key,
+            problem,
+        })?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.network.peers.is_empty() {
+            return Err(("network.peers", "lists no validator".into()));
+        }
+        if self.validator_index as usize >= self.network.peers.len() {
+            return Err((
+                "validator_index",
+                format!(
+                    "{} is past network.peers ({} entries)",
+                    self.validator_index,
+                    self.network.peers.len()
+                ),
+            ));
+        }
+        if self.network.cores == 0 || self.network.cores > 64 {
+            return Err(("network.cores", "must be between 1 and 64".into()));
+        }
+        if self.network.outbound_queue_frames == 0 {
+            return Err(("network.outbound_queue_frames", "must be positive".into()));
+        }
+        if self.network.max_frame_bytes < 1024
+            || self.network.max_frame_bytes > tessera_components::constants::FRAME_SIZE_LIMIT
+        {
+            return Err(("network.max_frame_bytes", "must be between 1 KiB and 16 MiB".into()));
+        }
+        if self.rpc.body_limit_bytes < 64 {
+            return Err(("rpc.body_limit_bytes", "must be at least 64".into()));
+        }
+        if self.consensus.view_timeout_ms == 0 {
+            return Err(("consensus.view_timeout_ms", "must be positive".into()));
+        }
+        if self.consensus.tick_ms == 0 || self.consensus.tick_ms > 1000 {
+            return Err(("consensus.tick_ms", "must be between 1 and 1000".into()));
+        }
+        let ports = [self.network.listen, self.ingress.listen, self.rpc.listen, self.metrics.listen];
+        for (i, a) in ports.iter().enumerate() {
+            if ports[i + 1..].contains(a) && a.port() != 0 {
+                return Err((
+                    "network.listen / ingress.listen / rpc.listen / metrics.listen",
+                    format!("{a} is used twice"),
+                ));
+            }
+        }
+        self.pipeline_config().validate().map_err(|error| ("pipeline", error.to_string()))?;
+        Ok(())
+    }
+
+    /// The pipeline configuration with this file's overrides applied.
+    pub fn pipeline_config(&self) -> PipelineConfig {
+        let mut config = PipelineConfig::default();
+        let p = &self.pipeline;
+        if let Some(v) = p.fee_floor {
+            config.fee_floor = v;
+        }
+        if let Some(v) = p.mempool_count_max {
+            config.mempool_count_max = v;
+        }
+        if let Some(v) = p.block_txn_max {
+            config.block_txn_max = v;
+        }
+        if let Some(v) = p.block_bytes_max {
+            config.block_bytes_max = v;
+        }
+        if let Some(v) = p.sigverify_batch_size {
+            config.sigverify_batch_size = v;
+        }
+        if let Some(v) = p.sigverify_batch {
+            config.sigverify_batch = v;
+        }
+        if let Some(v) = p.prefilter_simd {
+            config.prefilter_simd = v;
+        }
+        if let Some(v) = p.sigverify_overlap {
+            config.sigverify_overlap = v;
+        }
+        if let Some(v) = p.sigverify_cache_capacity {
+            config.sigverify_cache_capacity = v;
+        }
+        config
+    }
+
+    /// A validator preset with the given addresses, for `tessera genesis` and `tessera devnet`.
+    pub fn validator_preset(
+        index: u32,
+        peers: Vec<SocketAddr>,
+        ingress: SocketAddr,
+        rpc: SocketAddr,
+        metrics: SocketAddr,
+    ) -> NodeConfig {
+        NodeConfig {
+            validator_index: index,
+            key_file: PathBuf::from(format!("validator-{index}.key")),
+            genesis_file: PathBuf::from("genesis.toml"),
+            data_dir: PathBuf::from(format!("data-{index}")),
+            network: NetworkSection {
+                listen: peers[index as usize],
+                peers,
+                cores: 1,
+                outbound_queue_frames: outbound_queue(),
+                penalty_threshold: penalty_threshold(),
+                ban_secs: ban_secs(),
+                max_frame_bytes: frame_max(),
+            },
+            ingress: IngressSection { listen: ingress },
+            rpc: RpcSection { listen: rpc, body_limit_bytes: body_limit() },
+            metrics: MetricsSection { listen: metrics },
+            consensus: ConsensusSection::default(),
+            pipeline: PipelineSection::default(),
+        }
+    }
+}

@@ -1,0 +1,434 @@
+//! `tessera node --config FILE`: one validator on real sockets.
+//!
+//! Bird's eye view: the main thread owns the `Pipeline` (the ECS world and schedule) and runs
+//! the node loop: drain the network's inbound queues and the RPC queries, tick the schedule
+//! with wall-clock time, persist and index what was finalized, and hand outbound consensus
+//! messages to the network's per-peer queues. The network runs on glommio executors
+//! ([`net`]), JSON-RPC and metrics on tiny_http threads ([`rpc`], [`metrics`]).
+
+pub mod config;
+pub mod genesis;
+pub mod metrics;
+pub mod net;
+pub mod rpc;
+
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ed25519_dalek::SigningKey;
+use serde_json::{Value, json};
+use tessera_components::wire::{Frame, encode};
+use tessera_components::{CertifiedBlock, Hash, TxnId};
+use tessera_systems::consensus::core::{ConsensusConfig, Core, Destination, ValidatorSet};
+use tessera_systems::{ChainTip, Ledger, Pipeline, Stages};
+
+use self::config::NodeConfig;
+use self::genesis::Genesis;
+use self::metrics::Metrics;
+use self::rpc::{Query, Request, code};
+use crate::cli::keygen::KeyFile;
+
+/// What happened to a transaction this node has seen.
+#[derive(Debug, Clone)]
+enum Fate {
+    Committed { height: u64, result: Result<(), String> },
+    Rejected(String),
+}
+
+/// Recent transaction fates, bounded: the oldest are forgotten first.
+#[derive(Debug, Default)]
+struct Fates {
+    map: HashMap<TxnId, Fate>,
+    order: VecDeque<TxnId>,
+}
+
+impl Fates {
+    const MAX: usize = 1 << 20;
+
+    fn record(&mut self, id: TxnId, fate: Fate) {
+        if self.map.insert(id, fate).is_none() {
+            self.order.push_back(id);
+            if self.order.len() > Self::MAX
+                && let Some(old) = self.order.pop_front()
+            {
+                self.map.remove(&old);
+            }
+        }
+    }
+}
+
+/// Loads a key file.
+///
+/// # Errors
+/// Unreadable, not JSON, or not a 32-byte hex secret matching its public key.
+pub fn load_key(path: &Path) -> Result<SigningKey, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| format!("cannot read key file {}: {error}", path.display()))?;
+    let file: KeyFile = serde_json::from_str(&text)
+        .map_err(|error| format!("key file {} is not valid: {error}", path.display()))?;
+    let secret: [u8; 32] = hex::decode(&file.secret_key)
+        .ok()
+        .and_then(|bytes| bytes.try_into().ok())
+        .ok_or_else(|| format!("key file {}: secret_key must be 64 hex digits", path.display()))?;
+    let key = SigningKey::from_bytes(&secret);
+    if hex::encode(key.verifying_key().to_bytes()) != file.public_key {
+        return Err(format!("key file {}: public_key does not match secret_key", path.display()));
+    }
+    Ok(key)
+}
+
+fn wall_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
+fn block_json(certified: &CertifiedBlock) -> Value {
+    let header = &certified.block.header;
+    json!({
+        "height": header.height,
+        "hash": header.hash().to_hex(),
+        "parent": header.parent.to_hex(),
+        "state_root": header.state_root.to_hex(),
+        "txn_root": header.txn_root.to_hex(),
+        "view": header.view,
+        "proposer": header.proposer,
+        "timestamp_ms": header.timestamp_ms,
+        "txn_count": header.txn_count,
+        "transactions": certified.block.txns.iter().map(|t| t.id().0.to_hex()).collect::<Vec<_>>(),
+        "certificate": {
+            "view": certified.certificate.view,
+            "signers": certified.certificate.signers,
+        },
+    })
+}
+
+/// Runs a node until SIGINT or SIGTERM.
+///
+/// # Errors
+/// Bad configuration, genesis or key; a port that cannot be bound; storage that cannot open.
+pub fn run(config_path: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let config = NodeConfig::load(config_path)?;
+    let genesis = Genesis::load(&config.genesis_file)?;
+    let key = load_key(&config.key_file)?;
+    let validators = genesis.validator_keys();
+    if validators.len() != config.network.peers.len() {
+        return Err(format!(
+            "config: network.peers has {} entries but genesis has {} validators",
+            config.network.peers.len(),
+            validators.len()
+        )
+        .into());
+    }
+    let me = config.validator_index;
+    if validators[me as usize] != key.verifying_key().to_bytes() {
+        return Err(format!(
+            "key file {} is not validator {me}'s key in the genesis",
+            config.key_file.display()
+        )
+        .into());
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone())?;
+    }
+
+    let mut pipeline_config = config.pipeline_config();
+    pipeline_config.chain_id = genesis.chain_id;
+    let ledger = Ledger::from_genesis(&genesis.balances())?;
+    let tip = ChainTip::genesis(&ledger);
+    let consensus_config = ConsensusConfig {
+        view_timeout_ns: config.consensus.view_timeout_ms * 1_000_000,
+        view_timeout_max_ns: config.consensus.view_timeout_ms * 1_000_000 * 30,
+        block_interval_ns: config.consensus.block_interval_ms * 1_000_000,
+        ..ConsensusConfig::default()
+    };
+    let set = ValidatorSet::new(validators.clone());
+    let core = Core::new(me, key.clone(), set, consensus_config, tip.height, tip.hash);
+    let mut pipeline = Pipeline::with_stages(
+        pipeline_config,
+        ledger,
+        tip,
+        Stages::Validator { core: Box::new(core), history_max: 1 << 16 },
+    )?;
+
+    let (net, net_threads) = net::start(net::NetSetup {
+        chain_id: genesis.chain_id,
+        me,
+        key,
+        validators,
+        peers: config.network.peers.clone(),
+        listen: config.network.listen,
+        ingress: config.ingress.listen,
+        cores: config.network.cores,
+        outbound_queue_frames: config.network.outbound_queue_frames,
+        penalty_threshold: config.network.penalty_threshold,
+        ban: Duration::from_secs(config.network.ban_secs),
+        max_frame_bytes: config.network.max_frame_bytes,
+    })?;
+    let metrics = Arc::new(Metrics::new(net.counters.clone()));
+    let _metrics_thread = metrics::serve(config.metrics.listen, metrics.clone())?;
+    let (rpc_tx, rpc_rx) = flume::bounded::<Request>(1024);
+    let _rpc_threads = rpc::serve(config.rpc.listen, config.rpc.body_limit_bytes, rpc_tx)?;
+    tracing::info!(validator = me, peer = %config.network.listen, ingress = %config.ingress.listen, rpc = %config.rpc.listen, metrics = %config.metrics.listen, "node started");
+
+    let mut blocks: Vec<CertifiedBlock> = Vec::new();
+    let mut fates = Fates::default();
+    let mut submitted_at: HashMap<TxnId, u64> = HashMap::new();
+    let mut submitted_order: VecDeque<TxnId> = VecDeque::new();
+    let tick = Duration::from_millis(config.consensus.tick_ms);
+    let mut last_tick = Instant::now() - tick;
+
+    while !stop.load(Ordering::Relaxed) {
+        let mut busy = false;
+        for _ in 0..4096 {
+            let Ok((from, message)) = net.inbound.try_recv() else { break };
+            pipeline.deliver(from, message);
+            busy = true;
+        }
+        let now_ns = wall_ns();
+        for _ in 0..64 {
+            let Ok(batch) = net.txns.try_recv() else { break };
+            for txn in batch {
+                let id = txn.id();
+                if pipeline.submit(txn, 1) && submitted_at.insert(id, now_ns).is_none() {
+                    submitted_order.push_back(id);
+                }
+            }
+            busy = true;
+        }
+        while submitted_order.len() > 1 << 20 {
+            if let Some(old) = submitted_order.pop_front() {
+                submitted_at.remove(&old);
+            }
+        }
+        while let Ok(request) = rpc_rx.try_recv() {
+            let answer = answer_query(
+                request.query,
+                &mut pipeline,
+                &blocks,
+                &fates,
+                &net.counters,
+                &mut submitted_at,
+                now_ns,
+            );
+            let _ = request.reply.send(answer);
+        }
+        if !busy && last_tick.elapsed() < tick {
+            // Nothing arrived: wait for the next message or the next tick, whichever is first.
+            if let Ok((from, message)) = net.inbound.recv_timeout(tick.saturating_sub(last_tick.elapsed())) {
+                pipeline.deliver(from, message);
+            }
+            continue;
+        }
+        last_tick = Instant::now();
+        pipeline.tick(wall_ns());
+        Metrics::record(&metrics.tick_us, last_tick.elapsed().as_micros() as u64);
+        let finished_ns = wall_ns();
+        for rejected in pipeline.drain_rejections() {
+            fates.record(rejected.id, Fate::Rejected(rejected.reason.name().to_owned()));
+            submitted_at.remove(&rejected.id);
+        }
+        for certified in pipeline.drain_certified() {
+            let header = certified.block.header;
+            Metrics::record(
+                &metrics.propagation_us,
+                finished_ns.saturating_sub(header.timestamp_ms * 1_000_000) / 1000,
+            );
+            for txn in &certified.block.txns {
+                let id = txn.id();
+                if let Some(at) = submitted_at.remove(&id) {
+                    Metrics::record(&metrics.commit_latency_us, finished_ns.saturating_sub(at) / 1000);
+                }
+                fates.record(id, Fate::Committed { height: header.height, result: Ok(()) });
+            }
+            tracing::debug!(height = header.height, txns = header.txn_count, "finalized");
+            blocks.push(certified);
+        }
+        for (destination, message) in pipeline.drain_outbound() {
+            let frame = Arc::new(encode(&Frame::Consensus(message)));
+            match destination {
+                Destination::All => {
+                    for peer in 0..config.network.peers.len() as u32 {
+                        if peer != me {
+                            net.send(peer, frame.clone());
+                        }
+                    }
+                }
+                Destination::One(peer) => net.send(peer, frame),
+            }
+        }
+        publish_gauges(&metrics, &pipeline);
+    }
+    tracing::info!(height = pipeline.tip().height, "shutting down");
+    net.stop.store(true, Ordering::Relaxed);
+    drop(net_threads);
+    Ok(())
+}
+
+fn publish_gauges(metrics: &Metrics, pipeline: &Pipeline) {
+    let tip = pipeline.tip();
+    let counters = pipeline.counters();
+    let mut gauges: Vec<(&'static str, &'static str, &'static str, f64)> = vec![
+        ("tessera_chain_height", "gauge", "Height of the last finalized block.", tip.height as f64),
+        (
+            "tessera_mempool_transactions",
+            "gauge",
+            "Transactions pending in the mempool.",
+            pipeline.mempool_len() as f64,
+        ),
+        (
+            "tessera_pipeline_ingested_total",
+            "counter",
+            "Transactions ingested into the pipeline.",
+            counters.ingested as f64,
+        ),
+        (
+            "tessera_pipeline_verified_total",
+            "counter",
+            "Signatures verified (cache misses).",
+            counters.verified as f64,
+        ),
+        (
+            "tessera_pipeline_verify_cache_hits_total",
+            "counter",
+            "Signatures found in the verification cache.",
+            counters.verify_cache_hits as f64,
+        ),
+        (
+            "tessera_pipeline_admitted_total",
+            "counter",
+            "Transactions admitted to the mempool.",
+            counters.admitted as f64,
+        ),
+        (
+            "tessera_pipeline_executed_total",
+            "counter",
+            "Transactions executed successfully.",
+            counters.executed as f64,
+        ),
+        (
+            "tessera_pipeline_failed_total",
+            "counter",
+            "Transactions in blocks that failed at execution.",
+            counters.failed as f64,
+        ),
+    ];
+    static REJECT_SERIES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let series = REJECT_SERIES.get_or_init(|| {
+        pipeline
+            .reject_counters()
+            .iter()
+            .map(|(name, _)| format!("tessera_rejected_transactions_total{{reason=\"{name}\"}}"))
+            .collect()
+    });
+    for (labelled, (_, count)) in series.iter().zip(pipeline.reject_counters().iter()) {
+        gauges.push((labelled.as_str(), "counter", "Transactions refused, by reason.", count as f64));
+    }
+    if let Some(consensus) = pipeline.consensus() {
+        let c = consensus.core.counters();
+        gauges.extend([
+            ("tessera_consensus_view", "gauge", "Current consensus view.", consensus.core.view() as f64),
+            ("tessera_consensus_finalized_blocks_total", "counter", "Blocks finalized.", c.finalized as f64),
+            (
+                "tessera_consensus_synced_blocks_total",
+                "counter",
+                "Blocks finalized through block sync.",
+                c.synced as f64,
+            ),
+            ("tessera_consensus_timeouts_total", "counter", "Views abandoned on timeout.", c.timeouts as f64),
+            (
+                "tessera_consensus_equivocations_total",
+                "counter",
+                "Equivocations detected.",
+                c.equivocations as f64,
+            ),
+            (
+                "tessera_consensus_rejected_state_root_total",
+                "counter",
+                "Proposals refused for a wrong state root.",
+                c.rejected_state_root as f64,
+            ),
+            (
+                "tessera_consensus_rejected_invalid_transaction_total",
+                "counter",
+                "Proposals refused for an invalid transaction.",
+                c.rejected_invalid_txn as f64,
+            ),
+            (
+                "tessera_consensus_rejected_over_limit_total",
+                "counter",
+                "Proposals refused for exceeding limits.",
+                c.rejected_over_limit as f64,
+            ),
+        ]);
+    }
+    let backend: &'static str = match tessera_systems::kernels::sigverify::curve_backend() {
+        "avx512" => "tessera_sigverify_backend_info{backend=\"avx512\"}",
+        "avx2" => "tessera_sigverify_backend_info{backend=\"avx2\"}",
+        _ => "tessera_sigverify_backend_info{backend=\"serial\"}",
+    };
+    gauges.push((backend, "gauge", "The curve arithmetic backend in use (value 1).", 1.0));
+    if let Ok(mut slot) = metrics.gauges.lock() {
+        *slot = gauges;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn answer_query(
+    query: Query,
+    pipeline: &mut Pipeline,
+    blocks: &[CertifiedBlock],
+    fates: &Fates,
+    net: &net::NetCounters,
+    submitted_at: &mut HashMap<TxnId, u64>,
+    now_ns: u64,
+) -> Result<Value, (i64, String)> {
+    match query {
+        Query::Status => {
+            let tip = pipeline.tip();
+            Ok(json!({
+                "height": tip.height,
+                "finalized_height": tip.height,
+                "block_hash": tip.hash.to_hex(),
+                "state_root": tip.state_root.to_hex(),
+                "peers": net.peers_connected.load(Ordering::Relaxed),
+                "mempool_size": pipeline.mempool_len(),
+                "view": pipeline.consensus().map_or(0, |c| c.core.view()),
+            }))
+        }
+        Query::Block(height) => {
+            Ok(height.checked_sub(1).and_then(|i| blocks.get(i as usize)).map_or(Value::Null, block_json))
+        }
+        Query::Account(address) => {
+            let ledger = pipeline.ledger();
+            Ok(match ledger.account(&address) {
+                Some(account) => json!({"exists": true, "balance": account.balance, "nonce": account.nonce}),
+                None => json!({"exists": false, "balance": 0, "nonce": 0}),
+            })
+        }
+        Query::Transaction(id) => {
+            let id = TxnId(Hash(id));
+            Ok(match fates.map.get(&id) {
+                Some(Fate::Committed { height, result }) => match result {
+                    Ok(()) => json!({"status": "committed", "height": height}),
+                    Err(reason) => json!({"status": "committed", "height": height, "failed": reason}),
+                },
+                Some(Fate::Rejected(reason)) => json!({"status": "rejected", "reason": reason}),
+                None if pipeline.is_pending(&id) || submitted_at.contains_key(&id) => {
+                    json!({"status": "pending"})
+                }
+                None => json!({"status": "unknown"}),
+            })
+        }
+        Query::Submit(txn) => {
+            let id = txn.id();
+            if !pipeline.submit(*txn, 2) {
+                return Err((code::SERVER_BUSY, "inbox full, retry later".into()));
+            }
+            submitted_at.entry(id).or_insert(now_ns);
+            Ok(json!(id.0.to_hex()))
+        }
+    }
+}

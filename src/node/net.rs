@@ -1,0 +1,499 @@
+//! The peer network and the client ingress port, on glommio (io_uring), one executor per
+//! configured core.
+//!
+//! Bird's eye view: every validator dials every other validator and uses that connection to
+//! send; it accepts connections from the others and uses those to receive. Each connection
+//! starts with a handshake (chain id, protocol version, validator index, and a signature over
+//! the other side's random challenge with the genesis key of that index). Inbound frames are
+//! decoded on the executor and handed to the schedule's thread through bounded `flume`
+//! queues: when a queue is full the reader awaits, so it stops reading the socket and TCP
+//! pushes back on the sender. Outbound frames go through one bounded queue per peer; the
+//! writer drains everything queued into one write (coalescing), and a peer that stops reading
+//! hits the write timeout and is disconnected, then redialled with backoff. Malformed frames
+//! cost a peer a penalty point; past the threshold the connection is closed and the peer's
+//! address banned for a while. Every such event has a counter.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::{TcpListener, TcpStream};
+use glommio::{LocalExecutorBuilder, Placement};
+use tessera_components::constants::WIRE_HEADER_SIZE;
+use tessera_components::wire::{
+    Codec, Frame, Hello, HelloProof, PROTOCOL_VERSION, encode, hello_signing_bytes,
+};
+use tessera_components::{ConsensusMessage, Txn};
+
+/// Counters of the network layer, shared with the metrics endpoint.
+#[derive(Debug, Default)]
+pub struct NetCounters {
+    /// Frames received from peers and clients.
+    pub frames_in: AtomicU64,
+    /// Frames written to peers.
+    pub frames_out: AtomicU64,
+    /// Bytes received.
+    pub bytes_in: AtomicU64,
+    /// Bytes written.
+    pub bytes_out: AtomicU64,
+    /// Frames that failed to decode or were of a kind not allowed on that port.
+    pub malformed_frames: AtomicU64,
+    /// Handshakes refused (wrong chain, version, index, or bad proof).
+    pub handshake_failures: AtomicU64,
+    /// Peers banned for too many malformed frames.
+    pub peers_banned: AtomicU64,
+    /// Connections refused because the address is banned.
+    pub banned_refusals: AtomicU64,
+    /// Peer connections lost or closed.
+    pub disconnects: AtomicU64,
+    /// Outbound frames dropped because a peer's queue was full.
+    pub outbound_dropped: AtomicU64,
+    /// Transactions received on the ingress port.
+    pub ingress_txns: AtomicU64,
+    /// Peers with an established outbound connection.
+    pub peers_connected: AtomicU64,
+}
+
+/// What the schedule's thread holds to talk to the network.
+#[derive(Debug)]
+pub struct NetHandles {
+    /// Consensus messages from peers: (validator index, message).
+    pub inbound: flume::Receiver<(u32, ConsensusMessage)>,
+    /// Transaction batches from the ingress port.
+    pub txns: flume::Receiver<Vec<Txn>>,
+    /// One queue of encoded frames per validator index (this node's own unused).
+    pub outbound: Vec<flume::Sender<Arc<Vec<u8>>>>,
+    /// Counters.
+    pub counters: Arc<NetCounters>,
+    /// Set to stop the executors.
+    pub stop: Arc<AtomicBool>,
+}
+
+impl NetHandles {
+    /// Queues an encoded frame for validator `to`; counts a drop if its queue is full.
+    pub fn send(&self, to: u32, frame: Arc<Vec<u8>>) {
+        if let Some(queue) = self.outbound.get(to as usize)
+            && queue.try_send(frame).is_err()
+        {
+            self.counters.outbound_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Everything the executors need.
+#[derive(Clone, Debug)]
+pub struct NetSetup {
+    /// Chain id.
+    pub chain_id: u32,
+    /// This validator's index.
+    pub me: u32,
+    /// This validator's key.
+    pub key: SigningKey,
+    /// Validator public keys by index.
+    pub validators: Vec<[u8; 32]>,
+    /// Peer addresses by index.
+    pub peers: Vec<SocketAddr>,
+    /// Peer port.
+    pub listen: SocketAddr,
+    /// Ingress port.
+    pub ingress: SocketAddr,
+    /// Executors.
+    pub cores: usize,
+    /// Outbound queue bound per peer, frames.
+    pub outbound_queue_frames: usize,
+    /// Malformed frames tolerated before a ban.
+    pub penalty_threshold: u32,
+    /// Ban length.
+    pub ban: Duration,
+    /// Largest frame.
+    pub max_frame_bytes: usize,
+}
+
+/// Why the network could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// An executor could not start (io_uring unavailable, or the locked-memory limit).
+    #[error("cannot start network executor: {0}")]
+    Executor(String),
+    /// A port could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Starts the executors; returns the handles for the schedule's thread.
+///
+/// # Errors
+/// A port that cannot be bound, or an executor that cannot start.
+pub fn start(setup: NetSetup) -> Result<(NetHandles, Vec<std::thread::JoinHandle<()>>), NetError> {
+    // Bind once here with std to report a taken port clearly (glommio binds with SO_REUSEPORT,
+    // which would silently share a port with another process).
+    for addr in [setup.listen, setup.ingress] {
+        std::net::TcpListener::bind(addr).map_err(|source| NetError::Bind { addr, source })?;
+    }
+    let (inbound_tx, inbound) = flume::bounded(1 << 14);
+    let (txns_tx, txns) = flume::bounded(1 << 10);
+    let counters = Arc::new(NetCounters::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut outbound = Vec::new();
+    let mut outbound_rx = Vec::new();
+    for _ in 0..setup.peers.len() {
+        let (tx, rx) = flume::bounded(setup.outbound_queue_frames);
+        outbound.push(tx);
+        outbound_rx.push(rx);
+    }
+    let mut threads = Vec::new();
+    for core in 0..setup.cores {
+        let setup = setup.clone();
+        let inbound_tx = inbound_tx.clone();
+        let txns_tx = txns_tx.clone();
+        let counters = counters.clone();
+        let stop = stop.clone();
+        // Peers are split across executors by index; listeners are shared through SO_REUSEPORT.
+        let dial: Vec<(u32, flume::Receiver<Arc<Vec<u8>>>)> = outbound_rx
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| *index as u32 != setup.me && index % setup.cores == core)
+            .map(|(index, rx)| (index as u32, rx.clone()))
+            .collect();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let handle = LocalExecutorBuilder::new(Placement::Unbound)
+            .name(&format!("tessera-net-{core}"))
+            .spawn(move || async move {
+                let shared = Rc::new(Executor { setup, counters, bans: RefCell::new(HashMap::new()), stop });
+                let peer_listener = match TcpListener::bind(shared.setup.listen) {
+                    Ok(listener) => listener,
+                    Err(error) => {
+                        let _ = ready_tx.send(Err(error.to_string()));
+                        return;
+                    }
+                };
+                let ingress_listener = match TcpListener::bind(shared.setup.ingress) {
+                    Ok(listener) => listener,
+                    Err(error) => {
+                        let _ = ready_tx.send(Err(error.to_string()));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                glommio::spawn_local(accept_peers(shared.clone(), peer_listener, inbound_tx)).detach();
+                glommio::spawn_local(accept_clients(shared.clone(), ingress_listener, txns_tx)).detach();
+                for (index, rx) in dial {
+                    glommio::spawn_local(dial_peer(shared.clone(), index, rx)).detach();
+                }
+                while !shared.stop.load(Ordering::Relaxed) {
+                    glommio::timer::sleep(Duration::from_millis(50)).await;
+                }
+            })
+            .map_err(|error| NetError::Executor(error.to_string()))?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return Err(NetError::Executor(error)),
+            Err(_) => return Err(NetError::Executor("executor exited during start".into())),
+        }
+        threads.push(std::thread::spawn(move || {
+            let _ = handle.join();
+        }));
+    }
+    Ok((NetHandles { inbound, txns, outbound, counters, stop }, threads))
+}
+
+struct Executor {
+    setup: NetSetup,
+    counters: Arc<NetCounters>,
+    /// Banned addresses and when the ban ends.
+    bans: RefCell<HashMap<IpAddr, Instant>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Executor {
+    fn banned(&self, ip: IpAddr) -> bool {
+        let mut bans = self.bans.borrow_mut();
+        match bans.get(&ip) {
+            Some(until) if Instant::now() < *until => true,
+            Some(_) => {
+                bans.remove(&ip);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn ban(&self, ip: IpAddr) {
+        // Loopback is never banned as a whole: on a devnet every honest peer shares it.
+        if !ip.is_loopback() {
+            self.bans.borrow_mut().insert(ip, Instant::now() + self.setup.ban);
+        }
+        self.counters.peers_banned.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn codec(&self) -> Codec {
+        Codec::new(self.setup.max_frame_bytes)
+    }
+}
+
+/// Reads one frame: header first (size checked before anything is buffered), then payload.
+async fn read_frame(
+    stream: &mut TcpStream,
+    codec: &Codec,
+    counters: &NetCounters,
+) -> std::io::Result<Result<Frame, String>> {
+    let mut header = [0u8; WIRE_HEADER_SIZE];
+    stream.read_exact(&mut header).await?;
+    let size = match codec.decode_header(&header) {
+        Ok(parsed) => parsed.frame_size(),
+        Err(error) => return Ok(Err(error.to_string())),
+    };
+    let mut bytes = vec![0u8; size];
+    bytes[..WIRE_HEADER_SIZE].copy_from_slice(&header);
+    stream.read_exact(&mut bytes[WIRE_HEADER_SIZE..]).await?;
+    counters.frames_in.fetch_add(1, Ordering::Relaxed);
+    counters.bytes_in.fetch_add(size as u64, Ordering::Relaxed);
+    Ok(codec.decode(&bytes).map_err(|error| error.to_string()))
+}
+
+async fn write_frame(stream: &mut TcpStream, frame: &Frame) -> std::io::Result<()> {
+    stream.write_all(&encode(frame)).await?;
+    stream.flush().await
+}
+
+fn nonce() -> [u8; 32] {
+    let mut nonce = [0u8; 32];
+    // A failed OS random source would leave zeros: still unique per key pair with the
+    // index-bound signature, but flag it loudly.
+    if getrandom::fill(&mut nonce).is_err() {
+        tracing::error!("OS randomness unavailable for a handshake challenge");
+    }
+    nonce
+}
+
+fn verify_proof(setup: &NetSetup, signer: u32, their_nonce: &[u8; 32], proof: &HelloProof) -> bool {
+    let Some(key) = setup.validators.get(signer as usize) else { return false };
+    let Ok(key) = VerifyingKey::from_bytes(key) else { return false };
+    let message = hello_signing_bytes(setup.chain_id, signer, their_nonce);
+    key.verify_strict(&message, &ed25519_dalek::Signature::from_bytes(&proof.signature)).is_ok()
+}
+
+fn hello_acceptable(setup: &NetSetup, hello: &Hello) -> bool {
+    hello.chain_id == setup.chain_id
+        && hello.protocol_version == PROTOCOL_VERSION
+        && (hello.validator as usize) < setup.validators.len()
+        && hello.validator != setup.me
+}
+
+async fn accept_peers(
+    shared: Rc<Executor>,
+    listener: TcpListener,
+    inbound: flume::Sender<(u32, ConsensusMessage)>,
+) {
+    loop {
+        let Ok(stream) = listener.accept().await else { continue };
+        let shared = shared.clone();
+        let inbound = inbound.clone();
+        glommio::spawn_local(async move {
+            let ip = stream.peer_addr().map(|addr| addr.ip()).ok();
+            if ip.is_some_and(|ip| shared.banned(ip)) {
+                shared.counters.banned_refusals.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            let _ = serve_peer(&shared, stream, ip, inbound).await;
+            shared.counters.disconnects.fetch_add(1, Ordering::Relaxed);
+        })
+        .detach();
+    }
+}
+
+/// The accepting side: handshake, then read consensus frames until the peer leaves or
+/// misbehaves past the threshold.
+async fn serve_peer(
+    shared: &Executor,
+    mut stream: TcpStream,
+    ip: Option<IpAddr>,
+    inbound: flume::Sender<(u32, ConsensusMessage)>,
+) -> std::io::Result<()> {
+    let codec = shared.codec();
+    let setup = &shared.setup;
+    stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+    stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
+    let fail = || {
+        shared.counters.handshake_failures.fetch_add(1, Ordering::Relaxed);
+    };
+    let Ok(Frame::Hello(theirs)) = read_frame(&mut stream, &codec, &shared.counters).await? else {
+        fail();
+        return Ok(());
+    };
+    if !hello_acceptable(setup, &theirs) {
+        fail();
+        return Ok(());
+    }
+    let my_nonce = nonce();
+    let mine = Hello {
+        chain_id: setup.chain_id,
+        protocol_version: PROTOCOL_VERSION,
+        validator: setup.me,
+        nonce: my_nonce,
+    };
+    write_frame(&mut stream, &Frame::Hello(mine)).await?;
+    let signature = setup.key.sign(&hello_signing_bytes(setup.chain_id, setup.me, &theirs.nonce)).to_bytes();
+    write_frame(&mut stream, &Frame::HelloProof(HelloProof { signature })).await?;
+    let Ok(Frame::HelloProof(proof)) = read_frame(&mut stream, &codec, &shared.counters).await? else {
+        fail();
+        return Ok(());
+    };
+    if !verify_proof(setup, theirs.validator, &my_nonce, &proof) {
+        fail();
+        return Ok(());
+    }
+    let peer = theirs.validator;
+    stream.set_read_timeout(None)?;
+    let mut penalties = 0u32;
+    loop {
+        match read_frame(&mut stream, &codec, &shared.counters).await? {
+            Ok(Frame::Consensus(message)) => {
+                if inbound.send_async((peer, message)).await.is_err() {
+                    return Ok(());
+                }
+            }
+            Ok(_) | Err(_) => {
+                shared.counters.malformed_frames.fetch_add(1, Ordering::Relaxed);
+                penalties += 1;
+                if penalties > setup.penalty_threshold {
+                    if let Some(ip) = ip {
+                        shared.ban(ip);
+                    } else {
+                        shared.counters.peers_banned.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// The dialling side for one peer: connect with backoff, handshake, then write queued frames,
+/// coalescing whatever is queued into one write.
+async fn dial_peer(shared: Rc<Executor>, peer: u32, outbound: flume::Receiver<Arc<Vec<u8>>>) {
+    let mut backoff = Duration::from_millis(50);
+    while !shared.stop.load(Ordering::Relaxed) {
+        let address = shared.setup.peers[peer as usize];
+        if let Ok(stream) = TcpStream::connect(address).await {
+            let connected = Instant::now();
+            shared.counters.peers_connected.fetch_add(1, Ordering::Relaxed);
+            let _ = run_dialled(&shared, peer, stream, &outbound).await;
+            shared.counters.peers_connected.fetch_sub(1, Ordering::Relaxed);
+            shared.counters.disconnects.fetch_add(1, Ordering::Relaxed);
+            if connected.elapsed() > Duration::from_secs(5) {
+                backoff = Duration::from_millis(50);
+            }
+        }
+        glommio::timer::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn run_dialled(
+    shared: &Executor,
+    peer: u32,
+    mut stream: TcpStream,
+    outbound: &flume::Receiver<Arc<Vec<u8>>>,
+) -> std::io::Result<()> {
+    let codec = shared.codec();
+    let setup = &shared.setup;
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+    stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
+    let my_nonce = nonce();
+    let mine = Hello {
+        chain_id: setup.chain_id,
+        protocol_version: PROTOCOL_VERSION,
+        validator: setup.me,
+        nonce: my_nonce,
+    };
+    write_frame(&mut stream, &Frame::Hello(mine)).await?;
+    let theirs = read_frame(&mut stream, &codec, &shared.counters).await?;
+    let proof = read_frame(&mut stream, &codec, &shared.counters).await?;
+    let (Ok(Frame::Hello(theirs)), Ok(Frame::HelloProof(proof))) = (theirs, proof) else {
+        shared.counters.handshake_failures.fetch_add(1, Ordering::Relaxed);
+        return Ok(());
+    };
+    if theirs.validator != peer
+        || !hello_acceptable(setup, &theirs)
+        || !verify_proof(setup, peer, &my_nonce, &proof)
+    {
+        shared.counters.handshake_failures.fetch_add(1, Ordering::Relaxed);
+        return Ok(());
+    }
+    let signature = setup.key.sign(&hello_signing_bytes(setup.chain_id, setup.me, &theirs.nonce)).to_bytes();
+    write_frame(&mut stream, &Frame::HelloProof(HelloProof { signature })).await?;
+    let mut buffer = Vec::new();
+    loop {
+        let Ok(first) = outbound.recv_async().await else { return Ok(()) };
+        buffer.clear();
+        buffer.extend_from_slice(&first);
+        let mut frames = 1;
+        while buffer.len() < (1 << 20) {
+            match outbound.try_recv() {
+                Ok(next) => {
+                    buffer.extend_from_slice(&next);
+                    frames += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        // A peer that stops reading fills its socket buffer; the write timeout then ends the
+        // connection instead of letting this queue back up forever.
+        stream.write_all(&buffer).await?;
+        stream.flush().await?;
+        shared.counters.frames_out.fetch_add(frames, Ordering::Relaxed);
+        shared.counters.bytes_out.fetch_add(buffer.len() as u64, Ordering::Relaxed);
+    }
+}
+
+async fn accept_clients(shared: Rc<Executor>, listener: TcpListener, txns: flume::Sender<Vec<Txn>>) {
+    loop {
+        let Ok(stream) = listener.accept().await else { continue };
+        let shared = shared.clone();
+        let txns = txns.clone();
+        glommio::spawn_local(async move {
+            let _ = serve_client(&shared, stream, txns).await;
+        })
+        .detach();
+    }
+}
+
+/// Ingress: a stream of `Txns` frames. Anything else, or a frame that does not decode, closes
+/// the connection (after counting it).
+async fn serve_client(
+    shared: &Executor,
+    mut stream: TcpStream,
+    txns: flume::Sender<Vec<Txn>>,
+) -> std::io::Result<()> {
+    let codec = shared.codec();
+    loop {
+        match read_frame(&mut stream, &codec, &shared.counters).await? {
+            Ok(Frame::Txns(batch)) => {
+                shared.counters.ingress_txns.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                if txns.send_async(batch).await.is_err() {
+                    return Ok(());
+                }
+            }
+            Ok(_) | Err(_) => {
+                shared.counters.malformed_frames.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+        }
+    }
+}
