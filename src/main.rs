@@ -2,6 +2,7 @@
 
 mod bench;
 mod cli;
+mod load;
 mod node;
 #[allow(dead_code, reason = "the cluster harness grows into `tessera sim`; tests drive it today")]
 mod sim;
@@ -22,6 +23,9 @@ struct Cli {
 enum Command {
     /// Generate an Ed25519 key pair and write it as a key file.
     Keygen(cli::keygen::KeygenArgs),
+    /// Start a local multi-validator network of real node processes, drive open-loop load at
+    /// it, show progress, and print a report.
+    Devnet(cli::devnet::DevnetArgs),
     /// Run a validator node: peer network, client ingress, JSON-RPC and metrics.
     Node(NodeArgs),
     /// Write a genesis file, a key file per validator and a node config per validator.
@@ -62,6 +66,7 @@ fn main() -> ExitCode {
             node::run(&args.config)
         }
         Command::Genesis(args) => cli::genesis::run(&args),
+        Command::Devnet(args) => cli::devnet::run(&args),
         Command::Bench(args) => bench::run(&args),
     };
     match result {

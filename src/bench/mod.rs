@@ -1,7 +1,7 @@
 //! `tessera bench`: benchmark suites that print figures, each against a ceiling measured in
 //! the same run.
 
-mod pipeline;
+pub mod pipeline;
 mod sigverify;
 
 use clap::{Args, Subcommand};

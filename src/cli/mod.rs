@@ -1,5 +1,6 @@
 //! Subcommands that are not benchmarks.
 
+pub mod devnet;
 pub mod genesis;
 pub mod keygen;
 pub mod sigverify;

@@ -1,0 +1,306 @@
+//! `tessera devnet`: a local network of real `tessera node` processes under open-loop load,
+//! with a live progress line and a final report.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use serde_json::{Value, json};
+
+use crate::cli::genesis::{GenesisArgs, ports};
+use crate::load::{Accounts, Live, PhaseReport, RpcClient, Via, presign, run_phase};
+
+/// Arguments of `tessera devnet`.
+#[derive(Debug, Args)]
+pub struct DevnetArgs {
+    /// Validator processes to start.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub validators: u32,
+    /// Seconds of load.
+    #[arg(long, default_value_t = 30)]
+    pub duration: u64,
+    /// Offered load, transactions per second; without it, the devnet searches for the highest
+    /// rate it sustains with bounded latency and reports that.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Where the run's genesis, configs, logs and data directories go (kept for `tessera
+    /// inspect`). Default: a fresh `devnet-data/run-<time>` under the current directory.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Also write the report as JSON here.
+    #[arg(long, value_name = "PATH")]
+    pub report_json: Option<PathBuf>,
+    /// First port (validator i uses base + 4i .. base + 4i + 3); default: the first free block
+    /// from 27000.
+    #[arg(long)]
+    pub base_port: Option<u16>,
+}
+
+struct Validator {
+    child: Child,
+    rpc: RpcClient,
+    ingress: SocketAddr,
+}
+
+fn free_base(validators: u32) -> Result<u16, String> {
+    'search: for base in (27000u16..60000).step_by(200) {
+        for index in 0..validators {
+            for addr in ports(base, index) {
+                if std::net::TcpListener::bind(addr).is_err() {
+                    continue 'search;
+                }
+            }
+        }
+        return Ok(base);
+    }
+    Err("no free block of ports between 27000 and 60000".into())
+}
+
+fn terminate(child: &mut Child) {
+    // SIGTERM first: the node finishes its tick and exits cleanly.
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: kill(2) with a pid this process spawned and has not yet reaped; it has no
+    // memory-safety preconditions.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn wait_ready(validators: &mut [Validator]) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let n = validators.len() as u64;
+    loop {
+        let mut ready = 0;
+        for (index, validator) in validators.iter_mut().enumerate() {
+            if let Ok(Some(status)) = validator.child.try_wait() {
+                return Err(format!("validator {index} exited during start ({status}); see its log"));
+            }
+            if let Ok(status) = validator.rpc.call("tessera_getStatus", json!([]))
+                && status["peers"].as_u64() == Some(n - 1)
+                && status["height"].as_u64().unwrap_or(0) >= 1
+            {
+                ready += 1;
+            }
+        }
+        if ready == validators.len() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err("validators did not connect and finalize a block within 30 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// True iff every validator has the same block hash at every height up to the lowest finalized
+/// height among them; also returns that height.
+fn agreement(validators: &[Validator]) -> (bool, u64) {
+    let heights: Vec<u64> = validators
+        .iter()
+        .map(|v| v.rpc.call("tessera_getStatus", json!([])).ok().and_then(|s| s["height"].as_u64()).unwrap_or(0))
+        .collect();
+    let low = heights.iter().copied().min().unwrap_or(0);
+    for height in 1..=low {
+        let mut hashes = validators
+            .iter()
+            .map(|v| v.rpc.call("tessera_getBlockByHeight", json!([height])).ok().map(|b| b["hash"].clone()));
+        let first = hashes.next().flatten();
+        if first.is_none() || hashes.any(|hash| hash != first) {
+            return (false, low);
+        }
+    }
+    (true, low)
+}
+
+fn progress(live: &Live, stop: &AtomicBool, start: Instant) {
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(500));
+        let secs = start.elapsed().as_secs_f64().max(1e-3);
+        let height = live.height.load(Ordering::Relaxed);
+        eprint!(
+            "\r[{:>5.1}s] height {height} finalized {height} tps {:>8.0} p99 {:>6.0} ms mempool {:>7}   ",
+            secs,
+            live.committed.load(Ordering::Relaxed) as f64 / secs,
+            live.p99_us.load(Ordering::Relaxed) as f64 / 1000.0,
+            live.mempool.load(Ordering::Relaxed),
+        );
+        let _ = std::io::stderr().flush();
+    }
+    eprintln!();
+}
+
+/// Runs the devnet.
+///
+/// # Errors
+/// Ports, processes or files that cannot be set up; a devnet that does not start.
+pub fn run(args: &DevnetArgs) -> Result<(), Box<dyn std::error::Error>> {
+    if args.duration == 0 || args.rate.is_some_and(|rate| !(rate > 0.0 && rate.is_finite())) {
+        return Err(crate::InputError("--duration and --rate must be positive".into()).into());
+    }
+    let dir = match &args.data_dir {
+        Some(dir) => dir.clone(),
+        None => {
+            let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            PathBuf::from("devnet-data").join(format!("run-{stamp}"))
+        }
+    };
+    if dir.join("genesis.toml").exists() {
+        return Err(format!("{} already holds a devnet; pick another --data-dir", dir.display()).into());
+    }
+    let base_port = match args.base_port {
+        Some(port) => port,
+        None => free_base(args.validators)?,
+    };
+    let max_rate = args.rate.unwrap_or(20_000.0);
+    let accounts = ((max_rate * args.duration as f64) / 512.0).ceil().max(1024.0) as u64;
+    let genesis = GenesisArgs {
+        validators: args.validators,
+        out: dir.clone(),
+        chain_id: 1,
+        accounts,
+        load_seed: 1,
+        balance: 1 << 50,
+        base_port,
+    };
+    let configs = crate::cli::genesis::write(&genesis)?;
+    let exe = std::env::current_exe()?;
+    let mut validators = Vec::new();
+    for (index, config) in configs.iter().enumerate() {
+        let log = std::fs::File::create(dir.join(format!("node-{index}.log")))?;
+        let child = Command::new(&exe)
+            .arg("node")
+            .arg("--config")
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        let [peer, ingress, rpc, metrics] = ports(base_port, index as u32);
+        println!(
+            "validator {index} pid {} peer {peer} ingress {ingress} rpc http://{rpc} metrics http://{metrics}/metrics data {}",
+            child.id(),
+            dir.join(format!("data-{index}")).display()
+        );
+        validators.push(Validator { child, rpc: RpcClient::new(&format!("http://{rpc}")), ingress });
+    }
+    let result = drive(args, &dir, &mut validators, accounts);
+    for validator in &mut validators {
+        terminate(&mut validator.child);
+    }
+    let report = result?;
+    let text = render_report(&report);
+    print!("{text}");
+    if let Some(path) = &args.report_json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")?;
+        println!("report written to {}", path.display());
+    }
+    println!("data directories kept in {}", dir.display());
+    Ok(())
+}
+
+fn drive(args: &DevnetArgs, dir: &Path, validators: &mut [Validator], accounts: u64) -> Result<Value, Box<dyn std::error::Error>> {
+    wait_ready(validators)?;
+    let load = Accounts { chain_id: 1, load_seed: 1, count: accounts };
+    let mut nonces = vec![0u64; accounts as usize];
+
+    // The ceiling: raw batch verification on this machine, now, on transactions like the load.
+    let sample = presign(Accounts { chain_id: 1, load_seed: 99, count: 1024 }, 16_384, &mut vec![0; 1024], 1);
+    crate::bench::pipeline::verify_ceiling_secs(&sample[..1024], 128);
+    let ceiling_per_s =
+        (0..3).map(|_| sample.len() as f64 / crate::bench::pipeline::verify_ceiling_secs(&sample, 128)).fold(0.0, f64::max);
+
+    let ingress: Vec<SocketAddr> = validators.iter().map(|v| v.ingress).collect();
+    let rpc: Vec<RpcClient> = validators.iter().map(|v| v.rpc.clone()).collect();
+    let tracker = validators[0].rpc.clone();
+    let live = Live::default();
+    let stop = AtomicBool::new(false);
+    let start = Instant::now();
+    let (chosen, search) = std::thread::scope(|scope| -> Result<(PhaseReport, Vec<Value>), String> {
+        scope.spawn(|| progress(&live, &stop, start));
+        let outcome = (|| {
+            let mut search = Vec::new();
+            match args.rate {
+                Some(rate) => {
+                    let txns = presign(load, (rate * args.duration as f64) as usize, &mut nonces, 1);
+                    let phase = run_phase(&txns, rate, Via::Ingress, &ingress, &rpc, &tracker, Duration::from_secs(10), &live)?;
+                    Ok((phase, search))
+                }
+                None => {
+                    // Step search: each step a few seconds; stop at the first step that does not
+                    // keep up (commits under 95% of sends, or p99 over one second).
+                    let step_secs = (args.duration / 6).clamp(2, 10) as f64;
+                    let mut rate = 250.0;
+                    let mut best: Option<PhaseReport> = None;
+                    let deadline = Instant::now() + Duration::from_secs(args.duration);
+                    while Instant::now() + Duration::from_secs_f64(step_secs) <= deadline {
+                        let txns = presign(load, (rate * step_secs) as usize, &mut nonces, 1);
+                        let phase = run_phase(&txns, rate, Via::Ingress, &ingress, &rpc, &tracker, Duration::from_secs(3), &live)?;
+                        let kept_up = phase.committed as f64 >= 0.95 * phase.submitted as f64 && phase.percentile(0.99) <= 1000.0;
+                        search.push(json!({"rate": rate, "committed": phase.committed, "submitted": phase.submitted, "p99_ms": phase.percentile(0.99), "kept_up": kept_up}));
+                        if !kept_up {
+                            break;
+                        }
+                        best = Some(phase);
+                        rate *= 2.0;
+                    }
+                    best.map(|phase| (phase, search)).ok_or_else(|| "the devnet did not sustain even the first search step".to_string())
+                }
+            }
+        })();
+        stop.store(true, Ordering::Relaxed);
+        outcome
+    })?;
+    let (agree, checked_height) = agreement(validators);
+    let validators_n = validators.len() as f64;
+    Ok(json!({
+        "validators": validators.len(),
+        "duration_s": chosen.duration_s,
+        "rate": chosen.rate,
+        "submitted": chosen.submitted,
+        "committed": chosen.committed,
+        "finalized_tps": chosen.finalized_tps.round(),
+        "latency_ms": chosen.latency_json(),
+        "finalized_height": checked_height,
+        "agreement": agree,
+        "verify_ceiling_per_s": ceiling_per_s.round(),
+        "ratio_to_ceiling": ((chosen.finalized_tps * validators_n / ceiling_per_s) * 1000.0).round() / 1000.0,
+        "rate_searched": args.rate.is_none(),
+        "search": search,
+        "data_dir": dir.display().to_string(),
+    }))
+}
+
+fn render_report(report: &Value) -> String {
+    let latency = &report["latency_ms"];
+    format!(
+        "\n== devnet report ==\nvalidators            {}\noffered rate          {} txn/s{}\nsubmitted             {}\ncommitted             {}\nfinalized_tps         {}\nlatency_ms p50/p99/p999/max  {} / {} / {} / {}\nfinalized_height      {}\nagreement             {}\nverify_ceiling_per_s  {}\nratio_to_ceiling      {}\n",
+        report["validators"],
+        report["rate"],
+        if report["rate_searched"] == true { " (highest sustained rate found by search)" } else { "" },
+        report["submitted"],
+        report["committed"],
+        report["finalized_tps"],
+        latency["p50"],
+        latency["p99"],
+        latency["p999"],
+        latency["max"],
+        report["finalized_height"],
+        report["agreement"],
+        report["verify_ceiling_per_s"],
+        report["ratio_to_ceiling"],
+    )
+}
