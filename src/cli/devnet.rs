@@ -111,7 +111,9 @@ fn wait_ready(validators: &mut [Validator]) -> Result<(), String> {
 fn agreement(validators: &[Validator]) -> (bool, u64) {
     let heights: Vec<u64> = validators
         .iter()
-        .map(|v| v.rpc.call("tessera_getStatus", json!([])).ok().and_then(|s| s["height"].as_u64()).unwrap_or(0))
+        .map(|v| {
+            v.rpc.call("tessera_getStatus", json!([])).ok().and_then(|s| s["height"].as_u64()).unwrap_or(0)
+        })
         .collect();
     let low = heights.iter().copied().min().unwrap_or(0);
     for height in 1..=low {
@@ -154,7 +156,8 @@ pub fn run(args: &DevnetArgs) -> Result<(), Box<dyn std::error::Error>> {
     let dir = match &args.data_dir {
         Some(dir) => dir.clone(),
         None => {
-            let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let stamp =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
             PathBuf::from("devnet-data").join(format!("run-{stamp}"))
         }
     };
@@ -212,7 +215,12 @@ pub fn run(args: &DevnetArgs) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn drive(args: &DevnetArgs, dir: &Path, validators: &mut [Validator], accounts: u64) -> Result<Value, Box<dyn std::error::Error>> {
+fn drive(
+    args: &DevnetArgs,
+    dir: &Path,
+    validators: &mut [Validator],
+    accounts: u64,
+) -> Result<Value, Box<dyn std::error::Error>> {
     wait_ready(validators)?;
     let load = Accounts { chain_id: 1, load_seed: 1, count: accounts };
     let mut nonces = vec![0u64; accounts as usize];
@@ -220,8 +228,9 @@ fn drive(args: &DevnetArgs, dir: &Path, validators: &mut [Validator], accounts: 
     // The ceiling: raw batch verification on this machine, now, on transactions like the load.
     let sample = presign(Accounts { chain_id: 1, load_seed: 99, count: 1024 }, 16_384, &mut vec![0; 1024], 1);
     crate::bench::pipeline::verify_ceiling_secs(&sample[..1024], 128);
-    let ceiling_per_s =
-        (0..3).map(|_| sample.len() as f64 / crate::bench::pipeline::verify_ceiling_secs(&sample, 128)).fold(0.0, f64::max);
+    let ceiling_per_s = (0..3)
+        .map(|_| sample.len() as f64 / crate::bench::pipeline::verify_ceiling_secs(&sample, 128))
+        .fold(0.0, f64::max);
 
     let ingress: Vec<SocketAddr> = validators.iter().map(|v| v.ingress).collect();
     let rpc: Vec<RpcClient> = validators.iter().map(|v| v.rpc.clone()).collect();
@@ -236,7 +245,16 @@ fn drive(args: &DevnetArgs, dir: &Path, validators: &mut [Validator], accounts: 
             match args.rate {
                 Some(rate) => {
                     let txns = presign(load, (rate * args.duration as f64) as usize, &mut nonces, 1);
-                    let phase = run_phase(&txns, rate, Via::Ingress, &ingress, &rpc, &tracker, Duration::from_secs(10), &live)?;
+                    let phase = run_phase(
+                        &txns,
+                        rate,
+                        Via::Ingress,
+                        &ingress,
+                        &rpc,
+                        &tracker,
+                        Duration::from_secs(10),
+                        &live,
+                    )?;
                     Ok((phase, search))
                 }
                 None => {
@@ -248,8 +266,18 @@ fn drive(args: &DevnetArgs, dir: &Path, validators: &mut [Validator], accounts: 
                     let deadline = Instant::now() + Duration::from_secs(args.duration);
                     while Instant::now() + Duration::from_secs_f64(step_secs) <= deadline {
                         let txns = presign(load, (rate * step_secs) as usize, &mut nonces, 1);
-                        let phase = run_phase(&txns, rate, Via::Ingress, &ingress, &rpc, &tracker, Duration::from_secs(3), &live)?;
-                        let kept_up = phase.committed as f64 >= 0.95 * phase.submitted as f64 && phase.percentile(0.99) <= 1000.0;
+                        let phase = run_phase(
+                            &txns,
+                            rate,
+                            Via::Ingress,
+                            &ingress,
+                            &rpc,
+                            &tracker,
+                            Duration::from_secs(3),
+                            &live,
+                        )?;
+                        let kept_up = phase.committed as f64 >= 0.95 * phase.submitted as f64
+                            && phase.percentile(0.99) <= 1000.0;
                         search.push(json!({"rate": rate, "committed": phase.committed, "submitted": phase.submitted, "p99_ms": phase.percentile(0.99), "kept_up": kept_up}));
                         if !kept_up {
                             break;
@@ -257,7 +285,8 @@ fn drive(args: &DevnetArgs, dir: &Path, validators: &mut [Validator], accounts: 
                         best = Some(phase);
                         rate *= 2.0;
                     }
-                    best.map(|phase| (phase, search)).ok_or_else(|| "the devnet did not sustain even the first search step".to_string())
+                    best.map(|phase| (phase, search))
+                        .ok_or_else(|| "the devnet did not sustain even the first search step".to_string())
                 }
             }
         })();

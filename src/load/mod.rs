@@ -89,7 +89,8 @@ pub fn presign(accounts: Accounts, total: usize, nonces: &mut [u64], fee: u64) -
             (account, nonce)
         })
         .collect();
-    let keys: Vec<_> = (0..accounts.count).into_par_iter().map(|i| signing_key(accounts.load_seed, i)).collect();
+    let keys: Vec<_> =
+        (0..accounts.count).into_par_iter().map(|i| signing_key(accounts.load_seed, i)).collect();
     plan.par_iter()
         .map(|(account, nonce)| {
             let key = &keys[*account];
@@ -186,7 +187,8 @@ pub fn run_phase(
             let mut streams: Vec<TcpStream> = Vec::new();
             if via == Via::Ingress {
                 for addr in ingress {
-                    let stream = TcpStream::connect(addr).map_err(|error| format!("ingress {addr}: {error}"))?;
+                    let stream =
+                        TcpStream::connect(addr).map_err(|error| format!("ingress {addr}: {error}"))?;
                     stream.set_nodelay(true).ok();
                     streams.push(stream);
                 }
@@ -242,10 +244,14 @@ pub fn run_phase(
                 live.mempool.store(status["mempool_size"].as_u64().unwrap_or(0), Ordering::Relaxed);
                 let tip = status["height"].as_u64().unwrap_or(height);
                 while height < tip {
-                    let Ok(block) = tracker.call("tessera_getBlockByHeight", json!([height + 1])) else { break };
+                    let Ok(block) = tracker.call("tessera_getBlockByHeight", json!([height + 1])) else {
+                        break;
+                    };
                     let seen_ns = start.elapsed().as_nanos() as u64;
                     for id in block["transactions"].as_array().into_iter().flatten() {
-                        let Some(bytes) = id.as_str().and_then(|text| hex::decode(text).ok()) else { continue };
+                        let Some(bytes) = id.as_str().and_then(|text| hex::decode(text).ok()) else {
+                            continue;
+                        };
                         let Ok(bytes) = <[u8; 32]>::try_from(bytes.as_slice()) else { continue };
                         if let Some(i) = index.get(&TxnId(tessera_components::Hash(bytes))) {
                             let ms = seen_ns.saturating_sub(intended_ns(*i)) / 1_000_000;

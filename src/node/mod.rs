@@ -190,11 +190,25 @@ pub fn run(config_path: &Path) -> Result<(), Box<dyn std::error::Error>> {
         let now_ns = wall_ns();
         for _ in 0..64 {
             let Ok(batch) = net.txns.try_recv() else { break };
+            // Forward client transactions to every validator: any of them may lead next.
+            let frame = Arc::new(encode(&Frame::Txns(batch.clone())));
+            for peer in 0..config.network.peers.len() as u32 {
+                if peer != me {
+                    net.send(peer, frame.clone());
+                }
+            }
             for txn in batch {
                 let id = txn.id();
                 if pipeline.submit(txn, 1) && submitted_at.insert(id, now_ns).is_none() {
                     submitted_order.push_back(id);
                 }
+            }
+            busy = true;
+        }
+        for _ in 0..64 {
+            let Ok(batch) = net.peer_txns.try_recv() else { break };
+            for txn in batch {
+                pipeline.submit(txn, 3);
             }
             busy = true;
         }

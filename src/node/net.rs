@@ -67,6 +67,8 @@ pub struct NetHandles {
     pub inbound: flume::Receiver<(u32, ConsensusMessage)>,
     /// Transaction batches from the ingress port.
     pub txns: flume::Receiver<Vec<Txn>>,
+    /// Transaction batches forwarded by peers (not forwarded again).
+    pub peer_txns: flume::Receiver<Vec<Txn>>,
     /// One queue of encoded frames per validator index (this node's own unused).
     pub outbound: Vec<flume::Sender<Arc<Vec<u8>>>>,
     /// Counters.
@@ -146,6 +148,7 @@ pub fn start(setup: NetSetup) -> Result<(NetHandles, Vec<std::thread::JoinHandle
     }
     let (inbound_tx, inbound) = flume::bounded(1 << 14);
     let (txns_tx, txns) = flume::bounded(1 << 10);
+    let (peer_txns_tx, peer_txns) = flume::bounded(1 << 10);
     let counters = Arc::new(NetCounters::default());
     let stop = Arc::new(AtomicBool::new(false));
     let mut outbound = Vec::new();
@@ -160,6 +163,7 @@ pub fn start(setup: NetSetup) -> Result<(NetHandles, Vec<std::thread::JoinHandle
         let setup = setup.clone();
         let inbound_tx = inbound_tx.clone();
         let txns_tx = txns_tx.clone();
+        let peer_txns_tx = peer_txns_tx.clone();
         let counters = counters.clone();
         let stop = stop.clone();
         // Peers are split across executors by index; listeners are shared through SO_REUSEPORT.
@@ -189,7 +193,8 @@ pub fn start(setup: NetSetup) -> Result<(NetHandles, Vec<std::thread::JoinHandle
                     }
                 };
                 let _ = ready_tx.send(Ok(()));
-                glommio::spawn_local(accept_peers(shared.clone(), peer_listener, inbound_tx)).detach();
+                glommio::spawn_local(accept_peers(shared.clone(), peer_listener, inbound_tx, peer_txns_tx))
+                    .detach();
                 glommio::spawn_local(accept_clients(shared.clone(), ingress_listener, txns_tx)).detach();
                 for (index, rx) in dial {
                     glommio::spawn_local(dial_peer(shared.clone(), index, rx)).detach();
@@ -208,7 +213,7 @@ pub fn start(setup: NetSetup) -> Result<(NetHandles, Vec<std::thread::JoinHandle
             let _ = handle.join();
         }));
     }
-    Ok((NetHandles { inbound, txns, outbound, counters, stop }, threads))
+    Ok((NetHandles { inbound, txns, peer_txns, outbound, counters, stop }, threads))
 }
 
 struct Executor {
@@ -298,18 +303,20 @@ async fn accept_peers(
     shared: Rc<Executor>,
     listener: TcpListener,
     inbound: flume::Sender<(u32, ConsensusMessage)>,
+    txns: flume::Sender<Vec<Txn>>,
 ) {
     loop {
         let Ok(stream) = listener.accept().await else { continue };
         let shared = shared.clone();
         let inbound = inbound.clone();
+        let txns = txns.clone();
         glommio::spawn_local(async move {
             let ip = stream.peer_addr().map(|addr| addr.ip()).ok();
             if ip.is_some_and(|ip| shared.banned(ip)) {
                 shared.counters.banned_refusals.fetch_add(1, Ordering::Relaxed);
                 return;
             }
-            let _ = serve_peer(&shared, stream, ip, inbound).await;
+            let _ = serve_peer(&shared, stream, ip, inbound, txns).await;
             shared.counters.disconnects.fetch_add(1, Ordering::Relaxed);
         })
         .detach();
@@ -323,6 +330,7 @@ async fn serve_peer(
     mut stream: TcpStream,
     ip: Option<IpAddr>,
     inbound: flume::Sender<(u32, ConsensusMessage)>,
+    txns: flume::Sender<Vec<Txn>>,
 ) -> std::io::Result<()> {
     let codec = shared.codec();
     let setup = &shared.setup;
@@ -364,6 +372,11 @@ async fn serve_peer(
         match read_frame(&mut stream, &codec, &shared.counters).await? {
             Ok(Frame::Consensus(message)) => {
                 if inbound.send_async((peer, message)).await.is_err() {
+                    return Ok(());
+                }
+            }
+            Ok(Frame::Txns(batch)) => {
+                if txns.send_async(batch).await.is_err() {
                     return Ok(());
                 }
             }

@@ -25,6 +25,7 @@ use crate::kernels::sigverify::{VerifyItem, verify_many};
 use crate::ledger::Ledger;
 use crate::mempool::Mempool;
 use crate::prefilter::check_body;
+use crate::sigverify::AcceptedSignatures;
 
 /// The consensus subsystem's sets.
 #[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -123,6 +124,7 @@ struct NodeHost<'a> {
     history: &'a mut std::collections::VecDeque<CertifiedBlock>,
     history_max: usize,
     committed: &'a mut Vec<BlockCommitted>,
+    accepted: &'a mut AcceptedSignatures,
     now_ms: u64,
 }
 
@@ -177,19 +179,28 @@ impl Host for NodeHost<'_> {
         if block.txns.iter().any(|txn| check_body(&txn.body, &relaxed, &stateless).is_err()) {
             return Err(BlockFault::InvalidTransaction);
         }
-        let items: Vec<VerifyItem<'_>> = block
-            .txns
+        // Transactions this node already verified (it saw them in its own pipeline) are in the
+        // cache of accepted signatures; only the rest are checked here.
+        let ids: Vec<TxnId> = block.txns.iter().map(|txn| txn.id()).collect();
+        let unseen: Vec<usize> = (0..ids.len()).filter(|i| !self.accepted.0.contains(&ids[*i].0.0)).collect();
+        let items: Vec<VerifyItem<'_>> = unseen
             .iter()
-            .map(|txn| VerifyItem {
-                public_key: &txn.body.sender,
-                message: txn.body.signing_bytes(),
-                signature: &txn.signature.0,
+            .map(|i| {
+                let txn = &block.txns[*i];
+                VerifyItem {
+                    public_key: &txn.body.sender,
+                    message: txn.body.signing_bytes(),
+                    signature: &txn.signature.0,
+                }
             })
             .collect();
         let mut verdicts = vec![false; items.len()];
         verify_many(&items, &mut verdicts, self.config.sigverify_batch_size);
         if verdicts.iter().any(|ok| !ok) {
             return Err(BlockFault::InvalidTransaction);
+        }
+        for i in unseen {
+            self.accepted.0.insert(&ids[i].0.0);
         }
         let (ledger, sealed) = self.execute(block);
         if sealed.block.header.state_root != block.header.state_root {
@@ -246,6 +257,7 @@ pub fn step_consensus(
     mut mempool: ResMut<Mempool>,
     mut ledger: ResMut<Ledger>,
     mut tip: ResMut<ChainTip>,
+    mut accepted: ResMut<AcceptedSignatures>,
     mut outbox: ResMut<ConsensusOutbox>,
     mut committed_out: MessageWriter<BlockCommitted>,
 ) {
@@ -260,6 +272,7 @@ pub fn step_consensus(
         history: &mut consensus.history,
         history_max: consensus.history_max,
         committed: &mut committed,
+        accepted: &mut accepted,
         now_ms: clock.now_ns / 1_000_000,
     };
     if !consensus.started {
