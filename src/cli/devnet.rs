@@ -47,7 +47,8 @@ struct Validator {
 }
 
 fn free_base(validators: u32) -> Result<u16, String> {
-    'search: for base in (27000u16..60000).step_by(200) {
+    // Below 32768: the kernel hands out ephemeral source ports above it, which would collide.
+    'search: for base in (27000u16..32000).step_by(200) {
         for index in 0..validators {
             for addr in ports(base, index) {
                 if std::net::TcpListener::bind(addr).is_err() {
@@ -57,7 +58,7 @@ fn free_base(validators: u32) -> Result<u16, String> {
         }
         return Ok(base);
     }
-    Err("no free block of ports between 27000 and 60000".into())
+    Err("no free block of ports between 27000 and 32000; pass --base-port".into())
 }
 
 fn terminate(child: &mut Child) {

@@ -1,0 +1,265 @@
+//! Real `tessera node` processes on loopback: agreement, crash and restart, hostile input.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tessera_components::TxnBody;
+use tessera_components::wire::{Frame, encode};
+use tessera_systems::workload::{sign, signing_key};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tessera");
+
+struct Cluster {
+    dir: PathBuf,
+    base: u16,
+    nodes: Vec<Option<Child>>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in self.nodes.iter_mut().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn port(base: u16, index: u32, offset: u32) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], (u32::from(base) + 4 * index + offset) as u16))
+}
+
+fn free_base(start: u16) -> u16 {
+    'search: for base in (start..start + 2000).step_by(40) {
+        for i in 0..16 {
+            if std::net::TcpListener::bind(("127.0.0.1", base + i)).is_err() {
+                continue 'search;
+            }
+        }
+        return base;
+    }
+    panic!("no free ports near {start}");
+}
+
+fn rpc(base: u16, index: u32, method: &str, params: Value) -> Value {
+    let body = json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params}).to_string();
+    let (status, text) = http_post(port(base, index, 2), &body);
+    assert_eq!(status, 200, "{text}");
+    serde_json::from_str(&text).expect("JSON-RPC response")
+}
+
+/// A raw HTTP/1.1 POST; returns (status, body).
+fn http_post(addr: SocketAddr, body: &str) -> (u16, String) {
+    http_raw(
+        addr,
+        &format!(
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+fn http_raw(addr: SocketAddr, request: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect rpc");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (status, body)
+}
+
+fn height(base: u16, index: u32) -> u64 {
+    rpc(base, index, "tessera_getStatus", json!([]))["result"]["height"].as_u64().unwrap_or(0)
+}
+
+fn start_node(dir: &Path, index: u32) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("node-{index}.log")))
+        .unwrap();
+    Command::new(BIN)
+        .args(["node", "--config"])
+        .arg(dir.join(format!("node-{index}.toml")))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("spawn node")
+}
+
+fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn cluster(name: &str, start_port: u16) -> Cluster {
+    let dir = std::env::temp_dir().join(format!("tessera-node-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let base = free_base(start_port);
+    let out = Command::new(BIN)
+        .args(["genesis", "--validators", "4", "--accounts", "32", "--base-port", &base.to_string(), "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let nodes = (0..4).map(|i| Some(start_node(&dir, i))).collect();
+    let cluster = Cluster { dir, base, nodes };
+    wait_until("four connected validators", Duration::from_secs(30), || {
+        (0..4).all(|i| {
+            std::panic::catch_unwind(|| rpc(base, i, "tessera_getStatus", json!([]))["result"]["peers"] == 3)
+                .unwrap_or(false)
+        })
+    });
+    cluster
+}
+
+fn transfer(account: u64, nonce: u64) -> tessera_components::Txn {
+    let key = signing_key(1, account);
+    let recipient = signing_key(1, account + 100).verifying_key().to_bytes();
+    sign(
+        &key,
+        TxnBody {
+            chain_id: 1,
+            reserved: 0,
+            sender: key.verifying_key().to_bytes(),
+            recipient,
+            amount: 5,
+            fee: 1,
+            nonce,
+        },
+    )
+}
+
+#[test]
+fn four_nodes_finalize_the_same_blocks_with_the_transactions() {
+    let cluster = cluster("agree", 21000);
+    let base = cluster.base;
+    // 40 transfers through the binary ingress of node 0, 40 through JSON-RPC on node 1.
+    let ingress: Vec<_> = (0..40).map(|i| transfer(i % 8, i / 8)).collect();
+    let mut stream = TcpStream::connect(port(base, 0, 1)).unwrap();
+    stream.write_all(&encode(&Frame::Txns(ingress.clone()))).unwrap();
+    let via_rpc: Vec<_> = (0..40).map(|i| transfer(8 + i % 8, i / 8)).collect();
+    for txn in &via_rpc {
+        let reply = rpc(base, 1, "tessera_sendTransaction", json!([hex::encode(bytemuck::bytes_of(txn))]));
+        assert_eq!(reply["result"], json!(txn.id().0.to_hex()), "{reply}");
+    }
+    let all: Vec<_> = ingress.iter().chain(&via_rpc).collect();
+    wait_until("all 80 transfers committed", Duration::from_secs(30), || {
+        all.iter().all(|txn| {
+            rpc(base, 2, "tessera_getTransaction", json!([txn.id().0.to_hex()]))["result"]["status"]
+                == "committed"
+        })
+    });
+    let low = (0..4).map(|i| height(base, i)).min().unwrap();
+    let mut seen = 0;
+    for h in 1..=low {
+        let blocks: Vec<Value> =
+            (0..4).map(|i| rpc(base, i, "tessera_getBlockByHeight", json!([h]))["result"].clone()).collect();
+        assert!(blocks.iter().all(|b| b["hash"] == blocks[0]["hash"]), "validators disagree at height {h}");
+        seen += blocks[0]["transactions"].as_array().map_or(0, Vec::len);
+    }
+    assert!(seen >= 80, "blocks hold {seen} transactions");
+    let account = rpc(
+        base,
+        3,
+        "tessera_getAccount",
+        json!([hex::encode(signing_key(1, 100).verifying_key().to_bytes())]),
+    );
+    assert_eq!(account["result"]["balance"], json!(5 * 5 + (1u64 << 50) * 0), "{account}");
+}
+
+#[test]
+fn a_killed_node_restarts_and_catches_up() {
+    let mut cluster = cluster("restart", 23000);
+    let base = cluster.base;
+    wait_until("a few blocks", Duration::from_secs(20), || height(base, 0) >= 5);
+    let mut victim = cluster.nodes[3].take().unwrap();
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    let at_kill = height(base, 0);
+    wait_until("the other three keep finalizing", Duration::from_secs(30), || {
+        height(base, 0) >= at_kill + 20
+    });
+    cluster.nodes[3] = Some(start_node(&cluster.dir, 3));
+    let target = height(base, 0);
+    wait_until("the restarted node catches up", Duration::from_secs(60), || {
+        std::panic::catch_unwind(|| height(base, 3)).unwrap_or(0) >= target
+    });
+    let h = target;
+    let a = rpc(base, 0, "tessera_getBlockByHeight", json!([h]))["result"]["hash"].clone();
+    let b = rpc(base, 3, "tessera_getBlockByHeight", json!([h]))["result"]["hash"].clone();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn hostile_input_gets_clear_errors_and_changes_nothing() {
+    let cluster = cluster("hostile", 25000);
+    let base = cluster.base;
+    let probe = hex::encode(signing_key(1, 3).verifying_key().to_bytes());
+    let before = rpc(base, 0, "tessera_getAccount", json!([probe]))["result"].clone();
+
+    // JSON-RPC: each failure has its code.
+    let cases = [
+        ("{not json", -32700),
+        (r#"{"jsonrpc":"2.0","id":1,"method":"nope"}"#, -32601),
+        (r#"{"jsonrpc":"2.0","id":1,"method":"tessera_getBlockByHeight","params":["x"]}"#, -32602),
+        (r#"{"jsonrpc":"2.0","id":1,"method":"tessera_sendTransaction","params":["abcd"]}"#, -32602),
+        (r#"{"jsonrpc":"2.0","id":1,"method":"tessera_getAccount","params":[]}"#, -32602),
+        (r#"{"id":1,"method":"tessera_getStatus"}"#, -32600),
+        ("[]", -32600),
+    ];
+    for (body, code) in cases {
+        let (status, text) = http_post(port(base, 0, 2), body);
+        assert_eq!(status, 200, "{body}");
+        let reply: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(reply["error"]["code"], json!(code), "{body} -> {text}");
+    }
+    let huge = "x".repeat(2 << 20);
+    let (status, _) = http_post(port(base, 0, 2), &huge);
+    assert_eq!(status, 413);
+    let (status, _) = http_raw(port(base, 0, 2), "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!(status, 405);
+
+    // Ingress: garbage, then a frame of the wrong kind.
+    let mut stream = TcpStream::connect(port(base, 0, 1)).unwrap();
+    let _ = stream.write_all(b"GET / HTTP/1.1\r\n\r\nthis is not a frame at all");
+    let mut stream = TcpStream::connect(port(base, 0, 1)).unwrap();
+    let _ = stream.write_all(&encode(&Frame::Consensus(tessera_components::ConsensusMessage::SyncRequest {
+        from_height: 1,
+    })));
+    // Peer port: garbage instead of a handshake, and a handshake for another chain.
+    let mut stream = TcpStream::connect(port(base, 0, 0)).unwrap();
+    let _ = stream.write_all(&[0xff; 64]);
+    let hello =
+        tessera_components::wire::Hello { chain_id: 99, protocol_version: 1, validator: 1, nonce: [0; 32] };
+    let mut stream = TcpStream::connect(port(base, 0, 0)).unwrap();
+    let _ = stream.write_all(&encode(&Frame::Hello(hello)));
+    std::thread::sleep(Duration::from_millis(500));
+
+    let (status, metrics) =
+        http_raw(port(base, 0, 3), "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!(status, 200);
+    let counter = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(counter("tessera_net_malformed_frames_total") >= 2, "{metrics}");
+    assert!(counter("tessera_net_handshake_failures_total") >= 2, "{metrics}");
+    // Still alive, still finalizing, nothing changed.
+    let h = height(base, 0);
+    wait_until("more blocks after the abuse", Duration::from_secs(20), || height(base, 0) > h + 3);
+    assert_eq!(rpc(base, 0, "tessera_getAccount", json!([probe]))["result"], before);
+}
