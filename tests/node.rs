@@ -264,3 +264,74 @@ fn hostile_input_gets_clear_errors_and_changes_nothing() {
     wait_until("more blocks after the abuse", Duration::from_secs(20), || height(base, 0) > h + 3);
     assert_eq!(rpc(base, 0, "tessera_getAccount", json!([probe]))["result"], before);
 }
+
+fn devnet(name: &str, start_port: u16, extra: &[&str]) -> (std::process::Child, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("tessera-devnet-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let base = free_base(start_port);
+    let child = Command::new(BIN)
+        .args(["devnet", "--validators", "4", "--base-port", &base.to_string(), "--data-dir"])
+        .arg(dir.join("net"))
+        .arg("--report-json")
+        .arg(dir.join("report.json"))
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn devnet");
+    (child, dir)
+}
+
+fn report(dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).expect("report written"))
+        .expect("report JSON")
+}
+
+#[test]
+fn devnet_runs_and_reports_agreement() {
+    let (child, dir) = devnet("plain", 27400, &["--duration", "3", "--rate", "400"]);
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("validator ") && l.contains(" pid ")).count(),
+        4,
+        "{stdout}"
+    );
+    let report = report(&dir);
+    assert_eq!(report["agreement"], json!(true), "{report}");
+    assert_eq!(report["agreement_validators"], json!(4));
+    assert_eq!(report["submitted"], json!(1200));
+    assert_eq!(report["committed"], json!(1200), "{report}");
+    for key in ["p50", "p99", "p999", "max"] {
+        assert!(report["latency_ms"][key].as_f64().is_some_and(|v| v > 0.0), "{key}: {report}");
+    }
+    assert!(report["verify_ceiling_per_s"].as_f64().unwrap() > 0.0);
+    assert!(report["ratio_to_ceiling"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn devnet_survives_a_killed_validator() {
+    let (mut child, dir) = devnet("kill", 29000, &["--duration", "6", "--rate", "300"]);
+    // Read the validator lines, then SIGKILL validator 3 mid-run.
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(stdout);
+    let mut pids = Vec::new();
+    while pids.len() < 4 {
+        let mut line = String::new();
+        assert!(std::io::BufRead::read_line(&mut lines, &mut line).unwrap() > 0, "devnet ended early");
+        if let Some(pid) = line.strip_prefix("validator ").and_then(|rest| rest.split(" pid ").nth(1)) {
+            pids.push(pid.split_whitespace().next().unwrap().parse::<i32>().unwrap());
+        }
+    }
+    std::thread::sleep(Duration::from_secs(4));
+    let killed = Command::new("kill").args(["-9", &pids[3].to_string()]).status().unwrap();
+    assert!(killed.success());
+    let mut rest = String::new();
+    let _ = lines.read_to_string(&mut rest);
+    assert!(child.wait().unwrap().success(), "{rest}");
+    let report = report(&dir);
+    assert_eq!(report["agreement"], json!(true), "{report}");
+    assert_eq!(report["agreement_validators"], json!(3), "{report}");
+    assert!(report["finalized_height"].as_u64().unwrap() > 0);
+}

@@ -107,26 +107,29 @@ fn wait_ready(validators: &mut [Validator]) -> Result<(), String> {
     }
 }
 
-/// True iff every validator has the same block hash at every height up to the lowest finalized
-/// height among them; also returns that height.
-fn agreement(validators: &[Validator]) -> (bool, u64) {
-    let heights: Vec<u64> = validators
+/// True iff every validator that answers has the same block hash at every height up to the
+/// lowest finalized height among them; also returns that height and how many validators
+/// answered (a validator killed during the run cannot be compared, and is reported missing
+/// rather than silently counted as agreeing).
+fn agreement(validators: &[Validator]) -> (bool, u64, usize) {
+    let answering: Vec<(&Validator, u64)> = validators
         .iter()
-        .map(|v| {
-            v.rpc.call("tessera_getStatus", json!([])).ok().and_then(|s| s["height"].as_u64()).unwrap_or(0)
+        .filter_map(|v| {
+            let status = v.rpc.call("tessera_getStatus", json!([])).ok()?;
+            Some((v, status["height"].as_u64()?))
         })
         .collect();
-    let low = heights.iter().copied().min().unwrap_or(0);
+    let Some(low) = answering.iter().map(|(_, height)| *height).min() else { return (false, 0, 0) };
     for height in 1..=low {
-        let mut hashes = validators
-            .iter()
-            .map(|v| v.rpc.call("tessera_getBlockByHeight", json!([height])).ok().map(|b| b["hash"].clone()));
+        let mut hashes = answering.iter().map(|(v, _)| {
+            v.rpc.call("tessera_getBlockByHeight", json!([height])).ok().map(|b| b["hash"].clone())
+        });
         let first = hashes.next().flatten();
         if first.is_none() || hashes.any(|hash| hash != first) {
-            return (false, low);
+            return (false, low, answering.len());
         }
     }
-    (true, low)
+    (true, low, answering.len())
 }
 
 fn progress(live: &Live, stop: &AtomicBool, start: Instant) {
@@ -294,7 +297,7 @@ fn drive(
         stop.store(true, Ordering::Relaxed);
         outcome
     })?;
-    let (agree, checked_height) = agreement(validators);
+    let (agree, checked_height, compared) = agreement(validators);
     let validators_n = validators.len() as f64;
     Ok(json!({
         "validators": validators.len(),
@@ -306,6 +309,7 @@ fn drive(
         "latency_ms": chosen.latency_json(),
         "finalized_height": checked_height,
         "agreement": agree,
+        "agreement_validators": compared,
         "verify_ceiling_per_s": ceiling_per_s.round(),
         "ratio_to_ceiling": ((chosen.finalized_tps * validators_n / ceiling_per_s) * 1000.0).round() / 1000.0,
         "rate_searched": args.rate.is_none(),
@@ -317,7 +321,7 @@ fn drive(
 fn render_report(report: &Value) -> String {
     let latency = &report["latency_ms"];
     format!(
-        "\n== devnet report ==\nvalidators            {}\noffered rate          {} txn/s{}\nsubmitted             {}\ncommitted             {}\nfinalized_tps         {}\nlatency_ms p50/p99/p999/max  {} / {} / {} / {}\nfinalized_height      {}\nagreement             {}\nverify_ceiling_per_s  {}\nratio_to_ceiling      {}\n",
+        "\n== devnet report ==\nvalidators            {}\noffered rate          {} txn/s{}\nsubmitted             {}\ncommitted             {}\nfinalized_tps         {}\nlatency_ms p50/p99/p999/max  {} / {} / {} / {}\nfinalized_height      {}\nagreement             {} ({} validators compared)\nverify_ceiling_per_s  {}\nratio_to_ceiling      {}\n",
         report["validators"],
         report["rate"],
         if report["rate_searched"] == true { " (highest sustained rate found by search)" } else { "" },
@@ -330,6 +334,7 @@ fn render_report(report: &Value) -> String {
         latency["max"],
         report["finalized_height"],
         report["agreement"],
+        report["agreement_validators"],
         report["verify_ceiling_per_s"],
         report["ratio_to_ceiling"],
     )
