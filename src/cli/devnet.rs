@@ -135,12 +135,15 @@ fn agreement(validators: &[Validator]) -> (bool, u64, usize) {
 fn progress(live: &Live, stop: &AtomicBool, start: Instant) {
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(500));
-        let secs = start.elapsed().as_secs_f64().max(1e-3);
+        let phase_secs = (live.now_us().saturating_sub(live.phase_start_us.load(Ordering::Relaxed)) as f64
+            / 1e6)
+            .max(1e-3);
+        let secs = start.elapsed().as_secs_f64();
         let height = live.height.load(Ordering::Relaxed);
         eprint!(
             "\r[{:>5.1}s] height {height} finalized {height} tps {:>8.0} p99 {:>6.0} ms mempool {:>7}   ",
             secs,
-            live.committed.load(Ordering::Relaxed) as f64 / secs,
+            live.committed.load(Ordering::Relaxed) as f64 / phase_secs,
             live.p99_us.load(Ordering::Relaxed) as f64 / 1000.0,
             live.mempool.load(Ordering::Relaxed),
         );
@@ -172,7 +175,7 @@ pub fn run(args: &DevnetArgs) -> Result<(), Box<dyn std::error::Error>> {
         Some(port) => port,
         None => free_base(args.validators)?,
     };
-    let max_rate = args.rate.unwrap_or(20_000.0);
+    let max_rate = args.rate.unwrap_or(64_000.0);
     let accounts = ((max_rate * args.duration as f64) / 512.0).ceil().max(1024.0) as u64;
     let genesis = GenesisArgs {
         validators: args.validators,
@@ -265,7 +268,7 @@ fn drive(
                     // Step search: each step a few seconds; stop at the first step that does not
                     // keep up (commits under 95% of sends, or p99 over one second).
                     let step_secs = (args.duration / 6).clamp(2, 10) as f64;
-                    let mut rate = 250.0;
+                    let mut rate = 1000.0;
                     let mut best: Option<PhaseReport> = None;
                     let deadline = Instant::now() + Duration::from_secs(args.duration);
                     while Instant::now() + Duration::from_secs_f64(step_secs) <= deadline {

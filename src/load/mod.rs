@@ -154,6 +154,17 @@ pub struct Live {
     pub mempool: AtomicU64,
     /// Current p99, microseconds.
     pub p99_us: AtomicU64,
+    /// When the current phase started, microseconds since the generator's epoch.
+    pub phase_start_us: AtomicU64,
+    /// The generator's epoch.
+    pub epoch: std::sync::OnceLock<Instant>,
+}
+
+impl Live {
+    /// Microseconds since the epoch (set on first use).
+    pub fn now_us(&self) -> u64 {
+        self.epoch.get_or_init(Instant::now).elapsed().as_micros() as u64
+    }
 }
 
 /// Runs one open-loop phase: sends `txns` at `rate` to the targets, tracks finalization on
@@ -182,6 +193,7 @@ pub fn run_phase(
     let mut committed = 0u64;
     let first_height = tracker.call("tessera_getStatus", json!([]))?["height"].as_u64().unwrap_or(0);
     live.committed.store(0, Ordering::Relaxed);
+    live.phase_start_us.store(live.now_us(), Ordering::Relaxed);
     std::thread::scope(|scope| -> Result<(), String> {
         let sender = scope.spawn(|| -> Result<(), String> {
             let mut streams: Vec<TcpStream> = Vec::new();
