@@ -26,6 +26,8 @@ enum Command {
     /// Start a local multi-validator network of real node processes, drive open-loop load at
     /// it, show progress, and print a report.
     Devnet(cli::devnet::DevnetArgs),
+    /// Open-loop load against a running node, with latency percentiles.
+    Loadgen(cli::loadgen::LoadgenArgs),
     /// Run a validator node: peer network, client ingress, JSON-RPC and metrics.
     Node(NodeArgs),
     /// Write a genesis file, a key file per validator and a node config per validator.
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
         }
         Command::Genesis(args) => cli::genesis::run(&args),
         Command::Devnet(args) => cli::devnet::run(&args),
+        Command::Loadgen(args) => cli::loadgen::run(&args),
         Command::Bench(args) => bench::run(&args),
     };
     match result {

@@ -3,4 +3,5 @@
 pub mod devnet;
 pub mod genesis;
 pub mod keygen;
+pub mod loadgen;
 pub mod sigverify;
