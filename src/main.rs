@@ -28,6 +28,8 @@ enum Command {
     Devnet(cli::devnet::DevnetArgs),
     /// Open-loop load against a running node, with latency percentiles.
     Loadgen(cli::loadgen::LoadgenArgs),
+    /// Check this machine and a node config for production readiness (pass/warn/fail per check).
+    Doctor(cli::doctor::DoctorArgs),
     /// Run a validator node: peer network, client ingress, JSON-RPC and metrics.
     Node(NodeArgs),
     /// Write a genesis file, a key file per validator and a node config per validator.
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
         Command::Genesis(args) => cli::genesis::run(&args),
         Command::Devnet(args) => cli::devnet::run(&args),
         Command::Loadgen(args) => cli::loadgen::run(&args),
+        Command::Doctor(args) => cli::doctor::run(&args),
         Command::Bench(args) => bench::run(&args),
     };
     match result {

@@ -1,6 +1,7 @@
 //! Subcommands that are not benchmarks.
 
 pub mod devnet;
+pub mod doctor;
 pub mod genesis;
 pub mod keygen;
 pub mod loadgen;
