@@ -60,7 +60,7 @@ fn free_bytes(path: &Path) -> Option<u64> {
     // exclusive pointer to a local.
     #[allow(unsafe_code)]
     let status = unsafe { libc::statvfs(text.as_ptr(), &mut stat) };
-    (status == 0).then(|| stat.f_bavail as u64 * stat.f_frsize as u64)
+    (status == 0).then(|| stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
 fn unsafe_zeroed_statvfs() -> libc::statvfs {
