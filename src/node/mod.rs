@@ -150,7 +150,7 @@ pub fn run(config_path: &Path) -> Result<(), Box<dyn std::error::Error>> {
         pipeline_config,
         ledger,
         tip,
-        Stages::Validator { core: Box::new(core), history_max: 1 << 16 },
+        Stages::Validator { core: Box::new(core), history_bytes_max: 256 << 20 },
     )?;
 
     let (net, net_threads) = net::start(net::NetSetup {

@@ -134,7 +134,7 @@ impl Cluster {
             let core =
                 Core::new(index as u32, key.clone(), set.clone(), consensus_config.clone(), 0, Hash::ZERO);
             let pipeline_config = PipelineConfig { block_txn_max: 64, ..PipelineConfig::default() };
-            let stages = Stages::Validator { core: Box::new(core), history_max: 4096 };
+            let stages = Stages::Validator { core: Box::new(core), history_bytes_max: 64 << 20 };
             let pipeline = Pipeline::with_stages(pipeline_config, ledger, tip, stages)?;
             let behaviour = config
                 .byzantine

@@ -84,8 +84,8 @@ pub enum Stages {
     Validator {
         /// The state machine, set up with this validator's key and the validator set.
         core: Box<consensus::core::Core>,
-        /// Finalized blocks kept in memory to serve peers that sync.
-        history_max: usize,
+        /// Bytes of finalized blocks kept in memory to serve peers that sync.
+        history_bytes_max: usize,
     },
     /// Ingest, prefilter, sigverify and dedup only; transactions that pass are counted as
     /// admitted and dropped. The admission path on its own, for measurement.
@@ -199,13 +199,13 @@ impl Pipeline {
             Stages::ThroughDedup => {
                 schedule.add_systems(drain_checked_txns.in_set(mempool::MempoolSystems::Admit));
             }
-            Stages::Validator { core, history_max } => {
+            Stages::Validator { core, history_bytes_max } => {
                 world.init_resource::<Messages<propose::BlockProposed>>();
                 world.init_resource::<Messages<execute::BlockCommitted>>();
                 let plugin = consensus::ConsensusPlugin {
                     core: std::sync::Mutex::new(Some(*core)),
                     inbox_capacity: 1 << 16,
-                    history_max,
+                    history_bytes_max,
                 };
                 let rest: [&dyn Plugin; 3] =
                     [&mempool::MempoolPlugin, &plugin, &invariants::InvariantsPlugin];

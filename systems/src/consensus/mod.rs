@@ -96,20 +96,23 @@ pub struct Consensus {
     started: bool,
     /// Ledgers after executing blocks validated but not yet finalized, by block hash.
     speculative: HashMap<Hash, (Ledger, BlockCommitted)>,
-    /// Finalized blocks kept in memory for peers that sync, oldest dropped past `history_max`.
+    /// Finalized blocks kept in memory for peers that sync, oldest dropped once they take more
+    /// than `history_bytes_max` (counting transaction bytes plus a fixed 512 per block).
     history: std::collections::VecDeque<CertifiedBlock>,
-    history_max: usize,
+    history_bytes: usize,
+    history_bytes_max: usize,
 }
 
 impl Consensus {
-    /// Wraps a state machine; keeps the last `history_max` finalized blocks for sync.
-    pub fn new(core: Core, history_max: usize) -> Consensus {
+    /// Wraps a state machine; keeps recent finalized blocks for sync within `history_bytes_max`.
+    pub fn new(core: Core, history_bytes_max: usize) -> Consensus {
         Consensus {
             core,
             started: false,
             speculative: HashMap::default(),
             history: std::collections::VecDeque::new(),
-            history_max: history_max.max(1),
+            history_bytes: 0,
+            history_bytes_max,
         }
     }
 }
@@ -122,7 +125,8 @@ struct NodeHost<'a> {
     tip: &'a mut ChainTip,
     speculative: &'a mut HashMap<Hash, (Ledger, BlockCommitted)>,
     history: &'a mut std::collections::VecDeque<CertifiedBlock>,
-    history_max: usize,
+    history_bytes: &'a mut usize,
+    history_bytes_max: usize,
     committed: &'a mut Vec<BlockCommitted>,
     accepted: &'a mut AcceptedSignatures,
     now_ms: u64,
@@ -220,9 +224,13 @@ impl Host for NodeHost<'_> {
         *self.ledger = ledger;
         *self.tip = ChainTip { height: block.header.height, hash, state_root: block.header.state_root };
         self.speculative.clear();
-        self.history.push_back(CertifiedBlock { block: block.clone(), certificate: certificate.clone() });
-        while self.history.len() > self.history_max {
-            self.history.pop_front();
+        let cost = |certified: &CertifiedBlock| certified.block.body_size() + 512;
+        let certified = CertifiedBlock { block: block.clone(), certificate: certificate.clone() };
+        *self.history_bytes += cost(&certified);
+        self.history.push_back(certified);
+        while *self.history_bytes > self.history_bytes_max && self.history.len() > 1 {
+            let dropped = self.history.pop_front().expect("more than one block kept");
+            *self.history_bytes -= cost(&dropped);
         }
         self.committed.push(sealed);
     }
@@ -270,7 +278,8 @@ pub fn step_consensus(
         tip: &mut tip,
         speculative: &mut consensus.speculative,
         history: &mut consensus.history,
-        history_max: consensus.history_max,
+        history_bytes: &mut consensus.history_bytes,
+        history_bytes_max: consensus.history_bytes_max,
         committed: &mut committed,
         accepted: &mut accepted,
         now_ms: clock.now_ns / 1_000_000,
@@ -294,14 +303,14 @@ pub struct ConsensusPlugin {
     pub core: std::sync::Mutex<Option<Core>>,
     /// Inbox capacity in messages.
     pub inbox_capacity: usize,
-    /// Finalized blocks kept in memory for sync.
-    pub history_max: usize,
+    /// Bytes of finalized blocks kept in memory for sync.
+    pub history_bytes_max: usize,
 }
 
 impl crate::Plugin for ConsensusPlugin {
     fn build(&self, world: &mut World, schedule: &mut Schedule) {
         let core = self.core.lock().expect("plugin lock").take().expect("consensus plugin builds once");
-        world.insert_resource(Consensus::new(core, self.history_max));
+        world.insert_resource(Consensus::new(core, self.history_bytes_max));
         world.insert_resource(ConsensusInbox::new(self.inbox_capacity));
         world.init_resource::<ConsensusOutbox>();
         world.init_resource::<VerifiedConsensus>();
