@@ -14,6 +14,7 @@ pub mod block;
 pub mod constants;
 pub mod hash;
 pub mod reject;
+pub mod storage;
 pub mod txn;
 pub mod wire;
 
