@@ -2,6 +2,7 @@
 
 mod bench;
 mod cli;
+mod storage;
 
 use std::process::ExitCode;
 
@@ -21,8 +22,17 @@ enum Command {
     Keygen(cli::keygen::KeygenArgs),
     /// Check Ed25519 signatures by hand under the node's accept rule (ZIP-215).
     Sigverify(cli::sigverify::SigverifyArgs),
+    /// Verify a data directory without writing to it: every checksum, the chain's links, and
+    /// the state. Prints `height <H>` and `state_root <hex>`; exits 0 when the directory is
+    /// sound (a torn final write, which the node drops at its next start, is reported but
+    /// sound), non-zero naming the file and byte offset of the first problem otherwise.
+    Inspect(cli::inspect::InspectArgs),
     /// Run a benchmark suite and print its figures.
     Bench(bench::BenchArgs),
+    /// Commit deterministic blocks to a data directory, printing each durable commit (crash
+    /// drills and tests).
+    #[command(hide = true)]
+    StorageDrill(cli::drill::DrillArgs),
 }
 
 /// Bad input from the user (a malformed file, say): reported with exit status 2.
@@ -35,7 +45,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Keygen(args) => cli::keygen::run(&args),
         Command::Sigverify(args) => cli::sigverify::run(&args),
+        Command::Inspect(args) => cli::inspect::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::StorageDrill(args) => cli::drill::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,4 +1,6 @@
 //! Subcommands that are not benchmarks.
 
+pub mod drill;
+pub mod inspect;
 pub mod keygen;
 pub mod sigverify;
