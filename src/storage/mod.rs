@@ -28,8 +28,8 @@ use std::sync::{Mutex, PoisonError};
 
 use tessera_components::storage::{
     FILE_HEADER_SIZE, INDEX_ENTRY_SIZE, IndexEntry, Place, RECORD_HEADER_SIZE, RECORD_PAYLOAD_MAX,
-    RecordKind, StateView, check_record_header, encode_block_payload, encode_genesis_file,
-    encode_index_header, encode_record, encode_segment_header, encode_state_file, segment_file_name,
+    RecordKind, StateView, check_record_header, encode_block_record, encode_genesis_file,
+    encode_index_header, encode_segment_header, encode_state_file, seal_record_header, segment_file_name,
 };
 use tessera_components::{Block, Hash, QuorumCertificate};
 use tessera_systems::{GenesisError, Ledger};
@@ -487,12 +487,11 @@ impl Store {
                 });
             }
         }
-        let payload = encode_block_payload(block, certificate);
-        if payload.len() > RECORD_PAYLOAD_MAX {
-            return Err(StoreError::TooLarge { what: format!("block {height}"), size: payload.len() });
-        }
+        let place = Place { kind: RecordKind::Block, segment: self.segment_number, offset: self.segment_len };
+        let (_, record) = encode_block_record(place, block, certificate)
+            .map_err(|size| StoreError::TooLarge { what: format!("block {height}"), size })?;
         let snapshot = snapshot_due.then_some((block.header.state_root, ledger));
-        match self.append(height, &payload, snapshot) {
+        match self.append(height, record, snapshot) {
             Ok(()) => {
                 self.tip_hash = hash;
                 self.tip_state_root = block.header.state_root;
@@ -505,22 +504,28 @@ impl Store {
         }
     }
 
-    /// The writes of one commit, in their durable order.
+    /// The writes of one commit, in their durable order. `record` was encoded for the current
+    /// end of the current segment.
     fn append(
         &mut self,
         height: u64,
-        payload: &[u8],
+        mut record: Vec<u8>,
         snapshot: Option<(Hash, &Ledger)>,
     ) -> Result<(), StoreError> {
-        let record_size = (RECORD_HEADER_SIZE + payload.len()) as u64;
+        let record_size = record.len() as u64;
         if self.segment_len > FILE_HEADER_SIZE as u64
             && self.segment_len + record_size > self.config.segment_size_max
         {
             self.roll_over()?;
+            // The record moves to the start of the new segment: reseal its header there.
+            let place =
+                Place { kind: RecordKind::Block, segment: self.segment_number, offset: self.segment_len };
+            let header = seal_record_header(place, height, &record[RECORD_HEADER_SIZE..]);
+            record[..RECORD_HEADER_SIZE].copy_from_slice(&header.to_bytes());
         }
         let place = Place { kind: RecordKind::Block, segment: self.segment_number, offset: self.segment_len };
-        let record = encode_record(place, height, payload);
-        let header = check_record_header(&record, place).expect("a record just encoded checks");
+        // Pair check: the bytes about to be written are a record for exactly this place.
+        let header = check_record_header(&record, place).expect("a record just sealed for this place checks");
         let segment_path = self.lock.path(&segment_file_name(self.segment_number));
         self.segment.write_all_at(&record, self.segment_len).map_err(io_error(&segment_path))?;
         if self.config.sync {
