@@ -38,6 +38,11 @@ impl Seeded {
     }
 }
 
+/// Removes a scratch directory once its test has passed (a failing test leaves it to look at).
+fn remove(dir: &Path) {
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 fn seed() -> u64 {
     std::env::var("TESSERA_STORAGE_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5107_a6e5)
 }
@@ -221,6 +226,7 @@ fn sigkill_at_random_moments_loses_no_committed_block() {
         watch.reported, watch.torn_restarts, watch.torn_bytes, watch.unreported_commits
     );
     assert!(watch.reported > 10, "the kills should land between real commits (seed {seed})");
+    remove(&dir);
 }
 
 /// A sound directory of 40 blocks over several segments, built once per test.
@@ -268,6 +274,7 @@ fn assert_refused(sound: &Path, name: &str, damage: impl FnOnce(&Path), file: &s
     assert_eq!(out.status.code(), Some(1), "{name}: the node must refuse to start, without panicking: {err}");
     assert!(err.contains(&expected), "{name}: the node said {err:?}, expected {expected:?}");
     assert_eq!(files(&dir), before, "{name}: a refused start wrote to the directory");
+    remove(&dir);
 }
 
 fn edit(path: &Path, change: impl FnOnce(&mut Vec<u8>)) {
@@ -365,6 +372,7 @@ fn injected_faults_are_named_by_file_and_offset() {
         &segment_name(1),
         0,
     );
+    remove(&sound);
 }
 
 #[test]
@@ -411,6 +419,8 @@ fn a_torn_last_write_is_reported_by_inspect_and_dropped_by_the_node() {
     )));
     let (ok, out, _) = inspect(&dir, false);
     assert!(ok && !out.contains("torn "), "{out}");
+    remove(&dir);
+    remove(&sound);
 }
 
 #[test]
@@ -428,6 +438,7 @@ fn inspect_and_a_second_node_are_refused_while_a_node_runs() {
     child.wait().unwrap();
     let (ok, _, err) = inspect(&dir, false);
     assert!(ok, "{err}");
+    remove(&dir);
 }
 
 #[test]
@@ -441,4 +452,5 @@ fn inspect_explains_itself_and_refuses_a_directory_without_a_store() {
     let (ok, _, err) = inspect(&empty, false);
     assert!(!ok && err.contains("holds no store"), "{err}");
     assert!(files(&empty).is_empty());
+    remove(&empty);
 }

@@ -26,7 +26,7 @@ use std::fs::{File, TryLockError};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use memmap2::{Mmap, MmapOptions};
+use memmap2::{Advice, Mmap};
 
 use super::StoreError;
 
@@ -84,20 +84,20 @@ impl DirLock {
         self.handle.sync_all()
     }
 
-    /// Maps the whole of `name` read-only. `populate` prefaults every page up front, which is
-    /// faster for a file about to be read end to end.
+    /// Maps the whole of `name` read-only. `sequential` tells the kernel the map is about to be
+    /// read end to end once (read ahead aggressively, reclaim behind), as verification does.
     ///
     /// # Errors
     /// The file cannot be opened or mapped (a missing file is `NotFound`).
-    pub fn map(&self, name: &str, populate: bool) -> io::Result<Mmap> {
+    pub fn map(&self, name: &str, sequential: bool) -> io::Result<Mmap> {
         let file = File::open(self.path(name))?;
-        let mut options = MmapOptions::new();
-        if populate {
-            options.populate();
-        }
         // The module docs argue each case in full; bytes are checksummed before any use.
         // SAFETY: data dir is flock'd by this process (LOCK_EX, LOCK_SH for readers); its files
         // are append-only, replaced only by rename, and truncated only with no map alive.
-        unsafe { options.map(&file) }
+        let map = unsafe { Mmap::map(&file) }?;
+        if sequential {
+            map.advise(Advice::Sequential)?;
+        }
+        Ok(map)
     }
 }

@@ -15,6 +15,11 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// Removes a scratch directory once its test has passed (a failing test leaves it to look at).
+fn remove(dir: &Path) {
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 fn config() -> StoreConfig {
     StoreConfig { segment_size_max: 4096, sync: false, state_interval_blocks: 4 }
 }
@@ -81,6 +86,7 @@ fn reopen_continues_from_the_last_commit_with_the_same_state() {
     let (store, reopened, recovery) = Store::open(&dir, &genesis(), config()).unwrap();
     assert_eq!((store.height(), recovery.state_height, recovery.replayed), (30, 30, 0));
     assert_eq!(reopened.state_root(), ledger.state_root());
+    remove(&dir);
 }
 
 #[test]
@@ -97,6 +103,7 @@ fn a_second_opener_is_refused_while_the_first_holds_the_lock() {
     assert!(matches!(Store::open(&dir, &genesis(), config()), Err(StoreError::Locked { .. })));
     drop(shared);
     Store::open(&dir, &genesis(), config()).unwrap();
+    remove(&dir);
 }
 
 #[test]
@@ -104,6 +111,7 @@ fn another_genesis_is_refused() {
     let (dir, _, _) = store_of("genesis", 2);
     let other = drill::genesis(SENDERS + 1);
     assert!(matches!(Store::open(&dir, &other, config()), Err(StoreError::GenesisMismatch { .. })));
+    remove(&dir);
 }
 
 #[test]
@@ -131,6 +139,7 @@ fn blocks_that_do_not_fit_are_refused_and_nothing_is_written() {
     ));
     drop(store);
     assert_eq!(files(&dir), before);
+    remove(&dir);
 }
 
 #[test]
@@ -162,6 +171,7 @@ fn a_torn_final_write_is_dropped_and_reported() {
     drop(store);
     let (_, _, again) = Store::open(&dir, &genesis(), config()).unwrap();
     assert_eq!((again.height, again.torn_bytes_dropped), (8, 0));
+    remove(&dir);
 }
 
 #[test]
@@ -184,6 +194,7 @@ fn corruption_refuses_to_start_naming_file_and_offset_and_writes_nothing() {
     let text = error.to_string();
     assert!(text.contains("segment-00000001") && text.contains("byte offset 64"), "{text}");
     assert_eq!(files(&dir), before);
+    remove(&dir);
 }
 
 #[test]
@@ -206,6 +217,7 @@ fn a_replay_that_disagrees_with_the_recorded_root_is_refused() {
     drop(store);
     let error = Store::open(&dir, &genesis(), config()).unwrap_err();
     assert!(matches!(error, StoreError::StateMismatch { height: 6, .. }), "{error}");
+    remove(&dir);
 }
 
 #[test]
@@ -219,6 +231,7 @@ fn an_interrupted_creation_is_finished_but_a_store_without_genesis_is_refused() 
     let (_, _, recovery) = Store::open(&dir, &genesis(), config()).unwrap();
     assert!(recovery.created);
     assert!(!dir.join("state.tmp").exists());
+    remove(&dir);
 
     let (dir, _, _) = store_of("create-refuse", 3);
     std::fs::remove_file(dir.join(GENESIS_FILE)).unwrap();
@@ -226,6 +239,7 @@ fn an_interrupted_creation_is_finished_but_a_store_without_genesis_is_refused() 
     let error = Store::open(&dir, &genesis(), config()).unwrap_err();
     assert!(matches!(&error, StoreError::Corrupt { file, .. } if file.ends_with(GENESIS_FILE)), "{error}");
     assert_eq!(files(&dir), before);
+    remove(&dir);
 }
 
 #[test]

@@ -42,8 +42,8 @@ pub fn corrupt(lock: &DirLock, problem: Problem) -> StoreError {
     }
 }
 
-fn map_required(lock: &DirLock, name: &str, populate: bool) -> Result<Mmap, StoreError> {
-    lock.map(name, populate).map_err(|source| {
+fn map_required(lock: &DirLock, name: &str, sequential: bool) -> Result<Mmap, StoreError> {
+    lock.map(name, sequential).map_err(|source| {
         if source.kind() == std::io::ErrorKind::NotFound {
             StoreError::Corrupt { file: lock.path(name), offset: 0, reason: "file is missing".to_string() }
         } else {
