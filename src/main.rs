@@ -22,10 +22,13 @@ enum Command {
     Keygen(cli::keygen::KeygenArgs),
     /// Check Ed25519 signatures by hand under the node's accept rule (ZIP-215).
     Sigverify(cli::sigverify::SigverifyArgs),
-    /// Verify a data directory without writing to it: every checksum, the chain's links, and
-    /// the state. Prints `height <H>` and `state_root <hex>`; exits 0 when the directory is
-    /// sound (a torn final write, which the node drops at its next start, is reported but
-    /// sound), non-zero naming the file and byte offset of the first problem otherwise.
+    /// Verify a node's data directory without writing to it.
+    ///
+    /// Checks every checksum in every file, every block's certificate and parent link, and the
+    /// state snapshot, then replays the blocks after it. Prints `height <H>` and
+    /// `state_root <hex>` for the last committed block. Exits 0 when the directory is sound (a
+    /// torn final write, which the node drops at its next start, is reported but sound), and
+    /// non-zero naming the file and byte offset of the first problem otherwise.
     Inspect(cli::inspect::InspectArgs),
     /// Run a benchmark suite and print its figures.
     Bench(bench::BenchArgs),

@@ -179,6 +179,14 @@ pub enum StoreError {
         /// Hash of the stored tip.
         tip: Hash,
     },
+    /// A block whose header does not describe its body.
+    #[error("block {height} is malformed: {reason}")]
+    InvalidBlock {
+        /// The block's height.
+        height: u64,
+        /// What is wrong.
+        reason: String,
+    },
     /// A certificate for another block.
     #[error(
         "the certificate (height {certified_height}, block {certified}) does not certify block {height} ({hash})"
@@ -464,6 +472,18 @@ impl Store {
                 height,
                 parent: block.header.parent,
                 tip: self.tip_hash,
+            });
+        }
+        if block.header.txn_count as usize != block.txns.len() {
+            // The reader refuses such a record, so storing it would make the directory refuse
+            // to open.
+            return Err(StoreError::InvalidBlock {
+                height,
+                reason: format!(
+                    "header says {} transactions, body has {}",
+                    block.header.txn_count,
+                    block.txns.len()
+                ),
             });
         }
         let hash = block.header.hash();
