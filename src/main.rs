@@ -6,6 +6,7 @@ mod load;
 mod node;
 #[allow(dead_code, reason = "the cluster harness grows into `tessera sim`; tests drive it today")]
 mod sim;
+mod storage;
 
 use std::process::ExitCode;
 
@@ -36,8 +37,20 @@ enum Command {
     Genesis(cli::genesis::GenesisArgs),
     /// Check Ed25519 signatures by hand under the node's accept rule (ZIP-215).
     Sigverify(cli::sigverify::SigverifyArgs),
+    /// Verify a node's data directory without writing to it.
+    ///
+    /// Checks every checksum in every file, every block's certificate and parent link, and the
+    /// state snapshot, then replays the blocks after it. Prints `height <H>` and
+    /// `state_root <hex>` for the last committed block. Exits 0 when the directory is sound (a
+    /// torn final write, which the node drops at its next start, is reported but sound), and
+    /// non-zero naming the file and byte offset of the first problem otherwise.
+    Inspect(cli::inspect::InspectArgs),
     /// Run a benchmark suite and print its figures.
     Bench(bench::BenchArgs),
+    /// Commit deterministic blocks to a data directory, printing each durable commit (crash
+    /// drills and tests).
+    #[command(hide = true)]
+    StorageDrill(cli::drill::DrillArgs),
 }
 
 /// Arguments of `tessera node`.
@@ -73,7 +86,9 @@ fn main() -> ExitCode {
         Command::Devnet(args) => cli::devnet::run(&args),
         Command::Loadgen(args) => cli::loadgen::run(&args),
         Command::Doctor(args) => cli::doctor::run(&args),
+        Command::Inspect(args) => cli::inspect::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::StorageDrill(args) => cli::drill::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

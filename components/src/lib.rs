@@ -15,6 +15,7 @@ pub mod consensus;
 pub mod constants;
 pub mod hash;
 pub mod reject;
+pub mod storage;
 pub mod txn;
 pub mod wire;
 

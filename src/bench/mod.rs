@@ -3,6 +3,7 @@
 
 pub mod pipeline;
 mod sigverify;
+mod storage;
 
 use clap::{Args, Subcommand};
 
@@ -19,6 +20,9 @@ enum Suite {
     Pipeline(pipeline::PipelineArgs),
     /// The verification kernel: backend, single and batch rates, bisection cost.
     Sigverify(sigverify::SigverifyArgs),
+    /// Block persistence against sequential writes with the same fsync policy, and the time to
+    /// open and verify a 1 GiB data directory.
+    Storage(storage::StorageArgs),
 }
 
 /// Runs the chosen suite.
@@ -29,6 +33,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     match &args.suite {
         Suite::Pipeline(args) => pipeline::run(args),
         Suite::Sigverify(args) => sigverify::run(args),
+        Suite::Storage(args) => storage::run(args),
     }
 }
 

@@ -3,6 +3,8 @@
 pub mod devnet;
 pub mod doctor;
 pub mod genesis;
+pub mod drill;
+pub mod inspect;
 pub mod keygen;
 pub mod loadgen;
 pub mod sigverify;

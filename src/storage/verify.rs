@@ -1,0 +1,329 @@
+//! The read-only half of recovery, shared by [`Store::open`](super::Store::open) and
+//! `tessera inspect`: map every file, check every checksum, and rebuild the ledger by replaying
+//! blocks. Nothing here writes.
+
+use std::path::PathBuf;
+
+use memmap2::Mmap;
+use tessera_components::storage::{
+    DirCheck, FileRef, IndexEntry, Place, Problem, RecordKind, StateSnapshot, check_directory, check_record,
+    decode_block_payload, decode_genesis_file, decode_state_file, parse_segment_file_name, segment_file_name,
+};
+use tessera_components::{Block, Hash, QuorumCertificate, TxnId};
+use tessera_systems::execute::execute_block;
+use tessera_systems::{Ledger, LedgerParts};
+
+use super::map::DirLock;
+use super::{GENESIS_FILE, INDEX_FILE, STATE_FILE, StoreError};
+
+/// What the read-only pass found in a sound directory.
+#[derive(Debug)]
+pub struct Verified {
+    /// The stored genesis balances.
+    pub genesis: Vec<([u8; 32], u64)>,
+    /// Their id, stamped into every file header.
+    pub genesis_id: Hash,
+    /// Committed entries and torn tails.
+    pub check: DirCheck,
+    /// Segment files (numbered `0..segment_count`).
+    pub segment_count: u32,
+    /// Bytes in all segment files.
+    pub segment_bytes: u64,
+    /// The stored account-state snapshot.
+    pub state: StateSnapshot,
+}
+
+/// The corruption error for a problem found by the format checks.
+pub fn corrupt(lock: &DirLock, problem: Problem) -> StoreError {
+    StoreError::Corrupt {
+        file: lock.path(&problem.file.file_name()),
+        offset: problem.offset,
+        reason: problem.reason,
+    }
+}
+
+fn map_required(lock: &DirLock, name: &str, sequential: bool) -> Result<Mmap, StoreError> {
+    lock.map(name, sequential).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            StoreError::Corrupt { file: lock.path(name), offset: 0, reason: "file is missing".to_string() }
+        } else {
+            StoreError::Io { file: lock.path(name), source }
+        }
+    })
+}
+
+/// Segment numbers present in the directory, ascending.
+///
+/// # Errors
+/// The directory cannot be listed.
+pub fn segment_numbers(lock: &DirLock) -> Result<Vec<u32>, StoreError> {
+    let io = |source| StoreError::Io { file: lock.dir().to_path_buf(), source };
+    let mut numbers = Vec::new();
+    for entry in std::fs::read_dir(lock.dir()).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        if let Some(number) = entry.file_name().to_str().and_then(parse_segment_file_name) {
+            numbers.push(number);
+        }
+    }
+    numbers.sort_unstable();
+    Ok(numbers)
+}
+
+/// Checks every file of the directory: genesis, every segment (every record's checksums), the
+/// index, and the state snapshot. Reports torn tails without touching them. Every map it makes
+/// is dropped before it returns.
+///
+/// # Errors
+/// [`StoreError::NoStore`] without a genesis file; otherwise the first problem, with its file and
+/// byte offset.
+pub fn verify(lock: &DirLock) -> Result<Verified, StoreError> {
+    if !lock.path(GENESIS_FILE).exists() {
+        return Err(StoreError::NoStore { dir: lock.dir().to_path_buf() });
+    }
+    let (genesis_id, genesis) = {
+        let map = map_required(lock, GENESIS_FILE, false)?;
+        decode_genesis_file(&map).map_err(|problem| corrupt(lock, problem))?
+    };
+    let numbers = segment_numbers(lock)?;
+    for (expected, number) in numbers.iter().enumerate() {
+        if *number != expected as u32 {
+            return Err(StoreError::Corrupt {
+                file: lock.path(&segment_file_name(expected as u32)),
+                offset: 0,
+                reason: format!("file is missing, but {} exists", segment_file_name(*number)),
+            });
+        }
+    }
+    let index = map_required(lock, INDEX_FILE, true)?;
+    let segments: Vec<Mmap> = match numbers.len() {
+        0 => {
+            return Err(corrupt(
+                lock,
+                Problem { file: FileRef::Segment(0), offset: 0, reason: "file is missing".to_string() },
+            ));
+        }
+        _ => numbers
+            .iter()
+            .map(|number| map_required(lock, &segment_file_name(*number), true))
+            .collect::<Result<_, _>>()?,
+    };
+    let slices: Vec<&[u8]> = segments.iter().map(|map| &map[..]).collect();
+    let check = check_directory(genesis_id, &index, &slices).map_err(|problem| corrupt(lock, problem))?;
+    let segment_bytes = slices.iter().map(|s| s.len() as u64).sum();
+    drop(slices);
+    drop(segments);
+    drop(index);
+
+    let state = {
+        let map = map_required(lock, STATE_FILE, false)?;
+        decode_state_file(&map, genesis_id).map_err(|problem| corrupt(lock, problem))?
+    };
+    if state.height > check.height() {
+        return Err(StoreError::Corrupt {
+            file: lock.path(STATE_FILE),
+            offset: tessera_components::storage::FILE_HEADER_SIZE as u64,
+            reason: format!(
+                "state snapshot is at height {}, beyond the last committed block {}",
+                state.height,
+                check.height()
+            ),
+        });
+    }
+    Ok(Verified { genesis, genesis_id, check, segment_count: numbers.len() as u32, segment_bytes, state })
+}
+
+/// Reads committed blocks through read-only maps of their segments, remapping a segment that
+/// has grown since it was mapped.
+#[derive(Debug, Default)]
+pub struct SegmentReader {
+    maps: Vec<Option<Mmap>>,
+}
+
+impl SegmentReader {
+    /// Reads and checks the record `entry` names, and decodes its block and certificate.
+    ///
+    /// # Errors
+    /// A record or payload that fails its checks, named by file and offset.
+    pub fn read(
+        &mut self,
+        lock: &DirLock,
+        entry: &IndexEntry,
+    ) -> Result<(Block, QuorumCertificate), StoreError> {
+        let name = segment_file_name(entry.segment);
+        let end = entry.offset + u64::from(entry.record_size);
+        let slot = entry.segment as usize;
+        if self.maps.len() <= slot {
+            self.maps.resize_with(slot + 1, || None);
+        }
+        if self.maps[slot].as_ref().is_none_or(|map| (map.len() as u64) < end) {
+            // Drop the old map first: the new one covers it.
+            self.maps[slot] = None;
+            let map = map_required(lock, &name, false)?;
+            self.maps[slot] = Some(map);
+        }
+        let map = self.maps[slot].as_ref().expect("mapped just above");
+        let at_error =
+            |reason: String| StoreError::Corrupt { file: lock.path(&name), offset: entry.offset, reason };
+        let bytes = map.get(entry.offset as usize..).unwrap_or(&[]);
+        let place = Place { kind: RecordKind::Block, segment: entry.segment, offset: entry.offset };
+        let record = check_record(bytes, place).map_err(|error| at_error(error.to_string()))?;
+        if record.header.height != entry.height || record.header.header_checksum != entry.record_checksum {
+            return Err(at_error(format!(
+                "record is not the one the index names for height {}",
+                entry.height
+            )));
+        }
+        decode_block_payload(record.payload, entry.height).map_err(at_error)
+    }
+}
+
+/// Where a ledger rebuild starts.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Replay {
+    /// From the state snapshot, replaying only the blocks after it (what a restart does).
+    FromSnapshot,
+    /// From genesis, replaying every block and comparing the snapshot on the way
+    /// (`tessera inspect --replay`).
+    FromGenesis,
+}
+
+/// A ledger rebuilt from the directory.
+#[derive(Debug)]
+pub struct Rebuilt {
+    /// State after the last committed block.
+    pub ledger: Ledger,
+    /// Hash of the last committed block's header ([`Hash::ZERO`] at genesis).
+    pub tip_hash: Hash,
+    /// Blocks re-executed.
+    pub replayed: u64,
+}
+
+fn location(lock: &DirLock, entry: &IndexEntry) -> (PathBuf, u64) {
+    (lock.path(&segment_file_name(entry.segment)), entry.offset)
+}
+
+/// Rebuilds the ledger at the last committed height: from the snapshot (checked against the
+/// block it claims to follow) or from genesis, replaying blocks in order and checking each one's
+/// parent link and recorded state root.
+///
+/// # Errors
+/// A snapshot that does not match its block, a broken parent link, or a block whose replay gives
+/// another state root; each named by file and offset.
+pub fn rebuild(
+    lock: &DirLock,
+    verified: &Verified,
+    reader: &mut SegmentReader,
+    replay: Replay,
+) -> Result<Rebuilt, StoreError> {
+    let entries = &verified.check.entries;
+    let genesis_ledger = Ledger::from_genesis(&verified.genesis).map_err(|error| StoreError::Corrupt {
+        file: lock.path(GENESIS_FILE),
+        offset: 0,
+        reason: format!("stored genesis is invalid: {error}"),
+    })?;
+    let snapshot = &verified.state;
+    let state_error = |reason: String| StoreError::Corrupt {
+        file: lock.path(STATE_FILE),
+        offset: tessera_components::storage::FILE_HEADER_SIZE as u64,
+        reason,
+    };
+    let snapshot_ledger = Ledger::from_parts(LedgerParts {
+        keys: snapshot.keys.clone(),
+        accounts: snapshot.accounts.clone(),
+        burned: snapshot.burned,
+        supply: snapshot.supply,
+    })
+    .map_err(|error| state_error(format!("snapshot does not rebuild a ledger: {error}")))?;
+    if snapshot_ledger.state_root() != snapshot.state_root {
+        return Err(state_error("snapshot's columns do not hash to its recorded state root".to_string()));
+    }
+    let snapshot_block = match snapshot.height {
+        0 => None,
+        height => Some(reader.read(lock, &entries[height as usize - 1])?.0),
+    };
+    let root_at_snapshot =
+        snapshot_block.as_ref().map_or(genesis_ledger.state_root(), |b| b.header.state_root);
+    if root_at_snapshot != snapshot.state_root {
+        return Err(state_error(format!(
+            "snapshot at height {} has state root {}, the chain records {root_at_snapshot}",
+            snapshot.height, snapshot.state_root
+        )));
+    }
+    if snapshot_ledger.supply() != genesis_ledger.supply() {
+        return Err(state_error("snapshot's supply is not the genesis supply".to_string()));
+    }
+
+    let (mut ledger, start, mut tip_hash) = match replay {
+        Replay::FromSnapshot => (
+            snapshot_ledger,
+            snapshot.height,
+            snapshot_block.as_ref().map_or(Hash::ZERO, |b| b.header.hash()),
+        ),
+        Replay::FromGenesis => (genesis_ledger, 0, Hash::ZERO),
+    };
+    let mut replayed = 0;
+    for entry in &entries[start as usize..] {
+        let (block, _certificate) = reader.read(lock, entry)?;
+        let (file, offset) = location(lock, entry);
+        if block.header.parent != tip_hash {
+            return Err(StoreError::Corrupt {
+                file,
+                offset,
+                reason: format!("block {}'s parent is not block {}", entry.height, entry.height - 1),
+            });
+        }
+        let stored = block.header.state_root;
+        let ids: Vec<TxnId> = block.txns.iter().map(|txn| txn.id()).collect();
+        let sealed = execute_block(&mut ledger, block, &ids);
+        if sealed.block.header.state_root != stored {
+            return Err(StoreError::StateMismatch {
+                file,
+                offset,
+                height: entry.height,
+                stored,
+                computed: sealed.block.header.state_root,
+            });
+        }
+        tip_hash = sealed.hash;
+        replayed += 1;
+        if replay == Replay::FromGenesis && entry.height == snapshot.height {
+            let parts = ledger.to_parts();
+            if parts.keys != snapshot.keys
+                || parts.accounts != snapshot.accounts
+                || parts.burned != snapshot.burned
+            {
+                return Err(state_error(format!(
+                    "snapshot differs from the state replayed up to height {}",
+                    snapshot.height
+                )));
+            }
+        }
+    }
+    Ok(Rebuilt { ledger, tip_hash, replayed })
+}
+
+/// Reads every committed block and checks that it decodes, is certified, and links to its
+/// parent: the chain's structure, without executing it.
+///
+/// # Errors
+/// The first block that fails, named by file and offset.
+pub fn check_chain(
+    lock: &DirLock,
+    verified: &Verified,
+    reader: &mut SegmentReader,
+) -> Result<(), StoreError> {
+    let mut parent = Hash::ZERO;
+    for entry in &verified.check.entries {
+        let (block, _certificate) = reader.read(lock, entry)?;
+        if block.header.parent != parent {
+            let (file, offset) = location(lock, entry);
+            return Err(StoreError::Corrupt {
+                file,
+                offset,
+                reason: format!("block {}'s parent is not block {}", entry.height, entry.height - 1),
+            });
+        }
+        parent = block.header.hash();
+    }
+    Ok(())
+}
