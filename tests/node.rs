@@ -187,6 +187,12 @@ fn a_killed_node_restarts_and_catches_up() {
     victim.kill().unwrap();
     victim.wait().unwrap();
     let at_kill = height(base, 0);
+    // The killed node's data directory is sound (a torn tail at most) and replays to its roots.
+    let inspect =
+        Command::new(BIN).args(["inspect", "--replay"]).arg(cluster.dir.join("data-3")).output().unwrap();
+    let report = String::from_utf8_lossy(&inspect.stdout);
+    assert!(inspect.status.success(), "{report}{}", String::from_utf8_lossy(&inspect.stderr));
+    assert!(report.lines().any(|line| line.starts_with("height ")), "{report}");
     wait_until("the other three keep finalizing", Duration::from_secs(30), || {
         height(base, 0) >= at_kill + 20
     });

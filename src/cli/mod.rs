@@ -2,8 +2,8 @@
 
 pub mod devnet;
 pub mod doctor;
-pub mod genesis;
 pub mod drill;
+pub mod genesis;
 pub mod inspect;
 pub mod keygen;
 pub mod loadgen;

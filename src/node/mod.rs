@@ -23,13 +23,14 @@ use serde_json::{Value, json};
 use tessera_components::wire::{Frame, encode};
 use tessera_components::{CertifiedBlock, Hash, TxnId};
 use tessera_systems::consensus::core::{ConsensusConfig, Core, Destination, ValidatorSet};
-use tessera_systems::{ChainTip, Ledger, Pipeline, Stages};
+use tessera_systems::{ChainTip, Pipeline, Stages};
 
 use self::config::NodeConfig;
 use self::genesis::Genesis;
 use self::metrics::Metrics;
 use self::rpc::{Query, Request, code};
 use crate::cli::keygen::KeyFile;
+use crate::storage::{Store, StoreConfig};
 
 /// What happened to a transaction this node has seen.
 #[derive(Debug, Clone)]
@@ -136,8 +137,19 @@ pub fn run(config_path: &Path) -> Result<(), Box<dyn std::error::Error>> {
 
     let mut pipeline_config = config.pipeline_config();
     pipeline_config.chain_id = genesis.chain_id;
-    let ledger = Ledger::from_genesis(&genesis.balances())?;
-    let tip = ChainTip::genesis(&ledger);
+    // The data directory: created on first start, otherwise verified (every checksum) and
+    // recovered; a torn final write is dropped and reported, any other damage refuses to start.
+    let (mut store, ledger, recovery) =
+        Store::open(&config.data_dir, &genesis.balances(), StoreConfig::default())?;
+    tracing::info!(
+        height = recovery.height,
+        torn_bytes_dropped = recovery.torn_bytes_dropped,
+        replayed = recovery.replayed,
+        created = recovery.created,
+        "data directory {} ready",
+        config.data_dir.display()
+    );
+    let tip = ChainTip { height: recovery.height, hash: store.tip_hash(), state_root: recovery.state_root };
     let consensus_config = ConsensusConfig {
         view_timeout_ns: config.consensus.view_timeout_ms * 1_000_000,
         view_timeout_max_ns: config.consensus.view_timeout_ms * 1_000_000 * 30,
@@ -173,7 +185,6 @@ pub fn run(config_path: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let _rpc_threads = rpc::serve(config.rpc.listen, config.rpc.body_limit_bytes, rpc_tx)?;
     tracing::info!(validator = me, peer = %config.network.listen, ingress = %config.ingress.listen, rpc = %config.rpc.listen, metrics = %config.metrics.listen, "node started");
 
-    let mut blocks: Vec<CertifiedBlock> = Vec::new();
     let mut fates = Fates::default();
     let mut submitted_at: HashMap<TxnId, u64> = HashMap::new();
     let mut submitted_order: VecDeque<TxnId> = VecDeque::new();
@@ -221,7 +232,7 @@ pub fn run(config_path: &Path) -> Result<(), Box<dyn std::error::Error>> {
             let answer = answer_query(
                 request.query,
                 &mut pipeline,
-                &blocks,
+                &store,
                 &fates,
                 &net.counters,
                 &mut submitted_at,
@@ -244,7 +255,22 @@ pub fn run(config_path: &Path) -> Result<(), Box<dyn std::error::Error>> {
             fates.record(rejected.id, Fate::Rejected(rejected.reason.name().to_owned()));
             submitted_at.remove(&rejected.id);
         }
-        for certified in pipeline.drain_certified() {
+        let certified_blocks = pipeline.drain_certified();
+        let last = certified_blocks.len();
+        let mut persist_failed = None;
+        for (position, certified) in certified_blocks.into_iter().enumerate() {
+            // Durable first: only a block whose record and index entry are synced is reported
+            // anywhere (RPC, metrics, logs). The post-state is at hand only for the last block
+            // finalized in this tick.
+            let written = if position + 1 == last {
+                store.commit(&certified.block, &certified.certificate, pipeline.ledger())
+            } else {
+                store.commit_without_snapshot(&certified.block, &certified.certificate)
+            };
+            if let Err(error) = written {
+                persist_failed = Some(error);
+                break;
+            }
             let header = certified.block.header;
             Metrics::record(
                 &metrics.propagation_us,
@@ -258,7 +284,12 @@ pub fn run(config_path: &Path) -> Result<(), Box<dyn std::error::Error>> {
                 fates.record(id, Fate::Committed { height: header.height, result: Ok(()) });
             }
             tracing::debug!(height = header.height, txns = header.txn_count, "finalized");
-            blocks.push(certified);
+        }
+        if let Some(error) = persist_failed {
+            // A node that cannot persist must not go on voting as if it had.
+            tracing::error!(%error, "cannot persist a finalized block; stopping");
+            net.stop.store(true, Ordering::Relaxed);
+            return Err(error.into());
         }
         for (destination, message) in pipeline.drain_outbound() {
             let frame = Arc::new(encode(&Frame::Consensus(message)));
@@ -276,6 +307,10 @@ pub fn run(config_path: &Path) -> Result<(), Box<dyn std::error::Error>> {
         publish_gauges(&metrics, &pipeline);
     }
     tracing::info!(height = pipeline.tip().height, "shutting down");
+    // A fresh snapshot at the last committed height, so the next start replays nothing.
+    if let Err(error) = store.write_state(pipeline.ledger()) {
+        tracing::warn!(%error, "could not write the final state snapshot; the next start replays");
+    }
     net.stop.store(true, Ordering::Relaxed);
     drop(net_threads);
     Ok(())
@@ -393,7 +428,7 @@ fn publish_gauges(metrics: &Metrics, pipeline: &Pipeline) {
 fn answer_query(
     query: Query,
     pipeline: &mut Pipeline,
-    blocks: &[CertifiedBlock],
+    store: &Store,
     fates: &Fates,
     net: &net::NetCounters,
     submitted_at: &mut HashMap<TxnId, u64>,
@@ -412,9 +447,11 @@ fn answer_query(
                 "view": pipeline.consensus().map_or(0, |c| c.core.view()),
             }))
         }
-        Query::Block(height) => {
-            Ok(height.checked_sub(1).and_then(|i| blocks.get(i as usize)).map_or(Value::Null, block_json))
-        }
+        Query::Block(height) => match store.block(height) {
+            Ok(Some((block, certificate))) => Ok(block_json(&CertifiedBlock { block, certificate })),
+            Ok(None) => Ok(Value::Null),
+            Err(error) => Err((code::SERVER_BUSY, format!("cannot read block {height}: {error}"))),
+        },
         Query::Account(address) => {
             let ledger = pipeline.ledger();
             Ok(match ledger.account(&address) {

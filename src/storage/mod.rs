@@ -460,6 +460,29 @@ impl Store {
         certificate: &QuorumCertificate,
         ledger: &Ledger,
     ) -> Result<(), StoreError> {
+        self.commit_with(block, certificate, Some(ledger))
+    }
+
+    /// Like [`Store::commit`], for a block whose post-state is not at hand (an earlier block
+    /// of several finalized in one tick): no snapshot is written at this height, so the next
+    /// restart replays a few more blocks.
+    ///
+    /// # Errors
+    /// As [`Store::commit`].
+    pub fn commit_without_snapshot(
+        &mut self,
+        block: &Block,
+        certificate: &QuorumCertificate,
+    ) -> Result<(), StoreError> {
+        self.commit_with(block, certificate, None)
+    }
+
+    fn commit_with(
+        &mut self,
+        block: &Block,
+        certificate: &QuorumCertificate,
+        ledger: Option<&Ledger>,
+    ) -> Result<(), StoreError> {
         if let Some(reason) = &self.poisoned {
             return Err(StoreError::Poisoned(reason.clone()));
         }
@@ -496,7 +519,8 @@ impl Store {
             });
         }
         let snapshot_due = height.is_multiple_of(self.config.state_interval_blocks);
-        if snapshot_due {
+        let ledger = ledger.filter(|_| snapshot_due);
+        if let Some(ledger) = ledger {
             // Hashing the whole ledger costs O(accounts), so it is checked when it is written.
             let root = ledger.state_root();
             if root != block.header.state_root {
@@ -510,7 +534,7 @@ impl Store {
         let place = Place { kind: RecordKind::Block, segment: self.segment_number, offset: self.segment_len };
         let (_, record) = encode_block_record(place, block, certificate)
             .map_err(|size| StoreError::TooLarge { what: format!("block {height}"), size })?;
-        let snapshot = snapshot_due.then_some((block.header.state_root, ledger));
+        let snapshot = ledger.map(|ledger| (block.header.state_root, ledger));
         match self.append(height, record, snapshot) {
             Ok(()) => {
                 self.tip_hash = hash;
