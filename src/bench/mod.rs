@@ -37,6 +37,28 @@ pub fn run(args: &BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
+/// Feeds `txns` to `pipeline` one ingest batch per tick until every one has gone through and
+/// the pipeline is idle; returns the wall time it took.
+fn drive_until_idle(
+    pipeline: &mut tessera_systems::Pipeline,
+    txns: &[tessera_components::Txn],
+) -> std::time::Duration {
+    let batch = pipeline.world().resource::<tessera_systems::PipelineConfig>().ingest_batch_max;
+    let start = std::time::Instant::now();
+    let mut pending = txns;
+    let mut now_ns = 0;
+    while !pending.is_empty() || !pipeline.is_idle() {
+        let take = pending.len().min(batch);
+        for txn in &pending[..take] {
+            pipeline.submit(*txn, 0);
+        }
+        pending = &pending[take..];
+        now_ns += 1_000_000;
+        pipeline.tick(now_ns);
+    }
+    start.elapsed()
+}
+
 /// Items per second.
 fn rate(items: usize, elapsed: std::time::Duration) -> f64 {
     items as f64 / elapsed.as_secs_f64().max(f64::MIN_POSITIVE)

@@ -58,19 +58,7 @@ fn pipeline_secs(
     config: &PipelineConfig,
 ) -> Result<f64, Box<dyn std::error::Error>> {
     let mut pipeline = Pipeline::new(config.clone(), Ledger::from_genesis(genesis)?)?;
-    let start = Instant::now();
-    let mut pending = txns;
-    let mut now_ns = 0;
-    while !pending.is_empty() || !pipeline.is_idle() {
-        let take = pending.len().min(config.ingest_batch_max);
-        for txn in &pending[..take] {
-            pipeline.submit(*txn, 0);
-        }
-        pending = &pending[take..];
-        now_ns += 1_000_000;
-        pipeline.tick(now_ns);
-    }
-    let elapsed = start.elapsed().as_secs_f64();
+    let elapsed = super::drive_until_idle(&mut pipeline, txns).as_secs_f64();
     // Assert the answer: every transfer executed, nothing refused.
     let executed = pipeline.counters().executed;
     if executed != txns.len() as u64 || pipeline.reject_counters().total() != 0 {

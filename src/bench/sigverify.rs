@@ -205,19 +205,7 @@ fn path_per_s(genesis: &[([u8; 32], u64)], txns: &[Txn]) -> Result<f64, Box<dyn 
         let tip = tessera_systems::ChainTip::genesis(&ledger);
         Pipeline::with_stages(config.clone(), ledger, tip, Stages::ThroughDedup)?
     };
-    let start = Instant::now();
-    let mut pending = txns;
-    let mut now_ns = 0;
-    while !pending.is_empty() || !pipeline.is_idle() {
-        let take = pending.len().min(config.ingest_batch_max);
-        for txn in &pending[..take] {
-            pipeline.submit(*txn, 0);
-        }
-        pending = &pending[take..];
-        now_ns += 1;
-        pipeline.tick(now_ns);
-    }
-    let elapsed = start.elapsed();
+    let elapsed = super::drive_until_idle(&mut pipeline, txns);
     if pipeline.counters().admitted != txns.len() as u64 {
         return Err(
             format!("admission path passed {} of {}", pipeline.counters().admitted, txns.len()).into()

@@ -202,6 +202,18 @@ pub struct ConsensusCounters {
     pub synced: u64,
 }
 
+impl ConsensusCounters {
+    /// Counts a refused block under its fault.
+    pub fn count_fault(&mut self, fault: BlockFault) {
+        match fault {
+            BlockFault::WrongStateRoot => self.rejected_state_root += 1,
+            BlockFault::InvalidTransaction => self.rejected_invalid_txn += 1,
+            BlockFault::OverLimit => self.rejected_over_limit += 1,
+            BlockFault::BadBody => self.rejected_bad_body += 1,
+        }
+    }
+}
+
 /// The per-validator protocol state.
 #[derive(Debug)]
 pub struct Core {
@@ -552,12 +564,7 @@ impl Core {
             None => {
                 let verdict = if from == self.me { Ok(()) } else { host.validate_block(&proposal.block) };
                 if let Err(fault) = verdict {
-                    match fault {
-                        BlockFault::WrongStateRoot => self.counters.rejected_state_root += 1,
-                        BlockFault::InvalidTransaction => self.counters.rejected_invalid_txn += 1,
-                        BlockFault::OverLimit => self.counters.rejected_over_limit += 1,
-                        BlockFault::BadBody => self.counters.rejected_bad_body += 1,
-                    }
+                    self.counters.count_fault(fault);
                     return;
                 }
                 if self.blocks.len() < 64 {
@@ -766,12 +773,7 @@ impl Core {
             // A commit certificate means a quorum, so at least one honest validator, validated the
             // block; validating again guards against executing something this node would refuse.
             if let Err(fault) = host.validate_block(&block) {
-                match fault {
-                    BlockFault::WrongStateRoot => self.counters.rejected_state_root += 1,
-                    BlockFault::InvalidTransaction => self.counters.rejected_invalid_txn += 1,
-                    BlockFault::OverLimit => self.counters.rejected_over_limit += 1,
-                    BlockFault::BadBody => self.counters.rejected_bad_body += 1,
-                }
+                self.counters.count_fault(fault);
                 return;
             }
             self.finalize(block, certificate, host, true);
