@@ -25,6 +25,9 @@ use tessera_components::{
     VoteKind, vote_signing_bytes,
 };
 
+/// Proposals and votes held for the next height, at most.
+const NEXT_HEIGHT_MAX: usize = 1024;
+
 /// The validator set: public keys by validator index.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ValidatorSet {
@@ -237,6 +240,8 @@ pub struct Core {
     first_vote: BTreeMap<(VoteKind, u64, u32), Hash>,
     first_proposal: BTreeMap<u64, Hash>,
     new_views: BTreeMap<u64, BTreeMap<u32, Option<QuorumCertificate>>>,
+    /// Proposals and votes for the next height, replayed once this height is finalized.
+    next_height: Vec<(u32, ConsensusMessage)>,
     /// Proposals for views not yet entered, replayed on entry.
     future: BTreeMap<u64, Vec<(u32, Proposal)>>,
     last_sync_request_ns: Option<u64>,
@@ -287,6 +292,7 @@ impl Core {
             first_proposal: BTreeMap::new(),
             new_views: BTreeMap::new(),
             future: BTreeMap::new(),
+            next_height: Vec::new(),
             last_sync_request_ns: None,
             sent_this_view: Vec::new(),
             last_resend_ns: 0,
@@ -519,6 +525,12 @@ impl Core {
             self.counters.rejected_sender += 1;
             return;
         }
+        if header.height == self.height + 1 {
+            // Very likely the leader finalized a moment before this node did: keep it for when
+            // this node catches up, instead of waiting for the re-broadcast.
+            self.hold_for_next_height(from, ConsensusMessage::Proposal(proposal));
+            return;
+        }
         if header.height > self.height {
             self.request_sync(from);
             return;
@@ -612,6 +624,10 @@ impl Core {
     }
 
     fn on_vote(&mut self, vote: Vote, host: &mut impl Host) {
+        if vote.height == self.height + 1 {
+            self.hold_for_next_height(vote.voter, ConsensusMessage::Vote(vote));
+            return;
+        }
         if vote.height > self.height {
             self.request_sync(vote.voter);
             return;
@@ -703,6 +719,20 @@ impl Core {
         let next_view = self.view.max(certificate.view) + 1;
         self.finalized.push(CertifiedBlock { block, certificate });
         self.enter_view(next_view, true, host);
+        // Replay what arrived early for the height just entered (bounded; see `hold_for_next_height`).
+        for (from, message) in std::mem::take(&mut self.next_height) {
+            self.on_message(from, message, host);
+        }
+    }
+
+    /// Keeps a proposal or vote for the next height, up to a bound; past it, asks for sync
+    /// instead. Their signatures were verified on arrival.
+    fn hold_for_next_height(&mut self, from: u32, message: ConsensusMessage) {
+        if self.next_height.len() < NEXT_HEIGHT_MAX {
+            self.next_height.push((from, message));
+        } else {
+            self.request_sync(from);
+        }
     }
 
     fn on_new_view(&mut self, new_view: NewView, host: &mut impl Host) {
