@@ -452,6 +452,23 @@ fn answer_query(
             Ok(None) => Ok(Value::Null),
             Err(error) => Err((code::SERVER_BUSY, format!("cannot read block {height}: {error}"))),
         },
+        Query::BlockRange(from, count) => {
+            let mut blocks = Vec::new();
+            for height in from.max(1)..from.saturating_add(count) {
+                match store.block(height) {
+                    Ok(Some((block, _))) => blocks.push(json!({
+                        "height": height,
+                        "hash": block.header.hash().to_hex(),
+                        "transactions": block.txns.iter().map(|t| t.id().0.to_hex()).collect::<Vec<_>>(),
+                    })),
+                    Ok(None) => break,
+                    Err(error) => {
+                        return Err((code::SERVER_BUSY, format!("cannot read block {height}: {error}")));
+                    }
+                }
+            }
+            Ok(Value::Array(blocks))
+        }
         Query::Account(address) => {
             let ledger = pipeline.ledger();
             Ok(match ledger.account(&address) {

@@ -19,6 +19,8 @@ pub enum Query {
     Status,
     /// A finalized block.
     Block(u64),
+    /// Up to `count` finalized blocks from `from`: height, hash and transaction ids only.
+    BlockRange(u64, u64),
     /// An account.
     Account([u8; 32]),
     /// A transaction's fate.
@@ -49,6 +51,9 @@ pub mod code {
     /// The node could not do it right now (inbox full, shutting down).
     pub const SERVER_BUSY: i64 = -32000;
 }
+
+/// Most blocks one `tessera_getBlockRange` returns.
+pub const BLOCK_RANGE_MAX: u64 = 256;
 
 /// Most requests in one batch.
 const BATCH_MAX: usize = 256;
@@ -85,6 +90,14 @@ fn parse_call(call: &Value) -> Result<(Value, Query), Value> {
     let bad = |what: &str| error(id.clone(), code::INVALID_PARAMS, what);
     let query = match method {
         "tessera_getStatus" => Query::Status,
+        "tessera_getBlockRange" => {
+            let numbers = params.as_array().map(|items| items.iter().map(Value::as_u64).collect::<Vec<_>>());
+            let (from, count) = match numbers.as_deref() {
+                Some([Some(from), Some(count)]) if (1..=BLOCK_RANGE_MAX).contains(count) => (*from, *count),
+                _ => return Err(bad(&format!("expected [from_height, count (1..={BLOCK_RANGE_MAX})]"))),
+            };
+            Query::BlockRange(from, count)
+        }
         "tessera_getBlockByHeight" => {
             let height =
                 first_param(&params).and_then(Value::as_u64).ok_or_else(|| bad("expected [height]"))?;
