@@ -247,21 +247,15 @@ fn drive(
     let start = Instant::now();
     let (chosen, search) = std::thread::scope(|scope| -> Result<(PhaseReport, Vec<Value>), String> {
         scope.spawn(|| progress(&live, &stop, start));
+        let phase = |txns: &[tessera_components::Txn], rate: f64, drain: Duration| {
+            run_phase(txns, rate, Via::Ingress, &ingress, &rpc, &tracker, drain, &live)
+        };
         let outcome = (|| {
             let mut search = Vec::new();
             match args.rate {
                 Some(rate) => {
                     let txns = presign(load, (rate * args.duration as f64) as usize, &mut nonces, 1);
-                    let phase = run_phase(
-                        &txns,
-                        rate,
-                        Via::Ingress,
-                        &ingress,
-                        &rpc,
-                        &tracker,
-                        Duration::from_secs(10),
-                        &live,
-                    )?;
+                    let phase = phase(&txns, rate, Duration::from_secs(10))?;
                     Ok((phase, search))
                 }
                 None => {
@@ -273,16 +267,7 @@ fn drive(
                     let deadline = Instant::now() + Duration::from_secs(args.duration);
                     while Instant::now() + Duration::from_secs_f64(step_secs) <= deadline {
                         let txns = presign(load, (rate * step_secs) as usize, &mut nonces, 1);
-                        let phase = run_phase(
-                            &txns,
-                            rate,
-                            Via::Ingress,
-                            &ingress,
-                            &rpc,
-                            &tracker,
-                            Duration::from_secs(3),
-                            &live,
-                        )?;
+                        let phase = phase(&txns, rate, Duration::from_secs(3))?;
                         let kept_up = phase.committed as f64 >= 0.95 * phase.submitted as f64
                             && phase.percentile(0.99) <= 1000.0;
                         search.push(json!({"rate": rate, "committed": phase.committed, "submitted": phase.submitted, "p99_ms": phase.percentile(0.99), "kept_up": kept_up}));

@@ -285,6 +285,25 @@ fn nonce() -> [u8; 32] {
     nonce
 }
 
+/// Sends this node's `Hello` with a fresh challenge; returns the challenge.
+async fn send_hello(stream: &mut TcpStream, setup: &NetSetup) -> std::io::Result<[u8; 32]> {
+    let my_nonce = nonce();
+    let mine = Hello {
+        chain_id: setup.chain_id,
+        protocol_version: PROTOCOL_VERSION,
+        validator: setup.me,
+        nonce: my_nonce,
+    };
+    write_frame(stream, &Frame::Hello(mine)).await?;
+    Ok(my_nonce)
+}
+
+/// Signs the other side's challenge with this validator's key and sends the proof.
+async fn send_proof(stream: &mut TcpStream, setup: &NetSetup, their_nonce: &[u8; 32]) -> std::io::Result<()> {
+    let signature = setup.key.sign(&hello_signing_bytes(setup.chain_id, setup.me, their_nonce)).to_bytes();
+    write_frame(stream, &Frame::HelloProof(HelloProof { signature })).await
+}
+
 fn verify_proof(setup: &NetSetup, signer: u32, their_nonce: &[u8; 32], proof: &HelloProof) -> bool {
     let Some(key) = setup.validators.get(signer as usize) else { return false };
     let Ok(key) = VerifyingKey::from_bytes(key) else { return false };
@@ -347,16 +366,8 @@ async fn serve_peer(
         fail();
         return Ok(());
     }
-    let my_nonce = nonce();
-    let mine = Hello {
-        chain_id: setup.chain_id,
-        protocol_version: PROTOCOL_VERSION,
-        validator: setup.me,
-        nonce: my_nonce,
-    };
-    write_frame(&mut stream, &Frame::Hello(mine)).await?;
-    let signature = setup.key.sign(&hello_signing_bytes(setup.chain_id, setup.me, &theirs.nonce)).to_bytes();
-    write_frame(&mut stream, &Frame::HelloProof(HelloProof { signature })).await?;
+    let my_nonce = send_hello(&mut stream, setup).await?;
+    send_proof(&mut stream, setup, &theirs.nonce).await?;
     let Ok(Frame::HelloProof(proof)) = read_frame(&mut stream, &codec, &shared.counters).await? else {
         fail();
         return Ok(());
@@ -428,14 +439,7 @@ async fn run_dialled(
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
     stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
-    let my_nonce = nonce();
-    let mine = Hello {
-        chain_id: setup.chain_id,
-        protocol_version: PROTOCOL_VERSION,
-        validator: setup.me,
-        nonce: my_nonce,
-    };
-    write_frame(&mut stream, &Frame::Hello(mine)).await?;
+    let my_nonce = send_hello(&mut stream, setup).await?;
     let theirs = read_frame(&mut stream, &codec, &shared.counters).await?;
     let proof = read_frame(&mut stream, &codec, &shared.counters).await?;
     let (Ok(Frame::Hello(theirs)), Ok(Frame::HelloProof(proof))) = (theirs, proof) else {
@@ -449,8 +453,7 @@ async fn run_dialled(
         shared.counters.handshake_failures.fetch_add(1, Ordering::Relaxed);
         return Ok(());
     }
-    let signature = setup.key.sign(&hello_signing_bytes(setup.chain_id, setup.me, &theirs.nonce)).to_bytes();
-    write_frame(&mut stream, &Frame::HelloProof(HelloProof { signature })).await?;
+    send_proof(&mut stream, setup, &theirs.nonce).await?;
     let mut buffer = Vec::new();
     loop {
         let Ok(first) = outbound.recv_async().await else { return Ok(()) };
