@@ -103,6 +103,17 @@ fn keygen_writes_a_private_key_file_once() {
 }
 
 #[test]
+fn bench_overrides_are_checked_before_any_work() {
+    for (setting, why) in
+        [("bogus=1", "unknown key"), ("sigverify_batch=maybe", "true or false"), ("nokey", "KEY=VALUE")]
+    {
+        let out = tessera(&["bench", "pipeline", "--set", setting]);
+        assert_eq!(out.status.code(), Some(2), "{setting}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(why), "{setting}");
+    }
+}
+
+#[test]
 fn help_lists_every_real_subcommand() {
     let out = tessera(&["--help"]);
     let text = String::from_utf8(out.stdout).unwrap();

@@ -27,6 +27,11 @@ pub struct PipelineArgs {
     /// Signatures per verification chunk (pipeline and ceiling alike).
     #[arg(long, default_value_t = PipelineConfig::default().sigverify_batch_size)]
     batch_size: usize,
+    /// Override a pipeline setting for this run, e.g. `--set sigverify_overlap=false` to measure
+    /// without an optimisation. Keys: prefilter_simd, sigverify_batch, sigverify_overlap
+    /// (true/false); sigverify_cache_capacity, ingest_batch_max, block_txn_max (numbers).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -78,6 +83,27 @@ fn pipeline_secs(
     Ok(elapsed)
 }
 
+/// Applies one `KEY=VALUE` override.
+///
+/// # Errors
+/// [`crate::InputError`] (exit status 2) for an unknown key or a value of the wrong type.
+fn apply_setting(config: &mut PipelineConfig, setting: &str) -> Result<(), crate::InputError> {
+    let bad = |why: &str| crate::InputError(format!("--set {setting}: {why}"));
+    let (key, value) = setting.split_once('=').ok_or_else(|| bad("expected KEY=VALUE"))?;
+    let flag = || value.parse::<bool>().map_err(|_| bad("expected true or false"));
+    let number = || value.parse::<usize>().map_err(|_| bad("expected a whole number"));
+    match key {
+        "prefilter_simd" => config.prefilter_simd = flag()?,
+        "sigverify_batch" => config.sigverify_batch = flag()?,
+        "sigverify_overlap" => config.sigverify_overlap = flag()?,
+        "sigverify_cache_capacity" => config.sigverify_cache_capacity = number()?,
+        "ingest_batch_max" => config.ingest_batch_max = number()?,
+        "block_txn_max" => config.block_txn_max = number()?,
+        _ => return Err(bad("unknown key")),
+    }
+    Ok(())
+}
+
 /// Runs the benchmark.
 ///
 /// # Errors
@@ -86,7 +112,11 @@ pub fn run(args: &PipelineArgs) -> Result<(), Box<dyn std::error::Error>> {
     if args.txns == 0 || args.rounds == 0 || args.batch_size == 0 {
         return Err("--txns, --rounds and --batch-size must be positive".into());
     }
-    let config = PipelineConfig { sigverify_batch_size: args.batch_size, ..PipelineConfig::default() };
+    let mut config = PipelineConfig { sigverify_batch_size: args.batch_size, ..PipelineConfig::default() };
+    for setting in &args.set {
+        apply_setting(&mut config, setting)?;
+    }
+    config.validate().map_err(|error| crate::InputError(error.to_string()))?;
     let senders = (args.txns as u64).div_ceil(10);
     let workload = transfers(TransferSpec {
         seed: args.seed,
