@@ -539,23 +539,7 @@ mod tests {
                     signature,
                 })
             ),
-            (
-                kind(),
-                any::<u64>(),
-                any::<u64>(),
-                bytes32(),
-                prop::collection::vec((any::<u32>(), sig64()), 0..5)
-            )
-                .prop_map(|(kind, view, height, block, votes)| Frame::Certificate(
-                    QuorumCertificate {
-                        kind,
-                        view,
-                        height,
-                        block: Hash(block),
-                        signers: votes.iter().map(|(index, _)| *index).collect(),
-                        signatures: votes.iter().map(|(_, sig)| Signature(*sig)).collect(),
-                    }
-                )),
+            certificate().prop_map(Frame::Certificate),
         ]
     }
 

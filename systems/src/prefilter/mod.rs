@@ -21,16 +21,9 @@ pub enum PrefilterSystems {
     Filter,
 }
 
-/// The refusal for each nonzero outcome code of the kernel, in `CHECKS` order.
-const REASONS: [RejectReason; 7] = [
-    RejectReason::WrongChain,
-    RejectReason::NonzeroReserved,
-    RejectReason::FeeTooLow,
-    RejectReason::ZeroAmount,
-    RejectReason::SelfTransfer,
-    RejectReason::NonceStale,
-    RejectReason::NonceTooFar,
-];
+/// The kernel's checks, in `CHECKS` order, are the refusals `WrongChain` through `NonceTooFar`:
+/// `RejectReason::ALL[1..=7]` (a test holds the two orders together).
+const REASONS: &[RejectReason] = RejectReason::ALL.split_at(1).1.split_at(7).0;
 
 fn params(config: &PipelineConfig) -> PrefilterParams {
     PrefilterParams {
