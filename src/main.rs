@@ -1,16 +1,10 @@
 //! `tessera`: the command line around the node's schedule.
 
-mod bench;
-mod cli;
-mod load;
-mod node;
-#[allow(dead_code, reason = "the cluster harness grows into `tessera sim`; tests drive it today")]
-mod sim;
-mod storage;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tessera::{InputError, bench, cli, node};
 
 /// Tessera: a data-oriented ledger node you can run, simulate and attack.
 #[derive(Debug, Parser)]
@@ -67,11 +61,6 @@ fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
-
-/// Bad input from the user (a malformed file, say): reported with exit status 2.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct InputError(pub String);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -330,7 +330,7 @@ impl Cluster {
             .collect();
         if let Err(violation) = check_agreement(&honest) {
             panic!(
-                "{violation}\nreproduce with seed={} (cargo test --bin tessera sim -- --nocapture; set TESSERA_SEED={})",
+                "{violation}\nreproduce with seed={}: TESSERA_SEED={} cargo test --lib sim",
                 self.config.seed, self.config.seed
             );
         }
