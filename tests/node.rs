@@ -34,7 +34,7 @@ fn port(base: u16, index: u32, offset: u32) -> SocketAddr {
 
 fn free_base(start: u16) -> u16 {
     'search: for base in (start..start + 2000).step_by(40) {
-        for i in 0..16 {
+        for i in 0..20 {
             if std::net::TcpListener::bind(("127.0.0.1", base + i)).is_err() {
                 continue 'search;
             }
@@ -78,14 +78,15 @@ fn height(base: u16, index: u32) -> u64 {
 }
 
 fn start_node(dir: &Path, index: u32) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join(format!("node-{index}.log")))
-        .unwrap();
+    start_config(dir, &format!("node-{index}"))
+}
+
+fn start_config(dir: &Path, name: &str) -> Child {
+    let log =
+        std::fs::OpenOptions::new().create(true).append(true).open(dir.join(format!("{name}.log"))).unwrap();
     Command::new(BIN)
         .args(["node", "--config"])
-        .arg(dir.join(format!("node-{index}.toml")))
+        .arg(dir.join(format!("{name}.toml")))
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
@@ -106,7 +107,8 @@ fn cluster(name: &str, start_port: u16) -> Cluster {
     let _ = std::fs::remove_dir_all(&dir);
     let base = free_base(start_port);
     let out = Command::new(BIN)
-        .args(["genesis", "--validators", "4", "--accounts", "32", "--base-port", &base.to_string(), "--out"])
+        .args(["genesis", "--validators", "4", "--full-nodes", "1", "--accounts", "32"])
+        .args(["--base-port", &base.to_string(), "--out"])
         .arg(&dir)
         .output()
         .unwrap();
@@ -141,8 +143,10 @@ fn transfer(account: u64, nonce: u64) -> tessera_components::Txn {
 
 #[test]
 fn four_nodes_finalize_the_same_blocks_with_the_transactions() {
-    let cluster = cluster("agree", 21000);
+    let mut cluster = cluster("agree", 21000);
     let base = cluster.base;
+    // A full node (index 4 in the port plan) follows the four validators.
+    cluster.nodes.push(Some(start_config(&cluster.dir, "full-0")));
     // 40 transfers through the binary ingress of node 0, 40 through JSON-RPC on node 1.
     let ingress: Vec<_> = (0..40).map(|i| transfer(i % 8, i / 8)).collect();
     let mut stream = TcpStream::connect(port(base, 0, 1)).unwrap();
@@ -152,22 +156,41 @@ fn four_nodes_finalize_the_same_blocks_with_the_transactions() {
         let reply = rpc(base, 1, "tessera_sendTransaction", json!([hex::encode(bytemuck::bytes_of(txn))]));
         assert_eq!(reply["result"], json!(txn.id().0.to_hex()), "{reply}");
     }
-    let all: Vec<_> = ingress.iter().chain(&via_rpc).collect();
-    wait_until("all 80 transfers committed", Duration::from_secs(30), || {
+    wait_until("the full node's RPC", Duration::from_secs(20), || {
+        std::panic::catch_unwind(|| height(base, 4)).is_ok()
+    });
+    // Eight more through the full node, which forwards them to the validators.
+    let via_full: Vec<_> = (0..8).map(|i| transfer(16 + i, 0)).collect();
+    for txn in &via_full {
+        let reply = rpc(base, 4, "tessera_sendTransaction", json!([hex::encode(bytemuck::bytes_of(txn))]));
+        assert_eq!(reply["result"], json!(txn.id().0.to_hex()), "{reply}");
+    }
+    let all: Vec<_> = ingress.iter().chain(&via_rpc).chain(&via_full).collect();
+    wait_until("all 88 transfers committed", Duration::from_secs(30), || {
         all.iter().all(|txn| {
             rpc(base, 2, "tessera_getTransaction", json!([txn.id().0.to_hex()]))["result"]["status"]
                 == "committed"
         })
     });
     let low = (0..4).map(|i| height(base, i)).min().unwrap();
+    wait_until("the full node follows", Duration::from_secs(30), || height(base, 4) >= low);
+    let full_status = rpc(base, 4, "tessera_getStatus", json!([]));
+    assert_eq!(full_status["result"]["role"], "full", "{full_status}");
     let mut seen = 0;
     for h in 1..=low {
         let blocks: Vec<Value> =
-            (0..4).map(|i| rpc(base, i, "tessera_getBlockByHeight", json!([h]))["result"].clone()).collect();
-        assert!(blocks.iter().all(|b| b["hash"] == blocks[0]["hash"]), "validators disagree at height {h}");
+            (0..5).map(|i| rpc(base, i, "tessera_getBlockByHeight", json!([h]))["result"].clone()).collect();
+        assert!(
+            blocks.iter().all(|b| b["hash"] == blocks[0]["hash"]),
+            "validators and the full node disagree at height {h}"
+        );
         seen += blocks[0]["transactions"].as_array().map_or(0, Vec::len);
     }
-    assert!(seen >= 80, "blocks hold {seen} transactions");
+    assert!(seen >= 88, "blocks hold {seen} transactions");
+    for txn in &via_full {
+        let fate = rpc(base, 4, "tessera_getTransaction", json!([txn.id().0.to_hex()]));
+        assert_eq!(fate["result"]["status"], "committed", "{fate}");
+    }
     let account = rpc(
         base,
         3,
@@ -340,4 +363,146 @@ fn devnet_survives_a_killed_validator() {
     assert_eq!(report["agreement"], json!(true), "{report}");
     assert_eq!(report["agreement_validators"], json!(3), "{report}");
     assert!(report["finalized_height"].as_u64().unwrap() > 0);
+}
+
+/// Four namespaces on one bridge, one validator in each: what crosses the network is real
+/// (veth, a bridge, and 2 ms of netem delay each way where `tc` is present).
+struct Namespaces {
+    tag: String,
+    count: u32,
+    children: Vec<Child>,
+}
+
+impl Namespaces {
+    fn ns(&self, i: u32) -> String {
+        format!("{}n{i}", self.tag)
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for i in 0..self.count {
+            let _ = ip(&["netns", "del", &self.ns(i)]);
+        }
+        let _ = ip(&["link", "del", &format!("{}br", self.tag)]);
+    }
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip").args(args).output().map_err(|e| format!("ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+/// Builds the bridge and namespaces; `Err` says why this machine does not permit it.
+fn namespaces(count: u32, subnet: &str) -> Result<Namespaces, String> {
+    let tag = format!("tsr{}", std::process::id() % 100_000);
+    let mut set = Namespaces { tag: tag.clone(), count: 0, children: Vec::new() };
+    let bridge = format!("{tag}br");
+    ip(&["link", "add", &bridge, "type", "bridge"])?;
+    ip(&["addr", "add", &format!("{subnet}.254/24"), "dev", &bridge])?;
+    ip(&["link", "set", &bridge, "up"])?;
+    for i in 0..count {
+        let ns = set.ns(i);
+        ip(&["netns", "add", &ns])?;
+        set.count = i + 1;
+        let (outer, inner) = (format!("{tag}v{i}"), format!("{tag}p{i}"));
+        ip(&["link", "add", &outer, "type", "veth", "peer", "name", &inner])?;
+        ip(&["link", "set", &inner, "netns", &ns])?;
+        ip(&["link", "set", &outer, "master", &bridge, "up"])?;
+        ip(&["netns", "exec", &ns, "ip", "addr", "add", &format!("{subnet}.{}/24", i + 1), "dev", &inner])?;
+        ip(&["netns", "exec", &ns, "ip", "link", "set", &inner, "up"])?;
+        ip(&["netns", "exec", &ns, "ip", "link", "set", "lo", "up"])?;
+        // Best effort: a real link delay on each side's egress.
+        let _ = Command::new("tc")
+            .args(["qdisc", "add", "dev", &outer, "root", "netem", "delay", "2ms"])
+            .output();
+    }
+    Ok(set)
+}
+
+#[test]
+fn validators_in_separate_network_namespaces_agree() {
+    let subnet = format!("10.{}.{}", 100 + std::process::id() % 100, std::process::id() / 100 % 250);
+    let mut set = match namespaces(4, &subnet) {
+        Ok(set) => set,
+        Err(why) => {
+            eprintln!("skipped: network namespaces are not permitted here ({why})");
+            return;
+        }
+    };
+    let dir = std::env::temp_dir().join(format!("tessera-node-{}-netns", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let base = 24000u16;
+    let out = Command::new(BIN)
+        .args(["genesis", "--validators", "4", "--accounts", "16", "--base-port", &base.to_string(), "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Every address of validator i moves to its namespace's interface.
+    let addr = |i: u32, offset: u32| -> SocketAddr {
+        format!("{subnet}.{}:{}", i + 1, u32::from(base) + 4 * i + offset).parse().unwrap()
+    };
+    for node in 0..4 {
+        let path = dir.join(format!("node-{node}.toml"));
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        for i in 0..4 {
+            for offset in 0..4 {
+                text = text.replace(&port(base, i, offset).to_string(), &addr(i, offset).to_string());
+            }
+        }
+        std::fs::write(&path, text).unwrap();
+    }
+    for i in 0..4 {
+        let log = std::fs::File::create(dir.join(format!("node-{i}.log"))).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &set.ns(i), BIN, "node", "--config"])
+            .arg(dir.join(format!("node-{i}.toml")))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn node in its namespace");
+        set.children.push(child);
+    }
+    let call = |i: u32, method: &str, params: Value| -> Value {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+        let (status, text) = http_post(addr(i, 2), &body);
+        assert_eq!(status, 200, "{text}");
+        serde_json::from_str(&text).expect("JSON-RPC response")
+    };
+    let status =
+        |i: u32| std::panic::catch_unwind(|| call(i, "tessera_getStatus", json!([]))["result"].clone());
+    wait_until("four validators connected across namespaces", Duration::from_secs(30), || {
+        (0..4).all(|i| status(i).is_ok_and(|s| s["peers"] == 3))
+    });
+    let txns: Vec<_> = (0..16).map(|i| transfer(i % 4, i / 4)).collect();
+    let mut stream = TcpStream::connect(addr(0, 1)).expect("ingress across the bridge");
+    stream.write_all(&encode(&Frame::Txns(txns.clone()))).unwrap();
+    wait_until(
+        "the transfers committed on a validator in another namespace",
+        Duration::from_secs(30),
+        || {
+            txns.iter().all(|txn| {
+                call(3, "tessera_getTransaction", json!([txn.id().0.to_hex()]))["result"]["status"]
+                    == "committed"
+            })
+        },
+    );
+    let low = (0..4).map(|i| status(i).unwrap()["height"].as_u64().unwrap()).min().unwrap();
+    assert!(low >= 2, "only {low} blocks finalized");
+    for h in 1..=low {
+        let hashes: Vec<Value> = (0..4)
+            .map(|i| call(i, "tessera_getBlockByHeight", json!([h]))["result"]["hash"].clone())
+            .collect();
+        assert!(hashes.iter().all(|x| *x == hashes[0]), "namespaces disagree at height {h}: {hashes:?}");
+    }
 }

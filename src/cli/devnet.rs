@@ -178,6 +178,7 @@ pub fn run(args: &DevnetArgs) -> Result<(), Box<dyn std::error::Error>> {
     let max_rate = args.rate.unwrap_or(64_000.0);
     let accounts = ((max_rate * args.duration as f64) / 512.0).ceil().max(1024.0) as u64;
     let genesis = GenesisArgs {
+        full_nodes: 0,
         validators: args.validators,
         out: dir.clone(),
         chain_id: 1,

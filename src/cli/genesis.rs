@@ -33,9 +33,14 @@ pub struct GenesisArgs {
     /// Balance of each funded account.
     #[arg(long, default_value_t = 1 << 50)]
     pub balance: u64,
-    /// First port; validator i uses base + 4i (peer), +1 (ingress), +2 (RPC), +3 (metrics).
+    /// First port; validator i uses base + 4i (peer), +1 (ingress), +2 (RPC), +3 (metrics);
+    /// full nodes take the next ports after the validators', four each.
     #[arg(long, default_value_t = 27000)]
     pub base_port: u16,
+    /// Full (non-validating) nodes to write configs for (`full-<i>.toml`): each follows the
+    /// validators, serves the chain over its own RPC and forwards transactions.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=256))]
+    pub full_nodes: u32,
 }
 
 /// The ports of validator `index` at `base`.
@@ -66,8 +71,8 @@ fn create(path: &Path, text: &str, secret: bool) -> std::io::Result<()> {
 /// # Errors
 /// Bad arguments, or files that cannot be written (or already exist).
 pub fn write(args: &GenesisArgs) -> Result<Vec<PathBuf>, Box<dyn std::error::Error>> {
-    if u32::from(args.base_port) + 4 * args.validators > u32::from(u16::MAX) {
-        return Err("--base-port too high for this many validators".into());
+    if u32::from(args.base_port) + 4 * (args.validators + args.full_nodes) > u32::from(u16::MAX) {
+        return Err("--base-port too high for this many nodes".into());
     }
     std::fs::create_dir_all(&args.out)?;
     let keys: Vec<SigningKey> = (0..args.validators)
@@ -104,6 +109,14 @@ pub fn write(args: &GenesisArgs) -> Result<Vec<PathBuf>, Box<dyn std::error::Err
         create(&path, &toml::to_string_pretty(&config)?, false)?;
         configs.push(path);
     }
+    for full in 0..args.full_nodes {
+        let [listen, ingress, rpc, metrics] = ports(args.base_port, args.validators + full);
+        let name = format!("full-{full}");
+        let config = NodeConfig::full_preset(&name, peers.clone(), listen, ingress, rpc, metrics);
+        let path = args.out.join(format!("{name}.toml"));
+        create(&path, &toml::to_string_pretty(&config)?, false)?;
+        configs.push(path);
+    }
     Ok(configs)
 }
 
@@ -115,7 +128,10 @@ pub fn run(args: &GenesisArgs) -> Result<(), Box<dyn std::error::Error>> {
     let configs = write(args)?;
     println!("wrote {}", args.out.join("genesis.toml").display());
     for (index, config) in configs.iter().enumerate() {
-        println!("validator {index}: tessera node --config {}", config.display());
+        match index.checked_sub(args.validators as usize) {
+            None => println!("validator {index}: tessera node --config {}", config.display()),
+            Some(full) => println!("full node {full}: tessera node --config {}", config.display()),
+        }
     }
     Ok(())
 }

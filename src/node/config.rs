@@ -12,7 +12,8 @@ use tessera_systems::PipelineConfig;
 pub struct NetworkSection {
     /// Address the peer port listens on.
     pub listen: SocketAddr,
-    /// Every validator's peer address, in validator index order (this node's own included).
+    /// Every validator's peer address, in validator index order (a validator's own included;
+    /// a full node dials them all).
     pub peers: Vec<SocketAddr>,
     /// Network executors (one thread per core, io_uring beneath).
     #[serde(default = "one")]
@@ -108,14 +109,32 @@ pub struct PipelineSection {
     pub sigverify_cache_capacity: Option<usize>,
 }
 
+/// What a node does in the network.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Votes, proposes, and serves sync to its peers.
+    #[default]
+    Validator,
+    /// Follows the finalized chain from the validators (verifying every certificate and
+    /// re-executing every block), persists it, serves it over RPC, and forwards client
+    /// transactions to the validators.
+    Full,
+}
+
 /// A node's configuration file.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
-    /// This validator's index in the genesis validator set.
-    pub validator_index: u32,
-    /// Key file (as written by `tessera keygen`), relative to the config file.
-    pub key_file: PathBuf,
+    /// `validator` (the default) or `full`.
+    #[serde(default)]
+    pub role: Role,
+    /// This validator's index in the genesis validator set (validators only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validator_index: Option<u32>,
+    /// Key file (as written by `tessera keygen`), relative to the config file (validators only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
     /// Genesis file, relative to the config file.
     pub genesis_file: PathBuf,
     /// Data directory, relative to the config file.
@@ -206,7 +225,10 @@ impl NodeConfig {
         let mut config: NodeConfig =
             toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        for file in [&mut config.key_file, &mut config.genesis_file, &mut config.data_dir] {
+        for file in [config.key_file.as_mut(), Some(&mut config.genesis_file), Some(&mut config.data_dir)]
+            .into_iter()
+            .flatten()
+        {
             if file.is_relative() {
                 *file = base.join(&*file);
             }
@@ -223,15 +245,23 @@ impl NodeConfig {
         if self.network.peers.is_empty() {
             return Err(("network.peers", "lists no validator".into()));
         }
-        if self.validator_index as usize >= self.network.peers.len() {
-            return Err((
-                "validator_index",
-                format!(
-                    "{} is past network.peers ({} entries)",
-                    self.validator_index,
-                    self.network.peers.len()
-                ),
-            ));
+        match (self.role, self.validator_index, &self.key_file) {
+            (Role::Validator, None, _) => {
+                return Err(("validator_index", "a validator needs its index in the genesis set".into()));
+            }
+            (Role::Validator, _, None) => {
+                return Err(("key_file", "a validator needs its key file".into()));
+            }
+            (Role::Validator, Some(index), Some(_)) if index as usize >= self.network.peers.len() => {
+                return Err((
+                    "validator_index",
+                    format!("{index} is past network.peers ({} entries)", self.network.peers.len()),
+                ));
+            }
+            (Role::Full, Some(_), _) => {
+                return Err(("validator_index", "only a validator has one (role is \"full\")".into()));
+            }
+            _ => {}
         }
         if self.network.cores == 0 || self.network.cores > 64 {
             return Err(("network.cores", "must be between 1 and 64".into()));
@@ -309,8 +339,9 @@ impl NodeConfig {
         metrics: SocketAddr,
     ) -> NodeConfig {
         NodeConfig {
-            validator_index: index,
-            key_file: PathBuf::from(format!("validator-{index}.key")),
+            role: Role::Validator,
+            validator_index: Some(index),
+            key_file: Some(PathBuf::from(format!("validator-{index}.key"))),
             genesis_file: PathBuf::from("genesis.toml"),
             data_dir: PathBuf::from(format!("data-{index}")),
             network: NetworkSection {
@@ -331,5 +362,25 @@ impl NodeConfig {
             // what one machine can verify.
             pipeline: PipelineSection { block_txn_max: Some(4096), ..PipelineSection::default() },
         }
+    }
+
+    /// A full-node preset: follows the validators at `peers`, serves the chain on its own RPC,
+    /// and forwards transactions from its ingress to the validators. `name` names its data
+    /// directory.
+    pub fn full_preset(
+        name: &str,
+        peers: Vec<SocketAddr>,
+        listen: SocketAddr,
+        ingress: SocketAddr,
+        rpc: SocketAddr,
+        metrics: SocketAddr,
+    ) -> NodeConfig {
+        let mut config = NodeConfig::validator_preset(0, peers, ingress, rpc, metrics);
+        config.role = Role::Full;
+        config.validator_index = None;
+        config.key_file = None;
+        config.data_dir = PathBuf::from(format!("data-{name}"));
+        config.network.listen = listen;
+        config
     }
 }

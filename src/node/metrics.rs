@@ -29,6 +29,8 @@ pub struct Metrics {
     pub propagation_us: Mutex<Histogram<u64>>,
     /// Duration of one schedule tick, microseconds.
     pub tick_us: Mutex<Histogram<u64>>,
+    /// Duration of one signature verification job (all cores), microseconds.
+    pub verify_batch_us: Mutex<Histogram<u64>>,
     /// Scrapes served.
     pub scrapes: AtomicU64,
 }
@@ -46,6 +48,7 @@ impl Metrics {
             commit_latency_us: histogram(),
             propagation_us: histogram(),
             tick_us: histogram(),
+            verify_batch_us: histogram(),
             scrapes: AtomicU64::new(0),
         }
     }
@@ -61,7 +64,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(8192);
         let net = &self.net;
-        let counters: [(&str, &str, &AtomicU64); 11] = [
+        let counters: [(&str, &str, &AtomicU64); 12] = [
             ("tessera_net_frames_received_total", "Frames received from peers and clients.", &net.frames_in),
             ("tessera_net_frames_sent_total", "Frames written to peers.", &net.frames_out),
             ("tessera_net_received_bytes_total", "Bytes received from peers and clients.", &net.bytes_in),
@@ -89,6 +92,11 @@ impl Metrics {
                 "Transactions received on the ingress port.",
                 &net.ingress_txns,
             ),
+            (
+                "tessera_net_sync_requests_served_total",
+                "Sync requests from full nodes answered from storage.",
+                &net.sync_requests_served,
+            ),
         ];
         for (name, help, value) in counters {
             let _ = writeln!(
@@ -102,6 +110,11 @@ impl Metrics {
             "# HELP tessera_net_peers_connected Peers with an established outbound connection.\n# TYPE tessera_net_peers_connected gauge\ntessera_net_peers_connected {}",
             net.peers_connected.load(Ordering::Relaxed)
         );
+        let _ = writeln!(
+            out,
+            "# HELP tessera_net_followers_connected Full nodes connected to this node's peer port.\n# TYPE tessera_net_followers_connected gauge\ntessera_net_followers_connected {}",
+            net.followers_connected.load(Ordering::Relaxed)
+        );
         if let Ok(gauges) = self.gauges.lock() {
             let mut last = "";
             for (name, kind, help, value) in gauges.iter() {
@@ -114,7 +127,7 @@ impl Metrics {
                 let _ = writeln!(out, "{name} {value}");
             }
         }
-        let histograms: [(&str, &str, &Mutex<Histogram<u64>>); 3] = [
+        let histograms: [(&str, &str, &Mutex<Histogram<u64>>); 4] = [
             (
                 "tessera_commit_latency_seconds",
                 "Transaction submit to commit, as seen by this node.",
@@ -126,6 +139,11 @@ impl Metrics {
                 &self.propagation_us,
             ),
             ("tessera_tick_duration_seconds", "Duration of one schedule tick.", &self.tick_us),
+            (
+                "tessera_verify_batch_duration_seconds",
+                "Duration of one signature verification job over the pending transactions.",
+                &self.verify_batch_us,
+            ),
         ];
         for (name, help, histogram) in histograms {
             let Ok(h) = histogram.lock() else { continue };

@@ -21,11 +21,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ed25519_dalek::SigningKey;
 use serde_json::{Value, json};
 use tessera_components::wire::{Frame, encode};
-use tessera_components::{CertifiedBlock, Hash, TxnId};
+use tessera_components::{CertifiedBlock, ConsensusMessage, Hash, Txn, TxnId};
 use tessera_systems::consensus::core::{ConsensusConfig, Core, Destination, ValidatorSet};
 use tessera_systems::{ChainTip, Pipeline, Stages};
 
-use self::config::NodeConfig;
+use self::config::{NodeConfig, Role};
 use self::genesis::Genesis;
 use self::metrics::Metrics;
 use self::rpc::{Query, Request, code};
@@ -112,7 +112,6 @@ fn block_json(certified: &CertifiedBlock) -> Value {
 pub fn run(config_path: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let config = NodeConfig::load(config_path)?;
     let genesis = Genesis::load(&config.genesis_file)?;
-    let key = load_key(&config.key_file)?;
     let validators = genesis.validator_keys();
     if validators.len() != config.network.peers.len() {
         return Err(format!(
@@ -122,14 +121,23 @@ pub fn run(config_path: &Path) -> Result<(), Box<dyn std::error::Error>> {
         )
         .into());
     }
-    let me = config.validator_index;
-    if validators[me as usize] != key.verifying_key().to_bytes() {
-        return Err(format!(
-            "key file {} is not validator {me}'s key in the genesis",
-            config.key_file.display()
-        )
-        .into());
-    }
+    // Validation guarantees a validator its index and key file, and a full node neither.
+    let (me, key) = match (config.role, config.validator_index, &config.key_file) {
+        (Role::Validator, Some(me), Some(key_file)) => {
+            let key = load_key(key_file)?;
+            if validators[me as usize] != key.verifying_key().to_bytes() {
+                return Err(format!(
+                    "key file {} is not validator {me}'s key in the genesis",
+                    key_file.display()
+                )
+                .into());
+            }
+            (me, key)
+        }
+        // A full node proves nothing in the handshake, so its key never signs.
+        _ => (net::FOLLOWER, SigningKey::from_bytes(&[0; 32])),
+    };
+    let full = config.role == Role::Full;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, stop.clone())?;
@@ -157,7 +165,11 @@ pub fn run(config_path: &Path) -> Result<(), Box<dyn std::error::Error>> {
         ..ConsensusConfig::default()
     };
     let set = ValidatorSet::new(validators.clone());
-    let core = Core::new(me, key.clone(), set, consensus_config, tip.height, tip.hash);
+    let core = if full {
+        Core::observer(set, consensus_config.clone(), tip.height, tip.hash)
+    } else {
+        Core::new(me, key.clone(), set, consensus_config.clone(), tip.height, tip.hash)
+    };
     let mut pipeline = Pipeline::with_stages(
         pipeline_config,
         ledger,
@@ -169,7 +181,7 @@ pub fn run(config_path: &Path) -> Result<(), Box<dyn std::error::Error>> {
         chain_id: genesis.chain_id,
         me,
         key,
-        validators,
+        validators: validators.clone(),
         peers: config.network.peers.clone(),
         listen: config.network.listen,
         ingress: config.ingress.listen,
@@ -183,13 +195,15 @@ pub fn run(config_path: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let _metrics_thread = metrics::serve(config.metrics.listen, metrics.clone())?;
     let (rpc_tx, rpc_rx) = flume::bounded::<Request>(1024);
     let _rpc_threads = rpc::serve(config.rpc.listen, config.rpc.body_limit_bytes, rpc_tx)?;
-    tracing::info!(validator = me, peer = %config.network.listen, ingress = %config.ingress.listen, rpc = %config.rpc.listen, metrics = %config.metrics.listen, "node started");
+    tracing::info!(role = ?config.role, validator = ?config.validator_index, peer = %config.network.listen, ingress = %config.ingress.listen, rpc = %config.rpc.listen, metrics = %config.metrics.listen, "node started");
 
     let mut fates = Fates::default();
     let mut submitted_at: HashMap<TxnId, u64> = HashMap::new();
     let mut submitted_order: VecDeque<TxnId> = VecDeque::new();
     let tick = Duration::from_millis(config.consensus.tick_ms);
     let mut last_tick = Instant::now() - tick;
+    // A full node asks the validators in turn for what it lacks.
+    let mut follow = Follow::default();
 
     while !stop.load(Ordering::Relaxed) {
         let mut busy = false;
@@ -228,6 +242,16 @@ pub fn run(config_path: &Path) -> Result<(), Box<dyn std::error::Error>> {
                 submitted_at.remove(&old);
             }
         }
+        while let Ok((from_height, reply)) = net.sync_requests.try_recv() {
+            let _ = reply.send(Arc::new(sync_response(&store, from_height, &consensus_config)));
+        }
+        if full && follow.due(pipeline.tip().height) {
+            let request = encode(&Frame::Consensus(ConsensusMessage::SyncRequest {
+                from_height: pipeline.tip().height + 1,
+            }));
+            net.send(follow.next_peer(validators.len() as u32), Arc::new(request));
+        }
+        let mut from_rpc = Vec::new();
         while let Ok(request) = rpc_rx.try_recv() {
             let answer = answer_query(
                 request.query,
@@ -236,9 +260,17 @@ pub fn run(config_path: &Path) -> Result<(), Box<dyn std::error::Error>> {
                 &fates,
                 &net.counters,
                 &mut submitted_at,
+                &mut from_rpc,
                 now_ns,
             );
             let _ = request.reply.send(answer);
+        }
+        if !from_rpc.is_empty() {
+            // Like ingress batches: every validator may lead next (and a full node never does).
+            let frame = Arc::new(encode(&Frame::Txns(from_rpc)));
+            for peer in (0..config.network.peers.len() as u32).filter(|peer| *peer != me) {
+                net.send(peer, frame.clone());
+            }
         }
         if !busy && last_tick.elapsed() < tick {
             // Nothing arrived: wait for the next message or the next tick, whichever is first.
@@ -250,6 +282,9 @@ pub fn run(config_path: &Path) -> Result<(), Box<dyn std::error::Error>> {
         last_tick = Instant::now();
         pipeline.tick(wall_ns());
         Metrics::record(&metrics.tick_us, last_tick.elapsed().as_micros() as u64);
+        for us in pipeline.drain_verify_timings() {
+            Metrics::record(&metrics.verify_batch_us, us);
+        }
         let finished_ns = wall_ns();
         for rejected in pipeline.drain_rejections() {
             fates.record(rejected.id, Fate::Rejected(rejected.reason.name().to_owned()));
@@ -314,6 +349,52 @@ pub fn run(config_path: &Path) -> Result<(), Box<dyn std::error::Error>> {
     net.stop.store(true, Ordering::Relaxed);
     drop(net_threads);
     Ok(())
+}
+
+/// When a full node asks for blocks, and whom.
+#[derive(Debug, Default)]
+struct Follow {
+    last_request: Option<Instant>,
+    height_at_request: u64,
+    peer: u32,
+}
+
+impl Follow {
+    /// Ask again as soon as the last answer moved the tip (more may be waiting), else at most
+    /// every 20 ms (a request also goes elsewhere if a validator is slow or gone).
+    fn due(&mut self, height: u64) -> bool {
+        let due = match self.last_request {
+            None => true,
+            Some(at) => height > self.height_at_request || at.elapsed() >= Duration::from_millis(20),
+        };
+        if due {
+            self.last_request = Some(Instant::now());
+            self.height_at_request = height;
+        }
+        due
+    }
+
+    fn next_peer(&mut self, validators: u32) -> u32 {
+        self.peer = (self.peer + 1) % validators.max(1);
+        self.peer
+    }
+}
+
+/// A `SyncResponse` frame with the finalized blocks from `from_height`, read from storage,
+/// bounded like the consensus core's own responses.
+fn sync_response(store: &Store, from_height: u64, config: &ConsensusConfig) -> Vec<u8> {
+    let mut blocks = Vec::new();
+    let mut bytes = 0;
+    for height in from_height.max(1)..from_height.max(1).saturating_add(config.sync_batch_max as u64) {
+        let Ok(Some((block, certificate))) = store.block(height) else { break };
+        let certified = CertifiedBlock { block, certificate };
+        bytes += tessera_systems::consensus::core::sync_cost(&certified);
+        if !blocks.is_empty() && bytes > config.sync_bytes_max {
+            break;
+        }
+        blocks.push(certified);
+    }
+    encode(&Frame::Consensus(ConsensusMessage::SyncResponse(blocks)))
 }
 
 fn publish_gauges(metrics: &Metrics, pipeline: &Pipeline) {
@@ -432,6 +513,7 @@ fn answer_query(
     fates: &Fates,
     net: &net::NetCounters,
     submitted_at: &mut HashMap<TxnId, u64>,
+    forward: &mut Vec<Txn>,
     now_ns: u64,
 ) -> Result<Value, (i64, String)> {
     match query {
@@ -445,6 +527,7 @@ fn answer_query(
                 "peers": net.peers_connected.load(Ordering::Relaxed),
                 "mempool_size": pipeline.mempool_len(),
                 "view": pipeline.consensus().map_or(0, |c| c.core.view()),
+                "role": if pipeline.consensus().is_some_and(|c| c.core.is_observer()) { "full" } else { "validator" },
             }))
         }
         Query::Block(height) => match store.block(height) {
@@ -495,6 +578,7 @@ fn answer_query(
             if !pipeline.submit(*txn, 2) {
                 return Err((code::SERVER_BUSY, "inbox full, retry later".into()));
             }
+            forward.push(*txn);
             submitted_at.entry(id).or_insert(now_ns);
             Ok(json!(id.0.to_hex()))
         }

@@ -27,7 +27,7 @@ use glommio::net::{TcpListener, TcpStream};
 use glommio::{LocalExecutorBuilder, Placement};
 use tessera_components::constants::WIRE_HEADER_SIZE;
 use tessera_components::wire::{
-    Codec, Frame, Hello, HelloProof, PROTOCOL_VERSION, encode, hello_signing_bytes,
+    Codec, Frame, FrameKind, Hello, HelloProof, PROTOCOL_VERSION, encode, hello_signing_bytes,
 };
 use tessera_components::{ConsensusMessage, Txn};
 
@@ -58,7 +58,19 @@ pub struct NetCounters {
     pub ingress_txns: AtomicU64,
     /// Peers with an established outbound connection.
     pub peers_connected: AtomicU64,
+    /// Full nodes connected to this validator's peer port.
+    pub followers_connected: AtomicU64,
+    /// Sync requests from full nodes answered.
+    pub sync_requests_served: AtomicU64,
 }
+
+/// The index a full node gives in its `Hello`: it has no validator key, so it proves nothing;
+/// a validator serves it sync responses and takes its forwarded transactions, nothing else.
+pub const FOLLOWER: u32 = u32::MAX;
+
+/// A full node's request for finalized blocks from `from_height`, with where the encoded
+/// `SyncResponse` frame goes.
+pub type SyncRequest = (u64, flume::Sender<Arc<Vec<u8>>>);
 
 /// What the schedule's thread holds to talk to the network.
 #[derive(Debug)]
@@ -69,6 +81,8 @@ pub struct NetHandles {
     pub txns: flume::Receiver<Vec<Txn>>,
     /// Transaction batches forwarded by peers (not forwarded again).
     pub peer_txns: flume::Receiver<Vec<Txn>>,
+    /// Full nodes' sync requests, for the node loop to answer from storage.
+    pub sync_requests: flume::Receiver<SyncRequest>,
     /// One queue of encoded frames per validator index (this node's own unused).
     pub outbound: Vec<flume::Sender<Arc<Vec<u8>>>>,
     /// Counters.
@@ -93,9 +107,9 @@ impl NetHandles {
 pub struct NetSetup {
     /// Chain id.
     pub chain_id: u32,
-    /// This validator's index.
+    /// This validator's index, or [`FOLLOWER`] on a full node.
     pub me: u32,
-    /// This validator's key.
+    /// This validator's key (unused on a full node).
     pub key: SigningKey,
     /// Validator public keys by index.
     pub validators: Vec<[u8; 32]>,
@@ -149,6 +163,7 @@ pub fn start(setup: NetSetup) -> Result<(NetHandles, Vec<std::thread::JoinHandle
     let (inbound_tx, inbound) = flume::bounded(1 << 14);
     let (txns_tx, txns) = flume::bounded(1 << 10);
     let (peer_txns_tx, peer_txns) = flume::bounded(1 << 10);
+    let (sync_tx, sync_requests) = flume::bounded(256);
     let counters = Arc::new(NetCounters::default());
     let stop = Arc::new(AtomicBool::new(false));
     let mut outbound = Vec::new();
@@ -164,6 +179,7 @@ pub fn start(setup: NetSetup) -> Result<(NetHandles, Vec<std::thread::JoinHandle
         let inbound_tx = inbound_tx.clone();
         let txns_tx = txns_tx.clone();
         let peer_txns_tx = peer_txns_tx.clone();
+        let sync_tx = sync_tx.clone();
         let counters = counters.clone();
         let stop = stop.clone();
         // Peers are split across executors by index; listeners are shared through SO_REUSEPORT.
@@ -193,11 +209,11 @@ pub fn start(setup: NetSetup) -> Result<(NetHandles, Vec<std::thread::JoinHandle
                     }
                 };
                 let _ = ready_tx.send(Ok(()));
-                glommio::spawn_local(accept_peers(shared.clone(), peer_listener, inbound_tx, peer_txns_tx))
-                    .detach();
+                let links = PeerLinks { inbound: inbound_tx.clone(), txns: peer_txns_tx, sync: sync_tx };
+                glommio::spawn_local(accept_peers(shared.clone(), peer_listener, links)).detach();
                 glommio::spawn_local(accept_clients(shared.clone(), ingress_listener, txns_tx)).detach();
                 for (index, rx) in dial {
-                    glommio::spawn_local(dial_peer(shared.clone(), index, rx)).detach();
+                    glommio::spawn_local(dial_peer(shared.clone(), index, rx, inbound_tx.clone())).detach();
                 }
                 while !shared.stop.load(Ordering::Relaxed) {
                     glommio::timer::sleep(Duration::from_millis(50)).await;
@@ -213,7 +229,7 @@ pub fn start(setup: NetSetup) -> Result<(NetHandles, Vec<std::thread::JoinHandle
             let _ = handle.join();
         }));
     }
-    Ok((NetHandles { inbound, txns, peer_txns, outbound, counters, stop }, threads))
+    Ok((NetHandles { inbound, txns, peer_txns, sync_requests, outbound, counters, stop }, threads))
 }
 
 struct Executor {
@@ -312,34 +328,52 @@ fn verify_proof(setup: &NetSetup, signer: u32, their_nonce: &[u8; 32], proof: &H
 }
 
 fn hello_acceptable(setup: &NetSetup, hello: &Hello) -> bool {
-    hello.chain_id == setup.chain_id
-        && hello.protocol_version == PROTOCOL_VERSION
-        && (hello.validator as usize) < setup.validators.len()
-        && hello.validator != setup.me
+    let known = (hello.validator as usize) < setup.validators.len() && hello.validator != setup.me;
+    // Validators serve full nodes; a full node serves nobody on its peer port (it has no key
+    // to prove itself with).
+    let follower = hello.validator == FOLLOWER && setup.me != FOLLOWER;
+    hello.chain_id == setup.chain_id && hello.protocol_version == PROTOCOL_VERSION && (known || follower)
 }
 
-async fn accept_peers(
-    shared: Rc<Executor>,
-    listener: TcpListener,
+/// Where the accepting side hands what peers send.
+#[derive(Clone)]
+struct PeerLinks {
     inbound: flume::Sender<(u32, ConsensusMessage)>,
     txns: flume::Sender<Vec<Txn>>,
-) {
+    sync: flume::Sender<SyncRequest>,
+}
+
+async fn accept_peers(shared: Rc<Executor>, listener: TcpListener, links: PeerLinks) {
     loop {
         let Ok(stream) = listener.accept().await else { continue };
         let shared = shared.clone();
-        let inbound = inbound.clone();
-        let txns = txns.clone();
+        let links = links.clone();
         glommio::spawn_local(async move {
             let ip = stream.peer_addr().map(|addr| addr.ip()).ok();
             if ip.is_some_and(|ip| shared.banned(ip)) {
                 shared.counters.banned_refusals.fetch_add(1, Ordering::Relaxed);
                 return;
             }
-            let _ = serve_peer(&shared, stream, ip, inbound, txns).await;
+            let _ = serve_peer(&shared, stream, ip, links).await;
             shared.counters.disconnects.fetch_add(1, Ordering::Relaxed);
         })
         .detach();
     }
+}
+
+/// Penalises a peer for one bad frame; true when it is past the threshold and was banned.
+fn penalise(shared: &Executor, ip: Option<IpAddr>, penalties: &mut u32) -> bool {
+    shared.counters.malformed_frames.fetch_add(1, Ordering::Relaxed);
+    *penalties += 1;
+    if *penalties <= shared.setup.penalty_threshold {
+        return false;
+    }
+    if let Some(ip) = ip {
+        shared.ban(ip);
+    } else {
+        shared.counters.peers_banned.fetch_add(1, Ordering::Relaxed);
+    }
+    true
 }
 
 /// The accepting side: handshake, then read consensus frames until the peer leaves or
@@ -348,8 +382,7 @@ async fn serve_peer(
     shared: &Executor,
     mut stream: TcpStream,
     ip: Option<IpAddr>,
-    inbound: flume::Sender<(u32, ConsensusMessage)>,
-    txns: flume::Sender<Vec<Txn>>,
+    links: PeerLinks,
 ) -> std::io::Result<()> {
     let codec = shared.codec();
     let setup = &shared.setup;
@@ -368,6 +401,12 @@ async fn serve_peer(
     }
     let my_nonce = send_hello(&mut stream, setup).await?;
     send_proof(&mut stream, setup, &theirs.nonce).await?;
+    if theirs.validator == FOLLOWER {
+        shared.counters.followers_connected.fetch_add(1, Ordering::Relaxed);
+        let served = serve_follower(shared, &mut stream, ip, &links).await;
+        shared.counters.followers_connected.fetch_sub(1, Ordering::Relaxed);
+        return served;
+    }
     let Ok(Frame::HelloProof(proof)) = read_frame(&mut stream, &codec, &shared.counters).await? else {
         fail();
         return Ok(());
@@ -382,24 +421,60 @@ async fn serve_peer(
     loop {
         match read_frame(&mut stream, &codec, &shared.counters).await? {
             Ok(Frame::Consensus(message)) => {
-                if inbound.send_async((peer, message)).await.is_err() {
+                if links.inbound.send_async((peer, message)).await.is_err() {
                     return Ok(());
                 }
             }
             Ok(Frame::Txns(batch)) => {
-                if txns.send_async(batch).await.is_err() {
+                if links.txns.send_async(batch).await.is_err() {
                     return Ok(());
                 }
             }
             Ok(_) | Err(_) => {
-                shared.counters.malformed_frames.fetch_add(1, Ordering::Relaxed);
-                penalties += 1;
-                if penalties > setup.penalty_threshold {
-                    if let Some(ip) = ip {
-                        shared.ban(ip);
-                    } else {
-                        shared.counters.peers_banned.fetch_add(1, Ordering::Relaxed);
-                    }
+                if penalise(shared, ip, &mut penalties) {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// A full node's connection: each `SyncRequest` gets exactly one `SyncResponse` (empty when
+/// there is nothing new), read from storage by the node loop; forwarded transactions go to the
+/// mempool; anything else is penalised.
+async fn serve_follower(
+    shared: &Executor,
+    stream: &mut TcpStream,
+    ip: Option<IpAddr>,
+    links: &PeerLinks,
+) -> std::io::Result<()> {
+    let codec = shared.codec();
+    stream.set_read_timeout(None)?;
+    let mut penalties = 0u32;
+    loop {
+        match read_frame(stream, &codec, &shared.counters).await? {
+            Ok(Frame::Consensus(ConsensusMessage::SyncRequest { from_height })) => {
+                let (reply_tx, reply) = flume::bounded(1);
+                let empty =
+                    || Arc::new(encode(&Frame::Consensus(ConsensusMessage::SyncResponse(Vec::new()))));
+                // A busy node loop answers "nothing now" rather than queueing without bound.
+                let frame = match links.sync.try_send((from_height, reply_tx)) {
+                    Ok(()) => reply.recv_async().await.unwrap_or_else(|_| empty()),
+                    Err(_) => empty(),
+                };
+                stream.write_all(&frame).await?;
+                stream.flush().await?;
+                shared.counters.sync_requests_served.fetch_add(1, Ordering::Relaxed);
+                shared.counters.frames_out.fetch_add(1, Ordering::Relaxed);
+                shared.counters.bytes_out.fetch_add(frame.len() as u64, Ordering::Relaxed);
+            }
+            Ok(Frame::Txns(batch)) => {
+                if links.txns.send_async(batch).await.is_err() {
+                    return Ok(());
+                }
+            }
+            Ok(_) | Err(_) => {
+                if penalise(shared, ip, &mut penalties) {
                     return Ok(());
                 }
             }
@@ -409,14 +484,23 @@ async fn serve_peer(
 
 /// The dialling side for one peer: connect with backoff, handshake, then write queued frames,
 /// coalescing whatever is queued into one write.
-async fn dial_peer(shared: Rc<Executor>, peer: u32, outbound: flume::Receiver<Arc<Vec<u8>>>) {
+async fn dial_peer(
+    shared: Rc<Executor>,
+    peer: u32,
+    outbound: flume::Receiver<Arc<Vec<u8>>>,
+    inbound: flume::Sender<(u32, ConsensusMessage)>,
+) {
     let mut backoff = Duration::from_millis(50);
     while !shared.stop.load(Ordering::Relaxed) {
         let address = shared.setup.peers[peer as usize];
         if let Ok(stream) = TcpStream::connect(address).await {
             let connected = Instant::now();
             shared.counters.peers_connected.fetch_add(1, Ordering::Relaxed);
-            let _ = run_dialled(&shared, peer, stream, &outbound).await;
+            let _ = if shared.setup.me == FOLLOWER {
+                run_follower_link(&shared, peer, stream, &outbound, &inbound).await
+            } else {
+                run_dialled(&shared, peer, stream, &outbound).await
+            };
             shared.counters.peers_connected.fetch_sub(1, Ordering::Relaxed);
             shared.counters.disconnects.fetch_add(1, Ordering::Relaxed);
             if connected.elapsed() > Duration::from_secs(5) {
@@ -428,31 +512,83 @@ async fn dial_peer(shared: Rc<Executor>, peer: u32, outbound: flume::Receiver<Ar
     }
 }
 
-async fn run_dialled(
+/// The dialling side's half of the handshake: our `Hello`, then the peer's `Hello` and its
+/// proof of holding validator `peer`'s key. `None` (counted) when the peer fails it.
+async fn dial_handshake(
     shared: &Executor,
     peer: u32,
-    mut stream: TcpStream,
-    outbound: &flume::Receiver<Arc<Vec<u8>>>,
-) -> std::io::Result<()> {
+    stream: &mut TcpStream,
+) -> std::io::Result<Option<Hello>> {
     let codec = shared.codec();
     let setup = &shared.setup;
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
     stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
-    let my_nonce = send_hello(&mut stream, setup).await?;
-    let theirs = read_frame(&mut stream, &codec, &shared.counters).await?;
-    let proof = read_frame(&mut stream, &codec, &shared.counters).await?;
+    let my_nonce = send_hello(stream, setup).await?;
+    let theirs = read_frame(stream, &codec, &shared.counters).await?;
+    let proof = read_frame(stream, &codec, &shared.counters).await?;
     let (Ok(Frame::Hello(theirs)), Ok(Frame::HelloProof(proof))) = (theirs, proof) else {
         shared.counters.handshake_failures.fetch_add(1, Ordering::Relaxed);
-        return Ok(());
+        return Ok(None);
     };
     if theirs.validator != peer
         || !hello_acceptable(setup, &theirs)
         || !verify_proof(setup, peer, &my_nonce, &proof)
     {
         shared.counters.handshake_failures.fetch_add(1, Ordering::Relaxed);
+        return Ok(None);
+    }
+    Ok(Some(theirs))
+}
+
+/// A full node's link to validator `peer`: after the validator proves its identity, queued
+/// frames go out one at a time; each `SyncRequest` waits for its `SyncResponse`, which goes to
+/// the node loop like any consensus message from that validator.
+async fn run_follower_link(
+    shared: &Executor,
+    peer: u32,
+    mut stream: TcpStream,
+    outbound: &flume::Receiver<Arc<Vec<u8>>>,
+    inbound: &flume::Sender<(u32, ConsensusMessage)>,
+) -> std::io::Result<()> {
+    let codec = shared.codec();
+    if dial_handshake(shared, peer, &mut stream).await?.is_none() {
         return Ok(());
     }
+    loop {
+        let Ok(frame) = outbound.recv_async().await else { return Ok(()) };
+        stream.write_all(&frame).await?;
+        stream.flush().await?;
+        shared.counters.frames_out.fetch_add(1, Ordering::Relaxed);
+        shared.counters.bytes_out.fetch_add(frame.len() as u64, Ordering::Relaxed);
+        // The full node sends only sync requests and transaction batches.
+        let is_request = codec.decode_header(&frame).is_ok_and(|header| header.kind == FrameKind::Consensus);
+        if !is_request {
+            continue;
+        }
+        match read_frame(&mut stream, &codec, &shared.counters).await? {
+            Ok(Frame::Consensus(response @ ConsensusMessage::SyncResponse(_))) => {
+                if inbound.send_async((peer, response)).await.is_err() {
+                    return Ok(());
+                }
+            }
+            // A validator that answers with anything else is not one to follow.
+            _ => {
+                shared.counters.malformed_frames.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+        }
+    }
+}
+
+async fn run_dialled(
+    shared: &Executor,
+    peer: u32,
+    mut stream: TcpStream,
+    outbound: &flume::Receiver<Arc<Vec<u8>>>,
+) -> std::io::Result<()> {
+    let setup = &shared.setup;
+    let Some(theirs) = dial_handshake(shared, peer, &mut stream).await? else { return Ok(()) };
     send_proof(&mut stream, setup, &theirs.nonce).await?;
     let mut buffer = Vec::new();
     loop {

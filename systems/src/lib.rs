@@ -296,6 +296,11 @@ impl Pipeline {
         }
     }
 
+    /// Wall-clock microseconds of the verification jobs finished since the last call.
+    pub fn drain_verify_timings(&mut self) -> Vec<u64> {
+        self.world.get_resource_mut::<sigverify::VerifyTimings>().map_or_else(Vec::new, |mut t| t.drain())
+    }
+
     /// Pending transactions in the mempool (0 without one).
     pub fn mempool_len(&self) -> usize {
         self.world.get_resource::<mempool::Mempool>().map_or(0, mempool::Mempool::len)

@@ -91,6 +91,9 @@ pub struct ConsensusConfig {
     pub view_timeout_max_ns: u64,
     /// Finalized blocks per sync response.
     pub sync_batch_max: usize,
+    /// Bytes of transactions per sync response (at least one block is always sent), so a
+    /// response stays well inside the peer frame limit.
+    pub sync_bytes_max: usize,
     /// Views ahead of the current one whose messages are kept for later.
     pub view_window: u64,
     /// Equivocation evidence records kept.
@@ -106,6 +109,7 @@ impl Default for ConsensusConfig {
             view_timeout_ns: 1_000_000_000,
             view_timeout_max_ns: 30_000_000_000,
             sync_batch_max: 64,
+            sync_bytes_max: 2 << 20,
             view_window: 64,
             evidence_max: 1024,
             block_interval_ns: 0,
@@ -221,6 +225,9 @@ impl ConsensusCounters {
 #[derive(Debug)]
 pub struct Core {
     me: u32,
+    /// A full node: follows finalized blocks through sync and never votes, proposes or times
+    /// out.
+    observer: bool,
     key: SigningKey,
     set: ValidatorSet,
     config: ConsensusConfig,
@@ -271,14 +278,23 @@ impl Core {
         last_hash: Hash,
     ) -> Core {
         assert_eq!(set.key(me), Some(&key.verifying_key().to_bytes()), "key is validator {me}'s");
+        let mut core = Core::new_unchecked(me, key, set, config);
+        core.height = last_height + 1;
+        core.last_hash = last_hash;
+        core.view = last_height;
+        core
+    }
+
+    fn new_unchecked(me: u32, key: SigningKey, set: ValidatorSet, config: ConsensusConfig) -> Core {
         Core {
             me,
+            observer: false,
             key,
             set,
             config,
-            height: last_height + 1,
-            last_hash,
-            view: last_height,
+            height: 1,
+            last_hash: Hash::ZERO,
+            view: 0,
             view_started_ns: 0,
             now_ns: 0,
             failed_views: 0,
@@ -302,6 +318,25 @@ impl Core {
             outbox: Vec::new(),
             finalized: Vec::new(),
         }
+    }
+
+    /// A full node's state machine: it checks and applies the finalized blocks that sync
+    /// responses carry (certificate, parent link, validation by execution) and does nothing
+    /// else: no votes, proposals, view changes or sync answers.
+    pub fn observer(set: ValidatorSet, config: ConsensusConfig, last_height: u64, last_hash: Hash) -> Core {
+        // An index no validator has, and a key that never signs anything.
+        let me = u32::MAX;
+        let mut core = Core::new_unchecked(me, SigningKey::from_bytes(&[0; 32]), set, config);
+        core.observer = true;
+        core.height = last_height + 1;
+        core.last_hash = last_hash;
+        core.view = last_height;
+        core
+    }
+
+    /// Whether this is a full node's observer.
+    pub fn is_observer(&self) -> bool {
+        self.observer
     }
 
     /// The height being decided (last finalized + 1).
@@ -367,6 +402,9 @@ impl Core {
     /// Starts the protocol at `now_ns`: enters the first view and, if leader, proposes.
     pub fn start(&mut self, now_ns: u64, host: &mut impl Host) {
         self.now_ns = now_ns;
+        if self.observer {
+            return;
+        }
         let view = self.view;
         self.enter_view(view, true, host);
     }
@@ -374,6 +412,9 @@ impl Core {
     /// Advances the clock; abandons the view on timeout.
     pub fn tick(&mut self, now_ns: u64, host: &mut impl Host) {
         self.now_ns = now_ns.max(self.now_ns);
+        if self.observer {
+            return;
+        }
         // A leader holding back for the block interval at a fresh height.
         if self.set.leader(self.view) == self.me && !self.proposed && self.failed_views == 0 {
             self.propose(host);
@@ -467,6 +508,13 @@ impl Core {
     pub fn on_message(&mut self, from: u32, message: ConsensusMessage, host: &mut impl Host) {
         if self.set.key(from).is_none() {
             self.counters.rejected_sender += 1;
+            return;
+        }
+        if self.observer {
+            // A full node takes finalized blocks only; live protocol traffic is not for it.
+            if let ConsensusMessage::SyncResponse(blocks) = message {
+                self.on_sync_response(blocks, host);
+            }
             return;
         }
         match message {
@@ -774,8 +822,15 @@ impl Core {
             return;
         }
         let end = self.height.min(from_height.saturating_add(self.config.sync_batch_max as u64));
-        let blocks: Vec<CertifiedBlock> =
-            (from_height..end).map_while(|height| host.finalized_block(height)).collect();
+        let mut bytes = 0;
+        let blocks: Vec<CertifiedBlock> = (from_height..end)
+            .map_while(|height| host.finalized_block(height))
+            .take_while(|certified| {
+                let first = bytes == 0;
+                bytes += sync_cost(certified);
+                first || bytes <= self.config.sync_bytes_max
+            })
+            .collect();
         if !blocks.is_empty() {
             self.outbox.push((Destination::One(from), ConsensusMessage::SyncResponse(blocks)));
         }
@@ -821,6 +876,12 @@ impl Core {
             self.evidence.push(evidence);
         }
     }
+}
+
+/// What a block adds to a sync response, for its byte bound: its transactions plus a fixed
+/// allowance for the header and certificate.
+pub fn sync_cost(certified: &CertifiedBlock) -> usize {
+    certified.block.txns.len() * tessera_components::constants::TXN_SIZE + 512
 }
 
 /// Every (public key, message, signature) a message carries, for batch verification before

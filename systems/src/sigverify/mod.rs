@@ -44,7 +44,31 @@ struct OwnedItem {
 /// Written only by [`verify_signatures`].
 #[derive(Debug, Default, Resource)]
 pub struct VerifyJob {
-    in_flight: Option<(Vec<Entity>, Mutex<Receiver<Vec<bool>>>)>,
+    in_flight: Option<(Vec<Entity>, Mutex<Receiver<(Vec<bool>, u64)>>)>,
+}
+
+/// Wall-clock microseconds of recent verification jobs, for the node's verify-batch histogram.
+/// Bounded: beyond [`VerifyTimings::MAX`] undrained samples new ones are dropped. Timings never
+/// feed back into what the pipeline decides.
+#[derive(Debug, Default, Resource)]
+pub struct VerifyTimings {
+    samples_us: Vec<u64>,
+}
+
+impl VerifyTimings {
+    /// Most samples kept between drains.
+    pub const MAX: usize = 4096;
+
+    fn record(&mut self, us: u64) {
+        if self.samples_us.len() < Self::MAX {
+            self.samples_us.push(us);
+        }
+    }
+
+    /// Takes the samples recorded since the last call.
+    pub fn drain(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.samples_us)
+    }
 }
 
 impl VerifyJob {
@@ -54,7 +78,9 @@ impl VerifyJob {
     }
 }
 
-fn run_job(items: &[OwnedItem], batch: bool, batch_size: usize) -> Vec<bool> {
+/// Verifies `items`; returns the verdicts and the job's wall-clock microseconds.
+fn run_job(items: &[OwnedItem], batch: bool, batch_size: usize) -> (Vec<bool>, u64) {
+    let started = std::time::Instant::now();
     let views: Vec<VerifyItem<'_>> = items
         .iter()
         .map(|item| VerifyItem {
@@ -69,7 +95,7 @@ fn run_job(items: &[OwnedItem], batch: bool, batch_size: usize) -> Vec<bool> {
     } else {
         verify_each(&views, &mut verdicts);
     }
-    verdicts
+    (verdicts, started.elapsed().as_micros() as u64)
 }
 
 /// Applies the verdicts of the job in flight (waiting for it if needed), then verifies every
@@ -80,11 +106,13 @@ pub fn verify_signatures(
     mut cache: ResMut<AcceptedSignatures>,
     mut counters: ResMut<RejectCounters>,
     mut pipeline: ResMut<PipelineCounters>,
+    mut timings: ResMut<VerifyTimings>,
     mut txns: Query<(Entity, &TxnBody, &TxnSignature, &TxnId, &mut Stage)>,
 ) {
     if let Some((entities, receiver)) = job.in_flight.take() {
         let receiver = receiver.into_inner().expect("verdict channel lock is never poisoned");
-        let verdicts = receiver.recv().expect("verification job always sends its verdicts");
+        let (verdicts, us) = receiver.recv().expect("verification job always sends its verdicts");
+        timings.record(us);
         assert_eq!(verdicts.len(), entities.len(), "one verdict per entity");
         for (entity, accepted) in entities.into_iter().zip(verdicts) {
             let (_, _, _, id, mut stage) =
@@ -133,7 +161,8 @@ pub fn verify_signatures(
         });
         job.in_flight = Some((entities, Mutex::new(receiver)));
     } else {
-        let verdicts = run_job(&items, batch, batch_size);
+        let (verdicts, us) = run_job(&items, batch, batch_size);
+        timings.record(us);
         for (entity, accepted) in entities.into_iter().zip(verdicts) {
             let (_, _, _, id, mut stage) = txns.get_mut(entity).expect("entity was just read");
             if accepted {
@@ -160,6 +189,7 @@ pub struct SigverifyPlugin;
 impl crate::Plugin for SigverifyPlugin {
     fn build(&self, world: &mut World, schedule: &mut Schedule) {
         world.init_resource::<VerifyJob>();
+        world.init_resource::<VerifyTimings>();
         let capacity = world.resource::<PipelineConfig>().sigverify_cache_capacity;
         world.insert_resource(AcceptedSignatures(VerifyCache::new(capacity)));
         schedule.add_systems(verify_signatures.in_set(SigverifySystems::Verify));
