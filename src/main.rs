@@ -38,6 +38,10 @@ enum Command {
     /// torn final write, which the node drops at its next start, is reported but sound), and
     /// non-zero naming the file and byte offset of the first problem otherwise.
     Inspect(cli::inspect::InspectArgs),
+    /// Simulate many nodes in one process over a simulated network in virtual time: a scenario
+    /// file in, a deterministic report.json and plots out; `--swarm --seeds A..B` checks the
+    /// invariants over a random scenario per seed.
+    Sim(cli::sim::SimArgs),
     /// Run a benchmark suite and print its figures.
     Bench(bench::BenchArgs),
     /// Commit deterministic blocks to a data directory, printing each durable commit (crash
@@ -76,6 +80,7 @@ fn main() -> ExitCode {
         Command::Doctor(args) => cli::doctor::run(&args),
         Command::Inspect(args) => cli::inspect::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Sim(args) => cli::sim::run(&args),
         Command::StorageDrill(args) => cli::drill::run(&args),
     };
     match result {

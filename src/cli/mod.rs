@@ -8,3 +8,4 @@ pub mod inspect;
 pub mod keygen;
 pub mod loadgen;
 pub mod sigverify;
+pub mod sim;

@@ -8,13 +8,18 @@
 //! into the delivery queue. After every tick the cluster checks the consensus invariants over
 //! the honest nodes and panics, printing the seed, on a violation.
 
+pub mod byzantine;
+pub mod engine;
 pub mod network;
+pub mod plot;
+pub mod report;
+pub mod scenario;
+pub mod swarm;
 
 use std::collections::BTreeMap;
 
-use ed25519_dalek::{Signer, SigningKey};
-use tessera_components::consensus::proposal_signing_bytes;
-use tessera_components::{ConsensusMessage, Hash, Proposal, Txn, TxnBody, Vote};
+use ed25519_dalek::SigningKey;
+use tessera_components::{ConsensusMessage, Hash, Txn, TxnBody};
 use tessera_systems::consensus::core::{
     ConsensusConfig, Core, Destination, FinalizedChain, ValidatorSet, check_agreement,
 };
@@ -248,70 +253,9 @@ impl Cluster {
             Destination::All => (0..n).filter(|to| *to != from).collect(),
             Destination::One(to) => vec![to],
         };
-        match (behaviour, &message) {
-            (Behaviour::VoteWithholder, ConsensusMessage::Vote(_)) => {}
-            (Behaviour::DoubleVoter, ConsensusMessage::Vote(vote)) => {
-                let key = self.nodes[from as usize].key.clone();
-                let mut twin = vote.clone();
-                twin.block = Hash::of(&vote.block.0);
-                twin.signature = key
-                    .sign(&tessera_components::vote_signing_bytes(
-                        twin.kind,
-                        twin.view,
-                        twin.height,
-                        &twin.block,
-                    ))
-                    .to_bytes();
-                // Everyone gets the vote as cast; every other validator also gets the twin.
-                for (position, to) in targets.into_iter().enumerate() {
-                    self.network.send(self.now_ns, from, to, ConsensusMessage::Vote(vote.clone()));
-                    if position % 2 == 0 {
-                        self.network.send(
-                            self.now_ns,
-                            from,
-                            to,
-                            ConsensusMessage::Vote(Vote { ..twin.clone() }),
-                        );
-                    }
-                }
-            }
-            (Behaviour::EquivocatingProposer, ConsensusMessage::Proposal(proposal))
-                if proposal.justify.is_none() =>
-            {
-                let key = self.nodes[from as usize].key.clone();
-                let mut twin = proposal.clone();
-                // Same height and parent, different timestamp: a second valid block.
-                twin.block.header.timestamp_ms += 1;
-                let hash = twin.block.header.hash();
-                twin.signature =
-                    key.sign(&proposal_signing_bytes(twin.view, twin.block.header.height, &hash)).to_bytes();
-                // Half get one block, half the other; the first validator gets both.
-                for (position, to) in targets.into_iter().enumerate() {
-                    let copy = if position % 2 == 0 { proposal.clone() } else { twin.clone() };
-                    self.network.send(self.now_ns, from, to, ConsensusMessage::Proposal(copy));
-                    if position == 0 {
-                        self.network.send(self.now_ns, from, to, ConsensusMessage::Proposal(twin.clone()));
-                    }
-                }
-            }
-            (Behaviour::InvalidProposer, ConsensusMessage::Proposal(proposal))
-                if proposal.justify.is_none() =>
-            {
-                let key = self.nodes[from as usize].key.clone();
-                let mut bad: Proposal = proposal.clone();
-                bad.block.header.state_root = Hash::of(&bad.block.header.state_root.0);
-                let hash = bad.block.header.hash();
-                bad.signature =
-                    key.sign(&proposal_signing_bytes(bad.view, bad.block.header.height, &hash)).to_bytes();
-                for to in targets {
-                    self.network.send(self.now_ns, from, to, ConsensusMessage::Proposal(bad.clone()));
-                }
-            }
-            _ => {
-                for to in targets {
-                    self.network.send(self.now_ns, from, to, message.clone());
-                }
-            }
+        let key = &self.nodes[from as usize].key;
+        for (to, message) in byzantine::outbound(behaviour, key, &targets, message) {
+            self.network.send(self.now_ns, from, to, message);
         }
     }
 

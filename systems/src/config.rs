@@ -34,6 +34,10 @@ pub struct PipelineConfig {
     /// verdicts are identical and land at a fixed point in the schedule, so runs stay
     /// deterministic.
     pub sigverify_overlap: bool,
+    /// Check transaction signatures against a deterministic stand-in
+    /// ([`crate::kernels::sigverify::stand_in_signature`]) instead of Ed25519: for simulations
+    /// at scale only, where clients sign with the stand-in too. Never set on a real node.
+    pub sigverify_stand_in: bool,
     /// Transaction ids remembered for duplicate detection.
     pub seen_capacity: usize,
     /// Most transactions the mempool holds.
@@ -60,6 +64,7 @@ impl Default for PipelineConfig {
             prefilter_simd: true,
             sigverify_batch: true,
             sigverify_overlap: true,
+            sigverify_stand_in: false,
             sigverify_cache_capacity: 1 << 16,
             seen_capacity: 1 << 20,
             mempool_count_max: 200_000,

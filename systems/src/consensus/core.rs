@@ -394,6 +394,22 @@ impl Core {
         std::mem::take(&mut self.finalized)
     }
 
+    /// The earliest virtual time at which [`Core::tick`] could act without a message arriving:
+    /// the view timeout, the next re-broadcast, or (for the leader) the end of the block
+    /// interval. An event-driven host sleeps until then; ticking earlier does nothing.
+    pub fn next_deadline_ns(&self) -> u64 {
+        if self.observer {
+            return u64::MAX;
+        }
+        let timeout = self.view_started_ns.saturating_add(self.timeout_ns());
+        let resend = self.last_resend_ns.saturating_add((self.timeout_ns() / 4).max(1));
+        let mut deadline = timeout.min(resend);
+        if self.set.leader(self.view) == self.me && !self.proposed {
+            deadline = deadline.min(self.propose_not_before_ns.max(self.now_ns));
+        }
+        deadline
+    }
+
     fn timeout_ns(&self) -> u64 {
         let factor = 1u64 << self.failed_views.min(16);
         self.config.view_timeout_ns.saturating_mul(factor).min(self.config.view_timeout_max_ns)

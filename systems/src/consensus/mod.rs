@@ -21,7 +21,7 @@ use self::core::{BlockFault, Core, Destination, Host};
 use crate::clock::Clock;
 use crate::config::PipelineConfig;
 use crate::execute::{BlockCommitted, ChainTip, execute_block};
-use crate::kernels::sigverify::{VerifyItem, verify_many};
+use crate::kernels::sigverify::{VerifyItem, stand_in_signature, verify_many};
 use crate::ledger::Ledger;
 use crate::mempool::Mempool;
 use crate::prefilter::check_body;
@@ -199,7 +199,14 @@ impl Host for NodeHost<'_> {
             })
             .collect();
         let mut verdicts = vec![false; items.len()];
-        verify_many(&items, &mut verdicts, self.config.sigverify_batch_size);
+        if self.config.sigverify_stand_in {
+            for (verdict, i) in verdicts.iter_mut().zip(&unseen) {
+                let txn = &block.txns[*i];
+                *verdict = txn.signature.0 == stand_in_signature(&txn.body);
+            }
+        } else {
+            verify_many(&items, &mut verdicts, self.config.sigverify_batch_size);
+        }
         if verdicts.iter().any(|ok| !ok) {
             return Err(BlockFault::InvalidTransaction);
         }

@@ -274,6 +274,18 @@ pub fn curve_backend() -> &'static str {
     "serial"
 }
 
+/// The stand-in "signature" of a transaction body: BLAKE3 of the body under its own domain,
+/// twice, so it is deterministic, cheap, and unforgeable only in the sense a simulation needs
+/// (a client that does not compute it gets refused). See `PipelineConfig::sigverify_stand_in`.
+pub fn stand_in_signature(body: &tessera_components::TxnBody) -> [u8; 64] {
+    let first = tessera_components::Hash::in_domain("tessera stand-in signature v1", &[bytemuck::bytes_of(body)]);
+    let second = tessera_components::Hash::of(&first.0);
+    let mut out = [0u8; 64];
+    out[..32].copy_from_slice(&first.0);
+    out[32..].copy_from_slice(&second.0);
+    out
+}
+
 /// Fuzz harness: decodes `data` into up to 16 (key, signature, message) items, some of them
 /// validly signed and then mutated, and asserts that every verification path agrees, and that
 /// everything `ed25519_dalek`'s strict verifier accepts, this rule accepts too (strict

@@ -1,0 +1,797 @@
+//! The discrete-event simulator behind `tessera sim`: validators running the node's own
+//! pipeline (ingest, prefilter, sigverify, dedup, mempool, propose, execute, consensus, and
+//! optionally the real storage code), full nodes that relay finalized blocks by gossip, and a
+//! network model with regions, latency distributions, bandwidth, loss, duplication,
+//! reordering and partitions — all in virtual time, deterministic from the seed.
+//!
+//! Bird's eye view: one priority queue of events ordered by (virtual time, sequence number).
+//! A message delivery hands the message to the node and schedules its wake-up a processing
+//! delay later; a wake-up runs one schedule tick at the node's (possibly skewed) clock,
+//! records what it finalized, and sends what it produced through the network model. A
+//! validator with nothing to do sleeps until its consensus core's next deadline, so idle
+//! virtual time costs nothing. Nothing here reads the wall clock.
+
+use std::cmp::Ordering as CmpOrdering;
+use std::collections::BinaryHeap;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use ed25519_dalek::SigningKey;
+use tessera_components::wire::{Frame, encode};
+use tessera_components::{CertifiedBlock, ConsensusMessage, Hash, Txn, TxnBody, TxnId, TxnSignature};
+use tessera_systems::consensus::core::{ConsensusConfig, Core, Destination, ValidatorSet};
+use tessera_systems::kernels::sigverify::stand_in_signature;
+use tessera_systems::workload::{SeedStream, sign, signing_key};
+use tessera_systems::{ChainTip, Ledger, Pipeline, PipelineConfig, Stages};
+
+use super::report::{Recorder, Report};
+use super::scenario::{Fault, LatencyModel, Policy, Scenario, SigverifyMode, StorageFault};
+use super::{Behaviour, byzantine, validator_key};
+use crate::storage::{Store, StoreConfig};
+
+const MS: u64 = 1_000_000;
+
+fn ns(seconds: f64) -> u64 {
+    // Scenario times are validated finite and non-negative; the cast saturates.
+    (seconds * 1e9) as u64
+}
+
+/// What travels between nodes.
+#[derive(Clone, Debug)]
+enum Payload {
+    Consensus(Rc<ConsensusMessage>),
+    /// Client transactions (from a client, or forwarded by the validator that got them).
+    Txns { batch: Rc<Vec<Txn>>, forwarded: bool },
+    /// A finalized block announced by gossip: height, hash.
+    Block(u64, Hash),
+}
+
+#[derive(Debug)]
+enum Event {
+    Wake(u32),
+    Deliver { to: u32, from: u32, payload: Payload, bytes: u64 },
+    Clients,
+    Crash(u32, StorageFault),
+    Restart(u32),
+    LivenessMark,
+}
+
+struct Entry {
+    at: u64,
+    seq: u64,
+    event: Event,
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Entry {
+    fn cmp(&self, other: &Self) -> CmpOrdering {
+        // A max-heap: the earliest (time, sequence) first.
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+struct Validator {
+    pipeline: Option<Pipeline>,
+    key: SigningKey,
+    store: Option<Store>,
+    dir: Option<PathBuf>,
+    byzantine: Vec<(Behaviour, u64, u64)>,
+    skew_ns: i64,
+}
+
+/// Per-node link state.
+struct Link {
+    region: usize,
+    upload_bps: f64,
+    download_bps: f64,
+    upload_free_at: u64,
+    slow: u64,
+    wake_at: u64,
+    neighbours: Vec<u32>,
+    /// Highest block height this full node holds (full nodes only).
+    best_height: u64,
+}
+
+/// The simulator.
+pub struct Sim {
+    scenario: Scenario,
+    seed: u64,
+    now: u64,
+    end: u64,
+    seq: u64,
+    queue: BinaryHeap<Entry>,
+    validators: Vec<Validator>,
+    links: Vec<Link>,
+    net_stream: SeedStream,
+    client_stream: SeedStream,
+    clients: Vec<SigningKey>,
+    client_nonces: Vec<u64>,
+    next_validator: u32,
+    carry: f64,
+    genesis: Vec<([u8; 32], u64)>,
+    set: ValidatorSet,
+    consensus_config: ConsensusConfig,
+    pipeline_config: PipelineConfig,
+    /// Everything the report is made of.
+    pub recorder: Recorder,
+    /// Events processed.
+    pub events: u64,
+    temp_root: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Sim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sim").field("scenario", &self.scenario.name).field("now", &self.now).finish_non_exhaustive()
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        if let Some(root) = &self.temp_root {
+            let _ = std::fs::remove_dir_all(root);
+        }
+    }
+}
+
+impl Sim {
+    /// Builds the nodes, the topology and the schedule of faults.
+    ///
+    /// # Errors
+    /// An invalid scenario, or storage that cannot be created.
+    pub fn new(scenario: Scenario, seed: u64) -> Result<Sim, Box<dyn std::error::Error>> {
+        scenario.validate()?;
+        let v = scenario.validators.count;
+        let nodes = scenario.node_count();
+        let keys: Vec<SigningKey> = (0..u64::from(v)).map(|i| validator_key(seed, i)).collect();
+        let set = ValidatorSet::new(keys.iter().map(|key| key.verifying_key().to_bytes()).collect());
+        let clients: Vec<SigningKey> =
+            (0..scenario.workload.accounts).map(|i| signing_key(seed ^ 0xc11e, i)).collect();
+        let genesis: Vec<([u8; 32], u64)> =
+            clients.iter().map(|key| (key.verifying_key().to_bytes(), 1 << 50)).collect();
+        let consensus_config = ConsensusConfig {
+            view_timeout_ns: scenario.validators.view_timeout_ms * MS,
+            view_timeout_max_ns: scenario.validators.view_timeout_ms * MS * 16,
+            block_interval_ns: scenario.validators.block_interval_ms * MS,
+            ..ConsensusConfig::default()
+        };
+        let pipeline_config = PipelineConfig {
+            block_txn_max: scenario.validators.block_txn_max,
+            sigverify_overlap: false,
+            sigverify_stand_in: scenario.validators.sigverify == SigverifyMode::StandIn,
+            ..PipelineConfig::default()
+        };
+        let temp_root = if scenario.validators.storage {
+            // tmpfs where there is one: the simulated disk is the real storage code over files
+            // that never need to reach a platter.
+            let base = if std::path::Path::new("/dev/shm").is_dir() {
+                PathBuf::from("/dev/shm")
+            } else {
+                std::env::temp_dir()
+            };
+            let root = base.join(format!("tessera-sim-{}-{seed}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&root);
+            std::fs::create_dir_all(&root)?;
+            Some(root)
+        } else {
+            None
+        };
+
+        let mut net_stream = SeedStream::new("tessera sim network", seed);
+        let regions = &scenario.network.regions;
+        let total_share: f64 = regions.iter().map(|r| r.share).sum();
+        // Place nodes by share: the first ⌊share·n⌉ go to region 0 and so on, then shuffle.
+        let mut placement: Vec<usize> = Vec::with_capacity(nodes as usize);
+        let mut cumulative = 0.0;
+        for (index, region) in regions.iter().enumerate() {
+            cumulative += region.share / total_share;
+            let upto = ((cumulative * f64::from(nodes)).round() as usize).min(nodes as usize);
+            while placement.len() < upto {
+                placement.push(index);
+            }
+        }
+        while placement.len() < nodes as usize {
+            placement.push(regions.len() - 1);
+        }
+        net_stream.shuffle(&mut placement);
+        let mut links: Vec<Link> = placement
+            .iter()
+            .map(|region| Link {
+                region: *region,
+                upload_bps: regions[*region].upload_mbps * 1e6,
+                download_bps: regions[*region].download_mbps * 1e6,
+                upload_free_at: 0,
+                slow: 1,
+                wake_at: u64::MAX,
+                neighbours: Vec::new(),
+                best_height: 0,
+            })
+            .collect();
+        // Gossip topology: each full node links to one validator and degree − 1 other nodes.
+        for full in v..nodes {
+            let degree = scenario.full_nodes.degree.min(nodes - 1);
+            let mut picks = vec![net_stream.below(u64::from(v)) as u32];
+            let mut attempts = 0;
+            while (picks.len() as u32) < degree && attempts < degree * 8 {
+                attempts += 1;
+                let other = net_stream.below(u64::from(nodes)) as u32;
+                if other != full && !picks.contains(&other) {
+                    picks.push(other);
+                }
+            }
+            for other in picks {
+                if !links[full as usize].neighbours.contains(&other) {
+                    links[full as usize].neighbours.push(other);
+                    links[other as usize].neighbours.push(full);
+                }
+            }
+        }
+
+        let mut validators = Vec::with_capacity(v as usize);
+        for (index, key) in keys.iter().enumerate() {
+            let dir = temp_root.as_ref().map(|root| root.join(format!("validator-{index}")));
+            validators.push(Validator {
+                pipeline: None,
+                key: key.clone(),
+                store: None,
+                dir,
+                byzantine: Vec::new(),
+                skew_ns: 0,
+            });
+        }
+        let end = ns(scenario.duration_s);
+        let mut sim = Sim {
+            recorder: Recorder::new(&scenario, seed, &placement),
+            scenario,
+            seed,
+            now: 0,
+            end,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            validators,
+            links,
+            net_stream,
+            client_stream: SeedStream::new("tessera sim clients", seed),
+            clients,
+            client_nonces: Vec::new(),
+            next_validator: 0,
+            carry: 0.0,
+            genesis,
+            set,
+            consensus_config,
+            pipeline_config,
+            events: 0,
+            temp_root,
+        };
+        sim.client_nonces = vec![0; sim.clients.len()];
+        for index in 0..v {
+            sim.start_validator(index)?;
+        }
+        sim.schedule_faults();
+        if !sim.scenario.workload.rate.is_empty() {
+            sim.push(0, Event::Clients);
+        }
+        Ok(sim)
+    }
+
+    fn push(&mut self, at: u64, event: Event) {
+        self.seq += 1;
+        self.queue.push(Entry { at, seq: self.seq, event });
+    }
+
+    fn schedule_faults(&mut self) {
+        let mut heal = 0u64;
+        for fault in self.scenario.faults.clone() {
+            match fault {
+                Fault::Crash { node, at_s, restart_s, storage } => {
+                    self.push(ns(at_s), Event::Crash(node, storage));
+                    if let Some(restart) = restart_s {
+                        self.push(ns(restart), Event::Restart(node));
+                        heal = heal.max(ns(restart));
+                    } else {
+                        self.recorder.never_restarts(node);
+                    }
+                }
+                Fault::ClockSkew { node, skew_ms } => self.validators[node as usize].skew_ns = skew_ms * MS as i64,
+                Fault::Slow { node, factor } => self.links[node as usize].slow = u64::from(factor),
+                Fault::Byzantine { node, behaviour, from_s, until_s } => {
+                    let until = until_s.map_or(u64::MAX, ns);
+                    self.validators[node as usize].byzantine.push((behaviour.behaviour(), ns(from_s), until));
+                    self.recorder.mark_byzantine(node);
+                    if until != u64::MAX {
+                        heal = heal.max(until);
+                    }
+                }
+            }
+        }
+        let random = self.scenario.random_faults.clone();
+        let mut stream = SeedStream::new("tessera sim random faults", self.seed);
+        for _ in 0..random.crashes {
+            let node = stream.below(u64::from(self.scenario.validators.count)) as u32;
+            let at = stream.below(self.end.max(1) / 2 + 1);
+            let restart = at + ns(random.down_s);
+            self.push(at, Event::Crash(node, StorageFault::None));
+            self.push(restart, Event::Restart(node));
+            heal = heal.max(restart);
+        }
+        for p in &self.scenario.partitions {
+            heal = heal.max(ns(p.end_s));
+        }
+        // Liveness is judged from a grace period after the last fault heals: view timeouts
+        // back off up to 16×, so allow a few of them.
+        let grace = self.consensus_config.view_timeout_ns * 4;
+        let mark = heal.saturating_add(grace);
+        self.recorder.set_heal(heal, mark);
+        if mark < self.end {
+            self.push(mark, Event::LivenessMark);
+        }
+    }
+
+    /// (Re)starts validator `index` from its storage, or from genesis without storage.
+    fn start_validator(&mut self, index: u32) -> Result<(), Box<dyn std::error::Error>> {
+        let validator = &mut self.validators[index as usize];
+        let (ledger, tip) = match &validator.dir {
+            Some(dir) => {
+                let config = StoreConfig { sync: false, ..StoreConfig::default() };
+                let opened = match Store::open(dir, &self.genesis, config.clone()) {
+                    Ok(opened) => opened,
+                    Err(error) => {
+                        // A directory the node refuses (corruption) is wiped, as an operator
+                        // would, and the validator resyncs from its peers.
+                        self.recorder.storage_refused(index, self.now, &error.to_string());
+                        std::fs::remove_dir_all(dir)?;
+                        Store::open(dir, &self.genesis, config)?
+                    }
+                };
+                let (store, ledger, recovery) = opened;
+                if recovery.torn_bytes_dropped > 0 {
+                    self.recorder.storage_torn(index, self.now, recovery.torn_bytes_dropped);
+                }
+                let tip = ChainTip { height: recovery.height, hash: store.tip_hash(), state_root: recovery.state_root };
+                validator.store = Some(store);
+                (ledger, tip)
+            }
+            None => {
+                let ledger = Ledger::from_genesis(&self.genesis)?;
+                let tip = ChainTip::genesis(&ledger);
+                (ledger, tip)
+            }
+        };
+        let core = Core::new(
+            index,
+            validator.key.clone(),
+            self.set.clone(),
+            self.consensus_config.clone(),
+            tip.height,
+            tip.hash,
+        );
+        let stages = Stages::Validator { core: Box::new(core), history_bytes_max: 64 << 20 };
+        validator.pipeline = Some(Pipeline::with_stages(self.pipeline_config.clone(), ledger, tip, stages)?);
+        self.recorder.restarted(index, tip.height);
+        let at = self.now;
+        self.wake(index, at);
+        Ok(())
+    }
+
+    fn wake(&mut self, node: u32, at: u64) {
+        let link = &mut self.links[node as usize];
+        if at < link.wake_at {
+            link.wake_at = at;
+            self.push(at, Event::Wake(node));
+        }
+    }
+
+    fn partitioned(&self, t: u64, from: u32, to: u32) -> bool {
+        self.scenario.partitions.iter().any(|p| {
+            t >= ns(p.start_s) && t < ns(p.end_s) && {
+                let group = |node: u32| p.groups.iter().position(|g| g.contains(&node)).unwrap_or(0);
+                group(from) != group(to)
+            }
+        })
+    }
+
+    fn uniform(&mut self) -> f64 {
+        (self.net_stream.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+
+    /// One-way latency from `from` to `to` under the scenario's distribution, nanoseconds.
+    fn latency(&mut self, from: u32, to: u32) -> u64 {
+        let n = &self.scenario.network;
+        let mean = n.latency_ms[self.links[from as usize].region][self.links[to as usize].region];
+        let (model, jitter, shape, per_ms, offset) =
+            (n.latency, n.jitter, n.pareto_shape, n.pareto_shape_per_ms, n.pareto_scale_offset_ms);
+        let ms = match model {
+            LatencyModel::Constant => mean,
+            LatencyModel::Uniform => mean * (1.0 + jitter * (2.0 * self.uniform() - 1.0)),
+            LatencyModel::Normal => {
+                // Box–Muller with libm, so every machine draws the same numbers.
+                let u1 = self.uniform().max(f64::MIN_POSITIVE);
+                let u2 = self.uniform();
+                let z = libm::sqrt(-2.0 * libm::log(u1)) * libm::cos(2.0 * std::f64::consts::PI * u2);
+                mean * (1.0 + jitter * z)
+            }
+            LatencyModel::Pareto => {
+                let u = self.uniform().max(f64::MIN_POSITIVE);
+                let (alpha, scale) = match per_ms {
+                    Some(k) => ((k * mean).max(f64::MIN_POSITIVE), (mean - offset).max(0.0)),
+                    None => (shape, mean * (shape - 1.0) / shape),
+                };
+                scale / libm::pow(u, 1.0 / alpha)
+            }
+        };
+        (ms.clamp(0.0, 600_000.0) * 1e6) as u64
+    }
+
+    /// Sends through the network model: partition, loss, upload queueing, transfer at the
+    /// slower of the two ends' bandwidth, latency, reordering and duplication.
+    fn send(&mut self, from: u32, to: u32, payload: Payload, bytes: u64) {
+        self.send_at(self.now, from, to, payload, bytes);
+    }
+
+    /// [`Sim::send`] from a moment after now (a relay that first spends time on the message).
+    fn send_at(&mut self, now: u64, from: u32, to: u32, payload: Payload, bytes: u64) {
+        self.recorder.sent(from, bytes);
+        if self.partitioned(now, from, to) {
+            self.recorder.partitioned += 1;
+            return;
+        }
+        let n = &self.scenario.network;
+        let (loss, duplicate, reorder) = (n.loss, n.duplicate, n.reorder);
+        if loss > 0.0 && self.uniform() < loss {
+            self.recorder.lost += 1;
+            return;
+        }
+        let sender = &self.links[from as usize];
+        let up = sender.upload_bps / sender.slow as f64;
+        let down = self.links[to as usize].download_bps;
+        let bits = (bytes * 8) as f64;
+        let depart = now.max(sender.upload_free_at);
+        self.links[from as usize].upload_free_at = depart + (bits / up * 1e9) as u64;
+        let transfer = (bits / up.min(down) * 1e9) as u64;
+        let copies = if duplicate > 0.0 && self.uniform() < duplicate { 2 } else { 1 };
+        for copy in 0..copies {
+            let mut latency = self.latency(from, to);
+            if reorder > 0.0 && self.uniform() < reorder {
+                latency += (self.uniform() * latency as f64) as u64;
+            }
+            if copy == 1 {
+                self.recorder.duplicated += 1;
+            }
+            let at = depart + transfer + latency;
+            self.push(at, Event::Deliver { to, from, payload: payload.clone(), bytes });
+        }
+    }
+
+    fn behaviour(&self, node: u32) -> Behaviour {
+        self.validators[node as usize]
+            .byzantine
+            .iter()
+            .find(|(_, from, until)| self.now >= *from && self.now < *until)
+            .map_or(Behaviour::Honest, |(behaviour, _, _)| *behaviour)
+    }
+
+    /// Runs to the end of the scenario; `progress` is called now and then with the virtual
+    /// time reached.
+    pub fn run(&mut self, mut progress: impl FnMut(u64, u64)) {
+        let mut since_progress = 0u32;
+        while let Some(entry) = self.queue.pop() {
+            if entry.at > self.end {
+                break;
+            }
+            self.now = entry.at;
+            self.events += 1;
+            since_progress += 1;
+            if since_progress == 4096 {
+                since_progress = 0;
+                progress(self.now, self.events);
+            }
+            match entry.event {
+                Event::Wake(node) => self.on_wake(node),
+                Event::Deliver { to, from, payload, bytes } => self.on_deliver(to, from, payload, bytes),
+                Event::Clients => self.on_clients(),
+                Event::Crash(node, fault) => self.on_crash(node, fault),
+                Event::Restart(node) => {
+                    if self.validators[node as usize].pipeline.is_none()
+                        && let Err(error) = self.start_validator(node)
+                    {
+                        self.recorder.storage_refused(node, self.now, &error.to_string());
+                    }
+                }
+                Event::LivenessMark => self.recorder.liveness_mark(),
+            }
+        }
+        self.now = self.end;
+    }
+
+    /// Ends the run's bookkeeping and makes the report (deterministic: no wall-clock figure
+    /// in it).
+    pub fn report(&mut self) -> Report {
+        self.recorder.finish();
+        self.recorder.report(self.end, self.events)
+    }
+
+    fn on_clients(&mut self) {
+        let w = &self.scenario.workload;
+        let batch_ns = w.batch_ms * MS;
+        let rate = w.rate_at(self.now as f64 / 1e9);
+        let want = rate * w.batch_ms as f64 / 1000.0 + self.carry;
+        let count = want.floor() as u64;
+        self.carry = want - count as f64;
+        let stand_in = self.scenario.validators.sigverify == SigverifyMode::StandIn;
+        let policy = w.policy;
+        if count > 0 {
+            let mut batch = Vec::with_capacity(count as usize);
+            for _ in 0..count {
+                let client = self.client_stream.below(self.clients.len() as u64) as usize;
+                let recipient = (client + 1) % self.clients.len();
+                let body = TxnBody {
+                    chain_id: self.pipeline_config.chain_id,
+                    reserved: 0,
+                    sender: self.clients[client].verifying_key().to_bytes(),
+                    recipient: self.clients[recipient].verifying_key().to_bytes(),
+                    amount: 1 + self.client_stream.below(100),
+                    fee: 1 + self.client_stream.below(10),
+                    nonce: self.client_nonces[client],
+                };
+                self.client_nonces[client] += 1;
+                let txn = if stand_in {
+                    Txn { body, signature: TxnSignature(stand_in_signature(&body)) }
+                } else {
+                    sign(&self.clients[client], body)
+                };
+                self.recorder.submitted(txn.id(), self.now);
+                batch.push(txn);
+            }
+            let batch = Rc::new(batch);
+            let v = self.scenario.validators.count;
+            let targets: Vec<u32> = match policy {
+                Policy::RoundRobin => {
+                    self.next_validator = (self.next_validator + 1) % v;
+                    vec![self.next_validator]
+                }
+                Policy::Random => vec![self.client_stream.below(u64::from(v)) as u32],
+                Policy::All => (0..v).collect(),
+            };
+            // Clients sit next to the validator they use: the ingress hop costs processing only.
+            for to in targets {
+                let at = self.now;
+                self.push(at, Event::Deliver {
+                    to,
+                    from: u32::MAX,
+                    payload: Payload::Txns { batch: batch.clone(), forwarded: false },
+                    bytes: 0,
+                });
+            }
+        }
+        if self.now + batch_ns <= self.end {
+            self.push(self.now + batch_ns, Event::Clients);
+        }
+    }
+
+    fn on_deliver(&mut self, to: u32, from: u32, payload: Payload, bytes: u64) {
+        if from != u32::MAX {
+            self.recorder.received(to, bytes);
+        }
+        let v = self.scenario.validators.count;
+        if to >= v {
+            return self.on_full_node_message(to, from, payload, bytes);
+        }
+        let now = self.now;
+        let process = self.scenario.validators.process_us * 1000 * self.links[to as usize].slow;
+        let Some(pipeline) = self.validators[to as usize].pipeline.as_mut() else {
+            self.recorder.to_crashed += 1;
+            return;
+        };
+        match payload {
+            Payload::Consensus(message) => {
+                if let ConsensusMessage::Proposal(proposal) = &*message
+                    && proposal.justify.is_none()
+                {
+                    self.recorder.holds(proposal.block.header.hash(), to, now);
+                }
+                pipeline.deliver(from, (*message).clone());
+            }
+            Payload::Txns { batch, forwarded } => {
+                for txn in batch.iter() {
+                    pipeline.submit(*txn, if forwarded { 3 } else { 1 });
+                }
+                if !forwarded {
+                    // Like the node: forward client transactions once to every other validator.
+                    let size = encode(&Frame::Txns(batch.to_vec())).len() as u64;
+                    for peer in (0..v).filter(|peer| *peer != to) {
+                        self.send(to, peer, Payload::Txns { batch: batch.clone(), forwarded: true }, size);
+                    }
+                }
+            }
+            Payload::Block(..) => {}
+        }
+        self.wake(to, now + process);
+    }
+
+    fn on_full_node_message(&mut self, to: u32, from: u32, payload: Payload, bytes: u64) {
+        let Payload::Block(height, hash) = payload else { return };
+        let link = &mut self.links[to as usize];
+        if height <= link.best_height {
+            self.recorder.gossip_duplicates += 1;
+            return;
+        }
+        link.best_height = height;
+        let forward_at_delay = self.scenario.validators.process_us * 1000 * link.slow;
+        let neighbours: Vec<u32> = link.neighbours.iter().copied().filter(|n| *n != from).collect();
+        self.recorder.holds(hash, to, self.now);
+        // Relay after checking it (modelled as the processing delay): the upload queue then
+        // spaces the copies by the sender's bandwidth.
+        let at = self.now + forward_at_delay;
+        for neighbour in neighbours {
+            self.send_at(at, to, neighbour, Payload::Block(height, hash), bytes);
+        }
+    }
+
+    fn on_crash(&mut self, node: u32, fault: StorageFault) {
+        let validator = &mut self.validators[node as usize];
+        if validator.pipeline.take().is_none() {
+            return;
+        }
+        let store = validator.store.take();
+        drop(store);
+        self.links[node as usize].wake_at = u64::MAX;
+        self.recorder.crashed(node, self.now);
+        if let Some(dir) = validator.dir.clone() {
+            let damaged = damage(&dir, fault, &mut self.net_stream);
+            if let Some(what) = damaged {
+                self.recorder.storage_damaged(node, self.now, &what);
+            }
+        }
+    }
+
+    fn on_wake(&mut self, node: u32) {
+        let link = &mut self.links[node as usize];
+        if link.wake_at != self.now {
+            return;
+        }
+        link.wake_at = u64::MAX;
+        let behaviour = self.behaviour(node);
+        let validator = &mut self.validators[node as usize];
+        let Some(pipeline) = validator.pipeline.as_mut() else { return };
+        let local = self.now.saturating_add_signed(validator.skew_ns);
+        pipeline.tick(local);
+        pipeline.drain_rejections();
+        let certified = pipeline.drain_certified();
+        let outbound = pipeline.drain_outbound();
+        let idle = pipeline.is_idle();
+        let deadline = pipeline.consensus().map_or(u64::MAX, |c| c.core.next_deadline_ns());
+        let mut persist_error = None;
+        if let Some(store) = validator.store.as_mut() {
+            let last = certified.len();
+            for (position, block) in certified.iter().enumerate() {
+                let written = if position + 1 == last {
+                    store.commit(&block.block, &block.certificate, pipeline.ledger())
+                } else {
+                    store.commit_without_snapshot(&block.block, &block.certificate)
+                };
+                if let Err(error) = written {
+                    persist_error = Some(error.to_string());
+                    break;
+                }
+            }
+        }
+        if let Some(error) = persist_error {
+            self.recorder.storage_refused(node, self.now, &error);
+        }
+        let honest = behaviour == Behaviour::Honest && !self.recorder.is_byzantine(node);
+        for block in &certified {
+            self.finalized(node, block, honest);
+        }
+        let key = self.validators[node as usize].key.clone();
+        let v = self.scenario.validators.count;
+        for (destination, message) in outbound {
+            if let ConsensusMessage::Proposal(proposal) = &message
+                && proposal.justify.is_none()
+            {
+                self.recorder.proposed(proposal.block.header.hash(), node, self.now);
+            }
+            let targets: Vec<u32> = match destination {
+                Destination::All => (0..v).filter(|to| *to != node).collect(),
+                Destination::One(to) => vec![to],
+            };
+            let sends = byzantine::outbound(behaviour, &key, &targets, message);
+            // One encoding per distinct message: its real wire size.
+            let mut sizes: Vec<(usize, u64)> = Vec::new();
+            for (to, message) in sends {
+                let message = Rc::new(message);
+                let address = Rc::as_ptr(&message) as usize;
+                let size = match sizes.iter().find(|(a, _)| *a == address) {
+                    Some((_, size)) => *size,
+                    None => {
+                        let size = encode(&Frame::Consensus((*message).clone())).len() as u64;
+                        sizes.push((address, size));
+                        size
+                    }
+                };
+                self.send(node, to, Payload::Consensus(message), size);
+            }
+        }
+        // Next: soon if work is queued, else the core's next deadline (in global time).
+        let skew = self.validators[node as usize].skew_ns;
+        let global_deadline = if deadline == u64::MAX {
+            u64::MAX
+        } else {
+            deadline.saturating_add_signed(-skew)
+        };
+        let soon = self.now + MS;
+        let next = if idle { global_deadline.max(soon) } else { soon };
+        if next <= self.end {
+            self.wake(node, next);
+        }
+    }
+
+    fn finalized(&mut self, node: u32, block: &CertifiedBlock, honest: bool) {
+        let header = &block.block.header;
+        let hash = header.hash();
+        let ids: Vec<TxnId> = block.block.txns.iter().map(Txn::id).collect();
+        self.recorder.finalized(node, header.height, hash, &ids, self.now, honest);
+        if !honest {
+            return;
+        }
+        // Announce to full-node neighbours (a block is about 160 bytes a transaction).
+        let bytes = 256 + 160 * block.block.txns.len() as u64;
+        let neighbours = self.links[node as usize].neighbours.clone();
+        for neighbour in neighbours {
+            self.send(node, neighbour, Payload::Block(header.height, hash), bytes);
+        }
+    }
+}
+
+/// Applies a storage fault to a crashed validator's newest segment; says what it did.
+fn damage(dir: &std::path::Path, fault: StorageFault, stream: &mut SeedStream) -> Option<String> {
+    if fault == StorageFault::None {
+        return None;
+    }
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("segment-")))
+        .collect();
+    segments.sort();
+    let newest = segments.last()?;
+    let len = std::fs::metadata(newest).ok()?.len();
+    // Segments start with a 64-byte file header; leave it, damage what follows.
+    if len <= 128 {
+        return None;
+    }
+    match fault {
+        StorageFault::Torn => {
+            let cut = 1 + stream.below(32.min(len - 64));
+            let file = std::fs::OpenOptions::new().write(true).open(newest).ok()?;
+            file.set_len(len - cut).ok()?;
+            Some(format!("tore the last {cut} bytes off {}", newest.display()))
+        }
+        StorageFault::Corrupt => {
+            let at = 64 + stream.below(len - 64 - 1);
+            let mut bytes = std::fs::read(newest).ok()?;
+            bytes[at as usize] ^= 0x20;
+            std::fs::write(newest, bytes).ok()?;
+            Some(format!("flipped a bit at byte {at} of {}", newest.display()))
+        }
+        StorageFault::None => None,
+    }
+}
+
+/// Runs a scenario to its end.
+///
+/// # Errors
+/// See [`Sim::new`].
+pub fn run(scenario: Scenario, seed: u64, progress: impl FnMut(u64, u64)) -> Result<Sim, Box<dyn std::error::Error>> {
+    let mut sim = Sim::new(scenario, seed)?;
+    sim.run(progress);
+    Ok(sim)
+}

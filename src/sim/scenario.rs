@@ -1,0 +1,604 @@
+//! Scenario files for `tessera sim` (TOML; the format is documented in `docs/sim.md`), and the
+//! random scenarios `--swarm` draws from a seed.
+
+use serde::{Deserialize, Serialize};
+use tessera_systems::workload::SeedStream;
+
+use super::Behaviour;
+
+/// A whole scenario.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Name, used in the report and the default output directory.
+    pub name: String,
+    /// Virtual seconds to run.
+    pub duration_s: f64,
+    /// Everything random derives from this (`--seed` overrides it).
+    #[serde(default = "one")]
+    pub seed: u64,
+    /// The validators.
+    pub validators: Validators,
+    /// Full (non-validating) nodes that receive finalized blocks by gossip.
+    #[serde(default)]
+    pub full_nodes: FullNodes,
+    /// The network model.
+    pub network: Network,
+    /// Client load.
+    #[serde(default)]
+    pub workload: Workload,
+    /// Partitions that start and heal on a schedule.
+    #[serde(default)]
+    pub partitions: Vec<PartitionSpec>,
+    /// Scheduled faults.
+    #[serde(default)]
+    pub faults: Vec<Fault>,
+    /// Crashes drawn from the seed.
+    #[serde(default)]
+    pub random_faults: RandomFaults,
+}
+
+fn one() -> u64 {
+    1
+}
+
+/// `[validators]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Validators {
+    /// How many (n = 3f + 1 tolerates f Byzantine).
+    pub count: u32,
+    /// Base view timeout.
+    #[serde(default = "view_timeout")]
+    pub view_timeout_ms: u64,
+    /// Least time from a finalization to the next proposal.
+    #[serde(default = "block_interval")]
+    pub block_interval_ms: u64,
+    /// Most transactions per block.
+    #[serde(default = "block_txn_max")]
+    pub block_txn_max: usize,
+    /// Virtual time a validator takes to handle what arrived (per wake-up).
+    #[serde(default = "process_us")]
+    pub process_us: u64,
+    /// `real` Ed25519 (the default) or the deterministic `stand-in` for client signatures
+    /// (consensus signatures are always real).
+    #[serde(default)]
+    pub sigverify: SigverifyMode,
+    /// Persist finalized blocks through the node's real storage code (in a temporary
+    /// directory), so crashes can tear or corrupt what was written.
+    #[serde(default)]
+    pub storage: bool,
+}
+
+fn view_timeout() -> u64 {
+    1000
+}
+fn block_interval() -> u64 {
+    50
+}
+fn block_txn_max() -> usize {
+    4096
+}
+fn process_us() -> u64 {
+    200
+}
+
+/// How client transaction signatures are checked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SigverifyMode {
+    /// Ed25519 under the node's rule.
+    #[default]
+    Real,
+    /// A keyed BLAKE3 tag: deterministic and cheap, for scale runs.
+    StandIn,
+}
+
+/// `[full_nodes]`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FullNodes {
+    /// How many.
+    #[serde(default)]
+    pub count: u32,
+    /// Gossip neighbours each full node opens (links are both ways).
+    #[serde(default = "degree")]
+    pub degree: u32,
+}
+
+fn degree() -> u32 {
+    8
+}
+
+/// How one-way latency varies around the matrix mean.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LatencyModel {
+    /// Always the mean.
+    #[default]
+    Constant,
+    /// Uniform in `mean · (1 ± jitter)`.
+    Uniform,
+    /// Normal with standard deviation `mean · jitter`, cut at zero.
+    Normal,
+    /// Pareto; see [`Network::pareto_shape`] and [`Network::pareto_shape_per_ms`].
+    Pareto,
+}
+
+/// `[network]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// Mean one-way latency between regions, milliseconds: `latency_ms[from][to]`.
+    pub latency_ms: Vec<Vec<f64>>,
+    /// The distribution around the mean.
+    #[serde(default)]
+    pub latency: LatencyModel,
+    /// Relative spread for `uniform` and `normal`.
+    #[serde(default = "jitter")]
+    pub jitter: f64,
+    /// Pareto shape α; the scale is set so the mean is the matrix value (α > 1).
+    #[serde(default = "pareto_shape")]
+    pub pareto_shape: f64,
+    /// SimBlock's form instead: α = this × mean (ms) and scale = mean − `pareto_scale_offset_ms`.
+    #[serde(default)]
+    pub pareto_shape_per_ms: Option<f64>,
+    /// See `pareto_shape_per_ms`.
+    #[serde(default)]
+    pub pareto_scale_offset_ms: f64,
+    /// Fraction of messages lost.
+    #[serde(default)]
+    pub loss: f64,
+    /// Fraction of messages delivered twice.
+    #[serde(default)]
+    pub duplicate: f64,
+    /// Fraction of messages held back by up to one more latency (so they overtake each other).
+    #[serde(default)]
+    pub reorder: f64,
+    /// The regions, in the matrix's order.
+    pub regions: Vec<Region>,
+}
+
+fn jitter() -> f64 {
+    0.1
+}
+fn pareto_shape() -> f64 {
+    3.0
+}
+
+/// One region.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Region {
+    /// Name.
+    pub name: String,
+    /// Fraction of the nodes placed here (shares are normalised).
+    pub share: f64,
+    /// Per-node upload bandwidth, megabits per second.
+    pub upload_mbps: f64,
+    /// Per-node download bandwidth, megabits per second.
+    pub download_mbps: f64,
+}
+
+/// How clients pick the validator a transaction goes to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    /// Each batch to the next validator in turn.
+    #[default]
+    RoundRobin,
+    /// Each batch to a validator drawn from the seed.
+    Random,
+    /// Each batch to every validator.
+    All,
+}
+
+/// `[workload]`: open-loop client load.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workload {
+    /// The rate curve: `[t_s, txn_per_s]` points, linear in between, flat after the last.
+    #[serde(default)]
+    pub rate: Vec<[f64; 2]>,
+    /// Where batches go.
+    #[serde(default)]
+    pub policy: Policy,
+    /// Clients send a batch every this many milliseconds.
+    #[serde(default = "batch_ms")]
+    pub batch_ms: u64,
+    /// Funded client accounts.
+    #[serde(default = "accounts")]
+    pub accounts: u64,
+}
+
+impl Default for Workload {
+    fn default() -> Self {
+        Workload { rate: Vec::new(), policy: Policy::default(), batch_ms: batch_ms(), accounts: accounts() }
+    }
+}
+
+fn batch_ms() -> u64 {
+    10
+}
+fn accounts() -> u64 {
+    256
+}
+
+impl Workload {
+    /// The rate at `t_s` (transactions per second).
+    pub fn rate_at(&self, t_s: f64) -> f64 {
+        let Some(first) = self.rate.first() else { return 0.0 };
+        if t_s <= first[0] {
+            return first[1];
+        }
+        for pair in self.rate.windows(2) {
+            let ([t0, r0], [t1, r1]) = (pair[0], pair[1]);
+            if t_s <= t1 {
+                return if t1 > t0 { r0 + (r1 - r0) * (t_s - t0) / (t1 - t0) } else { r1 };
+            }
+        }
+        self.rate.last().map_or(0.0, |last| last[1])
+    }
+}
+
+/// `[[partitions]]`: from `start_s` to `end_s`, messages between groups are lost.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartitionSpec {
+    /// Start.
+    pub start_s: f64,
+    /// Heal.
+    pub end_s: f64,
+    /// Node indexes per group (validators first, then full nodes); unlisted nodes are in
+    /// group 0.
+    pub groups: Vec<Vec<u32>>,
+}
+
+/// `[[faults]]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Fault {
+    /// The validator stops at `at_s` (state in memory lost) and, with `restart_s`, starts
+    /// again from its storage (or from genesis without storage) and catches up by sync.
+    Crash {
+        /// Validator.
+        node: u32,
+        /// When it dies.
+        at_s: f64,
+        /// When it starts again.
+        #[serde(default)]
+        restart_s: Option<f64>,
+        /// What the crash does to its files (needs `validators.storage`).
+        #[serde(default)]
+        storage: StorageFault,
+    },
+    /// The validator's clock runs `skew_ms` ahead (negative: behind).
+    ClockSkew {
+        /// Validator.
+        node: u32,
+        /// Offset.
+        skew_ms: i64,
+    },
+    /// The node handles messages `factor` times slower and sends at 1/`factor` bandwidth.
+    Slow {
+        /// Node.
+        node: u32,
+        /// Slowdown.
+        factor: u32,
+    },
+    /// The validator misbehaves in a window.
+    Byzantine {
+        /// Validator.
+        node: u32,
+        /// How.
+        behaviour: ByzantineKind,
+        /// From.
+        #[serde(default)]
+        from_s: f64,
+        /// Until (default: the whole run).
+        #[serde(default)]
+        until_s: Option<f64>,
+    },
+}
+
+/// What a crash does to the validator's data directory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StorageFault {
+    /// Nothing beyond losing memory.
+    #[default]
+    None,
+    /// The last write is torn: the newest segment loses its final bytes.
+    Torn,
+    /// A byte inside a committed record flips.
+    Corrupt,
+}
+
+/// Byzantine behaviours, as scenario files name them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ByzantineKind {
+    /// Two proposals per view.
+    Equivocate,
+    /// Two votes per phase.
+    DoubleVote,
+    /// No votes.
+    Withhold,
+    /// Proposals with a wrong state root.
+    InvalidProposal,
+}
+
+impl ByzantineKind {
+    /// The harness behaviour.
+    pub fn behaviour(self) -> Behaviour {
+        match self {
+            ByzantineKind::Equivocate => Behaviour::EquivocatingProposer,
+            ByzantineKind::DoubleVote => Behaviour::DoubleVoter,
+            ByzantineKind::Withhold => Behaviour::VoteWithholder,
+            ByzantineKind::InvalidProposal => Behaviour::InvalidProposer,
+        }
+    }
+}
+
+/// `[random_faults]`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RandomFaults {
+    /// Validator crashes at times drawn from the seed (each restarts after `down_s`).
+    #[serde(default)]
+    pub crashes: u32,
+    /// Downtime of each.
+    #[serde(default)]
+    pub down_s: f64,
+}
+
+/// A scenario that cannot run, naming the key.
+#[derive(Debug, thiserror::Error)]
+#[error("scenario: {key}: {problem}")]
+pub struct ScenarioError {
+    /// The key.
+    pub key: String,
+    /// What is wrong.
+    pub problem: String,
+}
+
+fn bad(key: &str, problem: impl Into<String>) -> ScenarioError {
+    ScenarioError { key: key.into(), problem: problem.into() }
+}
+
+/// Most nodes one run simulates.
+pub const NODES_MAX: u32 = 100_000;
+
+impl Scenario {
+    /// Parses and validates a scenario file's text.
+    ///
+    /// # Errors
+    /// TOML that does not parse or fit the schema, or values that cannot work.
+    pub fn parse(text: &str) -> Result<Scenario, Box<dyn std::error::Error>> {
+        let scenario: Scenario = toml::from_str(text)?;
+        scenario.validate()?;
+        Ok(scenario)
+    }
+
+    /// Every node: validators first, then full nodes.
+    pub fn node_count(&self) -> u32 {
+        self.validators.count + self.full_nodes.count
+    }
+
+    /// Checks that the scenario can run.
+    ///
+    /// # Errors
+    /// The first problem, naming its key.
+    pub fn validate(&self) -> Result<(), ScenarioError> {
+        let finite_nonneg = |v: f64| v.is_finite() && v >= 0.0;
+        if !(self.duration_s.is_finite() && self.duration_s > 0.0 && self.duration_s <= 86_400.0 * 7.0) {
+            return Err(bad("duration_s", "must be positive and at most a week"));
+        }
+        let v = &self.validators;
+        if v.count == 0 || v.count > 1000 {
+            return Err(bad("validators.count", "must be between 1 and 1000"));
+        }
+        if self.node_count() > NODES_MAX {
+            return Err(bad("full_nodes.count", format!("at most {NODES_MAX} nodes in all")));
+        }
+        if v.view_timeout_ms == 0 || v.block_txn_max == 0 {
+            return Err(bad("validators", "view_timeout_ms and block_txn_max must be positive"));
+        }
+        if self.full_nodes.count > 0 && self.full_nodes.degree == 0 {
+            return Err(bad("full_nodes.degree", "must be positive"));
+        }
+        let n = &self.network;
+        let regions = n.regions.len();
+        if regions == 0 {
+            return Err(bad("network.regions", "name at least one region"));
+        }
+        if n.latency_ms.len() != regions || n.latency_ms.iter().any(|row| row.len() != regions) {
+            return Err(bad("network.latency_ms", format!("must be a {regions}×{regions} matrix")));
+        }
+        if n.latency_ms.iter().flatten().any(|ms| !finite_nonneg(*ms) || *ms > 60_000.0) {
+            return Err(bad("network.latency_ms", "entries must be between 0 and 60000"));
+        }
+        for (key, p) in [("network.loss", n.loss), ("network.duplicate", n.duplicate), ("network.reorder", n.reorder)]
+        {
+            if !(finite_nonneg(p) && p < 1.0) {
+                return Err(bad(key, "must be in [0, 1)"));
+            }
+        }
+        if !(finite_nonneg(n.jitter) && n.jitter <= 10.0) {
+            return Err(bad("network.jitter", "must be in [0, 10]"));
+        }
+        if !(n.pareto_shape.is_finite() && n.pareto_shape > 1.0) {
+            return Err(bad("network.pareto_shape", "must be above 1"));
+        }
+        if n.pareto_shape_per_ms.is_some_and(|k| !(k.is_finite() && k > 0.0)) {
+            return Err(bad("network.pareto_shape_per_ms", "must be positive"));
+        }
+        if !finite_nonneg(n.pareto_scale_offset_ms) {
+            return Err(bad("network.pareto_scale_offset_ms", "must be non-negative"));
+        }
+        for region in &n.regions {
+            if !(finite_nonneg(region.share)
+                && region.upload_mbps.is_finite()
+                && region.upload_mbps > 0.0
+                && region.download_mbps.is_finite()
+                && region.download_mbps > 0.0)
+            {
+                return Err(bad(
+                    "network.regions",
+                    format!("{}: share must be non-negative, bandwidths positive", region.name),
+                ));
+            }
+        }
+        if n.regions.iter().map(|r| r.share).sum::<f64>() <= 0.0 {
+            return Err(bad("network.regions", "shares sum to zero"));
+        }
+        let w = &self.workload;
+        if w.batch_ms == 0 || w.accounts == 0 || w.accounts > 1 << 20 {
+            return Err(bad("workload", "batch_ms must be positive, accounts in 1..=1048576"));
+        }
+        if w.rate.iter().any(|[t, r]| !finite_nonneg(*t) || !finite_nonneg(*r) || *r > 10_000_000.0) {
+            return Err(bad("workload.rate", "points are [t_s ≥ 0, rate in 0..=1e7]"));
+        }
+        if w.rate.windows(2).any(|pair| pair[1][0] < pair[0][0]) {
+            return Err(bad("workload.rate", "times must not decrease"));
+        }
+        let nodes = self.node_count();
+        for p in &self.partitions {
+            if !(finite_nonneg(p.start_s) && p.end_s.is_finite() && p.end_s >= p.start_s) {
+                return Err(bad("partitions", "need 0 ≤ start_s ≤ end_s"));
+            }
+            if p.groups.iter().flatten().any(|node| *node >= nodes) {
+                return Err(bad("partitions.groups", format!("node indexes must be below {nodes}")));
+            }
+        }
+        for fault in &self.faults {
+            let (node, validator_only) = match fault {
+                Fault::Crash { node, at_s, restart_s, storage } => {
+                    if !finite_nonneg(*at_s) || restart_s.is_some_and(|r| !(r.is_finite() && r >= *at_s)) {
+                        return Err(bad("faults.crash", "need 0 ≤ at_s ≤ restart_s"));
+                    }
+                    if *storage != StorageFault::None && !self.validators.storage {
+                        return Err(bad("faults.crash.storage", "needs validators.storage = true"));
+                    }
+                    (*node, true)
+                }
+                Fault::ClockSkew { node, skew_ms } => {
+                    if skew_ms.unsigned_abs() > 3_600_000 {
+                        return Err(bad("faults.clock-skew.skew_ms", "at most an hour either way"));
+                    }
+                    (*node, true)
+                }
+                Fault::Slow { node, factor } => {
+                    if *factor == 0 || *factor > 1000 {
+                        return Err(bad("faults.slow.factor", "must be between 1 and 1000"));
+                    }
+                    (*node, false)
+                }
+                Fault::Byzantine { node, from_s, until_s, .. } => {
+                    if !finite_nonneg(*from_s) || until_s.is_some_and(|u| !(u.is_finite() && u >= *from_s)) {
+                        return Err(bad("faults.byzantine", "need 0 ≤ from_s ≤ until_s"));
+                    }
+                    (*node, true)
+                }
+            };
+            let bound = if validator_only { self.validators.count } else { nodes };
+            if node >= bound {
+                return Err(bad("faults.node", format!("{node} is not a node this fault applies to (< {bound})")));
+            }
+        }
+        if !finite_nonneg(self.random_faults.down_s) {
+            return Err(bad("random_faults.down_s", "must be non-negative"));
+        }
+        Ok(())
+    }
+
+    /// The scenario `--swarm` runs for `seed`: small, with a random network, and faults that
+    /// stay within what the protocol tolerates (at most f Byzantine validators, partitions and
+    /// crashes that heal before the end).
+    pub fn random(seed: u64) -> Scenario {
+        let mut s = SeedStream::new("tessera sim swarm", seed);
+        let validators = [4u32, 4, 4, 5, 7][s.below(5) as usize];
+        let full = [0u32, 0, 3, 8][s.below(4) as usize];
+        let f = (validators - 1) / 3;
+        let latency = [LatencyModel::Constant, LatencyModel::Uniform, LatencyModel::Normal, LatencyModel::Pareto]
+            [s.below(4) as usize];
+        let regions = 1 + s.below(3) as usize;
+        let latency_ms: Vec<Vec<f64>> = (0..regions)
+            .map(|i| (0..regions).map(|j| if i == j { 1.0 } else { 5.0 + s.below(60) as f64 }).collect())
+            .collect();
+        let regions: Vec<Region> = (0..regions)
+            .map(|i| Region {
+                name: format!("r{i}"),
+                share: 1.0,
+                upload_mbps: [10.0, 100.0, 1000.0][s.below(3) as usize],
+                download_mbps: [10.0, 100.0, 1000.0][s.below(3) as usize],
+            })
+            .collect();
+        let duration_s = 8.0;
+        let mut faults = Vec::new();
+        let mut partitions = Vec::new();
+        let byzantine = s.below(u64::from(f) + 1) as u32;
+        let kinds = [
+            ByzantineKind::Equivocate,
+            ByzantineKind::DoubleVote,
+            ByzantineKind::Withhold,
+            ByzantineKind::InvalidProposal,
+        ];
+        for i in 0..byzantine {
+            faults.push(Fault::Byzantine {
+                node: (seed as u32).wrapping_add(i) % validators,
+                behaviour: kinds[s.below(4) as usize],
+                from_s: 0.0,
+                until_s: Some(3.0),
+            });
+        }
+        if byzantine == 0 && s.below(2) == 0 {
+            let isolated = s.below(u64::from(validators)) as u32;
+            partitions.push(PartitionSpec { start_s: 0.5, end_s: 3.0, groups: vec![vec![], vec![isolated]] });
+        }
+        if byzantine == 0 && s.below(3) == 0 {
+            faults.push(Fault::Crash {
+                node: s.below(u64::from(validators)) as u32,
+                at_s: 1.0,
+                restart_s: Some(2.5),
+                storage: StorageFault::None,
+            });
+        }
+        Scenario {
+            name: format!("swarm-{seed}"),
+            duration_s,
+            seed,
+            validators: Validators {
+                count: validators,
+                view_timeout_ms: 300,
+                block_interval_ms: 50,
+                block_txn_max: 256,
+                process_us: 100 + s.below(400),
+                sigverify: SigverifyMode::StandIn,
+                storage: false,
+            },
+            full_nodes: FullNodes { count: full, degree: 3 },
+            network: Network {
+                latency_ms,
+                latency,
+                jitter: 0.2,
+                pareto_shape: 3.0,
+                pareto_shape_per_ms: None,
+                pareto_scale_offset_ms: 0.0,
+                loss: [0.0, 0.01, 0.05][s.below(3) as usize],
+                duplicate: [0.0, 0.01][s.below(2) as usize],
+                reorder: [0.0, 0.05][s.below(2) as usize],
+                regions,
+            },
+            workload: Workload {
+                rate: vec![[0.0, 50.0 + s.below(200) as f64]],
+                policy: [Policy::RoundRobin, Policy::Random, Policy::All][s.below(3) as usize],
+                batch_ms: 20,
+                accounts: 32,
+            },
+            partitions,
+            faults,
+            random_faults: RandomFaults::default(),
+        }
+    }
+}
