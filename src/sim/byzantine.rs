@@ -1,17 +1,17 @@
 //! Byzantine behaviours as rewrites of a validator's outbound consensus messages: the same
 //! code runs inside the tick-driven cluster harness and the event-driven simulator.
 
-use ed25519_dalek::{Signer, SigningKey};
 use tessera_components::consensus::proposal_signing_bytes;
 use tessera_components::{ConsensusMessage, Hash, vote_signing_bytes};
 
 use super::Behaviour;
 
 /// What a validator with `behaviour` actually sends when its honest core wants `message` to go
-/// to `targets`: `(to, message)` pairs, signed with its real `key` so they pass signature checks.
+/// to `targets`: `(to, message)` pairs, signed by `sign` (with its real key, so they pass
+/// signature checks).
 pub fn outbound(
     behaviour: Behaviour,
-    key: &SigningKey,
+    sign: &dyn Fn(&[u8]) -> [u8; 64],
     targets: &[u32],
     message: ConsensusMessage,
 ) -> Vec<(u32, ConsensusMessage)> {
@@ -20,8 +20,7 @@ pub fn outbound(
         (Behaviour::DoubleVoter, ConsensusMessage::Vote(vote)) => {
             let mut twin = vote.clone();
             twin.block = Hash::of(&vote.block.0);
-            twin.signature =
-                key.sign(&vote_signing_bytes(twin.kind, twin.view, twin.height, &twin.block)).to_bytes();
+            twin.signature = sign(&vote_signing_bytes(twin.kind, twin.view, twin.height, &twin.block));
             // Everyone gets the vote as cast; every other validator also gets the twin.
             let mut out = Vec::with_capacity(targets.len() * 2);
             for (position, to) in targets.iter().enumerate() {
@@ -37,7 +36,7 @@ pub fn outbound(
             // Same height and parent, different timestamp: a second valid block.
             twin.block.header.timestamp_ms += 1;
             let hash = twin.block.header.hash();
-            twin.signature = key.sign(&proposal_signing_bytes(twin.view, twin.block.header.height, &hash)).to_bytes();
+            twin.signature = sign(&proposal_signing_bytes(twin.view, twin.block.header.height, &hash));
             // Half get one block, half the other; the first target gets both.
             let mut out = Vec::with_capacity(targets.len() + 1);
             for (position, to) in targets.iter().enumerate() {
@@ -53,7 +52,7 @@ pub fn outbound(
             let mut bad = proposal.clone();
             bad.block.header.state_root = Hash::of(&bad.block.header.state_root.0);
             let hash = bad.block.header.hash();
-            bad.signature = key.sign(&proposal_signing_bytes(bad.view, bad.block.header.height, &hash)).to_bytes();
+            bad.signature = sign(&proposal_signing_bytes(bad.view, bad.block.header.height, &hash));
             targets.iter().map(|to| (*to, ConsensusMessage::Proposal(bad.clone()))).collect()
         }
         _ => targets.iter().map(|to| (*to, message.clone())).collect(),

@@ -20,7 +20,7 @@ use ed25519_dalek::SigningKey;
 use tessera_components::wire::{Frame, encode};
 use tessera_components::{CertifiedBlock, ConsensusMessage, Hash, Txn, TxnBody, TxnId, TxnSignature};
 use tessera_systems::consensus::core::{ConsensusConfig, Core, Destination, ValidatorSet};
-use tessera_systems::kernels::sigverify::stand_in_signature;
+use tessera_systems::kernels::sigverify::{stand_in_sign, stand_in_signature};
 use tessera_systems::workload::{SeedStream, sign, signing_key};
 use tessera_systems::{ChainTip, Ledger, Pipeline, PipelineConfig, Stages};
 
@@ -162,6 +162,7 @@ impl Sim {
             view_timeout_ns: scenario.validators.view_timeout_ms * MS,
             view_timeout_max_ns: scenario.validators.view_timeout_ms * MS * 16,
             block_interval_ns: scenario.validators.block_interval_ms * MS,
+            stand_in_signatures: scenario.validators.sigverify == SigverifyMode::StandIn,
             ..ConsensusConfig::default()
         };
         let pipeline_config = PipelineConfig {
@@ -273,6 +274,9 @@ impl Sim {
             temp_root,
         };
         sim.client_nonces = vec![0; sim.clients.len()];
+        if let Some(root) = &sim.temp_root {
+            sim.recorder.set_data_root(root.display().to_string());
+        }
         for index in 0..v {
             sim.start_validator(index)?;
         }
@@ -347,7 +351,8 @@ impl Sim {
                     Err(error) => {
                         // A directory the node refuses (corruption) is wiped, as an operator
                         // would, and the validator resyncs from its peers.
-                        self.recorder.storage_refused(index, self.now, &error.to_string());
+                        let error = error.to_string().replace(&dir.display().to_string(), "<data>");
+                        self.recorder.storage_refused(index, self.now, &error);
                         std::fs::remove_dir_all(dir)?;
                         Store::open(dir, &self.genesis, config)?
                     }
@@ -376,7 +381,7 @@ impl Sim {
         );
         let stages = Stages::Validator { core: Box::new(core), history_bytes_max: 64 << 20 };
         validator.pipeline = Some(Pipeline::with_stages(self.pipeline_config.clone(), ledger, tip, stages)?);
-        self.recorder.restarted(index, tip.height);
+        self.recorder.restarted(index, self.now, tip.height);
         let at = self.now;
         self.wake(index, at);
         Ok(())
@@ -587,6 +592,7 @@ impl Sim {
         }
         let now = self.now;
         let process = self.scenario.validators.process_us * 1000 * self.links[to as usize].slow;
+        let grid = self.scenario.validators.tick_ms * MS;
         let Some(pipeline) = self.validators[to as usize].pipeline.as_mut() else {
             self.recorder.to_crashed += 1;
             return;
@@ -614,7 +620,7 @@ impl Sim {
             }
             Payload::Block(..) => {}
         }
-        self.wake(to, now + process);
+        self.wake(to, (now + process).div_ceil(grid) * grid);
     }
 
     fn on_full_node_message(&mut self, to: u32, from: u32, payload: Payload, bytes: u64) {
@@ -648,6 +654,7 @@ impl Sim {
         if let Some(dir) = validator.dir.clone() {
             let damaged = damage(&dir, fault, &mut self.net_stream);
             if let Some(what) = damaged {
+                let what = what.replace(&dir.display().to_string(), "<data>");
                 self.recorder.storage_damaged(node, self.now, &what);
             }
         }
@@ -679,7 +686,8 @@ impl Sim {
                     store.commit_without_snapshot(&block.block, &block.certificate)
                 };
                 if let Err(error) = written {
-                    persist_error = Some(error.to_string());
+                    let dir = validator.dir.as_ref().map(|d| d.display().to_string()).unwrap_or_default();
+                    persist_error = Some(error.to_string().replace(&dir, "<data>"));
                     break;
                 }
             }
@@ -692,6 +700,15 @@ impl Sim {
             self.finalized(node, block, honest);
         }
         let key = self.validators[node as usize].key.clone();
+        let public = key.verifying_key().to_bytes();
+        let stand_in = self.consensus_config.stand_in_signatures;
+        let sign = move |message: &[u8]| {
+            if stand_in {
+                stand_in_sign(&public, message)
+            } else {
+                ed25519_dalek::Signer::sign(&key, message).to_bytes()
+            }
+        };
         let v = self.scenario.validators.count;
         for (destination, message) in outbound {
             if let ConsensusMessage::Proposal(proposal) = &message
@@ -703,7 +720,7 @@ impl Sim {
                 Destination::All => (0..v).filter(|to| *to != node).collect(),
                 Destination::One(to) => vec![to],
             };
-            let sends = byzantine::outbound(behaviour, &key, &targets, message);
+            let sends = byzantine::outbound(behaviour, &sign, &targets, message);
             // One encoding per distinct message: its real wire size.
             let mut sizes: Vec<(usize, u64)> = Vec::new();
             for (to, message) in sends {
@@ -770,10 +787,18 @@ fn damage(dir: &std::path::Path, fault: StorageFault, stream: &mut SeedStream) -
     }
     match fault {
         StorageFault::Torn => {
-            let cut = 1 + stream.below(32.min(len - 64));
-            let file = std::fs::OpenOptions::new().write(true).open(newest).ok()?;
-            file.set_len(len - cut).ok()?;
-            Some(format!("tore the last {cut} bytes off {}", newest.display()))
+            // The crash came in the middle of the next commit, before its index entry: the
+            // segment ends in the first bytes of a record header, or in space the file system
+            // allocated but never wrote (zeros).
+            use std::io::Write;
+            use tessera_components::storage::RECORD_HEADER_SIZE;
+            let zeros = stream.below(2) == 0;
+            let partial = 1 + stream.below(if zeros { 4096 } else { RECORD_HEADER_SIZE as u64 - 1 });
+            let bytes: Vec<u8> =
+                (0..partial).map(|_| if zeros { 0 } else { stream.below(256) as u8 }).collect();
+            let mut file = std::fs::OpenOptions::new().append(true).open(newest).ok()?;
+            file.write_all(&bytes).ok()?;
+            Some(format!("left a torn write of {partial} bytes at the end of {}", newest.display()))
         }
         StorageFault::Corrupt => {
             let at = 64 + stream.below(len - 64 - 1);

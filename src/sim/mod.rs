@@ -254,7 +254,8 @@ impl Cluster {
             Destination::One(to) => vec![to],
         };
         let key = &self.nodes[from as usize].key;
-        for (to, message) in byzantine::outbound(behaviour, key, &targets, message) {
+        let sign = |message: &[u8]| ed25519_dalek::Signer::sign(key, message).to_bytes();
+        for (to, message) in byzantine::outbound(behaviour, &sign, &targets, message) {
             self.network.send(self.now_ns, from, to, message);
         }
     }
@@ -324,3 +325,6 @@ impl Cluster {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod engine_tests;

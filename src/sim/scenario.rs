@@ -60,8 +60,12 @@ pub struct Validators {
     /// Virtual time a validator takes to handle what arrived (per wake-up).
     #[serde(default = "process_us")]
     pub process_us: u64,
-    /// `real` Ed25519 (the default) or the deterministic `stand-in` for client signatures
-    /// (consensus signatures are always real).
+    /// A busy validator ticks on this grid, handling everything that arrived since its last
+    /// tick at once (the node's `consensus.tick_ms`).
+    #[serde(default = "tick_ms")]
+    pub tick_ms: u64,
+    /// `real` Ed25519 (the default) or the deterministic `stand-in`, for client transactions
+    /// and consensus messages alike.
     #[serde(default)]
     pub sigverify: SigverifyMode,
     /// Persist finalized blocks through the node's real storage code (in a temporary
@@ -81,6 +85,9 @@ fn block_txn_max() -> usize {
 }
 fn process_us() -> u64 {
     200
+}
+fn tick_ms() -> u64 {
+    2
 }
 
 /// How client transaction signatures are checked.
@@ -401,8 +408,8 @@ impl Scenario {
         if self.node_count() > NODES_MAX {
             return Err(bad("full_nodes.count", format!("at most {NODES_MAX} nodes in all")));
         }
-        if v.view_timeout_ms == 0 || v.block_txn_max == 0 {
-            return Err(bad("validators", "view_timeout_ms and block_txn_max must be positive"));
+        if v.view_timeout_ms == 0 || v.block_txn_max == 0 || v.tick_ms == 0 || v.tick_ms > 1000 {
+            return Err(bad("validators", "view_timeout_ms and block_txn_max must be positive, tick_ms in 1..=1000"));
         }
         if self.full_nodes.count > 0 && self.full_nodes.degree == 0 {
             return Err(bad("full_nodes.degree", "must be positive"));
@@ -574,6 +581,7 @@ impl Scenario {
                 block_interval_ms: 50,
                 block_txn_max: 256,
                 process_us: 100 + s.below(400),
+                tick_ms: 1 + s.below(4),
                 sigverify: SigverifyMode::StandIn,
                 storage: false,
             },

@@ -274,16 +274,23 @@ pub fn curve_backend() -> &'static str {
     "serial"
 }
 
-/// The stand-in "signature" of a transaction body: BLAKE3 of the body under its own domain,
-/// twice, so it is deterministic, cheap, and unforgeable only in the sense a simulation needs
-/// (a client that does not compute it gets refused). See `PipelineConfig::sigverify_stand_in`.
-pub fn stand_in_signature(body: &tessera_components::TxnBody) -> [u8; 64] {
-    let first = tessera_components::Hash::in_domain("tessera stand-in signature v1", &[bytemuck::bytes_of(body)]);
+/// The stand-in signature of `message` by `public_key`: BLAKE3 under its own domain, twice.
+/// Deterministic and cheap; anyone can compute it, so it stands in for Ed25519 only inside a
+/// simulation, where every signer is the simulator's own.
+pub fn stand_in_sign(public_key: &[u8; 32], message: &[u8]) -> [u8; 64] {
+    let first = tessera_components::Hash::in_domain("tessera stand-in signature v1", &[public_key, message]);
     let second = tessera_components::Hash::of(&first.0);
     let mut out = [0u8; 64];
     out[..32].copy_from_slice(&first.0);
     out[32..].copy_from_slice(&second.0);
     out
+}
+
+/// The stand-in "signature" of a transaction body: BLAKE3 of the body under its own domain,
+/// twice, so it is deterministic, cheap, and unforgeable only in the sense a simulation needs
+/// (a client that does not compute it gets refused). See `PipelineConfig::sigverify_stand_in`.
+pub fn stand_in_signature(body: &tessera_components::TxnBody) -> [u8; 64] {
+    stand_in_sign(&body.sender, &body.signing_bytes())
 }
 
 /// Fuzz harness: decodes `data` into up to 16 (key, signature, message) items, some of them
