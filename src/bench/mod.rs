@@ -3,6 +3,7 @@
 
 pub mod pipeline;
 mod sigverify;
+mod sim;
 mod storage;
 
 use clap::{Args, Subcommand};
@@ -23,6 +24,9 @@ enum Suite {
     /// Block persistence against sequential writes with the same fsync policy, and the time to
     /// open and verify a 1 GiB data directory.
     Storage(storage::StorageArgs),
+    /// The simulator: events per second, wall nanoseconds per event, and virtual time per
+    /// wall second on the shipped scenarios.
+    Sim(sim::SimBenchArgs),
 }
 
 /// Runs the chosen suite.
@@ -34,6 +38,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
         Suite::Pipeline(args) => pipeline::run(args),
         Suite::Sigverify(args) => sigverify::run(args),
         Suite::Storage(args) => storage::run(args),
+        Suite::Sim(args) => sim::run(args),
     }
 }
 

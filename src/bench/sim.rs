@@ -1,0 +1,94 @@
+//! `tessera bench sim`: the simulator's cost per event, on the shipped scenarios (or any file),
+//! run to a fixed virtual time.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Args;
+use serde_json::json;
+
+use crate::InputError;
+use crate::sim::engine::Sim;
+use crate::sim::scenario::Scenario;
+
+/// Arguments of `tessera bench sim`.
+#[derive(Debug, Args)]
+pub struct SimBenchArgs {
+    /// Scenario files (default: tools/scenarios/lan-4.toml and simblock-300.toml).
+    #[arg(long, value_name = "FILE")]
+    scenario: Vec<PathBuf>,
+    /// Virtual seconds of each to run (default: 20, or the scenario's length if shorter).
+    #[arg(long, default_value_t = 20.0)]
+    virtual_s: f64,
+    /// Also switch every scenario to stand-in signatures (the scale-run setting).
+    #[arg(long)]
+    stand_in: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs the suite.
+///
+/// # Errors
+/// A scenario that cannot be read or run.
+pub fn run(args: &SimBenchArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let files = if args.scenario.is_empty() {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/scenarios");
+        vec![root.join("lan-4.toml"), root.join("simblock-300.toml")]
+    } else {
+        args.scenario.clone()
+    };
+    if !(args.virtual_s.is_finite() && args.virtual_s > 0.0) {
+        return Err(InputError("--virtual-s must be positive".into()).into());
+    }
+    let mut rows = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file)
+            .map_err(|error| InputError(format!("cannot read {}: {error}", file.display())))?;
+        let mut scenario = Scenario::parse(&text).map_err(|error| InputError(format!("{}: {error}", file.display())))?;
+        scenario.duration_s = scenario.duration_s.min(args.virtual_s);
+        if args.stand_in {
+            scenario.validators.sigverify = crate::sim::scenario::SigverifyMode::StandIn;
+        }
+        let (name, seed, virtual_s) = (scenario.name.clone(), scenario.seed, scenario.duration_s);
+        let started = Instant::now();
+        let mut sim = Sim::new(scenario, seed)?;
+        sim.run(|_, _| {});
+        let wall = started.elapsed().as_secs_f64().max(1e-9);
+        let report = sim.report();
+        // The answer is checked, not just timed: a run that broke an invariant is no benchmark.
+        if report["invariants"]["safety"]["ok"] != true {
+            return Err(format!("{name}: safety violated during the benchmark").into());
+        }
+        rows.push(json!({
+            "scenario": name,
+            "nodes": report["validators"].as_u64().unwrap_or(0) + report["full_nodes"].as_u64().unwrap_or(0),
+            "virtual_s": virtual_s,
+            "events": sim.events,
+            "wall_s": wall,
+            "events_per_s": sim.events as f64 / wall,
+            "ns_per_event": wall * 1e9 / sim.events.max(1) as f64,
+            "virtual_to_wall": virtual_s / wall,
+            "finalized_height": report["chain"]["height_max"],
+        }));
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        println!("{:<16} {:>6} {:>10} {:>12} {:>10} {:>12} {:>14}", "scenario", "nodes", "virtual_s", "events", "wall_s", "ns_per_event", "virtual/wall");
+        for row in &rows {
+            println!(
+                "{:<16} {:>6} {:>10.1} {:>12} {:>10.2} {:>12.0} {:>14.1}",
+                row["scenario"].as_str().unwrap_or(""),
+                row["nodes"],
+                row["virtual_s"].as_f64().unwrap_or(0.0),
+                row["events"],
+                row["wall_s"].as_f64().unwrap_or(0.0),
+                row["ns_per_event"].as_f64().unwrap_or(0.0),
+                row["virtual_to_wall"].as_f64().unwrap_or(0.0),
+            );
+        }
+    }
+    Ok(())
+}
