@@ -199,6 +199,39 @@ fn four_nodes_finalize_the_same_blocks_with_the_transactions() {
     );
     // Account 100 (not funded at genesis) received five transfers of 5 from account 0.
     assert_eq!(account["result"]["balance"], json!(25), "{account}");
+    dashboard_metrics_exist(base);
+}
+
+/// Every metric the Grafana dashboard queries is in a live node's exposition.
+fn dashboard_metrics_exist(base: u16) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/grafana/tessera.json");
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|panel| panel["targets"].as_array().unwrap().iter())
+        .map(|target| target["expr"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(exprs.len() >= 10, "the dashboard lost its queries");
+    let (status, exposition) =
+        http_raw(port(base, 0, 3), "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!(status, 200);
+    let series: std::collections::BTreeSet<&str> = exposition
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .filter_map(|line| line.split(['{', ' ']).next())
+        .collect();
+    for expr in &exprs {
+        for (start, _) in expr.match_indices("tessera_") {
+            let name: String =
+                expr[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            assert!(
+                series.contains(name.as_str()),
+                "dashboard queries {name}, which the node does not export"
+            );
+        }
+    }
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! `tessera bench`: benchmark suites that print figures, each against a ceiling measured in
 //! the same run.
 
+pub mod gate;
 pub mod pipeline;
 mod sigverify;
 mod sim;
@@ -10,9 +11,36 @@ use clap::{Args, Subcommand};
 
 /// Arguments of `tessera bench`.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
     #[command(subcommand)]
-    suite: Suite,
+    suite: Option<Suite>,
+    /// The performance-budget gate: run the suites, compare with benches/budgets.toml and the
+    /// baseline, print a table, exit 1 on any violation.
+    #[arg(long, conflicts_with = "ab")]
+    check: bool,
+    /// Compare the pipeline with optimisation KEY on and off (sigverify_batch, prefilter_simd,
+    /// sigverify_overlap, sigverify_cache_capacity).
+    #[arg(long, value_name = "KEY")]
+    ab: Option<String>,
+    /// Small sizes, for CI.
+    #[arg(long)]
+    quick: bool,
+    /// Override a pipeline setting for the gate's run (for example sigverify_batch=false).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Budgets file.
+    #[arg(long, value_name = "FILE", default_value_os_t = gate::budgets_path())]
+    budgets: std::path::PathBuf,
+    /// Baseline to compare with.
+    #[arg(long, value_name = "FILE", default_value_os_t = gate::baseline_path())]
+    baseline: std::path::PathBuf,
+    /// Write this run's figures as a baseline.
+    #[arg(long, value_name = "FILE")]
+    write_baseline: Option<std::path::PathBuf>,
+    /// JSON output.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -27,6 +55,47 @@ enum Suite {
     /// The simulator: events per second, wall nanoseconds per event, and virtual time per
     /// wall second on the shipped scenarios.
     Sim(sim::SimBenchArgs),
+    /// Signed transfers through the pipeline, verification inline, nothing else: what the
+    /// gate counts instructions of under callgrind.
+    #[command(hide = true)]
+    Insns(InsnsArgs),
+}
+
+/// Arguments of `tessera bench insns`.
+#[derive(Debug, Args)]
+pub struct InsnsArgs {
+    /// Transfers.
+    #[arg(long, default_value_t = 512)]
+    txns: usize,
+    /// Pipeline overrides.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+fn insns(args: &InsnsArgs) -> Result<(), Box<dyn std::error::Error>> {
+    use tessera_systems::workload::{TransferSpec, transfers};
+    let mut config = tessera_systems::PipelineConfig::default();
+    for setting in &args.set {
+        pipeline::apply_setting(&mut config, setting)?;
+    }
+    // Inline verification: the count then covers it on this thread, without a background job.
+    config.sigverify_overlap = false;
+    let workload = transfers(TransferSpec {
+        seed: 1,
+        chain_id: config.chain_id,
+        senders: (args.txns as u64).div_ceil(8),
+        per_sender: 8,
+        balance: 1 << 40,
+        fee_min: config.fee_floor,
+    });
+    let txns = &workload.txns[..args.txns.min(workload.txns.len())];
+    let mut pipeline =
+        tessera_systems::Pipeline::new(config, tessera_systems::Ledger::from_genesis(&workload.genesis)?)?;
+    drive_until_idle(&mut pipeline, txns);
+    if pipeline.counters().executed != txns.len() as u64 {
+        return Err(format!("executed {} of {}", pipeline.counters().executed, txns.len()).into());
+    }
+    Ok(())
 }
 
 /// Runs the chosen suite.
@@ -34,11 +103,25 @@ enum Suite {
 /// # Errors
 /// Invalid arguments or a failed run.
 pub fn run(args: &BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
-    match &args.suite {
-        Suite::Pipeline(args) => pipeline::run(args),
-        Suite::Sigverify(args) => sigverify::run(args),
-        Suite::Storage(args) => storage::run(args),
-        Suite::Sim(args) => sim::run(args),
+    match (&args.suite, args.check, &args.ab) {
+        (Some(Suite::Pipeline(args)), ..) => pipeline::run(args),
+        (Some(Suite::Sigverify(args)), ..) => sigverify::run(args),
+        (Some(Suite::Storage(args)), ..) => storage::run(args),
+        (Some(Suite::Sim(args)), ..) => sim::run(args),
+        (Some(Suite::Insns(args)), ..) => insns(args),
+        (None, true, _) => gate::check(
+            args.quick,
+            &args.set,
+            &args.budgets,
+            &args.baseline,
+            args.write_baseline.as_deref(),
+            args.json,
+        ),
+        (None, false, Some(key)) => gate::ab(key, args.quick, args.json),
+        (None, false, None) => Err(crate::InputError(
+            "name a suite (pipeline, sigverify, storage, sim), or --check, or --ab KEY; see --help".into(),
+        )
+        .into()),
     }
 }
 

@@ -87,7 +87,11 @@ fn pipeline_secs(
 ///
 /// # Errors
 /// [`crate::InputError`] (exit status 2) for an unknown key or a value of the wrong type.
-fn apply_setting(config: &mut PipelineConfig, setting: &str) -> Result<(), crate::InputError> {
+/// Applies one `--set KEY=VALUE` to `config`.
+///
+/// # Errors
+/// An unknown key or a value of the wrong type.
+pub fn apply_setting(config: &mut PipelineConfig, setting: &str) -> Result<(), crate::InputError> {
     let bad = |why: &str| crate::InputError(format!("--set {setting}: {why}"));
     let (key, value) = setting.split_once('=').ok_or_else(|| bad("expected KEY=VALUE"))?;
     let flag = || value.parse::<bool>().map_err(|_| bad("expected true or false"));

@@ -31,7 +31,9 @@ pub fn outbound(
             }
             out
         }
-        (Behaviour::EquivocatingProposer, ConsensusMessage::Proposal(proposal)) if proposal.justify.is_none() => {
+        (Behaviour::EquivocatingProposer, ConsensusMessage::Proposal(proposal))
+            if proposal.justify.is_none() =>
+        {
             let mut twin = proposal.clone();
             // Same height and parent, different timestamp: a second valid block.
             twin.block.header.timestamp_ms += 1;
