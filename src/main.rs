@@ -2,6 +2,10 @@
 
 use std::process::ExitCode;
 
+#[cfg(feature = "dhat-heap")]
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
 use clap::{Parser, Subcommand};
 use tessera::{InputError, bench, cli, node};
 
@@ -66,6 +70,8 @@ fn init_logging() {
 }
 
 fn main() -> ExitCode {
+    #[cfg(feature = "dhat-heap")]
+    let _profiler = dhat::Profiler::new_heap();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Keygen(args) => cli::keygen::run(&args),
