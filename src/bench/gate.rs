@@ -273,10 +273,7 @@ pub fn check(
     if as_json {
         println!("{}", serde_json::to_string_pretty(&json!({"quick": quick, "set": sets, "rows": rows}))?);
     } else {
-        println!(
-            "{:<36} {:>12} {:>12} {:>12} {:>12}  {}",
-            "metric", "budget", "measured", "margin", "baseline", "result"
-        );
+        println!("{:<36} {:>12} {:>12} {:>12} {:>12}  result", "metric", "budget", "measured", "margin", "baseline");
         for row in &rows {
             let num = |v: &Value| {
                 v.as_f64().map_or("—".to_owned(), |x| {
@@ -329,7 +326,7 @@ pub fn ab(key: &str, quick: bool, as_json: bool) -> Result<(), Box<dyn std::erro
         let set = format!("{key}={value}");
         eprintln!("ab: {set}…");
         let r = suite(&["pipeline", "--txns", txns, "--rounds", rounds, "--set", &set])?;
-        let insns = instructions_per_txn(&[set.clone()]).ok();
+        let insns = instructions_per_txn(std::slice::from_ref(&set)).ok();
         results.push((set, r, insns));
     }
     let ratio = |i: usize| results[i].1["ratio_to_ceiling"].as_f64().unwrap_or(0.0);
