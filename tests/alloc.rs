@@ -23,7 +23,11 @@ fn verification_allocates_per_chunk_not_per_transaction() {
     let items: Vec<VerifyItem<'_>> = workload
         .txns
         .iter()
-        .map(|t| VerifyItem { public_key: &t.body.sender, message: t.body.signing_bytes(), signature: &t.signature.0 })
+        .map(|t| VerifyItem {
+            public_key: &t.body.sender,
+            message: t.body.signing_bytes(),
+            signature: &t.signature.0,
+        })
         .collect();
     let batch = 128;
     let mut verdicts = vec![false; items.len()];

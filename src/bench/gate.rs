@@ -273,7 +273,10 @@ pub fn check(
     if as_json {
         println!("{}", serde_json::to_string_pretty(&json!({"quick": quick, "set": sets, "rows": rows}))?);
     } else {
-        println!("{:<36} {:>12} {:>12} {:>12} {:>12}  result", "metric", "budget", "measured", "margin", "baseline");
+        println!(
+            "{:<36} {:>12} {:>12} {:>12} {:>12}  result",
+            "metric", "budget", "measured", "margin", "baseline"
+        );
         for row in &rows {
             let num = |v: &Value| {
                 v.as_f64().map_or("—".to_owned(), |x| {

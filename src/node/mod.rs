@@ -504,9 +504,24 @@ fn publish_gauges(metrics: &Metrics, pipeline: &Pipeline) {
     {
         let heap = dhat::HeapStats::get();
         gauges.extend([
-            ("tessera_heap_allocations_total", "counter", "Heap allocations since start.", heap.total_blocks as f64),
-            ("tessera_heap_allocated_bytes_total", "counter", "Bytes allocated since start.", heap.total_bytes as f64),
-            ("tessera_heap_live_bytes", "gauge", "Bytes allocated and not yet freed.", heap.curr_bytes as f64),
+            (
+                "tessera_heap_allocations_total",
+                "counter",
+                "Heap allocations since start.",
+                heap.total_blocks as f64,
+            ),
+            (
+                "tessera_heap_allocated_bytes_total",
+                "counter",
+                "Bytes allocated since start.",
+                heap.total_bytes as f64,
+            ),
+            (
+                "tessera_heap_live_bytes",
+                "gauge",
+                "Bytes allocated and not yet freed.",
+                heap.curr_bytes as f64,
+            ),
             ("tessera_heap_live_allocations", "gauge", "Allocations not yet freed.", heap.curr_blocks as f64),
         ]);
     }
