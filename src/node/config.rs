@@ -384,3 +384,7 @@ impl NodeConfig {
         config
     }
 }
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

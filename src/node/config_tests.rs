@@ -1,0 +1,88 @@
+//! Config presets and validation: every refusal names its key.
+
+use std::net::SocketAddr;
+
+use super::*;
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn write(text: &str) -> (tempdir::Dir, PathBuf) {
+    let dir = tempdir::Dir::new();
+    let path = dir.0.join("node.toml");
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+mod tempdir {
+    /// A directory removed on drop.
+    pub struct Dir(pub std::path::PathBuf);
+    impl Dir {
+        pub fn new() -> Dir {
+            static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path = std::env::temp_dir().join(format!("tessera-config-{}-{n}", std::process::id()));
+            std::fs::create_dir_all(&path).unwrap();
+            Dir(path)
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn peers() -> Vec<SocketAddr> {
+    (0..4).map(|i| addr(20000 + 4 * i)).collect()
+}
+
+#[test]
+fn both_presets_load_back() {
+    let validator = NodeConfig::validator_preset(1, peers(), addr(20005), addr(20006), addr(20007));
+    let (_dir, path) = write(&toml::to_string(&validator).unwrap());
+    let loaded = NodeConfig::load(&path).unwrap();
+    assert_eq!((loaded.role, loaded.validator_index), (Role::Validator, Some(1)));
+    let full = NodeConfig::full_preset("full-0", peers(), addr(20016), addr(20017), addr(20018), addr(20019));
+    let text = toml::to_string(&full).unwrap();
+    assert!(text.contains("role = \"full\"") && !text.contains("validator_index"), "{text}");
+    let (_dir, path) = write(&text);
+    let loaded = NodeConfig::load(&path).unwrap();
+    assert_eq!((loaded.role, loaded.validator_index, loaded.key_file), (Role::Full, None, None));
+}
+
+fn refusal(text: &str) -> String {
+    let (_dir, path) = write(text);
+    NodeConfig::load(&path).err().expect("refused").to_string()
+}
+
+#[test]
+fn refusals_name_the_key() {
+    let validator =
+        toml::to_string(&NodeConfig::validator_preset(1, peers(), addr(20005), addr(20006), addr(20007)))
+            .unwrap();
+    let full = toml::to_string(&NodeConfig::full_preset(
+        "f",
+        peers(),
+        addr(20016),
+        addr(20017),
+        addr(20018),
+        addr(20019),
+    ))
+    .unwrap();
+    let cases: Vec<(String, &str)> = vec![
+        (validator.replace("validator_index = 1", "validator_index = 9"), "validator_index"),
+        (validator.replace("validator_index = 1\n", ""), "validator_index"),
+        (validator.replace("key_file = \"validator-1.key\"\n", ""), "key_file"),
+        (full.replace("role = \"full\"", "role = \"full\"\nvalidator_index = 0"), "validator_index"),
+        (validator.replace("role = \"validator\"", "role = \"observer\""), "role"),
+        (validator.replace("cores = 1", "cores = 0"), "network.cores"),
+        (validator.replace("127.0.0.1:20006", "127.0.0.1:20005"), "is used twice"),
+        (format!("{validator}\nsurprise = 1\n"), "surprise"),
+    ];
+    for (text, key) in cases {
+        let error = refusal(&text);
+        assert!(error.contains(key), "expected the error to name {key}: {error}");
+    }
+}
