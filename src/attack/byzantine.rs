@@ -65,7 +65,9 @@ fn led_view(view: u64, index: u32, validators: u32) -> u64 {
 
 /// An honest-looking proposal by `index` of an empty block on the node's tip.
 fn proposal(at: &Position, view: u64, index: u32, key: &SigningKey) -> ConsensusMessage {
-    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
     let header = BlockHeader {
         height: at.height + 1,
         view,
@@ -78,7 +80,12 @@ fn proposal(at: &Position, view: u64, index: u32, key: &SigningKey) -> Consensus
     };
     let hash = header.hash();
     let signature = key.sign(&proposal_signing_bytes(view, header.height, &hash)).to_bytes();
-    ConsensusMessage::Proposal(Proposal { view, block: Block { header, txns: Vec::new() }, justify: None, signature })
+    ConsensusMessage::Proposal(Proposal {
+        view,
+        block: Block { header, txns: Vec::new() },
+        justify: None,
+        signature,
+    })
 }
 
 /// A prepare vote by `index` for `block` at the node's next height.
@@ -123,7 +130,8 @@ fn old_votes(peer: SocketAddr, target: &Target, rng: &mut Rng, tally: &mut Tally
 /// Runs a consensus kind until `deadline`.
 pub fn run(kind: Kind, target: &Target, limits: &Limits, deadline: Instant) -> Tally {
     let mut tally = Tally::default();
-    let (Some(peer), Some(rpc), Some((index, key))) = (target.peer, target.rpc, target.validator.as_ref()) else {
+    let (Some(peer), Some(rpc), Some((index, key))) = (target.peer, target.rpc, target.validator.as_ref())
+    else {
         return tally;
     };
     let index = *index;
@@ -203,7 +211,9 @@ pub fn run(kind: Kind, target: &Target, limits: &Limits, deadline: Instant) -> T
         }
         if behaviour == Behaviour::OverLimitProposer {
             // Three megabytes each: once a second is plenty.
-            std::thread::sleep(Duration::from_secs(1).min(deadline.saturating_duration_since(Instant::now())));
+            std::thread::sleep(
+                Duration::from_secs(1).min(deadline.saturating_duration_since(Instant::now())),
+            );
         }
     }
     if stream.is_some() {

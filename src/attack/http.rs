@@ -123,7 +123,10 @@ fn oversized(addr: SocketAddr, case: u64, tally: &mut Tally) -> std::io::Result<
     while sent < body_bytes {
         let written = if case % 3 == 2 {
             let chunk = format!("{:x}\r\n", filler.len());
-            stream.write_all(chunk.as_bytes()).and_then(|()| stream.write_all(&filler)).and_then(|()| stream.write_all(b"\r\n"))
+            stream
+                .write_all(chunk.as_bytes())
+                .and_then(|()| stream.write_all(&filler))
+                .and_then(|()| stream.write_all(b"\r\n"))
         } else {
             stream.write_all(&filler)
         };
@@ -167,7 +170,9 @@ pub fn run(kind: Kind, target: &Target, limits: &Limits, deadline: Instant) -> T
                         tally.connections += 1;
                         record(&mut tally, status, &body);
                     }
-                    Err(error) if error.kind() == std::io::ErrorKind::ConnectionRefused => tally.connect_failures += 1,
+                    Err(error) if error.kind() == std::io::ErrorKind::ConnectionRefused => {
+                        tally.connect_failures += 1
+                    }
                     Err(_) => {
                         tally.connections += 1;
                         tally.closed_by_node += 1;

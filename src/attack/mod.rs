@@ -127,7 +127,9 @@ impl Kind {
     /// The ports this kind can use.
     pub fn ports(self) -> &'static [Port] {
         match self {
-            Kind::MalformedFrames | Kind::TruncatedFrames | Kind::OversizedFrames => &[Port::Peer, Port::Ingress],
+            Kind::MalformedFrames | Kind::TruncatedFrames | Kind::OversizedFrames => {
+                &[Port::Peer, Port::Ingress]
+            }
             Kind::ConnectionFlood | Kind::SlowLoris => &[Port::Peer, Port::Ingress, Port::Rpc],
             Kind::BadSignatureSpam => &[Port::Ingress],
             Kind::RpcMalformed | Kind::RpcOversized => &[Port::Rpc],
@@ -140,7 +142,11 @@ impl Kind {
     pub fn needs_key(self) -> bool {
         matches!(
             self,
-            Kind::Equivocation | Kind::DoubleVote | Kind::InvalidProposals | Kind::Replay | Kind::ConsensusFlood
+            Kind::Equivocation
+                | Kind::DoubleVote
+                | Kind::InvalidProposals
+                | Kind::Replay
+                | Kind::ConsensusFlood
         )
     }
 }
@@ -329,9 +335,12 @@ pub type Scrape = BTreeMap<String, f64>;
 
 /// Scrapes `/metrics` at `addr`; `None` when the node does not answer.
 pub fn scrape(addr: SocketAddr) -> Option<Scrape> {
-    let (status, body) =
-        http::raw(addr, b"GET /metrics HTTP/1.1\r\nHost: node\r\nConnection: close\r\n\r\n", Duration::from_secs(5))
-            .ok()?;
+    let (status, body) = http::raw(
+        addr,
+        b"GET /metrics HTTP/1.1\r\nHost: node\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .ok()?;
     if status != 200 {
         return None;
     }
@@ -415,7 +424,8 @@ impl Report {
         );
         for k in &self.kinds {
             let t = &k.tally;
-            let mut responses: Vec<String> = t.http_status.iter().map(|(s, n)| format!("http {s}×{n}")).collect();
+            let mut responses: Vec<String> =
+                t.http_status.iter().map(|(s, n)| format!("http {s}×{n}")).collect();
             responses.extend(t.rpc_errors.iter().map(|(c, n)| format!("rpc {c}×{n}")));
             let _ = writeln!(
                 out,
@@ -455,9 +465,11 @@ impl Report {
 fn run_kind(kind: Kind, target: &Target, limits: &Limits, deadline: Instant) -> Tally {
     match kind {
         Kind::RpcMalformed | Kind::RpcOversized => http::run(kind, target, limits, deadline),
-        Kind::Equivocation | Kind::DoubleVote | Kind::InvalidProposals | Kind::Replay | Kind::ConsensusFlood => {
-            byzantine::run(kind, target, limits, deadline)
-        }
+        Kind::Equivocation
+        | Kind::DoubleVote
+        | Kind::InvalidProposals
+        | Kind::Replay
+        | Kind::ConsensusFlood => byzantine::run(kind, target, limits, deadline),
         _ => wire::run(kind, target, limits, deadline),
     }
 }
@@ -472,8 +484,10 @@ pub fn run(kinds: &[Kind], target: &Target, limits: &Limits, duration: Duration,
         let start = Instant::now();
         let deadline = start + duration;
         let tallies: Vec<Tally> = std::thread::scope(|scope| {
-            let handles: Vec<_> =
-                kinds.iter().map(|kind| scope.spawn(move || run_kind(*kind, target, limits, deadline))).collect();
+            let handles: Vec<_> = kinds
+                .iter()
+                .map(|kind| scope.spawn(move || run_kind(*kind, target, limits, deadline)))
+                .collect();
             handles.into_iter().map(|handle| handle.join().unwrap_or_default()).collect()
         });
         let seconds = start.elapsed().as_secs_f64();
@@ -481,7 +495,10 @@ pub fn run(kinds: &[Kind], target: &Target, limits: &Limits, duration: Duration,
             reports.push(KindReport { kind: *kind, seconds, tally, metrics: BTreeMap::new() });
         }
     } else {
-        let share = duration.checked_div(kinds.len().max(1) as u32).unwrap_or(duration).max(Duration::from_millis(500));
+        let share = duration
+            .checked_div(kinds.len().max(1) as u32)
+            .unwrap_or(duration)
+            .max(Duration::from_millis(500));
         for kind in &kinds {
             let before = target.metrics.and_then(scrape);
             let start = Instant::now();

@@ -111,7 +111,12 @@ fn nonce(rng: &mut Rng) -> [u8; 32] {
 
 /// A full node's greeting: needs no key.
 fn follower_hello(chain_id: u32, rng: &mut Rng) -> Vec<u8> {
-    encode(&Frame::Hello(Hello { chain_id, protocol_version: PROTOCOL_VERSION, validator: FOLLOWER, nonce: nonce(rng) }))
+    encode(&Frame::Hello(Hello {
+        chain_id,
+        protocol_version: PROTOCOL_VERSION,
+        validator: FOLLOWER,
+        nonce: nonce(rng),
+    }))
 }
 
 /// Greets the node as a full node and reads its greeting and proof; true when the node
@@ -145,7 +150,8 @@ pub fn validator_handshake(
         return false;
     }
     tally.frames += 1;
-    let (Ok(Some(Frame::Hello(theirs))), Ok(Some(Frame::HelloProof(_)))) = (read_frame(stream), read_frame(stream))
+    let (Ok(Some(Frame::Hello(theirs))), Ok(Some(Frame::HelloProof(_)))) =
+        (read_frame(stream), read_frame(stream))
     else {
         return false;
     };
@@ -284,7 +290,10 @@ fn truncated_frames(target: &Target, limits: &Limits, deadline: Instant, tally: 
         pacer.wait(1);
         let (port, addr) = ports[round as usize % ports.len()];
         let Some(mut stream) = connect(addr, tally) else { continue };
-        if port == Port::Peer && round % 4 < 2 && !follower_handshake(&mut stream, target.chain_id, &mut rng, tally) {
+        if port == Port::Peer
+            && round % 4 < 2
+            && !follower_handshake(&mut stream, target.chain_id, &mut rng, tally)
+        {
             continue;
         }
         let cut = match round % 3 {
@@ -320,7 +329,9 @@ fn oversized_frames(target: &Target, limits: &Limits, deadline: Instant, tally: 
         let (port, addr) = ports[round as usize % ports.len()];
         let Some(mut stream) = connect(addr, tally) else { continue };
         let opened = Instant::now();
-        if port == Port::Peer && round % 2 == 0 && !follower_handshake(&mut stream, target.chain_id, &mut rng, tally)
+        if port == Port::Peer
+            && round % 2 == 0
+            && !follower_handshake(&mut stream, target.chain_id, &mut rng, tally)
         {
             continue;
         }

@@ -46,7 +46,8 @@ pub fn run(args: &SimBenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     for file in files {
         let text = std::fs::read_to_string(&file)
             .map_err(|error| InputError(format!("cannot read {}: {error}", file.display())))?;
-        let mut scenario = Scenario::parse(&text).map_err(|error| InputError(format!("{}: {error}", file.display())))?;
+        let mut scenario =
+            Scenario::parse(&text).map_err(|error| InputError(format!("{}: {error}", file.display())))?;
         scenario.duration_s = scenario.duration_s.min(args.virtual_s);
         if args.stand_in {
             scenario.validators.sigverify = crate::sim::scenario::SigverifyMode::StandIn;
@@ -76,7 +77,10 @@ pub fn run(args: &SimBenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
-        println!("{:<16} {:>6} {:>10} {:>12} {:>10} {:>12} {:>14}", "scenario", "nodes", "virtual_s", "events", "wall_s", "ns_per_event", "virtual/wall");
+        println!(
+            "{:<16} {:>6} {:>10} {:>12} {:>10} {:>12} {:>14}",
+            "scenario", "nodes", "virtual_s", "events", "wall_s", "ns_per_event", "virtual/wall"
+        );
         for row in &rows {
             println!(
                 "{:<16} {:>6} {:>10.1} {:>12} {:>10.2} {:>12.0} {:>14.1}",

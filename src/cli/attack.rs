@@ -131,9 +131,18 @@ pub fn run(args: &AttackArgs) -> Result<(), Box<dyn std::error::Error>> {
         (Some(path), Some(index)) => Some((index, crate::node::load_key(path).map_err(crate::InputError)?)),
         _ => None,
     };
-    let target = Target { peer, ingress, rpc, metrics, chain_id: args.chain_id, validator, validators: args.validators };
+    let target = Target {
+        peer,
+        ingress,
+        rpc,
+        metrics,
+        chain_id: args.chain_id,
+        validator,
+        validators: args.validators,
+    };
     let kinds: Vec<Kind> = if args.kind.is_empty() { Kind::ALL.to_vec() } else { args.kind.clone() };
-    let skipped: Vec<&str> = kinds.iter().filter(|kind| !target.applies(**kind)).map(|kind| kind.name()).collect();
+    let skipped: Vec<&str> =
+        kinds.iter().filter(|kind| !target.applies(**kind)).map(|kind| kind.name()).collect();
     if !args.kind.is_empty() && !skipped.is_empty() {
         eprintln!("skipped (no address or key for them): {}", skipped.join(", "));
     }
@@ -143,7 +152,8 @@ pub fn run(args: &AttackArgs) -> Result<(), Box<dyn std::error::Error>> {
         rate: args.rate.max(1),
         seed: args.seed,
     };
-    let report = crate::attack::run(&kinds, &target, &limits, Duration::from_secs(args.duration), args.concurrent);
+    let report =
+        crate::attack::run(&kinds, &target, &limits, Duration::from_secs(args.duration), args.concurrent);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report.json())?);
     } else {

@@ -44,7 +44,8 @@ pub fn run(args: &SimArgs) -> Result<(), Box<dyn std::error::Error>> {
     let path = args.scenario.as_ref().ok_or_else(|| InputError("--scenario FILE is required".into()))?;
     let text = std::fs::read_to_string(path)
         .map_err(|error| InputError(format!("cannot read {}: {error}", path.display())))?;
-    let scenario = Scenario::parse(&text).map_err(|error| InputError(format!("{}: {error}", path.display())))?;
+    let scenario =
+        Scenario::parse(&text).map_err(|error| InputError(format!("{}: {error}", path.display())))?;
     let seed = args.seed.unwrap_or(scenario.seed);
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from("sim-out").join(&scenario.name));
     std::fs::create_dir_all(&out)?;
@@ -85,7 +86,9 @@ pub fn run(args: &SimArgs) -> Result<(), Box<dyn std::error::Error>> {
     println!("scenario {} seed {seed}", report["scenario"].as_str().unwrap_or(""));
     println!(
         "transactions submitted {} finalized {} ({:.1} tps)",
-        t["submitted"], t["finalized"], t["finalized_tps"].as_f64().unwrap_or(0.0)
+        t["submitted"],
+        t["finalized"],
+        t["finalized_tps"].as_f64().unwrap_or(0.0)
     );
     println!(
         "latency_ms p50 {} p99 {} · finality_lag_ms p50 {} · propagation t100 p50 {} ms",
@@ -107,7 +110,11 @@ pub fn run(args: &SimArgs) -> Result<(), Box<dyn std::error::Error>> {
         println!("wrote {}", plot.display());
     }
     if report["invariants"]["safety"]["ok"] != true || report["invariants"]["liveness"]["ok"] == false {
-        return Err(format!("invariant failed; reproduce: tessera sim --scenario {} --seed {seed}", path.display()).into());
+        return Err(format!(
+            "invariant failed; reproduce: tessera sim --scenario {} --seed {seed}",
+            path.display()
+        )
+        .into());
     }
     Ok(())
 }

@@ -193,7 +193,10 @@ pub fn serve(
                         // vendor/tiny_http), and a client trickling it cannot hold one of these
                         // two threads.
                         let expects = request.headers().iter().any(|h| h.field.equiv("Expect"));
-                        if request.body_length().is_none() && request.headers().iter().any(|h| h.field.equiv("Transfer-Encoding")) || expects {
+                        if request.body_length().is_none()
+                            && request.headers().iter().any(|h| h.field.equiv("Transfer-Encoding"))
+                            || expects
+                        {
                             let _ = request.respond(
                                 tiny_http::Response::from_string("send the body with a Content-Length\n")
                                     .with_status_code(411),
@@ -272,8 +275,11 @@ mod tests {
         let body = r#"{"jsonrpc":"2.0","id":1,"method":"tessera_getStatus","params":[]}"#;
         exchange(
             addr,
-            format!("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
-                .as_bytes(),
+            format!(
+                "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
         )
     }
 

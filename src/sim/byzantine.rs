@@ -96,7 +96,9 @@ pub fn outbound(
             }
             out
         }
-        (Behaviour::EquivocatingProposer, ConsensusMessage::Proposal(proposal)) if proposal.justify.is_none() => {
+        (Behaviour::EquivocatingProposer, ConsensusMessage::Proposal(proposal))
+            if proposal.justify.is_none() =>
+        {
             let mut twin = proposal.clone();
             // Same height and parent, different timestamp: a second valid block.
             twin.block.header.timestamp_ms += 1;
@@ -118,13 +120,17 @@ pub fn outbound(
             resign(&mut bad, sign);
             targets.iter().map(|to| (*to, ConsensusMessage::Proposal(bad.clone()))).collect()
         }
-        (Behaviour::BadSignatureProposer, ConsensusMessage::Proposal(proposal)) if proposal.justify.is_none() => {
+        (Behaviour::BadSignatureProposer, ConsensusMessage::Proposal(proposal))
+            if proposal.justify.is_none() =>
+        {
             let mut bad = proposal.clone();
             // Still a well-formed signature encoding; it just does not verify.
             bad.signature[0] ^= 0x01;
             targets.iter().map(|to| (*to, ConsensusMessage::Proposal(bad.clone()))).collect()
         }
-        (Behaviour::OverLimitProposer, ConsensusMessage::Proposal(proposal)) if proposal.justify.is_none() => {
+        (Behaviour::OverLimitProposer, ConsensusMessage::Proposal(proposal))
+            if proposal.justify.is_none() =>
+        {
             let mut big = proposal.clone();
             big.block.txns.extend(filler(OVER_LIMIT_TXNS.saturating_sub(big.block.txns.len())));
             big.block.header.txn_count = big.block.txns.len() as u32;
@@ -136,10 +142,9 @@ pub fn outbound(
             // The message as sent, then once more: a receiver must treat the copy as a no-op.
             targets.iter().flat_map(|to| [(*to, message.clone()), (*to, message.clone())]).collect()
         }
-        (Behaviour::Flooder, _) => targets
-            .iter()
-            .flat_map(|to| std::iter::repeat_n((*to, message.clone()), FLOOD_COPIES))
-            .collect(),
+        (Behaviour::Flooder, _) => {
+            targets.iter().flat_map(|to| std::iter::repeat_n((*to, message.clone()), FLOOD_COPIES)).collect()
+        }
         _ => targets.iter().map(|to| (*to, message.clone())).collect(),
     }
 }
@@ -224,7 +229,12 @@ mod tests {
         };
         let hash = header.hash();
         let signature = sign(&proposal_signing_bytes(5, 3, &hash));
-        ConsensusMessage::Proposal(Proposal { view: 5, block: Block { header, txns: Vec::new() }, justify: None, signature })
+        ConsensusMessage::Proposal(Proposal {
+            view: 5,
+            block: Block { header, txns: Vec::new() },
+            justify: None,
+            signature,
+        })
     }
 
     fn vote(view: u64) -> ConsensusMessage {
@@ -256,7 +266,8 @@ mod tests {
         assert_eq!(big.block.header.txn_root, Block::compute_txn_root(&big.block.txns));
         let hash = big.block.header.hash();
         assert_eq!(big.signature, sign(&proposal_signing_bytes(big.view, 3, &hash)), "validly signed");
-        let frame = tessera_components::wire::encode(&tessera_components::wire::Frame::Consensus(sent[0].1.clone()));
+        let frame =
+            tessera_components::wire::encode(&tessera_components::wire::Frame::Consensus(sent[0].1.clone()));
         assert!(frame.len() <= tessera_components::constants::FRAME_SIZE_DEFAULT, "fits a default frame");
     }
 

@@ -41,7 +41,10 @@ fn ns(seconds: f64) -> u64 {
 enum Payload {
     Consensus(Rc<ConsensusMessage>),
     /// Client transactions (from a client, or forwarded by the validator that got them).
-    Txns { batch: Rc<Vec<Txn>>, forwarded: bool },
+    Txns {
+        batch: Rc<Vec<Txn>>,
+        forwarded: bool,
+    },
     /// A finalized block announced by gossip: height, hash.
     Block(u64, Hash),
 }
@@ -131,7 +134,10 @@ pub struct Sim {
 
 impl std::fmt::Debug for Sim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sim").field("scenario", &self.scenario.name).field("now", &self.now).finish_non_exhaustive()
+        f.debug_struct("Sim")
+            .field("scenario", &self.scenario.name)
+            .field("now", &self.now)
+            .finish_non_exhaustive()
     }
 }
 
@@ -305,7 +311,9 @@ impl Sim {
                         self.recorder.never_restarts(node);
                     }
                 }
-                Fault::ClockSkew { node, skew_ms } => self.validators[node as usize].skew_ns = skew_ms * MS as i64,
+                Fault::ClockSkew { node, skew_ms } => {
+                    self.validators[node as usize].skew_ns = skew_ms * MS as i64
+                }
                 Fault::Slow { node, factor } => self.links[node as usize].slow = u64::from(factor),
                 Fault::Byzantine { node, behaviour, from_s, until_s } => {
                     let until = until_s.map_or(u64::MAX, ns);
@@ -361,7 +369,11 @@ impl Sim {
                 if recovery.torn_bytes_dropped > 0 {
                     self.recorder.storage_torn(index, self.now, recovery.torn_bytes_dropped);
                 }
-                let tip = ChainTip { height: recovery.height, hash: store.tip_hash(), state_root: recovery.state_root };
+                let tip = ChainTip {
+                    height: recovery.height,
+                    hash: store.tip_hash(),
+                    state_root: recovery.state_root,
+                };
                 validator.store = Some(store);
                 (ledger, tip)
             }
@@ -569,12 +581,15 @@ impl Sim {
             // Clients sit next to the validator they use: the ingress hop costs processing only.
             for to in targets {
                 let at = self.now;
-                self.push(at, Event::Deliver {
-                    to,
-                    from: u32::MAX,
-                    payload: Payload::Txns { batch: batch.clone(), forwarded: false },
-                    bytes: 0,
-                });
+                self.push(
+                    at,
+                    Event::Deliver {
+                        to,
+                        from: u32::MAX,
+                        payload: Payload::Txns { batch: batch.clone(), forwarded: false },
+                        bytes: 0,
+                    },
+                );
             }
         }
         if self.now + batch_ns <= self.end {
@@ -739,11 +754,8 @@ impl Sim {
         }
         // Next: soon if work is queued, else the core's next deadline (in global time).
         let skew = self.validators[node as usize].skew_ns;
-        let global_deadline = if deadline == u64::MAX {
-            u64::MAX
-        } else {
-            deadline.saturating_add_signed(-skew)
-        };
+        let global_deadline =
+            if deadline == u64::MAX { u64::MAX } else { deadline.saturating_add_signed(-skew) };
         let soon = self.now + MS;
         let next = if idle { global_deadline.max(soon) } else { soon };
         if next <= self.end {
@@ -815,7 +827,11 @@ fn damage(dir: &std::path::Path, fault: StorageFault, stream: &mut SeedStream) -
 ///
 /// # Errors
 /// See [`Sim::new`].
-pub fn run(scenario: Scenario, seed: u64, progress: impl FnMut(u64, u64)) -> Result<Sim, Box<dyn std::error::Error>> {
+pub fn run(
+    scenario: Scenario,
+    seed: u64,
+    progress: impl FnMut(u64, u64),
+) -> Result<Sim, Box<dyn std::error::Error>> {
     let mut sim = Sim::new(scenario, seed)?;
     sim.run(progress);
     Ok(sim)

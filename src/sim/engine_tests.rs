@@ -55,7 +55,12 @@ fn a_swarm_of_200_random_seeds_keeps_every_invariant() {
     };
     for seed in seeds {
         let result = swarm::run_seed(seed).expect("scenario builds");
-        assert!(result.failure.is_none(), "seed {seed}: {:?}; reproduce: {}", result.failure, swarm::reproduce(seed));
+        assert!(
+            result.failure.is_none(),
+            "seed {seed}: {:?}; reproduce: {}",
+            result.failure,
+            swarm::reproduce(seed)
+        );
     }
 }
 
@@ -74,7 +79,12 @@ fn the_swarm_catches_a_broken_invariant() {
         })
         .collect();
     scenario.validators.count = 4;
-    scenario.faults.push(Fault::Crash { node: 3, at_s: 0.0, restart_s: Some(0.1), storage: StorageFault::None });
+    scenario.faults.push(Fault::Crash {
+        node: 3,
+        at_s: 0.0,
+        restart_s: Some(0.1),
+        storage: StorageFault::None,
+    });
     let mut sim = Sim::new(scenario, 5).unwrap();
     sim.run(|_, _| {});
     assert_eq!(sim.recorder.liveness(), Some(false), "liveness should fail with 2 of 4 withholding");

@@ -11,15 +11,16 @@ type PlotResult = Result<(), Box<dyn std::error::Error>>;
 fn series(report: &Value, key: &str) -> Vec<(f64, f64)> {
     report["series"]
         .as_array()
-        .map(|rows| {
-            rows.iter()
-                .filter_map(|row| Some((row["t_s"].as_f64()?, row[key].as_f64()?)))
-                .collect()
-        })
+        .map(|rows| rows.iter().filter_map(|row| Some((row["t_s"].as_f64()?, row[key].as_f64()?))).collect())
         .unwrap_or_default()
 }
 
-fn lines(path: &Path, title: &str, y_label: &str, curves: &[(&str, Vec<(f64, f64)>, RGBColor)]) -> PlotResult {
+fn lines(
+    path: &Path,
+    title: &str,
+    y_label: &str,
+    curves: &[(&str, Vec<(f64, f64)>, RGBColor)],
+) -> PlotResult {
     let root = SVGBackend::new(path, (900, 500)).into_drawing_area();
     root.fill(&WHITE)?;
     let x_max = curves.iter().flat_map(|(_, c, _)| c.iter().map(|p| p.0)).fold(1.0, f64::max);
@@ -47,27 +48,25 @@ fn lines(path: &Path, title: &str, y_label: &str, curves: &[(&str, Vec<(f64, f64
 ///
 /// # Errors
 /// A file that cannot be written.
-pub fn write(dir: &Path, report: &Value, cdf: &[(f64, f64)]) -> Result<Vec<PathBuf>, Box<dyn std::error::Error>> {
+pub fn write(
+    dir: &Path,
+    report: &Value,
+    cdf: &[(f64, f64)],
+) -> Result<Vec<PathBuf>, Box<dyn std::error::Error>> {
     let name = report["scenario"].as_str().unwrap_or("sim");
     let throughput = dir.join("throughput.svg");
     lines(
         &throughput,
         &format!("{name}: throughput"),
         "transactions / s",
-        &[
-            ("submitted", series(report, "submitted"), BLUE),
-            ("finalized", series(report, "finalized"), RED),
-        ],
+        &[("submitted", series(report, "submitted"), BLUE), ("finalized", series(report, "finalized"), RED)],
     )?;
     let latency = dir.join("latency.svg");
     lines(
         &latency,
         &format!("{name}: submit → finalized latency"),
         "ms",
-        &[
-            ("p50", series(report, "latency_p50_ms"), BLUE),
-            ("p99", series(report, "latency_p99_ms"), RED),
-        ],
+        &[("p50", series(report, "latency_p50_ms"), BLUE), ("p99", series(report, "latency_p99_ms"), RED)],
     )?;
     let propagation = dir.join("propagation.svg");
     let root = SVGBackend::new(&propagation, (900, 500)).into_drawing_area();

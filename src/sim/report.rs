@@ -221,7 +221,9 @@ impl Recorder {
     /// A validator (re)started at `height`.
     pub fn restarted(&mut self, node: u32, at_ns: u64, height: u64) {
         if self.down[node as usize] {
-            self.fault_log.push(json!({"at_ms": at_ns / 1_000_000, "node": node, "event": "restart", "height": height}));
+            self.fault_log.push(
+                json!({"at_ms": at_ns / 1_000_000, "node": node, "event": "restart", "height": height}),
+            );
         }
         self.down[node as usize] = false;
         self.last_height[node as usize] = height;
@@ -242,18 +244,24 @@ impl Recorder {
     /// Storage refused to open (and was wiped) or to write.
     pub fn storage_refused(&mut self, node: u32, at_ns: u64, error: &str) {
         let error = self.strip(error);
-        self.fault_log.push(json!({"at_ms": at_ns / 1_000_000, "node": node, "event": "storage_refused", "error": error}));
+        self.fault_log.push(
+            json!({"at_ms": at_ns / 1_000_000, "node": node, "event": "storage_refused", "error": error}),
+        );
     }
 
     /// Storage dropped a torn tail at open.
     pub fn storage_torn(&mut self, node: u32, at_ns: u64, bytes: u64) {
-        self.fault_log.push(json!({"at_ms": at_ns / 1_000_000, "node": node, "event": "torn_tail_dropped", "bytes": bytes}));
+        self.fault_log.push(
+            json!({"at_ms": at_ns / 1_000_000, "node": node, "event": "torn_tail_dropped", "bytes": bytes}),
+        );
     }
 
     /// A crash damaged a data directory.
     pub fn storage_damaged(&mut self, node: u32, at_ns: u64, what: &str) {
         let what = self.strip(what);
-        self.fault_log.push(json!({"at_ms": at_ns / 1_000_000, "node": node, "event": "storage_damaged", "what": what}));
+        self.fault_log.push(
+            json!({"at_ms": at_ns / 1_000_000, "node": node, "event": "storage_damaged", "what": what}),
+        );
     }
 
     /// A message left `node`.
@@ -336,7 +344,15 @@ impl Recorder {
     }
 
     /// Validator `node` finalized `hash` at `height`.
-    pub fn finalized(&mut self, node: u32, height: u64, hash: Hash, txns: &[TxnId], at_ns: u64, honest: bool) {
+    pub fn finalized(
+        &mut self,
+        node: u32,
+        height: u64,
+        hash: Hash,
+        txns: &[TxnId],
+        at_ns: u64,
+        honest: bool,
+    ) {
         let i = node as usize;
         if height != self.last_height[i] + 1 && self.violation.is_none() && honest {
             self.violation = Some(Violation {
@@ -434,8 +450,10 @@ impl Recorder {
                 })
             })
             .collect();
-        let heights: Vec<u64> =
-            (0..self.validators as usize).filter(|i| !self.byzantine[*i]).map(|i| self.last_height[i]).collect();
+        let heights: Vec<u64> = (0..self.validators as usize)
+            .filter(|i| !self.byzantine[*i])
+            .map(|i| self.last_height[i])
+            .collect();
         let liveness = match self.liveness() {
             Some(ok) => json!({
                 "checked": true,

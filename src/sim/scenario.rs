@@ -421,7 +421,10 @@ impl Scenario {
             return Err(bad("full_nodes.count", format!("at most {NODES_MAX} nodes in all")));
         }
         if v.view_timeout_ms == 0 || v.block_txn_max == 0 || v.tick_ms == 0 || v.tick_ms > 1000 {
-            return Err(bad("validators", "view_timeout_ms and block_txn_max must be positive, tick_ms in 1..=1000"));
+            return Err(bad(
+                "validators",
+                "view_timeout_ms and block_txn_max must be positive, tick_ms in 1..=1000",
+            ));
         }
         if self.full_nodes.count > 0 && self.full_nodes.degree == 0 {
             return Err(bad("full_nodes.degree", "must be positive"));
@@ -437,7 +440,8 @@ impl Scenario {
         if n.latency_ms.iter().flatten().any(|ms| !finite_nonneg(*ms) || *ms > 60_000.0) {
             return Err(bad("network.latency_ms", "entries must be between 0 and 60000"));
         }
-        for (key, p) in [("network.loss", n.loss), ("network.duplicate", n.duplicate), ("network.reorder", n.reorder)]
+        for (key, p) in
+            [("network.loss", n.loss), ("network.duplicate", n.duplicate), ("network.reorder", n.reorder)]
         {
             if !(finite_nonneg(p) && p < 1.0) {
                 return Err(bad(key, "must be in [0, 1)"));
@@ -522,7 +526,10 @@ impl Scenario {
             };
             let bound = if validator_only { self.validators.count } else { nodes };
             if node >= bound {
-                return Err(bad("faults.node", format!("{node} is not a node this fault applies to (< {bound})")));
+                return Err(bad(
+                    "faults.node",
+                    format!("{node} is not a node this fault applies to (< {bound})"),
+                ));
             }
         }
         if !finite_nonneg(self.random_faults.down_s) {
@@ -539,8 +546,9 @@ impl Scenario {
         let validators = [4u32, 4, 4, 5, 7][s.below(5) as usize];
         let full = [0u32, 0, 3, 8][s.below(4) as usize];
         let f = (validators - 1) / 3;
-        let latency = [LatencyModel::Constant, LatencyModel::Uniform, LatencyModel::Normal, LatencyModel::Pareto]
-            [s.below(4) as usize];
+        let latency =
+            [LatencyModel::Constant, LatencyModel::Uniform, LatencyModel::Normal, LatencyModel::Pareto]
+                [s.below(4) as usize];
         let regions = 1 + s.below(3) as usize;
         let latency_ms: Vec<Vec<f64>> = (0..regions)
             .map(|i| (0..regions).map(|j| if i == j { 1.0 } else { 5.0 + s.below(60) as f64 }).collect())

@@ -483,8 +483,7 @@ impl Core {
         self.first_vote.retain(|(_, v, _), _| *v >= lower);
         if !fresh_height {
             let high_qc = self.lock.clone();
-            let signature =
-                self.sign(&new_view_signing_bytes(view, self.height, high_qc.as_ref()));
+            let signature = self.sign(&new_view_signing_bytes(view, self.height, high_qc.as_ref()));
             let message = NewView { view, height: self.height, high_qc, sender: self.me, signature };
             self.broadcast(ConsensusMessage::NewView(message.clone()));
             self.on_new_view(message, host);

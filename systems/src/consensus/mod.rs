@@ -257,8 +257,12 @@ pub fn verify_consensus_messages(
     mut verified: ResMut<VerifiedConsensus>,
 ) {
     let messages = std::mem::take(&mut inbox.messages);
-    let (kept, dropped) =
-        core::verify_messages(messages, consensus.core.validators(), config.sigverify_batch_size, config.sigverify_stand_in);
+    let (kept, dropped) = core::verify_messages(
+        messages,
+        consensus.core.validators(),
+        config.sigverify_batch_size,
+        config.sigverify_stand_in,
+    );
     verified.messages = kept;
     verified.dropped_bad_signature += dropped;
 }
