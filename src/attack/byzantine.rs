@@ -135,7 +135,7 @@ pub fn run(kind: Kind, target: &Target, limits: &Limits, deadline: Instant) -> T
         return tally;
     };
     let index = *index;
-    let mut rng = Rng::new(limits.seed ^ 0x6279_7a);
+    let mut rng = Rng::new(limits.seed ^ 0x0062_797a);
     let behaviours: &[Behaviour] = match kind {
         Kind::Equivocation => &[Behaviour::EquivocatingProposer],
         Kind::DoubleVote => &[Behaviour::DoubleVoter],

@@ -150,7 +150,7 @@ fn oversized(addr: SocketAddr, case: u64, tally: &mut Tally) -> std::io::Result<
 pub fn run(kind: Kind, target: &Target, limits: &Limits, deadline: Instant) -> Tally {
     let mut tally = Tally::default();
     let Some(addr) = target.rpc else { return tally };
-    let mut rng = Rng::new(limits.seed ^ 0x7270_63);
+    let mut rng = Rng::new(limits.seed ^ 0x0072_7063);
     let mut pacer = Pacer::new(limits.connect_rate);
     let mut case = 0u64;
     while Instant::now() < deadline {

@@ -520,13 +520,12 @@ fn slow_reader(target: &Target, limits: &Limits, deadline: Instant, tally: &mut 
     let mut held: Vec<(TcpStream, Instant)> = Vec::new();
     let mut pacer = Pacer::new(200);
     while Instant::now() < deadline {
+        // Not a byte read after the handshake: the node's answers pile up in the socket.
         if held.len() < cap
             && let Some(mut stream) = connect(addr, tally)
+            && follower_handshake(&mut stream, target.chain_id, &mut rng, tally)
         {
-            if follower_handshake(&mut stream, target.chain_id, &mut rng, tally) {
-                // Not a byte read from here on: the node's answers pile up in the socket.
-                held.push((stream, Instant::now()));
-            }
+            held.push((stream, Instant::now()));
         }
         for (stream, _) in &mut held {
             pacer.wait(1);

@@ -290,7 +290,7 @@ pub fn stand_in_sign(public_key: &[u8; 32], message: &[u8]) -> [u8; 64] {
 /// twice, so it is deterministic, cheap, and unforgeable only in the sense a simulation needs
 /// (a client that does not compute it gets refused). See `PipelineConfig::sigverify_stand_in`.
 pub fn stand_in_signature(body: &tessera_components::TxnBody) -> [u8; 64] {
-    stand_in_sign(&body.sender, &body.signing_bytes())
+    stand_in_sign(&body.sender, body.signing_bytes())
 }
 
 /// Fuzz harness: decodes `data` into up to 16 (key, signature, message) items, some of them
