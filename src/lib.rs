@@ -5,6 +5,7 @@
 //! ([`load`]), the benchmark suites ([`bench`]) and the command implementations ([`cli`]).
 //! Fuzz targets and benchmarks link it too.
 
+pub mod attack;
 pub mod bench;
 pub mod cli;
 pub mod load;

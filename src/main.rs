@@ -46,6 +46,9 @@ enum Command {
     /// file in, a deterministic report.json and plots out; `--swarm --seeds A..B` checks the
     /// invariants over a random scenario per seed.
     Sim(cli::sim::SimArgs),
+    /// Hostile traffic against a live node's peer, ingress and RPC ports, with a report of what
+    /// was sent and what the node did (`--help` lists the kinds).
+    Attack(cli::attack::AttackArgs),
     /// Run a benchmark suite and print its figures.
     Bench(bench::BenchArgs),
     /// Commit deterministic blocks to a data directory, printing each durable commit (crash
@@ -87,6 +90,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => cli::inspect::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Sim(args) => cli::sim::run(&args),
+        Command::Attack(args) => cli::attack::run(&args),
         Command::StorageDrill(args) => cli::drill::run(&args),
     };
     match result {

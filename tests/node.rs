@@ -539,3 +539,145 @@ fn validators_in_separate_network_namespaces_agree() {
         assert!(hashes.iter().all(|x| *x == hashes[0]), "namespaces disagree at height {h}: {hashes:?}");
     }
 }
+
+/// Peak resident set of a process, bytes (0 once it is gone).
+fn rss_bytes(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?.to_owned();
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// The `validator ...` lines a devnet prints first: (pid, peer, ingress, rpc URL, metrics URL).
+fn devnet_validators(lines: &mut impl std::io::BufRead) -> Vec<(i32, String, String, String, String)> {
+    let mut out = Vec::new();
+    while out.len() < 4 {
+        let mut line = String::new();
+        assert!(lines.read_line(&mut line).unwrap() > 0, "devnet ended early");
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.first() == Some(&"validator") && words.len() >= 12 {
+            let after = |key: &str| words[words.iter().position(|w| *w == key).unwrap() + 1].to_owned();
+            out.push((
+                after("pid").parse().unwrap(),
+                after("peer"),
+                after("ingress"),
+                after("rpc"),
+                after("metrics"),
+            ));
+        }
+    }
+    out
+}
+
+/// The campaign: the same devnet and honest load twice, the second time with `tessera attack`
+/// on validator 0's peer, ingress and RPC ports (every kind that needs no key, all at once).
+/// Every node stays up, they agree, every honest transaction commits, no node's RSS passes
+/// 1 GiB, and honest p99 stays within twice the quiet run's (plus 250 ms of slack for a small
+/// shared machine; the figures are printed).
+#[test]
+fn devnet_under_attack_stays_up_agrees_and_keeps_latency() {
+    const RATE: &str = "300";
+    const SECS: &str = "6";
+    let (quiet, quiet_dir) = devnet("campaign-quiet", 30000, &["--duration", SECS, "--rate", RATE]);
+    assert!(quiet.wait_with_output().unwrap().status.success());
+    let quiet = report(&quiet_dir);
+    assert_eq!(quiet["agreement"], json!(true), "{quiet}");
+
+    let (mut child, dir) = devnet("campaign-attack", 30200, &["--duration", SECS, "--rate", RATE]);
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap());
+    let validators = devnet_validators(&mut lines);
+    let (_, peer, ingress, rpc_url, metrics_url) = validators[0].clone();
+    let rpc_addr: SocketAddr = rpc_url.trim_start_matches("http://").parse().unwrap();
+    // Attack once the network is up and load is about to start.
+    wait_until("validator 0 finalizes", Duration::from_secs(30), || {
+        let body =
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tessera_getStatus", "params": []}).to_string();
+        std::panic::catch_unwind(|| {
+            serde_json::from_str::<Value>(&http_post(rpc_addr, &body).1).unwrap()["result"]["height"]
+                .as_u64()
+                .unwrap_or(0)
+                >= 1
+        })
+        .unwrap_or(false)
+    });
+    let attack = Command::new(BIN)
+        .args([
+            "attack",
+            "--peer",
+            &peer,
+            "--ingress",
+            &ingress,
+            "--rpc",
+            &rpc_url,
+            "--metrics",
+            &metrics_url,
+        ])
+        .args(["--duration", "8", "--concurrent", "--json", "--max-connections", "64"])
+        .args(["--connect-rate", "100", "--rate", "5000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn attack");
+    let pids: Vec<i32> = validators.iter().map(|v| v.0).collect();
+    let mut rss_max = vec![0u64; pids.len()];
+    let mut alive_throughout = true;
+    while child.try_wait().unwrap().is_none() {
+        for (i, pid) in pids.iter().enumerate() {
+            let rss = rss_bytes(*pid);
+            alive_throughout &= rss > 0;
+            rss_max[i] = rss_max[i].max(rss);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        if rss_max.iter().all(|r| *r > 0) && pids.iter().any(|pid| rss_bytes(*pid) == 0) {
+            break;
+        }
+    }
+    let attack = attack.wait_with_output().unwrap();
+    let mut rest = String::new();
+    let _ = lines.read_to_string(&mut rest);
+    assert!(child.wait().unwrap().success(), "{rest}");
+    assert!(attack.status.success(), "{}", String::from_utf8_lossy(&attack.stderr));
+    let attacked: Value = serde_json::from_slice(&attack.stdout).expect("attack JSON");
+    let under = report(&dir);
+
+    let p99 = |r: &Value| r["latency_ms"]["p99"].as_f64().unwrap();
+    let delta = &attacked["node_metrics_delta"];
+    eprintln!(
+        "campaign: quiet p99 {} ms, attacked p99 {} ms; RSS max {:?} MiB; node 0: malformed {} handshake failures {} bans {} disconnects {} spam batches refused {}",
+        p99(&quiet),
+        p99(&under),
+        rss_max.iter().map(|r| r >> 20).collect::<Vec<_>>(),
+        delta["tessera_net_malformed_frames_total"],
+        delta["tessera_net_handshake_failures_total"],
+        delta["tessera_net_peers_banned_total"],
+        delta["tessera_net_disconnects_total"],
+        delta["tessera_ingress_batches_refused_total"],
+    );
+    assert!(alive_throughout, "a node exited during the attack");
+    assert_eq!(attacked["node_metrics_answering_at_end"], json!(true), "{attacked}");
+    assert_eq!(under["agreement"], json!(true), "{under}");
+    assert_eq!(under["agreement_validators"], json!(4), "{under}");
+    assert_eq!(under["committed"], under["submitted"], "{under}");
+    assert!(
+        under["finalized_height"].as_u64().unwrap() > quiet["finalized_height"].as_u64().unwrap() / 2,
+        "{under}"
+    );
+    assert!(rss_max.iter().all(|r| *r < 1 << 30), "RSS over 1 GiB: {rss_max:?}");
+    assert!(
+        p99(&under) <= 2.0 * p99(&quiet) + 250.0,
+        "p99 {} under attack vs {} quiet",
+        p99(&under),
+        p99(&quiet)
+    );
+    // The attack reached the node and the node counted it.
+    for counter in [
+        "tessera_net_malformed_frames_total",
+        "tessera_net_handshake_failures_total",
+        "tessera_ingress_batches_refused_total",
+    ] {
+        assert!(delta[counter].as_f64().unwrap_or(0.0) > 0.0, "{counter}: {attacked}");
+    }
+}

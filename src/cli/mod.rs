@@ -1,5 +1,6 @@
 //! Subcommands that are not benchmarks.
 
+pub mod attack;
 pub mod devnet;
 pub mod doctor;
 pub mod drill;

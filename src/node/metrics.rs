@@ -64,7 +64,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(8192);
         let net = &self.net;
-        let counters: [(&str, &str, &AtomicU64); 12] = [
+        let counters: [(&str, &str, &AtomicU64); 13] = [
             ("tessera_net_frames_received_total", "Frames received from peers and clients.", &net.frames_in),
             ("tessera_net_frames_sent_total", "Frames written to peers.", &net.frames_out),
             ("tessera_net_received_bytes_total", "Bytes received from peers and clients.", &net.bytes_in),
@@ -96,6 +96,11 @@ impl Metrics {
                 "tessera_net_sync_requests_served_total",
                 "Sync requests from full nodes answered from storage.",
                 &net.sync_requests_served,
+            ),
+            (
+                "tessera_ingress_batches_refused_total",
+                "Transaction batches refused, with their connection, for a spot-checked signature that did not verify.",
+                &net.batches_refused,
             ),
         ];
         for (name, help, value) in counters {

@@ -188,6 +188,21 @@ pub fn serve(
                             );
                             continue;
                         }
+                        // The body must come with its length, and not behind `Expect`: then
+                        // tiny_http reads it on the connection's own thread (see
+                        // vendor/tiny_http), and a client trickling it cannot hold one of these
+                        // two threads.
+                        let expects = request.headers().iter().any(|h| h.field.equiv("Expect"));
+                        if request.body_length().is_none()
+                            && request.headers().iter().any(|h| h.field.equiv("Transfer-Encoding"))
+                            || expects
+                        {
+                            let _ = request.respond(
+                                tiny_http::Response::from_string("send the body with a Content-Length\n")
+                                    .with_status_code(411),
+                            );
+                            continue;
+                        }
                         if request.body_length().is_some_and(|length| length > body_limit) {
                             let _ = request.respond(
                                 tiny_http::Response::from_string("request body too large\n")
@@ -219,4 +234,84 @@ pub fn serve(
         );
     }
     Ok(threads)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpStream};
+    use std::time::{Duration, Instant};
+
+    use super::{Query, Request, serve};
+
+    /// A server on a free port below 32768 whose node answers every status query.
+    fn server() -> SocketAddr {
+        let addr = (30900..31000)
+            .map(|port| SocketAddr::from(([127, 0, 0, 1], port)))
+            .find(|addr| std::net::TcpListener::bind(addr).is_ok())
+            .expect("a free port");
+        let (node, queries) = flume::bounded::<Request>(16);
+        std::thread::spawn(move || {
+            for request in queries.iter() {
+                if let Query::Status = request.query {
+                    let _ = request.reply.send(Ok(serde_json::json!({"height": 1})));
+                }
+            }
+        });
+        serve(addr, 1 << 20, node).expect("serve");
+        addr
+    }
+
+    fn exchange(addr: SocketAddr, request: &[u8]) -> String {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        stream.write_all(request).unwrap();
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response);
+        response
+    }
+
+    fn status(addr: SocketAddr) -> String {
+        let body = r#"{"jsonrpc":"2.0","id":1,"method":"tessera_getStatus","params":[]}"#;
+        exchange(
+            addr,
+            format!(
+                "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+    }
+
+    /// Regression: tiny_http 0.12.0 drained an unread body into a buffer of the declared size,
+    /// so this one request aborted the whole process; and two clients trickling bodies held
+    /// both request threads, so nobody else got an answer.
+    #[test]
+    fn huge_declared_bodies_and_trickled_bodies_do_not_stop_rpc() {
+        let addr = server();
+        let huge = exchange(
+            addr,
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1099511627776\r\nConnection: close\r\n\r\n{\"jsonrpc\"",
+        );
+        assert!(huge.starts_with("HTTP/1.1 413"), "{huge}");
+        let chunked = exchange(
+            addr,
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n1\r\n{\r\n",
+        );
+        assert!(chunked.starts_with("HTTP/1.1 411"), "{chunked}");
+        // Four slow clients, each one byte into a body of 1000.
+        let slow: Vec<TcpStream> = (0..4)
+            .map(|_| {
+                let mut stream = TcpStream::connect(addr).unwrap();
+                stream.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{").unwrap();
+                stream
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        let start = Instant::now();
+        let answer = status(addr);
+        assert!(answer.contains("\"height\":1"), "{answer}");
+        assert!(start.elapsed() < Duration::from_secs(2), "answered after {:?}", start.elapsed());
+        drop(slow);
+    }
 }

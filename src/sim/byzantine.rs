@@ -1,14 +1,79 @@
-//! Byzantine behaviours as rewrites of a validator's outbound consensus messages: the same
-//! code runs inside the tick-driven cluster harness and the event-driven simulator.
+//! The Byzantine behaviour library. Message-level behaviours are rewrites of a validator's
+//! outbound consensus messages: the same code runs inside the tick-driven cluster harness, the
+//! event-driven simulator, and `tessera attack` against a live node (which builds a plausible
+//! message for the node's current height and view and passes it through [`outbound`] or an
+//! [`Adversary`]). Transport-level behaviours (a slow reader, garbage after a valid handshake)
+//! have no meaning in a simulator that carries messages rather than bytes; [`Transport`] says
+//! what each does to a connection, and `tessera attack` carries it out.
+
+use std::collections::VecDeque;
 
 use tessera_components::consensus::proposal_signing_bytes;
-use tessera_components::{ConsensusMessage, Hash, vote_signing_bytes};
+use tessera_components::{Block, ConsensusMessage, Hash, Proposal, Txn, TxnBody, vote_signing_bytes};
 
 use super::Behaviour;
 
+/// Transactions in an over-limit proposal: one more than the default `block_txn_max`, and
+/// still under the default frame limit, so the block reaches validation and is refused there.
+pub const OVER_LIMIT_TXNS: usize = 20_001;
+
+/// Copies of each message a [`Behaviour::Flooder`] sends.
+pub const FLOOD_COPIES: usize = 8;
+
+/// How many sends back an [`Adversary`] replays from.
+pub const REPLAY_LAG: usize = 16;
+
+/// What `behaviour` does at the transport level, if anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// Reads and writes like an honest peer.
+    Honest,
+    /// Reads at most this many bytes per second of what the node sends it, so the node's
+    /// writes back up.
+    SlowReader {
+        /// Bytes per second read.
+        bytes_per_s: u32,
+    },
+    /// After a valid handshake, sends bytes that are not frames.
+    GarbageAfterHandshake,
+}
+
+/// The transport-level part of `behaviour`.
+pub fn transport(behaviour: Behaviour) -> Transport {
+    match behaviour {
+        Behaviour::SlowReader => Transport::SlowReader { bytes_per_s: 64 },
+        Behaviour::GarbageAfterHandshake => Transport::GarbageAfterHandshake,
+        _ => Transport::Honest,
+    }
+}
+
+/// `count` filler transfers (distinct, unsigned): the body of an over-limit block.
+fn filler(count: usize) -> Vec<Txn> {
+    (0..count as u64)
+        .map(|nonce| Txn {
+            body: TxnBody {
+                chain_id: 0,
+                reserved: 0,
+                sender: [1; 32],
+                recipient: [2; 32],
+                amount: 1,
+                fee: 1,
+                nonce,
+            },
+            signature: tessera_components::TxnSignature([0; 64]),
+        })
+        .collect()
+}
+
+/// Re-signs a fresh proposal after its block was changed.
+fn resign(proposal: &mut Proposal, sign: &dyn Fn(&[u8]) -> [u8; 64]) {
+    let hash = proposal.block.header.hash();
+    proposal.signature = sign(&proposal_signing_bytes(proposal.view, proposal.block.header.height, &hash));
+}
+
 /// What a validator with `behaviour` actually sends when its honest core wants `message` to go
 /// to `targets`: `(to, message)` pairs, signed by `sign` (with its real key, so they pass
-/// signature checks).
+/// signature checks, except where the behaviour is a bad signature).
 pub fn outbound(
     behaviour: Behaviour,
     sign: &dyn Fn(&[u8]) -> [u8; 64],
@@ -37,8 +102,7 @@ pub fn outbound(
             let mut twin = proposal.clone();
             // Same height and parent, different timestamp: a second valid block.
             twin.block.header.timestamp_ms += 1;
-            let hash = twin.block.header.hash();
-            twin.signature = sign(&proposal_signing_bytes(twin.view, twin.block.header.height, &hash));
+            resign(&mut twin, sign);
             // Half get one block, half the other; the first target gets both.
             let mut out = Vec::with_capacity(targets.len() + 1);
             for (position, to) in targets.iter().enumerate() {
@@ -53,10 +117,182 @@ pub fn outbound(
         (Behaviour::InvalidProposer, ConsensusMessage::Proposal(proposal)) if proposal.justify.is_none() => {
             let mut bad = proposal.clone();
             bad.block.header.state_root = Hash::of(&bad.block.header.state_root.0);
-            let hash = bad.block.header.hash();
-            bad.signature = sign(&proposal_signing_bytes(bad.view, bad.block.header.height, &hash));
+            resign(&mut bad, sign);
             targets.iter().map(|to| (*to, ConsensusMessage::Proposal(bad.clone()))).collect()
         }
+        (Behaviour::BadSignatureProposer, ConsensusMessage::Proposal(proposal))
+            if proposal.justify.is_none() =>
+        {
+            let mut bad = proposal.clone();
+            // Still a well-formed signature encoding; it just does not verify.
+            bad.signature[0] ^= 0x01;
+            targets.iter().map(|to| (*to, ConsensusMessage::Proposal(bad.clone()))).collect()
+        }
+        (Behaviour::OverLimitProposer, ConsensusMessage::Proposal(proposal))
+            if proposal.justify.is_none() =>
+        {
+            let mut big = proposal.clone();
+            big.block.txns.extend(filler(OVER_LIMIT_TXNS.saturating_sub(big.block.txns.len())));
+            big.block.header.txn_count = big.block.txns.len() as u32;
+            big.block.header.txn_root = Block::compute_txn_root(&big.block.txns);
+            resign(&mut big, sign);
+            targets.iter().map(|to| (*to, ConsensusMessage::Proposal(big.clone()))).collect()
+        }
+        (Behaviour::Replayer, _) => {
+            // The message as sent, then once more: a receiver must treat the copy as a no-op.
+            targets.iter().flat_map(|to| [(*to, message.clone()), (*to, message.clone())]).collect()
+        }
+        (Behaviour::Flooder, _) => {
+            targets.iter().flat_map(|to| std::iter::repeat_n((*to, message.clone()), FLOOD_COPIES)).collect()
+        }
         _ => targets.iter().map(|to| (*to, message.clone())).collect(),
+    }
+}
+
+/// A Byzantine validator with memory: [`outbound`], plus, for a [`Behaviour::Replayer`],
+/// replays of what it sent [`REPLAY_LAG`] sends ago (stale views and heights a receiver must
+/// ignore). Bounded: it keeps [`REPLAY_LAG`] messages.
+#[derive(Debug)]
+pub struct Adversary {
+    behaviour: Behaviour,
+    history: VecDeque<ConsensusMessage>,
+}
+
+impl Adversary {
+    /// An adversary with `behaviour`.
+    pub fn new(behaviour: Behaviour) -> Adversary {
+        Adversary { behaviour, history: VecDeque::with_capacity(REPLAY_LAG + 1) }
+    }
+
+    /// Its behaviour.
+    pub fn behaviour(&self) -> Behaviour {
+        self.behaviour
+    }
+
+    /// What it sends when its honest core wants `message` to go to `targets`.
+    pub fn outbound(
+        &mut self,
+        sign: &dyn Fn(&[u8]) -> [u8; 64],
+        targets: &[u32],
+        message: ConsensusMessage,
+    ) -> Vec<(u32, ConsensusMessage)> {
+        if self.behaviour != Behaviour::Replayer {
+            return outbound(self.behaviour, sign, targets, message);
+        }
+        let mut out: Vec<(u32, ConsensusMessage)> = targets.iter().map(|to| (*to, message.clone())).collect();
+        if self.history.len() == REPLAY_LAG
+            && let Some(old) = self.history.pop_front()
+        {
+            out.extend(targets.iter().map(|to| (*to, old.clone())));
+        }
+        self.history.push_back(message);
+        out
+    }
+
+    /// Messages kept for replay, oldest first.
+    pub fn history(&self) -> impl Iterator<Item = &ConsensusMessage> {
+        self.history.iter()
+    }
+
+    /// Keeps `message` for replay as if it had been sent (messages the adversary observed from
+    /// others, say), dropping the oldest past the bound.
+    pub fn remember(&mut self, message: ConsensusMessage) {
+        if self.history.len() == REPLAY_LAG {
+            self.history.pop_front();
+        }
+        self.history.push_back(message);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tessera_components::{BlockHeader, Vote, VoteKind};
+
+    use super::*;
+
+    fn sign(message: &[u8]) -> [u8; 64] {
+        let mut out = [0u8; 64];
+        out[..32].copy_from_slice(&Hash::of(message).0);
+        out
+    }
+
+    fn proposal() -> ConsensusMessage {
+        let header = BlockHeader {
+            height: 3,
+            view: 5,
+            timestamp_ms: 1,
+            proposer: 1,
+            txn_count: 0,
+            parent: Hash::of(b"parent"),
+            txn_root: Block::compute_txn_root(&[]),
+            state_root: Hash::of(b"state"),
+        };
+        let hash = header.hash();
+        let signature = sign(&proposal_signing_bytes(5, 3, &hash));
+        ConsensusMessage::Proposal(Proposal {
+            view: 5,
+            block: Block { header, txns: Vec::new() },
+            justify: None,
+            signature,
+        })
+    }
+
+    fn vote(view: u64) -> ConsensusMessage {
+        let block = Hash::of(b"block");
+        let signature = sign(&vote_signing_bytes(VoteKind::Prepare, view, 3, &block));
+        ConsensusMessage::Vote(Vote { kind: VoteKind::Prepare, view, height: 3, block, voter: 1, signature })
+    }
+
+    fn proposal_of(message: &ConsensusMessage) -> &Proposal {
+        match message {
+            ConsensusMessage::Proposal(proposal) => proposal,
+            other => panic!("not a proposal: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_signature_and_over_limit_proposals() {
+        let original = proposal();
+        let sent = outbound(Behaviour::BadSignatureProposer, &sign, &[0, 2], original.clone());
+        assert_eq!(sent.len(), 2);
+        let bad = proposal_of(&sent[0].1);
+        assert_eq!(bad.block, proposal_of(&original).block);
+        assert_ne!(bad.signature, proposal_of(&original).signature);
+
+        let sent = outbound(Behaviour::OverLimitProposer, &sign, &[0], original);
+        let big = proposal_of(&sent[0].1);
+        assert_eq!(big.block.txns.len(), OVER_LIMIT_TXNS);
+        assert_eq!(big.block.header.txn_count as usize, OVER_LIMIT_TXNS);
+        assert_eq!(big.block.header.txn_root, Block::compute_txn_root(&big.block.txns));
+        let hash = big.block.header.hash();
+        assert_eq!(big.signature, sign(&proposal_signing_bytes(big.view, 3, &hash)), "validly signed");
+        let frame =
+            tessera_components::wire::encode(&tessera_components::wire::Frame::Consensus(sent[0].1.clone()));
+        assert!(frame.len() <= tessera_components::constants::FRAME_SIZE_DEFAULT, "fits a default frame");
+    }
+
+    #[test]
+    fn flooder_and_replayer_multiply_and_remember() {
+        assert_eq!(outbound(Behaviour::Flooder, &sign, &[0, 2], vote(1)).len(), 2 * FLOOD_COPIES);
+        assert_eq!(outbound(Behaviour::Replayer, &sign, &[0], vote(1)).len(), 2);
+        let mut adversary = Adversary::new(Behaviour::Replayer);
+        for view in 0..REPLAY_LAG as u64 {
+            assert_eq!(adversary.outbound(&sign, &[0, 2], vote(view)).len(), 2);
+        }
+        let sent = adversary.outbound(&sign, &[0, 2], vote(100));
+        assert_eq!(sent.len(), 4);
+        assert_eq!(sent[2].1, vote(0), "the oldest send replayed");
+        assert_eq!(adversary.history().count(), REPLAY_LAG);
+        let mut honest = Adversary::new(Behaviour::DoubleVoter);
+        assert_eq!(honest.outbound(&sign, &[0], vote(1)).len(), 2);
+    }
+
+    #[test]
+    fn transport_behaviours_leave_messages_alone() {
+        for behaviour in [Behaviour::SlowReader, Behaviour::GarbageAfterHandshake] {
+            assert_eq!(outbound(behaviour, &sign, &[0], vote(1)), vec![(0, vote(1))]);
+            assert_ne!(transport(behaviour), Transport::Honest);
+        }
+        assert_eq!(transport(Behaviour::DoubleVoter), Transport::Honest);
     }
 }

@@ -41,6 +41,19 @@ pub enum Behaviour {
     VoteWithholder,
     /// As leader, proposes blocks with a wrong state root.
     InvalidProposer,
+    /// As leader, proposes blocks whose proposal signature does not verify.
+    BadSignatureProposer,
+    /// As leader, proposes blocks with more transactions than any block may hold.
+    OverLimitProposer,
+    /// Sends every message again; with [`byzantine::Adversary`], also messages from the past.
+    Replayer,
+    /// Sends every message many times over.
+    Flooder,
+    /// Honest messages, but reads slowly on its connections (transport level: see
+    /// [`byzantine::Transport`]).
+    SlowReader,
+    /// Completes the handshake, then sends bytes that are not frames (transport level).
+    GarbageAfterHandshake,
 }
 
 /// A cluster scenario.

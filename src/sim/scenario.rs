@@ -333,6 +333,14 @@ pub enum ByzantineKind {
     Withhold,
     /// Proposals with a wrong state root.
     InvalidProposal,
+    /// Proposals whose signature does not verify.
+    BadSignatureProposal,
+    /// Proposals with more transactions than a block may hold.
+    OverLimitProposal,
+    /// Every message sent twice.
+    Replay,
+    /// Every message sent many times.
+    Flood,
 }
 
 impl ByzantineKind {
@@ -343,6 +351,10 @@ impl ByzantineKind {
             ByzantineKind::DoubleVote => Behaviour::DoubleVoter,
             ByzantineKind::Withhold => Behaviour::VoteWithholder,
             ByzantineKind::InvalidProposal => Behaviour::InvalidProposer,
+            ByzantineKind::BadSignatureProposal => Behaviour::BadSignatureProposer,
+            ByzantineKind::OverLimitProposal => Behaviour::OverLimitProposer,
+            ByzantineKind::Replay => Behaviour::Replayer,
+            ByzantineKind::Flood => Behaviour::Flooder,
         }
     }
 }

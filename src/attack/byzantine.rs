@@ -1,0 +1,237 @@
+//! A Byzantine validator against a live node: with a validator's key, the attacker completes
+//! the handshake as that validator, learns the node's height, view and tip from its JSON-RPC,
+//! builds the messages an honest validator would send there (an empty block on the tip, a
+//! prepare vote for it), and passes them through the behaviour library
+//! ([`crate::sim::byzantine`]) that the simulator uses, sending whatever comes out.
+
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::{Signer, SigningKey};
+use serde_json::Value;
+use tessera_components::consensus::proposal_signing_bytes;
+use tessera_components::wire::{Frame, encode};
+use tessera_components::{
+    Block, BlockHeader, ConsensusMessage, Hash, Proposal, Vote, VoteKind, vote_signing_bytes,
+};
+
+use super::wire::{connect, follower_handshake, read_frame, send, validator_handshake};
+use super::{Kind, Limits, Pacer, Rng, Tally, Target};
+use crate::sim::Behaviour;
+use crate::sim::byzantine::Adversary;
+
+/// What the node's JSON-RPC says about where it is.
+#[derive(Clone, Copy, Debug)]
+struct Position {
+    /// Height of the last finalized block.
+    height: u64,
+    /// Current view.
+    view: u64,
+    /// Tip block hash.
+    tip: Hash,
+    /// State root after the tip.
+    state_root: Hash,
+}
+
+fn hash_of(value: &Value) -> Option<Hash> {
+    let bytes: [u8; 32] = hex::decode(value.as_str()?.trim_start_matches("0x")).ok()?.try_into().ok()?;
+    Some(Hash(bytes))
+}
+
+fn position(rpc: SocketAddr) -> Option<Position> {
+    let body = br#"{"jsonrpc":"2.0","id":1,"method":"tessera_getStatus","params":[]}"#;
+    let mut request = format!(
+        "POST / HTTP/1.1\r\nHost: node\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    let (_, text) = super::http::raw(rpc, &request, Duration::from_secs(2)).ok()?;
+    let value: Value = serde_json::from_str(&text).ok()?;
+    let result = &value["result"];
+    Some(Position {
+        height: result["height"].as_u64()?,
+        view: result["view"].as_u64()?,
+        tip: hash_of(&result["block_hash"])?,
+        state_root: hash_of(&result["state_root"])?,
+    })
+}
+
+/// The first view from `view` on in which `index` leads a set of `validators`.
+fn led_view(view: u64, index: u32, validators: u32) -> u64 {
+    let n = u64::from(validators.max(1));
+    view + (u64::from(index) + n - view % n) % n
+}
+
+/// An honest-looking proposal by `index` of an empty block on the node's tip.
+fn proposal(at: &Position, view: u64, index: u32, key: &SigningKey) -> ConsensusMessage {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let header = BlockHeader {
+        height: at.height + 1,
+        view,
+        timestamp_ms: now_ms,
+        proposer: index,
+        txn_count: 0,
+        parent: at.tip,
+        txn_root: Block::compute_txn_root(&[]),
+        state_root: at.state_root,
+    };
+    let hash = header.hash();
+    let signature = key.sign(&proposal_signing_bytes(view, header.height, &hash)).to_bytes();
+    ConsensusMessage::Proposal(Proposal {
+        view,
+        block: Block { header, txns: Vec::new() },
+        justify: None,
+        signature,
+    })
+}
+
+/// A prepare vote by `index` for `block` at the node's next height.
+fn vote(at: &Position, view: u64, block: Hash, index: u32, key: &SigningKey) -> ConsensusMessage {
+    let height = at.height + 1;
+    let signature = key.sign(&vote_signing_bytes(VoteKind::Prepare, view, height, &block)).to_bytes();
+    ConsensusMessage::Vote(Vote { kind: VoteKind::Prepare, view, height, block, voter: index, signature })
+}
+
+/// Old signed votes, rebuilt from the certificates of the node's first finalized blocks
+/// (fetched over a full node's sync connection): genuine signatures, long stale.
+fn old_votes(peer: SocketAddr, target: &Target, rng: &mut Rng, tally: &mut Tally) -> Vec<ConsensusMessage> {
+    let Some(mut stream) = connect(peer, tally) else { return Vec::new() };
+    if !follower_handshake(&mut stream, target.chain_id, rng, tally) {
+        return Vec::new();
+    }
+    let request = encode(&Frame::Consensus(ConsensusMessage::SyncRequest { from_height: 1 }));
+    if !send(&mut stream, &request, tally) {
+        return Vec::new();
+    }
+    tally.frames += 1;
+    let Ok(Some(Frame::Consensus(ConsensusMessage::SyncResponse(blocks)))) = read_frame(&mut stream) else {
+        return Vec::new();
+    };
+    let mut votes = Vec::new();
+    for certified in blocks.iter().take(16) {
+        let qc = &certified.certificate;
+        for (voter, signature) in qc.signers.iter().zip(&qc.signatures) {
+            votes.push(ConsensusMessage::Vote(Vote {
+                kind: qc.kind,
+                view: qc.view,
+                height: qc.height,
+                block: qc.block,
+                voter: *voter,
+                signature: signature.0,
+            }));
+        }
+    }
+    votes
+}
+
+/// Runs a consensus kind until `deadline`.
+pub fn run(kind: Kind, target: &Target, limits: &Limits, deadline: Instant) -> Tally {
+    let mut tally = Tally::default();
+    let (Some(peer), Some(rpc), Some((index, key))) = (target.peer, target.rpc, target.validator.as_ref())
+    else {
+        return tally;
+    };
+    let index = *index;
+    let mut rng = Rng::new(limits.seed ^ 0x0062_797a);
+    let behaviours: &[Behaviour] = match kind {
+        Kind::Equivocation => &[Behaviour::EquivocatingProposer],
+        Kind::DoubleVote => &[Behaviour::DoubleVoter],
+        Kind::InvalidProposals => {
+            &[Behaviour::BadSignatureProposer, Behaviour::InvalidProposer, Behaviour::OverLimitProposer]
+        }
+        Kind::Replay => &[Behaviour::Replayer],
+        _ => &[Behaviour::Flooder],
+    };
+    let mut adversaries: Vec<Adversary> = behaviours.iter().map(|b| Adversary::new(*b)).collect();
+    if kind == Kind::Replay {
+        for old in old_votes(peer, target, &mut rng, &mut tally) {
+            adversaries[0].remember(old);
+        }
+    }
+    let sign = |message: &[u8]| key.sign(message).to_bytes();
+    let mut stream: Option<TcpStream> = None;
+    // Consensus messages per second; proposals are sent at most a few times a second.
+    let mut pacer = Pacer::new(if kind == Kind::ConsensusFlood { limits.rate } else { 50 });
+    let mut at: Option<(Position, Instant)> = None;
+    let mut round = 0u64;
+    while Instant::now() < deadline {
+        if at.is_none_or(|(_, when)| when.elapsed() > Duration::from_millis(100)) {
+            at = position(rpc).map(|p| (p, Instant::now())).or(at);
+        }
+        let Some((here, _)) = at else {
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        };
+        if stream.is_none() {
+            let Some(mut fresh) = connect(peer, &mut tally) else {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            };
+            if !validator_handshake(&mut fresh, target.chain_id, index, key, &mut rng, &mut tally) {
+                tally.closed_by_node += 1;
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            stream = Some(fresh);
+        }
+        let adversary = &mut adversaries[(round % behaviours.len() as u64) as usize];
+        let behaviour = adversary.behaviour();
+        round += 1;
+        let view = led_view(here.view, index, target.validators);
+        let honest = match behaviour {
+            Behaviour::EquivocatingProposer
+            | Behaviour::BadSignatureProposer
+            | Behaviour::InvalidProposer
+            | Behaviour::OverLimitProposer => proposal(&here, view, index, key),
+            _ => {
+                let mut block = [0u8; 32];
+                rng.fill(&mut block);
+                vote(&here, here.view, Hash(block), index, key)
+            }
+        };
+        let sends = adversary.outbound(&sign, &[0], honest);
+        let mut alive = true;
+        for (_, message) in sends {
+            let frame = encode(&Frame::Consensus(message));
+            pacer.wait(1);
+            if let Some(open) = stream.as_mut()
+                && !send(open, &frame, &mut tally)
+            {
+                alive = false;
+                break;
+            }
+            tally.messages += 1;
+        }
+        if !alive {
+            tally.closed_by_node += 1;
+            stream = None;
+        }
+        if behaviour == Behaviour::OverLimitProposer {
+            // Three megabytes each: once a second is plenty.
+            std::thread::sleep(
+                Duration::from_secs(1).min(deadline.saturating_duration_since(Instant::now())),
+            );
+        }
+    }
+    if stream.is_some() {
+        tally.left_open += 1;
+    }
+    tally
+}
+
+#[cfg(test)]
+mod tests {
+    use super::led_view;
+
+    #[test]
+    fn led_view_is_the_next_view_the_index_leads() {
+        assert_eq!(led_view(0, 0, 4), 0);
+        assert_eq!(led_view(5, 1, 4), 5);
+        assert_eq!(led_view(6, 1, 4), 9);
+        assert_eq!(led_view(7, 3, 4), 7);
+        assert_eq!(led_view(8, 3, 4), 11);
+    }
+}

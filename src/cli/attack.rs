@@ -1,0 +1,163 @@
+//! `tessera attack`: hostile traffic against a live node's peer, ingress and JSON-RPC ports,
+//! and a report of what was sent and what the node did.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::attack::{Kind, Limits, Target};
+
+/// Arguments of `tessera attack`.
+#[derive(Debug, Args)]
+#[command(after_long_help = KINDS_HELP)]
+pub struct AttackArgs {
+    /// The node's peer port (a devnet prints it as `peer ADDR`).
+    #[arg(long, value_name = "ADDR")]
+    pub peer: Option<String>,
+    /// The node's client ingress port (`ingress ADDR`).
+    #[arg(long, value_name = "ADDR")]
+    pub ingress: Option<String>,
+    /// The node's JSON-RPC URL (`rpc http://ADDR`).
+    #[arg(long, value_name = "URL")]
+    pub rpc: Option<String>,
+    /// The node's metrics URL (`metrics http://ADDR/metrics`), scraped before and after each
+    /// kind to report what the node counted. Default: the port after the RPC port, as `tessera
+    /// genesis` lays ports out.
+    #[arg(long, value_name = "URL")]
+    pub metrics: Option<String>,
+    /// Seconds of attack in all (split between the kinds unless --concurrent).
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Kinds to run (repeat or comma-separate); default: every kind the given addresses (and
+    /// key) allow. See the list below.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub kind: Vec<Kind>,
+    /// Run every kind at once for the whole duration instead of one after another.
+    #[arg(long)]
+    pub concurrent: bool,
+    /// Most connections one kind holds open at once.
+    #[arg(long, default_value_t = 256)]
+    pub max_connections: usize,
+    /// Most new connections one kind opens per second.
+    #[arg(long, default_value_t = 200)]
+    pub connect_rate: u32,
+    /// Transactions per second of bad-signature spam, and consensus messages per second of a
+    /// consensus flood.
+    #[arg(long, default_value_t = 20_000)]
+    pub rate: u32,
+    /// Chain id used in handshakes and transactions.
+    #[arg(long, default_value_t = 1)]
+    pub chain_id: u32,
+    /// A validator's key file: enables the consensus kinds, which act as that validator.
+    #[arg(long, value_name = "FILE", requires = "validator_index")]
+    pub key: Option<PathBuf>,
+    /// The index of the validator whose key --key holds.
+    #[arg(long, value_name = "INDEX")]
+    pub validator_index: Option<u32>,
+    /// Validators in the set (decides which views --validator-index leads).
+    #[arg(long, default_value_t = 4)]
+    pub validators: u32,
+    /// Seed of the attacker's random bytes.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+const KINDS_HELP: &str = "\
+Kinds (each runs against the ports given that it can use):
+  malformed-frames        peer, ingress: bad magic/version/kind/reserved bytes, payloads that do
+                          not decode, non-canonical encodings, trailing bytes, kinds not allowed
+                          on the port; on the peer port after a full node's handshake, so they
+                          reach the penalty and ban path
+  truncated-frames        peer, ingress: half a header, or a header promising more than arrives
+  oversized-frames        peer, ingress: headers declaring frames over the maximum (up to 4 GiB)
+  handshake-violations    peer: wrong chain, wrong version, unknown index, forged proof, proof
+                          first, greeting twice, a transaction batch instead of a greeting
+  connection-flood        peer, ingress, rpc: connections as fast as --connect-rate allows, up to
+                          --max-connections held at once
+  slow-loris              peer, ingress, rpc: --max-connections connections, one byte a second
+                          each of a request that never completes
+  slow-reader             peer: a full node's handshake, then sync requests whose answers are
+                          never read
+  bad-signature-spam      ingress: --rate transactions a second, validly framed, each signature
+                          well formed but wrong
+  garbage-after-handshake peer: a full node's valid handshake, then random bytes
+  rpc-malformed           rpc: not JSON, not a request, unknown method, bad params, oversized and
+                          all-bad batches, deep nesting, invalid UTF-8, GET, broken HTTP
+  rpc-oversized           rpc: bodies over the limit, sent, only declared, and chunked
+With --key and --validator-index (and --rpc, to learn the node's height and view), acting as
+that validator through the behaviour library the simulator uses:
+  equivocation            two conflicting proposals for a view the validator leads
+  double-vote             two conflicting prepare votes per view
+  invalid-proposals       proposals with a bad signature, a wrong state root, over the block limit
+  replay                  old genuine votes from finalized certificates, and its own earlier sends
+  consensus-flood         validly signed votes, each many times over, at --rate
+
+The report gives, per kind: connections made and refused, frames, bytes, requests or
+transactions sent, handshakes completed, connections the node closed and ones left open, HTTP
+statuses and JSON-RPC error codes, and the node's counters (from its metrics) that moved.";
+
+fn address(text: &str, what: &str) -> Result<SocketAddr, crate::InputError> {
+    let bare = text.trim_start_matches("http://").split('/').next().unwrap_or(text);
+    bare.to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| crate::InputError(format!("--{what} {text}: not an address")))
+}
+
+/// Runs the attack and prints the report.
+///
+/// # Errors
+/// Bad arguments, or a key file that cannot be read.
+pub fn run(args: &AttackArgs) -> Result<(), Box<dyn std::error::Error>> {
+    if args.duration == 0 {
+        return Err(crate::InputError("--duration must be positive".into()).into());
+    }
+    let peer = args.peer.as_deref().map(|a| address(a, "peer")).transpose()?;
+    let ingress = args.ingress.as_deref().map(|a| address(a, "ingress")).transpose()?;
+    let rpc = args.rpc.as_deref().map(|a| address(a, "rpc")).transpose()?;
+    let metrics = match &args.metrics {
+        Some(url) => Some(address(url, "metrics")?),
+        None => rpc.map(|rpc| SocketAddr::new(rpc.ip(), rpc.port().wrapping_add(1))),
+    };
+    if peer.is_none() && ingress.is_none() && rpc.is_none() {
+        return Err(crate::InputError("give at least one of --peer, --ingress, --rpc".into()).into());
+    }
+    let validator = match (&args.key, args.validator_index) {
+        (Some(path), Some(index)) => Some((index, crate::node::load_key(path).map_err(crate::InputError)?)),
+        _ => None,
+    };
+    let target = Target {
+        peer,
+        ingress,
+        rpc,
+        metrics,
+        chain_id: args.chain_id,
+        validator,
+        validators: args.validators,
+    };
+    let kinds: Vec<Kind> = if args.kind.is_empty() { Kind::ALL.to_vec() } else { args.kind.clone() };
+    let skipped: Vec<&str> =
+        kinds.iter().filter(|kind| !target.applies(**kind)).map(|kind| kind.name()).collect();
+    if !args.kind.is_empty() && !skipped.is_empty() {
+        eprintln!("skipped (no address or key for them): {}", skipped.join(", "));
+    }
+    let limits = Limits {
+        max_connections: args.max_connections.max(1),
+        connect_rate: args.connect_rate.max(1),
+        rate: args.rate.max(1),
+        seed: args.seed,
+    };
+    let report =
+        crate::attack::run(&kinds, &target, &limits, Duration::from_secs(args.duration), args.concurrent);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report.json())?);
+    } else {
+        print!("{}", report.text());
+    }
+    Ok(())
+}
