@@ -81,6 +81,12 @@ pub fn load_key(path: &Path) -> Result<SigningKey, String> {
     Ok(key)
 }
 
+/// Microseconds since the first call: the clock the verification stage times its jobs with.
+fn monotonic_us() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_micros() as u64
+}
+
 fn wall_ns() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
@@ -177,6 +183,7 @@ pub fn run(config_path: &Path) -> Result<(), Box<dyn std::error::Error>> {
         Stages::Validator { core: Box::new(core), history_bytes_max: 256 << 20 },
     )?;
 
+    pipeline.set_verify_clock(monotonic_us);
     let (net, net_threads) = net::start(net::NetSetup {
         chain_id: genesis.chain_id,
         me,

@@ -296,7 +296,15 @@ impl Pipeline {
         }
     }
 
-    /// Wall-clock microseconds of the verification jobs finished since the last call.
+    /// Gives the verification stage a monotonic clock (microseconds) to time its jobs with;
+    /// the node passes one, the simulator none.
+    pub fn set_verify_clock(&mut self, clock_us: fn() -> u64) {
+        if let Some(mut timings) = self.world.get_resource_mut::<sigverify::VerifyTimings>() {
+            timings.set_clock(clock_us);
+        }
+    }
+
+    /// Microseconds of the verification jobs finished since the last call (with a clock set).
     pub fn drain_verify_timings(&mut self) -> Vec<u64> {
         self.world.get_resource_mut::<sigverify::VerifyTimings>().map_or_else(Vec::new, |mut t| t.drain())
     }

@@ -44,7 +44,7 @@ struct OwnedItem {
 /// Written only by [`verify_signatures`].
 #[derive(Debug, Default, Resource)]
 pub struct VerifyJob {
-    in_flight: Option<(Vec<Entity>, Mutex<Receiver<(Vec<bool>, u64)>>)>,
+    in_flight: Option<(Vec<Entity>, Mutex<Receiver<(Vec<bool>, Option<u64>)>>)>,
 }
 
 /// Wall-clock microseconds of recent verification jobs, for the node's verify-batch histogram.
@@ -53,6 +53,9 @@ pub struct VerifyJob {
 #[derive(Debug, Default, Resource)]
 pub struct VerifyTimings {
     samples_us: Vec<u64>,
+    /// The shell's monotonic clock in microseconds; without one (the default, and in the
+    /// simulator) nothing is timed. The systems never read a clock themselves.
+    clock_us: Option<fn() -> u64>,
 }
 
 impl VerifyTimings {
@@ -63,6 +66,11 @@ impl VerifyTimings {
         if self.samples_us.len() < Self::MAX {
             self.samples_us.push(us);
         }
+    }
+
+    /// Times jobs with `clock_us` from now on.
+    pub fn set_clock(&mut self, clock_us: fn() -> u64) {
+        self.clock_us = Some(clock_us);
     }
 
     /// Takes the samples recorded since the last call.
@@ -78,12 +86,19 @@ impl VerifyJob {
     }
 }
 
-/// Verifies `items`; returns the verdicts and the job's wall-clock microseconds.
-fn run_job(items: &[OwnedItem], batch: bool, batch_size: usize, stand_in: bool) -> (Vec<bool>, u64) {
-    let started = std::time::Instant::now();
+/// Verifies `items`; returns the verdicts and, given a clock, the job's microseconds.
+fn run_job(
+    items: &[OwnedItem],
+    batch: bool,
+    batch_size: usize,
+    stand_in: bool,
+    clock_us: Option<fn() -> u64>,
+) -> (Vec<bool>, Option<u64>) {
+    let started = clock_us.map(|clock| clock());
+    let took = || Some(clock_us?().saturating_sub(started?));
     if stand_in {
         let verdicts = items.iter().map(|item| item.signature == stand_in_signature(&item.body)).collect();
-        return (verdicts, started.elapsed().as_micros() as u64);
+        return (verdicts, took());
     }
     let views: Vec<VerifyItem<'_>> = items
         .iter()
@@ -99,7 +114,7 @@ fn run_job(items: &[OwnedItem], batch: bool, batch_size: usize, stand_in: bool) 
     } else {
         verify_each(&views, &mut verdicts);
     }
-    (verdicts, started.elapsed().as_micros() as u64)
+    (verdicts, took())
 }
 
 /// Applies the verdicts of the job in flight (waiting for it if needed), then verifies every
@@ -116,7 +131,9 @@ pub fn verify_signatures(
     if let Some((entities, receiver)) = job.in_flight.take() {
         let receiver = receiver.into_inner().expect("verdict channel lock is never poisoned");
         let (verdicts, us) = receiver.recv().expect("verification job always sends its verdicts");
-        timings.record(us);
+        if let Some(us) = us {
+            timings.record(us);
+        }
         assert_eq!(verdicts.len(), entities.len(), "one verdict per entity");
         for (entity, accepted) in entities.into_iter().zip(verdicts) {
             let (_, _, _, id, mut stage) =
@@ -154,6 +171,7 @@ pub fn verify_signatures(
     pipeline.verified += items.len() as u64;
     let (batch, batch_size, stand_in) =
         (config.sigverify_batch, config.sigverify_batch_size, config.sigverify_stand_in);
+    let clock_us = timings.clock_us;
     if config.sigverify_overlap {
         for entity in &entities {
             *txns.get_mut(*entity).expect("entity was just read").4 = Stage::Verifying;
@@ -162,12 +180,14 @@ pub fn verify_signatures(
         rayon::spawn(move || {
             // The receiver lives in the world until the verdicts are read, so a failed send
             // means the world itself is gone and nobody needs them.
-            let _ = sender.send(run_job(&items, batch, batch_size, stand_in));
+            let _ = sender.send(run_job(&items, batch, batch_size, stand_in, clock_us));
         });
         job.in_flight = Some((entities, Mutex::new(receiver)));
     } else {
-        let (verdicts, us) = run_job(&items, batch, batch_size, stand_in);
-        timings.record(us);
+        let (verdicts, us) = run_job(&items, batch, batch_size, stand_in, timings.clock_us);
+        if let Some(us) = us {
+            timings.record(us);
+        }
         for (entity, accepted) in entities.into_iter().zip(verdicts) {
             let (_, _, _, id, mut stage) = txns.get_mut(entity).expect("entity was just read");
             if accepted {
