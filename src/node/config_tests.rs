@@ -54,7 +54,7 @@ fn both_presets_load_back() {
 
 fn refusal(text: &str) -> String {
     let (_dir, path) = write(text);
-    NodeConfig::load(&path).err().expect("refused").to_string()
+    NodeConfig::load(&path).expect_err("refused").to_string()
 }
 
 #[test]
