@@ -1,6 +1,5 @@
 //! `tessera`: the command line around the node's schedule.
 
-
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
