@@ -193,6 +193,7 @@ mod tests {
         let frame = crate::wire::encode(&crate::wire::Frame::Block(Block { header, txns: vec![txn] }));
         let sound = frame[crate::constants::WIRE_HEADER_SIZE..].to_vec();
         fuzz_block(&sound);
+        crate::wire::fuzz_write_seeds("block", &[&sound]);
         let mut seeds = crate::wire::FuzzSeeds::new(0xb10c);
         for round in 0..3000 {
             let input = if round % 8 == 0 { seeds.bytes(round % 400) } else { seeds.mutate(&sound) };

@@ -499,6 +499,23 @@ pub fn fuzz_corpus(target: &str) -> Vec<Vec<u8>> {
     paths.iter().filter(|path| path.is_file()).map(|path| std::fs::read(path).expect("corpus file")).collect()
 }
 
+/// Writes a seeded test's hand-built inputs to `$TESSERA_FUZZ_SEEDS/<target>/` when that
+/// variable is set (how the checked-in seed corpora were started; see `docs/fuzzing.md`), and
+/// does nothing otherwise.
+///
+/// # Panics
+/// If the directory cannot be written.
+pub fn fuzz_write_seeds(target: &str, inputs: &[&[u8]]) {
+    let Some(root) = std::env::var_os("TESSERA_FUZZ_SEEDS") else {
+        return;
+    };
+    let dir = std::path::Path::new(&root).join(target);
+    std::fs::create_dir_all(&dir).expect("seed directory");
+    for (i, input) in inputs.iter().enumerate() {
+        std::fs::write(dir.join(format!("seed-{i}")), input).expect("seed file");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;

@@ -361,18 +361,28 @@ pub fn fuzz_config(data: &[u8]) {
             Err(ConfigError::Read { .. }) => unreachable!("no file is read"),
             Err(ConfigError::Parse { .. }) => {}
             Err(error @ ConfigError::Invalid { key, .. }) => {
-                assert!(!key.is_empty() && error.to_string().contains(key), "error does not name its key: {error}");
+                assert!(
+                    !key.is_empty() && error.to_string().contains(key),
+                    "error does not name its key: {error}"
+                );
             }
             Ok(config) => {
                 let pipeline = config.pipeline_config();
-                let mempool = tessera_systems::mempool::Mempool::new(pipeline.mempool_count_max, pipeline.mempool_bytes_max);
+                let mempool = tessera_systems::mempool::Mempool::new(
+                    pipeline.mempool_count_max,
+                    pipeline.mempool_bytes_max,
+                );
                 assert!(mempool.capacity() > 0);
                 let codec = tessera_components::wire::Codec::new(config.network.max_frame_bytes);
                 assert_eq!(codec.max_frame_size(), config.network.max_frame_bytes);
                 assert!(config.validator_index < config.network.peers.len() as u32);
                 let written = toml::to_string(&config).expect("a loaded config serialises");
                 let again = NodeConfig::from_toml(&written, path).expect("a written config loads");
-                assert_eq!(toml::to_string(&again).expect("serialises"), written, "config does not round-trip");
+                assert_eq!(
+                    toml::to_string(&again).expect("serialises"),
+                    written,
+                    "config does not round-trip"
+                );
             }
         }
     } else {
@@ -381,12 +391,16 @@ pub fn fuzz_config(data: &[u8]) {
             Err(GenesisError::Parse { .. }) => {}
             Err(error @ GenesisError::Invalid { .. }) => {
                 let GenesisError::Invalid { key, .. } = &error else { unreachable!() };
-                assert!(!key.is_empty() && error.to_string().contains(key.as_str()), "error does not name its key: {error}");
+                assert!(
+                    !key.is_empty() && error.to_string().contains(key.as_str()),
+                    "error does not name its key: {error}"
+                );
             }
             Ok(genesis) => {
                 assert_eq!(genesis.validator_keys().len(), genesis.validators.len());
                 assert_eq!(genesis.balances().len(), genesis.accounts.len());
-                tessera_systems::Ledger::from_genesis(&genesis.balances()).expect("checked genesis builds a ledger");
+                tessera_systems::Ledger::from_genesis(&genesis.balances())
+                    .expect("checked genesis builds a ledger");
                 let written = toml::to_string(&genesis).expect("a loaded genesis serialises");
                 assert_eq!(Genesis::from_toml(&written, path).expect("a written genesis loads"), genesis);
             }
@@ -403,11 +417,13 @@ mod tests {
     /// A node config and a genesis file, each behind its selector byte.
     pub(crate) fn sample_files() -> Vec<Vec<u8>> {
         let addr = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
-        let preset = NodeConfig::validator_preset(1, vec![addr(7000), addr(7001)], addr(8000), addr(8001), addr(8002));
+        let preset =
+            NodeConfig::validator_preset(1, vec![addr(7000), addr(7001)], addr(8000), addr(8001), addr(8002));
         let mut config = vec![0];
         config.extend_from_slice(toml::to_string(&preset).unwrap().as_bytes());
         let key = "11".repeat(32);
-        let validator = hex::encode(ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key().to_bytes());
+        let validator =
+            hex::encode(ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key().to_bytes());
         let mut genesis = vec![1];
         genesis.extend_from_slice(
             format!(
@@ -433,6 +449,8 @@ mod tests {
     #[test]
     fn fuzz_config_survives_seeded_inputs() {
         let samples = sample_files();
+        let refs: Vec<&[u8]> = samples.iter().map(Vec::as_slice).collect();
+        tessera_components::wire::fuzz_write_seeds("config", &refs);
         let mut seeds = FuzzSeeds::new(0xc0f9);
         for round in 0..2000 {
             fuzz_config(&seeds.mutate(&samples[round % samples.len()]));

@@ -163,7 +163,9 @@ pub fn parse_body(body: &[u8]) -> Result<ParsedBody, Value> {
         Err(_) => return Err(error(Value::Null, code::PARSE_ERROR, "request body is not JSON")),
     };
     match &parsed {
-        Value::Array(calls) if calls.is_empty() => Err(error(Value::Null, code::INVALID_REQUEST, "empty batch")),
+        Value::Array(calls) if calls.is_empty() => {
+            Err(error(Value::Null, code::INVALID_REQUEST, "empty batch"))
+        }
         Value::Array(calls) if calls.len() > BATCH_MAX => {
             Err(error(Value::Null, code::INVALID_REQUEST, &format!("batch larger than {BATCH_MAX}")))
         }
@@ -177,7 +179,9 @@ pub fn handle_body(body: &[u8], node: &flume::Sender<Request>) -> Value {
     match parse_body(body) {
         Err(response) => response,
         Ok(ParsedBody::Single(call)) => answer(call, node),
-        Ok(ParsedBody::Batch(calls)) => Value::Array(calls.into_iter().map(|call| answer(call, node)).collect()),
+        Ok(ParsedBody::Batch(calls)) => {
+            Value::Array(calls.into_iter().map(|call| answer(call, node)).collect())
+        }
     }
 }
 
@@ -328,7 +332,10 @@ mod tests {
         };
         assert_eq!(code_of("{"), Some(code::PARSE_ERROR));
         assert_eq!(code_of("[]"), Some(code::INVALID_REQUEST));
-        assert_eq!(code_of(&format!("[{}]", vec!["1"; BATCH_MAX + 1].join(","))), Some(code::INVALID_REQUEST));
+        assert_eq!(
+            code_of(&format!("[{}]", vec!["1"; BATCH_MAX + 1].join(","))),
+            Some(code::INVALID_REQUEST)
+        );
         assert_eq!(code_of(r#"{"jsonrpc":"2.0","id":1,"method":"x"}"#), Some(code::METHOD_NOT_FOUND));
         assert_eq!(
             code_of(r#"{"jsonrpc":"2.0","id":1,"method":"tessera_getBlockRange","params":[1,0]}"#),
@@ -340,6 +347,8 @@ mod tests {
     #[test]
     fn fuzz_body_survives_seeded_inputs() {
         let samples = sample_bodies();
+        let refs: Vec<&[u8]> = samples.iter().map(Vec::as_slice).collect();
+        tessera_components::wire::fuzz_write_seeds("rpc_body", &refs);
         let mut seeds = FuzzSeeds::new(0x4a50);
         for round in 0..3000 {
             fuzz_body(&seeds.mutate(&samples[round % samples.len()]));

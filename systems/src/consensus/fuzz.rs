@@ -698,12 +698,18 @@ mod tests {
     fn sequences_survive_seeded_inputs() {
         let mut seeds = FuzzSeeds::new(0xc0de);
         let (mut steps, mut finalized) = (0, 0);
+        let mut first = Vec::new();
         for round in 0..2000 {
             let input = seeds.bytes(64 + round % 900);
             let (s, f) = sequence(&input, round % 4 == 0);
+            if round < 4 {
+                first.push(input);
+            }
             steps += s;
             finalized += f;
         }
+        let refs: Vec<&[u8]> = first.iter().map(Vec::as_slice).collect();
+        tessera_components::wire::fuzz_write_seeds("consensus_sequence", &refs);
         // Random inputs reach deep states: many steps, and finalized blocks.
         assert!(steps > 20_000 && finalized > 500, "{steps} steps, {finalized} blocks finalized");
         for input in fuzz_corpus("consensus_sequence") {
@@ -776,6 +782,9 @@ mod tests {
                 data
             })
             .collect();
+        tessera_components::wire::fuzz_write_seeds("certificate", &[&certificate]);
+        let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+        tessera_components::wire::fuzz_write_seeds("consensus_message", &refs);
         let mut seeds = FuzzSeeds::new(0xce27);
         for round in 0..3000 {
             fuzz_certificate(&seeds.mutate(&certificate));

@@ -240,6 +240,7 @@ mod tests {
             }
         }
         fuzz_txn_body(&sound);
+        tessera_components::wire::fuzz_write_seeds("txn_body", &[&sound]);
         let mut seeds = FuzzSeeds::new(0x7b0d);
         for round in 0..3000 {
             let input = if round % 10 == 0 { seeds.bytes(20 + round % 700) } else { seeds.mutate(&sound) };
