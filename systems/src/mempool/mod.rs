@@ -343,6 +343,10 @@ pub fn fuzz_ops(data: &[u8]) {
         pool.check_consistency();
     };
     for _ in 0..256 {
+        // Unstructured yields defaults once drained; the sequence ends with its input.
+        if u.is_empty() {
+            break;
+        }
         let Ok(op) = u.int_in_range(0..=9u8) else { break };
         let step = (|| -> arbitrary::Result<()> {
             match op {
