@@ -712,8 +712,8 @@ mod tests {
         tessera_components::wire::fuzz_write_seeds("consensus_sequence", &refs);
         // Random inputs reach deep states: many steps, and finalized blocks.
         assert!(steps > 20_000 && finalized > 500, "{steps} steps, {finalized} blocks finalized");
-        for input in fuzz_corpus("consensus_sequence") {
-            let _ = sequence(&input, true);
+        for (i, input) in fuzz_corpus("consensus_sequence").iter().enumerate() {
+            let _ = sequence(input, i % 8 == 0);
         }
     }
 
