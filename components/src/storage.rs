@@ -1405,6 +1405,14 @@ mod tests {
         }
         fuzz_recovery(&sound);
         fuzz_record_decode(&record);
+        crate::wire::fuzz_write_seeds("storage_recovery", &[&sound]);
+        crate::wire::fuzz_write_seeds("storage_record", &[&record]);
+        for input in crate::wire::fuzz_corpus("storage_recovery") {
+            fuzz_recovery(&input);
+        }
+        for input in crate::wire::fuzz_corpus("storage_record") {
+            fuzz_record_decode(&input);
+        }
     }
 
     proptest! {

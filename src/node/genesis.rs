@@ -82,8 +82,16 @@ impl Genesis {
     pub fn load(path: &Path) -> Result<Genesis, GenesisError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| GenesisError::Read { path: path.to_owned(), source })?;
+        Genesis::from_toml(&text, path)
+    }
+
+    /// Parses and checks the text of the genesis file at `path` (named in errors).
+    ///
+    /// # Errors
+    /// Unparsable, or semantically invalid (naming the key).
+    pub fn from_toml(text: &str, path: &Path) -> Result<Genesis, GenesisError> {
         let genesis: Genesis =
-            toml::from_str(&text).map_err(|source| GenesisError::Parse { path: path.to_owned(), source })?;
+            toml::from_str(text).map_err(|source| GenesisError::Parse { path: path.to_owned(), source })?;
         genesis.check().map_err(|(key, problem)| GenesisError::Invalid {
             path: path.to_owned(),
             key,

@@ -125,8 +125,8 @@ fn parse_call(call: &Value) -> Result<(Value, Query), Value> {
     Ok((id, query))
 }
 
-fn answer(call: &Value, node: &flume::Sender<Request>) -> Value {
-    let (id, query) = match parse_call(call) {
+fn answer(call: Result<(Value, Query), Value>, node: &flume::Sender<Request>) -> Value {
+    let (id, query) = match call {
         Ok(parsed) => parsed,
         Err(response) => return response,
     };
@@ -141,19 +141,97 @@ fn answer(call: &Value, node: &flume::Sender<Request>) -> Value {
     }
 }
 
-/// The JSON-RPC response body for a raw request body.
-pub fn handle_body(body: &[u8], node: &flume::Sender<Request>) -> Value {
+/// One call of a request body: its id and query, or the error response to answer it with.
+pub type ParsedCall = Result<(Value, Query), Value>;
+
+/// A request body, parsed and checked without touching node state.
+#[derive(Debug)]
+pub enum ParsedBody {
+    /// A single call.
+    Single(ParsedCall),
+    /// A batch of 1 to 256 calls, answered as an array in the same order.
+    Batch(Vec<ParsedCall>),
+}
+
+/// Parses a raw request body: JSON, batch limits, and each call's method and parameters.
+///
+/// # Errors
+/// The response for a body that is not JSON (-32700), or an empty or oversized batch (-32600).
+pub fn parse_body(body: &[u8]) -> Result<ParsedBody, Value> {
     let parsed: Value = match serde_json::from_slice(body) {
         Ok(value) => value,
-        Err(_) => return error(Value::Null, code::PARSE_ERROR, "request body is not JSON"),
+        Err(_) => return Err(error(Value::Null, code::PARSE_ERROR, "request body is not JSON")),
     };
     match &parsed {
-        Value::Array(calls) if calls.is_empty() => error(Value::Null, code::INVALID_REQUEST, "empty batch"),
-        Value::Array(calls) if calls.len() > BATCH_MAX => {
-            error(Value::Null, code::INVALID_REQUEST, &format!("batch larger than {BATCH_MAX}"))
+        Value::Array(calls) if calls.is_empty() => {
+            Err(error(Value::Null, code::INVALID_REQUEST, "empty batch"))
         }
-        Value::Array(calls) => Value::Array(calls.iter().map(|call| answer(call, node)).collect()),
-        call => answer(call, node),
+        Value::Array(calls) if calls.len() > BATCH_MAX => {
+            Err(error(Value::Null, code::INVALID_REQUEST, &format!("batch larger than {BATCH_MAX}")))
+        }
+        Value::Array(calls) => Ok(ParsedBody::Batch(calls.iter().map(parse_call).collect())),
+        call => Ok(ParsedBody::Single(parse_call(call))),
+    }
+}
+
+/// The JSON-RPC response body for a raw request body.
+pub fn handle_body(body: &[u8], node: &flume::Sender<Request>) -> Value {
+    match parse_body(body) {
+        Err(response) => response,
+        Ok(ParsedBody::Single(call)) => answer(call, node),
+        Ok(ParsedBody::Batch(calls)) => {
+            Value::Array(calls.into_iter().map(|call| answer(call, node)).collect())
+        }
+    }
+}
+
+/// Fuzz harness for request bodies: [`parse_body`] never panics, every error is a JSON-RPC 2.0
+/// error object with one of the four request-error codes and the request's id (null when there
+/// is none to echo), a batch holds 1 to 256 calls, and every accepted call's parameters are
+/// within their documented ranges. Run by `cargo test` on seeded inputs and by
+/// `fuzz/fuzz_targets/rpc_body.rs`.
+pub fn fuzz_body(data: &[u8]) {
+    let check_error = |response: &Value, id: Option<&Value>| {
+        assert_eq!(response["jsonrpc"], "2.0");
+        let error_code = response["error"]["code"].as_i64().expect("an error has a numeric code");
+        assert!(
+            [code::PARSE_ERROR, code::INVALID_REQUEST, code::METHOD_NOT_FOUND, code::INVALID_PARAMS]
+                .contains(&error_code),
+            "unexpected error code {error_code}"
+        );
+        assert!(response["error"]["message"].is_string());
+        if let Some(id) = id {
+            assert_eq!(&response["id"], id, "error does not echo the request id");
+        }
+    };
+    let calls: Vec<Value> = match serde_json::from_slice::<Value>(data) {
+        Ok(Value::Array(calls)) => calls,
+        Ok(call) => vec![call],
+        Err(_) => Vec::new(),
+    };
+    let parsed = match parse_body(data) {
+        Err(response) => {
+            check_error(&response, Some(&Value::Null));
+            return;
+        }
+        Ok(ParsedBody::Single(call)) => vec![call],
+        Ok(ParsedBody::Batch(parsed)) => {
+            assert!((1..=BATCH_MAX).contains(&parsed.len()), "batch of {}", parsed.len());
+            parsed
+        }
+    };
+    assert_eq!(parsed.len(), calls.len(), "one parse per call");
+    for (call, request) in parsed.iter().zip(&calls) {
+        let id = request.as_object().map(|object| object.get("id").cloned().unwrap_or(Value::Null));
+        match call {
+            Err(response) => check_error(response, Some(id.as_ref().unwrap_or(&Value::Null))),
+            Ok((echo, query)) => {
+                assert_eq!(Some(echo), id.as_ref(), "a call's id is echoed");
+                if let Query::BlockRange(_, count) = query {
+                    assert!((1..=BLOCK_RANGE_MAX).contains(count));
+                }
+            }
+        }
     }
 }
 
@@ -313,5 +391,62 @@ mod tests {
         assert!(answer.contains("\"height\":1"), "{answer}");
         assert!(start.elapsed() < Duration::from_secs(2), "answered after {:?}", start.elapsed());
         drop(slow);
+    }
+
+    use tessera_components::wire::{FuzzSeeds, fuzz_corpus};
+
+    use super::*;
+
+    /// Bodies a client sends, good and bad, for the seeded run to mutate.
+    pub(crate) fn sample_bodies() -> Vec<Vec<u8>> {
+        let txn = "00".repeat(TXN_SIZE);
+        let address = "ab".repeat(32);
+        [
+            r#"{"jsonrpc":"2.0","id":1,"method":"tessera_getStatus"}"#.to_string(),
+            r#"{"jsonrpc":"2.0","id":"a","method":"tessera_getBlockByHeight","params":[3]}"#.to_string(),
+            r#"{"jsonrpc":"2.0","id":2,"method":"tessera_getBlockRange","params":[1,256]}"#.to_string(),
+            format!(r#"{{"jsonrpc":"2.0","id":3,"method":"tessera_getAccount","params":{{"address":"0x{address}"}}}}"#),
+            format!(r#"[{{"jsonrpc":"2.0","id":4,"method":"tessera_sendTransaction","params":["{txn}"]}},{{"jsonrpc":"2.0","method":"tessera_getTransaction","params":["{address}"]}},7]"#),
+            r#"{"jsonrpc":"1.0","id":null,"method":"nope"}"#.to_string(),
+            "[]".to_string(),
+        ]
+        .into_iter()
+        .map(String::into_bytes)
+        .collect()
+    }
+
+    #[test]
+    fn parse_body_keeps_the_error_codes() {
+        let code_of = |body: &str| match parse_body(body.as_bytes()) {
+            Err(response) => response["error"]["code"].as_i64(),
+            Ok(ParsedBody::Single(Err(response))) => response["error"]["code"].as_i64(),
+            Ok(_) => None,
+        };
+        assert_eq!(code_of("{"), Some(code::PARSE_ERROR));
+        assert_eq!(code_of("[]"), Some(code::INVALID_REQUEST));
+        assert_eq!(
+            code_of(&format!("[{}]", vec!["1"; BATCH_MAX + 1].join(","))),
+            Some(code::INVALID_REQUEST)
+        );
+        assert_eq!(code_of(r#"{"jsonrpc":"2.0","id":1,"method":"x"}"#), Some(code::METHOD_NOT_FOUND));
+        assert_eq!(
+            code_of(r#"{"jsonrpc":"2.0","id":1,"method":"tessera_getBlockRange","params":[1,0]}"#),
+            Some(code::INVALID_PARAMS)
+        );
+        assert_eq!(code_of(r#"{"jsonrpc":"2.0","id":1,"method":"tessera_getStatus"}"#), None);
+    }
+
+    #[test]
+    fn fuzz_body_survives_seeded_inputs() {
+        let samples = sample_bodies();
+        let refs: Vec<&[u8]> = samples.iter().map(Vec::as_slice).collect();
+        tessera_components::wire::fuzz_write_seeds("rpc_body", &refs);
+        let mut seeds = FuzzSeeds::new(0x4a50);
+        for round in 0..3000 {
+            fuzz_body(&seeds.mutate(&samples[round % samples.len()]));
+        }
+        for input in samples.iter().chain(&fuzz_corpus("rpc_body")) {
+            fuzz_body(input);
+        }
     }
 }

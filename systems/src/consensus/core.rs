@@ -462,7 +462,7 @@ impl Core {
         if self.now_ns.saturating_sub(self.view_started_ns) >= self.timeout_ns() {
             self.counters.timeouts += 1;
             self.failed_views = self.failed_views.saturating_add(1);
-            let next = self.view + 1;
+            let next = self.view.saturating_add(1);
             self.enter_view(next, false, host);
         }
     }
@@ -624,9 +624,15 @@ impl Core {
                 });
                 return;
             }
-            _ => {
+            Some(_) => {}
+            // Only views whose proposals are kept (those `enter_view` does not prune) are
+            // tracked: a leader signing proposals for endless far-off views must not grow this.
+            None if proposal.view.saturating_add(2) >= self.view
+                && proposal.view <= self.view.saturating_add(self.config.view_window) =>
+            {
                 self.first_proposal.insert(proposal.view, hash);
             }
+            None => {}
         }
         if proposal.view > self.view {
             if proposal.view - self.view <= self.config.view_window {
@@ -709,8 +715,8 @@ impl Core {
             return;
         }
         if vote.height < self.height
-            || vote.view + 2 < self.view
-            || vote.view > self.view + self.config.view_window
+            || vote.view.saturating_add(2) < self.view
+            || vote.view > self.view.saturating_add(self.config.view_window)
         {
             return;
         }
@@ -792,7 +798,7 @@ impl Core {
         self.new_views.clear();
         self.failed_views = 0;
         self.propose_not_before_ns = self.now_ns.saturating_add(self.config.block_interval_ns);
-        let next_view = self.view.max(certificate.view) + 1;
+        let next_view = self.view.max(certificate.view).saturating_add(1);
         self.finalized.push(CertifiedBlock { block, certificate });
         self.enter_view(next_view, true, host);
         // Replay what arrived early for the height just entered (bounded; see `hold_for_next_height`).
@@ -828,7 +834,9 @@ impl Core {
             }
             self.adopt_lock(qc.clone());
         }
-        if new_view.view + 2 < self.view || new_view.view > self.view + self.config.view_window {
+        if new_view.view.saturating_add(2) < self.view
+            || new_view.view > self.view.saturating_add(self.config.view_window)
+        {
             return;
         }
         let senders = self.new_views.entry(new_view.view).or_default();
@@ -1039,4 +1047,23 @@ pub fn check_agreement(chains: &[&FinalizedChain]) -> Result<(), String> {
     }
     let _: BTreeSet<u64> = canonical.keys().copied().collect();
     Ok(())
+}
+
+impl Core {
+    /// Entries held in each buffer that input can grow (blocks, vote signatures, first votes,
+    /// first proposals, view-change senders, early messages for the next height, proposals for
+    /// future views, evidence, messages re-sent this view), for the fuzz harness's memory bound.
+    pub fn held_entries(&self) -> [(&'static str, usize); 9] {
+        [
+            ("blocks", self.blocks.len()),
+            ("votes", self.votes.values().map(BTreeMap::len).sum()),
+            ("first_vote", self.first_vote.len()),
+            ("first_proposal", self.first_proposal.len()),
+            ("new_views", self.new_views.values().map(BTreeMap::len).sum()),
+            ("next_height", self.next_height.len()),
+            ("future", self.future.values().map(Vec::len).sum()),
+            ("evidence", self.evidence.len()),
+            ("sent_this_view", self.sent_this_view.len()),
+        ]
+    }
 }

@@ -9,6 +9,8 @@
 //! [`ConsensusOutbox`] for the shell to send.
 
 pub mod core;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
 
 use bevy_ecs::prelude::*;
 use foldhash::HashMap;

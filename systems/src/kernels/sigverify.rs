@@ -541,6 +541,19 @@ mod tests {
             }
             fuzz_differential(&data);
         }
+        // Seeds: three items signed for real (mode bit 0), one of them with a flipped bit.
+        let mut seed = Vec::new();
+        for (mode, fill) in [(1u8, 3u8), (3 | 9 << 2, 4), (0, 5)] {
+            seed.push(mode);
+            seed.extend_from_slice(&[fill; 96]);
+            seed.push(8);
+            seed.extend_from_slice(&[fill; 8]);
+        }
+        fuzz_differential(&seed);
+        tessera_components::wire::fuzz_write_seeds("sigverify_diff", &[&seed]);
+        for input in tessera_components::wire::fuzz_corpus("sigverify_diff") {
+            fuzz_differential(&input);
+        }
     }
 
     fn vectors_dir() -> std::path::PathBuf {

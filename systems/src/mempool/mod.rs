@@ -303,6 +303,166 @@ impl crate::Plugin for MempoolPlugin {
     }
 }
 
+/// Fuzz harness for the mempool: `data` drives a structured sequence of operations (built with
+/// `arbitrary`'s `Unstructured`): inserts from a handful of senders with small or extreme
+/// nonces and fees, replays of earlier transactions, packs of a block, execution of the packed
+/// block on a ledger followed by the prune the node runs, and direct prunes. A model of the
+/// pending set checks every step: an insert that fails changes nothing, one that succeeds adds
+/// exactly its transaction and pushes out as many as it reports; a pack removes exactly what it
+/// returns, within its limits, highest-fee heads first and each sender's nonces contiguous from
+/// its ledger nonce; the bound holds and the indexes stay in step. Run by `cargo test` on
+/// seeded inputs and by `fuzz/fuzz_targets/mempool_ops.rs`.
+#[cfg(any(test, feature = "fuzzing"))]
+pub fn fuzz_ops(data: &[u8]) {
+    use arbitrary::Unstructured;
+
+    const SENDERS: u8 = 6;
+    fn value(u: &mut Unstructured<'_>, small: u64) -> arbitrary::Result<u64> {
+        Ok(match u.int_in_range(0..=7u8)? {
+            0 => u.arbitrary()?,
+            1 => u64::MAX - u64::from(u.int_in_range(0..=2u8)?),
+            _ => u.int_in_range(0..=small)?,
+        })
+    }
+
+    let mut u = Unstructured::new(data);
+    let Ok(count_max) = u.int_in_range(1..=12usize) else { return };
+    let Ok(bytes_slots) = u.int_in_range(1..=12usize) else { return };
+    let mut pool = Mempool::new(count_max, bytes_slots * MEMPOOL_ENTRY_BYTES);
+    assert_eq!(pool.capacity(), count_max.min(bytes_slots));
+    let senders: Vec<[u8; 32]> = (1..=SENDERS).map(|i| [i; 32]).collect();
+    let mut ledger =
+        Ledger::from_genesis(&senders.iter().map(|key| (*key, u64::MAX / 4)).collect::<Vec<_>>())
+            .expect("distinct");
+    let mut model: BTreeMap<TxnId, Txn> = BTreeMap::new();
+    let mut history: Vec<Txn> = Vec::new();
+    let check_model = |pool: &Mempool, model: &BTreeMap<TxnId, Txn>| {
+        assert_eq!(pool.len(), model.len(), "pool and model hold different counts");
+        assert!(model.keys().all(|id| pool.contains(id)), "a modelled transaction is missing");
+        assert!(pool.len() <= pool.capacity() && pool.bytes() <= bytes_slots * MEMPOOL_ENTRY_BYTES);
+        pool.check_consistency();
+    };
+    for _ in 0..256 {
+        // Unstructured yields defaults once drained; the sequence ends with its input.
+        if u.is_empty() {
+            break;
+        }
+        let Ok(op) = u.int_in_range(0..=9u8) else { break };
+        let step = (|| -> arbitrary::Result<()> {
+            match op {
+                0..=4 => {
+                    let sender = senders[usize::from(u.int_in_range(0..=SENDERS - 1)?)];
+                    let nonce = ledger.nonce_of(&sender).saturating_add(value(&mut u, 4)?);
+                    let body = TxnBody {
+                        chain_id: 1,
+                        reserved: 0,
+                        sender,
+                        recipient: [0xee; 32],
+                        amount: value(&mut u, 3)?,
+                        fee: value(&mut u, 6)?,
+                        nonce: if u.ratio(1, 8)? { value(&mut u, 6)? } else { nonce },
+                    };
+                    let txn = Txn { body, signature: TxnSignature([u.arbitrary()?; 64]) };
+                    insert_checked(&mut pool, &mut model, txn, &ledger);
+                    history.push(txn);
+                }
+                5 if !history.is_empty() => {
+                    let txn = history[u.choose_index(history.len())?];
+                    insert_checked(&mut pool, &mut model, txn, &ledger);
+                }
+                6 | 7 => {
+                    let txn_max = usize::from(u.int_in_range(0..=8u8)?);
+                    let bytes_max = size_of::<BlockHeader>()
+                        + usize::from(u.int_in_range(0..=9u8)?) * TXN_SIZE
+                        - usize::from(u.int_in_range(0..=1u8)?);
+                    let best_fee = best_head_fee(&pool, &ledger);
+                    let packed = pool.pack(&ledger, txn_max, bytes_max);
+                    assert!(packed.len() <= txn_max);
+                    assert!(packed.len() <= bytes_max.saturating_sub(size_of::<BlockHeader>()) / TXN_SIZE);
+                    if let (Some((first, _)), Some(best)) = (packed.first(), best_fee) {
+                        assert_eq!(first.body.fee, best, "pack did not start with the best head");
+                    }
+                    let mut next: BTreeMap<[u8; 32], u64> = BTreeMap::new();
+                    for (txn, id) in &packed {
+                        assert_eq!(txn.id(), *id);
+                        assert_eq!(model.remove(id).as_ref(), Some(txn), "packed something not pending");
+                        let expected =
+                            next.entry(txn.body.sender).or_insert_with(|| ledger.nonce_of(&txn.body.sender));
+                        assert_eq!(txn.body.nonce, *expected, "packed nonces have a gap");
+                        *expected += 1;
+                    }
+                    if op == 7 {
+                        // Execute the block as the node would (a transfer that fails, say for
+                        // funds, changes nothing), then prune what it made stale.
+                        for (txn, _) in &packed {
+                            let _ = ledger.apply(&txn.body);
+                        }
+                        for (txn, _) in &packed {
+                            pool.prune_sender(&txn.body.sender, ledger.nonce_of(&txn.body.sender));
+                        }
+                        model.retain(|_, txn| txn.body.nonce >= ledger.nonce_of(&txn.body.sender));
+                    } else {
+                        // Not executed: the block was lost, its transactions do not come back.
+                    }
+                }
+                _ => {
+                    let sender = senders[usize::from(u.int_in_range(0..=SENDERS - 1)?)];
+                    let nonce = value(&mut u, 8)?;
+                    let pruned = pool.prune_sender(&sender, nonce);
+                    let before = model.len();
+                    model.retain(|_, txn| txn.body.sender != sender || txn.body.nonce >= nonce);
+                    assert_eq!(pruned as usize, before - model.len(), "prune count is wrong");
+                }
+            }
+            Ok(())
+        })();
+        check_model(&pool, &model);
+        if step.is_err() {
+            break;
+        }
+    }
+}
+
+/// One fuzzed insert, checked against the model.
+#[cfg(any(test, feature = "fuzzing"))]
+fn insert_checked(pool: &mut Mempool, model: &mut BTreeMap<TxnId, Txn>, txn: Txn, ledger: &Ledger) {
+    let id = txn.id();
+    let before = pool.len();
+    match pool.insert(txn, id, ledger.nonce_of(&txn.body.sender)) {
+        Err(reason) => {
+            assert_eq!(pool.len(), before, "a refused insert changed the pool ({reason:?})");
+            assert!(model.keys().all(|id| pool.contains(id)));
+            match reason {
+                RejectReason::Duplicate => assert!(model.contains_key(&id)),
+                RejectReason::NonceStale => assert!(txn.body.nonce < ledger.nonce_of(&txn.body.sender)),
+                RejectReason::NonceTaken | RejectReason::MempoolFull => {}
+                other => panic!("insert refused with {other:?}"),
+            }
+        }
+        Ok(pushed_out) => {
+            assert!(pool.contains(&id));
+            model.insert(id, txn);
+            let gone: Vec<TxnId> = model.keys().filter(|id| !pool.contains(id)).copied().collect();
+            assert_eq!(gone.len() as u64, pushed_out, "insert misreported what it pushed out");
+            for id in gone {
+                model.remove(&id);
+            }
+        }
+    }
+}
+
+/// The highest fee among the sender heads `pack` may take first.
+#[cfg(any(test, feature = "fuzzing"))]
+fn best_head_fee(pool: &Mempool, ledger: &Ledger) -> Option<u64> {
+    pool.by_sender
+        .iter()
+        .filter_map(|(sender, nonces)| {
+            let (&nonce, id) = nonces.first_key_value()?;
+            (nonce == ledger.nonce_of(sender)).then(|| pool.entries[id].txn.body.fee)
+        })
+        .max()
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -441,6 +601,24 @@ mod tests {
                 prop_assert!(pool.bytes() <= bytes_max);
                 pool.check_consistency();
             }
+        }
+    }
+
+    #[test]
+    fn fuzz_ops_survives_seeded_inputs() {
+        let mut seeds = tessera_components::wire::FuzzSeeds::new(0x3e3e);
+        let mut first = Vec::new();
+        for round in 0..3000 {
+            let input = seeds.bytes(16 + round % 600);
+            fuzz_ops(&input);
+            if round < 4 {
+                first.push(input);
+            }
+        }
+        let refs: Vec<&[u8]> = first.iter().map(Vec::as_slice).collect();
+        tessera_components::wire::fuzz_write_seeds("mempool_ops", &refs);
+        for input in tessera_components::wire::fuzz_corpus("mempool_ops") {
+            fuzz_ops(&input);
         }
     }
 
