@@ -58,6 +58,15 @@ pub fn read_frame(stream: &mut TcpStream) -> std::io::Result<Option<Frame>> {
     Ok(codec.decode(&bytes).ok())
 }
 
+/// Counts whether the node has closed `stream` (or it is still open).
+fn observe_close(stream: &mut TcpStream, tally: &mut Tally) {
+    if closed_now(stream) {
+        tally.closed_by_node += 1;
+    } else {
+        tally.left_open += 1;
+    }
+}
+
 /// True when the node has closed `stream` (end of stream or reset), without waiting; data the
 /// node sent is read and dropped.
 pub fn closed_now(stream: &mut TcpStream) -> bool {
@@ -307,11 +316,7 @@ fn truncated_frames(target: &Target, limits: &Limits, deadline: Instant, tally: 
         if round % 16 == 0 {
             // Now and then, hold the half frame a while before leaving.
             std::thread::sleep(Duration::from_millis(200));
-            if closed_now(&mut stream) {
-                tally.closed_by_node += 1;
-            } else {
-                tally.left_open += 1;
-            }
+            observe_close(&mut stream, tally);
         }
     }
 }
@@ -433,11 +438,7 @@ fn connection_flood(target: &Target, limits: &Limits, deadline: Instant, tally: 
         }
     }
     for (mut stream, _) in held {
-        if closed_now(&mut stream) {
-            tally.closed_by_node += 1;
-        } else {
-            tally.left_open += 1;
-        }
+        observe_close(&mut stream, tally);
     }
 }
 
@@ -641,11 +642,7 @@ fn bad_signature_spam(target: &Target, limits: &Limits, deadline: Instant, tally
         batch = Vec::with_capacity(BATCH);
     }
     if let Some(mut open) = stream {
-        if closed_now(&mut open) {
-            tally.closed_by_node += 1;
-        } else {
-            tally.left_open += 1;
-        }
+        observe_close(&mut open, tally);
     }
 }
 
