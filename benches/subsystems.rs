@@ -33,15 +33,7 @@ mod sigverify {
 
     pub fn bench(c: &mut Criterion) {
         let w = workload(1024);
-        let items: Vec<VerifyItem<'_>> = w
-            .txns
-            .iter()
-            .map(|t| VerifyItem {
-                public_key: &t.body.sender,
-                message: t.body.signing_bytes(),
-                signature: &t.signature.0,
-            })
-            .collect();
+        let items: Vec<VerifyItem<'_>> = w.txns.iter().map(VerifyItem::of_txn).collect();
         let mut group = c.benchmark_group("sigverify");
         group.throughput(Throughput::Elements(items.len() as u64));
         group.bench_function("verify_many_1024_batch128", |b| {

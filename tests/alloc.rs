@@ -20,15 +20,7 @@ fn verification_allocates_per_chunk_not_per_transaction() {
         balance: 1 << 40,
         fee_min: 1,
     });
-    let items: Vec<VerifyItem<'_>> = workload
-        .txns
-        .iter()
-        .map(|t| VerifyItem {
-            public_key: &t.body.sender,
-            message: t.body.signing_bytes(),
-            signature: &t.signature.0,
-        })
-        .collect();
+    let items: Vec<VerifyItem<'_>> = workload.txns.iter().map(VerifyItem::of_txn).collect();
     let batch = 128;
     let mut verdicts = vec![false; items.len()];
     // Warm up: the thread pool and lazily built tables allocate once.

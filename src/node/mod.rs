@@ -298,21 +298,11 @@ pub fn run(config_path: &Path) -> Result<(), Box<dyn std::error::Error>> {
             submitted_at.remove(&rejected.id);
         }
         let certified_blocks = pipeline.drain_certified();
-        let last = certified_blocks.len();
-        let mut persist_failed = None;
-        for (position, certified) in certified_blocks.into_iter().enumerate() {
-            // Durable first: only a block whose record and index entry are synced is reported
-            // anywhere (RPC, metrics, logs). The post-state is at hand only for the last block
-            // finalized in this tick.
-            let written = if position + 1 == last {
-                store.commit(&certified.block, &certified.certificate, pipeline.ledger())
-            } else {
-                store.commit_without_snapshot(&certified.block, &certified.certificate)
-            };
-            if let Err(error) = written {
-                persist_failed = Some(error);
-                break;
-            }
+        // Durable first: only a block whose record and index entry are synced is reported
+        // anywhere (RPC, metrics, logs).
+        let (durable, written) = store.commit_finalized(&certified_blocks, pipeline.ledger());
+        let persist_failed = written.err();
+        for certified in certified_blocks.into_iter().take(durable) {
             let header = certified.block.header;
             Metrics::record(
                 &metrics.propagation_us,

@@ -639,11 +639,7 @@ fn spot_check(batch: &[Txn]) -> bool {
     (0..SPOT_CHECKS.min(batch.len())).all(|_| {
         pick = pick.rotate_left(29).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5851_F42D_4C95_7F2D;
         let txn = &batch[(pick % batch.len() as u64) as usize];
-        verify_single(&VerifyItem {
-            public_key: &txn.body.sender,
-            message: txn.body.signing_bytes(),
-            signature: &txn.signature.0,
-        })
+        verify_single(&VerifyItem::of_txn(txn))
     })
 }
 

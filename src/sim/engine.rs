@@ -694,20 +694,11 @@ impl Sim {
         let idle = pipeline.is_idle();
         let deadline = pipeline.consensus().map_or(u64::MAX, |c| c.core.next_deadline_ns());
         let mut persist_error = None;
-        if let Some(store) = validator.store.as_mut() {
-            let last = certified.len();
-            for (position, block) in certified.iter().enumerate() {
-                let written = if position + 1 == last {
-                    store.commit(&block.block, &block.certificate, pipeline.ledger())
-                } else {
-                    store.commit_without_snapshot(&block.block, &block.certificate)
-                };
-                if let Err(error) = written {
-                    let dir = validator.dir.as_ref().map(|d| d.display().to_string()).unwrap_or_default();
-                    persist_error = Some(error.to_string().replace(&dir, "<data>"));
-                    break;
-                }
-            }
+        if let Some(store) = validator.store.as_mut()
+            && let (_, Err(error)) = store.commit_finalized(&certified, pipeline.ledger())
+        {
+            let dir = validator.dir.as_ref().map(|d| d.display().to_string()).unwrap_or_default();
+            persist_error = Some(error.to_string().replace(&dir, "<data>"));
         }
         if let Some(error) = persist_error {
             self.recorder.storage_refused(node, self.now, &error);

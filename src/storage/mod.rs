@@ -31,7 +31,7 @@ use tessera_components::storage::{
     RecordKind, StateView, check_record_header, encode_block_record, encode_genesis_file,
     encode_index_header, encode_segment_header, encode_state_file, seal_record_header, segment_file_name,
 };
-use tessera_components::{Block, Hash, QuorumCertificate};
+use tessera_components::{Block, CertifiedBlock, Hash, QuorumCertificate};
 use tessera_systems::{GenesisError, Ledger};
 
 pub use map::{DirLock, LockMode};
@@ -475,6 +475,23 @@ impl Store {
         certificate: &QuorumCertificate,
     ) -> Result<(), StoreError> {
         self.commit_with(block, certificate, None)
+    }
+
+    /// Commits the blocks one tick finalized, in order. `ledger` is the state after the last
+    /// of them, so only that one may carry a snapshot. Returns how many were committed, and
+    /// the error that stopped it, as [`Store::commit`] gives it (later blocks are not tried).
+    pub fn commit_finalized(
+        &mut self,
+        blocks: &[CertifiedBlock],
+        ledger: &Ledger,
+    ) -> (usize, Result<(), StoreError>) {
+        for (position, certified) in blocks.iter().enumerate() {
+            let snapshot = (position + 1 == blocks.len()).then_some(ledger);
+            if let Err(error) = self.commit_with(&certified.block, &certified.certificate, snapshot) {
+                return (position, Err(error));
+            }
+        }
+        (blocks.len(), Ok(()))
     }
 
     fn commit_with(

@@ -189,17 +189,7 @@ impl Host for NodeHost<'_> {
         // cache of accepted signatures; only the rest are checked here.
         let ids: Vec<TxnId> = block.txns.iter().map(|txn| txn.id()).collect();
         let unseen: Vec<usize> = (0..ids.len()).filter(|i| !self.accepted.0.contains(&ids[*i].0.0)).collect();
-        let items: Vec<VerifyItem<'_>> = unseen
-            .iter()
-            .map(|i| {
-                let txn = &block.txns[*i];
-                VerifyItem {
-                    public_key: &txn.body.sender,
-                    message: txn.body.signing_bytes(),
-                    signature: &txn.signature.0,
-                }
-            })
-            .collect();
+        let items: Vec<VerifyItem<'_>> = unseen.iter().map(|i| VerifyItem::of_txn(&block.txns[*i])).collect();
         let mut verdicts = vec![false; items.len()];
         if self.config.sigverify_stand_in {
             for (verdict, i) in verdicts.iter_mut().zip(&unseen) {

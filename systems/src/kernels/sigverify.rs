@@ -35,6 +35,17 @@ pub struct VerifyItem<'a> {
     pub signature: &'a [u8; 64],
 }
 
+impl<'a> VerifyItem<'a> {
+    /// A transaction's signature over its body, by its sender.
+    pub fn of_txn(txn: &'a tessera_components::Txn) -> VerifyItem<'a> {
+        VerifyItem {
+            public_key: &txn.body.sender,
+            message: txn.body.signing_bytes(),
+            signature: &txn.signature.0,
+        }
+    }
+}
+
 /// Below this many signatures a batch gives no speedup over single checks, so bisection stops
 /// and checks the remainder one by one.
 pub const SINGLE_CHECK_THRESHOLD: usize = 4;
