@@ -314,6 +314,36 @@ fn hostile_input_gets_clear_errors_and_changes_nothing() {
     let (status, _) = http_raw(port(base, 0, 2), "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     assert_eq!(status, 405);
 
+    // A handshake trickled a byte a second: every read is within the 5 s read timeout, but
+    // the whole handshake has a 5 s deadline, so the node closes the connection.
+    let trickle = {
+        let addr = port(base, 0, 0);
+        std::thread::spawn(move || {
+            let mut stream = TcpStream::connect(addr).unwrap();
+            let hello = tessera_components::wire::Hello {
+                chain_id: 1,
+                protocol_version: 1,
+                validator: 1,
+                nonce: [0; 32],
+            };
+            let started = Instant::now();
+            for byte in encode(&Frame::Hello(hello)) {
+                if stream.write_all(&[byte]).is_err() || started.elapsed() > Duration::from_secs(9) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            // Closed: end of stream or a reset, and well before the bytes ran out.
+            let closed = match stream.read(&mut [0u8; 64]) {
+                Ok(read) => read == 0,
+                Err(error) => {
+                    !matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+                }
+            };
+            (closed, started.elapsed())
+        })
+    };
     // Ingress: garbage, then a frame of the wrong kind.
     let mut stream = TcpStream::connect(port(base, 0, 1)).unwrap();
     let _ = stream.write_all(b"GET / HTTP/1.1\r\n\r\nthis is not a frame at all");
@@ -329,6 +359,8 @@ fn hostile_input_gets_clear_errors_and_changes_nothing() {
     let mut stream = TcpStream::connect(port(base, 0, 0)).unwrap();
     let _ = stream.write_all(&encode(&Frame::Hello(hello)));
     std::thread::sleep(Duration::from_millis(500));
+    let (closed, after) = trickle.join().unwrap();
+    assert!(closed && after < Duration::from_secs(12), "trickled handshake open after {after:?}");
 
     let (status, metrics) =
         http_raw(port(base, 0, 3), "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
@@ -342,7 +374,8 @@ fn hostile_input_gets_clear_errors_and_changes_nothing() {
             .unwrap_or(0)
     };
     assert!(counter("tessera_net_malformed_frames_total") >= 2, "{metrics}");
-    assert!(counter("tessera_net_handshake_failures_total") >= 2, "{metrics}");
+    assert!(counter("tessera_net_handshake_failures_total") >= 3, "{metrics}");
+    assert!(counter("tessera_net_connections_timed_out_total") >= 1, "{metrics}");
     // Still alive, still finalizing, nothing changed.
     let h = height(base, 0);
     wait_until("more blocks after the abuse", Duration::from_secs(20), || height(base, 0) > h + 3);

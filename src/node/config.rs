@@ -30,6 +30,10 @@ pub struct NetworkSection {
     /// Largest frame accepted, bytes.
     #[serde(default = "frame_max")]
     pub max_frame_bytes: usize,
+    /// Most connections open at once on the peer port (validators, full nodes and anything
+    /// not yet past its handshake); more are closed at accept and counted.
+    #[serde(default = "peer_connections_max")]
+    pub connections_max: usize,
 }
 
 /// `[ingress]`: the binary transaction port.
@@ -38,6 +42,12 @@ pub struct NetworkSection {
 pub struct IngressSection {
     /// Listen address.
     pub listen: SocketAddr,
+    /// Most client connections open at once; more are closed at accept and counted.
+    #[serde(default = "ingress_connections_max")]
+    pub connections_max: usize,
+    /// A client connection that completes no frame for this long is closed, seconds.
+    #[serde(default = "ingress_idle_timeout")]
+    pub idle_timeout_secs: u64,
 }
 
 /// `[rpc]`: JSON-RPC 2.0 over HTTP.
@@ -170,6 +180,15 @@ fn ban_secs() -> u64 {
 fn frame_max() -> usize {
     tessera_components::constants::FRAME_SIZE_DEFAULT
 }
+fn peer_connections_max() -> usize {
+    256
+}
+fn ingress_connections_max() -> usize {
+    1024
+}
+fn ingress_idle_timeout() -> u64 {
+    60
+}
 fn body_limit() -> usize {
     1 << 20
 }
@@ -283,6 +302,18 @@ impl NodeConfig {
         {
             return Err(("network.max_frame_bytes", "must be between 1 KiB and 16 MiB".into()));
         }
+        if self.network.connections_max < self.network.peers.len() {
+            return Err((
+                "network.connections_max",
+                format!("must be at least the {} validators in network.peers", self.network.peers.len()),
+            ));
+        }
+        if self.ingress.connections_max == 0 {
+            return Err(("ingress.connections_max", "must be positive".into()));
+        }
+        if self.ingress.idle_timeout_secs == 0 || self.ingress.idle_timeout_secs > 3600 {
+            return Err(("ingress.idle_timeout_secs", "must be between 1 and 3600".into()));
+        }
         if self.rpc.body_limit_bytes < 64 {
             return Err(("rpc.body_limit_bytes", "must be at least 64".into()));
         }
@@ -361,8 +392,13 @@ impl NodeConfig {
                 penalty_threshold: penalty_threshold(),
                 ban_secs: ban_secs(),
                 max_frame_bytes: frame_max(),
+                connections_max: peer_connections_max(),
             },
-            ingress: IngressSection { listen: ingress },
+            ingress: IngressSection {
+                listen: ingress,
+                connections_max: ingress_connections_max(),
+                idle_timeout_secs: ingress_idle_timeout(),
+            },
             rpc: RpcSection { listen: rpc, body_limit_bytes: body_limit() },
             metrics: MetricsSection { listen: metrics },
             consensus: ConsensusSection::default(),

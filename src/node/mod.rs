@@ -197,6 +197,9 @@ pub fn run(config_path: &Path) -> Result<(), Box<dyn std::error::Error>> {
         penalty_threshold: config.network.penalty_threshold,
         ban: Duration::from_secs(config.network.ban_secs),
         max_frame_bytes: config.network.max_frame_bytes,
+        peer_connections_max: config.network.connections_max,
+        ingress_connections_max: config.ingress.connections_max,
+        ingress_idle_timeout: Duration::from_secs(config.ingress.idle_timeout_secs),
     })?;
     let metrics = Arc::new(Metrics::new(net.counters.clone()));
     let _metrics_thread = metrics::serve(config.metrics.listen, metrics.clone())?;

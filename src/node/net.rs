@@ -65,6 +65,15 @@ pub struct NetCounters {
     /// Transaction batches from clients and full nodes dropped, with their connection, because
     /// a spot-checked signature did not verify.
     pub batches_refused: AtomicU64,
+    /// Connections closed at accept because the port already held its maximum.
+    pub connections_refused: AtomicU64,
+    /// Connections closed for taking too long: a handshake past its deadline, or an ingress
+    /// client that sent no complete frame within the idle timeout.
+    pub connections_timed_out: AtomicU64,
+    /// Connections open on the peer port (validators and full nodes, handshaken or not).
+    pub peer_connections_open: AtomicU64,
+    /// Connections open on the ingress port.
+    pub ingress_connections_open: AtomicU64,
 }
 
 /// The index a full node gives in its `Hello`: it has no validator key, so it proves nothing;
@@ -132,6 +141,12 @@ pub struct NetSetup {
     pub ban: Duration,
     /// Largest frame.
     pub max_frame_bytes: usize,
+    /// Most connections open at once on the peer port; more are closed at accept.
+    pub peer_connections_max: usize,
+    /// Most connections open at once on the ingress port; more are closed at accept.
+    pub ingress_connections_max: usize,
+    /// An ingress connection that completes no frame for this long is closed.
+    pub ingress_idle_timeout: Duration,
 }
 
 /// Why the network could not start.
@@ -150,6 +165,8 @@ pub enum NetError {
     },
 }
 
+/// The whole accepting or dialling handshake, not each read of it: a peer that trickles its
+/// `Hello` a byte at a time is cut off here.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -269,6 +286,43 @@ impl Executor {
     }
 }
 
+/// Most of a frame's declared size buffered before its bytes arrive.
+const FRAME_PREALLOCATE_MAX: usize = 64 << 10;
+
+/// `work`, or `TimedOut` once `limit` has passed, whichever comes first.
+async fn within<T>(
+    limit: Duration,
+    work: impl std::future::Future<Output = std::io::Result<T>>,
+) -> std::io::Result<T> {
+    futures_lite::future::or(work, async {
+        glommio::timer::sleep(limit).await;
+        Err(std::io::ErrorKind::TimedOut.into())
+    })
+    .await
+}
+
+/// Holds one of a port's connection slots; gives it back when dropped.
+struct Slot<'a>(&'a AtomicU64);
+
+impl<'a> Slot<'a> {
+    /// A slot if fewer than `max` are taken (and counts a refusal if not).
+    fn take(open: &'a AtomicU64, max: usize, refused: &AtomicU64) -> Option<Slot<'a>> {
+        let taken = open.fetch_add(1, Ordering::AcqRel);
+        if taken >= max as u64 {
+            open.fetch_sub(1, Ordering::AcqRel);
+            refused.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(Slot(open))
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Reads one frame: header first (size checked before anything is buffered), then payload.
 async fn read_frame(
     stream: &mut TcpStream,
@@ -281,9 +335,15 @@ async fn read_frame(
         Ok(parsed) => parsed.frame_size(),
         Err(error) => return Ok(Err(error.to_string())),
     };
-    let mut bytes = vec![0u8; size];
-    bytes[..WIRE_HEADER_SIZE].copy_from_slice(&header);
-    stream.read_exact(&mut bytes[WIRE_HEADER_SIZE..]).await?;
+    // The buffer grows with the bytes that arrive, not with the size the header declares: a
+    // sender that declares the largest frame and then trickles costs what it has sent.
+    let mut bytes = Vec::with_capacity(size.min(FRAME_PREALLOCATE_MAX));
+    bytes.extend_from_slice(&header);
+    let payload = (size - WIRE_HEADER_SIZE) as u64;
+    if (&mut *stream).take(payload).read_to_end(&mut bytes).await? as u64 != payload {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    debug_assert_eq!(bytes.len(), size);
     counters.frames_in.fetch_add(1, Ordering::Relaxed);
     counters.bytes_in.fetch_add(size as u64, Ordering::Relaxed);
     Ok(codec.decode(&bytes).map_err(|error| error.to_string()))
@@ -348,10 +408,19 @@ struct PeerLinks {
 
 async fn accept_peers(shared: Rc<Executor>, listener: TcpListener, links: PeerLinks) {
     loop {
-        let Ok(stream) = listener.accept().await else { continue };
+        let Ok(stream) = listener.accept().await else {
+            accept_failed().await;
+            continue;
+        };
         let shared = shared.clone();
         let links = links.clone();
         glommio::spawn_local(async move {
+            let counters = &shared.counters;
+            let max = shared.setup.peer_connections_max;
+            let Some(_slot) = Slot::take(&counters.peer_connections_open, max, &counters.connections_refused)
+            else {
+                return;
+            };
             let ip = stream.peer_addr().map(|addr| addr.ip()).ok();
             if ip.is_some_and(|ip| shared.banned(ip)) {
                 shared.counters.banned_refusals.fetch_add(1, Ordering::Relaxed);
@@ -362,6 +431,12 @@ async fn accept_peers(shared: Rc<Executor>, listener: TcpListener, links: PeerLi
         })
         .detach();
     }
+}
+
+/// After a failed accept (out of file descriptors, most often): pause instead of spinning on
+/// the error while the connections that hold them drain.
+async fn accept_failed() {
+    glommio::timer::sleep(Duration::from_millis(10)).await;
 }
 
 /// Penalises a peer for one bad frame; true when it is past the threshold and was banned.
@@ -379,6 +454,41 @@ fn penalise(shared: &Executor, ip: Option<IpAddr>, penalties: &mut u32) -> bool 
     true
 }
 
+/// How an accepted connection's handshake ended.
+enum Accepted {
+    /// Validator `index` proved its key.
+    Validator(u32),
+    /// A full node, which proves nothing and is served sync only.
+    Follower,
+    /// Wrong chain, version or index, a bad proof, or not a handshake at all.
+    Refused,
+}
+
+/// The accepting side's handshake: their `Hello`, ours with a proof, then their proof (a full
+/// node sends none).
+async fn accept_handshake(shared: &Executor, stream: &mut TcpStream) -> std::io::Result<Accepted> {
+    let codec = shared.codec();
+    let setup = &shared.setup;
+    let Ok(Frame::Hello(theirs)) = read_frame(stream, &codec, &shared.counters).await? else {
+        return Ok(Accepted::Refused);
+    };
+    if !hello_acceptable(setup, &theirs) {
+        return Ok(Accepted::Refused);
+    }
+    let my_nonce = send_hello(stream, setup).await?;
+    send_proof(stream, setup, &theirs.nonce).await?;
+    if theirs.validator == FOLLOWER {
+        return Ok(Accepted::Follower);
+    }
+    let Ok(Frame::HelloProof(proof)) = read_frame(stream, &codec, &shared.counters).await? else {
+        return Ok(Accepted::Refused);
+    };
+    if !verify_proof(setup, theirs.validator, &my_nonce, &proof) {
+        return Ok(Accepted::Refused);
+    }
+    Ok(Accepted::Validator(theirs.validator))
+}
+
 /// The accepting side: handshake, then read consensus frames until the peer leaves or
 /// misbehaves past the threshold.
 async fn serve_peer(
@@ -388,37 +498,28 @@ async fn serve_peer(
     links: PeerLinks,
 ) -> std::io::Result<()> {
     let codec = shared.codec();
-    let setup = &shared.setup;
     stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
     stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
-    let fail = || {
-        shared.counters.handshake_failures.fetch_add(1, Ordering::Relaxed);
+    let accepted = match within(HANDSHAKE_TIMEOUT, accept_handshake(shared, &mut stream)).await {
+        Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
+            shared.counters.connections_timed_out.fetch_add(1, Ordering::Relaxed);
+            Accepted::Refused
+        }
+        other => other?,
     };
-    let Ok(Frame::Hello(theirs)) = read_frame(&mut stream, &codec, &shared.counters).await? else {
-        fail();
-        return Ok(());
+    let peer = match accepted {
+        Accepted::Validator(peer) => peer,
+        Accepted::Follower => {
+            shared.counters.followers_connected.fetch_add(1, Ordering::Relaxed);
+            let served = serve_follower(shared, &mut stream, ip, &links).await;
+            shared.counters.followers_connected.fetch_sub(1, Ordering::Relaxed);
+            return served;
+        }
+        Accepted::Refused => {
+            shared.counters.handshake_failures.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
     };
-    if !hello_acceptable(setup, &theirs) {
-        fail();
-        return Ok(());
-    }
-    let my_nonce = send_hello(&mut stream, setup).await?;
-    send_proof(&mut stream, setup, &theirs.nonce).await?;
-    if theirs.validator == FOLLOWER {
-        shared.counters.followers_connected.fetch_add(1, Ordering::Relaxed);
-        let served = serve_follower(shared, &mut stream, ip, &links).await;
-        shared.counters.followers_connected.fetch_sub(1, Ordering::Relaxed);
-        return served;
-    }
-    let Ok(Frame::HelloProof(proof)) = read_frame(&mut stream, &codec, &shared.counters).await? else {
-        fail();
-        return Ok(());
-    };
-    if !verify_proof(setup, theirs.validator, &my_nonce, &proof) {
-        fail();
-        return Ok(());
-    }
-    let peer = theirs.validator;
     stream.set_read_timeout(None)?;
     let mut penalties = 0u32;
     loop {
@@ -559,7 +660,7 @@ async fn run_follower_link(
     inbound: &flume::Sender<(u32, ConsensusMessage)>,
 ) -> std::io::Result<()> {
     let codec = shared.codec();
-    if dial_handshake(shared, peer, &mut stream).await?.is_none() {
+    if within(HANDSHAKE_TIMEOUT, dial_handshake(shared, peer, &mut stream)).await?.is_none() {
         return Ok(());
     }
     loop {
@@ -595,7 +696,9 @@ async fn run_dialled(
     outbound: &flume::Receiver<Arc<Vec<u8>>>,
 ) -> std::io::Result<()> {
     let setup = &shared.setup;
-    let Some(theirs) = dial_handshake(shared, peer, &mut stream).await? else { return Ok(()) };
+    let Some(theirs) = within(HANDSHAKE_TIMEOUT, dial_handshake(shared, peer, &mut stream)).await? else {
+        return Ok(());
+    };
     send_proof(&mut stream, setup, &theirs.nonce).await?;
     let mut buffer = Vec::new();
     loop {
@@ -645,10 +748,20 @@ fn spot_check(batch: &[Txn]) -> bool {
 
 async fn accept_clients(shared: Rc<Executor>, listener: TcpListener, txns: flume::Sender<Vec<Txn>>) {
     loop {
-        let Ok(stream) = listener.accept().await else { continue };
+        let Ok(stream) = listener.accept().await else {
+            accept_failed().await;
+            continue;
+        };
         let shared = shared.clone();
         let txns = txns.clone();
         glommio::spawn_local(async move {
+            let counters = &shared.counters;
+            let max = shared.setup.ingress_connections_max;
+            let Some(_slot) =
+                Slot::take(&counters.ingress_connections_open, max, &counters.connections_refused)
+            else {
+                return;
+            };
             let _ = serve_client(&shared, stream, txns).await;
         })
         .detach();
@@ -663,8 +776,23 @@ async fn serve_client(
     txns: flume::Sender<Vec<Txn>>,
 ) -> std::io::Result<()> {
     let codec = shared.codec();
+    stream.set_read_timeout(Some(shared.setup.ingress_idle_timeout))?;
     loop {
-        match read_frame(&mut stream, &codec, &shared.counters).await? {
+        // A client that leaves its connection idle, or trickles a frame, holds a slot at most
+        // this long per frame.
+        let frame = match within(
+            shared.setup.ingress_idle_timeout,
+            read_frame(&mut stream, &codec, &shared.counters),
+        )
+        .await
+        {
+            Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
+                shared.counters.connections_timed_out.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            other => other?,
+        };
+        match frame {
             Ok(Frame::Txns(batch)) => {
                 shared.counters.ingress_txns.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 if !spot_check(&batch) {
@@ -680,5 +808,32 @@ async fn serve_client(
                 return Ok(());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::Slot;
+
+    #[test]
+    fn a_port_hands_out_at_most_its_slots_and_takes_them_back_on_drop() {
+        let open = AtomicU64::new(0);
+        let refused = AtomicU64::new(0);
+        let held: Vec<Slot<'_>> =
+            (0..3).map(|_| Slot::take(&open, 3, &refused).expect("a free slot")).collect();
+        assert_eq!(open.load(Ordering::Relaxed), 3);
+        assert!(Slot::take(&open, 3, &refused).is_none());
+        assert!(Slot::take(&open, 3, &refused).is_none());
+        assert_eq!(refused.load(Ordering::Relaxed), 2);
+        // A refusal leaves the count where it was.
+        assert_eq!(open.load(Ordering::Relaxed), 3);
+        drop(held);
+        assert_eq!(open.load(Ordering::Relaxed), 0);
+        let again = Slot::take(&open, 3, &refused);
+        assert!(again.is_some());
+        assert_eq!(open.load(Ordering::Relaxed), 1);
+        assert_eq!(refused.load(Ordering::Relaxed), 2);
     }
 }
