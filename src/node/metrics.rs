@@ -31,6 +31,8 @@ pub struct Metrics {
     pub tick_us: Mutex<Histogram<u64>>,
     /// Duration of one signature verification job (all cores), microseconds.
     pub verify_batch_us: Mutex<Histogram<u64>>,
+    /// Duration of one hand-back of free heap pages to the kernel, microseconds.
+    pub trim_us: Mutex<Histogram<u64>>,
     /// Scrapes served.
     pub scrapes: AtomicU64,
 }
@@ -49,6 +51,7 @@ impl Metrics {
             propagation_us: histogram(),
             tick_us: histogram(),
             verify_batch_us: histogram(),
+            trim_us: histogram(),
             scrapes: AtomicU64::new(0),
         }
     }
@@ -161,7 +164,7 @@ impl Metrics {
                 let _ = writeln!(out, "{name} {value}");
             }
         }
-        let histograms: [(&str, &str, &Mutex<Histogram<u64>>); 4] = [
+        let histograms: [(&str, &str, &Mutex<Histogram<u64>>); 5] = [
             (
                 "tessera_commit_latency_seconds",
                 "Transaction submit to commit, as seen by this node.",
@@ -177,6 +180,11 @@ impl Metrics {
                 "tessera_verify_batch_duration_seconds",
                 "Duration of one signature verification job over the pending transactions.",
                 &self.verify_batch_us,
+            ),
+            (
+                "tessera_allocator_trim_duration_seconds",
+                "Duration of one hand-back of free heap pages to the kernel (malloc_trim).",
+                &self.trim_us,
             ),
         ];
         for (name, help, histogram) in histograms {

@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod genesis;
+pub mod heap;
 pub mod metrics;
 pub mod net;
 pub mod rpc;
@@ -49,15 +50,27 @@ struct Fates {
 impl Fates {
     const MAX: usize = 1 << 20;
 
+    /// The whole window, reserved at start: the ring for `MAX` ids, and the map for twice
+    /// that, the size a map holding `MAX` entries under constant churn settles at (below it,
+    /// tombstones force a resize, a step of ~140 MiB long after the window first filled).
+    fn new() -> Fates {
+        Fates { map: HashMap::with_capacity(2 * Self::MAX), order: VecDeque::with_capacity(Self::MAX) }
+    }
+
     fn record(&mut self, id: TxnId, fate: Fate) {
-        if self.map.insert(id, fate).is_none() {
-            self.order.push_back(id);
-            if self.order.len() > Self::MAX
-                && let Some(old) = self.order.pop_front()
-            {
-                self.map.remove(&old);
-            }
+        if let Some(known) = self.map.get_mut(&id) {
+            *known = fate;
+            return;
         }
+        // Forget first, so the ring never holds more than `MAX` and never reallocates.
+        if self.order.len() == Self::MAX
+            && let Some(old) = self.order.pop_front()
+        {
+            self.map.remove(&old);
+        }
+        self.map.insert(id, fate);
+        self.order.push_back(id);
+        debug_assert!(self.order.len() <= Self::MAX);
     }
 }
 
@@ -207,11 +220,15 @@ pub fn run(config_path: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let _rpc_threads = rpc::serve(config.rpc.listen, config.rpc.body_limit_bytes, rpc_tx)?;
     tracing::info!(role = ?config.role, validator = ?config.validator_index, peer = %config.network.listen, ingress = %config.ingress.listen, rpc = %config.rpc.listen, metrics = %config.metrics.listen, "node started");
 
-    let mut fates = Fates::default();
+    let mut fates = Fates::new();
+    if let Some(mut seen) = pipeline.world_mut().get_resource_mut::<tessera_systems::dedup::SeenIds>() {
+        seen.preallocate();
+    }
     let mut submitted_at: HashMap<TxnId, u64> = HashMap::new();
     let mut submitted_order: VecDeque<TxnId> = VecDeque::new();
     let tick = Duration::from_millis(config.consensus.tick_ms);
     let mut last_tick = Instant::now() - tick;
+    let mut last_trim = Instant::now();
     // A full node asks the validators in turn for what it lacks.
     let mut follow = Follow::default();
 
@@ -246,6 +263,11 @@ pub fn run(config_path: &Path) -> Result<(), Box<dyn std::error::Error>> {
                 pipeline.submit(txn, 3);
             }
             busy = true;
+        }
+        // Commits come roughly in submission order, so ids whose time was already taken (by
+        // their commit or rejection) leave from the front; what is left is bounded too.
+        while submitted_order.front().is_some_and(|id| !submitted_at.contains_key(id)) {
+            submitted_order.pop_front();
         }
         while submitted_order.len() > 1 << 20 {
             if let Some(old) = submitted_order.pop_front() {
@@ -339,7 +361,20 @@ pub fn run(config_path: &Path) -> Result<(), Box<dyn std::error::Error>> {
                 Destination::One(peer) => net.send(peer, frame),
             }
         }
-        publish_gauges(&metrics, &pipeline);
+        if last_trim.elapsed() >= heap::TRIM_INTERVAL {
+            let (took, _) = heap::release_free_pages();
+            Metrics::record(&metrics.trim_us, took.as_micros() as u64);
+            last_trim = Instant::now();
+        }
+        publish_gauges(
+            &metrics,
+            &pipeline,
+            [
+                ("tessera_node_window_entries{window=\"fates\"}", fates.order.len()),
+                ("tessera_node_window_entries{window=\"submit_times\"}", submitted_at.len()),
+                ("tessera_node_window_entries{window=\"submit_order\"}", submitted_order.len()),
+            ],
+        );
     }
     tracing::info!(height = pipeline.tip().height, "shutting down");
     // A fresh snapshot at the last committed height, so the next start replays nothing.
@@ -397,7 +432,7 @@ fn sync_response(store: &Store, from_height: u64, config: &ConsensusConfig) -> V
     encode(&Frame::Consensus(ConsensusMessage::SyncResponse(blocks)))
 }
 
-fn publish_gauges(metrics: &Metrics, pipeline: &Pipeline) {
+fn publish_gauges(metrics: &Metrics, pipeline: &Pipeline, windows: [(&'static str, usize); 3]) {
     let tip = pipeline.tip();
     let counters = pipeline.counters();
     let mut gauges: Vec<(&'static str, &'static str, &'static str, f64)> = vec![
@@ -445,6 +480,17 @@ fn publish_gauges(metrics: &Metrics, pipeline: &Pipeline) {
             counters.failed as f64,
         ),
     ];
+    let seen =
+        pipeline.world().get_resource::<tessera_systems::dedup::SeenIds>().map_or(0, |seen| seen.len());
+    gauges.push((
+        "tessera_node_window_entries{window=\"duplicate_ids\"}",
+        "gauge",
+        "Entries in each of the node's bounded id windows.",
+        seen as f64,
+    ));
+    for (labelled, entries) in windows {
+        gauges.push((labelled, "gauge", "Entries in each of the node's bounded id windows.", entries as f64));
+    }
     static REJECT_SERIES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     let series = REJECT_SERIES.get_or_init(|| {
         pipeline
@@ -457,6 +503,27 @@ fn publish_gauges(metrics: &Metrics, pipeline: &Pipeline) {
         gauges.push((labelled.as_str(), "counter", "Transactions refused, by reason.", count as f64));
     }
     if let Some(consensus) = pipeline.consensus() {
+        let (history_blocks, history_bytes) = consensus.history_held();
+        gauges.extend([
+            (
+                "tessera_node_sync_history_blocks",
+                "gauge",
+                "Finalized blocks kept in memory for peers that sync.",
+                history_blocks as f64,
+            ),
+            (
+                "tessera_node_sync_history_bytes",
+                "gauge",
+                "Cost of the sync history as counted against its bound (transaction bytes plus 512 per block).",
+                history_bytes as f64,
+            ),
+            (
+                "tessera_node_speculative_ledgers",
+                "gauge",
+                "Ledgers executed for validated blocks not yet finalized.",
+                consensus.speculative_held() as f64,
+            ),
+        ]);
         let c = consensus.core.counters();
         gauges.extend([
             ("tessera_consensus_view", "gauge", "Current consensus view.", consensus.core.view() as f64),

@@ -106,6 +106,16 @@ pub struct Consensus {
 }
 
 impl Consensus {
+    /// Finalized blocks kept for sync, and their cost as counted against `history_bytes_max`.
+    pub fn history_held(&self) -> (usize, usize) {
+        (self.history.len(), self.history_bytes)
+    }
+
+    /// Ledgers executed speculatively for validated, not yet finalized blocks.
+    pub fn speculative_held(&self) -> usize {
+        self.speculative.len()
+    }
+
     /// Wraps a state machine; keeps recent finalized blocks for sync within `history_bytes_max`.
     pub fn new(core: Core, history_bytes_max: usize) -> Consensus {
         Consensus {

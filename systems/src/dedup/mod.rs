@@ -39,16 +39,28 @@ impl SeenIds {
         self.set.contains(id)
     }
 
+    /// Reserves the whole window now, so it never reallocates: the order ring for
+    /// `capacity` ids and the set for twice that, the size a hash set that holds `capacity`
+    /// ids under constant churn settles at (below that, its tombstones force a resize).
+    /// A node calls this once at start; the simulator, with thousands of pipelines, does not.
+    pub fn preallocate(&mut self) {
+        self.order.reserve_exact(self.capacity.saturating_sub(self.order.len()));
+        self.set.reserve(self.capacity.saturating_mul(2).saturating_sub(self.set.len()));
+    }
+
     /// Remembers `id`, forgetting the oldest id if the window is full.
     pub fn insert(&mut self, id: TxnId) {
-        if !self.set.insert(id) {
+        if self.set.contains(&id) {
             return;
         }
-        self.order.push_back(id);
-        if self.order.len() > self.capacity {
+        // Forget first, so the ring never holds more than `capacity` and never grows past it.
+        if self.order.len() == self.capacity {
             let oldest = self.order.pop_front().expect("window is non-empty");
             self.set.remove(&oldest);
         }
+        self.set.insert(id);
+        self.order.push_back(id);
+        debug_assert!(self.order.len() <= self.capacity);
         debug_assert_eq!(self.order.len(), self.set.len());
     }
 
@@ -112,5 +124,30 @@ mod tests {
         seen.insert(id(3));
         assert!(!seen.contains(&id(1)));
         assert!(seen.contains(&id(2)) && seen.contains(&id(3)));
+    }
+
+    /// A preallocated window never reallocates: its ring stays at its capacity however many
+    /// ids pass through, and it still forgets oldest first.
+    #[test]
+    fn a_preallocated_window_keeps_its_ring() {
+        let mut seen = SeenIds::new(1000);
+        seen.preallocate();
+        let ring = seen.order.capacity();
+        let set = seen.set.capacity();
+        assert!(ring >= 1000 && set >= 2000);
+        for n in 0u32..10_000 {
+            let mut bytes = [0u8; 32];
+            bytes[..4].copy_from_slice(&n.to_le_bytes());
+            seen.insert(TxnId(Hash(bytes)));
+        }
+        assert_eq!(seen.len(), 1000);
+        assert_eq!(seen.order.capacity(), ring);
+        assert_eq!(seen.set.capacity(), set);
+        let mut last = [0u8; 32];
+        last[..4].copy_from_slice(&9_999u32.to_le_bytes());
+        let mut evicted = [0u8; 32];
+        evicted[..4].copy_from_slice(&8_999u32.to_le_bytes());
+        assert!(seen.contains(&TxnId(Hash(last))));
+        assert!(!seen.contains(&TxnId(Hash(evicted))));
     }
 }
