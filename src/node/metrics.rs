@@ -116,24 +116,18 @@ impl Metrics {
                 &net.batches_refused,
             ),
         ];
-        for (name, help, value) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                value.load(Ordering::Relaxed)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP tessera_net_peers_connected Peers with an established outbound connection.\n# TYPE tessera_net_peers_connected gauge\ntessera_net_peers_connected {}",
-            net.peers_connected.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP tessera_net_followers_connected Full nodes connected to this node's peer port.\n# TYPE tessera_net_followers_connected gauge\ntessera_net_followers_connected {}",
-            net.followers_connected.load(Ordering::Relaxed)
-        );
-        let open: [(&str, &str, &AtomicU64); 2] = [
+        write_atomics(&mut out, "counter", &counters);
+        let gauges: [(&str, &str, &AtomicU64); 4] = [
+            (
+                "tessera_net_peers_connected",
+                "Peers with an established outbound connection.",
+                &net.peers_connected,
+            ),
+            (
+                "tessera_net_followers_connected",
+                "Full nodes connected to this node's peer port.",
+                &net.followers_connected,
+            ),
             (
                 "tessera_net_peer_connections_open",
                 "Connections open on the peer port, handshaken or not.",
@@ -145,13 +139,7 @@ impl Metrics {
                 &net.ingress_connections_open,
             ),
         ];
-        for (name, help, value) in open {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}",
-                value.load(Ordering::Relaxed)
-            );
-        }
+        write_atomics(&mut out, "gauge", &gauges);
         if let Ok(gauges) = self.gauges.lock() {
             let mut last = "";
             for (name, kind, help, value) in gauges.iter() {
@@ -247,6 +235,17 @@ pub fn serve(
             }
         })
         .expect("spawn metrics thread"))
+}
+
+/// One HELP/TYPE header and sample per atomic, all of metric type `kind`.
+fn write_atomics(out: &mut String, kind: &str, metrics: &[(&str, &str, &AtomicU64)]) {
+    for (name, help, value) in metrics {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
+            value.load(Ordering::Relaxed)
+        );
+    }
 }
 
 /// The process's memory as the kernel and the allocator see it, read at scrape time.
