@@ -634,15 +634,13 @@ impl Core {
             }
             None => {}
         }
-        if proposal.view > self.view {
-            if proposal.view - self.view <= self.config.view_window {
-                let pending = self.future.entry(proposal.view).or_default();
-                if pending.len() < 4 {
-                    pending.push((from, proposal));
-                }
-            }
+        if proposal.view > self.view.saturating_add(self.config.view_window) {
             return;
         }
+        // A proposal for a later view at this height is checked now, like one for this view:
+        // its parent and state are this node's own, so a bad block is refused (and counted) on
+        // arrival rather than held until the view comes, and a good one is already validated
+        // when it does.
         if header.parent != self.last_hash {
             self.counters.rejected_bad_body += 1;
             return;
@@ -668,6 +666,13 @@ impl Core {
             }
         };
         if !validated {
+            return;
+        }
+        if proposal.view > self.view {
+            let pending = self.future.entry(proposal.view).or_default();
+            if pending.len() < 4 {
+                pending.push((from, proposal));
+            }
             return;
         }
         if let Some(justify) = &proposal.justify {

@@ -829,6 +829,54 @@ mod tests {
     }
 
     #[test]
+    fn over_limit_proposals_for_later_views_are_refused_on_arrival() {
+        // Validator 1 leads view 5, within the view window but ahead of the node (view 0).
+        // An over-limit block there is refused and counted at once, and nothing is held for
+        // the view; a good one for view 1 is validated on arrival and held until then.
+        let mut run = Run::new(false);
+        let proposal_for = |view: u64, count: usize| {
+            let txn = |i: usize| Txn {
+                body: TxnBody {
+                    chain_id: 1,
+                    reserved: 0,
+                    sender: [i as u8 + 1; 32],
+                    recipient: [0xee; 32],
+                    amount: 1,
+                    fee: 1,
+                    nonce: 0,
+                },
+                signature: TxnSignature([0; 64]),
+            };
+            let txns: Vec<Txn> = (0..count).map(txn).collect();
+            let header = BlockHeader {
+                height: 1,
+                view,
+                proposer: 1,
+                txn_count: count as u32,
+                parent: Hash::ZERO,
+                txn_root: Block::compute_txn_root(&txns),
+                state_root: fixture_state_root(1),
+                ..bytemuck::Zeroable::zeroed()
+            };
+            Proposal { view, block: Block { header, txns }, justify: None, signature: [0; 64] }
+        };
+        let held =
+            |run: &Run| run.core.held_entries().iter().find(|(name, _)| *name == "future").map(|e| e.1);
+        run.core.on_message(1, ConsensusMessage::Proposal(proposal_for(5, BLOCK_TXN_MAX + 1)), &mut run.host);
+        run.settle();
+        assert_eq!(run.core.counters().rejected_over_limit, 1);
+        assert_eq!(held(&run), Some(0), "an over-limit proposal was held");
+        assert_eq!(run.core.view(), 0);
+        let good = proposal_for(1, 1);
+        let hash = good.block.header.hash();
+        run.core.on_message(1, ConsensusMessage::Proposal(good), &mut run.host);
+        run.settle();
+        assert_eq!(held(&run), Some(1));
+        assert!(run.host.accepted.contains(&hash), "the held proposal was not validated on arrival");
+        assert_eq!(run.core.counters().rejected_over_limit, 1);
+    }
+
+    #[test]
     fn extreme_views_and_heights_do_not_overflow() {
         let mut run = Run::new(false);
         for view in [u64::MAX, u64::MAX - 1, u64::MAX - 2] {
