@@ -59,6 +59,14 @@ pub struct RpcSection {
     /// Largest request body accepted; larger gets HTTP 413.
     #[serde(default = "body_limit")]
     pub body_limit_bytes: usize,
+    /// Most HTTP connections open at once; more are closed at accept and counted. Each holds a
+    /// thread and at most one buffered request.
+    #[serde(default = "rpc_connections_max")]
+    pub connections_max: usize,
+    /// A connection idle, stalled mid-request or not reading its response this long is closed,
+    /// seconds.
+    #[serde(default = "http_idle_timeout")]
+    pub idle_timeout_secs: u64,
 }
 
 /// `[metrics]`: Prometheus exposition at `/metrics`.
@@ -67,6 +75,12 @@ pub struct RpcSection {
 pub struct MetricsSection {
     /// Listen address.
     pub listen: SocketAddr,
+    /// Most scrape connections open at once; more are closed at accept and counted.
+    #[serde(default = "metrics_connections_max")]
+    pub connections_max: usize,
+    /// A scrape connection idle or stalled this long is closed, seconds.
+    #[serde(default = "http_idle_timeout")]
+    pub idle_timeout_secs: u64,
 }
 
 /// `[consensus]`.
@@ -191,6 +205,15 @@ fn ingress_idle_timeout() -> u64 {
 }
 fn body_limit() -> usize {
     1 << 20
+}
+fn rpc_connections_max() -> usize {
+    64
+}
+fn metrics_connections_max() -> usize {
+    16
+}
+fn http_idle_timeout() -> u64 {
+    30
 }
 fn view_timeout() -> u64 {
     1000
@@ -317,6 +340,28 @@ impl NodeConfig {
         if self.rpc.body_limit_bytes < 64 {
             return Err(("rpc.body_limit_bytes", "must be at least 64".into()));
         }
+        let http = [
+            (
+                "rpc.connections_max",
+                self.rpc.connections_max,
+                "rpc.idle_timeout_secs",
+                self.rpc.idle_timeout_secs,
+            ),
+            (
+                "metrics.connections_max",
+                self.metrics.connections_max,
+                "metrics.idle_timeout_secs",
+                self.metrics.idle_timeout_secs,
+            ),
+        ];
+        for (max_key, max, timeout_key, timeout) in http {
+            if max == 0 || max > 65_536 {
+                return Err((max_key, "must be between 1 and 65536".into()));
+            }
+            if timeout == 0 || timeout > 3600 {
+                return Err((timeout_key, "must be between 1 and 3600".into()));
+            }
+        }
         if self.consensus.view_timeout_ms == 0 {
             return Err(("consensus.view_timeout_ms", "must be positive".into()));
         }
@@ -399,8 +444,17 @@ impl NodeConfig {
                 connections_max: ingress_connections_max(),
                 idle_timeout_secs: ingress_idle_timeout(),
             },
-            rpc: RpcSection { listen: rpc, body_limit_bytes: body_limit() },
-            metrics: MetricsSection { listen: metrics },
+            rpc: RpcSection {
+                listen: rpc,
+                body_limit_bytes: body_limit(),
+                connections_max: rpc_connections_max(),
+                idle_timeout_secs: http_idle_timeout(),
+            },
+            metrics: MetricsSection {
+                listen: metrics,
+                connections_max: metrics_connections_max(),
+                idle_timeout_secs: http_idle_timeout(),
+            },
             consensus: ConsensusSection::default(),
             // Blocks of at most 4096 transfers (655 KB) keep proposals quick to send, validate
             // and execute within a view; at the default 50 ms interval that is still far above

@@ -35,6 +35,10 @@ pub struct Metrics {
     pub trim_us: Mutex<Histogram<u64>>,
     /// Scrapes served.
     pub scrapes: AtomicU64,
+    /// Connections held by the JSON-RPC server.
+    pub rpc_connections: Arc<tiny_http::ConnectionStats>,
+    /// Connections held by this exposition's server.
+    pub metrics_connections: Arc<tiny_http::ConnectionStats>,
 }
 
 fn histogram() -> Mutex<Histogram<u64>> {
@@ -53,6 +57,8 @@ impl Metrics {
             verify_batch_us: histogram(),
             trim_us: histogram(),
             scrapes: AtomicU64::new(0),
+            rpc_connections: Arc::default(),
+            metrics_connections: Arc::default(),
         }
     }
 
@@ -67,7 +73,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(8192);
         let net = &self.net;
-        let counters: [(&str, &str, &AtomicU64); 15] = [
+        let counters: [(&str, &str, &AtomicU64); 17] = [
             ("tessera_net_frames_received_total", "Frames received from peers and clients.", &net.frames_in),
             ("tessera_net_frames_sent_total", "Frames written to peers.", &net.frames_out),
             ("tessera_net_received_bytes_total", "Bytes received from peers and clients.", &net.bytes_in),
@@ -115,9 +121,19 @@ impl Metrics {
                 "Transaction batches refused, with their connection, for a spot-checked signature that did not verify.",
                 &net.batches_refused,
             ),
+            (
+                "tessera_rpc_connections_refused_total",
+                "JSON-RPC connections closed at accept because rpc.connections_max were open.",
+                &self.rpc_connections.refused,
+            ),
+            (
+                "tessera_metrics_connections_refused_total",
+                "Metrics connections closed at accept because metrics.connections_max were open.",
+                &self.metrics_connections.refused,
+            ),
         ];
         write_atomics(&mut out, "counter", &counters);
-        let gauges: [(&str, &str, &AtomicU64); 4] = [
+        let gauges: [(&str, &str, &AtomicU64); 6] = [
             (
                 "tessera_net_peers_connected",
                 "Peers with an established outbound connection.",
@@ -137,6 +153,16 @@ impl Metrics {
                 "tessera_ingress_connections_open",
                 "Connections open on the ingress port.",
                 &net.ingress_connections_open,
+            ),
+            (
+                "tessera_rpc_connections_open",
+                "Connections open on the JSON-RPC port.",
+                &self.rpc_connections.open,
+            ),
+            (
+                "tessera_metrics_connections_open",
+                "Connections open on the metrics port.",
+                &self.metrics_connections.open,
             ),
         ];
         write_atomics(&mut out, "gauge", &gauges);
@@ -213,10 +239,17 @@ impl Metrics {
 /// The port cannot be bound.
 pub fn serve(
     address: std::net::SocketAddr,
+    connections_max: usize,
+    idle_timeout: std::time::Duration,
     metrics: Arc<Metrics>,
 ) -> Result<std::thread::JoinHandle<()>, String> {
-    let server =
-        tiny_http::Server::http(address).map_err(|error| format!("cannot listen on {address}: {error}"))?;
+    let limits = tiny_http::ConnectionLimits {
+        max_open: connections_max,
+        idle_timeout,
+        stats: metrics.metrics_connections.clone(),
+    };
+    let server = tiny_http::Server::http_limited(address, limits)
+        .map_err(|error| format!("cannot listen on {address}: {error}"))?;
     Ok(std::thread::Builder::new()
         .name("tessera-metrics".into())
         .spawn(move || {

@@ -215,9 +215,19 @@ pub fn run(config_path: &Path) -> Result<(), Box<dyn std::error::Error>> {
         ingress_idle_timeout: Duration::from_secs(config.ingress.idle_timeout_secs),
     })?;
     let metrics = Arc::new(Metrics::new(net.counters.clone()));
-    let _metrics_thread = metrics::serve(config.metrics.listen, metrics.clone())?;
+    let _metrics_thread = metrics::serve(
+        config.metrics.listen,
+        config.metrics.connections_max,
+        Duration::from_secs(config.metrics.idle_timeout_secs),
+        metrics.clone(),
+    )?;
     let (rpc_tx, rpc_rx) = flume::bounded::<Request>(1024);
-    let _rpc_threads = rpc::serve(config.rpc.listen, config.rpc.body_limit_bytes, rpc_tx)?;
+    let rpc_limits = tiny_http::ConnectionLimits {
+        max_open: config.rpc.connections_max,
+        idle_timeout: Duration::from_secs(config.rpc.idle_timeout_secs),
+        stats: metrics.rpc_connections.clone(),
+    };
+    let _rpc_threads = rpc::serve(config.rpc.listen, config.rpc.body_limit_bytes, rpc_limits, rpc_tx)?;
     tracing::info!(role = ?config.role, validator = ?config.validator_index, peer = %config.network.listen, ingress = %config.ingress.listen, rpc = %config.rpc.listen, metrics = %config.metrics.listen, "node started");
 
     let mut fates = Fates::new();

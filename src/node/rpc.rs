@@ -242,10 +242,12 @@ pub fn fuzz_body(data: &[u8]) {
 pub fn serve(
     address: std::net::SocketAddr,
     body_limit: usize,
+    limits: tiny_http::ConnectionLimits,
     node: flume::Sender<Request>,
 ) -> Result<Vec<std::thread::JoinHandle<()>>, String> {
     let server = Arc::new(
-        tiny_http::Server::http(address).map_err(|error| format!("cannot listen on {address}: {error}"))?,
+        tiny_http::Server::http_limited(address, limits)
+            .map_err(|error| format!("cannot listen on {address}: {error}"))?,
     );
     let mut threads = Vec::new();
     for worker in 0..2 {
@@ -336,8 +338,16 @@ mod tests {
                 }
             }
         });
-        serve(addr, 1 << 20, node).expect("serve");
+        serve(addr, 1 << 20, limits(8), node).expect("serve");
         addr
+    }
+
+    fn limits(max_open: usize) -> tiny_http::ConnectionLimits {
+        tiny_http::ConnectionLimits {
+            max_open,
+            idle_timeout: Duration::from_secs(1),
+            stats: std::sync::Arc::default(),
+        }
     }
 
     fn exchange(addr: SocketAddr, request: &[u8]) -> String {
@@ -391,6 +401,50 @@ mod tests {
         assert!(answer.contains("\"height\":1"), "{answer}");
         assert!(start.elapsed() < Duration::from_secs(2), "answered after {:?}", start.elapsed());
         drop(slow);
+    }
+
+    /// Regression: every connection got a thread for as long as its client kept it open, with
+    /// no cap and no timeout, so idle connections alone grew threads without bound.
+    #[test]
+    fn connections_past_the_cap_are_refused_and_idle_ones_time_out() {
+        let addr = server();
+        let idle: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let refused = status(addr);
+        assert!(refused.is_empty(), "a ninth connection was served: {refused}");
+        let start = Instant::now();
+        for mut stream in idle {
+            stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut rest = Vec::new();
+            stream.read_to_end(&mut rest).expect("the server closes an idle connection");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(4),
+            "idle connections closed after {:?}",
+            start.elapsed()
+        );
+        // Their slots come back once each connection's thread is done.
+        let served = (0..20).any(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            status(addr).contains("\"height\":1")
+        });
+        assert!(served, "no slot came back after the idle connections closed");
+    }
+
+    /// A client that pipelines requests has one buffered at a time: the next is read only when
+    /// the previous one is answered, and all are answered in order.
+    #[test]
+    fn pipelined_requests_are_answered_in_order() {
+        let addr = server();
+        let body = r#"{"jsonrpc":"2.0","id":1,"method":"tessera_getStatus","params":[]}"#;
+        let one = format!("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+        let last = format!(
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let request = one.repeat(15) + &last;
+        let response = exchange(addr, request.as_bytes());
+        assert_eq!(response.matches("HTTP/1.1 200").count(), 16, "{response}");
     }
 
     use tessera_components::wire::{FuzzSeeds, fuzz_corpus};

@@ -99,8 +99,8 @@ use std::io::Error as IoError;
 use std::io::ErrorKind as IoErrorKind;
 use std::io::Result as IoResult;
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
@@ -179,6 +179,41 @@ pub struct ServerConfig {
     pub ssl: Option<SslConfig>,
 }
 
+/// Bounds on the connections a server holds (Tessera patch 3).
+///
+/// Without them, every accepted connection gets a thread of its own for as long as the client
+/// keeps it open, and a client that pipelines requests has each body buffered and queued
+/// before any is answered: a connection flood or one pipelining client grows threads and
+/// memory without limit.
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    /// Most connections open at once; more are closed at accept and counted in `stats`.
+    pub max_open: usize,
+    /// Read and write timeout on each socket: a client idle (or stalled mid-request, or not
+    /// reading its response) this long is disconnected.
+    pub idle_timeout: Duration,
+    /// Counts kept by the server, for the caller to export.
+    pub stats: Arc<ConnectionStats>,
+}
+
+/// What a server with [`ConnectionLimits`] counts.
+#[derive(Debug, Default)]
+pub struct ConnectionStats {
+    /// Connections open now.
+    pub open: AtomicU64,
+    /// Connections closed at accept because `max_open` were open.
+    pub refused: AtomicU64,
+}
+
+/// Holds one of `ConnectionLimits::max_open` slots until dropped.
+struct OpenSlot(Arc<ConnectionStats>);
+
+impl Drop for OpenSlot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 /// Configuration of the server for SSL.
 #[derive(Debug, Clone)]
 pub struct SslConfig {
@@ -199,6 +234,20 @@ impl Server {
             addr: ConfigListenAddr::from_socket_addrs(addr)?,
             ssl: None,
         })
+    }
+
+    /// A server on a specific address that holds at most `limits.max_open` connections, each
+    /// with `limits.idle_timeout`, and reads a connection's next request only once its previous
+    /// one is answered (Tessera patch 3).
+    pub fn http_limited<A>(
+        addr: A,
+        limits: ConnectionLimits,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>>
+    where
+        A: ToSocketAddrs,
+    {
+        let listener = ConfigListenAddr::from_socket_addrs(addr)?.bind()?;
+        Self::from_listener_limited(listener, None, Some(limits))
     }
 
     /// Shortcut for an HTTPS server on a specific address.
@@ -242,6 +291,14 @@ impl Server {
     pub fn from_listener<L: Into<Listener>>(
         listener: L,
         ssl_config: Option<SslConfig>,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::from_listener_limited(listener, ssl_config, None)
+    }
+
+    fn from_listener_limited<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        limits: Option<ConnectionLimits>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = listener.into();
         // building the "close" variable
@@ -291,9 +348,22 @@ impl Server {
 
             log::debug!("Running accept thread");
             while !inside_close_trigger.load(Relaxed) {
+                let mut slot = None;
                 let new_client = match server.accept() {
                     Ok((sock, _)) => {
                         use util::RefinedTcpStream;
+                        if let Some(limits) = &limits {
+                            let open = limits.stats.open.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                            let taken = OpenSlot(limits.stats.clone());
+                            if open >= limits.max_open as u64 {
+                                limits.stats.refused.fetch_add(1, Relaxed);
+                                continue; // drops the socket, then the slot
+                            }
+                            if sock.set_timeouts(limits.idle_timeout).is_err() {
+                                continue;
+                            }
+                            slot = Some(taken);
+                        }
                         let (read_closable, write_closable) = match ssl {
                             None => RefinedTcpStream::new(sock),
                             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
@@ -320,10 +390,15 @@ impl Server {
                     Ok(client) => {
                         let messages = inside_messages.clone();
                         let mut client = Some(client);
+                        let mut slot = slot.take();
                         tasks_pool.spawn(Box::new(move || {
+                            // Released when the connection's requests are done.
+                            let _slot = slot.take();
                             if let Some(client) = client.take() {
-                                // Synchronization is needed for HTTPS requests to avoid a deadlock
-                                if client.secure() {
+                                // Synchronization is needed for HTTPS requests to avoid a deadlock.
+                                // Tessera patch 3: also with limits, so a connection holds one
+                                // request (and its buffered body) at a time.
+                                if client.secure() || _slot.is_some() {
                                     let (sender, receiver) = mpsc::channel();
                                     for rq in client {
                                         messages.push(rq.with_notify_sender(sender.clone()).into());
