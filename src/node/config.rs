@@ -63,8 +63,8 @@ pub struct RpcSection {
     /// thread and at most one buffered request.
     #[serde(default = "rpc_connections_max")]
     pub connections_max: usize,
-    /// A connection idle, stalled mid-request or not reading its response this long is closed,
-    /// seconds.
+    /// A connection must deliver each whole request within this long of connecting or of its
+    /// previous answer, and not stall reading a response longer; otherwise it is closed, seconds.
     #[serde(default = "http_idle_timeout")]
     pub idle_timeout_secs: u64,
 }
@@ -78,7 +78,7 @@ pub struct MetricsSection {
     /// Most scrape connections open at once; more are closed at accept and counted.
     #[serde(default = "metrics_connections_max")]
     pub connections_max: usize,
-    /// A scrape connection idle or stalled this long is closed, seconds.
+    /// As `rpc.idle_timeout_secs`, for scrape connections, seconds.
     #[serde(default = "http_idle_timeout")]
     pub idle_timeout_secs: u64,
 }
@@ -207,7 +207,7 @@ fn body_limit() -> usize {
     1 << 20
 }
 fn rpc_connections_max() -> usize {
-    64
+    256
 }
 fn metrics_connections_max() -> usize {
     16

@@ -73,7 +73,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(8192);
         let net = &self.net;
-        let counters: [(&str, &str, &AtomicU64); 17] = [
+        let counters: [(&str, &str, &AtomicU64); 19] = [
             ("tessera_net_frames_received_total", "Frames received from peers and clients.", &net.frames_in),
             ("tessera_net_frames_sent_total", "Frames written to peers.", &net.frames_out),
             ("tessera_net_received_bytes_total", "Bytes received from peers and clients.", &net.bytes_in),
@@ -130,6 +130,16 @@ impl Metrics {
                 "tessera_metrics_connections_refused_total",
                 "Metrics connections closed at accept because metrics.connections_max were open.",
                 &self.metrics_connections.refused,
+            ),
+            (
+                "tessera_rpc_connections_timed_out_total",
+                "JSON-RPC connections closed for a request not delivered within rpc.idle_timeout_secs.",
+                &self.rpc_connections.timed_out,
+            ),
+            (
+                "tessera_metrics_connections_timed_out_total",
+                "Metrics connections closed for a request not delivered within metrics.idle_timeout_secs.",
+                &self.metrics_connections.timed_out,
             ),
         ];
         write_atomics(&mut out, "counter", &counters);

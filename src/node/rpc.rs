@@ -431,6 +431,21 @@ mod tests {
         assert!(served, "no slot came back after the idle connections closed");
     }
 
+    /// A client trickling its request headers a byte at a time is closed at the deadline for
+    /// the whole request, not kept for as long as bytes keep coming.
+    #[test]
+    fn a_trickled_request_is_closed_at_its_deadline() {
+        let addr = server();
+        let mut stream = TcpStream::connect(addr).unwrap();
+        let start = Instant::now();
+        let closed = b"POST / HTTP/1.1\r\nHost: x\r\nX-Slow: ".iter().cycle().take(100).any(|byte| {
+            std::thread::sleep(Duration::from_millis(100));
+            stream.write_all(&[*byte]).is_err()
+        });
+        assert!(closed, "still open after {:?}", start.elapsed());
+        assert!(start.elapsed() < Duration::from_secs(4), "closed after {:?}", start.elapsed());
+    }
+
     /// A client that pipelines requests has one buffered at a time: the next is read only when
     /// the previous one is answered, and all are answered in order.
     #[test]

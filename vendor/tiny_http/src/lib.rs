@@ -183,14 +183,15 @@ pub struct ServerConfig {
 ///
 /// Without them, every accepted connection gets a thread of its own for as long as the client
 /// keeps it open, and a client that pipelines requests has each body buffered and queued
-/// before any is answered: a connection flood or one pipelining client grows threads and
-/// memory without limit.
+/// before any is answered: a connection flood, a slow client or one pipelining client grows
+/// threads and memory without limit.
 #[derive(Debug, Clone)]
 pub struct ConnectionLimits {
     /// Most connections open at once; more are closed at accept and counted in `stats`.
     pub max_open: usize,
-    /// Read and write timeout on each socket: a client idle (or stalled mid-request, or not
-    /// reading its response) this long is disconnected.
+    /// A connection must deliver each whole request (headers and body) within this long of
+    /// being accepted or of its previous answer, and may block a write of its response no
+    /// longer than this; otherwise it is closed and counted in `stats`.
     pub idle_timeout: Duration,
     /// Counts kept by the server, for the caller to export.
     pub stats: Arc<ConnectionStats>,
@@ -203,14 +204,55 @@ pub struct ConnectionStats {
     pub open: AtomicU64,
     /// Connections closed at accept because `max_open` were open.
     pub refused: AtomicU64,
+    /// Connections closed for a request not delivered within `idle_timeout`.
+    pub timed_out: AtomicU64,
+}
+
+/// Each open connection's deadline, and a handle to close it by. A reaper thread closes the
+/// ones past it; `None` while a request is being answered.
+#[derive(Default)]
+struct Deadlines {
+    open: std::sync::Mutex<std::collections::HashMap<u64, (Option<std::time::Instant>, Connection)>>,
+}
+
+impl Deadlines {
+    fn set(&self, id: u64, deadline: Option<std::time::Instant>) {
+        if let Ok(mut open) = self.open.lock() {
+            if let Some(entry) = open.get_mut(&id) {
+                entry.0 = deadline;
+            }
+        }
+    }
+
+    /// Shuts down every connection past its deadline, which ends its blocked reads.
+    fn reap(&self, stats: &ConnectionStats) {
+        let now = std::time::Instant::now();
+        if let Ok(mut open) = self.open.lock() {
+            open.retain(|_, (deadline, connection)| {
+                let expired = deadline.is_some_and(|deadline| deadline <= now);
+                if expired {
+                    let _ = connection.shutdown(Shutdown::Both);
+                    stats.timed_out.fetch_add(1, Relaxed);
+                }
+                !expired
+            });
+        }
+    }
 }
 
 /// Holds one of `ConnectionLimits::max_open` slots until dropped.
-struct OpenSlot(Arc<ConnectionStats>);
+struct OpenSlot {
+    id: u64,
+    stats: Arc<ConnectionStats>,
+    deadlines: Arc<Deadlines>,
+}
 
 impl Drop for OpenSlot {
     fn drop(&mut self) {
-        self.0.open.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        if let Ok(mut open) = self.deadlines.open.lock() {
+            open.remove(&self.id);
+        }
+        self.stats.open.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 
@@ -342,6 +384,19 @@ impl Server {
 
         let inside_close_trigger = close_trigger.clone();
         let inside_messages = messages.clone();
+        let deadlines = Arc::new(Deadlines::default());
+        if let Some(limits) = &limits {
+            let (deadlines, stats, close) =
+                (deadlines.clone(), limits.stats.clone(), close_trigger.clone());
+            let tick = (limits.idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+            thread::Builder::new().name("tiny-http-reaper".into()).spawn(move || {
+                while !close.load(Relaxed) {
+                    thread::sleep(tick);
+                    deadlines.reap(&stats);
+                }
+            })?;
+        }
+        let mut next_id = 0u64;
         thread::spawn(move || {
             // a tasks pool is used to dispatch the connections into threads
             let tasks_pool = util::TaskPool::new();
@@ -354,15 +409,25 @@ impl Server {
                         use util::RefinedTcpStream;
                         if let Some(limits) = &limits {
                             let open = limits.stats.open.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-                            let taken = OpenSlot(limits.stats.clone());
+                            next_id += 1;
+                            let taken = OpenSlot {
+                                id: next_id,
+                                stats: limits.stats.clone(),
+                                deadlines: deadlines.clone(),
+                            };
                             if open >= limits.max_open as u64 {
                                 limits.stats.refused.fetch_add(1, Relaxed);
                                 continue; // drops the socket, then the slot
                             }
+                            let Ok(handle) = sock.try_clone() else { continue };
                             if sock.set_timeouts(limits.idle_timeout).is_err() {
                                 continue;
                             }
-                            slot = Some(taken);
+                            let deadline = std::time::Instant::now() + limits.idle_timeout;
+                            if let Ok(mut open) = deadlines.open.lock() {
+                                open.insert(next_id, (Some(deadline), handle));
+                            }
+                            slot = Some((taken, limits.idle_timeout));
                         }
                         let (read_closable, write_closable) = match ssl {
                             None => RefinedTcpStream::new(sock),
@@ -393,16 +458,24 @@ impl Server {
                         let mut slot = slot.take();
                         tasks_pool.spawn(Box::new(move || {
                             // Released when the connection's requests are done.
-                            let _slot = slot.take();
+                            let slot = slot.take();
                             if let Some(client) = client.take() {
                                 // Synchronization is needed for HTTPS requests to avoid a deadlock.
                                 // Tessera patch 3: also with limits, so a connection holds one
-                                // request (and its buffered body) at a time.
-                                if client.secure() || _slot.is_some() {
+                                // request (and its buffered body) at a time, and has a fresh
+                                // deadline for the next one once this one is answered.
+                                if client.secure() || slot.is_some() {
                                     let (sender, receiver) = mpsc::channel();
                                     for rq in client {
+                                        if let Some((slot, _)) = &slot {
+                                            slot.deadlines.set(slot.id, None);
+                                        }
                                         messages.push(rq.with_notify_sender(sender.clone()).into());
                                         receiver.recv().unwrap();
+                                        if let Some((slot, timeout)) = &slot {
+                                            let next = std::time::Instant::now() + *timeout;
+                                            slot.deadlines.set(slot.id, Some(next));
+                                        }
                                     }
                                 } else {
                                     for rq in client {
