@@ -177,10 +177,14 @@ pub fn run(kind: Kind, target: &Target, limits: &Limits, deadline: Instant) -> T
             }
             stream = Some(fresh);
         }
-        let adversary = &mut adversaries[(round % behaviours.len() as u64) as usize];
+        let turn = round % behaviours.len() as u64;
+        let adversary = &mut adversaries[turn as usize];
         let behaviour = adversary.behaviour();
         round += 1;
-        let view = led_view(here.view, index, target.validators);
+        // Each invalid-proposal behaviour proposes in a view of its own (the next one this key
+        // leads, or the one after, ...), so the node judges each block on its merits instead of
+        // seeing the second and third as equivocations against the first.
+        let view = led_view(here.view, index, target.validators) + u64::from(target.validators.max(1)) * turn;
         let honest = match behaviour {
             Behaviour::EquivocatingProposer
             | Behaviour::BadSignatureProposer
