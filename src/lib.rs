@@ -8,6 +8,7 @@
 pub mod attack;
 pub mod bench;
 pub mod cli;
+pub mod driver;
 pub mod load;
 pub mod node;
 pub mod sim;

@@ -7,9 +7,9 @@ use clap::Args;
 use ed25519_dalek::SigningKey;
 use tessera_systems::workload::signing_key;
 
-use crate::cli::keygen::KeyFile;
 use crate::node::config::NodeConfig;
 use crate::node::genesis::{Genesis, GenesisAccount, GenesisValidator};
+use crate::node::key::KeyFile;
 
 /// Arguments of `tessera genesis`.
 #[derive(Debug, Args)]

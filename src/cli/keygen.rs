@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 use ed25519_dalek::SigningKey;
-use serde::{Deserialize, Serialize};
+
+use crate::node::key::KeyFile;
 
 /// Arguments of `tessera keygen`.
 #[derive(Debug, Args)]
@@ -14,25 +15,6 @@ pub struct KeygenArgs {
     /// overwritten). Without it, the key file is printed to standard output.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
-}
-
-/// A key file: the 32-byte Ed25519 secret seed and its public key, both lowercase hex.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct KeyFile {
-    /// Public key (the account address / validator identity).
-    pub public_key: String,
-    /// Secret seed. Anyone holding it can sign as this key.
-    pub secret_key: String,
-}
-
-impl KeyFile {
-    /// The key file for `key`.
-    pub fn new(key: &SigningKey) -> KeyFile {
-        KeyFile {
-            public_key: hex::encode(key.verifying_key().to_bytes()),
-            secret_key: hex::encode(key.to_bytes()),
-        }
-    }
 }
 
 /// Errors of `tessera keygen`.

@@ -9,6 +9,7 @@
 pub mod config;
 pub mod genesis;
 pub mod heap;
+pub mod key;
 pub mod metrics;
 pub mod net;
 pub mod rpc;
@@ -28,9 +29,10 @@ use tessera_systems::{ChainTip, Pipeline, Stages};
 
 use self::config::{NodeConfig, Role};
 use self::genesis::Genesis;
+pub use self::key::load_key;
 use self::metrics::Metrics;
 use self::rpc::{Query, Request, code};
-use crate::cli::keygen::KeyFile;
+use crate::driver;
 use crate::storage::{Store, StoreConfig};
 
 /// What happened to a transaction this node has seen.
@@ -74,26 +76,6 @@ impl Fates {
     }
 }
 
-/// Loads a key file.
-///
-/// # Errors
-/// Unreadable, not JSON, or not a 32-byte hex secret matching its public key.
-pub fn load_key(path: &Path) -> Result<SigningKey, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|error| format!("cannot read key file {}: {error}", path.display()))?;
-    let file: KeyFile = serde_json::from_str(&text)
-        .map_err(|error| format!("key file {} is not valid: {error}", path.display()))?;
-    let secret: [u8; 32] = hex::decode(&file.secret_key)
-        .ok()
-        .and_then(|bytes| bytes.try_into().ok())
-        .ok_or_else(|| format!("key file {}: secret_key must be 64 hex digits", path.display()))?;
-    let key = SigningKey::from_bytes(&secret);
-    if hex::encode(key.verifying_key().to_bytes()) != file.public_key {
-        return Err(format!("key file {}: public_key does not match secret_key", path.display()));
-    }
-    Ok(key)
-}
-
 /// Microseconds since the first call: the clock the verification stage times its jobs with.
 fn monotonic_us() -> u64 {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
@@ -124,184 +106,277 @@ fn block_json(certified: &CertifiedBlock) -> Value {
     })
 }
 
+/// When each transaction this node took from a client arrived, for its commit latency: a
+/// bounded window, oldest forgotten first.
+#[derive(Debug, Default)]
+struct SubmitTimes {
+    at: HashMap<TxnId, u64>,
+    order: VecDeque<TxnId>,
+}
+
+impl SubmitTimes {
+    const MAX: usize = 1 << 20;
+
+    fn record(&mut self, id: TxnId, now_ns: u64) {
+        if self.at.insert(id, now_ns).is_none() {
+            self.order.push_back(id);
+        }
+    }
+
+    /// Commits come roughly in submission order, so ids whose time was already taken (by
+    /// their commit or rejection) leave from the front; what is left is bounded too.
+    fn trim(&mut self) {
+        while self.order.front().is_some_and(|id| !self.at.contains_key(id)) {
+            self.order.pop_front();
+        }
+        while self.order.len() > Self::MAX {
+            if let Some(old) = self.order.pop_front() {
+                self.at.remove(&old);
+            }
+        }
+    }
+}
+
+/// A running node: the pipeline and everything around it that the node loop drives. Each step
+/// of the loop is a method: [`Node::drain_network`], [`Node::answer_rpc`],
+/// [`Node::tick_and_persist`] (which ends by sending), [`Node::housekeeping`].
+struct Node {
+    pipeline: Pipeline,
+    store: Store,
+    net: net::NetHandles,
+    metrics: Arc<Metrics>,
+    rpc: flume::Receiver<Request>,
+    fates: Fates,
+    submitted: SubmitTimes,
+    consensus_config: ConsensusConfig,
+    /// This validator's index, or [`net::FOLLOWER`].
+    me: u32,
+    validators: u32,
+    full: bool,
+    tick: Duration,
+    last_tick: Instant,
+    last_trim: Instant,
+    /// A full node asks the validators in turn for what it lacks.
+    follow: Follow,
+    stop: Arc<AtomicBool>,
+    /// Threads that live as long as the node: the network's, the RPC server's, the metrics'.
+    _threads: Vec<std::thread::JoinHandle<()>>,
+}
+
 /// Runs a node until SIGINT or SIGTERM.
 ///
 /// # Errors
 /// Bad configuration, genesis or key; a port that cannot be bound; storage that cannot open.
 pub fn run(config_path: &Path) -> Result<(), Box<dyn std::error::Error>> {
-    let config = NodeConfig::load(config_path)?;
-    let genesis = Genesis::load(&config.genesis_file)?;
-    let validators = genesis.validator_keys();
-    if validators.len() != config.network.peers.len() {
-        return Err(format!(
-            "config: network.peers has {} entries but genesis has {} validators",
-            config.network.peers.len(),
-            validators.len()
-        )
-        .into());
-    }
-    // Validation guarantees a validator its index and key file, and a full node neither.
-    let (me, key) = match (config.role, config.validator_index, &config.key_file) {
-        (Role::Validator, Some(me), Some(key_file)) => {
-            let key = load_key(key_file)?;
-            if validators[me as usize] != key.verifying_key().to_bytes() {
-                return Err(format!(
-                    "key file {} is not validator {me}'s key in the genesis",
-                    key_file.display()
-                )
-                .into());
-            }
-            (me, key)
+    let mut node = Node::start(config_path)?;
+    while !node.stop.load(Ordering::Relaxed) {
+        let busy = node.drain_network();
+        node.answer_rpc();
+        if !busy && node.last_tick.elapsed() < node.tick {
+            node.wait_for_message();
+            continue;
         }
-        // A full node proves nothing in the handshake, so its key never signs.
-        _ => (net::FOLLOWER, SigningKey::from_bytes(&[0; 32])),
-    };
-    let full = config.role == Role::Full;
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, stop.clone())?;
+        node.tick_and_persist()?;
+        node.housekeeping();
+    }
+    node.shut_down();
+    Ok(())
+}
+
+impl Node {
+    /// Loads the configuration, genesis and key; opens (or creates, or recovers) the data
+    /// directory; starts the network, RPC and metrics servers.
+    fn start(config_path: &Path) -> Result<Node, Box<dyn std::error::Error>> {
+        let config = NodeConfig::load(config_path)?;
+        let genesis = Genesis::load(&config.genesis_file)?;
+        let validators = genesis.validator_keys();
+        if validators.len() != config.network.peers.len() {
+            return Err(format!(
+                "config: network.peers has {} entries but genesis has {} validators",
+                config.network.peers.len(),
+                validators.len()
+            )
+            .into());
+        }
+        // Validation guarantees a validator its index and key file, and a full node neither.
+        let (me, key) = match (config.role, config.validator_index, &config.key_file) {
+            (Role::Validator, Some(me), Some(key_file)) => {
+                let key = load_key(key_file)?;
+                if validators[me as usize] != key.verifying_key().to_bytes() {
+                    return Err(format!(
+                        "key file {} is not validator {me}'s key in the genesis",
+                        key_file.display()
+                    )
+                    .into());
+                }
+                (me, key)
+            }
+            // A full node proves nothing in the handshake, so its key never signs.
+            _ => (net::FOLLOWER, SigningKey::from_bytes(&[0; 32])),
+        };
+        let full = config.role == Role::Full;
+        let stop = Arc::new(AtomicBool::new(false));
+        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::flag::register(signal, stop.clone())?;
+        }
+
+        let mut pipeline_config = config.pipeline_config();
+        pipeline_config.chain_id = genesis.chain_id;
+        // The data directory: created on first start, otherwise verified (every checksum) and
+        // recovered; a torn final write is dropped and reported, any other damage refuses to
+        // start.
+        let (store, ledger, recovery) =
+            Store::open(&config.data_dir, &genesis.balances(), StoreConfig::default())?;
+        tracing::info!(
+            height = recovery.height,
+            torn_bytes_dropped = recovery.torn_bytes_dropped,
+            replayed = recovery.replayed,
+            created = recovery.created,
+            "data directory {} ready",
+            config.data_dir.display()
+        );
+        let tip =
+            ChainTip { height: recovery.height, hash: store.tip_hash(), state_root: recovery.state_root };
+        let consensus_config = ConsensusConfig {
+            view_timeout_ns: config.consensus.view_timeout_ms * 1_000_000,
+            view_timeout_max_ns: config.consensus.view_timeout_ms * 1_000_000 * 30,
+            block_interval_ns: config.consensus.block_interval_ms * 1_000_000,
+            ..ConsensusConfig::default()
+        };
+        let set = ValidatorSet::new(validators.clone());
+        let core = if full {
+            Core::observer(set, consensus_config.clone(), tip.height, tip.hash)
+        } else {
+            Core::new(me, key.clone(), set, consensus_config.clone(), tip.height, tip.hash)
+        };
+        let mut pipeline = Pipeline::with_stages(
+            pipeline_config,
+            ledger,
+            tip,
+            Stages::Validator { core: Box::new(core), history_bytes_max: 256 << 20 },
+        )?;
+        pipeline.set_verify_clock(monotonic_us);
+
+        let (net, mut threads) = net::start(net::NetSetup {
+            chain_id: genesis.chain_id,
+            me,
+            key,
+            validators: validators.clone(),
+            peers: config.network.peers.clone(),
+            listen: config.network.listen,
+            ingress: config.ingress.listen,
+            cores: config.network.cores,
+            outbound_queue_frames: config.network.outbound_queue_frames,
+            penalty_threshold: config.network.penalty_threshold,
+            ban: Duration::from_secs(config.network.ban_secs),
+            max_frame_bytes: config.network.max_frame_bytes,
+            peer_connections_max: config.network.connections_max,
+            ingress_connections_max: config.ingress.connections_max,
+            ingress_idle_timeout: Duration::from_secs(config.ingress.idle_timeout_secs),
+        })?;
+        let metrics = Arc::new(Metrics::new(net.counters.clone()));
+        threads.push(metrics::serve(
+            config.metrics.listen,
+            config.metrics.connections_max,
+            Duration::from_secs(config.metrics.idle_timeout_secs),
+            metrics.clone(),
+        )?);
+        let (rpc_tx, rpc_rx) = flume::bounded::<Request>(1024);
+        let rpc_limits = tiny_http::ConnectionLimits {
+            max_open: config.rpc.connections_max,
+            idle_timeout: Duration::from_secs(config.rpc.idle_timeout_secs),
+            stats: metrics.rpc_connections.clone(),
+        };
+        threads.extend(rpc::serve(config.rpc.listen, config.rpc.body_limit_bytes, rpc_limits, rpc_tx)?);
+        tracing::info!(role = ?config.role, validator = ?config.validator_index, peer = %config.network.listen, ingress = %config.ingress.listen, rpc = %config.rpc.listen, metrics = %config.metrics.listen, "node started");
+
+        if let Some(mut seen) = pipeline.world_mut().get_resource_mut::<tessera_systems::dedup::SeenIds>() {
+            seen.preallocate();
+        }
+        let tick = Duration::from_millis(config.consensus.tick_ms);
+        Ok(Node {
+            pipeline,
+            store,
+            net,
+            metrics,
+            rpc: rpc_rx,
+            fates: Fates::new(),
+            submitted: SubmitTimes::default(),
+            consensus_config,
+            me,
+            validators: validators.len() as u32,
+            full,
+            tick,
+            last_tick: Instant::now() - tick,
+            last_trim: Instant::now(),
+            follow: Follow::default(),
+            stop,
+            _threads: threads,
+        })
     }
 
-    let mut pipeline_config = config.pipeline_config();
-    pipeline_config.chain_id = genesis.chain_id;
-    // The data directory: created on first start, otherwise verified (every checksum) and
-    // recovered; a torn final write is dropped and reported, any other damage refuses to start.
-    let (mut store, ledger, recovery) =
-        Store::open(&config.data_dir, &genesis.balances(), StoreConfig::default())?;
-    tracing::info!(
-        height = recovery.height,
-        torn_bytes_dropped = recovery.torn_bytes_dropped,
-        replayed = recovery.replayed,
-        created = recovery.created,
-        "data directory {} ready",
-        config.data_dir.display()
-    );
-    let tip = ChainTip { height: recovery.height, hash: store.tip_hash(), state_root: recovery.state_root };
-    let consensus_config = ConsensusConfig {
-        view_timeout_ns: config.consensus.view_timeout_ms * 1_000_000,
-        view_timeout_max_ns: config.consensus.view_timeout_ms * 1_000_000 * 30,
-        block_interval_ns: config.consensus.block_interval_ms * 1_000_000,
-        ..ConsensusConfig::default()
-    };
-    let set = ValidatorSet::new(validators.clone());
-    let core = if full {
-        Core::observer(set, consensus_config.clone(), tip.height, tip.hash)
-    } else {
-        Core::new(me, key.clone(), set, consensus_config.clone(), tip.height, tip.hash)
-    };
-    let mut pipeline = Pipeline::with_stages(
-        pipeline_config,
-        ledger,
-        tip,
-        Stages::Validator { core: Box::new(core), history_bytes_max: 256 << 20 },
-    )?;
-
-    pipeline.set_verify_clock(monotonic_us);
-    let (net, net_threads) = net::start(net::NetSetup {
-        chain_id: genesis.chain_id,
-        me,
-        key,
-        validators: validators.clone(),
-        peers: config.network.peers.clone(),
-        listen: config.network.listen,
-        ingress: config.ingress.listen,
-        cores: config.network.cores,
-        outbound_queue_frames: config.network.outbound_queue_frames,
-        penalty_threshold: config.network.penalty_threshold,
-        ban: Duration::from_secs(config.network.ban_secs),
-        max_frame_bytes: config.network.max_frame_bytes,
-        peer_connections_max: config.network.connections_max,
-        ingress_connections_max: config.ingress.connections_max,
-        ingress_idle_timeout: Duration::from_secs(config.ingress.idle_timeout_secs),
-    })?;
-    let metrics = Arc::new(Metrics::new(net.counters.clone()));
-    let _metrics_thread = metrics::serve(
-        config.metrics.listen,
-        config.metrics.connections_max,
-        Duration::from_secs(config.metrics.idle_timeout_secs),
-        metrics.clone(),
-    )?;
-    let (rpc_tx, rpc_rx) = flume::bounded::<Request>(1024);
-    let rpc_limits = tiny_http::ConnectionLimits {
-        max_open: config.rpc.connections_max,
-        idle_timeout: Duration::from_secs(config.rpc.idle_timeout_secs),
-        stats: metrics.rpc_connections.clone(),
-    };
-    let _rpc_threads = rpc::serve(config.rpc.listen, config.rpc.body_limit_bytes, rpc_limits, rpc_tx)?;
-    tracing::info!(role = ?config.role, validator = ?config.validator_index, peer = %config.network.listen, ingress = %config.ingress.listen, rpc = %config.rpc.listen, metrics = %config.metrics.listen, "node started");
-
-    let mut fates = Fates::new();
-    if let Some(mut seen) = pipeline.world_mut().get_resource_mut::<tessera_systems::dedup::SeenIds>() {
-        seen.preallocate();
+    /// Sends `frame` to every validator but this one.
+    fn broadcast(&self, frame: &Arc<Vec<u8>>) {
+        for peer in driver::recipients(Destination::All, self.me, self.validators) {
+            self.net.send(peer, frame.clone());
+        }
     }
-    let mut submitted_at: HashMap<TxnId, u64> = HashMap::new();
-    let mut submitted_order: VecDeque<TxnId> = VecDeque::new();
-    let tick = Duration::from_millis(config.consensus.tick_ms);
-    let mut last_tick = Instant::now() - tick;
-    let mut last_trim = Instant::now();
-    // A full node asks the validators in turn for what it lacks.
-    let mut follow = Follow::default();
 
-    while !stop.load(Ordering::Relaxed) {
+    /// Moves what the network received into the pipeline: consensus messages, client and
+    /// forwarded transactions, sync requests; and, on a full node, asks for blocks it lacks.
+    /// True when anything arrived.
+    fn drain_network(&mut self) -> bool {
         let mut busy = false;
         for _ in 0..4096 {
-            let Ok((from, message)) = net.inbound.try_recv() else { break };
-            pipeline.deliver(from, message);
+            let Ok((from, message)) = self.net.inbound.try_recv() else { break };
+            self.pipeline.deliver(from, message);
             busy = true;
         }
         let now_ns = wall_ns();
         for _ in 0..64 {
-            let Ok(batch) = net.txns.try_recv() else { break };
+            let Ok(batch) = self.net.txns.try_recv() else { break };
             // Forward client transactions to every validator: any of them may lead next.
-            let frame = Arc::new(encode(&Frame::Txns(batch.clone())));
-            for peer in 0..config.network.peers.len() as u32 {
-                if peer != me {
-                    net.send(peer, frame.clone());
-                }
-            }
+            self.broadcast(&Arc::new(encode(&Frame::Txns(batch.clone()))));
             for txn in batch {
                 let id = txn.id();
-                if pipeline.submit(txn, 1) && submitted_at.insert(id, now_ns).is_none() {
-                    submitted_order.push_back(id);
+                if self.pipeline.submit(txn, 1) {
+                    self.submitted.record(id, now_ns);
                 }
             }
             busy = true;
         }
         for _ in 0..64 {
-            let Ok(batch) = net.peer_txns.try_recv() else { break };
+            let Ok(batch) = self.net.peer_txns.try_recv() else { break };
             for txn in batch {
-                pipeline.submit(txn, 3);
+                self.pipeline.submit(txn, 3);
             }
             busy = true;
         }
-        // Commits come roughly in submission order, so ids whose time was already taken (by
-        // their commit or rejection) leave from the front; what is left is bounded too.
-        while submitted_order.front().is_some_and(|id| !submitted_at.contains_key(id)) {
-            submitted_order.pop_front();
+        self.submitted.trim();
+        while let Ok((from_height, reply)) = self.net.sync_requests.try_recv() {
+            let _ = reply.send(Arc::new(sync_response(&self.store, from_height, &self.consensus_config)));
         }
-        while submitted_order.len() > 1 << 20 {
-            if let Some(old) = submitted_order.pop_front() {
-                submitted_at.remove(&old);
-            }
-        }
-        while let Ok((from_height, reply)) = net.sync_requests.try_recv() {
-            let _ = reply.send(Arc::new(sync_response(&store, from_height, &consensus_config)));
-        }
-        if full && follow.due(pipeline.tip().height) {
+        if self.full && self.follow.due(self.pipeline.tip().height) {
             let request = encode(&Frame::Consensus(ConsensusMessage::SyncRequest {
-                from_height: pipeline.tip().height + 1,
+                from_height: self.pipeline.tip().height + 1,
             }));
-            net.send(follow.next_peer(validators.len() as u32), Arc::new(request));
+            self.net.send(self.follow.next_peer(self.validators), Arc::new(request));
         }
+        busy
+    }
+
+    /// Answers the queued JSON-RPC queries, and forwards the transactions they submitted.
+    fn answer_rpc(&mut self) {
+        let now_ns = wall_ns();
         let mut from_rpc = Vec::new();
-        while let Ok(request) = rpc_rx.try_recv() {
+        while let Ok(request) = self.rpc.try_recv() {
             let answer = answer_query(
                 request.query,
-                &mut pipeline,
-                &store,
-                &fates,
-                &net.counters,
-                &mut submitted_at,
+                &mut self.pipeline,
+                &self.store,
+                &self.fates,
+                &self.net.counters,
+                &mut self.submitted.at,
                 &mut from_rpc,
                 now_ns,
             );
@@ -309,91 +384,99 @@ pub fn run(config_path: &Path) -> Result<(), Box<dyn std::error::Error>> {
         }
         if !from_rpc.is_empty() {
             // Like ingress batches: every validator may lead next (and a full node never does).
-            let frame = Arc::new(encode(&Frame::Txns(from_rpc)));
-            for peer in (0..config.network.peers.len() as u32).filter(|peer| *peer != me) {
-                net.send(peer, frame.clone());
-            }
+            self.broadcast(&Arc::new(encode(&Frame::Txns(from_rpc))));
         }
-        if !busy && last_tick.elapsed() < tick {
-            // Nothing arrived: wait for the next message or the next tick, whichever is first.
-            if let Ok((from, message)) = net.inbound.recv_timeout(tick.saturating_sub(last_tick.elapsed())) {
-                pipeline.deliver(from, message);
-            }
-            continue;
+    }
+
+    /// Nothing arrived: waits for the next message or the next tick, whichever is first.
+    fn wait_for_message(&mut self) {
+        let left = self.tick.saturating_sub(self.last_tick.elapsed());
+        if let Ok((from, message)) = self.net.inbound.recv_timeout(left) {
+            self.pipeline.deliver(from, message);
         }
-        last_tick = Instant::now();
-        pipeline.tick(wall_ns());
-        Metrics::record(&metrics.tick_us, last_tick.elapsed().as_micros() as u64);
-        for us in pipeline.drain_verify_timings() {
-            Metrics::record(&metrics.verify_batch_us, us);
+    }
+
+    /// One schedule tick through the shared [`driver::tick`]: persists what was finalized,
+    /// records fates and latencies for what is durable, then sends the outbox.
+    ///
+    /// # Errors
+    /// A finalized block that cannot be persisted: the node stops rather than vote on as if it
+    /// had.
+    fn tick_and_persist(&mut self) -> Result<(), Box<dyn std::error::Error>> {
+        self.last_tick = Instant::now();
+        let ticked = driver::tick(&mut self.pipeline, wall_ns(), Some(&mut self.store));
+        Metrics::record(&self.metrics.tick_us, self.last_tick.elapsed().as_micros() as u64);
+        for us in self.pipeline.drain_verify_timings() {
+            Metrics::record(&self.metrics.verify_batch_us, us);
         }
         let finished_ns = wall_ns();
-        for rejected in pipeline.drain_rejections() {
-            fates.record(rejected.id, Fate::Rejected(rejected.reason.name().to_owned()));
-            submitted_at.remove(&rejected.id);
+        for rejected in ticked.rejections {
+            self.fates.record(rejected.id, Fate::Rejected(rejected.reason.name().to_owned()));
+            self.submitted.at.remove(&rejected.id);
         }
-        let certified_blocks = pipeline.drain_certified();
         // Durable first: only a block whose record and index entry are synced is reported
         // anywhere (RPC, metrics, logs).
-        let (durable, written) = store.commit_finalized(&certified_blocks, pipeline.ledger());
-        let persist_failed = written.err();
-        for certified in certified_blocks.into_iter().take(durable) {
+        for certified in &ticked.finalized {
             let header = certified.block.header;
             Metrics::record(
-                &metrics.propagation_us,
+                &self.metrics.propagation_us,
                 finished_ns.saturating_sub(header.timestamp_ms * 1_000_000) / 1000,
             );
             for txn in &certified.block.txns {
                 let id = txn.id();
-                if let Some(at) = submitted_at.remove(&id) {
-                    Metrics::record(&metrics.commit_latency_us, finished_ns.saturating_sub(at) / 1000);
+                if let Some(at) = self.submitted.at.remove(&id) {
+                    Metrics::record(&self.metrics.commit_latency_us, finished_ns.saturating_sub(at) / 1000);
                 }
-                fates.record(id, Fate::Committed { height: header.height, result: Ok(()) });
+                self.fates.record(id, Fate::Committed { height: header.height, result: Ok(()) });
             }
             tracing::debug!(height = header.height, txns = header.txn_count, "finalized");
         }
-        if let Some(error) = persist_failed {
-            // A node that cannot persist must not go on voting as if it had.
+        if let Some(error) = ticked.persist_error {
             tracing::error!(%error, "cannot persist a finalized block; stopping");
-            net.stop.store(true, Ordering::Relaxed);
+            self.net.stop.store(true, Ordering::Relaxed);
             return Err(error.into());
         }
-        for (destination, message) in pipeline.drain_outbound() {
+        self.send(ticked.outbound);
+        Ok(())
+    }
+
+    /// Hands the outbox to the network's per-peer queues, one encoding per message.
+    fn send(&self, outbound: Vec<(Destination, ConsensusMessage)>) {
+        for (destination, message) in outbound {
             let frame = Arc::new(encode(&Frame::Consensus(message)));
-            match destination {
-                Destination::All => {
-                    for peer in 0..config.network.peers.len() as u32 {
-                        if peer != me {
-                            net.send(peer, frame.clone());
-                        }
-                    }
-                }
-                Destination::One(peer) => net.send(peer, frame),
+            for peer in driver::recipients(destination, self.me, self.validators) {
+                self.net.send(peer, frame.clone());
             }
         }
-        if last_trim.elapsed() >= heap::TRIM_INTERVAL {
+    }
+
+    /// After a tick: free heap pages back to the kernel now and then, and the gauges.
+    fn housekeeping(&mut self) {
+        if self.last_trim.elapsed() >= heap::TRIM_INTERVAL {
             let (took, _) = heap::release_free_pages();
-            Metrics::record(&metrics.trim_us, took.as_micros() as u64);
-            last_trim = Instant::now();
+            Metrics::record(&self.metrics.trim_us, took.as_micros() as u64);
+            self.last_trim = Instant::now();
         }
         publish_gauges(
-            &metrics,
-            &pipeline,
+            &self.metrics,
+            &self.pipeline,
             [
-                ("tessera_node_window_entries{window=\"fates\"}", fates.order.len()),
-                ("tessera_node_window_entries{window=\"submit_times\"}", submitted_at.len()),
-                ("tessera_node_window_entries{window=\"submit_order\"}", submitted_order.len()),
+                ("tessera_node_window_entries{window=\"fates\"}", self.fates.order.len()),
+                ("tessera_node_window_entries{window=\"submit_times\"}", self.submitted.at.len()),
+                ("tessera_node_window_entries{window=\"submit_order\"}", self.submitted.order.len()),
             ],
         );
     }
-    tracing::info!(height = pipeline.tip().height, "shutting down");
-    // A fresh snapshot at the last committed height, so the next start replays nothing.
-    if let Err(error) = store.write_state(pipeline.ledger()) {
-        tracing::warn!(%error, "could not write the final state snapshot; the next start replays");
+
+    /// Writes a fresh snapshot at the last committed height, so the next start replays
+    /// nothing, and stops the network.
+    fn shut_down(mut self) {
+        tracing::info!(height = self.pipeline.tip().height, "shutting down");
+        if let Err(error) = self.store.write_state(self.pipeline.ledger()) {
+            tracing::warn!(%error, "could not write the final state snapshot; the next start replays");
+        }
+        self.net.stop.store(true, Ordering::Relaxed);
     }
-    net.stop.store(true, Ordering::Relaxed);
-    drop(net_threads);
-    Ok(())
 }
 
 /// When a full node asks for blocks, and whom.

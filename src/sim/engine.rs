@@ -19,15 +19,17 @@ use std::rc::Rc;
 use ed25519_dalek::SigningKey;
 use tessera_components::wire::{Frame, encode};
 use tessera_components::{CertifiedBlock, ConsensusMessage, Hash, Txn, TxnBody, TxnId, TxnSignature};
-use tessera_systems::consensus::core::{ConsensusConfig, Core, Destination, ValidatorSet};
+use tessera_systems::consensus::core::{ConsensusConfig, ConsensusCounters, Core, ValidatorSet};
 use tessera_systems::kernels::sigverify::{stand_in_sign, stand_in_signature};
 use tessera_systems::workload::{SeedStream, sign, signing_key};
 use tessera_systems::{ChainTip, Ledger, Pipeline, PipelineConfig, Stages};
 
+use super::network::{Network, Transmission};
 use super::report::{Recorder, Report};
-use super::scenario::{Fault, LatencyModel, Policy, Scenario, SigverifyMode, StorageFault};
+use super::scenario::{Fault, Policy, Scenario, SigverifyMode, StorageFault};
 use super::{Behaviour, byzantine, validator_key};
-use crate::storage::{Store, StoreConfig};
+use crate::driver;
+use crate::storage::{BlockStore, Store, StoreConfig};
 
 const MS: u64 = 1_000_000;
 
@@ -92,13 +94,9 @@ struct Validator {
     skew_ns: i64,
 }
 
-/// Per-node link state.
-struct Link {
-    region: usize,
-    upload_bps: f64,
-    download_bps: f64,
-    upload_free_at: u64,
-    slow: u64,
+/// Per-node scheduling and gossip state (the network model holds the links).
+struct NodeState {
+    /// When the node's next wake-up is scheduled (`u64::MAX`: none).
     wake_at: u64,
     neighbours: Vec<u32>,
     /// Highest block height this full node holds (full nodes only).
@@ -114,8 +112,8 @@ pub struct Sim {
     seq: u64,
     queue: BinaryHeap<Entry>,
     validators: Vec<Validator>,
-    links: Vec<Link>,
-    net_stream: SeedStream,
+    nodes: Vec<NodeState>,
+    network: Network,
     client_stream: SeedStream,
     clients: Vec<SigningKey>,
     client_nonces: Vec<u64>,
@@ -193,55 +191,14 @@ impl Sim {
             None
         };
 
-        let mut net_stream = SeedStream::new("tessera sim network", seed);
-        let regions = &scenario.network.regions;
-        let total_share: f64 = regions.iter().map(|r| r.share).sum();
-        // Place nodes by share: the first ⌊share·n⌉ go to region 0 and so on, then shuffle.
-        let mut placement: Vec<usize> = Vec::with_capacity(nodes as usize);
-        let mut cumulative = 0.0;
-        for (index, region) in regions.iter().enumerate() {
-            cumulative += region.share / total_share;
-            let upto = ((cumulative * f64::from(nodes)).round() as usize).min(nodes as usize);
-            while placement.len() < upto {
-                placement.push(index);
-            }
-        }
-        while placement.len() < nodes as usize {
-            placement.push(regions.len() - 1);
-        }
-        net_stream.shuffle(&mut placement);
-        let mut links: Vec<Link> = placement
-            .iter()
-            .map(|region| Link {
-                region: *region,
-                upload_bps: regions[*region].upload_mbps * 1e6,
-                download_bps: regions[*region].download_mbps * 1e6,
-                upload_free_at: 0,
-                slow: 1,
-                wake_at: u64::MAX,
-                neighbours: Vec::new(),
-                best_height: 0,
-            })
+        let mut network = Network::new(&scenario, seed);
+        let placement = network.placement();
+        let nodes_state: Vec<NodeState> = network
+            .gossip_topology(v, scenario.full_nodes.degree)
+            .into_iter()
+            .map(|neighbours| NodeState { wake_at: u64::MAX, neighbours, best_height: 0 })
             .collect();
-        // Gossip topology: each full node links to one validator and degree − 1 other nodes.
-        for full in v..nodes {
-            let degree = scenario.full_nodes.degree.min(nodes - 1);
-            let mut picks = vec![net_stream.below(u64::from(v)) as u32];
-            let mut attempts = 0;
-            while (picks.len() as u32) < degree && attempts < degree * 8 {
-                attempts += 1;
-                let other = net_stream.below(u64::from(nodes)) as u32;
-                if other != full && !picks.contains(&other) {
-                    picks.push(other);
-                }
-            }
-            for other in picks {
-                if !links[full as usize].neighbours.contains(&other) {
-                    links[full as usize].neighbours.push(other);
-                    links[other as usize].neighbours.push(full);
-                }
-            }
-        }
+        debug_assert_eq!(nodes_state.len(), nodes as usize);
 
         let mut validators = Vec::with_capacity(v as usize);
         for (index, key) in keys.iter().enumerate() {
@@ -265,8 +222,8 @@ impl Sim {
             seq: 0,
             queue: BinaryHeap::new(),
             validators,
-            links,
-            net_stream,
+            nodes: nodes_state,
+            network,
             client_stream: SeedStream::new("tessera sim clients", seed),
             clients,
             client_nonces: Vec::new(),
@@ -314,7 +271,7 @@ impl Sim {
                 Fault::ClockSkew { node, skew_ms } => {
                     self.validators[node as usize].skew_ns = skew_ms * MS as i64
                 }
-                Fault::Slow { node, factor } => self.links[node as usize].slow = u64::from(factor),
+                Fault::Slow { node, factor } => self.network.set_slow(node, u64::from(factor)),
                 Fault::Byzantine { node, behaviour, from_s, until_s } => {
                     let until = until_s.map_or(u64::MAX, ns);
                     self.validators[node as usize].byzantine.push((behaviour.behaviour(), ns(from_s), until));
@@ -402,52 +359,11 @@ impl Sim {
     }
 
     fn wake(&mut self, node: u32, at: u64) {
-        let link = &mut self.links[node as usize];
+        let link = &mut self.nodes[node as usize];
         if at < link.wake_at {
             link.wake_at = at;
             self.push(at, Event::Wake(node));
         }
-    }
-
-    fn partitioned(&self, t: u64, from: u32, to: u32) -> bool {
-        self.scenario.partitions.iter().any(|p| {
-            t >= ns(p.start_s) && t < ns(p.end_s) && {
-                let group = |node: u32| p.groups.iter().position(|g| g.contains(&node)).unwrap_or(0);
-                group(from) != group(to)
-            }
-        })
-    }
-
-    fn uniform(&mut self) -> f64 {
-        (self.net_stream.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
-
-    /// One-way latency from `from` to `to` under the scenario's distribution, nanoseconds.
-    fn latency(&mut self, from: u32, to: u32) -> u64 {
-        let n = &self.scenario.network;
-        let mean = n.latency_ms[self.links[from as usize].region][self.links[to as usize].region];
-        let (model, jitter, shape, per_ms, offset) =
-            (n.latency, n.jitter, n.pareto_shape, n.pareto_shape_per_ms, n.pareto_scale_offset_ms);
-        let ms = match model {
-            LatencyModel::Constant => mean,
-            LatencyModel::Uniform => mean * (1.0 + jitter * (2.0 * self.uniform() - 1.0)),
-            LatencyModel::Normal => {
-                // Box–Muller with libm, so every machine draws the same numbers.
-                let u1 = self.uniform().max(f64::MIN_POSITIVE);
-                let u2 = self.uniform();
-                let z = libm::sqrt(-2.0 * libm::log(u1)) * libm::cos(2.0 * std::f64::consts::PI * u2);
-                mean * (1.0 + jitter * z)
-            }
-            LatencyModel::Pareto => {
-                let u = self.uniform().max(f64::MIN_POSITIVE);
-                let (alpha, scale) = match per_ms {
-                    Some(k) => ((k * mean).max(f64::MIN_POSITIVE), (mean - offset).max(0.0)),
-                    None => (shape, mean * (shape - 1.0) / shape),
-                };
-                scale / libm::pow(u, 1.0 / alpha)
-            }
-        };
-        (ms.clamp(0.0, 600_000.0) * 1e6) as u64
     }
 
     /// Sends through the network model: partition, loss, upload queueing, transfer at the
@@ -459,34 +375,16 @@ impl Sim {
     /// [`Sim::send`] from a moment after now (a relay that first spends time on the message).
     fn send_at(&mut self, now: u64, from: u32, to: u32, payload: Payload, bytes: u64) {
         self.recorder.sent(from, bytes);
-        if self.partitioned(now, from, to) {
-            self.recorder.partitioned += 1;
-            return;
-        }
-        let n = &self.scenario.network;
-        let (loss, duplicate, reorder) = (n.loss, n.duplicate, n.reorder);
-        if loss > 0.0 && self.uniform() < loss {
-            self.recorder.lost += 1;
-            return;
-        }
-        let sender = &self.links[from as usize];
-        let up = sender.upload_bps / sender.slow as f64;
-        let down = self.links[to as usize].download_bps;
-        let bits = (bytes * 8) as f64;
-        let depart = now.max(sender.upload_free_at);
-        self.links[from as usize].upload_free_at = depart + (bits / up * 1e9) as u64;
-        let transfer = (bits / up.min(down) * 1e9) as u64;
-        let copies = if duplicate > 0.0 && self.uniform() < duplicate { 2 } else { 1 };
-        for copy in 0..copies {
-            let mut latency = self.latency(from, to);
-            if reorder > 0.0 && self.uniform() < reorder {
-                latency += (self.uniform() * latency as f64) as u64;
+        match self.network.transmit(now, from, to, bytes) {
+            Transmission::Partitioned => self.recorder.partitioned += 1,
+            Transmission::Lost => self.recorder.lost += 1,
+            Transmission::Arrives { at, duplicate_at } => {
+                self.push(at, Event::Deliver { to, from, payload: payload.clone(), bytes });
+                if let Some(at) = duplicate_at {
+                    self.recorder.duplicated += 1;
+                    self.push(at, Event::Deliver { to, from, payload, bytes });
+                }
             }
-            if copy == 1 {
-                self.recorder.duplicated += 1;
-            }
-            let at = depart + transfer + latency;
-            self.push(at, Event::Deliver { to, from, payload: payload.clone(), bytes });
         }
     }
 
@@ -500,12 +398,18 @@ impl Sim {
 
     /// Runs to the end of the scenario; `progress` is called now and then with the virtual
     /// time reached.
-    pub fn run(&mut self, mut progress: impl FnMut(u64, u64)) {
+    pub fn run(&mut self, progress: impl FnMut(u64, u64)) {
+        self.run_until(self.end, progress);
+        self.now = self.end;
+    }
+
+    /// Runs every event due by `until_ns` (at most the scenario's end); a later call goes on
+    /// from there.
+    pub fn run_until(&mut self, until_ns: u64, mut progress: impl FnMut(u64, u64)) {
+        let until_ns = until_ns.min(self.end);
         let mut since_progress = 0u32;
-        while let Some(entry) = self.queue.pop() {
-            if entry.at > self.end {
-                break;
-            }
+        while self.queue.peek().is_some_and(|entry| entry.at <= until_ns) {
+            let Some(entry) = self.queue.pop() else { break };
             self.now = entry.at;
             self.events += 1;
             since_progress += 1;
@@ -528,7 +432,41 @@ impl Sim {
                 Event::LivenessMark => self.recorder.liveness_mark(),
             }
         }
-        self.now = self.end;
+        self.now = self.now.max(until_ns);
+    }
+
+    /// Whether validator `node` is honest for the whole run (no Byzantine fault scheduled).
+    pub fn is_honest(&self, node: u32) -> bool {
+        !self.recorder.is_byzantine(node)
+    }
+
+    /// The last height validator `node` finalized.
+    pub fn finalized_height(&self, node: u32) -> u64 {
+        self.recorder.finalized_height(node)
+    }
+
+    /// The lowest finalized height among the validators honest for the whole run.
+    pub fn honest_min_height(&self) -> u64 {
+        (0..self.scenario.validators.count)
+            .filter(|node| self.is_honest(*node))
+            .map(|node| self.finalized_height(node))
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// Validator `node`'s consensus counters (`None` while it is down).
+    pub fn consensus_counters(&self, node: u32) -> Option<ConsensusCounters> {
+        let pipeline = self.validators[node as usize].pipeline.as_ref()?;
+        pipeline.consensus().map(|consensus| consensus.core.counters().clone())
+    }
+
+    /// A counter summed over the validators honest for the whole run.
+    pub fn honest_sum(&self, counter: impl Fn(&ConsensusCounters) -> u64) -> u64 {
+        (0..self.scenario.validators.count)
+            .filter(|node| self.is_honest(*node))
+            .filter_map(|node| self.consensus_counters(node))
+            .map(|counters| counter(&counters))
+            .sum()
     }
 
     /// Ends the run's bookkeeping and makes the report (deterministic: no wall-clock figure
@@ -608,7 +546,7 @@ impl Sim {
             return self.on_full_node_message(to, from, payload, bytes);
         }
         let now = self.now;
-        let process = self.scenario.validators.process_us * 1000 * self.links[to as usize].slow;
+        let process = self.scenario.validators.process_us * 1000 * self.network.slow(to);
         let grid = self.scenario.validators.tick_ms * MS;
         let Some(pipeline) = self.validators[to as usize].pipeline.as_mut() else {
             self.recorder.to_crashed += 1;
@@ -642,13 +580,14 @@ impl Sim {
 
     fn on_full_node_message(&mut self, to: u32, from: u32, payload: Payload, bytes: u64) {
         let Payload::Block(height, hash) = payload else { return };
-        let link = &mut self.links[to as usize];
+        let slow = self.network.slow(to);
+        let link = &mut self.nodes[to as usize];
         if height <= link.best_height {
             self.recorder.gossip_duplicates += 1;
             return;
         }
         link.best_height = height;
-        let forward_at_delay = self.scenario.validators.process_us * 1000 * link.slow;
+        let forward_at_delay = self.scenario.validators.process_us * 1000 * slow;
         let neighbours: Vec<u32> = link.neighbours.iter().copied().filter(|n| *n != from).collect();
         self.recorder.holds(hash, to, self.now);
         // Relay after checking it (modelled as the processing delay): the upload queue then
@@ -666,10 +605,10 @@ impl Sim {
         }
         let store = validator.store.take();
         drop(store);
-        self.links[node as usize].wake_at = u64::MAX;
+        self.nodes[node as usize].wake_at = u64::MAX;
         self.recorder.crashed(node, self.now);
         if let Some(dir) = validator.dir.clone() {
-            let damaged = damage(&dir, fault, &mut self.net_stream);
+            let damaged = damage(&dir, fault, self.network.stream());
             if let Some(what) = damaged {
                 let what = what.replace(&dir.display().to_string(), "<data>");
                 self.recorder.storage_damaged(node, self.now, &what);
@@ -678,7 +617,7 @@ impl Sim {
     }
 
     fn on_wake(&mut self, node: u32) {
-        let link = &mut self.links[node as usize];
+        let link = &mut self.nodes[node as usize];
         if link.wake_at != self.now {
             return;
         }
@@ -687,24 +626,17 @@ impl Sim {
         let validator = &mut self.validators[node as usize];
         let Some(pipeline) = validator.pipeline.as_mut() else { return };
         let local = self.now.saturating_add_signed(validator.skew_ns);
-        pipeline.tick(local);
-        pipeline.drain_rejections();
-        let certified = pipeline.drain_certified();
-        let outbound = pipeline.drain_outbound();
+        let store = validator.store.as_mut().map(|store| store as &mut dyn BlockStore);
+        let ticked = driver::tick(pipeline, local, store);
         let idle = pipeline.is_idle();
         let deadline = pipeline.consensus().map_or(u64::MAX, |c| c.core.next_deadline_ns());
-        let mut persist_error = None;
-        if let Some(store) = validator.store.as_mut()
-            && let (_, Err(error)) = store.commit_finalized(&certified, pipeline.ledger())
-        {
+        if let Some(error) = ticked.persist_error {
             let dir = validator.dir.as_ref().map(|d| d.display().to_string()).unwrap_or_default();
-            persist_error = Some(error.to_string().replace(&dir, "<data>"));
-        }
-        if let Some(error) = persist_error {
+            let error = error.to_string().replace(&dir, "<data>");
             self.recorder.storage_refused(node, self.now, &error);
         }
         let honest = behaviour == Behaviour::Honest && !self.recorder.is_byzantine(node);
-        for block in &certified {
+        for block in &ticked.finalized {
             self.finalized(node, block, honest);
         }
         let key = self.validators[node as usize].key.clone();
@@ -718,16 +650,13 @@ impl Sim {
             }
         };
         let v = self.scenario.validators.count;
-        for (destination, message) in outbound {
+        for (destination, message) in ticked.outbound {
             if let ConsensusMessage::Proposal(proposal) = &message
                 && proposal.justify.is_none()
             {
                 self.recorder.proposed(proposal.block.header.hash(), node, self.now);
             }
-            let targets: Vec<u32> = match destination {
-                Destination::All => (0..v).filter(|to| *to != node).collect(),
-                Destination::One(to) => vec![to],
-            };
+            let targets: Vec<u32> = driver::recipients(destination, node, v).collect();
             let sends = byzantine::outbound(behaviour, &sign, &targets, message);
             // One encoding per distinct message: its real wire size.
             let mut sizes: Vec<(usize, u64)> = Vec::new();
@@ -766,7 +695,7 @@ impl Sim {
         }
         // Announce to full-node neighbours (a block is about 160 bytes a transaction).
         let bytes = 256 + 160 * block.block.txns.len() as u64;
-        let neighbours = self.links[node as usize].neighbours.clone();
+        let neighbours = self.nodes[node as usize].neighbours.clone();
         for neighbour in neighbours {
             self.send(node, neighbour, Payload::Block(header.height, hash), bytes);
         }

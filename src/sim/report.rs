@@ -343,6 +343,11 @@ impl Recorder {
         }
     }
 
+    /// The last height validator `node` finalized.
+    pub fn finalized_height(&self, node: u32) -> u64 {
+        self.last_height[node as usize]
+    }
+
     /// Validator `node` finalized `hash` at `height`.
     pub fn finalized(
         &mut self,

@@ -1,7 +1,13 @@
-//! Consensus under the cluster harness: many seeds, honest and Byzantine.
+//! Consensus under the simulator, many seeds: honest clusters, each Byzantine behaviour, and a
+//! partition healed by block sync. Each cluster is a small scenario of the event-driven engine
+//! with real signatures: a mildly lossy LAN (1–30 ms one way, 2 % loss, 1 % duplicates) and a
+//! client sending 400 transfers a second round-robin.
 
-use super::network::Partition;
-use super::*;
+use super::engine::Sim;
+use super::scenario::{
+    ByzantineKind, Fault, FullNodes, LatencyModel, Network, PartitionSpec, Policy, RandomFaults, Region,
+    Scenario, SigverifyMode, Validators, Workload,
+};
 
 /// Seeds per configuration; `TESSERA_SEED=N` runs just that seed.
 fn seeds(count: u64) -> Vec<u64> {
@@ -11,11 +17,61 @@ fn seeds(count: u64) -> Vec<u64> {
     }
 }
 
-fn run_honest(validators: usize, seed: u64) {
-    let mut cluster = Cluster::new(ClusterConfig::new(seed, validators)).expect("cluster");
-    cluster.run_until(2_000_000_000);
-    let low = cluster.honest_min_height();
+const S: u64 = 1_000_000_000;
+
+fn cluster(seed: u64, validators: u32, duration_s: f64) -> Scenario {
+    let scenario = Scenario {
+        name: format!("cluster-{validators}"),
+        duration_s,
+        seed,
+        validators: Validators {
+            count: validators,
+            view_timeout_ms: 200,
+            block_interval_ms: 0,
+            block_txn_max: 64,
+            process_us: 200,
+            tick_ms: 5,
+            sigverify: SigverifyMode::Real,
+            storage: false,
+        },
+        full_nodes: FullNodes { count: 0, degree: 8 },
+        network: Network {
+            latency_ms: vec![vec![15.5]],
+            latency: LatencyModel::Uniform,
+            jitter: 14.5 / 15.5,
+            pareto_shape: 3.0,
+            pareto_shape_per_ms: None,
+            pareto_scale_offset_ms: 0.0,
+            loss: 0.02,
+            duplicate: 0.01,
+            reorder: 0.0,
+            regions: vec![Region {
+                name: "lan".into(),
+                share: 1.0,
+                upload_mbps: 1000.0,
+                download_mbps: 1000.0,
+            }],
+        },
+        workload: Workload {
+            rate: vec![[0.0, 400.0]],
+            policy: Policy::RoundRobin,
+            batch_ms: 5,
+            accounts: 16,
+        },
+        partitions: Vec::new(),
+        faults: Vec::new(),
+        random_faults: RandomFaults::default(),
+    };
+    scenario.validate().expect("a valid cluster scenario");
+    scenario
+}
+
+fn run_honest(validators: u32, seed: u64) {
+    let mut sim = Sim::new(cluster(seed, validators, 2.0), seed).expect("simulator");
+    sim.run(|_, _| {});
+    let low = sim.honest_min_height();
     assert!(low >= 3, "seed {seed}: only {low} heights finalized by every validator in 2 s of virtual time");
+    assert_eq!(sim.recorder.violation(), None, "seed {seed}");
 }
 
 #[test]
@@ -32,26 +88,33 @@ fn seven_validators_agree_and_progress_over_200_seeds() {
     }
 }
 
-fn run_byzantine(validators: usize, seed: u64, behaviour: Behaviour) -> Cluster {
-    let mut config = ClusterConfig::new(seed, validators);
+fn run_byzantine(validators: u32, seed: u64, behaviour: ByzantineKind) -> Sim {
+    let mut scenario = cluster(seed, validators, 4.0);
     let f = (validators - 1) / 3;
     // Put the faulty validators where the rotation reaches them early.
-    config.byzantine = (0..f as u32).map(|i| ((seed as u32 + i) % validators as u32, behaviour)).collect();
-    config.fault_until_ns = 1_500_000_000;
-    let mut cluster = Cluster::new(config).expect("cluster");
-    cluster.run_until(1_500_000_000);
-    let during = cluster.honest_min_height();
-    cluster.run_until(4_000_000_000);
-    let after = cluster.honest_min_height();
+    scenario.faults = (0..f)
+        .map(|i| Fault::Byzantine {
+            node: (seed as u32 + i) % validators,
+            behaviour,
+            from_s: 0.0,
+            until_s: Some(1.5),
+        })
+        .collect();
+    let mut sim = Sim::new(scenario, seed).expect("simulator");
+    sim.run_until(3 * S / 2, |_, _| {});
+    let during = sim.honest_min_height();
+    sim.run(|_, _| {});
+    let after = sim.honest_min_height();
     assert!(after > during, "seed {seed}: no progress after {behaviour:?} stopped ({during} → {after})");
-    cluster
+    assert_eq!(sim.recorder.violation(), None, "seed {seed}");
+    sim
 }
 
 #[test]
 fn safety_and_recovery_with_equivocating_proposers() {
     let mut equivocations = 0;
     for seed in seeds(40) {
-        equivocations += run_byzantine(4, seed, Behaviour::EquivocatingProposer).equivocations_seen();
+        equivocations += run_byzantine(4, seed, ByzantineKind::Equivocate).honest_sum(|c| c.equivocations);
     }
     assert!(equivocations > 0, "equivocation was never detected");
 }
@@ -60,7 +123,7 @@ fn safety_and_recovery_with_equivocating_proposers() {
 fn safety_and_recovery_with_double_voters() {
     let mut equivocations = 0;
     for seed in seeds(40) {
-        equivocations += run_byzantine(7, seed, Behaviour::DoubleVoter).equivocations_seen();
+        equivocations += run_byzantine(7, seed, ByzantineKind::DoubleVote).honest_sum(|c| c.equivocations);
     }
     assert!(equivocations > 0, "double votes were never detected");
 }
@@ -68,7 +131,7 @@ fn safety_and_recovery_with_double_voters() {
 #[test]
 fn safety_and_recovery_with_vote_withholders() {
     for seed in seeds(40) {
-        run_byzantine(4, seed, Behaviour::VoteWithholder);
+        run_byzantine(4, seed, ByzantineKind::Withhold);
     }
 }
 
@@ -76,7 +139,8 @@ fn safety_and_recovery_with_vote_withholders() {
 fn safety_and_recovery_with_invalid_proposers() {
     let mut refused = 0;
     for seed in seeds(40) {
-        refused += run_byzantine(4, seed, Behaviour::InvalidProposer).wrong_state_roots_seen();
+        refused +=
+            run_byzantine(4, seed, ByzantineKind::InvalidProposal).honest_sum(|c| c.rejected_state_root);
     }
     assert!(refused > 0, "no wrong state root was ever refused");
 }
@@ -84,19 +148,16 @@ fn safety_and_recovery_with_invalid_proposers() {
 #[test]
 fn a_partitioned_validator_catches_up_by_sync() {
     for seed in seeds(20) {
-        let mut cluster = Cluster::new(ClusterConfig::new(seed, 4)).expect("cluster");
-        cluster.network_mut().add_partition(Partition {
-            start_ns: 100_000_000,
-            end_ns: 1_500_000_000,
-            group_of: vec![0, 0, 0, 1],
-        });
-        cluster.run_until(1_500_000_000);
-        let behind = cluster.finalized_height(3);
-        let ahead = cluster.finalized_height(0);
+        let mut scenario = cluster(seed, 4, 3.5);
+        scenario.partitions = vec![PartitionSpec { start_s: 0.1, end_s: 1.5, groups: vec![vec![], vec![3]] }];
+        let mut sim = Sim::new(scenario, seed).expect("simulator");
+        sim.run_until(3 * S / 2, |_, _| {});
+        let behind = sim.finalized_height(3);
+        let ahead = sim.finalized_height(0);
         assert!(ahead > behind + 2, "seed {seed}: the majority should have moved on ({ahead} vs {behind})");
-        cluster.run_until(3_500_000_000);
-        assert!(cluster.finalized_height(3) >= ahead, "seed {seed}: the isolated validator did not catch up");
-        let synced = cluster.pipeline(3).consensus().map_or(0, |c| c.core.counters().synced);
+        sim.run(|_, _| {});
+        assert!(sim.finalized_height(3) >= ahead, "seed {seed}: the isolated validator did not catch up");
+        let synced = sim.consensus_counters(3).map_or(0, |c| c.synced);
         assert!(synced > 0, "seed {seed}: catching up should go through block sync");
     }
 }

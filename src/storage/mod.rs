@@ -18,6 +18,7 @@
 
 pub mod drill;
 mod map;
+mod port;
 mod verify;
 
 use std::fs::{File, OpenOptions};
@@ -35,6 +36,7 @@ use tessera_components::{Block, CertifiedBlock, Hash, QuorumCertificate};
 use tessera_systems::{GenesisError, Ledger};
 
 pub use map::{DirLock, LockMode};
+pub use port::BlockStore;
 pub use verify::{Rebuilt, Replay, SegmentReader, check_chain, rebuild, segment_numbers, verify};
 
 /// The genesis file's name.
@@ -461,20 +463,6 @@ impl Store {
         ledger: &Ledger,
     ) -> Result<(), StoreError> {
         self.commit_with(block, certificate, Some(ledger))
-    }
-
-    /// Like [`Store::commit`], for a block whose post-state is not at hand (an earlier block
-    /// of several finalized in one tick): no snapshot is written at this height, so the next
-    /// restart replays a few more blocks.
-    ///
-    /// # Errors
-    /// As [`Store::commit`].
-    pub fn commit_without_snapshot(
-        &mut self,
-        block: &Block,
-        certificate: &QuorumCertificate,
-    ) -> Result<(), StoreError> {
-        self.commit_with(block, certificate, None)
     }
 
     /// Commits the blocks one tick finalized, in order. `ledger` is the state after the last

@@ -1,0 +1,60 @@
+//! The storage port: what the node and the simulator need from persistence, whatever holds
+//! the bytes.
+
+use tessera_components::{Block, CertifiedBlock, Hash, QuorumCertificate};
+use tessera_systems::Ledger;
+
+use super::{Store, StoreError};
+
+/// What a runtime needs from its storage after recovery. Recovery itself is each
+/// implementation's constructor (it builds the store), so it is not a method here.
+pub trait BlockStore {
+    /// Persists finalized blocks in order, with the state snapshot on the store's schedule;
+    /// `ledger` is the state after the last of them. Returns how many are durable and the
+    /// error that stopped it (nothing after a failed block is tried).
+    fn commit_finalized(
+        &mut self,
+        blocks: &[CertifiedBlock],
+        ledger: &Ledger,
+    ) -> (usize, Result<(), StoreError>);
+    /// Writes a fresh state snapshot at the last committed height.
+    ///
+    /// # Errors
+    /// A ledger that is not the state after the last committed block, or a failed write.
+    fn write_state(&mut self, ledger: &Ledger) -> Result<(), StoreError>;
+    /// The committed block at `height` with its certificate, read back and checked.
+    ///
+    /// # Errors
+    /// Stored bytes that fail their checks now, or a failed read.
+    fn block(&self, height: u64) -> Result<Option<(Block, QuorumCertificate)>, StoreError>;
+    /// The last committed height (0: only genesis).
+    fn height(&self) -> u64;
+    /// Hash of the last committed block's header ([`Hash::ZERO`] at genesis).
+    fn tip_hash(&self) -> Hash;
+}
+
+impl BlockStore for Store {
+    fn commit_finalized(
+        &mut self,
+        blocks: &[CertifiedBlock],
+        ledger: &Ledger,
+    ) -> (usize, Result<(), StoreError>) {
+        Store::commit_finalized(self, blocks, ledger)
+    }
+
+    fn write_state(&mut self, ledger: &Ledger) -> Result<(), StoreError> {
+        Store::write_state(self, ledger)
+    }
+
+    fn block(&self, height: u64) -> Result<Option<(Block, QuorumCertificate)>, StoreError> {
+        Store::block(self, height)
+    }
+
+    fn height(&self) -> u64 {
+        Store::height(self)
+    }
+
+    fn tip_hash(&self) -> Hash {
+        Store::tip_hash(self)
+    }
+}
