@@ -6,6 +6,7 @@
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
+
 use std::sync::{Arc, Mutex};
 
 use hdrhistogram::Histogram;
@@ -16,13 +17,145 @@ use super::net::NetCounters;
 const BUCKETS_S: [f64; 14] =
     [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
+/// Declares a struct of series, one `AtomicU64` field per series, whose doc comments are the
+/// HELP text of the exposition: the name, the type and the description of a metric are
+/// written once, beside each other. The struct gets `render`, which writes every series in
+/// declaration order (samples of one labelled family share one HELP/TYPE header, so keep
+/// them adjacent), and `Default`.
+///
+/// ```text
+/// series! {
+///     /// Counters of the network layer.
+///     pub struct NetCounters {
+///         /// Frames written to peers.
+///         counter frames_out = "tessera_net_frames_sent_total",
+///     }
+/// }
+/// ```
+macro_rules! series {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident {
+            $(
+                #[doc = $help:literal]
+                $(#[doc = $more:literal])*
+                $kind:ident $field:ident = $metric:literal,
+            )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Default)]
+        $vis struct $name {
+            $(
+                #[doc = $help]
+                $(#[doc = $more])*
+                pub $field: std::sync::atomic::AtomicU64,
+            )*
+        }
+
+        impl $name {
+            /// Every series, as exposition text.
+            pub fn render(&self, out: &mut String) {
+                let mut family = "";
+                $(
+                    $crate::node::metrics::write_sample(
+                        out,
+                        &mut family,
+                        $metric,
+                        stringify!($kind),
+                        concat!($help $(, $more)*),
+                        self.$field.load(std::sync::atomic::Ordering::Relaxed),
+                    );
+                )*
+            }
+        }
+    };
+}
+pub(crate) use series;
+
+/// Writes one sample, preceded by its family's HELP and TYPE lines unless the previous sample
+/// (named in `family`) was of the same family.
+pub fn write_sample(
+    out: &mut String,
+    family: &mut &'static str,
+    metric: &'static str,
+    kind: &str,
+    help: &str,
+    value: u64,
+) {
+    let name = metric.split('{').next().unwrap_or(metric);
+    if name != *family {
+        // Doc comments arrive as lines with a leading space each: one line of HELP.
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        *family = name;
+    }
+    let _ = writeln!(out, "{metric} {value}");
+}
+
+series! {
+    /// What the node loop publishes after each tick (read by scrapes). Written only by
+    /// [`crate::node`]'s loop.
+    pub struct NodeSeries {
+        /// Height of the last finalized block.
+        gauge chain_height = "tessera_chain_height",
+        /// Transactions pending in the mempool.
+        gauge mempool_transactions = "tessera_mempool_transactions",
+        /// Transactions ingested into the pipeline.
+        counter ingested = "tessera_pipeline_ingested_total",
+        /// Signatures verified (cache misses).
+        counter verified = "tessera_pipeline_verified_total",
+        /// Signatures found in the verification cache.
+        counter verify_cache_hits = "tessera_pipeline_verify_cache_hits_total",
+        /// Transactions admitted to the mempool.
+        counter admitted = "tessera_pipeline_admitted_total",
+        /// Transactions executed successfully.
+        counter executed = "tessera_pipeline_executed_total",
+        /// Transactions in blocks that failed at execution.
+        counter failed = "tessera_pipeline_failed_total",
+        /// Entries in each of the node's bounded id windows.
+        gauge window_duplicate_ids = "tessera_node_window_entries{window=\"duplicate_ids\"}",
+        /// Entries in each of the node's bounded id windows.
+        gauge window_fates = "tessera_node_window_entries{window=\"fates\"}",
+        /// Entries in each of the node's bounded id windows.
+        gauge window_submit_times = "tessera_node_window_entries{window=\"submit_times\"}",
+        /// Entries in each of the node's bounded id windows.
+        gauge window_submit_order = "tessera_node_window_entries{window=\"submit_order\"}",
+        /// Finalized blocks kept in memory for peers that sync.
+        gauge sync_history_blocks = "tessera_node_sync_history_blocks",
+        /// Cost of the sync history as counted against its bound (transaction bytes plus 512
+        /// per block).
+        gauge sync_history_bytes = "tessera_node_sync_history_bytes",
+        /// Ledgers executed for validated blocks not yet finalized.
+        gauge speculative_ledgers = "tessera_node_speculative_ledgers",
+        /// Current consensus view.
+        gauge consensus_view = "tessera_consensus_view",
+        /// Blocks finalized.
+        counter finalized_blocks = "tessera_consensus_finalized_blocks_total",
+        /// Blocks finalized through block sync.
+        counter synced_blocks = "tessera_consensus_synced_blocks_total",
+        /// Views abandoned on timeout.
+        counter timeouts = "tessera_consensus_timeouts_total",
+        /// Equivocations detected.
+        counter equivocations = "tessera_consensus_equivocations_total",
+        /// Proposals refused for a wrong state root.
+        counter rejected_state_root = "tessera_consensus_rejected_state_root_total",
+        /// Proposals refused for an invalid transaction.
+        counter rejected_invalid_transaction = "tessera_consensus_rejected_invalid_transaction_total",
+        /// Proposals refused for exceeding limits.
+        counter rejected_over_limit = "tessera_consensus_rejected_over_limit_total",
+    }
+}
+
 /// Everything the node exposes. Written by the node loop and the network; read by scrapes.
 #[derive(Debug)]
 pub struct Metrics {
     /// Network counters.
     pub net: Arc<NetCounters>,
     /// Gauges and counters published by the node loop after each tick.
-    pub gauges: Mutex<Vec<(&'static str, &'static str, &'static str, f64)>>,
+    pub node: NodeSeries,
+    /// Transactions refused, by reason: (labelled series, count), published with `node`.
+    pub rejected: Mutex<Vec<(String, u64)>>,
     /// Submit → commit latency, microseconds.
     pub commit_latency_us: Mutex<Histogram<u64>>,
     /// Proposal timestamp → local finalization, microseconds.
@@ -50,7 +183,8 @@ impl Metrics {
     pub fn new(net: Arc<NetCounters>) -> Metrics {
         Metrics {
             net,
-            gauges: Mutex::new(Vec::new()),
+            node: NodeSeries::default(),
+            rejected: Mutex::new(Vec::new()),
             commit_latency_us: histogram(),
             propagation_us: histogram(),
             tick_us: histogram(),
@@ -72,120 +206,70 @@ impl Metrics {
     /// The text exposition.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(8192);
-        let net = &self.net;
-        let counters: [(&str, &str, &AtomicU64); 19] = [
-            ("tessera_net_frames_received_total", "Frames received from peers and clients.", &net.frames_in),
-            ("tessera_net_frames_sent_total", "Frames written to peers.", &net.frames_out),
-            ("tessera_net_received_bytes_total", "Bytes received from peers and clients.", &net.bytes_in),
-            ("tessera_net_sent_bytes_total", "Bytes written to peers.", &net.bytes_out),
-            (
-                "tessera_net_malformed_frames_total",
-                "Frames that did not decode or were not allowed on their port.",
-                &net.malformed_frames,
-            ),
-            ("tessera_net_handshake_failures_total", "Peer handshakes refused.", &net.handshake_failures),
-            ("tessera_net_peers_banned_total", "Peers banned for malformed frames.", &net.peers_banned),
-            (
-                "tessera_net_banned_refusals_total",
-                "Connections refused from banned addresses.",
-                &net.banned_refusals,
-            ),
-            ("tessera_net_disconnects_total", "Peer connections closed or lost.", &net.disconnects),
-            (
-                "tessera_net_outbound_dropped_total",
-                "Outbound frames dropped on a full peer queue.",
-                &net.outbound_dropped,
-            ),
-            (
-                "tessera_ingress_transactions_total",
-                "Transactions received on the ingress port.",
-                &net.ingress_txns,
-            ),
-            (
-                "tessera_net_sync_requests_served_total",
-                "Sync requests from full nodes answered from storage.",
-                &net.sync_requests_served,
-            ),
-            (
-                "tessera_net_connections_refused_total",
-                "Connections closed at accept because their port held its maximum.",
-                &net.connections_refused,
-            ),
-            (
-                "tessera_net_connections_timed_out_total",
-                "Connections closed for a handshake past its deadline or an idle ingress client.",
-                &net.connections_timed_out,
-            ),
-            (
-                "tessera_ingress_batches_refused_total",
-                "Transaction batches refused, with their connection, for a spot-checked signature that did not verify.",
-                &net.batches_refused,
-            ),
-            (
-                "tessera_rpc_connections_refused_total",
-                "JSON-RPC connections closed at accept because rpc.connections_max were open.",
-                &self.rpc_connections.refused,
-            ),
-            (
-                "tessera_metrics_connections_refused_total",
-                "Metrics connections closed at accept because metrics.connections_max were open.",
-                &self.metrics_connections.refused,
-            ),
-            (
-                "tessera_rpc_connections_timed_out_total",
-                "JSON-RPC connections closed for a request not delivered within rpc.idle_timeout_secs.",
-                &self.rpc_connections.timed_out,
-            ),
-            (
-                "tessera_metrics_connections_timed_out_total",
-                "Metrics connections closed for a request not delivered within metrics.idle_timeout_secs.",
-                &self.metrics_connections.timed_out,
-            ),
-        ];
-        write_atomics(&mut out, "counter", &counters);
-        let gauges: [(&str, &str, &AtomicU64); 6] = [
-            (
-                "tessera_net_peers_connected",
-                "Peers with an established outbound connection.",
-                &net.peers_connected,
-            ),
-            (
-                "tessera_net_followers_connected",
-                "Full nodes connected to this node's peer port.",
-                &net.followers_connected,
-            ),
-            (
-                "tessera_net_peer_connections_open",
-                "Connections open on the peer port, handshaken or not.",
-                &net.peer_connections_open,
-            ),
-            (
-                "tessera_ingress_connections_open",
-                "Connections open on the ingress port.",
-                &net.ingress_connections_open,
-            ),
-            (
-                "tessera_rpc_connections_open",
-                "Connections open on the JSON-RPC port.",
-                &self.rpc_connections.open,
-            ),
-            (
-                "tessera_metrics_connections_open",
-                "Connections open on the metrics port.",
-                &self.metrics_connections.open,
-            ),
-        ];
-        write_atomics(&mut out, "gauge", &gauges);
-        if let Ok(gauges) = self.gauges.lock() {
-            let mut last = "";
-            for (name, kind, help, value) in gauges.iter() {
-                // Several samples of one labelled family share one HELP/TYPE header.
-                let family = name.split('{').next().unwrap_or(name);
-                if family != last {
-                    let _ = writeln!(out, "# HELP {family} {help}\n# TYPE {family} {kind}");
-                    last = family;
-                }
-                let _ = writeln!(out, "{name} {value}");
+        self.net.render(&mut out);
+        let ports =
+            [("rpc", "JSON-RPC", &self.rpc_connections), ("metrics", "Metrics", &self.metrics_connections)];
+        for (port, what, stats) in ports {
+            let _ = writeln!(
+                out,
+                "# HELP tessera_{port}_connections_refused_total {what} connections closed at accept because {port}.connections_max were open.\n\
+                 # TYPE tessera_{port}_connections_refused_total counter\ntessera_{port}_connections_refused_total {}\n\
+                 # HELP tessera_{port}_connections_timed_out_total {what} connections closed for a request not delivered within {port}.idle_timeout_secs.\n\
+                 # TYPE tessera_{port}_connections_timed_out_total counter\ntessera_{port}_connections_timed_out_total {}\n\
+                 # HELP tessera_{port}_connections_open Connections open on the {port_name} port.\n\
+                 # TYPE tessera_{port}_connections_open gauge\ntessera_{port}_connections_open {}",
+                stats.refused.load(Ordering::Relaxed),
+                stats.timed_out.load(Ordering::Relaxed),
+                stats.open.load(Ordering::Relaxed),
+            );
+        }
+        self.node.render(&mut out);
+        if let Ok(rejected) = self.rejected.lock()
+            && !rejected.is_empty()
+        {
+            let name = "tessera_rejected_transactions_total";
+            let _ = writeln!(out, "# HELP {name} Transactions refused, by reason.\n# TYPE {name} counter");
+            for (labelled, count) in rejected.iter() {
+                let _ = writeln!(out, "{labelled} {count}");
+            }
+        }
+        let backend = tessera_systems::kernels::sigverify::curve_backend();
+        let backend = if matches!(backend, "avx512" | "avx2") { backend } else { "serial" };
+        let _ = writeln!(
+            out,
+            "# HELP tessera_sigverify_backend_info The curve arithmetic backend in use (value 1).\n\
+             # TYPE tessera_sigverify_backend_info gauge\ntessera_sigverify_backend_info{{backend=\"{backend}\"}} 1"
+        );
+        #[cfg(feature = "dhat-heap")]
+        {
+            let heap = dhat::HeapStats::get();
+            for (name, kind, help, value) in [
+                (
+                    "tessera_heap_allocations_total",
+                    "counter",
+                    "Heap allocations since start.",
+                    heap.total_blocks,
+                ),
+                (
+                    "tessera_heap_allocated_bytes_total",
+                    "counter",
+                    "Bytes allocated since start.",
+                    heap.total_bytes,
+                ),
+                (
+                    "tessera_heap_live_bytes",
+                    "gauge",
+                    "Bytes allocated and not yet freed.",
+                    heap.curr_bytes as u64,
+                ),
+                (
+                    "tessera_heap_live_allocations",
+                    "gauge",
+                    "Allocations not yet freed.",
+                    heap.curr_blocks as u64,
+                ),
+            ] {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
             }
         }
         let histograms: [(&str, &str, &Mutex<Histogram<u64>>); 5] = [
@@ -278,17 +362,6 @@ pub fn serve(
             }
         })
         .expect("spawn metrics thread"))
-}
-
-/// One HELP/TYPE header and sample per atomic, all of metric type `kind`.
-fn write_atomics(out: &mut String, kind: &str, metrics: &[(&str, &str, &AtomicU64)]) {
-    for (name, help, value) in metrics {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
-            value.load(Ordering::Relaxed)
-        );
-    }
 }
 
 /// The process's memory as the kernel and the allocator see it, read at scrape time.

@@ -460,11 +460,9 @@ impl Node {
         publish_gauges(
             &self.metrics,
             &self.pipeline,
-            [
-                ("tessera_node_window_entries{window=\"fates\"}", self.fates.order.len()),
-                ("tessera_node_window_entries{window=\"submit_times\"}", self.submitted.at.len()),
-                ("tessera_node_window_entries{window=\"submit_order\"}", self.submitted.order.len()),
-            ],
+            self.fates.order.len(),
+            self.submitted.at.len(),
+            self.submitted.order.len(),
         );
     }
 
@@ -525,168 +523,57 @@ fn sync_response(store: &Store, from_height: u64, config: &ConsensusConfig) -> V
     encode(&Frame::Consensus(ConsensusMessage::SyncResponse(blocks)))
 }
 
-fn publish_gauges(metrics: &Metrics, pipeline: &Pipeline, windows: [(&'static str, usize); 3]) {
-    let tip = pipeline.tip();
+/// Publishes the pipeline's figures and the node's window sizes for the next scrape.
+fn publish_gauges(
+    metrics: &Metrics,
+    pipeline: &Pipeline,
+    fates: usize,
+    submit_times: usize,
+    submit_order: usize,
+) {
+    let set = |series: &std::sync::atomic::AtomicU64, value: u64| series.store(value, Ordering::Relaxed);
+    let node = &metrics.node;
     let counters = pipeline.counters();
-    let mut gauges: Vec<(&'static str, &'static str, &'static str, f64)> = vec![
-        ("tessera_chain_height", "gauge", "Height of the last finalized block.", tip.height as f64),
-        (
-            "tessera_mempool_transactions",
-            "gauge",
-            "Transactions pending in the mempool.",
-            pipeline.mempool_len() as f64,
-        ),
-        (
-            "tessera_pipeline_ingested_total",
-            "counter",
-            "Transactions ingested into the pipeline.",
-            counters.ingested as f64,
-        ),
-        (
-            "tessera_pipeline_verified_total",
-            "counter",
-            "Signatures verified (cache misses).",
-            counters.verified as f64,
-        ),
-        (
-            "tessera_pipeline_verify_cache_hits_total",
-            "counter",
-            "Signatures found in the verification cache.",
-            counters.verify_cache_hits as f64,
-        ),
-        (
-            "tessera_pipeline_admitted_total",
-            "counter",
-            "Transactions admitted to the mempool.",
-            counters.admitted as f64,
-        ),
-        (
-            "tessera_pipeline_executed_total",
-            "counter",
-            "Transactions executed successfully.",
-            counters.executed as f64,
-        ),
-        (
-            "tessera_pipeline_failed_total",
-            "counter",
-            "Transactions in blocks that failed at execution.",
-            counters.failed as f64,
-        ),
-    ];
+    set(&node.chain_height, pipeline.tip().height);
+    set(&node.mempool_transactions, pipeline.mempool_len() as u64);
+    set(&node.ingested, counters.ingested);
+    set(&node.verified, counters.verified);
+    set(&node.verify_cache_hits, counters.verify_cache_hits);
+    set(&node.admitted, counters.admitted);
+    set(&node.executed, counters.executed);
+    set(&node.failed, counters.failed);
     let seen =
         pipeline.world().get_resource::<tessera_systems::dedup::SeenIds>().map_or(0, |seen| seen.len());
-    gauges.push((
-        "tessera_node_window_entries{window=\"duplicate_ids\"}",
-        "gauge",
-        "Entries in each of the node's bounded id windows.",
-        seen as f64,
-    ));
-    for (labelled, entries) in windows {
-        gauges.push((labelled, "gauge", "Entries in each of the node's bounded id windows.", entries as f64));
-    }
-    static REJECT_SERIES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    let series = REJECT_SERIES.get_or_init(|| {
-        pipeline
-            .reject_counters()
-            .iter()
-            .map(|(name, _)| format!("tessera_rejected_transactions_total{{reason=\"{name}\"}}"))
-            .collect()
-    });
-    for (labelled, (_, count)) in series.iter().zip(pipeline.reject_counters().iter()) {
-        gauges.push((labelled.as_str(), "counter", "Transactions refused, by reason.", count as f64));
-    }
+    set(&node.window_duplicate_ids, seen as u64);
+    set(&node.window_fates, fates as u64);
+    set(&node.window_submit_times, submit_times as u64);
+    set(&node.window_submit_order, submit_order as u64);
     if let Some(consensus) = pipeline.consensus() {
         let (history_blocks, history_bytes) = consensus.history_held();
-        gauges.extend([
-            (
-                "tessera_node_sync_history_blocks",
-                "gauge",
-                "Finalized blocks kept in memory for peers that sync.",
-                history_blocks as f64,
-            ),
-            (
-                "tessera_node_sync_history_bytes",
-                "gauge",
-                "Cost of the sync history as counted against its bound (transaction bytes plus 512 per block).",
-                history_bytes as f64,
-            ),
-            (
-                "tessera_node_speculative_ledgers",
-                "gauge",
-                "Ledgers executed for validated blocks not yet finalized.",
-                consensus.speculative_held() as f64,
-            ),
-        ]);
+        set(&node.sync_history_blocks, history_blocks as u64);
+        set(&node.sync_history_bytes, history_bytes as u64);
+        set(&node.speculative_ledgers, consensus.speculative_held() as u64);
         let c = consensus.core.counters();
-        gauges.extend([
-            ("tessera_consensus_view", "gauge", "Current consensus view.", consensus.core.view() as f64),
-            ("tessera_consensus_finalized_blocks_total", "counter", "Blocks finalized.", c.finalized as f64),
-            (
-                "tessera_consensus_synced_blocks_total",
-                "counter",
-                "Blocks finalized through block sync.",
-                c.synced as f64,
-            ),
-            ("tessera_consensus_timeouts_total", "counter", "Views abandoned on timeout.", c.timeouts as f64),
-            (
-                "tessera_consensus_equivocations_total",
-                "counter",
-                "Equivocations detected.",
-                c.equivocations as f64,
-            ),
-            (
-                "tessera_consensus_rejected_state_root_total",
-                "counter",
-                "Proposals refused for a wrong state root.",
-                c.rejected_state_root as f64,
-            ),
-            (
-                "tessera_consensus_rejected_invalid_transaction_total",
-                "counter",
-                "Proposals refused for an invalid transaction.",
-                c.rejected_invalid_txn as f64,
-            ),
-            (
-                "tessera_consensus_rejected_over_limit_total",
-                "counter",
-                "Proposals refused for exceeding limits.",
-                c.rejected_over_limit as f64,
-            ),
-        ]);
+        set(&node.consensus_view, consensus.core.view());
+        set(&node.finalized_blocks, c.finalized);
+        set(&node.synced_blocks, c.synced);
+        set(&node.timeouts, c.timeouts);
+        set(&node.equivocations, c.equivocations);
+        set(&node.rejected_state_root, c.rejected_state_root);
+        set(&node.rejected_invalid_transaction, c.rejected_invalid_txn);
+        set(&node.rejected_over_limit, c.rejected_over_limit);
     }
-    let backend: &'static str = match tessera_systems::kernels::sigverify::curve_backend() {
-        "avx512" => "tessera_sigverify_backend_info{backend=\"avx512\"}",
-        "avx2" => "tessera_sigverify_backend_info{backend=\"avx2\"}",
-        _ => "tessera_sigverify_backend_info{backend=\"serial\"}",
-    };
-    gauges.push((backend, "gauge", "The curve arithmetic backend in use (value 1).", 1.0));
-    #[cfg(feature = "dhat-heap")]
-    {
-        let heap = dhat::HeapStats::get();
-        gauges.extend([
-            (
-                "tessera_heap_allocations_total",
-                "counter",
-                "Heap allocations since start.",
-                heap.total_blocks as f64,
-            ),
-            (
-                "tessera_heap_allocated_bytes_total",
-                "counter",
-                "Bytes allocated since start.",
-                heap.total_bytes as f64,
-            ),
-            (
-                "tessera_heap_live_bytes",
-                "gauge",
-                "Bytes allocated and not yet freed.",
-                heap.curr_bytes as f64,
-            ),
-            ("tessera_heap_live_allocations", "gauge", "Allocations not yet freed.", heap.curr_blocks as f64),
-        ]);
-    }
-    if let Ok(mut slot) = metrics.gauges.lock() {
-        *slot = gauges;
+    if let Ok(mut rejected) = metrics.rejected.lock() {
+        let reasons = pipeline.reject_counters();
+        if rejected.is_empty() {
+            *rejected = reasons
+                .iter()
+                .map(|(name, _)| (format!("tessera_rejected_transactions_total{{reason=\"{name}\"}}"), 0))
+                .collect();
+        }
+        for ((_, slot), (_, count)) in rejected.iter_mut().zip(reasons.iter()) {
+            *slot = count;
+        }
     }
 }
 

@@ -31,49 +31,50 @@ use tessera_components::wire::{
 };
 use tessera_components::{ConsensusMessage, Txn};
 
-/// Counters of the network layer, shared with the metrics endpoint.
-#[derive(Debug, Default)]
-pub struct NetCounters {
-    /// Frames received from peers and clients.
-    pub frames_in: AtomicU64,
-    /// Frames written to peers.
-    pub frames_out: AtomicU64,
-    /// Bytes received.
-    pub bytes_in: AtomicU64,
-    /// Bytes written.
-    pub bytes_out: AtomicU64,
-    /// Frames that failed to decode or were of a kind not allowed on that port.
-    pub malformed_frames: AtomicU64,
-    /// Handshakes refused (wrong chain, version, index, or bad proof).
-    pub handshake_failures: AtomicU64,
-    /// Peers banned for too many malformed frames.
-    pub peers_banned: AtomicU64,
-    /// Connections refused because the address is banned.
-    pub banned_refusals: AtomicU64,
-    /// Peer connections lost or closed.
-    pub disconnects: AtomicU64,
-    /// Outbound frames dropped because a peer's queue was full.
-    pub outbound_dropped: AtomicU64,
-    /// Transactions received on the ingress port.
-    pub ingress_txns: AtomicU64,
-    /// Peers with an established outbound connection.
-    pub peers_connected: AtomicU64,
-    /// Full nodes connected to this validator's peer port.
-    pub followers_connected: AtomicU64,
-    /// Sync requests from full nodes answered.
-    pub sync_requests_served: AtomicU64,
-    /// Transaction batches from clients and full nodes dropped, with their connection, because
-    /// a spot-checked signature did not verify.
-    pub batches_refused: AtomicU64,
-    /// Connections closed at accept because the port already held its maximum.
-    pub connections_refused: AtomicU64,
-    /// Connections closed for taking too long: a handshake past its deadline, or an ingress
-    /// client that sent no complete frame within the idle timeout.
-    pub connections_timed_out: AtomicU64,
-    /// Connections open on the peer port (validators and full nodes, handshaken or not).
-    pub peer_connections_open: AtomicU64,
-    /// Connections open on the ingress port.
-    pub ingress_connections_open: AtomicU64,
+super::metrics::series! {
+    /// Counters of the network layer, shared with the metrics endpoint. Each field's doc
+    /// comment is its HELP text.
+    pub struct NetCounters {
+        /// Frames received from peers and clients.
+        counter frames_in = "tessera_net_frames_received_total",
+        /// Frames written to peers.
+        counter frames_out = "tessera_net_frames_sent_total",
+        /// Bytes received from peers and clients.
+        counter bytes_in = "tessera_net_received_bytes_total",
+        /// Bytes written to peers.
+        counter bytes_out = "tessera_net_sent_bytes_total",
+        /// Frames that did not decode or were not allowed on their port.
+        counter malformed_frames = "tessera_net_malformed_frames_total",
+        /// Peer handshakes refused.
+        counter handshake_failures = "tessera_net_handshake_failures_total",
+        /// Peers banned for malformed frames.
+        counter peers_banned = "tessera_net_peers_banned_total",
+        /// Connections refused from banned addresses.
+        counter banned_refusals = "tessera_net_banned_refusals_total",
+        /// Peer connections closed or lost.
+        counter disconnects = "tessera_net_disconnects_total",
+        /// Outbound frames dropped on a full peer queue.
+        counter outbound_dropped = "tessera_net_outbound_dropped_total",
+        /// Transactions received on the ingress port.
+        counter ingress_txns = "tessera_ingress_transactions_total",
+        /// Sync requests from full nodes answered from storage.
+        counter sync_requests_served = "tessera_net_sync_requests_served_total",
+        /// Connections closed at accept because their port held its maximum.
+        counter connections_refused = "tessera_net_connections_refused_total",
+        /// Connections closed for a handshake past its deadline or an idle ingress client.
+        counter connections_timed_out = "tessera_net_connections_timed_out_total",
+        /// Transaction batches refused, with their connection, for a spot-checked signature
+        /// that did not verify.
+        counter batches_refused = "tessera_ingress_batches_refused_total",
+        /// Peers with an established outbound connection.
+        gauge peers_connected = "tessera_net_peers_connected",
+        /// Full nodes connected to this node's peer port.
+        gauge followers_connected = "tessera_net_followers_connected",
+        /// Connections open on the peer port, handshaken or not.
+        gauge peer_connections_open = "tessera_net_peer_connections_open",
+        /// Connections open on the ingress port.
+        gauge ingress_connections_open = "tessera_ingress_connections_open",
+    }
 }
 
 /// The index a full node gives in its `Hello`: it has no validator key, so it proves nothing;

@@ -82,3 +82,20 @@ pub fn next_block(
     };
     (sealed.block, certificate)
 }
+
+/// Every file directly in `dir`, by name, with its bytes: what the crash tests compare to show
+/// a directory unchanged (or copy to damage a twin of it).
+///
+/// # Errors
+/// An unreadable directory or file, or a name that is not UTF-8.
+pub fn dir_contents(dir: &std::path::Path) -> std::io::Result<std::collections::BTreeMap<String, Vec<u8>>> {
+    let mut files = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().into_string().map_err(|name| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, format!("file name {name:?} is not UTF-8"))
+        })?;
+        files.insert(name, std::fs::read(entry.path())?);
+    }
+    Ok(files)
+}

@@ -42,13 +42,7 @@ fn commit_to(store: &mut Store, ledger: &mut Ledger, height: u64) -> Vec<(Block,
 }
 
 fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| {
-            let entry = entry.unwrap();
-            (entry.file_name().into_string().unwrap(), std::fs::read(entry.path()).unwrap())
-        })
-        .collect()
+    super::drill::dir_contents(dir).expect("a readable directory")
 }
 
 /// A store of `height` blocks, closed.
