@@ -207,9 +207,11 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(8192);
         self.net.render(&mut out);
-        let ports =
-            [("rpc", "JSON-RPC", &self.rpc_connections), ("metrics", "Metrics", &self.metrics_connections)];
-        for (port, what, stats) in ports {
+        let ports = [
+            ("rpc", "JSON-RPC", "JSON-RPC", &self.rpc_connections),
+            ("metrics", "Metrics", "metrics", &self.metrics_connections),
+        ];
+        for (port, what, port_name, stats) in ports {
             let _ = writeln!(
                 out,
                 "# HELP tessera_{port}_connections_refused_total {what} connections closed at accept because {port}.connections_max were open.\n\
