@@ -17,19 +17,26 @@
 use tessera_components::{CertifiedBlock, ConsensusMessage};
 use tessera_systems::consensus::core::Destination;
 use tessera_systems::mempool::TxnRejected;
-use tessera_systems::{BlockCommitted, Pipeline};
+use tessera_systems::{Pipeline, TxnOutcome};
 
 use crate::storage::{BlockStore, StoreError};
+
+/// A block consensus finalized, with what executing it did.
+#[derive(Debug)]
+pub struct Finalized {
+    /// The block and its commit certificate.
+    pub certified: CertifiedBlock,
+    /// One outcome per transaction, in block order, each with the transaction's id.
+    pub outcomes: Vec<TxnOutcome>,
+}
 
 /// What one [`tick`] produced.
 #[derive(Debug)]
 pub struct Ticked {
-    /// Blocks executed this tick, with one outcome per transaction.
-    pub committed: Vec<BlockCommitted>,
     /// Transactions refused since the last tick.
     pub rejections: Vec<TxnRejected>,
     /// Finalized blocks that are durable (every one when there is no store), in height order.
-    pub finalized: Vec<CertifiedBlock>,
+    pub finalized: Vec<Finalized>,
     /// The first persistence error; blocks from the failed one on are not in `finalized`.
     pub persist_error: Option<StoreError>,
     /// Consensus messages to send, in the order the core produced them.
@@ -41,18 +48,28 @@ pub struct Ticked {
 pub fn tick(pipeline: &mut Pipeline, now_ns: u64, store: Option<&mut dyn BlockStore>) -> Ticked {
     let committed = pipeline.tick(now_ns);
     let rejections = pipeline.drain_rejections();
-    let mut finalized = pipeline.drain_certified();
+    let mut certified = pipeline.drain_certified();
+    // Consensus hands each block it finalizes to execution in the same step, in order.
+    assert_eq!(committed.len(), certified.len(), "one execution per finalized block");
     let mut persist_error = None;
     if let Some(store) = store {
-        let (durable, written) = store.commit_finalized(&finalized, pipeline.ledger());
-        debug_assert!(durable <= finalized.len());
-        debug_assert!(written.is_ok() == (durable == finalized.len()));
-        finalized.truncate(durable);
+        let (durable, written) = store.commit_finalized(&certified, pipeline.ledger());
+        debug_assert!(durable <= certified.len());
+        debug_assert!(written.is_ok() == (durable == certified.len()));
+        certified.truncate(durable);
         persist_error = written.err();
     }
+    let finalized = certified
+        .into_iter()
+        .zip(committed)
+        .map(|(certified, executed)| {
+            assert_eq!(certified.certificate.block, executed.hash, "outcomes belong to the finalized block");
+            Finalized { certified, outcomes: executed.outcomes }
+        })
+        .collect();
     // Taken after persisting: nothing this tick produced leaves before its blocks are on disk.
     let outbound = pipeline.drain_outbound();
-    Ticked { committed, rejections, finalized, persist_error, outbound }
+    Ticked { rejections, finalized, persist_error, outbound }
 }
 
 /// The validators a message for `destination` goes to, sent by validator `me` of `validators`:

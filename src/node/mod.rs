@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use tessera_components::wire::{Frame, encode};
 use tessera_components::{CertifiedBlock, ConsensusMessage, Hash, Txn, TxnId};
 use tessera_systems::consensus::core::{ConsensusConfig, Core, Destination, ValidatorSet};
-use tessera_systems::{ChainTip, Pipeline, Stages};
+use tessera_systems::{ChainTip, Pipeline, Stages, TxnOutcome};
 
 use self::config::{NodeConfig, Role};
 use self::genesis::Genesis;
@@ -59,9 +59,13 @@ impl Fates {
         Fates { map: HashMap::with_capacity(2 * Self::MAX), order: VecDeque::with_capacity(Self::MAX) }
     }
 
+    /// Records what happened to `id`. A fate in a finalized block is final: nothing recorded
+    /// later (a replay of the same bytes refused as a duplicate, say) replaces it.
     fn record(&mut self, id: TxnId, fate: Fate) {
         if let Some(known) = self.map.get_mut(&id) {
-            *known = fate;
+            if !matches!(known, Fate::Committed { .. }) {
+                *known = fate;
+            }
             return;
         }
         // Forget first, so the ring never holds more than `MAX` and never reallocates.
@@ -73,6 +77,15 @@ impl Fates {
         self.map.insert(id, fate);
         self.order.push_back(id);
         debug_assert!(self.order.len() <= Self::MAX);
+    }
+
+    /// Records the outcome of every transaction of the finalized block at `height`: executed,
+    /// or failed with its reason (a failed transfer changed nothing).
+    fn record_block(&mut self, height: u64, outcomes: &[TxnOutcome]) {
+        for outcome in outcomes {
+            let result = outcome.result.map_err(|reason| reason.name().to_owned());
+            self.record(outcome.id, Fate::Committed { height, result });
+        }
     }
 }
 
@@ -416,18 +429,17 @@ impl Node {
         }
         // Durable first: only a block whose record and index entry are synced is reported
         // anywhere (RPC, metrics, logs).
-        for certified in &ticked.finalized {
-            let header = certified.block.header;
+        for finalized in &ticked.finalized {
+            let header = finalized.certified.block.header;
             Metrics::record(
                 &self.metrics.propagation_us,
                 finished_ns.saturating_sub(header.timestamp_ms * 1_000_000) / 1000,
             );
-            for txn in &certified.block.txns {
-                let id = txn.id();
-                if let Some(at) = self.submitted.at.remove(&id) {
+            self.fates.record_block(header.height, &finalized.outcomes);
+            for outcome in &finalized.outcomes {
+                if let Some(at) = self.submitted.at.remove(&outcome.id) {
                     Metrics::record(&self.metrics.commit_latency_us, finished_ns.saturating_sub(at) / 1000);
                 }
-                self.fates.record(id, Fate::Committed { height: header.height, result: Ok(()) });
             }
             tracing::debug!(height = header.height, txns = header.txn_count, "finalized");
         }
@@ -577,6 +589,21 @@ fn publish_gauges(
     }
 }
 
+/// `tessera_getTransaction`'s answer for a transaction with `fate` (if known).
+fn transaction_status(fate: Option<&Fate>, pending: bool) -> Value {
+    match fate {
+        Some(Fate::Committed { height, result: Ok(()) }) => json!({"status": "committed", "height": height}),
+        // In a finalized block, but the transfer failed and changed nothing: a payment that
+        // did not happen must never read as committed.
+        Some(Fate::Committed { height, result: Err(reason) }) => {
+            json!({"status": "failed", "height": height, "reason": reason})
+        }
+        Some(Fate::Rejected(reason)) => json!({"status": "rejected", "reason": reason}),
+        None if pending => json!({"status": "pending"}),
+        None => json!({"status": "unknown"}),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn answer_query(
     query: Query,
@@ -633,17 +660,8 @@ fn answer_query(
         }
         Query::Transaction(id) => {
             let id = TxnId(Hash(id));
-            Ok(match fates.map.get(&id) {
-                Some(Fate::Committed { height, result }) => match result {
-                    Ok(()) => json!({"status": "committed", "height": height}),
-                    Err(reason) => json!({"status": "committed", "height": height, "failed": reason}),
-                },
-                Some(Fate::Rejected(reason)) => json!({"status": "rejected", "reason": reason}),
-                None if pipeline.is_pending(&id) || submitted_at.contains_key(&id) => {
-                    json!({"status": "pending"})
-                }
-                None => json!({"status": "unknown"}),
-            })
+            let pending = pipeline.is_pending(&id) || submitted_at.contains_key(&id);
+            Ok(transaction_status(fates.map.get(&id), pending))
         }
         Query::Submit(txn) => {
             let id = txn.id();
@@ -654,5 +672,41 @@ fn answer_query(
             submitted_at.entry(id).or_insert(now_ns);
             Ok(json!(id.0.to_hex()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tessera_components::{Hash, RejectReason, TxnId};
+    use tessera_systems::TxnOutcome;
+
+    use super::{Fate, Fates, transaction_status};
+
+    fn id(byte: u8) -> TxnId {
+        TxnId(Hash([byte; 32]))
+    }
+
+    #[test]
+    fn a_failed_transfer_reads_as_failed_and_a_final_fate_never_changes() {
+        let mut fates = Fates::default();
+        let outcomes = [
+            TxnOutcome { id: id(1), result: Ok(()) },
+            TxnOutcome { id: id(2), result: Err(RejectReason::InsufficientFunds) },
+        ];
+        fates.record_block(7, &outcomes);
+        let status = |fates: &Fates, byte| transaction_status(fates.map.get(&id(byte)), false);
+        assert_eq!(status(&fates, 1)["status"], "committed");
+        assert_eq!(status(&fates, 1)["height"], 7);
+        assert_eq!(status(&fates, 2)["status"], "failed", "{}", status(&fates, 2));
+        assert_eq!(status(&fates, 2)["reason"], RejectReason::InsufficientFunds.name());
+        // Replaying a committed transaction's bytes is refused as a duplicate; its fate stays.
+        fates.record(id(1), Fate::Rejected("duplicate".into()));
+        assert_eq!(status(&fates, 1)["status"], "committed");
+        // A refusal is not final: the same transaction may still be included later.
+        fates.record(id(3), Fate::Rejected("mempool_full".into()));
+        fates.record_block(8, &[TxnOutcome { id: id(3), result: Ok(()) }]);
+        assert_eq!(status(&fates, 3)["status"], "committed");
+        assert_eq!(transaction_status(None, true)["status"], "pending");
+        assert_eq!(transaction_status(None, false)["status"], "unknown");
     }
 }

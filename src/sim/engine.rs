@@ -18,7 +18,7 @@ use std::rc::Rc;
 
 use ed25519_dalek::SigningKey;
 use tessera_components::wire::{Frame, encode};
-use tessera_components::{CertifiedBlock, ConsensusMessage, Hash, Txn, TxnBody, TxnId, TxnSignature};
+use tessera_components::{ConsensusMessage, Hash, Txn, TxnBody, TxnId, TxnSignature};
 use tessera_systems::consensus::core::{ConsensusConfig, ConsensusCounters, Core, ValidatorSet};
 use tessera_systems::kernels::sigverify::{stand_in_sign, stand_in_signature};
 use tessera_systems::workload::{SeedStream, sign, signing_key};
@@ -636,8 +636,8 @@ impl Sim {
             self.recorder.storage_refused(node, self.now, &error);
         }
         let honest = behaviour == Behaviour::Honest && !self.recorder.is_byzantine(node);
-        for block in &ticked.finalized {
-            self.finalized(node, block, honest);
+        for finalized in &ticked.finalized {
+            self.finalized(node, finalized, honest);
         }
         let key = self.validators[node as usize].key.clone();
         let public = key.verifying_key().to_bytes();
@@ -685,10 +685,11 @@ impl Sim {
         }
     }
 
-    fn finalized(&mut self, node: u32, block: &CertifiedBlock, honest: bool) {
+    fn finalized(&mut self, node: u32, finalized: &driver::Finalized, honest: bool) {
+        let block = &finalized.certified;
         let header = &block.block.header;
-        let hash = header.hash();
-        let ids: Vec<TxnId> = block.block.txns.iter().map(Txn::id).collect();
+        let hash = block.certificate.block;
+        let ids: Vec<TxnId> = finalized.outcomes.iter().map(|outcome| outcome.id).collect();
         self.recorder.finalized(node, header.height, hash, &ids, self.now, honest);
         if !honest {
             return;
