@@ -362,8 +362,18 @@ impl NodeConfig {
                 return Err((timeout_key, "must be between 1 and 3600".into()));
             }
         }
-        if self.consensus.view_timeout_ms == 0 {
-            return Err(("consensus.view_timeout_ms", "must be positive".into()));
+        // Bounded so that the nanosecond arithmetic built on them (a view timeout backs off to
+        // 30×) cannot overflow, and so a deadline is never further off than an operator means.
+        const HOUR_MS: u64 = 3_600_000;
+        if self.consensus.view_timeout_ms == 0 || self.consensus.view_timeout_ms > HOUR_MS {
+            return Err(("consensus.view_timeout_ms", format!("must be between 1 and {HOUR_MS} (an hour)")));
+        }
+        if self.consensus.block_interval_ms > HOUR_MS {
+            return Err(("consensus.block_interval_ms", format!("must be at most {HOUR_MS} (an hour)")));
+        }
+        // `Instant + Duration` panics past the clock's range; a year of ban is plenty.
+        if self.network.ban_secs > 366 * 86_400 {
+            return Err(("network.ban_secs", "must be at most 31622400 (a year)".into()));
         }
         if self.consensus.tick_ms == 0 || self.consensus.tick_ms > 1000 {
             return Err(("consensus.tick_ms", "must be between 1 and 1000".into()));

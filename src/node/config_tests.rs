@@ -80,6 +80,16 @@ fn refusals_name_the_key() {
         (validator.replace("cores = 1", "cores = 0"), "network.cores"),
         (validator.replace("127.0.0.1:20006", "127.0.0.1:20005"), "is used twice"),
         (format!("{validator}\nsurprise = 1\n"), "surprise"),
+        // Values whose nanosecond arithmetic overflowed u64, or whose deadline overflowed Instant.
+        (
+            validator.replace("view_timeout_ms = 1000", "view_timeout_ms = 1000000000000000"),
+            "consensus.view_timeout_ms",
+        ),
+        (
+            validator.replace("block_interval_ms = 50", "block_interval_ms = 1000000000000000"),
+            "consensus.block_interval_ms",
+        ),
+        (validator.replace("ban_secs = 60", "ban_secs = 1000000000000000"), "network.ban_secs"),
     ];
     for (text, key) in cases {
         let error = refusal(&text);

@@ -107,8 +107,25 @@ impl Genesis {
         for (i, validator) in self.validators.iter().enumerate() {
             let key = hex32(&validator.public_key)
                 .ok_or_else(|| (format!("validators[{i}].public_key"), "must be 64 hex digits".into()))?;
-            if ed25519_dalek::VerifyingKey::from_bytes(&key).is_err() {
+            let Ok(public) = ed25519_dalek::VerifyingKey::from_bytes(&key) else {
                 return Err((format!("validators[{i}].public_key"), "is not an Ed25519 public key".into()));
+            };
+            // A small-order key verifies signatures anyone can make (the node's rule accepts
+            // small-order points, as ZIP-215 does), so it would let anyone sign as it.
+            if public.is_weak() {
+                return Err((
+                    format!("validators[{i}].public_key"),
+                    "is a small-order point: anyone could sign for it".into(),
+                ));
+            }
+            if let Some(first) =
+                self.validators[..i].iter().position(|other| other.public_key == validator.public_key)
+            {
+                // One key twice gives its holder two votes of the quorum.
+                return Err((
+                    format!("validators[{i}].public_key"),
+                    format!("is validators[{first}]'s key too: each validator needs its own"),
+                ));
             }
         }
         for (i, account) in self.accounts.iter().enumerate() {
@@ -133,5 +150,37 @@ impl Genesis {
     /// Genesis balances in slot order (checked by `load`).
     pub fn balances(&self) -> Vec<([u8; 32], u64)> {
         self.accounts.iter().filter_map(|a| Some((hex32(&a.address)?, a.balance))).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::Genesis;
+
+    fn genesis_of(keys: &[String]) -> String {
+        let validators: String =
+            keys.iter().map(|key| format!("[[validators]]\npublic_key = \"{key}\"\n")).collect();
+        format!("chain_id = 1\n{validators}")
+    }
+
+    fn key(seed: u8) -> String {
+        hex::encode(ed25519_dalek::SigningKey::from_bytes(&[seed; 32]).verifying_key().to_bytes())
+    }
+
+    #[test]
+    fn duplicate_and_small_order_validator_keys_are_refused() {
+        let path = Path::new("genesis.toml");
+        Genesis::from_toml(&genesis_of(&[key(1), key(2), key(3), key(4)]), path).expect("four distinct keys");
+        let twice = Genesis::from_toml(&genesis_of(&[key(1), key(2), key(1), key(4)]), path).unwrap_err();
+        assert!(twice.to_string().contains("validators[2].public_key"), "{twice}");
+        assert!(twice.to_string().contains("validators[0]'s key too"), "{twice}");
+        // The identity point (y = 1) has order 1; any signature with R = identity and S = 0
+        // verifies for it under a cofactored rule.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let weak = Genesis::from_toml(&genesis_of(&[key(1), hex::encode(identity)]), path).unwrap_err();
+        assert!(weak.to_string().contains("small-order"), "{weak}");
     }
 }
