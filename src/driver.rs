@@ -6,12 +6,15 @@
 //! the outbox. The order is the contract both runtimes rely on:
 //!
 //! ```text
-//! Pipeline::tick ─► drain rejections ─► drain certified ─► persist (BlockStore) ─► drain outbox
+//! Pipeline::tick ─► drain rejections ─► drain certified ─► persist blocks ─► persist the
+//!   safety state (if it changed) ─► drain outbox
 //! ```
 //!
 //! A block is reported anywhere (RPC, metrics, the simulator's recorder) only once its record
-//! is durable, and a runtime that gets a persistence error back must not send the outbox as if
-//! it had persisted. What the runtime then does with the result (sockets, or the simulated
+//! is durable. The safety state (the view this validator entered and its lock) is durable
+//! before any message signed under it is handed out: if saving it fails, the outbox is
+//! dropped, not returned, so a crash at any instant (before the save, between the save and the
+//! sends, or during them) leaves on disk a state that covers everything that ever left. What the runtime then does with the result (sockets, or the simulated
 //! network) is its own: [`recipients`] says who a consensus message goes to, once.
 
 use tessera_components::{CertifiedBlock, ConsensusMessage};
@@ -19,7 +22,7 @@ use tessera_systems::consensus::core::Destination;
 use tessera_systems::mempool::TxnRejected;
 use tessera_systems::{Pipeline, TxnOutcome};
 
-use crate::storage::{BlockStore, StoreError};
+use crate::storage::{Storage, StoreError};
 
 /// A block consensus finalized, with what executing it did.
 #[derive(Debug)]
@@ -37,22 +40,23 @@ pub struct Ticked {
     pub rejections: Vec<TxnRejected>,
     /// Finalized blocks that are durable (every one when there is no store), in height order.
     pub finalized: Vec<Finalized>,
-    /// The first persistence error; blocks from the failed one on are not in `finalized`.
+    /// The first persistence error; blocks from the failed one on are not in `finalized`, and
+    /// if the safety state could not be saved, `outbound` is empty.
     pub persist_error: Option<StoreError>,
     /// Consensus messages to send, in the order the core produced them.
     pub outbound: Vec<(Destination, ConsensusMessage)>,
 }
 
-/// Runs one schedule tick at `now_ns`, persists what it finalized into `store` (if any), and
-/// takes the outbox.
-pub fn tick(pipeline: &mut Pipeline, now_ns: u64, store: Option<&mut dyn BlockStore>) -> Ticked {
+/// Runs one schedule tick at `now_ns`, persists what it finalized and the safety state into
+/// `store` (if any), and takes the outbox.
+pub fn tick(pipeline: &mut Pipeline, now_ns: u64, mut store: Option<&mut dyn Storage>) -> Ticked {
     let committed = pipeline.tick(now_ns);
     let rejections = pipeline.drain_rejections();
     let mut certified = pipeline.drain_certified();
     // Consensus hands each block it finalizes to execution in the same step, in order.
     assert_eq!(committed.len(), certified.len(), "one execution per finalized block");
     let mut persist_error = None;
-    if let Some(store) = store {
+    if let Some(store) = store.as_deref_mut() {
         let (durable, written) = store.commit_finalized(&certified, pipeline.ledger());
         debug_assert!(durable <= certified.len());
         debug_assert!(written.is_ok() == (durable == certified.len()));
@@ -67,8 +71,17 @@ pub fn tick(pipeline: &mut Pipeline, now_ns: u64, store: Option<&mut dyn BlockSt
             Finalized { certified, outcomes: executed.outcomes }
         })
         .collect();
-    // Taken after persisting: nothing this tick produced leaves before its blocks are on disk.
-    let outbound = pipeline.drain_outbound();
+    let mut outbound = pipeline.drain_outbound();
+    if let Some(state) = pipeline.take_safety_update()
+        && let Some(store) = store
+        && let Err(error) = store.save_safety(&state)
+    {
+        // Not durable, so not sent: the messages were signed under this state.
+        outbound.clear();
+        persist_error.get_or_insert(error);
+    }
+    // Handed out only now: nothing this tick produced leaves before its blocks and the safety
+    // state covering its signatures are on disk.
     Ticked { rejections, finalized, persist_error, outbound }
 }
 
@@ -84,7 +97,192 @@ pub fn recipients(destination: Destination, me: u32, validators: u32) -> impl It
 
 #[cfg(test)]
 mod tests {
+    use ed25519_dalek::{Signer, SigningKey};
+    use tessera_components::consensus::proposal_signing_bytes;
+    use tessera_components::{Block, BlockHeader, Hash, Proposal, SafetyState, VoteKind};
+    use tessera_systems::consensus::core::{ConsensusConfig, Core, ValidatorSet};
+    use tessera_systems::workload::signing_key;
+    use tessera_systems::{ChainTip, Ledger, PipelineConfig, Stages};
+
     use super::*;
+    use crate::storage::{Store, StoreConfig};
+
+    fn genesis() -> Vec<([u8; 32], u64)> {
+        vec![([9; 32], 1_000)]
+    }
+
+    fn keys() -> Vec<SigningKey> {
+        (0..4).map(|i| signing_key(77, i)).collect()
+    }
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("tessera-driver-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    /// Validator `me` of four over the data directory `dir`, built the way the node builds it:
+    /// the store recovered, the core resumed from the safety state it holds.
+    fn validator(dir: &std::path::Path, me: u32) -> (Pipeline, Store) {
+        let (store, ledger, recovery) =
+            Store::open(dir, &genesis(), StoreConfig { sync: false, ..StoreConfig::default() }).unwrap();
+        let keys = keys();
+        let set = ValidatorSet::new(keys.iter().map(|key| key.verifying_key().to_bytes()).collect());
+        let tip =
+            ChainTip { height: recovery.height, hash: store.tip_hash(), state_root: recovery.state_root };
+        let config = ConsensusConfig::default();
+        let mut core = Core::new(me, keys[me as usize].clone(), set, config, tip.height, tip.hash);
+        if let Some(saved) = &recovery.safety {
+            core = core.with_safety_state(saved);
+        }
+        let stages = Stages::Validator { core: Box::new(core), history_bytes_max: 1 << 20 };
+        let pipeline = Pipeline::with_stages(PipelineConfig::default(), ledger, tip, stages).unwrap();
+        (pipeline, store)
+    }
+
+    /// An empty block for height 1 from validator 0 in view 0, `variant` telling two apart.
+    fn proposal(variant: u64) -> ConsensusMessage {
+        let ledger = Ledger::from_genesis(&genesis()).unwrap();
+        let header = BlockHeader {
+            height: 1,
+            view: 0,
+            timestamp_ms: variant,
+            proposer: 0,
+            txn_count: 0,
+            parent: Hash::ZERO,
+            txn_root: Block::compute_txn_root(&[]),
+            state_root: ledger.state_root(),
+        };
+        let block = Block { header, txns: Vec::new() };
+        let signature = keys()[0].sign(&proposal_signing_bytes(0, 1, &header.hash())).to_bytes();
+        ConsensusMessage::Proposal(Proposal { view: 0, block, justify: None, signature })
+    }
+
+    /// The views this node signed prepare votes in, and the blocks.
+    fn prepares(outbound: &[(Destination, ConsensusMessage)]) -> Vec<(u64, Hash)> {
+        outbound
+            .iter()
+            .filter_map(|(_, message)| match message {
+                ConsensusMessage::Vote(vote) if vote.kind == VoteKind::Prepare => {
+                    Some((vote.view, vote.block))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn proposals(outbound: &[(Destination, ConsensusMessage)]) -> Vec<u64> {
+        outbound
+            .iter()
+            .filter_map(|(_, message)| match message {
+                ConsensusMessage::Proposal(proposal) => Some(proposal.view),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_restarted_validator_never_votes_for_a_second_block_in_a_view() {
+        let dir = scratch("revote");
+        let (mut pipeline, mut store) = validator(&dir, 1);
+        pipeline.deliver(0, proposal(1));
+        let ticked = tick(&mut pipeline, 1_000_000, Some(&mut store));
+        let first = prepares(&ticked.outbound);
+        assert_eq!(first.len(), 1, "validator 1 prepares the first proposal of view 0");
+        assert_eq!(first[0].0, 0);
+        // A crash after the vote left; the equivocating leader then shows it another block of
+        // the same view.
+        drop((pipeline, store));
+        let (mut pipeline, mut store) = validator(&dir, 1);
+        pipeline.deliver(0, proposal(2));
+        let mut after = Vec::new();
+        for step in 0..5 {
+            after.extend(prepares(&tick(&mut pipeline, 2_000_000 + step, Some(&mut store)).outbound));
+        }
+        assert!(
+            after.iter().all(|(view, _)| *view > 0),
+            "a restarted validator signed a prepare vote in view 0 again: {after:?} after {first:?}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_restarted_leader_never_proposes_twice_in_a_view() {
+        let dir = scratch("repropose");
+        let (mut pipeline, mut store) = validator(&dir, 0);
+        let ticked = tick(&mut pipeline, 1_000_000, Some(&mut store));
+        assert_eq!(proposals(&ticked.outbound), vec![0], "the leader of view 0 proposes once");
+        drop((pipeline, store));
+        let (mut pipeline, mut store) = validator(&dir, 0);
+        let mut again = Vec::new();
+        for step in 0..5 {
+            again.extend(proposals(&tick(&mut pipeline, 2_000_000 + step, Some(&mut store)).outbound));
+        }
+        assert!(!again.contains(&0), "a restarted leader proposed in view 0 again: {again:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Storage whose safety writes fail.
+    struct FailingSafety(Store);
+
+    impl Storage for FailingSafety {
+        fn commit_finalized(
+            &mut self,
+            blocks: &[CertifiedBlock],
+            ledger: &tessera_systems::Ledger,
+        ) -> (usize, Result<(), StoreError>) {
+            self.0.commit_finalized(blocks, ledger)
+        }
+        fn write_state(&mut self, ledger: &tessera_systems::Ledger) -> Result<(), StoreError> {
+            self.0.write_state(ledger)
+        }
+        fn block(
+            &self,
+            height: u64,
+        ) -> Result<Option<(Block, tessera_components::QuorumCertificate)>, StoreError> {
+            self.0.block(height)
+        }
+        fn height(&self) -> u64 {
+            self.0.height()
+        }
+        fn tip_hash(&self) -> Hash {
+            self.0.tip_hash()
+        }
+        fn save_safety(&mut self, _: &SafetyState) -> Result<(), StoreError> {
+            Err(StoreError::Config("the disk is full"))
+        }
+    }
+
+    #[test]
+    fn nothing_is_sent_when_the_safety_state_cannot_be_saved() {
+        let dir = scratch("nosave");
+        let (mut pipeline, store) = validator(&dir, 0);
+        let mut failing = FailingSafety(store);
+        let ticked = tick(&mut pipeline, 1_000_000, Some(&mut failing));
+        assert!(ticked.outbound.is_empty(), "sent {:?} without a durable safety state", ticked.outbound);
+        assert!(ticked.persist_error.is_some());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_single_validator_with_no_block_interval_finalizes_a_block_a_tick() {
+        // Before: the validator finalized inside its own proposal and proposed again from there,
+        // recursing until the stack overflowed.
+        let key = signing_key(78, 0);
+        let set = ValidatorSet::new(vec![key.verifying_key().to_bytes()]);
+        let config = ConsensusConfig { block_interval_ns: 0, ..ConsensusConfig::default() };
+        let core = Core::new(0, key, set, config, 0, Hash::ZERO);
+        let ledger = Ledger::from_genesis(&genesis()).unwrap();
+        let tip = ChainTip::genesis(&ledger);
+        let stages = Stages::Validator { core: Box::new(core), history_bytes_max: 1 << 20 };
+        let mut pipeline = Pipeline::with_stages(PipelineConfig::default(), ledger, tip, stages).unwrap();
+        let mut finalized = 0;
+        for step in 1..=20 {
+            finalized += tick(&mut pipeline, step * 1_000_000, None).finalized.len();
+        }
+        assert!(finalized >= 10, "{finalized} blocks in 20 ticks");
+        assert_eq!(pipeline.tip().height, finalized as u64);
+    }
 
     #[test]
     fn recipients_are_everyone_else_or_the_one_named() {

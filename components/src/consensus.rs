@@ -40,6 +40,24 @@ pub struct NewView {
 }
 
 /// One finalized block with its commit certificate, as served to a syncing peer.
+/// What a validator has bound itself to, kept on disk before any message it signs leaves the
+/// node, so that a restart never signs something that conflicts with what it signed before.
+///
+/// A validator that entered `view` may have signed, in that view, a proposal (as leader), a
+/// prepare vote and a commit vote; so after a restart it signs nothing in `view` or any
+/// earlier view, and resumes in `view + 1` at the earliest. At `height` it keeps `lock`, so it
+/// never prepares a block that conflicts with a block it may have helped commit.
+/// `docs/consensus.md` gives the argument.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct SafetyState {
+    /// The height being decided when this was written (last finalized + 1).
+    pub height: u64,
+    /// The highest view this validator entered.
+    pub view: u64,
+    /// Its prepare certificate lock at `height`, if any.
+    pub lock: Option<QuorumCertificate>,
+}
+
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct CertifiedBlock {
     /// The block.

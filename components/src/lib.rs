@@ -21,7 +21,7 @@ pub mod wire;
 
 pub use account::Account;
 pub use block::{Block, BlockHeader, QuorumCertificate, Signature, Vote, VoteKind, vote_signing_bytes};
-pub use consensus::{CertifiedBlock, ConsensusMessage, NewView, Proposal};
+pub use consensus::{CertifiedBlock, ConsensusMessage, NewView, Proposal, SafetyState};
 pub use hash::{Hash, merkle_root};
 pub use reject::RejectReason;
 pub use txn::{Arrival, Stage, Txn, TxnBody, TxnId, TxnSignature};

@@ -260,7 +260,21 @@ impl Node {
         let core = if full {
             Core::observer(set, consensus_config.clone(), tip.height, tip.hash)
         } else {
-            Core::new(me, key.clone(), set, consensus_config.clone(), tip.height, tip.hash)
+            let core = Core::new(me, key.clone(), set, consensus_config.clone(), tip.height, tip.hash);
+            // Resume from what this validator bound itself to before it stopped: it signs
+            // nothing in a view it may already have signed in.
+            match &recovery.safety {
+                Some(saved) => {
+                    tracing::info!(
+                        height = saved.height,
+                        view = saved.view,
+                        locked = saved.lock.is_some(),
+                        "safety state recovered"
+                    );
+                    core.with_safety_state(saved)
+                }
+                None => core,
+            }
         };
         let mut pipeline = Pipeline::with_stages(
             pipeline_config,

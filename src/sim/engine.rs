@@ -18,7 +18,9 @@ use std::rc::Rc;
 
 use ed25519_dalek::SigningKey;
 use tessera_components::wire::{Frame, encode};
-use tessera_components::{ConsensusMessage, Hash, Txn, TxnBody, TxnId, TxnSignature};
+use tessera_components::{
+    CertifiedBlock, ConsensusMessage, Hash, SafetyState, Txn, TxnBody, TxnId, TxnSignature,
+};
 use tessera_systems::consensus::core::{ConsensusConfig, ConsensusCounters, Core, ValidatorSet};
 use tessera_systems::kernels::sigverify::{stand_in_sign, stand_in_signature};
 use tessera_systems::workload::{SeedStream, sign, signing_key};
@@ -29,7 +31,7 @@ use super::report::{Recorder, Report};
 use super::scenario::{Fault, Policy, Scenario, SigverifyMode, StorageFault};
 use super::{Behaviour, byzantine, validator_key};
 use crate::driver;
-use crate::storage::{BlockStore, Store, StoreConfig};
+use crate::storage::{Storage, Store, StoreConfig};
 
 const MS: u64 = 1_000_000;
 
@@ -92,6 +94,63 @@ struct Validator {
     dir: Option<PathBuf>,
     byzantine: Vec<(Behaviour, u64, u64)>,
     skew_ns: i64,
+    /// The consensus safety state this validator last persisted. It survives crashes, even
+    /// when the block store does not (no storage, or a directory wiped after corruption): it
+    /// models the small file a validator keeps whatever happens to its blocks. A restart
+    /// resumes from it.
+    safety: Option<SafetyState>,
+}
+
+/// What a simulated validator persists through: its block store if it has one, and its safety
+/// state, which is mirrored into [`Validator::safety`] (on the store's own files as well when
+/// there is a store, so the real safety file code runs too).
+struct SimStorage<'a> {
+    store: Option<&'a mut Store>,
+    safety: &'a mut Option<SafetyState>,
+}
+
+impl Storage for SimStorage<'_> {
+    fn commit_finalized(
+        &mut self,
+        blocks: &[CertifiedBlock],
+        ledger: &Ledger,
+    ) -> (usize, Result<(), crate::storage::StoreError>) {
+        match self.store.as_deref_mut() {
+            Some(store) => store.commit_finalized(blocks, ledger),
+            // Without storage a validator keeps its blocks in memory only.
+            None => (blocks.len(), Ok(())),
+        }
+    }
+
+    fn write_state(&mut self, ledger: &Ledger) -> Result<(), crate::storage::StoreError> {
+        self.store.as_deref_mut().map_or(Ok(()), |store| store.write_state(ledger))
+    }
+
+    fn block(
+        &self,
+        height: u64,
+    ) -> Result<
+        Option<(tessera_components::Block, tessera_components::QuorumCertificate)>,
+        crate::storage::StoreError,
+    > {
+        self.store.as_deref().map_or(Ok(None), |store| store.block(height))
+    }
+
+    fn height(&self) -> u64 {
+        self.store.as_deref().map_or(0, Store::height)
+    }
+
+    fn tip_hash(&self) -> Hash {
+        self.store.as_deref().map_or(Hash::ZERO, Store::tip_hash)
+    }
+
+    fn save_safety(&mut self, state: &SafetyState) -> Result<(), crate::storage::StoreError> {
+        if let Some(store) = self.store.as_deref_mut() {
+            store.save_safety(state)?;
+        }
+        *self.safety = Some(state.clone());
+        Ok(())
+    }
 }
 
 /// Per-node scheduling and gossip state (the network model holds the links).
@@ -210,6 +269,7 @@ impl Sim {
                 dir,
                 byzantine: Vec::new(),
                 skew_ns: 0,
+                safety: None,
             });
         }
         let end = ns(scenario.duration_s);
@@ -340,7 +400,7 @@ impl Sim {
                 (ledger, tip)
             }
         };
-        let core = Core::new(
+        let mut core = Core::new(
             index,
             validator.key.clone(),
             self.set.clone(),
@@ -348,6 +408,9 @@ impl Sim {
             tip.height,
             tip.hash,
         );
+        if let Some(saved) = &validator.safety {
+            core = core.with_safety_state(saved);
+        }
         // Sync history per validator: enough for a crashed peer to catch up over minutes,
         // small enough for a thousand-node run.
         let stages = Stages::Validator { core: Box::new(core), history_bytes_max: 8 << 20 };
@@ -626,8 +689,8 @@ impl Sim {
         let validator = &mut self.validators[node as usize];
         let Some(pipeline) = validator.pipeline.as_mut() else { return };
         let local = self.now.saturating_add_signed(validator.skew_ns);
-        let store = validator.store.as_mut().map(|store| store as &mut dyn BlockStore);
-        let ticked = driver::tick(pipeline, local, store);
+        let mut storage = SimStorage { store: validator.store.as_mut(), safety: &mut validator.safety };
+        let ticked = driver::tick(pipeline, local, Some(&mut storage));
         let idle = pipeline.is_idle();
         let deadline = pipeline.consensus().map_or(u64::MAX, |c| c.core.next_deadline_ns());
         if let Some(error) = ticked.persist_error {

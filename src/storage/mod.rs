@@ -19,6 +19,7 @@
 pub mod drill;
 mod map;
 mod port;
+pub mod safety;
 mod verify;
 
 use std::fs::{File, OpenOptions};
@@ -36,7 +37,7 @@ use tessera_components::{Block, CertifiedBlock, Hash, QuorumCertificate};
 use tessera_systems::{GenesisError, Ledger};
 
 pub use map::{DirLock, LockMode};
-pub use port::BlockStore;
+pub use port::Storage;
 pub use verify::{Rebuilt, Replay, SegmentReader, check_chain, rebuild, segment_numbers, verify};
 
 /// The genesis file's name.
@@ -88,6 +89,8 @@ pub struct Recovery {
     pub replayed: u64,
     /// True when this open created the store.
     pub created: bool,
+    /// The consensus safety state last persisted ([`Store::save_safety`]), if any.
+    pub safety: Option<tessera_components::SafetyState>,
 }
 
 /// A torn tail that recovery dropped (or, for `inspect`, would drop).
@@ -246,6 +249,7 @@ pub struct Store {
     /// later commit is refused until the store is reopened (and recovered).
     poisoned: Option<String>,
     reader: Mutex<SegmentReader>,
+    safety: safety::SafetyFile,
     // Declared last so it is dropped last: the lock outlives every map and file handle.
     lock: DirLock,
 }
@@ -415,6 +419,7 @@ impl Store {
             }
         }
 
+        let (safety, safety_state) = safety::SafetyFile::open(&lock, config.sync)?;
         let state_root = ledger.state_root();
         let recovery = Recovery {
             height,
@@ -425,6 +430,7 @@ impl Store {
             state_height: verified.state.height,
             replayed,
             created,
+            safety: safety_state,
         };
         let store = Store {
             config,
@@ -440,6 +446,7 @@ impl Store {
             state_height: verified.state.height,
             poisoned: None,
             reader: Mutex::new(reader),
+            safety,
             lock,
         };
         Ok((store, ledger, recovery))
@@ -650,6 +657,15 @@ impl Store {
         }
         let height = self.height();
         self.write_snapshot(height, root, ledger).inspect_err(|error| self.poisoned = Some(error.to_string()))
+    }
+
+    /// Persists the consensus safety state: durable when this returns `Ok` (see
+    /// [`safety`]). Nothing the state covers may be sent before.
+    ///
+    /// # Errors
+    /// A failed write or sync.
+    pub fn save_safety(&mut self, state: &tessera_components::SafetyState) -> Result<(), StoreError> {
+        self.safety.save(state)
     }
 
     /// The last committed height (0: only genesis).

@@ -1,14 +1,15 @@
 //! The storage port: what the node and the simulator need from persistence, whatever holds
 //! the bytes.
 
-use tessera_components::{Block, CertifiedBlock, Hash, QuorumCertificate};
+use tessera_components::{Block, CertifiedBlock, Hash, QuorumCertificate, SafetyState};
 use tessera_systems::Ledger;
 
 use super::{Store, StoreError};
 
-/// What a runtime needs from its storage after recovery. Recovery itself is each
+/// What a runtime needs from its storage after recovery: finalized blocks, the state
+/// snapshot, reads, and the consensus safety state. Recovery itself is each
 /// implementation's constructor (it builds the store), so it is not a method here.
-pub trait BlockStore {
+pub trait Storage {
     /// Persists finalized blocks in order, with the state snapshot on the store's schedule;
     /// `ledger` is the state after the last of them. Returns how many are durable and the
     /// error that stopped it (nothing after a failed block is tried).
@@ -31,9 +32,15 @@ pub trait BlockStore {
     fn height(&self) -> u64;
     /// Hash of the last committed block's header ([`Hash::ZERO`] at genesis).
     fn tip_hash(&self) -> Hash;
+    /// Persists a validator's consensus safety state (see [`SafetyState`]); durable when this
+    /// returns `Ok`, and nothing the state covers may be sent before.
+    ///
+    /// # Errors
+    /// A failed write: the caller must not send what `state` covers.
+    fn save_safety(&mut self, state: &SafetyState) -> Result<(), StoreError>;
 }
 
-impl BlockStore for Store {
+impl Storage for Store {
     fn commit_finalized(
         &mut self,
         blocks: &[CertifiedBlock],
@@ -56,5 +63,9 @@ impl BlockStore for Store {
 
     fn tip_hash(&self) -> Hash {
         Store::tip_hash(self)
+    }
+
+    fn save_safety(&mut self, state: &SafetyState) -> Result<(), StoreError> {
+        Store::save_safety(self, state)
     }
 }

@@ -285,6 +285,13 @@ impl Pipeline {
         }
     }
 
+    /// The consensus safety state if it changed since the last call (a validator only): the
+    /// shell persists it before it takes the outbox (see
+    /// [`consensus::core::Core::take_safety_update`]).
+    pub fn take_safety_update(&mut self) -> Option<tessera_components::SafetyState> {
+        self.world.get_resource_mut::<consensus::Consensus>()?.core.take_safety_update()
+    }
+
     /// Takes the blocks finalized since the last call, with their commit certificates (a
     /// validator only; the shell persists them).
     pub fn drain_certified(&mut self) -> Vec<tessera_components::CertifiedBlock> {

@@ -21,8 +21,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use ed25519_dalek::{Signer, SigningKey};
 use tessera_components::consensus::{new_view_signing_bytes, proposal_signing_bytes};
 use tessera_components::{
-    Block, CertifiedBlock, ConsensusMessage, Hash, NewView, Proposal, QuorumCertificate, Signature, Vote,
-    VoteKind, vote_signing_bytes,
+    Block, CertifiedBlock, ConsensusMessage, Hash, NewView, Proposal, QuorumCertificate, SafetyState,
+    Signature, Vote, VoteKind, vote_signing_bytes,
 };
 
 /// Proposals and votes held for the next height, at most.
@@ -266,6 +266,12 @@ pub struct Core {
     counters: ConsensusCounters,
     outbox: Vec<(Destination, ConsensusMessage)>,
     finalized: Vec<CertifiedBlock>,
+    /// The view or the lock changed since the shell last took the [`SafetyState`]: it must be
+    /// persisted before this tick's outbox leaves.
+    safety_changed: bool,
+    /// A saved safety state for a height this validator has not reached yet (it restarted with
+    /// fewer blocks than it had): applied on reaching it.
+    resume: Option<SafetyState>,
 }
 
 impl Core {
@@ -322,7 +328,52 @@ impl Core {
             counters: ConsensusCounters::default(),
             outbox: Vec::new(),
             finalized: Vec::new(),
+            safety_changed: false,
+            resume: None,
         }
+    }
+
+    /// Resumes from the safety state this validator persisted before it stopped. At the saved
+    /// height it enters no view it may have signed in (so at least `saved.view + 1`) and keeps
+    /// its lock. A validator that resumes below the saved height (its blocks were lost, and it
+    /// catches up by sync) applies both when it reaches that height; one that resumes above it
+    /// is bound by nothing (every signature of the saved height is for a finalized height).
+    /// Call before [`Core::start`].
+    pub fn with_safety_state(mut self, saved: &SafetyState) -> Core {
+        debug_assert!(!self.observer, "an observer signs nothing and keeps no safety state");
+        if saved.height >= self.height {
+            self.resume = Some(saved.clone());
+            self.apply_resume();
+        }
+        self.safety_changed = true;
+        self
+    }
+
+    /// Applies the saved safety state once this validator is at its height.
+    fn apply_resume(&mut self) {
+        let Some(saved) = self.resume.as_ref().filter(|saved| saved.height <= self.height) else { return };
+        if saved.height == self.height {
+            self.view = self.view.max(saved.view.saturating_add(1));
+            if self.lock.as_ref().is_none_or(|lock| saved.lock.as_ref().is_some_and(|l| l.view > lock.view)) {
+                self.lock = saved.lock.clone().filter(|lock| lock.height == self.height);
+            }
+        }
+        self.resume = None;
+    }
+
+    /// What this validator has bound itself to now (see [`SafetyState`]).
+    pub fn safety_state(&self) -> SafetyState {
+        SafetyState { height: self.height, view: self.view, lock: self.lock.clone() }
+    }
+
+    /// The safety state, if it changed since the last call. The shell persists it (durably)
+    /// before it sends anything this core produced since: every signature in the outbox was
+    /// made in [`SafetyState::view`] or earlier, under [`SafetyState::lock`].
+    pub fn take_safety_update(&mut self) -> Option<SafetyState> {
+        if !std::mem::take(&mut self.safety_changed) || self.observer {
+            return None;
+        }
+        Some(self.safety_state())
     }
 
     /// A full node's state machine: it checks and applies the finalized blocks that sync
@@ -470,6 +521,10 @@ impl Core {
     fn enter_view(&mut self, view: u64, fresh_height: bool, host: &mut impl Host) {
         debug_assert!(view >= self.view);
         self.view = view;
+        // A validator that restarted below its saved height reaches it here (through sync).
+        self.apply_resume();
+        let view = self.view;
+        self.safety_changed = true;
         self.view_started_ns = self.now_ns;
         self.last_resend_ns = self.now_ns;
         self.sent_this_view.clear();
@@ -488,7 +543,10 @@ impl Core {
             self.broadcast(ConsensusMessage::NewView(message.clone()));
             self.on_new_view(message, host);
         }
-        if fresh_height && self.set.leader(view) == self.me {
+        // A set of one finalizes inside its own proposal (its votes are a quorum), so proposing
+        // the next block from here would recurse once per block without end, with a block
+        // interval of 0. It proposes from its next tick instead.
+        if fresh_height && self.set.leader(view) == self.me && self.set.len() > 1 {
             self.propose(host);
         }
         if self.set.leader(view) == self.me && !self.proposed {
@@ -700,6 +758,7 @@ impl Core {
         }
         if self.lock.as_ref().is_none_or(|lock| qc.view > lock.view) {
             self.lock = Some(qc);
+            self.safety_changed = true;
         }
     }
 
@@ -846,16 +905,34 @@ impl Core {
         }
         let senders = self.new_views.entry(new_view.view).or_default();
         senders.insert(new_view.sender, new_view.high_qc);
-        let count = senders.len();
-        if new_view.view > self.view && count > self.set.faults_tolerated() {
-            // f + 1 validators moved on, so at least one honest one timed out: follow.
-            let view = new_view.view;
+        // f + 1 validators are in views beyond this one, so at least one honest validator
+        // timed out to a view at least as high as the (f + 1)-th highest of them: follow it.
+        // Counting "at or beyond" rather than "exactly at" a view lets validators whose views
+        // drifted apart (backed-off timeouts, a restart that resumes past its saved view) meet
+        // again instead of chasing each other one timeout at a time.
+        if new_view.view > self.view
+            && let Some(view) = self.view_followed()
+        {
             self.enter_view(view, false, host);
             return;
         }
         if new_view.view == self.view && self.set.leader(self.view) == self.me && !self.proposed {
             self.maybe_propose_after_view_change(host);
         }
+    }
+
+    /// The highest view beyond the current one that f + 1 validators have sent a `NewView`
+    /// for, at it or beyond (each sender counted once, at its highest such view).
+    fn view_followed(&self) -> Option<u64> {
+        let mut highest: BTreeMap<u32, u64> = BTreeMap::new();
+        for (view, senders) in self.new_views.range(self.view.saturating_add(1)..) {
+            for sender in senders.keys() {
+                highest.insert(*sender, *view);
+            }
+        }
+        let mut views: Vec<u64> = highest.into_values().collect();
+        views.sort_unstable_by(|a, b| b.cmp(a));
+        views.get(self.set.faults_tolerated()).copied()
     }
 
     fn on_sync_request(&mut self, from: u32, from_height: u64, host: &impl Host) {
