@@ -1072,109 +1072,8 @@ fn split_u64(bytes: &[u8]) -> Option<(u64, &[u8])> {
     Some((u64::from_le_bytes(*head), rest))
 }
 
-/// Fuzz harness for the record codec: any input either fails [`check_record`] or is a record
-/// that re-encodes to exactly its bytes; the payload decoders never panic. The first 12 bytes
-/// choose the expected segment and offset. Run by `cargo test` on seeded inputs and by
-/// `fuzz/fuzz_targets/storage_record.rs`.
-pub fn fuzz_record_decode(data: &[u8]) {
-    let Some((choice, bytes)) = data.split_first_chunk::<12>() else {
-        return;
-    };
-    let segment = u32::from_le_bytes(choice[..4].try_into().expect("4 bytes")) % 4;
-    let offset = u64::from_le_bytes(choice[4..].try_into().expect("8 bytes")) % 256;
-    for kind in [RecordKind::Genesis, RecordKind::Block, RecordKind::State] {
-        let place = Place { kind, segment, offset };
-        if let Ok(record) = check_record(bytes, place) {
-            let size = record.header.record_size() as usize;
-            assert_eq!(encode_record(place, record.header.height, record.payload), &bytes[..size]);
-            let _ = decode_block_payload(record.payload, record.header.height);
-        }
-    }
-    let _ = decode_block_payload(bytes, 1);
-    let _ = decode_state_payload(bytes);
-    let _ = decode_genesis_payload(bytes);
-    if let Some(raw) = bytes.first_chunk::<INDEX_ENTRY_SIZE>()
-        && let Ok(entry) = IndexEntry::check(raw, 1)
-    {
-        assert_eq!(&entry.to_bytes(), raw);
-    }
-    if let Ok(header) = FileHeader::check(bytes, FileKind::Segment, segment, None) {
-        assert_eq!(bytemuck::bytes_of(&header), &bytes[..FILE_HEADER_SIZE]);
-    }
-}
-
-/// Splits fuzz input into an index and up to four segments: byte 0 is the segment count, then
-/// one little-endian u32 length per file (index first); the last file takes what is left.
-pub fn fuzz_split(data: &[u8]) -> Option<(&[u8], Vec<&[u8]>)> {
-    let (&count, mut rest) = data.split_first()?;
-    let files = usize::from(count % 4) + 2;
-    let mut lengths = Vec::with_capacity(files);
-    for _ in 0..files - 1 {
-        let (length, after) = rest.split_first_chunk::<4>()?;
-        lengths.push(u32::from_le_bytes(*length) as usize);
-        rest = after;
-    }
-    let mut parts = Vec::with_capacity(files);
-    for length in lengths {
-        let (part, after) = rest.split_at(length.min(rest.len()));
-        parts.push(part);
-        rest = after;
-    }
-    parts.push(rest);
-    let index = parts.remove(0);
-    Some((index, parts))
-}
-
-/// The inverse of [`fuzz_split`], for building seed inputs.
-pub fn fuzz_join(index: &[u8], segments: &[&[u8]]) -> Vec<u8> {
-    assert!((1..=4).contains(&segments.len()), "one to four segments");
-    let mut out = vec![(segments.len() - 1) as u8];
-    let files: Vec<&[u8]> = std::iter::once(index).chain(segments.iter().copied()).collect();
-    for file in &files[..files.len() - 1] {
-        out.extend_from_slice(&(file.len() as u32).to_le_bytes());
-    }
-    for file in files {
-        out.extend_from_slice(file);
-    }
-    out
-}
-
-/// The genesis id the recovery fuzz harness's inputs are built with.
-pub fn fuzz_genesis_id() -> Hash {
-    genesis_id(&encode_genesis_payload(&[([1; 32], 1_000)]))
-}
-
-/// Fuzz harness for recovery: [`check_directory`] never panics, and when it accepts, the plan
-/// is within the files, and applying it (dropping the tails) gives a directory it accepts again
-/// with the same entries and nothing to drop. Input layout: [`fuzz_split`]. Run by `cargo test`
-/// on seeded inputs and by `fuzz/fuzz_targets/storage_recovery.rs`.
-pub fn fuzz_recovery(data: &[u8]) {
-    let Some((index, segments)) = fuzz_split(data) else {
-        return;
-    };
-    let genesis_id = fuzz_genesis_id();
-    let Ok(check) = check_directory(genesis_id, index, &segments) else {
-        return;
-    };
-    let mut index = index.to_vec();
-    let mut segments: Vec<Vec<u8>> = segments.iter().map(|s| s.to_vec()).collect();
-    for tail in [check.index_tail, check.segment_tail].into_iter().flatten() {
-        let file = match tail.file {
-            FileRef::Index => &mut index,
-            FileRef::Segment(number) => &mut segments[number as usize],
-            other => panic!("tail in {other:?}"),
-        };
-        assert_eq!(tail.offset + tail.size, file.len() as u64, "a tail runs to the end of its file");
-        file.truncate(tail.offset as usize);
-    }
-    let segments: Vec<&[u8]> = segments.iter().map(Vec::as_slice).collect();
-    let again = check_directory(genesis_id, &index, &segments).expect("a recovered directory is sound");
-    assert_eq!(again.entries, check.entries);
-    assert_eq!(again.torn_bytes(), 0);
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use proptest::prelude::*;
 
     use super::*;
@@ -1219,8 +1118,8 @@ mod tests {
     }
 
     /// An index and segments holding `heights` blocks, rolling over past `segment_max` bytes.
-    fn image(heights: u64, segment_max: usize) -> (Vec<u8>, Vec<Vec<u8>>) {
-        let id = fuzz_genesis_id();
+    pub(crate) fn image(heights: u64, segment_max: usize) -> (Vec<u8>, Vec<Vec<u8>>) {
+        let id = crate::fuzz::fuzz_genesis_id();
         let mut index = encode_index_header(id).to_vec();
         let mut segments = vec![encode_segment_header(0, id).to_vec()];
         for height in 1..=heights {
@@ -1248,7 +1147,7 @@ mod tests {
 
     fn check(index: &[u8], segments: &[Vec<u8>]) -> Result<DirCheck, Problem> {
         let segments: Vec<&[u8]> = segments.iter().map(Vec::as_slice).collect();
-        check_directory(fuzz_genesis_id(), index, &segments)
+        check_directory(crate::fuzz::fuzz_genesis_id(), index, &segments)
     }
 
     #[test]
@@ -1360,59 +1259,6 @@ mod tests {
         );
         assert!(decode_state_file(&state, Hash::ZERO).is_err(), "another directory's state");
         assert!(decode_state_file(&state[..state.len() - 1], id).is_err());
-    }
-
-    #[test]
-    fn fuzz_harnesses_survive_seeded_inputs() {
-        // A small deterministic generator (splitmix64), so a failure names its seed.
-        let mut state = 0x5eed_u64;
-        let mut next = move || {
-            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        };
-        let (index, segments) = image(6, 500);
-        let segments: Vec<&[u8]> = segments.iter().take(4).map(Vec::as_slice).collect();
-        let sound = fuzz_join(&index, &segments);
-        let (_, record_segments) = image(2, 1 << 20);
-        let mut record = vec![0u8; 12];
-        record[4..12].copy_from_slice(&(FILE_HEADER_SIZE as u64).to_le_bytes());
-        record.extend_from_slice(&record_segments[0][FILE_HEADER_SIZE..]);
-        for round in 0..3000 {
-            for base in [&sound, &record] {
-                let mut input = base.clone();
-                match next() % 4 {
-                    0 => {
-                        let at = (next() as usize) % input.len();
-                        input[at] ^= 1 << (next() % 8);
-                    }
-                    1 => input.truncate((next() as usize) % input.len()),
-                    2 => {
-                        let at = (next() as usize) % input.len();
-                        let end = (at + 4096).min(input.len());
-                        input[at..end].fill(0);
-                    }
-                    _ => input = (0..(next() % 256)).map(|_| next() as u8).collect(),
-                }
-                if round % 2 == 0 {
-                    fuzz_recovery(&input);
-                } else {
-                    fuzz_record_decode(&input);
-                }
-            }
-        }
-        fuzz_recovery(&sound);
-        fuzz_record_decode(&record);
-        crate::wire::fuzz_write_seeds("storage_recovery", &[&sound]);
-        crate::wire::fuzz_write_seeds("storage_record", &[&record]);
-        for input in crate::wire::fuzz_corpus("storage_recovery") {
-            fuzz_recovery(&input);
-        }
-        for input in crate::wire::fuzz_corpus("storage_record") {
-            fuzz_record_decode(&input);
-        }
     }
 
     proptest! {
