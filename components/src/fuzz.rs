@@ -264,7 +264,7 @@ mod tests {
 
     use super::*;
     use crate::block::{BlockHeader, Vote};
-    use crate::storage::tests::image;
+    use crate::storage::testing::image;
     use crate::txn::Txn;
 
     #[test]
