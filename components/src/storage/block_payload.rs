@@ -45,26 +45,70 @@ pub fn encode_block_payload(block: &Block, certificate: &QuorumCertificate) -> V
 ///
 /// # Errors
 /// A payload that does not decode, leaves bytes over, or does not fit its height.
-pub fn decode_block_payload(payload: &[u8], height: u64) -> Result<(Block, QuorumCertificate), String> {
+pub fn decode_block_payload(
+    payload: &[u8],
+    height: u64,
+) -> Result<(Block, QuorumCertificate), BlockPayloadError> {
     let ((block, certificate), rest) = postcard::take_from_bytes::<(Block, QuorumCertificate)>(payload)
-        .map_err(|error| format!("block payload does not decode: {error}"))?;
+        .map_err(|reason| BlockPayloadError::Decode { reason })?;
     if !rest.is_empty() {
-        return Err(format!("{} bytes after the block payload", rest.len()));
+        return Err(BlockPayloadError::TrailingBytes { extra: rest.len() });
     }
     if block.header.height != height {
-        return Err(format!("record for height {height} holds block {}", block.header.height));
+        return Err(BlockPayloadError::WrongHeight { height, found: block.header.height });
     }
     if block.header.txn_count as usize != block.txns.len() {
-        return Err(format!(
-            "block {height} header says {} transactions, body has {}",
-            block.header.txn_count,
-            block.txns.len()
-        ));
+        return Err(BlockPayloadError::CountMismatch {
+            height,
+            declared: block.header.txn_count,
+            found: block.txns.len(),
+        });
     }
     if certificate.height != height || certificate.block != block.header.hash() {
-        return Err(format!("certificate stored with block {height} does not certify it"));
+        return Err(BlockPayloadError::NotCertified { height });
     }
     Ok((block, certificate))
+}
+
+/// Why a block record's payload is not the certified block for its height.
+#[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
+pub enum BlockPayloadError {
+    /// The bytes are not a postcard block and certificate.
+    #[error("block payload does not decode: {reason}")]
+    Decode {
+        /// What postcard refused.
+        reason: postcard::Error,
+    },
+    /// Bytes left over after the certificate.
+    #[error("{extra} bytes after the block payload")]
+    TrailingBytes {
+        /// Bytes left over.
+        extra: usize,
+    },
+    /// A block of another height than the record's.
+    #[error("record for height {height} holds block {found}")]
+    WrongHeight {
+        /// The record's height.
+        height: u64,
+        /// The block header's height.
+        found: u64,
+    },
+    /// A header whose transaction count is not the body's.
+    #[error("block {height} header says {declared} transactions, body has {found}")]
+    CountMismatch {
+        /// The record's height.
+        height: u64,
+        /// `txn_count` in the header.
+        declared: u32,
+        /// Transactions in the body.
+        found: usize,
+    },
+    /// A certificate for another height or another block.
+    #[error("certificate stored with block {height} does not certify it")]
+    NotCertified {
+        /// The record's height.
+        height: u64,
+    },
 }
 
 #[cfg(test)]

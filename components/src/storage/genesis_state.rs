@@ -39,14 +39,14 @@ pub fn encode_genesis_payload(balances: &[([u8; 32], u64)]) -> Vec<u8> {
 ///
 /// # Errors
 /// A length that does not match the declared count.
-pub fn decode_genesis_payload(payload: &[u8]) -> Result<Vec<([u8; 32], u64)>, String> {
-    let (count, rows) = split_u64(payload).ok_or("genesis payload shorter than its count")?;
+pub fn decode_genesis_payload(payload: &[u8]) -> Result<Vec<([u8; 32], u64)>, GenesisPayloadError> {
+    let (count, rows) = split_u64(payload).ok_or(GenesisPayloadError::Short { length: payload.len() })?;
     let expected = usize::try_from(count)
         .ok()
         .and_then(|count| count.checked_mul(GENESIS_ROW_SIZE))
-        .ok_or_else(|| format!("genesis declares an impossible {count} accounts"))?;
+        .ok_or(GenesisPayloadError::ImpossibleCount { count })?;
     if rows.len() != expected {
-        return Err(format!("genesis declares {count} accounts but holds {} bytes of rows", rows.len()));
+        return Err(GenesisPayloadError::LengthMismatch { count, rows: rows.len() });
     }
     Ok(rows
         .chunks_exact(GENESIS_ROW_SIZE)
@@ -55,6 +55,31 @@ pub fn decode_genesis_payload(payload: &[u8]) -> Result<Vec<([u8; 32], u64)>, St
             (key.try_into().expect("32 bytes"), u64::from_le_bytes(balance.try_into().expect("8 bytes")))
         })
         .collect())
+}
+
+/// Why a genesis payload does not decode.
+#[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
+pub enum GenesisPayloadError {
+    /// Fewer than the 8 bytes of the account count.
+    #[error("genesis payload shorter than its count")]
+    Short {
+        /// Bytes in the payload.
+        length: usize,
+    },
+    /// A count whose rows could not fit in memory.
+    #[error("genesis declares an impossible {count} accounts")]
+    ImpossibleCount {
+        /// The declared account count.
+        count: u64,
+    },
+    /// Rows that are not exactly the declared count's.
+    #[error("genesis declares {count} accounts but holds {rows} bytes of rows")]
+    LengthMismatch {
+        /// The declared account count.
+        count: u64,
+        /// Bytes of rows after the count.
+        rows: usize,
+    },
 }
 
 /// A whole `genesis` file for these balances, and its genesis id.
@@ -92,8 +117,8 @@ pub fn decode_genesis_file(bytes: &[u8]) -> Result<(Hash, Vec<([u8; 32], u64)>),
 fn single_record(bytes: &[u8], file: FileRef, kind: RecordKind) -> Result<Record<'_>, Problem> {
     let offset = FILE_HEADER_SIZE as u64;
     let place = Place { kind, segment: 0, offset };
-    let record = check_record(&bytes[FILE_HEADER_SIZE..], place)
-        .map_err(|error| Problem::new(file, offset, error.to_string()))?;
+    let record =
+        check_record(&bytes[FILE_HEADER_SIZE..], place).map_err(|error| Problem::new(file, offset, error))?;
     let end = offset + record.header.record_size();
     if end != bytes.len() as u64 {
         return Err(Problem::new(
@@ -161,9 +186,9 @@ pub fn encode_state_payload(state: StateView<'_>) -> Vec<u8> {
 ///
 /// # Errors
 /// A length that does not match the declared count.
-pub fn decode_state_payload(payload: &[u8]) -> Result<StateSnapshot, String> {
+pub fn decode_state_payload(payload: &[u8]) -> Result<StateSnapshot, StatePayloadError> {
     let Some((fixed, columns)) = payload.split_first_chunk::<STATE_FIXED_SIZE>() else {
-        return Err(format!("state payload of {} bytes is shorter than its fixed part", payload.len()));
+        return Err(StatePayloadError::Short { length: payload.len() });
     };
     let read_u64 = |at: usize| u64::from_le_bytes(fixed[at..at + 8].try_into().expect("8 bytes"));
     let height = read_u64(0);
@@ -174,9 +199,9 @@ pub fn decode_state_payload(payload: &[u8]) -> Result<StateSnapshot, String> {
     let expected = usize::try_from(count)
         .ok()
         .and_then(|count| count.checked_mul(STATE_ROW_SIZE))
-        .ok_or_else(|| format!("state declares an impossible {count} accounts"))?;
+        .ok_or(StatePayloadError::ImpossibleCount { count })?;
     if columns.len() != expected {
-        return Err(format!("state declares {count} accounts but holds {} bytes of columns", columns.len()));
+        return Err(StatePayloadError::LengthMismatch { count, columns: columns.len() });
     }
     let (keys, accounts) = columns.split_at(count as usize * 32);
     Ok(StateSnapshot {
@@ -187,6 +212,31 @@ pub fn decode_state_payload(payload: &[u8]) -> Result<StateSnapshot, String> {
         burned,
         supply,
     })
+}
+
+/// Why a state payload does not decode.
+#[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
+pub enum StatePayloadError {
+    /// Fewer bytes than the fixed part before the columns.
+    #[error("state payload of {length} bytes is shorter than its fixed part")]
+    Short {
+        /// Bytes in the payload.
+        length: usize,
+    },
+    /// A count whose columns could not fit in memory.
+    #[error("state declares an impossible {count} accounts")]
+    ImpossibleCount {
+        /// The declared account count.
+        count: u64,
+    },
+    /// Columns that are not exactly the declared count's.
+    #[error("state declares {count} accounts but holds {columns} bytes of columns")]
+    LengthMismatch {
+        /// The declared account count.
+        count: u64,
+        /// Bytes of columns after the fixed part.
+        columns: usize,
+    },
 }
 
 /// A whole `state` file for this snapshot, or `None` if its payload exceeds

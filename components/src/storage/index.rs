@@ -65,26 +65,50 @@ impl IndexEntry {
     /// Checks 32 bytes: checksum, then that the entry is for `height`.
     ///
     /// # Errors
-    /// The reason.
-    pub fn check(raw: &[u8; INDEX_ENTRY_SIZE], height: u64) -> Result<IndexEntry, String> {
+    /// The first problem found.
+    pub fn check(raw: &[u8; INDEX_ENTRY_SIZE], height: u64) -> Result<IndexEntry, IndexEntryError> {
         let entry: IndexEntry = bytemuck::pod_read_unaligned(raw);
         let computed = checksum(&raw[..INDEX_ENTRY_SIZE - 4]);
         if entry.checksum != computed {
-            return Err(format!(
-                "index entry checksum {:#010x} does not match its contents ({computed:#010x})",
-                entry.checksum
-            ));
+            return Err(IndexEntryError::Checksum { stored: entry.checksum, computed });
         }
         if entry.height != height {
-            return Err(format!("index entry says height {}, its position is height {height}", entry.height));
+            return Err(IndexEntryError::WrongHeight { found: entry.height, expected: height });
         }
         if (entry.record_size as usize) < RECORD_HEADER_SIZE
             || entry.record_size as usize > RECORD_HEADER_SIZE + RECORD_PAYLOAD_MAX
         {
-            return Err(format!("index entry has impossible record size {}", entry.record_size));
+            return Err(IndexEntryError::ImpossibleSize { size: entry.record_size });
         }
         Ok(entry)
     }
+}
+
+/// Why 32 bytes of the index are not the entry for their height.
+#[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
+pub enum IndexEntryError {
+    /// The entry's checksum does not match its bytes.
+    #[error("index entry checksum {stored:#010x} does not match its contents ({computed:#010x})")]
+    Checksum {
+        /// Stored checksum.
+        stored: u32,
+        /// Checksum of the bytes read.
+        computed: u32,
+    },
+    /// A sound entry for another height than its position holds.
+    #[error("index entry says height {found}, its position is height {expected}")]
+    WrongHeight {
+        /// Height in the entry.
+        found: u64,
+        /// Height of the entry's position.
+        expected: u64,
+    },
+    /// A record size no record can have.
+    #[error("index entry has impossible record size {size}")]
+    ImpossibleSize {
+        /// The record size in the entry.
+        size: u32,
+    },
 }
 
 /// An index file's first bytes.

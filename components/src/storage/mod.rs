@@ -28,17 +28,19 @@ mod recovery;
 #[cfg(test)]
 pub(crate) mod testing;
 
-pub use block_payload::{decode_block_payload, encode_block_payload, encode_block_record};
+pub use block_payload::{BlockPayloadError, decode_block_payload, encode_block_payload, encode_block_record};
 pub use genesis_state::{
-    GENESIS_ROW_SIZE, STATE_FIXED_SIZE, STATE_ROW_SIZE, StateSnapshot, StateView, decode_genesis_file,
-    decode_genesis_payload, decode_state_file, decode_state_payload, encode_genesis_file,
-    encode_genesis_payload, encode_state_file, encode_state_payload, genesis_id,
+    GENESIS_ROW_SIZE, GenesisPayloadError, STATE_FIXED_SIZE, STATE_ROW_SIZE, StatePayloadError,
+    StateSnapshot, StateView, decode_genesis_file, decode_genesis_payload, decode_state_file,
+    decode_state_payload, encode_genesis_file, encode_genesis_payload, encode_state_file,
+    encode_state_payload, genesis_id,
 };
-pub use index::{INDEX_ENTRY_SIZE, IndexEntry, encode_index_header};
+pub use index::{INDEX_ENTRY_SIZE, IndexEntry, IndexEntryError, encode_index_header};
 pub use record::{
-    FILE_HEADER_SIZE, FileHeader, FileKind, Place, RECORD_HEADER_SIZE, RECORD_MAGIC, RECORD_PAYLOAD_MAX,
-    RECORD_VERSION, Record, RecordError, RecordHeader, RecordKind, STORE_MAGIC, STORE_VERSION, check_record,
-    check_record_header, checksum, encode_record, encode_segment_header, seal_record_header,
+    FILE_HEADER_SIZE, FileHeader, FileHeaderError, FileKind, Place, RECORD_HEADER_SIZE, RECORD_MAGIC,
+    RECORD_PAYLOAD_MAX, RECORD_VERSION, Record, RecordError, RecordHeader, RecordKind, STORE_MAGIC,
+    STORE_VERSION, check_record, check_record_header, checksum, encode_record, encode_segment_header,
+    seal_record_header,
 };
 pub use recovery::{
     DirCheck, FileRef, Problem, Tail, check_directory, parse_segment_file_name, segment_file_name,

@@ -129,52 +129,109 @@ impl FileHeader {
     /// `genesis_id` of `None` accepts any (the genesis file, whose id is derived afterwards).
     ///
     /// # Errors
-    /// The reason, for the caller to report at offset 0 of the file.
+    /// The first problem found, for the caller to report at offset 0 of the file.
     pub fn check(
         bytes: &[u8],
         kind: FileKind,
         sequence: u32,
         genesis_id: Option<Hash>,
-    ) -> Result<FileHeader, String> {
+    ) -> Result<FileHeader, FileHeaderError> {
         let Some(raw) = bytes.first_chunk::<FILE_HEADER_SIZE>() else {
-            return Err(format!(
-                "file of {} bytes is shorter than its {FILE_HEADER_SIZE}-byte header",
-                bytes.len()
-            ));
+            return Err(FileHeaderError::Short { length: bytes.len() });
         };
         let header: FileHeader = bytemuck::pod_read_unaligned(raw);
         let computed = checksum(&raw[..FILE_HEADER_SIZE - 4]);
         if header.checksum != computed {
-            return Err(format!(
-                "file header checksum {:#010x} does not match its contents ({computed:#010x})",
-                header.checksum
-            ));
+            return Err(FileHeaderError::Checksum { stored: header.checksum, computed });
         }
         if header.magic != STORE_MAGIC {
-            return Err(format!("bad file magic {:02x?}", header.magic));
+            return Err(FileHeaderError::BadMagic { found: header.magic });
         }
         if header.version != STORE_VERSION {
-            return Err(format!("unsupported store format version {}", header.version));
+            return Err(FileHeaderError::UnsupportedVersion { found: header.version });
         }
         if header.reserved0 != 0 || header.reserved1 != [0; 12] {
-            return Err("nonzero reserved bytes in the file header".to_string());
+            return Err(FileHeaderError::NonzeroReserved {
+                reserved0: header.reserved0,
+                reserved1: header.reserved1,
+            });
         }
         if header.kind != kind as u8 {
-            return Err(format!("file header says kind {}, expected {kind:?} ({})", header.kind, kind as u8));
+            return Err(FileHeaderError::WrongKind { found: header.kind, expected: kind });
         }
         if header.sequence != sequence {
-            return Err(format!("file header says sequence {}, expected {sequence}", header.sequence));
+            return Err(FileHeaderError::WrongSequence { found: header.sequence, expected: sequence });
         }
         if let Some(expected) = genesis_id
             && header.genesis_id != expected
         {
-            return Err(format!(
-                "file belongs to the store with genesis {}, this directory's genesis is {expected}",
-                header.genesis_id
-            ));
+            return Err(FileHeaderError::WrongGenesis { found: header.genesis_id, expected });
         }
         Ok(header)
     }
+}
+
+/// Why the bytes at the front of a file are not the header it should have.
+#[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
+pub enum FileHeaderError {
+    /// The file ends before its header does.
+    #[error("file of {length} bytes is shorter than its {FILE_HEADER_SIZE}-byte header")]
+    Short {
+        /// Bytes in the file.
+        length: usize,
+    },
+    /// The header's checksum does not match its bytes.
+    #[error("file header checksum {stored:#010x} does not match its contents ({computed:#010x})")]
+    Checksum {
+        /// Stored checksum.
+        stored: u32,
+        /// Checksum of the bytes read.
+        computed: u32,
+    },
+    /// Not [`STORE_MAGIC`].
+    #[error("bad file magic {found:02x?}")]
+    BadMagic {
+        /// The magic bytes read.
+        found: [u8; 8],
+    },
+    /// Not [`STORE_VERSION`].
+    #[error("unsupported store format version {found}")]
+    UnsupportedVersion {
+        /// The version read.
+        found: u16,
+    },
+    /// A reserved byte is not zero.
+    #[error("nonzero reserved bytes in the file header")]
+    NonzeroReserved {
+        /// Byte 11.
+        reserved0: u8,
+        /// Bytes 48..60.
+        reserved1: [u8; 12],
+    },
+    /// A header for another kind of file.
+    #[error("file header says kind {found}, expected {expected:?} ({})", *.expected as u8)]
+    WrongKind {
+        /// Kind byte read.
+        found: u8,
+        /// Kind the file must have.
+        expected: FileKind,
+    },
+    /// A segment header with another segment's number (or a nonzero number elsewhere).
+    #[error("file header says sequence {found}, expected {expected}")]
+    WrongSequence {
+        /// Sequence read.
+        found: u32,
+        /// Sequence the file must have.
+        expected: u32,
+    },
+    /// A file of another data directory.
+    #[error("file belongs to the store with genesis {found}, this directory's genesis is {expected}")]
+    WrongGenesis {
+        /// Genesis id in the header.
+        found: Hash,
+        /// This directory's genesis id.
+        expected: Hash,
+    },
 }
 
 /// The 40 bytes in front of every record's payload.
@@ -263,9 +320,36 @@ pub enum RecordError {
         /// Checksum of the bytes read.
         computed: u32,
     },
-    /// A checksummed header with a field this build refuses.
-    #[error("record header: {0}")]
-    BadField(String),
+    /// A checksummed header whose magic is not [`RECORD_MAGIC`].
+    #[error("record header: bad record magic {found:02x?}")]
+    BadMagic {
+        /// The magic bytes read.
+        found: [u8; 4],
+    },
+    /// A checksummed header of a record version other than [`RECORD_VERSION`].
+    #[error("record header: unsupported record version {found}")]
+    UnsupportedVersion {
+        /// The version read.
+        found: u8,
+    },
+    /// A checksummed header whose reserved bytes are not zero.
+    #[error("record header: nonzero reserved bytes {found:#06x}")]
+    NonzeroReserved {
+        /// The reserved field read.
+        found: u16,
+    },
+    /// A checksummed header naming no [`RecordKind`].
+    #[error("record header: unknown record kind {found}")]
+    UnknownKind {
+        /// The kind byte read.
+        found: u8,
+    },
+    /// A checksummed header declaring more than [`RECORD_PAYLOAD_MAX`] bytes of payload.
+    #[error("record header: payload of {size} bytes exceeds the maximum of {RECORD_PAYLOAD_MAX}")]
+    PayloadTooLarge {
+        /// The declared payload size.
+        size: u32,
+    },
     /// A sound record written for another place: a misdirected write or a copied record.
     #[error(
         "record was written as {kind} at segment {segment} offset {offset}, found at segment \
@@ -356,16 +440,16 @@ pub fn check_record_header(bytes: &[u8], place: Place) -> Result<RecordHeader, R
         return Err(RecordError::HeaderChecksum { stored: header.header_checksum, computed });
     }
     if header.magic != RECORD_MAGIC {
-        return Err(RecordError::BadField(format!("bad record magic {:02x?}", header.magic)));
+        return Err(RecordError::BadMagic { found: header.magic });
     }
     if header.version != RECORD_VERSION {
-        return Err(RecordError::BadField(format!("unsupported record version {}", header.version)));
+        return Err(RecordError::UnsupportedVersion { found: header.version });
     }
     if header.reserved != 0 {
-        return Err(RecordError::BadField(format!("nonzero reserved bytes {:#06x}", header.reserved)));
+        return Err(RecordError::NonzeroReserved { found: header.reserved });
     }
     if RecordKind::from_byte(header.kind).is_none() {
-        return Err(RecordError::BadField(format!("unknown record kind {}", header.kind)));
+        return Err(RecordError::UnknownKind { found: header.kind });
     }
     if header.kind != place.kind as u8 || header.segment != place.segment || header.offset != place.offset {
         return Err(RecordError::Misplaced {
@@ -377,10 +461,7 @@ pub fn check_record_header(bytes: &[u8], place: Place) -> Result<RecordHeader, R
         });
     }
     if header.payload_size as usize > RECORD_PAYLOAD_MAX {
-        return Err(RecordError::BadField(format!(
-            "payload of {} bytes exceeds the maximum of {RECORD_PAYLOAD_MAX}",
-            header.payload_size
-        )));
+        return Err(RecordError::PayloadTooLarge { size: header.payload_size });
     }
     Ok(header)
 }
@@ -414,6 +495,22 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn file_header_errors_name_the_fields() {
+        let header = FileHeader::new(FileKind::Segment, 2, Hash([1; 32]));
+        let bytes = bytemuck::bytes_of(&header);
+        let message = |kind, sequence, cut: usize| {
+            FileHeader::check(&bytes[..cut], kind, sequence, None).unwrap_err().to_string()
+        };
+        assert_eq!(message(FileKind::Segment, 2, 10), "file of 10 bytes is shorter than its 64-byte header");
+        assert_eq!(message(FileKind::Index, 2, 64), "file header says kind 2, expected Index (3)");
+        assert_eq!(message(FileKind::Segment, 3, 64), "file header says sequence 2, expected 3");
+        assert_eq!(
+            FileHeader::check(bytes, FileKind::Segment, 2, Some(Hash::ZERO)),
+            Err(FileHeaderError::WrongGenesis { found: Hash([1; 32]), expected: Hash::ZERO })
+        );
+    }
 
     proptest! {
         #[test]

@@ -63,8 +63,8 @@ pub struct Problem {
 }
 
 impl Problem {
-    pub(super) fn new(file: FileRef, offset: u64, reason: impl Into<String>) -> Problem {
-        Problem { file, offset, reason: reason.into() }
+    pub(super) fn new(file: FileRef, offset: u64, reason: impl std::fmt::Display) -> Problem {
+        Problem { file, offset, reason: reason.to_string() }
     }
 }
 
