@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_big_array::BigArray;
 
 use crate::hash::{Hash, merkle_root};
-use crate::txn::Txn;
+use crate::txn::{Txn, TxnId};
 
 /// A block header: 128 bytes, hashed as a whole to give the block's identity.
 ///
@@ -51,17 +51,62 @@ pub struct Block {
     pub txns: Vec<Txn>,
 }
 
+/// The header fields a block's author chooses. [`Block::assemble`] derives the others
+/// (`txn_count`, `txn_root`) from the body.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct BlockFields {
+    /// [`BlockHeader::height`].
+    pub height: u64,
+    /// [`BlockHeader::view`].
+    pub view: u64,
+    /// [`BlockHeader::timestamp_ms`].
+    pub timestamp_ms: u64,
+    /// [`BlockHeader::proposer`].
+    pub proposer: u32,
+    /// [`BlockHeader::parent`].
+    pub parent: Hash,
+    /// [`BlockHeader::state_root`]: zero for a proposal, which execute fills in.
+    pub state_root: Hash,
+}
+
 impl Block {
+    /// The block of `txns` under a header of `fields`, with `txn_count` and `txn_root`
+    /// computed from the body, the one way every block author builds a header. `ids` are the
+    /// transactions' ids in block order (authors already hold them, so nothing is rehashed).
+    ///
+    /// # Panics
+    /// If `ids` and `txns` differ in length, or there are more than `u32::MAX` transactions.
+    pub fn assemble(fields: BlockFields, txns: Vec<Txn>, ids: &[TxnId]) -> Block {
+        assert_eq!(ids.len(), txns.len(), "one id per transaction");
+        let header = BlockHeader {
+            height: fields.height,
+            view: fields.view,
+            timestamp_ms: fields.timestamp_ms,
+            proposer: fields.proposer,
+            txn_count: u32::try_from(txns.len()).expect("a block's transaction count fits in u32"),
+            parent: fields.parent,
+            txn_root: txn_root_of(ids),
+            state_root: fields.state_root,
+        };
+        Block { header, txns }
+    }
+
     /// Merkle root over the ids of `txns`, as [`BlockHeader::txn_root`] must hold.
     pub fn compute_txn_root(txns: &[Txn]) -> Hash {
-        let ids: Vec<Hash> = txns.iter().map(|txn| txn.id().0).collect();
-        merkle_root(&ids)
+        let ids: Vec<TxnId> = txns.iter().map(Txn::id).collect();
+        txn_root_of(&ids)
     }
 
     /// Bytes of the body on the wire (transactions only).
     pub fn body_size(&self) -> usize {
         self.txns.len() * crate::constants::TXN_SIZE
     }
+}
+
+/// Merkle root over transaction ids in block order.
+fn txn_root_of(ids: &[TxnId]) -> Hash {
+    let leaves: Vec<Hash> = ids.iter().map(|id| id.0).collect();
+    merkle_root(&leaves)
 }
 
 /// The two vote phases of the BFT protocol.
@@ -141,6 +186,38 @@ mod tests {
         changed = base;
         changed.txn_count = 1;
         assert_ne!(base.hash(), changed.hash());
+    }
+
+    #[test]
+    fn assemble_derives_count_and_root_from_the_body() {
+        let txns: Vec<Txn> = (0..3u8)
+            .map(|i| Txn {
+                body: crate::txn::TxnBody::zeroed(),
+                signature: crate::txn::TxnSignature([i; 64]),
+            })
+            .collect();
+        let ids: Vec<TxnId> = txns.iter().map(Txn::id).collect();
+        let fields = BlockFields {
+            height: 4,
+            view: 5,
+            timestamp_ms: 6,
+            proposer: 2,
+            parent: Hash([8; 32]),
+            state_root: Hash([9; 32]),
+        };
+        let block = Block::assemble(fields, txns.clone(), &ids);
+        let expected = BlockHeader {
+            height: 4,
+            view: 5,
+            timestamp_ms: 6,
+            proposer: 2,
+            txn_count: 3,
+            parent: Hash([8; 32]),
+            txn_root: Block::compute_txn_root(&txns),
+            state_root: Hash([9; 32]),
+        };
+        assert_eq!(block, Block { header: expected, txns });
+        assert_eq!(Block::assemble(fields, Vec::new(), &[]).header.txn_root, Block::compute_txn_root(&[]));
     }
 
     #[test]

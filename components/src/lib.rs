@@ -24,7 +24,9 @@ pub mod txn;
 pub mod wire;
 
 pub use account::Account;
-pub use block::{Block, BlockHeader, QuorumCertificate, Signature, Vote, VoteKind, vote_signing_bytes};
+pub use block::{
+    Block, BlockFields, BlockHeader, QuorumCertificate, Signature, Vote, VoteKind, vote_signing_bytes,
+};
 pub use consensus::{CertifiedBlock, ConsensusMessage, NewView, Proposal};
 pub use hash::{Hash, merkle_root};
 pub use reject::RejectReason;
