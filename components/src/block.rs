@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_big_array::BigArray;
 
 use crate::hash::{Hash, merkle_root};
-use crate::txn::Txn;
+use crate::txn::{Txn, TxnId};
 
 /// A block header: 128 bytes, hashed as a whole to give the block's identity.
 ///
@@ -51,17 +51,62 @@ pub struct Block {
     pub txns: Vec<Txn>,
 }
 
+/// The header fields a block's author chooses. [`Block::assemble`] derives the others
+/// (`txn_count`, `txn_root`) from the body.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct BlockFields {
+    /// [`BlockHeader::height`].
+    pub height: u64,
+    /// [`BlockHeader::view`].
+    pub view: u64,
+    /// [`BlockHeader::timestamp_ms`].
+    pub timestamp_ms: u64,
+    /// [`BlockHeader::proposer`].
+    pub proposer: u32,
+    /// [`BlockHeader::parent`].
+    pub parent: Hash,
+    /// [`BlockHeader::state_root`]: zero for a proposal, which execute fills in.
+    pub state_root: Hash,
+}
+
 impl Block {
+    /// The block of `txns` under a header of `fields`, with `txn_count` and `txn_root`
+    /// computed from the body, the one way every block author builds a header. `ids` are the
+    /// transactions' ids in block order (authors already hold them, so nothing is rehashed).
+    ///
+    /// # Panics
+    /// If `ids` and `txns` differ in length, or there are more than `u32::MAX` transactions.
+    pub fn assemble(fields: BlockFields, txns: Vec<Txn>, ids: &[TxnId]) -> Block {
+        assert_eq!(ids.len(), txns.len(), "one id per transaction");
+        let header = BlockHeader {
+            height: fields.height,
+            view: fields.view,
+            timestamp_ms: fields.timestamp_ms,
+            proposer: fields.proposer,
+            txn_count: u32::try_from(txns.len()).expect("a block's transaction count fits in u32"),
+            parent: fields.parent,
+            txn_root: txn_root_of(ids),
+            state_root: fields.state_root,
+        };
+        Block { header, txns }
+    }
+
     /// Merkle root over the ids of `txns`, as [`BlockHeader::txn_root`] must hold.
     pub fn compute_txn_root(txns: &[Txn]) -> Hash {
-        let ids: Vec<Hash> = txns.iter().map(|txn| txn.id().0).collect();
-        merkle_root(&ids)
+        let ids: Vec<TxnId> = txns.iter().map(Txn::id).collect();
+        txn_root_of(&ids)
     }
 
     /// Bytes of the body on the wire (transactions only).
     pub fn body_size(&self) -> usize {
         self.txns.len() * crate::constants::TXN_SIZE
     }
+}
+
+/// Merkle root over transaction ids in block order.
+fn txn_root_of(ids: &[TxnId]) -> Hash {
+    let leaves: Vec<Hash> = ids.iter().map(|id| id.0).collect();
+    merkle_root(&leaves)
 }
 
 /// The two vote phases of the BFT protocol.
@@ -128,38 +173,6 @@ pub struct QuorumCertificate {
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Signature(#[serde(with = "BigArray")] pub [u8; 64]);
 
-/// Fuzz harness for blocks: `data` is a block frame's payload. Whatever decodes re-encodes to
-/// the same bytes ([`crate::wire::fuzz_payload`]), its identity and transaction root compute
-/// without panicking, and the storage record of the block with a certificate for it decodes
-/// back to the same pair, or is refused exactly when the header's count disagrees with the
-/// body. Run by `cargo test` on seeded inputs and by `fuzz/fuzz_targets/block.rs`.
-pub fn fuzz_block(data: &[u8]) {
-    let Some(crate::wire::Frame::Block(block)) =
-        crate::wire::fuzz_payload(crate::wire::FrameKind::Block, data)
-    else {
-        return;
-    };
-    let hash = block.header.hash();
-    let _ = Block::compute_txn_root(&block.txns);
-    assert_eq!(block.body_size(), block.txns.len() * crate::constants::TXN_SIZE);
-    let certificate = QuorumCertificate {
-        kind: VoteKind::Commit,
-        view: block.header.view,
-        height: block.header.height,
-        block: hash,
-        signers: vec![0],
-        signatures: vec![Signature([0; 64])],
-    };
-    let payload = crate::storage::encode_block_payload(&block, &certificate);
-    let height = block.header.height;
-    match crate::storage::decode_block_payload(&payload, height) {
-        Ok(decoded) => assert_eq!(decoded, (block, certificate)),
-        Err(_) => {
-            assert_ne!(block.header.txn_count as usize, block.txns.len(), "a sound block record refused")
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,6 +189,38 @@ mod tests {
     }
 
     #[test]
+    fn assemble_derives_count_and_root_from_the_body() {
+        let txns: Vec<Txn> = (0..3u8)
+            .map(|i| Txn {
+                body: crate::txn::TxnBody::zeroed(),
+                signature: crate::txn::TxnSignature([i; 64]),
+            })
+            .collect();
+        let ids: Vec<TxnId> = txns.iter().map(Txn::id).collect();
+        let fields = BlockFields {
+            height: 4,
+            view: 5,
+            timestamp_ms: 6,
+            proposer: 2,
+            parent: Hash([8; 32]),
+            state_root: Hash([9; 32]),
+        };
+        let block = Block::assemble(fields, txns.clone(), &ids);
+        let expected = BlockHeader {
+            height: 4,
+            view: 5,
+            timestamp_ms: 6,
+            proposer: 2,
+            txn_count: 3,
+            parent: Hash([8; 32]),
+            txn_root: Block::compute_txn_root(&txns),
+            state_root: Hash([9; 32]),
+        };
+        assert_eq!(block, Block { header: expected, txns });
+        assert_eq!(Block::assemble(fields, Vec::new(), &[]).header.txn_root, Block::compute_txn_root(&[]));
+    }
+
+    #[test]
     fn vote_signing_bytes_separate_fields() {
         let block = Hash([7; 32]);
         let a = vote_signing_bytes(VoteKind::Prepare, 1, 2, &block);
@@ -184,23 +229,5 @@ mod tests {
         assert_ne!(a, b);
         assert_ne!(a, c);
         assert_eq!(&a[33..], &block.0);
-    }
-
-    #[test]
-    fn fuzz_block_survives_seeded_inputs() {
-        let header = BlockHeader { height: 3, view: 4, txn_count: 1, ..BlockHeader::zeroed() };
-        let txn = Txn { body: crate::txn::TxnBody::zeroed(), signature: crate::txn::TxnSignature([1; 64]) };
-        let frame = crate::wire::encode(&crate::wire::Frame::Block(Block { header, txns: vec![txn] }));
-        let sound = frame[crate::constants::WIRE_HEADER_SIZE..].to_vec();
-        fuzz_block(&sound);
-        crate::wire::fuzz_write_seeds("block", &[&sound]);
-        let mut seeds = crate::wire::FuzzSeeds::new(0xb10c);
-        for round in 0..3000 {
-            let input = if round % 8 == 0 { seeds.bytes(round % 400) } else { seeds.mutate(&sound) };
-            fuzz_block(&input);
-        }
-        for input in crate::wire::fuzz_corpus("block") {
-            fuzz_block(&input);
-        }
     }
 }

@@ -4,7 +4,9 @@
 //! are `#[repr(C)]` [`bytemuck::Pod`] layouts with compile-time size assertions and explicit,
 //! zero-checked padding; the [`wire`] module frames them for the network with postcard behind a
 //! fixed header. Nothing here does I/O, spawns threads or runs systems: behaviour lives in
-//! `tessera-systems`, drivers in the `tessera` binary.
+//! `tessera-systems`, drivers in the `tessera` binary. The one exception is the fuzz
+//! scaffolding (`fuzz`, compiled only for tests and fuzzing), which reads and writes seed
+//! corpora.
 //!
 //! The ECS `Component` derives live on the types the schedule stores per entity
 //! ([`txn::TxnBody`], [`txn::TxnSignature`], [`txn::TxnId`], [`txn::Arrival`], [`txn::Stage`]).
@@ -13,6 +15,8 @@ pub mod account;
 pub mod block;
 pub mod consensus;
 pub mod constants;
+#[cfg(any(test, fuzzing, feature = "fuzzing"))]
+pub mod fuzz;
 pub mod hash;
 pub mod reject;
 pub mod storage;
@@ -20,7 +24,9 @@ pub mod txn;
 pub mod wire;
 
 pub use account::Account;
-pub use block::{Block, BlockHeader, QuorumCertificate, Signature, Vote, VoteKind, vote_signing_bytes};
+pub use block::{
+    Block, BlockFields, BlockHeader, QuorumCertificate, Signature, Vote, VoteKind, vote_signing_bytes,
+};
 pub use consensus::{CertifiedBlock, ConsensusMessage, NewView, Proposal, SafetyState};
 pub use hash::{Hash, merkle_root};
 pub use reject::RejectReason;

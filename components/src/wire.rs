@@ -410,112 +410,6 @@ pub mod txn_bytes {
     }
 }
 
-/// Fuzz harness for [`decode`]: any input either fails to decode or decodes to a frame that
-/// re-encodes to exactly the input. Run by `cargo test` on seeded inputs and by
-/// `fuzz/fuzz_targets/wire_decode.rs`.
-pub fn fuzz_decode(data: &[u8]) {
-    if let Ok(frame) = Codec::new(1 << 16).decode(data) {
-        assert_eq!(encode(&frame), data, "accepted frame must be canonical");
-    }
-}
-
-/// Fuzz harness core for one message type: `data` is taken as the payload of a frame of `kind`
-/// (the header is written here, so the fuzzer spends its effort on the payload). The payload
-/// either fails to decode or decodes to a value that re-encodes to exactly `data`; the decoded
-/// frame is returned for the type's own checks. Used by the `block`, `certificate` and
-/// `consensus_message` harnesses.
-pub fn fuzz_payload(kind: FrameKind, data: &[u8]) -> Option<Frame> {
-    let length = u32::try_from(data.len()).ok()?;
-    let mut bytes = Vec::with_capacity(WIRE_HEADER_SIZE + data.len());
-    bytes.extend_from_slice(&WIRE_MAGIC);
-    bytes.extend_from_slice(&[WIRE_VERSION, kind as u8, 0, 0]);
-    bytes.extend_from_slice(&length.to_le_bytes());
-    bytes.extend_from_slice(data);
-    let frame = Codec::default().decode(&bytes).ok()?;
-    assert_eq!(frame.kind(), kind, "a frame decodes to the kind its header names");
-    assert_eq!(encode(&frame), bytes, "accepted payload must be canonical");
-    Some(frame)
-}
-
-/// A deterministic input generator (splitmix64) for the harnesses' seeded `cargo test` runs,
-/// so a failing input is named by its seed and round.
-#[derive(Clone, Debug)]
-pub struct FuzzSeeds(u64);
-
-impl FuzzSeeds {
-    /// The stream for `seed`.
-    pub fn new(seed: u64) -> FuzzSeeds {
-        FuzzSeeds(seed)
-    }
-
-    /// Next 64 bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// `length` random bytes.
-    pub fn bytes(&mut self, length: usize) -> Vec<u8> {
-        (0..length).map(|_| self.next_u64() as u8).collect()
-    }
-
-    /// A copy of `base` with a few random edits: byte overwrites, bit flips, a truncation or
-    /// an appended run, the mutations a fuzzer starts with.
-    pub fn mutate(&mut self, base: &[u8]) -> Vec<u8> {
-        let mut data = base.to_vec();
-        for _ in 0..1 + self.next_u64() % 4 {
-            let position = if data.is_empty() { 0 } else { (self.next_u64() as usize) % data.len() };
-            match self.next_u64() % 5 {
-                0 | 1 if !data.is_empty() => data[position] = self.next_u64() as u8,
-                2 if !data.is_empty() => data[position] ^= 1 << (self.next_u64() % 8),
-                3 => data.truncate(position),
-                _ => {
-                    let length = (self.next_u64() % 24) as usize;
-                    let extra = self.bytes(length);
-                    data.extend_from_slice(&extra);
-                }
-            }
-        }
-        data
-    }
-}
-
-/// The checked-in seed inputs of fuzz target `target` (`fuzz/corpus/<target>/`), for replay by
-/// `cargo test`. Empty when the directory does not exist.
-///
-/// # Panics
-/// If the directory exists but cannot be read.
-pub fn fuzz_corpus(target: &str) -> Vec<Vec<u8>> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target);
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Vec::new();
-    };
-    let mut paths: Vec<std::path::PathBuf> =
-        entries.map(|entry| entry.expect("corpus directory entry").path()).collect();
-    paths.sort();
-    paths.iter().filter(|path| path.is_file()).map(|path| std::fs::read(path).expect("corpus file")).collect()
-}
-
-/// Writes a seeded test's hand-built inputs to `$TESSERA_FUZZ_SEEDS/<target>/` when that
-/// variable is set (how the checked-in seed corpora were started; see `docs/fuzzing.md`), and
-/// does nothing otherwise.
-///
-/// # Panics
-/// If the directory cannot be written.
-pub fn fuzz_write_seeds(target: &str, inputs: &[&[u8]]) {
-    let Some(root) = std::env::var_os("TESSERA_FUZZ_SEEDS") else {
-        return;
-    };
-    let dir = std::path::Path::new(&root).join(target);
-    std::fs::create_dir_all(&dir).expect("seed directory");
-    for (i, input) in inputs.iter().enumerate() {
-        std::fs::write(dir.join(format!("seed-{i}")), input).expect("seed file");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -678,7 +572,7 @@ mod tests {
 
         #[test]
         fn arbitrary_bytes_never_panic(data in prop::collection::vec(any::<u8>(), 0..512)) {
-            fuzz_decode(&data);
+            crate::fuzz::fuzz_decode(&data);
         }
     }
 
@@ -733,46 +627,12 @@ mod tests {
 
     #[test]
     fn checked_in_seed_corpus_is_valid() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/wire_decode");
         let mut count = 0;
-        for entry in std::fs::read_dir(&dir).expect("seed corpus directory") {
-            let bytes = std::fs::read(entry.expect("dir entry").path()).expect("seed file");
+        for bytes in crate::fuzz::fuzz_corpus("wire_decode") {
             let frame = decode(&bytes).expect("every seed is a valid frame");
             assert_eq!(encode(&frame), bytes);
             count += 1;
         }
         assert!(count >= 5, "found {count} seeds");
-    }
-
-    #[test]
-    fn seeded_fuzz_smoke() {
-        // A few thousand deterministic inputs: mutations of valid frames and raw noise.
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        let seed_frame = encode(&Frame::Vote(Vote {
-            kind: VoteKind::Commit,
-            view: 3,
-            height: 2,
-            block: Hash([5; 32]),
-            voter: 1,
-            signature: [9; 64],
-        }));
-        for _ in 0..4000 {
-            let mut data = seed_frame.clone();
-            let edits = next() % 4;
-            for _ in 0..edits {
-                let position = (next() as usize) % data.len();
-                data[position] = next() as u8;
-            }
-            if next() % 8 == 0 {
-                data.truncate((next() as usize) % data.len());
-            }
-            fuzz_decode(&data);
-        }
     }
 }

@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| tessera_components::block::fuzz_block(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| tessera_components::fuzz::fuzz_block(data));

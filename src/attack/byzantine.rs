@@ -12,7 +12,7 @@ use serde_json::Value;
 use tessera_components::consensus::proposal_signing_bytes;
 use tessera_components::wire::{Frame, encode};
 use tessera_components::{
-    Block, BlockHeader, ConsensusMessage, Hash, Proposal, Vote, VoteKind, vote_signing_bytes,
+    Block, BlockFields, ConsensusMessage, Hash, Proposal, Vote, VoteKind, vote_signing_bytes,
 };
 
 use super::wire::{connect, follower_handshake, read_frame, send, validator_handshake};
@@ -68,24 +68,18 @@ fn proposal(at: &Position, view: u64, index: u32, key: &SigningKey) -> Consensus
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    let header = BlockHeader {
+    let fields = BlockFields {
         height: at.height + 1,
         view,
         timestamp_ms: now_ms,
         proposer: index,
-        txn_count: 0,
         parent: at.tip,
-        txn_root: Block::compute_txn_root(&[]),
         state_root: at.state_root,
     };
-    let hash = header.hash();
-    let signature = key.sign(&proposal_signing_bytes(view, header.height, &hash)).to_bytes();
-    ConsensusMessage::Proposal(Proposal {
-        view,
-        block: Block { header, txns: Vec::new() },
-        justify: None,
-        signature,
-    })
+    let block = Block::assemble(fields, Vec::new(), &[]);
+    let hash = block.header.hash();
+    let signature = key.sign(&proposal_signing_bytes(view, block.header.height, &hash)).to_bytes();
+    ConsensusMessage::Proposal(Proposal { view, block, justify: None, signature })
 }
 
 /// A prepare vote by `index` for `block` at the node's next height.

@@ -563,7 +563,7 @@ pub fn fuzz_config(data: &[u8]) {
 
 #[cfg(test)]
 mod tests {
-    use tessera_components::wire::{FuzzSeeds, fuzz_corpus};
+    use tessera_components::fuzz::{FuzzSeeds, fuzz_corpus};
 
     use super::*;
 
@@ -603,7 +603,7 @@ mod tests {
     fn fuzz_config_survives_seeded_inputs() {
         let samples = sample_files();
         let refs: Vec<&[u8]> = samples.iter().map(Vec::as_slice).collect();
-        tessera_components::wire::fuzz_write_seeds("config", &refs);
+        tessera_components::fuzz::fuzz_write_seeds("config", &refs);
         let mut seeds = FuzzSeeds::new(0xc0f9);
         for round in 0..2000 {
             fuzz_config(&seeds.mutate(&samples[round % samples.len()]));

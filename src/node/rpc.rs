@@ -462,7 +462,7 @@ mod tests {
         assert_eq!(response.matches("HTTP/1.1 200").count(), 16, "{response}");
     }
 
-    use tessera_components::wire::{FuzzSeeds, fuzz_corpus};
+    use tessera_components::fuzz::{FuzzSeeds, fuzz_corpus};
 
     use super::*;
 
@@ -509,7 +509,7 @@ mod tests {
     fn fuzz_body_survives_seeded_inputs() {
         let samples = sample_bodies();
         let refs: Vec<&[u8]> = samples.iter().map(Vec::as_slice).collect();
-        tessera_components::wire::fuzz_write_seeds("rpc_body", &refs);
+        tessera_components::fuzz::fuzz_write_seeds("rpc_body", &refs);
         let mut seeds = FuzzSeeds::new(0x4a50);
         for round in 0..3000 {
             fuzz_body(&seeds.mutate(&samples[round % samples.len()]));

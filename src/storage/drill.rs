@@ -8,7 +8,7 @@
 //! structure and checksums, never signatures, and execution does not verify them either.
 
 use tessera_components::{
-    Block, BlockHeader, Hash, QuorumCertificate, Txn, TxnBody, TxnId, TxnSignature, VoteKind,
+    Block, BlockFields, Hash, QuorumCertificate, Txn, TxnBody, TxnId, TxnSignature, VoteKind,
     block::Signature,
 };
 use tessera_systems::Ledger;
@@ -61,17 +61,15 @@ pub fn next_block(
         })
         .collect();
     let ids: Vec<TxnId> = txns.iter().map(Txn::id).collect();
-    let header = BlockHeader {
+    let fields = BlockFields {
         height,
         view: height,
         timestamp_ms: height * 1_000,
         proposer: (height % 4) as u32,
-        txn_count: txns.len() as u32,
         parent,
-        txn_root: Block::compute_txn_root(&txns),
         state_root: Hash::ZERO,
     };
-    let sealed = execute_block(ledger, Block { header, txns }, &ids);
+    let sealed = execute_block(ledger, Block::assemble(fields, txns, &ids), &ids);
     let certificate = QuorumCertificate {
         kind: VoteKind::Commit,
         view: height,

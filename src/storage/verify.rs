@@ -173,7 +173,7 @@ impl SegmentReader {
                 entry.height
             )));
         }
-        decode_block_payload(record.payload, entry.height).map_err(at_error)
+        decode_block_payload(record.payload, entry.height).map_err(|error| at_error(error.to_string()))
     }
 }
 

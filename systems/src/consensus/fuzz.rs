@@ -18,7 +18,8 @@ use std::sync::OnceLock;
 use arbitrary::Unstructured;
 use ed25519_dalek::{Signer, SigningKey};
 use tessera_components::consensus::{new_view_signing_bytes, proposal_signing_bytes};
-use tessera_components::wire::{Frame, FrameKind, fuzz_payload};
+use tessera_components::fuzz::fuzz_payload;
+use tessera_components::wire::{Frame, FrameKind};
 use tessera_components::{
     Block, BlockHeader, CertifiedBlock, ConsensusMessage, Hash, NewView, Proposal, QuorumCertificate,
     Signature, Txn, TxnBody, TxnSignature, Vote, VoteKind, merkle_root, vote_signing_bytes,
@@ -688,7 +689,8 @@ pub fn fuzz_message(data: &[u8]) {
 
 #[cfg(test)]
 mod tests {
-    use tessera_components::wire::{FuzzSeeds, encode, fuzz_corpus};
+    use tessera_components::fuzz::{FuzzSeeds, fuzz_corpus};
+    use tessera_components::wire::encode;
 
     use super::*;
 
@@ -711,7 +713,7 @@ mod tests {
             finalized += f;
         }
         let refs: Vec<&[u8]> = first.iter().map(Vec::as_slice).collect();
-        tessera_components::wire::fuzz_write_seeds("consensus_sequence", &refs);
+        tessera_components::fuzz::fuzz_write_seeds("consensus_sequence", &refs);
         // Random inputs reach deep states: many steps, and finalized blocks.
         assert!(steps > 20_000 && finalized > 500, "{steps} steps, {finalized} blocks finalized");
         for (i, input) in fuzz_corpus("consensus_sequence").iter().enumerate() {
@@ -784,9 +786,9 @@ mod tests {
                 data
             })
             .collect();
-        tessera_components::wire::fuzz_write_seeds("certificate", &[&certificate]);
+        tessera_components::fuzz::fuzz_write_seeds("certificate", &[&certificate]);
         let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
-        tessera_components::wire::fuzz_write_seeds("consensus_message", &refs);
+        tessera_components::fuzz::fuzz_write_seeds("consensus_message", &refs);
         let mut seeds = FuzzSeeds::new(0xce27);
         for round in 0..3000 {
             fuzz_certificate(&seeds.mutate(&certificate));

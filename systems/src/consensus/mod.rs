@@ -16,7 +16,7 @@ use bevy_ecs::prelude::*;
 use foldhash::HashMap;
 use tessera_components::constants::TXN_SIZE;
 use tessera_components::{
-    Block, BlockHeader, CertifiedBlock, ConsensusMessage, Hash, QuorumCertificate, TxnId,
+    Block, BlockFields, BlockHeader, CertifiedBlock, ConsensusMessage, Hash, QuorumCertificate, TxnId,
 };
 
 use self::core::{BlockFault, Core, Destination, Host};
@@ -157,18 +157,9 @@ impl Host for NodeHost<'_> {
     fn build_block(&mut self, height: u64, view: u64, parent: Hash, proposer: u32) -> Block {
         let packed = self.mempool.pack(self.ledger, self.config.block_txn_max, self.config.block_bytes_max);
         let (txns, ids): (Vec<_>, Vec<_>) = packed.into_iter().unzip();
-        let leaves: Vec<Hash> = ids.iter().map(|id: &TxnId| id.0).collect();
-        let header = BlockHeader {
-            height,
-            view,
-            timestamp_ms: self.now_ms,
-            proposer,
-            txn_count: u32::try_from(txns.len()).expect("block_txn_max fits u32"),
-            parent,
-            txn_root: tessera_components::merkle_root(&leaves),
-            state_root: Hash::ZERO,
-        };
-        let mut block = Block { header, txns };
+        let fields =
+            BlockFields { height, view, timestamp_ms: self.now_ms, proposer, parent, state_root: Hash::ZERO };
+        let mut block = Block::assemble(fields, txns, &ids);
         let mut ledger = self.ledger.clone();
         let sealed = execute_block(&mut ledger, block.clone(), &ids);
         block.header.state_root = sealed.block.header.state_root;

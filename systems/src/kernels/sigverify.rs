@@ -561,8 +561,8 @@ mod tests {
             seed.extend_from_slice(&[fill; 8]);
         }
         fuzz_differential(&seed);
-        tessera_components::wire::fuzz_write_seeds("sigverify_diff", &[&seed]);
-        for input in tessera_components::wire::fuzz_corpus("sigverify_diff") {
+        tessera_components::fuzz::fuzz_write_seeds("sigverify_diff", &[&seed]);
+        for input in tessera_components::fuzz::fuzz_corpus("sigverify_diff") {
             fuzz_differential(&input);
         }
     }

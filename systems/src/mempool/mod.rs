@@ -606,7 +606,7 @@ mod tests {
 
     #[test]
     fn fuzz_ops_survives_seeded_inputs() {
-        let mut seeds = tessera_components::wire::FuzzSeeds::new(0x3e3e);
+        let mut seeds = tessera_components::fuzz::FuzzSeeds::new(0x3e3e);
         let mut first = Vec::new();
         for round in 0..3000 {
             let input = seeds.bytes(16 + round % 600);
@@ -616,8 +616,8 @@ mod tests {
             }
         }
         let refs: Vec<&[u8]> = first.iter().map(Vec::as_slice).collect();
-        tessera_components::wire::fuzz_write_seeds("mempool_ops", &refs);
-        for input in tessera_components::wire::fuzz_corpus("mempool_ops") {
+        tessera_components::fuzz::fuzz_write_seeds("mempool_ops", &refs);
+        for input in tessera_components::fuzz::fuzz_corpus("mempool_ops") {
             fuzz_ops(&input);
         }
     }

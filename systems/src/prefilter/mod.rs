@@ -216,7 +216,7 @@ mod tests {
 
     #[test]
     fn fuzz_txn_body_survives_seeded_inputs() {
-        use tessera_components::wire::{FuzzSeeds, fuzz_corpus};
+        use tessera_components::fuzz::{FuzzSeeds, fuzz_corpus};
 
         let mut sound = Vec::new();
         sound.extend_from_slice(&1u32.to_le_bytes());
@@ -240,7 +240,7 @@ mod tests {
             }
         }
         fuzz_txn_body(&sound);
-        tessera_components::wire::fuzz_write_seeds("txn_body", &[&sound]);
+        tessera_components::fuzz::fuzz_write_seeds("txn_body", &[&sound]);
         let mut seeds = FuzzSeeds::new(0x7b0d);
         for round in 0..3000 {
             let input = if round % 10 == 0 { seeds.bytes(20 + round % 700) } else { seeds.mutate(&sound) };

@@ -1,7 +1,7 @@
 //! Propose: pack the best pending transactions into a block.
 
 use bevy_ecs::prelude::*;
-use tessera_components::{Block, BlockHeader, Hash, TxnId, merkle_root};
+use tessera_components::{Block, BlockFields, Hash, TxnId};
 
 use crate::clock::Clock;
 use crate::config::PipelineConfig;
@@ -64,20 +64,18 @@ pub fn propose_block(
         return;
     }
     let (txns, ids): (Vec<_>, Vec<_>) = packed.into_iter().unzip();
-    let leaves: Vec<Hash> = ids.iter().map(|id| id.0).collect();
-    let header = BlockHeader {
+    let fields = BlockFields {
         height: tip.height + 1,
         view: state.view,
         timestamp_ms: clock.now_ns / 1_000_000,
         proposer: state.proposer,
-        txn_count: u32::try_from(txns.len()).expect("block_txn_max fits in u32"),
         parent: tip.hash,
-        txn_root: merkle_root(&leaves),
         state_root: Hash::ZERO,
     };
+    let block = Block::assemble(fields, txns, &ids);
     state.last_proposal_ns = Some(clock.now_ns);
     pipeline.blocks_proposed += 1;
-    proposed.write(BlockProposed { block: Block { header, txns }, ids });
+    proposed.write(BlockProposed { block, ids });
 }
 
 /// Installs propose.
