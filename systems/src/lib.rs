@@ -3,7 +3,7 @@
 //! Bird's eye view: a node is a bevy_ecs `World` plus one `Schedule`. The shell (real
 //! runtime, simulator, fuzzer or test) writes inbound transactions into the [`ingest::Inbox`]
 //! resource and the time into [`clock::Clock`], runs the schedule once (a *tick*), and drains
-//! [`execute::BlockCommitted`] messages. Systems never touch sockets, files, threads or clocks.
+//! [`BlockCommitted`] messages. Systems never touch sockets, files, threads or clocks.
 //!
 //! One tick runs these sets in order, each from its own subsystem [`Plugin`]:
 //!
@@ -38,6 +38,8 @@ pub mod invariants;
 pub mod kernels;
 pub mod ledger;
 pub mod mempool;
+pub mod messages;
+pub mod plugin;
 pub mod prefilter;
 pub mod propose;
 pub mod sigverify;
@@ -53,20 +55,15 @@ use tessera_components::Txn;
 pub use clock::Clock;
 pub use config::{ConfigError, PipelineConfig};
 pub use counters::{PipelineCounters, RejectCounters};
-pub use execute::{BlockCommitted, ChainTip, TxnOutcome};
 pub use ledger::{GenesisError, Ledger, LedgerParts};
-
-/// A subsystem: inserts its resources and adds its systems to its set.
-pub trait Plugin {
-    /// Adds this subsystem to `world` and `schedule`.
-    fn build(&self, world: &mut World, schedule: &mut Schedule);
-}
+pub use messages::{BlockCommitted, BlockProposed, ChainTip, TxnOutcome, TxnRejected};
+pub use plugin::Plugin;
 
 /// Advances the double-buffered message queues once per tick, first thing.
 fn update_messages(
-    mut proposed: ResMut<Messages<propose::BlockProposed>>,
-    mut committed: ResMut<Messages<execute::BlockCommitted>>,
-    mut rejected: ResMut<Messages<mempool::TxnRejected>>,
+    mut proposed: ResMut<Messages<BlockProposed>>,
+    mut committed: ResMut<Messages<BlockCommitted>>,
+    mut rejected: ResMut<Messages<TxnRejected>>,
 ) {
     proposed.update();
     committed.update();
@@ -200,8 +197,8 @@ impl Pipeline {
                 schedule.add_systems(drain_checked_txns.in_set(mempool::MempoolSystems::Admit));
             }
             Stages::Validator { core, history_bytes_max } => {
-                world.init_resource::<Messages<propose::BlockProposed>>();
-                world.init_resource::<Messages<execute::BlockCommitted>>();
+                world.init_resource::<Messages<BlockProposed>>();
+                world.init_resource::<Messages<BlockCommitted>>();
                 let plugin = consensus::ConsensusPlugin {
                     core: std::sync::Mutex::new(Some(*core)),
                     inbox_capacity: 1 << 16,
@@ -295,8 +292,8 @@ impl Pipeline {
     }
 
     /// Takes the refusals recorded since the last call.
-    pub fn drain_rejections(&mut self) -> Vec<mempool::TxnRejected> {
-        match self.world.get_resource_mut::<Messages<mempool::TxnRejected>>() {
+    pub fn drain_rejections(&mut self) -> Vec<TxnRejected> {
+        match self.world.get_resource_mut::<Messages<TxnRejected>>() {
             Some(mut rejected) => rejected.drain().collect(),
             None => Vec::new(),
         }

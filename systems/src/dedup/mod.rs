@@ -9,6 +9,7 @@ use tessera_components::{RejectReason, Stage, TxnId};
 
 use crate::config::PipelineConfig;
 use crate::counters::RejectCounters;
+use crate::plugin::Plugin;
 
 /// The dedup subsystem's sets.
 #[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -100,7 +101,7 @@ pub fn dedup_txns(
 #[derive(Debug, Default)]
 pub struct DedupPlugin;
 
-impl crate::Plugin for DedupPlugin {
+impl Plugin for DedupPlugin {
     fn build(&self, world: &mut World, schedule: &mut Schedule) {
         let capacity = world.resource::<PipelineConfig>().seen_capacity;
         world.insert_resource(SeenIds::new(capacity));

@@ -8,6 +8,7 @@ use tessera_components::{Arrival, RejectReason, Stage, Txn};
 use crate::clock::Clock;
 use crate::config::PipelineConfig;
 use crate::counters::{PipelineCounters, RejectCounters};
+use crate::plugin::Plugin;
 
 /// The ingest subsystem's sets.
 #[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -81,7 +82,7 @@ pub fn ingest_txns(world: &mut World) {
 #[derive(Debug, Default)]
 pub struct IngestPlugin;
 
-impl crate::Plugin for IngestPlugin {
+impl Plugin for IngestPlugin {
     fn build(&self, world: &mut World, schedule: &mut Schedule) {
         let capacity = world.resource::<PipelineConfig>().inbox_capacity;
         world.insert_resource(Inbox::new(capacity));

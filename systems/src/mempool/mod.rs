@@ -20,6 +20,8 @@ use crate::config::PipelineConfig;
 use crate::counters::{PipelineCounters, RejectCounters};
 use crate::dedup::SeenIds;
 use crate::ledger::Ledger;
+use crate::messages::{BlockCommitted, TxnRejected};
+use crate::plugin::Plugin;
 
 /// The mempool subsystem's sets.
 #[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -226,17 +228,6 @@ impl Mempool {
     }
 }
 
-/// A transaction refused before it reached a block, with the reason. Written by
-/// [`admit_txns`] (for every stage's refusals, at the end of the entity's life); drained by the
-/// shell, which answers "what happened to my transaction?".
-#[derive(Debug, Clone, Copy, Message)]
-pub struct TxnRejected {
-    /// The transaction.
-    pub id: TxnId,
-    /// Why.
-    pub reason: RejectReason,
-}
-
 /// Admits every [`Stage::Unique`] transaction and despawns every transaction entity except
 /// those whose signature check is still in flight: this is the end of a transaction entity's
 /// life.
@@ -275,7 +266,7 @@ pub fn admit_txns(
 
 /// Drops pending transactions whose nonces the last executed blocks consumed.
 pub fn prune_executed(
-    mut committed: MessageReader<crate::execute::BlockCommitted>,
+    mut committed: MessageReader<BlockCommitted>,
     mut mempool: ResMut<Mempool>,
     ledger: Res<Ledger>,
 ) {
@@ -290,7 +281,7 @@ pub fn prune_executed(
 #[derive(Debug, Default)]
 pub struct MempoolPlugin;
 
-impl crate::Plugin for MempoolPlugin {
+impl Plugin for MempoolPlugin {
     fn build(&self, world: &mut World, schedule: &mut Schedule) {
         let config = world.resource::<PipelineConfig>();
         let mempool = Mempool::new(config.mempool_count_max, config.mempool_bytes_max);

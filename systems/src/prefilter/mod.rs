@@ -13,6 +13,7 @@ use crate::kernels::prefilter::{
     PrefilterColumns, PrefilterParams, PrefilterRow, check_row, check_scalar, check_simd,
 };
 use crate::ledger::Ledger;
+use crate::plugin::Plugin;
 
 /// The prefilter subsystem's sets.
 #[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -173,7 +174,7 @@ pub fn fuzz_txn_body(data: &[u8]) {
 #[derive(Debug, Default)]
 pub struct PrefilterPlugin;
 
-impl crate::Plugin for PrefilterPlugin {
+impl Plugin for PrefilterPlugin {
     fn build(&self, _world: &mut World, schedule: &mut Schedule) {
         schedule.add_systems(filter_txns.in_set(PrefilterSystems::Filter));
     }

@@ -1,31 +1,21 @@
 //! Propose: pack the best pending transactions into a block.
 
 use bevy_ecs::prelude::*;
-use tessera_components::{Block, BlockHeader, Hash, TxnId, merkle_root};
+use tessera_components::{Block, BlockHeader, Hash, merkle_root};
 
 use crate::clock::Clock;
 use crate::config::PipelineConfig;
 use crate::counters::PipelineCounters;
-use crate::execute::ChainTip;
 use crate::ledger::Ledger;
 use crate::mempool::Mempool;
+use crate::messages::{BlockProposed, ChainTip};
+use crate::plugin::Plugin;
 
 /// The propose subsystem's sets.
 #[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ProposeSystems {
     /// Packs a block from the mempool.
     Propose,
-}
-
-/// A block packed by this node, not yet executed: `header.state_root` is zero until execute
-/// fills it. Written by [`propose_block`]; consumed by execute in the same tick.
-#[derive(Debug, Clone, Message)]
-pub struct BlockProposed {
-    /// The block.
-    pub block: Block,
-    /// The id of each transaction, in block order (already known from the mempool, so
-    /// nothing downstream hashes them again).
-    pub ids: Vec<TxnId>,
 }
 
 /// This node's proposer identity and pacing. Written by [`propose_block`].
@@ -84,7 +74,7 @@ pub fn propose_block(
 #[derive(Debug, Default)]
 pub struct ProposePlugin;
 
-impl crate::Plugin for ProposePlugin {
+impl Plugin for ProposePlugin {
     fn build(&self, world: &mut World, schedule: &mut Schedule) {
         world.init_resource::<ProposerState>();
         world.init_resource::<Messages<BlockProposed>>();

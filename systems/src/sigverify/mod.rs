@@ -19,6 +19,7 @@ use crate::config::PipelineConfig;
 use crate::counters::{PipelineCounters, RejectCounters};
 use crate::kernels::sigverify::{VerifyItem, stand_in_signature, verify_each, verify_many};
 use crate::kernels::verify_cache::VerifyCache;
+use crate::plugin::Plugin;
 
 /// The cache of accepted signatures, keyed by transaction id. Written by
 /// [`verify_signatures`] when verdicts land; read by it for every prefiltered transaction.
@@ -211,7 +212,7 @@ fn verdict_stage(accepted: bool, counters: &mut RejectCounters) -> Stage {
 #[derive(Debug, Default)]
 pub struct SigverifyPlugin;
 
-impl crate::Plugin for SigverifyPlugin {
+impl Plugin for SigverifyPlugin {
     fn build(&self, world: &mut World, schedule: &mut Schedule) {
         world.init_resource::<VerifyJob>();
         world.init_resource::<VerifyTimings>();
