@@ -9,7 +9,7 @@
 //! [`ConsensusOutbox`] for the shell to send.
 
 pub mod core;
-#[cfg(any(test, feature = "fuzzing"))]
+#[cfg(any(test, fuzzing, feature = "fuzzing"))]
 pub mod fuzz;
 
 use bevy_ecs::prelude::*;

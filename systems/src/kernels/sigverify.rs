@@ -309,6 +309,7 @@ pub fn stand_in_signature(body: &tessera_components::TxnBody) -> [u8; 64] {
 /// everything `ed25519_dalek`'s strict verifier accepts, this rule accepts too (strict
 /// cofactorless acceptance implies the cofactored equation). Run by `cargo test` on seeded
 /// inputs and by `fuzz/fuzz_targets/sigverify_diff.rs`.
+#[cfg(any(test, fuzzing, feature = "fuzzing"))]
 pub fn fuzz_differential(data: &[u8]) {
     use ed25519_dalek::Signer;
 

@@ -303,7 +303,7 @@ impl Plugin for MempoolPlugin {
 /// returns, within its limits, highest-fee heads first and each sender's nonces contiguous from
 /// its ledger nonce; the bound holds and the indexes stay in step. Run by `cargo test` on
 /// seeded inputs and by `fuzz/fuzz_targets/mempool_ops.rs`.
-#[cfg(any(test, feature = "fuzzing"))]
+#[cfg(any(test, fuzzing, feature = "fuzzing"))]
 pub fn fuzz_ops(data: &[u8]) {
     use arbitrary::Unstructured;
 
@@ -415,7 +415,7 @@ pub fn fuzz_ops(data: &[u8]) {
 }
 
 /// One fuzzed insert, checked against the model.
-#[cfg(any(test, feature = "fuzzing"))]
+#[cfg(any(test, fuzzing, feature = "fuzzing"))]
 fn insert_checked(pool: &mut Mempool, model: &mut BTreeMap<TxnId, Txn>, txn: Txn, ledger: &Ledger) {
     let id = txn.id();
     let before = pool.len();
@@ -443,7 +443,7 @@ fn insert_checked(pool: &mut Mempool, model: &mut BTreeMap<TxnId, Txn>, txn: Txn
 }
 
 /// The highest fee among the sender heads `pack` may take first.
-#[cfg(any(test, feature = "fuzzing"))]
+#[cfg(any(test, fuzzing, feature = "fuzzing"))]
 fn best_head_fee(pool: &Mempool, ledger: &Ledger) -> Option<u64> {
     pool.by_sender
         .iter()

@@ -104,6 +104,7 @@ pub fn filter_txns(
 
 /// Bytes of one row of [`fuzz_txn_body`]'s input: a transaction, then the sender's account
 /// nonce, the sender's balance and the recipient's balance (u64 little-endian each).
+#[cfg(any(test, fuzzing, feature = "fuzzing"))]
 pub const FUZZ_TXN_ROW: usize = tessera_components::constants::TXN_SIZE + 24;
 
 /// Fuzz harness for the transaction body: `data` is a 20-byte policy (chain id u32, fee floor
@@ -112,6 +113,7 @@ pub const FUZZ_TXN_ROW: usize = tessera_components::constants::TXN_SIZE + 24;
 /// code for every row, [`check_body`] must agree with both, and applying the body to a ledger
 /// must either change nothing or move exactly amount and fee, conserve supply and consume the
 /// nonce. Run by `cargo test` on seeded inputs and by `fuzz/fuzz_targets/txn_body.rs`.
+#[cfg(any(test, fuzzing, feature = "fuzzing"))]
 pub fn fuzz_txn_body(data: &[u8]) {
     use tessera_components::{Account, Txn};
 
