@@ -16,7 +16,7 @@
 //! every signature of a tick's messages through the signature kernel); this module checks
 //! everything else: who may send what, quorum arithmetic, heights, views and locks.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use ed25519_dalek::{Signer, SigningKey};
 use tessera_components::consensus::{new_view_signing_bytes, proposal_signing_bytes};
@@ -246,8 +246,9 @@ pub struct Core {
     proposed: bool,
     voted_prepare: bool,
     voted_commit: bool,
-    /// Blocks seen at the current height, by hash, with whether this node validated them.
-    blocks: BTreeMap<Hash, (Block, bool)>,
+    /// Blocks seen at the current height, by hash; only blocks this node built or validated
+    /// are kept.
+    blocks: BTreeMap<Hash, Block>,
     votes: BTreeMap<(VoteKind, u64, Hash), BTreeMap<u32, Signature>>,
     first_vote: BTreeMap<(VoteKind, u64, u32), Hash>,
     first_proposal: BTreeMap<u64, Hash>,
@@ -364,29 +365,9 @@ impl Core {
         &self.set
     }
 
-    /// A one-line summary for traces: lock view, whether the locked block is held, votes cast.
-    pub fn debug_state(&self) -> String {
-        let lock = self.lock.as_ref().map(|qc| (qc.view, self.blocks.contains_key(&qc.block)));
-        let new_views = self.new_views.get(&self.view).map_or(0, BTreeMap::len);
-        format!(
-            "h{} v{} lock={lock:?} proposed={} vp={} vc={} nv={new_views} blocks={}",
-            self.height,
-            self.view,
-            self.proposed,
-            self.voted_prepare,
-            self.voted_commit,
-            self.blocks.len()
-        )
-    }
-
     /// Counters so far.
     pub fn counters(&self) -> &ConsensusCounters {
         &self.counters
-    }
-
-    /// Equivocation evidence kept so far.
-    pub fn evidence(&self) -> &[Evidence] {
-        &self.evidence
     }
 
     /// Takes the messages to send.
@@ -518,7 +499,7 @@ impl Core {
             Some(lock) => match self.blocks.get(&lock.block) {
                 // Re-propose the locked block unchanged (its identity is its header hash, which
                 // the certificate names), justified by the certificate.
-                Some((block, _)) => (block.clone(), Some(lock.clone())),
+                Some(block) => (block.clone(), Some(lock.clone())),
                 // Locked on a block we never received: let the view time out.
                 None => return,
             },
@@ -651,22 +632,15 @@ impl Core {
             self.counters.rejected_certificate += 1;
             return;
         }
-        let validated = match self.blocks.get(&hash) {
-            Some((_, validated)) => *validated,
-            None => {
-                let verdict = if from == self.me { Ok(()) } else { host.validate_block(&proposal.block) };
-                if let Err(fault) = verdict {
-                    self.counters.count_fault(fault);
-                    return;
-                }
-                if self.blocks.len() < 64 {
-                    self.blocks.insert(hash, (proposal.block.clone(), true));
-                }
-                true
+        if !self.blocks.contains_key(&hash) {
+            let verdict = if from == self.me { Ok(()) } else { host.validate_block(&proposal.block) };
+            if let Err(fault) = verdict {
+                self.counters.count_fault(fault);
+                return;
             }
-        };
-        if !validated {
-            return;
+            if self.blocks.len() < 64 {
+                self.blocks.insert(hash, proposal.block.clone());
+            }
         }
         if proposal.view > self.view {
             let pending = self.future.entry(proposal.view).or_default();
@@ -765,7 +739,7 @@ impl Core {
 
     fn check_quorums(&mut self, kind: VoteKind, view: u64, block: Hash, host: &mut impl Host) {
         let Some(qc) = self.certificate(kind, view, block) else { return };
-        let have_block = self.blocks.get(&block).is_some_and(|(_, validated)| *validated);
+        let have_block = self.blocks.contains_key(&block);
         match kind {
             VoteKind::Prepare => {
                 self.adopt_lock(qc);
@@ -776,7 +750,7 @@ impl Core {
             }
             VoteKind::Commit => {
                 if have_block {
-                    let (block, _) = self.blocks.get(&block).cloned().expect("checked above");
+                    let block = self.blocks.get(&block).cloned().expect("checked above");
                     self.finalize(block, qc, host, false);
                 } else if let Some(voter) = qc.signers.iter().copied().find(|voter| *voter != self.me) {
                     self.request_sync(voter);
@@ -1050,7 +1024,6 @@ pub fn check_agreement(chains: &[&FinalizedChain]) -> Result<(), String> {
             }
         }
     }
-    let _: BTreeSet<u64> = canonical.keys().copied().collect();
     Ok(())
 }
 
