@@ -261,7 +261,7 @@ pub fn run(config_path: &Path) -> Result<(), Box<dyn std::error::Error>> {
             }
             for txn in batch {
                 let id = txn.id();
-                if pipeline.submit(txn, 1) && submitted_at.insert(id, now_ns).is_none() {
+                if pipeline.submit(txn) && submitted_at.insert(id, now_ns).is_none() {
                     submitted_order.push_back(id);
                 }
             }
@@ -270,7 +270,7 @@ pub fn run(config_path: &Path) -> Result<(), Box<dyn std::error::Error>> {
         for _ in 0..64 {
             let Ok(batch) = net.peer_txns.try_recv() else { break };
             for txn in batch {
-                pipeline.submit(txn, 3);
+                pipeline.submit(txn);
             }
             busy = true;
         }
@@ -677,7 +677,7 @@ fn answer_query(
         }
         Query::Submit(txn) => {
             let id = txn.id();
-            if !pipeline.submit(*txn, 2) {
+            if !pipeline.submit(*txn) {
                 return Err((code::SERVER_BUSY, "inbox full, retry later".into()));
             }
             forward.push(*txn);

@@ -625,7 +625,7 @@ impl Sim {
             }
             Payload::Txns { batch, forwarded } => {
                 for txn in batch.iter() {
-                    pipeline.submit(*txn, if forwarded { 3 } else { 1 });
+                    pipeline.submit(*txn);
                 }
                 if !forwarded {
                     // Like the node: forward client transactions once to every other validator.

@@ -218,7 +218,7 @@ impl Cluster {
             let txn: Txn = sign(key, body);
             // Clients broadcast to every validator, as wallets do; the mempool deduplicates.
             for node in &mut self.nodes {
-                node.pipeline.submit(txn, 0);
+                node.pipeline.submit(txn);
             }
         }
     }

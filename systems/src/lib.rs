@@ -13,7 +13,7 @@
 //! ```
 //!
 //! Transactions in flight are entities whose fields are component columns ([`TxnBody`],
-//! [`TxnSignature`], [`TxnId`], [`Arrival`], [`Stage`]); each stage sweeps the entities at its
+//! [`TxnSignature`], [`TxnId`], [`Stage`]); each stage sweeps the entities at its
 //! input [`Stage`] and moves them on. Every transaction entity is despawned in the mempool
 //! set once its signature verdict has landed (the tick it arrived in, or the next one when
 //! verification overlaps the tick): admitted ones live on in the [`mempool::Mempool`]
@@ -24,7 +24,6 @@
 //! [`TxnBody`]: tessera_components::TxnBody
 //! [`TxnSignature`]: tessera_components::TxnSignature
 //! [`TxnId`]: tessera_components::TxnId
-//! [`Arrival`]: tessera_components::Arrival
 //! [`Stage`]: tessera_components::Stage
 
 pub mod clock;
@@ -235,9 +234,9 @@ impl Pipeline {
         Ok(Pipeline { world, schedule })
     }
 
-    /// Queues a transaction from `source`; false if the inbox is full (the drop is counted).
-    pub fn submit(&mut self, txn: Txn, source: u32) -> bool {
-        self.world.resource_mut::<ingest::Inbox>().push(txn, source)
+    /// Queues a transaction; false if the inbox is full (the drop is counted).
+    pub fn submit(&mut self, txn: Txn) -> bool {
+        self.world.resource_mut::<ingest::Inbox>().push(txn)
     }
 
     /// Runs one tick at `now_ns` and returns the blocks it committed.

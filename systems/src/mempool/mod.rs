@@ -14,7 +14,7 @@ use foldhash::HashMap;
 
 use bevy_ecs::prelude::*;
 use tessera_components::constants::{MEMPOOL_ENTRY_BYTES, TXN_SIZE};
-use tessera_components::{Arrival, BlockHeader, RejectReason, Stage, Txn, TxnBody, TxnId, TxnSignature};
+use tessera_components::{BlockHeader, RejectReason, Stage, Txn, TxnBody, TxnId, TxnSignature};
 
 use crate::config::PipelineConfig;
 use crate::counters::{PipelineCounters, RejectCounters};
@@ -239,7 +239,7 @@ pub fn admit_txns(
     mut counters: ResMut<RejectCounters>,
     mut pipeline: ResMut<PipelineCounters>,
     mut rejected: MessageWriter<TxnRejected>,
-    txns: Query<(Entity, &TxnBody, &TxnSignature, &TxnId, &Stage), With<Arrival>>,
+    txns: Query<(Entity, &TxnBody, &TxnSignature, &TxnId, &Stage)>,
 ) {
     for (entity, body, signature, id, stage) in &txns {
         if *stage == Stage::Unique {
