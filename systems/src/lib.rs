@@ -46,6 +46,8 @@ pub mod workload;
 
 #[cfg(test)]
 mod pipeline_tests;
+#[cfg(test)]
+mod test_alloc;
 
 use bevy_ecs::prelude::*;
 use bevy_ecs::schedule::{LogLevel, ScheduleBuildSettings, SingleThreadedExecutor};
