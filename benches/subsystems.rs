@@ -100,7 +100,7 @@ mod mempool {
                 || Pipeline::new(config.clone(), Ledger::from_genesis(&w.genesis).unwrap()).unwrap(),
                 |mut pipeline| {
                     for txn in &w.txns {
-                        pipeline.submit(*txn, 0);
+                        pipeline.submit(*txn);
                     }
                     let mut now = 0;
                     while !pipeline.is_idle() {

@@ -15,12 +15,11 @@
 //! before any message signed under it is handed out: if saving it fails, the outbox is
 //! dropped, not returned, so a crash at any instant (before the save, between the save and the
 //! sends, or during them) leaves on disk a state that covers everything that ever left. What the runtime then does with the result (sockets, or the simulated
-//! network) is its own: [`recipients`] says who a consensus message goes to, once.
+//! network) is its own: `Destination::recipients` says who a consensus message goes to.
 
 use tessera_components::{CertifiedBlock, ConsensusMessage};
 use tessera_systems::consensus::core::Destination;
-use tessera_systems::mempool::TxnRejected;
-use tessera_systems::{Pipeline, TxnOutcome};
+use tessera_systems::{Pipeline, TxnOutcome, TxnRejected};
 
 use crate::storage::{Storage, StoreError};
 
@@ -83,16 +82,6 @@ pub fn tick(pipeline: &mut Pipeline, now_ns: u64, mut store: Option<&mut dyn Sto
     // Handed out only now: nothing this tick produced leaves before its blocks and the safety
     // state covering its signatures are on disk.
     Ticked { rejections, finalized, persist_error, outbound }
-}
-
-/// The validators a message for `destination` goes to, sent by validator `me` of `validators`:
-/// every other validator, or the one named.
-pub fn recipients(destination: Destination, me: u32, validators: u32) -> impl Iterator<Item = u32> {
-    let (range, only) = match destination {
-        Destination::All => (0..validators, None),
-        Destination::One(to) => (to..to.saturating_add(1), Some(to)),
-    };
-    range.filter(move |to| only.is_some() || *to != me)
 }
 
 #[cfg(test)]
@@ -282,13 +271,5 @@ mod tests {
         }
         assert!(finalized >= 10, "{finalized} blocks in 20 ticks");
         assert_eq!(pipeline.tip().height, finalized as u64);
-    }
-
-    #[test]
-    fn recipients_are_everyone_else_or_the_one_named() {
-        assert_eq!(recipients(Destination::All, 1, 4).collect::<Vec<_>>(), vec![0, 2, 3]);
-        assert_eq!(recipients(Destination::All, 7, 4).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
-        assert_eq!(recipients(Destination::One(2), 1, 4).collect::<Vec<_>>(), vec![2]);
-        assert_eq!(recipients(Destination::All, 0, 1).count(), 0);
     }
 }

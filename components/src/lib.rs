@@ -9,7 +9,7 @@
 //! corpora.
 //!
 //! The ECS `Component` derives live on the types the schedule stores per entity
-//! ([`txn::TxnBody`], [`txn::TxnSignature`], [`txn::TxnId`], [`txn::Arrival`], [`txn::Stage`]).
+//! ([`txn::TxnBody`], [`txn::TxnSignature`], [`txn::TxnId`], [`txn::Stage`]).
 
 pub mod account;
 pub mod block;
@@ -30,7 +30,7 @@ pub use block::{
 pub use consensus::{CertifiedBlock, ConsensusMessage, NewView, Proposal, SafetyState};
 pub use hash::{Hash, merkle_root};
 pub use reject::RejectReason;
-pub use txn::{Arrival, Stage, Txn, TxnBody, TxnId, TxnSignature};
+pub use txn::{Stage, Txn, TxnBody, TxnId, TxnSignature};
 
 // Every multi-byte integer in a Pod layout is stored in the host's byte order, and those bytes
 // are what gets signed, hashed and framed. Pinning little-endian makes "host order" the one

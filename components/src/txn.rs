@@ -77,15 +77,6 @@ impl Txn {
     }
 }
 
-/// Where and when a transaction entered the node. Written by ingest from the shell's inbox.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Component)]
-pub struct Arrival {
-    /// Clock reading at ingest, nanoseconds.
-    pub time_ns: u64,
-    /// Source tag given by the shell (peer or client connection index; 0 for local).
-    pub source: u32,
-}
-
 /// A transaction entity's progress through the pipeline. Each stage's system sweeps entities
 /// at its input stage and moves them to the next stage or to [`Stage::Rejected`]. A value
 /// rather than marker components, so a transition mutates a byte in place instead of moving

@@ -138,7 +138,7 @@ fn drive_until_idle(
     while !pending.is_empty() || !pipeline.is_idle() {
         let take = pending.len().min(batch);
         for txn in &pending[..take] {
-            pipeline.submit(*txn, 0);
+            pipeline.submit(*txn);
         }
         pending = &pending[take..];
         now_ns += 1_000_000;

@@ -344,7 +344,7 @@ impl Node {
 
     /// Sends `frame` to every validator but this one.
     fn broadcast(&self, frame: &Arc<Vec<u8>>) {
-        for peer in driver::recipients(Destination::All, self.me, self.validators) {
+        for peer in Destination::All.recipients(self.me, self.validators) {
             self.net.send(peer, frame.clone());
         }
     }
@@ -366,7 +366,7 @@ impl Node {
             self.broadcast(&Arc::new(encode(&Frame::Txns(batch.clone()))));
             for txn in batch {
                 let id = txn.id();
-                if self.pipeline.submit(txn, 1) {
+                if self.pipeline.submit(txn) {
                     self.submitted.record(id, now_ns);
                 }
             }
@@ -375,7 +375,7 @@ impl Node {
         for _ in 0..64 {
             let Ok(batch) = self.net.peer_txns.try_recv() else { break };
             for txn in batch {
-                self.pipeline.submit(txn, 3);
+                self.pipeline.submit(txn);
             }
             busy = true;
         }
@@ -470,7 +470,7 @@ impl Node {
     fn send(&self, outbound: Vec<(Destination, ConsensusMessage)>) {
         for (destination, message) in outbound {
             let frame = Arc::new(encode(&Frame::Consensus(message)));
-            for peer in driver::recipients(destination, self.me, self.validators) {
+            for peer in destination.recipients(self.me, self.validators) {
                 self.net.send(peer, frame.clone());
             }
         }
@@ -535,17 +535,11 @@ impl Follow {
 /// A `SyncResponse` frame with the finalized blocks from `from_height`, read from storage,
 /// bounded like the consensus core's own responses.
 fn sync_response(store: &Store, from_height: u64, config: &ConsensusConfig) -> Vec<u8> {
-    let mut blocks = Vec::new();
-    let mut bytes = 0;
-    for height in from_height.max(1)..from_height.max(1).saturating_add(config.sync_batch_max as u64) {
-        let Ok(Some((block, certificate))) = store.block(height) else { break };
-        let certified = CertifiedBlock { block, certificate };
-        bytes += tessera_systems::consensus::core::sync_cost(&certified);
-        if !blocks.is_empty() && bytes > config.sync_bytes_max {
-            break;
-        }
-        blocks.push(certified);
-    }
+    // Stops at the first height not stored (or not readable), as the core's own answers do.
+    let stored = (from_height.max(1)..)
+        .map_while(|height| store.block(height).ok().flatten())
+        .map(|(block, certificate)| CertifiedBlock { block, certificate });
+    let blocks = tessera_systems::consensus::core::bounded_sync_batch(stored, config);
     encode(&Frame::Consensus(ConsensusMessage::SyncResponse(blocks)))
 }
 
@@ -679,7 +673,7 @@ fn answer_query(
         }
         Query::Submit(txn) => {
             let id = txn.id();
-            if !pipeline.submit(*txn, 2) {
+            if !pipeline.submit(*txn) {
                 return Err((code::SERVER_BUSY, "inbox full, retry later".into()));
             }
             forward.push(*txn);

@@ -626,7 +626,7 @@ impl Sim {
             }
             Payload::Txns { batch, forwarded } => {
                 for txn in batch.iter() {
-                    pipeline.submit(*txn, if forwarded { 3 } else { 1 });
+                    pipeline.submit(*txn);
                 }
                 if !forwarded {
                     // Like the node: forward client transactions once to every other validator.
@@ -719,7 +719,7 @@ impl Sim {
             {
                 self.recorder.proposed(proposal.block.header.hash(), node, self.now);
             }
-            let targets: Vec<u32> = driver::recipients(destination, node, v).collect();
+            let targets: Vec<u32> = destination.recipients(node, v).collect();
             let sends = byzantine::outbound(behaviour, &sign, &targets, message);
             // One encoding per distinct message: its real wire size.
             let mut sizes: Vec<(usize, u64)> = Vec::new();

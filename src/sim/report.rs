@@ -1,11 +1,12 @@
 //! What a simulation records as it runs, and the deterministic report made from it: only
 //! virtual-time figures and counts, so the same scenario and seed give the same bytes.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 use tessera_components::{Hash, TxnId};
+use tessera_systems::consensus::core::Agreement;
 
 use super::scenario::Scenario;
 
@@ -41,7 +42,8 @@ pub struct Recorder {
     down: Vec<bool>,
     never_restart: Vec<bool>,
     last_height: Vec<u64>,
-    canonical: BTreeMap<u64, Hash>,
+    /// The first block an honest validator finalized at each height.
+    canonical: Agreement,
     finalized_hashes: HashSet<Hash>,
     violation: Option<Violation>,
     pending: HashMap<TxnId, u64>,
@@ -139,7 +141,7 @@ impl Recorder {
             down: vec![false; v],
             never_restart: vec![false; v],
             last_height: vec![0; v],
-            canonical: BTreeMap::new(),
+            canonical: Agreement::new(),
             finalized_hashes: HashSet::new(),
             violation: None,
             pending: HashMap::new(),
@@ -370,23 +372,17 @@ impl Recorder {
             return;
         }
         self.finalized_hashes.insert(hash);
-        match self.canonical.get(&height) {
-            Some(existing) if *existing != hash => {
-                if self.violation.is_none() {
-                    self.violation = Some(Violation {
-                        at_ns,
-                        what: format!(
-                            "validator {node} finalized {} at height {height}, another honest validator {}",
-                            hash.to_hex(),
-                            existing.to_hex()
-                        ),
-                    });
-                }
-            }
-            Some(_) => {}
-            None => {
-                self.canonical.insert(height, hash);
-            }
+        if let Err(conflict) = self.canonical.record(node, height, hash)
+            && self.violation.is_none()
+        {
+            self.violation = Some(Violation {
+                at_ns,
+                what: format!(
+                    "validator {node} finalized {} at height {height}, another honest validator {}",
+                    hash.to_hex(),
+                    conflict.first.to_hex()
+                ),
+            });
         }
         if let Some(track) = self.tracks.get(&hash) {
             let lag = at_ns.saturating_sub(track.proposed_at) / 1000;
@@ -500,7 +496,7 @@ impl Recorder {
                 "every_node_and_block": summary(&r.propagation_us),
             },
             "chain": {
-                "height_max": self.canonical.keys().next_back().copied().unwrap_or(0),
+                "height_max": self.canonical.height_max().unwrap_or(0),
                 "honest_heights": heights,
             },
             "network": {

@@ -3,7 +3,7 @@
 //! Bird's eye view: a node is a bevy_ecs `World` plus one `Schedule`. The shell (real
 //! runtime, simulator, fuzzer or test) writes inbound transactions into the [`ingest::Inbox`]
 //! resource and the time into [`clock::Clock`], runs the schedule once (a *tick*), and drains
-//! [`execute::BlockCommitted`] messages. Systems never touch sockets, files, threads or clocks.
+//! [`BlockCommitted`] messages. Systems never touch sockets, files, threads or clocks.
 //!
 //! One tick runs these sets in order, each from its own subsystem [`Plugin`]:
 //!
@@ -13,7 +13,7 @@
 //! ```
 //!
 //! Transactions in flight are entities whose fields are component columns ([`TxnBody`],
-//! [`TxnSignature`], [`TxnId`], [`Arrival`], [`Stage`]); each stage sweeps the entities at its
+//! [`TxnSignature`], [`TxnId`], [`Stage`]); each stage sweeps the entities at its
 //! input [`Stage`] and moves them on. Every transaction entity is despawned in the mempool
 //! set once its signature verdict has landed (the tick it arrived in, or the next one when
 //! verification overlaps the tick): admitted ones live on in the [`mempool::Mempool`]
@@ -24,7 +24,6 @@
 //! [`TxnBody`]: tessera_components::TxnBody
 //! [`TxnSignature`]: tessera_components::TxnSignature
 //! [`TxnId`]: tessera_components::TxnId
-//! [`Arrival`]: tessera_components::Arrival
 //! [`Stage`]: tessera_components::Stage
 
 pub mod clock;
@@ -38,6 +37,8 @@ pub mod invariants;
 pub mod kernels;
 pub mod ledger;
 pub mod mempool;
+pub mod messages;
+pub mod plugin;
 pub mod prefilter;
 pub mod propose;
 pub mod sigverify;
@@ -45,6 +46,8 @@ pub mod workload;
 
 #[cfg(test)]
 mod pipeline_tests;
+#[cfg(test)]
+mod test_alloc;
 
 use bevy_ecs::prelude::*;
 use bevy_ecs::schedule::{LogLevel, ScheduleBuildSettings, SingleThreadedExecutor};
@@ -53,20 +56,15 @@ use tessera_components::Txn;
 pub use clock::Clock;
 pub use config::{ConfigError, PipelineConfig};
 pub use counters::{PipelineCounters, RejectCounters};
-pub use execute::{BlockCommitted, ChainTip, TxnOutcome};
 pub use ledger::{GenesisError, Ledger, LedgerParts};
-
-/// A subsystem: inserts its resources and adds its systems to its set.
-pub trait Plugin {
-    /// Adds this subsystem to `world` and `schedule`.
-    fn build(&self, world: &mut World, schedule: &mut Schedule);
-}
+pub use messages::{BlockCommitted, BlockProposed, ChainTip, TxnOutcome, TxnRejected};
+pub use plugin::Plugin;
 
 /// Advances the double-buffered message queues once per tick, first thing.
 fn update_messages(
-    mut proposed: ResMut<Messages<propose::BlockProposed>>,
-    mut committed: ResMut<Messages<execute::BlockCommitted>>,
-    mut rejected: ResMut<Messages<mempool::TxnRejected>>,
+    mut proposed: ResMut<Messages<BlockProposed>>,
+    mut committed: ResMut<Messages<BlockCommitted>>,
+    mut rejected: ResMut<Messages<TxnRejected>>,
 ) {
     proposed.update();
     committed.update();
@@ -200,8 +198,8 @@ impl Pipeline {
                 schedule.add_systems(drain_checked_txns.in_set(mempool::MempoolSystems::Admit));
             }
             Stages::Validator { core, history_bytes_max } => {
-                world.init_resource::<Messages<propose::BlockProposed>>();
-                world.init_resource::<Messages<execute::BlockCommitted>>();
+                world.init_resource::<Messages<BlockProposed>>();
+                world.init_resource::<Messages<BlockCommitted>>();
                 let plugin = consensus::ConsensusPlugin {
                     core: std::sync::Mutex::new(Some(*core)),
                     inbox_capacity: 1 << 16,
@@ -238,9 +236,9 @@ impl Pipeline {
         Ok(Pipeline { world, schedule })
     }
 
-    /// Queues a transaction from `source`; false if the inbox is full (the drop is counted).
-    pub fn submit(&mut self, txn: Txn, source: u32) -> bool {
-        self.world.resource_mut::<ingest::Inbox>().push(txn, source)
+    /// Queues a transaction; false if the inbox is full (the drop is counted).
+    pub fn submit(&mut self, txn: Txn) -> bool {
+        self.world.resource_mut::<ingest::Inbox>().push(txn)
     }
 
     /// Runs one tick at `now_ns` and returns the blocks it committed.
@@ -302,8 +300,8 @@ impl Pipeline {
     }
 
     /// Takes the refusals recorded since the last call.
-    pub fn drain_rejections(&mut self) -> Vec<mempool::TxnRejected> {
-        match self.world.get_resource_mut::<Messages<mempool::TxnRejected>>() {
+    pub fn drain_rejections(&mut self) -> Vec<TxnRejected> {
+        match self.world.get_resource_mut::<Messages<TxnRejected>>() {
             Some(mut rejected) => rejected.drain().collect(),
             None => Vec::new(),
         }

@@ -123,7 +123,7 @@ fn run(scenario: &Scenario, config: PipelineConfig) -> Outcome {
     };
     for chunk in &scenario.live {
         for txn in chunk {
-            assert!(pipeline.submit(*txn, 0));
+            assert!(pipeline.submit(*txn));
         }
         tick(&mut pipeline);
     }
@@ -131,7 +131,7 @@ fn run(scenario: &Scenario, config: PipelineConfig) -> Outcome {
         tick(&mut pipeline);
     }
     for txn in &scenario.late {
-        assert!(pipeline.submit(*txn, 1));
+        assert!(pipeline.submit(*txn));
     }
     while !pipeline.is_idle() {
         tick(&mut pipeline);
@@ -225,7 +225,7 @@ fn mempool_bound_holds_under_a_flood() {
     let mut pipeline = Pipeline::new(config, Ledger::from_genesis(&base.genesis).unwrap()).unwrap();
     pipeline.world_mut().resource_mut::<crate::propose::ProposerState>().last_proposal_ns = Some(0);
     for txn in &base.txns {
-        assert!(pipeline.submit(*txn, 0));
+        assert!(pipeline.submit(*txn));
     }
     pipeline.tick(1);
     pipeline.tick(2);
@@ -262,7 +262,7 @@ fn resubmission_hits_the_verification_cache() {
     let mut pipeline = Pipeline::new(config, Ledger::from_genesis(&base.genesis).unwrap()).unwrap();
     pipeline.world_mut().resource_mut::<crate::propose::ProposerState>().last_proposal_ns = Some(0);
     for txn in &base.txns {
-        pipeline.submit(*txn, 0);
+        pipeline.submit(*txn);
     }
     pipeline.tick(1);
     pipeline.tick(2);
@@ -270,7 +270,7 @@ fn resubmission_hits_the_verification_cache() {
     assert_eq!(pipeline.counters().verify_cache_hits, 0);
     // The same bytes again (a gossip duplicate): no second verification, refused as duplicates.
     for txn in &base.txns {
-        pipeline.submit(*txn, 1);
+        pipeline.submit(*txn);
     }
     pipeline.tick(3);
     pipeline.tick(4);
@@ -280,7 +280,7 @@ fn resubmission_hits_the_verification_cache() {
     // A forged twin (same body, different signature) is a different id: a miss, then refused.
     let mut forged = base.txns[0];
     forged.signature.0[0] ^= 1;
-    pipeline.submit(forged, 2);
+    pipeline.submit(forged);
     pipeline.tick(5);
     pipeline.tick(6);
     assert_eq!(pipeline.counters().verify_cache_misses, 9);

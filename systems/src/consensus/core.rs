@@ -16,7 +16,7 @@
 //! every signature of a tick's messages through the signature kernel); this module checks
 //! everything else: who may send what, quorum arithmetic, heights, views and locks.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use ed25519_dalek::{Signer, SigningKey};
 use tessera_components::consensus::{new_view_signing_bytes, proposal_signing_bytes};
@@ -164,6 +164,20 @@ pub enum Destination {
     One(u32),
 }
 
+impl Destination {
+    /// The validators a message from `me` goes to, in index order, among `validators`
+    /// numbered from 0: everyone but `me` for [`Destination::All`].
+    pub fn recipients(self, me: u32, validators: u32) -> impl Iterator<Item = u32> {
+        let (start, end) = match self {
+            Destination::All => (0, u64::from(validators)),
+            Destination::One(to) => (u64::from(to), u64::from(to) + 1),
+        };
+        (start..end)
+            .map(|index| u32::try_from(index).expect("below a u32 bound"))
+            .filter(move |to| self != Destination::All || *to != me)
+    }
+}
+
 /// Proof that a validator signed two conflicting messages for one view.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Evidence {
@@ -246,8 +260,9 @@ pub struct Core {
     proposed: bool,
     voted_prepare: bool,
     voted_commit: bool,
-    /// Blocks seen at the current height, by hash, with whether this node validated them.
-    blocks: BTreeMap<Hash, (Block, bool)>,
+    /// Blocks seen at the current height, by hash; only blocks this node built or validated
+    /// are kept.
+    blocks: BTreeMap<Hash, Block>,
     votes: BTreeMap<(VoteKind, u64, Hash), BTreeMap<u32, Signature>>,
     first_vote: BTreeMap<(VoteKind, u64, u32), Hash>,
     first_proposal: BTreeMap<u64, Hash>,
@@ -415,29 +430,9 @@ impl Core {
         &self.set
     }
 
-    /// A one-line summary for traces: lock view, whether the locked block is held, votes cast.
-    pub fn debug_state(&self) -> String {
-        let lock = self.lock.as_ref().map(|qc| (qc.view, self.blocks.contains_key(&qc.block)));
-        let new_views = self.new_views.get(&self.view).map_or(0, BTreeMap::len);
-        format!(
-            "h{} v{} lock={lock:?} proposed={} vp={} vc={} nv={new_views} blocks={}",
-            self.height,
-            self.view,
-            self.proposed,
-            self.voted_prepare,
-            self.voted_commit,
-            self.blocks.len()
-        )
-    }
-
     /// Counters so far.
     pub fn counters(&self) -> &ConsensusCounters {
         &self.counters
-    }
-
-    /// Equivocation evidence kept so far.
-    pub fn evidence(&self) -> &[Evidence] {
-        &self.evidence
     }
 
     /// Takes the messages to send.
@@ -576,7 +571,7 @@ impl Core {
             Some(lock) => match self.blocks.get(&lock.block) {
                 // Re-propose the locked block unchanged (its identity is its header hash, which
                 // the certificate names), justified by the certificate.
-                Some((block, _)) => (block.clone(), Some(lock.clone())),
+                Some(block) => (block.clone(), Some(lock.clone())),
                 // Locked on a block we never received: let the view time out.
                 None => return,
             },
@@ -709,22 +704,15 @@ impl Core {
             self.counters.rejected_certificate += 1;
             return;
         }
-        let validated = match self.blocks.get(&hash) {
-            Some((_, validated)) => *validated,
-            None => {
-                let verdict = if from == self.me { Ok(()) } else { host.validate_block(&proposal.block) };
-                if let Err(fault) = verdict {
-                    self.counters.count_fault(fault);
-                    return;
-                }
-                if self.blocks.len() < 64 {
-                    self.blocks.insert(hash, (proposal.block.clone(), true));
-                }
-                true
+        if !self.blocks.contains_key(&hash) {
+            let verdict = if from == self.me { Ok(()) } else { host.validate_block(&proposal.block) };
+            if let Err(fault) = verdict {
+                self.counters.count_fault(fault);
+                return;
             }
-        };
-        if !validated {
-            return;
+            if self.blocks.len() < 64 {
+                self.blocks.insert(hash, proposal.block.clone());
+            }
         }
         if proposal.view > self.view {
             let pending = self.future.entry(proposal.view).or_default();
@@ -824,7 +812,7 @@ impl Core {
 
     fn check_quorums(&mut self, kind: VoteKind, view: u64, block: Hash, host: &mut impl Host) {
         let Some(qc) = self.certificate(kind, view, block) else { return };
-        let have_block = self.blocks.get(&block).is_some_and(|(_, validated)| *validated);
+        let have_block = self.blocks.contains_key(&block);
         match kind {
             VoteKind::Prepare => {
                 self.adopt_lock(qc);
@@ -835,7 +823,7 @@ impl Core {
             }
             VoteKind::Commit => {
                 if have_block {
-                    let (block, _) = self.blocks.get(&block).cloned().expect("checked above");
+                    let block = self.blocks.get(&block).cloned().expect("checked above");
                     self.finalize(block, qc, host, false);
                 } else if let Some(voter) = qc.signers.iter().copied().find(|voter| *voter != self.me) {
                     self.request_sync(voter);
@@ -940,15 +928,10 @@ impl Core {
             return;
         }
         let end = self.height.min(from_height.saturating_add(self.config.sync_batch_max as u64));
-        let mut bytes = 0;
-        let blocks: Vec<CertifiedBlock> = (from_height..end)
-            .map_while(|height| host.finalized_block(height))
-            .take_while(|certified| {
-                let first = bytes == 0;
-                bytes += sync_cost(certified);
-                first || bytes <= self.config.sync_bytes_max
-            })
-            .collect();
+        let blocks = bounded_sync_batch(
+            (from_height..end).map_while(|height| host.finalized_block(height)),
+            &self.config,
+        );
         if !blocks.is_empty() {
             self.outbox.push((Destination::One(from), ConsensusMessage::SyncResponse(blocks)));
         }
@@ -1000,6 +983,29 @@ impl Core {
 /// allowance for the header and certificate.
 pub fn sync_cost(certified: &CertifiedBlock) -> usize {
     certified.block.txns.len() * tessera_components::constants::TXN_SIZE + 512
+}
+
+/// The blocks of one sync response: the leading run of `blocks` that fits
+/// `config.sync_batch_max` blocks and `config.sync_bytes_max` bytes by [`sync_cost`], always
+/// at least the first block (so a peer behind by one oversized block still catches up).
+/// `blocks` is read lazily, one block past the bound at most, so it may be a range read from
+/// storage that stops at the first missing height.
+pub fn bounded_sync_batch(
+    blocks: impl IntoIterator<Item = CertifiedBlock>,
+    config: &ConsensusConfig,
+) -> Vec<CertifiedBlock> {
+    let mut bytes = 0;
+    let batch: Vec<CertifiedBlock> = blocks
+        .into_iter()
+        .take(config.sync_batch_max)
+        .take_while(|certified| {
+            let first = bytes == 0;
+            bytes += sync_cost(certified);
+            first || bytes <= config.sync_bytes_max
+        })
+        .collect();
+    debug_assert!(batch.len() <= config.sync_batch_max.max(1));
+    batch
 }
 
 /// Every (public key, message, signature) a message carries, for batch verification before
@@ -1102,32 +1108,84 @@ pub fn verify_messages(
 /// The set of blocks finalized by a group of validators, for invariant checks: height → hash.
 pub type FinalizedChain = BTreeMap<u64, Hash>;
 
+/// Two validators finalized different blocks at one height.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "safety violated at height {height}: node {first_node} finalized {first}, node {node} finalized {hash}"
+)]
+pub struct Disagreement {
+    /// The height.
+    pub height: u64,
+    /// The validator that finalized the height first.
+    pub first_node: u32,
+    /// What it finalized.
+    pub first: Hash,
+    /// The validator that disagrees.
+    pub node: u32,
+    /// What that one finalized.
+    pub hash: Hash,
+}
+
+/// The agreement invariant, checked one finalization at a time: the block first reported at
+/// each height by any of a group of validators, against which every later report is checked.
+/// [`check_agreement`] runs it over whole chains; a recorder can feed it as blocks finalize.
+#[derive(Clone, Debug, Default)]
+pub struct Agreement {
+    canonical: BTreeMap<u64, (Hash, u32)>,
+}
+
+impl Agreement {
+    /// Nothing finalized yet.
+    pub fn new() -> Agreement {
+        Agreement::default()
+    }
+
+    /// Records that validator `node` finalized `hash` at `height`.
+    ///
+    /// # Errors
+    /// The [`Disagreement`] if another validator finalized a different block there first;
+    /// the first block stays the one recorded.
+    pub fn record(&mut self, node: u32, height: u64, hash: Hash) -> Result<(), Disagreement> {
+        match self.canonical.get(&height) {
+            Some(&(first, first_node)) if first != hash => {
+                Err(Disagreement { height, first_node, first, node, hash })
+            }
+            Some(_) => Ok(()),
+            None => {
+                self.canonical.insert(height, (hash, node));
+                Ok(())
+            }
+        }
+    }
+
+    /// The block first recorded at `height`.
+    pub fn at(&self, height: u64) -> Option<Hash> {
+        self.canonical.get(&height).map(|(hash, _)| *hash)
+    }
+
+    /// The highest height recorded.
+    pub fn height_max(&self) -> Option<u64> {
+        self.canonical.keys().next_back().copied()
+    }
+}
+
 /// Checks agreement across honest validators' finalized chains: no two differ at any height
 /// both have, and each is gap-free from height 1 (so every chain is a prefix of the longest).
+/// Validators are named by their index in `chains`.
 ///
 /// # Errors
 /// A description of the first violation.
 pub fn check_agreement(chains: &[&FinalizedChain]) -> Result<(), String> {
-    let mut canonical: BTreeMap<u64, (Hash, usize)> = BTreeMap::new();
+    let mut agreement = Agreement::new();
     for (node, chain) in chains.iter().enumerate() {
+        let node = u32::try_from(node).expect("validator indexes fit u32");
         for (expected, (height, hash)) in (1u64..).zip(chain.iter()) {
             if *height != expected {
                 return Err(format!("node {node} has a gap: height {height} where {expected} was expected"));
             }
-            match canonical.get(height) {
-                Some((other, other_node)) if other != hash => {
-                    return Err(format!(
-                        "safety violated at height {height}: node {other_node} finalized {other}, node {node} finalized {hash}"
-                    ));
-                }
-                Some(_) => {}
-                None => {
-                    canonical.insert(*height, (*hash, node));
-                }
-            }
+            agreement.record(node, *height, *hash).map_err(|disagreement| disagreement.to_string())?;
         }
     }
-    let _: BTreeSet<u64> = canonical.keys().copied().collect();
     Ok(())
 }
 
@@ -1147,5 +1205,99 @@ impl Core {
             ("evidence", self.evidence.len()),
             ("sent_this_view", self.sent_this_view.len()),
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn certified(height: u64, txn_count: usize) -> CertifiedBlock {
+        let txns = vec![bytemuck::Zeroable::zeroed(); txn_count];
+        let header = tessera_components::BlockHeader {
+            height,
+            view: height,
+            timestamp_ms: 0,
+            proposer: 0,
+            txn_count: u32::try_from(txn_count).expect("small"),
+            parent: Hash::ZERO,
+            txn_root: Block::compute_txn_root(&txns),
+            state_root: Hash::ZERO,
+        };
+        let block = Block { header, txns };
+        let certificate = QuorumCertificate {
+            kind: VoteKind::Commit,
+            view: height,
+            height,
+            block: block.header.hash(),
+            signers: Vec::new(),
+            signatures: Vec::new(),
+        };
+        CertifiedBlock { block, certificate }
+    }
+
+    fn heights(batch: &[CertifiedBlock]) -> Vec<u64> {
+        batch.iter().map(|certified| certified.block.header.height).collect()
+    }
+
+    #[test]
+    fn a_sync_batch_is_bounded_by_count_and_bytes_and_never_empty() {
+        let blocks: Vec<CertifiedBlock> = (1..=10).map(|height| certified(height, 2)).collect();
+        let cost = sync_cost(&blocks[0]);
+        let config = |batch_max: usize, bytes_max: usize| ConsensusConfig {
+            sync_batch_max: batch_max,
+            sync_bytes_max: bytes_max,
+            ..ConsensusConfig::default()
+        };
+        assert_eq!(heights(&bounded_sync_batch(blocks.clone(), &config(4, usize::MAX))), [1, 2, 3, 4]);
+        assert_eq!(heights(&bounded_sync_batch(blocks.clone(), &config(64, 3 * cost))), [1, 2, 3]);
+        assert_eq!(heights(&bounded_sync_batch(blocks.clone(), &config(64, 3 * cost - 1))), [1, 2]);
+        // The first block goes even when it alone is over the byte bound.
+        assert_eq!(heights(&bounded_sync_batch(blocks.clone(), &config(64, 0))), [1]);
+        assert!(bounded_sync_batch(Vec::new(), &config(64, 0)).is_empty());
+        // Read lazily: one block past the bound at most.
+        let mut read = 0;
+        let batch = bounded_sync_batch(blocks.iter().cloned().inspect(|_| read += 1), &config(64, 2 * cost));
+        assert_eq!(heights(&batch), [1, 2]);
+        assert_eq!(read, 3);
+    }
+
+    #[test]
+    fn agreement_keeps_the_first_block_and_names_both_sides() {
+        let (a, b) = (Hash::of(b"a"), Hash::of(b"b"));
+        let mut agreement = Agreement::new();
+        assert_eq!(agreement.height_max(), None);
+        assert_eq!(agreement.record(2, 1, a), Ok(()));
+        assert_eq!(agreement.record(0, 1, a), Ok(()));
+        assert_eq!(
+            agreement.record(1, 1, b),
+            Err(Disagreement { height: 1, first_node: 2, first: a, node: 1, hash: b })
+        );
+        assert_eq!(agreement.at(1), Some(a));
+        assert_eq!(agreement.record(1, 3, b), Ok(()));
+        assert_eq!(agreement.height_max(), Some(3));
+
+        let one: FinalizedChain = [(1, a), (2, b)].into_iter().collect();
+        let other: FinalizedChain = [(1, a)].into_iter().collect();
+        let forked: FinalizedChain = [(1, b)].into_iter().collect();
+        let gap: FinalizedChain = [(1, a), (3, b)].into_iter().collect();
+        assert_eq!(check_agreement(&[&one, &other]), Ok(()));
+        assert_eq!(
+            check_agreement(&[&one, &forked]),
+            Err(format!("safety violated at height 1: node 0 finalized {a}, node 1 finalized {b}"))
+        );
+        assert_eq!(
+            check_agreement(&[&gap]),
+            Err("node 0 has a gap: height 3 where 2 was expected".to_string())
+        );
+    }
+
+    #[test]
+    fn all_goes_to_everyone_but_me_and_one_to_one() {
+        assert_eq!(Destination::All.recipients(1, 4).collect::<Vec<_>>(), [0, 2, 3]);
+        assert_eq!(Destination::All.recipients(7, 3).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(Destination::All.recipients(0, 0).count(), 0);
+        assert_eq!(Destination::One(2).recipients(1, 4).collect::<Vec<_>>(), [2]);
+        assert_eq!(Destination::One(u32::MAX).recipients(0, 4).collect::<Vec<_>>(), [u32::MAX]);
     }
 }

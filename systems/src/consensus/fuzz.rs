@@ -598,6 +598,7 @@ fn sequence(data: &[u8], thorough: bool) -> (usize, u64) {
 /// other validators' keys) and timer ticks, checking the invariants in the module docs after
 /// every step. Run by `cargo test` on seeded inputs (verifying every signature through the
 /// real path as well) and by `fuzz/fuzz_targets/consensus_sequence.rs`.
+#[cfg(any(test, fuzzing, feature = "fuzzing"))]
 pub fn fuzz_sequence(data: &[u8]) {
     let _ = sequence(data, false);
 }
@@ -607,6 +608,7 @@ pub fn fuzz_sequence(data: &[u8]) {
 /// independently here; and the signatures a message carrying it must verify are exactly one
 /// per signer when it is well formed, and refused when it is not. Run by `cargo test` on
 /// seeded inputs and by `fuzz/fuzz_targets/certificate.rs`.
+#[cfg(any(test, fuzzing, feature = "fuzzing"))]
 pub fn fuzz_certificate(data: &[u8]) {
     let Some(Frame::Certificate(qc)) = fuzz_payload(FrameKind::Certificate, data) else {
         return;
@@ -656,6 +658,7 @@ pub fn fuzz_certificate(data: &[u8]) {
 /// extracted consistently, and delivering it (signatures assumed good) to a fresh validator
 /// keeps the invariants of [`fuzz_sequence`]. Run by `cargo test` on seeded inputs and by
 /// `fuzz/fuzz_targets/consensus_message.rs`.
+#[cfg(any(test, fuzzing, feature = "fuzzing"))]
 pub fn fuzz_message(data: &[u8]) {
     let Some((&sender, payload)) = data.split_first() else {
         return;

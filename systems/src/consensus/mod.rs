@@ -9,7 +9,7 @@
 //! [`ConsensusOutbox`] for the shell to send.
 
 pub mod core;
-#[cfg(any(test, feature = "fuzzing"))]
+#[cfg(any(test, fuzzing, feature = "fuzzing"))]
 pub mod fuzz;
 
 use bevy_ecs::prelude::*;
@@ -22,10 +22,12 @@ use tessera_components::{
 use self::core::{BlockFault, Core, Destination, Host};
 use crate::clock::Clock;
 use crate::config::PipelineConfig;
-use crate::execute::{BlockCommitted, ChainTip, execute_block};
+use crate::execute::execute_block;
 use crate::kernels::sigverify::{VerifyItem, stand_in_signature, verify_many};
 use crate::ledger::Ledger;
 use crate::mempool::Mempool;
+use crate::messages::{BlockCommitted, ChainTip};
+use crate::plugin::Plugin;
 use crate::prefilter::check_body;
 use crate::sigverify::AcceptedSignatures;
 
@@ -311,7 +313,7 @@ pub struct ConsensusPlugin {
     pub history_bytes_max: usize,
 }
 
-impl crate::Plugin for ConsensusPlugin {
+impl Plugin for ConsensusPlugin {
     fn build(&self, world: &mut World, schedule: &mut Schedule) {
         let core = self.core.lock().expect("plugin lock").take().expect("consensus plugin builds once");
         world.insert_resource(Consensus::new(core, self.history_bytes_max));

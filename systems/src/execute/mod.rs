@@ -1,56 +1,18 @@
 //! Execute: apply a block's transfers to the ledger and seal its state root.
 
 use bevy_ecs::prelude::*;
-use tessera_components::{Block, Hash, RejectReason, TxnId};
+use tessera_components::{Block, TxnId};
 
 use crate::counters::{PipelineCounters, RejectCounters};
 use crate::ledger::Ledger;
-use crate::propose::BlockProposed;
+use crate::messages::{BlockCommitted, BlockProposed, ChainTip, TxnOutcome};
+use crate::plugin::Plugin;
 
 /// The execute subsystem's sets.
 #[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ExecuteSystems {
     /// Applies proposed blocks.
     Execute,
-}
-
-/// The last executed block. Written by [`execute_blocks`]; read by propose with a one-tick lag.
-#[derive(Debug, Clone, Copy, Resource)]
-pub struct ChainTip {
-    /// Height of the last block (0: genesis).
-    pub height: u64,
-    /// Hash of its header ([`Hash::ZERO`] at genesis).
-    pub hash: Hash,
-    /// State root after it.
-    pub state_root: Hash,
-}
-
-impl ChainTip {
-    /// The tip before the first block: height 0, zero hash, the genesis state root.
-    pub fn genesis(ledger: &Ledger) -> ChainTip {
-        ChainTip { height: 0, hash: Hash::ZERO, state_root: ledger.state_root() }
-    }
-}
-
-/// What happened to one transaction of an executed block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TxnOutcome {
-    /// The transaction.
-    pub id: TxnId,
-    /// `Ok` if applied; the reason if it failed (and changed nothing).
-    pub result: Result<(), RejectReason>,
-}
-
-/// A block executed and sealed. Written by [`execute_blocks`]; read by the mempool's prune
-/// step and drained by the shell after each tick (to persist, report and serve).
-#[derive(Debug, Clone, Message)]
-pub struct BlockCommitted {
-    /// The block, with `header.state_root` filled in.
-    pub block: Block,
-    /// Hash of the sealed header.
-    pub hash: Hash,
-    /// One outcome per transaction, in block order.
-    pub outcomes: Vec<TxnOutcome>,
 }
 
 /// Applies a block to the ledger in order. Failing transactions are recorded with their reason
@@ -104,7 +66,7 @@ pub fn execute_blocks(
 #[derive(Debug, Default)]
 pub struct ExecutePlugin;
 
-impl crate::Plugin for ExecutePlugin {
+impl Plugin for ExecutePlugin {
     fn build(&self, world: &mut World, schedule: &mut Schedule) {
         if !world.contains_resource::<ChainTip>() {
             let tip = ChainTip::genesis(world.resource::<Ledger>());

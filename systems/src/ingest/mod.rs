@@ -3,11 +3,11 @@
 use std::collections::VecDeque;
 
 use bevy_ecs::prelude::*;
-use tessera_components::{Arrival, RejectReason, Stage, Txn};
+use tessera_components::{RejectReason, Stage, Txn};
 
-use crate::clock::Clock;
 use crate::config::PipelineConfig;
 use crate::counters::{PipelineCounters, RejectCounters};
+use crate::plugin::Plugin;
 
 /// The ingest subsystem's sets.
 #[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -22,7 +22,7 @@ pub enum IngestSystems {
 /// [`RejectReason::InboxFull`].
 #[derive(Debug, Resource)]
 pub struct Inbox {
-    queue: VecDeque<(Txn, u32)>,
+    queue: VecDeque<Txn>,
     capacity: usize,
     dropped: u64,
 }
@@ -33,13 +33,13 @@ impl Inbox {
         Inbox { queue: VecDeque::with_capacity(capacity.min(1 << 16)), capacity, dropped: 0 }
     }
 
-    /// Queues one transaction from `source`. Returns false (and counts a drop) when full.
-    pub fn push(&mut self, txn: Txn, source: u32) -> bool {
+    /// Queues one transaction. Returns false (and counts a drop) when full.
+    pub fn push(&mut self, txn: Txn) -> bool {
         if self.queue.len() >= self.capacity {
             self.dropped += 1;
             return false;
         }
-        self.queue.push_back((txn, source));
+        self.queue.push_back(txn);
         true
     }
 
@@ -63,25 +63,22 @@ impl Inbox {
 /// inbox's drop count into [`RejectCounters`].
 pub fn ingest_txns(world: &mut World) {
     let batch_max = world.resource::<PipelineConfig>().ingest_batch_max;
-    let now_ns = world.resource::<Clock>().now_ns;
     let (drained, dropped) = {
         let mut inbox = world.resource_mut::<Inbox>();
         let take = inbox.queue.len().min(batch_max);
-        let drained: Vec<(Txn, u32)> = inbox.queue.drain(..take).collect();
+        let drained: Vec<Txn> = inbox.queue.drain(..take).collect();
         (drained, std::mem::take(&mut inbox.dropped))
     };
     world.resource_mut::<RejectCounters>().add(RejectReason::InboxFull, dropped);
     world.resource_mut::<PipelineCounters>().ingested += drained.len() as u64;
-    world.spawn_batch(drained.into_iter().map(move |(txn, source)| {
-        (txn.body, txn.signature, txn.id(), Arrival { time_ns: now_ns, source }, Stage::Received)
-    }));
+    world.spawn_batch(drained.into_iter().map(|txn| (txn.body, txn.signature, txn.id(), Stage::Received)));
 }
 
 /// Installs the inbox and the ingest system.
 #[derive(Debug, Default)]
 pub struct IngestPlugin;
 
-impl crate::Plugin for IngestPlugin {
+impl Plugin for IngestPlugin {
     fn build(&self, world: &mut World, schedule: &mut Schedule) {
         let capacity = world.resource::<PipelineConfig>().inbox_capacity;
         world.insert_resource(Inbox::new(capacity));

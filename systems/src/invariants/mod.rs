@@ -2,9 +2,10 @@
 
 use bevy_ecs::prelude::*;
 
-use crate::execute::ChainTip;
 use crate::ledger::Ledger;
 use crate::mempool::Mempool;
+use crate::messages::ChainTip;
+use crate::plugin::Plugin;
 
 /// The invariant checker's sets.
 #[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -32,7 +33,7 @@ pub fn check_invariants(
 #[derive(Debug, Default)]
 pub struct InvariantsPlugin;
 
-impl crate::Plugin for InvariantsPlugin {
+impl Plugin for InvariantsPlugin {
     fn build(&self, _world: &mut World, schedule: &mut Schedule) {
         if cfg!(debug_assertions) {
             schedule.add_systems(check_invariants.in_set(InvariantSystems::Check));

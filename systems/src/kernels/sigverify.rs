@@ -267,8 +267,16 @@ pub fn verify_each(items: &[VerifyItem<'_>], verdicts: &mut [bool]) {
 /// The field-arithmetic backend curve25519-dalek uses on this CPU: `avx512`, `avx2` or
 /// `serial`. Mirrors the crate's own run-time selection (AVX-512 IFMA needs the
 /// `curve25519_dalek_backend="avx512"` cfg from `.cargo/config.toml` and a CPU with
-/// avx512ifma and avx512vl; AVX2 is compiled in by default on x86-64).
+/// avx512ifma and avx512vl; AVX2 is compiled in by default on x86-64). Detected on the first
+/// call and cached: the CPU does not change under a running process, and the node asks every
+/// tick.
 pub fn curve_backend() -> &'static str {
+    static BACKEND: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+    BACKEND.get_or_init(detect_curve_backend)
+}
+
+/// The detection behind [`curve_backend`], run once.
+fn detect_curve_backend() -> &'static str {
     #[cfg(target_arch = "x86_64")]
     {
         #[cfg(curve25519_dalek_backend = "avx512")]
@@ -309,6 +317,7 @@ pub fn stand_in_signature(body: &tessera_components::TxnBody) -> [u8; 64] {
 /// everything `ed25519_dalek`'s strict verifier accepts, this rule accepts too (strict
 /// cofactorless acceptance implies the cofactored equation). Run by `cargo test` on seeded
 /// inputs and by `fuzz/fuzz_targets/sigverify_diff.rs`.
+#[cfg(any(test, fuzzing, feature = "fuzzing"))]
 pub fn fuzz_differential(data: &[u8]) {
     use ed25519_dalek::Signer;
 
@@ -365,6 +374,14 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn the_cached_curve_backend_is_the_detected_one() {
+        let first = curve_backend();
+        assert_eq!(first, detect_curve_backend());
+        assert!(["avx512", "avx2", "serial"].contains(&first));
+        assert_eq!(curve_backend(), first);
+    }
 
     struct Owned {
         public_key: [u8; 32],

@@ -14,12 +14,14 @@ use foldhash::HashMap;
 
 use bevy_ecs::prelude::*;
 use tessera_components::constants::{MEMPOOL_ENTRY_BYTES, TXN_SIZE};
-use tessera_components::{Arrival, BlockHeader, RejectReason, Stage, Txn, TxnBody, TxnId, TxnSignature};
+use tessera_components::{BlockHeader, RejectReason, Stage, Txn, TxnBody, TxnId, TxnSignature};
 
 use crate::config::PipelineConfig;
 use crate::counters::{PipelineCounters, RejectCounters};
 use crate::dedup::SeenIds;
 use crate::ledger::Ledger;
+use crate::messages::{BlockCommitted, TxnRejected};
+use crate::plugin::Plugin;
 
 /// The mempool subsystem's sets.
 #[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -226,17 +228,6 @@ impl Mempool {
     }
 }
 
-/// A transaction refused before it reached a block, with the reason. Written by
-/// [`admit_txns`] (for every stage's refusals, at the end of the entity's life); drained by the
-/// shell, which answers "what happened to my transaction?".
-#[derive(Debug, Clone, Copy, Message)]
-pub struct TxnRejected {
-    /// The transaction.
-    pub id: TxnId,
-    /// Why.
-    pub reason: RejectReason,
-}
-
 /// Admits every [`Stage::Unique`] transaction and despawns every transaction entity except
 /// those whose signature check is still in flight: this is the end of a transaction entity's
 /// life.
@@ -248,7 +239,7 @@ pub fn admit_txns(
     mut counters: ResMut<RejectCounters>,
     mut pipeline: ResMut<PipelineCounters>,
     mut rejected: MessageWriter<TxnRejected>,
-    txns: Query<(Entity, &TxnBody, &TxnSignature, &TxnId, &Stage), With<Arrival>>,
+    txns: Query<(Entity, &TxnBody, &TxnSignature, &TxnId, &Stage)>,
 ) {
     for (entity, body, signature, id, stage) in &txns {
         if *stage == Stage::Unique {
@@ -275,7 +266,7 @@ pub fn admit_txns(
 
 /// Drops pending transactions whose nonces the last executed blocks consumed.
 pub fn prune_executed(
-    mut committed: MessageReader<crate::execute::BlockCommitted>,
+    mut committed: MessageReader<BlockCommitted>,
     mut mempool: ResMut<Mempool>,
     ledger: Res<Ledger>,
 ) {
@@ -290,7 +281,7 @@ pub fn prune_executed(
 #[derive(Debug, Default)]
 pub struct MempoolPlugin;
 
-impl crate::Plugin for MempoolPlugin {
+impl Plugin for MempoolPlugin {
     fn build(&self, world: &mut World, schedule: &mut Schedule) {
         let config = world.resource::<PipelineConfig>();
         let mempool = Mempool::new(config.mempool_count_max, config.mempool_bytes_max);
@@ -312,7 +303,7 @@ impl crate::Plugin for MempoolPlugin {
 /// returns, within its limits, highest-fee heads first and each sender's nonces contiguous from
 /// its ledger nonce; the bound holds and the indexes stay in step. Run by `cargo test` on
 /// seeded inputs and by `fuzz/fuzz_targets/mempool_ops.rs`.
-#[cfg(any(test, feature = "fuzzing"))]
+#[cfg(any(test, fuzzing, feature = "fuzzing"))]
 pub fn fuzz_ops(data: &[u8]) {
     use arbitrary::Unstructured;
 
@@ -424,7 +415,7 @@ pub fn fuzz_ops(data: &[u8]) {
 }
 
 /// One fuzzed insert, checked against the model.
-#[cfg(any(test, feature = "fuzzing"))]
+#[cfg(any(test, fuzzing, feature = "fuzzing"))]
 fn insert_checked(pool: &mut Mempool, model: &mut BTreeMap<TxnId, Txn>, txn: Txn, ledger: &Ledger) {
     let id = txn.id();
     let before = pool.len();
@@ -452,7 +443,7 @@ fn insert_checked(pool: &mut Mempool, model: &mut BTreeMap<TxnId, Txn>, txn: Txn
 }
 
 /// The highest fee among the sender heads `pack` may take first.
-#[cfg(any(test, feature = "fuzzing"))]
+#[cfg(any(test, fuzzing, feature = "fuzzing"))]
 fn best_head_fee(pool: &Mempool, ledger: &Ledger) -> Option<u64> {
     pool.by_sender
         .iter()

@@ -13,6 +13,7 @@ use crate::kernels::prefilter::{
     PrefilterColumns, PrefilterParams, PrefilterRow, check_row, check_scalar, check_simd,
 };
 use crate::ledger::Ledger;
+use crate::plugin::Plugin;
 
 /// The prefilter subsystem's sets.
 #[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -103,6 +104,7 @@ pub fn filter_txns(
 
 /// Bytes of one row of [`fuzz_txn_body`]'s input: a transaction, then the sender's account
 /// nonce, the sender's balance and the recipient's balance (u64 little-endian each).
+#[cfg(any(test, fuzzing, feature = "fuzzing"))]
 pub const FUZZ_TXN_ROW: usize = tessera_components::constants::TXN_SIZE + 24;
 
 /// Fuzz harness for the transaction body: `data` is a 20-byte policy (chain id u32, fee floor
@@ -111,6 +113,7 @@ pub const FUZZ_TXN_ROW: usize = tessera_components::constants::TXN_SIZE + 24;
 /// code for every row, [`check_body`] must agree with both, and applying the body to a ledger
 /// must either change nothing or move exactly amount and fee, conserve supply and consume the
 /// nonce. Run by `cargo test` on seeded inputs and by `fuzz/fuzz_targets/txn_body.rs`.
+#[cfg(any(test, fuzzing, feature = "fuzzing"))]
 pub fn fuzz_txn_body(data: &[u8]) {
     use tessera_components::{Account, Txn};
 
@@ -173,7 +176,7 @@ pub fn fuzz_txn_body(data: &[u8]) {
 #[derive(Debug, Default)]
 pub struct PrefilterPlugin;
 
-impl crate::Plugin for PrefilterPlugin {
+impl Plugin for PrefilterPlugin {
     fn build(&self, _world: &mut World, schedule: &mut Schedule) {
         schedule.add_systems(filter_txns.in_set(PrefilterSystems::Filter));
     }

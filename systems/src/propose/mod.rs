@@ -1,14 +1,15 @@
 //! Propose: pack the best pending transactions into a block.
 
 use bevy_ecs::prelude::*;
-use tessera_components::{Block, BlockFields, Hash, TxnId};
+use tessera_components::{Block, BlockFields, Hash};
 
 use crate::clock::Clock;
 use crate::config::PipelineConfig;
 use crate::counters::PipelineCounters;
-use crate::execute::ChainTip;
 use crate::ledger::Ledger;
 use crate::mempool::Mempool;
+use crate::messages::{BlockProposed, ChainTip};
+use crate::plugin::Plugin;
 
 /// The propose subsystem's sets.
 #[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -17,24 +18,9 @@ pub enum ProposeSystems {
     Propose,
 }
 
-/// A block packed by this node, not yet executed: `header.state_root` is zero until execute
-/// fills it. Written by [`propose_block`]; consumed by execute in the same tick.
-#[derive(Debug, Clone, Message)]
-pub struct BlockProposed {
-    /// The block.
-    pub block: Block,
-    /// The id of each transaction, in block order (already known from the mempool, so
-    /// nothing downstream hashes them again).
-    pub ids: Vec<TxnId>,
-}
-
 /// This node's proposer identity and pacing. Written by [`propose_block`].
 #[derive(Debug, Default, Resource)]
 pub struct ProposerState {
-    /// This node's index in the validator set.
-    pub proposer: u32,
-    /// Current view.
-    pub view: u64,
     /// Clock reading of the last proposal.
     pub last_proposal_ns: Option<u64>,
 }
@@ -66,9 +52,10 @@ pub fn propose_block(
     let (txns, ids): (Vec<_>, Vec<_>) = packed.into_iter().unzip();
     let fields = BlockFields {
         height: tip.height + 1,
-        view: state.view,
+        // A solo proposer (benchmarks, single-node tests) has no views and is validator 0.
+        view: 0,
         timestamp_ms: clock.now_ns / 1_000_000,
-        proposer: state.proposer,
+        proposer: 0,
         parent: tip.hash,
         state_root: Hash::ZERO,
     };
@@ -82,7 +69,7 @@ pub fn propose_block(
 #[derive(Debug, Default)]
 pub struct ProposePlugin;
 
-impl crate::Plugin for ProposePlugin {
+impl Plugin for ProposePlugin {
     fn build(&self, world: &mut World, schedule: &mut Schedule) {
         world.init_resource::<ProposerState>();
         world.init_resource::<Messages<BlockProposed>>();

@@ -19,6 +19,7 @@ use crate::config::PipelineConfig;
 use crate::counters::{PipelineCounters, RejectCounters};
 use crate::kernels::sigverify::{VerifyItem, stand_in_signature, verify_each, verify_many};
 use crate::kernels::verify_cache::VerifyCache;
+use crate::plugin::Plugin;
 
 /// The cache of accepted signatures, keyed by transaction id. Written by
 /// [`verify_signatures`] when verdicts land; read by it for every prefiltered transaction.
@@ -130,20 +131,9 @@ pub fn verify_signatures(
 ) {
     if let Some((entities, receiver)) = job.in_flight.take() {
         let receiver = receiver.into_inner().expect("verdict channel lock is never poisoned");
-        let (verdicts, us) = receiver.recv().expect("verification job always sends its verdicts");
-        if let Some(us) = us {
-            timings.record(us);
-        }
-        assert_eq!(verdicts.len(), entities.len(), "one verdict per entity");
-        for (entity, accepted) in entities.into_iter().zip(verdicts) {
-            let (_, _, _, id, mut stage) =
-                txns.get_mut(entity).expect("entities in flight are never despawned");
-            assert_eq!(*stage, Stage::Verifying);
-            if accepted {
-                cache.0.insert(&id.0.0);
-            }
-            *stage = verdict_stage(accepted, &mut counters);
-        }
+        let landed = receiver.recv().expect("verification job always sends its verdicts");
+        let mut sinks = VerdictSinks { cache: &mut cache, counters: &mut counters, timings: &mut timings };
+        apply_verdicts(entities, landed, Stage::Verifying, &mut txns, &mut sinks);
     }
 
     let mut entities = Vec::new();
@@ -184,17 +174,41 @@ pub fn verify_signatures(
         });
         job.in_flight = Some((entities, Mutex::new(receiver)));
     } else {
-        let (verdicts, us) = run_job(&items, batch, batch_size, stand_in, timings.clock_us);
-        if let Some(us) = us {
-            timings.record(us);
+        let landed = run_job(&items, batch, batch_size, stand_in, clock_us);
+        let mut sinks = VerdictSinks { cache: &mut cache, counters: &mut counters, timings: &mut timings };
+        apply_verdicts(entities, landed, Stage::Prefiltered, &mut txns, &mut sinks);
+    }
+}
+
+/// Where a job's verdicts are recorded besides the entities' stages.
+struct VerdictSinks<'a> {
+    cache: &'a mut AcceptedSignatures,
+    counters: &'a mut RejectCounters,
+    timings: &'a mut VerifyTimings,
+}
+
+/// Lands one job's verdicts, in item order: `entities` (each at `from`) move to
+/// [`Stage::Verified`] or [`Stage::Rejected`], accepted ids enter the cache, refusals are
+/// counted, and the job's time (given a clock) is recorded.
+fn apply_verdicts(
+    entities: Vec<Entity>,
+    (verdicts, us): (Vec<bool>, Option<u64>),
+    from: Stage,
+    txns: &mut Query<(Entity, &TxnBody, &TxnSignature, &TxnId, &mut Stage)>,
+    sinks: &mut VerdictSinks<'_>,
+) {
+    if let Some(us) = us {
+        sinks.timings.record(us);
+    }
+    assert_eq!(verdicts.len(), entities.len(), "one verdict per entity");
+    for (entity, accepted) in entities.into_iter().zip(verdicts) {
+        let (_, _, _, id, mut stage) =
+            txns.get_mut(entity).expect("entities of a job are never despawned before its verdicts land");
+        assert_eq!(*stage, from, "a job's entities wait at one stage");
+        if accepted {
+            sinks.cache.0.insert(&id.0.0);
         }
-        for (entity, accepted) in entities.into_iter().zip(verdicts) {
-            let (_, _, _, id, mut stage) = txns.get_mut(entity).expect("entity was just read");
-            if accepted {
-                cache.0.insert(&id.0.0);
-            }
-            *stage = verdict_stage(accepted, &mut counters);
-        }
+        *stage = verdict_stage(accepted, sinks.counters);
     }
 }
 
@@ -211,7 +225,7 @@ fn verdict_stage(accepted: bool, counters: &mut RejectCounters) -> Stage {
 #[derive(Debug, Default)]
 pub struct SigverifyPlugin;
 
-impl crate::Plugin for SigverifyPlugin {
+impl Plugin for SigverifyPlugin {
     fn build(&self, world: &mut World, schedule: &mut Schedule) {
         world.init_resource::<VerifyJob>();
         world.init_resource::<VerifyTimings>();
