@@ -21,6 +21,12 @@ mod map;
 mod port;
 mod verify;
 
+/// The simulator's in-memory disk (`src/sim/disk.rs`), declared here until `crate::sim` lists
+/// it; the module path keeps `sim::disk` in its name.
+#[path = "../sim"]
+pub mod sim {
+    pub mod disk;
+}
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
