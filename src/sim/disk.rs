@@ -212,7 +212,6 @@ fn corrupt(problem: Problem) -> StoreError {
 }
 
 /// An in-memory block store with injected faults; see the module documentation.
-#[derive(Debug)]
 pub struct SimDisk {
     config: SimDiskConfig,
     /// Crash-time and write-time fault decisions.
@@ -707,6 +706,20 @@ impl SimDisk {
         );
         files.sort();
         files
+    }
+}
+
+impl std::fmt::Debug for SimDisk {
+    /// The shape of the disk, not its bytes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimDisk")
+            .field("height", &self.entries.len())
+            .field("tip_hash", &self.tip_hash)
+            .field("state_height", &self.state_height)
+            .field("segment_bytes", &self.segments.iter().map(SimFile::len).collect::<Vec<_>>())
+            .field("index_bytes", &self.index.len())
+            .field("poisoned", &self.poisoned)
+            .finish_non_exhaustive()
     }
 }
 
