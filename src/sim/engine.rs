@@ -13,7 +13,6 @@
 
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
-use std::path::PathBuf;
 use std::rc::Rc;
 
 use ed25519_dalek::SigningKey;
@@ -26,12 +25,13 @@ use tessera_systems::kernels::sigverify::{stand_in_sign, stand_in_signature};
 use tessera_systems::workload::{SeedStream, sign, signing_key};
 use tessera_systems::{ChainTip, Ledger, Pipeline, PipelineConfig, Stages};
 
+use super::disk::{SimDisk, SimDiskConfig};
 use super::network::{Network, Transmission};
 use super::report::{Recorder, Report};
 use super::scenario::{Fault, Policy, Scenario, SigverifyMode, StorageFault};
 use super::{Behaviour, byzantine, validator_key};
 use crate::driver;
-use crate::storage::{Storage, Store, StoreConfig};
+use crate::storage::Storage;
 
 const MS: u64 = 1_000_000;
 
@@ -90,8 +90,8 @@ impl Ord for Entry {
 struct Validator {
     pipeline: Option<Pipeline>,
     key: SigningKey,
-    store: Option<Store>,
-    dir: Option<PathBuf>,
+    /// Its simulated disk (with `validators.storage`): it outlives the validator's crashes.
+    disk: Option<SimDisk>,
     byzantine: Vec<(Behaviour, u64, u64)>,
     skew_ns: i64,
     /// The consensus safety state this validator last persisted. It survives crashes, even
@@ -105,7 +105,7 @@ struct Validator {
 /// state, which is mirrored into [`Validator::safety`] (on the store's own files as well when
 /// there is a store, so the real safety file code runs too).
 struct SimStorage<'a> {
-    store: Option<&'a mut Store>,
+    store: Option<&'a mut SimDisk>,
     safety: &'a mut Option<SafetyState>,
 }
 
@@ -137,11 +137,11 @@ impl Storage for SimStorage<'_> {
     }
 
     fn height(&self) -> u64 {
-        self.store.as_deref().map_or(0, Store::height)
+        self.store.as_deref().map_or(0, Storage::height)
     }
 
     fn tip_hash(&self) -> Hash {
-        self.store.as_deref().map_or(Hash::ZERO, Store::tip_hash)
+        self.store.as_deref().map_or(Hash::ZERO, Storage::tip_hash)
     }
 
     fn save_safety(&mut self, state: &SafetyState) -> Result<(), crate::storage::StoreError> {
@@ -186,7 +186,6 @@ pub struct Sim {
     pub recorder: Recorder,
     /// Events processed.
     pub events: u64,
-    temp_root: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Sim {
@@ -195,14 +194,6 @@ impl std::fmt::Debug for Sim {
             .field("scenario", &self.scenario.name)
             .field("now", &self.now)
             .finish_non_exhaustive()
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        if let Some(root) = &self.temp_root {
-            let _ = std::fs::remove_dir_all(root);
-        }
     }
 }
 
@@ -234,21 +225,6 @@ impl Sim {
             sigverify_stand_in: scenario.validators.sigverify == SigverifyMode::StandIn,
             ..PipelineConfig::default()
         };
-        let temp_root = if scenario.validators.storage {
-            // tmpfs where there is one: the simulated disk is the real storage code over files
-            // that never need to reach a platter.
-            let base = if std::path::Path::new("/dev/shm").is_dir() {
-                PathBuf::from("/dev/shm")
-            } else {
-                std::env::temp_dir()
-            };
-            let root = base.join(format!("tessera-sim-{}-{seed}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&root);
-            std::fs::create_dir_all(&root)?;
-            Some(root)
-        } else {
-            None
-        };
 
         let mut network = Network::new(&scenario, seed);
         let placement = network.placement();
@@ -261,12 +237,17 @@ impl Sim {
 
         let mut validators = Vec::with_capacity(v as usize);
         for (index, key) in keys.iter().enumerate() {
-            let dir = temp_root.as_ref().map(|root| root.join(format!("validator-{index}")));
+            let disk = if scenario.validators.storage {
+                let config = SimDiskConfig::from_spec(&scenario.validators.disk);
+                let stream = SeedStream::new("tessera sim disk", seed ^ index as u64);
+                Some(SimDisk::new(&genesis, config, stream)?.0)
+            } else {
+                None
+            };
             validators.push(Validator {
                 pipeline: None,
                 key: key.clone(),
-                store: None,
-                dir,
+                disk,
                 byzantine: Vec::new(),
                 skew_ns: 0,
                 safety: None,
@@ -294,12 +275,8 @@ impl Sim {
             consensus_config,
             pipeline_config,
             events: 0,
-            temp_root,
         };
         sim.client_nonces = vec![0; sim.clients.len()];
-        if let Some(root) = &sim.temp_root {
-            sim.recorder.set_data_root(root.display().to_string());
-        }
         for index in 0..v {
             sim.start_validator(index)?;
         }
@@ -368,30 +345,26 @@ impl Sim {
     /// (Re)starts validator `index` from its storage, or from genesis without storage.
     fn start_validator(&mut self, index: u32) -> Result<(), Box<dyn std::error::Error>> {
         let validator = &mut self.validators[index as usize];
-        let (ledger, tip) = match &validator.dir {
-            Some(dir) => {
-                let config = StoreConfig { sync: false, ..StoreConfig::default() };
-                let opened = match Store::open(dir, &self.genesis, config.clone()) {
-                    Ok(opened) => opened,
+        let (ledger, tip) = match validator.disk.as_mut() {
+            Some(disk) => {
+                let (ledger, recovery) = match disk.recover() {
+                    Ok(recovered) => recovered,
                     Err(error) => {
-                        // A directory the node refuses (corruption) is wiped, as an operator
-                        // would, and the validator resyncs from its peers.
-                        let error = error.to_string().replace(&dir.display().to_string(), "<data>");
-                        self.recorder.storage_refused(index, self.now, &error);
-                        std::fs::remove_dir_all(dir)?;
-                        Store::open(dir, &self.genesis, config)?
+                        // A disk the node refuses (corruption) is wiped, as an operator would
+                        // wipe the directory, and the validator resyncs from its peers.
+                        self.recorder.storage_refused(index, self.now, &error.to_string());
+                        disk.wipe();
+                        disk.recover()?
                     }
                 };
-                let (store, ledger, recovery) = opened;
                 if recovery.torn_bytes_dropped > 0 {
                     self.recorder.storage_torn(index, self.now, recovery.torn_bytes_dropped);
                 }
                 let tip = ChainTip {
                     height: recovery.height,
-                    hash: store.tip_hash(),
+                    hash: disk.tip_hash(),
                     state_root: recovery.state_root,
                 };
-                validator.store = Some(store);
                 (ledger, tip)
             }
             None => {
@@ -666,16 +639,10 @@ impl Sim {
         if validator.pipeline.take().is_none() {
             return;
         }
-        let store = validator.store.take();
-        drop(store);
         self.nodes[node as usize].wake_at = u64::MAX;
         self.recorder.crashed(node, self.now);
-        if let Some(dir) = validator.dir.clone() {
-            let damaged = damage(&dir, fault, self.network.stream());
-            if let Some(what) = damaged {
-                let what = what.replace(&dir.display().to_string(), "<data>");
-                self.recorder.storage_damaged(node, self.now, &what);
-            }
+        if let Some(what) = validator.disk.as_mut().and_then(|disk| disk.crash(fault)) {
+            self.recorder.storage_damaged(node, self.now, &what);
         }
     }
 
@@ -689,14 +656,14 @@ impl Sim {
         let validator = &mut self.validators[node as usize];
         let Some(pipeline) = validator.pipeline.as_mut() else { return };
         let local = self.now.saturating_add_signed(validator.skew_ns);
-        let mut storage = SimStorage { store: validator.store.as_mut(), safety: &mut validator.safety };
+        let mut storage = SimStorage { store: validator.disk.as_mut(), safety: &mut validator.safety };
         let ticked = driver::tick(pipeline, local, Some(&mut storage));
+        // The disk's virtual time for this tick's writes: the node is busy until they are done.
+        let disk_busy_ns = validator.disk.as_mut().map_or(0, SimDisk::take_busy_ns);
         let idle = pipeline.is_idle();
         let deadline = pipeline.consensus().map_or(u64::MAX, |c| c.core.next_deadline_ns());
         if let Some(error) = ticked.persist_error {
-            let dir = validator.dir.as_ref().map(|d| d.display().to_string()).unwrap_or_default();
-            let error = error.to_string().replace(&dir, "<data>");
-            self.recorder.storage_refused(node, self.now, &error);
+            self.recorder.storage_refused(node, self.now, &error.to_string());
         }
         let honest = behaviour == Behaviour::Honest && !self.recorder.is_byzantine(node);
         for finalized in &ticked.finalized {
@@ -734,14 +701,15 @@ impl Sim {
                         size
                     }
                 };
-                self.send(node, to, Payload::Consensus(message), size);
+                // Sent once the tick's writes (blocks, safety state) are on the disk.
+                self.send_at(self.now + disk_busy_ns, node, to, Payload::Consensus(message), size);
             }
         }
         // Next: soon if work is queued, else the core's next deadline (in global time).
         let skew = self.validators[node as usize].skew_ns;
         let global_deadline =
             if deadline == u64::MAX { u64::MAX } else { deadline.saturating_add_signed(-skew) };
-        let soon = self.now + MS;
+        let soon = self.now + MS.max(disk_busy_ns);
         let next = if idle { global_deadline.max(soon) } else { soon };
         if next <= self.end {
             self.wake(node, next);
@@ -763,49 +731,6 @@ impl Sim {
         for neighbour in neighbours {
             self.send(node, neighbour, Payload::Block(header.height, hash), bytes);
         }
-    }
-}
-
-/// Applies a storage fault to a crashed validator's newest segment; says what it did.
-fn damage(dir: &std::path::Path, fault: StorageFault, stream: &mut SeedStream) -> Option<String> {
-    if fault == StorageFault::None {
-        return None;
-    }
-    let mut segments: Vec<PathBuf> = std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("segment-")))
-        .collect();
-    segments.sort();
-    let newest = segments.last()?;
-    let len = std::fs::metadata(newest).ok()?.len();
-    // Segments start with a 64-byte file header; leave it, damage what follows.
-    if len <= 128 {
-        return None;
-    }
-    match fault {
-        StorageFault::Torn => {
-            // The crash came in the middle of the next commit, before its index entry: the
-            // segment ends in the first bytes of a record header, or in space the file system
-            // allocated but never wrote (zeros).
-            use std::io::Write;
-            use tessera_components::storage::RECORD_HEADER_SIZE;
-            let zeros = stream.below(2) == 0;
-            let partial = 1 + stream.below(if zeros { 4096 } else { RECORD_HEADER_SIZE as u64 - 1 });
-            let bytes: Vec<u8> =
-                (0..partial).map(|_| if zeros { 0 } else { stream.below(256) as u8 }).collect();
-            let mut file = std::fs::OpenOptions::new().append(true).open(newest).ok()?;
-            file.write_all(&bytes).ok()?;
-            Some(format!("left a torn write of {partial} bytes at the end of {}", newest.display()))
-        }
-        StorageFault::Corrupt => {
-            let at = 64 + stream.below(len - 64 - 1);
-            let mut bytes = std::fs::read(newest).ok()?;
-            bytes[at as usize] ^= 0x20;
-            std::fs::write(newest, bytes).ok()?;
-            Some(format!("flipped a bit at byte {at} of {}", newest.display()))
-        }
-        StorageFault::None => None,
     }
 }
 

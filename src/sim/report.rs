@@ -70,8 +70,6 @@ pub struct Recorder {
     mark_ns: u64,
     height_at_mark: Option<u64>,
     fault_log: Vec<Value>,
-    /// The temporary data root, stripped from messages (it names the process).
-    data_root: Option<String>,
     /// Messages lost to partitions.
     pub partitioned: u64,
     /// Messages lost at random.
@@ -168,7 +166,6 @@ impl Recorder {
             mark_ns: u64::MAX,
             height_at_mark: None,
             fault_log: Vec::new(),
-            data_root: None,
             partitioned: 0,
             lost: 0,
             duplicated: 0,
@@ -231,21 +228,8 @@ impl Recorder {
         self.last_height[node as usize] = height;
     }
 
-    /// Names the temporary data root, so messages that mention it stay the same across runs.
-    pub fn set_data_root(&mut self, root: String) {
-        self.data_root = Some(root);
-    }
-
-    fn strip(&self, text: &str) -> String {
-        match &self.data_root {
-            Some(root) => text.replace(root.as_str(), "<root>"),
-            None => text.to_owned(),
-        }
-    }
-
     /// Storage refused to open (and was wiped) or to write.
     pub fn storage_refused(&mut self, node: u32, at_ns: u64, error: &str) {
-        let error = self.strip(error);
         self.fault_log.push(
             json!({"at_ms": at_ns / 1_000_000, "node": node, "event": "storage_refused", "error": error}),
         );
@@ -260,7 +244,6 @@ impl Recorder {
 
     /// A crash damaged a data directory.
     pub fn storage_damaged(&mut self, node: u32, at_ns: u64, what: &str) {
-        let what = self.strip(what);
         self.fault_log.push(
             json!({"at_ms": at_ns / 1_000_000, "node": node, "event": "storage_damaged", "what": what}),
         );

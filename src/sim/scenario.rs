@@ -72,6 +72,9 @@ pub struct Validators {
     /// directory), so crashes can tear or corrupt what was written.
     #[serde(default)]
     pub storage: bool,
+    /// Faults and latency of the simulated disk (needs `storage`).
+    #[serde(default, skip_serializing_if = "DiskSpec::is_off")]
+    pub disk: DiskSpec,
 }
 
 fn view_timeout() -> u64 {
@@ -308,17 +311,65 @@ pub enum Fault {
     },
 }
 
-/// What a crash does to the validator's data directory.
+/// What a crash does to a validator's simulated disk ([`super::disk::SimDisk`]). Scenario
+/// files name them `none`, `torn`, `corrupt`, `lost-sync` and `misdirected`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum StorageFault {
-    /// Nothing beyond losing memory.
+    /// Nothing beyond losing memory: every completed write survives, synced or not.
     #[default]
     None,
-    /// The last write is torn: the newest segment loses its final bytes.
+    /// The crash cuts the next commit's write in flight short.
     Torn,
-    /// A byte inside a committed record flips.
+    /// A bit inside a committed record flips.
     Corrupt,
+    /// Power is lost in the middle of the next commit: writes not yet synced are lost, wholly
+    /// or in part.
+    LostSync,
+    /// The next commit's record lands over an earlier record's place; recovery refuses.
+    Misdirected,
+}
+
+/// `[validators.disk]`: faults and latency of the simulated disk while validators run. Every
+/// default is off.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskSpec {
+    /// Probability that a block record write lands at an earlier record's place.
+    #[serde(default)]
+    pub misdirect: f64,
+    /// Probability that a block read returns a flipped bit.
+    #[serde(default)]
+    pub read_corrupt: f64,
+    /// Virtual duration of one write, drawn uniformly from `[low, high]` microseconds.
+    #[serde(default)]
+    pub write_us: [u64; 2],
+    /// Virtual duration of one sync, `[low, high]` microseconds.
+    #[serde(default)]
+    pub sync_us: [u64; 2],
+    /// Virtual duration of one read, `[low, high]` microseconds.
+    #[serde(default)]
+    pub read_us: [u64; 2],
+}
+
+impl DiskSpec {
+    /// True when nothing is configured.
+    pub fn is_off(&self) -> bool {
+        *self == DiskSpec::default()
+    }
+
+    fn validate(&self) -> Result<(), ScenarioError> {
+        let probability = |p: f64| p.is_finite() && (0.0..=1.0).contains(&p);
+        if !probability(self.misdirect) || !probability(self.read_corrupt) {
+            return Err(bad("validators.disk", "misdirect and read_corrupt must be between 0 and 1"));
+        }
+        for [low, high] in [self.write_us, self.sync_us, self.read_us] {
+            if low > high || high > 10_000_000 {
+                return Err(bad("validators.disk", "latency ranges need low ≤ high ≤ 10 s"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Byzantine behaviours, as scenario files name them.
@@ -425,6 +476,10 @@ impl Scenario {
                 "validators",
                 "view_timeout_ms and block_txn_max must be positive, tick_ms in 1..=1000",
             ));
+        }
+        v.disk.validate()?;
+        if !v.disk.is_off() && !v.storage {
+            return Err(bad("validators.disk", "needs validators.storage = true"));
         }
         if self.full_nodes.count > 0 && self.full_nodes.degree == 0 {
             return Err(bad("full_nodes.degree", "must be positive"));
@@ -604,6 +659,7 @@ impl Scenario {
                 tick_ms: 1 + s.below(4),
                 sigverify: SigverifyMode::StandIn,
                 storage: false,
+                disk: DiskSpec::default(),
             },
             full_nodes: FullNodes { count: full, degree: 3 },
             network: Network {

@@ -33,6 +33,7 @@ fn cluster(seed: u64, validators: u32, duration_s: f64) -> Scenario {
             tick_ms: 5,
             sigverify: SigverifyMode::Real,
             storage: false,
+            disk: Default::default(),
         },
         full_nodes: FullNodes { count: 0, degree: 8 },
         network: Network {

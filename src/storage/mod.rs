@@ -38,7 +38,10 @@ use tessera_systems::{GenesisError, Ledger};
 
 pub use map::{DirLock, LockMode};
 pub use port::Storage;
-pub use verify::{Rebuilt, Replay, SegmentReader, check_chain, rebuild, segment_numbers, verify};
+pub use verify::{
+    BlockSource, Rebuilt, Replay, SegmentReader, Verified, check_chain, check_state_height, corrupt_at,
+    read_entry, rebuild, rebuild_from, segment_numbers, verify,
+};
 
 /// The genesis file's name.
 pub const GENESIS_FILE: &str = "genesis";
@@ -336,6 +339,69 @@ fn create(lock: &DirLock, genesis: &[([u8; 32], u64)], ledger: &Ledger) -> Resul
     write_atomic(lock, INDEX_FILE, &encode_index_header(id), true)?;
     write_atomic(lock, STATE_FILE, &state_file, true)?;
     write_atomic(lock, GENESIS_FILE, &genesis_file, true)
+}
+
+/// Checks that `block` with `certificate` may be committed on a store whose last committed
+/// height is `committed` and whose tip hash is `tip`: the next height, extending the tip, a
+/// header that describes its body, and the certificate for exactly this block. Returns the
+/// block's hash.
+///
+/// # Errors
+/// [`StoreError::OutOfOrder`], [`StoreError::ParentMismatch`], [`StoreError::InvalidBlock`] or
+/// [`StoreError::CertificateMismatch`]; nothing is written.
+pub(crate) fn check_next(
+    committed: u64,
+    tip: Hash,
+    block: &Block,
+    certificate: &QuorumCertificate,
+) -> Result<Hash, StoreError> {
+    let height = committed + 1;
+    if block.header.height != height {
+        return Err(StoreError::OutOfOrder { height: committed, got: block.header.height });
+    }
+    if block.header.parent != tip {
+        return Err(StoreError::ParentMismatch { height, parent: block.header.parent, tip });
+    }
+    if block.header.txn_count as usize != block.txns.len() {
+        // The reader refuses such a record, so storing it would make the directory refuse
+        // to open.
+        return Err(StoreError::InvalidBlock {
+            height,
+            reason: format!(
+                "header says {} transactions, body has {}",
+                block.header.txn_count,
+                block.txns.len()
+            ),
+        });
+    }
+    let hash = block.header.hash();
+    if certificate.height != height || certificate.block != hash {
+        return Err(StoreError::CertificateMismatch {
+            height,
+            hash,
+            certified_height: certificate.height,
+            certified: certificate.block,
+        });
+    }
+    Ok(hash)
+}
+
+/// Checks that `ledger`, to be written as the snapshot at `block`'s height, is the state the
+/// block records.
+///
+/// # Errors
+/// [`StoreError::StateRootMismatch`].
+pub(crate) fn check_snapshot_root(block: &Block, ledger: &Ledger) -> Result<(), StoreError> {
+    // Hashing the whole ledger costs O(accounts), so it is checked when it is written.
+    let root = ledger.state_root();
+    if root != block.header.state_root {
+        return Err(StoreError::StateRootMismatch {
+            height: block.header.height,
+            block: block.header.state_root,
+            ledger: root,
+        });
+    }
+    Ok(())
 }
 
 impl Store {

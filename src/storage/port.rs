@@ -1,5 +1,8 @@
-//! The storage port: what the node and the simulator need from persistence, whatever holds
-//! the bytes.
+//! The storage port: what the node and the simulator need from persistence, so the real
+//! [`Store`](super::Store) over files and the simulator's in-memory disk
+//! ([`crate::sim::disk::SimDisk`]) are interchangeable. Opening (and with it recovery) is each
+//! implementation's constructor, returning `(Self, Ledger, Recovery)`: what it opens differs (a
+//! directory, byte buffers) and a constructor cannot be called through `dyn`.
 
 use tessera_components::{Block, CertifiedBlock, Hash, QuorumCertificate, SafetyState};
 use tessera_systems::Ledger;

@@ -2,7 +2,7 @@
 //! `tessera inspect`: map every file, check every checksum, and rebuild the ledger by replaying
 //! blocks. Nothing here writes.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 use tessera_components::storage::{
@@ -35,11 +35,31 @@ pub struct Verified {
 
 /// The corruption error for a problem found by the format checks.
 pub fn corrupt(lock: &DirLock, problem: Problem) -> StoreError {
-    StoreError::Corrupt {
-        file: lock.path(&problem.file.file_name()),
-        offset: problem.offset,
-        reason: problem.reason,
+    corrupt_at(lock.path(&problem.file.file_name()), problem)
+}
+
+/// The corruption error for a problem in `file`, the path errors give the problem's file.
+pub fn corrupt_at(file: PathBuf, problem: Problem) -> StoreError {
+    StoreError::Corrupt { file, offset: problem.offset, reason: problem.reason }
+}
+
+/// Refuses a state snapshot beyond the last committed block; `file` names the state file.
+///
+/// # Errors
+/// [`StoreError::Corrupt`] at the end of the state file's header.
+pub fn check_state_height(file: PathBuf, state: &StateSnapshot, check: &DirCheck) -> Result<(), StoreError> {
+    if state.height > check.height() {
+        return Err(StoreError::Corrupt {
+            file,
+            offset: tessera_components::storage::FILE_HEADER_SIZE as u64,
+            reason: format!(
+                "state snapshot is at height {}, beyond the last committed block {}",
+                state.height,
+                check.height()
+            ),
+        });
     }
+    Ok(())
 }
 
 fn map_required(lock: &DirLock, name: &str, sequential: bool) -> Result<Mmap, StoreError> {
@@ -118,17 +138,7 @@ pub fn verify(lock: &DirLock) -> Result<Verified, StoreError> {
         let map = map_required(lock, STATE_FILE, false)?;
         decode_state_file(&map, genesis_id).map_err(|problem| corrupt(lock, problem))?
     };
-    if state.height > check.height() {
-        return Err(StoreError::Corrupt {
-            file: lock.path(STATE_FILE),
-            offset: tessera_components::storage::FILE_HEADER_SIZE as u64,
-            reason: format!(
-                "state snapshot is at height {}, beyond the last committed block {}",
-                state.height,
-                check.height()
-            ),
-        });
-    }
+    check_state_height(lock.path(STATE_FILE), &state, &check)?;
     Ok(Verified { genesis, genesis_id, check, segment_count: numbers.len() as u32, segment_bytes, state })
 }
 
@@ -162,18 +172,57 @@ impl SegmentReader {
             self.maps[slot] = Some(map);
         }
         let map = self.maps[slot].as_ref().expect("mapped just above");
-        let at_error =
-            |reason: String| StoreError::Corrupt { file: lock.path(&name), offset: entry.offset, reason };
-        let bytes = map.get(entry.offset as usize..).unwrap_or(&[]);
-        let place = Place { kind: RecordKind::Block, segment: entry.segment, offset: entry.offset };
-        let record = check_record(bytes, place).map_err(|error| at_error(error.to_string()))?;
-        if record.header.height != entry.height || record.header.header_checksum != entry.record_checksum {
-            return Err(at_error(format!(
-                "record is not the one the index names for height {}",
-                entry.height
-            )));
-        }
-        decode_block_payload(record.payload, entry.height).map_err(|error| at_error(error.to_string()))
+        let record = usize::try_from(entry.offset).ok().and_then(|offset| map.get(offset..)).unwrap_or(&[]);
+        read_entry(record, entry, &lock.path(&name))
+    }
+}
+
+/// Reads and checks the committed record `entry` names, from `record`: the segment's bytes from
+/// the entry's offset on (they may run past the record). Decodes its block and certificate.
+/// Errors name `file`.
+///
+/// # Errors
+/// A record or payload that fails its checks, or is not the record the entry names.
+pub fn read_entry(
+    record: &[u8],
+    entry: &IndexEntry,
+    file: &Path,
+) -> Result<(Block, QuorumCertificate), StoreError> {
+    let at_error =
+        |reason: String| StoreError::Corrupt { file: file.to_path_buf(), offset: entry.offset, reason };
+    let place = Place { kind: RecordKind::Block, segment: entry.segment, offset: entry.offset };
+    let record = check_record(record, place).map_err(|error| at_error(error.to_string()))?;
+    if record.header.height != entry.height || record.header.header_checksum != entry.record_checksum {
+        return Err(at_error(format!("record is not the one the index names for height {}", entry.height)));
+    }
+    decode_block_payload(record.payload, entry.height).map_err(|error| at_error(error.to_string()))
+}
+
+/// Where a rebuild reads committed blocks, and how its errors name files: the data directory's
+/// maps for [`rebuild`], byte buffers for the simulator's disk.
+pub trait BlockSource {
+    /// The path errors give the file `name`.
+    fn path(&self, name: &str) -> PathBuf;
+    /// Reads and checks the committed record `entry` names.
+    ///
+    /// # Errors
+    /// As [`read_entry`], or a failed read.
+    fn read(&mut self, entry: &IndexEntry) -> Result<(Block, QuorumCertificate), StoreError>;
+}
+
+/// The directory's segments, read through `reader`'s maps.
+struct Mapped<'a> {
+    lock: &'a DirLock,
+    reader: &'a mut SegmentReader,
+}
+
+impl BlockSource for Mapped<'_> {
+    fn path(&self, name: &str) -> PathBuf {
+        self.lock.path(name)
+    }
+
+    fn read(&mut self, entry: &IndexEntry) -> Result<(Block, QuorumCertificate), StoreError> {
+        self.reader.read(self.lock, entry)
     }
 }
 
@@ -198,8 +247,8 @@ pub struct Rebuilt {
     pub replayed: u64,
 }
 
-fn location(lock: &DirLock, entry: &IndexEntry) -> (PathBuf, u64) {
-    (lock.path(&segment_file_name(entry.segment)), entry.offset)
+fn location(source: &impl BlockSource, entry: &IndexEntry) -> (PathBuf, u64) {
+    (source.path(&segment_file_name(entry.segment)), entry.offset)
 }
 
 /// Rebuilds the ledger at the last committed height: from the snapshot (checked against the
@@ -215,15 +264,28 @@ pub fn rebuild(
     reader: &mut SegmentReader,
     replay: Replay,
 ) -> Result<Rebuilt, StoreError> {
+    rebuild_from(&mut Mapped { lock, reader }, verified, replay)
+}
+
+/// [`rebuild`] over any [`BlockSource`].
+///
+/// # Errors
+/// As [`rebuild`].
+pub fn rebuild_from(
+    source: &mut impl BlockSource,
+    verified: &Verified,
+    replay: Replay,
+) -> Result<Rebuilt, StoreError> {
     let entries = &verified.check.entries;
     let genesis_ledger = Ledger::from_genesis(&verified.genesis).map_err(|error| StoreError::Corrupt {
-        file: lock.path(GENESIS_FILE),
+        file: source.path(GENESIS_FILE),
         offset: 0,
         reason: format!("stored genesis is invalid: {error}"),
     })?;
     let snapshot = &verified.state;
+    let state_file = source.path(STATE_FILE);
     let state_error = |reason: String| StoreError::Corrupt {
-        file: lock.path(STATE_FILE),
+        file: state_file.clone(),
         offset: tessera_components::storage::FILE_HEADER_SIZE as u64,
         reason,
     };
@@ -239,7 +301,7 @@ pub fn rebuild(
     }
     let snapshot_block = match snapshot.height {
         0 => None,
-        height => Some(reader.read(lock, &entries[height as usize - 1])?.0),
+        height => Some(source.read(&entries[height as usize - 1])?.0),
     };
     let root_at_snapshot =
         snapshot_block.as_ref().map_or(genesis_ledger.state_root(), |b| b.header.state_root);
@@ -263,8 +325,8 @@ pub fn rebuild(
     };
     let mut replayed = 0;
     for entry in &entries[start as usize..] {
-        let (block, _certificate) = reader.read(lock, entry)?;
-        let (file, offset) = location(lock, entry);
+        let (block, _certificate) = source.read(entry)?;
+        let (file, offset) = location(&*source, entry);
         if block.header.parent != tip_hash {
             return Err(StoreError::Corrupt {
                 file,
@@ -316,7 +378,7 @@ pub fn check_chain(
     for entry in &verified.check.entries {
         let (block, _certificate) = reader.read(lock, entry)?;
         if block.header.parent != parent {
-            let (file, offset) = location(lock, entry);
+            let (file, offset) = (lock.path(&segment_file_name(entry.segment)), entry.offset);
             return Err(StoreError::Corrupt {
                 file,
                 offset,
