@@ -46,7 +46,7 @@ use crate::sim::scenario::{DiskSpec, StorageFault};
 use crate::storage::{
     BlockSource, GENESIS_FILE, INDEX_FILE, Rebuilt, Recovery, Replay, STATE_FILE, Storage, StoreConfig,
     StoreError, TornTail, Verified, check_next, check_snapshot_root, check_state_height, corrupt_at,
-    read_entry, rebuild_from,
+    encode_snapshot, read_entry, rebuild_from,
 };
 
 const NS_PER_US: u64 = 1_000;
@@ -670,18 +670,7 @@ impl SimDisk {
     }
 
     fn write_snapshot(&mut self, height: u64, state_root: Hash, ledger: &Ledger) -> Result<(), StoreError> {
-        let view = StateView {
-            height,
-            state_root,
-            keys: ledger.keys(),
-            accounts: ledger.accounts(),
-            burned: ledger.burned(),
-            supply: ledger.supply(),
-        };
-        let file = encode_state_file(self.genesis_id, view).ok_or_else(|| StoreError::TooLarge {
-            what: format!("the state at height {height}"),
-            size: ledger.len() * 48,
-        })?;
+        let file = encode_snapshot(self.genesis_id, height, state_root, ledger)?;
         self.charge_write();
         if self.config.store.sync {
             self.charge_sync();

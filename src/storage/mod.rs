@@ -341,6 +341,30 @@ fn create(lock: &DirLock, genesis: &[([u8; 32], u64)], ledger: &Ledger) -> Resul
     write_atomic(lock, GENESIS_FILE, &genesis_file, true)
 }
 
+/// The state file for `ledger` at `height` (whose root, already computed, is `state_root`).
+///
+/// # Errors
+/// [`StoreError::TooLarge`] for a state above the record limit.
+pub(crate) fn encode_snapshot(
+    genesis_id: Hash,
+    height: u64,
+    state_root: Hash,
+    ledger: &Ledger,
+) -> Result<Vec<u8>, StoreError> {
+    let view = StateView {
+        height,
+        state_root,
+        keys: ledger.keys(),
+        accounts: ledger.accounts(),
+        burned: ledger.burned(),
+        supply: ledger.supply(),
+    };
+    encode_state_file(genesis_id, view).ok_or_else(|| StoreError::TooLarge {
+        what: format!("the state at height {height}"),
+        size: ledger.len() * 48,
+    })
+}
+
 /// Checks that `block` with `certificate` may be committed on a store whose last committed
 /// height is `committed` and whose tip hash is `tip`: the next height, extending the tip, a
 /// header that describes its body, and the certificate for exactly this block. Returns the
@@ -564,50 +588,12 @@ impl Store {
         if let Some(reason) = &self.poisoned {
             return Err(StoreError::Poisoned(reason.clone()));
         }
-        let height = self.height() + 1;
-        if block.header.height != height {
-            return Err(StoreError::OutOfOrder { height: self.height(), got: block.header.height });
-        }
-        if block.header.parent != self.tip_hash {
-            return Err(StoreError::ParentMismatch {
-                height,
-                parent: block.header.parent,
-                tip: self.tip_hash,
-            });
-        }
-        if block.header.txn_count as usize != block.txns.len() {
-            // The reader refuses such a record, so storing it would make the directory refuse
-            // to open.
-            return Err(StoreError::InvalidBlock {
-                height,
-                reason: format!(
-                    "header says {} transactions, body has {}",
-                    block.header.txn_count,
-                    block.txns.len()
-                ),
-            });
-        }
-        let hash = block.header.hash();
-        if certificate.height != height || certificate.block != hash {
-            return Err(StoreError::CertificateMismatch {
-                height,
-                hash,
-                certified_height: certificate.height,
-                certified: certificate.block,
-            });
-        }
+        let hash = check_next(self.height(), self.tip_hash, block, certificate)?;
+        let height = block.header.height;
         let snapshot_due = height.is_multiple_of(self.config.state_interval_blocks);
         let ledger = ledger.filter(|_| snapshot_due);
         if let Some(ledger) = ledger {
-            // Hashing the whole ledger costs O(accounts), so it is checked when it is written.
-            let root = ledger.state_root();
-            if root != block.header.state_root {
-                return Err(StoreError::StateRootMismatch {
-                    height,
-                    block: block.header.state_root,
-                    ledger: root,
-                });
-            }
+            check_snapshot_root(block, ledger)?;
         }
         let place = Place { kind: RecordKind::Block, segment: self.segment_number, offset: self.segment_len };
         let (_, record) = encode_block_record(place, block, certificate)
@@ -687,18 +673,7 @@ impl Store {
 
     /// Replaces `state` with `ledger` at `height`; `state_root` is its root, already computed.
     fn write_snapshot(&mut self, height: u64, state_root: Hash, ledger: &Ledger) -> Result<(), StoreError> {
-        let view = StateView {
-            height,
-            state_root,
-            keys: ledger.keys(),
-            accounts: ledger.accounts(),
-            burned: ledger.burned(),
-            supply: ledger.supply(),
-        };
-        let file = encode_state_file(self.genesis_id, view).ok_or_else(|| StoreError::TooLarge {
-            what: format!("the state at height {height}"),
-            size: ledger.len() * 48,
-        })?;
+        let file = encode_snapshot(self.genesis_id, height, state_root, ledger)?;
         write_atomic(&self.lock, STATE_FILE, &file, self.config.sync)?;
         self.state_height = height;
         Ok(())
