@@ -47,7 +47,7 @@ pub struct Block {
     /// The header.
     pub header: BlockHeader,
     /// Transactions in execution order.
-    #[serde(with = "crate::wire::txn_bytes")]
+    #[serde(with = "crate::txn::txn_bytes")]
     pub txns: Vec<Txn>,
 }
 

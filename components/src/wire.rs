@@ -22,7 +22,7 @@ use thiserror::Error;
 use crate::block::{Block, QuorumCertificate, Vote};
 use crate::consensus::ConsensusMessage;
 use crate::constants::{FRAME_SIZE_DEFAULT, FRAME_SIZE_LIMIT, WIRE_HEADER_SIZE, WIRE_MAGIC, WIRE_VERSION};
-use crate::txn::Txn;
+use crate::txn::{Txn, txn_bytes};
 
 /// The message kinds a frame can carry.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -363,52 +363,6 @@ struct TxnBatch(#[serde(with = "txn_bytes")] Vec<Txn>);
 
 #[derive(Serialize)]
 struct TxnBatchRef<'a>(#[serde(with = "txn_bytes")] &'a Vec<Txn>);
-
-/// Serde adapter that carries `Vec<Txn>` as one byte string (a varint length, then the 160-byte
-/// Pod layouts back to back): a memcpy each way instead of 160 per-field calls per transaction.
-pub mod txn_bytes {
-    use serde::de::{Error, Visitor};
-    use serde::{Deserializer, Serializer};
-
-    use crate::constants::TXN_SIZE;
-    use crate::txn::Txn;
-
-    /// Serialises the transactions as one byte string.
-    ///
-    /// # Errors
-    /// Whatever the serializer reports.
-    #[allow(clippy::ptr_arg, reason = "serde `with` passes &Vec<Txn>")]
-    pub fn serialize<S: Serializer>(txns: &Vec<Txn>, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_bytes(bytemuck::cast_slice(txns))
-    }
-
-    /// Deserialises a byte string whose length is a multiple of 160.
-    ///
-    /// # Errors
-    /// A length that is not a whole number of transactions.
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Txn>, D::Error> {
-        deserializer.deserialize_bytes(TxnBytesVisitor)
-    }
-
-    struct TxnBytesVisitor;
-
-    impl Visitor<'_> for TxnBytesVisitor {
-        type Value = Vec<Txn>;
-
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "a byte string of whole {TXN_SIZE}-byte transactions")
-        }
-
-        fn visit_bytes<E: Error>(self, bytes: &[u8]) -> Result<Vec<Txn>, E> {
-            if !bytes.len().is_multiple_of(TXN_SIZE) {
-                return Err(E::invalid_length(bytes.len(), &self));
-            }
-            // The input is at an arbitrary alignment, so read each layout unaligned. Every bit
-            // pattern is a valid Txn (it is Pod); validity of the fields is the pipeline's job.
-            Ok(bytes.chunks_exact(TXN_SIZE).map(bytemuck::pod_read_unaligned).collect())
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {
