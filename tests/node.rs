@@ -322,9 +322,8 @@ fn hostile_input_gets_clear_errors_and_changes_nothing() {
             let mut stream = TcpStream::connect(addr).unwrap();
             let hello = tessera_components::wire::Hello {
                 chain_id: 1,
-                protocol_version: 1,
-                validator: 1,
-                nonce: [0; 32],
+                protocol_version: tessera_components::wire::PROTOCOL_VERSION,
+                noise: vec![0; 32],
             };
             let started = Instant::now();
             for byte in encode(&Frame::Hello(hello)) {
@@ -354,10 +353,26 @@ fn hostile_input_gets_clear_errors_and_changes_nothing() {
     // Peer port: garbage instead of a handshake, and a handshake for another chain.
     let mut stream = TcpStream::connect(port(base, 0, 0)).unwrap();
     let _ = stream.write_all(&[0xff; 64]);
-    let hello =
-        tessera_components::wire::Hello { chain_id: 99, protocol_version: 1, validator: 1, nonce: [0; 32] };
+    let hello = tessera_components::wire::Hello {
+        chain_id: 99,
+        protocol_version: tessera_components::wire::PROTOCOL_VERSION,
+        noise: vec![0; 32],
+    };
     let mut stream = TcpStream::connect(port(base, 0, 0)).unwrap();
     let _ = stream.write_all(&encode(&Frame::Hello(hello)));
+    // The handshake reflection: claim to be validator 1 to validator 0, with validator 1's
+    // proof fetched over a full node's connection. Node 0 must refuse every attempt.
+    let reflection = Command::new(BIN)
+        .args(["attack", "--peer", &port(base, 0, 0).to_string(), "--chain-id", "1", "--node-index", "0"])
+        .args(["--reflect-peer", &port(base, 1, 0).to_string(), "--reflect-index", "1"])
+        .args(["--kind", "handshake-reflection", "--duration", "2", "--json"])
+        .output()
+        .expect("run the attack");
+    assert!(reflection.status.success(), "{}", String::from_utf8_lossy(&reflection.stderr));
+    let reflection: Value = serde_json::from_slice(&reflection.stdout).expect("attack JSON");
+    let sent = &reflection["kinds"][0]["sent"];
+    assert_eq!(sent["handshakes_completed"], json!(0), "a reflected proof was accepted: {reflection}");
+    assert!(sent["closed_by_node"].as_u64().unwrap_or(0) >= 2, "{reflection}");
     std::thread::sleep(Duration::from_millis(500));
     let (closed, after) = trickle.join().unwrap();
     assert!(closed && after < Duration::from_secs(12), "trickled handshake open after {after:?}");

@@ -38,9 +38,9 @@ pub enum FrameKind {
     Certificate = 4,
     /// A consensus protocol message (proposal, vote, view change, sync).
     Consensus = 5,
-    /// Handshake: who I am, and a challenge for you.
+    /// Handshake: one Noise XX handshake message.
     Hello = 6,
-    /// Handshake: my signature over your challenge.
+    /// Handshake, inside the encrypted channel: who I am, signed over the handshake hash.
     HelloProof = 7,
 }
 
@@ -79,38 +79,81 @@ pub enum Frame {
     HelloProof(HelloProof),
 }
 
-/// The first frame each side of a peer connection sends.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+/// One message of the peer port's Noise XX handshake (three of them: dialer, acceptor,
+/// dialer), with the chain and protocol version in the clear so a peer on another chain or
+/// version is refused before any key agreement. `docs/wire.md` gives the handshake byte by
+/// byte.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Hello {
-    /// Chain id; a peer on another chain is refused.
+    /// Chain id; a peer on another chain is refused. Also in the Noise prologue.
     pub chain_id: u32,
-    /// Peer protocol version; a peer speaking another is refused.
+    /// Peer protocol version; a peer speaking another is refused. Also in the prologue.
     pub protocol_version: u8,
-    /// The sender's validator index.
-    pub validator: u32,
-    /// A fresh random challenge the other side must sign.
-    pub nonce: [u8; 32],
+    /// The Noise handshake message, at most [`HELLO_NOISE_MAX`] bytes.
+    pub noise: Vec<u8>,
 }
 
-/// The second frame: a signature proving the sender holds its validator key.
+/// The first frame each side sends inside the encrypted channel once the Noise handshake is
+/// done: who the sender is, whom it believes it is talking to, in which role, and (for a
+/// validator) an Ed25519 signature over [`hello_signing_bytes`], which covers the Noise
+/// handshake hash, so it is valid on this one connection, in this one direction, only.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct HelloProof {
-    /// Ed25519 signature over [`hello_signing_bytes`].
+    /// [`ROLE_DIALER`] or [`ROLE_ACCEPTOR`].
+    pub role: u8,
+    /// The sender's validator index, or `u32::MAX` for a full node (which signs nothing).
+    pub validator: u32,
+    /// The index the sender believes is on the other end (`u32::MAX` for a full node).
+    pub peer: u32,
+    /// Ed25519 signature over [`hello_signing_bytes`]; all zero from a full node.
     #[serde(with = "serde_big_array::BigArray")]
     pub signature: [u8; 64],
 }
 
-/// Peer protocol version spoken by this build.
-pub const PROTOCOL_VERSION: u8 = 1;
+/// Peer protocol version spoken by this build (2: Noise XX with transcript-bound proofs).
+pub const PROTOCOL_VERSION: u8 = 2;
 
-/// What a handshake signature covers: a domain tag, the chain id, the signer's index and the
-/// other side's challenge, so a proof is bound to one connection and one chain.
-pub fn hello_signing_bytes(chain_id: u32, signer: u32, their_nonce: &[u8; 32]) -> [u8; 56] {
-    let mut out = [0u8; 56];
-    out[..16].copy_from_slice(b"tessera/helo/v1\0");
+/// Longest Noise handshake message a [`Hello`] may carry (XX needs 32, 96 and 64 bytes).
+pub const HELLO_NOISE_MAX: usize = 128;
+
+/// The [`HelloProof::role`] of the side that opened the connection.
+pub const ROLE_DIALER: u8 = 1;
+
+/// The [`HelloProof::role`] of the side that accepted it.
+pub const ROLE_ACCEPTOR: u8 = 2;
+
+/// The Noise protocol the peer port speaks.
+pub const NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_BLAKE2s";
+
+/// The Noise prologue: a domain tag, the chain id and the protocol version, so a handshake
+/// between different chains or versions cannot complete.
+pub fn noise_prologue(chain_id: u32) -> [u8; 21] {
+    let mut out = [0u8; 21];
+    out[..16].copy_from_slice(b"tessera/noise/v2");
     out[16..20].copy_from_slice(&chain_id.to_le_bytes());
-    out[20..24].copy_from_slice(&signer.to_le_bytes());
-    out[24..].copy_from_slice(their_nonce);
+    out[20] = PROTOCOL_VERSION;
+    out
+}
+
+/// What a handshake signature covers: a domain tag, the chain id, the protocol version, the
+/// Noise handshake hash (both ephemeral keys, both static keys and the prologue), the signer's
+/// role, its index and the index it believes is on the other end. 62 bytes, so it can be
+/// mistaken for neither a vote (65) nor a transaction body (96).
+pub fn hello_signing_bytes(
+    chain_id: u32,
+    handshake_hash: &[u8; 32],
+    role: u8,
+    signer: u32,
+    peer: u32,
+) -> [u8; 62] {
+    let mut out = [0u8; 62];
+    out[..16].copy_from_slice(b"tessera/helo/v2\0");
+    out[16..20].copy_from_slice(&chain_id.to_le_bytes());
+    out[20] = PROTOCOL_VERSION;
+    out[21..53].copy_from_slice(handshake_hash);
+    out[53] = role;
+    out[54..58].copy_from_slice(&signer.to_le_bytes());
+    out[58..62].copy_from_slice(&peer.to_le_bytes());
     out
 }
 
@@ -465,12 +508,18 @@ mod tests {
     fn frame() -> impl Strategy<Value = Frame> {
         prop_oneof![
             consensus().prop_map(Frame::Consensus),
-            (any::<u32>(), any::<u8>(), any::<u32>(), bytes32()).prop_map(
-                |(chain_id, protocol_version, validator, nonce)| {
-                    Frame::Hello(Hello { chain_id, protocol_version, validator, nonce })
+            (any::<u32>(), any::<u8>(), prop::collection::vec(any::<u8>(), 0..HELLO_NOISE_MAX)).prop_map(
+                |(chain_id, protocol_version, noise)| Frame::Hello(Hello {
+                    chain_id,
+                    protocol_version,
+                    noise
+                })
+            ),
+            (any::<u8>(), any::<u32>(), any::<u32>(), sig64()).prop_map(
+                |(role, validator, peer, signature)| {
+                    Frame::HelloProof(HelloProof { role, validator, peer, signature })
                 }
             ),
-            sig64().prop_map(|signature| Frame::HelloProof(HelloProof { signature })),
             prop::collection::vec(txn(), 0..8).prop_map(Frame::Txns),
             (header(), prop::collection::vec(txn(), 0..4))
                 .prop_map(|(header, txns)| Frame::Block(Block { header, txns })),

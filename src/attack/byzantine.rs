@@ -15,7 +15,7 @@ use tessera_components::{
     Block, BlockFields, ConsensusMessage, Hash, Proposal, Vote, VoteKind, vote_signing_bytes,
 };
 
-use super::wire::{connect, follower_handshake, read_frame, send, validator_handshake};
+use super::wire::{Channel, connect, follower_handshake, read_sealed, send_sealed, validator_handshake};
 use super::{Kind, Limits, Pacer, Rng, Tally, Target};
 use crate::sim::Behaviour;
 use crate::sim::byzantine::Adversary;
@@ -91,17 +91,17 @@ fn vote(at: &Position, view: u64, block: Hash, index: u32, key: &SigningKey) -> 
 
 /// Old signed votes, rebuilt from the certificates of the node's first finalized blocks
 /// (fetched over a full node's sync connection): genuine signatures, long stale.
-fn old_votes(peer: SocketAddr, target: &Target, rng: &mut Rng, tally: &mut Tally) -> Vec<ConsensusMessage> {
+fn old_votes(peer: SocketAddr, target: &Target, tally: &mut Tally) -> Vec<ConsensusMessage> {
     let Some(mut stream) = connect(peer, tally) else { return Vec::new() };
-    if !follower_handshake(&mut stream, target.chain_id, rng, tally) {
+    let Some(mut channel) = follower_handshake(&mut stream, target.chain_id, target.node_index, tally) else {
         return Vec::new();
-    }
+    };
     let request = encode(&Frame::Consensus(ConsensusMessage::SyncRequest { from_height: 1 }));
-    if !send(&mut stream, &request, tally) {
+    if !send_sealed(&mut channel, &request, tally) {
         return Vec::new();
     }
     tally.frames += 1;
-    let Ok(Some(Frame::Consensus(ConsensusMessage::SyncResponse(blocks)))) = read_frame(&mut stream) else {
+    let Ok(Some(Frame::Consensus(ConsensusMessage::SyncResponse(blocks)))) = read_sealed(&mut channel) else {
         return Vec::new();
     };
     let mut votes = Vec::new();
@@ -141,12 +141,13 @@ pub fn run(kind: Kind, target: &Target, limits: &Limits, deadline: Instant) -> T
     };
     let mut adversaries: Vec<Adversary> = behaviours.iter().map(|b| Adversary::new(*b)).collect();
     if kind == Kind::Replay {
-        for old in old_votes(peer, target, &mut rng, &mut tally) {
+        for old in old_votes(peer, target, &mut tally) {
             adversaries[0].remember(old);
         }
     }
     let sign = |message: &[u8]| key.sign(message).to_bytes();
-    let mut stream: Option<TcpStream> = None;
+    // The socket (kept so the channel's clone of it stays open) and the channel over it.
+    let mut stream: Option<(TcpStream, Channel)> = None;
     // Consensus messages per second; proposals are sent at most a few times a second.
     let mut pacer = Pacer::new(if kind == Kind::ConsensusFlood { limits.rate } else { 50 });
     let mut at: Option<(Position, Instant)> = None;
@@ -164,12 +165,14 @@ pub fn run(kind: Kind, target: &Target, limits: &Limits, deadline: Instant) -> T
                 std::thread::sleep(Duration::from_millis(100));
                 continue;
             };
-            if !validator_handshake(&mut fresh, target.chain_id, index, key, &mut rng, &mut tally) {
+            let Some(channel) =
+                validator_handshake(&mut fresh, target.chain_id, (index, key), target.node_index, &mut tally)
+            else {
                 tally.closed_by_node += 1;
                 std::thread::sleep(Duration::from_millis(100));
                 continue;
-            }
-            stream = Some(fresh);
+            };
+            stream = Some((fresh, channel));
         }
         let turn = round % behaviours.len() as u64;
         let adversary = &mut adversaries[turn as usize];
@@ -195,8 +198,8 @@ pub fn run(kind: Kind, target: &Target, limits: &Limits, deadline: Instant) -> T
         for (_, message) in sends {
             let frame = encode(&Frame::Consensus(message));
             pacer.wait(1);
-            if let Some(open) = stream.as_mut()
-                && !send(open, &frame, &mut tally)
+            if let Some((_, open)) = stream.as_mut()
+                && !send_sealed(open, &frame, &mut tally)
             {
                 alive = false;
                 break;

@@ -36,6 +36,11 @@ pub enum Kind {
     /// Peer: wrong chain, wrong protocol version, unknown validator index, a validator's index
     /// with a forged proof, a proof before any greeting, a greeting twice.
     HandshakeViolations,
+    /// Peer, with `--reflect-peer`: connect to the node claiming to be the validator at
+    /// `--reflect-peer`, connect to that validator as a full node, and present its handshake
+    /// proof as our own. The node must refuse every one (counted as closed; an acceptance is
+    /// counted as a completed handshake).
+    HandshakeReflection,
     /// Peer, ingress and RPC: connections opened as fast as the caps allow, held, and dropped.
     ConnectionFlood,
     /// Peer, ingress and RPC: as many connections as the cap allows, each sending one byte of a
@@ -83,11 +88,12 @@ pub enum Port {
 
 impl Kind {
     /// Every kind, in report order.
-    pub const ALL: [Kind; 16] = [
+    pub const ALL: [Kind; 17] = [
         Kind::MalformedFrames,
         Kind::TruncatedFrames,
         Kind::OversizedFrames,
         Kind::HandshakeViolations,
+        Kind::HandshakeReflection,
         Kind::ConnectionFlood,
         Kind::SlowLoris,
         Kind::SlowReader,
@@ -109,6 +115,7 @@ impl Kind {
             Kind::TruncatedFrames => "truncated-frames",
             Kind::OversizedFrames => "oversized-frames",
             Kind::HandshakeViolations => "handshake-violations",
+            Kind::HandshakeReflection => "handshake-reflection",
             Kind::ConnectionFlood => "connection-flood",
             Kind::SlowLoris => "slow-loris",
             Kind::SlowReader => "slow-reader",
@@ -168,6 +175,10 @@ pub struct Target {
     pub validator: Option<(u32, SigningKey)>,
     /// Validators in the set (who leads which view), for the consensus kinds.
     pub validators: u32,
+    /// The node's own validator index, which every handshake names as the other end.
+    pub node_index: u32,
+    /// Another validator's peer port and index, for the handshake reflection.
+    pub reflect: Option<(SocketAddr, u32)>,
 }
 
 impl Target {
@@ -183,7 +194,8 @@ impl Target {
     /// True when `kind` has everything it needs.
     pub fn applies(&self, kind: Kind) -> bool {
         let ports = kind.ports().iter().any(|port| self.address(*port).is_some());
-        ports && (!kind.needs_key() || (self.validator.is_some() && self.rpc.is_some()))
+        let reflect = kind != Kind::HandshakeReflection || self.reflect.is_some();
+        ports && reflect && (!kind.needs_key() || (self.validator.is_some() && self.rpc.is_some()))
     }
 }
 

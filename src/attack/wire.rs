@@ -1,22 +1,70 @@
 //! Abuse of the framed TCP ports (peer and ingress): malformed, truncated and oversized frames,
-//! handshake violations, connection floods, slow-loris, a slow reader, garbage after a valid
-//! handshake, and bad-signature transaction spam.
+//! handshake violations, a handshake reflection, connection floods, slow-loris, a slow reader,
+//! garbage after a valid handshake, and bad-signature transaction spam.
+//!
+//! The peer port speaks Noise ([`crate::node::net::secure`]); the attacker runs the node's own
+//! handshake code over a blocking socket, so what it sends after a handshake is sealed into
+//! records the node decrypts before it judges the frames.
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use ed25519_dalek::{Signer, SigningKey};
+use ed25519_dalek::SigningKey;
+use futures_lite::future::block_on;
 use tessera_components::constants::{FRAME_SIZE_DEFAULT, WIRE_HEADER_SIZE, WIRE_MAGIC, WIRE_VERSION};
 use tessera_components::wire::{
-    Codec, Frame, FrameKind, Hello, HelloProof, PROTOCOL_VERSION, encode, hello_signing_bytes,
+    Codec, Frame, FrameKind, Hello, HelloProof, PROTOCOL_VERSION, ROLE_DIALER, encode,
 };
 use tessera_components::{ConsensusMessage, Hash, Txn, TxnBody, Vote, VoteKind};
 use tessera_systems::workload::{sign, signing_key};
 
 use super::{Kind, Limits, Pacer, Port, Rng, Tally, Target};
 use crate::node::net::FOLLOWER;
+use crate::node::net::secure::{self, Local, Secure};
+
+/// An established encrypted channel to the node's peer port, over a clone of the socket.
+pub type Channel = Secure<Blocking>;
+
+/// A blocking socket seen as an async stream: every poll does the blocking call and is ready,
+/// so the node's handshake and channel code runs on the attacker's threads under `block_on`.
+#[derive(Debug)]
+pub struct Blocking(pub TcpStream);
+
+impl futures_lite::AsyncRead for Blocking {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::task::Poll::Ready(self.get_mut().0.read(buf))
+    }
+}
+
+impl futures_lite::AsyncWrite for Blocking {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::task::Poll::Ready(self.get_mut().0.write(buf))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(self.get_mut().0.flush())
+    }
+
+    fn poll_close(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(self.get_mut().0.shutdown(std::net::Shutdown::Write))
+    }
+}
 
 /// Connects with short timeouts; counts the attempt.
 pub fn connect(addr: SocketAddr, tally: &mut Tally) -> Option<TcpStream> {
@@ -112,80 +160,87 @@ pub fn outcome(stream: &mut TcpStream, wait: Duration, opened: Instant, tally: &
     tally.longest_hold_s = tally.longest_hold_s.max(opened.elapsed().as_secs_f64());
 }
 
-fn nonce(rng: &mut Rng) -> [u8; 32] {
-    let mut nonce = [0u8; 32];
-    rng.fill(&mut nonce);
-    nonce
+/// This attacker's static Noise key (one per process).
+fn noise_key() -> &'static [u8] {
+    static KEY: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| secure::static_keypair().private)
 }
 
-/// A full node's greeting: needs no key.
-fn follower_hello(chain_id: u32, rng: &mut Rng) -> Vec<u8> {
-    encode(&Frame::Hello(Hello {
-        chain_id,
-        protocol_version: PROTOCOL_VERSION,
-        validator: FOLLOWER,
-        nonce: nonce(rng),
-    }))
+/// The first Noise handshake message, alone (what a slow-loris trickles).
+fn first_hello(chain_id: u32, rng: &mut Rng) -> Vec<u8> {
+    let mut noise = vec![0u8; 32];
+    rng.fill(&mut noise);
+    encode(&Frame::Hello(Hello { chain_id, protocol_version: PROTOCOL_VERSION, noise }))
 }
 
-/// Greets the node as a full node and reads its greeting and proof; true when the node
-/// completed the handshake.
-pub fn follower_handshake(stream: &mut TcpStream, chain_id: u32, rng: &mut Rng, tally: &mut Tally) -> bool {
-    if !send(stream, &follower_hello(chain_id, rng), tally) {
-        return false;
+/// The Noise handshake as a dialer on a clone of `stream`; `None` when the node refused it.
+pub fn noise_dial(stream: &TcpStream, chain_id: u32, tally: &mut Tally) -> Option<Channel> {
+    let clone = stream.try_clone().ok()?;
+    let channel = block_on(secure::noise_dial(Blocking(clone), chain_id, noise_key())).ok()?.ok()?;
+    tally.frames += 2;
+    Some(channel)
+}
+
+/// Writes `bytes` into the channel (sealed, flushed), counting them; false when the node has
+/// closed the connection.
+pub fn send_sealed(channel: &mut Channel, bytes: &[u8], tally: &mut Tally) -> bool {
+    match block_on(secure::write_bytes(channel, bytes)) {
+        Ok(()) => {
+            tally.bytes += bytes.len() as u64;
+            true
+        }
+        Err(_) => false,
     }
-    tally.frames += 1;
-    let done = matches!(
-        (read_frame(stream), read_frame(stream)),
-        (Ok(Some(Frame::Hello(_))), Ok(Some(Frame::HelloProof(_))))
-    );
-    if done {
-        tally.handshakes += 1;
-    }
-    done
 }
 
-/// Greets the node as validator `index` and proves it with `key`; true when the node accepted.
+/// Reads one frame from the channel, bounded by the default maximum frame size.
+pub fn read_sealed(channel: &mut Channel) -> std::io::Result<Option<Frame>> {
+    Ok(block_on(secure::read_frame(channel, &Codec::default()))?.ok().map(|(frame, _)| frame))
+}
+
+/// Greets the node (validator `node`) as a full node; the channel when the node completed the
+/// handshake and proved itself.
+pub fn follower_handshake(
+    stream: &mut TcpStream,
+    chain_id: u32,
+    node: u32,
+    tally: &mut Tally,
+) -> Option<Channel> {
+    let unused = SigningKey::from_bytes(&[0; 32]);
+    let local = Local { chain_id, me: FOLLOWER, key: &unused, noise_key: noise_key(), validators: &[] };
+    proven_handshake(stream, &local, node, tally)
+}
+
+/// Greets the node (validator `node`) as validator `index` and proves it with `key`; the
+/// channel when the node accepted.
 pub fn validator_handshake(
     stream: &mut TcpStream,
     chain_id: u32,
-    index: u32,
-    key: &SigningKey,
-    rng: &mut Rng,
+    (index, key): (u32, &SigningKey),
+    node: u32,
     tally: &mut Tally,
-) -> bool {
-    let hello = Hello { chain_id, protocol_version: PROTOCOL_VERSION, validator: index, nonce: nonce(rng) };
-    if !send(stream, &encode(&Frame::Hello(hello)), tally) {
-        return false;
-    }
+) -> Option<Channel> {
+    let local = Local { chain_id, me: index, key, noise_key: noise_key(), validators: &[] };
+    proven_handshake(stream, &local, node, tally)
+}
+
+/// Noise, our proof, then the node's: accepted when the node answers with a proof of its
+/// own (not checked: the attacker knows no keys but its own).
+fn proven_handshake(
+    stream: &mut TcpStream,
+    local: &Local<'_>,
+    node: u32,
+    tally: &mut Tally,
+) -> Option<Channel> {
+    let mut channel = noise_dial(stream, local.chain_id, tally)?;
+    let proof = secure::proof(&channel, local, ROLE_DIALER, node);
+    block_on(secure::send_proof(&mut channel, proof)).ok()?;
     tally.frames += 1;
-    let (Ok(Some(Frame::Hello(theirs))), Ok(Some(Frame::HelloProof(_)))) =
-        (read_frame(stream), read_frame(stream))
-    else {
-        return false;
-    };
-    let signature = key.sign(&hello_signing_bytes(chain_id, index, &theirs.nonce)).to_bytes();
-    if !send(stream, &encode(&Frame::HelloProof(HelloProof { signature })), tally) {
-        return false;
-    }
-    tally.frames += 1;
-    // The node says nothing on success; a refusal closes the connection.
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-    let accepted = !closed_after(stream);
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let accepted = matches!(read_sealed(&mut channel), Ok(Some(Frame::HelloProof(_))));
     if accepted {
         tally.handshakes += 1;
     }
-    accepted
-}
-
-fn closed_after(stream: &mut TcpStream) -> bool {
-    let mut scratch = [0u8; 64];
-    match stream.read(&mut scratch) {
-        Ok(0) => true,
-        Ok(_) => false,
-        Err(error) => !matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
-    }
+    accepted.then_some(channel)
 }
 
 /// A 12-byte header with the given fields.
@@ -257,6 +312,14 @@ fn ports(kind: Kind, target: &Target) -> Vec<(Port, SocketAddr)> {
     kind.ports().iter().filter_map(|port| Some((*port, target.address(*port)?))).collect()
 }
 
+/// Writes `bytes` into `channel` if there is one, else onto `stream`.
+fn send_on(stream: &mut TcpStream, channel: Option<&mut Channel>, bytes: &[u8], tally: &mut Tally) -> bool {
+    match channel {
+        Some(channel) => send_sealed(channel, bytes, tally),
+        None => send(stream, bytes, tally),
+    }
+}
+
 fn malformed_frames(target: &Target, limits: &Limits, deadline: Instant, tally: &mut Tally) {
     let ports = ports(Kind::MalformedFrames, target);
     let mut rng = Rng::new(limits.seed);
@@ -270,15 +333,19 @@ fn malformed_frames(target: &Target, limits: &Limits, deadline: Instant, tally: 
         let (port, addr) = ports[round as usize % ports.len()];
         let Some(mut stream) = connect(addr, tally) else { continue };
         let opened = Instant::now();
-        if port == Port::Peer && !follower_handshake(&mut stream, target.chain_id, &mut rng, tally) {
-            outcome(&mut stream, Duration::from_millis(100), opened, tally);
-            continue;
+        let mut channel = None;
+        if port == Port::Peer {
+            channel = follower_handshake(&mut stream, target.chain_id, target.node_index, tally);
+            if channel.is_none() {
+                outcome(&mut stream, Duration::from_millis(100), opened, tally);
+                continue;
+            }
         }
         // Past the peer port's penalty threshold; the ingress port closes at the first.
         for _ in 0..32 {
             let frame = malformed_frame(case, &mut rng);
             case += 1;
-            if !send(&mut stream, &frame, tally) {
+            if !send_on(&mut stream, channel.as_mut(), &frame, tally) {
                 break;
             }
             tally.frames += 1;
@@ -289,7 +356,6 @@ fn malformed_frames(target: &Target, limits: &Limits, deadline: Instant, tally: 
 
 fn truncated_frames(target: &Target, limits: &Limits, deadline: Instant, tally: &mut Tally) {
     let ports = ports(Kind::TruncatedFrames, target);
-    let mut rng = Rng::new(limits.seed ^ 1);
     let mut pacer = Pacer::new(limits.connect_rate);
     let full = encode(&Frame::Txns(vec![spoil(&throwaway_txn(target.chain_id, 0), 1); 8]));
     for round in 0u64.. {
@@ -299,18 +365,19 @@ fn truncated_frames(target: &Target, limits: &Limits, deadline: Instant, tally: 
         pacer.wait(1);
         let (port, addr) = ports[round as usize % ports.len()];
         let Some(mut stream) = connect(addr, tally) else { continue };
-        if port == Port::Peer
-            && round % 4 < 2
-            && !follower_handshake(&mut stream, target.chain_id, &mut rng, tally)
-        {
-            continue;
+        let mut channel = None;
+        if port == Port::Peer && round % 4 < 2 {
+            channel = follower_handshake(&mut stream, target.chain_id, target.node_index, tally);
+            if channel.is_none() {
+                continue;
+            }
         }
         let cut = match round % 3 {
             0 => WIRE_HEADER_SIZE / 2,
             1 => full.len() / 2,
             _ => full.len() - 1,
         };
-        if send(&mut stream, &full[..cut], tally) {
+        if send_on(&mut stream, channel.as_mut(), &full[..cut], tally) {
             tally.frames += 1;
         }
         if round % 16 == 0 {
@@ -323,7 +390,6 @@ fn truncated_frames(target: &Target, limits: &Limits, deadline: Instant, tally: 
 
 fn oversized_frames(target: &Target, limits: &Limits, deadline: Instant, tally: &mut Tally) {
     let ports = ports(Kind::OversizedFrames, target);
-    let mut rng = Rng::new(limits.seed ^ 2);
     let mut pacer = Pacer::new(limits.connect_rate);
     let filler = vec![0u8; 64 << 10];
     for round in 0u64.. {
@@ -334,11 +400,12 @@ fn oversized_frames(target: &Target, limits: &Limits, deadline: Instant, tally: 
         let (port, addr) = ports[round as usize % ports.len()];
         let Some(mut stream) = connect(addr, tally) else { continue };
         let opened = Instant::now();
-        if port == Port::Peer
-            && round % 2 == 0
-            && !follower_handshake(&mut stream, target.chain_id, &mut rng, tally)
-        {
-            continue;
+        let mut channel = None;
+        if port == Port::Peer && round % 2 == 0 {
+            channel = follower_handshake(&mut stream, target.chain_id, target.node_index, tally);
+            if channel.is_none() {
+                continue;
+            }
         }
         let length = match round % 4 {
             0 => (FRAME_SIZE_DEFAULT - WIRE_HEADER_SIZE + 1) as u32,
@@ -347,9 +414,10 @@ fn oversized_frames(target: &Target, limits: &Limits, deadline: Instant, tally: 
             _ => u32::MAX,
         };
         let kind = if round % 2 == 0 { FrameKind::Txns } else { FrameKind::Consensus };
-        if send(&mut stream, &header(WIRE_MAGIC, WIRE_VERSION, kind as u8, 0, length), tally) {
+        let announced = header(WIRE_MAGIC, WIRE_VERSION, kind as u8, 0, length);
+        if send_on(&mut stream, channel.as_mut(), &announced, tally) {
             tally.frames += 1;
-            let _ = send(&mut stream, &filler, tally);
+            let _ = send_on(&mut stream, channel.as_mut(), &filler, tally);
         }
         outcome(&mut stream, Duration::from_secs(1), opened, tally);
     }
@@ -367,41 +435,112 @@ fn handshake_violations(target: &Target, limits: &Limits, deadline: Instant, tal
         pacer.wait(1);
         let Some(mut stream) = connect(addr, tally) else { continue };
         let opened = Instant::now();
-        let hello = |chain_id, protocol_version, validator, rng: &mut Rng| {
-            encode(&Frame::Hello(Hello { chain_id, protocol_version, validator, nonce: nonce(rng) }))
+        let hello = |chain_id, protocol_version, rng: &mut Rng| {
+            let mut noise = vec![0u8; 32];
+            rng.fill(&mut noise);
+            encode(&Frame::Hello(Hello { chain_id, protocol_version, noise }))
         };
-        let first = match round % 7 {
-            0 => hello(chain.wrapping_add(1), PROTOCOL_VERSION, 0, &mut rng),
-            1 => hello(chain, PROTOCOL_VERSION.wrapping_add(1), 0, &mut rng),
-            2 => hello(chain, PROTOCOL_VERSION, 1_000_000, &mut rng),
-            // A validator's index, then a forged proof (below).
-            3 | 4 => hello(chain, PROTOCOL_VERSION, (round / 7 % 4) as u32, &mut rng),
-            5 => encode(&Frame::HelloProof(HelloProof { signature: [7; 64] })),
-            _ => encode(&Frame::Txns(Vec::new())),
-        };
-        if !send(&mut stream, &first, tally) {
-            continue;
-        }
-        tally.frames += 1;
-        if round % 7 == 3 || round % 7 == 4 {
-            // The node greets back if the index is someone else's; answer with a forged proof
-            // (3) or a second greeting (4).
-            if let (Ok(Some(Frame::Hello(_))), Ok(Some(Frame::HelloProof(_)))) =
-                (read_frame(&mut stream), read_frame(&mut stream))
-            {
-                let mut signature = [0u8; 64];
-                rng.fill(&mut signature);
-                let second = if round % 7 == 3 {
-                    encode(&Frame::HelloProof(HelloProof { signature }))
-                } else {
-                    hello(chain, PROTOCOL_VERSION, 0, &mut rng)
+        let mut signature = [0u8; 64];
+        rng.fill(&mut signature);
+        match round % 7 {
+            // After a completed Noise handshake: an unknown index, or a validator's index with a
+            // forged proof.
+            case @ (2 | 3) => {
+                if let Some(mut channel) = noise_dial(&stream, chain, tally) {
+                    let validator = if case == 2 { 1_000_000 } else { (round / 7 % 4) as u32 };
+                    let proof =
+                        HelloProof { role: ROLE_DIALER, validator, peer: target.node_index, signature };
+                    if send_sealed(&mut channel, &encode(&Frame::HelloProof(proof)), tally) {
+                        tally.frames += 1;
+                    }
+                }
+            }
+            case => {
+                let first = match case {
+                    0 => hello(chain.wrapping_add(1), PROTOCOL_VERSION, &mut rng),
+                    1 => hello(chain, PROTOCOL_VERSION.wrapping_add(1), &mut rng),
+                    // A proof before any greeting, in the clear.
+                    5 => encode(&Frame::HelloProof(HelloProof {
+                        role: ROLE_DIALER,
+                        validator: 0,
+                        peer: target.node_index,
+                        signature,
+                    })),
+                    6 => encode(&Frame::Txns(Vec::new())),
+                    // The first greeting twice (the node expects the third message).
+                    _ => hello(chain, PROTOCOL_VERSION, &mut rng),
                 };
-                if send(&mut stream, &second, tally) {
+                if !send(&mut stream, &first, tally) {
+                    continue;
+                }
+                tally.frames += 1;
+                if case == 4 && send(&mut stream, &first, tally) {
                     tally.frames += 1;
                 }
             }
         }
         outcome(&mut stream, Duration::from_secs(1), opened, tally);
+    }
+}
+
+/// The reflection attack on the handshake: connect to the node claiming to be validator R,
+/// connect to R as a full node, and present R's proof from the second connection as our own on
+/// the first (as R sent it, and re-labelled as a dialer's naming the node). Counted as a
+/// handshake completed when the node accepts (it must not), as closed when it refuses.
+fn handshake_reflection(target: &Target, limits: &Limits, deadline: Instant, tally: &mut Tally) {
+    let (Some(addr), Some((via, via_index))) = (target.peer, target.reflect) else { return };
+    let mut pacer = Pacer::new(limits.connect_rate.min(20));
+    for round in 0u64.. {
+        if Instant::now() >= deadline {
+            break;
+        }
+        pacer.wait(1);
+        let Some(mut victim) = connect(addr, tally) else { continue };
+        let opened = Instant::now();
+        let Some(mut towards) = noise_dial(&victim, target.chain_id, tally) else {
+            outcome(&mut victim, Duration::from_millis(200), opened, tally);
+            continue;
+        };
+        let Some(mut reflector) = connect(via, tally) else { continue };
+        let mut channel = noise_dial(&reflector, target.chain_id, tally);
+        let Some(from_reflector) = channel.as_mut().and_then(|channel: &mut Channel| {
+            let unused = SigningKey::from_bytes(&[0; 32]);
+            let local = Local {
+                chain_id: target.chain_id,
+                me: FOLLOWER,
+                key: &unused,
+                noise_key: noise_key(),
+                validators: &[],
+            };
+            let ask = secure::proof(channel, &local, ROLE_DIALER, via_index);
+            block_on(secure::send_proof(channel, ask)).ok()?;
+            match read_sealed(channel) {
+                Ok(Some(Frame::HelloProof(proof))) => Some(proof),
+                _ => None,
+            }
+        }) else {
+            observe_close(&mut reflector, tally);
+            continue;
+        };
+        let mut forwarded = from_reflector;
+        if round % 2 == 1 {
+            forwarded.role = ROLE_DIALER;
+            forwarded.peer = target.node_index;
+        }
+        if send_sealed(&mut towards, &encode(&Frame::HelloProof(forwarded)), tally) {
+            tally.frames += 1;
+        }
+        let _ = victim.set_read_timeout(Some(Duration::from_secs(2)));
+        match read_sealed(&mut towards) {
+            Ok(Some(Frame::HelloProof(_))) => {
+                tally.handshakes += 1;
+                tally.left_open += 1;
+            }
+            _ => {
+                tally.closed_by_node += 1;
+                tally.longest_hold_s = tally.longest_hold_s.max(opened.elapsed().as_secs_f64());
+            }
+        }
     }
 }
 
@@ -454,7 +593,7 @@ fn slow_loris(target: &Target, limits: &Limits, deadline: Instant, tally: &mut T
         .iter()
         .map(|(port, addr)| {
             let script = match port {
-                Port::Peer => follower_hello(target.chain_id, &mut rng),
+                Port::Peer => first_hello(target.chain_id, &mut rng),
                 Port::Ingress => {
                     let mut bytes = header(
                         WIRE_MAGIC,
@@ -515,28 +654,26 @@ fn slow_loris(target: &Target, limits: &Limits, deadline: Instant, tally: &mut T
 
 fn slow_reader(target: &Target, limits: &Limits, deadline: Instant, tally: &mut Tally) {
     let Some(addr) = target.peer else { return };
-    let mut rng = Rng::new(limits.seed ^ 5);
     let request = encode(&Frame::Consensus(ConsensusMessage::SyncRequest { from_height: 1 }));
     let cap = limits.max_connections.clamp(1, 8);
-    let mut held: Vec<(TcpStream, Instant)> = Vec::new();
+    let mut held: Vec<(TcpStream, Channel, Instant)> = Vec::new();
     let mut pacer = Pacer::new(200);
     while Instant::now() < deadline {
         // Not a byte read after the handshake: the node's answers pile up in the socket.
         if held.len() < cap
             && let Some(mut stream) = connect(addr, tally)
-            && follower_handshake(&mut stream, target.chain_id, &mut rng, tally)
+            && let Some(channel) = follower_handshake(&mut stream, target.chain_id, target.node_index, tally)
         {
-            held.push((stream, Instant::now()));
+            held.push((stream, channel, Instant::now()));
         }
-        for (stream, _) in &mut held {
+        for (stream, channel, _) in &mut held {
             pacer.wait(1);
             let _ = stream.set_write_timeout(Some(Duration::from_millis(50)));
-            if stream.write_all(&request).is_ok() {
+            if send_sealed(channel, &request, tally) {
                 tally.frames += 1;
-                tally.bytes += request.len() as u64;
             }
         }
-        held.retain_mut(|(stream, opened)| {
+        held.retain_mut(|(stream, _, opened)| {
             // Peek without reading what the node sent: a reset or end of stream shows as an
             // error on write or zero-byte peek.
             let mut probe = [0u8; 1];
@@ -569,12 +706,13 @@ fn garbage_after_handshake(target: &Target, limits: &Limits, deadline: Instant, 
         pacer.wait(1);
         let Some(mut stream) = connect(addr, tally) else { continue };
         let opened = Instant::now();
-        if !follower_handshake(&mut stream, target.chain_id, &mut rng, tally) {
+        let Some(mut channel) = follower_handshake(&mut stream, target.chain_id, target.node_index, tally)
+        else {
             continue;
-        }
+        };
         for _ in 0..64 {
             rng.fill(&mut garbage);
-            if !send(&mut stream, &garbage, tally) {
+            if !send_sealed(&mut channel, &garbage, tally) {
                 break;
             }
         }
@@ -654,6 +792,7 @@ pub fn run(kind: Kind, target: &Target, limits: &Limits, deadline: Instant) -> T
         Kind::TruncatedFrames => truncated_frames(target, limits, deadline, &mut tally),
         Kind::OversizedFrames => oversized_frames(target, limits, deadline, &mut tally),
         Kind::HandshakeViolations => handshake_violations(target, limits, deadline, &mut tally),
+        Kind::HandshakeReflection => handshake_reflection(target, limits, deadline, &mut tally),
         Kind::ConnectionFlood => connection_flood(target, limits, deadline, &mut tally),
         Kind::SlowLoris => slow_loris(target, limits, deadline, &mut tally),
         Kind::SlowReader => slow_reader(target, limits, deadline, &mut tally),

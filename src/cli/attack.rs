@@ -59,6 +59,15 @@ pub struct AttackArgs {
     /// Validators in the set (decides which views --validator-index leads).
     #[arg(long, default_value_t = 4)]
     pub validators: u32,
+    /// The attacked node's validator index: every handshake names it as the other end.
+    #[arg(long, default_value_t = 0)]
+    pub node_index: u32,
+    /// Another validator's peer port, for handshake-reflection.
+    #[arg(long, value_name = "ADDR")]
+    pub reflect_peer: Option<String>,
+    /// That validator's index (default: the attacked node's index plus one).
+    #[arg(long, value_name = "INDEX")]
+    pub reflect_index: Option<u32>,
     /// Seed of the attacker's random bytes.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -77,6 +86,9 @@ Kinds (each runs against the ports given that it can use):
   oversized-frames        peer, ingress: headers declaring frames over the maximum (up to 4 GiB)
   handshake-violations    peer: wrong chain, wrong version, unknown index, forged proof, proof
                           first, greeting twice, a transaction batch instead of a greeting
+  handshake-reflection    peer, with --reflect-peer: claim to be that validator, fetch its
+                          handshake proof as a full node, and present it; every attempt must be
+                          refused (closed); one accepted shows as a completed handshake
   connection-flood        peer, ingress, rpc: connections as fast as --connect-rate allows, up to
                           --max-connections held at once
   slow-loris              peer, ingress, rpc: --max-connections connections, one byte a second
@@ -139,6 +151,14 @@ pub fn run(args: &AttackArgs) -> Result<(), Box<dyn std::error::Error>> {
         chain_id: args.chain_id,
         validator,
         validators: args.validators,
+        node_index: args.node_index,
+        reflect: match &args.reflect_peer {
+            Some(addr) => Some((
+                address(addr, "reflect-peer")?,
+                args.reflect_index.unwrap_or(args.node_index.wrapping_add(1) % args.validators.max(1)),
+            )),
+            None => None,
+        },
     };
     let kinds: Vec<Kind> = if args.kind.is_empty() { Kind::ALL.to_vec() } else { args.kind.clone() };
     let skipped: Vec<&str> =

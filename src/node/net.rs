@@ -3,8 +3,9 @@
 //!
 //! Bird's eye view: every validator dials every other validator and uses that connection to
 //! send; it accepts connections from the others and uses those to receive. Each connection
-//! starts with a handshake (chain id, protocol version, validator index, and a signature over
-//! the other side's random challenge with the genesis key of that index). Inbound frames are
+//! starts with a Noise XX handshake, then each side proves its validator index with a signature
+//! over the handshake hash, its role and both indexes ([`secure`]); every frame after that
+//! travels encrypted. Inbound frames are
 //! decoded on the executor and handed to the schedule's thread through bounded `flume`
 //! queues: when a queue is full the reader awaits, so it stops reading the socket and TCP
 //! pushes back on the sender. Outbound frames go through one bounded queue per peer; the
@@ -21,15 +22,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use ed25519_dalek::SigningKey;
+use futures_lite::AsyncRead;
 use glommio::net::{TcpListener, TcpStream};
 use glommio::{LocalExecutorBuilder, Placement};
-use tessera_components::constants::WIRE_HEADER_SIZE;
-use tessera_components::wire::{
-    Codec, Frame, FrameKind, Hello, HelloProof, PROTOCOL_VERSION, encode, hello_signing_bytes,
-};
+use tessera_components::wire::{Codec, Frame, FrameKind, encode};
 use tessera_components::{ConsensusMessage, Txn};
+
+pub mod secure;
+
+use secure::{Local, Secure};
 
 super::metrics::series! {
     /// Counters of the network layer, shared with the metrics endpoint. Each field's doc
@@ -214,7 +216,7 @@ pub fn start(setup: NetSetup) -> Result<(NetHandles, Vec<std::thread::JoinHandle
         let handle = LocalExecutorBuilder::new(Placement::Unbound)
             .name(&format!("tessera-net-{core}"))
             .spawn(move || async move {
-                let shared = Rc::new(Executor { setup, counters, bans: RefCell::new(HashMap::new()), stop });
+                let shared = Rc::new(Executor::new(setup, counters, stop));
                 let peer_listener = match TcpListener::bind(shared.setup.listen) {
                     Ok(listener) => listener,
                     Err(error) => {
@@ -259,9 +261,26 @@ struct Executor {
     /// Banned addresses and when the ban ends.
     bans: RefCell<HashMap<IpAddr, Instant>>,
     stop: Arc<AtomicBool>,
+    /// This executor's static Noise key; the validator key signs handshakes that cover it.
+    noise: snow::Keypair,
 }
 
 impl Executor {
+    fn new(setup: NetSetup, counters: Arc<NetCounters>, stop: Arc<AtomicBool>) -> Executor {
+        let noise = secure::static_keypair();
+        Executor { setup, counters, bans: RefCell::new(HashMap::new()), stop, noise }
+    }
+
+    fn local(&self) -> Local<'_> {
+        Local {
+            chain_id: self.setup.chain_id,
+            me: self.setup.me,
+            key: &self.setup.key,
+            noise_key: &self.noise.private,
+            validators: &self.setup.validators,
+        }
+    }
+
     fn banned(&self, ip: IpAddr) -> bool {
         let mut bans = self.bans.borrow_mut();
         match bans.get(&ip) {
@@ -286,9 +305,6 @@ impl Executor {
         Codec::new(self.setup.max_frame_bytes)
     }
 }
-
-/// Most of a frame's declared size buffered before its bytes arrive.
-const FRAME_PREALLOCATE_MAX: usize = 64 << 10;
 
 /// `work`, or `TimedOut` once `limit` has passed, whichever comes first.
 async fn within<T>(
@@ -324,79 +340,18 @@ impl Drop for Slot<'_> {
     }
 }
 
-/// Reads one frame: header first (size checked before anything is buffered), then payload.
-async fn read_frame(
-    stream: &mut TcpStream,
+/// Reads one frame (from a plain ingress stream or a peer's decrypted channel): header first,
+/// size checked before anything is buffered, then payload; counted.
+async fn read_frame<S: AsyncRead + Unpin>(
+    stream: &mut S,
     codec: &Codec,
     counters: &NetCounters,
 ) -> std::io::Result<Result<Frame, String>> {
-    let mut header = [0u8; WIRE_HEADER_SIZE];
-    stream.read_exact(&mut header).await?;
-    let size = match codec.decode_header(&header) {
-        Ok(parsed) => parsed.frame_size(),
-        Err(error) => return Ok(Err(error.to_string())),
-    };
-    // The buffer grows with the bytes that arrive, not with the size the header declares: a
-    // sender that declares the largest frame and then trickles costs what it has sent.
-    let mut bytes = Vec::with_capacity(size.min(FRAME_PREALLOCATE_MAX));
-    bytes.extend_from_slice(&header);
-    let payload = (size - WIRE_HEADER_SIZE) as u64;
-    if (&mut *stream).take(payload).read_to_end(&mut bytes).await? as u64 != payload {
-        return Err(std::io::ErrorKind::UnexpectedEof.into());
-    }
-    debug_assert_eq!(bytes.len(), size);
-    counters.frames_in.fetch_add(1, Ordering::Relaxed);
-    counters.bytes_in.fetch_add(size as u64, Ordering::Relaxed);
-    Ok(codec.decode(&bytes).map_err(|error| error.to_string()))
-}
-
-async fn write_frame(stream: &mut TcpStream, frame: &Frame) -> std::io::Result<()> {
-    stream.write_all(&encode(frame)).await?;
-    stream.flush().await
-}
-
-fn nonce() -> [u8; 32] {
-    let mut nonce = [0u8; 32];
-    // A failed OS random source would leave zeros: still unique per key pair with the
-    // index-bound signature, but flag it loudly.
-    if getrandom::fill(&mut nonce).is_err() {
-        tracing::error!("OS randomness unavailable for a handshake challenge");
-    }
-    nonce
-}
-
-/// Sends this node's `Hello` with a fresh challenge; returns the challenge.
-async fn send_hello(stream: &mut TcpStream, setup: &NetSetup) -> std::io::Result<[u8; 32]> {
-    let my_nonce = nonce();
-    let mine = Hello {
-        chain_id: setup.chain_id,
-        protocol_version: PROTOCOL_VERSION,
-        validator: setup.me,
-        nonce: my_nonce,
-    };
-    write_frame(stream, &Frame::Hello(mine)).await?;
-    Ok(my_nonce)
-}
-
-/// Signs the other side's challenge with this validator's key and sends the proof.
-async fn send_proof(stream: &mut TcpStream, setup: &NetSetup, their_nonce: &[u8; 32]) -> std::io::Result<()> {
-    let signature = setup.key.sign(&hello_signing_bytes(setup.chain_id, setup.me, their_nonce)).to_bytes();
-    write_frame(stream, &Frame::HelloProof(HelloProof { signature })).await
-}
-
-fn verify_proof(setup: &NetSetup, signer: u32, their_nonce: &[u8; 32], proof: &HelloProof) -> bool {
-    let Some(key) = setup.validators.get(signer as usize) else { return false };
-    let Ok(key) = VerifyingKey::from_bytes(key) else { return false };
-    let message = hello_signing_bytes(setup.chain_id, signer, their_nonce);
-    key.verify_strict(&message, &ed25519_dalek::Signature::from_bytes(&proof.signature)).is_ok()
-}
-
-fn hello_acceptable(setup: &NetSetup, hello: &Hello) -> bool {
-    let known = (hello.validator as usize) < setup.validators.len() && hello.validator != setup.me;
-    // Validators serve full nodes; a full node serves nobody on its peer port (it has no key
-    // to prove itself with).
-    let follower = hello.validator == FOLLOWER && setup.me != FOLLOWER;
-    hello.chain_id == setup.chain_id && hello.protocol_version == PROTOCOL_VERSION && (known || follower)
+    Ok(secure::read_frame(stream, codec).await?.map(|(frame, size)| {
+        counters.frames_in.fetch_add(1, Ordering::Relaxed);
+        counters.bytes_in.fetch_add(size as u64, Ordering::Relaxed);
+        frame
+    }))
 }
 
 /// Where the accepting side hands what peers send.
@@ -465,66 +420,54 @@ enum Accepted {
     Refused,
 }
 
-/// The accepting side's handshake: their `Hello`, ours with a proof, then their proof (a full
-/// node sends none).
-async fn accept_handshake(shared: &Executor, stream: &mut TcpStream) -> std::io::Result<Accepted> {
-    let codec = shared.codec();
-    let setup = &shared.setup;
-    let Ok(Frame::Hello(theirs)) = read_frame(stream, &codec, &shared.counters).await? else {
-        return Ok(Accepted::Refused);
-    };
-    if !hello_acceptable(setup, &theirs) {
-        return Ok(Accepted::Refused);
-    }
-    let my_nonce = send_hello(stream, setup).await?;
-    send_proof(stream, setup, &theirs.nonce).await?;
-    if theirs.validator == FOLLOWER {
-        return Ok(Accepted::Follower);
-    }
-    let Ok(Frame::HelloProof(proof)) = read_frame(stream, &codec, &shared.counters).await? else {
-        return Ok(Accepted::Refused);
-    };
-    if !verify_proof(setup, theirs.validator, &my_nonce, &proof) {
-        return Ok(Accepted::Refused);
-    }
-    Ok(Accepted::Validator(theirs.validator))
+/// The accepting side's handshake ([`secure::accept`]).
+async fn accept_handshake(
+    shared: &Executor,
+    stream: TcpStream,
+) -> std::io::Result<(Option<Secure<TcpStream>>, Accepted)> {
+    Ok(match secure::accept(stream, &shared.local()).await? {
+        Ok((channel, FOLLOWER)) => (Some(channel), Accepted::Follower),
+        Ok((channel, index)) => (Some(channel), Accepted::Validator(index)),
+        Err(_) => (None, Accepted::Refused),
+    })
 }
 
 /// The accepting side: handshake, then read consensus frames until the peer leaves or
 /// misbehaves past the threshold.
 async fn serve_peer(
     shared: &Executor,
-    mut stream: TcpStream,
+    stream: TcpStream,
     ip: Option<IpAddr>,
     links: PeerLinks,
 ) -> std::io::Result<()> {
     let codec = shared.codec();
     stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
     stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
-    let accepted = match within(HANDSHAKE_TIMEOUT, accept_handshake(shared, &mut stream)).await {
+    let handshake = within(HANDSHAKE_TIMEOUT, accept_handshake(shared, stream)).await;
+    let (channel, accepted) = match handshake {
         Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
             shared.counters.connections_timed_out.fetch_add(1, Ordering::Relaxed);
-            Accepted::Refused
+            (None, Accepted::Refused)
         }
         other => other?,
     };
-    let peer = match accepted {
-        Accepted::Validator(peer) => peer,
-        Accepted::Follower => {
+    let (mut channel, peer) = match (channel, accepted) {
+        (Some(channel), Accepted::Validator(peer)) => (channel, peer),
+        (Some(mut channel), Accepted::Follower) => {
             shared.counters.followers_connected.fetch_add(1, Ordering::Relaxed);
-            let served = serve_follower(shared, &mut stream, ip, &links).await;
+            let served = serve_follower(shared, &mut channel, ip, &links).await;
             shared.counters.followers_connected.fetch_sub(1, Ordering::Relaxed);
             return served;
         }
-        Accepted::Refused => {
+        _ => {
             shared.counters.handshake_failures.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
     };
-    stream.set_read_timeout(None)?;
+    channel.get_mut().set_read_timeout(None)?;
     let mut penalties = 0u32;
     loop {
-        match read_frame(&mut stream, &codec, &shared.counters).await? {
+        match read_frame(&mut channel, &codec, &shared.counters).await? {
             Ok(Frame::Consensus(message)) => {
                 if links.inbound.send_async((peer, message)).await.is_err() {
                     return Ok(());
@@ -549,15 +492,15 @@ async fn serve_peer(
 /// mempool; anything else is penalised.
 async fn serve_follower(
     shared: &Executor,
-    stream: &mut TcpStream,
+    channel: &mut Secure<TcpStream>,
     ip: Option<IpAddr>,
     links: &PeerLinks,
 ) -> std::io::Result<()> {
     let codec = shared.codec();
-    stream.set_read_timeout(None)?;
+    channel.get_mut().set_read_timeout(None)?;
     let mut penalties = 0u32;
     loop {
-        match read_frame(stream, &codec, &shared.counters).await? {
+        match read_frame(channel, &codec, &shared.counters).await? {
             Ok(Frame::Consensus(ConsensusMessage::SyncRequest { from_height })) => {
                 let (reply_tx, reply) = flume::bounded(1);
                 let empty =
@@ -567,8 +510,7 @@ async fn serve_follower(
                     Ok(()) => reply.recv_async().await.unwrap_or_else(|_| empty()),
                     Err(_) => empty(),
                 };
-                stream.write_all(&frame).await?;
-                stream.flush().await?;
+                secure::write_bytes(channel, &frame).await?;
                 shared.counters.sync_requests_served.fetch_add(1, Ordering::Relaxed);
                 shared.counters.frames_out.fetch_add(1, Ordering::Relaxed);
                 shared.counters.bytes_out.fetch_add(frame.len() as u64, Ordering::Relaxed);
@@ -605,10 +547,13 @@ async fn dial_peer(
         if let Ok(stream) = TcpStream::connect(address).await {
             let connected = Instant::now();
             shared.counters.peers_connected.fetch_add(1, Ordering::Relaxed);
-            let _ = if shared.setup.me == FOLLOWER {
-                run_follower_link(&shared, peer, stream, &outbound, &inbound).await
-            } else {
-                run_dialled(&shared, peer, stream, &outbound).await
+            let _ = match dial_handshake(&shared, peer, stream).await {
+                Ok(Some(channel)) if shared.setup.me == FOLLOWER => {
+                    run_follower_link(&shared, peer, channel, &outbound, &inbound).await
+                }
+                Ok(Some(channel)) => run_dialled(&shared, channel, &outbound).await,
+                Ok(None) => Ok(()),
+                Err(error) => Err(error),
             };
             shared.counters.peers_connected.fetch_sub(1, Ordering::Relaxed);
             shared.counters.disconnects.fetch_add(1, Ordering::Relaxed);
@@ -621,33 +566,23 @@ async fn dial_peer(
     }
 }
 
-/// The dialling side's half of the handshake: our `Hello`, then the peer's `Hello` and its
-/// proof of holding validator `peer`'s key. `None` (counted) when the peer fails it.
+/// The dialling side's handshake ([`secure::dial`]), within the handshake deadline: the peer
+/// must prove it holds validator `peer`'s key. `None` (counted) when it does not.
 async fn dial_handshake(
     shared: &Executor,
     peer: u32,
-    stream: &mut TcpStream,
-) -> std::io::Result<Option<Hello>> {
-    let codec = shared.codec();
-    let setup = &shared.setup;
+    stream: TcpStream,
+) -> std::io::Result<Option<Secure<TcpStream>>> {
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
     stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
-    let my_nonce = send_hello(stream, setup).await?;
-    let theirs = read_frame(stream, &codec, &shared.counters).await?;
-    let proof = read_frame(stream, &codec, &shared.counters).await?;
-    let (Ok(Frame::Hello(theirs)), Ok(Frame::HelloProof(proof))) = (theirs, proof) else {
-        shared.counters.handshake_failures.fetch_add(1, Ordering::Relaxed);
-        return Ok(None);
-    };
-    if theirs.validator != peer
-        || !hello_acceptable(setup, &theirs)
-        || !verify_proof(setup, peer, &my_nonce, &proof)
-    {
-        shared.counters.handshake_failures.fetch_add(1, Ordering::Relaxed);
-        return Ok(None);
+    match within(HANDSHAKE_TIMEOUT, secure::dial(stream, &shared.local(), peer)).await? {
+        Ok(channel) => Ok(Some(channel)),
+        Err(_) => {
+            shared.counters.handshake_failures.fetch_add(1, Ordering::Relaxed);
+            Ok(None)
+        }
     }
-    Ok(Some(theirs))
 }
 
 /// A full node's link to validator `peer`: after the validator proves its identity, queued
@@ -656,18 +591,14 @@ async fn dial_handshake(
 async fn run_follower_link(
     shared: &Executor,
     peer: u32,
-    mut stream: TcpStream,
+    mut channel: Secure<TcpStream>,
     outbound: &flume::Receiver<Arc<Vec<u8>>>,
     inbound: &flume::Sender<(u32, ConsensusMessage)>,
 ) -> std::io::Result<()> {
     let codec = shared.codec();
-    if within(HANDSHAKE_TIMEOUT, dial_handshake(shared, peer, &mut stream)).await?.is_none() {
-        return Ok(());
-    }
     loop {
         let Ok(frame) = outbound.recv_async().await else { return Ok(()) };
-        stream.write_all(&frame).await?;
-        stream.flush().await?;
+        secure::write_bytes(&mut channel, &frame).await?;
         shared.counters.frames_out.fetch_add(1, Ordering::Relaxed);
         shared.counters.bytes_out.fetch_add(frame.len() as u64, Ordering::Relaxed);
         // The full node sends only sync requests and transaction batches.
@@ -675,7 +606,7 @@ async fn run_follower_link(
         if !is_request {
             continue;
         }
-        match read_frame(&mut stream, &codec, &shared.counters).await? {
+        match read_frame(&mut channel, &codec, &shared.counters).await? {
             Ok(Frame::Consensus(response @ ConsensusMessage::SyncResponse(_))) => {
                 if inbound.send_async((peer, response)).await.is_err() {
                     return Ok(());
@@ -692,15 +623,9 @@ async fn run_follower_link(
 
 async fn run_dialled(
     shared: &Executor,
-    peer: u32,
-    mut stream: TcpStream,
+    mut channel: Secure<TcpStream>,
     outbound: &flume::Receiver<Arc<Vec<u8>>>,
 ) -> std::io::Result<()> {
-    let setup = &shared.setup;
-    let Some(theirs) = within(HANDSHAKE_TIMEOUT, dial_handshake(shared, peer, &mut stream)).await? else {
-        return Ok(());
-    };
-    send_proof(&mut stream, setup, &theirs.nonce).await?;
     let mut buffer = Vec::new();
     loop {
         let Ok(first) = outbound.recv_async().await else { return Ok(()) };
@@ -718,8 +643,7 @@ async fn run_dialled(
         }
         // A peer that stops reading fills its socket buffer; the write timeout then ends the
         // connection instead of letting this queue back up forever.
-        stream.write_all(&buffer).await?;
-        stream.flush().await?;
+        secure::write_bytes(&mut channel, &buffer).await?;
         shared.counters.frames_out.fetch_add(frames, Ordering::Relaxed);
         shared.counters.bytes_out.fetch_add(buffer.len() as u64, Ordering::Relaxed);
     }
@@ -814,9 +738,129 @@ async fn serve_client(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::rc::Rc;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::time::Duration;
 
-    use super::Slot;
+    use ed25519_dalek::SigningKey;
+    use glommio::net::{TcpListener, TcpStream};
+    use glommio::{LocalExecutorBuilder, Placement};
+    use tessera_components::wire::{Frame, ROLE_DIALER};
+
+    use super::secure::{self, Local};
+    use super::{Accepted, Executor, FOLLOWER, NetCounters, NetSetup, Slot, accept_handshake};
+
+    const CHAIN: u32 = 7;
+
+    fn keys() -> Vec<SigningKey> {
+        (0..4u8).map(|index| SigningKey::from_bytes(&[index + 1; 32])).collect()
+    }
+
+    fn executor(me: u32) -> Executor {
+        let keys = keys();
+        let loopback = "127.0.0.1:0".parse().expect("an address");
+        let setup = NetSetup {
+            chain_id: CHAIN,
+            me,
+            key: keys[me as usize].clone(),
+            validators: keys.iter().map(|key| key.verifying_key().to_bytes()).collect(),
+            peers: vec![loopback; 4],
+            listen: loopback,
+            ingress: loopback,
+            cores: 1,
+            outbound_queue_frames: 16,
+            penalty_threshold: 4,
+            ban: Duration::from_secs(1),
+            max_frame_bytes: 1 << 20,
+            peer_connections_max: 16,
+            ingress_connections_max: 16,
+            ingress_idle_timeout: Duration::from_secs(1),
+        };
+        Executor::new(setup, Arc::new(NetCounters::default()), Arc::new(AtomicBool::new(false)))
+    }
+
+    /// Runs `test` on a glommio executor of its own (the network's sockets need one).
+    fn on_executor<F: std::future::Future<Output = ()> + 'static>(test: impl FnOnce() -> F + Send + 'static) {
+        LocalExecutorBuilder::new(Placement::Unbound)
+            .spawn(move || async move { test().await })
+            .expect("a glommio executor")
+            .join()
+            .expect("the test's executor");
+    }
+
+    /// How `node`'s accepting handshake ends for the next connection to `listener`.
+    fn accept_one(node: Rc<Executor>, listener: Rc<TcpListener>) -> glommio::task::JoinHandle<Option<u32>> {
+        glommio::spawn_local(async move {
+            let stream = listener.accept().await.expect("a connection");
+            match accept_handshake(&node, stream).await {
+                Ok((_, Accepted::Validator(index))) => Some(index),
+                Ok((_, Accepted::Follower)) => Some(FOLLOWER),
+                _ => None,
+            }
+        })
+        .detach()
+    }
+
+    /// The reflection attack: connect to A (validator 0) as a dialer claiming to be B
+    /// (validator 1), connect to B as a full node, and hand A the proof B signed for the second
+    /// connection, as B sent it or re-labelled as a dialer's proof naming A. A must refuse.
+    #[test]
+    fn handshake_reflection_is_refused() {
+        on_executor(|| async {
+            let a = Rc::new(executor(0));
+            let b = Rc::new(executor(1));
+            let a_listener = Rc::new(TcpListener::bind("127.0.0.1:0").expect("bind"));
+            let b_listener = Rc::new(TcpListener::bind("127.0.0.1:0").expect("bind"));
+            let (a_addr, b_addr) =
+                (a_listener.local_addr().expect("addr"), b_listener.local_addr().expect("addr"));
+            let attacker = secure::static_keypair();
+            let unused = SigningKey::from_bytes(&[9; 32]);
+            let follower = Local {
+                chain_id: CHAIN,
+                me: FOLLOWER,
+                key: &unused,
+                noise_key: &attacker.private,
+                validators: &[],
+            };
+            for relabel in [false, true] {
+                let a_ends = accept_one(a.clone(), a_listener.clone());
+                let b_ends = accept_one(b.clone(), b_listener.clone());
+                let to_a = TcpStream::connect(a_addr).await.expect("connect to A");
+                let mut leg_a =
+                    secure::noise_dial(to_a, CHAIN, &attacker.private).await.expect("io").expect("noise");
+                let to_b = TcpStream::connect(b_addr).await.expect("connect to B");
+                let mut leg_b =
+                    secure::noise_dial(to_b, CHAIN, &attacker.private).await.expect("io").expect("noise");
+                let ask = secure::proof(&leg_b, &follower, ROLE_DIALER, 1);
+                secure::send_proof(&mut leg_b, ask).await.expect("send to B");
+                let mut reflected =
+                    secure::read_proof(&mut leg_b).await.expect("io").expect("B proves itself");
+                assert_eq!(b_ends.await, Some(Some(FOLLOWER)), "B served the attacker as a full node");
+                if relabel {
+                    reflected.role = ROLE_DIALER;
+                    reflected.peer = 0;
+                }
+                secure::send_proof(&mut leg_a, reflected).await.expect("send to A");
+                assert_eq!(a_ends.await, Some(None), "A accepted a reflected proof (relabelled: {relabel})");
+                // A said nothing on the refused connection: no proof of its own.
+                assert!(!matches!(
+                    secure::read_frame(&mut leg_a, &a.codec()).await,
+                    Ok(Ok((Frame::HelloProof(_), _)))
+                ));
+            }
+            // The same code accepts an honest validator and an honest full node.
+            let a_ends = accept_one(a.clone(), a_listener.clone());
+            let stream = TcpStream::connect(a_addr).await.expect("connect");
+            assert!(secure::dial(stream, &b.local(), 0).await.expect("io").is_ok(), "B's dial to A");
+            assert_eq!(a_ends.await, Some(Some(1)));
+            let a_ends = accept_one(a.clone(), a_listener.clone());
+            let stream = TcpStream::connect(a_addr).await.expect("connect");
+            let follower = Local { validators: &a.setup.validators, ..follower };
+            assert!(secure::dial(stream, &follower, 0).await.expect("io").is_ok(), "a full node's dial to A");
+            assert_eq!(a_ends.await, Some(Some(FOLLOWER)));
+        });
+    }
 
     #[test]
     fn a_port_hands_out_at_most_its_slots_and_takes_them_back_on_drop() {
