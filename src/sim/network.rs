@@ -129,12 +129,6 @@ impl Network {
         self.links[node as usize].slow
     }
 
-    /// The seeded stream the network draws from. Crash-time storage damage draws from it as
-    /// well, so that a scenario's report depends on nothing but its seed.
-    pub fn stream(&mut self) -> &mut SeedStream {
-        &mut self.stream
-    }
-
     fn partitioned(&self, t: u64, from: u32, to: u32) -> bool {
         self.partitions.iter().any(|p| {
             t >= ns(p.start_s) && t < ns(p.end_s) && {
