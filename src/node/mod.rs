@@ -13,8 +13,8 @@ pub mod key;
 pub mod metrics;
 pub mod net;
 pub mod rpc;
+mod window;
 
-use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,6 +32,7 @@ use self::genesis::Genesis;
 pub use self::key::load_key;
 use self::metrics::Metrics;
 use self::rpc::{Query, Request, code};
+use self::window::IdWindow;
 use crate::driver;
 use crate::storage::{Store, StoreConfig};
 
@@ -43,40 +44,21 @@ enum Fate {
 }
 
 /// Recent transaction fates, bounded: the oldest are forgotten first.
-#[derive(Debug, Default)]
-struct Fates {
-    map: HashMap<TxnId, Fate>,
-    order: VecDeque<TxnId>,
-}
+#[derive(Debug)]
+struct Fates(IdWindow<Fate>);
 
 impl Fates {
     const MAX: usize = 1 << 20;
 
-    /// The whole window, reserved at start: the ring for `MAX` ids, and the map for twice
-    /// that, the size a map holding `MAX` entries under constant churn settles at (below it,
-    /// tombstones force a resize, a step of ~140 MiB long after the window first filled).
+    /// The whole window, reserved at start (see [`IdWindow::reserved`]).
     fn new() -> Fates {
-        Fates { map: HashMap::with_capacity(2 * Self::MAX), order: VecDeque::with_capacity(Self::MAX) }
+        Fates(IdWindow::reserved(Self::MAX))
     }
 
     /// Records what happened to `id`. A fate in a finalized block is final: nothing recorded
     /// later (a replay of the same bytes refused as a duplicate, say) replaces it.
     fn record(&mut self, id: TxnId, fate: Fate) {
-        if let Some(known) = self.map.get_mut(&id) {
-            if !matches!(known, Fate::Committed { .. }) {
-                *known = fate;
-            }
-            return;
-        }
-        // Forget first, so the ring never holds more than `MAX` and never reallocates.
-        if self.order.len() == Self::MAX
-            && let Some(old) = self.order.pop_front()
-        {
-            self.map.remove(&old);
-        }
-        self.map.insert(id, fate);
-        self.order.push_back(id);
-        debug_assert!(self.order.len() <= Self::MAX);
+        self.0.record(id, fate, |known| !matches!(known, Fate::Committed { .. }));
     }
 
     /// Records the outcome of every transaction of the finalized block at `height`: executed,
@@ -119,36 +101,12 @@ fn block_json(certified: &CertifiedBlock) -> Value {
     })
 }
 
-/// When each transaction this node took from a client arrived, for its commit latency: a
-/// bounded window, oldest forgotten first.
-#[derive(Debug, Default)]
-struct SubmitTimes {
-    at: HashMap<TxnId, u64>,
-    order: VecDeque<TxnId>,
-}
+/// When each transaction this node took from a client arrived (wall ns), for its commit
+/// latency: a bounded window, oldest forgotten first. Commit and rejection take an id out.
+type SubmitTimes = IdWindow<u64>;
 
-impl SubmitTimes {
-    const MAX: usize = 1 << 20;
-
-    fn record(&mut self, id: TxnId, now_ns: u64) {
-        if self.at.insert(id, now_ns).is_none() {
-            self.order.push_back(id);
-        }
-    }
-
-    /// Commits come roughly in submission order, so ids whose time was already taken (by
-    /// their commit or rejection) leave from the front; what is left is bounded too.
-    fn trim(&mut self) {
-        while self.order.front().is_some_and(|id| !self.at.contains_key(id)) {
-            self.order.pop_front();
-        }
-        while self.order.len() > Self::MAX {
-            if let Some(old) = self.order.pop_front() {
-                self.at.remove(&old);
-            }
-        }
-    }
-}
+/// Ids a [`SubmitTimes`] window holds at most.
+const SUBMIT_TIMES_MAX: usize = 1 << 20;
 
 /// A running node: the pipeline and everything around it that the node loop drives. Each step
 /// of the loop is a method: [`Node::drain_network`], [`Node::answer_rpc`],
@@ -328,7 +286,7 @@ impl Node {
             metrics,
             rpc: rpc_rx,
             fates: Fates::new(),
-            submitted: SubmitTimes::default(),
+            submitted: SubmitTimes::new(SUBMIT_TIMES_MAX),
             consensus_config,
             me,
             validators: validators.len() as u32,
@@ -367,7 +325,7 @@ impl Node {
             for txn in batch {
                 let id = txn.id();
                 if self.pipeline.submit(txn) {
-                    self.submitted.record(id, now_ns);
+                    self.submitted.record(id, now_ns, |_| true);
                 }
             }
             busy = true;
@@ -403,7 +361,7 @@ impl Node {
                 &self.store,
                 &self.fates,
                 &self.net.counters,
-                &mut self.submitted.at,
+                &mut self.submitted,
                 &mut from_rpc,
                 now_ns,
             );
@@ -439,7 +397,7 @@ impl Node {
         let finished_ns = wall_ns();
         for rejected in ticked.rejections {
             self.fates.record(rejected.id, Fate::Rejected(rejected.reason.name().to_owned()));
-            self.submitted.at.remove(&rejected.id);
+            self.submitted.remove(&rejected.id);
         }
         // Durable first: only a block whose record and index entry are synced is reported
         // anywhere (RPC, metrics, logs).
@@ -451,7 +409,7 @@ impl Node {
             );
             self.fates.record_block(header.height, &finalized.outcomes);
             for outcome in &finalized.outcomes {
-                if let Some(at) = self.submitted.at.remove(&outcome.id) {
+                if let Some(at) = self.submitted.remove(&outcome.id) {
                     Metrics::record(&self.metrics.commit_latency_us, finished_ns.saturating_sub(at) / 1000);
                 }
             }
@@ -486,9 +444,9 @@ impl Node {
         publish_gauges(
             &self.metrics,
             &self.pipeline,
-            self.fates.order.len(),
-            self.submitted.at.len(),
-            self.submitted.order.len(),
+            self.fates.0.ring_len(),
+            self.submitted.len(),
+            self.submitted.ring_len(),
         );
     }
 
@@ -619,7 +577,7 @@ fn answer_query(
     store: &Store,
     fates: &Fates,
     net: &net::NetCounters,
-    submitted_at: &mut HashMap<TxnId, u64>,
+    submitted: &mut SubmitTimes,
     forward: &mut Vec<Txn>,
     now_ns: u64,
 ) -> Result<Value, (i64, String)> {
@@ -668,8 +626,8 @@ fn answer_query(
         }
         Query::Transaction(id) => {
             let id = TxnId(Hash(id));
-            let pending = pipeline.is_pending(&id) || submitted_at.contains_key(&id);
-            Ok(transaction_status(fates.map.get(&id), pending))
+            let pending = pipeline.is_pending(&id) || submitted.contains(&id);
+            Ok(transaction_status(fates.0.get(&id), pending))
         }
         Query::Submit(txn) => {
             let id = txn.id();
@@ -677,7 +635,7 @@ fn answer_query(
                 return Err((code::SERVER_BUSY, "inbox full, retry later".into()));
             }
             forward.push(*txn);
-            submitted_at.entry(id).or_insert(now_ns);
+            submitted.record(id, now_ns, |_| false);
             Ok(json!(id.0.to_hex()))
         }
     }
@@ -688,7 +646,7 @@ mod tests {
     use tessera_components::{Hash, RejectReason, TxnId};
     use tessera_systems::TxnOutcome;
 
-    use super::{Fate, Fates, transaction_status};
+    use super::{Fate, Fates, IdWindow, transaction_status};
 
     fn id(byte: u8) -> TxnId {
         TxnId(Hash([byte; 32]))
@@ -696,13 +654,13 @@ mod tests {
 
     #[test]
     fn a_failed_transfer_reads_as_failed_and_a_final_fate_never_changes() {
-        let mut fates = Fates::default();
+        let mut fates = Fates(IdWindow::new(16));
         let outcomes = [
             TxnOutcome { id: id(1), result: Ok(()) },
             TxnOutcome { id: id(2), result: Err(RejectReason::InsufficientFunds) },
         ];
         fates.record_block(7, &outcomes);
-        let status = |fates: &Fates, byte| transaction_status(fates.map.get(&id(byte)), false);
+        let status = |fates: &Fates, byte| transaction_status(fates.0.get(&id(byte)), false);
         assert_eq!(status(&fates, 1)["status"], "committed");
         assert_eq!(status(&fates, 1)["height"], 7);
         assert_eq!(status(&fates, 2)["status"], "failed", "{}", status(&fates, 2));

@@ -723,13 +723,9 @@ impl Storage for SimDisk {
         blocks: &[CertifiedBlock],
         ledger: &Ledger,
     ) -> (usize, Result<(), StoreError>) {
-        for (position, certified) in blocks.iter().enumerate() {
-            let snapshot = (position + 1 == blocks.len()).then_some(ledger);
-            if let Err(error) = self.commit_with(&certified.block, &certified.certificate, snapshot) {
-                return (position, Err(error));
-            }
-        }
-        (blocks.len(), Ok(()))
+        crate::storage::commit_in_order(blocks, ledger, |block, certificate, snapshot| {
+            self.commit_with(block, certificate, snapshot)
+        })
     }
 
     fn write_state(&mut self, ledger: &Ledger) -> Result<(), StoreError> {

@@ -38,6 +38,7 @@ use tessera_systems::{GenesisError, Ledger};
 
 pub use map::{DirLock, LockMode};
 pub use port::Storage;
+pub(crate) use port::commit_in_order;
 pub use verify::{
     BlockSource, Rebuilt, Replay, SegmentReader, Verified, check_chain, check_state_height, corrupt_at,
     read_entry, rebuild, rebuild_from, segment_numbers, verify,
@@ -570,13 +571,9 @@ impl Store {
         blocks: &[CertifiedBlock],
         ledger: &Ledger,
     ) -> (usize, Result<(), StoreError>) {
-        for (position, certified) in blocks.iter().enumerate() {
-            let snapshot = (position + 1 == blocks.len()).then_some(ledger);
-            if let Err(error) = self.commit_with(&certified.block, &certified.certificate, snapshot) {
-                return (position, Err(error));
-            }
-        }
-        (blocks.len(), Ok(()))
+        port::commit_in_order(blocks, ledger, |block, certificate, snapshot| {
+            self.commit_with(block, certificate, snapshot)
+        })
     }
 
     fn commit_with(

@@ -9,6 +9,23 @@ use tessera_systems::Ledger;
 
 use super::{Store, StoreError};
 
+/// The one rule for committing a tick's finalized blocks, shared by every [`Storage`]: in
+/// order, the snapshot offered only with the last block (`ledger` is the state after it),
+/// stopping at the first failure. Returns how many were committed and that failure.
+pub(crate) fn commit_in_order(
+    blocks: &[CertifiedBlock],
+    ledger: &Ledger,
+    mut commit: impl FnMut(&Block, &QuorumCertificate, Option<&Ledger>) -> Result<(), StoreError>,
+) -> (usize, Result<(), StoreError>) {
+    for (position, certified) in blocks.iter().enumerate() {
+        let snapshot = (position + 1 == blocks.len()).then_some(ledger);
+        if let Err(error) = commit(&certified.block, &certified.certificate, snapshot) {
+            return (position, Err(error));
+        }
+    }
+    (blocks.len(), Ok(()))
+}
+
 /// What a runtime needs from its storage after recovery: finalized blocks, the state
 /// snapshot, reads, and the consensus safety state. Recovery itself is each
 /// implementation's constructor (it builds the store), so it is not a method here.
