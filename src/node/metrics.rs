@@ -144,6 +144,8 @@ series! {
         counter rejected_invalid_transaction = "tessera_consensus_rejected_invalid_transaction_total",
         /// Proposals refused for exceeding limits.
         counter rejected_over_limit = "tessera_consensus_rejected_over_limit_total",
+        /// Proposals dropped unchecked for a view this node has left.
+        counter stale_proposals = "tessera_consensus_stale_proposals_total",
     }
 }
 

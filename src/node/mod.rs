@@ -540,6 +540,7 @@ fn publish_gauges(
         set(&node.rejected_state_root, c.rejected_state_root);
         set(&node.rejected_invalid_transaction, c.rejected_invalid_txn);
         set(&node.rejected_over_limit, c.rejected_over_limit);
+        set(&node.stale_proposals, c.stale_proposals);
     }
     if let Ok(mut rejected) = metrics.rejected.lock() {
         let reasons = pipeline.reject_counters();

@@ -21,8 +21,8 @@ use std::collections::BTreeMap;
 use ed25519_dalek::{Signer, SigningKey};
 use tessera_components::consensus::{new_view_signing_bytes, proposal_signing_bytes};
 use tessera_components::{
-    Block, CertifiedBlock, ConsensusMessage, Hash, NewView, Proposal, QuorumCertificate, SafetyState,
-    Signature, Vote, VoteKind, vote_signing_bytes,
+    Block, BlockHeader, CertifiedBlock, ConsensusMessage, Hash, NewView, Proposal, QuorumCertificate,
+    SafetyState, Signature, Txn, Vote, VoteKind, vote_signing_bytes,
 };
 
 /// Proposals and votes held for the next height, at most.
@@ -203,6 +203,17 @@ pub enum Evidence {
     },
 }
 
+/// Blocks a validator holds for the height being decided, at most.
+pub const BLOCKS_HELD_MAX: usize = 64;
+/// Bytes of blocks a validator holds for the height being decided, at most: sixteen blocks of
+/// the default 4 MiB limit.
+pub const BLOCKS_HELD_BYTES_MAX: usize = 64 << 20;
+
+/// A block's size as it travels: its header and its transactions.
+fn block_wire_bytes(block: &Block) -> usize {
+    size_of::<BlockHeader>() + block.txns.len() * size_of::<Txn>()
+}
+
 /// Counters of the protocol; the node exposes them as metrics.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ConsensusCounters {
@@ -226,6 +237,8 @@ pub struct ConsensusCounters {
     pub finalized: u64,
     /// Blocks finalized through sync.
     pub synced: u64,
+    /// Proposals dropped unchecked because their view is one this node has left.
+    pub stale_proposals: u64,
 }
 
 impl ConsensusCounters {
@@ -261,8 +274,11 @@ pub struct Core {
     voted_prepare: bool,
     voted_commit: bool,
     /// Blocks seen at the current height, by hash; only blocks this node built or validated
-    /// are kept.
+    /// are kept, at most [`BLOCKS_HELD_MAX`] of them and [`BLOCKS_HELD_BYTES_MAX`] bytes
+    /// ([`Core::hold_block`]).
     blocks: BTreeMap<Hash, Block>,
+    /// Wire bytes of the blocks in `blocks`.
+    blocks_bytes: usize,
     votes: BTreeMap<(VoteKind, u64, Hash), BTreeMap<u32, Signature>>,
     first_vote: BTreeMap<(VoteKind, u64, u32), Hash>,
     first_proposal: BTreeMap<u64, Hash>,
@@ -329,6 +345,7 @@ impl Core {
             voted_prepare: false,
             voted_commit: false,
             blocks: BTreeMap::new(),
+            blocks_bytes: 0,
             votes: BTreeMap::new(),
             first_vote: BTreeMap::new(),
             first_proposal: BTreeMap::new(),
@@ -667,6 +684,13 @@ impl Core {
         if header.height < self.height {
             return;
         }
+        // A view this node has left (the ones `enter_view` prunes) gets no vote from it, so its
+        // proposals are dropped before any work: otherwise its leader could sign block after
+        // distinct block for it, each validated and held, untracked by `first_proposal`.
+        if proposal.view.saturating_add(2) < self.view {
+            self.counters.stale_proposals += 1;
+            return;
+        }
         let hash = header.hash();
         match self.first_proposal.get(&proposal.view) {
             Some(first) if *first != hash => {
@@ -710,9 +734,7 @@ impl Core {
                 self.counters.count_fault(fault);
                 return;
             }
-            if self.blocks.len() < 64 {
-                self.blocks.insert(hash, proposal.block.clone());
-            }
+            self.hold_block(hash, &proposal.block);
         }
         if proposal.view > self.view {
             let pending = self.future.entry(proposal.view).or_default();
@@ -738,6 +760,44 @@ impl Core {
         // Votes may have arrived before the block did.
         self.check_quorums(VoteKind::Prepare, self.view, hash, host);
         self.check_quorums(VoteKind::Commit, self.view, hash, host);
+    }
+
+    /// Keeps a validated block for the height being decided, within [`BLOCKS_HELD_MAX`] and
+    /// [`BLOCKS_HELD_BYTES_MAX`]. When full, the block proposed for the furthest view goes, and
+    /// only if that view is further than this block's: the block of the view being decided
+    /// (the one a quorum votes for) outranks every block for a later view, and the locked
+    /// block is never evicted. Returns whether the block is held.
+    pub(super) fn hold_block(&mut self, hash: Hash, block: &Block) -> bool {
+        let size = block_wire_bytes(block);
+        let protected = self.lock.as_ref().map(|lock| lock.block);
+        // Blocks that may make room, furthest view first.
+        let mut evictable: Vec<(u64, Hash, usize)> = self
+            .blocks
+            .iter()
+            .filter(|(held, held_block)| {
+                Some(**held) != protected && held_block.header.view > block.header.view
+            })
+            .map(|(held, held_block)| (held_block.header.view, *held, block_wire_bytes(held_block)))
+            .collect();
+        evictable.sort_unstable_by(|a, b| b.cmp(a));
+        let mut count = self.blocks.len();
+        let mut bytes = self.blocks_bytes;
+        let mut victims = 0;
+        while count >= BLOCKS_HELD_MAX || bytes + size > BLOCKS_HELD_BYTES_MAX {
+            let Some((_, _, victim_size)) = evictable.get(victims) else { return false };
+            count -= 1;
+            bytes -= victim_size;
+            victims += 1;
+        }
+        for (_, victim, victim_size) in &evictable[..victims] {
+            self.blocks.remove(victim);
+            self.blocks_bytes -= victim_size;
+        }
+        self.blocks.insert(hash, block.clone());
+        self.blocks_bytes += size;
+        debug_assert!(self.blocks.len() <= BLOCKS_HELD_MAX);
+        debug_assert!(self.blocks_bytes <= BLOCKS_HELD_BYTES_MAX);
+        true
     }
 
     fn adopt_lock(&mut self, qc: QuorumCertificate) {
@@ -845,6 +905,7 @@ impl Core {
         self.height += 1;
         self.lock = None;
         self.blocks.clear();
+        self.blocks_bytes = 0;
         self.votes.clear();
         self.first_vote.clear();
         self.new_views.clear();

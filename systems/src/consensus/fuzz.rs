@@ -881,6 +881,84 @@ mod tests {
         assert_eq!(run.core.counters().rejected_over_limit, 1);
     }
 
+    /// A proposal from validator 1 at height 1 for `view`, told apart by `tag`.
+    fn empty_proposal(view: u64, tag: u64) -> Proposal {
+        let header = BlockHeader {
+            height: 1,
+            view,
+            proposer: 1,
+            timestamp_ms: tag,
+            parent: Hash::ZERO,
+            state_root: fixture_state_root(1),
+            ..bytemuck::Zeroable::zeroed()
+        };
+        Proposal { view, block: Block { header, txns: Vec::new() }, justify: None, signature: [0; 64] }
+    }
+
+    #[test]
+    fn old_view_proposals_cannot_crowd_out_the_block_being_decided() {
+        // Validator 1 led view 1, which the node has left. It signs a hundred distinct blocks
+        // for that view. None is validated or held; the node still takes the proposal for its
+        // current view from that view's leader, holds its block and votes for it.
+        let mut run = Run::new(false);
+        while run.core.view() < 6 {
+            run.now_ns += config().view_timeout_max_ns;
+            run.core.tick(run.now_ns, &mut run.host);
+            run.settle();
+        }
+        let view = run.core.view();
+        let leader = run.set.leader(view);
+        let held = |run: &Run| run.core.held_entries()[0].1;
+        let before = held(&run);
+        let validated = run.host.accepted.len();
+        for tag in 0..100 {
+            run.core.on_message(1, ConsensusMessage::Proposal(empty_proposal(1, tag)), &mut run.host);
+            run.settle();
+        }
+        assert_eq!(held(&run), before, "blocks proposed for a view the node left are held");
+        assert_eq!(run.host.accepted.len(), validated, "blocks for a view the node left were validated");
+        assert_eq!(run.core.counters().stale_proposals, 100);
+        let mut current = empty_proposal(view, 1_000);
+        current.block.header.proposer = leader;
+        let hash = current.block.header.hash();
+        run.core.on_message(leader, ConsensusMessage::Proposal(current), &mut run.host);
+        assert_eq!(held(&run), before + 1, "the current view's block is not held");
+        let voted = run.core.drain_outbox().into_iter().any(|(_, message)| {
+            matches!(message, ConsensusMessage::Vote(vote) if vote.block == hash && vote.voter == ME)
+        });
+        assert!(voted, "no vote for the current view's block");
+    }
+
+    #[test]
+    fn a_full_block_store_evicts_the_furthest_view_never_the_one_being_decided() {
+        use crate::consensus::core::{BLOCKS_HELD_BYTES_MAX, BLOCKS_HELD_MAX};
+        let mut run = Run::new(false);
+        let view = run.core.view();
+        let held = |run: &Run| run.core.held_entries()[0].1;
+        let before = held(&run);
+        // Fill the store with blocks for later views.
+        for tag in 0..(BLOCKS_HELD_MAX - before) as u64 {
+            let block = empty_proposal(view + 10 + tag, tag).block;
+            assert!(run.core.hold_block(block.header.hash(), &block));
+        }
+        assert_eq!(held(&run), BLOCKS_HELD_MAX);
+        // A block for a view further than all of them is refused; one for the view being
+        // decided takes the place of the furthest.
+        let far = empty_proposal(view + 1_000, 0).block;
+        assert!(!run.core.hold_block(far.header.hash(), &far));
+        let current = empty_proposal(view, 7).block;
+        assert!(run.core.hold_block(current.header.hash(), &current));
+        assert_eq!(held(&run), BLOCKS_HELD_MAX);
+        // Bytes bound too: a block larger than the whole budget is never held.
+        let mut huge = empty_proposal(view, 8).block;
+        huge.txns = vec![
+            Txn { body: bytemuck::Zeroable::zeroed(), signature: TxnSignature([0; 64]) };
+            BLOCKS_HELD_BYTES_MAX / 160 + 1
+        ];
+        assert!(!run.core.hold_block(huge.header.hash(), &huge));
+        assert_eq!(held(&run), BLOCKS_HELD_MAX);
+    }
+
     #[test]
     fn extreme_views_and_heights_do_not_overflow() {
         let mut run = Run::new(false);
