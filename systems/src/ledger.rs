@@ -171,13 +171,20 @@ impl Ledger {
         self.supply
     }
 
-    /// Applies one transfer. On error nothing changes: no balance, no nonce, no new account.
+    /// Applies one transfer.
+    ///
+    /// The fee rule: a transaction with the sender's next nonce, from a sender whose balance
+    /// covers the fee, consumes that nonce and pays that fee whether its amount moves or not. A
+    /// transfer that fails before then (self-transfer, unknown sender, wrong nonce, fee above
+    /// the balance, nonce or burned total at their limit) changes nothing. So block space taken
+    /// by a failing transfer is paid for, and the same bytes can never be charged twice.
     ///
     /// # Errors
-    /// [`RejectReason::BadNonce`] if the nonce is not the sender's next one (including an
-    /// unknown sender), [`RejectReason::InsufficientFunds`] if the balance is below amount plus
-    /// fee, [`RejectReason::Overflow`] if a sum would overflow, [`RejectReason::SelfTransfer`] if
-    /// sender and recipient are one account.
+    /// [`RejectReason::BadNonce`] if the nonce is not the sender's next one,
+    /// [`RejectReason::InsufficientFunds`] if the sender is unknown or its balance is below the
+    /// fee (nothing charged) or below amount plus fee (fee charged), [`RejectReason::Overflow`]
+    /// if a sum would overflow, [`RejectReason::SelfTransfer`] if sender and recipient are one
+    /// account.
     pub fn apply(&mut self, body: &TxnBody) -> Result<(), RejectReason> {
         // The prefilter refuses self-transfers, but a block from another proposer is untrusted
         // input: refuse here too, since the credit below would read a stale balance.
@@ -191,25 +198,33 @@ impl Ledger {
         if body.nonce != sender.nonce {
             return Err(RejectReason::BadNonce);
         }
-        let debit = body.amount.checked_add(body.fee).ok_or(RejectReason::Overflow)?;
-        if sender.balance < debit {
+        if sender.balance < body.fee {
             return Err(RejectReason::InsufficientFunds);
         }
-        let recipient_balance = self.balance_of(&body.recipient);
-        let credited = recipient_balance.checked_add(body.amount).ok_or(RejectReason::Overflow)?;
-        let burned = self.burned.checked_add(body.fee).ok_or(RejectReason::Overflow)?;
         let nonce = sender.nonce.checked_add(1).ok_or(RejectReason::Overflow)?;
+        let burned = self.burned.checked_add(body.fee).ok_or(RejectReason::Overflow)?;
+        // From here the fee is paid and the nonce consumed, whatever the amount does.
+        let sender = &mut self.accounts[sender_slot as usize];
+        sender.balance -= body.fee;
+        sender.nonce = nonce;
+        self.burned = burned;
+        self.move_amount(sender_slot as usize, body)
+    }
 
-        // All checks passed: commit.
+    /// Moves `body.amount` from the sender at `sender_slot` to the recipient, creating the
+    /// recipient's account. On error nothing moves.
+    fn move_amount(&mut self, sender_slot: usize, body: &TxnBody) -> Result<(), RejectReason> {
+        if self.accounts[sender_slot].balance < body.amount {
+            return Err(RejectReason::InsufficientFunds);
+        }
+        let credited =
+            self.balance_of(&body.recipient).checked_add(body.amount).ok_or(RejectReason::Overflow)?;
         let recipient_slot = match self.index.get(&body.recipient) {
             Some(slot) => *slot as usize,
             None => self.push_account(body.recipient).ok_or(RejectReason::Overflow)?,
         };
-        let sender = &mut self.accounts[sender_slot as usize];
-        sender.balance -= debit;
-        sender.nonce = nonce;
+        self.accounts[sender_slot].balance -= body.amount;
         self.accounts[recipient_slot].balance = credited;
-        self.burned = burned;
         Ok(())
     }
 
@@ -248,13 +263,11 @@ mod tests {
     }
 
     #[test]
-    fn failed_transfers_change_nothing() {
+    fn transfers_that_cannot_pay_their_fee_change_nothing() {
         let mut ledger = Ledger::from_genesis(&[([1; 32], 100), ([2; 32], u64::MAX - 5)]).unwrap();
         let root = ledger.state_root();
-        assert_eq!(ledger.apply(&transfer(1, 3, 99, 2, 0)), Err(RejectReason::InsufficientFunds));
+        assert_eq!(ledger.apply(&transfer(1, 3, 1, 101, 0)), Err(RejectReason::InsufficientFunds));
         assert_eq!(ledger.apply(&transfer(1, 3, 10, 1, 1)), Err(RejectReason::BadNonce));
-        assert_eq!(ledger.apply(&transfer(1, 2, 10, 1, 0)), Err(RejectReason::Overflow));
-        assert_eq!(ledger.apply(&transfer(1, 3, u64::MAX, 1, 0)), Err(RejectReason::Overflow));
         assert_eq!(ledger.apply(&transfer(9, 3, 1, 1, 0)), Err(RejectReason::InsufficientFunds));
         assert_eq!(ledger.apply(&transfer(1, 1, 1, 1, 0)), Err(RejectReason::SelfTransfer));
         assert_eq!(ledger.state_root(), root);
@@ -267,6 +280,24 @@ mod tests {
         assert_eq!(ledger.burned(), 10);
         assert_eq!(ledger.balance_sum(), ledger.supply());
         assert_ne!(ledger.state_root(), root);
+    }
+
+    #[test]
+    fn a_failing_transfer_that_can_pay_its_fee_pays_it_and_consumes_its_nonce() {
+        let mut ledger = Ledger::from_genesis(&[([1; 32], 100), ([2; 32], u64::MAX - 5)]).unwrap();
+        // Amount plus fee above the balance: the fee is paid, the amount stays.
+        assert_eq!(ledger.apply(&transfer(1, 3, 99, 2, 0)), Err(RejectReason::InsufficientFunds));
+        assert_eq!((ledger.balance_of(&[1; 32]), ledger.nonce_of(&[1; 32]), ledger.burned()), (98, 1, 2));
+        assert_eq!(ledger.account(&[3; 32]), None, "a failed transfer creates no account");
+        // The same bytes cannot be charged again: the nonce is spent.
+        assert_eq!(ledger.apply(&transfer(1, 3, 99, 2, 0)), Err(RejectReason::BadNonce));
+        // The recipient's balance would overflow: the fee is paid, the amount stays.
+        assert_eq!(ledger.apply(&transfer(1, 2, 10, 1, 1)), Err(RejectReason::Overflow));
+        assert_eq!((ledger.balance_of(&[1; 32]), ledger.balance_of(&[2; 32])), (97, u64::MAX - 5));
+        // An amount of 2^64 - 1: the fee is paid.
+        assert_eq!(ledger.apply(&transfer(1, 3, u64::MAX, 1, 2)), Err(RejectReason::InsufficientFunds));
+        assert_eq!((ledger.balance_of(&[1; 32]), ledger.nonce_of(&[1; 32]), ledger.burned()), (96, 3, 4));
+        assert_eq!(ledger.balance_sum(), ledger.supply());
     }
 
     #[test]

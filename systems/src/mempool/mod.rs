@@ -6,6 +6,13 @@
 //! gives each sender's nonce order and the proposable heads; `by_fee` (fee, newest first, id)
 //! gives the eviction order. Every mutation keeps all three in step, and
 //! [`Mempool::check_consistency`] proves it in tests and in `check_invariants`.
+//!
+//! Block space is paid for. A sender's pending transactions are admitted only while their
+//! amounts and fees, summed, fit its executed balance (`debits` keeps the sums), a block only
+//! packs what the sender can still pay, and after each executed block the senders it touched
+//! drop the pending tail they can no longer pay ([`Mempool::drop_unaffordable`]). So transfers
+//! from unfunded or underfunded keys, however high their fee, never enter the pool, never
+//! evict a funded transfer and never take a block's room.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
@@ -14,7 +21,7 @@ use foldhash::HashMap;
 
 use bevy_ecs::prelude::*;
 use tessera_components::constants::{MEMPOOL_ENTRY_BYTES, TXN_SIZE};
-use tessera_components::{BlockHeader, RejectReason, Stage, Txn, TxnBody, TxnId, TxnSignature};
+use tessera_components::{Account, BlockHeader, RejectReason, Stage, Txn, TxnBody, TxnId, TxnSignature};
 
 use crate::config::PipelineConfig;
 use crate::counters::{PipelineCounters, RejectCounters};
@@ -55,7 +62,14 @@ pub struct Mempool {
     entries: HashMap<TxnId, Entry>,
     by_sender: BTreeMap<[u8; 32], BTreeMap<u64, TxnId>>,
     by_fee: BTreeSet<FeeKey>,
+    /// Per sender, the amounts plus fees of its pending transactions (u128: no overflow).
+    debits: HashMap<[u8; 32], u128>,
     next_seq: u64,
+}
+
+/// What a transaction takes from its sender's balance if it executes: amount plus fee.
+fn debit(body: &TxnBody) -> u128 {
+    u128::from(body.amount) + u128::from(body.fee)
 }
 
 impl Mempool {
@@ -69,6 +83,7 @@ impl Mempool {
             entries: HashMap::default(),
             by_sender: BTreeMap::new(),
             by_fee: BTreeSet::new(),
+            debits: HashMap::default(),
             next_seq: 0,
         }
     }
@@ -98,25 +113,34 @@ impl Mempool {
         self.entries.contains_key(id)
     }
 
-    /// Adds a verified transaction. `account_nonce` is the sender's executed nonce. Returns how
-    /// many pending transactions were pushed out (a replaced same-nonce transaction, or an
-    /// evicted low-fee sender's tail).
+    /// Adds a verified transaction. `sender` is the sender's executed account (`None` if it
+    /// has none). Returns how many pending transactions were pushed out (a replaced same-nonce
+    /// transaction, or an evicted low-fee sender's tail).
     ///
     /// # Errors
-    /// [`RejectReason::Duplicate`], [`RejectReason::NonceStale`], [`RejectReason::NonceTaken`]
-    /// (same sender and nonce pending with an equal or higher fee), or
-    /// [`RejectReason::MempoolFull`] (no pending transaction has a lower fee). On error the pool
-    /// is unchanged.
-    pub fn insert(&mut self, txn: Txn, id: TxnId, account_nonce: u64) -> Result<u64, RejectReason> {
+    /// [`RejectReason::Duplicate`], [`RejectReason::NonceStale`],
+    /// [`RejectReason::InsufficientFunds`] (the sender has no account, or its pending amounts
+    /// and fees with this one's would exceed its balance), [`RejectReason::NonceTaken`] (same
+    /// sender and nonce pending with an equal or higher fee), or [`RejectReason::MempoolFull`]
+    /// (no pending transaction has a lower fee). On error the pool is unchanged.
+    pub fn insert(&mut self, txn: Txn, id: TxnId, sender: Option<Account>) -> Result<u64, RejectReason> {
         let body = txn.body;
         if self.entries.contains_key(&id) {
             return Err(RejectReason::Duplicate);
         }
-        if body.nonce < account_nonce {
+        let Some(account) = sender else {
+            return Err(RejectReason::InsufficientFunds);
+        };
+        if body.nonce < account.nonce {
             return Err(RejectReason::NonceStale);
         }
-        let mut pushed_out = 0;
         let same_nonce = self.by_sender.get(&body.sender).and_then(|nonces| nonces.get(&body.nonce)).copied();
+        let replaced = same_nonce.map_or(0, |existing| debit(&self.entries[&existing].txn.body));
+        let pending = self.debits.get(&body.sender).copied().unwrap_or(0);
+        if pending - replaced + debit(&body) > u128::from(account.balance) {
+            return Err(RejectReason::InsufficientFunds);
+        }
+        let mut pushed_out = 0;
         if let Some(existing) = same_nonce {
             if body.fee <= self.entries[&existing].txn.body.fee {
                 return Err(RejectReason::NonceTaken);
@@ -138,6 +162,7 @@ impl Mempool {
         self.entries.insert(id, Entry { txn, seq });
         self.by_sender.entry(body.sender).or_default().insert(body.nonce, id);
         self.by_fee.insert(FeeKey { fee: body.fee, newest_first: Reverse(seq), id });
+        *self.debits.entry(body.sender).or_default() += debit(&body);
         assert!(self.entries.len() <= self.capacity, "mempool exceeded its bound");
         Ok(pushed_out)
     }
@@ -152,6 +177,9 @@ impl Mempool {
         nonces.remove(&body.nonce);
         if nonces.is_empty() {
             self.by_sender.remove(&body.sender);
+            self.debits.remove(&body.sender);
+        } else {
+            *self.debits.get_mut(&body.sender).expect("debit index out of step") -= debit(&body);
         }
         Some(entry.txn)
     }
@@ -181,10 +209,33 @@ impl Mempool {
         stale.len() as u64
     }
 
+    /// Removes, in nonce order, `sender`'s pending transactions from the first one whose
+    /// amount and fee, added to those of its lower nonces, exceed `balance`; returns their ids.
+    /// Run for each sender an executed block touched, since only a sender's own transactions
+    /// lower its balance.
+    pub fn drop_unaffordable(&mut self, sender: &[u8; 32], balance: u64) -> Vec<TxnId> {
+        if self.debits.get(sender).is_none_or(|pending| *pending <= u128::from(balance)) {
+            return Vec::new();
+        }
+        let nonces = &self.by_sender[sender];
+        let mut spent = 0;
+        let first_unpaid = nonces.iter().find_map(|(nonce, id)| {
+            spent += debit(&self.entries[id].txn.body);
+            (spent > u128::from(balance)).then_some(*nonce)
+        });
+        let doomed: Vec<TxnId> =
+            first_unpaid.map_or_else(Vec::new, |nonce| nonces.range(nonce..).map(|(_, id)| *id).collect());
+        for id in &doomed {
+            self.remove(id);
+        }
+        doomed
+    }
+
     /// Takes the best block's worth of transactions out of the pool: repeatedly the highest-fee
     /// sender head whose nonce is the sender's next executable nonce (oldest first among equal
-    /// fees), up to `txn_max` transactions and `bytes_max` bytes of block. Nonce gaps are left
-    /// pending.
+    /// fees) and whose amount and fee the sender can still pay after what this block already
+    /// takes from it, up to `txn_max` transactions and `bytes_max` bytes of block. Nonce gaps
+    /// and transactions their senders cannot pay are left pending.
     pub fn pack(&mut self, ledger: &Ledger, txn_max: usize, bytes_max: usize) -> Vec<(Txn, TxnId)> {
         let room = bytes_max.saturating_sub(size_of::<BlockHeader>()) / TXN_SIZE;
         let limit = txn_max.min(room);
@@ -198,8 +249,17 @@ impl Mempool {
             }
         }
         let mut packed = Vec::with_capacity(limit.min(self.entries.len()));
+        // What this block takes from each sender so far. A commit may run just before a
+        // proposal, ahead of the prune that drops what its senders can no longer pay.
+        let mut spent: HashMap<[u8; 32], u128> = HashMap::default();
         while packed.len() < limit {
             let Some((_, _, id)) = heads.pop() else { break };
+            let body = self.entries[&id].txn.body;
+            let taken = spent.entry(body.sender).or_default();
+            if *taken + debit(&body) > u128::from(ledger.balance_of(&body.sender)) {
+                continue;
+            }
+            *taken += debit(&body);
             let txn = self.remove(&id).expect("head is pending");
             let next = txn.body.nonce + 1;
             if let Some(next_id) = self.by_sender.get(&txn.body.sender).and_then(|nonces| nonces.get(&next)) {
@@ -220,6 +280,11 @@ impl Mempool {
         assert_eq!(self.by_fee.len(), self.entries.len());
         let by_sender_total: usize = self.by_sender.values().map(BTreeMap::len).sum();
         assert_eq!(by_sender_total, self.entries.len());
+        assert_eq!(self.debits.len(), self.by_sender.len());
+        for (sender, nonces) in &self.by_sender {
+            let sum: u128 = nonces.values().map(|id| debit(&self.entries[id].txn.body)).sum();
+            assert_eq!(self.debits[sender], sum, "debit index out of step");
+        }
         for key in &self.by_fee {
             let entry = &self.entries[&key.id];
             assert_eq!(entry.txn.body.fee, key.fee);
@@ -244,7 +309,7 @@ pub fn admit_txns(
     for (entity, body, signature, id, stage) in &txns {
         if *stage == Stage::Unique {
             let txn = Txn { body: *body, signature: *signature };
-            match mempool.insert(txn, *id, ledger.nonce_of(&body.sender)) {
+            match mempool.insert(txn, *id, ledger.account(&body.sender).copied()) {
                 Ok(pushed_out) => {
                     seen.insert(*id);
                     pipeline.admitted += 1;
@@ -264,15 +329,23 @@ pub fn admit_txns(
     }
 }
 
-/// Drops pending transactions whose nonces the last executed blocks consumed.
+/// Drops pending transactions whose nonces the last executed blocks consumed, and those their
+/// senders can no longer pay (each is reported rejected for insufficient funds).
 pub fn prune_executed(
     mut committed: MessageReader<BlockCommitted>,
     mut mempool: ResMut<Mempool>,
     ledger: Res<Ledger>,
+    mut counters: ResMut<RejectCounters>,
+    mut rejected: MessageWriter<TxnRejected>,
 ) {
     for block in committed.read() {
         for txn in &block.block.txns {
-            mempool.prune_sender(&txn.body.sender, ledger.nonce_of(&txn.body.sender));
+            let sender = &txn.body.sender;
+            mempool.prune_sender(sender, ledger.nonce_of(sender));
+            for id in mempool.drop_unaffordable(sender, ledger.balance_of(sender)) {
+                counters.bump(RejectReason::InsufficientFunds);
+                rejected.write(TxnRejected { id, reason: RejectReason::InsufficientFunds });
+            }
         }
     }
 }
@@ -327,8 +400,16 @@ pub fn fuzz_ops(data: &[u8]) {
             .expect("distinct");
     let mut model: BTreeMap<TxnId, Txn> = BTreeMap::new();
     let mut history: Vec<Txn> = Vec::new();
-    let check_model = |pool: &Mempool, model: &BTreeMap<TxnId, Txn>| {
+    let check_model = |pool: &Mempool, model: &BTreeMap<TxnId, Txn>, ledger: &Ledger| {
         assert_eq!(pool.len(), model.len(), "pool and model hold different counts");
+        for sender in &senders {
+            let pending: u128 =
+                model.values().filter(|txn| txn.body.sender == *sender).map(|txn| debit(&txn.body)).sum();
+            assert!(
+                pending <= u128::from(ledger.balance_of(sender)),
+                "a sender's pending transactions outspend it"
+            );
+        }
         assert!(model.keys().all(|id| pool.contains(id)), "a modelled transaction is missing");
         assert!(pool.len() <= pool.capacity() && pool.bytes() <= bytes_slots * MEMPOOL_ENTRY_BYTES);
         pool.check_consistency();
@@ -389,9 +470,31 @@ pub fn fuzz_ops(data: &[u8]) {
                             let _ = ledger.apply(&txn.body);
                         }
                         for (txn, _) in &packed {
-                            pool.prune_sender(&txn.body.sender, ledger.nonce_of(&txn.body.sender));
+                            let sender = txn.body.sender;
+                            pool.prune_sender(&sender, ledger.nonce_of(&sender));
+                            model.retain(|_, txn| {
+                                txn.body.sender != sender || txn.body.nonce >= ledger.nonce_of(&sender)
+                            });
+                            let dropped = pool.drop_unaffordable(&sender, ledger.balance_of(&sender));
+                            let mut left = u128::from(ledger.balance_of(&sender));
+                            let mut pending: Vec<Txn> =
+                                model.values().filter(|txn| txn.body.sender == sender).copied().collect();
+                            pending.sort_by_key(|txn| txn.body.nonce);
+                            let first_unpaid = pending.iter().position(|txn| {
+                                let over = debit(&txn.body) > left;
+                                left = left.saturating_sub(debit(&txn.body));
+                                over
+                            });
+                            let unpaid: Vec<TxnId> = pending[first_unpaid.unwrap_or(pending.len())..]
+                                .iter()
+                                .map(Txn::id)
+                                .collect();
+                            assert_eq!(dropped.len(), unpaid.len(), "dropped the wrong unaffordable tail");
+                            for id in &unpaid {
+                                assert!(dropped.contains(id), "kept a transaction its sender cannot pay");
+                                model.remove(id);
+                            }
                         }
-                        model.retain(|_, txn| txn.body.nonce >= ledger.nonce_of(&txn.body.sender));
                     } else {
                         // Not executed: the block was lost, its transactions do not come back.
                     }
@@ -407,7 +510,7 @@ pub fn fuzz_ops(data: &[u8]) {
             }
             Ok(())
         })();
-        check_model(&pool, &model);
+        check_model(&pool, &model, &ledger);
         if step.is_err() {
             break;
         }
@@ -419,13 +522,25 @@ pub fn fuzz_ops(data: &[u8]) {
 fn insert_checked(pool: &mut Mempool, model: &mut BTreeMap<TxnId, Txn>, txn: Txn, ledger: &Ledger) {
     let id = txn.id();
     let before = pool.len();
-    match pool.insert(txn, id, ledger.nonce_of(&txn.body.sender)) {
+    let sender = txn.body.sender;
+    match pool.insert(txn, id, ledger.account(&sender).copied()) {
         Err(reason) => {
             assert_eq!(pool.len(), before, "a refused insert changed the pool ({reason:?})");
             assert!(model.keys().all(|id| pool.contains(id)));
             match reason {
                 RejectReason::Duplicate => assert!(model.contains_key(&id)),
-                RejectReason::NonceStale => assert!(txn.body.nonce < ledger.nonce_of(&txn.body.sender)),
+                RejectReason::NonceStale => assert!(txn.body.nonce < ledger.nonce_of(&sender)),
+                RejectReason::InsufficientFunds => {
+                    let others: u128 = model
+                        .values()
+                        .filter(|other| other.body.sender == sender && other.body.nonce != txn.body.nonce)
+                        .map(|other| debit(&other.body))
+                        .sum();
+                    assert!(
+                        others + debit(&txn.body) > u128::from(ledger.balance_of(&sender)),
+                        "refused a payable transaction"
+                    );
+                }
                 RejectReason::NonceTaken | RejectReason::MempoolFull => {}
                 other => panic!("insert refused with {other:?}"),
             }
@@ -449,7 +564,9 @@ fn best_head_fee(pool: &Mempool, ledger: &Ledger) -> Option<u64> {
         .iter()
         .filter_map(|(sender, nonces)| {
             let (&nonce, id) = nonces.first_key_value()?;
-            (nonce == ledger.nonce_of(sender)).then(|| pool.entries[id].txn.body.fee)
+            let body = pool.entries[id].txn.body;
+            let payable = debit(&body) <= u128::from(ledger.balance_of(sender));
+            (nonce == ledger.nonce_of(sender) && payable).then_some(body.fee)
         })
         .max()
 }
@@ -460,6 +577,15 @@ mod tests {
     use tessera_components::{Hash, TxnSignature};
 
     use super::*;
+
+    /// An executed account at `nonce` that can pay for anything.
+    fn rich(nonce: u64) -> Option<Account> {
+        Some(Account { balance: u64::MAX, nonce })
+    }
+
+    fn funded(senders: std::ops::Range<u8>) -> Ledger {
+        Ledger::from_genesis(&senders.map(|i| ([i; 32], u64::MAX / 256)).collect::<Vec<_>>()).unwrap()
+    }
 
     fn txn(sender: u8, nonce: u64, fee: u64) -> (Txn, TxnId) {
         let txn = Txn {
@@ -482,15 +608,54 @@ mod tests {
         let mut pool = Mempool::new(3, usize::MAX);
         for (sender, nonce, fee) in [(1, 0, 5), (1, 1, 9), (2, 0, 7)] {
             let (t, id) = txn(sender, nonce, fee);
-            assert_eq!(pool.insert(t, id, 0), Ok(0));
+            assert_eq!(pool.insert(t, id, rich(0)), Ok(0));
         }
         // Full. A fee of 5 does not beat the lowest (5).
         let (t, id) = txn(3, 0, 5);
-        assert_eq!(pool.insert(t, id, 0), Err(RejectReason::MempoolFull));
+        assert_eq!(pool.insert(t, id, rich(0)), Err(RejectReason::MempoolFull));
         // A fee of 6 evicts sender 1 nonce 0 and, with it, sender 1 nonce 1 (now unexecutable).
         let (t, id) = txn(3, 0, 6);
-        assert_eq!(pool.insert(t, id, 0), Ok(2));
+        assert_eq!(pool.insert(t, id, rich(0)), Ok(2));
         assert_eq!(pool.len(), 2);
+        pool.check_consistency();
+    }
+
+    #[test]
+    fn a_sender_pending_set_never_outspends_its_balance() {
+        let mut pool = Mempool::new(10, usize::MAX);
+        let account = |balance, nonce| Some(Account { balance, nonce });
+        let (a, a_id) = txn(1, 0, 5); // debit 6
+        assert_eq!(pool.insert(a, a_id, None), Err(RejectReason::InsufficientFunds), "no account, no room");
+        assert_eq!(pool.insert(a, a_id, account(5, 0)), Err(RejectReason::InsufficientFunds));
+        assert_eq!(pool.insert(a, a_id, account(10, 0)), Ok(0));
+        let (b, b_id) = txn(1, 1, 4); // debit 5: 6 + 5 > 10
+        assert_eq!(pool.insert(b, b_id, account(10, 0)), Err(RejectReason::InsufficientFunds));
+        let (b, b_id) = txn(1, 1, 3); // debit 4: 6 + 4 = 10
+        assert_eq!(pool.insert(b, b_id, account(10, 0)), Ok(0));
+        // Replacing nonce 0 counts the new fee instead of the old one: 7 + 4 > 10.
+        let (c, c_id) = txn(1, 0, 6);
+        assert_eq!(pool.insert(c, c_id, account(10, 0)), Err(RejectReason::InsufficientFunds));
+        pool.check_consistency();
+        // The sender spent elsewhere: 7 left pays nonce 0 (6), not nonce 1 after it.
+        assert_eq!(pool.drop_unaffordable(&[1; 32], 7), vec![b_id]);
+        assert_eq!(pool.drop_unaffordable(&[1; 32], 7), vec![]);
+        assert!(pool.contains(&a_id));
+        pool.check_consistency();
+    }
+
+    #[test]
+    fn pack_leaves_what_a_sender_can_no_longer_pay() {
+        // Admitted against a balance of 1000, packed after a commit left the sender 7: the
+        // block takes nonce 0 (debit 6) and leaves nonce 1 (debit 6) pending.
+        let mut pool = Mempool::new(10, usize::MAX);
+        for nonce in 0..2 {
+            let (t, id) = txn(1, nonce, 5);
+            pool.insert(t, id, Some(Account { balance: 1000, nonce: 0 })).unwrap();
+        }
+        let ledger = Ledger::from_genesis(&[([1; 32], 7)]).unwrap();
+        let packed = pool.pack(&ledger, 10, usize::MAX);
+        assert_eq!(packed.iter().map(|(t, _)| t.body.nonce).collect::<Vec<_>>(), vec![0]);
+        assert_eq!(pool.len(), 1);
         pool.check_consistency();
     }
 
@@ -498,17 +663,17 @@ mod tests {
     fn same_nonce_needs_a_higher_fee() {
         let mut pool = Mempool::new(10, usize::MAX);
         let (a, a_id) = txn(1, 0, 5);
-        pool.insert(a, a_id, 0).unwrap();
-        assert_eq!(pool.insert(a, a_id, 0), Err(RejectReason::Duplicate));
+        pool.insert(a, a_id, rich(0)).unwrap();
+        assert_eq!(pool.insert(a, a_id, rich(0)), Err(RejectReason::Duplicate));
         let (b, b_id) = txn(1, 0, 5);
         let b = Txn { body: TxnBody { amount: 2, ..b.body }, ..b };
         assert_ne!(b.id(), b_id);
-        assert_eq!(pool.insert(b, b.id(), 0), Err(RejectReason::NonceTaken));
+        assert_eq!(pool.insert(b, b.id(), rich(0)), Err(RejectReason::NonceTaken));
         let (c, _) = txn(1, 0, 6);
-        assert_eq!(pool.insert(c, c.id(), 0), Ok(1));
+        assert_eq!(pool.insert(c, c.id(), rich(0)), Ok(1));
         assert!(!pool.contains(&a_id));
         let (d, d_id) = txn(1, 0, 9);
-        assert_eq!(pool.insert(d, d_id, 1), Err(RejectReason::NonceStale));
+        assert_eq!(pool.insert(d, d_id, rich(1)), Err(RejectReason::NonceStale));
         pool.check_consistency();
     }
 
@@ -518,7 +683,7 @@ mod tests {
         let ledger = Ledger::from_genesis(&[([1; 32], 100), ([2; 32], 100)]).unwrap();
         for (sender, nonce, fee) in [(1, 0, 1), (1, 1, 50), (2, 0, 10), (2, 2, 99)] {
             let (t, id) = txn(sender, nonce, fee);
-            pool.insert(t, id, 0).unwrap();
+            pool.insert(t, id, rich(0)).unwrap();
         }
         let packed = pool.pack(&ledger, 10, usize::MAX);
         let order: Vec<(u8, u64)> = packed.iter().map(|(t, _)| (t.body.sender[0], t.body.nonce)).collect();
@@ -531,10 +696,10 @@ mod tests {
     #[test]
     fn pack_respects_byte_and_count_limits() {
         let mut pool = Mempool::new(100, usize::MAX);
-        let ledger = Ledger::default();
+        let ledger = funded(0..50);
         for sender in 0..50u8 {
             let (t, id) = txn(sender, 0, u64::from(sender) + 1);
-            pool.insert(t, id, 0).unwrap();
+            pool.insert(t, id, rich(0)).unwrap();
         }
         assert_eq!(pool.pack(&ledger, 7, usize::MAX).len(), 7);
         let bytes_for_three = size_of::<BlockHeader>() + 3 * TXN_SIZE + TXN_SIZE - 1;
@@ -563,14 +728,14 @@ mod tests {
         fn never_exceeds_bounds(count_max in 1usize..16, ops in prop::collection::vec(op(), 1..200)) {
             let bytes_max = 10 * MEMPOOL_ENTRY_BYTES;
             let mut pool = Mempool::new(count_max, bytes_max);
-            let ledger = Ledger::default();
+            let ledger = funded(0..12);
             for op in ops {
                 match op {
                     Op::Insert { sender, nonce, fee, amount } => {
                         let (t, _) = txn(sender, nonce, fee);
                         let t = Txn { body: TxnBody { amount, ..t.body }, ..t };
                         let before = pool.len();
-                        if pool.insert(t, t.id(), 0).is_err() {
+                        if pool.insert(t, t.id(), rich(0)).is_err() {
                             prop_assert_eq!(pool.len(), before);
                         }
                     }

@@ -2,7 +2,10 @@
 //!
 //! The system gathers the tick's received transactions into column arrays (one per checked
 //! field, plus the sender's account nonce) and runs [`crate::kernels::prefilter`] over them:
-//! the SIMD kernel by default, the scalar reference with `prefilter_simd = false`.
+//! the SIMD kernel by default, the scalar reference with `prefilter_simd = false`. A
+//! transaction that passes is then refused for insufficient funds if its sender has no account
+//! or a balance below its amount plus fee: one lookup, done before any signature is checked,
+//! so a flood from keys that own nothing costs no curve arithmetic.
 
 use bevy_ecs::prelude::*;
 use tessera_components::{RejectReason, Stage, TxnBody};
@@ -32,6 +35,13 @@ fn params(config: &PipelineConfig) -> PrefilterParams {
         fee_floor: config.fee_floor,
         nonce_window: config.nonce_window,
     }
+}
+
+/// Whether the sender's executed balance covers this one transaction's amount and fee.
+fn payable(body: &TxnBody, ledger: &Ledger) -> bool {
+    ledger
+        .account(&body.sender)
+        .is_some_and(|account| u128::from(account.balance) >= u128::from(body.amount) + u128::from(body.fee))
 }
 
 fn row(body: &TxnBody, ledger: &Ledger) -> PrefilterRow {
@@ -69,12 +79,15 @@ pub fn filter_txns(
     mut counters: ResMut<RejectCounters>,
     mut columns: Local<PrefilterColumns>,
     mut codes: Local<Vec<u8>>,
+    mut payables: Local<Vec<bool>>,
     mut txns: Query<(&TxnBody, &mut Stage)>,
 ) {
     columns.clear();
+    payables.clear();
     for (body, stage) in &txns {
         if *stage == Stage::Received {
             columns.push(row(body, &ledger));
+            payables.push(payable(body, &ledger));
         }
     }
     codes.clear();
@@ -85,13 +98,14 @@ pub fn filter_txns(
         check_scalar(&columns, &params(&config), &mut codes);
     }
     // Same query, no structural change in between: the same rows in the same order.
-    let mut codes = codes.iter();
+    let mut codes = codes.iter().zip(payables.iter());
     for (_, mut stage) in &mut txns {
         if *stage != Stage::Received {
             continue;
         }
-        let code = *codes.next().expect("one code per received transaction");
-        *stage = match reason(code) {
+        let (code, payable) = codes.next().expect("one code per received transaction");
+        let refusal = reason(*code).or((!payable).then_some(RejectReason::InsufficientFunds));
+        *stage = match refusal {
             None => Stage::Prefiltered,
             Some(reason) => {
                 counters.bump(reason);
@@ -111,8 +125,8 @@ pub const FUZZ_TXN_ROW: usize = tessera_components::constants::TXN_SIZE + 24;
 /// and nonce window u64) then up to 67 rows of [`FUZZ_TXN_ROW`] bytes. Every 160 bytes are a
 /// transaction (the layout is Pod); the SIMD prefilter kernel must give the scalar reference's
 /// code for every row, [`check_body`] must agree with both, and applying the body to a ledger
-/// must either change nothing or move exactly amount and fee, conserve supply and consume the
-/// nonce. Run by `cargo test` on seeded inputs and by `fuzz/fuzz_targets/txn_body.rs`.
+/// must change nothing, charge only the fee (a failing transfer that can pay it), or move exactly
+/// amount and fee; it always conserves supply, and the last two consume the nonce. Run by `cargo test` on seeded inputs and by `fuzz/fuzz_targets/txn_body.rs`.
 #[cfg(any(test, fuzzing, feature = "fuzzing"))]
 pub fn fuzz_txn_body(data: &[u8]) {
     use tessera_components::{Account, Txn};
@@ -158,7 +172,16 @@ pub fn fuzz_txn_body(data: &[u8]) {
         assert_eq!(check_body(&body, &config, &ledger).err(), reason(code));
         let root = ledger.state_root();
         match ledger.apply(&body) {
-            Err(_) => assert_eq!(ledger.state_root(), root, "a refused transfer changed the ledger"),
+            Err(_) if ledger.state_root() == root => {}
+            Err(reason) => {
+                // The fee rule: a failed transfer with the right nonce pays its fee if it can.
+                assert!(matches!(reason, RejectReason::InsufficientFunds | RejectReason::Overflow));
+                assert_eq!(body.nonce, account_nonce, "a fee charged out of nonce order");
+                assert_eq!(ledger.nonce_of(&body.sender), account_nonce + 1);
+                assert_eq!(ledger.balance_of(&body.sender), sender_balance - body.fee);
+                assert_eq!(ledger.balance_of(&body.recipient), recipient_balance, "a failed amount moved");
+                assert_eq!(ledger.burned(), body.fee);
+            }
             Ok(()) => {
                 assert_ne!(code, 5, "a self-transfer was applied");
                 assert_eq!(body.nonce, account_nonce, "applied out of nonce order");
