@@ -39,16 +39,8 @@ fn hash_of(value: &Value) -> Option<Hash> {
 }
 
 fn position(rpc: SocketAddr) -> Option<Position> {
-    let body = br#"{"jsonrpc":"2.0","id":1,"method":"tessera_getStatus","params":[]}"#;
-    let mut request = format!(
-        "POST / HTTP/1.1\r\nHost: node\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    request.extend_from_slice(body);
-    let (_, text) = super::http::raw(rpc, &request, Duration::from_secs(2)).ok()?;
-    let value: Value = serde_json::from_str(&text).ok()?;
-    let result = &value["result"];
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tessera_getStatus","params":[]}"#;
+    let result = &super::http::call(rpc, body)?;
     Some(Position {
         height: result["height"].as_u64()?,
         view: result["view"].as_u64()?,

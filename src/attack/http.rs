@@ -37,6 +37,13 @@ fn read_response(stream: &mut TcpStream) -> std::io::Result<(u16, String)> {
     Ok((status, body))
 }
 
+/// One JSON-RPC call over a fresh connection; its `result`, or `None` on any failure.
+pub fn call(rpc: SocketAddr, body: &str) -> Option<Value> {
+    let (_, text) = raw(rpc, &post(body.as_bytes()), Duration::from_secs(2)).ok()?;
+    let value: Value = serde_json::from_str(&text).ok()?;
+    Some(value.get("result")?.clone())
+}
+
 fn post(body: &[u8]) -> Vec<u8> {
     let mut out = format!(
         "POST / HTTP/1.1\r\nHost: node\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",

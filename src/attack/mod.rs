@@ -50,8 +50,14 @@ pub enum Kind {
     /// reads, so the node's writes back up.
     SlowReader,
     /// Ingress: validly framed transaction batches at a high rate, each signature well formed
-    /// but wrong, so every one costs the node a full verification.
+    /// but wrong. With `--genesis`, the senders are funded accounts (their nonces read over
+    /// `--rpc` when given), so every transaction passes the cheap checks and costs the node a
+    /// full verification; without it, throwaway senders the node refuses before verifying.
     BadSignatureSpam,
+    /// Ingress: correctly signed transfers from keys that own nothing, each offering a fee near
+    /// 2^64. The node must refuse every one for insufficient funds before verifying it, and no
+    /// honest transaction may be evicted for them.
+    UnfundedFeeSpam,
     /// Peer: a full node's valid handshake, then random bytes.
     GarbageAfterHandshake,
     /// RPC: bodies that are not JSON, not requests, unknown methods, bad parameters, oversized
@@ -88,7 +94,7 @@ pub enum Port {
 
 impl Kind {
     /// Every kind, in report order.
-    pub const ALL: [Kind; 17] = [
+    pub const ALL: [Kind; 18] = [
         Kind::MalformedFrames,
         Kind::TruncatedFrames,
         Kind::OversizedFrames,
@@ -98,6 +104,7 @@ impl Kind {
         Kind::SlowLoris,
         Kind::SlowReader,
         Kind::BadSignatureSpam,
+        Kind::UnfundedFeeSpam,
         Kind::GarbageAfterHandshake,
         Kind::RpcMalformed,
         Kind::RpcOversized,
@@ -120,6 +127,7 @@ impl Kind {
             Kind::SlowLoris => "slow-loris",
             Kind::SlowReader => "slow-reader",
             Kind::BadSignatureSpam => "bad-signature-spam",
+            Kind::UnfundedFeeSpam => "unfunded-fee-spam",
             Kind::GarbageAfterHandshake => "garbage-after-handshake",
             Kind::RpcMalformed => "rpc-malformed",
             Kind::RpcOversized => "rpc-oversized",
@@ -138,7 +146,7 @@ impl Kind {
                 &[Port::Peer, Port::Ingress]
             }
             Kind::ConnectionFlood | Kind::SlowLoris => &[Port::Peer, Port::Ingress, Port::Rpc],
-            Kind::BadSignatureSpam => &[Port::Ingress],
+            Kind::BadSignatureSpam | Kind::UnfundedFeeSpam => &[Port::Ingress],
             Kind::RpcMalformed | Kind::RpcOversized => &[Port::Rpc],
             _ => &[Port::Peer],
         }
@@ -179,6 +187,8 @@ pub struct Target {
     pub node_index: u32,
     /// Another validator's peer port and index, for the handshake reflection.
     pub reflect: Option<(SocketAddr, u32)>,
+    /// Funded account addresses (from the public genesis), for bad-signature spam.
+    pub funded: Vec<[u8; 32]>,
 }
 
 impl Target {
@@ -206,7 +216,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// New connections per second, per kind.
     pub connect_rate: u32,
-    /// Transactions (bad-signature spam) or consensus messages (consensus flood) per second.
+    /// Transactions (bad-signature and unfunded-fee spam) or consensus messages (consensus
+    /// flood) per second.
     pub rate: u32,
     /// Seed of the attacker's random bytes.
     pub seed: u64,

@@ -746,23 +746,55 @@ pub fn spoil(valid: &Txn, change: u64) -> Txn {
     txn
 }
 
-fn bad_signature_spam(target: &Target, limits: &Limits, deadline: Instant, tally: &mut Tally) {
-    let Some(addr) = target.ingress else { return };
-    // Signing is the expensive part; do it once per sender, then spoil the signature.
-    let signed: Vec<Txn> = (0..256).map(|sender| throwaway_txn(target.chain_id, sender)).collect();
+/// The transactions bad-signature spam spoils: with funded addresses (`--genesis`), one
+/// transfer per funded sender at a nonce inside the node's window (its account nonce over
+/// `--rpc`, plus 512), so each passes every cheap check and reaches verification; without
+/// them, throwaway senders, which the node refuses for funds before verifying.
+fn spam_originals(target: &Target) -> Vec<Txn> {
+    if target.funded.is_empty() {
+        return (0..256).map(|sender| throwaway_txn(target.chain_id, sender)).collect();
+    }
+    target
+        .funded
+        .iter()
+        .take(256)
+        .enumerate()
+        .map(|(i, address)| {
+            let nonce = target
+                .rpc
+                .and_then(|rpc| {
+                    let call = format!(
+                        r#"{{"jsonrpc":"2.0","id":1,"method":"tessera_getAccount","params":["{}"]}}"#,
+                        hex::encode(address)
+                    );
+                    super::http::call(rpc, &call)?["nonce"].as_u64()
+                })
+                .unwrap_or(0);
+            let mut txn = throwaway_txn(target.chain_id, i as u64);
+            txn.body.sender = *address;
+            txn.body.nonce = nonce.saturating_add(512);
+            txn
+        })
+        .collect()
+}
+
+/// Sends `next()`'s transactions to the ingress port in batches of 256 at `limits.rate` a
+/// second until `deadline`, reconnecting when the node closes the connection.
+fn spam_ingress(
+    target: &Target,
+    limits: &Limits,
+    deadline: Instant,
+    tally: &mut Tally,
+    mut next: impl FnMut() -> Txn,
+) {
     const BATCH: usize = 256;
+    let Some(addr) = target.ingress else { return };
     let mut pacer = Pacer::new(limits.rate);
     let mut stream: Option<TcpStream> = None;
-    let mut variant = limits.seed.wrapping_mul(1 << 20);
-    let mut batch = Vec::with_capacity(BATCH);
     while Instant::now() < deadline {
-        batch.clear();
-        for _ in 0..BATCH {
-            batch.push(spoil(&signed[(variant % 256) as usize], (variant / 256) % 0xff_ffff + 1));
-            variant += 1;
-        }
+        let batch: Vec<Txn> = (0..BATCH).map(|_| next()).collect();
         pacer.wait(BATCH as u64);
-        let frame = encode(&Frame::Txns(std::mem::take(&mut batch)));
+        let frame = encode(&Frame::Txns(batch));
         if stream.is_none() {
             stream = connect(addr, tally);
         }
@@ -777,11 +809,48 @@ fn bad_signature_spam(target: &Target, limits: &Limits, deadline: Instant, tally
             tally.closed_by_node += 1;
             stream = None;
         }
-        batch = Vec::with_capacity(BATCH);
     }
     if let Some(mut open) = stream {
         observe_close(&mut open, tally);
     }
+}
+
+fn bad_signature_spam(target: &Target, limits: &Limits, deadline: Instant, tally: &mut Tally) {
+    if target.ingress.is_none() {
+        return;
+    }
+    // Signing is the expensive part; do it once per sender, then spoil the signature.
+    let signed = spam_originals(target);
+    let mut variant = limits.seed.wrapping_mul(1 << 20);
+    spam_ingress(target, limits, deadline, tally, || {
+        let txn = spoil(&signed[(variant % signed.len() as u64) as usize], (variant / 256) % 0xff_ffff + 1);
+        variant += 1;
+        txn
+    });
+}
+
+/// Correctly signed transfers from 256 throwaway keys that own nothing, each with a fresh fee
+/// near 2^64 (so each is a distinct transaction the fee order would put first).
+fn unfunded_fee_spam(target: &Target, limits: &Limits, deadline: Instant, tally: &mut Tally) {
+    if target.ingress.is_none() {
+        return;
+    }
+    let keys: Vec<_> = (0..256).map(|sender| signing_key(0x6665_6573, sender)).collect();
+    let mut variant = limits.seed.wrapping_mul(1 << 24);
+    spam_ingress(target, limits, deadline, tally, || {
+        let key = &keys[(variant % 256) as usize];
+        let body = TxnBody {
+            chain_id: target.chain_id,
+            reserved: 0,
+            sender: key.verifying_key().to_bytes(),
+            recipient: [0x5a; 32],
+            amount: 1,
+            fee: u64::MAX - (variant >> 8) % (1 << 32),
+            nonce: 0,
+        };
+        variant += 1;
+        sign(key, body)
+    });
 }
 
 /// Runs a framed-port kind until `deadline`.
@@ -798,6 +867,7 @@ pub fn run(kind: Kind, target: &Target, limits: &Limits, deadline: Instant) -> T
         Kind::SlowReader => slow_reader(target, limits, deadline, &mut tally),
         Kind::GarbageAfterHandshake => garbage_after_handshake(target, limits, deadline, &mut tally),
         Kind::BadSignatureSpam => bad_signature_spam(target, limits, deadline, &mut tally),
+        Kind::UnfundedFeeSpam => unfunded_fee_spam(target, limits, deadline, &mut tally),
         _ => {}
     }
     tally

@@ -68,6 +68,10 @@ pub struct AttackArgs {
     /// That validator's index (default: the attacked node's index plus one).
     #[arg(long, value_name = "INDEX")]
     pub reflect_index: Option<u32>,
+    /// The chain's genesis file: its funded accounts become bad-signature spam's senders, so
+    /// the spam passes the cheap checks and reaches signature verification.
+    #[arg(long, value_name = "FILE")]
+    pub genesis: Option<PathBuf>,
     /// Seed of the attacker's random bytes.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -96,7 +100,11 @@ Kinds (each runs against the ports given that it can use):
   slow-reader             peer: a full node's handshake, then sync requests whose answers are
                           never read
   bad-signature-spam      ingress: --rate transactions a second, validly framed, each signature
-                          well formed but wrong
+                          well formed but wrong; with --genesis from funded senders (nonces via
+                          --rpc), so each costs a verification, else from throwaway senders
+  unfunded-fee-spam       ingress: --rate correctly signed transfers a second from keys that own
+                          nothing, fees near 2^64; all must be refused for insufficient funds
+                          before verification, and none may evict an honest transaction
   garbage-after-handshake peer: a full node's valid handshake, then random bytes
   rpc-malformed           rpc: not JSON, not a request, unknown method, bad params, oversized and
                           all-bad batches, deep nesting, invalid UTF-8, GET, broken HTTP
@@ -158,6 +166,15 @@ pub fn run(args: &AttackArgs) -> Result<(), Box<dyn std::error::Error>> {
                 args.reflect_index.unwrap_or(args.node_index.wrapping_add(1) % args.validators.max(1)),
             )),
             None => None,
+        },
+        funded: match &args.genesis {
+            Some(path) => crate::node::genesis::Genesis::load(path)?
+                .balances()
+                .into_iter()
+                .filter(|(_, balance)| *balance > 0)
+                .map(|(address, _)| address)
+                .collect(),
+            None => Vec::new(),
         },
     };
     let kinds: Vec<Kind> = if args.kind.is_empty() { Kind::ALL.to_vec() } else { args.kind.clone() };
