@@ -30,10 +30,21 @@ pub struct NetworkSection {
     /// Largest frame accepted, bytes.
     #[serde(default = "frame_max")]
     pub max_frame_bytes: usize,
-    /// Most connections open at once on the peer port (validators, full nodes and anything
-    /// not yet past its handshake); more are closed at accept and counted.
+    /// Most connections on the peer port still in their handshake; more are closed at accept
+    /// and counted. A proven validator's link leaves this pool (at most two per validator), a
+    /// full node's moves to the follower pool.
     #[serde(default = "peer_connections_max")]
     pub connections_max: usize,
+    /// Most full nodes connected at once; more are closed after their handshake and counted.
+    #[serde(default = "followers_max")]
+    pub followers_max: usize,
+    /// A full node that sends no frame for this long is closed, seconds.
+    #[serde(default = "follower_idle_timeout")]
+    pub follower_idle_timeout_secs: u64,
+    /// Most connections from one source address on the peer port (in handshake or following)
+    /// and, separately, on the ingress port. Loopback is exempt (a devnet shares it).
+    #[serde(default = "connections_per_address_max")]
+    pub connections_per_address_max: usize,
 }
 
 /// `[ingress]`: the binary transaction port.
@@ -197,6 +208,15 @@ fn frame_max() -> usize {
 fn peer_connections_max() -> usize {
     256
 }
+fn followers_max() -> usize {
+    64
+}
+fn follower_idle_timeout() -> u64 {
+    30
+}
+fn connections_per_address_max() -> usize {
+    16
+}
 fn ingress_connections_max() -> usize {
     1024
 }
@@ -331,6 +351,15 @@ impl NodeConfig {
                 format!("must be at least the {} validators in network.peers", self.network.peers.len()),
             ));
         }
+        if self.network.followers_max == 0 {
+            return Err(("network.followers_max", "must be positive".into()));
+        }
+        if self.network.follower_idle_timeout_secs == 0 || self.network.follower_idle_timeout_secs > 3600 {
+            return Err(("network.follower_idle_timeout_secs", "must be between 1 and 3600".into()));
+        }
+        if self.network.connections_per_address_max == 0 {
+            return Err(("network.connections_per_address_max", "must be positive".into()));
+        }
         if self.ingress.connections_max == 0 {
             return Err(("ingress.connections_max", "must be positive".into()));
         }
@@ -448,6 +477,9 @@ impl NodeConfig {
                 ban_secs: ban_secs(),
                 max_frame_bytes: frame_max(),
                 connections_max: peer_connections_max(),
+                followers_max: followers_max(),
+                follower_idle_timeout_secs: follower_idle_timeout(),
+                connections_per_address_max: connections_per_address_max(),
             },
             ingress: IngressSection {
                 listen: ingress,

@@ -256,6 +256,9 @@ impl Node {
             ban: Duration::from_secs(config.network.ban_secs),
             max_frame_bytes: config.network.max_frame_bytes,
             peer_connections_max: config.network.connections_max,
+            followers_max: config.network.followers_max,
+            follower_idle_timeout: Duration::from_secs(config.network.follower_idle_timeout_secs),
+            connections_per_address_max: config.network.connections_per_address_max,
             ingress_connections_max: config.ingress.connections_max,
             ingress_idle_timeout: Duration::from_secs(config.ingress.idle_timeout_secs),
         })?;

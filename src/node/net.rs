@@ -63,7 +63,12 @@ super::metrics::series! {
         counter sync_requests_served = "tessera_net_sync_requests_served_total",
         /// Connections closed at accept because their port held its maximum.
         counter connections_refused = "tessera_net_connections_refused_total",
-        /// Connections closed for a handshake past its deadline or an idle ingress client.
+        /// Connections closed at accept because their source address held its maximum.
+        counter address_refusals = "tessera_net_address_refusals_total",
+        /// Full nodes closed after their handshake because the follower slots were taken.
+        counter followers_refused = "tessera_net_followers_refused_total",
+        /// Connections closed for a handshake past its deadline, an idle follower or an idle
+        /// ingress client.
         counter connections_timed_out = "tessera_net_connections_timed_out_total",
         /// Transaction batches refused, with their connection, for a spot-checked signature
         /// that did not verify.
@@ -72,7 +77,9 @@ super::metrics::series! {
         gauge peers_connected = "tessera_net_peers_connected",
         /// Full nodes connected to this node's peer port.
         gauge followers_connected = "tessera_net_followers_connected",
-        /// Connections open on the peer port, handshaken or not.
+        /// Validators connected to this node's peer port, each having proven its key.
+        gauge validators_connected = "tessera_net_validators_connected",
+        /// Connections on the peer port still in their handshake.
         gauge peer_connections_open = "tessera_net_peer_connections_open",
         /// Connections open on the ingress port.
         gauge ingress_connections_open = "tessera_ingress_connections_open",
@@ -144,8 +151,18 @@ pub struct NetSetup {
     pub ban: Duration,
     /// Largest frame.
     pub max_frame_bytes: usize,
-    /// Most connections open at once on the peer port; more are closed at accept.
+    /// Most connections in their handshake at once on the peer port; more are closed at
+    /// accept. A proven validator's link leaves this pool; a full node's moves to the
+    /// follower pool.
     pub peer_connections_max: usize,
+    /// Most full nodes connected at once; more are closed after their handshake.
+    pub followers_max: usize,
+    /// A full node that sends no frame for this long is closed.
+    pub follower_idle_timeout: Duration,
+    /// Most connections from one source address, on the peer port (in handshake or
+    /// following) and on the ingress port, each. Loopback is exempt: on a devnet every honest
+    /// peer and client shares it.
+    pub connections_per_address_max: usize,
     /// Most connections open at once on the ingress port; more are closed at accept.
     pub ingress_connections_max: usize,
     /// An ingress connection that completes no frame for this long is closed.
@@ -188,6 +205,7 @@ pub fn start(setup: NetSetup) -> Result<(NetHandles, Vec<std::thread::JoinHandle
     let (peer_txns_tx, peer_txns) = flume::bounded(1 << 10);
     let (sync_tx, sync_requests) = flume::bounded(256);
     let counters = Arc::new(NetCounters::default());
+    let addresses = Arc::new(PortAddresses::for_validators(setup.validators.len()));
     let stop = Arc::new(AtomicBool::new(false));
     let mut outbound = Vec::new();
     let mut outbound_rx = Vec::new();
@@ -204,6 +222,7 @@ pub fn start(setup: NetSetup) -> Result<(NetHandles, Vec<std::thread::JoinHandle
         let peer_txns_tx = peer_txns_tx.clone();
         let sync_tx = sync_tx.clone();
         let counters = counters.clone();
+        let addresses = addresses.clone();
         let stop = stop.clone();
         // Peers are split across executors by index; listeners are shared through SO_REUSEPORT.
         let dial: Vec<(u32, flume::Receiver<Arc<Vec<u8>>>)> = outbound_rx
@@ -216,7 +235,7 @@ pub fn start(setup: NetSetup) -> Result<(NetHandles, Vec<std::thread::JoinHandle
         let handle = LocalExecutorBuilder::new(Placement::Unbound)
             .name(&format!("tessera-net-{core}"))
             .spawn(move || async move {
-                let shared = Rc::new(Executor::new(setup, counters, stop));
+                let shared = Rc::new(Executor::new(setup, counters, addresses, stop));
                 let peer_listener = match TcpListener::bind(shared.setup.listen) {
                     Ok(listener) => listener,
                     Err(error) => {
@@ -260,15 +279,32 @@ struct Executor {
     counters: Arc<NetCounters>,
     /// Banned addresses and when the ban ends.
     bans: RefCell<HashMap<IpAddr, Instant>>,
+    /// Connections per source address, per port, across every executor.
+    addresses: Arc<PortAddresses>,
     stop: Arc<AtomicBool>,
     /// This executor's static Noise key; the validator key signs handshakes that cover it.
     noise: snow::Keypair,
 }
 
 impl Executor {
-    fn new(setup: NetSetup, counters: Arc<NetCounters>, stop: Arc<AtomicBool>) -> Executor {
+    fn new(
+        setup: NetSetup,
+        counters: Arc<NetCounters>,
+        addresses: Arc<PortAddresses>,
+        stop: Arc<AtomicBool>,
+    ) -> Executor {
         let noise = secure::static_keypair();
-        Executor { setup, counters, bans: RefCell::new(HashMap::new()), stop, noise }
+        Executor { setup, counters, bans: RefCell::new(HashMap::new()), addresses, stop, noise }
+    }
+
+    /// A slot for a connection from `ip` in `table`, or `None` (counted) if that address holds
+    /// its maximum. Loopback and unknown addresses are not capped.
+    fn address_slot<'a>(&'a self, table: &'a AddressTable, ip: Option<IpAddr>) -> Option<AddressSlot<'a>> {
+        let slot = AddressSlot::take(table, ip, self.setup.connections_per_address_max);
+        if slot.is_none() {
+            self.counters.address_refusals.fetch_add(1, Ordering::Relaxed);
+        }
+        slot
     }
 
     fn local(&self) -> Local<'_> {
@@ -340,6 +376,63 @@ impl Drop for Slot<'_> {
     }
 }
 
+/// Open connections per source address on one port.
+#[derive(Debug, Default)]
+pub struct AddressTable(std::sync::Mutex<HashMap<IpAddr, usize>>);
+
+/// The per-address tables of the peer and ingress ports, and the links open per validator
+/// index, shared by every executor.
+#[derive(Debug, Default)]
+pub struct PortAddresses {
+    peer: AddressTable,
+    ingress: AddressTable,
+    validator_links: Vec<AtomicU64>,
+}
+
+impl PortAddresses {
+    /// Empty tables, with link counts for `validators` indexes.
+    pub fn for_validators(validators: usize) -> PortAddresses {
+        PortAddresses {
+            validator_links: (0..validators).map(|_| AtomicU64::new(0)).collect(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Holds one of an address's connection slots on a port; gives it back when dropped.
+struct AddressSlot<'a>(Option<(&'a AddressTable, IpAddr)>);
+
+impl<'a> AddressSlot<'a> {
+    /// A slot unless `ip` already holds `max` connections in `table`. Loopback and unknown
+    /// addresses always get an uncounted slot.
+    fn take(table: &'a AddressTable, ip: Option<IpAddr>, max: usize) -> Option<AddressSlot<'a>> {
+        let Some(ip) = ip.filter(|ip| !ip.is_loopback()) else {
+            return Some(AddressSlot(None));
+        };
+        let mut counts = table.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let open = counts.entry(ip).or_default();
+        if *open >= max {
+            return None;
+        }
+        *open += 1;
+        Some(AddressSlot(Some((table, ip))))
+    }
+}
+
+impl Drop for AddressSlot<'_> {
+    fn drop(&mut self) {
+        if let Some((table, ip)) = self.0 {
+            let mut counts = table.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(open) = counts.get_mut(&ip) {
+                *open -= 1;
+                if *open == 0 {
+                    counts.remove(&ip);
+                }
+            }
+        }
+    }
+}
+
 /// Reads one frame (from a plain ingress stream or a peer's decrypted channel): header first,
 /// size checked before anything is buffered, then payload; counted.
 async fn read_frame<S: AsyncRead + Unpin>(
@@ -372,17 +465,19 @@ async fn accept_peers(shared: Rc<Executor>, listener: TcpListener, links: PeerLi
         let links = links.clone();
         glommio::spawn_local(async move {
             let counters = &shared.counters;
-            let max = shared.setup.peer_connections_max;
-            let Some(_slot) = Slot::take(&counters.peer_connections_open, max, &counters.connections_refused)
-            else {
-                return;
-            };
             let ip = stream.peer_addr().map(|addr| addr.ip()).ok();
             if ip.is_some_and(|ip| shared.banned(ip)) {
                 shared.counters.banned_refusals.fetch_add(1, Ordering::Relaxed);
                 return;
             }
-            let _ = serve_peer(&shared, stream, ip, links).await;
+            let Some(address) = shared.address_slot(&shared.addresses.peer, ip) else { return };
+            let max = shared.setup.peer_connections_max;
+            let Some(handshaking) =
+                Slot::take(&counters.peer_connections_open, max, &counters.connections_refused)
+            else {
+                return;
+            };
+            let _ = serve_peer(&shared, stream, ip, links, (handshaking, address)).await;
             shared.counters.disconnects.fetch_add(1, Ordering::Relaxed);
         })
         .detach();
@@ -433,14 +528,17 @@ async fn accept_handshake(
 }
 
 /// The accepting side: handshake, then read consensus frames until the peer leaves or
-/// misbehaves past the threshold.
+/// misbehaves past the threshold. `slots` are the connection's handshake slot and its
+/// address's slot: a proven validator gives both back (validators never compete with
+/// strangers for room; at most two links per validator index are kept), a full node keeps its
+/// address slot and trades the handshake slot for one of the follower slots.
 async fn serve_peer(
     shared: &Executor,
     stream: TcpStream,
     ip: Option<IpAddr>,
     links: PeerLinks,
+    slots: (Slot<'_>, AddressSlot<'_>),
 ) -> std::io::Result<()> {
-    let codec = shared.codec();
     stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
     stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
     let handshake = within(HANDSHAKE_TIMEOUT, accept_handshake(shared, stream)).await;
@@ -451,19 +549,50 @@ async fn serve_peer(
         }
         other => other?,
     };
-    let (mut channel, peer) = match (channel, accepted) {
+    let (handshaking, address) = slots;
+    drop(handshaking);
+    let (channel, peer) = match (channel, accepted) {
         (Some(channel), Accepted::Validator(peer)) => (channel, peer),
         (Some(mut channel), Accepted::Follower) => {
-            shared.counters.followers_connected.fetch_add(1, Ordering::Relaxed);
-            let served = serve_follower(shared, &mut channel, ip, &links).await;
-            shared.counters.followers_connected.fetch_sub(1, Ordering::Relaxed);
-            return served;
+            let counters = &shared.counters;
+            let max = shared.setup.followers_max;
+            let Some(_following) =
+                Slot::take(&counters.followers_connected, max, &counters.followers_refused)
+            else {
+                return Ok(());
+            };
+            let _address = address;
+            return serve_follower(shared, &mut channel, ip, &links).await;
         }
         _ => {
             shared.counters.handshake_failures.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
     };
+    drop(address);
+    // Two links per validator: its current one and the one that replaces it after a restart
+    // (the old one ends at its next failed read). A validator cannot take another's room.
+    let counters = &shared.counters;
+    let Some(open) = shared.addresses.validator_links.get(peer as usize) else { return Ok(()) };
+    let Some(_link) = Slot::take(open, 2, &counters.connections_refused) else {
+        return Ok(());
+    };
+    counters.validators_connected.fetch_add(1, Ordering::Relaxed);
+    let served = serve_validator(shared, channel, peer, ip, &links).await;
+    counters.validators_connected.fetch_sub(1, Ordering::Relaxed);
+    served
+}
+
+/// A proven validator's connection: consensus messages and forwarded transactions until it
+/// leaves or misbehaves past the threshold.
+async fn serve_validator(
+    shared: &Executor,
+    mut channel: Secure<TcpStream>,
+    peer: u32,
+    ip: Option<IpAddr>,
+    links: &PeerLinks,
+) -> std::io::Result<()> {
+    let codec = shared.codec();
     channel.get_mut().set_read_timeout(None)?;
     let mut penalties = 0u32;
     loop {
@@ -500,7 +629,16 @@ async fn serve_follower(
     channel.get_mut().set_read_timeout(None)?;
     let mut penalties = 0u32;
     loop {
-        match read_frame(channel, &codec, &shared.counters).await? {
+        // A full node that asks nothing for this long gives its slot back.
+        let idle = shared.setup.follower_idle_timeout;
+        let frame = match within(idle, read_frame(channel, &codec, &shared.counters)).await {
+            Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
+                shared.counters.connections_timed_out.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            other => other?,
+        };
+        match frame {
             Ok(Frame::Consensus(ConsensusMessage::SyncRequest { from_height })) => {
                 let (reply_tx, reply) = flume::bounded(1);
                 let empty =
@@ -681,6 +819,8 @@ async fn accept_clients(shared: Rc<Executor>, listener: TcpListener, txns: flume
         let txns = txns.clone();
         glommio::spawn_local(async move {
             let counters = &shared.counters;
+            let ip = stream.peer_addr().map(|addr| addr.ip()).ok();
+            let Some(_address) = shared.address_slot(&shared.addresses.ingress, ip) else { return };
             let max = shared.setup.ingress_connections_max;
             let Some(_slot) =
                 Slot::take(&counters.ingress_connections_open, max, &counters.connections_refused)
@@ -749,7 +889,11 @@ mod tests {
     use tessera_components::wire::{Frame, ROLE_DIALER};
 
     use super::secure::{self, Local};
-    use super::{Accepted, Executor, FOLLOWER, NetCounters, NetSetup, Slot, accept_handshake};
+    use super::{
+        Accepted, AddressSlot, AddressTable, Executor, FOLLOWER, NetCounters, NetSetup, PeerLinks,
+        PortAddresses, Slot, accept_handshake, accept_peers,
+    };
+    use std::net::IpAddr;
 
     const CHAIN: u32 = 7;
 
@@ -774,10 +918,14 @@ mod tests {
             ban: Duration::from_secs(1),
             max_frame_bytes: 1 << 20,
             peer_connections_max: 16,
+            followers_max: 2,
+            follower_idle_timeout: Duration::from_secs(1),
+            connections_per_address_max: 3,
             ingress_connections_max: 16,
             ingress_idle_timeout: Duration::from_secs(1),
         };
-        Executor::new(setup, Arc::new(NetCounters::default()), Arc::new(AtomicBool::new(false)))
+        let addresses = Arc::new(PortAddresses::for_validators(4));
+        Executor::new(setup, Arc::new(NetCounters::default()), addresses, Arc::new(AtomicBool::new(false)))
     }
 
     /// Runs `test` on a glommio executor of its own (the network's sockets need one).
@@ -860,6 +1008,85 @@ mod tests {
             assert!(secure::dial(stream, &follower, 0).await.expect("io").is_ok(), "a full node's dial to A");
             assert_eq!(a_ends.await, Some(Some(FOLLOWER)));
         });
+    }
+
+    /// Full nodes prove nothing, so they must not be able to take the room validators need:
+    /// past `followers_max` a full node is closed after its handshake, an idle one is closed
+    /// after `follower_idle_timeout`, and a validator still gets in while strangers fill the
+    /// peer port.
+    #[test]
+    fn followers_cannot_crowd_out_validators_and_idle_ones_are_closed() {
+        on_executor(|| async {
+            let mut a = executor(0);
+            a.setup.peer_connections_max = 6;
+            a.setup.follower_idle_timeout = Duration::from_secs(1);
+            let a = Rc::new(a);
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let (inbound, _inbound_rx) = flume::unbounded();
+            let (txns, _txns_rx) = flume::unbounded();
+            let (sync, _sync_rx) = flume::unbounded();
+            let links = PeerLinks { inbound, txns, sync };
+            glommio::spawn_local(accept_peers(a.clone(), listener, links)).detach();
+            let noise = secure::static_keypair();
+            let unused = SigningKey::from_bytes(&[9; 32]);
+            let follower = Local {
+                chain_id: CHAIN,
+                me: FOLLOWER,
+                key: &unused,
+                noise_key: &noise.private,
+                validators: &a.setup.validators,
+            };
+            // As many full nodes as the port has handshake slots, all kept open.
+            let mut followers = Vec::new();
+            for _ in 0..a.setup.peer_connections_max {
+                let stream = TcpStream::connect(addr).await.expect("connect");
+                if let Ok(Ok(channel)) = secure::dial(stream, &follower, 0).await {
+                    followers.push(channel);
+                }
+            }
+            glommio::timer::sleep(Duration::from_millis(200)).await;
+            let counters = &a.counters;
+            assert_eq!(
+                counters.followers_connected.load(Ordering::Relaxed),
+                2,
+                "followers over their cap kept"
+            );
+            assert_eq!(
+                counters.followers_refused.load(Ordering::Relaxed),
+                a.setup.peer_connections_max as u64 - 2
+            );
+            // A validator is let in all the same.
+            let b = executor(1);
+            let stream = TcpStream::connect(addr).await.expect("connect");
+            let link = secure::dial(stream, &b.local(), 0).await;
+            assert!(matches!(link, Ok(Ok(_))), "validator 1 refused");
+            glommio::timer::sleep(Duration::from_millis(50)).await;
+            assert_eq!(counters.validators_connected.load(Ordering::Relaxed), 1);
+            // Followers that ask nothing are closed after the idle timeout.
+            glommio::timer::sleep(a.setup.follower_idle_timeout * 2).await;
+            assert_eq!(counters.followers_connected.load(Ordering::Relaxed), 0, "idle followers kept");
+            assert!(counters.connections_timed_out.load(Ordering::Relaxed) >= 2);
+            assert_eq!(counters.validators_connected.load(Ordering::Relaxed), 1, "a quiet validator is kept");
+            drop((followers, link));
+        });
+    }
+
+    #[test]
+    fn one_address_holds_at_most_its_share_of_a_port() {
+        let table = AddressTable::default();
+        let remote: IpAddr = "192.0.2.7".parse().expect("an address");
+        let other: IpAddr = "192.0.2.8".parse().expect("an address");
+        let held: Vec<_> =
+            (0..3).map(|_| AddressSlot::take(&table, Some(remote), 3).expect("a slot")).collect();
+        assert!(AddressSlot::take(&table, Some(remote), 3).is_none(), "a fourth connection from one address");
+        assert!(AddressSlot::take(&table, Some(other), 3).is_some(), "another address is not affected");
+        let loopback: Vec<_> =
+            (0..10).map(|_| AddressSlot::take(&table, Some(IpAddr::from([127, 0, 0, 1])), 3)).collect();
+        assert!(loopback.iter().all(Option::is_some), "loopback is exempt");
+        drop(held);
+        assert!(AddressSlot::take(&table, Some(remote), 3).is_some(), "slots come back on drop");
+        assert!(table.0.lock().expect("unpoisoned").get(&other).is_none(), "empty entries are removed");
     }
 
     #[test]
