@@ -8,6 +8,8 @@
 //! to the ledger and writing [`crate::BlockCommitted`]. Outbound messages collect in
 //! [`ConsensusOutbox`] for the shell to send.
 
+#[cfg(any(test, fuzzing, feature = "fuzzing"))]
+pub mod cluster;
 pub mod core;
 #[cfg(any(test, fuzzing, feature = "fuzzing"))]
 pub mod fuzz;
