@@ -49,6 +49,14 @@ fn position(rpc: SocketAddr) -> Option<Position> {
     })
 }
 
+/// The last view at least two behind `view` in which `index` leads a set of `validators`: one
+/// the node has left (`None` early in the chain).
+fn old_led_view(view: u64, index: u32, validators: u32) -> Option<u64> {
+    let n = u64::from(validators.max(1));
+    let old = view.checked_sub(3)?;
+    old.checked_sub((old % n + n - u64::from(index) % n) % n)
+}
+
 /// The first view from `view` on in which `index` leads a set of `validators`.
 fn led_view(view: u64, index: u32, validators: u32) -> u64 {
     let n = u64::from(validators.max(1));
@@ -57,13 +65,18 @@ fn led_view(view: u64, index: u32, validators: u32) -> u64 {
 
 /// An honest-looking proposal by `index` of an empty block on the node's tip.
 fn proposal(at: &Position, view: u64, index: u32, key: &SigningKey) -> ConsensusMessage {
+    proposal_salted(at, view, index, key, 0)
+}
+
+/// [`proposal`], its timestamp moved on by `salt` milliseconds: a distinct block per salt.
+fn proposal_salted(at: &Position, view: u64, index: u32, key: &SigningKey, salt: u64) -> ConsensusMessage {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
     let fields = BlockFields {
         height: at.height + 1,
         view,
-        timestamp_ms: now_ms,
+        timestamp_ms: now_ms.wrapping_add(salt),
         proposer: index,
         parent: at.tip,
         state_root: at.state_root,
@@ -141,7 +154,12 @@ pub fn run(kind: Kind, target: &Target, limits: &Limits, deadline: Instant) -> T
     // The socket (kept so the channel's clone of it stays open) and the channel over it.
     let mut stream: Option<(TcpStream, Channel)> = None;
     // Consensus messages per second; proposals are sent at most a few times a second.
-    let mut pacer = Pacer::new(if kind == Kind::ConsensusFlood { limits.rate } else { 50 });
+    let rate = match kind {
+        Kind::ConsensusFlood => limits.rate,
+        Kind::OldViewProposals => limits.rate.min(500),
+        _ => 50,
+    };
+    let mut pacer = Pacer::new(rate);
     let mut at: Option<(Position, Instant)> = None;
     let mut round = 0u64;
     while Instant::now() < deadline {
@@ -165,6 +183,25 @@ pub fn run(kind: Kind, target: &Target, limits: &Limits, deadline: Instant) -> T
                 continue;
             };
             stream = Some((fresh, channel));
+        }
+        if kind == Kind::OldViewProposals {
+            // A distinct block per send, all for one view the node has left.
+            let Some(old) = old_led_view(here.view, index, target.validators) else {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            };
+            round += 1;
+            let frame = encode(&Frame::Consensus(proposal_salted(&here, old, index, key, round)));
+            pacer.wait(1);
+            if let Some((_, open)) = stream.as_mut()
+                && send_sealed(open, &frame, &mut tally)
+            {
+                tally.messages += 1;
+            } else {
+                tally.closed_by_node += 1;
+                stream = None;
+            }
+            continue;
         }
         let turn = round % behaviours.len() as u64;
         let adversary = &mut adversaries[turn as usize];
@@ -217,7 +254,24 @@ pub fn run(kind: Kind, target: &Target, limits: &Limits, deadline: Instant) -> T
 
 #[cfg(test)]
 mod tests {
-    use super::led_view;
+    use super::{led_view, old_led_view};
+
+    #[test]
+    fn old_led_view_is_a_view_the_index_led_at_least_three_back() {
+        assert_eq!(old_led_view(2, 0, 4), None);
+        assert_eq!(old_led_view(3, 0, 4), Some(0));
+        assert_eq!(old_led_view(3, 1, 4), None);
+        assert_eq!(old_led_view(10, 1, 4), Some(5));
+        assert_eq!(old_led_view(11, 0, 4), Some(8));
+        for view in 3..40 {
+            for index in 0..4 {
+                if let Some(old) = old_led_view(view, index, 4) {
+                    assert_eq!(old % 4, u64::from(index));
+                    assert!(old + 3 <= view && old + 7 > view, "{old} for {view}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn led_view_is_the_next_view_the_index_leads() {

@@ -60,6 +60,13 @@ pub enum Kind {
     UnfundedFeeSpam,
     /// Peer: a full node's valid handshake, then random bytes.
     GarbageAfterHandshake,
+    /// Peer: as many full nodes' handshakes as `--max-connections` allows, each then silent
+    /// and held. The node must close them past its follower cap and after the follower idle
+    /// timeout, and keep its validators connected.
+    FollowerFlood,
+    /// Peer: as full nodes, sync requests from height 1, each answer read in full, as fast as
+    /// the node answers; reports the bytes received per byte sent (the amplification).
+    SyncAmplification,
     /// RPC: bodies that are not JSON, not requests, unknown methods, bad parameters, oversized
     /// batches, deep nesting, invalid UTF-8, wrong HTTP methods, broken HTTP.
     RpcMalformed,
@@ -79,6 +86,10 @@ pub enum Kind {
     /// Peer, with `--key`: validly signed votes, each many times over, as fast as the rate cap
     /// allows.
     ConsensusFlood,
+    /// Peer, with `--key`: distinct signed proposals, at the node's height, for the last view
+    /// this validator led that the node has left. The node must drop them before any work
+    /// (`tessera_consensus_stale_proposals_total`) and keep finalizing.
+    OldViewProposals,
 }
 
 /// The node port a kind speaks to.
@@ -94,7 +105,7 @@ pub enum Port {
 
 impl Kind {
     /// Every kind, in report order.
-    pub const ALL: [Kind; 18] = [
+    pub const ALL: [Kind; 21] = [
         Kind::MalformedFrames,
         Kind::TruncatedFrames,
         Kind::OversizedFrames,
@@ -106,6 +117,8 @@ impl Kind {
         Kind::BadSignatureSpam,
         Kind::UnfundedFeeSpam,
         Kind::GarbageAfterHandshake,
+        Kind::FollowerFlood,
+        Kind::SyncAmplification,
         Kind::RpcMalformed,
         Kind::RpcOversized,
         Kind::Equivocation,
@@ -113,6 +126,7 @@ impl Kind {
         Kind::InvalidProposals,
         Kind::Replay,
         Kind::ConsensusFlood,
+        Kind::OldViewProposals,
     ];
 
     /// The command-line name.
@@ -129,6 +143,8 @@ impl Kind {
             Kind::BadSignatureSpam => "bad-signature-spam",
             Kind::UnfundedFeeSpam => "unfunded-fee-spam",
             Kind::GarbageAfterHandshake => "garbage-after-handshake",
+            Kind::FollowerFlood => "follower-flood",
+            Kind::SyncAmplification => "sync-amplification",
             Kind::RpcMalformed => "rpc-malformed",
             Kind::RpcOversized => "rpc-oversized",
             Kind::Equivocation => "equivocation",
@@ -136,6 +152,7 @@ impl Kind {
             Kind::InvalidProposals => "invalid-proposals",
             Kind::Replay => "replay",
             Kind::ConsensusFlood => "consensus-flood",
+            Kind::OldViewProposals => "old-view-proposals",
         }
     }
 
@@ -162,6 +179,7 @@ impl Kind {
                 | Kind::InvalidProposals
                 | Kind::Replay
                 | Kind::ConsensusFlood
+                | Kind::OldViewProposals
         )
     }
 }
@@ -234,6 +252,8 @@ pub struct Tally {
     pub frames: u64,
     /// Bytes written.
     pub bytes: u64,
+    /// Bytes the node sent back (counted by the kinds that read answers).
+    pub bytes_received: u64,
     /// HTTP requests written.
     pub requests: u64,
     /// Transactions sent.
@@ -261,6 +281,7 @@ impl Tally {
         self.connect_failures += other.connect_failures;
         self.frames += other.frames;
         self.bytes += other.bytes;
+        self.bytes_received += other.bytes_received;
         self.requests += other.requests;
         self.txns += other.txns;
         self.messages += other.messages;
@@ -283,6 +304,7 @@ impl Tally {
             "connect_failures": self.connect_failures,
             "frames": self.frames,
             "bytes": self.bytes,
+            "bytes_received": self.bytes_received,
             "requests": self.requests,
             "txns": self.txns,
             "consensus_messages": self.messages,
@@ -492,7 +514,8 @@ fn run_kind(kind: Kind, target: &Target, limits: &Limits, deadline: Instant) -> 
         | Kind::DoubleVote
         | Kind::InvalidProposals
         | Kind::Replay
-        | Kind::ConsensusFlood => byzantine::run(kind, target, limits, deadline),
+        | Kind::ConsensusFlood
+        | Kind::OldViewProposals => byzantine::run(kind, target, limits, deadline),
         _ => wire::run(kind, target, limits, deadline),
     }
 }

@@ -676,14 +676,7 @@ fn slow_reader(target: &Target, limits: &Limits, deadline: Instant, tally: &mut 
         held.retain_mut(|(stream, _, opened)| {
             // Peek without reading what the node sent: a reset or end of stream shows as an
             // error on write or zero-byte peek.
-            let mut probe = [0u8; 1];
-            let _ = stream.set_nonblocking(true);
-            let closed = match stream.peek(&mut probe) {
-                Ok(0) => true,
-                Ok(_) => false,
-                Err(error) => error.kind() != std::io::ErrorKind::WouldBlock,
-            };
-            let _ = stream.set_nonblocking(false);
+            let closed = closed_by_peer(stream);
             if closed {
                 tally.closed_by_node += 1;
                 tally.longest_hold_s = tally.longest_hold_s.max(opened.elapsed().as_secs_f64());
@@ -695,6 +688,87 @@ fn slow_reader(target: &Target, limits: &Limits, deadline: Instant, tally: &mut 
         }
     }
     tally.left_open += held.len() as u64;
+}
+
+/// True when the node has closed `stream` (peeked without consuming anything).
+fn closed_by_peer(stream: &TcpStream) -> bool {
+    let mut probe = [0u8; 1];
+    let _ = stream.set_nonblocking(true);
+    let closed = match stream.peek(&mut probe) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(error) => error.kind() != std::io::ErrorKind::WouldBlock,
+    };
+    let _ = stream.set_nonblocking(false);
+    closed
+}
+
+fn follower_flood(target: &Target, limits: &Limits, deadline: Instant, tally: &mut Tally) {
+    let Some(addr) = target.peer else { return };
+    let mut pacer = Pacer::new(limits.connect_rate);
+    let mut held: Vec<(TcpStream, Channel, Instant)> = Vec::new();
+    while Instant::now() < deadline {
+        if held.len() < limits.max_connections {
+            pacer.wait(1);
+            if let Some(mut stream) = connect(addr, tally)
+                && let Some(channel) =
+                    follower_handshake(&mut stream, target.chain_id, target.node_index, tally)
+            {
+                held.push((stream, channel, Instant::now()));
+            }
+        } else {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        held.retain(|(stream, _, opened)| {
+            let closed = closed_by_peer(stream);
+            if closed {
+                tally.closed_by_node += 1;
+                tally.longest_hold_s = tally.longest_hold_s.max(opened.elapsed().as_secs_f64());
+            }
+            !closed
+        });
+    }
+    tally.left_open += held.len() as u64;
+}
+
+fn sync_amplification(target: &Target, limits: &Limits, deadline: Instant, tally: &mut Tally) {
+    let Some(addr) = target.peer else { return };
+    let request = encode(&Frame::Consensus(ConsensusMessage::SyncRequest { from_height: 1 }));
+    let mut pacer = Pacer::new(limits.rate);
+    let mut open: Option<(TcpStream, Channel)> = None;
+    while Instant::now() < deadline {
+        if open.is_none() {
+            let Some(mut stream) = connect(addr, tally) else {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            };
+            let Some(channel) = follower_handshake(&mut stream, target.chain_id, target.node_index, tally)
+            else {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            };
+            open = Some((stream, channel));
+        }
+        let Some((_, channel)) = open.as_mut() else { continue };
+        pacer.wait(1);
+        let answered = send_sealed(channel, &request, tally)
+            && match read_sealed(channel) {
+                Ok(Some(frame)) => {
+                    tally.bytes_received += encode(&frame).len() as u64;
+                    true
+                }
+                _ => false,
+            };
+        if answered {
+            tally.frames += 1;
+        } else {
+            tally.closed_by_node += 1;
+            open = None;
+        }
+    }
+    if open.is_some() {
+        tally.left_open += 1;
+    }
 }
 
 fn garbage_after_handshake(target: &Target, limits: &Limits, deadline: Instant, tally: &mut Tally) {
@@ -866,6 +940,8 @@ pub fn run(kind: Kind, target: &Target, limits: &Limits, deadline: Instant) -> T
         Kind::SlowLoris => slow_loris(target, limits, deadline, &mut tally),
         Kind::SlowReader => slow_reader(target, limits, deadline, &mut tally),
         Kind::GarbageAfterHandshake => garbage_after_handshake(target, limits, deadline, &mut tally),
+        Kind::FollowerFlood => follower_flood(target, limits, deadline, &mut tally),
+        Kind::SyncAmplification => sync_amplification(target, limits, deadline, &mut tally),
         Kind::BadSignatureSpam => bad_signature_spam(target, limits, deadline, &mut tally),
         Kind::UnfundedFeeSpam => unfunded_fee_spam(target, limits, deadline, &mut tally),
         _ => {}

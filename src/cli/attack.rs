@@ -106,6 +106,10 @@ Kinds (each runs against the ports given that it can use):
                           nothing, fees near 2^64; all must be refused for insufficient funds
                           before verification, and none may evict an honest transaction
   garbage-after-handshake peer: a full node's valid handshake, then random bytes
+  follower-flood          peer: up to --max-connections full nodes' handshakes, each then silent
+                          and held; the node must close them past its follower cap and when idle
+  sync-amplification      peer: as a full node, sync requests from height 1 at --rate, each answer
+                          read in full; reports bytes received per byte sent
   rpc-malformed           rpc: not JSON, not a request, unknown method, bad params, oversized and
                           all-bad batches, deep nesting, invalid UTF-8, GET, broken HTTP
   rpc-oversized           rpc: bodies over the limit, sent, only declared, and chunked
@@ -116,6 +120,8 @@ that validator through the behaviour library the simulator uses:
   invalid-proposals       proposals with a bad signature, a wrong state root, over the block limit
   replay                  old genuine votes from finalized certificates, and its own earlier sends
   consensus-flood         validly signed votes, each many times over, at --rate
+  old-view-proposals      distinct proposals for the last view the validator led that the node
+                          has left (at most 500 a second); each must be dropped before any work
 
 The report gives, per kind: connections made and refused, frames, bytes, requests or
 transactions sent, handshakes completed, connections the node closed and ones left open, HTTP
