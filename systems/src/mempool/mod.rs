@@ -463,6 +463,25 @@ pub fn fuzz_ops(data: &[u8]) {
                         assert_eq!(txn.body.nonce, *expected, "packed nonces have a gap");
                         *expected += 1;
                     }
+                    // A pack short of its limit is maximal: no sender has a next nonce pending
+                    // that it could still pay for after what the block took from it.
+                    let limit = txn_max.min(bytes_max.saturating_sub(size_of::<BlockHeader>()) / TXN_SIZE);
+                    if packed.len() < limit {
+                        for (sender, nonces) in &pool.by_sender {
+                            let taken: Vec<&Txn> = packed
+                                .iter()
+                                .map(|(txn, _)| txn)
+                                .filter(|txn| txn.body.sender == *sender)
+                                .collect();
+                            let spent: u128 = taken.iter().map(|txn| debit(&txn.body)).sum();
+                            let next_nonce = ledger.nonce_of(sender) + taken.len() as u64;
+                            if let Some(id) = nonces.get(&next_nonce) {
+                                let payable = spent + debit(&pool.entries[id].txn.body)
+                                    <= u128::from(ledger.balance_of(sender));
+                                assert!(!payable, "pack left an executable, payable transaction behind");
+                            }
+                        }
+                    }
                     if op == 7 {
                         // Execute the block as the node would (a transfer that fails, say for
                         // funds, changes nothing), then prune what it made stale.
@@ -523,6 +542,11 @@ fn insert_checked(pool: &mut Mempool, model: &mut BTreeMap<TxnId, Txn>, txn: Txn
     let id = txn.id();
     let before = pool.len();
     let sender = txn.body.sender;
+    let same_nonce: Option<Txn> = model
+        .values()
+        .find(|other| other.body.sender == sender && other.body.nonce == txn.body.nonce)
+        .copied();
+    let lowest_fee = model.values().map(|other| other.body.fee).min();
     match pool.insert(txn, id, ledger.account(&sender).copied()) {
         Err(reason) => {
             assert_eq!(pool.len(), before, "a refused insert changed the pool ({reason:?})");
@@ -541,17 +565,54 @@ fn insert_checked(pool: &mut Mempool, model: &mut BTreeMap<TxnId, Txn>, txn: Txn
                         "refused a payable transaction"
                     );
                 }
-                RejectReason::NonceTaken | RejectReason::MempoolFull => {}
+                RejectReason::NonceTaken => {
+                    let taken = same_nonce.expect("nonce taken by nothing pending");
+                    assert!(taken.body.fee >= txn.body.fee, "a higher fee was refused its nonce");
+                }
+                RejectReason::MempoolFull => {
+                    // Full, and nothing pending pays less (or the cheapest is this sender's own
+                    // lower nonce, which evicting would strand the newcomer behind).
+                    assert_eq!(before, pool.capacity(), "refused as full below capacity");
+                    assert!(same_nonce.is_none(), "a same-nonce replacement is not a full pool");
+                    let lowest = lowest_fee.expect("a full pool holds something");
+                    let own_lower = model.values().any(|other| {
+                        other.body.fee == lowest
+                            && other.body.sender == sender
+                            && other.body.nonce < txn.body.nonce
+                    });
+                    assert!(lowest >= txn.body.fee || own_lower, "refused a fee above the cheapest pending");
+                }
                 other => panic!("insert refused with {other:?}"),
             }
         }
         Ok(pushed_out) => {
             assert!(pool.contains(&id));
             model.insert(id, txn);
-            let gone: Vec<TxnId> = model.keys().filter(|id| !pool.contains(id)).copied().collect();
+            let gone: Vec<Txn> =
+                model.values().filter(|other| !pool.contains(&other.id())).copied().collect();
             assert_eq!(gone.len() as u64, pushed_out, "insert misreported what it pushed out");
-            for id in gone {
-                model.remove(&id);
+            if let Some(replaced) = same_nonce {
+                // A replacement pushes out exactly the transaction it replaces, for less.
+                assert_eq!(gone, vec![replaced], "a replacement pushed out something else");
+                assert!(replaced.body.fee < txn.body.fee);
+            } else if let Some(victim) = gone.iter().min_by_key(|other| other.body.nonce) {
+                // An eviction: the pool was full, the victim paid the lowest fee, less than
+                // the newcomer, and its sender's whole tail from it went with it.
+                assert_eq!(before, pool.capacity(), "evicted from a pool that was not full");
+                assert_eq!(Some(victim.body.fee), lowest_fee, "evicted something above the cheapest");
+                assert!(victim.body.fee < txn.body.fee, "evicted a fee the newcomer does not beat");
+                let tail: Vec<Txn> = model
+                    .values()
+                    .filter(|other| {
+                        other.body.sender == victim.body.sender && other.body.nonce >= victim.body.nonce
+                    })
+                    .copied()
+                    .collect();
+                assert_eq!(gone.len(), tail.len(), "eviction is not the victim's whole tail");
+                assert!(gone.iter().all(|other| tail.contains(other)), "eviction is not the victim's tail");
+            }
+            for other in gone {
+                model.remove(&other.id());
             }
         }
     }
