@@ -41,6 +41,10 @@ pub struct NetworkSection {
     /// A full node that sends no frame for this long is closed, seconds.
     #[serde(default = "follower_idle_timeout")]
     pub follower_idle_timeout_secs: u64,
+    /// Bytes of sync answers one full node's connection may draw per second; past it the
+    /// node answers "nothing now".
+    #[serde(default = "follower_sync_bytes_per_sec")]
+    pub follower_sync_bytes_per_sec: u64,
     /// Most connections from one source address on the peer port (in handshake or following)
     /// and, separately, on the ingress port. Loopback is exempt (a devnet shares it).
     #[serde(default = "connections_per_address_max")]
@@ -214,6 +218,9 @@ fn followers_max() -> usize {
 fn follower_idle_timeout() -> u64 {
     30
 }
+fn follower_sync_bytes_per_sec() -> u64 {
+    8 << 20
+}
 fn connections_per_address_max() -> usize {
     16
 }
@@ -357,6 +364,9 @@ impl NodeConfig {
         if self.network.follower_idle_timeout_secs == 0 || self.network.follower_idle_timeout_secs > 3600 {
             return Err(("network.follower_idle_timeout_secs", "must be between 1 and 3600".into()));
         }
+        if self.network.follower_sync_bytes_per_sec < 1 << 16 {
+            return Err(("network.follower_sync_bytes_per_sec", "must be at least 65536".into()));
+        }
         if self.network.connections_per_address_max == 0 {
             return Err(("network.connections_per_address_max", "must be positive".into()));
         }
@@ -479,6 +489,7 @@ impl NodeConfig {
                 connections_max: peer_connections_max(),
                 followers_max: followers_max(),
                 follower_idle_timeout_secs: follower_idle_timeout(),
+                follower_sync_bytes_per_sec: follower_sync_bytes_per_sec(),
                 connections_per_address_max: connections_per_address_max(),
             },
             ingress: IngressSection {

@@ -146,6 +146,11 @@ series! {
         counter rejected_over_limit = "tessera_consensus_rejected_over_limit_total",
         /// Proposals dropped unchecked for a view this node has left.
         counter stale_proposals = "tessera_consensus_stale_proposals_total",
+        /// Consensus messages, and blocks cut from sync responses, dropped before any signature
+        /// check because the state machine would ignore them.
+        counter dropped_unverified = "tessera_consensus_dropped_unverified_total",
+        /// Distinct signatures verified on consensus messages (a copy is verified once).
+        counter signatures_verified = "tessera_consensus_signatures_verified_total",
     }
 }
 

@@ -258,6 +258,7 @@ impl Node {
             peer_connections_max: config.network.connections_max,
             followers_max: config.network.followers_max,
             follower_idle_timeout: Duration::from_secs(config.network.follower_idle_timeout_secs),
+            follower_sync_bytes_per_sec: config.network.follower_sync_bytes_per_sec,
             connections_per_address_max: config.network.connections_per_address_max,
             ingress_connections_max: config.ingress.connections_max,
             ingress_idle_timeout: Duration::from_secs(config.ingress.idle_timeout_secs),
@@ -544,6 +545,8 @@ fn publish_gauges(
         set(&node.rejected_invalid_transaction, c.rejected_invalid_txn);
         set(&node.rejected_over_limit, c.rejected_over_limit);
         set(&node.stale_proposals, c.stale_proposals);
+        set(&node.dropped_unverified, c.dropped_unverified);
+        set(&node.signatures_verified, pipeline.consensus_signatures_verified());
     }
     if let Ok(mut rejected) = metrics.rejected.lock() {
         let reasons = pipeline.reject_counters();

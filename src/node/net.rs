@@ -61,6 +61,9 @@ super::metrics::series! {
         counter ingress_txns = "tessera_ingress_transactions_total",
         /// Sync requests from full nodes answered from storage.
         counter sync_requests_served = "tessera_net_sync_requests_served_total",
+        /// Sync requests from full nodes answered empty because the connection had used its
+        /// sync byte budget.
+        counter sync_requests_throttled = "tessera_net_sync_requests_throttled_total",
         /// Connections closed at accept because their port held its maximum.
         counter connections_refused = "tessera_net_connections_refused_total",
         /// Connections closed at accept because their source address held its maximum.
@@ -159,6 +162,8 @@ pub struct NetSetup {
     pub followers_max: usize,
     /// A full node that sends no frame for this long is closed.
     pub follower_idle_timeout: Duration,
+    /// Bytes of sync answers one full node's connection may draw per second (and at once).
+    pub follower_sync_bytes_per_sec: u64,
     /// Most connections from one source address, on the peer port (in handshake or
     /// following) and on the ingress port, each. Loopback is exempt: on a devnet every honest
     /// peer and client shares it.
@@ -373,6 +378,34 @@ impl<'a> Slot<'a> {
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A full node's allowance of sync answer bytes: refills at `rate` bytes a second up to
+/// `rate`, and may go into debt by one answer (whose size the node only knows once built), so
+/// a connection draws at most about `rate` bytes a second however fast it asks.
+#[derive(Debug)]
+struct SyncBudget {
+    rate: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl SyncBudget {
+    fn new(rate: u64, now: Instant) -> SyncBudget {
+        SyncBudget { rate: rate as f64, tokens: rate as f64, at: now }
+    }
+
+    /// Refills for the time since the last call; true when the budget is not in debt.
+    fn allows(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
+        self.at = now;
+        self.tokens > 0.0
+    }
+
+    fn spend(&mut self, bytes: u64) {
+        self.tokens -= bytes as f64;
     }
 }
 
@@ -628,6 +661,7 @@ async fn serve_follower(
     let codec = shared.codec();
     channel.get_mut().set_read_timeout(None)?;
     let mut penalties = 0u32;
+    let mut budget = SyncBudget::new(shared.setup.follower_sync_bytes_per_sec, Instant::now());
     loop {
         // A full node that asks nothing for this long gives its slot back.
         let idle = shared.setup.follower_idle_timeout;
@@ -643,11 +677,18 @@ async fn serve_follower(
                 let (reply_tx, reply) = flume::bounded(1);
                 let empty =
                     || Arc::new(encode(&Frame::Consensus(ConsensusMessage::SyncResponse(Vec::new()))));
-                // A busy node loop answers "nothing now" rather than queueing without bound.
-                let frame = match links.sync.try_send((from_height, reply_tx)) {
-                    Ok(()) => reply.recv_async().await.unwrap_or_else(|_| empty()),
-                    Err(_) => empty(),
+                // Past its byte budget, or with the node loop busy, a full node is answered
+                // "nothing now" (and asks again) rather than served or queued without bound.
+                let frame = if !budget.allows(Instant::now()) {
+                    shared.counters.sync_requests_throttled.fetch_add(1, Ordering::Relaxed);
+                    empty()
+                } else {
+                    match links.sync.try_send((from_height, reply_tx)) {
+                        Ok(()) => reply.recv_async().await.unwrap_or_else(|_| empty()),
+                        Err(_) => empty(),
+                    }
                 };
+                budget.spend(frame.len() as u64);
                 secure::write_bytes(channel, &frame).await?;
                 shared.counters.sync_requests_served.fetch_add(1, Ordering::Relaxed);
                 shared.counters.frames_out.fetch_add(1, Ordering::Relaxed);
@@ -891,7 +932,7 @@ mod tests {
     use super::secure::{self, Local};
     use super::{
         Accepted, AddressSlot, AddressTable, Executor, FOLLOWER, NetCounters, NetSetup, PeerLinks,
-        PortAddresses, Slot, accept_handshake, accept_peers,
+        PortAddresses, Slot, SyncBudget, accept_handshake, accept_peers,
     };
     use std::net::IpAddr;
 
@@ -920,6 +961,7 @@ mod tests {
             peer_connections_max: 16,
             followers_max: 2,
             follower_idle_timeout: Duration::from_secs(1),
+            follower_sync_bytes_per_sec: 1 << 20,
             connections_per_address_max: 3,
             ingress_connections_max: 16,
             ingress_idle_timeout: Duration::from_secs(1),
@@ -1070,6 +1112,31 @@ mod tests {
             assert_eq!(counters.validators_connected.load(Ordering::Relaxed), 1, "a quiet validator is kept");
             drop((followers, link));
         });
+    }
+
+    #[test]
+    fn a_full_node_draws_at_most_its_sync_budget() {
+        let start = std::time::Instant::now();
+        let mut budget = SyncBudget::new(1_000, start);
+        // A burst of the whole budget, then one answer into debt, then nothing.
+        assert!(budget.allows(start));
+        budget.spend(600);
+        assert!(budget.allows(start));
+        budget.spend(600);
+        assert!(!budget.allows(start), "an answer past the budget");
+        // Refilled at the rate: the 200 of debt is paid after 0.2 s.
+        assert!(!budget.allows(start + Duration::from_millis(150)));
+        assert!(budget.allows(start + Duration::from_millis(250)));
+        // Over ten seconds of asking as fast as possible, at most rate × 10 + one answer.
+        let mut budget = SyncBudget::new(1_000, start);
+        let mut served = 0;
+        for ms in 0..10_000 {
+            if budget.allows(start + Duration::from_millis(ms)) {
+                budget.spend(300);
+                served += 300;
+            }
+        }
+        assert!((10_000..=11_300).contains(&served), "served {served} bytes in 10 s at 1000 B/s");
     }
 
     #[test]

@@ -335,6 +335,11 @@ impl Pipeline {
         self.world.get_resource::<consensus::Consensus>()
     }
 
+    /// Distinct signatures verified on consensus messages so far (0 without consensus).
+    pub fn consensus_signatures_verified(&self) -> u64 {
+        self.world.get_resource::<consensus::VerifiedConsensus>().map_or(0, |v| v.signatures_verified)
+    }
+
     /// The world, for reading resources.
     pub fn world(&self) -> &World {
         &self.world

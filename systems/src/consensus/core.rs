@@ -239,6 +239,10 @@ pub struct ConsensusCounters {
     pub synced: u64,
     /// Proposals dropped unchecked because their view is one this node has left.
     pub stale_proposals: u64,
+    /// Messages dropped before their signatures were checked, because [`Core::on_message`]
+    /// would ignore them (old heights, views outside the window), and blocks cut from sync
+    /// responses before verification (not the next heights in order, or past the batch bound).
+    pub dropped_unverified: u64,
 }
 
 impl ConsensusCounters {
@@ -600,6 +604,49 @@ impl Core {
         let proposal = Proposal { view: self.view, block, justify, signature };
         self.broadcast(ConsensusMessage::Proposal(proposal.clone()));
         self.on_proposal(self.me, proposal, host);
+    }
+
+    /// The cheap checks, before any signature is verified: drops the messages
+    /// [`Core::on_message`] would ignore whatever their signatures (proposals and votes for a
+    /// finalized height, or for a view this node has left or is too far from), and cuts each
+    /// sync response to what [`Core::on_sync_response`] could use: the blocks from this node's
+    /// height on, each the next height and extending the one before, at most
+    /// `sync_batch_max` of them. A response that repeats one block 12,000 times costs one
+    /// certificate's verification, not 12,000. Returns how many messages and blocks it dropped.
+    pub fn drop_before_verification(&mut self, messages: &mut Vec<(u32, ConsensusMessage)>) -> u64 {
+        let before = self.counters.dropped_unverified;
+        messages.retain_mut(|(_, message)| match message {
+            ConsensusMessage::Proposal(proposal) => {
+                let height = proposal.block.header.height;
+                if height < self.height {
+                    self.counters.dropped_unverified += 1;
+                    return false;
+                }
+                if height == self.height && proposal.view.saturating_add(2) < self.view {
+                    self.counters.stale_proposals += 1;
+                    self.counters.dropped_unverified += 1;
+                    return false;
+                }
+                true
+            }
+            ConsensusMessage::Vote(vote) => {
+                let useless = vote.height < self.height
+                    || (vote.height == self.height
+                        && (vote.view.saturating_add(2) < self.view
+                            || vote.view > self.view.saturating_add(self.config.view_window)));
+                self.counters.dropped_unverified += u64::from(useless);
+                !useless
+            }
+            ConsensusMessage::SyncResponse(blocks) => {
+                let total = blocks.len();
+                let kept = usable_sync_prefix(blocks, self.height, self.config.sync_batch_max);
+                self.counters.dropped_unverified += (total - kept) as u64;
+                blocks.truncate(kept);
+                true
+            }
+            ConsensusMessage::NewView(_) | ConsensusMessage::SyncRequest { .. } => true,
+        });
+        self.counters.dropped_unverified - before
     }
 
     /// Handles one message whose signatures have been verified.
@@ -1040,6 +1087,34 @@ impl Core {
     }
 }
 
+/// How many leading blocks of a sync response are worth verifying for a node at `height`:
+/// blocks below it are skipped first (moved out of the way), then the run of blocks that start
+/// at `height`, each the next height, extending the previous one, with a commit certificate
+/// naming it, at most `max`. Works on the blocks in place: the first `n` returned are the ones
+/// to keep.
+fn usable_sync_prefix(blocks: &mut Vec<CertifiedBlock>, height: u64, max: usize) -> usize {
+    let below = blocks.iter().take_while(|certified| certified.block.header.height < height).count();
+    blocks.drain(..below);
+    let mut previous: Option<Hash> = None;
+    let mut next = height;
+    blocks
+        .iter()
+        .take(max.max(1))
+        .take_while(|certified| {
+            let header = &certified.block.header;
+            let hash = header.hash();
+            let fits = header.height == next
+                && previous.is_none_or(|parent| header.parent == parent)
+                && certified.certificate.kind == VoteKind::Commit
+                && certified.certificate.block == hash
+                && certified.certificate.height == header.height;
+            previous = Some(hash);
+            next = next.saturating_add(1);
+            fits
+        })
+        .count()
+}
+
 /// What a block adds to a sync response, for its byte bound: its transactions plus a fixed
 /// allowance for the header and certificate.
 pub fn sync_cost(certified: &CertifiedBlock) -> usize {
@@ -1121,31 +1196,45 @@ pub fn signatures_of(
 }
 
 /// Keeps the messages whose every signature verifies, batch-verifying all of them at once
-/// through the signature kernel. Returns the survivors in order and the number dropped.
+/// through the signature kernel. A (key, message, signature) that several messages carry, or
+/// one message several times, is verified once. Returns the survivors in order, the number
+/// dropped, and the number of signatures verified.
 pub fn verify_messages(
     messages: Vec<(u32, ConsensusMessage)>,
     set: &ValidatorSet,
     batch_size: usize,
     stand_in: bool,
-) -> (Vec<(u32, ConsensusMessage)>, u64) {
+) -> (Vec<(u32, ConsensusMessage)>, u64, u64) {
+    use foldhash::HashMap;
+
     use crate::kernels::sigverify::{VerifyItem, stand_in_sign, verify_many};
 
     let extracted: Vec<Option<Vec<([u8; 32], Vec<u8>, [u8; 64])>>> =
         messages.iter().map(|(_, message)| signatures_of(message, set)).collect();
-    let items: Vec<VerifyItem<'_>> = extracted
+    // Each distinct signature once; `slots` maps every carried signature to its verdict.
+    let mut unique: HashMap<(&[u8; 32], &[u8], &[u8; 64]), usize> = HashMap::default();
+    let mut items: Vec<VerifyItem<'_>> = Vec::new();
+    let slots: Vec<usize> = extracted
         .iter()
         .flatten()
         .flatten()
-        .map(|(public_key, message, signature)| VerifyItem { public_key, message, signature })
+        .map(|(public_key, message, signature)| {
+            *unique.entry((public_key, message.as_slice(), signature)).or_insert_with(|| {
+                items.push(VerifyItem { public_key, message, signature });
+                items.len() - 1
+            })
+        })
         .collect();
-    let mut verdicts = vec![false; items.len()];
+    let mut unique_verdicts = vec![false; items.len()];
     if stand_in {
-        for (verdict, item) in verdicts.iter_mut().zip(&items) {
+        for (verdict, item) in unique_verdicts.iter_mut().zip(&items) {
             *verdict = *item.signature == stand_in_sign(item.public_key, item.message);
         }
     } else {
-        verify_many(&items, &mut verdicts, batch_size.max(1));
+        verify_many(&items, &mut unique_verdicts, batch_size.max(1));
     }
+    let checked = items.len() as u64;
+    let verdicts: Vec<bool> = slots.iter().map(|slot| unique_verdicts[*slot]).collect();
     let mut verdicts = verdicts.into_iter();
     let mut kept = Vec::with_capacity(messages.len());
     let mut dropped = 0;
@@ -1163,7 +1252,7 @@ pub fn verify_messages(
             }
         }
     }
-    (kept, dropped)
+    (kept, dropped, checked)
 }
 
 /// The set of blocks finalized by a group of validators, for invariant checks: height → hash.

@@ -267,7 +267,7 @@ impl Run {
     /// Delivers a message from `from`, as the node would after verification.
     fn deliver(&mut self, from: u32, message: ConsensusMessage) {
         if self.thorough {
-            let (kept, _) = verify_messages(vec![(from, message.clone())], &self.set, 4, false);
+            let (kept, _, _) = verify_messages(vec![(from, message.clone())], &self.set, 4, false);
             assert_eq!(kept.len(), 1, "a message the harness signed fails verification: {message:?}");
         }
         if let ConsensusMessage::Proposal(proposal) = &message {
@@ -290,7 +290,7 @@ impl Run {
             }
             if self.thorough && !matches!(message, ConsensusMessage::SyncResponse(_)) {
                 // What the node signs, its peers accept (a sync response carries others' votes).
-                let (kept, _) = verify_messages(vec![(ME, message.clone())], &self.set, 4, false);
+                let (kept, _, _) = verify_messages(vec![(ME, message.clone())], &self.set, 4, false);
                 assert_eq!(kept.len(), 1, "the node sent a message its peers would drop: {message:?}");
             }
         }
@@ -927,6 +927,55 @@ mod tests {
             matches!(message, ConsensusMessage::Vote(vote) if vote.block == hash && vote.voter == ME)
         });
         assert!(voted, "no vote for the current view's block");
+    }
+
+    /// A commit certificate for `block` at height 1, signed by validators 1–3.
+    fn commit_certificate(block: &Block) -> QuorumCertificate {
+        let hash = block.header.hash();
+        let message = vote_signing_bytes(VoteKind::Commit, 0, 1, &hash);
+        let signers = vec![1, 2, 3];
+        let signatures = signers.iter().map(|signer| Signature(sign(*signer, &message))).collect();
+        QuorumCertificate { kind: VoteKind::Commit, view: 0, height: 1, block: hash, signers, signatures }
+    }
+
+    #[test]
+    fn a_sync_response_repeating_one_block_costs_one_certificate() {
+        let mut run = Run::new(false);
+        let block = empty_proposal(0, 7).block;
+        let certified = CertifiedBlock { certificate: commit_certificate(&block), block };
+        let mut messages = vec![(1, ConsensusMessage::SyncResponse(vec![certified.clone(); 12_000]))];
+        run.core.drop_before_verification(&mut messages);
+        let (kept, dropped, checked) = verify_messages(messages, &run.set, 64, false);
+        assert_eq!((dropped, checked), (0, 3), "one block's three signatures, verified once");
+        assert!(matches!(&kept[0].1, ConsensusMessage::SyncResponse(blocks) if blocks.len() == 1));
+        assert_eq!(run.core.counters().dropped_unverified, 11_999);
+        run.core.on_message(1, kept.into_iter().next().expect("kept").1, &mut run.host);
+        assert_eq!(run.core.height(), 2, "the one usable block was applied");
+        // A response for heights the node has passed, or that skips one, costs nothing.
+        let mut stale = vec![(1, ConsensusMessage::SyncResponse(vec![certified; 3]))];
+        run.core.drop_before_verification(&mut stale);
+        assert_eq!(verify_messages(stale, &run.set, 64, false).2, 0);
+    }
+
+    #[test]
+    fn a_vote_sent_many_times_is_verified_once_and_old_votes_not_at_all() {
+        let mut run = Run::new(false);
+        let block = empty_proposal(0, 9).block.header.hash();
+        let message = vote_signing_bytes(VoteKind::Prepare, 0, 1, &block);
+        let vote = Vote {
+            kind: VoteKind::Prepare,
+            view: 0,
+            height: 1,
+            block,
+            voter: 2,
+            signature: sign(2, &message),
+        };
+        let mut messages = vec![(2, ConsensusMessage::Vote(vote.clone())); 8];
+        let old = Vote { height: 0, ..vote };
+        messages.extend(vec![(2, ConsensusMessage::Vote(old)); 8]);
+        run.core.drop_before_verification(&mut messages);
+        let (kept, _, checked) = verify_messages(messages, &run.set, 64, false);
+        assert_eq!((kept.len(), checked), (8, 1), "eight copies kept for the core, one verification");
     }
 
     #[test]

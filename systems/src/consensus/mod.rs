@@ -92,6 +92,8 @@ pub struct VerifiedConsensus {
     messages: Vec<(u32, ConsensusMessage)>,
     /// Messages dropped so far for a bad signature or an unknown signer.
     pub dropped_bad_signature: u64,
+    /// Distinct signatures verified so far.
+    pub signatures_verified: u64,
 }
 
 /// The validator's state machine and its speculative-execution cache.
@@ -249,12 +251,14 @@ impl Host for NodeHost<'_> {
 /// Batch-verifies every signature in the inbox's messages; keeps those that all verify.
 pub fn verify_consensus_messages(
     config: Res<PipelineConfig>,
-    consensus: Res<Consensus>,
+    mut consensus: ResMut<Consensus>,
     mut inbox: ResMut<ConsensusInbox>,
     mut verified: ResMut<VerifiedConsensus>,
 ) {
-    let messages = std::mem::take(&mut inbox.messages);
-    let (kept, dropped) = core::verify_messages(
+    let mut messages = std::mem::take(&mut inbox.messages);
+    // Cheap checks first: nothing the state machine would ignore costs a verification.
+    consensus.core.drop_before_verification(&mut messages);
+    let (kept, dropped, checked) = core::verify_messages(
         messages,
         consensus.core.validators(),
         config.sigverify_batch_size,
@@ -262,6 +266,7 @@ pub fn verify_consensus_messages(
     );
     verified.messages = kept;
     verified.dropped_bad_signature += dropped;
+    verified.signatures_verified += checked;
 }
 
 /// Runs the state machine over this tick's verified messages and the clock.
