@@ -272,4 +272,30 @@ mod tests {
         assert!(finalized >= 10, "{finalized} blocks in 20 ticks");
         assert_eq!(pipeline.tip().height, finalized as u64);
     }
+
+    #[test]
+    fn finalized_blocks_count_their_executed_transfers() {
+        // Before: consensus applied finalized blocks without counting their outcomes, so
+        // tessera_pipeline_executed_total stayed 0 on every validator under load.
+        use tessera_systems::workload::{TransferSpec, transfers};
+        let chain_id = PipelineConfig::default().chain_id;
+        let spec = TransferSpec { seed: 3, chain_id, senders: 4, per_sender: 5, balance: 1_000, fee_min: 1 };
+        let base = transfers(spec);
+        let key = signing_key(78, 0);
+        let set = ValidatorSet::new(vec![key.verifying_key().to_bytes()]);
+        let config = ConsensusConfig { block_interval_ns: 0, ..ConsensusConfig::default() };
+        let core = Core::new(0, key, set, config, 0, Hash::ZERO);
+        let ledger = Ledger::from_genesis(&base.genesis).unwrap();
+        let tip = ChainTip::genesis(&ledger);
+        let stages = Stages::Validator { core: Box::new(core), history_bytes_max: 1 << 20 };
+        let mut pipeline = Pipeline::with_stages(PipelineConfig::default(), ledger, tip, stages).unwrap();
+        for txn in &base.txns {
+            assert!(pipeline.submit(*txn));
+        }
+        for step in 1..=50 {
+            tick(&mut pipeline, step * 1_000_000, None);
+        }
+        assert_eq!(pipeline.counters().executed, base.txns.len() as u64, "{:?}", pipeline.counters());
+        assert_eq!(pipeline.counters().failed, 0);
+    }
 }

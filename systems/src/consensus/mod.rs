@@ -24,7 +24,8 @@ use tessera_components::{
 use self::core::{BlockFault, Core, Destination, Host};
 use crate::clock::Clock;
 use crate::config::PipelineConfig;
-use crate::execute::execute_block;
+use crate::counters::{PipelineCounters, RejectCounters};
+use crate::execute::{count_outcomes, execute_block};
 use crate::kernels::sigverify::{VerifyItem, stand_in_signature, verify_many};
 use crate::ledger::Ledger;
 use crate::mempool::Mempool;
@@ -280,6 +281,8 @@ pub fn step_consensus(
     mut tip: ResMut<ChainTip>,
     mut accepted: ResMut<AcceptedSignatures>,
     mut outbox: ResMut<ConsensusOutbox>,
+    mut pipeline: ResMut<PipelineCounters>,
+    mut rejects: ResMut<RejectCounters>,
     mut committed_out: MessageWriter<BlockCommitted>,
 ) {
     let consensus = &mut *consensus;
@@ -306,6 +309,9 @@ pub fn step_consensus(
     }
     consensus.core.tick(clock.now_ns, &mut host);
     outbox.messages.extend(consensus.core.drain_outbox());
+    for sealed in &committed {
+        count_outcomes(sealed, &mut pipeline, &mut rejects);
+    }
     committed_out.write_batch(committed);
 }
 

@@ -30,6 +30,24 @@ pub fn execute_block(ledger: &mut Ledger, mut block: Block, ids: &[TxnId]) -> Bl
     BlockCommitted { hash: block.header.hash(), block, outcomes }
 }
 
+/// Counts a sealed block's outcomes: executed, or failed under its reason. Every path that
+/// applies blocks (the solo proposer's execute, consensus finalization) counts through here.
+pub fn count_outcomes(
+    sealed: &BlockCommitted,
+    pipeline: &mut PipelineCounters,
+    counters: &mut RejectCounters,
+) {
+    for outcome in &sealed.outcomes {
+        match outcome.result {
+            Ok(()) => pipeline.executed += 1,
+            Err(reason) => {
+                pipeline.failed += 1;
+                counters.bump(reason);
+            }
+        }
+    }
+}
+
 /// Executes every block proposed this tick on top of the tip.
 pub fn execute_blocks(
     mut proposed: ResMut<Messages<BlockProposed>>,
@@ -44,15 +62,7 @@ pub fn execute_blocks(
         assert_eq!(block.header.height, tip.height + 1, "proposal does not extend the tip");
         assert_eq!(block.header.parent, tip.hash, "proposal does not extend the tip");
         let sealed = execute_block(&mut ledger, block, &ids);
-        for outcome in &sealed.outcomes {
-            match outcome.result {
-                Ok(()) => pipeline.executed += 1,
-                Err(reason) => {
-                    pipeline.failed += 1;
-                    counters.bump(reason);
-                }
-            }
-        }
+        count_outcomes(&sealed, &mut pipeline, &mut counters);
         *tip = ChainTip {
             height: sealed.block.header.height,
             hash: sealed.hash,
