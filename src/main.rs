@@ -13,8 +13,21 @@ use tessera::{InputError, bench, cli, node};
 #[derive(Debug, Parser)]
 #[command(name = "tessera", version, about, long_about = None)]
 struct Cli {
+    /// Log lines as text (colour only on a terminal, and never with NO_COLOR set) or as one
+    /// JSON object per line.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable text.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -66,10 +79,19 @@ struct NodeArgs {
     config: std::path::PathBuf,
 }
 
-/// Structured logs to stderr, filtered by `RUST_LOG` (default `info`).
-fn init_logging() {
+/// Structured logs to stderr, filtered by `RUST_LOG` (default `info`): text, coloured only
+/// when stderr is a terminal and `NO_COLOR` is unset (a log file gets plain text), or JSON.
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => {
+            let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            builder.with_ansi(colour).try_init()
+        }
+    };
 }
 
 fn main() -> ExitCode {
@@ -80,7 +102,7 @@ fn main() -> ExitCode {
         Command::Keygen(args) => cli::keygen::run(&args),
         Command::Sigverify(args) => cli::sigverify::run(&args),
         Command::Node(args) => {
-            init_logging();
+            init_logging(cli.log_format);
             node::run(&args.config)
         }
         Command::Genesis(args) => cli::genesis::run(&args),

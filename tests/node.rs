@@ -440,6 +440,10 @@ fn devnet_runs_and_reports_agreement() {
     }
     assert!(report["verify_ceiling_per_s"].as_f64().unwrap() > 0.0);
     assert!(report["ratio_to_ceiling"].as_f64().unwrap() > 0.0);
+    // A node's log file is plain text, and names its validator as an operator would.
+    let log = std::fs::read_to_string(dir.join("net").join("node-0.log")).expect("node 0's log");
+    assert!(!log.contains('\u{1b}'), "colour codes in a log file: {log:.400}");
+    assert!(log.contains("validator=0") && log.contains("role=validator"), "{log:.400}");
 }
 
 #[test]

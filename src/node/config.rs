@@ -161,6 +161,16 @@ pub enum Role {
     Full,
 }
 
+impl Role {
+    /// The name the configuration file uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Validator => "validator",
+            Role::Full => "full",
+        }
+    }
+}
+
 /// A node's configuration file.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

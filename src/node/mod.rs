@@ -277,7 +277,8 @@ impl Node {
             stats: metrics.rpc_connections.clone(),
         };
         threads.extend(rpc::serve(config.rpc.listen, config.rpc.body_limit_bytes, rpc_limits, rpc_tx)?);
-        tracing::info!(role = ?config.role, validator = ?config.validator_index, peer = %config.network.listen, ingress = %config.ingress.listen, rpc = %config.rpc.listen, metrics = %config.metrics.listen, "node started");
+        let validator = config.validator_index.map_or_else(|| "none".to_owned(), |index| index.to_string());
+        tracing::info!(role = %config.role.name(), validator = %validator, peer = %config.network.listen, ingress = %config.ingress.listen, rpc = %config.rpc.listen, metrics = %config.metrics.listen, "node started");
 
         if let Some(mut seen) = pipeline.world_mut().get_resource_mut::<tessera_systems::dedup::SeenIds>() {
             seen.preallocate();
