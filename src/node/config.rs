@@ -30,6 +30,10 @@ pub struct NetworkSection {
     /// Largest frame accepted, bytes.
     #[serde(default = "frame_max")]
     pub max_frame_bytes: usize,
+    /// Bytes queued per peer for its consensus lane; its bulk lane (forwarded transactions)
+    /// gets a quarter. A frame that does not fit is dropped and counted.
+    #[serde(default = "outbound_queue_bytes")]
+    pub outbound_queue_bytes: u64,
     /// Most connections on the peer port still in their handshake; more are closed at accept
     /// and counted. A proven validator's link leaves this pool (at most two per validator), a
     /// full node's moves to the follower pool.
@@ -222,6 +226,9 @@ fn frame_max() -> usize {
 fn peer_connections_max() -> usize {
     256
 }
+fn outbound_queue_bytes() -> u64 {
+    64 << 20
+}
 fn followers_max() -> usize {
     64
 }
@@ -356,6 +363,12 @@ impl NodeConfig {
         }
         if self.network.outbound_queue_frames == 0 {
             return Err(("network.outbound_queue_frames", "must be positive".into()));
+        }
+        if self.network.outbound_queue_bytes / 4 < self.network.max_frame_bytes as u64 {
+            return Err((
+                "network.outbound_queue_bytes",
+                "must be at least four frames of max_frame_bytes (the bulk lane gets a quarter)".into(),
+            ));
         }
         if self.network.max_frame_bytes < 1024
             || self.network.max_frame_bytes > tessera_components::constants::FRAME_SIZE_LIMIT
@@ -493,6 +506,7 @@ impl NodeConfig {
                 peers,
                 cores: 1,
                 outbound_queue_frames: outbound_queue(),
+                outbound_queue_bytes: outbound_queue_bytes(),
                 penalty_threshold: penalty_threshold(),
                 ban_secs: ban_secs(),
                 max_frame_bytes: frame_max(),

@@ -31,6 +31,7 @@ use self::config::{NodeConfig, Role};
 use self::genesis::Genesis;
 pub use self::key::load_key;
 use self::metrics::Metrics;
+use self::net::Lane;
 use self::rpc::{Query, Request, code};
 use self::window::IdWindow;
 use crate::driver;
@@ -252,6 +253,7 @@ impl Node {
             ingress: config.ingress.listen,
             cores: config.network.cores,
             outbound_queue_frames: config.network.outbound_queue_frames,
+            outbound_queue_bytes: config.network.outbound_queue_bytes,
             penalty_threshold: config.network.penalty_threshold,
             ban: Duration::from_secs(config.network.ban_secs),
             max_frame_bytes: config.network.max_frame_bytes,
@@ -308,7 +310,7 @@ impl Node {
     /// Sends `frame` to every validator but this one.
     fn broadcast(&self, frame: &Arc<Vec<u8>>) {
         for peer in Destination::All.recipients(self.me, self.validators) {
-            self.net.send(peer, frame.clone());
+            self.net.send(peer, frame.clone(), Lane::Bulk);
         }
     }
 
@@ -350,7 +352,7 @@ impl Node {
             let request = encode(&Frame::Consensus(ConsensusMessage::SyncRequest {
                 from_height: self.pipeline.tip().height + 1,
             }));
-            self.net.send(self.follow.next_peer(self.validators), Arc::new(request));
+            self.net.send(self.follow.next_peer(self.validators), Arc::new(request), Lane::Consensus);
         }
         busy
     }
@@ -434,7 +436,7 @@ impl Node {
         for (destination, message) in outbound {
             let frame = Arc::new(encode(&Frame::Consensus(message)));
             for peer in destination.recipients(self.me, self.validators) {
-                self.net.send(peer, frame.clone());
+                self.net.send(peer, frame.clone(), Lane::Consensus);
             }
         }
     }

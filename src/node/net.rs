@@ -108,8 +108,8 @@ pub struct NetHandles {
     pub peer_txns: flume::Receiver<Vec<Txn>>,
     /// Full nodes' sync requests, for the node loop to answer from storage.
     pub sync_requests: flume::Receiver<SyncRequest>,
-    /// One queue of encoded frames per validator index (this node's own unused).
-    pub outbound: Vec<flume::Sender<Arc<Vec<u8>>>>,
+    /// Two lanes of encoded frames per validator index (this node's own unused).
+    pub outbound: Vec<PeerQueue>,
     /// Counters.
     pub counters: Arc<NetCounters>,
     /// Set to stop the executors.
@@ -117,13 +117,107 @@ pub struct NetHandles {
 }
 
 impl NetHandles {
-    /// Queues an encoded frame for validator `to`; counts a drop if its queue is full.
-    pub fn send(&self, to: u32, frame: Arc<Vec<u8>>) {
+    /// Queues an encoded frame for validator `to` in `lane`; counts a drop if that lane is
+    /// full (in frames or bytes).
+    pub fn send(&self, to: u32, frame: Arc<Vec<u8>>, lane: Lane) {
         if let Some(queue) = self.outbound.get(to as usize)
-            && queue.try_send(frame).is_err()
+            && !queue.push(frame, lane)
         {
             self.counters.outbound_dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// Which of a peer's two outbound queues a frame takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    /// Proposals, votes, view changes and sync messages: written before anything bulk.
+    Consensus,
+    /// Forwarded transaction batches: written when the consensus lane is empty, and the first
+    /// to be dropped when the peer is slow.
+    Bulk,
+}
+
+/// The sending side of one peer's two lanes, each bounded in frames and in bytes. Bulk traffic
+/// can neither delay consensus messages (the writer empties the consensus lane first) nor
+/// displace them (each lane has its own bounds).
+#[derive(Clone, Debug)]
+pub struct PeerQueue {
+    lanes: [(flume::Sender<Arc<Vec<u8>>>, Arc<AtomicU64>); 2],
+    bytes_max: [u64; 2],
+}
+
+/// The receiving side of one peer's two lanes.
+#[derive(Clone, Debug)]
+pub struct PeerQueueRx {
+    lanes: [(flume::Receiver<Arc<Vec<u8>>>, Arc<AtomicU64>); 2],
+}
+
+/// Two lanes for one peer: `frames` frames and `consensus_bytes` bytes of consensus traffic,
+/// `frames` frames and `bulk_bytes` bytes of bulk.
+pub fn peer_queue(frames: usize, consensus_bytes: u64, bulk_bytes: u64) -> (PeerQueue, PeerQueueRx) {
+    let (consensus_tx, consensus_rx) = flume::bounded(frames);
+    let (bulk_tx, bulk_rx) = flume::bounded(frames);
+    let (consensus_held, bulk_held) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    (
+        PeerQueue {
+            lanes: [(consensus_tx, consensus_held.clone()), (bulk_tx, bulk_held.clone())],
+            bytes_max: [consensus_bytes, bulk_bytes],
+        },
+        PeerQueueRx { lanes: [(consensus_rx, consensus_held), (bulk_rx, bulk_held)] },
+    )
+}
+
+impl PeerQueue {
+    /// Queues `frame` in `lane`; false (and nothing queued) if the lane is full.
+    fn push(&self, frame: Arc<Vec<u8>>, lane: Lane) -> bool {
+        let index = lane as usize;
+        let (tx, held) = &self.lanes[index];
+        let size = frame.len() as u64;
+        if held.fetch_add(size, Ordering::AcqRel) + size > self.bytes_max[index] {
+            held.fetch_sub(size, Ordering::AcqRel);
+            return false;
+        }
+        if tx.try_send(frame).is_err() {
+            held.fetch_sub(size, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+}
+
+impl PeerQueueRx {
+    fn taken(&self, lane: usize, frame: Arc<Vec<u8>>) -> Arc<Vec<u8>> {
+        self.lanes[lane].1.fetch_sub(frame.len() as u64, Ordering::AcqRel);
+        frame
+    }
+
+    /// The next frame, consensus first, without waiting.
+    fn try_next(&self) -> Option<Arc<Vec<u8>>> {
+        (0..2).find_map(|lane| self.lanes[lane].0.try_recv().ok().map(|frame| self.taken(lane, frame)))
+    }
+
+    /// The next frame, consensus first, waiting for one; `None` once both lanes are closed.
+    async fn next(&self) -> Option<Arc<Vec<u8>>> {
+        if let Some(frame) = self.try_next() {
+            return Some(frame);
+        }
+        let consensus = async { self.lanes[0].0.recv_async().await.ok().map(|frame| (0, frame)) };
+        let bulk = async { self.lanes[1].0.recv_async().await.ok().map(|frame| (1, frame)) };
+        let (lane, frame) = futures_lite::future::or(consensus, bulk).await?;
+        Some(self.taken(lane, frame))
+    }
+
+    /// Appends frames, consensus first, to `buffer` until it holds `bytes` or both lanes are
+    /// empty; returns how many.
+    fn fill(&self, buffer: &mut Vec<u8>, bytes: usize) -> u64 {
+        let mut frames = 0;
+        while buffer.len() < bytes {
+            let Some(frame) = self.try_next() else { break };
+            buffer.extend_from_slice(&frame);
+            frames += 1;
+        }
+        frames
     }
 }
 
@@ -146,8 +240,10 @@ pub struct NetSetup {
     pub ingress: SocketAddr,
     /// Executors.
     pub cores: usize,
-    /// Outbound queue bound per peer, frames.
+    /// Outbound queue bound per peer and lane, frames.
     pub outbound_queue_frames: usize,
+    /// Outbound consensus-lane bound per peer, bytes; the bulk lane gets a quarter of it.
+    pub outbound_queue_bytes: u64,
     /// Malformed frames tolerated before a ban.
     pub penalty_threshold: u32,
     /// Ban length.
@@ -215,7 +311,8 @@ pub fn start(setup: NetSetup) -> Result<(NetHandles, Vec<std::thread::JoinHandle
     let mut outbound = Vec::new();
     let mut outbound_rx = Vec::new();
     for _ in 0..setup.peers.len() {
-        let (tx, rx) = flume::bounded(setup.outbound_queue_frames);
+        let bytes = setup.outbound_queue_bytes;
+        let (tx, rx) = peer_queue(setup.outbound_queue_frames, bytes, bytes / 4);
         outbound.push(tx);
         outbound_rx.push(rx);
     }
@@ -230,7 +327,7 @@ pub fn start(setup: NetSetup) -> Result<(NetHandles, Vec<std::thread::JoinHandle
         let addresses = addresses.clone();
         let stop = stop.clone();
         // Peers are split across executors by index; listeners are shared through SO_REUSEPORT.
-        let dial: Vec<(u32, flume::Receiver<Arc<Vec<u8>>>)> = outbound_rx
+        let dial: Vec<(u32, PeerQueueRx)> = outbound_rx
             .iter()
             .enumerate()
             .filter(|(index, _)| *index as u32 != setup.me && index % setup.cores == core)
@@ -717,7 +814,7 @@ async fn serve_follower(
 async fn dial_peer(
     shared: Rc<Executor>,
     peer: u32,
-    outbound: flume::Receiver<Arc<Vec<u8>>>,
+    outbound: PeerQueueRx,
     inbound: flume::Sender<(u32, ConsensusMessage)>,
 ) {
     let mut backoff = Duration::from_millis(50);
@@ -771,12 +868,12 @@ async fn run_follower_link(
     shared: &Executor,
     peer: u32,
     mut channel: Secure<TcpStream>,
-    outbound: &flume::Receiver<Arc<Vec<u8>>>,
+    outbound: &PeerQueueRx,
     inbound: &flume::Sender<(u32, ConsensusMessage)>,
 ) -> std::io::Result<()> {
     let codec = shared.codec();
     loop {
-        let Ok(frame) = outbound.recv_async().await else { return Ok(()) };
+        let Some(frame) = outbound.next().await else { return Ok(()) };
         secure::write_bytes(&mut channel, &frame).await?;
         shared.counters.frames_out.fetch_add(1, Ordering::Relaxed);
         shared.counters.bytes_out.fetch_add(frame.len() as u64, Ordering::Relaxed);
@@ -803,23 +900,15 @@ async fn run_follower_link(
 async fn run_dialled(
     shared: &Executor,
     mut channel: Secure<TcpStream>,
-    outbound: &flume::Receiver<Arc<Vec<u8>>>,
+    outbound: &PeerQueueRx,
 ) -> std::io::Result<()> {
     let mut buffer = Vec::new();
     loop {
-        let Ok(first) = outbound.recv_async().await else { return Ok(()) };
+        let Some(first) = outbound.next().await else { return Ok(()) };
         buffer.clear();
         buffer.extend_from_slice(&first);
-        let mut frames = 1;
-        while buffer.len() < (1 << 20) {
-            match outbound.try_recv() {
-                Ok(next) => {
-                    buffer.extend_from_slice(&next);
-                    frames += 1;
-                }
-                Err(_) => break,
-            }
-        }
+        // Whatever else is queued, consensus first, into one write.
+        let frames = 1 + outbound.fill(&mut buffer, 1 << 20);
         // A peer that stops reading fills its socket buffer; the write timeout then ends the
         // connection instead of letting this queue back up forever.
         secure::write_bytes(&mut channel, &buffer).await?;
@@ -931,8 +1020,8 @@ mod tests {
 
     use super::secure::{self, Local};
     use super::{
-        Accepted, AddressSlot, AddressTable, Executor, FOLLOWER, NetCounters, NetSetup, PeerLinks,
-        PortAddresses, Slot, SyncBudget, accept_handshake, accept_peers,
+        Accepted, AddressSlot, AddressTable, Executor, FOLLOWER, Lane, NetCounters, NetSetup, PeerLinks,
+        PortAddresses, Slot, SyncBudget, accept_handshake, accept_peers, peer_queue,
     };
     use std::net::IpAddr;
 
@@ -955,6 +1044,7 @@ mod tests {
             ingress: loopback,
             cores: 1,
             outbound_queue_frames: 16,
+            outbound_queue_bytes: 1 << 20,
             penalty_threshold: 4,
             ban: Duration::from_secs(1),
             max_frame_bytes: 1 << 20,
@@ -1112,6 +1202,28 @@ mod tests {
             assert_eq!(counters.validators_connected.load(Ordering::Relaxed), 1, "a quiet validator is kept");
             drop((followers, link));
         });
+    }
+
+    #[test]
+    fn bulk_traffic_neither_delays_nor_displaces_consensus() {
+        let (tx, rx) = peer_queue(8, 1_000, 250);
+        let frame = |tag: u8| Arc::new(vec![tag; 100]);
+        // The bulk lane holds 250 bytes: two 100-byte batches, not three.
+        assert!(tx.push(frame(b'b'), Lane::Bulk));
+        assert!(tx.push(frame(b'b'), Lane::Bulk));
+        assert!(!tx.push(frame(b'b'), Lane::Bulk), "past the bulk lane's bytes");
+        // A full bulk lane takes no room from consensus: eight votes fit, the ninth frame not.
+        for _ in 0..8 {
+            assert!(tx.push(frame(b'c'), Lane::Consensus));
+        }
+        assert!(!tx.push(frame(b'c'), Lane::Consensus), "past the consensus lane's frames");
+        // Queued after the bulk batches, the votes are written first.
+        let mut buffer = Vec::new();
+        assert_eq!(rx.fill(&mut buffer, usize::MAX), 10);
+        let order: Vec<u8> = buffer.chunks(100).map(|chunk| chunk[0]).collect();
+        assert_eq!(order, b"ccccccccbb".to_vec());
+        // Written frames give their bytes back.
+        assert!(tx.push(frame(b'b'), Lane::Bulk) && tx.push(frame(b'b'), Lane::Bulk));
     }
 
     #[test]
