@@ -19,7 +19,13 @@ fn busy_small() -> Scenario {
     scenario.network.reorder = 0.05;
     scenario.partitions = vec![PartitionSpec { start_s: 0.5, end_s: 1.5, groups: vec![vec![], vec![3, 7]] }];
     scenario.faults = vec![
-        Fault::Crash { node: 2, at_s: 1.0, restart_s: Some(2.0), storage: StorageFault::Torn },
+        Fault::Crash {
+            node: 2,
+            at_s: 1.0,
+            restart_s: Some(2.0),
+            storage: StorageFault::Torn,
+            after_persist: false,
+        },
         Fault::ClockSkew { node: 1, skew_ms: 30 },
         Fault::Slow { node: 0, factor: 3 },
     ];
@@ -84,6 +90,7 @@ fn the_swarm_catches_a_broken_invariant() {
         at_s: 0.0,
         restart_s: Some(0.1),
         storage: StorageFault::None,
+        after_persist: false,
     });
     let mut sim = Sim::new(scenario, 5).unwrap();
     sim.run(|_, _| {});
