@@ -131,3 +131,33 @@ fn bad_scenarios_name_the_key() {
     }
     assert!(Scenario::parse("name = 1").is_err());
 }
+
+#[test]
+fn a_crash_between_the_persist_and_the_send_lands_on_a_tick_and_restarts() {
+    let mut scenario = Scenario::random(7);
+    scenario.name = "after-persist".into();
+    scenario.duration_s = 4.0;
+    scenario.validators.count = 4;
+    scenario.validators.storage = true;
+    scenario.partitions.clear();
+    scenario.faults = vec![Fault::Crash {
+        node: 1,
+        at_s: 1.0,
+        restart_s: Some(1.02),
+        storage: StorageFault::None,
+        after_persist: true,
+    }];
+    let mut sim = Sim::new(scenario, 7).unwrap();
+    sim.run(|_, _| {});
+    let report = serde_json::to_value(sim.report()).unwrap();
+    let faults = report["faults"].as_array().unwrap();
+    let at = |event: &str| {
+        faults.iter().find(|f| f["event"] == event && f["node"] == 1).and_then(|f| f["at_ms"].as_u64())
+    };
+    let (crash, restart) = (at("crash").expect("it crashed"), at("restart").expect("it restarted"));
+    // At its first tick from 1 s on (it ticks at least every view timeout), down 20 ms from there.
+    assert!((1000..1300).contains(&crash), "crashed at {crash} ms");
+    assert_eq!(restart, crash + 20);
+    assert_eq!(report["invariants"]["safety"]["ok"], true);
+    assert_eq!(report["invariants"]["liveness"]["ok"], true, "{}", report["invariants"]);
+}
