@@ -30,6 +30,10 @@ pub struct SimArgs {
     /// Seeds for --swarm, inclusive: A..B.
     #[arg(long, value_name = "A..B")]
     pub seeds: Option<String>,
+    /// Checker self-test, not a node setting: plant the vote-amnesia bug (restarted validators
+    /// forget their persisted safety state), so the swarm must report a safety violation.
+    #[arg(long, requires = "swarm")]
+    pub planted_amnesia: bool,
 }
 
 /// Runs `tessera sim`.
@@ -126,12 +130,13 @@ fn run_swarm(args: &SimArgs) -> Result<(), Box<dyn std::error::Error>> {
     let total = last - first + 1;
     let mut events = 0u64;
     for (done, seed) in (first..=last).enumerate() {
-        let result = swarm::run_seed(seed)?;
+        let result = swarm::run_seed_with(seed, args.planted_amnesia)?;
         events += result.events;
         if let Some(failure) = result.failure {
             eprintln!();
             println!("seed {seed} FAILED: {failure}");
-            println!("reproduce: {}", swarm::reproduce(seed));
+            let planted = if args.planted_amnesia { " --planted-amnesia" } else { "" };
+            println!("reproduce: {}{planted}", swarm::reproduce(seed));
             if let Some(out) = &args.out {
                 std::fs::create_dir_all(out)?;
                 let path = out.join(format!("swarm-{seed}.toml"));

@@ -56,9 +56,17 @@ enum Payload {
 #[derive(Debug)]
 enum Event {
     Wake(u32),
-    Deliver { to: u32, from: u32, payload: Payload, bytes: u64 },
+    Deliver {
+        to: u32,
+        from: u32,
+        payload: Payload,
+        bytes: u64,
+    },
     Clients,
     Crash(u32, StorageFault),
+    /// Crash at the node's next tick, after it persisted and before it sends; restart so
+    /// many nanoseconds after that (never, with `None`).
+    CrashAfterPersist(u32, StorageFault, Option<u64>),
     Restart(u32),
     LivenessMark,
 }
@@ -99,6 +107,8 @@ struct Validator {
     /// models the small file a validator keeps whatever happens to its blocks. A restart
     /// resumes from it.
     safety: Option<SafetyState>,
+    /// A crash due at its next tick, between the persist and the send, and the downtime.
+    crash_after_persist: Option<(StorageFault, Option<u64>)>,
 }
 
 /// What a simulated validator persists through: its block store if it has one, and its safety
@@ -186,6 +196,8 @@ pub struct Sim {
     pub recorder: Recorder,
     /// Events processed.
     pub events: u64,
+    /// The planted bug of [`Sim::plant_amnesia`].
+    planted_amnesia: bool,
 }
 
 impl std::fmt::Debug for Sim {
@@ -251,6 +263,7 @@ impl Sim {
                 byzantine: Vec::new(),
                 skew_ns: 0,
                 safety: None,
+                crash_after_persist: None,
             });
         }
         let end = ns(scenario.duration_s);
@@ -275,6 +288,7 @@ impl Sim {
             consensus_config,
             pipeline_config,
             events: 0,
+            planted_amnesia: false,
         };
         sim.client_nonces = vec![0; sim.clients.len()];
         for index in 0..v {
@@ -287,6 +301,14 @@ impl Sim {
         Ok(sim)
     }
 
+    /// A checker self-test, never a node setting: from now on a restarted validator forgets
+    /// the safety state it persisted (the vote amnesia of a node that does not keep it), so the
+    /// swarm's and the fuzz target's safety invariant can be shown to catch the bug. Only the
+    /// simulator has it: the node builds its core from its own store and never reads it.
+    pub fn plant_amnesia(&mut self) {
+        self.planted_amnesia = true;
+    }
+
     fn push(&mut self, at: u64, event: Event) {
         self.seq += 1;
         self.queue.push(Entry { at, seq: self.seq, event });
@@ -296,10 +318,19 @@ impl Sim {
         let mut heal = 0u64;
         for fault in self.scenario.faults.clone() {
             match fault {
-                Fault::Crash { node, at_s, restart_s, storage } => {
-                    self.push(ns(at_s), Event::Crash(node, storage));
-                    if let Some(restart) = restart_s {
+                Fault::Crash { node, at_s, restart_s, storage, after_persist } => {
+                    if after_persist {
+                        // The crash lands on the node's next tick, so the restart is timed
+                        // from there.
+                        let down = restart_s.map(|restart| ns(restart) - ns(at_s));
+                        self.push(ns(at_s), Event::CrashAfterPersist(node, storage, down));
+                    } else {
+                        self.push(ns(at_s), Event::Crash(node, storage));
+                    }
+                    if let Some(restart) = restart_s.filter(|_| !after_persist) {
                         self.push(ns(restart), Event::Restart(node));
+                        heal = heal.max(ns(restart));
+                    } else if let Some(restart) = restart_s {
                         heal = heal.max(ns(restart));
                     } else {
                         self.recorder.never_restarts(node);
@@ -381,7 +412,7 @@ impl Sim {
             tip.height,
             tip.hash,
         );
-        if let Some(saved) = &validator.safety {
+        if let Some(saved) = validator.safety.as_ref().filter(|_| !self.planted_amnesia) {
             core = core.with_safety_state(saved);
         }
         // Sync history per validator: enough for a crashed peer to catch up over minutes,
@@ -458,6 +489,12 @@ impl Sim {
                 Event::Deliver { to, from, payload, bytes } => self.on_deliver(to, from, payload, bytes),
                 Event::Clients => self.on_clients(),
                 Event::Crash(node, fault) => self.on_crash(node, fault),
+                Event::CrashAfterPersist(node, fault, down) => {
+                    let validator = &mut self.validators[node as usize];
+                    if validator.pipeline.is_some() {
+                        validator.crash_after_persist = Some((fault, down));
+                    }
+                }
                 Event::Restart(node) => {
                     if self.validators[node as usize].pipeline.is_none()
                         && let Err(error) = self.start_validator(node)
@@ -636,6 +673,7 @@ impl Sim {
 
     fn on_crash(&mut self, node: u32, fault: StorageFault) {
         let validator = &mut self.validators[node as usize];
+        validator.crash_after_persist = None;
         if validator.pipeline.take().is_none() {
             return;
         }
@@ -668,6 +706,14 @@ impl Sim {
         let honest = behaviour == Behaviour::Honest && !self.recorder.is_byzantine(node);
         for finalized in &ticked.finalized {
             self.finalized(node, finalized, honest);
+        }
+        if let Some((fault, down)) = self.validators[node as usize].crash_after_persist {
+            // Everything this tick signed is on disk; none of it leaves.
+            self.on_crash(node, fault);
+            if let Some(down) = down {
+                self.push(self.now + down, Event::Restart(node));
+            }
+            return;
         }
         let key = self.validators[node as usize].key.clone();
         let public = key.verifying_key().to_bytes();

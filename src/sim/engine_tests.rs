@@ -19,7 +19,13 @@ fn busy_small() -> Scenario {
     scenario.network.reorder = 0.05;
     scenario.partitions = vec![PartitionSpec { start_s: 0.5, end_s: 1.5, groups: vec![vec![], vec![3, 7]] }];
     scenario.faults = vec![
-        Fault::Crash { node: 2, at_s: 1.0, restart_s: Some(2.0), storage: StorageFault::Torn },
+        Fault::Crash {
+            node: 2,
+            at_s: 1.0,
+            restart_s: Some(2.0),
+            storage: StorageFault::Torn,
+            after_persist: false,
+        },
         Fault::ClockSkew { node: 1, skew_ms: 30 },
         Fault::Slow { node: 0, factor: 3 },
     ];
@@ -84,6 +90,7 @@ fn the_swarm_catches_a_broken_invariant() {
         at_s: 0.0,
         restart_s: Some(0.1),
         storage: StorageFault::None,
+        after_persist: false,
     });
     let mut sim = Sim::new(scenario, 5).unwrap();
     sim.run(|_, _| {});
@@ -123,4 +130,34 @@ fn bad_scenarios_name_the_key() {
         assert!(error.contains(key) || error.contains("TOML"), "{key}: {error}");
     }
     assert!(Scenario::parse("name = 1").is_err());
+}
+
+#[test]
+fn a_crash_between_the_persist_and_the_send_lands_on_a_tick_and_restarts() {
+    let mut scenario = Scenario::random(7);
+    scenario.name = "after-persist".into();
+    scenario.duration_s = 4.0;
+    scenario.validators.count = 4;
+    scenario.validators.storage = true;
+    scenario.partitions.clear();
+    scenario.faults = vec![Fault::Crash {
+        node: 1,
+        at_s: 1.0,
+        restart_s: Some(1.02),
+        storage: StorageFault::None,
+        after_persist: true,
+    }];
+    let mut sim = Sim::new(scenario, 7).unwrap();
+    sim.run(|_, _| {});
+    let report = serde_json::to_value(sim.report()).unwrap();
+    let faults = report["faults"].as_array().unwrap();
+    let at = |event: &str| {
+        faults.iter().find(|f| f["event"] == event && f["node"] == 1).and_then(|f| f["at_ms"].as_u64())
+    };
+    let (crash, restart) = (at("crash").expect("it crashed"), at("restart").expect("it restarted"));
+    // At its first tick from 1 s on (it ticks at least every view timeout), down 20 ms from there.
+    assert!((1000..1300).contains(&crash), "crashed at {crash} ms");
+    assert_eq!(restart, crash + 20);
+    assert_eq!(report["invariants"]["safety"]["ok"], true);
+    assert_eq!(report["invariants"]["liveness"]["ok"], true, "{}", report["invariants"]);
 }

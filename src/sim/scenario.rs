@@ -42,6 +42,10 @@ fn one() -> u64 {
     1
 }
 
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
 /// `[validators]`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -281,6 +285,11 @@ pub enum Fault {
         /// What the crash does to its files (needs `validators.storage`).
         #[serde(default)]
         storage: StorageFault,
+        /// Crash at the validator's first tick from `at_s` on, after that tick persisted its
+        /// blocks and safety state and before any of its outbox is sent: the crash point
+        /// between the persist and the send.
+        #[serde(default, skip_serializing_if = "is_false")]
+        after_persist: bool,
     },
     /// The validator's clock runs `skew_ms` ahead (negative: behind).
     ClockSkew {
@@ -551,7 +560,7 @@ impl Scenario {
         }
         for fault in &self.faults {
             let (node, validator_only) = match fault {
-                Fault::Crash { node, at_s, restart_s, storage } => {
+                Fault::Crash { node, at_s, restart_s, storage, .. } => {
                     if !finite_nonneg(*at_s) || restart_s.is_some_and(|r| !(r.is_finite() && r >= *at_s)) {
                         return Err(bad("faults.crash", "need 0 ≤ at_s ≤ restart_s"));
                     }
@@ -619,6 +628,9 @@ impl Scenario {
         let duration_s = 8.0;
         let mut faults = Vec::new();
         let mut partitions = Vec::new();
+        // Up to f Byzantine validators, then crash-restarts of honest ones and a partition, in
+        // any combination: together they never exceed what the protocol tolerates for safety,
+        // and everything heals by 3.5 s, so liveness is judged after that.
         let byzantine = s.below(u64::from(f) + 1) as u32;
         let kinds = [
             ByzantineKind::Equivocate,
@@ -626,26 +638,44 @@ impl Scenario {
             ByzantineKind::Withhold,
             ByzantineKind::InvalidProposal,
         ];
+        let liar = |i: u32| (seed as u32).wrapping_add(i) % validators;
         for i in 0..byzantine {
             faults.push(Fault::Byzantine {
-                node: (seed as u32).wrapping_add(i) % validators,
+                node: liar(i),
                 behaviour: kinds[s.below(4) as usize],
                 from_s: 0.0,
                 until_s: Some(3.0),
             });
         }
-        if byzantine == 0 && s.below(2) == 0 {
-            let isolated = s.below(u64::from(validators)) as u32;
-            partitions.push(PartitionSpec { start_s: 0.5, end_s: 3.0, groups: vec![vec![], vec![isolated]] });
+        let mut isolated = None;
+        if s.below(2) == 0 {
+            let node = s.below(u64::from(validators)) as u32;
+            isolated = Some(node);
+            partitions.push(PartitionSpec { start_s: 0.5, end_s: 3.0, groups: vec![vec![], vec![node]] });
         }
-        if byzantine == 0 && s.below(3) == 0 {
+        // Crash-restarts of honest validators at random instants, some of them between the
+        // safety state's persist and the send, down from nothing to a few views. One honest
+        // validator outside the partition never crashes: sync history is held in memory, so a
+        // validator that fell behind catches up only from a peer that has not restarted since
+        // (see docs/sim.md).
+        let mut honest: Vec<u32> =
+            (0..validators).filter(|node| (0..byzantine).all(|i| liar(i) != *node)).collect();
+        if let Some(keeper) = honest.iter().position(|node| Some(*node) != isolated) {
+            honest.remove(keeper);
+        }
+        for _ in 0..if honest.is_empty() { 0 } else { s.below(4) } {
+            let node = honest[s.below(honest.len() as u64) as usize];
+            let at_s = 0.1 + s.below(2900) as f64 / 1000.0;
+            let down_s = [0.0, 0.001, 0.02, 0.3][s.below(4) as usize];
             faults.push(Fault::Crash {
-                node: s.below(u64::from(validators)) as u32,
-                at_s: 1.0,
-                restart_s: Some(2.5),
+                node,
+                at_s,
+                restart_s: Some(at_s + down_s),
                 storage: StorageFault::None,
+                after_persist: s.below(2) == 0,
             });
         }
+        let storage = s.below(2) == 0;
         Scenario {
             name: format!("swarm-{seed}"),
             duration_s,
@@ -658,7 +688,7 @@ impl Scenario {
                 process_us: 100 + s.below(400),
                 tick_ms: 1 + s.below(4),
                 sigverify: SigverifyMode::StandIn,
-                storage: false,
+                storage,
                 disk: DiskSpec::default(),
             },
             full_nodes: FullNodes { count: full, degree: 3 },

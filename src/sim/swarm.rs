@@ -20,8 +20,20 @@ pub struct SeedResult {
 /// # Errors
 /// A scenario that cannot be built (a bug in [`Scenario::random`]).
 pub fn run_seed(seed: u64) -> Result<SeedResult, Box<dyn std::error::Error>> {
+    run_seed_with(seed, false)
+}
+
+/// [`run_seed`], with the planted amnesia of [`Sim::plant_amnesia`] when `planted_amnesia`
+/// (a self-test of the checker: it must then report a safety violation for some seeds).
+///
+/// # Errors
+/// See [`run_seed`].
+pub fn run_seed_with(seed: u64, planted_amnesia: bool) -> Result<SeedResult, Box<dyn std::error::Error>> {
     let scenario = Scenario::random(seed);
     let mut sim = Sim::new(scenario, seed)?;
+    if planted_amnesia {
+        sim.plant_amnesia();
+    }
     sim.run(|_, _| {});
     let failure = match (sim.recorder.violation(), sim.recorder.liveness()) {
         (Some(violation), _) => Some(format!("safety: {violation}")),
