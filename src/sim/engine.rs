@@ -732,6 +732,9 @@ impl Sim {
             {
                 self.recorder.proposed(proposal.block.header.hash(), node, self.now);
             }
+            if honest {
+                self.recorder.signed(node, &message, self.now);
+            }
             let targets: Vec<u32> = destination.recipients(node, v).collect();
             let sends = byzantine::outbound(behaviour, &sign, &targets, message);
             // One encoding per distinct message: its real wire size.

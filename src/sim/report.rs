@@ -45,6 +45,9 @@ pub struct Recorder {
     /// The first block an honest validator finalized at each height.
     canonical: Agreement,
     finalized_hashes: HashSet<Hash>,
+    /// What each honest validator has sent signed, by (validator, message kind, height, view).
+    /// The recorder's memory: it survives the validator's restarts.
+    signed: HashMap<(u32, u8, u64, u64), Hash>,
     violation: Option<Violation>,
     pending: HashMap<TxnId, u64>,
     submitted_per_s: Vec<u64>,
@@ -141,6 +144,7 @@ impl Recorder {
             last_height: vec![0; v],
             canonical: Agreement::new(),
             finalized_hashes: HashSet::new(),
+            signed: HashMap::new(),
             violation: None,
             pending: HashMap::new(),
             submitted_per_s: vec![0; seconds],
@@ -380,6 +384,32 @@ impl Recorder {
                 self.finalized_per_s[s] += 1;
                 self.finalized_txns += 1;
             }
+        }
+    }
+
+    /// An honest validator sends `message`. A second, different block signed for one kind,
+    /// height and view, even across a restart, is a safety violation: it is what a saved
+    /// safety state prevents, and the first step of every fork a forgetful restart allows.
+    pub fn signed(&mut self, node: u32, message: &tessera_components::ConsensusMessage, at_ns: u64) {
+        use tessera_components::ConsensusMessage;
+        let (kind, height, view, hash) = match message {
+            ConsensusMessage::Proposal(proposal) => {
+                (0u8, proposal.block.header.height, proposal.view, proposal.block.header.hash())
+            }
+            ConsensusMessage::Vote(vote) => (vote.kind as u8, vote.height, vote.view, vote.block),
+            _ => return,
+        };
+        let first = *self.signed.entry((node, kind, height, view)).or_insert(hash);
+        if first != hash && self.violation.is_none() {
+            let what = ["proposal", "prepare vote", "commit vote"][usize::from(kind).min(2)];
+            self.violation = Some(Violation {
+                at_ns,
+                what: format!(
+                    "honest validator {node} signed a second {what} at height {height} view {view}: {} after {}",
+                    hash.to_hex(),
+                    first.to_hex()
+                ),
+            });
         }
     }
 

@@ -583,7 +583,17 @@ impl Core {
         }
     }
 
+    /// False while this validator is below the height of the safety state it resumed from:
+    /// every height below it was finalized before it stopped, and what it signed there was lost
+    /// with its blocks, so it signs no proposal or vote until sync brings it to that height.
+    fn may_sign_blocks(&self) -> bool {
+        self.resume.is_none()
+    }
+
     fn propose(&mut self, host: &mut impl Host) {
+        if !self.may_sign_blocks() {
+            return;
+        }
         if self.proposed || self.set.leader(self.view) != self.me || self.now_ns < self.propose_not_before_ns
         {
             return;
@@ -858,6 +868,9 @@ impl Core {
     }
 
     fn cast(&mut self, kind: VoteKind, block: Hash, host: &mut impl Host) {
+        if !self.may_sign_blocks() {
+            return;
+        }
         let signature = self.sign(&vote_signing_bytes(kind, self.view, self.height, &block));
         let vote = Vote { kind, view: self.view, height: self.height, block, voter: self.me, signature };
         self.broadcast(ConsensusMessage::Vote(vote.clone()));

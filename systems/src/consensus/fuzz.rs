@@ -22,7 +22,7 @@ use tessera_components::fuzz::fuzz_payload;
 use tessera_components::wire::{Frame, FrameKind};
 use tessera_components::{
     Block, BlockHeader, CertifiedBlock, ConsensusMessage, Hash, NewView, Proposal, QuorumCertificate,
-    Signature, Txn, TxnBody, TxnSignature, Vote, VoteKind, merkle_root, vote_signing_bytes,
+    SafetyState, Signature, Txn, TxnBody, TxnSignature, Vote, VoteKind, merkle_root, vote_signing_bytes,
 };
 
 use super::core::{
@@ -976,6 +976,40 @@ mod tests {
         run.core.drop_before_verification(&mut messages);
         let (kept, _, checked) = verify_messages(messages, &run.set, 64, false);
         assert_eq!((kept.len(), checked), (8, 1), "eight copies kept for the core, one verification");
+    }
+
+    #[test]
+    fn a_validator_that_lost_its_blocks_signs_nothing_below_its_saved_height() {
+        // Found by the swarm's signing check (seed 129): validator 0 lost its blocks in a crash,
+        // restarted at height 1, led view 0 there and proposed a second block for a height it
+        // had finalized, with a proposal it had already signed differently before the crash.
+        let saved = SafetyState { height: 5, view: 9, lock: None };
+        let mut core = fixture_core().with_safety_state(&saved);
+        let mut host = FixtureHost::default();
+        core.start(0, &mut host);
+        let signed: Vec<_> = core
+            .drain_outbox()
+            .into_iter()
+            .filter(|(_, message)| {
+                matches!(message, ConsensusMessage::Proposal(_) | ConsensusMessage::Vote(_))
+            })
+            .collect();
+        assert!(signed.is_empty(), "signed below its saved height: {signed:?}");
+        // A proposal for height 1 from its leader gets no vote either.
+        let mut run = Run::new(false);
+        run.core = fixture_core().with_safety_state(&saved);
+        run.core.start(0, &mut run.host);
+        let _ = run.core.drain_outbox();
+        let mut proposal = empty_proposal(1, 3);
+        proposal.block.header.proposer = 1;
+        run.core.on_message(1, ConsensusMessage::Proposal(proposal), &mut run.host);
+        let votes = run
+            .core
+            .drain_outbox()
+            .into_iter()
+            .filter(|(_, m)| matches!(m, ConsensusMessage::Vote(_)))
+            .count();
+        assert_eq!(votes, 0, "voted below its saved height");
     }
 
     #[test]
