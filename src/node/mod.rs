@@ -7,6 +7,7 @@
 //! ([`net`]), JSON-RPC and metrics on tiny_http threads ([`rpc`], [`metrics`]).
 
 pub mod config;
+mod forward;
 pub mod genesis;
 pub mod heap;
 pub mod key;
@@ -15,6 +16,7 @@ pub mod net;
 pub mod rpc;
 mod window;
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,7 +27,7 @@ use serde_json::{Value, json};
 use tessera_components::wire::{Frame, encode};
 use tessera_components::{CertifiedBlock, ConsensusMessage, Hash, Txn, TxnId};
 use tessera_systems::consensus::core::{ConsensusConfig, Core, Destination, ValidatorSet};
-use tessera_systems::{ChainTip, Pipeline, Stages, TxnOutcome};
+use tessera_systems::{ChainTip, Pipeline, Stages, TxnOutcome, TxnRejected};
 
 use self::config::{NodeConfig, Role};
 use self::genesis::Genesis;
@@ -120,6 +122,8 @@ struct Node {
     rpc: flume::Receiver<Request>,
     fates: Fates,
     submitted: SubmitTimes,
+    /// Client transactions to forward to the other validators once admitted here.
+    awaiting_admission: forward::AwaitingAdmission,
     consensus_config: ConsensusConfig,
     /// This validator's index, or [`net::FOLLOWER`].
     me: u32,
@@ -294,6 +298,7 @@ impl Node {
             rpc: rpc_rx,
             fates: Fates::new(),
             submitted: SubmitTimes::new(SUBMIT_TIMES_MAX),
+            awaiting_admission: forward::AwaitingAdmission::new(config.network.max_frame_bytes),
             consensus_config,
             me,
             validators: validators.len() as u32,
@@ -327,12 +332,13 @@ impl Node {
         let now_ns = wall_ns();
         for _ in 0..64 {
             let Ok(batch) = self.net.txns.try_recv() else { break };
-            // Forward client transactions to every validator: any of them may lead next.
-            self.broadcast(&Arc::new(encode(&Frame::Txns(batch.clone()))));
+            // Client transactions go to every validator (any of them may lead next), but only
+            // once admitted here: see `forward_admitted`.
             for txn in batch {
                 let id = txn.id();
                 if self.pipeline.submit(txn) {
                     self.submitted.record(id, now_ns, |_| true);
+                    self.awaiting_admission.push(txn);
                 }
             }
             busy = true;
@@ -374,9 +380,10 @@ impl Node {
             );
             let _ = request.reply.send(answer);
         }
-        if !from_rpc.is_empty() {
-            // Like ingress batches: every validator may lead next (and a full node never does).
-            self.broadcast(&Arc::new(encode(&Frame::Txns(from_rpc))));
+        // Like ingress batches: forwarded once admitted (every validator may lead next, and a
+        // full node never does).
+        for txn in from_rpc {
+            self.awaiting_admission.push(txn);
         }
     }
 
@@ -402,6 +409,7 @@ impl Node {
             Metrics::record(&self.metrics.verify_batch_us, us);
         }
         let finished_ns = wall_ns();
+        self.forward_admitted(&ticked.rejections);
         for rejected in ticked.rejections {
             self.fates.record(rejected.id, Fate::Rejected(rejected.reason.name().to_owned()));
             self.submitted.remove(&rejected.id);
@@ -429,6 +437,15 @@ impl Node {
         }
         self.send(ticked.outbound);
         Ok(())
+    }
+
+    /// Forwards to every other validator the client transactions this tick admitted. Forwarding
+    /// before admission made every validator pay for a batch only this one had checked.
+    fn forward_admitted(&mut self, rejections: &[TxnRejected]) {
+        let rejected: HashSet<TxnId> = rejections.iter().map(|rejected| rejected.id).collect();
+        for batch in self.awaiting_admission.take_admitted(&self.pipeline, &rejected) {
+            self.broadcast(&Arc::new(encode(&Frame::Txns(batch))));
+        }
     }
 
     /// Hands the outbox to the network's per-peer queues, one encoding per message.

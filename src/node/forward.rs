@@ -1,0 +1,148 @@
+//! Client transactions on their way to the other validators: forwarded only once this node's
+//! own pipeline admitted them, so a batch of forged or unpayable transactions costs the
+//! validator that took it from a client, not every validator.
+
+use std::collections::{HashSet, VecDeque};
+
+use tessera_components::constants::TXN_SIZE;
+use tessera_components::{Txn, TxnId};
+use tessera_systems::Pipeline;
+
+/// Client transactions submitted to the pipeline and not yet admitted or refused, oldest first.
+#[derive(Debug)]
+pub(super) struct AwaitingAdmission {
+    queue: VecDeque<(Txn, TxnId, u64)>,
+    /// Ticks seen so far, to age entries out.
+    tick: u64,
+    /// Transactions per forwarded batch, so each batch fits a peer frame.
+    batch_max: usize,
+}
+
+impl AwaitingAdmission {
+    /// Transactions held at most (at 160 bytes each, 10 MiB).
+    const MAX: usize = 1 << 16;
+    /// Ticks a transaction waits for admission at most; admission takes one or two (the
+    /// signature check may overlap a tick), so one still unseen after this was lost or went
+    /// straight into a block.
+    const TICKS_MAX: u64 = 64;
+
+    /// An empty queue whose batches fit frames of `frame_bytes_max`.
+    pub(super) fn new(frame_bytes_max: usize) -> AwaitingAdmission {
+        // A `Txns` frame is its header, a count, then the transactions.
+        let batch_max = (frame_bytes_max.saturating_sub(256) / TXN_SIZE).max(1);
+        AwaitingAdmission { queue: VecDeque::new(), tick: 0, batch_max }
+    }
+
+    /// Queues a transaction the pipeline took; false when the queue is full (it is then admitted
+    /// here but not forwarded: this node can still propose it).
+    pub(super) fn push(&mut self, txn: Txn) -> bool {
+        if self.queue.len() >= Self::MAX {
+            return false;
+        }
+        self.queue.push_back((txn, txn.id(), self.tick));
+        true
+    }
+
+    /// Transactions waiting.
+    pub(super) fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// After a tick: takes out, in batches for the peers, the transactions now pending in the
+    /// pipeline's mempool (admitted); drops those it refused (`rejected`) and those waiting
+    /// longer than [`Self::TICKS_MAX`]; keeps the rest (still being checked).
+    pub(super) fn take_admitted(&mut self, pipeline: &Pipeline, rejected: &HashSet<TxnId>) -> Vec<Vec<Txn>> {
+        self.tick += 1;
+        let mut admitted = Vec::new();
+        let before = self.queue.len();
+        let tick = self.tick;
+        self.queue.retain(|(txn, id, queued)| {
+            if pipeline.is_pending(id) {
+                admitted.push(*txn);
+                return false;
+            }
+            !rejected.contains(id) && tick - queued <= Self::TICKS_MAX
+        });
+        debug_assert!(self.queue.len() + admitted.len() <= before);
+        admitted.chunks(self.batch_max).map(<[Txn]>::to_vec).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ed25519_dalek::SigningKey;
+    use tessera_components::TxnBody;
+    use tessera_systems::consensus::core::{ConsensusConfig, Core, ValidatorSet};
+    use tessera_systems::workload::{sign, signing_key};
+    use tessera_systems::{ChainTip, Ledger, PipelineConfig, Stages};
+
+    use super::*;
+
+    fn transfer(key: &SigningKey) -> Txn {
+        let body = TxnBody {
+            chain_id: PipelineConfig::default().chain_id,
+            reserved: 0,
+            sender: key.verifying_key().to_bytes(),
+            recipient: [0xee; 32],
+            amount: 1,
+            fee: 1,
+            nonce: 0,
+        };
+        sign(key, body)
+    }
+
+    /// A client batch of forged transactions is never forwarded; the valid transactions beside
+    /// them are, once admitted.
+    #[test]
+    fn only_admitted_transactions_are_forwarded() -> Result<(), Box<dyn std::error::Error>> {
+        let keys: Vec<SigningKey> = (0..8).map(|i| signing_key(0xf0, i)).collect();
+        let genesis: Vec<([u8; 32], u64)> =
+            keys.iter().map(|key| (key.verifying_key().to_bytes(), 1 << 40)).collect();
+        let config = PipelineConfig { sigverify_overlap: false, ..PipelineConfig::default() };
+        let ledger = Ledger::from_genesis(&genesis)?;
+        let tip = ChainTip::genesis(&ledger);
+        // Validator 1 of four, which does not lead view 0: what it admits stays pending.
+        let validators: Vec<SigningKey> = (0..4).map(|i| signing_key(0x7a, i)).collect();
+        let set = ValidatorSet::new(validators.iter().map(|key| key.verifying_key().to_bytes()).collect());
+        let core = Core::new(1, validators[1].clone(), set, ConsensusConfig::default(), 0, tip.hash);
+        let stages = Stages::Validator { core: Box::new(core), history_bytes_max: 1 << 20 };
+        let mut pipeline = Pipeline::with_stages(config, ledger, tip, stages)?;
+        let mut awaiting = AwaitingAdmission::new(1 << 20);
+        let honest: Vec<Txn> = keys[..2].iter().map(transfer).collect();
+        let forged: Vec<Txn> = keys[2..]
+            .iter()
+            .map(|key| {
+                let mut txn = transfer(key);
+                txn.signature.0[7] ^= 1;
+                txn
+            })
+            .collect();
+        for txn in forged.iter().chain(&honest) {
+            assert!(pipeline.submit(*txn));
+            assert!(awaiting.push(*txn));
+        }
+        let mut forwarded = Vec::new();
+        for now in 1..=4 {
+            pipeline.tick(now * 1_000_000);
+            let rejected: HashSet<TxnId> = pipeline.drain_rejections().iter().map(|r| r.id).collect();
+            forwarded.extend(awaiting.take_admitted(&pipeline, &rejected).into_iter().flatten());
+        }
+        assert_eq!(forwarded, honest, "the honest transactions, and only they, are forwarded");
+        assert_eq!(awaiting.len(), 0, "the forged ones were dropped on their refusal");
+        Ok(())
+    }
+
+    #[test]
+    fn batches_fit_a_frame_and_the_queue_is_bounded() {
+        let awaiting = AwaitingAdmission::new(1 << 20);
+        assert!(awaiting.batch_max * TXN_SIZE + 256 <= 1 << 20);
+        let mut small = AwaitingAdmission::new(1024);
+        assert_eq!(small.batch_max, (1024 - 256) / TXN_SIZE);
+        let txn: Txn = bytemuck::Zeroable::zeroed();
+        for _ in 0..AwaitingAdmission::MAX {
+            assert!(small.push(txn));
+        }
+        assert!(!small.push(txn));
+        assert_eq!(small.len(), AwaitingAdmission::MAX);
+    }
+}
