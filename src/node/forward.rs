@@ -44,6 +44,7 @@ impl AwaitingAdmission {
     }
 
     /// Transactions waiting.
+    #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.queue.len()
     }
