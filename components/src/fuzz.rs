@@ -545,18 +545,36 @@ impl FuzzSeeds {
     }
 }
 
-/// The checked-in seed inputs of fuzz target `target` (`fuzz/corpus/<target>/`), for replay by
-/// `cargo test`. Empty when the directory does not exist.
+/// The checked-in seed inputs of fuzz target `target` (the files of `fuzz/corpus/<target>/`
+/// that git tracks), for replay by `cargo test`. Inputs a fuzzer run wrote there and nobody
+/// committed are not read, so running a campaign never breaks `cargo test`. Outside a git
+/// checkout (git missing, or a source archive) every file of the directory is read. Empty when
+/// the directory does not exist.
 ///
 /// # Panics
 /// If the directory exists but cannot be read.
 pub fn fuzz_corpus(target: &str) -> Vec<Vec<u8>> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target);
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Vec::new();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let relative = format!("fuzz/corpus/{target}");
+    let tracked = std::process::Command::new("git")
+        .arg("-C")
+        .arg(&root)
+        .args(["ls-files", "-z", "--"])
+        .arg(&relative)
+        .stderr(std::process::Stdio::null())
+        .output();
+    let mut paths: Vec<std::path::PathBuf> = match tracked {
+        Ok(output) if output.status.success() => output
+            .stdout
+            .split(|byte| *byte == 0)
+            .filter(|name| !name.is_empty())
+            .map(|name| root.join(String::from_utf8_lossy(name).as_ref()))
+            .collect(),
+        _ => match std::fs::read_dir(root.join(&relative)) {
+            Ok(entries) => entries.map(|entry| entry.expect("corpus directory entry").path()).collect(),
+            Err(_) => return Vec::new(),
+        },
     };
-    let mut paths: Vec<std::path::PathBuf> =
-        entries.map(|entry| entry.expect("corpus directory entry").path()).collect();
     paths.sort();
     paths.iter().filter(|path| path.is_file()).map(|path| std::fs::read(path).expect("corpus file")).collect()
 }
@@ -752,5 +770,29 @@ mod tests {
              inputs reached the checks; {corpus_reached}/{} corpus inputs",
             corpus.len()
         );
+    }
+
+    #[test]
+    fn seed_corpus_replay_reads_only_checked_in_files() {
+        let probe = std::process::Command::new("git")
+            .args(["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "--is-inside-work-tree"])
+            .output();
+        if !probe.is_ok_and(|output| output.status.success()) {
+            eprintln!("skipped: not in a git work tree, so every corpus file is read");
+            return;
+        }
+        let target = format!("untracked-probe-{}", std::process::id());
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(&target);
+        struct Remove(std::path::PathBuf);
+        impl Drop for Remove {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+        let _remove = Remove(dir.clone());
+        std::fs::create_dir_all(&dir).expect("probe directory");
+        std::fs::write(dir.join("found-by-a-fuzzer"), b"not a seed").expect("probe file");
+        assert_eq!(fuzz_corpus(&target), Vec::<Vec<u8>>::new(), "an input no one committed is replayed");
+        assert!(!fuzz_corpus("wire_decode").is_empty(), "the checked-in seeds are read");
     }
 }
