@@ -398,7 +398,7 @@ pub fn fuzz_image_writes(heights: u64, segment_max: usize) -> Vec<FuzzWrite> {
 
 /// The crash mode of [`fuzz_recovery`]. Input: a flags byte (top bit set; bit 0: lose a tail
 /// sector of the last write), the height count (1 + byte % 12), the segment size limit
-/// (256 + 8 × byte) and a little-endian u32 choosing the byte of the history after creation
+/// (256 + 64 × byte) and a little-endian u32 choosing the byte of the history after creation
 /// at which the power is cut. Returns whether the checks on the accepted directory ran (always,
 /// for a well-formed input: refusing a crashed store is a failure).
 ///
@@ -413,7 +413,7 @@ pub fn fuzz_recovery_crash(data: &[u8]) -> bool {
         return false;
     };
     let heights = 1 + u64::from(heights % 12);
-    let writes = fuzz_image_writes(heights, 256 + usize::from(size) * 8);
+    let writes = fuzz_image_writes(heights, 256 + usize::from(size) * 64);
     let history: u64 = writes[2..].iter().map(|write| write.bytes.len() as u64).sum();
     let mut remaining = u64::from(u32::from_le_bytes(*cut)) % (history + 1);
     let lose_sector = flags & 1 != 0;
@@ -725,10 +725,15 @@ mod tests {
         seeds.push(join(&index[..index.len() - 7], &segments));
         // Crash mode: cuts in the record, in the index entry, and with a lost sector.
         for (flags, cut) in [(0x80u8, 100u32), (0x80, 1_000), (0x81, 2_000), (0x81, 700)] {
-            let mut input = vec![flags, 7, 60];
+            let mut input = vec![flags, 7, 8];
             input.extend_from_slice(&cut.to_le_bytes());
             seeds.push(input);
         }
+        // Twelve heights in one segment, cut 100 bytes into height 12's record, which starts
+        // 38 bytes before a sector boundary, and that sector lost: its header is cut in two.
+        let mut input = vec![0x81, 11, 255];
+        input.extend_from_slice(&6462u32.to_le_bytes());
+        seeds.push(input);
         seeds
     }
 
