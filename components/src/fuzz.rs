@@ -15,7 +15,7 @@ use crate::block::{Block, BlockHeader, QuorumCertificate, Signature, VoteKind};
 use crate::constants::{WIRE_HEADER_SIZE, WIRE_MAGIC, WIRE_VERSION};
 use crate::hash::Hash;
 use crate::storage::{
-    DirCheck, FILE_HEADER_SIZE, FileHeader, FileKind, FileRef, INDEX_ENTRY_SIZE, IndexEntry, Place,
+    DirCheck, FILE_HEADER_SIZE, FileHeader, FileKind, FileRef, INDEX_ENTRY_SIZE, IndexEntry, Place, Problem,
     RECORD_HEADER_SIZE, RecordKind, check_directory, check_record, check_record_header, decode_block_payload,
     decode_genesis_payload, decode_state_payload, encode_block_payload, encode_genesis_payload,
     encode_index_header, encode_record, encode_segment_header, genesis_id,
@@ -406,6 +406,14 @@ pub fn fuzz_image_writes(heights: u64, segment_max: usize) -> Vec<FuzzWrite> {
 /// If recovery refuses the crashed store, or accepts it at any height but that of the last
 /// whole index entry (h or h − 1 for a cut in height h's commit), or with an entry changed.
 pub fn fuzz_recovery_crash(data: &[u8]) -> bool {
+    crash_with(data, check_directory)
+}
+
+/// A recovery rule: [`check_directory`], or in the oracle's self-test a planted bug.
+type Recover = fn(Hash, &[u8], &[&[u8]]) -> Result<DirCheck, Problem>;
+
+/// [`fuzz_recovery_crash`] against the recovery rule `recover`.
+fn crash_with(data: &[u8], recover: Recover) -> bool {
     let Some((&[flags, heights, size], rest)) = data.split_first_chunk::<3>() else {
         return false;
     };
@@ -479,7 +487,7 @@ pub fn fuzz_recovery_crash(data: &[u8]) -> bool {
     }
 
     let segment_refs: Vec<&[u8]> = segments.iter().map(Vec::as_slice).collect();
-    let check = check_directory(fuzz_genesis_id(), &index, &segment_refs).unwrap_or_else(|problem| {
+    let check = recover(fuzz_genesis_id(), &index, &segment_refs).unwrap_or_else(|problem| {
         panic!("a store cut by a crash in height {cut_height}'s commit is refused: {problem:?}")
     });
     let committed = entries_written.len() as u64;
@@ -775,6 +783,24 @@ mod tests {
              inputs reached the checks; {corpus_reached}/{} corpus inputs",
             corpus.len()
         );
+    }
+
+    #[test]
+    fn crash_oracle_catches_a_recovery_that_drops_the_last_good_entry() {
+        // Planted bug: when there is a torn tail to drop, drop the last committed entry too.
+        fn drops_last_entry(id: Hash, index: &[u8], segments: &[&[u8]]) -> Result<DirCheck, Problem> {
+            let mut check = check_directory(id, index, segments)?;
+            if check.torn_bytes() > 0 {
+                check.entries.pop();
+            }
+            Ok(check)
+        }
+        let crash = recovery_seeds()[6].clone();
+        assert!(crash_with(&crash, check_directory));
+        let caught = std::panic::catch_unwind(|| crash_with(&crash, drops_last_entry));
+        let message = caught.expect_err("the oracle misses a recovery that drops an entry");
+        let message = message.downcast_ref::<String>().expect("an assertion message");
+        assert!(message.contains("recovers to the wrong height"), "{message}");
     }
 
     #[test]
