@@ -11,22 +11,105 @@
 //! [`fuzz_write_seeds`] are the only file access in this crate: they read and write seed
 //! corpora, never node data.
 
-use crate::block::{Block, QuorumCertificate, Signature, VoteKind};
+use crate::block::{Block, BlockHeader, QuorumCertificate, Signature, VoteKind};
 use crate::constants::{WIRE_HEADER_SIZE, WIRE_MAGIC, WIRE_VERSION};
 use crate::hash::Hash;
 use crate::storage::{
-    FILE_HEADER_SIZE, FileHeader, FileKind, FileRef, INDEX_ENTRY_SIZE, IndexEntry, Place, RecordKind,
-    check_directory, check_record, decode_block_payload, decode_genesis_payload, decode_state_payload,
-    encode_block_payload, encode_genesis_payload, encode_record, genesis_id,
+    DirCheck, FILE_HEADER_SIZE, FileHeader, FileKind, FileRef, INDEX_ENTRY_SIZE, IndexEntry, Place, Problem,
+    RECORD_HEADER_SIZE, RecordKind, check_directory, check_record, check_record_header, decode_block_payload,
+    decode_genesis_payload, decode_state_payload, encode_block_payload, encode_genesis_payload,
+    encode_index_header, encode_record, encode_segment_header, genesis_id,
 };
-use crate::wire::{Codec, Frame, FrameKind, encode};
+use crate::txn::{Txn, TxnBody, TxnSignature};
+use crate::wire::{Codec, DecodeError, Frame, FrameKind, encode};
 
-/// Fuzz harness for [`decode`](crate::wire::decode): any input either fails to decode or decodes to a frame that
-/// re-encodes to exactly the input. Run by `cargo test` on seeded inputs and by
-/// `fuzz/fuzz_targets/wire_decode.rs`.
+/// Fuzz harness for [`decode`](crate::wire::decode). The header is read again by hand, as
+/// `docs/wire.md` spells it, and the decoder must agree with that reading: the same verdict and
+/// reason from [`Codec::decode_header`], a frame whose kind is the kind byte and whose size is
+/// the declared length, and a refusal of a frame with a sound header only for a length mismatch
+/// (with the right counts) or a payload reason. An accepted frame re-encodes to exactly the
+/// input, and decodes from that encoding to the same value. Run by `cargo test` on seeded inputs
+/// and by `fuzz/fuzz_targets/wire_decode.rs`.
 pub fn fuzz_decode(data: &[u8]) {
-    if let Ok(frame) = Codec::new(1 << 16).decode(data) {
-        assert_eq!(encode(&frame), data, "accepted frame must be canonical");
+    let codec = Codec::new(1 << 16);
+    let by_hand = wire_header_by_hand(data, codec.max_frame_size());
+    let header = codec.decode_header(data);
+    match (&header, &by_hand) {
+        (Ok(header), Ok((kind, payload_size))) => {
+            assert_eq!(header.kind as u8, *kind, "decoded kind is the kind byte");
+            assert_eq!(header.payload_size, *payload_size, "decoded length is the length field");
+        }
+        (Err(error), Err(reason)) => {
+            assert_eq!(header_error_name(error), *reason, "header refused for {error}")
+        }
+        _ => panic!("decode_header says {header:?}, the header read by hand says {by_hand:?}"),
+    }
+    match codec.decode(data) {
+        Ok(frame) => {
+            let (kind, payload_size) = by_hand.expect("a frame decoded from a sound header");
+            assert_eq!(frame.kind() as u8, kind, "a frame decodes to the kind its header names");
+            assert_eq!(data.len(), WIRE_HEADER_SIZE + payload_size, "a frame is exactly its declared size");
+            assert_eq!(encode(&frame), data, "an accepted frame re-encodes to its bytes");
+            assert_eq!(codec.decode(&encode(&frame)).as_ref(), Ok(&frame), "a frame survives a round trip");
+        }
+        Err(error) => match by_hand {
+            Err(_) => assert_eq!(Err(error), header.map(|_| ())),
+            Ok((kind, payload_size)) => {
+                let size = WIRE_HEADER_SIZE + payload_size;
+                match error {
+                    DecodeError::Truncated { needed, available } => {
+                        assert_eq!((needed, available), (size, data.len()));
+                        assert!(data.len() < size);
+                    }
+                    DecodeError::TrailingBytes { extra } => assert_eq!(data.len(), size + extra),
+                    DecodeError::Payload { kind: refused, .. }
+                    | DecodeError::PayloadTrailing { kind: refused, .. }
+                    | DecodeError::NonCanonical { kind: refused } => {
+                        assert_eq!(data.len(), size, "a payload is judged only at its declared size");
+                        assert_eq!(refused as u8, kind);
+                    }
+                    other => panic!("a sound header refused for {other}"),
+                }
+            }
+        },
+    }
+}
+
+/// The frame header read by hand, in the order `docs/wire.md` lists its checks: the kind byte
+/// and the payload length, or the name of the first check that fails.
+fn wire_header_by_hand(data: &[u8], max_frame_size: usize) -> Result<(u8, usize), &'static str> {
+    if data.len() < 12 {
+        return Err("truncated");
+    }
+    if data[..4] != *b"TSRA" {
+        return Err("magic");
+    }
+    if data[4] != 1 {
+        return Err("version");
+    }
+    if !(1..=7).contains(&data[5]) {
+        return Err("kind");
+    }
+    if data[6] != 0 || data[7] != 0 {
+        return Err("reserved");
+    }
+    let payload_size = u32::from_le_bytes([data[8], data[9], data[10], data[11]]) as usize;
+    if 12 + payload_size > max_frame_size {
+        return Err("too large");
+    }
+    Ok((data[5], payload_size))
+}
+
+/// The name [`wire_header_by_hand`] gives a header-level refusal.
+fn header_error_name(error: &DecodeError) -> &'static str {
+    match error {
+        DecodeError::Truncated { .. } => "truncated",
+        DecodeError::BadMagic { .. } => "magic",
+        DecodeError::UnsupportedVersion { .. } => "version",
+        DecodeError::UnknownKind { .. } => "kind",
+        DecodeError::NonzeroReserved { .. } => "reserved",
+        DecodeError::TooLarge { .. } => "too large",
+        _ => "not a header error",
     }
 }
 
@@ -150,18 +233,40 @@ pub fn fuzz_genesis_id() -> Hash {
     genesis_id(&encode_genesis_payload(&[([1; 32], 1_000)]))
 }
 
-/// Fuzz harness for recovery: [`check_directory`] never panics, and when it accepts, the plan
-/// is within the files, and applying it (dropping the tails) gives a directory it accepts again
-/// with the same entries and nothing to drop. Input layout: [`fuzz_split`]. Run by `cargo test`
-/// on seeded inputs and by `fuzz/fuzz_targets/storage_recovery.rs`.
+/// Fuzz harness for recovery, two modes chosen by the top bit of byte 0.
+///
+/// * Arbitrary files (bit clear; input layout [`fuzz_split`]): [`check_directory`] never panics,
+///   and when it accepts, each tail it names runs to the end of its file, and applying the plan
+///   (dropping the tails) gives a directory it accepts again with the same entries and nothing
+///   to drop.
+/// * Crash (bit set; [`fuzz_recovery_crash`]): a sound store's history of writes cut at a
+///   chosen byte, optionally with a tail sector of the last write lost, must be accepted at the
+///   height of the last whole index entry, with every earlier entry as written.
+///
+/// Run by `cargo test` on seeded inputs and by `fuzz/fuzz_targets/storage_recovery.rs`.
 pub fn fuzz_recovery(data: &[u8]) {
+    fuzz_recovery_reached(data);
+}
+
+/// [`fuzz_recovery`], returning whether the input got past [`check_directory`] to the checks
+/// on an accepted directory, so the seeded test can count how many inputs reach them.
+pub fn fuzz_recovery_reached(data: &[u8]) -> bool {
+    if data.first().is_some_and(|byte| byte & 0x80 != 0) {
+        return fuzz_recovery_crash(data);
+    }
     let Some((index, segments)) = fuzz_split(data) else {
-        return;
+        return false;
     };
-    let genesis_id = fuzz_genesis_id();
-    let Ok(check) = check_directory(genesis_id, index, &segments) else {
-        return;
+    let Ok(check) = check_directory(fuzz_genesis_id(), index, &segments) else {
+        return false;
     };
+    check_recovered(index, &segments, &check);
+    true
+}
+
+/// Applies an accepted plan (drops the tails) and checks the result is sound, with the same
+/// entries and nothing more to drop.
+fn check_recovered(index: &[u8], segments: &[&[u8]], check: &DirCheck) {
     let mut index = index.to_vec();
     let mut segments: Vec<Vec<u8>> = segments.iter().map(|s| s.to_vec()).collect();
     for tail in [check.index_tail, check.segment_tail].into_iter().flatten() {
@@ -174,9 +279,232 @@ pub fn fuzz_recovery(data: &[u8]) {
         file.truncate(tail.offset as usize);
     }
     let segments: Vec<&[u8]> = segments.iter().map(Vec::as_slice).collect();
-    let again = check_directory(genesis_id, &index, &segments).expect("a recovered directory is sound");
+    let again =
+        check_directory(fuzz_genesis_id(), &index, &segments).expect("a recovered directory is sound");
     assert_eq!(again.entries, check.entries);
     assert_eq!(again.torn_bytes(), 0);
+}
+
+/// The sector a lost write is modelled in: a power cut can leave a file's new size on disk
+/// while the data of its last sector never arrives and reads back as zeros.
+pub const FUZZ_SECTOR_SIZE: u64 = 512;
+
+/// One write of a store's history, in the order the store makes them durable.
+#[derive(Clone, Debug)]
+pub struct FuzzWrite {
+    /// The file written.
+    pub file: FileRef,
+    /// Where in it (every write appends).
+    pub offset: u64,
+    /// What.
+    pub bytes: Vec<u8>,
+    /// The height whose commit this write belongs to (0: the store's creation).
+    pub height: u64,
+    /// Whether the write appears whole or not at all (file headers: a new file is written to a
+    /// temporary name and renamed into place).
+    pub atomic: bool,
+}
+
+/// The block and commit certificate of `height` with `txns` transactions, as the storage tests
+/// and the recovery harness store them.
+pub fn fuzz_block_at(height: u64, txns: usize) -> (Block, QuorumCertificate) {
+    let txns: Vec<Txn> = (0..txns)
+        .map(|i| Txn {
+            body: TxnBody {
+                chain_id: 1,
+                reserved: 0,
+                sender: [i as u8; 32],
+                recipient: [7; 32],
+                amount: height,
+                fee: 1,
+                nonce: i as u64,
+            },
+            signature: TxnSignature([3; 64]),
+        })
+        .collect();
+    let header = BlockHeader {
+        height,
+        view: height,
+        timestamp_ms: height * 10,
+        proposer: 0,
+        txn_count: txns.len() as u32,
+        parent: Hash::ZERO,
+        txn_root: Block::compute_txn_root(&txns),
+        state_root: Hash([height as u8; 32]),
+    };
+    let block = Block { header, txns };
+    let certificate = QuorumCertificate {
+        kind: VoteKind::Commit,
+        view: height,
+        height,
+        block: header.hash(),
+        signers: vec![0, 1, 2],
+        signatures: vec![Signature([9; 64]); 3],
+    };
+    (block, certificate)
+}
+
+/// The writes that build a store of `heights` blocks, in the order the store makes them (the
+/// index and segment 0 headers; then per height: a new segment's header when the record would
+/// take the current segment past `segment_max` bytes, the record, the index entry).
+pub fn fuzz_image_writes(heights: u64, segment_max: usize) -> Vec<FuzzWrite> {
+    let id = fuzz_genesis_id();
+    let header = |file, bytes: &[u8], height| FuzzWrite {
+        file,
+        offset: 0,
+        bytes: bytes.to_vec(),
+        height,
+        atomic: true,
+    };
+    let mut writes = vec![
+        header(FileRef::Index, &encode_index_header(id), 0),
+        header(FileRef::Segment(0), &encode_segment_header(0, id), 0),
+    ];
+    let mut segment = 0u32;
+    let mut segment_len = FILE_HEADER_SIZE;
+    let mut index_len = FILE_HEADER_SIZE;
+    for height in 1..=heights {
+        let (block, certificate) = fuzz_block_at(height, (height % 3) as usize);
+        let payload = encode_block_payload(&block, &certificate);
+        if segment_len > FILE_HEADER_SIZE && segment_len + RECORD_HEADER_SIZE + payload.len() > segment_max {
+            segment += 1;
+            segment_len = FILE_HEADER_SIZE;
+            writes.push(header(FileRef::Segment(segment), &encode_segment_header(segment, id), height));
+        }
+        let place = Place { kind: RecordKind::Block, segment, offset: segment_len as u64 };
+        let record = encode_record(place, height, &payload);
+        let entry =
+            IndexEntry::new(&check_record_header(&record, place).expect("a record just encoded checks"));
+        let record_size = record.len();
+        writes.push(FuzzWrite {
+            file: FileRef::Segment(segment),
+            offset: place.offset,
+            bytes: record,
+            height,
+            atomic: false,
+        });
+        writes.push(FuzzWrite {
+            file: FileRef::Index,
+            offset: index_len as u64,
+            bytes: entry.to_bytes().to_vec(),
+            height,
+            atomic: false,
+        });
+        segment_len += record_size;
+        index_len += INDEX_ENTRY_SIZE;
+    }
+    writes
+}
+
+/// The crash mode of [`fuzz_recovery`]. Input: a flags byte (top bit set; bit 0: lose a tail
+/// sector of the last write), the height count (1 + byte % 12), the segment size limit
+/// (256 + 64 × byte) and a little-endian u32 choosing the byte of the history after creation
+/// at which the power is cut. Returns whether the checks on the accepted directory ran (always,
+/// for a well-formed input: refusing a crashed store is a failure).
+///
+/// # Panics
+/// If recovery refuses the crashed store, or accepts it at any height but that of the last
+/// whole index entry (h or h − 1 for a cut in height h's commit), or with an entry changed.
+pub fn fuzz_recovery_crash(data: &[u8]) -> bool {
+    crash_with(data, check_directory)
+}
+
+/// A recovery rule: [`check_directory`], or in the oracle's self-test a planted bug.
+type Recover = fn(Hash, &[u8], &[&[u8]]) -> Result<DirCheck, Problem>;
+
+/// [`fuzz_recovery_crash`] against the recovery rule `recover`.
+fn crash_with(data: &[u8], recover: Recover) -> bool {
+    let Some((&[flags, heights, size], rest)) = data.split_first_chunk::<3>() else {
+        return false;
+    };
+    let Some(cut) = rest.first_chunk::<4>() else {
+        return false;
+    };
+    let heights = 1 + u64::from(heights % 12);
+    let writes = fuzz_image_writes(heights, 256 + usize::from(size) * 64);
+    let history: u64 = writes[2..].iter().map(|write| write.bytes.len() as u64).sum();
+    let mut remaining = u64::from(u32::from_le_bytes(*cut)) % (history + 1);
+    let lose_sector = flags & 1 != 0;
+
+    let mut index: Vec<u8> = Vec::new();
+    let mut segments: Vec<Vec<u8>> = Vec::new();
+    let mut entries_written: Vec<&[u8]> = Vec::new();
+    // The height of the last write that reached the files at all: the commit the cut is in.
+    let mut cut_height = 0;
+    let mut last: Option<(FileRef, u64)> = None;
+    for (position, write) in writes.iter().enumerate() {
+        let length = write.bytes.len() as u64;
+        let take = if position < 2 {
+            length
+        } else if remaining == 0 || (write.atomic && remaining < length) {
+            break;
+        } else {
+            remaining.min(length)
+        };
+        if position >= 2 {
+            remaining -= take;
+        }
+        let file = match write.file {
+            FileRef::Index => &mut index,
+            FileRef::Segment(number) => {
+                if segments.len() == number as usize {
+                    segments.push(Vec::new());
+                }
+                &mut segments[number as usize]
+            }
+            other => unreachable!("an image writes only the index and segments, not {other:?}"),
+        };
+        assert_eq!(file.len() as u64, write.offset, "the store only appends");
+        file.extend_from_slice(&write.bytes[..take as usize]);
+        if write.file == FileRef::Index && position >= 2 && take == length {
+            entries_written.push(&write.bytes);
+        }
+        cut_height = write.height;
+        // A write can lose its tail only while it is the latest: every earlier one was synced
+        // before the next began (a new segment is renamed into place only after that).
+        last = (!write.atomic).then_some((write.file, write.offset));
+        if take < length {
+            break;
+        }
+    }
+    if lose_sector && let Some((file_ref, write_offset)) = last {
+        let file = match file_ref {
+            FileRef::Index => &mut index,
+            FileRef::Segment(number) => &mut segments[number as usize],
+            other => unreachable!("{other:?}"),
+        };
+        let end = file.len() as u64;
+        if end > write_offset {
+            let from = write_offset.max((end - 1) / FUZZ_SECTOR_SIZE * FUZZ_SECTOR_SIZE);
+            file[from as usize..].fill(0);
+            if file_ref == FileRef::Index
+                && entries_written.len() as u64 * INDEX_ENTRY_SIZE as u64 + FILE_HEADER_SIZE as u64 > from
+            {
+                // Entries are 32-byte aligned, so a lost sector takes whole entries: the last.
+                entries_written.pop();
+            }
+        }
+    }
+
+    let segment_refs: Vec<&[u8]> = segments.iter().map(Vec::as_slice).collect();
+    let check = recover(fuzz_genesis_id(), &index, &segment_refs).unwrap_or_else(|problem| {
+        panic!("a store cut by a crash in height {cut_height}'s commit is refused: {problem:?}")
+    });
+    let committed = entries_written.len() as u64;
+    assert!(
+        committed + 1 >= cut_height && committed <= cut_height,
+        "{committed} entries written, cut at {cut_height}"
+    );
+    assert_eq!(
+        check.height(),
+        committed,
+        "a crash in height {cut_height}'s commit, with {committed} whole index entries, recovers to the wrong height"
+    );
+    for (found, written) in check.entries.iter().zip(&entries_written) {
+        assert_eq!(&found.to_bytes()[..], *written, "recovery changed the entry for height {}", found.height);
+    }
+    check_recovered(&index, &segment_refs, &check);
+    true
 }
 
 /// A deterministic input generator (splitmix64) for the harnesses' seeded `cargo test` runs,
@@ -225,18 +553,36 @@ impl FuzzSeeds {
     }
 }
 
-/// The checked-in seed inputs of fuzz target `target` (`fuzz/corpus/<target>/`), for replay by
-/// `cargo test`. Empty when the directory does not exist.
+/// The checked-in seed inputs of fuzz target `target` (the files of `fuzz/corpus/<target>/`
+/// that git tracks), for replay by `cargo test`. Inputs a fuzzer run wrote there and nobody
+/// committed are not read, so running a campaign never breaks `cargo test`. Outside a git
+/// checkout (git missing, or a source archive) every file of the directory is read. Empty when
+/// the directory does not exist.
 ///
 /// # Panics
 /// If the directory exists but cannot be read.
 pub fn fuzz_corpus(target: &str) -> Vec<Vec<u8>> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target);
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Vec::new();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let relative = format!("fuzz/corpus/{target}");
+    let tracked = std::process::Command::new("git")
+        .arg("-C")
+        .arg(&root)
+        .args(["ls-files", "-z", "--"])
+        .arg(&relative)
+        .stderr(std::process::Stdio::null())
+        .output();
+    let mut paths: Vec<std::path::PathBuf> = match tracked {
+        Ok(output) if output.status.success() => output
+            .stdout
+            .split(|byte| *byte == 0)
+            .filter(|name| !name.is_empty())
+            .map(|name| root.join(String::from_utf8_lossy(name).as_ref()))
+            .collect(),
+        _ => match std::fs::read_dir(root.join(&relative)) {
+            Ok(entries) => entries.map(|entry| entry.expect("corpus directory entry").path()).collect(),
+            Err(_) => return Vec::new(),
+        },
     };
-    let mut paths: Vec<std::path::PathBuf> =
-        entries.map(|entry| entry.expect("corpus directory entry").path()).collect();
     paths.sort();
     paths.iter().filter(|path| path.is_file()).map(|path| std::fs::read(path).expect("corpus file")).collect()
 }
@@ -263,9 +609,8 @@ mod tests {
     use bytemuck::Zeroable;
 
     use super::*;
-    use crate::block::{BlockHeader, Vote};
+    use crate::block::Vote;
     use crate::storage::testing::image;
-    use crate::txn::Txn;
 
     #[test]
     fn fuzz_block_survives_seeded_inputs() {
@@ -328,9 +673,7 @@ mod tests {
             z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
             z ^ (z >> 31)
         };
-        let (index, segments) = image(6, 500);
-        let segments: Vec<&[u8]> = segments.iter().take(4).map(Vec::as_slice).collect();
-        let sound = fuzz_join(&index, &segments);
+        let sound = recovery_seeds()[0].clone();
         let (_, record_segments) = image(2, 1 << 20);
         let mut record = vec![0u8; 12];
         record[4..12].copy_from_slice(&(FILE_HEADER_SIZE as u64).to_le_bytes());
@@ -358,15 +701,129 @@ mod tests {
                 }
             }
         }
-        fuzz_recovery(&sound);
         fuzz_record_decode(&record);
-        fuzz_write_seeds("storage_recovery", &[&sound]);
         fuzz_write_seeds("storage_record", &[&record]);
-        for input in fuzz_corpus("storage_recovery") {
-            fuzz_recovery(&input);
-        }
         for input in fuzz_corpus("storage_record") {
             fuzz_record_decode(&input);
         }
+    }
+
+    /// The recovery target's hand-built seeds: sound stores over two to four segments, stores
+    /// with each kind of unfinished commit, and crash-mode inputs.
+    fn recovery_seeds() -> Vec<Vec<u8>> {
+        let join = |index: &[u8], segments: &[Vec<u8>]| {
+            let segments: Vec<&[u8]> = segments.iter().map(Vec::as_slice).collect();
+            fuzz_join(index, &segments)
+        };
+        let mut seeds = Vec::new();
+        // Six heights over four segments.
+        let (index, segments) = image(6, 1200);
+        assert_eq!(segments.len(), 4);
+        seeds.push(join(&index, &segments));
+        let (index, segments) = image(4, 1400);
+        assert_eq!(segments.len(), 2);
+        seeds.push(join(&index, &segments));
+        // A record whose index entry never landed; the same cut short; a partial index entry.
+        let (short_index, _) = image(3, 1400);
+        seeds.push(join(&short_index, &segments));
+        let mut cut = segments.clone();
+        let end = cut[1].len() - 100;
+        cut[1].truncate(end);
+        seeds.push(join(&short_index, &cut));
+        seeds.push(join(&index[..index.len() - 7], &segments));
+        // Crash mode: cuts in the record, in the index entry, and with a lost sector.
+        for (flags, cut) in [(0x80u8, 100u32), (0x80, 1_000), (0x81, 2_000), (0x81, 700)] {
+            let mut input = vec![flags, 7, 8];
+            input.extend_from_slice(&cut.to_le_bytes());
+            seeds.push(input);
+        }
+        // Twelve heights in one segment, cut 100 bytes into height 12's record, which starts
+        // 38 bytes before a sector boundary, and that sector lost: its header is cut in two.
+        let mut input = vec![0x81, 11, 255];
+        input.extend_from_slice(&6462u32.to_le_bytes());
+        seeds.push(input);
+        seeds
+    }
+
+    #[test]
+    fn fuzz_recovery_seeds_are_accepted_and_reach_the_checks() {
+        let seeds = recovery_seeds();
+        for (i, seed) in seeds.iter().enumerate() {
+            assert!(fuzz_recovery_reached(seed), "seed {i} is refused, so it never reaches the checks");
+        }
+        fuzz_write_seeds("storage_recovery", &seeds.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        // Mutations of the stores, and crash-mode inputs with random parameters: count how many
+        // get past check_directory to the checks on an accepted directory.
+        let mut random = FuzzSeeds::new(0x05ee_dd1c);
+        let (mut store_runs, mut store_reached, mut crash_runs, mut crash_reached) = (0, 0, 0, 0);
+        for round in 0..2000 {
+            if round % 2 == 0 {
+                let base = &seeds[round / 2 % 5];
+                let input = random.mutate(base);
+                store_runs += 1;
+                store_reached += usize::from(fuzz_recovery_reached(&input));
+            } else {
+                let mut input = random.bytes(7);
+                input[0] |= 0x80;
+                crash_runs += 1;
+                crash_reached += usize::from(fuzz_recovery_reached(&input));
+            }
+        }
+        assert!(store_reached * 20 >= store_runs, "{store_reached} of {store_runs} store inputs accepted");
+        assert_eq!(crash_reached, crash_runs, "every crash-mode input reaches the checks");
+        let corpus = fuzz_corpus("storage_recovery");
+        let corpus_reached = corpus.iter().filter(|input| fuzz_recovery_reached(input)).count();
+        assert!(
+            corpus_reached * 2 >= corpus.len(),
+            "{corpus_reached} of {} corpus inputs accepted",
+            corpus.len()
+        );
+        eprintln!(
+            "recovery: {store_reached}/{store_runs} mutated stores and {crash_reached}/{crash_runs} crash \
+             inputs reached the checks; {corpus_reached}/{} corpus inputs",
+            corpus.len()
+        );
+    }
+
+    #[test]
+    fn crash_oracle_catches_a_recovery_that_drops_the_last_good_entry() {
+        // Planted bug: when there is a torn tail to drop, drop the last committed entry too.
+        fn drops_last_entry(id: Hash, index: &[u8], segments: &[&[u8]]) -> Result<DirCheck, Problem> {
+            let mut check = check_directory(id, index, segments)?;
+            if check.torn_bytes() > 0 {
+                check.entries.pop();
+            }
+            Ok(check)
+        }
+        let crash = recovery_seeds()[6].clone();
+        assert!(crash_with(&crash, check_directory));
+        let caught = std::panic::catch_unwind(|| crash_with(&crash, drops_last_entry));
+        let message = caught.expect_err("the oracle misses a recovery that drops an entry");
+        let message = message.downcast_ref::<String>().expect("an assertion message");
+        assert!(message.contains("recovers to the wrong height"), "{message}");
+    }
+
+    #[test]
+    fn seed_corpus_replay_reads_only_checked_in_files() {
+        let probe = std::process::Command::new("git")
+            .args(["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "--is-inside-work-tree"])
+            .output();
+        if !probe.is_ok_and(|output| output.status.success()) {
+            eprintln!("skipped: not in a git work tree, so every corpus file is read");
+            return;
+        }
+        let target = format!("untracked-probe-{}", std::process::id());
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(&target);
+        struct Remove(std::path::PathBuf);
+        impl Drop for Remove {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+        let _remove = Remove(dir.clone());
+        std::fs::create_dir_all(&dir).expect("probe directory");
+        std::fs::write(dir.join("found-by-a-fuzzer"), b"not a seed").expect("probe file");
+        assert_eq!(fuzz_corpus(&target), Vec::<Vec<u8>>::new(), "an input no one committed is replayed");
+        assert!(!fuzz_corpus("wire_decode").is_empty(), "the checked-in seeds are read");
     }
 }

@@ -628,14 +628,147 @@ mod tests {
         assert_eq!(decode(&bad), Err(DecodeError::NonzeroReserved { found: 0x0100 }));
     }
 
+    /// Which consensus message a frame carries; exhaustive, so a new message type must be named.
+    fn consensus_type(message: &ConsensusMessage) -> &'static str {
+        match message {
+            ConsensusMessage::Proposal(_) => "proposal",
+            ConsensusMessage::Vote(_) => "vote",
+            ConsensusMessage::NewView(_) => "new_view",
+            ConsensusMessage::SyncRequest { .. } => "sync_request",
+            ConsensusMessage::SyncResponse(_) => "sync_response",
+        }
+    }
+
+    /// A frame of every kind, and a consensus frame of every message type: the seeds of the
+    /// `wire_decode` fuzz target (`fuzz/corpus/wire_decode/`, named as here).
+    fn seed_frames() -> Vec<(&'static str, Frame)> {
+        use crate::consensus::{CertifiedBlock, NewView, Proposal};
+        let txn = Txn {
+            body: TxnBody {
+                chain_id: 1,
+                reserved: 0,
+                sender: [1; 32],
+                recipient: [2; 32],
+                amount: 5,
+                fee: 1,
+                nonce: 0,
+            },
+            signature: TxnSignature([3; 64]),
+        };
+        let header = BlockHeader {
+            height: 2,
+            view: 3,
+            timestamp_ms: 1_000,
+            proposer: 1,
+            txn_count: 1,
+            parent: Hash([4; 32]),
+            txn_root: Block::compute_txn_root(std::slice::from_ref(&txn)),
+            state_root: Hash([5; 32]),
+        };
+        let block = Block { header, txns: vec![txn] };
+        let vote = Vote {
+            kind: VoteKind::Prepare,
+            view: 3,
+            height: 2,
+            block: header.hash(),
+            voter: 2,
+            signature: [6; 64],
+        };
+        let certificate = QuorumCertificate {
+            kind: VoteKind::Commit,
+            view: 3,
+            height: 2,
+            block: header.hash(),
+            signers: vec![0, 1, 2],
+            signatures: vec![Signature([7; 64]); 3],
+        };
+        vec![
+            ("txns_empty", Frame::Txns(Vec::new())),
+            ("txns_one", Frame::Txns(block.txns.clone())),
+            (
+                "block_empty",
+                Frame::Block(Block { header: BlockHeader { txn_count: 0, ..header }, txns: Vec::new() }),
+            ),
+            ("block", Frame::Block(block.clone())),
+            ("vote", Frame::Vote(vote.clone())),
+            ("certificate", Frame::Certificate(certificate.clone())),
+            (
+                "consensus_proposal",
+                Frame::Consensus(ConsensusMessage::Proposal(Proposal {
+                    view: 4,
+                    block: block.clone(),
+                    justify: Some(QuorumCertificate { kind: VoteKind::Prepare, ..certificate.clone() }),
+                    signature: [8; 64],
+                })),
+            ),
+            ("consensus_vote", Frame::Consensus(ConsensusMessage::Vote(vote))),
+            (
+                "consensus_new_view",
+                Frame::Consensus(ConsensusMessage::NewView(NewView {
+                    view: 5,
+                    height: 3,
+                    high_qc: Some(certificate.clone()),
+                    sender: 3,
+                    signature: [9; 64],
+                })),
+            ),
+            ("consensus_sync_request", Frame::Consensus(ConsensusMessage::SyncRequest { from_height: 2 })),
+            (
+                "consensus_sync_response",
+                Frame::Consensus(ConsensusMessage::SyncResponse(vec![CertifiedBlock { block, certificate }])),
+            ),
+            (
+                "hello",
+                Frame::Hello(Hello { chain_id: 1, protocol_version: PROTOCOL_VERSION, noise: vec![10; 32] }),
+            ),
+            (
+                "hello_proof",
+                Frame::HelloProof(HelloProof {
+                    role: ROLE_DIALER,
+                    validator: 1,
+                    peer: 2,
+                    signature: [11; 64],
+                }),
+            ),
+        ]
+    }
+
+    #[test]
+    fn seed_frames_pass_the_harness_and_mutations_of_them_too() {
+        let frames = seed_frames();
+        let encoded: Vec<Vec<u8>> = frames.iter().map(|(_, frame)| encode(frame)).collect();
+        crate::fuzz::fuzz_write_seeds("wire_decode", &encoded.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        let mut seeds = crate::fuzz::FuzzSeeds::new(0x3172e);
+        for round in 0..4000 {
+            let base = &encoded[round % encoded.len()];
+            crate::fuzz::fuzz_decode(base);
+            crate::fuzz::fuzz_decode(&seeds.mutate(base));
+        }
+    }
+
     #[test]
     fn checked_in_seed_corpus_is_valid() {
-        let mut count = 0;
+        let mut kinds = std::collections::BTreeSet::new();
+        let mut messages = std::collections::BTreeSet::new();
         for bytes in crate::fuzz::fuzz_corpus("wire_decode") {
             let frame = decode(&bytes).expect("every seed is a valid frame");
-            assert_eq!(encode(&frame), bytes);
-            count += 1;
+            crate::fuzz::fuzz_decode(&bytes);
+            kinds.insert(frame.kind() as u8);
+            if let Frame::Consensus(message) = &frame {
+                messages.insert(consensus_type(message));
+            }
         }
-        assert!(count >= 5, "found {count} seeds");
+        let every_kind: std::collections::BTreeSet<u8> =
+            (0..=u8::MAX).filter_map(FrameKind::from_byte).map(|kind| kind as u8).collect();
+        assert_eq!(kinds, every_kind, "the seed corpus holds a frame of every kind");
+        let every_message: std::collections::BTreeSet<&str> = seed_frames()
+            .iter()
+            .filter_map(|(_, frame)| match frame {
+                Frame::Consensus(message) => Some(consensus_type(message)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(every_message.len(), 5, "seed_frames names every consensus message type");
+        assert_eq!(messages, every_message, "the seed corpus holds a consensus frame of every type");
     }
 }

@@ -295,12 +295,29 @@ fn check_unfinished_record(
             cursor,
             format!("uncommitted record for height {}, expected {height}", header.height),
         )),
+        // A header whose write stopped at a sector boundary inside it: the first sector's bytes
+        // arrived, the rest of the file reads as zeros.
+        Err(_) if header_cut_at_sector(cursor, rest) => Ok(Some(tail)),
         Err(error) => Err(Problem::new(
             FileRef::Segment(segment),
             cursor,
             format!("bytes after the last committed record are not an unfinished write: {error}"),
         )),
     }
+}
+
+/// The smallest unit a disk writes whole. A power cut can leave a file whose new size reached
+/// the disk while the data of its last sectors did not, so they read back as zeros; every
+/// larger sector or page boundary is also a boundary of this size.
+pub const SECTOR_SIZE: u64 = 512;
+
+/// Whether `rest`, the bytes of a segment from file offset `cursor` to its end, is a record
+/// header cut by a lost sector: a sector boundary falls inside the header's 40 bytes and
+/// every byte from that boundary to the end of the file is zero.
+fn header_cut_at_sector(cursor: u64, rest: &[u8]) -> bool {
+    let inside = SECTOR_SIZE - cursor % SECTOR_SIZE;
+    inside < RECORD_HEADER_SIZE as u64
+        && rest.get(inside as usize..).is_some_and(|after| after.iter().all(|b| *b == 0))
 }
 
 #[cfg(test)]
@@ -355,6 +372,25 @@ mod tests {
         cut[0].truncate(len - 1);
         let problem = check(&index, &cut).unwrap_err();
         assert_eq!(problem.file, FileRef::Segment(0));
+    }
+
+    #[test]
+    fn record_header_cut_by_a_lost_sector_is_a_tail() {
+        // Twelve heights in one segment: height 12's record starts at 6106, 38 bytes before a
+        // sector boundary. Its write reached the disk up to 6206 except the sector from 6144.
+        let (short_index, _) = image(11, 1 << 20);
+        let (_, segments) = image(12, 1 << 20);
+        let start = 6106;
+        assert_eq!(check(&short_index, &segments).unwrap().segment_tail.unwrap().offset, start);
+        let mut cut = segments.clone();
+        cut[0].truncate(start as usize + 100);
+        cut[0][6144..].fill(0);
+        let found = check(&short_index, &cut).unwrap();
+        assert_eq!(found.height(), 11);
+        assert_eq!(found.segment_tail, Some(Tail { file: FileRef::Segment(0), offset: start, size: 100 }));
+        // Nonzero bytes after the boundary are not a lost sector: still refused.
+        cut[0][6150] = 1;
+        assert_eq!(check(&short_index, &cut).unwrap_err().offset, start);
     }
 
     #[test]
