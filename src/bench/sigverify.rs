@@ -58,7 +58,7 @@ pub fn run(args: &SigverifyArgs) -> Result<(), Box<dyn std::error::Error>> {
         chain_id: 1,
         senders: (args.sigs as u64).div_ceil(4),
         per_sender: 4,
-        balance: 1,
+        balance: 1 << 40,
         fee_min: 1,
     });
     let txns = &workload.txns[..args.sigs];
