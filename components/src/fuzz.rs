@@ -396,6 +396,23 @@ pub fn fuzz_image_writes(heights: u64, segment_max: usize) -> Vec<FuzzWrite> {
     writes
 }
 
+/// Appends the first `take` bytes of `write` to the file it names: the index, or segment
+/// `number` (created when it is the next one). An image writes nothing else and only appends.
+pub(crate) fn append_write(index: &mut Vec<u8>, segments: &mut Vec<Vec<u8>>, write: &FuzzWrite, take: usize) {
+    let file = match write.file {
+        FileRef::Index => index,
+        FileRef::Segment(number) => {
+            if segments.len() == number as usize {
+                segments.push(Vec::new());
+            }
+            &mut segments[number as usize]
+        }
+        other => unreachable!("an image writes only the index and segments, not {other:?}"),
+    };
+    assert_eq!(file.len() as u64, write.offset, "the store only appends");
+    file.extend_from_slice(&write.bytes[..take]);
+}
+
 /// The crash mode of [`fuzz_recovery`]. Input: a flags byte (top bit set; bit 0: lose a tail
 /// sector of the last write), the height count (1 + byte % 12), the segment size limit
 /// (256 + 64 × byte) and a little-endian u32 choosing the byte of the history after creation
@@ -444,18 +461,7 @@ fn crash_with(data: &[u8], recover: Recover) -> bool {
         if position >= 2 {
             remaining -= take;
         }
-        let file = match write.file {
-            FileRef::Index => &mut index,
-            FileRef::Segment(number) => {
-                if segments.len() == number as usize {
-                    segments.push(Vec::new());
-                }
-                &mut segments[number as usize]
-            }
-            other => unreachable!("an image writes only the index and segments, not {other:?}"),
-        };
-        assert_eq!(file.len() as u64, write.offset, "the store only appends");
-        file.extend_from_slice(&write.bytes[..take as usize]);
+        append_write(&mut index, &mut segments, write, take as usize);
         if write.file == FileRef::Index && position >= 2 && take == length {
             entries_written.push(&write.bytes);
         }

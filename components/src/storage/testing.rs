@@ -1,7 +1,6 @@
 //! Builders of sound data directories in memory, for the storage tests and the fuzz seeds. The
 //! builders live in [`crate::fuzz`], which the recovery harness's crash mode also needs.
 
-use super::FileRef;
 use crate::block::{Block, QuorumCertificate};
 
 pub(crate) fn block_at(height: u64, txns: usize) -> (Block, QuorumCertificate) {
@@ -13,18 +12,7 @@ pub(crate) fn image(heights: u64, segment_max: usize) -> (Vec<u8>, Vec<Vec<u8>>)
     let mut index = Vec::new();
     let mut segments: Vec<Vec<u8>> = Vec::new();
     for write in crate::fuzz::fuzz_image_writes(heights, segment_max) {
-        let file = match write.file {
-            FileRef::Index => &mut index,
-            FileRef::Segment(number) => {
-                if segments.len() == number as usize {
-                    segments.push(Vec::new());
-                }
-                &mut segments[number as usize]
-            }
-            other => unreachable!("an image writes only the index and segments, not {other:?}"),
-        };
-        assert_eq!(file.len() as u64, write.offset, "an image only appends");
-        file.extend_from_slice(&write.bytes);
+        crate::fuzz::append_write(&mut index, &mut segments, &write, write.bytes.len());
     }
     (index, segments)
 }

@@ -8,7 +8,7 @@
 //! so a flood from keys that own nothing costs no curve arithmetic.
 
 use bevy_ecs::prelude::*;
-use tessera_components::{RejectReason, Stage, TxnBody};
+use tessera_components::{Account, RejectReason, Stage, TxnBody};
 
 use crate::config::PipelineConfig;
 use crate::counters::RejectCounters;
@@ -37,14 +37,14 @@ fn params(config: &PipelineConfig) -> PrefilterParams {
     }
 }
 
-/// Whether the sender's executed balance covers this one transaction's amount and fee.
-fn payable(body: &TxnBody, ledger: &Ledger) -> bool {
-    ledger
-        .account(&body.sender)
+/// Whether the sender's executed account covers this one transaction's amount and fee.
+fn payable(body: &TxnBody, sender: Option<&Account>) -> bool {
+    sender
         .is_some_and(|account| u128::from(account.balance) >= u128::from(body.amount) + u128::from(body.fee))
 }
 
-fn row(body: &TxnBody, ledger: &Ledger) -> PrefilterRow {
+/// The kernel's row for `body`, whose sender's executed nonce is `account_nonce`.
+fn row(body: &TxnBody, account_nonce: u64) -> PrefilterRow {
     PrefilterRow {
         chain_id: u64::from(body.chain_id),
         reserved: u64::from(body.reserved),
@@ -52,7 +52,7 @@ fn row(body: &TxnBody, ledger: &Ledger) -> PrefilterRow {
         amount: body.amount,
         self_transfer: u64::from(body.sender == body.recipient),
         nonce: body.nonce,
-        account_nonce: ledger.nonce_of(&body.sender),
+        account_nonce,
     }
 }
 
@@ -66,7 +66,7 @@ fn reason(code: u8) -> Option<RejectReason> {
 /// # Errors
 /// The first failing check's reason.
 pub fn check_body(body: &TxnBody, config: &PipelineConfig, ledger: &Ledger) -> Result<(), RejectReason> {
-    match reason(check_row(&row(body, ledger), &params(config))) {
+    match reason(check_row(&row(body, ledger.nonce_of(&body.sender)), &params(config))) {
         Some(reason) => Err(reason),
         None => Ok(()),
     }
@@ -86,8 +86,10 @@ pub fn filter_txns(
     payables.clear();
     for (body, stage) in &txns {
         if *stage == Stage::Received {
-            columns.push(row(body, &ledger));
-            payables.push(payable(body, &ledger));
+            // One account lookup serves the kernel's nonce column and the funds check.
+            let sender = ledger.account(&body.sender);
+            columns.push(row(body, sender.map_or(0, |account| account.nonce)));
+            payables.push(payable(body, sender));
         }
     }
     codes.clear();
@@ -147,9 +149,7 @@ pub fn fuzz_txn_body(data: &[u8]) {
         let tail = &row_bytes[tessera_components::constants::TXN_SIZE..];
         let (account_nonce, sender_balance, recipient_balance) =
             (u64_at(tail, 0), u64_at(tail, 8), u64_at(tail, 16));
-        let mut row = row(&txn.body, &Ledger::default());
-        row.account_nonce = account_nonce;
-        columns.push(row);
+        columns.push(row(&txn.body, account_nonce));
         bodies.push((txn.body, account_nonce, sender_balance, recipient_balance));
     }
     let mut scalar = vec![0; columns.len()];
