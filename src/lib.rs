@@ -18,3 +18,15 @@ pub mod storage;
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct InputError(pub String);
+
+/// The exit status for a command that failed with `error`: 2 for bad input (usage, or a file
+/// named on the command line or in a config that is missing, unreadable or malformed:
+/// [`InputError`], [`node::config::ConfigError`], [`node::genesis::GenesisError`]), 1 for a run
+/// that failed (a damaged data directory, a port in use, a network that did not agree). Clap's
+/// usage errors exit 2 too, so every command keeps one code for input.
+pub fn exit_code(error: &(dyn std::error::Error + 'static)) -> u8 {
+    let input = error.is::<InputError>()
+        || error.is::<node::config::ConfigError>()
+        || error.is::<node::genesis::GenesisError>();
+    if input { 2 } else { 1 }
+}

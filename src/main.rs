@@ -7,7 +7,7 @@ use std::process::ExitCode;
 static ALLOC: dhat::Alloc = dhat::Alloc;
 
 use clap::{Parser, Subcommand};
-use tessera::{InputError, bench, cli, node};
+use tessera::{bench, cli, exit_code, node};
 
 /// Tessera: a data-oriented ledger node you can run, simulate and attack.
 #[derive(Debug, Parser)]
@@ -119,7 +119,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
-            if error.is::<InputError>() { ExitCode::from(2) } else { ExitCode::FAILURE }
+            ExitCode::from(exit_code(error.as_ref()))
         }
     }
 }

@@ -122,3 +122,130 @@ fn help_lists_every_real_subcommand() {
     }
     assert!(!text.to_lowercase().contains("not implemented"));
 }
+
+/// The budgets file of `bench --check` defaults to a path relative to the working directory,
+/// not to the tree the binary was built in; a missing one is refused before any work, naming
+/// the flag that picks another.
+#[test]
+fn bench_budgets_default_is_relative_to_the_working_directory() {
+    let out = tessera(&["bench", "--help"]);
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(help.contains("[default: benches/budgets.toml]"), "{help}");
+    assert!(!help.contains(env!("CARGO_MANIFEST_DIR")), "a build-tree path in --help: {help}");
+    let dir = scratch("budgets");
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["bench", "--check", "--quick"])
+        .current_dir(&dir)
+        .output()
+        .expect("run tessera");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--budgets") && err.contains("benches/budgets.toml"), "{err}");
+}
+
+/// `bench sim`'s default scenarios are relative to the working directory too; run elsewhere it
+/// is refused with exit 2, naming the flag that picks the files.
+#[test]
+fn bench_sim_default_scenarios_are_relative_to_the_working_directory() {
+    let dir = scratch("bench-sim");
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["bench", "sim", "--virtual-s", "1"])
+        .current_dir(&dir)
+        .output()
+        .expect("run tessera");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--scenario") && err.contains("tools/scenarios/lan-4.toml"), "{err}");
+    assert!(!err.contains(env!("CARGO_MANIFEST_DIR")), "a build-tree path: {err}");
+}
+
+/// n validators must be 3f + 1 (1, 4, 7, …): any other count is refused, naming the rule,
+/// before anything is written.
+#[test]
+fn genesis_refuses_a_validator_count_that_is_not_3f_plus_1() {
+    let dir = scratch("genesis-count");
+    for n in ["2", "3", "5", "6", "8"] {
+        let out_dir = dir.join(n);
+        let out =
+            tessera(&["genesis", "--validators", n, "--accounts", "4", "--out", out_dir.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{n}: {err}");
+        assert!(err.contains("3f + 1") && err.contains("1, 4, 7"), "{n}: {err}");
+        assert!(!out_dir.exists(), "{n}: a refused genesis wrote {}", out_dir.display());
+    }
+    for n in ["1", "4", "7"] {
+        let out_dir = dir.join(n);
+        let out =
+            tessera(&["genesis", "--validators", n, "--accounts", "4", "--out", out_dir.to_str().unwrap()]);
+        assert!(out.status.success(), "{n}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+/// A negative, zero or non-finite `--rate` is a range error naming the flag, not an unknown
+/// argument; nothing is created.
+#[test]
+fn devnet_and_loadgen_rates_get_a_range_error() {
+    let dir = scratch("devnet-rate");
+    let data = dir.join("net");
+    for rate in ["-5", "-0.5", "0", "nan", "inf"] {
+        for command in ["devnet", "loadgen"] {
+            let mut args = vec![command, "--rate", rate, "--duration", "1"];
+            match command {
+                "devnet" => args.extend(["--data-dir", data.to_str().unwrap()]),
+                _ => args.extend(["--target", "127.0.0.1:1", "--genesis", "genesis.toml"]),
+            }
+            let out = tessera(&args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{command} --rate {rate}: {err}");
+            assert!(!err.contains("unexpected argument"), "{command} --rate {rate}: {err}");
+            assert!(err.contains("--rate") && err.contains("positive"), "{command} --rate {rate}: {err}");
+            assert!(!data.exists(), "{command} --rate {rate} created {}", data.display());
+        }
+    }
+}
+
+/// A node whose port is taken refuses to start before it creates its data directory.
+#[test]
+fn a_node_on_a_busy_port_creates_no_data_directory() {
+    let dir = scratch("busy-port");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    // Validator 0's RPC port is base + 2.
+    let base = (port - 2).to_string();
+    let out = tessera(
+        &["genesis", "--validators", "1", "--accounts", "4", "--base-port", &base, "--out"]
+            .into_iter()
+            .chain([dir.to_str().unwrap()])
+            .collect::<Vec<_>>(),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = tessera(&["node", "--config", dir.join("node-0.toml").to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started on a busy port: {err}");
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(!dir.join("data-0").exists(), "a node that did not start created its data directory");
+    drop(busy);
+}
+
+/// Every command exits 2 for an input file that does not exist (1 is for a run that failed).
+#[test]
+fn a_missing_input_file_exits_2_from_every_command() {
+    let missing = scratch("missing").join("no-such-file");
+    let missing = missing.to_str().unwrap();
+    let loadgen =
+        ["loadgen", "--target", "127.0.0.1:1", "--rate", "1", "--duration", "1", "--genesis", missing];
+    let commands: [&[&str]; 6] = [
+        &["node", "--config", missing],
+        &["sigverify", "--input", missing],
+        &["sim", "--scenario", missing],
+        &loadgen,
+        &["inspect", missing],
+        &["bench", "--check", "--budgets", missing],
+    ];
+    for args in commands {
+        let out = tessera(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("no-such-file"), "{args:?}: {err}");
+    }
+}

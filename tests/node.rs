@@ -548,26 +548,21 @@ fn validators_in_separate_network_namespaces_agree() {
     let dir = std::env::temp_dir().join(format!("tessera-node-{}-netns", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let base = 24000u16;
+    // The configs come from `genesis --hosts`, as on a multi-host deployment: validator i on
+    // its namespace's address, each at the same four ports.
+    let hosts: Vec<String> = (1..=4).map(|i| format!("{subnet}.{i}")).collect();
     let out = Command::new(BIN)
-        .args(["genesis", "--validators", "4", "--accounts", "16", "--base-port", &base.to_string(), "--out"])
+        .args(["genesis", "--validators", "4", "--accounts", "16", "--base-port", &base.to_string()])
+        .args(["--hosts", &hosts.join(","), "--out"])
         .arg(&dir)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    // Every address of validator i moves to its namespace's interface.
     let addr = |i: u32, offset: u32| -> SocketAddr {
-        format!("{subnet}.{}:{}", i + 1, u32::from(base) + 4 * i + offset).parse().unwrap()
+        format!("{subnet}.{}:{}", i + 1, u32::from(base) + offset).parse().unwrap()
     };
-    for node in 0..4 {
-        let path = dir.join(format!("node-{node}.toml"));
-        let mut text = std::fs::read_to_string(&path).unwrap();
-        for i in 0..4 {
-            for offset in 0..4 {
-                text = text.replace(&port(base, i, offset).to_string(), &addr(i, offset).to_string());
-            }
-        }
-        std::fs::write(&path, text).unwrap();
-    }
+    let config = std::fs::read_to_string(dir.join("node-2.toml")).unwrap();
+    assert!(config.contains(&format!("listen = \"{}\"", addr(2, 0))), "{config}");
     for i in 0..4 {
         let log = std::fs::File::create(dir.join(format!("node-{i}.log"))).unwrap();
         let child = Command::new("ip")
@@ -646,8 +641,14 @@ fn devnet_validators(lines: &mut impl std::io::BufRead) -> Vec<(i32, String, Str
     out
 }
 
+/// The kinds the campaign runs at once: all that need no key, and `old-view-proposals`.
+const CAMPAIGN_KINDS: &str = "malformed-frames,truncated-frames,oversized-frames,handshake-violations,\
+connection-flood,slow-loris,slow-reader,bad-signature-spam,unfunded-fee-spam,garbage-after-handshake,\
+follower-flood,sync-amplification,rpc-malformed,rpc-oversized,handshake-reflection,old-view-proposals";
+
 /// The campaign: the same devnet and honest load twice, the second time with `tessera attack`
-/// on validator 0's peer, ingress and RPC ports (every kind that needs no key, all at once).
+/// on validator 0's peer, ingress and RPC ports (every kind that needs no key and
+/// `old-view-proposals` as validator 3, all at once).
 /// Every node stays up, they agree, every honest transaction commits, no node's RSS passes
 /// 1 GiB, and honest p99 stays within twice the quiet run's (plus 250 ms of slack for a small
 /// shared machine; the figures are printed).
@@ -692,6 +693,15 @@ fn devnet_under_attack_stays_up_agrees_and_keeps_latency() {
         // The public genesis: bad-signature spam from funded senders reaches verification.
         .arg("--genesis")
         .arg(dir.join("net").join("genesis.toml"))
+        // Every kind that needs no key, and with validator 3's key (the one Byzantine validator
+        // n = 4 tolerates) proposals for the views it led that the node has left. The other
+        // Byzantine kinds are the swarm's and `hostile_input`'s business: a Byzantine leader
+        // costs honest clients a view timeout, which no latency bound of 2x would survive.
+        .args(["--kind", CAMPAIGN_KINDS])
+        .arg("--key")
+        .arg(dir.join("net").join("validator-3.key"))
+        .args(["--validator-index", "3"])
+        .args(["--reflect-peer", &validators[1].1, "--reflect-index", "1"])
         .args(["--duration", "8", "--concurrent", "--json", "--max-connections", "64"])
         .args(["--connect-rate", "100", "--rate", "5000"])
         .stdout(Stdio::piped())
@@ -743,8 +753,12 @@ fn devnet_under_attack_stays_up_agrees_and_keeps_latency() {
         "{under}"
     );
     assert!(rss_max.iter().all(|r| *r < 1 << 30), "RSS over 1 GiB: {rss_max:?}");
+    // Twice the quiet p99, taken as at least 150 ms, plus 250 ms of slack for two shared
+    // cores: the attack costs an absolute amount of CPU there, and since blocks execute into
+    // deltas the quiet p99 fell from ~160 ms to ~75 ms while the attack's cost did not.
+    let baseline = p99(&quiet).max(150.0);
     assert!(
-        p99(&under) <= 2.0 * p99(&quiet) + 250.0,
+        p99(&under) <= 2.0 * baseline + 250.0,
         "p99 {} under attack vs {} quiet",
         p99(&under),
         p99(&quiet)
@@ -761,6 +775,21 @@ fn devnet_under_attack_stays_up_agrees_and_keeps_latency() {
     ] {
         assert!(delta[counter].as_f64().unwrap_or(0.0) > 0.0, "{counter}: {attacked}");
     }
+    // Every kind ran and sent something.
+    let ran: Vec<&str> =
+        attacked["kinds"].as_array().unwrap().iter().map(|k| k["kind"].as_str().unwrap()).collect();
+    assert_eq!(ran, CAMPAIGN_KINDS.split(',').collect::<Vec<_>>());
+    for k in attacked["kinds"].as_array().unwrap() {
+        let sent = &k["sent"];
+        let total: u64 = ["frames", "consensus_messages", "requests", "txns", "connections"]
+            .iter()
+            .map(|field| sent[*field].as_u64().unwrap_or(0))
+            .sum();
+        assert!(total > 0, "{} sent nothing: {k}", k["kind"]);
+    }
+    // The Byzantine validator's old-view proposals were dropped before any signature work.
+    let stale = "tessera_consensus_stale_proposals_total";
+    assert!(delta[stale].as_f64().unwrap_or(0.0) > 0.0, "{stale}: {attacked}");
     let evicted = r#"tessera_rejected_transactions_total{reason="evicted"}"#;
     assert_eq!(delta[evicted].as_f64().unwrap_or(0.0), 0.0, "{attacked}");
     let count = |name: &str| delta[name].as_f64().unwrap_or(0.0);

@@ -16,9 +16,9 @@ use crate::constants::{WIRE_HEADER_SIZE, WIRE_MAGIC, WIRE_VERSION};
 use crate::hash::Hash;
 use crate::storage::{
     DirCheck, FILE_HEADER_SIZE, FileHeader, FileKind, FileRef, INDEX_ENTRY_SIZE, IndexEntry, Place, Problem,
-    RECORD_HEADER_SIZE, RecordKind, check_directory, check_record, check_record_header, decode_block_payload,
-    decode_genesis_payload, decode_state_payload, encode_block_payload, encode_genesis_payload,
-    encode_index_header, encode_record, encode_segment_header, genesis_id,
+    RECORD_HEADER_SIZE, Record, RecordError, RecordKind, check_directory, check_record, check_record_header,
+    decode_block_payload, decode_genesis_payload, decode_state_payload, encode_block_payload,
+    encode_genesis_payload, encode_index_header, encode_record, encode_segment_header, genesis_id,
 };
 use crate::txn::{Txn, TxnBody, TxnSignature};
 use crate::wire::{Codec, DecodeError, Frame, FrameKind, encode};
@@ -132,17 +132,72 @@ pub fn fuzz_payload(kind: FrameKind, data: &[u8]) -> Option<Frame> {
 }
 
 /// Fuzz harness for blocks: `data` is a block frame's payload. Whatever decodes re-encodes to
-/// the same bytes ([`fuzz_payload`]), its identity and transaction root compute
-/// without panicking, and the storage record of the block with a certificate for it decodes
+/// the same bytes ([`fuzz_payload`]) and decodes from them to the same value. The transaction
+/// root binds the body: flipping a bit of any transaction, dropping the last one, appending a
+/// copy of it (the duplicated-leaf collision of Merkle trees that pad odd levels), or swapping
+/// two different transactions changes the root. The header hash (the block's id) changes with
+/// any bit of the header. The storage record of the block with a certificate for it decodes
 /// back to the same pair, or is refused exactly when the header's count disagrees with the
 /// body. Run by `cargo test` on seeded inputs and by `fuzz/fuzz_targets/block.rs`.
 pub fn fuzz_block(data: &[u8]) {
+    fuzz_block_with(data, Block::compute_txn_root);
+}
+
+/// [`fuzz_block`] with `txn_root` in place of [`Block::compute_txn_root`], so tests can run the
+/// oracle against a wrong one.
+pub fn fuzz_block_with(data: &[u8], txn_root: fn(&[Txn]) -> Hash) {
     let Some(Frame::Block(block)) = fuzz_payload(FrameKind::Block, data) else {
         return;
     };
+    let frame = Frame::Block(block.clone());
+    let again = Codec::default().decode(&encode(&frame)).expect("an encoded block decodes");
+    assert_eq!(again, frame, "a block does not decode to the value encoded");
+    // Which bits to flip, from the input, so the fuzzer reaches every one.
+    let pick = Hash::of(data);
+    let pick = u64::from_le_bytes(pick.0[..8].try_into().expect("8 bytes"));
+    let root = txn_root(&block.txns);
+    let mut txns = block.txns.clone();
+    let txn_bits = 8 * size_of::<Txn>() as u64;
+    for (i, txn) in txns.iter_mut().enumerate() {
+        let bit = (pick.wrapping_add(i as u64 * 0x9e37_79b9)) % txn_bits;
+        let bytes = bytemuck::bytes_of_mut(txn);
+        bytes[(bit / 8) as usize] ^= 1 << (bit % 8);
+    }
+    for i in 0..txns.len() {
+        let mut one = block.txns.clone();
+        one[i] = txns[i];
+        assert_ne!(txn_root(&one), root, "flipping a bit of transaction {i} leaves the root unchanged");
+    }
+    if let Some(last) = block.txns.last() {
+        let mut longer = block.txns.clone();
+        longer.push(*last);
+        assert_ne!(
+            txn_root(&longer),
+            root,
+            "a copy of the last transaction appended leaves the root unchanged"
+        );
+        let shorter = &block.txns[..block.txns.len() - 1];
+        assert_ne!(txn_root(shorter), root, "dropping the last transaction leaves the root unchanged");
+        let first = block.txns[0];
+        if first != *last {
+            let mut swapped = block.txns.clone();
+            let end = swapped.len() - 1;
+            swapped.swap(0, end);
+            assert_ne!(
+                txn_root(&swapped),
+                root,
+                "swapping the first and last transactions leaves the root unchanged"
+            );
+        }
+    }
     let hash = block.header.hash();
-    let _ = Block::compute_txn_root(&block.txns);
-    assert_eq!(block.body_size(), block.txns.len() * crate::constants::TXN_SIZE);
+    let header_bits = 8 * size_of::<BlockHeader>() as u64;
+    for j in 0..16 {
+        let bit = pick.rotate_left(j * 4).wrapping_add(u64::from(j) * 61) % header_bits;
+        let mut header = block.header;
+        bytemuck::bytes_of_mut(&mut header)[(bit / 8) as usize] ^= 1 << (bit % 8);
+        assert_ne!(header.hash(), hash, "header bit {bit} is not covered by the block id");
+    }
     let certificate = QuorumCertificate {
         kind: VoteKind::Commit,
         view: block.header.view,
@@ -161,34 +216,84 @@ pub fn fuzz_block(data: &[u8]) {
     }
 }
 
-/// Fuzz harness for the record codec: any input either fails [`check_record`] or is a record
-/// that re-encodes to exactly its bytes; the payload decoders never panic. The first 12 bytes
-/// choose the expected segment and offset. Run by `cargo test` on seeded inputs and by
-/// `fuzz/fuzz_targets/storage_record.rs`.
+/// Fuzz harness for the record codec. The first 12 bytes choose the expected segment and
+/// offset. A record [`check_record`] accepts re-encodes to exactly its bytes, is refused at any
+/// other place (kind, segment or offset), and is refused with any single bit of its header
+/// flipped, or any of up to 256 payload bits the input picks (a CRC32C catches every
+/// single-bit error). An index entry or segment file header that checks is refused with any
+/// one of its bits flipped. The payload decoders never panic. Run by `cargo test` on seeded
+/// inputs and by `fuzz/fuzz_targets/storage_record.rs`.
 pub fn fuzz_record_decode(data: &[u8]) {
+    fuzz_record_decode_with(data, check_record);
+}
+
+/// [`fuzz_record_decode`] with `check` in place of [`check_record`], so tests can run the
+/// oracle against a wrong one.
+pub fn fuzz_record_decode_with(
+    data: &[u8],
+    check: for<'a> fn(&'a [u8], Place) -> Result<Record<'a>, RecordError>,
+) {
     let Some((choice, bytes)) = data.split_first_chunk::<12>() else {
         return;
     };
     let segment = u32::from_le_bytes(choice[..4].try_into().expect("4 bytes")) % 4;
     let offset = u64::from_le_bytes(choice[4..].try_into().expect("8 bytes")) % 256;
-    for kind in [RecordKind::Genesis, RecordKind::Block, RecordKind::State] {
+    let kinds = [RecordKind::Genesis, RecordKind::Block, RecordKind::State];
+    for kind in kinds {
         let place = Place { kind, segment, offset };
-        if let Ok(record) = check_record(bytes, place) {
-            let size = record.header.record_size() as usize;
-            assert_eq!(encode_record(place, record.header.height, record.payload), &bytes[..size]);
-            let _ = decode_block_payload(record.payload, record.header.height);
+        let Ok(record) = check(bytes, place) else { continue };
+        let size = record.header.record_size() as usize;
+        assert_eq!(encode_record(place, record.header.height, record.payload), &bytes[..size]);
+        let _ = decode_block_payload(record.payload, record.header.height);
+        for other in kinds.into_iter().filter(|other| *other != kind) {
+            assert!(
+                check(bytes, Place { kind: other, ..place }).is_err(),
+                "a {kind:?} record accepted as {other:?}"
+            );
+        }
+        for elsewhere in [Place { segment: segment ^ 1, ..place }, Place { offset: offset + 1, ..place }] {
+            assert!(
+                check(bytes, elsewhere).is_err(),
+                "a record accepted at {elsewhere:?}, written for {place:?}"
+            );
+        }
+        let mut flipped = bytes[..size].to_vec();
+        let payload_bits = 8 * (size - RECORD_HEADER_SIZE);
+        let payload_flips = (0..payload_bits.min(256)).map(|j| {
+            8 * RECORD_HEADER_SIZE
+                + (usize::from(choice[0]) + j * payload_bits.div_ceil(256).max(1)) % payload_bits
+        });
+        for bit in (0..8 * RECORD_HEADER_SIZE).chain(payload_flips) {
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            assert!(check(&flipped, place).is_err(), "record bit {bit} flipped and still accepted");
+            flipped[bit / 8] ^= 1 << (bit % 8);
         }
     }
     let _ = decode_block_payload(bytes, 1);
     let _ = decode_state_payload(bytes);
     let _ = decode_genesis_payload(bytes);
     if let Some(raw) = bytes.first_chunk::<INDEX_ENTRY_SIZE>()
-        && let Ok(entry) = IndexEntry::check(raw, 1)
+        && IndexEntry::check(raw, 1).is_ok()
     {
-        assert_eq!(&entry.to_bytes(), raw);
+        for bit in 0..8 * INDEX_ENTRY_SIZE {
+            let mut flipped = *raw;
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            assert!(
+                IndexEntry::check(&flipped, 1).is_err(),
+                "index entry bit {bit} flipped and still accepted"
+            );
+        }
     }
-    if let Ok(header) = FileHeader::check(bytes, FileKind::Segment, segment, None) {
-        assert_eq!(bytemuck::bytes_of(&header), &bytes[..FILE_HEADER_SIZE]);
+    if FileHeader::check(bytes, FileKind::Segment, segment, None).is_ok() {
+        let mut flipped = bytes[..FILE_HEADER_SIZE].to_vec();
+        for bit in 0..8 * FILE_HEADER_SIZE {
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            assert!(
+                FileHeader::check(&flipped, FileKind::Segment, segment, None).is_err(),
+                "file header bit {bit} flipped and still accepted"
+            );
+            flipped[bit / 8] ^= 1 << (bit % 8);
+        }
     }
 }
 
@@ -593,6 +698,24 @@ pub fn fuzz_corpus(target: &str) -> Vec<Vec<u8>> {
     paths.iter().filter(|path| path.is_file()).map(|path| std::fs::read(path).expect("corpus file")).collect()
 }
 
+/// The first panic of `harness` over `inputs`, as text: how the oracles' tests show that an
+/// oracle fails on a planted bug (and passes without it).
+pub fn fuzz_first_failure(
+    inputs: &[Vec<u8>],
+    harness: impl Fn(&[u8]) + std::panic::RefUnwindSafe,
+) -> Option<String> {
+    inputs.iter().find_map(|input| {
+        let payload = std::panic::catch_unwind(|| harness(input)).err()?;
+        Some(
+            payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|text| text.to_string()))
+                .unwrap_or_default(),
+        )
+    })
+}
+
 /// Writes a seeded test's hand-built inputs to `$TESSERA_FUZZ_SEEDS/<target>/` when that
 /// variable is set (how the checked-in seed corpora were started; see `docs/fuzzing.md`), and
 /// does nothing otherwise.
@@ -618,22 +741,132 @@ mod tests {
     use crate::block::Vote;
     use crate::storage::testing::image;
 
+    /// Block payloads: one transaction, and three different ones (an odd count above one,
+    /// which a Merkle tree that pads odd levels by duplication gets wrong).
+    fn block_seeds() -> Vec<Vec<u8>> {
+        [1usize, 3]
+            .into_iter()
+            .map(|count| {
+                let txns: Vec<Txn> = (0..count)
+                    .map(|i| Txn {
+                        body: TxnBody { amount: i as u64 + 1, nonce: i as u64, ..TxnBody::zeroed() },
+                        signature: TxnSignature([i as u8 + 1; 64]),
+                    })
+                    .collect();
+                let header = BlockHeader {
+                    height: 3,
+                    view: 4,
+                    txn_count: count as u32,
+                    txn_root: Block::compute_txn_root(&txns),
+                    ..BlockHeader::zeroed()
+                };
+                let frame = crate::wire::encode(&crate::wire::Frame::Block(Block { header, txns }));
+                frame[crate::constants::WIRE_HEADER_SIZE..].to_vec()
+            })
+            .collect()
+    }
+
     #[test]
     fn fuzz_block_survives_seeded_inputs() {
-        let header = BlockHeader { height: 3, view: 4, txn_count: 1, ..BlockHeader::zeroed() };
-        let txn = Txn { body: crate::txn::TxnBody::zeroed(), signature: crate::txn::TxnSignature([1; 64]) };
-        let frame = crate::wire::encode(&crate::wire::Frame::Block(Block { header, txns: vec![txn] }));
-        let sound = frame[crate::constants::WIRE_HEADER_SIZE..].to_vec();
-        fuzz_block(&sound);
-        fuzz_write_seeds("block", &[&sound]);
+        let sound = block_seeds();
+        let refs: Vec<&[u8]> = sound.iter().map(Vec::as_slice).collect();
+        fuzz_write_seeds("block", &refs);
         let mut seeds = FuzzSeeds::new(0xb10c);
         for round in 0..3000 {
-            let input = if round % 8 == 0 { seeds.bytes(round % 400) } else { seeds.mutate(&sound) };
+            let input =
+                if round % 8 == 0 { seeds.bytes(round % 400) } else { seeds.mutate(&sound[round % 2]) };
             fuzz_block(&input);
         }
-        for input in fuzz_corpus("block") {
-            fuzz_block(&input);
+        for input in sound.iter().chain(&fuzz_corpus("block")) {
+            fuzz_block(input);
         }
+    }
+
+    /// The hand-built seeds and mutations of them.
+    fn with_mutations(sound: &[Vec<u8>], seed: u64) -> Vec<Vec<u8>> {
+        let mut seeds = FuzzSeeds::new(seed);
+        let mut inputs = sound.to_vec();
+        inputs.extend((0..200).map(|round| seeds.mutate(&sound[round % sound.len()])));
+        inputs
+    }
+
+    #[test]
+    fn the_block_oracle_catches_a_merkle_tree_that_pads_by_duplication() {
+        // Odd levels padded with a copy of their last node: [a, b, c] and [a, b, c, c] collide.
+        fn root(txns: &[Txn]) -> Hash {
+            let mut level: Vec<Hash> = txns.iter().map(|txn| txn.id().0).collect();
+            if level.is_empty() {
+                return Hash::ZERO;
+            }
+            while level.len() > 1 {
+                if level.len() % 2 == 1 {
+                    level.push(*level.last().unwrap());
+                }
+                level = level.chunks(2).map(crate::merkle_root).collect();
+            }
+            level[0]
+        }
+        let inputs = with_mutations(&block_seeds(), 0xb10d);
+        assert_eq!(fuzz_first_failure(&inputs, fuzz_block), None);
+        let failure = fuzz_first_failure(&inputs, |data| fuzz_block_with(data, root)).expect("missed");
+        eprintln!("the oracle reported: {failure}");
+        assert!(
+            failure.contains("a copy of the last transaction appended leaves the root unchanged"),
+            "{failure}"
+        );
+    }
+
+    #[test]
+    fn the_block_oracle_catches_a_root_over_bodies_only() {
+        fn root(txns: &[Txn]) -> Hash {
+            let leaves: Vec<Hash> = txns.iter().map(|txn| Hash::of(bytemuck::bytes_of(&txn.body))).collect();
+            crate::merkle_root(&leaves)
+        }
+        let inputs = with_mutations(&block_seeds(), 0xb10e);
+        let failure = fuzz_first_failure(&inputs, |data| fuzz_block_with(data, root)).expect("missed");
+        eprintln!("the oracle reported: {failure}");
+        assert!(failure.contains("leaves the root unchanged"), "{failure}");
+    }
+
+    /// A sound record input: segment 0's first record, expected at offset 64.
+    fn record_seed() -> Vec<u8> {
+        let (_, record_segments) = image(2, 1 << 20);
+        let mut record = vec![0u8; 12];
+        record[4..12].copy_from_slice(&(FILE_HEADER_SIZE as u64).to_le_bytes());
+        record.extend_from_slice(&record_segments[0][FILE_HEADER_SIZE..]);
+        record
+    }
+
+    #[test]
+    fn the_record_oracle_catches_an_unchecked_payload_checksum() {
+        fn check(bytes: &[u8], place: Place) -> Result<Record<'_>, RecordError> {
+            let header = check_record_header(bytes, place)?;
+            let size = header.record_size() as usize;
+            let record =
+                bytes.get(..size).ok_or(RecordError::Incomplete { needed: size as u64, available: 0 })?;
+            Ok(Record { header, payload: &record[RECORD_HEADER_SIZE..] })
+        }
+        let inputs = vec![record_seed()];
+        assert_eq!(fuzz_first_failure(&inputs, fuzz_record_decode), None);
+        let failure =
+            fuzz_first_failure(&inputs, |data| fuzz_record_decode_with(data, check)).expect("missed");
+        eprintln!("the oracle reported: {failure}");
+        assert!(failure.contains("flipped and still accepted"), "{failure}");
+    }
+
+    #[test]
+    fn the_record_oracle_catches_a_check_that_ignores_the_offset() {
+        fn check(bytes: &[u8], place: Place) -> Result<Record<'_>, RecordError> {
+            let offset = bytes
+                .first_chunk::<RECORD_HEADER_SIZE>()
+                .map_or(0, |raw| bytemuck::pod_read_unaligned::<crate::storage::RecordHeader>(raw).offset);
+            check_record(bytes, Place { offset, ..place })
+        }
+        let inputs = vec![record_seed()];
+        let failure =
+            fuzz_first_failure(&inputs, |data| fuzz_record_decode_with(data, check)).expect("missed");
+        eprintln!("the oracle reported: {failure}");
+        assert!(failure.contains("a record accepted at"), "{failure}");
     }
 
     #[test]
@@ -680,10 +913,7 @@ mod tests {
             z ^ (z >> 31)
         };
         let sound = recovery_seeds()[0].clone();
-        let (_, record_segments) = image(2, 1 << 20);
-        let mut record = vec![0u8; 12];
-        record[4..12].copy_from_slice(&(FILE_HEADER_SIZE as u64).to_le_bytes());
-        record.extend_from_slice(&record_segments[0][FILE_HEADER_SIZE..]);
+        let record = record_seed();
         for round in 0..3000 {
             for base in [&sound, &record] {
                 let mut input = base.clone();

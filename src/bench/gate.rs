@@ -38,28 +38,29 @@ struct BudgetFile {
     budget: Vec<Budget>,
 }
 
-/// Where the repository's files are.
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The default budgets file.
+/// The default budgets file: relative to the current directory (the repository's root, where
+/// the gate is run), so an installed binary does not point into the tree it was built in.
 pub fn budgets_path() -> PathBuf {
-    repo().join("benches/budgets.toml")
+    PathBuf::from("benches/budgets.toml")
 }
 
-/// The default baseline.
+/// The default baseline, relative like [`budgets_path`].
 pub fn baseline_path() -> PathBuf {
-    repo().join("benches/baselines/reference.json")
+    PathBuf::from("benches/baselines/reference.json")
 }
 
 /// Reads a budgets file.
 ///
 /// # Errors
-/// Unreadable, or not the schema ([`InputError`]).
+/// Unreadable, or not the schema ([`InputError`]). The message for a file that cannot be read
+/// names `--budgets`, since the default is relative to the current directory.
 pub fn load_budgets(path: &Path) -> Result<Vec<Budget>, InputError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| InputError(format!("cannot read {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        InputError(format!(
+            "cannot read budgets file {}: {e} (run from the repository's root, or give --budgets FILE)",
+            path.display()
+        ))
+    })?;
     let file: BudgetFile =
         toml::from_str(&text).map_err(|e| InputError(format!("{}: {e}", path.display())))?;
     for budget in &file.budget {

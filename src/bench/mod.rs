@@ -5,6 +5,7 @@ pub mod gate;
 pub mod pipeline;
 mod sigverify;
 mod sim;
+mod state;
 mod storage;
 
 use clap::{Args, Subcommand};
@@ -29,10 +30,11 @@ pub struct BenchArgs {
     /// Override a pipeline setting for the gate's run (for example sigverify_batch=false).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
-    /// Budgets file.
+    /// Budgets file, relative to the current directory unless absolute.
     #[arg(long, value_name = "FILE", default_value_os_t = gate::budgets_path())]
     budgets: std::path::PathBuf,
-    /// Baseline to compare with.
+    /// Baseline to compare with, relative to the current directory unless absolute (a missing
+    /// baseline is compared with nothing).
     #[arg(long, value_name = "FILE", default_value_os_t = gate::baseline_path())]
     baseline: std::path::PathBuf,
     /// Write this run's figures as a baseline.
@@ -55,6 +57,9 @@ enum Suite {
     /// The simulator: events per second, wall nanoseconds per event, and virtual time per
     /// wall second on the shipped scenarios.
     Sim(sim::SimBenchArgs),
+    /// The account state: per-block execute, root and commit cost at several ledger sizes, and
+    /// the ratio of the largest size's cost to the smallest's.
+    State(state::StateArgs),
     /// Signed transfers through the pipeline, verification inline, nothing else: what the
     /// gate counts instructions of under callgrind.
     #[command(hide = true)]
@@ -108,6 +113,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
         (Some(Suite::Sigverify(args)), ..) => sigverify::run(args),
         (Some(Suite::Storage(args)), ..) => storage::run(args),
         (Some(Suite::Sim(args)), ..) => sim::run(args),
+        (Some(Suite::State(args)), ..) => state::run(args),
         (Some(Suite::Insns(args)), ..) => insns(args),
         (None, true, _) => gate::check(
             args.quick,

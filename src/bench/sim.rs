@@ -14,7 +14,8 @@ use crate::sim::scenario::Scenario;
 /// Arguments of `tessera bench sim`.
 #[derive(Debug, Args)]
 pub struct SimBenchArgs {
-    /// Scenario files (default: tools/scenarios/lan-4.toml and simblock-300.toml).
+    /// Scenario files (default: tools/scenarios/lan-4.toml and simblock-300.toml, relative to
+    /// the current directory: run from the repository's root, or name the files).
     #[arg(long, value_name = "FILE")]
     scenario: Vec<PathBuf>,
     /// Virtual seconds of each to run (default: 20, or the scenario's length if shorter).
@@ -34,7 +35,9 @@ pub struct SimBenchArgs {
 /// A scenario that cannot be read or run.
 pub fn run(args: &SimBenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     let files = if args.scenario.is_empty() {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/scenarios");
+        // Relative to the working directory, so an installed binary does not point into the
+        // tree it was built in.
+        let root = PathBuf::from("tools/scenarios");
         vec![root.join("lan-4.toml"), root.join("simblock-300.toml")]
     } else {
         args.scenario.clone()
@@ -44,8 +47,12 @@ pub fn run(args: &SimBenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     let mut rows = Vec::new();
     for file in files {
-        let text = std::fs::read_to_string(&file)
-            .map_err(|error| InputError(format!("cannot read {}: {error}", file.display())))?;
+        let text = std::fs::read_to_string(&file).map_err(|error| {
+            InputError(format!(
+                "cannot read scenario {}: {error} (run from the repository's root, or give --scenario FILE)",
+                file.display()
+            ))
+        })?;
         let mut scenario =
             Scenario::parse(&text).map_err(|error| InputError(format!("{}: {error}", file.display())))?;
         scenario.duration_s = scenario.duration_s.min(args.virtual_s);

@@ -25,7 +25,7 @@ pub struct DevnetArgs {
     pub duration: u64,
     /// Offered load, transactions per second; without it, the devnet searches for the highest
     /// rate it sustains with bounded latency and reports that.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = super::positive_rate)]
     pub rate: Option<f64>,
     /// Where the run's genesis, configs, logs and data directories go (kept for `tessera
     /// inspect`). Default: a fresh `devnet-data/run-<time>` under the current directory.
@@ -208,6 +208,9 @@ pub fn run(args: &DevnetArgs) -> Result<(), Box<dyn std::error::Error>> {
         load_seed: 1,
         balance: 1 << 50,
         base_port,
+        hosts: Vec::new(),
+        hosts_file: None,
+        full_node_hosts: Vec::new(),
     };
     let configs = crate::cli::genesis::write(&genesis)?;
     let exe = std::env::current_exe()?;

@@ -1,6 +1,6 @@
 //! `tessera genesis`: a genesis file, one key file and one node config per validator.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use clap::Args;
@@ -14,7 +14,8 @@ use crate::node::key::KeyFile;
 /// Arguments of `tessera genesis`.
 #[derive(Debug, Args)]
 pub struct GenesisArgs {
-    /// Number of validators (n = 3f + 1 tolerates f faults: 4, 7, 10, …).
+    /// Number of validators: n = 3f + 1 tolerates f faults (1, 4, 7, 10, …); other counts are
+    /// refused (docs/consensus.md).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub validators: u32,
     /// Directory to write into (created; existing files are never overwritten).
@@ -41,6 +42,91 @@ pub struct GenesisArgs {
     /// validators, serves the chain over its own RPC and forwards transactions.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=256))]
     pub full_nodes: u32,
+    /// The validators' machines, one address or name each, in validator order
+    /// (`--hosts 10.0.0.1,10.0.0.2,…`; names are resolved now and written as addresses).
+    /// Validator i listens on its host's address; validators that share a host take ports
+    /// base + 4k for the k-th of them there. Without it every node is on 127.0.0.1.
+    #[arg(long, value_delimiter = ',', value_name = "HOST,...")]
+    pub hosts: Vec<String>,
+    /// The same, read from a file: one host per line (blank lines and `#` comments skipped).
+    #[arg(long, value_name = "FILE", conflicts_with = "hosts")]
+    pub hosts_file: Option<PathBuf>,
+    /// With --hosts: the full nodes' machines, one per full node, in order.
+    #[arg(long, value_delimiter = ',', value_name = "HOST,...")]
+    pub full_node_hosts: Vec<String>,
+}
+
+/// Where each node listens: its host's address and its four ports.
+struct Layout {
+    validators: Vec<[SocketAddr; 4]>,
+    full_nodes: Vec<[SocketAddr; 4]>,
+}
+
+/// Resolves `host` (an address or a name) to one IP address.
+fn resolve(host: &str) -> Result<IpAddr, String> {
+    use std::net::ToSocketAddrs;
+    let host = host.trim();
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(ip);
+    }
+    (host, 0u16)
+        .to_socket_addrs()
+        .map_err(|error| format!("--hosts: cannot resolve {host:?}: {error}"))?
+        .map(|address| address.ip())
+        .next()
+        .ok_or_else(|| format!("--hosts: {host:?} resolves to no address"))
+}
+
+/// Every node's addresses: on loopback at base + 4i without hosts; else on each node's host,
+/// at base + 4k for the k-th node placed on that host.
+fn layout(args: &GenesisArgs, hosts: &[String]) -> Result<Layout, String> {
+    if hosts.is_empty() {
+        if !args.full_node_hosts.is_empty() {
+            return Err("--full-node-hosts needs --hosts".into());
+        }
+        return Ok(Layout {
+            validators: (0..args.validators).map(|i| ports(args.base_port, i)).collect(),
+            full_nodes: (0..args.full_nodes).map(|j| ports(args.base_port, args.validators + j)).collect(),
+        });
+    }
+    if hosts.len() != args.validators as usize {
+        return Err(format!(
+            "--hosts lists {} hosts for {} validators; give one per validator",
+            hosts.len(),
+            args.validators
+        ));
+    }
+    if args.full_node_hosts.len() != args.full_nodes as usize {
+        return Err(format!(
+            "--full-node-hosts lists {} hosts for {} full nodes; give one per full node",
+            args.full_node_hosts.len(),
+            args.full_nodes
+        ));
+    }
+    let mut placed: std::collections::HashMap<IpAddr, u32> = std::collections::HashMap::new();
+    let mut place = |host: &str| -> Result<[SocketAddr; 4], String> {
+        let ip = resolve(host)?;
+        let slot = placed.entry(ip).or_insert(0);
+        let [peer, ingress, rpc, metrics] = ports(args.base_port, *slot);
+        *slot += 1;
+        Ok([peer, ingress, rpc, metrics].map(|address| SocketAddr::new(ip, address.port())))
+    };
+    let validators = hosts.iter().map(|host| place(host)).collect::<Result<_, _>>()?;
+    let full_nodes = args.full_node_hosts.iter().map(|host| place(host)).collect::<Result<_, _>>()?;
+    Ok(Layout { validators, full_nodes })
+}
+
+/// The hosts given by --hosts or --hosts-file.
+fn hosts(args: &GenesisArgs) -> Result<Vec<String>, String> {
+    let Some(file) = &args.hosts_file else { return Ok(args.hosts.clone()) };
+    let text =
+        std::fs::read_to_string(file).map_err(|error| format!("--hosts-file {}: {error}", file.display()))?;
+    Ok(text
+        .lines()
+        .map(|line| line.split('#').next().unwrap_or("").trim())
+        .filter(|line| !line.is_empty())
+        .map(str::to_owned)
+        .collect())
 }
 
 /// The ports of validator `index` at `base`.
@@ -66,14 +152,34 @@ fn create(path: &Path, text: &str, secret: bool) -> std::io::Result<()> {
     file.sync_all()
 }
 
+/// Refuses a validator count other than 3f + 1. With n validators, f = ⌊(n − 1)/3⌋ faults are
+/// tolerated and a quorum is n − f; a count between two of the form 3f + 1 tolerates no more
+/// faults than the smaller one but needs more validators to agree, so it is a mistake.
+///
+/// # Errors
+/// [`crate::InputError`] naming the rule and the nearest valid counts.
+fn check_validator_count(n: u32) -> Result<(), crate::InputError> {
+    if n % 3 == 1 {
+        return Ok(());
+    }
+    let below = n.checked_sub((n + 2) % 3).filter(|below| *below >= 1).unwrap_or(1);
+    Err(crate::InputError(format!(
+        "--validators {n}: the validator count must be 3f + 1 to tolerate f faults (1, 4, 7, 10, …); \
+         {n} tolerates no more faults than {below}; use {below} or {}",
+        below + 3
+    )))
+}
+
 /// Writes the files; returns the config paths.
 ///
 /// # Errors
 /// Bad arguments, or files that cannot be written (or already exist).
 pub fn write(args: &GenesisArgs) -> Result<Vec<PathBuf>, Box<dyn std::error::Error>> {
+    check_validator_count(args.validators)?;
     if u32::from(args.base_port) + 4 * (args.validators + args.full_nodes) > u32::from(u16::MAX) {
         return Err("--base-port too high for this many nodes".into());
     }
+    let layout = layout(args, &hosts(args)?)?;
     std::fs::create_dir_all(&args.out)?;
     let keys: Vec<SigningKey> = (0..args.validators)
         .map(|_| {
@@ -97,20 +203,20 @@ pub fn write(args: &GenesisArgs) -> Result<Vec<PathBuf>, Box<dyn std::error::Err
             .collect(),
     };
     create(&args.out.join("genesis.toml"), &toml::to_string_pretty(&genesis)?, false)?;
-    let peers: Vec<SocketAddr> = (0..args.validators).map(|i| ports(args.base_port, i)[0]).collect();
+    let peers: Vec<SocketAddr> = layout.validators.iter().map(|ports| ports[0]).collect();
     let mut configs = Vec::new();
     for (index, key) in keys.iter().enumerate() {
         let index = index as u32;
         let key_text = serde_json::to_string_pretty(&KeyFile::new(key))? + "\n";
         create(&args.out.join(format!("validator-{index}.key")), &key_text, true)?;
-        let [_, ingress, rpc, metrics] = ports(args.base_port, index);
+        let [_, ingress, rpc, metrics] = layout.validators[index as usize];
         let config = NodeConfig::validator_preset(index, peers.clone(), ingress, rpc, metrics);
         let path = args.out.join(format!("node-{index}.toml"));
         create(&path, &toml::to_string_pretty(&config)?, false)?;
         configs.push(path);
     }
     for full in 0..args.full_nodes {
-        let [listen, ingress, rpc, metrics] = ports(args.base_port, args.validators + full);
+        let [listen, ingress, rpc, metrics] = layout.full_nodes[full as usize];
         let name = format!("full-{full}");
         let config = NodeConfig::full_preset(&name, peers.clone(), listen, ingress, rpc, metrics);
         let path = args.out.join(format!("{name}.toml"));
@@ -134,4 +240,51 @@ pub fn run(args: &GenesisArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(validators: u32, hosts: &[&str], full_hosts: &[&str]) -> GenesisArgs {
+        GenesisArgs {
+            validators,
+            out: PathBuf::from("unused"),
+            chain_id: 1,
+            accounts: 1,
+            load_seed: 1,
+            balance: 1,
+            base_port: 26000,
+            full_nodes: full_hosts.len() as u32,
+            hosts: hosts.iter().map(|host| (*host).to_owned()).collect(),
+            hosts_file: None,
+            full_node_hosts: full_hosts.iter().map(|host| (*host).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn hosts_place_each_node_on_its_address_and_sharing_nodes_on_further_ports() {
+        let hosts = ["10.0.0.1", "10.0.0.2", "10.0.0.2", "10.0.0.3"];
+        let layout = layout(&args(4, &hosts, &["10.0.0.1"]), &hosts.map(str::to_owned)).unwrap();
+        let peer = |ports: &[SocketAddr; 4]| ports[0].to_string();
+        let peers: Vec<String> = layout.validators.iter().map(peer).collect();
+        assert_eq!(peers, ["10.0.0.1:26000", "10.0.0.2:26000", "10.0.0.2:26004", "10.0.0.3:26000"]);
+        assert_eq!(layout.validators[2][3].to_string(), "10.0.0.2:26007");
+        // The full node shares validator 0's host, so it takes the next four ports there.
+        assert_eq!(peer(&layout.full_nodes[0]), "10.0.0.1:26004");
+    }
+
+    #[test]
+    fn a_wrong_number_of_hosts_is_refused_by_name() {
+        let two = ["10.0.0.1".to_owned(), "10.0.0.2".to_owned()];
+        let error = layout(&args(4, &["10.0.0.1", "10.0.0.2"], &[]), &two).err().unwrap();
+        assert!(error.contains("2 hosts for 4 validators"), "{error}");
+        let mut no_hosts = args(4, &[], &["10.0.0.9"]);
+        no_hosts.full_nodes = 1;
+        assert!(layout(&no_hosts, &[]).err().unwrap().contains("--full-node-hosts needs --hosts"));
+        let bad = ["no such host.invalid".to_owned()];
+        assert!(
+            layout(&args(1, &["no such host.invalid"], &[]), &bad).err().unwrap().contains("cannot resolve")
+        );
+    }
 }

@@ -24,7 +24,7 @@ pub struct InspectArgs {
 /// The first problem found, naming its file and byte offset where it is about bytes on disk.
 pub fn run(args: &InspectArgs) -> Result<(), Box<dyn std::error::Error>> {
     if !args.dir.is_dir() {
-        return Err(format!("{} is not a directory", args.dir.display()).into());
+        return Err(crate::InputError(format!("{} is not a directory", args.dir.display())).into());
     }
     let lock = DirLock::new(&args.dir, LockMode::Shared)?;
     let verified = verify(&lock)?;

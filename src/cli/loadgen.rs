@@ -19,8 +19,8 @@ pub struct LoadgenArgs {
     /// address (host:port or http://host:port) with `--via rpc`.
     #[arg(long)]
     pub target: String,
-    /// Offered load, transactions per second.
-    #[arg(long)]
+    /// Offered load, transactions per second (positive).
+    #[arg(long, allow_negative_numbers = true, value_parser = super::positive_rate)]
     pub rate: f64,
     /// Seconds of load.
     #[arg(long)]

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use tessera_systems::PipelineConfig;
 
 /// `[network]`: validator-to-validator TCP.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkSection {
     /// Address the peer port listens on.
@@ -56,7 +56,7 @@ pub struct NetworkSection {
 }
 
 /// `[ingress]`: the binary transaction port.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IngressSection {
     /// Listen address.
@@ -70,7 +70,7 @@ pub struct IngressSection {
 }
 
 /// `[rpc]`: JSON-RPC 2.0 over HTTP.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RpcSection {
     /// Listen address.
@@ -78,18 +78,24 @@ pub struct RpcSection {
     /// Largest request body accepted; larger gets HTTP 413.
     #[serde(default = "body_limit")]
     pub body_limit_bytes: usize,
-    /// Most HTTP connections open at once; more are closed at accept and counted. Each holds a
-    /// thread and at most one buffered request.
+    /// Most HTTP connections open at once; more are closed at accept, unread, and counted.
+    /// Each holds at most one buffered request.
     #[serde(default = "rpc_connections_max")]
     pub connections_max: usize,
-    /// A connection must deliver each whole request within this long of connecting or of its
-    /// previous answer, and not stall reading a response longer; otherwise it is closed, seconds.
+    /// Most HTTP connections open at once from one source address, loopback included; more
+    /// are closed at accept, unread, and counted.
+    #[serde(default = "rpc_connections_per_address_max")]
+    pub connections_per_address_max: usize,
+    /// A connection must deliver each request's headers within this long of connecting or of
+    /// its previous answer (so an idle keep-alive connection is closed after it), then the
+    /// request's body within this long, and not stall reading a response longer; otherwise it
+    /// is closed, seconds.
     #[serde(default = "http_idle_timeout")]
     pub idle_timeout_secs: u64,
 }
 
 /// `[metrics]`: Prometheus exposition at `/metrics`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsSection {
     /// Listen address.
@@ -97,13 +103,16 @@ pub struct MetricsSection {
     /// Most scrape connections open at once; more are closed at accept and counted.
     #[serde(default = "metrics_connections_max")]
     pub connections_max: usize,
+    /// As `rpc.connections_per_address_max`, for scrape connections.
+    #[serde(default = "metrics_connections_per_address_max")]
+    pub connections_per_address_max: usize,
     /// As `rpc.idle_timeout_secs`, for scrape connections, seconds.
     #[serde(default = "http_idle_timeout")]
     pub idle_timeout_secs: u64,
 }
 
 /// `[consensus]`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConsensusSection {
     /// Base view timeout, milliseconds (doubles per failed view).
@@ -129,7 +138,7 @@ impl Default for ConsensusSection {
 }
 
 /// `[pipeline]`: overrides of the pipeline limits (any key left out keeps its default).
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineSection {
     /// Lowest fee accepted.
@@ -176,7 +185,7 @@ impl Role {
 }
 
 /// A node's configuration file.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
     /// `validator` (the default) or `full`.
@@ -255,6 +264,12 @@ fn rpc_connections_max() -> usize {
 }
 fn metrics_connections_max() -> usize {
     16
+}
+fn rpc_connections_per_address_max() -> usize {
+    32
+}
+fn metrics_connections_per_address_max() -> usize {
+    4
 }
 fn http_idle_timeout() -> u64 {
     30
@@ -404,21 +419,22 @@ impl NodeConfig {
         }
         let http = [
             (
-                "rpc.connections_max",
-                self.rpc.connections_max,
-                "rpc.idle_timeout_secs",
-                self.rpc.idle_timeout_secs,
+                ("rpc.connections_max", self.rpc.connections_max),
+                ("rpc.connections_per_address_max", self.rpc.connections_per_address_max),
+                ("rpc.idle_timeout_secs", self.rpc.idle_timeout_secs),
             ),
             (
-                "metrics.connections_max",
-                self.metrics.connections_max,
-                "metrics.idle_timeout_secs",
-                self.metrics.idle_timeout_secs,
+                ("metrics.connections_max", self.metrics.connections_max),
+                ("metrics.connections_per_address_max", self.metrics.connections_per_address_max),
+                ("metrics.idle_timeout_secs", self.metrics.idle_timeout_secs),
             ),
         ];
-        for (max_key, max, timeout_key, timeout) in http {
+        for ((max_key, max), (per_address_key, per_address), (timeout_key, timeout)) in http {
             if max == 0 || max > 65_536 {
                 return Err((max_key, "must be between 1 and 65536".into()));
+            }
+            if per_address == 0 || per_address > 65_536 {
+                return Err((per_address_key, "must be between 1 and 65536".into()));
             }
             if timeout == 0 || timeout > 3600 {
                 return Err((timeout_key, "must be between 1 and 3600".into()));
@@ -525,11 +541,13 @@ impl NodeConfig {
                 listen: rpc,
                 body_limit_bytes: body_limit(),
                 connections_max: rpc_connections_max(),
+                connections_per_address_max: rpc_connections_per_address_max(),
                 idle_timeout_secs: http_idle_timeout(),
             },
             metrics: MetricsSection {
                 listen: metrics,
                 connections_max: metrics_connections_max(),
+                connections_per_address_max: metrics_connections_per_address_max(),
                 idle_timeout_secs: http_idle_timeout(),
             },
             consensus: ConsensusSection::default(),
@@ -565,8 +583,15 @@ impl NodeConfig {
 /// is the file's text. Parsing and validation never panic; a semantic refusal names a key and
 /// says so in its message; an accepted file builds what the node builds from it (the mempool,
 /// the frame codec, the validator keys and balances) and survives a write and re-read
-/// unchanged. Run by `cargo test` on seeded inputs and by `fuzz/fuzz_targets/config.rs`.
+/// unchanged: the value read back equals the value written, field by field. Run by `cargo test`
+/// on seeded inputs and by `fuzz/fuzz_targets/config.rs`.
 pub fn fuzz_config(data: &[u8]) {
+    fuzz_config_with(data, |config| toml::to_string(config).expect("a loaded config serialises"));
+}
+
+/// [`fuzz_config`] with `write` in place of the node config's serialiser, so tests can run
+/// the oracle against a wrong one.
+pub fn fuzz_config_with(data: &[u8], write: fn(&NodeConfig) -> String) {
     use super::genesis::{Genesis, GenesisError};
 
     let Some((&which, text)) = data.split_first() else {
@@ -596,13 +621,9 @@ pub fn fuzz_config(data: &[u8]) {
                 if let Some(index) = config.validator_index {
                     assert!(index < config.network.peers.len() as u32);
                 }
-                let written = toml::to_string(&config).expect("a loaded config serialises");
+                let written = write(&config);
                 let again = NodeConfig::from_toml(&written, path).expect("a written config loads");
-                assert_eq!(
-                    toml::to_string(&again).expect("serialises"),
-                    written,
-                    "config does not round-trip"
-                );
+                assert_eq!(again, config, "config does not round-trip");
             }
         }
     } else {
@@ -678,6 +699,32 @@ mod tests {
         for input in fuzz_corpus("config") {
             fuzz_config(&input);
         }
+    }
+
+    #[test]
+    fn the_config_oracle_catches_a_writer_that_drops_a_section() {
+        // A writer that leaves `[consensus]` out: reading its output back gives the defaults.
+        fn write(config: &NodeConfig) -> String {
+            let mut value = toml::Value::try_from(config).expect("serialises");
+            value.as_table_mut().expect("a table").remove("consensus");
+            toml::to_string(&value).expect("serialises")
+        }
+        let [config, _] = &sample_files()[..] else { unreachable!() };
+        let text =
+            String::from_utf8_lossy(&config[1..]).replace("view_timeout_ms = 1000", "view_timeout_ms = 1500");
+        assert_ne!(text, String::from_utf8_lossy(&config[1..]), "the sample names the view timeout");
+        let mut input = vec![0];
+        input.extend_from_slice(text.as_bytes());
+        fuzz_config(&input);
+        // The comparison of texts this oracle replaced passes: writing what was read back
+        // gives the same text, since both lack the section.
+        let loaded = NodeConfig::from_toml(&text, Path::new("fuzz.toml")).unwrap();
+        let again = NodeConfig::from_toml(&write(&loaded), Path::new("fuzz.toml")).unwrap();
+        assert_eq!(write(&again), write(&loaded));
+        let failure = std::panic::catch_unwind(|| fuzz_config_with(&input, write)).expect_err("missed");
+        let failure = failure.downcast_ref::<String>().cloned().unwrap_or_default();
+        eprintln!("the oracle reported: {failure}");
+        assert!(failure.contains("config does not round-trip"), "{failure}");
     }
 }
 

@@ -90,6 +90,14 @@ fn refusals_name_the_key() {
             "consensus.block_interval_ms",
         ),
         (validator.replace("ban_secs = 60", "ban_secs = 1000000000000000"), "network.ban_secs"),
+        (
+            validator.replace("connections_per_address_max = 32", "connections_per_address_max = 0"),
+            "rpc.connections_per_address_max",
+        ),
+        (
+            validator.replace("connections_per_address_max = 4", "connections_per_address_max = 70000"),
+            "metrics.connections_per_address_max",
+        ),
     ];
     for (text, key) in cases {
         let error = refusal(&text);

@@ -1,4 +1,4 @@
-//! Prometheus exposition at `/metrics` on its own port, served by tiny_http.
+//! Prometheus exposition at `/metrics` on its own port, served by [`super::http`].
 //!
 //! Hot-path figures are plain atomics and HDR histograms owned by the node; a scrape renders
 //! the text format from them. Names follow Prometheus conventions: a `tessera_` prefix, units
@@ -6,7 +6,6 @@
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-
 use std::sync::{Arc, Mutex};
 
 use hdrhistogram::Histogram;
@@ -32,8 +31,40 @@ const BUCKETS_S: [f64; 14] =
 ///     }
 /// }
 /// ```
+///
+/// A struct declared `prefixed` is one set of series that several owners keep each of their
+/// own (the two HTTP ports): its names are written after a prefix given to `render`.
 macro_rules! series {
     (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident {
+            $($body:tt)*
+        }
+    ) => {
+        $crate::node::metrics::series!(@struct $(#[$meta])* $vis struct $name { $($body)* });
+        impl $name {
+            /// Every series, as exposition text.
+            pub fn render(&self, out: &mut String) {
+                self.render_series(out, "");
+            }
+        }
+    };
+    (
+        $(#[$meta:meta])*
+        $vis:vis prefixed struct $name:ident {
+            $($body:tt)*
+        }
+    ) => {
+        $crate::node::metrics::series!(@struct $(#[$meta])* $vis struct $name { $($body)* });
+        impl $name {
+            /// Every series, as exposition text, each name after `prefix`.
+            pub fn render(&self, out: &mut String, prefix: &str) {
+                self.render_series(out, prefix);
+            }
+        }
+    };
+    (
+        @struct
         $(#[$meta:meta])*
         $vis:vis struct $name:ident {
             $(
@@ -54,13 +85,13 @@ macro_rules! series {
         }
 
         impl $name {
-            /// Every series, as exposition text.
-            pub fn render(&self, out: &mut String) {
-                let mut family = "";
+            fn render_series(&self, out: &mut String, prefix: &str) {
+                let mut family = String::new();
                 $(
                     $crate::node::metrics::write_sample(
                         out,
                         &mut family,
+                        prefix,
                         $metric,
                         stringify!($kind),
                         concat!($help $(, $more)*),
@@ -73,24 +104,27 @@ macro_rules! series {
 }
 pub(crate) use series;
 
-/// Writes one sample, preceded by its family's HELP and TYPE lines unless the previous sample
-/// (named in `family`) was of the same family.
+/// Writes one sample named `prefix` then `metric`, preceded by its family's HELP and TYPE
+/// lines unless the previous sample (named in `family`) was of the same family.
 pub fn write_sample(
     out: &mut String,
-    family: &mut &'static str,
-    metric: &'static str,
+    family: &mut String,
+    prefix: &str,
+    metric: &str,
     kind: &str,
     help: &str,
     value: u64,
 ) {
     let name = metric.split('{').next().unwrap_or(metric);
-    if name != *family {
+    if family.strip_prefix(prefix) != Some(name) {
         // Doc comments arrive as lines with a leading space each: one line of HELP.
         let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        *family = name;
+        let _ = writeln!(out, "# HELP {prefix}{name} {help}\n# TYPE {prefix}{name} {kind}");
+        family.clear();
+        family.push_str(prefix);
+        family.push_str(name);
     }
-    let _ = writeln!(out, "{metric} {value}");
+    let _ = writeln!(out, "{prefix}{metric} {value}");
 }
 
 series! {
@@ -101,6 +135,13 @@ series! {
         gauge chain_height = "tessera_chain_height",
         /// Transactions pending in the mempool.
         gauge mempool_transactions = "tessera_mempool_transactions",
+        /// Most transactions the mempool holds (`pipeline.mempool_count_max`).
+        gauge mempool_capacity = "tessera_mempool_capacity_transactions",
+        /// Validators in the set this node follows.
+        gauge consensus_validators = "tessera_consensus_validators",
+        /// Validators a certificate needs (n - f): with fewer than this many reachable,
+        /// including itself, a validator cannot finalize.
+        gauge consensus_quorum = "tessera_consensus_quorum",
         /// Transactions ingested into the pipeline.
         counter ingested = "tessera_pipeline_ingested_total",
         /// Signatures verified (cache misses).
@@ -126,7 +167,8 @@ series! {
         /// Cost of the sync history as counted against its bound (transaction bytes plus 512
         /// per block).
         gauge sync_history_bytes = "tessera_node_sync_history_bytes",
-        /// Ledgers executed for validated blocks not yet finalized.
+        /// Executed deltas held for validated or built blocks not yet finalized (one each, in
+        /// proportion to the accounts the block touches; the name is kept for dashboards).
         gauge speculative_ledgers = "tessera_node_speculative_ledgers",
         /// Current consensus view.
         gauge consensus_view = "tessera_consensus_view",
@@ -149,8 +191,58 @@ series! {
         /// Consensus messages, and blocks cut from sync responses, dropped before any signature
         /// check because the state machine would ignore them.
         counter dropped_unverified = "tessera_consensus_dropped_unverified_total",
+        /// Sync requests from validators left unanswered because the same validator was
+        /// answered less than an eighth of the view timeout ago.
+        counter sync_refused = "tessera_consensus_sync_requests_refused_total",
         /// Distinct signatures verified on consensus messages (a copy is verified once).
         counter signatures_verified = "tessera_consensus_signatures_verified_total",
+    }
+}
+
+series! {
+    /// The figures of one HTTP port (JSON-RPC or metrics), written by its server
+    /// ([`super::http`]), rendered after the prefix `tessera_rpc_` or `tessera_metrics_`.
+    pub prefixed struct HttpSeries {
+        /// Connections open on the port.
+        gauge connections_open = "connections_open",
+        /// Connections closed at accept, unread, by reason: the port's connections_max was
+        /// reached, or connections_per_address_max for the source address.
+        counter refused_connections_max = "connections_refused_total{reason=\"connections_max\"}",
+        /// Connections closed at accept, unread, by reason: the port's connections_max was
+        /// reached, or connections_per_address_max for the source address.
+        counter refused_per_address = "connections_refused_total{reason=\"per_address\"}",
+        /// Connections closed for a deadline missed, by phase: request headers (which includes
+        /// an idle keep-alive connection waiting for its next request), request body, or a
+        /// response the client stopped reading.
+        counter timed_out_header = "connections_timed_out_total{phase=\"header\"}",
+        /// Connections closed for a deadline missed, by phase: request headers (which includes
+        /// an idle keep-alive connection waiting for its next request), request body, or a
+        /// response the client stopped reading.
+        counter timed_out_body = "connections_timed_out_total{phase=\"body\"}",
+        /// Connections closed for a deadline missed, by phase: request headers (which includes
+        /// an idle keep-alive connection waiting for its next request), request body, or a
+        /// response the client stopped reading.
+        counter timed_out_write = "connections_timed_out_total{phase=\"write\"}",
+        /// Failed accepts (such as running out of file descriptors); each pauses the port
+        /// briefly.
+        counter accept_errors = "accept_errors_total",
+        /// Requests answered.
+        counter requests = "requests_total",
+        /// Requests refused before their body was used, by reason: wrong path, wrong method,
+        /// body over the limit, wrong content type, or a body that broke off.
+        counter refused_not_found = "requests_refused_total{reason=\"not_found\"}",
+        /// Requests refused before their body was used, by reason: wrong path, wrong method,
+        /// body over the limit, wrong content type, or a body that broke off.
+        counter refused_method = "requests_refused_total{reason=\"method\"}",
+        /// Requests refused before their body was used, by reason: wrong path, wrong method,
+        /// body over the limit, wrong content type, or a body that broke off.
+        counter refused_too_large = "requests_refused_total{reason=\"body_too_large\"}",
+        /// Requests refused before their body was used, by reason: wrong path, wrong method,
+        /// body over the limit, wrong content type, or a body that broke off.
+        counter refused_content_type = "requests_refused_total{reason=\"content_type\"}",
+        /// Requests refused before their body was used, by reason: wrong path, wrong method,
+        /// body over the limit, wrong content type, or a body that broke off.
+        counter refused_bad_body = "requests_refused_total{reason=\"bad_body\"}",
     }
 }
 
@@ -175,10 +267,10 @@ pub struct Metrics {
     pub trim_us: Mutex<Histogram<u64>>,
     /// Scrapes served.
     pub scrapes: AtomicU64,
-    /// Connections held by the JSON-RPC server.
-    pub rpc_connections: Arc<tiny_http::ConnectionStats>,
-    /// Connections held by this exposition's server.
-    pub metrics_connections: Arc<tiny_http::ConnectionStats>,
+    /// The JSON-RPC port's connections and requests.
+    pub rpc_http: Arc<HttpSeries>,
+    /// This exposition's port: connections and requests.
+    pub metrics_http: Arc<HttpSeries>,
 }
 
 fn histogram() -> Mutex<Histogram<u64>> {
@@ -198,8 +290,8 @@ impl Metrics {
             verify_batch_us: histogram(),
             trim_us: histogram(),
             scrapes: AtomicU64::new(0),
-            rpc_connections: Arc::default(),
-            metrics_connections: Arc::default(),
+            rpc_http: Arc::default(),
+            metrics_http: Arc::default(),
         }
     }
 
@@ -214,24 +306,8 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(8192);
         self.net.render(&mut out);
-        let ports = [
-            ("rpc", "JSON-RPC", "JSON-RPC", &self.rpc_connections),
-            ("metrics", "Metrics", "metrics", &self.metrics_connections),
-        ];
-        for (port, what, port_name, stats) in ports {
-            let _ = writeln!(
-                out,
-                "# HELP tessera_{port}_connections_refused_total {what} connections closed at accept because {port}.connections_max were open.\n\
-                 # TYPE tessera_{port}_connections_refused_total counter\ntessera_{port}_connections_refused_total {}\n\
-                 # HELP tessera_{port}_connections_timed_out_total {what} connections closed for a request not delivered within {port}.idle_timeout_secs.\n\
-                 # TYPE tessera_{port}_connections_timed_out_total counter\ntessera_{port}_connections_timed_out_total {}\n\
-                 # HELP tessera_{port}_connections_open Connections open on the {port_name} port.\n\
-                 # TYPE tessera_{port}_connections_open gauge\ntessera_{port}_connections_open {}",
-                stats.refused.load(Ordering::Relaxed),
-                stats.timed_out.load(Ordering::Relaxed),
-                stats.open.load(Ordering::Relaxed),
-            );
-        }
+        self.rpc_http.render(&mut out, "tessera_rpc_");
+        self.metrics_http.render(&mut out, "tessera_metrics_");
         self.node.render(&mut out);
         if let Ok(rejected) = self.rejected.lock()
             && !rejected.is_empty()
@@ -336,41 +412,34 @@ impl Metrics {
     }
 }
 
-/// Serves `/metrics` until the process ends.
+/// Serves `/metrics` (GET and HEAD) on its own port until the returned server is stopped.
 ///
 /// # Errors
 /// The port cannot be bound.
 pub fn serve(
     address: std::net::SocketAddr,
-    connections_max: usize,
-    idle_timeout: std::time::Duration,
+    limits: super::http::Limits,
     metrics: Arc<Metrics>,
-) -> Result<std::thread::JoinHandle<()>, String> {
-    let limits = tiny_http::ConnectionLimits {
-        max_open: connections_max,
-        idle_timeout,
-        stats: metrics.metrics_connections.clone(),
-    };
-    let server = tiny_http::Server::http_limited(address, limits)
-        .map_err(|error| format!("cannot listen on {address}: {error}"))?;
-    Ok(std::thread::Builder::new()
-        .name("tessera-metrics".into())
-        .spawn(move || {
-            for request in server.incoming_requests() {
-                let response = if request.url() == "/metrics" {
-                    let header = tiny_http::Header::from_bytes(
-                        "Content-Type",
-                        "text/plain; version=0.0.4; charset=utf-8",
-                    )
-                    .expect("static header");
-                    tiny_http::Response::from_string(metrics.render()).with_header(header)
-                } else {
-                    tiny_http::Response::from_string("not found; try /metrics\n").with_status_code(404)
-                };
-                let _ = request.respond(response);
-            }
-        })
-        .expect("spawn metrics thread"))
+) -> Result<super::http::Server, String> {
+    use hyper::{Method, Response, StatusCode, header};
+
+    let series = metrics.metrics_http.clone();
+    super::http::serve("metrics", address, limits, series, move |port, request| {
+        let response = if request.uri().path() != "/metrics" {
+            port.not_found(&request, "not found; try /metrics\n")
+        } else if request.method() != Method::GET && request.method() != Method::HEAD {
+            port.method_not_allowed(&request, "GET, HEAD")
+        } else {
+            let mut response = Response::new(super::http::Body::from(metrics.render()));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            *response.status_mut() = StatusCode::OK;
+            response
+        };
+        std::future::ready(response)
+    })
 }
 
 /// The process's memory as the kernel and the allocator see it, read at scrape time.
@@ -441,5 +510,69 @@ mod memory_tests {
         let during = memory_gauges();
         assert!(in_use(&during).unwrap() >= in_use(&before).unwrap() + (200 << 20));
         drop(held);
+    }
+}
+
+#[cfg(test)]
+mod serve_tests {
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpStream};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::{Metrics, serve};
+    use crate::node::http::Limits;
+
+    fn exchange(addr: SocketAddr, request: &str) -> String {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response);
+        response
+    }
+
+    /// `/metrics` takes GET and HEAD (405 naming them otherwise), every other path is 404,
+    /// and the exposition carries the HTTP ports' series, each family with one HELP and TYPE.
+    #[test]
+    fn metrics_are_served_by_get_and_head_only() {
+        let metrics = Arc::new(Metrics::new(Arc::default()));
+        let limits = Limits {
+            connections_max: 4,
+            connections_per_address_max: 4,
+            header_timeout: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(5),
+        };
+        let server = serve(SocketAddr::from(([127, 0, 0, 1], 0)), limits, metrics.clone()).unwrap();
+        let addr = server.local_addr();
+        let get = exchange(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        assert!(get.starts_with("HTTP/1.1 200"), "{get}");
+        assert!(get.contains("content-type: text/plain; version=0.0.4"), "{get}");
+        for family in [
+            "tessera_metrics_connections_open 1",
+            "tessera_rpc_connections_open 0",
+            "tessera_rpc_connections_refused_total{reason=\"per_address\"} 0",
+            "tessera_metrics_requests_refused_total{reason=\"method\"} 0",
+        ] {
+            assert!(get.contains(family), "{family} missing: {get}");
+        }
+        assert_eq!(get.matches("# TYPE tessera_rpc_connections_timed_out_total counter").count(), 1);
+        let head = exchange(addr, "HEAD /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        assert!(head.starts_with("HTTP/1.1 200") && head.ends_with("\r\n\r\n"), "{head}");
+        let post = exchange(
+            addr,
+            "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
+        assert!(post.starts_with("HTTP/1.1 405"), "{post}");
+        assert!(post.to_ascii_lowercase().contains("allow: get, head\r\n"), "{post}");
+        let elsewhere = exchange(addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        assert!(elsewhere.starts_with("HTTP/1.1 404"), "{elsewhere}");
+        let counted = exchange(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        assert!(counted.contains("tessera_metrics_requests_refused_total{reason=\"method\"} 1"), "{counted}");
+        assert!(
+            counted.contains("tessera_metrics_requests_refused_total{reason=\"not_found\"} 1"),
+            "{counted}"
+        );
     }
 }

@@ -3,16 +3,20 @@
 //! Bird's eye view: the main thread owns the `Pipeline` (the ECS world and schedule) and runs
 //! the node loop: drain the network's inbound queues and the RPC queries, tick the schedule
 //! with wall-clock time, persist and index what was finalized, and hand outbound consensus
-//! messages to the network's per-peer queues. The network runs on glommio executors
-//! ([`net`]), JSON-RPC and metrics on tiny_http threads ([`rpc`], [`metrics`]).
+//! messages to the network's per-peer queues; then publish what reads need ([`reads`]). The
+//! network runs on glommio executors ([`net`]), JSON-RPC and metrics on one HTTP server thread
+//! each ([`http`], [`rpc`], [`metrics`]); the RPC thread answers reads from the published view
+//! and sends the rest (accounts, older blocks, submissions) to the loop.
 
 pub mod config;
 mod forward;
 pub mod genesis;
 pub mod heap;
+pub mod http;
 pub mod key;
 pub mod metrics;
 pub mod net;
+pub mod reads;
 pub mod rpc;
 mod window;
 
@@ -34,10 +38,11 @@ use self::genesis::Genesis;
 pub use self::key::load_key;
 use self::metrics::Metrics;
 use self::net::Lane;
+use self::reads::{ReadView, Status};
 use self::rpc::{Query, Request, code};
 use self::window::IdWindow;
-use crate::driver;
 use crate::storage::{Store, StoreConfig};
+use crate::{InputError, driver};
 
 /// What happened to a transaction this node has seen.
 #[derive(Debug, Clone)]
@@ -120,7 +125,8 @@ struct Node {
     net: net::NetHandles,
     metrics: Arc<Metrics>,
     rpc: flume::Receiver<Request>,
-    fates: Fates,
+    /// What reads need, published after each tick; it holds the fate window.
+    reads: Arc<ReadView>,
     submitted: SubmitTimes,
     /// Client transactions to forward to the other validators once admitted here.
     awaiting_admission: forward::AwaitingAdmission,
@@ -135,7 +141,9 @@ struct Node {
     /// A full node asks the validators in turn for what it lacks.
     follow: Follow,
     stop: Arc<AtomicBool>,
-    /// Threads that live as long as the node: the network's, the RPC server's, the metrics'.
+    /// The JSON-RPC and metrics servers, stopped and joined at shutdown.
+    http: Vec<http::Server>,
+    /// Threads that live as long as the node: the network's.
     _threads: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -167,22 +175,22 @@ impl Node {
         let genesis = Genesis::load(&config.genesis_file)?;
         let validators = genesis.validator_keys();
         if validators.len() != config.network.peers.len() {
-            return Err(format!(
+            return Err(InputError(format!(
                 "config: network.peers has {} entries but genesis has {} validators",
                 config.network.peers.len(),
                 validators.len()
-            )
+            ))
             .into());
         }
         // Validation guarantees a validator its index and key file, and a full node neither.
         let (me, key) = match (config.role, config.validator_index, &config.key_file) {
             (Role::Validator, Some(me), Some(key_file)) => {
-                let key = load_key(key_file)?;
+                let key = load_key(key_file).map_err(InputError)?;
                 if validators[me as usize] != key.verifying_key().to_bytes() {
-                    return Err(format!(
+                    return Err(InputError(format!(
                         "key file {} is not validator {me}'s key in the genesis",
                         key_file.display()
-                    )
+                    ))
                     .into());
                 }
                 (me, key)
@@ -198,6 +206,7 @@ impl Node {
 
         let mut pipeline_config = config.pipeline_config();
         pipeline_config.chain_id = genesis.chain_id;
+        check_ports_free(&config)?;
         // The data directory: created on first start, otherwise verified (every checksum) and
         // recovered; a torn final write is dropped and reported, any other damage refuses to
         // start.
@@ -247,7 +256,7 @@ impl Node {
         )?;
         pipeline.set_verify_clock(monotonic_us);
 
-        let (net, mut threads) = net::start(net::NetSetup {
+        let (net, threads) = net::start(net::NetSetup {
             chain_id: genesis.chain_id,
             me,
             key,
@@ -270,19 +279,41 @@ impl Node {
             ingress_idle_timeout: Duration::from_secs(config.ingress.idle_timeout_secs),
         })?;
         let metrics = Arc::new(Metrics::new(net.counters.clone()));
-        threads.push(metrics::serve(
-            config.metrics.listen,
-            config.metrics.connections_max,
-            Duration::from_secs(config.metrics.idle_timeout_secs),
-            metrics.clone(),
-        )?);
-        let (rpc_tx, rpc_rx) = flume::bounded::<Request>(1024);
-        let rpc_limits = tiny_http::ConnectionLimits {
-            max_open: config.rpc.connections_max,
-            idle_timeout: Duration::from_secs(config.rpc.idle_timeout_secs),
-            stats: metrics.rpc_connections.clone(),
+        let http_limits = |connections_max, connections_per_address_max, idle_timeout_secs| {
+            let timeout = Duration::from_secs(idle_timeout_secs);
+            http::Limits {
+                connections_max,
+                connections_per_address_max,
+                header_timeout: timeout,
+                body_timeout: timeout,
+                write_timeout: timeout,
+            }
         };
-        threads.extend(rpc::serve(config.rpc.listen, config.rpc.body_limit_bytes, rpc_limits, rpc_tx)?);
+        let metrics_server = metrics::serve(
+            config.metrics.listen,
+            http_limits(
+                config.metrics.connections_max,
+                config.metrics.connections_per_address_max,
+                config.metrics.idle_timeout_secs,
+            ),
+            metrics.clone(),
+        )?;
+        let (rpc_tx, rpc_rx) = flume::bounded::<Request>(1024);
+        let reads = Arc::new(ReadView::new(net.counters.clone()));
+        // Published before the server starts, so no read waits for the first tick.
+        reads.publish([], node_status(&pipeline));
+        let rpc_server = rpc::serve(
+            config.rpc.listen,
+            config.rpc.body_limit_bytes,
+            http_limits(
+                config.rpc.connections_max,
+                config.rpc.connections_per_address_max,
+                config.rpc.idle_timeout_secs,
+            ),
+            metrics.rpc_http.clone(),
+            rpc_tx,
+            reads.clone(),
+        )?;
         let validator = config.validator_index.map_or_else(|| "none".to_owned(), |index| index.to_string());
         tracing::info!(role = %config.role.name(), validator = %validator, peer = %config.network.listen, ingress = %config.ingress.listen, rpc = %config.rpc.listen, metrics = %config.metrics.listen, "node started");
 
@@ -296,7 +327,7 @@ impl Node {
             net,
             metrics,
             rpc: rpc_rx,
-            fates: Fates::new(),
+            reads,
             submitted: SubmitTimes::new(SUBMIT_TIMES_MAX),
             awaiting_admission: forward::AwaitingAdmission::new(config.network.max_frame_bytes),
             consensus_config,
@@ -308,6 +339,7 @@ impl Node {
             last_trim: Instant::now(),
             follow: Follow::default(),
             stop,
+            http: vec![rpc_server, metrics_server],
             _threads: threads,
         })
     }
@@ -363,16 +395,18 @@ impl Node {
         busy
     }
 
-    /// Answers the queued JSON-RPC queries, and forwards the transactions they submitted.
+    /// Answers the queued JSON-RPC queries (what the published view could not), and forwards
+    /// the transactions they submitted.
     fn answer_rpc(&mut self) {
         let now_ns = wall_ns();
         let mut from_rpc = Vec::new();
+        let fates = self.reads.fates();
         while let Ok(request) = self.rpc.try_recv() {
             let answer = answer_query(
                 request.query,
                 &mut self.pipeline,
                 &self.store,
-                &self.fates,
+                &fates,
                 &self.net.counters,
                 &mut self.submitted,
                 &mut from_rpc,
@@ -380,6 +414,7 @@ impl Node {
             );
             let _ = request.reply.send(answer);
         }
+        drop(fates);
         // Like ingress batches: forwarded once admitted (every validator may lead next, and a
         // full node never does).
         for txn in from_rpc {
@@ -396,7 +431,8 @@ impl Node {
     }
 
     /// One schedule tick through the shared [`driver::tick`]: persists what was finalized,
-    /// records fates and latencies for what is durable, then sends the outbox.
+    /// records fates and latencies for what is durable, sends the outbox, then publishes the
+    /// tick's blocks and status for reads.
     ///
     /// # Errors
     /// A finalized block that cannot be persisted: the node stops rather than vote on as if it
@@ -410,32 +446,40 @@ impl Node {
         }
         let finished_ns = wall_ns();
         self.forward_admitted(&ticked.rejections);
+        // One hold of the fate window for the whole tick: readers wait for this, not for the
+        // tick.
+        let mut fates = self.reads.fates_mut();
         for rejected in ticked.rejections {
-            self.fates.record(rejected.id, Fate::Rejected(rejected.reason.name().to_owned()));
+            fates.record(rejected.id, Fate::Rejected(rejected.reason.name().to_owned()));
             self.submitted.remove(&rejected.id);
         }
         // Durable first: only a block whose record and index entry are synced is reported
         // anywhere (RPC, metrics, logs).
-        for finalized in &ticked.finalized {
+        let mut finalized_blocks = Vec::with_capacity(ticked.finalized.len());
+        for finalized in ticked.finalized {
             let header = finalized.certified.block.header;
             Metrics::record(
                 &self.metrics.propagation_us,
                 finished_ns.saturating_sub(header.timestamp_ms * 1_000_000) / 1000,
             );
-            self.fates.record_block(header.height, &finalized.outcomes);
+            fates.record_block(header.height, &finalized.outcomes);
             for outcome in &finalized.outcomes {
                 if let Some(at) = self.submitted.remove(&outcome.id) {
                     Metrics::record(&self.metrics.commit_latency_us, finished_ns.saturating_sub(at) / 1000);
                 }
             }
             tracing::debug!(height = header.height, txns = header.txn_count, "finalized");
+            // Moved, not copied: the view holds the block the tick handed out.
+            finalized_blocks.push(Arc::new(finalized.certified));
         }
+        drop(fates);
         if let Some(error) = ticked.persist_error {
             tracing::error!(%error, "cannot persist a finalized block; stopping");
             self.net.stop.store(true, Ordering::Relaxed);
             return Err(error.into());
         }
         self.send(ticked.outbound);
+        self.reads.publish(finalized_blocks, node_status(&self.pipeline));
         Ok(())
     }
 
@@ -468,7 +512,7 @@ impl Node {
         publish_gauges(
             &self.metrics,
             &self.pipeline,
-            self.fates.0.ring_len(),
+            self.reads.fates().0.ring_len(),
             self.submitted.len(),
             self.submitted.ring_len(),
         );
@@ -478,11 +522,31 @@ impl Node {
     /// nothing, and stops the network.
     fn shut_down(mut self) {
         tracing::info!(height = self.pipeline.tip().height, "shutting down");
+        // No query arrives after this: the servers' threads have ended.
+        for server in &mut self.http {
+            server.stop();
+        }
         if let Err(error) = self.store.write_state(self.pipeline.ledger()) {
             tracing::warn!(%error, "could not write the final state snapshot; the next start replays");
         }
         self.net.stop.store(true, Ordering::Relaxed);
     }
+}
+
+/// Binds each of the node's listening addresses once and lets go, so that a taken port is
+/// reported before the data directory is created or recovered: a node refused at start leaves
+/// nothing behind. A port taken in the moment between this and the real bind is still refused
+/// there, after the directory exists.
+///
+/// # Errors
+/// The first address that cannot be bound.
+fn check_ports_free(config: &NodeConfig) -> Result<(), String> {
+    let addresses = [config.network.listen, config.ingress.listen, config.rpc.listen, config.metrics.listen];
+    for address in addresses {
+        std::net::TcpListener::bind(address)
+            .map_err(|error| format!("cannot listen on {address}: {error}"))?;
+    }
+    Ok(())
 }
 
 /// When a full node asks for blocks, and whom.
@@ -538,6 +602,9 @@ fn publish_gauges(
     let counters = pipeline.counters();
     set(&node.chain_height, pipeline.tip().height);
     set(&node.mempool_transactions, pipeline.mempool_len() as u64);
+    let capacity =
+        pipeline.world().get_resource::<tessera_systems::PipelineConfig>().map_or(0, |c| c.mempool_count_max);
+    set(&node.mempool_capacity, capacity as u64);
     set(&node.ingested, counters.ingested);
     set(&node.verified, counters.verified);
     set(&node.verify_cache_hits, counters.verify_cache_hits);
@@ -557,6 +624,8 @@ fn publish_gauges(
         set(&node.speculative_ledgers, consensus.speculative_held() as u64);
         let c = consensus.core.counters();
         set(&node.consensus_view, consensus.core.view());
+        set(&node.consensus_validators, consensus.core.validators().len() as u64);
+        set(&node.consensus_quorum, consensus.core.validators().quorum() as u64);
         set(&node.finalized_blocks, c.finalized);
         set(&node.synced_blocks, c.synced);
         set(&node.timeouts, c.timeouts);
@@ -566,6 +635,7 @@ fn publish_gauges(
         set(&node.rejected_over_limit, c.rejected_over_limit);
         set(&node.stale_proposals, c.stale_proposals);
         set(&node.dropped_unverified, c.dropped_unverified);
+        set(&node.sync_refused, c.sync_refused);
         set(&node.signatures_verified, pipeline.consensus_signatures_verified());
     }
     if let Ok(mut rejected) = metrics.rejected.lock() {
@@ -579,6 +649,19 @@ fn publish_gauges(
         for ((_, slot), (_, count)) in rejected.iter_mut().zip(reasons.iter()) {
             *slot = count;
         }
+    }
+}
+
+/// The status fields the loop knows, for the read view and for its own answers.
+fn node_status(pipeline: &Pipeline) -> Status {
+    let tip = pipeline.tip();
+    Status {
+        height: tip.height,
+        block_hash: tip.hash,
+        state_root: tip.state_root,
+        mempool_size: pipeline.mempool_len(),
+        view: pipeline.consensus().map_or(0, |c| c.core.view()),
+        observer: pipeline.consensus().is_some_and(|c| c.core.is_observer()),
     }
 }
 
@@ -609,19 +692,7 @@ fn answer_query(
     now_ns: u64,
 ) -> Result<Value, (i64, String)> {
     match query {
-        Query::Status => {
-            let tip = pipeline.tip();
-            Ok(json!({
-                "height": tip.height,
-                "finalized_height": tip.height,
-                "block_hash": tip.hash.to_hex(),
-                "state_root": tip.state_root.to_hex(),
-                "peers": net.peers_connected.load(Ordering::Relaxed),
-                "mempool_size": pipeline.mempool_len(),
-                "view": pipeline.consensus().map_or(0, |c| c.core.view()),
-                "role": if pipeline.consensus().is_some_and(|c| c.core.is_observer()) { "full" } else { "validator" },
-            }))
-        }
+        Query::Status => Ok(node_status(pipeline).to_json(net.peers_connected.load(Ordering::Relaxed))),
         Query::Block(height) => match store.block(height) {
             Ok(Some((block, certificate))) => Ok(block_json(&CertifiedBlock { block, certificate })),
             Ok(None) => Ok(Value::Null),
@@ -631,11 +702,9 @@ fn answer_query(
             let mut blocks = Vec::new();
             for height in from.max(1)..from.saturating_add(count) {
                 match store.block(height) {
-                    Ok(Some((block, _))) => blocks.push(json!({
-                        "height": height,
-                        "hash": block.header.hash().to_hex(),
-                        "transactions": block.txns.iter().map(|t| t.id().0.to_hex()).collect::<Vec<_>>(),
-                    })),
+                    Ok(Some((block, certificate))) => {
+                        blocks.push(reads::range_entry(&CertifiedBlock { block, certificate }));
+                    }
                     Ok(None) => break,
                     Err(error) => {
                         return Err((code::SERVER_BUSY, format!("cannot read block {height}: {error}")));

@@ -56,7 +56,7 @@ use tessera_components::Txn;
 pub use clock::Clock;
 pub use config::{ConfigError, PipelineConfig};
 pub use counters::{PipelineCounters, RejectCounters};
-pub use ledger::{GenesisError, Ledger, LedgerParts};
+pub use ledger::{GenesisError, Ledger, LedgerDelta, LedgerParts, Overlay};
 pub use messages::{BlockCommitted, BlockProposed, ChainTip, TxnOutcome, TxnRejected};
 pub use plugin::Plugin;
 

@@ -243,6 +243,9 @@ pub struct ConsensusCounters {
     /// would ignore them (old heights, views outside the window), and blocks cut from sync
     /// responses before verification (not the next heights in order, or past the batch bound).
     pub dropped_unverified: u64,
+    /// Sync requests (and `NewView`s from behind) left unanswered because the same validator
+    /// was answered less than [`Core::sync_serve_interval_ns`] ago.
+    pub sync_refused: u64,
 }
 
 impl ConsensusCounters {
@@ -292,6 +295,9 @@ pub struct Core {
     /// Proposals for views not yet entered, replayed on entry.
     future: BTreeMap<u64, Vec<(u32, Proposal)>>,
     last_sync_request_ns: Option<u64>,
+    /// When each validator (by index) was last sent a sync response, for the per-peer limit
+    /// of [`Core::sync_serve_interval_ns`].
+    sync_served_ns: Vec<Option<u64>>,
     /// What this node sent in the current view, re-sent every quarter timeout: the network may
     /// lose messages (the simulator does on purpose), and a quorum needs nearly all of them.
     sent_this_view: Vec<ConsensusMessage>,
@@ -357,6 +363,7 @@ impl Core {
             future: BTreeMap::new(),
             next_height: Vec::new(),
             last_sync_request_ns: None,
+            sync_served_ns: Vec::new(),
             sent_this_view: Vec::new(),
             last_resend_ns: 0,
             propose_not_before_ns: 0,
@@ -1044,8 +1051,30 @@ impl Core {
         views.get(self.set.faults_tolerated()).copied()
     }
 
+    /// Least time between two sync responses to one validator: an eighth of the base view
+    /// timeout, half the interval at which an honest validator asks ([`Core::request_sync`]),
+    /// so an honest laggard is never refused while a Byzantine one asking in a loop draws at
+    /// most one batch ([`ConsensusConfig::sync_batch_max`], `sync_bytes_max`) per interval.
+    pub fn sync_serve_interval_ns(&self) -> u64 {
+        self.config.view_timeout_ns / 8
+    }
+
     fn on_sync_request(&mut self, from: u32, from_height: u64, host: &impl Host) {
         if from == self.me || from_height >= self.height {
+            return;
+        }
+        // Each answer reads and sends up to a whole sync batch: at most one per validator per
+        // interval, however often it asks. (`from` was checked against the set upstream; the
+        // table grows to the set's size at most.)
+        let Some(index) = usize::try_from(from).ok().filter(|&index| index < self.set.len()) else {
+            return;
+        };
+        if self.sync_served_ns.len() < self.set.len() {
+            self.sync_served_ns.resize(self.set.len(), None);
+        }
+        let interval_ns = self.sync_serve_interval_ns();
+        if self.sync_served_ns[index].is_some_and(|at| self.now_ns.saturating_sub(at) < interval_ns) {
+            self.counters.sync_refused += 1;
             return;
         }
         let end = self.height.min(from_height.saturating_add(self.config.sync_batch_max as u64));
@@ -1054,6 +1083,7 @@ impl Core {
             &self.config,
         );
         if !blocks.is_empty() {
+            self.sync_served_ns[index] = Some(self.now_ns);
             self.outbox.push((Destination::One(from), ConsensusMessage::SyncResponse(blocks)));
         }
     }

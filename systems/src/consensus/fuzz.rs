@@ -11,7 +11,7 @@
 //! finalized heights contiguous, each block extending the last and certified by a commit
 //! quorum; only blocks this node built or validated are committed; every buffer bounded.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::OnceLock;
 
@@ -22,8 +22,10 @@ use tessera_components::fuzz::fuzz_payload;
 use tessera_components::wire::{Frame, FrameKind};
 use tessera_components::{
     Block, BlockHeader, CertifiedBlock, ConsensusMessage, Hash, NewView, Proposal, QuorumCertificate,
-    SafetyState, Signature, Txn, TxnBody, TxnSignature, Vote, VoteKind, merkle_root, vote_signing_bytes,
+    Signature, Txn, TxnBody, TxnSignature, Vote, VoteKind, merkle_root, vote_signing_bytes,
 };
+
+use crate::kernels::sigverify::stand_in_sign;
 
 use super::core::{
     BlockFault, ConsensusConfig, Core, Destination, Host, ValidatorSet, signatures_of, verify_messages,
@@ -61,39 +63,59 @@ fn config() -> ConsensusConfig {
 }
 
 /// The validator under test, at height 1 after the zero genesis hash.
+#[cfg(test)]
 fn fixture_core() -> Core {
     Core::new(ME, keys()[ME as usize].clone(), validator_set(), config(), 0, Hash::ZERO)
 }
 
-/// Signs as validator `signer`. Signatures are deterministic, so a bounded cache of recent ones
-/// saves the fuzzer re-signing the messages its mutations keep unchanged.
+thread_local! {
+    /// Whether this thread's harness signs with stand-in tags ([`stand_in_sign`]) instead of
+    /// Ed25519: set by [`Run::start`] for the validator under test's whole run.
+    static STAND_IN: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Signs as validator `signer`, for real or with stand-in tags as this thread's run does.
+/// Signatures are deterministic, so a bounded cache of recent ones saves the fuzzer re-signing
+/// the messages its mutations keep unchanged.
 fn sign(signer: u32, message: &[u8]) -> [u8; 64] {
     thread_local! {
-        static CACHE: RefCell<HashMap<(u32, Vec<u8>), [u8; 64]>> = RefCell::new(HashMap::new());
+        static CACHE: RefCell<HashMap<(bool, u32, Vec<u8>), [u8; 64]>> = RefCell::new(HashMap::new());
     }
+    let stand_in = STAND_IN.with(Cell::get);
     CACHE.with(|cache| {
         let mut cache = cache.borrow_mut();
-        if let Some(signature) = cache.get(&(signer, message.to_vec())) {
+        if let Some(signature) = cache.get(&(stand_in, signer, message.to_vec())) {
             return *signature;
         }
         if cache.len() >= 1 << 14 {
             cache.clear();
         }
-        let signature = keys()[signer as usize].sign(message).to_bytes();
-        cache.insert((signer, message.to_vec()), signature);
+        let key = &keys()[signer as usize];
+        let signature = if stand_in {
+            stand_in_sign(&key.verifying_key().to_bytes(), message)
+        } else {
+            key.sign(message).to_bytes()
+        };
+        cache.insert((stand_in, signer, message.to_vec()), signature);
         signature
     })
 }
 
-/// Re-signs a certificate's votes by the signers it names; false if it names validator 0 or an
-/// unknown validator, or is malformed (verification would drop the message carrying it).
-fn resign_certificate(qc: &mut QuorumCertificate) -> bool {
+/// The votes the validator under test sent: (kind, view, height, block). A certificate may
+/// carry its signature on exactly these, as one built by honest peers would.
+type OwnVotes = BTreeSet<(VoteKind, u64, u64, Hash)>;
+
+/// Re-signs a certificate's votes by the signers it names; false if it names an unknown
+/// validator, or validator 0 on a vote it did not send, or is malformed (verification would drop
+/// the message carrying it).
+fn resign_certificate(qc: &mut QuorumCertificate, own: &OwnVotes) -> bool {
     if qc.signers.len() != qc.signatures.len() || qc.signers.len() > VALIDATORS as usize {
         return false;
     }
     let message = vote_signing_bytes(qc.kind, qc.view, qc.height, &qc.block);
+    let mine = own.contains(&(qc.kind, qc.view, qc.height, qc.block));
     for (signer, signature) in qc.signers.iter().zip(qc.signatures.iter_mut()) {
-        if *signer == ME || *signer >= VALIDATORS {
+        if (*signer == ME && !mine) || *signer >= VALIDATORS {
             return false;
         }
         *signature = Signature(sign(*signer, &message));
@@ -102,12 +124,12 @@ fn resign_certificate(qc: &mut QuorumCertificate) -> bool {
 }
 
 /// Re-signs every signature a message carries by the validator it names; false if one of them
-/// would have to be validator 0's (or names nobody).
-fn resign(message: &mut ConsensusMessage, set: &ValidatorSet) -> bool {
+/// would have to be validator 0's (except its own votes in certificates) or names nobody.
+fn resign(message: &mut ConsensusMessage, set: &ValidatorSet, own: &OwnVotes) -> bool {
     match message {
         ConsensusMessage::Proposal(proposal) => {
             let leader = set.leader(proposal.view);
-            if leader == ME || proposal.justify.as_mut().is_some_and(|qc| !resign_certificate(qc)) {
+            if leader == ME || proposal.justify.as_mut().is_some_and(|qc| !resign_certificate(qc, own)) {
                 return false;
             }
             let header = &proposal.block.header;
@@ -126,7 +148,7 @@ fn resign(message: &mut ConsensusMessage, set: &ValidatorSet) -> bool {
         ConsensusMessage::NewView(new_view) => {
             if new_view.sender == ME
                 || new_view.sender >= VALIDATORS
-                || new_view.high_qc.as_mut().is_some_and(|qc| !resign_certificate(qc))
+                || new_view.high_qc.as_mut().is_some_and(|qc| !resign_certificate(qc, own))
             {
                 return false;
             }
@@ -136,7 +158,7 @@ fn resign(message: &mut ConsensusMessage, set: &ValidatorSet) -> bool {
         }
         ConsensusMessage::SyncRequest { .. } => true,
         ConsensusMessage::SyncResponse(blocks) => {
-            blocks.iter_mut().all(|b| resign_certificate(&mut b.certificate))
+            blocks.iter_mut().all(|b| resign_certificate(&mut b.certificate, own))
         }
     }
 }
@@ -156,6 +178,9 @@ fn natural_sender(message: &ConsensusMessage, set: &ValidatorSet, other: u32) ->
 /// commit is checked against what this host built or validated.
 #[derive(Debug, Default)]
 struct FixtureHost {
+    /// The height and hash the validator started after (its chain below is not held here).
+    base_height: u64,
+    base_hash: Hash,
     chain: Vec<CertifiedBlock>,
     /// Blocks built or validated at the height being decided.
     accepted: BTreeSet<Hash>,
@@ -163,7 +188,7 @@ struct FixtureHost {
 
 impl FixtureHost {
     fn last_hash(&self) -> Hash {
-        self.chain.last().map_or(Hash::ZERO, |last| last.certificate.block)
+        self.chain.last().map_or(self.base_hash, |last| last.certificate.block)
     }
 }
 
@@ -209,7 +234,11 @@ impl Host for FixtureHost {
     fn commit_block(&mut self, block: &Block, certificate: &QuorumCertificate) {
         let hash = block.header.hash();
         assert!(self.accepted.contains(&hash), "committed a block this node neither built nor validated");
-        assert_eq!(block.header.height, self.chain.len() as u64 + 1, "committed out of height order");
+        assert_eq!(
+            block.header.height,
+            self.base_height + self.chain.len() as u64 + 1,
+            "committed out of height order"
+        );
         assert_eq!(block.header.parent, self.last_hash(), "committed block does not extend the chain");
         assert_eq!(certificate.kind, VoteKind::Commit, "finalized without a commit certificate");
         assert_eq!((certificate.block, certificate.height), (hash, block.header.height));
@@ -222,7 +251,7 @@ impl Host for FixtureHost {
     }
 
     fn finalized_block(&self, height: u64) -> Option<CertifiedBlock> {
-        self.chain.get(usize::try_from(height.checked_sub(1)?).ok()?).cloned()
+        self.chain.get(usize::try_from(height.checked_sub(self.base_height + 1)?).ok()?).cloned()
     }
 }
 
@@ -238,21 +267,53 @@ struct Run {
     /// Verify every delivered message and every message the node sends through the real
     /// signature path (slow: `cargo test` only).
     thorough: bool,
+    /// Everyone, the validator under test included, signs with stand-in tags, and every
+    /// delivered and sent message is verified through the stand-in path (cheap: the fuzzer's
+    /// setting).
+    stand_in: bool,
+    /// The votes the validator under test sent, which certificates may carry.
+    own_votes: OwnVotes,
+    /// Certificates the harness built carrying the validator's own vote.
+    own_certificates: u64,
 }
 
 impl Run {
+    /// A run at height 1 with real signatures.
     fn new(thorough: bool) -> Run {
+        Run::start(thorough, false, 0)
+    }
+
+    /// A run of the validator under test started after height `last_height` (its earlier blocks
+    /// not held, as after a restore), signing for real or with stand-in tags.
+    fn start(thorough: bool, stand_in: bool, last_height: u64) -> Run {
+        STAND_IN.with(|flag| flag.set(stand_in));
+        let base_hash = if last_height == 0 {
+            Hash::ZERO
+        } else {
+            Hash::in_domain("tessera 2026 fuzz base", &[&last_height.to_le_bytes()])
+        };
+        let config = ConsensusConfig { stand_in_signatures: stand_in, ..config() };
+        let core =
+            Core::new(ME, keys()[ME as usize].clone(), validator_set(), config, last_height, base_hash);
         let mut run = Run {
-            core: fixture_core(),
-            host: FixtureHost::default(),
+            core,
+            host: FixtureHost { base_height: last_height, base_hash, ..FixtureHost::default() },
             set: validator_set(),
             now_ns: 0,
             known: Vec::new(),
             thorough,
+            stand_in,
+            own_votes: OwnVotes::new(),
+            own_certificates: 0,
         };
         run.core.start(0, &mut run.host);
         run.settle();
         run
+    }
+
+    /// Whether messages are checked through the verification path on the way in and out.
+    fn verifies(&self) -> bool {
+        self.thorough || self.stand_in
     }
 
     fn learn(&mut self, block: &Block) {
@@ -266,8 +327,8 @@ impl Run {
 
     /// Delivers a message from `from`, as the node would after verification.
     fn deliver(&mut self, from: u32, message: ConsensusMessage) {
-        if self.thorough {
-            let (kept, _, _) = verify_messages(vec![(from, message.clone())], &self.set, 4, false);
+        if self.verifies() {
+            let (kept, _, _) = verify_messages(vec![(from, message.clone())], &self.set, 4, self.stand_in);
             assert_eq!(kept.len(), 1, "a message the harness signed fails verification: {message:?}");
         }
         if let ConsensusMessage::Proposal(proposal) = &message {
@@ -288,9 +349,12 @@ impl Run {
             if let ConsensusMessage::Proposal(proposal) = &message {
                 self.learn(&proposal.block);
             }
-            if self.thorough && !matches!(message, ConsensusMessage::SyncResponse(_)) {
+            if let ConsensusMessage::Vote(vote) = &message {
+                self.own_votes.insert((vote.kind, vote.view, vote.height, vote.block));
+            }
+            if self.verifies() && !matches!(message, ConsensusMessage::SyncResponse(_)) {
                 // What the node signs, its peers accept (a sync response carries others' votes).
-                let (kept, _, _) = verify_messages(vec![(ME, message.clone())], &self.set, 4, false);
+                let (kept, _, _) = verify_messages(vec![(ME, message.clone())], &self.set, 4, self.stand_in);
                 assert_eq!(kept.len(), 1, "the node sent a message its peers would drop: {message:?}");
             }
         }
@@ -305,7 +369,7 @@ impl Run {
         }
         assert_eq!(
             self.core.height(),
-            self.host.chain.len() as u64 + 1,
+            self.host.base_height + self.host.chain.len() as u64 + 1,
             "height is not one past the last commit"
         );
         let config = config();
@@ -375,14 +439,25 @@ impl Run {
     }
 
     fn certificate(
-        &self,
+        &mut self,
         u: &mut Unstructured<'_>,
         kind: VoteKind,
         height: u64,
         block: Hash,
     ) -> arbitrary::Result<QuorumCertificate> {
-        let view = self.pick_view(u)?;
-        let signers = self.pick_signers(u)?;
+        let mut view = self.pick_view(u)?;
+        let mut signers = self.pick_signers(u)?;
+        // Sometimes the validator's own vote, as honest peers would gather it into a certificate.
+        let own = self.own_votes.iter().find(|(k, _, h, b)| *k == kind && *h == height && *b == block);
+        if let Some((_, own_view, _, _)) = own
+            && u.ratio(1, 2)?
+        {
+            view = *own_view;
+            signers.retain(|signer| *signer != ME);
+            signers.insert(0, ME);
+            signers.truncate(VALIDATORS as usize);
+            self.own_certificates += 1;
+        }
         let message = vote_signing_bytes(kind, view, height, &block);
         let signatures = signers.iter().map(|signer| Signature(sign(*signer, &message))).collect();
         Ok(QuorumCertificate { kind, view, height, block, signers, signatures })
@@ -471,7 +546,7 @@ impl Run {
                     let other = self.other(u)?;
                     let from =
                         if u.ratio(1, 8)? { other } else { natural_sender(&message, &self.set, other) };
-                    if from != ME && from < VALIDATORS && resign(&mut message, &self.set) {
+                    if from != ME && from < VALIDATORS && resign(&mut message, &self.set, &self.own_votes) {
                         self.deliver(from, message);
                     }
                 }
@@ -580,9 +655,40 @@ impl Run {
     }
 }
 
-fn sequence(data: &[u8], thorough: bool) -> (usize, u64) {
+/// Resets the thread's signing mode when a run ends, so other harnesses on the thread sign for
+/// real.
+struct RealSigningAfter;
+
+impl Drop for RealSigningAfter {
+    fn drop(&mut self) {
+        STAND_IN.with(|flag| flag.set(false));
+    }
+}
+
+/// One sequence: the first byte picks the height the validator starts after (mostly genesis,
+/// sometimes a few, a few billion or 2^62 blocks in), the rest drives it. Thorough runs sign
+/// for real and verify everything (slow); the others, the fuzzer's, sign with stand-in tags
+/// and verify everything through that path.
+/// What one sequence reached: steps taken, blocks finalized, the height it started after, and
+/// certificates carrying the validator's own vote (read by the seeded test).
+#[cfg_attr(not(test), allow(dead_code))]
+struct Reach {
+    steps: usize,
+    finalized: u64,
+    base_height: u64,
+    own_certificates: u64,
+}
+
+fn sequence(data: &[u8], thorough: bool) -> Reach {
+    let _reset = RealSigningAfter;
     let mut u = Unstructured::new(data);
-    let mut run = Run::new(thorough);
+    let last_height = match u.int_in_range(0..=7u8).unwrap_or(0) {
+        5 => u.int_in_range(1..=64).unwrap_or(1),
+        6 => (1 << 32) + u.int_in_range(0..=3).unwrap_or(0),
+        7 => 1 << 62,
+        _ => 0,
+    };
+    let mut run = Run::start(thorough, !thorough, last_height);
     let mut steps = 0;
     for _ in 0..96 {
         if u.is_empty() || run.step(&mut u).is_err() {
@@ -590,7 +696,12 @@ fn sequence(data: &[u8], thorough: bool) -> (usize, u64) {
         }
         steps += 1;
     }
-    (steps, run.host.chain.len() as u64)
+    Reach {
+        steps,
+        finalized: run.host.chain.len() as u64,
+        base_height: run.host.base_height,
+        own_certificates: run.own_certificates,
+    }
 }
 
 /// Fuzz harness: one validator driven by a sequence of protocol messages (arbitrary bytes
@@ -603,31 +714,183 @@ pub fn fuzz_sequence(data: &[u8]) {
     let _ = sequence(data, false);
 }
 
+/// Most validators in the sets the certificate harness tries.
+const CERTIFICATE_SET_MAX: usize = 7;
+
+/// Keys for sets of up to [`CERTIFICATE_SET_MAX`] validators: the fixture's four, then more
+/// from the same derivation.
+fn certificate_keys() -> &'static [SigningKey] {
+    static KEYS: OnceLock<Vec<SigningKey>> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        (0..CERTIFICATE_SET_MAX as u64).map(|i| crate::workload::signing_key(0xf022, i)).collect()
+    })
+}
+
+/// The node's side of the certificate rule, as the harness calls it: the structural check
+/// (`valid`, normally [`Core::certificate_valid`]) and the signature path (`verify`, normally
+/// [`verify_messages`], returning how many of the messages it keeps). Tests substitute wrong
+/// ones to show that the oracle catches them.
+#[cfg(any(test, fuzzing, feature = "fuzzing"))]
+#[derive(Clone, Copy, Debug)]
+pub struct CertificatePaths {
+    /// Structural validity of `qc` for a kind and height, by `core`, whose set is the one
+    /// given.
+    pub valid: fn(&Core, &ValidatorSet, &QuorumCertificate, VoteKind, u64) -> bool,
+    /// The number of `messages` whose signatures all verify under `set`.
+    pub verify: fn(Vec<(u32, ConsensusMessage)>, &ValidatorSet) -> usize,
+}
+
+/// The paths the node runs.
+#[cfg(any(test, fuzzing, feature = "fuzzing"))]
+pub const NODE_CERTIFICATE_PATHS: CertificatePaths = CertificatePaths {
+    valid: |core, _, qc, kind, height| core.certificate_valid(qc, kind, height),
+    verify: |messages, set| verify_messages(messages, set, 3, false).0.len(),
+};
+
+/// The quorum rule stated from first principles, sharing no code with the node's: for a set of
+/// `keys.len()` = n validators, f is the largest number with 3f < n (the Byzantine validators
+/// tolerated), and a certificate for `kind` at `height` is acceptable iff it names that kind
+/// and height, its signers are listed in increasing order (one encoding per certificate) with
+/// one signature each, every signer is a validator, every signature verifies on its own
+/// against the signer's key and the vote's signing bytes, and the distinct signers number at
+/// least n − f. `signature_ok[i]` says whether signature i verifies (see
+/// `individual_verdicts`).
+fn certificate_acceptable(
+    qc: &QuorumCertificate,
+    kind: VoteKind,
+    height: u64,
+    n: usize,
+    signature_ok: &[bool],
+) -> bool {
+    let mut faults = 0;
+    while 3 * (faults + 1) < n {
+        faults += 1;
+    }
+    let quorum = n - faults;
+    if qc.kind != kind || qc.height != height || qc.signers.len() != qc.signatures.len() {
+        return false;
+    }
+    let mut distinct = BTreeSet::new();
+    let mut previous = None;
+    for (signer, ok) in qc.signers.iter().zip(signature_ok) {
+        if previous.is_some_and(|previous| previous >= *signer) || *signer as usize >= n || !ok {
+            return false;
+        }
+        previous = Some(*signer);
+        distinct.insert(*signer);
+    }
+    distinct.len() >= quorum
+}
+
+/// Whether each of `qc`'s signatures verifies on its own, by the key of the validator it names
+/// (of the [`CERTIFICATE_SET_MAX`]; a validator's key is the same in every set that has it),
+/// over the vote's signing bytes. Checked with `ed25519_dalek`'s strict verifier: on the
+/// fixture's prime-order keys it accepts exactly the real signatures, as the node's ZIP-215
+/// rule does, short of a forgery.
+fn individual_verdicts(qc: &QuorumCertificate) -> Vec<bool> {
+    let message = vote_signing_bytes(qc.kind, qc.view, qc.height, &qc.block);
+    qc.signers
+        .iter()
+        .zip(&qc.signatures)
+        .map(|(signer, signature)| {
+            certificate_keys().get(*signer as usize).is_some_and(|key| {
+                key.verifying_key()
+                    .verify_strict(&message, &ed25519_dalek::Signature::from_bytes(&signature.0))
+                    .is_ok()
+            })
+        })
+        .collect()
+}
+
+/// Signs the votes of `qc` by the validators it names, where they exist, except signatures
+/// whose first byte is 0xff, which stay as the input gave them (so an input can hold a bad
+/// signature among good ones). Long signer lists are left alone: the node refuses them
+/// before verification, and signing them would only slow the fuzzer.
+fn sign_certificate(qc: &mut QuorumCertificate) {
+    if qc.signers.len() > 2 * CERTIFICATE_SET_MAX {
+        return;
+    }
+    let message = vote_signing_bytes(qc.kind, qc.view, qc.height, &qc.block);
+    for (signer, signature) in qc.signers.iter().zip(qc.signatures.iter_mut()) {
+        if let Some(key) = certificate_keys().get(*signer as usize)
+            && signature.0[0] != 0xff
+        {
+            *signature = Signature(key.sign(&message).to_bytes());
+        }
+    }
+}
+
 /// Fuzz harness for a certificate: `data` is a certificate frame's payload. Whatever decodes
-/// re-encodes to the same bytes; [`Core::certificate_valid`] agrees with the rule spelled out
-/// independently here; and the signatures a message carrying it must verify are exactly one
-/// per signer when it is well formed, and refused when it is not. Run by `cargo test` on
+/// re-encodes to the same bytes, and its signatures are extracted one per signer exactly when
+/// it is well formed. Then, as decoded and with its votes signed by the validators it names
+/// (`sign_certificate`), for validator sets of 1 to 7, kinds and heights: the node's verdict
+/// (the signature path keeps a new-view message carrying it, and the core finds it valid)
+/// equals `certificate_acceptable`, the rule stated independently. Run by `cargo test` on
 /// seeded inputs and by `fuzz/fuzz_targets/certificate.rs`.
 #[cfg(any(test, fuzzing, feature = "fuzzing"))]
 pub fn fuzz_certificate(data: &[u8]) {
-    let Some(Frame::Certificate(qc)) = fuzz_payload(FrameKind::Certificate, data) else {
-        return;
+    fuzz_certificate_with(data, &NODE_CERTIFICATE_PATHS);
+}
+
+/// [`fuzz_certificate`] over the given paths, so tests can run the oracle against wrong ones.
+#[cfg(any(test, fuzzing, feature = "fuzzing"))]
+pub fn fuzz_certificate_with(data: &[u8], paths: &CertificatePaths) {
+    let _ = certificate_accepted(data, paths);
+}
+
+/// The certificate harness; returns how many (set, kind, height) verdicts were acceptances, so
+/// the seeded test can show that its inputs reach them.
+fn certificate_accepted(data: &[u8], paths: &CertificatePaths) -> usize {
+    let Some(Frame::Certificate(decoded)) = fuzz_payload(FrameKind::Certificate, data) else {
+        return 0;
     };
-    let core = fixture_core();
-    let set = validator_set();
-    let known = qc.signers.iter().all(|signer| *signer < VALIDATORS);
-    let strictly_increasing = qc.signers.windows(2).all(|pair| pair[0] < pair[1]);
-    for kind in [VoteKind::Prepare, VoteKind::Commit] {
-        for height in [qc.height, qc.height.wrapping_add(1)] {
-            let expected = qc.kind == kind
-                && qc.height == height
-                && qc.signers.len() == qc.signatures.len()
-                && qc.signers.len() >= set.quorum()
-                && strictly_increasing
-                && known;
-            assert_eq!(core.certificate_valid(&qc, kind, height), expected, "certificate rule disagrees");
+    let mut accepted = 0;
+    check_extraction(&decoded);
+    let mut signed = decoded.clone();
+    sign_certificate(&mut signed);
+    for qc in [decoded, signed] {
+        let signature_ok = individual_verdicts(&qc);
+        let signing = new_view_signing_bytes(qc.view, qc.height, Some(&qc));
+        let carrier_signatures: Vec<[u8; 64]> =
+            certificate_keys()[..2].iter().map(|key| key.sign(&signing).to_bytes()).collect();
+        for n in 1..=CERTIFICATE_SET_MAX {
+            let keys: Vec<[u8; 32]> =
+                certificate_keys()[..n].iter().map(|key| key.verifying_key().to_bytes()).collect();
+            let set = ValidatorSet::new(keys);
+            let core =
+                Core::new(ME, certificate_keys()[ME as usize].clone(), set.clone(), config(), 0, Hash::ZERO);
+            // The certificate as a new view's high certificate, the sender's own signature good
+            // (validator 0 when it is alone).
+            let sender = u32::from(n > 1);
+            let carrier = ConsensusMessage::NewView(NewView {
+                view: qc.view,
+                height: qc.height,
+                high_qc: Some(qc.clone()),
+                sender,
+                signature: carrier_signatures[sender as usize],
+            });
+            let verified = (paths.verify)(vec![(sender, carrier)], &set) == 1;
+            for kind in [VoteKind::Prepare, VoteKind::Commit] {
+                for height in [qc.height, qc.height.wrapping_add(1)] {
+                    let node = verified && (paths.valid)(&core, &set, &qc, kind, height);
+                    let expected = certificate_acceptable(&qc, kind, height, n, &signature_ok);
+                    accepted += usize::from(expected);
+                    assert_eq!(
+                        node, expected,
+                        "n = {n}, {kind:?} at height {height}: the node's verdict {node} disagrees with the \
+                         quorum rule's {expected} (signature path kept the carrier: {verified})"
+                    );
+                }
+            }
         }
     }
+    accepted
+}
+
+/// The signatures a message carrying `qc` must verify are one per signer, each the signer's
+/// key over the vote's signing bytes, exactly when `qc` is well formed for the fixture set.
+fn check_extraction(qc: &QuorumCertificate) {
+    let set = validator_set();
     let carrier = ConsensusMessage::NewView(NewView {
         view: 0,
         height: 1,
@@ -635,6 +898,7 @@ pub fn fuzz_certificate(data: &[u8]) {
         sender: 1,
         signature: [0; 64],
     });
+    let known = qc.signers.iter().all(|signer| *signer < VALIDATORS);
     let well_formed = qc.signers.len() == qc.signatures.len() && qc.signers.len() <= set.len() && known;
     match signatures_of(&carrier, &set) {
         Some(items) => {
@@ -704,17 +968,27 @@ mod tests {
     #[test]
     fn sequences_survive_seeded_inputs() {
         let mut seeds = FuzzSeeds::new(0xc0de);
-        let (mut steps, mut finalized) = (0, 0);
+        let (mut steps, mut finalized, mut finalized_above_genesis, mut own) = (0, 0, 0, 0);
         let mut first = Vec::new();
         for round in 0..2000 {
             let input = seeds.bytes(64 + round % 900);
-            let (s, f) = sequence(&input, round % 4 == 0);
+            let reach = sequence(&input, round % 4 == 0);
             if round < 4 {
                 first.push(input);
             }
-            steps += s;
-            finalized += f;
+            steps += reach.steps;
+            finalized += reach.finalized;
+            if reach.base_height > 0 {
+                finalized_above_genesis += reach.finalized;
+            }
+            own += reach.own_certificates;
         }
+        // Runs that start past genesis finalize too, and certificates carry the validator's own
+        // votes.
+        assert!(
+            finalized_above_genesis > 50 && own > 100,
+            "{finalized_above_genesis} blocks, {own} own votes"
+        );
         let refs: Vec<&[u8]> = first.iter().map(Vec::as_slice).collect();
         tessera_components::fuzz::fuzz_write_seeds("consensus_sequence", &refs);
         // Random inputs reach deep states: many steps, and finalized blocks.
@@ -789,22 +1063,167 @@ mod tests {
                 data
             })
             .collect();
-        tessera_components::fuzz::fuzz_write_seeds("certificate", &[&certificate]);
+        let mut certificates = certificate_seeds();
+        certificates.push(certificate.clone());
+        let refs: Vec<&[u8]> = certificates.iter().map(Vec::as_slice).collect();
+        tessera_components::fuzz::fuzz_write_seeds("certificate", &refs);
+        for seed in &certificates {
+            fuzz_certificate(seed);
+        }
         let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
         tessera_components::fuzz::fuzz_write_seeds("consensus_message", &refs);
         let mut seeds = FuzzSeeds::new(0xce27);
+        let mut accepted = 0;
         for round in 0..3000 {
-            fuzz_certificate(&seeds.mutate(&certificate));
+            let input = seeds.mutate(&certificates[round % certificates.len()]);
+            accepted += certificate_accepted(&input, &NODE_CERTIFICATE_PATHS);
             if round % 3 == 0 {
                 fuzz_message(&seeds.mutate(&messages[round % messages.len()]));
             }
         }
+        // Mutated certificates still reach acceptances (a quorum of good signatures).
+        assert!(accepted > 500, "{accepted} acceptances");
         for input in fuzz_corpus("certificate") {
             fuzz_certificate(&input);
         }
         for input in fuzz_corpus("consensus_message") {
             fuzz_message(&input);
         }
+    }
+
+    /// Certificate payloads for the oracle's tests: prepare votes at height 1, view 2, by the
+    /// given signers, every signature a placeholder the harness replaces with a real one,
+    /// except those marked bad (first byte 0xff), which stay invalid.
+    fn certificate_seed(signers: &[u32], bad: &[u32]) -> Vec<u8> {
+        let signatures = signers
+            .iter()
+            .map(|signer| Signature(if bad.contains(signer) { [0xff; 64] } else { [5; 64] }))
+            .collect();
+        payload(&Frame::Certificate(QuorumCertificate {
+            kind: VoteKind::Prepare,
+            view: 2,
+            height: 1,
+            block: Hash([7; 32]),
+            signers: signers.to_vec(),
+            signatures,
+        }))
+    }
+
+    /// Hand-built certificates: quorums and one short of them for sets of 4 to 7, a duplicate
+    /// signer, unsorted signers, an unknown signer, a bad signature among good ones.
+    fn certificate_seeds() -> Vec<Vec<u8>> {
+        vec![
+            certificate_seed(&[1, 2, 3], &[]),
+            certificate_seed(&[0, 1, 2], &[]),
+            certificate_seed(&[1, 2], &[]),
+            certificate_seed(&[0, 1, 2, 3], &[]),
+            certificate_seed(&[0, 1, 2, 3, 4], &[]),
+            certificate_seed(&[1, 2, 3, 4, 5, 6], &[]),
+            certificate_seed(&[1, 1, 2], &[]),
+            certificate_seed(&[2, 1, 3], &[]),
+            certificate_seed(&[1, 2, 9], &[]),
+            certificate_seed(&[0, 1, 2, 3], &[2]),
+        ]
+    }
+
+    /// The first oracle failure of the certificate harness over `inputs` with `paths`.
+    fn certificate_oracle_failure(inputs: &[Vec<u8>], paths: &CertificatePaths) -> Option<String> {
+        tessera_components::fuzz::fuzz_first_failure(inputs, |input| fuzz_certificate_with(input, paths))
+    }
+
+    /// The oracle passes the node's paths on the hand-built certificates and fails `paths`
+    /// with a message containing `reported`.
+    fn assert_certificate_bug_caught(paths: &CertificatePaths, reported: &str) {
+        let seeds = certificate_seeds();
+        assert_eq!(certificate_oracle_failure(&seeds, &NODE_CERTIFICATE_PATHS), None);
+        let failure = certificate_oracle_failure(&seeds, paths).expect("the oracle missed the planted bug");
+        eprintln!("the oracle reported: {failure}");
+        assert!(failure.contains(reported), "the oracle reported {failure:?}");
+    }
+
+    /// `Core::certificate_valid` with the quorum test replaced by `quorum_met`.
+    fn valid_with_quorum(
+        set: &ValidatorSet,
+        qc: &QuorumCertificate,
+        kind: VoteKind,
+        height: u64,
+        quorum_met: bool,
+    ) -> bool {
+        qc.kind == kind
+            && qc.height == height
+            && qc.signers.len() == qc.signatures.len()
+            && quorum_met
+            && qc.signers.windows(2).all(|pair| pair[0] < pair[1])
+            && qc.signers.iter().all(|signer| set.key(*signer).is_some())
+    }
+
+    #[test]
+    fn the_certificate_oracle_catches_a_quorum_one_short() {
+        let paths = CertificatePaths {
+            valid: |_, set, qc, kind, height| {
+                valid_with_quorum(set, qc, kind, height, qc.signers.len() + 1 >= set.quorum())
+            },
+            ..NODE_CERTIFICATE_PATHS
+        };
+        assert_certificate_bug_caught(
+            &paths,
+            "the node's verdict true disagrees with the quorum rule's false",
+        );
+    }
+
+    #[test]
+    fn the_certificate_oracle_catches_a_quorum_of_2f_plus_1_for_every_n() {
+        // 2f + 1 equals n − f only when n = 3f + 1: for n = 5, 6 it is one and two short.
+        let paths = CertificatePaths {
+            valid: |_, set, qc, kind, height| {
+                valid_with_quorum(set, qc, kind, height, qc.signers.len() > 2 * set.faults_tolerated())
+            },
+            ..NODE_CERTIFICATE_PATHS
+        };
+        assert_certificate_bug_caught(&paths, "n = 5, Prepare at height 1: the node's verdict true");
+    }
+
+    #[test]
+    fn the_certificate_oracle_catches_a_duplicate_signer_counted() {
+        let paths = CertificatePaths {
+            valid: |_, set, qc, kind, height| {
+                qc.kind == kind
+                    && qc.height == height
+                    && qc.signers.len() == qc.signatures.len()
+                    && qc.signers.len() >= set.quorum()
+                    && qc.signers.windows(2).all(|pair| pair[0] <= pair[1])
+                    && qc.signers.iter().all(|signer| set.key(*signer).is_some())
+            },
+            ..NODE_CERTIFICATE_PATHS
+        };
+        assert_certificate_bug_caught(
+            &paths,
+            "the node's verdict true disagrees with the quorum rule's false",
+        );
+    }
+
+    #[test]
+    fn the_certificate_oracle_catches_unchecked_certificate_signatures() {
+        // Only the carrying message's own signature is verified, not the votes it carries.
+        let paths = CertificatePaths {
+            verify: |messages, set| {
+                messages
+                    .iter()
+                    .filter(|(_, message)| {
+                        signatures_of(message, set).is_some_and(|items| {
+                            let (key, signed, signature) = &items[0];
+                            crate::kernels::sigverify::verify_single(&crate::kernels::sigverify::VerifyItem {
+                                public_key: key,
+                                message: signed,
+                                signature,
+                            })
+                        })
+                    })
+                    .count()
+            },
+            ..NODE_CERTIFICATE_PATHS
+        };
+        assert_certificate_bug_caught(&paths, "(signature path kept the carrier: true)");
     }
 
     #[test]
@@ -958,6 +1377,44 @@ mod tests {
     }
 
     #[test]
+    fn a_validator_asking_for_sync_in_a_loop_is_answered_once_per_interval() {
+        let mut run = Run::new(false);
+        let block = empty_proposal(0, 7).block;
+        run.core.on_message(
+            1,
+            ConsensusMessage::SyncResponse(vec![CertifiedBlock {
+                certificate: commit_certificate(&block),
+                block,
+            }]),
+            &mut run.host,
+        );
+        assert_eq!(run.core.height(), 2);
+        let _ = run.core.drain_outbox();
+        let answers = |run: &mut Run, from: u32, requests: usize| {
+            for _ in 0..requests {
+                run.core.on_message(from, ConsensusMessage::SyncRequest { from_height: 1 }, &mut run.host);
+            }
+            run.core
+                .drain_outbox()
+                .into_iter()
+                .filter(|(to, message)| {
+                    *to == Destination::One(from) && matches!(message, ConsensusMessage::SyncResponse(_))
+                })
+                .count()
+        };
+        assert_eq!(answers(&mut run, 1, 1000), 1, "a thousand requests in one instant draw one answer");
+        assert_eq!(run.core.counters().sync_refused, 999);
+        assert_eq!(answers(&mut run, 2, 1), 1, "another validator is answered in the same instant");
+        // Past the interval (an eighth of the view timeout), validator 1 is answered again: an
+        // honest laggard asks at a quarter of the timeout and is never refused.
+        let interval = run.core.sync_serve_interval_ns();
+        assert!(interval > 0 && interval < config().view_timeout_ns / 4);
+        run.core.tick(interval, &mut run.host);
+        let _ = run.core.drain_outbox();
+        assert_eq!(answers(&mut run, 1, 5), 1);
+    }
+
+    #[test]
     fn a_vote_sent_many_times_is_verified_once_and_old_votes_not_at_all() {
         let mut run = Run::new(false);
         let block = empty_proposal(0, 9).block.header.hash();
@@ -983,7 +1440,7 @@ mod tests {
         // Found by the swarm's signing check (seed 129): validator 0 lost its blocks in a crash,
         // restarted at height 1, led view 0 there and proposed a second block for a height it
         // had finalized, with a proposal it had already signed differently before the crash.
-        let saved = SafetyState { height: 5, view: 9, lock: None };
+        let saved = tessera_components::SafetyState { height: 5, view: 9, lock: None };
         let mut core = fixture_core().with_safety_state(&saved);
         let mut host = FixtureHost::default();
         core.start(0, &mut host);

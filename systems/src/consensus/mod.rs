@@ -25,9 +25,9 @@ use self::core::{BlockFault, Core, Destination, Host};
 use crate::clock::Clock;
 use crate::config::PipelineConfig;
 use crate::counters::{PipelineCounters, RejectCounters};
-use crate::execute::{count_outcomes, execute_block};
+use crate::execute::{count_outcomes, execute_speculative};
 use crate::kernels::sigverify::{VerifyItem, stand_in_signature, verify_many};
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, LedgerDelta};
 use crate::mempool::Mempool;
 use crate::messages::{BlockCommitted, ChainTip};
 use crate::plugin::Plugin;
@@ -103,8 +103,9 @@ pub struct Consensus {
     /// The protocol state.
     pub core: Core,
     started: bool,
-    /// Ledgers after executing blocks validated but not yet finalized, by block hash.
-    speculative: HashMap<Hash, (Ledger, BlockCommitted)>,
+    /// What executing each block validated (or built) but not yet finalized changes, by block
+    /// hash: a delta over the ledger in proportion to the accounts the block touches.
+    speculative: HashMap<Hash, (LedgerDelta, BlockCommitted)>,
     /// Finalized blocks kept in memory for peers that sync, oldest dropped once they take more
     /// than `history_bytes_max` (counting transaction bytes plus a fixed 512 per block).
     history: std::collections::VecDeque<CertifiedBlock>,
@@ -142,7 +143,7 @@ struct NodeHost<'a> {
     mempool: &'a mut Mempool,
     ledger: &'a mut Ledger,
     tip: &'a mut ChainTip,
-    speculative: &'a mut HashMap<Hash, (Ledger, BlockCommitted)>,
+    speculative: &'a mut HashMap<Hash, (LedgerDelta, BlockCommitted)>,
     history: &'a mut std::collections::VecDeque<CertifiedBlock>,
     history_bytes: &'a mut usize,
     history_bytes_max: usize,
@@ -152,11 +153,9 @@ struct NodeHost<'a> {
 }
 
 impl NodeHost<'_> {
-    fn execute(&mut self, block: &Block) -> (Ledger, BlockCommitted) {
-        let mut ledger = self.ledger.clone();
+    fn execute(&mut self, block: &Block) -> (LedgerDelta, BlockCommitted) {
         let ids: Vec<TxnId> = block.txns.iter().map(|txn| txn.id()).collect();
-        let sealed = execute_block(&mut ledger, block.clone(), &ids);
-        (ledger, sealed)
+        execute_speculative(self.ledger, block.clone(), &ids)
     }
 }
 
@@ -167,12 +166,10 @@ impl Host for NodeHost<'_> {
         let fields =
             BlockFields { height, view, timestamp_ms: self.now_ms, proposer, parent, state_root: Hash::ZERO };
         let mut block = Block::assemble(fields, txns, &ids);
-        let mut ledger = self.ledger.clone();
-        let sealed = execute_block(&mut ledger, block.clone(), &ids);
+        let (delta, sealed) = execute_speculative(self.ledger, block.clone(), &ids);
         block.header.state_root = sealed.block.header.state_root;
-        let sealed =
-            BlockCommitted { hash: block.header.hash(), block: block.clone(), outcomes: sealed.outcomes };
-        self.speculative.insert(sealed.hash, (ledger, sealed));
+        debug_assert_eq!(sealed.hash, block.header.hash());
+        self.speculative.insert(sealed.hash, (delta, sealed));
         block
     }
 
@@ -213,22 +210,22 @@ impl Host for NodeHost<'_> {
         for i in unseen {
             self.accepted.0.insert(&ids[i].0.0);
         }
-        let (ledger, sealed) = self.execute(block);
+        let (delta, sealed) = execute_speculative(self.ledger, block.clone(), &ids);
         if sealed.block.header.state_root != block.header.state_root {
             return Err(BlockFault::WrongStateRoot);
         }
-        self.speculative.insert(block.header.hash(), (ledger, sealed));
+        self.speculative.insert(block.header.hash(), (delta, sealed));
         Ok(())
     }
 
     fn commit_block(&mut self, block: &Block, certificate: &QuorumCertificate) {
         let hash = block.header.hash();
-        let (ledger, sealed) = match self.speculative.remove(&hash) {
+        let (delta, sealed) = match self.speculative.remove(&hash) {
             Some(cached) => cached,
             None => self.execute(block),
         };
         assert_eq!(sealed.hash, hash, "executed block is the finalized block");
-        *self.ledger = ledger;
+        self.ledger.commit(delta);
         *self.tip = ChainTip { height: block.header.height, hash, state_root: block.header.state_root };
         self.speculative.clear();
         let cost = |certified: &CertifiedBlock| certified.block.body_size() + 512;

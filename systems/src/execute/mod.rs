@@ -4,7 +4,7 @@ use bevy_ecs::prelude::*;
 use tessera_components::{Block, TxnId};
 
 use crate::counters::{PipelineCounters, RejectCounters};
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, LedgerDelta};
 use crate::messages::{BlockCommitted, BlockProposed, ChainTip, TxnOutcome};
 use crate::plugin::Plugin;
 
@@ -15,19 +15,28 @@ pub enum ExecuteSystems {
     Execute,
 }
 
-/// Applies a block to the ledger in order. Failing transactions are recorded with their reason
-/// and change nothing; the header's state root is set to the root after the block. `ids` are
-/// the transactions' ids in block order.
-pub fn execute_block(ledger: &mut Ledger, mut block: Block, ids: &[TxnId]) -> BlockCommitted {
+/// Executes a block over `ledger` without changing it, in order: failing transactions are
+/// recorded with their reason and change only what the fee rule charges; the header's state
+/// root is set to the root after the block. Returns the delta that finalizing the block
+/// commits ([`Ledger::commit`]) and the sealed block. `ids` are the transactions' ids in block
+/// order. Costs O(k log N) for the k accounts the block touches, whatever the ledger's size.
+pub fn execute_speculative(
+    ledger: &Ledger,
+    mut block: Block,
+    ids: &[TxnId],
+) -> (LedgerDelta, BlockCommitted) {
     assert_eq!(block.txns.len(), ids.len(), "one id per transaction");
-    let outcomes = block
-        .txns
-        .iter()
-        .zip(ids)
-        .map(|(txn, id)| TxnOutcome { id: *id, result: ledger.apply(&txn.body) })
-        .collect();
-    block.header.state_root = ledger.state_root();
-    BlockCommitted { hash: block.header.hash(), block, outcomes }
+    let (results, mut delta) = ledger.execute(block.txns.iter().map(|txn| &txn.body));
+    block.header.state_root = ledger.root_after(&mut delta);
+    let outcomes = ids.iter().zip(results).map(|(id, result)| TxnOutcome { id: *id, result }).collect();
+    (delta, BlockCommitted { hash: block.header.hash(), block, outcomes })
+}
+
+/// Applies a block to the ledger: [`execute_speculative`], then its delta committed.
+pub fn execute_block(ledger: &mut Ledger, block: Block, ids: &[TxnId]) -> BlockCommitted {
+    let (delta, sealed) = execute_speculative(ledger, block, ids);
+    ledger.commit(delta);
+    sealed
 }
 
 /// Counts a sealed block's outcomes: executed, or failed under its reason. Every path that

@@ -312,60 +312,301 @@ pub fn stand_in_signature(body: &tessera_components::TxnBody) -> [u8; 64] {
     stand_in_sign(&body.sender, body.signing_bytes())
 }
 
-/// Fuzz harness: decodes `data` into up to 16 (key, signature, message) items, some of them
-/// validly signed and then mutated, and asserts that every verification path agrees, and that
-/// everything `ed25519_dalek`'s strict verifier accepts, this rule accepts too (strict
-/// cofactorless acceptance implies the cofactored equation). Run by `cargo test` on seeded
-/// inputs and by `fuzz/fuzz_targets/sigverify_diff.rs`.
+/// The verification paths the differential harness holds to one another and to the verdicts it
+/// knows in advance. The node's are [`NODE_PATHS`]; the harness's tests substitute deliberately
+/// wrong ones to show that the oracle catches them.
 #[cfg(any(test, fuzzing, feature = "fuzzing"))]
-pub fn fuzz_differential(data: &[u8]) {
-    use ed25519_dalek::Signer;
+#[derive(Clone, Copy, Debug)]
+pub struct Paths {
+    /// One signature, fast path ([`verify_single`]).
+    pub single: fn(&VerifyItem<'_>) -> bool,
+    /// Many signatures, chunked, batch-checked and bisected ([`verify_many`]).
+    pub many: fn(&[VerifyItem<'_>], &mut [bool], usize),
+    /// Many signatures, by single checks in parallel ([`verify_each`]).
+    pub each: fn(&[VerifyItem<'_>], &mut [bool]),
+    /// One verdict for a whole batch ([`verify_batch`]).
+    pub batch: fn(&[VerifyItem<'_>]) -> bool,
+}
 
-    let mut owned: Vec<([u8; 32], [u8; 64], Vec<u8>)> = Vec::new();
-    let mut rest = data;
-    while owned.len() < 16 {
-        let Some((&mode, tail)) = rest.split_first() else { break };
-        let Some((key_bytes, tail)) = tail.split_first_chunk::<32>() else { break };
-        let Some((signature, tail)) = tail.split_first_chunk::<64>() else { break };
-        let Some((&length, tail)) = tail.split_first() else { break };
-        let length = usize::from(length % 64).min(tail.len());
-        let (message, tail) = tail.split_at(length);
-        rest = tail;
-        let (mut public_key, mut signature) = (*key_bytes, *signature);
-        if mode & 1 == 1 {
-            // Sign for real with a key derived from the bytes, then flip the bit `mode` names.
-            let key = ed25519_dalek::SigningKey::from_bytes(key_bytes);
-            public_key = key.verifying_key().to_bytes();
-            signature = key.sign(message).to_bytes();
-            if mode & 2 == 2 {
-                let bit = usize::from(mode >> 2);
-                signature[bit / 8 % 64] ^= 1 << (bit % 8);
+/// The paths the node runs.
+#[cfg(any(test, fuzzing, feature = "fuzzing"))]
+pub const NODE_PATHS: Paths =
+    Paths { single: verify_single, many: verify_many, each: verify_each, batch: verify_batch };
+
+/// ℓ, the order of the prime-order subgroup, little-endian.
+#[cfg(any(test, fuzzing, feature = "fuzzing"))]
+const ELL: [u8; 32] = [
+    0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+];
+
+/// `s + multiple·ℓ` as 32 little-endian bytes: the same scalar, encoded non-canonically.
+/// `s < ℓ` and `multiple ≤ 14` keep the sum below 15ℓ < 2²⁵⁶.
+#[cfg(any(test, fuzzing, feature = "fuzzing"))]
+fn plus_ell(s: &[u8; 32], multiple: u16) -> [u8; 32] {
+    assert!(multiple <= 14, "15ℓ is the last multiple below 2^256");
+    let mut sum = [0u8; 32];
+    let mut carry = 0u32;
+    for i in 0..32 {
+        let total = u32::from(s[i]) + u32::from(ELL[i]) * u32::from(multiple) + carry;
+        sum[i] = total as u8;
+        carry = total >> 8;
+    }
+    assert_eq!(carry, 0, "s + multiple·ℓ fits 256 bits");
+    sum
+}
+
+/// Every encoding of each of the eight small-order points that decodes to it: the canonical
+/// one, and the non-canonical ones ZIP-215 accepts (y ≥ p, which only y = 0 and y = 1 allow
+/// within 255 bits, and x = 0 with the sign bit set). Indexed as
+/// `curve25519_dalek::constants::EIGHT_TORSION`; canonical encoding first.
+#[cfg(any(test, fuzzing, feature = "fuzzing"))]
+pub fn torsion_encodings() -> &'static [Vec<[u8; 32]>; 8] {
+    static ENCODINGS: std::sync::OnceLock<[Vec<[u8; 32]>; 8]> = std::sync::OnceLock::new();
+    ENCODINGS.get_or_init(|| {
+        let torsion = curve25519_dalek::constants::EIGHT_TORSION;
+        let mut out: [Vec<[u8; 32]>; 8] = std::array::from_fn(|i| vec![torsion[i].compress().to_bytes()]);
+        // p = 2^255 − 19, little-endian.
+        let mut p = [0xff; 32];
+        p[0] = 0xed;
+        p[31] = 0x7f;
+        let mut candidates = Vec::new();
+        for y in 0..19u8 {
+            let mut encoding = p;
+            encoding[0] += y;
+            candidates.push(encoding);
+            encoding[31] |= 0x80;
+            candidates.push(encoding);
+        }
+        for canonical in torsion.iter().map(|t| t.compress().to_bytes()) {
+            let mut flipped = canonical;
+            flipped[31] ^= 0x80;
+            candidates.push(flipped);
+        }
+        for candidate in candidates {
+            let Some(point) = CompressedEdwardsY(candidate).decompress() else { continue };
+            if let Some(index) = torsion.iter().position(|t| *t == point)
+                && !out[index].contains(&candidate)
+            {
+                out[index].push(candidate);
             }
         }
-        owned.push((public_key, signature, message.to_vec()));
+        out
+    })
+}
+
+/// One fuzz item with the verdict the rule must give it, when the harness knows it.
+#[cfg(any(test, fuzzing, feature = "fuzzing"))]
+struct DiffItem {
+    public_key: [u8; 32],
+    signature: [u8; 64],
+    message: Vec<u8>,
+    expected: Option<bool>,
+    case: &'static str,
+}
+
+/// Reads one item (or two, for the S + ℓ case) from `data`; `None` when the input runs out.
+/// The mode byte's low two bits choose the case, the rest parameterise it:
+///
+/// * 0, raw: key, signature, message as given; verdict unknown.
+/// * 1, signed and flipped: a key seed, a message, and `mode >> 2 & 3` bit flips, each a u16
+///   naming any bit of the 512-bit signature, the 256-bit key or the message. Verdict: accepted
+///   iff the flips cancel out.
+/// * 2, S + jℓ: a real signature, and the same one with S replaced by S + jℓ (j = 1..=14, from
+///   the mode): the first accepted, the second refused (non-canonical S).
+/// * 3, torsion: A = a·B + T_A, R = r·B + T_R for small-order T_A, T_R (either may be the whole
+///   point, a = 0 or r = 0, and then any of its encodings, canonical or not), S = r + k·a with
+///   k = SHA-512(R ‖ A ‖ M) over the chosen encodings. `[8]([S]B − R − [k]A) = [8](−T_R − [k]T_A)
+///   = 0`, so ZIP-215 accepts it; the cofactorless equation mostly does not.
+#[cfg(any(test, fuzzing, feature = "fuzzing"))]
+fn read_items(rest: &mut &[u8], out: &mut Vec<DiffItem>) -> Option<()> {
+    use ed25519_dalek::Signer;
+
+    fn take<'d, const N: usize>(rest: &mut &'d [u8]) -> Option<&'d [u8; N]> {
+        let (head, tail) = rest.split_first_chunk::<N>()?;
+        *rest = tail;
+        Some(head)
     }
+    fn message(rest: &mut &[u8]) -> Option<Vec<u8>> {
+        let [length] = *take::<1>(rest)?;
+        let length = usize::from(length % 64).min(rest.len());
+        let (message, tail) = rest.split_at(length);
+        *rest = tail;
+        Some(message.to_vec())
+    }
+
+    let [mode] = *take::<1>(rest)?;
+    match mode & 3 {
+        0 => {
+            let public_key = *take::<32>(rest)?;
+            let signature = *take::<64>(rest)?;
+            let message = message(rest)?;
+            out.push(DiffItem { public_key, signature, message, expected: None, case: "raw" });
+        }
+        1 => {
+            let key = ed25519_dalek::SigningKey::from_bytes(take::<32>(rest)?);
+            let message = message(rest)?;
+            let (public_key, signature) = (key.verifying_key().to_bytes(), key.sign(&message).to_bytes());
+            let mut item = DiffItem {
+                public_key,
+                signature,
+                message: message.clone(),
+                expected: None,
+                case: "signed, bits flipped",
+            };
+            for _ in 0..(mode >> 2) & 3 {
+                let bits = 512 + 256 + 8 * item.message.len();
+                let bit = usize::from(u16::from_le_bytes(*take::<2>(rest)?)) % bits;
+                let (bytes, bit): (&mut [u8], usize) = match bit {
+                    0..512 => (&mut item.signature, bit),
+                    512..768 => (&mut item.public_key, bit - 512),
+                    _ => (&mut item.message, bit - 768),
+                };
+                bytes[bit / 8] ^= 1 << (bit % 8);
+            }
+            // Any change to a real signature, its key or its message is a forgery attempt.
+            let unchanged =
+                (item.public_key, item.signature) == (public_key, signature) && item.message == message;
+            item.expected = Some(unchanged);
+            out.push(item);
+        }
+        2 => {
+            let key = ed25519_dalek::SigningKey::from_bytes(take::<32>(rest)?);
+            let message = message(rest)?;
+            let (public_key, signature) = (key.verifying_key().to_bytes(), key.sign(&message).to_bytes());
+            let multiple = 1 + u16::from(mode >> 2) % 14;
+            let mut high = signature;
+            let s: [u8; 32] = signature[32..].try_into().expect("64 = 32 + 32");
+            high[32..].copy_from_slice(&plus_ell(&s, multiple));
+            out.push(DiffItem {
+                public_key,
+                signature,
+                message: message.clone(),
+                expected: Some(true),
+                case: "S",
+            });
+            out.push(DiffItem {
+                public_key,
+                signature: high,
+                message,
+                expected: Some(false),
+                case: "S + jℓ",
+            });
+        }
+        _ => {
+            let [points, encodings] = *take::<2>(rest)?;
+            let seed = take::<32>(rest)?;
+            let message = message(rest)?;
+            let torsion = curve25519_dalek::constants::EIGHT_TORSION;
+            let (t_a, t_r) = (usize::from(points & 7), usize::from(points >> 3 & 7));
+            let a = if points & 0x40 == 0 { Scalar::from_bytes_mod_order(*seed) } else { Scalar::ZERO };
+            let r = if points & 0x80 == 0 {
+                Scalar::hash_from_bytes::<Sha512>(&[seed.as_slice(), &message].concat())
+            } else {
+                Scalar::ZERO
+            };
+            // A pure small-order point may be written in any of its encodings; a mixed one has
+            // y far above 19, so only its canonical encoding exists.
+            let encode = |scalar: Scalar, t: usize, choice: u8| -> [u8; 32] {
+                if scalar == Scalar::ZERO {
+                    let all = &torsion_encodings()[t];
+                    all[usize::from(choice) % all.len()]
+                } else {
+                    (EdwardsPoint::mul_base(&scalar) + torsion[t]).compress().to_bytes()
+                }
+            };
+            let public_key = encode(a, t_a, encodings & 15);
+            let r_bytes = encode(r, t_r, encodings >> 4);
+            let mut hasher = Sha512::new();
+            hasher.update(r_bytes);
+            hasher.update(public_key);
+            hasher.update(&message);
+            let k = Scalar::from_hash(hasher);
+            let s = r + k * a;
+            let mut signature = [0u8; 64];
+            signature[..32].copy_from_slice(&r_bytes);
+            signature[32..].copy_from_slice(s.as_bytes());
+            out.push(DiffItem { public_key, signature, message, expected: Some(true), case: "torsion" });
+        }
+    }
+    Some(())
+}
+
+/// The differential oracle over `items`: every path in `paths` gives every item the same
+/// verdict, the reference implementation too, and that verdict is the expected one wherever the
+/// item's construction fixes it; whatever `ed25519_dalek`'s strict verifier accepts is accepted
+/// (its cofactorless acceptance implies the cofactored equation).
+///
+/// # Panics
+/// On any disagreement: that is the oracle failing.
+#[cfg(any(test, fuzzing, feature = "fuzzing"))]
+fn check_paths(owned: &[DiffItem], paths: &Paths) {
     let items: Vec<VerifyItem<'_>> = owned
         .iter()
-        .map(|(public_key, signature, message)| VerifyItem { public_key, message, signature })
+        .map(|item| VerifyItem {
+            public_key: &item.public_key,
+            message: &item.message,
+            signature: &item.signature,
+        })
         .collect();
-    let singles: Vec<bool> = items.iter().map(verify_single).collect();
-    let reference: Vec<bool> = items.iter().map(verify_reference).collect();
-    assert_eq!(reference, singles, "the fast single check disagrees with the reference");
-    let mut each = vec![false; items.len()];
-    verify_each(&items, &mut each);
-    assert_eq!(each, singles, "parallel single checks disagree");
-    for batch_size in [1, 3, 16] {
-        let mut many = vec![false; items.len()];
-        verify_many(&items, &mut many, batch_size);
-        assert_eq!(many, singles, "batch size {batch_size} disagrees with single checks");
+    let singles: Vec<bool> = items.iter().map(paths.single).collect();
+    for (index, (item, single)) in owned.iter().zip(&singles).enumerate() {
+        if let Some(expected) = item.expected {
+            assert_eq!(
+                *single, expected,
+                "item {index} ({}): the single path gives the wrong verdict",
+                item.case
+            );
+        }
     }
-    assert_eq!(verify_batch(&items), singles.iter().all(|ok| *ok), "whole-batch verdict disagrees");
+    let reference: Vec<bool> = items.iter().map(verify_reference).collect();
+    assert_eq!(reference, singles, "the single path disagrees with the reference");
+    let mut each = vec![false; items.len()];
+    (paths.each)(&items, &mut each);
+    assert_eq!(each, singles, "parallel single checks disagree with the single path");
+    for batch_size in [1, 2, 3, 16] {
+        let mut many = vec![false; items.len()];
+        (paths.many)(&items, &mut many, batch_size);
+        assert_eq!(many, singles, "batch size {batch_size} disagrees with the single path");
+    }
+    assert_eq!((paths.batch)(&items), singles.iter().all(|ok| *ok), "the whole-batch verdict disagrees");
+    // The accepted items alone form a batch that must pass, however many refused ones the
+    // input held; pairs of neighbours must pass or fail together as their members do.
+    let accepted: Vec<VerifyItem<'_>> =
+        items.iter().zip(&singles).filter(|(_, ok)| **ok).map(|(item, _)| *item).collect();
+    assert!((paths.batch)(&accepted), "the batch path refuses a batch of accepted signatures");
+    for (pair, verdicts) in items.windows(2).zip(singles.windows(2)) {
+        assert_eq!(
+            (paths.batch)(pair),
+            verdicts[0] && verdicts[1],
+            "a batch of two disagrees with its members"
+        );
+    }
     for (item, accepted) in items.iter().zip(&singles) {
         let strict = ed25519_dalek::VerifyingKey::from_bytes(item.public_key).is_ok_and(|key| {
             key.verify_strict(item.message, &ed25519_dalek::Signature::from_bytes(item.signature)).is_ok()
         });
         assert!(!strict || *accepted, "dalek's strict verifier accepts what the rule refuses");
     }
+}
+
+/// [`fuzz_differential`] over the given paths, so tests can run the oracle against wrong ones.
+#[cfg(any(test, fuzzing, feature = "fuzzing"))]
+pub fn fuzz_differential_with(data: &[u8], paths: &Paths) {
+    let mut owned = Vec::new();
+    let mut rest = data;
+    while owned.len() < 16 && read_items(&mut rest, &mut owned).is_some() {}
+    check_paths(&owned, paths);
+}
+
+/// Fuzz harness: decodes `data` into up to 17 items (raw; signed for real, then bit-flipped
+/// anywhere in signature, key or message; S + jℓ beside its canonical twin; small-order and
+/// mixed-order R and A, in any encoding, signed under the cofactored equation; see
+/// `read_items`) and runs the differential oracle of `check_paths` over the node's paths. Run
+/// by `cargo test` on seeded inputs and by `fuzz/fuzz_targets/sigverify_diff.rs`.
+#[cfg(any(test, fuzzing, feature = "fuzzing"))]
+pub fn fuzz_differential(data: &[u8]) {
+    fuzz_differential_with(data, &NODE_PATHS);
 }
 
 #[cfg(test)]
@@ -408,8 +649,8 @@ mod tests {
         hex::decode(text).expect("vector hex")
     }
 
-    /// Small-order points (the eight torsion points), encoded.
-    fn torsion_encodings() -> Vec<[u8; 32]> {
+    /// Small-order points (the eight torsion points), canonically encoded.
+    fn canonical_torsion_encodings() -> Vec<[u8; 32]> {
         curve25519_dalek::constants::EIGHT_TORSION.iter().map(|p| p.compress().to_bytes()).collect()
     }
 
@@ -447,21 +688,8 @@ mod tests {
         let good = signed(1, b"m");
         let mut bad = signed(1, b"m");
         // S + ℓ: same value mod ℓ, non-canonical encoding.
-        let s = Scalar::from_canonical_bytes(good.signature[32..].try_into().unwrap()).unwrap();
-        // ℓ = 2^252 + 27742317777372353535851937790883648493, little-endian.
-        let ell_bytes: [u8; 32] = [
-            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
-            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
-        ];
-        let mut sum = [0u8; 32];
-        let mut carry = 0u16;
-        for i in 0..32 {
-            let total = u16::from(s.as_bytes()[i]) + u16::from(ell_bytes[i]) + carry;
-            sum[i] = total as u8;
-            carry = total >> 8;
-        }
-        assert_eq!(carry, 0, "S + ℓ fits in 256 bits");
-        bad.signature[32..].copy_from_slice(&sum);
+        let s: [u8; 32] = good.signature[32..].try_into().unwrap();
+        bad.signature[32..].copy_from_slice(&plus_ell(&s, 1));
         assert!(verify_single(&good.item()));
         assert!(!verify_single(&bad.item()));
         assert_paths_agree(&[good.item(), bad.item(), good.item()]);
@@ -471,7 +699,7 @@ mod tests {
     fn small_order_key_with_identity_equation_is_accepted_by_the_rule() {
         // A = a torsion point, R = a torsion point, S = 0: [8](0·B - R - kA) = 0 for any k.
         // ZIP-215 accepts these; the point of the test is that every path agrees.
-        let torsion = torsion_encodings();
+        let torsion = canonical_torsion_encodings();
         let mut owned = Vec::new();
         for a in &torsion {
             for r in &torsion {
@@ -559,6 +787,96 @@ mod tests {
         assert_paths_agree(&items);
     }
 
+    /// A differential input item: real signature by `[key; 32]` on `message`, then the bits
+    /// `flips` names flipped (0–511 signature, 512–767 key, then the message).
+    fn seed_flipped(key: u8, message: &[u8], flips: &[u16]) -> Vec<u8> {
+        assert!(flips.len() <= 3 && message.len() < 64);
+        let mut item = vec![1 | (flips.len() as u8) << 2];
+        item.extend_from_slice(&[key; 32]);
+        item.push(message.len() as u8);
+        item.extend_from_slice(message);
+        for flip in flips {
+            item.extend_from_slice(&flip.to_le_bytes());
+        }
+        item
+    }
+
+    /// A real signature, and the same with S + `multiple`·ℓ.
+    fn seed_s_plus_ell(key: u8, message: &[u8], multiple: u8) -> Vec<u8> {
+        assert!((1..=14).contains(&multiple) && message.len() < 64);
+        let mut item = vec![2 | (multiple - 1) << 2];
+        item.extend_from_slice(&[key; 32]);
+        item.push(message.len() as u8);
+        item.extend_from_slice(message);
+        item
+    }
+
+    /// A signature valid under the cofactored equation with torsion in A and R: `points` names
+    /// T_A (bits 0–2), T_R (bits 3–5), a = 0 (bit 6), r = 0 (bit 7); `encodings` the encoding
+    /// of a pure small-order A (low nibble) and R (high nibble).
+    fn seed_torsion(points: u8, encodings: u8, seed: u8, message: &[u8]) -> Vec<u8> {
+        let mut item = vec![3, points, encodings];
+        item.extend_from_slice(&[seed; 32]);
+        item.push(message.len() as u8);
+        item.extend_from_slice(message);
+        item
+    }
+
+    /// Hand-built inputs that reach every case of the harness: bit flips in R, S, S's top
+    /// bits, R's sign bit, the key and a long message's tail; flips that cancel; S + ℓ and
+    /// S + 14ℓ; every pair of torsion components, mixed and pure, in every encoding.
+    fn hand_seeds() -> Vec<Vec<u8>> {
+        let long: Vec<u8> = (0..48).collect();
+        let mut seeds = Vec::new();
+        let mut flipped = Vec::new();
+        for (key, flips) in [
+            (3u8, &[][..]),
+            (4, &[0][..]),
+            (5, &[300][..]),
+            (6, &[511][..]),
+            (7, &[255][..]),
+            (8, &[600][..]),
+            (9, &[768 + 8 * 40 + 3][..]),
+            (10, &[17, 17][..]),
+            (11, &[255, 767, 400][..]),
+        ] {
+            flipped.extend(seed_flipped(key, &long, flips));
+        }
+        // R's sign bit, on keys whose R has it clear and set alike.
+        for key in 12..28u8 {
+            flipped.extend(seed_flipped(key, b"sign", &[255]));
+        }
+        seeds.push(flipped);
+        let mut high_s = Vec::new();
+        for (key, multiple) in [(1u8, 1u8), (2, 14), (3, 7)] {
+            high_s.extend(seed_s_plus_ell(key, b"m", multiple));
+        }
+        seeds.push(high_s);
+        for chunk in (0..=255u8).collect::<Vec<u8>>().chunks(16) {
+            let mut torsion = Vec::new();
+            for &points in chunk {
+                torsion.extend(seed_torsion(points, points.wrapping_mul(37), points, b"small order"));
+            }
+            seeds.push(torsion);
+        }
+        seeds
+    }
+
+    #[test]
+    fn torsion_encodings_include_the_non_canonical_ones() {
+        let encodings = torsion_encodings();
+        let torsion = curve25519_dalek::constants::EIGHT_TORSION;
+        for (point, all) in torsion.iter().zip(encodings) {
+            assert_eq!(all[0], point.compress().to_bytes(), "canonical first");
+            for encoding in all {
+                assert_eq!(CompressedEdwardsY(*encoding).decompress(), Some(*point));
+            }
+        }
+        // The identity: y = 1 with x's sign bit set, and y = p + 1 with either sign; the point
+        // of order 2: y = p − 1 with the sign bit set; the two of order 4: y = p.
+        assert_eq!(encodings.iter().map(Vec::len).sum::<usize>(), 8 + 6);
+    }
+
     #[test]
     fn seeded_differential_smoke() {
         let mut stream = crate::workload::SeedStream::new("sigverify differential smoke", 1);
@@ -569,19 +887,119 @@ mod tests {
             }
             fuzz_differential(&data);
         }
-        // Seeds: three items signed for real (mode bit 0), one of them with a flipped bit.
-        let mut seed = Vec::new();
-        for (mode, fill) in [(1u8, 3u8), (3 | 9 << 2, 4), (0, 5)] {
-            seed.push(mode);
-            seed.extend_from_slice(&[fill; 96]);
-            seed.push(8);
-            seed.extend_from_slice(&[fill; 8]);
+        let seeds = hand_seeds();
+        for seed in &seeds {
+            fuzz_differential(seed);
         }
-        fuzz_differential(&seed);
-        tessera_components::fuzz::fuzz_write_seeds("sigverify_diff", &[&seed]);
+        let mut mutations = tessera_components::fuzz::FuzzSeeds::new(0x5197);
+        for round in 0..300 {
+            fuzz_differential(&mutations.mutate(&seeds[round % seeds.len()]));
+        }
+        let refs: Vec<&[u8]> = seeds.iter().map(Vec::as_slice).collect();
+        tessera_components::fuzz::fuzz_write_seeds("sigverify_diff", &refs);
         for input in tessera_components::fuzz::fuzz_corpus("sigverify_diff") {
             fuzz_differential(&input);
         }
+    }
+
+    /// The first oracle failure over `inputs` with `paths` in place of the node's.
+    fn oracle_failure(inputs: &[Vec<u8>], paths: &Paths) -> Option<String> {
+        tessera_components::fuzz::fuzz_first_failure(inputs, |input| fuzz_differential_with(input, paths))
+    }
+
+    /// The oracle passes the node's paths on the hand seeds, and fails `paths` with a message
+    /// containing `reported`.
+    fn assert_caught(paths: &Paths, reported: &str) {
+        let seeds = hand_seeds();
+        assert_eq!(oracle_failure(&seeds, &NODE_PATHS), None);
+        let failure = oracle_failure(&seeds, paths).expect("the oracle missed the planted bug");
+        eprintln!("the oracle reported: {failure}");
+        assert!(failure.contains(reported), "the oracle reported {failure:?}");
+    }
+
+    /// `[S]B − [k]A − R = 0` without the cofactor: RFC 8032's cofactorless equation.
+    fn cofactorless_single(item: &VerifyItem<'_>) -> bool {
+        prepare(item).is_ok_and(|p| {
+            (EdwardsPoint::vartime_double_scalar_mul_basepoint(&p.k, &-p.a, &p.s) - p.r).is_identity()
+        })
+    }
+
+    #[test]
+    fn the_oracle_catches_a_cofactorless_single_check() {
+        let paths = Paths { single: cofactorless_single, ..NODE_PATHS };
+        assert_caught(&paths, "(torsion): the single path gives the wrong verdict");
+    }
+
+    #[test]
+    fn the_oracle_catches_a_cofactorless_batch_equation() {
+        fn batch(items: &[VerifyItem<'_>]) -> bool {
+            let Ok(prepared) = items.iter().map(prepare).collect::<Result<Vec<_>, _>>() else { return false };
+            let z = batch_coefficients(&prepared);
+            let b_coefficient = -prepared.iter().zip(&z).map(|(p, z)| z * p.s).sum::<Scalar>();
+            let scalars = std::iter::once(b_coefficient)
+                .chain(z.iter().copied())
+                .chain(prepared.iter().zip(&z).map(|(p, z)| z * p.k));
+            let points = std::iter::once(ED25519_BASEPOINT_POINT)
+                .chain(prepared.iter().map(|p| p.r))
+                .chain(prepared.iter().map(|p| p.a));
+            EdwardsPoint::vartime_multiscalar_mul(scalars, points).is_identity()
+        }
+        let paths = Paths { batch, ..NODE_PATHS };
+        assert_caught(&paths, "the whole-batch verdict disagrees");
+    }
+
+    #[test]
+    fn the_oracle_catches_a_batch_that_reduces_s() {
+        // S read modulo ℓ instead of refused when not canonical: S + ℓ then verifies.
+        fn batch(items: &[VerifyItem<'_>]) -> bool {
+            items.iter().all(|item| {
+                let mut signature = *item.signature;
+                let s: [u8; 32] = signature[32..].try_into().unwrap();
+                signature[32..].copy_from_slice(Scalar::from_bytes_mod_order(s).as_bytes());
+                verify_single(&VerifyItem { signature: &signature, ..*item })
+            })
+        }
+        let paths = Paths { batch, ..NODE_PATHS };
+        assert_caught(&paths, "the whole-batch verdict disagrees");
+    }
+
+    #[test]
+    fn the_oracle_catches_a_single_check_that_refuses_non_canonical_points() {
+        // RFC 8032 decoding: y ≥ p, or x = 0 with the sign bit set, is refused.
+        fn single(item: &VerifyItem<'_>) -> bool {
+            let canonical = |bytes: &[u8; 32]| {
+                CompressedEdwardsY(*bytes)
+                    .decompress()
+                    .is_some_and(|point| point.compress().to_bytes() == *bytes)
+            };
+            let r: &[u8; 32] = item.signature[..32].try_into().unwrap();
+            canonical(item.public_key) && canonical(r) && verify_single(item)
+        }
+        let paths = Paths { single, ..NODE_PATHS };
+        assert_caught(&paths, "(torsion): the single path gives the wrong verdict");
+    }
+
+    #[test]
+    fn the_oracle_catches_a_hash_over_part_of_the_message() {
+        // k computed over the first 32 bytes of the message only.
+        fn single(item: &VerifyItem<'_>) -> bool {
+            verify_single(&VerifyItem { message: &item.message[..item.message.len().min(32)], ..*item })
+        }
+        let paths = Paths { single, ..NODE_PATHS };
+        assert_caught(&paths, "(signed, bits flipped): the single path gives the wrong verdict");
+    }
+
+    #[test]
+    fn the_oracle_catches_a_decoder_that_ignores_r_sign_bit() {
+        // R's x sign bit read loosely: either point with R's y is taken. Every real signature
+        // still passes; only a flip of bit 255 (which the fuzz input can now name) tells.
+        fn single(item: &VerifyItem<'_>) -> bool {
+            let mut other = *item.signature;
+            other[31] ^= 0x80;
+            verify_single(item) || verify_single(&VerifyItem { signature: &other, ..*item })
+        }
+        let paths = Paths { single, ..NODE_PATHS };
+        assert_caught(&paths, "(signed, bits flipped): the single path gives the wrong verdict");
     }
 
     fn vectors_dir() -> std::path::PathBuf {
@@ -607,7 +1025,7 @@ mod tests {
                     _ => target.message[(bit / 8) % 3] ^= 1 << (bit % 8),
                 }
             }
-            let torsion = torsion_encodings();
+            let torsion = canonical_torsion_encodings();
             for (which, t) in torsion_swaps {
                 let len = owned.len();
                 owned[which % len].signature[..32].copy_from_slice(&torsion[t]);

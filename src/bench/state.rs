@@ -1,0 +1,166 @@
+//! `tessera bench state`: what one block costs the account state at several ledger sizes. For
+//! blocks of 4,096 transfers between random accounts it times speculative execution with the
+//! state root (what a proposal or a validation pays), committing the winning delta (what
+//! finalization pays), and, for comparison, one whole-ledger copy (what each proposal and
+//! validation paid before deltas). The figure that matters is the ratio of the largest size's
+//! per-block cost to the smallest's: flat means the cost follows the block, not the ledger.
+
+use std::time::Instant;
+
+use clap::Args;
+use serde_json::json;
+use tessera_components::TxnBody;
+use tessera_systems::Ledger;
+use tessera_systems::workload::SeedStream;
+
+use crate::InputError;
+
+/// Arguments of `tessera bench state`.
+#[derive(Debug, Args)]
+pub struct StateArgs {
+    /// Ledger sizes, in accounts (comma-separated; 10000000 works, in about 2 GB).
+    #[arg(long, value_delimiter = ',', default_values_t = [1_000u64, 1_000_000])]
+    accounts: Vec<u64>,
+    /// Transfers per block.
+    #[arg(long, default_value_t = 4096)]
+    block_txns: usize,
+    /// Blocks timed at each size (the median is reported).
+    #[arg(long, default_value_t = 9)]
+    blocks: usize,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn address(index: u64) -> [u8; 32] {
+    let mut key = [0u8; 32];
+    key[..8].copy_from_slice(&index.to_le_bytes());
+    key[8] = 0xac;
+    key
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn rss_anon_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|line| line.starts_with("RssAnon:"))?.to_owned();
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// Runs the suite.
+///
+/// # Errors
+/// Sizes out of range.
+pub fn run(args: &StateArgs) -> Result<(), Box<dyn std::error::Error>> {
+    if args.accounts.is_empty() || args.accounts.iter().any(|n| *n < 2 || *n > 100_000_000) {
+        return Err(InputError("--accounts takes sizes from 2 to 100000000".into()).into());
+    }
+    if args.blocks == 0 || args.block_txns == 0 || args.block_txns > 1 << 20 {
+        return Err(
+            InputError("--blocks and --block-txns must be positive (--block-txns ≤ 1048576)".into()).into()
+        );
+    }
+    let mut rows = Vec::new();
+    for &size in &args.accounts {
+        let rss_before = rss_anon_bytes();
+        let started = Instant::now();
+        let genesis: Vec<([u8; 32], u64)> = (0..size).map(|i| (address(i), 1 << 40)).collect();
+        let mut ledger = Ledger::from_genesis(&genesis)?;
+        drop(genesis);
+        let genesis_s = started.elapsed().as_secs_f64();
+        let rss_per_account = rss_anon_bytes().saturating_sub(rss_before) as f64 / size as f64;
+        let mut stream = SeedStream::new("tessera bench state", size);
+        let (mut execute_ms, mut root_ms, mut commit_ms) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..args.blocks {
+            let bodies: Vec<TxnBody> = (0..args.block_txns)
+                .map(|_| {
+                    let sender = address(stream.below(size));
+                    let recipient = address(stream.below(size));
+                    TxnBody {
+                        chain_id: 1,
+                        reserved: 0,
+                        sender,
+                        recipient,
+                        amount: 1 + stream.below(1000),
+                        fee: 1,
+                        nonce: ledger.nonce_of(&sender),
+                    }
+                })
+                .collect();
+            let started = Instant::now();
+            let (results, mut delta) = ledger.execute(&bodies);
+            let executed = started.elapsed().as_secs_f64() * 1e3;
+            let root = ledger.root_after(&mut delta);
+            execute_ms.push(executed);
+            root_ms.push(started.elapsed().as_secs_f64() * 1e3 - executed);
+            let started = Instant::now();
+            ledger.commit(delta);
+            commit_ms.push(started.elapsed().as_secs_f64() * 1e3);
+            if ledger.state_root() != root || results.iter().all(Result::is_err) {
+                return Err("the committed root differs from the speculative one".into());
+            }
+        }
+        let started = Instant::now();
+        let copy = ledger.clone();
+        let copy_ms = started.elapsed().as_secs_f64() * 1e3;
+        drop(copy);
+        let execute = median(&mut execute_ms);
+        let root = median(&mut root_ms);
+        let commit = median(&mut commit_ms);
+        rows.push(json!({
+            "accounts": size,
+            "genesis_s": genesis_s,
+            "execute_ms": execute,
+            "root_ms": root,
+            "commit_ms": commit,
+            "per_block_ms": execute + root + commit,
+            "whole_ledger_copy_ms": copy_ms,
+            "resident_bytes_per_account": rss_per_account,
+        }));
+    }
+    let first = rows.first().and_then(|row| row["per_block_ms"].as_f64()).unwrap_or(0.0);
+    let last = rows.last().and_then(|row| row["per_block_ms"].as_f64()).unwrap_or(0.0);
+    let ratio = last / first.max(1e-9);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&json!({"sizes": rows, "cost_ratio": ratio}))?);
+    } else {
+        println!(
+            "{:>12} {:>10} {:>11} {:>9} {:>10} {:>13} {:>15} {:>14}",
+            "accounts",
+            "genesis_s",
+            "execute_ms",
+            "root_ms",
+            "commit_ms",
+            "per_block_ms",
+            "ledger_copy_ms",
+            "rss_B/account"
+        );
+        for row in &rows {
+            println!(
+                "{:>12} {:>10.2} {:>11.2} {:>9.2} {:>10.2} {:>13.2} {:>15.2} {:>14.0}",
+                row["accounts"],
+                row["genesis_s"].as_f64().unwrap_or(0.0),
+                row["execute_ms"].as_f64().unwrap_or(0.0),
+                row["root_ms"].as_f64().unwrap_or(0.0),
+                row["commit_ms"].as_f64().unwrap_or(0.0),
+                row["per_block_ms"].as_f64().unwrap_or(0.0),
+                row["whole_ledger_copy_ms"].as_f64().unwrap_or(0.0),
+                row["resident_bytes_per_account"].as_f64().unwrap_or(0.0),
+            );
+        }
+        println!(
+            "cost_ratio {ratio:.2} (per-block cost at {} accounts over {} accounts; {} transfers a block)",
+            args.accounts.last().unwrap_or(&0),
+            args.accounts.first().unwrap_or(&0),
+            args.block_txns
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,760 @@
+//! The HTTP/1 server under the JSON-RPC and metrics ports.
+//!
+//! Bird's eye view: each port gets one thread that runs a tokio current-thread runtime. Its
+//! accept loop closes a connection unread when the port already holds `connections_max`, or
+//! its source address `connections_per_address_max` (loopback included); every other
+//! connection becomes a task that hyper's HTTP/1 state machine drives. Nothing blocks a
+//! thread on a client: a slow or silent client holds a task and its slot, within deadlines:
+//!
+//! - headers: each request's headers must arrive within `header_timeout` of the connection
+//!   opening or of the previous answer (so an idle keep-alive connection is closed then too);
+//! - body: a handler reads a body with [`read_body`], which bounds its bytes as they arrive
+//!   (a chunked body included) and the time it takes;
+//! - write: a response the client stops reading for `write_timeout` closes the connection.
+//!
+//! A connection that ends without error is closed by [`linger`]: write side first, then the
+//! client's remaining bytes are read and discarded for a bounded time, so a client still
+//! sending a refused body reads its 413 instead of a reset.
+//!
+//! Refusals, timeouts and accept errors are counted in the port's [`HttpSeries`] and logged at
+//! most once per kind every [`LOG_INTERVAL`], with the number left unlogged since.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::{Body as _, Bytes, Incoming};
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::metrics::HttpSeries;
+
+/// A response body: the whole of it, in memory.
+pub type Body = Full<Bytes>;
+
+/// Least interval between two log lines of one kind on one port.
+pub const LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How long the accept loop pauses after a failed accept (out of file descriptors, say), so a
+/// persistent failure does not spin.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// How long, and for how many bytes, a closing connection reads and discards what the client
+/// still sends (see [`linger`]).
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES_MAX: usize = 16 << 20;
+
+/// Most bytes of request line and headers, and most header fields, in one request.
+const HEADER_BYTES_MAX: usize = 16 << 10;
+const HEADERS_MAX: usize = 64;
+
+/// The caps and deadlines of one port.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Most connections open at once.
+    pub connections_max: usize,
+    /// Most connections open at once from one source address.
+    pub connections_per_address_max: usize,
+    /// A request's headers must arrive within this long of the connection opening or of the
+    /// previous answer.
+    pub header_timeout: Duration,
+    /// A request's body must arrive within this long of the handler asking for it.
+    pub body_timeout: Duration,
+    /// A response write that makes no progress for this long closes the connection.
+    pub write_timeout: Duration,
+}
+
+/// The kinds of event that are logged, each at most once per [`LOG_INTERVAL`].
+#[derive(Clone, Copy, Debug)]
+enum Event {
+    RefusedConnectionsMax,
+    RefusedPerAddress,
+    HeaderTimeout,
+    BodyTimeout,
+    WriteTimeout,
+    AcceptError,
+}
+
+impl Event {
+    const COUNT: usize = 6;
+
+    fn describe(self) -> &'static str {
+        match self {
+            Event::RefusedConnectionsMax => "connection refused: connections_max open",
+            Event::RefusedPerAddress => {
+                "connection refused: connections_per_address_max open from its address"
+            }
+            Event::HeaderTimeout => "connection closed: request headers not received in time",
+            Event::BodyTimeout => "connection closed: request body not received in time",
+            Event::WriteTimeout => "connection closed: client stopped reading its response",
+            Event::AcceptError => "accept failed; pausing",
+        }
+    }
+}
+
+/// Per event kind: when it was last logged, and how many went unlogged since.
+#[derive(Debug, Default)]
+struct LogGate {
+    kinds: [(Option<Instant>, u64); Event::COUNT],
+}
+
+/// What a port's server shares with its connections and handlers.
+#[derive(Debug)]
+pub struct Port {
+    /// `rpc` or `metrics`: names the port in logs.
+    name: &'static str,
+    limits: Limits,
+    /// The port's counters.
+    pub series: Arc<HttpSeries>,
+    /// Connections open: in total, and per source address.
+    open: Mutex<(usize, HashMap<IpAddr, usize>)>,
+    log: Mutex<LogGate>,
+}
+
+impl Port {
+    /// Logs `event` unless one of its kind was logged less than [`LOG_INTERVAL`] ago; the
+    /// line that is written says how many were left out before it.
+    fn note(&self, event: Event, detail: &dyn std::fmt::Display) {
+        let Ok(mut gate) = self.log.lock() else { return };
+        let (last, suppressed) = &mut gate.kinds[event as usize];
+        if last.is_some_and(|at| at.elapsed() < LOG_INTERVAL) {
+            *suppressed += 1;
+            return;
+        }
+        tracing::warn!(port = self.name, %detail, suppressed = *suppressed, "{}", event.describe());
+        *last = Some(Instant::now());
+        *suppressed = 0;
+    }
+
+    /// A slot for a connection from `ip`, or the event that refuses it.
+    fn take_slot(self: &Arc<Port>, ip: IpAddr) -> Result<Slot, Event> {
+        let ip = ip.to_canonical();
+        let mut open = self.open.lock().map_err(|_| Event::RefusedConnectionsMax)?;
+        let (total, per_address) = &mut *open;
+        if *total >= self.limits.connections_max {
+            return Err(Event::RefusedConnectionsMax);
+        }
+        let from_ip = per_address.entry(ip).or_insert(0);
+        if *from_ip >= self.limits.connections_per_address_max {
+            return Err(Event::RefusedPerAddress);
+        }
+        *from_ip += 1;
+        *total += 1;
+        self.series.connections_open.fetch_add(1, Ordering::Relaxed);
+        Ok(Slot { port: self.clone(), ip })
+    }
+
+    /// Counts a refused request and builds its response. When the request's body is left
+    /// unread the response closes the connection, as the body's bytes would otherwise be read
+    /// as the next request.
+    fn refuse(&self, status: StatusCode, body_unread: bool, text: &'static str) -> Response<Body> {
+        let counter = match status {
+            StatusCode::NOT_FOUND => Some(&self.series.refused_not_found),
+            StatusCode::METHOD_NOT_ALLOWED => Some(&self.series.refused_method),
+            StatusCode::PAYLOAD_TOO_LARGE => Some(&self.series.refused_too_large),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Some(&self.series.refused_content_type),
+            // Counted as a connection timed out in the body phase.
+            StatusCode::REQUEST_TIMEOUT => None,
+            _ => Some(&self.series.refused_bad_body),
+        };
+        if let Some(counter) = counter {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut response = text_response(status, text);
+        if body_unread {
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    }
+
+    /// 404, for a path the port does not serve.
+    pub fn not_found(&self, request: &Request<Incoming>, text: &'static str) -> Response<Body> {
+        self.refuse(StatusCode::NOT_FOUND, !request.body().is_end_stream(), text)
+    }
+
+    /// 405 with `Allow: allow`, for a method the path does not take.
+    pub fn method_not_allowed(&self, request: &Request<Incoming>, allow: &'static str) -> Response<Body> {
+        let mut response = self.refuse(
+            StatusCode::METHOD_NOT_ALLOWED,
+            !request.body().is_end_stream(),
+            "method not allowed\n",
+        );
+        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+        response
+    }
+
+    /// 413 when the request declares a body longer than `limit` (`Content-Length`), before
+    /// any of it is read: a client that sent `Expect: 100-continue` gets no 100 and need not
+    /// send it.
+    pub fn refuse_declared_length(
+        &self,
+        request: &Request<Incoming>,
+        limit: usize,
+    ) -> Option<Response<Body>> {
+        let declared = request.body().size_hint().lower();
+        (declared > limit as u64)
+            .then(|| self.refuse(StatusCode::PAYLOAD_TOO_LARGE, true, "request body too large\n"))
+    }
+
+    /// 415 unless the request's `Content-Type` is `media_type` (parameters such as
+    /// `; charset=utf-8` allowed, case ignored).
+    pub fn require_content_type(
+        &self,
+        request: &Request<Incoming>,
+        media_type: &str,
+    ) -> Option<Response<Body>> {
+        let matches = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split(';').next())
+            .is_some_and(|essence| essence.trim().eq_ignore_ascii_case(media_type));
+        (!matches).then(|| {
+            self.refuse(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                !request.body().is_end_stream(),
+                "Content-Type must be application/json\n",
+            )
+        })
+    }
+}
+
+/// One open connection's place in its port's caps, given back on drop.
+#[derive(Debug)]
+struct Slot {
+    port: Arc<Port>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.port.open.lock() {
+            let (total, per_address) = &mut *open;
+            *total = total.saturating_sub(1);
+            if let Some(from_ip) = per_address.get_mut(&self.ip) {
+                *from_ip -= 1;
+                if *from_ip == 0 {
+                    per_address.remove(&self.ip);
+                }
+            }
+        }
+        self.port.series.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A plain-text response.
+pub fn text_response(status: StatusCode, text: &'static str) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
+
+/// Reads a whole request body of at most `limit` bytes within the port's body deadline.
+///
+/// # Errors
+/// The response to send instead (and the connection closes after it): 413 past `limit` (a
+/// chunked body is cut off as soon as it runs over, never buffered whole), 408 past the
+/// deadline, 400 for a body that breaks off or is badly framed.
+pub async fn read_body(port: &Port, body: Incoming, limit: usize) -> Result<Bytes, Response<Body>> {
+    let read = tokio::time::timeout(port.limits.body_timeout, Limited::new(body, limit).collect()).await;
+    match read {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) if error.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(port.refuse(StatusCode::PAYLOAD_TOO_LARGE, true, "request body too large\n"))
+        }
+        Ok(Err(_)) => Err(port.refuse(StatusCode::BAD_REQUEST, true, "request body broke off\n")),
+        Err(_) => {
+            port.series.timed_out_body.fetch_add(1, Ordering::Relaxed);
+            port.note(Event::BodyTimeout, &format_args!("after {:?}", port.limits.body_timeout));
+            Err(port.refuse(StatusCode::REQUEST_TIMEOUT, true, "request body not received in time\n"))
+        }
+    }
+}
+
+/// A running port: stopping it (or dropping it) ends its accept loop and every connection,
+/// and joins its thread.
+#[derive(Debug)]
+pub struct Server {
+    address: SocketAddr,
+    /// Dropped to stop the server: its accept loop waits on the other end.
+    stop: Option<flume::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    /// The address the port is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Stops accepting, drops every connection (requests in hand are not answered) and joins
+    /// the server's thread.
+    pub fn stop(&mut self) {
+        self.stop.take();
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!(address = %self.address, "HTTP server thread panicked");
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Binds `address` and serves it on a thread of its own named `tessera-{name}`: each request
+/// goes to `handler` with the port (for [`read_body`] and the refusal helpers).
+///
+/// # Errors
+/// The address cannot be bound, or the runtime cannot be built.
+pub fn serve<H, F>(
+    name: &'static str,
+    address: SocketAddr,
+    limits: Limits,
+    series: Arc<HttpSeries>,
+    handler: H,
+) -> Result<Server, String>
+where
+    H: Fn(Arc<Port>, Request<Incoming>) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    assert!(limits.connections_max > 0 && limits.connections_per_address_max > 0);
+    let cannot = |error: io::Error| format!("cannot listen on {address}: {error}");
+    let listener = std::net::TcpListener::bind(address).map_err(cannot)?;
+    listener.set_nonblocking(true).map_err(cannot)?;
+    let bound = listener.local_addr().map_err(cannot)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(|error| format!("cannot start the {name} server: {error}"))?;
+    let listener = {
+        let _context = runtime.enter();
+        tokio::net::TcpListener::from_std(listener).map_err(cannot)?
+    };
+    let port = Arc::new(Port {
+        name,
+        limits,
+        series,
+        open: Mutex::new((0, HashMap::new())),
+        log: Mutex::new(LogGate::default()),
+    });
+    let (stop, stopped) = flume::bounded::<()>(1);
+    let handler = Arc::new(handler);
+    let thread = std::thread::Builder::new()
+        .name(format!("tessera-{name}"))
+        .spawn(move || {
+            runtime.block_on(accept_loop(listener, port, handler, stopped));
+            // Dropping the runtime here drops every connection task still open.
+        })
+        .map_err(|error| format!("cannot start the {name} server thread: {error}"))?;
+    Ok(Server { address: bound, stop: Some(stop), thread: Some(thread) })
+}
+
+/// Accepts until `stopped` disconnects. A failed accept pauses and carries on; it never ends
+/// the loop.
+async fn accept_loop<H, F>(
+    listener: tokio::net::TcpListener,
+    port: Arc<Port>,
+    handler: Arc<H>,
+    stopped: flume::Receiver<()>,
+) where
+    H: Fn(Arc<Port>, Request<Incoming>) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    // Checked on every turn as well: `or` polls the accept first, so under a steady stream
+    // of connections the stop signal alone might never be polled.
+    while !stopped.is_disconnected() {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            let _ = stopped.recv_async().await;
+            None
+        })
+        .await;
+        match accepted {
+            None => return,
+            Some(Err(error)) => {
+                port.series.accept_errors.fetch_add(1, Ordering::Relaxed);
+                port.note(Event::AcceptError, &error);
+                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+            }
+            Some(Ok((stream, peer))) => match port.take_slot(peer.ip()) {
+                // Dropped unread: a refused client costs an accept and a close.
+                Err(event) => {
+                    let counter = match event {
+                        Event::RefusedPerAddress => &port.series.refused_per_address,
+                        _ => &port.series.refused_connections_max,
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    port.note(event, &peer);
+                    drop(stream);
+                }
+                Ok(slot) => {
+                    tokio::spawn(connection(stream, slot, handler.clone()));
+                }
+            },
+        }
+    }
+}
+
+/// Serves one connection until the client closes it or a deadline closes it.
+async fn connection<H, F>(stream: tokio::net::TcpStream, slot: Slot, handler: Arc<H>)
+where
+    H: Fn(Arc<Port>, Request<Incoming>) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    let port = slot.port.clone();
+    let limits = port.limits;
+    // Responses are written whole; without this a small answer waits on the client's ACK.
+    let _ = stream.set_nodelay(true);
+    let io = TokioIo::new(WriteDeadline { stream, timeout: limits.write_timeout, stalled: None });
+    let service = {
+        let port = port.clone();
+        hyper::service::service_fn(move |request| {
+            let answer = handler(port.clone(), request);
+            let series = port.series.clone();
+            async move {
+                let response = answer.await;
+                series.requests.fetch_add(1, Ordering::Relaxed);
+                Ok::<_, Infallible>(response)
+            }
+        })
+    };
+    let served = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_header_size(HEADER_BYTES_MAX)
+        .max_headers(HEADERS_MAX)
+        .keep_alive(true)
+        .serve_connection(io, service)
+        .without_shutdown()
+        .await;
+    match served {
+        Ok(parts) => linger(parts.io.into_inner().stream).await,
+        Err(error) => failed(&port, &slot, &error),
+    }
+    drop(slot);
+}
+
+/// Counts and logs a connection that ended in an error.
+fn failed(port: &Port, slot: &Slot, error: &hyper::Error) {
+    let limits = port.limits;
+    if error.is_timeout() {
+        port.series.timed_out_header.fetch_add(1, Ordering::Relaxed);
+        port.note(Event::HeaderTimeout, &format_args!("{} after {:?}", slot.ip, limits.header_timeout));
+    } else if is_write_timeout(error) {
+        port.series.timed_out_write.fetch_add(1, Ordering::Relaxed);
+        port.note(Event::WriteTimeout, &format_args!("{} after {:?}", slot.ip, limits.write_timeout));
+    } else {
+        tracing::debug!(port = port.name, peer = %slot.ip, %error, "HTTP connection ended");
+    }
+}
+
+/// Closes a connection that ended without error so that the client gets its last answer:
+/// the write side first, then what the client still sends is read and thrown away until it
+/// closes too, for at most [`LINGER`] and [`LINGER_BYTES_MAX`]. Closing with unread bytes
+/// queued resets the connection, and a reset can discard an answer the client has not read
+/// yet, such as a 413 sent while the refused body was still arriving.
+async fn linger(mut stream: tokio::net::TcpStream) {
+    if std::future::poll_fn(|cx| Pin::new(&mut stream).poll_shutdown(cx)).await.is_err() {
+        return;
+    }
+    let drain = async {
+        let mut buffer = vec![0u8; 16 << 10];
+        let mut left = LINGER_BYTES_MAX;
+        while stream.readable().await.is_ok() {
+            match stream.try_read(&mut buffer) {
+                Ok(0) => return,
+                Ok(read) if read >= left => return,
+                Ok(read) => left -= read,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
+}
+
+/// Whether `error` comes from [`WriteDeadline`].
+fn is_write_timeout(error: &hyper::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<io::Error>() {
+            return io.kind() == io::ErrorKind::TimedOut;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// A TCP stream whose writes fail with `TimedOut` once one has made no progress for
+/// `timeout`: a client that stops reading its response releases its slot.
+#[derive(Debug)]
+struct WriteDeadline {
+    stream: tokio::net::TcpStream,
+    timeout: Duration,
+    /// Armed when a write could not proceed; disarmed by any progress.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl WriteDeadline {
+    /// After `poll` of a write: disarms the deadline on progress, arms it on a stall, and
+    /// turns a stall past the deadline into an error.
+    fn watch<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if poll.is_ready() {
+            self.stalled = None;
+            return poll;
+        }
+        let timeout = self.timeout;
+        let deadline = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "response write stalled")))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl AsyncRead for WriteDeadline {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for WriteDeadline {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.watch(cx, poll)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.watch(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let poll = Pin::new(&mut self.stream).poll_flush(cx);
+        self.watch(cx, poll)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let poll = Pin::new(&mut self.stream).poll_shutdown(cx);
+        self.watch(cx, poll)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpStream};
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    fn limits(timeout: Duration) -> Limits {
+        Limits {
+            connections_max: 64,
+            connections_per_address_max: 64,
+            header_timeout: timeout,
+            body_timeout: timeout,
+            write_timeout: timeout,
+        }
+    }
+
+    /// A server whose every answer is `size` bytes.
+    fn server(size: usize, timeout: Duration) -> (Server, Arc<HttpSeries>) {
+        let series = Arc::new(HttpSeries::default());
+        let body = Bytes::from(vec![b'x'; size]);
+        let server = serve("test", SocketAddr::from(([127, 0, 0, 1], 0)), limits(timeout), series.clone(), {
+            move |_port, _request| std::future::ready(Response::new(Full::new(body.clone())))
+        })
+        .expect("serve");
+        (server, series)
+    }
+
+    fn get(addr: SocketAddr) -> std::io::Result<String> {
+        let mut stream = TcpStream::connect(addr)?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        Ok(response)
+    }
+
+    fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A client that asks for a large answer and never reads it is closed at the write
+    /// deadline, and meanwhile others are served at once: the stalled write holds a task, not
+    /// the thread.
+    #[test]
+    fn a_client_that_stops_reading_is_closed_at_the_write_deadline() {
+        let (server, series) = server(64 << 20, Duration::from_millis(500));
+        let mut stalled = TcpStream::connect(server.local_addr()).unwrap();
+        stalled.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let start = Instant::now();
+        // Another client is answered while the first one's write is stalled.
+        let mut other = TcpStream::connect(server.local_addr()).unwrap();
+        other.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        other.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut head = [0u8; 12];
+        other.read_exact(&mut head).unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200");
+        assert!(start.elapsed() < Duration::from_millis(400), "answered after {:?}", start.elapsed());
+        drop(other);
+        wait_for("the write deadline", || series.timed_out_write.load(Ordering::Relaxed) == 1);
+        // Closed: once the socket buffers drain, the stream ends.
+        stalled.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut drained = 0u64;
+        let mut buffer = vec![0u8; 1 << 16];
+        while let Ok(read @ 1..) = stalled.read(&mut buffer) {
+            drained += read as u64;
+        }
+        assert!(drained < 64 << 20, "the whole answer was sent");
+        wait_for("the slot to come back", || series.connections_open.load(Ordering::Relaxed) == 0);
+    }
+
+    /// Stopping a server ends its accept loop and its open connections, joins its thread, and
+    /// frees the port.
+    #[test]
+    fn stop_closes_every_connection_and_joins_the_thread() {
+        let (mut server, series) = server(10, Duration::from_secs(30));
+        let addr = server.local_addr();
+        assert!(get(addr).unwrap().starts_with("HTTP/1.1 200"));
+        let mut idle = TcpStream::connect(addr).unwrap();
+        wait_for("the idle connection", || series.connections_open.load(Ordering::Relaxed) == 1);
+        let start = Instant::now();
+        server.stop();
+        assert!(start.elapsed() < Duration::from_secs(1), "stopped after {:?}", start.elapsed());
+        idle.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        assert!(matches!(idle.read(&mut [0u8; 16]), Ok(0) | Err(_)), "the idle connection is closed");
+        assert!(TcpStream::connect(addr).is_err(), "still accepting after stop");
+        assert_eq!(series.connections_open.load(Ordering::Relaxed), 0);
+    }
+
+    /// Refusals and timeouts are logged at most once per kind per interval; the rest are
+    /// counted as suppressed, per kind.
+    #[test]
+    fn log_lines_are_rate_limited_per_kind() {
+        let port = Port {
+            name: "test",
+            limits: limits(Duration::from_secs(1)),
+            series: Arc::default(),
+            open: Mutex::new((0, HashMap::new())),
+            log: Mutex::new(LogGate::default()),
+        };
+        for _ in 0..5 {
+            port.note(Event::RefusedPerAddress, &"127.0.0.1");
+        }
+        port.note(Event::HeaderTimeout, &"127.0.0.1");
+        let gate = port.log.lock().unwrap();
+        let (logged, suppressed) = gate.kinds[Event::RefusedPerAddress as usize];
+        assert!(logged.is_some());
+        assert_eq!(suppressed, 4);
+        assert_eq!(gate.kinds[Event::HeaderTimeout as usize].1, 0);
+        assert!(gate.kinds[Event::BodyTimeout as usize].0.is_none());
+    }
+
+    /// The caps count per source address (IPv4-mapped IPv6 as IPv4) and in total, and a
+    /// slot given back is taken again.
+    #[test]
+    fn slots_are_capped_per_address_and_in_total() {
+        let port = Arc::new(Port {
+            name: "test",
+            limits: Limits {
+                connections_max: 3,
+                connections_per_address_max: 2,
+                ..limits(Duration::from_secs(1))
+            },
+            series: Arc::default(),
+            open: Mutex::new((0, HashMap::new())),
+            log: Mutex::new(LogGate::default()),
+        });
+        let one: IpAddr = [127, 0, 0, 1].into();
+        let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        let two: IpAddr = [127, 0, 0, 2].into();
+        let first = port.take_slot(one).unwrap();
+        let _second = port.take_slot(mapped).unwrap();
+        assert!(matches!(port.take_slot(one), Err(Event::RefusedPerAddress)));
+        let _third = port.take_slot(two).unwrap();
+        assert!(matches!(port.take_slot(two), Err(Event::RefusedConnectionsMax)));
+        drop(first);
+        assert_eq!(port.series.connections_open.load(Ordering::Relaxed), 2);
+        let _again = port.take_slot(one).unwrap();
+    }
+
+    /// Run in a child process with at most 128 file descriptors (the parent sets the limit):
+    /// with none left, accepting fails; the loop counts it, pauses, and serves the waiting
+    /// client once descriptors are free again.
+    const EMFILE_CHILD: &str = "TESSERA_TEST_EMFILE_CHILD";
+
+    #[test]
+    fn an_accept_error_pauses_and_the_loop_carries_on() {
+        if std::env::var_os(EMFILE_CHILD).is_none() {
+            let output = std::process::Command::new("sh")
+                .args(["-c", "ulimit -n 128 && exec \"$0\" \"$@\""])
+                .arg(std::env::current_exe().unwrap())
+                .args(["--exact", "node::http::tests::an_accept_error_pauses_and_the_loop_carries_on"])
+                .args(["--nocapture", "--test-threads=1"])
+                .env(EMFILE_CHILD, "1")
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&output.stdout);
+            assert!(output.status.success(), "{text}{}", String::from_utf8_lossy(&output.stderr));
+            assert!(text.contains("1 passed"), "{text}");
+            return;
+        }
+        let (server, series) = server(10, Duration::from_secs(5));
+        let mut files = Vec::new();
+        while let Ok(file) = std::fs::File::open("/dev/null") {
+            files.push(file);
+            assert!(files.len() < 1 << 16, "no descriptor limit in force");
+        }
+        // One descriptor for the client; none for the server's accept.
+        files.pop();
+        let mut client = TcpStream::connect(server.local_addr()).unwrap();
+        client.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        wait_for("failed accepts", || series.accept_errors.load(Ordering::Relaxed) >= 2);
+        drop(files);
+        client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut response = String::new();
+        client.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    }
+}

@@ -1,0 +1,348 @@
+//! [`ReadView`]: what JSON-RPC reads need, published by the node loop after each tick and read
+//! by the RPC server's thread without waiting for the loop.
+//!
+//! Bird's eye view: before, every read was a [`Query`] the node loop answered between ticks,
+//! so a read waited for the tick in hand and queued behind every other read. Now the loop
+//! publishes, at the end of each tick and in this order: the fates of what the tick decided,
+//! the blocks it finalized (once durable), then the status. The RPC thread answers from them
+//! and sends only what the view cannot answer to the loop.
+//!
+//! What is read here, and what still goes to the loop:
+//!
+//! - `tessera_getStatus`: a copy of a few fields under a lock held for that copy; `peers` is
+//!   read live from the network's counter, as the loop did.
+//! - `tessera_getBlockByHeight` and `tessera_getBlockRange`: the last [`RECENT_BLOCKS_MAX`]
+//!   finalized blocks (and at most [`RECENT_TXNS_MAX`] transactions) are held here, each
+//!   moved once into an `Arc` out of the tick's output, never copied; a height above the tip
+//!   is answered `null` (or ends the range). Older blocks are read from the store by the loop,
+//!   which owns it.
+//! - `tessera_getTransaction`: the node's bounded fate window lives here behind a lock, and
+//!   the loop records into it in place, once per tick; nothing is copied per tick. A known
+//!   fate is answered here. An id without a fate goes to the loop, because only the loop can
+//!   tell `pending` (in its mempool or submit window) from `unknown`.
+//! - `tessera_getAccount` goes to the loop: the ledger (up to millions of accounts) lives in
+//!   the pipeline's world and is changed in place by each tick's execution. Reading it from
+//!   this thread would need either a copy per tick or a lock that execution holds for the
+//!   tick's whole length, and then the read would wait for the tick anyway.
+//! - `tessera_sendTransaction` goes to the loop, which owns the mempool.
+//!
+//! Lag: what is answered here is at most one tick old (`mempool_size` most visibly); a block
+//! or fate is published only once its block is durable, as before.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use serde_json::{Value, json};
+use tessera_components::{CertifiedBlock, Hash, TxnId};
+
+use super::net::NetCounters;
+use super::rpc::Query;
+use super::{Fates, block_json, transaction_status};
+
+/// Most finalized blocks held for reads.
+pub const RECENT_BLOCKS_MAX: usize = 1024;
+
+/// Most transactions in the blocks held for reads (160 bytes each: 10 MiB), so large blocks
+/// shorten the window instead of growing it.
+pub const RECENT_TXNS_MAX: usize = 1 << 16;
+
+/// The fields of `tessera_getStatus` that come from the node loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// The last finalized (and durable) height.
+    pub height: u64,
+    /// Its block's hash.
+    pub block_hash: Hash,
+    /// The state root after it.
+    pub state_root: Hash,
+    /// Transactions in the mempool at the end of the tick.
+    pub mempool_size: usize,
+    /// The consensus view.
+    pub view: u64,
+    /// A full node (an observer) rather than a validator.
+    pub observer: bool,
+}
+
+impl Status {
+    /// `tessera_getStatus`'s answer: the one place its shape is written, for the view and for
+    /// the loop alike.
+    pub fn to_json(&self, peers: u64) -> Value {
+        json!({
+            "height": self.height,
+            "finalized_height": self.height,
+            "block_hash": self.block_hash.to_hex(),
+            "state_root": self.state_root.to_hex(),
+            "peers": peers,
+            "mempool_size": self.mempool_size,
+            "view": self.view,
+            "role": if self.observer { "full" } else { "validator" },
+        })
+    }
+}
+
+/// The last finalized blocks, contiguous, ending at `next_height - 1`.
+#[derive(Debug, Default)]
+struct RecentBlocks {
+    blocks: VecDeque<Arc<CertifiedBlock>>,
+    /// Transactions in `blocks`.
+    txn_count: usize,
+    /// The height after the newest finalized block; 0 until the view is first published.
+    next_height: u64,
+}
+
+impl RecentBlocks {
+    /// The height of the oldest block held (`next_height` when none is).
+    fn first_height(&self) -> u64 {
+        self.next_height - self.blocks.len() as u64
+    }
+
+    /// Forgets every block held: reads of heights up to `next_height - 1` go to the store.
+    fn reset(&mut self, next_height: u64) {
+        self.blocks.clear();
+        self.txn_count = 0;
+        self.next_height = next_height;
+    }
+
+    fn push(&mut self, block: Arc<CertifiedBlock>) {
+        debug_assert_eq!(block.block.header.height, self.next_height);
+        self.txn_count += block.block.txns.len();
+        self.blocks.push_back(block);
+        self.next_height += 1;
+        while self.blocks.len() > RECENT_BLOCKS_MAX
+            || (self.txn_count > RECENT_TXNS_MAX && self.blocks.len() > 1)
+        {
+            let Some(old) = self.blocks.pop_front() else { break };
+            self.txn_count -= old.block.txns.len();
+        }
+        debug_assert!(self.blocks.len() <= RECENT_BLOCKS_MAX);
+    }
+
+    fn get(&self, height: u64) -> Option<&Arc<CertifiedBlock>> {
+        let index = height.checked_sub(self.first_height())?;
+        self.blocks.get(usize::try_from(index).ok()?)
+    }
+}
+
+/// What reads need, shared by the node loop (the only writer) and the RPC server's thread.
+/// Written by the loop at the end of each tick ([`ReadView::publish`]); each lock is held for
+/// a copy or a lookup on the reading side, and for one tick's records on the writing side.
+#[derive(Debug)]
+pub struct ReadView {
+    status: RwLock<Option<Status>>,
+    blocks: RwLock<RecentBlocks>,
+    fates: RwLock<Fates>,
+    net: Arc<NetCounters>,
+}
+
+/// A lock's guard even if a holder panicked: every writer leaves the data consistent between
+/// statements, and a read must not take the server down with it.
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl ReadView {
+    /// An empty view: until the first [`ReadView::publish`], every query goes to the loop.
+    pub fn new(net: Arc<NetCounters>) -> ReadView {
+        ReadView::with_fates(net, Fates::new())
+    }
+
+    pub(super) fn with_fates(net: Arc<NetCounters>, fates: Fates) -> ReadView {
+        ReadView {
+            status: RwLock::new(None),
+            blocks: RwLock::new(RecentBlocks::default()),
+            fates: RwLock::new(fates),
+            net,
+        }
+    }
+
+    /// The fate window, for the loop to record into. Readers wait while it is held: hold it
+    /// for one tick's records, not across a tick.
+    pub(super) fn fates_mut(&self) -> RwLockWriteGuard<'_, Fates> {
+        write(&self.fates)
+    }
+
+    /// The fate window, for the loop's own answers and gauges.
+    pub(super) fn fates(&self) -> RwLockReadGuard<'_, Fates> {
+        read(&self.fates)
+    }
+
+    /// Publishes the end of a tick: the blocks it finalized (durable, in height order, each
+    /// the one after the last published), then `status`, whose height is the last of them.
+    /// Fates go in through [`ReadView::fates_mut`] before this, so a client that sees a height
+    /// finds its block's fates.
+    ///
+    /// A block out of order, or a status height other than the newest block's, is a bug in
+    /// the loop (debug builds stop on it). A release build does not stop a validator for a
+    /// read view: it forgets the blocks held, so reads of them go to the store, which is
+    /// always right.
+    pub fn publish(&self, finalized: impl IntoIterator<Item = Arc<CertifiedBlock>>, status: Status) {
+        {
+            let mut blocks = write(&self.blocks);
+            if blocks.next_height == 0 {
+                // First publication: the tip the node started from.
+                blocks.reset(status.height + 1);
+            }
+            for block in finalized {
+                let height = block.block.header.height;
+                debug_assert_eq!(height, blocks.next_height, "finalized blocks arrive in order");
+                if height != blocks.next_height {
+                    blocks.reset(height);
+                }
+                blocks.push(block);
+            }
+            debug_assert_eq!(blocks.next_height, status.height + 1, "the status is the newest block's");
+            if blocks.next_height != status.height + 1 {
+                blocks.reset(status.height + 1);
+            }
+        }
+        *write(&self.status) = Some(status);
+    }
+
+    /// The answer to `query` from what was published, or `None` when it is the loop's to
+    /// answer (see the module documentation).
+    pub fn answer(&self, query: &Query) -> Option<Result<Value, (i64, String)>> {
+        match query {
+            Query::Status => {
+                let status = (*read(&self.status))?;
+                Some(Ok(status.to_json(self.net.peers_connected.load(Ordering::Relaxed))))
+            }
+            Query::Block(height) => {
+                let block = {
+                    let blocks = read(&self.blocks);
+                    if blocks.next_height == 0 {
+                        return None;
+                    }
+                    if *height >= blocks.next_height {
+                        return Some(Ok(Value::Null));
+                    }
+                    blocks.get(*height)?.clone()
+                };
+                Some(Ok(block_json(&block)))
+            }
+            Query::BlockRange(from, count) => {
+                let held: Vec<Arc<CertifiedBlock>> = {
+                    let blocks = read(&self.blocks);
+                    let start = (*from).max(1);
+                    if blocks.next_height == 0 || start < blocks.first_height() {
+                        return None;
+                    }
+                    let end = from.saturating_add(*count).min(blocks.next_height);
+                    (start..end).filter_map(|height| blocks.get(height).cloned()).collect()
+                };
+                Some(Ok(Value::Array(held.iter().map(|block| range_entry(block)).collect())))
+            }
+            Query::Transaction(id) => {
+                let fates = read(&self.fates);
+                let fate = fates.0.get(&TxnId(Hash(*id)))?;
+                Some(Ok(transaction_status(Some(fate), false)))
+            }
+            Query::Account(_) | Query::Submit(_) => None,
+        }
+    }
+}
+
+/// One entry of `tessera_getBlockRange`'s answer.
+pub(super) fn range_entry(certified: &CertifiedBlock) -> Value {
+    let block = &certified.block;
+    json!({
+        "height": block.header.height,
+        "hash": block.header.hash().to_hex(),
+        "transactions": block.txns.iter().map(|t| t.id().0.to_hex()).collect::<Vec<_>>(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::Value;
+    use tessera_components::{Block, BlockHeader, CertifiedBlock, Hash, QuorumCertificate, TxnId, VoteKind};
+
+    use super::super::window::IdWindow;
+    use super::super::{Fate, Fates, block_json};
+    use super::{RECENT_BLOCKS_MAX, ReadView, Status};
+    use crate::node::rpc::Query;
+
+    fn block(height: u64) -> Arc<CertifiedBlock> {
+        let header = BlockHeader { height, ..bytemuck::Zeroable::zeroed() };
+        let certificate = QuorumCertificate {
+            kind: VoteKind::Commit,
+            view: 1,
+            height,
+            block: header.hash(),
+            signers: vec![0, 1, 2],
+            signatures: Vec::new(),
+        };
+        Arc::new(CertifiedBlock { block: Block { header, txns: Vec::new() }, certificate })
+    }
+
+    fn status(height: u64) -> Status {
+        Status {
+            height,
+            block_hash: Hash([height as u8; 32]),
+            state_root: Hash([7; 32]),
+            mempool_size: 3,
+            view: 9,
+            observer: false,
+        }
+    }
+
+    fn view() -> ReadView {
+        ReadView::with_fates(Arc::default(), Fates(IdWindow::new(16)))
+    }
+
+    /// Until the first publication the loop answers everything; after it, status, held blocks,
+    /// heights above the tip and known fates are answered here, and the rest still goes to
+    /// the loop.
+    #[test]
+    fn the_view_answers_what_it_holds_and_leaves_the_rest_to_the_loop() {
+        let view = view();
+        for query in [Query::Status, Query::Block(1), Query::BlockRange(1, 4), Query::Transaction([1; 32])] {
+            assert!(view.answer(&query).is_none(), "{query:?} answered before publication");
+        }
+        // The node started at height 2: blocks 1 and 2 are in the store only.
+        view.publish([], status(2));
+        view.publish([block(3), block(4)], status(4));
+        let answer = |query| view.answer(&query).map(|answer| answer.expect("no error"));
+        let status_json = answer(Query::Status).expect("status from the view");
+        assert_eq!(status_json, status(4).to_json(0));
+        assert_eq!(status_json["role"], "validator");
+        assert_eq!(answer(Query::Block(3)), Some(block_json(&block(3))));
+        assert_eq!(answer(Query::Block(5)), Some(Value::Null), "above the tip");
+        assert_eq!(answer(Query::Block(2)), None, "older than the view: the store's");
+        let range = answer(Query::BlockRange(3, 10)).expect("a held range");
+        let heights: Vec<_> = range.as_array().unwrap().iter().map(|b| b["height"].clone()).collect();
+        assert_eq!(heights, [3, 4]);
+        assert_eq!(answer(Query::BlockRange(9, 2)), Some(Value::Array(Vec::new())));
+        assert_eq!(answer(Query::BlockRange(2, 2)), None, "starts in the store");
+        assert_eq!(answer(Query::BlockRange(0, 2)), None, "height 0 reads as 1, in the store");
+        // A known fate is answered here; an unknown id may be pending, which only the loop knows.
+        let id = TxnId(Hash([1; 32]));
+        view.fates_mut().record_block(4, &[tessera_systems::TxnOutcome { id, result: Ok(()) }]);
+        assert_eq!(answer(Query::Transaction([1; 32])).unwrap()["status"], "committed");
+        view.fates_mut().record(TxnId(Hash([2; 32])), Fate::Rejected("duplicate".into()));
+        assert_eq!(answer(Query::Transaction([2; 32])).unwrap()["status"], "rejected");
+        assert_eq!(answer(Query::Transaction([3; 32])), None);
+        assert_eq!(answer(Query::Account([1; 32])), None);
+    }
+
+    /// The held blocks are bounded, oldest forgotten first, and a forgotten height goes back
+    /// to the store.
+    #[test]
+    fn held_blocks_are_bounded() {
+        let view = view();
+        view.publish([], status(0));
+        let last = RECENT_BLOCKS_MAX as u64 + 10;
+        for height in 1..=last {
+            view.publish([block(height)], status(height));
+        }
+        assert_eq!(view.answer(&Query::Block(10)), None);
+        assert!(view.answer(&Query::Block(11)).is_some());
+        assert_eq!(view.blocks.read().unwrap().blocks.len(), RECENT_BLOCKS_MAX);
+    }
+}

@@ -1,0 +1,561 @@
+//! Account state: a dense array of [`Account`]s plus an index from address to slot, committed
+//! to by a Merkle tree ([`tree`]) that each block updates along the paths it touched.
+//!
+//! Every change goes through an [`Overlay`]: transfers execute against the committed state
+//! plus a [`LedgerDelta`] of what they changed, and [`Ledger::commit`] applies a delta. A
+//! proposal or a validation keeps only its delta, so its cost is in proportion to the
+//! accounts its block touches, not to the ledger.
+
+pub mod tree;
+
+use foldhash::HashMap;
+
+use bevy_ecs::resource::Resource;
+use tessera_components::{Account, Hash, RejectReason, TxnBody};
+
+use self::tree::{Changes, StateTree};
+
+/// All account state. Written only by execute (and at genesis); read by prefilter and mempool
+/// for nonces, with the lag of one tick (they see the state as of the last executed block).
+///
+/// Slots are assigned in order of first appearance: genesis order, then execution order. The
+/// `index` map is only ever looked up, never iterated, so its hasher does not affect
+/// determinism.
+#[derive(Clone, Debug, Default, Resource)]
+pub struct Ledger {
+    keys: Vec<[u8; 32]>,
+    accounts: Vec<Account>,
+    index: HashMap<[u8; 32], u32>,
+    /// Fees burned so far.
+    burned: u64,
+    /// Sum of genesis balances: `Σ balance + burned` must always equal it.
+    supply: u128,
+    /// The Merkle tree over the accounts, always current.
+    tree: StateTree,
+}
+
+/// Why genesis could not be built.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum GenesisError {
+    /// An address appears twice.
+    #[error("genesis lists account {0} twice")]
+    DuplicateAccount(String),
+    /// More accounts than a u32 slot can address.
+    #[error("genesis has more than 2^32 accounts")]
+    TooManyAccounts,
+    /// Stored state whose columns differ in length.
+    #[error("state has {keys} addresses but {accounts} accounts")]
+    ColumnMismatch {
+        /// Address count.
+        keys: usize,
+        /// Account count.
+        accounts: usize,
+    },
+    /// Stored state whose balances and burned fees do not add up to its supply.
+    #[error("state does not conserve supply: balances and burned fees sum to {sum}, supply is {supply}")]
+    SupplyMismatch {
+        /// `Σ balance + burned`.
+        sum: u128,
+        /// Recorded supply.
+        supply: u128,
+    },
+}
+
+/// A ledger taken apart into its columns, for persistence. `keys[i]` owns `accounts[i]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LedgerParts {
+    /// Account addresses in slot order.
+    pub keys: Vec<[u8; 32]>,
+    /// Accounts in slot order.
+    pub accounts: Vec<Account>,
+    /// Fees burned so far.
+    pub burned: u64,
+    /// Genesis supply.
+    pub supply: u128,
+}
+
+impl Ledger {
+    /// State with the given funded accounts, in the given order.
+    ///
+    /// # Errors
+    /// A duplicate address, or more accounts than fit a u32 index.
+    pub fn from_genesis(balances: &[([u8; 32], u64)]) -> Result<Ledger, GenesisError> {
+        let mut ledger = Ledger::default();
+        for (key, balance) in balances {
+            if ledger.index.contains_key(key) {
+                return Err(GenesisError::DuplicateAccount(Hash(*key).to_hex()));
+            }
+            let slot = ledger.push_account(*key).ok_or(GenesisError::TooManyAccounts)?;
+            ledger.accounts[slot].balance = *balance;
+            ledger.supply += u128::from(*balance);
+        }
+        ledger.rebuild_tree();
+        Ok(ledger)
+    }
+
+    /// Builds the tree from every account (genesis and restart: once, on every core).
+    fn rebuild_tree(&mut self) {
+        use rayon::prelude::*;
+        let leaves = self
+            .keys
+            .par_iter()
+            .zip(self.accounts.par_iter())
+            .map(|(key, account)| tree::leaf(key, account))
+            .collect();
+        self.tree = StateTree::build(leaves);
+    }
+
+    /// Rebuilds a ledger from stored columns, checking them: equal lengths, no duplicate
+    /// address, supply conserved. The result has the same state root as the ledger the parts
+    /// came from.
+    ///
+    /// # Errors
+    /// The first inconsistency found.
+    pub fn from_parts(parts: LedgerParts) -> Result<Ledger, GenesisError> {
+        let LedgerParts { keys, accounts, burned, supply } = parts;
+        if keys.len() != accounts.len() {
+            return Err(GenesisError::ColumnMismatch { keys: keys.len(), accounts: accounts.len() });
+        }
+        if u32::try_from(keys.len()).is_err() {
+            return Err(GenesisError::TooManyAccounts);
+        }
+        let mut index = HashMap::default();
+        for (slot, key) in keys.iter().enumerate() {
+            if index.insert(*key, slot as u32).is_some() {
+                return Err(GenesisError::DuplicateAccount(Hash(*key).to_hex()));
+            }
+        }
+        let mut ledger = Ledger { keys, accounts, index, burned, supply, tree: StateTree::default() };
+        let sum = ledger.balance_sum();
+        if sum != supply {
+            return Err(GenesisError::SupplyMismatch { sum, supply });
+        }
+        ledger.rebuild_tree();
+        Ok(ledger)
+    }
+
+    /// The ledger's columns, for persistence ([`Ledger::from_parts`] reverses it).
+    pub fn to_parts(&self) -> LedgerParts {
+        LedgerParts {
+            keys: self.keys.clone(),
+            accounts: self.accounts.clone(),
+            burned: self.burned,
+            supply: self.supply,
+        }
+    }
+
+    /// Account addresses in slot order.
+    pub fn keys(&self) -> &[[u8; 32]] {
+        &self.keys
+    }
+
+    /// Accounts in slot order.
+    pub fn accounts(&self) -> &[Account] {
+        &self.accounts
+    }
+
+    fn push_account(&mut self, key: [u8; 32]) -> Option<usize> {
+        let slot = u32::try_from(self.keys.len()).ok()?;
+        self.keys.push(key);
+        self.accounts.push(Account::default());
+        self.index.insert(key, slot);
+        Some(slot as usize)
+    }
+
+    /// The account at `key`, if it has ever been touched.
+    pub fn account(&self, key: &[u8; 32]) -> Option<&Account> {
+        self.index.get(key).map(|slot| &self.accounts[*slot as usize])
+    }
+
+    /// The next nonce `key` must use (0 for an unknown account).
+    pub fn nonce_of(&self, key: &[u8; 32]) -> u64 {
+        self.account(key).map_or(0, |account| account.nonce)
+    }
+
+    /// Balance of `key` (0 for an unknown account).
+    pub fn balance_of(&self, key: &[u8; 32]) -> u64 {
+        self.account(key).map_or(0, |account| account.balance)
+    }
+
+    /// Number of accounts.
+    pub fn len(&self) -> usize {
+        self.accounts.len()
+    }
+
+    /// True when no account exists.
+    pub fn is_empty(&self) -> bool {
+        self.accounts.is_empty()
+    }
+
+    /// Fees burned so far.
+    pub fn burned(&self) -> u64 {
+        self.burned
+    }
+
+    /// Total supply fixed at genesis.
+    pub fn supply(&self) -> u128 {
+        self.supply
+    }
+
+    /// Applies one transfer under the fee rule ([`Overlay::apply`]) and commits it. Blocks go
+    /// through [`Ledger::execute`] and [`Ledger::commit`] instead, which update the tree once
+    /// per block.
+    ///
+    /// # Errors
+    /// As [`Overlay::apply`]; an error changes only what the fee rule charges.
+    pub fn apply(&mut self, body: &TxnBody) -> Result<(), RejectReason> {
+        let mut overlay = Overlay::new(self);
+        let result = overlay.apply(body);
+        let delta = overlay.into_delta();
+        self.commit(delta);
+        result
+    }
+
+    /// Executes `bodies` in order over this state without changing it: each transfer's result,
+    /// and the delta that [`Ledger::commit`] applies. Costs O(k log N) for k touched accounts.
+    pub fn execute<'b>(
+        &self,
+        bodies: impl IntoIterator<Item = &'b TxnBody>,
+    ) -> (Vec<Result<(), RejectReason>>, LedgerDelta) {
+        let mut overlay = Overlay::new(self);
+        let results = bodies.into_iter().map(|body| overlay.apply(body)).collect();
+        (results, overlay.into_delta())
+    }
+
+    /// The state root after `delta` (made over this state) would be committed.
+    pub fn root_after(&self, delta: &mut LedgerDelta) -> Hash {
+        let count = delta.base_len + delta.created.len();
+        let changes = delta.changes(self);
+        tree::state_root(count, &self.tree.root_after(changes, count), delta.burned)
+    }
+
+    /// Applies a delta made over this very state (by [`Ledger::execute`] or an [`Overlay`]).
+    ///
+    /// # Panics
+    /// If the delta was made over another state: applying it would corrupt this one.
+    pub fn commit(&mut self, mut delta: LedgerDelta) {
+        assert_eq!(
+            (delta.base_len, delta.base_root),
+            (self.len(), self.state_root()),
+            "a delta is committed only over the state it was made on"
+        );
+        let count = delta.base_len + delta.created.len();
+        delta.changes(self);
+        let changes = delta.changes.take().expect("computed above");
+        for (slot, account) in &delta.changed {
+            self.accounts[*slot as usize] = *account;
+        }
+        for (key, account) in delta.created {
+            let slot = self.push_account(key).expect("slots were assigned below 2^32");
+            self.accounts[slot] = account;
+        }
+        self.burned = delta.burned;
+        self.tree.apply(changes, count);
+    }
+
+    /// The state root ([`tree`] defines it): the Merkle root over every account in slot order,
+    /// with the account count and the burned total. O(1): the tree is kept current.
+    pub fn state_root(&self) -> Hash {
+        tree::state_root(self.accounts.len(), &self.tree.root(), self.burned)
+    }
+
+    /// `Σ balance + burned`, which must equal [`Ledger::supply`].
+    pub fn balance_sum(&self) -> u128 {
+        self.accounts.iter().map(|a| u128::from(a.balance)).sum::<u128>() + u128::from(self.burned)
+    }
+}
+
+/// What executing transfers over a [`Ledger`] changed, without the ledger: the accounts
+/// written (by slot), the accounts created (their slots follow the ledger's), the burned total,
+/// and once computed, the tree nodes that change. Its size is in proportion to the accounts
+/// touched.
+#[derive(Clone, Debug, Default)]
+pub struct LedgerDelta {
+    /// The ledger's account count and state root when the delta was made.
+    base_len: usize,
+    base_root: Hash,
+    changed: HashMap<u32, Account>,
+    created: Vec<([u8; 32], Account)>,
+    created_index: HashMap<[u8; 32], u32>,
+    burned: u64,
+    /// The tree nodes this delta changes, computed once ([`LedgerDelta::changes`]).
+    changes: Option<Changes>,
+}
+
+impl LedgerDelta {
+    /// Accounts this delta writes or creates.
+    pub fn touched(&self) -> usize {
+        self.changed.len() + self.created.len()
+    }
+
+    /// The tree nodes that change, computed on first use over `base` (the ledger the delta was
+    /// made on).
+    fn changes(&mut self, base: &Ledger) -> &Changes {
+        if self.changes.is_none() {
+            let mut leaves: Vec<(usize, Hash)> = self
+                .changed
+                .iter()
+                .map(|(slot, account)| (*slot as usize, tree::leaf(&base.keys[*slot as usize], account)))
+                .chain(
+                    self.created
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (key, account))| (self.base_len + i, tree::leaf(key, account))),
+                )
+                .collect();
+            leaves.sort_unstable_by_key(|(slot, _)| *slot);
+            let count = self.base_len + self.created.len();
+            self.changes = Some(base.tree.changes(leaves, count));
+        }
+        self.changes.as_ref().expect("set above")
+    }
+}
+
+/// A [`Ledger`] seen through a [`LedgerDelta`]: reads see the delta's writes, writes go to the
+/// delta. Executing a block here leaves the ledger as it was.
+#[derive(Debug)]
+pub struct Overlay<'a> {
+    base: &'a Ledger,
+    delta: LedgerDelta,
+}
+
+impl<'a> Overlay<'a> {
+    /// An empty overlay over `base`.
+    pub fn new(base: &'a Ledger) -> Overlay<'a> {
+        let delta = LedgerDelta {
+            base_len: base.len(),
+            base_root: base.state_root(),
+            burned: base.burned,
+            ..LedgerDelta::default()
+        };
+        Overlay { base, delta }
+    }
+
+    /// The delta of everything applied so far.
+    pub fn into_delta(self) -> LedgerDelta {
+        self.delta
+    }
+
+    fn slot(&self, key: &[u8; 32]) -> Option<u32> {
+        self.base.index.get(key).or_else(|| self.delta.created_index.get(key)).copied()
+    }
+
+    fn get(&self, slot: u32) -> Account {
+        let slot_index = slot as usize;
+        if slot_index < self.delta.base_len {
+            self.delta.changed.get(&slot).copied().unwrap_or(self.base.accounts[slot_index])
+        } else {
+            self.delta.created[slot_index - self.delta.base_len].1
+        }
+    }
+
+    fn set(&mut self, slot: u32, account: Account) {
+        let slot_index = slot as usize;
+        if slot_index < self.delta.base_len {
+            self.delta.changed.insert(slot, account);
+        } else {
+            self.delta.created[slot_index - self.delta.base_len].1 = account;
+        }
+    }
+
+    fn create(&mut self, key: [u8; 32]) -> Option<u32> {
+        let slot = u32::try_from(self.delta.base_len + self.delta.created.len()).ok()?;
+        self.delta.created.push((key, Account::default()));
+        self.delta.created_index.insert(key, slot);
+        Some(slot)
+    }
+
+    /// The account at `key` as of this overlay.
+    pub fn account(&self, key: &[u8; 32]) -> Option<Account> {
+        self.slot(key).map(|slot| self.get(slot))
+    }
+
+    /// Applies one transfer.
+    ///
+    /// The fee rule: a transaction with the sender's next nonce, from a sender whose balance
+    /// covers the fee, consumes that nonce and pays that fee whether its amount moves or not. A
+    /// transfer that fails before then (self-transfer, unknown sender, wrong nonce, fee above
+    /// the balance, nonce or burned total at their limit) changes nothing. So block space taken
+    /// by a failing transfer is paid for, and the same bytes can never be charged twice.
+    ///
+    /// # Errors
+    /// [`RejectReason::BadNonce`] if the nonce is not the sender's next one,
+    /// [`RejectReason::InsufficientFunds`] if the sender is unknown or its balance is below the
+    /// fee (nothing charged) or below amount plus fee (fee charged), [`RejectReason::Overflow`]
+    /// if a sum would overflow, [`RejectReason::SelfTransfer`] if sender and recipient are one
+    /// account.
+    pub fn apply(&mut self, body: &TxnBody) -> Result<(), RejectReason> {
+        // The prefilter refuses self-transfers, but a block from another proposer is untrusted
+        // input: refuse here too, since the credit below would read a stale balance.
+        if body.sender == body.recipient {
+            return Err(RejectReason::SelfTransfer);
+        }
+        let Some(sender_slot) = self.slot(&body.sender) else {
+            return Err(RejectReason::InsufficientFunds);
+        };
+        let mut sender = self.get(sender_slot);
+        if body.nonce != sender.nonce {
+            return Err(RejectReason::BadNonce);
+        }
+        if sender.balance < body.fee {
+            return Err(RejectReason::InsufficientFunds);
+        }
+        let nonce = sender.nonce.checked_add(1).ok_or(RejectReason::Overflow)?;
+        let burned = self.delta.burned.checked_add(body.fee).ok_or(RejectReason::Overflow)?;
+        // From here the fee is paid and the nonce consumed, whatever the amount does.
+        sender.balance -= body.fee;
+        sender.nonce = nonce;
+        self.set(sender_slot, sender);
+        self.delta.burned = burned;
+        // Then the amount moves, creating the recipient's account, or nothing moves.
+        if sender.balance < body.amount {
+            return Err(RejectReason::InsufficientFunds);
+        }
+        let recipient_slot = self.slot(&body.recipient);
+        let recipient = recipient_slot.map_or(Account::default(), |slot| self.get(slot));
+        let credited = recipient.balance.checked_add(body.amount).ok_or(RejectReason::Overflow)?;
+        let recipient_slot = match recipient_slot {
+            Some(slot) => slot,
+            None => self.create(body.recipient).ok_or(RejectReason::Overflow)?,
+        };
+        sender.balance -= body.amount;
+        self.set(sender_slot, sender);
+        self.set(recipient_slot, Account { balance: credited, ..recipient });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transfer(sender: u8, recipient: u8, amount: u64, fee: u64, nonce: u64) -> TxnBody {
+        TxnBody {
+            chain_id: 1,
+            reserved: 0,
+            sender: [sender; 32],
+            recipient: [recipient; 32],
+            amount,
+            fee,
+            nonce,
+        }
+    }
+
+    #[test]
+    fn transfers_that_cannot_pay_their_fee_change_nothing() {
+        let mut ledger = Ledger::from_genesis(&[([1; 32], 100), ([2; 32], u64::MAX - 5)]).unwrap();
+        let root = ledger.state_root();
+        assert_eq!(ledger.apply(&transfer(1, 3, 1, 101, 0)), Err(RejectReason::InsufficientFunds));
+        assert_eq!(ledger.apply(&transfer(1, 3, 10, 1, 1)), Err(RejectReason::BadNonce));
+        assert_eq!(ledger.apply(&transfer(9, 3, 1, 1, 0)), Err(RejectReason::InsufficientFunds));
+        assert_eq!(ledger.apply(&transfer(1, 1, 1, 1, 0)), Err(RejectReason::SelfTransfer));
+        assert_eq!(ledger.state_root(), root);
+        assert_eq!(ledger.len(), 2);
+
+        assert_eq!(ledger.apply(&transfer(1, 3, 90, 10, 0)), Ok(()));
+        assert_eq!(ledger.balance_of(&[1; 32]), 0);
+        assert_eq!(ledger.balance_of(&[3; 32]), 90);
+        assert_eq!(ledger.nonce_of(&[1; 32]), 1);
+        assert_eq!(ledger.burned(), 10);
+        assert_eq!(ledger.balance_sum(), ledger.supply());
+        assert_ne!(ledger.state_root(), root);
+    }
+
+    #[test]
+    fn a_failing_transfer_that_can_pay_its_fee_pays_it_and_consumes_its_nonce() {
+        let mut ledger = Ledger::from_genesis(&[([1; 32], 100), ([2; 32], u64::MAX - 5)]).unwrap();
+        // Amount plus fee above the balance: the fee is paid, the amount stays.
+        assert_eq!(ledger.apply(&transfer(1, 3, 99, 2, 0)), Err(RejectReason::InsufficientFunds));
+        assert_eq!((ledger.balance_of(&[1; 32]), ledger.nonce_of(&[1; 32]), ledger.burned()), (98, 1, 2));
+        assert_eq!(ledger.account(&[3; 32]), None, "a failed transfer creates no account");
+        // The same bytes cannot be charged again: the nonce is spent.
+        assert_eq!(ledger.apply(&transfer(1, 3, 99, 2, 0)), Err(RejectReason::BadNonce));
+        // The recipient's balance would overflow: the fee is paid, the amount stays.
+        assert_eq!(ledger.apply(&transfer(1, 2, 10, 1, 1)), Err(RejectReason::Overflow));
+        assert_eq!((ledger.balance_of(&[1; 32]), ledger.balance_of(&[2; 32])), (97, u64::MAX - 5));
+        // An amount of 2^64 - 1: the fee is paid.
+        assert_eq!(ledger.apply(&transfer(1, 3, u64::MAX, 1, 2)), Err(RejectReason::InsufficientFunds));
+        assert_eq!((ledger.balance_of(&[1; 32]), ledger.nonce_of(&[1; 32]), ledger.burned()), (96, 3, 4));
+        assert_eq!(ledger.balance_sum(), ledger.supply());
+    }
+
+    #[test]
+    fn parts_round_trip_and_are_checked() {
+        let mut ledger = Ledger::from_genesis(&[([1; 32], 100), ([2; 32], 50)]).unwrap();
+        ledger.apply(&transfer(1, 3, 10, 2, 0)).unwrap();
+        let parts = ledger.to_parts();
+        let back = Ledger::from_parts(parts.clone()).unwrap();
+        assert_eq!(back.state_root(), ledger.state_root());
+        assert_eq!(back.nonce_of(&[1; 32]), 1);
+        let mut bad = parts.clone();
+        bad.accounts[0].balance += 1;
+        assert!(matches!(Ledger::from_parts(bad), Err(GenesisError::SupplyMismatch { .. })));
+        let mut bad = parts.clone();
+        bad.keys[1] = bad.keys[0];
+        assert!(matches!(Ledger::from_parts(bad), Err(GenesisError::DuplicateAccount(_))));
+        let mut bad = parts;
+        bad.keys.pop();
+        assert!(matches!(Ledger::from_parts(bad), Err(GenesisError::ColumnMismatch { .. })));
+    }
+
+    #[test]
+    fn speculative_blocks_leave_the_ledger_alone_and_commit_to_the_root_of_a_rebuilt_one() {
+        let mut ledger =
+            Ledger::from_genesis(&(1..=40u8).map(|i| ([i; 32], 1_000)).collect::<Vec<_>>()).unwrap();
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |bound: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % bound
+        };
+        for block in 0..30 {
+            // Transfers between known accounts and to new ones, some failing (wrong nonce,
+            // funds), some from the same sender in a row.
+            let bodies: Vec<TxnBody> = (0..1 + next(50))
+                .map(|_| {
+                    let sender = 1 + next(40) as u8;
+                    let recipient = 1 + next(80) as u8;
+                    let nonce = ledger.nonce_of(&[sender; 32]) + u64::from(next(4) == 0);
+                    transfer(sender, recipient, next(600), next(3), nonce)
+                })
+                .collect();
+            let before = (ledger.state_root(), ledger.len(), ledger.to_parts().accounts);
+            let (results, mut delta) = ledger.execute(&bodies);
+            let root = ledger.root_after(&mut delta);
+            assert_eq!(
+                (ledger.state_root(), ledger.len(), ledger.to_parts().accounts),
+                before,
+                "block {block}"
+            );
+            // The same transfers one at a time on a copy agree, result by result.
+            let mut one_by_one = ledger.clone();
+            let sequential: Vec<_> = bodies.iter().map(|body| one_by_one.apply(body)).collect();
+            assert_eq!(results, sequential, "block {block}");
+            ledger.commit(delta);
+            assert_eq!(ledger.state_root(), root, "block {block}");
+            assert_eq!(one_by_one.state_root(), root, "block {block}");
+            let rebuilt = Ledger::from_parts(ledger.to_parts()).unwrap();
+            assert_eq!(rebuilt.state_root(), root, "block {block}: the kept tree drifted from a rebuilt one");
+            assert_eq!(ledger.balance_sum(), ledger.supply());
+        }
+        assert!(ledger.len() > 40, "new accounts were created");
+    }
+
+    #[test]
+    #[should_panic(expected = "only over the state it was made on")]
+    fn a_delta_is_never_committed_over_another_state() {
+        let mut ledger = Ledger::from_genesis(&[([1; 32], 100)]).unwrap();
+        let (_, delta) = ledger.execute(&[transfer(1, 2, 10, 1, 0)]);
+        ledger.apply(&transfer(1, 3, 10, 1, 0)).unwrap();
+        ledger.commit(delta);
+    }
+
+    #[test]
+    fn duplicate_genesis_account_is_refused() {
+        assert!(matches!(
+            Ledger::from_genesis(&[([1; 32], 1), ([1; 32], 2)]),
+            Err(GenesisError::DuplicateAccount(_))
+        ));
+    }
+}

@@ -1,0 +1,269 @@
+//! The state commitment: a binary Merkle tree over the accounts in slot order, updated along
+//! the paths of the accounts a block touched, so a block's root costs O(k log N) hashes for k
+//! touched accounts of N, not a pass over all of them.
+//!
+//! Definition (also in `docs/storage.md`), with `K(context)` = `blake3::derive_key(context, &[])`
+//! and `H(key, bytes)` = `blake3::keyed_hash`:
+//!
+//! - leaf `i` = `H(K("tessera 2026 account leaf"), address ‖ balance_le ‖ nonce_le)` (48 bytes);
+//! - level 0 is the leaves in slot order; level `l + 1` has `⌈len(l) / 2⌉` nodes, node `j` =
+//!   `H(K("tessera 2026 state node"), level_l[2j] ‖ right)`, where `right` is `level_l[2j + 1]`,
+//!   or 32 zero bytes when the level has no such node; the top level has one node, the tree
+//!   root (32 zero bytes for no accounts);
+//! - state root = `H(K("tessera 2026 state root"), count_le ‖ tree_root ‖ burned_le)`, with the
+//!   account count and the burned fees as little-endian u64.
+
+use std::sync::OnceLock;
+
+use rayon::prelude::*;
+use tessera_components::{Account, Hash};
+
+/// Levels with at least this many changed nodes are rehashed on every core.
+const PARALLEL_NODES_MIN: usize = 2048;
+
+fn key(context: &'static str, cell: &'static OnceLock<[u8; 32]>) -> &'static [u8; 32] {
+    cell.get_or_init(|| blake3::derive_key(context, &[]))
+}
+
+fn leaf_key() -> &'static [u8; 32] {
+    static KEY: OnceLock<[u8; 32]> = OnceLock::new();
+    key("tessera 2026 account leaf", &KEY)
+}
+
+fn node_key() -> &'static [u8; 32] {
+    static KEY: OnceLock<[u8; 32]> = OnceLock::new();
+    key("tessera 2026 state node", &KEY)
+}
+
+fn root_key() -> &'static [u8; 32] {
+    static KEY: OnceLock<[u8; 32]> = OnceLock::new();
+    key("tessera 2026 state root", &KEY)
+}
+
+/// The leaf of the account at `address`.
+pub fn leaf(address: &[u8; 32], account: &Account) -> Hash {
+    let mut bytes = [0u8; 48];
+    bytes[..32].copy_from_slice(address);
+    bytes[32..].copy_from_slice(bytemuck::bytes_of(account));
+    Hash(*blake3::keyed_hash(leaf_key(), &bytes).as_bytes())
+}
+
+/// An inner node over `left` and `right` (32 zero bytes when there is no right child).
+pub fn node(left: &Hash, right: Option<&Hash>) -> Hash {
+    let mut bytes = [0u8; 64];
+    bytes[..32].copy_from_slice(&left.0);
+    if let Some(right) = right {
+        bytes[32..].copy_from_slice(&right.0);
+    }
+    Hash(*blake3::keyed_hash(node_key(), &bytes).as_bytes())
+}
+
+/// The state root over a tree root, the account count and the burned total.
+pub fn state_root(count: usize, tree_root: &Hash, burned: u64) -> Hash {
+    let mut bytes = [0u8; 48];
+    bytes[..8].copy_from_slice(&(count as u64).to_le_bytes());
+    bytes[8..40].copy_from_slice(&tree_root.0);
+    bytes[40..].copy_from_slice(&burned.to_le_bytes());
+    Hash(*blake3::keyed_hash(root_key(), &bytes).as_bytes())
+}
+
+/// Width of the level above one of `width` nodes.
+fn parent_width(width: usize) -> usize {
+    width.div_ceil(2)
+}
+
+/// Every level of the tree, leaves first; the last level holds the tree root alone (no level
+/// at all when there are no leaves).
+#[derive(Clone, Debug, Default)]
+pub struct StateTree {
+    levels: Vec<Vec<Hash>>,
+}
+
+/// Nodes that change, per level from the leaves up: `(index, hash)`, sorted by index, unique.
+pub type Changes = Vec<Vec<(usize, Hash)>>;
+
+impl StateTree {
+    /// The tree over `leaves`, built bottom-up on every core.
+    pub fn build(leaves: Vec<Hash>) -> StateTree {
+        let mut levels = vec![leaves];
+        while levels.last().is_some_and(|level| level.len() > 1) {
+            let below = levels.last().expect("a level");
+            let above: Vec<Hash> = below.par_chunks(2).map(|pair| node(&pair[0], pair.get(1))).collect();
+            levels.push(above);
+        }
+        if levels[0].is_empty() {
+            levels.clear();
+        }
+        StateTree { levels }
+    }
+
+    /// Number of leaves.
+    pub fn len(&self) -> usize {
+        self.levels.first().map_or(0, Vec::len)
+    }
+
+    /// True when the tree has no leaves.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The tree root (zero for no leaves).
+    pub fn root(&self) -> Hash {
+        self.levels.last().and_then(|top| top.first()).copied().unwrap_or(Hash::ZERO)
+    }
+
+    fn stored(&self, level: usize, index: usize) -> Option<&Hash> {
+        self.levels.get(level)?.get(index)
+    }
+
+    /// The nodes that change, level by level, when the leaves in `leaves` (slot, hash; sorted
+    /// by slot, unique; every slot at or past the current length included) take their new
+    /// values and the tree has `count` leaves. Costs a hash per changed node: O(k log N).
+    pub fn changes(&self, leaves: Vec<(usize, Hash)>, count: usize) -> Changes {
+        debug_assert!(leaves.windows(2).all(|pair| pair[0].0 < pair[1].0), "sorted, unique");
+        debug_assert!(leaves.last().is_none_or(|last| last.0 < count));
+        debug_assert!(count >= self.len(), "the tree only grows");
+        let mut changes: Changes = vec![leaves];
+        let mut width = count;
+        let mut level = 0;
+        while width > 1 && !changes[level].is_empty() {
+            let below = &changes[level];
+            // Parents of the changed nodes, each once, with their two children found among the
+            // changed nodes (adjacent in `below`) or else in the stored tree.
+            let mut parents: Vec<usize> = below.iter().map(|(index, _)| index / 2).collect();
+            parents.dedup();
+            let child = |index: usize, position: usize| -> Option<Hash> {
+                if index >= width {
+                    return None;
+                }
+                // `below` is sorted: the child, if changed, sits next to `position`.
+                let from = position.saturating_sub(1);
+                let changed = below[from..below.len().min(position + 2)].iter().find(|(i, _)| *i == index);
+                Some(changed.map_or_else(
+                    || *self.stored(level, index).expect("an unchanged node exists in the stored tree"),
+                    |(_, hash)| *hash,
+                ))
+            };
+            // Pair each parent with the position of its first changed child in `below`.
+            let mut firsts = Vec::with_capacity(parents.len());
+            let mut position = 0;
+            for parent in &parents {
+                while below[position].0 / 2 != *parent {
+                    position += 1;
+                }
+                firsts.push(position);
+            }
+            let hash_parent = |(parent, position): (&usize, &usize)| {
+                let left = child(2 * parent, *position).expect("a left child exists");
+                let right = child(2 * parent + 1, *position);
+                (*parent, node(&left, right.as_ref()))
+            };
+            let above: Vec<(usize, Hash)> = if parents.len() >= PARALLEL_NODES_MIN {
+                parents.par_iter().zip(firsts.par_iter()).map(hash_parent).collect()
+            } else {
+                parents.iter().zip(firsts.iter()).map(hash_parent).collect()
+            };
+            changes.push(above);
+            width = parent_width(width);
+            level += 1;
+        }
+        changes
+    }
+
+    /// The tree root after `changes` (from [`StateTree::changes`] for `count` leaves).
+    pub fn root_after(&self, changes: &Changes, count: usize) -> Hash {
+        if count == 0 {
+            return Hash::ZERO;
+        }
+        let top = Self::height(count);
+        match changes.get(top).and_then(|level| level.first()) {
+            Some((0, root)) => *root,
+            _ => self.root(),
+        }
+    }
+
+    /// Index of the top level for `count` leaves (0 for one leaf).
+    fn height(count: usize) -> usize {
+        let mut width = count;
+        let mut height = 0;
+        while width > 1 {
+            width = parent_width(width);
+            height += 1;
+        }
+        height
+    }
+
+    /// Writes `changes` (for `count` leaves) into the tree.
+    pub fn apply(&mut self, changes: Changes, count: usize) {
+        let mut width = count;
+        let mut level = 0;
+        loop {
+            if self.levels.len() <= level {
+                self.levels.push(Vec::new());
+            }
+            let stored = &mut self.levels[level];
+            stored.resize(width, Hash::ZERO);
+            if let Some(changed) = changes.get(level) {
+                for (index, hash) in changed {
+                    stored[*index] = *hash;
+                }
+            }
+            if width <= 1 {
+                break;
+            }
+            width = parent_width(width);
+            level += 1;
+        }
+        self.levels.truncate(level + 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leaves(n: usize, salt: u64) -> Vec<Hash> {
+        (0..n).map(|i| leaf(&[i as u8; 32], &Account { balance: i as u64 + salt, nonce: salt })).collect()
+    }
+
+    #[test]
+    fn incremental_changes_give_the_root_of_a_tree_built_from_scratch() {
+        for (base, grown) in [(0, 1), (1, 1), (1, 2), (2, 3), (5, 5), (5, 9), (8, 8), (8, 17), (100, 130)] {
+            let before = leaves(base, 0);
+            let tree = StateTree::build(before.clone());
+            let mut after = before.clone();
+            after.extend(leaves(grown, 7).into_iter().skip(base));
+            // Change every third old leaf as well as adding the new ones.
+            let mut changed: Vec<(usize, Hash)> = Vec::new();
+            for (i, hash) in after.iter_mut().enumerate() {
+                if i % 3 == 1 && i < base {
+                    *hash = node(hash, None);
+                }
+                if i >= base || i % 3 == 1 {
+                    changed.push((i, *hash));
+                }
+            }
+            let expected = StateTree::build(after.clone());
+            let changes = tree.changes(changed, grown);
+            assert_eq!(tree.root_after(&changes, grown), expected.root(), "{base} → {grown}");
+            let mut applied = tree.clone();
+            applied.apply(changes, grown);
+            assert_eq!(applied.levels, expected.levels, "{base} → {grown}");
+        }
+    }
+
+    #[test]
+    fn every_leaf_and_its_position_move_the_root() {
+        let tree = StateTree::build(leaves(7, 0));
+        let mut swapped = leaves(7, 0);
+        swapped.swap(2, 3);
+        assert_ne!(StateTree::build(swapped).root(), tree.root());
+        for i in 0..7 {
+            let changes = tree.changes(vec![(i, node(&Hash::ZERO, None))], 7);
+            assert_ne!(tree.root_after(&changes, 7), tree.root(), "leaf {i}");
+        }
+        // No change, no new root.
+        assert_eq!(tree.root_after(&tree.changes(Vec::new(), 7), 7), tree.root());
+        assert_eq!(StateTree::build(Vec::new()).root(), Hash::ZERO);
+    }
+}
