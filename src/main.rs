@@ -64,6 +64,8 @@ enum Command {
     Attack(cli::attack::AttackArgs),
     /// Run a benchmark suite and print its figures.
     Bench(bench::BenchArgs),
+    /// Check an account proof from `tessera_getAccount` against a state root, offline.
+    VerifyProof(cli::verify_proof::VerifyProofArgs),
     /// Commit deterministic blocks to a data directory, printing each durable commit (crash
     /// drills and tests).
     #[command(hide = true)]
@@ -114,6 +116,7 @@ fn main() -> ExitCode {
         Command::Sim(args) => cli::sim::run(&args),
         Command::Attack(args) => cli::attack::run(&args),
         Command::StorageDrill(args) => cli::drill::run(&args),
+        Command::VerifyProof(args) => cli::verify_proof::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

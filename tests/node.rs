@@ -219,7 +219,49 @@ fn four_nodes_finalize_the_same_blocks_with_the_transactions() {
     );
     // Account 100 (not funded at genesis) received five transfers of 5 from account 0.
     assert_eq!(account["result"]["balance"], json!(25), "{account}");
+    account_proofs_verify_offline(base);
     dashboard_metrics_exist(base);
+}
+
+/// An account proof from one node verifies offline against the state root of the block it
+/// names, as another node serves that block; a tampered proof, or another root, is refused.
+fn account_proofs_verify_offline(base: u16) {
+    let address = hex::encode(signing_key(1, 100).verifying_key().to_bytes());
+    let reply = rpc(base, 3, "tessera_getAccount", json!([address, {"proof": true}]));
+    let proof = &reply["result"]["proof"];
+    assert_eq!(proof["balance"], json!(25), "{reply}");
+    let height = proof["height"].as_u64().expect("a height");
+    let header = rpc(base, 0, "tessera_getBlockByHeight", json!([height]))["result"].clone();
+    let root = header["state_root"].as_str().expect("a state root").to_owned();
+    assert_eq!(proof["state_root"].as_str(), Some(root.as_str()), "{reply} vs {header}");
+    let verify = |proof: &Value, root: &str| {
+        let dir = std::env::temp_dir().join(format!("tessera-proof-{}", std::process::id()));
+        std::fs::write(&dir, serde_json::to_vec(proof).unwrap()).unwrap();
+        let out =
+            Command::new(BIN).arg("verify-proof").arg(&dir).args(["--state-root", root]).output().unwrap();
+        let _ = std::fs::remove_file(&dir);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, text) = verify(&reply, &root);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("holds balance 25"), "{text}");
+    let mut tampered = reply.clone();
+    tampered["result"]["proof"]["balance"] = json!(26);
+    let (code, text) = verify(&tampered, &root);
+    assert_eq!(code, Some(1), "a tampered proof: {text}");
+    let (code, text) = verify(&reply, &"00".repeat(32));
+    assert_eq!(code, Some(1), "another root: {text}");
+    let (code, text) = verify(&json!({"proof": {"siblings": "no"}}), &root);
+    assert_eq!(code, Some(2), "malformed input: {text}");
+    // An address with no account has no proof of presence.
+    let none = rpc(base, 3, "tessera_getAccount", json!(["ee".repeat(32), {"proof": true}]));
+    assert_eq!(
+        (none["result"]["exists"].clone(), none["result"]["proof"].clone()),
+        (json!(false), Value::Null)
+    );
 }
 
 /// Every metric the Grafana dashboard queries is in a live node's exposition.
@@ -297,6 +339,11 @@ fn hostile_input_gets_clear_errors_and_changes_nothing() {
         (r#"{"jsonrpc":"2.0","id":1,"method":"tessera_getBlockByHeight","params":["x"]}"#, -32602),
         (r#"{"jsonrpc":"2.0","id":1,"method":"tessera_sendTransaction","params":["abcd"]}"#, -32602),
         (r#"{"jsonrpc":"2.0","id":1,"method":"tessera_getAccount","params":[]}"#, -32602),
+        (r#"{"jsonrpc":"2.0","id":1,"method":"tessera_getAccount","params":["00","x"]}"#, -32602),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tessera_getAccount","params":["0000000000000000000000000000000000000000000000000000000000000000",{"proof":1}]}"#,
+            -32602,
+        ),
         (r#"{"id":1,"method":"tessera_getStatus"}"#, -32600),
         ("[]", -32600),
     ];

@@ -19,6 +19,7 @@ pub mod constants;
 pub mod fuzz;
 pub mod hash;
 pub mod reject;
+pub mod state;
 pub mod storage;
 pub mod txn;
 pub mod wire;

@@ -436,8 +436,11 @@ pub struct Report {
     pub kinds: Vec<KindReport>,
     /// Node counters that moved over the whole run.
     pub metrics: BTreeMap<String, f64>,
-    /// Whether the metrics endpoint answered at the end.
+    /// Whether the metrics endpoint answered at the end (within [`END_SCRAPE_ATTEMPTS`]).
     pub node_answering: bool,
+    /// Scrapes it took at the end to get an answer (0 without metrics; the maximum when none
+    /// answered).
+    pub end_scrape_attempts: u32,
     /// Kinds run at once.
     pub concurrent: bool,
 }
@@ -448,6 +451,7 @@ impl Report {
         json!({
             "concurrent": self.concurrent,
             "node_metrics_answering_at_end": self.node_answering,
+            "end_scrape_attempts": self.end_scrape_attempts,
             "kinds": self.kinds.iter().map(|k| json!({
                 "kind": k.kind.name(),
                 "seconds": (k.seconds * 100.0).round() / 100.0,
@@ -499,8 +503,9 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "node metrics endpoint answering at the end: {}",
-            if self.node_answering { "yes" } else { "NO" }
+            "node metrics endpoint answering at the end: {} (scrapes: {})",
+            if self.node_answering { "yes" } else { "NO" },
+            self.end_scrape_attempts
         );
         out
     }
@@ -558,11 +563,29 @@ pub fn run(kinds: &[Kind], target: &Target, limits: &Limits, duration: Duration,
             reports.push(KindReport { kind: *kind, seconds, tally, metrics });
         }
     }
-    let last = target.metrics.and_then(scrape);
+    let (last, end_scrape_attempts) = target.metrics.map_or((None, 0), scrape_after_attack);
     let node_answering = target.metrics.is_none() || last.is_some();
     let metrics = match (first, last) {
         (Some(first), Some(last)) => delta(&first, &last),
         _ => BTreeMap::new(),
     };
-    Report { kinds: reports, metrics, node_answering, concurrent }
+    Report { kinds: reports, metrics, node_answering, end_scrape_attempts, concurrent }
+}
+
+/// Scrapes at the end of a run, before the verdict on whether the node still answers.
+pub const END_SCRAPE_ATTEMPTS: u32 = 3;
+
+/// The end-of-run scrape: a node that is draining the attack's backlog on a loaded machine
+/// may miss one 5 s deadline, so it gets [`END_SCRAPE_ATTEMPTS`] of them, a second apart
+/// (at most ~17 s in all). The answer and the attempts it took.
+fn scrape_after_attack(addr: SocketAddr) -> (Option<Scrape>, u32) {
+    for attempt in 1..=END_SCRAPE_ATTEMPTS {
+        if let Some(scrape) = scrape(addr) {
+            return (Some(scrape), attempt);
+        }
+        if attempt < END_SCRAPE_ATTEMPTS {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+    (None, END_SCRAPE_ATTEMPTS)
 }

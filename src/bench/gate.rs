@@ -167,53 +167,101 @@ fn cold_start_ms() -> Result<f64, Box<dyn std::error::Error>> {
     result
 }
 
-/// Measures every gated metric. `quick` uses small sizes (for CI); `sets` go to the pipeline
-/// suite and the instruction count.
+/// Measures every gated metric (or, with `only`, those whose name starts with it). `quick`
+/// uses small sizes (for CI); `state_*` settings go to the state suite, the others to the
+/// pipeline suite and the instruction count.
 ///
 /// # Errors
-/// A suite that fails.
-pub fn measure(quick: bool, sets: &[String]) -> Result<Vec<(String, f64)>, Box<dyn std::error::Error>> {
+/// A suite that fails, or an unknown state setting.
+pub fn measure(
+    quick: bool,
+    sets: &[String],
+    only: Option<&str>,
+) -> Result<Vec<(String, f64)>, Box<dyn std::error::Error>> {
+    let (state_sets, sets): (Vec<String>, Vec<String>) =
+        sets.iter().cloned().partition(|set| set.starts_with("state_"));
+    let want = |suite: &str| only.is_none_or(|prefix| suite.starts_with(prefix) || prefix.starts_with(suite));
     let mut figures = Vec::new();
-    let mut pipeline_args: Vec<String> = if quick {
-        vec!["pipeline".into(), "--txns".into(), "8000".into(), "--rounds".into(), "3".into()]
-    } else {
-        vec!["pipeline".into(), "--txns".into(), "40000".into(), "--rounds".into(), "5".into()]
-    };
-    for set in sets {
-        pipeline_args.push("--set".into());
-        pipeline_args.push(set.clone());
+    if want("pipeline") {
+        let mut pipeline_args: Vec<String> = if quick {
+            vec!["pipeline".into(), "--txns".into(), "8000".into(), "--rounds".into(), "3".into()]
+        } else {
+            vec!["pipeline".into(), "--txns".into(), "40000".into(), "--rounds".into(), "5".into()]
+        };
+        for set in &sets {
+            pipeline_args.push("--set".into());
+            pipeline_args.push(set.clone());
+        }
+        let refs: Vec<&str> = pipeline_args.iter().map(String::as_str).collect();
+        eprintln!("gate: pipeline…");
+        let p = suite(&refs)?;
+        figures.push(("pipeline.ratio_to_ceiling".into(), p["ratio_to_ceiling"].as_f64().unwrap_or(0.0)));
     }
-    let refs: Vec<&str> = pipeline_args.iter().map(String::as_str).collect();
-    eprintln!("gate: pipeline…");
-    let p = suite(&refs)?;
-    figures.push(("pipeline.ratio_to_ceiling".into(), p["ratio_to_ceiling"].as_f64().unwrap_or(0.0)));
-    eprintln!("gate: sigverify…");
-    let s = if quick {
-        suite(&["sigverify", "--sigs", "4096", "--rounds", "3"])?
-    } else {
-        suite(&["sigverify"])?
-    };
-    figures.push((
-        "sigverify.kernel_ratio_to_ceiling".into(),
-        s["kernel_ratio_to_ceiling"].as_f64().unwrap_or(0.0),
-    ));
-    figures.push(("sigverify.path_ratio_to_ceiling".into(), s["ratio_to_ceiling"].as_f64().unwrap_or(0.0)));
-    figures.push((
-        "sigverify.prefilter_simd_speedup".into(),
-        s["prefilter_simd_speedup"].as_f64().unwrap_or(0.0),
-    ));
-    eprintln!("gate: storage…");
-    let d = if quick {
-        suite(&["storage", "--blocks", "32", "--rounds", "3", "--size-mib", "64"])?
-    } else {
-        suite(&["storage"])?
-    };
-    figures.push(("storage.ratio_to_ceiling".into(), d["ratio_to_ceiling"].as_f64().unwrap_or(0.0)));
-    eprintln!("gate: instruction count (callgrind)…");
-    figures.push(("insns.pipeline_per_txn".into(), instructions_per_txn(sets)?.round()));
-    eprintln!("gate: operator figures…");
-    figures.push(("operator.binary_size_mib".into(), (binary_size_mib()? * 10.0).round() / 10.0));
-    figures.push(("operator.cold_start_to_rpc_ms".into(), cold_start_ms()?.round()));
+    if want("sigverify") {
+        eprintln!("gate: sigverify…");
+        let s = if quick {
+            suite(&["sigverify", "--sigs", "4096", "--rounds", "3"])?
+        } else {
+            suite(&["sigverify"])?
+        };
+        figures.push((
+            "sigverify.kernel_ratio_to_ceiling".into(),
+            s["kernel_ratio_to_ceiling"].as_f64().unwrap_or(0.0),
+        ));
+        figures
+            .push(("sigverify.path_ratio_to_ceiling".into(), s["ratio_to_ceiling"].as_f64().unwrap_or(0.0)));
+        figures.push((
+            "sigverify.prefilter_simd_speedup".into(),
+            s["prefilter_simd_speedup"].as_f64().unwrap_or(0.0),
+        ));
+    }
+    if want("storage") {
+        eprintln!("gate: storage…");
+        let d = if quick {
+            suite(&["storage", "--blocks", "32", "--rounds", "3", "--size-mib", "64"])?
+        } else {
+            suite(&["storage"])?
+        };
+        figures.push(("storage.ratio_to_ceiling".into(), d["ratio_to_ceiling"].as_f64().unwrap_or(0.0)));
+    }
+    if want("state") {
+        eprintln!("gate: state…");
+        // Ten times the accounts, the same blocks: flat when a block's cost follows the
+        // accounts it touches, ~10x when it follows the ledger.
+        let (sizes, metric) = if quick {
+            ("100000,1000000", "state.cost_ratio_1m")
+        } else {
+            ("1000000,10000000", "state.cost_ratio_10m")
+        };
+        let mut state_args = vec!["state", "--accounts", sizes, "--blocks", if quick { "5" } else { "9" }];
+        for set in &state_sets {
+            match set.as_str() {
+                "state_rehash_all=true" => state_args.push("--rehash-all"),
+                "state_rehash_all=false" => {}
+                _ => {
+                    return Err(InputError(format!(
+                        "unknown state setting {set} (state_rehash_all=true|false)"
+                    ))
+                    .into());
+                }
+            }
+        }
+        let t = suite(&state_args)?;
+        let ratio = t["cost_ratio"].as_f64().unwrap_or(f64::INFINITY);
+        figures.push((metric.into(), (ratio * 100.0).round() / 100.0));
+    }
+    if want("insns") {
+        eprintln!("gate: instruction count (callgrind)…");
+        figures.push(("insns.pipeline_per_txn".into(), instructions_per_txn(&sets)?.round()));
+    }
+    if want("operator") {
+        eprintln!("gate: operator figures…");
+        figures.push(("operator.binary_size_mib".into(), (binary_size_mib()? * 10.0).round() / 10.0));
+        figures.push(("operator.cold_start_to_rpc_ms".into(), cold_start_ms()?.round()));
+    }
+    if figures.is_empty() {
+        return Err(InputError(format!("--only {} names no gated suite", only.unwrap_or(""))).into());
+    }
     Ok(figures)
 }
 
@@ -246,9 +294,10 @@ pub fn check(
     baseline: &Path,
     write_baseline: Option<&Path>,
     as_json: bool,
+    only: Option<&str>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let budgets = load_budgets(budgets)?;
-    let figures = measure(quick, sets)?;
+    let figures = measure(quick, sets, only)?;
     let base: Value = std::fs::read_to_string(baseline)
         .ok()
         .and_then(|text| serde_json::from_str(&text).ok())

@@ -30,6 +30,10 @@ pub struct BenchArgs {
     /// Override a pipeline setting for the gate's run (for example sigverify_batch=false).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    /// With --check: run only the gated suites whose metrics start with this (pipeline,
+    /// sigverify, storage, state, insns, operator).
+    #[arg(long, value_name = "PREFIX", requires = "check")]
+    only: Option<String>,
     /// Budgets file, relative to the current directory unless absolute.
     #[arg(long, value_name = "FILE", default_value_os_t = gate::budgets_path())]
     budgets: std::path::PathBuf,
@@ -122,10 +126,12 @@ pub fn run(args: &BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
             &args.baseline,
             args.write_baseline.as_deref(),
             args.json,
+            args.only.as_deref(),
         ),
         (None, false, Some(key)) => gate::ab(key, args.quick, args.json),
         (None, false, None) => Err(crate::InputError(
-            "name a suite (pipeline, sigverify, storage, sim), or --check, or --ab KEY; see --help".into(),
+            "name a suite (pipeline, sigverify, storage, sim, state), or --check, or --ab KEY; see --help"
+                .into(),
         )
         .into()),
     }

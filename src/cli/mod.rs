@@ -10,6 +10,7 @@ pub mod keygen;
 pub mod loadgen;
 pub mod sigverify;
 pub mod sim;
+pub mod verify_proof;
 
 /// Parses a `--rate`: a positive, finite number of transactions per second. Used with
 /// `allow_negative_numbers`, so `--rate -5` reaches it (and gets this range error) instead of

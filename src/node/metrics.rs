@@ -480,7 +480,8 @@ fn memory_gauges() -> Vec<(&'static str, &'static str, u64)> {
 }
 
 /// `RssAnon` of a `/proc/PID/status` text, in bytes.
-fn rss_anon_bytes(status: &str) -> Option<u64> {
+/// The `RssAnon` figure of a `/proc/<pid>/status` text, in bytes.
+pub(crate) fn rss_anon_bytes(status: &str) -> Option<u64> {
     let line = status.lines().find(|line| line.starts_with("RssAnon:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     kib.checked_mul(1024)

@@ -16,6 +16,7 @@ pub mod http;
 pub mod key;
 pub mod metrics;
 pub mod net;
+pub mod proof;
 pub mod reads;
 pub mod rpc;
 mod window;
@@ -713,12 +714,25 @@ fn answer_query(
             }
             Ok(Value::Array(blocks))
         }
-        Query::Account(address) => {
+        Query::Account(address, with_proof) => {
             let ledger = pipeline.ledger();
-            Ok(match ledger.account(&address) {
+            let mut answer = match ledger.account(&address) {
                 Some(account) => json!({"exists": true, "balance": account.balance, "nonce": account.nonce}),
                 None => json!({"exists": false, "balance": 0, "nonce": 0}),
-            })
+            };
+            if with_proof {
+                // The ledger holds the state after the last finalized block, whose header
+                // carries the same root; a proof is only given against that root.
+                let tip = pipeline.tip();
+                let root = ledger.state_root();
+                if root != tip.state_root {
+                    return Err((code::SERVER_BUSY, "state is between blocks, retry".into()));
+                }
+                answer["proof"] = ledger
+                    .proof(&address)
+                    .map_or(Value::Null, |proof| proof::proof_json(&proof, &root, tip.height, &tip.hash));
+            }
+            Ok(answer)
         }
         Query::Transaction(id) => {
             let id = TxnId(Hash(id));

@@ -241,7 +241,7 @@ impl ReadView {
                 let fate = fates.0.get(&TxnId(Hash(*id)))?;
                 Some(Ok(transaction_status(Some(fate), false)))
             }
-            Query::Account(_) | Query::Submit(_) => None,
+            Query::Account(..) | Query::Submit(_) => None,
         }
     }
 }
@@ -328,7 +328,7 @@ mod tests {
         view.fates_mut().record(TxnId(Hash([2; 32])), Fate::Rejected("duplicate".into()));
         assert_eq!(answer(Query::Transaction([2; 32])).unwrap()["status"], "rejected");
         assert_eq!(answer(Query::Transaction([3; 32])), None);
-        assert_eq!(answer(Query::Account([1; 32])), None);
+        assert_eq!(answer(Query::Account([1; 32], false)), None);
     }
 
     /// The held blocks are bounded, oldest forgotten first, and a forgotten height goes back

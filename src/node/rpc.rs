@@ -25,8 +25,8 @@ pub enum Query {
     Block(u64),
     /// Up to `count` finalized blocks from `from`: height, hash and transaction ids only.
     BlockRange(u64, u64),
-    /// An account.
-    Account([u8; 32]),
+    /// An account, and whether to prove it against the state root.
+    Account([u8; 32], bool),
     /// A transaction's fate.
     Transaction([u8; 32]),
     /// Submit a transaction.
@@ -140,9 +140,19 @@ fn parse_method(method: &str, params: &Value) -> Result<Query, (i64, String)> {
                 first_param(params).and_then(Value::as_u64).ok_or_else(|| bad("expected [height]"))?;
             Query::Block(height)
         }
-        "tessera_getAccount" => Query::Account(
-            first_param(params).and_then(hex32).ok_or_else(|| bad("expected [address: 64 hex digits]"))?,
-        ),
+        "tessera_getAccount" => {
+            let expected = "expected [address: 64 hex digits] or [address, {\"proof\": true}]";
+            let address = first_param(params).and_then(hex32).ok_or_else(|| bad(expected))?;
+            let with_proof = match params.as_array().map(Vec::as_slice) {
+                Some([_]) | None => false,
+                Some([_, options]) => match options.get("proof") {
+                    Some(Value::Bool(proof)) if options.as_object().is_some_and(|o| o.len() == 1) => *proof,
+                    _ => return Err(bad(expected)),
+                },
+                Some(_) => return Err(bad(expected)),
+            };
+            Query::Account(address, with_proof)
+        }
         "tessera_getTransaction" => Query::Transaction(
             first_param(params).and_then(hex32).ok_or_else(|| bad("expected [id: 64 hex digits]"))?,
         ),

@@ -11,6 +11,7 @@ pub mod tree;
 use foldhash::HashMap;
 
 use bevy_ecs::resource::Resource;
+use tessera_components::state::{self, AccountProof};
 use tessera_components::{Account, Hash, RejectReason, TxnBody};
 
 use self::tree::{Changes, StateTree};
@@ -95,14 +96,17 @@ impl Ledger {
 
     /// Builds the tree from every account (genesis and restart: once, on every core).
     fn rebuild_tree(&mut self) {
+        self.tree = StateTree::build(self.leaves());
+    }
+
+    /// Every account's leaf, in slot order, hashed on every core.
+    fn leaves(&self) -> Vec<Hash> {
         use rayon::prelude::*;
-        let leaves = self
-            .keys
+        self.keys
             .par_iter()
             .zip(self.accounts.par_iter())
             .map(|(key, account)| tree::leaf(key, account))
-            .collect();
-        self.tree = StateTree::build(leaves);
+            .collect()
     }
 
     /// Rebuilds a ledger from stored columns, checking them: equal lengths, no duplicate
@@ -226,7 +230,7 @@ impl Ledger {
     pub fn root_after(&self, delta: &mut LedgerDelta) -> Hash {
         let count = delta.base_len + delta.created.len();
         let changes = delta.changes(self);
-        tree::state_root(count, &self.tree.root_after(changes, count), delta.burned)
+        state::state_root(count as u64, &self.tree.root_after(changes, count), delta.burned)
     }
 
     /// Applies a delta made over this very state (by [`Ledger::execute`] or an [`Overlay`]).
@@ -256,7 +260,27 @@ impl Ledger {
     /// The state root ([`tree`] defines it): the Merkle root over every account in slot order,
     /// with the account count and the burned total. O(1): the tree is kept current.
     pub fn state_root(&self) -> Hash {
-        tree::state_root(self.accounts.len(), &self.tree.root(), self.burned)
+        state::state_root(self.accounts.len() as u64, &self.tree.root(), self.burned)
+    }
+
+    /// The state root computed from every account, ignoring the kept tree: O(N). For checks,
+    /// and for the performance gate's proof that it notices a per-block O(N) cost.
+    pub fn state_root_from_scratch(&self) -> Hash {
+        state::state_root(self.accounts.len() as u64, &StateTree::build(self.leaves()).root(), self.burned)
+    }
+
+    /// A proof of `key`'s account against [`Ledger::state_root`], or `None` for an address
+    /// that has no account. O(log N).
+    pub fn proof(&self, key: &[u8; 32]) -> Option<AccountProof> {
+        let slot = *self.index.get(key)? as usize;
+        Some(AccountProof {
+            address: *key,
+            account: self.accounts[slot],
+            slot: slot as u64,
+            count: self.accounts.len() as u64,
+            burned: self.burned,
+            siblings: self.tree.path(slot)?,
+        })
     }
 
     /// `Σ balance + burned`, which must equal [`Ledger::supply`].
@@ -537,6 +561,13 @@ mod tests {
             assert_eq!(one_by_one.state_root(), root, "block {block}");
             let rebuilt = Ledger::from_parts(ledger.to_parts()).unwrap();
             assert_eq!(rebuilt.state_root(), root, "block {block}: the kept tree drifted from a rebuilt one");
+            // Every account proves its value against the root of the tree kept block by block.
+            for key in ledger.keys() {
+                let proof = ledger.proof(key).expect("an account has a proof");
+                assert_eq!(proof.account, *ledger.account(key).unwrap());
+                assert_eq!(proof.verify(&root), Ok(()), "block {block}");
+            }
+            assert!(ledger.proof(&[0xee; 32]).is_none());
             assert_eq!(ledger.balance_sum(), ledger.supply());
         }
         assert!(ledger.len() > 40, "new accounts were created");

@@ -2,70 +2,15 @@
 //! the paths of the accounts a block touched, so a block's root costs O(k log N) hashes for k
 //! touched accounts of N, not a pass over all of them.
 //!
-//! Definition (also in `docs/storage.md`), with `K(context)` = `blake3::derive_key(context, &[])`
-//! and `H(key, bytes)` = `blake3::keyed_hash`:
-//!
-//! - leaf `i` = `H(K("tessera 2026 account leaf"), address ‖ balance_le ‖ nonce_le)` (48 bytes);
-//! - level 0 is the leaves in slot order; level `l + 1` has `⌈len(l) / 2⌉` nodes, node `j` =
-//!   `H(K("tessera 2026 state node"), level_l[2j] ‖ right)`, where `right` is `level_l[2j + 1]`,
-//!   or 32 zero bytes when the level has no such node; the top level has one node, the tree
-//!   root (32 zero bytes for no accounts);
-//! - state root = `H(K("tessera 2026 state root"), count_le ‖ tree_root ‖ burned_le)`, with the
-//!   account count and the burned fees as little-endian u64.
-
-use std::sync::OnceLock;
+//! The hashes (leaf, node, state root) are defined in [`tessera_components::state`], beside the
+//! proof check, so that a client can check a proof without this crate.
 
 use rayon::prelude::*;
-use tessera_components::{Account, Hash};
+use tessera_components::Hash;
+pub use tessera_components::state::{leaf, node};
 
 /// Levels with at least this many changed nodes are rehashed on every core.
 const PARALLEL_NODES_MIN: usize = 2048;
-
-fn key(context: &'static str, cell: &'static OnceLock<[u8; 32]>) -> &'static [u8; 32] {
-    cell.get_or_init(|| blake3::derive_key(context, &[]))
-}
-
-fn leaf_key() -> &'static [u8; 32] {
-    static KEY: OnceLock<[u8; 32]> = OnceLock::new();
-    key("tessera 2026 account leaf", &KEY)
-}
-
-fn node_key() -> &'static [u8; 32] {
-    static KEY: OnceLock<[u8; 32]> = OnceLock::new();
-    key("tessera 2026 state node", &KEY)
-}
-
-fn root_key() -> &'static [u8; 32] {
-    static KEY: OnceLock<[u8; 32]> = OnceLock::new();
-    key("tessera 2026 state root", &KEY)
-}
-
-/// The leaf of the account at `address`.
-pub fn leaf(address: &[u8; 32], account: &Account) -> Hash {
-    let mut bytes = [0u8; 48];
-    bytes[..32].copy_from_slice(address);
-    bytes[32..].copy_from_slice(bytemuck::bytes_of(account));
-    Hash(*blake3::keyed_hash(leaf_key(), &bytes).as_bytes())
-}
-
-/// An inner node over `left` and `right` (32 zero bytes when there is no right child).
-pub fn node(left: &Hash, right: Option<&Hash>) -> Hash {
-    let mut bytes = [0u8; 64];
-    bytes[..32].copy_from_slice(&left.0);
-    if let Some(right) = right {
-        bytes[32..].copy_from_slice(&right.0);
-    }
-    Hash(*blake3::keyed_hash(node_key(), &bytes).as_bytes())
-}
-
-/// The state root over a tree root, the account count and the burned total.
-pub fn state_root(count: usize, tree_root: &Hash, burned: u64) -> Hash {
-    let mut bytes = [0u8; 48];
-    bytes[..8].copy_from_slice(&(count as u64).to_le_bytes());
-    bytes[8..40].copy_from_slice(&tree_root.0);
-    bytes[40..].copy_from_slice(&burned.to_le_bytes());
-    Hash(*blake3::keyed_hash(root_key(), &bytes).as_bytes())
-}
 
 /// Width of the level above one of `width` nodes.
 fn parent_width(width: usize) -> usize {
@@ -193,6 +138,27 @@ impl StateTree {
         height
     }
 
+    /// The siblings on the path from leaf `slot` to the root (`None` where a level has no right
+    /// sibling), as an [`AccountProof`](tessera_components::state::AccountProof) carries them;
+    /// `None` for a slot past the leaves.
+    pub fn path(&self, slot: usize) -> Option<Vec<Option<Hash>>> {
+        if slot >= self.len() {
+            return None;
+        }
+        let mut index = slot;
+        let below_top = &self.levels[..self.levels.len() - 1];
+        Some(
+            below_top
+                .iter()
+                .map(|level| {
+                    let sibling = level.get(index ^ 1).copied();
+                    index /= 2;
+                    sibling
+                })
+                .collect(),
+        )
+    }
+
     /// Writes `changes` (for `count` leaves) into the tree.
     pub fn apply(&mut self, changes: Changes, count: usize) {
         let mut width = count;
@@ -221,6 +187,7 @@ impl StateTree {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tessera_components::Account;
 
     fn leaves(n: usize, salt: u64) -> Vec<Hash> {
         (0..n).map(|i| leaf(&[i as u8; 32], &Account { balance: i as u64 + salt, nonce: salt })).collect()
