@@ -249,3 +249,68 @@ fn a_missing_input_file_exits_2_from_every_command() {
         assert!(err.contains("no-such-file"), "{args:?}: {err}");
     }
 }
+
+/// A sharded swarm with the planted bug: each shard runs its part and records its failures,
+/// and the merge lists every failing seed with the command that reproduces it; a missing
+/// shard or one given twice is refused.
+#[test]
+fn swarm_shards_merge_into_one_report_of_every_failing_seed() {
+    let dir = scratch("shards");
+    let summary = |k: u64| dir.join(format!("shard-{k}.json"));
+    let mut failed = Vec::new();
+    for k in 0..2 {
+        let shard = format!("{k}/2");
+        let path = summary(k).display().to_string();
+        let out = tessera(&[
+            "sim",
+            "--swarm",
+            "--seeds",
+            "1..4",
+            "--planted-amnesia",
+            "--shard",
+            &shard,
+            "--summary",
+            &path,
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(
+            (json["seeds_run"].clone(), json["shards"].clone()),
+            (serde_json::json!(2), serde_json::json!([k]))
+        );
+        let seeds: Vec<u64> =
+            json["failed"].as_array().unwrap().iter().map(|f| f["seed"].as_u64().unwrap()).collect();
+        assert!(
+            seeds.iter().all(|seed| (seed - 1) % 2 == k),
+            "shard {shard} ran a seed of another: {seeds:?}"
+        );
+        assert_eq!(out.status.success(), seeds.is_empty(), "{text}");
+        failed.extend(seeds);
+    }
+    assert!(!failed.is_empty(), "the planted bug went unseen in seeds 1..4");
+    failed.sort_unstable();
+    let merged = dir.join("merged.json");
+    let (a, b, m) =
+        (summary(0).display().to_string(), summary(1).display().to_string(), merged.display().to_string());
+    let out = tessera(&["sim", "--merge", &a, &b, "--summary", &m]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("of 4 seeds passed (1..4, 2 shards, planted amnesia)"), "{text}");
+    for seed in &failed {
+        assert!(
+            text.contains(&format!(
+                "reproduce: tessera sim --swarm --seeds {seed}..{seed} --planted-amnesia"
+            )),
+            "{text}"
+        );
+    }
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&merged).unwrap()).unwrap();
+    let seeds: Vec<u64> =
+        json["failed"].as_array().unwrap().iter().map(|f| f["seed"].as_u64().unwrap()).collect();
+    assert_eq!(seeds, failed);
+    for args in [vec![a.as_str()], vec![a.as_str(), a.as_str()]] {
+        let out = tessera(&[&["sim", "--merge"][..], &args].concat());
+        assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

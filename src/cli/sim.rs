@@ -16,7 +16,7 @@ use crate::sim::{plot, swarm};
 #[derive(Debug, Args)]
 pub struct SimArgs {
     /// Scenario file (TOML; see docs/sim.md and tools/scenarios/).
-    #[arg(long, value_name = "FILE", required_unless_present = "swarm")]
+    #[arg(long, value_name = "FILE", required_unless_present_any = ["swarm", "merge"])]
     pub scenario: Option<PathBuf>,
     /// Seed (overrides the scenario's).
     #[arg(long)]
@@ -34,6 +34,19 @@ pub struct SimArgs {
     /// forget their persisted safety state), so the swarm must report a safety violation.
     #[arg(long, requires = "swarm")]
     pub planted_amnesia: bool,
+    /// With --swarm: run only shard K of N (K from 0 to N-1) of the seed range, for a cluster
+    /// scheduler's array job; shards interleave and together cover the range once.
+    #[arg(long, value_name = "K/N", requires = "swarm")]
+    pub shard: Option<String>,
+    /// With --swarm: write a JSON summary (every failing seed, with the command that
+    /// reproduces it) to FILE, and run every seed instead of stopping at the first failure.
+    /// With --merge: where the combined summary goes.
+    #[arg(long, value_name = "FILE")]
+    pub summary: Option<PathBuf>,
+    /// Combine the --summary files of a sharded swarm into one report: every shard must be
+    /// there once. Exit status 1 if any seed failed.
+    #[arg(long, value_name = "FILE", num_args = 1.., conflicts_with_all = ["scenario", "swarm"])]
+    pub merge: Vec<PathBuf>,
 }
 
 /// Runs `tessera sim`.
@@ -44,6 +57,9 @@ pub struct SimArgs {
 pub fn run(args: &SimArgs) -> Result<(), Box<dyn std::error::Error>> {
     if args.swarm {
         return run_swarm(args);
+    }
+    if !args.merge.is_empty() {
+        return run_merge(args);
     }
     let path = args.scenario.as_ref().ok_or_else(|| InputError("--scenario FILE is required".into()))?;
     let text = std::fs::read_to_string(path)
@@ -126,37 +142,106 @@ pub fn run(args: &SimArgs) -> Result<(), Box<dyn std::error::Error>> {
 fn run_swarm(args: &SimArgs) -> Result<(), Box<dyn std::error::Error>> {
     let range = args.seeds.as_deref().ok_or_else(|| InputError("--swarm needs --seeds A..B".into()))?;
     let (first, last) = swarm::parse_range(range).map_err(InputError)?;
+    let shard =
+        args.shard.as_deref().map_or(Ok(swarm::Shard::WHOLE), swarm::Shard::parse).map_err(InputError)?;
+    let keep_going = args.summary.is_some();
+    let planted = if args.planted_amnesia { " --planted-amnesia" } else { "" };
     let started = Instant::now();
-    let total = last - first + 1;
-    let mut events = 0u64;
-    for (done, seed) in (first..=last).enumerate() {
+    let total = shard.seeds(first, last).count() as u64;
+    let (mut events, mut passed, mut failed) = (0u64, 0u64, Vec::new());
+    for (done, seed) in shard.seeds(first, last).enumerate() {
         let result = swarm::run_seed_with(seed, args.planted_amnesia)?;
         events += result.events;
-        if let Some(failure) = result.failure {
-            eprintln!();
-            println!("seed {seed} FAILED: {failure}");
-            let planted = if args.planted_amnesia { " --planted-amnesia" } else { "" };
-            println!("reproduce: {}{planted}", swarm::reproduce(seed));
-            if let Some(out) = &args.out {
-                std::fs::create_dir_all(out)?;
-                let path = out.join(format!("swarm-{seed}.toml"));
-                std::fs::write(&path, toml::to_string_pretty(&Scenario::random(seed))?)?;
-                println!("scenario written to {} (run it with tessera sim --scenario)", path.display());
+        match result.failure {
+            None => passed += 1,
+            Some(failure) => {
+                eprintln!();
+                println!("seed {seed} FAILED: {failure}");
+                let reproduce = format!("{}{planted}", swarm::reproduce(seed));
+                println!("reproduce: {reproduce}");
+                if let Some(out) = &args.out {
+                    std::fs::create_dir_all(out)?;
+                    let path = out.join(format!("swarm-{seed}.toml"));
+                    std::fs::write(&path, toml::to_string_pretty(&Scenario::random(seed))?)?;
+                    println!("scenario written to {} (run it with tessera sim --scenario)", path.display());
+                }
+                if !keep_going {
+                    return Err(format!("swarm: seed {seed} failed").into());
+                }
+                failed.push(swarm::Failure { seed, failure, reproduce });
             }
-            return Err(format!("swarm: seed {seed} failed").into());
         }
-        if started.elapsed().as_millis() > 0 && (done % 16 == 15 || done as u64 + 1 == total) {
-            eprint!("\rswarm: {}/{total} seeds passed", done + 1);
+        if done % 16 == 15 || done as u64 + 1 == total {
+            let wall = started.elapsed().as_secs_f64();
+            let left = (total - done as u64 - 1) as f64 * wall / (done as f64 + 1.0);
+            eprint!(
+                "\rswarm{}: {}/{total} seeds, {} failed, {:.0} seeds/hour, ETA {left:.0} s   ",
+                if shard == swarm::Shard::WHOLE { String::new() } else { format!(" shard {shard}") },
+                done + 1,
+                failed.len(),
+                (done as f64 + 1.0) * 3600.0 / wall.max(1e-9),
+            );
             let _ = std::io::stderr().flush();
         }
     }
     eprintln!();
     let wall = started.elapsed().as_secs_f64();
-    println!("swarm: {total} seeds passed ({first}..{last})");
+    if let Some(path) = &args.summary {
+        let summary = swarm::Summary {
+            seeds: format!("{first}..{last}"),
+            shard_count: shard.count,
+            shards: vec![shard.index],
+            seeds_run: total,
+            passed,
+            failed: failed.clone(),
+            planted_amnesia: args.planted_amnesia,
+            events,
+            wall_s: wall,
+        };
+        std::fs::write(path, serde_json::to_string_pretty(&summary)? + "\n")?;
+        println!("wrote {}", path.display());
+    }
+    let of_shard = if shard == swarm::Shard::WHOLE { String::new() } else { format!(", shard {shard}") };
+    println!("swarm: {passed} of {total} seeds passed ({first}..{last}{of_shard})");
     println!(
         "wall {wall:.2} s · {:.0} seeds/hour · {:.0} events/s",
         total as f64 * 3600.0 / wall.max(1e-9),
         events as f64 / wall.max(1e-9)
     );
-    Ok(())
+    if failed.is_empty() { Ok(()) } else { Err(format!("swarm: {} seeds failed", failed.len()).into()) }
+}
+
+/// `--merge`: the shards' summaries in, one summary out.
+fn run_merge(args: &SimArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let mut summaries = Vec::new();
+    for path in &args.merge {
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| InputError(format!("cannot read {}: {error}", path.display())))?;
+        let summary: swarm::Summary = serde_json::from_str(&text)
+            .map_err(|error| InputError(format!("{} is not a swarm summary: {error}", path.display())))?;
+        summaries.push(summary);
+    }
+    let merged = swarm::merge(summaries).map_err(InputError)?;
+    if let Some(path) = &args.summary {
+        std::fs::write(path, serde_json::to_string_pretty(&merged)? + "\n")?;
+        println!("wrote {}", path.display());
+    }
+    println!(
+        "swarm: {} of {} seeds passed ({}, {} shards{}), {:.0} s of wall time in all",
+        merged.passed,
+        merged.seeds_run,
+        merged.seeds,
+        merged.shard_count,
+        if merged.planted_amnesia { ", planted amnesia" } else { "" },
+        merged.wall_s
+    );
+    for failure in &merged.failed {
+        println!("seed {} FAILED: {}", failure.seed, failure.failure);
+        println!("reproduce: {}", failure.reproduce);
+    }
+    if merged.failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("swarm: {} seeds failed", merged.failed.len()).into())
+    }
 }

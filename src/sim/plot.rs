@@ -15,6 +15,26 @@ fn series(report: &Value, key: &str) -> Vec<(f64, f64)> {
         .unwrap_or_default()
 }
 
+/// Seconds per throughput bucket: at least three block intervals and at most ~150 buckets per
+/// run, so a chain of slow blocks plots as a rate, not a comb of one-second spikes.
+fn bucket_s(report: &Value) -> usize {
+    let seconds = report["series"].as_array().map_or(0, Vec::len).max(1);
+    let blocks = report["chain"]["height_max"].as_u64().unwrap_or(0).max(1);
+    let interval_s = seconds as f64 / blocks as f64;
+    (3.0 * interval_s).max(seconds as f64 / 150.0).ceil().max(1.0) as usize
+}
+
+/// Per-second rates averaged over buckets of `width` seconds, each plotted at its middle.
+fn rebucket(points: &[(f64, f64)], width: usize) -> Vec<(f64, f64)> {
+    points
+        .chunks(width)
+        .map(|chunk| {
+            let middle = (chunk[0].0 + chunk[chunk.len() - 1].0) / 2.0;
+            (middle, chunk.iter().map(|p| p.1).sum::<f64>() / chunk.len() as f64)
+        })
+        .collect()
+}
+
 fn lines(
     path: &Path,
     title: &str,
@@ -55,11 +75,16 @@ pub fn write(
 ) -> Result<Vec<PathBuf>, Box<dyn std::error::Error>> {
     let name = report["scenario"].as_str().unwrap_or("sim");
     let throughput = dir.join("throughput.svg");
+    let width = bucket_s(report);
+    let per = if width == 1 { String::new() } else { format!(" (mean over {width} s buckets)") };
     lines(
         &throughput,
-        &format!("{name}: throughput"),
+        &format!("{name}: throughput{per}"),
         "transactions / s",
-        &[("submitted", series(report, "submitted"), BLUE), ("finalized", series(report, "finalized"), RED)],
+        &[
+            ("submitted", rebucket(&series(report, "submitted"), width), BLUE),
+            ("finalized", rebucket(&series(report, "finalized"), width), RED),
+        ],
     )?;
     let latency = dir.join("latency.svg");
     lines(
@@ -84,4 +109,24 @@ pub fn write(
     drop(chart);
     drop(root);
     Ok(vec![throughput, latency, propagation])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slow_blocks_get_buckets_of_several_intervals_and_rates_keep_their_mean() {
+        let run = |seconds: usize, height: u64| serde_json::json!({"series": vec![serde_json::json!({}); seconds], "chain": {"height_max": height}});
+        assert_eq!(bucket_s(&run(60, 1200)), 1, "fast blocks keep one-second points");
+        assert_eq!(bucket_s(&run(600, 120)), 15, "a block every 5 s: three intervals");
+        assert_eq!(bucket_s(&run(3600, 100_000)), 24, "a long run: at most ~150 buckets");
+        // Finalized every 5th second, 500 at a time: 100/s on average, in every bucket.
+        let comb: Vec<(f64, f64)> =
+            (0..30).map(|s| (s as f64, if s % 5 == 0 { 500.0 } else { 0.0 })).collect();
+        let buckets = rebucket(&comb, 5);
+        assert_eq!(buckets.len(), 6);
+        assert!(buckets.iter().all(|(_, rate)| *rate == 100.0), "{buckets:?}");
+        assert_eq!(buckets[0].0, 2.0);
+    }
 }
