@@ -192,6 +192,21 @@ fn four_nodes_finalize_the_same_blocks_with_the_transactions() {
                 == "committed"
         })
     });
+    // Node 2 saw every transfer committed; the others may be a block behind it. Count the
+    // blocks only up to a height every validator (and the full node) has reached, and that
+    // holds the last of the transfers.
+    let last = all
+        .iter()
+        .map(|txn| {
+            rpc(base, 2, "tessera_getTransaction", json!([txn.id().0.to_hex()]))["result"]["height"]
+                .as_u64()
+                .expect("a committed transfer has a height")
+        })
+        .max()
+        .unwrap();
+    wait_until("every validator reaches the last transfer's block", Duration::from_secs(30), || {
+        (0..4).all(|i| height(base, i) >= last)
+    });
     let low = (0..4).map(|i| height(base, i)).min().unwrap();
     wait_until("the full node follows", Duration::from_secs(30), || height(base, 4) >= low);
     let full_status = rpc(base, 4, "tessera_getStatus", json!([]));

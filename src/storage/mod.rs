@@ -332,26 +332,16 @@ fn create(lock: &DirLock, genesis: &[([u8; 32], u64)], ledger: &Ledger) -> Resul
         burned: parts.burned,
         supply: parts.supply,
     };
-    let state_file = encode_state_file(id, state).ok_or_else(|| StoreError::TooLarge {
-        what: "the genesis state".to_string(),
-        size: parts.keys.len() * 48,
-    })?;
+    let state_file = encode_state_file(id, state);
     write_atomic(lock, &segment_file_name(0), &encode_segment_header(0, id), true)?;
     write_atomic(lock, INDEX_FILE, &encode_index_header(id), true)?;
     write_atomic(lock, STATE_FILE, &state_file, true)?;
     write_atomic(lock, GENESIS_FILE, &genesis_file, true)
 }
 
-/// The state file for `ledger` at `height` (whose root, already computed, is `state_root`).
-///
-/// # Errors
-/// [`StoreError::TooLarge`] for a state above the record limit.
-pub(crate) fn encode_snapshot(
-    genesis_id: Hash,
-    height: u64,
-    state_root: Hash,
-    ledger: &Ledger,
-) -> Result<Vec<u8>, StoreError> {
+/// The state file for `ledger` at `height` (whose root, already computed, is `state_root`),
+/// in as many records as its size needs.
+pub(crate) fn encode_snapshot(genesis_id: Hash, height: u64, state_root: Hash, ledger: &Ledger) -> Vec<u8> {
     let view = StateView {
         height,
         state_root,
@@ -360,10 +350,7 @@ pub(crate) fn encode_snapshot(
         burned: ledger.burned(),
         supply: ledger.supply(),
     };
-    encode_state_file(genesis_id, view).ok_or_else(|| StoreError::TooLarge {
-        what: format!("the state at height {height}"),
-        size: ledger.len() * 48,
-    })
+    encode_state_file(genesis_id, view)
 }
 
 /// Checks that `block` with `certificate` may be committed on a store whose last committed
@@ -670,7 +657,7 @@ impl Store {
 
     /// Replaces `state` with `ledger` at `height`; `state_root` is its root, already computed.
     fn write_snapshot(&mut self, height: u64, state_root: Hash, ledger: &Ledger) -> Result<(), StoreError> {
-        let file = encode_snapshot(self.genesis_id, height, state_root, ledger)?;
+        let file = encode_snapshot(self.genesis_id, height, state_root, ledger);
         write_atomic(&self.lock, STATE_FILE, &file, self.config.sync)?;
         self.state_height = height;
         Ok(())

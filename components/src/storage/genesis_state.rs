@@ -182,36 +182,49 @@ pub fn encode_state_payload(state: StateView<'_>) -> Vec<u8> {
     out
 }
 
-/// Decodes a state payload.
+/// Decodes a state payload that holds every row (a state file of one record).
 ///
 /// # Errors
 /// A length that does not match the declared count.
 pub fn decode_state_payload(payload: &[u8]) -> Result<StateSnapshot, StatePayloadError> {
+    let (mut snapshot, count, columns) = decode_state_head(payload)?;
+    if columns.len() as u128 != u128::from(count) * STATE_ROW_SIZE as u128 {
+        return Err(StatePayloadError::LengthMismatch { count, columns: columns.len() });
+    }
+    push_rows(&mut snapshot, columns);
+    Ok(snapshot)
+}
+
+/// The fixed part of a state file's first record: the snapshot without rows, its declared
+/// account count, and the columns that follow in that record.
+fn decode_state_head(payload: &[u8]) -> Result<(StateSnapshot, u64, &[u8]), StatePayloadError> {
     let Some((fixed, columns)) = payload.split_first_chunk::<STATE_FIXED_SIZE>() else {
         return Err(StatePayloadError::Short { length: payload.len() });
     };
     let read_u64 = |at: usize| u64::from_le_bytes(fixed[at..at + 8].try_into().expect("8 bytes"));
-    let height = read_u64(0);
-    let state_root = Hash(fixed[8..40].try_into().expect("32 bytes"));
-    let burned = read_u64(40);
-    let supply = u128::from_le_bytes(fixed[48..64].try_into().expect("16 bytes"));
+    let snapshot = StateSnapshot {
+        height: read_u64(0),
+        state_root: Hash(fixed[8..40].try_into().expect("32 bytes")),
+        keys: Vec::new(),
+        accounts: Vec::new(),
+        burned: read_u64(40),
+        supply: u128::from_le_bytes(fixed[48..64].try_into().expect("16 bytes")),
+    };
     let count = read_u64(64);
-    let expected = usize::try_from(count)
-        .ok()
-        .and_then(|count| count.checked_mul(STATE_ROW_SIZE))
-        .ok_or(StatePayloadError::ImpossibleCount { count })?;
-    if columns.len() != expected {
-        return Err(StatePayloadError::LengthMismatch { count, columns: columns.len() });
+    if usize::try_from(count).ok().and_then(|count| count.checked_mul(STATE_ROW_SIZE)).is_none() {
+        return Err(StatePayloadError::ImpossibleCount { count });
     }
-    let (keys, accounts) = columns.split_at(count as usize * 32);
-    Ok(StateSnapshot {
-        height,
-        state_root,
-        keys: keys.chunks_exact(32).map(|key| key.try_into().expect("32 bytes")).collect(),
-        accounts: accounts.chunks_exact(size_of::<Account>()).map(bytemuck::pod_read_unaligned).collect(),
-        burned,
-        supply,
-    })
+    Ok((snapshot, count, columns))
+}
+
+/// Appends one chunk's columns (its addresses, then its accounts; a whole number of rows).
+fn push_rows(snapshot: &mut StateSnapshot, columns: &[u8]) {
+    let rows = columns.len() / STATE_ROW_SIZE;
+    let (keys, accounts) = columns.split_at(rows * 32);
+    snapshot.keys.extend(keys.chunks_exact(32).map(|key| <[u8; 32]>::try_from(key).expect("32 bytes")));
+    snapshot
+        .accounts
+        .extend(accounts.chunks_exact(size_of::<Account>()).map(bytemuck::pod_read_unaligned::<Account>));
 }
 
 /// Why a state payload does not decode.
@@ -239,38 +252,151 @@ pub enum StatePayloadError {
     },
 }
 
-/// A whole `state` file for this snapshot, or `None` if its payload exceeds
-/// [`RECORD_PAYLOAD_MAX`].
-pub fn encode_state_file(genesis_id: Hash, state: StateView<'_>) -> Option<Vec<u8>> {
-    let payload = encode_state_payload(state);
-    if payload.len() > RECORD_PAYLOAD_MAX {
-        return None;
-    }
-    let mut out = bytemuck::bytes_of(&FileHeader::new(FileKind::State, 0, genesis_id)).to_vec();
-    let place = Place { kind: RecordKind::State, segment: 0, offset: FILE_HEADER_SIZE as u64 };
-    out.extend_from_slice(&encode_record(place, state.height, &payload));
-    Some(out)
+/// Most accounts in one record of a state file (48 MiB of columns), so a state of any size
+/// is written: a single record of every account stops fitting the record limit (256 MiB) at
+/// ~5.6 M accounts.
+pub const STATE_ROWS_PER_RECORD: usize = 1 << 20;
+
+const _: () = assert!(STATE_FIXED_SIZE + STATE_ROWS_PER_RECORD * STATE_ROW_SIZE <= RECORD_PAYLOAD_MAX);
+
+/// A whole `state` file for this snapshot: the file header, then records back to back. The
+/// first record's payload is the fixed part (height, root, burned, supply, count) and the
+/// columns of the first [`STATE_ROWS_PER_RECORD`] accounts (addresses, then accounts); each
+/// later record holds the columns of the next ones, in slot order. A state of at most that
+/// many accounts is one record, whose payload is [`encode_state_payload`]'s.
+///
+/// # Panics
+/// If the columns differ in length.
+pub fn encode_state_file(genesis_id: Hash, state: StateView<'_>) -> Vec<u8> {
+    encode_state_file_in(genesis_id, state, STATE_ROWS_PER_RECORD)
 }
 
-/// Checks a whole `state` file of the directory with `genesis_id`.
+/// [`encode_state_file`] with `rows_per_record` accounts a record (tests use small ones).
+///
+/// # Panics
+/// If the columns differ in length, or `rows_per_record` is 0 or its records would pass the
+/// record limit.
+pub fn encode_state_file_in(genesis_id: Hash, state: StateView<'_>, rows_per_record: usize) -> Vec<u8> {
+    assert_eq!(state.keys.len(), state.accounts.len(), "one account per address");
+    assert!(rows_per_record > 0 && rows_per_record <= STATE_ROWS_PER_RECORD, "rows per record in range");
+    let count = state.keys.len();
+    let records = count.div_ceil(rows_per_record).max(1);
+    let mut out = Vec::with_capacity(
+        FILE_HEADER_SIZE + records * RECORD_HEADER_SIZE + STATE_FIXED_SIZE + count * STATE_ROW_SIZE,
+    );
+    out.extend_from_slice(bytemuck::bytes_of(&FileHeader::new(FileKind::State, 0, genesis_id)));
+    let mut start = 0;
+    loop {
+        let end = count.min(start + rows_per_record);
+        let mut payload = Vec::with_capacity(STATE_FIXED_SIZE + (end - start) * STATE_ROW_SIZE);
+        if start == 0 {
+            payload.extend_from_slice(&state.height.to_le_bytes());
+            payload.extend_from_slice(&state.state_root.0);
+            payload.extend_from_slice(&state.burned.to_le_bytes());
+            payload.extend_from_slice(&state.supply.to_le_bytes());
+            payload.extend_from_slice(&(count as u64).to_le_bytes());
+        }
+        payload.extend_from_slice(bytemuck::cast_slice(&state.keys[start..end]));
+        payload.extend_from_slice(bytemuck::cast_slice(&state.accounts[start..end]));
+        let place = Place { kind: RecordKind::State, segment: 0, offset: out.len() as u64 };
+        out.extend_from_slice(&encode_record(place, state.height, &payload));
+        start = end;
+        if start >= count {
+            return out;
+        }
+    }
+}
+
+/// Checks a whole `state` file of the directory with `genesis_id` ([`encode_state_file`]'s
+/// layout). Memory is bounded by the file: a declared count the file cannot hold is refused
+/// before anything is allocated for it.
 ///
 /// # Errors
 /// The first problem, with its offset.
 pub fn decode_state_file(bytes: &[u8], genesis_id: Hash) -> Result<StateSnapshot, Problem> {
     FileHeader::check(bytes, FileKind::State, 0, Some(genesis_id))
         .map_err(|reason| Problem::new(FileRef::State, 0, reason))?;
-    let record = single_record(bytes, FileRef::State, RecordKind::State)?;
-    let payload_offset = (FILE_HEADER_SIZE + RECORD_HEADER_SIZE) as u64;
-    let state = decode_state_payload(record.payload)
-        .map_err(|reason| Problem::new(FileRef::State, payload_offset, reason))?;
-    if state.height != record.header.height {
-        return Err(Problem::new(
-            FileRef::State,
-            FILE_HEADER_SIZE as u64,
-            format!("record height {} but payload height {}", record.header.height, state.height),
-        ));
+    let problem = |offset: u64, reason: String| Problem::new(FileRef::State, offset, reason);
+    let mut offset = FILE_HEADER_SIZE as u64;
+    let mut head: Option<(StateSnapshot, u64)> = None;
+    loop {
+        let place = Place { kind: RecordKind::State, segment: 0, offset };
+        let record = check_record(&bytes[offset as usize..], place)
+            .map_err(|error| Problem::new(FileRef::State, offset, error))?;
+        let payload_offset = offset + RECORD_HEADER_SIZE as u64;
+        let (snapshot, count, columns) = match head.take() {
+            None => {
+                let (mut snapshot, count, columns) = decode_state_head(record.payload)
+                    .map_err(|reason| Problem::new(FileRef::State, payload_offset, reason))?;
+                if snapshot.height != record.header.height {
+                    return Err(problem(
+                        offset,
+                        format!(
+                            "record height {} but payload height {}",
+                            record.header.height, snapshot.height
+                        ),
+                    ));
+                }
+                if count as u128 * STATE_ROW_SIZE as u128 > bytes.len() as u128 {
+                    return Err(problem(
+                        payload_offset,
+                        format!(
+                            "state declares {count} accounts, more than a file of {} bytes holds",
+                            bytes.len()
+                        ),
+                    ));
+                }
+                snapshot.keys.reserve_exact(count as usize);
+                snapshot.accounts.reserve_exact(count as usize);
+                (snapshot, count, columns)
+            }
+            Some((snapshot, count)) => {
+                if record.header.height != snapshot.height {
+                    return Err(problem(
+                        offset,
+                        format!(
+                            "record height {} in a state at height {}",
+                            record.header.height, snapshot.height
+                        ),
+                    ));
+                }
+                if record.payload.is_empty() {
+                    return Err(problem(offset, "an empty state record after the first".into()));
+                }
+                (snapshot, count, record.payload)
+            }
+        };
+        let mut snapshot = snapshot;
+        let have = snapshot.keys.len() as u64;
+        let rows = (columns.len() / STATE_ROW_SIZE) as u64;
+        if columns.len() % STATE_ROW_SIZE != 0 || have + rows > count {
+            return Err(problem(
+                payload_offset,
+                format!(
+                    "state record of {} bytes of columns after {have} of {count} accounts",
+                    columns.len()
+                ),
+            ));
+        }
+        push_rows(&mut snapshot, columns);
+        offset += record.header.record_size();
+        if snapshot.keys.len() as u64 == count {
+            if offset != bytes.len() as u64 {
+                return Err(problem(
+                    offset,
+                    format!("{} bytes after the state's last record", bytes.len() as u64 - offset),
+                ));
+            }
+            return Ok(snapshot);
+        }
+        if offset >= bytes.len() as u64 {
+            return Err(problem(
+                offset,
+                format!("state declares {count} accounts but the file ends after {}", snapshot.keys.len()),
+            ));
+        }
+        head = Some((snapshot, count));
     }
-    Ok(state)
 }
 
 fn split_u64(bytes: &[u8]) -> Option<(u64, &[u8])> {
@@ -304,7 +430,8 @@ mod tests {
             burned: 1,
             supply: 12,
         };
-        let state = encode_state_file(id, view).unwrap();
+        let state = encode_state_file(id, view);
+        assert_eq!(&state[FILE_HEADER_SIZE + RECORD_HEADER_SIZE..], encode_state_payload(view), "one record");
         let back = decode_state_file(&state, id).unwrap();
         assert_eq!(
             (back.height, back.keys.as_slice(), back.accounts.as_slice()),
@@ -312,6 +439,44 @@ mod tests {
         );
         assert!(decode_state_file(&state, Hash::ZERO).is_err(), "another directory's state");
         assert!(decode_state_file(&state[..state.len() - 1], id).is_err());
+    }
+
+    #[test]
+    fn a_state_in_many_records_round_trips_and_refuses_damage() {
+        let id = Hash([3; 32]);
+        let keys: Vec<[u8; 32]> = (0..7u8).map(|i| [i + 1; 32]).collect();
+        let accounts: Vec<Account> = (0..7).map(|i| Account { balance: 10 + i, nonce: i }).collect();
+        let view = StateView {
+            height: 4,
+            state_root: Hash([6; 32]),
+            keys: &keys,
+            accounts: &accounts,
+            burned: 2,
+            supply: 99,
+        };
+        for rows in [1, 2, 3, 6, 7, 100] {
+            let file = encode_state_file_in(id, view, rows);
+            let back = decode_state_file(&file, id).unwrap();
+            assert_eq!(
+                (back.keys.as_slice(), back.accounts.as_slice()),
+                (&keys[..], &accounts[..]),
+                "{rows}"
+            );
+            assert_eq!((back.height, back.state_root, back.burned, back.supply), (4, Hash([6; 32]), 2, 99));
+            for byte in 0..file.len() {
+                let mut bad = file.clone();
+                bad[byte] ^= 0x10;
+                assert!(decode_state_file(&bad, id).is_err(), "{rows} rows a record: flip at {byte}");
+            }
+            for cut in [file.len() - 1, file.len() - 48, FILE_HEADER_SIZE + 41] {
+                assert!(decode_state_file(&file[..cut], id).is_err(), "{rows} rows a record: cut at {cut}");
+            }
+            let mut longer = file.clone();
+            longer.extend_from_slice(&file[FILE_HEADER_SIZE..]);
+            assert!(decode_state_file(&longer, id).is_err(), "{rows} rows a record: records after the last");
+        }
+        let empty = StateView { keys: &[], accounts: &[], ..view };
+        assert_eq!(decode_state_file(&encode_state_file_in(id, empty, 2), id).unwrap().keys.len(), 0);
     }
 
     proptest! {
