@@ -212,6 +212,10 @@ pub struct Sim {
     pub events: u64,
     /// The planted bug of [`Sim::plant_amnesia`].
     planted_amnesia: bool,
+    /// Signature verdicts shared by every simulated node: a transaction verified by one is
+    /// not verified again by the next (verification is pure; virtual time is charged per
+    /// wake-up, so reports do not change).
+    verdicts: tessera_systems::sigverify::SharedVerdicts,
 }
 
 impl std::fmt::Debug for Sim {
@@ -314,6 +318,7 @@ impl Sim {
             pipeline_config,
             events: 0,
             planted_amnesia: false,
+            verdicts: tessera_systems::sigverify::SharedVerdicts::new(),
         };
         sim.client_nonces = vec![0; sim.clients.len()];
         for index in 0..v {
@@ -443,7 +448,9 @@ impl Sim {
         // Sync history per validator: enough for a crashed peer to catch up over minutes,
         // small enough for a thousand-node run.
         let stages = Stages::Validator { core: Box::new(core), history_bytes_max: 8 << 20 };
-        validator.pipeline = Some(Pipeline::with_stages(self.pipeline_config.clone(), ledger, tip, stages)?);
+        let mut pipeline = Pipeline::with_stages(self.pipeline_config.clone(), ledger, tip, stages)?;
+        pipeline.world_mut().insert_resource(self.verdicts.clone());
+        validator.pipeline = Some(pipeline);
         self.recorder.restarted(index, self.now, tip.height);
         let at = self.now;
         self.wake(index, at);

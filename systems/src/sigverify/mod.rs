@@ -9,8 +9,9 @@
 //! The verdicts, and the point in the schedule where they are applied, do not depend on timing,
 //! so a run is as deterministic as without overlap.
 
-use std::sync::Mutex;
+use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, sync_channel};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bevy_ecs::prelude::*;
 use tessera_components::{RejectReason, Stage, TxnBody, TxnId, TxnSignature};
@@ -26,6 +27,56 @@ use crate::plugin::Plugin;
 #[derive(Debug, Resource)]
 pub struct AcceptedSignatures(pub VerifyCache);
 
+/// Verdicts shared by the pipelines of one process that opt in (the simulator's nodes), so a
+/// transaction's signature verified by one simulated node is not verified again by the next.
+/// Verification is a pure function of (key, message, signature), and the key here is the
+/// transaction id, a hash of exactly those bytes, so sharing changes no verdict. The simulator
+/// charges virtual time per wake-up, never per real microsecond, so it changes no report
+/// either. A node process has none (the default).
+#[derive(Clone, Debug, Default, Resource)]
+pub struct SharedVerdicts(Option<Arc<Mutex<HashMap<[u8; 32], bool>>>>);
+
+impl SharedVerdicts {
+    /// Most verdicts held; past it the memo starts again empty (memory stays bounded over
+    /// long simulations, at the cost of verifying again what was dropped).
+    pub const MAX: usize = 1 << 22;
+
+    /// A memo to hand to every pipeline that shares it.
+    pub fn new() -> SharedVerdicts {
+        SharedVerdicts(Some(Arc::default()))
+    }
+
+    /// Verdicts for `items` in order: remembered ones from the memo, the others from `verify`
+    /// (called once, with the items not remembered), which are then remembered.
+    fn verdicts(&self, items: &[OwnedItem], verify: impl FnOnce(&[OwnedItem]) -> Vec<bool>) -> Vec<bool> {
+        let Some(memo) = &self.0 else {
+            return verify(items);
+        };
+        let mut verdicts: Vec<Option<bool>> = {
+            let memo = memo.lock().unwrap_or_else(PoisonError::into_inner);
+            items.iter().map(|item| memo.get(&item.id).copied()).collect()
+        };
+        let unknown: Vec<OwnedItem> =
+            items.iter().zip(&verdicts).filter(|(_, known)| known.is_none()).map(|(item, _)| *item).collect();
+        if !unknown.is_empty() {
+            let fresh = verify(&unknown);
+            let mut memo = memo.lock().unwrap_or_else(PoisonError::into_inner);
+            if memo.len() + unknown.len() > Self::MAX {
+                memo.clear();
+            }
+            let mut fresh = fresh.into_iter();
+            for (item, verdict) in items.iter().zip(verdicts.iter_mut()) {
+                if verdict.is_none() {
+                    let accepted = fresh.next().expect("one verdict per unknown item");
+                    memo.insert(item.id, accepted);
+                    *verdict = Some(accepted);
+                }
+            }
+        }
+        verdicts.into_iter().map(|verdict| verdict.expect("every verdict filled")).collect()
+    }
+}
+
 /// The sigverify subsystem's sets.
 #[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SigverifySystems {
@@ -39,6 +90,8 @@ pub enum SigverifySystems {
 struct OwnedItem {
     body: TxnBody,
     signature: [u8; 64],
+    /// The transaction id: BLAKE3 over body and signature.
+    id: [u8; 32],
 }
 
 /// The job in flight: which entities it covers (in item order) and where its verdicts arrive.
@@ -94,12 +147,17 @@ fn run_job(
     batch_size: usize,
     stand_in: bool,
     clock_us: Option<fn() -> u64>,
+    shared: &SharedVerdicts,
 ) -> (Vec<bool>, Option<u64>) {
     let started = clock_us.map(|clock| clock());
-    let took = || Some(clock_us?().saturating_sub(started?));
+    let verdicts = shared.verdicts(items, |items| verify_items(items, batch, batch_size, stand_in));
+    (verdicts, clock_us.and_then(|clock| Some(clock().saturating_sub(started?))))
+}
+
+/// Verifies `items`, one verdict each, in order.
+fn verify_items(items: &[OwnedItem], batch: bool, batch_size: usize, stand_in: bool) -> Vec<bool> {
     if stand_in {
-        let verdicts = items.iter().map(|item| item.signature == stand_in_signature(&item.body)).collect();
-        return (verdicts, took());
+        return items.iter().map(|item| item.signature == stand_in_signature(&item.body)).collect();
     }
     let views: Vec<VerifyItem<'_>> = items
         .iter()
@@ -115,7 +173,7 @@ fn run_job(
     } else {
         verify_each(&views, &mut verdicts);
     }
-    (verdicts, took())
+    verdicts
 }
 
 /// Applies the verdicts of the job in flight (waiting for it if needed), then verifies every
@@ -127,6 +185,7 @@ pub fn verify_signatures(
     mut counters: ResMut<RejectCounters>,
     mut pipeline: ResMut<PipelineCounters>,
     mut timings: ResMut<VerifyTimings>,
+    shared: Res<SharedVerdicts>,
     mut txns: Query<(Entity, &TxnBody, &TxnSignature, &TxnId, &mut Stage)>,
 ) {
     if let Some((entities, receiver)) = job.in_flight.take() {
@@ -147,7 +206,7 @@ pub fn verify_signatures(
             hits.push(entity);
         } else {
             entities.push(entity);
-            items.push(OwnedItem { body: *body, signature: signature.0 });
+            items.push(OwnedItem { body: *body, signature: signature.0, id: id.0.0 });
         }
     }
     pipeline.verify_cache_hits += hits.len() as u64;
@@ -167,14 +226,15 @@ pub fn verify_signatures(
             *txns.get_mut(*entity).expect("entity was just read").4 = Stage::Verifying;
         }
         let (sender, receiver) = sync_channel(1);
+        let shared = shared.clone();
         rayon::spawn(move || {
             // The receiver lives in the world until the verdicts are read, so a failed send
             // means the world itself is gone and nobody needs them.
-            let _ = sender.send(run_job(&items, batch, batch_size, stand_in, clock_us));
+            let _ = sender.send(run_job(&items, batch, batch_size, stand_in, clock_us, &shared));
         });
         job.in_flight = Some((entities, Mutex::new(receiver)));
     } else {
-        let landed = run_job(&items, batch, batch_size, stand_in, clock_us);
+        let landed = run_job(&items, batch, batch_size, stand_in, clock_us, &shared);
         let mut sinks = VerdictSinks { cache: &mut cache, counters: &mut counters, timings: &mut timings };
         apply_verdicts(entities, landed, Stage::Prefiltered, &mut txns, &mut sinks);
     }
@@ -229,8 +289,59 @@ impl Plugin for SigverifyPlugin {
     fn build(&self, world: &mut World, schedule: &mut Schedule) {
         world.init_resource::<VerifyJob>();
         world.init_resource::<VerifyTimings>();
+        world.init_resource::<SharedVerdicts>();
         let capacity = world.resource::<PipelineConfig>().sigverify_cache_capacity;
         world.insert_resource(AcceptedSignatures(VerifyCache::new(capacity)));
         schedule.add_systems(verify_signatures.in_set(SigverifySystems::Verify));
+    }
+}
+
+#[cfg(test)]
+mod shared_tests {
+    use std::cell::Cell;
+
+    use ed25519_dalek::{Signer, SigningKey};
+
+    use super::*;
+
+    fn item(seed: u8, forged: bool) -> OwnedItem {
+        let key = SigningKey::from_bytes(&[seed; 32]);
+        let body = TxnBody {
+            chain_id: 1,
+            reserved: 0,
+            sender: key.verifying_key().to_bytes(),
+            recipient: [9; 32],
+            amount: 5,
+            fee: 1,
+            nonce: u64::from(seed),
+        };
+        let mut signature = key.sign(body.signing_bytes()).to_bytes();
+        if forged {
+            signature[40] ^= 1;
+        }
+        let mut id = *blake3::hash(&signature).as_bytes();
+        id[0] = seed;
+        OwnedItem { body, signature, id }
+    }
+
+    #[test]
+    fn a_shared_memo_verifies_each_signature_once_and_changes_no_verdict() {
+        let items: Vec<OwnedItem> = (1..=6).map(|seed| item(seed, seed % 3 == 0)).collect();
+        let direct = verify_items(&items, true, 64, false);
+        assert_eq!(direct, vec![true, true, false, true, true, false]);
+        let shared = SharedVerdicts::new();
+        let verified = Cell::new(0);
+        let counting = |items: &[OwnedItem]| {
+            verified.set(verified.get() + items.len());
+            verify_items(items, true, 64, false)
+        };
+        // One node sees the first four; the next sees all six: only the last two are new.
+        assert_eq!(shared.clone().verdicts(&items[..4], counting), direct[..4]);
+        assert_eq!(shared.verdicts(&items, counting), direct);
+        assert_eq!(verified.get(), 6, "each signature verified once across both");
+        // Without a memo (a node process), every call verifies everything.
+        let alone = SharedVerdicts::default();
+        assert_eq!(alone.verdicts(&items, counting), direct);
+        assert_eq!(verified.get(), 12);
     }
 }
