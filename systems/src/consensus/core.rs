@@ -18,6 +18,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::sigverify::SharedVerdicts;
+
 use ed25519_dalek::{Signer, SigningKey};
 use tessera_components::consensus::{new_view_signing_bytes, proposal_signing_bytes};
 use tessera_components::{
@@ -1248,6 +1250,19 @@ pub fn verify_messages(
     batch_size: usize,
     stand_in: bool,
 ) -> (Vec<(u32, ConsensusMessage)>, u64, u64) {
+    verify_messages_shared(messages, set, batch_size, stand_in, &SharedVerdicts::default())
+}
+
+/// [`verify_messages`], with the verdicts `shared` remembers taken from it (the simulator's
+/// nodes share one memo; a node has none). `checked` counts the signatures this node needed
+/// verified, whether or not the memo held them, so the counters do not depend on sharing.
+pub fn verify_messages_shared(
+    messages: Vec<(u32, ConsensusMessage)>,
+    set: &ValidatorSet,
+    batch_size: usize,
+    stand_in: bool,
+    shared: &SharedVerdicts,
+) -> (Vec<(u32, ConsensusMessage)>, u64, u64) {
     use foldhash::HashMap;
 
     use crate::kernels::sigverify::{VerifyItem, stand_in_sign, verify_many};
@@ -1268,14 +1283,15 @@ pub fn verify_messages(
             })
         })
         .collect();
-    let mut unique_verdicts = vec![false; items.len()];
-    if stand_in {
-        for (verdict, item) in unique_verdicts.iter_mut().zip(&items) {
-            *verdict = *item.signature == stand_in_sign(item.public_key, item.message);
-        }
+    let unique_verdicts = if stand_in {
+        items.iter().map(|item| *item.signature == stand_in_sign(item.public_key, item.message)).collect()
     } else {
-        verify_many(&items, &mut unique_verdicts, batch_size.max(1));
-    }
+        shared.remembered_signatures(&items, |items| {
+            let mut verdicts = vec![false; items.len()];
+            verify_many(items, &mut verdicts, batch_size.max(1));
+            verdicts
+        })
+    };
     let checked = items.len() as u64;
     let verdicts: Vec<bool> = slots.iter().map(|slot| unique_verdicts[*slot]).collect();
     let mut verdicts = verdicts.into_iter();

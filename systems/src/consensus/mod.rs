@@ -32,7 +32,7 @@ use crate::mempool::Mempool;
 use crate::messages::{BlockCommitted, ChainTip};
 use crate::plugin::Plugin;
 use crate::prefilter::check_body;
-use crate::sigverify::AcceptedSignatures;
+use crate::sigverify::{AcceptedSignatures, SharedVerdicts};
 
 /// The consensus subsystem's sets.
 #[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -252,15 +252,17 @@ pub fn verify_consensus_messages(
     mut consensus: ResMut<Consensus>,
     mut inbox: ResMut<ConsensusInbox>,
     mut verified: ResMut<VerifiedConsensus>,
+    shared: Res<SharedVerdicts>,
 ) {
     let mut messages = std::mem::take(&mut inbox.messages);
     // Cheap checks first: nothing the state machine would ignore costs a verification.
     consensus.core.drop_before_verification(&mut messages);
-    let (kept, dropped, checked) = core::verify_messages(
+    let (kept, dropped, checked) = core::verify_messages_shared(
         messages,
         consensus.core.validators(),
         config.sigverify_batch_size,
         config.sigverify_stand_in,
+        &shared,
     );
     verified.messages = kept;
     verified.dropped_bad_signature += dropped;
@@ -330,6 +332,7 @@ impl Plugin for ConsensusPlugin {
         world.insert_resource(ConsensusInbox::new(self.inbox_capacity));
         world.init_resource::<ConsensusOutbox>();
         world.init_resource::<VerifiedConsensus>();
+        world.init_resource::<SharedVerdicts>();
         schedule.add_systems((
             verify_consensus_messages.in_set(ConsensusSystems::Verify),
             step_consensus.in_set(ConsensusSystems::Step),

@@ -46,17 +46,30 @@ impl SharedVerdicts {
         SharedVerdicts(Some(Arc::default()))
     }
 
-    /// Verdicts for `items` in order: remembered ones from the memo, the others from `verify`
-    /// (called once, with the items not remembered), which are then remembered.
+    /// Verdicts for transaction `items` in order, keyed by transaction id.
     fn verdicts(&self, items: &[OwnedItem], verify: impl FnOnce(&[OwnedItem]) -> Vec<bool>) -> Vec<bool> {
+        self.remembered(items, |item| item.id, verify)
+    }
+
+    /// Verdicts for `items` in order: remembered ones from the memo, the others from `verify`
+    /// (called once, with the items not remembered, unless there are none), which are then
+    /// remembered under `key`. `key` must hash exactly the (key, message, signature) an item
+    /// stands for.
+    pub fn remembered<T: Copy>(
+        &self,
+        items: &[T],
+        key: impl Fn(&T) -> [u8; 32],
+        verify: impl FnOnce(&[T]) -> Vec<bool>,
+    ) -> Vec<bool> {
         let Some(memo) = &self.0 else {
             return verify(items);
         };
+        let keys: Vec<[u8; 32]> = items.iter().map(&key).collect();
         let mut verdicts: Vec<Option<bool>> = {
             let memo = memo.lock().unwrap_or_else(PoisonError::into_inner);
-            items.iter().map(|item| memo.get(&item.id).copied()).collect()
+            keys.iter().map(|key| memo.get(key).copied()).collect()
         };
-        let unknown: Vec<OwnedItem> =
+        let unknown: Vec<T> =
             items.iter().zip(&verdicts).filter(|(_, known)| known.is_none()).map(|(item, _)| *item).collect();
         if !unknown.is_empty() {
             let fresh = verify(&unknown);
@@ -65,15 +78,30 @@ impl SharedVerdicts {
                 memo.clear();
             }
             let mut fresh = fresh.into_iter();
-            for (item, verdict) in items.iter().zip(verdicts.iter_mut()) {
+            for (key, verdict) in keys.iter().zip(verdicts.iter_mut()) {
                 if verdict.is_none() {
                     let accepted = fresh.next().expect("one verdict per unknown item");
-                    memo.insert(item.id, accepted);
+                    memo.insert(*key, accepted);
                     *verdict = Some(accepted);
                 }
             }
         }
         verdicts.into_iter().map(|verdict| verdict.expect("every verdict filled")).collect()
+    }
+
+    /// [`SharedVerdicts::remembered`] for signatures of any message: keyed by a hash of the
+    /// public key, the signature and the message, in a domain of their own.
+    pub fn remembered_signatures(
+        &self,
+        items: &[VerifyItem<'_>],
+        verify: impl FnOnce(&[VerifyItem<'_>]) -> Vec<bool>,
+    ) -> Vec<bool> {
+        let key = |item: &VerifyItem<'_>| {
+            let mut hasher = blake3::Hasher::new_derive_key("tessera 2026 shared signature verdict");
+            hasher.update(item.public_key).update(item.signature).update(item.message);
+            *hasher.finalize().as_bytes()
+        };
+        self.remembered(items, key, verify)
     }
 }
 
@@ -343,5 +371,34 @@ mod shared_tests {
         let alone = SharedVerdicts::default();
         assert_eq!(alone.verdicts(&items, counting), direct);
         assert_eq!(verified.get(), 12);
+    }
+
+    #[test]
+    fn signatures_of_any_message_are_remembered_by_key_message_and_signature() {
+        let owned: Vec<OwnedItem> = (1..=4).map(|seed| item(seed, seed == 2)).collect();
+        let views: Vec<VerifyItem<'_>> = owned
+            .iter()
+            .map(|o| VerifyItem {
+                public_key: &o.body.sender,
+                message: o.body.signing_bytes(),
+                signature: &o.signature,
+            })
+            .collect();
+        let shared = SharedVerdicts::new();
+        let verified = Cell::new(0);
+        let verify = |items: &[VerifyItem<'_>]| {
+            verified.set(verified.get() + items.len());
+            let mut verdicts = vec![false; items.len()];
+            crate::kernels::sigverify::verify_many(items, &mut verdicts, 64);
+            verdicts
+        };
+        assert_eq!(shared.remembered_signatures(&views, verify), vec![true, false, true, true]);
+        assert_eq!(shared.remembered_signatures(&views, verify), vec![true, false, true, true]);
+        assert_eq!(verified.get(), 4, "the second pass verified nothing");
+        // The same signature under another key is another question.
+        let other = [owned[1].body.sender; 1];
+        let moved = [VerifyItem { public_key: &other[0], ..views[0] }];
+        assert_eq!(shared.remembered_signatures(&moved, verify), vec![false]);
+        assert_eq!(verified.get(), 5);
     }
 }
