@@ -284,7 +284,7 @@ fn swarm_shards_merge_into_one_report_of_every_failing_seed() {
             seeds.iter().all(|seed| (seed - 1) % 2 == k),
             "shard {shard} ran a seed of another: {seeds:?}"
         );
-        assert_eq!(out.status.success(), seeds.is_empty(), "{text}");
+        assert!(out.status.success(), "a shard with a summary exits 0; --merge judges: {text}");
         failed.extend(seeds);
     }
     assert!(!failed.is_empty(), "the planted bug went unseen in seeds 1..4");

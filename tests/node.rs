@@ -271,6 +271,12 @@ fn account_proofs_verify_offline(base: u16) {
     assert_eq!(code, Some(1), "another root: {text}");
     let (code, text) = verify(&json!({"proof": {"siblings": "no"}}), &root);
     assert_eq!(code, Some(2), "malformed input: {text}");
+    // Checked only against the root it names, a proof proves nothing: a root is required.
+    let path = std::env::temp_dir().join(format!("tessera-proof-noroot-{}", std::process::id()));
+    std::fs::write(&path, serde_json::to_vec(&reply).unwrap()).unwrap();
+    let out = Command::new(BIN).arg("verify-proof").arg(&path).output().unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(out.status.code(), Some(2), "no --state-root");
     // An address with no account has no proof of presence.
     let none = rpc(base, 3, "tessera_getAccount", json!(["ee".repeat(32), {"proof": true}]));
     assert_eq!(

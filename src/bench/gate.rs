@@ -180,6 +180,20 @@ pub fn measure(
 ) -> Result<Vec<(String, f64)>, Box<dyn std::error::Error>> {
     let (state_sets, sets): (Vec<String>, Vec<String>) =
         sets.iter().cloned().partition(|set| set.starts_with("state_"));
+    // Settings are checked before any suite runs for minutes.
+    if let Some(bad) = state_sets
+        .iter()
+        .find(|set| !matches!(set.as_str(), "state_rehash_all=true" | "state_rehash_all=false"))
+    {
+        return Err(InputError(format!("unknown state setting {bad} (state_rehash_all=true|false)")).into());
+    }
+    if !state_sets.is_empty()
+        && only.is_some_and(|prefix| !"state".starts_with(prefix) && !prefix.starts_with("state"))
+    {
+        return Err(
+            InputError("state_* settings need the state suite, which --only leaves out".into()).into()
+        );
+    }
     let want = |suite: &str| only.is_none_or(|prefix| suite.starts_with(prefix) || prefix.starts_with(suite));
     let mut figures = Vec::new();
     if want("pipeline") {
@@ -234,17 +248,8 @@ pub fn measure(
             ("1000000,10000000", "state.cost_ratio_10m")
         };
         let mut state_args = vec!["state", "--accounts", sizes, "--blocks", if quick { "5" } else { "9" }];
-        for set in &state_sets {
-            match set.as_str() {
-                "state_rehash_all=true" => state_args.push("--rehash-all"),
-                "state_rehash_all=false" => {}
-                _ => {
-                    return Err(InputError(format!(
-                        "unknown state setting {set} (state_rehash_all=true|false)"
-                    ))
-                    .into());
-                }
-            }
+        if state_sets.last().is_some_and(|set| set == "state_rehash_all=true") {
+            state_args.push("--rehash-all");
         }
         let t = suite(&state_args)?;
         let ratio = t["cost_ratio"].as_f64().unwrap_or(f64::INFINITY);
@@ -296,6 +301,9 @@ pub fn check(
     as_json: bool,
     only: Option<&str>,
 ) -> Result<(), Box<dyn std::error::Error>> {
+    if only.is_some() && write_baseline.is_some() {
+        return Err(InputError("--write-baseline needs every figure; drop --only".into()).into());
+    }
     let budgets = load_budgets(budgets)?;
     let figures = measure(quick, sets, only)?;
     let base: Value = std::fs::read_to_string(baseline)

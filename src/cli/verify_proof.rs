@@ -25,11 +25,19 @@ pub struct VerifyProofArgs {
     #[arg(value_name = "FILE", default_value = "-")]
     pub proof: PathBuf,
     /// The state root to check against, 64 hex digits: a finalized block header's
-    /// `state_root`. Without it the proof is checked against the root it names itself, which
-    /// shows only that it is well formed.
+    /// `state_root`, from a source you trust. Required: a proof checked only against the root
+    /// it names itself proves nothing (anyone can build one for any balance).
     #[arg(long, value_name = "HEX")]
-    pub state_root: Option<String>,
+    pub state_root: String,
+    /// The address the proof must be about, 64 hex digits (checked when given).
+    #[arg(long, value_name = "HEX")]
+    pub address: Option<String>,
 }
+
+/// A proof about another address than the one asked about (exit status 1).
+#[derive(Debug, thiserror::Error)]
+#[error("the proof is about account {0}, not the one given with --address")]
+pub struct WrongAddress(String);
 
 /// A proof that does not hold (exit status 1, as a failed check, not bad input).
 #[derive(Debug, thiserror::Error)]
@@ -58,22 +66,23 @@ pub fn run(args: &VerifyProofArgs) -> Result<(), Box<dyn std::error::Error>> {
     let value: Value =
         serde_json::from_str(&text).map_err(|error| InputError(format!("{source} is not JSON: {error}")))?;
     let (proof, named_root) = proof_from_json(&value)?;
-    let trusted = match &args.state_root {
-        Some(text) => Some(hash(&Value::String(text.clone()), "--state-root")?),
-        None => None,
-    };
-    proof.verify(trusted.as_ref().unwrap_or(&named_root)).map_err(InvalidProof)?;
+    let trusted = hash(&Value::String(args.state_root.clone()), "--state-root")?;
+    if let Some(address) = &args.address {
+        let wanted = hash(&Value::String(address.clone()), "--address")?;
+        if wanted.0 != proof.address {
+            return Err(WrongAddress(hex::encode(proof.address)).into());
+        }
+    }
+    proof.verify(&trusted).map_err(InvalidProof)?;
     println!(
         "valid: account {} holds balance {} and nonce {} in the state with root {}",
         hex::encode(proof.address),
         proof.account.balance,
         proof.account.nonce,
-        trusted.unwrap_or(named_root).to_hex()
+        trusted.to_hex()
     );
-    if trusted.is_none() {
-        println!(
-            "note: checked against the root the proof names; pass --state-root with a finalized block's root you trust"
-        );
+    if named_root != trusted {
+        println!("note: the proof names root {}, not the one checked", named_root.to_hex());
     }
     Ok(())
 }

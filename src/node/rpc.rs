@@ -142,6 +142,19 @@ fn parse_method(method: &str, params: &Value) -> Result<Query, (i64, String)> {
         }
         "tessera_getAccount" => {
             let expected = "expected [address: 64 hex digits] or [address, {\"proof\": true}]";
+            if let Value::Object(named) = params {
+                // Named parameters: {"address": …, "proof": true}.
+                let address = named.get("address").and_then(hex32).ok_or_else(|| bad(expected))?;
+                let with_proof = match named.get("proof") {
+                    None => false,
+                    Some(Value::Bool(proof)) => *proof,
+                    Some(_) => return Err(bad(expected)),
+                };
+                if named.keys().any(|key| key != "address" && key != "proof") {
+                    return Err(bad(expected));
+                }
+                return Ok(Query::Account(address, with_proof));
+            }
             let address = first_param(params).and_then(hex32).ok_or_else(|| bad(expected))?;
             let with_proof = match params.as_array().map(Vec::as_slice) {
                 Some([_]) | None => false,

@@ -90,6 +90,14 @@ impl Shard {
         Ok(Shard { index, count })
     }
 
+    /// How many seeds of `first..=last` are in this shard (without walking them).
+    pub fn len(self, first: u64, last: u64) -> u64 {
+        match first.checked_add(self.index).filter(|start| *start <= last) {
+            None => 0,
+            Some(start) => (last - start) / self.count + 1,
+        }
+    }
+
     /// The seeds of `first..=last` in this shard, in order.
     pub fn seeds(self, first: u64, last: u64) -> impl Iterator<Item = u64> {
         // `first + index` can only overflow past `last`, when the shard is empty.
@@ -145,8 +153,30 @@ pub struct Summary {
 /// # Errors
 /// No summaries, summaries of different campaigns, a shard twice, or shards missing.
 pub fn merge(summaries: Vec<Summary>) -> Result<Summary, String> {
+    for summary in &summaries {
+        let (range_ok, shards_ok) = (
+            parse_range(&summary.seeds).is_ok(),
+            summary.shard_count > 0 && summary.shards.iter().all(|shard| *shard < summary.shard_count),
+        );
+        let counts_ok = summary.passed.checked_add(summary.failed.len() as u64) == Some(summary.seeds_run);
+        if !(range_ok && shards_ok && counts_ok) {
+            return Err(format!(
+                "not a consistent summary: seeds {:?}, shards {:?} of {}, {} passed + {} failed of {} run",
+                summary.seeds,
+                summary.shards,
+                summary.shard_count,
+                summary.passed,
+                summary.failed.len(),
+                summary.seeds_run
+            ));
+        }
+    }
     let mut summaries = summaries.into_iter();
     let mut merged = summaries.next().ok_or("nothing to merge")?;
+    merged.shards.sort_unstable();
+    if merged.shards.windows(2).any(|pair| pair[0] == pair[1]) {
+        return Err("a summary names one shard twice".into());
+    }
     for summary in summaries {
         if (&summary.seeds, summary.shard_count, summary.planted_amnesia)
             != (&merged.seeds, merged.shard_count, merged.planted_amnesia)
@@ -165,10 +195,10 @@ pub fn merge(summaries: Vec<Summary>) -> Result<Summary, String> {
             return Err(format!("shard {twice}/{} appears twice", merged.shard_count));
         }
         merged.shards.extend(summary.shards);
-        merged.seeds_run += summary.seeds_run;
-        merged.passed += summary.passed;
+        merged.seeds_run = merged.seeds_run.saturating_add(summary.seeds_run);
+        merged.passed = merged.passed.saturating_add(summary.passed);
         merged.failed.extend(summary.failed);
-        merged.events += summary.events;
+        merged.events = merged.events.saturating_add(summary.events);
         merged.wall_s += summary.wall_s;
     }
     merged.shards.sort_unstable();
@@ -202,6 +232,8 @@ mod tests {
                 seen.dedup();
                 assert_eq!(seen.len(), before, "{first}..{last} in {count}: a seed in two shards");
                 assert_eq!(seen, (first..=last).collect::<Vec<_>>(), "{first}..{last} in {count}");
+                let lens: u64 = (0..count).map(|index| Shard { index, count }.len(first, last)).sum();
+                assert_eq!(lens, last - first + 1, "{first}..{last} in {count}: lengths");
             }
         }
         assert_eq!(Shard::parse("0/4"), Ok(Shard { index: 0, count: 4 }));
@@ -236,5 +268,11 @@ mod tests {
         assert!(merge(vec![summary(0, 2, &[]), summary(0, 2, &[])]).unwrap_err().contains("twice"));
         assert!(merge(vec![summary(0, 2, &[]), summary(1, 3, &[])]).unwrap_err().contains("different"));
         assert!(merge(Vec::new()).is_err());
+        let mut zero = summary(0, 1, &[]);
+        zero.shard_count = 0;
+        assert!(merge(vec![zero]).unwrap_err().contains("consistent"));
+        let mut lying = summary(0, 1, &[3]);
+        lying.passed = 5;
+        assert!(merge(vec![lying]).unwrap_err().contains("consistent"));
     }
 }

@@ -259,16 +259,21 @@ pub const STATE_ROWS_PER_RECORD: usize = 1 << 20;
 
 const _: () = assert!(STATE_FIXED_SIZE + STATE_ROWS_PER_RECORD * STATE_ROW_SIZE <= RECORD_PAYLOAD_MAX);
 
-/// A whole `state` file for this snapshot: the file header, then records back to back. The
-/// first record's payload is the fixed part (height, root, burned, supply, count) and the
-/// columns of the first [`STATE_ROWS_PER_RECORD`] accounts (addresses, then accounts); each
-/// later record holds the columns of the next ones, in slot order. A state of at most that
-/// many accounts is one record, whose payload is [`encode_state_payload`]'s.
+/// A whole `state` file for this snapshot: the file header, then records back to back. A
+/// state that fits one record (up to ~5.6 M accounts) is one record, whose payload is
+/// [`encode_state_payload`]'s, as before chunks existed. A larger one is chunked: the first
+/// record's payload is the fixed part (height, root, burned, supply, count) and the columns
+/// of the first [`STATE_ROWS_PER_RECORD`] accounts (addresses, then accounts); each later
+/// record holds the columns of the next ones, in slot order.
 ///
 /// # Panics
 /// If the columns differ in length.
 pub fn encode_state_file(genesis_id: Hash, state: StateView<'_>) -> Vec<u8> {
-    encode_state_file_in(genesis_id, state, STATE_ROWS_PER_RECORD)
+    // One record whenever one fits, so a state that earlier versions could write is written
+    // as they wrote it (and they can read it back); chunks only past the record limit.
+    let one_record = STATE_FIXED_SIZE + state.keys.len() * STATE_ROW_SIZE <= RECORD_PAYLOAD_MAX;
+    let rows = if one_record { state.keys.len().max(1) } else { STATE_ROWS_PER_RECORD };
+    encode_state_file_in(genesis_id, state, rows)
 }
 
 /// [`encode_state_file`] with `rows_per_record` accounts a record (tests use small ones).
@@ -278,7 +283,12 @@ pub fn encode_state_file(genesis_id: Hash, state: StateView<'_>) -> Vec<u8> {
 /// record limit.
 pub fn encode_state_file_in(genesis_id: Hash, state: StateView<'_>, rows_per_record: usize) -> Vec<u8> {
     assert_eq!(state.keys.len(), state.accounts.len(), "one account per address");
-    assert!(rows_per_record > 0 && rows_per_record <= STATE_ROWS_PER_RECORD, "rows per record in range");
+    assert!(
+        rows_per_record > 0
+            && STATE_FIXED_SIZE + rows_per_record.min(state.keys.len()) * STATE_ROW_SIZE
+                <= RECORD_PAYLOAD_MAX,
+        "rows per record in range"
+    );
     let count = state.keys.len();
     let records = count.div_ceil(rows_per_record).max(1);
     let mut out = Vec::with_capacity(
@@ -308,8 +318,8 @@ pub fn encode_state_file_in(genesis_id: Hash, state: StateView<'_>, rows_per_rec
 }
 
 /// Checks a whole `state` file of the directory with `genesis_id` ([`encode_state_file`]'s
-/// layout). Memory is bounded by the file: a declared count the file cannot hold is refused
-/// before anything is allocated for it.
+/// layout; any chunking is read). Memory is bounded by the file: a declared count the file
+/// cannot hold is refused, and rows are allocated as records are read.
 ///
 /// # Errors
 /// The first problem, with its offset.
@@ -326,7 +336,7 @@ pub fn decode_state_file(bytes: &[u8], genesis_id: Hash) -> Result<StateSnapshot
         let payload_offset = offset + RECORD_HEADER_SIZE as u64;
         let (snapshot, count, columns) = match head.take() {
             None => {
-                let (mut snapshot, count, columns) = decode_state_head(record.payload)
+                let (snapshot, count, columns) = decode_state_head(record.payload)
                     .map_err(|reason| Problem::new(FileRef::State, payload_offset, reason))?;
                 if snapshot.height != record.header.height {
                     return Err(problem(
@@ -346,8 +356,6 @@ pub fn decode_state_file(bytes: &[u8], genesis_id: Hash) -> Result<StateSnapshot
                         ),
                     ));
                 }
-                snapshot.keys.reserve_exact(count as usize);
-                snapshot.accounts.reserve_exact(count as usize);
                 (snapshot, count, columns)
             }
             Some((snapshot, count)) => {
