@@ -81,6 +81,40 @@ fn terminate(child: &mut Child) {
     let _ = child.wait();
 }
 
+/// While the returned flag is true, sends SIGTERM to the node processes `pids` and exits with
+/// status 130 when this process gets SIGINT or SIGTERM. The nodes finish their tick and exit
+/// cleanly, as on any stop. Clear the flag before reaping the nodes.
+fn stop_nodes_on_signal(pids: Vec<u32>) -> std::io::Result<std::sync::Arc<AtomicBool>> {
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone())?;
+    }
+    let armed = std::sync::Arc::new(AtomicBool::new(true));
+    let watching = armed.clone();
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if !watching.load(Ordering::SeqCst) {
+            // The nodes are being stopped already; the main thread finishes and exits.
+            return;
+        }
+        eprintln!("\ndevnet: stopped by a signal; stopping the nodes");
+        for pid in &pids {
+            // While `armed` is set the main thread has not reaped this node, so the pid is
+            // still that of the node this process spawned.
+            #[allow(unsafe_code)]
+            // SAFETY: kill(2) has no memory-safety preconditions.
+            unsafe {
+                libc::kill(*pid as libc::pid_t, libc::SIGTERM);
+            }
+        }
+        std::thread::sleep(Duration::from_secs(2));
+        std::process::exit(130);
+    });
+    Ok(armed)
+}
+
 fn wait_ready(validators: &mut [Validator]) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let n = validators.len() as u64;
@@ -233,7 +267,13 @@ pub fn run(args: &DevnetArgs) -> Result<(), Box<dyn std::error::Error>> {
         );
         validators.push(Validator { child, rpc: RpcClient::new(&format!("http://{rpc}")), ingress });
     }
+    // A devnet stopped by a signal (a script's SIGINT or SIGTERM to this process alone, not
+    // to its process group) takes its nodes with it instead of leaving them running.
+    let pids: Vec<u32> = validators.iter().map(|validator| validator.child.id()).collect();
+    let armed = stop_nodes_on_signal(pids)?;
     let result = drive(args, &dir, &mut validators, accounts);
+    // From here this thread stops and reaps the nodes; the watcher must not touch their pids.
+    armed.store(false, Ordering::SeqCst);
     for validator in &mut validators {
         terminate(&mut validator.child);
     }
