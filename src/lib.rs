@@ -11,6 +11,7 @@ pub mod cli;
 pub mod driver;
 pub mod load;
 pub mod node;
+pub mod plot;
 pub mod sim;
 pub mod storage;
 

@@ -489,7 +489,13 @@ fn report(dir: &Path) -> Value {
 
 #[test]
 fn devnet_runs_and_reports_agreement() {
-    let (child, dir) = devnet("plain", 27400, &["--duration", "3", "--rate", "400"]);
+    let plots = std::env::temp_dir().join(format!("tessera-devnet-{}-plots", std::process::id()));
+    let _ = std::fs::remove_dir_all(&plots);
+    let (child, dir) = devnet(
+        "plain",
+        27400,
+        &["--duration", "3", "--rate", "400", "--report-dir", plots.to_str().unwrap()],
+    );
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
@@ -508,6 +514,29 @@ fn devnet_runs_and_reports_agreement() {
     }
     assert!(report["verify_ceiling_per_s"].as_f64().unwrap() > 0.0);
     assert!(report["ratio_to_ceiling"].as_f64().unwrap() > 0.0);
+    // --report-dir: the same report with a series per validator, and its plots.
+    let full =
+        serde_json::from_str::<Value>(&std::fs::read_to_string(plots.join("report.json")).unwrap()).unwrap();
+    assert_eq!(full["committed"], json!(1200), "{full}");
+    let per_validator = full["per_validator"].as_array().expect("per_validator");
+    assert_eq!(per_validator.len(), 4, "{full}");
+    for (index, node) in per_validator.iter().enumerate() {
+        assert_eq!(node["validator"], json!(index));
+        let series = node["series"].as_array().unwrap();
+        let finalized: u64 = series.iter().map(|row| row["finalized_tps"].as_u64().unwrap()).sum();
+        // Validator 0 is the tracker, which waits for all of them; the others are read once
+        // more after it stops, and may be a block behind.
+        if index == 0 {
+            assert_eq!(finalized, 1200, "{node}");
+        } else {
+            assert!(finalized > 0 && finalized <= 1200, "{node}");
+        }
+        assert!(series.iter().any(|row| row["latency_p99_ms"].as_u64().unwrap() > 0), "{node}");
+    }
+    for plot in ["finalized_tps.svg", "latency.svg"] {
+        let svg = std::fs::read_to_string(plots.join(plot)).expect(plot);
+        assert!(svg.contains("<svg") && svg.contains("validator 3"), "{plot}: {svg:.300}");
+    }
     // A node's log file is plain text, and names its validator as an operator would.
     let log = std::fs::read_to_string(dir.join("net").join("node-0.log")).expect("node 0's log");
     assert!(!log.contains('\u{1b}'), "colour codes in a log file: {log:.400}");

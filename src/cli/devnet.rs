@@ -12,7 +12,7 @@ use clap::Args;
 use serde_json::{Value, json};
 
 use crate::cli::genesis::{GenesisArgs, ports};
-use crate::load::{Accounts, Live, PhaseReport, RpcClient, Via, presign, run_phase};
+use crate::load::{Accounts, Live, PhaseReport, RpcClient, Second, Via, presign, run_phase};
 
 /// Arguments of `tessera devnet`.
 #[derive(Debug, Args)]
@@ -34,6 +34,11 @@ pub struct DevnetArgs {
     /// Also write the report as JSON here.
     #[arg(long, value_name = "PATH")]
     pub report_json: Option<PathBuf>,
+    /// Write the report with per-second series for every validator (`report.json`), and plots
+    /// of them over time (`finalized_tps.svg`, `latency.svg`), into this directory. Every
+    /// validator's finalized blocks are then followed over JSON-RPC, not only validator 0's.
+    #[arg(long, value_name = "DIR")]
+    pub report_dir: Option<PathBuf>,
     /// First port (validator i uses base + 4i .. base + 4i + 3); default: the first free block
     /// from 27000.
     #[arg(long)]
@@ -224,6 +229,10 @@ pub fn run(args: &DevnetArgs) -> Result<(), Box<dyn std::error::Error>> {
             PathBuf::from("devnet-data").join(format!("run-{stamp}"))
         }
     };
+    if let Some(out) = &args.report_dir {
+        // Before any node starts: a report that cannot be written should not cost a run.
+        std::fs::create_dir_all(out).map_err(|error| format!("--report-dir {}: {error}", out.display()))?;
+    }
     if dir.join("genesis.toml").exists() {
         return Err(format!("{} already holds a devnet; pick another --data-dir", dir.display()).into());
     }
@@ -284,6 +293,14 @@ pub fn run(args: &DevnetArgs) -> Result<(), Box<dyn std::error::Error>> {
         std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")?;
         println!("report written to {}", path.display());
     }
+    if let Some(out) = &args.report_dir {
+        let path = out.join("report.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")?;
+        println!("report written to {}", path.display());
+        for plot in plot_report(out, &report)? {
+            println!("plot written to {}", plot.display());
+        }
+    }
     println!("data directories kept in {}", dir.display());
     Ok(())
 }
@@ -308,13 +325,15 @@ fn drive(
     let ingress: Vec<SocketAddr> = validators.iter().map(|v| v.ingress).collect();
     let rpc: Vec<RpcClient> = validators.iter().map(|v| v.rpc.clone()).collect();
     let tracker = validators[0].rpc.clone();
+    // With --report-dir every validator is followed, each by a thread of its own.
+    let also: Vec<RpcClient> = if args.report_dir.is_some() { rpc[1..].to_vec() } else { Vec::new() };
     let live = Live::default();
     let stop = AtomicBool::new(false);
     let start = Instant::now();
     let (chosen, search) = std::thread::scope(|scope| -> Result<(PhaseReport, Vec<Value>), String> {
         scope.spawn(|| progress(&live, &stop, start));
         let phase = |txns: &[tessera_components::Txn], rate: f64, drain: Duration| {
-            run_phase(txns, rate, Via::Ingress, &ingress, &rpc, &tracker, drain, &live)
+            run_phase(txns, rate, Via::Ingress, &ingress, &rpc, &tracker, &also, drain, &live)
         };
         let outcome = (|| {
             let mut search = Vec::new();
@@ -353,7 +372,7 @@ fn drive(
     })?;
     let (agree, checked_height, compared) = agreement(validators);
     let validators_n = validators.len() as f64;
-    Ok(json!({
+    let mut report = json!({
         "validators": validators.len(),
         "duration_s": chosen.duration_s,
         "rate": chosen.rate,
@@ -369,7 +388,81 @@ fn drive(
         "rate_searched": args.rate.is_none(),
         "search": search,
         "data_dir": dir.display().to_string(),
-    }))
+    });
+    if args.report_dir.is_some() {
+        report["per_validator"] = per_validator_json(&chosen.per_node);
+    }
+    Ok(report)
+}
+
+/// Per validator, one row per second of the chosen phase: transactions finalized in that
+/// second (`finalized_tps`) and the latency percentiles of those transactions (0 when none).
+fn per_validator_json(per_node: &[Vec<Second>]) -> Value {
+    let rows = |seconds: &[Second]| -> Vec<Value> {
+        seconds
+            .iter()
+            .enumerate()
+            .map(|(t, second)| {
+                let q = |q: f64| {
+                    if second.latency_ms.is_empty() { 0 } else { second.latency_ms.value_at_quantile(q) }
+                };
+                json!({"t_s": t, "finalized_tps": second.finalized, "latency_p50_ms": q(0.5), "latency_p90_ms": q(0.9), "latency_p99_ms": q(0.99)})
+            })
+            .collect()
+    };
+    Value::Array(
+        per_node
+            .iter()
+            .enumerate()
+            .map(|(index, seconds)| json!({"validator": index, "series": rows(seconds)}))
+            .collect(),
+    )
+}
+
+/// Writes `finalized_tps.svg` (a curve per validator) and `latency.svg` (p50 and p99 per
+/// validator) from the report's `per_validator` series into `out`; returns their paths.
+fn plot_report(out: &Path, report: &Value) -> Result<Vec<PathBuf>, Box<dyn std::error::Error>> {
+    let nodes = report["per_validator"].as_array().cloned().unwrap_or_default();
+    let points = |node: &Value, key: &str| -> Vec<(f64, f64)> {
+        node["series"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|row| Some((row["t_s"].as_f64()?, row[key].as_f64()?)))
+            .collect()
+    };
+    let names: Vec<String> = (0..nodes.len()).map(|index| format!("validator {index}")).collect();
+    let colour = |index: usize| crate::plot::COLOURS[index % crate::plot::COLOURS.len()];
+    let tps: Vec<_> = nodes
+        .iter()
+        .enumerate()
+        .map(|(index, node)| (names[index].as_str(), points(node, "finalized_tps"), colour(index)))
+        .collect();
+    let offered = report["rate"].as_f64().unwrap_or(0.0);
+    let throughput = out.join("finalized_tps.svg");
+    crate::plot::lines(
+        &throughput,
+        &format!("devnet: finalized transactions per second (offered {offered:.0}/s)"),
+        "seconds since the load started",
+        "transactions / s",
+        &tps,
+    )?;
+    let p50: Vec<String> = names.iter().map(|name| format!("{name} p50")).collect();
+    let p99: Vec<String> = names.iter().map(|name| format!("{name} p99")).collect();
+    let mut curves = Vec::new();
+    for (index, node) in nodes.iter().enumerate() {
+        curves.push((p50[index].as_str(), points(node, "latency_p50_ms"), colour(index)));
+        curves.push((p99[index].as_str(), points(node, "latency_p99_ms"), colour(index)));
+    }
+    let latency = out.join("latency.svg");
+    crate::plot::lines(
+        &latency,
+        "devnet: intended send → finalized latency, per second of finalization",
+        "seconds since the load started",
+        "ms",
+        &curves,
+    )?;
+    Ok(vec![throughput, latency])
 }
 
 fn render_report(report: &Value) -> String {

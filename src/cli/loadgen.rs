@@ -94,7 +94,7 @@ pub fn run(args: &LoadgenArgs) -> Result<(), Box<dyn std::error::Error>> {
     let txns = presign(Accounts { chain_id: genesis.chain_id, load_seed, count }, total, &mut nonces, 1);
     let live = Live::default();
     let phase =
-        run_phase(&txns, args.rate, args.via, &ingress, &rpc, &tracker, Duration::from_secs(10), &live)?;
+        run_phase(&txns, args.rate, args.via, &ingress, &rpc, &tracker, &[], Duration::from_secs(10), &live)?;
     let report = json!({
         "target": args.target,
         "via": format!("{:?}", args.via).to_lowercase(),

@@ -11,7 +11,6 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -124,6 +123,9 @@ pub struct PhaseReport {
     pub latency_ms: Histogram<u64>,
     /// Committed per second over the phase.
     pub finalized_tps: f64,
+    /// Second by second from the phase's start, as each followed node saw it: the tracker
+    /// first, then the nodes of `also` in order.
+    pub per_node: Vec<Vec<Second>>,
 }
 
 impl PhaseReport {
@@ -167,8 +169,85 @@ impl Live {
     }
 }
 
+/// One second of a phase as one node's finalized blocks showed it: transactions of the phase
+/// seen finalized in that second, and their intended-send → finalized latencies.
+#[derive(Debug, Clone)]
+pub struct Second {
+    /// Transactions of the phase first seen finalized in this second.
+    pub finalized: u64,
+    /// Their latencies, milliseconds.
+    pub latency_ms: Histogram<u64>,
+}
+
+fn latency_histogram() -> Histogram<u64> {
+    Histogram::<u64>::new_with_bounds(1, 3_600_000, 3).expect("histogram bounds")
+}
+
+/// Follows one node's finalized blocks and matches them against the phase's transactions.
+struct Follower<'a> {
+    rpc: &'a RpcClient,
+    height: u64,
+    committed: u64,
+    latency: Histogram<u64>,
+    seconds: Vec<Second>,
+}
+
+impl<'a> Follower<'a> {
+    fn new(rpc: &'a RpcClient) -> Result<Self, String> {
+        let height = rpc.call("tessera_getStatus", json!([]))?["height"].as_u64().unwrap_or(0);
+        Ok(Follower { rpc, height, committed: 0, latency: latency_histogram(), seconds: Vec::new() })
+    }
+
+    /// Reads the blocks finalized since the last poll; returns the node's status when it
+    /// answered. A transaction's latency is the time this poll saw it minus its intended send
+    /// time, so a follower that falls behind reports its own lag as latency: it fetches up to
+    /// 256 blocks a call for that reason.
+    fn poll(
+        &mut self,
+        start: Instant,
+        intended_ns: &dyn Fn(usize) -> u64,
+        index: &HashMap<TxnId, usize>,
+    ) -> Option<Value> {
+        let status = self.rpc.call("tessera_getStatus", json!([])).ok()?;
+        let tip = status["height"].as_u64().unwrap_or(self.height);
+        while self.height < tip {
+            let count = (tip - self.height).min(256);
+            let Ok(blocks) = self.rpc.call("tessera_getBlockRange", json!([self.height + 1, count])) else {
+                break;
+            };
+            let seen_ns = start.elapsed().as_nanos() as u64;
+            let blocks = blocks.as_array().cloned().unwrap_or_default();
+            if blocks.is_empty() {
+                break;
+            }
+            let second = (seen_ns / 1_000_000_000) as usize;
+            for block in &blocks {
+                for id in block["transactions"].as_array().into_iter().flatten() {
+                    let Some(bytes) = id.as_str().and_then(|text| hex::decode(text).ok()) else {
+                        continue;
+                    };
+                    let Ok(bytes) = <[u8; 32]>::try_from(bytes.as_slice()) else { continue };
+                    if let Some(i) = index.get(&TxnId(tessera_components::Hash(bytes))) {
+                        let ms = (seen_ns.saturating_sub(intended_ns(*i)) / 1_000_000).max(1);
+                        self.latency.saturating_record(ms);
+                        self.committed += 1;
+                        while self.seconds.len() <= second {
+                            self.seconds.push(Second { finalized: 0, latency_ms: latency_histogram() });
+                        }
+                        self.seconds[second].finalized += 1;
+                        self.seconds[second].latency_ms.saturating_record(ms);
+                    }
+                }
+                self.height += 1;
+            }
+        }
+        Some(status)
+    }
+}
+
 /// Runs one open-loop phase: sends `txns` at `rate` to the targets, tracks finalization on
-/// `tracker`, waits up to `drain` after the last send for stragglers.
+/// `tracker`, waits up to `drain` after the last send for stragglers. Each node of `also` is
+/// followed too, on a thread of its own, for [`PhaseReport::per_node`].
 ///
 /// # Errors
 /// A target that cannot be reached at all.
@@ -179,6 +258,7 @@ pub fn run_phase(
     ingress: &[SocketAddr],
     rpc: &[RpcClient],
     tracker: &RpcClient,
+    also: &[RpcClient],
     drain: Duration,
     live: &Live,
 ) -> Result<PhaseReport, String> {
@@ -187,11 +267,10 @@ pub fn run_phase(
     let start = Instant::now();
     let intended_ns = |i: usize| (i as f64 / rate * 1e9) as u64;
     let index: HashMap<TxnId, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
-    let done = Arc::new(AtomicBool::new(false));
+    let done = AtomicBool::new(false);
     let sent = AtomicU64::new(0);
-    let mut latency = Histogram::<u64>::new_with_bounds(1, 3_600_000, 3).expect("histogram bounds");
-    let mut committed = 0u64;
-    let first_height = tracker.call("tessera_getStatus", json!([]))?["height"].as_u64().unwrap_or(0);
+    let mut follower = Follower::new(tracker)?;
+    let mut others = also.iter().map(Follower::new).collect::<Result<Vec<_>, _>>()?;
     live.committed.store(0, Ordering::Relaxed);
     live.phase_start_us.store(live.now_us(), Ordering::Relaxed);
     std::thread::scope(|scope| -> Result<(), String> {
@@ -247,51 +326,33 @@ pub fn run_phase(
             }
             Ok(())
         });
+        for other in &mut others {
+            let (done, index) = (&done, &index);
+            scope.spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    other.poll(start, &intended_ns, index);
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                // What was finalized by the time the tracker stopped.
+                other.poll(start, &intended_ns, index);
+            });
+        }
         // Track finalization until everything is in or the drain time after sending ends.
-        let mut height = first_height;
         let mut send_finished: Option<Instant> = None;
         loop {
-            let status = tracker.call("tessera_getStatus", json!([]));
-            if let Ok(status) = &status {
+            if let Some(status) = follower.poll(start, &intended_ns, &index) {
                 live.mempool.store(status["mempool_size"].as_u64().unwrap_or(0), Ordering::Relaxed);
-                let tip = status["height"].as_u64().unwrap_or(height);
-                while height < tip {
-                    // One call for up to 256 blocks: a tracker that fetched block by block fell
-                    // behind fast chains and reported its own lag as latency.
-                    let count = (tip - height).min(256);
-                    let Ok(blocks) = tracker.call("tessera_getBlockRange", json!([height + 1, count])) else {
-                        break;
-                    };
-                    let seen_ns = start.elapsed().as_nanos() as u64;
-                    let blocks = blocks.as_array().cloned().unwrap_or_default();
-                    if blocks.is_empty() {
-                        break;
-                    }
-                    for block in &blocks {
-                        for id in block["transactions"].as_array().into_iter().flatten() {
-                            let Some(bytes) = id.as_str().and_then(|text| hex::decode(text).ok()) else {
-                                continue;
-                            };
-                            let Ok(bytes) = <[u8; 32]>::try_from(bytes.as_slice()) else { continue };
-                            if let Some(i) = index.get(&TxnId(tessera_components::Hash(bytes))) {
-                                let ms = seen_ns.saturating_sub(intended_ns(*i)) / 1_000_000;
-                                latency.saturating_record(ms.max(1));
-                                committed += 1;
-                            }
-                        }
-                        height += 1;
-                    }
-                }
-                live.height.store(height, Ordering::Relaxed);
-                live.committed.store(committed, Ordering::Relaxed);
-                if !latency.is_empty() {
-                    live.p99_us.store(latency.value_at_quantile(0.99) * 1000, Ordering::Relaxed);
+                live.height.store(follower.height, Ordering::Relaxed);
+                live.committed.store(follower.committed, Ordering::Relaxed);
+                if !follower.latency.is_empty() {
+                    live.p99_us.store(follower.latency.value_at_quantile(0.99) * 1000, Ordering::Relaxed);
                 }
             }
             if sender.is_finished() && send_finished.is_none() {
                 send_finished = Some(Instant::now());
             }
-            if committed as usize >= txns.len() || send_finished.is_some_and(|t| t.elapsed() > drain) {
+            if follower.committed as usize >= txns.len() || send_finished.is_some_and(|t| t.elapsed() > drain)
+            {
                 break;
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -305,8 +366,11 @@ pub fn run_phase(
         rate,
         duration_s,
         submitted: sent.load(Ordering::Relaxed),
-        committed,
-        finalized_tps: committed as f64 / elapsed.max(duration_s),
-        latency_ms: latency,
+        committed: follower.committed,
+        finalized_tps: follower.committed as f64 / elapsed.max(duration_s),
+        latency_ms: follower.latency,
+        per_node: std::iter::once(follower.seconds)
+            .chain(others.into_iter().map(|other| other.seconds))
+            .collect(),
     })
 }

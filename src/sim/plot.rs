@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use plotters::prelude::*;
 use serde_json::Value;
 
-type PlotResult = Result<(), Box<dyn std::error::Error>>;
+use crate::plot::lines;
 
 fn series(report: &Value, key: &str) -> Vec<(f64, f64)> {
     report["series"]
@@ -35,35 +35,6 @@ fn rebucket(points: &[(f64, f64)], width: usize) -> Vec<(f64, f64)> {
         .collect()
 }
 
-fn lines(
-    path: &Path,
-    title: &str,
-    y_label: &str,
-    curves: &[(&str, Vec<(f64, f64)>, RGBColor)],
-) -> PlotResult {
-    let root = SVGBackend::new(path, (900, 500)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let x_max = curves.iter().flat_map(|(_, c, _)| c.iter().map(|p| p.0)).fold(1.0, f64::max);
-    let y_max = curves.iter().flat_map(|(_, c, _)| c.iter().map(|p| p.1)).fold(1.0, f64::max) * 1.1;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 22))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0.0..x_max, 0.0..y_max)?;
-    chart.configure_mesh().x_desc("virtual time (s)").y_desc(y_label).draw()?;
-    for (name, curve, color) in curves {
-        let color = *color;
-        chart
-            .draw_series(LineSeries::new(curve.iter().copied(), color.stroke_width(2)))?
-            .label(*name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
-    }
-    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
-    root.present()?;
-    Ok(())
-}
-
 /// Writes `throughput.svg`, `latency.svg` and `propagation.svg` into `dir`; returns their paths.
 ///
 /// # Errors
@@ -80,6 +51,7 @@ pub fn write(
     lines(
         &throughput,
         &format!("{name}: throughput{per}"),
+        "virtual time (s)",
         "transactions / s",
         &[
             ("submitted", rebucket(&series(report, "submitted"), width), BLUE),
@@ -90,6 +62,7 @@ pub fn write(
     lines(
         &latency,
         &format!("{name}: submit → finalized latency"),
+        "virtual time (s)",
         "ms",
         &[("p50", series(report, "latency_p50_ms"), BLUE), ("p99", series(report, "latency_p99_ms"), RED)],
     )?;

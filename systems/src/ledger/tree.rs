@@ -120,22 +120,11 @@ impl StateTree {
         if count == 0 {
             return Hash::ZERO;
         }
-        let top = Self::height(count);
+        let top = tessera_components::state::tree_height(count as u64);
         match changes.get(top).and_then(|level| level.first()) {
             Some((0, root)) => *root,
             _ => self.root(),
         }
-    }
-
-    /// Index of the top level for `count` leaves (0 for one leaf).
-    fn height(count: usize) -> usize {
-        let mut width = count;
-        let mut height = 0;
-        while width > 1 {
-            width = parent_width(width);
-            height += 1;
-        }
-        height
     }
 
     /// The siblings on the path from leaf `slot` to the root (`None` where a level has no right
