@@ -693,6 +693,7 @@ fn answer_query(
     now_ns: u64,
 ) -> Result<Value, (i64, String)> {
     match query {
+        Query::Discover => Ok(rpc::openrpc().clone()),
         Query::Status => Ok(node_status(pipeline).to_json(net.peers_connected.load(Ordering::Relaxed))),
         Query::Block(height) => match store.block(height) {
             Ok(Some((block, certificate))) => Ok(block_json(&CertifiedBlock { block, certificate })),

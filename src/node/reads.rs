@@ -241,6 +241,7 @@ impl ReadView {
                 let fate = fates.0.get(&TxnId(Hash(*id)))?;
                 Some(Ok(transaction_status(Some(fate), false)))
             }
+            Query::Discover => Some(Ok(super::rpc::openrpc().clone())),
             Query::Account(..) | Query::Submit(_) => None,
         }
     }

@@ -31,6 +31,16 @@ pub enum Query {
     Transaction([u8; 32]),
     /// Submit a transaction.
     Submit(Box<Txn>),
+    /// `rpc.discover`: the OpenRPC document.
+    Discover,
+}
+
+/// The OpenRPC document (`docs/openrpc.json`) that `rpc.discover` answers with.
+pub fn openrpc() -> &'static Value {
+    static DOCUMENT: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
+        serde_json::from_str(include_str!("../../docs/openrpc.json")).expect("docs/openrpc.json is JSON")
+    });
+    &DOCUMENT
 }
 
 /// A query with the channel its answer goes back on.
@@ -55,6 +65,17 @@ pub mod code {
     /// The node could not do it right now (inbox full, shutting down).
     pub const SERVER_BUSY: i64 = -32000;
 }
+
+/// Every method the parser knows; `docs/openrpc.json` describes each.
+pub const METHODS: [&str; 7] = [
+    "tessera_getStatus",
+    "tessera_getBlockByHeight",
+    "tessera_getBlockRange",
+    "tessera_getAccount",
+    "tessera_getTransaction",
+    "tessera_sendTransaction",
+    "rpc.discover",
+];
 
 /// Most blocks one `tessera_getBlockRange` returns.
 pub const BLOCK_RANGE_MAX: u64 = 256;
@@ -180,6 +201,7 @@ fn parse_method(method: &str, params: &Value) -> Result<Query, (i64, String)> {
             }
             Query::Submit(Box::new(bytemuck::pod_read_unaligned(&bytes)))
         }
+        "rpc.discover" => Query::Discover,
         _ => return Err((code::METHOD_NOT_FOUND, format!("unknown method {method}"))),
     })
 }
@@ -572,7 +594,47 @@ mod tests {
         let above = r#"{"jsonrpc":"2.0","id":3,"method":"tessera_getBlockByHeight","params":[6]}"#;
         let answer = exchange(server.local_addr(), post(above).as_bytes());
         assert!(answer.contains(r#""result":null"#), "{answer}");
+        // The OpenRPC document, without the node loop.
+        let discover = r#"{"jsonrpc":"2.0","id":4,"method":"rpc.discover"}"#;
+        let answer = exchange(server.local_addr(), post(discover).as_bytes());
+        let body: Value =
+            serde_json::from_str(answer.split_once("\r\n\r\n").map_or("", |(_, b)| b)).expect(&answer);
+        assert_eq!(&body["result"], openrpc(), "{answer}");
         assert!(start.elapsed() < Duration::from_secs(2), "answered after {:?}", start.elapsed());
+    }
+
+    /// `docs/openrpc.json` names exactly the methods the parser knows, and its parameter
+    /// examples are what the parser accepts.
+    #[test]
+    fn the_openrpc_document_describes_every_method() {
+        let document = openrpc();
+        assert_eq!(document["openrpc"], "1.2.6");
+        let mut documented: Vec<&str> = document["methods"]
+            .as_array()
+            .expect("methods")
+            .iter()
+            .map(|method| method["name"].as_str().expect("a method has a name"))
+            .collect();
+        documented.sort_unstable();
+        let mut known = METHODS.to_vec();
+        known.sort_unstable();
+        assert_eq!(documented, known, "docs/openrpc.json and METHODS differ");
+        // Every method the document names is one the parser knows.
+        for method in METHODS {
+            let parsed = parse_method(method, &Value::Array(Vec::new()));
+            assert!(!matches!(&parsed, Err((code::METHOD_NOT_FOUND, _))), "{method}: {parsed:?}");
+        }
+        assert!(matches!(parse_method("tessera_nope", &Value::Null), Err((code::METHOD_NOT_FOUND, _))));
+        // The transaction's length in the schema is the wire length.
+        let pattern = format!("^(0x)?[0-9a-fA-F]{{{}}}$", TXN_SIZE * 2);
+        assert!(document.to_string().contains(&serde_json::to_string(&pattern).unwrap()), "{pattern}");
+        let range = &document["methods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == "tessera_getBlockRange")
+            .unwrap()["params"][1]["schema"];
+        assert_eq!(range["maximum"], BLOCK_RANGE_MAX);
     }
 
     /// Regression: tiny_http 0.12.0 drained an unread body into a buffer of the declared size,
