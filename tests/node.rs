@@ -514,6 +514,8 @@ fn devnet_runs_and_reports_agreement() {
     }
     assert!(report["verify_ceiling_per_s"].as_f64().unwrap() > 0.0);
     assert!(report["ratio_to_ceiling"].as_f64().unwrap() > 0.0);
+    // Finalization followed by pushed blocks, not by polling.
+    assert!(report["blocks_pushed"].as_u64().unwrap() > 0, "{report}");
     // --report-dir: the same report with a series per validator, and its plots.
     let full =
         serde_json::from_str::<Value>(&std::fs::read_to_string(plots.join("report.json")).unwrap()).unwrap();
@@ -696,6 +698,9 @@ fn validators_in_separate_network_namespaces_agree() {
             })
         },
     );
+    // The transfers can all land in block 1: wait for every validator to finalize another.
+    let height = |i: u32| status(i).ok().and_then(|s| s["height"].as_u64()).unwrap_or(0);
+    wait_until("every validator past height 1", Duration::from_secs(30), || (0..4).all(|i| height(i) >= 2));
     let low = (0..4).map(|i| status(i).unwrap()["height"].as_u64().unwrap()).min().unwrap();
     assert!(low >= 2, "only {low} blocks finalized");
     for h in 1..=low {

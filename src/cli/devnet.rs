@@ -380,6 +380,8 @@ fn drive(
         "committed": chosen.committed,
         "finalized_tps": chosen.finalized_tps.round(),
         "latency_ms": chosen.latency_json(),
+        "blocks_pushed": chosen.blocks_pushed,
+        "blocks_fetched": chosen.blocks_fetched,
         "finalized_height": checked_height,
         "agreement": agree,
         "agreement_validators": compared,

@@ -104,6 +104,8 @@ pub fn run(args: &LoadgenArgs) -> Result<(), Box<dyn std::error::Error>> {
         "committed": phase.committed,
         "finalized_tps": phase.finalized_tps.round(),
         "latency_ms": phase.latency_json(),
+        "blocks_pushed": phase.blocks_pushed,
+        "blocks_fetched": phase.blocks_fetched,
     });
     println!(
         "submitted {} committed {} finalized_tps {:.0} latency_ms p50 {} p99 {} p999 {} max {}",

@@ -123,6 +123,11 @@ pub struct PhaseReport {
     pub latency_ms: Histogram<u64>,
     /// Committed per second over the phase.
     pub finalized_tps: f64,
+    /// Blocks the tracker had pushed over its WebSocket subscription, and blocks it fetched
+    /// (gaps, or no subscription).
+    pub blocks_pushed: u64,
+    /// See `blocks_pushed`.
+    pub blocks_fetched: u64,
     /// Second by second from the phase's start, as each followed node saw it: the tracker
     /// first, then the nodes of `also` in order.
     pub per_node: Vec<Vec<Second>>,
@@ -183,65 +188,216 @@ fn latency_histogram() -> Histogram<u64> {
     Histogram::<u64>::new_with_bounds(1, 3_600_000, 3).expect("histogram bounds")
 }
 
+/// A WebSocket subscription to a node's finalized blocks.
+type Socket = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>;
+
+/// How long one read of the subscription waits for a block: the follower's tick when blocks
+/// are pushed.
+const PUSH_WAIT: Duration = Duration::from_millis(5);
+
+/// Opens a WebSocket to the node behind `rpc` and subscribes to its finalized blocks.
+fn subscribe_blocks(rpc: &RpcClient) -> Result<Socket, String> {
+    let url = format!("{}/", rpc.url.replacen("http://", "ws://", 1).trim_end_matches('/'));
+    let (mut socket, _) = tungstenite::connect(&url).map_err(|error| format!("{url}: {error}"))?;
+    let stream = match socket.get_ref() {
+        tungstenite::stream::MaybeTlsStream::Plain(stream) => stream,
+        _ => return Err(format!("{url}: not a plain TCP stream")),
+    };
+    stream.set_read_timeout(Some(Duration::from_secs(5))).map_err(|error| error.to_string())?;
+    let request =
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tessera_subscribe", "params": ["finalizedBlocks"]});
+    socket.send(tungstenite::Message::text(request.to_string())).map_err(|error| error.to_string())?;
+    loop {
+        match socket.read().map_err(|error| error.to_string())? {
+            tungstenite::Message::Text(text) => {
+                let reply: Value = serde_json::from_str(text.as_str()).map_err(|error| error.to_string())?;
+                if reply["result"].is_string() {
+                    break;
+                }
+                return Err(format!("{url}: subscription refused: {reply}"));
+            }
+            _ => continue,
+        }
+    }
+    if let tungstenite::stream::MaybeTlsStream::Plain(stream) = socket.get_ref() {
+        stream.set_read_timeout(Some(PUSH_WAIT)).map_err(|error| error.to_string())?;
+    }
+    Ok(socket)
+}
+
 /// Follows one node's finalized blocks and matches them against the phase's transactions.
+/// Blocks come pushed over a WebSocket subscription; a gap in them (the subscription started
+/// late, or was dropped and made again) is filled with `tessera_getBlockRange`, and without a
+/// subscription the follower polls.
 struct Follower<'a> {
     rpc: &'a RpcClient,
+    push: Option<Socket>,
+    /// When the subscription was last tried, so a node without one is not asked every tick.
+    push_tried: Option<Instant>,
     height: u64,
     committed: u64,
     latency: Histogram<u64>,
     seconds: Vec<Second>,
+    /// Blocks that came pushed, and blocks fetched.
+    pushed: u64,
+    fetched: u64,
+    /// When the status was last read (for the mempool gauge), and what it said.
+    status_at: Option<Instant>,
 }
 
 impl<'a> Follower<'a> {
     fn new(rpc: &'a RpcClient) -> Result<Self, String> {
         let height = rpc.call("tessera_getStatus", json!([]))?["height"].as_u64().unwrap_or(0);
-        Ok(Follower { rpc, height, committed: 0, latency: latency_histogram(), seconds: Vec::new() })
+        let mut follower = Follower {
+            rpc,
+            push: None,
+            push_tried: None,
+            height,
+            committed: 0,
+            latency: latency_histogram(),
+            seconds: Vec::new(),
+            pushed: 0,
+            fetched: 0,
+            status_at: None,
+        };
+        follower.resubscribe();
+        Ok(follower)
     }
 
-    /// Reads the blocks finalized since the last poll; returns the node's status when it
-    /// answered. A transaction's latency is the time this poll saw it minus its intended send
-    /// time, so a follower that falls behind reports its own lag as latency: it fetches up to
-    /// 256 blocks a call for that reason.
+    fn resubscribe(&mut self) {
+        if self.push.is_some() || self.push_tried.is_some_and(|at| at.elapsed() < Duration::from_secs(1)) {
+            return;
+        }
+        self.push_tried = Some(Instant::now());
+        match subscribe_blocks(self.rpc) {
+            Ok(socket) => self.push = Some(socket),
+            Err(error) => tracing::debug!(%error, "no block subscription; polling"),
+        }
+    }
+
+    /// Matches one block's transaction ids, seen at `seen_ns`.
+    fn record(
+        &mut self,
+        block: &Value,
+        seen_ns: u64,
+        intended_ns: &dyn Fn(usize) -> u64,
+        index: &HashMap<TxnId, usize>,
+    ) {
+        let second = (seen_ns / 1_000_000_000) as usize;
+        for id in block["transactions"].as_array().into_iter().flatten() {
+            let Some(bytes) = id.as_str().and_then(|text| hex::decode(text).ok()) else {
+                continue;
+            };
+            let Ok(bytes) = <[u8; 32]>::try_from(bytes.as_slice()) else { continue };
+            if let Some(i) = index.get(&TxnId(tessera_components::Hash(bytes))) {
+                let ms = (seen_ns.saturating_sub(intended_ns(*i)) / 1_000_000).max(1);
+                self.latency.saturating_record(ms);
+                self.committed += 1;
+                while self.seconds.len() <= second {
+                    self.seconds.push(Second { finalized: 0, latency_ms: latency_histogram() });
+                }
+                self.seconds[second].finalized += 1;
+                self.seconds[second].latency_ms.saturating_record(ms);
+            }
+        }
+        self.height += 1;
+    }
+
+    /// Fetches and records the blocks after the last one recorded up to `tip`. A follower
+    /// that falls behind reports its own lag as latency: it fetches up to 256 blocks a call
+    /// for that reason.
+    fn fetch_up_to(
+        &mut self,
+        tip: u64,
+        start: Instant,
+        intended_ns: &dyn Fn(usize) -> u64,
+        index: &HashMap<TxnId, usize>,
+    ) {
+        while self.height < tip {
+            let count = (tip - self.height).min(256);
+            let Ok(blocks) = self.rpc.call("tessera_getBlockRange", json!([self.height + 1, count])) else {
+                return;
+            };
+            let seen_ns = start.elapsed().as_nanos() as u64;
+            let blocks = blocks.as_array().cloned().unwrap_or_default();
+            if blocks.is_empty() {
+                return;
+            }
+            for block in &blocks {
+                self.record(block, seen_ns, intended_ns, index);
+                self.fetched += 1;
+            }
+        }
+    }
+
+    /// Records what was finalized since the last poll: the pushed blocks that arrived (waiting
+    /// up to [`PUSH_WAIT`] for one), or, without a subscription, what the node's status and
+    /// block ranges show. Returns the node's status when it was read (at most every 250 ms
+    /// while blocks are pushed).
     fn poll(
         &mut self,
         start: Instant,
         intended_ns: &dyn Fn(usize) -> u64,
         index: &HashMap<TxnId, usize>,
     ) -> Option<Value> {
-        let status = self.rpc.call("tessera_getStatus", json!([])).ok()?;
-        let tip = status["height"].as_u64().unwrap_or(self.height);
-        while self.height < tip {
-            let count = (tip - self.height).min(256);
-            let Ok(blocks) = self.rpc.call("tessera_getBlockRange", json!([self.height + 1, count])) else {
-                break;
-            };
-            let seen_ns = start.elapsed().as_nanos() as u64;
-            let blocks = blocks.as_array().cloned().unwrap_or_default();
-            if blocks.is_empty() {
-                break;
-            }
-            let second = (seen_ns / 1_000_000_000) as usize;
-            for block in &blocks {
-                for id in block["transactions"].as_array().into_iter().flatten() {
-                    let Some(bytes) = id.as_str().and_then(|text| hex::decode(text).ok()) else {
-                        continue;
-                    };
-                    let Ok(bytes) = <[u8; 32]>::try_from(bytes.as_slice()) else { continue };
-                    if let Some(i) = index.get(&TxnId(tessera_components::Hash(bytes))) {
-                        let ms = (seen_ns.saturating_sub(intended_ns(*i)) / 1_000_000).max(1);
-                        self.latency.saturating_record(ms);
-                        self.committed += 1;
-                        while self.seconds.len() <= second {
-                            self.seconds.push(Second { finalized: 0, latency_ms: latency_histogram() });
+        self.resubscribe();
+        if let Some(mut socket) = self.push.take() {
+            let mut keep = true;
+            loop {
+                match socket.read() {
+                    Ok(tungstenite::Message::Text(text)) => {
+                        let seen_ns = start.elapsed().as_nanos() as u64;
+                        let Ok(message) = serde_json::from_str::<Value>(text.as_str()) else { continue };
+                        let params = &message["params"];
+                        if params.get("error").is_some() {
+                            // Fell behind: dropped by the node. Subscribe again and fill the gap.
+                            keep = false;
+                            break;
                         }
-                        self.seconds[second].finalized += 1;
-                        self.seconds[second].latency_ms.saturating_record(ms);
+                        let Some(height) = params["result"]["height"].as_u64() else { continue };
+                        if height <= self.height {
+                            continue;
+                        }
+                        self.fetch_up_to(height - 1, start, intended_ns, index);
+                        if self.height + 1 == height {
+                            self.record(&params["result"], seen_ns, intended_ns, index);
+                            self.pushed += 1;
+                        }
+                    }
+                    Ok(_) => continue,
+                    Err(tungstenite::Error::Io(error))
+                        if matches!(
+                            error.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        break;
+                    }
+                    Err(_) => {
+                        keep = false;
+                        break;
                     }
                 }
-                self.height += 1;
+            }
+            if keep {
+                self.push = Some(socket);
+                if self.status_at.is_some_and(|at| at.elapsed() < Duration::from_millis(250)) {
+                    return None;
+                }
+                self.status_at = Some(Instant::now());
+                return self.rpc.call("tessera_getStatus", json!([])).ok();
             }
         }
+        let status = self.rpc.call("tessera_getStatus", json!([])).ok()?;
+        self.status_at = Some(Instant::now());
+        let tip = status["height"].as_u64().unwrap_or(self.height);
+        self.fetch_up_to(tip, start, intended_ns, index);
         Some(status)
+    }
+
+    /// Whether blocks are pushed: then [`Follower::poll`] waits for them itself.
+    fn pushing(&self) -> bool {
+        self.push.is_some()
     }
 }
 
@@ -331,7 +487,9 @@ pub fn run_phase(
             scope.spawn(move || {
                 while !done.load(Ordering::Relaxed) {
                     other.poll(start, &intended_ns, index);
-                    std::thread::sleep(Duration::from_millis(10));
+                    if !other.pushing() {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
                 }
                 // What was finalized by the time the tracker stopped.
                 other.poll(start, &intended_ns, index);
@@ -369,6 +527,8 @@ pub fn run_phase(
         committed: follower.committed,
         finalized_tps: follower.committed as f64 / elapsed.max(duration_s),
         latency_ms: follower.latency,
+        blocks_pushed: follower.pushed,
+        blocks_fetched: follower.fetched,
         per_node: std::iter::once(follower.seconds)
             .chain(others.into_iter().map(|other| other.seconds))
             .collect(),

@@ -42,6 +42,37 @@ use super::metrics::HttpSeries;
 /// A response body: the whole of it, in memory.
 pub type Body = Full<Bytes>;
 
+/// The connection a `101 Switching Protocols` answer hands over: the client's stream (writes
+/// still bounded by the port's write deadline) and the bytes it sent past the request that
+/// the HTTP parser had already read.
+#[derive(Debug)]
+pub struct Upgraded {
+    /// The stream.
+    pub io: WriteDeadline,
+    /// Bytes read ahead of the handover, to be consumed before `io`.
+    pub read_ahead: Bytes,
+}
+
+/// What runs on a connection after its `101` answer; the connection keeps its slot until it
+/// returns.
+pub type UpgradeTask = Box<dyn FnOnce(Upgraded) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+/// Put into a `101` response's extensions by a handler (see [`switch_protocols`]).
+#[derive(Clone)]
+struct PendingUpgrade(Arc<Mutex<Option<UpgradeTask>>>);
+
+/// A `101 Switching Protocols` response with `headers`, after which the connection is handed
+/// to `task` instead of being read for another HTTP request.
+pub fn switch_protocols(headers: &[(header::HeaderName, HeaderValue)], task: UpgradeTask) -> Response<Body> {
+    let mut response = Response::new(Body::default());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    for (name, value) in headers {
+        response.headers_mut().insert(name.clone(), value.clone());
+    }
+    response.extensions_mut().insert(PendingUpgrade(Arc::new(Mutex::new(Some(task)))));
+    response
+}
+
 /// Least interval between two log lines of one kind on one port.
 pub const LOG_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -175,6 +206,11 @@ impl Port {
             response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
+    }
+
+    /// The port's caps and deadlines.
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     /// 404, for a path the port does not serve.
@@ -423,14 +459,25 @@ where
     // Responses are written whole; without this a small answer waits on the client's ACK.
     let _ = stream.set_nodelay(true);
     let io = TokioIo::new(WriteDeadline { stream, timeout: limits.write_timeout, stalled: None });
+    // Set when the handler answers 101: hyper then ends the HTTP exchange after writing the
+    // answer, and the connection goes to the task.
+    let upgrade: Arc<Mutex<Option<UpgradeTask>>> = Arc::default();
     let service = {
         let port = port.clone();
+        let upgrade = upgrade.clone();
         hyper::service::service_fn(move |request| {
             let answer = handler(port.clone(), request);
             let series = port.series.clone();
+            let upgrade = upgrade.clone();
             async move {
-                let response = answer.await;
+                let mut response = answer.await;
                 series.requests.fetch_add(1, Ordering::Relaxed);
+                if let Some(PendingUpgrade(task)) = response.extensions_mut().remove::<PendingUpgrade>()
+                    && response.status() == StatusCode::SWITCHING_PROTOCOLS
+                {
+                    let task = task.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+                    *upgrade.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = task;
+                }
                 Ok::<_, Infallible>(response)
             }
         })
@@ -444,9 +491,13 @@ where
         .serve_connection(io, service)
         .without_shutdown()
         .await;
-    match served {
-        Ok(parts) => linger(parts.io.into_inner().stream).await,
-        Err(error) => failed(&port, &slot, &error),
+    let task = upgrade.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+    match (served, task) {
+        (Ok(parts), Some(task)) => {
+            task(Upgraded { io: parts.io.into_inner(), read_ahead: parts.read_buf }).await
+        }
+        (Ok(parts), None) => linger(parts.io.into_inner().stream).await,
+        (Err(error), _) => failed(&port, &slot, &error),
     }
     drop(slot);
 }
@@ -505,7 +556,7 @@ fn is_write_timeout(error: &hyper::Error) -> bool {
 /// A TCP stream whose writes fail with `TimedOut` once one has made no progress for
 /// `timeout`: a client that stops reading its response releases its slot.
 #[derive(Debug)]
-struct WriteDeadline {
+pub struct WriteDeadline {
     stream: tokio::net::TcpStream,
     timeout: Duration,
     /// Armed when a write could not proceed; disarmed by any progress.

@@ -19,6 +19,7 @@ pub mod net;
 pub mod proof;
 pub mod reads;
 pub mod rpc;
+pub mod subscribe;
 mod window;
 
 use std::collections::HashSet;
@@ -450,6 +451,14 @@ impl Node {
         // One hold of the fate window for the whole tick: readers wait for this, not for the
         // tick.
         let mut fates = self.reads.fates_mut();
+        // Events for WebSocket subscribers, built only when there are any.
+        let watched = self.reads.watched();
+        let mut events = Vec::new();
+        if watched && !ticked.rejections.is_empty() {
+            events.push(subscribe::Event::Rejected(
+                ticked.rejections.iter().map(|rejected| (rejected.id, rejected.reason.name())).collect(),
+            ));
+        }
         for rejected in ticked.rejections {
             fates.record(rejected.id, Fate::Rejected(rejected.reason.name().to_owned()));
             self.submitted.remove(&rejected.id);
@@ -471,7 +480,11 @@ impl Node {
             }
             tracing::debug!(height = header.height, txns = header.txn_count, "finalized");
             // Moved, not copied: the view holds the block the tick handed out.
-            finalized_blocks.push(Arc::new(finalized.certified));
+            let block = Arc::new(finalized.certified);
+            if watched {
+                events.push(subscribe::Event::finalized(block.clone(), finalized.outcomes));
+            }
+            finalized_blocks.push(block);
         }
         drop(fates);
         if let Some(error) = ticked.persist_error {
@@ -481,6 +494,10 @@ impl Node {
         }
         self.send(ticked.outbound);
         self.reads.publish(finalized_blocks, node_status(&self.pipeline));
+        // After the publish: a subscriber told of a block can read it.
+        for event in events {
+            self.reads.push(event);
+        }
         Ok(())
     }
 
@@ -694,6 +711,9 @@ fn answer_query(
 ) -> Result<Value, (i64, String)> {
     match query {
         Query::Discover => Ok(rpc::openrpc().clone()),
+        Query::Subscribe(_) | Query::Unsubscribe(_) => {
+            Err((code::INVALID_REQUEST, "subscriptions need a WebSocket connection".into()))
+        }
         Query::Status => Ok(node_status(pipeline).to_json(net.peers_connected.load(Ordering::Relaxed))),
         Query::Block(height) => match store.block(height) {
             Ok(Some((block, certificate))) => Ok(block_json(&CertifiedBlock { block, certificate })),

@@ -38,6 +38,7 @@ use tessera_components::{CertifiedBlock, Hash, TxnId};
 
 use super::net::NetCounters;
 use super::rpc::Query;
+use super::subscribe::Event;
 use super::{Fates, block_json, transaction_status};
 
 /// Most finalized blocks held for reads.
@@ -133,6 +134,27 @@ pub struct ReadView {
     blocks: RwLock<RecentBlocks>,
     fates: RwLock<Fates>,
     net: Arc<NetCounters>,
+    /// What the last ticks finalized and refused, for WebSocket subscribers
+    /// ([`super::subscribe`]): one ring all of them read, bounded in events and transactions.
+    feed: RwLock<Feed>,
+    /// The sequence number after the newest event, to wake subscribers.
+    feed_tip: tokio::sync::watch::Sender<u64>,
+}
+
+/// Most events the feed holds for its slowest subscriber; one that falls further behind is
+/// told so and dropped.
+pub const FEED_EVENTS: usize = 1024;
+
+/// Most transactions in the events the feed holds, so large blocks shorten the ring instead
+/// of growing it (as [`RECENT_TXNS_MAX`] does for reads).
+pub const FEED_TXNS_MAX: usize = 1 << 16;
+
+/// The events ring: `events[i]` has sequence number `first + i`.
+#[derive(Debug, Default)]
+struct Feed {
+    events: VecDeque<Arc<Event>>,
+    txns: usize,
+    first: u64,
 }
 
 /// A lock's guard even if a holder panicked: every writer leaves the data consistent between
@@ -157,7 +179,56 @@ impl ReadView {
             blocks: RwLock::new(RecentBlocks::default()),
             fates: RwLock::new(fates),
             net,
+            feed: RwLock::new(Feed::default()),
+            feed_tip: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// A wake-up for each push, and the cursor of the first event pushed from now on (for
+    /// [`ReadView::events_since`]).
+    pub fn watch(&self) -> (tokio::sync::watch::Receiver<u64>, u64) {
+        let receiver = self.feed_tip.subscribe();
+        let cursor = *receiver.borrow();
+        (receiver, cursor)
+    }
+
+    /// Whether anyone watches the feed: without subscribers the loop builds no events.
+    pub fn watched(&self) -> bool {
+        self.feed_tip.receiver_count() > 0
+    }
+
+    /// Pushes an event for every subscriber, after the [`ReadView::publish`] of its tick;
+    /// the oldest events go once the ring holds more than [`FEED_EVENTS`] events or
+    /// [`FEED_TXNS_MAX`] transactions (the newest always stays).
+    pub fn push(&self, event: Event) {
+        let next = {
+            let mut feed = write(&self.feed);
+            feed.txns += event.txns();
+            feed.events.push_back(Arc::new(event));
+            while feed.events.len() > 1 && (feed.events.len() > FEED_EVENTS || feed.txns > FEED_TXNS_MAX) {
+                let oldest = feed.events.pop_front().expect("more than one event");
+                feed.txns -= oldest.txns();
+                feed.first += 1;
+            }
+            feed.first + feed.events.len() as u64
+        };
+        self.feed_tip.send_replace(next);
+    }
+
+    /// The events from `cursor` on, moving `cursor` past them; or, when some of them have
+    /// left the ring already, how many were missed.
+    ///
+    /// # Errors
+    /// The number of events missed.
+    pub fn events_since(&self, cursor: &mut u64) -> Result<Vec<Arc<Event>>, u64> {
+        let feed = read(&self.feed);
+        if *cursor < feed.first {
+            return Err(feed.first - *cursor);
+        }
+        let skip = usize::try_from(*cursor - feed.first).unwrap_or(usize::MAX);
+        let events: Vec<Arc<Event>> = feed.events.iter().skip(skip).cloned().collect();
+        *cursor = feed.first + feed.events.len() as u64;
+        Ok(events)
     }
 
     /// The fate window, for the loop to record into. Readers wait while it is held: hold it
@@ -242,7 +313,7 @@ impl ReadView {
                 Some(Ok(transaction_status(Some(fate), false)))
             }
             Query::Discover => Some(Ok(super::rpc::openrpc().clone())),
-            Query::Account(..) | Query::Submit(_) => None,
+            Query::Account(..) | Query::Submit(_) | Query::Subscribe(_) | Query::Unsubscribe(_) => None,
         }
     }
 }
@@ -266,8 +337,9 @@ mod tests {
 
     use super::super::window::IdWindow;
     use super::super::{Fate, Fates, block_json};
-    use super::{RECENT_BLOCKS_MAX, ReadView, Status};
+    use super::{FEED_EVENTS, FEED_TXNS_MAX, RECENT_BLOCKS_MAX, ReadView, Status};
     use crate::node::rpc::Query;
+    use crate::node::subscribe::Event;
 
     fn block(height: u64) -> Arc<CertifiedBlock> {
         let header = BlockHeader { height, ..bytemuck::Zeroable::zeroed() };
@@ -295,6 +367,40 @@ mod tests {
 
     fn view() -> ReadView {
         ReadView::with_fates(Arc::default(), Fates(IdWindow::new(16)))
+    }
+
+    /// The subscribers' ring holds at most FEED_EVENTS events and FEED_TXNS_MAX transactions;
+    /// a cursor left behind learns how many events it missed, one within reach gets the rest.
+    #[test]
+    fn the_feed_is_bounded_in_events_and_transactions() {
+        let view = view();
+        assert!(!view.watched());
+        let (_wake, mut behind) = view.watch();
+        assert!(view.watched());
+        let mut within = behind;
+        for _ in 0..5 {
+            view.push(Event::Rejected(Vec::new()));
+        }
+        assert_eq!(view.events_since(&mut within).map(|events| events.len()), Ok(5));
+        for _ in 0..FEED_EVENTS {
+            view.push(Event::Rejected(Vec::new()));
+        }
+        assert_eq!(view.events_since(&mut behind).map(|events| events.len()), Err(5));
+        assert_eq!(view.events_since(&mut within).map(|events| events.len()), Ok(FEED_EVENTS));
+        assert_eq!(view.events_since(&mut within).map(|events| events.len()), Ok(0));
+        // Three events of half the transaction budget each: the oldest goes (with every
+        // empty event before it).
+        let half = vec![(TxnId(Hash([1; 32])), "fee_too_low"); FEED_TXNS_MAX / 2];
+        for _ in 0..3 {
+            view.push(Event::Rejected(half.clone()));
+        }
+        let mut start = within;
+        assert_eq!(view.events_since(&mut start).map(|events| events.len()), Err(1));
+        let mut second = within + 1;
+        assert_eq!(view.events_since(&mut second).map(|events| events.len()), Ok(2));
+        // One event over the whole budget still goes out.
+        view.push(Event::Rejected(vec![(TxnId(Hash([2; 32])), "fee_too_low"); FEED_TXNS_MAX + 1]));
+        assert_eq!(view.events_since(&mut second).map(|events| events.len()), Ok(1));
     }
 
     /// Until the first publication the loop answers everything; after it, status, held blocks,

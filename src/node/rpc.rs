@@ -33,6 +33,10 @@ pub enum Query {
     Submit(Box<Txn>),
     /// `rpc.discover`: the OpenRPC document.
     Discover,
+    /// `tessera_subscribe`, on a WebSocket connection only ([`super::subscribe`]).
+    Subscribe(super::subscribe::Topic),
+    /// `tessera_unsubscribe`, on a WebSocket connection only.
+    Unsubscribe(String),
 }
 
 /// The OpenRPC document (`docs/openrpc.json`) that `rpc.discover` answers with.
@@ -67,7 +71,7 @@ pub mod code {
 }
 
 /// Every method the parser knows; `docs/openrpc.json` describes each.
-pub const METHODS: [&str; 7] = [
+pub const METHODS: [&str; 9] = [
     "tessera_getStatus",
     "tessera_getBlockByHeight",
     "tessera_getBlockRange",
@@ -75,6 +79,8 @@ pub const METHODS: [&str; 7] = [
     "tessera_getTransaction",
     "tessera_sendTransaction",
     "rpc.discover",
+    "tessera_subscribe",
+    "tessera_unsubscribe",
 ];
 
 /// Most blocks one `tessera_getBlockRange` returns.
@@ -87,7 +93,7 @@ fn error(id: Value, code: i64, message: &str) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
 }
 
-fn hex32(value: &Value) -> Option<[u8; 32]> {
+pub(super) fn hex32(value: &Value) -> Option<[u8; 32]> {
     hex::decode(value.as_str()?.trim_start_matches("0x")).ok()?.try_into().ok()
 }
 
@@ -202,6 +208,16 @@ fn parse_method(method: &str, params: &Value) -> Result<Query, (i64, String)> {
             Query::Submit(Box::new(bytemuck::pod_read_unaligned(&bytes)))
         }
         "rpc.discover" => Query::Discover,
+        "tessera_subscribe" => {
+            Query::Subscribe(super::subscribe::Topic::parse(params).map_err(|message| bad(&message))?)
+        }
+        "tessera_unsubscribe" => Query::Unsubscribe(
+            first_param(params)
+                .and_then(Value::as_str)
+                .filter(|name| name.len() <= 32)
+                .ok_or_else(|| bad("expected [subscription id]"))?
+                .to_owned(),
+        ),
         _ => return Err((code::METHOD_NOT_FOUND, format!("unknown method {method}"))),
     })
 }
@@ -220,7 +236,11 @@ fn response(id: Value, answer: Result<Value, (i64, String)>) -> Value {
 /// Runs the calls of one body: those the read view answers at once, the others on the node
 /// loop, where every query is sent first, then the replies are awaited, all within one
 /// deadline. The responses of the answered calls, in order.
-async fn answer_calls(calls: Vec<ParsedCall>, node: &flume::Sender<Request>, reads: &ReadView) -> Vec<Value> {
+pub(super) async fn answer_calls(
+    calls: Vec<ParsedCall>,
+    node: &flume::Sender<Request>,
+    reads: &ReadView,
+) -> Vec<Value> {
     let deadline = tokio::time::Instant::now() + NODE_ANSWER_TIMEOUT;
     // Per call with an id: `Err` holds its response already made, `Ok` the reply awaited.
     let mut pending = Vec::with_capacity(calls.len());
@@ -232,6 +252,11 @@ async fn answer_calls(calls: Vec<ParsedCall>, node: &flume::Sender<Request>, rea
                 continue;
             }
         };
+        if let Query::Subscribe(_) | Query::Unsubscribe(_) = query {
+            let message = "subscriptions need a WebSocket connection: GET / with an upgrade on this port";
+            pending.extend(id.map(|id| Err(error(id, code::INVALID_REQUEST, message))));
+            continue;
+        }
         // Only a submission changes anything, so a notification of a read is not run at all.
         let Some(id) = id else {
             if let Query::Submit(_) = query {
@@ -402,6 +427,9 @@ async fn handle(
     if request.uri().path() != "/" {
         return port.not_found(&request, "not found; JSON-RPC is served at /\n");
     }
+    if request.method() == Method::GET && wants_websocket(&request) {
+        return websocket(&port, &request, body_limit, node, reads);
+    }
     if request.method() != Method::POST {
         return port.method_not_allowed(&request, "POST");
     }
@@ -430,6 +458,68 @@ async fn handle(
             response
         }
     }
+}
+
+/// Whether a request asks to become a WebSocket (`Upgrade: websocket`).
+fn wants_websocket(request: &hyper::Request<hyper::body::Incoming>) -> bool {
+    request
+        .headers()
+        .get(hyper::header::UPGRADE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.eq_ignore_ascii_case("websocket"))
+}
+
+/// Answers a WebSocket upgrade (RFC 6455 §4.2): `101` and a subscription session
+/// ([`super::subscribe`]), or the refusal. A request with an `Origin` header is refused:
+/// browsers send one on every WebSocket and no preflight guards it, so a web page could
+/// otherwise submit transactions to a node on its visitor's machine.
+fn websocket(
+    port: &Arc<super::http::Port>,
+    request: &hyper::Request<hyper::body::Incoming>,
+    message_limit: usize,
+    node: flume::Sender<Request>,
+    reads: Arc<ReadView>,
+) -> hyper::Response<super::http::Body> {
+    use hyper::header::{self, HeaderValue};
+    use hyper::{StatusCode, Version};
+
+    let headers = request.headers();
+    let has_token = |name: header::HeaderName, token: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .any(|value| value.split(',').any(|part| part.trim().eq_ignore_ascii_case(token)))
+    };
+    if headers.contains_key(header::ORIGIN) {
+        return super::http::text_response(StatusCode::FORBIDDEN, "cross-origin WebSocket refused\n");
+    }
+    let key = headers.get(header::SEC_WEBSOCKET_KEY);
+    if request.version() < Version::HTTP_11
+        || !has_token(header::CONNECTION, "upgrade")
+        || !has_token(header::SEC_WEBSOCKET_VERSION, "13")
+        || key.is_none_or(|key| key.len() != 24)
+    {
+        return super::http::text_response(
+            StatusCode::BAD_REQUEST,
+            "a WebSocket upgrade needs HTTP/1.1, Connection: upgrade, Sec-WebSocket-Version: 13 and a Sec-WebSocket-Key\n",
+        );
+    }
+    let accept = tungstenite::handshake::derive_accept_key(key.map_or(&[][..], HeaderValue::as_bytes));
+    let Ok(accept) = HeaderValue::from_str(&accept) else {
+        return super::http::text_response(StatusCode::BAD_REQUEST, "bad Sec-WebSocket-Key\n");
+    };
+    let idle = port.limits().header_timeout;
+    super::http::switch_protocols(
+        &[
+            (header::UPGRADE, HeaderValue::from_static("websocket")),
+            (header::CONNECTION, HeaderValue::from_static("Upgrade")),
+            (header::SEC_WEBSOCKET_ACCEPT, accept),
+        ],
+        Box::new(move |upgraded| {
+            Box::pin(super::subscribe::session(upgraded, reads, node, message_limit, idle))
+        }),
+    )
 }
 
 /// Serves JSON-RPC on `address` until the returned server is stopped.
@@ -635,6 +725,13 @@ mod tests {
             .find(|m| m["name"] == "tessera_getBlockRange")
             .unwrap()["params"][1]["schema"];
         assert_eq!(range["maximum"], BLOCK_RANGE_MAX);
+        let subscribe = &document["methods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == "tessera_subscribe")
+            .unwrap();
+        assert_eq!(subscribe["params"][1]["schema"]["maxItems"], super::super::subscribe::FATE_IDS_MAX);
     }
 
     /// Regression: tiny_http 0.12.0 drained an unread body into a buffer of the declared size,

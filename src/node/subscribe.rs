@@ -1,0 +1,597 @@
+//! Subscriptions over WebSocket on the RPC port, in the style of `eth_subscribe`.
+//!
+//! Bird's eye view: a client opens a WebSocket on the RPC port (`GET /` with an upgrade; a
+//! request carrying an `Origin` header, as every browser's does, is refused, so a web page
+//! cannot drive a local node) and sends JSON-RPC over it:
+//!
+//! - `tessera_subscribe ["finalizedBlocks"]` answers a subscription id; then each finalized
+//!   block comes as a notification (its header fields, certificate and transaction ids, as
+//!   `tessera_getBlockByHeight` has them);
+//! - `tessera_subscribe ["transactionFates", [id, ...]]` (up to [`FATE_IDS_MAX`] ids) answers
+//!   a subscription id; then each id's fate comes as a notification when it is known
+//!   (`committed` or `failed` at a height, which is final; `rejected` with a reason, after
+//!   which a resubmission may still commit). A fate already known is sent at once;
+//! - `tessera_unsubscribe [subscription]` answers whether it was one;
+//! - any other method is answered as over HTTP.
+//!
+//! A notification is `{"jsonrpc":"2.0","method":"tessera_subscription","params":
+//! {"subscription": ID, "result": ...}}`.
+//!
+//! The node loop pushes one [`Event`] per finalized block and one per tick's rejections into
+//! the read view's feed, a ring of at most [`FEED_EVENTS`](super::reads::FEED_EVENTS) events
+//! and [`FEED_TXNS_MAX`](super::reads::FEED_TXNS_MAX) transactions that every session reads
+//! from with a cursor of its own: its bounded buffer. A block's JSON is made once, by the first session
+//! that sends it. A session that falls a whole ring behind (it reads slowly, or its client
+//! does) past the ring's oldest event gets an error notification on each of its subscriptions
+//! (code [`SUBSCRIBER_BEHIND`]) and is closed; a client that stops reading is closed at the port's
+//! write deadline. A connection holds one of the port's connection slots while it is open,
+//! at most [`SUBSCRIPTIONS_MAX`] subscriptions, and is closed when it has none and sends
+//! nothing for the port's idle time.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tessera_components::{CertifiedBlock, Hash, TxnId};
+use tessera_systems::TxnOutcome;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+
+use super::http::{Upgraded, WriteDeadline};
+use super::reads::ReadView;
+use super::rpc::{ParsedBody, ParsedCall, Query, Request, code};
+use super::{Fate, block_json, transaction_status};
+
+/// Most subscriptions one connection holds.
+pub const SUBSCRIPTIONS_MAX: usize = 16;
+
+/// Most transaction ids one `transactionFates` subscription watches.
+pub const FATE_IDS_MAX: usize = 1024;
+
+/// The error code of the notification sent to a subscriber that fell behind, before it is
+/// closed.
+pub const SUBSCRIBER_BEHIND: i64 = -32003;
+
+/// What a subscription is to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Topic {
+    /// Every finalized block.
+    FinalizedBlocks,
+    /// The fates of these transactions.
+    TransactionFates(Vec<TxnId>),
+}
+
+impl Topic {
+    /// Reads `tessera_subscribe`'s parameters.
+    ///
+    /// # Errors
+    /// What is wrong with them.
+    pub fn parse(params: &Value) -> Result<Topic, String> {
+        let expected = format!(
+            "expected [\"finalizedBlocks\"] or [\"transactionFates\", [id, ...]] (1 to {FATE_IDS_MAX} ids of 64 hex digits)"
+        );
+        let items = params.as_array().ok_or_else(|| expected.clone())?;
+        match items.as_slice() {
+            [name] if name == "finalizedBlocks" => Ok(Topic::FinalizedBlocks),
+            [name, ids] if name == "transactionFates" => {
+                let ids = ids.as_array().ok_or_else(|| expected.clone())?;
+                if ids.is_empty() || ids.len() > FATE_IDS_MAX {
+                    return Err(expected);
+                }
+                ids.iter()
+                    .map(|id| super::rpc::hex32(id).map(|bytes| TxnId(Hash(bytes))))
+                    .collect::<Option<Vec<_>>>()
+                    .map(Topic::TransactionFates)
+                    .ok_or(expected)
+            }
+            _ => Err(expected),
+        }
+    }
+}
+
+/// What the node loop pushes to subscribers, after publishing the tick to the read view.
+/// A finalized block's event holds the block the read view holds (shared, not copied) and
+/// its outcomes; the JSON and id index sessions need are made once, by the first that does.
+#[derive(Debug)]
+pub enum Event {
+    /// A finalized, durable block and the outcome of each of its transactions.
+    Finalized {
+        /// The block.
+        block: Arc<CertifiedBlock>,
+        /// Its transactions' outcomes, in block order.
+        outcomes: Vec<TxnOutcome>,
+        /// The block's notification JSON, made by the first session that needs it.
+        json: OnceLock<String>,
+        /// Index of `outcomes` by id, built by the first session that watches fates.
+        index: OnceLock<HashMap<TxnId, usize>>,
+    },
+    /// Transactions this node refused in one tick, with the reason of each.
+    Rejected(Vec<(TxnId, &'static str)>),
+}
+
+impl Event {
+    /// A finalized block's event.
+    pub fn finalized(block: Arc<CertifiedBlock>, outcomes: Vec<TxnOutcome>) -> Event {
+        Event::Finalized { block, outcomes, json: OnceLock::new(), index: OnceLock::new() }
+    }
+
+    /// Transactions the event is about: what it costs the feed's ring.
+    pub fn txns(&self) -> usize {
+        match self {
+            Event::Finalized { block, .. } => block.block.txns.len(),
+            Event::Rejected(rejected) => rejected.len(),
+        }
+    }
+}
+
+struct Subscription {
+    id: String,
+    /// `None` for finalized blocks; the ids still watched for fates.
+    fates: Option<HashSet<TxnId>>,
+}
+
+/// One WebSocket connection's subscriptions.
+struct Session {
+    subscriptions: Vec<Subscription>,
+    /// Subscriptions made on this connection, for their ids.
+    made: u64,
+}
+
+fn notification(subscription: &str, result: &str) -> String {
+    format!(
+        r#"{{"jsonrpc":"2.0","method":"tessera_subscription","params":{{"subscription":{},"result":{result}}}}}"#,
+        Value::from(subscription)
+    )
+}
+
+fn fate_json(id: &TxnId, fate: &Fate) -> String {
+    let mut result = transaction_status(Some(fate), false);
+    result["id"] = Value::from(id.0.to_hex());
+    result.to_string()
+}
+
+impl Session {
+    /// The response to a subscribe or unsubscribe call, and the notifications it gives at
+    /// once (fates already known).
+    fn control(&mut self, id: Value, query: Query, reads: &ReadView) -> (Value, Vec<String>) {
+        let reply = |result: Result<Value, (i64, String)>| match result {
+            Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
+            Err((code, message)) => {
+                json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
+            }
+        };
+        match query {
+            Query::Unsubscribe(name) => {
+                let before = self.subscriptions.len();
+                self.subscriptions.retain(|subscription| subscription.id != name);
+                (reply(Ok(Value::Bool(self.subscriptions.len() < before))), Vec::new())
+            }
+            Query::Subscribe(topic) => {
+                if self.subscriptions.len() >= SUBSCRIPTIONS_MAX {
+                    let message = format!("at most {SUBSCRIPTIONS_MAX} subscriptions per connection");
+                    return (reply(Err((code::SERVER_BUSY, message))), Vec::new());
+                }
+                self.made += 1;
+                let name = format!("0x{:x}", self.made);
+                let mut now = Vec::new();
+                let fates = match topic {
+                    Topic::FinalizedBlocks => None,
+                    Topic::TransactionFates(ids) => {
+                        let known = reads.fates();
+                        let mut watched = HashSet::with_capacity(ids.len());
+                        for id in ids {
+                            match known.0.get(&id) {
+                                Some(fate @ Fate::Committed { .. }) => {
+                                    now.push(notification(&name, &fate_json(&id, fate)))
+                                }
+                                Some(fate @ Fate::Rejected(_)) => {
+                                    now.push(notification(&name, &fate_json(&id, fate)));
+                                    watched.insert(id);
+                                }
+                                None => {
+                                    watched.insert(id);
+                                }
+                            }
+                        }
+                        Some(watched)
+                    }
+                };
+                self.subscriptions.push(Subscription { id: name.clone(), fates });
+                (reply(Ok(Value::from(name))), now)
+            }
+            _ => unreachable!("only subscription calls are controls"),
+        }
+    }
+
+    /// The notifications `event` gives this session's subscriptions.
+    fn notifications(&mut self, event: &Event) -> Vec<String> {
+        let mut out = Vec::new();
+        for subscription in &mut self.subscriptions {
+            match (event, &mut subscription.fates) {
+                (Event::Finalized { block, json, .. }, None) => {
+                    let text = json.get_or_init(|| block_json(block).to_string());
+                    out.push(notification(&subscription.id, text));
+                }
+                (Event::Finalized { block, outcomes, index, .. }, Some(watched)) => {
+                    if watched.is_empty() {
+                        continue;
+                    }
+                    let index =
+                        index.get_or_init(|| outcomes.iter().enumerate().map(|(i, o)| (o.id, i)).collect());
+                    let height = block.block.header.height;
+                    let hits: Vec<TxnId> = if watched.len() < index.len() {
+                        watched.iter().filter(|id| index.contains_key(id)).copied().collect()
+                    } else {
+                        outcomes.iter().map(|o| o.id).filter(|id| watched.contains(id)).collect()
+                    };
+                    for id in hits {
+                        let outcome = &outcomes[index[&id]];
+                        let result = outcome.result.map_err(|reason| reason.name().to_owned());
+                        out.push(notification(
+                            &subscription.id,
+                            &fate_json(&id, &Fate::Committed { height, result }),
+                        ));
+                        watched.remove(&id);
+                    }
+                }
+                (Event::Rejected(rejected), Some(watched)) => {
+                    for (id, reason) in rejected {
+                        if watched.contains(id) {
+                            let fate = Fate::Rejected((*reason).to_owned());
+                            out.push(notification(&subscription.id, &fate_json(id, &fate)));
+                        }
+                    }
+                }
+                (Event::Rejected(_), None) => {}
+            }
+        }
+        out
+    }
+
+    /// The replies to one text message: subscription calls here, the rest as over HTTP.
+    async fn answer(
+        &mut self,
+        text: &str,
+        node: &flume::Sender<Request>,
+        reads: &ReadView,
+    ) -> (Option<Value>, Vec<String>) {
+        let (calls, batch) = match super::rpc::parse_body(text.as_bytes()) {
+            Err(response) => return (Some(response), Vec::new()),
+            Ok(ParsedBody::Single(call)) => (vec![call], false),
+            Ok(ParsedBody::Batch(calls)) => (calls, true),
+        };
+        let mut responses = Vec::new();
+        let mut pushed = Vec::new();
+        for ParsedCall { id, parsed } in calls {
+            match parsed {
+                Ok(query @ (Query::Subscribe(_) | Query::Unsubscribe(_))) => {
+                    // A subscription without an id could never be referred to: not made.
+                    if let Some(id) = id {
+                        let (response, now) = self.control(id, query, reads);
+                        responses.push(response);
+                        pushed.extend(now);
+                    }
+                }
+                parsed => responses
+                    .extend(super::rpc::answer_calls(vec![ParsedCall { id, parsed }], node, reads).await),
+            }
+        }
+        let reply =
+            if batch { (!responses.is_empty()).then_some(Value::Array(responses)) } else { responses.pop() };
+        (reply, pushed)
+    }
+}
+
+/// What woke a session.
+enum Wake {
+    Client(Option<Result<Message, tokio_tungstenite::tungstenite::Error>>),
+    /// Something was pushed, or (`false`) the node stopped.
+    Feed(bool),
+    Idle,
+}
+
+/// Serves one upgraded connection until the client closes it, falls behind, idles without
+/// subscriptions for `idle`, or the node stops.
+pub async fn session(
+    upgraded: Upgraded,
+    reads: Arc<ReadView>,
+    node: flume::Sender<Request>,
+    message_limit: usize,
+    idle: Duration,
+) {
+    let (mut feed, mut cursor) = reads.watch();
+    let config =
+        WebSocketConfig::default().max_message_size(Some(message_limit)).max_frame_size(Some(message_limit));
+    let mut ws: WebSocketStream<WriteDeadline> = WebSocketStream::from_partially_read(
+        upgraded.io,
+        upgraded.read_ahead.to_vec(),
+        Role::Server,
+        Some(config),
+    )
+    .await;
+    let mut session = Session { subscriptions: Vec::new(), made: 0 };
+    loop {
+        let idle_for = if session.subscriptions.is_empty() { idle } else { Duration::MAX };
+        let wake = futures_lite::future::or(
+            futures_lite::future::or(async { Wake::Client(ws.next().await) }, async {
+                Wake::Feed(feed.changed().await.is_ok())
+            }),
+            async {
+                if idle_for == Duration::MAX {
+                    std::future::pending::<()>().await;
+                }
+                tokio::time::sleep(idle_for).await;
+                Wake::Idle
+            },
+        )
+        .await;
+        let out: Vec<String> = match wake {
+            Wake::Client(None | Some(Err(_))) | Wake::Idle | Wake::Feed(false) => break,
+            Wake::Client(Some(Ok(message))) => {
+                let text = match &message {
+                    Message::Text(text) => text.as_str(),
+                    Message::Binary(bytes) => std::str::from_utf8(bytes).unwrap_or("\u{0}"),
+                    // Pings are answered by the codec; a close is answered and ends the stream.
+                    _ => continue,
+                };
+                let (reply, pushed) = session.answer(text, &node, &reads).await;
+                reply.map(|reply| reply.to_string()).into_iter().chain(pushed).collect()
+            }
+            Wake::Feed(true) => match reads.events_since(&mut cursor) {
+                Ok(events) => events.iter().flat_map(|event| session.notifications(event)).collect(),
+                Err(missed) => {
+                    let error = json!({
+                        "code": SUBSCRIBER_BEHIND,
+                        "message": format!("subscriber fell {missed} events behind; closing"),
+                    });
+                    for subscription in &session.subscriptions {
+                        let text = json!({"jsonrpc": "2.0", "method": "tessera_subscription", "params": {"subscription": subscription.id, "error": error}});
+                        if ws.feed(Message::text(text.to_string())).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = ws.close(None).await;
+                    break;
+                }
+            },
+        };
+        for text in out {
+            if ws.feed(Message::text(text)).await.is_err() {
+                return;
+            }
+        }
+        if ws.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = ws.close(None).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpStream};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use serde_json::{Value, json};
+    use tessera_components::{
+        Block, BlockHeader, CertifiedBlock, Hash, QuorumCertificate, RejectReason, TxnId, VoteKind,
+    };
+    use tessera_systems::TxnOutcome;
+    use tungstenite::Message;
+
+    use super::{Event, FATE_IDS_MAX, SUBSCRIBER_BEHIND};
+    use crate::node::http::Limits;
+    use crate::node::reads::{FEED_EVENTS, ReadView, Status};
+    use crate::node::rpc::{Query, Request, serve};
+
+    fn block(height: u64) -> Arc<CertifiedBlock> {
+        let header = BlockHeader { height, ..bytemuck::Zeroable::zeroed() };
+        let certificate = QuorumCertificate {
+            kind: VoteKind::Commit,
+            view: 1,
+            height,
+            block: header.hash(),
+            signers: vec![0, 1, 2],
+            signatures: Vec::new(),
+        };
+        Arc::new(CertifiedBlock { block: Block { header, txns: Vec::new() }, certificate })
+    }
+
+    fn status(height: u64) -> Status {
+        Status {
+            height,
+            block_hash: Hash([1; 32]),
+            state_root: Hash([2; 32]),
+            mempool_size: 0,
+            view: 1,
+            observer: false,
+        }
+    }
+
+    fn id(byte: u8) -> TxnId {
+        TxnId(Hash([byte; 32]))
+    }
+
+    type Client = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>;
+
+    fn connect(addr: SocketAddr) -> Client {
+        let (client, response) = tungstenite::connect(format!("ws://{addr}/")).expect("WebSocket handshake");
+        assert_eq!(response.status(), 101);
+        if let tungstenite::stream::MaybeTlsStream::Plain(stream) = client.get_ref() {
+            stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        }
+        client
+    }
+
+    fn call(client: &mut Client, request: Value) {
+        client.send(Message::text(request.to_string())).expect("send");
+    }
+
+    /// The next text message, as JSON.
+    fn next(client: &mut Client) -> Value {
+        loop {
+            match client.read().expect("a message") {
+                Message::Text(text) => return serde_json::from_str(text.as_str()).expect("JSON"),
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    fn raw(addr: SocketAddr, request: &str) -> String {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut answer = vec![0; 4096];
+        let read = stream.read(&mut answer).unwrap_or(0);
+        String::from_utf8_lossy(&answer[..read]).into_owned()
+    }
+
+    #[test]
+    fn subscribers_get_blocks_and_fates_pushed_and_one_that_falls_behind_is_dropped() {
+        let reads = Arc::new(ReadView::new(Arc::default()));
+        reads.publish([], status(0));
+        // Known before anyone subscribes: sent at once on subscription.
+        reads.fates_mut().record_block(0, &[TxnOutcome { id: id(1), result: Ok(()) }]);
+        let (node, queries) = flume::bounded::<Request>(16);
+        let limits = Limits {
+            connections_max: 16,
+            connections_per_address_max: 16,
+            header_timeout: Duration::from_secs(1),
+            body_timeout: Duration::from_secs(2),
+            write_timeout: Duration::from_secs(2),
+        };
+        let server = serve(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            1 << 20,
+            limits,
+            Arc::default(),
+            node,
+            reads.clone(),
+        )
+        .expect("serve");
+        let addr = server.local_addr();
+
+        let mut client = connect(addr);
+        call(
+            &mut client,
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tessera_subscribe", "params": ["finalizedBlocks"]}),
+        );
+        let blocks = next(&mut client)["result"].as_str().expect("a subscription id").to_owned();
+        let watched = [id(1).0.to_hex(), id(2).0.to_hex(), id(3).0.to_hex()];
+        call(
+            &mut client,
+            json!({"jsonrpc": "2.0", "id": 2, "method": "tessera_subscribe", "params": ["transactionFates", watched]}),
+        );
+        let fates = next(&mut client)["result"].as_str().expect("a subscription id").to_owned();
+        assert_ne!(blocks, fates);
+        let known = next(&mut client);
+        assert_eq!(known["method"], "tessera_subscription");
+        assert_eq!(known["params"]["subscription"], fates.as_str());
+        assert_eq!(
+            known["params"]["result"],
+            json!({"id": id(1).0.to_hex(), "status": "committed", "height": 0})
+        );
+
+        // A tick: one refusal, one block whose outcomes include a failure.
+        reads.publish([block(1)], status(1));
+        reads.push(Event::Rejected(vec![(id(3), RejectReason::FeeTooLow.name())]));
+        reads.push(Event::finalized(
+            block(1),
+            vec![
+                TxnOutcome { id: id(9), result: Ok(()) },
+                TxnOutcome { id: id(2), result: Err(RejectReason::InsufficientFunds) },
+            ],
+        ));
+        let rejected = next(&mut client);
+        assert_eq!(rejected["params"]["subscription"], fates.as_str());
+        assert_eq!(rejected["params"]["result"]["status"], "rejected");
+        assert_eq!(rejected["params"]["result"]["id"], id(3).0.to_hex());
+        let pushed = next(&mut client);
+        assert_eq!(pushed["params"]["subscription"], blocks.as_str());
+        assert_eq!(pushed["params"]["result"]["height"], 1);
+        assert_eq!(pushed["params"]["result"]["hash"], block(1).block.header.hash().to_hex());
+        let failed = next(&mut client);
+        assert_eq!(
+            failed["params"]["result"],
+            json!({"id": id(2).0.to_hex(), "status": "failed", "height": 1, "reason": "insufficient_funds"})
+        );
+
+        // Plain calls work over the socket; unsubscribing is answered once.
+        call(&mut client, json!({"jsonrpc": "2.0", "id": 3, "method": "tessera_getStatus"}));
+        assert_eq!(next(&mut client)["result"]["height"], 1);
+        call(
+            &mut client,
+            json!({"jsonrpc": "2.0", "id": 4, "method": "tessera_unsubscribe", "params": [blocks]}),
+        );
+        assert_eq!(next(&mut client)["result"], true);
+        call(
+            &mut client,
+            json!({"jsonrpc": "2.0", "id": 5, "method": "tessera_unsubscribe", "params": [blocks]}),
+        );
+        assert_eq!(next(&mut client)["result"], false);
+        // Bad topics and too many ids are refused as parameters.
+        let many: Vec<String> = (0..=FATE_IDS_MAX).map(|_| id(4).0.to_hex()).collect();
+        for params in [json!(["nope"]), json!(["transactionFates", []]), json!(["transactionFates", many])] {
+            call(
+                &mut client,
+                json!({"jsonrpc": "2.0", "id": 6, "method": "tessera_subscribe", "params": params}),
+            );
+            assert_eq!(next(&mut client)["error"]["code"], -32602);
+        }
+
+        // Over plain HTTP a subscription is refused; an upgrade with an Origin is forbidden.
+        let body = r#"{"jsonrpc":"2.0","id":1,"method":"tessera_subscribe","params":["finalizedBlocks"]}"#;
+        let answer = raw(
+            addr,
+            &format!(
+                "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            ),
+        );
+        assert!(answer.contains("-32600") && answer.contains("WebSocket"), "{answer}");
+        let upgrade = "GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+        let answer = raw(addr, &format!("{upgrade}Origin: http://evil.example\r\n\r\n"));
+        assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+        let answer = raw(addr, &format!("{upgrade}\r\n"));
+        assert!(
+            answer.starts_with("HTTP/1.1 101") && answer.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+            "{answer}"
+        );
+
+        // A subscriber held up (here by a read only the node loop answers) while more than
+        // the feed's ring is pushed is told so and closed.
+        let mut slow = connect(addr);
+        call(
+            &mut slow,
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tessera_subscribe", "params": ["finalizedBlocks"]}),
+        );
+        let slow_id = next(&mut slow)["result"].as_str().unwrap().to_owned();
+        call(
+            &mut slow,
+            json!({"jsonrpc": "2.0", "id": 2, "method": "tessera_getAccount", "params": [id(5).0.to_hex()]}),
+        );
+        let held = queries.recv_timeout(Duration::from_secs(5)).expect("the account query reaches the loop");
+        assert!(matches!(held.query, Query::Account(..)));
+        for height in 2..2 + FEED_EVENTS as u64 + 8 {
+            reads.push(Event::finalized(block(height), Vec::new()));
+        }
+        held.reply.send(Ok(json!({"exists": false}))).unwrap();
+        assert_eq!(next(&mut slow)["id"], 2);
+        let dropped = next(&mut slow);
+        assert_eq!(dropped["params"]["subscription"], slow_id.as_str());
+        assert_eq!(dropped["params"]["error"]["code"], SUBSCRIBER_BEHIND);
+        assert!(matches!(slow.read(), Ok(Message::Close(_)) | Err(_)), "closed after falling behind");
+
+        // A connection with no subscription that says nothing is closed at the idle time.
+        let mut idle = connect(addr);
+        let start = Instant::now();
+        assert!(matches!(idle.read(), Ok(Message::Close(_)) | Err(_)));
+        assert!(start.elapsed() < Duration::from_secs(4), "closed after {:?}", start.elapsed());
+    }
+}
