@@ -416,6 +416,55 @@ mod tests {
     use crate::hash::Hash;
     use crate::txn::{TxnBody, TxnSignature};
 
+    /// The handshake's prologue and signed bytes are what two nodes must agree on byte for
+    /// byte: a change is a protocol change, and must fail here first.
+    #[test]
+    fn handshake_bytes_have_their_documented_layout() {
+        let mut prologue = b"tessera/noise/v2".to_vec();
+        prologue.extend_from_slice(&0x0102_0304u32.to_le_bytes());
+        prologue.push(PROTOCOL_VERSION);
+        assert_eq!(noise_prologue(0x0102_0304).as_slice(), prologue.as_slice());
+        assert_ne!(noise_prologue(1), noise_prologue(2));
+
+        let hash = [0xab; 32];
+        let mut signed = b"tessera/helo/v2\0".to_vec();
+        signed.extend_from_slice(&7u32.to_le_bytes());
+        signed.push(PROTOCOL_VERSION);
+        signed.extend_from_slice(&hash);
+        signed.push(ROLE_ACCEPTOR);
+        signed.extend_from_slice(&3u32.to_le_bytes());
+        signed.extend_from_slice(&9u32.to_le_bytes());
+        assert_eq!(hello_signing_bytes(7, &hash, ROLE_ACCEPTOR, 3, 9).as_slice(), signed.as_slice());
+        // Each input moves the bytes: nothing signed for one peer, role or session serves another.
+        let base = hello_signing_bytes(7, &hash, ROLE_ACCEPTOR, 3, 9);
+        for other in [
+            hello_signing_bytes(8, &hash, ROLE_ACCEPTOR, 3, 9),
+            hello_signing_bytes(7, &[0xac; 32], ROLE_ACCEPTOR, 3, 9),
+            hello_signing_bytes(7, &hash, ROLE_DIALER, 3, 9),
+            hello_signing_bytes(7, &hash, ROLE_ACCEPTOR, 4, 9),
+            hello_signing_bytes(7, &hash, ROLE_ACCEPTOR, 3, 10),
+        ] {
+            assert_ne!(other, base);
+        }
+    }
+
+    /// A frame of exactly the maximum size is accepted, one byte more is refused.
+    #[test]
+    fn the_frame_size_limit_is_inclusive() {
+        let codec = Codec::new(WIRE_HEADER_SIZE + 100);
+        let header = |payload: u32| {
+            let mut bytes = WIRE_MAGIC.to_vec();
+            bytes.extend_from_slice(&[WIRE_VERSION, FrameKind::Txns as u8, 0, 0]);
+            bytes.extend_from_slice(&payload.to_le_bytes());
+            bytes
+        };
+        assert_eq!(codec.decode_header(&header(100)).map(|h| h.payload_size), Ok(100));
+        assert_eq!(
+            codec.decode_header(&header(101)),
+            Err(DecodeError::TooLarge { size: WIRE_HEADER_SIZE + 101, max: WIRE_HEADER_SIZE + 100 })
+        );
+    }
+
     fn bytes32() -> impl Strategy<Value = [u8; 32]> {
         prop::array::uniform32(any::<u8>())
     }
