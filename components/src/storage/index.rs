@@ -115,3 +115,36 @@ pub enum IndexEntryError {
 pub fn encode_index_header(genesis_id: Hash) -> [u8; FILE_HEADER_SIZE] {
     bytemuck::cast(FileHeader::new(FileKind::Index, 0, genesis_id))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sealed(height: u64, record_size: u32) -> [u8; INDEX_ENTRY_SIZE] {
+        let mut entry =
+            IndexEntry { height, offset: 64, segment: 0, record_size, record_checksum: 9, checksum: 0 };
+        entry.checksum = checksum(&bytemuck::bytes_of(&entry)[..INDEX_ENTRY_SIZE - 4]);
+        entry.to_bytes()
+    }
+
+    /// Record sizes from a bare header to a header and the largest payload are possible;
+    /// one byte less or more is not.
+    #[test]
+    fn record_sizes_are_checked_at_both_ends() {
+        let smallest = RECORD_HEADER_SIZE as u32;
+        let largest = (RECORD_HEADER_SIZE + RECORD_PAYLOAD_MAX) as u32;
+        for size in [smallest, smallest + 1, largest - 1, largest] {
+            assert_eq!(IndexEntry::check(&sealed(3, size), 3).map(|e| e.record_size), Ok(size));
+        }
+        for size in [0, smallest - 1, largest + 1, u32::MAX] {
+            assert_eq!(IndexEntry::check(&sealed(3, size), 3), Err(IndexEntryError::ImpossibleSize { size }));
+        }
+        assert_eq!(
+            IndexEntry::check(&sealed(3, smallest), 4),
+            Err(IndexEntryError::WrongHeight { found: 3, expected: 4 })
+        );
+        let mut flipped = sealed(3, smallest);
+        flipped[0] ^= 1;
+        assert!(matches!(IndexEntry::check(&flipped, 3), Err(IndexEntryError::Checksum { .. })));
+    }
+}

@@ -512,6 +512,41 @@ mod tests {
         );
     }
 
+    #[test]
+    fn file_header_reserved_bytes_must_be_zero_each() {
+        let reseal = |change: &dyn Fn(&mut FileHeader)| {
+            let mut header = FileHeader::new(FileKind::Segment, 2, Hash([1; 32]));
+            change(&mut header);
+            header.checksum = checksum(&bytemuck::bytes_of(&header)[..FILE_HEADER_SIZE - 4]);
+            FileHeader::check(bytemuck::bytes_of(&header), FileKind::Segment, 2, None)
+        };
+        assert!(reseal(&|_| ()).is_ok());
+        assert!(matches!(reseal(&|h| h.reserved0 = 1), Err(FileHeaderError::NonzeroReserved { .. })));
+        assert!(matches!(reseal(&|h| h.reserved1[11] = 1), Err(FileHeaderError::NonzeroReserved { .. })));
+    }
+
+    /// A record header's bytes are what the checker reads back, and the payload limit is
+    /// inclusive.
+    #[test]
+    fn record_headers_round_trip_and_the_payload_limit_is_inclusive() {
+        let place = Place { kind: RecordKind::Block, segment: 3, offset: 4096 };
+        let bytes = encode_record(place, 9, b"payload");
+        let header = check_record_header(&bytes, place).unwrap();
+        assert_eq!(header.to_bytes().as_slice(), &bytes[..RECORD_HEADER_SIZE]);
+        assert_eq!(check_record_header(&header.to_bytes(), place), Ok(header));
+        let with_payload = |size: usize| {
+            let mut changed = header;
+            changed.payload_size = size as u32;
+            changed.header_checksum = checksum(&bytemuck::bytes_of(&changed)[..RECORD_HEADER_SIZE - 4]);
+            check_record_header(&changed.to_bytes(), place)
+        };
+        assert_eq!(with_payload(RECORD_PAYLOAD_MAX).map(|h| h.payload_size as usize), Ok(RECORD_PAYLOAD_MAX));
+        assert_eq!(
+            with_payload(RECORD_PAYLOAD_MAX + 1),
+            Err(RecordError::PayloadTooLarge { size: RECORD_PAYLOAD_MAX as u32 + 1 })
+        );
+    }
+
     proptest! {
         #[test]
         fn record_round_trips_and_binds_its_place(

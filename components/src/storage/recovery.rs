@@ -331,6 +331,90 @@ mod tests {
     }
 
     #[test]
+    fn file_names_round_trip_and_nothing_else_parses_as_a_segment() {
+        assert_eq!(segment_file_name(7), "segment-00000007");
+        assert_eq!(FileRef::Segment(42).file_name(), "segment-00000042");
+        assert_eq!(
+            [FileRef::Genesis, FileRef::Index, FileRef::State].map(|file| file.file_name()),
+            ["genesis", "index", "state"]
+        );
+        for number in [0, 1, 7, 12_345_678, 99_999_999] {
+            assert_eq!(parse_segment_file_name(&segment_file_name(number)), Some(number));
+        }
+        for name in [
+            "segment-0000007",
+            "segment-000000071",
+            "segment-0000000a",
+            "segment-+0000007",
+            "segment-",
+            "segment00000007",
+            "index",
+            "state",
+            "",
+        ] {
+            assert_eq!(parse_segment_file_name(name), None, "{name}");
+        }
+    }
+
+    /// The index entry at `position` changed by `change`, and sealed again (so only the walk,
+    /// not the entry's checksum, can refuse it).
+    fn reseal(index: &[u8], position: usize, change: impl FnOnce(&mut IndexEntry)) -> Vec<u8> {
+        let at = FILE_HEADER_SIZE + position * INDEX_ENTRY_SIZE;
+        let mut entry: IndexEntry = bytemuck::pod_read_unaligned(&index[at..at + INDEX_ENTRY_SIZE]);
+        change(&mut entry);
+        entry.checksum = super::super::record::checksum(&bytemuck::bytes_of(&entry)[..INDEX_ENTRY_SIZE - 4]);
+        let mut out = index.to_vec();
+        out[at..at + INDEX_ENTRY_SIZE].copy_from_slice(bytemuck::bytes_of(&entry));
+        out
+    }
+
+    /// Sealed index entries that do not describe the records in order are refused, each at
+    /// the entry (or, for a size the record does not have, at the record).
+    #[test]
+    fn sealed_entries_that_misdescribe_the_records_are_refused_where_they_are() {
+        // A few records per segment.
+        let (index, segments) = image(10, 1500);
+        assert!(segments.len() >= 2);
+        let entry_offset = |position: usize| (FILE_HEADER_SIZE + position * INDEX_ENTRY_SIZE) as u64;
+        let entries: Vec<IndexEntry> = (0..10)
+            .map(|p| bytemuck::pod_read_unaligned(&index[entry_offset(p) as usize..][..INDEX_ENTRY_SIZE]))
+            .collect();
+        // An offset one byte off, in the middle of a segment.
+        let mid = (1..10)
+            .find(|&p| entries[p].segment == entries[p - 1].segment)
+            .expect("two records in a segment");
+        let problem = check(&reseal(&index, mid, |e| e.offset += 1), &segments).unwrap_err();
+        assert_eq!((problem.file, problem.offset), (FileRef::Index, entry_offset(mid)), "{}", problem.reason);
+        // The first record of the next segment, at the wrong offset.
+        let first_of_next =
+            (1..10).find(|&p| entries[p].segment == entries[p - 1].segment + 1).expect("a second segment");
+        let problem = check(&reseal(&index, first_of_next, |e| e.offset += 1), &segments).unwrap_err();
+        assert_eq!(
+            (problem.file, problem.offset),
+            (FileRef::Index, entry_offset(first_of_next)),
+            "{}",
+            problem.reason
+        );
+        // A segment left with nothing in it: height 1 placed at the start of segment 1.
+        let problem = check(&reseal(&index, 0, |e| e.segment = 1), &segments).unwrap_err();
+        assert_eq!((problem.file, problem.offset), (FileRef::Index, entry_offset(0)), "{}", problem.reason);
+        // A record size other than the record's.
+        let problem = check(&reseal(&index, mid, |e| e.record_size += 1), &segments).unwrap_err();
+        assert_eq!(
+            (problem.file, problem.offset),
+            (FileRef::Segment(entries[mid].segment), entries[mid].offset)
+        );
+        // A record checksum other than the record's.
+        let problem = check(&reseal(&index, mid, |e| e.record_checksum ^= 1), &segments).unwrap_err();
+        assert_eq!(
+            (problem.file, problem.offset),
+            (FileRef::Segment(entries[mid].segment), entries[mid].offset)
+        );
+        // Unchanged, all of it is sound.
+        assert_eq!(check(&reseal(&index, mid, |_| ()), &segments).unwrap().height(), 10);
+    }
+
+    #[test]
     fn sound_image_checks_clean() {
         let (index, segments) = image(12, 700);
         assert!(segments.len() > 2);
