@@ -410,6 +410,12 @@ pub fn fuzz_body(data: &[u8]) {
         if let Ok(Query::BlockRange(_, count)) = &call.parsed {
             assert!((1..=BLOCK_RANGE_MAX).contains(count));
         }
+        if let Ok(Query::Subscribe(super::subscribe::Topic::TransactionFates(ids))) = &call.parsed {
+            assert!((1..=super::subscribe::FATE_IDS_MAX).contains(&ids.len()), "{} ids", ids.len());
+        }
+        if let Ok(Query::Unsubscribe(name)) = &call.parsed {
+            assert!(name.len() <= 32);
+        }
     }
 }
 
@@ -1088,6 +1094,7 @@ mod tests {
             format!(r#"[{{"jsonrpc":"2.0","id":4,"method":"tessera_sendTransaction","params":["{txn}"]}},{{"jsonrpc":"2.0","method":"tessera_getTransaction","params":["{address}"]}},7]"#),
             r#"{"jsonrpc":"1.0","id":null,"method":"nope"}"#.to_string(),
             "[]".to_string(),
+            format!(r#"[{{"jsonrpc":"2.0","id":5,"method":"tessera_subscribe","params":["transactionFates",["{address}","{address}"]]}},{{"jsonrpc":"2.0","id":6,"method":"tessera_subscribe","params":["finalizedBlocks"]}},{{"jsonrpc":"2.0","id":7,"method":"tessera_unsubscribe","params":["0x1"]}}]"#),
         ]
         .into_iter()
         .map(String::into_bytes)
