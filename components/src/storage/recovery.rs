@@ -322,6 +322,7 @@ fn header_cut_at_sector(cursor: u64, rest: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::record::encode_record;
     use super::*;
     use crate::storage::testing::image;
 
@@ -412,6 +413,70 @@ mod tests {
         );
         // Unchanged, all of it is sound.
         assert_eq!(check(&reseal(&index, mid, |_| ()), &segments).unwrap().height(), 10);
+    }
+
+    /// What follows the last committed record is an unfinished commit of the next height or
+    /// a problem, named where it is.
+    #[test]
+    fn bytes_after_the_last_record_are_a_tail_only_when_they_can_be_the_next_commit() {
+        let (index, segments) = image(4, 1 << 20);
+        let cursor = segments[0].len() as u64;
+        let place = Place { kind: RecordKind::Block, segment: 0, offset: cursor };
+        let with = |extra: &[u8]| {
+            let mut grown = segments.clone();
+            grown[0].extend_from_slice(extra);
+            check(&index, &grown)
+        };
+        // The next height's whole record: a commit whose index entry never became durable.
+        let next = encode_record(place, 5, b"next block");
+        assert_eq!(with(&next).unwrap().segment_tail.map(|t| t.size), Some(next.len() as u64));
+        // Another height's record there is not an unfinished commit.
+        let problem = with(&encode_record(place, 7, b"stale")).unwrap_err();
+        assert_eq!((problem.file, problem.offset), (FileRef::Segment(0), cursor), "{}", problem.reason);
+        // Bytes past the next height's record: named where they start.
+        let mut longer = next.clone();
+        longer.extend_from_slice(&[9; 5]);
+        let problem = with(&longer).unwrap_err();
+        assert_eq!((problem.file, problem.offset), (FileRef::Segment(0), cursor + next.len() as u64));
+        // A whole header's length of bytes that are not a header is not a cut header.
+        let problem = with(&[0xff; RECORD_HEADER_SIZE]).unwrap_err();
+        assert_eq!((problem.file, problem.offset), (FileRef::Segment(0), cursor), "{}", problem.reason);
+        // Fewer bytes than a header are the start of a write that did not finish.
+        assert!(with(&[0xff; RECORD_HEADER_SIZE - 1]).unwrap().segment_tail.is_some());
+        // A segment more than one past the last record's is named.
+        let mut extra = segments.clone();
+        for number in [1, 2] {
+            let header = FileHeader::new(FileKind::Segment, number, crate::fuzz::fuzz_genesis_id());
+            extra.push(bytemuck::bytes_of(&header).to_vec());
+        }
+        assert_eq!(check(&index, &extra[..2]).unwrap().height(), 4, "one empty segment after is sound");
+        assert_eq!(check(&index, &extra).unwrap_err().file, FileRef::Segment(2));
+    }
+
+    /// A sector boundary inside a header's 40 bytes, and zeros from it to the end, is a cut
+    /// header; a boundary at or past its end is not.
+    #[test]
+    fn a_header_is_cut_by_a_sector_only_when_a_boundary_falls_inside_it() {
+        let zeros_after = |before: usize| {
+            let mut rest = vec![1u8; before];
+            rest.extend_from_slice(&[0; 100]);
+            rest
+        };
+        let header = RECORD_HEADER_SIZE as u64;
+        // `inside` bytes of the header before the boundary.
+        for inside in [1, 20, header - 1] {
+            assert!(header_cut_at_sector(SECTOR_SIZE - inside, &zeros_after(inside as usize)), "{inside}");
+        }
+        for inside in [header, header + 1, SECTOR_SIZE] {
+            assert!(
+                !header_cut_at_sector(SECTOR_SIZE * 3 - inside % SECTOR_SIZE, &zeros_after(inside as usize)),
+                "{inside}"
+            );
+        }
+        // Not zeros after the boundary: not a lost sector.
+        let mut rest = zeros_after(20);
+        rest[50] = 1;
+        assert!(!header_cut_at_sector(SECTOR_SIZE - 20, &rest));
     }
 
     #[test]
