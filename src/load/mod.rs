@@ -197,13 +197,23 @@ const PUSH_WAIT: Duration = Duration::from_millis(5);
 
 /// Opens a WebSocket to the node behind `rpc` and subscribes to its finalized blocks.
 fn subscribe_blocks(rpc: &RpcClient) -> Result<Socket, String> {
-    let url = format!("{}/", rpc.url.replacen("http://", "ws://", 1).trim_end_matches('/'));
-    let (mut socket, _) = tungstenite::connect(&url).map_err(|error| format!("{url}: {error}"))?;
-    let stream = match socket.get_ref() {
-        tungstenite::stream::MaybeTlsStream::Plain(stream) => stream,
-        _ => return Err(format!("{url}: not a plain TCP stream")),
-    };
+    use std::net::ToSocketAddrs;
+    let authority = rpc.url.trim_start_matches("http://").trim_end_matches('/');
+    let url = format!("ws://{authority}/");
+    let addr = authority
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| format!("{url}: not a host and port"))?;
+    // Every step bounded: a node that accepts and then says nothing must not hang the load
+    // generator.
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .map_err(|error| format!("{url}: {error}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).map_err(|error| error.to_string())?;
+    stream.set_write_timeout(Some(Duration::from_secs(5))).map_err(|error| error.to_string())?;
+    let (mut socket, _) =
+        tungstenite::client(url.as_str(), tungstenite::stream::MaybeTlsStream::Plain(stream))
+            .map_err(|error| format!("{url}: {error}"))?;
     let request =
         json!({"jsonrpc": "2.0", "id": 1, "method": "tessera_subscribe", "params": ["finalizedBlocks"]});
     socket.send(tungstenite::Message::text(request.to_string())).map_err(|error| error.to_string())?;
@@ -343,7 +353,9 @@ impl<'a> Follower<'a> {
         self.resubscribe();
         if let Some(mut socket) = self.push.take() {
             let mut keep = true;
-            loop {
+            // At most this many messages a poll, so a fast chain cannot keep the caller from
+            // its own checks.
+            for _ in 0..256 {
                 match socket.read() {
                     Ok(tungstenite::Message::Text(text)) => {
                         let seen_ns = start.elapsed().as_nanos() as u64;
@@ -393,6 +405,16 @@ impl<'a> Follower<'a> {
         let tip = status["height"].as_u64().unwrap_or(self.height);
         self.fetch_up_to(tip, start, intended_ns, index);
         Some(status)
+    }
+
+    /// Records everything finalized up to the node's current tip (what is pushed can lag the
+    /// status by a message).
+    fn finish(&mut self, start: Instant, intended_ns: &dyn Fn(usize) -> u64, index: &HashMap<TxnId, usize>) {
+        self.poll(start, intended_ns, index);
+        if let Ok(status) = self.rpc.call("tessera_getStatus", json!([])) {
+            let tip = status["height"].as_u64().unwrap_or(self.height);
+            self.fetch_up_to(tip, start, intended_ns, index);
+        }
     }
 
     /// Whether blocks are pushed: then [`Follower::poll`] waits for them itself.
@@ -492,7 +514,7 @@ pub fn run_phase(
                     }
                 }
                 // What was finalized by the time the tracker stopped.
-                other.poll(start, &intended_ns, index);
+                other.finish(start, &intended_ns, index);
             });
         }
         // Track finalization until everything is in or the drain time after sending ends.

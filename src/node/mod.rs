@@ -451,11 +451,11 @@ impl Node {
         // One hold of the fate window for the whole tick: readers wait for this, not for the
         // tick.
         let mut fates = self.reads.fates_mut();
-        // Events for WebSocket subscribers, built only when there are any.
-        let watched = self.reads.watched();
+        // Events for WebSocket subscribers. Always built: one who subscribes during the tick
+        // must not miss its blocks (a block's event shares the block; outcomes are moved).
         let mut events = Vec::new();
-        if watched && !ticked.rejections.is_empty() {
-            events.push(subscribe::Event::Rejected(
+        if !ticked.rejections.is_empty() {
+            events.push(subscribe::Event::rejected(
                 ticked.rejections.iter().map(|rejected| (rejected.id, rejected.reason.name())).collect(),
             ));
         }
@@ -481,9 +481,7 @@ impl Node {
             tracing::debug!(height = header.height, txns = header.txn_count, "finalized");
             // Moved, not copied: the view holds the block the tick handed out.
             let block = Arc::new(finalized.certified);
-            if watched {
-                events.push(subscribe::Event::finalized(block.clone(), finalized.outcomes));
-            }
+            events.push(subscribe::Event::finalized(block.clone(), finalized.outcomes));
             finalized_blocks.push(block);
         }
         drop(fates);

@@ -192,11 +192,6 @@ impl ReadView {
         (receiver, cursor)
     }
 
-    /// Whether anyone watches the feed: without subscribers the loop builds no events.
-    pub fn watched(&self) -> bool {
-        self.feed_tip.receiver_count() > 0
-    }
-
     /// Pushes an event for every subscriber, after the [`ReadView::publish`] of its tick;
     /// the oldest events go once the ring holds more than [`FEED_EVENTS`] events or
     /// [`FEED_TXNS_MAX`] transactions (the newest always stays).
@@ -215,18 +210,30 @@ impl ReadView {
         self.feed_tip.send_replace(next);
     }
 
-    /// The events from `cursor` on, moving `cursor` past them; or, when some of them have
-    /// left the ring already, how many were missed.
+    /// The sequence number the next pushed event will have.
+    pub fn feed_next(&self) -> u64 {
+        let feed = read(&self.feed);
+        feed.first + feed.events.len() as u64
+    }
+
+    /// The events from `cursor` on, each with its sequence number, moving `cursor` past them;
+    /// or, when some of them have left the ring already, how many were missed.
     ///
     /// # Errors
     /// The number of events missed.
-    pub fn events_since(&self, cursor: &mut u64) -> Result<Vec<Arc<Event>>, u64> {
+    pub fn events_since(&self, cursor: &mut u64) -> Result<Vec<(u64, Arc<Event>)>, u64> {
         let feed = read(&self.feed);
         if *cursor < feed.first {
             return Err(feed.first - *cursor);
         }
         let skip = usize::try_from(*cursor - feed.first).unwrap_or(usize::MAX);
-        let events: Vec<Arc<Event>> = feed.events.iter().skip(skip).cloned().collect();
+        let events: Vec<(u64, Arc<Event>)> = feed
+            .events
+            .iter()
+            .enumerate()
+            .skip(skip)
+            .map(|(i, event)| (feed.first + i as u64, event.clone()))
+            .collect();
         *cursor = feed.first + feed.events.len() as u64;
         Ok(events)
     }
@@ -374,16 +381,15 @@ mod tests {
     #[test]
     fn the_feed_is_bounded_in_events_and_transactions() {
         let view = view();
-        assert!(!view.watched());
         let (_wake, mut behind) = view.watch();
-        assert!(view.watched());
+        assert_eq!(view.feed_next(), behind);
         let mut within = behind;
         for _ in 0..5 {
-            view.push(Event::Rejected(Vec::new()));
+            view.push(Event::rejected(Vec::new()));
         }
         assert_eq!(view.events_since(&mut within).map(|events| events.len()), Ok(5));
         for _ in 0..FEED_EVENTS {
-            view.push(Event::Rejected(Vec::new()));
+            view.push(Event::rejected(Vec::new()));
         }
         assert_eq!(view.events_since(&mut behind).map(|events| events.len()), Err(5));
         assert_eq!(view.events_since(&mut within).map(|events| events.len()), Ok(FEED_EVENTS));
@@ -392,15 +398,18 @@ mod tests {
         // empty event before it).
         let half = vec![(TxnId(Hash([1; 32])), "fee_too_low"); FEED_TXNS_MAX / 2];
         for _ in 0..3 {
-            view.push(Event::Rejected(half.clone()));
+            view.push(Event::Rejected { rejected: half.clone(), index: Default::default() });
         }
         let mut start = within;
         assert_eq!(view.events_since(&mut start).map(|events| events.len()), Err(1));
         let mut second = within + 1;
         assert_eq!(view.events_since(&mut second).map(|events| events.len()), Ok(2));
         // One event over the whole budget still goes out.
-        view.push(Event::Rejected(vec![(TxnId(Hash([2; 32])), "fee_too_low"); FEED_TXNS_MAX + 1]));
+        let over = vec![(TxnId(Hash([2; 32])), "fee_too_low"); FEED_TXNS_MAX + 1];
+        view.push(Event::Rejected { rejected: over.clone(), index: Default::default() });
         assert_eq!(view.events_since(&mut second).map(|events| events.len()), Ok(1));
+        // A tick's refusals are capped before they reach the ring.
+        assert_eq!(Event::rejected(over).txns(), crate::node::subscribe::REJECTED_PER_EVENT_MAX);
     }
 
     /// Until the first publication the loop answers everything; after it, status, held blocks,

@@ -94,7 +94,7 @@ impl Topic {
 
 /// What the node loop pushes to subscribers, after publishing the tick to the read view.
 /// A finalized block's event holds the block the read view holds (shared, not copied) and
-/// its outcomes; the JSON and id index sessions need are made once, by the first that does.
+/// its outcomes; the JSON and id indexes sessions need are made once, by the first that does.
 #[derive(Debug)]
 pub enum Event {
     /// A finalized, durable block and the outcome of each of its transactions.
@@ -108,9 +108,20 @@ pub enum Event {
         /// Index of `outcomes` by id, built by the first session that watches fates.
         index: OnceLock<HashMap<TxnId, usize>>,
     },
-    /// Transactions this node refused in one tick, with the reason of each.
-    Rejected(Vec<(TxnId, &'static str)>),
+    /// Transactions this node refused in one tick, with the reason of each (at most
+    /// [`REJECTED_PER_EVENT_MAX`]).
+    Rejected {
+        /// Id and reason.
+        rejected: Vec<(TxnId, &'static str)>,
+        /// Index of `rejected` by id, built by the first session that watches fates.
+        index: OnceLock<HashMap<TxnId, usize>>,
+    },
 }
+
+/// Most refusals one tick's event carries: a flood of refused transactions must not shrink
+/// the feed's ring to nothing (a refusal is not final, and `tessera_getTransaction` still
+/// reports each).
+pub const REJECTED_PER_EVENT_MAX: usize = 4096;
 
 impl Event {
     /// A finalized block's event.
@@ -118,17 +129,28 @@ impl Event {
         Event::Finalized { block, outcomes, json: OnceLock::new(), index: OnceLock::new() }
     }
 
+    /// A tick's refusals, the first [`REJECTED_PER_EVENT_MAX`] of them.
+    pub fn rejected(mut rejected: Vec<(TxnId, &'static str)>) -> Event {
+        rejected.truncate(REJECTED_PER_EVENT_MAX);
+        Event::Rejected { rejected, index: OnceLock::new() }
+    }
+
     /// Transactions the event is about: what it costs the feed's ring.
     pub fn txns(&self) -> usize {
         match self {
             Event::Finalized { block, .. } => block.block.txns.len(),
-            Event::Rejected(rejected) => rejected.len(),
+            Event::Rejected { rejected, .. } => rejected.len(),
         }
     }
 }
 
+/// Most transaction ids one connection watches over all its fates subscriptions.
+pub const FATE_IDS_PER_CONNECTION_MAX: usize = 4 * FATE_IDS_MAX;
+
 struct Subscription {
     id: String,
+    /// The first feed sequence number it is told of: nothing from before it was made.
+    from: u64,
     /// `None` for finalized blocks; the ids still watched for fates.
     fates: Option<HashSet<TxnId>>,
 }
@@ -153,7 +175,20 @@ fn fate_json(id: &TxnId, fate: &Fate) -> String {
     result.to_string()
 }
 
+/// The ids of `watched` that `index` holds, walking the smaller of the two.
+fn hits<T>(watched: &HashSet<TxnId>, index: &HashMap<TxnId, T>) -> Vec<TxnId> {
+    if watched.len() <= index.len() {
+        watched.iter().filter(|id| index.contains_key(id)).copied().collect()
+    } else {
+        index.keys().filter(|id| watched.contains(id)).copied().collect()
+    }
+}
+
 impl Session {
+    fn watched_ids(&self) -> usize {
+        self.subscriptions.iter().filter_map(|s| s.fates.as_ref()).map(HashSet::len).sum()
+    }
+
     /// The response to a subscribe or unsubscribe call, and the notifications it gives at
     /// once (fates already known).
     fn control(&mut self, id: Value, query: Query, reads: &ReadView) -> (Value, Vec<String>) {
@@ -163,53 +198,63 @@ impl Session {
                 json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
             }
         };
-        match query {
+        let topic = match query {
             Query::Unsubscribe(name) => {
                 let before = self.subscriptions.len();
                 self.subscriptions.retain(|subscription| subscription.id != name);
-                (reply(Ok(Value::Bool(self.subscriptions.len() < before))), Vec::new())
+                return (reply(Ok(Value::Bool(self.subscriptions.len() < before))), Vec::new());
             }
-            Query::Subscribe(topic) => {
-                if self.subscriptions.len() >= SUBSCRIPTIONS_MAX {
-                    let message = format!("at most {SUBSCRIPTIONS_MAX} subscriptions per connection");
-                    return (reply(Err((code::SERVER_BUSY, message))), Vec::new());
-                }
-                self.made += 1;
-                let name = format!("0x{:x}", self.made);
-                let mut now = Vec::new();
-                let fates = match topic {
-                    Topic::FinalizedBlocks => None,
-                    Topic::TransactionFates(ids) => {
-                        let known = reads.fates();
-                        let mut watched = HashSet::with_capacity(ids.len());
-                        for id in ids {
-                            match known.0.get(&id) {
-                                Some(fate @ Fate::Committed { .. }) => {
-                                    now.push(notification(&name, &fate_json(&id, fate)))
-                                }
-                                Some(fate @ Fate::Rejected(_)) => {
-                                    now.push(notification(&name, &fate_json(&id, fate)));
-                                    watched.insert(id);
-                                }
-                                None => {
-                                    watched.insert(id);
-                                }
-                            }
-                        }
-                        Some(watched)
-                    }
-                };
-                self.subscriptions.push(Subscription { id: name.clone(), fates });
-                (reply(Ok(Value::from(name))), now)
-            }
+            Query::Subscribe(topic) => topic,
             _ => unreachable!("only subscription calls are controls"),
+        };
+        if self.subscriptions.len() >= SUBSCRIPTIONS_MAX {
+            let message = format!("at most {SUBSCRIPTIONS_MAX} subscriptions per connection");
+            return (reply(Err((code::SERVER_BUSY, message))), Vec::new());
         }
+        let refuse = |message: String| (reply(Err((code::SERVER_BUSY, message))), Vec::new());
+        match &topic {
+            Topic::FinalizedBlocks if self.subscriptions.iter().any(|s| s.fates.is_none()) => {
+                return refuse("this connection already follows finalized blocks".into());
+            }
+            Topic::TransactionFates(ids) if self.watched_ids() + ids.len() > FATE_IDS_PER_CONNECTION_MAX => {
+                return refuse(format!("at most {FATE_IDS_PER_CONNECTION_MAX} watched ids per connection"));
+            }
+            _ => {}
+        }
+        self.made += 1;
+        let name = format!("0x{:x}", self.made);
+        let from = reads.feed_next();
+        let mut now = Vec::new();
+        let fates = match topic {
+            Topic::FinalizedBlocks => None,
+            Topic::TransactionFates(ids) => {
+                // Copied out under the lock, formatted after: the loop records into it.
+                let known: Vec<(TxnId, Option<Fate>)> = {
+                    let fates = reads.fates();
+                    ids.into_iter().map(|id| (id, fates.0.get(&id).cloned())).collect()
+                };
+                let mut watched = HashSet::with_capacity(known.len());
+                for (id, fate) in known {
+                    if let Some(fate) = &fate {
+                        now.push(notification(&name, &fate_json(&id, fate)));
+                    }
+                    // A fate in a finalized block is final; anything else may still change.
+                    if !matches!(fate, Some(Fate::Committed { .. })) {
+                        watched.insert(id);
+                    }
+                }
+                Some(watched)
+            }
+        };
+        self.subscriptions.push(Subscription { id: name.clone(), from, fates });
+        (reply(Ok(Value::from(name))), now)
     }
 
-    /// The notifications `event` gives this session's subscriptions.
-    fn notifications(&mut self, event: &Event) -> Vec<String> {
+    /// The notifications the event with sequence number `seq` gives this session's
+    /// subscriptions.
+    fn notifications(&mut self, seq: u64, event: &Event) -> Vec<String> {
         let mut out = Vec::new();
-        for subscription in &mut self.subscriptions {
+        for subscription in self.subscriptions.iter_mut().filter(|s| seq >= s.from) {
             match (event, &mut subscription.fates) {
                 (Event::Finalized { block, json, .. }, None) => {
                     let text = json.get_or_init(|| block_json(block).to_string());
@@ -222,14 +267,8 @@ impl Session {
                     let index =
                         index.get_or_init(|| outcomes.iter().enumerate().map(|(i, o)| (o.id, i)).collect());
                     let height = block.block.header.height;
-                    let hits: Vec<TxnId> = if watched.len() < index.len() {
-                        watched.iter().filter(|id| index.contains_key(id)).copied().collect()
-                    } else {
-                        outcomes.iter().map(|o| o.id).filter(|id| watched.contains(id)).collect()
-                    };
-                    for id in hits {
-                        let outcome = &outcomes[index[&id]];
-                        let result = outcome.result.map_err(|reason| reason.name().to_owned());
+                    for id in hits(watched, index) {
+                        let result = outcomes[index[&id]].result.map_err(|reason| reason.name().to_owned());
                         out.push(notification(
                             &subscription.id,
                             &fate_json(&id, &Fate::Committed { height, result }),
@@ -237,21 +276,25 @@ impl Session {
                         watched.remove(&id);
                     }
                 }
-                (Event::Rejected(rejected), Some(watched)) => {
-                    for (id, reason) in rejected {
-                        if watched.contains(id) {
-                            let fate = Fate::Rejected((*reason).to_owned());
-                            out.push(notification(&subscription.id, &fate_json(id, &fate)));
-                        }
+                (Event::Rejected { rejected, index }, Some(watched)) => {
+                    if watched.is_empty() {
+                        continue;
+                    }
+                    let index = index
+                        .get_or_init(|| rejected.iter().enumerate().map(|(i, (id, _))| (*id, i)).collect());
+                    for id in hits(watched, index) {
+                        let fate = Fate::Rejected(rejected[index[&id]].1.to_owned());
+                        out.push(notification(&subscription.id, &fate_json(&id, &fate)));
                     }
                 }
-                (Event::Rejected(_), None) => {}
+                (Event::Rejected { .. }, None) => {}
             }
         }
         out
     }
 
-    /// The replies to one text message: subscription calls here, the rest as over HTTP.
+    /// The replies to one text message: subscription calls here, the rest as over HTTP (all
+    /// of a batch's under one deadline), in the batch's order.
     async fn answer(
         &mut self,
         text: &str,
@@ -263,20 +306,33 @@ impl Session {
             Ok(ParsedBody::Single(call)) => (vec![call], false),
             Ok(ParsedBody::Batch(calls)) => (calls, true),
         };
+        // Which calls are answered here, and which (with an id) get a response from the loop.
+        let mut order = Vec::with_capacity(calls.len());
+        let mut plain = Vec::new();
+        for call in calls {
+            match call.parsed {
+                Ok(Query::Subscribe(_) | Query::Unsubscribe(_)) => order.push(Some(call)),
+                _ => {
+                    if call.id.is_some() {
+                        order.push(None);
+                    }
+                    plain.push(call);
+                }
+            }
+        }
+        let mut answered = super::rpc::answer_calls(plain, node, reads).await.into_iter();
         let mut responses = Vec::new();
         let mut pushed = Vec::new();
-        for ParsedCall { id, parsed } in calls {
-            match parsed {
-                Ok(query @ (Query::Subscribe(_) | Query::Unsubscribe(_))) => {
-                    // A subscription without an id could never be referred to: not made.
-                    if let Some(id) = id {
-                        let (response, now) = self.control(id, query, reads);
-                        responses.push(response);
-                        pushed.extend(now);
-                    }
+        for slot in order {
+            match slot {
+                // A subscription without an id could never be referred to: not made.
+                Some(ParsedCall { id: Some(id), parsed: Ok(query) }) => {
+                    let (response, now) = self.control(id, query, reads);
+                    responses.push(response);
+                    pushed.extend(now);
                 }
-                parsed => responses
-                    .extend(super::rpc::answer_calls(vec![ParsedCall { id, parsed }], node, reads).await),
+                Some(_) => {}
+                None => responses.extend(answered.next()),
             }
         }
         let reply =
@@ -288,13 +344,15 @@ impl Session {
 /// What woke a session.
 enum Wake {
     Client(Option<Result<Message, tokio_tungstenite::tungstenite::Error>>),
-    /// Something was pushed, or (`false`) the node stopped.
-    Feed(bool),
+    /// Something was pushed.
+    Feed,
+    /// The idle timer.
     Idle,
 }
 
-/// Serves one upgraded connection until the client closes it, falls behind, idles without
-/// subscriptions for `idle`, or the node stops.
+/// Serves one upgraded connection until the client closes it, falls behind, or goes quiet:
+/// a session without subscriptions is closed `idle` after the client's last message; one
+/// with subscriptions is pinged then, and closed when another `idle` passes without a word.
 pub async fn session(
     upgraded: Upgraded,
     reads: Arc<ReadView>,
@@ -313,24 +371,36 @@ pub async fn session(
     )
     .await;
     let mut session = Session { subscriptions: Vec::new(), made: 0 };
+    let mut heard = tokio::time::Instant::now();
+    let mut pinged = false;
     loop {
-        let idle_for = if session.subscriptions.is_empty() { idle } else { Duration::MAX };
         let wake = futures_lite::future::or(
             futures_lite::future::or(async { Wake::Client(ws.next().await) }, async {
-                Wake::Feed(feed.changed().await.is_ok())
+                // The sender lives as long as the read view, which this session holds.
+                let _ = feed.changed().await;
+                Wake::Feed
             }),
             async {
-                if idle_for == Duration::MAX {
-                    std::future::pending::<()>().await;
-                }
-                tokio::time::sleep(idle_for).await;
+                tokio::time::sleep_until(heard + if pinged { 2 * idle } else { idle }).await;
                 Wake::Idle
             },
         )
         .await;
         let out: Vec<String> = match wake {
-            Wake::Client(None | Some(Err(_))) | Wake::Idle | Wake::Feed(false) => break,
+            Wake::Client(None | Some(Err(_))) => break,
+            Wake::Idle if session.subscriptions.is_empty() || pinged => break,
+            Wake::Idle => {
+                // Quiet with subscriptions: is the client still there? Any message, the pong
+                // included, says so.
+                pinged = true;
+                if ws.feed(Message::Ping(Vec::new().into())).await.is_err() {
+                    return;
+                }
+                vec![]
+            }
             Wake::Client(Some(Ok(message))) => {
+                heard = tokio::time::Instant::now();
+                pinged = false;
                 let text = match &message {
                     Message::Text(text) => text.as_str(),
                     Message::Binary(bytes) => std::str::from_utf8(bytes).unwrap_or("\u{0}"),
@@ -340,8 +410,19 @@ pub async fn session(
                 let (reply, pushed) = session.answer(text, &node, &reads).await;
                 reply.map(|reply| reply.to_string()).into_iter().chain(pushed).collect()
             }
-            Wake::Feed(true) => match reads.events_since(&mut cursor) {
-                Ok(events) => events.iter().flat_map(|event| session.notifications(event)).collect(),
+            Wake::Feed => match reads.events_since(&mut cursor) {
+                Ok(events) => {
+                    // One event's notifications at a time: what waits to be written is
+                    // tungstenite's buffer and one event, not everything the session missed.
+                    for (seq, event) in events {
+                        for text in session.notifications(seq, &event) {
+                            if ws.feed(Message::text(text)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    vec![]
+                }
                 Err(missed) => {
                     let error = json!({
                         "code": SUBSCRIBER_BEHIND,
@@ -500,7 +581,7 @@ mod tests {
 
         // A tick: one refusal, one block whose outcomes include a failure.
         reads.publish([block(1)], status(1));
-        reads.push(Event::Rejected(vec![(id(3), RejectReason::FeeTooLow.name())]));
+        reads.push(Event::rejected(vec![(id(3), RejectReason::FeeTooLow.name())]));
         reads.push(Event::finalized(
             block(1),
             vec![
@@ -522,6 +603,12 @@ mod tests {
             json!({"id": id(2).0.to_hex(), "status": "failed", "height": 1, "reason": "insufficient_funds"})
         );
 
+        // One finalized-blocks subscription per connection.
+        call(
+            &mut client,
+            json!({"jsonrpc": "2.0", "id": 7, "method": "tessera_subscribe", "params": ["finalizedBlocks"]}),
+        );
+        assert_eq!(next(&mut client)["error"]["code"], -32000);
         // Plain calls work over the socket; unsubscribing is answered once.
         call(&mut client, json!({"jsonrpc": "2.0", "id": 3, "method": "tessera_getStatus"}));
         assert_eq!(next(&mut client)["result"]["height"], 1);
@@ -587,6 +674,21 @@ mod tests {
         assert_eq!(dropped["params"]["subscription"], slow_id.as_str());
         assert_eq!(dropped["params"]["error"]["code"], SUBSCRIBER_BEHIND);
         assert!(matches!(slow.read(), Ok(Message::Close(_)) | Err(_)), "closed after falling behind");
+
+        // A subscriber made now is told nothing from before it.
+        let mut late = connect(addr);
+        call(
+            &mut late,
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tessera_subscribe", "params": ["finalizedBlocks"]}),
+        );
+        assert!(next(&mut late)["result"].is_string());
+        reads.push(Event::finalized(block(9_999), Vec::new()));
+        assert_eq!(next(&mut late)["params"]["result"]["height"], 9_999);
+        // Quiet with a subscription: pinged at the idle time (the client's pong keeps it).
+        let start = Instant::now();
+        let ping = late.read().expect("a ping");
+        assert!(matches!(ping, Message::Ping(_)), "{ping:?}");
+        assert!(start.elapsed() < Duration::from_secs(3), "pinged after {:?}", start.elapsed());
 
         // A connection with no subscription that says nothing is closed at the idle time.
         let mut idle = connect(addr);
