@@ -678,6 +678,8 @@ mod tests {
         let (t, id) = txn(3, 0, 6);
         assert_eq!(pool.insert(t, id, rich(0)), Ok(2));
         assert_eq!(pool.len(), 2);
+        // What the byte bound and the mempool gauge are charged: a fixed cost per entry.
+        assert_eq!(pool.bytes(), 2 * MEMPOOL_ENTRY_BYTES);
         pool.check_consistency();
     }
 
