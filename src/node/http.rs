@@ -213,6 +213,11 @@ impl Port {
         self.limits
     }
 
+    /// The port's series.
+    pub fn series(&self) -> &Arc<HttpSeries> {
+        &self.series
+    }
+
     /// 404, for a path the port does not serve.
     pub fn not_found(&self, request: &Request<Incoming>, text: &'static str) -> Response<Body> {
         self.refuse(StatusCode::NOT_FOUND, !request.body().is_end_stream(), text)

@@ -243,6 +243,17 @@ series! {
         /// Requests refused before their body was used, by reason: wrong path, wrong method,
         /// body over the limit, wrong content type, or a body that broke off.
         counter refused_bad_body = "requests_refused_total{reason=\"bad_body\"}",
+        /// WebSocket subscription sessions open (JSON-RPC port only); each also holds one of
+        /// the port's open connections.
+        gauge websocket_sessions = "websocket_sessions_open",
+        /// WebSocket sessions the node closed, by reason: the subscriber fell behind the feed,
+        /// or it went quiet (no message within the idle time, or no answer to a ping).
+        counter websocket_closed_behind = "websocket_sessions_closed_total{reason=\"behind\"}",
+        /// WebSocket sessions the node closed, by reason: the subscriber fell behind the feed,
+        /// or it went quiet (no message within the idle time, or no answer to a ping).
+        counter websocket_closed_idle = "websocket_sessions_closed_total{reason=\"idle\"}",
+        /// Subscription notifications written to WebSocket sessions.
+        counter websocket_notifications = "websocket_notifications_total",
     }
 }
 

@@ -516,6 +516,7 @@ fn websocket(
         return super::http::text_response(StatusCode::BAD_REQUEST, "bad Sec-WebSocket-Key\n");
     };
     let idle = port.limits().header_timeout;
+    let series = port.series().clone();
     super::http::switch_protocols(
         &[
             (header::UPGRADE, HeaderValue::from_static("websocket")),
@@ -523,7 +524,7 @@ fn websocket(
             (header::SEC_WEBSOCKET_ACCEPT, accept),
         ],
         Box::new(move |upgraded| {
-            Box::pin(super::subscribe::session(upgraded, reads, node, message_limit, idle))
+            Box::pin(super::subscribe::session(upgraded, reads, node, series, message_limit, idle))
         }),
     )
 }

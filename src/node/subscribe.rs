@@ -29,6 +29,7 @@
 //! nothing for the port's idle time.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -41,6 +42,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use super::http::{Upgraded, WriteDeadline};
+use super::metrics::HttpSeries;
 use super::reads::ReadView;
 use super::rpc::{ParsedBody, ParsedCall, Query, Request, code};
 use super::{Fate, block_json, transaction_status};
@@ -357,9 +359,19 @@ pub async fn session(
     upgraded: Upgraded,
     reads: Arc<ReadView>,
     node: flume::Sender<Request>,
+    series: Arc<HttpSeries>,
     message_limit: usize,
     idle: Duration,
 ) {
+    /// Counts the session open for as long as it lives, however it ends.
+    struct Open(Arc<HttpSeries>);
+    impl Drop for Open {
+        fn drop(&mut self) {
+            self.0.websocket_sessions.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+    series.websocket_sessions.fetch_add(1, Ordering::Relaxed);
+    let _open = Open(series.clone());
     let (mut feed, mut cursor) = reads.watch();
     let config =
         WebSocketConfig::default().max_message_size(Some(message_limit)).max_frame_size(Some(message_limit));
@@ -388,7 +400,10 @@ pub async fn session(
         .await;
         let out: Vec<String> = match wake {
             Wake::Client(None | Some(Err(_))) => break,
-            Wake::Idle if session.subscriptions.is_empty() || pinged => break,
+            Wake::Idle if session.subscriptions.is_empty() || pinged => {
+                series.websocket_closed_idle.fetch_add(1, Ordering::Relaxed);
+                break;
+            }
             Wake::Idle => {
                 // Quiet with subscriptions: is the client still there? Any message, the pong
                 // included, says so.
@@ -419,11 +434,13 @@ pub async fn session(
                             if ws.feed(Message::text(text)).await.is_err() {
                                 return;
                             }
+                            series.websocket_notifications.fetch_add(1, Ordering::Relaxed);
                         }
                     }
                     vec![]
                 }
                 Err(missed) => {
+                    series.websocket_closed_behind.fetch_add(1, Ordering::Relaxed);
                     let error = json!({
                         "code": SUBSCRIBER_BEHIND,
                         "message": format!("subscriber fell {missed} events behind; closing"),
@@ -547,11 +564,12 @@ mod tests {
             body_timeout: Duration::from_secs(2),
             write_timeout: Duration::from_secs(2),
         };
+        let series = Arc::new(crate::node::metrics::HttpSeries::default());
         let server = serve(
             SocketAddr::from(([127, 0, 0, 1], 0)),
             1 << 20,
             limits,
-            Arc::default(),
+            series.clone(),
             node,
             reads.clone(),
         )
@@ -674,6 +692,7 @@ mod tests {
         assert_eq!(dropped["params"]["subscription"], slow_id.as_str());
         assert_eq!(dropped["params"]["error"]["code"], SUBSCRIBER_BEHIND);
         assert!(matches!(slow.read(), Ok(Message::Close(_)) | Err(_)), "closed after falling behind");
+        assert_eq!(series.websocket_closed_behind.load(std::sync::atomic::Ordering::Relaxed), 1);
 
         // A subscriber made now is told nothing from before it.
         let mut late = connect(addr);
@@ -695,5 +714,18 @@ mod tests {
         let start = Instant::now();
         assert!(matches!(idle.read(), Ok(Message::Close(_)) | Err(_)));
         assert!(start.elapsed() < Duration::from_secs(4), "closed after {:?}", start.elapsed());
+        let load =
+            |counter: &std::sync::atomic::AtomicU64| counter.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(load(&series.websocket_notifications) >= 4);
+        // `client` and `late` have subscriptions but read nothing, so they never answer the
+        // ping: each is closed a second idle time later, as `idle` was.
+        let deadline = Instant::now() + Duration::from_secs(6);
+        while load(&series.websocket_sessions) > 0 {
+            assert!(Instant::now() < deadline, "{} sessions still open", load(&series.websocket_sessions));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(load(&series.websocket_closed_idle), 3);
+        assert_eq!(load(&series.websocket_closed_behind), 1);
+        assert!(matches!(client.read(), Ok(Message::Ping(_) | Message::Close(_)) | Err(_)));
     }
 }
