@@ -11,6 +11,7 @@
 pub mod byzantine;
 pub mod http;
 pub mod wire;
+pub mod ws;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -72,6 +73,10 @@ pub enum Kind {
     RpcMalformed,
     /// RPC: bodies over the node's limit, sent or only declared, plain and chunked.
     RpcOversized,
+    /// RPC: WebSocket subscribers that take every subscription a connection may hold (the
+    /// most transaction ids each) and never read; every fourth also sends a message over the
+    /// size limit. The node must drop them and keep answering.
+    WsSubscribers,
     /// Peer, with `--key`: as that validator, two conflicting proposals for the node's next
     /// height and view (the behaviour library's equivocating proposer).
     Equivocation,
@@ -105,7 +110,7 @@ pub enum Port {
 
 impl Kind {
     /// Every kind, in report order.
-    pub const ALL: [Kind; 21] = [
+    pub const ALL: [Kind; 22] = [
         Kind::MalformedFrames,
         Kind::TruncatedFrames,
         Kind::OversizedFrames,
@@ -121,6 +126,7 @@ impl Kind {
         Kind::SyncAmplification,
         Kind::RpcMalformed,
         Kind::RpcOversized,
+        Kind::WsSubscribers,
         Kind::Equivocation,
         Kind::DoubleVote,
         Kind::InvalidProposals,
@@ -147,6 +153,7 @@ impl Kind {
             Kind::SyncAmplification => "sync-amplification",
             Kind::RpcMalformed => "rpc-malformed",
             Kind::RpcOversized => "rpc-oversized",
+            Kind::WsSubscribers => "ws-subscribers",
             Kind::Equivocation => "equivocation",
             Kind::DoubleVote => "double-vote",
             Kind::InvalidProposals => "invalid-proposals",
@@ -164,7 +171,7 @@ impl Kind {
             }
             Kind::ConnectionFlood | Kind::SlowLoris => &[Port::Peer, Port::Ingress, Port::Rpc],
             Kind::BadSignatureSpam | Kind::UnfundedFeeSpam => &[Port::Ingress],
-            Kind::RpcMalformed | Kind::RpcOversized => &[Port::Rpc],
+            Kind::RpcMalformed | Kind::RpcOversized | Kind::WsSubscribers => &[Port::Rpc],
             _ => &[Port::Peer],
         }
     }
@@ -515,6 +522,7 @@ impl Report {
 fn run_kind(kind: Kind, target: &Target, limits: &Limits, deadline: Instant) -> Tally {
     match kind {
         Kind::RpcMalformed | Kind::RpcOversized => http::run(kind, target, limits, deadline),
+        Kind::WsSubscribers => ws::run(target, limits, deadline),
         Kind::Equivocation
         | Kind::DoubleVote
         | Kind::InvalidProposals

@@ -113,6 +113,9 @@ Kinds (each runs against the ports given that it can use):
   rpc-malformed           rpc: not JSON, not a request, unknown method, bad params, oversized and
                           all-bad batches, deep nesting, invalid UTF-8, GET, broken HTTP
   rpc-oversized           rpc: bodies over the limit, sent, only declared, and chunked
+  ws-subscribers          rpc: WebSockets holding every subscription they may (1024 ids each),
+                          never reading; every fourth sends a 2 MiB message; the node must drop
+                          them and keep answering
 With --key and --validator-index (and --rpc, to learn the node's height and view), acting as
 that validator through the behaviour library the simulator uses:
   equivocation            two conflicting proposals for a view the validator leads
