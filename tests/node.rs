@@ -545,6 +545,49 @@ fn devnet_runs_and_reports_agreement() {
     assert!(log.contains("validator=0") && log.contains("role=validator"), "{log:.400}");
 }
 
+/// A SIGTERM to the devnet process alone (as a script or a service manager sends it), mid-run,
+/// stops its node processes too, and the devnet exits with 130. Before, the nodes were left
+/// running.
+#[test]
+fn a_signal_to_the_devnet_stops_its_nodes() {
+    let (mut child, _dir) = devnet("signal", 29400, &["--duration", "60", "--rate", "100"]);
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(stdout);
+    let mut pids = Vec::new();
+    let mut rpc: Option<SocketAddr> = None;
+    while pids.len() < 4 {
+        let mut line = String::new();
+        assert!(std::io::BufRead::read_line(&mut lines, &mut line).unwrap() > 0, "devnet ended early");
+        if let Some(pid) = line.strip_prefix("validator ").and_then(|rest| rest.split(" pid ").nth(1)) {
+            pids.push(pid.split_whitespace().next().unwrap().parse::<i32>().unwrap());
+            let addr = line.split(" rpc http://").nth(1).and_then(|rest| rest.split_whitespace().next());
+            rpc = rpc.or_else(|| addr.and_then(|addr| addr.parse().ok()));
+        }
+    }
+    let alive =
+        |pid: i32| Command::new("kill").args(["-0", &pid.to_string()]).status().is_ok_and(|s| s.success());
+    assert!(pids.iter().all(|pid| alive(*pid)));
+    // Mid-run: once validator 0 has finalized a block.
+    let rpc = rpc.expect("validator 0's RPC address");
+    let status = r#"{"jsonrpc":"2.0","id":1,"method":"tessera_getStatus"}"#;
+    wait_until("validator 0 finalizes", Duration::from_secs(30), || {
+        TcpStream::connect(rpc).is_ok()
+            && serde_json::from_str::<Value>(&http_post(rpc, status).1)
+                .is_ok_and(|v| v["result"]["height"].as_u64().unwrap_or(0) >= 1)
+    });
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the devnet did not exit on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    wait_until("every node process gone", Duration::from_secs(10), || pids.iter().all(|pid| !alive(*pid)));
+}
+
 #[test]
 fn devnet_survives_a_killed_validator() {
     let (mut child, dir) = devnet("kill", 29000, &["--duration", "6", "--rate", "300"]);

@@ -88,12 +88,17 @@ fn terminate(child: &mut Child) {
 
 /// While the returned flag is true, sends SIGTERM to the node processes `pids` and exits with
 /// status 130 when this process gets SIGINT or SIGTERM. The nodes finish their tick and exit
-/// cleanly, as on any stop. Clear the flag before reaping the nodes.
-fn stop_nodes_on_signal(pids: Vec<u32>) -> std::io::Result<std::sync::Arc<AtomicBool>> {
+/// cleanly, as on any stop. Clear the flag before reaping the nodes. The second flag is set
+/// once a signal came: the main thread, which sees its nodes go, must then exit with 130 too
+/// rather than report their exit as a failure.
+fn stop_nodes_on_signal(
+    pids: Vec<u32>,
+) -> std::io::Result<(std::sync::Arc<AtomicBool>, std::sync::Arc<AtomicBool>)> {
     let stop = std::sync::Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, stop.clone())?;
     }
+    let signalled = stop.clone();
     let armed = std::sync::Arc::new(AtomicBool::new(true));
     let watching = armed.clone();
     std::thread::spawn(move || {
@@ -117,7 +122,7 @@ fn stop_nodes_on_signal(pids: Vec<u32>) -> std::io::Result<std::sync::Arc<Atomic
         std::thread::sleep(Duration::from_secs(2));
         std::process::exit(130);
     });
-    Ok(armed)
+    Ok((armed, signalled))
 }
 
 fn wait_ready(validators: &mut [Validator]) -> Result<(), String> {
@@ -279,12 +284,18 @@ pub fn run(args: &DevnetArgs) -> Result<(), Box<dyn std::error::Error>> {
     // A devnet stopped by a signal (a script's SIGINT or SIGTERM to this process alone, not
     // to its process group) takes its nodes with it instead of leaving them running.
     let pids: Vec<u32> = validators.iter().map(|validator| validator.child.id()).collect();
-    let armed = stop_nodes_on_signal(pids)?;
+    let (armed, signalled) = stop_nodes_on_signal(pids)?;
     let result = drive(args, &dir, &mut validators, accounts);
     // From here this thread stops and reaps the nodes; the watcher must not touch their pids.
     armed.store(false, Ordering::SeqCst);
     for validator in &mut validators {
         terminate(&mut validator.child);
+    }
+    if signalled.load(Ordering::SeqCst) {
+        // The run was cut short by a signal: whatever it made of its nodes going away is not
+        // a result.
+        eprintln!("\ndevnet: stopped by a signal");
+        std::process::exit(130);
     }
     let report = result?;
     let text = render_report(&report);
