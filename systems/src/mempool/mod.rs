@@ -683,6 +683,25 @@ mod tests {
         pool.check_consistency();
     }
 
+    /// Among equal fees the newest is evicted first, whatever the ids (the sequence number
+    /// breaks the tie, not the hash).
+    #[test]
+    fn among_equal_fees_the_newest_is_evicted() {
+        let mut equal: Vec<(Txn, TxnId)> = (1..=3).map(|sender| txn(sender, 0, 5)).collect();
+        // Inserted in increasing id order, so the newest has the largest id: an id tie-break
+        // would evict another.
+        equal.sort_by_key(|(_, id)| *id);
+        let mut pool = Mempool::new(3, usize::MAX);
+        for (t, id) in &equal {
+            assert_eq!(pool.insert(*t, *id, rich(0)), Ok(0));
+        }
+        let (t, id) = txn(9, 0, 6);
+        assert_eq!(pool.insert(t, id, rich(0)), Ok(1));
+        assert!(!pool.contains(&equal[2].1), "the newest of the equal fees goes");
+        assert!(pool.contains(&equal[0].1) && pool.contains(&equal[1].1));
+        pool.check_consistency();
+    }
+
     #[test]
     fn a_sender_pending_set_never_outspends_its_balance() {
         let mut pool = Mempool::new(10, usize::MAX);
