@@ -725,6 +725,25 @@ mod tests {
         pool.check_consistency();
     }
 
+    /// A balance that pays a sender's first transactions exactly keeps them all; only what
+    /// comes after goes.
+    #[test]
+    fn a_balance_paying_a_prefix_exactly_keeps_that_prefix() {
+        let mut pool = Mempool::new(10, usize::MAX);
+        let rich = Some(Account { balance: 1_000, nonce: 0 });
+        let ids: Vec<TxnId> = [(0, 5), (1, 3), (2, 4)] // debits 6, 4 and 5
+            .into_iter()
+            .map(|(nonce, fee)| {
+                let (t, id) = txn(1, nonce, fee);
+                assert_eq!(pool.insert(t, id, rich), Ok(0));
+                id
+            })
+            .collect();
+        assert_eq!(pool.drop_unaffordable(&[1; 32], 10), vec![ids[2]]);
+        assert!(pool.contains(&ids[0]) && pool.contains(&ids[1]));
+        pool.check_consistency();
+    }
+
     #[test]
     fn pack_leaves_what_a_sender_can_no_longer_pay() {
         // Admitted against a balance of 1000, packed after a commit left the sender 7: the
