@@ -692,7 +692,8 @@ mod tests {
         assert_eq!(dropped["params"]["subscription"], slow_id.as_str());
         assert_eq!(dropped["params"]["error"]["code"], SUBSCRIBER_BEHIND);
         assert!(matches!(slow.read(), Ok(Message::Close(_)) | Err(_)), "closed after falling behind");
-        assert_eq!(series.websocket_closed_behind.load(std::sync::atomic::Ordering::Relaxed), 1);
+        // `slow` at least: on a loaded machine `client`'s session can fall behind this burst too.
+        assert!(series.websocket_closed_behind.load(std::sync::atomic::Ordering::Relaxed) >= 1);
 
         // A subscriber made now is told nothing from before it.
         let mut late = connect(addr);
@@ -724,8 +725,11 @@ mod tests {
             assert!(Instant::now() < deadline, "{} sessions still open", load(&series.websocket_sessions));
             std::thread::sleep(Duration::from_millis(50));
         }
-        assert_eq!(load(&series.websocket_closed_idle), 3);
-        assert_eq!(load(&series.websocket_closed_behind), 1);
-        assert!(matches!(client.read(), Ok(Message::Ping(_) | Message::Close(_)) | Err(_)));
+        // `idle`, `client`, `late` and `slow`, each closed once, for going quiet or falling behind.
+        assert_eq!(load(&series.websocket_closed_idle) + load(&series.websocket_closed_behind), 4);
+        assert!(load(&series.websocket_closed_idle) >= 2);
+        // `client` was closed, by the one reason or the other.
+        let closed = (0..1100).any(|_| matches!(client.read(), Ok(Message::Close(_)) | Err(_)));
+        assert!(closed, "client's connection still open");
     }
 }
