@@ -252,7 +252,7 @@ impl Session {
         (reply(Ok(Value::from(name))), now)
     }
 
-    /// The notifications the event with sequence number `seq` gives this session's
+    /// The notifications that the feed event numbered `seq` gives this connection's
     /// subscriptions.
     fn notifications(&mut self, seq: u64, event: &Event) -> Vec<String> {
         let mut out = Vec::new();
@@ -388,7 +388,7 @@ pub async fn session(
     loop {
         let wake = futures_lite::future::or(
             futures_lite::future::or(async { Wake::Client(ws.next().await) }, async {
-                // The sender lives as long as the read view, which this session holds.
+                // The sender lives as long as the read view, which this connection holds.
                 let _ = feed.changed().await;
                 Wake::Feed
             }),
