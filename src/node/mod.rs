@@ -257,6 +257,8 @@ impl Node {
             Stages::Validator { core: Box::new(core), history_bytes_max: 256 << 20 },
         )?;
         pipeline.set_verify_clock(monotonic_us);
+        let restored = driver::restore_sync_history(&mut pipeline, &store);
+        tracing::debug!(blocks = restored, "sync history restored from the store");
 
         let (net, threads) = net::start(net::NetSetup {
             chain_id: genesis.chain_id,

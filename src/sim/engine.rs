@@ -450,6 +450,9 @@ impl Sim {
         let stages = Stages::Validator { core: Box::new(core), history_bytes_max: 8 << 20 };
         let mut pipeline = Pipeline::with_stages(self.pipeline_config.clone(), ledger, tip, stages)?;
         pipeline.world_mut().insert_resource(self.verdicts.clone());
+        if let Some(disk) = validator.disk.as_ref() {
+            driver::restore_sync_history(&mut pipeline, disk);
+        }
         validator.pipeline = Some(pipeline);
         self.recorder.restarted(index, self.now, tip.height);
         let at = self.now;
@@ -730,8 +733,7 @@ impl Sim {
         let ticked = driver::tick(pipeline, local, Some(&mut storage));
         // The disk's virtual time for this tick's writes: the node is busy until they are done.
         let disk_busy_ns = validator.disk.as_mut().map_or(0, SimDisk::take_busy_ns);
-        let idle = pipeline.is_idle();
-        let deadline = pipeline.consensus().map_or(u64::MAX, |c| c.core.next_deadline_ns());
+        let deadline = pipeline.next_wake_ns();
         if let Some(error) = ticked.persist_error {
             self.recorder.storage_refused(node, self.now, &error.to_string());
         }
@@ -786,12 +788,14 @@ impl Sim {
                 self.send_at(self.now + disk_busy_ns, node, to, Payload::Consensus(message), size);
             }
         }
-        // Next: soon if work is queued, else the core's next deadline (in global time).
+        // Next: the pipeline's own next deadline (in global time), and no sooner than a
+        // millisecond and this tick's writes from now. Pending transactions are not a deadline:
+        // a validator waiting out a long block interval is not woken until its proposal is due
+        // or something arrives.
         let skew = self.validators[node as usize].skew_ns;
         let global_deadline =
             if deadline == u64::MAX { u64::MAX } else { deadline.saturating_add_signed(-skew) };
-        let soon = self.now + MS.max(disk_busy_ns);
-        let next = if idle { global_deadline.max(soon) } else { soon };
+        let next = global_deadline.max(self.now + MS.max(disk_busy_ns));
         if next <= self.end {
             self.wake(node, next);
         }

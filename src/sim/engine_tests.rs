@@ -164,15 +164,16 @@ fn a_crash_between_the_persist_and_the_send_lands_on_a_tick_and_restarts() {
 
 #[test]
 fn the_swarm_catches_planted_amnesia() {
-    // Seed 3 of the random swarm has a leader crash and restart; forgetting its safety state,
-    // it proposes again in the view it had proposed in. With the state kept, nothing fails.
+    // Seeds 29 and 31 of the random swarm have a leader crash and restart; forgetting its
+    // safety state, it proposes again in the view it had proposed in. With the state kept,
+    // nothing fails.
     let planted: Vec<String> =
-        (1..=3).filter_map(|seed| crate::sim::swarm::run_seed_with(seed, true).unwrap().failure).collect();
+        (29..=31).filter_map(|seed| crate::sim::swarm::run_seed_with(seed, true).unwrap().failure).collect();
     assert!(
         planted.iter().any(|failure| failure.contains("signed a second")),
-        "the planted amnesia went unnoticed in seeds 1..=3: {planted:?}"
+        "the planted amnesia went unnoticed in seeds 29..=31: {planted:?}"
     );
-    for seed in 1..=3 {
+    for seed in 29..=31 {
         let honest = crate::sim::swarm::run_seed_with(seed, false).unwrap();
         assert_eq!(honest.failure, None, "seed {seed}");
     }

@@ -257,6 +257,48 @@ impl Pipeline {
         }
     }
 
+    /// The earliest pipeline clock reading at which a tick would do something if nothing new
+    /// arrived: 0 (now) while input is queued (transactions not yet through ingest, a
+    /// verification job whose verdicts are still to land, consensus messages not yet
+    /// stepped); else the consensus core's next deadline (a proposal due, a view timeout, a
+    /// resend); without consensus, the solo proposer's next block while the mempool holds
+    /// transactions; else `u64::MAX`. Pending transactions alone are no reason to tick a
+    /// validator: the core proposes from the mempool at its proposal deadline, and a follower
+    /// packs nothing. The simulator sleeps a node until this, so a waiting node costs nothing
+    /// per virtual second.
+    pub fn next_wake_ns(&self) -> u64 {
+        let queued = !self.world.resource::<ingest::Inbox>().is_empty()
+            || self.world.resource::<sigverify::VerifyJob>().is_busy()
+            || self.world.get_resource::<consensus::ConsensusInbox>().is_some_and(|inbox| !inbox.is_empty());
+        if queued {
+            return 0;
+        }
+        if let Some(consensus) = self.consensus() {
+            return consensus.core.next_deadline_ns();
+        }
+        let mempool_empty =
+            self.world.get_resource::<mempool::Mempool>().is_none_or(mempool::Mempool::is_empty);
+        match self.world.get_resource::<propose::ProposerState>() {
+            Some(state) if !mempool_empty => state.last_proposal_ns.map_or(0, |last| {
+                last.saturating_add(self.world.resource::<PipelineConfig>().block_interval_ns)
+            }),
+            _ => u64::MAX,
+        }
+    }
+
+    /// Refills a validator's sync history from its finalized chain at start-up (see
+    /// [`consensus::Consensus::preload_history`]); 0 without consensus.
+    pub fn preload_sync_history(
+        &mut self,
+        block: impl FnMut(u64) -> Option<tessera_components::CertifiedBlock>,
+    ) -> usize {
+        let tip = self.tip().height;
+        match self.world.get_resource_mut::<consensus::Consensus>() {
+            Some(mut consensus) => consensus.preload_history(tip, block),
+            None => 0,
+        }
+    }
+
     /// True when nothing is queued, in flight or pending: another tick would do nothing.
     pub fn is_idle(&self) -> bool {
         self.world.resource::<ingest::Inbox>().is_empty()

@@ -602,4 +602,58 @@ mod tests {
             fuzz_cluster_schedule(&input);
         }
     }
+
+    /// With one validator down (3, silent), validator 2 misses the commit votes of height 1
+    /// and times out of view 0 into view 1, while 0 and 1 finalize in view 0 and start height 2
+    /// in view 1. Its view change reaches them, and they sync it to height 2. It must start
+    /// height 2 in view 1 with them: one view ahead it would vote for none of their proposals,
+    /// and without validator 3 no quorum would form until timeouts lined the views up again.
+    #[test]
+    fn a_validator_that_timed_out_while_the_others_finalized_stays_in_their_view() {
+        let mut cluster = Cluster::new(false);
+        cluster.run_where(|from, to, message| {
+            from != BYZANTINE && to != BYZANTINE && !(is_commit(message) && to == 2)
+        });
+        assert_eq!(cluster.honest[0].host.chain.len(), 1, "0 finalized height 1");
+        assert_eq!(cluster.honest[2].host.chain.len(), 0, "2 did not");
+        cluster.now_ns += config().view_timeout_ns;
+        cluster.tick(2);
+        // No more time passes: only messages can finish height 2.
+        cluster.run_where(|from, to, _| from != BYZANTINE && to != BYZANTINE);
+        for index in 0..BYZANTINE {
+            let core = cluster.honest[index as usize].core.as_ref().expect("running");
+            assert!(
+                cluster.honest[index as usize].host.chain.len() >= 2,
+                "validator {index} is at height {} in view {}: height 2 stalled",
+                core.height(),
+                core.view()
+            );
+        }
+        cluster.check().expect("nothing signed twice");
+    }
+
+    /// A validator restarts with its saved safety state but behind it (its chain lost blocks:
+    /// here it has none). Until sync brings it to the saved height it signs nothing, and the
+    /// saved state still binds it: what it persists meanwhile must not be its current,
+    /// lower position, or a second crash before it catches up would forget where it had
+    /// signed (seen in the simulator's swarm: an honest validator restarted twice while
+    /// catching up, then proposed a second block at a height and view it had proposed in).
+    #[test]
+    fn a_validator_behind_its_saved_state_keeps_persisting_it() {
+        let saved = SafetyState { height: 6, view: 8, lock: None };
+        let mut first = Core::new(3, keys()[3].clone(), validator_set(), config(), 1, Hash::ZERO)
+            .with_safety_state(&saved);
+        let mut host = ClusterHost::default();
+        first.start(0, &mut host);
+        first.tick(config().view_timeout_ns * 3, &mut host);
+        let persisted = first.take_safety_update().expect("a restart persists its state");
+        assert!(
+            (persisted.height, persisted.view) >= (saved.height, saved.view),
+            "persisted {persisted:?} behind the saved {saved:?}"
+        );
+        // The second restart, from what the first persisted, is bound as the first was.
+        let second = Core::new(3, keys()[3].clone(), validator_set(), config(), 1, Hash::ZERO)
+            .with_safety_state(&persisted);
+        assert_eq!(second.safety_state(), saved);
+    }
 }

@@ -408,6 +408,12 @@ impl Core {
 
     /// What this validator has bound itself to now (see [`SafetyState`]).
     pub fn safety_state(&self) -> SafetyState {
+        // Below a saved state's height, that state still binds this validator (it signs
+        // nothing until sync brings it there): persisting its current, lower position instead
+        // would let a second crash before it catches up forget where it had signed.
+        if let Some(saved) = &self.resume {
+            return saved.clone();
+        }
         SafetyState { height: self.height, view: self.view, lock: self.lock.clone() }
     }
 
@@ -977,10 +983,18 @@ impl Core {
         self.blocks_bytes = 0;
         self.votes.clear();
         self.first_vote.clear();
+        self.first_proposal.clear();
         self.new_views.clear();
         self.failed_views = 0;
         self.propose_not_before_ns = self.now_ns.saturating_add(self.config.block_interval_ns);
-        let next_view = self.view.max(certificate.view).saturating_add(1);
+        // The next height starts in the view after the certificate's, or in this node's own
+        // view if it is already past that: a validator that timed out of the deciding view
+        // while the others finalized in it stays in step with them, instead of starting one
+        // view ahead of every validator that did not time out (where it would vote for none
+        // of their proposals, and with one validator down, no quorum forms until timeouts
+        // line the views up again). Views never go back, and every signature names its height,
+        // so a view number used at the last height is no conflict at this one.
+        let next_view = self.view.max(certificate.view.saturating_add(1));
         self.finalized.push(CertifiedBlock { block, certificate });
         self.enter_view(next_view, true, host);
         // Replay what arrived early for the height just entered (bounded; see `hold_for_next_height`).

@@ -137,6 +137,58 @@ impl Consensus {
     }
 }
 
+/// What one finalized block costs against `history_bytes_max`: its transaction bytes plus a
+/// fixed 512 for header and certificate.
+fn sync_cost(certified: &CertifiedBlock) -> usize {
+    certified.block.body_size() + 512
+}
+
+/// Appends the next finalized block to the sync history, dropping the oldest past the budget
+/// (the newest is always kept).
+fn keep_for_sync(
+    history: &mut std::collections::VecDeque<CertifiedBlock>,
+    history_bytes: &mut usize,
+    history_bytes_max: usize,
+    certified: CertifiedBlock,
+) {
+    *history_bytes += sync_cost(&certified);
+    history.push_back(certified);
+    while *history_bytes > history_bytes_max && history.len() > 1 {
+        let dropped = history.pop_front().expect("more than one block kept");
+        *history_bytes -= sync_cost(&dropped);
+    }
+}
+
+impl Consensus {
+    /// Refills the sync history at start-up with the newest finalized blocks, up to the byte
+    /// budget: `block(height)` reads one from the node's store, walking down from
+    /// `tip_height` until the budget is spent or a block is missing. Without it a validator
+    /// that restarted could serve no block finalized before the restart, and a peer behind
+    /// every restarted validator could never catch up. Returns how many blocks it holds.
+    pub fn preload_history(
+        &mut self,
+        tip_height: u64,
+        mut block: impl FnMut(u64) -> Option<CertifiedBlock>,
+    ) -> usize {
+        let mut newest_first = Vec::new();
+        let mut bytes = 0usize;
+        for height in (1..=tip_height).rev() {
+            let Some(certified) = block(height).filter(|c| c.block.header.height == height) else { break };
+            bytes += sync_cost(&certified);
+            if bytes > self.history_bytes_max && !newest_first.is_empty() {
+                break;
+            }
+            newest_first.push(certified);
+        }
+        self.history.clear();
+        self.history_bytes = 0;
+        for certified in newest_first.into_iter().rev() {
+            keep_for_sync(&mut self.history, &mut self.history_bytes, self.history_bytes_max, certified);
+        }
+        self.history.len()
+    }
+}
+
 /// The [`Host`] a tick lends the state machine: the mempool, ledger and chain tip.
 struct NodeHost<'a> {
     config: &'a PipelineConfig,
@@ -228,14 +280,8 @@ impl Host for NodeHost<'_> {
         self.ledger.commit(delta);
         *self.tip = ChainTip { height: block.header.height, hash, state_root: block.header.state_root };
         self.speculative.clear();
-        let cost = |certified: &CertifiedBlock| certified.block.body_size() + 512;
         let certified = CertifiedBlock { block: block.clone(), certificate: certificate.clone() };
-        *self.history_bytes += cost(&certified);
-        self.history.push_back(certified);
-        while *self.history_bytes > self.history_bytes_max && self.history.len() > 1 {
-            let dropped = self.history.pop_front().expect("more than one block kept");
-            *self.history_bytes -= cost(&dropped);
-        }
+        keep_for_sync(self.history, self.history_bytes, self.history_bytes_max, certified);
         self.committed.push(sealed);
     }
 
