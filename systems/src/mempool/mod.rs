@@ -744,6 +744,94 @@ mod tests {
         pool.check_consistency();
     }
 
+    /// The prune system after a block this node did not pack: what the block's senders have
+    /// now used (nonce below the ledger's) leaves, and so does what they can no longer pay,
+    /// reported as refused for funds. Other senders' transactions stay.
+    #[test]
+    fn the_prune_system_drops_consumed_nonces_and_unpayable_tails_of_a_blocks_senders() {
+        use bevy_ecs::system::RunSystemOnce;
+        use tessera_components::{Block, BlockFields};
+
+        use crate::ledger::LedgerParts;
+        use crate::messages::BlockCommitted;
+
+        let mut pool = Mempool::new(16, usize::MAX);
+        let pending = [txn(1, 0, 5), txn(1, 1, 5), txn(2, 0, 5), txn(3, 0, 5)];
+        for (t, id) in pending {
+            assert_eq!(pool.insert(t, id, rich(0)), Ok(0));
+        }
+        // After the block: sender 1 used nonce 0 and can still pay; sender 2 has nothing left.
+        let accounts = vec![Account { balance: 1_000, nonce: 1 }, Account { balance: 0, nonce: 0 }];
+        let ledger = Ledger::from_parts(LedgerParts {
+            keys: vec![[1; 32], [2; 32]],
+            accounts,
+            burned: 0,
+            supply: 1_000,
+        })
+        .unwrap();
+        let block_txns = vec![txn(1, 0, 5).0, txn(2, 9, 5).0];
+        let ids: Vec<TxnId> = block_txns.iter().map(Txn::id).collect();
+        let fields = BlockFields {
+            height: 1,
+            view: 0,
+            timestamp_ms: 0,
+            proposer: 1,
+            parent: Hash::ZERO,
+            state_root: Hash::ZERO,
+        };
+        let block = Block::assemble(fields, block_txns, &ids);
+        let mut world = World::new();
+        world.insert_resource(pool);
+        world.insert_resource(ledger);
+        world.init_resource::<RejectCounters>();
+        world.init_resource::<Messages<BlockCommitted>>();
+        world.init_resource::<Messages<TxnRejected>>();
+        let hash = block.header.hash();
+        world.resource_mut::<Messages<BlockCommitted>>().write(BlockCommitted {
+            block,
+            hash,
+            outcomes: Vec::new(),
+        });
+        world.run_system_once(prune_executed).unwrap();
+
+        let pool = world.resource::<Mempool>();
+        assert!(!pool.contains(&pending[0].1), "a consumed nonce stays pending");
+        assert!(pool.contains(&pending[1].1), "sender 1 can pay its next nonce");
+        assert!(!pool.contains(&pending[2].1), "sender 2 can no longer pay");
+        assert!(pool.contains(&pending[3].1), "sender 3 was not in the block");
+        assert_eq!(pool.len(), 2);
+        pool.check_consistency();
+        let rejected: Vec<(TxnId, RejectReason)> =
+            world.resource_mut::<Messages<TxnRejected>>().drain().map(|r| (r.id, r.reason)).collect();
+        assert_eq!(rejected, vec![(pending[2].1, RejectReason::InsufficientFunds)]);
+        assert_eq!(world.resource::<RejectCounters>().get(RejectReason::InsufficientFunds), 1);
+    }
+
+    /// A transaction that spends its sender's balance to the last unit is payable.
+    #[test]
+    fn pack_takes_a_transaction_that_spends_the_balance_exactly() {
+        let (t, id) = txn(1, 0, 5);
+        let mut pool = Mempool::new(4, usize::MAX);
+        assert_eq!(pool.insert(t, id, rich(0)), Ok(0));
+        let exact = Ledger::from_genesis(&[([1; 32], debit(&t.body) as u64)]).unwrap();
+        assert_eq!(pool.pack(&exact, 8, usize::MAX), vec![(t, id)]);
+    }
+
+    /// The consistency check the fuzz harness runs after every step catches indexes that
+    /// disagree: here a fee index that lost an entry.
+    #[test]
+    #[should_panic(expected = "assertion")]
+    fn the_consistency_check_catches_a_planted_index_loss() {
+        let mut pool = Mempool::new(4, usize::MAX);
+        for sender in 1..=2 {
+            let (t, id) = txn(sender, 0, 5);
+            assert_eq!(pool.insert(t, id, rich(0)), Ok(0));
+        }
+        pool.check_consistency();
+        pool.by_fee.pop_first();
+        pool.check_consistency();
+    }
+
     #[test]
     fn pack_leaves_what_a_sender_can_no_longer_pay() {
         // Admitted against a balance of 1000, packed after a commit left the sender 7: the
