@@ -624,6 +624,40 @@ mod tests {
         assert_eq!(curve_backend(), first);
     }
 
+    /// What `tessera sigverify` prints for each refused signature comes from here.
+    #[test]
+    fn check_detailed_names_each_refusal() {
+        let good = signed(1, b"m");
+        assert_eq!(check_detailed(&good.item()), Ok(()));
+        let mut other_message = signed(1, b"m");
+        other_message.message = b"n".to_vec();
+        assert_eq!(check_detailed(&other_message.item()), Err(Refusal::Equation));
+        let mut s_too_big = signed(1, b"m");
+        s_too_big.signature[63] |= 0xf0;
+        assert_eq!(check_detailed(&s_too_big.item()), Err(Refusal::SNotCanonical));
+    }
+
+    /// The simulator's stand-in tags: a tag binds its key and its message, and a transaction's
+    /// tag is its sender's over its signing bytes, so a changed field needs a new tag.
+    #[test]
+    fn stand_in_tags_bind_the_key_and_the_message() {
+        let tag = stand_in_sign(&[1; 32], b"m");
+        assert_ne!(tag, stand_in_sign(&[2; 32], b"m"));
+        assert_ne!(tag, stand_in_sign(&[1; 32], b"n"));
+        let body = tessera_components::TxnBody {
+            chain_id: 1,
+            reserved: 0,
+            sender: [3; 32],
+            recipient: [4; 32],
+            amount: 5,
+            fee: 1,
+            nonce: 0,
+        };
+        assert_eq!(stand_in_signature(&body), stand_in_sign(&body.sender, body.signing_bytes()));
+        let more = tessera_components::TxnBody { amount: 6, ..body };
+        assert_ne!(stand_in_signature(&body), stand_in_signature(&more));
+    }
+
     struct Owned {
         public_key: [u8; 32],
         message: Vec<u8>,
