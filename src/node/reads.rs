@@ -336,7 +336,7 @@ pub(super) fn range_entry(certified: &CertifiedBlock) -> Value {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
 
     use serde_json::Value;
@@ -348,7 +348,8 @@ mod tests {
     use crate::node::rpc::Query;
     use crate::node::subscribe::Event;
 
-    fn block(height: u64) -> Arc<CertifiedBlock> {
+    /// A finalized block with no transactions at `height` (shared with the subscription tests).
+    pub(crate) fn block(height: u64) -> Arc<CertifiedBlock> {
         let header = BlockHeader { height, ..bytemuck::Zeroable::zeroed() };
         let certificate = QuorumCertificate {
             kind: VoteKind::Commit,
@@ -361,7 +362,8 @@ mod tests {
         Arc::new(CertifiedBlock { block: Block { header, txns: Vec::new() }, certificate })
     }
 
-    fn status(height: u64) -> Status {
+    /// A status at `height` (shared with the subscription tests).
+    pub(crate) fn status(height: u64) -> Status {
         Status {
             height,
             block_hash: Hash([height as u8; 32]),

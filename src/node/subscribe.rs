@@ -476,40 +476,15 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use serde_json::{Value, json};
-    use tessera_components::{
-        Block, BlockHeader, CertifiedBlock, Hash, QuorumCertificate, RejectReason, TxnId, VoteKind,
-    };
+    use tessera_components::{Hash, RejectReason, TxnId};
     use tessera_systems::TxnOutcome;
     use tungstenite::Message;
 
     use super::{Event, FATE_IDS_MAX, SUBSCRIBER_BEHIND};
     use crate::node::http::Limits;
-    use crate::node::reads::{FEED_EVENTS, ReadView, Status};
+    use crate::node::reads::tests::{block, status};
+    use crate::node::reads::{FEED_EVENTS, ReadView};
     use crate::node::rpc::{Query, Request, serve};
-
-    fn block(height: u64) -> Arc<CertifiedBlock> {
-        let header = BlockHeader { height, ..bytemuck::Zeroable::zeroed() };
-        let certificate = QuorumCertificate {
-            kind: VoteKind::Commit,
-            view: 1,
-            height,
-            block: header.hash(),
-            signers: vec![0, 1, 2],
-            signatures: Vec::new(),
-        };
-        Arc::new(CertifiedBlock { block: Block { header, txns: Vec::new() }, certificate })
-    }
-
-    fn status(height: u64) -> Status {
-        Status {
-            height,
-            block_hash: Hash([1; 32]),
-            state_root: Hash([2; 32]),
-            mempool_size: 0,
-            view: 1,
-            observer: false,
-        }
-    }
 
     fn id(byte: u8) -> TxnId {
         TxnId(Hash([byte; 32]))
