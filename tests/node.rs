@@ -789,7 +789,7 @@ fn devnet_validators(lines: &mut impl std::io::BufRead) -> Vec<(i32, String, Str
 /// The kinds the campaign runs at once: all that need no key, and `old-view-proposals`.
 const CAMPAIGN_KINDS: &str = "malformed-frames,truncated-frames,oversized-frames,handshake-violations,\
 connection-flood,slow-loris,slow-reader,bad-signature-spam,unfunded-fee-spam,garbage-after-handshake,\
-follower-flood,sync-amplification,rpc-malformed,rpc-oversized,handshake-reflection,old-view-proposals";
+follower-flood,sync-amplification,rpc-malformed,rpc-oversized,ws-subscribers,handshake-reflection,old-view-proposals";
 
 /// The campaign: the same devnet and honest load twice, the second time with `tessera attack`
 /// on validator 0's peer, ingress and RPC ports (every kind that needs no key and
@@ -920,6 +920,7 @@ fn devnet_under_attack_stays_up_agrees_and_keeps_latency() {
         "tessera_net_handshake_failures_total",
         "tessera_ingress_batches_refused_total",
         r#"tessera_rejected_transactions_total{reason="insufficient_funds"}"#,
+        "tessera_rpc_websocket_notifications_total",
     ] {
         assert!(delta[counter].as_f64().unwrap_or(0.0) > 0.0, "{counter}: {attacked}");
     }
