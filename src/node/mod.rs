@@ -540,6 +540,12 @@ impl Node {
     /// nothing, and stops the network.
     fn shut_down(mut self) {
         tracing::info!(height = self.pipeline.tip().height, "shutting down");
+        // WebSocket subscribers are told the node is going away (a Close frame) before the
+        // servers stop under them.
+        let unclosed = self.reads.close(Duration::from_millis(500));
+        if unclosed > 0 {
+            tracing::debug!(sessions = unclosed, "WebSocket sessions still open at shutdown");
+        }
         // No query arrives after this: the servers' threads have ended.
         for server in &mut self.http {
             server.stop();

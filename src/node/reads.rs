@@ -139,6 +139,8 @@ pub struct ReadView {
     feed: RwLock<Feed>,
     /// The sequence number after the newest event, to wake subscribers.
     feed_tip: tokio::sync::watch::Sender<u64>,
+    /// Set when the node stops: subscribers are sent a Close frame and end.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 /// Most events the feed holds for its slowest subscriber; one that falls further behind is
@@ -181,7 +183,26 @@ impl ReadView {
             net,
             feed: RwLock::new(Feed::default()),
             feed_tip: tokio::sync::watch::Sender::new(0),
+            closing: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// The node is stopping: wakes every subscriber to send its client a Close frame ("going
+    /// away") and end, and waits up to `grace` for them to have done so. Returns how many
+    /// sessions were still open when the grace ran out.
+    pub fn close(&self, grace: std::time::Duration) -> usize {
+        self.closing.store(true, std::sync::atomic::Ordering::Release);
+        self.feed_tip.send_modify(|_| {});
+        let until = std::time::Instant::now() + grace;
+        while self.feed_tip.receiver_count() > 0 && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        self.feed_tip.receiver_count()
+    }
+
+    /// Whether [`ReadView::close`] was called.
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// A wake-up for each push, and the cursor of the first event pushed from now on (for

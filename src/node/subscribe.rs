@@ -39,7 +39,8 @@ use tessera_components::{CertifiedBlock, Hash, TxnId};
 use tessera_systems::TxnOutcome;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 
 use super::http::{Upgraded, WriteDeadline};
 use super::metrics::HttpSeries;
@@ -425,6 +426,11 @@ pub async fn session(
                 let (reply, pushed) = session.answer(text, &node, &reads).await;
                 reply.map(|reply| reply.to_string()).into_iter().chain(pushed).collect()
             }
+            Wake::Feed if reads.is_closing() => {
+                let frame = CloseFrame { code: CloseCode::Away, reason: "node stopping".into() };
+                let _ = ws.close(Some(frame)).await;
+                return;
+            }
             Wake::Feed => match reads.events_since(&mut cursor) {
                 Ok(events) => {
                     // One event's notifications at a time: what waits to be written is
@@ -523,6 +529,43 @@ mod tests {
         let mut answer = vec![0; 4096];
         let read = stream.read(&mut answer).unwrap_or(0);
         String::from_utf8_lossy(&answer[..read]).into_owned()
+    }
+
+    /// A node that stops tells its subscribers it is going away, with a Close frame, instead
+    /// of dropping their connections.
+    #[test]
+    fn a_stopping_node_sends_its_subscribers_a_close_frame() {
+        let reads = Arc::new(ReadView::new(Arc::default()));
+        reads.publish([], status(0));
+        let (node, _queries) = flume::bounded::<Request>(16);
+        let limits = Limits {
+            connections_max: 16,
+            connections_per_address_max: 16,
+            header_timeout: Duration::from_secs(1),
+            body_timeout: Duration::from_secs(2),
+            write_timeout: Duration::from_secs(2),
+        };
+        let series = Arc::new(crate::node::metrics::HttpSeries::default());
+        let server =
+            serve(SocketAddr::from(([127, 0, 0, 1], 0)), 1 << 20, limits, series, node, reads.clone())
+                .expect("serve");
+        let mut client = connect(server.local_addr());
+        call(
+            &mut client,
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tessera_subscribe", "params": ["finalizedBlocks"]}),
+        );
+        assert!(next(&mut client)["result"].is_string(), "subscribed");
+        assert_eq!(reads.close(Duration::from_secs(5)), 0, "every session ended within the grace");
+        let frame = loop {
+            match client.read() {
+                Ok(Message::Close(frame)) => break frame,
+                Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+                other => panic!("expected a Close frame, got {other:?}"),
+            }
+        };
+        let frame = frame.expect("a close frame with a code");
+        assert_eq!(frame.code, tungstenite::protocol::frame::coding::CloseCode::Away);
+        assert_eq!(frame.reason.as_str(), "node stopping");
     }
 
     #[test]
