@@ -551,19 +551,11 @@ fn devnet_runs_and_reports_agreement() {
 #[test]
 fn a_signal_to_the_devnet_stops_its_nodes() {
     let (mut child, _dir) = devnet("signal", 29400, &["--duration", "60", "--rate", "100"]);
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = std::io::BufReader::new(stdout);
-    let mut pids = Vec::new();
-    let mut rpc: Option<SocketAddr> = None;
-    while pids.len() < 4 {
-        let mut line = String::new();
-        assert!(std::io::BufRead::read_line(&mut lines, &mut line).unwrap() > 0, "devnet ended early");
-        if let Some(pid) = line.strip_prefix("validator ").and_then(|rest| rest.split(" pid ").nth(1)) {
-            pids.push(pid.split_whitespace().next().unwrap().parse::<i32>().unwrap());
-            let addr = line.split(" rpc http://").nth(1).and_then(|rest| rest.split_whitespace().next());
-            rpc = rpc.or_else(|| addr.and_then(|addr| addr.parse().ok()));
-        }
-    }
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap());
+    let validators = devnet_validators(&mut lines);
+    let pids: Vec<i32> = validators.iter().map(|v| v.0).collect();
+    let rpc: Option<SocketAddr> =
+        validators[0].3.strip_prefix("http://").and_then(|addr| addr.trim_end_matches('/').parse().ok());
     let alive =
         |pid: i32| Command::new("kill").args(["-0", &pid.to_string()]).status().is_ok_and(|s| s.success());
     assert!(pids.iter().all(|pid| alive(*pid)));
@@ -592,16 +584,8 @@ fn a_signal_to_the_devnet_stops_its_nodes() {
 fn devnet_survives_a_killed_validator() {
     let (mut child, dir) = devnet("kill", 29000, &["--duration", "6", "--rate", "300"]);
     // Read the validator lines, then SIGKILL validator 3 mid-run.
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = std::io::BufReader::new(stdout);
-    let mut pids = Vec::new();
-    while pids.len() < 4 {
-        let mut line = String::new();
-        assert!(std::io::BufRead::read_line(&mut lines, &mut line).unwrap() > 0, "devnet ended early");
-        if let Some(pid) = line.strip_prefix("validator ").and_then(|rest| rest.split(" pid ").nth(1)) {
-            pids.push(pid.split_whitespace().next().unwrap().parse::<i32>().unwrap());
-        }
-    }
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap());
+    let pids: Vec<i32> = devnet_validators(&mut lines).iter().map(|v| v.0).collect();
     std::thread::sleep(Duration::from_secs(4));
     let killed = Command::new("kill").args(["-9", &pids[3].to_string()]).status().unwrap();
     assert!(killed.success());
