@@ -79,10 +79,13 @@ pub fn run(args: &SimArgs) -> Result<(), Box<dyn std::error::Error>> {
         if last_print.elapsed().as_millis() >= 500 {
             last_print = Instant::now();
             let wall = started.elapsed().as_secs_f64();
+            let reached = now_ns as f64 / 1e9;
+            // Time left at the pace so far (virtual seconds per wall second).
+            let eta = (virtual_total - reached).max(0.0) * wall / reached.max(1e-9);
             eprint!(
-                "\rsim {name}: virtual {:.1}/{virtual_total:.0} s, {events} events, {:.0} events/s wall   ",
-                now_ns as f64 / 1e9,
-                events as f64 / wall.max(1e-9)
+                "\rsim {name}: virtual {reached:.1}/{virtual_total:.0} s, {events} events, {:.0} events/s wall, ETA {}   ",
+                events as f64 / wall.max(1e-9),
+                eta_text(eta)
             );
             let _ = std::io::stderr().flush();
         }
@@ -271,5 +274,27 @@ fn run_merge(args: &SimArgs) -> Result<(), Box<dyn std::error::Error>> {
         Ok(())
     } else {
         Err(format!("swarm: {} seeds failed", merged.failed.len()).into())
+    }
+}
+
+/// Seconds left as `1h02m`, `3m05s` or `42s`.
+fn eta_text(seconds: f64) -> String {
+    let whole = seconds.round().clamp(0.0, 1e9) as u64;
+    match whole {
+        0..60 => format!("{whole}s"),
+        60..3600 => format!("{}m{:02}s", whole / 60, whole % 60),
+        _ => format!("{}h{:02}m", whole / 3600, whole % 3600 / 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn eta_reads_in_the_largest_sensible_units() {
+        assert_eq!(super::eta_text(0.2), "0s");
+        assert_eq!(super::eta_text(42.4), "42s");
+        assert_eq!(super::eta_text(185.0), "3m05s");
+        assert_eq!(super::eta_text(3720.0), "1h02m");
+        assert_eq!(super::eta_text(f64::INFINITY), "277777h46m");
     }
 }
