@@ -656,4 +656,26 @@ mod tests {
             .with_safety_state(&persisted);
         assert_eq!(second.safety_state(), saved);
     }
+
+    /// A restart at the height of its saved safety state resumes in the view after the saved
+    /// one, keeps a saved lock of that height, and drops one of another height.
+    #[test]
+    fn a_restart_at_the_saved_height_resumes_past_the_saved_view_with_its_lock() {
+        let restart = |saved: &SafetyState| {
+            Core::new(0, keys()[0].clone(), validator_set(), config(), 0, Hash::ZERO).with_safety_state(saved)
+        };
+        let lock = |height: u64| QuorumCertificate {
+            kind: VoteKind::Prepare,
+            view: 4,
+            height,
+            block: Hash([7; 32]),
+            signers: vec![0, 1, 2],
+            signatures: Vec::new(),
+        };
+        let resumed = restart(&SafetyState { height: 1, view: 5, lock: Some(lock(1)) });
+        assert_eq!(resumed.view(), 6, "no view at or below the saved one is entered again");
+        assert_eq!(resumed.safety_state(), SafetyState { height: 1, view: 6, lock: Some(lock(1)) });
+        let other_height = restart(&SafetyState { height: 1, view: 5, lock: Some(lock(2)) });
+        assert_eq!(other_height.safety_state().lock, None, "a lock of another height is not this one's");
+    }
 }
