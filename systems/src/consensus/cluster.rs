@@ -657,6 +657,42 @@ mod tests {
         assert_eq!(second.safety_state(), saved);
     }
 
+    /// A leader locked on a block it never received can propose nothing in its view (its lock
+    /// forbids any other block). It leaves the view at its next tick, carrying the lock in its
+    /// NewView to the next leader, instead of making everyone wait out the timeout: in the
+    /// simulator's swarm (seed 2429) such a leader, partitioned while the others voted, let
+    /// its view time out after four failed views (300 ms × 2⁴) and the network stalled for
+    /// the rest of the run. Here it lost the block in a restart, with its lock saved.
+    #[test]
+    fn a_leader_locked_on_a_block_it_does_not_hold_leaves_its_view_at_once() {
+        let lock = QuorumCertificate {
+            kind: VoteKind::Prepare,
+            view: 2,
+            height: 1,
+            block: Hash([7; 32]),
+            signers: vec![0, 1, 2],
+            signatures: Vec::new(),
+        };
+        // Resumes in view 4, which validator 0 leads (4 mod 4).
+        let saved = SafetyState { height: 1, view: 3, lock: Some(lock.clone()) };
+        let mut leader =
+            Core::new(0, keys()[0].clone(), validator_set(), config(), 0, Hash::ZERO).with_safety_state(&saved);
+        let mut host = ClusterHost::default();
+        leader.start(0, &mut host);
+        assert_eq!(leader.view(), 4);
+        assert_eq!(leader.next_deadline_ns(), 0, "a view it cannot use is left at once");
+        leader.tick(1, &mut host);
+        assert_eq!(leader.view(), 5, "still in view 4 one nanosecond after entering it");
+        assert_eq!(leader.counters().timeouts, 1);
+        let carried = leader.drain_outbox().into_iter().any(|(_, message)| {
+            matches!(message, ConsensusMessage::NewView(new_view)
+                if new_view.view == 5 && new_view.high_qc.as_ref() == Some(&lock))
+        });
+        assert!(carried, "its NewView for view 5 carries the lock to the next leader");
+        assert_eq!(leader.safety_state().lock, Some(lock), "it keeps its lock");
+        assert!(host.chain.is_empty());
+    }
+
     /// A restart at the height of its saved safety state resumes in the view after the saved
     /// one, keeps a saved lock of that height, and drops one of another height.
     #[test]

@@ -233,7 +233,8 @@ pub struct ConsensusCounters {
     pub rejected_certificate: u64,
     /// Equivocations detected (evidence kept up to a bound).
     pub equivocations: u64,
-    /// Views abandoned on timeout.
+    /// Views abandoned on timeout, or at once by a leader that cannot propose in them (locked on
+    /// a block it does not hold).
     pub timeouts: u64,
     /// Blocks finalized.
     pub finalized: u64,
@@ -280,6 +281,10 @@ pub struct Core {
     failed_views: u32,
     lock: Option<QuorumCertificate>,
     proposed: bool,
+    /// This node leads the view but is locked on a block it never received (it was cut off
+    /// while the others voted, or lost the block in a restart): nothing it may propose exists,
+    /// so it leaves the view at its next tick instead of making everyone wait out the timeout.
+    abandon_view: bool,
     voted_prepare: bool,
     voted_commit: bool,
     /// Blocks seen at the current height, by hash; only blocks this node built or validated
@@ -354,6 +359,7 @@ impl Core {
             failed_views: 0,
             lock: None,
             proposed: false,
+            abandon_view: false,
             voted_prepare: false,
             voted_commit: false,
             blocks: BTreeMap::new(),
@@ -491,6 +497,9 @@ impl Core {
         let timeout = self.view_started_ns.saturating_add(self.timeout_ns());
         let resend = self.last_resend_ns.saturating_add((self.timeout_ns() / 4).max(1));
         let mut deadline = timeout.min(resend);
+        if self.abandon_view {
+            return self.now_ns;
+        }
         if self.set.leader(self.view) == self.me && !self.proposed {
             deadline = deadline.min(self.propose_not_before_ns.max(self.now_ns));
         }
@@ -541,7 +550,7 @@ impl Core {
                 self.propose(host);
             }
         }
-        if self.now_ns.saturating_sub(self.view_started_ns) >= self.timeout_ns() {
+        if self.abandon_view || self.now_ns.saturating_sub(self.view_started_ns) >= self.timeout_ns() {
             self.counters.timeouts += 1;
             self.failed_views = self.failed_views.saturating_add(1);
             let next = self.view.saturating_add(1);
@@ -560,6 +569,7 @@ impl Core {
         self.last_resend_ns = self.now_ns;
         self.sent_this_view.clear();
         self.proposed = false;
+        self.abandon_view = false;
         self.voted_prepare = false;
         self.voted_commit = false;
         let lower = view.saturating_sub(2);
@@ -618,8 +628,12 @@ impl Core {
                 // Re-propose the locked block unchanged (its identity is its header hash, which
                 // the certificate names), justified by the certificate.
                 Some(block) => (block.clone(), Some(lock.clone())),
-                // Locked on a block we never received: let the view time out.
-                None => return,
+                // Locked on a block it never received. The next leader most likely holds it (a
+                // quorum voted for it), and this view's NewView carries the lock to it.
+                None => {
+                    self.abandon_view = true;
+                    return;
+                }
             },
             None => (host.build_block(self.height, self.view, self.last_hash, self.me), None),
         };
