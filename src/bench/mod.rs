@@ -1,6 +1,7 @@
 //! `tessera bench`: benchmark suites that print figures, each against a ceiling measured in
 //! the same run.
 
+mod calibrate;
 pub mod gate;
 pub mod pipeline;
 mod sigverify;
@@ -51,6 +52,9 @@ pub struct BenchArgs {
 
 #[derive(Debug, Subcommand)]
 enum Suite {
+    /// Measure what each unit of work costs on this machine, for the simulator's cost model
+    /// (`--out costs.toml`, named in a scenario as `validators.costs`).
+    Calibrate(calibrate::CalibrateArgs),
     /// Signed transfers through the whole schedule versus raw batch verification.
     Pipeline(pipeline::PipelineArgs),
     /// The verification kernel: backend, single and batch rates, bisection cost.
@@ -113,6 +117,7 @@ fn insns(args: &InsnsArgs) -> Result<(), Box<dyn std::error::Error>> {
 /// Invalid arguments or a failed run.
 pub fn run(args: &BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     match (&args.suite, args.check, &args.ab) {
+        (Some(Suite::Calibrate(args)), ..) => calibrate::run(args),
         (Some(Suite::Pipeline(args)), ..) => pipeline::run(args),
         (Some(Suite::Sigverify(args)), ..) => sigverify::run(args),
         (Some(Suite::Storage(args)), ..) => storage::run(args),

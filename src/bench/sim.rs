@@ -47,14 +47,9 @@ pub fn run(args: &SimBenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     let mut rows = Vec::new();
     for file in files {
-        let text = std::fs::read_to_string(&file).map_err(|error| {
-            InputError(format!(
-                "cannot read scenario {}: {error} (run from the repository's root, or give --scenario FILE)",
-                file.display()
-            ))
+        let mut scenario = Scenario::load(&file).map_err(|error| {
+            InputError(format!("{error} (run from the repository's root, or give --scenario FILE)"))
         })?;
-        let mut scenario =
-            Scenario::parse(&text).map_err(|error| InputError(format!("{}: {error}", file.display())))?;
         scenario.duration_s = scenario.duration_s.min(args.virtual_s);
         if args.stand_in {
             scenario.validators.sigverify = crate::sim::scenario::SigverifyMode::StandIn;

@@ -83,7 +83,11 @@ fn record_sizes(blocks: u64, txns_per_block: usize) -> Result<Vec<usize>, Box<dy
 }
 
 /// Seconds spent inside `Store::commit` for `blocks` blocks, and the record bytes written.
-fn persist(dir: &Path, blocks: u64, txns_per_block: usize) -> Result<(f64, u64), Box<dyn std::error::Error>> {
+pub(super) fn persist(
+    dir: &Path,
+    blocks: u64,
+    txns_per_block: usize,
+) -> Result<(f64, u64), Box<dyn std::error::Error>> {
     let mut chain = Chain::new(txns_per_block)?;
     let (mut store, _, _) = Store::open(dir, &chain.genesis(), StoreConfig::default())?;
     let mut spent = Duration::ZERO;

@@ -63,10 +63,7 @@ pub fn run(args: &SimArgs) -> Result<(), Box<dyn std::error::Error>> {
         return run_merge(args);
     }
     let path = args.scenario.as_ref().ok_or_else(|| InputError("--scenario FILE is required".into()))?;
-    let text = std::fs::read_to_string(path)
-        .map_err(|error| InputError(format!("cannot read {}: {error}", path.display())))?;
-    let scenario =
-        Scenario::parse(&text).map_err(|error| InputError(format!("{}: {error}", path.display())))?;
+    let scenario = Scenario::load(path).map_err(InputError)?;
     let seed = args.seed.unwrap_or(scenario.seed);
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from("sim-out").join(&scenario.name));
     std::fs::create_dir_all(&out)?;

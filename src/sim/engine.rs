@@ -26,6 +26,7 @@ use tessera_systems::kernels::sigverify::{stand_in_sign, stand_in_signature};
 use tessera_systems::workload::{SeedStream, sign, signing_key};
 use tessera_systems::{ChainTip, Ledger, Pipeline, PipelineConfig, Stages};
 
+use super::costs::{CostTable, Costs, Hosts, TickWork};
 use super::disk::{SimDisk, SimDiskConfig};
 use super::network::{Network, Transmission};
 use super::report::{Recorder, Report};
@@ -33,6 +34,7 @@ use super::scenario::{Fault, Policy, Scenario, SigverifyMode, StorageFault};
 use super::{Behaviour, byzantine, validator_key};
 use crate::driver;
 use crate::storage::Storage;
+use tessera_systems::counters::Work;
 
 /// The `index`-th client address of a run with stand-in signatures: derived from the seed, with
 /// no key behind it (stand-in tags need none).
@@ -210,12 +212,25 @@ pub struct Sim {
     pub recorder: Recorder,
     /// Events processed.
     pub events: u64,
+    /// Validator ticks run.
+    pub ticks: u64,
     /// The planted bug of [`Sim::plant_amnesia`].
     planted_amnesia: bool,
     /// Signature verdicts shared by every simulated node: a transaction verified by one is
     /// not verified again by the next (verification is pure; virtual time is charged per
     /// wake-up, so reports do not change).
     verdicts: tessera_systems::sigverify::SharedVerdicts,
+    /// With `validators.costs`: the priced work's cores, and when each validator's last tick
+    /// is done.
+    cpu: Option<Cpu>,
+}
+
+/// Virtual CPU time (see [`super::costs`]).
+#[derive(Debug)]
+struct Cpu {
+    costs: CostTable,
+    hosts: Hosts,
+    busy_until: Vec<u64>,
 }
 
 impl std::fmt::Debug for Sim {
@@ -317,9 +332,19 @@ impl Sim {
             consensus_config,
             pipeline_config,
             events: 0,
+            ticks: 0,
             planted_amnesia: false,
             verdicts: tessera_systems::sigverify::SharedVerdicts::new(),
+            cpu: None,
         };
+        if let Some(Costs::Table(costs)) = &sim.scenario.validators.costs {
+            let (per_host, cores) = (sim.scenario.validators.per_host, sim.scenario.validators.cores);
+            sim.cpu = Some(Cpu {
+                costs: costs.clone(),
+                hosts: Hosts::new(v, per_host, cores),
+                busy_until: vec![0; v as usize],
+            });
+        }
         sim.client_nonces = vec![0; sim.clients.len()];
         for index in 0..v {
             sim.start_validator(index)?;
@@ -683,7 +708,12 @@ impl Sim {
             }
             Payload::Block(..) => {}
         }
-        self.wake(to, (now + process).div_ceil(grid) * grid);
+        let ready = match &self.cpu {
+            // The work is charged when the tick runs; it runs once the last one is done.
+            Some(cpu) => now.max(cpu.busy_until[to as usize]),
+            None => now + process,
+        };
+        self.wake(to, ready.div_ceil(grid) * grid);
     }
 
     fn on_full_node_message(&mut self, to: u32, from: u32, payload: Payload, bytes: u64) {
@@ -725,12 +755,37 @@ impl Sim {
             return;
         }
         link.wake_at = u64::MAX;
+        if let Some(busy) =
+            self.cpu.as_ref().map(|cpu| cpu.busy_until[node as usize]).filter(|busy| *busy > self.now)
+        {
+            // Still working on its last tick.
+            return self.wake(node, busy);
+        }
         let behaviour = self.behaviour(node);
+        self.ticks += 1;
         let validator = &mut self.validators[node as usize];
         let Some(pipeline) = validator.pipeline.as_mut() else { return };
         let local = self.now.saturating_add_signed(validator.skew_ns);
+        let before = tick_work(pipeline.counters());
         let mut storage = SimStorage { store: validator.disk.as_mut(), safety: &mut validator.safety };
         let ticked = driver::tick(pipeline, local, Some(&mut storage));
+        // When this tick's work is done: its messages leave and its blocks count from then.
+        let slow = self.network.slow(node);
+        let done = match self.cpu.as_mut() {
+            Some(cpu) => {
+                let after = tick_work(pipeline.counters());
+                let work = TickWork {
+                    txn_signatures: after.txn_signatures - before.txn_signatures,
+                    admitted: after.admitted - before.admitted,
+                    work: after.work.since(&before.work),
+                };
+                let (serial, parallel) = cpu.costs.price(&work);
+                let done = cpu.hosts.run(node, self.now, (serial * slow, parallel * slow));
+                cpu.busy_until[node as usize] = done;
+                done
+            }
+            None => self.now,
+        };
         // The disk's virtual time for this tick's writes: the node is busy until they are done.
         let disk_busy_ns = validator.disk.as_mut().map_or(0, SimDisk::take_busy_ns);
         let deadline = pipeline.next_wake_ns();
@@ -739,7 +794,7 @@ impl Sim {
         }
         let honest = behaviour == Behaviour::Honest && !self.recorder.is_byzantine(node);
         for finalized in &ticked.finalized {
-            self.finalized(node, finalized, honest);
+            self.finalized(node, finalized, honest, done);
         }
         if let Some((fault, down)) = self.validators[node as usize].crash_after_persist {
             // Everything this tick signed is on disk; none of it leaves.
@@ -785,7 +840,7 @@ impl Sim {
                     }
                 };
                 // Sent once the tick's writes (blocks, safety state) are on the disk.
-                self.send_at(self.now + disk_busy_ns, node, to, Payload::Consensus(message), size);
+                self.send_at(done + disk_busy_ns, node, to, Payload::Consensus(message), size);
             }
         }
         // Next: the pipeline's own next deadline (in global time), and no sooner than a
@@ -795,18 +850,18 @@ impl Sim {
         let skew = self.validators[node as usize].skew_ns;
         let global_deadline =
             if deadline == u64::MAX { u64::MAX } else { deadline.saturating_add_signed(-skew) };
-        let next = global_deadline.max(self.now + MS.max(disk_busy_ns));
+        let next = global_deadline.max(self.now + MS.max(disk_busy_ns)).max(done + disk_busy_ns);
         if next <= self.end {
             self.wake(node, next);
         }
     }
 
-    fn finalized(&mut self, node: u32, finalized: &driver::Finalized, honest: bool) {
+    fn finalized(&mut self, node: u32, finalized: &driver::Finalized, honest: bool, at: u64) {
         let block = &finalized.certified;
         let header = &block.block.header;
         let hash = block.certificate.block;
         let ids: Vec<TxnId> = finalized.outcomes.iter().map(|outcome| outcome.id).collect();
-        self.recorder.finalized(node, header.height, hash, &ids, self.now, honest);
+        self.recorder.finalized(node, header.height, hash, &ids, at, honest);
         if !honest {
             return;
         }
@@ -814,9 +869,27 @@ impl Sim {
         let bytes = 256 + 160 * block.block.txns.len() as u64;
         let neighbours = self.nodes[node as usize].neighbours.clone();
         for neighbour in neighbours {
-            self.send(node, neighbour, Payload::Block(header.height, hash), bytes);
+            self.send_at(at, node, neighbour, Payload::Block(header.height, hash), bytes);
         }
     }
+}
+
+impl Sim {
+    /// Validator ticks run, and the consensus work the running validators did (a crashed
+    /// validator's count goes with its pipeline).
+    pub fn work_done(&self) -> (u64, Work) {
+        let total = self
+            .validators
+            .iter()
+            .filter_map(|v| v.pipeline.as_ref())
+            .fold(Work::default(), |total, pipeline| total.plus(&pipeline.counters().work));
+        (self.ticks, total)
+    }
+}
+
+/// The counts a tick's price is made of, read before and after it.
+fn tick_work(counters: &tessera_systems::PipelineCounters) -> TickWork {
+    TickWork { txn_signatures: counters.verified, admitted: counters.admitted, work: counters.work }
 }
 
 /// Runs a scenario to its end.

@@ -104,12 +104,82 @@ fn every_scenario_file_parses() {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
-            let text = std::fs::read_to_string(&path).unwrap();
-            Scenario::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            if path.file_name().is_some_and(|name| name.to_string_lossy().starts_with("costs")) {
+                // A cost table that scenarios name.
+                super::costs::CostFile::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                continue;
+            }
+            Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
             count += 1;
         }
     }
     assert!(count >= 5, "expected the five scenarios, found {count}");
+}
+
+/// A network with four validators, no faults, stand-in signatures and steady load.
+fn steady(costs: Option<super::costs::CostTable>, per_host: u32) -> Scenario {
+    let mut scenario = Scenario::random(3);
+    scenario.duration_s = 3.0;
+    scenario.validators.count = 4;
+    scenario.full_nodes.count = 0;
+    scenario.partitions.clear();
+    scenario.faults.clear();
+    scenario.random_faults = Default::default();
+    scenario.network.loss = 0.0;
+    scenario.network.duplicate = 0.0;
+    scenario.network.reorder = 0.0;
+    scenario.workload.rate = vec![[0.0, 2000.0], [3.0, 2000.0]];
+    scenario.validators.costs = costs.map(super::costs::Costs::Table);
+    scenario.validators.per_host = per_host;
+    scenario.validate().expect("valid scenario");
+    scenario
+}
+
+fn latency_p50(scenario: Scenario) -> (f64, u64, String) {
+    let bytes = report_bytes(scenario, 3);
+    let report: serde_json::Value = serde_json::from_str(&bytes).unwrap();
+    let finalized = report["transactions"]["finalized"].as_u64().unwrap();
+    (report["latency_ms"]["p50"].as_f64().unwrap(), finalized, bytes)
+}
+
+#[test]
+fn charged_work_costs_time_and_shared_cores_cost_more() {
+    let table = super::costs::table();
+    let (apart, apart_finalized, bytes) = latency_p50(steady(Some(table.clone()), 1));
+    assert_eq!(bytes, latency_p50(steady(Some(table.clone()), 1)).2, "a run with costs is deterministic");
+    let (shared, shared_finalized, _) = latency_p50(steady(Some(table.clone()), 4));
+    let mut dear = table.clone();
+    dear.admit_txn_ns *= 20.0;
+    dear.message_ns *= 20.0;
+    let (costly, costly_finalized, _) = latency_p50(steady(Some(dear), 1));
+    for finalized in [apart_finalized, shared_finalized, costly_finalized] {
+        assert!(finalized > 4000, "only {finalized} transactions finalized");
+    }
+    assert!(
+        shared > apart,
+        "four validators on one core ({shared} ms) are no slower than on four ({apart} ms)"
+    );
+    assert!(costly > apart, "dearer work ({costly} ms) costs no more time than cheap ({apart} ms)");
+}
+
+#[test]
+fn a_cost_table_that_cannot_be_read_is_named() {
+    let dir = std::env::temp_dir().join(format!("tessera-costs-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut text = toml::to_string(&steady(None, 1)).unwrap();
+    text = text.replacen("[validators]\n", "[validators]\ncosts = \"missing.toml\"\n", 1);
+    let path = dir.join("scenario.toml");
+    std::fs::write(&path, &text).unwrap();
+    let error = Scenario::load(&path).unwrap_err();
+    assert!(error.contains("validators.costs") && error.contains("missing.toml"), "{error}");
+    std::fs::write(dir.join("missing.toml"), "[costs]\nverify_single_ns = 1.0\n").unwrap();
+    let error = Scenario::load(&path).unwrap_err();
+    assert!(error.contains("missing field"), "{error}");
+    let table = super::costs::CostFile { measured: None, costs: super::costs::table() };
+    std::fs::write(dir.join("missing.toml"), toml::to_string(&table).unwrap()).unwrap();
+    let loaded = Scenario::load(&path).unwrap();
+    assert_eq!(loaded.validators.costs, Some(super::costs::Costs::Table(super::costs::table())));
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

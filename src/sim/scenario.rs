@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use tessera_systems::workload::SeedStream;
 
 use super::Behaviour;
+use super::costs::{CostFile, Costs};
 
 /// A whole scenario.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -79,6 +80,28 @@ pub struct Validators {
     /// Faults and latency of the simulated disk (needs `storage`).
     #[serde(default, skip_serializing_if = "DiskSpec::is_off")]
     pub disk: DiskSpec,
+    /// What work costs (a file written by `tessera bench calibrate`, relative to the scenario,
+    /// or the table inline). With it each tick is charged virtual CPU time for the work it did,
+    /// on its host's cores, in place of `process_us` per delivery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub costs: Option<Costs>,
+    /// Cores of each host (with `costs`).
+    #[serde(default = "cores", skip_serializing_if = "is_one")]
+    pub cores: u32,
+    /// Validators sharing one host (with `costs`): 4 with `cores = 2` is four validators on
+    /// one 2-core machine.
+    #[serde(default = "per_host", skip_serializing_if = "is_one")]
+    pub per_host: u32,
+}
+
+fn cores() -> u32 {
+    1
+}
+fn per_host() -> u32 {
+    1
+}
+fn is_one(value: &u32) -> bool {
+    *value == 1
 }
 
 fn view_timeout() -> u64 {
@@ -459,6 +482,26 @@ impl Scenario {
         Ok(scenario)
     }
 
+    /// Reads a scenario file, loads the cost table it names (a path relative to the scenario's
+    /// directory), and validates it.
+    ///
+    /// # Errors
+    /// An unreadable file, or what [`Scenario::parse`] refuses.
+    pub fn load(path: &std::path::Path) -> Result<Scenario, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+        let mut scenario: Scenario =
+            toml::from_str(&text).map_err(|error| format!("{}: {error}", path.display()))?;
+        if let Some(Costs::File(file)) = &scenario.validators.costs {
+            let file = path.parent().unwrap_or(std::path::Path::new(".")).join(file);
+            let table = CostFile::load(&file)
+                .map_err(|error| format!("{}: validators.costs: {error}", path.display()))?;
+            scenario.validators.costs = Some(Costs::Table(table.costs));
+        }
+        scenario.validate().map_err(|error| format!("{}: {error}", path.display()))?;
+        Ok(scenario)
+    }
+
     /// Every node: validators first, then full nodes.
     pub fn node_count(&self) -> u32 {
         self.validators.count + self.full_nodes.count
@@ -487,6 +530,21 @@ impl Scenario {
             ));
         }
         v.disk.validate()?;
+        match &v.costs {
+            Some(Costs::Table(table)) => {
+                table.validate().map_err(|problem| bad("validators.costs", problem))?
+            }
+            Some(Costs::File(path)) => {
+                return Err(bad(
+                    "validators.costs",
+                    format!("the file {path} was not loaded (load the scenario from its file)"),
+                ));
+            }
+            None => {}
+        }
+        if !(1..=1024).contains(&v.cores) || !(1..=1000).contains(&v.per_host) {
+            return Err(bad("validators", "cores must be in 1..=1024 and per_host in 1..=1000"));
+        }
         if !v.disk.is_off() && !v.storage {
             return Err(bad("validators.disk", "needs validators.storage = true"));
         }
@@ -690,6 +748,9 @@ impl Scenario {
                 sigverify: SigverifyMode::StandIn,
                 storage,
                 disk: DiskSpec::default(),
+                costs: None,
+                cores: 1,
+                per_host: 1,
             },
             full_nodes: FullNodes { count: full, degree: 3 },
             network: Network {

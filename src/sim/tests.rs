@@ -40,6 +40,9 @@ fn cluster(seed: u64, validators: u32, duration_s: f64) -> Scenario {
             sigverify: SigverifyMode::Real,
             storage: false,
             disk: Default::default(),
+            costs: None,
+            cores: 1,
+            per_host: 1,
         },
         full_nodes: FullNodes { count: 0, degree: 8 },
         network: Network {

@@ -55,4 +55,65 @@ pub struct PipelineCounters {
     pub executed: u64,
     /// Transactions included in blocks that failed at execution.
     pub failed: u64,
+    /// The work consensus did, counted where it is done (the simulator charges virtual CPU
+    /// time for it, see [`Work`]).
+    pub work: Work,
+}
+
+/// Units of work the node's consensus path did, for a cost model: each is counted where the
+/// work happens, and a tick's work is the difference of two readings ([`Work::since`]).
+/// Transaction signatures checked in the pipeline, and transactions admitted, are in
+/// [`PipelineCounters::verified`] and [`PipelineCounters::admitted`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Work {
+    /// Blocks this node built as leader (packed from the mempool and executed).
+    pub blocks_built: u64,
+    /// Transactions packed into those blocks.
+    pub txns_packed: u64,
+    /// Proposed blocks this node validated (checked and executed speculatively).
+    pub blocks_validated: u64,
+    /// Transactions in those blocks.
+    pub txns_validated: u64,
+    /// Transaction signatures checked while validating a block (those the node had not seen).
+    pub block_signatures: u64,
+    /// Blocks finalized and committed to the ledger.
+    pub blocks_committed: u64,
+    /// Transactions in those blocks.
+    pub txns_committed: u64,
+    /// Consensus messages handled after their signatures verified.
+    pub consensus_messages: u64,
+    /// Consensus signatures verified (votes, proposals, certificates).
+    pub consensus_signatures: u64,
+}
+
+impl Work {
+    /// The sum of two counts.
+    pub fn plus(&self, other: &Work) -> Work {
+        Work {
+            blocks_built: self.blocks_built + other.blocks_built,
+            txns_packed: self.txns_packed + other.txns_packed,
+            blocks_validated: self.blocks_validated + other.blocks_validated,
+            txns_validated: self.txns_validated + other.txns_validated,
+            block_signatures: self.block_signatures + other.block_signatures,
+            blocks_committed: self.blocks_committed + other.blocks_committed,
+            txns_committed: self.txns_committed + other.txns_committed,
+            consensus_messages: self.consensus_messages + other.consensus_messages,
+            consensus_signatures: self.consensus_signatures + other.consensus_signatures,
+        }
+    }
+
+    /// The work done between `earlier` and this reading.
+    pub fn since(&self, earlier: &Work) -> Work {
+        Work {
+            blocks_built: self.blocks_built - earlier.blocks_built,
+            txns_packed: self.txns_packed - earlier.txns_packed,
+            blocks_validated: self.blocks_validated - earlier.blocks_validated,
+            txns_validated: self.txns_validated - earlier.txns_validated,
+            block_signatures: self.block_signatures - earlier.block_signatures,
+            blocks_committed: self.blocks_committed - earlier.blocks_committed,
+            txns_committed: self.txns_committed - earlier.txns_committed,
+            consensus_messages: self.consensus_messages - earlier.consensus_messages,
+            consensus_signatures: self.consensus_signatures - earlier.consensus_signatures,
+        }
+    }
 }

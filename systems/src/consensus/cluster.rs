@@ -675,8 +675,8 @@ mod tests {
         };
         // Resumes in view 4, which validator 0 leads (4 mod 4).
         let saved = SafetyState { height: 1, view: 3, lock: Some(lock.clone()) };
-        let mut leader =
-            Core::new(0, keys()[0].clone(), validator_set(), config(), 0, Hash::ZERO).with_safety_state(&saved);
+        let mut leader = Core::new(0, keys()[0].clone(), validator_set(), config(), 0, Hash::ZERO)
+            .with_safety_state(&saved);
         let mut host = ClusterHost::default();
         leader.start(0, &mut host);
         assert_eq!(leader.view(), 4);

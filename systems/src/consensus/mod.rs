@@ -24,7 +24,7 @@ use tessera_components::{
 use self::core::{BlockFault, Core, Destination, Host};
 use crate::clock::Clock;
 use crate::config::PipelineConfig;
-use crate::counters::{PipelineCounters, RejectCounters};
+use crate::counters::{PipelineCounters, RejectCounters, Work};
 use crate::execute::{count_outcomes, execute_speculative};
 use crate::kernels::sigverify::{VerifyItem, stand_in_signature, verify_many};
 use crate::ledger::{Ledger, LedgerDelta};
@@ -201,6 +201,7 @@ struct NodeHost<'a> {
     history_bytes_max: usize,
     committed: &'a mut Vec<BlockCommitted>,
     accepted: &'a mut AcceptedSignatures,
+    work: &'a mut Work,
     now_ms: u64,
 }
 
@@ -215,6 +216,8 @@ impl Host for NodeHost<'_> {
     fn build_block(&mut self, height: u64, view: u64, parent: Hash, proposer: u32) -> Block {
         let packed = self.mempool.pack(self.ledger, self.config.block_txn_max, self.config.block_bytes_max);
         let (txns, ids): (Vec<_>, Vec<_>) = packed.into_iter().unzip();
+        self.work.blocks_built += 1;
+        self.work.txns_packed += txns.len() as u64;
         let fields =
             BlockFields { height, view, timestamp_ms: self.now_ms, proposer, parent, state_root: Hash::ZERO };
         let mut block = Block::assemble(fields, txns, &ids);
@@ -247,6 +250,9 @@ impl Host for NodeHost<'_> {
         let ids: Vec<TxnId> = block.txns.iter().map(|txn| txn.id()).collect();
         let unseen: Vec<usize> = (0..ids.len()).filter(|i| !self.accepted.0.contains(&ids[*i].0.0)).collect();
         let items: Vec<VerifyItem<'_>> = unseen.iter().map(|i| VerifyItem::of_txn(&block.txns[*i])).collect();
+        self.work.blocks_validated += 1;
+        self.work.txns_validated += block.txns.len() as u64;
+        self.work.block_signatures += items.len() as u64;
         let mut verdicts = vec![false; items.len()];
         if self.config.sigverify_stand_in {
             for (verdict, i) in verdicts.iter_mut().zip(&unseen) {
@@ -278,6 +284,8 @@ impl Host for NodeHost<'_> {
         };
         assert_eq!(sealed.hash, hash, "executed block is the finalized block");
         self.ledger.commit(delta);
+        self.work.blocks_committed += 1;
+        self.work.txns_committed += block.txns.len() as u64;
         *self.tip = ChainTip { height: block.header.height, hash, state_root: block.header.state_root };
         self.speculative.clear();
         let certified = CertifiedBlock { block: block.clone(), certificate: certificate.clone() };
@@ -299,6 +307,7 @@ pub fn verify_consensus_messages(
     mut inbox: ResMut<ConsensusInbox>,
     mut verified: ResMut<VerifiedConsensus>,
     shared: Res<SharedVerdicts>,
+    mut pipeline: ResMut<PipelineCounters>,
 ) {
     let mut messages = std::mem::take(&mut inbox.messages);
     // Cheap checks first: nothing the state machine would ignore costs a verification.
@@ -313,6 +322,7 @@ pub fn verify_consensus_messages(
     verified.messages = kept;
     verified.dropped_bad_signature += dropped;
     verified.signatures_verified += checked;
+    pipeline.work.consensus_signatures += checked;
 }
 
 /// Runs the state machine over this tick's verified messages and the clock.
@@ -332,6 +342,7 @@ pub fn step_consensus(
 ) {
     let consensus = &mut *consensus;
     let mut committed = Vec::new();
+    let mut work = pipeline.work;
     let mut host = NodeHost {
         config: &config,
         mempool: &mut mempool,
@@ -343,6 +354,7 @@ pub fn step_consensus(
         history_bytes_max: consensus.history_bytes_max,
         committed: &mut committed,
         accepted: &mut accepted,
+        work: &mut work,
         now_ms: clock.now_ns / 1_000_000,
     };
     if !consensus.started {
@@ -350,10 +362,12 @@ pub fn step_consensus(
         consensus.core.start(clock.now_ns, &mut host);
     }
     for (from, message) in std::mem::take(&mut verified.messages) {
+        host.work.consensus_messages += 1;
         consensus.core.on_message(from, message, &mut host);
     }
     consensus.core.tick(clock.now_ns, &mut host);
     outbox.messages.extend(consensus.core.drain_outbox());
+    pipeline.work = work;
     for sealed in &committed {
         count_outcomes(sealed, &mut pipeline, &mut rejects);
     }
