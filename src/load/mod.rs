@@ -143,6 +143,7 @@ impl PhaseReport {
     pub fn latency_json(&self) -> Value {
         json!({
             "p50": self.percentile(0.5),
+            "p90": self.percentile(0.9),
             "p99": self.percentile(0.99),
             "p999": self.percentile(0.999),
             "max": if self.latency_ms.is_empty() { 0 } else { self.latency_ms.max() },
