@@ -43,6 +43,15 @@ pub struct DevnetArgs {
     /// from 27000.
     #[arg(long)]
     pub base_port: Option<u16>,
+    /// Then run the same workload in the simulator, calibrated with --costs, and print both
+    /// side by side (finalized TPS, blocks/s, latency p50/p90/p99, messages and bytes per
+    /// block). Writes compare.json, sim-report.json and latency_cdf.svg (both latency CDFs)
+    /// into --report-dir, or DATA_DIR/compare. Needs --rate.
+    #[arg(long, requires = "rate")]
+    pub compare_sim: bool,
+    /// The cost table for --compare-sim, as `tessera bench calibrate --out FILE` writes it.
+    #[arg(long, value_name = "FILE", default_value = "tools/scenarios/costs.toml")]
+    pub costs: PathBuf,
 }
 
 struct Validator {
@@ -238,6 +247,11 @@ pub fn run(args: &DevnetArgs) -> Result<(), Box<dyn std::error::Error>> {
         // Before any node starts: a report that cannot be written should not cost a run.
         std::fs::create_dir_all(out).map_err(|error| format!("--report-dir {}: {error}", out.display()))?;
     }
+    if args.compare_sim {
+        // Before any node starts: a missing table should not cost a run.
+        crate::sim::costs::CostFile::load(&args.costs)
+            .map_err(|error| crate::InputError(format!("--costs: {error} (write one with `tessera bench calibrate --out FILE`)")))?;
+    }
     if dir.join("genesis.toml").exists() {
         return Err(format!("{} already holds a devnet; pick another --data-dir", dir.display()).into());
     }
@@ -311,6 +325,10 @@ pub fn run(args: &DevnetArgs) -> Result<(), Box<dyn std::error::Error>> {
         for plot in plot_report(out, &report)? {
             println!("plot written to {}", plot.display());
         }
+    }
+    if args.compare_sim {
+        let out = args.report_dir.clone().unwrap_or_else(|| crate::cli::compare_sim::default_out(&dir));
+        crate::cli::compare_sim::compare(&report, &args.costs, &out)?;
     }
     println!("data directories kept in {}", dir.display());
     Ok(())
@@ -404,6 +422,10 @@ fn drive(
     });
     if args.report_dir.is_some() {
         report["per_validator"] = per_validator_json(&chosen.per_node);
+    }
+    if args.compare_sim {
+        report["latency_cdf_ms"] =
+            json!(crate::cli::compare_sim::cdf(&chosen.latency_ms, 1.0).iter().map(|(ms, q)| [*ms, *q]).collect::<Vec<_>>());
     }
     Ok(report)
 }

@@ -1,6 +1,7 @@
 //! Subcommands that are not benchmarks.
 
 pub mod attack;
+pub mod compare_sim;
 pub mod devnet;
 pub mod doctor;
 pub mod drill;

@@ -337,6 +337,11 @@ impl Recorder {
         self.last_height[node as usize]
     }
 
+    /// Submit → finalized latency of every transaction finalized, in microseconds.
+    pub fn latency_us(&self) -> &Histogram<u64> {
+        &self.latency_us
+    }
+
     /// Validator `node` finalized `hash` at `height`.
     pub fn finalized(
         &mut self,
