@@ -17,8 +17,8 @@
 //! sends, or during them) leaves on disk a state that covers everything that ever left. What the runtime then does with the result (sockets, or the simulated
 //! network) is its own: `Destination::recipients` says who a consensus message goes to.
 
-use tessera_components::{CertifiedBlock, ConsensusMessage};
-use tessera_systems::consensus::core::Destination;
+use tessera_components::{CertifiedBlock, ConsensusMessage, SafetyState};
+use tessera_systems::consensus::core::{Core, Destination};
 use tessera_systems::{Pipeline, TxnOutcome, TxnRejected};
 
 use crate::storage::{Storage, StoreError};
@@ -84,6 +84,26 @@ pub fn tick(pipeline: &mut Pipeline, now_ns: u64, mut store: Option<&mut dyn Sto
     Ticked { rejections, finalized, persist_error, outbound }
 }
 
+/// Resumes a starting validator's `core` (at `tip_height`, what its store recovered) from the
+/// safety state the store held. A store with blocks but no safety state (both slot files
+/// lost or damaged) must not start the validator unbound: it may have signed, before it
+/// stopped, proposals and votes at `tip_height + 1` in views it would enter again. It cannot
+/// have signed at `tip_height + 2`: to get there it finalized `tip_height + 1`, and that
+/// block was durable before anything of the next height left. So it resumes bound to sign
+/// nothing below `tip_height + 2`, and catches up by sync. Returns the core, and whether the
+/// stand-in state was used (the node warns).
+pub fn resume(core: Core, saved: Option<&SafetyState>, tip_height: u64) -> (Core, bool) {
+    match saved {
+        Some(saved) => (core.with_safety_state(saved), false),
+        None if tip_height > 0 => {
+            let bound = SafetyState { height: tip_height.saturating_add(2), view: 0, lock: None };
+            (core.with_safety_state(&bound), true)
+        }
+        // A new store: nothing was ever signed.
+        None => (core, false),
+    }
+}
+
 /// Refills a (re)started validator's sync history from `store`'s newest finalized blocks,
 /// within the history's byte budget, so it can serve peers that are behind it what it
 /// finalized before it stopped. A block the store cannot read ends the walk (the node still
@@ -135,10 +155,8 @@ mod tests {
         let tip =
             ChainTip { height: recovery.height, hash: store.tip_hash(), state_root: recovery.state_root };
         let config = ConsensusConfig::default();
-        let mut core = Core::new(me, keys[me as usize].clone(), set, config, tip.height, tip.hash);
-        if let Some(saved) = &recovery.safety {
-            core = core.with_safety_state(saved);
-        }
+        let core = Core::new(me, keys[me as usize].clone(), set, config, tip.height, tip.hash);
+        let (core, _) = resume(core, recovery.safety.as_ref(), tip.height);
         let stages = Stages::Validator { core: Box::new(core), history_bytes_max: 1 << 20 };
         let pipeline = Pipeline::with_stages(PipelineConfig::default(), ledger, tip, stages).unwrap();
         (pipeline, store)
@@ -183,6 +201,38 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    /// Both safety slot files lost, blocks kept: validator 3 restarts at height 4 (its store
+    /// holds 3 blocks) in view 3, which it leads. Unbound, it proposed at once, although
+    /// before the loss it may have proposed another block in that view.
+    #[test]
+    fn a_validator_that_lost_its_safety_state_signs_nothing_until_past_its_tip() {
+        let keys = keys();
+        let set = ValidatorSet::new(keys.iter().map(|key| key.verifying_key().to_bytes()).collect());
+        let ledger = Ledger::from_genesis(&genesis()).unwrap();
+        let tip = ChainTip { height: 3, hash: Hash([3; 32]), state_root: ledger.state_root() };
+        let core = Core::new(3, keys[3].clone(), set, ConsensusConfig::default(), tip.height, tip.hash);
+        let (core, stand_in) = resume(core, None, tip.height);
+        let state = core.safety_state();
+        let stages = Stages::Validator { core: Box::new(core), history_bytes_max: 1 << 20 };
+        let mut pipeline = Pipeline::with_stages(PipelineConfig::default(), ledger, tip, stages).unwrap();
+        let mut signed = Vec::new();
+        for ms in [1, 60, 400, 1200, 2600] {
+            let ticked = tick(&mut pipeline, ms * 1_000_000, None);
+            signed.extend(proposals(&ticked.outbound));
+            signed.extend(prepares(&ticked.outbound).into_iter().map(|(view, _)| view));
+        }
+        assert!(
+            signed.is_empty(),
+            "signed proposals or votes in views {signed:?} at the height it may have signed at"
+        );
+        assert!(stand_in, "the node is told the state was lost");
+        assert_eq!(state, SafetyState { height: 5, view: 0, lock: None });
+        // A new store is bound by nothing.
+        let alone = ValidatorSet::new(vec![keys[0].verifying_key().to_bytes()]);
+        let fresh = Core::new(0, keys[0].clone(), alone, ConsensusConfig::default(), 0, Hash::ZERO);
+        assert!(!resume(fresh, None, 0).1);
     }
 
     #[test]

@@ -76,7 +76,8 @@ pub fn compare(real: &Value, costs: &Path, out: &Path) -> Result<Value, Box<dyn 
     std::fs::create_dir_all(out)?;
     std::fs::write(out.join("sim-report.json"), serde_json::to_string_pretty(&simulated)? + "\n")?;
 
-    let real_blocks = (real["blocks_pushed"].as_u64().unwrap_or(0) + real["blocks_fetched"].as_u64().unwrap_or(0)) as f64;
+    let real_blocks =
+        (real["blocks_pushed"].as_u64().unwrap_or(0) + real["blocks_fetched"].as_u64().unwrap_or(0)) as f64;
     let sim_height = simulated["chain"]["height_max"].as_f64().unwrap_or(0.0);
     // Everything validators sent: consensus messages and forwarded transaction batches.
     let messages = simulated["network"]["messages_sent"].as_f64();
@@ -85,7 +86,11 @@ pub fn compare(real: &Value, costs: &Path, out: &Path) -> Result<Value, Box<dyn 
     // (name, real, simulated); blocks/s counts the blocks the devnet's tracker saw finalized
     // during the load (its height also counts blocks from before it).
     let rows: Vec<(&str, Option<f64>, Option<f64>)> = vec![
-        ("finalized_tps", real["finalized_tps"].as_f64(), simulated["transactions"]["finalized_tps"].as_f64()),
+        (
+            "finalized_tps",
+            real["finalized_tps"].as_f64(),
+            simulated["transactions"]["finalized_tps"].as_f64(),
+        ),
         ("blocks_per_s", Some(real_blocks / duration_s.max(1e-9)), Some(sim_height / duration_s.max(1e-9))),
         ("latency_p50_ms", real["latency_ms"]["p50"].as_f64(), simulated["latency_ms"]["p50"].as_f64()),
         ("latency_p90_ms", real["latency_ms"]["p90"].as_f64(), simulated["latency_ms"]["p90"].as_f64()),
@@ -102,7 +107,12 @@ pub fn compare(real: &Value, costs: &Path, out: &Path) -> Result<Value, Box<dyn 
             (Some(r), Some(s)) if *r > 0.0 => Some(s / r),
             _ => None,
         };
-        println!("{name:<20}{:>12}{:>12}{:>10}", show(*r), show(*s), ratio.map_or("-".into(), |q| format!("{q:.3}")));
+        println!(
+            "{name:<20}{:>12}{:>12}{:>10}",
+            show(*r),
+            show(*s),
+            ratio.map_or("-".into(), |q| format!("{q:.3}"))
+        );
         figures.insert((*name).into(), json!({"real": r, "simulated": s, "ratio": ratio}));
     }
     let comparison = json!({

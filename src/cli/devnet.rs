@@ -249,8 +249,11 @@ pub fn run(args: &DevnetArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     if args.compare_sim {
         // Before any node starts: a missing table should not cost a run.
-        crate::sim::costs::CostFile::load(&args.costs)
-            .map_err(|error| crate::InputError(format!("--costs: {error} (write one with `tessera bench calibrate --out FILE`)")))?;
+        crate::sim::costs::CostFile::load(&args.costs).map_err(|error| {
+            crate::InputError(format!(
+                "--costs: {error} (write one with `tessera bench calibrate --out FILE`)"
+            ))
+        })?;
     }
     if dir.join("genesis.toml").exists() {
         return Err(format!("{} already holds a devnet; pick another --data-dir", dir.display()).into());
@@ -424,8 +427,12 @@ fn drive(
         report["per_validator"] = per_validator_json(&chosen.per_node);
     }
     if args.compare_sim {
-        report["latency_cdf_ms"] =
-            json!(crate::cli::compare_sim::cdf(&chosen.latency_ms, 1.0).iter().map(|(ms, q)| [*ms, *q]).collect::<Vec<_>>());
+        report["latency_cdf_ms"] = json!(
+            crate::cli::compare_sim::cdf(&chosen.latency_ms, 1.0)
+                .iter()
+                .map(|(ms, q)| [*ms, *q])
+                .collect::<Vec<_>>()
+        );
     }
     Ok(report)
 }

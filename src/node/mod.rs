@@ -237,18 +237,24 @@ impl Node {
             let core = Core::new(me, key.clone(), set, consensus_config.clone(), tip.height, tip.hash);
             // Resume from what this validator bound itself to before it stopped: it signs
             // nothing in a view it may already have signed in.
-            match &recovery.safety {
-                Some(saved) => {
-                    tracing::info!(
-                        height = saved.height,
-                        view = saved.view,
-                        locked = saved.lock.is_some(),
-                        "safety state recovered"
-                    );
-                    core.with_safety_state(saved)
-                }
-                None => core,
+            if let Some(saved) = &recovery.safety {
+                tracing::info!(
+                    height = saved.height,
+                    view = saved.view,
+                    locked = saved.lock.is_some(),
+                    "safety state recovered"
+                );
             }
+            let (core, stand_in) = driver::resume(core, recovery.safety.as_ref(), tip.height);
+            if stand_in {
+                tracing::warn!(
+                    height = tip.height,
+                    "the data directory holds blocks but no safety state (safety-0 and safety-1 lost or \
+                     damaged): signing nothing until height {} is reached by sync",
+                    tip.height + 2
+                );
+            }
+            core
         };
         let mut pipeline = Pipeline::with_stages(
             pipeline_config,

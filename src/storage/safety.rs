@@ -16,7 +16,8 @@
 //!
 //! Bytes past the payload are left from longer earlier writes and ignored. A slot that fails
 //! its checks (torn, or never written) counts as empty; two empty slots mean no state was ever
-//! written, which is only right for a new store, so the node then starts as it would at genesis.
+//! written, which is only right for a new store: with blocks, the node resumes bound to sign
+//! nothing below its tip + 2 (`crate::driver::resume`).
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
