@@ -75,8 +75,10 @@ pub fn tick(pipeline: &mut Pipeline, now_ns: u64, mut store: Option<&mut dyn Sto
         && let Some(store) = store
         && let Err(error) = store.save_safety(&state)
     {
-        // Not durable, so not sent: the messages were signed under this state.
+        // Not durable, so not sent: the messages were signed under this state. The core
+        // offers it again next tick, before any resend of them.
         outbound.clear();
+        pipeline.safety_not_saved();
         persist_error.get_or_insert(error);
     }
     // Handed out only now: nothing this tick produced leaves before its blocks and the safety
@@ -315,6 +317,18 @@ mod tests {
         let ticked = tick(&mut pipeline, 1_000_000, Some(&mut failing));
         assert!(ticked.outbound.is_empty(), "sent {:?} without a durable safety state", ticked.outbound);
         assert!(ticked.persist_error.is_some());
+        // Later ticks re-send what the first signed (here validator 0's proposal, every quarter
+        // timeout): not while the state it was signed under is still not durable. Before, the
+        // failed state was taken once, and the next resend left without it.
+        for ms in [300, 600, 900] {
+            let ticked = tick(&mut pipeline, ms * 1_000_000, Some(&mut failing));
+            assert!(ticked.outbound.is_empty(), "at {ms} ms re-sent {:?} unsaved", ticked.outbound);
+        }
+        // Once the disk works again the state is saved first, then the messages go.
+        let mut working = failing.0;
+        let ticked = tick(&mut pipeline, 1_200_000_000, Some(&mut working));
+        assert!(ticked.persist_error.is_none());
+        assert!(!ticked.outbound.is_empty(), "nothing sent once the state is durable");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -332,6 +332,14 @@ impl Pipeline {
         self.world.get_resource_mut::<consensus::Consensus>()?.core.take_safety_update()
     }
 
+    /// The shell could not persist the state [`Pipeline::take_safety_update`] returned: it is
+    /// returned again at the next call (see [`consensus::core::Core::safety_not_saved`]).
+    pub fn safety_not_saved(&mut self) {
+        if let Some(mut consensus) = self.world.get_resource_mut::<consensus::Consensus>() {
+            consensus.core.safety_not_saved();
+        }
+    }
+
     /// Takes the blocks finalized since the last call, with their commit certificates (a
     /// validator only; the shell persists them).
     pub fn drain_certified(&mut self) -> Vec<tessera_components::CertifiedBlock> {

@@ -433,6 +433,14 @@ impl Core {
         Some(self.safety_state())
     }
 
+    /// The shell could not persist what [`Core::take_safety_update`] returned, and dropped the
+    /// outbox. The state is returned again at the next call, so the messages signed under it,
+    /// which stay in `sent_this_view` and are re-sent every quarter timeout, go out only once it
+    /// is durable: otherwise a resend after a failed save followed by a crash would be amnesia.
+    pub fn safety_not_saved(&mut self) {
+        self.safety_changed = !self.observer;
+    }
+
     /// A full node's state machine: it checks and applies the finalized blocks that sync
     /// responses carry (certificate, parent link, validation by execution) and does nothing
     /// else: no votes, proposals, view changes or sync answers.
