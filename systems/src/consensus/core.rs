@@ -1196,10 +1196,18 @@ fn usable_sync_prefix(blocks: &mut Vec<CertifiedBlock>, height: u64, max: usize)
         .count()
 }
 
-/// What a block adds to a sync response, for its byte bound: its transactions plus a fixed
-/// allowance for the header and certificate.
+/// What a finalized block costs, in bytes, in a sync response (its byte bound) and in the
+/// sync history held in memory (`history_bytes_max`): its transactions, its header, each
+/// certificate signature and signer index, and a fixed allowance for the rest. A flat
+/// allowance for the certificate undercounted it with many validators (a quorum of 67 carries
+/// about 4.5 KB of signatures), so a history of empty blocks held several times its budget.
 pub fn sync_cost(certified: &CertifiedBlock) -> usize {
-    certified.block.txns.len() * tessera_components::constants::TXN_SIZE + 512
+    let certificate = &certified.certificate;
+    certified.block.txns.len() * tessera_components::constants::TXN_SIZE
+        + size_of::<tessera_components::BlockHeader>()
+        + certificate.signatures.len() * size_of::<tessera_components::Signature>()
+        + certificate.signers.len() * size_of::<u32>()
+        + 256
 }
 
 /// The blocks of one sync response: the leading run of `blocks` that fits
@@ -1505,6 +1513,21 @@ mod tests {
         let batch = bounded_sync_batch(blocks.iter().cloned().inspect(|_| read += 1), &config(64, 2 * cost));
         assert_eq!(heights(&batch), [1, 2]);
         assert_eq!(read, 3);
+    }
+
+    #[test]
+    fn a_blocks_sync_cost_counts_its_certificate() {
+        let empty = certified(1, 0);
+        let mut signed = empty.clone();
+        signed.certificate.signers = (0..67).collect();
+        signed.certificate.signatures = vec![tessera_components::Signature([0; 64]); 67];
+        // Each signature and signer index is held, as the block's transactions are.
+        assert_eq!(sync_cost(&signed) - sync_cost(&empty), 67 * (64 + 4));
+        assert_eq!(
+            sync_cost(&certified(1, 3)) - sync_cost(&empty),
+            3 * tessera_components::constants::TXN_SIZE
+        );
+        assert!(sync_cost(&empty) >= size_of::<tessera_components::BlockHeader>());
     }
 
     #[test]

@@ -21,7 +21,7 @@ use tessera_components::{
     Block, BlockFields, BlockHeader, CertifiedBlock, ConsensusMessage, Hash, QuorumCertificate, TxnId,
 };
 
-use self::core::{BlockFault, Core, Destination, Host};
+use self::core::{BlockFault, Core, Destination, Host, sync_cost};
 use crate::clock::Clock;
 use crate::config::PipelineConfig;
 use crate::counters::{PipelineCounters, RejectCounters, Work};
@@ -107,7 +107,8 @@ pub struct Consensus {
     /// hash: a delta over the ledger in proportion to the accounts the block touches.
     speculative: HashMap<Hash, (LedgerDelta, BlockCommitted)>,
     /// Finalized blocks kept in memory for peers that sync, oldest dropped once they take more
-    /// than `history_bytes_max` (counting transaction bytes plus a fixed 512 per block).
+    /// than `history_bytes_max` (as [`sync_cost`] counts them: transactions, header and
+    /// certificate).
     history: std::collections::VecDeque<CertifiedBlock>,
     history_bytes: usize,
     history_bytes_max: usize,
@@ -135,12 +136,6 @@ impl Consensus {
             history_bytes_max,
         }
     }
-}
-
-/// What one finalized block costs against `history_bytes_max`: its transaction bytes plus a
-/// fixed 512 for header and certificate.
-fn sync_cost(certified: &CertifiedBlock) -> usize {
-    certified.block.body_size() + 512
 }
 
 /// Appends the next finalized block to the sync history, dropping the oldest past the budget
