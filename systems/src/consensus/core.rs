@@ -85,7 +85,7 @@ impl ValidatorSet {
 }
 
 /// Timing and limits of the protocol.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConsensusConfig {
     /// Timeout of a view after a success, nanoseconds; doubled per consecutive failed view.
     pub view_timeout_ns: u64,
@@ -263,8 +263,9 @@ impl ConsensusCounters {
     }
 }
 
-/// The per-validator protocol state.
-#[derive(Debug)]
+/// The per-validator protocol state. Clone and compare are for the fuzz oracles, which run a
+/// message or a tick on a copy and compare ([`Core::same_state_as`]).
+#[derive(Clone, Debug, PartialEq)]
 pub struct Core {
     me: u32,
     /// A full node: follows finalized blocks through sync and never votes, proposes or times
@@ -431,6 +432,18 @@ impl Core {
             return None;
         }
         Some(self.safety_state())
+    }
+
+    /// Whether `self` and `other` hold the same protocol state: everything but the counters
+    /// and the clock (outbox, finalized blocks and the safety state included). The oracles of
+    /// the cheap checks and of [`Core::next_deadline_ns`] compare a core against a copy given
+    /// the unfiltered message or no tick.
+    #[cfg(any(test, fuzzing, feature = "fuzzing"))]
+    pub fn same_state_as(&self, other: &Core) -> bool {
+        let mut aligned = self.clone();
+        aligned.counters = other.counters.clone();
+        aligned.now_ns = other.now_ns;
+        aligned == *other
     }
 
     /// The shell could not persist what [`Core::take_safety_update`] returned, and dropped the

@@ -176,7 +176,7 @@ fn natural_sender(message: &ConsensusMessage, set: &ValidatorSet, other: u32) ->
 
 /// A host with no ledger: blocks are valid unless their shape says otherwise, and every
 /// commit is checked against what this host built or validated.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 struct FixtureHost {
     /// The height and hash the validator started after (its chain below is not held here).
     base_height: u64,
@@ -334,7 +334,47 @@ impl Run {
         if let ConsensusMessage::Proposal(proposal) = &message {
             self.learn(&proposal.block);
         }
-        self.core.on_message(from, message, &mut self.host);
+        // The cheap checks the node runs before verification may drop only what the core
+        // would ignore. The core under test gets the message as they leave it; a copy gets it
+        // whole; both must end in the same state, and the checks must count what they removed.
+        // A sync response is compared when its heights run consecutively, as an honest peer's
+        // do: then only the blocks below the node's height and those past the bound on one
+        // response's work, `sync_batch_max` usable blocks, may be cut.
+        let reference = self.core.clone();
+        let mut filtered = vec![(from, message.clone())];
+        let dropped = self.core.drop_before_verification(&mut filtered);
+        let changed = filtered.first().is_none_or(|(_, kept)| *kept != message);
+        assert_eq!(
+            dropped,
+            removed(&message, filtered.first().map(|(_, kept)| kept)),
+            "the cheap checks miscounted what they dropped from {message:?}"
+        );
+        let comparable = match &message {
+            ConsensusMessage::SyncResponse(blocks) => blocks
+                .windows(2)
+                .all(|pair| pair[0].block.header.height.checked_add(1) == Some(pair[1].block.header.height)),
+            _ => true,
+        };
+        let reference = (changed && comparable).then(|| {
+            let (mut core, mut host) = (reference, self.host.clone());
+            let mut whole = message;
+            if let ConsensusMessage::SyncResponse(blocks) = &mut whole {
+                blocks.retain(|certified| certified.block.header.height >= core.height());
+                blocks.truncate(config().sync_batch_max);
+            }
+            core.on_message(from, whole, &mut host);
+            (core, host)
+        });
+        for (from, kept) in filtered {
+            self.core.on_message(from, kept, &mut self.host);
+        }
+        if let Some((core, host)) = reference {
+            assert!(
+                self.core.same_state_as(&core) && self.host == host,
+                "the cheap checks dropped part of a message the core would use; left:\n{:?}\nright:\n{core:?}",
+                self.core
+            );
+        }
         self.settle();
     }
 
@@ -534,8 +574,21 @@ impl Run {
                     1 => u.arbitrary::<u32>()?.into(),
                     _ => u.int_in_range(1..=timeout * 2)?,
                 };
+                let deadline = self.core.next_deadline_ns();
                 self.now_ns = self.now_ns.saturating_add(advance);
+                // The node and the simulator sleep until the core's deadline: a tick before it
+                // must change nothing but the clock.
+                let early = (self.now_ns < deadline).then(|| (self.core.clone(), self.host.clone()));
                 self.core.tick(self.now_ns, &mut self.host);
+                if let Some((core, host)) = early {
+                    assert!(
+                        self.core.same_state_as(&core)
+                            && self.host == host
+                            && self.core.counters() == core.counters(),
+                        "a tick at {} ns, before the deadline {deadline} ns, changed the state",
+                        self.now_ns
+                    );
+                }
                 self.settle();
             }
             3 => {
@@ -652,6 +705,18 @@ impl Run {
             }
         }
         Ok(())
+    }
+}
+
+/// Messages and sync-response blocks the cheap checks removed from `message`, leaving `kept`.
+fn removed(message: &ConsensusMessage, kept: Option<&ConsensusMessage>) -> u64 {
+    match (message, kept) {
+        (ConsensusMessage::SyncResponse(all), Some(ConsensusMessage::SyncResponse(left))) => {
+            (all.len() - left.len()) as u64
+        }
+        (ConsensusMessage::SyncResponse(all), None) => all.len() as u64,
+        (_, None) => 1,
+        (_, Some(_)) => 0,
     }
 }
 
