@@ -521,7 +521,16 @@ impl Core {
         if self.abandon_view {
             return self.now_ns;
         }
-        if self.set.leader(self.view) == self.me && !self.proposed {
+        // A leader at a fresh height proposes from `tick` once the block interval has passed.
+        // One that leads after a failed view waits for a quorum of view changes (messages) or
+        // proposes at its next resend, and one below its saved height may not propose at all:
+        // neither has anything due before the deadlines above. (Counting them due at once had
+        // such a leader woken at every tick of the view, doing nothing.)
+        if self.set.leader(self.view) == self.me
+            && !self.proposed
+            && self.failed_views == 0
+            && self.may_sign_blocks()
+        {
             deadline = deadline.min(self.propose_not_before_ns.max(self.now_ns));
         }
         deadline

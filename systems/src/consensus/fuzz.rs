@@ -1534,6 +1534,59 @@ mod tests {
         assert_eq!(votes, 0, "voted below its saved height");
     }
 
+    /// A validator that hears nothing, woken only at [`Core::next_deadline_ns`] as the node and
+    /// the simulator wake it: each view times out after the configured timeout doubled per
+    /// failed view up to the cap, what it sent is re-sent every quarter of that, and no
+    /// deadline is "now" (a core that always has something due would be woken without end).
+    #[test]
+    fn a_silent_network_backs_views_off_and_resends_each_quarter_woken_only_at_deadlines() {
+        let me = 3;
+        let mut core = Core::new(me, keys()[me as usize].clone(), validator_set(), config(), 0, Hash::ZERO);
+        let mut host = FixtureHost::default();
+        core.start(0, &mut host);
+        let (timeout, cap) = (config().view_timeout_ns, config().view_timeout_max_ns);
+        let mut entered = vec![(0, 0)];
+        let mut resends = vec![0u32];
+        let mut now = 0;
+        while core.view() < 7 {
+            let deadline = core.next_deadline_ns();
+            assert!(
+                deadline > now,
+                "deadline {deadline} at {now} in view {}: nothing would be due",
+                core.view()
+            );
+            now = deadline;
+            let view = core.view();
+            core.tick(now, &mut host);
+            let sent = core.drain_outbox();
+            if core.view() == view {
+                *resends.last_mut().unwrap() += 1;
+                // Validator 3 leads view 3: waiting for view changes, it proposes at its first
+                // resend; everywhere else only its view change is re-sent.
+                assert!(
+                    view == 0
+                        || sent.iter().any(
+                            |(_, message)| matches!(message, ConsensusMessage::NewView(nv) if nv.view == view)
+                        ),
+                    "no resend of view {view}'s view change at {now}: {sent:?}"
+                );
+            } else {
+                entered.push((core.view(), now));
+                resends.push(0);
+            }
+        }
+        let mut expected = vec![(0, 0)];
+        let mut start = 0;
+        for view in 1..=7u64 {
+            start += (timeout << (view - 1)).min(cap);
+            expected.push((view, start));
+        }
+        assert_eq!(entered, expected);
+        // Three resends inside each view (the fourth quarter is the timeout itself); view 0 has
+        // nothing to re-send but is woken at its quarters all the same.
+        assert_eq!(&resends[1..7], &[3; 6]);
+    }
+
     #[test]
     fn a_full_block_store_evicts_the_furthest_view_never_the_one_being_decided() {
         use crate::consensus::core::{BLOCKS_HELD_BYTES_MAX, BLOCKS_HELD_MAX};
