@@ -275,6 +275,8 @@ struct Run {
     own_votes: OwnVotes,
     /// Certificates the harness built carrying the validator's own vote.
     own_certificates: u64,
+    /// When the validator under test last asked a peer for blocks.
+    last_sync_request_ns: Option<u64>,
 }
 
 impl Run {
@@ -305,6 +307,7 @@ impl Run {
             stand_in,
             own_votes: OwnVotes::new(),
             own_certificates: 0,
+            last_sync_request_ns: None,
         };
         run.core.start(0, &mut run.host);
         run.settle();
@@ -382,6 +385,31 @@ impl Run {
     fn settle(&mut self) {
         let outbox = self.core.drain_outbox();
         assert!(outbox.len() <= 64, "one step produced {} messages", outbox.len());
+        // Sync requests are paced: one peer asked at a time, at most once a quarter of the base
+        // view timeout, never the node itself, for the blocks from its height on.
+        let requests: Vec<_> = outbox
+            .iter()
+            .filter_map(|(to, message)| match message {
+                ConsensusMessage::SyncRequest { from_height } => Some((*to, *from_height)),
+                _ => None,
+            })
+            .collect();
+        if let Some(&(to, from_height)) = requests.first() {
+            assert_eq!(requests.len(), 1, "several sync requests in one step: {requests:?}");
+            assert!(matches!(to, Destination::One(peer) if peer != ME), "sync request sent to {to:?}");
+            assert!(
+                from_height <= self.core.height(),
+                "asked for blocks from {from_height}, past its height"
+            );
+            if let Some(last) = self.last_sync_request_ns {
+                let since = self.now_ns - last;
+                assert!(
+                    since >= config().view_timeout_ns / 4,
+                    "asked again for blocks {since} ns after the last request"
+                );
+            }
+            self.last_sync_request_ns = Some(self.now_ns);
+        }
         for (destination, message) in outbox {
             if let Destination::One(to) = destination {
                 assert!(to != ME && to < VALIDATORS, "message addressed to {to}");
