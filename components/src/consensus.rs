@@ -82,6 +82,9 @@ pub enum ConsensusMessage {
     },
     /// Finalized blocks in height order.
     SyncResponse(Vec<CertifiedBlock>),
+    /// A quorum certificate the view's leader formed from the votes sent to it alone, for
+    /// everyone (vote aggregation, used by large validator sets: `docs/consensus.md`).
+    Certificate(QuorumCertificate),
 }
 
 /// Bytes of a proposal's signing message.

@@ -540,6 +540,7 @@ mod tests {
                 })
             ),
             any::<u64>().prop_map(|from_height| ConsensusMessage::SyncRequest { from_height }),
+            certificate().prop_map(ConsensusMessage::Certificate),
             prop::collection::vec((header(), certificate()), 0..2).prop_map(|blocks| {
                 ConsensusMessage::SyncResponse(
                     blocks
@@ -685,6 +686,7 @@ mod tests {
             ConsensusMessage::NewView(_) => "new_view",
             ConsensusMessage::SyncRequest { .. } => "sync_request",
             ConsensusMessage::SyncResponse(_) => "sync_response",
+            ConsensusMessage::Certificate(_) => "certificate",
         }
     }
 
@@ -762,6 +764,7 @@ mod tests {
                 })),
             ),
             ("consensus_sync_request", Frame::Consensus(ConsensusMessage::SyncRequest { from_height: 2 })),
+            ("consensus_certificate", Frame::Consensus(ConsensusMessage::Certificate(certificate.clone()))),
             (
                 "consensus_sync_response",
                 Frame::Consensus(ConsensusMessage::SyncResponse(vec![CertifiedBlock { block, certificate }])),
@@ -817,7 +820,7 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(every_message.len(), 5, "seed_frames names every consensus message type");
+        assert_eq!(every_message.len(), 6, "seed_frames names every consensus message type");
         assert_eq!(messages, every_message, "the seed corpus holds a consensus frame of every type");
     }
 }

@@ -248,3 +248,14 @@ fn the_swarm_catches_planted_amnesia() {
         assert_eq!(honest.failure, None, "seed {seed}");
     }
 }
+
+/// Seed 1196 (votes aggregated): the leader of view 1 gathers the commit votes, is cut off and
+/// then restarts without its blocks, so it may sign nothing at height 1, and the three that
+/// may must meet in one view. A restarted validator had run ahead to view 7 alone while the
+/// others sat in view 4, and nothing ever brought them together ("no progress after the faults
+/// healed"); now a validator leaves a view only once a quorum has reached it.
+#[test]
+fn validators_that_drifted_apart_meet_again_in_one_view() {
+    let result = swarm::run_seed(1196).expect("scenario builds");
+    assert_eq!(result.failure, None, "{}", swarm::reproduce(1196));
+}

@@ -92,6 +92,18 @@ pub struct Validators {
     /// one 2-core machine.
     #[serde(default = "per_host", skip_serializing_if = "is_one")]
     pub per_host: u32,
+    /// Validator sets at least this large send each vote to the view's leader, which
+    /// broadcasts the certificate (O(n) messages a phase); smaller ones send votes to
+    /// everyone. 1 always aggregates; a value above the count never does.
+    #[serde(default = "aggregate_votes_from", skip_serializing_if = "is_default_aggregation")]
+    pub aggregate_votes_from: usize,
+}
+
+fn aggregate_votes_from() -> usize {
+    tessera_systems::consensus::core::AGGREGATE_VOTES_FROM
+}
+fn is_default_aggregation(value: &usize) -> bool {
+    *value == aggregate_votes_from()
 }
 
 fn cores() -> u32 {
@@ -734,7 +746,7 @@ impl Scenario {
             });
         }
         let storage = s.below(2) == 0;
-        Scenario {
+        let mut scenario = Scenario {
             name: format!("swarm-{seed}"),
             duration_s,
             seed,
@@ -751,6 +763,7 @@ impl Scenario {
                 costs: None,
                 cores: 1,
                 per_host: 1,
+                aggregate_votes_from: usize::MAX,
             },
             full_nodes: FullNodes { count: full, degree: 3 },
             network: Network {
@@ -774,6 +787,12 @@ impl Scenario {
             partitions,
             faults,
             random_faults: RandomFaults::default(),
+        };
+        // Drawn last, so the draws above, and every earlier seed's network, faults and load,
+        // are as before: half the seeds send votes to the leader, which broadcasts certificates.
+        if s.below(2) == 0 {
+            scenario.validators.aggregate_votes_from = 1;
         }
+        scenario
     }
 }

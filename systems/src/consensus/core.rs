@@ -16,7 +16,7 @@
 //! every signature of a tick's messages through the signature kernel); this module checks
 //! everything else: who may send what, quorum arithmetic, heights, views and locks.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::sigverify::SharedVerdicts;
 
@@ -107,7 +107,16 @@ pub struct ConsensusConfig {
     /// Least time between a finalization and the next proposal, so an idle chain does not
     /// spin out empty blocks; 0 proposes at once.
     pub block_interval_ns: u64,
+    /// Validator sets at least this large aggregate votes: each vote goes to the view's leader
+    /// alone, which broadcasts the certificate a quorum of them forms
+    /// ([`ConsensusMessage::Certificate`]), so a phase costs O(n) messages instead of O(n²).
+    /// Smaller sets send every vote to everyone (one hop less per phase). `usize::MAX`: never.
+    pub aggregate_votes_from: usize,
 }
+
+/// The default [`ConsensusConfig::aggregate_votes_from`]: below it all-to-all votes are few and
+/// save the aggregator's hop (`docs/consensus.md` has the measurements).
+pub const AGGREGATE_VOTES_FROM: usize = 16;
 
 impl Default for ConsensusConfig {
     fn default() -> Self {
@@ -120,6 +129,7 @@ impl Default for ConsensusConfig {
             view_window: 64,
             evidence_max: 1024,
             block_interval_ns: 0,
+            aggregate_votes_from: AGGREGATE_VOTES_FROM,
         }
     }
 }
@@ -308,7 +318,7 @@ pub struct Core {
     sync_served_ns: Vec<Option<u64>>,
     /// What this node sent in the current view, re-sent every quarter timeout: the network may
     /// lose messages (the simulator does on purpose), and a quorum needs nearly all of them.
-    sent_this_view: Vec<ConsensusMessage>,
+    sent_this_view: Vec<(Destination, ConsensusMessage)>,
     last_resend_ns: u64,
     propose_not_before_ns: u64,
     evidence: Vec<Evidence>,
@@ -515,7 +525,11 @@ impl Core {
         if self.observer {
             return u64::MAX;
         }
-        let timeout = self.view_started_ns.saturating_add(self.timeout_ns());
+        let timeout = if self.may_time_out() {
+            self.view_started_ns.saturating_add(self.timeout_ns())
+        } else {
+            u64::MAX
+        };
         let resend = self.last_resend_ns.saturating_add((self.timeout_ns() / 4).max(1));
         let mut deadline = timeout.min(resend);
         if self.abandon_view {
@@ -572,15 +586,16 @@ impl Core {
         let quarter = (self.timeout_ns() / 4).max(1);
         if self.now_ns.saturating_sub(self.last_resend_ns) >= quarter {
             self.last_resend_ns = self.now_ns;
-            for message in &self.sent_this_view {
-                self.outbox.push((Destination::All, message.clone()));
+            for (destination, message) in &self.sent_this_view {
+                self.outbox.push((*destination, message.clone()));
             }
             // A leader still waiting for a quorum of view changes proposes with what it has.
             if self.set.leader(self.view) == self.me && !self.proposed {
                 self.propose(host);
             }
         }
-        if self.abandon_view || self.now_ns.saturating_sub(self.view_started_ns) >= self.timeout_ns() {
+        let timed_out = self.now_ns.saturating_sub(self.view_started_ns) >= self.timeout_ns();
+        if self.abandon_view || (timed_out && self.may_time_out()) {
             self.counters.timeouts += 1;
             self.failed_views = self.failed_views.saturating_add(1);
             let next = self.view.saturating_add(1);
@@ -629,6 +644,25 @@ impl Core {
             }
         }
         self.future = self.future.split_off(&view);
+    }
+
+    /// Whether this validator may time out of its view. At a fresh height it may. In a view it
+    /// reached by a view change it waits, re-sending its `NewView`, until n − f validators
+    /// (itself included) have announced this view or a later one: a validator that ran ahead
+    /// alone would otherwise keep its lead for good, every view's timeout being the same
+    /// capped length for all, and with one validator unable to vote (one that lost its blocks
+    /// signs nothing until sync brings it back) no view ever held the quorum. The validators
+    /// behind reach it by timeouts, or join it through the f + 1 rule of [`Core::on_new_view`];
+    /// the view's timeout then runs from the moment the quorum is there.
+    fn may_time_out(&self) -> bool {
+        if self.failed_views == 0 {
+            return true;
+        }
+        let mut announced = BTreeSet::new();
+        for senders in self.new_views.range(self.view..).map(|(_, senders)| senders) {
+            announced.extend(senders.keys().copied());
+        }
+        announced.len() >= self.set.quorum()
     }
 
     fn maybe_propose_after_view_change(&mut self, host: &mut impl Host) {
@@ -698,11 +732,12 @@ impl Core {
                 }
                 true
             }
-            ConsensusMessage::Vote(vote) => {
-                let useless = vote.height < self.height
-                    || (vote.height == self.height
-                        && (vote.view.saturating_add(2) < self.view
-                            || vote.view > self.view.saturating_add(self.config.view_window)));
+            ConsensusMessage::Vote(Vote { height, view, .. })
+            | ConsensusMessage::Certificate(QuorumCertificate { height, view, .. }) => {
+                let useless = *height < self.height
+                    || (*height == self.height
+                        && (view.saturating_add(2) < self.view
+                            || *view > self.view.saturating_add(self.config.view_window)));
                 self.counters.dropped_unverified += u64::from(useless);
                 !useless
             }
@@ -749,7 +784,38 @@ impl Core {
             }
             ConsensusMessage::SyncRequest { from_height } => self.on_sync_request(from, from_height, host),
             ConsensusMessage::SyncResponse(blocks) => self.on_sync_response(blocks, host),
+            ConsensusMessage::Certificate(certificate) => self.on_certificate(from, certificate, host),
         }
+    }
+
+    /// A certificate an aggregator broadcast: a bundle of verified votes, counted as if each
+    /// had arrived alone (so one that comes before its block acts when the block does), under
+    /// the rules of [`Core::on_vote`] for heights and views.
+    fn on_certificate(&mut self, from: u32, certificate: QuorumCertificate, host: &mut impl Host) {
+        if certificate.height == self.height + 1 {
+            self.hold_for_next_height(from, ConsensusMessage::Certificate(certificate));
+            return;
+        }
+        if certificate.height > self.height {
+            self.request_sync(from);
+            return;
+        }
+        if certificate.height < self.height
+            || certificate.view.saturating_add(2) < self.view
+            || certificate.view > self.view.saturating_add(self.config.view_window)
+        {
+            return;
+        }
+        if !self.certificate_valid(&certificate, certificate.kind, self.height) {
+            self.counters.rejected_certificate += 1;
+            return;
+        }
+        let QuorumCertificate { kind, view, block, signers, signatures, .. } = certificate;
+        let votes = self.votes.entry((kind, view, block)).or_default();
+        for (signer, signature) in signers.into_iter().zip(signatures) {
+            votes.entry(signer).or_insert(signature);
+        }
+        self.check_quorums(kind, view, block, host);
     }
 
     fn request_sync(&mut self, from: u32) {
@@ -932,7 +998,14 @@ impl Core {
         }
         let signature = self.sign(&vote_signing_bytes(kind, self.view, self.height, &block));
         let vote = Vote { kind, view: self.view, height: self.height, block, voter: self.me, signature };
-        self.broadcast(ConsensusMessage::Vote(vote.clone()));
+        let leader = self.set.leader(self.view);
+        if !self.aggregates_votes() {
+            self.broadcast(ConsensusMessage::Vote(vote.clone()));
+        } else if leader != self.me {
+            // The leader counts it into the certificate it broadcasts; the leader's own vote
+            // needs no message.
+            self.send(Destination::One(leader), ConsensusMessage::Vote(vote.clone()));
+        }
         self.on_vote(vote, host);
     }
 
@@ -991,6 +1064,15 @@ impl Core {
 
     fn check_quorums(&mut self, kind: VoteKind, view: u64, block: Hash, host: &mut impl Host) {
         let Some(qc) = self.certificate(kind, view, block) else { return };
+        // The aggregator announces the certificate once, when its votes first make a quorum
+        // (later votes would only re-form it), before acting on it: a commit finalizes and
+        // leaves the view, but what is already in the outbox goes.
+        if self.aggregates_votes()
+            && self.set.leader(view) == self.me
+            && qc.signers.len() == self.set.quorum()
+        {
+            self.broadcast(ConsensusMessage::Certificate(qc.clone()));
+        }
         let have_block = self.blocks.contains_key(&block);
         match kind {
             VoteKind::Prepare => {
@@ -1079,8 +1161,14 @@ impl Core {
         {
             return;
         }
+        let waiting = !self.may_time_out();
         let senders = self.new_views.entry(new_view.view).or_default();
         senders.insert(new_view.sender, new_view.high_qc);
+        if waiting && self.may_time_out() {
+            // A quorum has reached this view only now: its timeout runs from here, so a
+            // validator that waited ahead stays while the others' leader proposes.
+            self.view_started_ns = self.now_ns;
+        }
         // f + 1 validators are in views beyond this one, so at least one honest validator
         // timed out to a view at least as high as the (f + 1)-th highest of them: follow it.
         // Counting "at or beyond" rather than "exactly at" a view lets validators whose views
@@ -1178,8 +1266,18 @@ impl Core {
     }
 
     fn broadcast(&mut self, message: ConsensusMessage) {
-        self.outbox.push((Destination::All, message.clone()));
-        self.sent_this_view.push(message);
+        self.send(Destination::All, message);
+    }
+
+    /// Sends `message` now and again every quarter timeout while this view lasts.
+    fn send(&mut self, destination: Destination, message: ConsensusMessage) {
+        self.outbox.push((destination, message.clone()));
+        self.sent_this_view.push((destination, message));
+    }
+
+    /// Whether this set aggregates votes ([`ConsensusConfig::aggregate_votes_from`]).
+    pub fn aggregates_votes(&self) -> bool {
+        self.set.len() >= self.config.aggregate_votes_from
     }
 
     fn record(&mut self, evidence: Evidence) {
@@ -1302,6 +1400,7 @@ pub fn signatures_of(
                 qc_signatures(&certified.certificate, &mut out)?;
             }
         }
+        ConsensusMessage::Certificate(certificate) => qc_signatures(certificate, &mut out)?,
     }
     Some(out)
 }

@@ -59,6 +59,7 @@ fn config() -> ConsensusConfig {
         block_interval_ns: 0,
         sync_bytes_max: 1 << 20,
         stand_in_signatures: false,
+        aggregate_votes_from: usize::MAX,
     }
 }
 
@@ -160,6 +161,7 @@ fn resign(message: &mut ConsensusMessage, set: &ValidatorSet, own: &OwnVotes) ->
         ConsensusMessage::SyncResponse(blocks) => {
             blocks.iter_mut().all(|b| resign_certificate(&mut b.certificate, own))
         }
+        ConsensusMessage::Certificate(certificate) => resign_certificate(certificate, own),
     }
 }
 
@@ -170,7 +172,9 @@ fn natural_sender(message: &ConsensusMessage, set: &ValidatorSet, other: u32) ->
         ConsensusMessage::Proposal(proposal) => set.leader(proposal.view),
         ConsensusMessage::Vote(vote) => vote.voter,
         ConsensusMessage::NewView(new_view) => new_view.sender,
-        ConsensusMessage::SyncRequest { .. } | ConsensusMessage::SyncResponse(_) => other,
+        ConsensusMessage::SyncRequest { .. }
+        | ConsensusMessage::SyncResponse(_)
+        | ConsensusMessage::Certificate(_) => other,
     }
 }
 
@@ -282,19 +286,23 @@ struct Run {
 impl Run {
     /// A run at height 1 with real signatures.
     fn new(thorough: bool) -> Run {
-        Run::start(thorough, false, 0)
+        Run::start(thorough, false, 0, false)
     }
 
     /// A run of the validator under test started after height `last_height` (its earlier blocks
     /// not held, as after a restore), signing for real or with stand-in tags.
-    fn start(thorough: bool, stand_in: bool, last_height: u64) -> Run {
+    fn start(thorough: bool, stand_in: bool, last_height: u64, aggregate: bool) -> Run {
         STAND_IN.with(|flag| flag.set(stand_in));
         let base_hash = if last_height == 0 {
             Hash::ZERO
         } else {
             Hash::in_domain("tessera 2026 fuzz base", &[&last_height.to_le_bytes()])
         };
-        let config = ConsensusConfig { stand_in_signatures: stand_in, ..config() };
+        let config = ConsensusConfig {
+            stand_in_signatures: stand_in,
+            aggregate_votes_from: if aggregate { 1 } else { usize::MAX },
+            ..config()
+        };
         let core =
             Core::new(ME, keys()[ME as usize].clone(), validator_set(), config, last_height, base_hash);
         let mut run = Run {
@@ -594,7 +602,7 @@ impl Run {
 
     /// One step of the sequence.
     fn step(&mut self, u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
-        match u.int_in_range(0..=15u8)? {
+        match u.int_in_range(0..=16u8)? {
             0..=2 => {
                 let timeout = config().view_timeout_ns;
                 let advance = match u.int_in_range(0..=7u8)? {
@@ -712,6 +720,15 @@ impl Run {
                     if u.ratio(1, 4)? { u.arbitrary()? } else { u.int_in_range(0..=self.core.height())? };
                 self.deliver(from, ConsensusMessage::SyncRequest { from_height });
             }
+            15 => {
+                // A certificate, as an aggregating leader broadcasts one.
+                let kind = if u.arbitrary()? { VoteKind::Prepare } else { VoteKind::Commit };
+                let height = if u.ratio(3, 4)? { self.core.height() } else { self.pick_height(u)? };
+                let block = self.pick_block(u)?;
+                let certificate = self.certificate(u, kind, height, block)?;
+                let from = self.other(u)?;
+                self.deliver(from, ConsensusMessage::Certificate(certificate));
+            }
             _ => {
                 // Finalized blocks from a peer, chained from this node's tip, each with a commit
                 // certificate.
@@ -781,7 +798,9 @@ fn sequence(data: &[u8], thorough: bool) -> Reach {
         7 => 1 << 62,
         _ => 0,
     };
-    let mut run = Run::start(thorough, !thorough, last_height);
+    // Votes all-to-all, or to the view's leader with certificates broadcast (both protocols).
+    let aggregate = u.arbitrary::<bool>().unwrap_or(false);
+    let mut run = Run::start(thorough, !thorough, last_height, aggregate);
     let mut steps = 0;
     for _ in 0..96 {
         if u.is_empty() || run.step(&mut u).is_err() {
@@ -1031,11 +1050,14 @@ pub fn fuzz_message(data: &[u8]) {
             ConsensusMessage::SyncResponse(blocks) => {
                 blocks.iter().map(|b| b.certificate.signers.len()).sum()
             }
+            ConsensusMessage::Certificate(qc) => qc.signers.len(),
             ConsensusMessage::Vote(_) | ConsensusMessage::SyncRequest { .. } => 0,
         };
         let own = usize::from(!matches!(
             message,
-            ConsensusMessage::SyncRequest { .. } | ConsensusMessage::SyncResponse(_)
+            ConsensusMessage::SyncRequest { .. }
+                | ConsensusMessage::SyncResponse(_)
+                | ConsensusMessage::Certificate(_)
         ));
         assert_eq!(items.len(), own + certificates, "signature count disagrees with the message");
     }
@@ -1417,6 +1439,13 @@ mod tests {
             run.now_ns += config().view_timeout_max_ns;
             run.core.tick(run.now_ns, &mut run.host);
             run.settle();
+            // Validators 1 and 2 announce each view it enters, so it may time out again.
+            for sender in [1, 2] {
+                let (view, height) = (run.core.view(), run.core.height());
+                let signature = sign(sender, &new_view_signing_bytes(view, height, None));
+                let new_view = NewView { view, height, high_qc: None, sender, signature };
+                run.deliver(sender, ConsensusMessage::NewView(new_view));
+            }
         }
         let view = run.core.view();
         let leader = run.set.leader(view);
@@ -1562,16 +1591,26 @@ mod tests {
         assert_eq!(votes, 0, "voted below its saved height");
     }
 
-    /// A validator that hears nothing, woken only at [`Core::next_deadline_ns`] as the node and
-    /// the simulator wake it: each view times out after the configured timeout doubled per
-    /// failed view up to the cap, what it sent is re-sent every quarter of that, and no
-    /// deadline is "now" (a core that always has something due would be woken without end).
+    /// A validator that hears only view changes, woken only at [`Core::next_deadline_ns`] as
+    /// the node and the simulator wake it: each view times out after the configured timeout
+    /// doubled per failed view up to the cap, what it sent is re-sent every quarter of that,
+    /// and no deadline is "now" (a core that always has something due would be woken without
+    /// end). Validators 1 and 2 announce each view it enters; without them it stays in the
+    /// first view it reached by a view change (`a_validator_alone_in_its_view_waits_there`).
     #[test]
-    fn a_silent_network_backs_views_off_and_resends_each_quarter_woken_only_at_deadlines() {
+    fn failed_views_back_off_and_resend_each_quarter_woken_only_at_deadlines() {
         let me = 3;
         let mut core = Core::new(me, keys()[me as usize].clone(), validator_set(), config(), 0, Hash::ZERO);
         let mut host = FixtureHost::default();
         core.start(0, &mut host);
+        let announce = |core: &mut Core, host: &mut FixtureHost| {
+            for sender in [1, 2] {
+                let view = core.view();
+                let signature = sign(sender, &new_view_signing_bytes(view, 1, None));
+                let new_view = NewView { view, height: 1, high_qc: None, sender, signature };
+                core.on_message(sender, ConsensusMessage::NewView(new_view), host);
+            }
+        };
         let (timeout, cap) = (config().view_timeout_ns, config().view_timeout_max_ns);
         let mut entered = vec![(0, 0)];
         let mut resends = vec![0u32];
@@ -1601,6 +1640,8 @@ mod tests {
             } else {
                 entered.push((core.view(), now));
                 resends.push(0);
+                announce(&mut core, &mut host);
+                core.drain_outbox();
             }
         }
         let mut expected = vec![(0, 0)];
@@ -1613,6 +1654,46 @@ mod tests {
         // Three resends inside each view (the fourth quarter is the timeout itself); view 0 has
         // nothing to re-send but is woken at its quarters all the same.
         assert_eq!(&resends[1..7], &[3; 6]);
+        assert_eq!(core.counters().timeouts, 7);
+    }
+
+    /// A validator that timed out into a view nobody else announced re-sends its view change
+    /// there and goes no further, however long it waits: running ahead alone, it would keep its
+    /// lead for good (seen in swarm seed 1196, where the three validators able to vote sat in
+    /// views 4, 4 and 7 and never met). Once n − f have announced the view, it times out again.
+    #[test]
+    fn a_validator_alone_in_its_view_waits_there() {
+        let mut core = Core::new(3, keys()[3].clone(), validator_set(), config(), 0, Hash::ZERO);
+        let mut host = FixtureHost::default();
+        core.start(0, &mut host);
+        let mut now = 0;
+        for _ in 0..200 {
+            now = core.next_deadline_ns();
+            core.tick(now, &mut host);
+            core.drain_outbox();
+        }
+        assert_eq!(core.view(), 1, "ran ahead alone to view {} by {now} ns", core.view());
+        let sent: Vec<_> = {
+            now = core.next_deadline_ns();
+            core.tick(now, &mut host);
+            core.drain_outbox()
+        };
+        assert!(
+            sent.iter().any(|(_, message)| matches!(message, ConsensusMessage::NewView(nv) if nv.view == 1))
+        );
+        for sender in [1, 2] {
+            let signature = sign(sender, &new_view_signing_bytes(1, 1, None));
+            let new_view = NewView { view: 1, height: 1, high_qc: None, sender, signature };
+            core.on_message(sender, ConsensusMessage::NewView(new_view), &mut host);
+        }
+        // The view's timeout (doubled once) now runs from the moment the quorum arrived.
+        let quorum_at = now;
+        while core.view() == 1 {
+            now = core.next_deadline_ns();
+            core.tick(now, &mut host);
+        }
+        assert_eq!(core.view(), 2);
+        assert_eq!(now, quorum_at + 2 * config().view_timeout_ns);
     }
 
     #[test]
