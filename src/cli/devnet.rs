@@ -52,6 +52,11 @@ pub struct DevnetArgs {
     /// The cost table for --compare-sim, as `tessera bench calibrate --out FILE` writes it.
     #[arg(long, value_name = "FILE", default_value = "tools/scenarios/costs.toml")]
     pub costs: PathBuf,
+    /// Validator sets of at least this many send votes to the view's leader, which broadcasts
+    /// the certificates (`consensus.aggregate_votes_from`; 1 aggregates any set). Default:
+    /// votes go to everyone.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub aggregate_votes_from: Option<u64>,
 }
 
 struct Validator {
@@ -278,6 +283,15 @@ pub fn run(args: &DevnetArgs) -> Result<(), Box<dyn std::error::Error>> {
         full_node_hosts: Vec::new(),
     };
     let configs = crate::cli::genesis::write(&genesis)?;
+    if let Some(from) = args.aggregate_votes_from {
+        let from = usize::try_from(from).map_err(|_| "--aggregate-votes-from is too large")?;
+        for path in &configs {
+            let mut config = crate::node::config::NodeConfig::load(path)?;
+            config.consensus.aggregate_votes_from = Some(from);
+            std::fs::write(path, toml::to_string_pretty(&config)?)?;
+        }
+    }
+    let aggregate_votes_from = args.aggregate_votes_from;
     let exe = std::env::current_exe()?;
     let mut validators = Vec::new();
     for (index, config) in configs.iter().enumerate() {
@@ -302,7 +316,10 @@ pub fn run(args: &DevnetArgs) -> Result<(), Box<dyn std::error::Error>> {
     // to its process group) takes its nodes with it instead of leaving them running.
     let pids: Vec<u32> = validators.iter().map(|validator| validator.child.id()).collect();
     let (armed, signalled) = stop_nodes_on_signal(pids)?;
-    let result = drive(args, &dir, &mut validators, accounts);
+    let result = drive(args, &dir, &mut validators, accounts).map(|mut report| {
+        report["aggregate_votes_from"] = json!(aggregate_votes_from);
+        report
+    });
     // From here this thread stops and reaps the nodes; the watcher must not touch their pids.
     armed.store(false, Ordering::SeqCst);
     for validator in &mut validators {

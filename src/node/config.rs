@@ -126,14 +126,11 @@ pub struct ConsensusSection {
     #[serde(default = "block_interval")]
     pub block_interval_ms: u64,
     /// Validator sets at least this large send each vote to the view's leader, which
-    /// broadcasts the certificate (O(n) messages a phase, one hop more); smaller ones send
-    /// votes to everyone. Every validator of a chain must use the same value.
-    #[serde(default = "aggregate_votes_from")]
-    pub aggregate_votes_from: usize,
-}
-
-fn aggregate_votes_from() -> usize {
-    tessera_systems::consensus::core::AGGREGATE_VOTES_FROM
+    /// broadcasts the certificate (O(n) messages a phase, one hop more); smaller ones, and
+    /// every set when it is left out (the default), send votes to everyone. Every validator of
+    /// a chain must use the same value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregate_votes_from: Option<usize>,
 }
 
 impl Default for ConsensusSection {
@@ -142,7 +139,7 @@ impl Default for ConsensusSection {
             view_timeout_ms: view_timeout(),
             tick_ms: tick(),
             block_interval_ms: block_interval(),
-            aggregate_votes_from: aggregate_votes_from(),
+            aggregate_votes_from: None,
         }
     }
 }

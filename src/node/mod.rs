@@ -228,7 +228,7 @@ impl Node {
             view_timeout_ns: config.consensus.view_timeout_ms * 1_000_000,
             view_timeout_max_ns: config.consensus.view_timeout_ms * 1_000_000 * 30,
             block_interval_ns: config.consensus.block_interval_ms * 1_000_000,
-            aggregate_votes_from: config.consensus.aggregate_votes_from,
+            aggregate_votes_from: config.consensus.aggregate_votes_from.unwrap_or(usize::MAX),
             ..ConsensusConfig::default()
         };
         let set = ValidatorSet::new(validators.clone());

@@ -272,7 +272,7 @@ impl Sim {
             view_timeout_max_ns: scenario.validators.view_timeout_ms * MS * 16,
             block_interval_ns: scenario.validators.block_interval_ms * MS,
             stand_in_signatures: scenario.validators.sigverify == SigverifyMode::StandIn,
-            aggregate_votes_from: scenario.validators.aggregate_votes_from,
+            aggregate_votes_from: scenario.validators.aggregate_votes_from.unwrap_or(usize::MAX),
             ..ConsensusConfig::default()
         };
         let pipeline_config = PipelineConfig {

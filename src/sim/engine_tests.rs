@@ -131,6 +131,7 @@ fn steady(costs: Option<super::costs::CostTable>, per_host: u32) -> Scenario {
     scenario.workload.rate = vec![[0.0, 2000.0], [3.0, 2000.0]];
     scenario.validators.costs = costs.map(super::costs::Costs::Table);
     scenario.validators.per_host = per_host;
+    scenario.validators.aggregate_votes_from = None;
     scenario.validate().expect("valid scenario");
     scenario
 }
@@ -149,8 +150,8 @@ fn charged_work_costs_time_and_shared_cores_cost_more() {
     assert_eq!(bytes, latency_p50(steady(Some(table.clone()), 1)).2, "a run with costs is deterministic");
     let (shared, shared_finalized, _) = latency_p50(steady(Some(table.clone()), 4));
     let mut dear = table.clone();
-    dear.admit_txn_ns *= 20.0;
-    dear.message_ns *= 20.0;
+    dear.admit_txn_ns *= 100.0;
+    dear.message_ns *= 100.0;
     let (costly, costly_finalized, _) = latency_p50(steady(Some(dear), 1));
     for finalized in [apart_finalized, shared_finalized, costly_finalized] {
         assert!(finalized > 4000, "only {finalized} transactions finalized");

@@ -94,16 +94,9 @@ pub struct Validators {
     pub per_host: u32,
     /// Validator sets at least this large send each vote to the view's leader, which
     /// broadcasts the certificate (O(n) messages a phase); smaller ones send votes to
-    /// everyone. 1 always aggregates; a value above the count never does.
-    #[serde(default = "aggregate_votes_from", skip_serializing_if = "is_default_aggregation")]
-    pub aggregate_votes_from: usize,
-}
-
-fn aggregate_votes_from() -> usize {
-    tessera_systems::consensus::core::AGGREGATE_VOTES_FROM
-}
-fn is_default_aggregation(value: &usize) -> bool {
-    *value == aggregate_votes_from()
+    /// everyone. 1 always aggregates; left out (the default), nothing does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregate_votes_from: Option<usize>,
 }
 
 fn cores() -> u32 {
@@ -763,7 +756,7 @@ impl Scenario {
                 costs: None,
                 cores: 1,
                 per_host: 1,
-                aggregate_votes_from: usize::MAX,
+                aggregate_votes_from: None,
             },
             full_nodes: FullNodes { count: full, degree: 3 },
             network: Network {
@@ -791,7 +784,7 @@ impl Scenario {
         // Drawn last, so the draws above, and every earlier seed's network, faults and load,
         // are as before: half the seeds send votes to the leader, which broadcasts certificates.
         if s.below(2) == 0 {
-            scenario.validators.aggregate_votes_from = 1;
+            scenario.validators.aggregate_votes_from = Some(1);
         }
         scenario
     }

@@ -110,13 +110,11 @@ pub struct ConsensusConfig {
     /// Validator sets at least this large aggregate votes: each vote goes to the view's leader
     /// alone, which broadcasts the certificate a quorum of them forms
     /// ([`ConsensusMessage::Certificate`]), so a phase costs O(n) messages instead of O(n²).
-    /// Smaller sets send every vote to everyone (one hop less per phase). `usize::MAX`: never.
+    /// Smaller sets send every vote to everyone (one hop less per phase). The default,
+    /// `usize::MAX`, never aggregates: all-to-all measured better in latency and throughput
+    /// up to 100 validators (`docs/consensus.md`).
     pub aggregate_votes_from: usize,
 }
-
-/// The default [`ConsensusConfig::aggregate_votes_from`]: below it all-to-all votes are few and
-/// save the aggregator's hop (`docs/consensus.md` has the measurements).
-pub const AGGREGATE_VOTES_FROM: usize = 16;
 
 impl Default for ConsensusConfig {
     fn default() -> Self {
@@ -129,7 +127,7 @@ impl Default for ConsensusConfig {
             view_window: 64,
             evidence_max: 1024,
             block_interval_ns: 0,
-            aggregate_votes_from: AGGREGATE_VOTES_FROM,
+            aggregate_votes_from: usize::MAX,
         }
     }
 }
@@ -587,7 +585,23 @@ impl Core {
         if self.now_ns.saturating_sub(self.last_resend_ns) >= quarter {
             self.last_resend_ns = self.now_ns;
             for (destination, message) in &self.sent_this_view {
-                self.outbox.push((*destination, message.clone()));
+                match message {
+                    // A block is the largest message, and under aggregation the leader's uplink
+                    // also carries the certificates everyone waits for: the proposal goes again
+                    // only to the validators whose prepare vote for it has not arrived.
+                    ConsensusMessage::Proposal(proposal) if *destination == Destination::All => {
+                        let voted =
+                            self.votes.get(&(VoteKind::Prepare, proposal.view, proposal.block.header.hash()));
+                        for validator in 0..self.set.len() as u32 {
+                            if validator != self.me
+                                && voted.is_none_or(|voters| !voters.contains_key(&validator))
+                            {
+                                self.outbox.push((Destination::One(validator), message.clone()));
+                            }
+                        }
+                    }
+                    _ => self.outbox.push((*destination, message.clone())),
+                }
             }
             // A leader still waiting for a quorum of view changes proposes with what it has.
             if self.set.leader(self.view) == self.me && !self.proposed {

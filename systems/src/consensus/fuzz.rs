@@ -1657,6 +1657,32 @@ mod tests {
         assert_eq!(core.counters().timeouts, 7);
     }
 
+    /// The leader re-sends its proposal every quarter timeout only to the validators whose
+    /// prepare vote for it has not arrived: a block is the largest message, and copies to
+    /// validators that already voted queued up ahead of everything else the leader sends (with
+    /// aggregated votes, the certificates everyone waits for: `scale-1000` finalized 24 blocks
+    /// in 600 s instead of 257).
+    #[test]
+    fn a_proposal_is_re_sent_only_to_validators_that_have_not_voted_for_it() {
+        let mut run = Run::new(false);
+        let block = run.known[0].header.hash();
+        for voter in [1, 2] {
+            let signature = sign(voter, &vote_signing_bytes(VoteKind::Prepare, 0, 1, &block));
+            let vote = Vote { kind: VoteKind::Prepare, view: 0, height: 1, block, voter, signature };
+            run.core.on_message(voter, ConsensusMessage::Vote(vote), &mut run.host);
+        }
+        run.core.drain_outbox();
+        run.core.tick(config().view_timeout_ns / 4, &mut run.host);
+        let proposals: Vec<Destination> = run
+            .core
+            .drain_outbox()
+            .into_iter()
+            .filter(|(_, message)| matches!(message, ConsensusMessage::Proposal(_)))
+            .map(|(to, _)| to)
+            .collect();
+        assert_eq!(proposals, vec![Destination::One(3)]);
+    }
+
     /// A validator that timed out into a view nobody else announced re-sends its view change
     /// there and goes no further, however long it waits: running ahead alone, it would keep its
     /// lead for good (seen in swarm seed 1196, where the three validators able to vote sat in
