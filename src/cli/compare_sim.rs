@@ -97,8 +97,8 @@ pub fn compare(real: &Value, costs: &Path, out: &Path) -> Result<Value, Box<dyn 
         ("latency_p50_ms", real["latency_ms"]["p50"].as_f64(), simulated["latency_ms"]["p50"].as_f64()),
         ("latency_p90_ms", real["latency_ms"]["p90"].as_f64(), simulated["latency_ms"]["p90"].as_f64()),
         ("latency_p99_ms", real["latency_ms"]["p99"].as_f64(), simulated["latency_ms"]["p99"].as_f64()),
-        ("messages_per_block", None, per_block(messages)),
-        ("bytes_per_block", None, per_block(bytes)),
+        ("messages_per_block", real["messages_per_block"].as_f64(), per_block(messages)),
+        ("bytes_per_block", real["bytes_per_block"].as_f64(), per_block(bytes)),
     ];
     println!("\n== devnet vs simulator ({validators} validators, {rate:.0} txn/s, {duration_s:.0} s) ==");
     println!("{:<20}{:>12}{:>12}{:>10}", "", "real", "simulated", "sim/real");

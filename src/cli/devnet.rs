@@ -59,6 +59,30 @@ pub struct DevnetArgs {
     pub aggregate_votes_from: Option<u64>,
 }
 
+/// Frames and bytes every validator sent its peers, summed from `tessera_net_frames_sent_total`
+/// and `tessera_net_sent_bytes_total` on their metrics ports; `None` if one cannot be read.
+fn peer_traffic(base_port: u16, validators: u32) -> Option<(f64, f64)> {
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(5))).build().into();
+    let (mut frames, mut bytes) = (0.0, 0.0);
+    for index in 0..validators {
+        let [_, _, _, metrics] = ports(base_port, index);
+        let text =
+            agent.get(&format!("http://{metrics}/metrics")).call().ok()?.body_mut().read_to_string().ok()?;
+        for line in text.lines().filter(|line| !line.starts_with('#')) {
+            let Some((name, value)) = line.rsplit_once(' ') else { continue };
+            let name = name.split('{').next().unwrap_or(name);
+            let Ok(value) = value.parse::<f64>() else { continue };
+            match name {
+                "tessera_net_frames_sent_total" => frames += value,
+                "tessera_net_sent_bytes_total" => bytes += value,
+                _ => {}
+            }
+        }
+    }
+    Some((frames, bytes))
+}
+
 struct Validator {
     child: Child,
     rpc: RpcClient,
@@ -318,6 +342,17 @@ pub fn run(args: &DevnetArgs) -> Result<(), Box<dyn std::error::Error>> {
     let (armed, signalled) = stop_nodes_on_signal(pids)?;
     let result = drive(args, &dir, &mut validators, accounts).map(|mut report| {
         report["aggregate_votes_from"] = json!(aggregate_votes_from);
+        // What the validators sent each other over the whole run (consensus messages and
+        // forwarded transactions), read off their metrics before they stop.
+        if let Some((frames, bytes)) = peer_traffic(base_port, args.validators) {
+            let height = report["finalized_height"].as_f64().unwrap_or(0.0);
+            report["peer_frames_sent"] = json!(frames);
+            report["peer_bytes_sent"] = json!(bytes);
+            if height > 0.0 {
+                report["messages_per_block"] = json!((frames / height).round());
+                report["bytes_per_block"] = json!((bytes / height).round());
+            }
+        }
         report
     });
     // From here this thread stops and reaps the nodes; the watcher must not touch their pids.
