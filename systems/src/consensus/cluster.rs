@@ -175,6 +175,8 @@ struct Cluster {
 }
 
 impl Cluster {
+    /// A cluster that sends votes to everyone.
+    #[cfg(test)]
     fn new(amnesia: bool) -> Cluster {
         Cluster::with(amnesia, false)
     }
