@@ -577,8 +577,9 @@ impl Core {
         if self.observer {
             return;
         }
-        // A leader holding back for the block interval at a fresh height.
-        if self.set.leader(self.view) == self.me && !self.proposed && self.failed_views == 0 {
+        // A leader holding back for the block interval at a fresh height (`propose` does
+        // nothing for anyone else, or twice).
+        if self.failed_views == 0 {
             self.propose(host);
         }
         let quarter = (self.timeout_ns() / 4).max(1);
@@ -589,7 +590,7 @@ impl Core {
                     // A block is the largest message, and under aggregation the leader's uplink
                     // also carries the certificates everyone waits for: the proposal goes again
                     // only to the validators whose prepare vote for it has not arrived.
-                    ConsensusMessage::Proposal(proposal) if *destination == Destination::All => {
+                    ConsensusMessage::Proposal(proposal) => {
                         let voted =
                             self.votes.get(&(VoteKind::Prepare, proposal.view, proposal.block.header.hash()));
                         for validator in 0..self.set.len() as u32 {
@@ -604,9 +605,7 @@ impl Core {
                 }
             }
             // A leader still waiting for a quorum of view changes proposes with what it has.
-            if self.set.leader(self.view) == self.me && !self.proposed {
-                self.propose(host);
-            }
+            self.propose(host);
         }
         let timed_out = self.now_ns.saturating_sub(self.view_started_ns) >= self.timeout_ns();
         if self.abandon_view || (timed_out && self.may_time_out()) {
@@ -649,9 +648,8 @@ impl Core {
         if fresh_height && self.set.leader(view) == self.me && self.set.len() > 1 {
             self.propose(host);
         }
-        if self.set.leader(view) == self.me && !self.proposed {
-            self.maybe_propose_after_view_change(host);
-        }
+        // (It proposes only as this view's leader, and once.)
+        self.maybe_propose_after_view_change(host);
         if let Some(pending) = self.future.remove(&view) {
             for (from, proposal) in pending {
                 self.on_proposal(from, proposal, host);

@@ -1429,6 +1429,80 @@ mod tests {
         Proposal { view, block: Block { header, txns: Vec::new() }, justify: None, signature: [0; 64] }
     }
 
+    /// A validator that hears of a height above its own asks the sender for blocks, and asks
+    /// again only after a quarter of the base view timeout, however often it hears.
+    #[test]
+    fn a_validator_behind_asks_for_blocks_at_a_steady_pace() {
+        let mut run = Run::new(false);
+        run.core.drain_outbox();
+        let ahead = |run: &mut Run| {
+            let block = Hash::of(b"ahead");
+            let signature = sign(2, &vote_signing_bytes(VoteKind::Prepare, 0, 5, &block));
+            let vote = Vote { kind: VoteKind::Prepare, view: 0, height: 5, block, voter: 2, signature };
+            run.core.on_message(2, ConsensusMessage::Vote(vote), &mut run.host);
+            run.core
+                .drain_outbox()
+                .into_iter()
+                .filter(|(_, message)| matches!(message, ConsensusMessage::SyncRequest { .. }))
+                .collect::<Vec<_>>()
+        };
+        let asked = ahead(&mut run);
+        assert_eq!(asked, vec![(Destination::One(2), ConsensusMessage::SyncRequest { from_height: 1 })]);
+        assert!(ahead(&mut run).is_empty(), "asked again at once");
+        let quarter = config().view_timeout_ns / 4;
+        run.core.tick(quarter - 1, &mut run.host);
+        run.core.drain_outbox();
+        assert!(ahead(&mut run).is_empty(), "asked again before a quarter timeout");
+        run.core.tick(quarter, &mut run.host);
+        run.core.drain_outbox();
+        assert_eq!(ahead(&mut run).len(), 1, "did not ask again after a quarter timeout");
+    }
+
+    /// Prepare votes for the next view that arrive before this validator enters it are kept
+    /// through the view change and count toward the certificate there.
+    #[test]
+    fn votes_for_the_next_view_count_once_it_is_entered() {
+        let mut run = Run::new(false);
+        let proposal = empty_proposal(1, 7);
+        let block = proposal.block.header.hash();
+        for voter in [2, 3] {
+            let signature = sign(voter, &vote_signing_bytes(VoteKind::Prepare, 1, 1, &block));
+            let vote = Vote { kind: VoteKind::Prepare, view: 1, height: 1, block, voter, signature };
+            run.core.on_message(voter, ConsensusMessage::Vote(vote), &mut run.host);
+        }
+        // View 0 fails (a fresh height's first view may time out without a quorum's view changes).
+        run.core.tick(config().view_timeout_ns, &mut run.host);
+        assert_eq!(run.core.view(), 1);
+        run.core.drain_outbox();
+        run.core.on_message(1, ConsensusMessage::Proposal(proposal), &mut run.host);
+        let sent = run.core.drain_outbox();
+        assert!(
+            sent.iter().any(|(_, message)| matches!(message, ConsensusMessage::Vote(vote) if vote.kind == VoteKind::Commit && vote.block == block)),
+            "no commit vote: the early prepare votes were lost in the view change; sent {sent:?}"
+        );
+    }
+
+    /// A leader that enters its view by a view change waits for n − f view changes (which carry
+    /// the locks it must respect) before it proposes; at a fresh height it proposes at once.
+    #[test]
+    fn a_leader_after_a_view_change_waits_for_a_quorum_of_view_changes() {
+        let mut core = Core::new(1, keys()[1].clone(), validator_set(), config(), 0, Hash::ZERO);
+        let mut host = FixtureHost::default();
+        core.start(0, &mut host);
+        core.tick(config().view_timeout_ns, &mut host);
+        assert_eq!(core.view(), 1);
+        let proposed = |sent: &[(Destination, ConsensusMessage)]| {
+            sent.iter().any(|(_, message)| matches!(message, ConsensusMessage::Proposal(_)))
+        };
+        assert!(!proposed(&core.drain_outbox()), "proposed on entering view 1 with one view change");
+        for sender in [2, 3] {
+            let signature = sign(sender, &new_view_signing_bytes(1, 1, None));
+            let new_view = NewView { view: 1, height: 1, high_qc: None, sender, signature };
+            core.on_message(sender, ConsensusMessage::NewView(new_view), &mut host);
+        }
+        assert!(proposed(&core.drain_outbox()), "no proposal with n − f view changes");
+    }
+
     #[test]
     fn old_view_proposals_cannot_crowd_out_the_block_being_decided() {
         // Validator 1 led view 1, which the node has left. It signs a hundred distinct blocks
@@ -1552,6 +1626,18 @@ mod tests {
         let mut messages = vec![(2, ConsensusMessage::Vote(vote.clone())); 8];
         let old = Vote { height: 0, ..vote };
         messages.extend(vec![(2, ConsensusMessage::Vote(old)); 8]);
+        // Past the view window, and a certificate for a finalized height: dropped unverified too.
+        let far = Vote { view: config().view_window + 1, ..vote };
+        messages.extend(vec![(2, ConsensusMessage::Vote(far)); 8]);
+        let old_certificate = QuorumCertificate {
+            kind: VoteKind::Commit,
+            view: 0,
+            height: 0,
+            block,
+            signers: vec![1, 2, 3],
+            signatures: vec![Signature([1; 64]); 3],
+        };
+        messages.push((2, ConsensusMessage::Certificate(old_certificate)));
         run.core.drop_before_verification(&mut messages);
         let (kept, _, checked) = verify_messages(messages, &run.set, 64, false);
         assert_eq!((kept.len(), checked), (8, 1), "eight copies kept for the core, one verification");
