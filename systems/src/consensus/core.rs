@@ -746,10 +746,7 @@ impl Core {
             }
             ConsensusMessage::Vote(Vote { height, view, .. })
             | ConsensusMessage::Certificate(QuorumCertificate { height, view, .. }) => {
-                let useless = *height < self.height
-                    || (*height == self.height
-                        && (view.saturating_add(2) < self.view
-                            || *view > self.view.saturating_add(self.config.view_window)));
+                let useless = *height <= self.height && !self.counts_votes_for(*height, *view);
                 self.counters.dropped_unverified += u64::from(useless);
                 !useless
             }
@@ -800,6 +797,15 @@ impl Core {
         }
     }
 
+    /// Whether votes (alone or in a certificate) for `height` and `view` are counted: the
+    /// height being decided, and a view from two before this one to `view_window` after it.
+    /// The one rule of [`Core::on_vote`], [`Core::on_certificate`] and the cheap checks.
+    fn counts_votes_for(&self, height: u64, view: u64) -> bool {
+        height == self.height
+            && view.saturating_add(2) >= self.view
+            && view <= self.view.saturating_add(self.config.view_window)
+    }
+
     /// A certificate an aggregator broadcast: a bundle of verified votes, counted as if each
     /// had arrived alone (so one that comes before its block acts when the block does), under
     /// the rules of [`Core::on_vote`] for heights and views.
@@ -812,10 +818,7 @@ impl Core {
             self.request_sync(from);
             return;
         }
-        if certificate.height < self.height
-            || certificate.view.saturating_add(2) < self.view
-            || certificate.view > self.view.saturating_add(self.config.view_window)
-        {
+        if !self.counts_votes_for(certificate.height, certificate.view) {
             return;
         }
         if !self.certificate_valid(&certificate, certificate.kind, self.height) {
@@ -1030,10 +1033,7 @@ impl Core {
             self.request_sync(vote.voter);
             return;
         }
-        if vote.height < self.height
-            || vote.view.saturating_add(2) < self.view
-            || vote.view > self.view.saturating_add(self.config.view_window)
-        {
+        if !self.counts_votes_for(vote.height, vote.view) {
             return;
         }
         match self.first_vote.get(&(vote.kind, vote.view, vote.voter)) {
