@@ -35,8 +35,8 @@ use std::path::{Path, PathBuf};
 use tessera_components::storage::{
     FILE_HEADER_SIZE, FileRef, INDEX_ENTRY_SIZE, IndexEntry, Place, Problem, RECORD_HEADER_SIZE, RecordKind,
     StateView, check_directory, check_record_header, decode_genesis_file, decode_state_file,
-    encode_block_record, encode_genesis_file, encode_index_header, encode_record, encode_segment_header,
-    encode_state_file, seal_record_header, segment_file_name,
+    decode_state_log, encode_block_record, encode_genesis_file, encode_index_header, encode_record,
+    encode_segment_header, encode_state_file, encode_state_log_header, seal_record_header, segment_file_name,
 };
 use tessera_components::{Block, CertifiedBlock, Hash, QuorumCertificate, SafetyState};
 use tessera_systems::Ledger;
@@ -44,9 +44,9 @@ use tessera_systems::workload::SeedStream;
 
 use crate::sim::scenario::{DiskSpec, StorageFault};
 use crate::storage::{
-    BlockSource, GENESIS_FILE, INDEX_FILE, Rebuilt, Recovery, Replay, STATE_FILE, Storage, StoreConfig,
-    StoreError, TornTail, Verified, check_next, check_snapshot_root, check_state_height, corrupt_at,
-    encode_snapshot, read_entry, rebuild_from,
+    BlockSource, GENESIS_FILE, INDEX_FILE, Rebuilt, Recovery, Replay, STATE_FILE, STATE_LOG_FILE,
+    StateSchedule, StateWrite, Storage, StoreConfig, StoreError, TornTail, Verified, check_next,
+    check_snapshot_root, check_state_height, corrupt_at, encode_snapshot, read_entry, rebuild_from,
 };
 
 const NS_PER_US: u64 = 1_000;
@@ -229,6 +229,13 @@ pub struct SimDisk {
     state: Vec<u8>,
     /// A state file swapped in whose swap is not yet durable (only without `store.sync`).
     state_pending: Option<Vec<u8>>,
+    /// The state log: deltas appended, synced as the store syncs.
+    state_log: SimFile,
+    /// An emptied state log swapped in whose swap is not yet durable (only without
+    /// `store.sync`).
+    state_log_pending: Option<Vec<u8>>,
+    /// Which state write comes next (the real store's rule).
+    schedule: StateSchedule,
     /// What recovery established and commits extended: entry `h - 1` places height `h`.
     entries: Vec<IndexEntry>,
     tip_hash: Hash,
@@ -287,6 +294,9 @@ impl SimDisk {
             index: SimFile::default(),
             state: Vec::new(),
             state_pending: None,
+            state_log: SimFile::default(),
+            state_log_pending: None,
+            schedule: StateSchedule::default(),
             entries: Vec::new(),
             tip_hash: Hash::ZERO,
             tip_state_root: Hash::ZERO,
@@ -317,6 +327,8 @@ impl SimDisk {
         self.index = SimFile::durable(encode_index_header(self.genesis_id).to_vec());
         self.state = state;
         self.state_pending = None;
+        self.state_log = SimFile::durable(encode_state_log_header(self.genesis_id).to_vec());
+        self.state_log_pending = None;
         self.entries.clear();
         self.tip_hash = Hash::ZERO;
         self.tip_state_root = ledger.state_root();
@@ -355,6 +367,8 @@ impl SimDisk {
         };
         let state = decode_state_file(&self.state, genesis_id).map_err(corrupt)?;
         check_state_height(PathBuf::from(STATE_FILE), &state, &check)?;
+        let state_log =
+            decode_state_log(&self.state_log.bytes, genesis_id, check.height()).map_err(corrupt)?;
         let verified = Verified {
             genesis,
             genesis_id,
@@ -362,13 +376,16 @@ impl SimDisk {
             segment_bytes: self.segments.iter().map(SimFile::len).sum(),
             check,
             state,
+            state_log,
         };
 
         let mut torn = Vec::new();
-        for tail in [verified.check.index_tail, verified.check.segment_tail].into_iter().flatten() {
+        let tails = [verified.check.index_tail, verified.check.segment_tail, verified.state_log.tail];
+        for tail in tails.into_iter().flatten() {
             let file = match tail.file {
                 FileRef::Index => &mut self.index,
                 FileRef::Segment(number) => &mut self.segments[number as usize],
+                FileRef::StateLog => &mut self.state_log,
                 FileRef::Genesis | FileRef::State => {
                     unreachable!("tails are only found in the index and segments")
                 }
@@ -382,7 +399,7 @@ impl SimDisk {
             });
         }
 
-        let Rebuilt { ledger, tip_hash, replayed } =
+        let Rebuilt { ledger, tip_hash, replayed, deltas, state_height, touched } =
             rebuild_from(&mut Buffers { segments: &self.segments }, &verified, Replay::FromSnapshot)?;
         let height = verified.check.height();
         let state_root = ledger.state_root();
@@ -392,7 +409,8 @@ impl SimDisk {
             torn_bytes_dropped: torn.iter().map(|t| t.size).sum(),
             state_root,
             torn,
-            state_height: verified.state.height,
+            state_height,
+            deltas,
             replayed,
             created: std::mem::take(&mut self.created),
             safety: self.safety.clone(),
@@ -400,7 +418,9 @@ impl SimDisk {
         self.entries = verified.check.entries;
         self.tip_hash = tip_hash;
         self.tip_state_root = state_root;
-        self.state_height = verified.state.height;
+        self.state_height = state_height;
+        self.schedule =
+            StateSchedule::new(verified.state.height, self.state.len() as u64, self.state_log.len(), touched);
         self.poisoned = None;
         Ok((ledger, recovery))
     }
@@ -440,11 +460,14 @@ impl SimDisk {
 
     /// What survived a crash is what a restart reads: it counts as on the disk from now on.
     fn settle(&mut self) {
-        for file in self.segments.iter_mut().chain([&mut self.index]) {
+        for file in self.segments.iter_mut().chain([&mut self.index, &mut self.state_log]) {
             file.sync();
         }
         if let Some(state) = self.state_pending.take() {
             self.state = state;
+        }
+        if let Some(log) = self.state_log_pending.take() {
+            self.state_log = SimFile::durable(log);
         }
     }
 
@@ -524,7 +547,10 @@ impl SimDisk {
         let (number, _, height, record) = self.in_flight();
         self.last_segment().append(&record);
         let mut said = vec![format!("lost power writing the record for height {height}")];
-        let mut files: Vec<(String, &mut SimFile)> = vec![(INDEX_FILE.to_string(), &mut self.index)];
+        let mut files: Vec<(String, &mut SimFile)> = vec![
+            (INDEX_FILE.to_string(), &mut self.index),
+            (STATE_LOG_FILE.to_string(), &mut self.state_log),
+        ];
         files.extend(
             self.segments.iter_mut().enumerate().map(|(n, file)| (segment_file_name(n as u32), file)),
         );
@@ -540,6 +566,14 @@ impl SimDisk {
                 said.push(format!("{STATE_FILE} lost its unsynced swap"));
             } else {
                 said.push(format!("{STATE_FILE} kept its unsynced swap"));
+            }
+        }
+        if self.state_log_pending.is_some() {
+            if self.faults.below(2) == 0 {
+                self.state_log_pending = None;
+                said.push(format!("{STATE_LOG_FILE} lost its unsynced swap"));
+            } else {
+                said.push(format!("{STATE_LOG_FILE} kept its unsynced swap"));
             }
         }
         // A segment created since the last sync whose creation was lost altogether.
@@ -622,6 +656,7 @@ impl SimDisk {
             self.charge_sync();
         }
         self.entries.push(entry);
+        self.schedule.note(block);
         if let Some(ledger) = ledger {
             self.write_snapshot(height, block.header.state_root, ledger)?;
         }
@@ -666,16 +701,45 @@ impl SimDisk {
         Ok(())
     }
 
+    /// The real store's state write: a delta appended to the log, or the state file swapped in
+    /// whole and the log emptied.
     fn write_snapshot(&mut self, height: u64, state_root: Hash, ledger: &Ledger) -> Result<(), StoreError> {
-        let file = encode_snapshot(self.genesis_id, height, state_root, ledger);
-        self.charge_write();
-        if self.config.store.sync {
-            self.charge_sync();
-            self.charge_sync();
-            self.state = file;
-            self.state_pending = None;
-        } else {
-            self.state_pending = Some(file);
+        let sync = self.config.store.sync;
+        match self.schedule.plan(height, state_root, ledger) {
+            StateWrite::Delta(record) => {
+                // An emptied log whose swap is not yet durable is what the append goes to.
+                if let Some(log) = self.state_log_pending.take() {
+                    self.state_log = SimFile::durable(log);
+                }
+                self.state_log.append(&record);
+                self.charge_write();
+                if sync {
+                    self.state_log.sync();
+                    self.charge_sync();
+                }
+                self.schedule.wrote_delta(record.len() as u64);
+            }
+            StateWrite::Whole => {
+                let file = encode_snapshot(self.genesis_id, height, state_root, ledger);
+                let base_len = file.len() as u64;
+                let log = encode_state_log_header(self.genesis_id).to_vec();
+                // Each file: written, synced, renamed, the directory synced.
+                self.charge_write();
+                self.charge_write();
+                if sync {
+                    for _ in 0..4 {
+                        self.charge_sync();
+                    }
+                    self.state = file;
+                    self.state_pending = None;
+                    self.state_log = SimFile::durable(log);
+                    self.state_log_pending = None;
+                } else {
+                    self.state_pending = Some(file);
+                    self.state_log_pending = Some(log);
+                }
+                self.schedule.wrote_whole(height, base_len);
+            }
         }
         self.state_height = height;
         Ok(())
@@ -688,6 +752,10 @@ impl SimDisk {
             (GENESIS_FILE.to_string(), self.genesis_file.clone()),
             (INDEX_FILE.to_string(), self.index.bytes.clone()),
             (STATE_FILE.to_string(), self.state_pending.clone().unwrap_or_else(|| self.state.clone())),
+            (
+                STATE_LOG_FILE.to_string(),
+                self.state_log_pending.clone().unwrap_or_else(|| self.state_log.bytes.clone()),
+            ),
         ];
         files.extend(
             self.segments

@@ -20,6 +20,7 @@ pub mod drill;
 mod map;
 mod port;
 pub mod safety;
+mod schedule;
 mod verify;
 
 use std::fs::{File, OpenOptions};
@@ -31,7 +32,8 @@ use std::sync::{Mutex, PoisonError};
 use tessera_components::storage::{
     FILE_HEADER_SIZE, INDEX_ENTRY_SIZE, IndexEntry, Place, RECORD_HEADER_SIZE, RECORD_PAYLOAD_MAX,
     RecordKind, StateView, check_record_header, encode_block_record, encode_genesis_file,
-    encode_index_header, encode_segment_header, encode_state_file, seal_record_header, segment_file_name,
+    encode_index_header, encode_segment_header, encode_state_file, encode_state_log_header,
+    seal_record_header, segment_file_name, write_state_file,
 };
 use tessera_components::{Block, CertifiedBlock, Hash, QuorumCertificate};
 use tessera_systems::{GenesisError, Ledger};
@@ -39,6 +41,7 @@ use tessera_systems::{GenesisError, Ledger};
 pub use map::{DirLock, LockMode};
 pub use port::Storage;
 pub(crate) use port::commit_in_order;
+pub(crate) use schedule::{StateSchedule, StateWrite};
 pub use verify::{
     BlockSource, Rebuilt, Replay, SegmentReader, Verified, check_chain, check_state_height, corrupt_at,
     read_entry, rebuild, rebuild_from, segment_numbers, verify,
@@ -50,6 +53,8 @@ pub const GENESIS_FILE: &str = "genesis";
 pub const INDEX_FILE: &str = "index";
 /// The state snapshot's name.
 pub const STATE_FILE: &str = "state";
+/// The name of the log of state deltas written since the snapshot.
+pub const STATE_LOG_FILE: &str = "state-log";
 /// Suffix of a file being written before it is renamed into place.
 pub const TEMP_SUFFIX: &str = ".tmp";
 
@@ -63,8 +68,9 @@ pub struct StoreConfig {
     /// survives the process dying but not the machine losing power: for tests and for filling
     /// benchmark directories only.
     pub sync: bool,
-    /// Rewrite the state snapshot every this many heights (at least 1). A restart replays at
-    /// most this many blocks less one. Default 64.
+    /// Write the state every this many heights (at least 1): a delta of the accounts changed
+    /// since the last write, or, when the deltas would outgrow the snapshot, a whole new
+    /// snapshot. A restart replays at most this many blocks less one. Default 64.
     pub state_interval_blocks: u64,
 }
 
@@ -87,8 +93,11 @@ pub struct Recovery {
     pub state_root: Hash,
     /// Each dropped tail: file, offset it was cut at, bytes.
     pub torn: Vec<TornTail>,
-    /// Height of the state snapshot the ledger was rebuilt from.
+    /// Height of the stored state the ledger was rebuilt from: the snapshot's, or that of the
+    /// last state delta applied over it.
     pub state_height: u64,
+    /// State deltas applied over the snapshot.
+    pub deltas: u64,
     /// Blocks re-executed after the snapshot.
     pub replayed: u64,
     /// True when this open created the store.
@@ -246,6 +255,8 @@ pub struct Store {
     segment_len: u64,
     index: File,
     index_len: u64,
+    state_log: File,
+    schedule: schedule::StateSchedule,
     tip_hash: Hash,
     tip_state_root: Hash,
     state_height: u64,
@@ -265,11 +276,23 @@ fn io_error(file: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
 /// Writes `bytes` to `name` atomically: a temporary file, synced, renamed over `name`, then the
 /// directory synced so the rename is durable.
 fn write_atomic(lock: &DirLock, name: &str, bytes: &[u8], sync: bool) -> Result<(), StoreError> {
+    write_atomic_with(lock, name, sync, |file| file.write_all(bytes)).map(|_| ())
+}
+
+/// [`write_atomic`] of what `write` writes to the temporary file, a piece at a time. Returns the
+/// file's length.
+fn write_atomic_with(
+    lock: &DirLock,
+    name: &str,
+    sync: bool,
+    write: impl FnOnce(&mut File) -> io::Result<()>,
+) -> Result<u64, StoreError> {
     let temp = lock.path(&format!("{name}{TEMP_SUFFIX}"));
     let target = lock.path(name);
     let mut file =
         OpenOptions::new().write(true).create(true).truncate(true).open(&temp).map_err(io_error(&temp))?;
-    file.write_all(bytes).map_err(io_error(&temp))?;
+    write(&mut file).map_err(io_error(&temp))?;
+    let len = file.metadata().map_err(io_error(&temp))?.len();
     if sync {
         file.sync_all().map_err(io_error(&temp))?;
     }
@@ -278,7 +301,32 @@ fn write_atomic(lock: &DirLock, name: &str, bytes: &[u8], sync: bool) -> Result<
     if sync {
         lock.sync_dir().map_err(io_error(lock.dir()))?;
     }
-    Ok(())
+    Ok(len)
+}
+
+/// Writes the `state` file for `ledger` at `height` (whose root, already computed, is
+/// `state_root`) atomically, a record at a time. Returns its length.
+fn write_state_whole(
+    lock: &DirLock,
+    genesis_id: Hash,
+    height: u64,
+    state_root: Hash,
+    ledger: &Ledger,
+    sync: bool,
+) -> Result<u64, StoreError> {
+    let view = StateView {
+        height,
+        state_root,
+        keys: ledger.keys(),
+        accounts: ledger.accounts(),
+        burned: ledger.burned(),
+        supply: ledger.supply(),
+    };
+    write_atomic_with(lock, STATE_FILE, sync, |file| {
+        let mut out = io::BufWriter::with_capacity(1 << 20, file);
+        write_state_file(genesis_id, view, |bytes| out.write_all(bytes))?;
+        out.flush()
+    })
 }
 
 /// Removes the temporary files of atomic writes that never finished. They never hold
@@ -290,7 +338,7 @@ fn remove_temporaries(lock: &DirLock) -> Result<(), StoreError> {
         let entry = entry.map_err(io_error(lock.dir()))?;
         let Some(name) = entry.file_name().to_str().map(str::to_string) else { continue };
         let Some(stem) = name.strip_suffix(TEMP_SUFFIX) else { continue };
-        let ours = [GENESIS_FILE, INDEX_FILE, STATE_FILE].contains(&stem)
+        let ours = [GENESIS_FILE, INDEX_FILE, STATE_FILE, STATE_LOG_FILE].contains(&stem)
             || tessera_components::storage::parse_segment_file_name(stem).is_some();
         if ours {
             names.push(name);
@@ -323,19 +371,10 @@ fn create(lock: &DirLock, genesis: &[([u8; 32], u64)], ledger: &Ledger) -> Resul
         return Err(refuse("segment 0 or the index holds records"));
     }
     let (id, genesis_file) = encode_genesis_file(genesis);
-    let parts = ledger.to_parts();
-    let state = StateView {
-        height: 0,
-        state_root: ledger.state_root(),
-        keys: &parts.keys,
-        accounts: &parts.accounts,
-        burned: parts.burned,
-        supply: parts.supply,
-    };
-    let state_file = encode_state_file(id, state);
     write_atomic(lock, &segment_file_name(0), &encode_segment_header(0, id), true)?;
     write_atomic(lock, INDEX_FILE, &encode_index_header(id), true)?;
-    write_atomic(lock, STATE_FILE, &state_file, true)?;
+    write_state_whole(lock, id, 0, ledger.state_root(), ledger, true)?;
+    write_atomic(lock, STATE_LOG_FILE, &encode_state_log_header(id), true)?;
     write_atomic(lock, GENESIS_FILE, &genesis_file, true)
 }
 
@@ -456,7 +495,8 @@ impl Store {
 
         // Only now, with the whole directory checked and no map alive, drop the torn tails.
         let mut torn = Vec::new();
-        for tail in [verified.check.index_tail, verified.check.segment_tail].into_iter().flatten() {
+        let tails = [verified.check.index_tail, verified.check.segment_tail, verified.state_log.tail];
+        for tail in tails.into_iter().flatten() {
             let path = lock.path(&tail.file.file_name());
             let file = OpenOptions::new().write(true).open(&path).map_err(io_error(&path))?;
             file.set_len(tail.offset).map_err(io_error(&path))?;
@@ -465,8 +505,18 @@ impl Store {
         }
 
         let mut reader = SegmentReader::default();
-        let Rebuilt { ledger, tip_hash, replayed } =
+        let Rebuilt { ledger, tip_hash, replayed, deltas, state_height, touched } =
             rebuild(&lock, &verified, &mut reader, Replay::FromSnapshot)?;
+        // A directory from before the state log gets an empty one.
+        let log_path = lock.path(STATE_LOG_FILE);
+        if !log_path.exists() {
+            write_atomic(&lock, STATE_LOG_FILE, &encode_state_log_header(verified.genesis_id), config.sync)?;
+        }
+        let state_log = OpenOptions::new().write(true).open(&log_path).map_err(io_error(&log_path))?;
+        let log_len = state_log.metadata().map_err(io_error(&log_path))?.len();
+        let state_path = lock.path(STATE_FILE);
+        let base_len = std::fs::metadata(&state_path).map_err(io_error(&state_path))?.len();
+        let schedule = schedule::StateSchedule::new(verified.state.height, base_len, log_len, touched);
         let entries = verified.check.entries;
         let height = entries.len() as u64;
         let segment_number = verified.segment_count - 1;
@@ -505,7 +555,8 @@ impl Store {
             torn_bytes_dropped: torn.iter().map(|t| t.size).sum(),
             state_root,
             torn,
-            state_height: verified.state.height,
+            state_height,
+            deltas,
             replayed,
             created,
             safety: safety_state,
@@ -519,9 +570,11 @@ impl Store {
             segment_len,
             index,
             index_len,
+            state_log,
+            schedule,
             tip_hash,
             tip_state_root: state_root,
-            state_height: verified.state.height,
+            state_height,
             poisoned: None,
             reader: Mutex::new(reader),
             safety,
@@ -583,6 +636,7 @@ impl Store {
         let (_, record) = encode_block_record(place, block, certificate)
             .map_err(|size| StoreError::TooLarge { what: format!("block {height}"), size })?;
         let snapshot = ledger.map(|ledger| (block.header.state_root, ledger));
+        self.schedule.note(block);
         match self.append(height, record, snapshot) {
             Ok(()) => {
                 self.tip_hash = hash;
@@ -655,10 +709,31 @@ impl Store {
         Ok(())
     }
 
-    /// Replaces `state` with `ledger` at `height`; `state_root` is its root, already computed.
+    /// Writes the state at `height` (`ledger`, whose root, already computed, is `state_root`):
+    /// a delta appended to the state log and synced, or the state file rewritten whole and the
+    /// log emptied, as the schedule decides.
     fn write_snapshot(&mut self, height: u64, state_root: Hash, ledger: &Ledger) -> Result<(), StoreError> {
-        let file = encode_snapshot(self.genesis_id, height, state_root, ledger);
-        write_atomic(&self.lock, STATE_FILE, &file, self.config.sync)?;
+        match self.schedule.plan(height, state_root, ledger) {
+            schedule::StateWrite::Delta(record) => {
+                let path = self.lock.path(STATE_LOG_FILE);
+                self.state_log.write_all_at(&record, self.schedule.log_len()).map_err(io_error(&path))?;
+                if self.config.sync {
+                    self.state_log.sync_data().map_err(io_error(&path))?;
+                }
+                self.schedule.wrote_delta(record.len() as u64);
+            }
+            schedule::StateWrite::Whole => {
+                let sync = self.config.sync;
+                let base_len =
+                    write_state_whole(&self.lock, self.genesis_id, height, state_root, ledger, sync)?;
+                // The new snapshot is durable, so the deltas before it are not needed; until the
+                // log is replaced, a restart skips them as older than the snapshot.
+                write_atomic(&self.lock, STATE_LOG_FILE, &encode_state_log_header(self.genesis_id), sync)?;
+                let path = self.lock.path(STATE_LOG_FILE);
+                self.state_log = OpenOptions::new().write(true).open(&path).map_err(io_error(&path))?;
+                self.schedule.wrote_whole(height, base_len);
+            }
+        }
         self.state_height = height;
         Ok(())
     }
@@ -698,7 +773,7 @@ impl Store {
         self.entries.len() as u64
     }
 
-    /// Height of the state snapshot on disk.
+    /// Height of the last state written: the snapshot's, or the last state delta's.
     pub fn state_height(&self) -> u64 {
         self.state_height
     }

@@ -278,3 +278,122 @@ fn a_state_past_one_record_is_snapshotted_and_reopened() {
     drop((store, reopened));
     remove(&dir);
 }
+
+fn read(dir: &Path, name: &str) -> Vec<u8> {
+    std::fs::read(dir.join(name)).unwrap()
+}
+
+/// At each snapshot point the accounts the blocks since the last one touched are appended to
+/// the state log; the state file is rewritten (and the log emptied) only when the log would
+/// outgrow it. A reopen applies the deltas and replays only the blocks after the last one,
+/// and a replay from genesis agrees with every delta.
+#[test]
+fn state_deltas_are_appended_applied_on_reopen_and_folded_into_new_snapshots() {
+    let dir = scratch("deltas");
+    let (mut store, mut ledger, _) = Store::open(&dir, &genesis(), config()).unwrap();
+    let (mut appended, mut rewritten) = (0, 0);
+    let mut state = read(&dir, STATE_FILE);
+    let mut log_len = read(&dir, STATE_LOG_FILE).len();
+    let mut height = 0;
+    // Until both kinds of write were seen, and the last one was a delta.
+    while appended < 6 || rewritten < 2 || log_len == FILE_HEADER_SIZE {
+        height += 4;
+        assert!(height <= 400, "{appended} deltas, {rewritten} snapshots by height {height}");
+        commit_to(&mut store, &mut ledger, height);
+        let (now_state, now_log) = (read(&dir, STATE_FILE), read(&dir, STATE_LOG_FILE));
+        if now_state == state {
+            assert!(now_log.len() > log_len, "height {height}: neither file written");
+            appended += 1;
+        } else {
+            assert_eq!(now_log.len(), FILE_HEADER_SIZE, "height {height}: a new snapshot empties the log");
+            rewritten += 1;
+        }
+        // The log never holds more than the snapshot (or the small allowance) does.
+        assert!(now_log.len() as u64 <= (now_state.len() as u64).max(4096), "height {height}");
+        (state, log_len) = (now_state, now_log.len());
+        assert_eq!(store.state_height(), height);
+    }
+    commit_to(&mut store, &mut ledger, height + 3);
+    drop(store);
+    let (store, reopened, recovery) = Store::open(&dir, &genesis(), config()).unwrap();
+    assert_eq!(reopened.state_root(), ledger.state_root());
+    assert_eq!((store.height(), recovery.state_height, recovery.replayed), (height + 3, height, 3));
+    let log =
+        tessera_components::storage::decode_state_log(&read(&dir, STATE_LOG_FILE), store.genesis_id, height)
+            .unwrap();
+    assert_eq!(recovery.deltas, log.deltas.len() as u64);
+    assert!(recovery.deltas > 0, "the last state write was a delta");
+    drop(store);
+    let lock = DirLock::new(&dir, LockMode::Shared).unwrap();
+    let verified = verify(&lock).unwrap();
+    let from_genesis = rebuild(&lock, &verified, &mut SegmentReader::default(), Replay::FromGenesis).unwrap();
+    assert_eq!((from_genesis.ledger.state_root(), from_genesis.replayed), (ledger.state_root(), height + 3));
+    drop(lock);
+    remove(&dir);
+}
+
+/// Replacing the snapshot writes the new state file, then the empty log. A crash between the
+/// two, or (without syncs) one swap surviving and not the other, leaves a log of deltas made
+/// over another snapshot: they are skipped, never applied to the wrong state, and the blocks
+/// after the snapshot are replayed instead.
+#[test]
+fn deltas_made_over_another_snapshot_are_skipped() {
+    let dir = scratch("delta-base");
+    let (mut store, mut ledger, _) = Store::open(&dir, &genesis(), config()).unwrap();
+    // Run until a snapshot point rewrites the state file with deltas in the log before it.
+    let mut previous = (read(&dir, STATE_FILE), read(&dir, STATE_LOG_FILE));
+    let (old, new) = loop {
+        let height = store.height() + 4;
+        commit_to(&mut store, &mut ledger, height);
+        let now = (read(&dir, STATE_FILE), read(&dir, STATE_LOG_FILE));
+        if now.0 != previous.0 && previous.1.len() > FILE_HEADER_SIZE {
+            break (previous, now);
+        }
+        previous = now;
+        assert!(height < 400, "no snapshot after deltas");
+    };
+    // Two more deltas over the new snapshot.
+    let height = store.height();
+    commit_to(&mut store, &mut ledger, height + 9);
+    let newer_log = read(&dir, STATE_LOG_FILE);
+    assert!(newer_log.len() > new.1.len());
+    drop(store);
+    for (case, state, log) in
+        [("new snapshot, old log", &new.0, &old.1), ("old snapshot, new log", &old.0, &newer_log)]
+    {
+        std::fs::write(dir.join(STATE_FILE), state).unwrap();
+        std::fs::write(dir.join(STATE_LOG_FILE), log).unwrap();
+        let (store, reopened, recovery) = Store::open(&dir, &genesis(), config()).unwrap();
+        assert_eq!(reopened.state_root(), ledger.state_root(), "{case}");
+        assert_eq!(recovery.deltas, 0, "{case}");
+        assert_eq!(recovery.replayed, height + 9 - recovery.state_height, "{case}");
+        drop(store);
+    }
+    remove(&dir);
+}
+
+/// A damaged delta record ends the log there: it and what follows are dropped as a tail
+/// (reported), and the blocks it covered are replayed.
+#[test]
+fn a_damaged_delta_is_dropped_and_its_blocks_replayed() {
+    let dir = scratch("delta-damage");
+    let (mut store, mut ledger, _) = Store::open(&dir, &genesis(), config()).unwrap();
+    while read(&dir, STATE_LOG_FILE).len() < 2 * FILE_HEADER_SIZE + 200 {
+        let height = store.height() + 4;
+        commit_to(&mut store, &mut ledger, height);
+    }
+    let height = store.height();
+    drop(store);
+    let mut log = read(&dir, STATE_LOG_FILE);
+    let at = log.len() - 3;
+    log[at] ^= 0x40;
+    std::fs::write(dir.join(STATE_LOG_FILE), &log).unwrap();
+    let (store, reopened, recovery) = Store::open(&dir, &genesis(), config()).unwrap();
+    assert_eq!(reopened.state_root(), ledger.state_root());
+    let tail = recovery.torn.iter().find(|tail| tail.file.ends_with(STATE_LOG_FILE)).expect("the log's tail");
+    assert_eq!(tail.offset + tail.size, log.len() as u64);
+    assert!(recovery.state_height < height && recovery.replayed >= 4);
+    assert_eq!(read(&dir, STATE_LOG_FILE).len() as u64, tail.offset, "cut where the damage starts");
+    drop(store);
+    remove(&dir);
+}

@@ -6,15 +6,16 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 use tessera_components::storage::{
-    DirCheck, FileRef, IndexEntry, Place, Problem, RecordKind, StateSnapshot, check_directory, check_record,
-    decode_block_payload, decode_genesis_file, decode_state_file, parse_segment_file_name, segment_file_name,
+    DirCheck, FileRef, IndexEntry, Place, Problem, RecordKind, StateLog, StateSnapshot, check_directory,
+    check_record, decode_block_payload, decode_genesis_file, decode_state_file, decode_state_log,
+    parse_segment_file_name, segment_file_name,
 };
 use tessera_components::{Block, Hash, QuorumCertificate, TxnId};
 use tessera_systems::execute::execute_block;
 use tessera_systems::{Ledger, LedgerParts};
 
 use super::map::DirLock;
-use super::{GENESIS_FILE, INDEX_FILE, STATE_FILE, StoreError};
+use super::{GENESIS_FILE, INDEX_FILE, STATE_FILE, STATE_LOG_FILE, StoreError};
 
 /// What the read-only pass found in a sound directory.
 #[derive(Debug)]
@@ -31,6 +32,9 @@ pub struct Verified {
     pub segment_bytes: u64,
     /// The stored account-state snapshot.
     pub state: StateSnapshot,
+    /// The state deltas written since it (older ones included; a rebuild skips them), and a
+    /// torn tail of the log to drop.
+    pub state_log: StateLog,
 }
 
 /// The corruption error for a problem found by the format checks.
@@ -139,7 +143,23 @@ pub fn verify(lock: &DirLock) -> Result<Verified, StoreError> {
         decode_state_file(&map, genesis_id).map_err(|problem| corrupt(lock, problem))?
     };
     check_state_height(lock.path(STATE_FILE), &state, &check)?;
-    Ok(Verified { genesis, genesis_id, check, segment_count: numbers.len() as u32, segment_bytes, state })
+    // A directory from before the log existed has none: that is an empty log.
+    let state_log = match lock.map(STATE_LOG_FILE, true) {
+        Ok(map) => {
+            decode_state_log(&map, genesis_id, check.height()).map_err(|problem| corrupt(lock, problem))?
+        }
+        Err(source) if source.kind() == std::io::ErrorKind::NotFound => StateLog::default(),
+        Err(source) => return Err(StoreError::Io { file: lock.path(STATE_LOG_FILE), source }),
+    };
+    Ok(Verified {
+        genesis,
+        genesis_id,
+        check,
+        segment_count: numbers.len() as u32,
+        segment_bytes,
+        state,
+        state_log,
+    })
 }
 
 /// Reads committed blocks through read-only maps of their segments, remapping a segment that
@@ -245,6 +265,14 @@ pub struct Rebuilt {
     pub tip_hash: Hash,
     /// Blocks re-executed.
     pub replayed: u64,
+    /// State-log deltas applied.
+    pub deltas: u64,
+    /// Height of the last stored state the rebuild started from: the snapshot's or the last
+    /// delta's.
+    pub state_height: u64,
+    /// Senders and recipients of the blocks replayed after it: what the next state delta must
+    /// cover.
+    pub touched: Vec<[u8; 32]>,
 }
 
 fn location(source: &impl BlockSource, entry: &IndexEntry) -> (PathBuf, u64) {
@@ -315,15 +343,58 @@ pub fn rebuild_from(
         return Err(state_error("snapshot's supply is not the genesis supply".to_string()));
     }
 
+    // The deltas made over this snapshot, in order, each checked against the root it records
+    // and the root the chain records for its height. Deltas made over another snapshot (left
+    // in the log by a crash while the snapshot was replaced) are skipped: the blocks after the
+    // snapshot are replayed instead.
+    let log_file = source.path(STATE_LOG_FILE);
+    let mut delta_ledger = snapshot_ledger;
+    let mut state_height = snapshot.height;
+    let mut state_tip = snapshot_block.as_ref().map_or(Hash::ZERO, |b| b.header.hash());
+    let mut deltas = 0;
+    for delta in verified
+        .state_log
+        .deltas
+        .iter()
+        .filter(|delta| delta.base_height == snapshot.height && delta.height > snapshot.height)
+    {
+        let log_error = |reason: String| StoreError::Corrupt {
+            file: log_file.clone(),
+            offset: tessera_components::storage::FILE_HEADER_SIZE as u64,
+            reason: format!("state delta for height {}: {reason}", delta.height),
+        };
+        let root = delta_ledger.apply_stored(delta).map_err(log_error)?;
+        if root != delta.state_root {
+            return Err(log_error(format!(
+                "its rows give state root {root}, it records {}",
+                delta.state_root
+            )));
+        }
+        let block = source.read(&entries[delta.height as usize - 1])?.0;
+        if block.header.state_root != root {
+            return Err(log_error(format!(
+                "state root {root}, the chain records {}",
+                block.header.state_root
+            )));
+        }
+        state_height = delta.height;
+        state_tip = block.header.hash();
+        deltas += 1;
+    }
+    if deltas > 0 && delta_ledger.balance_sum() != delta_ledger.supply() {
+        return Err(StoreError::Corrupt {
+            file: log_file,
+            offset: tessera_components::storage::FILE_HEADER_SIZE as u64,
+            reason: "the state after the deltas does not conserve the genesis supply".to_string(),
+        });
+    }
+
     let (mut ledger, start, mut tip_hash) = match replay {
-        Replay::FromSnapshot => (
-            snapshot_ledger,
-            snapshot.height,
-            snapshot_block.as_ref().map_or(Hash::ZERO, |b| b.header.hash()),
-        ),
+        Replay::FromSnapshot => (delta_ledger, state_height, state_tip),
         Replay::FromGenesis => (genesis_ledger, 0, Hash::ZERO),
     };
     let mut replayed = 0;
+    let mut touched = Vec::new();
     for entry in &entries[start as usize..] {
         let (block, _certificate) = source.read(entry)?;
         let (file, offset) = location(&*source, entry);
@@ -333,6 +404,9 @@ pub fn rebuild_from(
                 offset,
                 reason: format!("block {}'s parent is not block {}", entry.height, entry.height - 1),
             });
+        }
+        if entry.height > state_height {
+            touched.extend(block.txns.iter().flat_map(|txn| [txn.body.sender, txn.body.recipient]));
         }
         let stored = block.header.state_root;
         let ids: Vec<TxnId> = block.txns.iter().map(|txn| txn.id()).collect();
@@ -361,7 +435,7 @@ pub fn rebuild_from(
             }
         }
     }
-    Ok(Rebuilt { ledger, tip_hash, replayed })
+    Ok(Rebuilt { ledger, tip_hash, replayed, deltas, state_height, touched })
 }
 
 /// Reads every committed block and checks that it decodes, is certified, and links to its

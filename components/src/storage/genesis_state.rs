@@ -260,7 +260,7 @@ pub const STATE_ROWS_PER_RECORD: usize = 1 << 20;
 const _: () = assert!(STATE_FIXED_SIZE + STATE_ROWS_PER_RECORD * STATE_ROW_SIZE <= RECORD_PAYLOAD_MAX);
 
 /// A whole `state` file for this snapshot: the file header, then records back to back. A
-/// state that fits one record (up to ~5.6 M accounts) is one record, whose payload is
+/// state of up to [`STATE_ROWS_PER_RECORD`] accounts is one record, whose payload is
 /// [`encode_state_payload`]'s, as before chunks existed. A larger one is chunked: the first
 /// record's payload is the fixed part (height, root, burned, supply, count) and the columns
 /// of the first [`STATE_ROWS_PER_RECORD`] accounts (addresses, then accounts); each later
@@ -269,11 +269,14 @@ const _: () = assert!(STATE_FIXED_SIZE + STATE_ROWS_PER_RECORD * STATE_ROW_SIZE 
 /// # Panics
 /// If the columns differ in length.
 pub fn encode_state_file(genesis_id: Hash, state: StateView<'_>) -> Vec<u8> {
-    // One record whenever one fits, so a state that earlier versions could write is written
-    // as they wrote it (and they can read it back); chunks only past the record limit.
-    let one_record = STATE_FIXED_SIZE + state.keys.len() * STATE_ROW_SIZE <= RECORD_PAYLOAD_MAX;
-    let rows = if one_record { state.keys.len().max(1) } else { STATE_ROWS_PER_RECORD };
-    encode_state_file_in(genesis_id, state, rows)
+    encode_state_file_in(genesis_id, state, default_rows_per_record(state.keys.len()))
+}
+
+/// Rows a state record holds when [`encode_state_file`] writes `count` accounts: up to
+/// [`STATE_ROWS_PER_RECORD`], so a state of up to that many accounts is the one record earlier
+/// versions wrote (and read), and no record's payload passes 48 MiB.
+fn default_rows_per_record(count: usize) -> usize {
+    count.clamp(1, STATE_ROWS_PER_RECORD)
 }
 
 /// [`encode_state_file`] with `rows_per_record` accounts a record (tests use small ones).
@@ -282,6 +285,41 @@ pub fn encode_state_file(genesis_id: Hash, state: StateView<'_>) -> Vec<u8> {
 /// If the columns differ in length, or `rows_per_record` is 0 or its records would pass the
 /// record limit.
 pub fn encode_state_file_in(genesis_id: Hash, state: StateView<'_>, rows_per_record: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(
+        FILE_HEADER_SIZE
+            + state.keys.len().div_ceil(rows_per_record.max(1)).max(1) * RECORD_HEADER_SIZE
+            + STATE_FIXED_SIZE
+            + state.keys.len() * STATE_ROW_SIZE,
+    );
+    let written = write_state_file_in(genesis_id, state, rows_per_record, |bytes| {
+        out.extend_from_slice(bytes);
+        Ok::<(), std::convert::Infallible>(())
+    });
+    match written {
+        Ok(_) => out,
+    }
+}
+
+/// Writes [`encode_state_file`]'s bytes to `sink` a piece at a time (the file header, then each
+/// record), so a state of any size is written holding at most one record's payload (48 MiB) in
+/// memory. Returns the bytes written.
+///
+/// # Errors
+/// The first error `sink` returns; nothing more is written after it.
+pub fn write_state_file<E>(
+    genesis_id: Hash,
+    state: StateView<'_>,
+    sink: impl FnMut(&[u8]) -> Result<(), E>,
+) -> Result<u64, E> {
+    write_state_file_in(genesis_id, state, default_rows_per_record(state.keys.len()), sink)
+}
+
+fn write_state_file_in<E>(
+    genesis_id: Hash,
+    state: StateView<'_>,
+    rows_per_record: usize,
+    mut sink: impl FnMut(&[u8]) -> Result<(), E>,
+) -> Result<u64, E> {
     assert_eq!(state.keys.len(), state.accounts.len(), "one account per address");
     assert!(
         rows_per_record > 0
@@ -290,11 +328,8 @@ pub fn encode_state_file_in(genesis_id: Hash, state: StateView<'_>, rows_per_rec
         "rows per record in range"
     );
     let count = state.keys.len();
-    let records = count.div_ceil(rows_per_record).max(1);
-    let mut out = Vec::with_capacity(
-        FILE_HEADER_SIZE + records * RECORD_HEADER_SIZE + STATE_FIXED_SIZE + count * STATE_ROW_SIZE,
-    );
-    out.extend_from_slice(bytemuck::bytes_of(&FileHeader::new(FileKind::State, 0, genesis_id)));
+    sink(bytemuck::bytes_of(&FileHeader::new(FileKind::State, 0, genesis_id)))?;
+    let mut offset = FILE_HEADER_SIZE as u64;
     let mut start = 0;
     loop {
         let end = count.min(start + rows_per_record);
@@ -308,11 +343,14 @@ pub fn encode_state_file_in(genesis_id: Hash, state: StateView<'_>, rows_per_rec
         }
         payload.extend_from_slice(bytemuck::cast_slice(&state.keys[start..end]));
         payload.extend_from_slice(bytemuck::cast_slice(&state.accounts[start..end]));
-        let place = Place { kind: RecordKind::State, segment: 0, offset: out.len() as u64 };
-        out.extend_from_slice(&encode_record(place, state.height, &payload));
+        let place = Place { kind: RecordKind::State, segment: 0, offset };
+        let record = encode_record(place, state.height, &payload);
+        drop(payload);
+        sink(&record)?;
+        offset += record.len() as u64;
         start = end;
         if start >= count {
-            return out;
+            return Ok(offset);
         }
     }
 }

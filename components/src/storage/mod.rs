@@ -15,7 +15,7 @@
 //!
 //! One file per idea: `record` frames files and records, `index` holds the per-height
 //! entries, `recovery` plans recovery, `genesis_state` encodes the `genesis` and `state`
-//! files, and `block_payload` a block record's payload. Every public item is re-exported
+//! files, `state_log` the deltas written between two `state` snapshots, and `block_payload` a block record's payload. Every public item is re-exported
 //! here, so callers name them as `storage::Item`.
 //!
 //! Nothing here does I/O.
@@ -25,6 +25,7 @@ mod genesis_state;
 mod index;
 mod record;
 mod recovery;
+mod state_log;
 #[cfg(test)]
 pub(crate) mod testing;
 
@@ -33,7 +34,7 @@ pub use genesis_state::{
     GENESIS_ROW_SIZE, GenesisPayloadError, STATE_FIXED_SIZE, STATE_ROW_SIZE, STATE_ROWS_PER_RECORD,
     StatePayloadError, StateSnapshot, StateView, decode_genesis_file, decode_genesis_payload,
     decode_state_file, decode_state_payload, encode_genesis_file, encode_genesis_payload, encode_state_file,
-    encode_state_file_in, encode_state_payload, genesis_id,
+    encode_state_file_in, encode_state_payload, genesis_id, write_state_file,
 };
 pub use index::{INDEX_ENTRY_SIZE, IndexEntry, IndexEntryError, encode_index_header};
 pub use record::{
@@ -44,4 +45,9 @@ pub use record::{
 };
 pub use recovery::{
     DirCheck, FileRef, Problem, Tail, check_directory, parse_segment_file_name, segment_file_name,
+};
+pub use state_log::{
+    DELTA_FIXED_SIZE, DELTA_ROW_SIZE, DELTA_ROWS_MAX, DeltaPayloadError, DeltaRow, StateDelta, StateLog,
+    decode_delta_payload, decode_state_log, encode_delta_payload, encode_delta_record,
+    encode_state_log_header,
 };

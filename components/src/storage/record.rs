@@ -49,6 +49,8 @@ pub enum FileKind {
     Index = 3,
     /// `state`: an account-state snapshot.
     State = 4,
+    /// `state-log`: the state deltas written since the snapshot.
+    StateLog = 5,
 }
 
 /// What a record holds; byte 5 of its header.
@@ -61,6 +63,8 @@ pub enum RecordKind {
     Block = 2,
     /// An account-state snapshot ([`encode_state_payload`](super::encode_state_payload)).
     State = 3,
+    /// The accounts a run of blocks changed ([`encode_delta_payload`](super::encode_delta_payload)).
+    StateDelta = 4,
 }
 
 impl RecordKind {
@@ -69,6 +73,7 @@ impl RecordKind {
             1 => Some(RecordKind::Genesis),
             2 => Some(RecordKind::Block),
             3 => Some(RecordKind::State),
+            4 => Some(RecordKind::StateDelta),
             _ => None,
         }
     }

@@ -21,6 +21,8 @@ pub enum FileRef {
     Index,
     /// `state`.
     State,
+    /// `state-log`.
+    StateLog,
     /// `segment-NNNNNNNN`.
     Segment(u32),
 }
@@ -32,6 +34,7 @@ impl FileRef {
             FileRef::Genesis => "genesis".to_string(),
             FileRef::Index => "index".to_string(),
             FileRef::State => "state".to_string(),
+            FileRef::StateLog => "state-log".to_string(),
             FileRef::Segment(number) => segment_file_name(*number),
         }
     }

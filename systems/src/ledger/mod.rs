@@ -12,6 +12,7 @@ use foldhash::HashMap;
 
 use bevy_ecs::resource::Resource;
 use tessera_components::state::{self, AccountProof};
+use tessera_components::storage::{DeltaRow, StateDelta};
 use tessera_components::{Account, Hash, RejectReason, TxnBody};
 
 use self::tree::{Changes, StateTree};
@@ -164,6 +165,65 @@ impl Ledger {
         self.accounts.push(Account::default());
         self.index.insert(key, slot);
         Some(slot as usize)
+    }
+
+    /// The slot of `key`'s account, if it has one.
+    pub fn slot_of(&self, key: &[u8; 32]) -> Option<u32> {
+        self.index.get(key).copied()
+    }
+
+    /// The accounts a stored delta names, as [`DeltaRow`]s by slot: those of `keys` that have
+    /// an account (an address a block named but that has none, like an unknown sender's, is
+    /// left out). What a state-log record stores for the blocks that touched `keys`.
+    pub fn delta_rows<'k>(&self, keys: impl IntoIterator<Item = &'k [u8; 32]>) -> Vec<DeltaRow> {
+        let mut rows: Vec<DeltaRow> = keys
+            .into_iter()
+            .filter_map(|key| {
+                let slot = *self.index.get(key)?;
+                Some(DeltaRow { slot: u64::from(slot), address: *key, account: self.accounts[slot as usize] })
+            })
+            .collect();
+        rows.sort_unstable_by_key(|row| row.slot);
+        rows.dedup_by_key(|row| row.slot);
+        rows
+    }
+
+    /// Applies a stored delta (a state-log record): its rows below the account count overwrite
+    /// the accounts at their slots, which must hold the same addresses; the rest create the next
+    /// slots in order, with addresses that have no account yet. Then its burned total, and
+    /// the count it declares must be the one reached. Updates the tree along the touched paths
+    /// and returns the new state root; the caller compares it with the one recorded.
+    ///
+    /// # Errors
+    /// The first row that does not fit this state, or a count that does not match; the ledger
+    /// is unchanged then.
+    pub fn apply_stored(&mut self, stored: &StateDelta) -> Result<Hash, String> {
+        let mut overlay = Overlay::new(self);
+        for row in &stored.rows {
+            let slot = u32::try_from(row.slot).map_err(|_| format!("slot {} past 2^32", row.slot))?;
+            if (slot as usize) < overlay.delta.base_len {
+                if self.keys[slot as usize] != row.address {
+                    return Err(format!("row for slot {slot} names another address than the slot holds"));
+                }
+                overlay.set(slot, row.account);
+            } else {
+                if overlay.slot(&row.address).is_some() {
+                    return Err(format!("row for new slot {slot} names an address that has an account"));
+                }
+                match overlay.create(row.address) {
+                    Some(created) if created == slot => overlay.set(slot, row.account),
+                    _ => return Err(format!("row creates slot {slot}, but the next free slot is another")),
+                }
+            }
+        }
+        let mut delta = overlay.into_delta();
+        let count = (delta.base_len + delta.created.len()) as u64;
+        if count != stored.count {
+            return Err(format!("delta declares {} accounts, its rows give {count}", stored.count));
+        }
+        delta.burned = stored.burned;
+        self.commit(delta);
+        Ok(self.state_root())
     }
 
     /// The account at `key`, if it has ever been touched.
