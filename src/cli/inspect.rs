@@ -34,12 +34,19 @@ pub fn run(args: &InspectArgs) -> Result<(), Box<dyn std::error::Error>> {
         // Replaying from genesis reads every block anyway; otherwise walk them separately.
         check_chain(&lock, &verified, &mut reader)?;
     }
-    let Rebuilt { ledger, replayed, .. } = rebuild(&lock, &verified, &mut reader, mode)?;
+    let Rebuilt { ledger, replayed, deltas, state_height, .. } = rebuild(&lock, &verified, &mut reader, mode)?;
     let height = verified.check.height();
     println!("genesis {} accounts {}", verified.genesis_id, verified.genesis.len());
     println!("segments {} bytes {}", verified.segment_count, verified.segment_bytes);
     println!("state_snapshot height {}", verified.state.height);
-    for tail in [verified.check.index_tail, verified.check.segment_tail].into_iter().flatten() {
+    let log = &verified.state_log.deltas;
+    println!(
+        "state_log deltas {} applied {deltas} state_height {state_height} rows {}",
+        log.len(),
+        log.iter().map(|delta| delta.rows.len()).sum::<usize>()
+    );
+    let tails = [verified.check.index_tail, verified.check.segment_tail, verified.state_log.tail];
+    for tail in tails.into_iter().flatten() {
         println!(
             "torn {} offset {} bytes {} (an unfinished final write; the node drops it at its next start)",
             lock.path(&tail.file.file_name()).display(),
