@@ -2,18 +2,27 @@
 //! blocks of 4,096 transfers between random accounts it times speculative execution with the
 //! state root (what a proposal or a validation pays), committing the winning delta (what
 //! finalization pays), and, for comparison, one whole-ledger copy (what each proposal and
-//! validation paid before deltas). The figure that matters is the ratio of the largest size's
-//! per-block cost to the smallest's: flat means the cost follows the block, not the ledger.
+//! validation paid before deltas), and persisting: the block's state delta appended to a
+//! state log and synced (`persist_ms`, the store's own schedule and record), plus the block's
+//! share of rewriting the whole snapshot, which the store does once the log has grown to the
+//! snapshot's size (`snapshot_s` × delta bytes ÷ snapshot bytes). The figure that matters is the
+//! ratio of the largest size's per-block cost to the smallest's: flat means the cost follows the
+//! block, not the ledger.
 
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::time::Instant;
 
 use clap::Args;
 use serde_json::json;
 use tessera_components::TxnBody;
+use tessera_components::storage::{FILE_HEADER_SIZE, StateView, encode_state_log_header, write_state_file};
 use tessera_systems::Ledger;
 use tessera_systems::workload::SeedStream;
 
 use crate::InputError;
+use crate::storage::{StateSchedule, StateWrite};
 
 /// Arguments of `tessera bench state`.
 #[derive(Debug, Args)]
@@ -34,6 +43,36 @@ pub struct StateArgs {
     /// block, as before the incremental tree.
     #[arg(long, hide = true)]
     rehash_all: bool,
+    /// Where the state log and snapshot are written and synced (a scratch directory inside it,
+    /// removed at the end). Default: the system's temporary directory.
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
+}
+
+/// A scratch directory for one run, removed when dropped.
+struct Scratch(std::path::PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Writes the whole snapshot of `ledger` to `path` a record at a time, synced: (bytes, seconds).
+fn write_snapshot(path: &std::path::Path, ledger: &Ledger) -> std::io::Result<(u64, f64)> {
+    let started = Instant::now();
+    let view = StateView {
+        height: 0,
+        state_root: ledger.state_root(),
+        keys: ledger.keys(),
+        accounts: ledger.accounts(),
+        burned: ledger.burned(),
+        supply: ledger.supply(),
+    };
+    let mut file = std::io::BufWriter::with_capacity(1 << 20, File::create(path)?);
+    let bytes = write_state_file(tessera_components::Hash::ZERO, view, |piece| file.write_all(piece))?;
+    file.into_inner().map_err(std::io::IntoInnerError::into_error)?.sync_all()?;
+    Ok((bytes, started.elapsed().as_secs_f64()))
 }
 
 fn address(index: u64) -> [u8; 32] {
@@ -66,6 +105,13 @@ pub fn run(args: &StateArgs) -> Result<(), Box<dyn std::error::Error>> {
             InputError("--blocks and --block-txns must be positive (--block-txns ≤ 1048576)".into()).into()
         );
     }
+    let scratch = Scratch(
+        args.dir
+            .clone()
+            .unwrap_or_else(std::env::temp_dir)
+            .join(format!("tessera-bench-state-{}", std::process::id())),
+    );
+    std::fs::create_dir_all(&scratch.0)?;
     let mut rows = Vec::new();
     for &size in &args.accounts {
         let rss_before = rss_anon_bytes();
@@ -75,8 +121,15 @@ pub fn run(args: &StateArgs) -> Result<(), Box<dyn std::error::Error>> {
         drop(genesis);
         let genesis_s = started.elapsed().as_secs_f64();
         let rss_per_account = rss_anon_bytes().saturating_sub(rss_before) as f64 / size as f64;
+        let (snapshot_bytes, snapshot_s) = write_snapshot(&scratch.0.join("state"), &ledger)?;
+        let log = File::create(scratch.0.join("state-log"))?;
+        log.write_all_at(&encode_state_log_header(tessera_components::Hash::ZERO), 0)?;
+        // The log never outgrows the snapshot in the store; here every block's delta is
+        // appended, and the rewrite it would trigger is charged by its share below.
+        let mut schedule = StateSchedule::new(0, u64::MAX, FILE_HEADER_SIZE as u64, []);
         let mut stream = SeedStream::new("tessera bench state", size);
         let (mut execute_ms, mut root_ms, mut commit_ms) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut persist_ms, mut delta_bytes) = (Vec::new(), Vec::new());
         for _ in 0..args.blocks {
             let bodies: Vec<TxnBody> = (0..args.block_txns)
                 .map(|_| {
@@ -111,7 +164,19 @@ pub fn run(args: &StateArgs) -> Result<(), Box<dyn std::error::Error>> {
             if ledger.state_root() != root || results.iter().all(Result::is_err) {
                 return Err("the committed root differs from the speculative one".into());
             }
+            let started = Instant::now();
+            schedule.note_bodies(&bodies);
+            let StateWrite::Delta(record) = schedule.plan(1, root, &ledger) else {
+                return Err("a block's delta did not fit one record".into());
+            };
+            log.write_all_at(&record, schedule.log_len())?;
+            log.sync_data()?;
+            schedule.wrote_delta(record.len() as u64);
+            let appended = started.elapsed().as_secs_f64() * 1e3;
+            persist_ms.push(appended + snapshot_s * 1e3 * record.len() as f64 / snapshot_bytes as f64);
+            delta_bytes.push(record.len() as f64);
         }
+        let state_files = std::fs::metadata(scratch.0.join("state"))?.len() as f64;
         let started = Instant::now();
         let copy = ledger.clone();
         let copy_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -119,13 +184,18 @@ pub fn run(args: &StateArgs) -> Result<(), Box<dyn std::error::Error>> {
         let execute = median(&mut execute_ms);
         let root = median(&mut root_ms);
         let commit = median(&mut commit_ms);
+        let persist = median(&mut persist_ms);
         rows.push(json!({
             "accounts": size,
             "genesis_s": genesis_s,
             "execute_ms": execute,
             "root_ms": root,
             "commit_ms": commit,
-            "per_block_ms": execute + root + commit,
+            "persist_ms": persist,
+            "per_block_ms": execute + root + commit + persist,
+            "delta_bytes_per_block": median(&mut delta_bytes),
+            "snapshot_s": snapshot_s,
+            "disk_bytes_per_account": state_files / size as f64,
             "whole_ledger_copy_ms": copy_ms,
             "resident_bytes_per_account": rss_per_account,
         }));
@@ -137,27 +207,33 @@ pub fn run(args: &StateArgs) -> Result<(), Box<dyn std::error::Error>> {
         println!("{}", serde_json::to_string_pretty(&json!({"sizes": rows, "cost_ratio": ratio}))?);
     } else {
         println!(
-            "{:>12} {:>10} {:>11} {:>9} {:>10} {:>13} {:>15} {:>14}",
+            "{:>12} {:>10} {:>11} {:>9} {:>10} {:>11} {:>13} {:>15} {:>11} {:>14} {:>15}",
             "accounts",
             "genesis_s",
             "execute_ms",
             "root_ms",
             "commit_ms",
+            "persist_ms",
             "per_block_ms",
             "ledger_copy_ms",
-            "rss_B/account"
+            "snapshot_s",
+            "rss_B/account",
+            "disk_B/account"
         );
         for row in &rows {
             println!(
-                "{:>12} {:>10.2} {:>11.2} {:>9.2} {:>10.2} {:>13.2} {:>15.2} {:>14.0}",
+                "{:>12} {:>10.2} {:>11.2} {:>9.2} {:>10.2} {:>11.2} {:>13.2} {:>15.2} {:>11.2} {:>14.0} {:>15.1}",
                 row["accounts"],
                 row["genesis_s"].as_f64().unwrap_or(0.0),
                 row["execute_ms"].as_f64().unwrap_or(0.0),
                 row["root_ms"].as_f64().unwrap_or(0.0),
                 row["commit_ms"].as_f64().unwrap_or(0.0),
+                row["persist_ms"].as_f64().unwrap_or(0.0),
                 row["per_block_ms"].as_f64().unwrap_or(0.0),
                 row["whole_ledger_copy_ms"].as_f64().unwrap_or(0.0),
+                row["snapshot_s"].as_f64().unwrap_or(0.0),
                 row["resident_bytes_per_account"].as_f64().unwrap_or(0.0),
+                row["disk_bytes_per_account"].as_f64().unwrap_or(0.0),
             );
         }
         println!(

@@ -34,7 +34,8 @@ pub fn run(args: &InspectArgs) -> Result<(), Box<dyn std::error::Error>> {
         // Replaying from genesis reads every block anyway; otherwise walk them separately.
         check_chain(&lock, &verified, &mut reader)?;
     }
-    let Rebuilt { ledger, replayed, deltas, state_height, .. } = rebuild(&lock, &verified, &mut reader, mode)?;
+    let Rebuilt { ledger, replayed, deltas, state_height, .. } =
+        rebuild(&lock, &verified, &mut reader, mode)?;
     let height = verified.check.height();
     println!("genesis {} accounts {}", verified.genesis_id, verified.genesis.len());
     println!("segments {} bytes {}", verified.segment_count, verified.segment_bytes);

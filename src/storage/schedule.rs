@@ -10,7 +10,7 @@
 
 use std::collections::HashSet;
 use tessera_components::storage::{FILE_HEADER_SIZE, StateDelta, encode_delta_record};
-use tessera_components::{Block, Hash};
+use tessera_components::{Block, Hash, TxnBody};
 use tessera_systems::Ledger;
 
 /// Below this many bytes of state file the log may still grow to this size, so that a tiny
@@ -53,9 +53,14 @@ impl StateSchedule {
 
     /// Notes the accounts a committed block may have changed.
     pub(crate) fn note(&mut self, block: &Block) {
-        for txn in &block.txns {
-            self.touched.insert(txn.body.sender);
-            self.touched.insert(txn.body.recipient);
+        self.note_bodies(block.txns.iter().map(|txn| &txn.body));
+    }
+
+    /// Notes the senders and recipients of these transfers.
+    pub(crate) fn note_bodies<'b>(&mut self, bodies: impl IntoIterator<Item = &'b TxnBody>) {
+        for body in bodies {
+            self.touched.insert(body.sender);
+            self.touched.insert(body.recipient);
         }
     }
 
