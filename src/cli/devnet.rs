@@ -57,6 +57,12 @@ pub struct DevnetArgs {
     /// votes go to everyone.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub aggregate_votes_from: Option<u64>,
+    /// Accounts in the genesis (up to 100,000,000). The load signs from as many load accounts
+    /// as it needs (rate × duration ÷ 512, at least 1024); any beyond those are receive-only
+    /// filler accounts, and then every transfer goes to one of them at random, so blocks touch
+    /// accounts spread over the whole state. Default: the load accounts alone.
+    #[arg(long, value_name = "N")]
+    pub accounts: Option<u64>,
 }
 
 /// Frames and bytes every validator sent its peers, summed from `tessera_net_frames_sent_total`
@@ -292,13 +298,16 @@ pub fn run(args: &DevnetArgs) -> Result<(), Box<dyn std::error::Error>> {
         None => free_base(args.validators)?,
     };
     let max_rate = args.rate.unwrap_or(64_000.0);
-    let accounts = ((max_rate * args.duration as f64) / 512.0).ceil().max(1024.0) as u64;
+    let signing = ((max_rate * args.duration as f64) / 512.0).ceil().max(1024.0) as u64;
+    let total_accounts = args.accounts.unwrap_or(signing).max(signing);
+    let accounts = Accounts { chain_id: 1, load_seed: 1, count: signing, filler: total_accounts - signing };
     let genesis = GenesisArgs {
         full_nodes: 0,
         validators: args.validators,
         out: dir.clone(),
         chain_id: 1,
-        accounts,
+        accounts: total_accounts,
+        signing_accounts: signing,
         load_seed: 1,
         balance: 1 << 50,
         base_port,
@@ -342,6 +351,7 @@ pub fn run(args: &DevnetArgs) -> Result<(), Box<dyn std::error::Error>> {
     let (armed, signalled) = stop_nodes_on_signal(pids)?;
     let result = drive(args, &dir, &mut validators, accounts).map(|mut report| {
         report["aggregate_votes_from"] = json!(aggregate_votes_from);
+        report["accounts"] = json!(total_accounts);
         // What the validators sent each other over the whole run (consensus messages and
         // forwarded transactions), read off their metrics before they stop.
         if let Some((frames, bytes)) = peer_traffic(base_port, args.validators) {
@@ -393,14 +403,18 @@ fn drive(
     args: &DevnetArgs,
     dir: &Path,
     validators: &mut [Validator],
-    accounts: u64,
+    load: Accounts,
 ) -> Result<Value, Box<dyn std::error::Error>> {
     wait_ready(validators)?;
-    let load = Accounts { chain_id: 1, load_seed: 1, count: accounts };
-    let mut nonces = vec![0u64; accounts as usize];
+    let mut nonces = vec![0u64; load.count as usize];
 
     // The ceiling: raw batch verification on this machine, now, on transactions like the load.
-    let sample = presign(Accounts { chain_id: 1, load_seed: 99, count: 1024 }, 16_384, &mut vec![0; 1024], 1);
+    let sample = presign(
+        Accounts { chain_id: 1, load_seed: 99, count: 1024, filler: 0 },
+        16_384,
+        &mut vec![0; 1024],
+        1,
+    );
     crate::bench::pipeline::verify_ceiling_secs(&sample[..1024], 128);
     let ceiling_per_s = (0..3)
         .map(|_| sample.len() as f64 / crate::bench::pipeline::verify_ceiling_secs(&sample, 128))

@@ -5,10 +5,9 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use ed25519_dalek::SigningKey;
-use tessera_systems::workload::signing_key;
 
 use crate::node::config::NodeConfig;
-use crate::node::genesis::{Genesis, GenesisAccount, GenesisValidator};
+use crate::node::genesis::{FILLER_ACCOUNTS_MAX, Genesis, GenesisValidator, LOAD_ACCOUNTS_MAX};
 use crate::node::key::KeyFile;
 
 /// Arguments of `tessera genesis`.
@@ -24,10 +23,17 @@ pub struct GenesisArgs {
     /// Chain id.
     #[arg(long, default_value_t = 1)]
     pub chain_id: u32,
-    /// Load accounts to fund, with keys derived from --load-seed (devnets only: anyone who
-    /// knows the seed can spend them).
+    /// Accounts to fund (up to 100,000,000), all derived from --load-seed so the genesis file
+    /// stays a few lines: the first --signing-accounts of them are load accounts whose keys
+    /// derive from the seed (`tessera loadgen` signs for them; devnets only: anyone who knows
+    /// the seed can spend them), the rest receive-only filler accounts whose addresses are a
+    /// hash of the seed (nobody holds their keys), which make the state large.
     #[arg(long, default_value_t = 1024)]
     pub accounts: u64,
+    /// How many of --accounts are load accounts with keys; each node derives their public
+    /// keys at start (a scalar multiplication each), so at most 1048576.
+    #[arg(long, default_value_t = 65_536)]
+    pub signing_accounts: u64,
     /// Seed of the funded load accounts' keys.
     #[arg(long, default_value_t = 1)]
     pub load_seed: u64,
@@ -176,6 +182,14 @@ fn check_validator_count(n: u32) -> Result<(), crate::InputError> {
 /// Bad arguments, or files that cannot be written (or already exist).
 pub fn write(args: &GenesisArgs) -> Result<Vec<PathBuf>, Box<dyn std::error::Error>> {
     check_validator_count(args.validators)?;
+    if args.accounts > FILLER_ACCOUNTS_MAX {
+        return Err(crate::InputError(format!("--accounts must be at most {FILLER_ACCOUNTS_MAX}")).into());
+    }
+    if args.signing_accounts > LOAD_ACCOUNTS_MAX {
+        return Err(
+            crate::InputError(format!("--signing-accounts must be at most {LOAD_ACCOUNTS_MAX}")).into()
+        );
+    }
     if u32::from(args.base_port) + 4 * (args.validators + args.full_nodes) > u32::from(u16::MAX) {
         return Err("--base-port too high for this many nodes".into());
     }
@@ -188,19 +202,19 @@ pub fn write(args: &GenesisArgs) -> Result<Vec<PathBuf>, Box<dyn std::error::Err
         })
         .collect::<Result<_, _>>()
         .map_err(|error| format!("operating system randomness unavailable: {error}"))?;
+    let load_accounts = args.accounts.min(args.signing_accounts);
     let genesis = Genesis {
         chain_id: args.chain_id,
         load_seed: Some(args.load_seed),
+        load_accounts,
+        load_balance: args.balance,
+        filler_accounts: args.accounts - load_accounts,
+        filler_balance: args.balance,
         validators: keys
             .iter()
             .map(|k| GenesisValidator { public_key: hex::encode(k.verifying_key().to_bytes()) })
             .collect(),
-        accounts: (0..args.accounts)
-            .map(|i| GenesisAccount {
-                address: hex::encode(signing_key(args.load_seed, i).verifying_key().to_bytes()),
-                balance: args.balance,
-            })
-            .collect(),
+        accounts: Vec::new(),
     };
     create(&args.out.join("genesis.toml"), &toml::to_string_pretty(&genesis)?, false)?;
     let peers: Vec<SocketAddr> = layout.validators.iter().map(|ports| ports[0]).collect();

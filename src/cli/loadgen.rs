@@ -60,9 +60,11 @@ pub fn run(args: &LoadgenArgs) -> Result<(), Box<dyn std::error::Error>> {
         ))
         .into());
     };
-    let count = genesis.accounts.len() as u64;
+    let total = (args.rate * args.duration as f64) as usize;
+    // Round-robin: no more senders than transfers (each costs a nonce lookup below).
+    let count = genesis.signing_accounts().min(total.max(1) as u64);
     if count == 0 {
-        return Err(InputError("the genesis funds no accounts".into()).into());
+        return Err(InputError("the genesis funds no load accounts".into()).into());
     }
     let tracker_url = match (&args.rpc, args.via) {
         (Some(rpc), _) => url(rpc),
@@ -89,9 +91,13 @@ pub fn run(args: &LoadgenArgs) -> Result<(), Box<dyn std::error::Error>> {
         let account = tracker.call("tessera_getAccount", json!([address]))?;
         nonces.push(account["nonce"].as_u64().unwrap_or(0));
     }
-    let total = (args.rate * args.duration as f64) as usize;
     eprintln!("signing {total} transfers from {count} accounts…");
-    let txns = presign(Accounts { chain_id: genesis.chain_id, load_seed, count }, total, &mut nonces, 1);
+    let txns = presign(
+        Accounts { chain_id: genesis.chain_id, load_seed, count, filler: genesis.filler_accounts },
+        total,
+        &mut nonces,
+        1,
+    );
     let live = Live::default();
     let phase =
         run_phase(&txns, args.rate, args.via, &ingress, &rpc, &tracker, &[], Duration::from_secs(10), &live)?;

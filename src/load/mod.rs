@@ -19,7 +19,7 @@ use rayon::prelude::*;
 use serde_json::{Value, json};
 use tessera_components::wire::{Frame, encode};
 use tessera_components::{Txn, TxnBody, TxnId};
-use tessera_systems::workload::{sign, signing_key};
+use tessera_systems::workload::{SeedStream, filler_address, sign, signing_key};
 
 /// A JSON-RPC client over plain HTTP.
 #[derive(Debug, Clone)]
@@ -72,8 +72,12 @@ pub struct Accounts {
     pub chain_id: u32,
     /// Seed of the account keys.
     pub load_seed: u64,
-    /// How many accounts.
+    /// How many accounts sign.
     pub count: u64,
+    /// Receive-only filler accounts (`workload::filler_address`) in the genesis. With any,
+    /// each transfer goes to one of them picked by a hash of its sender and nonce, so the load
+    /// touches accounts spread over the whole state; without, to the next load account.
+    pub filler: u64,
 }
 
 /// Signs `total` transfers round-robin over the accounts, continuing from `nonces`.
@@ -93,7 +97,13 @@ pub fn presign(accounts: Accounts, total: usize, nonces: &mut [u64], fee: u64) -
     plan.par_iter()
         .map(|(account, nonce)| {
             let key = &keys[*account];
-            let recipient = keys[(account + 1) % count].verifying_key().to_bytes();
+            let recipient = if accounts.filler > 0 {
+                let mut pick = SeedStream::new("tessera 2026 load recipient", accounts.load_seed ^ *nonce);
+                let spread = pick.next_u64() ^ (*account as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                filler_address(accounts.load_seed, spread % accounts.filler)
+            } else {
+                keys[(account + 1) % count].verifying_key().to_bytes()
+            };
             let body = TxnBody {
                 chain_id: accounts.chain_id,
                 reserved: 0,

@@ -646,9 +646,20 @@ pub fn fuzz_config_with(data: &[u8], write: fn(&NodeConfig) -> String) {
             }
             Ok(genesis) => {
                 assert_eq!(genesis.validator_keys().len(), genesis.validators.len());
-                assert_eq!(genesis.balances().len(), genesis.accounts.len());
-                tessera_systems::Ledger::from_genesis(&genesis.balances())
-                    .expect("checked genesis builds a ledger");
+                // Derived accounts run to the millions: build the ledger of a small genesis only.
+                if genesis.account_count() <= 4096 {
+                    let balances = genesis.balances();
+                    assert_eq!(balances.len() as u64, genesis.account_count());
+                    // A derived address equal to a listed one is refused here, as a duplicate.
+                    match tessera_systems::Ledger::from_genesis(&balances) {
+                        Ok(ledger) => assert_eq!(ledger.len() as u64, genesis.account_count()),
+                        Err(error) => assert!(
+                            genesis.load_accounts + genesis.filler_accounts > 0
+                                && matches!(error, tessera_systems::GenesisError::DuplicateAccount(_)),
+                            "checked genesis builds no ledger: {error}"
+                        ),
+                    }
+                }
                 let written = toml::to_string(&genesis).expect("a loaded genesis serialises");
                 assert_eq!(Genesis::from_toml(&written, path).expect("a written genesis loads"), genesis);
             }

@@ -32,11 +32,40 @@ pub struct Genesis {
     /// so `tessera loadgen` can sign for them. Public by design: devnets only.
     #[serde(default)]
     pub load_seed: Option<u64>,
+    /// Load accounts derived from `load_seed`: account `i` (for `i` in `0..load_accounts`) is
+    /// the public key of `workload::signing_key(load_seed, i)`, funded with `load_balance`, in
+    /// the slots after `accounts`. `tessera loadgen` signs for them. Deriving a key costs a
+    /// scalar multiplication, so at most [`LOAD_ACCOUNTS_MAX`].
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub load_accounts: u64,
+    /// Balance of each load account.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub load_balance: u64,
+    /// Receive-only accounts whose addresses derive from `load_seed` by a hash
+    /// (`workload::filler_address(load_seed, i)`), funded with `filler_balance`, in the slots
+    /// after the load accounts. Nobody holds their keys: they can receive, never send. They let
+    /// a devnet hold millions of accounts (at most [`FILLER_ACCOUNTS_MAX`]) without a genesis
+    /// file listing them or every node deriving millions of keys.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub filler_accounts: u64,
+    /// Balance of each filler account.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub filler_balance: u64,
     /// Validators, in index order.
     pub validators: Vec<GenesisValidator>,
-    /// Funded accounts, in slot order.
+    /// Funded accounts, in slot order (before the derived ones).
     #[serde(default)]
     pub accounts: Vec<GenesisAccount>,
+}
+
+/// Most `load_accounts` a genesis may derive (about ten seconds of key derivation on two cores).
+pub const LOAD_ACCOUNTS_MAX: u64 = 1 << 20;
+/// Most `filler_accounts` a genesis may derive.
+pub const FILLER_ACCOUNTS_MAX: u64 = 100_000_000;
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 /// A genesis file that cannot be used.
@@ -128,18 +157,42 @@ impl Genesis {
                 ));
             }
         }
-        for (i, account) in self.accounts.iter().enumerate() {
-            hex32(&account.address)
-                .ok_or_else(|| (format!("accounts[{i}].address"), "must be 64 hex digits".into()))?;
-        }
-        let balances = self.balances();
         let mut seen = std::collections::BTreeSet::new();
-        for (i, (address, _)) in balances.iter().enumerate() {
-            if !seen.insert(*address) {
+        for (i, account) in self.accounts.iter().enumerate() {
+            let address = hex32(&account.address)
+                .ok_or_else(|| (format!("accounts[{i}].address"), "must be 64 hex digits".into()))?;
+            if !seen.insert(address) {
                 return Err((format!("accounts[{i}].address"), "appears twice".into()));
             }
         }
+        let derived = self.load_accounts > 0 || self.filler_accounts > 0;
+        if derived && self.load_seed.is_none() {
+            return Err((
+                "load_seed".into(),
+                "is required to derive load_accounts or filler_accounts".into(),
+            ));
+        }
+        if self.load_accounts > LOAD_ACCOUNTS_MAX {
+            return Err(("load_accounts".into(), format!("must be at most {LOAD_ACCOUNTS_MAX}")));
+        }
+        if self.filler_accounts > FILLER_ACCOUNTS_MAX {
+            return Err(("filler_accounts".into(), format!("must be at most {FILLER_ACCOUNTS_MAX}")));
+        }
+        // Derived addresses are distinct from each other (a collision would take breaking
+        // BLAKE3 or finding two Ed25519 keys with one public key); one equal to a listed account
+        // is refused when the ledger is built, as a duplicate account.
         Ok(())
+    }
+
+    /// Accounts the genesis funds: listed, then load, then filler.
+    pub fn account_count(&self) -> u64 {
+        self.accounts.len() as u64 + self.load_accounts + self.filler_accounts
+    }
+
+    /// How many load accounts `tessera loadgen` can sign for: the derived ones, or, in a genesis
+    /// that lists them instead (as earlier versions wrote), the listed ones.
+    pub fn signing_accounts(&self) -> u64 {
+        if self.load_accounts > 0 { self.load_accounts } else { self.accounts.len() as u64 }
     }
 
     /// Validator public keys in index order (checked by `load`).
@@ -147,9 +200,25 @@ impl Genesis {
         self.validators.iter().filter_map(|v| hex32(&v.public_key)).collect()
     }
 
-    /// Genesis balances in slot order (checked by `load`).
+    /// Genesis balances in slot order (checked by `load`): the listed accounts, then the load
+    /// and filler accounts derived on every core.
     pub fn balances(&self) -> Vec<([u8; 32], u64)> {
-        self.accounts.iter().filter_map(|a| Some((hex32(&a.address)?, a.balance))).collect()
+        use rayon::prelude::*;
+        use tessera_systems::workload::{filler_address, signing_key};
+        let mut balances: Vec<([u8; 32], u64)> =
+            Vec::with_capacity(usize::try_from(self.account_count()).unwrap_or(0));
+        balances.extend(self.accounts.iter().filter_map(|a| Some((hex32(&a.address)?, a.balance))));
+        let seed = self.load_seed.unwrap_or(0);
+        // An indexed parallel extend keeps slot order.
+        balances.par_extend(
+            (0..self.load_accounts)
+                .into_par_iter()
+                .map(|i| (signing_key(seed, i).verifying_key().to_bytes(), self.load_balance)),
+        );
+        balances.par_extend(
+            (0..self.filler_accounts).into_par_iter().map(|i| (filler_address(seed, i), self.filler_balance)),
+        );
+        balances
     }
 }
 

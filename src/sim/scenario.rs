@@ -473,6 +473,11 @@ fn bad(key: &str, problem: impl Into<String>) -> ScenarioError {
     ScenarioError { key: key.into(), problem: problem.into() }
 }
 
+/// Most client accounts a workload funds (as `tessera genesis --accounts` allows).
+pub const ACCOUNTS_MAX: u64 = 100_000_000;
+/// Most client accounts with real keys (`validators.sigverify` other than stand-in).
+pub const SIGNING_ACCOUNTS_MAX: u64 = 1 << 20;
+
 /// Most nodes one run simulates.
 pub const NODES_MAX: u32 = 100_000;
 
@@ -603,8 +608,22 @@ impl Scenario {
             return Err(bad("network.regions", "shares sum to zero"));
         }
         let w = &self.workload;
-        if w.batch_ms == 0 || w.accounts == 0 || w.accounts > 1 << 20 {
-            return Err(bad("workload", "batch_ms must be positive, accounts in 1..=1048576"));
+        if w.batch_ms == 0 {
+            return Err(bad("workload.batch_ms", "must be positive"));
+        }
+        if w.accounts == 0 || w.accounts > ACCOUNTS_MAX {
+            return Err(bad("workload.accounts", format!("must be in 1..={ACCOUNTS_MAX}")));
+        }
+        // Real signatures need each client's key, a scalar multiplication to derive; stand-in
+        // tags need only an address, a hash.
+        if w.accounts > SIGNING_ACCOUNTS_MAX && self.validators.sigverify != SigverifyMode::StandIn {
+            return Err(bad(
+                "workload.accounts",
+                format!(
+                    "more than {SIGNING_ACCOUNTS_MAX} needs validators.sigverify = \"stand-in\" (deriving a key per \
+                     account would cost more than the run)"
+                ),
+            ));
         }
         if w.rate.iter().any(|[t, r]| !finite_nonneg(*t) || !finite_nonneg(*r) || *r > 10_000_000.0) {
             return Err(bad("workload.rate", "points are [t_s ≥ 0, rate in 0..=1e7]"));

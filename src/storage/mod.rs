@@ -31,9 +31,9 @@ use std::sync::{Mutex, PoisonError};
 
 use tessera_components::storage::{
     FILE_HEADER_SIZE, INDEX_ENTRY_SIZE, IndexEntry, Place, RECORD_HEADER_SIZE, RECORD_PAYLOAD_MAX,
-    RecordKind, StateView, check_record_header, encode_block_record, encode_genesis_file,
-    encode_index_header, encode_segment_header, encode_state_file, encode_state_log_header,
-    seal_record_header, segment_file_name, write_state_file,
+    RecordKind, StateView, check_record_header, encode_block_record, encode_index_header,
+    encode_segment_header, encode_state_file, encode_state_log_header, genesis_id_of, seal_record_header,
+    segment_file_name, write_genesis_file, write_state_file,
 };
 use tessera_components::{Block, CertifiedBlock, Hash, QuorumCertificate};
 use tessera_systems::{GenesisError, Ledger};
@@ -370,12 +370,17 @@ fn create(lock: &DirLock, genesis: &[([u8; 32], u64)], ledger: &Ledger) -> Resul
     if longer_than_header(&segment_file_name(0)) || longer_than_header(INDEX_FILE) {
         return Err(refuse("segment 0 or the index holds records"));
     }
-    let (id, genesis_file) = encode_genesis_file(genesis);
+    let id = genesis_id_of(genesis);
     write_atomic(lock, &segment_file_name(0), &encode_segment_header(0, id), true)?;
     write_atomic(lock, INDEX_FILE, &encode_index_header(id), true)?;
     write_state_whole(lock, id, 0, ledger.state_root(), ledger, true)?;
     write_atomic(lock, STATE_LOG_FILE, &encode_state_log_header(id), true)?;
-    write_atomic(lock, GENESIS_FILE, &genesis_file, true)
+    write_atomic_with(lock, GENESIS_FILE, true, |file| {
+        let mut out = io::BufWriter::with_capacity(1 << 20, file);
+        write_genesis_file(genesis, |bytes| out.write_all(bytes))?;
+        out.flush()
+    })
+    .map(|_| ())
 }
 
 /// The state file for `ledger` at `height` (whose root, already computed, is `state_root`),
@@ -478,14 +483,23 @@ impl Store {
         if config.segment_size_max < (FILE_HEADER_SIZE + RECORD_HEADER_SIZE) as u64 {
             return Err(StoreError::Config("segment_size_max must hold a file header and a record header"));
         }
-        let genesis_ledger = Ledger::from_genesis(genesis)?;
+        // A genesis that cannot build a ledger is refused before anything is created; an
+        // existing store's genesis is compared with the stored one instead (building a ledger
+        // of every genesis account twice would double a large state's start).
+        let mut genesis_ledger =
+            if dir.join(GENESIS_FILE).exists() { None } else { Some(Ledger::from_genesis(genesis)?) };
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
         let lock = DirLock::new(dir, LockMode::Exclusive)?;
         remove_temporaries(&lock)?;
         let created = !lock.path(GENESIS_FILE).exists();
         if created {
-            create(&lock, genesis, &genesis_ledger)?;
+            let ledger = match genesis_ledger.take() {
+                Some(ledger) => ledger,
+                None => Ledger::from_genesis(genesis)?,
+            };
+            create(&lock, genesis, &ledger)?;
         }
+        drop(genesis_ledger);
 
         // The read-only pass: every map it makes is gone when it returns.
         let verified = verify(&lock)?;

@@ -47,6 +47,16 @@ pub fn signing_key(seed: u64, index: u64) -> SigningKey {
     SigningKey::from_bytes(hasher.finalize().as_bytes())
 }
 
+/// The `index`-th receive-only filler account of workload `seed`: an address derived by a hash
+/// (no key is derived, so millions cost a second; nobody holds the key, so it can only
+/// receive).
+pub fn filler_address(seed: u64, index: u64) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new_derive_key("tessera 2026 workload filler account");
+    hasher.update(&seed.to_le_bytes());
+    hasher.update(&index.to_le_bytes());
+    *hasher.finalize().as_bytes()
+}
+
 /// Signs `body` with `key` (whose public key must be `body.sender`).
 pub fn sign(key: &SigningKey, body: TxnBody) -> Txn {
     debug_assert_eq!(key.verifying_key().to_bytes(), body.sender);

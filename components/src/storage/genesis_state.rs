@@ -2,8 +2,8 @@
 //! the directory's identity) and `state` (an account-state snapshot).
 
 use super::record::{
-    FILE_HEADER_SIZE, FileHeader, FileKind, Place, RECORD_HEADER_SIZE, RECORD_PAYLOAD_MAX, Record,
-    RecordKind, check_record, encode_record,
+    FILE_HEADER_SIZE, FileHeader, FileKind, Place, RECORD_HEADER_SIZE, RECORD_PAYLOAD_MAX, RecordKind,
+    check_record, encode_record,
 };
 use super::recovery::{FileRef, Problem};
 use crate::account::Account;
@@ -82,52 +82,173 @@ pub enum GenesisPayloadError {
     },
 }
 
-/// A whole `genesis` file for these balances, and its genesis id.
-///
-/// # Panics
-/// If the payload exceeds [`RECORD_PAYLOAD_MAX`] (over six million accounts).
-pub fn encode_genesis_file(balances: &[([u8; 32], u64)]) -> (Hash, Vec<u8>) {
-    let payload = encode_genesis_payload(balances);
-    let id = genesis_id(&payload);
-    let mut out = bytemuck::bytes_of(&FileHeader::new(FileKind::Genesis, 0, id)).to_vec();
-    let place = Place { kind: RecordKind::Genesis, segment: 0, offset: FILE_HEADER_SIZE as u64 };
-    out.extend_from_slice(&encode_record(place, 0, &payload));
-    (id, out)
+/// Most accounts in one record of a genesis file (40 MiB of rows); a larger genesis takes
+/// several records, so a genesis of any size is stored.
+pub const GENESIS_ROWS_PER_RECORD: usize = 1 << 20;
+
+const _: () = assert!(8 + GENESIS_ROWS_PER_RECORD * GENESIS_ROW_SIZE <= RECORD_PAYLOAD_MAX);
+
+/// The genesis id of these balances: [`genesis_id`] of their [`encode_genesis_payload`],
+/// computed without building the payload.
+pub fn genesis_id_of(balances: &[([u8; 32], u64)]) -> Hash {
+    let mut hasher = blake3::Hasher::new_derive_key("tessera 2026 store genesis");
+    hasher.update(&(balances.len() as u64).to_le_bytes());
+    for (key, balance) in balances {
+        hasher.update(key);
+        hasher.update(&balance.to_le_bytes());
+    }
+    Hash(*hasher.finalize().as_bytes())
 }
 
-/// Checks a whole `genesis` file; returns its id and balances.
+/// A whole `genesis` file for these balances, and its genesis id.
+pub fn encode_genesis_file(balances: &[([u8; 32], u64)]) -> (Hash, Vec<u8>) {
+    encode_genesis_file_in(balances, GENESIS_ROWS_PER_RECORD)
+}
+
+/// [`encode_genesis_file`] with `rows_per_record` accounts a record (tests use small ones).
+///
+/// # Panics
+/// If `rows_per_record` is 0 or its records would pass the record limit.
+pub fn encode_genesis_file_in(balances: &[([u8; 32], u64)], rows_per_record: usize) -> (Hash, Vec<u8>) {
+    let mut out =
+        Vec::with_capacity(FILE_HEADER_SIZE + 2 * RECORD_HEADER_SIZE + 8 + balances.len() * GENESIS_ROW_SIZE);
+    let written = write_genesis_file_in(balances, rows_per_record, |bytes| {
+        out.extend_from_slice(bytes);
+        Ok::<(), std::convert::Infallible>(())
+    });
+    match written {
+        Ok(id) => (id, out),
+    }
+}
+
+/// Writes the `genesis` file for these balances to `sink` a piece at a time: the file header,
+/// then records of up to [`GENESIS_ROWS_PER_RECORD`] accounts. The first record's payload is
+/// the count (u64) and the first rows; each later record's holds the next rows. So a genesis of
+/// up to 2^20 accounts is the one record earlier versions wrote. The genesis id is the hash of
+/// the payloads end to end ([`encode_genesis_payload`] of every row). Returns the id.
+///
+/// # Errors
+/// The first error `sink` returns.
+pub fn write_genesis_file<E>(
+    balances: &[([u8; 32], u64)],
+    sink: impl FnMut(&[u8]) -> Result<(), E>,
+) -> Result<Hash, E> {
+    write_genesis_file_in(balances, GENESIS_ROWS_PER_RECORD, sink)
+}
+
+fn write_genesis_file_in<E>(
+    balances: &[([u8; 32], u64)],
+    rows_per_record: usize,
+    mut sink: impl FnMut(&[u8]) -> Result<(), E>,
+) -> Result<Hash, E> {
+    assert!(
+        rows_per_record > 0 && 8 + rows_per_record * GENESIS_ROW_SIZE <= RECORD_PAYLOAD_MAX,
+        "rows per record in range"
+    );
+    let id = genesis_id_of(balances);
+    sink(bytemuck::bytes_of(&FileHeader::new(FileKind::Genesis, 0, id)))?;
+    let mut offset = FILE_HEADER_SIZE as u64;
+    let mut start = 0;
+    loop {
+        let end = balances.len().min(start + rows_per_record);
+        let mut payload = Vec::with_capacity(8 + (end - start) * GENESIS_ROW_SIZE);
+        if start == 0 {
+            payload.extend_from_slice(&(balances.len() as u64).to_le_bytes());
+        }
+        for (key, balance) in &balances[start..end] {
+            payload.extend_from_slice(key);
+            payload.extend_from_slice(&balance.to_le_bytes());
+        }
+        let place = Place { kind: RecordKind::Genesis, segment: 0, offset };
+        let record = encode_record(place, 0, &payload);
+        drop(payload);
+        sink(&record)?;
+        offset += record.len() as u64;
+        start = end;
+        if start >= balances.len() {
+            return Ok(id);
+        }
+    }
+}
+
+/// Checks a whole `genesis` file ([`write_genesis_file`]'s layout, any chunking); returns its
+/// id and balances. Memory is bounded by the file: a count it cannot hold is refused first.
 ///
 /// # Errors
 /// The first problem, with its offset.
 pub fn decode_genesis_file(bytes: &[u8]) -> Result<(Hash, Vec<([u8; 32], u64)>), Problem> {
     let header = FileHeader::check(bytes, FileKind::Genesis, 0, None)
         .map_err(|reason| Problem::new(FileRef::Genesis, 0, reason))?;
-    let payload = single_record(bytes, FileRef::Genesis, RecordKind::Genesis)?.payload;
-    let id = genesis_id(payload);
+    let problem = |offset: u64, reason: String| Problem::new(FileRef::Genesis, offset, reason);
+    let mut hasher = blake3::Hasher::new_derive_key("tessera 2026 store genesis");
+    let mut balances: Vec<([u8; 32], u64)> = Vec::new();
+    let mut count: Option<u64> = None;
+    let mut offset = FILE_HEADER_SIZE as u64;
+    loop {
+        let place = Place { kind: RecordKind::Genesis, segment: 0, offset };
+        let record = check_record(bytes.get(offset as usize..).unwrap_or(&[]), place)
+            .map_err(|error| Problem::new(FileRef::Genesis, offset, error))?;
+        let payload_offset = offset + RECORD_HEADER_SIZE as u64;
+        if record.header.height != 0 {
+            return Err(problem(offset, format!("genesis record at height {}", record.header.height)));
+        }
+        hasher.update(record.payload);
+        let rows = match count {
+            None => {
+                let (declared, rows) = split_u64(record.payload).ok_or_else(|| {
+                    problem(
+                        payload_offset,
+                        GenesisPayloadError::Short { length: record.payload.len() }.to_string(),
+                    )
+                })?;
+                if u128::from(declared) * GENESIS_ROW_SIZE as u128 > bytes.len() as u128 {
+                    return Err(problem(
+                        payload_offset,
+                        GenesisPayloadError::ImpossibleCount { count: declared }.to_string(),
+                    ));
+                }
+                count = Some(declared);
+                rows
+            }
+            Some(_) if record.payload.is_empty() => {
+                return Err(problem(offset, "an empty genesis record after the first".into()));
+            }
+            Some(_) => record.payload,
+        };
+        let declared = count.expect("set above");
+        let have = balances.len() as u64;
+        if rows.len() % GENESIS_ROW_SIZE != 0 || have + (rows.len() / GENESIS_ROW_SIZE) as u64 > declared {
+            return Err(problem(
+                payload_offset,
+                GenesisPayloadError::LengthMismatch { count: declared, rows: rows.len() }.to_string(),
+            ));
+        }
+        balances.extend(rows.chunks_exact(GENESIS_ROW_SIZE).map(|row| {
+            let (key, balance) = row.split_at(32);
+            (key.try_into().expect("32 bytes"), u64::from_le_bytes(balance.try_into().expect("8 bytes")))
+        }));
+        offset += record.header.record_size();
+        if balances.len() as u64 == declared {
+            if offset != bytes.len() as u64 {
+                return Err(problem(
+                    offset,
+                    format!("{} bytes after the genesis's last record", bytes.len() as u64 - offset),
+                ));
+            }
+            break;
+        }
+        if offset >= bytes.len() as u64 {
+            return Err(problem(
+                offset,
+                format!("genesis declares {declared} accounts but the file ends after {}", balances.len()),
+            ));
+        }
+    }
+    let id = Hash(*hasher.finalize().as_bytes());
     if id != header.genesis_id {
         return Err(Problem::new(FileRef::Genesis, 0, "file header's genesis id is not the payload's hash"));
     }
-    let balances = decode_genesis_payload(payload).map_err(|reason| {
-        Problem::new(FileRef::Genesis, (FILE_HEADER_SIZE + RECORD_HEADER_SIZE) as u64, reason)
-    })?;
     Ok((id, balances))
-}
-
-/// The one record after a file header, filling the rest of the file.
-fn single_record(bytes: &[u8], file: FileRef, kind: RecordKind) -> Result<Record<'_>, Problem> {
-    let offset = FILE_HEADER_SIZE as u64;
-    let place = Place { kind, segment: 0, offset };
-    let record =
-        check_record(&bytes[FILE_HEADER_SIZE..], place).map_err(|error| Problem::new(file, offset, error))?;
-    let end = offset + record.header.record_size();
-    if end != bytes.len() as u64 {
-        return Err(Problem::new(
-            file,
-            end,
-            format!("{} bytes after the file's record", bytes.len() as u64 - end),
-        ));
-    }
-    Ok(record)
 }
 
 /// An account-state snapshot as stored: the ledger's columns at `height`.
@@ -523,6 +644,38 @@ mod tests {
         }
         let empty = StateView { keys: &[], accounts: &[], ..view };
         assert_eq!(decode_state_file(&encode_state_file_in(id, empty, 2), id).unwrap().keys.len(), 0);
+    }
+
+    #[test]
+    fn a_genesis_in_many_records_has_the_one_record_id_and_refuses_damage() {
+        let balances: Vec<([u8; 32], u64)> = (0..7u8).map(|i| ([i + 1; 32], u64::from(i) * 5)).collect();
+        let (id, whole) = encode_genesis_file(&balances);
+        assert_eq!(id, genesis_id(&encode_genesis_payload(&balances)), "the id is the payload's hash");
+        assert_eq!(id, genesis_id_of(&balances));
+        for rows in [1, 2, 3, 6, 7, 100] {
+            let (chunked_id, file) = encode_genesis_file_in(&balances, rows);
+            assert_eq!(chunked_id, id, "{rows} rows a record: the id does not depend on chunking");
+            assert_eq!(decode_genesis_file(&file).unwrap(), (id, balances.clone()), "{rows}");
+            if rows >= 7 {
+                assert_eq!(file, whole);
+            }
+            for byte in 0..file.len() {
+                let mut bad = file.clone();
+                bad[byte] ^= 0x08;
+                assert!(decode_genesis_file(&bad).is_err(), "{rows} rows a record: flip at {byte}");
+            }
+            for cut in [file.len() - 1, file.len() - 40, FILE_HEADER_SIZE + 41] {
+                assert!(decode_genesis_file(&file[..cut]).is_err(), "{rows} rows a record: cut at {cut}");
+            }
+            let mut longer = file.clone();
+            longer.extend_from_slice(&file[FILE_HEADER_SIZE..]);
+            assert!(decode_genesis_file(&longer).is_err(), "{rows} rows a record: records after the last");
+        }
+        // A count the file cannot hold is refused before rows are allocated for it.
+        let (_, mut file) = encode_genesis_file(&balances);
+        let at = FILE_HEADER_SIZE + RECORD_HEADER_SIZE;
+        file[at..at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(decode_genesis_file(&file).is_err());
     }
 
     proptest! {

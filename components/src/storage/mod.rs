@@ -31,10 +31,11 @@ pub(crate) mod testing;
 
 pub use block_payload::{BlockPayloadError, decode_block_payload, encode_block_payload, encode_block_record};
 pub use genesis_state::{
-    GENESIS_ROW_SIZE, GenesisPayloadError, STATE_FIXED_SIZE, STATE_ROW_SIZE, STATE_ROWS_PER_RECORD,
-    StatePayloadError, StateSnapshot, StateView, decode_genesis_file, decode_genesis_payload,
-    decode_state_file, decode_state_payload, encode_genesis_file, encode_genesis_payload, encode_state_file,
-    encode_state_file_in, encode_state_payload, genesis_id, write_state_file,
+    GENESIS_ROW_SIZE, GENESIS_ROWS_PER_RECORD, GenesisPayloadError, STATE_FIXED_SIZE, STATE_ROW_SIZE,
+    STATE_ROWS_PER_RECORD, StatePayloadError, StateSnapshot, StateView, decode_genesis_file,
+    decode_genesis_payload, decode_state_file, decode_state_payload, encode_genesis_file,
+    encode_genesis_file_in, encode_genesis_payload, encode_state_file, encode_state_file_in,
+    encode_state_payload, genesis_id, genesis_id_of, write_genesis_file, write_state_file,
 };
 pub use index::{INDEX_ENTRY_SIZE, IndexEntry, IndexEntryError, encode_index_header};
 pub use record::{
