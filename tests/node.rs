@@ -494,7 +494,8 @@ fn devnet_runs_and_reports_agreement() {
     let (child, dir) = devnet(
         "plain",
         27400,
-        &["--duration", "3", "--rate", "400", "--report-dir", plots.to_str().unwrap()],
+        // Past the 1,024 load accounts, filler accounts: every transfer goes to one of them.
+        &["--duration", "3", "--rate", "400", "--accounts", "50000", "--report-dir", plots.to_str().unwrap()],
     );
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -509,6 +510,7 @@ fn devnet_runs_and_reports_agreement() {
     assert_eq!(report["agreement_validators"], json!(4));
     assert_eq!(report["submitted"], json!(1200));
     assert_eq!(report["committed"], json!(1200), "{report}");
+    assert_eq!(report["accounts"], json!(50000), "{report}");
     for key in ["p50", "p99", "p999", "max"] {
         assert!(report["latency_ms"][key].as_f64().is_some_and(|v| v > 0.0), "{key}: {report}");
     }

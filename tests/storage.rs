@@ -377,14 +377,16 @@ fn a_torn_last_write_is_reported_by_inspect_and_dropped_by_the_node() {
             drill(&sound, &["--blocks", blocks, "--txns-per-block", "6", "--no-sync"]).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     };
-    // The drill snapshots the state when it stops; keep the snapshot from height 39, as a crash
-    // while committing 40 would have.
+    // The drill writes the state when it stops; keep the snapshot and state log from height
+    // 39, as a crash while committing 40 would have.
     build("39");
     let state_at_39 = std::fs::read(sound.join("state")).unwrap();
+    let log_at_39 = std::fs::read(sound.join("state-log")).unwrap();
     build("40");
     let dir = scratch("torn-copy");
     copy_dir(&sound, &dir);
     std::fs::write(dir.join("state"), state_at_39).unwrap();
+    std::fs::write(dir.join("state-log"), log_at_39).unwrap();
     // The state a crash halfway through writing block 40 leaves: its record cut short and
     // no index entry.
     let (_, segment, offset, size) = *records(&sound).last().unwrap();

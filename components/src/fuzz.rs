@@ -15,10 +15,11 @@ use crate::block::{Block, BlockHeader, QuorumCertificate, Signature, VoteKind};
 use crate::constants::{WIRE_HEADER_SIZE, WIRE_MAGIC, WIRE_VERSION};
 use crate::hash::Hash;
 use crate::storage::{
-    DirCheck, FILE_HEADER_SIZE, FileHeader, FileKind, FileRef, INDEX_ENTRY_SIZE, IndexEntry, Place, Problem,
-    RECORD_HEADER_SIZE, Record, RecordError, RecordKind, check_directory, check_record, check_record_header,
-    decode_block_payload, decode_genesis_payload, decode_state_payload, encode_block_payload,
-    encode_genesis_payload, encode_index_header, encode_record, encode_segment_header, genesis_id,
+    DeltaRow, DirCheck, FILE_HEADER_SIZE, FileHeader, FileKind, FileRef, INDEX_ENTRY_SIZE, IndexEntry, Place,
+    Problem, RECORD_HEADER_SIZE, Record, RecordError, RecordKind, StateDelta, StateLog, check_directory,
+    check_record, check_record_header, decode_block_payload, decode_genesis_payload, decode_state_log,
+    decode_state_payload, encode_block_payload, encode_delta_record, encode_genesis_payload,
+    encode_index_header, encode_record, encode_segment_header, encode_state_log_header, genesis_id,
 };
 use crate::txn::{Txn, TxnBody, TxnSignature};
 use crate::wire::{Codec, DecodeError, Frame, FrameKind, encode};
@@ -351,6 +352,121 @@ pub fn fuzz_genesis_id() -> Hash {
 /// Run by `cargo test` on seeded inputs and by `fuzz/fuzz_targets/storage_recovery.rs`.
 pub fn fuzz_recovery(data: &[u8]) {
     fuzz_recovery_reached(data);
+    fuzz_state_log(data);
+}
+
+/// The state log under the recovery target's inputs, both ways:
+/// * the input's bytes after a sound log header, read as a log: the decoder never panics, and
+///   when it accepts, its tail runs to the end of the file, its deltas rise in height up to the
+///   committed height (byte 0), re-encoding them at their offsets gives the file up to the tail,
+///   and the file cut at the tail decodes to the same deltas with nothing to drop;
+/// * a sound log of deltas built from the input, cut at a byte the input picks, optionally
+///   with the final 512-byte sector of what remains read back as zeros: it is read back as
+///   exactly the deltas whose records lie wholly before the damage, the rest a tail.
+///
+/// Returns how many deltas the second way read back, for the seeded test.
+pub fn fuzz_state_log(data: &[u8]) -> usize {
+    state_log_with(data, decode_state_log)
+}
+
+/// A state-log reader: [`decode_state_log`], or in the oracle's self-test a planted bug.
+type ReadLog = fn(&[u8], Hash, u64) -> Result<StateLog, Problem>;
+
+fn state_log_with(data: &[u8], decode_state_log: ReadLog) -> usize {
+    let id = fuzz_genesis_id();
+    let committed = u64::from(data.first().copied().unwrap_or(0));
+    let mut file = encode_state_log_header(id).to_vec();
+    file.extend_from_slice(data.get(1..).unwrap_or(&[]));
+    if let Ok(log) = decode_state_log(&file, id, committed) {
+        check_state_log(id, &file, &log, committed, decode_state_log);
+    }
+
+    // A sound log: up to eight deltas whose rows the input's bytes choose.
+    let mut bytes = data.iter().copied().chain(std::iter::repeat(0x5a));
+    let mut next = move || bytes.next().unwrap_or(0);
+    let count = 1 + usize::from(next() % 8);
+    let mut log = encode_state_log_header(id).to_vec();
+    let mut ends = Vec::new();
+    let mut deltas = Vec::new();
+    let mut accounts = 4u64;
+    for k in 0..count as u64 {
+        accounts += u64::from(next() % 4);
+        let mut slot = 0u64;
+        let mut rows = Vec::new();
+        while slot < accounts && rows.len() < 12 {
+            slot += u64::from(next() % 3);
+            if slot >= accounts {
+                break;
+            }
+            let tag = next();
+            rows.push(DeltaRow {
+                slot,
+                address: [tag; 32],
+                account: crate::Account { balance: u64::from(tag) << 8, nonce: k },
+            });
+            slot += 1;
+        }
+        let delta = StateDelta {
+            height: 3 * k + 1,
+            base_height: 0,
+            state_root: Hash([next(); 32]),
+            burned: k,
+            count: accounts,
+            rows,
+        };
+        log.extend_from_slice(&encode_delta_record(log.len() as u64, &delta).expect("a small delta fits"));
+        ends.push(log.len());
+        deltas.push(delta);
+    }
+    let cut_seed = u32::from_le_bytes([next(), next(), next(), next()]);
+    let cut = FILE_HEADER_SIZE + (cut_seed as usize) % (log.len() - FILE_HEADER_SIZE + 1);
+    let mut damaged = log[..cut].to_vec();
+    let mut damage_at = cut;
+    if next() & 1 == 1 && cut > FILE_HEADER_SIZE {
+        // The last sector of what was written reads back as zeros (the header is never in it:
+        // the file was created whole, by a rename).
+        let sector =
+            ((cut - 1) / FUZZ_SECTOR_SIZE as usize * FUZZ_SECTOR_SIZE as usize).max(FILE_HEADER_SIZE);
+        // The first byte the zeros change is where the damage starts (bytes already zero are
+        // still right).
+        if let Some(first) = damaged[sector..].iter().position(|byte| *byte != 0) {
+            damaged[sector..].fill(0);
+            damage_at = sector + first;
+        }
+    }
+    let read = decode_state_log(&damaged, id, u64::MAX).expect("a cut sound log is a tail, not corruption");
+    let whole = ends.iter().filter(|end| **end <= damage_at).count();
+    assert_eq!(read.deltas, deltas[..whole], "the deltas wholly before the damage, and only those");
+    let kept = if whole == 0 { FILE_HEADER_SIZE } else { ends[whole - 1] };
+    assert_eq!(read.tail.map(|tail| tail.offset), (kept < damaged.len()).then_some(kept as u64));
+    check_state_log(id, &damaged, &read, u64::MAX, decode_state_log);
+    // Deltas past the committed height are dropped with what follows them.
+    let committed = deltas.get(whole.saturating_sub(1)).map_or(0, |delta| delta.height.saturating_sub(1));
+    let earlier = decode_state_log(&damaged, id, committed).expect("still no corruption");
+    assert!(earlier.deltas.iter().all(|delta| delta.height <= committed));
+    assert_eq!(earlier.deltas.len(), whole.saturating_sub(1));
+    whole
+}
+
+fn check_state_log(id: Hash, file: &[u8], log: &StateLog, committed: u64, decode_state_log: ReadLog) {
+    let end = match log.tail {
+        Some(tail) => {
+            assert_eq!(tail.offset + tail.size, file.len() as u64, "a tail runs to the end of the log");
+            tail.offset as usize
+        }
+        None => file.len(),
+    };
+    assert!(log.deltas.windows(2).all(|pair| pair[0].height < pair[1].height), "heights rise");
+    assert!(log.deltas.iter().all(|delta| delta.height <= committed), "nothing past the committed height");
+    let mut rebuilt = encode_state_log_header(id).to_vec();
+    for delta in &log.deltas {
+        assert!(delta.rows.windows(2).all(|pair| pair[0].slot < pair[1].slot));
+        assert!(delta.rows.iter().all(|row| row.slot < delta.count));
+        rebuilt.extend_from_slice(&encode_delta_record(rebuilt.len() as u64, delta).expect("it was decoded"));
+    }
+    assert_eq!(rebuilt, file[..end], "the accepted deltas re-encode to the bytes they came from");
+    let again = decode_state_log(&file[..end], id, committed).expect("the log cut at its tail is sound");
+    assert_eq!((again.deltas.as_slice(), again.tail), (log.deltas.as_slice(), None));
 }
 
 /// [`fuzz_recovery`], returning whether the input got past [`check_directory`] to the checks
@@ -1019,6 +1135,45 @@ mod tests {
              inputs reached the checks; {corpus_reached}/{} corpus inputs",
             corpus.len()
         );
+    }
+
+    #[test]
+    fn the_state_log_harness_reads_back_cut_logs_and_catches_planted_bugs() {
+        let mut random = FuzzSeeds::new(0x57a7_e106);
+        let (mut runs, mut some, mut all_kept) = (0, 0, 0);
+        let seeds = recovery_seeds();
+        for round in 0..3000 {
+            let input =
+                if round % 3 == 0 { random.mutate(&seeds[round % seeds.len()]) } else { random.bytes(16) };
+            let read = fuzz_state_log(&input);
+            runs += 1;
+            some += usize::from(read > 0);
+            all_kept += usize::from(read > 0 && fuzz_state_log(&input) == read);
+        }
+        assert!(some * 3 >= runs, "only {some} of {runs} cut logs kept a delta");
+        assert_eq!(all_kept, some, "deterministic");
+        // Planted: a tail also takes the last whole delta with it.
+        fn drops_last(bytes: &[u8], id: Hash, committed: u64) -> Result<StateLog, Problem> {
+            let mut log = decode_state_log(bytes, id, committed)?;
+            if log.tail.is_some() {
+                log.deltas.pop();
+            }
+            Ok(log)
+        }
+        // Planted: deltas past the committed height are kept.
+        fn ignores_committed(bytes: &[u8], id: Hash, _committed: u64) -> Result<StateLog, Problem> {
+            decode_state_log(bytes, id, u64::MAX)
+        }
+        for (name, planted) in [
+            ("drops the last delta", drops_last as ReadLog),
+            ("ignores the committed height", ignores_committed),
+        ] {
+            let caught = (0..200).any(|_| {
+                let input = random.bytes(16);
+                std::panic::catch_unwind(|| state_log_with(&input, planted)).is_err()
+            });
+            assert!(caught, "the state-log oracle misses a reader that {name}");
+        }
     }
 
     #[test]

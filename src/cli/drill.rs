@@ -35,7 +35,8 @@ pub struct DrillArgs {
 }
 
 /// Opens (or creates) the store and commits until `--blocks` or forever. Prints
-/// `recovered <height> <state_root> dropped <bytes> state_height <h> replayed <n>`, a
+/// `recovered <height> <state_root> dropped <bytes> state_height <h> replayed <n> deltas <n>
+/// open_ms <ms>` (how long opening took: checks, recovery, rebuilding the ledger), a
 /// `torn <file> <offset> <bytes>` line per dropped tail, then `committed <height> <state_root>`
 /// after each commit is durable (and read back), and `stopped <height> state_height <h>` after a
 /// clean stop at `--blocks`.
@@ -51,16 +52,21 @@ pub fn run(args: &DrillArgs) -> Result<(), Box<dyn std::error::Error>> {
         sync: !args.no_sync,
         state_interval_blocks: args.state_interval,
     };
-    let (mut store, mut ledger, recovery) = Store::open(&args.dir, &drill::genesis(args.senders), config)?;
+    let genesis = drill::genesis(args.senders);
+    let started = std::time::Instant::now();
+    let (mut store, mut ledger, recovery) = Store::open(&args.dir, &genesis, config)?;
+    let open_ms = started.elapsed().as_secs_f64() * 1e3;
+    drop(genesis);
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "recovered {} {} dropped {} state_height {} replayed {}",
+        "recovered {} {} dropped {} state_height {} replayed {} deltas {} open_ms {open_ms:.0}",
         recovery.height,
         recovery.state_root,
         recovery.torn_bytes_dropped,
         store.state_height(),
-        recovery.replayed
+        recovery.replayed,
+        recovery.deltas,
     )?;
     for tail in &recovery.torn {
         writeln!(out, "torn {} {} {}", tail.file.display(), tail.offset, tail.size)?;

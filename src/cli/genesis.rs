@@ -266,6 +266,7 @@ mod tests {
             out: PathBuf::from("unused"),
             chain_id: 1,
             accounts: 1,
+            signing_accounts: 1,
             load_seed: 1,
             balance: 1,
             base_port: 26000,

@@ -252,4 +252,40 @@ mod tests {
         let weak = Genesis::from_toml(&genesis_of(&[key(1), hex::encode(identity)]), path).unwrap_err();
         assert!(weak.to_string().contains("small-order"), "{weak}");
     }
+
+    #[test]
+    fn derived_accounts_follow_the_listed_ones_and_are_checked() {
+        use tessera_systems::workload::{filler_address, signing_key};
+        let path = Path::new("genesis.toml");
+        let text = format!(
+            "chain_id = 1\nload_seed = 5\nload_accounts = 3\nload_balance = 7\nfiller_accounts = 4\n\
+             filler_balance = 2\n[[validators]]\npublic_key = \"{}\"\n[[accounts]]\naddress = \"{}\"\n\
+             balance = 9\n",
+            key(1),
+            "11".repeat(32)
+        );
+        let genesis = Genesis::from_toml(&text, path).unwrap();
+        assert_eq!((genesis.account_count(), genesis.signing_accounts()), (8, 3));
+        let balances = genesis.balances();
+        assert_eq!(balances[0], ([0x11; 32], 9));
+        for i in 0..3 {
+            assert_eq!(balances[1 + i], (signing_key(5, i as u64).verifying_key().to_bytes(), 7));
+        }
+        for i in 0..4 {
+            assert_eq!(balances[4 + i], (filler_address(5, i as u64), 2));
+        }
+        // Written and read back, the counts stay counts.
+        let written = toml::to_string(&genesis).unwrap();
+        assert!(written.lines().count() < 20, "{written}");
+        assert_eq!(Genesis::from_toml(&written, path).unwrap(), genesis);
+        // Refusals name their key.
+        for (from, to, key) in [
+            ("load_seed = 5\n", "", "load_seed"),
+            ("load_accounts = 3", "load_accounts = 1048577", "load_accounts"),
+            ("filler_accounts = 4", "filler_accounts = 100000001", "filler_accounts"),
+        ] {
+            let error = Genesis::from_toml(&text.replace(from, to), path).unwrap_err();
+            assert!(error.to_string().contains(key), "{key}: {error}");
+        }
+    }
 }

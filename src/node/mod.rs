@@ -217,6 +217,8 @@ impl Node {
         tracing::info!(
             height = recovery.height,
             torn_bytes_dropped = recovery.torn_bytes_dropped,
+            state_height = recovery.state_height,
+            state_deltas = recovery.deltas,
             replayed = recovery.replayed,
             created = recovery.created,
             "data directory {} ready",

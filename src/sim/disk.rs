@@ -401,6 +401,10 @@ impl SimDisk {
 
         let Rebuilt { ledger, tip_hash, replayed, deltas, state_height, touched } =
             rebuild_from(&mut Buffers { segments: &self.segments }, &verified, Replay::FromSnapshot)?;
+        if verified.state_log.deltas.len() as u64 != deltas {
+            // Deltas made over another snapshot: emptied, as the real store does.
+            self.state_log = SimFile::durable(encode_state_log_header(self.genesis_id).to_vec());
+        }
         let height = verified.check.height();
         let state_root = ledger.state_root();
         let recovery = Recovery {
@@ -804,6 +808,10 @@ impl Storage for SimDisk {
                 block: self.tip_state_root,
                 ledger: root,
             });
+        }
+        if self.height() == self.state_height {
+            // Already stored at this height, as the real store says.
+            return Ok(());
         }
         self.write_snapshot(self.height(), root, ledger)
     }

@@ -521,9 +521,12 @@ impl Store {
         let mut reader = SegmentReader::default();
         let Rebuilt { ledger, tip_hash, replayed, deltas, state_height, touched } =
             rebuild(&lock, &verified, &mut reader, Replay::FromSnapshot)?;
-        // A directory from before the state log gets an empty one.
+        // A directory from before the state log gets an empty one, and so does one whose log
+        // holds deltas that were not applied (made over another snapshot): new deltas must
+        // follow applied ones only, by rising height.
         let log_path = lock.path(STATE_LOG_FILE);
-        if !log_path.exists() {
+        let stale = verified.state_log.deltas.len() as u64 != deltas;
+        if stale || !log_path.exists() {
             write_atomic(&lock, STATE_LOG_FILE, &encode_state_log_header(verified.genesis_id), config.sync)?;
         }
         let state_log = OpenOptions::new().write(true).open(&log_path).map_err(io_error(&log_path))?;
@@ -770,6 +773,11 @@ impl Store {
             });
         }
         let height = self.height();
+        if height == self.state_height {
+            // Already stored at this height (a second clean stop, or a stop right after a
+            // snapshot point).
+            return Ok(());
+        }
         self.write_snapshot(height, root, ledger).inspect_err(|error| self.poisoned = Some(error.to_string()))
     }
 

@@ -366,6 +366,11 @@ fn deltas_made_over_another_snapshot_are_skipped() {
         let (store, reopened, recovery) = Store::open(&dir, &genesis(), config()).unwrap();
         assert_eq!(reopened.state_root(), ledger.state_root(), "{case}");
         assert_eq!(recovery.deltas, 0, "{case}");
+        assert_eq!(
+            read(&dir, STATE_LOG_FILE).len(),
+            FILE_HEADER_SIZE,
+            "{case}: the unused deltas are emptied out"
+        );
         assert_eq!(recovery.replayed, height + 9 - recovery.state_height, "{case}");
         drop(store);
     }
