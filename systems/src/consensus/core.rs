@@ -827,10 +827,16 @@ impl Core {
         }
         let QuorumCertificate { kind, view, block, signers, signatures, .. } = certificate;
         let votes = self.votes.entry((kind, view, block)).or_default();
+        let before = votes.len();
         for (signer, signature) in signers.into_iter().zip(signatures) {
             votes.entry(signer).or_insert(signature);
         }
-        self.check_quorums(kind, view, block, host);
+        // Only new votes can form a quorum: a certificate repeating counted votes (re-sent, or
+        // replayed by any validator) would otherwise make an aggregator at exactly a quorum
+        // announce its certificate to everyone again, one broadcast per message received.
+        if votes.len() > before {
+            self.check_quorums(kind, view, block, host);
+        }
     }
 
     fn request_sync(&mut self, from: u32) {
@@ -1083,7 +1089,20 @@ impl Core {
             && self.set.leader(view) == self.me
             && qc.signers.len() == self.set.quorum()
         {
-            self.broadcast(ConsensusMessage::Certificate(qc.clone()));
+            // Re-sent every quarter timeout while the view lasts: only the first certificate of
+            // each kind of the current view. Others (another view's in the window, or a second
+            // block's, which only more than f faulty validators can form) go once, so signers
+            // cannot make the re-sent set, and the traffic it repeats, grow.
+            let message = ConsensusMessage::Certificate(qc.clone());
+            let first_of_kind = !self
+                .sent_this_view
+                .iter()
+                .any(|(_, sent)| matches!(sent, ConsensusMessage::Certificate(sent) if sent.kind == kind));
+            if view == self.view && first_of_kind {
+                self.broadcast(message);
+            } else {
+                self.outbox.push((Destination::All, message));
+            }
         }
         let have_block = self.blocks.contains_key(&block);
         match kind {

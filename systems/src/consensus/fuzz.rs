@@ -1482,6 +1482,55 @@ mod tests {
         );
     }
 
+    /// Found by `consensus_sequence`: an aggregating leader at exactly a quorum announced its
+    /// certificate again for every certificate message that repeated votes it had counted (one
+    /// broadcast to everyone per message any validator sends), and kept each announcement in
+    /// the set it re-sends every quarter timeout, which grew without bound. A certificate is now
+    /// announced once, and only the current view's first of each kind is re-sent.
+    #[test]
+    fn an_aggregator_announces_each_certificate_once_and_re_sends_only_its_views() {
+        let mut run = Run::start(false, false, 0, true);
+        assert_eq!((run.set.leader(0), run.set.leader(4)), (ME, ME));
+        let certificates = |sent: &[(Destination, ConsensusMessage)]| {
+            sent.iter().filter(|(_, message)| matches!(message, ConsensusMessage::Certificate(_))).count()
+        };
+        let votes = |view: u64, block: Hash| -> Vec<Vote> {
+            (1..=3)
+                .map(|voter| {
+                    let signature = sign(voter, &vote_signing_bytes(VoteKind::Prepare, view, 1, &block));
+                    Vote { kind: VoteKind::Prepare, view, height: 1, block, voter, signature }
+                })
+                .collect()
+        };
+        run.core.drain_outbox();
+        let block = Hash([1; 32]);
+        for vote in votes(0, block) {
+            run.core.on_message(vote.voter, ConsensusMessage::Vote(vote), &mut run.host);
+        }
+        assert_eq!(certificates(&run.core.drain_outbox()), 1, "announced when the votes make a quorum");
+        // The same votes again, as certificates from validator 1, five times.
+        let repeated = QuorumCertificate {
+            kind: VoteKind::Prepare,
+            view: 0,
+            height: 1,
+            block,
+            signers: vec![1, 2, 3],
+            signatures: votes(0, block).iter().map(|vote| Signature(vote.signature)).collect(),
+        };
+        for _ in 0..5 {
+            run.core.on_message(1, ConsensusMessage::Certificate(repeated.clone()), &mut run.host);
+        }
+        assert_eq!(certificates(&run.core.drain_outbox()), 0, "counted votes announce nothing again");
+        // A quorum in view 4, which this validator also leads: announced once, never re-sent.
+        for vote in votes(4, Hash([2; 32])) {
+            run.core.on_message(vote.voter, ConsensusMessage::Vote(vote), &mut run.host);
+        }
+        assert_eq!(certificates(&run.core.drain_outbox()), 1);
+        run.core.tick(config().view_timeout_ns / 4, &mut run.host);
+        assert_eq!(certificates(&run.core.drain_outbox()), 1, "only view 0's certificate is re-sent");
+        run.settle();
+    }
+
     /// A leader that enters its view by a view change waits for n − f view changes (which carry
     /// the locks it must respect) before it proposes; at a fresh height it proposes at once.
     #[test]
