@@ -169,8 +169,11 @@ fn stop_nodes_on_signal(
     Ok((armed, signalled))
 }
 
-fn wait_ready(validators: &mut [Validator]) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(30);
+fn wait_ready(validators: &mut [Validator], accounts: u64) -> Result<(), String> {
+    // Each validator derives and builds the genesis state before it listens: allow for it
+    // (about a second per hundred thousand accounts on a shared two-core machine).
+    let allowed = 30 + accounts / 100_000;
+    let deadline = Instant::now() + Duration::from_secs(allowed);
     let n = validators.len() as u64;
     loop {
         let mut ready = 0;
@@ -189,7 +192,7 @@ fn wait_ready(validators: &mut [Validator]) -> Result<(), String> {
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err("validators did not connect and finalize a block within 30 s".into());
+            return Err(format!("validators did not connect and finalize a block within {allowed} s"));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -405,7 +408,7 @@ fn drive(
     validators: &mut [Validator],
     load: Accounts,
 ) -> Result<Value, Box<dyn std::error::Error>> {
-    wait_ready(validators)?;
+    wait_ready(validators, load.count + load.filler)?;
     let mut nonces = vec![0u64; load.count as usize];
 
     // The ceiling: raw batch verification on this machine, now, on transactions like the load.
