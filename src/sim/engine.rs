@@ -205,6 +205,9 @@ pub struct Sim {
     next_validator: u32,
     carry: f64,
     genesis: Vec<([u8; 32], u64)>,
+    /// The genesis state, built once: every validator starts from a copy (a copy is a few
+    /// memory moves; building one hashes every account and fills the index).
+    genesis_ledger: Option<Ledger>,
     set: ValidatorSet,
     consensus_config: ConsensusConfig,
     pipeline_config: PipelineConfig,
@@ -329,6 +332,7 @@ impl Sim {
             next_validator: 0,
             carry: 0.0,
             genesis,
+            genesis_ledger: None,
             set,
             consensus_config,
             pipeline_config,
@@ -455,7 +459,10 @@ impl Sim {
                 (ledger, tip)
             }
             None => {
-                let ledger = Ledger::from_genesis(&self.genesis)?;
+                let ledger = match &self.genesis_ledger {
+                    Some(ledger) => ledger.clone(),
+                    None => self.genesis_ledger.insert(Ledger::from_genesis(&self.genesis)?).clone(),
+                };
                 let tip = ChainTip::genesis(&ledger);
                 (ledger, tip)
             }
