@@ -47,6 +47,7 @@ use crate::storage::{
     BlockSource, GENESIS_FILE, INDEX_FILE, Rebuilt, Recovery, Replay, STATE_FILE, STATE_LOG_FILE,
     StateSchedule, StateWrite, Storage, StoreConfig, StoreError, TornTail, Verified, check_next,
     check_snapshot_root, check_state_height, corrupt_at, encode_snapshot, read_entry, rebuild_from,
+    state_due,
 };
 
 const NS_PER_US: u64 = 1_000;
@@ -623,7 +624,7 @@ impl SimDisk {
         }
         let height = self.height() + 1;
         let hash = check_next(self.height(), self.tip_hash, block, certificate)?;
-        let snapshot_due = height.is_multiple_of(self.config.store.state_interval_blocks);
+        let snapshot_due = state_due(height, self.state_height, self.config.store.state_interval_blocks);
         let ledger = ledger.filter(|_| snapshot_due);
         if let Some(ledger) = ledger {
             check_snapshot_root(block, ledger)?;

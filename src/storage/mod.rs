@@ -41,7 +41,7 @@ use tessera_systems::{GenesisError, Ledger};
 pub use map::{DirLock, LockMode};
 pub use port::Storage;
 pub(crate) use port::commit_in_order;
-pub(crate) use schedule::{StateSchedule, StateWrite};
+pub(crate) use schedule::{StateSchedule, StateWrite, state_due};
 pub use verify::{
     BlockSource, Rebuilt, Replay, SegmentReader, Verified, check_chain, check_state_height, corrupt_at,
     read_entry, rebuild, rebuild_from, segment_numbers, verify,
@@ -644,7 +644,7 @@ impl Store {
         }
         let hash = check_next(self.height(), self.tip_hash, block, certificate)?;
         let height = block.header.height;
-        let snapshot_due = height.is_multiple_of(self.config.state_interval_blocks);
+        let snapshot_due = schedule::state_due(height, self.state_height, self.config.state_interval_blocks);
         let ledger = ledger.filter(|_| snapshot_due);
         if let Some(ledger) = ledger {
             check_snapshot_root(block, ledger)?;

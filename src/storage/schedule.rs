@@ -13,6 +13,15 @@ use tessera_components::storage::{FILE_HEADER_SIZE, StateDelta, encode_delta_rec
 use tessera_components::{Block, Hash, TxnBody};
 use tessera_systems::Ledger;
 
+/// Whether the state is written with the block at `height`, when the last state written is at
+/// `state_height`: once `interval` blocks have passed since. Counted from the last write, not
+/// as multiples of the interval, because the state is offered only with the last block of a
+/// batch: with batches of three and an interval of four, multiples of four would fall on the
+/// last block of a batch only every twelfth height, and a restart would replay that many.
+pub(crate) fn state_due(height: u64, state_height: u64, interval: u64) -> bool {
+    height >= state_height.saturating_add(interval)
+}
+
 /// Below this many bytes of state file the log may still grow to this size, so that a tiny
 /// ledger does not rewrite its state file at every point.
 const LOG_ALLOWANCE_MIN: u64 = 4096;

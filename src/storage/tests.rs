@@ -402,3 +402,29 @@ fn a_damaged_delta_is_dropped_and_its_blocks_replayed() {
     drop(store);
     remove(&dir);
 }
+
+/// The state is offered only with the last block of a batch. Written at multiples of the
+/// interval, batches of three with an interval of four wrote it only every twelfth height; it is
+/// now written once the interval has passed since the last write, whatever the batching.
+#[test]
+fn the_state_is_written_every_interval_whatever_the_batching() {
+    let dir = scratch("batches");
+    let (mut store, mut ledger, _) = Store::open(&dir, &genesis(), config()).unwrap();
+    let mut written = Vec::new();
+    for _ in 0..8 {
+        let mut blocks = Vec::new();
+        let mut tip = store.tip_hash();
+        for offset in 1..=3 {
+            let height = store.height() + offset;
+            let (block, certificate) = drill::next_block(&mut ledger, tip, height, SENDERS, 3);
+            tip = block.header.hash();
+            blocks.push(CertifiedBlock { block, certificate });
+        }
+        let (committed, result) = store.commit_finalized(&blocks, &ledger);
+        assert_eq!((committed, result.is_ok()), (3, true));
+        written.push(store.state_height());
+    }
+    // Batches end at 3, 6, 9, …: a write at the first batch end at least 4 past the last write.
+    assert_eq!(written, [0, 6, 6, 12, 12, 18, 18, 24]);
+    remove(&dir);
+}
