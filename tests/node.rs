@@ -277,12 +277,23 @@ fn account_proofs_verify_offline(base: u16) {
     let out = Command::new(BIN).arg("verify-proof").arg(&path).output().unwrap();
     let _ = std::fs::remove_file(&path);
     assert_eq!(out.status.code(), Some(2), "no --state-root");
-    // An address with no account has no proof of presence.
+    // An address with no account gets a proof of its absence, which verifies offline against
+    // node 0's root (when the tip has not moved; else against the root the proof names, taken
+    // from node 3's own header at that height), and fails for an address that has one.
     let none = rpc(base, 3, "tessera_getAccount", json!(["ee".repeat(32), {"proof": true}]));
-    assert_eq!(
-        (none["result"]["exists"].clone(), none["result"]["proof"].clone()),
-        (json!(false), Value::Null)
-    );
+    assert_eq!(none["result"]["exists"], json!(false), "{none}");
+    let absence = &none["result"]["proof"];
+    assert_eq!(absence["absent"], json!(true), "{none}");
+    let height = absence["height"].as_u64().unwrap();
+    let header = rpc(base, 0, "tessera_getBlockByHeight", json!([height]));
+    let absent_root = header["result"]["state_root"].as_str().unwrap().to_owned();
+    let (code, text) = verify(&none, &absent_root);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("has no account"), "{text}");
+    let mut moved = none.clone();
+    moved["result"]["proof"]["address"] = reply["result"]["proof"]["address"].clone();
+    let (code, text) = verify(&moved, &absent_root);
+    assert_eq!(code, Some(1), "an absence proof moved to an address with an account: {text}");
 }
 
 /// Every metric the Grafana dashboard queries is in a live node's exposition.

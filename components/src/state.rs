@@ -3,16 +3,21 @@
 //! Definition (also in `docs/storage.md`), with `K(context)` = `blake3::derive_key(context, &[])`
 //! and `H(key, bytes)` = `blake3::keyed_hash`:
 //!
-//! - leaf `i` = `H(K("tessera 2026 account leaf"), address ‖ balance_le ‖ nonce_le)` (48 bytes);
+//! - leaf `i` = `H(K("tessera 2026 account leaf"), address ‖ balance_le ‖ nonce_le ‖ next)` (80
+//!   bytes), where `next` is the smallest address of any account above this one's, or 32 zero
+//!   bytes when there is none: the leaves, in slot order, also chain the accounts in address
+//!   order, which is what lets a proof show that an address has no account;
 //! - level 0 is the leaves in slot order; level `l + 1` has `⌈len(l) / 2⌉` nodes, node `j` =
 //!   `H(K("tessera 2026 state node"), level_l[2j] ‖ right)`, where `right` is `level_l[2j + 1]`,
 //!   or 32 zero bytes when the level has no such node; the top level has one node, the tree
 //!   root (32 zero bytes for no accounts);
-//! - state root = `H(K("tessera 2026 state root"), count_le ‖ tree_root ‖ burned_le)`, with the
-//!   account count and the burned fees as little-endian u64.
+//! - state root = `H(K("tessera 2026 state root"), count_le ‖ tree_root ‖ burned_le ‖ first)`,
+//!   with the account count and the burned fees as little-endian u64 and `first` the smallest
+//!   address of any account (32 zero bytes when there are none).
 //!
 //! The tree itself (kept current block by block) lives in `tessera-systems`; what is here is
-//! what someone holding only a state root needs to check an [`AccountProof`].
+//! what someone holding only a state root needs to check an [`AccountProof`] or an
+//! [`AbsenceProof`].
 
 use std::sync::OnceLock;
 
@@ -37,13 +42,18 @@ fn root_key() -> &'static [u8; 32] {
     key("tessera 2026 state root", &KEY)
 }
 
-/// The leaf of the account at `address`.
-pub fn leaf(address: &[u8; 32], account: &Account) -> Hash {
-    let mut bytes = [0u8; 48];
+/// The leaf of the account at `address`, whose successor in address order is `next` (32 zero
+/// bytes for none: no successor can be zero, as it is above an address).
+pub fn leaf(address: &[u8; 32], account: &Account, next: &[u8; 32]) -> Hash {
+    let mut bytes = [0u8; 80];
     bytes[..32].copy_from_slice(address);
-    bytes[32..].copy_from_slice(bytemuck::bytes_of(account));
+    bytes[32..48].copy_from_slice(bytemuck::bytes_of(account));
+    bytes[48..].copy_from_slice(next);
     Hash(*blake3::keyed_hash(leaf_key(), &bytes).as_bytes())
 }
+
+/// `next` of an account with no successor, and `first` of a state with no accounts.
+pub const NONE: [u8; 32] = [0; 32];
 
 /// An inner node over `left` and `right` (32 zero bytes when there is no right child).
 pub fn node(left: &Hash, right: Option<&Hash>) -> Hash {
@@ -55,12 +65,14 @@ pub fn node(left: &Hash, right: Option<&Hash>) -> Hash {
     Hash(*blake3::keyed_hash(node_key(), &bytes).as_bytes())
 }
 
-/// The state root over a tree root, the account count and the burned total.
-pub fn state_root(count: u64, tree_root: &Hash, burned: u64) -> Hash {
-    let mut bytes = [0u8; 48];
+/// The state root over a tree root, the account count, the burned total and the smallest
+/// address ([`NONE`] for no accounts).
+pub fn state_root(count: u64, tree_root: &Hash, burned: u64, first: &[u8; 32]) -> Hash {
+    let mut bytes = [0u8; 80];
     bytes[..8].copy_from_slice(&count.to_le_bytes());
     bytes[8..40].copy_from_slice(&tree_root.0);
-    bytes[40..].copy_from_slice(&burned.to_le_bytes());
+    bytes[40..48].copy_from_slice(&burned.to_le_bytes());
+    bytes[48..].copy_from_slice(first);
     Hash(*blake3::keyed_hash(root_key(), &bytes).as_bytes())
 }
 
@@ -89,14 +101,45 @@ pub struct AccountProof {
     pub address: [u8; 32],
     /// Its value.
     pub account: Account,
+    /// The next address in address order ([`NONE`] for none), part of the leaf.
+    pub next: [u8; 32],
     /// Its slot: the leaf's index.
     pub slot: u64,
     /// Accounts in the state: the tree's leaf count.
     pub count: u64,
-    /// Fees burned, the state root's last input.
+    /// Fees burned, an input of the state root.
     pub burned: u64,
+    /// The smallest address, the state root's last input.
+    pub first: [u8; 32],
     /// Siblings from the leaf's level up, [`tree_height`]`(count)` of them.
     pub siblings: Vec<Option<Hash>>,
+}
+
+/// That an address has no account in the state with a given root.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AbsenceProof {
+    /// No account is below the address: the state root's inputs, whose smallest address is
+    /// above it (or which has no accounts at all).
+    BelowFirst {
+        /// The address without an account.
+        address: [u8; 32],
+        /// Accounts in the state.
+        count: u64,
+        /// The tree root.
+        tree_root: Hash,
+        /// Fees burned.
+        burned: u64,
+        /// The smallest address ([`NONE`] with no accounts).
+        first: [u8; 32],
+    },
+    /// The account with the largest address below this one, whose successor is above it (or
+    /// which has none).
+    After {
+        /// The address without an account.
+        address: [u8; 32],
+        /// The account just below it, proven.
+        low: AccountProof,
+    },
 }
 
 /// Why a proof does not hold.
@@ -128,6 +171,10 @@ pub enum ProofError {
         /// True when a needed sibling is absent.
         missing: bool,
     },
+    /// The account named as the one just below the address is not (its address is not below,
+    /// or its successor is not above), or the smallest address is not above it.
+    #[error("the proof does not place the address between two neighbouring accounts")]
+    NotBetween,
     /// Everything is well formed but the root differs.
     #[error("the proof leads to state root {computed}, not {expected}")]
     RootMismatch {
@@ -153,7 +200,7 @@ impl AccountProof {
         if self.siblings.len() != expected {
             return Err(ProofError::PathLength { count, expected, found: self.siblings.len() });
         }
-        let mut hash = leaf(&self.address, &self.account);
+        let mut hash = leaf(&self.address, &self.account, &self.next);
         let (mut index, mut width) = (slot, count);
         for (level, sibling) in self.siblings.iter().enumerate() {
             let has_right = index % 2 == 1 || index + 1 < width;
@@ -166,7 +213,7 @@ impl AccountProof {
             index /= 2;
             width = parent_width(width);
         }
-        Ok(state_root(count, &hash, self.burned))
+        Ok(state_root(count, &hash, self.burned, &self.first))
     }
 
     /// Checks the proof against a state root the caller trusts (from a finalized block's
@@ -180,6 +227,45 @@ impl AccountProof {
             return Err(ProofError::RootMismatch { computed, expected: *expected });
         }
         Ok(())
+    }
+}
+
+impl AbsenceProof {
+    /// The address proven to have no account.
+    pub fn address(&self) -> &[u8; 32] {
+        match self {
+            AbsenceProof::BelowFirst { address, .. } | AbsenceProof::After { address, .. } => address,
+        }
+    }
+
+    /// Checks the proof against a state root the caller trusts. The leaves chain the accounts
+    /// in address order (each names its successor), and the root names the first, so an
+    /// address that falls below the first, or strictly between an account and its successor
+    /// (or after the last), has no account.
+    ///
+    /// # Errors
+    /// [`ProofError::NotBetween`] when the neighbours shown do not enclose the address, else as
+    /// [`AccountProof::verify`].
+    pub fn verify(&self, expected: &Hash) -> Result<(), ProofError> {
+        match self {
+            AbsenceProof::BelowFirst { address, count, tree_root, burned, first } => {
+                let empty = *count == 0 && *tree_root == Hash::ZERO && *first == NONE;
+                if !(empty || (*count > 0 && address < first)) {
+                    return Err(ProofError::NotBetween);
+                }
+                let computed = state_root(*count, tree_root, *burned, first);
+                if computed != *expected {
+                    return Err(ProofError::RootMismatch { computed, expected: *expected });
+                }
+                Ok(())
+            }
+            AbsenceProof::After { address, low } => {
+                if !(low.address < *address && (low.next == NONE || *address < low.next)) {
+                    return Err(ProofError::NotBetween);
+                }
+                low.verify(expected)
+            }
+        }
     }
 }
 
@@ -197,8 +283,31 @@ mod tests {
         levels
     }
 
+    /// Each account's successor in address order, and the smallest address.
+    fn order(accounts: &[([u8; 32], Account)]) -> (Vec<[u8; 32]>, [u8; 32]) {
+        let mut sorted: Vec<[u8; 32]> = accounts.iter().map(|(address, _)| *address).collect();
+        sorted.sort_unstable();
+        let next = accounts
+            .iter()
+            .map(|(address, _)| sorted.iter().find(|other| *other > address).copied().unwrap_or(NONE))
+            .collect();
+        (next, sorted.first().copied().unwrap_or(NONE))
+    }
+
+    fn tree(accounts: &[([u8; 32], Account)]) -> Vec<Vec<Hash>> {
+        let (next, _) = order(accounts);
+        levels(
+            accounts
+                .iter()
+                .zip(&next)
+                .map(|((address, account), next)| leaf(address, account, next))
+                .collect(),
+        )
+    }
+
     fn proof(accounts: &[([u8; 32], Account)], slot: usize, burned: u64) -> (AccountProof, Hash) {
-        let levels = levels(accounts.iter().map(|(address, account)| leaf(address, account)).collect());
+        let levels = tree(accounts);
+        let (next, first) = order(accounts);
         let mut siblings = Vec::new();
         let mut index = slot;
         for level in &levels[..levels.len() - 1] {
@@ -206,21 +315,107 @@ mod tests {
             index /= 2;
         }
         let count = accounts.len() as u64;
-        let root = state_root(count, &levels.last().unwrap()[0], burned);
+        let root = state_root(count, &levels.last().unwrap()[0], burned, &first);
         let (address, account) = accounts[slot];
-        (AccountProof { address, account, slot: slot as u64, count, burned, siblings }, root)
+        let next = next[slot];
+        (AccountProof { address, account, next, slot: slot as u64, count, burned, first, siblings }, root)
     }
 
-    fn accounts(n: usize) -> Vec<([u8; 32], Account)> {
+    /// An absence proof for `address` (which must have no account), built the obvious way.
+    fn absence(accounts: &[([u8; 32], Account)], address: [u8; 32], burned: u64) -> (AbsenceProof, Hash) {
+        let low = accounts
+            .iter()
+            .enumerate()
+            .filter(|(_, (other, _))| *other < address)
+            .max_by_key(|(_, (other, _))| *other)
+            .map(|(slot, _)| slot);
+        match low {
+            Some(slot) => {
+                let (low, root) = proof(accounts, slot, burned);
+                (AbsenceProof::After { address, low }, root)
+            }
+            None => {
+                let (_, first) = order(accounts);
+                let tree_root =
+                    if accounts.is_empty() { Hash::ZERO } else { tree(accounts).last().unwrap()[0] };
+                let count = accounts.len() as u64;
+                let root = state_root(count, &tree_root, burned, &first);
+                (AbsenceProof::BelowFirst { address, count, tree_root, burned, first }, root)
+            }
+        }
+    }
+
+    /// Addresses out of slot order (slot `i` holds `1 + 3 * ((5 * i) % n)` in every byte), so
+    /// address order and slot order differ.
+    fn shuffled(n: usize) -> Vec<([u8; 32], Account)> {
         (0..n)
-            .map(|i| ([i as u8 + 1; 32], Account { balance: 100 + i as u64, nonce: i as u64 % 3 }))
+            .map(|i| {
+                ([1 + 3 * ((5 * i) % n) as u8; 32], Account { balance: 100 + i as u64, nonce: i as u64 % 3 })
+            })
             .collect()
+    }
+
+    #[test]
+    fn every_gap_of_every_small_state_proves_absence_and_nothing_else_does() {
+        for n in 0..=13 {
+            let accounts = shuffled(n);
+            let present: Vec<[u8; 32]> = accounts.iter().map(|(address, _)| *address).collect();
+            // Below the first, between every two neighbours, after the last.
+            for byte in 0..=(3 * n as u8 + 2) {
+                let address = [byte; 32];
+                if present.contains(&address) {
+                    continue;
+                }
+                let (proof, root) = absence(&accounts, address, 4);
+                assert_eq!(proof.verify(&root), Ok(()), "n = {n}, absent {byte}");
+                assert_eq!(proof.address(), &address);
+                // Moved to a present address, the same proof fails.
+                for taken in &present {
+                    let moved = match proof.clone() {
+                        AbsenceProof::BelowFirst { count, tree_root, burned, first, .. } => {
+                            AbsenceProof::BelowFirst { address: *taken, count, tree_root, burned, first }
+                        }
+                        AbsenceProof::After { low, .. } => AbsenceProof::After { address: *taken, low },
+                    };
+                    assert!(moved.verify(&root).is_err(), "n = {n}: absence of present {taken:?} verified");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_tampered_absence_proof_is_refused() {
+        let accounts = shuffled(9);
+        // Between two accounts: the one below with its successor.
+        let (good, root) = absence(&accounts, [5; 32], 3);
+        let AbsenceProof::After { address, low } = good.clone() else { panic!("an account is below 5") };
+        assert_eq!(good.verify(&root), Ok(()));
+        let skip = AbsenceProof::After { address, low: AccountProof { next: NONE, ..low.clone() } };
+        assert!(skip.verify(&root).is_err(), "a successor claimed to be none");
+        let (other, _) = proof(&accounts, 0, 3);
+        let wrong_low = AbsenceProof::After { address, low: other };
+        assert!(wrong_low.verify(&root).is_err(), "another account as the one below");
+        // Below the first.
+        let (below, root) = absence(&accounts, [0; 32], 3);
+        assert_eq!(below.verify(&root), Ok(()));
+        let AbsenceProof::BelowFirst { address, count, tree_root, burned, first } = below else {
+            panic!("nothing is below 0")
+        };
+        for bad in [
+            AbsenceProof::BelowFirst { address, count, tree_root, burned, first: [0; 32] },
+            AbsenceProof::BelowFirst { address, count: 0, tree_root, burned, first },
+            AbsenceProof::BelowFirst { address, count, tree_root: Hash([9; 32]), burned, first },
+            AbsenceProof::BelowFirst { address, count, tree_root, burned: burned + 1, first },
+            AbsenceProof::BelowFirst { address: [7; 32], count, tree_root, burned, first },
+        ] {
+            assert!(bad.verify(&root).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
     fn every_slot_of_every_small_tree_proves_and_verifies() {
         for n in 1..=17 {
-            let accounts = accounts(n);
+            let accounts = shuffled(n);
             for slot in 0..n {
                 let (proof, root) = proof(&accounts, slot, 7);
                 assert_eq!(proof.verify(&root), Ok(()), "n = {n}, slot = {slot}");
@@ -230,9 +425,11 @@ mod tests {
 
     #[test]
     fn a_tampered_proof_is_refused() {
-        let accounts = accounts(11);
+        let accounts = shuffled(11);
         let (good, root) = proof(&accounts, 10, 7);
         let mutations: Vec<(&str, Box<dyn Fn(&mut AccountProof)>)> = vec![
+            ("next", Box::new(|p| p.next[0] ^= 1)),
+            ("first", Box::new(|p| p.first[0] ^= 1)),
             ("balance", Box::new(|p| p.account.balance += 1)),
             ("nonce", Box::new(|p| p.account.nonce += 1)),
             ("address", Box::new(|p| p.address[31] ^= 1)),

@@ -1,6 +1,7 @@
 //! `tessera verify-proof`: checks an account proof from `tessera_getAccount` offline.
 //!
-//! A proof says that an address holds a balance and nonce in the state with a given root. It is
+//! A proof says that an address holds a balance and nonce in the state with a given root, or
+//! (`"absent": true`) that it has no account there. It is
 //! only as good as the root it is checked against: pass `--state-root` with the root of a
 //! finalized block header you trust (from `tessera_getBlockByHeight` on a node you trust, or
 //! from the quorum certificate that finalized it).
@@ -12,7 +13,7 @@ use clap::Args;
 use serde_json::Value;
 
 use crate::InputError;
-use crate::node::proof::{hash, proof_from_json};
+use crate::node::proof::{Proven, hash, proof_from_json};
 
 /// Largest proof file read: a proof of a 2^64-account state is ~5 KiB of JSON.
 const PROOF_BYTES_MAX: u64 = 64 * 1024;
@@ -67,20 +68,36 @@ pub fn run(args: &VerifyProofArgs) -> Result<(), Box<dyn std::error::Error>> {
         serde_json::from_str(&text).map_err(|error| InputError(format!("{source} is not JSON: {error}")))?;
     let (proof, named_root) = proof_from_json(&value)?;
     let trusted = hash(&Value::String(args.state_root.clone()), "--state-root")?;
+    let about = match &proof {
+        Proven::Account(proof) => proof.address,
+        Proven::Absence(proof) => *proof.address(),
+    };
     if let Some(address) = &args.address {
         let wanted = hash(&Value::String(address.clone()), "--address")?;
-        if wanted.0 != proof.address {
-            return Err(WrongAddress(hex::encode(proof.address)).into());
+        if wanted.0 != about {
+            return Err(WrongAddress(hex::encode(about)).into());
         }
     }
-    proof.verify(&trusted).map_err(InvalidProof)?;
-    println!(
-        "valid: account {} holds balance {} and nonce {} in the state with root {}",
-        hex::encode(proof.address),
-        proof.account.balance,
-        proof.account.nonce,
-        trusted.to_hex()
-    );
+    match &proof {
+        Proven::Account(proof) => {
+            proof.verify(&trusted).map_err(InvalidProof)?;
+            println!(
+                "valid: account {} holds balance {} and nonce {} in the state with root {}",
+                hex::encode(proof.address),
+                proof.account.balance,
+                proof.account.nonce,
+                trusted.to_hex()
+            );
+        }
+        Proven::Absence(proof) => {
+            proof.verify(&trusted).map_err(InvalidProof)?;
+            println!(
+                "valid: address {} has no account in the state with root {}",
+                hex::encode(about),
+                trusted.to_hex()
+            );
+        }
+    }
     if named_root != trusted {
         println!("note: the proof names root {}, not the one checked", named_root.to_hex());
     }

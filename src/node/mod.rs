@@ -764,9 +764,12 @@ fn answer_query(
                 if root != tip.state_root {
                     return Err((code::SERVER_BUSY, "state is between blocks, retry".into()));
                 }
-                answer["proof"] = ledger
-                    .proof(&address)
-                    .map_or(Value::Null, |proof| proof::proof_json(&proof, &root, tip.height, &tip.hash));
+                answer["proof"] = match ledger.proof(&address) {
+                    Some(proof) => proof::proof_json(&proof, &root, tip.height, &tip.hash),
+                    None => ledger.absence_proof(&address).map_or(Value::Null, |proof| {
+                        proof::absence_json(&proof, &root, tip.height, &tip.hash)
+                    }),
+                };
             }
             Ok(answer)
         }

@@ -8,10 +8,13 @@
 
 pub mod tree;
 
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
 use foldhash::HashMap;
 
 use bevy_ecs::resource::Resource;
-use tessera_components::state::{self, AccountProof};
+use tessera_components::state::{self, AbsenceProof, AccountProof};
 use tessera_components::storage::{DeltaRow, StateDelta};
 use tessera_components::{Account, Hash, RejectReason, TxnBody};
 
@@ -21,13 +24,13 @@ use self::tree::{Changes, StateTree};
 /// for nonces, with the lag of one tick (they see the state as of the last executed block).
 ///
 /// Slots are assigned in order of first appearance: genesis order, then execution order. The
-/// `index` map is only ever looked up, never iterated, so its hasher does not affect
-/// determinism.
+/// `index` is ordered by address: besides finding an account's slot it gives each account's
+/// successor, which its leaf commits to, so that a proof can show an address has no account.
 #[derive(Clone, Debug, Default, Resource)]
 pub struct Ledger {
     keys: Vec<[u8; 32]>,
     accounts: Vec<Account>,
-    index: HashMap<[u8; 32], u32>,
+    index: BTreeMap<[u8; 32], u32>,
     /// Fees burned so far.
     burned: u64,
     /// Sum of genesis balances: `Σ balance + burned` must always equal it.
@@ -100,14 +103,39 @@ impl Ledger {
         self.tree = StateTree::build(self.leaves());
     }
 
-    /// Every account's leaf, in slot order, hashed on every core.
+    /// Every account's leaf, in slot order, hashed on every core: the successors come from one
+    /// walk of the index in address order.
     fn leaves(&self) -> Vec<Hash> {
         use rayon::prelude::*;
+        let mut next = vec![state::NONE; self.keys.len()];
+        let mut previous: Option<u32> = None;
+        for (key, slot) in &self.index {
+            if let Some(previous) = previous {
+                next[previous as usize] = *key;
+            }
+            previous = Some(*slot);
+        }
         self.keys
             .par_iter()
             .zip(self.accounts.par_iter())
-            .map(|(key, account)| tree::leaf(key, account))
+            .zip(next.par_iter())
+            .map(|((key, account), next)| tree::leaf(key, account, next))
             .collect()
+    }
+
+    /// The smallest address above `key` of an account, if any.
+    fn successor(&self, key: &[u8; 32]) -> Option<[u8; 32]> {
+        self.index.range((Bound::Excluded(*key), Bound::Unbounded)).next().map(|(key, _)| *key)
+    }
+
+    /// The slot of the account with the largest address below `key`, if any.
+    fn predecessor(&self, key: &[u8; 32]) -> Option<u32> {
+        self.index.range(..*key).next_back().map(|(_, slot)| *slot)
+    }
+
+    /// The smallest address of any account ([`state::NONE`] when there are none).
+    fn first(&self) -> [u8; 32] {
+        self.index.first_key_value().map_or(state::NONE, |(key, _)| *key)
     }
 
     /// Rebuilds a ledger from stored columns, checking them: equal lengths, no duplicate
@@ -124,12 +152,14 @@ impl Ledger {
         if u32::try_from(keys.len()).is_err() {
             return Err(GenesisError::TooManyAccounts);
         }
-        let mut index = HashMap::default();
-        for (slot, key) in keys.iter().enumerate() {
-            if index.insert(*key, slot as u32).is_some() {
-                return Err(GenesisError::DuplicateAccount(Hash(*key).to_hex()));
-            }
+        // Sorted first, so duplicates sit side by side and the map is built in one pass.
+        let mut pairs: Vec<([u8; 32], u32)> =
+            keys.iter().enumerate().map(|(slot, key)| (*key, slot as u32)).collect();
+        pairs.sort_unstable();
+        if let Some(pair) = pairs.windows(2).find(|pair| pair[0].0 == pair[1].0) {
+            return Err(GenesisError::DuplicateAccount(Hash(pair[0].0).to_hex()));
         }
+        let index: BTreeMap<[u8; 32], u32> = pairs.into_iter().collect();
         let mut ledger = Ledger { keys, accounts, index, burned, supply, tree: StateTree::default() };
         let sum = ledger.balance_sum();
         if sum != supply {
@@ -289,8 +319,14 @@ impl Ledger {
     /// The state root after `delta` (made over this state) would be committed.
     pub fn root_after(&self, delta: &mut LedgerDelta) -> Hash {
         let count = delta.base_len + delta.created.len();
+        let first = delta.created.iter().map(|(key, _)| *key).chain(self.index.keys().next().copied()).min();
         let changes = delta.changes(self);
-        state::state_root(count as u64, &self.tree.root_after(changes, count), delta.burned)
+        state::state_root(
+            count as u64,
+            &self.tree.root_after(changes, count),
+            delta.burned,
+            &first.unwrap_or(state::NONE),
+        )
     }
 
     /// Applies a delta made over this very state (by [`Ledger::execute`] or an [`Overlay`]).
@@ -320,13 +356,18 @@ impl Ledger {
     /// The state root ([`tree`] defines it): the Merkle root over every account in slot order,
     /// with the account count and the burned total. O(1): the tree is kept current.
     pub fn state_root(&self) -> Hash {
-        state::state_root(self.accounts.len() as u64, &self.tree.root(), self.burned)
+        state::state_root(self.accounts.len() as u64, &self.tree.root(), self.burned, &self.first())
     }
 
     /// The state root computed from every account, ignoring the kept tree: O(N). For checks,
     /// and for the performance gate's proof that it notices a per-block O(N) cost.
     pub fn state_root_from_scratch(&self) -> Hash {
-        state::state_root(self.accounts.len() as u64, &StateTree::build(self.leaves()).root(), self.burned)
+        state::state_root(
+            self.accounts.len() as u64,
+            &StateTree::build(self.leaves()).root(),
+            self.burned,
+            &self.first(),
+        )
     }
 
     /// A proof of `key`'s account against [`Ledger::state_root`], or `None` for an address
@@ -336,11 +377,35 @@ impl Ledger {
         Some(AccountProof {
             address: *key,
             account: self.accounts[slot],
+            next: self.successor(key).unwrap_or(state::NONE),
             slot: slot as u64,
             count: self.accounts.len() as u64,
             burned: self.burned,
+            first: self.first(),
             siblings: self.tree.path(slot)?,
         })
+    }
+
+    /// A proof that `key` has no account, against [`Ledger::state_root`]: the account with the
+    /// largest address below it (whose successor is above it), or, when none is below, the
+    /// state root's inputs. `None` for an address that has an account. O(log N).
+    pub fn absence_proof(&self, key: &[u8; 32]) -> Option<AbsenceProof> {
+        if self.index.contains_key(key) {
+            return None;
+        }
+        match self.predecessor(key) {
+            Some(slot) => {
+                let low = self.proof(&self.keys[slot as usize])?;
+                Some(AbsenceProof::After { address: *key, low })
+            }
+            None => Some(AbsenceProof::BelowFirst {
+                address: *key,
+                count: self.accounts.len() as u64,
+                tree_root: self.tree.root(),
+                burned: self.burned,
+                first: self.first(),
+            }),
+        }
     }
 
     /// `Σ balance + burned`, which must equal [`Ledger::supply`].
@@ -376,15 +441,35 @@ impl LedgerDelta {
     /// made on).
     fn changes(&mut self, base: &Ledger) -> &Changes {
         if self.changes.is_none() {
-            let mut leaves: Vec<(usize, Hash)> = self
-                .changed
+            // A leaf commits to the account's successor in address order, so besides the
+            // accounts written and created, the ledger account just below each created one
+            // changes leaf too. Each successor is the smaller of the next ledger address and the
+            // next created one.
+            let mut created: Vec<[u8; 32]> = self.created.iter().map(|(key, _)| *key).collect();
+            created.sort_unstable();
+            let next = |key: &[u8; 32]| -> [u8; 32] {
+                let in_created = created.get(created.partition_point(|other| other <= key)).copied();
+                match (base.successor(key), in_created) {
+                    (Some(a), Some(b)) => a.min(b),
+                    (a, b) => a.or(b).unwrap_or(state::NONE),
+                }
+            };
+            let mut slots: Vec<u32> = self.changed.keys().copied().collect();
+            slots.extend(created.iter().filter_map(|key| base.predecessor(key)));
+            slots.sort_unstable();
+            slots.dedup();
+            let mut leaves: Vec<(usize, Hash)> = slots
                 .iter()
-                .map(|(slot, account)| (*slot as usize, tree::leaf(&base.keys[*slot as usize], account)))
+                .map(|slot| {
+                    let key = &base.keys[*slot as usize];
+                    let account = self.changed.get(slot).unwrap_or(&base.accounts[*slot as usize]);
+                    (*slot as usize, tree::leaf(key, account, &next(key)))
+                })
                 .chain(
                     self.created
                         .iter()
                         .enumerate()
-                        .map(|(i, (key, account))| (self.base_len + i, tree::leaf(key, account))),
+                        .map(|(i, (key, account))| (self.base_len + i, tree::leaf(key, account, &next(key)))),
                 )
                 .collect();
             leaves.sort_unstable_by_key(|(slot, _)| *slot);
@@ -584,8 +669,12 @@ mod tests {
 
     #[test]
     fn speculative_blocks_leave_the_ledger_alone_and_commit_to_the_root_of_a_rebuilt_one() {
+        // Even addresses from 4 up at genesis, in reverse of address order; new accounts at
+        // any address from 1 to 120, so they land below the first, between two, and past the
+        // last, each changing the successor a neighbour's leaf commits to.
         let mut ledger =
-            Ledger::from_genesis(&(1..=40u8).map(|i| ([i; 32], 1_000)).collect::<Vec<_>>()).unwrap();
+            Ledger::from_genesis(&(2..=41u8).rev().map(|i| ([2 * i; 32], 1_000)).collect::<Vec<_>>())
+                .unwrap();
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
         let mut next = move |bound: u64| {
             state ^= state << 13;
@@ -598,8 +687,8 @@ mod tests {
             // funds), some from the same sender in a row.
             let bodies: Vec<TxnBody> = (0..1 + next(50))
                 .map(|_| {
-                    let sender = 1 + next(40) as u8;
-                    let recipient = 1 + next(80) as u8;
+                    let sender = 2 * (2 + next(40) as u8);
+                    let recipient = 1 + next(120) as u8;
                     let nonce = ledger.nonce_of(&[sender; 32]) + u64::from(next(4) == 0);
                     transfer(sender, recipient, next(600), next(3), nonce)
                 })
@@ -628,6 +717,16 @@ mod tests {
                 assert_eq!(proof.verify(&root), Ok(()), "block {block}");
             }
             assert!(ledger.proof(&[0xee; 32]).is_none());
+            assert_eq!(ledger.state_root_from_scratch(), root, "block {block}: the kept successors drifted");
+            // Every address without an account proves its absence, below the first account,
+            // between two, or past the last; one with an account has no absence proof.
+            for byte in 0..=255u8 {
+                let address = [byte; 32];
+                match ledger.absence_proof(&address) {
+                    Some(proof) => assert_eq!(proof.verify(&root), Ok(()), "block {block}: {byte}"),
+                    None => assert!(ledger.account(&address).is_some()),
+                }
+            }
             assert_eq!(ledger.balance_sum(), ledger.supply());
         }
         assert!(ledger.len() > 40, "new accounts were created");

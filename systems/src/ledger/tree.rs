@@ -179,7 +179,9 @@ mod tests {
     use tessera_components::Account;
 
     fn leaves(n: usize, salt: u64) -> Vec<Hash> {
-        (0..n).map(|i| leaf(&[i as u8; 32], &Account { balance: i as u64 + salt, nonce: salt })).collect()
+        (0..n)
+            .map(|i| leaf(&[i as u8; 32], &Account { balance: i as u64 + salt, nonce: salt }, &[0; 32]))
+            .collect()
     }
 
     #[test]
