@@ -8,7 +8,7 @@
 
 pub mod tree;
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::ops::Bound;
 
 use foldhash::HashMap;
@@ -24,19 +24,51 @@ use self::tree::{Changes, StateTree};
 /// for nonces, with the lag of one tick (they see the state as of the last executed block).
 ///
 /// Slots are assigned in order of first appearance: genesis order, then execution order. The
-/// `index` is ordered by address: besides finding an account's slot it gives each account's
-/// successor, which its leaf commits to, so that a proof can show an address has no account.
+/// `index` map is only ever looked up, never iterated, so its hasher does not affect
+/// determinism. Each account's leaf also commits to its successor in address order (so that a
+/// proof can show an address has no account): `next` holds each slot's successor's slot, and
+/// `order`, the addresses sorted, finds a new account's place among them.
 #[derive(Clone, Debug, Default, Resource)]
 pub struct Ledger {
     keys: Vec<[u8; 32]>,
     accounts: Vec<Account>,
-    index: BTreeMap<[u8; 32], u32>,
+    index: HashMap<[u8; 32], u32>,
+    order: BTreeSet<[u8; 32]>,
+    /// The slot of each account's successor in address order ([`NO_SLOT`] for the last).
+    next: Vec<u32>,
     /// Fees burned so far.
     burned: u64,
     /// Sum of genesis balances: `Σ balance + burned` must always equal it.
     supply: u128,
     /// The Merkle tree over the accounts, always current.
     tree: StateTree,
+}
+
+/// `next` of the account with the largest address.
+const NO_SLOT: u32 = u32::MAX;
+
+/// The address index, the address order and each slot's successor for these addresses (in slot
+/// order), built from one sort.
+///
+/// # Errors
+/// The first duplicate address, hex-encoded.
+fn indexes(keys: &[[u8; 32]]) -> Result<(HashMap<[u8; 32], u32>, BTreeSet<[u8; 32]>, Vec<u32>), String> {
+    let mut pairs: Vec<([u8; 32], u32)> =
+        keys.iter().enumerate().map(|(slot, key)| (*key, slot as u32)).collect();
+    pairs.sort_unstable();
+    if let Some(pair) = pairs.windows(2).find(|pair| pair[0].0 == pair[1].0) {
+        return Err(Hash(pair[0].0).to_hex());
+    }
+    let mut next = vec![NO_SLOT; keys.len()];
+    for pair in pairs.windows(2) {
+        next[pair[0].1 as usize] = pair[1].1;
+    }
+    let mut index = HashMap::default();
+    index.reserve(keys.len());
+    index.extend(pairs.iter().copied());
+    // Sorted input: the set is built in one pass.
+    let order: BTreeSet<[u8; 32]> = pairs.into_iter().map(|(key, _)| key).collect();
+    Ok((index, order, next))
 }
 
 /// Why genesis could not be built.
@@ -85,15 +117,15 @@ impl Ledger {
     /// # Errors
     /// A duplicate address, or more accounts than fit a u32 index.
     pub fn from_genesis(balances: &[([u8; 32], u64)]) -> Result<Ledger, GenesisError> {
-        let mut ledger = Ledger::default();
-        for (key, balance) in balances {
-            if ledger.index.contains_key(key) {
-                return Err(GenesisError::DuplicateAccount(Hash(*key).to_hex()));
-            }
-            let slot = ledger.push_account(*key).ok_or(GenesisError::TooManyAccounts)?;
-            ledger.accounts[slot].balance = *balance;
-            ledger.supply += u128::from(*balance);
+        if u32::try_from(balances.len()).is_err() {
+            return Err(GenesisError::TooManyAccounts);
         }
+        let keys: Vec<[u8; 32]> = balances.iter().map(|(key, _)| *key).collect();
+        let accounts = balances.iter().map(|(_, balance)| Account { balance: *balance, nonce: 0 }).collect();
+        let supply = balances.iter().map(|(_, balance)| u128::from(*balance)).sum();
+        let (index, order, next) = indexes(&keys).map_err(GenesisError::DuplicateAccount)?;
+        let mut ledger =
+            Ledger { keys, accounts, index, order, next, burned: 0, supply, tree: StateTree::default() };
         ledger.rebuild_tree();
         Ok(ledger)
     }
@@ -103,39 +135,35 @@ impl Ledger {
         self.tree = StateTree::build(self.leaves());
     }
 
-    /// Every account's leaf, in slot order, hashed on every core: the successors come from one
-    /// walk of the index in address order.
+    /// Every account's leaf, in slot order, hashed on every core.
     fn leaves(&self) -> Vec<Hash> {
         use rayon::prelude::*;
-        let mut next = vec![state::NONE; self.keys.len()];
-        let mut previous: Option<u32> = None;
-        for (key, slot) in &self.index {
-            if let Some(previous) = previous {
-                next[previous as usize] = *key;
-            }
-            previous = Some(*slot);
-        }
         self.keys
             .par_iter()
             .zip(self.accounts.par_iter())
-            .zip(next.par_iter())
-            .map(|((key, account), next)| tree::leaf(key, account, next))
+            .zip(self.next.par_iter())
+            .map(|((key, account), next)| tree::leaf(key, account, &self.address_of(*next)))
             .collect()
     }
 
-    /// The smallest address above `key` of an account, if any.
+    /// The address at `slot`, or [`state::NONE`] for [`NO_SLOT`].
+    fn address_of(&self, slot: u32) -> [u8; 32] {
+        self.keys.get(slot as usize).copied().unwrap_or(state::NONE)
+    }
+
+    /// The smallest address of an account above `key` (which need not have one), if any.
     fn successor(&self, key: &[u8; 32]) -> Option<[u8; 32]> {
-        self.index.range((Bound::Excluded(*key), Bound::Unbounded)).next().map(|(key, _)| *key)
+        self.order.range((Bound::Excluded(*key), Bound::Unbounded)).next().copied()
     }
 
     /// The slot of the account with the largest address below `key`, if any.
     fn predecessor(&self, key: &[u8; 32]) -> Option<u32> {
-        self.index.range(..*key).next_back().map(|(_, slot)| *slot)
+        self.order.range(..*key).next_back().and_then(|key| self.index.get(key)).copied()
     }
 
     /// The smallest address of any account ([`state::NONE`] when there are none).
     fn first(&self) -> [u8; 32] {
-        self.index.first_key_value().map_or(state::NONE, |(key, _)| *key)
+        self.order.first().copied().unwrap_or(state::NONE)
     }
 
     /// Rebuilds a ledger from stored columns, checking them: equal lengths, no duplicate
@@ -152,15 +180,9 @@ impl Ledger {
         if u32::try_from(keys.len()).is_err() {
             return Err(GenesisError::TooManyAccounts);
         }
-        // Sorted first, so duplicates sit side by side and the map is built in one pass.
-        let mut pairs: Vec<([u8; 32], u32)> =
-            keys.iter().enumerate().map(|(slot, key)| (*key, slot as u32)).collect();
-        pairs.sort_unstable();
-        if let Some(pair) = pairs.windows(2).find(|pair| pair[0].0 == pair[1].0) {
-            return Err(GenesisError::DuplicateAccount(Hash(pair[0].0).to_hex()));
-        }
-        let index: BTreeMap<[u8; 32], u32> = pairs.into_iter().collect();
-        let mut ledger = Ledger { keys, accounts, index, burned, supply, tree: StateTree::default() };
+        let (index, order, next) = indexes(&keys).map_err(GenesisError::DuplicateAccount)?;
+        let mut ledger =
+            Ledger { keys, accounts, index, order, next, burned, supply, tree: StateTree::default() };
         let sum = ledger.balance_sum();
         if sum != supply {
             return Err(GenesisError::SupplyMismatch { sum, supply });
@@ -189,11 +211,18 @@ impl Ledger {
         &self.accounts
     }
 
+    /// Adds an account at the next slot, linked into the address order: O(log N).
     fn push_account(&mut self, key: [u8; 32]) -> Option<usize> {
-        let slot = u32::try_from(self.keys.len()).ok()?;
+        let slot = u32::try_from(self.keys.len()).ok().filter(|slot| *slot != NO_SLOT)?;
+        let successor = match self.predecessor(&key) {
+            Some(below) => std::mem::replace(&mut self.next[below as usize], slot),
+            None => self.order.first().map_or(NO_SLOT, |first| self.index[first]),
+        };
         self.keys.push(key);
         self.accounts.push(Account::default());
+        self.next.push(successor);
         self.index.insert(key, slot);
+        self.order.insert(key);
         Some(slot as usize)
     }
 
@@ -319,7 +348,7 @@ impl Ledger {
     /// The state root after `delta` (made over this state) would be committed.
     pub fn root_after(&self, delta: &mut LedgerDelta) -> Hash {
         let count = delta.base_len + delta.created.len();
-        let first = delta.created.iter().map(|(key, _)| *key).chain(self.index.keys().next().copied()).min();
+        let first = delta.created.iter().map(|(key, _)| *key).chain(self.order.first().copied()).min();
         let changes = delta.changes(self);
         state::state_root(
             count as u64,
@@ -377,7 +406,7 @@ impl Ledger {
         Some(AccountProof {
             address: *key,
             account: self.accounts[slot],
-            next: self.successor(key).unwrap_or(state::NONE),
+            next: self.address_of(self.next[slot]),
             slot: slot as u64,
             count: self.accounts.len() as u64,
             burned: self.burned,
@@ -447,9 +476,10 @@ impl LedgerDelta {
             // next created one.
             let mut created: Vec<[u8; 32]> = self.created.iter().map(|(key, _)| *key).collect();
             created.sort_unstable();
-            let next = |key: &[u8; 32]| -> [u8; 32] {
+            // `in_ledger`: the successor among the ledger's accounts (kept per slot for those).
+            let next = |key: &[u8; 32], in_ledger: Option<[u8; 32]>| -> [u8; 32] {
                 let in_created = created.get(created.partition_point(|other| other <= key)).copied();
-                match (base.successor(key), in_created) {
+                match (in_ledger, in_created) {
                     (Some(a), Some(b)) => a.min(b),
                     (a, b) => a.or(b).unwrap_or(state::NONE),
                 }
@@ -463,14 +493,12 @@ impl LedgerDelta {
                 .map(|slot| {
                     let key = &base.keys[*slot as usize];
                     let account = self.changed.get(slot).unwrap_or(&base.accounts[*slot as usize]);
-                    (*slot as usize, tree::leaf(key, account, &next(key)))
+                    let in_ledger = base.keys.get(base.next[*slot as usize] as usize).copied();
+                    (*slot as usize, tree::leaf(key, account, &next(key, in_ledger)))
                 })
-                .chain(
-                    self.created
-                        .iter()
-                        .enumerate()
-                        .map(|(i, (key, account))| (self.base_len + i, tree::leaf(key, account, &next(key)))),
-                )
+                .chain(self.created.iter().enumerate().map(|(i, (key, account))| {
+                    (self.base_len + i, tree::leaf(key, account, &next(key, base.successor(key))))
+                }))
                 .collect();
             leaves.sort_unstable_by_key(|(slot, _)| *slot);
             let count = self.base_len + self.created.len();
