@@ -678,6 +678,91 @@ mod tests {
         assert!(decode_genesis_file(&file).is_err());
     }
 
+    /// A genesis file of these payloads, sealed record by record, with the id of their bytes.
+    fn sealed_genesis(payloads: &[Vec<u8>]) -> Vec<u8> {
+        let id = genesis_id(&payloads.concat());
+        let mut file = bytemuck::bytes_of(&FileHeader::new(FileKind::Genesis, 0, id)).to_vec();
+        for payload in payloads {
+            let place = Place { kind: RecordKind::Genesis, segment: 0, offset: file.len() as u64 };
+            file.extend_from_slice(&encode_record(place, 0, payload));
+        }
+        file
+    }
+
+    fn row(tag: u8) -> Vec<u8> {
+        let mut row = vec![tag; 32];
+        row.extend_from_slice(&u64::from(tag).to_le_bytes());
+        row
+    }
+
+    #[test]
+    fn genesis_records_that_check_but_do_not_add_up_are_refused_where_they_are() {
+        let count = |n: u64| n.to_le_bytes().to_vec();
+        // Sound, as a control: two records of one row each.
+        let sound = sealed_genesis(&[[count(2), row(1)].concat(), row(2)]);
+        assert_eq!(decode_genesis_file(&sound).unwrap().1, vec![([1; 32], 1), ([2; 32], 2)]);
+        let refused = |payloads: &[Vec<u8>]| decode_genesis_file(&sealed_genesis(payloads)).unwrap_err();
+        // A count the file cannot hold, refused at the payload before any row is read.
+        let problem = refused(&[[count(100), row(1)].concat()]);
+        assert!(problem.reason.contains("impossible 100"), "{problem:?}");
+        assert_eq!(problem.offset, (FILE_HEADER_SIZE + RECORD_HEADER_SIZE) as u64);
+        // A partial row, more rows than the count, an empty record after the first.
+        let problem = refused(&[[count(2), row(1)].concat(), [row(2), vec![9]].concat()]);
+        assert!(problem.reason.contains("holds 41 bytes"), "{problem:?}");
+        let problem = refused(&[[count(1), row(1), row(2)].concat()]);
+        assert!(problem.reason.contains("declares 1 accounts but holds 80"), "{problem:?}");
+        let problem = refused(&[[count(2), row(1)].concat(), Vec::new(), row(2)]);
+        assert!(problem.reason.contains("empty genesis record"), "{problem:?}");
+        // The payload decoder of one record agrees.
+        let payload = encode_genesis_payload(&[([1; 32], 1), ([2; 32], 2)]);
+        assert_eq!(decode_genesis_payload(&payload).unwrap(), vec![([1; 32], 1), ([2; 32], 2)]);
+        assert!(matches!(
+            decode_genesis_payload(&payload[..payload.len() - 1]),
+            Err(GenesisPayloadError::LengthMismatch { .. })
+        ));
+        assert!(matches!(decode_genesis_payload(&payload[..4]), Err(GenesisPayloadError::Short { .. })));
+    }
+
+    #[test]
+    fn the_streaming_writers_return_what_they_wrote() {
+        let balances: Vec<([u8; 32], u64)> = (0..5u8).map(|i| ([i + 1; 32], u64::from(i))).collect();
+        let mut file = Vec::new();
+        let id = write_genesis_file(&balances, |bytes| {
+            file.extend_from_slice(bytes);
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert_eq!((id, file.clone()), encode_genesis_file(&balances));
+        let keys: Vec<[u8; 32]> = balances.iter().map(|(key, _)| *key).collect();
+        let accounts: Vec<Account> =
+            balances.iter().map(|(_, balance)| Account { balance: *balance, nonce: 1 }).collect();
+        let view = StateView {
+            height: 3,
+            state_root: Hash([2; 32]),
+            keys: &keys,
+            accounts: &accounts,
+            burned: 1,
+            supply: 11,
+        };
+        let mut state = Vec::new();
+        let written = write_state_file(id, view, |bytes| {
+            state.extend_from_slice(bytes);
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert_eq!((written, state.clone()), (state.len() as u64, encode_state_file(id, view)));
+        // A sink that fails stops the writing with its error.
+        let mut calls = 0;
+        assert_eq!(
+            write_state_file(id, view, |_| {
+                calls += 1;
+                Err("full")
+            }),
+            Err("full")
+        );
+        assert_eq!(calls, 1);
+    }
+
     proptest! {
         #[test]
         fn state_payload_round_trips(rows in prop::collection::vec((any::<[u8; 32]>(), any::<u64>(), any::<u64>()), 0..40)) {
