@@ -151,6 +151,11 @@ pub fn decode_delta_payload(payload: &[u8]) -> Result<StateDelta, DeltaPayloadEr
     Ok(delta)
 }
 
+/// Bytes of the payload of a delta of `rows` rows.
+pub const fn delta_payload_size(rows: usize) -> usize {
+    DELTA_FIXED_SIZE + rows * DELTA_ROW_SIZE
+}
+
 /// The header of a `state-log` file of the directory with `genesis_id`: an empty log.
 pub fn encode_state_log_header(genesis_id: Hash) -> [u8; FILE_HEADER_SIZE] {
     bytemuck::cast(FileHeader::new(FileKind::StateLog, 0, genesis_id))
@@ -161,8 +166,9 @@ pub fn encode_state_log_header(genesis_id: Hash) -> [u8; FILE_HEADER_SIZE] {
 /// # Errors
 /// The payload's size, when it passes the record limit (more than [`DELTA_ROWS_MAX`] rows).
 pub fn encode_delta_record(offset: u64, delta: &StateDelta) -> Result<Vec<u8>, usize> {
-    if delta.rows.len() > DELTA_ROWS_MAX {
-        return Err(DELTA_FIXED_SIZE + delta.rows.len() * DELTA_ROW_SIZE);
+    let size = delta_payload_size(delta.rows.len());
+    if size > RECORD_PAYLOAD_MAX {
+        return Err(size);
     }
     let place = Place { kind: RecordKind::StateDelta, segment: 0, offset };
     Ok(encode_record(place, delta.height, &encode_delta_payload(delta)))
@@ -323,6 +329,7 @@ mod tests {
             file.extend_from_slice(&encode_record(place, 4, &payload));
             let problem = decode_state_log(&file, id, 20).unwrap_err();
             assert!(problem.reason.contains("has slot"), "{rows:?}: {problem:?}");
+            assert_eq!(problem.offset, (FILE_HEADER_SIZE + RECORD_HEADER_SIZE) as u64, "at the payload");
             assert!(matches!(decode_delta_payload(&payload), Err(DeltaPayloadError::RowOutOfOrder { .. })));
         }
         // A declared row count the payload does not hold, including one that would overflow.
@@ -332,10 +339,14 @@ mod tests {
             assert!(matches!(decode_delta_payload(&payload), Err(DeltaPayloadError::LengthMismatch { .. })));
         }
         assert!(matches!(decode_delta_payload(&payload[..10]), Err(DeltaPayloadError::Short { .. })));
-        // Too many rows for one record.
+        // The most rows one record holds, and one more.
+        assert!(delta_payload_size(DELTA_ROWS_MAX) <= RECORD_PAYLOAD_MAX);
+        assert!(delta_payload_size(DELTA_ROWS_MAX + 1) > RECORD_PAYLOAD_MAX);
+        assert_eq!(delta_payload_size(3), DELTA_FIXED_SIZE + 3 * DELTA_ROW_SIZE);
+        assert_eq!(encode_delta_payload(&delta(4, &[(1, 1), (2, 2), (3, 3)])).len(), delta_payload_size(3));
         let mut huge = delta(4, &[]);
         huge.rows =
             vec![DeltaRow { slot: 0, address: [0; 32], account: Account::default() }; DELTA_ROWS_MAX + 1];
-        assert!(encode_delta_record(64, &huge).is_err());
+        assert_eq!(encode_delta_record(64, &huge), Err(delta_payload_size(DELTA_ROWS_MAX + 1)));
     }
 }
