@@ -724,6 +724,45 @@ mod tests {
     }
 
     #[test]
+    fn state_records_that_check_but_do_not_add_up_are_refused_where_they_are() {
+        let id = Hash([4; 32]);
+        let fixed = |count: u64| {
+            let mut fixed = 7u64.to_le_bytes().to_vec();
+            fixed.extend_from_slice(&[1; 32]);
+            fixed.extend_from_slice(&0u64.to_le_bytes());
+            fixed.extend_from_slice(&100u128.to_le_bytes());
+            fixed.extend_from_slice(&count.to_le_bytes());
+            fixed
+        };
+        // `rows` rows' columns: their addresses, then their accounts.
+        let columns = |rows: u8| {
+            let mut columns: Vec<u8> = (0..rows).flat_map(|i| [i + 1; 32]).collect();
+            columns.extend((0..rows).flat_map(|i| [u64::from(i), 0].map(u64::to_le_bytes).concat()));
+            columns
+        };
+        let sealed = |payloads: &[Vec<u8>]| {
+            let mut file = bytemuck::bytes_of(&FileHeader::new(FileKind::State, 0, id)).to_vec();
+            for payload in payloads {
+                let place = Place { kind: RecordKind::State, segment: 0, offset: file.len() as u64 };
+                file.extend_from_slice(&encode_record(place, 7, payload));
+            }
+            file
+        };
+        let sound = sealed(&[[fixed(2), columns(1)].concat(), columns(1)]);
+        assert_eq!(decode_state_file(&sound, id).unwrap().keys.len(), 2);
+        let refused = |payloads: &[Vec<u8>]| decode_state_file(&sealed(payloads), id).unwrap_err();
+        let problem = refused(&[[fixed(100), columns(1)].concat()]);
+        assert!(problem.reason.contains("declares 100 accounts, more than a file"), "{problem:?}");
+        assert_eq!(problem.offset, (FILE_HEADER_SIZE + RECORD_HEADER_SIZE) as u64);
+        let problem = refused(&[[fixed(2), columns(1)].concat(), [columns(1), vec![0]].concat()]);
+        assert!(problem.reason.contains("49 bytes of columns after 1 of 2"), "{problem:?}");
+        let problem = refused(&[[fixed(1), columns(2)].concat()]);
+        assert!(problem.reason.contains("96 bytes of columns after 0 of 1"), "{problem:?}");
+        let problem = refused(&[[fixed(2), columns(1)].concat(), Vec::new(), columns(1)]);
+        assert!(problem.reason.contains("empty state record"), "{problem:?}");
+    }
+
+    #[test]
     fn the_streaming_writers_return_what_they_wrote() {
         let balances: Vec<([u8; 32], u64)> = (0..5u8).map(|i| ([i + 1; 32], u64::from(i))).collect();
         let mut file = Vec::new();
