@@ -506,6 +506,11 @@ impl Core {
         &self.counters
     }
 
+    /// Equivocation evidence kept so far (at most `evidence_max` records, oldest first).
+    pub fn evidence(&self) -> &[Evidence] {
+        &self.evidence
+    }
+
     /// Takes the messages to send.
     pub fn drain_outbox(&mut self) -> Vec<(Destination, ConsensusMessage)> {
         std::mem::take(&mut self.outbox)

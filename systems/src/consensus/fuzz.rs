@@ -1070,6 +1070,9 @@ pub fn fuzz_message(data: &[u8]) {
 }
 
 #[cfg(test)]
+mod core_tests;
+
+#[cfg(test)]
 mod tests {
     use tessera_components::fuzz::{FuzzSeeds, fuzz_corpus};
     use tessera_components::wire::encode;

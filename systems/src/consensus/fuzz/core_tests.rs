@@ -1,0 +1,200 @@
+//! Unit tests of the consensus core's message rules, on the fuzz harness's fixture (validator
+//! 0 of four, a host with no ledger). Each pins a rule that a mutation run showed no oracle
+//! checked: who may propose, what a re-proposal must carry, which views count as left, and
+//! when two proposals are evidence of equivocation.
+
+use tessera_components::{
+    BlockHeader, ConsensusMessage, Hash, NewView, Proposal, QuorumCertificate, VoteKind,
+};
+
+use super::super::core::Evidence;
+use super::{Run, config, fixture_state_root, new_view_signing_bytes, sign};
+
+/// A proposal at height 1 for `view`, by `proposer`, told apart by `tag`.
+fn proposal(view: u64, proposer: u32, tag: u64) -> Proposal {
+    let header = BlockHeader {
+        height: 1,
+        view,
+        proposer,
+        timestamp_ms: tag,
+        parent: Hash::ZERO,
+        state_root: fixture_state_root(1),
+        ..bytemuck::Zeroable::zeroed()
+    };
+    Proposal {
+        view,
+        block: tessera_components::Block { header, txns: Vec::new() },
+        justify: None,
+        signature: [0; 64],
+    }
+}
+
+/// A prepare certificate at height 1 for `block` in `view`, by validators 1–3 (the core checks
+/// its shape; signatures were checked before it).
+fn prepare_certificate(view: u64, block: Hash) -> QuorumCertificate {
+    QuorumCertificate {
+        kind: VoteKind::Prepare,
+        view,
+        height: 1,
+        block,
+        signers: vec![1, 2, 3],
+        signatures: vec![tessera_components::Signature([0; 64]); 3],
+    }
+}
+
+fn deliver(run: &mut Run, from: u32, proposal: Proposal) {
+    run.core.on_message(from, ConsensusMessage::Proposal(proposal), &mut run.host);
+    run.core.drain_outbox();
+}
+
+/// The validator under test at height 1 in `view`, reached by timeouts, with validators 1 and
+/// 2 announcing each view it enters (so it may time out of it).
+fn run_in_view(view: u64) -> Run {
+    let mut run = Run::new(false);
+    while run.core.view() < view {
+        run.now_ns += config().view_timeout_max_ns;
+        run.core.tick(run.now_ns, &mut run.host);
+        run.core.drain_outbox();
+        for sender in [1, 2] {
+            let (view, height) = (run.core.view(), run.core.height());
+            let signature = sign(sender, &new_view_signing_bytes(view, height, None));
+            let new_view = NewView { view, height, high_qc: None, sender, signature };
+            run.core.on_message(sender, ConsensusMessage::NewView(new_view), &mut run.host);
+            run.core.drain_outbox();
+        }
+    }
+    assert_eq!(run.core.view(), view);
+    run
+}
+
+#[test]
+fn a_fresh_proposal_is_taken_only_from_its_views_leader_with_its_own_header() {
+    let mut run = Run::new(false);
+    run.core.drain_outbox();
+    // (Its own proposal for view 0, which it leads.)
+    let validated = run.host.accepted.len();
+    // Validator 1 leads view 1; validator 2 does not.
+    deliver(&mut run, 2, proposal(1, 2, 0));
+    assert_eq!(
+        run.core.counters().rejected_sender,
+        1,
+        "a proposal from a validator that does not lead the view"
+    );
+    // From the leader, but the block names another proposer.
+    deliver(&mut run, 1, proposal(1, 2, 1));
+    assert_eq!(run.core.counters().rejected_sender, 2, "a fresh block naming another proposer");
+    // From the leader, but the block was made for another view and nothing justifies it.
+    let mut other_view = proposal(1, 1, 2);
+    other_view.block.header.view = 0;
+    deliver(&mut run, 1, other_view);
+    assert_eq!(run.core.counters().rejected_sender, 3, "a fresh block made for another view");
+    assert_eq!(run.host.accepted.len(), validated, "a refused proposal's block was validated");
+    // The leader's own block for its view is validated on arrival.
+    let good = proposal(1, 1, 3);
+    let hash = good.block.header.hash();
+    deliver(&mut run, 1, good);
+    assert_eq!(run.core.counters().rejected_sender, 3);
+    assert!(run.host.accepted.contains(&hash), "the leader's proposal was not validated");
+}
+
+#[test]
+fn a_re_proposal_carries_a_block_from_an_earlier_view_and_its_prepare_certificate() {
+    let mut run = Run::new(false);
+    run.core.drain_outbox();
+    // Validator 1 leads view 5 and re-proposes the block validator 1 made in view 1, which a
+    // quorum prepared there.
+    let original = proposal(1, 1, 0).block;
+    let hash = original.header.hash();
+    let mut again = Proposal { view: 5, block: original.clone(), justify: None, signature: [0; 64] };
+    again.justify = Some(prepare_certificate(1, hash));
+    deliver(&mut run, 1, again.clone());
+    assert_eq!(run.core.counters().rejected_sender, 0, "a justified re-proposal was refused");
+    assert_eq!(run.core.counters().rejected_certificate, 0);
+    assert!(run.host.accepted.contains(&hash), "the re-proposed block was not validated");
+
+    // A block claiming a view after the proposal's is refused, justified or not.
+    let mut later = proposal(6, 1, 1).block;
+    later.header.view = 6;
+    let later_hash = later.header.hash();
+    let mut early = Proposal {
+        view: 5,
+        block: later,
+        justify: Some(prepare_certificate(1, later_hash)),
+        signature: [0; 64],
+    };
+    deliver(&mut run, 1, early.clone());
+    assert_eq!(run.core.counters().rejected_sender, 1, "a block from a later view than its proposal");
+    assert_eq!(run.host.accepted.len(), 2, "its own block for view 0 and the re-proposed one");
+    // A certificate for another block justifies nothing (a fresh validator, whose first
+    // proposal for view 5 this is).
+    let mut run = Run::new(false);
+    early.block.header.view = 2;
+    early.justify = Some(prepare_certificate(1, Hash([7; 32])));
+    let refused = early.block.header.hash();
+    deliver(&mut run, 1, early);
+    assert_eq!(
+        run.core.counters().rejected_certificate,
+        1,
+        "a re-proposal justified by another block's certificate"
+    );
+    assert!(!run.host.accepted.contains(&refused));
+}
+
+#[test]
+fn two_proposals_for_one_view_are_evidence_and_one_proposal_twice_is_not() {
+    let mut run = Run::new(false);
+    run.core.drain_outbox();
+    let (first, second) = (proposal(1, 1, 10), proposal(1, 1, 11));
+    let blocks = [first.block.header.hash(), second.block.header.hash()];
+    deliver(&mut run, 1, first.clone());
+    deliver(&mut run, 1, first);
+    assert_eq!(run.core.counters().equivocations, 0, "one proposal delivered twice is not equivocation");
+    assert!(run.core.evidence().is_empty());
+    deliver(&mut run, 1, second);
+    assert_eq!(run.core.counters().equivocations, 1);
+    assert_eq!(run.core.evidence(), [Evidence::Proposals { proposer: 1, view: 1, blocks }]);
+}
+
+#[test]
+fn a_view_two_back_is_not_left_yet_and_its_proposals_are_tracked() {
+    // At view 7, views 5 and later still count (`enter_view` keeps what it saw for them);
+    // view 4 and earlier were left, and their proposals are dropped unchecked.
+    let mut run = run_in_view(7);
+    let stale_before = run.core.counters().stale_proposals;
+    // Validator 1 leads view 5.
+    deliver(&mut run, 1, proposal(5, 1, 20));
+    deliver(&mut run, 1, proposal(5, 1, 21));
+    assert_eq!(
+        run.core.counters().stale_proposals,
+        stale_before,
+        "a proposal for the view two back was dropped"
+    );
+    assert_eq!(run.core.counters().equivocations, 1, "two proposals for the view two back are not evidence");
+    // Validator 1 also led view 1, long left.
+    deliver(&mut run, 1, proposal(1, 1, 22));
+    assert_eq!(run.core.counters().stale_proposals, stale_before + 1);
+}
+
+#[test]
+fn a_proposal_is_checked_up_to_the_edge_of_the_view_window_and_for_its_parent() {
+    // At view 1 with a window of 8, view 9 (validator 1 leads it) is the furthest whose
+    // proposal is validated on arrival and held; view 13 (led by 1 too) is past it.
+    let mut run = run_in_view(1);
+    assert_eq!(config().view_window, 8);
+    let edge = proposal(9, 1, 30);
+    let hash = edge.block.header.hash();
+    deliver(&mut run, 1, edge);
+    assert!(run.host.accepted.contains(&hash), "the proposal at the window's edge was not validated");
+    let past = proposal(13, 1, 31);
+    let past_hash = past.block.header.hash();
+    deliver(&mut run, 1, past);
+    assert!(!run.host.accepted.contains(&past_hash), "a proposal past the window was validated");
+    // A block that does not extend this node's chain is refused, and counted, before
+    // validation.
+    let mut orphan = proposal(5, 1, 32);
+    orphan.block.header.parent = Hash([9; 32]);
+    let orphan_hash = orphan.block.header.hash();
+    deliver(&mut run, 1, orphan);
+    assert_eq!(run.core.counters().rejected_bad_body, 1);
+    assert!(!run.host.accepted.contains(&orphan_hash));
+}
