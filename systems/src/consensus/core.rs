@@ -506,6 +506,12 @@ impl Core {
         &self.counters
     }
 
+    /// Whether the block `hash` is held for the height being decided.
+    #[cfg(test)]
+    pub(super) fn holds_block(&self, hash: &Hash) -> bool {
+        self.blocks.contains_key(hash)
+    }
+
     /// Equivocation evidence kept so far (at most `evidence_max` records, oldest first).
     pub fn evidence(&self) -> &[Evidence] {
         &self.evidence

@@ -198,3 +198,77 @@ fn a_proposal_is_checked_up_to_the_edge_of_the_view_window_and_for_its_parent() 
     assert_eq!(run.core.counters().rejected_bad_body, 1);
     assert!(!run.host.accepted.contains(&orphan_hash));
 }
+
+/// A block at height 1 for `view` with `txns` zeroed transactions (`hold_block` takes what was
+/// validated; it checks no content).
+fn block_of(view: u64, tag: u64, txns: usize) -> tessera_components::Block {
+    let mut block = proposal(view, 1, tag).block;
+    block.txns = vec![
+        tessera_components::Txn {
+            body: bytemuck::Zeroable::zeroed(),
+            signature: tessera_components::TxnSignature([0; 64])
+        };
+        txns
+    ];
+    block
+}
+
+#[test]
+fn a_full_block_store_makes_room_only_for_a_nearer_view() {
+    use super::super::core::BLOCKS_HELD_MAX;
+    let mut run = Run::new(false);
+    // Its own block for view 0, then blocks for view 10 up to the count bound.
+    assert_eq!(run.core.held_entries()[0].1, 1);
+    let own = run.known[0].header.hash();
+    let tens: Vec<_> = (0..BLOCKS_HELD_MAX as u64 - 1).map(|tag| block_of(10, tag, 0)).collect();
+    for block in &tens {
+        assert!(run.core.hold_block(block.header.hash(), block));
+    }
+    // Another for view 10 finds no block further than it: refused, nothing evicted.
+    let same = block_of(10, 1_000, 0);
+    assert!(!run.core.hold_block(same.header.hash(), &same), "a block evicted one of its own view");
+    assert!(tens.iter().all(|block| run.core.holds_block(&block.header.hash())));
+    // One for view 5 takes the place of a view-10 block; view 0's stays.
+    let nearer = block_of(5, 0, 0);
+    assert!(run.core.hold_block(nearer.header.hash(), &nearer));
+    assert!(run.core.holds_block(&own), "the block of the view being decided was evicted");
+    assert_eq!(
+        tens.iter().filter(|block| run.core.holds_block(&block.header.hash())).count(),
+        tens.len() - 1
+    );
+    assert_eq!(run.core.held_entries()[0].1, BLOCKS_HELD_MAX);
+}
+
+#[test]
+fn the_block_store_fills_to_its_byte_bound_exactly_and_evicts_only_what_makes_room() {
+    use super::super::core::BLOCKS_HELD_BYTES_MAX;
+    let (header, txn) = (size_of::<BlockHeader>(), size_of::<tessera_components::Txn>());
+    // Three blocks (its own, empty, and two for views 10 and 11) of exactly the byte bound.
+    let txns = (BLOCKS_HELD_BYTES_MAX - 3 * header) / txn;
+    assert_eq!(3 * header + txns * txn, BLOCKS_HELD_BYTES_MAX, "the sizes do not add up to the bound");
+    let full = || {
+        let mut run = Run::new(false);
+        assert!(run.known[0].txns.is_empty(), "its own block is not empty");
+        let ten = block_of(10, 0, txns / 2);
+        let eleven = block_of(11, 0, txns - txns / 2);
+        assert!(run.core.hold_block(ten.header.hash(), &ten));
+        assert!(run.core.hold_block(eleven.header.hash(), &eleven), "a block that fits exactly was refused");
+        assert!(run.core.holds_block(&ten.header.hash()));
+        (run, ten.header.hash(), eleven.header.hash())
+    };
+    // Any more, for a nearer view, evicts the furthest block, and only it.
+    let (mut run, ten, eleven) = full();
+    let small = block_of(1, 0, 1);
+    assert!(run.core.hold_block(small.header.hash(), &small));
+    assert!(!run.core.holds_block(&eleven));
+    assert!(run.core.holds_block(&ten), "evicted more than made room");
+    assert!(run.core.holds_block(&run.known[0].header.hash()));
+    // A block that needs the room of both evicts both (and the bound holds after: the core
+    // asserts it in debug builds).
+    let (mut run, ten, eleven) = full();
+    let large = block_of(1, 0, txns - 1);
+    assert!(run.core.hold_block(large.header.hash(), &large));
+    assert!(!run.core.holds_block(&eleven) && !run.core.holds_block(&ten));
+    assert!(run.core.holds_block(&run.known[0].header.hash()));
+    assert_eq!(run.core.held_entries()[0].1, 2);
+}
