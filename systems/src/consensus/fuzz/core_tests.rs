@@ -51,6 +51,25 @@ fn deliver(run: &mut Run, from: u32, proposal: Proposal) {
 /// 2 announcing each view it enters (so it may time out of it).
 fn run_in_view(view: u64) -> Run {
     let mut run = Run::new(false);
+    advance_to(&mut run, view);
+    run
+}
+
+/// Delivers a proposal and returns the prepare votes the validator under test sent for it.
+fn prepare_votes_for(run: &mut Run, from: u32, proposal: Proposal) -> usize {
+    let hash = proposal.block.header.hash();
+    run.core.on_message(from, ConsensusMessage::Proposal(proposal), &mut run.host);
+    run.core
+        .drain_outbox()
+        .iter()
+        .filter(|(_, message)| {
+            matches!(message, ConsensusMessage::Vote(vote) if vote.kind == VoteKind::Prepare && vote.block == hash)
+        })
+        .count()
+}
+
+/// Times the validator under test out to `view` (see [`run_in_view`]).
+fn advance_to(run: &mut Run, view: u64) {
     while run.core.view() < view {
         run.now_ns += config().view_timeout_max_ns;
         run.core.tick(run.now_ns, &mut run.host);
@@ -64,7 +83,6 @@ fn run_in_view(view: u64) -> Run {
         }
     }
     assert_eq!(run.core.view(), view);
-    run
 }
 
 #[test]
@@ -271,4 +289,28 @@ fn the_block_store_fills_to_its_byte_bound_exactly_and_evicts_only_what_makes_ro
     assert!(!run.core.holds_block(&eleven) && !run.core.holds_block(&ten));
     assert!(run.core.holds_block(&run.known[0].header.hash()));
     assert_eq!(run.core.held_entries()[0].1, 2);
+}
+
+#[test]
+fn a_lock_taken_from_a_re_proposals_certificate_binds_later_votes() {
+    // In view 5 (validator 1 leads it) the block validator 3 made in view 3 is re-proposed with
+    // the prepare certificate a quorum formed for it there: the validator under test votes for
+    // it and is now locked on it. In view 6 (validator 2 leads it) a fresh block, justified by
+    // nothing, gets no vote from it.
+    let mut run = run_in_view(5);
+    let block = proposal(3, 3, 0).block;
+    let hash = block.header.hash();
+    let again = Proposal { view: 5, block, justify: Some(prepare_certificate(3, hash)), signature: [0; 64] };
+    assert_eq!(prepare_votes_for(&mut run, 1, again), 1, "no vote for the justified re-proposal");
+    assert_eq!(run.core.safety_state().lock.map(|lock| (lock.view, lock.block)), Some((3, hash)));
+    advance_to(&mut run, 6);
+    assert_eq!(prepare_votes_for(&mut run, 2, proposal(6, 2, 0)), 0, "voted against its lock");
+    // In view 7 (validator 3 leads it), a block with a prepare certificate from view 6, later
+    // than its lock's, moves the lock and gets its vote.
+    advance_to(&mut run, 7);
+    let block = proposal(6, 2, 1).block;
+    let hash = block.header.hash();
+    let later = Proposal { view: 7, block, justify: Some(prepare_certificate(6, hash)), signature: [0; 64] };
+    assert_eq!(prepare_votes_for(&mut run, 3, later), 1, "a later certificate did not move the lock");
+    assert_eq!(run.core.safety_state().lock.map(|lock| lock.view), Some(6));
 }
