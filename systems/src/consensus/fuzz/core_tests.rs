@@ -314,3 +314,24 @@ fn a_lock_taken_from_a_re_proposals_certificate_binds_later_votes() {
     assert_eq!(prepare_votes_for(&mut run, 3, later), 1, "a later certificate did not move the lock");
     assert_eq!(run.core.safety_state().lock.map(|lock| lock.view), Some(6));
 }
+
+#[test]
+fn two_votes_of_one_kind_and_view_are_evidence_and_one_vote_twice_is_not() {
+    let mut run = Run::new(false);
+    run.core.drain_outbox();
+    let vote = |block: Hash| {
+        let signature = sign(2, &tessera_components::vote_signing_bytes(VoteKind::Prepare, 1, 1, &block));
+        tessera_components::Vote { kind: VoteKind::Prepare, view: 1, height: 1, block, voter: 2, signature }
+    };
+    let (first, second) = (Hash([1; 32]), Hash([2; 32]));
+    for _ in 0..3 {
+        run.core.on_message(2, ConsensusMessage::Vote(vote(first)), &mut run.host);
+    }
+    assert_eq!(run.core.counters().equivocations, 0, "one vote delivered three times is not equivocation");
+    run.core.on_message(2, ConsensusMessage::Vote(vote(second)), &mut run.host);
+    assert_eq!(
+        run.core.evidence(),
+        [Evidence::Votes { voter: 2, kind: VoteKind::Prepare, view: 1, blocks: [first, second] }]
+    );
+    assert_eq!(run.core.counters().equivocations, 1);
+}
