@@ -52,9 +52,9 @@ impl ValidatorSet {
         self.keys.len()
     }
 
-    /// Never true (see [`ValidatorSet::new`]).
+    /// Never true: [`ValidatorSet::new`] refuses an empty set.
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        false
     }
 
     /// Faults tolerated, f = ⌊(n − 1) / 3⌋.
@@ -1721,6 +1721,26 @@ mod tests {
             check_agreement(&[&gap]),
             Err("node 0 has a gap: height 3 where 2 was expected".to_string())
         );
+    }
+
+    #[test]
+    fn a_validator_sets_quorums_intersect_in_an_honest_validator() {
+        for n in 1..=40u32 {
+            let set = ValidatorSet::new((0..n).map(|i| [i as u8; 32]).collect());
+            let (n, f, q) = (n as usize, set.faults_tolerated(), set.quorum());
+            assert_eq!((set.len(), set.is_empty()), (n, false));
+            // f is the most faults with n ≥ 3f + 1; a quorum is the rest of the set.
+            assert!(n > 3 * f && n <= 3 * (f + 1), "n = {n}, f = {f}");
+            assert_eq!(q, n - f);
+            // Two quorums share more than f validators; f + 1 faulty ones could not form one.
+            assert!(2 * q - n > f, "n = {n}: quorums of {q} share only {}", 2 * q - n);
+            assert!(f < q);
+            let leaders: Vec<u32> = (0..2 * n as u64).map(|view| set.leader(view)).collect();
+            assert!(leaders.iter().enumerate().all(|(view, leader)| *leader as usize == view % n));
+            assert_eq!(set.key(n as u32 - 1), Some(&[n as u8 - 1; 32]));
+            assert_eq!(set.key(n as u32), None);
+            assert_eq!(set.keys().len(), n);
+        }
     }
 
     #[test]
