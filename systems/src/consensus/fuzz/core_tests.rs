@@ -335,3 +335,96 @@ fn two_votes_of_one_kind_and_view_are_evidence_and_one_vote_twice_is_not() {
     );
     assert_eq!(run.core.counters().equivocations, 1);
 }
+
+/// Votes of `kind` by validators 1–3 for `block` in `view` at height 1, delivered one by one;
+/// returns what the validator under test sent meanwhile.
+fn votes_from_the_others(
+    run: &mut Run,
+    kind: VoteKind,
+    view: u64,
+    block: Hash,
+) -> Vec<(super::Destination, ConsensusMessage)> {
+    let mut sent = Vec::new();
+    for voter in 1..=3 {
+        let signature = sign(voter, &tessera_components::vote_signing_bytes(kind, view, 1, &block));
+        let vote = tessera_components::Vote { kind, view, height: 1, block, voter, signature };
+        run.core.on_message(voter, ConsensusMessage::Vote(vote), &mut run.host);
+        sent.extend(run.core.drain_outbox());
+    }
+    sent
+}
+
+fn commit_votes(sent: &[(super::Destination, ConsensusMessage)]) -> usize {
+    sent.iter()
+        .filter(
+            |(_, message)| matches!(message, ConsensusMessage::Vote(vote) if vote.kind == VoteKind::Commit),
+        )
+        .count()
+}
+
+#[test]
+fn a_commit_vote_needs_a_prepare_quorum_in_this_view_for_a_block_it_holds() {
+    // View 0: a prepare quorum for a block it never received gets no commit vote.
+    let mut run = Run::new(false);
+    run.core.drain_outbox();
+    let sent = votes_from_the_others(&mut run, VoteKind::Prepare, 0, Hash([5; 32]));
+    assert_eq!(commit_votes(&sent), 0, "voted to commit a block it never validated");
+    // A prepare quorum for view 1's block, which it holds (validated ahead of the view), while
+    // it is still in view 0: no commit vote either.
+    let mut run = Run::new(false);
+    run.core.drain_outbox();
+    let next = proposal(1, 1, 0);
+    let hash = next.block.header.hash();
+    deliver(&mut run, 1, next);
+    assert!(run.core.holds_block(&hash));
+    let sent = votes_from_the_others(&mut run, VoteKind::Prepare, 1, hash);
+    assert_eq!(commit_votes(&sent), 0, "voted to commit in a view it is not in");
+    // Its own block in its own view: one commit vote.
+    let mut run = Run::new(false);
+    run.core.drain_outbox();
+    let own = run.known[0].header.hash();
+    assert_eq!(commit_votes(&votes_from_the_others(&mut run, VoteKind::Prepare, 0, own)), 1);
+}
+
+#[test]
+fn finalizing_counts_and_a_commit_quorum_for_an_unknown_block_asks_a_signer() {
+    let mut run = Run::new(false);
+    run.core.drain_outbox();
+    let own = run.known[0].header.hash();
+    votes_from_the_others(&mut run, VoteKind::Commit, 0, own);
+    assert_eq!(run.core.height(), 2);
+    assert_eq!((run.core.counters().finalized, run.core.counters().synced), (1, 0));
+    // A commit quorum for a block it does not hold: it asks a signer (not itself) for it.
+    let mut run = Run::new(false);
+    run.core.drain_outbox();
+    let sent = votes_from_the_others(&mut run, VoteKind::Commit, 0, Hash([6; 32]));
+    let asked: Vec<_> = sent
+        .iter()
+        .filter(|(_, message)| matches!(message, ConsensusMessage::SyncRequest { .. }))
+        .map(|(to, _)| *to)
+        .collect();
+    assert_eq!(asked, [super::Destination::One(1)], "asked nobody, or itself");
+    // The block through sync: finalized, and counted as synced.
+    let block = run.known[0].clone();
+    let certificate =
+        QuorumCertificate { kind: VoteKind::Commit, ..prepare_certificate(0, block.header.hash()) };
+    let response = vec![tessera_components::CertifiedBlock { block, certificate }];
+    run.core.on_message(1, ConsensusMessage::SyncResponse(response), &mut run.host);
+    assert_eq!(run.core.height(), 2);
+    assert_eq!((run.core.counters().finalized, run.core.counters().synced), (1, 1));
+}
+
+#[test]
+fn an_aggregator_re_sends_only_its_current_views_certificate() {
+    // Validator 0 leads views 0 and 4. A prepare quorum for view 4 while it is in view 0 is
+    // announced once and not re-sent: only the current view's first certificate of a kind is.
+    let mut run = Run::start(false, false, 0, true);
+    run.core.drain_outbox();
+    let certificates = |sent: &[(super::Destination, ConsensusMessage)]| {
+        sent.iter().filter(|(_, message)| matches!(message, ConsensusMessage::Certificate(_))).count()
+    };
+    let sent = votes_from_the_others(&mut run, VoteKind::Prepare, 4, Hash([3; 32]));
+    assert_eq!(certificates(&sent), 1);
+    run.core.tick(config().view_timeout_ns / 4, &mut run.host);
+    assert_eq!(certificates(&run.core.drain_outbox()), 0, "another view's certificate is re-sent");
+}
