@@ -428,3 +428,44 @@ fn an_aggregator_re_sends_only_its_current_views_certificate() {
     run.core.tick(config().view_timeout_ns / 4, &mut run.host);
     assert_eq!(certificates(&run.core.drain_outbox()), 0, "another view's certificate is re-sent");
 }
+
+#[test]
+fn each_refused_block_is_counted_under_its_fault() {
+    use super::{BAD_STATE_ROOT, BLOCK_TXN_MAX};
+    let with_txns = |tag: u64, count: usize, amount: u64| {
+        let mut proposal = proposal(1, 1, tag);
+        let mut block = block_of(1, tag, count);
+        for txn in &mut block.txns {
+            txn.body.amount = amount;
+        }
+        block.header.txn_count = count as u32;
+        block.header.txn_root = tessera_components::Block::compute_txn_root(&block.txns);
+        proposal.block = block;
+        proposal
+    };
+    // Each on a fresh validator: a second proposal for view 1 would be equivocation instead.
+    let counters = |proposal: Proposal| {
+        let mut run = Run::new(false);
+        deliver(&mut run, 1, proposal);
+        run.core.counters().clone()
+    };
+    let mut wrong_root = with_txns(0, 1, 1);
+    wrong_root.block.header.state_root.0[0] = BAD_STATE_ROOT;
+    let mut bad_body = with_txns(1, 2, 1);
+    bad_body.block.header.txn_count = 1;
+    let faults = [
+        counters(wrong_root),
+        counters(with_txns(2, 1, 0)),
+        counters(with_txns(3, BLOCK_TXN_MAX + 1, 1)),
+        counters(bad_body),
+    ];
+    let counted = |c: &super::super::core::ConsensusCounters| {
+        [c.rejected_state_root, c.rejected_invalid_txn, c.rejected_over_limit, c.rejected_bad_body]
+    };
+    for (i, fault) in faults.iter().enumerate() {
+        let mut expected = [0; 4];
+        expected[i] = 1;
+        assert_eq!(counted(fault), expected, "fault {i}");
+    }
+    assert_eq!(counted(&counters(with_txns(4, 1, 1))), [0; 4], "a good block counted as refused");
+}
