@@ -413,10 +413,12 @@ impl Core {
     fn apply_resume(&mut self) {
         let Some(saved) = self.resume.as_ref().filter(|saved| saved.height <= self.height) else { return };
         if saved.height == self.height {
+            // It arrives at the saved height either as it is made (`with_safety_state`) or by
+            // finalizing the height below (`finalize` clears the lock, then enters a view):
+            // it holds no lock of this height to weigh against the saved one.
+            debug_assert!(self.lock.is_none(), "a lock before the saved state is applied");
             self.view = self.view.max(saved.view.saturating_add(1));
-            if self.lock.as_ref().is_none_or(|lock| saved.lock.as_ref().is_some_and(|l| l.view > lock.view)) {
-                self.lock = saved.lock.clone().filter(|lock| lock.height == self.height);
-            }
+            self.lock = saved.lock.clone().filter(|lock| lock.height == self.height);
         }
         self.resume = None;
     }

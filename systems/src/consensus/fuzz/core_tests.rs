@@ -8,7 +8,9 @@ use tessera_components::{
 };
 
 use super::super::core::Evidence;
-use super::{Run, config, fixture_state_root, new_view_signing_bytes, sign};
+use super::{
+    Core, FixtureHost, Run, config, fixture_state_root, new_view_signing_bytes, sign, validator_set,
+};
 
 /// A proposal at height 1 for `view`, by `proposer`, told apart by `tag`.
 fn proposal(view: u64, proposer: u32, tag: u64) -> Proposal {
@@ -468,4 +470,89 @@ fn each_refused_block_is_counted_under_its_fault() {
         assert_eq!(counted(fault), expected, "fault {i}");
     }
     assert_eq!(counted(&counters(with_txns(4, 1, 1))), [0; 4], "a good block counted as refused");
+}
+
+fn held(run: &Run, name: &str) -> usize {
+    run.core
+        .held_entries()
+        .iter()
+        .find(|(entry, _)| *entry == name)
+        .map(|(_, count)| *count)
+        .expect("an entry")
+}
+
+fn new_view(sender: u32, view: u64, high_qc: Option<QuorumCertificate>) -> ConsensusMessage {
+    let signature = sign(sender, &new_view_signing_bytes(view, 1, high_qc.as_ref()));
+    ConsensusMessage::NewView(NewView { view, height: 1, high_qc, sender, signature })
+}
+
+#[test]
+fn a_view_change_counts_within_the_view_window_and_its_lock_only_when_well_formed() {
+    // At view 7 with a window of 8, views 5 to 15 count; 4 and 16 do not.
+    for (view, counted) in [(5, 1), (4, 0), (15, 1), (16, 0)] {
+        let mut run = run_in_view(7);
+        let before = held(&run, "new_views");
+        run.core.on_message(3, new_view(3, view, None), &mut run.host);
+        assert_eq!(held(&run, "new_views") - before, counted, "view change for view {view}");
+    }
+    let mut run = run_in_view(7);
+    // A lock it carries is adopted only from a well-formed prepare certificate.
+    let block = Hash([4; 32]);
+    let short = QuorumCertificate {
+        signers: vec![1, 2],
+        signatures: vec![tessera_components::Signature([0; 64]); 2],
+        ..prepare_certificate(3, block)
+    };
+    run.core.on_message(3, new_view(3, 7, Some(short)), &mut run.host);
+    assert_eq!(run.core.counters().rejected_certificate, 1);
+    assert_eq!(run.core.safety_state().lock, None, "adopted a lock short of a quorum");
+    run.core.on_message(3, new_view(3, 7, Some(prepare_certificate(3, block))), &mut run.host);
+    assert_eq!(run.core.counters().rejected_certificate, 1);
+    assert_eq!(run.core.safety_state().lock.map(|lock| lock.block), Some(block));
+}
+
+#[test]
+fn messages_for_the_next_height_are_held_up_to_the_bound() {
+    let mut run = Run::new(false);
+    run.core.drain_outbox();
+    for i in 0..1_100u64 {
+        let block = Hash::of(&i.to_le_bytes());
+        let signature = sign(2, &tessera_components::vote_signing_bytes(VoteKind::Prepare, 0, 2, &block));
+        let vote = tessera_components::Vote {
+            kind: VoteKind::Prepare,
+            view: 0,
+            height: 2,
+            block,
+            voter: 2,
+            signature,
+        };
+        run.core.on_message(2, ConsensusMessage::Vote(vote), &mut run.host);
+    }
+    assert_eq!(held(&run, "next_height"), 1_024);
+}
+
+#[test]
+fn a_full_node_never_reports_a_safety_state_and_a_validator_reports_each_change_until_saved() {
+    let observer = Core::observer(validator_set(), config(), 5, Hash([8; 32]));
+    let mut observer = observer;
+    assert!(observer.is_observer());
+    assert_eq!(observer.height(), 6);
+    let mut host = FixtureHost::default();
+    observer.start(0, &mut host);
+    observer.tick(config().view_timeout_max_ns * 4, &mut host);
+    assert_eq!(observer.take_safety_update(), None);
+    observer.safety_not_saved();
+    assert_eq!(observer.take_safety_update(), None);
+    assert!(observer.drain_outbox().is_empty(), "a full node sent something");
+
+    let mut run = Run::new(false);
+    assert!(!run.core.is_observer());
+    assert!(run.core.take_safety_update().is_some(), "starting was not reported");
+    assert_eq!(run.core.take_safety_update(), None, "reported twice");
+    run.core.safety_not_saved();
+    assert_eq!(
+        run.core.take_safety_update(),
+        Some(run.core.safety_state()),
+        "not reported again after a failed save"
+    );
 }
