@@ -1655,8 +1655,13 @@ mod tests {
         assert_eq!(answers(&mut run, 2, 1), 1, "another validator is answered in the same instant");
         // Past the interval (an eighth of the view timeout), validator 1 is answered again: an
         // honest laggard asks at a quarter of the timeout and is never refused.
+        // The interval is what bounds a Byzantine asker's draw: one batch per eighth of the
+        // timeout at most.
         let interval = run.core.sync_serve_interval_ns();
-        assert!(interval > 0 && interval < config().view_timeout_ns / 4);
+        assert!(interval >= config().view_timeout_ns / 8 && interval < config().view_timeout_ns / 4);
+        run.core.tick(interval - 1, &mut run.host);
+        let _ = run.core.drain_outbox();
+        assert_eq!(answers(&mut run, 1, 5), 0, "answered again before the interval");
         run.core.tick(interval, &mut run.host);
         let _ = run.core.drain_outbox();
         assert_eq!(answers(&mut run, 1, 5), 1);

@@ -556,3 +556,17 @@ fn a_full_node_never_reports_a_safety_state_and_a_validator_reports_each_change_
         "not reported again after a failed save"
     );
 }
+
+#[test]
+fn f_plus_one_view_changes_beyond_its_view_bring_a_validator_there() {
+    // f = 1: two validators announcing view 5 are at least one honest validator that timed out
+    // there; the validator under test (view 0) follows at once. One alone is not enough.
+    let mut run = Run::new(false);
+    run.core.drain_outbox();
+    run.core.on_message(2, new_view(2, 5, None), &mut run.host);
+    assert_eq!(run.core.view(), 0, "followed a single validator");
+    run.core.on_message(3, new_view(3, 5, None), &mut run.host);
+    assert_eq!(run.core.view(), 5, "did not follow f + 1 validators");
+    let other = Core::new(2, super::keys()[2].clone(), validator_set(), config(), 0, Hash::ZERO);
+    assert_eq!((run.core.me(), other.me()), (0, 2));
+}
