@@ -570,3 +570,74 @@ fn f_plus_one_view_changes_beyond_its_view_bring_a_validator_there() {
     let other = Core::new(2, super::keys()[2].clone(), validator_set(), config(), 0, Hash::ZERO);
     assert_eq!((run.core.me(), other.me()), (0, 2));
 }
+
+/// A commit certificate at height `height` for `block`, by validators 1–3.
+fn commit_certificate(height: u64, block: Hash) -> QuorumCertificate {
+    QuorumCertificate { kind: VoteKind::Commit, height, ..prepare_certificate(0, block) }
+}
+
+/// A block at `height` extending `parent`.
+fn block_at(height: u64, parent: Hash) -> tessera_components::Block {
+    let mut block = proposal(0, 1, height).block;
+    block.header.height = height;
+    block.header.parent = parent;
+    block.header.state_root = fixture_state_root(height);
+    block
+}
+
+fn certified(block: &tessera_components::Block) -> tessera_components::CertifiedBlock {
+    let certificate = commit_certificate(block.header.height, block.header.hash());
+    tessera_components::CertifiedBlock { block: block.clone(), certificate }
+}
+
+#[test]
+fn a_sync_response_skips_blocks_below_stops_at_a_gap_and_counts_what_it_refuses() {
+    let one = block_at(1, Hash::ZERO);
+    let two = block_at(2, one.header.hash());
+    let four = block_at(4, Hash([4; 32]));
+    // At height 2: height 1 is skipped, 2 is finalized, 4 (after a gap) ends the response
+    // unread.
+    let mut run = Run::new(false);
+    run.core.drain_outbox();
+    run.core.on_message(1, ConsensusMessage::SyncResponse(vec![certified(&one)]), &mut run.host);
+    assert_eq!(run.core.height(), 2);
+    let response = vec![certified(&one), certified(&two), certified(&four)];
+    run.core.on_message(1, ConsensusMessage::SyncResponse(response), &mut run.host);
+    assert_eq!(run.core.height(), 3);
+    assert_eq!((run.core.counters().rejected_certificate, run.core.counters().rejected_bad_body), (0, 0));
+    assert_eq!(run.core.counters().synced, 2);
+    // A certificate for another block, and a block that does not extend the chain: refused
+    // and counted, each once.
+    let mut run = Run::new(false);
+    let mut wrong = certified(&one);
+    wrong.certificate.block = Hash([1; 32]);
+    run.core.on_message(1, ConsensusMessage::SyncResponse(vec![wrong]), &mut run.host);
+    assert_eq!(run.core.counters().rejected_certificate, 1);
+    let orphan = block_at(1, Hash([2; 32]));
+    run.core.on_message(1, ConsensusMessage::SyncResponse(vec![certified(&orphan)]), &mut run.host);
+    assert_eq!(run.core.counters().rejected_bad_body, 1);
+    assert_eq!(run.core.height(), 1);
+}
+
+#[test]
+fn equivocating_votes_are_caught_across_a_view_change() {
+    // Validator 2 votes for block A in view 1 while the validator under test is in view 0, and
+    // for block B in view 1 once it has entered view 1: that is evidence.
+    let mut run = Run::new(false);
+    run.core.drain_outbox();
+    let vote = |block: Hash| {
+        let signature = sign(2, &tessera_components::vote_signing_bytes(VoteKind::Prepare, 1, 1, &block));
+        ConsensusMessage::Vote(tessera_components::Vote {
+            kind: VoteKind::Prepare,
+            view: 1,
+            height: 1,
+            block,
+            voter: 2,
+            signature,
+        })
+    };
+    run.core.on_message(2, vote(Hash([10; 32])), &mut run.host);
+    advance_to(&mut run, 1);
+    run.core.on_message(2, vote(Hash([11; 32])), &mut run.host);
+    assert_eq!(run.core.counters().equivocations, 1, "the first vote was forgotten in the view change");
+}
