@@ -47,6 +47,23 @@ pub struct Ledger {
 /// `next` of the account with the largest address.
 const NO_SLOT: u32 = u32::MAX;
 
+/// Slots run below this, so [`NO_SLOT`] is never an account's: the ledger holds at most
+/// 2^32 − 1 accounts. Tests lower it, to reach the limit without billions of accounts.
+#[cfg(not(test))]
+fn slot_limit() -> u32 {
+    NO_SLOT
+}
+
+#[cfg(test)]
+thread_local! {
+    static SLOT_LIMIT: std::cell::Cell<u32> = const { std::cell::Cell::new(NO_SLOT) };
+}
+
+#[cfg(test)]
+fn slot_limit() -> u32 {
+    SLOT_LIMIT.with(std::cell::Cell::get)
+}
+
 /// The address index, the address order and each slot's successor for these addresses (in slot
 /// order), built from one sort.
 ///
@@ -213,7 +230,7 @@ impl Ledger {
 
     /// Adds an account at the next slot, linked into the address order: O(log N).
     fn push_account(&mut self, key: [u8; 32]) -> Option<usize> {
-        let slot = u32::try_from(self.keys.len()).ok().filter(|slot| *slot != NO_SLOT)?;
+        let slot = u32::try_from(self.keys.len()).ok().filter(|slot| *slot < slot_limit())?;
         let successor = match self.predecessor(&key) {
             Some(below) => std::mem::replace(&mut self.next[below as usize], slot),
             None => self.order.first().map_or(NO_SLOT, |first| self.index[first]),
@@ -375,7 +392,7 @@ impl Ledger {
             self.accounts[*slot as usize] = *account;
         }
         for (key, account) in delta.created {
-            let slot = self.push_account(key).expect("slots were assigned below 2^32");
+            let slot = self.push_account(key).expect("Overlay::create assigns slots below slot_limit()");
             self.accounts[slot] = account;
         }
         self.burned = delta.burned;
@@ -555,8 +572,12 @@ impl<'a> Overlay<'a> {
         }
     }
 
+    /// A slot for a new account, or `None` past [`slot_limit`]: then the transfer is refused
+    /// here, since the commit could not store the account.
     fn create(&mut self, key: [u8; 32]) -> Option<u32> {
-        let slot = u32::try_from(self.delta.base_len + self.delta.created.len()).ok()?;
+        let slot = u32::try_from(self.delta.base_len + self.delta.created.len())
+            .ok()
+            .filter(|slot| *slot < slot_limit())?;
         self.delta.created.push((key, Account::default()));
         self.delta.created_index.insert(key, slot);
         Some(slot)
@@ -674,6 +695,27 @@ mod tests {
         assert_eq!(ledger.apply(&transfer(1, 3, u64::MAX, 1, 2)), Err(RejectReason::InsufficientFunds));
         assert_eq!((ledger.balance_of(&[1; 32]), ledger.nonce_of(&[1; 32]), ledger.burned()), (96, 3, 4));
         assert_eq!(ledger.balance_sum(), ledger.supply());
+    }
+
+    #[test]
+    fn a_transfer_that_would_create_an_account_past_the_slot_limit_is_refused_not_a_panic() {
+        // At 2^32 − 1 accounts, the next new address would get slot NO_SLOT, which the commit
+        // cannot store: refusing it at execution keeps a proposer from building a block that
+        // halts every validator in its commit. The limit is lowered to reach it here.
+        SLOT_LIMIT.with(|limit| limit.set(3));
+        let mut ledger = Ledger::from_genesis(&[([1; 32], 100), ([2; 32], 50)]).unwrap();
+        assert_eq!(ledger.apply(&transfer(1, 3, 10, 1, 0)), Ok(()), "slot 2, the last below the limit");
+        assert_eq!(ledger.len(), 3);
+        let root = ledger.state_root();
+        assert_eq!(ledger.apply(&transfer(1, 4, 10, 1, 1)), Err(RejectReason::Overflow));
+        // The fee rule holds: the fee is paid, the nonce consumed, no account made.
+        assert_eq!((ledger.len(), ledger.nonce_of(&[1; 32]), ledger.burned()), (3, 2, 2));
+        assert_eq!(ledger.account(&[4; 32]), None);
+        assert_ne!(ledger.state_root(), root);
+        // Transfers between existing accounts go on.
+        assert_eq!(ledger.apply(&transfer(1, 3, 10, 1, 2)), Ok(()));
+        assert_eq!(ledger.balance_sum(), ledger.supply());
+        SLOT_LIMIT.with(|limit| limit.set(NO_SLOT));
     }
 
     #[test]
