@@ -507,6 +507,12 @@ impl Store {
             return Err(StoreError::GenesisMismatch { file: lock.path(GENESIS_FILE) });
         }
 
+        // The rebuild reads only what was checked, so it runs before anything is written: a
+        // snapshot or delta whose root the chain contradicts leaves the directory as it was.
+        // Its maps go with it, so that no map outlives the truncation below.
+        let Rebuilt { ledger, tip_hash, replayed, deltas, state_height, touched } =
+            rebuild(&lock, &verified, &mut SegmentReader::default(), Replay::FromSnapshot)?;
+
         // Only now, with the whole directory checked and no map alive, drop the torn tails.
         let mut torn = Vec::new();
         let tails = [verified.check.index_tail, verified.check.segment_tail, verified.state_log.tail];
@@ -517,10 +523,6 @@ impl Store {
             file.sync_all().map_err(io_error(&path))?;
             torn.push(TornTail { file: path, offset: tail.offset, size: tail.size });
         }
-
-        let mut reader = SegmentReader::default();
-        let Rebuilt { ledger, tip_hash, replayed, deltas, state_height, touched } =
-            rebuild(&lock, &verified, &mut reader, Replay::FromSnapshot)?;
         // A directory from before the state log gets an empty one, and so does one whose log
         // holds deltas that were not applied (made over another snapshot): new deltas must
         // follow applied ones only, by rising height.
@@ -593,7 +595,7 @@ impl Store {
             tip_state_root: state_root,
             state_height,
             poisoned: None,
-            reader: Mutex::new(reader),
+            reader: Mutex::new(SegmentReader::default()),
             safety,
             lock,
         };

@@ -428,3 +428,83 @@ fn the_state_is_written_every_interval_whatever_the_batching() {
     assert_eq!(written, [0, 6, 6, 12, 12, 18, 18, 24]);
     remove(&dir);
 }
+
+/// A store whose state log holds at least `count` deltas over its snapshot, closed: its
+/// directory, its genesis id, and the log decoded.
+fn store_with_deltas(name: &str, count: usize) -> (PathBuf, Hash, tessera_components::storage::StateLog) {
+    let dir = scratch(name);
+    let (mut store, mut ledger, _) = Store::open(&dir, &genesis(), config()).unwrap();
+    loop {
+        let height = store.height() + 4;
+        assert!(height <= 400, "no log of {count} deltas by height {height}");
+        commit_to(&mut store, &mut ledger, height);
+        let log = tessera_components::storage::decode_state_log(
+            &read(&dir, STATE_LOG_FILE),
+            store.genesis_id,
+            height,
+        )
+        .unwrap();
+        if log.deltas.len() >= count {
+            let id = store.genesis_id;
+            drop(store);
+            return (dir, id, log);
+        }
+    }
+}
+
+/// The log re-encoded from `deltas`, each record sealed: damage that only the roots reveal.
+fn log_file_of(id: Hash, deltas: &[tessera_components::storage::StateDelta]) -> Vec<u8> {
+    let mut file = tessera_components::storage::encode_state_log_header(id).to_vec();
+    for delta in deltas {
+        let record = tessera_components::storage::encode_delta_record(file.len() as u64, delta).unwrap();
+        file.extend_from_slice(&record);
+    }
+    file
+}
+
+/// A sealed delta whose root the chain contradicts is named by its own record's offset (every
+/// such error used to name the log's first record), and the refusal writes nothing: not even
+/// the log's torn tail, which a sound directory would have had cut.
+#[test]
+fn a_delta_the_chain_contradicts_is_named_at_its_record_and_nothing_is_written() {
+    let (dir, id, log) = store_with_deltas("delta-root", 3);
+    let mut deltas = log.deltas.clone();
+    deltas[1].state_root = Hash([7; 32]);
+    // And a torn write after the last delta, which a sound directory would have had cut.
+    let mut file = log_file_of(id, &deltas);
+    file.extend_from_slice(&[0xa5; 100]);
+    std::fs::write(dir.join(STATE_LOG_FILE), &file).unwrap();
+    let before = files(&dir);
+    let error = Store::open(&dir, &genesis(), config()).unwrap_err();
+    match &error {
+        StoreError::Corrupt { file, offset, reason } => {
+            assert!(file.ends_with(STATE_LOG_FILE), "{error}");
+            assert_eq!(*offset, log.offsets[1], "{error}");
+            assert!(reason.contains(&format!("height {}", deltas[1].height)), "{error}");
+        }
+        other => panic!("expected a corrupt log, got {other}"),
+    }
+    assert_eq!(files(&dir), before, "a refused open leaves every file as it was");
+    remove(&dir);
+}
+
+/// A log that mixes deltas over the snapshot with one over another state is no state the
+/// store writes. Emptying it as stale (what a reopen did) dropped deltas that were applied:
+/// it is refused, at the stranger's record.
+#[test]
+fn a_log_mixing_deltas_over_two_snapshots_is_refused_not_emptied() {
+    let (dir, id, log) = store_with_deltas("delta-mix", 2);
+    let mut deltas = log.deltas.clone();
+    let last = deltas.len() - 1;
+    deltas[last].base_height += 1;
+    std::fs::write(dir.join(STATE_LOG_FILE), log_file_of(id, &deltas)).unwrap();
+    let before = files(&dir);
+    let error = Store::open(&dir, &genesis(), config()).unwrap_err();
+    assert!(
+        matches!(&error, StoreError::Corrupt { file, offset, .. }
+            if file.ends_with(STATE_LOG_FILE) && *offset == log.offsets[last]),
+        "{error}"
+    );
+    assert_eq!(files(&dir), before);
+    remove(&dir);
+}

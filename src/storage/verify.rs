@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 use tessera_components::storage::{
-    DirCheck, FileRef, IndexEntry, Place, Problem, RecordKind, StateLog, StateSnapshot, check_directory,
-    check_record, decode_block_payload, decode_genesis_file, decode_state_file, decode_state_log,
-    parse_segment_file_name, segment_file_name,
+    DirCheck, FILE_HEADER_SIZE, FileRef, IndexEntry, Place, Problem, RecordKind, StateDelta, StateLog,
+    StateSnapshot, check_directory, check_record, decode_block_payload, decode_genesis_file,
+    decode_state_file, decode_state_log, parse_segment_file_name, segment_file_name,
 };
 use tessera_components::{Block, Hash, QuorumCertificate, TxnId};
 use tessera_systems::execute::execute_block;
@@ -55,7 +55,7 @@ pub fn check_state_height(file: PathBuf, state: &StateSnapshot, check: &DirCheck
     if state.height > check.height() {
         return Err(StoreError::Corrupt {
             file,
-            offset: tessera_components::storage::FILE_HEADER_SIZE as u64,
+            offset: FILE_HEADER_SIZE as u64,
             reason: format!(
                 "state snapshot is at height {}, beyond the last committed block {}",
                 state.height,
@@ -309,7 +309,7 @@ pub fn rebuild_from(
     let state_file = source.path(STATE_FILE);
     let state_error = |reason: String| StoreError::Corrupt {
         file: state_file.clone(),
-        offset: tessera_components::storage::FILE_HEADER_SIZE as u64,
+        offset: FILE_HEADER_SIZE as u64,
         reason,
     };
     let genesis_supply: u128 = verified.genesis.iter().map(|(_, balance)| u128::from(*balance)).sum();
@@ -363,15 +363,31 @@ pub fn rebuild_from(
     let mut state_height = snapshot.height;
     let mut state_tip = snapshot_block.as_ref().map_or(Hash::ZERO, |b| b.header.hash());
     let mut deltas = 0;
-    for delta in verified
-        .state_log
-        .deltas
-        .iter()
-        .filter(|delta| delta.base_height == snapshot.height && delta.height > snapshot.height)
+    let log = &verified.state_log;
+    let over_snapshot =
+        |delta: &StateDelta| delta.base_height == snapshot.height && delta.height > snapshot.height;
+    // The log holds the deltas over one snapshot, or only deltas over an older one (a crash
+    // between replacing the snapshot and emptying the log). A mix is no state this store
+    // writes, and emptying such a log would drop deltas that were applied: refuse it.
+    if let Some(first) = log.deltas.iter().position(over_snapshot)
+        && let Some(other) = log.deltas.iter().position(|delta| !over_snapshot(delta))
     {
+        let (delta, offset) = (&log.deltas[other], log.offsets[other]);
+        return Err(StoreError::Corrupt {
+            file: log_file,
+            offset,
+            reason: format!(
+                "state delta for height {} over the state at height {}, in a log whose delta for \
+                 height {} is over the snapshot at height {}",
+                delta.height, delta.base_height, log.deltas[first].height, snapshot.height
+            ),
+        });
+    }
+    let mut last_offset = FILE_HEADER_SIZE as u64;
+    for (delta, &offset) in log.deltas.iter().zip(&log.offsets).filter(|(delta, _)| over_snapshot(delta)) {
         let log_error = |reason: String| StoreError::Corrupt {
             file: log_file.clone(),
-            offset: tessera_components::storage::FILE_HEADER_SIZE as u64,
+            offset,
             reason: format!("state delta for height {}: {reason}", delta.height),
         };
         let root = delta_ledger.apply_stored(delta).map_err(log_error)?;
@@ -391,11 +407,12 @@ pub fn rebuild_from(
         state_height = delta.height;
         state_tip = block.header.hash();
         deltas += 1;
+        last_offset = offset;
     }
     if deltas > 0 && delta_ledger.balance_sum() != delta_ledger.supply() {
         return Err(StoreError::Corrupt {
             file: log_file,
-            offset: tessera_components::storage::FILE_HEADER_SIZE as u64,
+            offset: last_offset,
             reason: "the state after the deltas does not conserve the genesis supply".to_string(),
         });
     }

@@ -179,6 +179,9 @@ pub fn encode_delta_record(offset: u64, delta: &StateDelta) -> Result<Vec<u8>, u
 pub struct StateLog {
     /// The deltas, by strictly increasing height, none past the committed height.
     pub deltas: Vec<StateDelta>,
+    /// The file offset of each delta's record: `offsets[i]` is where `deltas[i]` starts, so an
+    /// error found later (a root that does not match) names the record it is in.
+    pub offsets: Vec<u64>,
     /// Bytes to drop from the end: a record cut short or damaged, and whatever follows it, or
     /// deltas past the last committed block.
     pub tail: Option<Tail>,
@@ -221,6 +224,7 @@ pub fn decode_state_log(bytes: &[u8], genesis_id: Hash, committed: u64) -> Resul
             break;
         }
         log.deltas.push(delta);
+        log.offsets.push(offset);
         offset += record.header.record_size();
     }
     if offset < bytes.len() as u64 {
@@ -267,6 +271,8 @@ mod tests {
         let file = log_of(id, &deltas);
         let whole = decode_state_log(&file, id, 12).unwrap();
         assert_eq!((whole.deltas.as_slice(), whole.tail), (&deltas[..], None));
+        let starts: Vec<u64> = (0..deltas.len()).map(|n| log_of(id, &deltas[..n]).len() as u64).collect();
+        assert_eq!(whole.offsets, starts, "each delta's record offset");
         // Past the committed height: dropped as a tail.
         let short = decode_state_log(&file, id, 11).unwrap();
         assert_eq!(short.deltas, deltas[..2]);
