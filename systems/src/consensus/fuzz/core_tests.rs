@@ -641,3 +641,148 @@ fn equivocating_votes_are_caught_across_a_view_change() {
     run.core.on_message(2, vote(Hash([11; 32])), &mut run.host);
     assert_eq!(run.core.counters().equivocations, 1, "the first vote was forgotten in the view change");
 }
+
+fn vote_by(voter: u32, signer: u32, block: Hash) -> tessera_components::Vote {
+    let signature = sign(signer, &tessera_components::vote_signing_bytes(VoteKind::Prepare, 0, 1, &block));
+    tessera_components::Vote { kind: VoteKind::Prepare, view: 0, height: 1, block, voter, signature }
+}
+
+#[test]
+fn a_message_from_outside_the_set_or_under_another_senders_name_is_counted_and_dropped() {
+    let mut run = Run::new(false);
+    run.core.drain_outbox();
+    let block = Hash([5; 32]);
+    let rejected = |run: &Run| run.core.counters().rejected_sender;
+    // From an index past the set.
+    run.core.on_message(9, ConsensusMessage::Vote(vote_by(1, 1, block)), &mut run.host);
+    assert_eq!(rejected(&run), 1);
+    // Validator 2 relaying validator 1's vote, and validator 3 validator 1's view change.
+    run.core.on_message(2, ConsensusMessage::Vote(vote_by(1, 1, block)), &mut run.host);
+    assert_eq!(rejected(&run), 2);
+    run.core.on_message(3, new_view(1, 1, None), &mut run.host);
+    assert_eq!(rejected(&run), 3);
+    assert!(run.core.drain_outbox().is_empty(), "a refused message made the validator act");
+    assert_eq!(run.core.view(), 0);
+    // Each from its own sender: counted as votes and view changes, not refused.
+    run.core.on_message(1, ConsensusMessage::Vote(vote_by(1, 1, block)), &mut run.host);
+    run.core.on_message(1, new_view(1, 1, None), &mut run.host);
+    assert_eq!(rejected(&run), 3);
+}
+
+#[test]
+fn a_certificate_short_of_a_quorum_is_counted_as_refused() {
+    let mut run = Run::new(false);
+    run.core.drain_outbox();
+    let mut short = prepare_certificate(0, Hash([6; 32]));
+    short.signers.truncate(2);
+    short.signatures.truncate(2);
+    run.core.on_message(1, ConsensusMessage::Certificate(short), &mut run.host);
+    assert_eq!(run.core.counters().rejected_certificate, 1);
+    let whole = prepare_certificate(0, Hash([6; 32]));
+    run.core.on_message(1, ConsensusMessage::Certificate(whole), &mut run.host);
+    assert_eq!(run.core.counters().rejected_certificate, 1, "a quorum's certificate refused");
+}
+
+#[test]
+fn a_proposal_three_views_back_is_dropped_before_verification_as_stale() {
+    let mut run = run_in_view(3);
+    let mut messages = vec![
+        (1, ConsensusMessage::Proposal(proposal(0, 0, 1))),
+        (1, ConsensusMessage::Proposal(proposal(1, 1, 2))),
+    ];
+    assert_eq!(run.core.drop_before_verification(&mut messages), 1);
+    assert_eq!((run.core.counters().stale_proposals, run.core.counters().dropped_unverified), (1, 1));
+    assert!(matches!(&messages[..], [(1, ConsensusMessage::Proposal(p))] if p.view == 1));
+}
+
+#[test]
+fn a_sync_response_is_cut_before_verification_to_the_chain_it_extends() {
+    let one = block_at(1, Hash::ZERO);
+    let two = block_at(2, one.header.hash());
+    let three = block_at(3, two.header.hash());
+    let mut run = Run::new(false);
+    run.core.on_message(1, ConsensusMessage::SyncResponse(vec![certified(&one)]), &mut run.host);
+    assert_eq!(run.core.height(), 2);
+    let cut = |run: &mut Run, blocks: Vec<tessera_components::CertifiedBlock>| {
+        let mut messages = vec![(1, ConsensusMessage::SyncResponse(blocks))];
+        let dropped = run.core.drop_before_verification(&mut messages);
+        let ConsensusMessage::SyncResponse(kept) = &messages[0].1 else { unreachable!() };
+        (dropped, kept.iter().map(|c| c.block.header.height).collect::<Vec<_>>())
+    };
+    // Below this height: skipped; then 2 and 3, which extend each other.
+    assert_eq!(cut(&mut run, vec![certified(&one), certified(&two), certified(&three)]), (1, vec![2, 3]));
+    // A certificate of the wrong kind, or a block that does not extend the one before: the
+    // response ends there, though the heights follow on.
+    let mut prepare = certified(&two);
+    prepare.certificate.kind = VoteKind::Prepare;
+    assert_eq!(cut(&mut run, vec![prepare, certified(&three)]), (2, vec![]));
+    let stray = block_at(3, Hash([3; 32]));
+    assert_eq!(cut(&mut run, vec![certified(&two), certified(&stray)]), (1, vec![2]));
+}
+
+#[test]
+fn verification_counts_each_refused_message_once() {
+    let set = validator_set();
+    let block = Hash([8; 32]);
+    let mut forged = vote_by(2, 2, block);
+    forged.signature = sign(3, &tessera_components::vote_signing_bytes(VoteKind::Prepare, 0, 1, &block));
+    let messages = vec![
+        (1, ConsensusMessage::Vote(vote_by(1, 1, block))),
+        (2, ConsensusMessage::Vote(forged)),
+        // A voter outside the set: no key to check against.
+        (3, ConsensusMessage::Vote(vote_by(9, 3, block))),
+    ];
+    let (kept, dropped, checked) = super::verify_messages(messages, &set, 64, false);
+    assert_eq!((kept.len(), dropped, checked), (1, 2, 2));
+    assert!(matches!(&kept[..], [(1, ConsensusMessage::Vote(vote))] if vote.voter == 1));
+}
+
+#[test]
+fn a_set_of_one_finalizes_one_block_per_tick() {
+    // Its own votes are a quorum, so it finalizes inside its proposal; proposing again from
+    // the view change that follows would recurse without end with a block interval of 0.
+    let key = super::keys()[0].clone();
+    let set = super::ValidatorSet::new(vec![key.verifying_key().to_bytes()]);
+    let mut core = Core::new(0, key, set, config(), 0, Hash::ZERO);
+    let mut host = OneHost::default();
+    for tick in 1..=5u64 {
+        core.tick(tick * 1_000, &mut host);
+        core.drain_outbox();
+        assert_eq!(core.height(), tick + 1, "tick {tick}");
+    }
+    let heights: Vec<u64> = host.chain.iter().map(|c| c.block.header.height).collect();
+    assert_eq!(heights, [1, 2, 3, 4, 5]);
+    assert!(host.chain.iter().all(|c| c.certificate.signers == [0]));
+}
+
+/// The fixture host's blocks, for a set of one (the fixture's commit checks assume four).
+#[derive(Default)]
+struct OneHost {
+    blocks: FixtureHost,
+    chain: Vec<tessera_components::CertifiedBlock>,
+}
+
+impl super::super::core::Host for OneHost {
+    fn build_block(
+        &mut self,
+        height: u64,
+        view: u64,
+        parent: Hash,
+        proposer: u32,
+    ) -> tessera_components::Block {
+        self.blocks.build_block(height, view, parent, proposer)
+    }
+
+    fn validate_block(&mut self, block: &tessera_components::Block) -> Result<(), super::BlockFault> {
+        self.blocks.validate_block(block)
+    }
+
+    fn commit_block(&mut self, block: &tessera_components::Block, certificate: &QuorumCertificate) {
+        let certificate = certificate.clone();
+        self.chain.push(tessera_components::CertifiedBlock { block: block.clone(), certificate });
+    }
+
+    fn finalized_block(&self, height: u64) -> Option<tessera_components::CertifiedBlock> {
+        self.chain.get(usize::try_from(height.checked_sub(1)?).ok()?).cloned()
+    }
+}
