@@ -731,6 +731,43 @@ mod tests {
         cluster.check().expect("nothing signed twice");
     }
 
+    /// Votes aggregated, validator 3 silent: validator 2 loses the commit certificate of
+    /// height 1, which 0 and 1 finalize. The proposal and votes of height 2 reach it, and it
+    /// holds them, still at height 1; nobody re-sends a certificate of a height they left.
+    /// Holding messages of the next height for a resend interval, it asks their sender for
+    /// the block it is missing, so height 2 finalizes within half a view timeout (it used to
+    /// wait out the view and catch up only through its view change).
+    #[test]
+    fn a_validator_that_lost_a_commit_certificate_catches_up_before_its_view_times_out() {
+        let mut cluster = Cluster::with(false, true);
+        let lost = |message: &ConsensusMessage| match message {
+            ConsensusMessage::Certificate(qc) => qc.kind == VoteKind::Commit,
+            other => is_commit(other),
+        };
+        cluster.run_where(|from, to, message| {
+            from != BYZANTINE && to != BYZANTINE && !(to == 2 && lost(message))
+        });
+        assert_eq!(cluster.honest[0].host.chain.len(), 1, "0 finalized height 1");
+        assert_eq!(cluster.honest[2].host.chain.len(), 0, "2 did not");
+        cluster.now_ns += config(true).view_timeout_ns / 2;
+        for index in 0..BYZANTINE {
+            cluster.tick(index);
+        }
+        cluster.run_where(|from, to, _| from != BYZANTINE && to != BYZANTINE);
+        for index in 0..BYZANTINE {
+            let node = &cluster.honest[index as usize];
+            let core = node.core.as_ref().expect("running");
+            assert!(
+                node.host.chain.len() >= 2 && core.counters().timeouts == 0,
+                "validator {index} at height {} in view {} after {} timeouts",
+                core.height(),
+                core.view(),
+                core.counters().timeouts
+            );
+        }
+        cluster.check().expect("nothing signed twice");
+    }
+
     /// A validator restarts with its saved safety state but behind it (its chain lost blocks:
     /// here it has none). Until sync brings it to the saved height it signs nothing, and the
     /// saved state still binds it: what it persists meanwhile must not be its current,

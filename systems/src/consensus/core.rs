@@ -308,6 +308,9 @@ pub struct Core {
     new_views: BTreeMap<u64, BTreeMap<u32, Option<QuorumCertificate>>>,
     /// Proposals and votes for the next height, replayed once this height is finalized.
     next_height: Vec<(u32, ConsensusMessage)>,
+    /// When the first of `next_height` arrived: held for a resend interval, they mean this
+    /// validator missed its height's end, and it asks for it ([`Core::tick`]).
+    next_height_since_ns: u64,
     /// Proposals for views not yet entered, replayed on entry.
     future: BTreeMap<u64, Vec<(u32, Proposal)>>,
     last_sync_request_ns: Option<u64>,
@@ -379,6 +382,7 @@ impl Core {
             new_views: BTreeMap::new(),
             future: BTreeMap::new(),
             next_height: Vec::new(),
+            next_height_since_ns: 0,
             last_sync_request_ns: None,
             sync_served_ns: Vec::new(),
             sent_this_view: Vec::new(),
@@ -619,6 +623,17 @@ impl Core {
             }
             // A leader still waiting for a quorum of view changes proposes with what it has.
             self.propose(host);
+            // Messages of the next height held this long mean the others finished this
+            // height and this validator missed how (a lost commit certificate: nobody re-sends
+            // one for a height they left). It asks a sender of those messages, a different one
+            // at each resend, so that a Byzantine sender first in line cannot starve it; the
+            // view timeout stays the fallback.
+            if !self.next_height.is_empty()
+                && self.now_ns.saturating_sub(self.next_height_since_ns) >= quarter
+            {
+                let turn = (self.now_ns / quarter) as usize % self.next_height.len();
+                self.request_sync(self.next_height[turn].0);
+            }
         }
         let timed_out = self.now_ns.saturating_sub(self.view_started_ns) >= self.timeout_ns();
         if self.abandon_view || (timed_out && self.may_time_out()) {
@@ -1176,6 +1191,9 @@ impl Core {
     /// Keeps a proposal or vote for the next height, up to a bound; past it, asks for sync
     /// instead. Their signatures were verified on arrival.
     fn hold_for_next_height(&mut self, from: u32, message: ConsensusMessage) {
+        if self.next_height.is_empty() {
+            self.next_height_since_ns = self.now_ns;
+        }
         if self.next_height.len() < NEXT_HEIGHT_MAX {
             self.next_height.push((from, message));
         } else {
