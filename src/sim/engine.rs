@@ -18,19 +18,18 @@ use std::rc::Rc;
 use ed25519_dalek::SigningKey;
 use rayon::prelude::*;
 use tessera_components::wire::{Frame, encode};
-use tessera_components::{
-    CertifiedBlock, ConsensusMessage, Hash, SafetyState, Txn, TxnBody, TxnId, TxnSignature,
-};
+use tessera_components::{CertifiedBlock, ConsensusMessage, Hash, SafetyState, Txn, TxnId};
 use tessera_systems::consensus::core::{ConsensusConfig, ConsensusCounters, Core, ValidatorSet};
-use tessera_systems::kernels::sigverify::{stand_in_sign, stand_in_signature};
-use tessera_systems::workload::{SeedStream, sign, signing_key};
+use tessera_systems::kernels::sigverify::stand_in_sign;
+use tessera_systems::workload::{SeedStream, signing_key};
 use tessera_systems::{ChainTip, Ledger, Pipeline, PipelineConfig, Stages};
 
+use super::clients::{Batch, ClientPlan, Clients};
 use super::costs::{CostTable, Costs, Hosts, TickWork};
 use super::disk::{SimDisk, SimDiskConfig};
 use super::network::{Network, Transmission};
 use super::report::{Recorder, Report};
-use super::scenario::{Fault, Policy, Scenario, SigverifyMode, StorageFault};
+use super::scenario::{Fault, Scenario, SigverifyMode, StorageFault};
 use super::{Behaviour, byzantine, validator_key};
 use crate::driver;
 use crate::storage::Storage;
@@ -196,14 +195,8 @@ pub struct Sim {
     validators: Vec<Validator>,
     nodes: Vec<NodeState>,
     network: Network,
-    client_stream: SeedStream,
-    /// Client account addresses.
-    clients: Vec<[u8; 32]>,
-    /// Their signing keys, when clients sign for real (empty with stand-in signatures).
-    client_keys: Vec<SigningKey>,
-    client_nonces: Vec<u64>,
-    next_validator: u32,
-    carry: f64,
+    /// The clients' batches, made ahead of their times ([`super::clients`]).
+    clients: Clients,
     genesis: Vec<([u8; 32], u64)>,
     /// The genesis state, built once: every validator starts from a copy (a copy is a few
     /// memory moves; building one hashes every account and fills the index).
@@ -314,6 +307,22 @@ impl Sim {
             });
         }
         let end = ns(scenario.duration_s);
+        let plan = ClientPlan::new(
+            scenario.workload.clone(),
+            SeedStream::new("tessera sim clients", seed),
+            clients,
+            client_keys,
+            pipeline_config.chain_id,
+            v,
+            end,
+        );
+        // Real signatures are the clients' cost: a thread of their own signs ahead of the
+        // loop, on every core. Stand-in tags are a hash each, made on the loop's thread.
+        let clients = if scenario.validators.sigverify == SigverifyMode::StandIn {
+            Clients::inline(plan)
+        } else {
+            Clients::ahead(plan)
+        };
         let mut sim = Sim {
             recorder: Recorder::new(&scenario, seed, &placement),
             scenario,
@@ -325,12 +334,7 @@ impl Sim {
             validators,
             nodes: nodes_state,
             network,
-            client_stream: SeedStream::new("tessera sim clients", seed),
             clients,
-            client_keys,
-            client_nonces: Vec::new(),
-            next_validator: 0,
-            carry: 0.0,
             genesis,
             genesis_ledger: None,
             set,
@@ -350,7 +354,6 @@ impl Sim {
                 busy_until: vec![0; v as usize],
             });
         }
-        sim.client_nonces = vec![0; sim.clients.len()];
         for index in 0..v {
             sim.start_validator(index)?;
         }
@@ -618,47 +621,14 @@ impl Sim {
     }
 
     fn on_clients(&mut self) {
-        let w = &self.scenario.workload;
-        let batch_ns = w.batch_ms * MS;
-        let rate = w.rate_at(self.now as f64 / 1e9);
-        let want = rate * w.batch_ms as f64 / 1000.0 + self.carry;
-        let count = want.floor() as u64;
-        self.carry = want - count as f64;
-        let stand_in = self.scenario.validators.sigverify == SigverifyMode::StandIn;
-        let policy = w.policy;
-        if count > 0 {
-            let mut batch = Vec::with_capacity(count as usize);
-            for _ in 0..count {
-                let client = self.client_stream.below(self.clients.len() as u64) as usize;
-                let recipient = (client + 1) % self.clients.len();
-                let body = TxnBody {
-                    chain_id: self.pipeline_config.chain_id,
-                    reserved: 0,
-                    sender: self.clients[client],
-                    recipient: self.clients[recipient],
-                    amount: 1 + self.client_stream.below(100),
-                    fee: 1 + self.client_stream.below(10),
-                    nonce: self.client_nonces[client],
-                };
-                self.client_nonces[client] += 1;
-                let txn = if stand_in {
-                    Txn { body, signature: TxnSignature(stand_in_signature(&body)) }
-                } else {
-                    sign(&self.client_keys[client], body)
-                };
+        let batch_ns = self.scenario.workload.batch_ms * MS;
+        if let Some(Batch { txns, targets, .. }) = self.clients.take(self.now)
+            && !txns.is_empty()
+        {
+            for txn in &txns {
                 self.recorder.submitted(txn.id(), self.now);
-                batch.push(txn);
             }
-            let batch = Rc::new(batch);
-            let v = self.scenario.validators.count;
-            let targets: Vec<u32> = match policy {
-                Policy::RoundRobin => {
-                    self.next_validator = (self.next_validator + 1) % v;
-                    vec![self.next_validator]
-                }
-                Policy::Random => vec![self.client_stream.below(u64::from(v)) as u32],
-                Policy::All => (0..v).collect(),
-            };
+            let batch = Rc::new(txns);
             // Clients sit next to the validator they use: the ingress hop costs processing only.
             for to in targets {
                 let at = self.now;

@@ -9,6 +9,7 @@
 //! [`plot`] draws them.
 
 pub mod byzantine;
+pub mod clients;
 pub mod costs;
 pub mod disk;
 pub mod engine;
