@@ -162,8 +162,8 @@ impl ClientPlan {
 pub enum Clients {
     /// Windows made on the loop's own thread, when each is cheap (stand-in tags).
     Inline {
-        /// The plan.
-        plan: ClientPlan,
+        /// The plan (boxed: it is most of the enum's size).
+        plan: Box<ClientPlan>,
         /// Batches made and not yet sent.
         ready: VecDeque<Batch>,
     },
@@ -189,7 +189,7 @@ impl std::fmt::Debug for Clients {
 impl Clients {
     /// Batches planned on the loop's thread.
     pub fn inline(plan: ClientPlan) -> Clients {
-        Clients::Inline { plan, ready: VecDeque::new() }
+        Clients::Inline { plan: Box::new(plan), ready: VecDeque::new() }
     }
 
     /// Batches planned and signed by a thread of their own, up to [`WINDOWS_AHEAD`] windows
