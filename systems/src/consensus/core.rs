@@ -166,25 +166,31 @@ pub trait Host {
 }
 
 /// Where an outbound message goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Destination {
     /// Every other validator.
     All,
     /// One validator.
     One(u32),
+    /// Several validators, in index order: one message (one encoding, one shared frame) for
+    /// all of them, where one per recipient would copy a block each time.
+    Some(std::sync::Arc<[u32]>),
 }
 
 impl Destination {
     /// The validators a message from `me` goes to, in index order, among `validators`
     /// numbered from 0: everyone but `me` for [`Destination::All`].
-    pub fn recipients(self, me: u32, validators: u32) -> impl Iterator<Item = u32> {
-        let (start, end) = match self {
-            Destination::All => (0, u64::from(validators)),
-            Destination::One(to) => (u64::from(to), u64::from(to) + 1),
+    pub fn recipients(&self, me: u32, validators: u32) -> impl Iterator<Item = u32> + '_ {
+        let (start, end, listed): (u64, u64, &[u32]) = match self {
+            Destination::All => (0, u64::from(validators), &[]),
+            Destination::One(to) => (u64::from(*to), u64::from(*to) + 1, &[]),
+            Destination::Some(list) => (0, 0, list),
         };
+        let all = matches!(self, Destination::All);
         (start..end)
             .map(|index| u32::try_from(index).expect("below a u32 bound"))
-            .filter(move |to| self != Destination::All || *to != me)
+            .filter(move |to| !all || *to != me)
+            .chain(listed.iter().copied())
     }
 }
 
@@ -606,19 +612,23 @@ impl Core {
                 match message {
                     // A block is the largest message, and under aggregation the leader's uplink
                     // also carries the certificates everyone waits for: the proposal goes again
-                    // only to the validators whose prepare vote for it has not arrived.
+                    // only to the validators whose prepare vote for it has not arrived, as one
+                    // message for all of them (a copy of the block each was n − 1 copies and
+                    // encodings of the largest message, every quarter timeout).
                     ConsensusMessage::Proposal(proposal) => {
                         let voted =
                             self.votes.get(&(VoteKind::Prepare, proposal.view, proposal.block.header.hash()));
-                        for validator in 0..self.set.len() as u32 {
-                            if validator != self.me
-                                && voted.is_none_or(|voters| !voters.contains_key(&validator))
-                            {
-                                self.outbox.push((Destination::One(validator), message.clone()));
-                            }
+                        let waiting: std::sync::Arc<[u32]> = (0..self.set.len() as u32)
+                            .filter(|validator| {
+                                *validator != self.me
+                                    && voted.is_none_or(|voters| !voters.contains_key(validator))
+                            })
+                            .collect();
+                        if !waiting.is_empty() {
+                            self.outbox.push((Destination::Some(waiting), message.clone()));
                         }
                     }
-                    _ => self.outbox.push((*destination, message.clone())),
+                    _ => self.outbox.push((destination.clone(), message.clone())),
                 }
             }
             // A leader still waiting for a quorum of view changes proposes with what it has.
@@ -1333,7 +1343,7 @@ impl Core {
 
     /// Sends `message` now and again every quarter timeout while this view lasts.
     fn send(&mut self, destination: Destination, message: ConsensusMessage) {
-        self.outbox.push((destination, message.clone()));
+        self.outbox.push((destination.clone(), message.clone()));
         self.sent_this_view.push((destination, message));
     }
 

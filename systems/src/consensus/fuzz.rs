@@ -398,11 +398,11 @@ impl Run {
         let requests: Vec<_> = outbox
             .iter()
             .filter_map(|(to, message)| match message {
-                ConsensusMessage::SyncRequest { from_height } => Some((*to, *from_height)),
+                ConsensusMessage::SyncRequest { from_height } => Some((to.clone(), *from_height)),
                 _ => None,
             })
             .collect();
-        if let Some(&(to, from_height)) = requests.first() {
+        if let Some((to, from_height)) = requests.first().cloned() {
             assert_eq!(requests.len(), 1, "several sync requests in one step: {requests:?}");
             assert!(matches!(to, Destination::One(peer) if peer != ME), "sync request sent to {to:?}");
             assert!(
@@ -419,8 +419,20 @@ impl Run {
             self.last_sync_request_ns = Some(self.now_ns);
         }
         for (destination, message) in outbox {
-            if let Destination::One(to) = destination {
-                assert!(to != ME && to < VALIDATORS, "message addressed to {to}");
+            match &destination {
+                Destination::One(to) => assert!(*to != ME && *to < VALIDATORS, "message addressed to {to}"),
+                Destination::Some(list) => {
+                    assert!(!list.is_empty(), "a message addressed to nobody");
+                    assert!(
+                        list.windows(2).all(|pair| pair[0] < pair[1]),
+                        "recipients out of order: {list:?}"
+                    );
+                    assert!(
+                        list.iter().all(|to| *to != ME && *to < VALIDATORS),
+                        "message addressed to {list:?}"
+                    );
+                }
+                Destination::All => {}
             }
             if let ConsensusMessage::Proposal(proposal) = &message {
                 self.learn(&proposal.block);
@@ -1823,7 +1835,20 @@ mod tests {
             .filter(|(_, message)| matches!(message, ConsensusMessage::Proposal(_)))
             .map(|(to, _)| to)
             .collect();
-        assert_eq!(proposals, vec![Destination::One(3)]);
+        assert_eq!(proposals, vec![Destination::Some(vec![3].into())]);
+        // Nobody voted yet at the next resend of a fresh proposal: one message for all three,
+        // not a copy of the block each.
+        let mut run = Run::new(false);
+        run.core.drain_outbox();
+        run.core.tick(config().view_timeout_ns / 4, &mut run.host);
+        let proposals: Vec<Destination> = run
+            .core
+            .drain_outbox()
+            .into_iter()
+            .filter(|(_, message)| matches!(message, ConsensusMessage::Proposal(_)))
+            .map(|(to, _)| to)
+            .collect();
+        assert_eq!(proposals, vec![Destination::Some(vec![1, 2, 3].into())]);
     }
 
     /// A validator that timed out into a view nobody else announced re-sends its view change

@@ -403,7 +403,7 @@ fn finalizing_counts_and_a_commit_quorum_for_an_unknown_block_asks_a_signer() {
     let asked: Vec<_> = sent
         .iter()
         .filter(|(_, message)| matches!(message, ConsensusMessage::SyncRequest { .. }))
-        .map(|(to, _)| *to)
+        .map(|(to, _)| to.clone())
         .collect();
     assert_eq!(asked, [super::Destination::One(1)], "asked nobody, or itself");
     // The block through sync: finalized, and counted as synced.
