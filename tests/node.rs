@@ -452,6 +452,21 @@ fn hostile_input_gets_clear_errors_and_changes_nothing() {
     let sent = &reflection["kinds"][0]["sent"];
     assert_eq!(sent["handshakes_completed"], json!(0), "a reflected proof was accepted: {reflection}");
     assert!(sent["closed_by_node"].as_u64().unwrap_or(0) >= 2, "{reflection}");
+    // Validator 3 (this test holds its key) forwards batches of forged signatures over its
+    // own link, from funded senders so that each would pass every cheap check. They are
+    // refused on a spot check, not verified one by one in the pipeline.
+    let forwarded = Command::new(BIN)
+        .args(["attack", "--peer", &port(base, 0, 0).to_string(), "--rpc", &port(base, 0, 2).to_string()])
+        .args(["--chain-id", "1", "--node-index", "0", "--validator-index", "3", "--key"])
+        .arg(cluster.dir.join("validator-3.key"))
+        .arg("--genesis")
+        .arg(cluster.dir.join("genesis.toml"))
+        .args(["--kind", "forwarded-signature-spam", "--duration", "2", "--rate", "20000", "--json"])
+        .output()
+        .expect("run the attack");
+    assert!(forwarded.status.success(), "{}", String::from_utf8_lossy(&forwarded.stderr));
+    let forwarded: Value = serde_json::from_slice(&forwarded.stdout).expect("attack JSON");
+    assert!(forwarded["kinds"][0]["sent"]["txns"].as_u64().unwrap_or(0) >= 1024, "{forwarded}");
     std::thread::sleep(Duration::from_millis(500));
     let (closed, after) = trickle.join().unwrap();
     assert!(closed && after < Duration::from_secs(12), "trickled handshake open after {after:?}");
@@ -470,6 +485,9 @@ fn hostile_input_gets_clear_errors_and_changes_nothing() {
     assert!(counter("tessera_net_malformed_frames_total") >= 2, "{metrics}");
     assert!(counter("tessera_net_handshake_failures_total") >= 3, "{metrics}");
     assert!(counter("tessera_net_connections_timed_out_total") >= 1, "{metrics}");
+    assert!(counter("tessera_net_forwarded_batches_refused_total") >= 1, "{metrics}");
+    let verified_bad = counter(r#"tessera_rejected_transactions_total{reason="bad_signature"}"#);
+    assert!(verified_bad < 256, "{verified_bad} forged forwarded transactions verified one by one");
     // Still alive, still finalizing, nothing changed.
     let h = height(base, 0);
     wait_until("more blocks after the abuse", Duration::from_secs(20), || height(base, 0) > h + 3);

@@ -134,6 +134,10 @@ pub fn run(kind: Kind, target: &Target, limits: &Limits, deadline: Instant) -> T
         return tally;
     };
     let index = *index;
+    if kind == Kind::ForwardedSignatureSpam {
+        forwarded_spam(peer, target, (index, key), limits, deadline, &mut tally);
+        return tally;
+    }
     let mut rng = Rng::new(limits.seed ^ 0x0062_797a);
     let behaviours: &[Behaviour] = match kind {
         Kind::Equivocation => &[Behaviour::EquivocatingProposer],
@@ -250,6 +254,61 @@ pub fn run(kind: Kind, target: &Target, limits: &Limits, deadline: Instant) -> T
         tally.left_open += 1;
     }
     tally
+}
+
+/// Batches of transactions with forged signatures, as forwarded transactions over this
+/// validator's authenticated link, as fast as the rate cap allows. A closed link is dialled
+/// again (a validator may always reconnect), and counted.
+fn forwarded_spam(
+    peer: SocketAddr,
+    target: &Target,
+    validator: (u32, &SigningKey),
+    limits: &Limits,
+    deadline: Instant,
+    tally: &mut Tally,
+) {
+    const BATCH: usize = 256;
+    let signed = super::wire::spam_originals(target);
+    let mut variant = limits.seed.wrapping_mul(1 << 20) ^ 0x66_7764;
+    let mut pacer = Pacer::new(limits.rate);
+    let mut stream: Option<(TcpStream, Channel)> = None;
+    while Instant::now() < deadline {
+        if stream.is_none() {
+            let Some(mut fresh) = connect(peer, tally) else {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            };
+            let Some(channel) =
+                validator_handshake(&mut fresh, target.chain_id, validator, target.node_index, tally)
+            else {
+                tally.closed_by_node += 1;
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            };
+            stream = Some((fresh, channel));
+        }
+        let batch: Vec<_> = (0..BATCH)
+            .map(|_| {
+                let original = &signed[(variant % signed.len() as u64) as usize];
+                variant += 1;
+                super::wire::spoil(original, (variant / 256) % 0xff_ffff + 1)
+            })
+            .collect();
+        let frame = encode(&Frame::Txns(batch));
+        pacer.wait(BATCH as u64);
+        if let Some((_, open)) = stream.as_mut()
+            && send_sealed(open, &frame, tally)
+        {
+            tally.frames += 1;
+            tally.txns += BATCH as u64;
+        } else {
+            tally.closed_by_node += 1;
+            stream = None;
+        }
+    }
+    if stream.is_some() {
+        tally.left_open += 1;
+    }
 }
 
 #[cfg(test)]

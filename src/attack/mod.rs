@@ -95,6 +95,11 @@ pub enum Kind {
     /// this validator led that the node has left. The node must drop them before any work
     /// (`tessera_consensus_stale_proposals_total`) and keep finalizing.
     OldViewProposals,
+    /// Peer, with `--key`: as that validator, transaction batches over its own link (where
+    /// validators forward what they admitted), every signature forged. The node must refuse
+    /// them on a spot check (`tessera_net_forwarded_batches_refused_total`), not verify each
+    /// one in its pipeline.
+    ForwardedSignatureSpam,
 }
 
 /// The node port a kind speaks to.
@@ -110,7 +115,7 @@ pub enum Port {
 
 impl Kind {
     /// Every kind, in report order.
-    pub const ALL: [Kind; 22] = [
+    pub const ALL: [Kind; 23] = [
         Kind::MalformedFrames,
         Kind::TruncatedFrames,
         Kind::OversizedFrames,
@@ -133,6 +138,7 @@ impl Kind {
         Kind::Replay,
         Kind::ConsensusFlood,
         Kind::OldViewProposals,
+        Kind::ForwardedSignatureSpam,
     ];
 
     /// The command-line name.
@@ -160,6 +166,7 @@ impl Kind {
             Kind::Replay => "replay",
             Kind::ConsensusFlood => "consensus-flood",
             Kind::OldViewProposals => "old-view-proposals",
+            Kind::ForwardedSignatureSpam => "forwarded-signature-spam",
         }
     }
 
@@ -187,6 +194,7 @@ impl Kind {
                 | Kind::Replay
                 | Kind::ConsensusFlood
                 | Kind::OldViewProposals
+                | Kind::ForwardedSignatureSpam
         )
     }
 }
@@ -528,7 +536,8 @@ fn run_kind(kind: Kind, target: &Target, limits: &Limits, deadline: Instant) -> 
         | Kind::InvalidProposals
         | Kind::Replay
         | Kind::ConsensusFlood
-        | Kind::OldViewProposals => byzantine::run(kind, target, limits, deadline),
+        | Kind::OldViewProposals
+        | Kind::ForwardedSignatureSpam => byzantine::run(kind, target, limits, deadline),
         _ => wire::run(kind, target, limits, deadline),
     }
 }

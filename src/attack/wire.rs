@@ -824,7 +824,7 @@ pub fn spoil(valid: &Txn, change: u64) -> Txn {
 /// transfer per funded sender at a nonce inside the node's window (its account nonce over
 /// `--rpc`, plus 512), so each passes every cheap check and reaches verification; without
 /// them, throwaway senders, which the node refuses for funds before verifying.
-fn spam_originals(target: &Target) -> Vec<Txn> {
+pub(super) fn spam_originals(target: &Target) -> Vec<Txn> {
     if target.funded.is_empty() {
         return (0..256).map(|sender| throwaway_txn(target.chain_id, sender)).collect();
     }

@@ -125,6 +125,10 @@ that validator through the behaviour library the simulator uses:
   consensus-flood         validly signed votes, each many times over, at --rate
   old-view-proposals      distinct proposals for the last view the validator led that the node
                           has left (at most 500 a second); each must be dropped before any work
+  forwarded-signature-spam
+                          transaction batches at --rate over the validator's own link, every
+                          signature forged (with --genesis from funded senders); the node must
+                          refuse them on a spot check, not verify each one
 
 The report gives, per kind: connections made and refused, frames, bytes, requests or
 transactions sent, handshakes completed, connections the node closed and ones left open, HTTP

@@ -76,6 +76,10 @@ super::metrics::series! {
         /// Transaction batches refused, with their connection, for a spot-checked signature
         /// that did not verify.
         counter batches_refused = "tessera_ingress_batches_refused_total",
+        /// Transaction batches a validator forwarded that were refused for a spot-checked
+        /// signature that did not verify: honest validators forward only what they admitted,
+        /// so each is that validator's fault (and penalised).
+        counter forwarded_batches_refused = "tessera_net_forwarded_batches_refused_total",
         /// Peers with an established outbound connection.
         gauge peers_connected = "tessera_net_peers_connected",
         /// Full nodes connected to this node's peer port.
@@ -733,6 +737,17 @@ async fn serve_validator(
                 }
             }
             Ok(Frame::Txns(batch)) => {
+                // A validator's key does not make its transactions' signatures good: unchecked,
+                // a Byzantine validator's forged batches each cost the pipeline a verification
+                // per transaction. Honest validators forward only what they admitted (verified),
+                // so a failed spot check is the sender's fault.
+                if !spot_check(&batch) {
+                    shared.counters.forwarded_batches_refused.fetch_add(1, Ordering::Relaxed);
+                    if penalise(shared, ip, &mut penalties) {
+                        return Ok(());
+                    }
+                    continue;
+                }
                 if links.txns.send_async(batch).await.is_err() {
                     return Ok(());
                 }
