@@ -82,9 +82,10 @@ pub enum GenesisPayloadError {
     },
 }
 
-/// Most accounts in one record of a genesis file (40 MiB of rows); a larger genesis takes
-/// several records, so a genesis of any size is stored.
-pub const GENESIS_ROWS_PER_RECORD: usize = 1 << 20;
+/// Most accounts in one record of a genesis file: a page of 4,096 (160 KiB of rows), each
+/// with its own checksum, so damage is found and named a page at a time, and a genesis of any
+/// size is stored.
+pub const GENESIS_ROWS_PER_RECORD: usize = 1 << 12;
 
 const _: () = assert!(8 + GENESIS_ROWS_PER_RECORD * GENESIS_ROW_SIZE <= RECORD_PAYLOAD_MAX);
 
@@ -186,8 +187,14 @@ pub fn decode_genesis_file(bytes: &[u8]) -> Result<(Hash, Vec<([u8; 32], u64)>),
     let mut offset = FILE_HEADER_SIZE as u64;
     loop {
         let place = Place { kind: RecordKind::Genesis, segment: 0, offset };
-        let record = check_record(bytes.get(offset as usize..).unwrap_or(&[]), place)
-            .map_err(|error| Problem::new(FileRef::Genesis, offset, error))?;
+        let first_row = balances.len();
+        let record = check_record(bytes.get(offset as usize..).unwrap_or(&[]), place).map_err(|error| {
+            Problem::new(
+                FileRef::Genesis,
+                offset,
+                format!("the page of accounts from row {first_row}: {error}"),
+            )
+        })?;
         let payload_offset = offset + RECORD_HEADER_SIZE as u64;
         if record.header.height != 0 {
             return Err(problem(offset, format!("genesis record at height {}", record.header.height)));
@@ -373,10 +380,12 @@ pub enum StatePayloadError {
     },
 }
 
-/// Most accounts in one record of a state file (48 MiB of columns), so a state of any size
-/// is written: a single record of every account stops fitting the record limit (256 MiB) at
-/// ~5.6 M accounts.
-pub const STATE_ROWS_PER_RECORD: usize = 1 << 20;
+/// Most accounts in one record of a state file: a page of 4,096 (192 KiB of columns), each
+/// with its own checksum, so that damage is found and named a page at a time (with one record
+/// of every account, a flipped bit anywhere in 480 MB named the record's first byte), and a
+/// state of any size is written (one record of every account stops fitting the record limit,
+/// 256 MiB, at ~5.6 M accounts).
+pub const STATE_ROWS_PER_RECORD: usize = 1 << 12;
 
 const _: () = assert!(STATE_FIXED_SIZE + STATE_ROWS_PER_RECORD * STATE_ROW_SIZE <= RECORD_PAYLOAD_MAX);
 
@@ -395,7 +404,7 @@ pub fn encode_state_file(genesis_id: Hash, state: StateView<'_>) -> Vec<u8> {
 
 /// Rows a state record holds when [`encode_state_file`] writes `count` accounts: up to
 /// [`STATE_ROWS_PER_RECORD`], so a state of up to that many accounts is the one record earlier
-/// versions wrote (and read), and no record's payload passes 48 MiB.
+/// versions wrote (and read), and no record's payload passes 192 KiB.
 fn default_rows_per_record(count: usize) -> usize {
     count.clamp(1, STATE_ROWS_PER_RECORD)
 }
@@ -422,7 +431,7 @@ pub fn encode_state_file_in(genesis_id: Hash, state: StateView<'_>, rows_per_rec
 }
 
 /// Writes [`encode_state_file`]'s bytes to `sink` a piece at a time (the file header, then each
-/// record), so a state of any size is written holding at most one record's payload (48 MiB) in
+/// record), so a state of any size is written holding at most one record's payload (192 KiB) in
 /// memory. Returns the bytes written.
 ///
 /// # Errors
@@ -490,8 +499,14 @@ pub fn decode_state_file(bytes: &[u8], genesis_id: Hash) -> Result<StateSnapshot
     let mut head: Option<(StateSnapshot, u64)> = None;
     loop {
         let place = Place { kind: RecordKind::State, segment: 0, offset };
-        let record = check_record(&bytes[offset as usize..], place)
-            .map_err(|error| Problem::new(FileRef::State, offset, error))?;
+        let first_slot = head.as_ref().map_or(0, |(snapshot, _)| snapshot.keys.len());
+        let record = check_record(&bytes[offset as usize..], place).map_err(|error| {
+            Problem::new(
+                FileRef::State,
+                offset,
+                format!("the page of accounts from slot {first_slot}: {error}"),
+            )
+        })?;
         let payload_offset = offset + RECORD_HEADER_SIZE as u64;
         let (snapshot, count, columns) = match head.take() {
             None => {
@@ -606,6 +621,54 @@ mod tests {
         );
         assert!(decode_state_file(&state, Hash::ZERO).is_err(), "another directory's state");
         assert!(decode_state_file(&state[..state.len() - 1], id).is_err());
+    }
+
+    /// A state or genesis larger than a page is written a page (4,096 accounts) a record, so a
+    /// flipped byte is named at the record of its page, with the page's first account; as
+    /// one record of every account it was named at the file's first record, whatever the
+    /// file's size.
+    #[test]
+    fn damage_is_named_at_its_page_of_accounts() {
+        // 10,000 accounts: 480 KB of state columns, 400 KB of genesis rows. A byte flipped
+        // 250,000 bytes in must be named within a page (at most 200 KB) before it.
+        let count = 10_000u32;
+        let flipped = 250_000;
+        let near =
+            |offset: u64| offset > FILE_HEADER_SIZE as u64 && offset <= flipped && flipped - offset < 200_000;
+        let keys: Vec<[u8; 32]> = (0..count)
+            .map(|i| {
+                let mut key = [0; 32];
+                key[..4].copy_from_slice(&i.to_le_bytes());
+                key
+            })
+            .collect();
+        let accounts: Vec<Account> =
+            (0..u64::from(count)).map(|i| Account { balance: i, nonce: 0 }).collect();
+        let view = StateView {
+            height: 2,
+            state_root: Hash([1; 32]),
+            keys: &keys,
+            accounts: &accounts,
+            burned: 0,
+            supply: 0,
+        };
+        let id = Hash([4; 32]);
+        let file = encode_state_file(id, view);
+        let mut bad = file.clone();
+        bad[flipped as usize] ^= 1;
+        let problem = decode_state_file(&bad, id).unwrap_err();
+        assert!(near(problem.offset), "{}: {}", problem.offset, problem.reason);
+        assert!(problem.reason.contains("the page of accounts from slot 4096"), "{}", problem.reason);
+        assert_eq!(decode_state_file(&file, id).unwrap().keys.len(), count as usize);
+
+        let balances: Vec<([u8; 32], u64)> = keys.iter().map(|key| (*key, 1)).collect();
+        let (genesis_id, file) = encode_genesis_file(&balances);
+        let mut bad = file.clone();
+        bad[flipped as usize] ^= 1;
+        let problem = decode_genesis_file(&bad).unwrap_err();
+        assert!(near(problem.offset), "{}: {}", problem.offset, problem.reason);
+        assert!(problem.reason.contains("the page of accounts from row 4096"), "{}", problem.reason);
+        assert_eq!(decode_genesis_file(&file).unwrap().0, genesis_id);
     }
 
     #[test]
