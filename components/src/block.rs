@@ -97,6 +97,12 @@ impl Block {
         txn_root_of(&ids)
     }
 
+    /// [`Block::compute_txn_root`] from the ids already computed, in block order: a block's
+    /// ids are hashed once and serve its root, its signature cache and its execution.
+    pub fn txn_root_of_ids(ids: &[TxnId]) -> Hash {
+        txn_root_of(ids)
+    }
+
     /// Bytes of the body on the wire (transactions only).
     pub fn body_size(&self) -> usize {
         self.txns.len() * crate::constants::TXN_SIZE

@@ -228,9 +228,12 @@ impl Host for NodeHost<'_> {
         if block.txns.len() > self.config.block_txn_max || size > self.config.block_bytes_max {
             return Err(BlockFault::OverLimit);
         }
-        if block.header.txn_count as usize != block.txns.len()
-            || Block::compute_txn_root(&block.txns) != block.header.txn_root
-        {
+        if block.header.txn_count as usize != block.txns.len() {
+            return Err(BlockFault::BadBody);
+        }
+        // Each id once: the root, the signature cache and execution all use them.
+        let ids: Vec<TxnId> = block.txns.iter().map(|txn| txn.id()).collect();
+        if Block::txn_root_of_ids(&ids) != block.header.txn_root {
             return Err(BlockFault::BadBody);
         }
         // Static checks against a ledger with no nonce history, so only the stateless rules
@@ -242,7 +245,6 @@ impl Host for NodeHost<'_> {
         }
         // Transactions this node already verified (it saw them in its own pipeline) are in the
         // cache of accepted signatures; only the rest are checked here.
-        let ids: Vec<TxnId> = block.txns.iter().map(|txn| txn.id()).collect();
         let unseen: Vec<usize> = (0..ids.len()).filter(|i| !self.accepted.0.contains(&ids[*i].0.0)).collect();
         let items: Vec<VerifyItem<'_>> = unseen.iter().map(|i| VerifyItem::of_txn(&block.txns[*i])).collect();
         self.work.blocks_validated += 1;
