@@ -786,3 +786,36 @@ impl super::super::core::Host for OneHost {
         self.chain.get(usize::try_from(height.checked_sub(1)?).ok()?).cloned()
     }
 }
+
+/// Holding messages of the next height for a quarter timeout, a validator asks their senders
+/// for the blocks it missed: each quarter a different one, so that a Byzantine sender first in
+/// line, which never answers, cannot keep it waiting out the view.
+#[test]
+fn a_validator_holding_next_height_messages_asks_their_senders_in_turn() {
+    let mut run = Run::new(false);
+    run.core.drain_outbox();
+    for voter in [1, 2] {
+        let block = Hash([voter as u8; 32]);
+        let signature = sign(voter, &tessera_components::vote_signing_bytes(VoteKind::Prepare, 0, 2, &block));
+        let vote =
+            tessera_components::Vote { kind: VoteKind::Prepare, view: 0, height: 2, block, voter, signature };
+        run.core.on_message(voter, ConsensusMessage::Vote(vote), &mut run.host);
+    }
+    assert!(run.core.drain_outbox().is_empty(), "held, not answered");
+    let quarter = config().view_timeout_ns / 4;
+    let mut asked = Vec::new();
+    for k in 1..=3 {
+        run.core.tick(k * quarter, &mut run.host);
+        for (to, message) in run.core.drain_outbox() {
+            if let (super::Destination::One(to), ConsensusMessage::SyncRequest { from_height: 1 }) =
+                (to, message)
+            {
+                asked.push(to);
+            }
+        }
+    }
+    assert_eq!(run.core.counters().timeouts, 0, "still in its first view");
+    asked.sort_unstable();
+    asked.dedup();
+    assert_eq!(asked, [1, 2], "asked only {asked:?}");
+}
