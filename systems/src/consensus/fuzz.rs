@@ -1819,36 +1819,27 @@ mod tests {
     /// in 600 s instead of 257).
     #[test]
     fn a_proposal_is_re_sent_only_to_validators_that_have_not_voted_for_it() {
-        let mut run = Run::new(false);
-        let block = run.known[0].header.hash();
-        for voter in [1, 2] {
-            let signature = sign(voter, &vote_signing_bytes(VoteKind::Prepare, 0, 1, &block));
-            let vote = Vote { kind: VoteKind::Prepare, view: 0, height: 1, block, voter, signature };
-            run.core.on_message(voter, ConsensusMessage::Vote(vote), &mut run.host);
-        }
-        run.core.drain_outbox();
-        run.core.tick(config().view_timeout_ns / 4, &mut run.host);
-        let proposals: Vec<Destination> = run
-            .core
-            .drain_outbox()
-            .into_iter()
-            .filter(|(_, message)| matches!(message, ConsensusMessage::Proposal(_)))
-            .map(|(to, _)| to)
-            .collect();
-        assert_eq!(proposals, vec![Destination::Some(vec![3].into())]);
-        // Nobody voted yet at the next resend of a fresh proposal: one message for all three,
-        // not a copy of the block each.
-        let mut run = Run::new(false);
-        run.core.drain_outbox();
-        run.core.tick(config().view_timeout_ns / 4, &mut run.host);
-        let proposals: Vec<Destination> = run
-            .core
-            .drain_outbox()
-            .into_iter()
-            .filter(|(_, message)| matches!(message, ConsensusMessage::Proposal(_)))
-            .map(|(to, _)| to)
-            .collect();
-        assert_eq!(proposals, vec![Destination::Some(vec![1, 2, 3].into())]);
+        // Where the leader's proposal goes at its first resend, after these validators voted.
+        let resent_to = |voters: &[u32]| {
+            let mut run = Run::new(false);
+            let block = run.known[0].header.hash();
+            for &voter in voters {
+                let signature = sign(voter, &vote_signing_bytes(VoteKind::Prepare, 0, 1, &block));
+                let vote = Vote { kind: VoteKind::Prepare, view: 0, height: 1, block, voter, signature };
+                run.core.on_message(voter, ConsensusMessage::Vote(vote), &mut run.host);
+            }
+            run.core.drain_outbox();
+            run.core.tick(config().view_timeout_ns / 4, &mut run.host);
+            run.core
+                .drain_outbox()
+                .into_iter()
+                .filter(|(_, message)| matches!(message, ConsensusMessage::Proposal(_)))
+                .map(|(to, _)| to)
+                .collect::<Vec<Destination>>()
+        };
+        assert_eq!(resent_to(&[1, 2]), vec![Destination::Some(vec![3].into())]);
+        // Nobody voted yet: one message for all three, not a copy of the block each.
+        assert_eq!(resent_to(&[]), vec![Destination::Some(vec![1, 2, 3].into())]);
     }
 
     /// A validator that timed out into a view nobody else announced re-sends its view change
