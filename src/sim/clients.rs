@@ -3,17 +3,16 @@
 //! What clients send is a pure function of the scenario and the seed: batch times are fixed
 //! (every `workload.batch_ms` from 0), so are the rate curve, the draws of the client stream
 //! and the nonces. The event loop need not make and sign each batch when its time comes.
-//! [`ClientPlan`] makes them a window at a time, and signs a window's transactions on every
-//! core at once. With real signatures a thread of its own keeps windows ahead of the loop
-//! ([`Clients::ahead`]), so signing overlaps the run instead of stalling it; with stand-in
-//! tags (a hash each) the loop plans inline. Either way the batches, and so the report, are
+//! [`ClientPlan`] makes them a window at a time. With real signatures a thread of its own
+//! makes and signs windows ahead of the loop ([`Clients::ahead`]), so signing runs on the
+//! other core beside the run instead of stalling it; with stand-in tags (a hash each) the
+//! loop plans inline. Either way the batches, and so the report, are
 //! exactly those the loop made one at a time before.
 
 use std::collections::VecDeque;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use ed25519_dalek::SigningKey;
-use rayon::prelude::*;
 use tessera_components::{Txn, TxnBody, TxnSignature};
 use tessera_systems::kernels::sigverify::stand_in_signature;
 use tessera_systems::workload::{SeedStream, sign};
@@ -141,11 +140,10 @@ impl ClientPlan {
             Some(key) => sign(key, *body),
             None => Txn { body: *body, signature: TxnSignature(stand_in_signature(body)) },
         };
-        let txns: Vec<Txn> = if keys.is_empty() {
-            bodies.iter().map(sign_one).collect()
-        } else {
-            bodies.par_iter().map(sign_one).collect()
-        };
+        // Sequential: the thread that signs ahead is the parallelism. Signing on the global
+        // pool from here could wait on workers that a simulation run from inside that pool
+        // holds, blocked on this thread's windows.
+        let txns: Vec<Txn> = bodies.iter().map(sign_one).collect();
         let mut txns = txns.into_iter();
         shapes
             .into_iter()
