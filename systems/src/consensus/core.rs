@@ -636,13 +636,17 @@ impl Core {
             // Messages of the next height held this long mean the others finished this
             // height and this validator missed how (a lost commit certificate: nobody re-sends
             // one for a height they left). It asks a sender of those messages, a different one
-            // at each resend, so that a Byzantine sender first in line cannot starve it; the
-            // view timeout stays the fallback.
+            // at each resend (by sender, not by message: a Byzantine sender that fills the
+            // buffer gets one turn in as many as there are senders), so that a sender that
+            // never answers cannot starve it; the view timeout stays the fallback.
             if !self.next_height.is_empty()
                 && self.now_ns.saturating_sub(self.next_height_since_ns) >= quarter
             {
-                let turn = (self.now_ns / quarter) as usize % self.next_height.len();
-                self.request_sync(self.next_height[turn].0);
+                let mut senders: Vec<u32> = self.next_height.iter().map(|(from, _)| *from).collect();
+                senders.sort_unstable();
+                senders.dedup();
+                let turn = (self.now_ns / quarter) as usize % senders.len();
+                self.request_sync(senders[turn]);
             }
         }
         let timed_out = self.now_ns.saturating_sub(self.view_started_ns) >= self.timeout_ns();
