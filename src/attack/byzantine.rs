@@ -126,6 +126,28 @@ fn old_votes(peer: SocketAddr, target: &Target, tally: &mut Tally) -> Vec<Consen
     votes
 }
 
+/// A connection to the node's peer port, through the handshake as `validator`: the socket
+/// (kept so the channel's clone of it stays open) and the channel. On a failure it waits a
+/// tenth of a second before returning, so callers can simply try again.
+fn validator_link(
+    peer: SocketAddr,
+    target: &Target,
+    validator: (u32, &SigningKey),
+    tally: &mut Tally,
+) -> Option<(TcpStream, Channel)> {
+    let Some(mut fresh) = connect(peer, tally) else {
+        std::thread::sleep(Duration::from_millis(100));
+        return None;
+    };
+    let Some(channel) = validator_handshake(&mut fresh, target.chain_id, validator, target.node_index, tally)
+    else {
+        tally.closed_by_node += 1;
+        std::thread::sleep(Duration::from_millis(100));
+        return None;
+    };
+    Some((fresh, channel))
+}
+
 /// Runs a consensus kind until `deadline`.
 pub fn run(kind: Kind, target: &Target, limits: &Limits, deadline: Instant) -> Tally {
     let mut tally = Tally::default();
@@ -175,18 +197,10 @@ pub fn run(kind: Kind, target: &Target, limits: &Limits, deadline: Instant) -> T
             continue;
         };
         if stream.is_none() {
-            let Some(mut fresh) = connect(peer, &mut tally) else {
-                std::thread::sleep(Duration::from_millis(100));
+            stream = validator_link(peer, target, (index, key), &mut tally);
+            if stream.is_none() {
                 continue;
-            };
-            let Some(channel) =
-                validator_handshake(&mut fresh, target.chain_id, (index, key), target.node_index, &mut tally)
-            else {
-                tally.closed_by_node += 1;
-                std::thread::sleep(Duration::from_millis(100));
-                continue;
-            };
-            stream = Some((fresh, channel));
+            }
         }
         if kind == Kind::OldViewProposals {
             // A distinct block per send, all for one view the node has left.
@@ -274,18 +288,10 @@ fn forwarded_spam(
     let mut stream: Option<(TcpStream, Channel)> = None;
     while Instant::now() < deadline {
         if stream.is_none() {
-            let Some(mut fresh) = connect(peer, tally) else {
-                std::thread::sleep(Duration::from_millis(100));
+            stream = validator_link(peer, target, validator, tally);
+            if stream.is_none() {
                 continue;
-            };
-            let Some(channel) =
-                validator_handshake(&mut fresh, target.chain_id, validator, target.node_index, tally)
-            else {
-                tally.closed_by_node += 1;
-                std::thread::sleep(Duration::from_millis(100));
-                continue;
-            };
-            stream = Some((fresh, channel));
+            }
         }
         let batch: Vec<_> = (0..BATCH)
             .map(|_| {
