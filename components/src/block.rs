@@ -37,7 +37,8 @@ const _: () = assert!(size_of::<BlockHeader>() == 128);
 impl BlockHeader {
     /// The block's identity: BLAKE3 over the 128 header bytes.
     pub fn hash(&self) -> Hash {
-        Hash::in_domain("tessera 2026 block header", &[bytemuck::bytes_of(self)])
+        static HEADER: crate::Domain = crate::Domain::new("tessera 2026 block header");
+        HEADER.hash(&[bytemuck::bytes_of(self)])
     }
 }
 

@@ -4,6 +4,9 @@
 //! has no length-extension weakness, and the `blake3` crate is maintained by its designers.
 //! Ed25519 keeps SHA-512 internally: that is part of the signature scheme, not ours to pick.
 
+use std::sync::OnceLock;
+
+use blake3::hazmat::{ContextKey, HasherExt};
 use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
 
@@ -26,7 +29,8 @@ impl Hash {
     }
 
     /// BLAKE3 in the given derive-key domain, so a digest of one kind of object can never be
-    /// mistaken for a digest of another.
+    /// mistaken for a digest of another. Hashes the domain's name on every call; a domain used
+    /// on a hot path is a [`Domain`], which hashes it once.
     pub fn in_domain(domain: &str, parts: &[&[u8]]) -> Hash {
         let mut hasher = blake3::Hasher::new_derive_key(domain);
         for part in parts {
@@ -58,6 +62,43 @@ impl std::fmt::Display for Hash {
     }
 }
 
+/// A derive-key domain whose context key is computed once, on first use.
+///
+/// `blake3::derive_key(context, bytes)` hashes `context` first, then `bytes` keyed by the
+/// result: for a 64-byte input such as a Merkle node, the context costs as much as the input.
+/// A `Domain` keeps that context key, so each digest costs only its input; the digests are
+/// exactly those of [`Hash::in_domain`] with the same name.
+#[derive(Debug)]
+pub struct Domain {
+    context: &'static str,
+    key: OnceLock<ContextKey>,
+}
+
+impl Domain {
+    /// The domain named `context` (a hard-coded, globally unique string).
+    pub const fn new(context: &'static str) -> Domain {
+        Domain { context, key: OnceLock::new() }
+    }
+
+    /// A hasher in this domain, ready for input.
+    pub fn hasher(&self) -> blake3::Hasher {
+        let key = self.key.get_or_init(|| blake3::hazmat::hash_derive_key_context(self.context));
+        blake3::Hasher::new_from_context_key(key)
+    }
+
+    /// The digest of `parts`, concatenated, in this domain.
+    pub fn hash(&self, parts: &[&[u8]]) -> Hash {
+        let mut hasher = self.hasher();
+        for part in parts {
+            hasher.update(part);
+        }
+        Hash(*hasher.finalize().as_bytes())
+    }
+}
+
+/// The domain of [`merkle_root`]'s inner nodes.
+static MERKLE_NODE: Domain = Domain::new("tessera 2026 merkle node");
+
 /// Binary Merkle root over leaf hashes: pairs are hashed in the `tessera merkle node` domain,
 /// an odd node is promoted unchanged, and the empty list's root is [`Hash::ZERO`].
 pub fn merkle_root(leaves: &[Hash]) -> Hash {
@@ -69,7 +110,7 @@ pub fn merkle_root(leaves: &[Hash]) -> Hash {
         let mut next = Vec::with_capacity(level.len().div_ceil(2));
         for pair in level.chunks(2) {
             match pair {
-                [left, right] => next.push(Hash::in_domain("tessera 2026 merkle node", &[&left.0, &right.0])),
+                [left, right] => next.push(MERKLE_NODE.hash(&[&left.0, &right.0])),
                 [single] => next.push(*single),
                 _ => unreachable!("chunks(2) yields one or two items"),
             }
@@ -100,5 +141,19 @@ mod tests {
         let h = Hash([0xab; 32]);
         assert_eq!(h.to_hex(), "ab".repeat(32));
         assert_ne!(Hash::in_domain("x", &[b"1"]), Hash::in_domain("y", &[b"1"]));
+    }
+
+    #[test]
+    fn a_domain_hashes_as_derive_key_does() {
+        static DOMAIN: Domain = Domain::new("tessera 2026 test domain");
+        for input in [&b""[..], b"1", &[7u8; 64], &[9u8; 1500]] {
+            let expected = Hash(blake3::derive_key("tessera 2026 test domain", input));
+            assert_eq!(DOMAIN.hash(&[input]), expected);
+            assert_eq!(Hash::in_domain("tessera 2026 test domain", &[input]), expected);
+            let (a, b) = input.split_at(input.len() / 2);
+            assert_eq!(DOMAIN.hash(&[a, b]), expected, "parts are concatenated");
+        }
+        // The key is computed once and kept: a second call agrees.
+        assert_eq!(DOMAIN.hash(&[b"again"]), DOMAIN.hash(&[b"again"]));
     }
 }

@@ -29,7 +29,7 @@ pub use block::{
     Block, BlockFields, BlockHeader, QuorumCertificate, Signature, Vote, VoteKind, vote_signing_bytes,
 };
 pub use consensus::{CertifiedBlock, ConsensusMessage, NewView, Proposal, SafetyState};
-pub use hash::{Hash, merkle_root};
+pub use hash::{Domain, Hash, merkle_root};
 pub use reject::RejectReason;
 pub use txn::{Stage, Txn, TxnBody, TxnId, TxnSignature};
 

@@ -38,11 +38,9 @@ use tessera_systems::counters::Work;
 /// The `index`-th client address of a run with stand-in signatures: derived from the seed, with
 /// no key behind it (stand-in tags need none).
 fn stand_in_address(seed: u64, index: u64) -> [u8; 32] {
-    *blake3::Hasher::new_derive_key("tessera 2026 sim client address")
-        .update(&seed.to_le_bytes())
-        .update(&index.to_le_bytes())
-        .finalize()
-        .as_bytes()
+    static ADDRESS: tessera_components::Domain =
+        tessera_components::Domain::new("tessera 2026 sim client address");
+    *ADDRESS.hasher().update(&seed.to_le_bytes()).update(&index.to_le_bytes()).finalize().as_bytes()
 }
 
 const MS: u64 = 1_000_000;
@@ -318,10 +316,11 @@ impl Sim {
         );
         // Real signatures are the clients' cost: a thread of their own signs ahead of the
         // loop, on every core. Stand-in tags are a hash each, made on the loop's thread.
+        let verdicts = tessera_systems::sigverify::SharedVerdicts::new();
         let clients = if scenario.validators.sigverify == SigverifyMode::StandIn {
             Clients::inline(plan)
         } else {
-            Clients::ahead(plan)
+            Clients::ahead(plan, verdicts.clone())
         };
         let mut sim = Sim {
             recorder: Recorder::new(&scenario, seed, &placement),
@@ -343,7 +342,7 @@ impl Sim {
             events: 0,
             ticks: 0,
             planted_amnesia: false,
-            verdicts: tessera_systems::sigverify::SharedVerdicts::new(),
+            verdicts,
             cpu: None,
         };
         if let Some(Costs::Table(costs)) = &sim.scenario.validators.costs {

@@ -3,7 +3,7 @@
 
 use ed25519_dalek::{Signer, SigningKey};
 use rayon::prelude::*;
-use tessera_components::{Txn, TxnBody, TxnSignature};
+use tessera_components::{Domain, Txn, TxnBody, TxnSignature};
 
 /// A deterministic byte stream: BLAKE3's XOF keyed by a domain and a seed.
 #[derive(Debug)]
@@ -41,7 +41,8 @@ impl SeedStream {
 
 /// The `index`-th signing key of workload `seed`.
 pub fn signing_key(seed: u64, index: u64) -> SigningKey {
-    let mut hasher = blake3::Hasher::new_derive_key("tessera 2026 workload signing key");
+    static SIGNING_KEY: Domain = Domain::new("tessera 2026 workload signing key");
+    let mut hasher = SIGNING_KEY.hasher();
     hasher.update(&seed.to_le_bytes());
     hasher.update(&index.to_le_bytes());
     SigningKey::from_bytes(hasher.finalize().as_bytes())
@@ -51,7 +52,8 @@ pub fn signing_key(seed: u64, index: u64) -> SigningKey {
 /// (no key is derived, so millions cost a second; nobody holds the key, so it can only
 /// receive).
 pub fn filler_address(seed: u64, index: u64) -> [u8; 32] {
-    let mut hasher = blake3::Hasher::new_derive_key("tessera 2026 workload filler account");
+    static FILLER: Domain = Domain::new("tessera 2026 workload filler account");
+    let mut hasher = FILLER.hasher();
     hasher.update(&seed.to_le_bytes());
     hasher.update(&index.to_le_bytes());
     *hasher.finalize().as_bytes()

@@ -109,7 +109,9 @@ fn check_single(p: &Prepared) -> bool {
 /// every (R, A, S, k) in the batch. An adversary who changes any input changes every
 /// coefficient, so a forged batch passes with probability 2⁻¹²⁸ per attempt.
 fn batch_coefficients(batch: &[Prepared]) -> Vec<Scalar> {
-    let mut hasher = blake3::Hasher::new_derive_key("tessera 2026 ed25519 batch coefficients");
+    static COEFFICIENTS: tessera_components::Domain =
+        tessera_components::Domain::new("tessera 2026 ed25519 batch coefficients");
+    let mut hasher = COEFFICIENTS.hasher();
     for p in batch {
         hasher.update(&p.encoded);
         hasher.update(p.s.as_bytes());
@@ -305,7 +307,9 @@ fn detect_curve_backend() -> &'static str {
 /// Deterministic and cheap; anyone can compute it, so it stands in for Ed25519 only inside a
 /// simulation, where every signer is the simulator's own.
 pub fn stand_in_sign(public_key: &[u8; 32], message: &[u8]) -> [u8; 64] {
-    let first = tessera_components::Hash::in_domain("tessera stand-in signature v1", &[public_key, message]);
+    static STAND_IN: tessera_components::Domain =
+        tessera_components::Domain::new("tessera stand-in signature v1");
+    let first = STAND_IN.hash(&[public_key, message]);
     let second = tessera_components::Hash::of(&first.0);
     let mut out = [0u8; 64];
     out[..32].copy_from_slice(&first.0);
