@@ -8,13 +8,21 @@
 //! other core beside the run instead of stalling it; with stand-in tags (a hash each) the
 //! loop plans inline. Either way the batches, and so the report, are
 //! exactly those the loop made one at a time before.
+//!
+//! The signing thread also verifies each window it signed, in batches, and leaves the verdicts
+//! in the run's [`SharedVerdicts`] memo under each transaction's id. Verification is a pure
+//! function of exactly the bytes the id hashes, so a validator that finds the verdict there
+//! reaches the one it would have computed; it is charged the same virtual time either way,
+//! and the report does not change. The validators' own thread is then spared the checks,
+//! which in a simulated tick come a few at a time, too few to batch.
 
 use std::collections::VecDeque;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use ed25519_dalek::SigningKey;
 use tessera_components::{Txn, TxnBody, TxnSignature};
-use tessera_systems::kernels::sigverify::stand_in_signature;
+use tessera_systems::kernels::sigverify::{VerifyItem, stand_in_signature, verify_chunk};
+use tessera_systems::sigverify::SharedVerdicts;
 use tessera_systems::workload::{SeedStream, sign};
 
 use super::scenario::{Policy, Workload};
@@ -28,6 +36,10 @@ const WINDOW_BATCHES: usize = 1024;
 
 /// Windows the signing thread may have ready before the loop takes them.
 const WINDOWS_AHEAD: usize = 2;
+
+/// Signatures the signing thread checks in one batch: past a few dozen a batch gains little
+/// more per signature, and a window's batches stay many.
+const VERIFY_BATCH: usize = 64;
 
 /// One batch of client transactions and the validators it goes to.
 #[derive(Debug)]
@@ -191,8 +203,9 @@ impl Clients {
     }
 
     /// Batches planned and signed by a thread of their own, up to [`WINDOWS_AHEAD`] windows
-    /// ahead of the loop. A thread that cannot be started leaves the plan inline.
-    pub fn ahead(plan: ClientPlan) -> Clients {
+    /// ahead of the loop; the thread verifies each window too and leaves the verdicts in
+    /// `verdicts`. A thread that cannot be started leaves the plan inline.
+    pub fn ahead(plan: ClientPlan, verdicts: SharedVerdicts) -> Clients {
         let (sender, windows) = sync_channel(WINDOWS_AHEAD);
         // The thread takes the plan when it starts; if it cannot start, the plan is still here.
         let handed = std::sync::Arc::new(std::sync::Mutex::new(Some(plan)));
@@ -200,7 +213,7 @@ impl Clients {
         let spawned = std::thread::Builder::new().name("sim-clients".into()).spawn(move || {
             let plan = taken.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
             if let Some(plan) = plan {
-                sign_ahead(plan, &sender);
+                sign_ahead(plan, &sender, &verdicts);
             }
         });
         if spawned.is_ok() {
@@ -236,14 +249,40 @@ impl Clients {
     }
 }
 
-/// The signing thread: windows until the plan is done or the loop stops listening.
-fn sign_ahead(mut plan: ClientPlan, sender: &SyncSender<Vec<Batch>>) {
+/// The signing thread: windows until the plan is done or the loop stops listening, each
+/// verified into `verdicts` before it is handed over.
+fn sign_ahead(mut plan: ClientPlan, sender: &SyncSender<Vec<Batch>>, verdicts: &SharedVerdicts) {
     loop {
         let window = plan.next_window();
-        if window.is_empty() || sender.send(window).is_err() {
+        if window.is_empty() {
+            return;
+        }
+        verdicts.remember(&verify_window(&window));
+        if sender.send(window).is_err() {
             return;
         }
     }
+}
+
+/// Each transaction's id and the verdict on its signature, checked in batches of
+/// [`VERIFY_BATCH`] on this thread (sequentially, for the reason `next_window` signs so).
+fn verify_window(window: &[Batch]) -> Vec<([u8; 32], bool)> {
+    let txns: Vec<&Txn> = window.iter().flat_map(|batch| &batch.txns).collect();
+    let mut found = Vec::with_capacity(txns.len());
+    for chunk in txns.chunks(VERIFY_BATCH) {
+        let items: Vec<VerifyItem<'_>> = chunk
+            .iter()
+            .map(|txn| VerifyItem {
+                public_key: &txn.body.sender,
+                message: txn.body.signing_bytes(),
+                signature: &txn.signature.0,
+            })
+            .collect();
+        let mut accepted = vec![false; items.len()];
+        verify_chunk(&items, &mut accepted);
+        found.extend(chunk.iter().map(|txn| txn.id().0.0).zip(accepted));
+    }
+    found
 }
 
 #[cfg(test)]
@@ -280,7 +319,7 @@ mod tests {
 
     #[test]
     fn batches_come_at_every_batch_time_with_consecutive_nonces_and_real_signatures() {
-        let batches = all(Clients::ahead(plan(true, Policy::Random)));
+        let batches = all(Clients::ahead(plan(true, Policy::Random), SharedVerdicts::default()));
         assert_eq!(batches.len(), 1201, "one batch each 10 ms from 0 to 12 s, the end included");
         assert!(batches.iter().enumerate().all(|(i, batch)| batch.at_ns == i as u64 * 10_000_000));
         let txns: Vec<&Txn> = batches.iter().flat_map(|batch| &batch.txns).collect();
@@ -303,13 +342,39 @@ mod tests {
         assert!(batches.iter().all(|batch| batch.targets.len() == usize::from(!batch.txns.is_empty())));
     }
 
+    /// The signing thread leaves a verdict for every transaction it hands over, so the
+    /// validators verify none of them again; and the verdicts are checks, not assumptions.
+    #[test]
+    fn the_signing_thread_leaves_the_verdict_of_every_transaction_it_signed() {
+        let verdicts = SharedVerdicts::new();
+        let batches = all(Clients::ahead(plan(true, Policy::RoundRobin), verdicts.clone()));
+        let ids: Vec<[u8; 32]> =
+            batches.iter().flat_map(|batch| &batch.txns).map(|txn| txn.id().0.0).collect();
+        assert!(ids.len() > 2 * WINDOW_TXNS);
+        let found = verdicts.remembered(&ids, |id| *id, |unknown| panic!("{} left to verify", unknown.len()));
+        assert!(found.iter().all(|accepted| *accepted), "every signature the clients made is valid");
+
+        let mut window: Vec<Batch> = plan(true, Policy::All).next_window().into_iter().take(40).collect();
+        let txns = window.iter().map(|batch| batch.txns.len()).sum::<usize>();
+        assert!(txns > VERIFY_BATCH, "{txns} transactions: more than one batch");
+        let forged = window.iter_mut().flat_map(|batch| &mut batch.txns).nth(txns - 3).unwrap();
+        forged.signature.0[5] ^= 1;
+        let forged = forged.id().0.0;
+        let checked = verify_window(&window);
+        assert_eq!(checked.len(), txns);
+        assert!(
+            checked.iter().all(|(id, accepted)| *accepted == (*id != forged)),
+            "only the forged one refused"
+        );
+    }
+
     /// The thread that signs ahead makes exactly the batches the loop makes inline: same
     /// draws, same order, so a run's report does not depend on which one made them.
     #[test]
     fn batches_made_ahead_are_those_made_inline() {
         for policy in [Policy::RoundRobin, Policy::Random, Policy::All] {
             let inline = all(Clients::inline(plan(true, policy)));
-            let ahead = all(Clients::ahead(plan(true, policy)));
+            let ahead = all(Clients::ahead(plan(true, policy), SharedVerdicts::default()));
             assert_eq!(inline.len(), ahead.len());
             for (a, b) in inline.iter().zip(&ahead) {
                 assert_eq!((a.at_ns, &a.targets), (b.at_ns, &b.targets), "{policy:?}");

@@ -46,6 +46,21 @@ impl SharedVerdicts {
         SharedVerdicts(Some(Arc::default()))
     }
 
+    /// Remembers verdicts found elsewhere: `(transaction id, verdict)` pairs, each the verdict
+    /// of verifying exactly the signature that id hashes (the simulator's clients verify what
+    /// they signed, ahead of the loop, on a thread of their own). Nothing for a pipeline
+    /// without a memo.
+    pub fn remember(&self, verdicts: &[([u8; 32], bool)]) {
+        let Some(memo) = &self.0 else {
+            return;
+        };
+        let mut memo = memo.lock().unwrap_or_else(PoisonError::into_inner);
+        if memo.len() + verdicts.len() > Self::MAX {
+            memo.clear();
+        }
+        memo.extend(verdicts.iter().copied());
+    }
+
     /// Verdicts for transaction `items` in order, keyed by transaction id.
     fn verdicts(&self, items: &[OwnedItem], verify: impl FnOnce(&[OwnedItem]) -> Vec<bool>) -> Vec<bool> {
         self.remembered(items, |item| item.id, verify)
@@ -96,8 +111,10 @@ impl SharedVerdicts {
         items: &[VerifyItem<'_>],
         verify: impl FnOnce(&[VerifyItem<'_>]) -> Vec<bool>,
     ) -> Vec<bool> {
+        static VERDICT: tessera_components::Domain =
+            tessera_components::Domain::new("tessera 2026 shared signature verdict");
         let key = |item: &VerifyItem<'_>| {
-            let mut hasher = blake3::Hasher::new_derive_key("tessera 2026 shared signature verdict");
+            let mut hasher = VERDICT.hasher();
             hasher.update(item.public_key).update(item.signature).update(item.message);
             *hasher.finalize().as_bytes()
         };
