@@ -30,6 +30,24 @@ use tessera_components::{
 /// Proposals and votes held for the next height, at most.
 const NEXT_HEIGHT_MAX: usize = 1024;
 
+/// Bytes of messages held for the next height, at most (as much as the blocks held for the
+/// height being decided): a count alone let one leader hold a thousand full-size blocks.
+const NEXT_HEIGHT_BYTES_MAX: usize = BLOCKS_HELD_BYTES_MAX;
+
+/// What a message held for the next height is counted as: its own size, plus the block and
+/// the signatures it carries.
+fn held_bytes(message: &ConsensusMessage) -> usize {
+    let certificate = |qc: &QuorumCertificate| qc.signers.len() * (size_of::<u32>() + size_of::<Signature>());
+    size_of::<ConsensusMessage>()
+        + match message {
+            ConsensusMessage::Proposal(proposal) => {
+                block_wire_bytes(&proposal.block) + proposal.justify.as_ref().map_or(0, certificate)
+            }
+            ConsensusMessage::Certificate(qc) => certificate(qc),
+            _ => 0,
+        }
+}
+
 /// The validator set: public keys by validator index.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ValidatorSet {
@@ -314,6 +332,8 @@ pub struct Core {
     new_views: BTreeMap<u64, BTreeMap<u32, Option<QuorumCertificate>>>,
     /// Proposals and votes for the next height, replayed once this height is finalized.
     next_height: Vec<(u32, ConsensusMessage)>,
+    /// [`held_bytes`] of `next_height`, summed.
+    next_height_bytes: usize,
     /// When the first of `next_height` arrived: held for a resend interval, they mean this
     /// validator missed its height's end, and it asks for it ([`Core::tick`]).
     next_height_since_ns: u64,
@@ -388,6 +408,7 @@ impl Core {
             new_views: BTreeMap::new(),
             future: BTreeMap::new(),
             next_height: Vec::new(),
+            next_height_bytes: 0,
             next_height_since_ns: 0,
             last_sync_request_ns: None,
             sync_served_ns: Vec::new(),
@@ -638,15 +659,16 @@ impl Core {
             // one for a height they left). It asks a sender of those messages, a different one
             // at each resend (by sender, not by message: a Byzantine sender that fills the
             // buffer gets one turn in as many as there are senders), so that a sender that
-            // never answers cannot starve it; the view timeout stays the fallback.
-            if !self.next_height.is_empty()
-                && self.now_ns.saturating_sub(self.next_height_since_ns) >= quarter
-            {
+            // never answers cannot starve it; the view timeout stays the fallback. While these
+            // turns run, no other message asks for sync (`request_sync`): they share one rate
+            // limit, and a Byzantine validator sending far-ahead votes every millisecond took
+            // every turn, always for itself.
+            if self.taking_sync_turns() {
                 let mut senders: Vec<u32> = self.next_height.iter().map(|(from, _)| *from).collect();
                 senders.sort_unstable();
                 senders.dedup();
                 let turn = (self.now_ns / quarter) as usize % senders.len();
-                self.request_sync(senders[turn]);
+                self.send_sync_request(senders[turn]);
             }
         }
         let timed_out = self.now_ns.saturating_sub(self.view_started_ns) >= self.timeout_ns();
@@ -881,7 +903,23 @@ impl Core {
         }
     }
 
+    /// Whether next-height messages have been held for a quarter timeout, so that sync is
+    /// asked of their senders in turn.
+    fn taking_sync_turns(&self) -> bool {
+        !self.next_height.is_empty()
+            && self.now_ns.saturating_sub(self.next_height_since_ns) >= self.config.view_timeout_ns / 4
+    }
+
+    /// Asks `from` for the blocks this validator lacks, because of a message of a height ahead
+    /// of it; unless sync is being asked of next-height senders in turn.
     fn request_sync(&mut self, from: u32) {
+        if !self.taking_sync_turns() {
+            self.send_sync_request(from);
+        }
+    }
+
+    /// Asks `from` for blocks from this height on, at most once a quarter timeout.
+    fn send_sync_request(&mut self, from: u32) {
         let due = self
             .last_sync_request_ns
             .is_none_or(|last| self.now_ns.saturating_sub(last) >= self.config.view_timeout_ns / 4);
@@ -1197,22 +1235,46 @@ impl Core {
         self.finalized.push(CertifiedBlock { block, certificate });
         self.enter_view(next_view, true, host);
         // Replay what arrived early for the height just entered (bounded; see `hold_for_next_height`).
+        self.next_height_bytes = 0;
         for (from, message) in std::mem::take(&mut self.next_height) {
             self.on_message(from, message, host);
         }
     }
 
-    /// Keeps a proposal or vote for the next height, up to a bound; past it, asks for sync
-    /// instead. Their signatures were verified on arrival.
+    /// Keeps a proposal, vote or certificate for the next height, within bounds; past them,
+    /// asks for sync instead. Their signatures were verified on arrival. The bounds: a view
+    /// within the window votes are counted in, [`NEXT_HEIGHT_MAX`] messages and
+    /// [`NEXT_HEIGHT_BYTES_MAX`] bytes in all, and for each sender its share of both (an nth,
+    /// but at least 16 messages and 8 MiB), so that one Byzantine validator can neither hold a
+    /// thousand full-size blocks in every node nor crowd out the others' messages.
     fn hold_for_next_height(&mut self, from: u32, message: ConsensusMessage) {
+        let view = match &message {
+            ConsensusMessage::Proposal(proposal) => proposal.view,
+            ConsensusMessage::Vote(vote) => vote.view,
+            ConsensusMessage::Certificate(qc) => qc.view,
+            _ => self.view,
+        };
+        let bytes = held_bytes(&message);
+        let senders = self.set.len().max(1);
+        let (mine, mine_bytes) = self
+            .next_height
+            .iter()
+            .filter(|(sender, _)| *sender == from)
+            .fold((0, 0), |(count, total), (_, held)| (count + 1, total + held_bytes(held)));
+        let fits = view <= self.view.saturating_add(self.config.view_window)
+            && self.next_height.len() < NEXT_HEIGHT_MAX
+            && self.next_height_bytes + bytes <= NEXT_HEIGHT_BYTES_MAX
+            && mine < (NEXT_HEIGHT_MAX / senders).max(16)
+            && mine_bytes + bytes <= (NEXT_HEIGHT_BYTES_MAX / senders).max(8 << 20);
+        if !fits {
+            self.request_sync(from);
+            return;
+        }
         if self.next_height.is_empty() {
             self.next_height_since_ns = self.now_ns;
         }
-        if self.next_height.len() < NEXT_HEIGHT_MAX {
-            self.next_height.push((from, message));
-        } else {
-            self.request_sync(from);
-        }
+        self.next_height_bytes += bytes;
+        self.next_height.push((from, message));
     }
 
     fn on_new_view(&mut self, new_view: NewView, host: &mut impl Host) {

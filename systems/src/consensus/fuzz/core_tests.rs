@@ -528,7 +528,94 @@ fn messages_for_the_next_height_are_held_up_to_the_bound() {
         };
         run.core.on_message(2, ConsensusMessage::Vote(vote), &mut run.host);
     }
-    assert_eq!(held(&run, "next_height"), 1_024);
+    // One sender holds its share of the buffer (a quarter among four validators), not all of it:
+    // with the count bound alone, its 1,100 votes filled all 1,024 places, and validator 1's
+    // vote after them was refused.
+    assert_eq!(held(&run, "next_height"), 256);
+    let block = Hash([1; 32]);
+    let signature = sign(1, &tessera_components::vote_signing_bytes(VoteKind::Prepare, 0, 2, &block));
+    let vote =
+        tessera_components::Vote { kind: VoteKind::Prepare, view: 0, height: 2, block, voter: 1, signature };
+    run.core.on_message(1, ConsensusMessage::Vote(vote), &mut run.host);
+    assert_eq!(held(&run, "next_height"), 257, "another validator's vote still held");
+}
+
+/// The next-height buffer is bounded in bytes and by the view window: a leader that sends
+/// a hundred full-size blocks for the next height has a share of 16 MiB held in every node
+/// (the count bound alone let it hold a thousand: gigabytes), and one for a view beyond the
+/// window is not held at all.
+#[test]
+fn next_height_proposals_are_held_within_a_byte_share_and_the_view_window() {
+    let mut run = Run::new(false);
+    run.core.drain_outbox();
+    let leader = validator_set().leader(1);
+    let next_height = |view: u64, tag: u64, txns: usize| {
+        let mut proposal = proposal(view, validator_set().leader(view), tag);
+        proposal.block = block_of(view, tag, txns);
+        proposal.block.header.height = 2;
+        proposal.block.header.proposer = validator_set().leader(view);
+        proposal
+    };
+    for tag in 0..100 {
+        run.core.on_message(leader, ConsensusMessage::Proposal(next_height(1, tag, 4096)), &mut run.host);
+    }
+    let kept = held(&run, "next_height");
+    let block_bytes = 128 + 4096 * 160;
+    assert!(kept > 0 && kept * block_bytes <= 16 << 20, "{kept} blocks of {block_bytes} bytes held");
+    assert_eq!(kept, (16 << 20) / (block_bytes + 1024), "held up to the share, not short of it");
+    let far = config().view_window + 1;
+    let far = far + (u64::from(leader) + 4 - (far % 4) as u32 as u64) % 4;
+    assert_eq!(validator_set().leader(far), leader);
+    let mut other = Run::new(false);
+    other.core.drain_outbox();
+    other.core.on_message(leader, ConsensusMessage::Proposal(next_height(far, 1, 0)), &mut other.host);
+    assert_eq!(held(&other, "next_height"), 0, "view {far} is past the window");
+    other.core.on_message(leader, ConsensusMessage::Proposal(next_height(far - 4, 1, 0)), &mut other.host);
+    assert_eq!(held(&other, "next_height"), 1, "view {} is within it", far - 4);
+}
+
+/// A Byzantine validator sending votes for a height far ahead asks for sync with every one,
+/// and those requests share a rate limit. The turns among the senders of held next-height
+/// messages keep a limit of their own, so they still come: sharing it, every request went to
+/// the Byzantine validator, which never answers.
+#[test]
+fn far_ahead_votes_from_one_validator_do_not_take_the_next_height_senders_turns() {
+    let mut run = Run::new(false);
+    run.core.drain_outbox();
+    for voter in [1, 2] {
+        let block = Hash([voter as u8; 32]);
+        let signature = sign(voter, &tessera_components::vote_signing_bytes(VoteKind::Prepare, 0, 2, &block));
+        let vote =
+            tessera_components::Vote { kind: VoteKind::Prepare, view: 0, height: 2, block, voter, signature };
+        run.core.on_message(voter, ConsensusMessage::Vote(vote), &mut run.host);
+    }
+    let timeout = config().view_timeout_ns;
+    let mut asked = Vec::new();
+    let mut now = 0;
+    let mut tag = 0u8;
+    // A far-ahead vote after every tick, 64 ticks a timeout, for four timeouts.
+    while now < 4 * timeout {
+        now += timeout / 64;
+        run.core.tick(now, &mut run.host);
+        tag = tag.wrapping_add(1);
+        let block = Hash([tag; 32]);
+        let signature = sign(3, &tessera_components::vote_signing_bytes(VoteKind::Prepare, 0, 3, &block));
+        let vote = tessera_components::Vote {
+            kind: VoteKind::Prepare,
+            view: 0,
+            height: 3,
+            block,
+            voter: 3,
+            signature,
+        };
+        run.core.on_message(3, ConsensusMessage::Vote(vote), &mut run.host);
+        for (to, message) in run.core.drain_outbox() {
+            if let (super::Destination::One(to), ConsensusMessage::SyncRequest { .. }) = (to, message) {
+                asked.push(to);
+            }
+        }
+    }
+    assert!(asked.contains(&1) && asked.contains(&2), "asked {asked:?}");
 }
 
 #[test]
