@@ -181,6 +181,9 @@ pub enum Clients {
     Ahead {
         /// Windows from the signing thread; it ends when the plan is done or this is dropped.
         windows: Receiver<Vec<Batch>>,
+        /// The signing thread, joined when its windows end, so that a panic there is raised
+        /// here rather than taken for the end of the plan.
+        thread: Option<std::thread::JoinHandle<()>>,
         /// Batches received and not yet sent.
         ready: VecDeque<Batch>,
     },
@@ -216,8 +219,8 @@ impl Clients {
                 sign_ahead(plan, &sender, &verdicts);
             }
         });
-        if spawned.is_ok() {
-            return Clients::Ahead { windows, ready: VecDeque::new() };
+        if let Ok(thread) = spawned {
+            return Clients::Ahead { windows, thread: Some(thread), ready: VecDeque::new() };
         }
         match handed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
             Some(plan) => Clients::inline(plan),
@@ -235,16 +238,21 @@ impl Clients {
                 }
                 ready.pop_front()
             }
-            Clients::Ahead { windows, ready } => {
-                if ready.is_empty()
-                    && let Ok(window) = windows.recv()
-                {
-                    ready.extend(window);
+            Clients::Ahead { windows, thread, ready } => {
+                if ready.is_empty() {
+                    match windows.recv() {
+                        Ok(window) => ready.extend(window),
+                        Err(_) => {
+                            if let Some(Err(panic)) = thread.take().map(std::thread::JoinHandle::join) {
+                                std::panic::resume_unwind(panic);
+                            }
+                        }
+                    }
                 }
                 ready.pop_front()
             }
         }?;
-        debug_assert_eq!(batch.at_ns, now_ns, "client batches are taken at their times");
+        assert_eq!(batch.at_ns, now_ns, "client batches are taken at their times");
         Some(batch)
     }
 }
@@ -366,6 +374,16 @@ mod tests {
             checked.iter().all(|(id, accepted)| *accepted == (*id != forged)),
             "only the forged one refused"
         );
+    }
+
+    /// A signing thread that panics makes the loop panic, as planning inline would; its end is
+    /// not taken for the end of the plan.
+    #[test]
+    #[should_panic(expected = "remainder")]
+    fn a_panic_on_the_signing_thread_is_raised_in_the_loop() {
+        let mut plan = plan(true, Policy::RoundRobin);
+        plan.validators = 0;
+        all(Clients::ahead(plan, SharedVerdicts::default()));
     }
 
     /// The thread that signs ahead makes exactly the batches the loop makes inline: same
