@@ -205,6 +205,13 @@ impl Destination {
             Destination::Some(list) => (0, 0, list),
         };
         let all = matches!(self, Destination::All);
+        // A list names each validator once, never the sender, none out of range: the core
+        // builds it sorted from its own validator set (the proposal resend).
+        debug_assert!(
+            listed.windows(2).all(|pair| pair[0] < pair[1])
+                && listed.iter().all(|to| *to != me && *to < validators),
+            "a destination list {listed:?} from validator {me} of {validators}"
+        );
         (start..end)
             .map(|index| u32::try_from(index).expect("below a u32 bound"))
             .filter(move |to| !all || *to != me)
