@@ -740,8 +740,9 @@ async fn serve_validator(
                 // A validator's key does not make its transactions' signatures good: unchecked,
                 // a Byzantine validator's forged batches each cost the pipeline a verification
                 // per transaction. Honest validators forward only what they admitted (verified),
-                // so a failed spot check is the sender's fault.
-                if !spot_check(&batch) {
+                // so a failed spot check is the sender's fault. Repeats are refused first, and
+                // cheaply: copies of one good transaction would dilute the sample.
+                if !forwarded_batch_sound(&batch) {
                     shared.counters.forwarded_batches_refused.fetch_add(1, Ordering::Relaxed);
                     if penalise(shared, ip, &mut penalties) {
                         return Ok(());
@@ -932,6 +933,17 @@ async fn run_dialled(
     }
 }
 
+/// Whether a batch a validator forwarded may be taken: no transaction in it twice (an honest
+/// validator forwards what its mempool holds, each once), then the [`spot_check`]. Without the
+/// first check a Byzantine validator could send many copies of one transaction it signed and a
+/// few forged ones: the sample almost always lands on a copy, the copies cost the pipeline
+/// nothing (its cache knows them), and every forged one a verification.
+fn forwarded_batch_sound(batch: &[Txn]) -> bool {
+    let mut signatures: Vec<&[u8; 64]> = batch.iter().map(|txn| &txn.signature.0).collect();
+    signatures.sort_unstable();
+    signatures.windows(2).all(|pair| pair[0] != pair[1]) && spot_check(batch)
+}
+
 /// Signatures verified per batch from an unauthenticated source before it is taken.
 const SPOT_CHECKS: usize = 2;
 
@@ -1036,7 +1048,7 @@ mod tests {
     use super::secure::{self, Local};
     use super::{
         Accepted, AddressSlot, AddressTable, Executor, FOLLOWER, Lane, NetCounters, NetSetup, PeerLinks,
-        PortAddresses, Slot, SyncBudget, accept_handshake, accept_peers, peer_queue,
+        PortAddresses, Slot, SyncBudget, accept_handshake, accept_peers, forwarded_batch_sound, peer_queue,
     };
     use std::net::IpAddr;
 
@@ -1301,5 +1313,32 @@ mod tests {
         assert!(again.is_some());
         assert_eq!(open.load(Ordering::Relaxed), 1);
         assert_eq!(refused.load(Ordering::Relaxed), 2);
+    }
+
+    /// A forwarded batch of copies of one good transaction and a few forged ones passed the
+    /// two-signature sample almost always; repeats are now refused before any sample.
+    #[test]
+    fn a_forwarded_batch_diluted_with_copies_is_refused() {
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let body = |nonce| tessera_components::TxnBody {
+            chain_id: 1,
+            reserved: 0,
+            sender: key.verifying_key().to_bytes(),
+            recipient: [9; 32],
+            amount: 1,
+            fee: 1,
+            nonce,
+        };
+        let good = tessera_systems::workload::sign(&key, body(0));
+        let mut batch = vec![good; 990];
+        for nonce in 1..=10 {
+            let mut forged = tessera_systems::workload::sign(&key, body(nonce));
+            forged.signature.0[0] ^= 1;
+            batch.push(forged);
+        }
+        assert!(!forwarded_batch_sound(&batch), "copies and forgeries taken");
+        let honest: Vec<_> =
+            (0..100).map(|nonce| tessera_systems::workload::sign(&key, body(nonce))).collect();
+        assert!(forwarded_batch_sound(&honest), "distinct good transactions refused");
     }
 }
