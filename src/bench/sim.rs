@@ -138,7 +138,6 @@ pub fn run(args: &SimBenchArgs) -> Result<(), Box<dyn std::error::Error>> {
 /// Seconds one core takes to sign one transfer and verify it in batches of 64, as the
 /// simulator's clients do: the median of five rounds of 1,024.
 fn sign_and_verify_s() -> f64 {
-    use tessera_systems::kernels::sigverify::{VerifyItem, verify_chunk};
     use tessera_systems::workload::{sign, signing_key};
     const COUNT: usize = 1024;
     let keys: Vec<_> = (0..16).map(|i| signing_key(0xb0b, i)).collect();
@@ -160,19 +159,9 @@ fn sign_and_verify_s() -> f64 {
                     sign(key, body)
                 })
                 .collect();
-            for chunk in txns.chunks(64) {
-                let items: Vec<VerifyItem<'_>> = chunk
-                    .iter()
-                    .map(|txn| VerifyItem {
-                        public_key: &txn.body.sender,
-                        message: txn.body.signing_bytes(),
-                        signature: &txn.signature.0,
-                    })
-                    .collect();
-                let mut verdicts = vec![false; items.len()];
-                verify_chunk(&items, &mut verdicts);
-                assert!(verdicts.iter().all(|ok| *ok), "the benchmark's own signatures verify");
-            }
+            let txns: Vec<&tessera_components::Txn> = txns.iter().collect();
+            let verdicts = crate::sim::clients::verify_in_batches(&txns);
+            assert!(verdicts.iter().all(|ok| *ok), "the benchmark's own signatures verify");
             started.elapsed().as_secs_f64() / COUNT as f64
         })
         .collect();

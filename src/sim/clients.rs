@@ -276,21 +276,19 @@ fn sign_ahead(mut plan: ClientPlan, sender: &SyncSender<Vec<Batch>>, verdicts: &
 /// [`VERIFY_BATCH`] on this thread (sequentially, for the reason `next_window` signs so).
 fn verify_window(window: &[Batch]) -> Vec<([u8; 32], bool)> {
     let txns: Vec<&Txn> = window.iter().flat_map(|batch| &batch.txns).collect();
-    let mut found = Vec::with_capacity(txns.len());
-    for chunk in txns.chunks(VERIFY_BATCH) {
-        let items: Vec<VerifyItem<'_>> = chunk
-            .iter()
-            .map(|txn| VerifyItem {
-                public_key: &txn.body.sender,
-                message: txn.body.signing_bytes(),
-                signature: &txn.signature.0,
-            })
-            .collect();
-        let mut accepted = vec![false; items.len()];
-        verify_chunk(&items, &mut accepted);
-        found.extend(chunk.iter().map(|txn| txn.id().0.0).zip(accepted));
+    let accepted = verify_in_batches(&txns);
+    txns.iter().map(|txn| txn.id().0.0).zip(accepted).collect()
+}
+
+/// The verdict on each of `txns`' signatures, checked in batches of [`VERIFY_BATCH`] on the
+/// calling thread: how the signing thread checks, and what `bench sim` times as its cost.
+pub fn verify_in_batches(txns: &[&Txn]) -> Vec<bool> {
+    let mut accepted = vec![false; txns.len()];
+    for (chunk, verdicts) in txns.chunks(VERIFY_BATCH).zip(accepted.chunks_mut(VERIFY_BATCH)) {
+        let items: Vec<VerifyItem<'_>> = chunk.iter().map(|txn| VerifyItem::of_txn(txn)).collect();
+        verify_chunk(&items, verdicts);
     }
-    found
+    accepted
 }
 
 #[cfg(test)]
