@@ -5,6 +5,7 @@
 //! ([`crate::sim::byzantine`]) that the simulator uses, sending whatever comes out.
 
 use std::net::{SocketAddr, TcpStream};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::{Signer, SigningKey};
@@ -243,7 +244,7 @@ pub fn run(kind: Kind, target: &Target, limits: &Limits, deadline: Instant) -> T
         let sends = adversary.outbound(&sign, &[0], honest);
         let mut alive = true;
         for (_, message) in sends {
-            let frame = encode(&Frame::Consensus(message));
+            let frame = encode(&Frame::Consensus(Rc::unwrap_or_clone(message)));
             pacer.wait(1);
             if let Some((_, open)) = stream.as_mut()
                 && !send_sealed(open, &frame, &mut tally)

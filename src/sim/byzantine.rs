@@ -7,6 +7,7 @@
 //! what each does to a connection, and `tessera attack` carries it out.
 
 use std::collections::VecDeque;
+use std::rc::Rc;
 
 use tessera_components::consensus::proposal_signing_bytes;
 use tessera_components::{Block, ConsensusMessage, Hash, Proposal, Txn, TxnBody, vote_signing_bytes};
@@ -73,25 +74,33 @@ fn resign(proposal: &mut Proposal, sign: &dyn Fn(&[u8]) -> [u8; 64]) {
 
 /// What a validator with `behaviour` actually sends when its honest core wants `message` to go
 /// to `targets`: `(to, message)` pairs, signed by `sign` (with its real key, so they pass
-/// signature checks, except where the behaviour is a bad signature).
+/// signature checks, except where the behaviour is a bad signature). Copies of one message share
+/// one `Rc`, so a caller can tell distinct messages apart with [`Rc::ptr_eq`] (and encode each
+/// once) and a large proposal is not cloned per target.
 pub fn outbound(
     behaviour: Behaviour,
     sign: &dyn Fn(&[u8]) -> [u8; 64],
     targets: &[u32],
     message: ConsensusMessage,
-) -> Vec<(u32, ConsensusMessage)> {
+) -> Vec<(u32, Rc<ConsensusMessage>)> {
+    let to_all = |message: ConsensusMessage| {
+        let message = Rc::new(message);
+        targets.iter().map(|to| (*to, Rc::clone(&message))).collect()
+    };
     match (behaviour, &message) {
         (Behaviour::VoteWithholder, ConsensusMessage::Vote(_)) => Vec::new(),
         (Behaviour::DoubleVoter, ConsensusMessage::Vote(vote)) => {
             let mut twin = vote.clone();
             twin.block = Hash::of(&vote.block.0);
             twin.signature = sign(&vote_signing_bytes(twin.kind, twin.view, twin.height, &twin.block));
+            let twin = Rc::new(ConsensusMessage::Vote(twin));
+            let vote = Rc::new(message);
             // Everyone gets the vote as cast; every other validator also gets the twin.
             let mut out = Vec::with_capacity(targets.len() * 2);
             for (position, to) in targets.iter().enumerate() {
-                out.push((*to, ConsensusMessage::Vote(vote.clone())));
+                out.push((*to, Rc::clone(&vote)));
                 if position % 2 == 0 {
-                    out.push((*to, ConsensusMessage::Vote(twin.clone())));
+                    out.push((*to, Rc::clone(&twin)));
                 }
             }
             out
@@ -103,13 +112,15 @@ pub fn outbound(
             // Same height and parent, different timestamp: a second valid block.
             twin.block.header.timestamp_ms += 1;
             resign(&mut twin, sign);
+            let twin = Rc::new(ConsensusMessage::Proposal(twin));
+            let proposal = Rc::new(message);
             // Half get one block, half the other; the first target gets both.
             let mut out = Vec::with_capacity(targets.len() + 1);
             for (position, to) in targets.iter().enumerate() {
-                let copy = if position % 2 == 0 { proposal.clone() } else { twin.clone() };
-                out.push((*to, ConsensusMessage::Proposal(copy)));
+                let copy = if position % 2 == 0 { &proposal } else { &twin };
+                out.push((*to, Rc::clone(copy)));
                 if position == 0 {
-                    out.push((*to, ConsensusMessage::Proposal(twin.clone())));
+                    out.push((*to, Rc::clone(&twin)));
                 }
             }
             out
@@ -118,7 +129,7 @@ pub fn outbound(
             let mut bad = proposal.clone();
             bad.block.header.state_root = Hash::of(&bad.block.header.state_root.0);
             resign(&mut bad, sign);
-            targets.iter().map(|to| (*to, ConsensusMessage::Proposal(bad.clone()))).collect()
+            to_all(ConsensusMessage::Proposal(bad))
         }
         (Behaviour::BadSignatureProposer, ConsensusMessage::Proposal(proposal))
             if proposal.justify.is_none() =>
@@ -126,7 +137,7 @@ pub fn outbound(
             let mut bad = proposal.clone();
             // Still a well-formed signature encoding; it just does not verify.
             bad.signature[0] ^= 0x01;
-            targets.iter().map(|to| (*to, ConsensusMessage::Proposal(bad.clone()))).collect()
+            to_all(ConsensusMessage::Proposal(bad))
         }
         (Behaviour::OverLimitProposer, ConsensusMessage::Proposal(proposal))
             if proposal.justify.is_none() =>
@@ -136,16 +147,21 @@ pub fn outbound(
             big.block.header.txn_count = big.block.txns.len() as u32;
             big.block.header.txn_root = Block::compute_txn_root(&big.block.txns);
             resign(&mut big, sign);
-            targets.iter().map(|to| (*to, ConsensusMessage::Proposal(big.clone()))).collect()
+            to_all(ConsensusMessage::Proposal(big))
         }
         (Behaviour::Replayer, _) => {
             // The message as sent, then once more: a receiver must treat the copy as a no-op.
-            targets.iter().flat_map(|to| [(*to, message.clone()), (*to, message.clone())]).collect()
+            let message = Rc::new(message);
+            targets.iter().flat_map(|to| [(*to, Rc::clone(&message)), (*to, Rc::clone(&message))]).collect()
         }
         (Behaviour::Flooder, _) => {
-            targets.iter().flat_map(|to| std::iter::repeat_n((*to, message.clone()), FLOOD_COPIES)).collect()
+            let message = Rc::new(message);
+            targets
+                .iter()
+                .flat_map(|to| std::iter::repeat_n((*to, Rc::clone(&message)), FLOOD_COPIES))
+                .collect()
         }
-        _ => targets.iter().map(|to| (*to, message.clone())).collect(),
+        _ => to_all(message),
     }
 }
 
@@ -175,15 +191,18 @@ impl Adversary {
         sign: &dyn Fn(&[u8]) -> [u8; 64],
         targets: &[u32],
         message: ConsensusMessage,
-    ) -> Vec<(u32, ConsensusMessage)> {
+    ) -> Vec<(u32, Rc<ConsensusMessage>)> {
         if self.behaviour != Behaviour::Replayer {
             return outbound(self.behaviour, sign, targets, message);
         }
-        let mut out: Vec<(u32, ConsensusMessage)> = targets.iter().map(|to| (*to, message.clone())).collect();
+        let shared = Rc::new(message.clone());
+        let mut out: Vec<(u32, Rc<ConsensusMessage>)> =
+            targets.iter().map(|to| (*to, Rc::clone(&shared))).collect();
         if self.history.len() == REPLAY_LAG
             && let Some(old) = self.history.pop_front()
         {
-            out.extend(targets.iter().map(|to| (*to, old.clone())));
+            let old = Rc::new(old);
+            out.extend(targets.iter().map(|to| (*to, Rc::clone(&old))));
         }
         self.history.push_back(message);
         out
@@ -266,8 +285,9 @@ mod tests {
         assert_eq!(big.block.header.txn_root, Block::compute_txn_root(&big.block.txns));
         let hash = big.block.header.hash();
         assert_eq!(big.signature, sign(&proposal_signing_bytes(big.view, 3, &hash)), "validly signed");
-        let frame =
-            tessera_components::wire::encode(&tessera_components::wire::Frame::Consensus(sent[0].1.clone()));
+        let frame = tessera_components::wire::encode(&tessera_components::wire::Frame::Consensus(
+            (*sent[0].1).clone(),
+        ));
         assert!(frame.len() <= tessera_components::constants::FRAME_SIZE_DEFAULT, "fits a default frame");
     }
 
@@ -281,7 +301,7 @@ mod tests {
         }
         let sent = adversary.outbound(&sign, &[0, 2], vote(100));
         assert_eq!(sent.len(), 4);
-        assert_eq!(sent[2].1, vote(0), "the oldest send replayed");
+        assert_eq!(*sent[2].1, vote(0), "the oldest send replayed");
         assert_eq!(adversary.history().count(), REPLAY_LAG);
         let mut honest = Adversary::new(Behaviour::DoubleVoter);
         assert_eq!(honest.outbound(&sign, &[0], vote(1)).len(), 2);
@@ -290,7 +310,7 @@ mod tests {
     #[test]
     fn transport_behaviours_leave_messages_alone() {
         for behaviour in [Behaviour::SlowReader, Behaviour::GarbageAfterHandshake] {
-            assert_eq!(outbound(behaviour, &sign, &[0], vote(1)), vec![(0, vote(1))]);
+            assert_eq!(outbound(behaviour, &sign, &[0], vote(1)), vec![(0, Rc::new(vote(1)))]);
             assert_ne!(transport(behaviour), Transport::Honest);
         }
         assert_eq!(transport(Behaviour::DoubleVoter), Transport::Honest);

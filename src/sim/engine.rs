@@ -17,7 +17,7 @@ use std::rc::Rc;
 
 use ed25519_dalek::SigningKey;
 use rayon::prelude::*;
-use tessera_components::wire::{Frame, encode};
+use tessera_components::wire::{consensus_frame_size, txns_frame_size};
 use tessera_components::{CertifiedBlock, ConsensusMessage, Hash, SafetyState, Txn, TxnId};
 use tessera_systems::consensus::core::{ConsensusConfig, ConsensusCounters, Core, ValidatorSet};
 use tessera_systems::kernels::sigverify::stand_in_sign;
@@ -669,7 +669,7 @@ impl Sim {
                 {
                     self.recorder.holds(proposal.block.header.hash(), to, now);
                 }
-                pipeline.deliver(from, (*message).clone());
+                pipeline.deliver(from, Rc::unwrap_or_clone(message));
             }
             Payload::Txns { batch, forwarded } => {
                 for txn in batch.iter() {
@@ -677,7 +677,7 @@ impl Sim {
                 }
                 if !forwarded {
                     // Like the node: forward client transactions once to every other validator.
-                    let size = encode(&Frame::Txns(batch.to_vec())).len() as u64;
+                    let size = txns_frame_size(&batch) as u64;
                     for peer in (0..v).filter(|peer| *peer != to) {
                         self.send(to, peer, Payload::Txns { batch: batch.clone(), forwarded: true }, size);
                     }
@@ -803,16 +803,15 @@ impl Sim {
             }
             let targets: Vec<u32> = destination.recipients(node, v).collect();
             let sends = byzantine::outbound(behaviour, &sign, &targets, message);
-            // One encoding per distinct message: its real wire size.
-            let mut sizes: Vec<(usize, u64)> = Vec::new();
+            // One encoding per distinct message: its real wire size. The cache holds each
+            // message's `Rc`, so no address in it can be freed and reused while it lives.
+            let mut sizes: Vec<(Rc<ConsensusMessage>, u64)> = Vec::new();
             for (to, message) in sends {
-                let message = Rc::new(message);
-                let address = Rc::as_ptr(&message) as usize;
-                let size = match sizes.iter().find(|(a, _)| *a == address) {
+                let size = match sizes.iter().find(|(known, _)| Rc::ptr_eq(known, &message)) {
                     Some((_, size)) => *size,
                     None => {
-                        let size = encode(&Frame::Consensus((*message).clone())).len() as u64;
-                        sizes.push((address, size));
+                        let size = consensus_frame_size(&message) as u64;
+                        sizes.push((Rc::clone(&message), size));
                         size
                     }
                 };
