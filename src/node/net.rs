@@ -12,7 +12,8 @@
 //! writer drains everything queued into one write (coalescing), and a peer that stops reading
 //! hits the write timeout and is disconnected, then redialled with backoff. Malformed frames
 //! cost a peer a penalty point; past the threshold the connection is closed and the peer's
-//! address banned for a while. Every such event has a counter.
+//! address banned for a while. A validator's points and ban are kept by its index, so they
+//! survive its reconnecting, from any address. Every such event has a counter.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -514,22 +515,62 @@ impl SyncBudget {
 #[derive(Debug, Default)]
 pub struct AddressTable(std::sync::Mutex<HashMap<IpAddr, usize>>);
 
-/// The per-address tables of the peer and ingress ports, and the links open per validator
-/// index, shared by every executor.
+/// The per-address tables of the peer and ingress ports, and the links open and the standing
+/// of each validator index, shared by every executor.
 #[derive(Debug, Default)]
 pub struct PortAddresses {
     peer: AddressTable,
     ingress: AddressTable,
     validator_links: Vec<AtomicU64>,
+    validator_standing: Vec<std::sync::Mutex<Standing>>,
 }
 
 impl PortAddresses {
-    /// Empty tables, with link counts for `validators` indexes.
+    /// Empty tables, with link counts and a clean standing for `validators` indexes.
     pub fn for_validators(validators: usize) -> PortAddresses {
         PortAddresses {
             validator_links: (0..validators).map(|_| AtomicU64::new(0)).collect(),
+            validator_standing: (0..validators).map(|_| std::sync::Mutex::default()).collect(),
             ..Default::default()
         }
+    }
+
+    fn standing(&self, validator: u32) -> Option<std::sync::MutexGuard<'_, Standing>> {
+        let standing = self.validator_standing.get(validator as usize)?;
+        Some(standing.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+}
+
+/// A validator's penalty points and ban, kept by its index rather than by its connection: a
+/// validator that misbehaves, reconnects and misbehaves again keeps its points, and a ban holds
+/// whatever address it dials from (loopback included, where address bans do not apply).
+#[derive(Debug, Default)]
+struct Standing {
+    points: u32,
+    /// When the last point was given; points older than a ban period are forgiven.
+    last_point: Option<Instant>,
+    banned_until: Option<Instant>,
+}
+
+impl Standing {
+    /// One more point at `now`; true when that is past `threshold`, and then the index is
+    /// banned for `ban` (and its points start over).
+    fn penalise(&mut self, now: Instant, threshold: u32, ban: Duration) -> bool {
+        if self.last_point.is_some_and(|at| now.saturating_duration_since(at) > ban) {
+            self.points = 0;
+        }
+        self.points += 1;
+        self.last_point = Some(now);
+        if self.points <= threshold {
+            return false;
+        }
+        self.points = 0;
+        self.banned_until = Some(now + ban);
+        true
+    }
+
+    fn banned(&self, now: Instant) -> bool {
+        self.banned_until.is_some_and(|until| now < until)
     }
 }
 
@@ -639,6 +680,24 @@ fn penalise(shared: &Executor, ip: Option<IpAddr>, penalties: &mut u32) -> bool 
     true
 }
 
+/// Penalises validator `peer` for one bad frame, against its index's standing; true when it is
+/// past the threshold: its index is banned, and its address too where address bans apply.
+fn penalise_validator(shared: &Executor, peer: u32, ip: Option<IpAddr>) -> bool {
+    shared.counters.malformed_frames.fetch_add(1, Ordering::Relaxed);
+    let Some(mut standing) = shared.addresses.standing(peer) else { return true };
+    if !standing.penalise(Instant::now(), shared.setup.penalty_threshold, shared.setup.ban) {
+        return false;
+    }
+    drop(standing);
+    match ip {
+        Some(ip) => shared.ban(ip),
+        None => {
+            shared.counters.peers_banned.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    true
+}
+
 /// How an accepted connection's handshake ended.
 enum Accepted {
     /// Validator `index` proved its key.
@@ -707,6 +766,10 @@ async fn serve_peer(
     // Two links per validator: its current one and the one that replaces it after a restart
     // (the old one ends at its next failed read). A validator cannot take another's room.
     let counters = &shared.counters;
+    if shared.addresses.standing(peer).is_none_or(|standing| standing.banned(Instant::now())) {
+        counters.banned_refusals.fetch_add(1, Ordering::Relaxed);
+        return Ok(());
+    }
     let Some(open) = shared.addresses.validator_links.get(peer as usize) else { return Ok(()) };
     let Some(_link) = Slot::take(open, 2, &counters.connections_refused) else {
         return Ok(());
@@ -728,7 +791,6 @@ async fn serve_validator(
 ) -> std::io::Result<()> {
     let codec = shared.codec();
     channel.get_mut().set_read_timeout(None)?;
-    let mut penalties = 0u32;
     loop {
         match read_frame(&mut channel, &codec, &shared.counters).await? {
             Ok(Frame::Consensus(message)) => {
@@ -744,7 +806,7 @@ async fn serve_validator(
                 // cheaply: copies of one good transaction would dilute the sample.
                 if !forwarded_batch_sound(&batch) {
                     shared.counters.forwarded_batches_refused.fetch_add(1, Ordering::Relaxed);
-                    if penalise(shared, ip, &mut penalties) {
+                    if penalise_validator(shared, peer, ip) {
                         return Ok(());
                     }
                     continue;
@@ -754,7 +816,7 @@ async fn serve_validator(
                 }
             }
             Ok(_) | Err(_) => {
-                if penalise(shared, ip, &mut penalties) {
+                if penalise_validator(shared, peer, ip) {
                     return Ok(());
                 }
             }
@@ -1313,6 +1375,92 @@ mod tests {
         assert!(again.is_some());
         assert_eq!(open.load(Ordering::Relaxed), 1);
         assert_eq!(refused.load(Ordering::Relaxed), 2);
+    }
+
+    /// Points build up to a ban, the ban lasts its period, and points older than a period are
+    /// forgiven: a rare bad frame from an honest validator never adds up to a ban.
+    #[test]
+    fn a_standing_bans_past_the_threshold_and_forgives_old_points() {
+        let start = std::time::Instant::now();
+        let ban = Duration::from_secs(10);
+        let mut standing = super::Standing::default();
+        for point in 0..4 {
+            assert!(!standing.penalise(start, 4, ban), "banned at point {point}");
+        }
+        assert!(standing.penalise(start, 4, ban), "the fifth point bans");
+        assert!(standing.banned(start + Duration::from_secs(9)));
+        assert!(!standing.banned(start + Duration::from_secs(10)));
+        // One point per period, forever: never a ban.
+        let mut standing = super::Standing::default();
+        for period in 1..100 {
+            assert!(!standing.penalise(start + ban * period * 2, 4, ban), "period {period}");
+        }
+    }
+
+    /// Penalty points were kept per connection: a validator could send `threshold` bad frames,
+    /// reconnect, and start again, forever, and on loopback no ban ever applied. Its points and
+    /// ban are now kept by its index.
+    #[test]
+    fn a_validator_keeps_its_penalties_across_reconnects() {
+        on_executor(|| async {
+            let a = Rc::new(executor(0));
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let (inbound, _inbound_rx) = flume::unbounded();
+            let (txns, _txns_rx) = flume::unbounded();
+            let (sync, _sync_rx) = flume::unbounded();
+            glommio::spawn_local(accept_peers(a.clone(), listener, PeerLinks { inbound, txns, sync }))
+                .detach();
+            let b = executor(1);
+            let counters = &a.counters;
+            // A frame a validator link does not carry: one penalty point each.
+            let bad = tessera_components::wire::encode(&Frame::Vote(tessera_components::Vote {
+                kind: tessera_components::VoteKind::Prepare,
+                view: 1,
+                height: 1,
+                block: tessera_components::Hash([0; 32]),
+                voter: 1,
+                signature: [0; 64],
+            }));
+            let threshold = a.setup.penalty_threshold as usize;
+            for (connection, frames) in [(0, threshold - 1), (1, 2)] {
+                let stream = TcpStream::connect(addr).await.expect("connect");
+                let mut link = secure::dial(stream, &b.local(), 0).await.expect("io").expect("B admitted");
+                for _ in 0..frames {
+                    secure::write_bytes(&mut link, &bad).await.expect("write");
+                }
+                glommio::timer::sleep(Duration::from_millis(100)).await;
+                let banned = counters.peers_banned.load(Ordering::Relaxed);
+                assert_eq!(banned, connection, "after connection {connection}: bans");
+            }
+            assert_eq!(counters.malformed_frames.load(Ordering::Relaxed), threshold as u64 + 1);
+            // Banned by index: its next link is closed after the handshake, loopback or not.
+            let refused = counters.banned_refusals.load(Ordering::Relaxed);
+            let stream = TcpStream::connect(addr).await.expect("connect");
+            let link = secure::dial(stream, &b.local(), 0).await;
+            glommio::timer::sleep(Duration::from_millis(100)).await;
+            assert_eq!(
+                counters.banned_refusals.load(Ordering::Relaxed),
+                refused + 1,
+                "a banned index served"
+            );
+            assert_eq!(counters.validators_connected.load(Ordering::Relaxed), 0);
+            drop(link);
+            // Another validator is not affected, and the ban ends.
+            let c = executor(2);
+            let stream = TcpStream::connect(addr).await.expect("connect");
+            let other = secure::dial(stream, &c.local(), 0).await;
+            glommio::timer::sleep(Duration::from_millis(100)).await;
+            assert_eq!(counters.validators_connected.load(Ordering::Relaxed), 1, "validator 2 refused");
+            drop(other);
+            glommio::timer::sleep(a.setup.ban).await;
+            let stream = TcpStream::connect(addr).await.expect("connect");
+            let again = secure::dial(stream, &b.local(), 0).await;
+            glommio::timer::sleep(Duration::from_millis(100)).await;
+            assert_eq!(counters.banned_refusals.load(Ordering::Relaxed), refused + 1, "the ban never ended");
+            assert_eq!(counters.validators_connected.load(Ordering::Relaxed), 1, "validator 1 still refused");
+            drop(again);
+        });
     }
 
     /// A forwarded batch of copies of one good transaction and a few forged ones passed the
