@@ -467,6 +467,39 @@ fn hostile_input_gets_clear_errors_and_changes_nothing() {
     assert!(forwarded.status.success(), "{}", String::from_utf8_lossy(&forwarded.stderr));
     let forwarded: Value = serde_json::from_slice(&forwarded.stdout).expect("attack JSON");
     assert!(forwarded["kinds"][0]["sent"]["txns"].as_u64().unwrap_or(0) >= 1024, "{forwarded}");
+    // One forgery among 255 good signatures per batch passes the spot check. Against node 1
+    // (node 0 has banned validator 3 by now): each forgery its pipeline finds is charged to
+    // validator 3, which is banned by index past the threshold, so only a handful are verified.
+    // Without the charge, a forgery a batch, 78 a second at this rate, reached the pipeline
+    // for as long as the attack ran.
+    let diluted = Command::new(BIN)
+        .args(["attack", "--peer", &port(base, 1, 0).to_string(), "--rpc", &port(base, 1, 2).to_string()])
+        .args(["--chain-id", "1", "--node-index", "1", "--validator-index", "3", "--key"])
+        .arg(cluster.dir.join("validator-3.key"))
+        .arg("--genesis")
+        .arg(cluster.dir.join("genesis.toml"))
+        .args(["--kind", "forwarded-diluted-forgeries", "--duration", "2", "--rate", "20000", "--json"])
+        .output()
+        .expect("run the attack");
+    assert!(diluted.status.success(), "{}", String::from_utf8_lossy(&diluted.stderr));
+    let diluted: Value = serde_json::from_slice(&diluted.stdout).expect("attack JSON");
+    assert!(diluted["kinds"][0]["sent"]["txns"].as_u64().unwrap_or(0) >= 2048, "{diluted}");
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, metrics_1) =
+        http_raw(port(base, 1, 3), "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!(status, 200);
+    let counter_1 = |name: &str| -> u64 {
+        metrics_1
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let charged = counter_1("tessera_net_forwarded_forgeries_total");
+    let verified = counter_1(r#"tessera_rejected_transactions_total{reason="bad_signature"}"#);
+    assert!(verified <= 32, "{verified} diluted forgeries verified: the forwarder was not stopped");
+    assert!(charged >= 1, "no forwarded forgery was charged: {metrics_1}");
     std::thread::sleep(Duration::from_millis(500));
     let (closed, after) = trickle.join().unwrap();
     assert!(closed && after < Duration::from_secs(12), "trickled handshake open after {after:?}");
@@ -488,6 +521,7 @@ fn hostile_input_gets_clear_errors_and_changes_nothing() {
     assert!(counter("tessera_net_forwarded_batches_refused_total") >= 1, "{metrics}");
     let verified_bad = counter(r#"tessera_rejected_transactions_total{reason="bad_signature"}"#);
     assert!(verified_bad < 256, "{verified_bad} forged forwarded transactions verified one by one");
+
     // Still alive, still finalizing, nothing changed.
     let h = height(base, 0);
     wait_until("more blocks after the abuse", Duration::from_secs(20), || height(base, 0) > h + 3);

@@ -77,6 +77,14 @@ impl Txn {
     }
 }
 
+/// The validator that forwarded a transaction entity, on entities that came over a validator
+/// link (client transactions have none). An honest validator forwards only transactions it
+/// verified, so a signature that fails here is that validator's doing, and is charged to it.
+/// Sparse: most entities never carry it, and it is read only on a refusal.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Component)]
+#[component(storage = "SparseSet")]
+pub struct ForwardedBy(pub u32);
+
 /// A transaction entity's progress through the pipeline. Each stage's system sweeps entities
 /// at its input stage and moves them to the next stage or to [`Stage::Rejected`]. A value
 /// rather than marker components, so a transition mutates a byte in place instead of moving

@@ -13,7 +13,7 @@ use serde_json::Value;
 use tessera_components::consensus::proposal_signing_bytes;
 use tessera_components::wire::{Frame, encode};
 use tessera_components::{
-    Block, BlockFields, ConsensusMessage, Hash, Proposal, Vote, VoteKind, vote_signing_bytes,
+    Block, BlockFields, ConsensusMessage, Hash, Proposal, Txn, Vote, VoteKind, vote_signing_bytes,
 };
 
 use super::wire::{Channel, connect, follower_handshake, read_sealed, send_sealed, validator_handshake};
@@ -157,8 +157,9 @@ pub fn run(kind: Kind, target: &Target, limits: &Limits, deadline: Instant) -> T
         return tally;
     };
     let index = *index;
-    if kind == Kind::ForwardedSignatureSpam {
-        forwarded_spam(peer, target, (index, key), limits, deadline, &mut tally);
+    if matches!(kind, Kind::ForwardedSignatureSpam | Kind::ForwardedDilutedForgeries) {
+        let diluted = kind == Kind::ForwardedDilutedForgeries;
+        forwarded_spam(peer, target, (index, key), limits, deadline, diluted, &mut tally);
         return tally;
     }
     let mut rng = Rng::new(limits.seed ^ 0x0062_797a);
@@ -280,10 +281,15 @@ fn forwarded_spam(
     validator: (u32, &SigningKey),
     limits: &Limits,
     deadline: Instant,
+    diluted: bool,
     tally: &mut Tally,
 ) {
     const BATCH: usize = 256;
     let signed = super::wire::spam_originals(target);
+    // Cover for the diluted batches: validly signed (by throwaway keys), distinct, and the same
+    // every time, so they cost the attacker nothing after the first batch.
+    let cover: Vec<Txn> =
+        (0..BATCH as u64 - 1).map(|i| super::wire::throwaway_txn(target.chain_id, (1 << 20) + i)).collect();
     let mut variant = limits.seed.wrapping_mul(1 << 20) ^ 0x66_7764;
     let mut pacer = Pacer::new(limits.rate);
     let mut stream: Option<(TcpStream, Channel)> = None;
@@ -294,13 +300,20 @@ fn forwarded_spam(
                 continue;
             }
         }
-        let batch: Vec<_> = (0..BATCH)
-            .map(|_| {
-                let original = &signed[(variant % signed.len() as u64) as usize];
-                variant += 1;
-                super::wire::spoil(original, (variant / 256) % 0xff_ffff + 1)
-            })
-            .collect();
+        let mut forged = || {
+            let original = &signed[(variant % signed.len() as u64) as usize];
+            variant += 1;
+            super::wire::spoil(original, (variant / 256) % 0xff_ffff + 1)
+        };
+        // Diluted: one forgery among good signatures passes the two-signature spot check almost
+        // always, so only charging the pipeline's verdict to the forwarder stops it.
+        let batch: Vec<Txn> = if diluted {
+            let mut batch = cover.clone();
+            batch.push(forged());
+            batch
+        } else {
+            (0..BATCH).map(|_| forged()).collect()
+        };
         let frame = encode(&Frame::Txns(batch));
         pacer.wait(BATCH as u64);
         if let Some((_, open)) = stream.as_mut()

@@ -100,6 +100,12 @@ pub enum Kind {
     /// them on a spot check (`tessera_net_forwarded_batches_refused_total`), not verify each
     /// one in its pipeline.
     ForwardedSignatureSpam,
+    /// Peer, with `--key`: as that validator, forwarded batches of one forgery among 255 good
+    /// signatures (throwaway keys, the same each batch), which pass the two-signature spot
+    /// check almost always. The node must charge the pipeline's verdict on each forgery to the
+    /// forwarder (`tessera_net_forwarded_forgeries_total`) and ban its index past the penalty
+    /// threshold, so only a handful are ever verified.
+    ForwardedDilutedForgeries,
 }
 
 /// The node port a kind speaks to.
@@ -115,7 +121,7 @@ pub enum Port {
 
 impl Kind {
     /// Every kind, in report order.
-    pub const ALL: [Kind; 23] = [
+    pub const ALL: [Kind; 24] = [
         Kind::MalformedFrames,
         Kind::TruncatedFrames,
         Kind::OversizedFrames,
@@ -139,6 +145,7 @@ impl Kind {
         Kind::ConsensusFlood,
         Kind::OldViewProposals,
         Kind::ForwardedSignatureSpam,
+        Kind::ForwardedDilutedForgeries,
     ];
 
     /// The command-line name.
@@ -167,6 +174,7 @@ impl Kind {
             Kind::ConsensusFlood => "consensus-flood",
             Kind::OldViewProposals => "old-view-proposals",
             Kind::ForwardedSignatureSpam => "forwarded-signature-spam",
+            Kind::ForwardedDilutedForgeries => "forwarded-diluted-forgeries",
         }
     }
 
@@ -195,6 +203,7 @@ impl Kind {
                 | Kind::ConsensusFlood
                 | Kind::OldViewProposals
                 | Kind::ForwardedSignatureSpam
+                | Kind::ForwardedDilutedForgeries
         )
     }
 }
@@ -537,7 +546,8 @@ fn run_kind(kind: Kind, target: &Target, limits: &Limits, deadline: Instant) -> 
         | Kind::Replay
         | Kind::ConsensusFlood
         | Kind::OldViewProposals
-        | Kind::ForwardedSignatureSpam => byzantine::run(kind, target, limits, deadline),
+        | Kind::ForwardedSignatureSpam
+        | Kind::ForwardedDilutedForgeries => byzantine::run(kind, target, limits, deadline),
         _ => wire::run(kind, target, limits, deadline),
     }
 }

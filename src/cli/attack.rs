@@ -129,6 +129,10 @@ that validator through the behaviour library the simulator uses:
                           transaction batches at --rate over the validator's own link, every
                           signature forged (with --genesis from funded senders); the node must
                           refuse them on a spot check, not verify each one
+  forwarded-diluted-forgeries
+                          forwarded batches of one forgery among 255 good signatures, which pass
+                          the spot check; the node must charge each forgery its pipeline finds
+                          to the forwarder and ban it past the penalty threshold
 
 The report gives, per kind: connections made and refused, frames, bytes, requests or
 transactions sent, handshakes completed, connections the node closed and ones left open, HTTP

@@ -389,9 +389,12 @@ impl Node {
             busy = true;
         }
         for _ in 0..64 {
-            let Ok(batch) = self.net.peer_txns.try_recv() else { break };
+            let Ok((from, batch)) = self.net.peer_txns.try_recv() else { break };
             for txn in batch {
-                self.pipeline.submit(txn);
+                match from {
+                    Some(validator) => self.pipeline.submit_forwarded(txn, validator),
+                    None => self.pipeline.submit(txn),
+                };
             }
             busy = true;
         }
@@ -458,6 +461,10 @@ impl Node {
             Metrics::record(&self.metrics.verify_batch_us, us);
         }
         let finished_ns = wall_ns();
+        for (validator, forged) in self.pipeline.take_forged_forwards() {
+            tracing::warn!(validator, forged, "bad signatures on transactions a validator forwarded");
+            self.net.charge_forgeries(validator, forged);
+        }
         self.forward_admitted(&ticked.rejections);
         // One hold of the fate window for the whole tick: readers wait for this, not for the
         // tick.

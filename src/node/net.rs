@@ -54,6 +54,9 @@ super::metrics::series! {
         counter peers_banned = "tessera_net_peers_banned_total",
         /// Connections refused from banned addresses.
         counter banned_refusals = "tessera_net_banned_refusals_total",
+        /// Bad signatures found on transactions that validators forwarded, each charged to its
+        /// forwarder as a penalty point.
+        counter forwarded_forgeries = "tessera_net_forwarded_forgeries_total",
         /// Peer connections closed or lost.
         counter disconnects = "tessera_net_disconnects_total",
         /// Outbound frames dropped on a full peer queue.
@@ -109,8 +112,9 @@ pub struct NetHandles {
     pub inbound: flume::Receiver<(u32, ConsensusMessage)>,
     /// Transaction batches from the ingress port.
     pub txns: flume::Receiver<Vec<Txn>>,
-    /// Transaction batches forwarded by peers (not forwarded again).
-    pub peer_txns: flume::Receiver<Vec<Txn>>,
+    /// Transaction batches forwarded by peers (not forwarded again), with the forwarding
+    /// validator's index (`None` from a full node).
+    pub peer_txns: flume::Receiver<(Option<u32>, Vec<Txn>)>,
     /// Full nodes' sync requests, for the node loop to answer from storage.
     pub sync_requests: flume::Receiver<SyncRequest>,
     /// Two lanes of encoded frames per validator index (this node's own unused).
@@ -119,9 +123,30 @@ pub struct NetHandles {
     pub counters: Arc<NetCounters>,
     /// Set to stop the executors.
     pub stop: Arc<AtomicBool>,
+    /// The validators' standings, shared with the executors.
+    addresses: Arc<PortAddresses>,
+    /// Points past which a validator is banned, and for how long.
+    penalty_threshold: u32,
+    ban: Duration,
 }
 
 impl NetHandles {
+    /// Charges validator `validator` one penalty point for each of `forged` bad signatures
+    /// found on transactions it forwarded (an honest validator forwards only what it verified).
+    /// Past the threshold its index is banned, and its open links close at their next frame.
+    pub fn charge_forgeries(&self, validator: u32, forged: u64) {
+        self.counters.forwarded_forgeries.fetch_add(forged, Ordering::Relaxed);
+        let Some(mut standing) = self.addresses.standing(validator) else { return };
+        let now = Instant::now();
+        let mut banned = false;
+        for _ in 0..forged.min(u64::from(self.penalty_threshold) + 1) {
+            banned |= standing.penalise(now, self.penalty_threshold, self.ban);
+        }
+        if banned {
+            self.counters.peers_banned.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Queues an encoded frame for validator `to` in `lane`; counts a drop if that lane is
     /// full (in frames or bytes).
     pub fn send(&self, to: u32, frame: Arc<Vec<u8>>, lane: Lane) {
@@ -378,7 +403,22 @@ pub fn start(setup: NetSetup) -> Result<(NetHandles, Vec<std::thread::JoinHandle
             let _ = handle.join();
         }));
     }
-    Ok((NetHandles { inbound, txns, peer_txns, sync_requests, outbound, counters, stop }, threads))
+    let (penalty_threshold, ban) = (setup.penalty_threshold, setup.ban);
+    Ok((
+        NetHandles {
+            inbound,
+            txns,
+            peer_txns,
+            sync_requests,
+            outbound,
+            counters,
+            stop,
+            addresses,
+            penalty_threshold,
+            ban,
+        },
+        threads,
+    ))
 }
 
 struct Executor {
@@ -626,7 +666,8 @@ async fn read_frame<S: AsyncRead + Unpin>(
 #[derive(Clone)]
 struct PeerLinks {
     inbound: flume::Sender<(u32, ConsensusMessage)>,
-    txns: flume::Sender<Vec<Txn>>,
+    /// Forwarded batches, with the forwarding validator (`None` from a full node).
+    txns: flume::Sender<(Option<u32>, Vec<Txn>)>,
     sync: flume::Sender<SyncRequest>,
 }
 
@@ -792,7 +833,12 @@ async fn serve_validator(
     let codec = shared.codec();
     channel.get_mut().set_read_timeout(None)?;
     loop {
-        match read_frame(&mut channel, &codec, &shared.counters).await? {
+        let frame = read_frame(&mut channel, &codec, &shared.counters).await?;
+        // Banned since the last frame (for forgeries the pipeline found): the link ends here.
+        if shared.addresses.standing(peer).is_none_or(|standing| standing.banned(Instant::now())) {
+            return Ok(());
+        }
+        match frame {
             Ok(Frame::Consensus(message)) => {
                 if links.inbound.send_async((peer, message)).await.is_err() {
                     return Ok(());
@@ -811,7 +857,7 @@ async fn serve_validator(
                     }
                     continue;
                 }
-                if links.txns.send_async(batch).await.is_err() {
+                if links.txns.send_async((Some(peer), batch)).await.is_err() {
                     return Ok(());
                 }
             }
@@ -874,7 +920,7 @@ async fn serve_follower(
                     shared.counters.batches_refused.fetch_add(1, Ordering::Relaxed);
                     return Ok(());
                 }
-                if links.txns.send_async(batch).await.is_err() {
+                if links.txns.send_async((None, batch)).await.is_err() {
                     return Ok(());
                 }
             }

@@ -241,6 +241,20 @@ impl Pipeline {
         self.world.resource_mut::<ingest::Inbox>().push(txn)
     }
 
+    /// Queues a transaction that validator `from` forwarded: a bad signature on it is charged
+    /// to `from` (see [`Pipeline::take_forged_forwards`]). False if the inbox is full.
+    pub fn submit_forwarded(&mut self, txn: Txn, from: u32) -> bool {
+        self.world.resource_mut::<ingest::Inbox>().push_from(txn, Some(from))
+    }
+
+    /// Bad signatures found on forwarded transactions since the last call, per forwarding
+    /// validator: `(validator, count)`, in validator order. An honest validator forwards only
+    /// what it verified, so each is evidence against it.
+    pub fn take_forged_forwards(&mut self) -> Vec<(u32, u64)> {
+        let mut forged = self.world.resource_mut::<sigverify::ForgedForwards>();
+        std::mem::take(&mut forged.0).into_iter().collect()
+    }
+
     /// Runs one tick at `now_ns` and returns the blocks it committed.
     pub fn tick(&mut self, now_ns: u64) -> Vec<BlockCommitted> {
         self.world.resource_mut::<Clock>().now_ns = now_ns;

@@ -341,6 +341,44 @@ fn resubmission_hits_the_verification_cache() {
     assert_eq!(pipeline.reject_counters().get(RejectReason::BadSignature), 1);
 }
 
+/// A bad signature on a transaction a validator forwarded is charged to that validator, with
+/// the overlap on (verdicts land a tick later) and off; client transactions and good forwarded
+/// ones are charged to nobody.
+#[test]
+fn bad_signatures_on_forwarded_transactions_are_charged_to_the_forwarder() {
+    let base = transfers(TransferSpec {
+        seed: 6,
+        chain_id: 1,
+        senders: 4,
+        per_sender: 2,
+        balance: 1000,
+        fee_min: 1,
+    });
+    for overlap in [true, false] {
+        let config = PipelineConfig {
+            block_interval_ns: u64::MAX,
+            sigverify_overlap: overlap,
+            ..PipelineConfig::default()
+        };
+        let mut pipeline = Pipeline::new(config, Ledger::from_genesis(&base.genesis).unwrap()).unwrap();
+        let forge = |txn: &Txn| {
+            let mut forged = *txn;
+            forged.signature.0[5] ^= 1;
+            forged
+        };
+        pipeline.submit(forge(&base.txns[0]));
+        pipeline.submit_forwarded(base.txns[1], 1);
+        pipeline.submit_forwarded(forge(&base.txns[2]), 2);
+        pipeline.submit_forwarded(forge(&base.txns[3]), 2);
+        pipeline.submit_forwarded(forge(&base.txns[4]), 3);
+        pipeline.tick(1);
+        pipeline.tick(2);
+        assert_eq!(pipeline.reject_counters().get(RejectReason::BadSignature), 4, "overlap {overlap}");
+        assert_eq!(pipeline.take_forged_forwards(), vec![(2, 2), (3, 1)], "overlap {overlap}");
+        assert_eq!(pipeline.take_forged_forwards(), vec![], "taken once");
+    }
+}
+
 #[test]
 fn ambiguous_schedule_is_refused() {
     use bevy_ecs::prelude::*;

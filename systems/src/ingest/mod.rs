@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 
 use bevy_ecs::prelude::*;
-use tessera_components::{RejectReason, Stage, Txn};
+use tessera_components::{ForwardedBy, RejectReason, Stage, Txn};
 
 use crate::config::PipelineConfig;
 use crate::counters::{PipelineCounters, RejectCounters};
@@ -22,7 +22,8 @@ pub enum IngestSystems {
 /// [`RejectReason::InboxFull`].
 #[derive(Debug, Resource)]
 pub struct Inbox {
-    queue: VecDeque<Txn>,
+    /// Each transaction, with the validator that forwarded it, if one did.
+    queue: VecDeque<(Txn, Option<u32>)>,
     capacity: usize,
     dropped: u64,
 }
@@ -35,11 +36,17 @@ impl Inbox {
 
     /// Queues one transaction. Returns false (and counts a drop) when full.
     pub fn push(&mut self, txn: Txn) -> bool {
+        self.push_from(txn, None)
+    }
+
+    /// Queues one transaction that validator `from` forwarded, if any: a bad signature on it is
+    /// charged to that validator ([`ForwardedBy`]). Returns false (and counts a drop) when full.
+    pub fn push_from(&mut self, txn: Txn, from: Option<u32>) -> bool {
         if self.queue.len() >= self.capacity {
             self.dropped += 1;
             return false;
         }
-        self.queue.push_back(txn);
+        self.queue.push_back((txn, from));
         true
     }
 
@@ -66,12 +73,22 @@ pub fn ingest_txns(world: &mut World) {
     let (drained, dropped) = {
         let mut inbox = world.resource_mut::<Inbox>();
         let take = inbox.queue.len().min(batch_max);
-        let drained: Vec<Txn> = inbox.queue.drain(..take).collect();
+        let drained: Vec<(Txn, Option<u32>)> = inbox.queue.drain(..take).collect();
         (drained, std::mem::take(&mut inbox.dropped))
     };
     world.resource_mut::<RejectCounters>().add(RejectReason::InboxFull, dropped);
     world.resource_mut::<PipelineCounters>().ingested += drained.len() as u64;
-    world.spawn_batch(drained.into_iter().map(|txn| (txn.body, txn.signature, txn.id(), Stage::Received)));
+    let entity = |txn: &Txn| (txn.body, txn.signature, txn.id(), Stage::Received);
+    if drained.iter().all(|(_, from)| from.is_none()) {
+        world.spawn_batch(drained.iter().map(|(txn, _)| entity(txn)));
+        return;
+    }
+    for (txn, from) in &drained {
+        match from {
+            Some(validator) => world.spawn((entity(txn), ForwardedBy(*validator))),
+            None => world.spawn(entity(txn)),
+        };
+    }
 }
 
 /// Installs the inbox and the ingest system.

@@ -14,7 +14,7 @@ use std::sync::mpsc::{Receiver, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bevy_ecs::prelude::*;
-use tessera_components::{RejectReason, Stage, TxnBody, TxnId, TxnSignature};
+use tessera_components::{ForwardedBy, RejectReason, Stage, TxnBody, TxnId, TxnSignature};
 
 use crate::config::PipelineConfig;
 use crate::counters::{PipelineCounters, RejectCounters};
@@ -231,12 +231,21 @@ pub fn verify_signatures(
     mut pipeline: ResMut<PipelineCounters>,
     mut timings: ResMut<VerifyTimings>,
     shared: Res<SharedVerdicts>,
+    mut forged: ResMut<ForgedForwards>,
     mut txns: Query<(Entity, &TxnBody, &TxnSignature, &TxnId, &mut Stage)>,
+    forwarded: Query<&ForwardedBy>,
 ) {
+    let forwarded_by = |entity| forwarded.get(entity).ok().map(|ForwardedBy(validator)| *validator);
     if let Some((entities, receiver)) = job.in_flight.take() {
         let receiver = receiver.into_inner().expect("verdict channel lock is never poisoned");
         let landed = receiver.recv().expect("verification job always sends its verdicts");
-        let mut sinks = VerdictSinks { cache: &mut cache, counters: &mut counters, timings: &mut timings };
+        let mut sinks = VerdictSinks {
+            cache: &mut cache,
+            counters: &mut counters,
+            timings: &mut timings,
+            forged: &mut forged,
+            forwarded_by: &forwarded_by,
+        };
         apply_verdicts(entities, landed, Stage::Verifying, &mut txns, &mut sinks);
     }
 
@@ -280,16 +289,30 @@ pub fn verify_signatures(
         job.in_flight = Some((entities, Mutex::new(receiver)));
     } else {
         let landed = run_job(&items, batch, batch_size, stand_in, clock_us, &shared);
-        let mut sinks = VerdictSinks { cache: &mut cache, counters: &mut counters, timings: &mut timings };
+        let mut sinks = VerdictSinks {
+            cache: &mut cache,
+            counters: &mut counters,
+            timings: &mut timings,
+            forged: &mut forged,
+            forwarded_by: &forwarded_by,
+        };
         apply_verdicts(entities, landed, Stage::Prefiltered, &mut txns, &mut sinks);
     }
 }
+
+/// Bad signatures on forwarded transactions not yet taken by the shell, per forwarding
+/// validator ([`tessera_components::ForwardedBy`]). Bounded by the validator count.
+#[derive(Debug, Default, Resource)]
+pub struct ForgedForwards(pub std::collections::BTreeMap<u32, u64>);
 
 /// Where a job's verdicts are recorded besides the entities' stages.
 struct VerdictSinks<'a> {
     cache: &'a mut AcceptedSignatures,
     counters: &'a mut RejectCounters,
     timings: &'a mut VerifyTimings,
+    forged: &'a mut ForgedForwards,
+    /// Who forwarded an entity, if a validator did.
+    forwarded_by: &'a dyn Fn(Entity) -> Option<u32>,
 }
 
 /// Lands one job's verdicts, in item order: `entities` (each at `from`) move to
@@ -312,6 +335,8 @@ fn apply_verdicts(
         assert_eq!(*stage, from, "a job's entities wait at one stage");
         if accepted {
             sinks.cache.0.insert(&id.0.0);
+        } else if let Some(validator) = (sinks.forwarded_by)(entity) {
+            *sinks.forged.0.entry(validator).or_default() += 1;
         }
         *stage = verdict_stage(accepted, sinks.counters);
     }
@@ -335,6 +360,7 @@ impl Plugin for SigverifyPlugin {
         world.init_resource::<VerifyJob>();
         world.init_resource::<VerifyTimings>();
         world.init_resource::<SharedVerdicts>();
+        world.init_resource::<ForgedForwards>();
         let capacity = world.resource::<PipelineConfig>().sigverify_cache_capacity;
         world.insert_resource(AcceptedSignatures(VerifyCache::new(capacity)));
         schedule.add_systems(verify_signatures.in_set(SigverifySystems::Verify));
