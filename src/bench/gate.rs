@@ -222,6 +222,10 @@ pub fn measure(
             "sigverify.kernel_ratio_to_ceiling".into(),
             s["kernel_ratio_to_ceiling"].as_f64().unwrap_or(0.0),
         ));
+        figures.push((
+            "sigverify.distinct_keys_ratio_to_ceiling".into(),
+            s["distinct_keys_ratio_to_ceiling"].as_f64().unwrap_or(0.0),
+        ));
         figures
             .push(("sigverify.path_ratio_to_ceiling".into(), s["ratio_to_ceiling"].as_f64().unwrap_or(0.0)));
         figures.push((
@@ -332,7 +336,7 @@ pub fn check(
         println!("{}", serde_json::to_string_pretty(&json!({"quick": quick, "set": sets, "rows": rows}))?);
     } else {
         println!(
-            "{:<36} {:>12} {:>12} {:>12} {:>12}  result",
+            "{:<42} {:>12} {:>12} {:>12} {:>12}  result",
             "metric", "budget", "measured", "margin", "baseline"
         );
         for row in &rows {
@@ -342,7 +346,7 @@ pub fn check(
                 })
             };
             println!(
-                "{:<36} {:>12} {:>12} {:>12} {:>12}  {}",
+                "{:<42} {:>12} {:>12} {:>12} {:>12}  {}",
                 row["metric"].as_str().unwrap_or(""),
                 row["budget"].as_str().unwrap_or(""),
                 num(&row["measured"]),

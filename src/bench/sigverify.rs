@@ -128,6 +128,29 @@ pub fn run(args: &SigverifyArgs) -> Result<(), Box<dyn std::error::Error>> {
     );
     let mut verdicts = vec![false; all.len()];
     let kernel_per_s = measure(args.rounds, all.len(), || verify_many(&all, &mut verdicts, batch_size));
+    // Every key new (one transfer per sender, more senders than the threads' key caches hold):
+    // what the kernel costs when no key repeats, against the ceiling on the same signatures.
+    let fresh_count = args.sigs.max(8_192);
+    let fresh = transfers(TransferSpec {
+        seed: 12,
+        chain_id: 1,
+        senders: fresh_count as u64,
+        per_sender: 1,
+        balance: 1 << 40,
+        fee_min: 1,
+    });
+    let fresh_items = items(&fresh.txns);
+    let fresh_ceiling_per_s = median(
+        &mut (0..args.rounds)
+            .map(|_| fresh_count as f64 / verify_ceiling_secs(&fresh.txns, batch_size))
+            .collect::<Vec<_>>(),
+    );
+    let mut fresh_verdicts = vec![false; fresh_items.len()];
+    let fresh_kernel_per_s =
+        measure(args.rounds, fresh_count, || verify_many(&fresh_items, &mut fresh_verdicts, batch_size));
+    if !fresh_verdicts.iter().all(|ok| *ok) {
+        return Err("a valid signature was refused".into());
+    }
     let mut path_rates = Vec::with_capacity(args.rounds);
     for _ in 0..args.rounds {
         path_rates.push(path_per_s(&workload.genesis, txns)?);
@@ -148,6 +171,9 @@ pub fn run(args: &SigverifyArgs) -> Result<(), Box<dyn std::error::Error>> {
             "path_per_s": path_per_s.round(),
             "ratio_to_ceiling": round3(ratio_to_ceiling),
             "kernel_ratio_to_ceiling": round3(kernel_per_s / ceiling_per_s),
+            "distinct_keys_kernel_per_s": fresh_kernel_per_s.round(),
+            "distinct_keys_ceiling_per_s": fresh_ceiling_per_s.round(),
+            "distinct_keys_ratio_to_ceiling": round3(fresh_kernel_per_s / fresh_ceiling_per_s),
             "prefilter_simd_per_s": prefilter_simd_per_s.round(),
             "prefilter_scalar_per_s": prefilter_scalar_per_s.round(),
             "prefilter_simd_speedup": round3(prefilter_simd_per_s / prefilter_scalar_per_s),
@@ -168,6 +194,10 @@ pub fn run(args: &SigverifyArgs) -> Result<(), Box<dyn std::error::Error>> {
         println!(
             "kernel         {kernel_per_s:>9.0} sig/s  ({:.3} of ceiling)",
             kernel_per_s / ceiling_per_s
+        );
+        println!(
+            "distinct keys  {fresh_kernel_per_s:>9.0} sig/s  ({:.3} of the ceiling's {fresh_ceiling_per_s:.0} on the same): every key new, the key cache misses",
+            fresh_kernel_per_s / fresh_ceiling_per_s
         );
         println!(
             "path           {path_per_s:>9.0} txn/s  ingest → prefilter → verify → dedup ({ratio_to_ceiling:.3} of ceiling)"
