@@ -533,6 +533,12 @@ impl Sim {
             .map_or(Behaviour::Honest, |(behaviour, _, _)| *behaviour)
     }
 
+    /// Signatures verified so far, each distinct one once for every node (the clients' and
+    /// the validators'), with real signatures; 0 with stand-ins.
+    pub fn signatures_verified(&self) -> u64 {
+        self.verdicts.verified()
+    }
+
     /// Runs to the end of the scenario; `progress` is called now and then with the virtual
     /// time reached.
     pub fn run(&mut self, progress: impl FnMut(u64, u64)) {

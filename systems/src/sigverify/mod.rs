@@ -34,7 +34,15 @@ pub struct AcceptedSignatures(pub VerifyCache);
 /// charges virtual time per wake-up, never per real microsecond, so it changes no report
 /// either. A node process has none (the default).
 #[derive(Clone, Debug, Default, Resource)]
-pub struct SharedVerdicts(Option<Arc<Mutex<HashMap<[u8; 32], bool>>>>);
+pub struct SharedVerdicts(Option<Arc<Memo>>);
+
+/// The memo behind [`SharedVerdicts`], and how many signatures went into it.
+#[derive(Debug, Default)]
+struct Memo {
+    verdicts: Mutex<HashMap<[u8; 32], bool>>,
+    /// Signatures actually verified, by a pipeline through the memo or ahead of it.
+    verified: std::sync::atomic::AtomicU64,
+}
 
 impl SharedVerdicts {
     /// Most verdicts held; past it the memo starts again empty (memory stays bounded over
@@ -46,6 +54,12 @@ impl SharedVerdicts {
         SharedVerdicts(Some(Arc::default()))
     }
 
+    /// Signatures verified into the memo so far (each distinct one once, while the memo holds
+    /// it); 0 without a memo.
+    pub fn verified(&self) -> u64 {
+        self.0.as_ref().map_or(0, |memo| memo.verified.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     /// Remembers verdicts found elsewhere: `(transaction id, verdict)` pairs, each the verdict
     /// of verifying exactly the signature that id hashes (the simulator's clients verify what
     /// they signed, ahead of the loop, on a thread of their own). Nothing for a pipeline
@@ -54,7 +68,8 @@ impl SharedVerdicts {
         let Some(memo) = &self.0 else {
             return;
         };
-        let mut memo = memo.lock().unwrap_or_else(PoisonError::into_inner);
+        memo.verified.fetch_add(verdicts.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let mut memo = memo.verdicts.lock().unwrap_or_else(PoisonError::into_inner);
         if memo.len() + verdicts.len() > Self::MAX {
             memo.clear();
         }
@@ -76,9 +91,10 @@ impl SharedVerdicts {
         key: impl Fn(&T) -> [u8; 32],
         verify: impl FnOnce(&[T]) -> Vec<bool>,
     ) -> Vec<bool> {
-        let Some(memo) = &self.0 else {
+        let Some(shared) = &self.0 else {
             return verify(items);
         };
+        let memo = &shared.verdicts;
         let keys: Vec<[u8; 32]> = items.iter().map(&key).collect();
         let mut verdicts: Vec<Option<bool>> = {
             let memo = memo.lock().unwrap_or_else(PoisonError::into_inner);
@@ -88,6 +104,7 @@ impl SharedVerdicts {
             items.iter().zip(&verdicts).filter(|(_, known)| known.is_none()).map(|(item, _)| *item).collect();
         if !unknown.is_empty() {
             let fresh = verify(&unknown);
+            shared.verified.fetch_add(unknown.len() as u64, std::sync::atomic::Ordering::Relaxed);
             let mut memo = memo.lock().unwrap_or_else(PoisonError::into_inner);
             if memo.len() + unknown.len() > Self::MAX {
                 memo.clear();
@@ -410,10 +427,12 @@ mod shared_tests {
         assert_eq!(shared.clone().verdicts(&items[..4], counting), direct[..4]);
         assert_eq!(shared.verdicts(&items, counting), direct);
         assert_eq!(verified.get(), 6, "each signature verified once across both");
+        assert_eq!(shared.verified(), 6, "the memo counts what went into it");
         // Without a memo (a node process), every call verifies everything.
         let alone = SharedVerdicts::default();
         assert_eq!(alone.verdicts(&items, counting), direct);
         assert_eq!(verified.get(), 12);
+        assert_eq!(alone.verified(), 0, "no memo, nothing counted");
     }
 
     #[test]
