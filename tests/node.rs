@@ -455,47 +455,17 @@ fn hostile_input_gets_clear_errors_and_changes_nothing() {
     // Validator 3 (this test holds its key) forwards batches of forged signatures over its
     // own link, from funded senders so that each would pass every cheap check. They are
     // refused on a spot check, not verified one by one in the pipeline.
-    let forwarded = Command::new(BIN)
-        .args(["attack", "--peer", &port(base, 0, 0).to_string(), "--rpc", &port(base, 0, 2).to_string()])
-        .args(["--chain-id", "1", "--node-index", "0", "--validator-index", "3", "--key"])
-        .arg(cluster.dir.join("validator-3.key"))
-        .arg("--genesis")
-        .arg(cluster.dir.join("genesis.toml"))
-        .args(["--kind", "forwarded-signature-spam", "--duration", "2", "--rate", "20000", "--json"])
-        .output()
-        .expect("run the attack");
-    assert!(forwarded.status.success(), "{}", String::from_utf8_lossy(&forwarded.stderr));
-    let forwarded: Value = serde_json::from_slice(&forwarded.stdout).expect("attack JSON");
+    let forwarded = attack_as_validator_3(&cluster, 0, "forwarded-signature-spam");
     assert!(forwarded["kinds"][0]["sent"]["txns"].as_u64().unwrap_or(0) >= 1024, "{forwarded}");
     // One forgery among 255 good signatures per batch passes the spot check. Against node 1
     // (node 0 has banned validator 3 by now): each forgery its pipeline finds is charged to
     // validator 3, which is banned by index past the threshold, so only a handful are verified.
     // Without the charge, a forgery a batch, 78 a second at this rate, reached the pipeline
     // for as long as the attack ran.
-    let diluted = Command::new(BIN)
-        .args(["attack", "--peer", &port(base, 1, 0).to_string(), "--rpc", &port(base, 1, 2).to_string()])
-        .args(["--chain-id", "1", "--node-index", "1", "--validator-index", "3", "--key"])
-        .arg(cluster.dir.join("validator-3.key"))
-        .arg("--genesis")
-        .arg(cluster.dir.join("genesis.toml"))
-        .args(["--kind", "forwarded-diluted-forgeries", "--duration", "2", "--rate", "20000", "--json"])
-        .output()
-        .expect("run the attack");
-    assert!(diluted.status.success(), "{}", String::from_utf8_lossy(&diluted.stderr));
-    let diluted: Value = serde_json::from_slice(&diluted.stdout).expect("attack JSON");
+    let diluted = attack_as_validator_3(&cluster, 1, "forwarded-diluted-forgeries");
     assert!(diluted["kinds"][0]["sent"]["txns"].as_u64().unwrap_or(0) >= 2048, "{diluted}");
     std::thread::sleep(Duration::from_millis(500));
-    let (status, metrics_1) =
-        http_raw(port(base, 1, 3), "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    assert_eq!(status, 200);
-    let counter_1 = |name: &str| -> u64 {
-        metrics_1
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
+    let (metrics_1, counter_1) = scrape(base, 1);
     let charged = counter_1("tessera_net_forwarded_forgeries_total");
     let verified = counter_1(r#"tessera_rejected_transactions_total{reason="bad_signature"}"#);
     assert!(verified <= 32, "{verified} diluted forgeries verified: the forwarder was not stopped");
@@ -504,17 +474,7 @@ fn hostile_input_gets_clear_errors_and_changes_nothing() {
     let (closed, after) = trickle.join().unwrap();
     assert!(closed && after < Duration::from_secs(12), "trickled handshake open after {after:?}");
 
-    let (status, metrics) =
-        http_raw(port(base, 0, 3), "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    assert_eq!(status, 200);
-    let counter = |name: &str| -> u64 {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
+    let (metrics, counter) = scrape(base, 0);
     assert!(counter("tessera_net_malformed_frames_total") >= 2, "{metrics}");
     assert!(counter("tessera_net_handshake_failures_total") >= 3, "{metrics}");
     assert!(counter("tessera_net_connections_timed_out_total") >= 1, "{metrics}");
@@ -526,6 +486,45 @@ fn hostile_input_gets_clear_errors_and_changes_nothing() {
     let h = height(base, 0);
     wait_until("more blocks after the abuse", Duration::from_secs(20), || height(base, 0) > h + 3);
     assert_eq!(rpc(base, 0, "tessera_getAccount", json!([probe]))["result"], before);
+}
+
+/// Runs `tessera attack --kind KIND` for 2 s at 20,000 txn/s against node `node`, as validator
+/// 3 (whose key the cluster's directory holds), and returns its JSON report.
+fn attack_as_validator_3(cluster: &Cluster, node: u32, kind: &str) -> Value {
+    let base = cluster.base;
+    let out = Command::new(BIN)
+        .args([
+            "attack",
+            "--peer",
+            &port(base, node, 0).to_string(),
+            "--rpc",
+            &port(base, node, 2).to_string(),
+        ])
+        .args(["--chain-id", "1", "--node-index", &node.to_string(), "--validator-index", "3", "--key"])
+        .arg(cluster.dir.join("validator-3.key"))
+        .arg("--genesis")
+        .arg(cluster.dir.join("genesis.toml"))
+        .args(["--kind", kind, "--duration", "2", "--rate", "20000", "--json"])
+        .output()
+        .expect("run the attack");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("attack JSON")
+}
+
+/// Node `node`'s metrics exposition, and a reader of one sample by its series (0 if absent).
+fn scrape(base: u16, node: u32) -> (String, impl Fn(&str) -> u64) {
+    let (status, metrics) =
+        http_raw(port(base, node, 3), "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!(status, 200);
+    let text = metrics.clone();
+    let counter = move |name: &str| -> u64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (metrics, counter)
 }
 
 fn devnet(name: &str, start_port: u16, extra: &[&str]) -> (std::process::Child, PathBuf) {

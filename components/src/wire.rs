@@ -444,18 +444,7 @@ mod tests {
     /// length-prefix width a batch can have.
     #[test]
     fn a_txns_frame_size_matches_its_encoding() {
-        let txn = Txn {
-            body: TxnBody {
-                chain_id: 1,
-                reserved: 0,
-                sender: [1; 32],
-                recipient: [2; 32],
-                amount: 3,
-                fee: 4,
-                nonce: 5,
-            },
-            signature: TxnSignature([6; 64]),
-        };
+        let txn = sample_txn();
         for count in [0, 1, 102, 103, 13_107, 13_108, 20_000] {
             let txns = vec![txn; count];
             let encoded = encode(&Frame::Txns(txns.clone())).len();
@@ -742,11 +731,9 @@ mod tests {
         }
     }
 
-    /// A frame of every kind, and a consensus frame of every message type: the seeds of the
-    /// `wire_decode` fuzz target (`fuzz/corpus/wire_decode/`, named as here).
-    fn seed_frames() -> Vec<(&'static str, Frame)> {
-        use crate::consensus::{CertifiedBlock, NewView, Proposal};
-        let txn = Txn {
+    /// A well-formed transfer (its signature is not checked here).
+    fn sample_txn() -> Txn {
+        Txn {
             body: TxnBody {
                 chain_id: 1,
                 reserved: 0,
@@ -757,7 +744,14 @@ mod tests {
                 nonce: 0,
             },
             signature: TxnSignature([3; 64]),
-        };
+        }
+    }
+
+    /// A frame of every kind, and a consensus frame of every message type: the seeds of the
+    /// `wire_decode` fuzz target (`fuzz/corpus/wire_decode/`, named as here).
+    fn seed_frames() -> Vec<(&'static str, Frame)> {
+        use crate::consensus::{CertifiedBlock, NewView, Proposal};
+        let txn = sample_txn();
         let header = BlockHeader {
             height: 2,
             view: 3,

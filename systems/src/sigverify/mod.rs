@@ -253,17 +253,21 @@ pub fn verify_signatures(
     forwarded: Query<&ForwardedBy>,
 ) {
     let forwarded_by = |entity| forwarded.get(entity).ok().map(|ForwardedBy(validator)| *validator);
-    if let Some((entities, receiver)) = job.in_flight.take() {
-        let receiver = receiver.into_inner().expect("verdict channel lock is never poisoned");
-        let landed = receiver.recv().expect("verification job always sends its verdicts");
+    let clock_us = timings.clock_us;
+    let mut land = |cache: &mut AcceptedSignatures, entities, landed, from, txns: &mut Query<_>| {
         let mut sinks = VerdictSinks {
-            cache: &mut cache,
+            cache,
             counters: &mut counters,
             timings: &mut timings,
             forged: &mut forged,
             forwarded_by: &forwarded_by,
         };
-        apply_verdicts(entities, landed, Stage::Verifying, &mut txns, &mut sinks);
+        apply_verdicts(entities, landed, from, txns, &mut sinks);
+    };
+    if let Some((entities, receiver)) = job.in_flight.take() {
+        let receiver = receiver.into_inner().expect("verdict channel lock is never poisoned");
+        let landed = receiver.recv().expect("verification job always sends its verdicts");
+        land(&mut cache, entities, landed, Stage::Verifying, &mut txns);
     }
 
     let mut entities = Vec::new();
@@ -291,7 +295,6 @@ pub fn verify_signatures(
     pipeline.verified += items.len() as u64;
     let (batch, batch_size, stand_in) =
         (config.sigverify_batch, config.sigverify_batch_size, config.sigverify_stand_in);
-    let clock_us = timings.clock_us;
     if config.sigverify_overlap {
         for entity in &entities {
             *txns.get_mut(*entity).expect("entity was just read").4 = Stage::Verifying;
@@ -306,14 +309,7 @@ pub fn verify_signatures(
         job.in_flight = Some((entities, Mutex::new(receiver)));
     } else {
         let landed = run_job(&items, batch, batch_size, stand_in, clock_us, &shared);
-        let mut sinks = VerdictSinks {
-            cache: &mut cache,
-            counters: &mut counters,
-            timings: &mut timings,
-            forged: &mut forged,
-            forwarded_by: &forwarded_by,
-        };
-        apply_verdicts(entities, landed, Stage::Prefiltered, &mut txns, &mut sinks);
+        land(&mut cache, entities, landed, Stage::Prefiltered, &mut txns);
     }
 }
 
