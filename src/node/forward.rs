@@ -55,16 +55,21 @@ impl AwaitingAdmission {
     pub(super) fn take_admitted(&mut self, pipeline: &Pipeline, rejected: &HashSet<TxnId>) -> Vec<Vec<Txn>> {
         self.tick += 1;
         let mut admitted = Vec::new();
+        // A transaction queued twice (a client sent it twice) goes out once.
+        let mut taken = HashSet::new();
         let before = self.queue.len();
         let tick = self.tick;
         self.queue.retain(|(txn, id, queued)| {
             if pipeline.is_pending(id) {
-                admitted.push(*txn);
+                if taken.insert(*id) {
+                    admitted.push(*txn);
+                }
                 return false;
             }
             !rejected.contains(id) && tick - queued <= Self::TICKS_MAX
         });
         debug_assert!(self.queue.len() + admitted.len() <= before);
+        debug_assert_eq!(taken.len(), admitted.len());
         admitted.chunks(self.batch_max).map(<[Txn]>::to_vec).collect()
     }
 }
@@ -93,7 +98,7 @@ mod tests {
     }
 
     /// A client batch of forged transactions is never forwarded; the valid transactions beside
-    /// them are, once admitted.
+    /// them are, once admitted, and once each.
     #[test]
     fn only_admitted_transactions_are_forwarded() -> Result<(), Box<dyn std::error::Error>> {
         let keys: Vec<SigningKey> = (0..8).map(|i| signing_key(0xf0, i)).collect();
@@ -122,6 +127,10 @@ mod tests {
             assert!(pipeline.submit(*txn));
             assert!(awaiting.push(*txn));
         }
+        // A client sent one of them twice: it is forwarded once all the same (a repeat in a
+        // batch is dropped by the receiver, and once was charged to the forwarder).
+        assert!(pipeline.submit(honest[0]));
+        assert!(awaiting.push(honest[0]));
         let mut forwarded = Vec::new();
         for now in 1..=4 {
             pipeline.tick(now * 1_000_000);

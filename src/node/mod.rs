@@ -390,6 +390,15 @@ impl Node {
         }
         for _ in 0..64 {
             let Ok((from, batch)) = self.net.peer_txns.try_recv() else { break };
+            // Queued before its forwarder was banned (for forgeries found in what it sent
+            // earlier): dropped, not verified.
+            if let Some(validator) = from
+                && self.net.is_banned(validator)
+            {
+                let dropped = &self.net.counters.forwarded_from_banned_dropped;
+                dropped.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                continue;
+            }
             for txn in batch {
                 match from {
                     Some(validator) => self.pipeline.submit_forwarded(txn, validator),

@@ -54,6 +54,12 @@ super::metrics::series! {
         counter peers_banned = "tessera_net_peers_banned_total",
         /// Connections refused from banned addresses.
         counter banned_refusals = "tessera_net_banned_refusals_total",
+        /// Forwarded transactions dropped unverified because their forwarder was banned while
+        /// they were queued.
+        counter forwarded_from_banned_dropped = "tessera_net_forwarded_from_banned_dropped_total",
+        /// Exact repeats dropped from batches that validators forwarded (not charged: a client
+        /// can hand an honest validator one transaction twice).
+        counter forwarded_repeats_dropped = "tessera_net_forwarded_repeats_dropped_total",
         /// Bad signatures found on transactions that validators forwarded, each charged to its
         /// forwarder as a penalty point.
         counter forwarded_forgeries = "tessera_net_forwarded_forgeries_total",
@@ -131,6 +137,12 @@ pub struct NetHandles {
 }
 
 impl NetHandles {
+    /// True while validator `validator`'s index is banned: what it forwarded and is still
+    /// queued is dropped rather than verified.
+    pub fn is_banned(&self, validator: u32) -> bool {
+        self.addresses.standing(validator).is_none_or(|standing| standing.banned(Instant::now()))
+    }
+
     /// Charges validator `validator` one penalty point for each of `forged` bad signatures
     /// found on transactions it forwarded (an honest validator forwards only what it verified).
     /// Past the threshold its index is banned, and its open links close at their next frame.
@@ -654,7 +666,7 @@ async fn read_frame<S: AsyncRead + Unpin>(
     stream: &mut S,
     codec: &Codec,
     counters: &NetCounters,
-) -> std::io::Result<Result<Frame, String>> {
+) -> std::io::Result<Result<Frame, secure::FrameFault>> {
     Ok(secure::read_frame(stream, codec).await?.map(|(frame, size)| {
         counters.frames_in.fetch_add(1, Ordering::Relaxed);
         counters.bytes_in.fetch_add(size as u64, Ordering::Relaxed);
@@ -848,9 +860,13 @@ async fn serve_validator(
                 // A validator's key does not make its transactions' signatures good: unchecked,
                 // a Byzantine validator's forged batches each cost the pipeline a verification
                 // per transaction. Honest validators forward only what they admitted (verified),
-                // so a failed spot check is the sender's fault. Repeats are refused first, and
-                // cheaply: copies of one good transaction would dilute the sample.
-                if !forwarded_batch_sound(&batch) {
+                // so a failed spot check is the sender's fault. Repeats are dropped first, and
+                // cheaply: copies of one good transaction would dilute the sample. They are not
+                // the sender's fault (a client can hand an honest validator one transaction
+                // twice), so they cost it nothing.
+                let (batch, repeats) = without_repeats(batch);
+                shared.counters.forwarded_repeats_dropped.fetch_add(repeats as u64, Ordering::Relaxed);
+                if !spot_check(&batch) {
                     shared.counters.forwarded_batches_refused.fetch_add(1, Ordering::Relaxed);
                     if penalise_validator(shared, peer, ip) {
                         return Ok(());
@@ -861,8 +877,13 @@ async fn serve_validator(
                     return Ok(());
                 }
             }
-            Ok(_) | Err(_) => {
+            Ok(_) => {
                 if penalise_validator(shared, peer, ip) {
+                    return Ok(());
+                }
+            }
+            Err(fault) => {
+                if penalise_validator(shared, peer, ip) || fault.ends_stream() {
                     return Ok(());
                 }
             }
@@ -924,8 +945,13 @@ async fn serve_follower(
                     return Ok(());
                 }
             }
-            Ok(_) | Err(_) => {
+            Ok(_) => {
                 if penalise(shared, ip, &mut penalties) {
+                    return Ok(());
+                }
+            }
+            Err(fault) => {
+                if penalise(shared, ip, &mut penalties) || fault.ends_stream() {
                     return Ok(());
                 }
             }
@@ -1041,15 +1067,14 @@ async fn run_dialled(
     }
 }
 
-/// Whether a batch a validator forwarded may be taken: no transaction in it twice (an honest
-/// validator forwards what its mempool holds, each once), then the [`spot_check`]. Without the
-/// first check a Byzantine validator could send many copies of one transaction it signed and a
-/// few forged ones: the sample almost always lands on a copy, the copies cost the pipeline
-/// nothing (its cache knows them), and every forged one a verification.
-fn forwarded_batch_sound(batch: &[Txn]) -> bool {
-    let mut signatures: Vec<&[u8; 64]> = batch.iter().map(|txn| &txn.signature.0).collect();
-    signatures.sort_unstable();
-    signatures.windows(2).all(|pair| pair[0] != pair[1]) && spot_check(batch)
+/// A forwarded batch with exact repeats dropped, and how many were dropped. Sorted by the
+/// transactions' bytes: order within a batch means nothing to the mempool.
+fn without_repeats(mut batch: Vec<Txn>) -> (Vec<Txn>, usize) {
+    let before = batch.len();
+    batch.sort_unstable_by(|a, b| bytemuck::bytes_of(a).cmp(bytemuck::bytes_of(b)));
+    batch.dedup();
+    let repeats = before - batch.len();
+    (batch, repeats)
 }
 
 /// Signatures verified per batch from an unauthenticated source before it is taken.
@@ -1067,10 +1092,23 @@ fn spot_check(batch: &[Txn]) -> bool {
     let mut seed = [0u8; 8];
     let _ = getrandom::fill(&mut seed);
     let mut pick = u64::from_le_bytes(seed);
-    (0..SPOT_CHECKS.min(batch.len())).all(|_| {
+    // Distinct positions: the first anywhere, each next one among those not yet checked (a
+    // batch of at most SPOT_CHECKS transactions is checked whole).
+    let n = batch.len() as u64;
+    let mut checked: [u64; SPOT_CHECKS] = [u64::MAX; SPOT_CHECKS];
+    (0..SPOT_CHECKS.min(batch.len())).all(|round| {
         pick = pick.rotate_left(29).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5851_F42D_4C95_7F2D;
-        let txn = &batch[(pick % batch.len() as u64) as usize];
-        verify_single(&VerifyItem::of_txn(txn))
+        let mut at = pick % (n - round as u64);
+        // The `at`-th position not yet checked, in increasing order of the checked ones.
+        let mut taken: Vec<u64> = checked[..round].to_vec();
+        taken.sort_unstable();
+        for position in taken {
+            if position <= at {
+                at += 1;
+            }
+        }
+        checked[round] = at;
+        verify_single(&VerifyItem::of_txn(&batch[at as usize]))
     })
 }
 
@@ -1156,7 +1194,8 @@ mod tests {
     use super::secure::{self, Local};
     use super::{
         Accepted, AddressSlot, AddressTable, Executor, FOLLOWER, Lane, NetCounters, NetSetup, PeerLinks,
-        PortAddresses, Slot, SyncBudget, accept_handshake, accept_peers, forwarded_batch_sound, peer_queue,
+        PortAddresses, Slot, SyncBudget, accept_handshake, accept_peers, peer_queue, spot_check,
+        without_repeats,
     };
     use std::net::IpAddr;
 
@@ -1423,6 +1462,85 @@ mod tests {
         assert_eq!(refused.load(Ordering::Relaxed), 2);
     }
 
+    /// A client could hand an honest validator one transaction twice (or a sender with a
+    /// small-order key, two with one signature): forwarded in one batch, the repeat cost the
+    /// forwarder a point kept by its index, and nine such batches banned it everywhere. Repeats
+    /// are now dropped, and charged to nobody.
+    #[test]
+    fn a_repeat_in_a_forwarded_batch_costs_the_forwarder_nothing() {
+        on_executor(|| async {
+            let a = Rc::new(executor(0));
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let (inbound, _inbound_rx) = flume::unbounded();
+            let (txns, txns_rx) = flume::unbounded();
+            let (sync, _sync_rx) = flume::unbounded();
+            glommio::spawn_local(accept_peers(a.clone(), listener, PeerLinks { inbound, txns, sync }))
+                .detach();
+            let b = executor(1);
+            let key = SigningKey::from_bytes(&[5; 32]);
+            let body = tessera_components::TxnBody {
+                chain_id: CHAIN,
+                reserved: 0,
+                sender: key.verifying_key().to_bytes(),
+                recipient: [9; 32],
+                amount: 1,
+                fee: 1,
+                nonce: 0,
+            };
+            let txn = tessera_systems::workload::sign(&key, body);
+            let frame = tessera_components::wire::encode(&Frame::Txns(vec![txn, txn]));
+            let stream = TcpStream::connect(addr).await.expect("connect");
+            let mut link = secure::dial(stream, &b.local(), 0).await.expect("io").expect("B admitted");
+            let batches = a.setup.penalty_threshold as usize * 2;
+            for _ in 0..batches {
+                secure::write_bytes(&mut link, &frame).await.expect("write");
+            }
+            glommio::timer::sleep(Duration::from_millis(200)).await;
+            let counters = &a.counters;
+            assert_eq!(counters.forwarded_batches_refused.load(Ordering::Relaxed), 0);
+            assert_eq!(counters.peers_banned.load(Ordering::Relaxed), 0, "an honest forwarder banned");
+            assert_eq!(counters.forwarded_repeats_dropped.load(Ordering::Relaxed), batches as u64);
+            let taken: Vec<_> = txns_rx.drain().collect();
+            assert_eq!(taken.len(), batches);
+            assert!(taken.iter().all(|(from, batch)| *from == Some(1) && *batch == vec![txn]));
+            drop(link);
+        });
+    }
+
+    /// A header the node refuses (here, a length over its frame limit, as a validator whose
+    /// limit is set higher would send) leaves its payload unread. The node read on from the
+    /// middle of it, took each slice for another bad header, and banned the sender within one
+    /// frame. It now costs one point and ends the link.
+    #[test]
+    fn a_refused_header_ends_the_link_at_one_point() {
+        on_executor(|| async {
+            let a = Rc::new(executor(0));
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let (inbound, _inbound_rx) = flume::unbounded();
+            let (txns, _txns_rx) = flume::unbounded();
+            let (sync, _sync_rx) = flume::unbounded();
+            glommio::spawn_local(accept_peers(a.clone(), listener, PeerLinks { inbound, txns, sync }))
+                .detach();
+            let b = executor(1);
+            let mut frame =
+                tessera_components::wire::encode(&Frame::Txns(vec![bytemuck::Zeroable::zeroed(); 64]));
+            let length_at = tessera_components::constants::WIRE_HEADER_SIZE - 4;
+            let over = (a.setup.max_frame_bytes as u32 + 1).to_le_bytes();
+            frame[length_at..length_at + 4].copy_from_slice(&over);
+            let stream = TcpStream::connect(addr).await.expect("connect");
+            let mut link = secure::dial(stream, &b.local(), 0).await.expect("io").expect("B admitted");
+            secure::write_bytes(&mut link, &frame).await.expect("write");
+            glommio::timer::sleep(Duration::from_millis(200)).await;
+            let counters = &a.counters;
+            assert_eq!(counters.malformed_frames.load(Ordering::Relaxed), 1, "one frame, one point");
+            assert_eq!(counters.peers_banned.load(Ordering::Relaxed), 0);
+            assert_eq!(counters.validators_connected.load(Ordering::Relaxed), 0, "the link was kept");
+            drop(link);
+        });
+    }
+
     /// Points build up to a ban, the ban lasts its period, and points older than a period are
     /// forgiven: a rare bad frame from an honest validator never adds up to a ban.
     #[test]
@@ -1510,7 +1628,8 @@ mod tests {
     }
 
     /// A forwarded batch of copies of one good transaction and a few forged ones passed the
-    /// two-signature sample almost always; repeats are now refused before any sample.
+    /// two-signature sample almost always; repeats are now dropped before the sample, which
+    /// takes distinct positions.
     #[test]
     fn a_forwarded_batch_diluted_with_copies_is_refused() {
         let key = SigningKey::from_bytes(&[3; 32]);
@@ -1530,9 +1649,20 @@ mod tests {
             forged.signature.0[0] ^= 1;
             batch.push(forged);
         }
-        assert!(!forwarded_batch_sound(&batch), "copies and forgeries taken");
+        let (distinct, repeats) = without_repeats(batch);
+        assert_eq!((distinct.len(), repeats), (11, 989));
+        // One good transaction among eleven: two distinct positions always find a forgery.
+        for _ in 0..64 {
+            assert!(!spot_check(&distinct), "copies and forgeries taken");
+        }
         let honest: Vec<_> =
             (0..100).map(|nonce| tessera_systems::workload::sign(&key, body(nonce))).collect();
-        assert!(forwarded_batch_sound(&honest), "distinct good transactions refused");
+        assert!(spot_check(&without_repeats(honest).0), "distinct good transactions refused");
+        // A client that hands an honest validator one transaction twice gets it forwarded
+        // twice, at worst: dropped, never held against the forwarder.
+        let twice = vec![tessera_systems::workload::sign(&key, body(7)); 2];
+        let (once, repeats) = without_repeats(twice);
+        assert_eq!((once.len(), repeats), (1, 1));
+        assert!(spot_check(&once));
     }
 }

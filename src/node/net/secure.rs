@@ -56,18 +56,37 @@ fn params() -> snow::params::NoiseParams {
     NOISE_PARAMS.parse().expect("a valid Noise protocol name")
 }
 
+/// Why a frame read from a stream was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FrameFault {
+    /// The header did not decode (or declared more than the limit): its payload was not read,
+    /// so the stream is out of step and must be closed.
+    #[error("bad frame header: {0}")]
+    Header(String),
+    /// The payload did not decode; the next frame starts after it.
+    #[error("bad frame: {0}")]
+    Payload(String),
+}
+
+impl FrameFault {
+    /// True when nothing more can be read from the stream.
+    pub fn ends_stream(&self) -> bool {
+        matches!(self, FrameFault::Header(_))
+    }
+}
+
 /// Reads one frame: header first (size checked before anything is buffered), then payload.
 /// The outer error is the stream's; the inner one a frame that did not decode. Returns the
 /// frame's size with it.
 pub async fn read_frame<S: AsyncRead + Unpin>(
     stream: &mut S,
     codec: &Codec,
-) -> io::Result<Result<(Frame, usize), String>> {
+) -> io::Result<Result<(Frame, usize), FrameFault>> {
     let mut header = [0u8; WIRE_HEADER_SIZE];
     stream.read_exact(&mut header).await?;
     let size = match codec.decode_header(&header) {
         Ok(parsed) => parsed.frame_size(),
-        Err(error) => return Ok(Err(error.to_string())),
+        Err(error) => return Ok(Err(FrameFault::Header(error.to_string()))),
     };
     // The buffer grows with the bytes that arrive, not with the size the header declares: a
     // sender that declares the largest frame and then trickles costs what it has sent.
@@ -77,7 +96,10 @@ pub async fn read_frame<S: AsyncRead + Unpin>(
     if (&mut *stream).take(payload).read_to_end(&mut bytes).await? as u64 != payload {
         return Err(io::ErrorKind::UnexpectedEof.into());
     }
-    Ok(codec.decode(&bytes).map(|frame| (frame, size)).map_err(|error| error.to_string()))
+    Ok(codec
+        .decode(&bytes)
+        .map(|frame| (frame, size))
+        .map_err(|error| FrameFault::Payload(error.to_string())))
 }
 
 /// Writes one encoded frame and flushes.
