@@ -26,10 +26,15 @@ impl AwaitingAdmission {
     /// straight into a block.
     const TICKS_MAX: u64 = 64;
 
-    /// An empty queue whose batches fit frames of `frame_bytes_max`.
+    /// Bytes of a forwarded batch at most, whatever this node's own frame limit: receivers
+    /// set theirs for themselves, and a frame over a receiver's limit ends the link.
+    const BATCH_BYTES_MAX: usize = 1 << 20;
+
+    /// An empty queue whose batches fit frames of `frame_bytes_max`, and 1 MiB.
     pub(super) fn new(frame_bytes_max: usize) -> AwaitingAdmission {
         // A `Txns` frame is its header, a count, then the transactions.
-        let batch_max = (frame_bytes_max.saturating_sub(256) / TXN_SIZE).max(1);
+        let frame_bytes = frame_bytes_max.min(Self::BATCH_BYTES_MAX);
+        let batch_max = (frame_bytes.saturating_sub(256) / TXN_SIZE).max(1);
         AwaitingAdmission { queue: VecDeque::new(), tick: 0, batch_max }
     }
 
@@ -146,6 +151,9 @@ mod tests {
     fn batches_fit_a_frame_and_the_queue_is_bounded() {
         let awaiting = AwaitingAdmission::new(1 << 20);
         assert!(awaiting.batch_max * TXN_SIZE + 256 <= 1 << 20);
+        // A node with a larger limit still forwards batches any receiver's default takes.
+        let large = AwaitingAdmission::new(16 << 20);
+        assert_eq!(large.batch_max, awaiting.batch_max);
         let mut small = AwaitingAdmission::new(1024);
         assert_eq!(small.batch_max, (1024 - 256) / TXN_SIZE);
         let txn: Txn = bytemuck::Zeroable::zeroed();

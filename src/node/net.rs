@@ -446,6 +446,9 @@ struct Executor {
 }
 
 impl Executor {
+    /// Addresses banned at once, at most, per executor.
+    const BANS_MAX: usize = 1 << 16;
+
     fn new(
         setup: NetSetup,
         counters: Arc<NetCounters>,
@@ -489,11 +492,22 @@ impl Executor {
     }
 
     fn ban(&self, ip: IpAddr) {
-        // Loopback is never banned as a whole: on a devnet every honest peer shares it.
-        if !ip.is_loopback() {
-            self.bans.borrow_mut().insert(ip, Instant::now() + self.setup.ban);
-        }
         self.counters.peers_banned.fetch_add(1, Ordering::Relaxed);
+        // Loopback is never banned as a whole: on a devnet every honest peer shares it. Nor is
+        // a validator's configured address: whoever shares it (a NAT, a host) could otherwise
+        // get that validator refused before its handshake; a validator is banned by index.
+        if ip.is_loopback() || self.setup.peers.iter().any(|peer| peer.ip() == ip) {
+            return;
+        }
+        let now = Instant::now();
+        let mut bans = self.bans.borrow_mut();
+        if bans.len() >= Self::BANS_MAX {
+            bans.retain(|_, until| *until > now);
+        }
+        // Full of live bans (many addresses, IPv6): a new one is not kept rather than grow.
+        if bans.len() < Self::BANS_MAX {
+            bans.insert(ip, now + self.setup.ban);
+        }
     }
 
     fn codec(&self) -> Codec {
@@ -599,24 +613,33 @@ impl PortAddresses {
 #[derive(Debug, Default)]
 struct Standing {
     points: u32,
-    /// When the last point was given; points older than a ban period are forgiven.
-    last_point: Option<Instant>,
+    /// Since when the points have been leaking: one point leaks away every `ban / threshold`.
+    leaking_since: Option<Instant>,
     banned_until: Option<Instant>,
 }
 
 impl Standing {
     /// One more point at `now`; true when that is past `threshold`, and then the index is
-    /// banned for `ban` (and its points start over).
+    /// banned for `ban` (and its points start over). Points leak away at `threshold` per `ban`,
+    /// so faults rarer than that never add up to a ban, and a burst past the threshold does.
     fn penalise(&mut self, now: Instant, threshold: u32, ban: Duration) -> bool {
-        if self.last_point.is_some_and(|at| now.saturating_duration_since(at) > ban) {
-            self.points = 0;
+        let leak = ban / threshold.max(1);
+        if let Some(since) = self.leaking_since {
+            let elapsed = now.saturating_duration_since(since);
+            let leaked = (elapsed.as_nanos() / leak.as_nanos().max(1)).min(u128::from(u32::MAX)) as u32;
+            self.points = self.points.saturating_sub(leaked);
+            // Keep the part of a point not yet leaked.
+            self.leaking_since = Some(since + leak * leaked);
         }
-        self.points += 1;
-        self.last_point = Some(now);
+        if self.points == 0 {
+            self.leaking_since = Some(now);
+        }
+        self.points = self.points.saturating_add(1);
         if self.points <= threshold {
             return false;
         }
         self.points = 0;
+        self.leaking_since = None;
         self.banned_until = Some(now + ban);
         true
     }
@@ -882,8 +905,14 @@ async fn serve_validator(
                     return Ok(());
                 }
             }
-            Err(fault) => {
-                if penalise_validator(shared, peer, ip) || fault.ends_stream() {
+            // A header we refuse may be an honest validator's with a larger frame limit or a
+            // newer version: the link ends (its payload was not read), at no point.
+            Err(fault) if fault.ends_stream() => {
+                shared.counters.malformed_frames.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            Err(_) => {
+                if penalise_validator(shared, peer, ip) {
                     return Ok(());
                 }
             }
@@ -937,6 +966,8 @@ async fn serve_follower(
                 shared.counters.bytes_out.fetch_add(frame.len() as u64, Ordering::Relaxed);
             }
             Ok(Frame::Txns(batch)) => {
+                // Repeats dropped first, so copies cannot dilute the sample.
+                let (batch, _) = without_repeats(batch);
                 if !spot_check(&batch) {
                     shared.counters.batches_refused.fetch_add(1, Ordering::Relaxed);
                     return Ok(());
@@ -1163,6 +1194,8 @@ async fn serve_client(
         match frame {
             Ok(Frame::Txns(batch)) => {
                 shared.counters.ingress_txns.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                // Repeats dropped first, so copies cannot dilute the sample.
+                let (batch, _) = without_repeats(batch);
                 if !spot_check(&batch) {
                     shared.counters.batches_refused.fetch_add(1, Ordering::Relaxed);
                     return Ok(());
@@ -1511,9 +1544,10 @@ mod tests {
     /// A header the node refuses (here, a length over its frame limit, as a validator whose
     /// limit is set higher would send) leaves its payload unread. The node read on from the
     /// middle of it, took each slice for another bad header, and banned the sender within one
-    /// frame. It now costs one point and ends the link.
+    /// frame. It now ends the link, at no point: the sender may be honest, configured
+    /// differently.
     #[test]
-    fn a_refused_header_ends_the_link_at_one_point() {
+    fn a_refused_header_ends_the_link_at_no_point() {
         on_executor(|| async {
             let a = Rc::new(executor(0));
             let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -1534,15 +1568,38 @@ mod tests {
             secure::write_bytes(&mut link, &frame).await.expect("write");
             glommio::timer::sleep(Duration::from_millis(200)).await;
             let counters = &a.counters;
-            assert_eq!(counters.malformed_frames.load(Ordering::Relaxed), 1, "one frame, one point");
+            assert_eq!(counters.malformed_frames.load(Ordering::Relaxed), 1, "one frame, counted once");
             assert_eq!(counters.peers_banned.load(Ordering::Relaxed), 0);
+            assert_eq!(a.addresses.standing(1).expect("index 1").points, 0, "a point for a header");
             assert_eq!(counters.validators_connected.load(Ordering::Relaxed), 0, "the link was kept");
             drop(link);
         });
     }
 
-    /// Points build up to a ban, the ban lasts its period, and points older than a period are
-    /// forgiven: a rare bad frame from an honest validator never adds up to a ban.
+    /// Anyone behind a validator's address (a NAT, a shared host) could get it banned, and the
+    /// validator refused before its handshake; and a flood of addresses grew the ban table
+    /// without bound. Validators' configured addresses are never banned by address, and the
+    /// table holds at most `BANS_MAX` live bans.
+    #[test]
+    fn address_bans_spare_validators_and_stay_bounded() {
+        let mut node = executor(0);
+        node.setup.peers[2] = "192.0.2.9:7000".parse().expect("an address");
+        let validator: IpAddr = "192.0.2.9".parse().expect("an address");
+        let stranger: IpAddr = "192.0.2.10".parse().expect("an address");
+        node.ban(validator);
+        node.ban(stranger);
+        assert!(!node.banned(validator), "a validator's address banned");
+        assert!(node.banned(stranger));
+        for i in 0..Executor::BANS_MAX as u128 + 100 {
+            node.ban(IpAddr::V6(std::net::Ipv6Addr::from(0x2001_0db8_u128 << 96 | i)));
+        }
+        assert!(node.bans.borrow().len() <= Executor::BANS_MAX);
+        assert!(node.banned(stranger), "a live ban dropped to make room");
+    }
+
+    /// Points build up to a ban, the ban lasts its period, and points leak away: bad frames
+    /// rarer than the leak never add up to a ban (with points forgiven only after a quiet ban
+    /// period, one bad frame every 59 s banned after nine).
     #[test]
     fn a_standing_bans_past_the_threshold_and_forgives_old_points() {
         let start = std::time::Instant::now();
@@ -1554,11 +1611,16 @@ mod tests {
         assert!(standing.penalise(start, 4, ban), "the fifth point bans");
         assert!(standing.banned(start + Duration::from_secs(9)));
         assert!(!standing.banned(start + Duration::from_secs(10)));
-        // One point per period, forever: never a ban.
+        // Points leak at threshold per ban period (one per 2.5 s here): one point every 3 s,
+        // forever, never bans; one every 2 s bans, since the bucket fills by a point every 10 s.
         let mut standing = super::Standing::default();
-        for period in 1..100 {
-            assert!(!standing.penalise(start + ban * period * 2, 4, ban), "period {period}");
+        for fault in 1..1000 {
+            assert!(!standing.penalise(start + Duration::from_secs(3) * fault, 4, ban), "fault {fault}");
         }
+        let mut standing = super::Standing::default();
+        let banned_at =
+            (1..1000).find(|fault| standing.penalise(start + Duration::from_secs(2) * *fault, 4, ban));
+        assert!(banned_at.is_some_and(|fault| fault > 5 && fault < 100), "banned at fault {banned_at:?}");
     }
 
     /// Penalty points were kept per connection: a validator could send `threshold` bad frames,
