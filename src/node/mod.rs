@@ -286,6 +286,7 @@ impl Node {
             peer_connections_max: config.network.connections_max,
             followers_max: config.network.followers_max,
             follower_idle_timeout: Duration::from_secs(config.network.follower_idle_timeout_secs),
+            validator_idle_timeout: Duration::from_secs(60),
             follower_sync_bytes_per_sec: config.network.follower_sync_bytes_per_sec,
             connections_per_address_max: config.network.connections_per_address_max,
             ingress_connections_max: config.ingress.connections_max,

@@ -300,6 +300,10 @@ pub struct NetSetup {
     pub followers_max: usize,
     /// A full node that sends no frame for this long is closed.
     pub follower_idle_timeout: Duration,
+    /// A validator link that carries no frame for this long is closed, so a connection that
+    /// died without a close (a crashed host, dropped packets) gives its slot back; a dialler
+    /// sends an empty batch after a quarter of this in silence, so a live link never is.
+    pub validator_idle_timeout: Duration,
     /// Bytes of sync answers one full node's connection may draw per second (and at once).
     pub follower_sync_bytes_per_sec: u64,
     /// Most connections from one source address, on the peer port (in handshake or
@@ -866,9 +870,17 @@ async fn serve_validator(
     links: &PeerLinks,
 ) -> std::io::Result<()> {
     let codec = shared.codec();
-    channel.get_mut().set_read_timeout(None)?;
+    // Two links per index at most: without a read deadline, two connections that died
+    // without a close would hold both for good, and the validator's every new link be refused.
+    channel.get_mut().set_read_timeout(Some(shared.setup.validator_idle_timeout))?;
     loop {
-        let frame = read_frame(&mut channel, &codec, &shared.counters).await?;
+        let frame = match read_frame(&mut channel, &codec, &shared.counters).await {
+            Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
+                shared.counters.connections_timed_out.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            other => other?,
+        };
         // Banned since the last frame (for forgeries the pipeline found): the link ends here.
         if shared.addresses.standing(peer).is_none_or(|standing| standing.banned(Instant::now())) {
             return Ok(());
@@ -896,7 +908,8 @@ async fn serve_validator(
                     }
                     continue;
                 }
-                if links.txns.send_async((Some(peer), batch)).await.is_err() {
+                // An empty batch is a dialler's keep-alive.
+                if !batch.is_empty() && links.txns.send_async((Some(peer), batch)).await.is_err() {
                     return Ok(());
                 }
             }
@@ -1084,8 +1097,15 @@ async fn run_dialled(
     outbound: &PeerQueueRx,
 ) -> std::io::Result<()> {
     let mut buffer = Vec::new();
+    let keepalive = shared.setup.validator_idle_timeout / 4;
     loop {
-        let Some(first) = outbound.next().await else { return Ok(()) };
+        let first = match within(keepalive, async { Ok(outbound.next().await) }).await {
+            Ok(Some(first)) => first,
+            Ok(None) => return Ok(()),
+            // Nothing to send for a while: an empty batch, so the receiver's idle deadline
+            // (which frees the slots of dead links) never closes a live one.
+            Err(_) => Arc::new(encode(&Frame::Txns(Vec::new()))),
+        };
         buffer.clear();
         buffer.extend_from_slice(&first);
         // Whatever else is queued, consensus first, into one write.
@@ -1227,7 +1247,7 @@ mod tests {
     use super::secure::{self, Local};
     use super::{
         Accepted, AddressSlot, AddressTable, Executor, FOLLOWER, Lane, NetCounters, NetSetup, PeerLinks,
-        PortAddresses, Slot, SyncBudget, accept_handshake, accept_peers, peer_queue, spot_check,
+        PortAddresses, Slot, SyncBudget, accept_handshake, accept_peers, peer_queue, run_dialled, spot_check,
         without_repeats,
     };
     use std::net::IpAddr;
@@ -1258,6 +1278,7 @@ mod tests {
             peer_connections_max: 16,
             followers_max: 2,
             follower_idle_timeout: Duration::from_secs(1),
+            validator_idle_timeout: Duration::from_secs(60),
             follower_sync_bytes_per_sec: 1 << 20,
             connections_per_address_max: 3,
             ingress_connections_max: 16,
@@ -1573,6 +1594,54 @@ mod tests {
             assert_eq!(a.addresses.standing(1).expect("index 1").points, 0, "a point for a header");
             assert_eq!(counters.validators_connected.load(Ordering::Relaxed), 0, "the link was kept");
             drop(link);
+        });
+    }
+
+    /// Two validator links per index, with no read deadline: two connections that died without
+    /// a close (a crashed host, dropped packets) held both for good, and every new link from
+    /// that validator was refused. A silent link now ends after `validator_idle_timeout`, and a
+    /// live dialler with nothing to say sends a keep-alive, so its link is kept.
+    #[test]
+    fn a_silent_validator_link_ends_and_a_live_one_is_kept() {
+        on_executor(|| async {
+            let mut a = executor(0);
+            a.setup.validator_idle_timeout = Duration::from_millis(400);
+            let a = Rc::new(a);
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let (inbound, _inbound_rx) = flume::unbounded();
+            let (txns, txns_rx) = flume::unbounded();
+            let (sync, _sync_rx) = flume::unbounded();
+            glommio::spawn_local(accept_peers(a.clone(), listener, PeerLinks { inbound, txns, sync }))
+                .detach();
+            let counters = &a.counters;
+            // Validator 1 opens two links and goes silent on both (as if its host died).
+            let b = executor(1);
+            let mut dead = Vec::new();
+            for _ in 0..2 {
+                let stream = TcpStream::connect(addr).await.expect("connect");
+                dead.push(secure::dial(stream, &b.local(), 0).await.expect("io").expect("admitted"));
+            }
+            glommio::timer::sleep(Duration::from_millis(100)).await;
+            assert_eq!(counters.validators_connected.load(Ordering::Relaxed), 2);
+            glommio::timer::sleep(Duration::from_millis(600)).await;
+            assert_eq!(counters.validators_connected.load(Ordering::Relaxed), 0, "silent links kept");
+            // Its next link is served, and kept through the silence by keep-alives.
+            let mut b = executor(1);
+            b.setup.validator_idle_timeout = a.setup.validator_idle_timeout;
+            let b = Rc::new(b);
+            let stream = TcpStream::connect(addr).await.expect("connect");
+            let channel = secure::dial(stream, &b.local(), 0).await.expect("io").expect("admitted");
+            let (_queue, rx) = peer_queue(8, 1 << 20, 1 << 18);
+            let writer = glommio::spawn_local({
+                let b = b.clone();
+                async move { run_dialled(&b, channel, &rx).await }
+            })
+            .detach();
+            glommio::timer::sleep(Duration::from_millis(1_200)).await;
+            assert_eq!(counters.validators_connected.load(Ordering::Relaxed), 1, "a live link closed");
+            assert!(txns_rx.is_empty(), "a keep-alive reached the pipeline");
+            drop((writer, dead));
         });
     }
 
