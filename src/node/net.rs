@@ -441,7 +441,7 @@ struct Executor {
     setup: NetSetup,
     counters: Arc<NetCounters>,
     /// Banned addresses and when the ban ends.
-    bans: RefCell<HashMap<IpAddr, Instant>>,
+    bans: RefCell<BanTable>,
     /// Connections per source address, per port, across every executor.
     addresses: Arc<PortAddresses>,
     stop: Arc<AtomicBool>,
@@ -460,7 +460,7 @@ impl Executor {
         stop: Arc<AtomicBool>,
     ) -> Executor {
         let noise = secure::static_keypair();
-        Executor { setup, counters, bans: RefCell::new(HashMap::new()), addresses, stop, noise }
+        Executor { setup, counters, bans: RefCell::new(BanTable::default()), addresses, stop, noise }
     }
 
     /// A slot for a connection from `ip` in `table`, or `None` (counted) if that address holds
@@ -484,38 +484,57 @@ impl Executor {
     }
 
     fn banned(&self, ip: IpAddr) -> bool {
-        let mut bans = self.bans.borrow_mut();
-        match bans.get(&ip) {
-            Some(until) if Instant::now() < *until => true,
-            Some(_) => {
-                bans.remove(&ip);
-                false
-            }
-            None => false,
-        }
+        self.bans.borrow().holds(ip, Instant::now())
+    }
+
+    /// True for an address a configured validator dials from (its listening address): never
+    /// banned or capped by address, since whoever shares it (a NAT, a host) could otherwise get
+    /// that validator refused before its handshake. Validators are banned by index.
+    fn is_validator_address(&self, ip: IpAddr) -> bool {
+        self.setup.peers.iter().any(|peer| peer.ip().to_canonical() == ip)
     }
 
     fn ban(&self, ip: IpAddr) {
         self.counters.peers_banned.fetch_add(1, Ordering::Relaxed);
-        // Loopback is never banned as a whole: on a devnet every honest peer shares it. Nor is
-        // a validator's configured address: whoever shares it (a NAT, a host) could otherwise
-        // get that validator refused before its handshake; a validator is banned by index.
-        if ip.is_loopback() || self.setup.peers.iter().any(|peer| peer.ip() == ip) {
+        // Loopback is never banned as a whole: on a devnet every honest peer shares it.
+        if ip.is_loopback() || self.is_validator_address(ip) {
             return;
         }
-        let now = Instant::now();
-        let mut bans = self.bans.borrow_mut();
-        if bans.len() >= Self::BANS_MAX {
-            bans.retain(|_, until| *until > now);
-        }
-        // Full of live bans (many addresses, IPv6): a new one is not kept rather than grow.
-        if bans.len() < Self::BANS_MAX {
-            bans.insert(ip, now + self.setup.ban);
-        }
+        self.bans.borrow_mut().insert(ip, Instant::now(), self.setup.ban, Self::BANS_MAX);
     }
 
     fn codec(&self) -> Codec {
         Codec::new(self.setup.max_frame_bytes)
+    }
+}
+
+/// Banned addresses and when each ban ends. Every ban lasts as long, so the order bans were
+/// made in is the order they end in: expired ones leave from the front, and when the table is
+/// full the oldest is dropped for the new one, each in amortised constant time.
+#[derive(Debug, Default)]
+struct BanTable {
+    until: HashMap<IpAddr, Instant>,
+    order: std::collections::VecDeque<(Instant, IpAddr)>,
+}
+
+impl BanTable {
+    fn holds(&self, ip: IpAddr, now: Instant) -> bool {
+        self.until.get(&ip).is_some_and(|until| now < *until)
+    }
+
+    /// Bans `ip` from `now` for `ban` (the latest ban, so the latest end), keeping at most
+    /// `max`.
+    fn insert(&mut self, ip: IpAddr, now: Instant, ban: Duration, max: usize) {
+        let until = now + ban;
+        while self.order.front().is_some_and(|(end, _)| *end <= now) || self.order.len() >= max {
+            let Some((end, old)) = self.order.pop_front() else { break };
+            // A re-ban of the same address left its earlier entry behind: only the latest counts.
+            if self.until.get(&old) == Some(&end) {
+                self.until.remove(&old);
+            }
+        }
+        self.until.insert(ip, until);
+        self.order.push_back((until, ip));
     }
 }
 
@@ -720,12 +739,15 @@ async fn accept_peers(shared: Rc<Executor>, listener: TcpListener, links: PeerLi
         let links = links.clone();
         glommio::spawn_local(async move {
             let counters = &shared.counters;
-            let ip = stream.peer_addr().map(|addr| addr.ip()).ok();
+            let ip = stream.peer_addr().map(|addr| addr.ip().to_canonical()).ok();
             if ip.is_some_and(|ip| shared.banned(ip)) {
                 shared.counters.banned_refusals.fetch_add(1, Ordering::Relaxed);
                 return;
             }
-            let Some(address) = shared.address_slot(&shared.addresses.peer, ip) else { return };
+            // A validator's address is not capped (the port's total still is): full nodes that
+            // share it could otherwise take its slots and get its links refused at accept.
+            let capped = ip.filter(|ip| !shared.is_validator_address(*ip));
+            let Some(address) = shared.address_slot(&shared.addresses.peer, capped) else { return };
             let max = shared.setup.peer_connections_max;
             let Some(handshaking) =
                 Slot::take(&counters.peer_connections_open, max, &counters.connections_refused)
@@ -870,11 +892,14 @@ async fn serve_validator(
     links: &PeerLinks,
 ) -> std::io::Result<()> {
     let codec = shared.codec();
-    // Two links per index at most: without a read deadline, two connections that died
-    // without a close would hold both for good, and the validator's every new link be refused.
-    channel.get_mut().set_read_timeout(Some(shared.setup.validator_idle_timeout))?;
+    // Two links per index at most: without a deadline, two connections that died without a
+    // close would hold both for good, and the validator's every new link be refused. The
+    // deadline is on whole frames, not bytes: a byte now and then (which anyone on the path can
+    // inject; it fails to decrypt only once its record is complete) does not keep a link.
+    channel.get_mut().set_read_timeout(None)?;
+    let idle = shared.setup.validator_idle_timeout;
     loop {
-        let frame = match read_frame(&mut channel, &codec, &shared.counters).await {
+        let frame = match within(idle, read_frame(&mut channel, &codec, &shared.counters)).await {
             Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
                 shared.counters.connections_timed_out.fetch_add(1, Ordering::Relaxed);
                 return Ok(());
@@ -1173,7 +1198,7 @@ async fn accept_clients(shared: Rc<Executor>, listener: TcpListener, txns: flume
         let txns = txns.clone();
         glommio::spawn_local(async move {
             let counters = &shared.counters;
-            let ip = stream.peer_addr().map(|addr| addr.ip()).ok();
+            let ip = stream.peer_addr().map(|addr| addr.ip().to_canonical()).ok();
             let Some(_address) = shared.address_slot(&shared.addresses.ingress, ip) else { return };
             let max = shared.setup.ingress_connections_max;
             let Some(_slot) =
@@ -1645,10 +1670,45 @@ mod tests {
         });
     }
 
+    /// The deadline is on frames, not bytes: anyone on the path can inject a byte now and then
+    /// into a dead link (it fails to decrypt only once its 64 KiB record is complete), and with
+    /// a deadline per read that kept the link, and its slot, for weeks.
+    #[test]
+    fn bytes_trickled_into_a_validator_link_do_not_keep_it() {
+        use futures_lite::AsyncWriteExt;
+        on_executor(|| async {
+            let mut a = executor(0);
+            a.setup.validator_idle_timeout = Duration::from_millis(400);
+            let a = Rc::new(a);
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let (inbound, _inbound_rx) = flume::unbounded();
+            let (txns, _txns_rx) = flume::unbounded();
+            let (sync, _sync_rx) = flume::unbounded();
+            glommio::spawn_local(accept_peers(a.clone(), listener, PeerLinks { inbound, txns, sync }))
+                .detach();
+            let b = executor(1);
+            let stream = TcpStream::connect(addr).await.expect("connect");
+            let mut link = secure::dial(stream, &b.local(), 0).await.expect("io").expect("admitted");
+            // A record that declares the largest length, then one byte every 150 ms.
+            let raw = link.get_mut();
+            raw.write_all(&[0xff, 0xff]).await.expect("write");
+            for _ in 0..8 {
+                glommio::timer::sleep(Duration::from_millis(150)).await;
+                if raw.write_all(&[0]).await.is_err() {
+                    break;
+                }
+            }
+            let counters = &a.counters;
+            assert_eq!(counters.validators_connected.load(Ordering::Relaxed), 0, "a trickled link kept");
+            assert!(counters.connections_timed_out.load(Ordering::Relaxed) >= 1);
+        });
+    }
+
     /// Anyone behind a validator's address (a NAT, a shared host) could get it banned, and the
     /// validator refused before its handshake; and a flood of addresses grew the ban table
     /// without bound. Validators' configured addresses are never banned by address, and the
-    /// table holds at most `BANS_MAX` live bans.
+    /// table holds at most `BANS_MAX` bans, the oldest giving way, in constant time a ban.
     #[test]
     fn address_bans_spare_validators_and_stay_bounded() {
         let mut node = executor(0);
@@ -1662,8 +1722,16 @@ mod tests {
         for i in 0..Executor::BANS_MAX as u128 + 100 {
             node.ban(IpAddr::V6(std::net::Ipv6Addr::from(0x2001_0db8_u128 << 96 | i)));
         }
-        assert!(node.bans.borrow().len() <= Executor::BANS_MAX);
-        assert!(node.banned(stranger), "a live ban dropped to make room");
+        assert!(node.bans.borrow().until.len() <= Executor::BANS_MAX);
+        assert!(node.bans.borrow().order.len() <= Executor::BANS_MAX);
+        // Full of live bans, the oldest gives way to the newest.
+        assert!(!node.banned(stranger), "the oldest ban kept past the bound");
+        let newest =
+            IpAddr::V6(std::net::Ipv6Addr::from(0x2001_0db8_u128 << 96 | (Executor::BANS_MAX as u128 + 99)));
+        assert!(node.banned(newest));
+        // An IPv4-mapped IPv6 form of a validator's address is that address.
+        let mapped = "::ffff:192.0.2.9".parse::<IpAddr>().expect("an address").to_canonical();
+        assert!(node.is_validator_address(mapped));
     }
 
     /// Points build up to a ban, the ban lasts its period, and points leak away: bad frames
