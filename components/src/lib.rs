@@ -31,7 +31,7 @@ pub use block::{
 pub use consensus::{CertifiedBlock, ConsensusMessage, NewView, Proposal, SafetyState};
 pub use hash::{Domain, Hash, merkle_root};
 pub use reject::RejectReason;
-pub use txn::{ForwardedBy, Stage, Txn, TxnBody, TxnId, TxnSignature};
+pub use txn::{Source, Stage, SubmittedBy, Txn, TxnBody, TxnId, TxnSignature};
 
 // Every multi-byte integer in a Pod layout is stored in the host's byte order, and those bytes
 // are what gets signed, hashed and framed. Pinning little-endian makes "host order" the one

@@ -77,13 +77,22 @@ impl Txn {
     }
 }
 
-/// The validator that forwarded a transaction entity, on entities that came over a validator
-/// link (client transactions have none). An honest validator forwards only transactions it
-/// verified, so a signature that fails here is that validator's doing, and is charged to it.
-/// Sparse: most entities never carry it, and it is read only on a refusal.
+/// Who handed the node a transaction, where a bad signature on it can be charged to someone.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub enum Source {
+    /// A validator forwarded it. An honest validator forwards only transactions it verified,
+    /// so a signature that fails here is that validator's doing.
+    Validator(u32),
+    /// A client sent it from this address (IPv6, or IPv4 mapped into IPv6).
+    Address([u8; 16]),
+}
+
+/// The [`Source`] of a transaction entity, on entities that have one (a client on loopback, an
+/// RPC call or a full node's relay have none). Sparse: most entities never carry it, and it is
+/// read only on a refusal.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Component)]
 #[component(storage = "SparseSet")]
-pub struct ForwardedBy(pub u32);
+pub struct SubmittedBy(pub Source);
 
 /// A transaction entity's progress through the pipeline. Each stage's system sweeps entities
 /// at its input stage and moves them to the next stage or to [`Stage::Rejected`]. A value

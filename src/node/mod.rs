@@ -31,7 +31,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ed25519_dalek::SigningKey;
 use serde_json::{Value, json};
 use tessera_components::wire::{Frame, encode};
-use tessera_components::{CertifiedBlock, ConsensusMessage, Hash, Txn, TxnId};
+use tessera_components::{CertifiedBlock, ConsensusMessage, Hash, Source, Txn, TxnId};
 use tessera_systems::consensus::core::{ConsensusConfig, Core, Destination, ValidatorSet};
 use tessera_systems::{ChainTip, Pipeline, Stages, TxnOutcome, TxnRejected};
 
@@ -291,6 +291,7 @@ impl Node {
             connections_per_address_max: config.network.connections_per_address_max,
             ingress_connections_max: config.ingress.connections_max,
             ingress_idle_timeout: Duration::from_secs(config.ingress.idle_timeout_secs),
+            trust_loopback: true,
         })?;
         let metrics = Arc::new(Metrics::new(net.counters.clone()));
         let http_limits = |connections_max, connections_per_address_max, idle_timeout_secs| {
@@ -377,12 +378,25 @@ impl Node {
         }
         let now_ns = wall_ns();
         for _ in 0..64 {
-            let Ok(batch) = self.net.txns.try_recv() else { break };
+            let Ok((from, batch)) = self.net.txns.try_recv() else { break };
+            // Sent before its address was banned (for forgeries found in what it sent earlier):
+            // dropped, not verified.
+            if from.is_some_and(|ip| self.net.is_address_banned(ip)) {
+                continue;
+            }
+            let source = from.map(|ip| match ip {
+                std::net::IpAddr::V4(v4) => Source::Address(v4.to_ipv6_mapped().octets()),
+                std::net::IpAddr::V6(v6) => Source::Address(v6.octets()),
+            });
             // Client transactions go to every validator (any of them may lead next), but only
             // once admitted here: see `forward_admitted`.
             for txn in batch {
                 let id = txn.id();
-                if self.pipeline.submit(txn) {
+                let taken = match source {
+                    Some(source) => self.pipeline.submit_from(txn, source),
+                    None => self.pipeline.submit(txn),
+                };
+                if taken {
                     self.submitted.record(id, now_ns, |_| true);
                     self.awaiting_admission.push(txn);
                 }
@@ -402,7 +416,7 @@ impl Node {
             }
             for txn in batch {
                 match from {
-                    Some(validator) => self.pipeline.submit_forwarded(txn, validator),
+                    Some(validator) => self.pipeline.submit_from(txn, Source::Validator(validator)),
                     None => self.pipeline.submit(txn),
                 };
             }
@@ -471,9 +485,17 @@ impl Node {
             Metrics::record(&self.metrics.verify_batch_us, us);
         }
         let finished_ns = wall_ns();
-        for (validator, forged) in self.pipeline.take_forged_forwards() {
-            tracing::warn!(validator, forged, "bad signatures on transactions a validator forwarded");
-            self.net.charge_forgeries(validator, forged);
+        for (source, forged) in self.pipeline.take_forged() {
+            match source {
+                Source::Validator(validator) => {
+                    tracing::warn!(validator, forged, "bad signatures on transactions a validator forwarded");
+                    self.net.charge_forgeries(validator, forged);
+                }
+                Source::Address(octets) => {
+                    let ip = std::net::Ipv6Addr::from(octets).to_canonical();
+                    self.net.charge_address(ip, forged);
+                }
+            }
         }
         self.forward_admitted(&ticked.rejections);
         // One hold of the fate window for the whole tick: readers wait for this, not for the

@@ -15,7 +15,6 @@
 //! address banned for a while. A validator's points and ban are kept by its index, so they
 //! survive its reconnecting, from any address. Every such event has a counter.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -57,6 +56,9 @@ super::metrics::series! {
         /// Forwarded transactions dropped unverified because their forwarder was banned while
         /// they were queued.
         counter forwarded_from_banned_dropped = "tessera_net_forwarded_from_banned_dropped_total",
+        /// Bad signatures found on transactions clients sent from an address that is charged
+        /// (not loopback, not a validator's), each a penalty point against that address.
+        counter client_forgeries = "tessera_net_client_forgeries_total",
         /// Exact repeats dropped from batches that validators forwarded (not charged: a client
         /// can hand an honest validator one transaction twice).
         counter forwarded_repeats_dropped = "tessera_net_forwarded_repeats_dropped_total",
@@ -116,8 +118,9 @@ pub type SyncRequest = (u64, flume::Sender<Arc<Vec<u8>>>);
 pub struct NetHandles {
     /// Consensus messages from peers: (validator index, message).
     pub inbound: flume::Receiver<(u32, ConsensusMessage)>,
-    /// Transaction batches from the ingress port.
-    pub txns: flume::Receiver<Vec<Txn>>,
+    /// Transaction batches from the ingress port, with the client's address where bad
+    /// signatures may be charged to it (not loopback, not a validator's).
+    pub txns: flume::Receiver<(Option<IpAddr>, Vec<Txn>)>,
     /// Transaction batches forwarded by peers (not forwarded again), with the forwarding
     /// validator's index (`None` from a full node).
     pub peer_txns: flume::Receiver<(Option<u32>, Vec<Txn>)>,
@@ -137,6 +140,21 @@ pub struct NetHandles {
 }
 
 impl NetHandles {
+    /// Charges the client at `ip` one penalty point for each of `forged` bad signatures found
+    /// on transactions it sent; past the threshold its address is banned on every executor.
+    pub fn charge_address(&self, ip: IpAddr, forged: u64) {
+        self.counters.client_forgeries.fetch_add(forged, Ordering::Relaxed);
+        if self.addresses.penalise_address(ip, forged, self.penalty_threshold, self.ban) {
+            self.counters.peers_banned.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// True while the client address `ip` is banned: what it sent and is still queued is
+    /// dropped rather than verified.
+    pub fn is_address_banned(&self, ip: IpAddr) -> bool {
+        self.addresses.address_banned(ip)
+    }
+
     /// True while validator `validator`'s index is banned: what it forwarded and is still
     /// queued is dropped rather than verified.
     pub fn is_banned(&self, validator: u32) -> bool {
@@ -314,6 +332,9 @@ pub struct NetSetup {
     pub ingress_connections_max: usize,
     /// An ingress connection that completes no frame for this long is closed.
     pub ingress_idle_timeout: Duration,
+    /// Loopback is never charged or banned by address (on a devnet every honest peer and the
+    /// load generator share it). Off only in tests, to exercise address charging.
+    pub trust_loopback: bool,
 }
 
 /// Why the network could not start.
@@ -440,8 +461,6 @@ pub fn start(setup: NetSetup) -> Result<(NetHandles, Vec<std::thread::JoinHandle
 struct Executor {
     setup: NetSetup,
     counters: Arc<NetCounters>,
-    /// Banned addresses and when the ban ends.
-    bans: RefCell<BanTable>,
     /// Connections per source address, per port, across every executor.
     addresses: Arc<PortAddresses>,
     stop: Arc<AtomicBool>,
@@ -460,7 +479,7 @@ impl Executor {
         stop: Arc<AtomicBool>,
     ) -> Executor {
         let noise = secure::static_keypair();
-        Executor { setup, counters, bans: RefCell::new(BanTable::default()), addresses, stop, noise }
+        Executor { setup, counters, addresses, stop, noise }
     }
 
     /// A slot for a connection from `ip` in `table`, or `None` (counted) if that address holds
@@ -484,7 +503,14 @@ impl Executor {
     }
 
     fn banned(&self, ip: IpAddr) -> bool {
-        self.bans.borrow().holds(ip, Instant::now())
+        self.addresses.address_banned(ip)
+    }
+
+    /// `ip`, if bad signatures from it may be charged to it: not loopback, not a validator's.
+    fn chargeable(&self, ip: Option<IpAddr>) -> Option<IpAddr> {
+        let exempt =
+            |ip: &IpAddr| (self.setup.trust_loopback && ip.is_loopback()) || self.is_validator_address(*ip);
+        ip.filter(|ip| !exempt(ip))
     }
 
     /// True for an address a configured validator dials from (its listening address): never
@@ -497,10 +523,23 @@ impl Executor {
     fn ban(&self, ip: IpAddr) {
         self.counters.peers_banned.fetch_add(1, Ordering::Relaxed);
         // Loopback is never banned as a whole: on a devnet every honest peer shares it.
-        if ip.is_loopback() || self.is_validator_address(ip) {
+        if self.chargeable(Some(ip)).is_none() {
             return;
         }
-        self.bans.borrow_mut().insert(ip, Instant::now(), self.setup.ban, Self::BANS_MAX);
+        let mut bans = self.addresses.bans.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        bans.insert(ip, Instant::now(), self.setup.ban, Self::BANS_MAX);
+    }
+
+    /// One point against the address a client or full node connects from, for a failed spot
+    /// check; true once that bans it. Loopback and validators' addresses are never banned by
+    /// address, and unknown ones cannot be.
+    fn penalise_address(&self, ip: Option<IpAddr>) -> bool {
+        let Some(ip) = self.chargeable(ip) else { return false };
+        let banned = self.addresses.penalise_address(ip, 1, self.setup.penalty_threshold, self.setup.ban);
+        if banned {
+            self.counters.peers_banned.fetch_add(1, Ordering::Relaxed);
+        }
+        banned
     }
 
     fn codec(&self) -> Codec {
@@ -612,6 +651,11 @@ pub struct PortAddresses {
     ingress: AddressTable,
     validator_links: Vec<AtomicU64>,
     validator_standing: Vec<std::sync::Mutex<Standing>>,
+    /// Banned addresses, for every executor (a client's connections land on any of them).
+    bans: std::sync::Mutex<BanTable>,
+    /// Penalty points of the addresses clients and full nodes connect from, so a source that
+    /// fails a spot check, reconnects and fails again is banned, not forgiven at each close.
+    address_standing: std::sync::Mutex<HashMap<IpAddr, Standing>>,
 }
 
 impl PortAddresses {
@@ -622,6 +666,39 @@ impl PortAddresses {
             validator_standing: (0..validators).map(|_| std::sync::Mutex::default()).collect(),
             ..Default::default()
         }
+    }
+
+    /// Addresses whose points are kept at most; past it the table starts again empty (an
+    /// attacker with that many addresses gets their points forgiven, nothing more).
+    const ADDRESS_STANDINGS_MAX: usize = 1 << 16;
+
+    /// `points` more against address `ip` at `now`; true once that bans it (for `ban`, in the
+    /// table every executor reads). The caller has left out the addresses never banned.
+    fn penalise_address(&self, ip: IpAddr, points: u64, threshold: u32, ban: Duration) -> bool {
+        let now = Instant::now();
+        let banned = {
+            let mut standings =
+                self.address_standing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if standings.len() >= Self::ADDRESS_STANDINGS_MAX && !standings.contains_key(&ip) {
+                standings.clear();
+            }
+            let standing = standings.entry(ip).or_default();
+            let mut banned = false;
+            for _ in 0..points.min(u64::from(threshold) + 1) {
+                banned |= standing.penalise(now, threshold, ban);
+            }
+            banned
+        };
+        if banned {
+            let mut bans = self.bans.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            bans.insert(ip, now, ban, Executor::BANS_MAX);
+        }
+        banned
+    }
+
+    fn address_banned(&self, ip: IpAddr) -> bool {
+        let bans = self.bans.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        bans.holds(ip, Instant::now())
     }
 
     fn standing(&self, validator: u32) -> Option<std::sync::MutexGuard<'_, Standing>> {
@@ -1008,6 +1085,7 @@ async fn serve_follower(
                 let (batch, _) = without_repeats(batch);
                 if !spot_check(&batch) {
                     shared.counters.batches_refused.fetch_add(1, Ordering::Relaxed);
+                    shared.penalise_address(ip);
                     return Ok(());
                 }
                 if links.txns.send_async((None, batch)).await.is_err() {
@@ -1188,7 +1266,11 @@ fn spot_check(batch: &[Txn]) -> bool {
     })
 }
 
-async fn accept_clients(shared: Rc<Executor>, listener: TcpListener, txns: flume::Sender<Vec<Txn>>) {
+async fn accept_clients(
+    shared: Rc<Executor>,
+    listener: TcpListener,
+    txns: flume::Sender<(Option<IpAddr>, Vec<Txn>)>,
+) {
     loop {
         let Ok(stream) = listener.accept().await else {
             accept_failed().await;
@@ -1199,6 +1281,10 @@ async fn accept_clients(shared: Rc<Executor>, listener: TcpListener, txns: flume
         glommio::spawn_local(async move {
             let counters = &shared.counters;
             let ip = stream.peer_addr().map(|addr| addr.ip().to_canonical()).ok();
+            if ip.is_some_and(|ip| shared.banned(ip)) {
+                counters.banned_refusals.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
             let Some(_address) = shared.address_slot(&shared.addresses.ingress, ip) else { return };
             let max = shared.setup.ingress_connections_max;
             let Some(_slot) =
@@ -1206,7 +1292,7 @@ async fn accept_clients(shared: Rc<Executor>, listener: TcpListener, txns: flume
             else {
                 return;
             };
-            let _ = serve_client(&shared, stream, txns).await;
+            let _ = serve_client(&shared, stream, ip, txns).await;
         })
         .detach();
     }
@@ -1217,7 +1303,8 @@ async fn accept_clients(shared: Rc<Executor>, listener: TcpListener, txns: flume
 async fn serve_client(
     shared: &Executor,
     mut stream: TcpStream,
-    txns: flume::Sender<Vec<Txn>>,
+    ip: Option<IpAddr>,
+    txns: flume::Sender<(Option<IpAddr>, Vec<Txn>)>,
 ) -> std::io::Result<()> {
     let codec = shared.codec();
     stream.set_read_timeout(Some(shared.setup.ingress_idle_timeout))?;
@@ -1243,9 +1330,10 @@ async fn serve_client(
                 let (batch, _) = without_repeats(batch);
                 if !spot_check(&batch) {
                     shared.counters.batches_refused.fetch_add(1, Ordering::Relaxed);
+                    shared.penalise_address(ip);
                     return Ok(());
                 }
-                if txns.send_async(batch).await.is_err() {
+                if txns.send_async((shared.chargeable(ip), batch)).await.is_err() {
                     return Ok(());
                 }
             }
@@ -1272,8 +1360,8 @@ mod tests {
     use super::secure::{self, Local};
     use super::{
         Accepted, AddressSlot, AddressTable, Executor, FOLLOWER, Lane, NetCounters, NetSetup, PeerLinks,
-        PortAddresses, Slot, SyncBudget, accept_handshake, accept_peers, peer_queue, run_dialled, spot_check,
-        without_repeats,
+        PortAddresses, Slot, SyncBudget, accept_clients, accept_handshake, accept_peers, peer_queue,
+        run_dialled, spot_check, without_repeats,
     };
     use std::net::IpAddr;
 
@@ -1308,6 +1396,7 @@ mod tests {
             connections_per_address_max: 3,
             ingress_connections_max: 16,
             ingress_idle_timeout: Duration::from_secs(1),
+            trust_loopback: true,
         };
         let addresses = Arc::new(PortAddresses::for_validators(4));
         Executor::new(setup, Arc::new(NetCounters::default()), addresses, Arc::new(AtomicBool::new(false)))
@@ -1705,6 +1794,112 @@ mod tests {
         });
     }
 
+    /// End to end on the ingress port (with loopback not trusted, as any other address): a
+    /// client's forged batches fail the spot check and cost its address a point each, until it
+    /// is refused at accept; a batch that passes goes on with the address it came from, for the
+    /// pipeline's verdicts on it to be charged to.
+    #[test]
+    fn ingress_charges_the_address_a_client_sends_from() {
+        use futures_lite::AsyncWriteExt;
+        on_executor(|| async {
+            let mut a = executor(0);
+            a.setup.trust_loopback = false;
+            a.setup.peers = vec!["192.0.2.1:1".parse().expect("an address"); 4];
+            let a = Rc::new(a);
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let (txns, txns_rx) = flume::unbounded();
+            glommio::spawn_local(accept_clients(a.clone(), listener, txns)).detach();
+            let key = SigningKey::from_bytes(&[6; 32]);
+            let signed = |nonce| {
+                let body = tessera_components::TxnBody {
+                    chain_id: CHAIN,
+                    reserved: 0,
+                    sender: key.verifying_key().to_bytes(),
+                    recipient: [9; 32],
+                    amount: 1,
+                    fee: 1,
+                    nonce,
+                };
+                tessera_systems::workload::sign(&key, body)
+            };
+            let forged = |nonce| {
+                let mut txn = signed(nonce);
+                txn.signature.0[0] ^= 1;
+                txn
+            };
+            // A good batch passes, and goes on with its address; one of forgeries only fails the
+            // sample every time.
+            let good: Vec<_> = (0..64).map(signed).collect();
+            let mut good_frame = Some(tessera_components::wire::encode(&Frame::Txns(good)));
+            let bad = tessera_components::wire::encode(&Frame::Txns((0..64).map(forged).collect()));
+            let counters = &a.counters;
+            let threshold = a.setup.penalty_threshold as u64;
+            for attempt in 0..=threshold {
+                let mut stream = TcpStream::connect(addr).await.expect("connect");
+                if let Some(frame) = good_frame.take() {
+                    stream.write_all(&frame).await.expect("write");
+                }
+                let _ = stream.write_all(&bad).await;
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+                assert_eq!(counters.batches_refused.load(Ordering::Relaxed), attempt + 1);
+            }
+            assert_eq!(counters.peers_banned.load(Ordering::Relaxed), 1, "the address was not banned");
+            let refused = counters.banned_refusals.load(Ordering::Relaxed);
+            let _stream = TcpStream::connect(addr).await.expect("connect");
+            glommio::timer::sleep(Duration::from_millis(50)).await;
+            assert_eq!(
+                counters.banned_refusals.load(Ordering::Relaxed),
+                refused + 1,
+                "a banned address served"
+            );
+            let passed: Vec<_> = txns_rx.drain().collect();
+            assert_eq!(passed.len(), 1);
+            assert_eq!(passed[0].0, Some(IpAddr::from([127, 0, 0, 1])), "sent on without its address");
+        });
+    }
+
+    /// A client (or full node) that failed a spot check was closed and forgotten: it could
+    /// reconnect and try again at once, each batch that passed costing the pipeline a
+    /// verification per forgery. Its address now keeps its points, on every executor, and is
+    /// banned past the threshold; loopback and validators' addresses never are.
+    #[test]
+    fn an_address_that_keeps_failing_spot_checks_is_banned() {
+        let mut node = executor(0);
+        node.setup.peers[2] = "192.0.2.9:7000".parse().expect("an address");
+        let client: IpAddr = "198.51.100.7".parse().expect("an address");
+        let threshold = node.setup.penalty_threshold;
+        for failure in 0..threshold {
+            assert!(!node.penalise_address(Some(client)), "banned at failure {failure}");
+        }
+        assert!(node.penalise_address(Some(client)));
+        assert!(node.banned(client));
+        // Another executor of the same node sees the ban.
+        let other = Executor::new(
+            node.setup.clone(),
+            node.counters.clone(),
+            node.addresses.clone(),
+            Arc::new(AtomicBool::new(false)),
+        );
+        assert!(other.banned(client), "a ban on one executor only");
+        for exempt in ["127.0.0.1", "192.0.2.9"] {
+            let ip: IpAddr = exempt.parse().expect("an address");
+            for _ in 0..=threshold * 2 {
+                assert!(!node.penalise_address(Some(ip)));
+            }
+            assert!(!node.banned(ip), "{exempt} banned");
+        }
+        assert!(!node.penalise_address(None));
+        // Forgeries the pipeline found on what an address sent are charged in one go (the node
+        // loop's `NetHandles::charge_address`): a burst past the threshold bans at once.
+        let forger: IpAddr = "198.51.100.8".parse().expect("an address");
+        let (threshold, ban) = (node.setup.penalty_threshold, node.setup.ban);
+        assert!(!node.addresses.penalise_address(forger, u64::from(threshold), threshold, ban));
+        assert!(!node.banned(forger));
+        assert!(node.addresses.penalise_address(forger, 1, threshold, ban));
+        assert!(other.banned(forger));
+    }
+
     /// Anyone behind a validator's address (a NAT, a shared host) could get it banned, and the
     /// validator refused before its handshake; and a flood of addresses grew the ban table
     /// without bound. Validators' configured addresses are never banned by address, and the
@@ -1722,8 +1917,8 @@ mod tests {
         for i in 0..Executor::BANS_MAX as u128 + 100 {
             node.ban(IpAddr::V6(std::net::Ipv6Addr::from(0x2001_0db8_u128 << 96 | i)));
         }
-        assert!(node.bans.borrow().until.len() <= Executor::BANS_MAX);
-        assert!(node.bans.borrow().order.len() <= Executor::BANS_MAX);
+        assert!(node.addresses.bans.lock().expect("unpoisoned").until.len() <= Executor::BANS_MAX);
+        assert!(node.addresses.bans.lock().expect("unpoisoned").order.len() <= Executor::BANS_MAX);
         // Full of live bans, the oldest gives way to the newest.
         assert!(!node.banned(stranger), "the oldest ban kept past the bound");
         let newest =

@@ -241,17 +241,18 @@ impl Pipeline {
         self.world.resource_mut::<ingest::Inbox>().push(txn)
     }
 
-    /// Queues a transaction that validator `from` forwarded: a bad signature on it is charged
-    /// to `from` (see [`Pipeline::take_forged_forwards`]). False if the inbox is full.
-    pub fn submit_forwarded(&mut self, txn: Txn, from: u32) -> bool {
+    /// Queues a transaction from `from` (a forwarding validator, or a client's address): a bad
+    /// signature on it is charged to `from` (see [`Pipeline::take_forged`]). False if the inbox
+    /// is full.
+    pub fn submit_from(&mut self, txn: Txn, from: tessera_components::Source) -> bool {
         self.world.resource_mut::<ingest::Inbox>().push_from(txn, Some(from))
     }
 
-    /// Bad signatures found on forwarded transactions since the last call, per forwarding
-    /// validator: `(validator, count)`, in validator order. An honest validator forwards only
-    /// what it verified, so each is evidence against it.
-    pub fn take_forged_forwards(&mut self) -> Vec<(u32, u64)> {
-        let mut forged = self.world.resource_mut::<sigverify::ForgedForwards>();
+    /// Bad signatures found since the last call on transactions with a source, per source:
+    /// `(source, count)`, in source order. An honest validator forwards only what it verified,
+    /// and an honest client signs what it sends, so each is evidence against its source.
+    pub fn take_forged(&mut self) -> Vec<(tessera_components::Source, u64)> {
+        let mut forged = self.world.resource_mut::<sigverify::Forged>();
         std::mem::take(&mut forged.0).into_iter().collect()
     }
 

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use tessera_components::{Hash, RejectReason, Txn, TxnBody};
+use tessera_components::{Hash, RejectReason, Source, Txn, TxnBody};
 
 use crate::workload::{SeedStream, TransferSpec, sign, signing_key, transfers};
 use crate::{Ledger, Pipeline, PipelineConfig};
@@ -341,11 +341,11 @@ fn resubmission_hits_the_verification_cache() {
     assert_eq!(pipeline.reject_counters().get(RejectReason::BadSignature), 1);
 }
 
-/// A bad signature on a transaction a validator forwarded is charged to that validator, with
-/// the overlap on (verdicts land a tick later) and off; client transactions and good forwarded
-/// ones are charged to nobody.
+/// A bad signature on a transaction with a source (a forwarding validator, a client's address)
+/// is charged to that source, with the overlap on (verdicts land a tick later) and off;
+/// transactions without a source, and good ones, are charged to nobody.
 #[test]
-fn bad_signatures_on_forwarded_transactions_are_charged_to_the_forwarder() {
+fn bad_signatures_are_charged_to_their_source() {
     let base = transfers(TransferSpec {
         seed: 6,
         chain_id: 1,
@@ -366,16 +366,20 @@ fn bad_signatures_on_forwarded_transactions_are_charged_to_the_forwarder() {
             forged.signature.0[5] ^= 1;
             forged
         };
+        let client = Source::Address([7; 16]);
         pipeline.submit(forge(&base.txns[0]));
-        pipeline.submit_forwarded(base.txns[1], 1);
-        pipeline.submit_forwarded(forge(&base.txns[2]), 2);
-        pipeline.submit_forwarded(forge(&base.txns[3]), 2);
-        pipeline.submit_forwarded(forge(&base.txns[4]), 3);
+        pipeline.submit_from(base.txns[1], Source::Validator(1));
+        pipeline.submit_from(forge(&base.txns[2]), Source::Validator(2));
+        pipeline.submit_from(forge(&base.txns[3]), Source::Validator(2));
+        pipeline.submit_from(forge(&base.txns[4]), Source::Validator(3));
+        pipeline.submit_from(forge(&base.txns[5]), client);
+        pipeline.submit_from(base.txns[6], client);
         pipeline.tick(1);
         pipeline.tick(2);
-        assert_eq!(pipeline.reject_counters().get(RejectReason::BadSignature), 4, "overlap {overlap}");
-        assert_eq!(pipeline.take_forged_forwards(), vec![(2, 2), (3, 1)], "overlap {overlap}");
-        assert_eq!(pipeline.take_forged_forwards(), vec![], "taken once");
+        assert_eq!(pipeline.reject_counters().get(RejectReason::BadSignature), 5, "overlap {overlap}");
+        let expected = vec![(Source::Validator(2), 2), (Source::Validator(3), 1), (client, 1)];
+        assert_eq!(pipeline.take_forged(), expected, "overlap {overlap}");
+        assert_eq!(pipeline.take_forged(), vec![], "taken once");
     }
 }
 

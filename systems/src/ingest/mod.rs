@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 
 use bevy_ecs::prelude::*;
-use tessera_components::{ForwardedBy, RejectReason, Stage, Txn};
+use tessera_components::{RejectReason, Source, Stage, SubmittedBy, Txn};
 
 use crate::config::PipelineConfig;
 use crate::counters::{PipelineCounters, RejectCounters};
@@ -22,8 +22,8 @@ pub enum IngestSystems {
 /// [`RejectReason::InboxFull`].
 #[derive(Debug, Resource)]
 pub struct Inbox {
-    /// Each transaction, with the validator that forwarded it, if one did.
-    queue: VecDeque<(Txn, Option<u32>)>,
+    /// Each transaction, with its source where it has one.
+    queue: VecDeque<(Txn, Option<Source>)>,
     capacity: usize,
     dropped: u64,
 }
@@ -39,9 +39,9 @@ impl Inbox {
         self.push_from(txn, None)
     }
 
-    /// Queues one transaction that validator `from` forwarded, if any: a bad signature on it is
-    /// charged to that validator ([`ForwardedBy`]). Returns false (and counts a drop) when full.
-    pub fn push_from(&mut self, txn: Txn, from: Option<u32>) -> bool {
+    /// Queues one transaction from `from`, if known: a bad signature on it is charged to that
+    /// source ([`SubmittedBy`]). Returns false (and counts a drop) when full.
+    pub fn push_from(&mut self, txn: Txn, from: Option<Source>) -> bool {
         if self.queue.len() >= self.capacity {
             self.dropped += 1;
             return false;
@@ -73,7 +73,7 @@ pub fn ingest_txns(world: &mut World) {
     let (drained, dropped) = {
         let mut inbox = world.resource_mut::<Inbox>();
         let take = inbox.queue.len().min(batch_max);
-        let drained: Vec<(Txn, Option<u32>)> = inbox.queue.drain(..take).collect();
+        let drained: Vec<(Txn, Option<Source>)> = inbox.queue.drain(..take).collect();
         (drained, std::mem::take(&mut inbox.dropped))
     };
     world.resource_mut::<RejectCounters>().add(RejectReason::InboxFull, dropped);
@@ -85,7 +85,7 @@ pub fn ingest_txns(world: &mut World) {
     }
     for (txn, from) in &drained {
         match from {
-            Some(validator) => world.spawn((entity(txn), ForwardedBy(*validator))),
+            Some(source) => world.spawn((entity(txn), SubmittedBy(*source))),
             None => world.spawn(entity(txn)),
         };
     }

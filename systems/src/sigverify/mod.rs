@@ -14,7 +14,7 @@ use std::sync::mpsc::{Receiver, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bevy_ecs::prelude::*;
-use tessera_components::{ForwardedBy, RejectReason, Stage, TxnBody, TxnId, TxnSignature};
+use tessera_components::{RejectReason, Source, Stage, SubmittedBy, TxnBody, TxnId, TxnSignature};
 
 use crate::config::PipelineConfig;
 use crate::counters::{PipelineCounters, RejectCounters};
@@ -248,11 +248,11 @@ pub fn verify_signatures(
     mut pipeline: ResMut<PipelineCounters>,
     mut timings: ResMut<VerifyTimings>,
     shared: Res<SharedVerdicts>,
-    mut forged: ResMut<ForgedForwards>,
+    mut forged: ResMut<Forged>,
     mut txns: Query<(Entity, &TxnBody, &TxnSignature, &TxnId, &mut Stage)>,
-    forwarded: Query<&ForwardedBy>,
+    sources: Query<&SubmittedBy>,
 ) {
-    let forwarded_by = |entity| forwarded.get(entity).ok().map(|ForwardedBy(validator)| *validator);
+    let source_of = |entity| sources.get(entity).ok().map(|SubmittedBy(source)| *source);
     let clock_us = timings.clock_us;
     let mut land = |cache: &mut AcceptedSignatures, entities, landed, from, txns: &mut Query<_>| {
         let mut sinks = VerdictSinks {
@@ -260,7 +260,7 @@ pub fn verify_signatures(
             counters: &mut counters,
             timings: &mut timings,
             forged: &mut forged,
-            forwarded_by: &forwarded_by,
+            source_of: &source_of,
         };
         apply_verdicts(entities, landed, from, txns, &mut sinks);
     };
@@ -313,19 +313,19 @@ pub fn verify_signatures(
     }
 }
 
-/// Bad signatures on forwarded transactions not yet taken by the shell, per forwarding
-/// validator ([`tessera_components::ForwardedBy`]). Bounded by the validator count.
+/// Bad signatures not yet taken by the shell, per source ([`SubmittedBy`]). Bounded by the
+/// validators and the addresses seen between two takes (the shell takes after every tick).
 #[derive(Debug, Default, Resource)]
-pub struct ForgedForwards(pub std::collections::BTreeMap<u32, u64>);
+pub struct Forged(pub std::collections::BTreeMap<Source, u64>);
 
 /// Where a job's verdicts are recorded besides the entities' stages.
 struct VerdictSinks<'a> {
     cache: &'a mut AcceptedSignatures,
     counters: &'a mut RejectCounters,
     timings: &'a mut VerifyTimings,
-    forged: &'a mut ForgedForwards,
-    /// Who forwarded an entity, if a validator did.
-    forwarded_by: &'a dyn Fn(Entity) -> Option<u32>,
+    forged: &'a mut Forged,
+    /// Who submitted an entity, where known.
+    source_of: &'a dyn Fn(Entity) -> Option<Source>,
 }
 
 /// Lands one job's verdicts, in item order: `entities` (each at `from`) move to
@@ -348,8 +348,8 @@ fn apply_verdicts(
         assert_eq!(*stage, from, "a job's entities wait at one stage");
         if accepted {
             sinks.cache.0.insert(&id.0.0);
-        } else if let Some(validator) = (sinks.forwarded_by)(entity) {
-            *sinks.forged.0.entry(validator).or_default() += 1;
+        } else if let Some(source) = (sinks.source_of)(entity) {
+            *sinks.forged.0.entry(source).or_default() += 1;
         }
         *stage = verdict_stage(accepted, sinks.counters);
     }
@@ -373,7 +373,7 @@ impl Plugin for SigverifyPlugin {
         world.init_resource::<VerifyJob>();
         world.init_resource::<VerifyTimings>();
         world.init_resource::<SharedVerdicts>();
-        world.init_resource::<ForgedForwards>();
+        world.init_resource::<Forged>();
         let capacity = world.resource::<PipelineConfig>().sigverify_cache_capacity;
         world.insert_resource(AcceptedSignatures(VerifyCache::new(capacity)));
         schedule.add_systems(verify_signatures.in_set(SigverifySystems::Verify));
