@@ -384,10 +384,7 @@ impl Node {
             if from.is_some_and(|ip| self.net.is_address_banned(ip)) {
                 continue;
             }
-            let source = from.map(|ip| match ip {
-                std::net::IpAddr::V4(v4) => Source::Address(v4.to_ipv6_mapped().octets()),
-                std::net::IpAddr::V6(v6) => Source::Address(v6.octets()),
-            });
+            let source = from.map(net::address_source);
             // Client transactions go to every validator (any of them may lead next), but only
             // once admitted here: see `forward_admitted`.
             for txn in batch {
@@ -407,16 +404,21 @@ impl Node {
             let Ok((from, batch)) = self.net.peer_txns.try_recv() else { break };
             // Queued before its forwarder was banned (for forgeries found in what it sent
             // earlier): dropped, not verified.
-            if let Some(validator) = from
-                && self.net.is_banned(validator)
-            {
+            let banned = match from {
+                Some(Source::Validator(validator)) => self.net.is_banned(validator),
+                Some(Source::Address(octets)) => {
+                    self.net.is_address_banned(std::net::Ipv6Addr::from(octets).to_canonical())
+                }
+                None => false,
+            };
+            if banned {
                 let dropped = &self.net.counters.forwarded_from_banned_dropped;
                 dropped.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 continue;
             }
             for txn in batch {
                 match from {
-                    Some(validator) => self.pipeline.submit_from(txn, Source::Validator(validator)),
+                    Some(source) => self.pipeline.submit_from(txn, source),
                     None => self.pipeline.submit(txn),
                 };
             }

@@ -27,7 +27,7 @@ use futures_lite::AsyncRead;
 use glommio::net::{TcpListener, TcpStream};
 use glommio::{LocalExecutorBuilder, Placement};
 use tessera_components::wire::{Codec, Frame, FrameKind, encode};
-use tessera_components::{ConsensusMessage, Txn};
+use tessera_components::{ConsensusMessage, Source, Txn};
 
 pub mod secure;
 
@@ -53,6 +53,8 @@ super::metrics::series! {
         counter peers_banned = "tessera_net_peers_banned_total",
         /// Connections refused from banned addresses.
         counter banned_refusals = "tessera_net_banned_refusals_total",
+        /// Forwarded transactions dropped because the queue to the node loop was full.
+        counter forwarded_dropped_full = "tessera_net_forwarded_dropped_full_total",
         /// Forwarded transactions dropped unverified because their forwarder was banned while
         /// they were queued.
         counter forwarded_from_banned_dropped = "tessera_net_forwarded_from_banned_dropped_total",
@@ -123,7 +125,7 @@ pub struct NetHandles {
     pub txns: flume::Receiver<(Option<IpAddr>, Vec<Txn>)>,
     /// Transaction batches forwarded by peers (not forwarded again), with the forwarding
     /// validator's index (`None` from a full node).
-    pub peer_txns: flume::Receiver<(Option<u32>, Vec<Txn>)>,
+    pub peer_txns: flume::Receiver<(Option<Source>, Vec<Txn>)>,
     /// Full nodes' sync requests, for the node loop to answer from storage.
     pub sync_requests: flume::Receiver<SyncRequest>,
     /// Two lanes of encoded frames per validator index (this node's own unused).
@@ -802,7 +804,7 @@ async fn read_frame<S: AsyncRead + Unpin>(
 struct PeerLinks {
     inbound: flume::Sender<(u32, ConsensusMessage)>,
     /// Forwarded batches, with the forwarding validator (`None` from a full node).
-    txns: flume::Sender<(Option<u32>, Vec<Txn>)>,
+    txns: flume::Sender<(Option<Source>, Vec<Txn>)>,
     sync: flume::Sender<SyncRequest>,
 }
 
@@ -1010,9 +1012,21 @@ async fn serve_validator(
                     }
                     continue;
                 }
-                // An empty batch is a dialler's keep-alive.
-                if !batch.is_empty() && links.txns.send_async((Some(peer), batch)).await.is_err() {
-                    return Ok(());
+                // An empty batch is a dialler's keep-alive. The hand-off never waits: one queue
+                // serves every validator, and a link waiting on it would hold back the consensus
+                // frames behind the batch, so one validator's flood of batches would delay every
+                // other's votes. Past the queue, a batch is dropped (forwarding is best effort:
+                // the validator that admitted it can still propose it).
+                if batch.is_empty() {
+                    continue;
+                }
+                let count = batch.len() as u64;
+                match links.txns.try_send((Some(Source::Validator(peer)), batch)) {
+                    Ok(()) => {}
+                    Err(flume::TrySendError::Full(_)) => {
+                        shared.counters.forwarded_dropped_full.fetch_add(count, Ordering::Relaxed);
+                    }
+                    Err(flume::TrySendError::Disconnected(_)) => return Ok(()),
                 }
             }
             Ok(_) => {
@@ -1058,6 +1072,10 @@ async fn serve_follower(
             }
             other => other?,
         };
+        // Banned since it connected (for forgeries found in what it relayed): it goes now.
+        if shared.chargeable(ip).is_some_and(|ip| shared.banned(ip)) {
+            return Ok(());
+        }
         match frame {
             Ok(Frame::Consensus(ConsensusMessage::SyncRequest { from_height })) => {
                 let (reply_tx, reply) = flume::bounded(1);
@@ -1088,7 +1106,10 @@ async fn serve_follower(
                     shared.penalise_address(ip);
                     return Ok(());
                 }
-                if links.txns.send_async((None, batch)).await.is_err() {
+                // A full node relays only what its own pipeline admitted, so a forgery in what
+                // it sends is charged to its address, as a client's is.
+                let source = shared.chargeable(ip).map(address_source);
+                if links.txns.send_async((source, batch)).await.is_err() {
                     return Ok(());
                 }
             }
@@ -1221,6 +1242,15 @@ async fn run_dialled(
     }
 }
 
+/// The [`Source`] a client's or full node's address is charged as: IPv6, or IPv4 mapped into
+/// IPv6 (an address taken back with `Ipv6Addr::to_canonical` is the one bans are kept under).
+pub fn address_source(ip: IpAddr) -> Source {
+    match ip {
+        IpAddr::V4(v4) => Source::Address(v4.to_ipv6_mapped().octets()),
+        IpAddr::V6(v6) => Source::Address(v6.octets()),
+    }
+}
+
 /// A forwarded batch with exact repeats dropped, and how many were dropped. Sorted by the
 /// transactions' bytes: order within a batch means nothing to the mempool.
 fn without_repeats(mut batch: Vec<Txn>) -> (Vec<Txn>, usize) {
@@ -1323,6 +1353,10 @@ async fn serve_client(
             }
             other => other?,
         };
+        // Banned since it connected (for forgeries found in what it sent): it goes now.
+        if shared.chargeable(ip).is_some_and(|ip| shared.banned(ip)) {
+            return Ok(());
+        }
         match frame {
             Ok(Frame::Txns(batch)) => {
                 shared.counters.ingress_txns.fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -1360,7 +1394,7 @@ mod tests {
     use super::secure::{self, Local};
     use super::{
         Accepted, AddressSlot, AddressTable, Executor, FOLLOWER, Lane, NetCounters, NetSetup, PeerLinks,
-        PortAddresses, Slot, SyncBudget, accept_clients, accept_handshake, accept_peers, peer_queue,
+        PortAddresses, Slot, Source, SyncBudget, accept_clients, accept_handshake, accept_peers, peer_queue,
         run_dialled, spot_check, without_repeats,
     };
     use std::net::IpAddr;
@@ -1671,7 +1705,9 @@ mod tests {
             assert_eq!(counters.forwarded_repeats_dropped.load(Ordering::Relaxed), batches as u64);
             let taken: Vec<_> = txns_rx.drain().collect();
             assert_eq!(taken.len(), batches);
-            assert!(taken.iter().all(|(from, batch)| *from == Some(1) && *batch == vec![txn]));
+            assert!(
+                taken.iter().all(|(from, batch)| *from == Some(Source::Validator(1)) && *batch == vec![txn])
+            );
             drop(link);
         });
     }
@@ -1707,6 +1743,56 @@ mod tests {
             assert_eq!(counters.peers_banned.load(Ordering::Relaxed), 0);
             assert_eq!(a.addresses.standing(1).expect("index 1").points, 0, "a point for a header");
             assert_eq!(counters.validators_connected.load(Ordering::Relaxed), 0, "the link was kept");
+            drop(link);
+        });
+    }
+
+    /// One queue takes every validator's forwarded batches to the node loop, and a link that
+    /// waited for room in it held back the consensus frames behind its batch: one validator
+    /// flooding batches delayed every other's votes. The hand-off no longer waits.
+    #[test]
+    fn a_full_forwarding_queue_does_not_hold_back_consensus_frames() {
+        on_executor(|| async {
+            let a = Rc::new(executor(0));
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let (inbound, inbound_rx) = flume::unbounded();
+            let (txns, _txns_rx) = flume::bounded(1);
+            let (sync, _sync_rx) = flume::unbounded();
+            glommio::spawn_local(accept_peers(a.clone(), listener, PeerLinks { inbound, txns, sync }))
+                .detach();
+            let b = executor(1);
+            let key = SigningKey::from_bytes(&[8; 32]);
+            let body = |nonce| tessera_components::TxnBody {
+                chain_id: CHAIN,
+                reserved: 0,
+                sender: key.verifying_key().to_bytes(),
+                recipient: [9; 32],
+                amount: 1,
+                fee: 1,
+                nonce,
+            };
+            let batch = |nonce| {
+                tessera_components::wire::encode(&Frame::Txns(vec![tessera_systems::workload::sign(
+                    &key,
+                    body(nonce),
+                )]))
+            };
+            let stream = TcpStream::connect(addr).await.expect("connect");
+            let mut link = secure::dial(stream, &b.local(), 0).await.expect("io").expect("admitted");
+            for nonce in 0..3 {
+                secure::write_bytes(&mut link, &batch(nonce)).await.expect("write");
+            }
+            let request = tessera_components::ConsensusMessage::SyncRequest { from_height: 7 };
+            secure::write_bytes(
+                &mut link,
+                &tessera_components::wire::encode(&Frame::Consensus(request.clone())),
+            )
+            .await
+            .expect("write");
+            glommio::timer::sleep(Duration::from_millis(200)).await;
+            assert_eq!(inbound_rx.try_recv().ok(), Some((1, request)), "the consensus frame was held back");
+            assert_eq!(a.counters.forwarded_dropped_full.load(Ordering::Relaxed), 2);
             drop(link);
         });
     }
@@ -1791,6 +1877,56 @@ mod tests {
             let counters = &a.counters;
             assert_eq!(counters.validators_connected.load(Ordering::Relaxed), 0, "a trickled link kept");
             assert!(counters.connections_timed_out.load(Ordering::Relaxed) >= 1);
+        });
+    }
+
+    /// A full node's handshake proves nothing, so anyone can relay batches as one: what it
+    /// sends goes on with its address, for the pipeline's verdicts to be charged to (it went on
+    /// with none, so forgeries diluted in it were never charged).
+    #[test]
+    fn a_full_nodes_batches_carry_its_address() {
+        on_executor(|| async {
+            let mut a = executor(0);
+            a.setup.trust_loopback = false;
+            a.setup.peers = vec!["192.0.2.1:1".parse().expect("an address"); 4];
+            let a = Rc::new(a);
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let (inbound, _inbound_rx) = flume::unbounded();
+            let (txns, txns_rx) = flume::unbounded();
+            let (sync, _sync_rx) = flume::unbounded();
+            glommio::spawn_local(accept_peers(a.clone(), listener, PeerLinks { inbound, txns, sync }))
+                .detach();
+            let noise = secure::static_keypair();
+            let unused = SigningKey::from_bytes(&[9; 32]);
+            let validators = keys().iter().map(|key| key.verifying_key().to_bytes()).collect::<Vec<_>>();
+            let follower = Local {
+                chain_id: CHAIN,
+                me: FOLLOWER,
+                key: &unused,
+                noise_key: &noise.private,
+                validators: &validators,
+            };
+            let stream = TcpStream::connect(addr).await.expect("connect");
+            let mut link = secure::dial(stream, &follower, 0).await.expect("io").expect("admitted");
+            let key = SigningKey::from_bytes(&[4; 32]);
+            let body = tessera_components::TxnBody {
+                chain_id: CHAIN,
+                reserved: 0,
+                sender: key.verifying_key().to_bytes(),
+                recipient: [9; 32],
+                amount: 1,
+                fee: 1,
+                nonce: 0,
+            };
+            let txn = tessera_systems::workload::sign(&key, body);
+            secure::write_bytes(&mut link, &tessera_components::wire::encode(&Frame::Txns(vec![txn])))
+                .await
+                .expect("write");
+            glommio::timer::sleep(Duration::from_millis(100)).await;
+            let loopback = super::address_source(IpAddr::from([127, 0, 0, 1]));
+            assert_eq!(txns_rx.try_recv().ok(), Some((Some(loopback), vec![txn])));
+            drop(link);
         });
     }
 
