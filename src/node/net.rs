@@ -1393,13 +1393,28 @@ mod tests {
 
     use super::secure::{self, Local};
     use super::{
-        Accepted, AddressSlot, AddressTable, Executor, FOLLOWER, Lane, NetCounters, NetSetup, PeerLinks,
-        PortAddresses, Slot, Source, SyncBudget, accept_clients, accept_handshake, accept_peers, peer_queue,
-        run_dialled, spot_check, without_repeats,
+        Accepted, AddressSlot, AddressTable, ConsensusMessage, Executor, FOLLOWER, Lane, NetCounters,
+        NetSetup, PeerLinks, PortAddresses, Slot, Source, SyncBudget, Txn, accept_clients, accept_handshake,
+        accept_peers, peer_queue, run_dialled, spot_check, without_repeats,
     };
     use std::net::IpAddr;
 
     const CHAIN: u32 = 7;
+
+    /// A transfer on the test chain at `nonce`, signed by the key made of `seed`.
+    fn transfer(seed: u8, nonce: u64) -> Txn {
+        let key = SigningKey::from_bytes(&[seed; 32]);
+        let body = tessera_components::TxnBody {
+            chain_id: CHAIN,
+            reserved: 0,
+            sender: key.verifying_key().to_bytes(),
+            recipient: [9; 32],
+            amount: 1,
+            fee: 1,
+            nonce,
+        };
+        tessera_systems::workload::sign(&key, body)
+    }
 
     fn keys() -> Vec<SigningKey> {
         (0..4u8).map(|index| SigningKey::from_bytes(&[index + 1; 32])).collect()
@@ -1435,6 +1450,29 @@ mod tests {
         let addresses = Arc::new(PortAddresses::for_validators(4));
         Executor::new(setup, Arc::new(NetCounters::default()), addresses, Arc::new(AtomicBool::new(false)))
     }
+
+    /// Starts `node` accepting peers on a port of its own; returns the address, and what it
+    /// hands on: consensus messages, and forwarded batches (through a queue of
+    /// `txns_capacity`, unbounded if `None`).
+    fn listen(node: &Rc<Executor>, txns_capacity: Option<usize>) -> (std::net::SocketAddr, Handed) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (inbound, inbound_rx) = flume::unbounded();
+        let (txns, txns_rx) = txns_capacity.map_or_else(flume::unbounded, flume::bounded);
+        let (sync, sync_rx) = flume::unbounded();
+        let links = PeerLinks { inbound, txns, sync };
+        let node = node.clone();
+        glommio::spawn_local(async move {
+            // Kept open for as long as the node accepts.
+            let _sync = sync_rx;
+            accept_peers(node, listener, links).await;
+        })
+        .detach();
+        (addr, (inbound_rx, txns_rx))
+    }
+
+    /// What a node hands its loop: consensus messages, and forwarded batches with their source.
+    type Handed = (flume::Receiver<(u32, ConsensusMessage)>, flume::Receiver<(Option<Source>, Vec<Txn>)>);
 
     /// Runs `test` on a glommio executor of its own (the network's sockets need one).
     fn on_executor<F: std::future::Future<Output = ()> + 'static>(test: impl FnOnce() -> F + Send + 'static) {
@@ -1529,13 +1567,7 @@ mod tests {
             a.setup.peer_connections_max = 6;
             a.setup.follower_idle_timeout = Duration::from_secs(1);
             let a = Rc::new(a);
-            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-            let addr = listener.local_addr().expect("addr");
-            let (inbound, _inbound_rx) = flume::unbounded();
-            let (txns, _txns_rx) = flume::unbounded();
-            let (sync, _sync_rx) = flume::unbounded();
-            let links = PeerLinks { inbound, txns, sync };
-            glommio::spawn_local(accept_peers(a.clone(), listener, links)).detach();
+            let (addr, _handed) = listen(&a, None);
             let noise = secure::static_keypair();
             let unused = SigningKey::from_bytes(&[9; 32]);
             let follower = Local {
@@ -1672,25 +1704,9 @@ mod tests {
     fn a_repeat_in_a_forwarded_batch_costs_the_forwarder_nothing() {
         on_executor(|| async {
             let a = Rc::new(executor(0));
-            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-            let addr = listener.local_addr().expect("addr");
-            let (inbound, _inbound_rx) = flume::unbounded();
-            let (txns, txns_rx) = flume::unbounded();
-            let (sync, _sync_rx) = flume::unbounded();
-            glommio::spawn_local(accept_peers(a.clone(), listener, PeerLinks { inbound, txns, sync }))
-                .detach();
+            let (addr, (_inbound_rx, txns_rx)) = listen(&a, None);
             let b = executor(1);
-            let key = SigningKey::from_bytes(&[5; 32]);
-            let body = tessera_components::TxnBody {
-                chain_id: CHAIN,
-                reserved: 0,
-                sender: key.verifying_key().to_bytes(),
-                recipient: [9; 32],
-                amount: 1,
-                fee: 1,
-                nonce: 0,
-            };
-            let txn = tessera_systems::workload::sign(&key, body);
+            let txn = transfer(5, 0);
             let frame = tessera_components::wire::encode(&Frame::Txns(vec![txn, txn]));
             let stream = TcpStream::connect(addr).await.expect("connect");
             let mut link = secure::dial(stream, &b.local(), 0).await.expect("io").expect("B admitted");
@@ -1721,13 +1737,7 @@ mod tests {
     fn a_refused_header_ends_the_link_at_no_point() {
         on_executor(|| async {
             let a = Rc::new(executor(0));
-            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-            let addr = listener.local_addr().expect("addr");
-            let (inbound, _inbound_rx) = flume::unbounded();
-            let (txns, _txns_rx) = flume::unbounded();
-            let (sync, _sync_rx) = flume::unbounded();
-            glommio::spawn_local(accept_peers(a.clone(), listener, PeerLinks { inbound, txns, sync }))
-                .detach();
+            let (addr, (_inbound_rx, _txns_rx)) = listen(&a, None);
             let b = executor(1);
             let mut frame =
                 tessera_components::wire::encode(&Frame::Txns(vec![bytemuck::Zeroable::zeroed(); 64]));
@@ -1754,30 +1764,9 @@ mod tests {
     fn a_full_forwarding_queue_does_not_hold_back_consensus_frames() {
         on_executor(|| async {
             let a = Rc::new(executor(0));
-            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-            let addr = listener.local_addr().expect("addr");
-            let (inbound, inbound_rx) = flume::unbounded();
-            let (txns, _txns_rx) = flume::bounded(1);
-            let (sync, _sync_rx) = flume::unbounded();
-            glommio::spawn_local(accept_peers(a.clone(), listener, PeerLinks { inbound, txns, sync }))
-                .detach();
+            let (addr, (inbound_rx, _txns_rx)) = listen(&a, Some(1));
             let b = executor(1);
-            let key = SigningKey::from_bytes(&[8; 32]);
-            let body = |nonce| tessera_components::TxnBody {
-                chain_id: CHAIN,
-                reserved: 0,
-                sender: key.verifying_key().to_bytes(),
-                recipient: [9; 32],
-                amount: 1,
-                fee: 1,
-                nonce,
-            };
-            let batch = |nonce| {
-                tessera_components::wire::encode(&Frame::Txns(vec![tessera_systems::workload::sign(
-                    &key,
-                    body(nonce),
-                )]))
-            };
+            let batch = |nonce| tessera_components::wire::encode(&Frame::Txns(vec![transfer(8, nonce)]));
             let stream = TcpStream::connect(addr).await.expect("connect");
             let mut link = secure::dial(stream, &b.local(), 0).await.expect("io").expect("admitted");
             for nonce in 0..3 {
@@ -1807,13 +1796,7 @@ mod tests {
             let mut a = executor(0);
             a.setup.validator_idle_timeout = Duration::from_millis(400);
             let a = Rc::new(a);
-            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-            let addr = listener.local_addr().expect("addr");
-            let (inbound, _inbound_rx) = flume::unbounded();
-            let (txns, txns_rx) = flume::unbounded();
-            let (sync, _sync_rx) = flume::unbounded();
-            glommio::spawn_local(accept_peers(a.clone(), listener, PeerLinks { inbound, txns, sync }))
-                .detach();
+            let (addr, (_inbound_rx, txns_rx)) = listen(&a, None);
             let counters = &a.counters;
             // Validator 1 opens two links and goes silent on both (as if its host died).
             let b = executor(1);
@@ -1855,13 +1838,7 @@ mod tests {
             let mut a = executor(0);
             a.setup.validator_idle_timeout = Duration::from_millis(400);
             let a = Rc::new(a);
-            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-            let addr = listener.local_addr().expect("addr");
-            let (inbound, _inbound_rx) = flume::unbounded();
-            let (txns, _txns_rx) = flume::unbounded();
-            let (sync, _sync_rx) = flume::unbounded();
-            glommio::spawn_local(accept_peers(a.clone(), listener, PeerLinks { inbound, txns, sync }))
-                .detach();
+            let (addr, (_inbound_rx, _txns_rx)) = listen(&a, None);
             let b = executor(1);
             let stream = TcpStream::connect(addr).await.expect("connect");
             let mut link = secure::dial(stream, &b.local(), 0).await.expect("io").expect("admitted");
@@ -1890,13 +1867,7 @@ mod tests {
             a.setup.trust_loopback = false;
             a.setup.peers = vec!["192.0.2.1:1".parse().expect("an address"); 4];
             let a = Rc::new(a);
-            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-            let addr = listener.local_addr().expect("addr");
-            let (inbound, _inbound_rx) = flume::unbounded();
-            let (txns, txns_rx) = flume::unbounded();
-            let (sync, _sync_rx) = flume::unbounded();
-            glommio::spawn_local(accept_peers(a.clone(), listener, PeerLinks { inbound, txns, sync }))
-                .detach();
+            let (addr, (_inbound_rx, txns_rx)) = listen(&a, None);
             let noise = secure::static_keypair();
             let unused = SigningKey::from_bytes(&[9; 32]);
             let validators = keys().iter().map(|key| key.verifying_key().to_bytes()).collect::<Vec<_>>();
@@ -1909,17 +1880,7 @@ mod tests {
             };
             let stream = TcpStream::connect(addr).await.expect("connect");
             let mut link = secure::dial(stream, &follower, 0).await.expect("io").expect("admitted");
-            let key = SigningKey::from_bytes(&[4; 32]);
-            let body = tessera_components::TxnBody {
-                chain_id: CHAIN,
-                reserved: 0,
-                sender: key.verifying_key().to_bytes(),
-                recipient: [9; 32],
-                amount: 1,
-                fee: 1,
-                nonce: 0,
-            };
-            let txn = tessera_systems::workload::sign(&key, body);
+            let txn = transfer(4, 0);
             secure::write_bytes(&mut link, &tessera_components::wire::encode(&Frame::Txns(vec![txn])))
                 .await
                 .expect("write");
@@ -1946,19 +1907,7 @@ mod tests {
             let addr = listener.local_addr().expect("addr");
             let (txns, txns_rx) = flume::unbounded();
             glommio::spawn_local(accept_clients(a.clone(), listener, txns)).detach();
-            let key = SigningKey::from_bytes(&[6; 32]);
-            let signed = |nonce| {
-                let body = tessera_components::TxnBody {
-                    chain_id: CHAIN,
-                    reserved: 0,
-                    sender: key.verifying_key().to_bytes(),
-                    recipient: [9; 32],
-                    amount: 1,
-                    fee: 1,
-                    nonce,
-                };
-                tessera_systems::workload::sign(&key, body)
-            };
+            let signed = |nonce| transfer(6, nonce);
             let forged = |nonce| {
                 let mut txn = signed(nonce);
                 txn.signature.0[0] ^= 1;
@@ -2098,13 +2047,7 @@ mod tests {
     fn a_validator_keeps_its_penalties_across_reconnects() {
         on_executor(|| async {
             let a = Rc::new(executor(0));
-            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-            let addr = listener.local_addr().expect("addr");
-            let (inbound, _inbound_rx) = flume::unbounded();
-            let (txns, _txns_rx) = flume::unbounded();
-            let (sync, _sync_rx) = flume::unbounded();
-            glommio::spawn_local(accept_peers(a.clone(), listener, PeerLinks { inbound, txns, sync }))
-                .detach();
+            let (addr, (_inbound_rx, _txns_rx)) = listen(&a, None);
             let b = executor(1);
             let counters = &a.counters;
             // A frame a validator link does not carry: one penalty point each.
