@@ -401,7 +401,7 @@ impl Node {
             busy = true;
         }
         for _ in 0..64 {
-            let Ok((from, batch)) = self.net.peer_txns.try_recv() else { break };
+            let Some((from, batch)) = self.net.take_peer_txns() else { break };
             // Queued before its forwarder was banned (for forgeries found in what it sent
             // earlier): dropped, not verified.
             let banned = match from {

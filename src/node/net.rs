@@ -26,6 +26,7 @@ use ed25519_dalek::SigningKey;
 use futures_lite::AsyncRead;
 use glommio::net::{TcpListener, TcpStream};
 use glommio::{LocalExecutorBuilder, Placement};
+use tessera_components::constants::TXN_SIZE;
 use tessera_components::wire::{Codec, Frame, FrameKind, encode};
 use tessera_components::{ConsensusMessage, Source, Txn};
 
@@ -53,7 +54,8 @@ super::metrics::series! {
         counter peers_banned = "tessera_net_peers_banned_total",
         /// Connections refused from banned addresses.
         counter banned_refusals = "tessera_net_banned_refusals_total",
-        /// Forwarded transactions dropped because the queue to the node loop was full.
+        /// Forwarded transactions dropped because the queue to the node loop was full (in
+        /// batches or in bytes).
         counter forwarded_dropped_full = "tessera_net_forwarded_dropped_full_total",
         /// Forwarded transactions dropped unverified because their forwarder was banned while
         /// they were queued.
@@ -125,7 +127,7 @@ pub struct NetHandles {
     pub txns: flume::Receiver<(Option<IpAddr>, Vec<Txn>)>,
     /// Transaction batches forwarded by peers (not forwarded again), with the forwarding
     /// validator's index (`None` from a full node).
-    pub peer_txns: flume::Receiver<(Option<Source>, Vec<Txn>)>,
+    peer_txns: flume::Receiver<(Option<Source>, Vec<Txn>)>,
     /// Full nodes' sync requests, for the node loop to answer from storage.
     pub sync_requests: flume::Receiver<SyncRequest>,
     /// Two lanes of encoded frames per validator index (this node's own unused).
@@ -149,6 +151,13 @@ impl NetHandles {
         if self.addresses.penalise_address(ip, forged, self.penalty_threshold, self.ban) {
             self.counters.peers_banned.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// The next batch forwarded by a peer, if one is queued, with its source.
+    pub fn take_peer_txns(&self) -> Option<(Option<Source>, Vec<Txn>)> {
+        let (source, batch) = self.peer_txns.try_recv().ok()?;
+        self.addresses.release_peer_txns((batch.len() * TXN_SIZE) as u64);
+        Some((source, batch))
     }
 
     /// True while the client address `ip` is banned: what it sent and is still queued is
@@ -658,6 +667,10 @@ pub struct PortAddresses {
     /// Penalty points of the addresses clients and full nodes connect from, so a source that
     /// fails a spot check, reconnects and fails again is banned, not forgiven at each close.
     address_standing: std::sync::Mutex<HashMap<IpAddr, Standing>>,
+    /// Bytes of forwarded batches queued for the node loop: the queue is bounded in batches,
+    /// and this bounds it in memory (batches of good signatures sent again and again cost their
+    /// sender nothing to repeat).
+    peer_txns_bytes: AtomicU64,
 }
 
 impl PortAddresses {
@@ -696,6 +709,23 @@ impl PortAddresses {
             bans.insert(ip, now, ban, Executor::BANS_MAX);
         }
         banned
+    }
+
+    /// Bytes of forwarded batches queued for the node loop, at most.
+    const PEER_TXNS_BYTES_MAX: u64 = 64 << 20;
+
+    /// Room for a batch of `bytes` in the queue to the node loop; false (nothing taken) past
+    /// [`Self::PEER_TXNS_BYTES_MAX`].
+    fn reserve_peer_txns(&self, bytes: u64) -> bool {
+        self.peer_txns_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                held.checked_add(bytes).filter(|total| *total <= Self::PEER_TXNS_BYTES_MAX)
+            })
+            .is_ok()
+    }
+
+    fn release_peer_txns(&self, bytes: u64) {
+        self.peer_txns_bytes.fetch_sub(bytes, Ordering::AcqRel);
     }
 
     fn address_banned(&self, ip: IpAddr) -> bool {
@@ -1021,9 +1051,15 @@ async fn serve_validator(
                     continue;
                 }
                 let count = batch.len() as u64;
+                let bytes = count * TXN_SIZE as u64;
+                if !shared.addresses.reserve_peer_txns(bytes) {
+                    shared.counters.forwarded_dropped_full.fetch_add(count, Ordering::Relaxed);
+                    continue;
+                }
                 match links.txns.try_send((Some(Source::Validator(peer)), batch)) {
                     Ok(()) => {}
                     Err(flume::TrySendError::Full(_)) => {
+                        shared.addresses.release_peer_txns(bytes);
                         shared.counters.forwarded_dropped_full.fetch_add(count, Ordering::Relaxed);
                     }
                     Err(flume::TrySendError::Disconnected(_)) => return Ok(()),
@@ -1109,7 +1145,13 @@ async fn serve_follower(
                 // A full node relays only what its own pipeline admitted, so a forgery in what
                 // it sends is charged to its address, as a client's is.
                 let source = shared.chargeable(ip).map(address_source);
+                let bytes = (batch.len() * TXN_SIZE) as u64;
+                if !shared.addresses.reserve_peer_txns(bytes) {
+                    shared.counters.forwarded_dropped_full.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    continue;
+                }
                 if links.txns.send_async((source, batch)).await.is_err() {
+                    shared.addresses.release_peer_txns(bytes);
                     return Ok(());
                 }
             }
@@ -1784,6 +1826,23 @@ mod tests {
             assert_eq!(a.counters.forwarded_dropped_full.load(Ordering::Relaxed), 2);
             drop(link);
         });
+    }
+
+    /// The queue of forwarded batches to the node loop is bounded in bytes as well as in
+    /// batches: 1,024 batches of a megabyte of good signatures, sent again and again (free to
+    /// repeat), held a gigabyte.
+    #[test]
+    fn forwarded_batches_queued_are_bounded_in_bytes() {
+        let addresses = PortAddresses::for_validators(4);
+        let max = PortAddresses::PEER_TXNS_BYTES_MAX;
+        let batch = 1 << 20;
+        for _ in 0..max / batch {
+            assert!(addresses.reserve_peer_txns(batch));
+        }
+        assert!(!addresses.reserve_peer_txns(1), "past the bound");
+        addresses.release_peer_txns(batch);
+        assert!(addresses.reserve_peer_txns(batch), "room given back is taken again");
+        assert!(!addresses.reserve_peer_txns(u64::MAX), "an overflowing reservation");
     }
 
     /// Two validator links per index, with no read deadline: two connections that died without
