@@ -567,14 +567,26 @@ struct BanTable {
     order: std::collections::VecDeque<(Instant, IpAddr)>,
 }
 
+/// What an address is charged and banned as: an IPv4 address itself, an IPv6 address by its
+/// /64 (the block one host or one customer is given, so rotating through it gains nothing).
+fn charged_as(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX)))
+        }
+        other => other.to_canonical(),
+    }
+}
+
 impl BanTable {
     fn holds(&self, ip: IpAddr, now: Instant) -> bool {
-        self.until.get(&ip).is_some_and(|until| now < *until)
+        self.until.get(&charged_as(ip)).is_some_and(|until| now < *until)
     }
 
     /// Bans `ip` from `now` for `ban` (the latest ban, so the latest end), keeping at most
     /// `max`.
     fn insert(&mut self, ip: IpAddr, now: Instant, ban: Duration, max: usize) {
+        let ip = charged_as(ip);
         let until = now + ban;
         while self.order.front().is_some_and(|(end, _)| *end <= now) || self.order.len() >= max {
             let Some((end, old)) = self.order.pop_front() else { break };
@@ -690,6 +702,7 @@ impl PortAddresses {
     /// `points` more against address `ip` at `now`; true once that bans it (for `ban`, in the
     /// table every executor reads). The caller has left out the addresses never banned.
     fn penalise_address(&self, ip: IpAddr, points: u64, threshold: u32, ban: Duration) -> bool {
+        let ip = charged_as(ip);
         let now = Instant::now();
         let banned = {
             let mut standings =
@@ -2059,15 +2072,22 @@ mod tests {
         assert!(!node.banned(validator), "a validator's address banned");
         assert!(node.banned(stranger));
         for i in 0..Executor::BANS_MAX as u128 + 100 {
-            node.ban(IpAddr::V6(std::net::Ipv6Addr::from(0x2001_0db8_u128 << 96 | i)));
+            node.ban(IpAddr::V6(std::net::Ipv6Addr::from(0x2001_0db8_u128 << 96 | i << 64)));
         }
         assert!(node.addresses.bans.lock().expect("unpoisoned").until.len() <= Executor::BANS_MAX);
         assert!(node.addresses.bans.lock().expect("unpoisoned").order.len() <= Executor::BANS_MAX);
         // Full of live bans, the oldest gives way to the newest.
         assert!(!node.banned(stranger), "the oldest ban kept past the bound");
-        let newest =
-            IpAddr::V6(std::net::Ipv6Addr::from(0x2001_0db8_u128 << 96 | (Executor::BANS_MAX as u128 + 99)));
+        let block = |n: u128| 0x2001_0db8_u128 << 96 | n << 64;
+        let newest = IpAddr::V6(std::net::Ipv6Addr::from(block(Executor::BANS_MAX as u128 + 99)));
         assert!(node.banned(newest));
+        // An IPv6 address is banned by its /64: another host in it is banned too, the next
+        // /64 not.
+        let in_block =
+            IpAddr::V6(std::net::Ipv6Addr::from(block(Executor::BANS_MAX as u128 + 99) | 0xdead_beef));
+        assert!(node.banned(in_block), "another address of a banned /64 let in");
+        let next_block = IpAddr::V6(std::net::Ipv6Addr::from(block(Executor::BANS_MAX as u128 + 100)));
+        assert!(!node.banned(next_block));
         // An IPv4-mapped IPv6 form of a validator's address is that address.
         let mapped = "::ffff:192.0.2.9".parse::<IpAddr>().expect("an address").to_canonical();
         assert!(node.is_validator_address(mapped));
