@@ -1111,6 +1111,8 @@ async fn serve_follower(
     channel.get_mut().set_read_timeout(None)?;
     let mut penalties = 0u32;
     let mut budget = SyncBudget::new(shared.setup.follower_sync_bytes_per_sec, Instant::now());
+    // The address charged for what it relays, if any: fixed for the connection.
+    let charged = shared.chargeable(ip);
     loop {
         // A full node that asks nothing for this long gives its slot back.
         let idle = shared.setup.follower_idle_timeout;
@@ -1122,7 +1124,7 @@ async fn serve_follower(
             other => other?,
         };
         // Banned since it connected (for forgeries found in what it relayed): it goes now.
-        if shared.chargeable(ip).is_some_and(|ip| shared.banned(ip)) {
+        if charged.is_some_and(|ip| shared.banned(ip)) {
             return Ok(());
         }
         match frame {
@@ -1157,7 +1159,7 @@ async fn serve_follower(
                 }
                 // A full node relays only what its own pipeline admitted, so a forgery in what
                 // it sends is charged to its address, as a client's is.
-                let source = shared.chargeable(ip).map(address_source);
+                let source = charged.map(address_source);
                 let bytes = (batch.len() * TXN_SIZE) as u64;
                 if !shared.addresses.reserve_peer_txns(bytes) {
                     shared.counters.forwarded_dropped_full.fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -1339,9 +1341,9 @@ fn spot_check(batch: &[Txn]) -> bool {
         pick = pick.rotate_left(29).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5851_F42D_4C95_7F2D;
         let mut at = pick % (n - round as u64);
         // The `at`-th position not yet checked, in increasing order of the checked ones.
-        let mut taken: Vec<u64> = checked[..round].to_vec();
-        taken.sort_unstable();
-        for position in taken {
+        let mut taken = checked;
+        taken[..round].sort_unstable();
+        for &position in &taken[..round] {
             if position <= at {
                 at += 1;
             }
@@ -1393,6 +1395,8 @@ async fn serve_client(
 ) -> std::io::Result<()> {
     let codec = shared.codec();
     stream.set_read_timeout(Some(shared.setup.ingress_idle_timeout))?;
+    // The address charged for what it sends, if any: fixed for the connection.
+    let charged = shared.chargeable(ip);
     loop {
         // A client that leaves its connection idle, or trickles a frame, holds a slot at most
         // this long per frame.
@@ -1409,7 +1413,7 @@ async fn serve_client(
             other => other?,
         };
         // Banned since it connected (for forgeries found in what it sent): it goes now.
-        if shared.chargeable(ip).is_some_and(|ip| shared.banned(ip)) {
+        if charged.is_some_and(|ip| shared.banned(ip)) {
             return Ok(());
         }
         match frame {
@@ -1422,7 +1426,7 @@ async fn serve_client(
                     shared.penalise_address(ip);
                     return Ok(());
                 }
-                if txns.send_async((shared.chargeable(ip), batch)).await.is_err() {
+                if txns.send_async((charged, batch)).await.is_err() {
                     return Ok(());
                 }
             }
@@ -1528,6 +1532,13 @@ mod tests {
 
     /// What a node hands its loop: consensus messages, and forwarded batches with their source.
     type Handed = (flume::Receiver<(u32, ConsensusMessage)>, flume::Receiver<(Option<Source>, Vec<Txn>)>);
+
+    /// Validator 0 with a validator idle deadline of 400 ms.
+    fn idle_node() -> Rc<Executor> {
+        let mut node = executor(0);
+        node.setup.validator_idle_timeout = Duration::from_millis(400);
+        Rc::new(node)
+    }
 
     /// Runs `test` on a glommio executor of its own (the network's sockets need one).
     fn on_executor<F: std::future::Future<Output = ()> + 'static>(test: impl FnOnce() -> F + Send + 'static) {
@@ -1865,9 +1876,7 @@ mod tests {
     #[test]
     fn a_silent_validator_link_ends_and_a_live_one_is_kept() {
         on_executor(|| async {
-            let mut a = executor(0);
-            a.setup.validator_idle_timeout = Duration::from_millis(400);
-            let a = Rc::new(a);
+            let a = idle_node();
             let (addr, (_inbound_rx, txns_rx)) = listen(&a, None);
             let counters = &a.counters;
             // Validator 1 opens two links and goes silent on both (as if its host died).
@@ -1907,9 +1916,7 @@ mod tests {
     fn bytes_trickled_into_a_validator_link_do_not_keep_it() {
         use futures_lite::AsyncWriteExt;
         on_executor(|| async {
-            let mut a = executor(0);
-            a.setup.validator_idle_timeout = Duration::from_millis(400);
-            let a = Rc::new(a);
+            let a = idle_node();
             let (addr, (_inbound_rx, _txns_rx)) = listen(&a, None);
             let b = executor(1);
             let stream = TcpStream::connect(addr).await.expect("connect");
@@ -2184,20 +2191,9 @@ mod tests {
     /// takes distinct positions.
     #[test]
     fn a_forwarded_batch_diluted_with_copies_is_refused() {
-        let key = SigningKey::from_bytes(&[3; 32]);
-        let body = |nonce| tessera_components::TxnBody {
-            chain_id: 1,
-            reserved: 0,
-            sender: key.verifying_key().to_bytes(),
-            recipient: [9; 32],
-            amount: 1,
-            fee: 1,
-            nonce,
-        };
-        let good = tessera_systems::workload::sign(&key, body(0));
-        let mut batch = vec![good; 990];
+        let mut batch = vec![transfer(3, 0); 990];
         for nonce in 1..=10 {
-            let mut forged = tessera_systems::workload::sign(&key, body(nonce));
+            let mut forged = transfer(3, nonce);
             forged.signature.0[0] ^= 1;
             batch.push(forged);
         }
@@ -2207,12 +2203,11 @@ mod tests {
         for _ in 0..64 {
             assert!(!spot_check(&distinct), "copies and forgeries taken");
         }
-        let honest: Vec<_> =
-            (0..100).map(|nonce| tessera_systems::workload::sign(&key, body(nonce))).collect();
+        let honest: Vec<_> = (0..100).map(|nonce| transfer(3, nonce)).collect();
         assert!(spot_check(&without_repeats(honest).0), "distinct good transactions refused");
         // A client that hands an honest validator one transaction twice gets it forwarded
         // twice, at worst: dropped, never held against the forwarder.
-        let twice = vec![tessera_systems::workload::sign(&key, body(7)); 2];
+        let twice = vec![transfer(3, 7); 2];
         let (once, repeats) = without_repeats(twice);
         assert_eq!((once.len(), repeats), (1, 1));
         assert!(spot_check(&once));

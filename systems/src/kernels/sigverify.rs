@@ -84,8 +84,9 @@ const KEY_CACHE_SLOTS: usize = 1024;
 
 thread_local! {
     /// Keys this thread decompressed lately, direct-mapped by their first bytes (the low bits
-    /// of y). Decompressing costs a field square root, about 4 µs, which is a third of a
-    /// signature's share of a batch check; senders and validators sign again and again.
+    /// of y). Decompressing costs a field square root, a large part of a signature's share
+    /// of a batch check (`kernel` against `distinct keys` in `tessera bench sigverify`);
+    /// senders and validators sign again and again.
     static KEYS: std::cell::RefCell<Vec<Option<([u8; 32], EdwardsPoint)>>> =
         std::cell::RefCell::new(vec![None; KEY_CACHE_SLOTS]);
 }

@@ -321,10 +321,7 @@ fn a_lock_taken_from_a_re_proposals_certificate_binds_later_votes() {
 fn two_votes_of_one_kind_and_view_are_evidence_and_one_vote_twice_is_not() {
     let mut run = Run::new(false);
     run.core.drain_outbox();
-    let vote = |block: Hash| {
-        let signature = sign(2, &tessera_components::vote_signing_bytes(VoteKind::Prepare, 1, 1, &block));
-        tessera_components::Vote { kind: VoteKind::Prepare, view: 1, height: 1, block, voter: 2, signature }
-    };
+    let vote = |block: Hash| prepare_vote(2, 1, 1, block);
     let (first, second) = (Hash([1; 32]), Hash([2; 32]));
     for _ in 0..3 {
         run.core.on_message(2, ConsensusMessage::Vote(vote(first)), &mut run.host);
@@ -516,26 +513,14 @@ fn messages_for_the_next_height_are_held_up_to_the_bound() {
     let mut run = Run::new(false);
     run.core.drain_outbox();
     for i in 0..1_100u64 {
-        let block = Hash::of(&i.to_le_bytes());
-        let signature = sign(2, &tessera_components::vote_signing_bytes(VoteKind::Prepare, 0, 2, &block));
-        let vote = tessera_components::Vote {
-            kind: VoteKind::Prepare,
-            view: 0,
-            height: 2,
-            block,
-            voter: 2,
-            signature,
-        };
+        let vote = prepare_vote(2, 0, 2, Hash::of(&i.to_le_bytes()));
         run.core.on_message(2, ConsensusMessage::Vote(vote), &mut run.host);
     }
     // One sender holds its share of the buffer (a quarter among four validators), not all of it:
     // with the count bound alone, its 1,100 votes filled all 1,024 places, and validator 1's
     // vote after them was refused.
     assert_eq!(held(&run, "next_height"), 256);
-    let block = Hash([1; 32]);
-    let signature = sign(1, &tessera_components::vote_signing_bytes(VoteKind::Prepare, 0, 2, &block));
-    let vote =
-        tessera_components::Vote { kind: VoteKind::Prepare, view: 0, height: 2, block, voter: 1, signature };
+    let vote = prepare_vote(1, 0, 2, Hash([1; 32]));
     run.core.on_message(1, ConsensusMessage::Vote(vote), &mut run.host);
     assert_eq!(held(&run, "next_height"), 257, "another validator's vote still held");
 }
@@ -583,10 +568,7 @@ fn far_ahead_votes_from_one_validator_do_not_take_the_next_height_senders_turns(
     let mut run = Run::new(false);
     run.core.drain_outbox();
     for voter in [1, 2] {
-        let block = Hash([voter as u8; 32]);
-        let signature = sign(voter, &tessera_components::vote_signing_bytes(VoteKind::Prepare, 0, 2, &block));
-        let vote =
-            tessera_components::Vote { kind: VoteKind::Prepare, view: 0, height: 2, block, voter, signature };
+        let vote = prepare_vote(voter, 0, 2, Hash([voter as u8; 32]));
         run.core.on_message(voter, ConsensusMessage::Vote(vote), &mut run.host);
     }
     let timeout = config().view_timeout_ns;
@@ -598,16 +580,7 @@ fn far_ahead_votes_from_one_validator_do_not_take_the_next_height_senders_turns(
         now += timeout / 64;
         run.core.tick(now, &mut run.host);
         tag = tag.wrapping_add(1);
-        let block = Hash([tag; 32]);
-        let signature = sign(3, &tessera_components::vote_signing_bytes(VoteKind::Prepare, 0, 3, &block));
-        let vote = tessera_components::Vote {
-            kind: VoteKind::Prepare,
-            view: 0,
-            height: 3,
-            block,
-            voter: 3,
-            signature,
-        };
+        let vote = prepare_vote(3, 0, 3, Hash([tag; 32]));
         run.core.on_message(3, ConsensusMessage::Vote(vote), &mut run.host);
         for (to, message) in run.core.drain_outbox() {
             if let (super::Destination::One(to), ConsensusMessage::SyncRequest { .. }) = (to, message) {
@@ -712,21 +685,18 @@ fn equivocating_votes_are_caught_across_a_view_change() {
     // for block B in view 1 once it has entered view 1: that is evidence.
     let mut run = Run::new(false);
     run.core.drain_outbox();
-    let vote = |block: Hash| {
-        let signature = sign(2, &tessera_components::vote_signing_bytes(VoteKind::Prepare, 1, 1, &block));
-        ConsensusMessage::Vote(tessera_components::Vote {
-            kind: VoteKind::Prepare,
-            view: 1,
-            height: 1,
-            block,
-            voter: 2,
-            signature,
-        })
-    };
+    let vote = |block: Hash| ConsensusMessage::Vote(prepare_vote(2, 1, 1, block));
     run.core.on_message(2, vote(Hash([10; 32])), &mut run.host);
     advance_to(&mut run, 1);
     run.core.on_message(2, vote(Hash([11; 32])), &mut run.host);
     assert_eq!(run.core.counters().equivocations, 1, "the first vote was forgotten in the view change");
+}
+
+/// A prepare vote by `voter` for `block` at `view` and `height`, signed by it.
+fn prepare_vote(voter: u32, view: u64, height: u64, block: Hash) -> tessera_components::Vote {
+    let signature =
+        sign(voter, &tessera_components::vote_signing_bytes(VoteKind::Prepare, view, height, &block));
+    tessera_components::Vote { kind: VoteKind::Prepare, view, height, block, voter, signature }
 }
 
 fn vote_by(voter: u32, signer: u32, block: Hash) -> tessera_components::Vote {
@@ -886,10 +856,7 @@ fn a_validator_holding_next_height_messages_asks_their_senders_in_turn() {
     for (voter, tag) in [(1, 1), (1, 2), (1, 3), (2, 4)] {
         let block = Hash([tag; 32]);
         let (view, height) = (u64::from(tag), 2);
-        let signature =
-            sign(voter, &tessera_components::vote_signing_bytes(VoteKind::Prepare, view, height, &block));
-        let vote =
-            tessera_components::Vote { kind: VoteKind::Prepare, view, height, block, voter, signature };
+        let vote = prepare_vote(voter, view, height, block);
         run.core.on_message(voter, ConsensusMessage::Vote(vote), &mut run.host);
     }
     assert!(run.core.drain_outbox().is_empty(), "held, not answered");
