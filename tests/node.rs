@@ -44,6 +44,14 @@ fn free_base(start: u16) -> u16 {
     panic!("no free ports near {start}");
 }
 
+/// A JSON-RPC call that may find the node not (yet) answering: `None` then, never a panic, so
+/// the waits that poll a starting node leave the output to the failure that matters.
+fn try_rpc(base: u16, index: u32, method: &str, params: Value) -> Option<Value> {
+    let body = json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params}).to_string();
+    let (status, text) = try_http_post(port(base, index, 2), &body).ok()?;
+    (status == 200).then(|| serde_json::from_str(&text).ok()).flatten()
+}
+
 fn rpc(base: u16, index: u32, method: &str, params: Value) -> Value {
     let body = json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params}).to_string();
     let (status, text) = http_post(port(base, index, 2), &body);
@@ -53,7 +61,15 @@ fn rpc(base: u16, index: u32, method: &str, params: Value) -> Value {
 
 /// A raw HTTP/1.1 POST; returns (status, body).
 fn http_post(addr: SocketAddr, body: &str) -> (u16, String) {
-    http_raw(
+    try_http_post(addr, body).expect("connect rpc")
+}
+
+fn http_raw(addr: SocketAddr, request: &str) -> (u16, String) {
+    try_http_raw(addr, request).expect("connect rpc")
+}
+
+fn try_http_post(addr: SocketAddr, body: &str) -> std::io::Result<(u16, String)> {
+    try_http_raw(
         addr,
         &format!(
             "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -62,15 +78,15 @@ fn http_post(addr: SocketAddr, body: &str) -> (u16, String) {
     )
 }
 
-fn http_raw(addr: SocketAddr, request: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).expect("connect rpc");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    stream.write_all(request.as_bytes()).unwrap();
+fn try_http_raw(addr: SocketAddr, request: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(request.as_bytes())?;
     let mut response = String::new();
     let _ = stream.read_to_string(&mut response);
     let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
-    (status, body)
+    Ok((status, body))
 }
 
 /// Sends a POST's headers declaring `length` bytes and 1 KiB of the body, then returns the status
@@ -134,14 +150,38 @@ fn cluster(name: &str, start_port: u16) -> Cluster {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let nodes = (0..4).map(|i| Some(start_node(&dir, i))).collect();
-    let cluster = Cluster { dir, base, nodes };
-    wait_until("four connected validators", Duration::from_secs(30), || {
-        (0..4).all(|i| {
-            std::panic::catch_unwind(|| rpc(base, i, "tessera_getStatus", json!([]))["result"]["peers"] == 3)
-                .unwrap_or(false)
-        })
-    });
+    let mut cluster = Cluster { dir, base, nodes };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(0..4)
+        .all(|i| try_rpc(base, i, "tessera_getStatus", json!([])).is_some_and(|s| s["result"]["peers"] == 3))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for four connected validators\n{}",
+            cluster.state()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     cluster
+}
+
+impl Cluster {
+    /// Each node's status (or exit) and the tail of its log: what a failed wait prints.
+    fn state(&mut self) -> String {
+        let mut out = String::new();
+        for (i, node) in self.nodes.iter_mut().enumerate() {
+            let exited = node.as_mut().and_then(|child| child.try_wait().ok().flatten());
+            let status = try_rpc(self.base, i as u32, "tessera_getStatus", json!([]));
+            let name = if i < 4 { format!("node-{i}") } else { format!("full-{}", i - 4) };
+            let log = std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(12).collect();
+            out += &format!("--- {name}: exited {exited:?}, status {status:?}\n");
+            for line in tail.iter().rev() {
+                out += &format!("    {line}\n");
+            }
+        }
+        out
+    }
 }
 
 fn transfer(account: u64, nonce: u64) -> tessera_components::Txn {
@@ -177,7 +217,7 @@ fn four_nodes_finalize_the_same_blocks_with_the_transactions() {
         assert_eq!(reply["result"], json!(txn.id().0.to_hex()), "{reply}");
     }
     wait_until("the full node's RPC", Duration::from_secs(20), || {
-        std::panic::catch_unwind(|| height(base, 4)).is_ok()
+        try_rpc(base, 4, "tessera_getStatus", json!([])).is_some()
     });
     // Eight more through the full node, which forwards them to the validators.
     let via_full: Vec<_> = (0..8).map(|i| transfer(16 + i, 0)).collect();
@@ -349,7 +389,9 @@ fn a_killed_node_restarts_and_catches_up() {
     cluster.nodes[3] = Some(start_node(&cluster.dir, 3));
     let target = height(base, 0);
     wait_until("the restarted node catches up", Duration::from_secs(60), || {
-        std::panic::catch_unwind(|| height(base, 3)).unwrap_or(0) >= target
+        try_rpc(base, 3, "tessera_getStatus", json!([]))
+            .and_then(|s| s["result"]["height"].as_u64())
+            .is_some_and(|h| h >= target)
     });
     let h = target;
     let a = rpc(base, 0, "tessera_getBlockByHeight", json!([h]))["result"]["hash"].clone();
@@ -765,16 +807,17 @@ fn validators_in_separate_network_namespaces_agree() {
             .expect("spawn node in its namespace");
         set.children.push(child);
     }
-    let call = |i: u32, method: &str, params: Value| -> Value {
+    let try_call = |i: u32, method: &str, params: Value| -> Option<Value> {
         let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
-        let (status, text) = http_post(addr(i, 2), &body);
-        assert_eq!(status, 200, "{text}");
-        serde_json::from_str(&text).expect("JSON-RPC response")
+        let (status, text) = try_http_post(addr(i, 2), &body).ok()?;
+        (status == 200).then(|| serde_json::from_str(&text).ok()).flatten()
     };
-    let status =
-        |i: u32| std::panic::catch_unwind(|| call(i, "tessera_getStatus", json!([]))["result"].clone());
+    let call = |i: u32, method: &str, params: Value| -> Value {
+        try_call(i, method, params).expect("a JSON-RPC response")
+    };
+    let status = |i: u32| try_call(i, "tessera_getStatus", json!([])).map(|s| s["result"].clone());
     wait_until("four validators connected across namespaces", Duration::from_secs(30), || {
-        (0..4).all(|i| status(i).is_ok_and(|s| s["peers"] == 3))
+        (0..4).all(|i| status(i).is_some_and(|s| s["peers"] == 3))
     });
     let txns: Vec<_> = (0..16).map(|i| transfer(i % 4, i / 4)).collect();
     let mut stream = TcpStream::connect(addr(0, 1)).expect("ingress across the bridge");
@@ -790,7 +833,7 @@ fn validators_in_separate_network_namespaces_agree() {
         },
     );
     // The transfers can all land in block 1: wait for every validator to finalize another.
-    let height = |i: u32| status(i).ok().and_then(|s| s["height"].as_u64()).unwrap_or(0);
+    let height = |i: u32| status(i).and_then(|s| s["height"].as_u64()).unwrap_or(0);
     wait_until("every validator past height 1", Duration::from_secs(30), || (0..4).all(|i| height(i) >= 2));
     let low = (0..4).map(|i| status(i).unwrap()["height"].as_u64().unwrap()).min().unwrap();
     assert!(low >= 2, "only {low} blocks finalized");
@@ -866,13 +909,11 @@ fn devnet_under_attack_stays_up_agrees_and_keeps_latency() {
     wait_until("validator 0 finalizes", Duration::from_secs(30), || {
         let body =
             json!({"jsonrpc": "2.0", "id": 1, "method": "tessera_getStatus", "params": []}).to_string();
-        std::panic::catch_unwind(|| {
-            serde_json::from_str::<Value>(&http_post(rpc_addr, &body).1).unwrap()["result"]["height"]
-                .as_u64()
-                .unwrap_or(0)
-                >= 1
-        })
-        .unwrap_or(false)
+        try_http_post(rpc_addr, &body)
+            .ok()
+            .and_then(|(_, text)| serde_json::from_str::<Value>(&text).ok())
+            .and_then(|status| status["result"]["height"].as_u64())
+            .is_some_and(|height| height >= 1)
     });
     let attack = Command::new(BIN)
         .args([
