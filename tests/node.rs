@@ -140,40 +140,72 @@ fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
 
 fn cluster(name: &str, start_port: u16) -> Cluster {
     let dir = std::env::temp_dir().join(format!("tessera-node-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let base = free_base(start_port);
-    let out = Command::new(BIN)
-        .args(["genesis", "--validators", "4", "--full-nodes", "1", "--accounts", "32"])
-        .args(["--base-port", &base.to_string(), "--out"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let nodes = (0..4).map(|i| Some(start_node(&dir, i))).collect();
-    let mut cluster = Cluster { dir, base, nodes };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !(0..4)
-        .all(|i| try_rpc(base, i, "tessera_getStatus", json!([])).is_some_and(|s| s["result"]["peers"] == 3))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for four connected validators\n{}",
+    let mut start = start_port;
+    // A port found free can be taken before a node binds it (by an outgoing connection of
+    // another test, where the ephemeral range is wide): a node that exits for that is retried
+    // on other ports, up to twice. Any other exit fails the wait below.
+    for _ in 0..3 {
+        let _ = std::fs::remove_dir_all(&dir);
+        let base = free_base(start);
+        let out = Command::new(BIN)
+            .args(["genesis", "--validators", "4", "--full-nodes", "1", "--accounts", "32"])
+            .args(["--base-port", &base.to_string(), "--out"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let nodes = (0..4).map(|i| Some(start_node(&dir, i))).collect();
+        let mut cluster = Cluster { dir: dir.clone(), base, nodes };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !(0..4).all(|i| {
+            try_rpc(base, i, "tessera_getStatus", json!([])).is_some_and(|s| s["result"]["peers"] == 3)
+        }) {
+            if cluster.port_taken() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for four connected validators\n{}",
+                cluster.state()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if !cluster.port_taken() {
+            return cluster;
+        }
+        eprintln!(
+            "a port of {base}..{} was taken before its node bound it; retrying\n{}",
+            base + 20,
             cluster.state()
         );
-        std::thread::sleep(Duration::from_millis(50));
+        start = base + 40;
     }
-    cluster
+    panic!("three port ranges from {start_port} were each taken before the nodes bound them");
 }
 
 impl Cluster {
+    /// Whether a node exited because its port was in use.
+    fn port_taken(&mut self) -> bool {
+        (0..self.nodes.len()).any(|i| {
+            let exited =
+                self.nodes[i].as_mut().is_some_and(|child| child.try_wait().ok().flatten().is_some());
+            exited && self.log(i).contains("Address already in use")
+        })
+    }
+
+    fn log(&self, i: usize) -> String {
+        let name = if i < 4 { format!("node-{i}") } else { format!("full-{}", i - 4) };
+        std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default()
+    }
+
     /// Each node's status (or exit) and the tail of its log: what a failed wait prints.
     fn state(&mut self) -> String {
         let mut out = String::new();
-        for (i, node) in self.nodes.iter_mut().enumerate() {
-            let exited = node.as_mut().and_then(|child| child.try_wait().ok().flatten());
+        for i in 0..self.nodes.len() {
+            let exited = self.nodes[i].as_mut().and_then(|child| child.try_wait().ok().flatten());
             let status = try_rpc(self.base, i as u32, "tessera_getStatus", json!([]));
             let name = if i < 4 { format!("node-{i}") } else { format!("full-{}", i - 4) };
-            let log = std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default();
+            let log = self.log(i);
             let tail: Vec<&str> = log.lines().rev().take(12).collect();
             out += &format!("--- {name}: exited {exited:?}, status {status:?}\n");
             for line in tail.iter().rev() {
