@@ -374,10 +374,10 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// # Errors
 /// A port that cannot be bound, or an executor that cannot start.
 pub fn start(setup: NetSetup) -> Result<(NetHandles, Vec<std::thread::JoinHandle<()>>), NetError> {
-    // Bind once here with std to report a taken port clearly (glommio binds with SO_REUSEPORT,
-    // which would silently share a port with another process).
+    // Bind once here with std to report a taken port clearly (the executors bind with
+    // SO_REUSEPORT, which would silently share a port with another process).
     for addr in [setup.listen, setup.ingress] {
-        std::net::TcpListener::bind(addr).map_err(|source| NetError::Bind { addr, source })?;
+        port_is_free(addr).map_err(|source| NetError::Bind { addr, source })?;
     }
     let (inbound_tx, inbound) = flume::bounded(1 << 14);
     let (txns_tx, txns) = flume::bounded(1 << 10);
@@ -416,14 +416,14 @@ pub fn start(setup: NetSetup) -> Result<(NetHandles, Vec<std::thread::JoinHandle
             .name(&format!("tessera-net-{core}"))
             .spawn(move || async move {
                 let shared = Rc::new(Executor::new(setup, counters, addresses, stop));
-                let peer_listener = match TcpListener::bind(shared.setup.listen) {
+                let peer_listener = match bind_listener(shared.setup.listen) {
                     Ok(listener) => listener,
                     Err(error) => {
                         let _ = ready_tx.send(Err(error.to_string()));
                         return;
                     }
                 };
-                let ingress_listener = match TcpListener::bind(shared.setup.ingress) {
+                let ingress_listener = match bind_listener(shared.setup.ingress) {
                     Ok(listener) => listener,
                     Err(error) => {
                         let _ = ready_tx.send(Err(error.to_string()));
@@ -881,6 +881,36 @@ async fn accept_peers(shared: Rc<Executor>, listener: TcpListener, links: PeerLi
         })
         .detach();
     }
+}
+
+/// Whether `addr` can be listened on by this process alone: a bind without SO_REUSEPORT (std
+/// sets SO_REUSEADDR), so another process listening there is an error, while the TIME-WAIT
+/// connections a previous run of this node left on the port (it closes first at shutdown) are
+/// not.
+fn port_is_free(addr: SocketAddr) -> std::io::Result<()> {
+    std::net::TcpListener::bind(addr).map(drop)
+}
+
+/// A listener for one executor: SO_REUSEPORT, so each executor accepts on the port, and
+/// SO_REUSEADDR, which the connections it accepts inherit. Without the latter, every
+/// connection this node closed first stays in TIME-WAIT for a minute after it stops without
+/// that flag, and a restart within that minute failed with "address already in use" (glommio's
+/// own `TcpListener::bind` sets only SO_REUSEPORT).
+fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    let fd = socket.into_raw_fd();
+    // SAFETY: `fd` is the descriptor of the TCP socket made, bound and listening just above;
+    // `into_raw_fd` gave up the only other owner, so the listener takes sole ownership and
+    // closes it once. glommio has no safe constructor from a configured socket.
+    #[allow(unsafe_code)]
+    let listener = unsafe { TcpListener::from_raw_fd(fd) };
+    Ok(listener)
 }
 
 /// After a failed accept (out of file descriptors, most often): pause instead of spinning on
@@ -1454,7 +1484,7 @@ mod tests {
     use super::{
         Accepted, AddressSlot, AddressTable, ConsensusMessage, Executor, FOLLOWER, Lane, NetCounters,
         NetSetup, PeerLinks, PortAddresses, Slot, Source, SyncBudget, Txn, accept_clients, accept_handshake,
-        accept_peers, peer_queue, run_dialled, spot_check, without_repeats,
+        accept_peers, bind_listener, peer_queue, port_is_free, run_dialled, spot_check, without_repeats,
     };
     use std::net::IpAddr;
 
@@ -2124,6 +2154,34 @@ mod tests {
         let banned_at =
             (1..1000).find(|fault| standing.penalise(start + Duration::from_secs(2) * *fault, 4, ban));
         assert!(banned_at.is_some_and(|fault| fault > 5 && fault < 100), "banned at fault {banned_at:?}");
+    }
+
+    /// A node that closed connections first (as it does at shutdown) leaves them in TIME-WAIT
+    /// on its port for a minute. A restart within it failed the pre-start check with "address
+    /// already in use", since the listener had not set SO_REUSEADDR for them to inherit.
+    #[test]
+    fn a_port_left_in_time_wait_is_bound_again() {
+        on_executor(|| async {
+            use futures_lite::AsyncWriteExt;
+
+            let first = bind_listener("127.0.0.1:0".parse().expect("an address")).expect("bind");
+            let addr = first.local_addr().expect("addr");
+            // The client reads until this side closes, then closes: this side closed first.
+            let client = std::thread::spawn(move || {
+                let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+                let _ = std::io::Read::read_to_end(&mut stream, &mut Vec::new());
+            });
+            let mut stream = first.accept().await.expect("a connection");
+            stream.close().await.expect("close");
+            drop(stream);
+            while !client.is_finished() {
+                glommio::timer::sleep(Duration::from_millis(1)).await;
+            }
+            client.join().expect("the client");
+            drop(first);
+            port_is_free(addr).expect("the pre-start check on the port");
+            bind_listener(addr).expect("the listener on the port");
+        });
     }
 
     /// Penalty points were kept per connection: a validator could send `threshold` bad frames,
