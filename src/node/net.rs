@@ -496,7 +496,8 @@ impl Executor {
     /// A slot for a connection from `ip` in `table`, or `None` (counted) if that address holds
     /// its maximum. Loopback and unknown addresses are not capped.
     fn address_slot<'a>(&'a self, table: &'a AddressTable, ip: Option<IpAddr>) -> Option<AddressSlot<'a>> {
-        let slot = AddressSlot::take(table, ip, self.setup.connections_per_address_max);
+        let max = ip.map_or(self.setup.connections_per_address_max, |ip| self.address_cap(ip));
+        let slot = AddressSlot::take(table, ip, max);
         if slot.is_none() {
             self.counters.address_refusals.fetch_add(1, Ordering::Relaxed);
         }
@@ -513,8 +514,20 @@ impl Executor {
         }
     }
 
+    /// Connections `ip` may hold on a port: `connections_per_address_max`, and two more for each
+    /// configured validator at that address (its current link and the one that replaces it
+    /// after a restart), so whoever shares a validator's address can neither take its room nor,
+    /// uncapped, hold every handshake slot of the port.
+    fn address_cap(&self, ip: IpAddr) -> usize {
+        let validators = self.setup.peers.iter().filter(|peer| peer.ip().to_canonical() == ip).count();
+        self.setup.connections_per_address_max + 2 * validators
+    }
+
+    /// Whether `ip` is refused before its handshake. A validator's own address never is: a ban
+    /// of the IPv6 /64 around it (earned by a neighbour in it) would otherwise refuse the
+    /// validator too. Validators are banned by index, after their handshake.
     fn banned(&self, ip: IpAddr) -> bool {
-        self.addresses.address_banned(ip)
+        !self.is_validator_address(ip) && self.addresses.address_banned(ip)
     }
 
     /// `ip`, if bad signatures from it may be charged to it: not loopback, not a validator's.
@@ -866,10 +879,10 @@ async fn accept_peers(shared: Rc<Executor>, listener: TcpListener, links: PeerLi
                 shared.counters.banned_refusals.fetch_add(1, Ordering::Relaxed);
                 return;
             }
-            // A validator's address is not capped (the port's total still is): full nodes that
-            // share it could otherwise take its slots and get its links refused at accept.
-            let capped = ip.filter(|ip| !shared.is_validator_address(*ip));
-            let Some(address) = shared.address_slot(&shared.addresses.peer, capped) else { return };
+            // A validator's address has room beyond the per-address cap for the validator's own
+            // links (`address_cap`): full nodes that share it cannot take them, and nobody at it
+            // can hold every handshake slot.
+            let Some(address) = shared.address_slot(&shared.addresses.peer, ip) else { return };
             let max = shared.setup.peer_connections_max;
             let Some(handshaking) =
                 Slot::take(&counters.peer_connections_open, max, &counters.connections_refused)
@@ -2128,6 +2141,35 @@ mod tests {
         // An IPv4-mapped IPv6 form of a validator's address is that address.
         let mapped = "::ffff:192.0.2.9".parse::<IpAddr>().expect("an address").to_canonical();
         assert!(node.is_validator_address(mapped));
+    }
+
+    /// A client in the IPv6 /64 of a validator's address earned a ban of the whole /64, which
+    /// refused the validator's dials before their handshake; and nobody at a validator's
+    /// address was capped, so one party there could hold every handshake slot of the port.
+    #[test]
+    fn a_validators_neighbours_neither_ban_it_nor_go_uncapped() {
+        let mut node = executor(0);
+        node.setup.trust_loopback = false;
+        node.setup.peers[2] = "[2001:db8::1]:7000".parse().expect("an address");
+        node.setup.peers[3] = "[2001:db8::1]:7001".parse().expect("an address");
+        let validator: IpAddr = "2001:db8::1".parse().expect("an address");
+        let neighbour: IpAddr = "2001:db8::666".parse().expect("an address");
+        for _ in 0..=node.setup.penalty_threshold {
+            node.penalise_address(Some(neighbour));
+        }
+        assert!(node.banned(neighbour), "the neighbour's failed checks did not ban it");
+        assert!(!node.banned(validator), "a ban of its /64 refused the validator");
+        // Two validators there: the per-address cap and two links each.
+        let cap = node.setup.connections_per_address_max + 4;
+        assert_eq!(node.address_cap(validator), cap);
+        assert_eq!(node.address_cap(neighbour), node.setup.connections_per_address_max);
+        let held: Vec<_> =
+            (0..cap).map_while(|_| node.address_slot(&node.addresses.peer, Some(validator))).collect();
+        assert_eq!(held.len(), cap);
+        assert!(
+            node.address_slot(&node.addresses.peer, Some(validator)).is_none(),
+            "a validator's address uncapped"
+        );
     }
 
     /// Points build up to a ban, the ban lasts its period, and points leak away: bad frames
