@@ -369,6 +369,9 @@ pub enum NetError {
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a dialler waits for a TCP connection to a peer before it backs off and tries again.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Starts the executors; returns the handles for the schedule's thread.
 ///
 /// # Errors
@@ -1118,7 +1121,10 @@ async fn serve_validator(
                         shared.addresses.release_peer_txns(bytes);
                         shared.counters.forwarded_dropped_full.fetch_add(count, Ordering::Relaxed);
                     }
-                    Err(flume::TrySendError::Disconnected(_)) => return Ok(()),
+                    Err(flume::TrySendError::Disconnected(_)) => {
+                        shared.addresses.release_peer_txns(bytes);
+                        return Ok(());
+                    }
                 }
             }
             Ok(_) => {
@@ -1238,7 +1244,9 @@ async fn dial_peer(
     let mut backoff = Duration::from_millis(50);
     while !shared.stop.load(Ordering::Relaxed) {
         let address = shared.setup.peers[peer as usize];
-        if let Ok(stream) = TcpStream::connect(address).await {
+        // Bounded: a dropped SYN (a full accept queue on a starved peer) would otherwise hold
+        // this dialler through the kernel's retries, tens of seconds, before the next try.
+        if let Ok(stream) = TcpStream::connect_timeout(address, CONNECT_TIMEOUT).await {
             let connected = Instant::now();
             shared.counters.peers_connected.fetch_add(1, Ordering::Relaxed);
             let _ = match dial_handshake(&shared, peer, stream).await {
@@ -1358,6 +1366,11 @@ fn without_repeats(mut batch: Vec<Txn>) -> (Vec<Txn>, usize) {
     batch.sort_unstable_by(|a, b| bytemuck::bytes_of(a).cmp(bytemuck::bytes_of(b)));
     batch.dedup();
     let repeats = before - batch.len();
+    // The queue behind this counts the transactions kept, so what was dropped must not stay
+    // allocated: a frame of one transaction repeated would hold its whole size for one.
+    if repeats > 0 {
+        batch.shrink_to_fit();
+    }
     (batch, repeats)
 }
 
@@ -1374,8 +1387,21 @@ fn spot_check(batch: &[Txn]) -> bool {
         return true;
     }
     let mut seed = [0u8; 8];
-    let _ = getrandom::fill(&mut seed);
-    let mut pick = u64::from_le_bytes(seed);
+    let mut pick = match getrandom::fill(&mut seed) {
+        Ok(()) => u64::from_le_bytes(seed),
+        // Never a fixed seed, whose positions a sender could learn and avoid: the process's
+        // hash keys (drawn once from the OS) and the time.
+        Err(_) => {
+            use std::hash::{BuildHasher, Hasher};
+            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+            hasher.write_u128(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos()),
+            );
+            hasher.finish()
+        }
+    };
     // Distinct positions: the first anywhere, each next one among those not yet checked (a
     // batch of at most SPOT_CHECKS transactions is checked whole).
     let n = batch.len() as u64;
@@ -2299,6 +2325,8 @@ mod tests {
         }
         let (distinct, repeats) = without_repeats(batch);
         assert_eq!((distinct.len(), repeats), (11, 989));
+        // What was dropped is freed: the forwarded-batch queue counts the transactions kept.
+        assert_eq!(distinct.capacity(), 11, "the dropped copies still allocated");
         // One good transaction among eleven: two distinct positions always find a forgery.
         for _ in 0..64 {
             assert!(!spot_check(&distinct), "copies and forgeries taken");
