@@ -378,7 +378,7 @@ impl Node {
         }
         let now_ns = wall_ns();
         for _ in 0..64 {
-            let Ok((from, batch)) = self.net.txns.try_recv() else { break };
+            let Some((from, batch)) = self.net.take_txns() else { break };
             // Sent before its address was banned (for forgeries found in what it sent earlier):
             // dropped, not verified.
             if from.is_some_and(|ip| self.net.is_address_banned(ip)) {

@@ -124,7 +124,7 @@ pub struct NetHandles {
     pub inbound: flume::Receiver<(u32, ConsensusMessage)>,
     /// Transaction batches from the ingress port, with the client's address where bad
     /// signatures may be charged to it (not loopback, not a validator's).
-    pub txns: flume::Receiver<(Option<IpAddr>, Vec<Txn>)>,
+    txns: flume::Receiver<(Option<IpAddr>, Vec<Txn>)>,
     /// Transaction batches forwarded by peers (not forwarded again), with the forwarding
     /// validator's index (`None` from a full node).
     peer_txns: flume::Receiver<(Option<Source>, Vec<Txn>)>,
@@ -151,6 +151,13 @@ impl NetHandles {
         if self.addresses.penalise_address(ip, forged, self.penalty_threshold, self.ban) {
             self.counters.peers_banned.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// The next batch from the ingress port, if one is queued, with the address to charge.
+    pub fn take_txns(&self) -> Option<(Option<IpAddr>, Vec<Txn>)> {
+        let (from, batch) = self.txns.try_recv().ok()?;
+        self.addresses.release_client_txns((batch.len() * TXN_SIZE) as u64);
+        Some((from, batch))
     }
 
     /// The next batch forwarded by a peer, if one is queued, with its source.
@@ -699,6 +706,9 @@ pub struct PortAddresses {
     /// and this bounds it in memory (batches of good signatures sent again and again cost their
     /// sender nothing to repeat).
     peer_txns_bytes: AtomicU64,
+    /// Bytes of client batches queued for the node loop, for the same reason: a client's
+    /// batch of good signatures can be sent again and again at no cost but bandwidth.
+    client_txns_bytes: AtomicU64,
 }
 
 impl PortAddresses {
@@ -743,18 +753,27 @@ impl PortAddresses {
     /// Bytes of forwarded batches queued for the node loop, at most.
     const PEER_TXNS_BYTES_MAX: u64 = 64 << 20;
 
+    /// Bytes of client batches queued for the node loop, at most.
+    const CLIENT_TXNS_BYTES_MAX: u64 = 64 << 20;
+
     /// Room for a batch of `bytes` in the queue to the node loop; false (nothing taken) past
     /// [`Self::PEER_TXNS_BYTES_MAX`].
     fn reserve_peer_txns(&self, bytes: u64) -> bool {
-        self.peer_txns_bytes
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
-                held.checked_add(bytes).filter(|total| *total <= Self::PEER_TXNS_BYTES_MAX)
-            })
-            .is_ok()
+        reserve(&self.peer_txns_bytes, bytes, Self::PEER_TXNS_BYTES_MAX)
     }
 
     fn release_peer_txns(&self, bytes: u64) {
         self.peer_txns_bytes.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
+    /// Room for a client batch of `bytes` in the queue to the node loop; false (nothing taken)
+    /// past [`Self::CLIENT_TXNS_BYTES_MAX`].
+    fn reserve_client_txns(&self, bytes: u64) -> bool {
+        reserve(&self.client_txns_bytes, bytes, Self::CLIENT_TXNS_BYTES_MAX)
+    }
+
+    fn release_client_txns(&self, bytes: u64) {
+        self.client_txns_bytes.fetch_sub(bytes, Ordering::AcqRel);
     }
 
     fn address_banned(&self, ip: IpAddr) -> bool {
@@ -897,6 +916,15 @@ async fn accept_peers(shared: Rc<Executor>, listener: TcpListener, links: PeerLi
         })
         .detach();
     }
+}
+
+/// Takes `bytes` of the `max` that `held` counts, if they fit; a batch larger than `max` on its
+/// own (a frame limit configured above it) fits an empty queue, so it is never refused forever.
+fn reserve(held: &AtomicU64, bytes: u64, max: u64) -> bool {
+    held.fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+        held.checked_add(bytes).filter(|total| *total <= max || held == 0)
+    })
+    .is_ok()
 }
 
 /// Whether `addr` can be listened on by this process alone: a bind without SO_REUSEPORT (std
@@ -1495,7 +1523,17 @@ async fn serve_client(
                     shared.penalise_address(ip);
                     return Ok(());
                 }
+                // Past the queue's byte bound the client waits, its socket backing up, as it
+                // does when the queue is full in batches.
+                let bytes = (batch.len() * TXN_SIZE) as u64;
+                while !shared.addresses.reserve_client_txns(bytes) {
+                    if shared.stop.load(Ordering::Relaxed) {
+                        return Ok(());
+                    }
+                    glommio::timer::sleep(Duration::from_millis(1)).await;
+                }
                 if txns.send_async((charged, batch)).await.is_err() {
+                    shared.addresses.release_client_txns(bytes);
                     return Ok(());
                 }
             }
@@ -1936,6 +1974,52 @@ mod tests {
         addresses.release_peer_txns(batch);
         assert!(addresses.reserve_peer_txns(batch), "room given back is taken again");
         assert!(!addresses.reserve_peer_txns(u64::MAX), "an overflowing reservation");
+    }
+
+    /// The queue of client batches to the node loop was bounded in batches only: 1,024 batches
+    /// of good signatures (one batch, sent again and again at no cost but bandwidth) held
+    /// gigabytes. Past 64 MiB a client now waits, its socket backing up, until the node loop
+    /// takes a batch.
+    #[test]
+    fn client_batches_queued_are_bounded_in_bytes() {
+        use futures_lite::AsyncWriteExt;
+        use tessera_components::constants::TXN_SIZE;
+        on_executor(|| async {
+            let a = Rc::new(executor(0));
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let (txns, txns_rx) = flume::unbounded();
+            glommio::spawn_local(accept_clients(a.clone(), listener, txns)).detach();
+            let batch: Vec<_> = (0..6_000).map(|nonce| transfer(6, nonce)).collect();
+            let bytes = (batch.len() * TXN_SIZE) as u64;
+            let fit = PortAddresses::CLIENT_TXNS_BYTES_MAX / bytes;
+            let frame = tessera_components::wire::encode(&Frame::Txns(batch));
+            let client = glommio::spawn_local(async move {
+                let mut stream = TcpStream::connect(addr).await.expect("connect");
+                for _ in 0..fit + 3 {
+                    if stream.write_all(&frame).await.is_err() {
+                        return;
+                    }
+                }
+                glommio::timer::sleep(Duration::from_secs(5)).await;
+            });
+            // Until the queue stops growing.
+            let mut queued = 0;
+            loop {
+                glommio::timer::sleep(Duration::from_millis(300)).await;
+                if txns_rx.len() == queued && queued > 0 {
+                    break;
+                }
+                queued = txns_rx.len();
+            }
+            assert_eq!(queued as u64, fit, "client batches queued past the byte bound");
+            // The node loop takes one (`NetHandles::take_txns`): the client's next goes in.
+            let _ = txns_rx.try_recv().expect("a batch");
+            a.addresses.release_client_txns(bytes);
+            glommio::timer::sleep(Duration::from_millis(300)).await;
+            assert_eq!(txns_rx.len() as u64, fit, "the client was not let on");
+            drop(client);
+        });
     }
 
     /// Two validator links per index, with no read deadline: two connections that died without
