@@ -29,6 +29,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use tessera_components::constants::TXN_SIZE;
 use tessera_components::wire::{Codec, Frame, FrameKind, encode};
 use tessera_components::{ConsensusMessage, Source, Txn};
+use tessera_systems::kernels::verify_cache::VerifyCache;
 
 pub mod secure;
 
@@ -487,6 +488,7 @@ struct Executor {
     stop: Arc<AtomicBool>,
     /// This executor's static Noise key; the validator key signs handshakes that cover it.
     noise: snow::Keypair,
+    spot_checks: std::cell::RefCell<SpotChecks>,
 }
 
 impl Executor {
@@ -500,7 +502,7 @@ impl Executor {
         stop: Arc<AtomicBool>,
     ) -> Executor {
         let noise = secure::static_keypair();
-        Executor { setup, counters, addresses, stop, noise }
+        Executor { setup, counters, addresses, stop, noise, spot_checks: SpotChecks::new().into() }
     }
 
     /// A slot for a connection from `ip` in `table`, or `None` (counted) if that address holds
@@ -578,6 +580,11 @@ impl Executor {
 
     fn codec(&self) -> Codec {
         Codec::new(self.setup.max_frame_bytes)
+    }
+
+    /// [`SpotChecks::check`] with this executor's checks.
+    fn spot_check(&self, batch: &[Txn]) -> bool {
+        self.spot_checks.borrow_mut().check(batch)
     }
 }
 
@@ -1122,7 +1129,7 @@ async fn serve_validator(
                 // twice), so they cost it nothing.
                 let (batch, repeats) = without_repeats(batch);
                 shared.counters.forwarded_repeats_dropped.fetch_add(repeats as u64, Ordering::Relaxed);
-                if !spot_check(&batch) {
+                if !shared.spot_check(&batch) {
                     shared.counters.forwarded_batches_refused.fetch_add(1, Ordering::Relaxed);
                     if penalise_validator(shared, peer, ip) {
                         return Ok(());
@@ -1229,7 +1236,7 @@ async fn serve_follower(
             Ok(Frame::Txns(batch)) => {
                 // Repeats dropped first, so copies cannot dilute the sample.
                 let (batch, _) = without_repeats(batch);
-                if !spot_check(&batch) {
+                if !shared.spot_check(&batch) {
                     shared.counters.batches_refused.fetch_add(1, Ordering::Relaxed);
                     shared.penalise_address(ip);
                     return Ok(());
@@ -1405,15 +1412,53 @@ fn without_repeats(mut batch: Vec<Txn>) -> (Vec<Txn>, usize) {
 /// Signatures verified per batch from an unauthenticated source before it is taken.
 const SPOT_CHECKS: usize = 2;
 
-/// Verifies [`SPOT_CHECKS`] signatures of `batch` picked at random (the sender cannot know
-/// which): false if one fails. A client that signs its own transactions never fails it; a
-/// flood of forged signatures is refused here for two verifications a batch instead of costing
-/// the pipeline one per transaction, and its connection is closed.
-fn spot_check(batch: &[Txn]) -> bool {
-    use tessera_systems::kernels::sigverify::{VerifyItem, verify_single};
-    if batch.is_empty() {
-        return true;
+/// One executor's spot checks, and the transactions whose signatures they accepted. Without
+/// those, a frame of one good transaction, sent again and again, cost a verification each on
+/// the thread that also reads consensus frames; a repeat now costs its id's hash and a lookup.
+/// A refused signature is never remembered, so it is refused again on its own merits.
+struct SpotChecks {
+    accepted: VerifyCache,
+    /// Signatures verified so far (not found among those accepted).
+    verified: u64,
+}
+
+impl SpotChecks {
+    /// Transactions remembered per executor (32 bytes each).
+    const ACCEPTED_MAX: usize = 1 << 14;
+
+    fn new() -> SpotChecks {
+        SpotChecks { accepted: VerifyCache::new(Self::ACCEPTED_MAX), verified: 0 }
     }
+
+    /// Verifies [`SPOT_CHECKS`] signatures of `batch` picked at random (the sender cannot know
+    /// which): false if one fails. A client that signs its own transactions never fails it; a
+    /// flood of forged signatures is refused here for two verifications a batch instead of
+    /// costing the pipeline one per transaction, and its connection is closed.
+    fn check(&mut self, batch: &[Txn]) -> bool {
+        if batch.is_empty() {
+            return true;
+        }
+        spot_positions(batch.len()).all(|at| self.accepts(&batch[at]))
+    }
+
+    fn accepts(&mut self, txn: &Txn) -> bool {
+        use tessera_systems::kernels::sigverify::{VerifyItem, verify_single};
+        let id = txn.id().0.0;
+        if self.accepted.contains(&id) {
+            return true;
+        }
+        self.verified += 1;
+        let accepted = verify_single(&VerifyItem::of_txn(txn));
+        if accepted {
+            self.accepted.insert(&id);
+        }
+        accepted
+    }
+}
+
+/// [`SPOT_CHECKS`] distinct positions below `n` (all of them when there are no more), drawn
+/// at random.
+fn spot_positions(n: usize) -> impl Iterator<Item = usize> {
     let mut seed = [0u8; 8];
     let mut pick = match getrandom::fill(&mut seed) {
         Ok(()) => u64::from_le_bytes(seed),
@@ -1432,9 +1477,10 @@ fn spot_check(batch: &[Txn]) -> bool {
     };
     // Distinct positions: the first anywhere, each next one among those not yet checked (a
     // batch of at most SPOT_CHECKS transactions is checked whole).
-    let n = batch.len() as u64;
+    let rounds = SPOT_CHECKS.min(n);
+    let n = n as u64;
     let mut checked: [u64; SPOT_CHECKS] = [u64::MAX; SPOT_CHECKS];
-    (0..SPOT_CHECKS.min(batch.len())).all(|round| {
+    (0..rounds).map(move |round| {
         pick = pick.rotate_left(29).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5851_F42D_4C95_7F2D;
         let mut at = pick % (n - round as u64);
         // The `at`-th position not yet checked, in increasing order of the checked ones.
@@ -1446,7 +1492,7 @@ fn spot_check(batch: &[Txn]) -> bool {
             }
         }
         checked[round] = at;
-        verify_single(&VerifyItem::of_txn(&batch[at as usize]))
+        at as usize
     })
 }
 
@@ -1518,7 +1564,7 @@ async fn serve_client(
                 shared.counters.ingress_txns.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 // Repeats dropped first, so copies cannot dilute the sample.
                 let (batch, _) = without_repeats(batch);
-                if !spot_check(&batch) {
+                if !shared.spot_check(&batch) {
                     shared.counters.batches_refused.fetch_add(1, Ordering::Relaxed);
                     shared.penalise_address(ip);
                     return Ok(());
@@ -1560,8 +1606,9 @@ mod tests {
     use super::secure::{self, Local};
     use super::{
         Accepted, AddressSlot, AddressTable, ConsensusMessage, Executor, FOLLOWER, Lane, NetCounters,
-        NetSetup, PeerLinks, PortAddresses, Slot, Source, SyncBudget, Txn, accept_clients, accept_handshake,
-        accept_peers, bind_listener, peer_queue, port_is_free, run_dialled, spot_check, without_repeats,
+        NetSetup, PeerLinks, PortAddresses, Slot, Source, SpotChecks, SyncBudget, Txn, accept_clients,
+        accept_handshake, accept_peers, bind_listener, peer_queue, port_is_free, run_dialled,
+        without_repeats,
     };
     use std::net::IpAddr;
 
@@ -2407,21 +2454,41 @@ mod tests {
             forged.signature.0[0] ^= 1;
             batch.push(forged);
         }
+        let mut checks = SpotChecks::new();
         let (distinct, repeats) = without_repeats(batch);
         assert_eq!((distinct.len(), repeats), (11, 989));
         // What was dropped is freed: the forwarded-batch queue counts the transactions kept.
         assert_eq!(distinct.capacity(), 11, "the dropped copies still allocated");
         // One good transaction among eleven: two distinct positions always find a forgery.
         for _ in 0..64 {
-            assert!(!spot_check(&distinct), "copies and forgeries taken");
+            assert!(!checks.check(&distinct), "copies and forgeries taken");
         }
         let honest: Vec<_> = (0..100).map(|nonce| transfer(3, nonce)).collect();
-        assert!(spot_check(&without_repeats(honest).0), "distinct good transactions refused");
+        assert!(checks.check(&without_repeats(honest).0), "distinct good transactions refused");
         // A client that hands an honest validator one transaction twice gets it forwarded
         // twice, at worst: dropped, never held against the forwarder.
         let twice = vec![transfer(3, 7); 2];
         let (once, repeats) = without_repeats(twice);
         assert_eq!((once.len(), repeats), (1, 1));
-        assert!(spot_check(&once));
+        assert!(checks.check(&once));
+    }
+
+    /// A frame of one good transaction, sent again and again, cost the executor a verification
+    /// each (and nobody a penalty point); a signature it accepted is now remembered. Forged
+    /// ones never are: each is verified, and refused, every time.
+    #[test]
+    fn a_spot_checked_signature_is_verified_once() {
+        let mut checks = SpotChecks::new();
+        let good = vec![transfer(3, 0)];
+        for _ in 0..1_000 {
+            assert!(checks.check(&good));
+        }
+        assert_eq!(checks.verified, 1, "a repeated good transaction verified again");
+        let mut forged = transfer(3, 1);
+        forged.signature.0[0] ^= 1;
+        for _ in 0..10 {
+            assert!(!checks.check(&[forged]));
+        }
+        assert_eq!(checks.verified, 11, "a forged signature taken from memory");
     }
 }
