@@ -741,7 +741,15 @@ impl PortAddresses {
             let mut standings =
                 self.address_standing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if standings.len() >= Self::ADDRESS_STANDINGS_MAX && !standings.contains_key(&ip) {
-                standings.clear();
+                // Full: first forget the standings that are spent (not banned, every point
+                // leaked away), then, if that freed too little (a flood of live addresses),
+                // everyone's. Clearing at once, as this did, let a flood of fresh addresses
+                // wipe the points of those it was about to ban. Either way at most once per
+                // quarter of the table's inserts.
+                standings.retain(|_, standing| standing.live(now, threshold, ban));
+                if standings.len() > Self::ADDRESS_STANDINGS_MAX / 4 * 3 {
+                    standings.clear();
+                }
             }
             let standing = standings.entry(ip).or_default();
             let mut banned = false;
@@ -833,6 +841,14 @@ impl Standing {
 
     fn banned(&self, now: Instant) -> bool {
         self.banned_until.is_some_and(|until| now < until)
+    }
+
+    /// Whether this standing still matters at `now`: banned, or with points not yet leaked.
+    fn live(&self, now: Instant, threshold: u32, ban: Duration) -> bool {
+        let leak = ban / threshold.max(1);
+        let leaked_by = |since: Instant| since + leak * self.points;
+        self.banned(now)
+            || (self.points > 0 && self.leaking_since.is_some_and(|since| now < leaked_by(since)))
     }
 }
 
@@ -2327,6 +2343,28 @@ mod tests {
             node.address_slot(&node.addresses.peer, Some(validator)).is_none(),
             "a validator's address uncapped"
         );
+    }
+
+    /// With the table of address standings full, the next new address cleared it, so a flood
+    /// of fresh addresses wiped the points of one about to be banned. Spent standings go first.
+    #[test]
+    fn a_flood_of_addresses_does_not_wipe_an_offenders_points() {
+        let addresses = PortAddresses::for_validators(4);
+        let (threshold, ban) = (4, Duration::from_secs(60));
+        let offender: IpAddr = "198.51.100.9".parse().expect("an address");
+        assert!(!addresses.penalise_address(offender, u64::from(threshold), threshold, ban));
+        {
+            // Spent standings (every point leaked away) fill the rest of the table.
+            let mut standings = addresses.address_standing.lock().expect("unpoisoned");
+            for i in 1..PortAddresses::ADDRESS_STANDINGS_MAX as u32 {
+                standings.insert(IpAddr::from(std::net::Ipv4Addr::from(i)), super::Standing::default());
+            }
+        }
+        let newcomer: IpAddr = "203.0.113.1".parse().expect("an address");
+        assert!(!addresses.penalise_address(newcomer, 1, threshold, ban));
+        assert!(addresses.penalise_address(offender, 1, threshold, ban), "the offender's points were wiped");
+        let kept = addresses.address_standing.lock().expect("unpoisoned").len();
+        assert!(kept <= 3, "spent standings kept: {kept}");
     }
 
     /// Points build up to a ban, the ban lasts its period, and points leak away: bad frames
