@@ -972,10 +972,10 @@ fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
     let fd = socket.into_raw_fd();
-    // SAFETY: `fd` is the descriptor of the TCP socket made, bound and listening just above;
-    // `into_raw_fd` gave up the only other owner, so the listener takes sole ownership and
-    // closes it once. glommio has no safe constructor from a configured socket.
+    // glommio has no safe constructor from a configured socket.
     #[allow(unsafe_code)]
+    // SAFETY: `fd` is the TCP socket made, bound and listening just above, and `into_raw_fd`
+    // gave up its only other owner: the listener owns it alone and closes it once.
     let listener = unsafe { TcpListener::from_raw_fd(fd) };
     Ok(listener)
 }
