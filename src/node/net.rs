@@ -1586,13 +1586,16 @@ async fn serve_client(
                     return Ok(());
                 }
                 // Past the queue's byte bound the client waits, its socket backing up, as it
-                // does when the queue is full in batches.
+                // does when the queue is full in batches. It polls, backing off to 64 ms, so a
+                // thousand waiting clients cost an executor ~16k wake-ups a second at most.
                 let bytes = (batch.len() * TXN_SIZE) as u64;
+                let mut pause = Duration::from_millis(1);
                 while !shared.addresses.reserve_client_txns(bytes) {
                     if shared.stop.load(Ordering::Relaxed) {
                         return Ok(());
                     }
-                    glommio::timer::sleep(Duration::from_millis(1)).await;
+                    glommio::timer::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(64));
                 }
                 if txns.send_async((charged, batch)).await.is_err() {
                     shared.addresses.release_client_txns(bytes);
