@@ -118,6 +118,10 @@ type SubmitTimes = IdWindow<u64>;
 /// Ids a [`SubmitTimes`] window holds at most.
 const SUBMIT_TIMES_MAX: usize = 1 << 20;
 
+/// Client and forwarded transactions taken off the network a tick, about (a batch is taken
+/// whole): 32,768 at a 2 ms tick is 16 M a second, far past what verification keeps up with.
+const DRAIN_TXNS_MAX: usize = 1 << 15;
+
 /// A running node: the pipeline and everything around it that the node loop drives. Each step
 /// of the loop is a method: [`Node::drain_network`], [`Node::answer_rpc`],
 /// [`Node::tick_and_persist`] (which ends by sending), [`Node::housekeeping`].
@@ -377,8 +381,16 @@ impl Node {
             busy = true;
         }
         let now_ns = wall_ns();
+        // At most 64 batches, and about `DRAIN_TXNS_MAX` transactions, a tick: 64 batches of a
+        // full frame each are ~400k transactions, each hashed and submitted before the tick
+        // gets to consensus.
+        let mut drained = 0;
         for _ in 0..64 {
+            if drained >= DRAIN_TXNS_MAX {
+                break;
+            }
             let Some((from, batch)) = self.net.take_txns() else { break };
+            drained += batch.len();
             // Sent before its address was banned (for forgeries found in what it sent earlier):
             // dropped, not verified.
             if from.is_some_and(|ip| self.net.is_address_banned(ip)) {
@@ -401,7 +413,11 @@ impl Node {
             busy = true;
         }
         for _ in 0..64 {
+            if drained >= DRAIN_TXNS_MAX {
+                break;
+            }
             let Some((from, batch)) = self.net.take_peer_txns() else { break };
+            drained += batch.len();
             // Queued before its forwarder was banned (for forgeries found in what it sent
             // earlier): dropped, not verified.
             let banned = match from {

@@ -509,7 +509,8 @@ impl Executor {
     /// its maximum. Loopback and unknown addresses are not capped.
     fn address_slot<'a>(&'a self, table: &'a AddressTable, ip: Option<IpAddr>) -> Option<AddressSlot<'a>> {
         let max = ip.map_or(self.setup.connections_per_address_max, |ip| self.address_cap(ip));
-        let slot = AddressSlot::take(table, ip, max);
+        let validator = ip.is_some_and(|ip| self.is_validator_address(ip));
+        let slot = AddressSlot::take(table, ip, max, validator);
         if slot.is_none() {
             self.counters.address_refusals.fetch_add(1, Ordering::Relaxed);
         }
@@ -532,7 +533,15 @@ impl Executor {
     /// uncapped, hold every handshake slot of the port.
     fn address_cap(&self, ip: IpAddr) -> usize {
         let validators = self.setup.peers.iter().filter(|peer| peer.ip().to_canonical() == ip).count();
-        self.setup.connections_per_address_max + 2 * validators
+        self.setup.connections_per_address_max.saturating_add(validators.saturating_mul(2))
+    }
+
+    /// Whether a full node from `ip`, holding one of its address slots on the peer port, may
+    /// stay: at a validator's address only within `connections_per_address_max` (slots held
+    /// there are full nodes' and handshakes'; a proven validator gives its slot back).
+    fn follower_fits(&self, ip: IpAddr) -> bool {
+        !self.is_validator_address(ip)
+            || self.addresses.peer.held(ip) <= self.setup.connections_per_address_max
     }
 
     /// Whether `ip` is refused before its handshake. A validator's own address never is: a ban
@@ -696,6 +705,13 @@ impl SyncBudget {
 #[derive(Debug, Default)]
 pub struct AddressTable(std::sync::Mutex<HashMap<IpAddr, usize>>);
 
+impl AddressTable {
+    /// Slots `ip` holds (as counted: see [`AddressSlot::take`]).
+    fn held(&self, ip: IpAddr) -> usize {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&ip).copied().unwrap_or(0)
+    }
+}
+
 /// The per-address tables of the peer and ingress ports, and the links open and the standing
 /// of each validator index, shared by every executor.
 #[derive(Debug, Default)]
@@ -858,10 +874,19 @@ struct AddressSlot<'a>(Option<(&'a AddressTable, IpAddr)>);
 impl<'a> AddressSlot<'a> {
     /// A slot unless `ip` already holds `max` connections in `table`. Loopback and unknown
     /// addresses always get an uncounted slot.
-    fn take(table: &'a AddressTable, ip: Option<IpAddr>, max: usize) -> Option<AddressSlot<'a>> {
+    fn take(
+        table: &'a AddressTable,
+        ip: Option<IpAddr>,
+        max: usize,
+        validator: bool,
+    ) -> Option<AddressSlot<'a>> {
         let Some(ip) = ip.filter(|ip| !ip.is_loopback()) else {
             return Some(AddressSlot(None));
         };
+        // Counted as charged: an IPv6 /64 as one address, or its host could open the cap from
+        // each of its 2^64 addresses. A validator's exact address keeps its own count (its
+        // cap has room for its links).
+        let ip = if validator { ip } else { charged_as(ip) };
         let mut counts = table.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let open = counts.entry(ip).or_default();
         if *open >= max {
@@ -941,11 +966,12 @@ async fn accept_peers(shared: Rc<Executor>, listener: TcpListener, links: PeerLi
     }
 }
 
-/// Takes `bytes` of the `max` that `held` counts, if they fit; a batch larger than `max` on its
-/// own (a frame limit configured above it) fits an empty queue, so it is never refused forever.
+/// Adds `bytes` to what `held` counts while that is under `max`, so the total passes `max` by
+/// one batch at most. A batch is never refused for its size alone: with "if it fits", a large
+/// one waited for the queue to empty while small ones kept taking the room freed.
 fn reserve(held: &AtomicU64, bytes: u64, max: u64) -> bool {
     held.fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
-        held.checked_add(bytes).filter(|total| *total <= max || held == 0)
+        (held < max).then(|| held.saturating_add(bytes))
     })
     .is_ok()
 }
@@ -1068,6 +1094,12 @@ async fn serve_peer(
     let (channel, peer) = match (channel, accepted) {
         (Some(channel), Accepted::Validator(peer)) => (channel, peer),
         (Some(mut channel), Accepted::Follower) => {
+            // At a validator's address, full nodes fit in the per-address cap: the room above it
+            // is for the validators' own handshakes.
+            if ip.is_some_and(|ip| !shared.follower_fits(ip)) {
+                shared.counters.address_refusals.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
             let counters = &shared.counters;
             let max = shared.setup.followers_max;
             let Some(_following) =
@@ -1586,8 +1618,8 @@ async fn serve_client(
                     return Ok(());
                 }
                 // Past the queue's byte bound the client waits, its socket backing up, as it
-                // does when the queue is full in batches. It polls, backing off to 64 ms, so a
-                // thousand waiting clients cost an executor ~16k wake-ups a second at most.
+                // does when the queue is full in batches. It polls, backing off to 16 ms, so a
+                // thousand waiting clients cost an executor ~64k wake-ups a second at most.
                 let bytes = (batch.len() * TXN_SIZE) as u64;
                 let mut pause = Duration::from_millis(1);
                 while !shared.addresses.reserve_client_txns(bytes) {
@@ -1595,7 +1627,7 @@ async fn serve_client(
                         return Ok(());
                     }
                     glommio::timer::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_millis(64));
+                    pause = (pause * 2).min(Duration::from_millis(16));
                 }
                 if txns.send_async((charged, batch)).await.is_err() {
                     shared.addresses.release_client_txns(bytes);
@@ -1904,15 +1936,34 @@ mod tests {
         let remote: IpAddr = "192.0.2.7".parse().expect("an address");
         let other: IpAddr = "192.0.2.8".parse().expect("an address");
         let held: Vec<_> =
-            (0..3).map(|_| AddressSlot::take(&table, Some(remote), 3).expect("a slot")).collect();
-        assert!(AddressSlot::take(&table, Some(remote), 3).is_none(), "a fourth connection from one address");
-        assert!(AddressSlot::take(&table, Some(other), 3).is_some(), "another address is not affected");
-        let loopback: Vec<_> =
-            (0..10).map(|_| AddressSlot::take(&table, Some(IpAddr::from([127, 0, 0, 1])), 3)).collect();
+            (0..3).map(|_| AddressSlot::take(&table, Some(remote), 3, false).expect("a slot")).collect();
+        assert!(
+            AddressSlot::take(&table, Some(remote), 3, false).is_none(),
+            "a fourth connection from one address"
+        );
+        assert!(
+            AddressSlot::take(&table, Some(other), 3, false).is_some(),
+            "another address is not affected"
+        );
+        let loopback: Vec<_> = (0..10)
+            .map(|_| AddressSlot::take(&table, Some(IpAddr::from([127, 0, 0, 1])), 3, false))
+            .collect();
         assert!(loopback.iter().all(Option::is_some), "loopback is exempt");
         drop(held);
-        assert!(AddressSlot::take(&table, Some(remote), 3).is_some(), "slots come back on drop");
+        assert!(AddressSlot::take(&table, Some(remote), 3, false).is_some(), "slots come back on drop");
         assert!(table.0.lock().expect("unpoisoned").get(&other).is_none(), "empty entries are removed");
+        // An IPv6 /64 is one address (it was counted per address, so one host held the cap
+        // from each of its 2^64); a validator's exact address keeps a count of its own.
+        let in_block = |host: u16| IpAddr::from([0x2001, 0xdb8, 0, 7, 0, 0, 0, host]);
+        let block: Vec<_> = (1..=3)
+            .map(|host| AddressSlot::take(&table, Some(in_block(host)), 3, false).expect("a slot"))
+            .collect();
+        assert!(AddressSlot::take(&table, Some(in_block(4)), 3, false).is_none(), "a /64 past the cap");
+        assert!(
+            AddressSlot::take(&table, Some(in_block(5)), 3, true).is_some(),
+            "a validator in the /64 refused"
+        );
+        drop(block);
     }
 
     #[test]
@@ -2040,6 +2091,12 @@ mod tests {
         addresses.release_peer_txns(batch);
         assert!(addresses.reserve_peer_txns(batch), "room given back is taken again");
         assert!(!addresses.reserve_peer_txns(u64::MAX), "an overflowing reservation");
+        // A batch larger than the room left gets in while the queue is under its bound (by one
+        // batch at most): with "if it fits", a 4 MiB batch waited for the queue to empty while
+        // smaller ones kept taking each bit of room freed.
+        addresses.release_peer_txns(batch);
+        assert!(addresses.reserve_peer_txns(4 * batch), "a large batch refused under the bound");
+        assert!(!addresses.reserve_peer_txns(1), "past the bound by more than one batch");
     }
 
     /// The queue of client batches to the node loop was bounded in batches only: 1,024 batches
@@ -2058,7 +2115,8 @@ mod tests {
             glommio::spawn_local(accept_clients(a.clone(), listener, txns)).detach();
             let batch: Vec<_> = (0..6_000).map(|nonce| transfer(6, nonce)).collect();
             let bytes = (batch.len() * TXN_SIZE) as u64;
-            let fit = PortAddresses::CLIENT_TXNS_BYTES_MAX / bytes;
+            // Taken while under the bound: the last one passes it, by one batch at most.
+            let fit = PortAddresses::CLIENT_TXNS_BYTES_MAX.div_ceil(bytes);
             let frame = tessera_components::wire::encode(&Frame::Txns(batch));
             let client = glommio::spawn_local(async move {
                 let mut stream = TcpStream::connect(addr).await.expect("connect");
@@ -2339,8 +2397,15 @@ mod tests {
         let cap = node.setup.connections_per_address_max + 4;
         assert_eq!(node.address_cap(validator), cap);
         assert_eq!(node.address_cap(neighbour), node.setup.connections_per_address_max);
-        let held: Vec<_> =
-            (0..cap).map_while(|_| node.address_slot(&node.addresses.peer, Some(validator))).collect();
+        let base = node.setup.connections_per_address_max;
+        // Full nodes sharing the address fit in the base cap; the room above is the validators'.
+        let mut held: Vec<_> =
+            (0..base).map_while(|_| node.address_slot(&node.addresses.peer, Some(validator))).collect();
+        assert!(node.follower_fits(validator));
+        held.extend(node.address_slot(&node.addresses.peer, Some(validator)));
+        assert!(!node.follower_fits(validator), "full nodes took a validator's room");
+        assert!(node.follower_fits(neighbour), "a full node elsewhere refused");
+        held.extend((base + 1..cap).map_while(|_| node.address_slot(&node.addresses.peer, Some(validator))));
         assert_eq!(held.len(), cap);
         assert!(
             node.address_slot(&node.addresses.peer, Some(validator)).is_none(),
