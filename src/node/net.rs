@@ -559,8 +559,9 @@ impl Executor {
     }
 
     /// True for an address a configured validator dials from (its listening address): never
-    /// banned or capped by address, since whoever shares it (a NAT, a host) could otherwise get
-    /// that validator refused before its handshake. Validators are banned by index.
+    /// charged or refused by address, since whoever shares it (a NAT, a host) could otherwise
+    /// get that validator refused before its handshake, and capped with room for the
+    /// validators' links ([`Executor::address_cap`]). Validators are banned by index.
     fn is_validator_address(&self, ip: IpAddr) -> bool {
         self.setup.peers.iter().any(|peer| peer.ip().to_canonical() == ip)
     }
