@@ -178,7 +178,7 @@ pub fn run(args: &StateArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
         let state_files = std::fs::metadata(scratch.0.join("state"))?.len() as f64;
         let started = Instant::now();
-        let copy = ledger.clone();
+        let copy = ledger.unshared();
         let copy_ms = started.elapsed().as_secs_f64() * 1e3;
         drop(copy);
         let execute = median(&mut execute_ms);

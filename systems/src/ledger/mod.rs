@@ -10,6 +10,7 @@ pub mod tree;
 
 use std::collections::BTreeSet;
 use std::ops::Bound;
+use std::sync::Arc;
 
 use foldhash::HashMap;
 
@@ -28,14 +29,20 @@ use self::tree::{Changes, StateTree};
 /// determinism. Each account's leaf also commits to its successor in address order (so that a
 /// proof can show an address has no account): `next` holds each slot's successor's slot, and
 /// `order`, the addresses sorted, finds a new account's place among them.
+///
+/// The columns only an account's creation writes (addresses, the index, the order and the
+/// successors) are shared between clones until one of them creates an account
+/// (`Arc::make_mut`): the simulator gives each validator a clone of one genesis ledger, and at a
+/// million accounts those copies were most of a run. A ledger that is not shared writes them in
+/// place.
 #[derive(Clone, Debug, Default, Resource)]
 pub struct Ledger {
-    keys: Vec<[u8; 32]>,
+    keys: Arc<Vec<[u8; 32]>>,
     accounts: Vec<Account>,
-    index: HashMap<[u8; 32], u32>,
-    order: BTreeSet<[u8; 32]>,
+    index: Arc<HashMap<[u8; 32], u32>>,
+    order: Arc<BTreeSet<[u8; 32]>>,
     /// The slot of each account's successor in address order ([`NO_SLOT`] for the last).
-    next: Vec<u32>,
+    next: Arc<Vec<u32>>,
     /// Fees burned so far.
     burned: u64,
     /// Sum of genesis balances: `Σ balance + burned` must always equal it.
@@ -141,8 +148,7 @@ impl Ledger {
         let accounts = balances.iter().map(|(_, balance)| Account { balance: *balance, nonce: 0 }).collect();
         let supply = balances.iter().map(|(_, balance)| u128::from(*balance)).sum();
         let (index, order, next) = indexes(&keys).map_err(GenesisError::DuplicateAccount)?;
-        let mut ledger =
-            Ledger { keys, accounts, index, order, next, burned: 0, supply, tree: StateTree::default() };
+        let mut ledger = Ledger::with_columns(keys, accounts, (index, order, next), 0, supply);
         ledger.rebuild_tree();
         Ok(ledger)
     }
@@ -198,8 +204,7 @@ impl Ledger {
             return Err(GenesisError::TooManyAccounts);
         }
         let (index, order, next) = indexes(&keys).map_err(GenesisError::DuplicateAccount)?;
-        let mut ledger =
-            Ledger { keys, accounts, index, order, next, burned, supply, tree: StateTree::default() };
+        let mut ledger = Ledger::with_columns(keys, accounts, (index, order, next), burned, supply);
         let sum = ledger.balance_sum();
         if sum != supply {
             return Err(GenesisError::SupplyMismatch { sum, supply });
@@ -208,10 +213,43 @@ impl Ledger {
         Ok(ledger)
     }
 
+    /// A ledger of these columns, its tree not yet built.
+    fn with_columns(
+        keys: Vec<[u8; 32]>,
+        accounts: Vec<Account>,
+        (index, order, next): (HashMap<[u8; 32], u32>, BTreeSet<[u8; 32]>, Vec<u32>),
+        burned: u64,
+        supply: u128,
+    ) -> Ledger {
+        Ledger {
+            keys: Arc::new(keys),
+            accounts,
+            index: Arc::new(index),
+            order: Arc::new(order),
+            next: Arc::new(next),
+            burned,
+            supply,
+            tree: StateTree::default(),
+        }
+    }
+
+    /// A copy that shares no column with this ledger: what a clone cost before clones shared
+    /// the columns only a creation writes (`tessera bench state` times it as the whole-ledger
+    /// copy the node paid per block before deltas).
+    pub fn unshared(&self) -> Ledger {
+        Ledger {
+            keys: Arc::new(self.keys.to_vec()),
+            index: Arc::new((*self.index).clone()),
+            order: Arc::new((*self.order).clone()),
+            next: Arc::new(self.next.to_vec()),
+            ..self.clone()
+        }
+    }
+
     /// The ledger's columns, for persistence ([`Ledger::from_parts`] reverses it).
     pub fn to_parts(&self) -> LedgerParts {
         LedgerParts {
-            keys: self.keys.clone(),
+            keys: self.keys.to_vec(),
             accounts: self.accounts.clone(),
             burned: self.burned,
             supply: self.supply,
@@ -232,14 +270,14 @@ impl Ledger {
     fn push_account(&mut self, key: [u8; 32]) -> Option<usize> {
         let slot = u32::try_from(self.keys.len()).ok().filter(|slot| *slot < slot_limit())?;
         let successor = match self.predecessor(&key) {
-            Some(below) => std::mem::replace(&mut self.next[below as usize], slot),
+            Some(below) => std::mem::replace(&mut Arc::make_mut(&mut self.next)[below as usize], slot),
             None => self.order.first().map_or(NO_SLOT, |first| self.index[first]),
         };
-        self.keys.push(key);
+        Arc::make_mut(&mut self.keys).push(key);
         self.accounts.push(Account::default());
-        self.next.push(successor);
-        self.index.insert(key, slot);
-        self.order.insert(key);
+        Arc::make_mut(&mut self.next).push(successor);
+        Arc::make_mut(&mut self.index).insert(key, slot);
+        Arc::make_mut(&mut self.order).insert(key);
         Some(slot as usize)
     }
 
@@ -657,6 +695,31 @@ mod tests {
             fee,
             nonce,
         }
+    }
+
+    /// Clones share the columns only a creation writes, until one of them creates an account;
+    /// a creation or a write in one leaves the other as it was, and every root matches a
+    /// rebuild from scratch.
+    #[test]
+    fn clones_share_columns_until_one_creates_an_account() {
+        let genesis = Ledger::from_genesis(&[([1; 32], 100), ([5; 32], 100)]).unwrap();
+        let root = genesis.state_root();
+        let mut created = genesis.clone();
+        assert!(Arc::ptr_eq(&created.index, &genesis.index));
+        assert_eq!(created.apply(&transfer(1, 3, 10, 1, 0)), Ok(()));
+        assert!(!Arc::ptr_eq(&created.index, &genesis.index), "a creation wrote a shared column");
+        assert_eq!((created.len(), genesis.len()), (3, 2));
+        assert!(genesis.account(&[3; 32]).is_none());
+        assert_eq!(created.state_root(), created.state_root_from_scratch());
+        let mut written = genesis.clone();
+        assert_eq!(written.apply(&transfer(5, 1, 10, 1, 0)), Ok(()));
+        assert!(Arc::ptr_eq(&written.keys, &genesis.keys), "a transfer between accounts copied the columns");
+        assert_eq!(written.state_root(), written.state_root_from_scratch());
+        assert_eq!(genesis.balance_of(&[5; 32]), 100);
+        assert_eq!((genesis.state_root(), genesis.state_root_from_scratch()), (root, root));
+        let deep = genesis.unshared();
+        assert!(!Arc::ptr_eq(&deep.index, &genesis.index) && !Arc::ptr_eq(&deep.order, &genesis.order));
+        assert_eq!(deep.state_root(), root);
     }
 
     #[test]
