@@ -790,7 +790,7 @@ impl PortAddresses {
 
     /// Room for a batch of `bytes` in the queue to the node loop; false (nothing taken) past
     /// [`Self::PEER_TXNS_BYTES_MAX`].
-    fn reserve_peer_txns(&self, bytes: u64) -> bool {
+    fn reserve_peer_txns(&self, bytes: u64) -> Option<Reserved<'_>> {
         reserve(&self.peer_txns_bytes, bytes, Self::PEER_TXNS_BYTES_MAX)
     }
 
@@ -800,7 +800,7 @@ impl PortAddresses {
 
     /// Room for a client batch of `bytes` in the queue to the node loop; false (nothing taken)
     /// past [`Self::CLIENT_TXNS_BYTES_MAX`].
-    fn reserve_client_txns(&self, bytes: u64) -> bool {
+    fn reserve_client_txns(&self, bytes: u64) -> Option<Reserved<'_>> {
         reserve(&self.client_txns_bytes, bytes, Self::CLIENT_TXNS_BYTES_MAX)
     }
 
@@ -970,11 +970,34 @@ async fn accept_peers(shared: Rc<Executor>, listener: TcpListener, links: PeerLi
 /// Adds `bytes` to what `held` counts while that is under `max`, so the total passes `max` by
 /// one batch at most. A batch is never refused for its size alone: with "if it fits", a large
 /// one waited for the queue to empty while small ones kept taking the room freed.
-fn reserve(held: &AtomicU64, bytes: u64, max: u64) -> bool {
+fn reserve(held: &AtomicU64, bytes: u64, max: u64) -> Option<Reserved<'_>> {
     held.fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
         (held < max).then(|| held.saturating_add(bytes))
     })
-    .is_ok()
+    .ok()
+    .map(|_| Reserved(Some((held, bytes))))
+}
+
+/// Bytes taken in a queue's budget for a batch on its way to the node loop: given back when
+/// dropped, unless [`Reserved::handed_off`] (the node loop gives them back when it takes the
+/// batch). So no path that ends before the hand-off (an error, a full or closed queue, a task
+/// dropped while it waits) can leak them.
+#[must_use]
+struct Reserved<'a>(Option<(&'a AtomicU64, u64)>);
+
+impl Reserved<'_> {
+    /// The batch is queued: the node loop gives the bytes back.
+    fn handed_off(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        if let Some((held, bytes)) = self.0 {
+            held.fetch_sub(bytes, Ordering::AcqRel);
+        }
+    }
 }
 
 /// Whether `addr` can be listened on by this process alone: a bind without SO_REUSEPORT (std
@@ -1195,20 +1218,16 @@ async fn serve_validator(
                 }
                 let count = batch.len() as u64;
                 let bytes = count * TXN_SIZE as u64;
-                if !shared.addresses.reserve_peer_txns(bytes) {
+                let Some(reserved) = shared.addresses.reserve_peer_txns(bytes) else {
                     shared.counters.forwarded_dropped_full.fetch_add(count, Ordering::Relaxed);
                     continue;
-                }
+                };
                 match links.txns.try_send((Some(Source::Validator(peer)), batch)) {
-                    Ok(()) => {}
+                    Ok(()) => reserved.handed_off(),
                     Err(flume::TrySendError::Full(_)) => {
-                        shared.addresses.release_peer_txns(bytes);
                         shared.counters.forwarded_dropped_full.fetch_add(count, Ordering::Relaxed);
                     }
-                    Err(flume::TrySendError::Disconnected(_)) => {
-                        shared.addresses.release_peer_txns(bytes);
-                        return Ok(());
-                    }
+                    Err(flume::TrySendError::Disconnected(_)) => return Ok(()),
                 }
             }
             Ok(_) => {
@@ -1294,14 +1313,14 @@ async fn serve_follower(
                 // it sends is charged to its address, as a client's is.
                 let source = charged.map(address_source);
                 let bytes = (batch.len() * TXN_SIZE) as u64;
-                if !shared.addresses.reserve_peer_txns(bytes) {
+                let Some(reserved) = shared.addresses.reserve_peer_txns(bytes) else {
                     shared.counters.forwarded_dropped_full.fetch_add(batch.len() as u64, Ordering::Relaxed);
                     continue;
-                }
+                };
                 if links.txns.send_async((source, batch)).await.is_err() {
-                    shared.addresses.release_peer_txns(bytes);
                     return Ok(());
                 }
+                reserved.handed_off();
             }
             Ok(_) => {
                 if penalise(shared, ip, &mut penalties) {
@@ -1623,17 +1642,20 @@ async fn serve_client(
                 // thousand waiting clients cost an executor ~64k wake-ups a second at most.
                 let bytes = (batch.len() * TXN_SIZE) as u64;
                 let mut pause = Duration::from_millis(1);
-                while !shared.addresses.reserve_client_txns(bytes) {
+                let reserved = loop {
+                    if let Some(reserved) = shared.addresses.reserve_client_txns(bytes) {
+                        break reserved;
+                    }
                     if shared.stop.load(Ordering::Relaxed) {
                         return Ok(());
                     }
                     glommio::timer::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_millis(16));
-                }
+                };
                 if txns.send_async((charged, batch)).await.is_err() {
-                    shared.addresses.release_client_txns(bytes);
                     return Ok(());
                 }
+                reserved.handed_off();
             }
             Ok(_) | Err(_) => {
                 shared.counters.malformed_frames.fetch_add(1, Ordering::Relaxed);
@@ -2085,19 +2107,26 @@ mod tests {
         let addresses = PortAddresses::for_validators(4);
         let max = PortAddresses::PEER_TXNS_BYTES_MAX;
         let batch = 1 << 20;
+        // Queued: the node loop gives the bytes back when it takes the batch.
+        let queue = |bytes| addresses.reserve_peer_txns(bytes).map(super::Reserved::handed_off).is_some();
         for _ in 0..max / batch {
-            assert!(addresses.reserve_peer_txns(batch));
+            assert!(queue(batch));
         }
-        assert!(!addresses.reserve_peer_txns(1), "past the bound");
+        assert!(!queue(1), "past the bound");
         addresses.release_peer_txns(batch);
-        assert!(addresses.reserve_peer_txns(batch), "room given back is taken again");
-        assert!(!addresses.reserve_peer_txns(u64::MAX), "an overflowing reservation");
+        assert!(queue(batch), "room given back is taken again");
+        assert!(!queue(u64::MAX), "an overflowing reservation");
         // A batch larger than the room left gets in while the queue is under its bound (by one
         // batch at most): with "if it fits", a 4 MiB batch waited for the queue to empty while
         // smaller ones kept taking each bit of room freed.
         addresses.release_peer_txns(batch);
-        assert!(addresses.reserve_peer_txns(4 * batch), "a large batch refused under the bound");
-        assert!(!addresses.reserve_peer_txns(1), "past the bound by more than one batch");
+        assert!(queue(4 * batch), "a large batch refused under the bound");
+        assert!(!queue(1), "past the bound by more than one batch");
+        // Bytes taken for a batch that is never handed off (a full or closed queue, a task
+        // dropped while it waited) are given back.
+        addresses.release_peer_txns(max + 3 * batch);
+        drop(addresses.reserve_peer_txns(batch).expect("room"));
+        assert_eq!(addresses.peer_txns_bytes.load(Ordering::Relaxed), 0, "a dropped reservation kept");
     }
 
     /// The queue of client batches to the node loop was bounded in batches only: 1,024 batches
