@@ -39,15 +39,49 @@ fn hash_of(value: &Value) -> Option<Hash> {
     Some(Hash(bytes))
 }
 
+/// The node's position, read over its JSON-RPC on one kept-alive connection shared by the
+/// kinds of a run; failing a read, the last one read. Run at once with the kinds that flood
+/// the RPC port from the same address, a fresh connection per read was refused at accept for
+/// whole runs (the address at its connection cap), which left the Byzantine kinds with nothing
+/// to send. A connection opened before the floods keeps its slot.
 fn position(rpc: SocketAddr) -> Option<Position> {
-    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tessera_getStatus","params":[]}"#;
-    let result = &super::http::call(rpc, body)?;
-    Some(Position {
-        height: result["height"].as_u64()?,
-        view: result["view"].as_u64()?,
-        tip: hash_of(&result["block_hash"])?,
-        state_root: hash_of(&result["state_root"])?,
-    })
+    let mut observer = OBSERVER.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let (client, last) = match &mut *observer {
+        Some((at, client, last)) if *at == rpc => (client, last),
+        other => {
+            let (_, client, last) =
+                other.insert((rpc, crate::load::RpcClient::new(&format!("http://{rpc}")), None));
+            (client, last)
+        }
+    };
+    let read = client.call("tessera_getStatus", serde_json::json!([])).ok().and_then(|result| {
+        Some(Position {
+            height: result["height"].as_u64()?,
+            view: result["view"].as_u64()?,
+            tip: hash_of(&result["block_hash"])?,
+            state_root: hash_of(&result["state_root"])?,
+        })
+    });
+    if read.is_some() {
+        *last = read;
+    }
+    *last
+}
+
+/// The node's JSON-RPC address, a client that keeps its connection, and the last position
+/// read through it.
+type Observer = (SocketAddr, crate::load::RpcClient, Option<Position>);
+
+static OBSERVER: std::sync::Mutex<Option<Observer>> = std::sync::Mutex::new(None);
+
+/// Reads the node's position before kinds that run at once start flooding its RPC port (for
+/// up to two seconds), so the Byzantine kinds start from one.
+pub fn learn_position(target: &Target) {
+    let Some(rpc) = target.rpc else { return };
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while position(rpc).is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// The last view at least two behind `view` in which `index` leads a set of `validators`: one

@@ -559,6 +559,9 @@ pub fn run(kinds: &[Kind], target: &Target, limits: &Limits, duration: Duration,
     let first = target.metrics.and_then(scrape);
     let mut reports = Vec::new();
     if concurrent {
+        if target.validator.is_some() {
+            byzantine::learn_position(target);
+        }
         let start = Instant::now();
         let deadline = start + duration;
         let tallies: Vec<Tally> = std::thread::scope(|scope| {
