@@ -788,8 +788,8 @@ impl PortAddresses {
     /// Bytes of client batches queued for the node loop, at most.
     const CLIENT_TXNS_BYTES_MAX: u64 = 64 << 20;
 
-    /// Room for a batch of `bytes` in the queue to the node loop; false (nothing taken) past
-    /// [`Self::PEER_TXNS_BYTES_MAX`].
+    /// Room for a forwarded batch of `bytes` in the queue to the node loop, while it is under
+    /// [`Self::PEER_TXNS_BYTES_MAX`]; `None` (nothing taken) at or past it.
     fn reserve_peer_txns(&self, bytes: u64) -> Option<Reserved<'_>> {
         reserve(&self.peer_txns_bytes, bytes, Self::PEER_TXNS_BYTES_MAX)
     }
@@ -798,8 +798,8 @@ impl PortAddresses {
         self.peer_txns_bytes.fetch_sub(bytes, Ordering::AcqRel);
     }
 
-    /// Room for a client batch of `bytes` in the queue to the node loop; false (nothing taken)
-    /// past [`Self::CLIENT_TXNS_BYTES_MAX`].
+    /// Room for a client batch of `bytes` in the queue to the node loop, while it is under
+    /// [`Self::CLIENT_TXNS_BYTES_MAX`]; `None` (nothing taken) at or past it.
     fn reserve_client_txns(&self, bytes: u64) -> Option<Reserved<'_>> {
         reserve(&self.client_txns_bytes, bytes, Self::CLIENT_TXNS_BYTES_MAX)
     }
