@@ -1345,31 +1345,53 @@ async fn dial_peer(
     inbound: flume::Sender<(u32, ConsensusMessage)>,
 ) {
     let mut backoff = Duration::from_millis(50);
+    // Since when this link has been down, and whether that was logged: an operator hears of a
+    // validator it cannot reach (once, after `UNREACHABLE_LOG_AFTER`) and of its return.
+    let mut down = (Instant::now(), false);
     while !shared.stop.load(Ordering::Relaxed) {
         let address = shared.setup.peers[peer as usize];
         // Bounded: a dropped SYN (a full accept queue on a starved peer) would otherwise hold
         // this dialler through the kernel's retries, tens of seconds, before the next try.
-        if let Ok(stream) = TcpStream::connect_timeout(address, CONNECT_TIMEOUT).await {
-            let connected = Instant::now();
-            shared.counters.peers_connected.fetch_add(1, Ordering::Relaxed);
-            let _ = match dial_handshake(&shared, peer, stream).await {
-                Ok(Some(channel)) if shared.setup.me == FOLLOWER => {
-                    run_follower_link(&shared, peer, channel, &outbound, &inbound).await
+        let why = match TcpStream::connect_timeout(address, CONNECT_TIMEOUT).await {
+            Ok(stream) => {
+                let connected = Instant::now();
+                shared.counters.peers_connected.fetch_add(1, Ordering::Relaxed);
+                let why = match dial_handshake(&shared, peer, stream).await {
+                    Ok(Some(channel)) => {
+                        if down.1 {
+                            tracing::info!(validator = peer, %address, "reached validator again");
+                        }
+                        let ended = if shared.setup.me == FOLLOWER {
+                            run_follower_link(&shared, peer, channel, &outbound, &inbound).await
+                        } else {
+                            run_dialled(&shared, channel, &outbound).await
+                        };
+                        down = (Instant::now(), false);
+                        ended.err().map_or_else(|| "the link closed".to_owned(), |error| error.to_string())
+                    }
+                    Ok(None) => "it did not prove the validator's key".to_owned(),
+                    Err(error) => format!("handshake: {error}"),
+                };
+                shared.counters.peers_connected.fetch_sub(1, Ordering::Relaxed);
+                shared.counters.disconnects.fetch_add(1, Ordering::Relaxed);
+                if connected.elapsed() > Duration::from_secs(5) {
+                    backoff = Duration::from_millis(50);
                 }
-                Ok(Some(channel)) => run_dialled(&shared, channel, &outbound).await,
-                Ok(None) => Ok(()),
-                Err(error) => Err(error),
-            };
-            shared.counters.peers_connected.fetch_sub(1, Ordering::Relaxed);
-            shared.counters.disconnects.fetch_add(1, Ordering::Relaxed);
-            if connected.elapsed() > Duration::from_secs(5) {
-                backoff = Duration::from_millis(50);
+                why
             }
+            Err(error) => error.to_string(),
+        };
+        if !down.1 && down.0.elapsed() >= UNREACHABLE_LOG_AFTER {
+            tracing::warn!(validator = peer, %address, reason = %why, "cannot reach validator");
+            down.1 = true;
         }
         glommio::timer::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
+
+/// How long a link to a validator stays down before the dialler logs it.
+const UNREACHABLE_LOG_AFTER: Duration = Duration::from_secs(10);
 
 /// The dialling side's handshake ([`secure::dial`]), within the handshake deadline: the peer
 /// must prove it holds validator `peer`'s key. `None` (counted) when it does not.
