@@ -150,7 +150,9 @@ pub fn run(args: &StateArgs) -> Result<(), Box<dyn std::error::Error>> {
             let (results, mut delta) = ledger.execute(&bodies);
             let executed = started.elapsed().as_secs_f64() * 1e3;
             let root = if args.rehash_all {
-                let mut after = ledger.clone();
+                // The old path: a whole-ledger copy (sharing nothing, as clones did then) and
+                // a root rebuilt over every account.
+                let mut after = ledger.unshared();
                 after.commit(delta.clone());
                 after.state_root_from_scratch()
             } else {
