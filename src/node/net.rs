@@ -1791,6 +1791,15 @@ mod tests {
     }
 
     /// Runs `test` on a glommio executor of its own (the network's sockets need one).
+    /// Validator 0 that charges loopback like any other address (its peers elsewhere), so a
+    /// test on loopback sees what a remote client or full node would.
+    fn untrusting_executor() -> Executor {
+        let mut node = executor(0);
+        node.setup.trust_loopback = false;
+        node.setup.peers = vec!["192.0.2.1:1".parse().expect("an address"); 4];
+        node
+    }
+
     fn on_executor<F: std::future::Future<Output = ()> + 'static>(test: impl FnOnce() -> F + Send + 'static) {
         LocalExecutorBuilder::new(Placement::Unbound)
             .spawn(move || async move { test().await })
@@ -2271,10 +2280,7 @@ mod tests {
     #[test]
     fn a_full_nodes_batches_carry_its_address() {
         on_executor(|| async {
-            let mut a = executor(0);
-            a.setup.trust_loopback = false;
-            a.setup.peers = vec!["192.0.2.1:1".parse().expect("an address"); 4];
-            let a = Rc::new(a);
+            let a = Rc::new(untrusting_executor());
             let (addr, (_inbound_rx, txns_rx)) = listen(&a, None);
             let noise = secure::static_keypair();
             let unused = SigningKey::from_bytes(&[9; 32]);
@@ -2307,10 +2313,7 @@ mod tests {
     fn ingress_charges_the_address_a_client_sends_from() {
         use futures_lite::AsyncWriteExt;
         on_executor(|| async {
-            let mut a = executor(0);
-            a.setup.trust_loopback = false;
-            a.setup.peers = vec!["192.0.2.1:1".parse().expect("an address"); 4];
-            let a = Rc::new(a);
+            let a = Rc::new(untrusting_executor());
             let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
             let addr = listener.local_addr().expect("addr");
             let (txns, txns_rx) = flume::unbounded();
