@@ -118,9 +118,36 @@ type SubmitTimes = IdWindow<u64>;
 /// Ids a [`SubmitTimes`] window holds at most.
 const SUBMIT_TIMES_MAX: usize = 1 << 20;
 
-/// Client and forwarded transactions taken off the network a tick, about (a batch is taken
-/// whole): 32,768 at a 2 ms tick is 16 M a second, far past what verification keeps up with.
-const DRAIN_TXNS_MAX: usize = 1 << 15;
+/// Transactions taken off each of the network's two queues (clients', and those forwarded by
+/// peers) a tick, about (a batch is taken whole): 16,384 at a 2 ms tick is 8 M a second, far
+/// past what verification keeps up with. A budget per queue, so a flood on one does not starve
+/// the other.
+const DRAIN_TXNS_MAX: usize = 1 << 14;
+
+/// What one queue may still hand the node loop this tick: 64 batches, and about
+/// [`DRAIN_TXNS_MAX`] transactions. 64 batches of a full frame each were ~400k transactions,
+/// each hashed and submitted before the tick got to consensus.
+struct DrainBudget {
+    batches: usize,
+    txns: usize,
+}
+
+impl DrainBudget {
+    fn new() -> DrainBudget {
+        DrainBudget { batches: 64, txns: DRAIN_TXNS_MAX }
+    }
+
+    /// The next batch `take` gives while the budget lasts; a batch is taken whole.
+    fn next<S, T>(&mut self, take: impl FnOnce() -> Option<(S, Vec<T>)>) -> Option<(S, Vec<T>)> {
+        if self.batches == 0 || self.txns == 0 {
+            return None;
+        }
+        let (source, batch) = take()?;
+        self.batches -= 1;
+        self.txns = self.txns.saturating_sub(batch.len());
+        Some((source, batch))
+    }
+}
 
 /// A running node: the pipeline and everything around it that the node loop drives. Each step
 /// of the loop is a method: [`Node::drain_network`], [`Node::answer_rpc`],
@@ -381,16 +408,8 @@ impl Node {
             busy = true;
         }
         let now_ns = wall_ns();
-        // At most 64 batches, and about `DRAIN_TXNS_MAX` transactions, a tick: 64 batches of a
-        // full frame each are ~400k transactions, each hashed and submitted before the tick
-        // gets to consensus.
-        let mut drained = 0;
-        for _ in 0..64 {
-            if drained >= DRAIN_TXNS_MAX {
-                break;
-            }
-            let Some((from, batch)) = self.net.take_txns() else { break };
-            drained += batch.len();
+        let mut budget = DrainBudget::new();
+        while let Some((from, batch)) = budget.next(|| self.net.take_txns()) {
             // Sent before its address was banned (for forgeries found in what it sent earlier):
             // dropped, not verified.
             if from.is_some_and(|ip| self.net.is_address_banned(ip)) {
@@ -412,12 +431,8 @@ impl Node {
             }
             busy = true;
         }
-        for _ in 0..64 {
-            if drained >= DRAIN_TXNS_MAX {
-                break;
-            }
-            let Some((from, batch)) = self.net.take_peer_txns() else { break };
-            drained += batch.len();
+        let mut budget = DrainBudget::new();
+        while let Some((from, batch)) = budget.next(|| self.net.take_peer_txns()) {
             // Queued before its forwarder was banned (for forgeries found in what it sent
             // earlier): dropped, not verified.
             let banned = match from {
@@ -852,7 +867,30 @@ mod tests {
     use tessera_components::{Hash, RejectReason, TxnId};
     use tessera_systems::TxnOutcome;
 
-    use super::{Fate, Fates, IdWindow, transaction_status};
+    use super::{DRAIN_TXNS_MAX, DrainBudget, Fate, Fates, IdWindow, transaction_status};
+
+    /// A tick took up to 64 batches off a queue whatever their size: ~400k transactions at
+    /// full frames, hashed and submitted before consensus ran. It stops past the budget, a
+    /// batch being taken whole, and leaves the rest queued.
+    #[test]
+    fn a_tick_takes_a_bounded_number_of_transactions_off_a_queue() {
+        let batch = 4096;
+        let mut queue: std::collections::VecDeque<((), Vec<u8>)> =
+            (0..64).map(|_| ((), vec![0; batch])).collect();
+        let mut budget = DrainBudget::new();
+        let mut taken = 0;
+        while let Some((_, txns)) = budget.next(|| queue.pop_front()) {
+            taken += txns.len();
+        }
+        assert_eq!(taken, DRAIN_TXNS_MAX, "transactions taken in one tick");
+        assert_eq!(queue.len(), 64 - DRAIN_TXNS_MAX / batch);
+        // Small batches: at most 64 a tick.
+        let mut queue: std::collections::VecDeque<((), Vec<u8>)> =
+            (0..100).map(|_| ((), vec![0; 1])).collect();
+        let mut budget = DrainBudget::new();
+        while budget.next(|| queue.pop_front()).is_some() {}
+        assert_eq!(queue.len(), 36);
+    }
 
     fn id(byte: u8) -> TxnId {
         TxnId(Hash([byte; 32]))
