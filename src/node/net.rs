@@ -532,8 +532,12 @@ impl Executor {
     /// after a restart), so whoever shares a validator's address can neither take its room nor,
     /// uncapped, hold every handshake slot of the port.
     fn address_cap(&self, ip: IpAddr) -> usize {
-        let validators = self.setup.peers.iter().filter(|peer| peer.ip().to_canonical() == ip).count();
-        self.setup.connections_per_address_max.saturating_add(validators.saturating_mul(2))
+        self.setup.connections_per_address_max.saturating_add(self.validators_at(ip).saturating_mul(2))
+    }
+
+    /// Validators configured at address `ip` (their listening address).
+    fn validators_at(&self, ip: IpAddr) -> usize {
+        self.setup.peers.iter().filter(|peer| peer.ip().to_canonical() == ip).count()
     }
 
     /// Whether a full node from `ip`, holding one of its address slots on the peer port, may
@@ -563,7 +567,7 @@ impl Executor {
     /// get that validator refused before its handshake, and capped with room for the
     /// validators' links ([`Executor::address_cap`]). Validators are banned by index.
     fn is_validator_address(&self, ip: IpAddr) -> bool {
-        self.setup.peers.iter().any(|peer| peer.ip().to_canonical() == ip)
+        self.validators_at(ip) > 0
     }
 
     fn ban(&self, ip: IpAddr) {
