@@ -193,9 +193,13 @@ impl Cluster {
         })
     }
 
+    /// The name of node `i`'s config and log: the four validators, then full nodes.
+    fn name(i: usize) -> String {
+        if i < 4 { format!("node-{i}") } else { format!("full-{}", i - 4) }
+    }
+
     fn log(&self, i: usize) -> String {
-        let name = if i < 4 { format!("node-{i}") } else { format!("full-{}", i - 4) };
-        std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default()
+        std::fs::read_to_string(self.dir.join(format!("{}.log", Cluster::name(i)))).unwrap_or_default()
     }
 
     /// Each node's status (or exit) and the tail of its log: what a failed wait prints.
@@ -204,7 +208,7 @@ impl Cluster {
         for i in 0..self.nodes.len() {
             let exited = self.nodes[i].as_mut().and_then(|child| child.try_wait().ok().flatten());
             let status = try_rpc(self.base, i as u32, "tessera_getStatus", json!([]));
-            let name = if i < 4 { format!("node-{i}") } else { format!("full-{}", i - 4) };
+            let name = Cluster::name(i);
             let log = self.log(i);
             let tail: Vec<&str> = log.lines().rev().take(12).collect();
             out += &format!("--- {name}: exited {exited:?}, status {status:?}\n");
