@@ -45,12 +45,8 @@ impl Report {
     }
 }
 
-fn rlimit(resource: libc::__rlimit_resource_t) -> Option<(u64, u64)> {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit writes one rlimit through a valid, exclusive pointer to a local.
-    #[allow(unsafe_code)]
-    let status = unsafe { libc::getrlimit(resource, &mut limit) };
-    (status == 0).then_some((limit.rlim_cur, limit.rlim_max))
+fn rlimit(resource: rlimit::Resource) -> Option<(u64, u64)> {
+    resource.get().ok()
 }
 
 fn free_bytes(path: &Path) -> Option<u64> {
@@ -113,8 +109,8 @@ pub fn run(args: &DoctorArgs) -> Result<(), Box<dyn std::error::Error>> {
         ),
     }
 
-    match rlimit(libc::RLIMIT_MEMLOCK) {
-        Some((soft, _)) if soft == libc::RLIM_INFINITY || soft >= 8 << 20 => {
+    match rlimit(rlimit::Resource::MEMLOCK) {
+        Some((soft, _)) if soft == rlimit::INFINITY || soft >= 8 << 20 => {
             report.line(Verdict::Pass, "memlock", &format!("locked-memory limit {} KiB", soft / 1024), "")
         }
         Some((soft, _)) => report.line(
@@ -126,19 +122,26 @@ pub fn run(args: &DoctorArgs) -> Result<(), Box<dyn std::error::Error>> {
         None => report.line(Verdict::Warn, "memlock", "cannot read the limit", "check `ulimit -l`"),
     }
 
-    match rlimit(libc::RLIMIT_NOFILE) {
-        Some((soft, _)) if soft >= 65_536 => {
-            report.line(Verdict::Pass, "open_files", &format!("limit {soft}"), "")
-        }
-        Some((soft, _)) if soft >= 1024 => report.line(
+    // A node raises its soft limit to 65,536 within the hard limit, so the hard one decides.
+    match rlimit(rlimit::Resource::NOFILE) {
+        Some((soft, hard)) if hard >= 65_536 => report.line(
+            Verdict::Pass,
+            "open_files",
+            &format!("limit {soft}, hard {hard} (a node raises its own to 65536)"),
+            "",
+        ),
+        Some((soft, hard)) if hard >= 1024 => report.line(
             Verdict::Warn,
             "open_files",
-            &format!("limit {soft}"),
-            "ulimit -n 65536 for many clients and segments",
+            &format!("limit {soft}, hard {hard}"),
+            "ulimit -Hn 65536 (LimitNOFILE=65536) for many clients and segments",
         ),
-        Some((soft, _)) => {
-            report.line(Verdict::Fail, "open_files", &format!("limit {soft}"), "ulimit -n 65536")
-        }
+        Some((soft, hard)) => report.line(
+            Verdict::Fail,
+            "open_files",
+            &format!("limit {soft}, hard {hard}"),
+            "ulimit -Hn 65536 (LimitNOFILE=65536)",
+        ),
         None => report.line(Verdict::Warn, "open_files", "cannot read the limit", "check `ulimit -n`"),
     }
 

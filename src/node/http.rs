@@ -1,8 +1,10 @@
 //! The HTTP/1 server under the JSON-RPC and metrics ports.
 //!
 //! Bird's eye view: each port gets one thread that runs a tokio current-thread runtime. Its
-//! accept loop closes a connection unread when the port already holds `connections_max`, or
-//! its source address `connections_per_address_max` (loopback included); every other
+//! accept loop closes a connection unread when the port already holds `connections_max`. A
+//! connection whose source address already holds `connections_per_address_max` (loopback
+//! included) waits, unread, for one of that address's slots, for at most the header deadline
+//! and among at most [`WAITING_MAX`] such; past either it is closed unread. Every other
 //! connection becomes a task that hyper's HTTP/1 state machine drives. Nothing blocks a
 //! thread on a client: a slow or silent client holds a task and its slot, within deadlines:
 //!
@@ -16,10 +18,16 @@
 //! client's remaining bytes are read and discarded for a bounded time, so a client still
 //! sending a refused body reads its 413 instead of a reset.
 //!
+//! Why over-cap connections wait instead of being closed at once: a client that redials
+//! every connection it loses (`slowhttptest -r`) turned each close into another connect,
+//! accept and close, hundreds a second, on the node's machine; a waiting connection costs a
+//! descriptor and nothing more until its deadline. A client behind a shared address (a NAT)
+//! is served late rather than refused.
+//!
 //! Refusals, timeouts and accept errors are counted in the port's [`HttpSeries`] and logged at
 //! most once per kind every [`LOG_INTERVAL`], with the number left unlogged since.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
@@ -85,6 +93,10 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 const LINGER: Duration = Duration::from_secs(2);
 const LINGER_BYTES_MAX: usize = 16 << 20;
 
+/// Most connections a port holds waiting for a slot of their source address (see
+/// [`Port::wait_for_slot`]); a connection past it is closed at accept, unread.
+pub const WAITING_MAX: usize = 512;
+
 /// Most bytes of request line and headers, and most header fields, in one request.
 const HEADER_BYTES_MAX: usize = 16 << 10;
 const HEADERS_MAX: usize = 64;
@@ -133,6 +145,88 @@ impl Event {
     }
 }
 
+/// A port's slots: connections open in total and per source address, and the connections
+/// waiting for a slot of their address, oldest first.
+#[derive(Debug, Default)]
+struct Open {
+    total: usize,
+    per_address: HashMap<IpAddr, usize>,
+    waiting: HashMap<IpAddr, VecDeque<Waiter>>,
+    /// Entries in `waiting`, over every address.
+    waiting_total: usize,
+    /// Names the next waiter, so that one whose deadline passed can take itself out.
+    next_waiter: u64,
+}
+
+/// A connection waiting for a slot: the slot of the next connection from its address to
+/// close is sent to it.
+#[derive(Debug)]
+struct Waiter {
+    id: u64,
+    heir: tokio::sync::oneshot::Sender<Slot>,
+}
+
+impl Open {
+    /// Gives back a slot of `ip`: to the oldest connection still waiting for one there
+    /// (returned, the counts unchanged), or to the port.
+    fn release(&mut self, ip: IpAddr) -> Option<Waiter> {
+        if let Some(queue) = self.waiting.get_mut(&ip) {
+            let mut heir = None;
+            while let Some(waiter) = queue.pop_front() {
+                self.waiting_total -= 1;
+                // A waiter that gave up without leaving the queue (its task dropped at shutdown).
+                if !waiter.heir.is_closed() {
+                    heir = Some(waiter);
+                    break;
+                }
+            }
+            if queue.is_empty() {
+                self.waiting.remove(&ip);
+            }
+            if heir.is_some() {
+                return heir;
+            }
+        }
+        self.total = self.total.saturating_sub(1);
+        if let Some(from_ip) = self.per_address.get_mut(&ip) {
+            *from_ip -= 1;
+            if *from_ip == 0 {
+                self.per_address.remove(&ip);
+            }
+        }
+        None
+    }
+
+    /// Takes waiter `id` of `ip` out of the queue; false when it is no longer there (a slot
+    /// was sent to it).
+    fn forget(&mut self, ip: IpAddr, id: u64) -> bool {
+        let Some(queue) = self.waiting.get_mut(&ip) else { return false };
+        let Some(at) = queue.iter().position(|waiter| waiter.id == id) else { return false };
+        queue.remove(at);
+        if queue.is_empty() {
+            self.waiting.remove(&ip);
+        }
+        self.waiting_total -= 1;
+        true
+    }
+}
+
+/// One connection counted in `connections_waiting` until dropped, however its wait ends.
+struct Waiting(Arc<HttpSeries>);
+
+impl Waiting {
+    fn count(series: &Arc<HttpSeries>) -> Waiting {
+        series.connections_waiting.fetch_add(1, Ordering::Relaxed);
+        Waiting(series.clone())
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.connections_waiting.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Per event kind: when it was last logged, and how many went unlogged since.
 #[derive(Debug, Default)]
 struct LogGate {
@@ -147,8 +241,8 @@ pub struct Port {
     limits: Limits,
     /// The port's counters.
     pub series: Arc<HttpSeries>,
-    /// Connections open: in total, and per source address.
-    open: Mutex<(usize, HashMap<IpAddr, usize>)>,
+    /// Connections open, and connections waiting for a slot.
+    open: Mutex<Open>,
     log: Mutex<LogGate>,
 }
 
@@ -171,18 +265,51 @@ impl Port {
     fn take_slot(self: &Arc<Port>, ip: IpAddr) -> Result<Slot, Event> {
         let ip = ip.to_canonical();
         let mut open = self.open.lock().map_err(|_| Event::RefusedConnectionsMax)?;
-        let (total, per_address) = &mut *open;
-        if *total >= self.limits.connections_max {
+        let open = &mut *open;
+        if open.total >= self.limits.connections_max {
             return Err(Event::RefusedConnectionsMax);
         }
-        let from_ip = per_address.entry(ip).or_insert(0);
+        let from_ip = open.per_address.entry(ip).or_insert(0);
         if *from_ip >= self.limits.connections_per_address_max {
             return Err(Event::RefusedPerAddress);
         }
         *from_ip += 1;
-        *total += 1;
+        open.total += 1;
         self.series.connections_open.fetch_add(1, Ordering::Relaxed);
         Ok(Slot { port: self.clone(), ip })
+    }
+
+    /// For a connection from `ip`, whose address holds all its slots: the slot of the next
+    /// connection from `ip` to close, if one closes within the header deadline. `None` at
+    /// once when [`WAITING_MAX`] connections already wait.
+    fn wait_for_slot(self: &Arc<Port>, ip: IpAddr) -> Option<impl Future<Output = Option<Slot>> + use<>> {
+        let ip = ip.to_canonical();
+        let (id, mut receiver) = {
+            let mut open = self.open.lock().ok()?;
+            if open.waiting_total >= WAITING_MAX {
+                return None;
+            }
+            let (heir, receiver) = tokio::sync::oneshot::channel();
+            let id = open.next_waiter;
+            open.next_waiter += 1;
+            open.waiting.entry(ip).or_default().push_back(Waiter { id, heir });
+            open.waiting_total += 1;
+            (id, receiver)
+        };
+        let counted = Waiting::count(&self.series);
+        let port = self.clone();
+        Some(async move {
+            let waited = tokio::time::timeout(port.limits.header_timeout, &mut receiver).await;
+            drop(counted);
+            match waited {
+                Ok(slot) => slot.ok(),
+                Err(_) => {
+                    let forgotten = port.open.lock().is_ok_and(|mut open| open.forget(ip, id));
+                    // Not in the queue any more: a slot was sent, or is being sent, to it.
+                    if forgotten { None } else { receiver.await.ok() }
+                }
+            }
+        })
     }
 
     /// Counts a refused request and builds its response. When the request's body is left
@@ -279,17 +406,15 @@ struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if let Ok(mut open) = self.port.open.lock() {
-            let (total, per_address) = &mut *open;
-            *total = total.saturating_sub(1);
-            if let Some(from_ip) = per_address.get_mut(&self.ip) {
-                *from_ip -= 1;
-                if *from_ip == 0 {
-                    per_address.remove(&self.ip);
-                }
+        let heir = self.port.open.lock().ok().and_then(|mut open| open.release(self.ip));
+        match heir {
+            // Sent outside the lock: a waiter that gave up in the meantime hands the slot back,
+            // and its drop passes it on to the next one or to the port.
+            Some(waiter) => drop(waiter.heir.send(Slot { port: self.port.clone(), ip: self.ip })),
+            None => {
+                self.port.series.connections_open.fetch_sub(1, Ordering::Relaxed);
             }
         }
-        self.port.series.connections_open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -389,13 +514,8 @@ where
         let _context = runtime.enter();
         tokio::net::TcpListener::from_std(listener).map_err(cannot)?
     };
-    let port = Arc::new(Port {
-        name,
-        limits,
-        series,
-        open: Mutex::new((0, HashMap::new())),
-        log: Mutex::new(LogGate::default()),
-    });
+    let port =
+        Arc::new(Port { name, limits, series, open: Mutex::default(), log: Mutex::new(LogGate::default()) });
     let (stop, stopped) = flume::bounded::<()>(1);
     let handler = Arc::new(handler);
     let thread = std::thread::Builder::new()
@@ -435,22 +555,37 @@ async fn accept_loop<H, F>(
                 tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
             }
             Some(Ok((stream, peer))) => match port.take_slot(peer.ip()) {
-                // Dropped unread: a refused client costs an accept and a close.
-                Err(event) => {
-                    let counter = match event {
-                        Event::RefusedPerAddress => &port.series.refused_per_address,
-                        _ => &port.series.refused_connections_max,
-                    };
-                    counter.fetch_add(1, Ordering::Relaxed);
-                    port.note(event, &peer);
-                    drop(stream);
-                }
                 Ok(slot) => {
                     tokio::spawn(connection(stream, slot, handler.clone()));
                 }
+                Err(Event::RefusedPerAddress) => match port.wait_for_slot(peer.ip()) {
+                    Some(wait) => {
+                        let (port, handler) = (port.clone(), handler.clone());
+                        tokio::spawn(async move {
+                            match wait.await {
+                                Some(slot) => connection(stream, slot, handler).await,
+                                None => refuse(&port, Event::RefusedPerAddress, peer, stream),
+                            }
+                        });
+                    }
+                    None => refuse(&port, Event::RefusedPerAddress, peer, stream),
+                },
+                Err(event) => refuse(&port, event, peer, stream),
             },
         }
     }
+}
+
+/// Closes a connection unread, and counts and logs why: a refused client costs an accept and
+/// a close.
+fn refuse(port: &Port, event: Event, peer: SocketAddr, stream: tokio::net::TcpStream) {
+    let counter = match event {
+        Event::RefusedPerAddress => &port.series.refused_per_address,
+        _ => &port.series.refused_connections_max,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    port.note(event, &peer);
+    drop(stream);
 }
 
 /// Serves one connection until the client closes it or a deadline closes it.
@@ -732,7 +867,7 @@ mod tests {
             name: "test",
             limits: limits(Duration::from_secs(1)),
             series: Arc::default(),
-            open: Mutex::new((0, HashMap::new())),
+            open: Mutex::default(),
             log: Mutex::new(LogGate::default()),
         };
         for _ in 0..5 {
@@ -759,7 +894,7 @@ mod tests {
                 ..limits(Duration::from_secs(1))
             },
             series: Arc::default(),
-            open: Mutex::new((0, HashMap::new())),
+            open: Mutex::default(),
             log: Mutex::new(LogGate::default()),
         });
         let one: IpAddr = [127, 0, 0, 1].into();
@@ -773,6 +908,98 @@ mod tests {
         drop(first);
         assert_eq!(port.series.connections_open.load(Ordering::Relaxed), 2);
         let _again = port.take_slot(one).unwrap();
+    }
+
+    /// Connections over their address's cap wait for its slots, oldest first, among at most
+    /// [`WAITING_MAX`]; a slot given back goes to the oldest live waiter without the counts
+    /// moving, and a waiter whose deadline passes leaves the queue with nothing.
+    #[test]
+    fn waiting_connections_are_bounded_and_served_oldest_first() {
+        let port = Arc::new(Port {
+            name: "test",
+            limits: Limits { connections_per_address_max: 1, ..limits(Duration::from_millis(50)) },
+            series: Arc::default(),
+            open: Mutex::default(),
+            log: Mutex::default(),
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let one: IpAddr = [127, 0, 0, 1].into();
+        let held = port.take_slot(one).unwrap();
+        let mut waits: VecDeque<_> =
+            (0..WAITING_MAX).map(|_| port.wait_for_slot(one).expect("room to wait")).collect();
+        assert!(port.wait_for_slot(one).is_none(), "a waiter past WAITING_MAX");
+        assert_eq!(port.series.connections_waiting.load(Ordering::Relaxed), WAITING_MAX as u64);
+        let (oldest, second) = (waits.pop_front().unwrap(), waits.pop_front().unwrap());
+        drop(held);
+        let slot = runtime.block_on(oldest).expect("the oldest waiter gets the slot given back");
+        assert_eq!(port.series.connections_open.load(Ordering::Relaxed), 1);
+        // The rest give up (dropped unpolled, as at shutdown): the slot skips them later.
+        drop(waits);
+        drop(slot);
+        let slot = runtime.block_on(second).expect("the next live waiter gets it");
+        let left = WAITING_MAX - 2;
+        assert_eq!(port.open.lock().unwrap().waiting_total, left, "given up, still queued");
+        let late = port.wait_for_slot(one).unwrap();
+        assert!(runtime.block_on(late).is_none(), "no slot within the deadline");
+        assert_eq!(port.open.lock().unwrap().waiting_total, left, "the late waiter left the queue");
+        // Given back with only given-up waiters queued: they are skipped, and the port has it.
+        drop(slot);
+        let open = port.open.lock().unwrap();
+        assert_eq!((open.total, open.per_address.len(), open.waiting.len()), (0, 0, 0));
+        assert_eq!(port.series.connections_open.load(Ordering::Relaxed), 0);
+        assert_eq!(port.series.connections_waiting.load(Ordering::Relaxed), 0);
+    }
+
+    /// Over a real socket: a connection past its address's cap is read and answered once one
+    /// of the address's connections closes; one that gets no slot before the header deadline is
+    /// closed unread and counted as refused. Neither costs the client a redial.
+    #[test]
+    fn a_connection_past_its_address_cap_waits_for_a_slot() {
+        let series = Arc::new(HttpSeries::default());
+        let limits = Limits { connections_per_address_max: 2, ..limits(Duration::from_millis(600)) };
+        // `/hold` keeps its connection busy (past the header deadline) for 3 s.
+        let server = serve("test", SocketAddr::from(([127, 0, 0, 1], 0)), limits, series.clone(), {
+            |_port, request: Request<Incoming>| async move {
+                if request.uri().path() == "/hold" {
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                }
+                Response::new(Full::new(Bytes::from_static(b"ok")))
+            }
+        })
+        .expect("serve");
+        let addr = server.local_addr();
+        let hold = || {
+            let mut stream = TcpStream::connect(addr).unwrap();
+            stream.write_all(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            stream
+        };
+        let first = hold();
+        let _second = hold();
+        wait_for("two open", || series.connections_open.load(Ordering::Relaxed) == 2);
+        let mut third = TcpStream::connect(addr).unwrap();
+        third.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        wait_for("one waiting", || series.connections_waiting.load(Ordering::Relaxed) == 1);
+        third.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        assert!(third.read(&mut [0u8; 1]).is_err(), "answered while its address held every slot");
+        drop(first);
+        third.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut answer = String::new();
+        third.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok"), "{answer}");
+        drop(third);
+        wait_for("the third's slot back", || series.connections_open.load(Ordering::Relaxed) == 1);
+        let _refill = hold();
+        wait_for("two open again", || series.connections_open.load(Ordering::Relaxed) == 2);
+        let mut fourth = TcpStream::connect(addr).unwrap();
+        fourth.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        fourth.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let start = Instant::now();
+        let mut rest = Vec::new();
+        let _ = fourth.read_to_end(&mut rest);
+        assert!(rest.is_empty(), "a waiter past its deadline was answered: {rest:?}");
+        assert!(start.elapsed() < Duration::from_secs(2), "closed after {:?}", start.elapsed());
+        assert_eq!(series.refused_per_address.load(Ordering::Relaxed), 1);
+        assert_eq!(series.connections_waiting.load(Ordering::Relaxed), 0);
     }
 
     /// Run in a child process with at most 128 file descriptors (the parent sets the limit):

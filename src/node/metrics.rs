@@ -205,11 +205,18 @@ series! {
     pub prefixed struct HttpSeries {
         /// Connections open on the port.
         gauge connections_open = "connections_open",
-        /// Connections closed at accept, unread, by reason: the port's connections_max was
-        /// reached, or connections_per_address_max for the source address.
+        /// Connections accepted while their source address held connections_per_address_max,
+        /// waiting unread for one of its slots (for at most the idle time).
+        gauge connections_waiting = "connections_waiting",
+        /// Connections closed unread, by reason: the port's connections_max was reached (closed
+        /// at accept), or connections_per_address_max for the source address (closed when no
+        /// slot of the address came free within the idle time, or at accept when 512
+        /// connections already waited).
         counter refused_connections_max = "connections_refused_total{reason=\"connections_max\"}",
-        /// Connections closed at accept, unread, by reason: the port's connections_max was
-        /// reached, or connections_per_address_max for the source address.
+        /// Connections closed unread, by reason: the port's connections_max was reached (closed
+        /// at accept), or connections_per_address_max for the source address (closed when no
+        /// slot of the address came free within the idle time, or at accept when 512
+        /// connections already waited).
         counter refused_per_address = "connections_refused_total{reason=\"per_address\"}",
         /// Connections closed for a deadline missed, by phase: request headers (which includes
         /// an idle keep-alive connection waiting for its next request), request body, or a

@@ -200,6 +200,24 @@ pub fn run(config_path: &Path) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// Open files a node asks for: its ports' open and waiting connections (each HTTP port holds up
+/// to `connections_max` plus [`http::WAITING_MAX`]), peers, followers and storage segments.
+const OPEN_FILES_WANTED: u64 = 65_536;
+
+/// Raises the soft open-files limit toward [`OPEN_FILES_WANTED`], within the hard limit: a
+/// shell's default soft limit of 1,024 is less than the connections the ports may hold, and a
+/// descriptor taken by a client is then one a peer dial or a segment cannot have.
+fn raise_open_files_limit() {
+    match rlimit::utils::increase_nofile_limit(OPEN_FILES_WANTED) {
+        Ok(limit) if limit < 4096 => tracing::warn!(
+            limit,
+            "open-files limit is low for a node's connections; raise the hard limit (ulimit -Hn, LimitNOFILE)"
+        ),
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "cannot raise the open-files limit"),
+    }
+}
+
 impl Node {
     /// Loads the configuration, genesis and key; opens (or creates, or recovers) the data
     /// directory; starts the network, RPC and metrics servers.
@@ -231,6 +249,7 @@ impl Node {
             // A full node proves nothing in the handshake, so its key never signs.
             _ => (net::FOLLOWER, SigningKey::from_bytes(&[0; 32])),
         };
+        raise_open_files_limit();
         let full = config.role == Role::Full;
         let stop = Arc::new(AtomicBool::new(false));
         for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
