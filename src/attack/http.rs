@@ -12,12 +12,22 @@ use super::{Kind, Limits, Pacer, Rng, Tally, Target};
 const RESPONSE_MAX: u64 = 1 << 20;
 
 /// Sends `request` on a fresh connection and reads the response until the server closes it;
-/// returns (status, body).
+/// returns (status, body). For the tool's own reads (positions, nonces, metrics): made from
+/// the system's address, never `--source`, so the attack's own traffic does not crowd them
+/// out of the node's per-address caps.
 ///
 /// # Errors
 /// Connection or I/O failure before any response.
 pub fn raw(addr: SocketAddr, request: &[u8], timeout: Duration) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    exchange(TcpStream::connect_timeout(&addr, timeout)?, request, timeout)
+}
+
+/// As [`raw`], for attack traffic: from `--source` when one is set.
+fn attack_raw(addr: SocketAddr, request: &[u8], timeout: Duration) -> std::io::Result<(u16, String)> {
+    exchange(super::connect_from_source(&addr, timeout)?, request, timeout)
+}
+
+fn exchange(mut stream: TcpStream, request: &[u8], timeout: Duration) -> std::io::Result<(u16, String)> {
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
     stream.write_all(request)?;
@@ -109,7 +119,7 @@ fn record(tally: &mut Tally, status: u16, body: &str) {
 /// Writes an oversized request: a body over any sane limit, declared, chunked, or only
 /// promised. The node should answer 413 (or close) without buffering it.
 fn oversized(addr: SocketAddr, case: u64, tally: &mut Tally) -> std::io::Result<()> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    let mut stream = super::connect_from_source(&addr, Duration::from_secs(2))?;
     tally.connections += 1;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     stream.set_write_timeout(Some(Duration::from_secs(5)))?;
@@ -172,7 +182,7 @@ pub fn run(kind: Kind, target: &Target, limits: &Limits, deadline: Instant) -> T
                 let request = malformed(case, &mut rng);
                 tally.requests += 1;
                 tally.bytes += request.len() as u64;
-                match raw(addr, &request, Duration::from_secs(5)) {
+                match attack_raw(addr, &request, Duration::from_secs(5)) {
                     Ok((status, body)) => {
                         tally.connections += 1;
                         record(&mut tally, status, &body);

@@ -14,7 +14,8 @@ pub mod wire;
 pub mod ws;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
@@ -249,6 +250,30 @@ impl Target {
         let reflect = kind != Kind::HandshakeReflection || self.reflect.is_some();
         ports && reflect && (!kind.needs_key() || (self.validator.is_some() && self.rpc.is_some()))
     }
+}
+
+/// The address every attack connection is made from (`tessera attack --source`); unset, the
+/// system picks (127.0.0.1 toward a local node).
+static SOURCE: OnceLock<IpAddr> = OnceLock::new();
+
+/// Makes every later attack connection from `ip`. Set once, by the command line.
+///
+/// # Errors
+/// A source was set already.
+pub fn set_source(ip: IpAddr) -> Result<(), String> {
+    SOURCE.set(ip).map_err(|_| "the attack's source address is set once".to_owned())
+}
+
+/// A TCP connection to `addr` within `timeout`, from the `--source` address when one is set.
+///
+/// # Errors
+/// The source cannot be bound, or the connection fails or times out.
+pub fn connect_from_source(addr: &SocketAddr, timeout: Duration) -> std::io::Result<TcpStream> {
+    let Some(source) = SOURCE.get() else { return TcpStream::connect_timeout(addr, timeout) };
+    let socket = socket2::Socket::new(socket2::Domain::for_address(*addr), socket2::Type::STREAM, None)?;
+    socket.bind(&SocketAddr::new(*source, 0).into())?;
+    socket.connect_timeout(&(*addr).into(), timeout)?;
+    Ok(socket.into())
 }
 
 /// Caps on what the attacker holds and sends.

@@ -68,7 +68,7 @@ impl futures_lite::AsyncWrite for Blocking {
 
 /// Connects with short timeouts; counts the attempt.
 pub fn connect(addr: SocketAddr, tally: &mut Tally) -> Option<TcpStream> {
-    match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+    match super::connect_from_source(&addr, Duration::from_secs(2)) {
         Ok(stream) => {
             let _ = stream.set_nodelay(true);
             let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));

@@ -30,7 +30,7 @@ struct Held {
 }
 
 fn open(addr: SocketAddr, oversized: bool, rng: &mut Rng, tally: &mut Tally) -> Result<Socket, ()> {
-    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|_| ())?;
+    let stream = super::connect_from_source(&addr, Duration::from_secs(2)).map_err(|_| ())?;
     stream.set_write_timeout(Some(Duration::from_secs(2))).map_err(|_| ())?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).map_err(|_| ())?;
     let (mut socket, _) =

@@ -72,6 +72,11 @@ pub struct AttackArgs {
     /// the spam passes the cheap checks and reaches signature verification.
     #[arg(long, value_name = "FILE")]
     pub genesis: Option<PathBuf>,
+    /// Make every attack connection from this local address (for example 127.0.0.3), so the
+    /// node sees the attacker as one address and honest clients on the same machine as others.
+    /// The position reads of the Byzantine kinds and the metrics scrapes keep the default.
+    #[arg(long, value_name = "IP")]
+    pub source: Option<std::net::IpAddr>,
     /// Seed of the attacker's random bytes.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -199,6 +204,12 @@ pub fn run(args: &AttackArgs) -> Result<(), Box<dyn std::error::Error>> {
         kinds.iter().filter(|kind| !target.applies(**kind)).map(|kind| kind.name()).collect();
     if !args.kind.is_empty() && !skipped.is_empty() {
         eprintln!("skipped (no address or key for them): {}", skipped.join(", "));
+    }
+    if let Some(source) = args.source {
+        // Bound once here, so a bad address is a clear error, not a kind that connects nowhere.
+        std::net::TcpListener::bind((source, 0))
+            .map_err(|error| format!("--source {source}: not a local address: {error}"))?;
+        crate::attack::set_source(source)?;
     }
     let limits = Limits {
         max_connections: args.max_connections.max(1),

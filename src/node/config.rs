@@ -83,7 +83,8 @@ pub struct RpcSection {
     #[serde(default = "rpc_connections_max")]
     pub connections_max: usize,
     /// Most HTTP connections open at once from one source address, loopback included; more
-    /// are closed at accept, unread, and counted.
+    /// wait, unread, for one of the address's slots (for at most the idle time, among at most
+    /// twice `connections_max` waiting, up to 512), then are closed unread and counted.
     #[serde(default = "rpc_connections_per_address_max")]
     pub connections_per_address_max: usize,
     /// A connection must deliver each request's headers within this long of connecting or of

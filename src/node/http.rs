@@ -4,12 +4,13 @@
 //! accept loop closes a connection unread when the port already holds `connections_max`. A
 //! connection whose source address already holds `connections_per_address_max` (loopback
 //! included) waits, unread, for one of that address's slots, for at most the header deadline
-//! and among at most [`WAITING_MAX`] such; past either it is closed unread. Every other
+//! and among at most [`waiting_max`] such; past either it is closed unread. Every other
 //! connection becomes a task that hyper's HTTP/1 state machine drives. Nothing blocks a
 //! thread on a client: a slow or silent client holds a task and its slot, within deadlines:
 //!
 //! - headers: each request's headers must arrive within `header_timeout` of the connection
-//!   opening or of the previous answer (so an idle keep-alive connection is closed then too);
+//!   getting its slot or of the previous answer (so an idle keep-alive connection is closed
+//!   then too);
 //! - body: a handler reads a body with [`read_body`], which bounds its bytes as they arrive
 //!   (a chunked body included) and the time it takes;
 //! - write: a response the client stops reading for `write_timeout` closes the connection.
@@ -21,8 +22,13 @@
 //! Why over-cap connections wait instead of being closed at once: a client that redials
 //! every connection it loses (`slowhttptest -r`) turned each close into another connect,
 //! accept and close, hundreds a second, on the node's machine; a waiting connection costs a
-//! descriptor and nothing more until its deadline. A client behind a shared address (a NAT)
-//! is served late rather than refused.
+//! descriptor, a small task and what the client sends into its kernel receive buffer, until
+//! its deadline. A client behind a shared address (a NAT) is served late rather than refused,
+//! and behind that address's other waiters: a NAT shared with an attacker shares its fate, as
+//! it does under the cap itself. Past [`waiting_max`] connections wait, the rest are closed
+//! at accept as before (and a client redialling those churns again). At the port's
+//! `connections_max` a slot given back goes to the port, not to a waiter, so a new address can
+//! take it.
 //!
 //! Refusals, timeouts and accept errors are counted in the port's [`HttpSeries`] and logged at
 //! most once per kind every [`LOG_INTERVAL`], with the number left unlogged since.
@@ -93,9 +99,16 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 const LINGER: Duration = Duration::from_secs(2);
 const LINGER_BYTES_MAX: usize = 16 << 20;
 
-/// Most connections a port holds waiting for a slot of their source address (see
-/// [`Port::wait_for_slot`]); a connection past it is closed at accept, unread.
+/// Most connections any port holds waiting for a slot of their source address (see
+/// [`Port::wait_for_slot`]).
 pub const WAITING_MAX: usize = 512;
+
+/// Most connections a port with `connections_max` slots holds waiting (twice its slots, at
+/// most [`WAITING_MAX`]: 32 on a metrics port of 16); a connection past it is closed at accept,
+/// unread.
+pub fn waiting_max(connections_max: usize) -> usize {
+    connections_max.saturating_mul(2).min(WAITING_MAX)
+}
 
 /// Most bytes of request line and headers, and most header fields, in one request.
 const HEADER_BYTES_MAX: usize = 16 << 10;
@@ -168,9 +181,13 @@ struct Waiter {
 
 impl Open {
     /// Gives back a slot of `ip`: to the oldest connection still waiting for one there
-    /// (returned, the counts unchanged), or to the port.
-    fn release(&mut self, ip: IpAddr) -> Option<Waiter> {
-        if let Some(queue) = self.waiting.get_mut(&ip) {
+    /// (returned, the counts unchanged), or to the port. At the port's `connections_max` it
+    /// goes to the port, so a connection from another address can take it: an address that
+    /// keeps a waiter queued must not pass its slots on for good while others are refused.
+    fn release(&mut self, ip: IpAddr, connections_max: usize) -> Option<Waiter> {
+        if self.total < connections_max
+            && let Some(queue) = self.waiting.get_mut(&ip)
+        {
             let mut heir = None;
             while let Some(waiter) = queue.pop_front() {
                 self.waiting_total -= 1;
@@ -261,10 +278,16 @@ impl Port {
         *suppressed = 0;
     }
 
+    /// The port's slots. Nothing panics while holding them, so a poisoned lock still holds
+    /// true counts: it is taken as it is (a waiter must never miss its wake-up).
+    fn open(&self) -> std::sync::MutexGuard<'_, Open> {
+        self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// A slot for a connection from `ip`, or the event that refuses it.
     fn take_slot(self: &Arc<Port>, ip: IpAddr) -> Result<Slot, Event> {
         let ip = ip.to_canonical();
-        let mut open = self.open.lock().map_err(|_| Event::RefusedConnectionsMax)?;
+        let mut open = self.open();
         let open = &mut *open;
         if open.total >= self.limits.connections_max {
             return Err(Event::RefusedConnectionsMax);
@@ -281,12 +304,12 @@ impl Port {
 
     /// For a connection from `ip`, whose address holds all its slots: the slot of the next
     /// connection from `ip` to close, if one closes within the header deadline. `None` at
-    /// once when [`WAITING_MAX`] connections already wait.
+    /// once when [`waiting_max`] connections already wait.
     fn wait_for_slot(self: &Arc<Port>, ip: IpAddr) -> Option<impl Future<Output = Option<Slot>> + use<>> {
         let ip = ip.to_canonical();
         let (id, mut receiver) = {
-            let mut open = self.open.lock().ok()?;
-            if open.waiting_total >= WAITING_MAX {
+            let mut open = self.open();
+            if open.waiting_total >= waiting_max(self.limits.connections_max) {
                 return None;
             }
             let (heir, receiver) = tokio::sync::oneshot::channel();
@@ -304,7 +327,7 @@ impl Port {
             match waited {
                 Ok(slot) => slot.ok(),
                 Err(_) => {
-                    let forgotten = port.open.lock().is_ok_and(|mut open| open.forget(ip, id));
+                    let forgotten = port.open().forget(ip, id);
                     // Not in the queue any more: a slot was sent, or is being sent, to it.
                     if forgotten { None } else { receiver.await.ok() }
                 }
@@ -406,7 +429,7 @@ struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let heir = self.port.open.lock().ok().and_then(|mut open| open.release(self.ip));
+        let heir = self.port.open().release(self.ip, self.port.limits.connections_max);
         match heir {
             // Sent outside the lock: a waiter that gave up in the meantime hands the slot back,
             // and its drop passes it on to the next one or to the port.
@@ -911,24 +934,30 @@ mod tests {
     }
 
     /// Connections over their address's cap wait for its slots, oldest first, among at most
-    /// [`WAITING_MAX`]; a slot given back goes to the oldest live waiter without the counts
+    /// [`waiting_max`]; a slot given back goes to the oldest live waiter without the counts
     /// moving, and a waiter whose deadline passes leaves the queue with nothing.
     #[test]
     fn waiting_connections_are_bounded_and_served_oldest_first() {
         let port = Arc::new(Port {
             name: "test",
-            limits: Limits { connections_per_address_max: 1, ..limits(Duration::from_millis(50)) },
+            limits: Limits {
+                connections_max: 256,
+                connections_per_address_max: 1,
+                ..limits(Duration::from_millis(50))
+            },
             series: Arc::default(),
             open: Mutex::default(),
             log: Mutex::default(),
         });
+        let room = waiting_max(256);
+        assert_eq!((room, waiting_max(16), waiting_max(1 << 20)), (WAITING_MAX, 32, WAITING_MAX));
         let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
         let one: IpAddr = [127, 0, 0, 1].into();
         let held = port.take_slot(one).unwrap();
         let mut waits: VecDeque<_> =
-            (0..WAITING_MAX).map(|_| port.wait_for_slot(one).expect("room to wait")).collect();
-        assert!(port.wait_for_slot(one).is_none(), "a waiter past WAITING_MAX");
-        assert_eq!(port.series.connections_waiting.load(Ordering::Relaxed), WAITING_MAX as u64);
+            (0..room).map(|_| port.wait_for_slot(one).expect("room to wait")).collect();
+        assert!(port.wait_for_slot(one).is_none(), "a waiter past waiting_max");
+        assert_eq!(port.series.connections_waiting.load(Ordering::Relaxed), room as u64);
         let (oldest, second) = (waits.pop_front().unwrap(), waits.pop_front().unwrap());
         drop(held);
         let slot = runtime.block_on(oldest).expect("the oldest waiter gets the slot given back");
@@ -937,7 +966,7 @@ mod tests {
         drop(waits);
         drop(slot);
         let slot = runtime.block_on(second).expect("the next live waiter gets it");
-        let left = WAITING_MAX - 2;
+        let left = room - 2;
         assert_eq!(port.open.lock().unwrap().waiting_total, left, "given up, still queued");
         let late = port.wait_for_slot(one).unwrap();
         assert!(runtime.block_on(late).is_none(), "no slot within the deadline");
@@ -948,6 +977,32 @@ mod tests {
         assert_eq!((open.total, open.per_address.len(), open.waiting.len()), (0, 0, 0));
         assert_eq!(port.series.connections_open.load(Ordering::Relaxed), 0);
         assert_eq!(port.series.connections_waiting.load(Ordering::Relaxed), 0);
+    }
+
+    /// At the port's `connections_max`, a slot given back goes to the port, not to a waiter of
+    /// its address, so another address can take it; the waiter gets none.
+    #[test]
+    fn at_the_port_cap_a_slot_given_back_goes_to_the_port() {
+        let port = Arc::new(Port {
+            name: "test",
+            limits: Limits {
+                connections_max: 2,
+                connections_per_address_max: 1,
+                ..limits(Duration::from_millis(50))
+            },
+            series: Arc::default(),
+            open: Mutex::default(),
+            log: Mutex::default(),
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let (one, two, three): (IpAddr, IpAddr, IpAddr) =
+            ([127, 0, 0, 1].into(), [127, 0, 0, 2].into(), [127, 0, 0, 3].into());
+        let held = port.take_slot(one).unwrap();
+        let _other = port.take_slot(two).unwrap();
+        let waiter = port.wait_for_slot(one).unwrap();
+        drop(held);
+        assert!(port.take_slot(three).is_ok(), "a new address refused a slot given back at the cap");
+        assert!(runtime.block_on(waiter).is_none(), "the waiter took a slot at the port's cap");
     }
 
     /// Over a real socket: a connection past its address's cap is read and answered once one

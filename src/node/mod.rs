@@ -201,7 +201,8 @@ pub fn run(config_path: &Path) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// Open files a node asks for: its ports' open and waiting connections (each HTTP port holds up
-/// to `connections_max` plus [`http::WAITING_MAX`]), peers, followers and storage segments.
+/// to `connections_max` plus [`http::waiting_max`] of it), peers, followers and storage
+/// segments.
 const OPEN_FILES_WANTED: u64 = 65_536;
 
 /// Raises the soft open-files limit toward [`OPEN_FILES_WANTED`], within the hard limit: a
