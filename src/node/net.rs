@@ -762,15 +762,7 @@ impl PortAddresses {
             let mut standings =
                 self.address_standing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if standings.len() >= Self::ADDRESS_STANDINGS_MAX && !standings.contains_key(&ip) {
-                // Full: first forget the standings that are spent (not banned, every point
-                // leaked away), then, if that freed too little (a flood of live addresses),
-                // everyone's. Clearing at once, as this did, let a flood of fresh addresses
-                // wipe the points of those it was about to ban. Either way at most once per
-                // quarter of the table's inserts.
-                standings.retain(|_, standing| standing.live(now, threshold, ban));
-                if standings.len() > Self::ADDRESS_STANDINGS_MAX / 4 * 3 {
-                    standings.clear();
-                }
+                forget_least_charged(&mut standings, now, threshold, ban, Self::ADDRESS_STANDINGS_MAX);
             }
             let standing = standings.entry(ip).or_default();
             let mut banned = false;
@@ -870,6 +862,40 @@ impl Standing {
         let leaked_by = |since: Instant| since + leak * self.points;
         self.banned(now)
             || (self.points > 0 && self.leaking_since.is_some_and(|since| now < leaked_by(since)))
+    }
+}
+
+/// Makes room in a full table of address standings, at most once per quarter of its inserts:
+/// first the standings that are spent (not banned, every point leaked away) go; if that frees
+/// too little (a flood of live addresses), the unbanned ones with the fewest points go until
+/// half the table is left. So a flood of fresh addresses, each charged a point or two, can
+/// neither wipe the points of the address it was about to ban (clearing the table did) nor
+/// make the table grow. Bans are kept, and the ban table holds them anyway.
+fn forget_least_charged(
+    standings: &mut HashMap<IpAddr, Standing>,
+    now: Instant,
+    threshold: u32,
+    ban: Duration,
+    max: usize,
+) {
+    standings.retain(|_, standing| standing.live(now, threshold, ban));
+    if standings.len() <= max / 4 * 3 {
+        return;
+    }
+    let mut points: Vec<u32> =
+        standings.values().filter(|standing| !standing.banned(now)).map(|standing| standing.points).collect();
+    let keep = (max / 2).saturating_sub(standings.len() - points.len());
+    if points.len() > keep {
+        // The point count at the cut: standings strictly above it stay (so ties at it go, and
+        // fewer than `keep` may stay, never more).
+        let cut = points.len() - keep - 1;
+        let (_, floor, _) = points.select_nth_unstable(cut);
+        let floor = *floor;
+        standings.retain(|_, standing| standing.banned(now) || standing.points > floor);
+    }
+    if standings.len() > max / 4 * 3 {
+        // Bans alone fill it: they are in the ban table too.
+        standings.clear();
     }
 }
 
@@ -2492,6 +2518,23 @@ mod tests {
         assert!(addresses.penalise_address(offender, 1, threshold, ban), "the offender's points were wiped");
         let kept = addresses.address_standing.lock().expect("unpoisoned").len();
         assert!(kept <= 3, "spent standings kept: {kept}");
+    }
+
+    /// A flood of live addresses, each with a point not yet leaked, fills the table: the
+    /// addresses with the fewest points are forgotten, the offender about to be banned is not.
+    #[test]
+    fn a_flood_of_live_addresses_forgets_the_least_charged() {
+        let addresses = PortAddresses::for_validators(4);
+        let (threshold, ban) = (4, Duration::from_secs(600));
+        let offender: IpAddr = "198.51.100.9".parse().expect("an address");
+        assert!(!addresses.penalise_address(offender, u64::from(threshold), threshold, ban));
+        let max = PortAddresses::ADDRESS_STANDINGS_MAX as u32;
+        for i in 1..max + max / 2 {
+            addresses.penalise_address(IpAddr::from(std::net::Ipv4Addr::from(i)), 1, threshold, ban);
+        }
+        let kept = addresses.address_standing.lock().expect("unpoisoned").len();
+        assert!(kept <= max as usize, "the table grew past its bound: {kept}");
+        assert!(addresses.penalise_address(offender, 1, threshold, ban), "the offender's points were wiped");
     }
 
     /// Points build up to a ban, the ban lasts its period, and points leak away: bad frames
