@@ -214,6 +214,9 @@ pub struct Sim {
     /// not verified again by the next (verification is pure; virtual time is charged per
     /// wake-up, so reports do not change).
     verdicts: tessera_systems::sigverify::SharedVerdicts,
+    /// Blocks executed by one validator, reused by the next on the same state (execution is
+    /// pure; virtual time is charged from work counters, so reports do not change).
+    executions: tessera_systems::execute::SharedExecutions,
     /// With `validators.costs`: the priced work's cores, and when each validator's last tick
     /// is done.
     cpu: Option<Cpu>,
@@ -343,6 +346,7 @@ impl Sim {
             ticks: 0,
             planted_amnesia: false,
             verdicts,
+            executions: tessera_systems::execute::SharedExecutions::new(),
             cpu: None,
         };
         if let Some(Costs::Table(costs)) = &sim.scenario.validators.costs {
@@ -485,6 +489,7 @@ impl Sim {
         let stages = Stages::Validator { core: Box::new(core), history_bytes_max: 8 << 20 };
         let mut pipeline = Pipeline::with_stages(self.pipeline_config.clone(), ledger, tip, stages)?;
         pipeline.world_mut().insert_resource(self.verdicts.clone());
+        pipeline.world_mut().insert_resource(self.executions.clone());
         if let Some(disk) = validator.disk.as_ref() {
             driver::restore_sync_history(&mut pipeline, disk);
         }
@@ -616,6 +621,23 @@ impl Sim {
             .filter_map(|node| self.consensus_counters(node))
             .map(|counters| counter(&counters))
             .sum()
+    }
+
+    /// Every validator executes blocks for itself, as node processes do (for tests comparing
+    /// the two).
+    #[cfg(test)]
+    pub(crate) fn execute_alone(&mut self) {
+        self.executions = tessera_systems::execute::SharedExecutions::default();
+        for validator in &mut self.validators {
+            if let Some(pipeline) = validator.pipeline.as_mut() {
+                pipeline.world_mut().insert_resource(self.executions.clone());
+            }
+        }
+    }
+
+    /// Blocks executed for the shared memo, and executions reused from it.
+    pub fn shared_executions(&self) -> (u64, u64) {
+        self.executions.counts()
     }
 
     /// Ends the run's bookkeeping and makes the report (deterministic: no wall-clock figure

@@ -39,6 +39,32 @@ fn report_bytes(scenario: Scenario, seed: u64) -> String {
     serde_json::to_string_pretty(&sim.report()).expect("report serialises")
 }
 
+/// Validators reuse each other's executions of a block (pure work, done once per simulation):
+/// the report is byte for byte what each validator executing for itself gives, with a
+/// proposer of wrong state roots among them.
+#[test]
+fn shared_executions_change_no_report() {
+    let mut scenario = busy_small();
+    scenario.faults.push(Fault::Byzantine {
+        node: 1,
+        behaviour: super::scenario::ByzantineKind::InvalidProposal,
+        from_s: 0.0,
+        until_s: Some(3.0),
+    });
+    scenario.validate().expect("valid scenario");
+    let mut shared = Sim::new(scenario.clone(), 11).expect("simulator");
+    shared.run(|_, _| {});
+    let (executed, reused) = shared.shared_executions();
+    assert!(reused > executed, "executions reused {reused}, executed {executed}");
+    let shared = serde_json::to_string_pretty(&shared.report()).expect("report serialises");
+    let mut alone = Sim::new(scenario, 11).expect("simulator");
+    alone.execute_alone();
+    alone.run(|_, _| {});
+    assert_eq!(alone.shared_executions(), (0, 0));
+    let alone = serde_json::to_string_pretty(&alone.report()).expect("report serialises");
+    assert_eq!(shared, alone, "sharing executions changed the report");
+}
+
 #[test]
 fn same_scenario_and_seed_give_identical_report_bytes() {
     let first = report_bytes(busy_small(), 11);

@@ -25,7 +25,7 @@ use self::core::{BlockFault, Core, Destination, Host, sync_cost};
 use crate::clock::Clock;
 use crate::config::PipelineConfig;
 use crate::counters::{PipelineCounters, RejectCounters, Work};
-use crate::execute::{count_outcomes, execute_speculative};
+use crate::execute::{SharedExecutions, count_outcomes};
 use crate::kernels::sigverify::{VerifyItem, stand_in_signature, verify_many};
 use crate::ledger::{Ledger, LedgerDelta};
 use crate::mempool::Mempool;
@@ -196,6 +196,7 @@ struct NodeHost<'a> {
     history_bytes_max: usize,
     committed: &'a mut Vec<BlockCommitted>,
     accepted: &'a mut AcceptedSignatures,
+    executions: &'a SharedExecutions,
     work: &'a mut Work,
     now_ms: u64,
 }
@@ -203,7 +204,7 @@ struct NodeHost<'a> {
 impl NodeHost<'_> {
     fn execute(&mut self, block: &Block) -> (LedgerDelta, BlockCommitted) {
         let ids: Vec<TxnId> = block.txns.iter().map(|txn| txn.id()).collect();
-        execute_speculative(self.ledger, block.clone(), &ids)
+        self.executions.execute(self.ledger, block.clone(), &ids)
     }
 }
 
@@ -216,7 +217,7 @@ impl Host for NodeHost<'_> {
         let fields =
             BlockFields { height, view, timestamp_ms: self.now_ms, proposer, parent, state_root: Hash::ZERO };
         let mut block = Block::assemble(fields, txns, &ids);
-        let (delta, sealed) = execute_speculative(self.ledger, block.clone(), &ids);
+        let (delta, sealed) = self.executions.execute(self.ledger, block.clone(), &ids);
         block.header.state_root = sealed.block.header.state_root;
         debug_assert_eq!(sealed.hash, block.header.hash());
         self.speculative.insert(sealed.hash, (delta, sealed));
@@ -265,7 +266,9 @@ impl Host for NodeHost<'_> {
         for i in unseen {
             self.accepted.0.insert(&ids[i].0.0);
         }
-        let (delta, sealed) = execute_speculative(self.ledger, block.clone(), &ids);
+        // After the transaction root was checked against the body, so the header's hash names
+        // the transactions too, as the shared executions require.
+        let (delta, sealed) = self.executions.execute(self.ledger, block.clone(), &ids);
         if sealed.block.header.state_root != block.header.state_root {
             return Err(BlockFault::WrongStateRoot);
         }
@@ -332,6 +335,7 @@ pub fn step_consensus(
     mut ledger: ResMut<Ledger>,
     mut tip: ResMut<ChainTip>,
     mut accepted: ResMut<AcceptedSignatures>,
+    executions: Res<SharedExecutions>,
     mut outbox: ResMut<ConsensusOutbox>,
     mut pipeline: ResMut<PipelineCounters>,
     mut rejects: ResMut<RejectCounters>,
@@ -351,6 +355,7 @@ pub fn step_consensus(
         history_bytes_max: consensus.history_bytes_max,
         committed: &mut committed,
         accepted: &mut accepted,
+        executions: &executions,
         work: &mut work,
         now_ms: clock.now_ns / 1_000_000,
     };
@@ -390,6 +395,7 @@ impl Plugin for ConsensusPlugin {
         world.init_resource::<ConsensusOutbox>();
         world.init_resource::<VerifiedConsensus>();
         world.init_resource::<SharedVerdicts>();
+        world.init_resource::<SharedExecutions>();
         schedule.add_systems((
             verify_consensus_messages.in_set(ConsensusSystems::Verify),
             step_consensus.in_set(ConsensusSystems::Step),

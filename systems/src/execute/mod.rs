@@ -1,7 +1,11 @@
 //! Execute: apply a block's transfers to the ledger and seal its state root.
 
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
+
 use bevy_ecs::prelude::*;
-use tessera_components::{Block, TxnId};
+use foldhash::HashMap;
+use tessera_components::{Block, Hash, TxnId};
 
 use crate::counters::{PipelineCounters, RejectCounters};
 use crate::ledger::{Ledger, LedgerDelta};
@@ -30,6 +34,79 @@ pub fn execute_speculative(
     block.header.state_root = ledger.root_after(&mut delta);
     let outcomes = ids.iter().zip(results).map(|(id, result)| TxnOutcome { id: *id, result }).collect();
     (delta, BlockCommitted { hash: block.header.hash(), block, outcomes })
+}
+
+/// Blocks executed by one simulated validator, for the next. Executing a block is a pure
+/// function of the state it runs on, named by its state root, and of the block, named by its
+/// header's hash (which commits to the transactions once their root has been checked against
+/// the body, as validation does before executing). So a validator on the same state given
+/// the same block gets the outcome the first one computed, byte for byte. The simulator
+/// charges virtual time from work counters, which count as before, so no report changes. A
+/// node process has none (the default): each node executes for itself, as it must.
+#[derive(Clone, Debug, Default, Resource)]
+pub struct SharedExecutions(Option<Arc<Mutex<Executions>>>);
+
+/// The memo behind [`SharedExecutions`]: outcomes by (state root, block hash), oldest first
+/// out.
+#[derive(Debug, Default)]
+struct Executions {
+    outcomes: HashMap<(Hash, Hash), Arc<(LedgerDelta, BlockCommitted)>>,
+    order: VecDeque<(Hash, Hash)>,
+    /// Blocks executed for the memo, and outcomes taken from it.
+    executed: u64,
+    reused: u64,
+}
+
+impl SharedExecutions {
+    /// Most outcomes held, each a delta and a block: enough for every validator of a large
+    /// simulation to find the blocks of the views in flight, few enough that full blocks
+    /// (about 650 KB each) stay within tens of megabytes.
+    pub const MAX: usize = 64;
+
+    /// A memo to hand to every validator that shares it.
+    pub fn new() -> SharedExecutions {
+        SharedExecutions(Some(Arc::default()))
+    }
+
+    /// Blocks executed and outcomes reused so far; (0, 0) without a memo.
+    pub fn counts(&self) -> (u64, u64) {
+        self.0.as_ref().map_or((0, 0), |memo| {
+            let memo = memo.lock().unwrap_or_else(PoisonError::into_inner);
+            (memo.executed, memo.reused)
+        })
+    }
+
+    /// [`execute_speculative`] of `block` over `ledger`, or its outcome from the memo. The
+    /// caller has checked `block`'s transaction root against its body.
+    pub fn execute(&self, ledger: &Ledger, block: Block, ids: &[TxnId]) -> (LedgerDelta, BlockCommitted) {
+        let Some(memo) = &self.0 else { return execute_speculative(ledger, block, ids) };
+        let root = ledger.state_root();
+        let found = {
+            let mut memo = memo.lock().unwrap_or_else(PoisonError::into_inner);
+            let found = memo.outcomes.get(&(root, block.header.hash())).cloned();
+            memo.reused += u64::from(found.is_some());
+            found
+        };
+        if let Some(outcome) = found {
+            return (*outcome).clone();
+        }
+        let outcome = execute_speculative(ledger, block, ids);
+        // Kept under the sealed block's hash: a proposer executes its block before the state
+        // root is in the header, and the validators look it up with the root in.
+        let key = (root, outcome.1.hash);
+        let mut memo = memo.lock().unwrap_or_else(PoisonError::into_inner);
+        memo.executed += 1;
+        if !memo.outcomes.contains_key(&key) {
+            if memo.order.len() >= Self::MAX
+                && let Some(oldest) = memo.order.pop_front()
+            {
+                memo.outcomes.remove(&oldest);
+            }
+            memo.order.push_back(key);
+            memo.outcomes.insert(key, Arc::new(outcome.clone()));
+        }
+        outcome
+    }
 }
 
 /// Applies a block to the ledger: [`execute_speculative`], then its delta committed.
@@ -93,5 +170,84 @@ impl Plugin for ExecutePlugin {
         }
         world.init_resource::<Messages<BlockCommitted>>();
         schedule.add_systems(execute_blocks.in_set(ExecuteSystems::Execute));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tessera_components::{BlockFields, Txn, TxnBody, TxnSignature};
+
+    use super::*;
+
+    fn transfer(nonce: u64) -> Txn {
+        let body = TxnBody {
+            chain_id: 1,
+            reserved: 0,
+            sender: [1; 32],
+            recipient: [3; 32],
+            amount: 5,
+            fee: 1,
+            nonce,
+        };
+        Txn { body, signature: TxnSignature([0; 64]) }
+    }
+
+    fn block(txns: Vec<Txn>, state_root: Hash) -> (Block, Vec<TxnId>) {
+        let ids: Vec<TxnId> = txns.iter().map(Txn::id).collect();
+        let fields =
+            BlockFields { height: 1, view: 0, timestamp_ms: 0, proposer: 0, parent: Hash::ZERO, state_root };
+        (Block::assemble(fields, txns, &ids), ids)
+    }
+
+    /// A validator on the same state, given the same block, gets from the memo exactly what
+    /// executing it would give; another state, or a header claiming another root, is executed
+    /// afresh; and a node without a memo executes every time.
+    #[test]
+    fn shared_executions_reuse_only_the_same_state_and_block() {
+        let ledger = Ledger::from_genesis(&[([1; 32], 1_000), ([2; 32], 1_000)]).expect("genesis");
+        let shared = SharedExecutions::new();
+        // The proposer executes before the root is in the header.
+        let (proposed, ids) = block(vec![transfer(0), transfer(1)], Hash::ZERO);
+        let (_, sealed) = shared.execute(&ledger, proposed, &ids);
+        assert_eq!(shared.counts(), (1, 0));
+        let alone = execute_speculative(&ledger, sealed.block.clone(), &ids);
+        let reused = shared.execute(&ledger, sealed.block.clone(), &ids);
+        assert_eq!(shared.counts(), (1, 1), "a validator with the sealed block reuses it");
+        assert_eq!(reused.1.hash, alone.1.hash);
+        assert_eq!(format!("{:?}", reused.1.outcomes), format!("{:?}", alone.1.outcomes));
+        let (mut mine, mut theirs) = (ledger.clone(), ledger.clone());
+        mine.commit(alone.0);
+        theirs.commit(reused.0);
+        assert_eq!(mine.state_root(), theirs.state_root());
+        assert_eq!(mine.balance_of(&[3; 32]), 10);
+        // Another state (the block already applied): executed, not reused.
+        shared.execute(&mine, sealed.block.clone(), &ids);
+        assert_eq!(shared.counts(), (2, 1));
+        // A header claiming another root names no outcome.
+        let mut lying = sealed.block.clone();
+        lying.header.state_root = Hash([7; 32]);
+        let (_, checked) = shared.execute(&ledger, lying, &ids);
+        assert_eq!(shared.counts(), (3, 1));
+        assert_eq!(checked.block.header.state_root, sealed.block.header.state_root);
+        let alone = SharedExecutions::default();
+        alone.execute(&ledger, sealed.block.clone(), &ids);
+        assert_eq!(alone.counts(), (0, 0), "no memo in a node process");
+    }
+
+    /// The memo holds at most [`SharedExecutions::MAX`] outcomes, the oldest going first.
+    #[test]
+    fn shared_executions_are_bounded() {
+        let ledger = Ledger::from_genesis(&[([1; 32], 1_000_000)]).expect("genesis");
+        let shared = SharedExecutions::new();
+        let blocks: Vec<_> =
+            (0..SharedExecutions::MAX as u64 + 1).map(|n| block(vec![transfer(n)], Hash::ZERO)).collect();
+        let sealed: Vec<_> =
+            blocks.iter().map(|(b, ids)| shared.execute(&ledger, b.clone(), ids).1).collect();
+        let held = shared.0.as_ref().expect("a memo").lock().expect("unpoisoned").outcomes.len();
+        assert_eq!(held, SharedExecutions::MAX);
+        shared.execute(&ledger, sealed[0].block.clone(), &blocks[0].1);
+        assert_eq!(shared.counts().1, 0, "the oldest outcome was dropped");
+        shared.execute(&ledger, sealed[2].block.clone(), &blocks[2].1);
+        assert_eq!(shared.counts().1, 1, "a recent outcome is held");
     }
 }
