@@ -314,3 +314,17 @@ fn swarm_shards_merge_into_one_report_of_every_failing_seed() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `attack --source` that names no local address is a clear error before any traffic; a
+/// malformed one is refused by the parser.
+#[test]
+fn attack_source_must_be_a_local_address() {
+    let out = tessera(&["attack", "--rpc", "http://127.0.0.1:9", "--source", "192.0.2.1", "--duration", "1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("--source 192.0.2.1: not a local address"), "{err}");
+    let out = tessera(&["attack", "--rpc", "http://127.0.0.1:9", "--source", "nowhere"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--source"), "{err}");
+}
