@@ -805,6 +805,17 @@ mod tests {
         }
     }
 
+    /// A port with these caps and deadlines, served by no thread (for the slot rules).
+    fn port(connections_max: usize, connections_per_address_max: usize, timeout: Duration) -> Arc<Port> {
+        Arc::new(Port {
+            name: "test",
+            limits: Limits { connections_max, connections_per_address_max, ..limits(timeout) },
+            series: Arc::default(),
+            open: Mutex::default(),
+            log: Mutex::default(),
+        })
+    }
+
     /// A server whose every answer is `size` bytes.
     fn server(size: usize, timeout: Duration) -> (Server, Arc<HttpSeries>) {
         let series = Arc::new(HttpSeries::default());
@@ -886,13 +897,7 @@ mod tests {
     /// counted as suppressed, per kind.
     #[test]
     fn log_lines_are_rate_limited_per_kind() {
-        let port = Port {
-            name: "test",
-            limits: limits(Duration::from_secs(1)),
-            series: Arc::default(),
-            open: Mutex::default(),
-            log: Mutex::new(LogGate::default()),
-        };
+        let port = port(64, 64, Duration::from_secs(1));
         for _ in 0..5 {
             port.note(Event::RefusedPerAddress, &"127.0.0.1");
         }
@@ -909,17 +914,7 @@ mod tests {
     /// slot given back is taken again.
     #[test]
     fn slots_are_capped_per_address_and_in_total() {
-        let port = Arc::new(Port {
-            name: "test",
-            limits: Limits {
-                connections_max: 3,
-                connections_per_address_max: 2,
-                ..limits(Duration::from_secs(1))
-            },
-            series: Arc::default(),
-            open: Mutex::default(),
-            log: Mutex::new(LogGate::default()),
-        });
+        let port = port(3, 2, Duration::from_secs(1));
         let one: IpAddr = [127, 0, 0, 1].into();
         let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
         let two: IpAddr = [127, 0, 0, 2].into();
@@ -938,17 +933,7 @@ mod tests {
     /// moving, and a waiter whose deadline passes leaves the queue with nothing.
     #[test]
     fn waiting_connections_are_bounded_and_served_oldest_first() {
-        let port = Arc::new(Port {
-            name: "test",
-            limits: Limits {
-                connections_max: 256,
-                connections_per_address_max: 1,
-                ..limits(Duration::from_millis(50))
-            },
-            series: Arc::default(),
-            open: Mutex::default(),
-            log: Mutex::default(),
-        });
+        let port = port(256, 1, Duration::from_millis(50));
         let room = waiting_max(256);
         assert_eq!((room, waiting_max(16), waiting_max(1 << 20)), (WAITING_MAX, 32, WAITING_MAX));
         let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
@@ -983,17 +968,7 @@ mod tests {
     /// its address, so another address can take it; the waiter gets none.
     #[test]
     fn at_the_port_cap_a_slot_given_back_goes_to_the_port() {
-        let port = Arc::new(Port {
-            name: "test",
-            limits: Limits {
-                connections_max: 2,
-                connections_per_address_max: 1,
-                ..limits(Duration::from_millis(50))
-            },
-            series: Arc::default(),
-            open: Mutex::default(),
-            log: Mutex::default(),
-        });
+        let port = port(2, 1, Duration::from_millis(50));
         let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
         let (one, two, three): (IpAddr, IpAddr, IpAddr) =
             ([127, 0, 0, 1].into(), [127, 0, 0, 2].into(), [127, 0, 0, 3].into());
