@@ -57,6 +57,8 @@ enum Payload {
     /// Client transactions (from a client, or forwarded by the validator that got them).
     Txns {
         batch: Rc<Vec<Txn>>,
+        /// The batch's ids, hashed once for every validator the batch reaches.
+        ids: Rc<Vec<TxnId>>,
         forwarded: bool,
     },
     /// A finalized block announced by gossip: height, hash.
@@ -652,10 +654,11 @@ impl Sim {
         if let Some(Batch { txns, targets, .. }) = self.clients.take(self.now)
             && !txns.is_empty()
         {
-            for txn in &txns {
-                self.recorder.submitted(txn.id(), self.now);
+            let ids: Vec<TxnId> = txns.iter().map(Txn::id).collect();
+            for id in &ids {
+                self.recorder.submitted(*id, self.now);
             }
-            let batch = Rc::new(txns);
+            let (batch, ids) = (Rc::new(txns), Rc::new(ids));
             // Clients sit next to the validator they use: the ingress hop costs processing only.
             for to in targets {
                 let at = self.now;
@@ -664,7 +667,7 @@ impl Sim {
                     Event::Deliver {
                         to,
                         from: u32::MAX,
-                        payload: Payload::Txns { batch: batch.clone(), forwarded: false },
+                        payload: Payload::Txns { batch: batch.clone(), ids: ids.clone(), forwarded: false },
                         bytes: 0,
                     },
                 );
@@ -699,15 +702,17 @@ impl Sim {
                 }
                 pipeline.deliver(from, Rc::unwrap_or_clone(message));
             }
-            Payload::Txns { batch, forwarded } => {
-                for txn in batch.iter() {
-                    pipeline.submit(*txn);
+            Payload::Txns { batch, ids, forwarded } => {
+                for (txn, id) in batch.iter().zip(ids.iter()) {
+                    pipeline.submit_with_id(*txn, *id);
                 }
                 if !forwarded {
                     // Like the node: forward client transactions once to every other validator.
                     let size = txns_frame_size(&batch) as u64;
                     for peer in (0..v).filter(|peer| *peer != to) {
-                        self.send(to, peer, Payload::Txns { batch: batch.clone(), forwarded: true }, size);
+                        let payload =
+                            Payload::Txns { batch: batch.clone(), ids: ids.clone(), forwarded: true };
+                        self.send(to, peer, payload, size);
                     }
                 }
             }

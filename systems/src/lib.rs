@@ -51,7 +51,7 @@ mod test_alloc;
 
 use bevy_ecs::prelude::*;
 use bevy_ecs::schedule::{LogLevel, ScheduleBuildSettings, SingleThreadedExecutor};
-use tessera_components::Txn;
+use tessera_components::{Txn, TxnId};
 
 pub use clock::Clock;
 pub use config::{ConfigError, PipelineConfig};
@@ -239,6 +239,12 @@ impl Pipeline {
     /// Queues a transaction; false if the inbox is full (the drop is counted).
     pub fn submit(&mut self, txn: Txn) -> bool {
         self.world.resource_mut::<ingest::Inbox>().push(txn)
+    }
+
+    /// Queues a transaction whose id the caller computed already as `txn.id()` (see
+    /// [`ingest::Inbox::push_with_id`]); false if the inbox is full.
+    pub fn submit_with_id(&mut self, txn: Txn, id: TxnId) -> bool {
+        self.world.resource_mut::<ingest::Inbox>().push_with_id(txn, id)
     }
 
     /// Queues a transaction from `from` (a forwarding validator, or a client's address): a bad
