@@ -19,16 +19,19 @@
 //! client's remaining bytes are read and discarded for a bounded time, so a client still
 //! sending a refused body reads its 413 instead of a reset.
 //!
-//! Why over-cap connections wait instead of being closed at once: a client that redials
-//! every connection it loses (`slowhttptest -r`) turned each close into another connect,
-//! accept and close, hundreds a second, on the node's machine; a waiting connection costs a
-//! descriptor, a small task and what the client sends into its kernel receive buffer, until
-//! its deadline. A client behind a shared address (a NAT) is served late rather than refused,
-//! and behind that address's other waiters: a NAT shared with an attacker shares its fate, as
-//! it does under the cap itself. Past [`waiting_max`] connections wait, the rest are closed
-//! at accept as before (and a client redialling those churns again). At the port's
+//! Why over-cap connections wait instead of being closed at once, as a listen backlog per
+//! address (HAProxy's queue, not nginx's immediate 503): a client behind a shared address (a
+//! NAT) is served late rather than refused, and a client that redials every connection it
+//! loses has nothing to redial until the deadline. A waiting connection costs a descriptor,
+//! a small task and what the client sends into its kernel receive buffer. The price: a client
+//! at an attacker's address waits behind the attacker's waiters instead of failing fast (a
+//! NAT shared with an attacker shares its fate, as it does under the cap itself). Past
+//! [`waiting_max`] connections wait, the rest are closed at accept as before. At the port's
 //! `connections_max` a slot given back goes to the port, not to a waiter, so a new address can
-//! take it.
+//! take it. (Measured against `slowhttptest` on the node's own machine, closing at once cost
+//! the honest client more than waiting does, though not through the node's work: the tool
+//! polls the sockets the node closed in a busy loop, a core of its own; see
+//! `docs/operations.md`.)
 //!
 //! Refusals, timeouts and accept errors are counted in the port's [`HttpSeries`] and logged at
 //! most once per kind every [`LOG_INTERVAL`], with the number left unlogged since.
@@ -982,7 +985,7 @@ mod tests {
 
     /// Over a real socket: a connection past its address's cap is read and answered once one
     /// of the address's connections closes; one that gets no slot before the header deadline is
-    /// closed unread and counted as refused. Neither costs the client a redial.
+    /// closed unread and counted as refused.
     #[test]
     fn a_connection_past_its_address_cap_waits_for_a_slot() {
         let series = Arc::new(HttpSeries::default());
