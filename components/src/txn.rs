@@ -40,6 +40,18 @@ const _: () = assert!(size_of::<TxnBody>() == 96);
 const _: () = assert!(align_of::<TxnBody>() == 8);
 
 impl TxnBody {
+    /// A transfer on chain `chain_id`, with `reserved` zero as every valid body has it.
+    pub const fn transfer(
+        chain_id: u32,
+        sender: [u8; 32],
+        recipient: [u8; 32],
+        amount: u64,
+        fee: u64,
+        nonce: u64,
+    ) -> TxnBody {
+        TxnBody { chain_id, reserved: 0, sender, recipient, amount, fee, nonce }
+    }
+
     /// The bytes that are signed and hashed: the Pod layout itself (little-endian, see crate
     /// root).
     pub fn signing_bytes(&self) -> &[u8] {
@@ -71,6 +83,12 @@ const _: () = assert!(size_of::<Txn>() == 160);
 const _: () = assert!(size_of::<Txn>() == size_of::<TxnBody>() + size_of::<TxnSignature>());
 
 impl Txn {
+    /// `body` with an all-zero signature, which no key makes: for tests, and for fillers that
+    /// are meant to be refused.
+    pub const fn unsigned(body: TxnBody) -> Txn {
+        Txn { body, signature: TxnSignature([0; 64]) }
+    }
+
     /// BLAKE3 over the 160 bytes of the transaction.
     pub fn id(&self) -> TxnId {
         TxnId(Hash::of(bytemuck::bytes_of(self)))

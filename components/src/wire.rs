@@ -733,18 +733,7 @@ mod tests {
 
     /// A well-formed transfer (its signature is not checked here).
     fn sample_txn() -> Txn {
-        Txn {
-            body: TxnBody {
-                chain_id: 1,
-                reserved: 0,
-                sender: [1; 32],
-                recipient: [2; 32],
-                amount: 5,
-                fee: 1,
-                nonce: 0,
-            },
-            signature: TxnSignature([3; 64]),
-        }
+        Txn { body: TxnBody::transfer(1, [1; 32], [2; 32], 5, 1, 0), signature: TxnSignature([3; 64]) }
     }
 
     /// A frame of every kind, and a consensus frame of every message type: the seeds of the

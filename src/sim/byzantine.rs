@@ -51,18 +51,7 @@ pub fn transport(behaviour: Behaviour) -> Transport {
 /// `count` filler transfers (distinct, unsigned): the body of an over-limit block.
 fn filler(count: usize) -> Vec<Txn> {
     (0..count as u64)
-        .map(|nonce| Txn {
-            body: TxnBody {
-                chain_id: 0,
-                reserved: 0,
-                sender: [1; 32],
-                recipient: [2; 32],
-                amount: 1,
-                fee: 1,
-                nonce,
-            },
-            signature: tessera_components::TxnSignature([0; 64]),
-        })
+        .map(|nonce| Txn::unsigned(TxnBody::transfer(0, [1; 32], [2; 32], 1, 1, nonce)))
         .collect()
 }
 

@@ -175,21 +175,12 @@ impl Plugin for ExecutePlugin {
 
 #[cfg(test)]
 mod tests {
-    use tessera_components::{BlockFields, Txn, TxnBody, TxnSignature};
+    use tessera_components::{BlockFields, Txn, TxnBody};
 
     use super::*;
 
     fn transfer(nonce: u64) -> Txn {
-        let body = TxnBody {
-            chain_id: 1,
-            reserved: 0,
-            sender: [1; 32],
-            recipient: [3; 32],
-            amount: 5,
-            fee: 1,
-            nonce,
-        };
-        Txn { body, signature: TxnSignature([0; 64]) }
+        Txn::unsigned(TxnBody::transfer(1, [1; 32], [3; 32], 5, 1, nonce))
     }
 
     fn block(txns: Vec<Txn>, state_root: Hash) -> (Block, Vec<TxnId>) {

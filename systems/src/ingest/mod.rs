@@ -120,21 +120,12 @@ impl Plugin for IngestPlugin {
 
 #[cfg(test)]
 mod tests {
-    use tessera_components::{TxnBody, TxnSignature};
+    use tessera_components::TxnBody;
 
     use super::*;
 
     fn txn(nonce: u64) -> Txn {
-        let body = TxnBody {
-            chain_id: 1,
-            reserved: 0,
-            sender: [1; 32],
-            recipient: [2; 32],
-            amount: 1,
-            fee: 1,
-            nonce,
-        };
-        Txn { body, signature: TxnSignature([0; 64]) }
+        Txn::unsigned(TxnBody::transfer(1, [1; 32], [2; 32], 1, 1, nonce))
     }
 
     /// A transaction queued with its id keeps that id as an entity, beside one whose id

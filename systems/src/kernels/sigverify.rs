@@ -753,15 +753,7 @@ mod tests {
         let tag = stand_in_sign(&[1; 32], b"m");
         assert_ne!(tag, stand_in_sign(&[2; 32], b"m"));
         assert_ne!(tag, stand_in_sign(&[1; 32], b"n"));
-        let body = tessera_components::TxnBody {
-            chain_id: 1,
-            reserved: 0,
-            sender: [3; 32],
-            recipient: [4; 32],
-            amount: 5,
-            fee: 1,
-            nonce: 0,
-        };
+        let body = tessera_components::TxnBody::transfer(1, [3; 32], [4; 32], 5, 1, 0);
         assert_eq!(stand_in_signature(&body), stand_in_sign(&body.sender, body.signing_bytes()));
         let more = tessera_components::TxnBody { amount: 6, ..body };
         assert_ne!(stand_in_signature(&body), stand_in_signature(&more));

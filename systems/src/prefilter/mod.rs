@@ -213,15 +213,7 @@ mod tests {
     fn each_check_names_its_reason() {
         let config = PipelineConfig { fee_floor: 5, nonce_window: 10, ..PipelineConfig::default() };
         let mut ledger = Ledger::from_genesis(&[([1; 32], 1000)]).unwrap();
-        let good = TxnBody {
-            chain_id: 1,
-            reserved: 0,
-            sender: [1; 32],
-            recipient: [2; 32],
-            amount: 1,
-            fee: 5,
-            nonce: 0,
-        };
+        let good = TxnBody::transfer(1, [1; 32], [2; 32], 1, 5, 0);
         assert_eq!(check_body(&good, &config, &ledger), Ok(()));
         let cases = [
             (TxnBody { chain_id: 2, ..good }, RejectReason::WrongChain),
