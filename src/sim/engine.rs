@@ -29,7 +29,7 @@ use super::costs::{CostTable, Costs, Hosts, TickWork};
 use super::disk::{SimDisk, SimDiskConfig};
 use super::network::{Network, Transmission};
 use super::report::{Recorder, Report};
-use super::scenario::{Fault, Scenario, SigverifyMode, StorageFault};
+use super::scenario::{Fault, Scenario, SigverifyMode, StorageFault, Wake};
 use super::{Behaviour, byzantine, validator_key};
 use crate::driver;
 use crate::storage::Storage;
@@ -855,10 +855,14 @@ impl Sim {
         // Next: the pipeline's own next deadline (in global time), and no sooner than a
         // millisecond and this tick's writes from now. Pending transactions are not a deadline:
         // a validator waiting out a long block interval is not woken until its proposal is due
-        // or something arrives.
+        // or something arrives. On the grid, the next grid point is one too.
         let skew = self.validators[node as usize].skew_ns;
-        let global_deadline =
+        let mut global_deadline =
             if deadline == u64::MAX { u64::MAX } else { deadline.saturating_add_signed(-skew) };
+        if self.scenario.validators.wake == Wake::Grid {
+            let grid = self.scenario.validators.tick_ms * MS;
+            global_deadline = global_deadline.min((self.now / grid + 1) * grid);
+        }
         let next = global_deadline.max(self.now + MS.max(disk_busy_ns)).max(done + disk_busy_ns);
         if next <= self.end {
             self.wake(node, next);

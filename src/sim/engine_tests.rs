@@ -286,3 +286,36 @@ fn validators_that_drifted_apart_meet_again_in_one_view() {
     let result = swarm::run_seed(1196).expect("scenario builds");
     assert_eq!(result.failure, None, "{}", swarm::reproduce(1196));
 }
+
+/// `validators.wake = "grid"` ticks every validator at every point of its grid, as a node
+/// process's loop does, where the default wakes it only for input and deadlines; a grid run
+/// is as deterministic and finalizes the same chain of transactions.
+#[test]
+fn the_tick_grid_is_a_scenario_option() {
+    let text = "name = \"grid\"\nduration_s = 2.0\n[validators]\ncount = 4\nblock_interval_ms = 500\n\
+        tick_ms = 4\nsigverify = \"stand-in\"\nwake = \"grid\"\n[network]\nlatency_ms = [[1.0]]\n\
+        [[network.regions]]\nname = \"lan\"\nshare = 1.0\nupload_mbps = 100.0\ndownload_mbps = 100.0\n\
+        [workload]\nrate = [[0.0, 20.0]]\npolicy = \"round-robin\"\nbatch_ms = 100\n";
+    let grid: Scenario = toml::from_str(text).expect("a scenario with wake = \"grid\"");
+    grid.validate().expect("valid scenario");
+    assert_eq!(grid.validators.wake, super::scenario::Wake::Grid);
+    let mut deadlines = grid.clone();
+    deadlines.validators.wake = super::scenario::Wake::Deadlines;
+    let run = |scenario: Scenario| {
+        let mut sim = Sim::new(scenario, 5).expect("simulator");
+        sim.run(|_, _| {});
+        let ticks = sim.work_done().0;
+        (ticks, serde_json::to_value(sim.report()).expect("report serialises"))
+    };
+    let (grid_ticks, grid_report) = run(grid.clone());
+    let (deadline_ticks, deadline_report) = run(deadlines);
+    // 4 validators, 2 s on a 4 ms grid: at least one tick at each of 500 points each.
+    assert!(grid_ticks >= 4 * 500, "grid ticks {grid_ticks}");
+    assert!(deadline_ticks * 4 < grid_ticks, "deadline ticks {deadline_ticks}, grid ticks {grid_ticks}");
+    for report in [&grid_report, &deadline_report] {
+        assert_eq!(report["invariants"]["safety"]["ok"], true, "{report}");
+        assert!(report["transactions"]["finalized"].as_u64().unwrap() > 0, "{report}");
+    }
+    assert_eq!(grid_report["transactions"]["finalized"], deadline_report["transactions"]["finalized"]);
+    assert_eq!(run(grid).1, grid_report, "two grid runs of one seed differ");
+}

@@ -97,6 +97,29 @@ pub struct Validators {
     /// everyone. 1 always aggregates; left out (the default), nothing does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aggregate_votes_from: Option<usize>,
+    /// When an idle validator is woken: only for what arrives and its own deadlines (the
+    /// default), or also at every point of its `tick_ms` grid, as a node process's loop ticks.
+    #[serde(default, skip_serializing_if = "Wake::is_default")]
+    pub wake: Wake,
+}
+
+/// When a simulated validator runs a tick besides for what arrives.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Wake {
+    /// At its next deadline (`Pipeline::next_wake_ns`): a waiting validator costs nothing per
+    /// virtual second.
+    #[default]
+    Deadlines,
+    /// At every point of the `tick_ms` grid as well, idle or not, like the node's own loop:
+    /// for studying the grid's batching, at one event per validator per tick.
+    Grid,
+}
+
+impl Wake {
+    fn is_default(&self) -> bool {
+        *self == Wake::Deadlines
+    }
 }
 
 fn cores() -> u32 {
@@ -776,6 +799,7 @@ impl Scenario {
                 cores: 1,
                 per_host: 1,
                 aggregate_votes_from: None,
+                wake: Wake::Deadlines,
             },
             full_nodes: FullNodes { count: full, degree: 3 },
             network: Network {
