@@ -34,6 +34,10 @@ const WINDOW_TXNS: usize = 8192;
 /// Most batches one window holds, for slow rates (each batch is a small allocation).
 const WINDOW_BATCHES: usize = 1024;
 
+/// The first window's share of those bounds: windows start small and double, so the loop waits
+/// for a few milliseconds of signing, not a whole window's, before its first batch.
+const FIRST_WINDOW_SHIFT: u32 = 6;
+
 /// Windows the signing thread may have ready before the loop takes them.
 const WINDOWS_AHEAD: usize = 2;
 
@@ -68,6 +72,9 @@ pub struct ClientPlan {
     /// The time of the next batch to make, and the last time one may have.
     next_ns: u64,
     end_ns: u64,
+    /// How far below [`WINDOW_TXNS`] and [`WINDOW_BATCHES`] the next window's bounds are (as a
+    /// shift): [`FIRST_WINDOW_SHIFT`], less one after each window.
+    shrink: u32,
 }
 
 impl ClientPlan {
@@ -97,6 +104,7 @@ impl ClientPlan {
             carry: 0.0,
             next_ns: 0,
             end_ns,
+            shrink: FIRST_WINDOW_SHIFT,
         }
     }
 
@@ -107,7 +115,9 @@ impl ClientPlan {
         let batch_ns = self.workload.batch_ms * 1_000_000;
         let mut shapes: Vec<(u64, usize, Vec<u32>)> = Vec::new();
         let mut bodies: Vec<(usize, TxnBody)> = Vec::new();
-        while self.next_ns <= self.end_ns && bodies.len() < WINDOW_TXNS && shapes.len() < WINDOW_BATCHES {
+        let (txns_max, batches_max) = (WINDOW_TXNS >> self.shrink, WINDOW_BATCHES >> self.shrink);
+        self.shrink = self.shrink.saturating_sub(1);
+        while self.next_ns <= self.end_ns && bodies.len() < txns_max && shapes.len() < batches_max {
             let at_ns = self.next_ns;
             let rate = self.workload.rate_at(at_ns as f64 / 1e9);
             let want = rate * self.workload.batch_ms as f64 / 1000.0 + self.carry;
@@ -119,15 +129,11 @@ impl ClientPlan {
                 for _ in 0..count {
                     let client = self.stream.below(self.addresses.len() as u64) as usize;
                     let recipient = (client + 1) % self.addresses.len();
-                    let body = TxnBody {
-                        chain_id: self.chain_id,
-                        reserved: 0,
-                        sender: self.addresses[client],
-                        recipient: self.addresses[recipient],
-                        amount: 1 + self.stream.below(100),
-                        fee: 1 + self.stream.below(10),
-                        nonce: self.nonces[client],
-                    };
+                    let (sender, recipient) = (self.addresses[client], self.addresses[recipient]);
+                    let amount = 1 + self.stream.below(100);
+                    let fee = 1 + self.stream.below(10);
+                    let body =
+                        TxnBody::transfer(self.chain_id, sender, recipient, amount, fee, self.nonces[client]);
                     self.nonces[client] += 1;
                     bodies.push((client, body));
                 }
@@ -360,7 +366,8 @@ mod tests {
         let found = verdicts.remembered(&ids, |id| *id, |unknown| panic!("{} left to verify", unknown.len()));
         assert!(found.iter().all(|accepted| *accepted), "every signature the clients made is valid");
 
-        let mut window: Vec<Batch> = plan(true, Policy::All).next_window().into_iter().take(40).collect();
+        let mut window: Vec<Batch> =
+            all(Clients::inline(plan(true, Policy::All))).into_iter().take(40).collect();
         let txns = window.iter().map(|batch| batch.txns.len()).sum::<usize>();
         assert!(txns > VERIFY_BATCH, "{txns} transactions: more than one batch");
         let forged = window.iter_mut().flat_map(|batch| &mut batch.txns).nth(txns - 3).unwrap();
@@ -382,6 +389,27 @@ mod tests {
         let mut plan = plan(true, Policy::RoundRobin);
         plan.validators = 0;
         all(Clients::ahead(plan, SharedVerdicts::default()));
+    }
+
+    /// Windows start small, so the loop's first batch waits for little signing, and double up
+    /// to their bounds; their sizes change no batch.
+    #[test]
+    fn windows_start_small_and_their_sizes_change_no_batch() {
+        let mut growing = plan(true, Policy::Random);
+        let sizes: Vec<usize> = (0..2).map(|_| growing.next_window().len()).collect();
+        let first = WINDOW_BATCHES >> FIRST_WINDOW_SHIFT;
+        assert_eq!(sizes, [first, 2 * first]);
+        let mut whole = plan(true, Policy::Random);
+        whole.shrink = 0;
+        let drain = |mut plan: ClientPlan| {
+            std::iter::from_fn(move || Some(plan.next_window()).filter(|window| !window.is_empty()))
+                .flatten()
+                .map(|batch| (batch.at_ns, batch.targets, batch.txns.iter().map(Txn::id).collect::<Vec<_>>()))
+                .collect::<Vec<_>>()
+        };
+        let (small_first, whole) = (drain(plan(true, Policy::Random)), drain(whole));
+        assert!(whole.len() > WINDOW_BATCHES, "more than one whole window");
+        assert_eq!(small_first, whole);
     }
 
     /// The thread that signs ahead makes exactly the batches the loop makes inline: same
