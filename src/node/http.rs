@@ -55,6 +55,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::metrics::HttpSeries;
+use super::net::charged_as;
 
 /// A response body: the whole of it, in memory.
 pub type Body = Full<Bytes>;
@@ -183,30 +184,13 @@ struct Waiter {
 }
 
 impl Open {
-    /// Gives back a slot of `ip`: to the oldest connection still waiting for one there
-    /// (returned, the counts unchanged), or to the port. At the port's `connections_max` it
-    /// goes to the port, so a connection from another address can take it: an address that
-    /// keeps a waiter queued must not pass its slots on for good while others are refused.
-    fn release(&mut self, ip: IpAddr, connections_max: usize) -> Option<Waiter> {
-        if self.total < connections_max
-            && let Some(queue) = self.waiting.get_mut(&ip)
-        {
-            let mut heir = None;
-            while let Some(waiter) = queue.pop_front() {
-                self.waiting_total -= 1;
-                // A waiter that gave up without leaving the queue (its task dropped at shutdown).
-                if !waiter.heir.is_closed() {
-                    heir = Some(waiter);
-                    break;
-                }
-            }
-            if queue.is_empty() {
-                self.waiting.remove(&ip);
-            }
-            if heir.is_some() {
-                return heir;
-            }
-        }
+    /// Gives back a slot of `ip` to the port and, if the port had room, hands one on to the
+    /// oldest live waiter whose address is under its cap ([`Open::next_heir`]; returned with its
+    /// address, the port's total unchanged). At the port's `connections_max` the slot stays
+    /// with the port, so a connection from another address can take it: addresses that keep
+    /// waiters queued must not pass slots among themselves for good while others are refused.
+    fn release(&mut self, ip: IpAddr, limits: &Limits) -> Option<(IpAddr, Waiter)> {
+        let had_room = self.total < limits.connections_max;
         self.total = self.total.saturating_sub(1);
         if let Some(from_ip) = self.per_address.get_mut(&ip) {
             *from_ip -= 1;
@@ -214,7 +198,56 @@ impl Open {
                 self.per_address.remove(&ip);
             }
         }
+        if had_room { self.next_heir(limits) } else { None }
+    }
+
+    /// The oldest live waiter whose address holds fewer than its cap of slots, with a slot
+    /// taken for it, while the port has room. Waiters that gave up without leaving the queue
+    /// (their tasks dropped at shutdown) are dropped on the way.
+    fn next_heir(&mut self, limits: &Limits) -> Option<(IpAddr, Waiter)> {
+        while self.total < limits.connections_max {
+            let per_address = &self.per_address;
+            let (_, ip) = self
+                .waiting
+                .iter()
+                .filter(|(ip, _)| {
+                    per_address.get(ip).copied().unwrap_or(0) < limits.connections_per_address_max
+                })
+                .filter_map(|(ip, queue)| queue.front().map(|waiter| (waiter.id, *ip)))
+                .min()?;
+            let queue = self.waiting.get_mut(&ip)?;
+            let waiter = queue.pop_front()?;
+            if queue.is_empty() {
+                self.waiting.remove(&ip);
+            }
+            self.waiting_total -= 1;
+            if !waiter.heir.is_closed() {
+                self.total += 1;
+                *self.per_address.entry(ip).or_insert(0) += 1;
+                return Some((ip, waiter));
+            }
+        }
         None
+    }
+
+    /// Makes room for a waiter from `ip` in a full waiting room: the address with the most
+    /// waiters gives up its newest if it has at least two more than `ip`; false when none has.
+    /// So one address fills the room only while no other needs it.
+    fn evict_for(&mut self, ip: IpAddr) -> bool {
+        let mine = self.waiting.get(&ip).map_or(0, VecDeque::len);
+        let Some((most, queued)) =
+            self.waiting.iter().map(|(ip, queue)| (*ip, queue.len())).max_by_key(|(_, queued)| *queued)
+        else {
+            return false;
+        };
+        if queued < mine + 2 {
+            return false;
+        }
+        let Some(queue) = self.waiting.get_mut(&most) else { return false };
+        // Dropped: its task's wait ends with no slot, and it is refused.
+        drop(queue.pop_back());
+        self.waiting_total -= 1;
+        true
     }
 
     /// Takes waiter `id` of `ip` out of the queue; false when it is no longer there (a slot
@@ -287,13 +320,26 @@ impl Port {
         self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// A slot for a connection from `ip`, or the event that refuses it.
+    /// A slot for a connection from `ip`, or the event that refuses it. Addresses are counted
+    /// as [`charged_as`] names them: an IPv6 address by its /64. A connection from an address
+    /// with connections waiting queues behind them (refused here as per-address, it waits);
+    /// if the port has room for one of them now, that one is handed a slot.
     fn take_slot(self: &Arc<Port>, ip: IpAddr) -> Result<Slot, Event> {
-        let ip = ip.to_canonical();
-        let mut open = self.open();
-        let open = &mut *open;
+        let ip = charged_as(ip);
+        let mut guard = self.open();
+        let open = &mut *guard;
         if open.total >= self.limits.connections_max {
             return Err(Event::RefusedConnectionsMax);
+        }
+        if open.waiting.contains_key(&ip) {
+            let heir = open.next_heir(&self.limits);
+            drop(guard);
+            if let Some((ip, waiter)) = heir {
+                self.series.connections_open.fetch_add(1, Ordering::Relaxed);
+                // Sent outside the lock: a waiter gone meanwhile hands the slot straight back.
+                drop(waiter.heir.send(Slot { port: self.clone(), ip }));
+            }
+            return Err(Event::RefusedPerAddress);
         }
         let from_ip = open.per_address.entry(ip).or_insert(0);
         if *from_ip >= self.limits.connections_per_address_max {
@@ -305,14 +351,15 @@ impl Port {
         Ok(Slot { port: self.clone(), ip })
     }
 
-    /// For a connection from `ip`, whose address holds all its slots: the slot of the next
-    /// connection from `ip` to close, if one closes within the header deadline. `None` at
-    /// once when [`waiting_max`] connections already wait.
-    fn wait_for_slot(self: &Arc<Port>, ip: IpAddr) -> Option<impl Future<Output = Option<Slot>> + use<>> {
-        let ip = ip.to_canonical();
-        let (id, mut receiver) = {
+    /// For a connection from `ip`, whose address holds all its slots (or has connections
+    /// waiting already): a place in its address's queue, for the next slot handed on to it
+    /// ([`Open::next_heir`]). `None` at once when [`waiting_max`] connections already wait and no
+    /// address has at least two more waiters than `ip` to give one up ([`Open::evict_for`]).
+    fn wait_for_slot(self: &Arc<Port>, ip: IpAddr) -> Option<SlotWait> {
+        let ip = charged_as(ip);
+        let (id, receiver) = {
             let mut open = self.open();
-            if open.waiting_total >= waiting_max(self.limits.connections_max) {
+            if open.waiting_total >= waiting_max(self.limits.connections_max) && !open.evict_for(ip) {
                 return None;
             }
             let (heir, receiver) = tokio::sync::oneshot::channel();
@@ -323,19 +370,7 @@ impl Port {
             (id, receiver)
         };
         let counted = Waiting::count(&self.series);
-        let port = self.clone();
-        Some(async move {
-            let waited = tokio::time::timeout(port.limits.header_timeout, &mut receiver).await;
-            drop(counted);
-            match waited {
-                Ok(slot) => slot.ok(),
-                Err(_) => {
-                    let forgotten = port.open().forget(ip, id);
-                    // Not in the queue any more: a slot was sent, or is being sent, to it.
-                    if forgotten { None } else { receiver.await.ok() }
-                }
-            }
-        })
+        Some(SlotWait { port: self.clone(), ip, id, receiver, counted })
     }
 
     /// Counts a refused request and builds its response. When the request's body is left
@@ -423,6 +458,51 @@ impl Port {
     }
 }
 
+/// A connection's place in its address's queue for a slot ([`Port::wait_for_slot`]).
+struct SlotWait {
+    port: Arc<Port>,
+    ip: IpAddr,
+    id: u64,
+    receiver: tokio::sync::oneshot::Receiver<Slot>,
+    counted: Waiting,
+}
+
+impl SlotWait {
+    /// The slot handed on to this connection, if one comes within the header deadline and
+    /// before `gone` (its client left) completes; `None` otherwise, or when a busier address
+    /// made it give up its place.
+    async fn until(self, gone: impl Future<Output = ()>) -> Option<Slot> {
+        let SlotWait { port, ip, id, mut receiver, counted } = self;
+        let waited = tokio::time::timeout(
+            port.limits.header_timeout,
+            futures_lite::future::or(async { Some((&mut receiver).await) }, async {
+                gone.await;
+                None
+            }),
+        )
+        .await;
+        drop(counted);
+        match waited {
+            Ok(Some(slot)) => slot.ok(),
+            Ok(None) | Err(_) => {
+                let forgotten = port.open().forget(ip, id);
+                // Not in the queue any more: a slot was sent, or is being sent, to it (or it was
+                // given up for a busier address's newcomer, and the sender is gone).
+                if forgotten { None } else { receiver.await.ok() }
+            }
+        }
+    }
+}
+
+/// Completes when the client of a waiting connection closes it (or it fails) before sending
+/// anything; never once it has sent a byte, which stays unread for the request.
+async fn client_left(stream: &tokio::net::TcpStream) {
+    let mut byte = [0u8; 1];
+    if let Ok(1..) = stream.peek(&mut byte).await {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// One open connection's place in its port's caps, given back on drop.
 #[derive(Debug)]
 struct Slot {
@@ -432,11 +512,11 @@ struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let heir = self.port.open().release(self.ip, self.port.limits.connections_max);
+        let heir = self.port.open().release(self.ip, &self.port.limits);
         match heir {
             // Sent outside the lock: a waiter that gave up in the meantime hands the slot back,
             // and its drop passes it on to the next one or to the port.
-            Some(waiter) => drop(waiter.heir.send(Slot { port: self.port.clone(), ip: self.ip })),
+            Some((ip, waiter)) => drop(waiter.heir.send(Slot { port: self.port.clone(), ip })),
             None => {
                 self.port.series.connections_open.fetch_sub(1, Ordering::Relaxed);
             }
@@ -588,7 +668,8 @@ async fn accept_loop<H, F>(
                     Some(wait) => {
                         let (port, handler) = (port.clone(), handler.clone());
                         tokio::spawn(async move {
-                            match wait.await {
+                            let slot = wait.until(client_left(&stream)).await;
+                            match slot {
                                 Some(slot) => connection(stream, slot, handler).await,
                                 None => refuse(&port, Event::RefusedPerAddress, peer, stream),
                             }
@@ -790,6 +871,7 @@ impl AsyncWrite for WriteDeadline {
 
 #[cfg(test)]
 mod tests {
+    use std::future::pending;
     use std::io::{Read, Write};
     use std::net::{SocketAddr, TcpStream};
     use std::sync::Arc;
@@ -948,16 +1030,17 @@ mod tests {
         assert_eq!(port.series.connections_waiting.load(Ordering::Relaxed), room as u64);
         let (oldest, second) = (waits.pop_front().unwrap(), waits.pop_front().unwrap());
         drop(held);
-        let slot = runtime.block_on(oldest).expect("the oldest waiter gets the slot given back");
+        let slot =
+            runtime.block_on(oldest.until(pending())).expect("the oldest waiter gets the slot given back");
         assert_eq!(port.series.connections_open.load(Ordering::Relaxed), 1);
         // The rest give up (dropped unpolled, as at shutdown): the slot skips them later.
         drop(waits);
         drop(slot);
-        let slot = runtime.block_on(second).expect("the next live waiter gets it");
+        let slot = runtime.block_on(second.until(pending())).expect("the next live waiter gets it");
         let left = room - 2;
         assert_eq!(port.open.lock().unwrap().waiting_total, left, "given up, still queued");
         let late = port.wait_for_slot(one).unwrap();
-        assert!(runtime.block_on(late).is_none(), "no slot within the deadline");
+        assert!(runtime.block_on(late.until(pending())).is_none(), "no slot within the deadline");
         assert_eq!(port.open.lock().unwrap().waiting_total, left, "the late waiter left the queue");
         // Given back with only given-up waiters queued: they are skipped, and the port has it.
         drop(slot);
@@ -980,7 +1063,97 @@ mod tests {
         let waiter = port.wait_for_slot(one).unwrap();
         drop(held);
         assert!(port.take_slot(three).is_ok(), "a new address refused a slot given back at the cap");
-        assert!(runtime.block_on(waiter).is_none(), "the waiter took a slot at the port's cap");
+        assert!(
+            runtime.block_on(waiter.until(pending())).is_none(),
+            "the waiter took a slot at the port's cap"
+        );
+    }
+
+    /// A slot given back while the port has room goes to the oldest waiter whose address is
+    /// under its cap, whichever address gave it back; and a new connection from an address
+    /// with a waiter queues behind it instead of taking the free slot first.
+    #[test]
+    fn a_waiter_under_its_cap_is_not_stranded_while_the_port_has_room() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let (one, two): (IpAddr, IpAddr) = ([127, 0, 0, 1].into(), [127, 0, 0, 2].into());
+        // Given back at the cap by its own address, then by another one.
+        let port = port(2, 1, Duration::from_millis(50));
+        let (held, other) = (port.take_slot(one).unwrap(), port.take_slot(two).unwrap());
+        let waiter = port.wait_for_slot(one).unwrap();
+        drop(held);
+        drop(other);
+        let slot =
+            runtime.block_on(waiter.until(pending())).expect("a slot was free and its address under its cap");
+        assert_eq!(port.series.connections_open.load(Ordering::Relaxed), 1);
+        drop(slot);
+        assert_eq!(port.series.connections_open.load(Ordering::Relaxed), 0);
+        // A newcomer from the waiter's address, after a slot went back to the port at its cap.
+        let port = self::port(2, 1, Duration::from_millis(50));
+        let (held, _other) = (port.take_slot(one).unwrap(), port.take_slot(two).unwrap());
+        let waiter = port.wait_for_slot(one).unwrap();
+        drop(held);
+        assert!(matches!(port.take_slot(one), Err(Event::RefusedPerAddress)), "jumped the queue");
+        assert!(runtime.block_on(waiter.until(pending())).is_some(), "the waiter first");
+    }
+
+    /// A full waiting room makes room for another address: the address with the most waiters
+    /// gives up its newest, which is refused at once; an address never evicts for itself.
+    #[test]
+    fn one_address_fills_the_waiting_room_only_while_no_other_needs_it() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let port = port(4, 1, Duration::from_millis(50));
+        let (one, two): (IpAddr, IpAddr) = ([127, 0, 0, 1].into(), [127, 0, 0, 2].into());
+        let _held = port.take_slot(one).unwrap();
+        let mut waits: Vec<SlotWait> =
+            (0..waiting_max(4)).map(|_| port.wait_for_slot(one).expect("room to wait")).collect();
+        assert!(port.wait_for_slot(one).is_none(), "an address evicted its own waiter");
+        let newcomer = port.wait_for_slot(two).expect("another address finds room");
+        let evicted = waits.pop().unwrap();
+        let start = Instant::now();
+        assert!(runtime.block_on(evicted.until(pending())).is_none());
+        assert!(start.elapsed() < Duration::from_millis(40), "the evicted waiter waited out its deadline");
+        let open = port.open.lock().unwrap();
+        assert_eq!((open.waiting_total, open.waiting[&one].len(), open.waiting[&two].len()), (8, 7, 1));
+        drop(open);
+        drop((waits, newcomer));
+    }
+
+    /// An IPv6 address is capped with the rest of its /64, as it is charged and banned.
+    #[test]
+    fn an_ipv6_slash_64_shares_one_cap() {
+        let port = port(8, 1, Duration::from_millis(50));
+        let address = |text: &str| -> IpAddr { text.parse().unwrap() };
+        let _first = port.take_slot(address("2001:db8::1")).unwrap();
+        assert!(matches!(port.take_slot(address("2001:db8::ffff:2")), Err(Event::RefusedPerAddress)));
+        assert!(port.take_slot(address("2001:db8:0:1::1")).is_ok(), "another /64");
+        let _v4 = port.take_slot(address("192.0.2.1")).unwrap();
+        assert!(matches!(port.take_slot(address("::ffff:192.0.2.1")), Err(Event::RefusedPerAddress)));
+    }
+
+    /// A waiting connection whose client leaves before sending anything leaves the queue at
+    /// once, not at the header deadline.
+    #[test]
+    fn a_waiter_whose_client_leaves_gives_up_its_place() {
+        let series = Arc::new(HttpSeries::default());
+        let limits = Limits { connections_per_address_max: 1, ..limits(Duration::from_secs(4)) };
+        let server = serve("test", SocketAddr::from(([127, 0, 0, 1], 0)), limits, series.clone(), {
+            |_port, _request: Request<Incoming>| async move {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                Response::new(Full::new(Bytes::from_static(b"ok")))
+            }
+        })
+        .expect("serve");
+        let addr = server.local_addr();
+        let mut held = TcpStream::connect(addr).unwrap();
+        held.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        wait_for("one open", || series.connections_open.load(Ordering::Relaxed) == 1);
+        let silent = TcpStream::connect(addr).unwrap();
+        wait_for("one waiting", || series.connections_waiting.load(Ordering::Relaxed) == 1);
+        let start = Instant::now();
+        drop(silent);
+        wait_for("the waiter gone", || series.connections_waiting.load(Ordering::Relaxed) == 0);
+        assert!(start.elapsed() < Duration::from_secs(2), "left after {:?}", start.elapsed());
+        drop(held);
     }
 
     /// Over a real socket: a connection past its address's cap is read and answered once one

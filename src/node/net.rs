@@ -613,7 +613,7 @@ struct BanTable {
 
 /// What an address is charged and banned as: an IPv4 address itself, an IPv6 address by its
 /// /64 (the block one host or one customer is given, so rotating through it gains nothing).
-fn charged_as(ip: IpAddr) -> IpAddr {
+pub(super) fn charged_as(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
             IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX)))
