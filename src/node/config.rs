@@ -132,6 +132,11 @@ pub struct ConsensusSection {
     /// a chain must use the same value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aggregate_votes_from: Option<usize>,
+    /// Validator sets at least this large forward the client transactions a validator admits
+    /// only to the leaders of its current view and the next two; smaller ones, and every set
+    /// when it is left out (the default), forward them to every validator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_to_leaders_from: Option<usize>,
 }
 
 impl Default for ConsensusSection {
@@ -141,6 +146,7 @@ impl Default for ConsensusSection {
             tick_ms: tick(),
             block_interval_ms: block_interval(),
             aggregate_votes_from: None,
+            forward_to_leaders_from: None,
         }
     }
 }

@@ -282,6 +282,7 @@ impl Node {
             view_timeout_max_ns: config.consensus.view_timeout_ms * 1_000_000 * 30,
             block_interval_ns: config.consensus.block_interval_ms * 1_000_000,
             aggregate_votes_from: config.consensus.aggregate_votes_from.unwrap_or(usize::MAX),
+            forward_to_leaders_from: config.consensus.forward_to_leaders_from.unwrap_or(usize::MAX),
             ..ConsensusConfig::default()
         };
         let set = ValidatorSet::new(validators.clone());
@@ -408,13 +409,6 @@ impl Node {
             http: vec![rpc_server, metrics_server],
             _threads: threads,
         })
-    }
-
-    /// Sends `frame` to every validator but this one.
-    fn broadcast(&self, frame: &Arc<Vec<u8>>) {
-        for peer in Destination::All.recipients(self.me, self.validators) {
-            self.net.send(peer, frame.clone(), Lane::Bulk);
-        }
     }
 
     /// Moves what the network received into the pipeline: consensus messages, client and
@@ -602,12 +596,25 @@ impl Node {
         Ok(())
     }
 
-    /// Forwards to every other validator the client transactions this tick admitted. Forwarding
-    /// before admission made every validator pay for a batch only this one had checked.
+    /// Forwards the client transactions this tick admitted to every other validator, or in a
+    /// large set to the next leaders ([`tessera_systems::consensus::core::Core::forward_destination`]).
+    /// Forwarding before admission made every validator pay for a batch only this one had
+    /// checked.
     fn forward_admitted(&mut self, rejections: &[TxnRejected]) {
         let rejected: HashSet<TxnId> = rejections.iter().map(|rejected| rejected.id).collect();
-        for batch in self.awaiting_admission.take_admitted(&self.pipeline, &rejected) {
-            self.broadcast(&Arc::new(encode(&Frame::Txns(batch))));
+        let batches = self.awaiting_admission.take_admitted(&self.pipeline, &rejected);
+        if batches.is_empty() {
+            return;
+        }
+        let destination = self
+            .pipeline
+            .consensus()
+            .map_or(Destination::All, |consensus| consensus.core.forward_destination());
+        for batch in batches {
+            let frame = Arc::new(encode(&Frame::Txns(batch)));
+            for peer in destination.recipients(self.me, self.validators) {
+                self.net.send(peer, frame.clone(), Lane::Bulk);
+            }
         }
     }
 

@@ -19,7 +19,7 @@ use ed25519_dalek::SigningKey;
 use rayon::prelude::*;
 use tessera_components::wire::{consensus_frame_size, txns_frame_size};
 use tessera_components::{CertifiedBlock, ConsensusMessage, Hash, SafetyState, Txn, TxnId};
-use tessera_systems::consensus::core::{ConsensusConfig, ConsensusCounters, Core, ValidatorSet};
+use tessera_systems::consensus::core::{ConsensusConfig, ConsensusCounters, Core, Destination, ValidatorSet};
 use tessera_systems::kernels::sigverify::stand_in_sign;
 use tessera_systems::workload::{SeedStream, signing_key};
 use tessera_systems::{ChainTip, Ledger, Pipeline, PipelineConfig, Stages};
@@ -272,6 +272,7 @@ impl Sim {
             block_interval_ns: scenario.validators.block_interval_ms * MS,
             stand_in_signatures: scenario.validators.sigverify == SigverifyMode::StandIn,
             aggregate_votes_from: scenario.validators.aggregate_votes_from.unwrap_or(usize::MAX),
+            forward_to_leaders_from: scenario.validators.forward_to_leaders_from.unwrap_or(usize::MAX),
             ..ConsensusConfig::default()
         };
         let pipeline_config = PipelineConfig {
@@ -707,9 +708,13 @@ impl Sim {
                     pipeline.submit_with_id(*txn, *id);
                 }
                 if !forwarded {
-                    // Like the node: forward client transactions once to every other validator.
+                    // Like the node: forward client transactions once, to every other validator
+                    // or, in a large set, to the next leaders.
                     let size = txns_frame_size(&batch) as u64;
-                    for peer in (0..v).filter(|peer| *peer != to) {
+                    let destination = pipeline
+                        .consensus()
+                        .map_or(Destination::All, |consensus| consensus.core.forward_destination());
+                    for peer in destination.recipients(to, v) {
                         let payload =
                             Payload::Txns { batch: batch.clone(), ids: ids.clone(), forwarded: true };
                         self.send(to, peer, payload, size);

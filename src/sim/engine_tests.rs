@@ -319,3 +319,40 @@ fn the_tick_grid_is_a_scenario_option() {
     assert_eq!(grid_report["transactions"]["finalized"], deadline_report["transactions"]["finalized"]);
     assert_eq!(run(grid).1, grid_report, "two grid runs of one seed differ");
 }
+
+/// With `forward_to_leaders_from`, a validator forwards client transactions to the next
+/// leaders only: far fewer messages, every transaction still finalized, safety kept.
+#[test]
+fn forwarding_to_the_next_leaders_sends_less_and_finalizes_as_much() {
+    let text = "name = \"forward\"\nduration_s = 4.0\n[validators]\ncount = 10\nblock_interval_ms = 100\n\
+        sigverify = \"stand-in\"\n[network]\nlatency_ms = [[2.0]]\n\
+        [[network.regions]]\nname = \"lan\"\nshare = 1.0\nupload_mbps = 100.0\ndownload_mbps = 100.0\n\
+        [workload]\nrate = [[0.0, 400.0], [3.0, 400.0], [3.0, 0.0]]\npolicy = \"random\"\nbatch_ms = 10\n";
+    let everyone: Scenario = toml::from_str(text).expect("scenario");
+    let mut leaders = everyone.clone();
+    leaders.validators.forward_to_leaders_from = Some(10);
+    leaders.validate().expect("valid scenario");
+    let run = |scenario: Scenario| {
+        let mut sim = Sim::new(scenario, 3).expect("simulator");
+        sim.run(|_, _| {});
+        serde_json::to_value(sim.report()).expect("report serialises")
+    };
+    let (everyone, leaders) = (run(everyone), run(leaders));
+    let sent = |report: &serde_json::Value| report["network"]["messages_sent"].as_u64().unwrap();
+    let finalized = |report: &serde_json::Value| report["transactions"]["finalized"].as_u64().unwrap();
+    let submitted = everyone["transactions"]["submitted"].as_u64().unwrap();
+    assert!(submitted > 1000, "{everyone}");
+    for report in [&everyone, &leaders] {
+        assert_eq!(report["invariants"]["safety"]["ok"], true, "{report}");
+        assert_eq!(finalized(report), submitted, "every transaction finalized: {report}");
+    }
+    // Each client batch went to 9 validators, now to at most 3.
+    assert!(sent(&leaders) < sent(&everyone), "{} against {}", sent(&leaders), sent(&everyone));
+    let batches = 300;
+    assert!(
+        sent(&everyone) - sent(&leaders) >= 5 * batches,
+        "{} against {}",
+        sent(&leaders),
+        sent(&everyone)
+    );
+}

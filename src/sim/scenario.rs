@@ -97,6 +97,11 @@ pub struct Validators {
     /// everyone. 1 always aggregates; left out (the default), nothing does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aggregate_votes_from: Option<usize>,
+    /// Validator sets at least this large forward client transactions only to the leaders of
+    /// the receiving validator's current view and the next two; smaller ones to everyone. 1
+    /// always does; left out (the default), nothing does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_to_leaders_from: Option<usize>,
     /// When an idle validator is woken: only for what arrives and its own deadlines (the
     /// default), or also at every point of its `tick_ms` grid, as a node process's loop ticks.
     #[serde(default, skip_serializing_if = "Wake::is_default")]
@@ -799,6 +804,7 @@ impl Scenario {
                 cores: 1,
                 per_host: 1,
                 aggregate_votes_from: None,
+                forward_to_leaders_from: None,
                 wake: Wake::Deadlines,
             },
             full_nodes: FullNodes { count: full, degree: 3 },
@@ -828,6 +834,10 @@ impl Scenario {
         // are as before: half the seeds send votes to the leader, which broadcasts certificates.
         if s.below(2) == 0 {
             scenario.validators.aggregate_votes_from = Some(1);
+        }
+        // And after that: half the seeds forward client transactions to the next leaders only.
+        if s.below(2) == 0 {
+            scenario.validators.forward_to_leaders_from = Some(1);
         }
         scenario
     }

@@ -44,6 +44,7 @@ fn cluster(seed: u64, validators: u32, duration_s: f64) -> Scenario {
             cores: 1,
             per_host: 1,
             aggregate_votes_from: None,
+            forward_to_leaders_from: None,
             wake: Default::default(),
         },
         full_nodes: FullNodes { count: 0, degree: 8 },

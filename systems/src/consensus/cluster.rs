@@ -70,6 +70,7 @@ fn config(aggregate: bool) -> ConsensusConfig {
         sync_bytes_max: 1 << 20,
         stand_in_signatures: true,
         aggregate_votes_from: if aggregate { 1 } else { usize::MAX },
+        forward_to_leaders_from: usize::MAX,
     }
 }
 

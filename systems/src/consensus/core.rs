@@ -132,7 +132,18 @@ pub struct ConsensusConfig {
     /// `usize::MAX`, never aggregates: all-to-all measured better in latency and throughput
     /// up to 100 validators (`docs/consensus.md`).
     pub aggregate_votes_from: usize,
+    /// Validator sets at least this large forward the client transactions a validator admits
+    /// only to the leaders of its current view and the next [`FORWARD_VIEWS`] − 1 (the ones
+    /// that propose next), not to every validator: each transaction then costs O(1) ingests
+    /// and forwards instead of O(n) ([`Core::forward_destination`]). The default,
+    /// `usize::MAX`, forwards to everyone, so any validator can propose any transaction.
+    pub forward_to_leaders_from: usize,
 }
+
+/// Views whose leaders receive forwarded client transactions in a large validator set
+/// ([`ConsensusConfig::forward_to_leaders_from`]): the current view's and the next two, so a
+/// transaction reaches a proposer even when a view fails.
+pub const FORWARD_VIEWS: u64 = 3;
 
 impl Default for ConsensusConfig {
     fn default() -> Self {
@@ -146,6 +157,7 @@ impl Default for ConsensusConfig {
             evidence_max: 1024,
             block_interval_ns: 0,
             aggregate_votes_from: usize::MAX,
+            forward_to_leaders_from: usize::MAX,
         }
     }
 }
@@ -524,6 +536,23 @@ impl Core {
     /// The height being decided (last finalized + 1).
     pub fn height(&self) -> u64 {
         self.height
+    }
+
+    /// Where this validator forwards the client transactions it admitted:
+    /// [`Destination::All`], or in a set of at least
+    /// [`ConsensusConfig::forward_to_leaders_from`] the leaders of its current view and the
+    /// next [`FORWARD_VIEWS`] − 1, each once and never itself (nobody, when it leads them all).
+    pub fn forward_destination(&self) -> Destination {
+        if self.set.len() < self.config.forward_to_leaders_from {
+            return Destination::All;
+        }
+        let mut leaders: Vec<u32> = (0..FORWARD_VIEWS)
+            .map(|ahead| self.set.leader(self.view.saturating_add(ahead)))
+            .filter(|leader| *leader != self.me)
+            .collect();
+        leaders.sort_unstable();
+        leaders.dedup();
+        Destination::Some(leaders.into())
     }
 
     /// The current view.

@@ -60,6 +60,7 @@ fn config() -> ConsensusConfig {
         sync_bytes_max: 1 << 20,
         stand_in_signatures: false,
         aggregate_votes_from: usize::MAX,
+        forward_to_leaders_from: usize::MAX,
     }
 }
 

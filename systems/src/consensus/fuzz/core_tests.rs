@@ -876,3 +876,25 @@ fn a_validator_holding_next_height_messages_asks_their_senders_in_turn() {
     asked.sort_unstable();
     assert_eq!(asked, [1, 2], "asked {asked:?}");
 }
+
+/// A large set forwards client transactions to the next three views' leaders only, each once
+/// and never to the forwarder; a small one, and any set by default, to everyone.
+#[test]
+fn a_large_set_forwards_client_transactions_to_the_next_leaders() {
+    use super::super::core::{ConsensusConfig, Destination, ValidatorSet};
+    let keys: Vec<ed25519_dalek::SigningKey> =
+        (0..10u8).map(|i| ed25519_dalek::SigningKey::from_bytes(&[i + 1; 32])).collect();
+    let set = ValidatorSet::new(keys.iter().map(|key| key.verifying_key().to_bytes()).collect());
+    let core = |me: u32, view: u64, from: usize| {
+        let config = ConsensusConfig { forward_to_leaders_from: from, ..config() };
+        Core::new(me, keys[me as usize].clone(), set.clone(), config, view, Hash::ZERO)
+    };
+    let recipients = |core: &Core| core.forward_destination().recipients(core.me(), 10).collect::<Vec<u32>>();
+    // Core::new at height h starts in view h.
+    assert_eq!(core(5, 7, 10).view(), 7);
+    assert_eq!(recipients(&core(5, 7, 10)), [7, 8, 9]);
+    assert_eq!(recipients(&core(8, 7, 10)), [7, 9], "never to itself");
+    assert_eq!(recipients(&core(2, 9, 1)), [0, 1, 9], "wraps around the set");
+    assert_eq!(recipients(&core(5, 7, 11)).len(), 9, "a set below the threshold: everyone");
+    assert!(matches!(core(5, 7, usize::MAX).forward_destination(), Destination::All));
+}
