@@ -70,8 +70,9 @@ pub fn compare(real: &Value, costs: &Path, out: &Path) -> Result<Value, Box<dyn 
     let duration_s = real["duration_s"].as_f64().unwrap_or(0.0);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
     let mut scenario = scenario(validators, rate, duration_s, costs, cores).map_err(crate::InputError)?;
-    scenario.validators.aggregate_votes_from =
-        real["aggregate_votes_from"].as_u64().map(|from| usize::try_from(from).unwrap_or(usize::MAX));
+    let option = |key: &str| real[key].as_u64().map(|from| usize::try_from(from).unwrap_or(usize::MAX));
+    scenario.validators.aggregate_votes_from = option("aggregate_votes_from");
+    scenario.validators.forward_to_leaders_from = option("forward_to_leaders_from");
     eprintln!("compare: simulating {} ({validators} validators on {cores} cores) ...", scenario.name);
     let mut sim = crate::sim::engine::run(scenario, 1, |_, _| {})?;
     let simulated = sim.report();

@@ -57,6 +57,11 @@ pub struct DevnetArgs {
     /// votes go to everyone.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub aggregate_votes_from: Option<u64>,
+    /// Validator sets of at least this many forward client transactions only to the next
+    /// three views' leaders (`consensus.forward_to_leaders_from`; 1 does in any set). Default:
+    /// to every validator.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub forward_to_leaders_from: Option<u64>,
     /// Accounts in the genesis (up to 100,000,000). The load signs from as many load accounts
     /// as it needs (rate × duration ÷ 512, at least 1024); any beyond those are receive-only
     /// filler accounts, and then every transfer goes to one of them at random, so blocks touch
@@ -319,15 +324,21 @@ pub fn run(args: &DevnetArgs) -> Result<(), Box<dyn std::error::Error>> {
         full_node_hosts: Vec::new(),
     };
     let configs = crate::cli::genesis::write(&genesis)?;
-    if let Some(from) = args.aggregate_votes_from {
-        let from = usize::try_from(from).map_err(|_| "--aggregate-votes-from is too large")?;
+    let to_usize = |from: Option<u64>, flag: &str| -> Result<Option<usize>, String> {
+        from.map(|from| usize::try_from(from).map_err(|_| format!("{flag} is too large"))).transpose()
+    };
+    let aggregate = to_usize(args.aggregate_votes_from, "--aggregate-votes-from")?;
+    let forward = to_usize(args.forward_to_leaders_from, "--forward-to-leaders-from")?;
+    if aggregate.is_some() || forward.is_some() {
         for path in &configs {
             let mut config = crate::node::config::NodeConfig::load(path)?;
-            config.consensus.aggregate_votes_from = Some(from);
+            config.consensus.aggregate_votes_from = aggregate;
+            config.consensus.forward_to_leaders_from = forward;
             std::fs::write(path, toml::to_string_pretty(&config)?)?;
         }
     }
     let aggregate_votes_from = args.aggregate_votes_from;
+    let forward_to_leaders_from = args.forward_to_leaders_from;
     let exe = std::env::current_exe()?;
     let mut validators = Vec::new();
     for (index, config) in configs.iter().enumerate() {
@@ -354,6 +365,7 @@ pub fn run(args: &DevnetArgs) -> Result<(), Box<dyn std::error::Error>> {
     let (armed, signalled) = stop_nodes_on_signal(pids)?;
     let result = drive(args, &dir, &mut validators, accounts).map(|mut report| {
         report["aggregate_votes_from"] = json!(aggregate_votes_from);
+        report["forward_to_leaders_from"] = json!(forward_to_leaders_from);
         report["accounts"] = json!(total_accounts);
         // What the validators sent each other over the whole run (consensus messages and
         // forwarded transactions), read off their metrics before they stop.

@@ -54,6 +54,11 @@ impl AwaitingAdmission {
         self.queue.len()
     }
 
+    /// Most transactions in one forwarded batch (one frame).
+    pub(super) fn batch_max(&self) -> usize {
+        self.batch_max
+    }
+
     /// After a tick: takes out, in batches for the peers, the transactions now pending in the
     /// pipeline's mempool (admitted); drops those it refused (`rejected`) and those waiting
     /// longer than [`Self::TICKS_MAX`]; keeps the rest (still being checked).

@@ -163,6 +163,9 @@ struct Node {
     submitted: SubmitTimes,
     /// Client transactions to forward to the other validators once admitted here.
     awaiting_admission: forward::AwaitingAdmission,
+    /// What this validator forwarded to the next leaders, to send again when they did not
+    /// include it.
+    forwarded: tessera_systems::consensus::forward::Forwarded,
     consensus_config: ConsensusConfig,
     /// This validator's index, or [`net::FOLLOWER`].
     me: u32,
@@ -397,6 +400,7 @@ impl Node {
             reads,
             submitted: SubmitTimes::new(SUBMIT_TIMES_MAX),
             awaiting_admission: forward::AwaitingAdmission::new(config.network.max_frame_bytes),
+            forwarded: Default::default(),
             consensus_config,
             me,
             validators: validators.len() as u32,
@@ -599,17 +603,31 @@ impl Node {
     /// Forwards the client transactions this tick admitted to every other validator, or in a
     /// large set to the next leaders ([`tessera_systems::consensus::core::Core::forward_destination`]).
     /// Forwarding before admission made every validator pay for a batch only this one had
-    /// checked.
+    /// checked. To the next leaders, it also sends again what it forwarded [`FORWARD_VIEWS`]
+    /// views ago and is still pending here
+    /// ([`tessera_systems::consensus::forward::Forwarded`]).
+    ///
+    /// [`FORWARD_VIEWS`]: tessera_systems::consensus::core::FORWARD_VIEWS
     fn forward_admitted(&mut self, rejections: &[TxnRejected]) {
         let rejected: HashSet<TxnId> = rejections.iter().map(|rejected| rejected.id).collect();
-        let batches = self.awaiting_admission.take_admitted(&self.pipeline, &rejected);
-        if batches.is_empty() {
-            return;
+        let mut batches = self.awaiting_admission.take_admitted(&self.pipeline, &rejected);
+        let Some(core) = self.pipeline.consensus().map(|consensus| &consensus.core) else {
+            return self.send_txns(&Destination::All, batches);
+        };
+        if core.forwards_to_leaders() {
+            let view = core.view();
+            self.forwarded.note(view, batches.iter().flatten().map(|txn| (*txn, txn.id())));
+            let pipeline = &self.pipeline;
+            let again = self.forwarded.due(view, |id| pipeline.is_pending(id));
+            let batch_max = self.awaiting_admission.batch_max();
+            batches.extend(again.chunks(batch_max).map(|chunk| chunk.iter().map(|(txn, _)| *txn).collect()));
         }
-        let destination = self
-            .pipeline
-            .consensus()
-            .map_or(Destination::All, |consensus| consensus.core.forward_destination());
+        let destination = core.forward_destination();
+        self.send_txns(&destination, batches);
+    }
+
+    /// Sends batches of transactions to `destination`, one encoding each.
+    fn send_txns(&self, destination: &Destination, batches: Vec<Vec<Txn>>) {
         for batch in batches {
             let frame = Arc::new(encode(&Frame::Txns(batch)));
             for peer in destination.recipients(self.me, self.validators) {

@@ -121,6 +121,8 @@ struct Validator {
     safety: Option<SafetyState>,
     /// A crash due at its next tick, between the persist and the send, and the downtime.
     crash_after_persist: Option<(StorageFault, Option<u64>)>,
+    /// What it forwarded to the next leaders (forgotten in a crash, as a node's memory is).
+    forwarded: tessera_systems::consensus::forward::Forwarded,
 }
 
 /// What a simulated validator persists through: its block store if it has one, and its safety
@@ -308,6 +310,7 @@ impl Sim {
                 skew_ns: 0,
                 safety: None,
                 crash_after_persist: None,
+                forwarded: Default::default(),
             });
         }
         let end = ns(scenario.duration_s);
@@ -497,6 +500,7 @@ impl Sim {
             driver::restore_sync_history(&mut pipeline, disk);
         }
         validator.pipeline = Some(pipeline);
+        validator.forwarded = Default::default();
         self.recorder.restarted(index, self.now, tip.height);
         let at = self.now;
         self.wake(index, at);
@@ -711,9 +715,12 @@ impl Sim {
                     // Like the node: forward client transactions once, to every other validator
                     // or, in a large set, to the next leaders.
                     let size = txns_frame_size(&batch) as u64;
-                    let destination = pipeline
-                        .consensus()
-                        .map_or(Destination::All, |consensus| consensus.core.forward_destination());
+                    let core = pipeline.consensus().map(|consensus| &consensus.core);
+                    let destination = core.map_or(Destination::All, Core::forward_destination);
+                    if let Some(view) = core.filter(|core| core.forwards_to_leaders()).map(Core::view) {
+                        let forwarded = &mut self.validators[to as usize].forwarded;
+                        forwarded.note(view, batch.iter().copied().zip(ids.iter().copied()));
+                    }
                     for peer in destination.recipients(to, v) {
                         let payload =
                             Payload::Txns { batch: batch.clone(), ids: ids.clone(), forwarded: true };
@@ -819,6 +826,7 @@ impl Sim {
             }
             return;
         }
+        self.forward_again(node, done + disk_busy_ns);
         let key = self.validators[node as usize].key.clone();
         let public = key.verifying_key().to_bytes();
         let stand_in = self.consensus_config.stand_in_signatures;
@@ -871,6 +879,32 @@ impl Sim {
         let next = global_deadline.max(self.now + MS.max(disk_busy_ns)).max(done + disk_busy_ns);
         if next <= self.end {
             self.wake(node, next);
+        }
+    }
+
+    /// Like the node after a tick: what validator `node` forwarded to the next leaders
+    /// [`FORWARD_VIEWS`] views ago and still holds goes to the leaders of its view now, at `at`.
+    ///
+    /// [`FORWARD_VIEWS`]: tessera_systems::consensus::core::FORWARD_VIEWS
+    fn forward_again(&mut self, node: u32, at: u64) {
+        let validator = &mut self.validators[node as usize];
+        let Some(pipeline) = validator.pipeline.as_ref() else { return };
+        let Some(core) = pipeline.consensus().map(|consensus| &consensus.core) else { return };
+        if !core.forwards_to_leaders() {
+            return;
+        }
+        let again = validator.forwarded.due(core.view(), |id| pipeline.is_pending(id));
+        if again.is_empty() {
+            return;
+        }
+        let destination = core.forward_destination();
+        let (txns, ids): (Vec<Txn>, Vec<TxnId>) = again.into_iter().unzip();
+        let size = txns_frame_size(&txns) as u64;
+        let (batch, ids) = (Rc::new(txns), Rc::new(ids));
+        let v = self.scenario.validators.count;
+        for peer in destination.recipients(node, v) {
+            let payload = Payload::Txns { batch: batch.clone(), ids: ids.clone(), forwarded: true };
+            self.send_at(at, node, peer, payload, size);
         }
     }
 

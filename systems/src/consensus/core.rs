@@ -538,12 +538,19 @@ impl Core {
         self.height
     }
 
+    /// True when this validator forwards client transactions to the next leaders only
+    /// ([`ConsensusConfig::forward_to_leaders_from`]), and so sends again those they did not
+    /// include ([`super::forward::Forwarded`]).
+    pub fn forwards_to_leaders(&self) -> bool {
+        self.set.len() >= self.config.forward_to_leaders_from
+    }
+
     /// Where this validator forwards the client transactions it admitted:
     /// [`Destination::All`], or in a set of at least
     /// [`ConsensusConfig::forward_to_leaders_from`] the leaders of its current view and the
     /// next [`FORWARD_VIEWS`] − 1, each once and never itself (nobody, when it leads them all).
     pub fn forward_destination(&self) -> Destination {
-        if self.set.len() < self.config.forward_to_leaders_from {
+        if !self.forwards_to_leaders() {
             return Destination::All;
         }
         let mut leaders: Vec<u32> = (0..FORWARD_VIEWS)

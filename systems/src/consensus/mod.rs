@@ -11,6 +11,7 @@
 #[cfg(any(test, fuzzing, feature = "fuzzing"))]
 pub mod cluster;
 pub mod core;
+pub mod forward;
 #[cfg(any(test, fuzzing, feature = "fuzzing"))]
 pub mod fuzz;
 
