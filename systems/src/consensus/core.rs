@@ -542,11 +542,13 @@ impl Core {
     /// ([`ConsensusConfig::forward_to_leaders_from`]), and so sends again those they did not
     /// include ([`super::forward::Forwarded`]).
     pub fn forwards_to_leaders(&self) -> bool {
-        self.set.len() >= self.config.forward_to_leaders_from
+        // A full node's view follows the chain only as far as sync brings it: it forwards to
+        // every validator, as before.
+        !self.observer && self.set.len() >= self.config.forward_to_leaders_from
     }
 
     /// Where this validator forwards the client transactions it admitted:
-    /// [`Destination::All`], or in a set of at least
+    /// [`Destination::All`] (always on a full node), or in a set of at least
     /// [`ConsensusConfig::forward_to_leaders_from`] the leaders of its current view and the
     /// next [`FORWARD_VIEWS`] − 1, each once and never itself (nobody, when it leads them all).
     pub fn forward_destination(&self) -> Destination {

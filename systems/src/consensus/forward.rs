@@ -11,22 +11,30 @@
 //! full: a backlog waits for room, not for a leader, and sending all of it every three views
 //! would cost work in proportion to the backlog, every three views.
 //!
+//! What a client can make a validator remember and send is bounded: a transaction is
+//! remembered once however often it arrives, at most [`Forwarded::PER_SENDER_MAX`] per sender
+//! (a key can keep that many nonces pending behind a gap, never to be included), and it is sent
+//! again at most [`Forwarded::SENDS_MAX`] times; after that the validator that admitted it still
+//! holds it and proposes it when it leads. At most [`Forwarded::DUE_MAX`] go out per call, so a
+//! view jump does not flush the whole record into the network at once.
+//!
 //! [`Core::forward_destination`]: super::core::Core::forward_destination
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap, HashSet};
 
 use tessera_components::{Txn, TxnId};
 
 use super::core::FORWARD_VIEWS;
 
-/// One transaction forwarded: when (in views) to send it again if still pending, and how long
-/// the wait after that is.
+/// One transaction forwarded: when (in views) to send it again if still pending, the wait after
+/// that, and how many times it was sent again.
 #[derive(Debug)]
 struct Sent {
     due: u64,
     seq: u64,
     interval: u64,
+    sends: u32,
     txn: Txn,
     id: TxnId,
 }
@@ -57,6 +65,10 @@ impl Ord for Sent {
 #[derive(Debug, Default)]
 pub struct Forwarded {
     sent: BinaryHeap<Reverse<Sent>>,
+    /// The ids in `sent`: a transaction that arrives twice is remembered once.
+    ids: HashSet<TxnId>,
+    /// Entries in `sent` per sender.
+    per_sender: HashMap<[u8; 32], u32>,
     seq: u64,
 }
 
@@ -67,34 +79,57 @@ impl Forwarded {
     /// The longest wait, in views, before a pending transaction is sent again.
     pub const INTERVAL_MAX: u64 = 32 * FORWARD_VIEWS;
 
-    /// Records `txns` as sent to the leaders of `view` onwards.
+    /// Most times a transaction is sent again: after 3, 6, 12, 24, 48 and 96 views.
+    pub const SENDS_MAX: u32 = 6;
+
+    /// Most transactions remembered per sender.
+    pub const PER_SENDER_MAX: u32 = 64;
+
+    /// Most transactions [`Forwarded::due`] hands out at once (one frame's worth); the rest
+    /// stay due for the next call.
+    pub const DUE_MAX: usize = 4096;
+
+    /// Records `txns` as sent to the leaders of `view` onwards; one already remembered, or past
+    /// its sender's share or the bound, is not recorded.
     pub fn note(&mut self, view: u64, txns: impl IntoIterator<Item = (Txn, TxnId)>) {
         for (txn, id) in txns {
-            self.remember(view, FORWARD_VIEWS, txn, id);
+            let due = view.saturating_add(FORWARD_VIEWS);
+            self.remember(Sent { due, seq: 0, interval: FORWARD_VIEWS, sends: 0, txn, id });
         }
     }
 
-    fn remember(&mut self, view: u64, interval: u64, txn: Txn, id: TxnId) {
-        if self.sent.len() >= Self::MAX {
+    fn remember(&mut self, mut sent: Sent) {
+        let sender = sent.txn.body.sender;
+        let from_sender = self.per_sender.get(&sender).copied().unwrap_or(0);
+        if self.sent.len() >= Self::MAX || from_sender >= Self::PER_SENDER_MAX || !self.ids.insert(sent.id) {
             return;
         }
+        *self.per_sender.entry(sender).or_insert(0) += 1;
         self.seq += 1;
-        self.sent.push(Reverse(Sent {
-            due: view.saturating_add(interval),
-            seq: self.seq,
-            interval,
-            txn,
-            id,
-        }));
+        sent.seq = self.seq;
+        self.sent.push(Reverse(sent));
     }
 
-    /// The transactions whose wait ended by `view` and that are still `pending` here, in the
-    /// order they were due: to be sent to the leaders of `view` onwards, and remembered with
-    /// twice the wait. Those no longer pending (finalized, pruned, evicted) are forgotten.
+    fn forget(&mut self, sent: &Sent) {
+        self.ids.remove(&sent.id);
+        let sender = sent.txn.body.sender;
+        if let Some(count) = self.per_sender.get_mut(&sender) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_sender.remove(&sender);
+            }
+        }
+    }
+
+    /// Up to [`Forwarded::DUE_MAX`] transactions whose wait ended by `view` and that are still
+    /// `pending` here, in the order they were due: to be sent to the leaders of `view` onwards,
+    /// and remembered with twice the wait until sent [`Forwarded::SENDS_MAX`] times. Those no
+    /// longer pending (finalized, pruned, evicted) are forgotten.
     pub fn due(&mut self, view: u64, pending: impl Fn(&TxnId) -> bool) -> Vec<(Txn, TxnId)> {
         let mut again = Vec::new();
-        while self.sent.peek().is_some_and(|Reverse(sent)| sent.due <= view) {
+        while again.len() < Self::DUE_MAX && self.sent.peek().is_some_and(|Reverse(sent)| sent.due <= view) {
             let Some(Reverse(sent)) = self.sent.pop() else { break };
+            self.forget(&sent);
             if pending(&sent.id) {
                 again.push(sent);
             }
@@ -102,9 +137,13 @@ impl Forwarded {
         again
             .into_iter()
             .map(|sent| {
-                let interval = sent.interval.saturating_mul(2).min(Self::INTERVAL_MAX);
-                self.remember(view, interval, sent.txn, sent.id);
-                (sent.txn, sent.id)
+                let (txn, id) = (sent.txn, sent.id);
+                if sent.sends + 1 < Self::SENDS_MAX {
+                    let interval = sent.interval.saturating_mul(2).min(Self::INTERVAL_MAX);
+                    let due = view.saturating_add(interval);
+                    self.remember(Sent { due, interval, sends: sent.sends + 1, ..sent });
+                }
+                (txn, id)
             })
             .collect()
     }
@@ -131,8 +170,17 @@ mod tests {
         (txn, txn.id())
     }
 
+    /// A transaction from a sender of its own.
+    fn from(sender: u64) -> (Txn, TxnId) {
+        let mut body = TxnBody::transfer(1, [0; 32], [2; 32], 1, 1, 0);
+        body.sender[..8].copy_from_slice(&sender.to_le_bytes());
+        let txn = Txn::unsigned(body);
+        (txn, txn.id())
+    }
+
     /// A transaction is sent again once FORWARD_VIEWS views passed while it stayed pending,
-    /// then after twice as many, up to INTERVAL_MAX; one no longer pending is forgotten.
+    /// then after twice as many, up to INTERVAL_MAX, SENDS_MAX times in all; one no longer
+    /// pending is forgotten.
     #[test]
     fn pending_transactions_are_sent_again_with_a_growing_wait() {
         let nonces =
@@ -147,21 +195,33 @@ mod tests {
         assert_eq!(nonces(forwarded.due(15, |_| true)), [2], "nonce 0 waits 6 views now");
         assert_eq!(nonces(forwarded.due(19, |_| true)), [0]);
         assert!(forwarded.due(20, |_| true).is_empty());
-        // The wait doubles up to its bound: 12, 24, 48, then 96 views.
+        // Sent at 13 and 19 so far; then after 12, 24, 48 and 96 views, and no more.
         let fired: Vec<u64> =
-            (20..=600).filter(|view| !forwarded.due(*view, |id| *id == txn(0).1).is_empty()).collect();
-        assert_eq!(fired, [31, 55, 103, 199, 295, 391, 487, 583]);
-        assert!(forwarded.due(u64::MAX, |_| false).is_empty());
-        assert!(forwarded.is_empty());
+            (20..=2000).filter(|view| !forwarded.due(*view, |id| *id == txn(0).1).is_empty()).collect();
+        assert_eq!(fired, [31, 55, 103, 199]);
+        assert!(forwarded.is_empty(), "forgotten after its last send");
+    }
+
+    /// A transaction that arrives many times is remembered once; a sender has at most its
+    /// share; at most DUE_MAX come due at once, the rest at the next call.
+    #[test]
+    fn what_a_client_can_make_it_remember_is_bounded() {
+        let mut forwarded = Forwarded::default();
+        forwarded.note(0, std::iter::repeat_n(txn(0), 1000));
+        assert_eq!(forwarded.len(), 1, "one transaction sent a thousand times");
+        forwarded.note(0, (1..1000).map(txn));
+        assert_eq!(forwarded.len(), Forwarded::PER_SENDER_MAX as usize, "one sender's share");
+        let mut many = Forwarded::default();
+        many.note(0, (0..Forwarded::DUE_MAX as u64 + 10).map(from));
+        assert_eq!(many.due(3, |_| true).len(), Forwarded::DUE_MAX);
+        assert_eq!(many.due(3, |_| true).len(), 10, "the rest at the next call");
     }
 
     /// Past its bound a newly forwarded transaction is not remembered.
     #[test]
     fn the_record_is_bounded() {
         let mut forwarded = Forwarded::default();
-        forwarded.note(0, (0..Forwarded::MAX as u64 + 5).map(txn));
+        forwarded.note(0, (0..Forwarded::MAX as u64 + 5).map(from));
         assert_eq!(forwarded.len(), Forwarded::MAX);
-        let again = forwarded.due(3, |_| true);
-        assert_eq!((again.len(), again[0].0.body.nonce), (Forwarded::MAX, 0));
     }
 }
