@@ -327,4 +327,9 @@ fn attack_source_must_be_a_local_address() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("--source"), "{err}");
+    // A local address of the other family than a target's: refused before any traffic.
+    let out = tessera(&["attack", "--rpc", "http://[::1]:9", "--source", "127.0.0.1", "--duration", "1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("--source 127.0.0.1 cannot reach [::1]:9: one is IPv4, the other IPv6"), "{err}");
 }

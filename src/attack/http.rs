@@ -22,11 +22,6 @@ pub fn raw(addr: SocketAddr, request: &[u8], timeout: Duration) -> std::io::Resu
     exchange(TcpStream::connect_timeout(&addr, timeout)?, request, timeout)
 }
 
-/// As [`raw`], for attack traffic: from `--source` when one is set.
-fn attack_raw(addr: SocketAddr, request: &[u8], timeout: Duration) -> std::io::Result<(u16, String)> {
-    exchange(super::connect_from_source(&addr, timeout)?, request, timeout)
-}
-
 fn exchange(mut stream: TcpStream, request: &[u8], timeout: Duration) -> std::io::Result<(u16, String)> {
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
@@ -182,17 +177,17 @@ pub fn run(kind: Kind, target: &Target, limits: &Limits, deadline: Instant) -> T
                 let request = malformed(case, &mut rng);
                 tally.requests += 1;
                 tally.bytes += request.len() as u64;
-                match attack_raw(addr, &request, Duration::from_secs(5)) {
-                    Ok((status, body)) => {
+                let timeout = Duration::from_secs(5);
+                // A connection that never opened (refused, timed out, or a local bind that
+                // failed) is not one the node closed.
+                match super::connect_from_source(&addr, timeout) {
+                    Err(_) => tally.connect_failures += 1,
+                    Ok(stream) => {
                         tally.connections += 1;
-                        record(&mut tally, status, &body);
-                    }
-                    Err(error) if error.kind() == std::io::ErrorKind::ConnectionRefused => {
-                        tally.connect_failures += 1
-                    }
-                    Err(_) => {
-                        tally.connections += 1;
-                        tally.closed_by_node += 1;
+                        match exchange(stream, &request, timeout) {
+                            Ok((status, body)) => record(&mut tally, status, &body),
+                            Err(_) => tally.closed_by_node += 1,
+                        }
                     }
                 }
             }

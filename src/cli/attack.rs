@@ -206,9 +206,15 @@ pub fn run(args: &AttackArgs) -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("skipped (no address or key for them): {}", skipped.join(", "));
     }
     if let Some(source) = args.source {
-        // Bound once here, so a bad address is a clear error, not a kind that connects nowhere.
+        // Bound once here, so a bad address is a clear error, not a kind that connects nowhere;
+        // and of the targets' family, since a socket of one family cannot reach the other.
         std::net::TcpListener::bind((source, 0))
             .map_err(|error| format!("--source {source}: not a local address: {error}"))?;
+        let targets =
+            [target.peer, target.ingress, target.rpc, target.metrics, target.reflect.map(|(addr, _)| addr)];
+        if let Some(other) = targets.into_iter().flatten().find(|addr| addr.is_ipv4() != source.is_ipv4()) {
+            return Err(format!("--source {source} cannot reach {other}: one is IPv4, the other IPv6").into());
+        }
         crate::attack::set_source(source)?;
     }
     let limits = Limits {
