@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use bevy_ecs::prelude::*;
 use foldhash::HashMap;
-use tessera_components::{Block, Hash, TxnId};
+use tessera_components::{Block, Hash, Txn, TxnId};
 
 use crate::counters::{PipelineCounters, RejectCounters};
 use crate::ledger::{Ledger, LedgerDelta};
@@ -55,6 +55,10 @@ struct Executions {
     /// Blocks executed for the memo, and outcomes taken from it.
     executed: u64,
     reused: u64,
+    /// Bodies whose transaction root was checked, with their ids, by that root; oldest first
+    /// out.
+    bodies: HashMap<Hash, Arc<(Vec<Txn>, Arc<[TxnId]>)>>,
+    body_order: VecDeque<Hash>,
 }
 
 impl SharedExecutions {
@@ -74,6 +78,38 @@ impl SharedExecutions {
             let memo = memo.lock().unwrap_or_else(PoisonError::into_inner);
             (memo.executed, memo.reused)
         })
+    }
+
+    /// The ids of `block`'s transactions, if they give the transaction root its header names
+    /// (`None`: the body is not the header's). With a memo, a body that another validator
+    /// checked is not hashed again: it is found under the root it was checked against, and
+    /// taken only if its bytes are this body's, since a Byzantine proposer can pair one header
+    /// with several bodies. Ids are a pure function of the bytes.
+    pub fn checked_ids(&self, block: &Block) -> Option<Arc<[TxnId]>> {
+        let root = block.header.txn_root;
+        let check = || {
+            let ids: Vec<TxnId> = block.txns.iter().map(Txn::id).collect();
+            (Block::txn_root_of_ids(&ids) == root).then(|| Arc::<[TxnId]>::from(ids))
+        };
+        let Some(memo) = &self.0 else { return check() };
+        let known = memo.lock().unwrap_or_else(PoisonError::into_inner).bodies.get(&root).cloned();
+        if let Some(body) = known
+            && body.0 == block.txns
+        {
+            return Some(body.1.clone());
+        }
+        let ids = check()?;
+        let mut memo = memo.lock().unwrap_or_else(PoisonError::into_inner);
+        if !memo.bodies.contains_key(&root) {
+            if memo.body_order.len() >= Self::MAX
+                && let Some(oldest) = memo.body_order.pop_front()
+            {
+                memo.bodies.remove(&oldest);
+            }
+            memo.body_order.push_back(root);
+            memo.bodies.insert(root, Arc::new((block.txns.clone(), ids.clone())));
+        }
+        Some(ids)
     }
 
     /// [`execute_speculative`] of `block` over `ledger`, or its outcome from the memo. The
@@ -188,6 +224,24 @@ mod tests {
         let fields =
             BlockFields { height: 1, view: 0, timestamp_ms: 0, proposer: 0, parent: Hash::ZERO, state_root };
         (Block::assemble(fields, txns, &ids), ids)
+    }
+
+    /// A body checked once is not hashed again for the same bytes; a body that differs from
+    /// the remembered one under the same header (a Byzantine proposer's second body) is checked
+    /// for itself and refused, with or without a memo.
+    #[test]
+    fn checked_ids_are_reused_only_for_the_same_body() {
+        let (honest, ids) = block(vec![transfer(0), transfer(1)], Hash::ZERO);
+        let mut other = honest.clone();
+        other.txns[1].body.amount += 1;
+        for memo in [SharedExecutions::default(), SharedExecutions::new()] {
+            assert_eq!(memo.checked_ids(&honest).as_deref(), Some(&ids[..]));
+            assert_eq!(memo.checked_ids(&honest).as_deref(), Some(&ids[..]), "again, from the memo");
+            assert!(memo.checked_ids(&other).is_none(), "a second body under the same header");
+        }
+        let memo = SharedExecutions::new();
+        assert!(memo.checked_ids(&other).is_none(), "a wrong body first");
+        assert_eq!(memo.checked_ids(&honest).as_deref(), Some(&ids[..]));
     }
 
     /// A validator on the same state, given the same block, gets from the memo exactly what
