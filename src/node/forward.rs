@@ -59,10 +59,14 @@ impl AwaitingAdmission {
         self.batch_max
     }
 
-    /// After a tick: takes out, in batches for the peers, the transactions now pending in the
-    /// pipeline's mempool (admitted); drops those it refused (`rejected`) and those waiting
-    /// longer than [`Self::TICKS_MAX`]; keeps the rest (still being checked).
-    pub(super) fn take_admitted(&mut self, pipeline: &Pipeline, rejected: &HashSet<TxnId>) -> Vec<Vec<Txn>> {
+    /// After a tick: takes out, with their ids, the transactions now pending in the pipeline's
+    /// mempool (admitted); drops those it refused (`rejected`) and those waiting longer than
+    /// [`Self::TICKS_MAX`]; keeps the rest (still being checked).
+    pub(super) fn take_admitted(
+        &mut self,
+        pipeline: &Pipeline,
+        rejected: &HashSet<TxnId>,
+    ) -> Vec<(Txn, TxnId)> {
         self.tick += 1;
         let mut admitted = Vec::new();
         // A transaction queued twice (a client sent it twice) goes out once.
@@ -72,7 +76,7 @@ impl AwaitingAdmission {
         self.queue.retain(|(txn, id, queued)| {
             if pipeline.is_pending(id) {
                 if taken.insert(*id) {
-                    admitted.push(*txn);
+                    admitted.push((*txn, *id));
                 }
                 return false;
             }
@@ -80,7 +84,7 @@ impl AwaitingAdmission {
         });
         debug_assert!(self.queue.len() + admitted.len() <= before);
         debug_assert_eq!(taken.len(), admitted.len());
-        admitted.chunks(self.batch_max).map(<[Txn]>::to_vec).collect()
+        admitted
     }
 }
 
@@ -145,7 +149,7 @@ mod tests {
         for now in 1..=4 {
             pipeline.tick(now * 1_000_000);
             let rejected: HashSet<TxnId> = pipeline.drain_rejections().iter().map(|r| r.id).collect();
-            forwarded.extend(awaiting.take_admitted(&pipeline, &rejected).into_iter().flatten());
+            forwarded.extend(awaiting.take_admitted(&pipeline, &rejected).into_iter().map(|(txn, _)| txn));
         }
         assert_eq!(forwarded, honest, "the honest transactions, and only they, are forwarded");
         assert_eq!(awaiting.len(), 0, "the forged ones were dropped on their refusal");

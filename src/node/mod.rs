@@ -610,25 +610,25 @@ impl Node {
     /// [`FORWARD_VIEWS`]: tessera_systems::consensus::core::FORWARD_VIEWS
     fn forward_admitted(&mut self, rejections: &[TxnRejected]) {
         let rejected: HashSet<TxnId> = rejections.iter().map(|rejected| rejected.id).collect();
-        let mut batches = self.awaiting_admission.take_admitted(&self.pipeline, &rejected);
+        let mut txns = self.awaiting_admission.take_admitted(&self.pipeline, &rejected);
         let Some(core) = self.pipeline.consensus().map(|consensus| &consensus.core) else {
-            return self.send_txns(&Destination::All, batches);
+            return self.send_txns(&Destination::All, &txns);
         };
         if core.forwards_to_leaders() {
             let view = core.view();
-            self.forwarded.note(view, batches.iter().flatten().map(|txn| (*txn, txn.id())));
+            self.forwarded.note(view, txns.iter().copied());
             let pipeline = &self.pipeline;
-            let again = self.forwarded.due(view, |id| pipeline.is_pending(id));
-            let batch_max = self.awaiting_admission.batch_max();
-            batches.extend(again.chunks(batch_max).map(|chunk| chunk.iter().map(|(txn, _)| *txn).collect()));
+            txns.extend(self.forwarded.due(view, |id| pipeline.is_pending(id)));
         }
         let destination = core.forward_destination();
-        self.send_txns(&destination, batches);
+        self.send_txns(&destination, &txns);
     }
 
-    /// Sends batches of transactions to `destination`, one encoding each.
-    fn send_txns(&self, destination: &Destination, batches: Vec<Vec<Txn>>) {
-        for batch in batches {
+    /// Sends transactions to `destination` in frames of at most a batch each, one encoding a
+    /// frame.
+    fn send_txns(&self, destination: &Destination, txns: &[(Txn, TxnId)]) {
+        for chunk in txns.chunks(self.awaiting_admission.batch_max()) {
+            let batch: Vec<Txn> = chunk.iter().map(|(txn, _)| *txn).collect();
             let frame = Arc::new(encode(&Frame::Txns(batch)));
             for peer in destination.recipients(self.me, self.validators) {
                 self.net.send(peer, frame.clone(), Lane::Bulk);

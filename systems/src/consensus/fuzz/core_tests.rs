@@ -897,4 +897,9 @@ fn a_large_set_forwards_client_transactions_to_the_next_leaders() {
     assert_eq!(recipients(&core(2, 9, 1)), [0, 1, 9], "wraps around the set");
     assert_eq!(recipients(&core(5, 7, 11)).len(), 9, "a set below the threshold: everyone");
     assert!(matches!(core(5, 7, usize::MAX).forward_destination(), Destination::All));
+    // A full node's view follows the chain only through sync: it forwards to every validator.
+    let config = ConsensusConfig { forward_to_leaders_from: 1, ..config() };
+    let observer = Core::observer(set.clone(), config, 7, Hash::ZERO);
+    assert!(!observer.forwards_to_leaders());
+    assert!(matches!(observer.forward_destination(), Destination::All), "a full node picked leaders");
 }
