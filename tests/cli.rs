@@ -222,7 +222,10 @@ fn a_node_on_a_busy_port_creates_no_data_directory() {
     let out = tessera(&["node", "--config", dir.join("node-0.toml").to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "started on a busy port: {err}");
-    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    // Ours, or (when another process happens to hold one) another of the node's four ports.
+    let named =
+        (port - 2..port + 2).any(|taken| err.contains(&format!("cannot listen on 127.0.0.1:{taken}:")));
+    assert!(named, "{err}");
     assert!(!dir.join("data-0").exists(), "a node that did not start created its data directory");
     drop(busy);
 }
