@@ -17,6 +17,7 @@
 //! everything else: who may send what, quorum arithmetic, heights, views and locks.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use crate::sigverify::SharedVerdicts;
 
@@ -1539,17 +1540,21 @@ pub fn bounded_sync_batch(
 /// Every (public key, message, signature) a message carries, for batch verification before
 /// [`Core::on_message`]. A message is accepted only if all of them verify. Signer indexes
 /// that name no validator make the message invalid (`None`).
+/// A signature a message carries: (public key, signed bytes, signature).
+pub type SignedBy = ([u8; 32], Arc<[u8]>, [u8; 64]);
+
 pub fn signatures_of(
     message: &ConsensusMessage,
     set: &ValidatorSet,
-) -> Option<Vec<([u8; 32], Vec<u8>, [u8; 64])>> {
+) -> Option<Vec<SignedBy>> {
     let mut out = Vec::new();
     let qc_signatures =
-        |qc: &QuorumCertificate, out: &mut Vec<([u8; 32], Vec<u8>, [u8; 64])>| -> Option<()> {
+        |qc: &QuorumCertificate, out: &mut Vec<SignedBy>| -> Option<()> {
             if qc.signers.len() != qc.signatures.len() || qc.signers.len() > set.len() {
                 return None;
             }
-            let message = vote_signing_bytes(qc.kind, qc.view, qc.height, &qc.block).to_vec();
+            // One copy of the signed bytes, shared by every signer's entry.
+            let message: Arc<[u8]> = Arc::from(&vote_signing_bytes(qc.kind, qc.view, qc.height, &qc.block)[..]);
             for (signer, signature) in qc.signers.iter().zip(&qc.signatures) {
                 out.push((*set.key(*signer)?, message.clone(), signature.0));
             }
@@ -1558,7 +1563,7 @@ pub fn signatures_of(
     match message {
         ConsensusMessage::Proposal(proposal) => {
             let header = &proposal.block.header;
-            let message = proposal_signing_bytes(proposal.view, header.height, &header.hash()).to_vec();
+            let message = Arc::from(&proposal_signing_bytes(proposal.view, header.height, &header.hash())[..]);
             // Signed by the view's leader (a re-proposed header names its original proposer).
             out.push((*set.key(set.leader(proposal.view))?, message, proposal.signature));
             if let Some(justify) = &proposal.justify {
@@ -1566,12 +1571,12 @@ pub fn signatures_of(
             }
         }
         ConsensusMessage::Vote(vote) => {
-            let message = vote_signing_bytes(vote.kind, vote.view, vote.height, &vote.block).to_vec();
+            let message = Arc::from(&vote_signing_bytes(vote.kind, vote.view, vote.height, &vote.block)[..]);
             out.push((*set.key(vote.voter)?, message, vote.signature));
         }
         ConsensusMessage::NewView(new_view) => {
             let message =
-                new_view_signing_bytes(new_view.view, new_view.height, new_view.high_qc.as_ref()).to_vec();
+                Arc::from(&new_view_signing_bytes(new_view.view, new_view.height, new_view.high_qc.as_ref())[..]);
             out.push((*set.key(new_view.sender)?, message, new_view.signature));
             if let Some(qc) = &new_view.high_qc {
                 qc_signatures(qc, &mut out)?;
@@ -1615,7 +1620,7 @@ pub fn verify_messages_shared(
 
     use crate::kernels::sigverify::{VerifyItem, stand_in_sign, verify_many};
 
-    let extracted: Vec<Option<Vec<([u8; 32], Vec<u8>, [u8; 64])>>> =
+    let extracted: Vec<Option<Vec<SignedBy>>> =
         messages.iter().map(|(_, message)| signatures_of(message, set)).collect();
     // Each distinct signature once; `slots` maps every carried signature to its verdict.
     let mut unique: HashMap<(&[u8; 32], &[u8], &[u8; 64]), usize> = HashMap::default();
@@ -1625,21 +1630,22 @@ pub fn verify_messages_shared(
         .flatten()
         .flatten()
         .map(|(public_key, message, signature)| {
-            *unique.entry((public_key, message.as_slice(), signature)).or_insert_with(|| {
+            *unique.entry((public_key, &message[..], signature)).or_insert_with(|| {
                 items.push(VerifyItem { public_key, message, signature });
                 items.len() - 1
             })
         })
         .collect();
-    let unique_verdicts = if stand_in {
-        items.iter().map(|item| *item.signature == stand_in_sign(item.public_key, item.message)).collect()
-    } else {
-        shared.remembered_signatures(&items, |items| {
+    // Through the memo in either mode: a stand-in costs two hashes, more than finding it.
+    let unique_verdicts = shared.remembered_signatures(&items, |items| {
+        if stand_in {
+            items.iter().map(|item| *item.signature == stand_in_sign(item.public_key, item.message)).collect()
+        } else {
             let mut verdicts = vec![false; items.len()];
             verify_many(items, &mut verdicts, batch_size.max(1));
             verdicts
-        })
-    };
+        }
+    });
     let checked = items.len() as u64;
     let verdicts: Vec<bool> = slots.iter().map(|slot| unique_verdicts[*slot]).collect();
     let mut verdicts = verdicts.into_iter();

@@ -1034,7 +1034,7 @@ fn check_extraction(qc: &QuorumCertificate) {
                 items[1..].iter().zip(qc.signers.iter().zip(&qc.signatures))
             {
                 assert_eq!(Some(key), set.key(*signer));
-                assert_eq!(signed.as_slice(), message.as_slice());
+                assert_eq!(&signed[..], message.as_slice());
                 assert_eq!(signature, &expected.0);
             }
         }

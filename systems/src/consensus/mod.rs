@@ -235,9 +235,10 @@ impl Host for NodeHost<'_> {
         }
         // Each id once: the root, the signature cache and execution all use them (in the
         // simulator, once for every validator given the same body).
-        let Some(ids) = self.executions.checked_ids(block) else {
+        let Some(body) = self.executions.checked_body(block) else {
             return Err(BlockFault::BadBody);
         };
+        let ids = &body.ids;
         // Static checks against a ledger with no nonce history, so only the stateless rules
         // apply here (nonces and balances are execution outcomes, recorded per transaction).
         let stateless = Ledger::default();
@@ -246,30 +247,38 @@ impl Host for NodeHost<'_> {
             return Err(BlockFault::InvalidTransaction);
         }
         // Transactions this node already verified (it saw them in its own pipeline) are in the
-        // cache of accepted signatures; only the rest are checked here.
+        // cache of accepted signatures; only the rest are checked here, and counted as this
+        // node's work whether or not another simulated validator checked the same body first.
+        let stand_in = self.config.sigverify_stand_in;
         let unseen: Vec<usize> = (0..ids.len()).filter(|i| !self.accepted.0.contains(&ids[*i].0.0)).collect();
-        let items: Vec<VerifyItem<'_>> = unseen.iter().map(|i| VerifyItem::of_txn(&block.txns[*i])).collect();
         self.work.blocks_validated += 1;
         self.work.txns_validated += block.txns.len() as u64;
-        self.work.block_signatures += items.len() as u64;
-        let mut verdicts = vec![false; items.len()];
-        if self.config.sigverify_stand_in {
-            for (verdict, i) in verdicts.iter_mut().zip(&unseen) {
-                let txn = &block.txns[*i];
-                *verdict = txn.signature.0 == stand_in_signature(&txn.body);
+        self.work.block_signatures += unseen.len() as u64;
+        if !body.signatures_valid(stand_in) {
+            let mut verdicts = vec![false; unseen.len()];
+            if stand_in {
+                for (verdict, i) in verdicts.iter_mut().zip(&unseen) {
+                    let txn = &block.txns[*i];
+                    *verdict = txn.signature.0 == stand_in_signature(&txn.body);
+                }
+            } else {
+                let items: Vec<VerifyItem<'_>> =
+                    unseen.iter().map(|i| VerifyItem::of_txn(&block.txns[*i])).collect();
+                verify_many(&items, &mut verdicts, self.config.sigverify_batch_size);
             }
-        } else {
-            verify_many(&items, &mut verdicts, self.config.sigverify_batch_size);
-        }
-        if verdicts.iter().any(|ok| !ok) {
-            return Err(BlockFault::InvalidTransaction);
+            if verdicts.iter().any(|ok| !ok) {
+                return Err(BlockFault::InvalidTransaction);
+            }
+            if unseen.len() == ids.len() {
+                body.set_signatures_valid(stand_in);
+            }
         }
         for i in unseen {
             self.accepted.0.insert(&ids[i].0.0);
         }
         // After the transaction root was checked against the body, so the header's hash names
         // the transactions too, as the shared executions require.
-        let (delta, sealed) = self.executions.execute(self.ledger, block.clone(), &ids);
+        let (delta, sealed) = self.executions.execute(self.ledger, block.clone(), ids);
         if sealed.block.header.state_root != block.header.state_root {
             return Err(BlockFault::WrongStateRoot);
         }

@@ -1,6 +1,7 @@
 //! Execute: apply a block's transfers to the ledger and seal its state root.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bevy_ecs::prelude::*;
@@ -55,10 +56,36 @@ struct Executions {
     /// Blocks executed for the memo, and outcomes taken from it.
     executed: u64,
     reused: u64,
-    /// Bodies whose transaction root was checked, with their ids, by that root; oldest first
-    /// out.
-    bodies: HashMap<Hash, Arc<(Vec<Txn>, Arc<[TxnId]>)>>,
+    /// Bodies whose transaction root was checked, by that root; oldest first out.
+    bodies: HashMap<Hash, Arc<CheckedBody>>,
     body_order: VecDeque<Hash>,
+}
+
+/// A block body whose transaction root was checked: its transactions' ids, and whether every
+/// signature in it is known to verify. Both are pure functions of the body's bytes, so the
+/// simulator's validators share one (through [`SharedExecutions`]); a node's is its own.
+#[derive(Debug)]
+pub struct CheckedBody {
+    /// The body's bytes, to tell it from another body under the same header (memo only).
+    txns: Vec<Txn>,
+    /// The transactions' ids, in block order.
+    pub ids: Arc<[TxnId]>,
+    /// Every signature verified, by real verification (`[0]`) or stand-ins (`[1]`).
+    valid: [AtomicBool; 2],
+}
+
+impl CheckedBody {
+    /// True once a validator verified every signature of the body itself, in this mode.
+    pub fn signatures_valid(&self, stand_in: bool) -> bool {
+        self.valid[usize::from(stand_in)].load(Ordering::Relaxed)
+    }
+
+    /// Records that every signature of the body verified, in this mode. Only a validator that
+    /// verified each one itself may say so, not one that took some from its own cache of
+    /// accepted signatures: the record is shared, and a cache is one node's.
+    pub fn set_signatures_valid(&self, stand_in: bool) {
+        self.valid[usize::from(stand_in)].store(true, Ordering::Relaxed);
+    }
 }
 
 impl SharedExecutions {
@@ -85,20 +112,22 @@ impl SharedExecutions {
     /// checked is not hashed again: it is found under the root it was checked against, and
     /// taken only if its bytes are this body's, since a Byzantine proposer can pair one header
     /// with several bodies. Ids are a pure function of the bytes.
-    pub fn checked_ids(&self, block: &Block) -> Option<Arc<[TxnId]>> {
+    pub fn checked_body(&self, block: &Block) -> Option<Arc<CheckedBody>> {
         let root = block.header.txn_root;
-        let check = || {
+        let check = |txns: Vec<Txn>| {
             let ids: Vec<TxnId> = block.txns.iter().map(Txn::id).collect();
-            (Block::txn_root_of_ids(&ids) == root).then(|| Arc::<[TxnId]>::from(ids))
+            (Block::txn_root_of_ids(&ids) == root).then(|| {
+                Arc::new(CheckedBody { txns, ids: Arc::from(ids), valid: Default::default() })
+            })
         };
-        let Some(memo) = &self.0 else { return check() };
+        let Some(memo) = &self.0 else { return check(Vec::new()) };
         let known = memo.lock().unwrap_or_else(PoisonError::into_inner).bodies.get(&root).cloned();
         if let Some(body) = known
-            && body.0 == block.txns
+            && body.txns == block.txns
         {
-            return Some(body.1.clone());
+            return Some(body);
         }
-        let ids = check()?;
+        let body = check(block.txns.clone())?;
         let mut memo = memo.lock().unwrap_or_else(PoisonError::into_inner);
         if !memo.bodies.contains_key(&root) {
             if memo.body_order.len() >= Self::MAX
@@ -107,9 +136,9 @@ impl SharedExecutions {
                 memo.bodies.remove(&oldest);
             }
             memo.body_order.push_back(root);
-            memo.bodies.insert(root, Arc::new((block.txns.clone(), ids.clone())));
+            memo.bodies.insert(root, body.clone());
         }
-        Some(ids)
+        Some(body)
     }
 
     /// [`execute_speculative`] of `block` over `ledger`, or its outcome from the memo. The
@@ -235,13 +264,18 @@ mod tests {
         let mut other = honest.clone();
         other.txns[1].body.amount += 1;
         for memo in [SharedExecutions::default(), SharedExecutions::new()] {
-            assert_eq!(memo.checked_ids(&honest).as_deref(), Some(&ids[..]));
-            assert_eq!(memo.checked_ids(&honest).as_deref(), Some(&ids[..]), "again, from the memo");
-            assert!(memo.checked_ids(&other).is_none(), "a second body under the same header");
+            let first = memo.checked_body(&honest).expect("the header's body");
+            assert_eq!(&first.ids[..], &ids[..]);
+            first.set_signatures_valid(true);
+            let again = memo.checked_body(&honest).expect("the header's body");
+            assert_eq!(&again.ids[..], &ids[..], "again, from the memo");
+            assert_eq!(again.signatures_valid(true), memo.0.is_some(), "known valid only through a memo");
+            assert!(!again.signatures_valid(false), "stand-ins say nothing of real signatures");
+            assert!(memo.checked_body(&other).is_none(), "a second body under the same header");
         }
         let memo = SharedExecutions::new();
-        assert!(memo.checked_ids(&other).is_none(), "a wrong body first");
-        assert_eq!(memo.checked_ids(&honest).as_deref(), Some(&ids[..]));
+        assert!(memo.checked_body(&other).is_none(), "a wrong body first");
+        assert_eq!(&memo.checked_body(&honest).expect("the header's body").ids[..], &ids[..]);
     }
 
     /// A validator on the same state, given the same block, gets from the memo exactly what

@@ -40,6 +40,8 @@ pub struct SharedVerdicts(Option<Arc<Memo>>);
 #[derive(Debug, Default)]
 struct Memo {
     verdicts: Mutex<HashMap<[u8; 32], bool>>,
+    /// Verdicts on signatures of any message ([`SharedVerdicts::remembered_signatures`]).
+    signatures: Mutex<SignatureMemo>,
     /// Signatures actually verified, by a pipeline through the memo or ahead of it.
     verified: std::sync::atomic::AtomicU64,
 }
@@ -121,21 +123,89 @@ impl SharedVerdicts {
         verdicts.into_iter().map(|verdict| verdict.expect("every verdict filled")).collect()
     }
 
-    /// [`SharedVerdicts::remembered`] for signatures of any message: keyed by a hash of the
-    /// public key, the signature and the message, in a domain of their own.
+    /// Verdicts for signatures of any message, in order: remembered ones from the memo
+    /// (matched on the whole key, signature and message), the others from `verify` (called
+    /// once, with the items not remembered, unless there are none), then remembered.
     pub fn remembered_signatures(
         &self,
         items: &[VerifyItem<'_>],
         verify: impl FnOnce(&[VerifyItem<'_>]) -> Vec<bool>,
     ) -> Vec<bool> {
-        static VERDICT: tessera_components::Domain =
-            tessera_components::Domain::new("tessera 2026 shared signature verdict");
-        let key = |item: &VerifyItem<'_>| {
-            let mut hasher = VERDICT.hasher();
-            hasher.update(item.public_key).update(item.signature).update(item.message);
-            *hasher.finalize().as_bytes()
+        let Some(shared) = &self.0 else {
+            return verify(items);
         };
-        self.remembered(items, key, verify)
+        let hashes: Vec<u64> = items.iter().map(SignatureMemo::hash).collect();
+        let mut verdicts: Vec<Option<bool>> = {
+            let memo = shared.signatures.lock().unwrap_or_else(PoisonError::into_inner);
+            items.iter().zip(&hashes).map(|(item, hash)| memo.get(*hash, item)).collect()
+        };
+        let unknown: Vec<VerifyItem<'_>> =
+            items.iter().zip(&verdicts).filter(|(_, known)| known.is_none()).map(|(item, _)| *item).collect();
+        if !unknown.is_empty() {
+            let fresh = verify(&unknown);
+            shared.verified.fetch_add(unknown.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            let mut memo = shared.signatures.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut fresh = fresh.into_iter();
+            for ((item, hash), verdict) in items.iter().zip(&hashes).zip(verdicts.iter_mut()) {
+                if verdict.is_none() {
+                    let accepted = fresh.next().expect("one verdict per unknown item");
+                    memo.insert(*hash, item, accepted);
+                    *verdict = Some(accepted);
+                }
+            }
+        }
+        verdicts.into_iter().map(|verdict| verdict.expect("every verdict filled")).collect()
+    }
+}
+
+/// Verdicts by (public key, signature, message), held whole and compared byte for byte, so a
+/// hit is exactly the question asked; found through a fast non-cryptographic hash of the three
+/// (a collision costs a comparison, never a wrong verdict). In-process only: cheaper than a
+/// cryptographic key, which cost as much as the stand-in check it was to save.
+#[derive(Debug, Default)]
+struct SignatureMemo {
+    /// `public key ‖ signature ‖ message` and its verdict, by the hash of those bytes.
+    by_hash: HashMap<u64, Vec<(Box<[u8]>, bool)>, foldhash::fast::FixedState>,
+    len: usize,
+}
+
+impl SignatureMemo {
+    /// Most verdicts held; past it the memo starts again empty.
+    const MAX: usize = 1 << 18;
+
+    fn hash(item: &VerifyItem<'_>) -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher = foldhash::fast::FixedState::default().build_hasher();
+        hasher.write(item.public_key);
+        hasher.write(item.signature);
+        hasher.write(item.message);
+        hasher.finish()
+    }
+
+    fn same(entry: &[u8], item: &VerifyItem<'_>) -> bool {
+        entry.len() == 96 + item.message.len()
+            && entry[..32] == item.public_key[..]
+            && entry[32..96] == item.signature[..]
+            && entry[96..] == *item.message
+    }
+
+    fn get(&self, hash: u64, item: &VerifyItem<'_>) -> Option<bool> {
+        let bucket = self.by_hash.get(&hash)?;
+        bucket.iter().find(|(entry, _)| Self::same(entry, item)).map(|(_, verdict)| *verdict)
+    }
+
+    fn insert(&mut self, hash: u64, item: &VerifyItem<'_>, verdict: bool) {
+        if self.len >= Self::MAX {
+            self.by_hash.clear();
+            self.len = 0;
+        }
+        let bucket = self.by_hash.entry(hash).or_default();
+        if bucket.iter().any(|(entry, _)| Self::same(entry, item)) {
+            return;
+        }
+        let bytes = [&item.public_key[..], &item.signature[..], item.message].concat();
+        bucket.push((bytes.into_boxed_slice(), verdict));
+        self.len += 1;
     }
 }
 
