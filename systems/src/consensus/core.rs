@@ -1616,12 +1616,69 @@ pub fn verify_messages_shared(
     stand_in: bool,
     shared: &SharedVerdicts,
 ) -> (Vec<(u32, ConsensusMessage)>, u64, u64) {
+    let extracted: Vec<Option<Vec<SignedBy>>> =
+        messages.iter().map(|(_, message)| signatures_of(message, set)).collect();
+    // The simulator's validators are sent the same messages: a certificate goes to every one.
+    // What a batch keeps, and how many distinct signatures it carries, are a pure function of
+    // the signatures it carries, so a batch another validator judged is judged again from the
+    // memo, matched on all its bytes.
+    let key = shared.is_shared().then(|| batch_key(&extracted, stand_in));
+    let remembered = key.as_deref().and_then(|key| shared.remembered_batch(key));
+    let (keep, checked) = remembered.unwrap_or_else(|| {
+        let judged = judge(&extracted, batch_size, stand_in, shared);
+        if let Some(key) = key {
+            shared.remember_batch(key, judged.clone());
+        }
+        judged
+    });
+    let mut kept = Vec::with_capacity(messages.len());
+    let mut dropped = 0;
+    for (message, keep) in messages.into_iter().zip(keep) {
+        if keep {
+            kept.push(message);
+        } else {
+            dropped += 1;
+        }
+    }
+    (kept, dropped, checked)
+}
+
+/// The bytes that name a batch's signatures exactly, in order, and the verification mode:
+/// each message's signatures (or that it has none to check, being malformed), each as key,
+/// signature, and length-prefixed signed bytes.
+fn batch_key(extracted: &[Option<Vec<SignedBy>>], stand_in: bool) -> Vec<u8> {
+    let size: usize = extracted.iter().flatten().flatten().map(|(_, message, _)| 100 + message.len()).sum();
+    let mut key = Vec::with_capacity(1 + 5 * extracted.len() + size);
+    key.push(u8::from(stand_in));
+    for signatures in extracted {
+        let Some(signatures) = signatures else {
+            key.push(0);
+            continue;
+        };
+        key.push(1);
+        key.extend_from_slice(&(signatures.len() as u32).to_le_bytes());
+        for (public_key, message, signature) in signatures {
+            key.extend_from_slice(public_key);
+            key.extend_from_slice(signature);
+            key.extend_from_slice(&(message.len() as u32).to_le_bytes());
+            key.extend_from_slice(message);
+        }
+    }
+    key
+}
+
+/// Which messages of a batch keep (every signature verifies) and how many distinct signatures
+/// it carries, batch-verifying each distinct one once.
+fn judge(
+    extracted: &[Option<Vec<SignedBy>>],
+    batch_size: usize,
+    stand_in: bool,
+    shared: &SharedVerdicts,
+) -> (Vec<bool>, u64) {
     use foldhash::HashMap;
 
     use crate::kernels::sigverify::{VerifyItem, stand_in_sign, verify_many};
 
-    let extracted: Vec<Option<Vec<SignedBy>>> =
-        messages.iter().map(|(_, message)| signatures_of(message, set)).collect();
     // Each distinct signature once; `slots` maps every carried signature to its verdict.
     let mut unique: HashMap<(&[u8; 32], &[u8], &[u8; 64]), usize> = HashMap::default();
     let mut items: Vec<VerifyItem<'_>> = Vec::new();
@@ -1646,26 +1703,17 @@ pub fn verify_messages_shared(
             verdicts
         }
     });
-    let checked = items.len() as u64;
-    let verdicts: Vec<bool> = slots.iter().map(|slot| unique_verdicts[*slot]).collect();
-    let mut verdicts = verdicts.into_iter();
-    let mut kept = Vec::with_capacity(messages.len());
-    let mut dropped = 0;
-    for (message, signatures) in messages.into_iter().zip(&extracted) {
-        match signatures {
-            None => dropped += 1,
-            Some(signatures) => {
-                // Consume exactly this message's verdicts (no short-circuit), to stay aligned.
-                let all_valid = verdicts.by_ref().take(signatures.len()).filter(|ok| !ok).count() == 0;
-                if all_valid {
-                    kept.push(message);
-                } else {
-                    dropped += 1;
-                }
-            }
-        }
-    }
-    (kept, dropped, checked)
+    let mut verdicts = slots.iter().map(|slot| unique_verdicts[*slot]);
+    let keep = extracted
+        .iter()
+        .map(|signatures| {
+            // Consume exactly this message's verdicts (no short-circuit), to stay aligned.
+            signatures.as_ref().is_some_and(|signatures| {
+                verdicts.by_ref().take(signatures.len()).filter(|ok| !ok).count() == 0
+            })
+        })
+        .collect();
+    (keep, items.len() as u64)
 }
 
 /// The set of blocks finalized by a group of validators, for invariant checks: height → hash.

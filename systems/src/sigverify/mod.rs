@@ -42,6 +42,9 @@ struct Memo {
     verdicts: Mutex<HashMap<[u8; 32], bool>>,
     /// Verdicts on signatures of any message ([`SharedVerdicts::remembered_signatures`]).
     signatures: Mutex<SignatureMemo>,
+    /// Judgements of whole batches of consensus messages, by the bytes of the signatures they
+    /// carry ([`SharedVerdicts::remembered_batch`]); oldest first out.
+    batches: Mutex<(HashMap<Vec<u8>, (Vec<bool>, u64)>, std::collections::VecDeque<Vec<u8>>, usize)>,
     /// Signatures actually verified, by a pipeline through the memo or ahead of it.
     verified: std::sync::atomic::AtomicU64,
 }
@@ -121,6 +124,43 @@ impl SharedVerdicts {
             }
         }
         verdicts.into_iter().map(|verdict| verdict.expect("every verdict filled")).collect()
+    }
+
+    /// True for a memo shared between pipelines; false for a node's own (none).
+    pub fn is_shared(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Most batch judgements held, and most bytes of their keys (each key is held twice: in
+    /// the map and in the order of arrival).
+    const BATCHES_MAX: usize = 4096;
+    const BATCH_BYTES_MAX: usize = 32 << 20;
+
+    /// A judgement [`SharedVerdicts::remember_batch`] recorded under exactly these bytes: which
+    /// messages keep, and how many distinct signatures the batch carries.
+    pub fn remembered_batch(&self, key: &[u8]) -> Option<(Vec<bool>, u64)> {
+        let memo = self.0.as_ref()?.batches.lock().unwrap_or_else(PoisonError::into_inner);
+        memo.0.get(key).cloned()
+    }
+
+    /// Records a batch's judgement under the bytes that name its signatures and the mode they
+    /// were checked in (the caller's encoding, which must be exact). Bounded in entries and in
+    /// bytes, the oldest going first.
+    pub fn remember_batch(&self, key: Vec<u8>, judged: (Vec<bool>, u64)) {
+        let Some(shared) = &self.0 else { return };
+        let mut memo = shared.batches.lock().unwrap_or_else(PoisonError::into_inner);
+        let (map, order, bytes) = &mut *memo;
+        if key.len() > Self::BATCH_BYTES_MAX || map.contains_key(&key) {
+            return;
+        }
+        while order.len() >= Self::BATCHES_MAX || *bytes + key.len() > Self::BATCH_BYTES_MAX {
+            let Some(oldest) = order.pop_front() else { break };
+            *bytes -= oldest.len();
+            map.remove(&oldest);
+        }
+        *bytes += key.len();
+        order.push_back(key.clone());
+        map.insert(key, judged);
     }
 
     /// Verdicts for signatures of any message, in order: remembered ones from the memo
