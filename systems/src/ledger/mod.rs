@@ -434,7 +434,7 @@ impl Ledger {
             self.accounts[slot] = account;
         }
         self.burned = delta.burned;
-        self.tree.apply(changes, count);
+        self.tree.apply(&changes, count);
     }
 
     /// The state root ([`tree`] defines it): the Merkle root over every account in slot order,
@@ -511,8 +511,9 @@ pub struct LedgerDelta {
     created: Vec<([u8; 32], Account)>,
     created_index: HashMap<[u8; 32], u32>,
     burned: u64,
-    /// The tree nodes this delta changes, computed once ([`LedgerDelta::changes`]).
-    changes: Option<Changes>,
+    /// The tree nodes this delta changes, computed once ([`LedgerDelta::changes`]); shared by
+    /// clones (the simulator hands one validator's delta to the next).
+    changes: Option<Arc<Changes>>,
 }
 
 impl LedgerDelta {
@@ -557,7 +558,7 @@ impl LedgerDelta {
                 .collect();
             leaves.sort_unstable_by_key(|(slot, _)| *slot);
             let count = self.base_len + self.created.len();
-            self.changes = Some(base.tree.changes(leaves, count));
+            self.changes = Some(Arc::new(base.tree.changes(leaves, count)));
         }
         self.changes.as_ref().expect("set above")
     }

@@ -149,7 +149,7 @@ impl StateTree {
     }
 
     /// Writes `changes` (for `count` leaves) into the tree.
-    pub fn apply(&mut self, changes: Changes, count: usize) {
+    pub fn apply(&mut self, changes: &Changes, count: usize) {
         let mut width = count;
         let mut level = 0;
         loop {

@@ -9,7 +9,7 @@
 //! The verdicts, and the point in the schedule where they are applied, do not depend on timing,
 //! so a run is as deterministic as without overlap.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -205,7 +205,7 @@ impl SharedVerdicts {
 #[derive(Debug, Default)]
 struct SignatureMemo {
     /// `public key ‖ signature ‖ message` and its verdict, by the hash of those bytes.
-    by_hash: HashMap<u64, Vec<(Box<[u8]>, bool)>, foldhash::fast::FixedState>,
+    by_hash: HashMap<u64, Vec<(Box<[u8]>, bool)>>,
     len: usize,
 }
 
