@@ -1694,7 +1694,7 @@ fn judge(
         })
         .collect();
     // Through the memo in either mode: a stand-in costs two hashes, more than finding it.
-    let unique_verdicts = shared.remembered_signatures(&items, |items| {
+    let unique_verdicts = shared.remembered_signatures(&items, stand_in, |items| {
         if stand_in {
             items.iter().map(|item| *item.signature == stand_in_sign(item.public_key, item.message)).collect()
         } else {

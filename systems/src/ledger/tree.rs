@@ -205,7 +205,7 @@ mod tests {
             let changes = tree.changes(changed, grown);
             assert_eq!(tree.root_after(&changes, grown), expected.root(), "{base} → {grown}");
             let mut applied = tree.clone();
-            applied.apply(changes, grown);
+            applied.apply(&changes, grown);
             assert_eq!(applied.levels, expected.levels, "{base} → {grown}");
         }
     }

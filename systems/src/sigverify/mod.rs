@@ -40,8 +40,9 @@ pub struct SharedVerdicts(Option<Arc<Memo>>);
 #[derive(Debug, Default)]
 struct Memo {
     verdicts: Mutex<HashMap<[u8; 32], bool>>,
-    /// Verdicts on signatures of any message ([`SharedVerdicts::remembered_signatures`]).
-    signatures: Mutex<SignatureMemo>,
+    /// Verdicts on signatures of any message ([`SharedVerdicts::remembered_signatures`]), one
+    /// memo per mode: real verification (`[0]`) and stand-ins (`[1]`) answer differently.
+    signatures: [Mutex<SignatureMemo>; 2],
     /// Judgements of whole batches of consensus messages, by the bytes of the signatures they
     /// carry ([`SharedVerdicts::remembered_batch`]); oldest first out.
     batches: Mutex<(HashMap<Vec<u8>, (Vec<bool>, u64)>, std::collections::VecDeque<Vec<u8>>, usize)>,
@@ -163,12 +164,14 @@ impl SharedVerdicts {
         map.insert(key, judged);
     }
 
-    /// Verdicts for signatures of any message, in order: remembered ones from the memo
-    /// (matched on the whole key, signature and message), the others from `verify` (called
-    /// once, with the items not remembered, unless there are none), then remembered.
+    /// Verdicts for signatures of any message, in order: remembered ones from the memo of
+    /// this mode (matched on the whole key, signature and message), the others from `verify`
+    /// (called once, with the items not remembered, unless there are none), then remembered.
+    /// `stand_in` names the mode `verify` checks in.
     pub fn remembered_signatures(
         &self,
         items: &[VerifyItem<'_>],
+        stand_in: bool,
         verify: impl FnOnce(&[VerifyItem<'_>]) -> Vec<bool>,
     ) -> Vec<bool> {
         let Some(shared) = &self.0 else {
@@ -176,7 +179,7 @@ impl SharedVerdicts {
         };
         let hashes: Vec<u64> = items.iter().map(SignatureMemo::hash).collect();
         let mut verdicts: Vec<Option<bool>> = {
-            let memo = shared.signatures.lock().unwrap_or_else(PoisonError::into_inner);
+            let memo = shared.signatures[usize::from(stand_in)].lock().unwrap_or_else(PoisonError::into_inner);
             items.iter().zip(&hashes).map(|(item, hash)| memo.get(*hash, item)).collect()
         };
         let unknown: Vec<VerifyItem<'_>> =
@@ -184,7 +187,7 @@ impl SharedVerdicts {
         if !unknown.is_empty() {
             let fresh = verify(&unknown);
             shared.verified.fetch_add(unknown.len() as u64, std::sync::atomic::Ordering::Relaxed);
-            let mut memo = shared.signatures.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut memo = shared.signatures[usize::from(stand_in)].lock().unwrap_or_else(PoisonError::into_inner);
             let mut fresh = fresh.into_iter();
             for ((item, hash), verdict) in items.iter().zip(&hashes).zip(verdicts.iter_mut()) {
                 if verdict.is_none() {
@@ -541,6 +544,30 @@ mod shared_tests {
         assert_eq!(alone.verified(), 0, "no memo, nothing counted");
     }
 
+    /// A memo entry answers only for the whole (key, signature, message) it holds, whatever
+    /// the hash that found it; and the batch memo drops its oldest past its bound.
+    #[test]
+    fn memo_entries_match_whole_items_and_batches_are_bounded() {
+        let (key, signature) = ([1; 32], [2; 64]);
+        let one = VerifyItem { public_key: &key, message: b"one", signature: &signature };
+        let two = VerifyItem { public_key: &key, message: b"two", signature: &signature };
+        let mut memo = SignatureMemo::default();
+        memo.insert(7, &one, true);
+        assert_eq!(memo.get(7, &one), Some(true));
+        assert_eq!(memo.get(7, &two), None, "the same hash, another message");
+        memo.insert(7, &two, false);
+        assert_eq!((memo.get(7, &one), memo.get(7, &two)), (Some(true), Some(false)));
+
+        let shared = SharedVerdicts::new();
+        let max = SharedVerdicts::BATCHES_MAX;
+        for n in 0..=max {
+            shared.remember_batch(n.to_le_bytes().to_vec(), (vec![n % 2 == 0], n as u64));
+        }
+        assert_eq!(shared.remembered_batch(&0usize.to_le_bytes()), None, "the oldest went first");
+        assert_eq!(shared.remembered_batch(&max.to_le_bytes()), Some((vec![max % 2 == 0], max as u64)));
+        assert_eq!(SharedVerdicts::default().remembered_batch(&max.to_le_bytes()), None, "no memo");
+    }
+
     #[test]
     fn signatures_of_any_message_are_remembered_by_key_message_and_signature() {
         let owned: Vec<OwnedItem> = (1..=4).map(|seed| item(seed, seed == 2)).collect();
@@ -560,13 +587,13 @@ mod shared_tests {
             crate::kernels::sigverify::verify_many(items, &mut verdicts, 64);
             verdicts
         };
-        assert_eq!(shared.remembered_signatures(&views, verify), vec![true, false, true, true]);
-        assert_eq!(shared.remembered_signatures(&views, verify), vec![true, false, true, true]);
+        assert_eq!(shared.remembered_signatures(&views, false, verify), vec![true, false, true, true]);
+        assert_eq!(shared.remembered_signatures(&views, false, verify), vec![true, false, true, true]);
         assert_eq!(verified.get(), 4, "the second pass verified nothing");
         // The same signature under another key is another question.
         let other = [owned[1].body.sender; 1];
         let moved = [VerifyItem { public_key: &other[0], ..views[0] }];
-        assert_eq!(shared.remembered_signatures(&moved, verify), vec![false]);
+        assert_eq!(shared.remembered_signatures(&moved, false, verify), vec![false]);
         assert_eq!(verified.get(), 5);
     }
 }

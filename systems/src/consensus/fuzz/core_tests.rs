@@ -794,6 +794,47 @@ fn verification_counts_each_refused_message_once() {
     assert!(matches!(&kept[..], [(1, ConsensusMessage::Vote(vote))] if vote.voter == 1));
 }
 
+/// The simulator's validators share a memo of judged batches: a batch judged once is judged
+/// from it by the next validator with the same outcome and the same count of signatures, and
+/// verifies nothing; a batch that differs in one byte, or checked in the other mode, is judged
+/// afresh.
+#[test]
+fn a_shared_memo_judges_a_repeated_batch_alike_without_verifying_again() {
+    use super::super::core::verify_messages_shared;
+    use crate::sigverify::SharedVerdicts;
+
+    let set = validator_set();
+    let block = Hash([8; 32]);
+    let mut forged = vote_by(2, 2, block);
+    forged.signature[5] ^= 1;
+    let batch = vec![
+        (1, ConsensusMessage::Vote(vote_by(1, 1, block))),
+        (2, ConsensusMessage::Vote(forged.clone())),
+        (3, ConsensusMessage::Vote(vote_by(3, 3, block))),
+        (1, ConsensusMessage::Vote(vote_by(1, 1, block))),
+    ];
+    let alone = super::verify_messages(batch.clone(), &set, 64, false);
+    let shared = SharedVerdicts::new();
+    let first = verify_messages_shared(batch.clone(), &set, 64, false, &shared);
+    let verified = shared.verified();
+    assert_eq!(verified, 3, "three distinct signatures");
+    let second = verify_messages_shared(batch.clone(), &set, 64, false, &shared);
+    for judged in [&first, &second] {
+        assert_eq!((judged.0.len(), judged.1, judged.2), (alone.0.len(), alone.1, alone.2));
+        assert_eq!(format!("{:?}", judged.0), format!("{:?}", alone.0));
+    }
+    assert_eq!(shared.verified(), verified, "the second validator verified nothing");
+    // The forged vote mended: another batch, judged afresh (only the mended signature is new).
+    let mut mended = batch.clone();
+    mended[1] = (2, ConsensusMessage::Vote(vote_by(2, 2, block)));
+    let judged = verify_messages_shared(mended, &set, 64, false, &shared);
+    assert_eq!((judged.0.len(), judged.1, judged.2), (4, 0, 3));
+    assert_eq!(shared.verified(), verified + 1);
+    // Stand-ins: these real signatures are not stand-ins, so nothing keeps.
+    let judged = verify_messages_shared(batch, &set, 64, true, &shared);
+    assert_eq!((judged.0.len(), judged.1), (0, 4), "the other mode is another question");
+}
+
 #[test]
 fn a_set_of_one_finalizes_one_block_per_tick() {
     // Its own votes are a quorum, so it finalizes inside its proposal; proposing again from
