@@ -546,7 +546,7 @@ impl Sim {
     }
 
     /// Signatures verified so far, each distinct one once for every node (the clients' and
-    /// the validators'), with real signatures; 0 with stand-ins.
+    /// the validators'), with real signatures; 0 with stand-ins (which are not counted).
     pub fn signatures_verified(&self) -> u64 {
         self.verdicts.verified()
     }

@@ -1543,27 +1543,24 @@ pub fn bounded_sync_batch(
 /// A signature a message carries: (public key, signed bytes, signature).
 pub type SignedBy = ([u8; 32], Arc<[u8]>, [u8; 64]);
 
-pub fn signatures_of(
-    message: &ConsensusMessage,
-    set: &ValidatorSet,
-) -> Option<Vec<SignedBy>> {
+pub fn signatures_of(message: &ConsensusMessage, set: &ValidatorSet) -> Option<Vec<SignedBy>> {
     let mut out = Vec::new();
-    let qc_signatures =
-        |qc: &QuorumCertificate, out: &mut Vec<SignedBy>| -> Option<()> {
-            if qc.signers.len() != qc.signatures.len() || qc.signers.len() > set.len() {
-                return None;
-            }
-            // One copy of the signed bytes, shared by every signer's entry.
-            let message: Arc<[u8]> = Arc::from(&vote_signing_bytes(qc.kind, qc.view, qc.height, &qc.block)[..]);
-            for (signer, signature) in qc.signers.iter().zip(&qc.signatures) {
-                out.push((*set.key(*signer)?, message.clone(), signature.0));
-            }
-            Some(())
-        };
+    let qc_signatures = |qc: &QuorumCertificate, out: &mut Vec<SignedBy>| -> Option<()> {
+        if qc.signers.len() != qc.signatures.len() || qc.signers.len() > set.len() {
+            return None;
+        }
+        // One copy of the signed bytes, shared by every signer's entry.
+        let message: Arc<[u8]> = Arc::from(&vote_signing_bytes(qc.kind, qc.view, qc.height, &qc.block)[..]);
+        for (signer, signature) in qc.signers.iter().zip(&qc.signatures) {
+            out.push((*set.key(*signer)?, message.clone(), signature.0));
+        }
+        Some(())
+    };
     match message {
         ConsensusMessage::Proposal(proposal) => {
             let header = &proposal.block.header;
-            let message = Arc::from(&proposal_signing_bytes(proposal.view, header.height, &header.hash())[..]);
+            let message =
+                Arc::from(&proposal_signing_bytes(proposal.view, header.height, &header.hash())[..]);
             // Signed by the view's leader (a re-proposed header names its original proposer).
             out.push((*set.key(set.leader(proposal.view))?, message, proposal.signature));
             if let Some(justify) = &proposal.justify {
@@ -1575,8 +1572,9 @@ pub fn signatures_of(
             out.push((*set.key(vote.voter)?, message, vote.signature));
         }
         ConsensusMessage::NewView(new_view) => {
-            let message =
-                Arc::from(&new_view_signing_bytes(new_view.view, new_view.height, new_view.high_qc.as_ref())[..]);
+            let message = Arc::from(
+                &new_view_signing_bytes(new_view.view, new_view.height, new_view.high_qc.as_ref())[..],
+            );
             out.push((*set.key(new_view.sender)?, message, new_view.signature));
             if let Some(qc) = &new_view.high_qc {
                 qc_signatures(qc, &mut out)?;

@@ -116,9 +116,8 @@ impl SharedExecutions {
         let root = block.header.txn_root;
         let check = |txns: Vec<Txn>| {
             let ids: Vec<TxnId> = block.txns.iter().map(Txn::id).collect();
-            (Block::txn_root_of_ids(&ids) == root).then(|| {
-                Arc::new(CheckedBody { txns, ids: Arc::from(ids), valid: Default::default() })
-            })
+            (Block::txn_root_of_ids(&ids) == root)
+                .then(|| Arc::new(CheckedBody { txns, ids: Arc::from(ids), valid: Default::default() }))
         };
         let Some(memo) = &self.0 else { return check(Vec::new()) };
         let known = memo.lock().unwrap_or_else(PoisonError::into_inner).bodies.get(&root).cloned();

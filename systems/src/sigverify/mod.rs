@@ -177,17 +177,27 @@ impl SharedVerdicts {
         let Some(shared) = &self.0 else {
             return verify(items);
         };
-        let hashes: Vec<u64> = items.iter().map(SignatureMemo::hash).collect();
-        let mut verdicts: Vec<Option<bool>> = {
-            let memo = shared.signatures[usize::from(stand_in)].lock().unwrap_or_else(PoisonError::into_inner);
-            items.iter().zip(&hashes).map(|(item, hash)| memo.get(*hash, item)).collect()
+        let (hashes, mut verdicts): (Vec<u64>, Vec<Option<bool>>) = {
+            let memo =
+                shared.signatures[usize::from(stand_in)].lock().unwrap_or_else(PoisonError::into_inner);
+            items
+                .iter()
+                .map(|item| {
+                    let hash = memo.hash(item);
+                    (hash, memo.get(hash, item))
+                })
+                .unzip()
         };
         let unknown: Vec<VerifyItem<'_>> =
             items.iter().zip(&verdicts).filter(|(_, known)| known.is_none()).map(|(item, _)| *item).collect();
         if !unknown.is_empty() {
             let fresh = verify(&unknown);
-            shared.verified.fetch_add(unknown.len() as u64, std::sync::atomic::Ordering::Relaxed);
-            let mut memo = shared.signatures[usize::from(stand_in)].lock().unwrap_or_else(PoisonError::into_inner);
+            if !stand_in {
+                // Signatures, not stand-ins: the count prices real verification.
+                shared.verified.fetch_add(unknown.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+            let mut memo =
+                shared.signatures[usize::from(stand_in)].lock().unwrap_or_else(PoisonError::into_inner);
             let mut fresh = fresh.into_iter();
             for ((item, hash), verdict) in items.iter().zip(&hashes).zip(verdicts.iter_mut()) {
                 if verdict.is_none() {
@@ -210,15 +220,17 @@ struct SignatureMemo {
     /// `public key ‖ signature ‖ message` and its verdict, by the hash of those bytes.
     by_hash: HashMap<u64, Vec<(Box<[u8]>, bool)>>,
     len: usize,
+    /// The hash's seed, drawn per memo, so that no input is known in advance to collide.
+    seed: foldhash::fast::RandomState,
 }
 
 impl SignatureMemo {
     /// Most verdicts held; past it the memo starts again empty.
     const MAX: usize = 1 << 18;
 
-    fn hash(item: &VerifyItem<'_>) -> u64 {
+    fn hash(&self, item: &VerifyItem<'_>) -> u64 {
         use std::hash::{BuildHasher, Hasher};
-        let mut hasher = foldhash::fast::FixedState::default().build_hasher();
+        let mut hasher = self.seed.build_hasher();
         hasher.write(item.public_key);
         hasher.write(item.signature);
         hasher.write(item.message);
@@ -561,10 +573,13 @@ mod shared_tests {
         let shared = SharedVerdicts::new();
         let max = SharedVerdicts::BATCHES_MAX;
         for n in 0..=max {
-            shared.remember_batch(n.to_le_bytes().to_vec(), (vec![n % 2 == 0], n as u64));
+            shared.remember_batch(n.to_le_bytes().to_vec(), (vec![n.is_multiple_of(2)], n as u64));
         }
         assert_eq!(shared.remembered_batch(&0usize.to_le_bytes()), None, "the oldest went first");
-        assert_eq!(shared.remembered_batch(&max.to_le_bytes()), Some((vec![max % 2 == 0], max as u64)));
+        assert_eq!(
+            shared.remembered_batch(&max.to_le_bytes()),
+            Some((vec![max.is_multiple_of(2)], max as u64))
+        );
         assert_eq!(SharedVerdicts::default().remembered_batch(&max.to_le_bytes()), None, "no memo");
     }
 
