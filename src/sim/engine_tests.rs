@@ -356,3 +356,34 @@ fn forwarding_to_the_next_leaders_sends_less_and_finalizes_as_much() {
         sent(&everyone)
     );
 }
+
+/// With transactions forwarded to the next three leaders only, a copy sent to a crashed
+/// leader is lost, and the transaction waits in the mempool of the validator that admitted it.
+/// Re-forwarding sends it again to the leaders of the view then current (`forward::Forwarded`),
+/// so it does not wait for that validator's own turn to lead. Here three consecutive leaders
+/// of ten are down for the whole run: with re-forwarding the slowest finalized transaction
+/// took 2.85 s; without it, 5.89 s.
+#[test]
+fn transactions_forwarded_to_crashed_leaders_are_forwarded_again() {
+    let mut text = String::from(
+        "name = \"reforward\"\nduration_s = 20.0\n[validators]\ncount = 10\nblock_interval_ms = 100\n\
+        view_timeout_ms = 400\nsigverify = \"stand-in\"\nforward_to_leaders_from = 10\n\
+        [network]\nlatency_ms = [[2.0]]\n\
+        [[network.regions]]\nname = \"lan\"\nshare = 1.0\nupload_mbps = 100.0\ndownload_mbps = 100.0\n\
+        [workload]\nrate = [[0.0, 200.0], [2.0, 200.0], [2.0, 0.0]]\npolicy = \"random\"\nbatch_ms = 10\n",
+    );
+    for node in 4..=6 {
+        text.push_str(&format!("[[faults]]\nkind = \"crash\"\nnode = {node}\nat_s = 0.0\n"));
+    }
+    let scenario: Scenario = toml::from_str(&text).expect("scenario");
+    scenario.validate().expect("valid scenario");
+    let mut sim = Sim::new(scenario, 1).expect("simulator");
+    sim.run(|_, _| {});
+    let report = serde_json::to_value(sim.report()).expect("report serialises");
+    assert_eq!(report["invariants"]["safety"]["ok"], true, "{report}");
+    // Clients also send to the crashed validators; those transactions are lost with them.
+    let finalized = report["transactions"]["finalized"].as_u64().expect("a count");
+    assert!(finalized > 200, "{report}");
+    let slowest = report["latency_ms"]["max"].as_f64().expect("a latency");
+    assert!(slowest < 4_000.0, "a transaction took {slowest} ms to finalize: {}", report["latency_ms"]);
+}
