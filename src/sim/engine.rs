@@ -691,6 +691,11 @@ impl Sim {
         if to >= v {
             return self.on_full_node_message(to, from, payload, bytes);
         }
+        if let Payload::Block(..) = payload {
+            // A full node's gossip reached a validator, which has the block from consensus:
+            // nothing for its pipeline, so nothing to wake it for.
+            return;
+        }
         let now = self.now;
         let process = self.scenario.validators.process_us * 1000 * self.network.slow(to);
         let grid = self.scenario.validators.tick_ms * MS;
@@ -728,7 +733,7 @@ impl Sim {
                     }
                 }
             }
-            Payload::Block(..) => {}
+            Payload::Block(..) => unreachable!("returned above"),
         }
         let ready = match &self.cpu {
             // The work is charged when the tick runs; it runs once the last one is done.
@@ -956,4 +961,16 @@ pub fn run(
     let mut sim = Sim::new(scenario, seed)?;
     sim.run(progress);
     Ok(sim)
+}
+
+#[cfg(test)]
+impl Sim {
+    /// Delivers a full node's block announcement to validator `to` now; true when that queued
+    /// anything (a wake-up).
+    pub(super) fn announce_to_validator(&mut self, to: u32) -> bool {
+        let queued = self.queue.len();
+        let from = self.scenario.validators.count;
+        self.on_deliver(to, from, Payload::Block(1, Hash::ZERO), 256);
+        self.queue.len() > queued
+    }
 }

@@ -387,3 +387,18 @@ fn transactions_forwarded_to_crashed_leaders_are_forwarded_again() {
     let slowest = report["latency_ms"]["max"].as_f64().expect("a latency");
     assert!(slowest < 4_000.0, "a transaction took {slowest} ms to finalize: {}", report["latency_ms"]);
 }
+
+/// A full node's gossip that reaches a validator is nothing for the validator's pipeline (it
+/// has the block from consensus), so it does not wake the validator: at scale such wake-ups
+/// were a third of all validator ticks.
+#[test]
+fn gossip_reaching_a_validator_does_not_wake_it() {
+    let mut sim = Sim::new(busy_small(), 7).expect("simulator");
+    let mut woken = 0;
+    // At many moments, so that some find the validator with no wake-up due soon.
+    for step in 1..=40u64 {
+        sim.run_until(step * 97_000_000, |_, _| {});
+        woken += usize::from(sim.announce_to_validator(1)) + usize::from(sim.announce_to_validator(3));
+    }
+    assert_eq!(woken, 0, "block announcements woke validators");
+}
