@@ -130,6 +130,17 @@ fn start_config(dir: &Path, name: &str) -> Child {
         .expect("spawn node")
 }
 
+/// Node `index`'s header at `height`, once it has finalized that height: a proof taken from
+/// another node's tip may name a height this node reaches a moment later.
+fn header_at(base: u16, index: u32, height: u64) -> Value {
+    let mut header = Value::Null;
+    wait_until(&format!("node {index} to reach height {height}"), Duration::from_secs(20), || {
+        header = rpc(base, index, "tessera_getBlockByHeight", json!([height]))["result"].clone();
+        !header.is_null()
+    });
+    header
+}
+
 fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !check() {
@@ -322,7 +333,7 @@ fn account_proofs_verify_offline(base: u16) {
     let proof = &reply["result"]["proof"];
     assert_eq!(proof["balance"], json!(25), "{reply}");
     let height = proof["height"].as_u64().expect("a height");
-    let header = rpc(base, 0, "tessera_getBlockByHeight", json!([height]))["result"].clone();
+    let header = header_at(base, 0, height);
     let root = header["state_root"].as_str().expect("a state root").to_owned();
     assert_eq!(proof["state_root"].as_str(), Some(root.as_str()), "{reply} vs {header}");
     let verify = |proof: &Value, root: &str| {
@@ -361,8 +372,7 @@ fn account_proofs_verify_offline(base: u16) {
     let absence = &none["result"]["proof"];
     assert_eq!(absence["absent"], json!(true), "{none}");
     let height = absence["height"].as_u64().unwrap();
-    let header = rpc(base, 0, "tessera_getBlockByHeight", json!([height]));
-    let absent_root = header["result"]["state_root"].as_str().unwrap().to_owned();
+    let absent_root = header_at(base, 0, height)["state_root"].as_str().expect("a state root").to_owned();
     let (code, text) = verify(&none, &absent_root);
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("has no account"), "{text}");
