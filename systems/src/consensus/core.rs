@@ -1619,8 +1619,11 @@ pub fn verify_messages_shared(
     // The simulator's validators are sent the same messages: a certificate goes to every one.
     // What a batch keeps, and how many distinct signatures it carries, are a pure function of
     // the signatures it carries, so a batch another validator judged is judged again from the
-    // memo, matched on all its bytes.
-    let key = shared.is_shared().then(|| batch_key(&extracted, stand_in));
+    // memo, matched on all its bytes. A batch of one signature (a lone vote, which only its
+    // aggregator receives when votes are aggregated) is left to the per-signature memo, at the
+    // same cost, rather than crowding the batches out.
+    let signatures: usize = extracted.iter().flatten().map(Vec::len).sum();
+    let key = (shared.is_shared() && signatures > 1).then(|| batch_key(&extracted, stand_in));
     let remembered = key.as_deref().and_then(|key| shared.remembered_batch(key));
     let (keep, checked) = remembered.unwrap_or_else(|| {
         let judged = judge(&extracted, batch_size, stand_in, shared);
