@@ -101,6 +101,7 @@ pub fn run(args: &SimArgs) -> Result<(), Box<dyn std::error::Error>> {
         "virtual_s": virtual_total,
         "virtual_to_wall": virtual_total / wall.max(1e-9),
         "wall_ns_per_event": wall * 1e9 / events.max(1) as f64,
+        "events_by_kind": sim.kinds.to_json(sim.ticks),
     });
     std::fs::write(out.join("timing.json"), serde_json::to_string_pretty(&timing)? + "\n")?;
     let t = &report["transactions"];

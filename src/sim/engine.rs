@@ -107,6 +107,51 @@ impl Ord for Entry {
     }
 }
 
+/// Events by kind: wake-ups (of validators and of full nodes alike), deliveries by what they
+/// carry and to whom, and the rest (clients' batches, faults, marks).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EventKinds {
+    /// Wake-ups, including those that find the validator busy or already woken.
+    pub wakes: u64,
+    /// Consensus messages delivered to validators.
+    pub consensus: u64,
+    /// Transaction batches delivered to validators (from clients or forwarded).
+    pub txns: u64,
+    /// Block announcements delivered to validators (gossip from full nodes).
+    pub blocks_to_validators: u64,
+    /// Deliveries to full nodes.
+    pub to_full_nodes: u64,
+    /// Clients' batches due, crashes, restarts and liveness marks.
+    pub other: u64,
+}
+
+impl EventKinds {
+    fn count(&mut self, event: &Event, validators: u32) {
+        let counter = match event {
+            Event::Wake(_) => &mut self.wakes,
+            Event::Deliver { to, .. } if *to >= validators => &mut self.to_full_nodes,
+            Event::Deliver { payload: Payload::Consensus(_), .. } => &mut self.consensus,
+            Event::Deliver { payload: Payload::Txns { .. }, .. } => &mut self.txns,
+            Event::Deliver { payload: Payload::Block(..), .. } => &mut self.blocks_to_validators,
+            _ => &mut self.other,
+        };
+        *counter += 1;
+    }
+
+    /// As JSON, with `ticks`: the wake-ups that ran a validator's pipeline.
+    pub fn to_json(&self, ticks: u64) -> serde_json::Value {
+        serde_json::json!({
+            "wakes": self.wakes,
+            "validator_ticks": ticks,
+            "consensus_to_validators": self.consensus,
+            "txns_to_validators": self.txns,
+            "blocks_to_validators": self.blocks_to_validators,
+            "to_full_nodes": self.to_full_nodes,
+            "other": self.other,
+        })
+    }
+}
+
 struct Validator {
     pipeline: Option<Pipeline>,
     key: SigningKey,
@@ -212,6 +257,8 @@ pub struct Sim {
     pub events: u64,
     /// Validator ticks run.
     pub ticks: u64,
+    /// Events processed, by kind (in `timing.json`: where a run's wall time goes).
+    pub kinds: EventKinds,
     /// The planted bug of [`Sim::plant_amnesia`].
     planted_amnesia: bool,
     /// Signature verdicts shared by every simulated node: a transaction verified by one is
@@ -350,6 +397,7 @@ impl Sim {
             pipeline_config,
             events: 0,
             ticks: 0,
+            kinds: EventKinds::default(),
             planted_amnesia: false,
             verdicts,
             executions: tessera_systems::execute::SharedExecutions::new(),
@@ -572,6 +620,7 @@ impl Sim {
                 since_progress = 0;
                 progress(self.now, self.events);
             }
+            self.kinds.count(&entry.event, self.scenario.validators.count);
             match entry.event {
                 Event::Wake(node) => self.on_wake(node),
                 Event::Deliver { to, from, payload, bytes } => self.on_deliver(to, from, payload, bytes),

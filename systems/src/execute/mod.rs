@@ -258,7 +258,7 @@ mod tests {
     /// the remembered one under the same header (a Byzantine proposer's second body) is checked
     /// for itself and refused, with or without a memo.
     #[test]
-    fn checked_ids_are_reused_only_for_the_same_body() {
+    fn checked_bodies_are_reused_only_for_the_same_bytes() {
         let (honest, ids) = block(vec![transfer(0), transfer(1)], Hash::ZERO);
         let mut other = honest.clone();
         other.txns[1].body.amount += 1;
