@@ -434,8 +434,8 @@ impl Node {
                 continue;
             }
             let source = from.map(net::address_source);
-            // Client transactions go to every validator (any of them may lead next), but only
-            // once admitted here: see `forward_admitted`.
+            // Client transactions are forwarded (to every validator, or in a large set to the
+            // next leaders), but only once admitted here: see `forward_admitted`.
             for txn in batch {
                 let id = txn.id();
                 let taken = match source {

@@ -594,7 +594,8 @@ impl Sim {
     }
 
     /// Signatures verified so far, each distinct one once for every node (the clients' and
-    /// the validators'), with real signatures; 0 with stand-ins (which are not counted).
+    /// the validators'). With stand-ins it counts the transactions' stand-in checks and not
+    /// the consensus messages'; `bench sim` reads it only with real signatures.
     pub fn signatures_verified(&self) -> u64 {
         self.verdicts.verified()
     }
@@ -740,11 +741,6 @@ impl Sim {
         if to >= v {
             return self.on_full_node_message(to, from, payload, bytes);
         }
-        if let Payload::Block(..) = payload {
-            // A full node's gossip reached a validator, which has the block from consensus:
-            // nothing for its pipeline, so nothing to wake it for.
-            return;
-        }
         let now = self.now;
         let process = self.scenario.validators.process_us * 1000 * self.network.slow(to);
         let grid = self.scenario.validators.tick_ms * MS;
@@ -782,7 +778,9 @@ impl Sim {
                     }
                 }
             }
-            Payload::Block(..) => unreachable!("returned above"),
+            // A full node's gossip reached a validator, which has the block from consensus:
+            // nothing for its pipeline, so nothing to wake it for.
+            Payload::Block(..) => return,
         }
         let ready = match &self.cpu {
             // The work is charged when the tick runs; it runs once the last one is done.

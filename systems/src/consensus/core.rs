@@ -1537,12 +1537,12 @@ pub fn bounded_sync_batch(
     batch
 }
 
-/// Every (public key, message, signature) a message carries, for batch verification before
-/// [`Core::on_message`]. A message is accepted only if all of them verify. Signer indexes
-/// that name no validator make the message invalid (`None`).
 /// A signature a message carries: (public key, signed bytes, signature).
 pub type SignedBy = ([u8; 32], Arc<[u8]>, [u8; 64]);
 
+/// Every (public key, message, signature) a message carries, for batch verification before
+/// [`Core::on_message`]. A message is accepted only if all of them verify. Signer indexes
+/// that name no validator make the message invalid (`None`).
 pub fn signatures_of(message: &ConsensusMessage, set: &ValidatorSet) -> Option<Vec<SignedBy>> {
     let mut out = Vec::new();
     let qc_signatures = |qc: &QuorumCertificate, out: &mut Vec<SignedBy>| -> Option<()> {

@@ -73,7 +73,7 @@ pub struct Forwarded {
 }
 
 impl Forwarded {
-    /// Most transactions remembered: a mempool's worth.
+    /// Most transactions remembered (2^17, against a mempool's default 200,000).
     pub const MAX: usize = 1 << 17;
 
     /// The longest wait, in views, before a pending transaction is sent again.
@@ -85,7 +85,7 @@ impl Forwarded {
     /// Most transactions remembered per sender.
     pub const PER_SENDER_MAX: u32 = 64;
 
-    /// Most transactions [`Forwarded::due`] hands out at once (one frame's worth); the rest
+    /// Most transactions [`Forwarded::due`] hands out at once (a bound on what one tick sends); the rest
     /// stay due for the next call.
     pub const DUE_MAX: usize = 4096;
 

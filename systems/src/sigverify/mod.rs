@@ -45,7 +45,7 @@ struct Memo {
     signatures: [Mutex<SignatureMemo>; 2],
     /// Judgements of whole batches of consensus messages, by the bytes of the signatures they
     /// carry ([`SharedVerdicts::remembered_batch`]); oldest first out.
-    batches: Mutex<(HashMap<Vec<u8>, (Vec<bool>, u64)>, std::collections::VecDeque<Vec<u8>>, usize)>,
+    batches: Mutex<(HashMap<Arc<[u8]>, (Vec<bool>, u64)>, std::collections::VecDeque<Arc<[u8]>>, usize)>,
     /// Signatures actually verified, by a pipeline through the memo or ahead of it.
     verified: std::sync::atomic::AtomicU64,
 }
@@ -132,8 +132,7 @@ impl SharedVerdicts {
         self.0.is_some()
     }
 
-    /// Most batch judgements held, and most bytes of their keys (each key is held twice: in
-    /// the map and in the order of arrival).
+    /// Most batch judgements held, and most bytes of their keys.
     const BATCHES_MAX: usize = 4096;
     const BATCH_BYTES_MAX: usize = 32 << 20;
 
@@ -151,7 +150,7 @@ impl SharedVerdicts {
         let Some(shared) = &self.0 else { return };
         let mut memo = shared.batches.lock().unwrap_or_else(PoisonError::into_inner);
         let (map, order, bytes) = &mut *memo;
-        if key.len() > Self::BATCH_BYTES_MAX || map.contains_key(&key) {
+        if key.len() > Self::BATCH_BYTES_MAX || map.contains_key(key.as_slice()) {
             return;
         }
         while order.len() >= Self::BATCHES_MAX || *bytes + key.len() > Self::BATCH_BYTES_MAX {
@@ -159,8 +158,10 @@ impl SharedVerdicts {
             *bytes -= oldest.len();
             map.remove(&oldest);
         }
+        // One copy of the key, shared by the map and the order of arrival.
+        let key: Arc<[u8]> = Arc::from(key);
         *bytes += key.len();
-        order.push_back(key.clone());
+        order.push_back(Arc::clone(&key));
         map.insert(key, judged);
     }
 
