@@ -6,10 +6,9 @@
 //! proposal or a validation keeps only its delta, so its cost is in proportion to the
 //! accounts its block touches, not to the ledger.
 
+pub mod index;
 pub mod tree;
 
-use std::collections::BTreeSet;
-use std::ops::Bound;
 use std::sync::Arc;
 
 use foldhash::HashMap;
@@ -19,6 +18,7 @@ use tessera_components::state::{self, AbsenceProof, AccountProof};
 use tessera_components::storage::{DeltaRow, StateDelta};
 use tessera_components::{Account, Hash, RejectReason, TxnBody};
 
+use self::index::AddressIndex;
 use self::tree::{Changes, StateTree};
 
 /// All account state. Written only by execute (and at genesis); read by prefilter and mempool
@@ -39,8 +39,8 @@ use self::tree::{Changes, StateTree};
 pub struct Ledger {
     keys: Arc<Vec<[u8; 32]>>,
     accounts: Vec<Account>,
-    index: Arc<HashMap<[u8; 32], u32>>,
-    order: Arc<BTreeSet<[u8; 32]>>,
+    /// Which slot holds an address, and the addresses in order ([`index`]).
+    index: Arc<AddressIndex>,
     /// The slot of each account's successor in address order ([`NO_SLOT`] for the last).
     next: Arc<Vec<u32>>,
     /// Fees burned so far.
@@ -71,28 +71,13 @@ fn slot_limit() -> u32 {
     SLOT_LIMIT.with(std::cell::Cell::get)
 }
 
-/// The address index, the address order and each slot's successor for these addresses (in slot
-/// order), built from one sort.
+/// The address index and each slot's successor for these addresses (in slot order), built from
+/// one sort.
 ///
 /// # Errors
 /// The first duplicate address, hex-encoded.
-fn indexes(keys: &[[u8; 32]]) -> Result<(HashMap<[u8; 32], u32>, BTreeSet<[u8; 32]>, Vec<u32>), String> {
-    let mut pairs: Vec<([u8; 32], u32)> =
-        keys.iter().enumerate().map(|(slot, key)| (*key, slot as u32)).collect();
-    pairs.sort_unstable();
-    if let Some(pair) = pairs.windows(2).find(|pair| pair[0].0 == pair[1].0) {
-        return Err(Hash(pair[0].0).to_hex());
-    }
-    let mut next = vec![NO_SLOT; keys.len()];
-    for pair in pairs.windows(2) {
-        next[pair[0].1 as usize] = pair[1].1;
-    }
-    let mut index = HashMap::default();
-    index.reserve(keys.len());
-    index.extend(pairs.iter().copied());
-    // Sorted input: the set is built in one pass.
-    let order: BTreeSet<[u8; 32]> = pairs.into_iter().map(|(key, _)| key).collect();
-    Ok((index, order, next))
+fn indexes(keys: &[[u8; 32]]) -> Result<(AddressIndex, Vec<u32>), String> {
+    AddressIndex::build(keys, NO_SLOT).map_err(|key| Hash(key).to_hex())
 }
 
 /// Why genesis could not be built.
@@ -147,8 +132,8 @@ impl Ledger {
         let keys: Vec<[u8; 32]> = balances.iter().map(|(key, _)| *key).collect();
         let accounts = balances.iter().map(|(_, balance)| Account { balance: *balance, nonce: 0 }).collect();
         let supply = balances.iter().map(|(_, balance)| u128::from(*balance)).sum();
-        let (index, order, next) = indexes(&keys).map_err(GenesisError::DuplicateAccount)?;
-        let mut ledger = Ledger::with_columns(keys, accounts, (index, order, next), 0, supply);
+        let (index, next) = indexes(&keys).map_err(GenesisError::DuplicateAccount)?;
+        let mut ledger = Ledger::with_columns(keys, accounts, (index, next), 0, supply);
         ledger.rebuild_tree();
         Ok(ledger)
     }
@@ -176,17 +161,17 @@ impl Ledger {
 
     /// The smallest address of an account above `key` (which need not have one), if any.
     fn successor(&self, key: &[u8; 32]) -> Option<[u8; 32]> {
-        self.order.range((Bound::Excluded(*key), Bound::Unbounded)).next().copied()
+        self.index.successor(key, &self.keys)
     }
 
     /// The slot of the account with the largest address below `key`, if any.
     fn predecessor(&self, key: &[u8; 32]) -> Option<u32> {
-        self.order.range(..*key).next_back().and_then(|key| self.index.get(key)).copied()
+        self.index.predecessor(key, &self.keys)
     }
 
     /// The smallest address of any account ([`state::NONE`] when there are none).
     fn first(&self) -> [u8; 32] {
-        self.order.first().copied().unwrap_or(state::NONE)
+        self.index.first(&self.keys).unwrap_or(state::NONE)
     }
 
     /// Rebuilds a ledger from stored columns, checking them: equal lengths, no duplicate
@@ -203,8 +188,8 @@ impl Ledger {
         if u32::try_from(keys.len()).is_err() {
             return Err(GenesisError::TooManyAccounts);
         }
-        let (index, order, next) = indexes(&keys).map_err(GenesisError::DuplicateAccount)?;
-        let mut ledger = Ledger::with_columns(keys, accounts, (index, order, next), burned, supply);
+        let (index, next) = indexes(&keys).map_err(GenesisError::DuplicateAccount)?;
+        let mut ledger = Ledger::with_columns(keys, accounts, (index, next), burned, supply);
         let sum = ledger.balance_sum();
         if sum != supply {
             return Err(GenesisError::SupplyMismatch { sum, supply });
@@ -217,7 +202,7 @@ impl Ledger {
     fn with_columns(
         keys: Vec<[u8; 32]>,
         accounts: Vec<Account>,
-        (index, order, next): (HashMap<[u8; 32], u32>, BTreeSet<[u8; 32]>, Vec<u32>),
+        (index, next): (AddressIndex, Vec<u32>),
         burned: u64,
         supply: u128,
     ) -> Ledger {
@@ -225,7 +210,6 @@ impl Ledger {
             keys: Arc::new(keys),
             accounts,
             index: Arc::new(index),
-            order: Arc::new(order),
             next: Arc::new(next),
             burned,
             supply,
@@ -239,8 +223,7 @@ impl Ledger {
     pub fn unshared(&self) -> Ledger {
         Ledger {
             keys: Arc::new(self.keys.to_vec()),
-            index: Arc::new((*self.index).clone()),
-            order: Arc::new((*self.order).clone()),
+            index: Arc::new(self.index.unshared()),
             next: Arc::new(self.next.to_vec()),
             ..self.clone()
         }
@@ -271,19 +254,18 @@ impl Ledger {
         let slot = u32::try_from(self.keys.len()).ok().filter(|slot| *slot < slot_limit())?;
         let successor = match self.predecessor(&key) {
             Some(below) => std::mem::replace(&mut Arc::make_mut(&mut self.next)[below as usize], slot),
-            None => self.order.first().map_or(NO_SLOT, |first| self.index[first]),
+            None => self.index.first_slot(&self.keys).unwrap_or(NO_SLOT),
         };
         Arc::make_mut(&mut self.keys).push(key);
         self.accounts.push(Account::default());
         Arc::make_mut(&mut self.next).push(successor);
-        Arc::make_mut(&mut self.index).insert(key, slot);
-        Arc::make_mut(&mut self.order).insert(key);
+        Arc::make_mut(&mut self.index).insert(key, slot, &self.keys);
         Some(slot as usize)
     }
 
     /// The slot of `key`'s account, if it has one.
     pub fn slot_of(&self, key: &[u8; 32]) -> Option<u32> {
-        self.index.get(key).copied()
+        self.index.slot(key, &self.keys)
     }
 
     /// The accounts a stored delta names, as [`DeltaRow`]s by slot: those of `keys` that have
@@ -293,7 +275,7 @@ impl Ledger {
         let mut rows: Vec<DeltaRow> = keys
             .into_iter()
             .filter_map(|key| {
-                let slot = *self.index.get(key)?;
+                let slot = self.slot_of(key)?;
                 Some(DeltaRow { slot: u64::from(slot), address: *key, account: self.accounts[slot as usize] })
             })
             .collect();
@@ -342,7 +324,7 @@ impl Ledger {
 
     /// The account at `key`, if it has ever been touched.
     pub fn account(&self, key: &[u8; 32]) -> Option<&Account> {
-        self.index.get(key).map(|slot| &self.accounts[*slot as usize])
+        self.slot_of(key).map(|slot| &self.accounts[slot as usize])
     }
 
     /// The next nonce `key` must use (0 for an unknown account).
@@ -403,7 +385,7 @@ impl Ledger {
     /// The state root after `delta` (made over this state) would be committed.
     pub fn root_after(&self, delta: &mut LedgerDelta) -> Hash {
         let count = delta.base_len + delta.created.len();
-        let first = delta.created.iter().map(|(key, _)| *key).chain(self.order.first().copied()).min();
+        let first = delta.created.iter().map(|(key, _)| *key).chain(self.index.first(&self.keys)).min();
         let changes = delta.changes(self);
         state::state_root(
             count as u64,
@@ -457,7 +439,7 @@ impl Ledger {
     /// A proof of `key`'s account against [`Ledger::state_root`], or `None` for an address
     /// that has no account. O(log N).
     pub fn proof(&self, key: &[u8; 32]) -> Option<AccountProof> {
-        let slot = *self.index.get(key)? as usize;
+        let slot = self.slot_of(key)? as usize;
         Some(AccountProof {
             address: *key,
             account: self.accounts[slot],
@@ -474,7 +456,7 @@ impl Ledger {
     /// largest address below it (whose successor is above it), or, when none is below, the
     /// state root's inputs. `None` for an address that has an account. O(log N).
     pub fn absence_proof(&self, key: &[u8; 32]) -> Option<AbsenceProof> {
-        if self.index.contains_key(key) {
+        if self.slot_of(key).is_some() {
             return None;
         }
         match self.predecessor(key) {
@@ -590,7 +572,7 @@ impl<'a> Overlay<'a> {
     }
 
     fn slot(&self, key: &[u8; 32]) -> Option<u32> {
-        self.base.index.get(key).or_else(|| self.delta.created_index.get(key)).copied()
+        self.base.slot_of(key).or_else(|| self.delta.created_index.get(key).copied())
     }
 
     fn get(&self, slot: u32) -> Account {
@@ -719,7 +701,7 @@ mod tests {
         assert_eq!(genesis.balance_of(&[5; 32]), 100);
         assert_eq!((genesis.state_root(), genesis.state_root_from_scratch()), (root, root));
         let deep = genesis.unshared();
-        assert!(!Arc::ptr_eq(&deep.index, &genesis.index) && !Arc::ptr_eq(&deep.order, &genesis.order));
+        assert!(!Arc::ptr_eq(&deep.index, &genesis.index) && !deep.index.shares_base(&genesis.index));
         assert_eq!(deep.state_root(), root);
     }
 

@@ -1,0 +1,478 @@
+//! The ledger's address index: the slot that holds an address, and the addresses in order.
+//!
+//! Two parts:
+//!
+//! - The **base** covers the slots below its count and never changes once built. It is two flat
+//!   arrays of `u32`: an open-addressing table of slots (linear probing, at most half full, each
+//!   entry a slot plus one so that 0 is empty), hashed by SipHash-1-3 under a random 128-bit key,
+//!   and the base's slots sorted by address. Flat words and a hash whose output is fixed by its
+//!   specification are what let a data directory store the base and a restart map it instead of
+//!   rebuilding it ([`Base::words`], [`Base::from_words`]). A lookup compares the address stored
+//!   at the slot it finds, so no entry can name the wrong account.
+//! - The **overlay** holds the accounts created since: a hash map and a B-tree set. Once it
+//!   holds an eighth of the base (and at least [`FOLD_MIN`] accounts) it is folded into a new
+//!   base: the order merged (a binary search per new address, then copies), the table copied
+//!   with the new slots inserted, or rebuilt at twice the size when it would pass half full.
+//!   A fold costs O(N) memory traffic once per N/8 creations, O(1) amortized per account.
+//!
+//! Why not a `HashMap` and a `BTreeSet` for everything, as before: at ten million accounts they
+//! held ~100 bytes per account between them, and a restart rebuilt both, sorting every address.
+//! The base holds 12 bytes per account at most (8 of table, 4 of order); a store that keeps it
+//! maps it, so a restart sorts nothing, and the kernel may page it out.
+
+use std::collections::BTreeSet;
+use std::hash::{BuildHasher, Hasher, RandomState};
+use std::sync::Arc;
+
+use foldhash::HashMap;
+use siphasher::sip::SipHasher13;
+
+/// Fewest accounts the overlay holds before it is folded into the base.
+pub const FOLD_MIN: usize = 1 << 12;
+
+/// Table entries for a base of `count` slots: a power of two, at least twice `count`.
+fn capacity_for(count: usize) -> usize {
+    count.saturating_mul(2).next_power_of_two().max(8)
+}
+
+/// Words of a base that lives outside this process's heap: a store's mapped file.
+pub trait Mapped: std::fmt::Debug + Send + Sync {
+    /// The words, 4-byte aligned.
+    fn words(&self) -> &[u32];
+}
+
+/// A base's words: its own, or a mapped file's.
+#[derive(Clone, Debug)]
+enum Words {
+    Owned(Arc<Vec<u32>>),
+    Mapped(Arc<dyn Mapped>),
+}
+
+impl Words {
+    fn all(&self) -> &[u32] {
+        match self {
+            Words::Owned(words) => words,
+            Words::Mapped(mapped) => mapped.words(),
+        }
+    }
+}
+
+/// The immutable part of an [`AddressIndex`]: a slot table and the slots in address order, for
+/// the slots below `count`. Its words are the table (`capacity` entries) then the order
+/// (`count` entries).
+#[derive(Clone, Debug)]
+pub struct Base {
+    key: [u64; 2],
+    count: usize,
+    capacity: usize,
+    words: Words,
+}
+
+/// Why stored words do not make a base.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BaseError {
+    /// A table size that is not a power of two at least twice the count.
+    #[error("index table of {capacity} entries cannot hold {count} accounts at most half full")]
+    Capacity {
+        /// Entries in the table.
+        capacity: usize,
+        /// Accounts the base covers.
+        count: usize,
+    },
+    /// Words that are not exactly the table and the order.
+    #[error("index holds {words} words, its table and order need {expected}")]
+    Length {
+        /// Words given.
+        words: usize,
+        /// `capacity + count`.
+        expected: usize,
+    },
+    /// A table whose entries are not each slot once.
+    #[error("index table does not hold each of its {count} slots exactly once")]
+    Table {
+        /// Accounts the base covers.
+        count: usize,
+    },
+    /// An order that is not each slot once.
+    #[error("index order does not hold each of its {count} slots exactly once")]
+    Order {
+        /// Accounts the base covers.
+        count: usize,
+    },
+}
+
+impl Base {
+    /// A random SipHash key: the table's layout must not be one a client can aim at.
+    fn random_key() -> [u64; 2] {
+        let state = RandomState::new();
+        [state.hash_one(0x7465_7373_6572_6131_u64), state.hash_one(0x7465_7373_6572_6132_u64)]
+    }
+
+    fn home(&self, key: &[u8; 32]) -> usize {
+        home(self.key, key, self.capacity)
+    }
+
+    fn table(&self) -> &[u32] {
+        &self.words.all()[..self.capacity]
+    }
+
+    fn order(&self) -> &[u32] {
+        &self.words.all()[self.capacity..]
+    }
+
+    /// Accounts this base covers (slots `0..count`).
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// The SipHash key of the table.
+    pub fn key(&self) -> [u64; 2] {
+        self.key
+    }
+
+    /// The table then the order, as stored.
+    pub fn words(&self) -> &[u32] {
+        self.words.all()
+    }
+
+    /// A base over stored words (a table of `capacity` entries, then the order), checked: the
+    /// table holds each slot below `count` once and is at most half full, and the order holds
+    /// each slot once. Whether the order is by address and each entry sits where its address
+    /// hashes is not checked here: a store keeps the words under a checksum, and the state
+    /// root, which commits to each account's successor, checks the order.
+    ///
+    /// # Errors
+    /// The first way the words are not a base.
+    pub fn from_words(
+        key: [u64; 2],
+        count: usize,
+        capacity: usize,
+        words: Arc<dyn Mapped>,
+    ) -> Result<Base, BaseError> {
+        if !capacity.is_power_of_two() || capacity < count.saturating_mul(2) {
+            return Err(BaseError::Capacity { capacity, count });
+        }
+        let expected = capacity + count;
+        if words.words().len() != expected {
+            return Err(BaseError::Length { words: words.words().len(), expected });
+        }
+        let base = Base { key, count, capacity, words: Words::Mapped(words) };
+        let mut seen = vec![false; count];
+        for entry in base.table().iter().filter(|entry| **entry != 0) {
+            match seen.get_mut(*entry as usize - 1) {
+                Some(seen) if !*seen => *seen = true,
+                _ => return Err(BaseError::Table { count }),
+            }
+        }
+        if seen.iter().any(|seen| !seen) {
+            return Err(BaseError::Table { count });
+        }
+        seen.fill(false);
+        for slot in base.order() {
+            match seen.get_mut(*slot as usize) {
+                Some(seen) if !*seen => *seen = true,
+                _ => return Err(BaseError::Order { count }),
+            }
+        }
+        Ok(base)
+    }
+
+    /// The base over `order` (the slots of `keys`, sorted by address), its table built here.
+    fn build(key: [u64; 2], keys: &[[u8; 32]], order: Vec<u32>) -> Base {
+        let count = order.len();
+        let capacity = capacity_for(count);
+        let mut words = vec![0u32; capacity];
+        for slot in 0..count as u32 {
+            insert(&mut words, key, &keys[slot as usize], slot);
+        }
+        words.extend_from_slice(&order);
+        Base { key, count, capacity, words: Words::Owned(Arc::new(words)) }
+    }
+
+    /// The slot of `key` among the base's, if it has one.
+    fn lookup(&self, key: &[u8; 32], keys: &[[u8; 32]]) -> Option<u32> {
+        let table = self.table();
+        let mask = self.capacity - 1;
+        let mut at = self.home(key);
+        // The table is at most half full, so the probe meets an empty entry.
+        loop {
+            let slot = table[at].checked_sub(1)?;
+            if keys[slot as usize] == *key {
+                return Some(slot);
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
+    /// Position in the order of the first address at or above (`strict`: above) `key`.
+    fn position(&self, key: &[u8; 32], keys: &[[u8; 32]], strict: bool) -> usize {
+        let order = self.order();
+        if strict {
+            order.partition_point(|slot| keys[*slot as usize] <= *key)
+        } else {
+            order.partition_point(|slot| keys[*slot as usize] < *key)
+        }
+    }
+}
+
+fn home(sip: [u64; 2], key: &[u8; 32], capacity: usize) -> usize {
+    let mut hasher = SipHasher13::new_with_keys(sip[0], sip[1]);
+    hasher.write(key);
+    // A power of two: the mask keeps the low bits.
+    (hasher.finish() as usize) & (capacity - 1)
+}
+
+/// Puts `slot` (whose address is `key`, not yet in the table) at the first free entry from
+/// its home.
+fn insert(table: &mut [u32], sip: [u64; 2], key: &[u8; 32], slot: u32) {
+    let mask = table.len() - 1;
+    let mut at = home(sip, key, table.len());
+    while table[at] != 0 {
+        at = (at + 1) & mask;
+    }
+    table[at] = slot + 1;
+}
+
+/// Slot lookups and the address order over a ledger's addresses (passed to each call as
+/// `keys`, the ledger's address column in slot order).
+#[derive(Clone, Debug)]
+pub struct AddressIndex {
+    base: Arc<Base>,
+    added: HashMap<[u8; 32], u32>,
+    added_order: BTreeSet<[u8; 32]>,
+}
+
+impl Default for AddressIndex {
+    /// The index of no accounts.
+    fn default() -> AddressIndex {
+        AddressIndex::over(Base::build(Base::random_key(), &[], Vec::new()))
+    }
+}
+
+impl AddressIndex {
+    /// The index of `keys`, and each slot's successor in address order (`none` for the last).
+    ///
+    /// # Errors
+    /// The first duplicate address.
+    pub fn build(keys: &[[u8; 32]], none: u32) -> Result<(AddressIndex, Vec<u32>), [u8; 32]> {
+        let mut pairs: Vec<([u8; 32], u32)> =
+            keys.iter().enumerate().map(|(slot, key)| (*key, slot as u32)).collect();
+        pairs.sort_unstable();
+        if let Some(pair) = pairs.windows(2).find(|pair| pair[0].0 == pair[1].0) {
+            return Err(pair[0].0);
+        }
+        let order: Vec<u32> = pairs.into_iter().map(|(_, slot)| slot).collect();
+        let next = successors(&order, none);
+        let base = Base::build(Base::random_key(), keys, order);
+        Ok((AddressIndex::over(base), next))
+    }
+
+    /// The index whose base is `base` and whose overlay is empty.
+    pub fn over(base: Base) -> AddressIndex {
+        AddressIndex { base: Arc::new(base), added: HashMap::default(), added_order: BTreeSet::new() }
+    }
+
+    /// The base, for a store to keep: folded first, so that it covers every account.
+    pub fn base(&mut self, keys: &[[u8; 32]]) -> &Base {
+        if !self.added.is_empty() {
+            self.fold(keys);
+        }
+        &self.base
+    }
+
+    /// A copy that shares nothing with this index.
+    pub fn unshared(&self) -> AddressIndex {
+        let base = Base { words: Words::Owned(Arc::new(self.base.words().to_vec())), ..(*self.base).clone() };
+        AddressIndex { base: Arc::new(base), ..self.clone() }
+    }
+
+    /// True when this index and `other` share their base.
+    pub fn shares_base(&self, other: &AddressIndex) -> bool {
+        Arc::ptr_eq(&self.base, &other.base)
+    }
+
+    /// Accounts in the overlay (created since the base was built).
+    pub fn overlay_len(&self) -> usize {
+        self.added.len()
+    }
+
+    /// The slot of `key`, if it has one.
+    pub fn slot(&self, key: &[u8; 32], keys: &[[u8; 32]]) -> Option<u32> {
+        self.base.lookup(key, keys).or_else(|| self.added.get(key).copied())
+    }
+
+    /// The slot of the largest address below `key`, if any.
+    pub fn predecessor(&self, key: &[u8; 32], keys: &[[u8; 32]]) -> Option<u32> {
+        let at = self.base.position(key, keys, false);
+        let in_base = at.checked_sub(1).map(|at| self.base.order()[at]);
+        let added = self.added_order.range(..*key).next_back();
+        match (in_base, added) {
+            (Some(slot), Some(added)) if keys[slot as usize] > *added => Some(slot),
+            (_, Some(added)) => self.added.get(added).copied(),
+            (in_base, None) => in_base,
+        }
+    }
+
+    /// The smallest address above `key` (which need not have an account), if any.
+    pub fn successor(&self, key: &[u8; 32], keys: &[[u8; 32]]) -> Option<[u8; 32]> {
+        let at = self.base.position(key, keys, true);
+        let in_base = self.base.order().get(at).map(|slot| keys[*slot as usize]);
+        let added =
+            self.added_order.range((std::ops::Bound::Excluded(*key), std::ops::Bound::Unbounded)).next();
+        match (in_base, added) {
+            (Some(a), Some(b)) => Some(a.min(*b)),
+            (a, b) => a.or(b.copied()),
+        }
+    }
+
+    /// The slot of the smallest address, if any.
+    pub fn first_slot(&self, keys: &[[u8; 32]]) -> Option<u32> {
+        let in_base = self.base.order().first().copied();
+        let added = self.added_order.first();
+        match (in_base, added) {
+            (Some(slot), Some(added)) if keys[slot as usize] < *added => Some(slot),
+            (_, Some(added)) => self.added.get(added).copied(),
+            (in_base, None) => in_base,
+        }
+    }
+
+    /// The smallest address, if any.
+    pub fn first(&self, keys: &[[u8; 32]]) -> Option<[u8; 32]> {
+        self.first_slot(keys).map(|slot| keys[slot as usize])
+    }
+
+    /// Records `key` at `slot`, the last of `keys` (which already holds it). The caller has
+    /// checked that `key` has no slot yet.
+    pub fn insert(&mut self, key: [u8; 32], slot: u32, keys: &[[u8; 32]]) {
+        debug_assert_eq!(slot as usize + 1, keys.len());
+        self.added.insert(key, slot);
+        self.added_order.insert(key);
+        if self.added.len() >= FOLD_MIN.max(self.base.count / 8) {
+            self.fold(keys);
+        }
+    }
+
+    /// A new base over every slot of `keys`: the overlay merged into the base.
+    fn fold(&mut self, keys: &[[u8; 32]]) {
+        let count = keys.len();
+        debug_assert_eq!(count, self.base.count + self.added.len());
+        let base_order = self.base.order();
+        let mut order = Vec::with_capacity(count);
+        let mut from = 0;
+        for key in &self.added_order {
+            let at = from + base_order[from..].partition_point(|slot| keys[*slot as usize] < *key);
+            order.extend_from_slice(&base_order[from..at]);
+            order.push(self.added[key]);
+            from = at;
+        }
+        order.extend_from_slice(&base_order[from..]);
+        let key = self.base.key;
+        let base = if capacity_for(count) == self.base.capacity {
+            let mut words = Vec::with_capacity(self.base.capacity + count);
+            words.extend_from_slice(self.base.table());
+            for (address, slot) in &self.added {
+                insert(&mut words, key, address, *slot);
+            }
+            words.extend_from_slice(&order);
+            Base { key, count, capacity: self.base.capacity, words: Words::Owned(Arc::new(words)) }
+        } else {
+            Base::build(key, keys, order)
+        };
+        *self = AddressIndex::over(base);
+    }
+}
+
+/// Each slot's successor in `order` (slots by address), `none` for the last.
+pub fn successors(order: &[u32], none: u32) -> Vec<u32> {
+    let mut next = vec![none; order.len()];
+    for pair in order.windows(2) {
+        next[pair[0] as usize] = pair[1];
+    }
+    next
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Words(Vec<u32>);
+
+    impl Mapped for Words {
+        fn words(&self) -> &[u32] {
+            &self.0
+        }
+    }
+
+    fn address(n: u64) -> [u8; 32] {
+        *blake3::hash(&n.to_le_bytes()).as_bytes()
+    }
+
+    /// The index answers as a sorted set would, across folds, at every size from empty.
+    #[test]
+    fn lookups_and_order_match_a_sorted_set_across_folds() {
+        let mut keys: Vec<[u8; 32]> = (0..1000).map(address).collect();
+        let (mut index, next) = AddressIndex::build(&keys, u32::MAX).unwrap();
+        let mut sorted: Vec<[u8; 32]> = keys.clone();
+        sorted.sort_unstable();
+        assert_eq!(keys[index.first_slot(&keys).unwrap() as usize], sorted[0]);
+        assert_eq!(next.iter().filter(|next| **next == u32::MAX).count(), 1);
+        let mut folds = 0;
+        for n in 1000..1000 + 3 * FOLD_MIN as u64 {
+            let key = address(n);
+            assert_eq!(index.slot(&key, &keys), None);
+            let below = sorted.partition_point(|other| *other < key);
+            let expected = below.checked_sub(1).map(|at| sorted[at]);
+            assert_eq!(index.predecessor(&key, &keys).map(|slot| keys[slot as usize]), expected);
+            assert_eq!(index.successor(&key, &keys), sorted.get(below).copied());
+            keys.push(key);
+            sorted.insert(below, key);
+            let before = index.overlay_len();
+            index.insert(key, keys.len() as u32 - 1, &keys);
+            folds += usize::from(index.overlay_len() < before);
+            if n % 97 == 0 {
+                for (slot, key) in keys.iter().enumerate().step_by(13) {
+                    assert_eq!(index.slot(key, &keys), Some(slot as u32));
+                }
+                assert_eq!(index.first(&keys), Some(sorted[0]));
+                assert_eq!(index.successor(&sorted[5], &keys), Some(sorted[6]));
+            }
+        }
+        assert_eq!(folds, 3, "folded at each FOLD_MIN creations");
+        let base = index.base(&keys).clone();
+        assert_eq!(base.count(), keys.len());
+        let order = &base.words()[base.capacity..];
+        let by_order: Vec<[u8; 32]> = order.iter().map(|slot| keys[*slot as usize]).collect();
+        assert_eq!(by_order, sorted);
+    }
+
+    /// Stored words make the same index; words that are not a base are refused.
+    #[test]
+    fn stored_words_round_trip_and_damage_is_refused() {
+        let keys: Vec<[u8; 32]> = (0..300).map(address).collect();
+        let (mut index, _) = AddressIndex::build(&keys, u32::MAX).unwrap();
+        let base = index.base(&keys).clone();
+        let stored = Base::from_words(base.key(), 300, base.capacity, Arc::new(Words(base.words().to_vec())));
+        let mapped = AddressIndex::over(stored.unwrap());
+        for (slot, key) in keys.iter().enumerate() {
+            assert_eq!(mapped.slot(key, &keys), Some(slot as u32));
+        }
+        assert_eq!(mapped.slot(&address(300), &keys), None);
+        let damaged = |change: &dyn Fn(&mut Vec<u32>)| {
+            let mut words = base.words().to_vec();
+            change(&mut words);
+            Base::from_words(base.key(), 300, base.capacity, Arc::new(Words(words))).map(|_| ())
+        };
+        let table_entry = base.words().iter().position(|word| *word != 0).unwrap();
+        assert_eq!(damaged(&|words| words[table_entry] = 0), Err(BaseError::Table { count: 300 }));
+        assert_eq!(damaged(&|words| words[table_entry] = 301), Err(BaseError::Table { count: 300 }));
+        let last = base.words().len() - 1;
+        assert_eq!(damaged(&|words| words[last] = words[last - 1]), Err(BaseError::Order { count: 300 }));
+        assert_eq!(
+            damaged(&|words| words.truncate(last)),
+            Err(BaseError::Length { words: last, expected: last + 1 })
+        );
+        let small = Base::from_words(base.key(), 300, 512, Arc::new(Words(vec![0; 812])));
+        assert_eq!(small.map(|_| ()), Err(BaseError::Capacity { capacity: 512, count: 300 }));
+    }
+}
