@@ -228,6 +228,30 @@ pub fn fuzz_record_decode(data: &[u8]) {
     fuzz_record_decode_with(data, check_record);
 }
 
+/// A `state-index` file that checks (under the genesis id its header names) is exactly the
+/// file its meta and words encode, and no flipped bit of it checks.
+fn state_index_oracle(bytes: &[u8]) {
+    use crate::storage::{STATE_INDEX_WORDS_OFFSET, decode_state_index, encode_state_index_head};
+    let Some(id) = bytes.get(16..48) else { return };
+    let id = Hash(id.try_into().expect("32 bytes"));
+    let Ok(meta) = decode_state_index(bytes, id) else { return };
+    let words: Vec<u32> = bytes[STATE_INDEX_WORDS_OFFSET..]
+        .chunks_exact(4)
+        .map(|word| u32::from_le_bytes(word.try_into().expect("4 bytes")))
+        .collect();
+    assert_eq!(encode_state_index_head(id, &meta, &words), &bytes[..STATE_INDEX_WORDS_OFFSET]);
+    let bits = 8 * bytes.len();
+    let mut flipped = bytes.to_vec();
+    for bit in (0..bits).step_by(bits.div_ceil(512).max(1)) {
+        flipped[bit / 8] ^= 1 << (bit % 8);
+        assert!(
+            decode_state_index(&flipped, id).is_err(),
+            "state-index bit {bit} flipped and still accepted"
+        );
+        flipped[bit / 8] ^= 1 << (bit % 8);
+    }
+}
+
 /// [`fuzz_record_decode`] with `check` in place of [`check_record`], so tests can run the
 /// oracle against a wrong one.
 pub fn fuzz_record_decode_with(
@@ -273,6 +297,7 @@ pub fn fuzz_record_decode_with(
     let _ = decode_block_payload(bytes, 1);
     let _ = decode_state_payload(bytes);
     let _ = decode_genesis_payload(bytes);
+    state_index_oracle(bytes);
     if let Some(raw) = bytes.first_chunk::<INDEX_ENTRY_SIZE>()
         && IndexEntry::check(raw, 1).is_ok()
     {
@@ -1054,7 +1079,19 @@ mod tests {
             }
         }
         fuzz_record_decode(&record);
-        fuzz_write_seeds("storage_record", &[&record]);
+        // A small `state-index` file, behind the 12 bytes of choices.
+        let index_seed = {
+            use crate::storage::{StateIndexMeta, encode_state_index_head};
+            let meta =
+                StateIndexMeta { height: 4, state_root: Hash([9; 32]), count: 2, capacity: 8, key: [1, 2] };
+            let words = [0, 2, 0, 0, 0, 1, 0, 0, 1, 0];
+            let mut seed = vec![0u8; 12];
+            seed.extend(encode_state_index_head(Hash([5; 32]), &meta, &words));
+            seed.extend(words.iter().flat_map(|word| word.to_le_bytes()));
+            seed
+        };
+        fuzz_record_decode(&index_seed);
+        fuzz_write_seeds("storage_record", &[&record, &index_seed]);
         for input in fuzz_corpus("storage_record") {
             fuzz_record_decode(&input);
         }

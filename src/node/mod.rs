@@ -275,6 +275,7 @@ impl Node {
             state_deltas = recovery.deltas,
             replayed = recovery.replayed,
             created = recovery.created,
+            address_index = %recovery.address_index,
             "data directory {} ready",
             config.data_dir.display()
         );

@@ -400,7 +400,7 @@ impl SimDisk {
             });
         }
 
-        let Rebuilt { ledger, tip_hash, replayed, deltas, state_height, touched } =
+        let Rebuilt { ledger, tip_hash, replayed, deltas, state_height, touched, address_index } =
             rebuild_from(&mut Buffers { segments: &self.segments }, &verified, Replay::FromSnapshot)?;
         if verified.state_log.deltas.len() as u64 != deltas {
             // Deltas made over another snapshot: emptied, as the real store does.
@@ -417,6 +417,7 @@ impl SimDisk {
             state_height,
             deltas,
             replayed,
+            address_index,
             created: std::mem::take(&mut self.created),
             safety: self.safety.clone(),
         };

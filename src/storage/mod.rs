@@ -31,9 +31,9 @@ use std::sync::{Mutex, PoisonError};
 
 use tessera_components::storage::{
     FILE_HEADER_SIZE, INDEX_ENTRY_SIZE, IndexEntry, Place, RECORD_HEADER_SIZE, RECORD_PAYLOAD_MAX,
-    RecordKind, StateView, check_record_header, encode_block_record, encode_index_header,
-    encode_segment_header, encode_state_file, encode_state_log_header, genesis_id_of, seal_record_header,
-    segment_file_name, write_genesis_file, write_state_file,
+    RecordKind, StateIndexMeta, StateView, check_record_header, encode_block_record, encode_index_header,
+    encode_segment_header, encode_state_file, encode_state_index_head, encode_state_log_header,
+    genesis_id_of, seal_record_header, segment_file_name, write_genesis_file, write_state_file,
 };
 use tessera_components::{Block, CertifiedBlock, Hash, QuorumCertificate};
 use tessera_systems::{GenesisError, Ledger};
@@ -43,8 +43,8 @@ pub use port::Storage;
 pub(crate) use port::commit_in_order;
 pub(crate) use schedule::{StateSchedule, StateWrite, state_due};
 pub use verify::{
-    BlockSource, Rebuilt, Replay, SegmentReader, Verified, check_chain, check_state_height, corrupt_at,
-    read_entry, rebuild, rebuild_from, segment_numbers, verify,
+    AddressIndexSource, BlockSource, Rebuilt, Replay, SegmentReader, Verified, check_chain,
+    check_state_height, corrupt_at, read_entry, rebuild, rebuild_from, segment_numbers, verify,
 };
 
 /// The genesis file's name.
@@ -55,6 +55,9 @@ pub const INDEX_FILE: &str = "index";
 pub const STATE_FILE: &str = "state";
 /// The name of the log of state deltas written since the snapshot.
 pub const STATE_LOG_FILE: &str = "state-log";
+/// The name of the snapshot's address index (derived data: a restart maps it when it matches
+/// the snapshot, and builds the index from the snapshot's addresses otherwise).
+pub const STATE_INDEX_FILE: &str = "state-index";
 /// Suffix of a file being written before it is renamed into place.
 pub const TEMP_SUFFIX: &str = ".tmp";
 
@@ -100,6 +103,8 @@ pub struct Recovery {
     pub deltas: u64,
     /// Blocks re-executed after the snapshot.
     pub replayed: u64,
+    /// How the snapshot's address index was had: mapped, or built from its addresses.
+    pub address_index: AddressIndexSource,
     /// True when this open created the store.
     pub created: bool,
     /// The consensus safety state last persisted ([`Store::save_safety`]), if any.
@@ -322,9 +327,47 @@ fn write_state_whole(
         burned: ledger.burned(),
         supply: ledger.supply(),
     };
-    write_atomic_with(lock, STATE_FILE, sync, |file| {
+    let len = write_atomic_with(lock, STATE_FILE, sync, |file| {
         let mut out = io::BufWriter::with_capacity(1 << 20, file);
         write_state_file(genesis_id, view, |bytes| out.write_all(bytes))?;
+        out.flush()
+    })?;
+    write_address_index(lock, genesis_id, height, state_root, ledger, sync)?;
+    Ok(len)
+}
+
+/// Writes the `state-index` file for the snapshot of `ledger` at `height` just written: the
+/// ledger's address index, so that a restart maps it instead of sorting every address. Written
+/// after the snapshot, so a crash between the two leaves an index that names the old snapshot,
+/// which a restart ignores.
+fn write_address_index(
+    lock: &DirLock,
+    genesis_id: Hash,
+    height: u64,
+    state_root: Hash,
+    ledger: &Ledger,
+    sync: bool,
+) -> Result<u64, StoreError> {
+    let base = ledger.address_index();
+    let meta = StateIndexMeta {
+        height,
+        state_root,
+        count: base.count() as u64,
+        capacity: base.capacity() as u64,
+        key: base.key(),
+    };
+    let words = base.words();
+    write_atomic_with(lock, STATE_INDEX_FILE, sync, |file| {
+        let mut out = io::BufWriter::with_capacity(1 << 20, file);
+        out.write_all(&encode_state_index_head(genesis_id, &meta, words))?;
+        for chunk in words.chunks(1 << 16) {
+            if cfg!(target_endian = "little") {
+                out.write_all(bytemuck::cast_slice(chunk))?;
+            } else {
+                let bytes: Vec<u8> = chunk.iter().flat_map(|word| word.to_le_bytes()).collect();
+                out.write_all(&bytes)?;
+            }
+        }
         out.flush()
     })
 }
@@ -509,8 +552,10 @@ impl Store {
 
         // The rebuild reads only what was checked, so it runs before anything is written: a
         // snapshot or delta whose root the chain contradicts leaves the directory as it was.
-        // Its maps go with it, so that no map outlives the truncation below.
-        let Rebuilt { ledger, tip_hash, replayed, deltas, state_height, touched } =
+        // Its maps go with it, so that no map outlives the truncation below, except the
+        // `state-index` map the ledger keeps: that file is never truncated, only replaced by
+        // rename, which leaves a live map on the old file.
+        let Rebuilt { ledger, tip_hash, replayed, deltas, state_height, touched, address_index } =
             rebuild(&lock, &verified, &mut SegmentReader::default(), Replay::FromSnapshot)?;
 
         // Only now, with the whole directory checked and no map alive, drop the torn tails.
@@ -577,6 +622,7 @@ impl Store {
             state_height,
             deltas,
             replayed,
+            address_index,
             created,
             safety: safety_state,
         };

@@ -279,6 +279,92 @@ fn a_state_past_one_record_is_snapshotted_and_reopened() {
     remove(&dir);
 }
 
+/// The snapshot's address index is kept beside it and mapped on reopen. One that is missing,
+/// damaged, names another snapshot, or checks but orders the addresses otherwise is not used:
+/// the index is built from the snapshot's addresses instead, and the state is the same.
+#[test]
+fn the_address_index_is_mapped_on_reopen_and_a_bad_one_is_built_again() {
+    use tessera_components::storage::{
+        STATE_INDEX_WORDS_OFFSET, StateIndexMeta, decode_state_index, encode_state_index_head, genesis_id_of,
+    };
+    let id = genesis_id_of(&genesis());
+    let sealed = |meta: &StateIndexMeta, words: &[u32]| {
+        let mut bytes = encode_state_index_head(id, meta, words);
+        bytes.extend(words.iter().flat_map(|word| word.to_le_bytes()));
+        bytes
+    };
+    // Each case: the stored index as the store wrote it, changed or not.
+    type Change = fn(&StateIndexMeta, &mut Vec<u32>, &mut Vec<u8>) -> Option<StateIndexMeta>;
+    let cases: [(&str, Change, &str); 5] = [
+        ("kept", |_, _, _| None, ""),
+        (
+            "missing",
+            |_, _, file| {
+                file.clear();
+                None
+            },
+            "state-index",
+        ),
+        (
+            "damaged",
+            |_, _, file| {
+                *file.last_mut().unwrap() ^= 1;
+                None
+            },
+            "checksum",
+        ),
+        (
+            "another snapshot's",
+            |meta, _, _| Some(StateIndexMeta { height: meta.height + 4, ..*meta }),
+            "at height",
+        ),
+        (
+            "checked but misordered",
+            |meta, words, _| {
+                let order = meta.capacity as usize;
+                words.swap(order, order + 1);
+                Some(*meta)
+            },
+            "another state root",
+        ),
+    ];
+    for (case, change, why) in cases {
+        let (dir, _, root) = store_of("address-index", 23);
+        let mut file = read(&dir, STATE_INDEX_FILE);
+        let meta = decode_state_index(&file, id).unwrap();
+        let mut words: Vec<u32> = file[STATE_INDEX_WORDS_OFFSET..]
+            .chunks_exact(4)
+            .map(|word| u32::from_le_bytes(word.try_into().unwrap()))
+            .collect();
+        assert_eq!(sealed(&meta, &words), file, "the test seals a file as the store does");
+        if let Some(meta) = change(&meta, &mut words, &mut file) {
+            file = sealed(&meta, &words);
+        }
+        match file.is_empty() {
+            true => std::fs::remove_file(dir.join(STATE_INDEX_FILE)).unwrap(),
+            false => std::fs::write(dir.join(STATE_INDEX_FILE), &file).unwrap(),
+        }
+        let (mut store, mut ledger, recovery) = Store::open(&dir, &genesis(), config()).unwrap();
+        match &recovery.address_index {
+            AddressIndexSource::Mapped => assert_eq!(case, "kept"),
+            AddressIndexSource::Built(reason) => {
+                assert_ne!(case, "kept", "{reason}");
+                assert!(reason.contains(why), "{case}: {reason}");
+            }
+        }
+        assert_eq!((ledger.state_root(), ledger.state_root_from_scratch()), (root, root), "{case}");
+        // The store goes on from either index, and reopens again.
+        commit_to(&mut store, &mut ledger, 27);
+        assert_eq!(ledger.state_root(), ledger.state_root_from_scratch(), "{case}");
+        let root = ledger.state_root();
+        drop((store, ledger));
+        let (_, reopened, _) = Store::open(&dir, &genesis(), config()).unwrap();
+        assert_eq!(reopened.state_root(), root, "{case}");
+        drop(reopened);
+        remove(&dir);
+    }
+}
+
 fn read(dir: &Path, name: &str) -> Vec<u8> {
     std::fs::read(dir.join(name)).unwrap()
 }

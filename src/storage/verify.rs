@@ -6,16 +6,18 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 use tessera_components::storage::{
-    DirCheck, FILE_HEADER_SIZE, FileRef, IndexEntry, Place, Problem, RecordKind, StateDelta, StateLog,
-    StateSnapshot, check_directory, check_record, decode_block_payload, decode_genesis_file,
-    decode_state_file, decode_state_log, parse_segment_file_name, segment_file_name,
+    DirCheck, FILE_HEADER_SIZE, FileRef, IndexEntry, Place, Problem, RecordKind, STATE_INDEX_WORDS_OFFSET,
+    StateDelta, StateLog, StateSnapshot, check_directory, check_record, decode_block_payload,
+    decode_genesis_file, decode_state_file, decode_state_index, decode_state_log, parse_segment_file_name,
+    segment_file_name,
 };
 use tessera_components::{Block, Hash, QuorumCertificate, TxnId};
 use tessera_systems::execute::execute_block;
+use tessera_systems::ledger::index::{Base, Mapped as MappedWords};
 use tessera_systems::{Ledger, LedgerParts};
 
 use super::map::DirLock;
-use super::{GENESIS_FILE, INDEX_FILE, STATE_FILE, STATE_LOG_FILE, StoreError};
+use super::{GENESIS_FILE, INDEX_FILE, STATE_FILE, STATE_INDEX_FILE, STATE_LOG_FILE, StoreError};
 
 /// What the read-only pass found in a sound directory.
 #[derive(Debug)]
@@ -228,6 +230,53 @@ pub trait BlockSource {
     /// # Errors
     /// As [`read_entry`], or a failed read.
     fn read(&mut self, entry: &IndexEntry) -> Result<(Block, QuorumCertificate), StoreError>;
+
+    /// The address index kept beside the snapshot (the `state-index` file), checked and naming
+    /// this snapshot, or why there is none to use. A source that keeps none says so.
+    fn address_index(&mut self, genesis_id: Hash, snapshot: &StateSnapshot) -> Result<Base, String> {
+        let _ = (genesis_id, snapshot);
+        Err("this source keeps no address index".to_string())
+    }
+}
+
+/// A mapped `state-index` file's words.
+#[derive(Debug)]
+struct IndexMap(Mmap);
+
+impl MappedWords for IndexMap {
+    fn words(&self) -> &[u32] {
+        // Checked when made (`map_address_index`): whole words, aligned (the map starts on a
+        // page and the words one page in).
+        bytemuck::cast_slice(&self.0[STATE_INDEX_WORDS_OFFSET..])
+    }
+}
+
+/// Maps the directory's `state-index` file, if it checks and names `snapshot`.
+fn map_address_index(lock: &DirLock, genesis_id: Hash, snapshot: &StateSnapshot) -> Result<Base, String> {
+    let map = lock.map(STATE_INDEX_FILE, true).map_err(|error| format!("{STATE_INDEX_FILE}: {error}"))?;
+    let meta =
+        decode_state_index(&map, genesis_id).map_err(|error| format!("{STATE_INDEX_FILE}: {error}"))?;
+    let names = (meta.height, meta.state_root, meta.count);
+    if names != (snapshot.height, snapshot.state_root, snapshot.keys.len() as u64) {
+        return Err(format!(
+            "{STATE_INDEX_FILE} indexes {} accounts at height {}, the snapshot holds {} at height {}",
+            meta.count,
+            meta.height,
+            snapshot.keys.len(),
+            snapshot.height
+        ));
+    }
+    if bytemuck::try_cast_slice::<u8, u32>(&map[STATE_INDEX_WORDS_OFFSET..]).is_err() {
+        return Err(format!("{STATE_INDEX_FILE}: words not aligned in the map"));
+    }
+    let (count, capacity) = (usize::try_from(meta.count), usize::try_from(meta.capacity));
+    let (Ok(count), Ok(capacity)) = (count, capacity) else {
+        return Err(format!("{STATE_INDEX_FILE}: sizes past this machine's address space"));
+    };
+    // The map's pages were read once for the checksum; lookups read them at random from now on.
+    let _ = map.advise(memmap2::Advice::Random);
+    Base::from_words(meta.key, count, capacity, std::sync::Arc::new(IndexMap(map)))
+        .map_err(|error| format!("{STATE_INDEX_FILE}: {error}"))
 }
 
 /// The directory's segments, read through `reader`'s maps.
@@ -243,6 +292,10 @@ impl BlockSource for Mapped<'_> {
 
     fn read(&mut self, entry: &IndexEntry) -> Result<(Block, QuorumCertificate), StoreError> {
         self.reader.read(self.lock, entry)
+    }
+
+    fn address_index(&mut self, genesis_id: Hash, snapshot: &StateSnapshot) -> Result<Base, String> {
+        map_address_index(self.lock, genesis_id, snapshot)
     }
 }
 
@@ -273,6 +326,26 @@ pub struct Rebuilt {
     /// Senders and recipients of the blocks replayed after it: what the next state delta must
     /// cover.
     pub touched: Vec<[u8; 32]>,
+    /// How the snapshot's address index was had: mapped from the store, or built (and why).
+    pub address_index: AddressIndexSource,
+}
+
+/// How a rebuild had the snapshot's address index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AddressIndexSource {
+    /// Mapped from the `state-index` file: no address was sorted.
+    Mapped,
+    /// Built from the snapshot's addresses, for this reason.
+    Built(String),
+}
+
+impl std::fmt::Display for AddressIndexSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AddressIndexSource::Mapped => write!(f, "mapped from {STATE_INDEX_FILE}"),
+            AddressIndexSource::Built(why) => write!(f, "built from the snapshot ({why})"),
+        }
+    }
 }
 
 fn location(source: &impl BlockSource, entry: &IndexEntry) -> (PathBuf, u64) {
@@ -316,16 +389,43 @@ pub fn rebuild_from(
     if snapshot.supply != genesis_supply {
         return Err(state_error("snapshot's supply is not the genesis supply".to_string()));
     }
-    let snapshot_ledger = Ledger::from_parts(LedgerParts {
+    let parts = || LedgerParts {
         keys: snapshot.keys.clone(),
         accounts: snapshot.accounts.clone(),
         burned: snapshot.burned,
         supply: snapshot.supply,
-    })
-    .map_err(|error| state_error(format!("snapshot does not rebuild a ledger: {error}")))?;
-    if snapshot_ledger.state_root() != snapshot.state_root {
-        return Err(state_error("snapshot's columns do not hash to its recorded state root".to_string()));
+    };
+    // The stored index is derived data: used when it checks and gives the recorded root, else
+    // the index is built from the addresses as if there were no file.
+    let (mapped, mut address_index) = match source.address_index(verified.genesis_id, snapshot) {
+        Ok(base) => (Some(base), AddressIndexSource::Mapped),
+        Err(why) => (None, AddressIndexSource::Built(why)),
+    };
+    let mut snapshot_ledger = None;
+    if let Some(base) = mapped {
+        match Ledger::from_parts_indexed(parts(), Some(base)) {
+            Ok(ledger) if ledger.state_root() == snapshot.state_root => snapshot_ledger = Some(ledger),
+            Ok(_) => {
+                address_index = AddressIndexSource::Built(format!(
+                    "{STATE_INDEX_FILE} gives the snapshot another state root than it records"
+                ));
+            }
+            Err(error) => address_index = AddressIndexSource::Built(format!("{STATE_INDEX_FILE}: {error}")),
+        }
     }
+    let snapshot_ledger = match snapshot_ledger {
+        Some(ledger) => ledger,
+        None => {
+            let ledger = Ledger::from_parts(parts())
+                .map_err(|error| state_error(format!("snapshot does not rebuild a ledger: {error}")))?;
+            if ledger.state_root() != snapshot.state_root {
+                return Err(state_error(
+                    "snapshot's columns do not hash to its recorded state root".to_string(),
+                ));
+            }
+            ledger
+        }
+    };
     let snapshot_block = match snapshot.height {
         0 => None,
         height => Some(source.read(&entries[height as usize - 1])?.0),
@@ -471,7 +571,7 @@ pub fn rebuild_from(
             }
         }
     }
-    Ok(Rebuilt { ledger, tip_hash, replayed, deltas, state_height, touched })
+    Ok(Rebuilt { ledger, tip_hash, replayed, deltas, state_height, touched, address_index })
 }
 
 /// Reads every committed block and checks that it decodes, is certified, and links to its

@@ -15,7 +15,7 @@
 //!
 //! One file per idea: `record` frames files and records, `index` holds the per-height
 //! entries, `recovery` plans recovery, `genesis_state` encodes the `genesis` and `state`
-//! files, `state_log` the deltas written between two `state` snapshots, and `block_payload` a block record's payload. Every public item is re-exported
+//! files, `state_index` the address index kept beside the snapshot, `state_log` the deltas written between two `state` snapshots, and `block_payload` a block record's payload. Every public item is re-exported
 //! here, so callers name them as `storage::Item`.
 //!
 //! Nothing here does I/O.
@@ -25,6 +25,7 @@ mod genesis_state;
 mod index;
 mod record;
 mod recovery;
+mod state_index;
 mod state_log;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -46,6 +47,9 @@ pub use record::{
 };
 pub use recovery::{
     DirCheck, FileRef, Problem, Tail, check_directory, parse_segment_file_name, segment_file_name,
+};
+pub use state_index::{
+    STATE_INDEX_WORDS_OFFSET, StateIndexError, StateIndexMeta, decode_state_index, encode_state_index_head,
 };
 pub use state_log::{
     DELTA_FIXED_SIZE, DELTA_ROW_SIZE, DELTA_ROWS_MAX, DeltaPayloadError, DeltaRow, StateDelta, StateLog,

@@ -51,6 +51,8 @@ pub enum FileKind {
     State = 4,
     /// `state-log`: the state deltas written since the snapshot.
     StateLog = 5,
+    /// `state-index`: the address index of the `state` snapshot's accounts.
+    StateIndex = 6,
 }
 
 /// What a record holds; byte 5 of its header.

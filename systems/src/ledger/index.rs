@@ -22,7 +22,7 @@
 
 use std::collections::BTreeSet;
 use std::hash::{BuildHasher, Hasher, RandomState};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use foldhash::HashMap;
 use siphasher::sip::SipHasher13;
@@ -66,7 +66,14 @@ pub struct Base {
     count: usize,
     capacity: usize,
     words: Words,
+    /// The address of every [`FENCE_STEP`]-th slot of the order, built on first use: a
+    /// search looks here first, then among [`FENCE_STEP`] slots of the order, so it reads a
+    /// few scattered addresses instead of log2(N).
+    fence: OnceLock<Arc<Vec<[u8; 32]>>>,
 }
+
+/// Slots of the order between two fence entries.
+const FENCE_STEP: usize = 32;
 
 /// Why stored words do not make a base.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -116,13 +123,19 @@ impl Base {
         &self.words.all()[..self.capacity]
     }
 
-    fn order(&self) -> &[u32] {
+    /// The slots in address order.
+    pub fn order(&self) -> &[u32] {
         &self.words.all()[self.capacity..]
     }
 
     /// Accounts this base covers (slots `0..count`).
     pub fn count(&self) -> usize {
         self.count
+    }
+
+    /// Entries in the table.
+    pub fn capacity(&self) -> usize {
+        self.capacity
     }
 
     /// The SipHash key of the table.
@@ -156,7 +169,7 @@ impl Base {
         if words.words().len() != expected {
             return Err(BaseError::Length { words: words.words().len(), expected });
         }
-        let base = Base { key, count, capacity, words: Words::Mapped(words) };
+        let base = Base { key, count, capacity, words: Words::Mapped(words), fence: OnceLock::new() };
         let mut seen = vec![false; count];
         for entry in base.table().iter().filter(|entry| **entry != 0) {
             match seen.get_mut(*entry as usize - 1) {
@@ -186,7 +199,7 @@ impl Base {
             insert(&mut words, key, &keys[slot as usize], slot);
         }
         words.extend_from_slice(&order);
-        Base { key, count, capacity, words: Words::Owned(Arc::new(words)) }
+        Base { key, count, capacity, words: Words::Owned(Arc::new(words)), fence: OnceLock::new() }
     }
 
     /// The slot of `key` among the base's, if it has one.
@@ -207,11 +220,16 @@ impl Base {
     /// Position in the order of the first address at or above (`strict`: above) `key`.
     fn position(&self, key: &[u8; 32], keys: &[[u8; 32]], strict: bool) -> usize {
         let order = self.order();
-        if strict {
-            order.partition_point(|slot| keys[*slot as usize] <= *key)
-        } else {
-            order.partition_point(|slot| keys[*slot as usize] < *key)
-        }
+        let below = |address: &[u8; 32]| if strict { address <= key } else { address < key };
+        let fence = self.fence.get_or_init(|| {
+            Arc::new(order.iter().step_by(FENCE_STEP).map(|slot| keys[*slot as usize]).collect())
+        });
+        // `fenced` fence entries are below: the answer is past the last of them, and not past
+        // the first that is not.
+        let fenced = fence.partition_point(below);
+        let low = fenced.saturating_sub(1) * FENCE_STEP;
+        let high = (fenced * FENCE_STEP).min(order.len());
+        low + order[low..high].partition_point(|slot| below(&keys[*slot as usize]))
     }
 }
 
@@ -374,7 +392,13 @@ impl AddressIndex {
                 insert(&mut words, key, address, *slot);
             }
             words.extend_from_slice(&order);
-            Base { key, count, capacity: self.base.capacity, words: Words::Owned(Arc::new(words)) }
+            Base {
+                key,
+                count,
+                capacity: self.base.capacity,
+                words: Words::Owned(Arc::new(words)),
+                fence: OnceLock::new(),
+            }
         } else {
             Base::build(key, keys, order)
         };

@@ -181,6 +181,20 @@ impl Ledger {
     /// # Errors
     /// The first inconsistency found.
     pub fn from_parts(parts: LedgerParts) -> Result<Ledger, GenesisError> {
+        Ledger::from_parts_indexed(parts, None)
+    }
+
+    /// [`Ledger::from_parts`] given the address index a store kept for these parts
+    /// ([`Ledger::address_index`]): when it covers exactly these accounts it is used as it is,
+    /// and no address is sorted. Such an index is not checked against the addresses here beyond
+    /// its shape ([`index::Base::from_words`]): the caller compares the state root with one it
+    /// trusts, and the root commits to every account's successor, which the index's order
+    /// gives; an index that disagrees gives another root.
+    ///
+    /// # Errors
+    /// As [`Ledger::from_parts`], except that a duplicate address is found by the root check
+    /// instead when an index is given.
+    pub fn from_parts_indexed(parts: LedgerParts, base: Option<index::Base>) -> Result<Ledger, GenesisError> {
         let LedgerParts { keys, accounts, burned, supply } = parts;
         if keys.len() != accounts.len() {
             return Err(GenesisError::ColumnMismatch { keys: keys.len(), accounts: accounts.len() });
@@ -188,7 +202,13 @@ impl Ledger {
         if u32::try_from(keys.len()).is_err() {
             return Err(GenesisError::TooManyAccounts);
         }
-        let (index, next) = indexes(&keys).map_err(GenesisError::DuplicateAccount)?;
+        let (index, next) = match base.filter(|base| base.count() == keys.len()) {
+            Some(base) => {
+                let next = index::successors(base.order(), NO_SLOT);
+                (AddressIndex::over(base), next)
+            }
+            None => indexes(&keys).map_err(GenesisError::DuplicateAccount)?,
+        };
         let mut ledger = Ledger::with_columns(keys, accounts, (index, next), burned, supply);
         let sum = ledger.balance_sum();
         if sum != supply {
@@ -237,6 +257,13 @@ impl Ledger {
             burned: self.burned,
             supply: self.supply,
         }
+    }
+
+    /// The address index's base over every account, for a store to keep beside a snapshot of
+    /// this ledger: O(1) when no account was created since the last one, else O(N).
+    pub fn address_index(&self) -> index::Base {
+        let mut index = (*self.index).clone();
+        index.base(&self.keys).clone()
     }
 
     /// Account addresses in slot order.

@@ -1,0 +1,210 @@
+//! The `state-index` file: the ledger's address index (a slot table and the slots in address
+//! order) for the accounts of the `state` snapshot, so that a restart maps it instead of sorting
+//! every address again.
+//!
+//! It is derived data. A store writes it after each snapshot and a restart uses it only when it
+//! checks (header, checksums, sizes) and names the snapshot's height, state root and account
+//! count; otherwise the restart rebuilds the index from the snapshot's addresses, as it would
+//! without the file. So it never decides what the state is: the snapshot and the chain do.
+//!
+//! Layout (little-endian):
+//!
+//! | offset | bytes | field |
+//! | --- | --- | --- |
+//! | 0 | 64 | [`FileHeader`], kind [`FileKind::StateIndex`] |
+//! | 64 | 8 | height of the snapshot indexed |
+//! | 72 | 32 | its state root |
+//! | 104 | 8 | account count (`count`) |
+//! | 112 | 8 | table entries (`capacity`, a power of two ≥ 2 × count) |
+//! | 120 | 16 | the table's SipHash-1-3 key (k0, k1) |
+//! | 136 | 4 | CRC32C of the words |
+//! | 140 | 4 | CRC32C of bytes 64..140 |
+//! | 144 | to 4096 | zero |
+//! | 4096 | 4 × (capacity + count) | the words: the table, then the slots in address order |
+//!
+//! The words start on a page boundary so that a map of the file serves them in place.
+
+use super::record::{FILE_HEADER_SIZE, FileHeader, FileHeaderError, FileKind, checksum};
+use crate::hash::Hash;
+
+/// Offset of the words: one page, so a map of the file holds them aligned.
+pub const STATE_INDEX_WORDS_OFFSET: usize = 4096;
+
+const META_END: usize = 144;
+
+/// What a `state-index` file says of itself.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct StateIndexMeta {
+    /// Height of the snapshot indexed.
+    pub height: u64,
+    /// Its state root.
+    pub state_root: Hash,
+    /// Accounts indexed.
+    pub count: u64,
+    /// Table entries.
+    pub capacity: u64,
+    /// The table's SipHash-1-3 key.
+    pub key: [u64; 2],
+}
+
+/// Why a `state-index` file is not usable.
+#[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
+pub enum StateIndexError {
+    /// The file header is damaged or not this directory's.
+    #[error("file header: {0}")]
+    Header(#[from] FileHeaderError),
+    /// The file ends before its fixed part does.
+    #[error("file of {length} bytes is shorter than its {STATE_INDEX_WORDS_OFFSET}-byte head")]
+    Short {
+        /// Bytes in the file.
+        length: usize,
+    },
+    /// The fixed part's checksum does not match it.
+    #[error("index header checksum does not match its contents")]
+    MetaChecksum,
+    /// A byte between the fixed part and the words that is not zero.
+    #[error("index header padding is not zero at byte {offset}")]
+    Padding {
+        /// Offset of the first nonzero byte.
+        offset: usize,
+    },
+    /// Sizes that do not add up to the file's length.
+    #[error("index of {count} accounts and {capacity} table entries cannot be {length} bytes")]
+    Length {
+        /// Declared accounts.
+        count: u64,
+        /// Declared table entries.
+        capacity: u64,
+        /// Bytes in the file.
+        length: usize,
+    },
+    /// The words' checksum does not match them.
+    #[error("index words checksum {stored:#010x} does not match their contents ({computed:#010x})")]
+    WordsChecksum {
+        /// Stored checksum.
+        stored: u32,
+        /// Checksum of the words read.
+        computed: u32,
+    },
+}
+
+/// The head of a `state-index` file for `words` (the table of `meta.capacity` entries, then the
+/// order): the bytes before the words. The file is this, then the words.
+pub fn encode_state_index_head(genesis_id: Hash, meta: &StateIndexMeta, words: &[u32]) -> Vec<u8> {
+    let mut head = vec![0u8; STATE_INDEX_WORDS_OFFSET];
+    head[..FILE_HEADER_SIZE].copy_from_slice(bytemuck::bytes_of(&FileHeader::new(
+        FileKind::StateIndex,
+        0,
+        genesis_id,
+    )));
+    head[64..72].copy_from_slice(&meta.height.to_le_bytes());
+    head[72..104].copy_from_slice(&meta.state_root.0);
+    head[104..112].copy_from_slice(&meta.count.to_le_bytes());
+    head[112..120].copy_from_slice(&meta.capacity.to_le_bytes());
+    head[120..128].copy_from_slice(&meta.key[0].to_le_bytes());
+    head[128..136].copy_from_slice(&meta.key[1].to_le_bytes());
+    head[136..140].copy_from_slice(&words_checksum(words).to_le_bytes());
+    let sealed = checksum(&head[64..140]);
+    head[140..META_END].copy_from_slice(&sealed.to_le_bytes());
+    head
+}
+
+/// CRC32C of `words` as stored (little-endian).
+fn words_checksum(words: &[u32]) -> u32 {
+    if cfg!(target_endian = "little") {
+        checksum(bytemuck::cast_slice(words))
+    } else {
+        let bytes: Vec<u8> = words.iter().flat_map(|word| word.to_le_bytes()).collect();
+        checksum(&bytes)
+    }
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
+}
+
+/// Checks a whole `state-index` file (header, head checksum, length, words checksum) and returns
+/// what it says of itself. The words are `bytes[STATE_INDEX_WORDS_OFFSET..]`.
+///
+/// # Errors
+/// The first problem found.
+pub fn decode_state_index(bytes: &[u8], genesis_id: Hash) -> Result<StateIndexMeta, StateIndexError> {
+    FileHeader::check(bytes, FileKind::StateIndex, 0, Some(genesis_id))?;
+    if bytes.len() < STATE_INDEX_WORDS_OFFSET {
+        return Err(StateIndexError::Short { length: bytes.len() });
+    }
+    if checksum(&bytes[64..140]) != u32_at(bytes, 140) {
+        return Err(StateIndexError::MetaChecksum);
+    }
+    if let Some(at) = bytes[META_END..STATE_INDEX_WORDS_OFFSET].iter().position(|byte| *byte != 0) {
+        return Err(StateIndexError::Padding { offset: META_END + at });
+    }
+    let meta = StateIndexMeta {
+        height: u64_at(bytes, 64),
+        state_root: Hash(bytes[72..104].try_into().expect("32 bytes")),
+        count: u64_at(bytes, 104),
+        capacity: u64_at(bytes, 112),
+        key: [u64_at(bytes, 120), u64_at(bytes, 128)],
+    };
+    let expected = meta
+        .count
+        .checked_add(meta.capacity)
+        .and_then(|words| words.checked_mul(4))
+        .and_then(|bytes| bytes.checked_add(STATE_INDEX_WORDS_OFFSET as u64));
+    if expected != Some(bytes.len() as u64) {
+        return Err(StateIndexError::Length {
+            count: meta.count,
+            capacity: meta.capacity,
+            length: bytes.len(),
+        });
+    }
+    let stored = u32_at(bytes, 136);
+    let computed = checksum(&bytes[STATE_INDEX_WORDS_OFFSET..]);
+    if stored != computed {
+        return Err(StateIndexError::WordsChecksum { stored, computed });
+    }
+    Ok(meta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(meta: &StateIndexMeta, words: &[u32]) -> Vec<u8> {
+        let mut bytes = encode_state_index_head(Hash([7; 32]), meta, words);
+        bytes.extend(words.iter().flat_map(|word| word.to_le_bytes()));
+        bytes
+    }
+
+    #[test]
+    fn a_state_index_round_trips_and_any_damaged_byte_is_refused() {
+        let meta =
+            StateIndexMeta { height: 9, state_root: Hash([3; 32]), count: 2, capacity: 8, key: [5, 6] };
+        let words = [0, 2, 0, 0, 1, 0, 0, 0, 1, 0];
+        let bytes = file(&meta, &words);
+        assert_eq!(bytes.len(), STATE_INDEX_WORDS_OFFSET + 40);
+        assert_eq!(decode_state_index(&bytes, Hash([7; 32])), Ok(meta));
+        assert!(matches!(decode_state_index(&bytes, Hash([8; 32])), Err(StateIndexError::Header(_))));
+        // Every byte, flipped, is refused.
+        for at in 0..bytes.len() {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0x10;
+            assert!(decode_state_index(&damaged, Hash([7; 32])).is_err(), "byte {at}");
+        }
+        for cut in [0, 63, 100, STATE_INDEX_WORDS_OFFSET, bytes.len() - 1] {
+            assert!(decode_state_index(&bytes[..cut], Hash([7; 32])).is_err(), "cut at {cut}");
+        }
+        let mut longer = bytes.clone();
+        longer.extend_from_slice(&[0; 4]);
+        assert!(matches!(decode_state_index(&longer, Hash([7; 32])), Err(StateIndexError::Length { .. })));
+        let huge = StateIndexMeta { count: u64::MAX, ..meta };
+        assert!(matches!(
+            decode_state_index(&file(&huge, &words), Hash([7; 32])),
+            Err(StateIndexError::Length { .. })
+        ));
+    }
+}
