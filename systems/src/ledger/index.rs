@@ -458,7 +458,7 @@ mod tests {
     /// Distinct addresses; a third of them share their first 8 bytes, as ground ones can.
     fn address(n: u64) -> [u8; 32] {
         let mut address = *blake3::hash(&n.to_le_bytes()).as_bytes();
-        if n % 3 == 0 {
+        if n.is_multiple_of(3) {
             address[..8].fill(0x42);
         }
         address
@@ -486,7 +486,7 @@ mod tests {
             let before = index.overlay_len();
             index.insert(key, keys.len() as u32 - 1, &keys);
             folds += usize::from(index.overlay_len() < before);
-            if n % 97 == 0 || n % 1000 == 0 {
+            if n.is_multiple_of(97) || n.is_multiple_of(1000) {
                 for (slot, key) in keys.iter().enumerate().step_by(13) {
                     assert_eq!(index.slot(key, &keys), Some(slot as u32));
                 }
