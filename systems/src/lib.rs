@@ -32,6 +32,7 @@ pub mod consensus;
 pub mod counters;
 pub mod dedup;
 pub mod execute;
+pub mod fifo;
 pub mod ingest;
 pub mod invariants;
 pub mod kernels;

@@ -1,7 +1,5 @@
 //! Dedup: refuse a transaction whose id was already admitted, or that repeats within a tick.
 
-use std::collections::VecDeque;
-
 use foldhash::HashSet;
 
 use bevy_ecs::prelude::*;
@@ -9,6 +7,7 @@ use tessera_components::{RejectReason, Stage, TxnId};
 
 use crate::config::PipelineConfig;
 use crate::counters::RejectCounters;
+use crate::fifo::FifoMap;
 use crate::plugin::Plugin;
 
 /// The dedup subsystem's sets.
@@ -22,57 +21,39 @@ pub enum DedupSystems {
 /// Written by the mempool on admission; read by [`dedup_txns`]. The set is only looked up,
 /// never iterated. A replay older than the window is still refused by its nonce.
 #[derive(Debug, Resource)]
-pub struct SeenIds {
-    order: VecDeque<TxnId>,
-    set: HashSet<TxnId>,
-    capacity: usize,
-}
+pub struct SeenIds(FifoMap<TxnId, ()>);
 
 impl SeenIds {
     /// An empty window of `capacity` ids.
     pub fn new(capacity: usize) -> SeenIds {
         assert!(capacity > 0, "seen capacity must be positive");
-        SeenIds { order: VecDeque::new(), set: HashSet::default(), capacity }
+        SeenIds(FifoMap::new(capacity))
     }
 
     /// Whether `id` is in the window.
     pub fn contains(&self, id: &TxnId) -> bool {
-        self.set.contains(id)
+        self.0.contains_key(id)
     }
 
-    /// Reserves the whole window now, so it never reallocates: the order ring for
-    /// `capacity` ids and the set for twice that, the size a hash set that holds `capacity`
-    /// ids under constant churn settles at (below that, its tombstones force a resize).
+    /// Reserves the whole window now, so it never reallocates ([`FifoMap::preallocate`]).
     /// A node calls this once at start; the simulator, with thousands of pipelines, does not.
     pub fn preallocate(&mut self) {
-        self.order.reserve_exact(self.capacity.saturating_sub(self.order.len()));
-        self.set.reserve(self.capacity.saturating_mul(2).saturating_sub(self.set.len()));
+        self.0.preallocate();
     }
 
     /// Remembers `id`, forgetting the oldest id if the window is full.
     pub fn insert(&mut self, id: TxnId) {
-        if self.set.contains(&id) {
-            return;
-        }
-        // Forget first, so the ring never holds more than `capacity` and never grows past it.
-        if self.order.len() == self.capacity {
-            let oldest = self.order.pop_front().expect("window is non-empty");
-            self.set.remove(&oldest);
-        }
-        self.set.insert(id);
-        self.order.push_back(id);
-        debug_assert!(self.order.len() <= self.capacity);
-        debug_assert_eq!(self.order.len(), self.set.len());
+        self.0.insert(id, ());
     }
 
     /// Ids remembered.
     pub fn len(&self) -> usize {
-        self.order.len()
+        self.0.len()
     }
 
     /// True when nothing is remembered.
     pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
+        self.0.is_empty()
     }
 }
 
@@ -140,8 +121,7 @@ mod tests {
         };
         let mut seen = SeenIds::new(1000);
         seen.preallocate();
-        let ring = seen.order.capacity();
-        let set = seen.set.capacity();
+        let (ring, set) = seen.0.capacities();
         assert!(ring >= 1000 && set >= 2000);
         let allocations = crate::test_alloc::allocations_during(|| {
             for n in 0u32..10_000 {
@@ -150,7 +130,7 @@ mod tests {
         });
         assert_eq!(allocations, 0, "a preallocated window allocated while ids passed through");
         assert_eq!(seen.len(), 1000);
-        assert_eq!(seen.order.capacity(), ring);
+        assert_eq!(seen.0.capacities().0, ring);
         // The count above would catch a growth: the same ids through a window that was not
         // preallocated do allocate.
         let mut cold = SeenIds::new(1000);

@@ -1,14 +1,13 @@
 //! Execute: apply a block's transfers to the ledger and seal its state root.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bevy_ecs::prelude::*;
-use foldhash::HashMap;
 use tessera_components::{Block, Hash, Txn, TxnId};
 
 use crate::counters::{PipelineCounters, RejectCounters};
+use crate::fifo::FifoMap;
 use crate::ledger::{Ledger, LedgerDelta};
 use crate::messages::{BlockCommitted, BlockProposed, ChainTip, TxnOutcome};
 use crate::plugin::Plugin;
@@ -49,16 +48,25 @@ pub struct SharedExecutions(Option<Arc<Mutex<Executions>>>);
 
 /// The memo behind [`SharedExecutions`]: outcomes by (state root, block hash), oldest first
 /// out.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Executions {
-    outcomes: HashMap<(Hash, Hash), Arc<(LedgerDelta, BlockCommitted)>>,
-    order: VecDeque<(Hash, Hash)>,
+    outcomes: FifoMap<(Hash, Hash), Arc<(LedgerDelta, BlockCommitted)>>,
     /// Blocks executed for the memo, and outcomes taken from it.
     executed: u64,
     reused: u64,
     /// Bodies whose transaction root was checked, by that root; oldest first out.
-    bodies: HashMap<Hash, Arc<CheckedBody>>,
-    body_order: VecDeque<Hash>,
+    bodies: FifoMap<Hash, Arc<CheckedBody>>,
+}
+
+impl Default for Executions {
+    fn default() -> Executions {
+        Executions {
+            outcomes: FifoMap::new(SharedExecutions::MAX),
+            executed: 0,
+            reused: 0,
+            bodies: FifoMap::new(SharedExecutions::MAX),
+        }
+    }
 }
 
 /// A block body whose transaction root was checked: its transactions' ids, and whether every
@@ -127,16 +135,7 @@ impl SharedExecutions {
             return Some(body);
         }
         let body = check(block.txns.clone())?;
-        let mut memo = memo.lock().unwrap_or_else(PoisonError::into_inner);
-        if !memo.bodies.contains_key(&root) {
-            if memo.body_order.len() >= Self::MAX
-                && let Some(oldest) = memo.body_order.pop_front()
-            {
-                memo.bodies.remove(&oldest);
-            }
-            memo.body_order.push_back(root);
-            memo.bodies.insert(root, body.clone());
-        }
+        memo.lock().unwrap_or_else(PoisonError::into_inner).bodies.insert(root, body.clone());
         Some(body)
     }
 
@@ -161,12 +160,6 @@ impl SharedExecutions {
         let mut memo = memo.lock().unwrap_or_else(PoisonError::into_inner);
         memo.executed += 1;
         if !memo.outcomes.contains_key(&key) {
-            if memo.order.len() >= Self::MAX
-                && let Some(oldest) = memo.order.pop_front()
-            {
-                memo.outcomes.remove(&oldest);
-            }
-            memo.order.push_back(key);
             memo.outcomes.insert(key, Arc::new(outcome.clone()));
         }
         outcome

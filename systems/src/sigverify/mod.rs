@@ -18,6 +18,7 @@ use tessera_components::{RejectReason, Source, Stage, SubmittedBy, TxnBody, TxnI
 
 use crate::config::PipelineConfig;
 use crate::counters::{PipelineCounters, RejectCounters};
+use crate::fifo::FifoMap;
 use crate::kernels::sigverify::{VerifyItem, stand_in_signature, verify_each, verify_many};
 use crate::kernels::verify_cache::VerifyCache;
 use crate::plugin::Plugin;
@@ -37,7 +38,7 @@ pub struct AcceptedSignatures(pub VerifyCache);
 pub struct SharedVerdicts(Option<Arc<Memo>>);
 
 /// The memo behind [`SharedVerdicts`], and how many signatures went into it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Memo {
     verdicts: Mutex<HashMap<[u8; 32], bool>>,
     /// Verdicts on signatures of any message ([`SharedVerdicts::remembered_signatures`]), one
@@ -45,9 +46,24 @@ struct Memo {
     signatures: [Mutex<SignatureMemo>; 2],
     /// Judgements of whole batches of consensus messages, by the bytes of the signatures they
     /// carry ([`SharedVerdicts::remembered_batch`]); oldest first out.
-    batches: Mutex<(HashMap<Arc<[u8]>, (Vec<bool>, u64)>, std::collections::VecDeque<Arc<[u8]>>, usize)>,
+    batches: Mutex<FifoMap<Arc<[u8]>, (Vec<bool>, u64)>>,
     /// Signatures actually verified, by a pipeline through the memo or ahead of it.
     verified: std::sync::atomic::AtomicU64,
+}
+
+impl Default for Memo {
+    fn default() -> Memo {
+        Memo {
+            verdicts: Mutex::default(),
+            signatures: Default::default(),
+            batches: Mutex::new(FifoMap::weighed(
+                SharedVerdicts::BATCHES_MAX,
+                SharedVerdicts::BATCH_BYTES_MAX,
+                |key, _| key.len(),
+            )),
+            verified: std::sync::atomic::AtomicU64::default(),
+        }
+    }
 }
 
 impl SharedVerdicts {
@@ -140,7 +156,7 @@ impl SharedVerdicts {
     /// messages keep, and how many distinct signatures the batch carries.
     pub fn remembered_batch(&self, key: &[u8]) -> Option<(Vec<bool>, u64)> {
         let memo = self.0.as_ref()?.batches.lock().unwrap_or_else(PoisonError::into_inner);
-        memo.0.get(key).cloned()
+        memo.get(key).cloned()
     }
 
     /// Records a batch's judgement under the bytes that name its signatures and the mode they
@@ -149,20 +165,11 @@ impl SharedVerdicts {
     pub fn remember_batch(&self, key: Vec<u8>, judged: (Vec<bool>, u64)) {
         let Some(shared) = &self.0 else { return };
         let mut memo = shared.batches.lock().unwrap_or_else(PoisonError::into_inner);
-        let (map, order, bytes) = &mut *memo;
-        if key.len() > Self::BATCH_BYTES_MAX || map.contains_key(key.as_slice()) {
+        if key.len() > Self::BATCH_BYTES_MAX || memo.contains_key(key.as_slice()) {
             return;
         }
-        while order.len() >= Self::BATCHES_MAX || *bytes + key.len() > Self::BATCH_BYTES_MAX {
-            let Some(oldest) = order.pop_front() else { break };
-            *bytes -= oldest.len();
-            map.remove(&oldest);
-        }
         // One copy of the key, shared by the map and the order of arrival.
-        let key: Arc<[u8]> = Arc::from(key);
-        *bytes += key.len();
-        order.push_back(Arc::clone(&key));
-        map.insert(key, judged);
+        memo.insert(Arc::from(key), judged);
     }
 
     /// Verdicts for signatures of any message, in order: remembered ones from the memo of
