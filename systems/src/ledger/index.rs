@@ -111,7 +111,9 @@ pub enum BaseError {
 }
 
 impl Base {
-    /// A random SipHash key: the table's layout must not be one a client can aim at.
+    /// A random SipHash key: the table's layout must not be one a client can aim at. Drawn
+    /// per process, as the hash maps' seeds are: it decides where entries sit, never what a
+    /// lookup answers, so no result depends on it.
     fn random_key() -> [u64; 2] {
         let state = RandomState::new();
         [state.hash_one(0x7465_7373_6572_6131_u64), state.hash_one(0x7465_7373_6572_6132_u64)]
