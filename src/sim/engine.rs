@@ -1020,4 +1020,14 @@ impl Sim {
         self.on_deliver(to, from, Payload::Block(1, Hash::ZERO), 256);
         self.queue.len() > queued
     }
+
+    /// Crashes validator `node` now, its storage intact.
+    pub(super) fn crash_now(&mut self, node: u32) {
+        self.on_crash(node, StorageFault::None);
+    }
+
+    /// Messages that reached a crashed node so far.
+    pub(super) fn to_crashed(&self) -> u64 {
+        self.recorder.to_crashed
+    }
 }

@@ -402,3 +402,17 @@ fn gossip_reaching_a_validator_does_not_wake_it() {
     }
     assert_eq!(woken, 0, "block announcements woke validators");
 }
+
+/// Gossip that reaches a crashed validator is counted among the messages to crashed nodes, as
+/// every other message is (the report's `to_crashed_nodes`).
+#[test]
+fn gossip_reaching_a_crashed_validator_is_counted() {
+    let mut sim = Sim::new(busy_small(), 7).expect("simulator");
+    sim.run_until(300_000_000, |_, _| {});
+    sim.crash_now(1);
+    let before = sim.to_crashed();
+    assert!(!sim.announce_to_validator(1), "a crashed validator is not woken");
+    assert_eq!(sim.to_crashed(), before + 1);
+    sim.announce_to_validator(2);
+    assert_eq!(sim.to_crashed(), before + 1, "gossip to a live validator is not counted");
+}
