@@ -201,6 +201,13 @@ mod tests {
         let mut longer = bytes.clone();
         longer.extend_from_slice(&[0; 4]);
         assert!(matches!(decode_state_index(&longer, Hash([7; 32])), Err(StateIndexError::Length { .. })));
+        let mut padded = bytes.clone();
+        padded[200] = 1;
+        assert_eq!(decode_state_index(&padded, Hash([7; 32])), Err(StateIndexError::Padding { offset: 200 }));
+        // No words at all is a file of its head alone: it decodes (a base of no table is
+        // refused later, by its shape).
+        let empty = StateIndexMeta { count: 0, capacity: 0, ..meta };
+        assert_eq!(decode_state_index(&file(&empty, &[]), Hash([7; 32])), Ok(empty));
         let huge = StateIndexMeta { count: u64::MAX, ..meta };
         assert!(matches!(
             decode_state_index(&file(&huge, &words), Hash([7; 32])),
