@@ -72,6 +72,17 @@ fn write_snapshot(path: &std::path::Path, ledger: &Ledger) -> std::io::Result<(u
     let mut file = std::io::BufWriter::with_capacity(1 << 20, File::create(path)?);
     let bytes = write_state_file(tessera_components::Hash::ZERO, view, |piece| file.write_all(piece))?;
     file.into_inner().map_err(std::io::IntoInnerError::into_error)?.sync_all()?;
+    // And the address index the store writes beside each snapshot.
+    let index_path = path.with_file_name(crate::storage::STATE_INDEX_FILE);
+    let mut file = std::io::BufWriter::with_capacity(1 << 20, File::create(&index_path)?);
+    crate::storage::write_address_index_to(
+        &mut file,
+        tessera_components::Hash::ZERO,
+        0,
+        view.state_root,
+        ledger,
+    )?;
+    file.into_inner().map_err(std::io::IntoInnerError::into_error)?.sync_all()?;
     Ok((bytes, started.elapsed().as_secs_f64()))
 }
 
@@ -178,7 +189,9 @@ pub fn run(args: &StateArgs) -> Result<(), Box<dyn std::error::Error>> {
             persist_ms.push(appended + snapshot_s * 1e3 * record.len() as f64 / snapshot_bytes as f64);
             delta_bytes.push(record.len() as f64);
         }
-        let state_files = std::fs::metadata(scratch.0.join("state"))?.len() as f64;
+        let state_files = (std::fs::metadata(scratch.0.join("state"))?.len()
+            + std::fs::metadata(scratch.0.join(crate::storage::STATE_INDEX_FILE))?.len())
+            as f64;
         let started = Instant::now();
         let copy = ledger.unshared();
         let copy_ms = started.elapsed().as_secs_f64() * 1e3;

@@ -348,6 +348,24 @@ fn write_address_index(
     ledger: &Ledger,
     sync: bool,
 ) -> Result<u64, StoreError> {
+    write_atomic_with(lock, STATE_INDEX_FILE, sync, |file| {
+        let mut out = io::BufWriter::with_capacity(1 << 20, file);
+        write_address_index_to(&mut out, genesis_id, height, state_root, ledger)?;
+        out.flush()
+    })
+}
+
+/// Writes the `state-index` file's bytes for the snapshot of `ledger` at `height` to `out`.
+///
+/// # Errors
+/// A failed write.
+pub(crate) fn write_address_index_to(
+    out: &mut impl Write,
+    genesis_id: Hash,
+    height: u64,
+    state_root: Hash,
+    ledger: &Ledger,
+) -> io::Result<()> {
     let base = ledger.address_index();
     let meta = StateIndexMeta {
         height,
@@ -357,19 +375,16 @@ fn write_address_index(
         key: base.key(),
     };
     let words = base.words();
-    write_atomic_with(lock, STATE_INDEX_FILE, sync, |file| {
-        let mut out = io::BufWriter::with_capacity(1 << 20, file);
-        out.write_all(&encode_state_index_head(genesis_id, &meta, words))?;
-        for chunk in words.chunks(1 << 16) {
-            if cfg!(target_endian = "little") {
-                out.write_all(bytemuck::cast_slice(chunk))?;
-            } else {
-                let bytes: Vec<u8> = chunk.iter().flat_map(|word| word.to_le_bytes()).collect();
-                out.write_all(&bytes)?;
-            }
+    out.write_all(&encode_state_index_head(genesis_id, &meta, words))?;
+    for chunk in words.chunks(1 << 16) {
+        if cfg!(target_endian = "little") {
+            out.write_all(bytemuck::cast_slice(chunk))?;
+        } else {
+            let bytes: Vec<u8> = chunk.iter().flat_map(|word| word.to_le_bytes()).collect();
+            out.write_all(&bytes)?;
         }
-        out.flush()
-    })
+    }
+    Ok(())
 }
 
 /// Removes the temporary files of atomic writes that never finished. They never hold

@@ -111,9 +111,11 @@ mod tests {
     #[test]
     fn the_oldest_go_first_past_either_bound_and_a_key_is_held_once() {
         let mut map = FifoMap::new(3);
+        assert!(map.is_empty());
         for key in 0..3 {
             assert!(map.insert(key, key * 10));
         }
+        assert!(!map.is_empty());
         assert!(!map.insert(1, 99), "held already");
         assert_eq!(map.get(&1), Some(&10));
         assert!(map.insert(3, 30));
@@ -128,5 +130,10 @@ mod tests {
         assert!(!bytes.contains_key(&[1u8; 3][..]));
         assert_eq!(bytes.get(&[2u8; 3][..]), Some(&2));
         assert_eq!(bytes.len(), 2);
+        // The bounds are inclusive: entries that weigh exactly the bound fit.
+        assert!(bytes.insert(Arc::from(&[5u8; 1][..]), 5));
+        assert_eq!((bytes.len(), bytes.weight()), (3, 8), "3 + 4 + 1 is the bound, nothing went");
+        assert!(bytes.insert(Arc::from(&[6u8; 8][..]), 6));
+        assert_eq!((bytes.len(), bytes.weight()), (1, 8), "one entry of the whole bound, alone");
     }
 }

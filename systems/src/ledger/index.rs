@@ -504,13 +504,29 @@ mod tests {
         assert_eq!(by_order, sorted);
     }
 
+    /// Each index draws its own table key, so no client can aim at one layout; the answers do
+    /// not depend on it.
+    #[test]
+    fn each_index_draws_its_own_table_key() {
+        let keys: Vec<[u8; 32]> = (0..100).map(address).collect();
+        let (mut one, _) = AddressIndex::build(&keys, u32::MAX).unwrap();
+        let (mut two, _) = AddressIndex::build(&keys, u32::MAX).unwrap();
+        let (one, two) = (one.base(&keys).clone(), two.base(&keys).clone());
+        assert_ne!(one.key(), two.key());
+        assert_ne!(one.key()[0], one.key()[1]);
+        assert_ne!(one.words(), two.words(), "the same addresses sit elsewhere");
+        assert_eq!(one.order(), two.order());
+    }
+
     /// Stored words make the same index; words that are not a base are refused.
     #[test]
     fn stored_words_round_trip_and_damage_is_refused() {
         let keys: Vec<[u8; 32]> = (0..300).map(address).collect();
         let (mut index, _) = AddressIndex::build(&keys, u32::MAX).unwrap();
         let base = index.base(&keys).clone();
-        let stored = Base::from_words(base.key(), 300, base.capacity, Arc::new(Words(base.words().to_vec())));
+        assert_eq!(base.capacity(), 1024, "the power of two at or above twice the count");
+        let stored =
+            Base::from_words(base.key(), 300, base.capacity(), Arc::new(Words(base.words().to_vec())));
         let mapped = AddressIndex::over(stored.unwrap());
         for (slot, key) in keys.iter().enumerate() {
             assert_eq!(mapped.slot(key, &keys), Some(slot as u32));
@@ -524,12 +540,22 @@ mod tests {
         let table_entry = base.words().iter().position(|word| *word != 0).unwrap();
         assert_eq!(damaged(&|words| words[table_entry] = 0), Err(BaseError::Table { count: 300 }));
         assert_eq!(damaged(&|words| words[table_entry] = 301), Err(BaseError::Table { count: 300 }));
+        // Every slot there, and one of them twice.
+        let empty = base.words()[..base.capacity()].iter().position(|word| *word == 0).unwrap();
+        assert_eq!(damaged(&|words| words[empty] = words[table_entry]), Err(BaseError::Table { count: 300 }));
         let last = base.words().len() - 1;
         assert_eq!(damaged(&|words| words[last] = words[last - 1]), Err(BaseError::Order { count: 300 }));
         assert_eq!(
             damaged(&|words| words.truncate(last)),
             Err(BaseError::Length { words: last, expected: last + 1 })
         );
+        // Exactly half full is allowed.
+        let keys: Vec<[u8; 32]> = (0..256).map(address).collect();
+        let (mut index, _) = AddressIndex::build(&keys, u32::MAX).unwrap();
+        let half = index.base(&keys).clone();
+        assert_eq!(half.capacity(), 512);
+        let stored = Base::from_words(half.key(), 256, 512, Arc::new(Words(half.words().to_vec())));
+        assert!(stored.is_ok(), "a table exactly half full");
         let small = Base::from_words(base.key(), 300, 512, Arc::new(Words(vec![0; 812])));
         assert_eq!(small.map(|_| ()), Err(BaseError::Capacity { capacity: 512, count: 300 }));
     }
