@@ -494,6 +494,8 @@ mod tests {
                 }
                 assert_eq!(index.first(&keys), Some(sorted[0]));
                 assert_eq!(index.successor(&sorted[5], &keys), Some(sorted[6]));
+                let below = index.predecessor(&sorted[5], &keys).map(|slot| keys[slot as usize]);
+                assert_eq!(below, Some(sorted[4]), "an address's predecessor is below it, not it");
             }
         }
         assert_eq!(folds, 3, "folded at each FOLD_MIN creations");
