@@ -499,11 +499,37 @@ mod tests {
             }
         }
         assert_eq!(folds, 3, "folded at each FOLD_MIN creations");
+        // A few more, left in the overlay: the base a store keeps covers them too.
+        for n in 0..5u64 {
+            let key = address(1_000_000 + n);
+            keys.push(key);
+            sorted.insert(sorted.partition_point(|other| *other < key), key);
+            index.insert(key, keys.len() as u32 - 1, &keys);
+        }
+        assert_eq!(index.overlay_len(), 5);
+        let copy = index.clone();
+        assert!(copy.shares_base(&index), "a clone shares the base");
+        let deep = index.unshared();
+        assert!(!deep.shares_base(&index));
+        assert_ne!(deep.base.words().as_ptr(), index.base.words().as_ptr(), "and its words");
         let base = index.base(&keys).clone();
         assert_eq!(base.count(), keys.len());
         let order = &base.words()[base.capacity..];
         let by_order: Vec<[u8; 32]> = order.iter().map(|slot| keys[*slot as usize]).collect();
         assert_eq!(by_order, sorted);
+    }
+
+    /// A large base folds its overlay at an eighth of its size, not at FOLD_MIN.
+    #[test]
+    fn a_large_base_folds_at_an_eighth_of_its_size() {
+        let mut keys: Vec<[u8; 32]> = (0..40_000).map(address).collect();
+        let (mut index, _) = AddressIndex::build(&keys, u32::MAX).unwrap();
+        for n in 0..5_000u64 {
+            keys.push(address(100_000 + n));
+            index.insert(keys[keys.len() - 1], keys.len() as u32 - 1, &keys);
+            let expected = if n < 4_999 { n as usize + 1 } else { 0 };
+            assert_eq!(index.overlay_len(), expected, "after {} creations", n + 1);
+        }
     }
 
     /// Each index draws its own table key, so no client can aim at one layout; the answers do
