@@ -310,7 +310,8 @@ fn write_atomic_with(
 }
 
 /// Writes the `state` file for `ledger` at `height` (whose root, already computed, is
-/// `state_root`) atomically, a record at a time. Returns its length.
+/// `state_root`) atomically, a record at a time, then its `state-index`. Returns the state
+/// file's length.
 fn write_state_whole(
     lock: &DirLock,
     genesis_id: Hash,
@@ -332,27 +333,15 @@ fn write_state_whole(
         write_state_file(genesis_id, view, |bytes| out.write_all(bytes))?;
         out.flush()
     })?;
-    write_address_index(lock, genesis_id, height, state_root, ledger, sync)?;
-    Ok(len)
-}
-
-/// Writes the `state-index` file for the snapshot of `ledger` at `height` just written: the
-/// ledger's address index, so that a restart maps it instead of sorting every address. Written
-/// after the snapshot, so a crash between the two leaves an index that names the old snapshot,
-/// which a restart ignores.
-fn write_address_index(
-    lock: &DirLock,
-    genesis_id: Hash,
-    height: u64,
-    state_root: Hash,
-    ledger: &Ledger,
-    sync: bool,
-) -> Result<u64, StoreError> {
+    // Then the address index beside it, so that a restart maps it instead of sorting every
+    // address. After the snapshot: a crash between the two leaves an index that names the old
+    // snapshot, which a restart does not use.
     write_atomic_with(lock, STATE_INDEX_FILE, sync, |file| {
         let mut out = io::BufWriter::with_capacity(1 << 20, file);
         write_address_index_to(&mut out, genesis_id, height, state_root, ledger)?;
         out.flush()
-    })
+    })?;
+    Ok(len)
 }
 
 /// Writes the `state-index` file's bytes for the snapshot of `ledger` at `height` to `out`.
