@@ -398,6 +398,10 @@ pub fn rebuild_from(
     // The stored index is derived data: used when it checks and gives the recorded root, else
     // the index is built from the addresses as if there were no file.
     let (mapped, mut address_index) = match source.address_index(verified.genesis_id, snapshot) {
+        Ok(base) if !base.placed(&snapshot.keys) => {
+            let why = format!("{STATE_INDEX_FILE}: an entry sits where no lookup of its address reaches it");
+            (None, AddressIndexSource::Built(why))
+        }
         Ok(base) => (Some(base), AddressIndexSource::Mapped),
         Err(why) => (None, AddressIndexSource::Built(why)),
     };

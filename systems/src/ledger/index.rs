@@ -206,6 +206,33 @@ impl Base {
         Base { key, count, capacity, words: Words::Owned(Arc::new(words)), fence: OnceLock::new() }
     }
 
+    /// True when every entry of the table sits where a lookup of its address reaches it: no
+    /// empty entry between the address's home and the entry. [`Base::from_words`] checks the
+    /// table's shape; this checks its placement, which the state root does not cover (a
+    /// stored table that failed it would hide accounts). O(N): a hash and a read of the
+    /// address per account.
+    pub fn placed(&self, keys: &[[u8; 32]]) -> bool {
+        let table = self.table();
+        let mask = self.capacity - 1;
+        let Some(empty) = table.iter().position(|entry| *entry == 0) else { return false };
+        // Walk once round from just past an empty entry; `run` is where the current run of
+        // entries began.
+        let mut run = (empty + 1) & mask;
+        for step in 1..=self.capacity {
+            let at = (empty + step) & mask;
+            let Some(slot) = table[at].checked_sub(1) else {
+                run = (at + 1) & mask;
+                continue;
+            };
+            let Some(key) = keys.get(slot as usize) else { return false };
+            let home = self.home(key);
+            if (at.wrapping_sub(home) & mask) > (at.wrapping_sub(run) & mask) {
+                return false;
+            }
+        }
+        true
+    }
+
     /// The slot of `key` among the base's, if it has one.
     fn lookup(&self, key: &[u8; 32], keys: &[[u8; 32]]) -> Option<u32> {
         let table = self.table();
@@ -550,6 +577,7 @@ mod tests {
     #[test]
     fn stored_words_round_trip_and_damage_is_refused() {
         let keys: Vec<[u8; 32]> = (0..300).map(address).collect();
+        let keys_300 = keys.clone();
         let (mut index, _) = AddressIndex::build(&keys, u32::MAX).unwrap();
         let base = index.base(&keys).clone();
         assert_eq!(base.capacity(), 1024, "the power of two at or above twice the count");
@@ -584,6 +612,24 @@ mod tests {
         assert_eq!(half.capacity(), 512);
         let stored = Base::from_words(half.key(), 256, 512, Arc::new(Words(half.words().to_vec())));
         assert!(stored.is_ok(), "a table exactly half full");
+        // Placement: the stored table places each entry where a lookup finds it; one moved to
+        // the empty entry just before its home has the right shape but hides its account.
+        assert!(base.placed(&keys_300));
+        let table = &base.words()[..base.capacity()];
+        let mask = base.capacity() - 1;
+        let (from, to) = table
+            .iter()
+            .enumerate()
+            .filter(|(_, entry)| **entry != 0)
+            .map(|(at, entry)| (at, base.home(&keys_300[*entry as usize - 1]).wrapping_sub(1) & mask))
+            .find(|(_, before)| table[*before] == 0)
+            .expect("an entry whose home follows an empty entry");
+        let mut words = base.words().to_vec();
+        words.swap(from, to);
+        let moved = Base::from_words(base.key(), 300, base.capacity(), Arc::new(Words(words))).unwrap();
+        assert!(!moved.placed(&keys_300));
+        let hidden = keys_300[table[from] as usize - 1];
+        assert_eq!(AddressIndex::over(moved).slot(&hidden, &keys_300), None, "the account it hides");
         let small = Base::from_words(base.key(), 300, 512, Arc::new(Words(vec![0; 812])));
         assert_eq!(small.map(|_| ()), Err(BaseError::Capacity { capacity: 512, count: 300 }));
     }
