@@ -112,8 +112,9 @@ pub enum BaseError {
 
 impl Base {
     /// A random SipHash key: the table's layout must not be one a client can aim at. Drawn
-    /// per process, as the hash maps' seeds are: it decides where entries sit, never what a
-    /// lookup answers, so no result depends on it.
+    /// when an index is built from addresses, then kept by every fold and by the stored base
+    /// (so whoever can read a data directory knows its key). It decides where entries sit,
+    /// never what a lookup answers, so no result depends on it.
     fn random_key() -> [u64; 2] {
         let state = RandomState::new();
         [state.hash_one(0x7465_7373_6572_6131_u64), state.hash_one(0x7465_7373_6572_6132_u64)]
@@ -209,8 +210,8 @@ impl Base {
     /// True when every entry of the table sits where a lookup of its address reaches it: no
     /// empty entry between the address's home and the entry. [`Base::from_words`] checks the
     /// table's shape; this checks its placement, which the state root does not cover (a
-    /// stored table that failed it would hide accounts). O(N): a hash and a read of the
-    /// address per account.
+    /// stored table that failed it would hide accounts, and a transfer to a hidden address
+    /// would create it twice). O(N): a hash and a read of the address per account.
     pub fn placed(&self, keys: &[[u8; 32]]) -> bool {
         let table = self.table();
         let mask = self.capacity - 1;

@@ -187,9 +187,11 @@ impl Ledger {
     /// [`Ledger::from_parts`] given the address index a store kept for these parts
     /// ([`Ledger::address_index`]): when it covers exactly these accounts it is used as it is,
     /// and no address is sorted. Such an index is not checked against the addresses here beyond
-    /// its shape ([`index::Base::from_words`]): the caller compares the state root with one it
-    /// trusts, and the root commits to every account's successor, which the index's order
-    /// gives; an index that disagrees gives another root.
+    /// its shape ([`index::Base::from_words`]). The caller must check two things more: that
+    /// each table entry sits where a lookup reaches it ([`index::Base::placed`]), which nothing
+    /// else covers (a misplaced entry hides its account), and that the state root is one it
+    /// trusts: the root commits to every account's successor, which the index's order gives,
+    /// so a misordered index gives another root.
     ///
     /// # Errors
     /// As [`Ledger::from_parts`], except that a duplicate address is found by the root check
