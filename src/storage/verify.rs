@@ -266,6 +266,10 @@ fn map_address_index(lock: &DirLock, genesis_id: Hash, snapshot: &StateSnapshot)
             snapshot.height
         ));
     }
+    if cfg!(target_endian = "big") {
+        // The words are stored little-endian and served in place.
+        return Err(format!("{STATE_INDEX_FILE}: not served in place on a big-endian machine"));
+    }
     if bytemuck::try_cast_slice::<u8, u32>(&map[STATE_INDEX_WORDS_OFFSET..]).is_err() {
         return Err(format!("{STATE_INDEX_FILE}: words not aligned in the map"));
     }
