@@ -1082,9 +1082,8 @@ mod tests {
         // A small `state-index` file, behind the 12 bytes of choices.
         let index_seed = {
             use crate::storage::{StateIndexMeta, encode_state_index_head};
-            let meta =
-                StateIndexMeta { height: 4, state_root: Hash([9; 32]), count: 2, capacity: 8, key: [1, 2] };
-            let words = [0, 2, 0, 0, 0, 1, 0, 0, 1, 0];
+            let meta = StateIndexMeta { height: 4, state_root: Hash([9; 32]), count: 3 };
+            let words = [1, 2, 0];
             let mut seed = vec![0u8; 12];
             seed.extend(encode_state_index_head(Hash([5; 32]), &meta, &words));
             seed.extend(words.iter().flat_map(|word| word.to_le_bytes()));

@@ -33,7 +33,8 @@ use tessera_components::storage::{
     FILE_HEADER_SIZE, INDEX_ENTRY_SIZE, IndexEntry, Place, RECORD_HEADER_SIZE, RECORD_PAYLOAD_MAX,
     RecordKind, StateIndexMeta, StateView, check_record_header, encode_block_record, encode_index_header,
     encode_segment_header, encode_state_file, encode_state_index_head, encode_state_log_header,
-    genesis_id_of, seal_record_header, segment_file_name, write_genesis_file, write_state_file,
+    genesis_id_of, seal_record_header, segment_file_name, write_genesis_file, write_le_words,
+    write_state_file,
 };
 use tessera_components::{Block, CertifiedBlock, Hash, QuorumCertificate};
 use tessera_systems::{GenesisError, Ledger};
@@ -355,25 +356,10 @@ pub(crate) fn write_address_index_to(
     state_root: Hash,
     ledger: &Ledger,
 ) -> io::Result<()> {
-    let base = ledger.address_index();
-    let meta = StateIndexMeta {
-        height,
-        state_root,
-        count: base.count() as u64,
-        capacity: base.capacity() as u64,
-        key: base.key(),
-    };
-    let words = base.words();
-    out.write_all(&encode_state_index_head(genesis_id, &meta, words))?;
-    for chunk in words.chunks(1 << 16) {
-        if cfg!(target_endian = "little") {
-            out.write_all(bytemuck::cast_slice(chunk))?;
-        } else {
-            let bytes: Vec<u8> = chunk.iter().flat_map(|word| word.to_le_bytes()).collect();
-            out.write_all(&bytes)?;
-        }
-    }
-    Ok(())
+    let order = ledger.address_order();
+    let meta = StateIndexMeta { height, state_root, count: order.len() as u64 };
+    out.write_all(&encode_state_index_head(genesis_id, &meta, &order))?;
+    write_le_words(&order, |bytes| out.write_all(bytes))
 }
 
 /// Removes the temporary files of atomic writes that never finished. They never hold

@@ -279,9 +279,10 @@ fn a_state_past_one_record_is_snapshotted_and_reopened() {
     remove(&dir);
 }
 
-/// The snapshot's address index is kept beside it and mapped on reopen. One that is missing,
-/// damaged, names another snapshot, or checks but orders the addresses otherwise is not used:
-/// the index is built from the snapshot's addresses instead, and the state is the same.
+/// The snapshot's address order is kept beside it and mapped on reopen. One that is missing,
+/// damaged, names another snapshot, or checks but is not each slot once or orders the
+/// addresses otherwise is not used: the index is built from the snapshot's addresses instead,
+/// and the state is the same.
 #[test]
 fn the_address_index_is_mapped_on_reopen_and_a_bad_one_is_built_again() {
     use tessera_components::storage::{
@@ -295,7 +296,7 @@ fn the_address_index_is_mapped_on_reopen_and_a_bad_one_is_built_again() {
     };
     // Each case: the stored index as the store wrote it, changed or not.
     type Change = fn(&StateIndexMeta, &mut Vec<u32>, &mut Vec<u8>) -> Option<StateIndexMeta>;
-    let cases: [(&str, Change, &str); 5] = [
+    let cases: [(&str, Change, &str); 6] = [
         ("kept", |_, _, _| None, ""),
         (
             "missing",
@@ -319,10 +320,17 @@ fn the_address_index_is_mapped_on_reopen_and_a_bad_one_is_built_again() {
             "at height",
         ),
         (
+            "checked but a slot twice",
+            |meta, words, _| {
+                words[0] = words[1];
+                Some(*meta)
+            },
+            "each of its",
+        ),
+        (
             "checked but misordered",
             |meta, words, _| {
-                let order = meta.capacity as usize;
-                words.swap(order, order + 1);
+                words.swap(0, 1);
                 Some(*meta)
             },
             "another state root",

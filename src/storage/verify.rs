@@ -231,15 +231,16 @@ pub trait BlockSource {
     /// As [`read_entry`], or a failed read.
     fn read(&mut self, entry: &IndexEntry) -> Result<(Block, QuorumCertificate), StoreError>;
 
-    /// The address index kept beside the snapshot (the `state-index` file), checked and naming
-    /// this snapshot, or why there is none to use. A source that keeps none says so.
+    /// The address index of the snapshot: its order kept beside the snapshot (the `state-index`
+    /// file), checked and naming this snapshot, with a table built here; or why there is none
+    /// to use. A source that keeps none says so.
     fn address_index(&mut self, genesis_id: Hash, snapshot: &StateSnapshot) -> Result<Base, String> {
         let _ = (genesis_id, snapshot);
         Err("this source keeps no address index".to_string())
     }
 }
 
-/// A mapped `state-index` file's words.
+/// A mapped `state-index` file's words: the snapshot's slots in address order.
 #[derive(Debug)]
 struct IndexMap(Mmap);
 
@@ -251,7 +252,8 @@ impl MappedWords for IndexMap {
     }
 }
 
-/// Maps the directory's `state-index` file, if it checks and names `snapshot`.
+/// Maps the directory's `state-index` file, if it checks and names `snapshot`, and builds the
+/// index's table over it.
 fn map_address_index(lock: &DirLock, genesis_id: Hash, snapshot: &StateSnapshot) -> Result<Base, String> {
     let map = lock.map(STATE_INDEX_FILE, true).map_err(|error| format!("{STATE_INDEX_FILE}: {error}"))?;
     let meta =
@@ -273,13 +275,9 @@ fn map_address_index(lock: &DirLock, genesis_id: Hash, snapshot: &StateSnapshot)
     if bytemuck::try_cast_slice::<u8, u32>(&map[STATE_INDEX_WORDS_OFFSET..]).is_err() {
         return Err(format!("{STATE_INDEX_FILE}: words not aligned in the map"));
     }
-    let (count, capacity) = (usize::try_from(meta.count), usize::try_from(meta.capacity));
-    let (Ok(count), Ok(capacity)) = (count, capacity) else {
-        return Err(format!("{STATE_INDEX_FILE}: sizes past this machine's address space"));
-    };
-    // The map's pages were read once for the checksum; lookups read them at random from now on.
+    // The map's pages were read once for the checksum; searches read them at random from now on.
     let _ = map.advise(memmap2::Advice::Random);
-    Base::from_words(meta.key, count, capacity, std::sync::Arc::new(IndexMap(map)))
+    Base::from_order(&snapshot.keys, std::sync::Arc::new(IndexMap(map)))
         .map_err(|error| format!("{STATE_INDEX_FILE}: {error}"))
 }
 
@@ -337,7 +335,7 @@ pub struct Rebuilt {
 /// How a rebuild had the snapshot's address index.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AddressIndexSource {
-    /// Mapped from the `state-index` file: no address was sorted.
+    /// The order mapped from the `state-index` file (no address was sorted), the table built.
     Mapped,
     /// Built from the snapshot's addresses, for this reason.
     Built(String),
@@ -402,10 +400,6 @@ pub fn rebuild_from(
     // The stored index is derived data: used when it checks and gives the recorded root, else
     // the index is built from the addresses as if there were no file.
     let (mapped, mut address_index) = match source.address_index(verified.genesis_id, snapshot) {
-        Ok(base) if !base.placed(&snapshot.keys) => {
-            let why = format!("{STATE_INDEX_FILE}: an entry sits where no lookup of its address reaches it");
-            (None, AddressIndexSource::Built(why))
-        }
         Ok(base) => (Some(base), AddressIndexSource::Mapped),
         Err(why) => (None, AddressIndexSource::Built(why)),
     };

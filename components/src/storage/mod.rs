@@ -50,6 +50,7 @@ pub use recovery::{
 };
 pub use state_index::{
     STATE_INDEX_WORDS_OFFSET, StateIndexError, StateIndexMeta, decode_state_index, encode_state_index_head,
+    write_le_words,
 };
 pub use state_log::{
     DELTA_FIXED_SIZE, DELTA_ROW_SIZE, DELTA_ROWS_MAX, DeltaPayloadError, DeltaRow, StateDelta, StateLog,

@@ -1,6 +1,7 @@
-//! The `state-index` file: the ledger's address index (a slot table and the slots in address
-//! order) for the accounts of the `state` snapshot, so that a restart maps it instead of sorting
-//! every address again.
+//! The `state-index` file: the order of the ledger's address index (the slots of the `state`
+//! snapshot's accounts, sorted by address), so that a restart maps it instead of sorting every
+//! address again. The index's slot table is not stored: a restart builds it under a key of its
+//! own (`tessera_systems::ledger::index`).
 //!
 //! It is derived data. A store writes it after each snapshot and a restart uses it only when it
 //! checks (header, checksums, sizes) and names the snapshot's height, state root and account
@@ -15,12 +16,10 @@
 //! | 64 | 8 | height of the snapshot indexed |
 //! | 72 | 32 | its state root |
 //! | 104 | 8 | account count (`count`) |
-//! | 112 | 8 | table entries (`capacity`, a power of two ≥ 2 × count) |
-//! | 120 | 16 | the table's SipHash-1-3 key (k0, k1) |
-//! | 136 | 4 | CRC32C of the words |
-//! | 140 | 4 | CRC32C of bytes 64..140 |
-//! | 144 | to 4096 | zero |
-//! | 4096 | 4 × (capacity + count) | the words: the table, then the slots in address order |
+//! | 112 | 4 | CRC32C of the words |
+//! | 116 | 4 | CRC32C of bytes 64..116 |
+//! | 120 | to 4096 | zero |
+//! | 4096 | 4 × count | the words: the slots in address order |
 //!
 //! The words start on a page boundary so that a map of the file serves them in place.
 
@@ -30,7 +29,7 @@ use crate::hash::Hash;
 /// Offset of the words: one page, so a map of the file holds them aligned.
 pub const STATE_INDEX_WORDS_OFFSET: usize = 4096;
 
-const META_END: usize = 144;
+const META_END: usize = 120;
 
 /// What a `state-index` file says of itself.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -39,12 +38,8 @@ pub struct StateIndexMeta {
     pub height: u64,
     /// Its state root.
     pub state_root: Hash,
-    /// Accounts indexed.
+    /// Accounts indexed: the words.
     pub count: u64,
-    /// Table entries.
-    pub capacity: u64,
-    /// The table's SipHash-1-3 key.
-    pub key: [u64; 2],
 }
 
 /// Why a `state-index` file is not usable.
@@ -68,13 +63,11 @@ pub enum StateIndexError {
         /// Offset of the first nonzero byte.
         offset: usize,
     },
-    /// Sizes that do not add up to the file's length.
-    #[error("index of {count} accounts and {capacity} table entries cannot be {length} bytes")]
+    /// A count that does not match the file's length.
+    #[error("index of {count} accounts cannot be {length} bytes")]
     Length {
         /// Declared accounts.
         count: u64,
-        /// Declared table entries.
-        capacity: u64,
         /// Bytes in the file.
         length: usize,
     },
@@ -88,8 +81,8 @@ pub enum StateIndexError {
     },
 }
 
-/// The head of a `state-index` file for `words` (the table of `meta.capacity` entries, then the
-/// order): the bytes before the words. The file is this, then the words.
+/// The head of a `state-index` file for `words` (the slots in address order): the bytes before
+/// the words. The file is this, then the words, little-endian.
 pub fn encode_state_index_head(genesis_id: Hash, meta: &StateIndexMeta, words: &[u32]) -> Vec<u8> {
     let mut head = vec![0u8; STATE_INDEX_WORDS_OFFSET];
     head[..FILE_HEADER_SIZE].copy_from_slice(bytemuck::bytes_of(&FileHeader::new(
@@ -100,23 +93,32 @@ pub fn encode_state_index_head(genesis_id: Hash, meta: &StateIndexMeta, words: &
     head[64..72].copy_from_slice(&meta.height.to_le_bytes());
     head[72..104].copy_from_slice(&meta.state_root.0);
     head[104..112].copy_from_slice(&meta.count.to_le_bytes());
-    head[112..120].copy_from_slice(&meta.capacity.to_le_bytes());
-    head[120..128].copy_from_slice(&meta.key[0].to_le_bytes());
-    head[128..136].copy_from_slice(&meta.key[1].to_le_bytes());
-    head[136..140].copy_from_slice(&words_checksum(words).to_le_bytes());
-    let sealed = checksum(&head[64..140]);
-    head[140..META_END].copy_from_slice(&sealed.to_le_bytes());
+    let mut words_crc = 0;
+    let Ok(()) = write_le_words::<std::convert::Infallible>(words, |bytes| {
+        words_crc = crc32c::crc32c_append(words_crc, bytes);
+        Ok(())
+    });
+    head[112..116].copy_from_slice(&words_crc.to_le_bytes());
+    let sealed = checksum(&head[64..116]);
+    head[116..META_END].copy_from_slice(&sealed.to_le_bytes());
     head
 }
 
-/// CRC32C of `words` as stored (little-endian).
-fn words_checksum(words: &[u32]) -> u32 {
-    if cfg!(target_endian = "little") {
-        checksum(bytemuck::cast_slice(words))
-    } else {
-        let bytes: Vec<u8> = words.iter().flat_map(|word| word.to_le_bytes()).collect();
-        checksum(&bytes)
+/// Hands `words` to `write` as little-endian bytes, a chunk at a time: in place on a
+/// little-endian machine, through a bounded buffer on a big-endian one.
+///
+/// # Errors
+/// The first error `write` returns.
+pub fn write_le_words<E>(words: &[u32], mut write: impl FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
+    for chunk in words.chunks(1 << 16) {
+        if cfg!(target_endian = "little") {
+            write(bytemuck::cast_slice(chunk))?;
+        } else {
+            let bytes: Vec<u8> = chunk.iter().flat_map(|word| word.to_le_bytes()).collect();
+            write(&bytes)?;
+        }
     }
+    Ok(())
 }
 
 fn u64_at(bytes: &[u8], at: usize) -> u64 {
@@ -137,7 +139,7 @@ pub fn decode_state_index(bytes: &[u8], genesis_id: Hash) -> Result<StateIndexMe
     if bytes.len() < STATE_INDEX_WORDS_OFFSET {
         return Err(StateIndexError::Short { length: bytes.len() });
     }
-    if checksum(&bytes[64..140]) != u32_at(bytes, 140) {
+    if checksum(&bytes[64..116]) != u32_at(bytes, 116) {
         return Err(StateIndexError::MetaChecksum);
     }
     if let Some(at) = bytes[META_END..STATE_INDEX_WORDS_OFFSET].iter().position(|byte| *byte != 0) {
@@ -147,22 +149,13 @@ pub fn decode_state_index(bytes: &[u8], genesis_id: Hash) -> Result<StateIndexMe
         height: u64_at(bytes, 64),
         state_root: Hash(bytes[72..104].try_into().expect("32 bytes")),
         count: u64_at(bytes, 104),
-        capacity: u64_at(bytes, 112),
-        key: [u64_at(bytes, 120), u64_at(bytes, 128)],
     };
-    let expected = meta
-        .count
-        .checked_add(meta.capacity)
-        .and_then(|words| words.checked_mul(4))
-        .and_then(|bytes| bytes.checked_add(STATE_INDEX_WORDS_OFFSET as u64));
+    let expected =
+        meta.count.checked_mul(4).and_then(|bytes| bytes.checked_add(STATE_INDEX_WORDS_OFFSET as u64));
     if expected != Some(bytes.len() as u64) {
-        return Err(StateIndexError::Length {
-            count: meta.count,
-            capacity: meta.capacity,
-            length: bytes.len(),
-        });
+        return Err(StateIndexError::Length { count: meta.count, length: bytes.len() });
     }
-    let stored = u32_at(bytes, 136);
+    let stored = u32_at(bytes, 112);
     let computed = checksum(&bytes[STATE_INDEX_WORDS_OFFSET..]);
     if stored != computed {
         return Err(StateIndexError::WordsChecksum { stored, computed });
@@ -182,11 +175,11 @@ mod tests {
 
     #[test]
     fn a_state_index_round_trips_and_any_damaged_byte_is_refused() {
-        let meta =
-            StateIndexMeta { height: 9, state_root: Hash([3; 32]), count: 2, capacity: 8, key: [5, 6] };
-        let words = [0, 2, 0, 0, 1, 0, 0, 0, 1, 0];
+        let meta = StateIndexMeta { height: 9, state_root: Hash([3; 32]), count: 3 };
+        let words = [2, 0, 0x0102_0304];
         let bytes = file(&meta, &words);
-        assert_eq!(bytes.len(), STATE_INDEX_WORDS_OFFSET + 40);
+        assert_eq!(bytes.len(), STATE_INDEX_WORDS_OFFSET + 12);
+        assert_eq!(bytes[STATE_INDEX_WORDS_OFFSET + 8..], [4, 3, 2, 1], "little-endian words");
         assert_eq!(decode_state_index(&bytes, Hash([7; 32])), Ok(meta));
         assert!(matches!(decode_state_index(&bytes, Hash([8; 32])), Err(StateIndexError::Header(_))));
         // Every byte, flipped, is refused.
@@ -204,9 +197,8 @@ mod tests {
         let mut padded = bytes.clone();
         padded[200] = 1;
         assert_eq!(decode_state_index(&padded, Hash([7; 32])), Err(StateIndexError::Padding { offset: 200 }));
-        // No words at all is a file of its head alone: it decodes (a base of no table is
-        // refused later, by its shape).
-        let empty = StateIndexMeta { count: 0, capacity: 0, ..meta };
+        // No words at all is a file of its head alone: it decodes (the order of no accounts).
+        let empty = StateIndexMeta { count: 0, ..meta };
         assert_eq!(decode_state_index(&file(&empty, &[]), Hash([7; 32])), Ok(empty));
         let huge = StateIndexMeta { count: u64::MAX, ..meta };
         assert!(matches!(

@@ -184,14 +184,13 @@ impl Ledger {
         Ledger::from_parts_indexed(parts, None)
     }
 
-    /// [`Ledger::from_parts`] given the address index a store kept for these parts
-    /// ([`Ledger::address_index`]): when it covers exactly these accounts it is used as it is,
-    /// and no address is sorted. Such an index is not checked against the addresses here beyond
-    /// its shape ([`index::Base::from_words`]). The caller must check two things more: that
-    /// each table entry sits where a lookup reaches it ([`index::Base::placed`]), which nothing
-    /// else covers (a misplaced entry hides its account), and that the state root is one it
-    /// trusts: the root commits to every account's successor, which the index's order gives,
-    /// so a misordered index gives another root.
+    /// [`Ledger::from_parts`] given an address index built from the order a store kept for
+    /// these parts ([`Ledger::address_order`], [`index::Base::from_order`]): when it covers
+    /// exactly these accounts it is used as it is, and no address is sorted. Its table was
+    /// built from the addresses, so every lookup is right; its order was checked for shape
+    /// only. The caller must check that the state root is one it trusts: the root commits to
+    /// every account's successor, which the order gives, so a misordered index gives another
+    /// root.
     ///
     /// # Errors
     /// As [`Ledger::from_parts`], except that a duplicate address is found by the root check
@@ -261,11 +260,11 @@ impl Ledger {
         }
     }
 
-    /// The address index's base over every account, for a store to keep beside a snapshot of
-    /// this ledger: O(1) when no account was created since the last one, else O(N).
-    pub fn address_index(&self) -> index::Base {
-        let mut index = (*self.index).clone();
-        index.base(&self.keys).clone()
+    /// Every account's slot in address order, for a store to keep beside a snapshot of this
+    /// ledger: borrowed when no account was created since the index last folded, else merged
+    /// (O(N)).
+    pub fn address_order(&self) -> std::borrow::Cow<'_, [u32]> {
+        self.index.order(&self.keys)
     }
 
     /// Account addresses in slot order.
