@@ -617,8 +617,8 @@ impl Node {
         };
         if core.forwards_to_leaders() {
             let view = core.view();
-            self.forwarded.note(view, txns.iter().copied());
             let pipeline = &self.pipeline;
+            self.forwarded.note(view, txns.iter().copied(), |txn| pipeline.is_next_in_line(txn));
             txns.extend(self.forwarded.due(view, |id| pipeline.is_pending(id)));
         }
         let destination = core.forward_destination();

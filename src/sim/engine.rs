@@ -768,8 +768,11 @@ impl Sim {
                     let core = pipeline.consensus().map(|consensus| &consensus.core);
                     let destination = core.map_or(Destination::All, Core::forward_destination);
                     if let Some(view) = core.filter(|core| core.forwards_to_leaders()).map(Core::view) {
-                        let forwarded = &mut self.validators[to as usize].forwarded;
-                        forwarded.note(view, batch.iter().copied().zip(ids.iter().copied()));
+                        let validator = &mut self.validators[to as usize];
+                        if let Some(pipeline) = validator.pipeline.as_ref() {
+                            let txns = batch.iter().copied().zip(ids.iter().copied());
+                            validator.forwarded.note(view, txns, |txn| pipeline.is_next_in_line(txn));
+                        }
                     }
                     for peer in destination.recipients(to, v) {
                         let payload =

@@ -402,6 +402,21 @@ impl Pipeline {
         self.world.get_resource::<mempool::Mempool>().is_some_and(|mempool| mempool.contains(id))
     }
 
+    /// Whether `txn` is next in line for its sender: its nonce is the sender's account nonce, or
+    /// each nonce from that one up to it is pending in the mempool (a run of at most
+    /// [`consensus::forward::Forwarded::PER_SENDER_MAX`]). A transaction that is not waits
+    /// behind a gap ([`consensus::forward::Forwarded::note`]).
+    pub fn is_next_in_line(&self, txn: &tessera_components::Txn) -> bool {
+        let (Some(ledger), Some(mempool)) =
+            (self.world.get_resource::<Ledger>(), self.world.get_resource::<mempool::Mempool>())
+        else {
+            return false;
+        };
+        let body = &txn.body;
+        let run_max = u64::from(consensus::forward::Forwarded::PER_SENDER_MAX);
+        mempool.runs_up_to(&body.sender, ledger.nonce_of(&body.sender), body.nonce, run_max)
+    }
+
     /// The consensus state, if this pipeline is a validator.
     pub fn consensus(&self) -> Option<&consensus::Consensus> {
         self.world.get_resource::<consensus::Consensus>()

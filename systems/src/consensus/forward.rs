@@ -12,11 +12,18 @@
 //! would cost work in proportion to the backlog, every three views.
 //!
 //! What a client can make a validator remember and send is bounded: a transaction is
-//! remembered once however often it arrives, at most [`Forwarded::PER_SENDER_MAX`] per sender
-//! (a key can keep that many nonces pending behind a gap, never to be included), and it is sent
-//! again at most [`Forwarded::SENDS_MAX`] times; after that the validator that admitted it still
-//! holds it and proposes it when it leads. At most [`Forwarded::DUE_MAX`] go out per call, so a
-//! view jump does not flush the whole record into the network at once.
+//! remembered once however often it arrives, at most [`Forwarded::PER_SENDER_MAX`] per sender,
+//! and it is sent again at most [`Forwarded::SENDS_MAX`] times; after that the validator that
+//! admitted it still holds it and proposes it when it leads. At most [`Forwarded::DUE_MAX`] go
+//! out per call, so a view jump does not flush the whole record into the network at once.
+//!
+//! A transaction that waits behind a nonce gap costs its sender nothing: it is never included,
+//! so it never pays a fee. Funded keys could keep the whole record full of such transactions
+//! and so stop everybody else's from being sent again. So a transaction is noted as *next in
+//! line* (its nonce is its sender's account nonce, or follows a run of pending nonces from it)
+//! or as *waiting*, and waiting ones share a budget of their own,
+//! [`Forwarded::WAITING_MAX`]. A transaction next in line is either included, and pays, or is
+//! replaced, and so is no longer pending; keeping many of those in the record costs fees.
 //!
 //! [`Core::forward_destination`]: super::core::Core::forward_destination
 
@@ -28,13 +35,14 @@ use tessera_components::{Txn, TxnId};
 use super::core::FORWARD_VIEWS;
 
 /// One transaction forwarded: when (in views) to send it again if still pending, the wait after
-/// that, and how many times it was sent again.
+/// that, how many times it was sent again, and whether it waited behind a nonce gap when noted.
 #[derive(Debug)]
 struct Sent {
     due: u64,
     seq: u64,
     interval: u64,
     sends: u32,
+    waiting: bool,
     txn: Txn,
     id: TxnId,
 }
@@ -69,6 +77,8 @@ pub struct Forwarded {
     ids: HashSet<TxnId>,
     /// Entries in `sent` per sender.
     per_sender: HashMap<[u8; 32], u32>,
+    /// Entries in `sent` noted as waiting behind a nonce gap.
+    waiting: usize,
     seq: u64,
 }
 
@@ -85,26 +95,52 @@ impl Forwarded {
     /// Most transactions remembered per sender.
     pub const PER_SENDER_MAX: u32 = 64;
 
+    /// Most transactions remembered that waited behind a nonce gap when noted (an eighth of
+    /// [`Forwarded::MAX`]): the rest is kept for transactions next in line.
+    pub const WAITING_MAX: usize = Self::MAX / 8;
+
     /// Most transactions [`Forwarded::due`] hands out at once (a bound on what one tick sends); the rest
     /// stay due for the next call.
     pub const DUE_MAX: usize = 4096;
 
     /// Records `txns` as sent to the leaders of `view` onwards; one already remembered, or past
-    /// its sender's share or the bound, is not recorded.
-    pub fn note(&mut self, view: u64, txns: impl IntoIterator<Item = (Txn, TxnId)>) {
+    /// its sender's share or the bound (or, waiting behind a nonce gap, past the waiting
+    /// budget), is not recorded. `next_in_line` says whether a transaction's nonce is its
+    /// sender's next to execute, given what is pending; a transaction that follows one of its
+    /// sender's next in line earlier in `txns` is next in line too (`txns` may not be pending
+    /// yet).
+    pub fn note(
+        &mut self,
+        view: u64,
+        txns: impl IntoIterator<Item = (Txn, TxnId)>,
+        next_in_line: impl Fn(&Txn) -> bool,
+    ) {
+        // The nonce after each sender's last transaction next in line among `txns`.
+        let mut follows: HashMap<[u8; 32], u64> = HashMap::new();
         for (txn, id) in txns {
+            let (sender, nonce) = (txn.body.sender, txn.body.nonce);
+            if self.per_sender.get(&sender).copied().unwrap_or(0) >= Self::PER_SENDER_MAX {
+                continue;
+            }
+            let in_line = follows.get(&sender) == Some(&nonce) || next_in_line(&txn);
+            if in_line {
+                follows.insert(sender, nonce.saturating_add(1));
+            }
             let due = view.saturating_add(FORWARD_VIEWS);
-            self.remember(Sent { due, seq: 0, interval: FORWARD_VIEWS, sends: 0, txn, id });
+            let waiting = !in_line;
+            self.remember(Sent { due, seq: 0, interval: FORWARD_VIEWS, sends: 0, waiting, txn, id });
         }
     }
 
     fn remember(&mut self, mut sent: Sent) {
         let sender = sent.txn.body.sender;
         let from_sender = self.per_sender.get(&sender).copied().unwrap_or(0);
-        if self.sent.len() >= Self::MAX || from_sender >= Self::PER_SENDER_MAX || !self.ids.insert(sent.id) {
+        let full = self.sent.len() >= Self::MAX || (sent.waiting && self.waiting >= Self::WAITING_MAX);
+        if full || from_sender >= Self::PER_SENDER_MAX || !self.ids.insert(sent.id) {
             return;
         }
         *self.per_sender.entry(sender).or_insert(0) += 1;
+        self.waiting += usize::from(sent.waiting);
         self.seq += 1;
         sent.seq = self.seq;
         self.sent.push(Reverse(sent));
@@ -112,6 +148,7 @@ impl Forwarded {
 
     fn forget(&mut self, sent: &Sent) {
         self.ids.remove(&sent.id);
+        self.waiting -= usize::from(sent.waiting);
         let sender = sent.txn.body.sender;
         if let Some(count) = self.per_sender.get_mut(&sender) {
             *count -= 1;
@@ -153,6 +190,11 @@ impl Forwarded {
         self.sent.len()
     }
 
+    /// Transactions remembered that waited behind a nonce gap when noted.
+    pub fn waiting(&self) -> usize {
+        self.waiting
+    }
+
     /// True when nothing is remembered.
     pub fn is_empty(&self) -> bool {
         self.sent.is_empty()
@@ -168,6 +210,11 @@ mod tests {
     fn txn(nonce: u64) -> (Txn, TxnId) {
         let txn = Txn::unsigned(TxnBody::transfer(1, [1; 32], [2; 32], 1, 1, nonce));
         (txn, txn.id())
+    }
+
+    /// Every transaction next in line.
+    fn in_line(_: &Txn) -> bool {
+        true
     }
 
     /// A transaction from a sender of its own.
@@ -186,8 +233,8 @@ mod tests {
         let nonces =
             |again: Vec<(Txn, TxnId)>| again.iter().map(|(txn, _)| txn.body.nonce).collect::<Vec<u64>>();
         let mut forwarded = Forwarded::default();
-        forwarded.note(10, [txn(0), txn(1)]);
-        forwarded.note(11, [txn(2)]);
+        forwarded.note(10, [txn(0), txn(1)], in_line);
+        forwarded.note(11, [txn(2)], in_line);
         assert!(forwarded.due(12, |_| true).is_empty(), "too soon");
         let finalized = txn(1).1;
         assert_eq!(nonces(forwarded.due(13, |id| *id != finalized)), [0]);
@@ -207,21 +254,59 @@ mod tests {
     #[test]
     fn what_a_client_can_make_it_remember_is_bounded() {
         let mut forwarded = Forwarded::default();
-        forwarded.note(0, std::iter::repeat_n(txn(0), 1000));
+        forwarded.note(0, std::iter::repeat_n(txn(0), 1000), in_line);
         assert_eq!(forwarded.len(), 1, "one transaction sent a thousand times");
-        forwarded.note(0, (1..1000).map(txn));
+        forwarded.note(0, (1..1000).map(txn), in_line);
         assert_eq!(forwarded.len(), Forwarded::PER_SENDER_MAX as usize, "one sender's share");
         let mut many = Forwarded::default();
-        many.note(0, (0..Forwarded::DUE_MAX as u64 + 10).map(from));
+        many.note(0, (0..Forwarded::DUE_MAX as u64 + 10).map(from), in_line);
         assert_eq!(many.due(3, |_| true).len(), Forwarded::DUE_MAX);
         assert_eq!(many.due(3, |_| true).len(), 10, "the rest at the next call");
+    }
+
+    /// Funded keys that keep transactions pending behind a nonce gap (never included, so never
+    /// paying) fill only the waiting budget: a transaction next in line is still remembered.
+    /// Without the budget, 2,048 such keys filled the whole record.
+    #[test]
+    fn transactions_behind_a_gap_cannot_crowd_out_those_next_in_line() {
+        // Sender s's account nonce is 0 and nothing of it is pending: nonce 0 is next in line,
+        // nonces 1.. wait behind the gap at 0, unless nonce 0 came earlier in the same batch.
+        let nonce_0_only = |txn: &Txn| txn.body.nonce == 0;
+        let gapped = |sender: u64, nonce: u64| {
+            let (mut txn, _) = from(sender);
+            txn.body.nonce = nonce;
+            (txn, txn.id())
+        };
+        let mut forwarded = Forwarded::default();
+        let attackers = (Forwarded::MAX / Forwarded::PER_SENDER_MAX as usize) as u64;
+        for sender in 0..attackers {
+            forwarded.note(
+                0,
+                (1..=u64::from(Forwarded::PER_SENDER_MAX)).map(|n| gapped(sender, n)),
+                nonce_0_only,
+            );
+        }
+        assert_eq!(forwarded.len(), Forwarded::WAITING_MAX);
+        assert_eq!(forwarded.waiting(), Forwarded::WAITING_MAX);
+        // An honest client's run of nonces 0, 1, 2 in one batch is all next in line.
+        let honest = attackers + 1;
+        forwarded.note(0, (0..3).map(|n| gapped(honest, n)), nonce_0_only);
+        assert_eq!(forwarded.len(), Forwarded::WAITING_MAX + 3, "the honest run is remembered");
+        assert_eq!(forwarded.waiting(), Forwarded::WAITING_MAX);
+        // Forgetting a waiting one frees its share of the budget.
+        while !forwarded.is_empty() {
+            assert!(forwarded.due(3, |_| false).is_empty(), "nothing pending, nothing sent");
+        }
+        assert_eq!(forwarded.waiting(), 0);
+        forwarded.note(4, [gapped(0, 9)], nonce_0_only);
+        assert_eq!(forwarded.waiting(), 1);
     }
 
     /// Past its bound a newly forwarded transaction is not remembered.
     #[test]
     fn the_record_is_bounded() {
         let mut forwarded = Forwarded::default();
-        forwarded.note(0, (0..Forwarded::MAX as u64 + 5).map(from));
+        forwarded.note(0, (0..Forwarded::MAX as u64 + 5).map(from), in_line);
         assert_eq!(forwarded.len(), Forwarded::MAX);
     }
 }

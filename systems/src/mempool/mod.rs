@@ -184,6 +184,21 @@ impl Mempool {
         Some(entry.txn)
     }
 
+    /// Whether `sender` has every nonce from `from` up to, not including, `nonce` pending: so a
+    /// transaction at `nonce` is next in line once `from` is the sender's account nonce. Runs
+    /// longer than `run_max` count as not (the scan is bounded by it).
+    pub fn runs_up_to(&self, sender: &[u8; 32], from: u64, nonce: u64, run_max: u64) -> bool {
+        let Some(run) = nonce.checked_sub(from) else { return false };
+        if run == 0 {
+            return true;
+        }
+        if run > run_max {
+            return false;
+        }
+        let Some(nonces) = self.by_sender.get(sender) else { return false };
+        nonces.range(from..nonce).map(|(pending, _)| *pending).eq(from..nonce)
+    }
+
     /// Removes `sender`'s pending transactions with nonce ≥ `nonce`; returns how many.
     fn remove_from_nonce(&mut self, sender: &[u8; 32], nonce: u64) -> u64 {
         let Some(nonces) = self.by_sender.get(sender) else {
@@ -681,6 +696,27 @@ mod tests {
         // What the byte bound and the mempool gauge are charged: a fixed cost per entry.
         assert_eq!(pool.bytes(), 2 * MEMPOOL_ENTRY_BYTES);
         pool.check_consistency();
+    }
+
+    /// A run of pending nonces from the account nonce makes the next one next in line; a gap,
+    /// a stale nonce or a run past its bound does not.
+    #[test]
+    fn a_transaction_is_next_in_line_only_behind_a_run_without_gaps() {
+        let mut pool = Mempool::new(100, usize::MAX);
+        for nonce in [5, 6, 7, 9] {
+            let (t, id) = txn(1, nonce, 5);
+            assert_eq!(pool.insert(t, id, rich(5)), Ok(0));
+        }
+        let runs = |from, nonce, run_max| pool.runs_up_to(&[1; 32], from, nonce, run_max);
+        assert!(runs(5, 5, 64), "the account nonce itself");
+        assert!(runs(5, 8, 64), "5, 6 and 7 pending");
+        assert!(!runs(5, 10, 64), "8 is missing");
+        assert!(!runs(4, 6, 64), "4 is missing");
+        assert!(!runs(6, 5, 64), "below the account nonce");
+        assert!(!runs(5, 8, 2), "a run of 3 past a bound of 2");
+        assert!(runs(5, 7, 2));
+        assert!(!pool.runs_up_to(&[2; 32], 0, 1, 64), "a sender with nothing pending");
+        assert!(pool.runs_up_to(&[2; 32], 0, 0, 64));
     }
 
     /// Among equal fees the newest is evicted first, whatever the ids (the sequence number
