@@ -22,24 +22,25 @@
 //! and so stop everybody else's from being sent again. So a transaction is noted as *next in
 //! line* (its nonce is its sender's account nonce, or follows a run of pending nonces from it)
 //! or as *waiting*, and waiting ones share a budget of their own,
-//! [`Forwarded::WAITING_MAX`]. A transaction next in line is either included, and pays, or is
-//! replaced, and so is no longer pending; keeping many of those in the record costs fees.
+//! [`Forwarded::WAITING_MAX`]. And when a class is full, a newcomer takes the place of the
+//! entry of its class that pays the least fee, if it pays more. A transaction next in line
+//! that pays too little to be packed while blocks are full would otherwise hold its place for
+//! free; to hold a place against others, a transaction must outbid them, and leaders pack the
+//! best payers first, so it is included and pays.
 //!
 //! [`Core::forward_destination`]: super::core::Core::forward_destination
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use tessera_components::{Txn, TxnId};
 
 use super::core::FORWARD_VIEWS;
 
-/// One transaction forwarded: when (in views) to send it again if still pending, the wait after
-/// that, how many times it was sent again, and whether it waited behind a nonce gap when noted.
+/// One transaction forwarded: the wait after its next send, how many times it was sent again,
+/// and whether it waited behind a nonce gap when noted. Kept under (due view, sequence).
 #[derive(Debug)]
 struct Sent {
-    due: u64,
-    seq: u64,
     interval: u64,
     sends: u32,
     waiting: bool,
@@ -47,38 +48,24 @@ struct Sent {
     id: TxnId,
 }
 
-impl PartialEq for Sent {
-    fn eq(&self, other: &Self) -> bool {
-        (self.due, self.seq) == (other.due, other.seq)
-    }
-}
-
-impl Eq for Sent {}
-
-impl PartialOrd for Sent {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Sent {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.due, self.seq).cmp(&(other.due, other.seq))
-    }
-}
+/// Where an entry sits in its class's fee order: cheapest first, and among equal fees the
+/// newest first (as the mempool evicts), then where it sits in `sent`.
+type FeeKey = (u64, Reverse<u64>, u64);
 
 /// What a validator forwarded to the next leaders, by when to send it again. Bounded by
-/// [`Forwarded::MAX`]: past it a newly forwarded transaction is not remembered (its leaders
-/// still have it).
+/// [`Forwarded::MAX`], and its waiting class by [`Forwarded::WAITING_MAX`]: past its class's
+/// bound a newly forwarded transaction takes the place of the one of its class paying the least
+/// fee, if it pays more; else it is not remembered (its leaders still have it).
 #[derive(Debug, Default)]
 pub struct Forwarded {
-    sent: BinaryHeap<Reverse<Sent>>,
+    /// By (due view, sequence).
+    sent: BTreeMap<(u64, u64), Sent>,
+    /// Each class's entries (next in line, waiting) by fee.
+    by_fee: [BTreeSet<FeeKey>; 2],
     /// The ids in `sent`: a transaction that arrives twice is remembered once.
     ids: HashSet<TxnId>,
     /// Entries in `sent` per sender.
     per_sender: HashMap<[u8; 32], u32>,
-    /// Entries in `sent` noted as waiting behind a nonce gap.
-    waiting: usize,
     seq: u64,
 }
 
@@ -128,27 +115,39 @@ impl Forwarded {
             }
             let due = view.saturating_add(FORWARD_VIEWS);
             let waiting = !in_line;
-            self.remember(Sent { due, seq: 0, interval: FORWARD_VIEWS, sends: 0, waiting, txn, id });
+            self.remember(due, Sent { interval: FORWARD_VIEWS, sends: 0, waiting, txn, id });
         }
     }
 
-    fn remember(&mut self, mut sent: Sent) {
+    fn remember(&mut self, due: u64, sent: Sent) {
         let sender = sent.txn.body.sender;
         let from_sender = self.per_sender.get(&sender).copied().unwrap_or(0);
-        let full = self.sent.len() >= Self::MAX || (sent.waiting && self.waiting >= Self::WAITING_MAX);
-        if full || from_sender >= Self::PER_SENDER_MAX || !self.ids.insert(sent.id) {
+        if from_sender >= Self::PER_SENDER_MAX || self.ids.contains(&sent.id) {
             return;
         }
+        let class = usize::from(sent.waiting);
+        let full = self.sent.len() >= Self::MAX || (sent.waiting && self.waiting() >= Self::WAITING_MAX);
+        if full {
+            // The cheapest of the newcomer's class makes way, if it pays less.
+            let Some(&(fee, Reverse(seq), due)) = self.by_fee[class].first() else { return };
+            if fee >= sent.txn.body.fee {
+                return;
+            }
+            if let Some(evicted) = self.sent.remove(&(due, seq)) {
+                self.forget(due, seq, &evicted);
+            }
+        }
+        self.ids.insert(sent.id);
         *self.per_sender.entry(sender).or_insert(0) += 1;
-        self.waiting += usize::from(sent.waiting);
         self.seq += 1;
-        sent.seq = self.seq;
-        self.sent.push(Reverse(sent));
+        self.by_fee[class].insert((sent.txn.body.fee, Reverse(self.seq), due));
+        self.sent.insert((due, self.seq), sent);
     }
 
-    fn forget(&mut self, sent: &Sent) {
+    /// Drops what the indexes hold of `sent`, already taken out of `sent` from (`due`, `seq`).
+    fn forget(&mut self, due: u64, seq: u64, sent: &Sent) {
         self.ids.remove(&sent.id);
-        self.waiting -= usize::from(sent.waiting);
+        self.by_fee[usize::from(sent.waiting)].remove(&(sent.txn.body.fee, Reverse(seq), due));
         let sender = sent.txn.body.sender;
         if let Some(count) = self.per_sender.get_mut(&sender) {
             *count -= 1;
@@ -164,9 +163,11 @@ impl Forwarded {
     /// longer pending (finalized, pruned, evicted) are forgotten.
     pub fn due(&mut self, view: u64, pending: impl Fn(&TxnId) -> bool) -> Vec<(Txn, TxnId)> {
         let mut again = Vec::new();
-        while again.len() < Self::DUE_MAX && self.sent.peek().is_some_and(|Reverse(sent)| sent.due <= view) {
-            let Some(Reverse(sent)) = self.sent.pop() else { break };
-            self.forget(&sent);
+        while again.len() < Self::DUE_MAX
+            && self.sent.first_key_value().is_some_and(|((due, _), _)| *due <= view)
+        {
+            let Some(((due, seq), sent)) = self.sent.pop_first() else { break };
+            self.forget(due, seq, &sent);
             if pending(&sent.id) {
                 again.push(sent);
             }
@@ -178,7 +179,7 @@ impl Forwarded {
                 if sent.sends + 1 < Self::SENDS_MAX {
                     let interval = sent.interval.saturating_mul(2).min(Self::INTERVAL_MAX);
                     let due = view.saturating_add(interval);
-                    self.remember(Sent { due, interval, sends: sent.sends + 1, ..sent });
+                    self.remember(due, Sent { interval, sends: sent.sends + 1, ..sent });
                 }
                 (txn, id)
             })
@@ -192,7 +193,7 @@ impl Forwarded {
 
     /// Transactions remembered that waited behind a nonce gap when noted.
     pub fn waiting(&self) -> usize {
-        self.waiting
+        self.by_fee[1].len()
     }
 
     /// True when nothing is remembered.
@@ -300,6 +301,46 @@ mod tests {
         assert_eq!(forwarded.waiting(), 0);
         forwarded.note(4, [gapped(0, 9)], nonce_0_only);
         assert_eq!(forwarded.waiting(), 1);
+    }
+
+    /// Past a class's bound a newcomer takes the place of the cheapest entry of its class
+    /// (among equal fees, the newest), if it pays more: transactions next in line that pay too
+    /// little to be packed cannot hold the record for free.
+    #[test]
+    fn a_full_class_gives_way_to_a_better_payer() {
+        let paying = |sender: u64, nonce: u64, fee: u64| {
+            let (mut txn, _) = from(sender);
+            (txn.body.nonce, txn.body.fee) = (nonce, fee);
+            (txn, txn.id())
+        };
+        let nonce_0_only = |txn: &Txn| txn.body.nonce == 0;
+        let mut forwarded = Forwarded::default();
+        forwarded.note(0, (0..Forwarded::MAX as u64).map(|sender| paying(sender, 0, 1)), nonce_0_only);
+        assert_eq!(forwarded.len(), Forwarded::MAX);
+        let (cheap, better) = (paying(1 << 40, 0, 1), paying(1 << 41, 0, 2));
+        forwarded.note(1, [cheap], nonce_0_only);
+        forwarded.note(1, [better], nonce_0_only);
+        assert_eq!(forwarded.len(), Forwarded::MAX);
+        let due: Vec<TxnId> = std::iter::from_fn(|| Some(forwarded.due(4, |_| true)))
+            .take_while(|again| !again.is_empty())
+            .flatten()
+            .map(|(_, id)| id)
+            .collect();
+        assert!(due.contains(&better.1), "the better payer is remembered");
+        assert!(!due.contains(&cheap.1), "an equal fee does not evict");
+        let newest = paying(Forwarded::MAX as u64 - 1, 0, 1).1;
+        assert!(!due.contains(&newest), "among equal fees the newest made way");
+        assert!(due.contains(&paying(0, 0, 1).1));
+
+        // The waiting class gives way within itself, never taking a place of the other.
+        let mut forwarded = Forwarded::default();
+        let waiting = |sender: u64, fee: u64| paying(sender, 1, fee);
+        forwarded.note(0, (0..Forwarded::WAITING_MAX as u64).map(|sender| waiting(sender, 5)), nonce_0_only);
+        forwarded.note(0, [waiting(1 << 40, 3)], nonce_0_only);
+        assert_eq!(forwarded.waiting(), Forwarded::WAITING_MAX, "a cheaper one is refused");
+        forwarded.note(0, [waiting(1 << 41, 9), paying(1 << 42, 0, 1)], nonce_0_only);
+        assert_eq!(forwarded.waiting(), Forwarded::WAITING_MAX, "a better one takes a waiting place");
+        assert_eq!(forwarded.len(), Forwarded::WAITING_MAX + 1);
     }
 
     /// Past its bound a newly forwarded transaction is not remembered.
