@@ -373,6 +373,49 @@ fn the_address_index_is_mapped_on_reopen_and_a_bad_one_is_built_again() {
     }
 }
 
+/// At height 0 no block records the snapshot's root, so that root cannot vouch for a stored
+/// order: a `state` file and a `state-index` that agree on a misordered order (the root of a
+/// ledger built on it) are refused, not served as the genesis state with wrong successors.
+#[test]
+fn a_stored_order_is_not_vouched_for_by_the_genesis_snapshot_alone() {
+    use tessera_components::storage::{StateView, genesis_id_of, write_state_file};
+    use tessera_systems::ledger::index::Base;
+    let (dir, _, root) = store_of("order-at-genesis", 0);
+    let (store, ledger, recovery) = Store::open(&dir, &genesis(), config()).unwrap();
+    assert_eq!(recovery.state_height, 0);
+    drop(store);
+    let reversed: Vec<u32> = ledger.address_order().iter().rev().copied().collect();
+    let base = Base::from_order(ledger.keys(), reversed).unwrap();
+    let forged = Ledger::from_parts_indexed(ledger.to_parts(), Some(base)).unwrap();
+    assert_ne!(forged.state_root(), root, "another order, another root");
+    let id = genesis_id_of(&genesis());
+    let view = StateView {
+        height: 0,
+        state_root: forged.state_root(),
+        keys: forged.keys(),
+        accounts: forged.accounts(),
+        burned: forged.burned(),
+        supply: forged.supply(),
+    };
+    let mut state = Vec::new();
+    write_state_file(id, view, |bytes| {
+        state.extend_from_slice(bytes);
+        Ok::<(), std::io::Error>(())
+    })
+    .unwrap();
+    std::fs::write(dir.join(STATE_FILE), state).unwrap();
+    let mut index = Vec::new();
+    write_address_index_to(&mut index, id, 0, forged.state_root(), &forged).unwrap();
+    std::fs::write(dir.join(STATE_INDEX_FILE), index).unwrap();
+    match Store::open(&dir, &genesis(), config()) {
+        Ok((_, reopened, recovery)) => {
+            panic!("opened at root {} ({})", reopened.state_root(), recovery.address_index)
+        }
+        Err(error) => assert!(error.to_string().contains("recorded state root"), "{error}"),
+    }
+    remove(&dir);
+}
+
 fn read(dir: &Path, name: &str) -> Vec<u8> {
     std::fs::read(dir.join(name)).unwrap()
 }

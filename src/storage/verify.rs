@@ -13,7 +13,7 @@ use tessera_components::storage::{
 };
 use tessera_components::{Block, Hash, QuorumCertificate, TxnId};
 use tessera_systems::execute::execute_block;
-use tessera_systems::ledger::index::{Base, Mapped as MappedWords};
+use tessera_systems::ledger::index::Base;
 use tessera_systems::{Ledger, LedgerParts};
 
 use super::map::DirLock;
@@ -240,18 +240,6 @@ pub trait BlockSource {
     }
 }
 
-/// A mapped `state-index` file's words: the snapshot's slots in address order.
-#[derive(Debug)]
-struct IndexMap(Mmap);
-
-impl MappedWords for IndexMap {
-    fn words(&self) -> &[u32] {
-        // Checked when made (`map_address_index`): whole words, aligned (the map starts on a
-        // page and the words one page in).
-        bytemuck::cast_slice(&self.0[STATE_INDEX_WORDS_OFFSET..])
-    }
-}
-
 /// Maps the directory's `state-index` file, if it checks and names `snapshot`, and builds the
 /// index's table over it.
 fn map_address_index(lock: &DirLock, genesis_id: Hash, snapshot: &StateSnapshot) -> Result<Base, String> {
@@ -272,13 +260,12 @@ fn map_address_index(lock: &DirLock, genesis_id: Hash, snapshot: &StateSnapshot)
         // The words are stored little-endian and served in place.
         return Err(format!("{STATE_INDEX_FILE}: not served in place on a big-endian machine"));
     }
-    if bytemuck::try_cast_slice::<u8, u32>(&map[STATE_INDEX_WORDS_OFFSET..]).is_err() {
+    let Ok(words) = bytemuck::try_cast_slice::<u8, u32>(&map[STATE_INDEX_WORDS_OFFSET..]) else {
         return Err(format!("{STATE_INDEX_FILE}: words not aligned in the map"));
-    }
-    // The map's pages were read once for the checksum; searches read them at random from now on.
-    let _ = map.advise(memmap2::Advice::Random);
-    Base::from_order(&snapshot.keys, std::sync::Arc::new(IndexMap(map)))
-        .map_err(|error| format!("{STATE_INDEX_FILE}: {error}"))
+    };
+    // Copied out of the map (4 bytes an account, beside a table of 8 to 16 built here), so no
+    // later write to the file by anyone else can change an order already checked.
+    Base::from_order(&snapshot.keys, words.to_vec()).map_err(|error| format!("{STATE_INDEX_FILE}: {error}"))
 }
 
 /// The directory's segments, read through `reader`'s maps.
@@ -399,7 +386,14 @@ pub fn rebuild_from(
     };
     // The stored index is derived data: used when it checks and gives the recorded root, else
     // the index is built from the addresses as if there were no file.
-    let (mapped, mut address_index) = match source.address_index(verified.genesis_id, snapshot) {
+    // The root that checks a stored order must be one the chain confirms: at height 0 no block
+    // records the snapshot's root (its columns are compared with the genesis instead, which
+    // says nothing of the order), so there the index is built.
+    let stored = match snapshot.height {
+        0 => Err("the snapshot is the genesis state, whose root no block records".to_string()),
+        _ => source.address_index(verified.genesis_id, snapshot),
+    };
+    let (mapped, mut address_index) = match stored {
         Ok(base) => (Some(base), AddressIndexSource::Mapped),
         Err(why) => (None, AddressIndexSource::Built(why)),
     };

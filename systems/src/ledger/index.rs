@@ -6,7 +6,7 @@
 //!   arrays of `u32`: the base's slots sorted by address (the *order*), and an open-addressing
 //!   table of slots (linear probing, at most half full, each entry a slot plus one so that 0 is
 //!   empty), hashed by SipHash-1-3 under a random 128-bit key that this process drew and never
-//!   stores. A store keeps the order beside each snapshot and a restart maps it
+//!   stores. A store keeps the order beside each snapshot and a restart reads it back
 //!   ([`Base::order`], [`Base::from_order`]), so no address is sorted again; the table is built
 //!   again at each start under a fresh key, one hash and one write per account. A lookup
 //!   compares the address stored at the slot it finds, so no entry can name the wrong account.
@@ -19,7 +19,7 @@
 //! Why not a `HashMap` and a `BTreeSet` for everything, as before: at ten million accounts they
 //! held ~100 bytes per account between them, and a restart rebuilt both, sorting every address.
 //! The base holds 20 bytes per account at most (16 of table, 4 of order); a store that keeps
-//! the order maps it, so a restart sorts nothing, and the kernel may page it out.
+//! the order reads it back, so a restart sorts nothing.
 //!
 //! Why the table is not stored too: its layout is decided by its key, and whoever could read a
 //! stored key (a data directory, or a copy used to seed other nodes) could grind addresses into
@@ -43,28 +43,6 @@ fn capacity_for(count: usize) -> usize {
     count.saturating_mul(2).next_power_of_two().max(8)
 }
 
-/// Words of a base that lives outside this process's heap: a store's mapped file.
-pub trait Mapped: std::fmt::Debug + Send + Sync {
-    /// The words, 4-byte aligned.
-    fn words(&self) -> &[u32];
-}
-
-/// A base's order: its own, or a mapped file's.
-#[derive(Clone, Debug)]
-enum Words {
-    Owned(Arc<Vec<u32>>),
-    Mapped(Arc<dyn Mapped>),
-}
-
-impl Words {
-    fn all(&self) -> &[u32] {
-        match self {
-            Words::Owned(words) => words,
-            Words::Mapped(mapped) => mapped.words(),
-        }
-    }
-}
-
 /// The immutable part of an [`AddressIndex`]: a slot table and the slots in address order, for
 /// the slots below `count`.
 #[derive(Clone, Debug)]
@@ -74,7 +52,7 @@ pub struct Base {
     /// A power of two at least twice `count`; entries are slot + 1, 0 empty.
     table: Arc<Vec<u32>>,
     /// The `count` slots, sorted by address.
-    order: Words,
+    order: Arc<Vec<u32>>,
     /// The first 8 bytes (big-endian) of the address of every [`FENCE_STEP`]-th slot of the
     /// order, built on first use: a search looks here first (a compact array of integers),
     /// then among [`FENCE_STEP`] slots of the order, so it reads a few scattered addresses
@@ -125,7 +103,7 @@ impl Base {
 
     /// The slots in address order: what a store keeps.
     pub fn order(&self) -> &[u32] {
-        self.order.all()
+        &self.order
     }
 
     /// Accounts this base covers (slots `0..count`).
@@ -151,29 +129,29 @@ impl Base {
     ///
     /// # Errors
     /// The first way the order is not one of `keys`.
-    pub fn from_order(keys: &[[u8; 32]], order: Arc<dyn Mapped>) -> Result<Base, BaseError> {
+    pub fn from_order(keys: &[[u8; 32]], order: Vec<u32>) -> Result<Base, BaseError> {
         let count = keys.len();
-        if order.words().len() != count {
-            return Err(BaseError::Length { words: order.words().len(), count });
+        if order.len() != count {
+            return Err(BaseError::Length { words: order.len(), count });
         }
         let mut seen = vec![false; count];
-        for slot in order.words() {
+        for slot in &order {
             match seen.get_mut(*slot as usize) {
                 Some(seen) if !*seen => *seen = true,
                 _ => return Err(BaseError::Order { count }),
             }
         }
-        Ok(Base::build(Base::random_key(), keys, Words::Mapped(order)))
+        Ok(Base::build(Base::random_key(), keys, order))
     }
 
     /// The base over `order` (the slots of `keys`, sorted by address), its table built here.
-    fn build(key: [u64; 2], keys: &[[u8; 32]], order: Words) -> Base {
-        let count = order.all().len();
+    fn build(key: [u64; 2], keys: &[[u8; 32]], order: Vec<u32>) -> Base {
+        let count = order.len();
         let mut table = vec![0u32; capacity_for(count)];
         for (slot, address) in keys[..count].iter().enumerate() {
             insert(&mut table, key, address, slot as u32);
         }
-        Base { key, count, table: Arc::new(table), order, fence: OnceLock::new() }
+        Base { key, count, table: Arc::new(table), order: Arc::new(order), fence: OnceLock::new() }
     }
 
     /// The slot of `key` among the base's, if it has one.
@@ -262,7 +240,7 @@ pub struct AddressIndex {
 impl Default for AddressIndex {
     /// The index of no accounts.
     fn default() -> AddressIndex {
-        AddressIndex::over(Base::build(Base::random_key(), &[], Words::Owned(Arc::default())))
+        AddressIndex::over(Base::build(Base::random_key(), &[], Vec::new()))
     }
 }
 
@@ -280,7 +258,7 @@ impl AddressIndex {
         }
         let order: Vec<u32> = pairs.into_iter().map(|(_, slot)| slot).collect();
         let next = successors(&order, none);
-        let base = Base::build(Base::random_key(), keys, Words::Owned(Arc::new(order)));
+        let base = Base::build(Base::random_key(), keys, order);
         Ok((AddressIndex::over(base), next))
     }
 
@@ -311,7 +289,7 @@ impl AddressIndex {
     pub fn unshared(&self) -> AddressIndex {
         let base = Base {
             table: Arc::new(self.base.table.to_vec()),
-            order: Words::Owned(Arc::new(self.base.order().to_vec())),
+            order: Arc::new(self.base.order().to_vec()),
             ..(*self.base).clone()
         };
         AddressIndex { base: Arc::new(base), ..self.clone() }
@@ -403,14 +381,20 @@ impl AddressIndex {
 
     /// A new base over every slot of `keys`: the overlay merged into the base.
     fn fold(&mut self, keys: &[[u8; 32]]) {
-        let order = Words::Owned(Arc::new(self.merged_order(keys)));
+        let order = self.merged_order(keys);
         let key = self.base.key;
         let base = if capacity_for(keys.len()) == self.base.capacity() {
             let mut table = self.base.table.to_vec();
             for (address, slot) in &self.added {
                 insert(&mut table, key, address, *slot);
             }
-            Base { key, count: keys.len(), table: Arc::new(table), order, fence: OnceLock::new() }
+            Base {
+                key,
+                count: keys.len(),
+                table: Arc::new(table),
+                order: Arc::new(order),
+                fence: OnceLock::new(),
+            }
         } else {
             Base::build(key, keys, order)
         };
@@ -430,15 +414,6 @@ pub fn successors(order: &[u32], none: u32) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[derive(Debug)]
-    struct Words(Vec<u32>);
-
-    impl Mapped for Words {
-        fn words(&self) -> &[u32] {
-            &self.0
-        }
-    }
 
     /// Distinct addresses; a third of them share their first 8 bytes, as ground ones can.
     fn address(n: u64) -> [u8; 32] {
@@ -542,7 +517,7 @@ mod tests {
         let (mut index, _) = AddressIndex::build(&keys, u32::MAX).unwrap();
         let base = index.base(&keys).clone();
         assert_eq!(base.capacity(), 1024, "the power of two at or above twice the count");
-        let stored = Base::from_order(&keys, Arc::new(Words(base.order().to_vec()))).unwrap();
+        let stored = Base::from_order(&keys, base.order().to_vec()).unwrap();
         assert_ne!(stored.key(), base.key(), "the table is built under a key of its own");
         assert_eq!(stored.capacity(), base.capacity());
         assert_eq!(stored.order(), base.order());
@@ -555,7 +530,7 @@ mod tests {
         let damaged = |change: &dyn Fn(&mut Vec<u32>)| {
             let mut words = base.order().to_vec();
             change(&mut words);
-            Base::from_order(&keys, Arc::new(Words(words))).map(|_| ())
+            Base::from_order(&keys, words).map(|_| ())
         };
         assert_eq!(damaged(&|words| words[7] = words[8]), Err(BaseError::Order { count: 300 }));
         assert_eq!(damaged(&|words| words[7] = 300), Err(BaseError::Order { count: 300 }));
@@ -564,9 +539,9 @@ mod tests {
         assert_eq!(damaged(&|words| words.push(0)), Err(BaseError::Length { words: 301, count: 300 }));
         // Misordered but each slot once: a base (the state root refuses it), whose lookups
         // still find every account, since the table is built from the addresses.
-        let swapped = Base::from_order(&keys, Arc::new(Words(base.order().iter().rev().copied().collect())));
+        let swapped = Base::from_order(&keys, base.order().iter().rev().copied().collect());
         let swapped = AddressIndex::over(swapped.unwrap());
         assert_eq!(swapped.slot(&keys[17], &keys), Some(17));
-        assert!(Base::from_order(&[], Arc::new(Words(Vec::new()))).is_ok(), "no accounts");
+        assert!(Base::from_order(&[], Vec::new()).is_ok(), "no accounts");
     }
 }
