@@ -8,6 +8,12 @@
 //! snapshot's size (`snapshot_s` × delta bytes ÷ snapshot bytes). The figure that matters is the
 //! ratio of the largest size's per-block cost to the smallest's: flat means the cost follows the
 //! block, not the ledger.
+//!
+//! It also prints the address index's two O(N) pauses at each size, which no block of
+//! transfers between existing accounts meets: folding the accounts created since the index's
+//! base into a new base (once per N/8 creations; `index_fold_ms`), and building the slot table
+//! from every address (at each restart, and at a fold that doubles the table;
+//! `index_table_ms`).
 
 use std::fs::File;
 use std::io::Write;
@@ -19,6 +25,7 @@ use serde_json::json;
 use tessera_components::TxnBody;
 use tessera_components::storage::{FILE_HEADER_SIZE, StateView, encode_state_log_header, write_state_file};
 use tessera_systems::Ledger;
+use tessera_systems::ledger::index::{AddressIndex, Base, FOLD_MIN};
 use tessera_systems::workload::SeedStream;
 
 use crate::InputError;
@@ -84,6 +91,35 @@ fn write_snapshot(path: &std::path::Path, ledger: &Ledger) -> std::io::Result<(u
     )?;
     file.into_inner().map_err(std::io::IntoInnerError::into_error)?.sync_all()?;
     Ok((bytes, started.elapsed().as_secs_f64()))
+}
+
+/// The address index's O(N) pauses over `keys` (addresses `0..keys.len()`), in milliseconds:
+/// building the slot table from a stored order, and the creation that folds an overlay of an
+/// eighth of the base into it.
+fn index_pauses(keys: &[[u8; 32]]) -> Result<(f64, f64), Box<dyn std::error::Error>> {
+    let mut keys = keys.to_vec();
+    let (mut index, _) = AddressIndex::build(&keys, u32::MAX).map_err(|_| "duplicate address")?;
+    let order = index.base(&keys).order().to_vec();
+    let started = Instant::now();
+    let base = Base::from_order(&keys, order)?;
+    let table_ms = started.elapsed().as_secs_f64() * 1e3;
+    drop(base);
+    let creations = (keys.len() / 8).max(FOLD_MIN);
+    let mut fold_ms = None;
+    for n in 0..creations {
+        let key = address(keys.len() as u64);
+        keys.push(key);
+        let started = Instant::now();
+        index.insert(key, keys.len() as u32 - 1, &keys);
+        if index.overlay_len() == 0 {
+            fold_ms = Some(started.elapsed().as_secs_f64() * 1e3);
+            break;
+        }
+        if n + 1 == creations {
+            return Err("the address index did not fold at an eighth of its size".into());
+        }
+    }
+    Ok((table_ms, fold_ms.unwrap_or(0.0)))
 }
 
 fn address(index: u64) -> [u8; 32] {
@@ -196,6 +232,7 @@ pub fn run(args: &StateArgs) -> Result<(), Box<dyn std::error::Error>> {
         let copy = ledger.unshared();
         let copy_ms = started.elapsed().as_secs_f64() * 1e3;
         drop(copy);
+        let (index_table_ms, index_fold_ms) = index_pauses(ledger.keys())?;
         let execute = median(&mut execute_ms);
         let root = median(&mut root_ms);
         let commit = median(&mut commit_ms);
@@ -213,6 +250,8 @@ pub fn run(args: &StateArgs) -> Result<(), Box<dyn std::error::Error>> {
             "disk_bytes_per_account": state_files / size as f64,
             "whole_ledger_copy_ms": copy_ms,
             "resident_bytes_per_account": rss_per_account,
+            "index_table_ms": index_table_ms,
+            "index_fold_ms": index_fold_ms,
         }));
     }
     let first = rows.first().and_then(|row| row["per_block_ms"].as_f64()).unwrap_or(0.0);
@@ -222,7 +261,7 @@ pub fn run(args: &StateArgs) -> Result<(), Box<dyn std::error::Error>> {
         println!("{}", serde_json::to_string_pretty(&json!({"sizes": rows, "cost_ratio": ratio}))?);
     } else {
         println!(
-            "{:>12} {:>10} {:>11} {:>9} {:>10} {:>11} {:>13} {:>15} {:>11} {:>14} {:>15}",
+            "{:>12} {:>10} {:>11} {:>9} {:>10} {:>11} {:>13} {:>15} {:>11} {:>14} {:>15} {:>15} {:>14}",
             "accounts",
             "genesis_s",
             "execute_ms",
@@ -233,11 +272,13 @@ pub fn run(args: &StateArgs) -> Result<(), Box<dyn std::error::Error>> {
             "ledger_copy_ms",
             "snapshot_s",
             "rss_B/account",
-            "disk_B/account"
+            "disk_B/account",
+            "index_table_ms",
+            "index_fold_ms"
         );
         for row in &rows {
             println!(
-                "{:>12} {:>10.2} {:>11.2} {:>9.2} {:>10.2} {:>11.2} {:>13.2} {:>15.2} {:>11.2} {:>14.0} {:>15.1}",
+                "{:>12} {:>10.2} {:>11.2} {:>9.2} {:>10.2} {:>11.2} {:>13.2} {:>15.2} {:>11.2} {:>14.0} {:>15.1} {:>15.1} {:>14.1}",
                 row["accounts"],
                 row["genesis_s"].as_f64().unwrap_or(0.0),
                 row["execute_ms"].as_f64().unwrap_or(0.0),
@@ -249,6 +290,8 @@ pub fn run(args: &StateArgs) -> Result<(), Box<dyn std::error::Error>> {
                 row["snapshot_s"].as_f64().unwrap_or(0.0),
                 row["resident_bytes_per_account"].as_f64().unwrap_or(0.0),
                 row["disk_bytes_per_account"].as_f64().unwrap_or(0.0),
+                row["index_table_ms"].as_f64().unwrap_or(0.0),
+                row["index_fold_ms"].as_f64().unwrap_or(0.0),
             );
         }
         println!(

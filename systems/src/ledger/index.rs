@@ -148,9 +148,7 @@ impl Base {
     fn build(key: [u64; 2], keys: &[[u8; 32]], order: Vec<u32>) -> Base {
         let count = order.len();
         let mut table = vec![0u32; capacity_for(count)];
-        for (slot, address) in keys[..count].iter().enumerate() {
-            insert(&mut table, key, address, slot as u32);
-        }
+        insert_all(&mut table, key, keys, 0..count as u32);
         Base { key, count, table: Arc::new(table), order: Arc::new(order), fence: OnceLock::new() }
     }
 
@@ -171,6 +169,14 @@ impl Base {
 
     /// Position in the order of the first address at or above (`strict`: above) `key`.
     fn position(&self, key: &[u8; 32], keys: &[[u8; 32]], strict: bool) -> usize {
+        self.position_from(key, keys, strict, 0).0
+    }
+
+    /// [`Base::position`], given that the first `from` fence entries are below `key`; also
+    /// returns how many are. From a `from` past 0 the fence is searched by galloping (steps of
+    /// 1, 2, 4, …, then a binary search between the last two), so ascending keys that fall
+    /// close together, as a merge's do, cost a few reads each instead of a whole search.
+    fn position_from(&self, key: &[u8; 32], keys: &[[u8; 32]], strict: bool, from: usize) -> (usize, usize) {
         let order = self.order();
         let key_prefix = prefix(key);
         // Integers first: the whole addresses only when their prefixes tie.
@@ -190,7 +196,15 @@ impl Base {
             std::cmp::Ordering::Greater => false,
             std::cmp::Ordering::Equal => below(&keys[order[at * FENCE_STEP] as usize]),
         };
-        let (mut fenced, mut high) = (0, fence.len());
+        let (mut fenced, mut high) = (from.min(fence.len()), fence.len());
+        if fenced > 0 {
+            let mut step = 1;
+            while fenced + step <= fence.len() && fence_below(fenced + step - 1) {
+                fenced += step;
+                step *= 2;
+            }
+            high = (fenced + step - 1).min(fence.len());
+        }
         while fenced < high {
             let middle = fenced + (high - fenced) / 2;
             if fence_below(middle) {
@@ -201,7 +215,7 @@ impl Base {
         }
         let low = fenced.saturating_sub(1) * FENCE_STEP;
         let high = (fenced * FENCE_STEP).min(order.len());
-        low + order[low..high].partition_point(|slot| below(&keys[*slot as usize]))
+        (low + order[low..high].partition_point(|slot| below(&keys[*slot as usize])), fenced)
     }
 }
 
@@ -215,6 +229,58 @@ fn home(sip: [u64; 2], key: &[u8; 32], capacity: usize) -> usize {
     hasher.write(key);
     // A power of two: the mask keeps the low bits.
     (hasher.finish() as usize) & (capacity - 1)
+}
+
+/// Entries of the table one pass of [`insert_all`] writes into at a time (32 KiB of it).
+const REGION: usize = 1 << 13;
+
+/// Puts each of `slots` (addresses `keys[slot]`, none yet in the table) at the first free
+/// entry from its home, as [`insert`] would one by one, in an order that keeps the writes in
+/// cache: the slots are first grouped by the region of the table their home falls in (a
+/// counting sort), then placed a region at a time. Placed in order of slot, each of ten million
+/// writes missed the cache and the TLB; any order of insertion gives a table in which every
+/// address is reached from its home. Needs 8 bytes a slot while it runs.
+fn insert_all(
+    table: &mut [u32],
+    sip: [u64; 2],
+    keys: &[[u8; 32]],
+    slots: impl ExactSizeIterator<Item = u32>,
+) {
+    let capacity = table.len();
+    let regions = capacity / REGION;
+    // A home and a slot packed in a u64 need homes below 2^32.
+    if regions < 2 || u32::try_from(capacity - 1).is_err() {
+        for slot in slots {
+            insert(table, sip, &keys[slot as usize], slot);
+        }
+        return;
+    }
+    let shift = 32 + REGION.trailing_zeros();
+    let homes: Vec<u64> = slots
+        .map(|slot| ((home(sip, &keys[slot as usize], capacity) as u64) << 32) | u64::from(slot))
+        .collect();
+    let mut starts = vec![0usize; regions + 1];
+    for packed in &homes {
+        starts[(packed >> shift) as usize + 1] += 1;
+    }
+    for region in 0..regions {
+        starts[region + 1] += starts[region];
+    }
+    let mut grouped = vec![0u64; homes.len()];
+    for packed in &homes {
+        let next = &mut starts[(packed >> shift) as usize];
+        grouped[*next] = *packed;
+        *next += 1;
+    }
+    drop(homes);
+    let mask = capacity - 1;
+    for packed in grouped {
+        let mut at = (packed >> 32) as usize;
+        while table[at] != 0 {
+            at = (at + 1) & mask;
+        }
+        table[at] = packed as u32 + 1;
+    }
 }
 
 /// Puts `slot` (whose address is `key`, not yet in the table) at the first free entry from
@@ -361,16 +427,17 @@ impl AddressIndex {
         }
     }
 
-    /// The base's order and the overlay's addresses merged: a binary search per new address,
-    /// then copies.
+    /// The base's order and the overlay's addresses merged: a search per new address, each
+    /// galloping on from the last one's place in the fence, then copies.
     fn merged_order(&self, keys: &[[u8; 32]]) -> Vec<u32> {
         let count = keys.len();
         debug_assert_eq!(count, self.base.count + self.added.len());
         let base_order = self.base.order();
         let mut order = Vec::with_capacity(count);
-        let mut from = 0;
+        let (mut from, mut fenced) = (0, 0);
         for key in &self.added_order {
-            let at = from + base_order[from..].partition_point(|slot| keys[*slot as usize] < *key);
+            let at;
+            (at, fenced) = self.base.position_from(key, keys, false, fenced);
             order.extend_from_slice(&base_order[from..at]);
             order.push(self.added[key]);
             from = at;
@@ -385,9 +452,7 @@ impl AddressIndex {
         let key = self.base.key;
         let base = if capacity_for(keys.len()) == self.base.capacity() {
             let mut table = self.base.table.to_vec();
-            for (address, slot) in &self.added {
-                insert(&mut table, key, address, *slot);
-            }
+            insert_all(&mut table, key, keys, self.added.values().copied().collect::<Vec<u32>>().into_iter());
             Base {
                 key,
                 count: keys.len(),
@@ -480,6 +545,44 @@ mod tests {
         assert!(matches!(index.order(&keys), std::borrow::Cow::Borrowed(_)), "no overlay, no copy");
         let by_order: Vec<[u8; 32]> = base.order().iter().map(|slot| keys[*slot as usize]).collect();
         assert_eq!(by_order, sorted);
+    }
+
+    /// A table built a region at a time holds each slot once, and every address is found from
+    /// its home, as in a table built slot by slot; so is every address added by a fold.
+    #[test]
+    fn a_table_built_region_by_region_finds_every_address() {
+        // 40,000 and then 45,000 addresses take one table size: the fold inserts into a copy.
+        let keys: Vec<[u8; 32]> = (0..40_000).map(address).collect();
+        let sip = Base::random_key();
+        let mut grouped = vec![0u32; capacity_for(keys.len())];
+        assert!(grouped.len() / REGION >= 8, "several regions");
+        insert_all(&mut grouped, sip, &keys, 0..keys.len() as u32);
+        let mut one_by_one = vec![0u32; grouped.len()];
+        for (slot, key) in keys.iter().enumerate() {
+            insert(&mut one_by_one, sip, key, slot as u32);
+        }
+        let sorted = |table: &[u32]| {
+            let mut entries: Vec<u32> = table.iter().copied().filter(|entry| *entry != 0).collect();
+            entries.sort_unstable();
+            entries
+        };
+        assert_eq!(sorted(&grouped), (1..=keys.len() as u32).collect::<Vec<u32>>());
+        assert_eq!(sorted(&one_by_one), sorted(&grouped));
+        let (mut index, _) = AddressIndex::build(&keys, u32::MAX).unwrap();
+        for (slot, key) in keys.iter().enumerate() {
+            assert_eq!(index.slot(key, &keys), Some(slot as u32));
+        }
+        let mut keys = keys;
+        let capacity = index.base.capacity();
+        for n in 0..5_000u64 {
+            keys.push(address(1_000_000 + n));
+            index.insert(keys[keys.len() - 1], keys.len() as u32 - 1, &keys);
+        }
+        assert_eq!((index.overlay_len(), index.base.capacity()), (0, capacity), "folded, same size");
+        for (slot, key) in keys.iter().enumerate() {
+            assert_eq!(index.slot(key, &keys), Some(slot as u32));
+        }
+        assert_eq!(index.slot(&address(2_000_000), &keys), None);
     }
 
     /// A large base folds its overlay at an eighth of its size, not at FOLD_MIN.
