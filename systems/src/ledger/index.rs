@@ -452,7 +452,7 @@ impl AddressIndex {
         let key = self.base.key;
         let base = if capacity_for(keys.len()) == self.base.capacity() {
             let mut table = self.base.table.to_vec();
-            insert_all(&mut table, key, keys, self.added.values().copied().collect::<Vec<u32>>().into_iter());
+            insert_all(&mut table, key, keys, self.added.values().copied());
             Base {
                 key,
                 count: keys.len(),
