@@ -341,6 +341,38 @@ fn resubmission_hits_the_verification_cache() {
     assert_eq!(pipeline.reject_counters().get(RejectReason::BadSignature), 1);
 }
 
+/// A transaction is next in line when its nonce is its sender's account nonce or follows a
+/// run of the sender's pending nonces; one behind a gap is not.
+#[test]
+fn next_in_line_follows_the_account_nonce_and_the_pending_run() {
+    let base = transfers(TransferSpec {
+        seed: 9,
+        chain_id: 1,
+        senders: 1,
+        per_sender: 3,
+        balance: 1000,
+        fee_min: 1,
+    });
+    let config = PipelineConfig { block_interval_ns: u64::MAX, ..PipelineConfig::default() };
+    let mut pipeline = Pipeline::new(config, Ledger::from_genesis(&base.genesis).unwrap()).unwrap();
+    pipeline.world_mut().resource_mut::<crate::propose::ProposerState>().last_proposal_ns = Some(0);
+    let mut txns = base.txns.clone();
+    txns.sort_by_key(|txn| txn.body.nonce);
+    let in_line =
+        |pipeline: &Pipeline| txns.iter().map(|txn| pipeline.is_next_in_line(txn)).collect::<Vec<bool>>();
+    assert_eq!(in_line(&pipeline), [true, false, false], "only the account nonce");
+    pipeline.submit(txns[0]);
+    pipeline.tick(1);
+    pipeline.tick(2);
+    assert!(pipeline.is_pending(&txns[0].id()));
+    assert_eq!(in_line(&pipeline), [true, true, false], "nonce 1 follows the pending 0");
+    pipeline.submit(txns[2]);
+    pipeline.tick(3);
+    pipeline.tick(4);
+    assert!(pipeline.is_pending(&txns[2].id()));
+    assert_eq!(in_line(&pipeline), [true, true, false], "nonce 2 still waits behind 1");
+}
+
 /// A bad signature on a transaction with a source (a forwarding validator, a client's address)
 /// is charged to that source, with the overlap on (verdicts land a tick later) and off;
 /// transactions without a source, and good ones, are charged to nobody.
