@@ -302,19 +302,19 @@ fn unfunded_fee_spam_cannot_displace_funded_transfers() {
     assert_eq!(packed.len(), 50, "the block is the funded transfers");
 }
 
-#[test]
-fn resubmission_hits_the_verification_cache() {
-    let base = transfers(TransferSpec {
-        seed: 5,
-        chain_id: 1,
-        senders: 4,
-        per_sender: 2,
-        balance: 1000,
-        fee_min: 1,
-    });
+/// Signed transfers from `senders` funded keys, `per_sender` each, and a pipeline over their
+/// genesis that never proposes: what it admits stays pending.
+fn never_proposing(seed: u64, senders: u64, per_sender: u64) -> (crate::workload::Transfers, Pipeline) {
+    let base = transfers(TransferSpec { seed, chain_id: 1, senders, per_sender, balance: 1000, fee_min: 1 });
     let config = PipelineConfig { block_interval_ns: u64::MAX, ..PipelineConfig::default() };
     let mut pipeline = Pipeline::new(config, Ledger::from_genesis(&base.genesis).unwrap()).unwrap();
     pipeline.world_mut().resource_mut::<crate::propose::ProposerState>().last_proposal_ns = Some(0);
+    (base, pipeline)
+}
+
+#[test]
+fn resubmission_hits_the_verification_cache() {
+    let (base, mut pipeline) = never_proposing(5, 4, 2);
     for txn in &base.txns {
         pipeline.submit(*txn);
     }
@@ -345,17 +345,7 @@ fn resubmission_hits_the_verification_cache() {
 /// run of the sender's pending nonces; one behind a gap is not.
 #[test]
 fn next_in_line_follows_the_account_nonce_and_the_pending_run() {
-    let base = transfers(TransferSpec {
-        seed: 9,
-        chain_id: 1,
-        senders: 1,
-        per_sender: 3,
-        balance: 1000,
-        fee_min: 1,
-    });
-    let config = PipelineConfig { block_interval_ns: u64::MAX, ..PipelineConfig::default() };
-    let mut pipeline = Pipeline::new(config, Ledger::from_genesis(&base.genesis).unwrap()).unwrap();
-    pipeline.world_mut().resource_mut::<crate::propose::ProposerState>().last_proposal_ns = Some(0);
+    let (base, mut pipeline) = never_proposing(9, 1, 3);
     let mut txns = base.txns.clone();
     txns.sort_by_key(|txn| txn.body.nonce);
     let in_line =
