@@ -15,7 +15,8 @@
 //! new base, which begins once per N/8 creations and is done a step at a time by the
 //! creations after it. Over account creations from the one that begins a fold to the one that
 //! ends it, `index_fold_ms` is the longest any single creation took and `index_fold_block_ms`
-//! the longest 4,096 consecutive creations took (a block of 4,096 transfers to new accounts).
+//! the longest 4,096 consecutive creations took (a block of 4,096 transfers to new accounts):
+//! the worse of new addresses spread among the old ones and new addresses all above them.
 
 use std::fs::File;
 use std::io::Write;
@@ -98,8 +99,9 @@ fn write_snapshot(path: &std::path::Path, ledger: &Ledger) -> std::io::Result<(u
 /// The address index's pauses over `keys` (addresses `0..keys.len()`), in milliseconds:
 /// building the slot table from a stored order; and, over the creations from the one that
 /// begins a fold to the one that ends it, the longest single creation and the longest 4,096
-/// consecutive ones.
-fn index_pauses(keys: &[[u8; 32]]) -> Result<(f64, f64, f64), Box<dyn std::error::Error>> {
+/// consecutive ones. With `above`, every new address sorts above every old one (the shape that
+/// makes a fold's merge copy the whole old order before the first new address).
+fn index_pauses(keys: &[[u8; 32]], above: bool) -> Result<(f64, f64, f64), Box<dyn std::error::Error>> {
     let mut keys = keys.to_vec();
     let (mut index, _) = AddressIndex::build(&keys, u32::MAX).map_err(|_| "duplicate address")?;
     let order = index.base(&keys).order().to_vec();
@@ -112,7 +114,13 @@ fn index_pauses(keys: &[[u8; 32]]) -> Result<(f64, f64, f64), Box<dyn std::error
     let (mut longest, mut block, mut longest_block, mut in_block) = (0f64, 0f64, 0f64, 0);
     let mut began = false;
     for n in 0..creations {
-        let key = address(keys.len() as u64);
+        let mut key = address(keys.len() as u64);
+        if above {
+            // Above every old address (whose first 8 bytes are a count, little-endian), and
+            // sharing its first 8 bytes with every other new one, as ground addresses can.
+            key[..8].fill(0xff);
+            key[8..16].copy_from_slice(&(keys.len() as u64).to_be_bytes());
+        }
         keys.push(key);
         let started = Instant::now();
         index.insert(key, keys.len() as u32 - 1, &keys);
@@ -248,7 +256,11 @@ pub fn run(args: &StateArgs) -> Result<(), Box<dyn std::error::Error>> {
         let copy = ledger.unshared();
         let copy_ms = started.elapsed().as_secs_f64() * 1e3;
         drop(copy);
-        let (index_table_ms, index_fold_ms, index_fold_block_ms) = index_pauses(ledger.keys())?;
+        // New addresses spread among the old ones, then all above them; the worse of each.
+        let (index_table_ms, spread_ms, spread_block_ms) = index_pauses(ledger.keys(), false)?;
+        let (_, above_ms, above_block_ms) = index_pauses(ledger.keys(), true)?;
+        let (index_fold_ms, index_fold_block_ms) =
+            (spread_ms.max(above_ms), spread_block_ms.max(above_block_ms));
         let execute = median(&mut execute_ms);
         let root = median(&mut root_ms);
         let commit = median(&mut commit_ms);

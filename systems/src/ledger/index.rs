@@ -15,10 +15,11 @@
 //!   begins: the order merged (a galloping search per new address, then copies), the table
 //!   copied with the new slots inserted, or rebuilt at twice the size when it would pass half
 //!   full. A fold costs O(N) memory traffic once per N/8 creations, and it is done a step at a
-//!   time by the creations that follow ([`Folding`]): O(1) amortized per account, and no
-//!   creation pays for a whole fold. (Done whole by one creation, it stopped a block for about
-//!   0.7 s at ten million accounts, once per 1.25 million creations, which anyone can pay for
-//!   with 1-unit transfers.)
+//!   time by the creations that follow ([`Folding`]): O(1) amortized per account, and each
+//!   creation does at most a step of it, whatever the new addresses are. (Done whole by one
+//!   creation, it stopped a block for about 0.7 s at ten million accounts, once per 1.25
+//!   million creations, which anyone can pay for with 1-unit transfers.) While a fold is
+//!   under way the old base and the next one's arrays are both held, for N/16 creations.
 //!
 //! Why not a `HashMap` and a `BTreeSet` for everything, as before: at ten million accounts they
 //! held ~100 bytes per account between them, and a restart rebuilt both, sorting every address.
@@ -347,21 +348,29 @@ impl Overlay {
     }
 }
 
-/// Work a fold does per table word copied, base slot placed or order entry copied, in units
-/// of [`COPY_UNIT`] (a unit is otherwise one slot placed in the table, or one overlay address
-/// merged into the order).
-const COPY_UNIT: usize = 256;
+/// A unit of a fold's work is about one read of memory at random (a few hundred nanoseconds at
+/// ten million accounts): placing one slot in the table, copying this many words of the old
+/// table (half a KiB: the new table's pages are fresh, and each costs a fault as the copy
+/// first writes it, about eight units), or copying this many entries of the old order (each
+/// [`FENCE_STEP`]-th of which reads its address at random, for the new fence).
+const TABLE_COPY_UNIT: usize = 1 << 7;
+const ORDER_COPY_UNIT: usize = FENCE_STEP;
 
-/// A fold's work is done in steps of at least this many units (a step of 4,096 units is
-/// about a tenth of a millisecond), so that the table is filled a region at a time.
-const STEP_UNITS: usize = 1 << 12;
+/// Units of a search for an overlay address's place in the old order (a few reads at random).
+const SEARCH_UNITS: usize = 4;
+
+/// A fold's work is done in steps of at least this many units, so that the table is filled
+/// a group of slots at a time: a few tenths of a millisecond each.
+const STEP_UNITS: usize = 1 << 10;
 
 /// A fold under way: the next base, built a step at a time as accounts are created, so that
 /// no creation pays for the whole of it. It begins when the overlay reaches an eighth of the
 /// base (the overlay is frozen into `added`, and a new one starts), and each later creation
-/// does [`Folding::quota`] units of its work; the quota is chosen so that it ends before the
-/// new overlay holds half as many accounts as the frozen one. Until it ends, lookups ask the
-/// old base, then the frozen overlay, then the new one, and get the same answers.
+/// adds [`Folding::quota`] units of credit; once the credit reaches a step, a step of that
+/// many units is done. The quota is chosen so that the fold ends after about half as many
+/// creations as the frozen overlay holds, well before the new overlay reaches its own
+/// threshold. Until it ends, lookups ask the old base, then the frozen overlay, then the new
+/// one, and get the same answers.
 #[derive(Clone, Debug)]
 struct Folding {
     /// The accounts this fold adds: slots `count - added.len()..count`.
@@ -379,16 +388,20 @@ struct Folding {
     /// The next base's order, merged so far, and its fence ([`Base::fence`]).
     order: Vec<u32>,
     fence: Vec<u64>,
-    /// The last added address merged into `order`, how far along the old order `order` has
-    /// copied, and how many fence entries of the old base lie below that address.
+    /// The last added address merged into `order` (its slot pushed).
     merged: Option<[u8; 32]>,
+    /// The next added address and its place in the old order, once searched for; its slot
+    /// is pushed when the old order has been copied up to that place.
+    next: Option<([u8; 32], usize)>,
+    /// How far along the old order `order` has copied, and how many fence entries of the
+    /// old base lie below the last address searched for.
     from: usize,
     fenced: usize,
-    /// True once every added address is merged (the old order's tail is then copied).
-    merged_all: bool,
-    /// Units each creation adds to `credit`, and the units owed but not yet done.
+    /// Units each creation adds to `credit`, the units owed but not yet done, and the units
+    /// a step does at least (tests make it small).
     quota: usize,
     credit: usize,
+    step_units: usize,
 }
 
 impl Folding {
@@ -397,9 +410,10 @@ impl Folding {
         let count = base.count + added.len();
         let capacity = capacity_for(count);
         let copy = capacity == base.capacity();
-        let table_units = if copy { capacity.div_ceil(COPY_UNIT) } else { base.count } + added.len();
-        let merge_units = added.len() + base.count.div_ceil(COPY_UNIT) + 1;
-        // Done before the next overlay holds half as many accounts as this one.
+        let table_units = if copy { capacity.div_ceil(TABLE_COPY_UNIT) } else { base.count } + added.len();
+        // A search per added address, and the old order in runs between them (each run's
+        // last unit may be part full).
+        let merge_units = added.len() * (SEARCH_UNITS + 1) + base.count.div_ceil(ORDER_COPY_UNIT) + 1;
         let creations = (added.len() / 2).max(1);
         let quota = (table_units + merge_units).div_ceil(creations);
         Folding {
@@ -410,17 +424,14 @@ impl Folding {
             order: Vec::with_capacity(count),
             fence: Vec::with_capacity(count.div_ceil(FENCE_STEP)),
             merged: None,
+            next: None,
             from: 0,
             fenced: 0,
-            merged_all: false,
             quota,
             credit: 0,
+            step_units: STEP_UNITS,
             added,
         }
-    }
-
-    fn done(&self, base: &Base) -> bool {
-        self.merged_all && self.from == base.count && self.placed == self.table_work(base)
     }
 
     /// Table work in all: old words copied or base slots placed, then the added slots.
@@ -428,17 +439,21 @@ impl Folding {
         (if self.copy { base.capacity() } else { base.count }) + self.added.len()
     }
 
-    /// Does about `budget` units of the fold's work (whole copies and placements), table
-    /// first, then the order. True once all of it is done.
+    fn done(&self, base: &Base) -> bool {
+        self.order.len() == self.count && self.placed == self.table_work(base)
+    }
+
+    /// Does `budget` units of the fold's work (at most a search's more), table first, then
+    /// the order. True once all of it is done.
     fn step(&mut self, base: &Base, keys: &[[u8; 32]], mut budget: usize) -> bool {
         let old = if self.copy { base.capacity() } else { base.count };
         while budget > 0 && self.placed < old {
             if self.copy {
-                let words = (budget.saturating_mul(COPY_UNIT)).min(old - self.placed);
+                let words = budget.saturating_mul(TABLE_COPY_UNIT).min(old - self.placed);
                 let range = self.placed..self.placed + words;
                 self.table[range.clone()].copy_from_slice(&base.table()[range]);
                 self.placed += words;
-                budget = budget.saturating_sub(words.div_ceil(COPY_UNIT));
+                budget = budget.saturating_sub(words.div_ceil(TABLE_COPY_UNIT));
             } else {
                 let slots = budget.min(old - self.placed);
                 insert_all(&mut self.table, base.key, keys, self.placed as u32..(self.placed + slots) as u32);
@@ -455,33 +470,48 @@ impl Folding {
             budget -= slots;
         }
         let base_order = base.order();
-        while budget > 0 && !self.merged_all {
-            let next = match self.merged {
-                None => self.added.order.first(),
-                Some(last) => self
-                    .added
-                    .order
-                    .range((std::ops::Bound::Excluded(last), std::ops::Bound::Unbounded))
-                    .next(),
+        while budget > 0 && self.order.len() < self.count {
+            // The next added address's place in the old order (the old order's end once
+            // every added address is merged).
+            let at = match self.next {
+                Some((_, at)) => at,
+                None => {
+                    let next = match self.merged {
+                        None => self.added.order.first(),
+                        Some(last) => self
+                            .added
+                            .order
+                            .range((std::ops::Bound::Excluded(last), std::ops::Bound::Unbounded))
+                            .next(),
+                    };
+                    match next.copied() {
+                        Some(key) => {
+                            let at;
+                            (at, self.fenced) = base.position_from(&key, keys, false, self.fenced);
+                            self.next = Some((key, at));
+                            budget = budget.saturating_sub(SEARCH_UNITS);
+                            at
+                        }
+                        None => base.count,
+                    }
+                }
             };
-            let Some(key) = next.copied() else {
-                self.merged_all = true;
-                break;
-            };
-            let at;
-            (at, self.fenced) = base.position_from(&key, keys, false, self.fenced);
-            let copied = at - self.from;
-            extend_order(&mut self.order, &mut self.fence, &base_order[self.from..at], keys);
-            extend_order(&mut self.order, &mut self.fence, &[self.added.slots[&key]], keys);
-            self.from = at;
-            self.merged = Some(key);
-            budget = budget.saturating_sub(1 + copied / COPY_UNIT);
-        }
-        while budget > 0 && self.merged_all && self.from < base.count {
-            let end = base.count.min(self.from.saturating_add(budget.saturating_mul(COPY_UNIT)));
+            // The old order up to there, a unit per ORDER_COPY_UNIT entries: a run of any
+            // length (addresses all above the old ones put the whole old order before the
+            // first) is copied over as many steps as it takes.
+            let end = at.min(self.from.saturating_add(budget.saturating_mul(ORDER_COPY_UNIT)));
             extend_order(&mut self.order, &mut self.fence, &base_order[self.from..end], keys);
-            budget = budget.saturating_sub((end - self.from).div_ceil(COPY_UNIT));
+            budget = budget.saturating_sub((end - self.from).div_ceil(ORDER_COPY_UNIT));
             self.from = end;
+            if self.from == at {
+                let Some((key, _)) = self.next.take() else {
+                    // The old order's end, with every added address merged: nothing is left
+                    // (`order` is then whole).
+                    break;
+                };
+                extend_order(&mut self.order, &mut self.fence, &[self.added.slots[&key]], keys);
+                self.merged = Some(key);
+            }
         }
         self.done(base)
     }
@@ -489,8 +519,7 @@ impl Folding {
     /// The next base, and the overlay it took in. Only once [`Folding::step`] has said it is
     /// done.
     fn finish(self, base: &Base) -> (Base, Overlay) {
-        debug_assert!(self.done(base));
-        debug_assert_eq!(self.order.len(), self.count);
+        assert!(self.done(base), "a fold is finished only once done");
         let next = Base {
             key: base.key,
             count: self.count,
@@ -503,7 +532,7 @@ impl Folding {
 }
 
 /// Appends `slots` to a base's `order` under construction, and to its `fence` the prefix of
-/// every [`FENCE_STEP`]-th, as [`Base::position_from`] would build it.
+/// every [`FENCE_STEP`]-th, as [`fence_of`] would.
 fn extend_order(order: &mut Vec<u32>, fence: &mut Vec<u64>, slots: &[u32], keys: &[[u8; 32]]) {
     let start = order.len();
     order.extend_from_slice(slots);
@@ -567,6 +596,7 @@ impl AddressIndex {
         let base = Base {
             table: Arc::new(self.base.table.to_vec()),
             order: Arc::new(self.base.order().to_vec()),
+            fence: Arc::new(self.base.fence.to_vec()),
             ..(*self.base).clone()
         };
         AddressIndex { base: Arc::new(base), ..self.clone() }
@@ -632,9 +662,12 @@ impl AddressIndex {
         debug_assert_eq!(slot as usize + 1, keys.len());
         let threshold = |count: usize| FOLD_MIN.max(count / 8);
         if self.added.slots.capacity() == 0 {
-            // Room for all the overlay will hold, taken at its first account: grown by
-            // doubling, the map stopped one creation for each rehash of all its entries, about
-            // 20 ms at a million of them.
+            // Room for all the overlay will hold, taken at its first account. Grown by
+            // doubling, the map stopped one creation for each rehash of all its entries (about
+            // 20 ms at a million); taken later in one go, the rehash into fresh memory faulted
+            // in every page of it at once (0.2 s at ten million accounts). Taken now, the pages
+            // are faulted in one by one as entries land on them. (Up to 72 MB of room at ten
+            // million accounts, resident as it is used.)
             let count = self.folding.as_ref().map_or(self.base.count, |folding| folding.count);
             self.added.slots.reserve(threshold(count));
         }
@@ -645,7 +678,7 @@ impl AddressIndex {
                 folding.credit += folding.quota;
                 // Past its quota's reach (it never is): the fold ends here, at once.
                 let behind = self.added.len() >= threshold(folding.count);
-                if folding.credit >= STEP_UNITS || behind {
+                if folding.credit >= folding.step_units || behind {
                     let budget = if behind { usize::MAX } else { std::mem::take(&mut folding.credit) };
                     if folding.step(&self.base, keys, budget) {
                         self.install();
@@ -679,9 +712,12 @@ impl AddressIndex {
         let (next, added) = folding.finish(&self.base);
         let old = std::mem::replace(&mut self.base, Arc::new(next));
         // Freeing the old arrays and the frozen overlay's nodes is O(N) too: about 50 ms at ten
-        // million accounts, most of it the B-tree's. Another thread does it, so that the
-        // creation that ends the fold does not.
-        rayon::spawn(move || drop((old, added)));
+        // million accounts, most of it the B-tree's. A thread of its own does it (not one of
+        // the pool's, which blocks of transfers wait on), so that the creation that ends the
+        // fold does not. If no thread can be had, the refused closure, and with it all this, is
+        // dropped here.
+        let _freeing =
+            std::thread::Builder::new().name("index-free".into()).spawn(move || drop((old, added)));
     }
 
     /// The base's order and every overlay's addresses merged: a search per overlay address,
@@ -765,6 +801,9 @@ mod tests {
                 assert_eq!(index.successor(&sorted[5], &keys), Some(sorted[6]));
                 let below = index.predecessor(&sorted[5], &keys).map(|slot| keys[slot as usize]);
                 assert_eq!(below, Some(sorted[4]), "an address's predecessor is below it, not it");
+                let in_order: Vec<[u8; 32]> =
+                    index.order(&keys).iter().map(|slot| keys[*slot as usize]).collect();
+                assert_eq!(in_order, sorted, "the order a store keeps, a fold under way or not");
             }
         }
         assert_eq!(folds, 3, "a fold begins at each FOLD_MIN creations");
@@ -836,65 +875,151 @@ mod tests {
         assert_eq!(index.slot(&address(2_000_000), &keys), None);
     }
 
+    /// An index, its addresses, and the same addresses sorted: what it must answer as.
+    struct Model {
+        index: AddressIndex,
+        keys: Vec<[u8; 32]>,
+        sorted: Vec<[u8; 32]>,
+    }
+
+    impl Model {
+        fn new(keys: Vec<[u8; 32]>) -> Model {
+            let (index, _) = AddressIndex::build(&keys, u32::MAX).unwrap();
+            let mut sorted = keys.clone();
+            sorted.sort_unstable();
+            Model { index, keys, sorted }
+        }
+
+        /// Creates `key`; returns the units of a fold's work it did.
+        fn create(&mut self, key: [u8; 32]) -> usize {
+            let (before, folding) =
+                (self.index.folding.as_deref().map_or(0, units), self.index.folding.clone());
+            self.keys.push(key);
+            let at = self.sorted.partition_point(|other| *other < key);
+            self.sorted.insert(at, key);
+            self.index.insert(key, self.keys.len() as u32 - 1, &self.keys);
+            match (folding, &self.index.folding) {
+                // Still under way, or ended by this creation: all its work then counts.
+                (Some(_), Some(folding)) => units(folding) - before,
+                (Some(mut old), None) => {
+                    let base_count = old.count - old.added.len();
+                    old.placed = if old.copy { old.table.len() } else { base_count } + old.added.len();
+                    old.order.resize(old.count, 0);
+                    units(&old) - before
+                }
+                _ => 0,
+            }
+        }
+
+        /// Checks every answer about `probe` (an address with or without an account).
+        fn check(&self, probe: &[u8; 32]) {
+            let (index, keys, sorted) = (&self.index, &self.keys, &self.sorted);
+            let at = sorted.partition_point(|other| other < probe);
+            let has = sorted.get(at) == Some(probe);
+            let found = index.slot(probe, keys);
+            assert_eq!(found.map(|slot| keys[slot as usize]), has.then_some(*probe));
+            let above = sorted.get(at + usize::from(has)).copied();
+            assert_eq!(index.successor(probe, keys), above);
+            let below = index.predecessor(probe, keys).map(|slot| keys[slot as usize]);
+            assert_eq!(below, at.checked_sub(1).map(|at| sorted[at]));
+            assert_eq!(index.first(keys), sorted.first().copied());
+        }
+
+        /// Checks every address, the order and the fence, with no fold under way.
+        fn check_all(&self) {
+            let in_order: Vec<[u8; 32]> =
+                self.index.order(&self.keys).iter().map(|slot| self.keys[*slot as usize]).collect();
+            assert_eq!(in_order, self.sorted);
+            for (slot, key) in self.keys.iter().enumerate() {
+                assert_eq!(self.index.slot(key, &self.keys), Some(slot as u32));
+            }
+            let base = &self.index.base;
+            assert_eq!(*base.fence, fence_of(base.order(), &self.keys), "the fence of the base's order");
+        }
+    }
+
+    /// The units of work a fold has done, as [`Folding::step`] counts them (but for its
+    /// searches, which only a step's bound allows for).
+    fn units(folding: &Folding) -> usize {
+        let old = if folding.copy { folding.table.len() } else { folding.count - folding.added.len() };
+        let table = if folding.copy {
+            folding.placed.min(old).div_ceil(TABLE_COPY_UNIT) + folding.placed.saturating_sub(old)
+        } else {
+            folding.placed
+        };
+        table + folding.order.len() / ORDER_COPY_UNIT
+    }
+
+    /// Addresses whose first byte is `first`: all above (0xff) or below (0x00) most others.
+    fn address_at(first: u8, n: u64) -> [u8; 32] {
+        let mut key = address(n);
+        key[0] = first;
+        key
+    }
+
+    /// Creations from `from` until a fold has begun and ended, with a step made small, so
+    /// that a step is a small part of the fold: each creation's progress must stay within a
+    /// step (and its quota, and one search). Returns the creations the fold took.
+    fn fold_in_small_steps(model: &mut Model, next: &dyn Fn(u64) -> [u8; 32]) -> u64 {
+        let mut n = 0;
+        while !model.index.is_folding() {
+            model.create(next(n));
+            n += 1;
+            assert!(n < 100_000, "a fold begins");
+        }
+        let folding = model.index.folding.as_mut().unwrap();
+        folding.step_units = 16;
+        // A step's units, its search that may pass them, the rounding of a run's copy, and of
+        // `units`' count of order entries.
+        let bound = folding.step_units + folding.quota + SEARCH_UNITS + 2;
+        let mut creations = 0;
+        while model.index.is_folding() {
+            let progress = model.create(next(n));
+            assert!(progress <= bound, "{progress} > {bound}: more than a step in one creation");
+            n += 1;
+            creations += 1;
+            if creations % 53 == 0 {
+                model.check(&next(n + 7));
+                model.check(&model.sorted[n as usize % model.sorted.len()]);
+            }
+        }
+        model.check_all();
+        creations
+    }
+
     /// A large base begins to fold its overlay at an eighth of its size, not at FOLD_MIN; the
     /// creation that begins the fold does none of its work, and the creations after it each
-    /// do a step at most, so that it ends before the new overlay holds half as many accounts.
+    /// do a step at most, so that it ends after about half as many creations as it took in.
     /// (A fold used to be done whole by one creation: at ten million accounts it stopped a
     /// block for about 0.7 s, once every 1.25 million creations, which anyone can pay for.)
     #[test]
     fn a_fold_is_spread_over_the_creations_after_the_eighth() {
-        let mut keys: Vec<[u8; 32]> = (0..40_000).map(address).collect();
-        let (mut index, _) = AddressIndex::build(&keys, u32::MAX).unwrap();
-        let base = Arc::clone(&index.base);
-        let mut sorted = keys.clone();
-        sorted.sort_unstable();
-        let progress = |index: &AddressIndex| {
-            index.folding.as_ref().map_or(0, |folding| folding.placed + folding.order.len())
-        };
+        let mut model = Model::new((0..40_000).map(address).collect());
+        let base = Arc::clone(&model.index.base);
         for n in 0..5_000u64 {
-            let key = address(100_000 + n);
-            keys.push(key);
-            sorted.insert(sorted.partition_point(|other| *other < key), key);
-            index.insert(key, keys.len() as u32 - 1, &keys);
-            assert_eq!(index.overlay_len(), n as usize + 1, "after {} creations", n + 1);
-            assert_eq!(index.is_folding(), n == 4_999, "after {} creations", n + 1);
+            model.create(address(100_000 + n));
+            assert_eq!(model.index.overlay_len(), n as usize + 1, "after {} creations", n + 1);
+            assert_eq!(model.index.is_folding(), n == 4_999, "after {} creations", n + 1);
         }
-        assert!(Arc::ptr_eq(&index.base, &base), "nothing folded at once");
-        let folding = index.folding.as_ref().unwrap();
+        assert!(Arc::ptr_eq(&model.index.base, &base), "nothing folded at once");
+        let folding = model.index.folding.as_ref().unwrap();
         assert_eq!((folding.count, folding.placed, folding.order.len()), (45_000, 0, 0));
-        let step = (STEP_UNITS + folding.quota) * COPY_UNIT;
-        let mut creations = 0;
-        while index.is_folding() {
-            let key = address(200_000 + creations);
-            keys.push(key);
-            sorted.insert(sorted.partition_point(|other| *other < key), key);
-            let before = progress(&index);
-            index.insert(key, keys.len() as u32 - 1, &keys);
-            creations += 1;
-            if index.is_folding() {
-                assert!(progress(&index) - before <= step, "a step at most per creation");
-            }
-            // Every answer holds while the fold is under way.
-            if creations % 101 == 0 {
-                let probe = sorted[creations as usize % sorted.len()];
-                let at = sorted.partition_point(|other| *other < probe);
-                assert_eq!(index.slot(&probe, &keys).map(|slot| keys[slot as usize]), Some(probe));
-                assert_eq!(index.successor(&probe, &keys), sorted.get(at + 1).copied());
-                let below = index.predecessor(&probe, &keys).map(|slot| keys[slot as usize]);
-                assert_eq!(below, at.checked_sub(1).map(|at| sorted[at]));
-                assert_eq!(index.first(&keys), Some(sorted[0]));
-            }
-            assert!(creations <= 2_500, "the fold ends within half the frozen overlay's creations");
-        }
-        assert!(creations > 1, "spread over several creations");
-        assert_eq!(index.base.count(), 45_000);
-        assert_eq!(index.overlay_len(), creations as usize);
-        let in_order: Vec<[u8; 32]> = index.order(&keys).iter().map(|slot| keys[*slot as usize]).collect();
-        assert_eq!(in_order, sorted);
-        // The fence the fold built is the one a search would have built from the order.
-        assert_eq!(*index.base.fence, fence_of(index.base.order(), &keys));
-        for (slot, key) in keys.iter().enumerate() {
-            assert_eq!(index.slot(key, &keys), Some(slot as u32));
+        let creations = fold_in_small_steps(&mut model, &|n| address(200_000 + n));
+        assert!(creations > 1_000, "spread over many creations: {creations}");
+        assert!(creations <= 2_600, "about half the frozen overlay's creations: {creations}");
+        assert_eq!(model.index.base.count(), 45_000);
+        assert_eq!(model.index.overlay_len(), creations as usize);
+    }
+
+    /// Addresses that all fall above (or below) every old one put the whole old order
+    /// before (or after) the first new address: a run that is copied over many steps, not
+    /// by one creation.
+    #[test]
+    fn a_fold_of_addresses_all_above_or_below_the_old_ones_is_still_spread() {
+        for first in [0xff, 0x00] {
+            let mut model = Model::new((0..40_000).map(|n| address_at(0x80, n)).collect());
+            let creations = fold_in_small_steps(&mut model, &|n| address_at(first, 100_000 + n));
+            assert!(creations > 100, "{first:#x}: {creations} creations");
         }
     }
 
@@ -903,29 +1028,78 @@ mod tests {
     #[test]
     fn a_fold_that_doubles_the_table_finds_every_address() {
         // 30,000 accounts fill 65,536 entries up to 46 %; 34,000 would pass half.
-        let mut keys: Vec<[u8; 32]> = (0..30_000).map(address).collect();
-        let (mut index, _) = AddressIndex::build(&keys, u32::MAX).unwrap();
-        assert_eq!(index.base.capacity(), 1 << 16);
-        let mut began = None;
-        let mut n = 0u64;
-        while (began.is_none() || index.is_folding()) && n < 10_000 {
-            keys.push(address(300_000 + n));
-            index.insert(keys[keys.len() - 1], keys.len() as u32 - 1, &keys);
-            if began.is_none() && index.is_folding() {
-                assert!(!index.folding.as_ref().unwrap().copy, "a table of twice the size");
-                began = Some(n);
-            }
+        let mut model = Model::new((0..30_000).map(address).collect());
+        assert_eq!(model.index.base.capacity(), 1 << 16);
+        let creations = fold_in_small_steps(&mut model, &|n| address(300_000 + n));
+        assert_eq!(model.index.base.capacity(), 1 << 17);
+        assert!(creations > 100, "spread over many creations: {creations}");
+        model.check(&address(3_000_000));
+    }
+
+    /// Creations that outrun a fold's quota (they cannot: here the quota is made 0) end it at
+    /// once when the new overlay reaches its own threshold, so the overlays stay bounded.
+    #[test]
+    fn creations_that_outrun_a_fold_end_it_at_the_threshold() {
+        let mut model = Model::new((0..40_000).map(address).collect());
+        let mut n = 0;
+        while !model.index.is_folding() {
+            model.create(address(100_000 + n));
             n += 1;
         }
-        let began = began.expect("a fold began within 10,000 creations");
-        assert!(!index.is_folding(), "and ended");
-        assert_eq!(index.base.capacity(), 1 << 17);
-        assert!(n - began > 1, "spread over several creations");
-        for (slot, key) in keys.iter().enumerate() {
-            assert_eq!(index.slot(key, &keys), Some(slot as u32));
+        model.index.folding.as_mut().unwrap().quota = 0;
+        for creation in 1..=5_625u64 {
+            model.create(address(200_000 + creation));
+            assert_eq!(model.index.is_folding(), creation < 5_625, "after {creation}");
+            if creation % 500 == 0 {
+                model.check(&address(200_000 + creation + 1));
+            }
         }
-        assert_eq!(index.slot(&address(1), &keys), Some(1));
-        assert_eq!(index.slot(&address(3_000_000), &keys), None);
+        // 45,000 accounts in the new base: the threshold is 5,625.
+        assert_eq!(model.index.base.count(), 45_000);
+        model.check_all();
+    }
+
+    /// A clone taken while a fold is under way goes its own way: each answers for its own
+    /// accounts, and finishes its own fold.
+    #[test]
+    fn a_clone_taken_mid_fold_goes_its_own_way() {
+        let mut one = Model::new((0..40_000).map(address).collect());
+        let mut n = 0;
+        while !one.index.is_folding() {
+            one.create(address(100_000 + n));
+            n += 1;
+        }
+        for m in 0..300 {
+            one.create(address(200_000 + m));
+        }
+        let mut two = Model { index: one.index.clone(), keys: one.keys.clone(), sorted: one.sorted.clone() };
+        for m in 0..3_000 {
+            one.create(address(300_000 + m));
+            two.create(address(400_000 + m));
+        }
+        for (model, other) in [(&one, 400_000), (&two, 300_000)] {
+            assert!(!model.index.is_folding());
+            model.check_all();
+            model.check(&address(other + 5));
+        }
+    }
+
+    /// The index of no accounts folds its first FOLD_MIN into a base of them.
+    #[test]
+    fn the_empty_index_folds_its_first_accounts() {
+        let mut model = Model { index: AddressIndex::default(), keys: Vec::new(), sorted: Vec::new() };
+        model.check(&address(1));
+        let mut n = 0;
+        while model.index.base.count() == 0 {
+            model.create(address(n));
+            n += 1;
+            if n % 1_000 == 0 {
+                model.check(&address(n / 2));
+                model.check(&address(n + 1));
+            }
+        }
+        assert!(n > FOLD_MIN as u64);
+        model.check_all();
     }
 
     /// Each index draws its own table key, so no client can aim at one layout; the answers do

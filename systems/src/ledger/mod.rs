@@ -261,8 +261,8 @@ impl Ledger {
     }
 
     /// Every account's slot in address order, for a store to keep beside a snapshot of this
-    /// ledger: borrowed when no account was created since the index last folded, else merged
-    /// (O(N)).
+    /// ledger: borrowed when no account was created since the index's base was built, else
+    /// merged (O(N)).
     pub fn address_order(&self) -> std::borrow::Cow<'_, [u32]> {
         self.index.order(&self.keys)
     }
