@@ -911,6 +911,17 @@ mod tests {
             }
         }
 
+        /// Creates `next(0)`, `next(1)`, … until a fold begins; returns how many.
+        fn create_until_folding(&mut self, next: &dyn Fn(u64) -> [u8; 32]) -> u64 {
+            let mut n = 0;
+            while !self.index.is_folding() {
+                self.create(next(n));
+                n += 1;
+                assert!(n < 100_000, "a fold begins");
+            }
+            n
+        }
+
         /// Checks every answer about `probe` (an address with or without an account).
         fn check(&self, probe: &[u8; 32]) {
             let (index, keys, sorted) = (&self.index, &self.keys, &self.sorted);
@@ -961,12 +972,7 @@ mod tests {
     /// that a step is a small part of the fold: each creation's progress must stay within a
     /// step (and its quota, and one search). Returns the creations the fold took.
     fn fold_in_small_steps(model: &mut Model, next: &dyn Fn(u64) -> [u8; 32]) -> u64 {
-        let mut n = 0;
-        while !model.index.is_folding() {
-            model.create(next(n));
-            n += 1;
-            assert!(n < 100_000, "a fold begins");
-        }
+        let mut n = model.create_until_folding(next);
         let folding = model.index.folding.as_mut().unwrap();
         folding.step_units = 16;
         // A step's units, its search that may pass them, the rounding of a run's copy, and of
@@ -1041,11 +1047,7 @@ mod tests {
     #[test]
     fn creations_that_outrun_a_fold_end_it_at_the_threshold() {
         let mut model = Model::new((0..40_000).map(address).collect());
-        let mut n = 0;
-        while !model.index.is_folding() {
-            model.create(address(100_000 + n));
-            n += 1;
-        }
+        model.create_until_folding(&|n| address(100_000 + n));
         model.index.folding.as_mut().unwrap().quota = 0;
         for creation in 1..=5_625u64 {
             model.create(address(200_000 + creation));
@@ -1064,11 +1066,7 @@ mod tests {
     #[test]
     fn a_clone_taken_mid_fold_goes_its_own_way() {
         let mut one = Model::new((0..40_000).map(address).collect());
-        let mut n = 0;
-        while !one.index.is_folding() {
-            one.create(address(100_000 + n));
-            n += 1;
-        }
+        one.create_until_folding(&|n| address(100_000 + n));
         for m in 0..300 {
             one.create(address(200_000 + m));
         }
