@@ -1082,6 +1082,83 @@ mod tests {
         }
     }
 
+    /// Where a property test's new addresses fall: anywhere, above or below every other,
+    /// between two neighbouring old ones, or sharing one 8-byte prefix.
+    #[derive(Clone, Copy, Debug)]
+    enum Shape {
+        Anywhere,
+        Above,
+        Below,
+        Between,
+        OnePrefix,
+    }
+
+    fn shaped(shape: Shape, seed: u64, n: u64, base: &[[u8; 32]]) -> [u8; 32] {
+        let mut key = address(seed.wrapping_mul(1_000_003).wrapping_add(n) | 1 << 40);
+        match shape {
+            Shape::Anywhere => {}
+            Shape::Above => key[..4].fill(0xff),
+            Shape::Below => key[..4].fill(0x00),
+            Shape::Between => {
+                // Just above the smallest old address: all of them between it and the next.
+                if let Some(low) = base.iter().min() {
+                    key[..24].copy_from_slice(&low[..24]);
+                    key[24..].copy_from_slice(&(n + 1).to_be_bytes());
+                }
+            }
+            Shape::OnePrefix => key[..8].fill(0x42),
+        }
+        key
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+        /// Across folds, for any base size, step size and shape of new addresses, every answer
+        /// is a sorted set's, and no creation does more than a step of a fold.
+        #[test]
+        fn every_answer_holds_across_folds_of_any_shape(
+            base in 0usize..6_000,
+            shape in proptest::prop_oneof![
+                proptest::strategy::Just(Shape::Anywhere),
+                proptest::strategy::Just(Shape::Above),
+                proptest::strategy::Just(Shape::Below),
+                proptest::strategy::Just(Shape::Between),
+                proptest::strategy::Just(Shape::OnePrefix),
+            ],
+            step_units in 1usize..64,
+            creations in 4_096usize..12_000,
+            seed in proptest::prelude::any::<u64>(),
+        ) {
+            let mut model = Model::new((0..base as u64).map(address).collect());
+            let old: Vec<[u8; 32]> = model.keys.clone();
+            let mut bound = usize::MAX;
+            for n in 0..creations as u64 {
+                let key = shaped(shape, seed, n, &old);
+                if model.index.slot(&key, &model.keys).is_some() {
+                    continue;
+                }
+                let was_folding = model.index.is_folding();
+                let units = model.create(key);
+                if was_folding {
+                    proptest::prop_assert!(units <= bound, "{} > {}: more than a step", units, bound);
+                }
+                if let Some(folding) = model.index.folding.as_mut()
+                    && !was_folding
+                {
+                    folding.step_units = step_units;
+                    bound = step_units + folding.quota + SEARCH_UNITS + 2;
+                }
+                if n % 379 == 0 {
+                    model.check(&shaped(shape, seed, n + 1, &old));
+                    model.check(&key);
+                }
+            }
+            model.index.base(&model.keys);
+            model.check_all();
+        }
+    }
+
     /// The index of no accounts folds its first FOLD_MIN into a base of them.
     #[test]
     fn the_empty_index_folds_its_first_accounts() {
