@@ -824,6 +824,7 @@ mod tests {
         assert!(!deep.shares_base(&index));
         assert_ne!(deep.base.table.as_ptr(), index.base.table.as_ptr(), "nor its table");
         assert_ne!(deep.base.order().as_ptr(), index.base.order().as_ptr(), "nor its order");
+        assert_ne!(deep.base.fence.as_ptr(), index.base.fence.as_ptr(), "nor its fence");
         // The order a store keeps covers the overlays without folding them.
         let merged = index.order(&keys).into_owned();
         assert_eq!(index.overlay_len(), FOLD_MIN + 5);
@@ -946,6 +947,13 @@ mod tests {
             }
             let base = &self.index.base;
             assert_eq!(*base.fence, fence_of(base.order(), &self.keys), "the fence of the base's order");
+            let mut entries: Vec<u32> = base.table().iter().copied().filter(|entry| *entry != 0).collect();
+            entries.sort_unstable();
+            assert_eq!(
+                entries,
+                (1..=base.count() as u32).collect::<Vec<u32>>(),
+                "each slot once in the table"
+            );
         }
     }
 
