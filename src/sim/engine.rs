@@ -310,7 +310,10 @@ impl Sim {
             (0..scenario.workload.accounts).into_par_iter().map(|i| signing_key(seed ^ 0xc11e, i)).collect()
         };
         let clients: Vec<[u8; 32]> = if client_keys.is_empty() {
-            (0..scenario.workload.accounts).map(|i| stand_in_address(seed ^ 0xc11e, i)).collect()
+            (0..scenario.workload.accounts)
+                .into_par_iter()
+                .map(|i| stand_in_address(seed ^ 0xc11e, i))
+                .collect()
         } else {
             client_keys.iter().map(|key| key.verifying_key().to_bytes()).collect()
         };

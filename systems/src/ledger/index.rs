@@ -557,7 +557,8 @@ impl AddressIndex {
     pub fn build(keys: &[[u8; 32]], none: u32) -> Result<(AddressIndex, Vec<u32>), [u8; 32]> {
         let mut pairs: Vec<([u8; 32], u32)> =
             keys.iter().enumerate().map(|(slot, key)| (*key, slot as u32)).collect();
-        pairs.sort_unstable();
+        // On every core: pairs are distinct (slots are), so any sort gives one order.
+        rayon::slice::ParallelSliceMut::par_sort_unstable(&mut pairs[..]);
         if let Some(pair) = pairs.windows(2).find(|pair| pair[0].0 == pair[1].0) {
             return Err(pair[0].0);
         }
