@@ -437,7 +437,12 @@ impl Folding {
 
     /// Table work in all: old words copied or base slots placed, then the added slots.
     fn table_work(&self, base: &Base) -> usize {
-        (if self.copy { base.capacity() } else { base.count }) + self.added.len()
+        self.old_table_work(base) + self.added.len()
+    }
+
+    /// Table work on the old base's part: its words copied, or its slots placed again.
+    fn old_table_work(&self, base: &Base) -> usize {
+        if self.copy { base.capacity() } else { base.count }
     }
 
     fn done(&self, base: &Base) -> bool {
@@ -447,7 +452,7 @@ impl Folding {
     /// Does `budget` units of the fold's work (at most a search's more), table first, then
     /// the order. True once all of it is done.
     fn step(&mut self, base: &Base, keys: &[[u8; 32]], mut budget: usize) -> bool {
-        let old = if self.copy { base.capacity() } else { base.count };
+        let old = self.old_table_work(base);
         while budget > 0 && self.placed < old {
             if self.copy {
                 let words = budget.saturating_mul(TABLE_COPY_UNIT).min(old - self.placed);
@@ -478,14 +483,10 @@ impl Folding {
                 Some((_, at)) => at,
                 None => {
                     let next = match self.merged {
-                        None => self.added.order.first(),
-                        Some(last) => self
-                            .added
-                            .order
-                            .range((std::ops::Bound::Excluded(last), std::ops::Bound::Unbounded))
-                            .next(),
+                        None => self.added.order.first().copied(),
+                        Some(last) => self.added.above(&last),
                     };
-                    match next.copied() {
+                    match next {
                         Some(key) => {
                             let at;
                             (at, self.fenced) = base.position_from(&key, keys, false, self.fenced);
@@ -852,13 +853,8 @@ mod tests {
         for (slot, key) in keys.iter().enumerate() {
             insert(&mut one_by_one, sip, key, slot as u32);
         }
-        let sorted = |table: &[u32]| {
-            let mut entries: Vec<u32> = table.iter().copied().filter(|entry| *entry != 0).collect();
-            entries.sort_unstable();
-            entries
-        };
-        assert_eq!(sorted(&grouped), (1..=keys.len() as u32).collect::<Vec<u32>>());
-        assert_eq!(sorted(&one_by_one), sorted(&grouped));
+        assert_eq!(entries(&grouped), (1..=keys.len() as u32).collect::<Vec<u32>>());
+        assert_eq!(entries(&one_by_one), entries(&grouped));
         let (mut index, _) = AddressIndex::build(&keys, u32::MAX).unwrap();
         for (slot, key) in keys.iter().enumerate() {
             assert_eq!(index.slot(key, &keys), Some(slot as u32));
@@ -878,6 +874,13 @@ mod tests {
         assert_eq!(index.slot(&address(2_000_000), &keys), None);
     }
 
+    /// A table's entries (slots + 1), sorted.
+    fn entries(table: &[u32]) -> Vec<u32> {
+        let mut entries: Vec<u32> = table.iter().copied().filter(|entry| *entry != 0).collect();
+        entries.sort_unstable();
+        entries
+    }
+
     /// An index, its addresses, and the same addresses sorted: what it must answer as.
     struct Model {
         index: AddressIndex,
@@ -895,20 +898,20 @@ mod tests {
 
         /// Creates `key`; returns the units of a fold's work it did.
         fn create(&mut self, key: [u8; 32]) -> usize {
-            let (before, folding) =
-                (self.index.folding.as_deref().map_or(0, units), self.index.folding.clone());
+            let base = Arc::clone(&self.index.base);
+            let before = self.index.folding.as_deref().map_or(0, |folding| units(folding, &base));
+            let folding = self.index.folding.clone();
             self.keys.push(key);
             let at = self.sorted.partition_point(|other| *other < key);
             self.sorted.insert(at, key);
             self.index.insert(key, self.keys.len() as u32 - 1, &self.keys);
             match (folding, &self.index.folding) {
                 // Still under way, or ended by this creation: all its work then counts.
-                (Some(_), Some(folding)) => units(folding) - before,
+                (Some(_), Some(folding)) => units(folding, &base) - before,
                 (Some(mut old), None) => {
-                    let base_count = old.count - old.added.len();
-                    old.placed = if old.copy { old.table.len() } else { base_count } + old.added.len();
+                    old.placed = old.table_work(&base);
                     old.order.resize(old.count, 0);
-                    units(&old) - before
+                    units(&old, &base) - before
                 }
                 _ => 0,
             }
@@ -949,20 +952,15 @@ mod tests {
             }
             let base = &self.index.base;
             assert_eq!(*base.fence, fence_of(base.order(), &self.keys), "the fence of the base's order");
-            let mut entries: Vec<u32> = base.table().iter().copied().filter(|entry| *entry != 0).collect();
-            entries.sort_unstable();
-            assert_eq!(
-                entries,
-                (1..=base.count() as u32).collect::<Vec<u32>>(),
-                "each slot once in the table"
-            );
+            let each_once = (1..=base.count() as u32).collect::<Vec<u32>>();
+            assert_eq!(entries(base.table()), each_once, "each slot once in the table");
         }
     }
 
     /// The units of work a fold has done, as [`Folding::step`] counts them (but for its
     /// searches, which only a step's bound allows for).
-    fn units(folding: &Folding) -> usize {
-        let old = if folding.copy { folding.table.len() } else { folding.count - folding.added.len() };
+    fn units(folding: &Folding, base: &Base) -> usize {
+        let old = folding.old_table_work(base);
         let table = if folding.copy {
             folding.placed.min(old).div_ceil(TABLE_COPY_UNIT) + folding.placed.saturating_sub(old)
         } else {
