@@ -98,20 +98,28 @@ fn write_snapshot(path: &std::path::Path, ledger: &Ledger) -> std::io::Result<(u
     Ok((bytes, started.elapsed().as_secs_f64()))
 }
 
-/// The address index's pauses over `keys` (addresses `0..keys.len()`), in milliseconds:
-/// building the slot table from a stored order; and, over the creations from the one that
-/// begins a fold to the one that ends it, the longest single creation and the longest 4,096
-/// consecutive ones; and, for comparison, the median of 4,096 consecutive creations before the
-/// fold begins. With `above`, every new address sorts above every old one (the shape that
-/// makes a fold's merge copy the whole old order before the first new address).
-fn index_pauses(keys: &[[u8; 32]], above: bool) -> Result<IndexPauses, Box<dyn std::error::Error>> {
-    let mut keys = keys.to_vec();
-    let (mut index, _) = AddressIndex::build(&keys, u32::MAX).map_err(|_| "duplicate address")?;
-    let order = index.base(&keys).order().to_vec();
+/// Building the slot table of `index` (over `keys`) from its stored order, in milliseconds.
+fn index_table_ms(keys: &[[u8; 32]], index: &mut AddressIndex) -> Result<f64, Box<dyn std::error::Error>> {
+    let order = index.base(keys).order().to_vec();
     let started = Instant::now();
-    let base = Base::from_order(&keys, order)?;
+    let base = Base::from_order(keys, order)?;
     let table_ms = started.elapsed().as_secs_f64() * 1e3;
     drop(base);
+    Ok(table_ms)
+}
+
+/// The address index's pauses as accounts are created over `index` (of `keys`, addresses
+/// `0..keys.len()`), in milliseconds: over the creations from the one that begins a fold to the
+/// one that ends it, the longest single creation and the longest 4,096 consecutive ones; and,
+/// for comparison, the median of 4,096 consecutive creations before the fold begins. With
+/// `above`, every new address sorts above every old one (the shape that makes a fold's merge
+/// copy the whole old order before the first new address).
+fn fold_pauses(
+    keys: &[[u8; 32]],
+    mut index: AddressIndex,
+    above: bool,
+) -> Result<IndexPauses, Box<dyn std::error::Error>> {
+    let mut keys = keys.to_vec();
     // A fold begins at an eighth of the base and ends within half as many creations again.
     let creations = (keys.len() / 8).max(FOLD_MIN) * 2;
     let (mut longest, mut block, mut longest_block, mut in_block) = (0f64, 0f64, 0f64, 0);
@@ -152,7 +160,6 @@ fn index_pauses(keys: &[[u8; 32]], above: bool) -> Result<IndexPauses, Box<dyn s
         if !index.is_folding() {
             let outside_block_ms = if outside.is_empty() { 0.0 } else { median(&mut outside) };
             return Ok(IndexPauses {
-                table_ms,
                 longest_ms: longest,
                 longest_block_ms: longest_block,
                 outside_block_ms,
@@ -165,9 +172,8 @@ fn index_pauses(keys: &[[u8; 32]], above: bool) -> Result<IndexPauses, Box<dyn s
     Err("the address index did not fold within a quarter of its size in creations".into())
 }
 
-/// What [`index_pauses`] measures, in milliseconds.
+/// What [`fold_pauses`] measures, in milliseconds.
 struct IndexPauses {
-    table_ms: f64,
     longest_ms: f64,
     longest_block_ms: f64,
     outside_block_ms: f64,
@@ -284,8 +290,11 @@ pub fn run(args: &StateArgs) -> Result<(), Box<dyn std::error::Error>> {
         let copy_ms = started.elapsed().as_secs_f64() * 1e3;
         drop(copy);
         // New addresses spread among the old ones, then all above them; the worse of each.
-        let (spread, above) = (index_pauses(ledger.keys(), false)?, index_pauses(ledger.keys(), true)?);
-        let index_table_ms = spread.table_ms;
+        // One index for both (a clone shares its base, which a fold never changes).
+        let (mut index, _) = AddressIndex::build(ledger.keys(), u32::MAX).map_err(|_| "duplicate address")?;
+        let index_table_ms = index_table_ms(ledger.keys(), &mut index)?;
+        let spread = fold_pauses(ledger.keys(), index.clone(), false)?;
+        let above = fold_pauses(ledger.keys(), index, true)?;
         let index_fold_ms = spread.longest_ms.max(above.longest_ms);
         let index_fold_block_ms = spread.longest_block_ms.max(above.longest_block_ms);
         let index_create_block_ms = spread.outside_block_ms.max(above.outside_block_ms);
