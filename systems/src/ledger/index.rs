@@ -351,9 +351,9 @@ impl Overlay {
 /// A unit of a fold's work is about one read of memory at random (a few hundred nanoseconds at
 /// ten million accounts): placing one slot in the table, copying this many words of the old
 /// table (128 bytes: the new table's pages are fresh, and each costs a fault as the copy first
-/// writes it, measured at 5-11 µs a 4 KiB page when the kernel has no huge page to give), or
-/// copying this many entries of the old order (each [`FENCE_STEP`]-th of which reads its
-/// address at random, for the new fence).
+/// writes it, about 11 µs a 4 KiB page in one timed build when the kernel gave no huge
+/// pages), or copying this many entries of the old order (each [`FENCE_STEP`]-th of which
+/// reads its address at random, for the new fence).
 const TABLE_COPY_UNIT: usize = 1 << 5;
 const ORDER_COPY_UNIT: usize = FENCE_STEP;
 
