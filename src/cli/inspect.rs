@@ -34,7 +34,7 @@ pub fn run(args: &InspectArgs) -> Result<(), Box<dyn std::error::Error>> {
         // Replaying from genesis reads every block anyway; otherwise walk them separately.
         check_chain(&lock, &verified, &mut reader)?;
     }
-    let Rebuilt { ledger, replayed, deltas, state_height, address_index, .. } =
+    let Rebuilt { ledger, replayed, deltas, state_height, address_index, log_applied, .. } =
         rebuild(&lock, &verified, &mut reader, mode)?;
     let height = verified.check.height();
     println!("genesis {} accounts {}", verified.genesis_id, verified.genesis.len());
@@ -48,6 +48,7 @@ pub fn run(args: &InspectArgs) -> Result<(), Box<dyn std::error::Error>> {
     );
     // The index is derived data: one that does not check is not damage, the next start builds it.
     println!("address_index {address_index}");
+    println!("state_log_applied {log_applied}");
     let tails = [verified.check.index_tail, verified.check.segment_tail, verified.state_log.tail];
     for tail in tails.into_iter().flatten() {
         println!(

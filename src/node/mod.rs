@@ -276,6 +276,7 @@ impl Node {
             replayed = recovery.replayed,
             created = recovery.created,
             address_index = %recovery.address_index,
+            state_log = %recovery.log_applied,
             "data directory {} ready",
             config.data_dir.display()
         );

@@ -400,7 +400,7 @@ impl SimDisk {
             });
         }
 
-        let Rebuilt { ledger, tip_hash, replayed, deltas, state_height, touched, address_index } =
+        let Rebuilt { ledger, tip_hash, replayed, deltas, state_height, touched, address_index, log_applied } =
             rebuild_from(&mut Buffers { segments: &self.segments }, &verified, Replay::FromSnapshot)?;
         if verified.state_log.deltas.len() as u64 != deltas {
             // Deltas made over another snapshot: emptied, as the real store does.
@@ -418,6 +418,7 @@ impl SimDisk {
             deltas,
             replayed,
             address_index,
+            log_applied,
             created: std::mem::take(&mut self.created),
             safety: self.safety.clone(),
         };

@@ -44,7 +44,7 @@ pub use port::Storage;
 pub(crate) use port::commit_in_order;
 pub(crate) use schedule::{StateSchedule, StateWrite, state_due};
 pub use verify::{
-    AddressIndexSource, BlockSource, Rebuilt, Replay, SegmentReader, Verified, check_chain,
+    AddressIndexSource, BlockSource, LogApplied, Rebuilt, Replay, SegmentReader, Verified, check_chain,
     check_state_height, corrupt_at, read_entry, rebuild, rebuild_from, segment_numbers, verify,
 };
 
@@ -106,6 +106,8 @@ pub struct Recovery {
     pub replayed: u64,
     /// How the snapshot's address index was had: mapped, or built from its addresses.
     pub address_index: AddressIndexSource,
+    /// How the state log's deltas were applied over the snapshot.
+    pub log_applied: LogApplied,
     /// True when this open created the store.
     pub created: bool,
     /// The consensus safety state last persisted ([`Store::save_safety`]), if any.
@@ -545,7 +547,7 @@ impl Store {
         // Its maps go with it, so that no map outlives the truncation below, except the
         // `state-index` map the ledger keeps: that file is never truncated, only replaced by
         // rename, which leaves a live map on the old file.
-        let Rebuilt { ledger, tip_hash, replayed, deltas, state_height, touched, address_index } =
+        let Rebuilt { ledger, tip_hash, replayed, deltas, state_height, touched, address_index, log_applied } =
             rebuild(&lock, &verified, &mut SegmentReader::default(), Replay::FromSnapshot)?;
 
         // Only now, with the whole directory checked and no map alive, drop the torn tails.
@@ -613,6 +615,7 @@ impl Store {
             deltas,
             replayed,
             address_index,
+            log_applied,
             created,
             safety: safety_state,
         };

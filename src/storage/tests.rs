@@ -645,3 +645,76 @@ fn a_log_mixing_deltas_over_two_snapshots_is_refused_not_emptied() {
     assert_eq!(files(&dir), before);
     remove(&dir);
 }
+
+/// A restart applies the state log's deltas at once (their rows folded into the snapshot's
+/// columns, the stored order merged with the accounts they create, one tree), and reaches the
+/// state the running store had: every account, the order, the root.
+#[test]
+fn a_restart_applies_the_state_log_at_once_and_reaches_the_running_state() {
+    let dir = scratch("log-at-once");
+    let (mut store, mut ledger, _) = Store::open(&dir, &genesis(), config()).unwrap();
+    // A snapshot past genesis (its order is stored), then deltas over it that create accounts.
+    let log = loop {
+        let height = store.height() + 4;
+        assert!(height <= 400, "no log of deltas that create accounts by height {height}");
+        commit_to(&mut store, &mut ledger, height);
+        let log = tessera_components::storage::decode_state_log(
+            &read(&dir, STATE_LOG_FILE),
+            store.genesis_id,
+            height,
+        )
+        .unwrap();
+        let creates = log.deltas.windows(2).any(|pair| pair[1].count > pair[0].count);
+        if log.deltas.len() >= 3 && log.deltas[0].base_height > 0 && creates {
+            break log;
+        }
+    };
+    drop(store);
+    let (_, reopened, recovery) = Store::open(&dir, &genesis(), config()).unwrap();
+    assert_eq!(recovery.log_applied, LogApplied::AtOnce);
+    assert_eq!(recovery.address_index, AddressIndexSource::Mapped);
+    assert_eq!(recovery.deltas, log.deltas.len() as u64);
+    assert_eq!(
+        (reopened.state_root(), reopened.state_root_from_scratch()),
+        (ledger.state_root(), ledger.state_root())
+    );
+    assert_eq!((reopened.keys(), reopened.accounts()), (ledger.keys(), ledger.accounts()));
+    assert_eq!(reopened.address_order(), ledger.address_order());
+    remove(&dir);
+}
+
+/// A sealed delta whose rows give another state than the chain records, though it records
+/// the chain's root: applied at once, the log gives another root; applied again a delta at a
+/// time, the error names that delta's record. Likewise a delta that creates an account at an
+/// address that has one, which the merge of the order finds.
+#[test]
+fn a_log_the_chain_contradicts_at_once_is_named_at_its_record_one_delta_at_a_time() {
+    let (dir, id, log) = store_with_deltas("log-rows", 3);
+    let last = log.deltas.len() - 1;
+    let created = |delta: &tessera_components::storage::StateDelta| {
+        delta.rows.iter().position(|row| row.slot >= log.deltas[last - 1].count)
+    };
+    let first_created = created(&log.deltas[last]).expect("the last delta creates an account");
+    let spoilt: [(&str, &dyn Fn(&mut tessera_components::storage::StateDelta)); 2] = [
+        ("its rows give state root", &|delta| delta.rows[0].account.balance += 1),
+        ("names an address that has an account", &|delta| {
+            delta.rows[first_created].address = log.deltas[0].rows[0].address;
+        }),
+    ];
+    for (reason, spoil) in spoilt {
+        let mut deltas = log.deltas.clone();
+        spoil(&mut deltas[last]);
+        std::fs::write(dir.join(STATE_LOG_FILE), log_file_of(id, &deltas)).unwrap();
+        let before = files(&dir);
+        match Store::open(&dir, &genesis(), config()).unwrap_err() {
+            StoreError::Corrupt { file, offset, reason: said } => {
+                assert!(file.ends_with(STATE_LOG_FILE), "{said}");
+                assert_eq!(offset, log.offsets[last], "{said}");
+                assert!(said.contains(reason), "{said}");
+            }
+            other => panic!("expected a corrupt log, got {other}"),
+        }
+        assert_eq!(files(&dir), before, "a refused open leaves every file as it was");
+    }
+    remove(&dir);
+}

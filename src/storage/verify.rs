@@ -13,7 +13,7 @@ use tessera_components::storage::{
 };
 use tessera_components::{Block, Hash, QuorumCertificate, TxnId};
 use tessera_systems::execute::execute_block;
-use tessera_systems::ledger::index::Base;
+use tessera_systems::ledger::index::{self, Base};
 use tessera_systems::{Ledger, LedgerParts};
 
 use super::map::DirLock;
@@ -231,18 +231,18 @@ pub trait BlockSource {
     /// As [`read_entry`], or a failed read.
     fn read(&mut self, entry: &IndexEntry) -> Result<(Block, QuorumCertificate), StoreError>;
 
-    /// The address index of the snapshot: its order kept beside the snapshot (the `state-index`
-    /// file), checked and naming this snapshot, with a table built here; or why there is none
-    /// to use. A source that keeps none says so.
-    fn address_index(&mut self, genesis_id: Hash, snapshot: &StateSnapshot) -> Result<Base, String> {
+    /// The snapshot's address order, kept beside it (the `state-index` file): checked to name
+    /// this snapshot and to hold each of its slots once; or why there is none to use. A source
+    /// that keeps none says so.
+    fn address_order(&mut self, genesis_id: Hash, snapshot: &StateSnapshot) -> Result<Vec<u32>, String> {
         let _ = (genesis_id, snapshot);
         Err("this source keeps no address index".to_string())
     }
 }
 
-/// Maps the directory's `state-index` file, if it checks and names `snapshot`, and builds the
-/// index's table over it.
-fn map_address_index(lock: &DirLock, genesis_id: Hash, snapshot: &StateSnapshot) -> Result<Base, String> {
+/// Maps the directory's `state-index` file and copies its order out, if it checks and names
+/// `snapshot`.
+fn map_address_order(lock: &DirLock, genesis_id: Hash, snapshot: &StateSnapshot) -> Result<Vec<u32>, String> {
     let map = lock.map(STATE_INDEX_FILE, true).map_err(|error| format!("{STATE_INDEX_FILE}: {error}"))?;
     let meta =
         decode_state_index(&map, genesis_id).map_err(|error| format!("{STATE_INDEX_FILE}: {error}"))?;
@@ -263,9 +263,12 @@ fn map_address_index(lock: &DirLock, genesis_id: Hash, snapshot: &StateSnapshot)
     let Ok(words) = bytemuck::try_cast_slice::<u8, u32>(&map[STATE_INDEX_WORDS_OFFSET..]) else {
         return Err(format!("{STATE_INDEX_FILE}: words not aligned in the map"));
     };
-    // Copied out of the map (4 bytes an account, beside a table of 8 to 16 built here), so no
-    // later write to the file by anyone else can change an order already checked.
-    Base::from_order(&snapshot.keys, words.to_vec()).map_err(|error| format!("{STATE_INDEX_FILE}: {error}"))
+    // Copied out of the map (4 bytes an account, beside a table of 8 to 16 built from it), so
+    // no later write to the file by anyone else can change an order already checked.
+    let order = words.to_vec();
+    index::check_order(&order, snapshot.keys.len())
+        .map_err(|error| format!("{STATE_INDEX_FILE}: {error}"))?;
+    Ok(order)
 }
 
 /// The directory's segments, read through `reader`'s maps.
@@ -283,8 +286,8 @@ impl BlockSource for Mapped<'_> {
         self.reader.read(self.lock, entry)
     }
 
-    fn address_index(&mut self, genesis_id: Hash, snapshot: &StateSnapshot) -> Result<Base, String> {
-        map_address_index(self.lock, genesis_id, snapshot)
+    fn address_order(&mut self, genesis_id: Hash, snapshot: &StateSnapshot) -> Result<Vec<u32>, String> {
+        map_address_order(self.lock, genesis_id, snapshot)
     }
 }
 
@@ -317,6 +320,29 @@ pub struct Rebuilt {
     pub touched: Vec<[u8; 32]>,
     /// How the snapshot's address index was had: mapped from the store, or built (and why).
     pub address_index: AddressIndexSource,
+    /// How the state log's deltas over the snapshot were applied.
+    pub log_applied: LogApplied,
+}
+
+/// How a rebuild applied the state log's deltas over the snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogApplied {
+    /// There were none.
+    Empty,
+    /// All at once, the state built once ([`fold_log`]), and its root the chain's.
+    AtOnce,
+    /// A delta at a time, each through the tree and checked, for this reason.
+    OneAtATime(String),
+}
+
+impl std::fmt::Display for LogApplied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LogApplied::Empty => write!(f, "no deltas"),
+            LogApplied::AtOnce => write!(f, "at once"),
+            LogApplied::OneAtATime(why) => write!(f, "one delta at a time ({why})"),
+        }
+    }
 }
 
 /// How a rebuild had the snapshot's address index.
@@ -389,38 +415,9 @@ pub fn rebuild_from(
     // The root that checks a stored order must be one the chain confirms: at height 0 no block
     // records the snapshot's root (its columns are compared with the genesis instead, which
     // says nothing of the order), so there the index is built.
-    let stored = match snapshot.height {
+    let stored_order = match snapshot.height {
         0 => Err("the snapshot is the genesis state, whose root no block records".to_string()),
-        _ => source.address_index(verified.genesis_id, snapshot),
-    };
-    let (mapped, mut address_index) = match stored {
-        Ok(base) => (Some(base), AddressIndexSource::Mapped),
-        Err(why) => (None, AddressIndexSource::Built(why)),
-    };
-    let mut snapshot_ledger = None;
-    if let Some(base) = mapped {
-        match Ledger::from_parts_indexed(parts(), Some(base)) {
-            Ok(ledger) if ledger.state_root() == snapshot.state_root => snapshot_ledger = Some(ledger),
-            Ok(_) => {
-                address_index = AddressIndexSource::Built(format!(
-                    "{STATE_INDEX_FILE} gives the snapshot another state root than it records"
-                ));
-            }
-            Err(error) => address_index = AddressIndexSource::Built(format!("{STATE_INDEX_FILE}: {error}")),
-        }
-    }
-    let snapshot_ledger = match snapshot_ledger {
-        Some(ledger) => ledger,
-        None => {
-            let ledger = Ledger::from_parts(parts())
-                .map_err(|error| state_error(format!("snapshot does not rebuild a ledger: {error}")))?;
-            if ledger.state_root() != snapshot.state_root {
-                return Err(state_error(
-                    "snapshot's columns do not hash to its recorded state root".to_string(),
-                ));
-            }
-            ledger
-        }
+        _ => source.address_order(verified.genesis_id, snapshot),
     };
     let snapshot_block = match snapshot.height {
         0 => None,
@@ -450,15 +447,10 @@ pub fn rebuild_from(
         }
     }
 
-    // The deltas made over this snapshot, in order, each checked against the root it records
-    // and the root the chain records for its height. Deltas made over another snapshot (left
+    // The deltas made over this snapshot, in order. Deltas made over another snapshot (left
     // in the log by a crash while the snapshot was replaced) are skipped: the blocks after the
     // snapshot are replayed instead.
     let log_file = source.path(STATE_LOG_FILE);
-    let mut delta_ledger = snapshot_ledger;
-    let mut state_height = snapshot.height;
-    let mut state_tip = snapshot_block.as_ref().map_or(Hash::ZERO, |b| b.header.hash());
-    let mut deltas = 0;
     let log = &verified.state_log;
     let over_snapshot =
         |delta: &StateDelta| delta.base_height == snapshot.height && delta.height > snapshot.height;
@@ -479,39 +471,103 @@ pub fn rebuild_from(
             ),
         });
     }
-    let mut last_offset = FILE_HEADER_SIZE as u64;
-    for (delta, &offset) in log.deltas.iter().zip(&log.offsets).filter(|(delta, _)| over_snapshot(delta)) {
-        let log_error = |reason: String| StoreError::Corrupt {
-            file: log_file.clone(),
-            offset,
-            reason: format!("state delta for height {}: {reason}", delta.height),
-        };
-        let root = delta_ledger.apply_stored(delta).map_err(log_error)?;
-        if root != delta.state_root {
-            return Err(log_error(format!(
-                "its rows give state root {root}, it records {}",
-                delta.state_root
-            )));
+    let over: Vec<(&StateDelta, u64)> = log
+        .deltas
+        .iter()
+        .zip(&log.offsets)
+        .filter(|(delta, _)| over_snapshot(delta))
+        .map(|(d, o)| (d, *o))
+        .collect();
+
+    // A restart applies the whole log at once, checked against the root the chain records
+    // for the last delta's height (`fold_log`). Should that not give it, the deltas are
+    // applied again one at a time, each checked, so that the error names the one at fault.
+    let folded = match (replay, over.last()) {
+        (_, None) => Err(LogApplied::Empty),
+        (Replay::FromGenesis, Some(_)) => {
+            Err(LogApplied::OneAtATime("a replay from genesis checks each".into()))
         }
-        let block = source.read(&entries[delta.height as usize - 1])?.0;
-        if block.header.state_root != root {
-            return Err(log_error(format!(
-                "state root {root}, the chain records {}",
-                block.header.state_root
-            )));
+        (Replay::FromSnapshot, Some((last, _))) => {
+            // Each delta's recorded root against the chain's (a block read per delta, cheap
+            // beside the rows); the roots between are not computed, only the last.
+            let mut contradicted = None;
+            for (delta, _) in &over {
+                let root = source.read(&entries[delta.height as usize - 1])?.0.header.state_root;
+                if root != delta.state_root {
+                    contradicted = Some(delta.height);
+                    break;
+                }
+            }
+            let block = source.read(&entries[last.height as usize - 1])?.0;
+            match contradicted.map_or_else(
+                || fold_log(parts(), stored_order.as_deref().ok(), over.iter().map(|(delta, _)| *delta)),
+                |height| Err(format!("the delta for height {height} records a root the chain does not")),
+            ) {
+                Ok(ledger)
+                    if ledger.state_root() == block.header.state_root
+                        && ledger.state_root() == last.state_root =>
+                {
+                    Ok((ledger, last.height, block.header.hash()))
+                }
+                Ok(ledger) => Err(LogApplied::OneAtATime(format!(
+                    "at once they give state root {}; the last records {}, the chain {}",
+                    ledger.state_root(),
+                    last.state_root,
+                    block.header.state_root
+                ))),
+                Err(why) => Err(LogApplied::OneAtATime(format!("at once: {why}"))),
+            }
         }
-        state_height = delta.height;
-        state_tip = block.header.hash();
-        deltas += 1;
-        last_offset = offset;
-    }
-    if deltas > 0 && delta_ledger.balance_sum() != delta_ledger.supply() {
-        return Err(StoreError::Corrupt {
-            file: log_file,
-            offset: last_offset,
-            reason: "the state after the deltas does not conserve the genesis supply".to_string(),
-        });
-    }
+    };
+    let (delta_ledger, state_height, deltas, address_index, state_tip, log_applied) = match folded {
+        Ok((ledger, height, tip)) => {
+            let address_index = match &stored_order {
+                Ok(_) => AddressIndexSource::Mapped,
+                Err(why) => AddressIndexSource::Built(why.clone()),
+            };
+            (ledger, height, over.len() as u64, address_index, tip, LogApplied::AtOnce)
+        }
+        Err(log_applied) => {
+            let (snapshot_ledger, address_index) =
+                snapshot_ledger(snapshot, parts, stored_order, &state_error)?;
+            let mut state_tip = snapshot_block.as_ref().map_or(Hash::ZERO, |b| b.header.hash());
+            let mut state_height = snapshot.height;
+            let mut ledger = snapshot_ledger;
+            for (delta, offset) in &over {
+                let log_error = |reason: String| StoreError::Corrupt {
+                    file: log_file.clone(),
+                    offset: *offset,
+                    reason: format!("state delta for height {}: {reason}", delta.height),
+                };
+                let root = ledger.apply_stored(delta).map_err(log_error)?;
+                if root != delta.state_root {
+                    return Err(log_error(format!(
+                        "its rows give state root {root}, it records {}",
+                        delta.state_root
+                    )));
+                }
+                let block = source.read(&entries[delta.height as usize - 1])?.0;
+                if block.header.state_root != root {
+                    return Err(log_error(format!(
+                        "state root {root}, the chain records {}",
+                        block.header.state_root
+                    )));
+                }
+                state_height = delta.height;
+                state_tip = block.header.hash();
+            }
+            if let Some((_, offset)) = over.last()
+                && ledger.balance_sum() != ledger.supply()
+            {
+                return Err(StoreError::Corrupt {
+                    file: log_file,
+                    offset: *offset,
+                    reason: "the state after the deltas does not conserve the genesis supply".to_string(),
+                });
+            }
+            (ledger, state_height, over.len() as u64, address_index, state_tip, log_applied)
+        }
+    };
 
     let (mut ledger, start, mut tip_hash) = match replay {
         Replay::FromSnapshot => (delta_ledger, state_height, state_tip),
@@ -567,7 +623,65 @@ pub fn rebuild_from(
             }
         }
     }
-    Ok(Rebuilt { ledger, tip_hash, replayed, deltas, state_height, touched, address_index })
+    Ok(Rebuilt { ledger, tip_hash, replayed, deltas, state_height, touched, address_index, log_applied })
+}
+
+/// The ledger of the snapshot's columns, checked against the root it records: indexed by the
+/// stored order when that gives the root, else by sorting the addresses.
+fn snapshot_ledger(
+    snapshot: &StateSnapshot,
+    parts: impl Fn() -> LedgerParts,
+    stored_order: Result<Vec<u32>, String>,
+    state_error: &impl Fn(String) -> StoreError,
+) -> Result<(Ledger, AddressIndexSource), StoreError> {
+    let why = match stored_order {
+        Err(why) => why,
+        Ok(order) => match Base::from_order(&snapshot.keys, order) {
+            Err(error) => format!("{STATE_INDEX_FILE}: {error}"),
+            Ok(base) => match Ledger::from_parts_indexed(parts(), Some(base)) {
+                Ok(ledger) if ledger.state_root() == snapshot.state_root => {
+                    return Ok((ledger, AddressIndexSource::Mapped));
+                }
+                Ok(_) => format!("{STATE_INDEX_FILE} gives the snapshot another state root than it records"),
+                Err(error) => format!("{STATE_INDEX_FILE}: {error}"),
+            },
+        },
+    };
+    let ledger = Ledger::from_parts(parts())
+        .map_err(|error| state_error(format!("snapshot does not rebuild a ledger: {error}")))?;
+    if ledger.state_root() != snapshot.state_root {
+        return Err(state_error("snapshot's columns do not hash to its recorded state root".to_string()));
+    }
+    Ok((ledger, AddressIndexSource::Built(why)))
+}
+
+/// The state after the snapshot's columns (`parts`) and every delta over it, in order, built
+/// once: the rows folded into the columns, the stored order (if any) merged with the
+/// addresses the deltas create, then one tree over every account on every core. So a restart
+/// costs in proportion to the state's size, whatever the log holds: applied a delta at a time,
+/// each created account cost a search of the index and its own path through the tree, about
+/// 10 µs at ten million accounts, and a log may hold as many rows as the snapshot.
+///
+/// Only the end is checked, by the caller, against the root the chain records: the roots
+/// between are not computed. Any error here, or another root, sends the caller to the one-at-
+/// a-time path, which names the delta at fault.
+fn fold_log<'d>(
+    mut parts: LedgerParts,
+    stored_order: Option<&[u32]>,
+    deltas: impl IntoIterator<Item = &'d StateDelta>,
+) -> Result<Ledger, String> {
+    for delta in deltas {
+        parts.apply_stored(delta)?;
+    }
+    match stored_order {
+        Some(order) => {
+            let merged = index::merge_added(order, &parts.keys)
+                .map_err(|key| format!("account {} is created twice", Hash(key)))?;
+            let base = Base::from_order(&parts.keys, merged).map_err(|error| error.to_string())?;
+            Ledger::from_parts_indexed(parts, Some(base)).map_err(|error| error.to_string())
+        }
+        None => Ledger::from_parts(parts).map_err(|error| error.to_string()),
+    }
 }
 
 /// Reads every committed block and checks that it decodes, is certified, and links to its

@@ -88,6 +88,25 @@ pub enum BaseError {
     },
 }
 
+/// Checks that a stored `order` holds each of the slots `0..count` exactly once (its shape;
+/// whether it is sorted, the state root tells).
+///
+/// # Errors
+/// The first way it does not.
+pub fn check_order(order: &[u32], count: usize) -> Result<(), BaseError> {
+    if order.len() != count {
+        return Err(BaseError::Length { words: order.len(), count });
+    }
+    let mut seen = vec![false; count];
+    for slot in order {
+        match seen.get_mut(*slot as usize) {
+            Some(seen) if !*seen => *seen = true,
+            _ => return Err(BaseError::Order { count }),
+        }
+    }
+    Ok(())
+}
+
 impl Base {
     /// A random SipHash key: the table's layout must not be one a client can aim at. Drawn
     /// whenever a table is built from addresses (at genesis and at each start), kept by the
@@ -135,17 +154,7 @@ impl Base {
     /// # Errors
     /// The first way the order is not one of `keys`.
     pub fn from_order(keys: &[[u8; 32]], order: Vec<u32>) -> Result<Base, BaseError> {
-        let count = keys.len();
-        if order.len() != count {
-            return Err(BaseError::Length { words: order.len(), count });
-        }
-        let mut seen = vec![false; count];
-        for slot in &order {
-            match seen.get_mut(*slot as usize) {
-                Some(seen) if !*seen => *seen = true,
-                _ => return Err(BaseError::Order { count }),
-            }
-        }
+        check_order(&order, keys.len())?;
         Ok(Base::build(Base::random_key(), keys, order))
     }
 
@@ -183,50 +192,117 @@ impl Base {
     /// 1, 2, 4, …, then a binary search between the last two), so ascending keys that fall
     /// close together, as a merge's do, cost a few reads each instead of a whole search.
     fn position_from(&self, key: &[u8; 32], keys: &[[u8; 32]], strict: bool, from: usize) -> (usize, usize) {
-        let order = self.order();
-        let key_prefix = prefix(key);
-        // Integers first: the whole addresses only when their prefixes tie.
-        let below = |address: &[u8; 32]| match prefix(address).cmp(&key_prefix) {
-            std::cmp::Ordering::Less => true,
-            std::cmp::Ordering::Greater => false,
-            std::cmp::Ordering::Equal if strict => address <= key,
-            std::cmp::Ordering::Equal => address < key,
-        };
-        let fence = &self.fence;
-        // `fenced` fence entries are below: the answer is past the last of them, and not past
-        // the first that is not.
-        let fence_below = |at: usize| match fence[at].cmp(&key_prefix) {
-            std::cmp::Ordering::Less => true,
-            std::cmp::Ordering::Greater => false,
-            std::cmp::Ordering::Equal => below(&keys[order[at * FENCE_STEP] as usize]),
-        };
-        let (mut fenced, mut high) = (from.min(fence.len()), fence.len());
-        if fenced > 0 {
-            let mut step = 1;
-            while fenced + step <= fence.len() && fence_below(fenced + step - 1) {
-                fenced += step;
-                step *= 2;
-            }
-            high = (fenced + step - 1).min(fence.len());
-        }
-        while fenced < high {
-            let middle = fenced + (high - fenced) / 2;
-            if fence_below(middle) {
-                fenced = middle + 1;
-            } else {
-                high = middle;
-            }
-        }
-        let low = fenced.saturating_sub(1) * FENCE_STEP;
-        let high = (fenced * FENCE_STEP).min(order.len());
-        (low + order[low..high].partition_point(|slot| below(&keys[*slot as usize])), fenced)
+        position_in(self.order(), &self.fence, key, keys, strict, from)
     }
+}
+
+/// [`Base::position_from`] in `order` under its `fence` ([`fence_of`]).
+fn position_in(
+    order: &[u32],
+    fence: &[u64],
+    key: &[u8; 32],
+    keys: &[[u8; 32]],
+    strict: bool,
+    from: usize,
+) -> (usize, usize) {
+    let key_prefix = prefix(key);
+    // Integers first: the whole addresses only when their prefixes tie.
+    let below = |address: &[u8; 32]| match prefix(address).cmp(&key_prefix) {
+        std::cmp::Ordering::Less => true,
+        std::cmp::Ordering::Greater => false,
+        std::cmp::Ordering::Equal if strict => address <= key,
+        std::cmp::Ordering::Equal => address < key,
+    };
+    // `fenced` fence entries are below: the answer is past the last of them, and not past
+    // the first that is not.
+    let fence_below = |at: usize| match fence[at].cmp(&key_prefix) {
+        std::cmp::Ordering::Less => true,
+        std::cmp::Ordering::Greater => false,
+        std::cmp::Ordering::Equal => below(&keys[order[at * FENCE_STEP] as usize]),
+    };
+    let (mut fenced, mut high) = (from.min(fence.len()), fence.len());
+    if fenced > 0 {
+        let mut step = 1;
+        while fenced + step <= fence.len() && fence_below(fenced + step - 1) {
+            fenced += step;
+            step *= 2;
+        }
+        high = (fenced + step - 1).min(fence.len());
+    }
+    while fenced < high {
+        let middle = fenced + (high - fenced) / 2;
+        if fence_below(middle) {
+            fenced = middle + 1;
+        } else {
+            high = middle;
+        }
+    }
+    let low = fenced.saturating_sub(1) * FENCE_STEP;
+    let high = (fenced * FENCE_STEP).min(order.len());
+    (low + order[low..high].partition_point(|slot| below(&keys[*slot as usize])), fenced)
 }
 
 /// The fence of `order` ([`Base::fence`]): a random read of an address per [`FENCE_STEP`]
 /// slots.
 fn fence_of(order: &[u32], keys: &[[u8; 32]]) -> Vec<u64> {
     order.iter().step_by(FENCE_STEP).map(|slot| prefix(&keys[*slot as usize])).collect()
+}
+
+/// `order` (the slots `0..order.len()` of `keys`, sorted by address; each once, as
+/// [`check_order`] checks, or this panics) with the slots after
+/// them (`order.len()..keys.len()`, created since, in any order) merged in: the order a fold
+/// would reach, in one pass, for a restart that applies a state log's creations at once. The
+/// added addresses are sorted; each is then placed by a search that gallops on from the last
+/// one's place in a fence built here, so the cost is a copy of the order, a read at random
+/// per [`FENCE_STEP`] slots, and a few reads per added address.
+///
+/// # Errors
+/// An address added twice, or added though the order holds it: no state has two accounts at
+/// one address.
+pub fn merge_added(order: &[u32], keys: &[[u8; 32]]) -> Result<Vec<u32>, [u8; 32]> {
+    let count = order.len();
+    debug_assert!(count <= keys.len() && u32::try_from(keys.len()).is_ok());
+    let mut added: Vec<([u8; 32], u32)> =
+        keys.iter().enumerate().skip(count).map(|(slot, key)| (*key, slot as u32)).collect();
+    // On every core: pairs are distinct (slots are), so any sort gives one order.
+    rayon::slice::ParallelSliceMut::par_sort_unstable(&mut added[..]);
+    if let Some(pair) = added.windows(2).find(|pair| pair[0].0 == pair[1].0) {
+        return Err(pair[0].0);
+    }
+    merge_sorted(
+        order,
+        &fence_of(order, keys),
+        keys,
+        added.iter().map(|(key, slot)| (key, *slot)),
+        keys.len(),
+    )
+}
+
+/// `order` under its `fence` with `added` (addresses ascending, none in `order`, and their
+/// slots) merged in, `count` slots in all: a search per added address, galloping on from the
+/// last one's place in the fence, then copies. `Err` names an added address that `order`
+/// holds.
+fn merge_sorted<'k>(
+    order: &[u32],
+    fence: &[u64],
+    keys: &[[u8; 32]],
+    added: impl Iterator<Item = (&'k [u8; 32], u32)>,
+    count: usize,
+) -> Result<Vec<u32>, [u8; 32]> {
+    let mut merged = Vec::with_capacity(count);
+    let (mut from, mut fenced) = (0, 0);
+    for (key, slot) in added {
+        let at;
+        (at, fenced) = position_in(order, fence, key, keys, false, fenced);
+        if order.get(at).is_some_and(|held| keys[*held as usize] == *key) {
+            return Err(*key);
+        }
+        merged.extend_from_slice(&order[from..at]);
+        merged.push(slot);
+        from = at;
+    }
+    merged.extend_from_slice(&order[from..]);
+    Ok(merged)
 }
 
 /// The first 8 bytes of an address, as an integer that orders as the address does.
@@ -728,27 +804,20 @@ impl AddressIndex {
     fn merged_order(&self, keys: &[[u8; 32]]) -> Vec<u32> {
         let count = keys.len();
         debug_assert_eq!(count, self.base.count + self.overlay_len());
-        let base_order = self.base.order();
-        let mut order = Vec::with_capacity(count);
-        let (mut from, mut fenced) = (0, 0);
         let mut older = self.folding.iter().flat_map(|folding| folding.added.order.iter()).peekable();
         let mut newer = self.added.order.iter().peekable();
-        loop {
+        let added = std::iter::from_fn(|| {
             let (key, added) = match (older.peek(), newer.peek()) {
                 (Some(a), Some(b)) if a < b => (older.next(), &self.folding.as_ref().expect("older").added),
                 (Some(_), None) => (older.next(), &self.folding.as_ref().expect("older").added),
                 (_, Some(_)) => (newer.next(), &self.added),
-                (None, None) => break,
+                (None, None) => return None,
             };
             let key = key.expect("peeked");
-            let at;
-            (at, fenced) = self.base.position_from(key, keys, false, fenced);
-            order.extend_from_slice(&base_order[from..at]);
-            order.push(added.slots[key]);
-            from = at;
-        }
-        order.extend_from_slice(&base_order[from..]);
-        order
+            Some((key, added.slots[key]))
+        });
+        merge_sorted(self.base.order(), &self.base.fence, keys, added, count)
+            .expect("an overlay holds no base address")
     }
 }
 
@@ -772,6 +841,29 @@ mod tests {
             address[..8].fill(0x42);
         }
         address
+    }
+
+    /// Addresses added after an order merge into it as a sort of them all would place them,
+    /// across the fence's steps and among addresses whose first 8 bytes tie; one added twice,
+    /// or added though the order holds it, is named.
+    #[test]
+    fn added_addresses_merge_into_an_order_as_a_sort_would_place_them() {
+        for (count, added) in [(0, 5), (1, 0), (3, 3), (5_000, 700), (700, 5_000)] {
+            let keys: Vec<[u8; 32]> = (0..(count + added) as u64).map(address).collect();
+            let (index, _) = AddressIndex::build(&keys[..count], u32::MAX).unwrap();
+            let order = index.order(&keys[..count]).into_owned();
+            let merged = merge_added(&order, &keys).unwrap();
+            let mut sorted: Vec<u32> = (0..keys.len() as u32).collect();
+            sorted.sort_unstable_by_key(|slot| keys[*slot as usize]);
+            assert_eq!(merged, sorted, "{count} and {added}");
+        }
+        let mut keys: Vec<[u8; 32]> = (0..3_000).map(address).collect();
+        let (index, _) = AddressIndex::build(&keys, u32::MAX).unwrap();
+        let order = index.order(&keys).into_owned();
+        keys.extend([address(5_000), address(1_234), address(5_001)]);
+        assert_eq!(merge_added(&order, &keys), Err(address(1_234)), "added though the order holds it");
+        keys[3_001] = address(5_000);
+        assert_eq!(merge_added(&order, &keys), Err(address(5_000)), "added twice");
     }
 
     /// The index answers as a sorted set would, across folds, at every size from empty.

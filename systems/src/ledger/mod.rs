@@ -120,6 +120,46 @@ pub struct LedgerParts {
     pub supply: u128,
 }
 
+impl LedgerParts {
+    /// Applies a stored delta's rows to these columns by the rules [`Ledger::apply_stored`]
+    /// checks, but without an index: so an address created twice, or created though it has
+    /// an account, is not refused here. The caller finds those when it orders the addresses
+    /// ([`index::merge_added`], or the sort of [`Ledger::from_parts`]), and checks the state
+    /// root the columns give against one it trusts. What a restart does to apply a whole state
+    /// log at once, instead of a delta at a time, each through the tree.
+    ///
+    /// # Errors
+    /// The first row that does not fit (a slot past 2^32, an address other than the slot's,
+    /// a new slot out of turn), or a count other than the one reached; the columns may then
+    /// hold part of the delta.
+    pub fn apply_stored(&mut self, stored: &StateDelta) -> Result<(), String> {
+        let base_len = self.keys.len();
+        for row in &stored.rows {
+            let slot = u32::try_from(row.slot).map_err(|_| format!("slot {} past 2^32", row.slot))? as usize;
+            if slot < base_len {
+                if self.keys[slot] != row.address {
+                    return Err(format!("row for slot {slot} names another address than the slot holds"));
+                }
+                self.accounts[slot] = row.account;
+            } else if slot == self.keys.len() {
+                self.keys.push(row.address);
+                self.accounts.push(row.account);
+            } else {
+                return Err(format!("row creates slot {slot}, but the next free slot is another"));
+            }
+        }
+        if self.keys.len() as u64 != stored.count {
+            return Err(format!(
+                "delta declares {} accounts, its rows give {}",
+                stored.count,
+                self.keys.len()
+            ));
+        }
+        self.burned = stored.burned;
+        Ok(())
+    }
+}
+
 impl Ledger {
     /// State with the given funded accounts, in the given order.
     ///
@@ -706,6 +746,98 @@ mod tests {
             fee,
             nonce,
         }
+    }
+
+    /// A stored delta of the accounts `touched`, after the block at `height`.
+    fn stored_delta(ledger: &Ledger, touched: &[[u8; 32]], height: u64) -> StateDelta {
+        StateDelta {
+            height,
+            base_height: 0,
+            state_root: ledger.state_root(),
+            burned: ledger.burned(),
+            count: ledger.len() as u64,
+            rows: ledger.delta_rows(touched),
+        }
+    }
+
+    /// Stored deltas folded into the columns at once, then the order merged and the ledger
+    /// built once, give the ledger that applying them a delta at a time gives: accounts,
+    /// order, root. A row the one-at-a-time rules refuse is refused at once too, except an
+    /// address created though it has an account, which the merge of the order finds.
+    #[test]
+    fn stored_deltas_folded_at_once_give_the_ledger_applied_one_at_a_time() {
+        let genesis: Vec<([u8; 32], u64)> = (1..=40u8).map(|i| ([i; 32], 1_000)).collect();
+        let start = Ledger::from_genesis(&genesis).unwrap();
+        let mut live = start.clone();
+        let mut deltas = Vec::new();
+        for round in 0..3u8 {
+            let mut touched = Vec::new();
+            for i in 0..20u8 {
+                let sender = 1 + (i + 7 * round) % 40;
+                // Half to accounts that exist, half to fresh ones (above and below the rest).
+                let recipient = if i % 2 == 0 { 1 + (i + 3) % 40 } else { 100 + 20 * round + i };
+                let nonce = live.nonce_of(&[sender; 32]);
+                if live.apply(&transfer(sender, recipient, 1 + u64::from(i), 1, nonce)).is_ok() {
+                    touched.extend([[sender; 32], [recipient; 32]]);
+                }
+            }
+            deltas.push(stored_delta(&live, &touched, u64::from(round) + 1));
+        }
+        assert!(live.len() > start.len() + 20, "the deltas create accounts");
+
+        let one_at_a_time = |deltas: &[StateDelta]| -> Result<Ledger, String> {
+            let mut ledger = start.clone();
+            for delta in deltas {
+                ledger.apply_stored(delta)?;
+            }
+            Ok(ledger)
+        };
+        let at_once = |deltas: &[StateDelta]| -> Result<Ledger, String> {
+            let mut parts = start.to_parts();
+            for delta in deltas {
+                parts.apply_stored(delta)?;
+            }
+            let merged = index::merge_added(&start.address_order(), &parts.keys)
+                .map_err(|key| format!("{} created twice", Hash(key)))?;
+            let base = index::Base::from_order(&parts.keys, merged).map_err(|error| error.to_string())?;
+            Ledger::from_parts_indexed(parts, Some(base)).map_err(|error| error.to_string())
+        };
+        let (slow, fast) = (one_at_a_time(&deltas).unwrap(), at_once(&deltas).unwrap());
+        for ledger in [&slow, &fast] {
+            assert_eq!(ledger.state_root(), live.state_root());
+            assert_eq!((ledger.keys(), ledger.accounts()), (live.keys(), live.accounts()));
+            assert_eq!(ledger.address_order(), live.address_order());
+        }
+
+        // The last delta creates accounts; spoil it each way.
+        let last = deltas.len() - 1;
+        let first_created =
+            deltas[last].rows.iter().position(|row| row.slot >= deltas[last - 1].count).unwrap();
+        let spoil = |change: &dyn Fn(&mut StateDelta)| {
+            let mut spoiled = deltas.clone();
+            change(&mut spoiled[last]);
+            (one_at_a_time(&spoiled).map(|_| ()), at_once(&spoiled).map(|_| ()))
+        };
+        let (slow, fast) = spoil(&|delta| delta.rows[0].address = [250; 32]);
+        assert!(
+            slow.unwrap_err().contains("another address") && fast.unwrap_err().contains("another address")
+        );
+        let (slow, fast) = spoil(&|delta| delta.rows[first_created].slot += 1);
+        assert!(slow.unwrap_err().contains("next free slot") && fast.unwrap_err().contains("next free slot"));
+        let (slow, fast) = spoil(&|delta| delta.count += 1);
+        assert!(slow.unwrap_err().contains("declares") && fast.unwrap_err().contains("declares"));
+        let (slow, fast) = spoil(&|delta| delta.rows[first_created].address = [5; 32]);
+        assert!(slow.unwrap_err().contains("has an account"));
+        assert_eq!(fast.unwrap_err(), format!("{} created twice", Hash([5; 32])));
+        let twice = deltas[last].rows[first_created].address;
+        let (slow, fast) = spoil(&|delta| {
+            let mut again = delta.rows[first_created];
+            again.slot = delta.count;
+            delta.rows.push(again);
+            delta.count += 1;
+        });
+        assert!(slow.unwrap_err().contains("has an account"));
+        assert_eq!(fast.unwrap_err(), format!("{} created twice", Hash(twice)));
     }
 
     /// Clones share the columns only a creation writes, until one of them creates an account;
