@@ -410,15 +410,9 @@ pub fn rebuild_from(
         burned: snapshot.burned,
         supply: snapshot.supply,
     };
-    // The stored index is derived data: used when it checks and gives the recorded root, else
-    // the index is built from the addresses as if there were no file.
-    // The root that checks a stored order must be one the chain confirms: at height 0 no block
-    // records the snapshot's root (its columns are compared with the genesis instead, which
-    // says nothing of the order), so there the index is built.
-    let stored_order = match snapshot.height {
-        0 => Err("the snapshot is the genesis state, whose root no block records".to_string()),
-        _ => source.address_order(verified.genesis_id, snapshot),
-    };
+    // The stored index is derived data: used when it checks and gives a root the chain
+    // records, else the index is built from the addresses as if there were no file.
+    let stored_order = source.address_order(verified.genesis_id, snapshot);
     let snapshot_block = match snapshot.height {
         0 => None,
         height => Some(source.read(&entries[height as usize - 1])?.0),
@@ -528,6 +522,14 @@ pub fn rebuild_from(
             (ledger, height, over.len() as u64, address_index, tip, LogApplied::AtOnce)
         }
         Err(log_applied) => {
+            // The root that checks a stored order must be one the chain confirms: at height 0
+            // no block records the snapshot's root (its columns are compared with the genesis
+            // instead, which says nothing of the order), so there the index is built. (With
+            // deltas over it, the log at once was checked against the root of a block.)
+            let stored_order = match snapshot.height {
+                0 => Err("the snapshot is the genesis state, whose root no block records".to_string()),
+                _ => stored_order,
+            };
             let (snapshot_ledger, address_index) =
                 snapshot_ledger(snapshot, parts, stored_order, &state_error)?;
             let mut state_tip = snapshot_block.as_ref().map_or(Hash::ZERO, |b| b.header.hash());
