@@ -12,14 +12,16 @@
 //!   compares the address stored at the slot it finds, so no entry can name the wrong account.
 //! - The **overlay** holds the accounts created since: a hash map and a B-tree set. Once it
 //!   holds an eighth of the base (and at least [`FOLD_MIN`] accounts) a fold into a new base
-//!   begins: the order merged (a galloping search per new address, then copies), the table
-//!   copied with the new slots inserted, or rebuilt at twice the size when it would pass half
-//!   full. A fold costs O(N) memory traffic once per N/8 creations, and it is done a step at a
+//!   begins: the order merged (a galloping search per new address, then copies), the new
+//!   slots placed in the table (in the base's own table when no clone of the index shares it,
+//!   as in a node; else in a copy of it), or the table rebuilt at twice the size when it would
+//!   pass half full. A fold costs O(N) memory traffic once per N/8 creations, and it is done a step at a
 //!   time by the creations that follow ([`Folding`]): O(1) amortized per account, and each
 //!   creation does at most a step of it, whatever the new addresses are. (Done whole by one
 //!   creation, it stopped a block for about 0.7 s at ten million accounts, once per 1.25
 //!   million creations, which anyone can pay for with 1-unit transfers.) While a fold is
-//!   under way the old base and the next one's arrays are both held, for N/16 creations.
+//!   under way the old base and the next one's arrays (its order, and a table unless the fold
+//!   is in place) are both held, for N/16 creations.
 //!
 //! Why not a `HashMap` and a `BTreeSet` for everything, as before: at ten million accounts they
 //! held ~100 bytes per account between them, and a restart rebuilt both, sorting every address.
@@ -454,14 +456,19 @@ struct Folding {
     added: Overlay,
     /// Accounts the next base covers.
     count: usize,
-    /// The next base's table: a copy of the old one filled with the added slots, or, when
-    /// the old one would pass half full, one of twice its size filled with every slot.
+    /// Where the next base's table is built.
+    mode: TableMode,
+    /// The next base's table when it is not the old one ([`TableMode::Copy`],
+    /// [`TableMode::Rebuild`]); empty otherwise.
     table: Vec<u32>,
-    /// True when `table` begins as a copy of the old table.
-    copy: bool,
-    /// Table work done: old table words copied (a copy) or base slots placed, then added
-    /// slots placed.
-    placed: usize,
+    /// Work on the old base's part of the table, in all and done: its words to copy
+    /// ([`TableMode::Copy`]), its slots to place again ([`TableMode::Rebuild`]), or none.
+    old_work: usize,
+    old_done: usize,
+    /// Added slots placed.
+    added_done: usize,
+    /// Creations since the fold began, against the half of `added` it is to end within.
+    creations: usize,
     /// The next base's order, merged so far, and its fence ([`Base::fence`]).
     order: Vec<u32>,
     fence: Vec<u64>,
@@ -481,13 +488,45 @@ struct Folding {
     step_units: usize,
 }
 
+/// `base`'s table, if nothing else holds `base` or the table (no clone of the index shares
+/// them), so that a fold may write in it.
+fn own_table(base: &mut Arc<Base>) -> Option<&mut Vec<u32>> {
+    Arc::get_mut(base).and_then(|base| Arc::get_mut(&mut base.table))
+}
+
+/// Where a fold builds the next base's table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TableMode {
+    /// In the old base's own table, which nothing else shares: the added slots are placed in
+    /// it (a lookup meanwhile finds them there or in the frozen overlay, the same answer).
+    /// Nothing is copied, and no second table is held.
+    InPlace,
+    /// In a copy of the old table (shared with a clone of the index, which must not see it
+    /// change), the added slots placed in the copy.
+    Copy,
+    /// In a table of twice the size, every slot placed again (the old one would pass half
+    /// full).
+    Rebuild,
+}
+
 impl Folding {
-    /// The fold of `added` into `base` (whose slots `added`'s follow), nothing done yet.
-    fn begin(base: &Base, added: Overlay) -> Folding {
+    /// The fold of `added` into `base` (whose slots `added`'s follow), nothing done yet; in
+    /// place when `base` and its table are this index's alone.
+    fn begin(base: &mut Arc<Base>, added: Overlay) -> Folding {
         let count = base.count + added.len();
         let capacity = capacity_for(count);
-        let copy = capacity == base.capacity();
-        let table_units = if copy { capacity.div_ceil(TABLE_COPY_UNIT) } else { base.count } + added.len();
+        let alone = own_table(base).is_some();
+        let mode = match (capacity == base.capacity(), alone) {
+            (false, _) => TableMode::Rebuild,
+            (true, true) => TableMode::InPlace,
+            (true, false) => TableMode::Copy,
+        };
+        let old_work = match mode {
+            TableMode::InPlace => 0,
+            TableMode::Copy => capacity,
+            TableMode::Rebuild => base.count,
+        };
+        let table_units = Folding::old_units(mode, old_work) + added.len();
         // A search per added address, and the old order in runs between them (each run's
         // last unit may be part full).
         let merge_units = added.len() * (SEARCH_UNITS + 1) + base.count.div_ceil(ORDER_COPY_UNIT) + 1;
@@ -495,9 +534,12 @@ impl Folding {
         let quota = (table_units + merge_units).div_ceil(creations);
         Folding {
             count,
-            table: vec![0; capacity],
-            copy,
-            placed: 0,
+            mode,
+            table: if mode == TableMode::InPlace { Vec::new() } else { vec![0; capacity] },
+            old_work,
+            old_done: 0,
+            added_done: 0,
+            creations: 0,
             order: Vec::with_capacity(count),
             fence: Vec::with_capacity(count.div_ceil(FENCE_STEP)),
             merged: None,
@@ -511,44 +553,50 @@ impl Folding {
         }
     }
 
-    /// Table work in all: old words copied or base slots placed, then the added slots.
-    fn table_work(&self, base: &Base) -> usize {
-        self.old_table_work(base) + self.added.len()
+    /// Units of `work` on the old base's part of the table, in `mode`.
+    fn old_units(mode: TableMode, work: usize) -> usize {
+        match mode {
+            TableMode::Copy => work.div_ceil(TABLE_COPY_UNIT),
+            TableMode::InPlace | TableMode::Rebuild => work,
+        }
     }
 
-    /// Table work on the old base's part: its words copied, or its slots placed again.
-    fn old_table_work(&self, base: &Base) -> usize {
-        if self.copy { base.capacity() } else { base.count }
-    }
-
-    fn done(&self, base: &Base) -> bool {
-        self.order.len() == self.count && self.placed == self.table_work(base)
+    fn done(&self) -> bool {
+        self.order.len() == self.count
+            && self.old_done == self.old_work
+            && self.added_done == self.added.len()
     }
 
     /// Does `budget` units of the fold's work (at most a search's more), table first, then
     /// the order. True once all of it is done.
-    fn step(&mut self, base: &Base, keys: &[[u8; 32]], mut budget: usize) -> bool {
-        let old = self.old_table_work(base);
-        while budget > 0 && self.placed < old {
-            if self.copy {
-                let words = budget.saturating_mul(TABLE_COPY_UNIT).min(old - self.placed);
-                let range = self.placed..self.placed + words;
-                self.table[range.clone()].copy_from_slice(&base.table()[range]);
-                self.placed += words;
+    fn step(&mut self, base: &mut Arc<Base>, keys: &[[u8; 32]], mut budget: usize) -> bool {
+        if self.mode == TableMode::InPlace && own_table(base).is_none() {
+            self.copy_from_now(base);
+        }
+        while budget > 0 && self.old_done < self.old_work {
+            let done = self.old_done;
+            if self.mode == TableMode::Copy {
+                let words = budget.saturating_mul(TABLE_COPY_UNIT).min(self.old_work - done);
+                self.table[done..done + words].copy_from_slice(&base.table()[done..done + words]);
+                self.old_done += words;
                 budget = budget.saturating_sub(words.div_ceil(TABLE_COPY_UNIT));
             } else {
-                let slots = budget.min(old - self.placed);
-                insert_all(&mut self.table, base.key, keys, self.placed as u32..(self.placed + slots) as u32);
-                self.placed += slots;
+                let slots = budget.min(self.old_work - done);
+                insert_all(&mut self.table, base.key, keys, done as u32..(done + slots) as u32);
+                self.old_done += slots;
                 budget -= slots;
             }
         }
-        let total = self.table_work(base);
-        if budget > 0 && self.placed < total {
-            let slots = budget.min(total - self.placed);
-            let first = base.count + (self.placed - old);
-            insert_all(&mut self.table, base.key, keys, first as u32..(first + slots) as u32);
-            self.placed += slots;
+        if budget > 0 && self.added_done < self.added.len() {
+            let slots = budget.min(self.added.len() - self.added_done);
+            let first = (base.count + self.added_done) as u32;
+            let sip = base.key;
+            let table = match self.mode {
+                TableMode::InPlace => own_table(base).expect("checked above"),
+                TableMode::Copy | TableMode::Rebuild => &mut self.table,
+            };
+            insert_all(table, sip, keys, first..first + slots as u32);
+            self.added_done += slots;
             budget -= slots;
         }
         let base_order = base.order();
@@ -591,17 +639,34 @@ impl Folding {
                 self.merged = Some(key);
             }
         }
-        self.done(base)
+        self.done()
+    }
+
+    /// A fold in place whose old base has since been shared (the index was cloned): from now
+    /// on it must not change, so the fold goes on in a copy of it, with the slots placed so
+    /// far, copied a step at a time like any copy. The copy's units are spread over the
+    /// creations the fold has left.
+    fn copy_from_now(&mut self, base: &Base) {
+        self.mode = TableMode::Copy;
+        self.table = vec![0; base.capacity()];
+        self.old_work = base.capacity();
+        let left = (self.added.len() / 2).saturating_sub(self.creations).max(1);
+        self.quota += Folding::old_units(self.mode, self.old_work).div_ceil(left);
     }
 
     /// The next base, and the overlay it took in. Only once [`Folding::step`] has said it is
-    /// done.
-    fn finish(self, base: &Base) -> (Base, Overlay) {
-        assert!(self.done(base), "a fold is finished only once done");
+    /// done. A table built in place is taken from the old base, which nothing else shares
+    /// ([`Folding::step`] checked, and no clone can be taken between that step and this).
+    fn finish(self, base: &mut Arc<Base>) -> (Base, Overlay) {
+        assert!(self.done(), "a fold is finished only once done");
+        let table = match self.mode {
+            TableMode::InPlace => std::mem::take(own_table(base).expect("a fold in place owns its table")),
+            TableMode::Copy | TableMode::Rebuild => self.table,
+        };
         let next = Base {
             key: base.key,
             count: self.count,
-            table: Arc::new(self.table),
+            table: Arc::new(table),
             order: Arc::new(self.order),
             fence: Arc::new(self.fence),
         };
@@ -755,11 +820,12 @@ impl AddressIndex {
         match &mut self.folding {
             Some(folding) => {
                 folding.credit += folding.quota;
+                folding.creations += 1;
                 // Past its quota's reach (it never is): the fold ends here, at once.
                 let behind = self.added.len() >= threshold(folding.count);
                 if folding.credit >= folding.step_units || behind {
                     let budget = if behind { usize::MAX } else { std::mem::take(&mut folding.credit) };
-                    if folding.step(&self.base, keys, budget) {
+                    if folding.step(&mut self.base, keys, budget) {
                         self.install();
                     }
                 }
@@ -773,13 +839,13 @@ impl AddressIndex {
     fn begin_fold(&mut self) {
         debug_assert!(self.folding.is_none());
         let added = std::mem::take(&mut self.added);
-        self.folding = Some(Box::new(Folding::begin(&self.base, added)));
+        self.folding = Some(Box::new(Folding::begin(&mut self.base, added)));
     }
 
     /// Does what is left of a fold under way, if one is, and puts its base in place.
     fn finish_fold(&mut self, keys: &[[u8; 32]]) {
         if let Some(folding) = &mut self.folding {
-            let done = folding.step(&self.base, keys, usize::MAX);
+            let done = folding.step(&mut self.base, keys, usize::MAX);
             debug_assert!(done);
             self.install();
         }
@@ -788,7 +854,7 @@ impl AddressIndex {
     /// Puts the finished fold's base in place of the old one.
     fn install(&mut self) {
         let folding = self.folding.take().expect("a fold under way");
-        let (next, added) = folding.finish(&self.base);
+        let (next, added) = folding.finish(&mut self.base);
         let old = std::mem::replace(&mut self.base, Arc::new(next));
         // Freeing the old arrays and the frozen overlay's nodes is O(N) too: about 50 ms at ten
         // million accounts, most of it the B-tree's. A thread of its own does it (not one of
@@ -935,7 +1001,7 @@ mod tests {
     /// its home, as in a table built slot by slot; so is every address added by a fold.
     #[test]
     fn a_table_built_region_by_region_finds_every_address() {
-        // 40,000 and then 45,000 addresses take one table size: the fold inserts into a copy.
+        // 40,000 and then 45,000 addresses take one table size: the fold inserts into it.
         let keys: Vec<[u8; 32]> = (0..40_000).map(address).collect();
         let sip = Base::random_key();
         let mut grouped = vec![0u32; capacity_for(keys.len())];
@@ -990,21 +1056,28 @@ mod tests {
 
         /// Creates `key`; returns the units of a fold's work it did.
         fn create(&mut self, key: [u8; 32]) -> usize {
-            let base = Arc::clone(&self.index.base);
-            let before = self.index.folding.as_deref().map_or(0, |folding| units(folding, &base));
-            let folding = self.index.folding.clone();
+            // No clone of the index or its base is held across the creation: a fold in place
+            // must find its base its own.
+            let before = self
+                .index
+                .folding
+                .as_deref()
+                .map(|folding| (units(folding), folding.mode, whole_units(folding)));
             self.keys.push(key);
             let at = self.sorted.partition_point(|other| *other < key);
             self.sorted.insert(at, key);
             self.index.insert(key, self.keys.len() as u32 - 1, &self.keys);
-            match (folding, &self.index.folding) {
-                // Still under way, or ended by this creation: all its work then counts.
-                (Some(_), Some(folding)) => units(folding, &base) - before,
-                (Some(mut old), None) => {
-                    old.placed = old.table_work(&base);
-                    old.order.resize(old.count, 0);
-                    units(&old, &base) - before
+            match (before, self.index.folding.as_deref()) {
+                // Still under way: what it did since.
+                (Some((before, mode, _)), Some(folding)) => {
+                    // Only a clone turns a fold in place to a copy, whose copying starts at none.
+                    assert!(
+                        folding.mode == mode || (mode, folding.mode) == (TableMode::InPlace, TableMode::Copy)
+                    );
+                    units(folding) - before
                 }
+                // Ended by this creation: all that was left of it.
+                (Some((before, _, whole)), None) => whole - before,
                 _ => 0,
             }
         }
@@ -1051,14 +1124,17 @@ mod tests {
 
     /// The units of work a fold has done, as [`Folding::step`] counts them (but for its
     /// searches, which only a step's bound allows for).
-    fn units(folding: &Folding, base: &Base) -> usize {
-        let old = folding.old_table_work(base);
-        let table = if folding.copy {
-            folding.placed.min(old).div_ceil(TABLE_COPY_UNIT) + folding.placed.saturating_sub(old)
-        } else {
-            folding.placed
-        };
-        table + folding.order.len() / ORDER_COPY_UNIT
+    fn units(folding: &Folding) -> usize {
+        Folding::old_units(folding.mode, folding.old_done)
+            + folding.added_done
+            + folding.order.len() / ORDER_COPY_UNIT
+    }
+
+    /// The units of a whole fold, done.
+    fn whole_units(folding: &Folding) -> usize {
+        Folding::old_units(folding.mode, folding.old_work)
+            + folding.added.len()
+            + folding.count / ORDER_COPY_UNIT
     }
 
     /// Addresses whose first byte is `first`: all above (0xff) or below (0x00) most others.
@@ -1101,19 +1177,28 @@ mod tests {
     #[test]
     fn a_fold_is_spread_over_the_creations_after_the_eighth() {
         let mut model = Model::new((0..40_000).map(address).collect());
-        let base = Arc::clone(&model.index.base);
+        // Not a clone of the base: a fold in place needs its base to be its own.
+        let base = Arc::as_ptr(&model.index.base);
         for n in 0..5_000u64 {
             model.create(address(100_000 + n));
             assert_eq!(model.index.overlay_len(), n as usize + 1, "after {} creations", n + 1);
             assert_eq!(model.index.is_folding(), n == 4_999, "after {} creations", n + 1);
         }
-        assert!(Arc::ptr_eq(&model.index.base, &base), "nothing folded at once");
+        assert!(std::ptr::eq(Arc::as_ptr(&model.index.base), base), "nothing folded at once");
         let folding = model.index.folding.as_ref().unwrap();
-        assert_eq!((folding.count, folding.placed, folding.order.len()), (45_000, 0, 0));
+        assert_eq!((folding.count, units(folding), folding.order.len()), (45_000, 0, 0));
+        // In place: no second table is held, and the next base keeps the old one.
+        assert_eq!(
+            (folding.mode, folding.table.capacity()),
+            (TableMode::InPlace, 0),
+            "the index is the model's alone"
+        );
+        let table = model.index.base.table.as_ptr();
         let creations = fold_in_small_steps(&mut model, &|n| address(200_000 + n));
         assert!(creations > 1_000, "spread over many creations: {creations}");
         assert!(creations <= 2_600, "about half the frozen overlay's creations: {creations}");
         assert_eq!(model.index.base.count(), 45_000);
+        assert_eq!(model.index.base.table.as_ptr(), table, "the table was not copied");
         assert_eq!(model.index.overlay_len(), creations as usize);
     }
 
@@ -1162,7 +1247,9 @@ mod tests {
     }
 
     /// A clone taken while a fold is under way goes its own way: each answers for its own
-    /// accounts, and finishes its own fold.
+    /// accounts, and finishes its own fold. The fold was in place, in the table the two now
+    /// share: each goes on in a copy of it (slots placed so far included), which it copies a
+    /// step at a time, and the shared table changes no more.
     #[test]
     fn a_clone_taken_mid_fold_goes_its_own_way() {
         let mut one = Model::new((0..40_000).map(address).collect());
@@ -1170,8 +1257,28 @@ mod tests {
         for m in 0..300 {
             one.create(address(200_000 + m));
         }
+        let folding = one.index.folding.as_deref().unwrap();
+        assert_eq!(folding.mode, TableMode::InPlace);
+        assert!(folding.added_done > 0 && folding.added_done < folding.added.len(), "part placed in place");
         let mut two = Model { index: one.index.clone(), keys: one.keys.clone(), sorted: one.sorted.clone() };
-        for m in 0..3_000 {
+        let shared = one.index.base.table.to_vec();
+        // Until each has done a step (a step, not every creation, asks whether it may write).
+        let mut m = 0;
+        while [&one, &two]
+            .iter()
+            .any(|model| model.index.folding.as_deref().unwrap().mode == TableMode::InPlace)
+        {
+            one.create(address(300_000 + m));
+            two.create(address(400_000 + m));
+            m += 1;
+            assert!(m < 100, "a step within a few creations");
+        }
+        for model in [&one, &two] {
+            let folding = model.index.folding.as_deref().unwrap();
+            assert!(folding.old_done < folding.old_work, "copied a step at a time, not at once");
+        }
+        assert_eq!(*one.index.base.table, shared, "the shared table is as it was at the clone");
+        for m in m..3_000 {
             one.create(address(300_000 + m));
             two.create(address(400_000 + m));
         }
