@@ -123,6 +123,22 @@ pub enum PipelineError {
     Schedule(String),
 }
 
+/// An empty schedule as a node runs one: on one thread, and refusing to build when two
+/// systems that touch the same data have no order between them (their order would be the
+/// executor's choice, and a node's results must not depend on it).
+fn node_schedule() -> Schedule {
+    let mut schedule = Schedule::default();
+    // Single-threaded: the heavy kernel (sigverify) parallelises inside its system with
+    // rayon, and the multi-threaded executor's overhead exceeds what the small systems
+    // would gain.
+    schedule.set_executor(SingleThreadedExecutor::new());
+    schedule.set_build_settings(ScheduleBuildSettings {
+        ambiguity_detection: LogLevel::Error,
+        ..ScheduleBuildSettings::default()
+    });
+    schedule
+}
+
 /// A node's world and schedule, driven by a shell.
 pub struct Pipeline {
     world: World,
@@ -164,15 +180,7 @@ impl Pipeline {
         world.init_resource::<RejectCounters>();
         world.init_resource::<PipelineCounters>();
 
-        let mut schedule = Schedule::default();
-        // Single-threaded: the heavy kernel (sigverify) parallelises inside its system with
-        // rayon, and the multi-threaded executor's overhead exceeds what the small systems
-        // would gain.
-        schedule.set_executor(SingleThreadedExecutor::new());
-        schedule.set_build_settings(ScheduleBuildSettings {
-            ambiguity_detection: LogLevel::Error,
-            ..ScheduleBuildSettings::default()
-        });
+        let mut schedule = node_schedule();
         let admission: [&dyn Plugin; 4] = [
             &ingest::IngestPlugin,
             &prefilter::PrefilterPlugin,

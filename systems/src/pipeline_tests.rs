@@ -426,3 +426,37 @@ fn ambiguous_schedule_is_refused() {
     schedule.add_systems((writer_a, writer_b));
     assert!(schedule.initialize(&mut world).is_err(), "two unordered writers must not build");
 }
+
+/// The node's schedule refuses two systems that write the same resource with no order between
+/// them, saying so, and accepts them once ordered: a pipeline's results never depend
+/// on the order an executor happens to pick.
+#[test]
+fn a_schedule_with_two_unordered_writers_of_one_resource_does_not_build() {
+    use bevy_ecs::prelude::*;
+
+    #[derive(Resource, Default)]
+    struct Tally(u64);
+    fn add(mut tally: ResMut<Tally>) {
+        tally.0 += 1;
+    }
+    fn double(mut tally: ResMut<Tally>) {
+        tally.0 *= 2;
+    }
+
+    let mut world = World::new();
+    world.init_resource::<Tally>();
+    let mut unordered = crate::node_schedule();
+    unordered.add_systems((add, double));
+    let Err(error) = unordered.initialize(&mut world) else {
+        panic!("an ambiguous order is refused");
+    };
+    let said = error.to_string(unordered.graph(), &world);
+    // (Systems and resources are named only with bevy's `debug` feature, which is off.)
+    assert!(said.contains("1 pairs of systems with conflicting data access"), "the conflict is said: {said}");
+
+    let mut ordered = crate::node_schedule();
+    ordered.add_systems((add, double).chain());
+    assert!(ordered.initialize(&mut world).is_ok(), "an ordered pair builds");
+    ordered.run(&mut world);
+    assert_eq!(world.resource::<Tally>().0, 2, "add, then double");
+}
