@@ -569,11 +569,21 @@ fn the_state_is_written_every_interval_whatever_the_batching() {
 /// A store whose state log holds at least `count` deltas over its snapshot, closed: its
 /// directory, its genesis id, and the log decoded.
 fn store_with_deltas(name: &str, count: usize) -> (PathBuf, Hash, tessera_components::storage::StateLog) {
+    let (dir, id, log, _) = store_with_log(name, |log| log.deltas.len() >= count);
+    (dir, id, log)
+}
+
+/// A store closed once its state log is `enough`: its directory, its genesis id, the log
+/// decoded, and the ledger it ran with.
+fn store_with_log(
+    name: &str,
+    enough: impl Fn(&tessera_components::storage::StateLog) -> bool,
+) -> (PathBuf, Hash, tessera_components::storage::StateLog, Ledger) {
     let dir = scratch(name);
     let (mut store, mut ledger, _) = Store::open(&dir, &genesis(), config()).unwrap();
     loop {
         let height = store.height() + 4;
-        assert!(height <= 400, "no log of {count} deltas by height {height}");
+        assert!(height <= 400, "no log as wanted by height {height}");
         commit_to(&mut store, &mut ledger, height);
         let log = tessera_components::storage::decode_state_log(
             &read(&dir, STATE_LOG_FILE),
@@ -581,10 +591,10 @@ fn store_with_deltas(name: &str, count: usize) -> (PathBuf, Hash, tessera_compon
             height,
         )
         .unwrap();
-        if log.deltas.len() >= count {
+        if enough(&log) {
             let id = store.genesis_id;
             drop(store);
-            return (dir, id, log);
+            return (dir, id, log, ledger);
         }
     }
 }
@@ -651,25 +661,11 @@ fn a_log_mixing_deltas_over_two_snapshots_is_refused_not_emptied() {
 /// state the running store had: every account, the order, the root.
 #[test]
 fn a_restart_applies_the_state_log_at_once_and_reaches_the_running_state() {
-    let dir = scratch("log-at-once");
-    let (mut store, mut ledger, _) = Store::open(&dir, &genesis(), config()).unwrap();
     // A snapshot past genesis (its order is stored), then deltas over it that create accounts.
-    let log = loop {
-        let height = store.height() + 4;
-        assert!(height <= 400, "no log of deltas that create accounts by height {height}");
-        commit_to(&mut store, &mut ledger, height);
-        let log = tessera_components::storage::decode_state_log(
-            &read(&dir, STATE_LOG_FILE),
-            store.genesis_id,
-            height,
-        )
-        .unwrap();
+    let (dir, _, log, ledger) = store_with_log("log-at-once", |log| {
         let creates = log.deltas.windows(2).any(|pair| pair[1].count > pair[0].count);
-        if log.deltas.len() >= 3 && log.deltas[0].base_height > 0 && creates {
-            break log;
-        }
-    };
-    drop(store);
+        log.deltas.len() >= 3 && log.deltas[0].base_height > 0 && creates
+    });
     let (_, reopened, recovery) = Store::open(&dir, &genesis(), config()).unwrap();
     assert_eq!(recovery.log_applied, LogApplied::AtOnce);
     assert_eq!(recovery.address_index, AddressIndexSource::Mapped);
