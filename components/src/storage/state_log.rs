@@ -2,8 +2,10 @@
 //! store appends, at each snapshot point, one *delta* record: the accounts the blocks since the
 //! previous point changed or created, with the state root, burned total and account count
 //! after them. A snapshot point then costs in proportion to the accounts touched, not to the
-//! ledger. Recovery applies the deltas newer than the `state` file in order, checking each
-//! one's root, and replays only the blocks after the last.
+//! ledger. Recovery applies the deltas newer than the `state` file all at once, checking each
+//! one's recorded root against the chain's and the state they give against the last one's (or,
+//! when that fails, one at a time, each checked, to name the one at fault), and replays only the
+//! blocks after the last.
 //!
 //! A delta is a cache of what replaying blocks gives: losing one costs replay time, never
 //! correctness. So a record that fails its checks ends the log, and it and everything after it

@@ -141,7 +141,7 @@ impl LedgerParts {
                     return Err(format!("row for slot {slot} names another address than the slot holds"));
                 }
                 self.accounts[slot] = row.account;
-            } else if slot == self.keys.len() {
+            } else if slot == self.keys.len() && slot < slot_limit() as usize {
                 self.keys.push(row.address);
                 self.accounts.push(row.account);
             } else {
@@ -838,6 +838,11 @@ mod tests {
         });
         assert!(slow.unwrap_err().contains("has an account"));
         assert_eq!(fast.unwrap_err(), format!("{} created twice", Hash(twice)));
+        // No slot at or past the limit (u32::MAX, which stands for "none"), either way.
+        SLOT_LIMIT.with(|limit| limit.set(deltas[last - 1].count as u32));
+        let (slow, fast) = spoil(&|_| {});
+        SLOT_LIMIT.with(|limit| limit.set(NO_SLOT));
+        assert!(slow.unwrap_err().contains("next free slot") && fast.unwrap_err().contains("next free slot"));
     }
 
     /// Clones share the columns only a creation writes, until one of them creates an account;
@@ -862,6 +867,10 @@ mod tests {
         assert_eq!((genesis.state_root(), genesis.state_root_from_scratch()), (root, root));
         let deep = genesis.unshared();
         assert!(!Arc::ptr_eq(&deep.index, &genesis.index) && !deep.index.shares_base(&genesis.index));
+        assert!(
+            !Arc::ptr_eq(&deep.keys, &genesis.keys) && !Arc::ptr_eq(&deep.next, &genesis.next),
+            "nor the columns"
+        );
         assert_eq!(deep.state_root(), root);
     }
 
