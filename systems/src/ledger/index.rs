@@ -1289,6 +1289,13 @@ mod tests {
         let folding = one.index.folding.as_deref().unwrap();
         assert_eq!(folding.mode, TableMode::InPlace);
         assert!(folding.added_done > 0 && folding.added_done < folding.added.len(), "part placed in place");
+        // After the turn to a copy, a creation does at most a step and its quota, which grows
+        // by the copy's units spread over the creations left before the overlay's threshold
+        // (here 4,096 units over more than 2,000: at most 2 more).
+        let copy_units = Folding::old_units(TableMode::Copy, one.index.base.capacity());
+        let left = FOLD_MIN.max(folding.count / 8) - 3_400;
+        let bound = folding.step_units + folding.quota + copy_units.div_ceil(left) + SEARCH_UNITS + 2;
+        let threshold = FOLD_MIN.max(folding.count / 8);
         let mut two = Model { index: one.index.clone(), keys: one.keys.clone(), sorted: one.sorted.clone() };
         let shared = one.index.base.table.to_vec();
         // Until each has done a step (a step, not every creation, asks whether it may write).
@@ -1307,9 +1314,22 @@ mod tests {
             assert!(folding.old_done < folding.old_work, "copied a step at a time, not at once");
         }
         assert_eq!(*one.index.base.table, shared, "the shared table is as it was at the clone");
+        let mut ended = [None, None];
         for m in m..3_000 {
-            one.create(address(300_000 + m));
-            two.create(address(400_000 + m));
+            for (side, (model, key)) in
+                [(&mut one, address(300_000 + m)), (&mut two, address(400_000 + m))].into_iter().enumerate()
+            {
+                let was_folding = model.index.is_folding();
+                let units = model.create(key);
+                assert!(!was_folding || units <= bound, "{units} > {bound}: more than a step and its share");
+                if was_folding && !model.index.is_folding() {
+                    ended[side] = Some(model.index.overlay_len());
+                }
+            }
+        }
+        for overlay in ended {
+            // Ended by its quota, not at once at the threshold for falling behind.
+            assert!(overlay.is_some_and(|overlay| overlay < threshold), "{overlay:?} against {threshold}");
         }
         for (model, other) in [(&one, 400_000), (&two, 300_000)] {
             assert!(!model.index.is_folding());
