@@ -405,28 +405,6 @@ fn bad_signatures_are_charged_to_their_source() {
     }
 }
 
-#[test]
-fn ambiguous_schedule_is_refused() {
-    use bevy_ecs::prelude::*;
-    use bevy_ecs::schedule::{LogLevel, ScheduleBuildSettings};
-
-    fn writer_a(mut ledger: ResMut<Ledger>) {
-        let _ = ledger.as_mut();
-    }
-    fn writer_b(mut ledger: ResMut<Ledger>) {
-        let _ = ledger.as_mut();
-    }
-    let mut world = World::new();
-    world.insert_resource(Ledger::default());
-    let mut schedule = Schedule::default();
-    schedule.set_build_settings(ScheduleBuildSettings {
-        ambiguity_detection: LogLevel::Error,
-        ..Default::default()
-    });
-    schedule.add_systems((writer_a, writer_b));
-    assert!(schedule.initialize(&mut world).is_err(), "two unordered writers must not build");
-}
-
 /// The node's schedule refuses two systems that write the same resource with no order between
 /// them, saying so, and accepts them once ordered: a pipeline's results never depend
 /// on the order an executor happens to pick.
