@@ -10,7 +10,8 @@
 //!   ([`Base::order`], [`Base::from_order`]), so no address is sorted again; the table is built
 //!   again at each start under a fresh key, one hash and one write per account. A lookup
 //!   compares the address stored at the slot it finds, so no entry can name the wrong account.
-//! - The **overlay** holds the accounts created since: a hash map and a B-tree set. Once it
+//! - The **overlay** holds the accounts created since: a hash table of their slots (4 bytes
+//!   each, found by a hash of the address and compared with `keys`) and a B-tree set. Once it
 //!   holds an eighth of the base (and at least [`FOLD_MIN`] accounts) a fold into a new base
 //!   begins: the order merged (a galloping search per new address, then copies), the new
 //!   slots placed in the table (in the base's own table when no clone of the index shares it,
@@ -39,7 +40,6 @@ use std::collections::BTreeSet;
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::Arc;
 
-use foldhash::HashMap;
 use siphasher::sip::SipHasher13;
 
 /// Fewest accounts the overlay holds before it is folded into the base.
@@ -401,9 +401,16 @@ pub struct AddressIndex {
 
 /// Accounts created since a base was built: their slots by address, and their addresses in
 /// order. Their slots follow one another, from the base's count up.
+///
+/// The slots are kept bare (4 bytes each, and a byte of the table's own) and found by a hash of
+/// the address, each compared with the address its slot names in the ledger's `keys`. A map of
+/// address to slot held 36 bytes an entry: at ten million accounts its room for an eighth of
+/// them was 72 MB, whose pages the first creations after a fold began faulted in one by one, at
+/// random, nearly one a creation (blocks of 45–72 ms when faults were dear).
 #[derive(Clone, Debug, Default)]
 struct Overlay {
-    slots: HashMap<[u8; 32], u32>,
+    slots: hashbrown::HashTable<u32>,
+    hasher: foldhash::fast::RandomState,
     order: BTreeSet<[u8; 32]>,
 }
 
@@ -412,10 +419,34 @@ impl Overlay {
         self.slots.len()
     }
 
+    /// The slot of `key`, if this overlay holds it (`keys`: every address, by slot).
+    fn slot(&self, key: &[u8; 32], keys: &[[u8; 32]]) -> Option<u32> {
+        let hash = self.hasher.hash_one(key);
+        self.slots.find(hash, |slot| keys[*slot as usize] == *key).copied()
+    }
+
+    /// The slot of an address this overlay holds.
+    fn slot_of(&self, key: &[u8; 32], keys: &[[u8; 32]]) -> u32 {
+        self.slot(key, keys).expect("an address in the order has a slot")
+    }
+
+    /// Records `key` at `slot` (`keys[slot]`); the caller has checked it has none.
+    fn insert(&mut self, key: [u8; 32], slot: u32, keys: &[[u8; 32]]) {
+        let hasher = &self.hasher;
+        self.slots.insert_unique(hasher.hash_one(key), slot, |slot| hasher.hash_one(keys[*slot as usize]));
+        self.order.insert(key);
+    }
+
+    /// Takes room for `additional` more slots at once.
+    fn reserve(&mut self, additional: usize, keys: &[[u8; 32]]) {
+        let hasher = &self.hasher;
+        self.slots.reserve(additional, |slot| hasher.hash_one(keys[*slot as usize]));
+    }
+
     /// The largest address below `key`, with its slot.
-    fn below(&self, key: &[u8; 32]) -> Option<([u8; 32], u32)> {
+    fn below(&self, key: &[u8; 32], keys: &[[u8; 32]]) -> Option<([u8; 32], u32)> {
         let address = *self.order.range(..*key).next_back()?;
-        Some((address, self.slots[&address]))
+        Some((address, self.slot_of(&address, keys)))
     }
 
     /// The smallest address above `key`.
@@ -424,9 +455,9 @@ impl Overlay {
     }
 
     /// The smallest address, with its slot.
-    fn first(&self) -> Option<([u8; 32], u32)> {
+    fn first(&self, keys: &[[u8; 32]]) -> Option<([u8; 32], u32)> {
         let address = *self.order.first()?;
-        Some((address, self.slots[&address]))
+        Some((address, self.slot_of(&address, keys)))
     }
 }
 
@@ -639,7 +670,7 @@ impl Folding {
                     // (`order` is then whole).
                     break;
                 };
-                extend_order(&mut self.order, &mut self.fence, &[self.added.slots[&key]], keys);
+                extend_order(&mut self.order, &mut self.fence, &[self.added.slot_of(&key, keys)], keys);
                 self.merged = Some(key);
             }
         }
@@ -776,9 +807,7 @@ impl AddressIndex {
 
     /// The slot of `key`, if it has one.
     pub fn slot(&self, key: &[u8; 32], keys: &[[u8; 32]]) -> Option<u32> {
-        self.base
-            .lookup(key, keys)
-            .or_else(|| self.overlays().find_map(|added| added.slots.get(key).copied()))
+        self.base.lookup(key, keys).or_else(|| self.overlays().find_map(|added| added.slot(key, keys)))
     }
 
     /// The slot of the largest address below `key`, if any.
@@ -786,7 +815,7 @@ impl AddressIndex {
         let at = self.base.position(key, keys, false);
         let in_base =
             at.checked_sub(1).map(|at| self.base.order()[at]).map(|slot| (keys[slot as usize], slot));
-        self.overlays().filter_map(|added| added.below(key)).chain(in_base).max().map(|(_, slot)| slot)
+        self.overlays().filter_map(|added| added.below(key, keys)).chain(in_base).max().map(|(_, slot)| slot)
     }
 
     /// The smallest address above `key` (which need not have an account), if any.
@@ -799,7 +828,7 @@ impl AddressIndex {
     /// The slot of the smallest address, if any.
     pub fn first_slot(&self, keys: &[[u8; 32]]) -> Option<u32> {
         let in_base = self.base.order().first().map(|slot| (keys[*slot as usize], *slot));
-        self.overlays().filter_map(Overlay::first).chain(in_base).min().map(|(_, slot)| slot)
+        self.overlays().filter_map(|added| added.first(keys)).chain(in_base).min().map(|(_, slot)| slot)
     }
 
     /// The smallest address, if any.
@@ -818,13 +847,13 @@ impl AddressIndex {
             // doubling, the map stopped one creation for each rehash of all its entries (about
             // 20 ms at a million); taken later in one go, the rehash into fresh memory faulted
             // in every page of it at once (0.2 s at ten million accounts). Taken now, the pages
-            // are faulted in one by one as entries land on them. (Up to 72 MB of room at ten
-            // million accounts, resident as it is used.)
+            // are faulted in one by one as entries land on them. (Up to 10 MB of room at ten
+            // million accounts, resident as it is used: 72 MB when the overlay kept a map of
+            // address to slot.)
             let count = self.folding.as_ref().map_or(self.base.count, |folding| folding.count);
-            self.added.slots.reserve(threshold(count));
+            self.added.reserve(threshold(count), keys);
         }
-        self.added.slots.insert(key, slot);
-        self.added.order.insert(key);
+        self.added.insert(key, slot, keys);
         match &mut self.folding {
             Some(folding) => {
                 folding.credit += folding.quota;
@@ -888,7 +917,7 @@ impl AddressIndex {
                 (None, None) => return None,
             };
             let key = key.expect("peeked");
-            Some((key, added.slots[key]))
+            Some((key, added.slot_of(key, keys)))
         });
         merge_sorted(self.base.order(), &self.base.fence, keys, added, count)
             .expect("an overlay holds no base address")
@@ -959,6 +988,20 @@ mod tests {
             merged.sort_unstable();
             assert_eq!(merged, (0..keys.len() as u32).collect::<Vec<u32>>(), "shape {shape}");
         }
+    }
+
+    /// The overlay's room, taken at its first account for all it will hold, is a few bytes an
+    /// account (a slot and a control byte), not a map's 36-byte entries: the creations after
+    /// a fold begins fault in that room's pages one by one, at random.
+    #[test]
+    fn the_overlay_takes_a_few_bytes_an_account_of_room() {
+        let mut model = Model::new((0..80_000).map(address).collect());
+        model.create(address(100_000));
+        let room = model.index.added.slots.allocation_size();
+        let accounts = FOLD_MIN.max(80_000 / 8);
+        assert!(model.index.added.slots.capacity() >= accounts, "room for all the overlay will hold");
+        assert!(room <= 10 * accounts, "{room} bytes for {accounts} accounts");
+        assert_eq!(model.index.slot(&address(100_000), &model.keys), Some(80_000));
     }
 
     /// The index answers as a sorted set would, across folds, at every size from empty.
