@@ -45,6 +45,12 @@ use siphasher::sip::SipHasher13;
 /// Fewest accounts the overlay holds before it is folded into the base.
 pub const FOLD_MIN: usize = 1 << 12;
 
+/// Accounts an overlay over a base of `count` holds when its fold begins (an eighth of the
+/// base, at least [`FOLD_MIN`]), and at most while the fold before it runs.
+fn fold_threshold(count: usize) -> usize {
+    FOLD_MIN.max(count / 8)
+}
+
 /// Table entries for a base of `count` slots: a power of two, at least twice `count`.
 fn capacity_for(count: usize) -> usize {
     count.saturating_mul(2).next_power_of_two().max(8)
@@ -502,8 +508,6 @@ struct Folding {
     old_done: usize,
     /// Added slots placed.
     added_done: usize,
-    /// Creations since the fold began, against the half of `added` it is to end within.
-    creations: usize,
     /// The next base's order, merged so far, and its fence ([`Base::fence`]).
     order: Vec<u32>,
     fence: Vec<u64>,
@@ -574,7 +578,6 @@ impl Folding {
             old_work,
             old_done: 0,
             added_done: 0,
-            creations: 0,
             order: Vec::with_capacity(count),
             fence: Vec::with_capacity(count.div_ceil(FENCE_STEP)),
             merged: None,
@@ -604,9 +607,10 @@ impl Folding {
 
     /// Does `budget` units of the fold's work (at most a search's more), table first, then
     /// the order. True once all of it is done.
-    fn step(&mut self, base: &mut Arc<Base>, keys: &[[u8; 32]], mut budget: usize) -> bool {
+    /// `creations`: accounts created since the fold began (the new overlay's).
+    fn step(&mut self, base: &mut Arc<Base>, keys: &[[u8; 32]], mut budget: usize, creations: usize) -> bool {
         if self.mode == TableMode::InPlace && own_table(base).is_none() {
-            self.copy_from_now(base);
+            self.copy_from_now(base, creations);
         }
         while budget > 0 && self.old_done < self.old_work {
             let done = self.old_done;
@@ -681,15 +685,14 @@ impl Folding {
     /// on it must not change, so the fold goes on in a copy of it, with the slots placed so
     /// far, copied a step at a time like any copy. The copy's units are spread over the
     /// creations the fold has left.
-    fn copy_from_now(&mut self, base: &Base) {
+    fn copy_from_now(&mut self, base: &Base, creations: usize) {
         self.mode = TableMode::Copy;
         self.table = vec![0; base.capacity()];
         self.old_work = base.capacity();
         // Over the creations left before the new overlay would end the fold at once (its
         // threshold), not only those the quota aimed at: a clone near a fold's end must not
         // put the whole copy into one creation.
-        let threshold = FOLD_MIN.max(self.count / 8);
-        let left = threshold.saturating_sub(self.creations + 1).max(1);
+        let left = fold_threshold(self.count).saturating_sub(creations + 1).max(1);
         self.quota += Folding::old_units(self.mode, self.old_work).div_ceil(left);
     }
 
@@ -841,7 +844,6 @@ impl AddressIndex {
     /// and at most a step of it ([`STEP_UNITS`] plus a quota) per creation.
     pub fn insert(&mut self, key: [u8; 32], slot: u32, keys: &[[u8; 32]]) {
         debug_assert_eq!(slot as usize + 1, keys.len());
-        let threshold = |count: usize| FOLD_MIN.max(count / 8);
         if self.added.slots.capacity() == 0 {
             // Room for all the overlay will hold, taken at its first account. Grown by
             // doubling, the map stopped one creation for each rehash of all its entries (about
@@ -851,23 +853,22 @@ impl AddressIndex {
             // million accounts, resident as it is used: 72 MB when the overlay kept a map of
             // address to slot.)
             let count = self.folding.as_ref().map_or(self.base.count, |folding| folding.count);
-            self.added.reserve(threshold(count), keys);
+            self.added.reserve(fold_threshold(count), keys);
         }
         self.added.insert(key, slot, keys);
         match &mut self.folding {
             Some(folding) => {
                 folding.credit += folding.quota;
-                folding.creations += 1;
                 // Past its quota's reach (it never is): the fold ends here, at once.
-                let behind = self.added.len() >= threshold(folding.count);
+                let behind = self.added.len() >= fold_threshold(folding.count);
                 if folding.credit >= folding.step_units || behind {
                     let budget = if behind { usize::MAX } else { std::mem::take(&mut folding.credit) };
-                    if folding.step(&mut self.base, keys, budget) {
+                    if folding.step(&mut self.base, keys, budget, self.added.len()) {
                         self.install();
                     }
                 }
             }
-            None if self.added.len() >= threshold(self.base.count) => self.begin_fold(),
+            None if self.added.len() >= fold_threshold(self.base.count) => self.begin_fold(),
             None => {}
         }
     }
@@ -882,7 +883,7 @@ impl AddressIndex {
     /// Does what is left of a fold under way, if one is, and puts its base in place.
     fn finish_fold(&mut self, keys: &[[u8; 32]]) {
         if let Some(folding) = &mut self.folding {
-            let done = folding.step(&mut self.base, keys, usize::MAX);
+            let done = folding.step(&mut self.base, keys, usize::MAX, self.added.len());
             debug_assert!(done);
             self.install();
         }
@@ -998,7 +999,7 @@ mod tests {
         let mut model = Model::new((0..80_000).map(address).collect());
         model.create(address(100_000));
         let room = model.index.added.slots.allocation_size();
-        let accounts = FOLD_MIN.max(80_000 / 8);
+        let accounts = fold_threshold(80_000);
         assert!(model.index.added.slots.capacity() >= accounts, "room for all the overlay will hold");
         assert!(room <= 10 * accounts, "{room} bytes for {accounts} accounts");
         assert_eq!(model.index.slot(&address(100_000), &model.keys), Some(80_000));
@@ -1336,9 +1337,9 @@ mod tests {
         // by the copy's units spread over the creations left before the overlay's threshold
         // (here 4,096 units over more than 2,000: at most 2 more).
         let copy_units = Folding::old_units(TableMode::Copy, one.index.base.capacity());
-        let left = FOLD_MIN.max(folding.count / 8) - 3_400;
+        let threshold = fold_threshold(folding.count);
+        let left = threshold - 3_400;
         let bound = folding.step_units + folding.quota + copy_units.div_ceil(left) + SEARCH_UNITS + 2;
-        let threshold = FOLD_MIN.max(folding.count / 8);
         let mut two = Model { index: one.index.clone(), keys: one.keys.clone(), sorted: one.sorted.clone() };
         let shared = one.index.base.table.to_vec();
         // Until each has done a step (a step, not every creation, asks whether it may write).
