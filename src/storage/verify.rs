@@ -483,26 +483,27 @@ pub fn rebuild_from(
         }
         (Replay::FromSnapshot, Some((last, _))) => {
             // Each delta's recorded root against the chain's (a block read per delta, cheap
-            // beside the rows); the roots between are not computed, only the last.
-            let mut contradicted = None;
+            // beside the rows), keeping the last block's hash; the roots between are not
+            // computed, only the last, which is then the chain's too.
+            let mut tip = Err(String::new());
             for (delta, _) in &over {
-                let root = source.read(&entries[delta.height as usize - 1])?.0.header.state_root;
-                if root != delta.state_root {
-                    contradicted = Some(delta.height);
+                let header = source.read(&entries[delta.height as usize - 1])?.0.header;
+                if header.state_root != delta.state_root {
+                    tip = Err(format!(
+                        "the delta for height {} records a root the chain does not",
+                        delta.height
+                    ));
                     break;
                 }
+                tip = Ok(header.hash());
             }
-            let block = source.read(&entries[last.height as usize - 1])?.0;
-            let chain_root = block.header.state_root;
             let at_once = |order: Option<&[u32]>| -> Result<Ledger, String> {
-                if let Some(height) = contradicted {
-                    return Err(format!("the delta for height {height} records a root the chain does not"));
-                }
+                tip.clone()?;
                 let ledger = fold_log(parts(), order, over.iter().map(|(delta, _)| *delta))?;
                 match ledger.state_root() {
-                    root if root == chain_root && root == last.state_root => Ok(ledger),
+                    root if root == last.state_root => Ok(ledger),
                     root => Err(format!(
-                        "at once they give state root {root}; the last records {}, the chain {chain_root}",
+                        "at once they give state root {root}; the last delta and its block record {}",
                         last.state_root
                     )),
                 }
@@ -524,7 +525,7 @@ pub fn rebuild_from(
                     };
                     at_once(None).map(|ledger| (ledger, AddressIndexSource::Built(built)))
                 })
-                .map(|(ledger, source)| (ledger, last.height, block.header.hash(), source))
+                .and_then(|(ledger, source)| Ok((ledger, last.height, tip.clone()?, source)))
                 .map_err(|why| LogApplied::OneAtATime(format!("at once: {why}")))
         }
     };
