@@ -1322,23 +1322,39 @@ mod tests {
     /// A clone taken while a fold is under way goes its own way: each answers for its own
     /// accounts, and finishes its own fold. The fold was in place, in the table the two now
     /// share: each goes on in a copy of it (slots placed so far included), which it copies a
-    /// step at a time, and the shared table changes no more.
+    /// step at a time, and the shared table changes no more. Early in the fold, and near its
+    /// end: the copy is spread over the creations left before the overlay's threshold, not
+    /// over the few the quota had left (which put most of the copy into one creation).
     #[test]
     fn a_clone_taken_mid_fold_goes_its_own_way() {
+        let mut alone = Model::new((0..40_000).map(address).collect());
+        alone.create_until_folding(&|n| address(100_000 + n));
+        let mut length = 0;
+        while alone.index.is_folding() {
+            alone.create(address(200_000 + length));
+            length += 1;
+        }
+        for after in [300, length - 20] {
+            clone_after(after);
+        }
+    }
+
+    /// [`a_clone_taken_mid_fold_goes_its_own_way`], the clone taken `after` creations into the
+    /// fold.
+    fn clone_after(after: u64) {
         let mut one = Model::new((0..40_000).map(address).collect());
         one.create_until_folding(&|n| address(100_000 + n));
-        for m in 0..300 {
+        for m in 0..after {
             one.create(address(200_000 + m));
         }
         let folding = one.index.folding.as_deref().unwrap();
-        assert_eq!(folding.mode, TableMode::InPlace);
-        assert!(folding.added_done > 0 && folding.added_done < folding.added.len(), "part placed in place");
+        assert_eq!(folding.mode, TableMode::InPlace, "{after}");
         // After the turn to a copy, a creation does at most a step and its quota, which grows
         // by the copy's units spread over the creations left before the overlay's threshold
         // (here 4,096 units over more than 2,000: at most 2 more).
         let copy_units = Folding::old_units(TableMode::Copy, one.index.base.capacity());
         let threshold = fold_threshold(folding.count);
-        let left = threshold - 3_400;
+        let left = threshold - (after as usize + 100);
         let bound = folding.step_units + folding.quota + copy_units.div_ceil(left) + SEARCH_UNITS + 2;
         let mut two = Model { index: one.index.clone(), keys: one.keys.clone(), sorted: one.sorted.clone() };
         let shared = one.index.base.table.to_vec();
@@ -1363,10 +1379,12 @@ mod tests {
             for (side, (model, key)) in
                 [(&mut one, address(300_000 + m)), (&mut two, address(400_000 + m))].into_iter().enumerate()
             {
-                let was_folding = model.index.is_folding();
+                if ended[side].is_some() {
+                    continue;
+                }
                 let units = model.create(key);
-                assert!(!was_folding || units <= bound, "{units} > {bound}: more than a step and its share");
-                if was_folding && !model.index.is_folding() {
+                assert!(units <= bound, "{after}: {units} > {bound}: more than a step and its share");
+                if !model.index.is_folding() {
                     ended[side] = Some(model.index.overlay_len());
                 }
             }
