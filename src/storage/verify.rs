@@ -13,7 +13,7 @@ use tessera_components::storage::{
 };
 use tessera_components::{Block, Hash, QuorumCertificate, TxnId};
 use tessera_systems::execute::execute_block;
-use tessera_systems::ledger::index::{self, Base};
+use tessera_systems::ledger::index::{self, Base, CheckedOrder};
 use tessera_systems::{Ledger, LedgerParts};
 
 use super::map::DirLock;
@@ -234,7 +234,7 @@ pub trait BlockSource {
     /// The snapshot's address order, kept beside it (the `state-index` file): checked to name
     /// this snapshot and to hold each of its slots once; or why there is none to use. A source
     /// that keeps none says so.
-    fn address_order(&mut self, genesis_id: Hash, snapshot: &StateSnapshot) -> Result<Vec<u32>, String> {
+    fn address_order(&mut self, genesis_id: Hash, snapshot: &StateSnapshot) -> Result<CheckedOrder, String> {
         let _ = (genesis_id, snapshot);
         Err("this source keeps no address index".to_string())
     }
@@ -242,7 +242,11 @@ pub trait BlockSource {
 
 /// Maps the directory's `state-index` file and copies its order out, if it checks and names
 /// `snapshot`.
-fn map_address_order(lock: &DirLock, genesis_id: Hash, snapshot: &StateSnapshot) -> Result<Vec<u32>, String> {
+fn map_address_order(
+    lock: &DirLock,
+    genesis_id: Hash,
+    snapshot: &StateSnapshot,
+) -> Result<CheckedOrder, String> {
     let map = lock.map(STATE_INDEX_FILE, true).map_err(|error| format!("{STATE_INDEX_FILE}: {error}"))?;
     let meta =
         decode_state_index(&map, genesis_id).map_err(|error| format!("{STATE_INDEX_FILE}: {error}"))?;
@@ -265,10 +269,8 @@ fn map_address_order(lock: &DirLock, genesis_id: Hash, snapshot: &StateSnapshot)
     };
     // Copied out of the map (4 bytes an account, beside a table of 8 to 16 built from it), so
     // no later write to the file by anyone else can change an order already checked.
-    let order = words.to_vec();
-    index::check_order(&order, snapshot.keys.len())
-        .map_err(|error| format!("{STATE_INDEX_FILE}: {error}"))?;
-    Ok(order)
+    index::check_order(words.to_vec(), snapshot.keys.len())
+        .map_err(|error| format!("{STATE_INDEX_FILE}: {error}"))
 }
 
 /// The directory's segments, read through `reader`'s maps.
@@ -286,7 +288,7 @@ impl BlockSource for Mapped<'_> {
         self.reader.read(self.lock, entry)
     }
 
-    fn address_order(&mut self, genesis_id: Hash, snapshot: &StateSnapshot) -> Result<Vec<u32>, String> {
+    fn address_order(&mut self, genesis_id: Hash, snapshot: &StateSnapshot) -> Result<CheckedOrder, String> {
         map_address_order(self.lock, genesis_id, snapshot)
     }
 }
@@ -497,7 +499,7 @@ pub fn rebuild_from(
                 }
                 tip = Ok(header.hash());
             }
-            let at_once = |order: Option<&[u32]>| -> Result<Ledger, String> {
+            let at_once = |order: Option<&CheckedOrder>| -> Result<Ledger, String> {
                 tip.clone()?;
                 let ledger = fold_log(parts(), order, over.iter().map(|(delta, _)| *delta))?;
                 match ledger.state_root() {
@@ -646,12 +648,12 @@ pub fn rebuild_from(
 fn snapshot_ledger(
     snapshot: &StateSnapshot,
     parts: impl Fn() -> LedgerParts,
-    stored_order: Result<Vec<u32>, String>,
+    stored_order: Result<CheckedOrder, String>,
     state_error: &impl Fn(String) -> StoreError,
 ) -> Result<(Ledger, AddressIndexSource), StoreError> {
     let why = match stored_order {
         Err(why) => why,
-        Ok(order) => match Base::from_order(&snapshot.keys, order) {
+        Ok(order) => match Base::from_checked(&snapshot.keys, order) {
             Err(error) => format!("{STATE_INDEX_FILE}: {error}"),
             Ok(base) => match Ledger::from_parts_indexed(parts(), Some(base)) {
                 Ok(ledger) if ledger.state_root() == snapshot.state_root => {
@@ -682,12 +684,18 @@ fn snapshot_ledger(
 /// a-time path, which names the delta at fault.
 fn fold_log<'d>(
     mut parts: LedgerParts,
-    stored_order: Option<&[u32]>,
+    stored_order: Option<&CheckedOrder>,
     deltas: impl IntoIterator<Item = &'d StateDelta>,
 ) -> Result<Ledger, String> {
-    if let Some(order) = stored_order {
-        // `merge_added` reads the address of every slot the order names.
-        index::check_order(order, parts.keys.len()).map_err(|error| error.to_string())?;
+    // Checked once, when it was read; here only that it orders these accounts.
+    if let Some(order) = stored_order
+        && order.as_slice().len() != parts.keys.len()
+    {
+        return Err(format!(
+            "{STATE_INDEX_FILE} orders {} accounts, the snapshot holds {}",
+            order.as_slice().len(),
+            parts.keys.len()
+        ));
     }
     for delta in deltas {
         parts.apply_stored(delta)?;
@@ -696,7 +704,7 @@ fn fold_log<'d>(
         Some(order) => {
             let merged = index::merge_added(order, &parts.keys)
                 .map_err(|key| format!("account {} is created twice", Hash(key)))?;
-            let base = Base::from_order(&parts.keys, merged).map_err(|error| error.to_string())?;
+            let base = Base::from_checked(&parts.keys, merged).map_err(|error| error.to_string())?;
             Ledger::from_parts_indexed(parts, Some(base)).map_err(|error| error.to_string())
         }
         None => Ledger::from_parts(parts).map_err(|error| error.to_string()),

@@ -96,23 +96,36 @@ pub enum BaseError {
     },
 }
 
+/// An order that holds each of the slots `0..len` exactly once: checked once, by
+/// [`check_order`], or made so by [`merge_added`]. Whether it is sorted by address is not
+/// known from it; the state root tells.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckedOrder(Vec<u32>);
+
+impl CheckedOrder {
+    /// The slots.
+    pub fn as_slice(&self) -> &[u32] {
+        &self.0
+    }
+}
+
 /// Checks that a stored `order` holds each of the slots `0..count` exactly once (its shape;
 /// whether it is sorted, the state root tells).
 ///
 /// # Errors
 /// The first way it does not.
-pub fn check_order(order: &[u32], count: usize) -> Result<(), BaseError> {
+pub fn check_order(order: Vec<u32>, count: usize) -> Result<CheckedOrder, BaseError> {
     if order.len() != count {
         return Err(BaseError::Length { words: order.len(), count });
     }
     let mut seen = vec![false; count];
-    for slot in order {
+    for slot in &order {
         match seen.get_mut(*slot as usize) {
             Some(seen) if !*seen => *seen = true,
             _ => return Err(BaseError::Order { count }),
         }
     }
-    Ok(())
+    Ok(CheckedOrder(order))
 }
 
 impl Base {
@@ -162,8 +175,18 @@ impl Base {
     /// # Errors
     /// The first way the order is not one of `keys`.
     pub fn from_order(keys: &[[u8; 32]], order: Vec<u32>) -> Result<Base, BaseError> {
-        check_order(&order, keys.len())?;
-        Ok(Base::build(Base::random_key(), keys, order))
+        Base::from_checked(keys, check_order(order, keys.len())?)
+    }
+
+    /// [`Base::from_order`] for an order already checked: not checked again.
+    ///
+    /// # Errors
+    /// An order of another length than `keys`.
+    pub fn from_checked(keys: &[[u8; 32]], order: CheckedOrder) -> Result<Base, BaseError> {
+        if order.0.len() != keys.len() {
+            return Err(BaseError::Length { words: order.0.len(), count: keys.len() });
+        }
+        Ok(Base::build(Base::random_key(), keys, order.0))
     }
 
     /// The base over `order` (the slots of `keys`, sorted by address), its table built here.
@@ -256,9 +279,8 @@ fn fence_of(order: &[u32], keys: &[[u8; 32]]) -> Vec<u64> {
     order.iter().step_by(FENCE_STEP).map(|slot| prefix(&keys[*slot as usize])).collect()
 }
 
-/// `order` (the slots `0..order.len()` of `keys`, sorted by address; each once, as
-/// [`check_order`] checks, or this panics) with the slots after
-/// them (`order.len()..keys.len()`, created since, in any order) merged in: the order a fold
+/// `order` (the slots `0..order.len()` of `keys`, sorted by address) with the slots after
+/// them (`order.len()..keys.len()`, created since, in any order) merged in, each slot once: the order a fold
 /// would reach, in one pass, for a restart that applies a state log's creations at once. The
 /// added addresses are sorted; each is then placed by a search that gallops on from the last
 /// one's place in a fence built here, so the cost is a copy of the order, a read at random
@@ -267,9 +289,14 @@ fn fence_of(order: &[u32], keys: &[[u8; 32]]) -> Vec<u64> {
 /// # Errors
 /// An address added twice, or added though the order holds it: no state has two accounts at
 /// one address.
-pub fn merge_added(order: &[u32], keys: &[[u8; 32]]) -> Result<Vec<u32>, [u8; 32]> {
+///
+/// # Panics
+/// If `order` holds more slots than `keys` (a caller bug).
+pub fn merge_added(order: &CheckedOrder, keys: &[[u8; 32]]) -> Result<CheckedOrder, [u8; 32]> {
+    let order = order.as_slice();
     let count = order.len();
-    debug_assert!(count <= keys.len() && u32::try_from(keys.len()).is_ok());
+    assert!(count <= keys.len(), "an order of more slots than addresses");
+    debug_assert!(u32::try_from(keys.len()).is_ok());
     let mut added: Vec<([u8; 32], u32)> =
         keys.iter().enumerate().skip(count).map(|(slot, key)| (*key, slot as u32)).collect();
     // On every core: pairs are distinct (slots are), so any sort gives one order.
@@ -284,6 +311,7 @@ pub fn merge_added(order: &[u32], keys: &[[u8; 32]]) -> Result<Vec<u32>, [u8; 32
         added.iter().map(|(key, slot)| (key, *slot)),
         keys.len(),
     )
+    .map(CheckedOrder)
 }
 
 /// `order` under its `fence` with `added` (addresses ascending, none in `order`, and their
@@ -956,14 +984,15 @@ mod tests {
             let keys: Vec<[u8; 32]> = (0..(count + added) as u64).map(address).collect();
             let (index, _) = AddressIndex::build(&keys[..count], u32::MAX).unwrap();
             let order = index.order(&keys[..count]).into_owned();
-            let merged = merge_added(&order, &keys).unwrap();
+            let order = check_order(order, count).unwrap();
+            let merged = merge_added(&order, &keys).unwrap().as_slice().to_vec();
             let mut sorted: Vec<u32> = (0..keys.len() as u32).collect();
             sorted.sort_unstable_by_key(|slot| keys[*slot as usize]);
             assert_eq!(merged, sorted, "{count} and {added}");
         }
         let mut keys: Vec<[u8; 32]> = (0..3_000).map(address).collect();
         let (index, _) = AddressIndex::build(&keys, u32::MAX).unwrap();
-        let order = index.order(&keys).into_owned();
+        let order = check_order(index.order(&keys).into_owned(), keys.len()).unwrap();
         keys.extend([address(5_000), address(1_234), address(5_001)]);
         assert_eq!(merge_added(&order, &keys), Err(address(1_234)), "added though the order holds it");
         keys[3_001] = address(5_000);
@@ -985,7 +1014,8 @@ mod tests {
                 // Each window's halves swapped.
                 _ => spoilt.chunks_mut(FENCE_STEP).for_each(|window| window.rotate_left(window.len() / 2)),
             }
-            let mut merged = merge_added(&spoilt, &keys).unwrap();
+            let spoilt = check_order(spoilt, 1_000).unwrap();
+            let mut merged = merge_added(&spoilt, &keys).unwrap().as_slice().to_vec();
             merged.sort_unstable();
             assert_eq!(merged, (0..keys.len() as u32).collect::<Vec<u32>>(), "shape {shape}");
         }

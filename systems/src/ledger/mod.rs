@@ -797,9 +797,10 @@ mod tests {
             for delta in deltas {
                 parts.apply_stored(delta)?;
             }
-            let merged = index::merge_added(&start.address_order(), &parts.keys)
+            let order = index::check_order(start.address_order().into_owned(), start.len()).unwrap();
+            let merged = index::merge_added(&order, &parts.keys)
                 .map_err(|key| format!("{} created twice", Hash(key)))?;
-            let base = index::Base::from_order(&parts.keys, merged).map_err(|error| error.to_string())?;
+            let base = index::Base::from_checked(&parts.keys, merged).map_err(|error| error.to_string())?;
             Ledger::from_parts_indexed(parts, Some(base)).map_err(|error| error.to_string())
         };
         let (slow, fast) = (one_at_a_time(&deltas).unwrap(), at_once(&deltas).unwrap());
