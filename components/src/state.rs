@@ -27,12 +27,14 @@ fn key(context: &'static str, cell: &'static OnceLock<[u8; 32]>) -> &'static [u8
     cell.get_or_init(|| blake3::derive_key(context, &[]))
 }
 
-fn leaf_key() -> &'static [u8; 32] {
+/// `K("tessera 2026 account leaf")`, the key of every leaf's hash.
+pub fn leaf_key() -> &'static [u8; 32] {
     static KEY: OnceLock<[u8; 32]> = OnceLock::new();
     key("tessera 2026 account leaf", &KEY)
 }
 
-fn node_key() -> &'static [u8; 32] {
+/// `K("tessera 2026 state node")`, the key of every inner node's hash.
+pub fn node_key() -> &'static [u8; 32] {
     static KEY: OnceLock<[u8; 32]> = OnceLock::new();
     key("tessera 2026 state node", &KEY)
 }
@@ -45,11 +47,16 @@ fn root_key() -> &'static [u8; 32] {
 /// The leaf of the account at `address`, whose successor in address order is `next` (32 zero
 /// bytes for none: no successor can be zero, as it is above an address).
 pub fn leaf(address: &[u8; 32], account: &Account, next: &[u8; 32]) -> Hash {
+    Hash(*blake3::keyed_hash(leaf_key(), &leaf_input(address, account, next)).as_bytes())
+}
+
+/// The 80 bytes a [`leaf`] hashes under [`leaf_key`].
+pub fn leaf_input(address: &[u8; 32], account: &Account, next: &[u8; 32]) -> [u8; 80] {
     let mut bytes = [0u8; 80];
     bytes[..32].copy_from_slice(address);
     bytes[32..48].copy_from_slice(bytemuck::bytes_of(account));
     bytes[48..].copy_from_slice(next);
-    Hash(*blake3::keyed_hash(leaf_key(), &bytes).as_bytes())
+    bytes
 }
 
 /// `next` of an account with no successor, and `first` of a state with no accounts.
@@ -57,12 +64,17 @@ pub const NONE: [u8; 32] = [0; 32];
 
 /// An inner node over `left` and `right` (32 zero bytes when there is no right child).
 pub fn node(left: &Hash, right: Option<&Hash>) -> Hash {
+    Hash(*blake3::keyed_hash(node_key(), &node_input(left, right)).as_bytes())
+}
+
+/// The 64 bytes a [`node`] hashes under [`node_key`].
+pub fn node_input(left: &Hash, right: Option<&Hash>) -> [u8; 64] {
     let mut bytes = [0u8; 64];
     bytes[..32].copy_from_slice(&left.0);
     if let Some(right) = right {
         bytes[32..].copy_from_slice(&right.0);
     }
-    Hash(*blake3::keyed_hash(node_key(), &bytes).as_bytes())
+    bytes
 }
 
 /// The state root over a tree root, the account count, the burned total and the smallest

@@ -19,6 +19,10 @@
 //! the worse of new addresses spread among the old ones and new addresses all above them.
 //! `index_create_block_ms`, for comparison, is the median of 4,096 consecutive creations before
 //! the fold begins.
+//!
+//! Last, what one leaf (80 bytes) and one inner node (64 bytes) cost to hash on one core, one at
+//! a time with `blake3::keyed_hash` and eight lanes at a time as the tree hashes them
+//! (`hash_ns`).
 
 use std::fs::File;
 use std::io::Write;
@@ -30,6 +34,7 @@ use serde_json::json;
 use tessera_components::TxnBody;
 use tessera_components::storage::{FILE_HEADER_SIZE, StateView, encode_state_log_header, write_state_file};
 use tessera_systems::Ledger;
+use tessera_systems::kernels::keyed_hash8::keyed_hash_many;
 use tessera_systems::ledger::index::{AddressIndex, Base, FOLD_MIN};
 use tessera_systems::workload::SeedStream;
 
@@ -186,6 +191,30 @@ fn address(index: u64) -> [u8; 32] {
     key
 }
 
+/// Nanoseconds a hash of an `L`-byte input takes on one core: one at a time, and in lanes
+/// ([`keyed_hash_many`]); medians of five rounds of 8,192 inputs.
+fn hash_ns<const L: usize>() -> (f64, f64) {
+    let key = *blake3::hash(b"tessera bench state hash").as_bytes();
+    let inputs: Vec<[u8; L]> = (0..8192u32)
+        .map(|i| std::array::from_fn(|j| (i.wrapping_mul(2_654_435_761) >> (j % 24)) as u8))
+        .collect();
+    let mut out = vec![[0u8; 32]; inputs.len()];
+    let (mut single, mut lanes) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let started = Instant::now();
+        for (input, out) in inputs.iter().zip(out.iter_mut()) {
+            *out = *blake3::keyed_hash(&key, input).as_bytes();
+        }
+        single.push(started.elapsed().as_secs_f64() * 1e9 / inputs.len() as f64);
+        let check = std::hint::black_box(out.clone());
+        let started = Instant::now();
+        keyed_hash_many(&key, &inputs, &mut out);
+        lanes.push(started.elapsed().as_secs_f64() * 1e9 / inputs.len() as f64);
+        assert_eq!(check, out, "the lanes hash as blake3 does");
+    }
+    (median(&mut single), median(&mut lanes))
+}
+
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -325,8 +354,18 @@ pub fn run(args: &StateArgs) -> Result<(), Box<dyn std::error::Error>> {
     let first = rows.first().and_then(|row| row["per_block_ms"].as_f64()).unwrap_or(0.0);
     let last = rows.last().and_then(|row| row["per_block_ms"].as_f64()).unwrap_or(0.0);
     let ratio = last / first.max(1e-9);
+    let ((node_single, node_lanes), (leaf_single, leaf_lanes)) = (hash_ns::<64>(), hash_ns::<80>());
+    let hashes = json!({
+        "node_one_at_a_time": node_single,
+        "node_in_lanes": node_lanes,
+        "leaf_one_at_a_time": leaf_single,
+        "leaf_in_lanes": leaf_lanes,
+    });
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&json!({"sizes": rows, "cost_ratio": ratio}))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"sizes": rows, "cost_ratio": ratio, "hash_ns": hashes}))?
+        );
     } else {
         println!(
             "{:>12} {:>10} {:>11} {:>9} {:>10} {:>11} {:>13} {:>15} {:>11} {:>14} {:>15} {:>15} {:>14} {:>20} {:>22}",
@@ -371,6 +410,12 @@ pub fn run(args: &StateArgs) -> Result<(), Box<dyn std::error::Error>> {
             args.accounts.last().unwrap_or(&0),
             args.accounts.first().unwrap_or(&0),
             args.block_txns
+        );
+        println!(
+            "hash_ns node (64 B) {node_single:.1} one at a time, {node_lanes:.1} in lanes ({:.1}x); leaf (80 B) \
+             {leaf_single:.1} one at a time, {leaf_lanes:.1} in lanes ({:.1}x); one core",
+            node_single / node_lanes.max(1e-9),
+            leaf_single / leaf_lanes.max(1e-9),
         );
     }
     Ok(())

@@ -185,13 +185,9 @@ impl Ledger {
 
     /// Every account's leaf, in slot order, hashed on every core.
     fn leaves(&self) -> Vec<Hash> {
-        use rayon::prelude::*;
-        self.keys
-            .par_iter()
-            .zip(self.accounts.par_iter())
-            .zip(self.next.par_iter())
-            .map(|((key, account), next)| tree::leaf(key, account, &self.address_of(*next)))
-            .collect()
+        tree::hash_each(state::leaf_key(), self.keys.len(), |slot| {
+            state::leaf_input(&self.keys[slot], &self.accounts[slot], &self.address_of(self.next[slot]))
+        })
     }
 
     /// The address at `slot`, or [`state::NONE`] for [`NO_SLOT`].
@@ -594,19 +590,23 @@ impl LedgerDelta {
             slots.extend(created.iter().filter_map(|key| base.predecessor(key)));
             slots.sort_unstable();
             slots.dedup();
-            let mut leaves: Vec<(usize, Hash)> = slots
-                .iter()
-                .map(|slot| {
+            // The ledger's changed leaves, then the created ones: in slot order, since every
+            // created slot is past the ledger's. Their inputs are gathered, then hashed
+            // ([`tree::hash_each`]).
+            let hashes = tree::hash_each(state::leaf_key(), slots.len() + self.created.len(), |k| {
+                if let Some(slot) = slots.get(k) {
                     let key = &base.keys[*slot as usize];
                     let account = self.changed.get(slot).unwrap_or(&base.accounts[*slot as usize]);
                     let in_ledger = base.keys.get(base.next[*slot as usize] as usize).copied();
-                    (*slot as usize, tree::leaf(key, account, &next(key, in_ledger)))
-                })
-                .chain(self.created.iter().enumerate().map(|(i, (key, account))| {
-                    (self.base_len + i, tree::leaf(key, account, &next(key, base.successor(key))))
-                }))
-                .collect();
-            leaves.sort_unstable_by_key(|(slot, _)| *slot);
+                    state::leaf_input(key, account, &next(key, in_ledger))
+                } else {
+                    let (key, account) = &self.created[k - slots.len()];
+                    state::leaf_input(key, account, &next(key, base.successor(key)))
+                }
+            });
+            let created_slots = self.base_len..self.base_len + self.created.len();
+            let leaves: Vec<(usize, Hash)> =
+                slots.iter().map(|slot| *slot as usize).chain(created_slots).zip(hashes).collect();
             let count = self.base_len + self.created.len();
             self.changes = Some(Arc::new(base.tree.changes(leaves, count)));
         }

@@ -8,9 +8,43 @@
 use rayon::prelude::*;
 use tessera_components::Hash;
 pub use tessera_components::state::{leaf, node};
+use tessera_components::state::{node_input, node_key};
+
+use crate::kernels::keyed_hash8::keyed_hash_many;
 
 /// Levels with at least this many changed nodes are rehashed on every core.
 const PARALLEL_NODES_MIN: usize = 2048;
+
+/// Hashes a core takes at a time: enough to pay for the handoff, few enough that both cores
+/// share a block's level.
+const HASH_CHUNK: usize = 512;
+
+/// `blake3::keyed_hash(key, &input(i))` for every `i` below `len`, chunk by chunk: a chunk's
+/// inputs are gathered in a pass of their own, then hashed eight lanes at a time
+/// ([`keyed_hash_many`]); the chunks run on every core when there are many.
+///
+/// The gathering pass is what makes the tree's updates cheap at scale: the nodes and columns a
+/// block's paths read are spread over hundreds of megabytes, so nearly every read misses the
+/// cache. Reads that wait on nothing but their index let a core overlap their misses, where a
+/// read between two hashes was waited for alone.
+pub fn hash_each<const L: usize>(
+    key: &[u8; 32],
+    len: usize,
+    input: impl Fn(usize) -> [u8; L] + Sync,
+) -> Vec<Hash> {
+    let mut out = vec![Hash::ZERO; len];
+    let chunk = |(c, out): (usize, &mut [Hash])| {
+        let first = c * HASH_CHUNK;
+        let inputs: Vec<[u8; L]> = (first..first + out.len()).map(&input).collect();
+        keyed_hash_many(key, &inputs, bytemuck::cast_slice_mut(out));
+    };
+    if len >= PARALLEL_NODES_MIN {
+        out.par_chunks_mut(HASH_CHUNK).enumerate().for_each(chunk);
+    } else {
+        out.chunks_mut(HASH_CHUNK).enumerate().for_each(chunk);
+    }
+    out
+}
 
 /// Width of the level above one of `width` nodes.
 fn parent_width(width: usize) -> usize {
@@ -33,7 +67,9 @@ impl StateTree {
         let mut levels = vec![leaves];
         while levels.last().is_some_and(|level| level.len() > 1) {
             let below = levels.last().expect("a level");
-            let above: Vec<Hash> = below.par_chunks(2).map(|pair| node(&pair[0], pair.get(1))).collect();
+            let above = hash_each(node_key(), parent_width(below.len()), |j| {
+                node_input(&below[2 * j], below.get(2 * j + 1))
+            });
             levels.push(above);
         }
         if levels[0].is_empty() {
@@ -98,16 +134,13 @@ impl StateTree {
                 }
                 firsts.push(position);
             }
-            let hash_parent = |(parent, position): (&usize, &usize)| {
-                let left = child(2 * parent, *position).expect("a left child exists");
-                let right = child(2 * parent + 1, *position);
-                (*parent, node(&left, right.as_ref()))
-            };
-            let above: Vec<(usize, Hash)> = if parents.len() >= PARALLEL_NODES_MIN {
-                parents.par_iter().zip(firsts.par_iter()).map(hash_parent).collect()
-            } else {
-                parents.iter().zip(firsts.iter()).map(hash_parent).collect()
-            };
+            // Each parent's children are gathered, then hashed ([`hash_each`]).
+            let hashes = hash_each(node_key(), parents.len(), |k| {
+                let (parent, position) = (parents[k], firsts[k]);
+                let left = child(2 * parent, position).expect("a left child exists");
+                node_input(&left, child(2 * parent + 1, position).as_ref())
+            });
+            let above: Vec<(usize, Hash)> = parents.into_iter().zip(hashes).collect();
             changes.push(above);
             width = parent_width(width);
             level += 1;
@@ -148,7 +181,9 @@ impl StateTree {
         )
     }
 
-    /// Writes `changes` (for `count` leaves) into the tree.
+    /// Writes `changes` (for `count` leaves) into the tree: each level sized first, then
+    /// written, the levels on every core when the changes are many (each write to a level
+    /// spread over hundreds of megabytes misses the cache).
     pub fn apply(&mut self, changes: &Changes, count: usize) {
         let mut width = count;
         let mut level = 0;
@@ -156,13 +191,7 @@ impl StateTree {
             if self.levels.len() <= level {
                 self.levels.push(Vec::new());
             }
-            let stored = &mut self.levels[level];
-            stored.resize(width, Hash::ZERO);
-            if let Some(changed) = changes.get(level) {
-                for (index, hash) in changed {
-                    stored[*index] = *hash;
-                }
-            }
+            self.levels[level].resize(width, Hash::ZERO);
             if width <= 1 {
                 break;
             }
@@ -170,6 +199,16 @@ impl StateTree {
             level += 1;
         }
         self.levels.truncate(level + 1);
+        let write = |(stored, changed): (&mut Vec<Hash>, &Vec<(usize, Hash)>)| {
+            for (index, hash) in changed {
+                stored[*index] = *hash;
+            }
+        };
+        if changes.iter().map(Vec::len).sum::<usize>() >= PARALLEL_NODES_MIN {
+            self.levels.par_iter_mut().zip(changes.par_iter()).for_each(write);
+        } else {
+            self.levels.iter_mut().zip(changes.iter()).for_each(write);
+        }
     }
 }
 
