@@ -14,6 +14,7 @@ use std::sync::Arc;
 use foldhash::HashMap;
 
 use bevy_ecs::resource::Resource;
+use rayon::prelude::*;
 use tessera_components::state::{self, AbsenceProof, AccountProof};
 use tessera_components::storage::{DeltaRow, StateDelta};
 use tessera_components::{Account, Hash, RejectReason, TxnBody};
@@ -53,6 +54,15 @@ pub struct Ledger {
 
 /// `next` of the account with the largest address.
 const NO_SLOT: u32 = u32::MAX;
+
+/// What a ledger holds at an address, looked up before a block runs over it: the slot and the
+/// account, or nothing. The ledger under an [`Overlay`] does not change while it runs, so the
+/// answer holds for the whole block.
+type Found = Option<(u32, Account)>;
+
+/// A block's addresses are looked up on every core from this many transfers on; below, the
+/// handoff costs more than it saves.
+const PARALLEL_LOOKUPS_MIN: usize = 1024;
 
 /// Slots run below this, so [`NO_SLOT`] is never an account's: the ledger holds at most
 /// 2^32 − 1 accounts. Tests lower it, to reach the limit without billions of accounts.
@@ -332,6 +342,12 @@ impl Ledger {
         self.index.slot(key, &self.keys)
     }
 
+    /// The slot and account at `key`, if it has one.
+    fn found(&self, key: &[u8; 32]) -> Found {
+        let slot = self.slot_of(key)?;
+        Some((slot, self.accounts[slot as usize]))
+    }
+
     /// The accounts a stored delta names, as [`DeltaRow`]s by slot: those of `keys` that have
     /// an account (an address a block named but that has none, like an unknown sender's, is
     /// left out). What a state-log record stores for the blocks that touched `keys`.
@@ -441,8 +457,20 @@ impl Ledger {
         &self,
         bodies: impl IntoIterator<Item = &'b TxnBody>,
     ) -> (Vec<Result<(), RejectReason>>, LedgerDelta) {
+        let bodies: Vec<&TxnBody> = bodies.into_iter().collect();
+        // Every address the block names is looked up in this ledger first, on every core when
+        // they are many: the lookups wait on nothing but their address, so a core overlaps their
+        // cache misses (at ten million accounts nearly every one misses the index, the address
+        // and the account), where the transfers, applied in order, waited for each alone.
+        let look_up = |body: &&TxnBody| [self.found(&body.sender), self.found(&body.recipient)];
+        let found: Vec<[Found; 2]> = if bodies.len() >= PARALLEL_LOOKUPS_MIN {
+            bodies.par_iter().with_min_len(PARALLEL_LOOKUPS_MIN / 4).map(look_up).collect()
+        } else {
+            bodies.iter().map(look_up).collect()
+        };
         let mut overlay = Overlay::new(self);
-        let results = bodies.into_iter().map(|body| overlay.apply(body)).collect();
+        let results =
+            bodies.iter().zip(found).map(|(body, found)| overlay.apply_found(body, found)).collect();
         (results, overlay.into_delta())
     }
 
@@ -640,7 +668,20 @@ impl<'a> Overlay<'a> {
     }
 
     fn slot(&self, key: &[u8; 32]) -> Option<u32> {
-        self.base.slot_of(key).or_else(|| self.delta.created_index.get(key).copied())
+        self.slot_found(key, self.base.found(key))
+    }
+
+    /// [`Overlay::slot`], given what the base holds at `key`.
+    fn slot_found(&self, key: &[u8; 32], found: Found) -> Option<u32> {
+        found.map(|(slot, _)| slot).or_else(|| self.delta.created_index.get(key).copied())
+    }
+
+    /// [`Overlay::get`], given what the base holds at the address of `slot`.
+    fn get_found(&self, slot: u32, found: Found) -> Account {
+        match found {
+            Some((at, account)) if at == slot => self.delta.changed.get(&slot).copied().unwrap_or(account),
+            _ => self.get(slot),
+        }
     }
 
     fn get(&self, slot: u32) -> Account {
@@ -692,15 +733,25 @@ impl<'a> Overlay<'a> {
     /// if a sum would overflow, [`RejectReason::SelfTransfer`] if sender and recipient are one
     /// account.
     pub fn apply(&mut self, body: &TxnBody) -> Result<(), RejectReason> {
+        self.apply_found(body, [self.base.found(&body.sender), self.base.found(&body.recipient)])
+    }
+
+    /// [`Overlay::apply`], given what the base holds at the sender's and the recipient's
+    /// addresses.
+    fn apply_found(
+        &mut self,
+        body: &TxnBody,
+        [in_sender, in_recipient]: [Found; 2],
+    ) -> Result<(), RejectReason> {
         // The prefilter refuses self-transfers, but a block from another proposer is untrusted
         // input: refuse here too, since the credit below would read a stale balance.
         if body.sender == body.recipient {
             return Err(RejectReason::SelfTransfer);
         }
-        let Some(sender_slot) = self.slot(&body.sender) else {
+        let Some(sender_slot) = self.slot_found(&body.sender, in_sender) else {
             return Err(RejectReason::InsufficientFunds);
         };
-        let mut sender = self.get(sender_slot);
+        let mut sender = self.get_found(sender_slot, in_sender);
         if body.nonce != sender.nonce {
             return Err(RejectReason::BadNonce);
         }
@@ -718,8 +769,8 @@ impl<'a> Overlay<'a> {
         if sender.balance < body.amount {
             return Err(RejectReason::InsufficientFunds);
         }
-        let recipient_slot = self.slot(&body.recipient);
-        let recipient = recipient_slot.map_or(Account::default(), |slot| self.get(slot));
+        let recipient_slot = self.slot_found(&body.recipient, in_recipient);
+        let recipient = recipient_slot.map_or(Account::default(), |slot| self.get_found(slot, in_recipient));
         let credited = recipient.balance.checked_add(body.amount).ok_or(RejectReason::Overflow)?;
         let recipient_slot = match recipient_slot {
             Some(slot) => slot,
@@ -745,6 +796,79 @@ mod tests {
             amount,
             fee,
             nonce,
+        }
+    }
+
+    /// A block large enough to be looked up ahead on every core runs as the fee rule says,
+    /// transfer by transfer: checked against a model of the rule over a map, with senders that
+    /// send many times in the block, accounts created and then sending in the same block, and
+    /// transfers that fail at each step.
+    #[test]
+    fn a_block_looked_up_ahead_runs_as_the_fee_rule_says() {
+        let address = |i: u16| -> [u8; 32] {
+            let mut key = [7u8; 32];
+            key[..2].copy_from_slice(&i.to_be_bytes());
+            key
+        };
+        let genesis: Vec<([u8; 32], u64)> = (0..64u16).map(|i| (address(i), 1_000_000)).collect();
+        let ledger = Ledger::from_genesis(&genesis).unwrap();
+        let mut model: std::collections::BTreeMap<[u8; 32], Account> =
+            genesis.iter().map(|(key, balance)| (*key, Account { balance: *balance, nonce: 0 })).collect();
+        let mut bodies = Vec::new();
+        let mut state = 0x9E37_79B9_u64;
+        let mut next = |below: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % below
+        };
+        while bodies.len() < 3 * PARALLEL_LOOKUPS_MIN {
+            // Senders among the first 64 and the first fresh ones; recipients up to 200, so
+            // some are created by the block and send later in it.
+            let sender = address(next(80) as u16);
+            let recipient = address(next(200) as u16);
+            let nonce = model.get(&sender).map_or(0, |account| account.nonce);
+            let nonce = match next(20) {
+                0 => nonce + 1,
+                _ => nonce,
+            };
+            let amount = match next(10) {
+                0 => 2_000_000,
+                _ => 1 + next(5_000),
+            };
+            let body =
+                TxnBody { chain_id: 1, reserved: 0, sender, recipient, amount, fee: 1 + next(3), nonce };
+            // The model: the fee rule of `Overlay::apply`, on a map.
+            let _ = (|| {
+                if body.sender == body.recipient {
+                    return;
+                }
+                let Some(mut from) = model.get(&body.sender).copied() else { return };
+                if body.nonce != from.nonce || from.balance < body.fee {
+                    return;
+                }
+                from.balance -= body.fee;
+                from.nonce += 1;
+                model.insert(body.sender, from);
+                if from.balance < body.amount {
+                    return;
+                }
+                from.balance -= body.amount;
+                model.insert(body.sender, from);
+                model.entry(body.recipient).or_default().balance += body.amount;
+            })();
+            bodies.push(body);
+        }
+        let (results, mut delta) = ledger.execute(&bodies);
+        assert!(results.iter().filter(|result| result.is_ok()).count() > bodies.len() / 2);
+        assert!(results.iter().any(Result::is_err));
+        let root = ledger.root_after(&mut delta);
+        let mut after = ledger.clone();
+        after.commit(delta);
+        assert_eq!(after.state_root(), root);
+        assert_eq!(after.len(), model.len(), "the block creates the accounts the model does");
+        for (key, account) in &model {
+            assert_eq!(after.account(key), Some(account), "{}", Hash(*key));
         }
     }
 
