@@ -839,7 +839,7 @@ mod tests {
             let body =
                 TxnBody { chain_id: 1, reserved: 0, sender, recipient, amount, fee: 1 + next(3), nonce };
             // The model: the fee rule of `Overlay::apply`, on a map.
-            let _ = (|| {
+            (|| {
                 if body.sender == body.recipient {
                     return;
                 }
