@@ -599,6 +599,9 @@ impl LedgerDelta {
     /// The tree nodes that change, computed on first use over `base` (the ledger the delta was
     /// made on).
     fn changes(&mut self, base: &Ledger) -> &Changes {
+        // The leaves below are in slot order only over the delta's own base (its changed slots
+        // below the base's length, its created ones past it).
+        assert_eq!(base.len(), self.base_len, "a delta's nodes are computed over the ledger it was made on");
         if self.changes.is_none() {
             // A leaf commits to the account's successor in address order, so besides the
             // accounts written and created, the ledger account just below each created one

@@ -185,6 +185,7 @@ impl StateTree {
     /// written, the levels on every core when the changes are many (each write to a level
     /// spread over hundreds of megabytes misses the cache).
     pub fn apply(&mut self, changes: &Changes, count: usize) {
+        debug_assert!(changes.len() <= tessera_components::state::tree_height(count as u64) + 1);
         let mut width = count;
         let mut level = 0;
         loop {
