@@ -260,6 +260,11 @@ pub fn measure(
         let t = suite(&state_args)?;
         let ratio = t["cost_ratio"].as_f64().unwrap_or(f64::INFINITY);
         figures.push((metric.into(), (ratio * 100.0).round() / 100.0));
+        // A tree node hashed one at a time over eight at a time in lanes, on one core.
+        let hashes = &t["hash_ns"];
+        let lanes = hashes["node_one_at_a_time"].as_f64().unwrap_or(0.0)
+            / hashes["node_in_lanes"].as_f64().unwrap_or(f64::INFINITY);
+        figures.push(("state.hash_lanes_speedup".into(), (lanes * 100.0).round() / 100.0));
     }
     if want("insns") {
         eprintln!("gate: instruction count (callgrind)…");
