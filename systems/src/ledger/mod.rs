@@ -1037,6 +1037,9 @@ mod tests {
         // An amount of 2^64 - 1: the fee is paid.
         assert_eq!(ledger.apply(&transfer(1, 3, u64::MAX, 1, 2)), Err(RejectReason::InsufficientFunds));
         assert_eq!((ledger.balance_of(&[1; 32]), ledger.nonce_of(&[1; 32]), ledger.burned()), (96, 3, 4));
+        // A fee of the whole balance is paid: nothing is left for the amount.
+        assert_eq!(ledger.apply(&transfer(1, 3, 1, 96, 3)), Err(RejectReason::InsufficientFunds));
+        assert_eq!((ledger.balance_of(&[1; 32]), ledger.nonce_of(&[1; 32]), ledger.burned()), (0, 4, 100));
         assert_eq!(ledger.balance_sum(), ledger.supply());
     }
 

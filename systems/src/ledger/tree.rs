@@ -264,4 +264,32 @@ mod tests {
         assert_eq!(tree.root_after(&tree.changes(Vec::new(), 7), 7), tree.root());
         assert_eq!(StateTree::build(Vec::new()).root(), Hash::ZERO);
     }
+
+    /// The root of the definition, one node at a time: `node` over each pair, level by level.
+    fn root_by_definition(mut level: Vec<Hash>) -> Hash {
+        while level.len() > 1 {
+            level = level.chunks(2).map(|pair| node(&pair[0], pair.get(1))).collect();
+        }
+        level.first().copied().unwrap_or(Hash::ZERO)
+    }
+
+    /// Trees and changes of several of `hash_each`'s chunks, over and past the count from which
+    /// it hashes on every core, have the root the definition gives.
+    #[test]
+    fn many_leaves_and_changes_give_the_root_of_the_definition() {
+        let count = 3 * HASH_CHUNK + 5;
+        let tree = StateTree::build(leaves(count, 1));
+        assert_eq!(tree.root(), root_by_definition(leaves(count, 1)));
+        // Every leaf changed but a few, and as many added: 2,500 changed leaves on level 0.
+        let mut after = leaves(count + 1000, 2);
+        after[7] = leaves(count, 1)[7];
+        let changed: Vec<(usize, Hash)> =
+            after.iter().copied().enumerate().filter(|(slot, _)| *slot != 7).collect();
+        assert!(changed.len() >= PARALLEL_NODES_MIN);
+        let changes = tree.changes(changed, count + 1000);
+        assert_eq!(tree.root_after(&changes, count + 1000), root_by_definition(after.clone()));
+        let mut applied = tree.clone();
+        applied.apply(&changes, count + 1000);
+        assert_eq!(applied.root(), root_by_definition(after));
+    }
 }
