@@ -804,10 +804,12 @@ mod tests {
 
     /// A block large enough to be looked up ahead on every core runs as the fee rule says,
     /// transfer by transfer: checked against a model of the rule over a map, with senders that
-    /// send many times in the block, accounts created and then sending in the same block, and
-    /// transfers that fail at each step.
+    /// send many times in the block, accounts created and then sending in the same block,
+    /// transfers that fail at each step, and creations past a lowered slot limit.
     #[test]
     fn a_block_looked_up_ahead_runs_as_the_fee_rule_says() {
+        const LIMIT: usize = 124;
+        SLOT_LIMIT.with(|limit| limit.set(LIMIT as u32));
         let address = |i: u16| -> [u8; 32] {
             let mut key = [7u8; 32];
             key[..2].copy_from_slice(&i.to_be_bytes());
@@ -856,6 +858,9 @@ mod tests {
                 if from.balance < body.amount {
                     return;
                 }
+                if !model.contains_key(&body.recipient) && model.len() >= LIMIT {
+                    return;
+                }
                 from.balance -= body.amount;
                 model.insert(body.sender, from);
                 model.entry(body.recipient).or_default().balance += body.amount;
@@ -863,16 +868,19 @@ mod tests {
             bodies.push(body);
         }
         let (results, mut delta) = ledger.execute(&bodies);
-        assert!(results.iter().filter(|result| result.is_ok()).count() > bodies.len() / 2);
+        assert!(results.iter().filter(|result| result.is_ok()).count() > bodies.len() / 4);
         assert!(results.iter().any(Result::is_err));
         let root = ledger.root_after(&mut delta);
         let mut after = ledger.clone();
         after.commit(delta);
         assert_eq!(after.state_root(), root);
         assert_eq!(after.len(), model.len(), "the block creates the accounts the model does");
+        assert_eq!(after.len(), LIMIT, "the block reaches the slot limit");
+        assert!(results.contains(&Err(RejectReason::Overflow)));
         for (key, account) in &model {
             assert_eq!(after.account(key), Some(account), "{}", Hash(*key));
         }
+        SLOT_LIMIT.with(|limit| limit.set(NO_SLOT));
     }
 
     /// A stored delta of the accounts `touched`, after the block at `height`.
