@@ -679,11 +679,12 @@ impl<'a> Overlay<'a> {
         found.map(|(slot, _)| slot).or_else(|| self.delta.created_index.get(key).copied())
     }
 
-    /// [`Overlay::get`], given what the base holds at the address of `slot`.
+    /// [`Overlay::get`] of the slot [`Overlay::slot_found`] gave for `found`: the base's
+    /// slot when it holds the address, so its account as this overlay last wrote it.
     fn get_found(&self, slot: u32, found: Found) -> Account {
         match found {
-            Some((at, account)) if at == slot => self.delta.changed.get(&slot).copied().unwrap_or(account),
-            _ => self.get(slot),
+            Some((_, account)) => self.delta.changed.get(&slot).copied().unwrap_or(account),
+            None => self.get(slot),
         }
     }
 
