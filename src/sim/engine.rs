@@ -273,6 +273,12 @@ pub struct Sim {
     /// With `validators.costs`: the priced work's cores, and when each validator's last tick
     /// is done.
     cpu: Option<Cpu>,
+    /// The audit of the consensus signatures validators vouch for in `verdicts` as they make
+    /// them ([`super::audit`]).
+    auditor: super::audit::Auditor,
+    /// Validators vouch for none of their signatures, so every one is verified where it is
+    /// received (for tests comparing the two).
+    verify_alone: bool,
 }
 
 /// Virtual CPU time (see [`super::costs`]).
@@ -383,6 +389,7 @@ impl Sim {
         } else {
             Clients::ahead(plan, verdicts.clone())
         };
+        let auditor = super::audit::Auditor::new(verdicts.clone(), pipeline_config.sigverify_batch_size);
         let mut sim = Sim {
             recorder: Recorder::new(&scenario, seed, &placement),
             scenario,
@@ -408,6 +415,8 @@ impl Sim {
             verdicts,
             executions: tessera_systems::execute::SharedExecutions::new(),
             cpu: None,
+            auditor,
+            verify_alone: false,
         };
         if let Some(Costs::Table(costs)) = &sim.scenario.validators.costs {
             let (per_host, cores) = (sim.scenario.validators.per_host, sim.scenario.validators.cores);
@@ -551,6 +560,9 @@ impl Sim {
             tip.height,
             tip.hash,
         );
+        if !self.verify_alone {
+            core.vouch_in(self.verdicts.clone());
+        }
         if let Some(saved) = validator.safety.as_ref().filter(|_| !self.planted_amnesia) {
             core = core.with_safety_state(saved);
         }
@@ -621,6 +633,10 @@ impl Sim {
     pub fn run(&mut self, progress: impl FnMut(u64, u64)) {
         self.run_until(self.end, progress);
         self.now = self.end;
+        let audit = self.auditor.finish();
+        if let Some(failed) = audit.failed {
+            self.recorder.audit_failed(self.now, failed);
+        }
     }
 
     /// Runs every event due by `until_ns` (at most the scenario's end); a later call goes on
@@ -639,7 +655,10 @@ impl Sim {
             }
             self.kinds.count(&entry.event, self.scenario.validators.count);
             match entry.event {
-                Event::Wake(node) => self.on_wake(node),
+                Event::Wake(node) => {
+                    self.on_wake(node);
+                    self.auditor.poll();
+                }
                 Event::Deliver { to, from, payload, bytes } => self.on_deliver(to, from, payload, bytes),
                 Event::Clients => self.on_clients(),
                 Event::Crash(node, fault) => self.on_crash(node, fault),
@@ -706,6 +725,35 @@ impl Sim {
                 pipeline.world_mut().insert_resource(self.executions.clone());
             }
         }
+    }
+
+    /// Validators vouch for none of their signatures from now on: each is verified where it is
+    /// received, as in node processes (for tests comparing the two).
+    #[cfg(test)]
+    pub(crate) fn verify_alone(&mut self) {
+        self.verify_alone = true;
+        for validator in &mut self.validators {
+            if let Some(pipeline) = validator.pipeline.as_mut() {
+                let mut consensus =
+                    pipeline.world_mut().resource_mut::<tessera_systems::consensus::Consensus>();
+                consensus.core.vouch_in(tessera_systems::sigverify::SharedVerdicts::default());
+            }
+        }
+    }
+
+    /// Vouches in the run's memo for a signature that does not verify, as a broken signer
+    /// would: the audit must find it, and fail the run (a self-test of the audit's wiring).
+    #[cfg(test)]
+    pub(crate) fn plant_bad_vouch(&mut self) {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let signature = ed25519_dalek::Signer::sign(&key, b"signed").to_bytes();
+        self.verdicts.vouch(&key.verifying_key().to_bytes(), b"vouched", &signature);
+    }
+
+    /// Signatures the audit has checked so far (all of them, once the run has ended).
+    #[cfg(test)]
+    pub(crate) fn audited(&self) -> u64 {
+        self.auditor.audited()
     }
 
     /// Blocks executed for the shared memo, and executions reused from it.

@@ -8,6 +8,7 @@
 //! (safety across honest validators, liveness after the faults heal) and the figures, and
 //! [`plot`] draws them.
 
+pub mod audit;
 pub mod byzantine;
 pub mod clients;
 pub mod costs;

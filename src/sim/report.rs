@@ -418,6 +418,15 @@ impl Recorder {
         }
     }
 
+    /// The audit of vouched signatures found one that does not verify
+    /// ([`super::audit`]): the run acted on a verdict verification would not give, so its
+    /// results stand for nothing, and it fails as a safety violation would.
+    pub fn audit_failed(&mut self, at_ns: u64, what: String) {
+        if self.violation.is_none() {
+            self.violation = Some(Violation { at_ns, what });
+        }
+    }
+
     /// Safety violation, if any.
     pub fn violation(&self) -> Option<String> {
         self.violation.as_ref().map(|v| format!("at {} ms: {}", v.at_ns / 1_000_000, v.what))

@@ -49,6 +49,35 @@ struct Memo {
     batches: Mutex<FifoMap<Arc<[u8]>, (Vec<bool>, u64)>>,
     /// Signatures actually verified, by a pipeline through the memo or ahead of it.
     verified: std::sync::atomic::AtomicU64,
+    /// Signatures this process made and vouched for, not yet handed to an audit
+    /// ([`SharedVerdicts::vouch`]).
+    vouched: Mutex<Vec<Vouched>>,
+}
+
+/// An Ed25519 signature this process made, remembered as valid before anything verified it,
+/// and so owed an audit ([`SharedVerdicts::vouch`], [`audit`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vouched {
+    /// The signer's public key.
+    pub public_key: [u8; 32],
+    /// The signature made.
+    pub signature: [u8; 64],
+    /// The bytes signed.
+    pub message: Box<[u8]>,
+}
+
+/// Each vouched signature's verdict, in order, as a node would find it: batch-verified, on
+/// every core.
+pub fn audit(vouched: &[Vouched], batch_size: usize) -> Vec<bool> {
+    let items: Vec<VerifyItem<'_>> = vouched
+        .iter()
+        .map(|v| VerifyItem { public_key: &v.public_key, message: &v.message, signature: &v.signature })
+        .collect();
+    let mut verdicts = vec![false; items.len()];
+    if !items.is_empty() {
+        verify_many(&items, &mut verdicts, batch_size.max(1));
+    }
+    verdicts
 }
 
 impl Default for Memo {
@@ -62,6 +91,7 @@ impl Default for Memo {
                 |key, _| key.len(),
             )),
             verified: std::sync::atomic::AtomicU64::default(),
+            vouched: Mutex::default(),
         }
     }
 }
@@ -141,6 +171,50 @@ impl SharedVerdicts {
             }
         }
         verdicts.into_iter().map(|verdict| verdict.expect("every verdict filled")).collect()
+    }
+
+    /// Remembers an Ed25519 signature this process just made as valid, before anything
+    /// verifies it, and queues it for [`audit`] ([`SharedVerdicts::take_vouched`]). For the
+    /// signer's own signatures only (the simulator's validators sign through it): a correct
+    /// signer's output verifies, so vouching changes no verdict, and the audit checks that it
+    /// did not, on another core, once per signature. What a peer sends is never vouched for: a
+    /// signature that did not come out of this process's signing is found in the memo only
+    /// once verified. Nothing for a pipeline without a memo.
+    pub fn vouch(&self, public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) {
+        let Some(shared) = &self.0 else { return };
+        let item = VerifyItem { public_key, message, signature };
+        {
+            // Real verification's memo (stand-ins are `[1]`).
+            let mut memo = shared.signatures[0].lock().unwrap_or_else(PoisonError::into_inner);
+            let hash = memo.hash(&item);
+            memo.insert(hash, &item, true);
+        }
+        shared.vouched.lock().unwrap_or_else(PoisonError::into_inner).push(Vouched {
+            public_key: *public_key,
+            signature: *signature,
+            message: message.into(),
+        });
+    }
+
+    /// The vouched signatures not yet taken, oldest first; the memo owes each an audit.
+    pub fn take_vouched(&self) -> Vec<Vouched> {
+        self.0.as_ref().map_or_else(Vec::new, |shared| {
+            std::mem::take(&mut *shared.vouched.lock().unwrap_or_else(PoisonError::into_inner))
+        })
+    }
+
+    /// How many vouched signatures wait to be taken.
+    pub fn vouched_waiting(&self) -> usize {
+        self.0
+            .as_ref()
+            .map_or(0, |shared| shared.vouched.lock().unwrap_or_else(PoisonError::into_inner).len())
+    }
+
+    /// Counts `count` signatures as verified (an audit's, done outside the memo).
+    pub fn count_verified(&self, count: u64) {
+        if let Some(shared) = &self.0 {
+            shared.verified.fetch_add(count, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// True for a memo shared between pipelines; false for a node's own (none).
