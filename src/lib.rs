@@ -9,6 +9,7 @@ pub mod attack;
 pub mod bench;
 pub mod cli;
 pub mod driver;
+pub mod forward;
 pub mod load;
 pub mod node;
 pub mod plot;

@@ -9,7 +9,6 @@
 //! and sends the rest (accounts, older blocks, submissions) to the loop.
 
 pub mod config;
-mod forward;
 pub mod genesis;
 pub mod heap;
 pub mod http;
@@ -22,7 +21,6 @@ pub mod rpc;
 pub mod subscribe;
 mod window;
 
-use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,7 +31,7 @@ use serde_json::{Value, json};
 use tessera_components::wire::{Frame, encode};
 use tessera_components::{CertifiedBlock, ConsensusMessage, Hash, Source, Txn, TxnId};
 use tessera_systems::consensus::core::{ConsensusConfig, Core, Destination, ValidatorSet};
-use tessera_systems::{ChainTip, Pipeline, Stages, TxnOutcome, TxnRejected};
+use tessera_systems::{ChainTip, Pipeline, Stages, TxnOutcome};
 
 use self::config::{NodeConfig, Role};
 use self::genesis::Genesis;
@@ -43,6 +41,7 @@ use self::net::Lane;
 use self::reads::{ReadView, Status};
 use self::rpc::{Query, Request, code};
 use self::window::IdWindow;
+use crate::forward::Forwarding;
 use crate::storage::{Store, StoreConfig};
 use crate::{InputError, driver};
 
@@ -161,11 +160,9 @@ struct Node {
     /// What reads need, published after each tick; it holds the fate window.
     reads: Arc<ReadView>,
     submitted: SubmitTimes,
-    /// Client transactions to forward to the other validators once admitted here.
-    awaiting_admission: forward::AwaitingAdmission,
-    /// What this validator forwarded to the next leaders, to send again when they did not
-    /// include it.
-    forwarded: tessera_systems::consensus::forward::Forwarded,
+    /// Client transactions to forward to the other validators once admitted here, and what
+    /// went to the next leaders, to send again when they did not include it.
+    forwarding: Forwarding,
     consensus_config: ConsensusConfig,
     /// This validator's index, or [`net::FOLLOWER`].
     me: u32,
@@ -401,8 +398,7 @@ impl Node {
             rpc: rpc_rx,
             reads,
             submitted: SubmitTimes::new(SUBMIT_TIMES_MAX),
-            awaiting_admission: forward::AwaitingAdmission::new(config.network.max_frame_bytes),
-            forwarded: Default::default(),
+            forwarding: Forwarding::new(config.network.max_frame_bytes),
             consensus_config,
             me,
             validators: validators.len() as u32,
@@ -437,7 +433,7 @@ impl Node {
             }
             let source = from.map(net::address_source);
             // Client transactions are forwarded (to every validator, or in a large set to the
-            // next leaders), but only once admitted here: see `forward_admitted`.
+            // next leaders), but only once admitted here: see `Forwarding::after_tick`.
             for txn in batch {
                 let id = txn.id();
                 let taken = match source {
@@ -446,7 +442,7 @@ impl Node {
                 };
                 if taken {
                     self.submitted.record(id, now_ns, |_| true);
-                    self.awaiting_admission.push(txn);
+                    self.forwarding.push(txn, id);
                 }
             }
             busy = true;
@@ -511,7 +507,7 @@ impl Node {
         // Like ingress batches: forwarded once admitted (every validator may lead next, and a
         // full node never does).
         for txn in from_rpc {
-            self.awaiting_admission.push(txn);
+            self.forwarding.push(txn, txn.id());
         }
     }
 
@@ -550,7 +546,8 @@ impl Node {
                 }
             }
         }
-        self.forward_admitted(&ticked.rejections);
+        let forward = self.forwarding.after_tick(&self.pipeline, &ticked.rejections);
+        self.send_txns(&forward.destination, &forward.txns);
         // One hold of the fate window for the whole tick: readers wait for this, not for the
         // tick.
         let mut fates = self.reads.fates_mut();
@@ -602,34 +599,10 @@ impl Node {
         Ok(())
     }
 
-    /// Forwards the client transactions this tick admitted to every other validator, or in a
-    /// large set to the next leaders ([`tessera_systems::consensus::core::Core::forward_destination`]).
-    /// Forwarding before admission made every validator pay for a batch only this one had
-    /// checked. To the next leaders, it also sends again what it forwarded [`FORWARD_VIEWS`]
-    /// views ago and is still pending here
-    /// ([`tessera_systems::consensus::forward::Forwarded`]).
-    ///
-    /// [`FORWARD_VIEWS`]: tessera_systems::consensus::core::FORWARD_VIEWS
-    fn forward_admitted(&mut self, rejections: &[TxnRejected]) {
-        let rejected: HashSet<TxnId> = rejections.iter().map(|rejected| rejected.id).collect();
-        let mut txns = self.awaiting_admission.take_admitted(&self.pipeline, &rejected);
-        let Some(core) = self.pipeline.consensus().map(|consensus| &consensus.core) else {
-            return self.send_txns(&Destination::All, &txns);
-        };
-        if core.forwards_to_leaders() {
-            let view = core.view();
-            let pipeline = &self.pipeline;
-            self.forwarded.note(view, txns.iter().copied(), |txn| pipeline.is_next_in_line(txn));
-            txns.extend(self.forwarded.due(view, |id| pipeline.is_pending(id)));
-        }
-        let destination = core.forward_destination();
-        self.send_txns(&destination, &txns);
-    }
-
     /// Sends transactions to `destination` in frames of at most a batch each, one encoding a
     /// frame.
     fn send_txns(&self, destination: &Destination, txns: &[(Txn, TxnId)]) {
-        for chunk in txns.chunks(self.awaiting_admission.batch_max()) {
+        for chunk in txns.chunks(self.forwarding.batch_max()) {
             let batch: Vec<Txn> = chunk.iter().map(|(txn, _)| *txn).collect();
             let frame = Arc::new(encode(&Frame::Txns(batch)));
             for peer in destination.recipients(self.me, self.validators) {

@@ -19,10 +19,10 @@ use ed25519_dalek::SigningKey;
 use rayon::prelude::*;
 use tessera_components::wire::{consensus_frame_size, txns_frame_size};
 use tessera_components::{CertifiedBlock, ConsensusMessage, Hash, SafetyState, Txn, TxnId};
-use tessera_systems::consensus::core::{ConsensusConfig, ConsensusCounters, Core, Destination, ValidatorSet};
+use tessera_systems::consensus::core::{ConsensusConfig, ConsensusCounters, Core, ValidatorSet};
 use tessera_systems::kernels::sigverify::stand_in_sign;
 use tessera_systems::workload::{SeedStream, signing_key};
-use tessera_systems::{ChainTip, Ledger, Pipeline, PipelineConfig, Stages};
+use tessera_systems::{ChainTip, Ledger, Pipeline, PipelineConfig, Stages, TxnRejected};
 
 use super::clients::{Batch, ClientPlan, Clients};
 use super::costs::{CostTable, Costs, Hosts, TickWork};
@@ -32,7 +32,9 @@ use super::report::{Recorder, Report};
 use super::scenario::{Fault, Scenario, SigverifyMode, StorageFault, Wake};
 use super::{Behaviour, byzantine, validator_key};
 use crate::driver;
+use crate::forward::Forwarding;
 use crate::storage::Storage;
+use tessera_components::constants::FRAME_SIZE_LIMIT;
 use tessera_systems::counters::Work;
 
 /// The `index`-th client address of a run with stand-in signatures: derived from the seed, with
@@ -166,8 +168,10 @@ struct Validator {
     safety: Option<SafetyState>,
     /// A crash due at its next tick, between the persist and the send, and the downtime.
     crash_after_persist: Option<(StorageFault, Option<u64>)>,
-    /// What it forwarded to the next leaders (forgotten in a crash, as a node's memory is).
-    forwarded: tessera_systems::consensus::forward::Forwarded,
+    /// Client transactions waiting for admission to be forwarded, and what it forwarded to the
+    /// next leaders (forgotten in a crash, as a node's memory is): the node's own
+    /// [`Forwarding`].
+    forwarding: Forwarding,
 }
 
 /// What a simulated validator persists through: its block store if it has one, and its safety
@@ -368,7 +372,7 @@ impl Sim {
                 skew_ns: 0,
                 safety: None,
                 crash_after_persist: None,
-                forwarded: Default::default(),
+                forwarding: Forwarding::new(FRAME_SIZE_LIMIT),
             });
         }
         let end = ns(scenario.duration_s);
@@ -576,7 +580,7 @@ impl Sim {
             driver::restore_sync_history(&mut pipeline, disk);
         }
         validator.pipeline = Some(pipeline);
-        validator.forwarded = Default::default();
+        validator.forwarding = Forwarding::new(FRAME_SIZE_LIMIT);
         self.recorder.restarted(index, self.now, tip.height);
         let at = self.now;
         self.wake(index, at);
@@ -591,13 +595,9 @@ impl Sim {
         }
     }
 
-    /// Sends through the network model: partition, loss, upload queueing, transfer at the
-    /// slower of the two ends' bandwidth, latency, reordering and duplication.
-    fn send(&mut self, from: u32, to: u32, payload: Payload, bytes: u64) {
-        self.send_at(self.now, from, to, payload, bytes);
-    }
-
-    /// [`Sim::send`] from a moment after now (a relay that first spends time on the message).
+    /// Sends at `now` (this moment or, after a tick's work, a later one) through the network
+    /// model: partition, loss, upload queueing, transfer at the slower of the two ends'
+    /// bandwidth, latency, reordering and duplication.
     fn send_at(&mut self, now: u64, from: u32, to: u32, payload: Payload, bytes: u64) {
         self.recorder.sent(from, bytes);
         match self.network.transmit(now, from, to, bytes) {
@@ -808,7 +808,8 @@ impl Sim {
         let now = self.now;
         let process = self.scenario.validators.process_us * 1000 * self.network.slow(to);
         let grid = self.scenario.validators.tick_ms * MS;
-        let Some(pipeline) = self.validators[to as usize].pipeline.as_mut() else {
+        let validator = &mut self.validators[to as usize];
+        let Some(pipeline) = validator.pipeline.as_mut() else {
             self.recorder.to_crashed += 1;
             return;
         };
@@ -822,26 +823,12 @@ impl Sim {
                 pipeline.deliver(from, Rc::unwrap_or_clone(message));
             }
             Payload::Txns { batch, ids, forwarded } => {
+                let forwarding = &mut validator.forwarding;
                 for (txn, id) in batch.iter().zip(ids.iter()) {
-                    pipeline.submit_with_id(*txn, *id);
-                }
-                if !forwarded {
-                    // Like the node: forward client transactions once, to every other validator
-                    // or, in a large set, to the next leaders.
-                    let size = txns_frame_size(&batch) as u64;
-                    let core = pipeline.consensus().map(|consensus| &consensus.core);
-                    let destination = core.map_or(Destination::All, Core::forward_destination);
-                    if let Some(view) = core.filter(|core| core.forwards_to_leaders()).map(Core::view) {
-                        let validator = &mut self.validators[to as usize];
-                        if let Some(pipeline) = validator.pipeline.as_ref() {
-                            let txns = batch.iter().copied().zip(ids.iter().copied());
-                            validator.forwarded.note(view, txns, |txn| pipeline.is_next_in_line(txn));
-                        }
-                    }
-                    for peer in destination.recipients(to, v) {
-                        let payload =
-                            Payload::Txns { batch: batch.clone(), ids: ids.clone(), forwarded: true };
-                        self.send(to, peer, payload, size);
+                    // Like the node: a client's transaction is forwarded once admitted here
+                    // (after the tick that admits it: `forward_admitted`).
+                    if pipeline.submit_with_id(*txn, *id) && !forwarded {
+                        forwarding.push(*txn, *id);
                     }
                 }
             }
@@ -945,7 +932,7 @@ impl Sim {
             }
             return;
         }
-        self.forward_again(node, done + disk_busy_ns);
+        self.forward_admitted(node, &ticked.rejections, done + disk_busy_ns);
         let key = self.validators[node as usize].key.clone();
         let public = key.verifying_key().to_bytes();
         let stand_in = self.consensus_config.stand_in_signatures;
@@ -1001,29 +988,23 @@ impl Sim {
         }
     }
 
-    /// Like the node after a tick: what validator `node` forwarded to the next leaders
-    /// [`FORWARD_VIEWS`] views ago and still holds goes to the leaders of its view now, at `at`.
-    ///
-    /// [`FORWARD_VIEWS`]: tessera_systems::consensus::core::FORWARD_VIEWS
-    fn forward_again(&mut self, node: u32, at: u64) {
+    /// Like the node after a tick ([`Forwarding::after_tick`]): the client transactions
+    /// validator `node` admitted, and what it forwarded to earlier leaders and still holds, go
+    /// out at `at`, in batches of at most a frame.
+    fn forward_admitted(&mut self, node: u32, rejections: &[TxnRejected], at: u64) {
         let validator = &mut self.validators[node as usize];
         let Some(pipeline) = validator.pipeline.as_ref() else { return };
-        let Some(core) = pipeline.consensus().map(|consensus| &consensus.core) else { return };
-        if !core.forwards_to_leaders() {
-            return;
-        }
-        let again = validator.forwarded.due(core.view(), |id| pipeline.is_pending(id));
-        if again.is_empty() {
-            return;
-        }
-        let destination = core.forward_destination();
-        let (txns, ids): (Vec<Txn>, Vec<TxnId>) = again.into_iter().unzip();
-        let size = txns_frame_size(&txns) as u64;
-        let (batch, ids) = (Rc::new(txns), Rc::new(ids));
+        let forward = validator.forwarding.after_tick(pipeline, rejections);
+        let batch_max = validator.forwarding.batch_max();
         let v = self.scenario.validators.count;
-        for peer in destination.recipients(node, v) {
-            let payload = Payload::Txns { batch: batch.clone(), ids: ids.clone(), forwarded: true };
-            self.send_at(at, node, peer, payload, size);
+        for chunk in forward.txns.chunks(batch_max) {
+            let (txns, ids): (Vec<Txn>, Vec<TxnId>) = chunk.iter().copied().unzip();
+            let size = txns_frame_size(&txns) as u64;
+            let (batch, ids) = (Rc::new(txns), Rc::new(ids));
+            for peer in forward.destination.recipients(node, v) {
+                let payload = Payload::Txns { batch: batch.clone(), ids: ids.clone(), forwarded: true };
+                self.send_at(at, node, peer, payload, size);
+            }
         }
     }
 
@@ -1079,6 +1060,31 @@ pub fn run(
 
 #[cfg(test)]
 impl Sim {
+    /// A client's batch of `txns`, delivered to validator `to` now.
+    pub(super) fn deliver_client_txns(&mut self, to: u32, txns: Vec<Txn>) {
+        let ids: Vec<TxnId> = txns.iter().map(Txn::id).collect();
+        let payload = Payload::Txns { batch: Rc::new(txns), ids: Rc::new(ids), forwarded: false };
+        self.on_deliver(to, u32::MAX, payload, 0);
+    }
+
+    /// Transactions validator `node` refused for `reason` so far (0 while it is down).
+    pub(super) fn refused(&self, node: u32, reason: tessera_components::RejectReason) -> u64 {
+        self.validators[node as usize]
+            .pipeline
+            .as_ref()
+            .map_or(0, |pipeline| pipeline.reject_counters().get(reason))
+    }
+
+    /// The nonce of the account at `address` in validator `node`'s ledger (`None` while down).
+    pub(super) fn nonce_of(&self, node: u32, address: &[u8; 32]) -> Option<u64> {
+        self.validators[node as usize].pipeline.as_ref().map(|pipeline| pipeline.ledger().nonce_of(address))
+    }
+
+    /// The genesis key of client account `index`, and the chain id (real signatures only).
+    pub(super) fn client_key(&self, index: u64) -> (SigningKey, u32) {
+        (signing_key(self.seed ^ 0xc11e, index), self.pipeline_config.chain_id)
+    }
+
     /// Delivers a full node's block announcement to validator `to` now; true when that queued
     /// anything (a wake-up).
     pub(super) fn announce_to_validator(&mut self, to: u32) -> bool {

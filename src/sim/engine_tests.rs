@@ -115,6 +115,59 @@ fn a_vouched_signature_that_does_not_verify_fails_the_run() {
     assert!(violation.contains("does not verify"), "{violation}");
 }
 
+/// Like the node, a simulated validator forwards a client's transactions only once its own
+/// pipeline admitted them: a batch of forged transactions costs the validator that took it,
+/// and no other, while the valid ones beside them reach every validator.
+#[test]
+fn a_simulated_validator_forwards_only_what_it_admitted() {
+    use tessera_components::{RejectReason, TxnBody};
+    let mut scenario = busy_small();
+    scenario.faults.clear();
+    scenario.partitions.clear();
+    (scenario.network.loss, scenario.network.duplicate) = (0.0, 0.0);
+    scenario.workload.rate = Vec::new();
+    scenario.validate().expect("valid scenario");
+    let validators = scenario.validators.count;
+    let mut sim = Sim::new(scenario, 11).expect("simulator");
+    let txns: Vec<_> = (0..12u64)
+        .map(|index| {
+            let (key, chain_id) = sim.client_key(index);
+            let body = TxnBody {
+                chain_id,
+                reserved: 0,
+                sender: key.verifying_key().to_bytes(),
+                recipient: [0xee; 32],
+                amount: 1,
+                fee: 1,
+                nonce: 0,
+            };
+            let mut txn = tessera_systems::workload::sign(&key, body);
+            if index % 2 == 0 {
+                txn.signature.0[9] ^= 1;
+            }
+            txn
+        })
+        .collect();
+    sim.run_until(100_000_000, |_, _| {});
+    sim.deliver_client_txns(0, txns.clone());
+    sim.run(|_, _| {});
+    assert_eq!(sim.refused(0, RejectReason::BadSignature), 6, "the validator that took them refused them");
+    for node in 1..validators {
+        assert_eq!(sim.refused(node, RejectReason::BadSignature), 0, "validator {node} was sent forgeries");
+    }
+    for (index, txn) in txns.iter().enumerate() {
+        let nonce = u64::from(index % 2 == 1);
+        for node in 0..validators {
+            assert_eq!(
+                sim.nonce_of(node, &txn.body.sender),
+                Some(nonce),
+                "account {index} at validator {node}"
+            );
+        }
+    }
+    assert_eq!(sim.report()["invariants"]["safety"]["ok"], true);
+}
+
 #[test]
 fn same_scenario_and_seed_give_identical_report_bytes() {
     let first = report_bytes(busy_small(), 11);

@@ -1,16 +1,79 @@
-//! Client transactions on their way to the other validators: forwarded only once this node's
-//! own pipeline admitted them, so a batch of forged or unpayable transactions costs the
-//! validator that took it from a client, not every validator.
+//! Client transactions on their way to the other validators, shared by the node and the
+//! simulator (each calls [`Forwarding::after_tick`] after [`crate::driver::tick`]): forwarded
+//! only once this validator's own pipeline admitted them, so a batch of forged or unpayable
+//! transactions costs the validator that took it from a client, not every validator; and, in a
+//! large set, sent again to the leaders of a later view when the first ones did not include
+//! them ([`Forwarded`]).
 
 use std::collections::{HashSet, VecDeque};
 
 use tessera_components::constants::TXN_SIZE;
 use tessera_components::{Txn, TxnId};
-use tessera_systems::Pipeline;
+use tessera_systems::consensus::core::Destination;
+use tessera_systems::consensus::forward::Forwarded;
+use tessera_systems::{Pipeline, TxnRejected};
+
+/// A validator's forwarding of client transactions: those waiting for admission, and, when it
+/// forwards to the next leaders, what it forwarded and may send again.
+#[derive(Debug)]
+pub struct Forwarding {
+    awaiting: AwaitingAdmission,
+    forwarded: Forwarded,
+}
+
+/// What to forward after a tick: transactions, and to whom.
+#[derive(Debug)]
+pub struct Forward {
+    /// Every other validator, or in a large set the next leaders.
+    pub destination: Destination,
+    /// The transactions, with their ids, in the order to send them.
+    pub txns: Vec<(Txn, TxnId)>,
+}
+
+impl Forwarding {
+    /// Nothing waiting or remembered; batches fit frames of `frame_bytes_max` (and 1 MiB).
+    pub fn new(frame_bytes_max: usize) -> Forwarding {
+        Forwarding { awaiting: AwaitingAdmission::new(frame_bytes_max), forwarded: Forwarded::default() }
+    }
+
+    /// A client transaction the pipeline took, whose id is `id`: it is forwarded once admitted.
+    /// False when the queue is full (it is then not forwarded; this validator can still propose
+    /// it).
+    pub fn push(&mut self, txn: Txn, id: TxnId) -> bool {
+        self.awaiting.push(txn, id)
+    }
+
+    /// Most transactions in one forwarded batch (one frame).
+    pub fn batch_max(&self) -> usize {
+        self.awaiting.batch_max()
+    }
+
+    /// After a tick that refused `rejections`: the client transactions it admitted, to every
+    /// other validator, or in a large set to the next leaders
+    /// ([`tessera_systems::consensus::core::Core::forward_destination`]), with what was
+    /// forwarded to earlier leaders [`FORWARD_VIEWS`] views ago and is still pending here.
+    /// Forwarding before admission made every validator pay for a batch only this one had
+    /// checked.
+    ///
+    /// [`FORWARD_VIEWS`]: tessera_systems::consensus::core::FORWARD_VIEWS
+    pub fn after_tick(&mut self, pipeline: &Pipeline, rejections: &[TxnRejected]) -> Forward {
+        let rejected: HashSet<TxnId> = rejections.iter().map(|rejected| rejected.id).collect();
+        let mut txns = self.awaiting.take_admitted(pipeline, &rejected);
+        let Some(core) = pipeline.consensus().map(|consensus| &consensus.core) else {
+            return Forward { destination: Destination::All, txns };
+        };
+        if core.forwards_to_leaders() {
+            let view = core.view();
+            self.forwarded.note(view, txns.iter().copied(), |txn| pipeline.is_next_in_line(txn));
+            txns.extend(self.forwarded.due(view, |id| pipeline.is_pending(id)));
+        }
+        Forward { destination: core.forward_destination(), txns }
+    }
+}
 
 /// Client transactions submitted to the pipeline and not yet admitted or refused, oldest first.
 #[derive(Debug)]
-pub(super) struct AwaitingAdmission {
+struct AwaitingAdmission {
     queue: VecDeque<(Txn, TxnId, u64)>,
     /// Ticks seen so far, to age entries out.
     tick: u64,
@@ -31,7 +94,7 @@ impl AwaitingAdmission {
     const BATCH_BYTES_MAX: usize = 1 << 20;
 
     /// An empty queue whose batches fit frames of `frame_bytes_max`, and 1 MiB.
-    pub(super) fn new(frame_bytes_max: usize) -> AwaitingAdmission {
+    fn new(frame_bytes_max: usize) -> AwaitingAdmission {
         // A `Txns` frame is its header, a count, then the transactions.
         let frame_bytes = frame_bytes_max.min(Self::BATCH_BYTES_MAX);
         let batch_max = (frame_bytes.saturating_sub(256) / TXN_SIZE).max(1);
@@ -40,33 +103,30 @@ impl AwaitingAdmission {
 
     /// Queues a transaction the pipeline took; false when the queue is full (it is then admitted
     /// here but not forwarded: this node can still propose it).
-    pub(super) fn push(&mut self, txn: Txn) -> bool {
+    fn push(&mut self, txn: Txn, id: TxnId) -> bool {
+        debug_assert_eq!(id, txn.id());
         if self.queue.len() >= Self::MAX {
             return false;
         }
-        self.queue.push_back((txn, txn.id(), self.tick));
+        self.queue.push_back((txn, id, self.tick));
         true
     }
 
     /// Transactions waiting.
     #[cfg(test)]
-    pub(super) fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.queue.len()
     }
 
     /// Most transactions in one forwarded batch (one frame).
-    pub(super) fn batch_max(&self) -> usize {
+    fn batch_max(&self) -> usize {
         self.batch_max
     }
 
     /// After a tick: takes out, with their ids, the transactions now pending in the pipeline's
     /// mempool (admitted); drops those it refused (`rejected`) and those waiting longer than
     /// [`Self::TICKS_MAX`]; keeps the rest (still being checked).
-    pub(super) fn take_admitted(
-        &mut self,
-        pipeline: &Pipeline,
-        rejected: &HashSet<TxnId>,
-    ) -> Vec<(Txn, TxnId)> {
+    fn take_admitted(&mut self, pipeline: &Pipeline, rejected: &HashSet<TxnId>) -> Vec<(Txn, TxnId)> {
         self.tick += 1;
         let mut admitted = Vec::new();
         // A transaction queued twice (a client sent it twice) goes out once.
@@ -139,12 +199,12 @@ mod tests {
             .collect();
         for txn in forged.iter().chain(&honest) {
             assert!(pipeline.submit(*txn));
-            assert!(awaiting.push(*txn));
+            assert!(awaiting.push(*txn, txn.id()));
         }
         // A client sent one of them twice: it is forwarded once all the same (a repeat in a
         // batch is dropped by the receiver, and once was charged to the forwarder).
         assert!(pipeline.submit(honest[0]));
-        assert!(awaiting.push(honest[0]));
+        assert!(awaiting.push(honest[0], honest[0].id()));
         let mut forwarded = Vec::new();
         for now in 1..=4 {
             pipeline.tick(now * 1_000_000);
@@ -167,9 +227,9 @@ mod tests {
         assert_eq!(small.batch_max, (1024 - 256) / TXN_SIZE);
         let txn: Txn = bytemuck::Zeroable::zeroed();
         for _ in 0..AwaitingAdmission::MAX {
-            assert!(small.push(txn));
+            assert!(small.push(txn, txn.id()));
         }
-        assert!(!small.push(txn));
+        assert!(!small.push(txn, txn.id()));
         assert_eq!(small.len(), AwaitingAdmission::MAX);
     }
 }
