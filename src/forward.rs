@@ -149,7 +149,7 @@ impl AwaitingAdmission {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use ed25519_dalek::SigningKey;
     use tessera_components::TxnBody;
     use tessera_systems::consensus::core::{ConsensusConfig, Core, ValidatorSet};
@@ -158,7 +158,8 @@ mod tests {
 
     use super::*;
 
-    fn transfer(key: &SigningKey) -> Txn {
+    /// A signed transfer of 1 from `key`'s account at nonce 0, on the default chain.
+    pub(crate) fn transfer(key: &SigningKey) -> Txn {
         let body = TxnBody {
             chain_id: PipelineConfig::default().chain_id,
             reserved: 0,

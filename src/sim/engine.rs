@@ -1080,9 +1080,9 @@ impl Sim {
         self.validators[node as usize].pipeline.as_ref().map(|pipeline| pipeline.ledger().nonce_of(address))
     }
 
-    /// The genesis key of client account `index`, and the chain id (real signatures only).
-    pub(super) fn client_key(&self, index: u64) -> (SigningKey, u32) {
-        (signing_key(self.seed ^ 0xc11e, index), self.pipeline_config.chain_id)
+    /// The genesis key of client account `index` (real signatures only).
+    pub(super) fn client_key(&self, index: u64) -> SigningKey {
+        signing_key(self.seed ^ 0xc11e, index)
     }
 
     /// Delivers a full node's block announcement to validator `to` now; true when that queued

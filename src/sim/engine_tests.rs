@@ -33,6 +33,14 @@ fn busy_small() -> Scenario {
     scenario
 }
 
+/// [`busy_small`], with validator 1 Byzantine in this way for its first three seconds.
+fn busy_small_with(behaviour: super::scenario::ByzantineKind) -> Scenario {
+    let mut scenario = busy_small();
+    scenario.faults.push(Fault::Byzantine { node: 1, behaviour, from_s: 0.0, until_s: Some(3.0) });
+    scenario.validate().expect("valid scenario");
+    scenario
+}
+
 fn report_bytes(scenario: Scenario, seed: u64) -> String {
     let mut sim = Sim::new(scenario, seed).expect("simulator");
     sim.run(|_, _| {});
@@ -44,14 +52,7 @@ fn report_bytes(scenario: Scenario, seed: u64) -> String {
 /// proposer of wrong state roots among them.
 #[test]
 fn shared_executions_change_no_report() {
-    let mut scenario = busy_small();
-    scenario.faults.push(Fault::Byzantine {
-        node: 1,
-        behaviour: super::scenario::ByzantineKind::InvalidProposal,
-        from_s: 0.0,
-        until_s: Some(3.0),
-    });
-    scenario.validate().expect("valid scenario");
+    let scenario = busy_small_with(super::scenario::ByzantineKind::InvalidProposal);
     let mut shared = Sim::new(scenario.clone(), 11).expect("simulator");
     shared.run(|_, _| {});
     let (executed, reused) = shared.shared_executions();
@@ -72,14 +73,7 @@ fn shared_executions_change_no_report() {
 /// and refuse it).
 #[test]
 fn vouched_signatures_change_no_report_and_are_each_audited() {
-    let mut scenario = busy_small();
-    scenario.faults.push(Fault::Byzantine {
-        node: 1,
-        behaviour: super::scenario::ByzantineKind::BadSignatureProposal,
-        from_s: 0.0,
-        until_s: Some(3.0),
-    });
-    scenario.validate().expect("valid scenario");
+    let scenario = busy_small_with(super::scenario::ByzantineKind::BadSignatureProposal);
     let mut vouched = Sim::new(scenario.clone(), 11).expect("simulator");
     vouched.run(|_, _| {});
     let verified_vouching = vouched.signatures_verified();
@@ -120,7 +114,7 @@ fn a_vouched_signature_that_does_not_verify_fails_the_run() {
 /// and no other, while the valid ones beside them reach every validator.
 #[test]
 fn a_simulated_validator_forwards_only_what_it_admitted() {
-    use tessera_components::{RejectReason, TxnBody};
+    use tessera_components::RejectReason;
     let mut scenario = busy_small();
     scenario.faults.clear();
     scenario.partitions.clear();
@@ -131,17 +125,7 @@ fn a_simulated_validator_forwards_only_what_it_admitted() {
     let mut sim = Sim::new(scenario, 11).expect("simulator");
     let txns: Vec<_> = (0..12u64)
         .map(|index| {
-            let (key, chain_id) = sim.client_key(index);
-            let body = TxnBody {
-                chain_id,
-                reserved: 0,
-                sender: key.verifying_key().to_bytes(),
-                recipient: [0xee; 32],
-                amount: 1,
-                fee: 1,
-                nonce: 0,
-            };
-            let mut txn = tessera_systems::workload::sign(&key, body);
+            let mut txn = crate::forward::tests::transfer(&sim.client_key(index));
             if index % 2 == 0 {
                 txn.signature.0[9] ^= 1;
             }
