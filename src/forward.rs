@@ -9,9 +9,11 @@ use std::collections::{HashSet, VecDeque};
 
 use tessera_components::constants::TXN_SIZE;
 use tessera_components::{Txn, TxnId};
+use tessera_systems::Pipeline;
 use tessera_systems::consensus::core::Destination;
 use tessera_systems::consensus::forward::Forwarded;
-use tessera_systems::{Pipeline, TxnRejected};
+
+use crate::driver::Ticked;
 
 /// A validator's forwarding of client transactions: those waiting for admission, and, when it
 /// forwards to the next leaders, what it forwarded and may send again.
@@ -48,21 +50,23 @@ impl Forwarding {
         self.awaiting.batch_max()
     }
 
-    /// After a tick that refused `rejections`: the client transactions it admitted, to every
-    /// other validator, or in a large set to the next leaders
+    /// After `ticked`: the client transactions the tick admitted, to every other validator, or
+    /// in a large set to the next leaders
     /// ([`tessera_systems::consensus::core::Core::forward_destination`]), with what was
-    /// forwarded to earlier leaders [`FORWARD_VIEWS`] views ago and is still pending here.
-    /// Forwarding before admission made every validator pay for a batch only this one had
-    /// checked.
+    /// forwarded to earlier leaders [`FORWARD_VIEWS`] views ago and is still pending here
+    /// (what the blocks it finalized included is forgotten first). Forwarding before admission
+    /// made every validator pay for a batch only this one had checked.
     ///
     /// [`FORWARD_VIEWS`]: tessera_systems::consensus::core::FORWARD_VIEWS
-    pub fn after_tick(&mut self, pipeline: &Pipeline, rejections: &[TxnRejected]) -> Forward {
-        let rejected: HashSet<TxnId> = rejections.iter().map(|rejected| rejected.id).collect();
+    pub fn after_tick(&mut self, pipeline: &Pipeline, ticked: &Ticked) -> Forward {
+        let rejected: HashSet<TxnId> = ticked.rejections.iter().map(|rejected| rejected.id).collect();
         let mut txns = self.awaiting.take_admitted(pipeline, &rejected);
         let Some(core) = pipeline.consensus().map(|consensus| &consensus.core) else {
             return Forward { destination: Destination::All, txns };
         };
         if core.forwards_to_leaders() {
+            let included = ticked.finalized.iter().flat_map(|finalized| &finalized.outcomes);
+            self.forwarded.included(included.map(|outcome| &outcome.id));
             let view = core.view();
             self.forwarded.note(view, txns.iter().copied(), |txn| pipeline.is_next_in_line(txn));
             txns.extend(self.forwarded.due(view, |id| pipeline.is_pending(id)));

@@ -546,7 +546,7 @@ impl Node {
                 }
             }
         }
-        let forward = self.forwarding.after_tick(&self.pipeline, &ticked.rejections);
+        let forward = self.forwarding.after_tick(&self.pipeline, &ticked);
         self.send_txns(&forward.destination, &forward.txns);
         // One hold of the fate window for the whole tick: readers wait for this, not for the
         // tick.

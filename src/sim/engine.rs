@@ -22,7 +22,7 @@ use tessera_components::{CertifiedBlock, ConsensusMessage, Hash, SafetyState, Tx
 use tessera_systems::consensus::core::{ConsensusConfig, ConsensusCounters, Core, ValidatorSet};
 use tessera_systems::kernels::sigverify::stand_in_sign;
 use tessera_systems::workload::{SeedStream, signing_key};
-use tessera_systems::{ChainTip, Ledger, Pipeline, PipelineConfig, Stages, TxnRejected};
+use tessera_systems::{ChainTip, Ledger, Pipeline, PipelineConfig, Stages};
 
 use super::clients::{Batch, ClientPlan, Clients};
 use super::costs::{CostTable, Costs, Hosts, TickWork};
@@ -917,7 +917,7 @@ impl Sim {
         // The disk's virtual time for this tick's writes: the node is busy until they are done.
         let disk_busy_ns = validator.disk.as_mut().map_or(0, SimDisk::take_busy_ns);
         let deadline = pipeline.next_wake_ns();
-        if let Some(error) = ticked.persist_error {
+        if let Some(error) = &ticked.persist_error {
             self.recorder.storage_refused(node, self.now, &error.to_string());
         }
         let honest = behaviour == Behaviour::Honest && !self.recorder.is_byzantine(node);
@@ -932,7 +932,7 @@ impl Sim {
             }
             return;
         }
-        self.forward_admitted(node, &ticked.rejections, done + disk_busy_ns);
+        self.forward_admitted(node, &ticked, done + disk_busy_ns);
         let key = self.validators[node as usize].key.clone();
         let public = key.verifying_key().to_bytes();
         let stand_in = self.consensus_config.stand_in_signatures;
@@ -991,10 +991,10 @@ impl Sim {
     /// Like the node after a tick ([`Forwarding::after_tick`]): the client transactions
     /// validator `node` admitted, and what it forwarded to earlier leaders and still holds, go
     /// out at `at`, in batches of at most a frame.
-    fn forward_admitted(&mut self, node: u32, rejections: &[TxnRejected], at: u64) {
+    fn forward_admitted(&mut self, node: u32, ticked: &driver::Ticked, at: u64) {
         let validator = &mut self.validators[node as usize];
         let Some(pipeline) = validator.pipeline.as_ref() else { return };
-        let forward = validator.forwarding.after_tick(pipeline, rejections);
+        let forward = validator.forwarding.after_tick(pipeline, ticked);
         let batch_max = validator.forwarding.batch_max();
         let v = self.scenario.validators.count;
         for chunk in forward.txns.chunks(batch_max) {

@@ -31,7 +31,7 @@
 //! [`Core::forward_destination`]: super::core::Core::forward_destination
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use tessera_components::{Txn, TxnId};
 
@@ -62,8 +62,9 @@ pub struct Forwarded {
     sent: BTreeMap<(u64, u64), Sent>,
     /// Each class's entries (next in line, waiting) by fee.
     by_fee: [BTreeSet<FeeKey>; 2],
-    /// The ids in `sent`: a transaction that arrives twice is remembered once.
-    ids: HashSet<TxnId>,
+    /// The ids in `sent`, with where each sits there: a transaction that arrives twice is
+    /// remembered once, and one a finalized block included is forgotten at once.
+    ids: HashMap<TxnId, (u64, u64)>,
     /// Entries in `sent` per sender.
     per_sender: HashMap<[u8; 32], u32>,
     seq: u64,
@@ -122,7 +123,7 @@ impl Forwarded {
     fn remember(&mut self, due: u64, sent: Sent) {
         let sender = sent.txn.body.sender;
         let from_sender = self.per_sender.get(&sender).copied().unwrap_or(0);
-        if from_sender >= Self::PER_SENDER_MAX || self.ids.contains(&sent.id) {
+        if from_sender >= Self::PER_SENDER_MAX || self.ids.contains_key(&sent.id) {
             return;
         }
         let class = usize::from(sent.waiting);
@@ -137,9 +138,9 @@ impl Forwarded {
                 self.forget(due, seq, &evicted);
             }
         }
-        self.ids.insert(sent.id);
-        *self.per_sender.entry(sender).or_insert(0) += 1;
         self.seq += 1;
+        self.ids.insert(sent.id, (due, self.seq));
+        *self.per_sender.entry(sender).or_insert(0) += 1;
         self.by_fee[class].insert((sent.txn.body.fee, Reverse(self.seq), due));
         self.sent.insert((due, self.seq), sent);
     }
@@ -153,6 +154,19 @@ impl Forwarded {
             *count -= 1;
             if *count == 0 {
                 self.per_sender.remove(&sender);
+            }
+        }
+    }
+
+    /// Forgets the transactions among `ids` that it remembers: a finalized block included
+    /// them, so no leader needs them again. Until their wait ended they held places of their
+    /// sender's share and of the bound, and a busy sender's next transactions were not
+    /// remembered.
+    pub fn included<'i>(&mut self, ids: impl IntoIterator<Item = &'i TxnId>) {
+        for id in ids {
+            let Some(&(due, seq)) = self.ids.get(id) else { continue };
+            if let Some(sent) = self.sent.remove(&(due, seq)) {
+                self.forget(due, seq, &sent);
             }
         }
     }
@@ -263,6 +277,29 @@ mod tests {
         many.note(0, (0..Forwarded::DUE_MAX as u64 + 10).map(from), in_line);
         assert_eq!(many.due(3, |_| true).len(), Forwarded::DUE_MAX);
         assert_eq!(many.due(3, |_| true).len(), 10, "the rest at the next call");
+    }
+
+    /// What a finalized block included is forgotten at once: its places in its sender's share
+    /// go to the sender's next transactions, which were not remembered before (they waited
+    /// for the included ones to come due), and nothing included is sent again.
+    #[test]
+    fn included_transactions_give_their_places_back() {
+        let share = u64::from(Forwarded::PER_SENDER_MAX);
+        let mut forwarded = Forwarded::default();
+        forwarded.note(0, (0..share).map(txn), in_line);
+        let included: Vec<TxnId> = (0..share).map(|nonce| txn(nonce).1).collect();
+        forwarded.included(&included[..share as usize / 2]);
+        assert_eq!(forwarded.len(), share as usize / 2);
+        forwarded.note(1, (share..2 * share).map(txn), in_line);
+        assert_eq!(forwarded.len(), share as usize, "the sender's share is full again");
+        let again = forwarded.due(3, |_| true);
+        assert_eq!(again.len(), share as usize / 2, "what was included is not sent again");
+        assert!(again.iter().all(|(_, id)| !included[..share as usize / 2].contains(id)));
+        // The first batch's rest, sent again and remembered with a longer wait, then included;
+        // and the first of the second batch.
+        forwarded.included(&included);
+        forwarded.included(&[txn(share).1]);
+        assert_eq!(forwarded.len(), share as usize / 2 - 1, "the second batch's, but one");
     }
 
     /// Funded keys that keep transactions pending behind a nonce gap (never included, so never
