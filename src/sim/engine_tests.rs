@@ -107,6 +107,13 @@ fn a_vouched_signature_that_does_not_verify_fails_the_run() {
     sim.run(|_, _| {});
     let violation = sim.recorder.violation().expect("the audit fails the run");
     assert!(violation.contains("does not verify"), "{violation}");
+    // A run driven by `run_until` alone: its report waits for the audit too.
+    let mut sim = Sim::new(busy_small(), 11).expect("simulator");
+    sim.run_until(1_000_000_000, |_, _| {});
+    sim.plant_bad_vouch();
+    sim.run_until(2_000_000_000, |_, _| {});
+    let report = sim.report();
+    assert_eq!(report["invariants"]["safety"]["ok"], false, "{}", report["invariants"]);
 }
 
 /// Like the node, a simulated validator forwards a client's transactions only once its own

@@ -422,9 +422,15 @@ impl Recorder {
     /// ([`super::audit`]): the run acted on a verdict verification would not give, so its
     /// results stand for nothing, and it fails as a safety violation would.
     pub fn audit_failed(&mut self, at_ns: u64, what: String) {
-        if self.violation.is_none() {
-            self.violation = Some(Violation { at_ns, what });
-        }
+        // It takes precedence: a violation found before it may be its consequence.
+        let what = match self.violation.take() {
+            Some(earlier) if earlier.what.contains(&what) => earlier.what,
+            Some(earlier) => {
+                format!("{what} (and before it, at {} ms: {})", earlier.at_ns / 1_000_000, earlier.what)
+            }
+            None => what,
+        };
+        self.violation = Some(Violation { at_ns, what });
     }
 
     /// Safety violation, if any.

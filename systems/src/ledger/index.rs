@@ -296,8 +296,8 @@ pub fn merge_added(order: &CheckedOrder, keys: &[[u8; 32]]) -> Result<CheckedOrd
     let order = order.as_slice();
     let count = order.len();
     assert!(count <= keys.len(), "an order of more slots than addresses");
-    debug_assert!(u32::try_from(keys.len()).is_ok());
-    let added = by_address(keys, count as u32..keys.len() as u32)?;
+    let slots = u32::try_from(keys.len()).expect("a ledger holds fewer than 2^32 accounts");
+    let added = by_address(keys, count as u32..slots)?;
     merge_sorted(
         order,
         &fence_of(order, keys),
@@ -361,17 +361,36 @@ fn by_address(keys: &[[u8; 32]], slots: std::ops::Range<u32>) -> Result<Vec<u32>
     while start < pairs.len() {
         let run = pairs[start..].iter().take_while(|pair| pair.0 == pairs[start].0).count();
         if run > 1 {
-            let run = &mut pairs[start..start + run];
-            run.sort_unstable_by(|a, b| keys[a.1 as usize].cmp(&keys[b.1 as usize]));
-            if let Some(pair) =
-                run.windows(2).find(|pair| keys[pair[0].1 as usize] == keys[pair[1].1 as usize])
-            {
-                return Err(keys[pair[0].1 as usize]);
-            }
+            sort_run(&mut pairs[start..start + run], keys)?;
         }
         start += run;
     }
     Ok(pairs.into_iter().map(|(_, slot)| slot).collect())
+}
+
+/// Sorts `run` (pairs whose prefixes tie) by whole address; the first address two of them
+/// hold is the error. A long run is what someone who chose many addresses with one prefix
+/// makes (a transfer creates an account at any address, for its fee): it is sorted as
+/// address and slot pairs held inline, on every core, so it costs what the sort of whole
+/// addresses did before prefixes, not a random read of each address per comparison.
+fn sort_run(run: &mut [(u64, u32)], keys: &[[u8; 32]]) -> Result<(), [u8; 32]> {
+    const INLINE_FROM: usize = 64;
+    if run.len() < INLINE_FROM {
+        run.sort_unstable_by(|a, b| keys[a.1 as usize].cmp(&keys[b.1 as usize]));
+        return match run.windows(2).find(|pair| keys[pair[0].1 as usize] == keys[pair[1].1 as usize]) {
+            Some(pair) => Err(keys[pair[0].1 as usize]),
+            None => Ok(()),
+        };
+    }
+    let mut whole: Vec<([u8; 32], u32)> = run.iter().map(|(_, slot)| (keys[*slot as usize], *slot)).collect();
+    rayon::slice::ParallelSliceMut::par_sort_unstable(&mut whole[..]);
+    if let Some(pair) = whole.windows(2).find(|pair| pair[0].0 == pair[1].0) {
+        return Err(pair[0].0);
+    }
+    for (pair, (_, slot)) in run.iter_mut().zip(whole) {
+        pair.1 = slot;
+    }
+    Ok(())
 }
 
 fn home(sip: [u64; 2], key: &[u8; 32], capacity: usize) -> usize {
@@ -1016,10 +1035,12 @@ mod tests {
         let mut sorted: Vec<u32> = (0..10).collect();
         sorted.sort_unstable_by_key(|slot| keys[*slot as usize]);
         assert_eq!(by_address(&keys, 0..10), Ok(sorted));
-        for twice in [3u64, 4] {
-            let mut keys: Vec<[u8; 32]> = (0..3_000).map(address).collect();
+        // Held twice: in a long run of tied prefixes (sorted inline), alone with its copy, and
+        // in a short run.
+        for (count, twice) in [(3_000u64, 3u64), (3_000, 4), (30, 3)] {
+            let mut keys: Vec<[u8; 32]> = (0..count).map(address).collect();
             keys.push(address(twice));
-            assert_eq!(by_address(&keys, 0..3_001), Err(address(twice)), "{twice} held twice");
+            assert_eq!(by_address(&keys, 0..count as u32 + 1), Err(address(twice)), "{twice} held twice");
             assert_eq!(
                 AddressIndex::build(&keys, u32::MAX).map(|_| ()),
                 Err(address(twice)),
