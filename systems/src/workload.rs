@@ -78,6 +78,46 @@ pub fn sign(key: &SigningKey, body: TxnBody) -> Txn {
     Txn { body, signature: TxnSignature(key.sign(body.signing_bytes()).to_bytes()) }
 }
 
+/// Signs each body with its key, byte for byte as [`sign`] does (RFC 8032 Ed25519, with the
+/// same deterministic nonce), but the nonce points of all of them are converted to bytes with
+/// one shared inversion (`EdwardsPoint::compress_batch_alloc`) instead of one inversion each:
+/// about a quarter of a signature's cost. Constant-time like [`sign`]: the same fixed-base
+/// multiplication, and the batch inversion's arithmetic does not depend on the values. For
+/// load that signs many transactions at once (the simulator's clients).
+pub fn sign_many(signed: &[(&SigningKey, TxnBody)]) -> Vec<Txn> {
+    use curve25519_dalek::{EdwardsPoint, Scalar};
+    use ed25519_dalek::hazmat::ExpandedSecretKey;
+    use sha2::{Digest, Sha512};
+    let nonces: Vec<(ExpandedSecretKey, Scalar, EdwardsPoint)> = signed
+        .iter()
+        .map(|(key, body)| {
+            debug_assert_eq!(key.verifying_key().to_bytes(), body.sender);
+            let expanded = ExpandedSecretKey::from(&key.to_bytes());
+            let hashed = Sha512::new().chain_update(expanded.hash_prefix).chain_update(body.signing_bytes());
+            let r = Scalar::from_hash(hashed);
+            (expanded, r, EdwardsPoint::mul_base(&r))
+        })
+        .collect();
+    let points: Vec<EdwardsPoint> = nonces.iter().map(|(_, _, point)| *point).collect();
+    let compressed = EdwardsPoint::compress_batch_alloc(&points);
+    signed
+        .iter()
+        .zip(nonces)
+        .zip(compressed)
+        .map(|(((key, body), (expanded, r, _)), big_r)| {
+            let hashed = Sha512::new()
+                .chain_update(big_r.as_bytes())
+                .chain_update(key.verifying_key().as_bytes())
+                .chain_update(body.signing_bytes());
+            let s = Scalar::from_hash(hashed) * expanded.scalar + r;
+            let mut signature = [0u8; 64];
+            signature[..32].copy_from_slice(big_r.as_bytes());
+            signature[32..].copy_from_slice(s.as_bytes());
+            Txn { body: *body, signature: TxnSignature(signature) }
+        })
+        .collect()
+}
+
 /// A funded set of senders and the transfers they sign.
 #[derive(Debug, Clone)]
 pub struct Transfers {
@@ -152,6 +192,35 @@ mod tests {
         hasher.finalize_xof().fill(&mut expected);
         for chunk in expected.chunks(8) {
             assert_eq!(stream.next_u64(), u64::from_le_bytes(chunk.try_into().expect("eight bytes")));
+        }
+    }
+
+    use ed25519_dalek::SigningKey;
+    use proptest::prelude::*;
+    use tessera_components::TxnBody;
+
+    fn body(key: &SigningKey, nonce: u64, amount: u64) -> TxnBody {
+        TxnBody::transfer(1, key.verifying_key().to_bytes(), [0xee; 32], amount, 1, nonce)
+    }
+
+    proptest! {
+        /// Signed many at once, every signature is the one `sign` makes alone, byte for byte,
+        /// whatever the keys, bodies and batch size (none, one, several with repeated keys).
+        #[test]
+        fn signing_many_at_once_gives_the_signatures_of_signing_each(
+            secrets in proptest::collection::vec(any::<[u8; 32]>(), 0..24),
+            amounts in proptest::collection::vec(any::<u64>(), 24),
+        ) {
+            let keys: Vec<SigningKey> = secrets.iter().map(SigningKey::from_bytes).collect();
+            let signed: Vec<(&SigningKey, TxnBody)> = keys
+                .iter()
+                .enumerate()
+                .flat_map(|(i, key)| (0..1 + i as u64 % 3).map(move |nonce| (key, nonce, i)))
+                .map(|(key, nonce, i)| (key, body(key, nonce, amounts[i])))
+                .collect();
+            let many = super::sign_many(&signed);
+            let each: Vec<_> = signed.iter().map(|(key, body)| super::sign(key, *body)).collect();
+            prop_assert_eq!(many, each);
         }
     }
 }
