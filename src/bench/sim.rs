@@ -150,7 +150,7 @@ pub fn run(args: &SimBenchArgs) -> Result<(), Box<dyn std::error::Error>> {
 
 /// Seconds one core takes to sign one transfer alone (as a validator signs its messages), to
 /// sign one among many at once (`sign_many`, as the simulator's clients sign a window), and to
-/// verify one in batches of 64, as the clients do: the medians of five rounds of 1,024.
+/// verify one in the clients' batches (256): the medians of five rounds of 1,024.
 fn sign_and_verify_s() -> (f64, f64, f64) {
     use tessera_systems::workload::{sign, sign_many, signing_key};
     const COUNT: usize = 1024;
