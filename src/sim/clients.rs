@@ -373,7 +373,7 @@ mod tests {
         assert!(found.iter().all(|accepted| *accepted), "every signature the clients made is valid");
 
         let mut window: Vec<Batch> =
-            all(Clients::inline(plan(true, Policy::All))).into_iter().take(40).collect();
+            all(Clients::inline(plan(true, Policy::All))).into_iter().take(80).collect();
         let txns = window.iter().map(|batch| batch.txns.len()).sum::<usize>();
         assert!(txns > VERIFY_BATCH, "{txns} transactions: more than one batch");
         let forged = window.iter_mut().flat_map(|batch| &mut batch.txns).nth(txns - 3).unwrap();
