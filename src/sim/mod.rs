@@ -6,7 +6,9 @@
 //! and partitions; [`byzantine`] rewrites a faulty validator's outbound messages; [`scenario`]
 //! reads scenario files and draws random ones for [`swarm`]; [`report`] keeps the invariants
 //! (safety across honest validators, liveness after the faults heal) and the figures, and
-//! [`plot`] draws them.
+//! [`plot`] draws them. [`audit`] verifies, on a thread of its own, each consensus signature
+//! the validators vouched for as they made it, and [`crate::forward`] is the node's own
+//! forwarding of client transactions.
 
 pub mod audit;
 pub mod byzantine;
