@@ -369,19 +369,12 @@ fn by_address(keys: &[[u8; 32]], slots: std::ops::Range<u32>) -> Result<Vec<u32>
 }
 
 /// Sorts `run` (pairs whose prefixes tie) by whole address; the first address two of them
-/// hold is the error. A long run is what someone who chose many addresses with one prefix
-/// makes (a transfer creates an account at any address, for its fee): it is sorted as
-/// address and slot pairs held inline, on every core, so it costs what the sort of whole
-/// addresses did before prefixes, not a random read of each address per comparison.
+/// hold is the error. Random addresses almost never tie, so runs are rare and short; a long
+/// one is what someone who chose many addresses with one prefix makes (a transfer creates an
+/// account at any address, for its fee). Either is sorted as address and slot pairs held
+/// inline, on every core for a long run, so it costs what the sort of whole addresses did
+/// before prefixes, not a random read of each address per comparison.
 fn sort_run(run: &mut [(u64, u32)], keys: &[[u8; 32]]) -> Result<(), [u8; 32]> {
-    const INLINE_FROM: usize = 64;
-    if run.len() < INLINE_FROM {
-        run.sort_unstable_by(|a, b| keys[a.1 as usize].cmp(&keys[b.1 as usize]));
-        return match run.windows(2).find(|pair| keys[pair[0].1 as usize] == keys[pair[1].1 as usize]) {
-            Some(pair) => Err(keys[pair[0].1 as usize]),
-            None => Ok(()),
-        };
-    }
     let mut whole: Vec<([u8; 32], u32)> = run.iter().map(|(_, slot)| (keys[*slot as usize], *slot)).collect();
     rayon::slice::ParallelSliceMut::par_sort_unstable(&mut whole[..]);
     if let Some(pair) = whole.windows(2).find(|pair| pair[0].0 == pair[1].0) {
