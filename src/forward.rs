@@ -9,9 +9,9 @@ use std::collections::{HashSet, VecDeque};
 
 use tessera_components::constants::TXN_SIZE;
 use tessera_components::{Txn, TxnId};
-use tessera_systems::Pipeline;
 use tessera_systems::consensus::core::Destination;
 use tessera_systems::consensus::forward::Forwarded;
+use tessera_systems::{Pipeline, TxnRejected};
 
 use crate::driver::Ticked;
 
@@ -59,8 +59,7 @@ impl Forwarding {
     ///
     /// [`FORWARD_VIEWS`]: tessera_systems::consensus::core::FORWARD_VIEWS
     pub fn after_tick(&mut self, pipeline: &Pipeline, ticked: &Ticked) -> Forward {
-        let rejected: HashSet<TxnId> = ticked.rejections.iter().map(|rejected| rejected.id).collect();
-        let mut txns = self.awaiting.take_admitted(pipeline, &rejected);
+        let mut txns = self.awaiting.take_admitted(pipeline, &ticked.rejections);
         let Some(core) = pipeline.consensus().map(|consensus| &consensus.core) else {
             return Forward { destination: Destination::All, txns };
         };
@@ -128,10 +127,15 @@ impl AwaitingAdmission {
     }
 
     /// After a tick: takes out, with their ids, the transactions now pending in the pipeline's
-    /// mempool (admitted); drops those it refused (`rejected`) and those waiting longer than
+    /// mempool (admitted); drops those it refused (`rejections`) and those waiting longer than
     /// [`Self::TICKS_MAX`]; keeps the rest (still being checked).
-    fn take_admitted(&mut self, pipeline: &Pipeline, rejected: &HashSet<TxnId>) -> Vec<(Txn, TxnId)> {
+    fn take_admitted(&mut self, pipeline: &Pipeline, rejections: &[TxnRejected]) -> Vec<(Txn, TxnId)> {
         self.tick += 1;
+        if self.queue.is_empty() {
+            // Most ticks: nothing to look up, so no set of this tick's refusals is built.
+            return Vec::new();
+        }
+        let rejected: HashSet<TxnId> = rejections.iter().map(|rejected| rejected.id).collect();
         let mut admitted = Vec::new();
         // A transaction queued twice (a client sent it twice) goes out once.
         let mut taken = HashSet::new();
@@ -213,8 +217,8 @@ pub(crate) mod tests {
         let mut forwarded = Vec::new();
         for now in 1..=4 {
             pipeline.tick(now * 1_000_000);
-            let rejected: HashSet<TxnId> = pipeline.drain_rejections().iter().map(|r| r.id).collect();
-            forwarded.extend(awaiting.take_admitted(&pipeline, &rejected).into_iter().map(|(txn, _)| txn));
+            let rejections = pipeline.drain_rejections();
+            forwarded.extend(awaiting.take_admitted(&pipeline, &rejections).into_iter().map(|(txn, _)| txn));
         }
         assert_eq!(forwarded, honest, "the honest transactions, and only they, are forwarded");
         assert_eq!(awaiting.len(), 0, "the forged ones were dropped on their refusal");

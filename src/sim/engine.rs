@@ -37,6 +37,14 @@ use crate::storage::Storage;
 use tessera_components::constants::FRAME_SIZE_LIMIT;
 use tessera_systems::counters::Work;
 
+/// What a run's seed is mixed with to derive its client accounts.
+const CLIENTS: u64 = 0xc11e;
+
+/// The signing key of client account `index` of a run with real signatures.
+fn client_key(seed: u64, index: u64) -> SigningKey {
+    signing_key(seed ^ CLIENTS, index)
+}
+
 /// The `index`-th client address of a run with stand-in signatures: derived from the seed, with
 /// no key behind it (stand-in tags need none).
 fn stand_in_address(seed: u64, index: u64) -> [u8; 32] {
@@ -319,12 +327,12 @@ impl Sim {
         let client_keys: Vec<SigningKey> = if scenario.validators.sigverify == SigverifyMode::StandIn {
             Vec::new()
         } else {
-            (0..scenario.workload.accounts).into_par_iter().map(|i| signing_key(seed ^ 0xc11e, i)).collect()
+            (0..scenario.workload.accounts).into_par_iter().map(|i| client_key(seed, i)).collect()
         };
         let clients: Vec<[u8; 32]> = if client_keys.is_empty() {
             (0..scenario.workload.accounts)
                 .into_par_iter()
-                .map(|i| stand_in_address(seed ^ 0xc11e, i))
+                .map(|i| stand_in_address(seed ^ CLIENTS, i))
                 .collect()
         } else {
             client_keys.iter().map(|key| key.verifying_key().to_bytes()).collect()
@@ -1090,7 +1098,7 @@ impl Sim {
 
     /// The genesis key of client account `index` (real signatures only).
     pub(super) fn client_key(&self, index: u64) -> SigningKey {
-        signing_key(self.seed ^ 0xc11e, index)
+        client_key(self.seed, index)
     }
 
     /// Delivers a full node's block announcement to validator `to` now; true when that queued
