@@ -116,6 +116,28 @@ fn a_vouched_signature_that_does_not_verify_fails_the_run() {
     assert_eq!(report["invariants"]["safety"]["ok"], false, "{}", report["invariants"]);
 }
 
+/// A failed audit takes precedence over a violation recorded before it (which may be its
+/// consequence), and names that one after itself.
+#[test]
+fn a_failed_audit_is_named_before_an_earlier_violation() {
+    use tessera_components::{ConsensusMessage, Hash, Vote, VoteKind};
+    let mut sim = Sim::new(busy_small(), 11).expect("simulator");
+    // An honest validator's two prepare votes in one view: the recorder's own safety check.
+    for block in [Hash([1; 32]), Hash([2; 32])] {
+        let vote =
+            Vote { kind: VoteKind::Prepare, view: 900, height: 900, block, voter: 0, signature: [0; 64] };
+        sim.recorder.signed(0, &ConsensusMessage::Vote(vote), 1_000_000);
+    }
+    let earlier = sim.recorder.violation().expect("the double vote is a violation");
+    assert!(earlier.contains("second prepare vote"), "{earlier}");
+    sim.plant_bad_vouch();
+    sim.run(|_, _| {});
+    let violation = sim.recorder.violation().expect("still a violation");
+    let audit = violation.find("does not verify").expect("the audit's failure is named");
+    let double = violation.find("second prepare vote").expect("the earlier one is kept");
+    assert!(audit < double, "the audit's failure first: {violation}");
+}
+
 /// Like the node, a simulated validator forwards a client's transactions only once its own
 /// pipeline admitted them: a batch of forged transactions costs the validator that took it,
 /// and no other, while the valid ones beside them reach every validator.
