@@ -197,6 +197,8 @@ struct NodeHost<'a> {
     history_bytes_max: usize,
     committed: &'a mut Vec<BlockCommitted>,
     accepted: &'a mut AcceptedSignatures,
+    /// The simulator's memo of verdicts, by transaction id (none in a node process).
+    shared: &'a SharedVerdicts,
     executions: &'a SharedExecutions,
     work: &'a mut Work,
     now_ms: u64,
@@ -255,17 +257,27 @@ impl Host for NodeHost<'_> {
         self.work.txns_validated += block.txns.len() as u64;
         self.work.block_signatures += unseen.len() as u64;
         if !body.signatures_valid(stand_in) {
-            let mut verdicts = vec![false; unseen.len()];
-            if stand_in {
-                for (verdict, i) in verdicts.iter_mut().zip(&unseen) {
-                    let txn = &block.txns[*i];
-                    *verdict = txn.signature.0 == stand_in_signature(&txn.body);
-                }
-            } else {
-                let items: Vec<VerifyItem<'_>> =
-                    unseen.iter().map(|i| VerifyItem::of_txn(&block.txns[*i])).collect();
-                verify_many(&items, &mut verdicts, self.config.sigverify_batch_size);
-            }
+            // Through the simulator's memo, keyed by transaction id (a hash of exactly the
+            // key, message and signature): the clients' thread verified what they signed
+            // ahead of the loop, and another validator may have checked the rest.
+            let verdicts = self.shared.remembered(
+                &unseen,
+                |i| ids[*i].0.0,
+                |unknown| {
+                    if stand_in {
+                        unknown
+                            .iter()
+                            .map(|i| block.txns[*i].signature.0 == stand_in_signature(&block.txns[*i].body))
+                            .collect()
+                    } else {
+                        let items: Vec<VerifyItem<'_>> =
+                            unknown.iter().map(|i| VerifyItem::of_txn(&block.txns[*i])).collect();
+                        let mut verdicts = vec![false; items.len()];
+                        verify_many(&items, &mut verdicts, self.config.sigverify_batch_size);
+                        verdicts
+                    }
+                },
+            );
             if verdicts.iter().any(|ok| !ok) {
                 return Err(BlockFault::InvalidTransaction);
             }
@@ -346,6 +358,7 @@ pub fn step_consensus(
     mut tip: ResMut<ChainTip>,
     mut accepted: ResMut<AcceptedSignatures>,
     executions: Res<SharedExecutions>,
+    shared: Res<SharedVerdicts>,
     mut outbox: ResMut<ConsensusOutbox>,
     mut pipeline: ResMut<PipelineCounters>,
     mut rejects: ResMut<RejectCounters>,
@@ -365,6 +378,7 @@ pub fn step_consensus(
         history_bytes_max: consensus.history_bytes_max,
         committed: &mut committed,
         accepted: &mut accepted,
+        shared: &shared,
         executions: &executions,
         work: &mut work,
         now_ms: clock.now_ns / 1_000_000,
