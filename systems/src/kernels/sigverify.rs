@@ -177,13 +177,33 @@ fn check_batch(batch: &[Prepared]) -> bool {
     let z = batch_coefficients(batch);
     // [8]( -[Σ z·S]B + Σ [z]R + Σ [z·k]A ) = 0
     let b_coefficient = -batch.iter().zip(&z).map(|(p, z)| z * p.s).sum::<Scalar>();
-    let scalars = std::iter::once(b_coefficient)
-        .chain(z.iter().copied())
-        .chain(batch.iter().zip(&z).map(|(p, z)| z * p.k));
-    let points = std::iter::once(ED25519_BASEPOINT_POINT)
-        .chain(batch.iter().map(|p| p.r))
-        .chain(batch.iter().map(|p| p.a));
+    let (key_scalars, key_points) = key_terms(batch, &z);
+    let scalars = std::iter::once(b_coefficient).chain(z.iter().copied()).chain(key_scalars);
+    let points = std::iter::once(ED25519_BASEPOINT_POINT).chain(batch.iter().map(|p| p.r)).chain(key_points);
     EdwardsPoint::vartime_multiscalar_mul(scalars, points).mul_by_cofactor().is_identity()
+}
+
+/// The `Σ [z·k]A` terms of a batch equation, one per distinct key: the signatures under one
+/// key (its 32 bytes as received, so one point) share a term, `[Σ z·k]A`, which is the same
+/// sum. A sender or validator that signs again and again then costs the multiscalar
+/// multiplication one point, not one per signature. Keys in order of first appearance.
+fn key_terms(batch: &[Prepared], z: &[Scalar]) -> (Vec<Scalar>, Vec<EdwardsPoint>) {
+    use foldhash::{HashMap, HashMapExt};
+    let mut term_of: HashMap<&[u8], usize> = HashMap::with_capacity(batch.len());
+    let mut scalars: Vec<Scalar> = Vec::with_capacity(batch.len());
+    let mut points = Vec::with_capacity(batch.len());
+    for (p, z) in batch.iter().zip(z) {
+        let zk = z * p.k;
+        match term_of.entry(&p.encoded[32..]) {
+            std::collections::hash_map::Entry::Occupied(term) => scalars[*term.get()] += zk,
+            std::collections::hash_map::Entry::Vacant(term) => {
+                term.insert(points.len());
+                scalars.push(zk);
+                points.push(p.a);
+            }
+        }
+    }
+    (scalars, points)
 }
 
 /// Checks one signature under the accept rule.
@@ -733,6 +753,37 @@ mod tests {
         assert!(one_bad <= 7, "{one_bad} batch checks to find one bad signature among 32");
     }
 
+    /// Signatures under one key share one term of the batch equation; the equation holds for
+    /// a good batch as a whole, and a bad signature under a shared key is still found alone.
+    #[test]
+    fn signatures_under_one_key_share_a_term() {
+        let owned: Vec<Owned> = (0..48u8).map(|i| signed(i % 3, &[i; 20])).collect();
+        let items: Vec<VerifyItem<'_>> = owned.iter().map(Owned::item).collect();
+        let prepared: Vec<Prepared> = items.iter().map(|item| prepare(item).expect("decodes")).collect();
+        let z = batch_coefficients(&prepared);
+        let (scalars, points) = key_terms(&prepared, &z);
+        assert_eq!(points.len(), 3, "one term per key");
+        let per_key: Scalar = prepared.iter().zip(&z).step_by(3).map(|(p, z)| z * p.k).sum();
+        assert_eq!(scalars[0], per_key, "a key's term sums its signatures' z·k");
+        assert!(verify_batch(&items), "a good batch holds as a whole");
+        let mut verdicts = vec![false; items.len()];
+        BATCH_CHECKS.with(|checks| checks.set(0));
+        verify_chunk(&items, &mut verdicts);
+        assert_eq!(BATCH_CHECKS.with(std::cell::Cell::get), 1);
+        assert!(verdicts.iter().all(|ok| *ok));
+        // The same (key, message, signature) twice, and a bad signature under a shared key.
+        let mut bad = owned[22].signature;
+        bad[5] ^= 4;
+        let mut items = items.clone();
+        items[22].signature = &bad;
+        items.push(items[7]);
+        let mut verdicts = vec![false; items.len()];
+        verify_many(&items, &mut verdicts, 64);
+        let refused: Vec<usize> = (0..items.len()).filter(|i| !verdicts[*i]).collect();
+        assert_eq!(refused, vec![22]);
+        assert_paths_agree(&items);
+    }
+
     /// What `tessera sigverify` prints for each refused signature comes from here.
     #[test]
     fn check_detailed_names_each_refusal() {
@@ -1164,6 +1215,27 @@ mod tests {
             for (which, t) in torsion_swaps {
                 let len = owned.len();
                 owned[which % len].signature[..32].copy_from_slice(&torsion[t]);
+            }
+            let items: Vec<_> = owned.iter().map(Owned::item).collect();
+            assert_paths_agree(&items);
+        }
+
+        /// The same, with few keys signing many messages, so a batch's signatures share key
+        /// terms: a flipped bit of one signature, key or message must still be found alone.
+        #[test]
+        fn mutated_batches_under_shared_keys_agree(
+            keys in 1u8..5,
+            count in 2usize..40,
+            flips in prop::collection::vec((any::<usize>(), 0usize..3, any::<usize>()), 0..4),
+        ) {
+            let mut owned: Vec<Owned> = (0..count).map(|i| signed(i as u8 % keys, &[i as u8, 1, 2])).collect();
+            for (which, part, bit) in flips {
+                let target = &mut owned[which % count];
+                match part {
+                    0 => target.signature[(bit / 8) % 64] ^= 1 << (bit % 8),
+                    1 => target.public_key[(bit / 8) % 32] ^= 1 << (bit % 8),
+                    _ => target.message[(bit / 8) % 3] ^= 1 << (bit % 8),
+                }
             }
             let items: Vec<_> = owned.iter().map(Owned::item).collect();
             assert_paths_agree(&items);
