@@ -66,6 +66,37 @@ fn shared_executions_change_no_report() {
     assert_eq!(shared, alone, "sharing executions changed the report");
 }
 
+/// A block announcement to a full node that already holds its height is counted when sent
+/// instead of queued: the report is byte for byte what queuing and delivering it gives, in a
+/// network of full nodes gossiping through loss, duplication, reordering and a partition,
+/// whenever the run ends (so with announcements still on their way, which never arrive).
+#[test]
+fn stale_gossip_counted_when_sent_changes_no_report() {
+    for duration_s in [2.0, 2.37, 2.61, 2.83, 3.0] {
+        stale_gossip_changes_no_report_of(duration_s);
+    }
+}
+
+fn stale_gossip_changes_no_report_of(duration_s: f64) {
+    let mut scenario = busy_small();
+    scenario.full_nodes.count = 40;
+    scenario.validators.sigverify = super::scenario::SigverifyMode::StandIn;
+    scenario.duration_s = duration_s;
+    let mut counted = Sim::new(scenario.clone(), 11).expect("simulator");
+    counted.run(|_, _| {});
+    let stale = counted.kinds.stale_gossip;
+    let events = counted.kinds.to_full_nodes;
+    assert!(stale > events / 10, "{stale} of {events} deliveries to full nodes counted when sent");
+    let counted = serde_json::to_string_pretty(&counted.report()).expect("report serialises");
+    let mut queued = Sim::new(scenario, 11).expect("simulator");
+    queued.queue_stale_gossip();
+    queued.run(|_, _| {});
+    assert_eq!(queued.kinds.stale_gossip, 0);
+    assert_eq!(queued.kinds.to_full_nodes, events, "the same deliveries, all queued");
+    let queued = serde_json::to_string_pretty(&queued.report()).expect("report serialises");
+    assert_eq!(counted, queued, "counting stale gossip when sent changed the report of {duration_s} s");
+}
+
 /// Validators vouch for the signatures they make, so their peers verify none of them on the
 /// loop's thread; an audit verifies each once on another. The report is byte for byte what
 /// verifying every signature where it is received gives, with a proposer of signatures that
