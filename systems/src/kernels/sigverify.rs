@@ -177,33 +177,33 @@ fn check_batch(batch: &[Prepared]) -> bool {
     let z = batch_coefficients(batch);
     // [8]( -[Σ z·S]B + Σ [z]R + Σ [z·k]A ) = 0
     let b_coefficient = -batch.iter().zip(&z).map(|(p, z)| z * p.s).sum::<Scalar>();
-    let (key_scalars, key_points) = key_terms(batch, &z);
-    let scalars = std::iter::once(b_coefficient).chain(z.iter().copied()).chain(key_scalars);
-    let points = std::iter::once(ED25519_BASEPOINT_POINT).chain(batch.iter().map(|p| p.r)).chain(key_points);
+    let keys = key_terms(batch, &z);
+    // Both iterate the one map, unchanged, so in one order.
+    let scalars =
+        std::iter::once(b_coefficient).chain(z.iter().copied()).chain(keys.values().map(|term| term.0));
+    let points = std::iter::once(ED25519_BASEPOINT_POINT)
+        .chain(batch.iter().map(|p| p.r))
+        .chain(keys.values().map(|term| term.1));
     EdwardsPoint::vartime_multiscalar_mul(scalars, points).mul_by_cofactor().is_identity()
 }
 
 /// The `Σ [z·k]A` terms of a batch equation, one per distinct key: the signatures under one
 /// key (its 32 bytes as received, so one point) share a term, `[Σ z·k]A`, which is the same
 /// sum. A sender or validator that signs again and again then costs the multiscalar
-/// multiplication one point, not one per signature. Keys in order of first appearance.
-fn key_terms(batch: &[Prepared], z: &[Scalar]) -> (Vec<Scalar>, Vec<EdwardsPoint>) {
-    use foldhash::{HashMap, HashMapExt};
-    let mut term_of: HashMap<&[u8], usize> = HashMap::with_capacity(batch.len());
-    let mut scalars: Vec<Scalar> = Vec::with_capacity(batch.len());
-    let mut points = Vec::with_capacity(batch.len());
+/// multiplication one point, not one per signature. By key; the terms' order does not matter
+/// to their sum. One allocation a batch (the verification path's allocations are counted:
+/// `tests/alloc.rs`).
+fn key_terms<'b>(batch: &'b [Prepared], z: &[Scalar]) -> foldhash::HashMap<&'b [u8], (Scalar, EdwardsPoint)> {
+    use foldhash::HashMapExt;
+    let mut terms = foldhash::HashMap::with_capacity(batch.len());
     for (p, z) in batch.iter().zip(z) {
         let zk = z * p.k;
-        match term_of.entry(&p.encoded[32..]) {
-            std::collections::hash_map::Entry::Occupied(term) => scalars[*term.get()] += zk,
-            std::collections::hash_map::Entry::Vacant(term) => {
-                term.insert(points.len());
-                scalars.push(zk);
-                points.push(p.a);
-            }
-        }
+        terms
+            .entry(&p.encoded[32..])
+            .and_modify(|term: &mut (Scalar, EdwardsPoint)| term.0 += zk)
+            .or_insert((zk, p.a));
     }
-    (scalars, points)
+    terms
 }
 
 /// Checks one signature under the accept rule.
@@ -761,10 +761,10 @@ mod tests {
         let items: Vec<VerifyItem<'_>> = owned.iter().map(Owned::item).collect();
         let prepared: Vec<Prepared> = items.iter().map(|item| prepare(item).expect("decodes")).collect();
         let z = batch_coefficients(&prepared);
-        let (scalars, points) = key_terms(&prepared, &z);
-        assert_eq!(points.len(), 3, "one term per key");
+        let terms = key_terms(&prepared, &z);
+        assert_eq!(terms.len(), 3, "one term per key");
         let per_key: Scalar = prepared.iter().zip(&z).step_by(3).map(|(p, z)| z * p.k).sum();
-        assert_eq!(scalars[0], per_key, "a key's term sums its signatures' z·k");
+        assert_eq!(terms[&owned[0].public_key[..]].0, per_key, "a key's term sums its signatures' z·k");
         assert!(verify_batch(&items), "a good batch holds as a whole");
         let mut verdicts = vec![false; items.len()];
         BATCH_CHECKS.with(|checks| checks.set(0));
