@@ -66,8 +66,8 @@ fn shared_executions_change_no_report() {
     assert_eq!(shared, alone, "sharing executions changed the report");
 }
 
-/// A block announcement to a full node that already holds its height is counted when sent
-/// instead of queued: the report is byte for byte what queuing and delivering it gives, in a
+/// A block announcement to a full node that holds its height by the time it arrives (already,
+/// or from an announcement queued to arrive first) is counted when sent instead of queued: the report is byte for byte what queuing and delivering it gives, in a
 /// network of full nodes gossiping through loss, duplication, reordering and a partition,
 /// whenever the run ends (so with announcements still on their way, which never arrive).
 #[test]
