@@ -135,6 +135,9 @@ pub struct EventKinds {
     /// full node holds the height, or an announcement queued to arrive first brings it):
     /// counted then, never queued ([`Sim::send_at`]).
     pub stale_gossip: u64,
+    /// Of the block announcements to validators, those to a validator that is never down:
+    /// counted when sent, never queued (a validator has the block from consensus).
+    pub blocks_to_validators_counted: u64,
     /// Clients' batches due, crashes, restarts and liveness marks.
     pub other: u64,
 }
@@ -162,6 +165,7 @@ impl EventKinds {
             "blocks_to_validators": self.blocks_to_validators,
             "to_full_nodes": self.to_full_nodes,
             "to_full_nodes_counted_when_sent": self.stale_gossip,
+            "blocks_to_validators_counted_when_sent": self.blocks_to_validators_counted,
             "other": self.other,
         })
     }
@@ -181,6 +185,9 @@ struct Validator {
     safety: Option<SafetyState>,
     /// A crash due at its next tick, between the persist and the send, and the downtime.
     crash_after_persist: Option<(StorageFault, Option<u64>)>,
+    /// No crash is scheduled for this validator (of the scenario's or the random ones): it
+    /// runs from the start to the end. Set when the faults are scheduled.
+    never_down: bool,
     /// Client transactions waiting for admission to be forwarded, and what it forwarded to the
     /// next leaders (forgotten in a crash, as a node's memory is): the node's own
     /// [`Forwarding`].
@@ -398,6 +405,8 @@ impl Sim {
                 skew_ns: 0,
                 safety: None,
                 crash_after_persist: None,
+                // Until the faults are scheduled.
+                never_down: false,
                 forwarding: Forwarding::new(FRAME_SIZE_LIMIT),
             });
         }
@@ -527,13 +536,26 @@ impl Sim {
         }
         let random = self.scenario.random_faults.clone();
         let mut stream = SeedStream::new("tessera sim random faults", self.seed);
+        let mut crashing: Vec<u32> = self
+            .scenario
+            .faults
+            .iter()
+            .filter_map(|fault| match fault {
+                Fault::Crash { node, .. } => Some(*node),
+                _ => None,
+            })
+            .collect();
         for _ in 0..random.crashes {
             let node = stream.below(u64::from(self.scenario.validators.count)) as u32;
+            crashing.push(node);
             let at = stream.below(self.end.max(1) / 2 + 1);
             let restart = at + ns(random.down_s);
             self.push(at, Event::Crash(node, StorageFault::None));
             self.push(restart, Event::Restart(node));
             heal = heal.max(restart);
+        }
+        for (index, validator) in self.validators.iter_mut().enumerate() {
+            validator.never_down = !crashing.contains(&(index as u32));
         }
         for p in &self.scenario.partitions {
             heal = heal.max(ns(p.end_s));
@@ -635,17 +657,21 @@ impl Sim {
                     self.recorder.duplicated += 1;
                 }
                 for arrival in std::iter::once(at).chain(duplicate_at) {
-                    if self.stale_on_arrival(to, &payload, arrival) {
-                        // A duplicate only counts. So it is counted here, as its delivery would
-                        // count it, instead of going through the queue: most of a large
-                        // network's gossip. Only what arrives by the run's end, when the run
-                        // processes every event due.
+                    if self.only_counts(to, &payload, arrival) {
+                        // So it is counted here, as its delivery would count it, instead of
+                        // going through the queue: most of a large network's gossip. Only what
+                        // arrives by the run's end, when the run processes every event due.
                         if arrival <= self.end {
                             self.events += 1;
-                            self.kinds.to_full_nodes += 1;
-                            self.kinds.stale_gossip += 1;
                             self.recorder.received(to, bytes);
-                            self.recorder.gossip_duplicates += 1;
+                            if to >= self.scenario.validators.count {
+                                self.kinds.to_full_nodes += 1;
+                                self.kinds.stale_gossip += 1;
+                                self.recorder.gossip_duplicates += 1;
+                            } else {
+                                self.kinds.blocks_to_validators += 1;
+                                self.kinds.blocks_to_validators_counted += 1;
+                            }
                         }
                         continue;
                     }
@@ -663,17 +689,21 @@ impl Sim {
         }
     }
 
-    /// Whether `payload`, arriving at `arrival`, announces a block to full node `to` at a
-    /// height it will hold by then: one it holds already (a full node's best height only
-    /// grows), or one an announcement queued to arrive first will bring.
-    fn stale_on_arrival(&self, to: u32, payload: &Payload, arrival: u64) -> bool {
-        match payload {
-            Payload::Block(height, _) if to >= self.scenario.validators.count && !self.queue_stale_gossip => {
-                let node = &self.nodes[to as usize];
-                *height <= node.best_height || (*height <= node.promised.0 && arrival >= node.promised.1)
-            }
-            _ => false,
+    /// Whether delivering `payload` to `to` at `arrival` would only count it: a block
+    /// announcement to a full node that will hold its height by then (holds it already, as a
+    /// full node's best height only grows, or an announcement queued to arrive first will
+    /// bring it), so a duplicate; or one to a validator never down, which has the block from
+    /// consensus and is not woken for it.
+    fn only_counts(&self, to: u32, payload: &Payload, arrival: u64) -> bool {
+        let Payload::Block(height, _) = payload else { return false };
+        if self.queue_stale_gossip {
+            return false;
         }
+        if to < self.scenario.validators.count {
+            return self.validators[to as usize].never_down;
+        }
+        let node = &self.nodes[to as usize];
+        *height <= node.best_height || (*height <= node.promised.0 && arrival >= node.promised.1)
     }
 
     fn behaviour(&self, node: u32) -> Behaviour {

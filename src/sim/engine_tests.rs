@@ -69,16 +69,24 @@ fn shared_executions_change_no_report() {
 /// A block announcement to a full node that holds its height by the time it arrives (already,
 /// or from an announcement queued to arrive first) is counted when sent instead of queued: the report is byte for byte what queuing and delivering it gives, in a
 /// network of full nodes gossiping through loss, duplication, reordering and a partition,
-/// whenever the run ends (so with announcements still on their way, which never arrive).
+/// whenever the run ends (so with announcements still on their way, which never arrive), and
+/// with validators crashed by the scenario's faults or by random ones (announcements to them
+/// are queued: one may arrive while the validator is down).
 #[test]
 fn stale_gossip_counted_when_sent_changes_no_report() {
     for duration_s in [2.0, 2.37, 2.61, 2.83, 3.0] {
-        stale_gossip_changes_no_report_of(duration_s);
+        stale_gossip_changes_no_report_of(duration_s, false);
     }
+    stale_gossip_changes_no_report_of(3.0, true);
 }
 
-fn stale_gossip_changes_no_report_of(duration_s: f64) {
+fn stale_gossip_changes_no_report_of(duration_s: f64, random_crashes: bool) {
     let mut scenario = busy_small();
+    if random_crashes {
+        scenario.faults.clear();
+        scenario.random_faults.crashes = 3;
+        scenario.random_faults.down_s = 0.5;
+    }
     scenario.full_nodes.count = 40;
     scenario.validators.sigverify = super::scenario::SigverifyMode::StandIn;
     scenario.duration_s = duration_s;
