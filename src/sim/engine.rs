@@ -311,6 +311,12 @@ pub struct Sim {
     /// Block announcements to full nodes that hold the height already go through the queue
     /// like any delivery (for tests comparing the two).
     queue_stale_gossip: bool,
+    /// The time the current `run_until` runs to: a delivery counted when sent is counted at
+    /// once if it arrives by then, else kept in `counted_later` until a run reaches it.
+    until: u64,
+    /// Deliveries counted when sent that arrive after `until` (and by the end): time, node,
+    /// bytes.
+    counted_later: Vec<(u64, u32, u64)>,
 }
 
 /// Virtual CPU time (see [`super::costs`]).
@@ -457,6 +463,8 @@ impl Sim {
             auditor,
             verify_alone: false,
             queue_stale_gossip: false,
+            until: 0,
+            counted_later: Vec::new(),
         };
         if let Some(Costs::Table(costs)) = &sim.scenario.validators.costs {
             let (per_host, cores) = (sim.scenario.validators.per_host, sim.scenario.validators.cores);
@@ -658,20 +666,14 @@ impl Sim {
                 }
                 for arrival in std::iter::once(at).chain(duplicate_at) {
                     if self.only_counts(to, &payload, arrival) {
-                        // So it is counted here, as its delivery would count it, instead of
-                        // going through the queue: most of a large network's gossip. Only what
-                        // arrives by the run's end, when the run processes every event due.
-                        if arrival <= self.end {
-                            self.events += 1;
-                            self.recorder.received(to, bytes);
-                            if to >= self.scenario.validators.count {
-                                self.kinds.to_full_nodes += 1;
-                                self.kinds.stale_gossip += 1;
-                                self.recorder.gossip_duplicates += 1;
-                            } else {
-                                self.kinds.blocks_to_validators += 1;
-                                self.kinds.blocks_to_validators_counted += 1;
-                            }
+                        // So it is counted, as its delivery would count it, instead of going
+                        // through the queue: most of a large network's gossip. When it arrives
+                        // by the time this run goes to, now; else once a run reaches it. Never
+                        // after the end, when the run processes no more events.
+                        if arrival <= self.until {
+                            self.count_arrival(to, bytes);
+                        } else if arrival <= self.end {
+                            self.counted_later.push((arrival, to, bytes));
                         }
                         continue;
                     }
@@ -686,6 +688,21 @@ impl Sim {
                     self.push(arrival, Event::Deliver { to, from, payload: payload.clone(), bytes });
                 }
             }
+        }
+    }
+
+    /// Counts a delivery of a block announcement of `bytes` to `to` as its arrival would, when
+    /// it only counts ([`Sim::only_counts`]).
+    fn count_arrival(&mut self, to: u32, bytes: u64) {
+        self.events += 1;
+        self.recorder.received(to, bytes);
+        if to >= self.scenario.validators.count {
+            self.kinds.to_full_nodes += 1;
+            self.kinds.stale_gossip += 1;
+            self.recorder.gossip_duplicates += 1;
+        } else {
+            self.kinds.blocks_to_validators += 1;
+            self.kinds.blocks_to_validators_counted += 1;
         }
     }
 
@@ -741,6 +758,17 @@ impl Sim {
     /// from there.
     pub fn run_until(&mut self, until_ns: u64, mut progress: impl FnMut(u64, u64)) {
         let until_ns = until_ns.min(self.end);
+        self.until = until_ns;
+        if !self.counted_later.is_empty() {
+            let mut later = std::mem::take(&mut self.counted_later);
+            later.retain(|&(at, to, bytes)| {
+                if at <= until_ns {
+                    self.count_arrival(to, bytes);
+                }
+                at > until_ns
+            });
+            self.counted_later = later;
+        }
         let mut since_progress = 0u32;
         while self.queue.peek().is_some_and(|entry| entry.at <= until_ns) {
             let Some(entry) = self.queue.pop() else { break };
@@ -1204,6 +1232,7 @@ impl Sim {
 
     /// Crashes validator `node` now, its storage intact.
     pub(super) fn crash_now(&mut self, node: u32) {
+        self.validators[node as usize].never_down = false;
         self.on_crash(node, StorageFault::None);
     }
 

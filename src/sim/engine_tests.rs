@@ -91,18 +91,38 @@ fn stale_gossip_changes_no_report_of(duration_s: f64, random_crashes: bool) {
     scenario.validators.sigverify = super::scenario::SigverifyMode::StandIn;
     scenario.duration_s = duration_s;
     let mut counted = Sim::new(scenario.clone(), 11).expect("simulator");
+    let mut queued = Sim::new(scenario.clone(), 11).expect("simulator");
+    queued.queue_stale_gossip();
+    // Part of the way, in steps: what is counted by then is what queuing processed by then.
+    let tally = |sim: &Sim| {
+        (sim.events, sim.kinds.to_full_nodes, sim.kinds.blocks_to_validators, sim.recorder.gossip_duplicates)
+    };
+    for step_ns in [610_000_000, 1_370_000_000] {
+        counted.run_until(step_ns, |_, _| {});
+        queued.run_until(step_ns, |_, _| {});
+        assert_eq!(tally(&counted), tally(&queued), "by {step_ns} ns of {duration_s} s");
+    }
     counted.run(|_, _| {});
+    queued.run(|_, _| {});
     let stale = counted.kinds.stale_gossip;
     let events = counted.kinds.to_full_nodes;
     assert!(stale > events / 10, "{stale} of {events} deliveries to full nodes counted when sent");
-    let counted = serde_json::to_string_pretty(&counted.report()).expect("report serialises");
-    let mut queued = Sim::new(scenario, 11).expect("simulator");
-    queued.queue_stale_gossip();
-    queued.run(|_, _| {});
     assert_eq!(queued.kinds.stale_gossip, 0);
     assert_eq!(queued.kinds.to_full_nodes, events, "the same deliveries, all queued");
-    let queued = serde_json::to_string_pretty(&queued.report()).expect("report serialises");
-    assert_eq!(counted, queued, "counting stale gossip when sent changed the report of {duration_s} s");
+    let report = |sim: &mut Sim| serde_json::to_string_pretty(&sim.report()).expect("report serialises");
+    assert_eq!(
+        report(&mut counted),
+        report(&mut queued),
+        "counting when sent changed the report of {duration_s} s"
+    );
+    // A report made part of the way, as `run_until` alone allows.
+    let mut counted = Sim::new(scenario.clone(), 11).expect("simulator");
+    let mut queued = Sim::new(scenario, 11).expect("simulator");
+    queued.queue_stale_gossip();
+    for sim in [&mut counted, &mut queued] {
+        sim.run_until(1_370_000_000, |_, _| {});
+    }
+    assert_eq!(report(&mut counted), report(&mut queued), "a report at 1.37 s of {duration_s} s");
 }
 
 /// Validators vouch for the signatures they make, so their peers verify none of them on the
