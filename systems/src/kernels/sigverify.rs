@@ -183,7 +183,7 @@ fn check_batch(batch: &[Prepared]) -> bool {
         std::iter::once(b_coefficient).chain(z.iter().copied()).chain(keys.values().map(|term| term.0));
     let points = std::iter::once(ED25519_BASEPOINT_POINT)
         .chain(batch.iter().map(|p| p.r))
-        .chain(keys.values().map(|term| term.1));
+        .chain(keys.values().map(|term| *term.1));
     EdwardsPoint::vartime_multiscalar_mul(scalars, points).mul_by_cofactor().is_identity()
 }
 
@@ -193,15 +193,18 @@ fn check_batch(batch: &[Prepared]) -> bool {
 /// multiplication one point, not one per signature. By key; the terms' order does not matter
 /// to their sum. One allocation a batch (the verification path's allocations are counted:
 /// `tests/alloc.rs`).
-fn key_terms<'b>(batch: &'b [Prepared], z: &[Scalar]) -> foldhash::HashMap<&'b [u8], (Scalar, EdwardsPoint)> {
+fn key_terms<'b>(
+    batch: &'b [Prepared],
+    z: &[Scalar],
+) -> foldhash::HashMap<&'b [u8], (Scalar, &'b EdwardsPoint)> {
     use foldhash::HashMapExt;
     let mut terms = foldhash::HashMap::with_capacity(batch.len());
     for (p, z) in batch.iter().zip(z) {
         let zk = z * p.k;
         terms
             .entry(&p.encoded[32..])
-            .and_modify(|term: &mut (Scalar, EdwardsPoint)| term.0 += zk)
-            .or_insert((zk, p.a));
+            .and_modify(|term: &mut (Scalar, &EdwardsPoint)| term.0 += zk)
+            .or_insert((zk, &p.a));
     }
     terms
 }
