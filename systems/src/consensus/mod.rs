@@ -207,7 +207,7 @@ struct NodeHost<'a> {
 impl NodeHost<'_> {
     fn execute(&mut self, block: &Block) -> (LedgerDelta, BlockCommitted) {
         let ids: Vec<TxnId> = block.txns.iter().map(|txn| txn.id()).collect();
-        self.executions.execute(self.ledger, block.clone(), &ids)
+        self.executions.execute(self.ledger, block, &ids)
     }
 }
 
@@ -220,7 +220,7 @@ impl Host for NodeHost<'_> {
         let fields =
             BlockFields { height, view, timestamp_ms: self.now_ms, proposer, parent, state_root: Hash::ZERO };
         let mut block = Block::assemble(fields, txns, &ids);
-        let (delta, sealed) = self.executions.execute(self.ledger, block.clone(), &ids);
+        let (delta, sealed) = self.executions.execute(self.ledger, &block, &ids);
         block.header.state_root = sealed.block.header.state_root;
         debug_assert_eq!(sealed.hash, block.header.hash());
         self.speculative.insert(sealed.hash, (delta, sealed));
@@ -290,7 +290,7 @@ impl Host for NodeHost<'_> {
         }
         // After the transaction root was checked against the body, so the header's hash names
         // the transactions too, as the shared executions require.
-        let (delta, sealed) = self.executions.execute(self.ledger, block.clone(), ids);
+        let (delta, sealed) = self.executions.execute(self.ledger, block, ids);
         if sealed.block.header.state_root != block.header.state_root {
             return Err(BlockFault::WrongStateRoot);
         }

@@ -141,8 +141,8 @@ impl SharedExecutions {
 
     /// [`execute_speculative`] of `block` over `ledger`, or its outcome from the memo. The
     /// caller has checked `block`'s transaction root against its body.
-    pub fn execute(&self, ledger: &Ledger, block: Block, ids: &[TxnId]) -> (LedgerDelta, BlockCommitted) {
-        let Some(memo) = &self.0 else { return execute_speculative(ledger, block, ids) };
+    pub fn execute(&self, ledger: &Ledger, block: &Block, ids: &[TxnId]) -> (LedgerDelta, BlockCommitted) {
+        let Some(memo) = &self.0 else { return execute_speculative(ledger, block.clone(), ids) };
         let root = ledger.state_root();
         let found = {
             let mut memo = memo.lock().unwrap_or_else(PoisonError::into_inner);
@@ -153,7 +153,7 @@ impl SharedExecutions {
         if let Some(outcome) = found {
             return (*outcome).clone();
         }
-        let outcome = execute_speculative(ledger, block, ids);
+        let outcome = execute_speculative(ledger, block.clone(), ids);
         // Kept under the sealed block's hash: a proposer executes its block before the state
         // root is in the header, and the validators look it up with the root in.
         let key = (root, outcome.1.hash);
@@ -279,10 +279,10 @@ mod tests {
         let shared = SharedExecutions::new();
         // The proposer executes before the root is in the header.
         let (proposed, ids) = block(vec![transfer(0), transfer(1)], Hash::ZERO);
-        let (_, sealed) = shared.execute(&ledger, proposed, &ids);
+        let (_, sealed) = shared.execute(&ledger, &proposed, &ids);
         assert_eq!(shared.counts(), (1, 0));
         let alone = execute_speculative(&ledger, sealed.block.clone(), &ids);
-        let reused = shared.execute(&ledger, sealed.block.clone(), &ids);
+        let reused = shared.execute(&ledger, &sealed.block, &ids);
         assert_eq!(shared.counts(), (1, 1), "a validator with the sealed block reuses it");
         assert_eq!(reused.1.hash, alone.1.hash);
         assert_eq!(format!("{:?}", reused.1.outcomes), format!("{:?}", alone.1.outcomes));
@@ -292,16 +292,16 @@ mod tests {
         assert_eq!(mine.state_root(), theirs.state_root());
         assert_eq!(mine.balance_of(&[3; 32]), 10);
         // Another state (the block already applied): executed, not reused.
-        shared.execute(&mine, sealed.block.clone(), &ids);
+        shared.execute(&mine, &sealed.block, &ids);
         assert_eq!(shared.counts(), (2, 1));
         // A header claiming another root names no outcome.
         let mut lying = sealed.block.clone();
         lying.header.state_root = Hash([7; 32]);
-        let (_, checked) = shared.execute(&ledger, lying, &ids);
+        let (_, checked) = shared.execute(&ledger, &lying, &ids);
         assert_eq!(shared.counts(), (3, 1));
         assert_eq!(checked.block.header.state_root, sealed.block.header.state_root);
         let alone = SharedExecutions::default();
-        alone.execute(&ledger, sealed.block.clone(), &ids);
+        alone.execute(&ledger, &sealed.block, &ids);
         assert_eq!(alone.counts(), (0, 0), "no memo in a node process");
     }
 
@@ -312,13 +312,12 @@ mod tests {
         let shared = SharedExecutions::new();
         let blocks: Vec<_> =
             (0..SharedExecutions::MAX as u64 + 1).map(|n| block(vec![transfer(n)], Hash::ZERO)).collect();
-        let sealed: Vec<_> =
-            blocks.iter().map(|(b, ids)| shared.execute(&ledger, b.clone(), ids).1).collect();
+        let sealed: Vec<_> = blocks.iter().map(|(b, ids)| shared.execute(&ledger, b, ids).1).collect();
         let held = shared.0.as_ref().expect("a memo").lock().expect("unpoisoned").outcomes.len();
         assert_eq!(held, SharedExecutions::MAX);
-        shared.execute(&ledger, sealed[0].block.clone(), &blocks[0].1);
+        shared.execute(&ledger, &sealed[0].block, &blocks[0].1);
         assert_eq!(shared.counts().1, 0, "the oldest outcome was dropped");
-        shared.execute(&ledger, sealed[2].block.clone(), &blocks[2].1);
+        shared.execute(&ledger, &sealed[2].block, &blocks[2].1);
         assert_eq!(shared.counts().1, 1, "a recent outcome is held");
     }
 }
