@@ -161,7 +161,6 @@ const SAMPLE_SIGNATURES: usize = 1024;
 /// `client_keys` keys (a batch check costs less when keys repeat: one term a key).
 fn sign_and_verify_s(client_keys: u64) -> (f64, f64, f64) {
     use tessera_systems::workload::{sign, sign_many, signing_key};
-    const COUNT: usize = SAMPLE_SIGNATURES;
     let keys: Vec<_> = (0..client_keys.max(1)).map(|i| signing_key(0xb0b, i)).collect();
     let median = |mut values: Vec<f64>| {
         values.sort_by(f64::total_cmp);
@@ -169,7 +168,7 @@ fn sign_and_verify_s(client_keys: u64) -> (f64, f64, f64) {
     };
     let (mut signs, mut many, mut verifies) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..5 {
-        let signed: Vec<_> = (0..COUNT)
+        let signed: Vec<_> = (0..SAMPLE_SIGNATURES)
             .map(|i| {
                 let key = &keys[i % keys.len()];
                 let body = tessera_components::TxnBody::transfer(
@@ -178,23 +177,23 @@ fn sign_and_verify_s(client_keys: u64) -> (f64, f64, f64) {
                     [7; 32],
                     1,
                     1,
-                    (round * COUNT + i) as u64,
+                    (round * SAMPLE_SIGNATURES + i) as u64,
                 );
                 (key, body)
             })
             .collect();
         let started = Instant::now();
         let txns: Vec<_> = signed.iter().map(|(key, body)| sign(key, *body)).collect();
-        signs.push(started.elapsed().as_secs_f64() / COUNT as f64);
+        signs.push(started.elapsed().as_secs_f64() / SAMPLE_SIGNATURES as f64);
         let started = Instant::now();
         let at_once = sign_many(&signed);
-        many.push(started.elapsed().as_secs_f64() / COUNT as f64);
+        many.push(started.elapsed().as_secs_f64() / SAMPLE_SIGNATURES as f64);
         assert_eq!(at_once, txns, "signing many at once gives the same signatures");
         let started = Instant::now();
         let txns: Vec<&tessera_components::Txn> = txns.iter().collect();
         let verdicts = crate::sim::clients::verify_in_batches(&txns);
         assert!(verdicts.iter().all(|ok| *ok), "the benchmark's own signatures verify");
-        verifies.push(started.elapsed().as_secs_f64() / COUNT as f64);
+        verifies.push(started.elapsed().as_secs_f64() / SAMPLE_SIGNATURES as f64);
     }
     (median(signs), median(many), median(verifies))
 }

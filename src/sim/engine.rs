@@ -134,7 +134,7 @@ pub struct EventKinds {
     /// Of those, block announcements certain when sent to be duplicates when they arrive (the
     /// full node holds the height, or an announcement queued to arrive first brings it):
     /// counted then, never queued ([`Sim::send_at`]).
-    pub stale_gossip: u64,
+    pub to_full_nodes_counted: u64,
     /// Of the block announcements to validators, those to a validator that is never down:
     /// counted when sent, never queued (a validator has the block from consensus).
     pub blocks_to_validators_counted: u64,
@@ -144,15 +144,21 @@ pub struct EventKinds {
 
 impl EventKinds {
     fn count(&mut self, event: &Event, validators: u32) {
-        let counter = match event {
-            Event::Wake(_) => &mut self.wakes,
-            Event::Deliver { to, .. } if *to >= validators => &mut self.to_full_nodes,
-            Event::Deliver { payload: Payload::Consensus(_), .. } => &mut self.consensus,
-            Event::Deliver { payload: Payload::Txns { .. }, .. } => &mut self.txns,
-            Event::Deliver { payload: Payload::Block(..), .. } => &mut self.blocks_to_validators,
-            _ => &mut self.other,
-        };
-        *counter += 1;
+        match event {
+            Event::Wake(_) => self.wakes += 1,
+            Event::Deliver { to, payload, .. } => *self.delivery(*to, payload, validators) += 1,
+            _ => self.other += 1,
+        }
+    }
+
+    /// The counter of a delivery of `payload` to `to`.
+    fn delivery(&mut self, to: u32, payload: &Payload, validators: u32) -> &mut u64 {
+        match payload {
+            _ if to >= validators => &mut self.to_full_nodes,
+            Payload::Consensus(_) => &mut self.consensus,
+            Payload::Txns { .. } => &mut self.txns,
+            Payload::Block(..) => &mut self.blocks_to_validators,
+        }
     }
 
     /// As JSON, with `ticks`: the wake-ups that ran a validator's pipeline.
@@ -164,7 +170,7 @@ impl EventKinds {
             "txns_to_validators": self.txns,
             "blocks_to_validators": self.blocks_to_validators,
             "to_full_nodes": self.to_full_nodes,
-            "to_full_nodes_counted_when_sent": self.stale_gossip,
+            "to_full_nodes_counted_when_sent": self.to_full_nodes_counted,
             "blocks_to_validators_counted_when_sent": self.blocks_to_validators_counted,
             "other": self.other,
         })
@@ -308,9 +314,9 @@ pub struct Sim {
     /// Validators vouch for none of their signatures, so every one is verified where it is
     /// received (for tests comparing the two).
     verify_alone: bool,
-    /// Block announcements to full nodes that hold the height already go through the queue
-    /// like any delivery (for tests comparing the two).
-    queue_stale_gossip: bool,
+    /// Every delivery goes through the queue, none is counted when sent ([`Sim::only_counts`];
+    /// for tests comparing the two).
+    queue_every_delivery: bool,
     /// The time the current `run_until` runs to: a delivery counted when sent is counted at
     /// once if it arrives by then, else kept in `counted_later` until a run reaches it.
     until: u64,
@@ -462,7 +468,7 @@ impl Sim {
             cpu: None,
             auditor,
             verify_alone: false,
-            queue_stale_gossip: false,
+            queue_every_delivery: false,
             until: 0,
             counted_later: Vec::new(),
         };
@@ -692,16 +698,17 @@ impl Sim {
     }
 
     /// Counts a delivery of a block announcement of `bytes` to `to` as its arrival would, when
-    /// it only counts ([`Sim::only_counts`]).
+    /// it only counts ([`Sim::only_counts`]): an event of its kind, a message received, and for
+    /// a full node a gossip duplicate.
     fn count_arrival(&mut self, to: u32, bytes: u64) {
         self.events += 1;
+        let validators = self.scenario.validators.count;
+        *self.kinds.delivery(to, &Payload::Block(0, Hash::ZERO), validators) += 1;
         self.recorder.received(to, bytes);
-        if to >= self.scenario.validators.count {
-            self.kinds.to_full_nodes += 1;
-            self.kinds.stale_gossip += 1;
+        if to >= validators {
+            self.kinds.to_full_nodes_counted += 1;
             self.recorder.gossip_duplicates += 1;
         } else {
-            self.kinds.blocks_to_validators += 1;
             self.kinds.blocks_to_validators_counted += 1;
         }
     }
@@ -713,7 +720,7 @@ impl Sim {
     /// consensus and is not woken for it.
     fn only_counts(&self, to: u32, payload: &Payload, arrival: u64) -> bool {
         let Payload::Block(height, _) = payload else { return false };
-        if self.queue_stale_gossip {
+        if self.queue_every_delivery {
             return false;
         }
         if to < self.scenario.validators.count {
@@ -841,11 +848,11 @@ impl Sim {
             .sum()
     }
 
-    /// Stale block announcements to full nodes are queued and delivered like any message from
-    /// now on, instead of counted when sent (for tests comparing the two).
+    /// Every delivery is queued from now on, none counted when sent ([`Sim::only_counts`]; for
+    /// tests comparing the two).
     #[cfg(test)]
-    pub(crate) fn queue_stale_gossip(&mut self) {
-        self.queue_stale_gossip = true;
+    pub(crate) fn queue_every_delivery(&mut self) {
+        self.queue_every_delivery = true;
     }
 
     /// Every validator executes blocks for itself, as node processes do (for tests comparing

@@ -92,7 +92,7 @@ fn stale_gossip_changes_no_report_of(duration_s: f64, random_crashes: bool) {
     scenario.duration_s = duration_s;
     let mut counted = Sim::new(scenario.clone(), 11).expect("simulator");
     let mut queued = Sim::new(scenario.clone(), 11).expect("simulator");
-    queued.queue_stale_gossip();
+    queued.queue_every_delivery();
     // Part of the way, in steps: what is counted by then is what queuing processed by then.
     let tally = |sim: &Sim| {
         (sim.events, sim.kinds.to_full_nodes, sim.kinds.blocks_to_validators, sim.recorder.gossip_duplicates)
@@ -104,10 +104,10 @@ fn stale_gossip_changes_no_report_of(duration_s: f64, random_crashes: bool) {
     }
     counted.run(|_, _| {});
     queued.run(|_, _| {});
-    let stale = counted.kinds.stale_gossip;
+    let stale = counted.kinds.to_full_nodes_counted;
     let events = counted.kinds.to_full_nodes;
     assert!(stale > events / 10, "{stale} of {events} deliveries to full nodes counted when sent");
-    assert_eq!(queued.kinds.stale_gossip, 0);
+    assert_eq!(queued.kinds.to_full_nodes_counted, 0);
     assert_eq!(queued.kinds.to_full_nodes, events, "the same deliveries, all queued");
     let report = |sim: &mut Sim| serde_json::to_string_pretty(&sim.report()).expect("report serialises");
     assert_eq!(
@@ -118,7 +118,7 @@ fn stale_gossip_changes_no_report_of(duration_s: f64, random_crashes: bool) {
     // A report made part of the way, as `run_until` alone allows.
     let mut counted = Sim::new(scenario.clone(), 11).expect("simulator");
     let mut queued = Sim::new(scenario, 11).expect("simulator");
-    queued.queue_stale_gossip();
+    queued.queue_every_delivery();
     for sim in [&mut counted, &mut queued] {
         sim.run_until(1_370_000_000, |_, _| {});
     }
