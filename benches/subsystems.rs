@@ -158,7 +158,7 @@ mod execution {
     pub fn bench(c: &mut Criterion) {
         let w = workload(4096);
         let ids: Vec<TxnId> = w.txns.iter().map(Txn::id).collect();
-        let block = Block { header: bytemuck::Zeroable::zeroed(), txns: w.txns.clone() };
+        let block = Block { header: bytemuck::Zeroable::zeroed(), txns: w.txns.clone().into() };
         let mut group = c.benchmark_group("execution");
         group.throughput(Throughput::Elements(ids.len() as u64));
         group.bench_function("execute_block_4096", |b| {

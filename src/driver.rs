@@ -177,7 +177,7 @@ mod tests {
             txn_root: Block::compute_txn_root(&[]),
             state_root: ledger.state_root(),
         };
-        let block = Block { header, txns: Vec::new() };
+        let block = Block { header, txns: Vec::new().into() };
         let signature = keys()[0].sign(&proposal_signing_bytes(0, 1, &header.hash())).to_bytes();
         ConsensusMessage::Proposal(Proposal { view: 0, block, justify: None, signature })
     }

@@ -1,5 +1,7 @@
 //! Blocks, votes and quorum certificates.
 
+use std::sync::Arc;
+
 use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
 use serde_big_array::BigArray;
@@ -47,9 +49,12 @@ impl BlockHeader {
 pub struct Block {
     /// The header.
     pub header: BlockHeader,
-    /// Transactions in execution order.
+    /// Transactions in execution order. Shared: a clone of a block copies its header, never its
+    /// transactions, so a block travels from proposal to storage as one copy of its body
+    /// (what the consensus core keeps, each message that carries it, execution's memo, a
+    /// simulated delivery to each of its recipients).
     #[serde(with = "crate::txn::txn_bytes")]
-    pub txns: Vec<Txn>,
+    pub txns: Arc<[Txn]>,
 }
 
 /// The header fields a block's author chooses. [`Block::assemble`] derives the others
@@ -89,7 +94,7 @@ impl Block {
             txn_root: txn_root_of(ids),
             state_root: fields.state_root,
         };
-        Block { header, txns }
+        Block { header, txns: txns.into() }
     }
 
     /// Merkle root over the ids of `txns`, as [`BlockHeader::txn_root`] must hold.
@@ -223,7 +228,7 @@ mod tests {
             txn_root: Block::compute_txn_root(&txns),
             state_root: Hash([9; 32]),
         };
-        assert_eq!(block, Block { header: expected, txns });
+        assert_eq!(block, Block { header: expected, txns: txns.into() });
         assert_eq!(Block::assemble(fields, Vec::new(), &[]).header.txn_root, Block::compute_txn_root(&[]));
     }
 

@@ -157,7 +157,7 @@ pub fn fuzz_block_with(data: &[u8], txn_root: fn(&[Txn]) -> Hash) {
     let pick = Hash::of(data);
     let pick = u64::from_le_bytes(pick.0[..8].try_into().expect("8 bytes"));
     let root = txn_root(&block.txns);
-    let mut txns = block.txns.clone();
+    let mut txns = block.txns.to_vec();
     let txn_bits = 8 * size_of::<Txn>() as u64;
     for (i, txn) in txns.iter_mut().enumerate() {
         let bit = (pick.wrapping_add(i as u64 * 0x9e37_79b9)) % txn_bits;
@@ -165,12 +165,12 @@ pub fn fuzz_block_with(data: &[u8], txn_root: fn(&[Txn]) -> Hash) {
         bytes[(bit / 8) as usize] ^= 1 << (bit % 8);
     }
     for i in 0..txns.len() {
-        let mut one = block.txns.clone();
+        let mut one = block.txns.to_vec();
         one[i] = txns[i];
         assert_ne!(txn_root(&one), root, "flipping a bit of transaction {i} leaves the root unchanged");
     }
     if let Some(last) = block.txns.last() {
-        let mut longer = block.txns.clone();
+        let mut longer = block.txns.to_vec();
         longer.push(*last);
         assert_ne!(
             txn_root(&longer),
@@ -181,7 +181,7 @@ pub fn fuzz_block_with(data: &[u8], txn_root: fn(&[Txn]) -> Hash) {
         assert_ne!(txn_root(shorter), root, "dropping the last transaction leaves the root unchanged");
         let first = block.txns[0];
         if first != *last {
-            let mut swapped = block.txns.clone();
+            let mut swapped = block.txns.to_vec();
             let end = swapped.len() - 1;
             swapped.swap(0, end);
             assert_ne!(
@@ -578,7 +578,7 @@ pub fn fuzz_block_at(height: u64, txns: usize) -> (Block, QuorumCertificate) {
         txn_root: Block::compute_txn_root(&txns),
         state_root: Hash([height as u8; 32]),
     };
-    let block = Block { header, txns };
+    let block = Block { header, txns: txns.into() };
     let certificate = QuorumCertificate {
         kind: VoteKind::Commit,
         view: height,
@@ -901,7 +901,8 @@ mod tests {
                     txn_root: Block::compute_txn_root(&txns),
                     ..BlockHeader::zeroed()
                 };
-                let frame = crate::wire::encode(&crate::wire::Frame::Block(Block { header, txns }));
+                let frame =
+                    crate::wire::encode(&crate::wire::Frame::Block(Block { header, txns: txns.into() }));
                 frame[crate::constants::WIRE_HEADER_SIZE..].to_vec()
             })
             .collect()

@@ -145,29 +145,31 @@ pub mod txn_bytes {
     ///
     /// # Errors
     /// Whatever the serializer reports.
-    #[allow(clippy::ptr_arg, reason = "serde `with` passes &Vec<Txn>")]
-    pub fn serialize<S: Serializer>(txns: &Vec<Txn>, serializer: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(txns: &[Txn], serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_bytes(bytemuck::cast_slice(txns))
     }
 
-    /// Deserialises a byte string whose length is a multiple of 160.
+    /// Deserialises a byte string whose length is a multiple of 160, into any collection of
+    /// transactions (a batch's `Vec`, a block's shared slice).
     ///
     /// # Errors
     /// A length that is not a whole number of transactions.
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Txn>, D::Error> {
-        deserializer.deserialize_bytes(TxnBytesVisitor)
+    pub fn deserialize<'de, D: Deserializer<'de>, C: FromIterator<Txn>>(
+        deserializer: D,
+    ) -> Result<C, D::Error> {
+        deserializer.deserialize_bytes(TxnBytesVisitor(std::marker::PhantomData))
     }
 
-    struct TxnBytesVisitor;
+    struct TxnBytesVisitor<C>(std::marker::PhantomData<C>);
 
-    impl Visitor<'_> for TxnBytesVisitor {
-        type Value = Vec<Txn>;
+    impl<C: FromIterator<Txn>> Visitor<'_> for TxnBytesVisitor<C> {
+        type Value = C;
 
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             write!(f, "a byte string of whole {TXN_SIZE}-byte transactions")
         }
 
-        fn visit_bytes<E: Error>(self, bytes: &[u8]) -> Result<Vec<Txn>, E> {
+        fn visit_bytes<E: Error>(self, bytes: &[u8]) -> Result<C, E> {
             if !bytes.len().is_multiple_of(TXN_SIZE) {
                 return Err(E::invalid_length(bytes.len(), &self));
             }

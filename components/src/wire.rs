@@ -564,7 +564,7 @@ mod tests {
                 sig64()
             )
                 .prop_map(|(view, header, txns, justify, signature)| ConsensusMessage::Proposal(
-                    Proposal { view, block: Block { header, txns }, justify, signature }
+                    Proposal { view, block: Block { header, txns: txns.into() }, justify, signature }
                 )),
             (any::<u64>(), any::<u64>(), prop::option::of(certificate()), any::<u32>(), sig64()).prop_map(
                 |(view, height, high_qc, sender, signature)| ConsensusMessage::NewView(NewView {
@@ -582,7 +582,7 @@ mod tests {
                     blocks
                         .into_iter()
                         .map(|(header, certificate)| CertifiedBlock {
-                            block: Block { header, txns: Vec::new() },
+                            block: Block { header, txns: Vec::new().into() },
                             certificate,
                         })
                         .collect(),
@@ -608,7 +608,7 @@ mod tests {
             ),
             prop::collection::vec(txn(), 0..8).prop_map(Frame::Txns),
             (header(), prop::collection::vec(txn(), 0..4))
-                .prop_map(|(header, txns)| Frame::Block(Block { header, txns })),
+                .prop_map(|(header, txns)| Frame::Block(Block { header, txns: txns.into() })),
             (kind(), any::<u64>(), any::<u64>(), bytes32(), any::<u32>(), sig64()).prop_map(
                 |(kind, view, height, block, voter, signature)| Frame::Vote(Vote {
                     kind,
@@ -751,7 +751,7 @@ mod tests {
             txn_root: Block::compute_txn_root(std::slice::from_ref(&txn)),
             state_root: Hash([5; 32]),
         };
-        let block = Block { header, txns: vec![txn] };
+        let block = Block { header, txns: vec![txn].into() };
         let vote = Vote {
             kind: VoteKind::Prepare,
             view: 3,
@@ -770,10 +770,13 @@ mod tests {
         };
         vec![
             ("txns_empty", Frame::Txns(Vec::new())),
-            ("txns_one", Frame::Txns(block.txns.clone())),
+            ("txns_one", Frame::Txns(block.txns.to_vec())),
             (
                 "block_empty",
-                Frame::Block(Block { header: BlockHeader { txn_count: 0, ..header }, txns: Vec::new() }),
+                Frame::Block(Block {
+                    header: BlockHeader { txn_count: 0, ..header },
+                    txns: Vec::new().into(),
+                }),
             ),
             ("block", Frame::Block(block.clone())),
             ("vote", Frame::Vote(vote.clone())),

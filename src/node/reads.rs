@@ -380,7 +380,7 @@ pub(crate) mod tests {
             signers: vec![0, 1, 2],
             signatures: Vec::new(),
         };
-        Arc::new(CertifiedBlock { block: Block { header, txns: Vec::new() }, certificate })
+        Arc::new(CertifiedBlock { block: Block { header, txns: Vec::new().into() }, certificate })
     }
 
     /// A status at `height` (shared with the subscription tests).

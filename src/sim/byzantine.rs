@@ -132,7 +132,9 @@ pub fn outbound(
             if proposal.justify.is_none() =>
         {
             let mut big = proposal.clone();
-            big.block.txns.extend(filler(OVER_LIMIT_TXNS.saturating_sub(big.block.txns.len())));
+            let have = big.block.txns.len();
+            big.block.txns =
+                big.block.txns.iter().copied().chain(filler(OVER_LIMIT_TXNS.saturating_sub(have))).collect();
             big.block.header.txn_count = big.block.txns.len() as u32;
             big.block.header.txn_root = Block::compute_txn_root(&big.block.txns);
             resign(&mut big, sign);
@@ -239,7 +241,7 @@ mod tests {
         let signature = sign(&proposal_signing_bytes(5, 3, &hash));
         ConsensusMessage::Proposal(Proposal {
             view: 5,
-            block: Block { header, txns: Vec::new() },
+            block: Block { header, txns: Vec::new().into() },
             justify: None,
             signature,
         })

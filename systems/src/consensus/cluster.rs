@@ -91,7 +91,7 @@ fn block(height: u64, view: u64, parent: Hash, proposer: u32, twin: u64) -> Bloc
         txn_root: merkle_root(&[]),
         state_root: state_root(height),
     };
-    Block { header, txns: Vec::new() }
+    Block { header, txns: Vec::new().into() }
 }
 
 /// An honest validator's host: its finalized chain is its durable storage.

@@ -1863,7 +1863,7 @@ mod tests {
             txn_root: Block::compute_txn_root(&txns),
             state_root: Hash::ZERO,
         };
-        let block = Block { header, txns };
+        let block = Block { header, txns: txns.into() };
         let certificate = QuorumCertificate {
             kind: VoteKind::Commit,
             view: height,

@@ -214,7 +214,7 @@ impl Host for FixtureHost {
             state_root: fixture_state_root(height),
         };
         self.accepted.insert(header.hash());
-        Block { header, txns: Vec::new() }
+        Block { header, txns: Vec::new().into() }
     }
 
     fn validate_block(&mut self, block: &Block) -> Result<(), BlockFault> {
@@ -598,7 +598,7 @@ impl Run {
             4 => header.proposer = u.int_in_range(0..=VALIDATORS)?,
             _ => {}
         }
-        Ok(Block { header, txns })
+        Ok(Block { header, txns: txns.into() })
     }
 
     fn pick_parent(&self, u: &mut Unstructured<'_>) -> arbitrary::Result<Hash> {
@@ -1158,8 +1158,10 @@ mod tests {
 
     #[test]
     fn certificates_and_messages_survive_seeded_inputs() {
-        let block =
-            Block { header: BlockHeader { height: 1, ..bytemuck::Zeroable::zeroed() }, txns: Vec::new() };
+        let block = Block {
+            header: BlockHeader { height: 1, ..bytemuck::Zeroable::zeroed() },
+            txns: Vec::new().into(),
+        };
         let qc = QuorumCertificate {
             kind: VoteKind::Prepare,
             view: 2,
@@ -1374,7 +1376,7 @@ mod tests {
             };
             let proposal = Proposal {
                 view,
-                block: Block { header, txns: Vec::new() },
+                block: Block { header, txns: Vec::new().into() },
                 justify: None,
                 signature: [0; 64],
             };
@@ -1413,7 +1415,7 @@ mod tests {
                 state_root: fixture_state_root(1),
                 ..bytemuck::Zeroable::zeroed()
             };
-            Proposal { view, block: Block { header, txns }, justify: None, signature: [0; 64] }
+            Proposal { view, block: Block { header, txns: txns.into() }, justify: None, signature: [0; 64] }
         };
         let held =
             |run: &Run| run.core.held_entries().iter().find(|(name, _)| *name == "future").map(|e| e.1);
@@ -1442,7 +1444,7 @@ mod tests {
             state_root: fixture_state_root(1),
             ..bytemuck::Zeroable::zeroed()
         };
-        Proposal { view, block: Block { header, txns: Vec::new() }, justify: None, signature: [0; 64] }
+        Proposal { view, block: Block { header, txns: Vec::new().into() }, justify: None, signature: [0; 64] }
     }
 
     /// A validator that hears of a height above its own asks the sender for blocks, and asks
@@ -1907,7 +1909,8 @@ mod tests {
         huge.txns = vec![
             Txn { body: bytemuck::Zeroable::zeroed(), signature: TxnSignature([0; 64]) };
             BLOCKS_HELD_BYTES_MAX / 160 + 1
-        ];
+        ]
+        .into();
         assert!(!run.core.hold_block(huge.header.hash(), &huge));
         assert_eq!(held(&run), BLOCKS_HELD_MAX);
     }

@@ -74,8 +74,9 @@ impl Default for Executions {
 /// simulator's validators share one (through [`SharedExecutions`]); a node's is its own.
 #[derive(Debug)]
 pub struct CheckedBody {
-    /// The body's bytes, to tell it from another body under the same header (memo only).
-    txns: Vec<Txn>,
+    /// The body, to tell it from another body under the same header (memo only): the block's
+    /// own shared transactions, so keeping them copies nothing.
+    txns: Arc<[Txn]>,
     /// The transactions' ids, in block order.
     pub ids: Arc<[TxnId]>,
     /// Every signature verified, by real verification (`[0]`) or stand-ins (`[1]`).
@@ -122,15 +123,15 @@ impl SharedExecutions {
     /// with several bodies. Ids are a pure function of the bytes.
     pub fn checked_body(&self, block: &Block) -> Option<Arc<CheckedBody>> {
         let root = block.header.txn_root;
-        let check = |txns: Vec<Txn>| {
+        let check = |txns: Arc<[Txn]>| {
             let ids: Vec<TxnId> = block.txns.iter().map(Txn::id).collect();
             (Block::txn_root_of_ids(&ids) == root)
                 .then(|| Arc::new(CheckedBody { txns, ids: Arc::from(ids), valid: Default::default() }))
         };
-        let Some(memo) = &self.0 else { return check(Vec::new()) };
+        let Some(memo) = &self.0 else { return check(Arc::default()) };
         let known = memo.lock().unwrap_or_else(PoisonError::into_inner).bodies.get(&root).cloned();
         if let Some(body) = known
-            && body.txns == block.txns
+            && (Arc::ptr_eq(&body.txns, &block.txns) || body.txns == block.txns)
         {
             return Some(body);
         }
@@ -254,7 +255,7 @@ mod tests {
     fn checked_bodies_are_reused_only_for_the_same_bytes() {
         let (honest, ids) = block(vec![transfer(0), transfer(1)], Hash::ZERO);
         let mut other = honest.clone();
-        other.txns[1].body.amount += 1;
+        Arc::make_mut(&mut other.txns)[1].body.amount += 1;
         for memo in [SharedExecutions::default(), SharedExecutions::new()] {
             let first = memo.checked_body(&honest).expect("the header's body");
             assert_eq!(&first.ids[..], &ids[..]);

@@ -354,7 +354,7 @@ pub fn prune_executed(
     mut rejected: MessageWriter<TxnRejected>,
 ) {
     for block in committed.read() {
-        for txn in &block.block.txns {
+        for txn in block.block.txns.iter() {
             let sender = &txn.body.sender;
             mempool.prune_sender(sender, ledger.nonce_of(sender));
             for id in mempool.drop_unaffordable(sender, ledger.balance_of(sender)) {

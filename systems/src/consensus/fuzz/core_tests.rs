@@ -25,7 +25,7 @@ fn proposal(view: u64, proposer: u32, tag: u64) -> Proposal {
     };
     Proposal {
         view,
-        block: tessera_components::Block { header, txns: Vec::new() },
+        block: tessera_components::Block { header, txns: Vec::new().into() },
         justify: None,
         signature: [0; 64],
     }
@@ -229,7 +229,8 @@ fn block_of(view: u64, tag: u64, txns: usize) -> tessera_components::Block {
             signature: tessera_components::TxnSignature([0; 64])
         };
         txns
-    ];
+    ]
+    .into();
     block
 }
 
@@ -434,7 +435,7 @@ fn each_refused_block_is_counted_under_its_fault() {
     let with_txns = |tag: u64, count: usize, amount: u64| {
         let mut proposal = proposal(1, 1, tag);
         let mut block = block_of(1, tag, count);
-        for txn in &mut block.txns {
+        for txn in std::sync::Arc::make_mut(&mut block.txns) {
             txn.body.amount = amount;
         }
         block.header.txn_count = count as u32;
