@@ -707,7 +707,9 @@ impl Follow {
 /// bounded like the consensus core's own responses.
 fn sync_response(store: &Store, from_height: u64, config: &ConsensusConfig) -> Vec<u8> {
     // Stops at the first height not stored (or not readable), as the core's own answers do.
-    let stored = (from_height.max(1)..)
+    // Up to u64::MAX inclusive: `from_height..` would step past the end on its first item,
+    // and a peer can ask for u64::MAX.
+    let stored = (from_height.max(1)..=u64::MAX)
         .map_while(|height| store.block(height).ok().flatten())
         .map(|(block, certificate)| CertifiedBlock { block, certificate });
     let blocks = tessera_systems::consensus::core::bounded_sync_batch(stored, config);
@@ -914,6 +916,29 @@ mod tests {
 
     fn id(byte: u8) -> TxnId {
         TxnId(Hash([byte; 32]))
+    }
+
+    /// Any peer can ask for blocks from any height: from u64::MAX (where stepping on from the
+    /// first height overflowed, and a build with overflow checks stopped the node loop) and
+    /// from 0 (read as 1) alike, the answer is the stored blocks from there, here none.
+    #[test]
+    fn a_sync_request_from_any_height_is_answered() {
+        use tessera_components::wire::{Frame, decode};
+        let dir = std::env::temp_dir().join(format!("tessera-node-sync-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (store, _, _) =
+            crate::storage::Store::open(&dir, &[([7; 32], 1_000)], crate::storage::StoreConfig::default())
+                .expect("a fresh store");
+        let config = tessera_systems::consensus::core::ConsensusConfig::default();
+        for from in [u64::MAX, u64::MAX - 1, 0, 1] {
+            let answer = decode(&super::sync_response(&store, from, &config)).expect("a frame");
+            assert!(
+                matches!(&answer, Frame::Consensus(tessera_components::ConsensusMessage::SyncResponse(blocks)) if blocks.is_empty()),
+                "from {from}: {answer:?}"
+            );
+        }
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
