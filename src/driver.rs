@@ -205,6 +205,29 @@ mod tests {
             .collect()
     }
 
+    /// A consensus message whose signature fails is charged to the validator that sent it,
+    /// as a forwarded transaction's is, so that the node bans it past its threshold. Before,
+    /// a bad consensus signature cost its sender nothing, however many it sent (found in
+    /// review).
+    #[test]
+    fn a_bad_consensus_signature_is_charged_to_its_sender() {
+        let keys = keys();
+        let set = ValidatorSet::new(keys.iter().map(|key| key.verifying_key().to_bytes()).collect());
+        let ledger = Ledger::from_genesis(&genesis()).unwrap();
+        let tip = ChainTip::genesis(&ledger);
+        let core = Core::new(1, keys[1].clone(), set, ConsensusConfig::default(), 0, Hash::ZERO);
+        let stages = Stages::Validator { core: Box::new(core), history_bytes_max: 1 << 20 };
+        let mut pipeline = Pipeline::with_stages(PipelineConfig::default(), ledger, tip, stages).unwrap();
+        let ConsensusMessage::Proposal(mut forged) = proposal(0) else { unreachable!("a proposal") };
+        forged.signature[0] ^= 1;
+        pipeline.deliver(0, ConsensusMessage::Proposal(forged));
+        pipeline.deliver(0, proposal(1));
+        let ticked = tick(&mut pipeline, 1_000_000, None);
+        assert_eq!(pipeline.take_forged(), vec![(tessera_components::Source::Validator(0), 1)]);
+        // The good proposal beside it was taken: the validator voted for it.
+        assert_eq!(prepares(&ticked.outbound).len(), 1, "{:?}", ticked.outbound);
+    }
+
     /// Both safety slot files lost, blocks kept: validator 3 restarts at height 4 (its store
     /// holds 3 blocks) in view 3, which it leads. Unbound, it proposed at once, although
     /// before the loss it may have proposed another block in that view.

@@ -537,7 +537,11 @@ impl Node {
         for (source, forged) in self.pipeline.take_forged() {
             match source {
                 Source::Validator(validator) => {
-                    tracing::warn!(validator, forged, "bad signatures on transactions a validator forwarded");
+                    tracing::warn!(
+                        validator,
+                        forged,
+                        "bad signatures from a validator (on transactions it forwarded, or consensus messages it sent)"
+                    );
                     self.net.charge_forgeries(validator, forged);
                 }
                 Source::Address(octets) => {

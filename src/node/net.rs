@@ -181,7 +181,8 @@ impl NetHandles {
     }
 
     /// Charges validator `validator` one penalty point for each of `forged` bad signatures
-    /// found on transactions it forwarded (an honest validator forwards only what it verified).
+    /// found on transactions it forwarded or consensus messages it sent (an honest validator
+    /// forwards only what it verified, and sends only what it signed or verified).
     /// Past the threshold its index is banned, and its open links close at their next frame.
     pub fn charge_forgeries(&self, validator: u32, forged: u64) {
         self.counters.forwarded_forgeries.fetch_add(forged, Ordering::Relaxed);

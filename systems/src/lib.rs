@@ -263,9 +263,11 @@ impl Pipeline {
         self.world.resource_mut::<ingest::Inbox>().push_from(txn, Some(from))
     }
 
-    /// Bad signatures found since the last call on transactions with a source, per source:
-    /// `(source, count)`, in source order. An honest validator forwards only what it verified,
-    /// and an honest client signs what it sends, so each is evidence against its source.
+    /// Bad signatures found since the last call on transactions with a source, and consensus
+    /// messages dropped for a bad signature (each charged to the validator that sent it), per
+    /// source: `(source, count)`, in source order. An honest validator forwards only what it
+    /// verified and sends only what it signed or verified, and an honest client signs what it
+    /// sends, so each is evidence against its source.
     pub fn take_forged(&mut self) -> Vec<(tessera_components::Source, u64)> {
         let mut forged = self.world.resource_mut::<sigverify::Forged>();
         std::mem::take(&mut forged.0).into_iter().collect()

@@ -1715,6 +1715,46 @@ mod tests {
         assert_eq!((kept.len(), checked), (8, 1), "eight copies kept for the core, one verification");
     }
 
+    /// The cheapest messages a validator can send, found in review: certificates and votes
+    /// beyond the next height, and `NewView`s at another height, each with as many junk
+    /// signatures as it likes. The core reads none of their signatures (it asks the sender
+    /// for blocks, or answers it as a sync request), so none is verified; what the core does
+    /// with them is still done. Before, each cost its signatures' verification, and a bad one
+    /// cost its sender nothing.
+    #[test]
+    fn messages_whose_signatures_the_core_never_reads_cost_no_verification() {
+        let mut run = Run::new(false);
+        let block = empty_proposal(0, 9).block.header.hash();
+        let junk = |height| QuorumCertificate {
+            kind: VoteKind::Prepare,
+            view: 0,
+            height,
+            block,
+            signers: vec![1, 2, 3],
+            signatures: vec![Signature([1; 64]); 3],
+        };
+        let vote = Vote { kind: VoteKind::Prepare, view: 0, height: 5, block, voter: 2, signature: [3; 64] };
+        let above = NewView { view: 1, height: 4, high_qc: Some(junk(4)), sender: 2, signature: [4; 64] };
+        let below = NewView { view: 1, height: 0, high_qc: Some(junk(0)), sender: 3, signature: [5; 64] };
+        let impostor = NewView { sender: 1, ..below.clone() };
+        let mut messages = vec![
+            (2, ConsensusMessage::Certificate(junk(3))),
+            (2, ConsensusMessage::Vote(vote)),
+            (2, ConsensusMessage::NewView(above)),
+            (3, ConsensusMessage::NewView(below)),
+            (3, ConsensusMessage::NewView(impostor)),
+        ];
+        assert_eq!(run.core.drop_before_verification(&mut messages), 4);
+        let (kept, dropped, checked) = verify_messages(messages, &run.set, 64, false);
+        assert_eq!((dropped, checked), (0, 0), "nothing left to verify");
+        assert_eq!(kept, vec![(3, ConsensusMessage::SyncRequest { from_height: 0 })]);
+        assert!(
+            run.core.drain_outbox().iter().any(|(to, message)| *to == Destination::One(2)
+                && matches!(message, ConsensusMessage::SyncRequest { from_height: 1 })),
+            "the validator ahead was asked for blocks"
+        );
+    }
+
     #[test]
     fn a_validator_that_lost_its_blocks_signs_nothing_below_its_saved_height() {
         // Found by the swarm's signing check (seed 129): validator 0 lost its blocks in a crash,

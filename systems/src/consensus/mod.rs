@@ -322,7 +322,8 @@ impl Host for NodeHost<'_> {
     }
 }
 
-/// Batch-verifies every signature in the inbox's messages; keeps those that all verify.
+/// Batch-verifies every signature in the inbox's messages; keeps those that all verify, and
+/// charges each dropped message to the validator that sent it.
 pub fn verify_consensus_messages(
     config: Res<PipelineConfig>,
     mut consensus: ResMut<Consensus>,
@@ -330,11 +331,12 @@ pub fn verify_consensus_messages(
     mut verified: ResMut<VerifiedConsensus>,
     shared: Res<SharedVerdicts>,
     mut pipeline: ResMut<PipelineCounters>,
+    mut forged: ResMut<crate::sigverify::Forged>,
 ) {
     let mut messages = std::mem::take(&mut inbox.messages);
     // Cheap checks first: nothing the state machine would ignore costs a verification.
     consensus.core.drop_before_verification(&mut messages);
-    let (kept, dropped, checked) = core::verify_messages_shared(
+    let (kept, dropped, checked) = core::verify_messages_by_sender(
         messages,
         consensus.core.validators(),
         config.sigverify_batch_size,
@@ -342,7 +344,12 @@ pub fn verify_consensus_messages(
         &shared,
     );
     verified.messages = kept;
-    verified.dropped_bad_signature += dropped;
+    verified.dropped_bad_signature += dropped.len() as u64;
+    // Charged like a forwarded transaction's bad signature: the shell bans a validator past
+    // its threshold (`Pipeline::take_forged`).
+    for sender in dropped {
+        *forged.0.entry(tessera_components::Source::Validator(sender)).or_default() += 1;
+    }
     verified.signatures_verified += checked;
     pipeline.work.consensus_signatures += checked;
 }
