@@ -123,6 +123,30 @@ const SUBMIT_TIMES_MAX: usize = 1 << 20;
 /// the other.
 const DRAIN_TXNS_MAX: usize = 1 << 14;
 
+/// How long one pass of the node loop spends on queued reads (JSON-RPC queries the published
+/// view could not answer, full nodes' sync requests) before it goes back to consensus; what
+/// is left stays queued, in order, for the next pass. Each read is of storage (an old block, a
+/// range of up to 256 of them): a body of 256 such queries was 65,536 block reads, and the
+/// loop took all of them before it ticked again, so a client could keep a validator from
+/// voting (found in review).
+const READS_PASS_BUDGET: Duration = Duration::from_millis(2);
+
+/// Takes items from `next` and hands each to `handle` until `budget` has passed since the
+/// first: at least one when one is there, and no more once the budget is spent. Returns how
+/// many it took.
+fn drain_for<T>(budget: Duration, mut next: impl FnMut() -> Option<T>, mut handle: impl FnMut(T)) -> usize {
+    let started = Instant::now();
+    let mut taken = 0;
+    while let Some(item) = next() {
+        handle(item);
+        taken += 1;
+        if started.elapsed() >= budget {
+            break;
+        }
+    }
+    taken
+}
+
 /// What one queue may still hand the node loop this tick: 64 batches, and about
 /// [`DRAIN_TXNS_MAX`] transactions. 64 batches of a full frame each were ~400k transactions,
 /// each hashed and submitted before the tick got to consensus.
@@ -472,9 +496,14 @@ impl Node {
             busy = true;
         }
         self.submitted.trim();
-        while let Ok((from_height, reply)) = self.net.sync_requests.try_recv() {
-            let _ = reply.send(Arc::new(sync_response(&self.store, from_height, &self.consensus_config)));
-        }
+        let (requests, store, config) = (&self.net.sync_requests, &self.store, &self.consensus_config);
+        drain_for(
+            READS_PASS_BUDGET,
+            || requests.try_recv().ok(),
+            |(from_height, reply)| {
+                let _ = reply.send(Arc::new(sync_response(store, from_height, config)));
+            },
+        );
         if self.full && self.follow.due(self.pipeline.tip().height) {
             let request = encode(&Frame::Consensus(ConsensusMessage::SyncRequest {
                 from_height: self.pipeline.tip().height + 1,
@@ -490,19 +519,23 @@ impl Node {
         let now_ns = wall_ns();
         let mut from_rpc = Vec::new();
         let fates = self.reads.fates();
-        while let Ok(request) = self.rpc.try_recv() {
-            let answer = answer_query(
-                request.query,
-                &mut self.pipeline,
-                &self.store,
-                &fates,
-                &self.net.counters,
-                &mut self.submitted,
-                &mut from_rpc,
-                now_ns,
-            );
-            let _ = request.reply.send(answer);
-        }
+        drain_for(
+            READS_PASS_BUDGET,
+            || self.rpc.try_recv().ok(),
+            |request| {
+                let answer = answer_query(
+                    request.query,
+                    &mut self.pipeline,
+                    &self.store,
+                    &fates,
+                    &self.net.counters,
+                    &mut self.submitted,
+                    &mut from_rpc,
+                    now_ns,
+                );
+                let _ = request.reply.send(answer);
+            },
+        );
         drop(fates);
         // Like ingress batches: forwarded once admitted (every validator may lead next, and a
         // full node never does).
@@ -835,10 +868,15 @@ fn answer_query(
         },
         Query::BlockRange(from, count) => {
             let mut blocks = Vec::new();
+            let mut budget = reads::RangeBudget::default();
             for height in from.max(1)..from.saturating_add(count) {
                 match store.block(height) {
                     Ok(Some((block, certificate))) => {
-                        blocks.push(reads::range_entry(&CertifiedBlock { block, certificate }));
+                        let certified = CertifiedBlock { block, certificate };
+                        if !budget.takes(&certified) {
+                            break;
+                        }
+                        blocks.push(reads::range_entry(&certified));
                     }
                     Ok(None) => break,
                     Err(error) => {
@@ -920,6 +958,27 @@ mod tests {
 
     fn id(byte: u8) -> TxnId {
         TxnId(Hash([byte; 32]))
+    }
+
+    /// A pass over a queue of slow reads stops once its budget is spent, and leaves the rest
+    /// queued in order: the node loop answered every queued query before it ticked again.
+    #[test]
+    fn a_pass_over_queued_reads_stops_at_its_budget() {
+        let mut queue: std::collections::VecDeque<u32> = (0..100).collect();
+        let mut answered = Vec::new();
+        let taken = super::drain_for(
+            std::time::Duration::from_millis(5),
+            || queue.pop_front(),
+            |query| {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                answered.push(query);
+            },
+        );
+        assert!((1..=5).contains(&taken), "took {taken}");
+        assert_eq!(answered, (0..taken as u32).collect::<Vec<_>>());
+        assert_eq!(queue.front(), Some(&(taken as u32)), "the rest left queued, in order");
+        // A queue with something in it always gets one answer, however small the budget.
+        assert_eq!(super::drain_for(std::time::Duration::ZERO, || queue.pop_front(), |_| {}), 1);
     }
 
     /// Any peer can ask for blocks from any height: from u64::MAX (where stepping on from the

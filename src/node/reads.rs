@@ -331,7 +331,12 @@ impl ReadView {
                         return None;
                     }
                     let end = from.saturating_add(*count).min(blocks.next_height);
-                    (start..end).filter_map(|height| blocks.get(height).cloned()).collect()
+                    let mut budget = RangeBudget::default();
+                    (start..end)
+                        .map_while(|height| blocks.get(height))
+                        .take_while(|block| budget.takes(block))
+                        .cloned()
+                        .collect()
                 };
                 Some(Ok(Value::Array(held.iter().map(|block| range_entry(block)).collect())))
             }
@@ -343,6 +348,34 @@ impl ReadView {
             Query::Discover => Some(Ok(super::rpc::openrpc().clone())),
             Query::Account(..) | Query::Submit(_) | Query::Subscribe(_) | Query::Unsubscribe(_) => None,
         }
+    }
+}
+
+/// Most transaction ids one `tessera_getBlockRange` answer lists: it ends before the block that
+/// would take it past this, and holds the first block whatever its size. Each id is hashed and
+/// hex-encoded for the answer: 256 blocks of 4,096 transactions were a million of them a call,
+/// and a batch of 256 calls a response of about a gigabyte (found in review).
+pub const RANGE_TXNS_MAX: usize = 1024;
+
+/// What a `tessera_getBlockRange` answer holds so far; held blocks and the store's are ranged
+/// alike.
+#[derive(Default)]
+pub(super) struct RangeBudget {
+    blocks: usize,
+    txns: usize,
+}
+
+impl RangeBudget {
+    /// Whether the answer takes `block` too (then counted in): the first block always, each
+    /// after it while the answer lists at most [`RANGE_TXNS_MAX`] transactions.
+    pub(super) fn takes(&mut self, block: &CertifiedBlock) -> bool {
+        let txns = self.txns + block.block.txns.len();
+        let takes = self.blocks == 0 || txns <= RANGE_TXNS_MAX;
+        if takes {
+            self.blocks += 1;
+            self.txns = txns;
+        }
+        takes
     }
 }
 
@@ -381,6 +414,42 @@ pub(crate) mod tests {
             signatures: Vec::new(),
         };
         Arc::new(CertifiedBlock { block: Block { header, txns: Vec::new().into() }, certificate })
+    }
+
+    /// A finalized block at `height` holding `txns` zeroed transactions.
+    fn block_of(height: u64, txns: usize) -> Arc<CertifiedBlock> {
+        let mut block = (*block(height)).clone();
+        block.block.txns = vec![bytemuck::Zeroable::zeroed(); txns].into();
+        Arc::new(block)
+    }
+
+    /// A range answer lists at most RANGE_TXNS_MAX transactions, ending before the block that
+    /// would pass it, and holds the first block whatever its size: 256 full blocks a call were
+    /// a million ids hashed and hex-encoded, and a batch of such calls a gigabyte (review).
+    #[test]
+    fn a_range_answer_is_bounded_in_transactions() {
+        use super::RANGE_TXNS_MAX;
+        let view = view();
+        view.publish([], status(0));
+        let half = RANGE_TXNS_MAX / 2;
+        view.publish(
+            [
+                block_of(1, half),
+                block_of(2, half),
+                block_of(3, 1),
+                block_of(4, 5 * RANGE_TXNS_MAX),
+                block_of(5, 0),
+            ],
+            status(5),
+        );
+        let heights = |from| -> Vec<u64> {
+            let answer = view.answer(&Query::BlockRange(from, 10)).expect("held").expect("no error");
+            answer.as_array().unwrap().iter().map(|b| b["height"].as_u64().unwrap()).collect()
+        };
+        assert_eq!(heights(1), [1, 2], "two halves fill it; the next block would pass it");
+        assert_eq!(heights(3), [3], "a block over the bound ends the answer before it");
+        assert_eq!(heights(4), [4], "but is answered alone");
+        assert_eq!(heights(5), [5]);
     }
 
     /// A status at `height` (shared with the subscription tests).
