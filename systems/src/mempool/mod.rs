@@ -13,6 +13,14 @@
 //! drop the pending tail they can no longer pay ([`Mempool::drop_unaffordable`]). So transfers
 //! from unfunded or underfunded keys, however high their fee, never enter the pool, never
 //! evict a funded transfer and never take a block's room.
+//!
+//! Nor does a transaction behind a nonce gap take room anyone else needs. One is admitted only
+//! into room the pool has spare, at most an eighth of it, and a transaction in line (its
+//! sender's nonces pending from its account nonce up to it) evicts such ones first, whatever
+//! their fees. A transaction behind a gap can never be packed, and is pruned only when its
+//! sender's nonce moves; before this rule a funded key could send nonces n + 1, n + 2, … at a
+//! fee just above the honest ones, keep n back, and hold the whole pool at no cost, evicting
+//! transfers that could execute (found in review).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
@@ -43,6 +51,8 @@ pub enum MempoolSystems {
 struct Entry {
     txn: Txn,
     seq: u64,
+    /// Admitted behind a nonce gap: in [`Mempool::gapped`] until it leaves the pool.
+    gapped: bool,
 }
 
 /// Eviction order: lowest fee first; among equal fees the newest arrival goes first, so a
@@ -62,6 +72,8 @@ pub struct Mempool {
     entries: HashMap<TxnId, Entry>,
     by_sender: BTreeMap<[u8; 32], BTreeMap<u64, TxnId>>,
     by_fee: BTreeSet<FeeKey>,
+    /// The entries admitted behind a nonce gap, in eviction order: evicted before any other.
+    gapped: BTreeSet<FeeKey>,
     /// Per sender, the amounts plus fees of its pending transactions (u128: no overflow).
     debits: HashMap<[u8; 32], u128>,
     next_seq: u64,
@@ -83,9 +95,20 @@ impl Mempool {
             entries: HashMap::default(),
             by_sender: BTreeMap::new(),
             by_fee: BTreeSet::new(),
+            gapped: BTreeSet::new(),
             debits: HashMap::default(),
             next_seq: 0,
         }
+    }
+
+    /// Most entries admitted behind a nonce gap the pool holds: an eighth of it.
+    pub fn gapped_max(&self) -> usize {
+        (self.capacity / 8).max(1)
+    }
+
+    /// Entries admitted behind a nonce gap still pending.
+    pub fn gapped_len(&self) -> usize {
+        self.gapped.len()
     }
 
     /// Pending transactions.
@@ -122,7 +145,8 @@ impl Mempool {
     /// [`RejectReason::InsufficientFunds`] (the sender has no account, or its pending amounts
     /// and fees with this one's would exceed its balance), [`RejectReason::NonceTaken`] (same
     /// sender and nonce pending with an equal or higher fee), or [`RejectReason::MempoolFull`]
-    /// (no pending transaction has a lower fee). On error the pool is unchanged.
+    /// (no pending transaction has a lower fee; or, for a transaction behind a nonce gap, the
+    /// pool has no spare room for one). On error the pool is unchanged.
     pub fn insert(&mut self, txn: Txn, id: TxnId, sender: Option<Account>) -> Result<u64, RejectReason> {
         let body = txn.body;
         if self.entries.contains_key(&id) {
@@ -140,28 +164,47 @@ impl Mempool {
         if pending - replaced + debit(&body) > u128::from(account.balance) {
             return Err(RejectReason::InsufficientFunds);
         }
+        // Behind a gap: some nonce between the account's and this one is not pending.
+        let gapped = !self.runs_up_to(&body.sender, account.nonce, body.nonce, u64::MAX);
         let mut pushed_out = 0;
         if let Some(existing) = same_nonce {
-            if body.fee <= self.entries[&existing].txn.body.fee {
+            let old = self.entries[&existing];
+            if body.fee <= old.txn.body.fee {
                 return Err(RejectReason::NonceTaken);
+            }
+            if gapped && !old.gapped && self.gapped.len() >= self.gapped_max() {
+                return Err(RejectReason::MempoolFull);
             }
             self.remove(&existing);
             pushed_out += 1;
+        } else if gapped {
+            // Only into spare room, and an eighth of the pool at most: it evicts nothing.
+            if self.entries.len() >= self.capacity || self.gapped.len() >= self.gapped_max() {
+                return Err(RejectReason::MempoolFull);
+            }
         } else if self.entries.len() >= self.capacity {
-            let lowest = *self.by_fee.first().expect("a full pool is non-empty");
+            // Entries behind a gap go first, whatever their fee; then the lowest fee.
+            let (lowest, behind_gap) = match self.gapped.first() {
+                Some(key) => (*key, true),
+                None => (*self.by_fee.first().expect("a full pool is non-empty"), false),
+            };
             let victim = self.entries[&lowest.id].txn.body;
             // Evicting a lower nonce of this very sender would strand the newcomer behind a gap.
             let own_lower_nonce = victim.sender == body.sender && victim.nonce < body.nonce;
-            if lowest.fee >= body.fee || own_lower_nonce {
+            if (!behind_gap && lowest.fee >= body.fee) || own_lower_nonce {
                 return Err(RejectReason::MempoolFull);
             }
             pushed_out += self.remove_from_nonce(&victim.sender, victim.nonce);
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.entries.insert(id, Entry { txn, seq });
+        self.entries.insert(id, Entry { txn, seq, gapped });
         self.by_sender.entry(body.sender).or_default().insert(body.nonce, id);
-        self.by_fee.insert(FeeKey { fee: body.fee, newest_first: Reverse(seq), id });
+        let key = FeeKey { fee: body.fee, newest_first: Reverse(seq), id };
+        self.by_fee.insert(key);
+        if gapped {
+            self.gapped.insert(key);
+        }
         *self.debits.entry(body.sender).or_default() += debit(&body);
         assert!(self.entries.len() <= self.capacity, "mempool exceeded its bound");
         Ok(pushed_out)
@@ -170,9 +213,13 @@ impl Mempool {
     fn remove(&mut self, id: &TxnId) -> Option<Txn> {
         let entry = self.entries.remove(id)?;
         let body = entry.txn.body;
-        let removed =
-            self.by_fee.remove(&FeeKey { fee: body.fee, newest_first: Reverse(entry.seq), id: *id });
+        let key = FeeKey { fee: body.fee, newest_first: Reverse(entry.seq), id: *id };
+        let removed = self.by_fee.remove(&key);
         assert!(removed, "fee index out of step");
+        if entry.gapped {
+            let removed = self.gapped.remove(&key);
+            assert!(removed, "gap index out of step");
+        }
         let nonces = self.by_sender.get_mut(&body.sender).expect("sender index out of step");
         nonces.remove(&body.nonce);
         if nonces.is_empty() {
@@ -304,7 +351,9 @@ impl Mempool {
             let entry = &self.entries[&key.id];
             assert_eq!(entry.txn.body.fee, key.fee);
             assert_eq!(self.by_sender[&entry.txn.body.sender][&entry.txn.body.nonce], key.id);
+            assert_eq!(entry.gapped, self.gapped.contains(key), "gap index out of step");
         }
+        assert!(self.gapped.len() <= self.gapped_max(), "more entries behind gaps than their share");
     }
 }
 
@@ -562,6 +611,11 @@ fn insert_checked(pool: &mut Mempool, model: &mut BTreeMap<TxnId, Txn>, txn: Txn
         .find(|other| other.body.sender == sender && other.body.nonce == txn.body.nonce)
         .copied();
     let lowest_fee = model.values().map(|other| other.body.fee).min();
+    // Behind a gap (some nonce from the account's up to this one not pending), and how many
+    // entries admitted behind gaps the pool holds: such a newcomer takes only spare room, and
+    // such entries are evicted first.
+    let in_line = pool.runs_up_to(&sender, ledger.nonce_of(&sender), txn.body.nonce, u64::MAX);
+    let gapped_before = pool.gapped_len();
     match pool.insert(txn, id, ledger.account(&sender).copied()) {
         Err(reason) => {
             assert_eq!(pool.len(), before, "a refused insert changed the pool ({reason:?})");
@@ -583,6 +637,24 @@ fn insert_checked(pool: &mut Mempool, model: &mut BTreeMap<TxnId, Txn>, txn: Txn
                 RejectReason::NonceTaken => {
                     let taken = same_nonce.expect("nonce taken by nothing pending");
                     assert!(taken.body.fee >= txn.body.fee, "a higher fee was refused its nonce");
+                }
+                RejectReason::MempoolFull if !in_line => {
+                    // Behind a gap: no spare room, or its share taken.
+                    assert!(
+                        before == pool.capacity() || gapped_before >= pool.gapped_max(),
+                        "refused a transaction behind a gap that had room"
+                    );
+                }
+                RejectReason::MempoolFull if gapped_before > 0 => {
+                    // In line, full, with entries behind gaps to evict: refused only when the
+                    // first of them is this sender's own lower nonce.
+                    assert_eq!(before, pool.capacity(), "refused as full below capacity");
+                    assert!(
+                        model
+                            .values()
+                            .any(|other| other.body.sender == sender && other.body.nonce < txn.body.nonce),
+                        "refused while entries behind gaps could go"
+                    );
                 }
                 RejectReason::MempoolFull => {
                     // Full, and nothing pending pays less (or the cheapest is this sender's own
@@ -611,11 +683,17 @@ fn insert_checked(pool: &mut Mempool, model: &mut BTreeMap<TxnId, Txn>, txn: Txn
                 assert_eq!(gone, vec![replaced], "a replacement pushed out something else");
                 assert!(replaced.body.fee < txn.body.fee);
             } else if let Some(victim) = gone.iter().min_by_key(|other| other.body.nonce) {
-                // An eviction: the pool was full, the victim paid the lowest fee, less than
-                // the newcomer, and its sender's whole tail from it went with it.
+                // An eviction: the pool was full, the newcomer in line, and the victim one
+                // admitted behind a gap or else the lowest fee, less than the newcomer's; its
+                // sender's whole tail from it went with it.
                 assert_eq!(before, pool.capacity(), "evicted from a pool that was not full");
-                assert_eq!(Some(victim.body.fee), lowest_fee, "evicted something above the cheapest");
-                assert!(victim.body.fee < txn.body.fee, "evicted a fee the newcomer does not beat");
+                assert!(in_line, "a transaction behind a gap evicted another");
+                if gapped_before == 0 {
+                    assert_eq!(Some(victim.body.fee), lowest_fee, "evicted something above the cheapest");
+                    assert!(victim.body.fee < txn.body.fee, "evicted a fee the newcomer does not beat");
+                } else {
+                    assert!(pool.gapped_len() < gapped_before, "evicted in line while some were behind gaps");
+                }
                 let tail: Vec<Txn> = model
                     .values()
                     .filter(|other| {
@@ -717,6 +795,42 @@ mod tests {
         assert!(runs(5, 7, 2));
         assert!(!pool.runs_up_to(&[2; 32], 0, 1, 64), "a sender with nothing pending");
         assert!(pool.runs_up_to(&[2; 32], 0, 0, 64));
+    }
+
+    /// Transactions behind a nonce gap can never be packed, and stay until their sender's
+    /// nonce moves. They are admitted only into spare room, an eighth of the pool at most, and
+    /// a transaction in line evicts them first, whatever their fees. Before, a funded key that
+    /// kept its next nonce back filled the pool with later ones at a fee just above the honest
+    /// ones, evicting transfers that could execute, at no cost (found in review).
+    #[test]
+    fn transactions_behind_a_nonce_gap_take_only_spare_room() {
+        let mut pool = Mempool::new(16, usize::MAX);
+        assert_eq!(pool.gapped_max(), 2);
+        let (honest, honest_id) = txn(1, 0, 1);
+        assert_eq!(pool.insert(honest, honest_id, rich(0)), Ok(0));
+        // Sender 2 keeps nonce 0 back and sends 1..=20 at a fee of 2.
+        let gapped: Vec<_> = (1..=20)
+            .filter(|nonce| {
+                let (t, id) = txn(2, *nonce, 2);
+                pool.insert(t, id, rich(0)).is_ok()
+            })
+            .collect();
+        assert_eq!(gapped, [1, 2], "two behind the gap, an eighth of the pool");
+        assert!(pool.contains(&honest_id), "the transfer that can execute stays");
+        // Senders in line at a fee of 1 fill the pool, then evict what is behind the gap.
+        let in_line = (10..40)
+            .filter(|sender| {
+                let (t, id) = txn(*sender, 0, 1);
+                pool.insert(t, id, rich(0)).is_ok()
+            })
+            .count();
+        assert_eq!(in_line, 15);
+        assert_eq!((pool.len(), pool.gapped_len()), (16, 0));
+        assert!(pool.contains(&honest_id));
+        // However high its fee, a transaction behind a gap gets no room in a full pool.
+        let (t, id) = txn(3, 5, u64::MAX / 4);
+        assert_eq!(pool.insert(t, id, rich(0)), Err(RejectReason::MempoolFull));
+        pool.check_consistency();
     }
 
     /// Among equal fees the newest is evicted first, whatever the ids (the sequence number
