@@ -181,6 +181,30 @@ fn genesis_refuses_a_validator_count_that_is_not_3f_plus_1() {
     }
 }
 
+/// Balances that would sum past 2^64 - 1 are refused before anything is written (a node would
+/// refuse that genesis: fees could fill the u64 burned counter); by default the balance is
+/// lowered to fit, so ten million accounts work.
+#[test]
+fn genesis_refuses_balances_past_a_u64_supply() {
+    let dir = scratch("genesis-supply");
+    let out_dir = dir.join("over");
+    let out = tessera(&[
+        "genesis",
+        "--validators",
+        "1",
+        "--accounts",
+        "4",
+        "--balance",
+        "18446744073709551615",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("more than 2^64 - 1"), "{err}");
+    assert!(!out_dir.exists(), "a refused genesis wrote {}", out_dir.display());
+}
+
 /// A negative, zero or non-finite `--rate` is a range error naming the flag, not an unknown
 /// argument; nothing is created.
 #[test]

@@ -317,7 +317,7 @@ pub fn run(args: &DevnetArgs) -> Result<(), Box<dyn std::error::Error>> {
         accounts: total_accounts,
         signing_accounts: signing,
         load_seed: 1,
-        balance: 1 << 50,
+        balance: None,
         base_port,
         hosts: Vec::new(),
         hosts_file: None,

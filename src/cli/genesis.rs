@@ -37,9 +37,10 @@ pub struct GenesisArgs {
     /// Seed of the funded load accounts' keys.
     #[arg(long, default_value_t = 1)]
     pub load_seed: u64,
-    /// Balance of each funded account.
-    #[arg(long, default_value_t = 1 << 50)]
-    pub balance: u64,
+    /// Balance of each funded account [default: 2^50, or less when that many accounts of it
+    /// would sum past 2^64 - 1, which genesis refuses].
+    #[arg(long)]
+    pub balance: Option<u64>,
     /// First port; validator i uses base + 4i (peer), +1 (ingress), +2 (RPC), +3 (metrics);
     /// full nodes take the next ports after the validators', four each.
     #[arg(long, default_value_t = 27000)]
@@ -194,7 +195,6 @@ pub fn write(args: &GenesisArgs) -> Result<Vec<PathBuf>, Box<dyn std::error::Err
         return Err("--base-port too high for this many nodes".into());
     }
     let layout = layout(args, &hosts(args)?)?;
-    std::fs::create_dir_all(&args.out)?;
     let keys: Vec<SigningKey> = (0..args.validators)
         .map(|_| {
             let mut seed = [0u8; 32];
@@ -203,20 +203,28 @@ pub fn write(args: &GenesisArgs) -> Result<Vec<PathBuf>, Box<dyn std::error::Err
         .collect::<Result<_, _>>()
         .map_err(|error| format!("operating system randomness unavailable: {error}"))?;
     let load_accounts = args.accounts.min(args.signing_accounts);
+    let balance =
+        args.balance.unwrap_or(tessera_systems::workload::balance_within_supply(1 << 50, args.accounts));
     let genesis = Genesis {
         chain_id: args.chain_id,
         load_seed: Some(args.load_seed),
         load_accounts,
-        load_balance: args.balance,
+        load_balance: balance,
         filler_accounts: args.accounts - load_accounts,
-        filler_balance: args.balance,
+        filler_balance: balance,
         validators: keys
             .iter()
             .map(|k| GenesisValidator { public_key: hex::encode(k.verifying_key().to_bytes()) })
             .collect(),
         accounts: Vec::new(),
     };
-    create(&args.out.join("genesis.toml"), &toml::to_string_pretty(&genesis)?, false)?;
+    // Checked as a node will load it (a supply past u64, say, from --balance), before anything
+    // is written.
+    let text = toml::to_string_pretty(&genesis)?;
+    let path = args.out.join("genesis.toml");
+    Genesis::from_toml(&text, &path).map_err(|error| crate::InputError(error.to_string()))?;
+    std::fs::create_dir_all(&args.out)?;
+    create(&path, &text, false)?;
     let peers: Vec<SocketAddr> = layout.validators.iter().map(|ports| ports[0]).collect();
     let mut configs = Vec::new();
     for (index, key) in keys.iter().enumerate() {
@@ -268,7 +276,7 @@ mod tests {
             accounts: 1,
             signing_accounts: 1,
             load_seed: 1,
-            balance: 1,
+            balance: Some(1),
             base_port: 26000,
             full_nodes: full_hosts.len() as u32,
             hosts: hosts.iter().map(|host| (*host).to_owned()).collect(),

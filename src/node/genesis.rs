@@ -178,6 +178,18 @@ impl Genesis {
         if self.filler_accounts > FILLER_ACCOUNTS_MAX {
             return Err(("filler_accounts".into(), format!("must be at most {FILLER_ACCOUNTS_MAX}")));
         }
+        // Balances and burned fees are u64, so the supply must fit one (GenesisError::
+        // SupplyTooLarge in the ledger): else fees could fill the burned counter, after which
+        // every transfer fails.
+        let supply = self.accounts.iter().map(|account| u128::from(account.balance)).sum::<u128>()
+            + u128::from(self.load_accounts) * u128::from(self.load_balance)
+            + u128::from(self.filler_accounts) * u128::from(self.filler_balance);
+        if supply > u128::from(u64::MAX) {
+            return Err((
+                "accounts".into(),
+                format!("balances (listed, load and filler) sum to {supply}, more than 2^64 - 1"),
+            ));
+        }
         // Derived addresses are distinct from each other (a collision would take breaking
         // BLAKE3 or finding two Ed25519 keys with one public key); one equal to a listed account
         // is refused when the ledger is built, as a duplicate account.
@@ -251,6 +263,25 @@ mod tests {
         identity[0] = 1;
         let weak = Genesis::from_toml(&genesis_of(&[key(1), hex::encode(identity)]), path).unwrap_err();
         assert!(weak.to_string().contains("small-order"), "{weak}");
+    }
+
+    /// Balances summing past u64::MAX are refused with the key named: accepted, fees could
+    /// fill the u64 burned counter and then every transfer would fail (found in review).
+    #[test]
+    fn a_supply_past_u64_is_refused() {
+        let path = Path::new("genesis.toml");
+        let with = |balance: u64, fillers: u64| {
+            format!(
+                "chain_id = 1\nload_seed = 5\nfiller_accounts = {fillers}\nfiller_balance = {}\n\
+                 [[validators]]\npublic_key = \"{}\"\n[[accounts]]\naddress = \"{}\"\nbalance = {balance}\n",
+                u64::MAX / 4,
+                key(1),
+                "11".repeat(32)
+            )
+        };
+        Genesis::from_toml(&with(u64::MAX / 4, 3), path).expect("four quarters fit");
+        let over = Genesis::from_toml(&with(u64::MAX / 4 + 4, 3), path).unwrap_err().to_string();
+        assert!(over.contains("accounts") && over.contains("more than 2^64 - 1"), "{over}");
     }
 
     #[test]

@@ -369,7 +369,9 @@ impl Sim {
         } else {
             client_keys.iter().map(|key| key.verifying_key().to_bytes()).collect()
         };
-        let genesis: Vec<([u8; 32], u64)> = clients.iter().map(|address| (*address, 1 << 50)).collect();
+        // 2^50 each, or less where that many accounts would not fit the supply's u64.
+        let balance = tessera_systems::workload::balance_within_supply(1 << 50, clients.len() as u64);
+        let genesis: Vec<([u8; 32], u64)> = clients.iter().map(|address| (*address, balance)).collect();
         let consensus_config = ConsensusConfig {
             view_timeout_ns: scenario.validators.view_timeout_ms * MS,
             view_timeout_max_ns: scenario.validators.view_timeout_ms * MS * 16,

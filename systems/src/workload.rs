@@ -72,6 +72,13 @@ pub fn filler_address(seed: u64, index: u64) -> [u8; 32] {
     *hasher.finalize().as_bytes()
 }
 
+/// `preferred`, or less when `accounts` accounts of it would sum past u64::MAX: the most each
+/// of them may hold, since a genesis whose balances do not fit a u64 is refused
+/// (`GenesisError::SupplyTooLarge`).
+pub fn balance_within_supply(preferred: u64, accounts: u64) -> u64 {
+    preferred.min(u64::MAX / accounts.max(1))
+}
+
 /// Signs `body` with `key` (whose public key must be `body.sender`).
 pub fn sign(key: &SigningKey, body: TxnBody) -> Txn {
     debug_assert_eq!(key.verifying_key().to_bytes(), body.sender);

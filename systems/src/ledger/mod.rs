@@ -99,6 +99,14 @@ pub enum GenesisError {
     /// More accounts than a u32 slot can address.
     #[error("genesis has more than 2^32 accounts")]
     TooManyAccounts,
+    /// Balances that sum past u64::MAX. Balances and burned fees are u64, so with such a supply
+    /// fees could fill `burned` (after which every fee overflows it and every transfer fails,
+    /// for free) and one account could not hold what others send it.
+    #[error("genesis balances sum to {supply}, more than a u64 holds")]
+    SupplyTooLarge {
+        /// `Σ balance`.
+        supply: u128,
+    },
     /// Stored state whose columns differ in length.
     #[error("state has {keys} addresses but {accounts} accounts")]
     ColumnMismatch {
@@ -181,7 +189,10 @@ impl Ledger {
         }
         let keys: Vec<[u8; 32]> = balances.iter().map(|(key, _)| *key).collect();
         let accounts = balances.iter().map(|(_, balance)| Account { balance: *balance, nonce: 0 }).collect();
-        let supply = balances.iter().map(|(_, balance)| u128::from(*balance)).sum();
+        let supply: u128 = balances.iter().map(|(_, balance)| u128::from(*balance)).sum();
+        if supply > u128::from(u64::MAX) {
+            return Err(GenesisError::SupplyTooLarge { supply });
+        }
         let (index, next) = indexes(&keys).map_err(GenesisError::DuplicateAccount)?;
         let mut ledger = Ledger::with_columns(keys, accounts, (index, next), 0, supply);
         ledger.rebuild_tree();
@@ -248,6 +259,9 @@ impl Ledger {
         }
         if u32::try_from(keys.len()).is_err() {
             return Err(GenesisError::TooManyAccounts);
+        }
+        if supply > u128::from(u64::MAX) {
+            return Err(GenesisError::SupplyTooLarge { supply });
         }
         let (index, next) = match base.filter(|base| base.count() == keys.len()) {
             Some(base) => {
@@ -803,6 +817,31 @@ mod tests {
         }
     }
 
+    /// Balances summing past u64::MAX are refused at genesis and in stored state. Accepted,
+    /// two accounts of u64::MAX could burn fees until `burned` was full, after which every
+    /// fee overflowed it and every transfer failed, for free: a chain no one could use
+    /// (found in review). A supply of exactly u64::MAX is fine.
+    #[test]
+    fn a_supply_past_u64_is_refused() {
+        let whales = [([1; 32], u64::MAX), ([2; 32], 1)];
+        let supply = u128::from(u64::MAX) + 1;
+        assert_eq!(Ledger::from_genesis(&whales).unwrap_err(), GenesisError::SupplyTooLarge { supply });
+        let parts = LedgerParts {
+            keys: vec![[1; 32], [2; 32]],
+            accounts: vec![Account { balance: u64::MAX, nonce: 0 }, Account { balance: 1, nonce: 0 }],
+            burned: 0,
+            supply,
+        };
+        assert_eq!(Ledger::from_parts(parts).unwrap_err(), GenesisError::SupplyTooLarge { supply });
+        let mut ledger = Ledger::from_genesis(&[([1; 32], u64::MAX - 5), ([2; 32], 5)]).unwrap();
+        assert_eq!(ledger.supply(), u128::from(u64::MAX));
+        // At the limit every fee still burns: burned can never pass the supply.
+        assert_eq!(ledger.apply(&transfer(1, 3, 1, u64::MAX - 6, 0)), Ok(()));
+        assert_eq!(ledger.apply(&transfer(2, 3, 1, 4, 0)), Ok(()));
+        assert_eq!(ledger.burned(), u64::MAX - 2);
+        assert_eq!(ledger.balance_sum(), ledger.supply(), "balances and burned fees");
+    }
+
     /// A block large enough to be looked up ahead on every core runs as the fee rule says,
     /// transfer by transfer: checked against a model of the rule over a map, with senders that
     /// send many times in the block, accounts created and then sending in the same block,
@@ -1013,7 +1052,7 @@ mod tests {
 
     #[test]
     fn transfers_that_cannot_pay_their_fee_change_nothing() {
-        let mut ledger = Ledger::from_genesis(&[([1; 32], 100), ([2; 32], u64::MAX - 5)]).unwrap();
+        let mut ledger = Ledger::from_genesis(&[([1; 32], 100), ([2; 32], u64::MAX - 105)]).unwrap();
         let root = ledger.state_root();
         assert_eq!(ledger.apply(&transfer(1, 3, 1, 101, 0)), Err(RejectReason::InsufficientFunds));
         assert_eq!(ledger.apply(&transfer(1, 3, 10, 1, 1)), Err(RejectReason::BadNonce));
@@ -1033,16 +1072,18 @@ mod tests {
 
     #[test]
     fn a_failing_transfer_that_can_pay_its_fee_pays_it_and_consumes_its_nonce() {
-        let mut ledger = Ledger::from_genesis(&[([1; 32], 100), ([2; 32], u64::MAX - 5)]).unwrap();
+        let mut ledger = Ledger::from_genesis(&[([1; 32], 100), ([2; 32], u64::MAX - 105)]).unwrap();
         // Amount plus fee above the balance: the fee is paid, the amount stays.
         assert_eq!(ledger.apply(&transfer(1, 3, 99, 2, 0)), Err(RejectReason::InsufficientFunds));
         assert_eq!((ledger.balance_of(&[1; 32]), ledger.nonce_of(&[1; 32]), ledger.burned()), (98, 1, 2));
         assert_eq!(ledger.account(&[3; 32]), None, "a failed transfer creates no account");
         // The same bytes cannot be charged again: the nonce is spent.
         assert_eq!(ledger.apply(&transfer(1, 3, 99, 2, 0)), Err(RejectReason::BadNonce));
-        // The recipient's balance would overflow: the fee is paid, the amount stays.
-        assert_eq!(ledger.apply(&transfer(1, 2, 10, 1, 1)), Err(RejectReason::Overflow));
-        assert_eq!((ledger.balance_of(&[1; 32]), ledger.balance_of(&[2; 32])), (97, u64::MAX - 5));
+        // To a funded account, more than the balance: the fee is paid, the amount stays. (No
+        // recipient's balance can overflow: balances sum to at most u64::MAX,
+        // `a_supply_past_u64_is_refused`.)
+        assert_eq!(ledger.apply(&transfer(1, 2, 1000, 1, 1)), Err(RejectReason::InsufficientFunds));
+        assert_eq!((ledger.balance_of(&[1; 32]), ledger.balance_of(&[2; 32])), (97, u64::MAX - 105));
         // An amount of 2^64 - 1: the fee is paid.
         assert_eq!(ledger.apply(&transfer(1, 3, u64::MAX, 1, 2)), Err(RejectReason::InsufficientFunds));
         assert_eq!((ledger.balance_of(&[1; 32]), ledger.nonce_of(&[1; 32]), ledger.burned()), (96, 3, 4));

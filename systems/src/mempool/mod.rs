@@ -460,7 +460,7 @@ pub fn fuzz_ops(data: &[u8]) {
     assert_eq!(pool.capacity(), count_max.min(bytes_slots));
     let senders: Vec<[u8; 32]> = (1..=SENDERS).map(|i| [i; 32]).collect();
     let mut ledger =
-        Ledger::from_genesis(&senders.iter().map(|key| (*key, u64::MAX / 4)).collect::<Vec<_>>())
+        Ledger::from_genesis(&senders.iter().map(|key| (*key, u64::MAX / 8)).collect::<Vec<_>>())
             .expect("distinct");
     let mut model: BTreeMap<TxnId, Txn> = BTreeMap::new();
     let mut history: Vec<Txn> = Vec::new();

@@ -159,6 +159,9 @@ pub fn fuzz_txn_body(data: &[u8]) {
     assert_eq!(scalar, simd, "the SIMD prefilter disagrees with the scalar reference");
     for ((body, account_nonce, sender_balance, recipient_balance), code) in bodies.into_iter().zip(scalar) {
         assert!(usize::from(code) <= REASONS.len());
+        // Balances sum to at most u64::MAX, as a ledger requires (GenesisError::SupplyTooLarge),
+        // so no recipient's balance can overflow.
+        let recipient_balance = recipient_balance.min(u64::MAX - sender_balance);
         // The reason check_body reports is the kernel's code, against a ledger with that nonce.
         let mut keys = vec![body.sender];
         let mut accounts = vec![Account { balance: sender_balance, nonce: account_nonce }];
