@@ -360,6 +360,10 @@ pub struct Core {
     votes: BTreeMap<(VoteKind, u64, Hash), BTreeMap<u32, Signature>>,
     first_vote: BTreeMap<(VoteKind, u64, u32), Hash>,
     first_proposal: BTreeMap<u64, Hash>,
+    /// Blocks refused at this height (a validation's verdict depends only on the block and
+    /// this height's state), so a copy of a refused proposal is not validated again; at most
+    /// one per tracked view ([`Core::first_proposal`]), cleared with the height.
+    refused_blocks: BTreeSet<Hash>,
     new_views: BTreeMap<u64, BTreeMap<u32, Option<QuorumCertificate>>>,
     /// Proposals and votes for the next height, replayed once this height is finalized.
     next_height: Vec<(u32, ConsensusMessage)>,
@@ -438,6 +442,7 @@ impl Core {
             votes: BTreeMap::new(),
             first_vote: BTreeMap::new(),
             first_proposal: BTreeMap::new(),
+            refused_blocks: BTreeSet::new(),
             new_views: BTreeMap::new(),
             future: BTreeMap::new(),
             next_height: Vec::new(),
@@ -1143,16 +1148,33 @@ impl Core {
             return;
         }
         if !self.blocks.contains_key(&hash) {
+            // Refused already: a copy costs no second validation.
+            if self.refused_blocks.contains(&hash) {
+                return;
+            }
             let verdict = if from == self.me { Ok(()) } else { host.validate_block(&proposal.block) };
             if let Err(fault) = verdict {
                 self.counters.count_fault(fault);
+                if self.first_proposal.get(&proposal.view) == Some(&hash) {
+                    self.refused_blocks.insert(hash);
+                }
                 return;
             }
-            self.hold_block(hash, &proposal.block);
+            let held = self.hold_block(hash, &proposal.block);
+            if !held && proposal.view > self.view {
+                // No room for its block: a later view's proposal is not kept either (its
+                // leader re-sends it once the view comes).
+                return;
+            }
         }
         if proposal.view > self.view {
+            // Kept once: a copy of a queued proposal (the same header and justification) adds
+            // nothing but another block's bytes.
             let pending = self.future.entry(proposal.view).or_default();
-            if pending.len() < 4 {
+            let queued = pending.iter().any(|(_, queued)| {
+                queued.block.header == proposal.block.header && queued.justify == proposal.justify
+            });
+            if pending.len() < 4 && !queued {
                 pending.push((from, proposal));
             }
             return;
@@ -1352,6 +1374,9 @@ impl Core {
         self.votes.clear();
         self.first_vote.clear();
         self.first_proposal.clear();
+        self.refused_blocks.clear();
+        // Proposals queued for later views were for the height just finalized.
+        self.future.clear();
         self.new_views.clear();
         self.failed_views = 0;
         self.propose_not_before_ns = self.now_ns.saturating_add(self.config.block_interval_ns);

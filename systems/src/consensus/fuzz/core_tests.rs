@@ -470,6 +470,26 @@ fn each_refused_block_is_counted_under_its_fault() {
     assert_eq!(counted(&counters(with_txns(4, 1, 1))), [0; 4], "a good block counted as refused");
 }
 
+/// A copy of a queued proposal is not queued again, and a copy of a refused one is not
+/// validated again. A leader sending one proposal over and over had its block's bytes held up
+/// to four times for each later view, and a refused block validated (every signature, and an
+/// execution) on every copy (found in review).
+#[test]
+fn copies_of_a_proposal_cost_nothing_past_the_first() {
+    use super::BAD_STATE_ROOT;
+    let mut run = Run::new(false);
+    for _ in 0..10 {
+        deliver(&mut run, 1, proposal(5, 1, 40));
+    }
+    assert_eq!(held(&run, "future"), 1, "one queued proposal for view 5");
+    let mut wrong_root = proposal(1, 1, 41);
+    wrong_root.block.header.state_root.0[0] = BAD_STATE_ROOT;
+    for _ in 0..10 {
+        deliver(&mut run, 1, wrong_root.clone());
+    }
+    assert_eq!(run.core.counters().rejected_state_root, 1, "validated once");
+}
+
 fn held(run: &Run, name: &str) -> usize {
     run.core
         .held_entries()
