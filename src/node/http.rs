@@ -709,10 +709,12 @@ where
     // Set when the handler answers 101: hyper then ends the HTTP exchange after writing the
     // answer, and the connection goes to the task.
     let upgrade: Arc<Mutex<Option<UpgradeTask>>> = Arc::default();
+    let peer = PeerIp(slot.ip);
     let service = {
         let port = port.clone();
         let upgrade = upgrade.clone();
-        hyper::service::service_fn(move |request| {
+        hyper::service::service_fn(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(peer);
             let answer = handler(port.clone(), request);
             let series = port.series.clone();
             let upgrade = upgrade.clone();
@@ -748,6 +750,11 @@ where
     }
     drop(slot);
 }
+
+/// The address a request came from, in its extensions: what a handler may charge for it (a
+/// forged signature sent over RPC, say).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerIp(pub IpAddr);
 
 /// Counts and logs a connection that ended in an error.
 fn failed(port: &Port, slot: &Slot, error: &hyper::Error) {

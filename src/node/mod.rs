@@ -523,8 +523,11 @@ impl Node {
             READS_PASS_BUDGET,
             || self.rpc.try_recv().ok(),
             |request| {
+                let banned = |ip| self.net.is_address_banned(ip);
                 let answer = answer_query(
                     request.query,
+                    request.from,
+                    &banned,
                     &mut self.pipeline,
                     &self.store,
                     &fates,
@@ -740,6 +743,34 @@ impl Follow {
     }
 }
 
+/// Hands a transaction sent over JSON-RPC (HTTP or WebSocket) from `from` to the pipeline,
+/// charged to that address as an ingress client's is: a bad signature found on it is a penalty
+/// point for the address (`Pipeline::take_forged`), and what a banned address sends is refused
+/// unverified. Loopback is the operator's own and never charged. Before, a submission carried
+/// no source, so forged signatures sent over RPC cost their sender nothing (found in review).
+///
+/// # Errors
+/// The address is banned, or the pipeline's inbox is full.
+fn submit_from_rpc(
+    pipeline: &mut Pipeline,
+    txn: Txn,
+    from: Option<std::net::IpAddr>,
+    banned: &dyn Fn(std::net::IpAddr) -> bool,
+) -> Result<(), (i64, String)> {
+    let charged = from.map(|ip| ip.to_canonical()).filter(|ip| !ip.is_loopback());
+    if charged.is_some_and(banned) {
+        return Err((code::SERVER_BUSY, "this address is banned for bad signatures; retry later".into()));
+    }
+    let taken = match charged {
+        Some(ip) => pipeline.submit_from(txn, net::address_source(ip)),
+        None => pipeline.submit(txn),
+    };
+    if !taken {
+        return Err((code::SERVER_BUSY, "inbox full, retry later".into()));
+    }
+    Ok(())
+}
+
 /// A `SyncResponse` frame with the finalized blocks from `from_height`, read from storage,
 /// bounded like the consensus core's own responses.
 fn sync_response(store: &Store, from_height: u64, config: &ConsensusConfig) -> Vec<u8> {
@@ -847,6 +878,8 @@ fn transaction_status(fate: Option<&Fate>, pending: bool) -> Value {
 #[allow(clippy::too_many_arguments)]
 fn answer_query(
     query: Query,
+    from: Option<std::net::IpAddr>,
+    banned: &dyn Fn(std::net::IpAddr) -> bool,
     pipeline: &mut Pipeline,
     store: &Store,
     fates: &Fates,
@@ -916,9 +949,7 @@ fn answer_query(
         }
         Query::Submit(txn) => {
             let id = txn.id();
-            if !pipeline.submit(*txn) {
-                return Err((code::SERVER_BUSY, "inbox full, retry later".into()));
-            }
+            submit_from_rpc(pipeline, *txn, from, banned)?;
             forward.push(*txn);
             submitted.record(id, now_ns, |_| false);
             Ok(json!(id.0.to_hex()))
@@ -958,6 +989,45 @@ mod tests {
 
     fn id(byte: u8) -> TxnId {
         TxnId(Hash([byte; 32]))
+    }
+
+    /// A transaction sent over JSON-RPC is charged to the client's address like one sent to
+    /// the ingress port: its bad signature is a penalty point for the address, and a banned
+    /// address is refused. Loopback is never charged. Before, RPC submissions carried no
+    /// source, and forgeries sent that way cost nothing (found in review).
+    #[test]
+    fn a_bad_signature_sent_over_rpc_is_charged_to_the_clients_address() {
+        use tessera_components::Source;
+        use tessera_systems::workload::{TransferSpec, transfers};
+        use tessera_systems::{Ledger, Pipeline, PipelineConfig};
+        let base = transfers(TransferSpec {
+            seed: 9,
+            chain_id: 1,
+            senders: 3,
+            per_sender: 1,
+            balance: 1000,
+            fee_min: 1,
+        });
+        let config = PipelineConfig { block_interval_ns: u64::MAX, ..PipelineConfig::default() };
+        let mut pipeline = Pipeline::new(config, Ledger::from_genesis(&base.genesis).unwrap()).unwrap();
+        let forge = |txn: &tessera_components::Txn| {
+            let mut forged = *txn;
+            forged.signature.0[7] ^= 1;
+            forged
+        };
+        let client: std::net::IpAddr = "203.0.113.9".parse().unwrap();
+        let never = |_| false;
+        super::submit_from_rpc(&mut pipeline, forge(&base.txns[0]), Some(client), &never).unwrap();
+        let local = Some(std::net::IpAddr::from([127, 0, 0, 1]));
+        super::submit_from_rpc(&mut pipeline, forge(&base.txns[1]), local, &never).unwrap();
+        super::submit_from_rpc(&mut pipeline, base.txns[2], Some(client), &never).unwrap();
+        pipeline.tick(1);
+        pipeline.tick(2);
+        let mapped = std::net::Ipv4Addr::new(203, 0, 113, 9).to_ipv6_mapped().octets();
+        assert_eq!(pipeline.take_forged(), vec![(Source::Address(mapped), 1)]);
+        let banned = |ip| ip == client;
+        let refused = super::submit_from_rpc(&mut pipeline, base.txns[2], Some(client), &banned).unwrap_err();
+        assert!(refused.1.contains("banned"), "{refused:?}");
     }
 
     /// A pass over a queue of slow reads stops once its budget is spent, and leaves the rest

@@ -52,6 +52,8 @@ pub fn openrpc() -> &'static Value {
 pub struct Request {
     /// The question.
     pub query: Query,
+    /// The client's address, when known: a submission's bad signature is charged to it.
+    pub from: Option<std::net::IpAddr>,
     /// Where the answer goes: a result, or (code, message).
     pub reply: flume::Sender<Result<Value, (i64, String)>>,
 }
@@ -240,6 +242,7 @@ pub(super) async fn answer_calls(
     calls: Vec<ParsedCall>,
     node: &flume::Sender<Request>,
     reads: &ReadView,
+    from: Option<std::net::IpAddr>,
 ) -> Vec<Value> {
     let deadline = tokio::time::Instant::now() + NODE_ANSWER_TIMEOUT;
     // Per call with an id: `Err` holds its response already made, `Ok` the reply awaited.
@@ -262,7 +265,8 @@ pub(super) async fn answer_calls(
             if let Query::Submit(_) = query {
                 // Its answer is dropped unread: the node loop ignores a closed reply.
                 let (reply, _) = flume::bounded(1);
-                let _ = tokio::time::timeout_at(deadline, node.send_async(Request { query, reply })).await;
+                let _ =
+                    tokio::time::timeout_at(deadline, node.send_async(Request { query, from, reply })).await;
             }
             continue;
         };
@@ -271,7 +275,7 @@ pub(super) async fn answer_calls(
             continue;
         }
         let (reply, answer) = flume::bounded(1);
-        let sent = tokio::time::timeout_at(deadline, node.send_async(Request { query, reply })).await;
+        let sent = tokio::time::timeout_at(deadline, node.send_async(Request { query, from, reply })).await;
         pending.push(match sent {
             Ok(Ok(())) => Ok((id, answer)),
             Ok(Err(_)) => Err(error(id, code::SERVER_BUSY, "node is shutting down")),
@@ -325,11 +329,21 @@ pub fn parse_body(body: &[u8]) -> Result<ParsedBody, Value> {
 /// The JSON-RPC response body for a raw request body, or `None` when there is nothing to
 /// answer (notifications only).
 pub async fn handle_body(body: &[u8], node: &flume::Sender<Request>, reads: &ReadView) -> Option<Value> {
+    handle_body_from(body, node, reads, None).await
+}
+
+/// [`handle_body`] for a client at `from`.
+pub async fn handle_body_from(
+    body: &[u8],
+    node: &flume::Sender<Request>,
+    reads: &ReadView,
+    from: Option<std::net::IpAddr>,
+) -> Option<Value> {
     match parse_body(body) {
         Err(response) => Some(response),
-        Ok(ParsedBody::Single(call)) => answer_calls(vec![call], node, reads).await.pop(),
+        Ok(ParsedBody::Single(call)) => answer_calls(vec![call], node, reads, from).await.pop(),
         Ok(ParsedBody::Batch(calls)) => {
-            let responses = answer_calls(calls, node, reads).await;
+            let responses = answer_calls(calls, node, reads, from).await;
             (!responses.is_empty()).then_some(Value::Array(responses))
         }
     }
@@ -433,8 +447,9 @@ async fn handle(
     if request.uri().path() != "/" {
         return port.not_found(&request, "not found; JSON-RPC is served at /\n");
     }
+    let from = request.extensions().get::<super::http::PeerIp>().map(|peer| peer.0);
     if request.method() == Method::GET && wants_websocket(&request) {
-        return websocket(&port, &request, body_limit, node, reads);
+        return websocket(&port, &request, body_limit, node, reads, from);
     }
     if request.method() != Method::POST {
         return port.method_not_allowed(&request, "POST");
@@ -450,7 +465,7 @@ async fn handle(
         Ok(body) => body,
         Err(refused) => return refused,
     };
-    match handle_body(&body, &node, &reads).await {
+    match handle_body_from(&body, &node, &reads, from).await {
         Some(answer) => {
             let mut response = Response::new(super::http::Body::from(answer.to_string()));
             response
@@ -485,6 +500,7 @@ fn websocket(
     message_limit: usize,
     node: flume::Sender<Request>,
     reads: Arc<ReadView>,
+    from: Option<std::net::IpAddr>,
 ) -> hyper::Response<super::http::Body> {
     use hyper::header::{self, HeaderValue};
     use hyper::{StatusCode, Version};
@@ -524,7 +540,7 @@ fn websocket(
             (header::SEC_WEBSOCKET_ACCEPT, accept),
         ],
         Box::new(move |upgraded| {
-            Box::pin(super::subscribe::session(upgraded, reads, node, series, message_limit, idle))
+            Box::pin(super::subscribe::session(upgraded, reads, node, series, message_limit, idle, from))
         }),
     )
 }

@@ -160,6 +160,8 @@ struct Subscription {
 
 /// One WebSocket connection's subscriptions.
 struct Session {
+    /// The client's address, for what its calls submit.
+    from: Option<std::net::IpAddr>,
     subscriptions: Vec<Subscription>,
     /// Subscriptions made on this connection, for their ids.
     made: u64,
@@ -323,7 +325,7 @@ impl Session {
                 }
             }
         }
-        let mut answered = super::rpc::answer_calls(plain, node, reads).await.into_iter();
+        let mut answered = super::rpc::answer_calls(plain, node, reads, self.from).await.into_iter();
         let mut responses = Vec::new();
         let mut pushed = Vec::new();
         for slot in order {
@@ -363,6 +365,7 @@ pub async fn session(
     series: Arc<HttpSeries>,
     message_limit: usize,
     idle: Duration,
+    from: Option<std::net::IpAddr>,
 ) {
     /// Counts the session open for as long as it lives, however it ends.
     struct Open(Arc<HttpSeries>);
@@ -383,7 +386,7 @@ pub async fn session(
         Some(config),
     )
     .await;
-    let mut session = Session { subscriptions: Vec::new(), made: 0 };
+    let mut session = Session { from, subscriptions: Vec::new(), made: 0 };
     let mut heard = tokio::time::Instant::now();
     let mut pinged = false;
     loop {
