@@ -212,9 +212,13 @@ pub fn run(config_path: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let mut node = Node::start(config_path)?;
     while !node.stop.load(Ordering::Relaxed) {
         let busy = node.drain_network();
-        node.answer_rpc();
+        let reads_left = node.answer_rpc();
         if !busy && node.last_tick.elapsed() < node.tick {
-            node.wait_for_message();
+            // Reads left over from their budget go on until the tick is due; otherwise the
+            // loop sleeps until a message or the tick, and they would wait for one.
+            if !reads_left {
+                node.wait_for_message();
+            }
             continue;
         }
         node.tick_and_persist()?;
@@ -514,8 +518,9 @@ impl Node {
     }
 
     /// Answers the queued JSON-RPC queries (what the published view could not), and forwards
-    /// the transactions they submitted.
-    fn answer_rpc(&mut self) {
+    /// the transactions they submitted. Returns whether queries or full nodes' sync requests
+    /// are still queued, past this pass's budget for each.
+    fn answer_rpc(&mut self) -> bool {
         let now_ns = wall_ns();
         let mut from_rpc = Vec::new();
         let fates = self.reads.fates();
@@ -545,6 +550,7 @@ impl Node {
         for txn in from_rpc {
             self.forwarding.push(txn, txn.id());
         }
+        !self.rpc.is_empty() || !self.net.sync_requests.is_empty()
     }
 
     /// Nothing arrived: waits for the next message or the next tick, whichever is first.

@@ -360,9 +360,10 @@ pub struct Core {
     votes: BTreeMap<(VoteKind, u64, Hash), BTreeMap<u32, Signature>>,
     first_vote: BTreeMap<(VoteKind, u64, u32), Hash>,
     first_proposal: BTreeMap<u64, Hash>,
-    /// Blocks refused at this height (a validation's verdict depends only on the block and
-    /// this height's state), so a copy of a refused proposal is not validated again; at most
-    /// one per tracked view ([`Core::first_proposal`]), cleared with the height.
+    /// Blocks refused at this height for what the header names (a transaction or the state
+    /// root, found once the body matched the header's root: that verdict depends only on the
+    /// header and this height's state), so a copy is not validated again; at most one per
+    /// tracked view ([`Core::first_proposal`]), cleared with the height.
     refused_blocks: BTreeSet<Hash>,
     new_views: BTreeMap<u64, BTreeMap<u32, Option<QuorumCertificate>>>,
     /// Proposals and votes for the next height, replayed once this height is finalized.
@@ -1155,7 +1156,13 @@ impl Core {
             let verdict = if from == self.me { Ok(()) } else { host.validate_block(&proposal.block) };
             if let Err(fault) = verdict {
                 self.counters.count_fault(fault);
-                if self.first_proposal.get(&proposal.view) == Some(&hash) {
+                // Only a verdict on a body the header names (its transaction root matched):
+                // the header's hash then stands for the body. A body-only fault (too long, a
+                // count or root that does not match) says nothing of the right body under the
+                // same header, which a Byzantine leader may have sent to the others.
+                let of_the_header =
+                    matches!(fault, BlockFault::InvalidTransaction | BlockFault::WrongStateRoot);
+                if of_the_header && self.first_proposal.get(&proposal.view) == Some(&hash) {
                     self.refused_blocks.insert(hash);
                 }
                 return;

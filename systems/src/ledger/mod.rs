@@ -102,7 +102,11 @@ pub enum GenesisError {
     /// Balances that sum past u64::MAX. Balances and burned fees are u64, so with such a supply
     /// fees could fill `burned` (after which every fee overflows it and every transfer fails,
     /// for free) and one account could not hold what others send it.
-    #[error("genesis balances sum to {supply}, more than a u64 holds")]
+    #[error(
+        "genesis balances sum to {supply}, more than a u64 holds (fees could fill the burned counter); \
+         a data directory made from such a genesis cannot be used: start from a new genesis \
+         (`tessera genesis` lowers its default balance to fit)"
+    )]
     SupplyTooLarge {
         /// `Σ balance`.
         supply: u128,

@@ -204,10 +204,33 @@ impl Mempool {
         self.by_fee.insert(key);
         if gapped {
             self.gapped.insert(key);
+        } else {
+            self.close_gap(&body.sender, body.nonce);
         }
         *self.debits.entry(body.sender).or_default() += debit(&body);
         assert!(self.entries.len() <= self.capacity, "mempool exceeded its bound");
         Ok(pushed_out)
+    }
+
+    /// `sender`'s transaction at `nonce` is in line: the run of pending nonces right after it
+    /// is too, so those admitted behind what was a gap (arrived before it) are no longer
+    /// marked so: they take no share of the room for gaps, and are not evicted first.
+    fn close_gap(&mut self, sender: &[u8; 32], nonce: u64) {
+        let Some(nonces) = self.by_sender.get(sender) else { return };
+        let mut expected = nonce;
+        for (pending, id) in nonces.range(nonce.saturating_add(1)..) {
+            expected += 1;
+            if *pending != expected {
+                break;
+            }
+            let entry = self.entries.get_mut(id).expect("sender index out of step");
+            if entry.gapped {
+                entry.gapped = false;
+                let key = FeeKey { fee: entry.txn.body.fee, newest_first: Reverse(entry.seq), id: *id };
+                let removed = self.gapped.remove(&key);
+                assert!(removed, "gap index out of step");
+            }
+        }
     }
 
     fn remove(&mut self, id: &TxnId) -> Option<Txn> {
@@ -830,6 +853,34 @@ mod tests {
         // However high its fee, a transaction behind a gap gets no room in a full pool.
         let (t, id) = txn(3, 5, u64::MAX / 4);
         assert_eq!(pool.insert(t, id, rich(0)), Err(RejectReason::MempoolFull));
+        pool.check_consistency();
+    }
+
+    /// Transactions that arrived before their sender's lower nonce are behind a gap only
+    /// until it arrives: then they are in line, take no share of the room for gaps, and are
+    /// not evicted first. Batches reach a node out of nonce order (sorted by bytes, forwarded
+    /// by several validators), so a mark that stayed let any transfer at the fee floor evict
+    /// an honest sender's whole run (found in review of the first version).
+    #[test]
+    fn a_gap_closed_by_a_late_nonce_unmarks_what_waited_behind_it() {
+        let mut pool = Mempool::new(16, usize::MAX);
+        for nonce in [2, 1] {
+            let (t, id) = txn(1, nonce, 5);
+            assert_eq!(pool.insert(t, id, rich(0)), Ok(0));
+        }
+        assert_eq!(pool.gapped_len(), 2);
+        let (t, id) = txn(1, 0, 5);
+        assert_eq!(pool.insert(t, id, rich(0)), Ok(0));
+        assert_eq!(pool.gapped_len(), 0, "the run behind nonce 0 is in line");
+        pool.check_consistency();
+        let in_line = (10..40)
+            .filter(|sender| {
+                let (t, id) = txn(*sender, 0, 1);
+                pool.insert(t, id, rich(0)).is_ok()
+            })
+            .count();
+        assert_eq!(in_line, 13, "the fee floor fills the room left, and evicts nothing");
+        assert!((0..3).all(|nonce| pool.contains(&txn(1, nonce, 5).1)), "sender 1's run stays");
         pool.check_consistency();
     }
 

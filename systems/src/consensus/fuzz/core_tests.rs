@@ -490,6 +490,28 @@ fn copies_of_a_proposal_cost_nothing_past_the_first() {
     assert_eq!(run.core.counters().rejected_state_root, 1, "validated once");
 }
 
+/// A refusal for the body alone (too long, or not the body its header names) is not
+/// remembered against the header: a Byzantine leader can send one validator a wrong body
+/// under the header the others got the right body for, and that validator must still vote when
+/// the right body comes (re-proposed by the next leader, or resent). Remembered, it never
+/// voted for the block the others were locked on: with one validator silent, no quorum ever
+/// formed again at that height (found in review of the first version).
+#[test]
+fn a_wrong_body_does_not_condemn_its_header() {
+    use super::BLOCK_TXN_MAX;
+    let mut run = run_in_view(1);
+    let good = proposal(1, 1, 42);
+    let mut too_long = good.clone();
+    too_long.block.txns = block_of(1, 42, BLOCK_TXN_MAX + 1).txns;
+    let mut wrong_count = good.clone();
+    wrong_count.block.txns = block_of(1, 42, 1).txns;
+    for bad in [too_long, wrong_count] {
+        deliver(&mut run, 1, bad);
+    }
+    assert_eq!(run.core.counters().rejected_over_limit + run.core.counters().rejected_bad_body, 2);
+    assert_eq!(prepare_votes_for(&mut run, 1, good), 1, "the right body under the same header gets a vote");
+}
+
 fn held(run: &Run, name: &str) -> usize {
     run.core
         .held_entries()
