@@ -728,6 +728,9 @@ pub struct PortAddresses {
     validator_standing: Vec<std::sync::Mutex<Standing>>,
     /// Banned addresses, for every executor (a client's connections land on any of them).
     bans: std::sync::Mutex<BanTable>,
+    /// The sync answer bytes every full node's connection draws from besides its own budget
+    /// ([`PortAddresses::sync_total_allows`]); made at the first request, at its rate.
+    sync_total: std::sync::Mutex<Option<SyncBudget>>,
     /// Penalty points of the addresses clients and full nodes connect from, so a source that
     /// fails a spot check, reconnects and fails again is banned, not forgiven at each close.
     address_standing: std::sync::Mutex<HashMap<IpAddr, Standing>>,
@@ -740,7 +743,30 @@ pub struct PortAddresses {
     client_txns_bytes: AtomicU64,
 }
 
+/// How many full nodes are served at their own full rate at once: past that they share it. Each
+/// connection's budget alone let 64 full nodes (the default cap, from 4 addresses) draw 64 times
+/// that rate, every answer read from storage and encoded on the node loop (found in review).
+pub const FOLLOWERS_AT_FULL_RATE: u64 = 8;
+
 impl PortAddresses {
+    /// Whether a sync answer may be served now out of the budget all full nodes share:
+    /// [`FOLLOWERS_AT_FULL_RATE`] times one connection's `rate`, refilled as
+    /// [`SyncBudget`] is. Spend what was served with [`PortAddresses::sync_total_spend`].
+    fn sync_total_allows(&self, rate: u64, now: Instant) -> bool {
+        let mut total = self.sync_total.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        total
+            .get_or_insert_with(|| SyncBudget::new(rate.saturating_mul(FOLLOWERS_AT_FULL_RATE), now))
+            .allows(now)
+    }
+
+    /// Charges `bytes` served to a full node against the shared budget.
+    fn sync_total_spend(&self, bytes: u64) {
+        let mut total = self.sync_total.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(total) = total.as_mut() {
+            total.spend(bytes);
+        }
+    }
+
     /// Empty tables, with link counts and a clean standing for `validators` indexes.
     pub fn for_validators(validators: usize) -> PortAddresses {
         PortAddresses {
@@ -1317,7 +1343,9 @@ async fn serve_follower(
                     || Arc::new(encode(&Frame::Consensus(ConsensusMessage::SyncResponse(Vec::new()))));
                 // Past its byte budget, or with the node loop busy, a full node is answered
                 // "nothing now" (and asks again) rather than served or queued without bound.
-                let frame = if !budget.allows(Instant::now()) {
+                let now = Instant::now();
+                let rate = shared.setup.follower_sync_bytes_per_sec;
+                let frame = if !budget.allows(now) || !shared.addresses.sync_total_allows(rate, now) {
                     shared.counters.sync_requests_throttled.fetch_add(1, Ordering::Relaxed);
                     empty()
                 } else {
@@ -1327,6 +1355,7 @@ async fn serve_follower(
                     }
                 };
                 budget.spend(frame.len() as u64);
+                shared.addresses.sync_total_spend(frame.len() as u64);
                 secure::write_bytes(channel, &frame).await?;
                 shared.counters.sync_requests_served.fetch_add(1, Ordering::Relaxed);
                 shared.counters.frames_out.fetch_add(1, Ordering::Relaxed);
@@ -1988,6 +2017,32 @@ mod tests {
         assert_eq!(order, b"ccccccccbb".to_vec());
         // Written frames give their bytes back.
         assert!(tx.push(frame(b'b'), Lane::Bulk) && tx.push(frame(b'b'), Lane::Bulk));
+    }
+
+    /// Full nodes together draw at most FOLLOWERS_AT_FULL_RATE times one's rate: each
+    /// connection's own budget let 64 of them draw 64 times it, read and encoded on the node
+    /// loop (found in review). Nine connections asking at once: eight are served a second's
+    /// worth each, the ninth is throttled, and a second later the shared budget has refilled.
+    #[test]
+    fn full_nodes_together_draw_at_most_a_shared_sync_budget() {
+        let addresses = super::PortAddresses::for_validators(4);
+        let rate = 1 << 20;
+        let now = std::time::Instant::now();
+        let mut own: Vec<super::SyncBudget> = (0..9).map(|_| super::SyncBudget::new(rate, now)).collect();
+        let served: Vec<bool> = own
+            .iter_mut()
+            .map(|budget| {
+                let serve = budget.allows(now) && addresses.sync_total_allows(rate, now);
+                if serve {
+                    budget.spend(rate);
+                    addresses.sync_total_spend(rate);
+                }
+                serve
+            })
+            .collect();
+        assert_eq!(served.iter().filter(|served| **served).count() as u64, super::FOLLOWERS_AT_FULL_RATE);
+        assert!(!served[8], "the ninth is throttled though its own budget is full");
+        assert!(addresses.sync_total_allows(rate, now + std::time::Duration::from_secs(1)), "refilled");
     }
 
     #[test]
