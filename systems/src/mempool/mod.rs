@@ -204,32 +204,36 @@ impl Mempool {
         self.by_fee.insert(key);
         if gapped {
             self.gapped.insert(key);
-        } else {
-            self.close_gap(&body.sender, body.nonce);
+        } else if same_nonce.is_none() {
+            // A new nonce in line may close a gap; a replacement changes none.
+            self.unmark_run(&body.sender, body.nonce.saturating_add(1));
         }
         *self.debits.entry(body.sender).or_default() += debit(&body);
         assert!(self.entries.len() <= self.capacity, "mempool exceeded its bound");
         Ok(pushed_out)
     }
 
-    /// `sender`'s transaction at `nonce` is in line: the run of pending nonces right after it
-    /// is too, so those admitted behind what was a gap (arrived before it) are no longer
-    /// marked so: they take no share of the room for gaps, and are not evicted first.
-    fn close_gap(&mut self, sender: &[u8; 32], nonce: u64) {
+    /// The run of `sender`'s pending nonces from `from` on is in line (it follows a new nonce
+    /// in line, or starts at the sender's account nonce): those of it admitted behind what was
+    /// a gap are no longer marked so. They take no share of the room for gaps, and are not
+    /// evicted first. Marks go stale two ways: a lower nonce arrived after them, or their
+    /// sender's head was in a block not yet final when they arrived (packing takes it out of
+    /// the pool), which its commit ([`Mempool::prune_sender`]) ends. A run lies within the
+    /// nonce window of the account nonce, so a scan is bounded by it.
+    fn unmark_run(&mut self, sender: &[u8; 32], from: u64) {
         let Some(nonces) = self.by_sender.get(sender) else { return };
-        let mut expected = nonce;
-        for (pending, id) in nonces.range(nonce.saturating_add(1)..) {
-            expected += 1;
+        for (expected, (pending, id)) in (from..=u64::MAX).zip(nonces.range(from..)) {
             if *pending != expected {
                 break;
             }
             let entry = self.entries.get_mut(id).expect("sender index out of step");
-            if entry.gapped {
-                entry.gapped = false;
-                let key = FeeKey { fee: entry.txn.body.fee, newest_first: Reverse(entry.seq), id: *id };
-                let removed = self.gapped.remove(&key);
-                assert!(removed, "gap index out of step");
+            if !entry.gapped {
+                continue;
             }
+            entry.gapped = false;
+            let key = FeeKey { fee: entry.txn.body.fee, newest_first: Reverse(entry.seq), id: *id };
+            let removed = self.gapped.remove(&key);
+            assert!(removed, "gap index out of step");
         }
     }
 
@@ -291,6 +295,8 @@ impl Mempool {
         for id in &stale {
             self.remove(id);
         }
+        // What waited behind the nonces its block took is in line now.
+        self.unmark_run(sender, account_nonce);
         stale.len() as u64
     }
 
@@ -881,6 +887,25 @@ mod tests {
             .count();
         assert_eq!(in_line, 13, "the fee floor fills the room left, and evicts nothing");
         assert!((0..3).all(|nonce| pool.contains(&txn(1, nonce, 5).1)), "sender 1's run stays");
+        pool.check_consistency();
+    }
+
+    /// A transaction that arrives while its sender's head is in a block not yet final (packing
+    /// took the head out of the pool) is behind a gap only until that block commits: the
+    /// mark stayed before, so under load a streaming sender's transactions filled the room for
+    /// gaps and were evicted first though they were next in line (found in review).
+    #[test]
+    fn a_transaction_behind_a_packed_head_is_in_line_once_the_block_commits() {
+        let ledger = funded(1..2);
+        let mut pool = Mempool::new(16, usize::MAX);
+        let (head, head_id) = txn(1, 0, 5);
+        assert_eq!(pool.insert(head, head_id, rich(0)), Ok(0));
+        assert_eq!(pool.pack(&ledger, 1, usize::MAX).len(), 1, "the head in a block");
+        let (next, next_id) = txn(1, 1, 5);
+        assert_eq!(pool.insert(next, next_id, rich(0)), Ok(0));
+        assert_eq!(pool.gapped_len(), 1, "nonce 0 is in flight, not pending");
+        assert_eq!(pool.prune_sender(&[1; 32], 1), 0);
+        assert_eq!(pool.gapped_len(), 0, "the block committed: nonce 1 is next in line");
         pool.check_consistency();
     }
 
