@@ -91,6 +91,11 @@ pub const BLOCK_RANGE_MAX: u64 = 256;
 /// Most requests in one batch.
 const BATCH_MAX: usize = 256;
 
+/// Most `tessera_getBlockRange` calls one body answers; the batch's further ones get an error.
+/// An answer holds up to one full block's ids (4,096, hashed and hex-encoded: ~275 KB), so a
+/// batch of 256 such calls, a body of ~19 KB, was ~70 MB of response (found in review).
+pub const RANGE_CALLS_PER_BODY: usize = 16;
+
 fn error(id: Value, code: i64, message: &str) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
 }
@@ -247,6 +252,7 @@ pub(super) async fn answer_calls(
     let deadline = tokio::time::Instant::now() + NODE_ANSWER_TIMEOUT;
     // Per call with an id: `Err` holds its response already made, `Ok` the reply awaited.
     let mut pending = Vec::with_capacity(calls.len());
+    let mut ranges = 0;
     for ParsedCall { id, parsed } in calls {
         let query = match parsed {
             Ok(query) => query,
@@ -255,6 +261,14 @@ pub(super) async fn answer_calls(
                 continue;
             }
         };
+        if let Query::BlockRange(..) = query {
+            ranges += 1;
+            if ranges > RANGE_CALLS_PER_BODY {
+                let message = format!("at most {RANGE_CALLS_PER_BODY} tessera_getBlockRange calls a batch");
+                pending.extend(id.map(|id| Err(error(id, code::INVALID_REQUEST, &message))));
+                continue;
+            }
+        }
         if let Query::Subscribe(_) | Query::Unsubscribe(_) = query {
             let message = "subscriptions need a WebSocket connection: GET / with an upgrade on this port";
             pending.extend(id.map(|id| Err(error(id, code::INVALID_REQUEST, message))));
@@ -1076,6 +1090,35 @@ mod tests {
         let body = vec![b' '; 8 << 20];
         let refused = agent.post(&url).header("Content-Type", "application/json").send(&body[..]);
         assert!(matches!(refused, Err(ureq::Error::StatusCode(413))), "{refused:?}");
+    }
+
+    /// A batch answers at most RANGE_CALLS_PER_BODY block ranges; the rest get an error, in
+    /// place. A body of 256 range calls over full blocks was ~70 MB of response (review).
+    #[test]
+    fn a_batch_answers_a_bounded_number_of_block_ranges() {
+        use super::super::reads::tests::{block, status};
+        use super::RANGE_CALLS_PER_BODY;
+        let reads = ReadView::new(Arc::default());
+        reads.publish([], status(0));
+        reads.publish([block(1), block(2)], status(2));
+        let calls: Vec<String> = (0..RANGE_CALLS_PER_BODY + 4)
+            .map(|i| {
+                format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"tessera_getBlockRange","params":[1,2]}}"#)
+            })
+            .collect();
+        let body = format!("[{}]", calls.join(","));
+        let (node, _loop) = flume::bounded::<Request>(1);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let answer = runtime.block_on(super::handle_body(body.as_bytes(), &node, &reads)).expect("answers");
+        let answers = answer.as_array().expect("a batch");
+        assert_eq!(answers.len(), RANGE_CALLS_PER_BODY + 4);
+        let ranged = answers.iter().filter(|a| a["result"].as_array().is_some_and(|r| r.len() == 2)).count();
+        assert_eq!(ranged, RANGE_CALLS_PER_BODY);
+        assert!(
+            answers[RANGE_CALLS_PER_BODY..]
+                .iter()
+                .all(|a| a["error"]["code"] == super::code::INVALID_REQUEST)
+        );
     }
 
     /// One exchange from a socket bound to `source` first.
