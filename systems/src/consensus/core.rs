@@ -879,10 +879,16 @@ impl Core {
     /// becomes. (A link is authenticated to its validator, and these take nothing from the
     /// message but its height.) A full node reads nothing but sync responses, and nobody
     /// reads a message from a validator outside the set. So the cheapest message a validator
-    /// can send costs at most what its signatures would if they were counted. Returns how
-    /// many messages and blocks it dropped.
+    /// can send costs at most what its signatures would if they were counted.
+    ///
+    /// "Beyond" is judged from the height this node reaches if the sync responses earlier in
+    /// the batch verify: a vote for the height a response brings it to is handled after that
+    /// response, not dropped. (Keeping it costs its own signature, charged to its sender if
+    /// bad, beside the certificates of that response's blocks.) Returns how many messages and
+    /// blocks it dropped.
     pub fn drop_before_verification(&mut self, messages: &mut Vec<(u32, ConsensusMessage)>) -> u64 {
         let before = self.counters.dropped_unverified;
+        let mut reach = self.height;
         messages.retain_mut(|(from, message)| {
             let from = *from;
             if self.set.key(from).is_none() {
@@ -904,7 +910,7 @@ impl Core {
                 self.counters.dropped_unverified += 1;
                 return false;
             }
-            let next = self.height.saturating_add(1);
+            let next = reach.saturating_add(1);
             match message {
                 ConsensusMessage::Vote(Vote { height, .. })
                 | ConsensusMessage::Certificate(QuorumCertificate { height, .. })
@@ -914,7 +920,7 @@ impl Core {
                     self.counters.dropped_unverified += 1;
                     return false;
                 }
-                ConsensusMessage::NewView(new_view) if new_view.height > self.height => {
+                ConsensusMessage::NewView(new_view) if new_view.height > reach => {
                     self.request_sync(from);
                     self.counters.dropped_unverified += 1;
                     return false;
@@ -925,7 +931,14 @@ impl Core {
                 }
                 _ => {}
             }
-            self.keeps_unverified(message)
+            let keep = self.keeps_unverified(message);
+            if let ConsensusMessage::SyncResponse(blocks) = message {
+                // `keeps_unverified` left the run from this node's height on, consecutive.
+                if let Some(last) = blocks.last() {
+                    reach = reach.max(last.block.header.height.saturating_add(1));
+                }
+            }
+            keep
         });
         self.counters.dropped_unverified - before
     }

@@ -987,3 +987,54 @@ fn a_large_set_forwards_client_transactions_to_the_next_leaders() {
     assert!(!observer.forwards_to_leaders());
     assert!(matches!(observer.forward_destination(), Destination::All), "a full node picked leaders");
 }
+
+#[test]
+fn a_vote_for_the_height_a_sync_response_in_its_batch_reaches_is_kept() {
+    let one = block_at(1, Hash::ZERO);
+    let two = block_at(2, one.header.hash());
+    let vote_at = |height: u64| {
+        let block = Hash([7; 32]);
+        let signature =
+            sign(2, &tessera_components::vote_signing_bytes(VoteKind::Prepare, 0, height, &block));
+        ConsensusMessage::Vote(tessera_components::Vote {
+            kind: VoteKind::Prepare,
+            view: 0,
+            height,
+            block,
+            voter: 2,
+            signature,
+        })
+    };
+    let new_view_at = |height: u64| {
+        let signature = sign(2, &new_view_signing_bytes(0, height, None));
+        ConsensusMessage::NewView(NewView { view: 0, height, high_qc: None, sender: 2, signature })
+    };
+    let mut run = Run::new(false);
+    assert_eq!(run.core.height(), 1);
+    // The response brings this node to height 3: votes for 3 and 4 and a view change at 3
+    // are for heights it will be at, or the next; a vote for 5 is still beyond.
+    let mut messages = vec![
+        (2, vote_at(3)),
+        (1, ConsensusMessage::SyncResponse(vec![certified(&one), certified(&two)])),
+        (2, vote_at(3)),
+        (2, vote_at(4)),
+        (2, new_view_at(3)),
+        (2, vote_at(5)),
+    ];
+    assert_eq!(run.core.drop_before_verification(&mut messages), 2, "{messages:?}");
+    let heights: Vec<u64> = messages
+        .iter()
+        .map(|(_, message)| match message {
+            ConsensusMessage::Vote(vote) => vote.height,
+            ConsensusMessage::NewView(new_view) => new_view.height,
+            ConsensusMessage::SyncResponse(blocks) => blocks.len() as u64 * 100,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    // The vote before the response is judged from height 1, and dropped.
+    assert_eq!(heights, [200, 3, 4, 3]);
+    for (from, message) in messages {
+        run.core.on_message(from, message, &mut run.host);
+    }
+    assert_eq!(run.core.height(), 3);
+}
