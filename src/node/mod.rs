@@ -528,11 +528,11 @@ impl Node {
             READS_PASS_BUDGET,
             || self.rpc.try_recv().ok(),
             |request| {
-                let banned = |ip| self.net.is_address_banned(ip);
+                let standing = |ip| self.net.client_standing(ip);
                 let answer = answer_query(
                     request.query,
                     request.from,
-                    &banned,
+                    &standing,
                     &mut self.pipeline,
                     &self.store,
                     &fates,
@@ -752,24 +752,24 @@ impl Follow {
 /// Hands a transaction sent over JSON-RPC (HTTP or WebSocket) from `from` to the pipeline,
 /// charged to that address as an ingress client's is: a bad signature found on it is a penalty
 /// point for the address (`Pipeline::take_forged`), and what a banned address sends is refused
-/// unverified. Loopback is the operator's own and never charged. Before, a submission carried
-/// no source, so forged signatures sent over RPC cost their sender nothing (found in review).
+/// unverified. Loopback and validators' addresses are exempt, as on the ingress port
+/// ([`net::ClientStanding`]). Before, a submission carried no source, so forged signatures
+/// sent over RPC cost their sender nothing (found in review); then for a while a validator's
+/// own address could be charged and banned over RPC though ingress never charges it.
 ///
 /// # Errors
 /// The address is banned, or the pipeline's inbox is full.
 fn submit_from_rpc(
     pipeline: &mut Pipeline,
     txn: Txn,
-    from: Option<std::net::IpAddr>,
-    banned: &dyn Fn(std::net::IpAddr) -> bool,
+    standing: net::ClientStanding,
 ) -> Result<(), (i64, String)> {
-    let charged = from.map(|ip| ip.to_canonical()).filter(|ip| !ip.is_loopback());
-    if charged.is_some_and(banned) {
-        return Err((code::SERVER_BUSY, "this address is banned for bad signatures; retry later".into()));
-    }
-    let taken = match charged {
-        Some(ip) => pipeline.submit_from(txn, net::address_source(ip)),
-        None => pipeline.submit(txn),
+    let taken = match standing {
+        net::ClientStanding::Banned => {
+            return Err((code::SERVER_BUSY, "this address is banned for bad signatures; retry later".into()));
+        }
+        net::ClientStanding::Charged(ip) => pipeline.submit_from(txn, net::address_source(ip)),
+        net::ClientStanding::Exempt => pipeline.submit(txn),
     };
     if !taken {
         return Err((code::SERVER_BUSY, "inbox full, retry later".into()));
@@ -885,7 +885,7 @@ fn transaction_status(fate: Option<&Fate>, pending: bool) -> Value {
 fn answer_query(
     query: Query,
     from: Option<std::net::IpAddr>,
-    banned: &dyn Fn(std::net::IpAddr) -> bool,
+    standing: &dyn Fn(std::net::IpAddr) -> net::ClientStanding,
     pipeline: &mut Pipeline,
     store: &Store,
     fates: &Fates,
@@ -955,7 +955,7 @@ fn answer_query(
         }
         Query::Submit(txn) => {
             let id = txn.id();
-            submit_from_rpc(pipeline, *txn, from, banned)?;
+            submit_from_rpc(pipeline, *txn, from.map_or(net::ClientStanding::Exempt, standing))?;
             forward.push(*txn);
             submitted.record(id, now_ns, |_| false);
             Ok(json!(id.0.to_hex()))
@@ -1022,17 +1022,17 @@ mod tests {
             forged
         };
         let client: std::net::IpAddr = "203.0.113.9".parse().unwrap();
-        let never = |_| false;
-        super::submit_from_rpc(&mut pipeline, forge(&base.txns[0]), Some(client), &never).unwrap();
-        let local = Some(std::net::IpAddr::from([127, 0, 0, 1]));
-        super::submit_from_rpc(&mut pipeline, forge(&base.txns[1]), local, &never).unwrap();
-        super::submit_from_rpc(&mut pipeline, base.txns[2], Some(client), &never).unwrap();
+        let charged = super::net::ClientStanding::Charged(client);
+        super::submit_from_rpc(&mut pipeline, forge(&base.txns[0]), charged).unwrap();
+        super::submit_from_rpc(&mut pipeline, forge(&base.txns[1]), super::net::ClientStanding::Exempt)
+            .unwrap();
+        super::submit_from_rpc(&mut pipeline, base.txns[2], charged).unwrap();
         pipeline.tick(1);
         pipeline.tick(2);
         let mapped = std::net::Ipv4Addr::new(203, 0, 113, 9).to_ipv6_mapped().octets();
         assert_eq!(pipeline.take_forged(), vec![(Source::Address(mapped), 1)]);
-        let banned = |ip| ip == client;
-        let refused = super::submit_from_rpc(&mut pipeline, base.txns[2], Some(client), &banned).unwrap_err();
+        let refused = super::submit_from_rpc(&mut pipeline, base.txns[2], super::net::ClientStanding::Banned)
+            .unwrap_err();
         assert!(refused.1.contains("banned"), "{refused:?}");
     }
 

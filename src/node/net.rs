@@ -142,9 +142,66 @@ pub struct NetHandles {
     /// Points past which a validator is banned, and for how long.
     penalty_threshold: u32,
     ban: Duration,
+    /// The configured validators' listening addresses, and whether loopback is trusted: never
+    /// charged by address, on any port ([`Executor::chargeable`]).
+    exempt: ExemptAddresses,
+}
+
+/// Addresses never charged or banned for what is sent from them: loopback where trusted (on a
+/// devnet every honest peer and client shares it), and each configured validator's listening
+/// address (whoever shares a validator's host or NAT could otherwise get its address banned).
+/// Validators are banned by index, after their handshake.
+#[derive(Debug, Clone)]
+struct ExemptAddresses {
+    validators: Vec<SocketAddr>,
+    trust_loopback: bool,
+}
+
+impl ExemptAddresses {
+    fn new(setup: &NetSetup) -> ExemptAddresses {
+        ExemptAddresses { validators: setup.peers.clone(), trust_loopback: setup.trust_loopback }
+    }
+
+    fn contains(&self, ip: IpAddr) -> bool {
+        exempt_address(&self.validators, self.trust_loopback, ip)
+    }
+}
+
+fn client_standing(exempt: &ExemptAddresses, addresses: &PortAddresses, ip: IpAddr) -> ClientStanding {
+    let ip = ip.to_canonical();
+    if exempt.contains(ip) {
+        ClientStanding::Exempt
+    } else if addresses.address_banned(ip) {
+        ClientStanding::Banned
+    } else {
+        ClientStanding::Charged(ip)
+    }
+}
+
+/// The rule of [`ExemptAddresses`], over the configured validators' addresses.
+fn exempt_address(validators: &[SocketAddr], trust_loopback: bool, ip: IpAddr) -> bool {
+    let ip = ip.to_canonical();
+    (trust_loopback && ip.is_loopback()) || validators.iter().any(|peer| peer.ip().to_canonical() == ip)
+}
+
+/// How a client's address stands for a transaction it sent over JSON-RPC, by the rules the
+/// ingress port applies to the same address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientStanding {
+    /// Loopback or a validator's address: never charged, never refused.
+    Exempt,
+    /// A bad signature from it is a penalty point for this address.
+    Charged(IpAddr),
+    /// Banned for bad signatures: refused unverified.
+    Banned,
 }
 
 impl NetHandles {
+    /// How the client at `ip` stands ([`ClientStanding`]).
+    pub fn client_standing(&self, ip: IpAddr) -> ClientStanding {
+        client_standing(&self.exempt, &self.addresses, ip)
+    }
+
     /// Charges the client at `ip` one penalty point for each of `forged` bad signatures found
     /// on transactions it sent; past the threshold its address is banned on every executor.
     pub fn charge_address(&self, ip: IpAddr, forged: u64) {
@@ -464,6 +521,7 @@ pub fn start(setup: NetSetup) -> Result<(NetHandles, Vec<std::thread::JoinHandle
         }));
     }
     let (penalty_threshold, ban) = (setup.penalty_threshold, setup.ban);
+    let exempt = ExemptAddresses::new(&setup);
     Ok((
         NetHandles {
             inbound,
@@ -476,6 +534,7 @@ pub fn start(setup: NetSetup) -> Result<(NetHandles, Vec<std::thread::JoinHandle
             addresses,
             penalty_threshold,
             ban,
+            exempt,
         },
         threads,
     ))
@@ -556,11 +615,10 @@ impl Executor {
         !self.is_validator_address(ip) && self.addresses.address_banned(ip)
     }
 
-    /// `ip`, if bad signatures from it may be charged to it: not loopback, not a validator's.
+    /// `ip`, if bad signatures from it may be charged to it: not loopback, not a validator's
+    /// ([`ExemptAddresses`], which JSON-RPC submissions are judged by too).
     fn chargeable(&self, ip: Option<IpAddr>) -> Option<IpAddr> {
-        let exempt =
-            |ip: &IpAddr| (self.setup.trust_loopback && ip.is_loopback()) || self.is_validator_address(*ip);
-        ip.filter(|ip| !exempt(ip))
+        ip.filter(|ip| !exempt_address(&self.setup.peers, self.setup.trust_loopback, *ip))
     }
 
     /// True for an address a configured validator dials from (its listening address): never
@@ -1761,10 +1819,10 @@ mod tests {
 
     use super::secure::{self, Local};
     use super::{
-        Accepted, AddressSlot, AddressTable, ConsensusMessage, Executor, FOLLOWER, Lane, NetCounters,
-        NetSetup, PeerLinks, PortAddresses, Slot, Source, SpotChecks, SyncBudget, Txn, accept_clients,
-        accept_handshake, accept_peers, bind_listener, peer_queue, port_is_free, run_dialled,
-        without_repeats,
+        Accepted, AddressSlot, AddressTable, ClientStanding, ConsensusMessage, Executor, ExemptAddresses,
+        FOLLOWER, Lane, NetCounters, NetSetup, PeerLinks, PortAddresses, Slot, Source, SpotChecks,
+        SyncBudget, Txn, accept_clients, accept_handshake, accept_peers, bind_listener, client_standing,
+        peer_queue, port_is_free, run_dialled, without_repeats,
     };
     use std::net::IpAddr;
 
@@ -2516,6 +2574,41 @@ mod tests {
         // An IPv4-mapped IPv6 form of a validator's address is that address.
         let mapped = "::ffff:192.0.2.9".parse::<IpAddr>().expect("an address").to_canonical();
         assert!(node.is_validator_address(mapped));
+    }
+
+    /// A JSON-RPC client is charged by the ingress port's rules: neither loopback (where
+    /// trusted) nor a validator's address is charged or refused, though a ban of the /64 around
+    /// it, or a charge, stands in the table. Before, RPC exempted loopback only, so whoever
+    /// shared a validator's host could get its address charged and banned over RPC.
+    #[test]
+    fn json_rpc_clients_are_charged_by_the_ingress_ports_rules() {
+        let mut node = executor(0);
+        node.setup.peers[2] = "[2001:db8::1]:7000".parse().expect("an address");
+        let validator: IpAddr = "2001:db8::1".parse().expect("an address");
+        let neighbour: IpAddr = "2001:db8::2".parse().expect("an address");
+        let stranger: IpAddr = "198.51.100.7".parse().expect("an address");
+        let loopback: IpAddr = "::ffff:127.0.0.5".parse().expect("an address");
+        let standing =
+            |node: &Executor, ip| client_standing(&ExemptAddresses::new(&node.setup), &node.addresses, ip);
+        assert_eq!(standing(&node, validator), ClientStanding::Exempt);
+        assert_eq!(standing(&node, loopback), ClientStanding::Exempt);
+        assert_eq!(standing(&node, stranger), ClientStanding::Charged(stranger));
+        let (threshold, ban) = (node.setup.penalty_threshold, node.setup.ban);
+        for ip in [neighbour, stranger] {
+            assert!(node.addresses.penalise_address(ip, u64::from(threshold) + 1, threshold, ban));
+        }
+        assert_eq!(standing(&node, stranger), ClientStanding::Banned);
+        assert_eq!(standing(&node, neighbour), ClientStanding::Banned);
+        assert_eq!(
+            standing(&node, validator),
+            ClientStanding::Exempt,
+            "a validator's address refused over RPC"
+        );
+        node.setup.trust_loopback = false;
+        assert_eq!(
+            standing(&node, loopback),
+            ClientStanding::Charged("127.0.0.5".parse().expect("an address"))
+        );
     }
 
     /// A client in the IPv6 /64 of a validator's address earned a ban of the whole /64, which
