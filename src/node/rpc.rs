@@ -7,6 +7,7 @@
 //! notification (a request without `id`) is run and never answered; a body of notifications
 //! only gets HTTP 204 and no content.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,6 +57,93 @@ pub struct Request {
     pub from: Option<std::net::IpAddr>,
     /// Where the answer goes: a result, or (code, message).
     pub reply: flume::Sender<Result<Value, (i64, String)>>,
+    /// The client's share of the queue, given back when the request is dropped (answered or
+    /// not).
+    _slot: Option<QueueSlot>,
+}
+
+/// Requests one client address may have queued for the node loop at once, across all its
+/// connections and WebSocket sessions: a sixteenth of the node's queue of 1,024. An IPv6
+/// address counts as its /64, as for bans ([`super::net::charged_as`]). Loopback is
+/// exempt (the operator's own tools). Before, one address's 32 connections, each with a batch
+/// of 256 calls, could hold the whole queue, and every other client waited out its deadline
+/// (found in review).
+pub const QUEUED_PER_ADDRESS_MAX: u32 = 64;
+
+/// The node loop's queue of requests, with each client address's share of it.
+#[derive(Clone, Debug)]
+pub struct NodeQueue {
+    sender: flume::Sender<Request>,
+    shares: Arc<QueueShares>,
+}
+
+#[derive(Debug, Default)]
+struct QueueShares {
+    held: std::sync::Mutex<HashMap<std::net::IpAddr, u32>>,
+}
+
+/// One request's place in its address's share; given back on drop.
+#[derive(Debug)]
+struct QueueSlot {
+    shares: Arc<QueueShares>,
+    ip: std::net::IpAddr,
+}
+
+impl Drop for QueueSlot {
+    fn drop(&mut self) {
+        let mut held = self.shares.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = held.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl NodeQueue {
+    /// Requests sent through `sender`, shared out by client address.
+    pub fn new(sender: flume::Sender<Request>) -> NodeQueue {
+        NodeQueue { sender, shares: Arc::default() }
+    }
+
+    /// A place for one more request from `from`: none needed for loopback or an unknown
+    /// address, `Err` when the address holds its [`QUEUED_PER_ADDRESS_MAX`].
+    fn slot(&self, from: Option<std::net::IpAddr>) -> Result<Option<QueueSlot>, ()> {
+        let Some(ip) = from.map(super::net::charged_as).filter(|ip| !ip.is_loopback()) else {
+            return Ok(None);
+        };
+        let mut held = self.shares.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = held.entry(ip).or_default();
+        if *count >= QUEUED_PER_ADDRESS_MAX {
+            return Err(());
+        }
+        *count += 1;
+        Ok(Some(QueueSlot { shares: self.shares.clone(), ip }))
+    }
+
+    /// Queues `query` for the node loop by `deadline`; its answer comes on the receiver.
+    async fn send(
+        &self,
+        query: Query,
+        from: Option<std::net::IpAddr>,
+        deadline: tokio::time::Instant,
+    ) -> Result<flume::Receiver<Result<Value, (i64, String)>>, &'static str> {
+        let slot = self
+            .slot(from)
+            .map_err(|()| "too many calls from this address queued at the node; retry later")?;
+        let (reply, answer) = flume::bounded(1);
+        match tokio::time::timeout_at(
+            deadline,
+            self.sender.send_async(Request { query, from, reply, _slot: slot }),
+        )
+        .await
+        {
+            Ok(Ok(())) => Ok(answer),
+            Ok(Err(_)) => Err("node is shutting down"),
+            Err(_) => Err("node did not take the request in time"),
+        }
+    }
 }
 
 /// JSON-RPC error codes.
@@ -245,7 +333,7 @@ fn response(id: Value, answer: Result<Value, (i64, String)>) -> Value {
 /// deadline. The responses of the answered calls, in order.
 pub(super) async fn answer_calls(
     calls: Vec<ParsedCall>,
-    node: &flume::Sender<Request>,
+    node: &NodeQueue,
     reads: &ReadView,
     from: Option<std::net::IpAddr>,
 ) -> Vec<Value> {
@@ -278,9 +366,7 @@ pub(super) async fn answer_calls(
         let Some(id) = id else {
             if let Query::Submit(_) = query {
                 // Its answer is dropped unread: the node loop ignores a closed reply.
-                let (reply, _) = flume::bounded(1);
-                let _ =
-                    tokio::time::timeout_at(deadline, node.send_async(Request { query, from, reply })).await;
+                let _ = node.send(query, from, deadline).await;
             }
             continue;
         };
@@ -288,12 +374,9 @@ pub(super) async fn answer_calls(
             pending.push(Err(response(id, answer)));
             continue;
         }
-        let (reply, answer) = flume::bounded(1);
-        let sent = tokio::time::timeout_at(deadline, node.send_async(Request { query, from, reply })).await;
-        pending.push(match sent {
-            Ok(Ok(())) => Ok((id, answer)),
-            Ok(Err(_)) => Err(error(id, code::SERVER_BUSY, "node is shutting down")),
-            Err(_) => Err(error(id, code::SERVER_BUSY, "node did not take the request in time")),
+        pending.push(match node.send(query, from, deadline).await {
+            Ok(answer) => Ok((id, answer)),
+            Err(message) => Err(error(id, code::SERVER_BUSY, message)),
         });
     }
     let mut responses = Vec::with_capacity(pending.len());
@@ -342,14 +425,14 @@ pub fn parse_body(body: &[u8]) -> Result<ParsedBody, Value> {
 
 /// The JSON-RPC response body for a raw request body, or `None` when there is nothing to
 /// answer (notifications only).
-pub async fn handle_body(body: &[u8], node: &flume::Sender<Request>, reads: &ReadView) -> Option<Value> {
+pub async fn handle_body(body: &[u8], node: &NodeQueue, reads: &ReadView) -> Option<Value> {
     handle_body_from(body, node, reads, None).await
 }
 
 /// [`handle_body`] for a client at `from`.
 pub async fn handle_body_from(
     body: &[u8],
-    node: &flume::Sender<Request>,
+    node: &NodeQueue,
     reads: &ReadView,
     from: Option<std::net::IpAddr>,
 ) -> Option<Value> {
@@ -453,7 +536,7 @@ async fn handle(
     port: Arc<super::http::Port>,
     request: hyper::Request<hyper::body::Incoming>,
     body_limit: usize,
-    node: flume::Sender<Request>,
+    node: NodeQueue,
     reads: Arc<ReadView>,
 ) -> hyper::Response<super::http::Body> {
     use hyper::{Method, Response, StatusCode, header};
@@ -512,7 +595,7 @@ fn websocket(
     port: &Arc<super::http::Port>,
     request: &hyper::Request<hyper::body::Incoming>,
     message_limit: usize,
-    node: flume::Sender<Request>,
+    node: NodeQueue,
     reads: Arc<ReadView>,
     from: Option<std::net::IpAddr>,
 ) -> hyper::Response<super::http::Body> {
@@ -571,6 +654,7 @@ pub fn serve(
     node: flume::Sender<Request>,
     reads: Arc<ReadView>,
 ) -> Result<super::http::Server, String> {
+    let node = NodeQueue::new(node);
     super::http::serve("rpc", address, limits, series, move |port, request| {
         handle(port, request, body_limit, node.clone(), reads.clone())
     })
@@ -1109,7 +1193,9 @@ mod tests {
         let body = format!("[{}]", calls.join(","));
         let (node, _loop) = flume::bounded::<Request>(1);
         let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
-        let answer = runtime.block_on(super::handle_body(body.as_bytes(), &node, &reads)).expect("answers");
+        let answer = runtime
+            .block_on(super::handle_body(body.as_bytes(), &super::NodeQueue::new(node), &reads))
+            .expect("answers");
         let answers = answer.as_array().expect("a batch");
         assert_eq!(answers.len(), RANGE_CALLS_PER_BODY + 4);
         let ranged = answers.iter().filter(|a| a["result"].as_array().is_some_and(|r| r.len() == 2)).count();
@@ -1215,5 +1301,63 @@ mod tests {
         for input in samples.iter().chain(&fuzz_corpus("rpc_body")) {
             fuzz_body(input);
         }
+    }
+
+    /// One client address holds at most `QUEUED_PER_ADDRESS_MAX` places in the node loop's
+    /// queue, across its connections; the calls past it are refused at once, and the places
+    /// come back once the loop has answered. Loopback is not limited. Before, one address's
+    /// batches could hold the whole queue while every other client waited out its deadline.
+    #[test]
+    fn one_address_holds_at_most_its_share_of_the_node_queue() {
+        use super::{QUEUED_PER_ADDRESS_MAX, code};
+        let calls = 100;
+        let body = format!(
+            "[{}]",
+            (0..calls)
+                .map(|i| format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"tessera_getStatus","params":[]}}"#))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let (sender, queries) = flume::bounded::<Request>(1024);
+        // A loop that takes what is queued, and answers once nothing more comes for 200 ms.
+        std::thread::spawn(move || {
+            loop {
+                let mut held = Vec::new();
+                while let Ok(request) = queries.recv_timeout(Duration::from_millis(200)) {
+                    held.push(request);
+                }
+                for request in held {
+                    let _ = request.reply.send(Ok(serde_json::Value::Null));
+                }
+                if queries.is_disconnected() {
+                    return;
+                }
+            }
+        });
+        let node = super::NodeQueue::new(sender);
+        let reads = ReadView::new(Arc::default());
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let answered = |from: &str| {
+            let from = Some(from.parse().expect("an address"));
+            let answer = runtime
+                .block_on(super::handle_body_from(body.as_bytes(), &node, &reads, from))
+                .expect("answers");
+            let answers = answer.as_array().expect("a batch").clone();
+            assert_eq!(answers.len(), calls);
+            let busy = answers
+                .iter()
+                .filter(|a| {
+                    a["error"]["code"] == code::SERVER_BUSY
+                        && a["error"]["message"].as_str().is_some_and(|m| m.contains("this address"))
+                })
+                .count();
+            (calls - busy, busy)
+        };
+        let share = QUEUED_PER_ADDRESS_MAX as usize;
+        assert_eq!(answered("203.0.113.5"), (share, calls - share));
+        // Given back once answered.
+        assert_eq!(answered("203.0.113.5"), (share, calls - share));
+        assert_eq!(answered("127.0.0.1"), (calls, 0), "loopback limited");
+        assert!(node.shares.held.lock().unwrap().is_empty(), "places not given back");
     }
 }

@@ -45,7 +45,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use super::http::{Upgraded, WriteDeadline};
 use super::metrics::HttpSeries;
 use super::reads::ReadView;
-use super::rpc::{ParsedBody, ParsedCall, Query, Request, code};
+use super::rpc::{ParsedBody, ParsedCall, Query, code};
 use super::{Fate, block_json, transaction_status};
 
 /// Most subscriptions one connection holds.
@@ -303,7 +303,7 @@ impl Session {
     async fn answer(
         &mut self,
         text: &str,
-        node: &flume::Sender<Request>,
+        node: &super::rpc::NodeQueue,
         reads: &ReadView,
     ) -> (Option<Value>, Vec<String>) {
         let (calls, batch) = match super::rpc::parse_body(text.as_bytes()) {
@@ -361,7 +361,7 @@ enum Wake {
 pub async fn session(
     upgraded: Upgraded,
     reads: Arc<ReadView>,
-    node: flume::Sender<Request>,
+    node: super::rpc::NodeQueue,
     series: Arc<HttpSeries>,
     message_limit: usize,
     idle: Duration,
