@@ -662,7 +662,7 @@ async fn accept_loop<H, F>(
             }
             Some(Ok((stream, peer))) => match port.take_slot(peer.ip()) {
                 Ok(slot) => {
-                    tokio::spawn(connection(stream, slot, handler.clone()));
+                    tokio::spawn(connection(stream, peer, slot, handler.clone()));
                 }
                 Err(Event::RefusedPerAddress) => match port.wait_for_slot(peer.ip()) {
                     Some(wait) => {
@@ -670,7 +670,7 @@ async fn accept_loop<H, F>(
                         tokio::spawn(async move {
                             let slot = wait.until(client_left(&stream)).await;
                             match slot {
-                                Some(slot) => connection(stream, slot, handler).await,
+                                Some(slot) => connection(stream, peer, slot, handler).await,
                                 None => refuse(&port, Event::RefusedPerAddress, peer, stream),
                             }
                         });
@@ -696,7 +696,7 @@ fn refuse(port: &Port, event: Event, peer: SocketAddr, stream: tokio::net::TcpSt
 }
 
 /// Serves one connection until the client closes it or a deadline closes it.
-async fn connection<H, F>(stream: tokio::net::TcpStream, slot: Slot, handler: Arc<H>)
+async fn connection<H, F>(stream: tokio::net::TcpStream, peer: SocketAddr, slot: Slot, handler: Arc<H>)
 where
     H: Fn(Arc<Port>, Request<Incoming>) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
@@ -709,7 +709,9 @@ where
     // Set when the handler answers 101: hyper then ends the HTTP exchange after writing the
     // answer, and the connection goes to the task.
     let upgrade: Arc<Mutex<Option<UpgradeTask>>> = Arc::default();
-    let peer = PeerIp(slot.ip);
+    // The exact address, not the /64 the slot is counted as: a handler exempts a validator's
+    // address or loopback by the address itself.
+    let peer = PeerIp(peer.ip().to_canonical());
     let service = {
         let port = port.clone();
         let upgrade = upgrade.clone();
@@ -751,8 +753,8 @@ where
     drop(slot);
 }
 
-/// The address a request came from, in its extensions: what a handler may charge for it (a
-/// forged signature sent over RPC, say).
+/// The address a request came from (exact, and canonical: an IPv4-mapped address as IPv4), in
+/// its extensions: what a handler may charge for it (a forged signature sent over RPC, say).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PeerIp(pub IpAddr);
 

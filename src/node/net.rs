@@ -2588,10 +2588,12 @@ mod tests {
         let neighbour: IpAddr = "2001:db8::2".parse().expect("an address");
         let stranger: IpAddr = "198.51.100.7".parse().expect("an address");
         let loopback: IpAddr = "::ffff:127.0.0.5".parse().expect("an address");
+        let loopback6: IpAddr = "::1".parse().expect("an address");
         let standing =
             |node: &Executor, ip| client_standing(&ExemptAddresses::new(&node.setup), &node.addresses, ip);
         assert_eq!(standing(&node, validator), ClientStanding::Exempt);
         assert_eq!(standing(&node, loopback), ClientStanding::Exempt);
+        assert_eq!(standing(&node, loopback6), ClientStanding::Exempt);
         assert_eq!(standing(&node, stranger), ClientStanding::Charged(stranger));
         let (threshold, ban) = (node.setup.penalty_threshold, node.setup.ban);
         for ip in [neighbour, stranger] {

@@ -110,7 +110,9 @@ impl NodeQueue {
     /// A place for one more request from `from`: none needed for loopback or an unknown
     /// address, `Err` when the address holds its [`QUEUED_PER_ADDRESS_MAX`].
     fn slot(&self, from: Option<std::net::IpAddr>) -> Result<Option<QueueSlot>, ()> {
-        let Some(ip) = from.map(super::net::charged_as).filter(|ip| !ip.is_loopback()) else {
+        let Some(ip) =
+            from.map(|ip| ip.to_canonical()).filter(|ip| !ip.is_loopback()).map(super::net::charged_as)
+        else {
             return Ok(None);
         };
         let mut held = self.shares.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -1358,6 +1360,35 @@ mod tests {
         // Given back once answered.
         assert_eq!(answered("203.0.113.5"), (share, calls - share));
         assert_eq!(answered("127.0.0.1"), (calls, 0), "loopback limited");
+        assert_eq!(answered("::1"), (calls, 0), "IPv6 loopback limited");
         assert!(node.shares.held.lock().unwrap().is_empty(), "places not given back");
+    }
+
+    /// A handler sees the client's exact address, not the /64 its connection is counted as:
+    /// the exemptions of loopback and of validators' addresses are by the address itself.
+    /// Before, an RPC call from `::1` reached the node as from `::`, not loopback, and one
+    /// from a validator's IPv6 address as from its /64.
+    #[test]
+    fn the_node_sees_a_clients_exact_address() {
+        let Ok(probe) = std::net::TcpListener::bind("[::1]:0") else {
+            eprintln!("no IPv6 loopback here; skipped");
+            return;
+        };
+        drop(probe);
+        let (node, queries) = flume::bounded::<Request>(16);
+        let (seen_tx, seen) = flume::bounded(1);
+        std::thread::spawn(move || {
+            for request in queries.iter() {
+                let _ = seen_tx.send(request.from);
+                let _ = request.reply.send(Ok(serde_json::json!({"height": 1})));
+            }
+        });
+        let reads = Arc::new(ReadView::new(Arc::default()));
+        let addr: SocketAddr = "[::1]:0".parse().unwrap();
+        let server =
+            serve(addr, 1 << 20, limits(8, 8), Arc::new(HttpSeries::default()), node, reads).expect("serve");
+        let response = status(server.local_addr());
+        assert!(response.contains("\"height\":1"), "{response}");
+        assert_eq!(seen.recv_timeout(Duration::from_secs(5)).unwrap(), Some("::1".parse().unwrap()));
     }
 }
