@@ -92,17 +92,18 @@ pub fn tick(pipeline: &mut Pipeline, now_ns: u64, mut store: Option<&mut dyn Sto
 /// stopped, proposals and votes at `tip_height + 1` in views it would enter again. It cannot
 /// have signed at `tip_height + 2`: to get there it finalized `tip_height + 1`, and that
 /// block was durable before anything of the next height left. So it resumes bound to sign
-/// nothing below `tip_height + 2`, and catches up by sync. Returns the core, and whether the
-/// stand-in state was used (the node warns).
-pub fn resume(core: Core, saved: Option<&SafetyState>, tip_height: u64) -> (Core, bool) {
+/// nothing below `tip_height + 2`, and catches up by sync. So does a store with a `damaged`
+/// safety slot, whatever the other slot holds, unless that binds it further: the damaged slot
+/// may have held the newest state (see [`crate::storage::safety`]). Returns the core, and
+/// whether the stand-in state was used (the node warns).
+pub fn resume(core: Core, saved: Option<&SafetyState>, damaged: bool, tip_height: u64) -> (Core, bool) {
+    let bound = SafetyState { height: tip_height.saturating_add(2), view: 0, lock: None };
+    let unsure = damaged || (saved.is_none() && tip_height > 0);
     match saved {
-        Some(saved) => (core.with_safety_state(saved), false),
-        None if tip_height > 0 => {
-            let bound = SafetyState { height: tip_height.saturating_add(2), view: 0, lock: None };
-            (core.with_safety_state(&bound), true)
-        }
+        Some(saved) if !unsure || saved.height >= bound.height => (core.with_safety_state(saved), false),
+        _ if unsure => (core.with_safety_state(&bound), true),
         // A new store: nothing was ever signed.
-        None => (core, false),
+        _ => (core, false),
     }
 }
 
@@ -158,7 +159,7 @@ mod tests {
             ChainTip { height: recovery.height, hash: store.tip_hash(), state_root: recovery.state_root };
         let config = ConsensusConfig::default();
         let core = Core::new(me, keys[me as usize].clone(), set, config, tip.height, tip.hash);
-        let (core, _) = resume(core, recovery.safety.as_ref(), tip.height);
+        let (core, _) = resume(core, recovery.safety.as_ref(), recovery.safety_damaged, tip.height);
         let stages = Stages::Validator { core: Box::new(core), history_bytes_max: 1 << 20 };
         let pipeline = Pipeline::with_stages(PipelineConfig::default(), ledger, tip, stages).unwrap();
         (pipeline, store)
@@ -238,7 +239,7 @@ mod tests {
         let ledger = Ledger::from_genesis(&genesis()).unwrap();
         let tip = ChainTip { height: 3, hash: Hash([3; 32]), state_root: ledger.state_root() };
         let core = Core::new(3, keys[3].clone(), set, ConsensusConfig::default(), tip.height, tip.hash);
-        let (core, stand_in) = resume(core, None, tip.height);
+        let (core, stand_in) = resume(core, None, false, tip.height);
         let state = core.safety_state();
         let stages = Stages::Validator { core: Box::new(core), history_bytes_max: 1 << 20 };
         let mut pipeline = Pipeline::with_stages(PipelineConfig::default(), ledger, tip, stages).unwrap();
@@ -257,7 +258,7 @@ mod tests {
         // A new store is bound by nothing.
         let alone = ValidatorSet::new(vec![keys[0].verifying_key().to_bytes()]);
         let fresh = Core::new(0, keys[0].clone(), alone, ConsensusConfig::default(), 0, Hash::ZERO);
-        assert!(!resume(fresh, None, 0).1);
+        assert!(!resume(fresh, None, false, 0).1);
     }
 
     #[test]
@@ -281,6 +282,41 @@ mod tests {
         assert!(
             after.iter().all(|(view, _)| *view > 0),
             "a restarted validator signed a prepare vote in view 0 again: {after:?} after {first:?}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The newest safety slot damaged after the vote it covers left (a flipped bit): the node
+    /// cannot tell that from a write torn by a crash, which left the older slot current, so it
+    /// resumes bound past its tip. Before, it resumed from the older slot (here none, so
+    /// unbound) and voted for a second block in view 0 (found in review).
+    #[test]
+    fn a_damaged_newest_safety_slot_does_not_roll_the_validator_back() {
+        use crate::storage::safety::{SAFETY_FILES, decode_slot};
+        let dir = scratch("damaged-slot");
+        let (mut pipeline, mut store) = validator(&dir, 1);
+        pipeline.deliver(0, proposal(1));
+        let ticked = tick(&mut pipeline, 1_000_000, Some(&mut store));
+        assert_eq!(prepares(&ticked.outbound).len(), 1, "validator 1 prepares the first proposal of view 0");
+        drop((pipeline, store));
+        let newest = SAFETY_FILES
+            .iter()
+            .map(|name| dir.join(name))
+            .max_by_key(|path| decode_slot(&std::fs::read(path).unwrap()).map(|(sequence, _)| sequence))
+            .unwrap();
+        let mut bytes = std::fs::read(&newest).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x10;
+        std::fs::write(&newest, &bytes).unwrap();
+        let (mut pipeline, mut store) = validator(&dir, 1);
+        pipeline.deliver(0, proposal(2));
+        let mut after = Vec::new();
+        for step in 0..5 {
+            after.extend(prepares(&tick(&mut pipeline, 2_000_000 + step, Some(&mut store)).outbound));
+        }
+        assert!(
+            after.iter().all(|(view, _)| *view > 0),
+            "voted in view 0 again after a damaged slot: {after:?}"
         );
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -330,12 +330,14 @@ impl Node {
                     "safety state recovered"
                 );
             }
-            let (core, stand_in) = driver::resume(core, recovery.safety.as_ref(), tip.height);
+            let (core, stand_in) =
+                driver::resume(core, recovery.safety.as_ref(), recovery.safety_damaged, tip.height);
             if stand_in {
                 tracing::warn!(
                     height = tip.height,
-                    "the data directory holds blocks but no safety state (safety-0 and safety-1 lost or \
-                     damaged): signing nothing until height {} is reached by sync",
+                    damaged = recovery.safety_damaged,
+                    "the safety state may be older than what this validator signed (safety-0 or safety-1 \
+                     damaged or torn, or both lost): signing nothing until height {} is reached by sync",
                     tip.height + 2
                 );
             }

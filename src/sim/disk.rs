@@ -421,6 +421,8 @@ impl SimDisk {
             log_applied,
             created: std::mem::take(&mut self.created),
             safety: self.safety.clone(),
+            // Kept as a value, written whole: never torn.
+            safety_damaged: false,
         };
         self.entries = verified.check.entries;
         self.tip_hash = tip_hash;

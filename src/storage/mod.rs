@@ -112,6 +112,8 @@ pub struct Recovery {
     pub created: bool,
     /// The consensus safety state last persisted ([`Store::save_safety`]), if any.
     pub safety: Option<tessera_components::SafetyState>,
+    /// A safety slot held bytes that failed their checks ([`safety::SafetyRecovered`]).
+    pub safety_damaged: bool,
 }
 
 /// A torn tail that recovery dropped (or, for `inspect`, would drop).
@@ -617,7 +619,8 @@ impl Store {
             address_index,
             log_applied,
             created,
-            safety: safety_state,
+            safety: safety_state.state,
+            safety_damaged: safety_state.damaged,
         };
         let store = Store {
             config,

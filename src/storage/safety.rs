@@ -15,9 +15,18 @@
 //! ```
 //!
 //! Bytes past the payload are left from longer earlier writes and ignored. A slot that fails
-//! its checks (torn, or never written) counts as empty; two empty slots mean no state was ever
+//! its checks (torn, or never written) holds no state; two such slots mean no state was ever
 //! written, which is only right for a new store: with blocks, the node resumes bound to sign
 //! nothing below its tip + 2 (`crate::driver::resume`).
+//!
+//! A slot that holds bytes but fails its checks is reported as damaged, whatever the other
+//! holds. A write torn by a crash and a bit flipped later in the newest slot look the same, and
+//! only the first leaves the other slot's state current: after the second, resuming from the
+//! other slot would forget a view signed in (or, if that slot is of a lower height, every
+//! bound). So a damaged slot binds the node as a lost state does, to nothing below its tip + 2,
+//! unless the valid slot binds it further. A torn write then costs a catch-up by sync, never a
+//! second signature. A sequence number of 2^63 or more fails the checks too: the next write
+//! could not be numbered past it.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -34,6 +43,9 @@ const HEADER_SIZE: usize = 24;
 /// Largest payload a slot may hold: a lock carries one signature per signer (64 bytes plus an
 /// index), so this fits a certificate of over 8,000 validators.
 pub const SAFETY_PAYLOAD_MAX: usize = 1 << 20;
+/// Sequence numbers run below this: a slot claiming more is damaged (a CRC is no MAC, and a
+/// slot numbered `u64::MAX` would overflow the next write's number, or win every restart).
+const SEQUENCE_LIMIT: u64 = 1 << 63;
 
 /// The slot bytes for write number `sequence` of `state`.
 ///
@@ -61,6 +73,9 @@ pub fn decode_slot(bytes: &[u8]) -> Option<(u64, SafetyState)> {
         return None;
     }
     let sequence = u64::from_le_bytes(header[8..16].try_into().ok()?);
+    if sequence >= SEQUENCE_LIMIT {
+        return None;
+    }
     let length = u32::from_le_bytes(header[16..20].try_into().ok()?) as usize;
     let crc = u32::from_le_bytes(header[20..24].try_into().ok()?);
     if length > SAFETY_PAYLOAD_MAX {
@@ -79,6 +94,16 @@ pub fn newest(slots: &[Vec<u8>]) -> Option<(u64, SafetyState)> {
     slots.iter().filter_map(|bytes| decode_slot(bytes)).max_by_key(|(sequence, _)| *sequence)
 }
 
+/// What the slot files held at open.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SafetyRecovered {
+    /// The newest valid state.
+    pub state: Option<SafetyState>,
+    /// A slot holds bytes that fail its checks: torn by a crash, or damaged since. The node
+    /// must then not trust `state` to be the newest it signed under (see the module docs).
+    pub damaged: bool,
+}
+
 /// The two slot files of one data directory, open for writing.
 #[derive(Debug)]
 pub struct SafetyFile {
@@ -95,7 +120,7 @@ impl SafetyFile {
     ///
     /// # Errors
     /// A file that cannot be created, read or synced.
-    pub fn open(lock: &DirLock, sync: bool) -> Result<(SafetyFile, Option<SafetyState>), StoreError> {
+    pub fn open(lock: &DirLock, sync: bool) -> Result<(SafetyFile, SafetyRecovered), StoreError> {
         let mut created = false;
         let mut contents = Vec::with_capacity(2);
         let mut files = Vec::with_capacity(2);
@@ -121,9 +146,11 @@ impl SafetyFile {
             lock.sync_dir().map_err(io_error(lock.dir()))?;
         }
         let newest = newest(&contents);
+        let damaged = contents.iter().any(|bytes| !bytes.is_empty() && decode_slot(bytes).is_none());
         let sequence = newest.as_ref().map_or(0, |(sequence, _)| *sequence);
         let slots: [File; 2] = files.try_into().expect("two slot files");
-        Ok((SafetyFile { slots, paths, sequence, sync }, newest.map(|(_, state)| state)))
+        let recovered = SafetyRecovered { state: newest.map(|(_, state)| state), damaged };
+        Ok((SafetyFile { slots, paths, sequence, sync }, recovered))
     }
 
     /// Writes `state` over the older slot and syncs it: durable when this returns `Ok`.
@@ -131,6 +158,7 @@ impl SafetyFile {
     /// # Errors
     /// A failed write or sync: the caller must then not send what `state` covers.
     pub fn save(&mut self, state: &SafetyState) -> Result<(), StoreError> {
+        // Below 2^63 (`decode_slot` refuses more), so this cannot wrap.
         let sequence = self.sequence + 1;
         let slot = (sequence % 2) as usize;
         let bytes = encode_slot(sequence, state);
@@ -183,5 +211,12 @@ mod tests {
         padded.extend_from_slice(&[0xAB; 100]);
         assert_eq!(decode_slot(&padded), Some((5, state(10))));
         assert_eq!(newest(&[Vec::new(), Vec::new()]), None);
+        // A sequence number past the limit is refused, checksum or not.
+        assert_eq!(
+            decode_slot(&encode_slot(SEQUENCE_LIMIT - 1, &state(1))).map(|(s, _)| s),
+            Some(SEQUENCE_LIMIT - 1)
+        );
+        assert_eq!(decode_slot(&encode_slot(SEQUENCE_LIMIT, &state(1))), None);
+        assert_eq!(decode_slot(&encode_slot(u64::MAX, &state(1))), None);
     }
 }
