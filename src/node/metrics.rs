@@ -191,6 +191,9 @@ series! {
         /// Consensus messages, and blocks cut from sync responses, dropped before any signature
         /// check because the state machine would ignore them.
         counter dropped_unverified = "tessera_consensus_dropped_unverified_total",
+        /// Of those, messages dropped because their sender's messages in the same tick already
+        /// carried its share of signatures to verify.
+        counter over_signature_budget = "tessera_consensus_over_signature_budget_total",
         /// Sync requests from validators left unanswered because the same validator was
         /// answered less than an eighth of the view timeout ago.
         counter sync_refused = "tessera_consensus_sync_requests_refused_total",

@@ -61,6 +61,9 @@ super::metrics::series! {
         /// Forwarded transactions dropped unverified because their forwarder was banned while
         /// they were queued.
         counter forwarded_from_banned_dropped = "tessera_net_forwarded_from_banned_dropped_total",
+        /// Consensus messages dropped unverified because their sender was banned while they
+        /// were queued.
+        counter consensus_from_banned_dropped = "tessera_net_consensus_from_banned_dropped_total",
         /// Bad signatures found on transactions clients sent from an address that is charged
         /// (not loopback, not a validator's), each a penalty point against that address.
         counter client_forgeries = "tessera_net_client_forgeries_total",

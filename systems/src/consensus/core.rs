@@ -301,6 +301,10 @@ pub struct ConsensusCounters {
     /// Sync requests (and `NewView`s from behind) left unanswered because the same validator
     /// was answered less than [`Core::sync_serve_interval_ns`] ago.
     pub sync_refused: u64,
+    /// Messages dropped before verification because their sender's messages in the same batch
+    /// already carried [`Core::signatures_per_sender`] signatures (also in
+    /// `dropped_unverified`).
+    pub over_signature_budget: u64,
 }
 
 impl ConsensusCounters {
@@ -940,7 +944,38 @@ impl Core {
             }
             keep
         });
+        self.within_signature_budget(messages);
         self.counters.dropped_unverified - before
+    }
+
+    /// Signatures one sender's messages may carry into one batch's verification: a whole sync
+    /// response's certificates, and eight more messages' worth. No honest validator sends more
+    /// between two ticks (it answers a sync request at most once a serve interval); a single
+    /// message past it is malformed, with more signatures to a certificate than validators.
+    pub fn signatures_per_sender(&self) -> usize {
+        self.config.sync_batch_max.saturating_add(8).saturating_mul(self.set.len())
+    }
+
+    /// Drops, in order, each message that would take its sender past
+    /// [`Core::signatures_per_sender`] in this batch. Before, a Byzantine validator's batch of
+    /// forged sync responses (64 well-formed certificates each) was verified whole, every
+    /// signature singly once its batch failed, and charged one point a message only after the
+    /// tick: a tick's worth of them stopped the node loop for seconds (found in review).
+    fn within_signature_budget(&mut self, messages: &mut Vec<(u32, ConsensusMessage)>) {
+        let budget = self.signatures_per_sender();
+        let mut spent = vec![0usize; self.set.len()];
+        messages.retain(|(from, message)| {
+            // Every sender left is in the set (`drop_before_verification`).
+            let Some(spent) = spent.get_mut(*from as usize) else { return true };
+            let cost = signature_count(message);
+            if spent.saturating_add(cost) > budget {
+                self.counters.over_signature_budget += 1;
+                self.counters.dropped_unverified += dropped_count(message);
+                return false;
+            }
+            *spent += cost;
+            true
+        });
     }
 
     /// [`Core::drop_before_verification`]'s checks of what a message is for, beyond who sent it.
@@ -1786,6 +1821,22 @@ pub fn verify_messages_by_sender(
         }
     }
     (kept, dropped, checked)
+}
+
+/// How many signatures `message` carries (as [`signatures_of`] would list them, counted
+/// without building the list).
+fn signature_count(message: &ConsensusMessage) -> usize {
+    let qc = |qc: &QuorumCertificate| qc.signatures.len();
+    match message {
+        ConsensusMessage::Proposal(proposal) => 1 + proposal.justify.as_ref().map_or(0, qc),
+        ConsensusMessage::Vote(_) => 1,
+        ConsensusMessage::NewView(new_view) => 1 + new_view.high_qc.as_ref().map_or(0, qc),
+        ConsensusMessage::SyncRequest { .. } => 0,
+        ConsensusMessage::SyncResponse(blocks) => {
+            blocks.iter().fold(0usize, |sum, certified| sum.saturating_add(qc(&certified.certificate)))
+        }
+        ConsensusMessage::Certificate(certificate) => qc(certificate),
+    }
 }
 
 /// What dropping `message` whole adds to `dropped_unverified`: its blocks for a sync response

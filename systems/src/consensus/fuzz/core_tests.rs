@@ -1038,3 +1038,38 @@ fn a_vote_for_the_height_a_sync_response_in_its_batch_reaches_is_kept() {
     }
     assert_eq!(run.core.height(), 3);
 }
+
+/// One sender's messages carry at most `signatures_per_sender` signatures into a batch's
+/// verification; the rest of its messages are dropped unverified, and nobody else's are.
+/// Before, a Byzantine validator's tick of well-formed forged sync responses was verified
+/// whole (found in review).
+#[test]
+fn one_senders_messages_carry_at_most_its_share_of_signatures_into_a_batch() {
+    let mut run = Run::new(false);
+    let mut chain = Vec::new();
+    let mut parent = Hash::ZERO;
+    for height in 1..=config().sync_batch_max as u64 {
+        let block = block_at(height, parent);
+        parent = block.header.hash();
+        chain.push(certified(&block));
+    }
+    let per_response = chain.len() * 3;
+    let budget = run.core.signatures_per_sender();
+    assert_eq!(budget, (config().sync_batch_max + 8) * 4);
+    let fit = budget / per_response;
+    let mut messages: Vec<_> =
+        (0..fit + 1).map(|_| (2, ConsensusMessage::SyncResponse(chain.clone()))).collect();
+    let vote = |voter| ConsensusMessage::Vote(vote_by(voter, voter, Hash([4; 32])));
+    messages.push((2, vote(2)));
+    messages.push((3, ConsensusMessage::SyncResponse(chain.clone())));
+    messages.push((3, vote(3)));
+    // Sender 2 spends its share exactly on `fit` responses.
+    assert_eq!(budget, fit * per_response);
+    run.core.drop_before_verification(&mut messages);
+    let from_two = messages.iter().filter(|(from, _)| *from == 2).count();
+    let from_three = messages.iter().filter(|(from, _)| *from == 3).count();
+    // Sender 2: `fit` responses; the one past its share and its vote are dropped. Sender 3's
+    // are kept.
+    assert_eq!((from_two, from_three), (fit, 2));
+    assert_eq!(run.core.counters().over_signature_budget, 2);
+}
