@@ -380,6 +380,8 @@ pub struct Core {
     /// Proposals for views not yet entered, replayed on entry.
     future: BTreeMap<u64, Vec<(u32, Proposal)>>,
     last_sync_request_ns: Option<u64>,
+    /// The validator last asked for blocks, and whether it has since sent one this node took.
+    last_sync_peer: Option<(u32, bool)>,
     /// When each validator (by index) was last sent a sync response, for the per-peer limit
     /// of [`Core::sync_serve_interval_ns`].
     sync_served_ns: Vec<Option<u64>>,
@@ -454,6 +456,7 @@ impl Core {
             next_height_bytes: 0,
             next_height_since_ns: 0,
             last_sync_request_ns: None,
+            last_sync_peer: None,
             sync_served_ns: Vec::new(),
             sent_this_view: Vec::new(),
             last_resend_ns: 0,
@@ -1020,7 +1023,7 @@ impl Core {
         if self.observer {
             // A full node takes finalized blocks only; live protocol traffic is not for it.
             if let ConsensusMessage::SyncResponse(blocks) = message {
-                self.on_sync_response(blocks, host);
+                self.on_sync_response(from, blocks, host);
             }
             return;
         }
@@ -1041,7 +1044,7 @@ impl Core {
                 self.on_new_view(new_view, host);
             }
             ConsensusMessage::SyncRequest { from_height } => self.on_sync_request(from, from_height, host),
-            ConsensusMessage::SyncResponse(blocks) => self.on_sync_response(blocks, host),
+            ConsensusMessage::SyncResponse(blocks) => self.on_sync_response(from, blocks, host),
             ConsensusMessage::Certificate(certificate) => self.on_certificate(from, certificate, host),
         }
     }
@@ -1103,16 +1106,36 @@ impl Core {
         }
     }
 
-    /// Asks `from` for blocks from this height on, at most once a quarter timeout.
+    /// Asks `from` for blocks from this height on, at most once a quarter timeout; or, if
+    /// `from` was asked last and has sent no block since, the next validator after it. The
+    /// messages that name `from` are read before any signature is checked (a vote from far
+    /// ahead only asks its sender for blocks), so a Byzantine validator sending one a quarter
+    /// timeout took every request, for itself, and never answered (found in review); now it
+    /// gets at most every other one.
     fn send_sync_request(&mut self, from: u32) {
         let due = self
             .last_sync_request_ns
             .is_none_or(|last| self.now_ns.saturating_sub(last) >= self.config.view_timeout_ns / 4);
-        if due && from != self.me {
+        let to = match self.last_sync_peer {
+            Some((last, false)) if last == from => self.next_validator_after(from),
+            _ => from,
+        };
+        if due && to != self.me {
             self.last_sync_request_ns = Some(self.now_ns);
+            self.last_sync_peer = Some((to, false));
             self.outbox
-                .push((Destination::One(from), ConsensusMessage::SyncRequest { from_height: self.height }));
+                .push((Destination::One(to), ConsensusMessage::SyncRequest { from_height: self.height }));
         }
+    }
+
+    /// The validator after `index` in the set, skipping this one (`index` itself in a set of
+    /// two or fewer).
+    fn next_validator_after(&self, index: u32) -> u32 {
+        let n = self.set.len() as u64;
+        (1..n)
+            .map(|step| ((u64::from(index) + step) % n) as u32)
+            .find(|candidate| *candidate != self.me)
+            .unwrap_or(index)
     }
 
     /// Structural validity of a certificate: kind, height, signers distinct, sorted, known,
@@ -1585,7 +1608,15 @@ impl Core {
         }
     }
 
-    fn on_sync_response(&mut self, blocks: Vec<CertifiedBlock>, host: &mut impl Host) {
+    fn on_sync_response(&mut self, from: u32, blocks: Vec<CertifiedBlock>, host: &mut impl Host) {
+        let before = self.height;
+        self.apply_sync_response(blocks, host);
+        if self.height > before && self.last_sync_peer.is_some_and(|(asked, _)| asked == from) {
+            self.last_sync_peer = Some((from, true));
+        }
+    }
+
+    fn apply_sync_response(&mut self, blocks: Vec<CertifiedBlock>, host: &mut impl Host) {
         for CertifiedBlock { block, certificate } in blocks {
             if block.header.height < self.height {
                 continue;

@@ -1073,3 +1073,53 @@ fn one_senders_messages_carry_at_most_its_share_of_signatures_into_a_batch() {
     assert_eq!((from_two, from_three), (fit, 2));
     assert_eq!(run.core.counters().over_signature_budget, 2);
 }
+
+/// A validator that was asked for blocks and sent none is not asked again next: the request
+/// goes to the validator after it. Before, a Byzantine validator sending a vote from far ahead
+/// (read before its signature is checked) every quarter timeout took every request and never
+/// answered (found in review).
+#[test]
+fn a_validator_that_does_not_answer_is_not_asked_for_blocks_twice_in_a_row() {
+    let mut run = Run::new(false);
+    run.core.drain_outbox();
+    let quarter = config().view_timeout_ns / 4;
+    let far_ahead = |run: &mut Run| {
+        let block = Hash([9; 32]);
+        let signature = sign(2, &tessera_components::vote_signing_bytes(VoteKind::Prepare, 0, 50, &block));
+        let vote = tessera_components::Vote {
+            kind: VoteKind::Prepare,
+            view: 0,
+            height: 50,
+            block,
+            voter: 2,
+            signature,
+        };
+        let mut messages = vec![(2, ConsensusMessage::Vote(vote))];
+        run.core.drop_before_verification(&mut messages);
+    };
+    let asked = |run: &mut Run| -> Vec<super::Destination> {
+        run.core
+            .drain_outbox()
+            .into_iter()
+            .filter(|(_, message)| matches!(message, ConsensusMessage::SyncRequest { .. }))
+            .map(|(to, _)| to)
+            .collect()
+    };
+    let mut sent = Vec::new();
+    for turn in 1..=4u64 {
+        run.core.tick(turn * quarter, &mut run.host);
+        run.core.drain_outbox();
+        far_ahead(&mut run);
+        sent.extend(asked(&mut run));
+    }
+    // Validator 2 asked, then 3 in its place, then 2 again (3 sent nothing either), then 3.
+    assert_eq!(
+        sent,
+        [
+            super::Destination::One(2),
+            super::Destination::One(3),
+            super::Destination::One(2),
+            super::Destination::One(3)
+        ]
+    );
+}
