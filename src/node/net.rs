@@ -1072,11 +1072,20 @@ async fn accept_peers(shared: Rc<Executor>, listener: TcpListener, links: PeerLi
             // links (`address_cap`): full nodes that share it cannot take them, and nobody at it
             // can hold every handshake slot.
             let Some(address) = shared.address_slot(&shared.addresses.peer, ip) else { return };
-            let max = shared.setup.peer_connections_max;
-            let Some(handshaking) =
-                Slot::take(&counters.peer_connections_open, max, &counters.connections_refused)
-            else {
-                return;
+            // Connections from a validator's address take no handshake slot of the port's:
+            // their address's cap bounds them. Before, strangers holding every slot (silent
+            // connections, each reopened as its handshake timed out) kept a restarted
+            // validator from getting back in (found in review).
+            let handshaking = if ip.is_some_and(|ip| shared.is_validator_address(ip)) {
+                None
+            } else {
+                let max = shared.setup.peer_connections_max;
+                let Some(slot) =
+                    Slot::take(&counters.peer_connections_open, max, &counters.connections_refused)
+                else {
+                    return;
+                };
+                Some(slot)
             };
             let _ = serve_peer(&shared, stream, ip, links, (handshaking, address)).await;
             shared.counters.disconnects.fetch_add(1, Ordering::Relaxed);
@@ -1219,7 +1228,7 @@ async fn serve_peer(
     stream: TcpStream,
     ip: Option<IpAddr>,
     links: PeerLinks,
-    slots: (Slot<'_>, AddressSlot<'_>),
+    slots: (Option<Slot<'_>>, AddressSlot<'_>),
 ) -> std::io::Result<()> {
     stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
     stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
@@ -1999,6 +2008,45 @@ mod tests {
             let follower = Local { validators: &a.setup.validators, ..follower };
             assert!(secure::dial(stream, &follower, 0).await.expect("io").is_ok(), "a full node's dial to A");
             assert_eq!(a_ends.await, Some(Some(FOLLOWER)));
+        });
+    }
+
+    /// Strangers holding every handshake slot of the peer port (silent connections) do not keep
+    /// a validator out: connections from a validator's address take no handshake slot. Before,
+    /// a validator restarting under such a flood could not reconnect (found in review).
+    #[test]
+    fn strangers_holding_every_handshake_slot_do_not_keep_a_validator_out() {
+        on_executor(|| async {
+            let mut a = executor(0);
+            a.setup.peer_connections_max = 3;
+            let a = Rc::new(a);
+            let (addr, _handed) = listen(&a, None);
+            // Three strangers, each from its own address, connect and say nothing.
+            let mut strangers = Vec::new();
+            for last in 2..5u8 {
+                let socket =
+                    socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+                socket.bind(&std::net::SocketAddr::from(([127, 0, 0, last], 0)).into()).expect("bind");
+                socket.connect(&addr.into()).expect("connect");
+                strangers.push(socket);
+            }
+            glommio::timer::sleep(Duration::from_millis(200)).await;
+            assert_eq!(
+                a.counters.peer_connections_open.load(Ordering::Relaxed),
+                3,
+                "the strangers hold every slot"
+            );
+            // Validator 1, from its configured address, gets in all the same.
+            let b = executor(1);
+            let stream = TcpStream::connect(addr).await.expect("connect");
+            let link = secure::dial(stream, &b.local(), 0).await;
+            assert!(
+                matches!(link, Ok(Ok(_))),
+                "validator 1 refused while strangers held the handshake slots"
+            );
+            glommio::timer::sleep(Duration::from_millis(50)).await;
+            assert_eq!(a.counters.validators_connected.load(Ordering::Relaxed), 1);
+            drop((strangers, link));
         });
     }
 
