@@ -7,8 +7,8 @@
 
 use super::index::{INDEX_ENTRY_SIZE, IndexEntry};
 use super::record::{
-    FILE_HEADER_SIZE, FileHeader, FileKind, Place, RECORD_HEADER_SIZE, RecordKind, check_record,
-    check_record_header,
+    FILE_HEADER_SIZE, FileHeader, FileKind, Place, RECORD_HEADER_SIZE, RECORD_PAYLOAD_MAX, RecordKind,
+    check_record, check_record_header,
 };
 use crate::hash::Hash;
 
@@ -235,7 +235,9 @@ fn check_index_entries(index: &[u8]) -> Result<(Vec<IndexEntry>, Option<Tail>), 
     let body = &index[FILE_HEADER_SIZE..];
     let whole = body.len() / INDEX_ENTRY_SIZE;
     let partial = body.len() % INDEX_ENTRY_SIZE;
-    let mut entries = Vec::with_capacity(whole);
+    // Reserved up to a bound: a sparse index file's length is no promise of entries (a
+    // terabyte of holes asked for its length's worth before the first entry was checked).
+    let mut entries = Vec::with_capacity(whole.min(1 << 20));
     let mut tail = None;
     for (position, raw) in body.chunks_exact(INDEX_ENTRY_SIZE).enumerate() {
         let offset = (FILE_HEADER_SIZE + position * INDEX_ENTRY_SIZE) as u64;
@@ -270,6 +272,18 @@ fn check_unfinished_record(
         return Ok(None);
     }
     let tail = Tail { file: FileRef::Segment(segment), offset: cursor, size: available };
+    // One unfinished commit leaves at most one record. Checked before any byte is read: a
+    // sparse file's terabyte of zeros took hours to scan, and was then taken for one write.
+    let one_write = (RECORD_HEADER_SIZE + RECORD_PAYLOAD_MAX) as u64;
+    if available > one_write {
+        return Err(Problem::new(
+            FileRef::Segment(segment),
+            cursor,
+            format!(
+                "{available} bytes after the last committed record, more than one unfinished write leaves"
+            ),
+        ));
+    }
     let rest = &bytes[cursor as usize..];
     if rest.len() < RECORD_HEADER_SIZE || rest.iter().all(|b| *b == 0) {
         // A header cut short, or zero fill: the start of a write that did not finish.
@@ -300,13 +314,34 @@ fn check_unfinished_record(
         )),
         // A header whose write stopped at a sector boundary inside it: the first sector's bytes
         // arrived, the rest of the file reads as zeros.
-        Err(_) if header_cut_at_sector(cursor, rest) => Ok(Some(tail)),
+        Err(_) if header_cut_at_sector(cursor, rest) || header_sector_lost(cursor, rest) => Ok(Some(tail)),
         Err(error) => Err(Problem::new(
             FileRef::Segment(segment),
             cursor,
             format!("bytes after the last committed record are not an unfinished write: {error}"),
         )),
     }
+}
+
+/// Whether a sector the header at the start of `rest` (file offset `cursor`) lies in reads as
+/// zeros throughout, while other bytes of the write do not: before its flush a drive may
+/// persist a write's sectors in any order, so a power cut can keep later sectors of the
+/// unfinished record and lose the header's. (The part of a sector before `cursor` belongs to
+/// the last committed record; a lost sector's part from `cursor` on reads as zeros.) Before,
+/// such a tail refused the start until the segment was cut by hand (found in review).
+fn header_sector_lost(cursor: u64, rest: &[u8]) -> bool {
+    let end = cursor.saturating_add(rest.len() as u64);
+    let header_end = cursor.saturating_add(RECORD_HEADER_SIZE as u64).min(end);
+    let mut sector = cursor / SECTOR_SIZE * SECTOR_SIZE;
+    while sector < header_end {
+        let from = sector.max(cursor) - cursor;
+        let to = sector.saturating_add(SECTOR_SIZE).min(end) - cursor;
+        if rest[from as usize..to as usize].iter().all(|b| *b == 0) {
+            return true;
+        }
+        sector += SECTOR_SIZE;
+    }
+    false
 }
 
 /// The smallest unit a disk writes whole. A power cut can leave a file whose new size reached
@@ -543,6 +578,38 @@ mod tests {
         // Nonzero bytes after the boundary are not a lost sector: still refused.
         cut[0][6150] = 1;
         assert_eq!(check(&short_index, &cut).unwrap_err().offset, start);
+    }
+
+    /// The header's first sector lost and the rest of the write kept (a drive persists a
+    /// write's sectors in any order before its flush) is the unfinished commit's tail too.
+    /// Before, it refused the start.
+    #[test]
+    fn a_record_whose_header_sector_was_lost_but_not_the_next_is_a_tail() {
+        let (short_index, _) = image(11, 1 << 20);
+        let (_, segments) = image(12, 1 << 20);
+        let start = 6106;
+        let mut cut = segments.clone();
+        let size = cut[0].len() - start;
+        assert!(start + size > 6144 + 64, "the record runs well past the sector boundary");
+        // Height 12's bytes in the sector before 6144 read as zeros; those after it arrived.
+        cut[0][start..6144].fill(0);
+        assert!(cut[0][6144..].iter().any(|b| *b != 0));
+        let found = check(&short_index, &cut).unwrap();
+        assert_eq!(found.height(), 11);
+        assert_eq!(
+            found.segment_tail,
+            Some(Tail { file: FileRef::Segment(0), offset: start as u64, size: size as u64 })
+        );
+        // A header's bytes in a sector that did arrive are not zeros: refused, as before.
+        let mut damaged = segments.clone();
+        damaged[0][start] ^= 0x40;
+        assert_eq!(check(&short_index, &damaged).unwrap_err().offset, start as u64);
+        // More than one record's worth after the last commit is never one unfinished write,
+        // and is refused before a byte of it is read.
+        let cursor = FILE_HEADER_SIZE as u64;
+        let sparse = vec![0u8; FILE_HEADER_SIZE + RECORD_HEADER_SIZE + RECORD_PAYLOAD_MAX + 1];
+        let problem = check_unfinished_record(&sparse, 0, cursor, 1).unwrap_err();
+        assert_eq!(problem.offset, cursor, "{}", problem.reason);
     }
 
     #[test]
