@@ -22,8 +22,9 @@
     reason = "memmap2's map constructors are unsafe: the mapped file must not change while mapped"
 )]
 
-use std::fs::{File, TryLockError};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use memmap2::{Advice, Mmap};
@@ -54,7 +55,12 @@ impl DirLock {
     /// [`StoreError::Locked`] if another process holds a conflicting lock;
     /// [`StoreError::Io`] if the directory cannot be opened or locked.
     pub fn new(dir: &Path, mode: LockMode) -> Result<DirLock, StoreError> {
-        let handle = File::open(dir).map_err(|source| StoreError::Io { file: dir.to_path_buf(), source })?;
+        // A directory only (a FIFO in its place would wait forever for a writer).
+        let handle = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_DIRECTORY)
+            .open(dir)
+            .map_err(|source| StoreError::Io { file: dir.to_path_buf(), source })?;
         let locked = match mode {
             LockMode::Exclusive => handle.try_lock(),
             LockMode::Shared => handle.try_lock_shared(),
@@ -90,7 +96,12 @@ impl DirLock {
     /// # Errors
     /// The file cannot be opened or mapped (a missing file is `NotFound`).
     pub fn map(&self, name: &str, sequential: bool) -> io::Result<Mmap> {
-        let file = File::open(self.path(name))?;
+        // Without waiting, and only a regular file: opening a FIFO put in the directory for
+        // reading waited forever for a writer, so the node hung at its start with no error.
+        let file = OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(self.path(name))?;
+        if !file.metadata()?.is_file() {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "not a regular file"));
+        }
         // The module docs argue each case in full; bytes are checksummed before any use.
         // SAFETY: data dir is flock'd by this process (LOCK_EX, LOCK_SH for readers); its files
         // are append-only, replaced only by rename, and truncated only with no map alive.

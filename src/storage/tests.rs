@@ -174,6 +174,35 @@ fn a_torn_final_write_is_dropped_and_reported() {
     remove(&dir);
 }
 
+/// A FIFO in place of a store file, or of the directory, is refused with an error: opening one
+/// to read waited forever for a writer, and the node hung at its start (found in review).
+#[test]
+fn a_fifo_in_place_of_a_file_is_refused_not_waited_on() {
+    let (dir, _, _) = store_of("fifo", 3);
+    let opened = |path: PathBuf| {
+        let (done, result) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ =
+                done.send(Store::open(&path, &genesis(), config()).map(|_| ()).map_err(|e| e.to_string()));
+        });
+        result.recv_timeout(std::time::Duration::from_secs(20)).expect("the open returned, not hung")
+    };
+    let fifo = |path: &Path| {
+        let made = std::process::Command::new("mkfifo").arg(path).status().expect("mkfifo runs");
+        assert!(made.success(), "mkfifo {}", path.display());
+    };
+    let index = dir.join("index");
+    std::fs::remove_file(&index).unwrap();
+    fifo(&index);
+    let error = opened(dir.clone()).unwrap_err();
+    assert!(error.contains("index") && error.contains("not a regular file"), "{error}");
+    let lone = scratch("fifo-dir");
+    fifo(&lone);
+    assert!(opened(lone.clone()).is_err());
+    let _ = std::fs::remove_file(&lone);
+    remove(&dir);
+}
+
 #[test]
 fn corruption_refuses_to_start_naming_file_and_offset_and_writes_nothing() {
     let (dir, _, _) = store_of("corrupt", 12);
