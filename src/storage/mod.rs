@@ -375,7 +375,8 @@ fn remove_temporaries(lock: &DirLock) -> Result<(), StoreError> {
         let entry = entry.map_err(io_error(lock.dir()))?;
         let Some(name) = entry.file_name().to_str().map(str::to_string) else { continue };
         let Some(stem) = name.strip_suffix(TEMP_SUFFIX) else { continue };
-        let ours = [GENESIS_FILE, INDEX_FILE, STATE_FILE, STATE_LOG_FILE].contains(&stem)
+        // `state-index.tmp` too: it was left out, and one left by a crash stayed for good.
+        let ours = [GENESIS_FILE, INDEX_FILE, STATE_FILE, STATE_LOG_FILE, STATE_INDEX_FILE].contains(&stem)
             || tessera_components::storage::parse_segment_file_name(stem).is_some();
         if ours {
             names.push(name);

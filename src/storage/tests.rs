@@ -174,6 +174,24 @@ fn a_torn_final_write_is_dropped_and_reported() {
     remove(&dir);
 }
 
+/// Temporaries a crash left before their rename are removed at the next start, each store
+/// file's (`state-index.tmp` was left out and stayed for good); other files are kept.
+#[test]
+fn temporaries_left_by_a_crash_are_removed_at_the_next_start() {
+    let (dir, _, _) = store_of("temporaries", 2);
+    for name in ["state-index.tmp", "state.tmp", "index.tmp", "notes.tmp"] {
+        std::fs::write(dir.join(name), b"partial").unwrap();
+    }
+    drop(Store::open(&dir, &genesis(), config()).unwrap());
+    let left: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|entry| entry.unwrap().file_name().into_string().ok())
+        .filter(|name| name.ends_with(".tmp"))
+        .collect();
+    assert_eq!(left, ["notes.tmp"], "not the store's own: kept");
+    remove(&dir);
+}
+
 /// A FIFO in place of a store file, or of the directory, is refused with an error: opening one
 /// to read waited forever for a writer, and the node hung at its start (found in review).
 #[test]
