@@ -225,6 +225,10 @@ impl NetHandles {
     pub fn take_peer_txns(&self) -> Option<(Option<Source>, Vec<Txn>)> {
         let (source, batch) = self.peer_txns.try_recv().ok()?;
         self.addresses.release_peer_txns((batch.len() * TXN_SIZE) as u64);
+        if !matches!(source, Some(Source::Validator(_))) {
+            // A full node's: its share of the queue comes back too.
+            self.addresses.follower_batches.fetch_sub(1, Ordering::AcqRel);
+        }
         Some((source, batch))
     }
 
@@ -799,6 +803,8 @@ pub struct PortAddresses {
     /// and this bounds it in memory (batches of good signatures sent again and again cost their
     /// sender nothing to repeat).
     peer_txns_bytes: AtomicU64,
+    /// Full nodes' batches in that queue ([`PortAddresses::FOLLOWER_BATCHES_MAX`]).
+    follower_batches: AtomicU64,
     /// Bytes of client batches queued for the node loop, for the same reason: a client's
     /// batch of good signatures can be sent again and again at no cost but bandwidth.
     client_txns_bytes: AtomicU64,
@@ -868,6 +874,24 @@ impl PortAddresses {
 
     /// Bytes of forwarded batches queued for the node loop, at most.
     const PEER_TXNS_BYTES_MAX: u64 = 64 << 20;
+
+    /// Full nodes' batches queued for the node loop, at most: a quarter of the queue's 1,024,
+    /// the rest kept for validators' forwards. Before, full nodes waited on the queue while
+    /// validators' forwards were dropped when it was full, so one stranger connected as a full
+    /// node and relaying good transactions (free to repeat) in one-transaction batches pushed
+    /// every validator's forwards out (found in review).
+    const FOLLOWER_BATCHES_MAX: u64 = 256;
+
+    /// A place for one full node's batch in the queue to the node loop, while full nodes hold
+    /// fewer than [`Self::FOLLOWER_BATCHES_MAX`]; `None` (nothing taken) at it.
+    fn reserve_follower_batch(&self) -> Option<Reserved<'_>> {
+        self.follower_batches
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                (held < Self::FOLLOWER_BATCHES_MAX).then_some(held + 1)
+            })
+            .ok()
+            .map(|_| Reserved(Some((&self.follower_batches, 1))))
+    }
 
     /// Bytes of client batches queued for the node loop, at most.
     const CLIENT_TXNS_BYTES_MAX: u64 = 64 << 20;
@@ -1453,14 +1477,24 @@ async fn serve_follower(
                 // it sends is charged to its address, as a client's is.
                 let source = charged.map(address_source);
                 let bytes = (batch.len() * TXN_SIZE) as u64;
-                let Some(reserved) = shared.addresses.reserve_peer_txns(bytes) else {
+                let reserved = shared.addresses.reserve_peer_txns(bytes);
+                let place = shared.addresses.reserve_follower_batch();
+                let (Some(reserved), Some(place)) = (reserved, place) else {
                     shared.counters.forwarded_dropped_full.fetch_add(batch.len() as u64, Ordering::Relaxed);
                     continue;
                 };
-                if links.txns.send_async((source, batch)).await.is_err() {
-                    return Ok(());
+                // Not waited on: a full queue drops a full node's batch, as a validator's.
+                let count = batch.len() as u64;
+                match links.txns.try_send((source, batch)) {
+                    Ok(()) => {
+                        reserved.handed_off();
+                        place.handed_off();
+                    }
+                    Err(flume::TrySendError::Full(_)) => {
+                        shared.counters.forwarded_dropped_full.fetch_add(count, Ordering::Relaxed);
+                    }
+                    Err(flume::TrySendError::Disconnected(_)) => return Ok(()),
                 }
-                reserved.handed_off();
             }
             Ok(_) => {
                 if penalise(shared, ip, &mut penalties) {
@@ -2531,6 +2565,37 @@ mod tests {
             glommio::timer::sleep(Duration::from_millis(100)).await;
             let loopback = super::address_source(IpAddr::from([127, 0, 0, 1]));
             assert_eq!(txns_rx.try_recv().ok(), Some((Some(loopback), vec![txn])));
+            drop(link);
+        });
+    }
+
+    /// Full nodes' batches take at most a quarter of the queue to the node loop, and one that
+    /// does not fit is dropped, not waited on: the rest is for validators' forwards.
+    #[test]
+    fn full_nodes_hold_at_most_their_share_of_the_forwarding_queue() {
+        on_executor(|| async {
+            let a = Rc::new(untrusting_executor());
+            let (addr, (_inbound_rx, txns_rx)) = listen(&a, None);
+            let noise = secure::static_keypair();
+            let unused = SigningKey::from_bytes(&[9; 32]);
+            let validators = keys().iter().map(|key| key.verifying_key().to_bytes()).collect::<Vec<_>>();
+            let follower = Local {
+                chain_id: CHAIN,
+                me: FOLLOWER,
+                key: &unused,
+                noise_key: &noise.private,
+                validators: &validators,
+            };
+            let stream = TcpStream::connect(addr).await.expect("connect");
+            let mut link = secure::dial(stream, &follower, 0).await.expect("io").expect("admitted");
+            let share = PortAddresses::FOLLOWER_BATCHES_MAX;
+            let frame = tessera_components::wire::encode(&Frame::Txns(vec![transfer(4, 0)]));
+            for _ in 0..share + 8 {
+                secure::write_bytes(&mut link, &frame).await.expect("write");
+            }
+            glommio::timer::sleep(Duration::from_millis(300)).await;
+            assert_eq!(txns_rx.len() as u64, share, "full nodes' batches queued past their share");
+            assert_eq!(a.counters.forwarded_dropped_full.load(Ordering::Relaxed), 8);
             drop(link);
         });
     }
