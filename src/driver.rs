@@ -92,13 +92,13 @@ pub fn tick(pipeline: &mut Pipeline, now_ns: u64, mut store: Option<&mut dyn Sto
 /// stopped, proposals and votes at `tip_height + 1` in views it would enter again. It cannot
 /// have signed at `tip_height + 2`: to get there it finalized `tip_height + 1`, and that
 /// block was durable before anything of the next height left. So it resumes bound to sign
-/// nothing below `tip_height + 2`, and catches up by sync. So does a store with a `damaged`
-/// safety slot, whatever the other slot holds, unless that binds it further: the damaged slot
-/// may have held the newest state (see [`crate::storage::safety`]). Returns the core, and
-/// whether the stand-in state was used (the node warns).
-pub fn resume(core: Core, saved: Option<&SafetyState>, damaged: bool, tip_height: u64) -> (Core, bool) {
+/// nothing below `tip_height + 2`, and catches up by sync. So does a store whose state is
+/// `uncertain` (a damaged slot beside one of the older one-slot format, which may be older than
+/// what was signed; see [`crate::storage::safety`]), unless the state binds it further.
+/// Returns the core, and whether the stand-in state was used (the node warns).
+pub fn resume(core: Core, saved: Option<&SafetyState>, uncertain: bool, tip_height: u64) -> (Core, bool) {
     let bound = SafetyState { height: tip_height.saturating_add(2), view: 0, lock: None };
-    let unsure = damaged || (saved.is_none() && tip_height > 0);
+    let unsure = uncertain || (saved.is_none() && tip_height > 0);
     match saved {
         Some(saved) if !unsure || saved.height >= bound.height => (core.with_safety_state(saved), false),
         _ if unsure => (core.with_safety_state(&bound), true),
@@ -159,7 +159,7 @@ mod tests {
             ChainTip { height: recovery.height, hash: store.tip_hash(), state_root: recovery.state_root };
         let config = ConsensusConfig::default();
         let core = Core::new(me, keys[me as usize].clone(), set, config, tip.height, tip.hash);
-        let (core, _) = resume(core, recovery.safety.as_ref(), recovery.safety_damaged, tip.height);
+        let (core, _) = resume(core, recovery.safety.as_ref(), recovery.safety_uncertain, tip.height);
         let stages = Stages::Validator { core: Box::new(core), history_bytes_max: 1 << 20 };
         let pipeline = Pipeline::with_stages(PipelineConfig::default(), ledger, tip, stages).unwrap();
         (pipeline, store)

@@ -331,13 +331,20 @@ impl Node {
                 );
             }
             let (core, stand_in) =
-                driver::resume(core, recovery.safety.as_ref(), recovery.safety_damaged, tip.height);
+                driver::resume(core, recovery.safety.as_ref(), recovery.safety_uncertain, tip.height);
+            if recovery.safety_damaged && !stand_in {
+                tracing::warn!(
+                    "a safety slot (safety-0 or safety-1) is torn or damaged; the other holds the newest \
+                     state, and the next save rewrites both"
+                );
+            }
             if stand_in {
                 tracing::warn!(
                     height = tip.height,
                     damaged = recovery.safety_damaged,
-                    "the safety state may be older than what this validator signed (safety-0 or safety-1 \
-                     damaged or torn, or both lost): signing nothing until height {} is reached by sync",
+                    "the safety state may be older than what this validator signed (both slots lost or \
+                     damaged, or one damaged beside the older one-slot format): signing nothing until \
+                     height {} is reached by sync",
                     tip.height + 2
                 );
             }

@@ -423,6 +423,7 @@ impl SimDisk {
             safety: self.safety.clone(),
             // Kept as a value, written whole: never torn.
             safety_damaged: false,
+            safety_uncertain: false,
         };
         self.entries = verified.check.entries;
         self.tip_hash = tip_hash;

@@ -114,6 +114,8 @@ pub struct Recovery {
     pub safety: Option<tessera_components::SafetyState>,
     /// A safety slot held bytes that failed their checks ([`safety::SafetyRecovered`]).
     pub safety_damaged: bool,
+    /// `safety` may be older than what the validator signed ([`safety::SafetyRecovered`]).
+    pub safety_uncertain: bool,
 }
 
 /// A torn tail that recovery dropped (or, for `inspect`, would drop).
@@ -622,6 +624,7 @@ impl Store {
             created,
             safety: safety_state.state,
             safety_damaged: safety_state.damaged,
+            safety_uncertain: safety_state.uncertain,
         };
         let store = Store {
             config,

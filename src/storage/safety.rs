@@ -1,32 +1,35 @@
 //! The validator's safety state on disk: what it has bound itself to in consensus (the view it
 //! entered and its lock), written and synced before any message it signed leaves the node.
 //!
-//! Two slot files, `safety-0` and `safety-1`, take turns: write `n` goes to slot `n mod 2`,
-//! whole, followed by one `fdatasync`. A crash in the middle of a write tears at most the slot
-//! being written; the other still holds the previous state, and recovery takes the valid slot
-//! with the higher sequence number. A slot is (little-endian):
+//! Two slot files, `safety-0` and `safety-1`, each hold the whole state. Write `n` goes to
+//! `safety-0`, whole, then one `fdatasync`, then the same to `safety-1`; only then may what it
+//! covers be sent. A crash in the middle of a save tears at most the slot being written, and
+//! the other holds either this save (the tear is in `safety-1`) or the previous one, which is
+//! all that was sent (the tear is in `safety-0`). Damage found later in one slot leaves the
+//! other holding the newest state sent. So recovery takes the valid slot with the higher
+//! sequence number, and one bad slot never leaves the node older than what it signed. A slot
+//! is (little-endian):
 //!
 //! ```text
-//! 0   8  magic "TSSAFE01"
-//! 8   8  sequence number (the n-th write since the store was created, from 1)
+//! 0   8  magic "TSSAFE02" (a save to both slots; "TSSAFE01", the older format, went to one)
+//! 8   8  sequence number (the n-th save since the store was created, from 1)
 //! 16  4  payload length in bytes (at most SAFETY_PAYLOAD_MAX)
 //! 20  4  CRC-32C of bytes 8..20 and the payload
 //! 24  …  payload: the SafetyState, postcard-encoded
 //! ```
 //!
 //! Bytes past the payload are left from longer earlier writes and ignored. A slot that fails
-//! its checks (torn, or never written) holds no state; two such slots mean no state was ever
-//! written, which is only right for a new store: with blocks, the node resumes bound to sign
-//! nothing below its tip + 2 (`crate::driver::resume`).
+//! its checks (torn, damaged, or never written) holds no state; two such slots mean no state
+//! was ever written, which is only right for a new store: with blocks, the node resumes bound to
+//! sign nothing below its tip + 2 (`crate::driver::resume`).
 //!
-//! A slot that holds bytes but fails its checks is reported as damaged, whatever the other
-//! holds. A write torn by a crash and a bit flipped later in the newest slot look the same, and
-//! only the first leaves the other slot's state current: after the second, resuming from the
-//! other slot would forget a view signed in (or, if that slot is of a lower height, every
-//! bound). So a damaged slot binds the node as a lost state does, to nothing below its tip + 2,
-//! unless the valid slot binds it further. A torn write then costs a catch-up by sync, never a
-//! second signature. A sequence number of 2^63 or more fails the checks too: the next write
-//! could not be numbered past it.
+//! Before, save `n` went to slot `n mod 2` alone (the `TSSAFE01` format). A bit flipped later in
+//! the newest slot then looked like a torn write, and recovery took the other slot, a state the
+//! validator had signed past: restarted, it voted again in a view it had voted in (found in
+//! review). A store whose newest valid slot is of that format, with the other slot damaged,
+//! cannot tell the two apart, so it is reported uncertain and the node binds itself past its
+//! tip; its first save after that writes both slots. A sequence number of 2^63 or more fails
+//! the checks: the next save could not be numbered past it.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -38,7 +41,9 @@ use super::{StoreError, io_error};
 
 /// The slot files' names.
 pub const SAFETY_FILES: [&str; 2] = ["safety-0", "safety-1"];
-const MAGIC: &[u8; 8] = b"TSSAFE01";
+const MAGIC: &[u8; 8] = b"TSSAFE02";
+/// The older format's magic: each save went to one slot only.
+const MAGIC_ONE_SLOT: &[u8; 8] = b"TSSAFE01";
 const HEADER_SIZE: usize = 24;
 /// Largest payload a slot may hold: a lock carries one signature per signer (64 bytes plus an
 /// index), so this fits a certificate of over 8,000 validators.
@@ -69,7 +74,7 @@ pub fn encode_slot(sequence: u64, state: &SafetyState) -> Vec<u8> {
 /// then magic, then checksum, then the decode.
 pub fn decode_slot(bytes: &[u8]) -> Option<(u64, SafetyState)> {
     let header = bytes.get(..HEADER_SIZE)?;
-    if &header[..8] != MAGIC {
+    if &header[..8] != MAGIC && &header[..8] != MAGIC_ONE_SLOT {
         return None;
     }
     let sequence = u64::from_le_bytes(header[8..16].try_into().ok()?);
@@ -99,9 +104,16 @@ pub fn newest(slots: &[Vec<u8>]) -> Option<(u64, SafetyState)> {
 pub struct SafetyRecovered {
     /// The newest valid state.
     pub state: Option<SafetyState>,
-    /// A slot holds bytes that fail its checks: torn by a crash, or damaged since. The node
-    /// must then not trust `state` to be the newest it signed under (see the module docs).
+    /// A slot holds bytes that fail its checks: torn by a crash, or damaged since.
     pub damaged: bool,
+    /// `state` may be older than what the validator signed under: a slot is damaged and the
+    /// newest valid one is of the one-slot format (see the module docs).
+    pub uncertain: bool,
+}
+
+/// Whether a slot that passed [`decode_slot`] was written by a save to both slots.
+fn saved_to_both(bytes: &[u8]) -> bool {
+    bytes.get(..8) == Some(&MAGIC[..])
 }
 
 /// The two slot files of one data directory, open for writing.
@@ -134,7 +146,13 @@ impl SafetyFile {
                 .truncate(false)
                 .open(path)
                 .map_err(io_error(path))?;
-            let length = file.metadata().map_err(io_error(path))?.len();
+            let metadata = file.metadata().map_err(io_error(path))?;
+            if !metadata.is_file() {
+                // A FIFO would read as empty and fail every save: the validator would go silent.
+                let source = std::io::Error::new(std::io::ErrorKind::InvalidData, "not a regular file");
+                return Err(io_error(path)(source));
+            }
+            let length = metadata.len();
             // Only a slot's worth is read: a longer file was not written by this store.
             let mut bytes = vec![0u8; length.min((HEADER_SIZE + SAFETY_PAYLOAD_MAX) as u64) as usize];
             file.read_exact_at(&mut bytes, 0).map_err(io_error(path))?;
@@ -145,28 +163,37 @@ impl SafetyFile {
             // The new names must survive a crash as well as what is later written to them.
             lock.sync_dir().map_err(io_error(lock.dir()))?;
         }
-        let newest = newest(&contents);
+        let newest_slot = contents
+            .iter()
+            .filter_map(|bytes| {
+                decode_slot(bytes).map(|(sequence, state)| (sequence, state, saved_to_both(bytes)))
+            })
+            .max_by_key(|(sequence, _, _)| *sequence);
         let damaged = contents.iter().any(|bytes| !bytes.is_empty() && decode_slot(bytes).is_none());
-        let sequence = newest.as_ref().map_or(0, |(sequence, _)| *sequence);
+        let uncertain = damaged && newest_slot.as_ref().is_some_and(|(_, _, both)| !both);
+        let sequence = newest_slot.as_ref().map_or(0, |(sequence, _, _)| *sequence);
         let slots: [File; 2] = files.try_into().expect("two slot files");
-        let recovered = SafetyRecovered { state: newest.map(|(_, state)| state), damaged };
+        let recovered = SafetyRecovered { state: newest_slot.map(|(_, state, _)| state), damaged, uncertain };
         Ok((SafetyFile { slots, paths, sequence, sync }, recovered))
     }
 
-    /// Writes `state` over the older slot and syncs it: durable when this returns `Ok`.
+    /// Writes `state` to `safety-0`, syncs it, then the same to `safety-1`: durable in both when
+    /// this returns `Ok`.
     ///
     /// # Errors
     /// A failed write or sync: the caller must then not send what `state` covers.
     pub fn save(&mut self, state: &SafetyState) -> Result<(), StoreError> {
         // Below 2^63 (`decode_slot` refuses more), so this cannot wrap.
         let sequence = self.sequence + 1;
-        let slot = (sequence % 2) as usize;
         let bytes = encode_slot(sequence, state);
         debug_assert_eq!(decode_slot(&bytes).map(|(s, _)| s), Some(sequence));
-        let path = &self.paths[slot];
-        self.slots[slot].write_all_at(&bytes, 0).map_err(io_error(path))?;
-        if self.sync {
-            self.slots[slot].sync_data().map_err(io_error(path))?;
+        // In order, each synced before the next is touched: a tear is in one slot only, and
+        // the other then holds this state or the last one sent.
+        for (slot, path) in self.slots.iter().zip(&self.paths) {
+            slot.write_all_at(&bytes, 0).map_err(io_error(path))?;
+            if self.sync {
+                slot.sync_data().map_err(io_error(path))?;
+            }
         }
         self.sequence = sequence;
         Ok(())
@@ -218,5 +245,59 @@ mod tests {
         );
         assert_eq!(decode_slot(&encode_slot(SEQUENCE_LIMIT, &state(1))), None);
         assert_eq!(decode_slot(&encode_slot(u64::MAX, &state(1))), None);
+    }
+
+    fn slots_dir(name: &str) -> (std::path::PathBuf, DirLock) {
+        let dir = std::env::temp_dir().join(format!("tessera-safety-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let lock = DirLock::new(&dir, super::super::map::LockMode::Exclusive).unwrap();
+        (dir, lock)
+    }
+
+    /// Each save goes to both slots, so a slot torn by a crash (or damaged since) leaves the
+    /// other holding the newest state sent, and the store is not uncertain of it. Before, save
+    /// `n` went to one slot, and damage to the newest one rolled the validator back.
+    #[test]
+    fn a_save_goes_to_both_slots_so_one_bad_slot_leaves_the_newest_state() {
+        let (dir, lock) = slots_dir("both");
+        let (mut file, recovered) = SafetyFile::open(&lock, false).unwrap();
+        assert_eq!(recovered, SafetyRecovered::default());
+        file.save(&state(9)).unwrap();
+        file.save(&state(10)).unwrap();
+        drop(file);
+        for (torn, kept) in [(0, 1), (1, 0)] {
+            let bytes = std::fs::read(dir.join(SAFETY_FILES[kept])).unwrap();
+            assert_eq!(decode_slot(&bytes), Some((2, state(10))), "slot {kept} holds the last save");
+            let path = dir.join(SAFETY_FILES[torn]);
+            let whole = std::fs::read(&path).unwrap();
+            std::fs::write(&path, &whole[..whole.len() / 2]).unwrap();
+            let (_, recovered) = SafetyFile::open(&lock, false).unwrap();
+            assert_eq!(
+                recovered,
+                SafetyRecovered { state: Some(state(10)), damaged: true, uncertain: false }
+            );
+            std::fs::write(&path, &whole).unwrap();
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A store of the older one-slot format cannot tell a torn newest slot from a damaged one:
+    /// beside a damaged slot, its valid one may be older than what was signed, and the store
+    /// says so. Its next save writes both slots.
+    #[test]
+    fn a_damaged_slot_beside_the_one_slot_format_is_uncertain() {
+        let (dir, lock) = slots_dir("one-slot");
+        let mut older = encode_slot(4, &state(9));
+        older[..8].copy_from_slice(MAGIC_ONE_SLOT);
+        std::fs::write(dir.join(SAFETY_FILES[0]), &older).unwrap();
+        std::fs::write(dir.join(SAFETY_FILES[1]), [0x5a; 40]).unwrap();
+        let (mut file, recovered) = SafetyFile::open(&lock, false).unwrap();
+        assert_eq!(recovered, SafetyRecovered { state: Some(state(9)), damaged: true, uncertain: true });
+        file.save(&state(11)).unwrap();
+        drop(file);
+        let (_, recovered) = SafetyFile::open(&lock, false).unwrap();
+        assert_eq!(recovered, SafetyRecovered { state: Some(state(11)), damaged: false, uncertain: false });
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
