@@ -575,7 +575,15 @@ impl Node {
     fn wait_for_message(&mut self) {
         let left = self.tick.saturating_sub(self.last_tick.elapsed());
         if let Ok((from, message)) = self.net.inbound.recv_timeout(left) {
-            self.pipeline.deliver(from, message);
+            // As `take_consensus` does: from a sender banned since, dropped unverified.
+            if self.net.is_banned(from) {
+                self.net
+                    .counters
+                    .consensus_from_banned_dropped
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            } else {
+                let _ = self.pipeline.deliver(from, message);
+            }
         }
     }
 

@@ -927,6 +927,19 @@ impl Core {
                     self.counters.dropped_unverified += 1;
                     return false;
                 }
+                // A proposal from beyond the next height only asks its sender for blocks (if the
+                // sender may have made it), as [`Core::on_proposal`] does: it cost its
+                // justification's signatures, and took a sender's share of verification ahead
+                // of its sync response (found in review).
+                ConsensusMessage::Proposal(proposal) if proposal.block.header.height > next => {
+                    if self.proposal_sender_fits(from, proposal) {
+                        self.request_sync(from);
+                    } else {
+                        self.counters.rejected_sender += 1;
+                    }
+                    self.counters.dropped_unverified += 1;
+                    return false;
+                }
                 ConsensusMessage::NewView(new_view) if new_view.height > reach => {
                     self.request_sync(from);
                     self.counters.dropped_unverified += 1;
@@ -964,21 +977,46 @@ impl Core {
     /// forged sync responses (64 well-formed certificates each) was verified whole, every
     /// signature singly once its batch failed, and charged one point a message only after the
     /// tick: a tick's worth of them stopped the node loop for seconds (found in review).
+    ///
+    /// A sender's sync responses are charged first: its other messages queued during a long
+    /// tick (a lagging validator's, executing a batch of blocks) must not leave no room for the
+    /// blocks it asked for.
     fn within_signature_budget(&mut self, messages: &mut Vec<(u32, ConsensusMessage)>) {
         let budget = self.signatures_per_sender();
         let mut spent = vec![0usize; self.set.len()];
-        messages.retain(|(from, message)| {
-            // Every sender left is in the set (`drop_before_verification`).
-            let Some(spent) = spent.get_mut(*from as usize) else { return true };
-            let cost = signature_count(message);
-            if spent.saturating_add(cost) > budget {
-                self.counters.over_signature_budget += 1;
-                self.counters.dropped_unverified += dropped_count(message);
-                return false;
+        let mut keep = vec![true; messages.len()];
+        for sync_first in [true, false] {
+            for ((from, message), keep) in messages.iter().zip(keep.iter_mut()) {
+                if matches!(message, ConsensusMessage::SyncResponse(_)) != sync_first {
+                    continue;
+                }
+                // Every sender left is in the set (`drop_before_verification`).
+                let Some(spent) = spent.get_mut(*from as usize) else { continue };
+                let cost = signature_count(message);
+                if spent.saturating_add(cost) > budget {
+                    self.counters.over_signature_budget += 1;
+                    self.counters.dropped_unverified += dropped_count(message);
+                    *keep = false;
+                } else {
+                    *spent += cost;
+                }
             }
-            *spent += cost;
-            true
-        });
+        }
+        let mut keep = keep.into_iter();
+        messages.retain(|_| keep.next().unwrap_or(true));
+    }
+
+    /// Whether `from` may have sent `proposal`: its view's leader, with a header that fits. A
+    /// fresh block is the leader's own, made in this view; a re-proposal carries the original
+    /// header (made in an earlier view, possibly by another leader) and must be justified by a
+    /// prepare certificate for it.
+    fn proposal_sender_fits(&self, from: u32, proposal: &Proposal) -> bool {
+        let header = &proposal.block.header;
+        let header_fits = match &proposal.justify {
+            None => header.proposer == from && header.view == proposal.view,
+            Some(_) => header.view <= proposal.view,
+        };
+        from == self.set.leader(proposal.view) && header_fits
     }
 
     /// [`Core::drop_before_verification`]'s checks of what a message is for, beyond who sent it.
@@ -1151,14 +1189,7 @@ impl Core {
 
     fn on_proposal(&mut self, from: u32, proposal: Proposal, host: &mut impl Host) {
         let header = proposal.block.header;
-        // A fresh block is the leader's own, made in this view; a re-proposal carries the
-        // original header (made in an earlier view, possibly by another leader) and must be
-        // justified by a prepare certificate for it.
-        let header_fits = match &proposal.justify {
-            None => header.proposer == from && header.view == proposal.view,
-            Some(_) => header.view <= proposal.view,
-        };
-        if from != self.set.leader(proposal.view) || !header_fits {
+        if !self.proposal_sender_fits(from, &proposal) {
             self.counters.rejected_sender += 1;
             return;
         }

@@ -1065,6 +1065,9 @@ fn one_senders_messages_carry_at_most_its_share_of_signatures_into_a_batch() {
     messages.push((3, vote(3)));
     // Sender 2 spends its share exactly on `fit` responses.
     assert_eq!(budget, fit * per_response);
+    // Its vote comes first, but its sync responses are charged first.
+    let first_vote = messages.len() - 3;
+    messages.swap(0, first_vote);
     run.core.drop_before_verification(&mut messages);
     let from_two = messages.iter().filter(|(from, _)| *from == 2).count();
     let from_three = messages.iter().filter(|(from, _)| *from == 3).count();
@@ -1072,6 +1075,36 @@ fn one_senders_messages_carry_at_most_its_share_of_signatures_into_a_batch() {
     // are kept.
     assert_eq!((from_two, from_three), (fit, 2));
     assert_eq!(run.core.counters().over_signature_budget, 2);
+    assert!(
+        messages
+            .iter()
+            .filter(|(from, _)| *from == 2)
+            .all(|(_, m)| matches!(m, ConsensusMessage::SyncResponse(_))),
+        "sender 2's vote, first in the batch, kept ahead of a sync response"
+    );
+}
+
+/// A proposal from beyond the next height is dropped before its signatures are checked: the
+/// core would only ask its sender for blocks (if that sender leads its view).
+#[test]
+fn a_proposal_from_beyond_the_next_height_costs_no_verification() {
+    let mut run = Run::new(false);
+    run.core.drain_outbox();
+    let mut ahead = proposal(1, 1, 7);
+    ahead.block.header.height = 5;
+    let mut forged_leader = ahead.clone();
+    forged_leader.block.header.proposer = 2;
+    let mut messages =
+        vec![(1, ConsensusMessage::Proposal(ahead)), (2, ConsensusMessage::Proposal(forged_leader))];
+    assert_eq!(run.core.drop_before_verification(&mut messages), 2);
+    assert!(messages.is_empty());
+    assert_eq!(
+        run.core.counters().rejected_sender,
+        1,
+        "a proposal its sender could not make is refused as such"
+    );
+    let asked: Vec<_> = run.core.drain_outbox().into_iter().map(|(to, _)| to).collect();
+    assert_eq!(asked, [super::Destination::One(1)], "the view's leader is asked for blocks");
 }
 
 /// A validator that was asked for blocks and sent none is not asked again next: the request
