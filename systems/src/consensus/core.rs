@@ -1140,24 +1140,30 @@ impl Core {
     /// of it; unless sync is being asked of next-height senders in turn.
     fn request_sync(&mut self, from: u32) {
         if !self.taking_sync_turns() {
-            self.send_sync_request(from);
+            let to = self.sync_target(from);
+            self.send_sync_request(to);
         }
     }
 
-    /// Asks `from` for blocks from this height on, at most once a quarter timeout; or, if
-    /// `from` was asked last and has sent no block since, the next validator after it. The
-    /// messages that name `from` are read before any signature is checked (a vote from far
-    /// ahead only asks its sender for blocks), so a Byzantine validator sending one a quarter
-    /// timeout took every request, for itself, and never answered (found in review); now it
-    /// gets at most every other one.
-    fn send_sync_request(&mut self, from: u32) {
+    /// Whom to ask for blocks because `from` sent a message from ahead: `from`, unless the
+    /// validator asked last has not answered with a whole batch since; then the next validator
+    /// after that one, in turn. The messages that name `from` are read before any signature is
+    /// checked (a vote from far ahead only asks its sender for blocks), so a Byzantine
+    /// validator sending one a quarter timeout took every request, for itself, and answered
+    /// none, or one block at a time (found in review); now, while it does not answer in full,
+    /// the requests go round the others, and it gets one at most after each full answer.
+    fn sync_target(&self, from: u32) -> u32 {
+        match self.last_sync_peer {
+            Some((last, false)) => self.next_validator_after(last),
+            _ => from,
+        }
+    }
+
+    /// Asks `to` for blocks from this height on, at most once a quarter timeout.
+    fn send_sync_request(&mut self, to: u32) {
         let due = self
             .last_sync_request_ns
             .is_none_or(|last| self.now_ns.saturating_sub(last) >= self.config.view_timeout_ns / 4);
-        let to = match self.last_sync_peer {
-            Some((last, false)) if last == from => self.next_validator_after(from),
-            _ => from,
-        };
         if due && to != self.me {
             self.last_sync_request_ns = Some(self.now_ns);
             self.last_sync_peer = Some((to, false));
@@ -1642,7 +1648,10 @@ impl Core {
     fn on_sync_response(&mut self, from: u32, blocks: Vec<CertifiedBlock>, host: &mut impl Host) {
         let before = self.height;
         self.apply_sync_response(blocks, host);
-        if self.height > before && self.last_sync_peer.is_some_and(|(asked, _)| asked == from) {
+        // A whole batch is an answer; fewer blocks may be all the sender has, or a sender
+        // feeding them one at a time: the next request goes round.
+        let whole = self.height >= before.saturating_add(self.config.sync_batch_max as u64);
+        if whole && self.last_sync_peer.is_some_and(|(asked, _)| asked == from) {
             self.last_sync_peer = Some((from, true));
         }
     }

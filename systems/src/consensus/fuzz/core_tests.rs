@@ -1145,14 +1145,24 @@ fn a_validator_that_does_not_answer_is_not_asked_for_blocks_twice_in_a_row() {
         far_ahead(&mut run);
         sent.extend(asked(&mut run));
     }
-    // Validator 2 asked, then 3 in its place, then 2 again (3 sent nothing either), then 3.
+    // Validator 2 asked, then 3 in its place, then the next in turn past this node (0), and
+    // round again: 2 gets a request in three.
     assert_eq!(
         sent,
         [
             super::Destination::One(2),
             super::Destination::One(3),
-            super::Destination::One(2),
-            super::Destination::One(3)
+            super::Destination::One(1),
+            super::Destination::One(2)
         ]
     );
+    // Validator 2 answers with one block of the four a batch holds: not a whole answer, so
+    // the next request goes on round, to 3, though 2 sent the message that asks.
+    let one = block_at(1, Hash::ZERO);
+    run.core.on_message(2, ConsensusMessage::SyncResponse(vec![certified(&one)]), &mut run.host);
+    assert_eq!(run.core.height(), 2);
+    run.core.tick(5 * quarter, &mut run.host);
+    run.core.drain_outbox();
+    far_ahead(&mut run);
+    assert_eq!(asked(&mut run), [super::Destination::One(3)], "a one-block answer kept the requests");
 }
