@@ -628,6 +628,14 @@ impl Executor {
         ip.filter(|ip| !exempt_address(&self.setup.peers, self.setup.trust_loopback, *ip))
     }
 
+    /// Whether a connection from `ip` takes one of the port's handshake slots: not from a
+    /// configured validator's address, which its address's cap bounds (strangers holding
+    /// every slot kept a restarting validator out; found in review), unless that is loopback
+    /// (behind a local proxy every stranger is loopback, and would go uncapped).
+    fn takes_handshake_slot(&self, ip: Option<IpAddr>) -> bool {
+        ip.is_none_or(|ip| ip.is_loopback() || !self.is_validator_address(ip))
+    }
+
     /// True for an address a configured validator dials from (its listening address): never
     /// charged or refused by address, since whoever shares it (a NAT, a host) could otherwise
     /// get that validator refused before its handshake, and capped with room for the
@@ -1100,7 +1108,7 @@ async fn accept_peers(shared: Rc<Executor>, listener: TcpListener, links: PeerLi
             // their address's cap bounds them. Before, strangers holding every slot (silent
             // connections, each reopened as its handshake timed out) kept a restarted
             // validator from getting back in (found in review).
-            let handshaking = if ip.is_some_and(|ip| shared.is_validator_address(ip)) {
+            let handshaking = if !shared.takes_handshake_slot(ip) {
                 None
             } else {
                 let max = shared.setup.peer_connections_max;
@@ -1226,8 +1234,9 @@ enum Accepted {
     Validator(u32),
     /// A full node, which proves nothing and is served sync only.
     Follower,
-    /// Wrong chain, version or index, a bad proof, or not a handshake at all.
-    Refused,
+    /// Wrong chain, version or index, a bad proof, or not a handshake at all; `after_work`
+    /// once this side has done its Diffie-Hellman work (past the greeting).
+    Refused { after_work: bool },
     /// Not finished within the handshake deadline.
     TimedOut,
 }
@@ -1240,7 +1249,9 @@ async fn accept_handshake(
     Ok(match secure::accept(stream, &shared.local()).await? {
         Ok((channel, FOLLOWER)) => (Some(channel), Accepted::Follower),
         Ok((channel, index)) => (Some(channel), Accepted::Validator(index)),
-        Err(_) => (None, Accepted::Refused),
+        Err(refusal) => {
+            (None, Accepted::Refused { after_work: !matches!(refusal, secure::Refusal::Greeting) })
+        }
     })
 }
 
@@ -1268,7 +1279,7 @@ async fn serve_peer(
     };
     let (handshaking, address) = slots;
     drop(handshaking);
-    let refused = matches!(accepted, Accepted::Refused);
+    let charged = matches!(accepted, Accepted::Refused { after_work: true });
     let (channel, peer) = match (channel, accepted) {
         (Some(channel), Accepted::Validator(peer)) => (channel, peer),
         (Some(mut channel), Accepted::Follower) => {
@@ -1293,8 +1304,10 @@ async fn serve_peer(
             // A handshake that fails after this side's Diffie-Hellman work is a penalty point
             // for its address, as a bad frame is: a first message replayed and a garbage third
             // one cost the sender nothing and this node three X25519 operations, with no limit
-            // (found in review). Validators' addresses and trusted loopback are never charged.
-            if refused {
+            // (found in review). A greeting of another chain or version is not charged (it
+            // costs nothing, and a rolling upgrade sends them). Validators' addresses and
+            // trusted loopback are never charged.
+            if charged {
                 shared.penalise_address(ip);
             }
             return Ok(());
@@ -2055,43 +2068,24 @@ mod tests {
         });
     }
 
-    /// Strangers holding every handshake slot of the peer port (silent connections) do not keep
-    /// a validator out: connections from a validator's address take no handshake slot. Before,
-    /// a validator restarting under such a flood could not reconnect (found in review).
+    /// Strangers holding every handshake slot of the peer port do not keep a validator out:
+    /// connections from a validator's address take no handshake slot; loopback's do (behind a
+    /// local proxy every stranger is loopback). Before, a validator restarting under a flood of
+    /// silent connections could not reconnect (found in review).
     #[test]
-    fn strangers_holding_every_handshake_slot_do_not_keep_a_validator_out() {
-        on_executor(|| async {
-            let mut a = executor(0);
-            a.setup.peer_connections_max = 3;
-            let a = Rc::new(a);
-            let (addr, _handed) = listen(&a, None);
-            // Three strangers, each from its own address, connect and say nothing.
-            let mut strangers = Vec::new();
-            for last in 2..5u8 {
-                let socket =
-                    socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-                socket.bind(&std::net::SocketAddr::from(([127, 0, 0, last], 0)).into()).expect("bind");
-                socket.connect(&addr.into()).expect("connect");
-                strangers.push(socket);
-            }
-            glommio::timer::sleep(Duration::from_millis(200)).await;
-            assert_eq!(
-                a.counters.peer_connections_open.load(Ordering::Relaxed),
-                3,
-                "the strangers hold every slot"
-            );
-            // Validator 1, from its configured address, gets in all the same.
-            let b = executor(1);
-            let stream = TcpStream::connect(addr).await.expect("connect");
-            let link = secure::dial(stream, &b.local(), 0).await;
-            assert!(
-                matches!(link, Ok(Ok(_))),
-                "validator 1 refused while strangers held the handshake slots"
-            );
-            glommio::timer::sleep(Duration::from_millis(50)).await;
-            assert_eq!(a.counters.validators_connected.load(Ordering::Relaxed), 1);
-            drop((strangers, link));
-        });
+    fn connections_from_a_validators_address_take_no_handshake_slot() {
+        let mut node = executor(0);
+        node.setup.peers[2] = "192.0.2.9:7000".parse().expect("an address");
+        let validator: IpAddr = "192.0.2.9".parse().expect("an address");
+        let mapped: IpAddr = "::ffff:192.0.2.9".parse().expect("an address");
+        let stranger: IpAddr = "192.0.2.10".parse().expect("an address");
+        let loopback: IpAddr = "127.0.0.1".parse().expect("an address");
+        assert!(node.is_validator_address(loopback), "the test's validators are on loopback");
+        assert!(!node.takes_handshake_slot(Some(validator)));
+        assert!(!node.takes_handshake_slot(Some(mapped.to_canonical())));
+        assert!(node.takes_handshake_slot(Some(stranger)));
+        assert!(node.takes_handshake_slot(Some(loopback)));
+        assert!(node.takes_handshake_slot(None));
     }
 
     /// Full nodes prove nothing, so they must not be able to take the room validators need:
@@ -2524,16 +2518,35 @@ mod tests {
             let (addr, _handed) = listen(&a, None);
             let threshold = a.setup.penalty_threshold;
             let local: IpAddr = "127.0.0.1".parse().expect("an address");
+            // Bytes that are no handshake: refused at the greeting, before any work, and not
+            // charged.
             for _ in 0..=threshold {
                 let Ok(mut raw) = TcpStream::connect(addr).await else { break };
-                // Bytes that are no handshake: a length prefix and garbage.
                 let _ = raw.write_all(&[0, 48]).await;
                 let _ = raw.write_all(&[0x5a; 48]).await;
                 let mut sink = [0u8; 256];
                 let _ = raw.read(&mut sink).await;
-                glommio::timer::sleep(Duration::from_millis(20)).await;
             }
-            assert!(a.counters.handshake_failures.load(Ordering::Relaxed) >= u64::from(threshold));
+            glommio::timer::sleep(Duration::from_millis(50)).await;
+            assert!(a.counters.handshake_failures.load(Ordering::Relaxed) > u64::from(threshold));
+            assert!(!a.banned(local), "greetings of no handshake charged");
+            // A proof that does not verify (validator 1's index, another key): refused after
+            // the Diffie-Hellman work, and charged.
+            let noise = secure::static_keypair();
+            let impostor = SigningKey::from_bytes(&[42; 32]);
+            let validators = keys().iter().map(|key| key.verifying_key().to_bytes()).collect::<Vec<_>>();
+            let claimed = Local {
+                chain_id: CHAIN,
+                me: 1,
+                key: &impostor,
+                noise_key: &noise.private,
+                validators: &validators,
+            };
+            for _ in 0..=threshold {
+                let Ok(stream) = TcpStream::connect(addr).await else { break };
+                let _ = secure::dial(stream, &claimed, 0).await;
+            }
+            glommio::timer::sleep(Duration::from_millis(50)).await;
             assert!(a.banned(local), "an address failing handshake after handshake is not banned");
         });
     }
