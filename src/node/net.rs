@@ -628,6 +628,16 @@ impl Executor {
         ip.filter(|ip| !exempt_address(&self.setup.peers, self.setup.trust_loopback, *ip))
     }
 
+    /// One address's place among the full nodes following: each address (an IPv6 /64 as one)
+    /// holds at most a sixteenth of `followers_max`, at least one; loopback is not counted.
+    /// Before, the per-address cap of the peer port (16) was all, so a stranger with four
+    /// addresses held every follower slot with keep-alives, and no honest full node could
+    /// follow (found in review).
+    fn follower_slot(&self, ip: Option<IpAddr>) -> Option<AddressSlot<'_>> {
+        let max = (self.setup.followers_max / 16).max(1);
+        AddressSlot::take(&self.addresses.followers, ip, max, false)
+    }
+
     /// Whether a connection from `ip` takes one of the port's handshake slots: not from a
     /// configured validator's address, which its address's cap bounds (strangers holding
     /// every slot kept a restarting validator out; found in review), unless that is loopback
@@ -797,6 +807,8 @@ impl AddressTable {
 pub struct PortAddresses {
     peer: AddressTable,
     ingress: AddressTable,
+    /// Full nodes following, by address ([`Executor::follower_slot`]).
+    followers: AddressTable,
     validator_links: Vec<AtomicU64>,
     validator_standing: Vec<std::sync::Mutex<Standing>>,
     /// Banned addresses, for every executor (a client's connections land on any of them).
@@ -1289,6 +1301,10 @@ async fn serve_peer(
                 shared.counters.address_refusals.fetch_add(1, Ordering::Relaxed);
                 return Ok(());
             }
+            let Some(_follower_address) = shared.follower_slot(ip) else {
+                shared.counters.address_refusals.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            };
             let counters = &shared.counters;
             let max = shared.setup.followers_max;
             let Some(_following) =
@@ -2066,6 +2082,26 @@ mod tests {
             assert!(secure::dial(stream, &follower, 0).await.expect("io").is_ok(), "a full node's dial to A");
             assert_eq!(a_ends.await, Some(Some(FOLLOWER)));
         });
+    }
+
+    /// Each address holds at most a sixteenth of the follower slots (at least one), an IPv6 /64
+    /// as one address; loopback is not counted. Before, four addresses held them all.
+    #[test]
+    fn one_address_holds_at_most_a_sixteenth_of_the_follower_slots() {
+        let mut node = executor(0);
+        node.setup.followers_max = 64;
+        let stranger: IpAddr = "198.51.100.4".parse().expect("an address");
+        let neighbour: IpAddr = "2001:db8::1".parse().expect("an address");
+        let same_block: IpAddr = "2001:db8::2".parse().expect("an address");
+        let held: Vec<_> = (0..4).map_while(|_| node.follower_slot(Some(stranger))).collect();
+        assert_eq!(held.len(), 4);
+        assert!(node.follower_slot(Some(stranger)).is_none(), "a fifth follower from one address");
+        let block: Vec<_> = (0..4).map_while(|_| node.follower_slot(Some(neighbour))).collect();
+        assert_eq!(block.len(), 4);
+        assert!(node.follower_slot(Some(same_block)).is_none(), "a /64 counted per address");
+        assert!((0..8).all(|_| node.follower_slot(Some("127.0.0.1".parse().expect("an address"))).is_some()));
+        drop(held);
+        assert!(node.follower_slot(Some(stranger)).is_some(), "places given back");
     }
 
     /// Strangers holding every handshake slot of the peer port do not keep a validator out:
