@@ -228,6 +228,7 @@ impl NetHandles {
         if !matches!(source, Some(Source::Validator(_))) {
             // A full node's: its share of the queue comes back too.
             self.addresses.follower_batches.fetch_sub(1, Ordering::AcqRel);
+            self.addresses.follower_txns_bytes.fetch_sub((batch.len() * TXN_SIZE) as u64, Ordering::AcqRel);
         }
         Some((source, batch))
     }
@@ -823,8 +824,10 @@ pub struct PortAddresses {
     /// and this bounds it in memory (batches of good signatures sent again and again cost their
     /// sender nothing to repeat).
     peer_txns_bytes: AtomicU64,
-    /// Full nodes' batches in that queue ([`PortAddresses::FOLLOWER_BATCHES_MAX`]).
+    /// Full nodes' batches in that queue ([`PortAddresses::FOLLOWER_BATCHES_MAX`]), and their
+    /// bytes ([`PortAddresses::FOLLOWER_TXNS_BYTES_MAX`]).
     follower_batches: AtomicU64,
+    follower_txns_bytes: AtomicU64,
     /// Bytes of client batches queued for the node loop, for the same reason: a client's
     /// batch of good signatures can be sent again and again at no cost but bandwidth.
     client_txns_bytes: AtomicU64,
@@ -902,15 +905,24 @@ impl PortAddresses {
     /// every validator's forwards out (found in review).
     const FOLLOWER_BATCHES_MAX: u64 = 256;
 
-    /// A place for one full node's batch in the queue to the node loop, while full nodes hold
-    /// fewer than [`Self::FOLLOWER_BATCHES_MAX`]; `None` (nothing taken) at it.
-    fn reserve_follower_batch(&self) -> Option<Reserved<'_>> {
-        self.follower_batches
+    /// Bytes of full nodes' batches in that queue, at most: a quarter of its bytes too. With
+    /// places alone, sixteen 4 MiB batches of good transactions took every byte of it (found
+    /// in review).
+    const FOLLOWER_TXNS_BYTES_MAX: u64 = Self::PEER_TXNS_BYTES_MAX / 4;
+
+    /// A place, and room for `bytes`, for one full node's batch in the queue to the node loop,
+    /// while full nodes hold fewer than [`Self::FOLLOWER_BATCHES_MAX`] batches and
+    /// [`Self::FOLLOWER_TXNS_BYTES_MAX`] bytes; `None` (nothing taken) past either.
+    fn reserve_follower_batch(&self, bytes: u64) -> Option<(Reserved<'_>, Reserved<'_>)> {
+        let place = self
+            .follower_batches
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
                 (held < Self::FOLLOWER_BATCHES_MAX).then_some(held + 1)
             })
             .ok()
-            .map(|_| Reserved(Some((&self.follower_batches, 1))))
+            .map(|_| Reserved(Some((&self.follower_batches, 1))))?;
+        let room = reserve(&self.follower_txns_bytes, bytes, Self::FOLLOWER_TXNS_BYTES_MAX)?;
+        Some((place, room))
     }
 
     /// Bytes of client batches queued for the node loop, at most.
@@ -1246,24 +1258,20 @@ enum Accepted {
     Validator(u32),
     /// A full node, which proves nothing and is served sync only.
     Follower,
-    /// Wrong chain, version or index, a bad proof, or not a handshake at all; `after_work`
-    /// once this side has done its Diffie-Hellman work (past the greeting).
-    Refused { after_work: bool },
-    /// Not finished within the handshake deadline.
-    TimedOut,
+    /// Wrong chain, version or index, a bad proof, or not a handshake at all.
+    Refused,
 }
 
 /// The accepting side's handshake ([`secure::accept`]).
 async fn accept_handshake(
     shared: &Executor,
     stream: TcpStream,
+    worked: &std::cell::Cell<bool>,
 ) -> std::io::Result<(Option<Secure<TcpStream>>, Accepted)> {
-    Ok(match secure::accept(stream, &shared.local()).await? {
+    Ok(match secure::accept(stream, &shared.local(), worked).await? {
         Ok((channel, FOLLOWER)) => (Some(channel), Accepted::Follower),
         Ok((channel, index)) => (Some(channel), Accepted::Validator(index)),
-        Err(refusal) => {
-            (None, Accepted::Refused { after_work: !matches!(refusal, secure::Refusal::Greeting) })
-        }
+        Err(_) => (None, Accepted::Refused),
     })
 }
 
@@ -1281,17 +1289,34 @@ async fn serve_peer(
 ) -> std::io::Result<()> {
     stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
     stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
-    let handshake = within(HANDSHAKE_TIMEOUT, accept_handshake(shared, stream)).await;
+    // Set once this side starts its Diffie-Hellman work (its reply to the greeting). A
+    // handshake that fails after that, refused, cut off or timed out, is a penalty point for
+    // its address, as a bad frame is: a first message replayed and anything or nothing for
+    // the third cost the sender nothing and this node three X25519 operations, with no limit
+    // (found in review). A greeting of another chain or version is not charged (it costs
+    // nothing, and a rolling upgrade sends them). Validators' addresses and trusted loopback
+    // are never charged.
+    let worked = std::cell::Cell::new(false);
+    let handshake = within(HANDSHAKE_TIMEOUT, accept_handshake(shared, stream, &worked)).await;
     let (channel, accepted) = match handshake {
-        Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
-            shared.counters.connections_timed_out.fetch_add(1, Ordering::Relaxed);
-            (None, Accepted::TimedOut)
+        Ok(done) => done,
+        Err(error) => {
+            let timed_out = error.kind() == std::io::ErrorKind::TimedOut;
+            if timed_out {
+                shared.counters.connections_timed_out.fetch_add(1, Ordering::Relaxed);
+            }
+            if timed_out || worked.get() {
+                shared.counters.handshake_failures.fetch_add(1, Ordering::Relaxed);
+            }
+            if worked.get() {
+                shared.penalise_address(ip);
+            }
+            return if timed_out { Ok(()) } else { Err(error) };
         }
-        other => other?,
     };
     let (handshaking, address) = slots;
     drop(handshaking);
-    let charged = matches!(accepted, Accepted::Refused { after_work: true });
+    let charged = worked.get();
     let (channel, peer) = match (channel, accepted) {
         (Some(channel), Accepted::Validator(peer)) => (channel, peer),
         (Some(mut channel), Accepted::Follower) => {
@@ -1317,12 +1342,7 @@ async fn serve_peer(
         }
         _ => {
             shared.counters.handshake_failures.fetch_add(1, Ordering::Relaxed);
-            // A handshake that fails after this side's Diffie-Hellman work is a penalty point
-            // for its address, as a bad frame is: a first message replayed and a garbage third
-            // one cost the sender nothing and this node three X25519 operations, with no limit
-            // (found in review). A greeting of another chain or version is not charged (it
-            // costs nothing, and a rolling upgrade sends them). Validators' addresses and
-            // trusted loopback are never charged.
+            // Refused after the Diffie-Hellman work: charged (see above).
             if charged {
                 shared.penalise_address(ip);
             }
@@ -1507,8 +1527,8 @@ async fn serve_follower(
                 let source = charged.map(address_source);
                 let bytes = (batch.len() * TXN_SIZE) as u64;
                 let reserved = shared.addresses.reserve_peer_txns(bytes);
-                let place = shared.addresses.reserve_follower_batch();
-                let (Some(reserved), Some(place)) = (reserved, place) else {
+                let place = shared.addresses.reserve_follower_batch(bytes);
+                let (Some(reserved), Some((place, room))) = (reserved, place) else {
                     shared.counters.forwarded_dropped_full.fetch_add(batch.len() as u64, Ordering::Relaxed);
                     continue;
                 };
@@ -1518,6 +1538,7 @@ async fn serve_follower(
                     Ok(()) => {
                         reserved.handed_off();
                         place.handed_off();
+                        room.handed_off();
                     }
                     Err(flume::TrySendError::Full(_)) => {
                         shared.counters.forwarded_dropped_full.fetch_add(count, Ordering::Relaxed);
@@ -2015,7 +2036,7 @@ mod tests {
     fn accept_one(node: Rc<Executor>, listener: Rc<TcpListener>) -> glommio::task::JoinHandle<Option<u32>> {
         glommio::spawn_local(async move {
             let stream = listener.accept().await.expect("a connection");
-            match accept_handshake(&node, stream).await {
+            match accept_handshake(&node, stream, &std::cell::Cell::new(false)).await {
                 Ok((_, Accepted::Validator(index))) => Some(index),
                 Ok((_, Accepted::Follower)) => Some(FOLLOWER),
                 _ => None,
@@ -2584,6 +2605,23 @@ mod tests {
             }
             glommio::timer::sleep(Duration::from_millis(50)).await;
             assert!(a.banned(local), "an address failing handshake after handshake is not banned");
+            // A first message, then nothing once the node has answered it: charged too.
+            let b = Rc::new(untrusting_executor());
+            let (addr, _handed) = listen(&b, None);
+            for _ in 0..=threshold {
+                let Ok(mut stream) = TcpStream::connect(addr).await else { break };
+                let prologue = tessera_components::wire::noise_prologue(CHAIN);
+                let mut state = snow::Builder::new(secure::params())
+                    .local_private_key(&noise.private)
+                    .and_then(|builder| builder.prologue(&prologue))
+                    .and_then(|builder| builder.build_initiator())
+                    .expect("an initiator");
+                let _ = secure::send_noise(&mut stream, CHAIN, &mut state).await;
+                let _ = secure::read_noise(&mut stream, CHAIN, &mut state).await;
+                drop(stream);
+            }
+            glommio::timer::sleep(Duration::from_millis(50)).await;
+            assert!(b.banned(local), "handshakes cut off after the node's reply are not charged");
         });
     }
 
@@ -2645,6 +2683,23 @@ mod tests {
             glommio::timer::sleep(Duration::from_millis(300)).await;
             assert_eq!(txns_rx.len() as u64, share, "full nodes' batches queued past their share");
             assert_eq!(a.counters.forwarded_dropped_full.load(Ordering::Relaxed), 8);
+            // And in bytes: past a quarter of the queue's, a batch is dropped however few are
+            // queued. (Held here as if queued: the test has no node loop to give them back.)
+            let addresses = &a.addresses;
+            while txns_rx.try_recv().is_ok() {}
+            addresses.follower_batches.store(0, Ordering::Relaxed);
+            addresses.follower_txns_bytes.store(0, Ordering::Relaxed);
+            let quarter = PortAddresses::FOLLOWER_TXNS_BYTES_MAX;
+            let held = addresses.reserve_follower_batch(quarter).expect("room for the first");
+            assert!(
+                addresses.reserve_follower_batch(tessera_components::constants::TXN_SIZE as u64).is_none(),
+                "bytes past a quarter taken"
+            );
+            drop(held);
+            assert!(
+                addresses.reserve_follower_batch(tessera_components::constants::TXN_SIZE as u64).is_some(),
+                "room given back"
+            );
             drop(link);
         });
     }

@@ -52,7 +52,7 @@ pub fn static_keypair() -> snow::Keypair {
     snow::Builder::new(params()).generate_keypair().expect("X25519 key generation from OS randomness")
 }
 
-fn params() -> snow::params::NoiseParams {
+pub(super) fn params() -> snow::params::NoiseParams {
     NOISE_PARAMS.parse().expect("a valid Noise protocol name")
 }
 
@@ -296,7 +296,7 @@ pub struct Local<'a> {
     pub validators: &'a [[u8; 32]],
 }
 
-async fn send_noise<S: AsyncWrite + Unpin>(
+pub(super) async fn send_noise<S: AsyncWrite + Unpin>(
     stream: &mut S,
     chain_id: u32,
     state: &mut snow::HandshakeState,
@@ -308,7 +308,7 @@ async fn send_noise<S: AsyncWrite + Unpin>(
     Ok(Ok(()))
 }
 
-async fn read_noise<S: AsyncRead + Unpin>(
+pub(super) async fn read_noise<S: AsyncRead + Unpin>(
     stream: &mut S,
     chain_id: u32,
     state: &mut snow::HandshakeState,
@@ -373,10 +373,14 @@ pub async fn noise_dial<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// The Noise XX handshake as the acceptor. No identity is proven yet: see [`accept`].
+///
+/// `worked` is set once this side starts its Diffie-Hellman work (its reply, message 2): a
+/// handshake that fails after that, however it fails, cost this side three X25519 operations.
 pub async fn noise_accept<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     chain_id: u32,
     noise_key: &[u8],
+    worked: &std::cell::Cell<bool>,
 ) -> io::Result<Result<Secure<S>, Refusal>> {
     let prologue = noise_prologue(chain_id);
     let built = snow::Builder::new(params())
@@ -387,6 +391,7 @@ pub async fn noise_accept<S: AsyncRead + AsyncWrite + Unpin>(
     if let Err(refusal) = read_noise(&mut stream, chain_id, &mut state).await? {
         return Ok(Err(refusal));
     }
+    worked.set(true);
     if let Err(refusal) = send_noise(&mut stream, chain_id, &mut state).await? {
         return Ok(Err(refusal));
     }
@@ -464,8 +469,9 @@ pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
 pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     local: &Local<'_>,
+    worked: &std::cell::Cell<bool>,
 ) -> io::Result<Result<(Secure<S>, u32), Refusal>> {
-    let mut channel = match noise_accept(stream, local.chain_id, local.noise_key).await? {
+    let mut channel = match noise_accept(stream, local.chain_id, local.noise_key, worked).await? {
         Ok(channel) => channel,
         Err(refusal) => return Ok(Err(refusal)),
     };
