@@ -1647,10 +1647,21 @@ impl Core {
 
     fn on_sync_response(&mut self, from: u32, blocks: Vec<CertifiedBlock>, host: &mut impl Host) {
         let before = self.height;
+        // What each block costs, by the bound an honest answer stops at.
+        let costs: Vec<(u64, usize)> =
+            blocks.iter().map(|certified| (certified.block.header.height, sync_cost(certified))).collect();
         self.apply_sync_response(blocks, host);
-        // A whole batch is an answer; fewer blocks may be all the sender has, or a sender
+        let cost: usize = costs
+            .iter()
+            .filter(|(height, _)| (before..self.height).contains(height))
+            .map(|(_, cost)| *cost)
+            .fold(0, usize::saturating_add);
+        // A whole batch is an answer, in blocks or in bytes (an honest answer of large blocks
+        // stops at half the byte bound or more); fewer may be all the sender has, or a sender
         // feeding them one at a time: the next request goes round.
-        let whole = self.height >= before.saturating_add(self.config.sync_batch_max as u64);
+        let taken = self.height.saturating_sub(before);
+        let whole = taken >= self.config.sync_batch_max as u64
+            || (taken > 0 && cost >= self.config.sync_bytes_max / 2);
         if whole && self.last_sync_peer.is_some_and(|(asked, _)| asked == from) {
             self.last_sync_peer = Some((from, true));
         }
