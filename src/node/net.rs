@@ -635,8 +635,20 @@ impl Executor {
     /// addresses held every follower slot with keep-alives, and no honest full node could
     /// follow (found in review).
     fn follower_slot(&self, ip: Option<IpAddr>) -> Option<AddressSlot<'_>> {
-        let max = (self.setup.followers_max / 16).max(1);
-        AddressSlot::take(&self.addresses.followers, ip, max, false)
+        AddressSlot::take(&self.addresses.followers, ip, self.followers_per_address(), false)
+    }
+
+    fn followers_per_address(&self) -> usize {
+        (self.setup.followers_max / 16).max(1)
+    }
+
+    /// Whether `ip`, not loopback and not a validator's address, holds its share of follower
+    /// slots already ([`Executor::follower_slot`]): a new connection from it could only follow
+    /// to be refused.
+    fn followers_full(&self, ip: IpAddr) -> bool {
+        !ip.is_loopback()
+            && !self.is_validator_address(ip)
+            && self.addresses.followers.held(charged_as(ip)) >= self.followers_per_address()
     }
 
     /// Whether a connection from `ip` takes one of the port's handshake slots: not from a
@@ -1128,6 +1140,14 @@ async fn accept_peers(shared: Rc<Executor>, listener: TcpListener, links: PeerLi
             // links (`address_cap`): full nodes that share it cannot take them, and nobody at it
             // can hold every handshake slot.
             let Some(address) = shared.address_slot(&shared.addresses.peer, ip) else { return };
+            // An address already holding its share of follower slots can only be refused after
+            // a handshake, which costs this node its Diffie-Hellman work and a signature: it is
+            // closed here, before any (found in review). Not a validator's address: validators
+            // dial from there.
+            if ip.is_some_and(|ip| shared.followers_full(ip)) {
+                counters.address_refusals.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
             // Connections from a validator's address take no handshake slot of the port's:
             // their address's cap bounds them. Before, strangers holding every slot (silent
             // connections, each reopened as its handshake timed out) kept a restarted
@@ -2121,7 +2141,12 @@ mod tests {
         assert_eq!(block.len(), 4);
         assert!(node.follower_slot(Some(same_block)).is_none(), "a /64 counted per address");
         assert!((0..8).all(|_| node.follower_slot(Some("127.0.0.1".parse().expect("an address"))).is_some()));
+        // A full address is closed at accept, before a handshake it could only be refused
+        // after; loopback never is.
+        assert!(node.followers_full(stranger) && node.followers_full(same_block));
+        assert!(!node.followers_full("127.0.0.1".parse().expect("an address")));
         drop(held);
+        assert!(!node.followers_full(stranger));
         assert!(node.follower_slot(Some(stranger)).is_some(), "places given back");
     }
 

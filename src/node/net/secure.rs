@@ -374,8 +374,10 @@ pub async fn noise_dial<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// The Noise XX handshake as the acceptor. No identity is proven yet: see [`accept`].
 ///
-/// `worked` is set once this side starts its Diffie-Hellman work (its reply, message 2): a
-/// handshake that fails after that, however it fails, cost this side three X25519 operations.
+/// `worked` is set once this side starts its reply (message 2): a handshake that fails after
+/// that, however it fails, cost this side three X25519 operations. (Building the responder
+/// before anything is read derives the static public key, one more, for every connection:
+/// that one is bounded by the connection caps, not charged.)
 pub async fn noise_accept<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     chain_id: u32,

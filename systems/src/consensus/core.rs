@@ -1656,9 +1656,12 @@ impl Core {
             .filter(|(height, _)| (before..self.height).contains(height))
             .map(|(_, cost)| *cost)
             .fold(0, usize::saturating_add);
-        // A whole batch is an answer, in blocks or in bytes (an honest answer of large blocks
-        // stops at half the byte bound or more); fewer may be all the sender has, or a sender
-        // feeding them one at a time: the next request goes round.
+        // A whole batch is an answer, in blocks or in bytes. An honest answer cut by the byte
+        // bound stops before the block that would cross it, so one of blocks up to half the
+        // bound each fills half of it; an answer of larger blocks may fill less, and then the
+        // next request goes round, as after an answer of fewer blocks (all the sender has, or
+        // a sender feeding them one at a time). That costs a slower catch-up, never a stall:
+        // every answer taken is real blocks.
         let taken = self.height.saturating_sub(before);
         let whole = taken >= self.config.sync_batch_max as u64
             || (taken > 0 && cost >= self.config.sync_bytes_max / 2);
