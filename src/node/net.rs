@@ -2650,6 +2650,22 @@ mod tests {
         });
     }
 
+    /// A full node's link to the node at `addr`, its handshake done.
+    async fn follower_link(addr: std::net::SocketAddr) -> secure::Secure<TcpStream> {
+        let noise = secure::static_keypair();
+        let unused = SigningKey::from_bytes(&[9; 32]);
+        let validators = keys().iter().map(|key| key.verifying_key().to_bytes()).collect::<Vec<_>>();
+        let follower = Local {
+            chain_id: CHAIN,
+            me: FOLLOWER,
+            key: &unused,
+            noise_key: &noise.private,
+            validators: &validators,
+        };
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        secure::dial(stream, &follower, 0).await.expect("io").expect("admitted")
+    }
+
     /// A full node's handshake proves nothing, so anyone can relay batches as one: what it
     /// sends goes on with its address, for the pipeline's verdicts to be charged to (it went on
     /// with none, so forgeries diluted in it were never charged).
@@ -2658,18 +2674,7 @@ mod tests {
         on_executor(|| async {
             let a = Rc::new(untrusting_executor());
             let (addr, (_inbound_rx, txns_rx)) = listen(&a, None);
-            let noise = secure::static_keypair();
-            let unused = SigningKey::from_bytes(&[9; 32]);
-            let validators = keys().iter().map(|key| key.verifying_key().to_bytes()).collect::<Vec<_>>();
-            let follower = Local {
-                chain_id: CHAIN,
-                me: FOLLOWER,
-                key: &unused,
-                noise_key: &noise.private,
-                validators: &validators,
-            };
-            let stream = TcpStream::connect(addr).await.expect("connect");
-            let mut link = secure::dial(stream, &follower, 0).await.expect("io").expect("admitted");
+            let mut link = follower_link(addr).await;
             let txn = transfer(4, 0);
             secure::write_bytes(&mut link, &tessera_components::wire::encode(&Frame::Txns(vec![txn])))
                 .await
@@ -2688,18 +2693,7 @@ mod tests {
         on_executor(|| async {
             let a = Rc::new(untrusting_executor());
             let (addr, (_inbound_rx, txns_rx)) = listen(&a, None);
-            let noise = secure::static_keypair();
-            let unused = SigningKey::from_bytes(&[9; 32]);
-            let validators = keys().iter().map(|key| key.verifying_key().to_bytes()).collect::<Vec<_>>();
-            let follower = Local {
-                chain_id: CHAIN,
-                me: FOLLOWER,
-                key: &unused,
-                noise_key: &noise.private,
-                validators: &validators,
-            };
-            let stream = TcpStream::connect(addr).await.expect("connect");
-            let mut link = secure::dial(stream, &follower, 0).await.expect("io").expect("admitted");
+            let mut link = follower_link(addr).await;
             let share = PortAddresses::FOLLOWER_BATCHES_MAX;
             let frame = tessera_components::wire::encode(&Frame::Txns(vec![transfer(4, 0)]));
             for _ in 0..share + 8 {
