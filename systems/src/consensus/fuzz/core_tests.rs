@@ -1166,3 +1166,60 @@ fn a_validator_that_does_not_answer_is_not_asked_for_blocks_twice_in_a_row() {
     far_ahead(&mut run);
     assert_eq!(asked(&mut run), [super::Destination::One(3)], "a one-block answer kept the requests");
 }
+
+/// An answer whose blocks fill half the sync byte bound counts as whole, though it holds fewer
+/// than `sync_batch_max` blocks: an honest answer of large blocks stops at the byte bound.
+/// Before, such an answer never counted, and every later request went round the set blindly.
+#[test]
+fn an_answer_filling_half_the_byte_bound_counts_as_whole() {
+    let one = block_at(1, Hash::ZERO);
+    let cost = crate::consensus::core::sync_cost(&certified(&one));
+    let mut run = Run::new(false);
+    // A bound that one block fills half of.
+    let bounded = super::super::core::ConsensusConfig { sync_bytes_max: cost * 2, ..config() };
+    run.core = Core::new(
+        super::ME,
+        super::keys()[super::ME as usize].clone(),
+        validator_set(),
+        bounded,
+        0,
+        Hash::ZERO,
+    );
+    run.core.start(0, &mut run.host);
+    run.core.drain_outbox();
+    let quarter = config().view_timeout_ns / 4;
+    let far_ahead = |run: &mut Run| {
+        let block = Hash([9; 32]);
+        let signature = sign(2, &tessera_components::vote_signing_bytes(VoteKind::Prepare, 0, 50, &block));
+        let vote = tessera_components::Vote {
+            kind: VoteKind::Prepare,
+            view: 0,
+            height: 50,
+            block,
+            voter: 2,
+            signature,
+        };
+        let mut messages = vec![(2, ConsensusMessage::Vote(vote))];
+        run.core.drop_before_verification(&mut messages);
+        run.core
+            .drain_outbox()
+            .into_iter()
+            .filter(|(_, message)| matches!(message, ConsensusMessage::SyncRequest { .. }))
+            .map(|(to, _)| to)
+            .collect::<Vec<_>>()
+    };
+    run.core.tick(quarter, &mut run.host);
+    run.core.drain_outbox();
+    assert_eq!(far_ahead(&mut run), [super::Destination::One(2)]);
+    // Validator 2 answers with one block, which fills half the bound: a whole answer, so the
+    // next request goes to whoever prompts it, 2 again.
+    run.core.on_message(2, ConsensusMessage::SyncResponse(vec![certified(&one)]), &mut run.host);
+    assert_eq!(run.core.height(), 2);
+    run.core.tick(2 * quarter, &mut run.host);
+    run.core.drain_outbox();
+    assert_eq!(
+        far_ahead(&mut run),
+        [super::Destination::One(2)],
+        "a byte-bounded answer not counted as whole"
+    );
+}
