@@ -992,19 +992,7 @@ fn a_large_set_forwards_client_transactions_to_the_next_leaders() {
 fn a_vote_for_the_height_a_sync_response_in_its_batch_reaches_is_kept() {
     let one = block_at(1, Hash::ZERO);
     let two = block_at(2, one.header.hash());
-    let vote_at = |height: u64| {
-        let block = Hash([7; 32]);
-        let signature =
-            sign(2, &tessera_components::vote_signing_bytes(VoteKind::Prepare, 0, height, &block));
-        ConsensusMessage::Vote(tessera_components::Vote {
-            kind: VoteKind::Prepare,
-            view: 0,
-            height,
-            block,
-            voter: 2,
-            signature,
-        })
-    };
+    let vote_at = |height: u64| ConsensusMessage::Vote(prepare_vote(2, 0, height, Hash([7; 32])));
     let new_view_at = |height: u64| {
         let signature = sign(2, &new_view_signing_bytes(0, height, None));
         ConsensusMessage::NewView(NewView { view: 0, height, high_qc: None, sender: 2, signature })
@@ -1107,64 +1095,46 @@ fn a_proposal_from_beyond_the_next_height_costs_no_verification() {
     assert_eq!(asked, [super::Destination::One(1)], "the view's leader is asked for blocks");
 }
 
+/// Ticks `run` to `now`, then gives it validator 2's vote from far ahead (read before any
+/// signature is checked, it only asks for blocks); returns whom the sync requests went to.
+fn asked_after_a_vote_from_far_ahead(run: &mut Run, now: u64) -> Vec<super::Destination> {
+    run.core.tick(now, &mut run.host);
+    run.core.drain_outbox();
+    let mut messages = vec![(2, ConsensusMessage::Vote(prepare_vote(2, 0, 50, Hash([9; 32]))))];
+    run.core.drop_before_verification(&mut messages);
+    run.core
+        .drain_outbox()
+        .into_iter()
+        .filter(|(_, message)| matches!(message, ConsensusMessage::SyncRequest { .. }))
+        .map(|(to, _)| to)
+        .collect()
+}
+
 /// A validator that was asked for blocks and sent none is not asked again next: the request
 /// goes to the validator after it. Before, a Byzantine validator sending a vote from far ahead
 /// (read before its signature is checked) every quarter timeout took every request and never
 /// answered (found in review).
 #[test]
 fn a_validator_that_does_not_answer_is_not_asked_for_blocks_twice_in_a_row() {
+    use super::Destination::One;
     let mut run = Run::new(false);
     run.core.drain_outbox();
     let quarter = config().view_timeout_ns / 4;
-    let far_ahead = |run: &mut Run| {
-        let block = Hash([9; 32]);
-        let signature = sign(2, &tessera_components::vote_signing_bytes(VoteKind::Prepare, 0, 50, &block));
-        let vote = tessera_components::Vote {
-            kind: VoteKind::Prepare,
-            view: 0,
-            height: 50,
-            block,
-            voter: 2,
-            signature,
-        };
-        let mut messages = vec![(2, ConsensusMessage::Vote(vote))];
-        run.core.drop_before_verification(&mut messages);
-    };
-    let asked = |run: &mut Run| -> Vec<super::Destination> {
-        run.core
-            .drain_outbox()
-            .into_iter()
-            .filter(|(_, message)| matches!(message, ConsensusMessage::SyncRequest { .. }))
-            .map(|(to, _)| to)
-            .collect()
-    };
-    let mut sent = Vec::new();
-    for turn in 1..=4u64 {
-        run.core.tick(turn * quarter, &mut run.host);
-        run.core.drain_outbox();
-        far_ahead(&mut run);
-        sent.extend(asked(&mut run));
-    }
+    let sent: Vec<_> =
+        (1..=4u64).flat_map(|turn| asked_after_a_vote_from_far_ahead(&mut run, turn * quarter)).collect();
     // Validator 2 asked, then 3 in its place, then the next in turn past this node (0), and
     // round again: 2 gets a request in three.
-    assert_eq!(
-        sent,
-        [
-            super::Destination::One(2),
-            super::Destination::One(3),
-            super::Destination::One(1),
-            super::Destination::One(2)
-        ]
-    );
+    assert_eq!(sent, [One(2), One(3), One(1), One(2)]);
     // Validator 2 answers with one block of the four a batch holds: not a whole answer, so
     // the next request goes on round, to 3, though 2 sent the message that asks.
     let one = block_at(1, Hash::ZERO);
     run.core.on_message(2, ConsensusMessage::SyncResponse(vec![certified(&one)]), &mut run.host);
     assert_eq!(run.core.height(), 2);
-    run.core.tick(5 * quarter, &mut run.host);
-    run.core.drain_outbox();
-    far_ahead(&mut run);
-    assert_eq!(asked(&mut run), [super::Destination::One(3)], "a one-block answer kept the requests");
+    assert_eq!(
+        asked_after_a_vote_from_far_ahead(&mut run, 5 * quarter),
+        [One(3)],
+        "a one-block answer kept the requests"
+    );
 }
 
 /// An answer whose blocks fill half the sync byte bound counts as whole, though it holds fewer
@@ -1172,54 +1142,25 @@ fn a_validator_that_does_not_answer_is_not_asked_for_blocks_twice_in_a_row() {
 /// Before, such an answer never counted, and every later request went round the set blindly.
 #[test]
 fn an_answer_filling_half_the_byte_bound_counts_as_whole() {
+    use super::Destination::One;
     let one = block_at(1, Hash::ZERO);
     let cost = crate::consensus::core::sync_cost(&certified(&one));
     let mut run = Run::new(false);
     // A bound that one block fills half of.
     let bounded = super::super::core::ConsensusConfig { sync_bytes_max: cost * 2, ..config() };
-    run.core = Core::new(
-        super::ME,
-        super::keys()[super::ME as usize].clone(),
-        validator_set(),
-        bounded,
-        0,
-        Hash::ZERO,
-    );
+    let key = super::keys()[super::ME as usize].clone();
+    run.core = Core::new(super::ME, key, validator_set(), bounded, 0, Hash::ZERO);
     run.core.start(0, &mut run.host);
     run.core.drain_outbox();
     let quarter = config().view_timeout_ns / 4;
-    let far_ahead = |run: &mut Run| {
-        let block = Hash([9; 32]);
-        let signature = sign(2, &tessera_components::vote_signing_bytes(VoteKind::Prepare, 0, 50, &block));
-        let vote = tessera_components::Vote {
-            kind: VoteKind::Prepare,
-            view: 0,
-            height: 50,
-            block,
-            voter: 2,
-            signature,
-        };
-        let mut messages = vec![(2, ConsensusMessage::Vote(vote))];
-        run.core.drop_before_verification(&mut messages);
-        run.core
-            .drain_outbox()
-            .into_iter()
-            .filter(|(_, message)| matches!(message, ConsensusMessage::SyncRequest { .. }))
-            .map(|(to, _)| to)
-            .collect::<Vec<_>>()
-    };
-    run.core.tick(quarter, &mut run.host);
-    run.core.drain_outbox();
-    assert_eq!(far_ahead(&mut run), [super::Destination::One(2)]);
+    assert_eq!(asked_after_a_vote_from_far_ahead(&mut run, quarter), [One(2)]);
     // Validator 2 answers with one block, which fills half the bound: a whole answer, so the
     // next request goes to whoever prompts it, 2 again.
     run.core.on_message(2, ConsensusMessage::SyncResponse(vec![certified(&one)]), &mut run.host);
     assert_eq!(run.core.height(), 2);
-    run.core.tick(2 * quarter, &mut run.host);
-    run.core.drain_outbox();
     assert_eq!(
-        far_ahead(&mut run),
-        [super::Destination::One(2)],
+        asked_after_a_vote_from_far_ahead(&mut run, 2 * quarter),
+        [One(2)],
         "a byte-bounded answer not counted as whole"
     );
 }
