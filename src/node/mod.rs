@@ -455,20 +455,8 @@ impl Node {
     /// True when anything arrived.
     fn drain_network(&mut self) -> bool {
         let mut busy = false;
-        let (taken, dropped) = take_consensus(
-            &self.net.inbound,
-            4096,
-            |from| self.net.is_banned(from),
-            |from, message| {
-                // Past the inbox's capacity it is dropped, as before (counted by the pipeline).
-                let _ = self.pipeline.deliver(from, message);
-            },
-        );
-        busy |= taken > 0;
-        self.net
-            .counters
-            .consensus_from_banned_dropped
-            .fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
+        let inbound = self.net.inbound.clone();
+        busy |= self.take_consensus(inbound.try_iter().take(4096)) > 0;
         let now_ns = wall_ns();
         let mut budget = DrainBudget::new();
         while let Some((from, batch)) = budget.next(|| self.net.take_txns()) {
@@ -574,17 +562,24 @@ impl Node {
     /// Nothing arrived: waits for the next message or the next tick, whichever is first.
     fn wait_for_message(&mut self) {
         let left = self.tick.saturating_sub(self.last_tick.elapsed());
-        if let Ok((from, message)) = self.net.inbound.recv_timeout(left) {
-            // As `take_consensus` does: from a sender banned since, dropped unverified.
-            if self.net.is_banned(from) {
-                self.net
-                    .counters
-                    .consensus_from_banned_dropped
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            } else {
+        let arrived = self.net.inbound.recv_timeout(left).ok();
+        self.take_consensus(arrived);
+    }
+
+    /// Hands consensus messages from peers to the pipeline ([`take_consensus`]), counting
+    /// those dropped for a banned sender. Returns how many it took.
+    fn take_consensus(&mut self, messages: impl IntoIterator<Item = (u32, ConsensusMessage)>) -> usize {
+        let (taken, dropped) = take_consensus(
+            messages,
+            |from| self.net.is_banned(from),
+            |from, message| {
+                // Past the inbox's capacity it is dropped, as before (counted by the pipeline).
                 let _ = self.pipeline.deliver(from, message);
-            }
-        }
+            },
+        );
+        let counter = &self.net.counters.consensus_from_banned_dropped;
+        counter.fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
+        taken
     }
 
     /// One schedule tick through the shared [`driver::tick`]: persists what was finalized,
@@ -775,19 +770,17 @@ impl Follow {
     }
 }
 
-/// Takes up to `max` queued consensus messages and hands each to `deliver`, except those from a
+/// Hands each of `messages` (queued consensus messages) to `deliver`, except those from a
 /// sender `banned` now: queued before its ban (for bad signatures on what it sent earlier),
 /// they are dropped unverified. Before, a ban left up to a queue's worth of a Byzantine
 /// validator's messages to verify (found in review). Returns (taken, dropped).
 fn take_consensus(
-    inbound: &flume::Receiver<(u32, ConsensusMessage)>,
-    max: usize,
+    messages: impl IntoIterator<Item = (u32, ConsensusMessage)>,
     banned: impl Fn(u32) -> bool,
     mut deliver: impl FnMut(u32, ConsensusMessage),
 ) -> (usize, u64) {
     let (mut taken, mut dropped) = (0, 0);
-    while taken < max {
-        let Ok((from, message)) = inbound.try_recv() else { break };
+    for (from, message) in messages {
         taken += 1;
         if banned(from) {
             dropped += 1;
@@ -1097,10 +1090,13 @@ mod tests {
         }
         let mut delivered = Vec::new();
         let (taken, dropped) =
-            super::take_consensus(&rx, 4, |from| from == 2, |from, _| delivered.push(from));
+            super::take_consensus(rx.try_iter().take(4), |from| from == 2, |from, _| delivered.push(from));
         assert_eq!((taken, dropped), (4, 2));
         assert_eq!(delivered, [1, 1]);
-        assert_eq!(super::take_consensus(&rx, 4, |_| false, |from, _| delivered.push(from)), (1, 0));
+        assert_eq!(
+            super::take_consensus(rx.try_iter().take(4), |_| false, |from, _| delivered.push(from)),
+            (1, 0)
+        );
         assert_eq!(delivered, [1, 1, 3]);
     }
 

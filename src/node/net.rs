@@ -926,13 +926,7 @@ impl PortAddresses {
     /// while full nodes hold fewer than [`Self::FOLLOWER_BATCHES_MAX`] batches and
     /// [`Self::FOLLOWER_TXNS_BYTES_MAX`] bytes; `None` (nothing taken) past either.
     fn reserve_follower_batch(&self, bytes: u64) -> Option<(Reserved<'_>, Reserved<'_>)> {
-        let place = self
-            .follower_batches
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
-                (held < Self::FOLLOWER_BATCHES_MAX).then_some(held + 1)
-            })
-            .ok()
-            .map(|_| Reserved(Some((&self.follower_batches, 1))))?;
+        let place = reserve(&self.follower_batches, 1, Self::FOLLOWER_BATCHES_MAX)?;
         let room = reserve(&self.follower_txns_bytes, bytes, Self::FOLLOWER_TXNS_BYTES_MAX)?;
         Some((place, room))
     }
