@@ -221,6 +221,11 @@ impl Mempool {
     /// the pool), which its commit ([`Mempool::prune_sender`]) ends. A run lies within the
     /// nonce window of the account nonce, so a scan is bounded by it.
     fn unmark_run(&mut self, sender: &[u8; 32], from: u64) {
+        // Nothing marked anywhere (the usual case): no walk of the sender's run, which every
+        // committed transaction's prune asked for.
+        if self.gapped.is_empty() {
+            return;
+        }
         let Some(nonces) = self.by_sender.get(sender) else { return };
         for (expected, (pending, id)) in (from..=u64::MAX).zip(nonces.range(from..)) {
             if *pending != expected {
@@ -270,6 +275,15 @@ impl Mempool {
             return false;
         }
         let Some(nonces) = self.by_sender.get(sender) else { return false };
+        // A sender's pending nonces that are exactly `from..nonce` need no walk (distinct keys
+        // with that first, last and count are that run): the common case, a sender streaming
+        // its next nonce, no longer walks its whole pending run at every insert.
+        let (Some((first, _)), Some((last, _))) = (nonces.first_key_value(), nonces.last_key_value()) else {
+            return false;
+        };
+        if *first == from && last.checked_add(1) == Some(nonce) && nonces.len() as u64 == run {
+            return true;
+        }
         nonces.range(from..nonce).map(|(pending, _)| *pending).eq(from..nonce)
     }
 
