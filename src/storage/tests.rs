@@ -214,6 +214,16 @@ fn a_fifo_in_place_of_a_file_is_refused_not_waited_on() {
     fifo(&index);
     let error = opened(dir.clone()).unwrap_err();
     assert!(error.contains("index") && error.contains("not a regular file"), "{error}");
+    // A safety slot, opened to read and write, opens at once but failed every save after.
+    std::fs::remove_file(&index).unwrap();
+    let (restored, _, _) = store_of("fifo-restored", 3);
+    std::fs::copy(restored.join("index"), &index).unwrap();
+    remove(&restored);
+    let slot = dir.join(super::safety::SAFETY_FILES[0]);
+    std::fs::remove_file(&slot).unwrap();
+    fifo(&slot);
+    let error = opened(dir.clone()).unwrap_err();
+    assert!(error.contains("safety-0") && error.contains("not a regular file"), "{error}");
     let lone = scratch("fifo-dir");
     fifo(&lone);
     assert!(opened(lone.clone()).is_err());
