@@ -413,7 +413,8 @@ impl Pipeline {
     }
 
     /// Whether `txn` is next in line for its sender: its nonce is the sender's account nonce, or
-    /// each nonce from that one up to it is pending in the mempool (a run of at most
+    /// each nonce from that one up to it is pending in the mempool or in a block this node
+    /// packed ([`mempool::Mempool::in_line`]; a run of at most
     /// [`consensus::forward::Forwarded::PER_SENDER_MAX`]). A transaction that is not waits
     /// behind a gap ([`consensus::forward::Forwarded::note`]).
     pub fn is_next_in_line(&self, txn: &tessera_components::Txn) -> bool {
@@ -424,7 +425,7 @@ impl Pipeline {
         };
         let body = &txn.body;
         let run_max = u64::from(consensus::forward::Forwarded::PER_SENDER_MAX);
-        mempool.runs_up_to(&body.sender, ledger.nonce_of(&body.sender), body.nonce, run_max)
+        mempool.in_line(&body.sender, ledger.nonce_of(&body.sender), body.nonce, run_max)
     }
 
     /// The consensus state, if this pipeline is a validator.

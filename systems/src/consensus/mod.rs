@@ -214,6 +214,7 @@ impl NodeHost<'_> {
 impl Host for NodeHost<'_> {
     fn build_block(&mut self, height: u64, view: u64, parent: Hash, proposer: u32) -> Block {
         let packed = self.mempool.pack(self.ledger, self.config.block_txn_max, self.config.block_bytes_max);
+        self.mempool.note_packed(height, &packed);
         let (txns, ids): (Vec<_>, Vec<_>) = packed.into_iter().unzip();
         self.work.blocks_built += 1;
         self.work.txns_packed += txns.len() as u64;

@@ -21,6 +21,14 @@
 //! sender's nonce moves; before this rule a funded key could send nonces n + 1, n + 2, … at a
 //! fee just above the honest ones, keep n back, and hold the whole pool at no cost, evicting
 //! transfers that could execute (found in review).
+//!
+//! A sender's nonces in a block this node packed are out of the pool but not yet executed.
+//! They count as present ([`Mempool::note_packed`]) until a block at that height commits
+//! ([`Mempool::settle`]), so a sender streaming its next nonces while its head waits in a block
+//! is in line, not behind a gap. Before, such honest transactions took the eighth of the pool
+//! meant for gaps, were refused once it filled (a stalled view filled it) and were evicted
+//! first, until the block committed (found in review). If the block is lost instead, the
+//! commit at its height marks what now waits behind the missing nonces as behind a gap again.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
@@ -76,7 +84,19 @@ pub struct Mempool {
     gapped: BTreeSet<FeeKey>,
     /// Per sender, the amounts plus fees of its pending transactions (u128: no overflow).
     debits: HashMap<[u8; 32], u128>,
+    /// Per sender, nonces packed into this node's own blocks and not yet settled
+    /// ([`Mempool::note_packed`]). A BTreeMap: [`Mempool::settle`] walks it, and what it evicts
+    /// must not depend on a hash seed.
+    in_flight: BTreeMap<[u8; 32], InFlight>,
     next_seq: u64,
+}
+
+/// A sender's nonces from its account nonce up to, not including, `next` are in a block this
+/// node built at `height` (the highest, if several), not yet settled by a commit there.
+#[derive(Clone, Copy, Debug)]
+struct InFlight {
+    next: u64,
+    height: u64,
 }
 
 /// What a transaction takes from its sender's balance if it executes: amount plus fee.
@@ -97,6 +117,7 @@ impl Mempool {
             by_fee: BTreeSet::new(),
             gapped: BTreeSet::new(),
             debits: HashMap::default(),
+            in_flight: BTreeMap::new(),
             next_seq: 0,
         }
     }
@@ -164,8 +185,9 @@ impl Mempool {
         if pending - replaced + debit(&body) > u128::from(account.balance) {
             return Err(RejectReason::InsufficientFunds);
         }
-        // Behind a gap: some nonce between the account's and this one is not pending.
-        let gapped = !self.runs_up_to(&body.sender, account.nonce, body.nonce, u64::MAX);
+        // Behind a gap: some nonce between the account's and this one is neither pending nor
+        // in a block this node packed.
+        let gapped = !self.in_line(&body.sender, account.nonce, body.nonce, u64::MAX);
         let mut pushed_out = 0;
         if let Some(existing) = same_nonce {
             let old = self.entries[&existing];
@@ -217,9 +239,9 @@ impl Mempool {
     /// in line, or starts at the sender's account nonce): those of it admitted behind what was
     /// a gap are no longer marked so. They take no share of the room for gaps, and are not
     /// evicted first. Marks go stale two ways: a lower nonce arrived after them, or their
-    /// sender's head was in a block not yet final when they arrived (packing takes it out of
-    /// the pool), which its commit ([`Mempool::prune_sender`]) ends. A run lies within the
-    /// nonce window of the account nonce, so a scan is bounded by it.
+    /// sender's head was in a block not yet final when they arrived and not noted
+    /// ([`Mempool::note_packed`]), which its commit ([`Mempool::prune_sender`]) ends. A run
+    /// lies within the nonce window of the account nonce, so a scan is bounded by it.
     fn unmark_run(&mut self, sender: &[u8; 32], from: u64) {
         // Nothing marked anywhere (the usual case): no walk of the sender's run, which every
         // committed transaction's prune asked for.
@@ -285,6 +307,91 @@ impl Mempool {
             return true;
         }
         nonces.range(from..nonce).map(|(pending, _)| *pending).eq(from..nonce)
+    }
+
+    /// Whether a transaction of `sender` at `nonce` is next in line: every nonce from
+    /// `account_nonce` (the sender's executed nonce) up to it is pending, or in a block this
+    /// node packed and has not seen settle ([`Mempool::note_packed`]). Runs of pending nonces
+    /// longer than `run_max` count as not.
+    pub fn in_line(&self, sender: &[u8; 32], account_nonce: u64, nonce: u64, run_max: u64) -> bool {
+        let from = match self.in_flight.get(sender) {
+            Some(flight) if flight.next > account_nonce => {
+                if nonce <= flight.next {
+                    return nonce >= account_nonce;
+                }
+                flight.next
+            }
+            _ => account_nonce,
+        };
+        self.runs_up_to(sender, from, nonce, run_max)
+    }
+
+    /// Notes what [`Mempool::pack`] took for a block this node built at `height`: until a block
+    /// at that height or above commits ([`Mempool::settle`]), those nonces count as present, so
+    /// what their senders send next is in line. Bounded by the senders packed since the last
+    /// commit: one entry each.
+    pub fn note_packed(&mut self, height: u64, packed: &[(Txn, TxnId)]) {
+        for (txn, _) in packed {
+            let next = txn.body.nonce.saturating_add(1);
+            let flight = self.in_flight.entry(txn.body.sender).or_insert(InFlight { next, height });
+            flight.next = flight.next.max(next);
+            flight.height = flight.height.max(height);
+        }
+    }
+
+    /// A block at `height` committed (`ledger` is the executed state, at that block or later):
+    /// ends what [`Mempool::note_packed`] noted for blocks at `height` or below. A sender whose
+    /// account nonce did not reach its packed nonces (this node's block was not the one that
+    /// committed) has what waits after the first gap marked as behind it again; past the share
+    /// for gaps, such entries are evicted as an insert evicts them, cheapest first with their
+    /// sender's tail. Returns how many were evicted.
+    pub fn settle(&mut self, height: u64, ledger: &Ledger) -> u64 {
+        if self.in_flight.is_empty() {
+            return 0;
+        }
+        let mut lost = Vec::new();
+        self.in_flight.retain(|sender, flight| {
+            if flight.height > height {
+                return true;
+            }
+            if ledger.nonce_of(sender) < flight.next {
+                lost.push(*sender);
+            }
+            false
+        });
+        for sender in &lost {
+            self.mark_gaps(sender, ledger.nonce_of(sender));
+        }
+        let mut evicted = 0;
+        while self.gapped.len() > self.gapped_max() {
+            let key = *self.gapped.first().expect("more than the share is some");
+            let victim = self.entries[&key.id].txn.body;
+            evicted += self.remove_from_nonce(&victim.sender, victim.nonce);
+        }
+        evicted
+    }
+
+    /// Marks `sender`'s pending transactions after the first gap in its run from
+    /// `account_nonce` as behind a gap.
+    fn mark_gaps(&mut self, sender: &[u8; 32], account_nonce: u64) {
+        let Some(nonces) = self.by_sender.get(sender) else { return };
+        let mut expected = Some(account_nonce);
+        for (nonce, id) in nonces.range(account_nonce..) {
+            if expected == Some(*nonce) {
+                expected = nonce.checked_add(1);
+                continue;
+            }
+            expected = None;
+            let entry = self.entries.get_mut(id).expect("sender index out of step");
+            if !entry.gapped {
+                entry.gapped = true;
+                self.gapped.insert(FeeKey {
+                    fee: entry.txn.body.fee,
+                    newest_first: Reverse(entry.seq),
+                    id: *id,
+                });
+            }
+        }
     }
 
     /// Removes `sender`'s pending transactions with nonce ≥ `nonce`; returns how many.
@@ -437,7 +544,8 @@ pub fn admit_txns(
 }
 
 /// Drops pending transactions whose nonces the last executed blocks consumed, and those their
-/// senders can no longer pay (each is reported rejected for insufficient funds).
+/// senders can no longer pay (each is reported rejected for insufficient funds); settles what
+/// this node packed at the committed heights ([`Mempool::settle`]).
 pub fn prune_executed(
     mut committed: MessageReader<BlockCommitted>,
     mut mempool: ResMut<Mempool>,
@@ -454,6 +562,8 @@ pub fn prune_executed(
                 rejected.write(TxnRejected { id, reason: RejectReason::InsufficientFunds });
             }
         }
+        let evicted = mempool.settle(block.block.header.height, &ledger);
+        counters.add(RejectReason::Evicted, evicted);
     }
 }
 
@@ -507,6 +617,8 @@ pub fn fuzz_ops(data: &[u8]) {
             .expect("distinct");
     let mut model: BTreeMap<TxnId, Txn> = BTreeMap::new();
     let mut history: Vec<Txn> = Vec::new();
+    // The height of the last block executed.
+    let mut height = 0u64;
     let check_model = |pool: &Mempool, model: &BTreeMap<TxnId, Txn>, ledger: &Ledger| {
         assert_eq!(pool.len(), model.len(), "pool and model hold different counts");
         for sender in &senders {
@@ -556,6 +668,9 @@ pub fn fuzz_ops(data: &[u8]) {
                         - usize::from(u.int_in_range(0..=1u8)?);
                     let best_fee = best_head_fee(&pool, &ledger);
                     let packed = pool.pack(&ledger, txn_max, bytes_max);
+                    // Built for the next height; a lost block's nonces stay noted until a block
+                    // at its height commits.
+                    pool.note_packed(height + 1, &packed);
                     assert!(packed.len() <= txn_max);
                     assert!(packed.len() <= bytes_max.saturating_sub(size_of::<BlockHeader>()) / TXN_SIZE);
                     if let (Some((first, _)), Some(best)) = (packed.first(), best_fee) {
@@ -621,6 +736,14 @@ pub fn fuzz_ops(data: &[u8]) {
                                 model.remove(id);
                             }
                         }
+                        height += 1;
+                        let evicted = pool.settle(height, &ledger);
+                        let gone: Vec<TxnId> =
+                            model.keys().filter(|id| !pool.contains(id)).copied().collect();
+                        assert_eq!(gone.len() as u64, evicted, "settle misreported what it evicted");
+                        for id in &gone {
+                            model.remove(id);
+                        }
                     } else {
                         // Not executed: the block was lost, its transactions do not come back.
                     }
@@ -657,7 +780,7 @@ fn insert_checked(pool: &mut Mempool, model: &mut BTreeMap<TxnId, Txn>, txn: Txn
     // Behind a gap (some nonce from the account's up to this one not pending), and how many
     // entries admitted behind gaps the pool holds: such a newcomer takes only spare room, and
     // such entries are evicted first.
-    let in_line = pool.runs_up_to(&sender, ledger.nonce_of(&sender), txn.body.nonce, u64::MAX);
+    let in_line = pool.in_line(&sender, ledger.nonce_of(&sender), txn.body.nonce, u64::MAX);
     let gapped_before = pool.gapped_len();
     match pool.insert(txn, id, ledger.account(&sender).copied()) {
         Err(reason) => {
@@ -920,6 +1043,50 @@ mod tests {
         assert_eq!(pool.gapped_len(), 1, "nonce 0 is in flight, not pending");
         assert_eq!(pool.prune_sender(&[1; 32], 1), 0);
         assert_eq!(pool.gapped_len(), 0, "the block committed: nonce 1 is next in line");
+        pool.check_consistency();
+    }
+
+    /// A sender streaming its next nonces while its head waits in a block this node built is in
+    /// line from the start: before, they took the eighth of the pool kept for gaps, and once it
+    /// was full (a stalled view fills it) they were refused though next in line (found in
+    /// review). When the block commits they stay in line; when another block commits at its
+    /// height instead, they are behind a gap again, within the share.
+    #[test]
+    fn a_streaming_senders_nonces_behind_its_packed_head_are_in_line() {
+        let ledger = funded(1..2);
+        let mut committed = ledger.clone();
+        let build = || {
+            let mut pool = Mempool::new(16, usize::MAX);
+            let (head, head_id) = txn(1, 0, 5);
+            assert_eq!(pool.insert(head, head_id, rich(0)), Ok(0));
+            let packed = pool.pack(&ledger, 1, usize::MAX);
+            assert_eq!(packed.len(), 1, "the head in a block at height 1");
+            pool.note_packed(1, &packed);
+            for nonce in 1..=4 {
+                let (next, id) = txn(1, nonce, 5);
+                assert_eq!(pool.insert(next, id, rich(0)), Ok(0), "nonce {nonce} is admitted");
+            }
+            (pool, packed)
+        };
+        let (mut pool, packed) = build();
+        assert_eq!(pool.gapped_len(), 0, "nonces 1 to 4 follow the packed head: in line");
+        assert!(pool.in_line(&[1; 32], 0, 5, u64::MAX) && pool.in_line(&[1; 32], 0, 0, u64::MAX));
+        pool.check_consistency();
+
+        // The block commits: nothing to mark.
+        committed.apply(&packed[0].0.body).unwrap();
+        assert_eq!(pool.prune_sender(&[1; 32], 1), 0);
+        assert_eq!(pool.settle(1, &committed), 0);
+        assert_eq!((pool.len(), pool.gapped_len()), (4, 0));
+        pool.check_consistency();
+
+        // Another block commits at height 1: the four wait behind nonce 0 again. Two fit the
+        // share for gaps (an eighth of 16); the newest two are evicted.
+        let (mut pool, _) = build();
+        assert_eq!(pool.settle(1, &ledger), 2);
+        assert_eq!((pool.len(), pool.gapped_len()), (2, 2));
+        assert!(pool.contains(&txn(1, 1, 5).1) && pool.contains(&txn(1, 2, 5).1));
+        assert!(!pool.in_line(&[1; 32], 0, 1, u64::MAX));
         pool.check_consistency();
     }
 
