@@ -285,6 +285,40 @@ impl AbsenceProof {
 mod tests {
     use super::*;
 
+    /// Known answers, computed by a separate implementation of `docs/storage.md`'s definition
+    /// (the values are quoted there): the other tests build their trees with the functions they
+    /// test, so a change to the definition made in both would pass them, and only these catch
+    /// it. Accounts in slot order `[2; 32]` (10, nonce 1), `[1; 32]` (20, 0), `[3; 32]` (30, 5),
+    /// 4 burned.
+    #[test]
+    fn the_root_of_a_small_state_is_the_documented_one() {
+        let unhex = |text: &str| {
+            let mut bytes = [0u8; 32];
+            for (byte, pair) in bytes.iter_mut().zip(text.as_bytes().chunks(2)) {
+                *byte = u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap();
+            }
+            Hash(bytes)
+        };
+        let account = |balance, nonce| Account { balance, nonce };
+        let leaves = [
+            leaf(&[2; 32], &account(10, 1), &[3; 32]),
+            leaf(&[1; 32], &account(20, 0), &[2; 32]),
+            leaf(&[3; 32], &account(30, 5), &NONE),
+        ];
+        assert_eq!(leaves[0], unhex("8da674c6c8ae3b260ffaf68a21ca66b3dc5473cb49fd6c4d51c6fc2c110dcdc2"));
+        let tree_root = node(&node(&leaves[0], Some(&leaves[1])), Some(&node(&leaves[2], None)));
+        assert_eq!(tree_root, unhex("efb1556cbe85014a66c75a02b49feecacbe04e63202870bc82492df5c43f5d37"));
+        assert_eq!(
+            state_root(3, &tree_root, 4, &[1; 32]),
+            unhex("600517e59aff05d4893d13f839a0fb397fa191b16a1d9e62f5b3606a6d340d9e")
+        );
+        assert_eq!(
+            state_root(0, &Hash([0; 32]), 0, &NONE),
+            unhex("8ffdbd7f321cdb14a35387d7e3edc51cbabc00209b3aa3c7537d7dc3123a4728"),
+            "no accounts"
+        );
+    }
+
     /// Every level of a tree over `leaves`, built the slow, obvious way.
     fn levels(leaves: Vec<Hash>) -> Vec<Vec<Hash>> {
         let mut levels = vec![leaves];

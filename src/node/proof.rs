@@ -69,7 +69,7 @@ pub fn absence_json(proof: &AbsenceProof, state_root: &Hash, height: u64, block_
 pub(crate) fn hash(value: &Value, what: &str) -> Result<Hash, InputError> {
     value
         .as_str()
-        .and_then(|text| hex::decode(text.trim_start_matches("0x")).ok())
+        .and_then(|text| hex::decode(text.strip_prefix("0x").unwrap_or(text)).ok())
         .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
         .map(Hash)
         .ok_or_else(|| InputError(format!("proof: {what} is not 64 hex digits")))
@@ -110,6 +110,34 @@ pub fn proof_from_json(value: &Value) -> Result<(Proven, Hash), InputError> {
         return Ok((Proven::Absence(proof), root));
     }
     Ok((Proven::Account(account_from_json(value)?), root))
+}
+
+/// Checks what a `tessera_getAccount` result says beside its proof (`exists`, `balance`,
+/// `nonce`) against what the proof proves: an account's value, or no account (`false`, 0, 0).
+/// A node could otherwise wrap a sound proof in a result that says something else, and a
+/// script that reads the result once the proof checked would trust it. A bare proof, with no
+/// result around it, has nothing to check.
+///
+/// # Errors
+/// The first field that is present and says something else, named with both values.
+pub fn check_result_fields(value: &Value, proven: &Proven) -> Result<(), String> {
+    let holder = if value.get("result").is_some_and(Value::is_object) { &value["result"] } else { value };
+    if !holder.get("proof").is_some_and(Value::is_object) {
+        return Ok(());
+    }
+    let (exists, balance, nonce) = match proven {
+        Proven::Account(proof) => (true, proof.account.balance, proof.account.nonce),
+        Proven::Absence(_) => (false, 0, 0),
+    };
+    for (field, proven) in [("exists", json!(exists)), ("balance", json!(balance)), ("nonce", json!(nonce))] {
+        match holder.get(field) {
+            Some(said) if *said != proven => {
+                return Err(format!("the result says {field} {said}, the proof {proven}"));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn account_from_json(value: &Value) -> Result<AccountProof, InputError> {
