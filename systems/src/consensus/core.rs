@@ -782,6 +782,19 @@ impl Core {
         self.voted_commit = false;
         let lower = view.saturating_sub(2);
         self.first_proposal = self.first_proposal.split_off(&lower);
+        // Blocks of the views left behind: no vote for them counts any more, and a leader that
+        // proposes one again sends it again. The locked block stays. Without this, a height
+        // lasting 64 views (or 16 of full blocks) filled the store with them, and the block of
+        // the view being decided found no room.
+        let protected = self.lock.as_ref().map(|lock| lock.block);
+        let blocks_bytes = &mut self.blocks_bytes;
+        self.blocks.retain(|hash, block| {
+            let keep = block.header.view >= lower || Some(*hash) == protected;
+            if !keep {
+                *blocks_bytes -= block_wire_bytes(block);
+            }
+            keep
+        });
         self.new_views = self.new_views.split_off(&lower);
         self.votes.retain(|(_, v, _), _| *v >= lower);
         self.first_vote.retain(|(_, v, _), _| *v >= lower);
@@ -1279,10 +1292,11 @@ impl Core {
                 }
                 return;
             }
-            let held = self.hold_block(hash, &proposal.block);
-            if !held && proposal.view > self.view {
+            if !self.hold_block(hash, &proposal.block) {
                 // No room for its block: a later view's proposal is not kept either (its
-                // leader re-sends it once the view comes).
+                // leader re-sends it once the view comes), and no vote goes to a block this
+                // node does not hold, which it could not commit: a quorum counting such votes
+                // would lock on a block nobody can finalize.
                 return;
             }
         }

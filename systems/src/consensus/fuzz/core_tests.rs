@@ -1164,3 +1164,57 @@ fn an_answer_filling_half_the_byte_bound_counts_as_whole() {
         "a byte-bounded answer not counted as whole"
     );
 }
+
+/// A height that lasts many views does not fill the block store with their blocks: those of
+/// views the validator has left go when it enters a view past them (the locked block stays).
+/// Before, they stayed until the height finalized; once 64 failed views (or 16 of full blocks)
+/// had filled the store, the current view's block was refused, and the validator voted for it
+/// all the same, so a quorum could lock on a block that no validator held and never commit it,
+/// across restarts too (found in review).
+#[test]
+fn blocks_of_views_left_behind_give_way_to_the_one_being_decided() {
+    use crate::consensus::core::BLOCKS_HELD_MAX;
+    let mut run = Run::new(false);
+    let held = |run: &Run| run.core.held_entries()[0].1;
+    let views = BLOCKS_HELD_MAX as u64 + 4;
+    for view in 0..views {
+        advance_to(&mut run, view);
+        let leader = run.set.leader(view);
+        if leader != run.core.me() {
+            let votes = prepare_votes_for(&mut run, leader, proposal(view, leader, view));
+            assert_eq!(votes, 1, "view {view}: the leader's block gets a vote");
+        }
+        assert!(held(&run) <= 3, "view {view}: {} blocks held for three views", held(&run));
+    }
+    // The next view another validator leads.
+    let view = (views..).find(|view| run.set.leader(*view) != run.core.me()).unwrap();
+    advance_to(&mut run, view);
+    let leader = run.set.leader(view);
+    let current = proposal(view, leader, 1_000);
+    let hash = current.block.header.hash();
+    assert_eq!(prepare_votes_for(&mut run, leader, current), 1);
+    assert!(run.core.holds_block(&hash), "the block being decided is not held");
+}
+
+/// A block this validator cannot hold gets no prepare vote from it: it could not commit a
+/// block it does not have, so a quorum that counted its vote could lock the chain on nothing.
+#[test]
+fn a_block_that_cannot_be_held_gets_no_vote() {
+    use crate::consensus::core::BLOCKS_HELD_MAX;
+    let mut run = run_in_view(5);
+    let view = run.core.view();
+    assert_ne!(run.set.leader(view), run.core.me());
+    let leader = run.set.leader(view);
+    // Fill the store with blocks of this very view (a leader's equivocations): none of them
+    // may give way to another of the same view.
+    let mut tag = 0;
+    while run.core.held_entries()[0].1 < BLOCKS_HELD_MAX {
+        let block = proposal(view, leader, 10_000 + tag).block;
+        assert!(run.core.hold_block(block.header.hash(), &block));
+        tag += 1;
+    }
+    let current = proposal(view, leader, 1);
+    let hash = current.block.header.hash();
+    assert_eq!(prepare_votes_for(&mut run, leader, current), 0, "voted for a block it does not hold");
+    assert!(!run.core.holds_block(&hash));
+}
