@@ -181,10 +181,12 @@ pub const BLOCK_RANGE_MAX: u64 = 256;
 /// Most requests in one batch.
 const BATCH_MAX: usize = 256;
 
-/// Most `tessera_getBlockRange` calls one body answers; the batch's further ones get an error.
-/// An answer holds up to one full block's ids (4,096, hashed and hex-encoded: ~275 KB), so a
-/// batch of 256 such calls, a body of ~19 KB, was ~70 MB of response (found in review).
-pub const RANGE_CALLS_PER_BODY: usize = 16;
+/// Most calls with a large answer one body answers, together: `tessera_getBlockByHeight`,
+/// `tessera_getBlockRange` and `rpc.discover`; the batch's further ones get an error. A block's
+/// answer holds its transaction ids (4,096, each hashed and hex-encoded: ~275 KB), so a batch
+/// of 256 such calls, a body of ~19 KB, was ~70 MB of response built on the RPC thread, first
+/// for ranges, and for single blocks until 2026-12-07 (found in review).
+pub const LARGE_CALLS_PER_BODY: usize = 16;
 
 fn error(id: Value, code: i64, message: &str) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
@@ -342,7 +344,7 @@ pub(super) async fn answer_calls(
     let deadline = tokio::time::Instant::now() + NODE_ANSWER_TIMEOUT;
     // Per call with an id: `Err` holds its response already made, `Ok` the reply awaited.
     let mut pending = Vec::with_capacity(calls.len());
-    let mut ranges = 0;
+    let mut large = 0;
     for ParsedCall { id, parsed } in calls {
         let query = match parsed {
             Ok(query) => query,
@@ -351,10 +353,13 @@ pub(super) async fn answer_calls(
                 continue;
             }
         };
-        if let Query::BlockRange(..) = query {
-            ranges += 1;
-            if ranges > RANGE_CALLS_PER_BODY {
-                let message = format!("at most {RANGE_CALLS_PER_BODY} tessera_getBlockRange calls a batch");
+        if let Query::Block(_) | Query::BlockRange(..) | Query::Discover = query {
+            large += 1;
+            if large > LARGE_CALLS_PER_BODY {
+                let message = format!(
+                    "at most {LARGE_CALLS_PER_BODY} tessera_getBlockByHeight, tessera_getBlockRange and \
+                     rpc.discover calls a batch, together"
+                );
                 pending.extend(id.map(|id| Err(error(id, code::INVALID_REQUEST, &message))));
                 continue;
             }
@@ -1178,32 +1183,57 @@ mod tests {
         assert!(matches!(refused, Err(ureq::Error::StatusCode(413))), "{refused:?}");
     }
 
-    /// A batch answers at most RANGE_CALLS_PER_BODY block ranges; the rest get an error, in
-    /// place. A body of 256 range calls over full blocks was ~70 MB of response (review).
+    /// A batch answers at most LARGE_CALLS_PER_BODY calls for blocks, ranges or the schema,
+    /// together; the rest get an error, in place. A body of 256 range calls over full blocks
+    /// was ~70 MB of response, and so, until 2026-12-07, was one of 256 single-block calls
+    /// (review).
     #[test]
     fn a_batch_answers_a_bounded_number_of_block_ranges() {
         use super::super::reads::tests::{block, status};
-        use super::RANGE_CALLS_PER_BODY;
+        use super::LARGE_CALLS_PER_BODY;
         let reads = ReadView::new(Arc::default());
         reads.publish([], status(0));
         reads.publish([block(1), block(2)], status(2));
-        let calls: Vec<String> = (0..RANGE_CALLS_PER_BODY + 4)
+        let calls: Vec<String> = (0..LARGE_CALLS_PER_BODY + 4)
             .map(|i| {
                 format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"tessera_getBlockRange","params":[1,2]}}"#)
             })
             .collect();
+        // Single blocks, and single blocks after the schema, count against the same bound.
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        for first in ["rpc.discover", "tessera_getBlockByHeight"] {
+            let blocks: Vec<String> = (0..LARGE_CALLS_PER_BODY + 4)
+                .map(|i| {
+                    let method = if i == 0 { first } else { "tessera_getBlockByHeight" };
+                    let params = if method == "rpc.discover" { "[]" } else { "[1]" };
+                    format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"{method}","params":{params}}}"#)
+                })
+                .collect();
+            let (node, _loop) = flume::bounded::<Request>(1);
+            let body = format!("[{}]", blocks.join(","));
+            let answer = runtime
+                .block_on(super::handle_body(body.as_bytes(), &super::NodeQueue::new(node), &reads))
+                .expect("answers");
+            let answers = answer.as_array().expect("a batch");
+            let answered = answers.iter().filter(|a| a.get("result").is_some()).count();
+            assert_eq!(answered, LARGE_CALLS_PER_BODY, "{first}");
+            assert!(
+                answers[LARGE_CALLS_PER_BODY..]
+                    .iter()
+                    .all(|a| a["error"]["code"] == super::code::INVALID_REQUEST)
+            );
+        }
         let body = format!("[{}]", calls.join(","));
         let (node, _loop) = flume::bounded::<Request>(1);
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
         let answer = runtime
             .block_on(super::handle_body(body.as_bytes(), &super::NodeQueue::new(node), &reads))
             .expect("answers");
         let answers = answer.as_array().expect("a batch");
-        assert_eq!(answers.len(), RANGE_CALLS_PER_BODY + 4);
+        assert_eq!(answers.len(), LARGE_CALLS_PER_BODY + 4);
         let ranged = answers.iter().filter(|a| a["result"].as_array().is_some_and(|r| r.len() == 2)).count();
-        assert_eq!(ranged, RANGE_CALLS_PER_BODY);
+        assert_eq!(ranged, LARGE_CALLS_PER_BODY);
         assert!(
-            answers[RANGE_CALLS_PER_BODY..]
+            answers[LARGE_CALLS_PER_BODY..]
                 .iter()
                 .all(|a| a["error"]["code"] == super::code::INVALID_REQUEST)
         );
