@@ -86,6 +86,14 @@ fn monotonic_us() -> u64 {
     START.get_or_init(Instant::now).elapsed().as_micros() as u64
 }
 
+/// Microseconds from a block's timestamp (its leader's clock, in ms) to `finished_ns`; 0 for a
+/// timestamp ahead. The timestamp is the leader's to choose: one of `u64::MAX` overflowed the
+/// conversion to ns, a panic in a debug build on every validator that finalized the block
+/// (found in review).
+fn propagation_us(finished_ns: u64, timestamp_ms: u64) -> u64 {
+    finished_ns.saturating_sub(timestamp_ms.saturating_mul(1_000_000)) / 1000
+}
+
 fn wall_ns() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
@@ -635,10 +643,7 @@ impl Node {
         let mut finalized_blocks = Vec::with_capacity(ticked.finalized.len());
         for finalized in ticked.finalized {
             let header = finalized.certified.block.header;
-            Metrics::record(
-                &self.metrics.propagation_us,
-                finished_ns.saturating_sub(header.timestamp_ms * 1_000_000) / 1000,
-            );
+            Metrics::record(&self.metrics.propagation_us, propagation_us(finished_ns, header.timestamp_ms));
             fates.record_block(header.height, &finalized.outcomes);
             for outcome in &finalized.outcomes {
                 if let Some(at) = self.submitted.remove(&outcome.id) {
@@ -1011,7 +1016,16 @@ mod tests {
     use tessera_components::{Hash, RejectReason, TxnId};
     use tessera_systems::TxnOutcome;
 
-    use super::{DRAIN_TXNS_MAX, DrainBudget, Fate, Fates, IdWindow, transaction_status};
+    use super::{DRAIN_TXNS_MAX, DrainBudget, Fate, Fates, IdWindow, propagation_us, transaction_status};
+
+    /// A leader's timestamp is its own to choose: the largest one is a propagation of 0, not an
+    /// overflow (a panic in a debug build on every validator that finalized the block).
+    #[test]
+    fn a_block_timestamp_of_any_value_is_a_propagation_time() {
+        assert_eq!(propagation_us(5_000_000_000, 4_000), 1_000_000);
+        assert_eq!(propagation_us(5_000_000_000, u64::MAX), 0);
+        assert_eq!(propagation_us(0, 1), 0);
+    }
 
     /// A tick took up to 64 batches off a queue whatever their size: ~400k transactions at
     /// full frames, hashed and submitted before consensus ran. It stops past the budget, a
