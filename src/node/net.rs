@@ -217,7 +217,7 @@ impl NetHandles {
     /// The next batch from the ingress port, if one is queued, with the address to charge.
     pub fn take_txns(&self) -> Option<(Option<IpAddr>, Vec<Txn>)> {
         let (from, batch) = self.txns.try_recv().ok()?;
-        self.addresses.release_client_txns((batch.len() * TXN_SIZE) as u64);
+        self.addresses.release_client_batch(from, (batch.len() * TXN_SIZE) as u64);
         Some((from, batch))
     }
 
@@ -843,6 +843,10 @@ pub struct PortAddresses {
     /// Bytes of client batches queued for the node loop, for the same reason: a client's
     /// batch of good signatures can be sent again and again at no cost but bandwidth.
     client_txns_bytes: AtomicU64,
+    /// Bytes and batches each charged client address (an IPv6 /64 as one) holds in that queue
+    /// ([`PortAddresses::reserve_client_share`]); an address holding none has no entry, so the
+    /// table holds at most one entry per queued batch.
+    client_shares: std::sync::Mutex<HashMap<IpAddr, (u64, u64)>>,
 }
 
 /// How many full nodes are served at their own full rate at once: past that they share it. Each
@@ -952,6 +956,51 @@ impl PortAddresses {
 
     fn release_client_txns(&self, bytes: u64) {
         self.client_txns_bytes.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
+    /// Most bytes one charged client address holds in the queue to the node loop: a sixteenth
+    /// of its bytes. Before, one address's 16 connections replaying one 4 MiB frame of signed
+    /// transfers from an unfunded key held all of it: the spot checks hit the cache, the
+    /// prefilter refused every transfer for funds, nothing was charged, and every other
+    /// client waited (found in review).
+    const CLIENT_SHARE_BYTES_MAX: u64 = Self::CLIENT_TXNS_BYTES_MAX / 16;
+
+    /// Most batches one charged client address holds in that queue: a sixteenth of its 1,024
+    /// places, so one-transaction batches cannot take them all either.
+    const CLIENT_SHARE_BATCHES_MAX: u64 = 1024 / 16;
+
+    /// A place for one batch of `bytes` from client address `ip` (charged as
+    /// [`charged_as`] counts it), while it holds under [`Self::CLIENT_SHARE_BYTES_MAX`] and
+    /// [`Self::CLIENT_SHARE_BATCHES_MAX`]; `None` (nothing taken) past either.
+    fn reserve_client_share(&self, ip: IpAddr, bytes: u64) -> Option<ClientShare<'_>> {
+        let ip = charged_as(ip);
+        let mut shares = self.client_shares.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let held = shares.get(&ip).copied().unwrap_or((0, 0));
+        if held.0 >= Self::CLIENT_SHARE_BYTES_MAX || held.1 >= Self::CLIENT_SHARE_BATCHES_MAX {
+            return None;
+        }
+        shares.insert(ip, (held.0.saturating_add(bytes), held.1 + 1));
+        Some(ClientShare { addresses: self, held: Some((ip, bytes)) })
+    }
+
+    fn release_client_share(&self, ip: IpAddr, bytes: u64) {
+        let ip = charged_as(ip);
+        let mut shares = self.client_shares.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(held) = shares.get_mut(&ip) {
+            *held = (held.0.saturating_sub(bytes), held.1.saturating_sub(1));
+            if held.1 == 0 {
+                shares.remove(&ip);
+            }
+        }
+    }
+
+    /// The node loop took a client batch of `bytes` sent from `from` (the address charged for
+    /// it, if any): its room in the queue, and its address's share, come back.
+    fn release_client_batch(&self, from: Option<IpAddr>, bytes: u64) {
+        self.release_client_txns(bytes);
+        if let Some(ip) = from {
+            self.release_client_share(ip, bytes);
+        }
     }
 
     fn address_banned(&self, ip: IpAddr) -> bool {
@@ -1193,6 +1242,30 @@ impl Drop for Reserved<'_> {
     fn drop(&mut self) {
         if let Some((held, bytes)) = self.0 {
             held.fetch_sub(bytes, Ordering::AcqRel);
+        }
+    }
+}
+
+/// A client address's place for one batch on its way to the node loop
+/// ([`PortAddresses::reserve_client_share`]): given back when dropped, unless
+/// [`ClientShare::handed_off`], as [`Reserved`] is.
+#[must_use]
+struct ClientShare<'a> {
+    addresses: &'a PortAddresses,
+    held: Option<(IpAddr, u64)>,
+}
+
+impl ClientShare<'_> {
+    /// The batch is queued: the node loop gives the place back.
+    fn handed_off(mut self) {
+        self.held = None;
+    }
+}
+
+impl Drop for ClientShare<'_> {
+    fn drop(&mut self) {
+        if let Some((ip, bytes)) = self.held {
+            self.addresses.release_client_share(ip, bytes);
         }
     }
 }
@@ -1897,14 +1970,21 @@ async fn serve_client(
                     shared.penalise_address(ip);
                     return Ok(());
                 }
-                // Past the queue's byte bound the client waits, its socket backing up, as it
-                // does when the queue is full in batches. It polls, backing off to 16 ms, so a
-                // thousand waiting clients cost an executor ~64k wake-ups a second at most.
+                // Past the queue's byte bound, or its address's share of it, the client waits,
+                // its socket backing up, as it does when the queue is full in batches. It
+                // polls, backing off to 16 ms, so a thousand waiting clients cost an executor
+                // ~64k wake-ups a second at most.
                 let bytes = (batch.len() * TXN_SIZE) as u64;
                 let mut pause = Duration::from_millis(1);
-                let reserved = loop {
-                    if let Some(reserved) = shared.addresses.reserve_client_txns(bytes) {
-                        break reserved;
+                let (share, reserved) = loop {
+                    let share = match charged {
+                        Some(ip) => shared.addresses.reserve_client_share(ip, bytes),
+                        None => Some(ClientShare { addresses: &shared.addresses, held: None }),
+                    };
+                    if let Some(share) = share
+                        && let Some(reserved) = shared.addresses.reserve_client_txns(bytes)
+                    {
+                        break (share, reserved);
                     }
                     if shared.stop.load(Ordering::Relaxed) {
                         return Ok(());
@@ -1916,6 +1996,7 @@ async fn serve_client(
                     return Ok(());
                 }
                 reserved.handed_off();
+                share.handed_off();
             }
             Ok(_) | Err(_) => {
                 shared.counters.malformed_frames.fetch_add(1, Ordering::Relaxed);
@@ -2508,11 +2589,72 @@ mod tests {
             }
             assert_eq!(queued as u64, fit, "client batches queued past the byte bound");
             // The node loop takes one (`NetHandles::take_txns`): the client's next goes in.
-            let _ = txns_rx.try_recv().expect("a batch");
-            a.addresses.release_client_txns(bytes);
+            let (from, _) = txns_rx.try_recv().expect("a batch");
+            a.addresses.release_client_batch(from, bytes);
             glommio::timer::sleep(Duration::from_millis(300)).await;
             assert_eq!(txns_rx.len() as u64, fit, "the client was not let on");
             drop(client);
+        });
+    }
+
+    /// One client address holds at most a sixteenth of the queue of client batches to the node
+    /// loop. Before, one address replaying one frame of signed transfers (free to repeat, and
+    /// refused later for funds, uncharged) on its connections held the whole 64 MiB, and every
+    /// other client waited (found in review).
+    #[test]
+    fn one_client_address_holds_at_most_its_share_of_the_queue() {
+        use tessera_components::constants::TXN_SIZE;
+        on_executor(|| async {
+            let a = Rc::new(untrusting_executor());
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let (txns, txns_rx) = flume::unbounded();
+            glommio::spawn_local(accept_clients(a.clone(), listener, txns)).detach();
+            let batch: Vec<_> = (0..6_000).map(|nonce| transfer(6, nonce)).collect();
+            let bytes = (batch.len() * TXN_SIZE) as u64;
+            let frame = tessera_components::wire::encode(&Frame::Txns(batch));
+            // A client at `source` writing `frames` copies of the frame, from a thread of its
+            // own (a socket bound to its source before it connects).
+            let client = |source: [u8; 4], frames: u64| {
+                let frame = frame.clone();
+                std::thread::spawn(move || {
+                    use std::io::Write;
+                    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                        .expect("socket");
+                    socket.bind(&std::net::SocketAddr::from((source, 0)).into()).expect("bind the source");
+                    socket.connect(&addr.into()).expect("connect");
+                    let mut stream: std::net::TcpStream = socket.into();
+                    for _ in 0..frames {
+                        if stream.write_all(&frame).is_err() {
+                            return;
+                        }
+                    }
+                    std::thread::sleep(Duration::from_secs(3));
+                })
+            };
+            let settled = |txns_rx: flume::Receiver<(Option<IpAddr>, Vec<Txn>)>| async move {
+                let mut queued = 0;
+                loop {
+                    glommio::timer::sleep(Duration::from_millis(300)).await;
+                    if txns_rx.len() == queued && queued > 0 {
+                        return queued as u64;
+                    }
+                    queued = txns_rx.len();
+                }
+            };
+            let share = PortAddresses::CLIENT_SHARE_BYTES_MAX.div_ceil(bytes);
+            let greedy = client([127, 0, 0, 2], share + 8);
+            assert_eq!(settled(txns_rx.clone()).await, share, "one address queued past its share");
+            // Another address still gets in at once.
+            let other = client([127, 0, 0, 3], 1);
+            assert_eq!(settled(txns_rx.clone()).await, share + 1, "a second address was kept out");
+            // The node loop takes the greedy one's first batch: its next goes in.
+            let (from, _) = txns_rx.try_recv().expect("a batch");
+            assert_eq!(from, Some(IpAddr::from([127, 0, 0, 2])));
+            a.addresses.release_client_batch(from, bytes);
+            glommio::timer::sleep(Duration::from_millis(300)).await;
+            assert_eq!(txns_rx.len() as u64, share + 1, "the address was not let on once under its share");
+            drop((greedy, other));
         });
     }
 
