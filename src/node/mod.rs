@@ -52,22 +52,61 @@ enum Fate {
     Rejected(String),
 }
 
-/// Recent transaction fates, bounded: the oldest are forgotten first.
+/// Recent transaction fates, bounded, the oldest forgotten first, in two windows: what
+/// finalized blocks decided, and what was refused before any block. A refusal costs its sender
+/// nothing (256 malformed transactions a JSON-RPC call), and in one window refusals pushed a
+/// committed payment out within seconds: `tessera_getTransaction` then answered `unknown`, and
+/// a wallet that signs again on `unknown` pays twice (found in review). Refusals now push out
+/// refusals only.
 #[derive(Debug)]
-struct Fates(IdWindow<Fate>);
+struct Fates {
+    committed: IdWindow<Fate>,
+    rejected: IdWindow<Fate>,
+}
 
 impl Fates {
+    /// Fates of transactions in finalized blocks kept.
     const MAX: usize = 1 << 20;
+    /// Refusals kept.
+    const REJECTED_MAX: usize = 1 << 18;
 
-    /// The whole window, reserved at start (see [`IdWindow::reserved`]).
+    /// Both windows, reserved at start (see [`IdWindow::reserved`]).
     fn new() -> Fates {
-        Fates(IdWindow::reserved(Self::MAX))
+        Fates { committed: IdWindow::reserved(Self::MAX), rejected: IdWindow::reserved(Self::REJECTED_MAX) }
+    }
+
+    /// Windows of `max` ids each, reserving nothing (for tests).
+    #[cfg(test)]
+    fn with_max(max: usize) -> Fates {
+        Fates { committed: IdWindow::new(max), rejected: IdWindow::new(max) }
     }
 
     /// Records what happened to `id`. A fate in a finalized block is final: nothing recorded
     /// later (a replay of the same bytes refused as a duplicate, say) replaces it.
     fn record(&mut self, id: TxnId, fate: Fate) {
-        self.0.record(id, fate, |known| !matches!(known, Fate::Committed { .. }));
+        match fate {
+            Fate::Committed { .. } => {
+                if self.rejected.remove(&id).is_some() {
+                    self.rejected.trim();
+                }
+                self.committed.record(id, fate, |_| false);
+            }
+            Fate::Rejected(_) => {
+                if !self.committed.contains(&id) {
+                    self.rejected.record(id, fate, |_| true);
+                }
+            }
+        }
+    }
+
+    /// What is known of `id`.
+    fn get(&self, id: &TxnId) -> Option<&Fate> {
+        self.committed.get(id).or_else(|| self.rejected.get(id))
+    }
+
+    /// Places taken in both windows' rings.
+    fn ring_len(&self) -> usize {
+        self.committed.ring_len() + self.rejected.ring_len()
     }
 
     /// Records the outcome of every transaction of the finalized block at `height`: executed,
@@ -703,7 +742,7 @@ impl Node {
         publish_gauges(
             &self.metrics,
             &self.pipeline,
-            self.reads.fates().0.ring_len(),
+            self.reads.fates().ring_len(),
             self.submitted.len(),
             self.submitted.ring_len(),
         );
@@ -999,7 +1038,7 @@ fn answer_query(
         Query::Transaction(id) => {
             let id = TxnId(Hash(id));
             let pending = pipeline.is_pending(&id) || submitted.contains(&id);
-            Ok(transaction_status(fates.0.get(&id), pending))
+            Ok(transaction_status(fates.get(&id), pending))
         }
         Query::Submit(txn) => {
             let id = txn.id();
@@ -1016,7 +1055,7 @@ mod tests {
     use tessera_components::{Hash, RejectReason, TxnId};
     use tessera_systems::TxnOutcome;
 
-    use super::{DRAIN_TXNS_MAX, DrainBudget, Fate, Fates, IdWindow, propagation_us, transaction_status};
+    use super::{DRAIN_TXNS_MAX, DrainBudget, Fate, Fates, propagation_us, transaction_status};
 
     /// A leader's timestamp is its own to choose: the largest one is a propagation of 0, not an
     /// overflow (a panic in a debug build on every validator that finalized the block).
@@ -1160,13 +1199,13 @@ mod tests {
 
     #[test]
     fn a_failed_transfer_reads_as_failed_and_a_final_fate_never_changes() {
-        let mut fates = Fates(IdWindow::new(16));
+        let mut fates = Fates::with_max(16);
         let outcomes = [
             TxnOutcome { id: id(1), result: Ok(()) },
             TxnOutcome { id: id(2), result: Err(RejectReason::InsufficientFunds) },
         ];
         fates.record_block(7, &outcomes);
-        let status = |fates: &Fates, byte| transaction_status(fates.0.get(&id(byte)), false);
+        let status = |fates: &Fates, byte| transaction_status(fates.get(&id(byte)), false);
         assert_eq!(status(&fates, 1)["status"], "committed");
         assert_eq!(status(&fates, 1)["height"], 7);
         assert_eq!(status(&fates, 2)["status"], "failed", "{}", status(&fates, 2));
@@ -1180,5 +1219,30 @@ mod tests {
         assert_eq!(status(&fates, 3)["status"], "committed");
         assert_eq!(transaction_status(None, true)["status"], "pending");
         assert_eq!(transaction_status(None, false)["status"], "unknown");
+    }
+
+    /// Refusals, free to cause, do not push committed fates out: before, both shared one
+    /// window, and enough refused transactions made a committed payment read `unknown`
+    /// (found in review).
+    #[test]
+    fn refusals_do_not_push_committed_fates_out() {
+        let mut fates = Fates::with_max(16);
+        fates.record_block(7, &[TxnOutcome { id: id(1), result: Ok(()) }]);
+        for n in 0..64u64 {
+            let mut bytes = [0xee; 32];
+            bytes[..8].copy_from_slice(&n.to_le_bytes());
+            fates.record(TxnId(Hash(bytes)), Fate::Rejected("bad_signature".into()));
+        }
+        assert_eq!(transaction_status(fates.get(&id(1)), false)["status"], "committed");
+        // Refusals push out refusals: the oldest is forgotten, the newest kept.
+        assert!(fates.get(&TxnId(Hash([0xee; 32]))).is_none());
+        let mut newest = [0xee; 32];
+        newest[..8].copy_from_slice(&63u64.to_le_bytes());
+        assert!(fates.get(&TxnId(Hash(newest))).is_some());
+        // A refused transaction later committed moves to the committed window.
+        fates.record(id(3), Fate::Rejected("mempool_full".into()));
+        fates.record_block(8, &[TxnOutcome { id: id(3), result: Ok(()) }]);
+        assert_eq!(transaction_status(fates.get(&id(3)), false)["status"], "committed");
+        assert!(fates.ring_len() <= 32);
     }
 }

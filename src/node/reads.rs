@@ -342,7 +342,7 @@ impl ReadView {
             }
             Query::Transaction(id) => {
                 let fates = read(&self.fates);
-                let fate = fates.0.get(&TxnId(Hash(*id)))?;
+                let fate = fates.get(&TxnId(Hash(*id)))?;
                 Some(Ok(transaction_status(Some(fate), false)))
             }
             Query::Discover => Some(Ok(super::rpc::openrpc().clone())),
@@ -396,7 +396,6 @@ pub(crate) mod tests {
     use serde_json::Value;
     use tessera_components::{Block, BlockHeader, CertifiedBlock, Hash, QuorumCertificate, TxnId, VoteKind};
 
-    use super::super::window::IdWindow;
     use super::super::{Fate, Fates, block_json};
     use super::{FEED_EVENTS, FEED_TXNS_MAX, RECENT_BLOCKS_MAX, ReadView, Status};
     use crate::node::rpc::Query;
@@ -465,7 +464,7 @@ pub(crate) mod tests {
     }
 
     fn view() -> ReadView {
-        ReadView::with_fates(Arc::default(), Fates(IdWindow::new(16)))
+        ReadView::with_fates(Arc::default(), Fates::with_max(16))
     }
 
     /// The subscribers' ring holds at most FEED_EVENTS events and FEED_TXNS_MAX transactions;

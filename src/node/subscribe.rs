@@ -236,7 +236,7 @@ impl Session {
                 // Copied out under the lock, formatted after: the loop records into it.
                 let known: Vec<(TxnId, Option<Fate>)> = {
                     let fates = reads.fates();
-                    ids.into_iter().map(|id| (id, fates.0.get(&id).cloned())).collect()
+                    ids.into_iter().map(|id| (id, fates.get(&id).cloned())).collect()
                 };
                 let mut watched = HashSet::with_capacity(known.len());
                 for (id, fate) in known {
