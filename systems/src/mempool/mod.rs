@@ -99,6 +99,11 @@ struct InFlight {
     height: u64,
 }
 
+/// The least fee that replaces a pending transaction paying `fee`: an eighth more, 1 at least.
+pub fn replacement_fee_min(fee: u64) -> u64 {
+    fee.saturating_add((fee / 8).max(1))
+}
+
 /// What a transaction takes from its sender's balance if it executes: amount plus fee.
 fn debit(body: &TxnBody) -> u128 {
     u128::from(body.amount) + u128::from(body.fee)
@@ -165,7 +170,8 @@ impl Mempool {
     /// [`RejectReason::Duplicate`], [`RejectReason::NonceStale`],
     /// [`RejectReason::InsufficientFunds`] (the sender has no account, or its pending amounts
     /// and fees with this one's would exceed its balance), [`RejectReason::NonceTaken`] (same
-    /// sender and nonce pending with an equal or higher fee), or [`RejectReason::MempoolFull`]
+    /// sender and nonce pending, and this one behind a gap or paying less than
+    /// [`replacement_fee_min`] of its fee), or [`RejectReason::MempoolFull`]
     /// (no pending transaction has a lower fee; or, for a transaction behind a nonce gap, the
     /// pool has no spare room for one). On error the pool is unchanged.
     pub fn insert(&mut self, txn: Txn, id: TxnId, sender: Option<Account>) -> Result<u64, RejectReason> {
@@ -191,11 +197,13 @@ impl Mempool {
         let mut pushed_out = 0;
         if let Some(existing) = same_nonce {
             let old = self.entries[&existing];
-            if body.fee <= old.txn.body.fee {
+            // A replacement pays an eighth more (1 at least), and none replaces a transaction
+            // behind a gap, which never executes. Before, any higher fee replaced: behind a
+            // gap, fees 1, 2, 3, … each verified, stored and forwarded by every validator
+            // and none ever paid; in line, a thousand bumps cost only the last fee (found in
+            // review).
+            if gapped || body.fee < replacement_fee_min(old.txn.body.fee) {
                 return Err(RejectReason::NonceTaken);
-            }
-            if gapped && !old.gapped && self.gapped.len() >= self.gapped_max() {
-                return Err(RejectReason::MempoolFull);
             }
             self.remove(&existing);
             pushed_out += 1;
@@ -802,7 +810,10 @@ fn insert_checked(pool: &mut Mempool, model: &mut BTreeMap<TxnId, Txn>, txn: Txn
                 }
                 RejectReason::NonceTaken => {
                     let taken = same_nonce.expect("nonce taken by nothing pending");
-                    assert!(taken.body.fee >= txn.body.fee, "a higher fee was refused its nonce");
+                    assert!(
+                        !in_line || txn.body.fee < replacement_fee_min(taken.body.fee),
+                        "a fee an eighth higher was refused its nonce in line"
+                    );
                 }
                 RejectReason::MempoolFull if !in_line => {
                     // Behind a gap: no spare room, or its share taken.
@@ -845,9 +856,11 @@ fn insert_checked(pool: &mut Mempool, model: &mut BTreeMap<TxnId, Txn>, txn: Txn
                 model.values().filter(|other| !pool.contains(&other.id())).copied().collect();
             assert_eq!(gone.len() as u64, pushed_out, "insert misreported what it pushed out");
             if let Some(replaced) = same_nonce {
-                // A replacement pushes out exactly the transaction it replaces, for less.
+                // A replacement, in line, pushes out exactly the transaction it replaces, for an
+                // eighth less at least.
                 assert_eq!(gone, vec![replaced], "a replacement pushed out something else");
-                assert!(replaced.body.fee < txn.body.fee);
+                assert!(in_line, "a transaction behind a gap was replaced");
+                assert!(txn.body.fee >= replacement_fee_min(replaced.body.fee));
             } else if let Some(victim) = gone.iter().min_by_key(|other| other.body.nonce) {
                 // An eviction: the pool was full, the newcomer in line, and the victim one
                 // admitted behind a gap or else the lowest fee, less than the newcomer's; its
@@ -1270,6 +1283,35 @@ mod tests {
         assert!(!pool.contains(&a_id));
         let (d, d_id) = txn(1, 0, 9);
         assert_eq!(pool.insert(d, d_id, rich(1)), Err(RejectReason::NonceStale));
+        pool.check_consistency();
+    }
+
+    /// A replacement pays an eighth more than what it replaces, and a transaction behind a gap
+    /// is never replaced. Before, any higher fee replaced: behind a gap fees 1, 2, 3, … were
+    /// each verified, stored and forwarded, and none was ever paid (found in review).
+    #[test]
+    fn a_replacement_pays_an_eighth_more_and_none_replaces_behind_a_gap() {
+        let mut pool = Mempool::new(10, usize::MAX);
+        let (a, a_id) = txn(1, 0, 80);
+        assert_eq!(pool.insert(a, a_id, rich(0)), Ok(0));
+        let (b, b_id) = txn(1, 0, 89);
+        assert_eq!(pool.insert(b, b_id, rich(0)), Err(RejectReason::NonceTaken), "less than an eighth more");
+        let (c, c_id) = txn(1, 0, 90);
+        assert_eq!(pool.insert(c, c_id, rich(0)), Ok(1));
+        assert!(pool.contains(&c_id) && !pool.contains(&a_id));
+        // Nonce 2 waits behind the gap at nonce 1: no fee replaces it.
+        let (d, d_id) = txn(1, 2, 5);
+        assert_eq!(pool.insert(d, d_id, rich(0)), Ok(0));
+        assert_eq!(pool.gapped_len(), 1);
+        let (e, e_id) = txn(1, 2, 1_000);
+        assert_eq!(pool.insert(e, e_id, rich(0)), Err(RejectReason::NonceTaken), "replaced behind a gap");
+        assert!(pool.contains(&d_id));
+        // Once the gap closes, it may be replaced as any transaction in line.
+        let (f, f_id) = txn(1, 1, 5);
+        assert_eq!(pool.insert(f, f_id, rich(0)), Ok(0));
+        assert_eq!(pool.insert(e, e_id, rich(0)), Ok(1));
+        assert_eq!(replacement_fee_min(0), 1);
+        assert_eq!(replacement_fee_min(u64::MAX), u64::MAX);
         pool.check_consistency();
     }
 
