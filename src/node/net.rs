@@ -1148,7 +1148,17 @@ async fn read_frame<S: AsyncRead + Unpin>(
     codec: &Codec,
     counters: &NetCounters,
 ) -> std::io::Result<Result<Frame, secure::FrameFault>> {
-    Ok(secure::read_frame(stream, codec).await?.map(|(frame, size)| {
+    read_frame_of(stream, codec, counters, |_| true).await
+}
+
+/// [`read_frame`] of the kinds `accepts` accepts ([`secure::read_frame_of`]).
+async fn read_frame_of<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    codec: &Codec,
+    counters: &NetCounters,
+    accepts: impl Fn(FrameKind) -> bool,
+) -> std::io::Result<Result<Frame, secure::FrameFault>> {
+    Ok(secure::read_frame_of(stream, codec, accepts).await?.map(|(frame, size)| {
         counters.frames_in.fetch_add(1, Ordering::Relaxed);
         counters.bytes_in.fetch_add(size as u64, Ordering::Relaxed);
         frame
@@ -1946,7 +1956,7 @@ async fn serve_client(
         // this long per frame.
         let frame = match within(
             shared.setup.ingress_idle_timeout,
-            read_frame(&mut stream, &codec, &shared.counters),
+            read_frame_of(&mut stream, &codec, &shared.counters, |kind| kind == FrameKind::Txns),
         )
         .await
         {
@@ -2856,6 +2866,37 @@ mod tests {
                 "room given back"
             );
             drop(link);
+        });
+    }
+
+    /// A client frame of another kind than transactions is refused at its header: before, its
+    /// payload was read and decoded first (found in review).
+    #[test]
+    fn ingress_refuses_other_kinds_at_the_header() {
+        use futures_lite::AsyncWriteExt;
+        on_executor(|| async {
+            let a = Rc::new(executor(0));
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let (txns, _txns_rx) = flume::unbounded();
+            glommio::spawn_local(accept_clients(a.clone(), listener, txns)).detach();
+            // A consensus frame's header declaring the largest payload the codec takes, and
+            // none of its payload.
+            let mut header =
+                tessera_components::wire::encode(&Frame::Consensus(ConsensusMessage::SyncRequest {
+                    from_height: 1,
+                }))[..tessera_components::constants::WIRE_HEADER_SIZE]
+                    .to_vec();
+            let declared = (a.setup.max_frame_bytes - header.len()) as u32;
+            header[8..12].copy_from_slice(&declared.to_le_bytes());
+            let mut stream = TcpStream::connect(addr).await.expect("connect");
+            stream.write_all(&header).await.expect("write");
+            glommio::timer::sleep(Duration::from_millis(200)).await;
+            assert_eq!(
+                a.counters.malformed_frames.load(Ordering::Relaxed),
+                1,
+                "waited for the payload of a kind the port does not take"
+            );
         });
     }
 
