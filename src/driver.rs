@@ -125,8 +125,8 @@ pub fn restore_sync_history(pipeline: &mut Pipeline, store: &dyn Storage) -> usi
 #[cfg(test)]
 mod tests {
     use ed25519_dalek::{Signer, SigningKey};
-    use tessera_components::consensus::proposal_signing_bytes;
-    use tessera_components::{Block, BlockHeader, Hash, Proposal, SafetyState, VoteKind};
+    use tessera_components::consensus::{new_view_signing_bytes, proposal_signing_bytes};
+    use tessera_components::{Block, BlockHeader, Hash, NewView, Proposal, SafetyState, VoteKind};
     use tessera_systems::consensus::core::{ConsensusConfig, Core, ValidatorSet};
     use tessera_systems::workload::signing_key;
     use tessera_systems::{ChainTip, Ledger, PipelineConfig, Stages};
@@ -167,20 +167,61 @@ mod tests {
 
     /// An empty block for height 1 from validator 0 in view 0, `variant` telling two apart.
     fn proposal(variant: u64) -> ConsensusMessage {
+        proposal_in(0, variant)
+    }
+
+    /// An empty block for height 1 from the leader of `view` (of four), proposed in it.
+    fn proposal_in(view: u64, variant: u64) -> ConsensusMessage {
         let ledger = Ledger::from_genesis(&genesis()).unwrap();
+        let proposer = (view % 4) as u32;
         let header = BlockHeader {
             height: 1,
-            view: 0,
+            view,
             timestamp_ms: variant,
-            proposer: 0,
+            proposer,
             txn_count: 0,
             parent: Hash::ZERO,
             txn_root: Block::compute_txn_root(&[]),
             state_root: ledger.state_root(),
         };
         let block = Block { header, txns: Vec::new().into() };
-        let signature = keys()[0].sign(&proposal_signing_bytes(0, 1, &header.hash())).to_bytes();
-        ConsensusMessage::Proposal(Proposal { view: 0, block, justify: None, signature })
+        let signature =
+            keys()[proposer as usize].sign(&proposal_signing_bytes(view, 1, &header.hash())).to_bytes();
+        ConsensusMessage::Proposal(Proposal { view, block, justify: None, signature })
+    }
+
+    /// A height that lasts many views keeps the executions of the blocks the core holds only:
+    /// before, each view's validated block kept its execution (and body) until the height
+    /// finalized, past the core's bound on the blocks it holds (found in review).
+    #[test]
+    fn executions_of_blocks_the_core_no_longer_holds_are_dropped() {
+        let keys = keys();
+        let set = ValidatorSet::new(keys.iter().map(|key| key.verifying_key().to_bytes()).collect());
+        let ledger = Ledger::from_genesis(&genesis()).unwrap();
+        let tip = ChainTip::genesis(&ledger);
+        let core = Core::new(1, keys[1].clone(), set, ConsensusConfig::default(), 0, Hash::ZERO);
+        let stages = Stages::Validator { core: Box::new(core), history_bytes_max: 1 << 20 };
+        let mut pipeline = Pipeline::with_stages(PipelineConfig::default(), ledger, tip, stages).unwrap();
+        let mut held_max = 0;
+        for view in 0..24u64 {
+            // The view's leader proposes (validator 1 proposes its own), then validators 2 and 3
+            // move on to the next view without a certificate.
+            if view % 4 != 1 {
+                pipeline.deliver((view % 4) as u32, proposal_in(view, view));
+            }
+            let _ = tick(&mut pipeline, 1_000_000 + view * 10, None);
+            for sender in [2u32, 3] {
+                let next = view + 1;
+                let signature = keys[sender as usize].sign(&new_view_signing_bytes(next, 1, None)).to_bytes();
+                let new_view = NewView { view: next, height: 1, high_qc: None, sender, signature };
+                pipeline.deliver(sender, ConsensusMessage::NewView(new_view));
+            }
+            let _ = tick(&mut pipeline, 1_000_000 + view * 10 + 5, None);
+            let consensus = pipeline.consensus().expect("a validator");
+            assert_eq!(consensus.core.view(), view + 1);
+            held_max = held_max.max(consensus.speculative_held());
+        }
+        assert!(held_max <= 4, "{held_max} executions held at one height");
     }
 
     /// The views this node signed prepare votes in, and the blocks.

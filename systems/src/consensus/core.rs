@@ -621,8 +621,7 @@ impl Core {
     }
 
     /// Whether the block `hash` is held for the height being decided.
-    #[cfg(test)]
-    pub(super) fn holds_block(&self, hash: &Hash) -> bool {
+    pub fn holds_block(&self, hash: &Hash) -> bool {
         self.blocks.contains_key(hash)
     }
 

@@ -400,6 +400,12 @@ pub fn step_consensus(
         consensus.core.on_message(from, message, &mut host);
     }
     consensus.core.tick(clock.now_ns, &mut host);
+    // Executions of blocks the core no longer holds (of views it left, or refused room) go
+    // too: a commit of one executes it again. Before, every block validated at a height kept
+    // its execution, and its body, until the height finalized, past the core's own bound on
+    // the blocks it holds (found in review).
+    let core = &consensus.core;
+    consensus.speculative.retain(|hash, _| core.holds_block(hash));
     outbox.messages.extend(consensus.core.drain_outbox());
     pipeline.work = work;
     for sealed in &committed {
