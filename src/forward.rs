@@ -182,12 +182,25 @@ pub(crate) mod tests {
 
     /// A client batch of forged transactions is never forwarded; the valid transactions beside
     /// them are, once admitted, and once each.
+    /// With verification overlapping the next tick (the default) too: a copy refused as a
+    /// duplicate while its original was still being verified dropped the original from this
+    /// queue, so it was admitted but never forwarded (found in review of a change that
+    /// refused copies before verification; they now take the original's verdict).
     #[test]
     fn only_admitted_transactions_are_forwarded() -> Result<(), Box<dyn std::error::Error>> {
+        for overlap in [false, true] {
+            only_admitted_transactions_are_forwarded_with(overlap)?;
+        }
+        Ok(())
+    }
+
+    fn only_admitted_transactions_are_forwarded_with(
+        overlap: bool,
+    ) -> Result<(), Box<dyn std::error::Error>> {
         let keys: Vec<SigningKey> = (0..8).map(|i| signing_key(0xf0, i)).collect();
         let genesis: Vec<([u8; 32], u64)> =
             keys.iter().map(|key| (key.verifying_key().to_bytes(), 1 << 40)).collect();
-        let config = PipelineConfig { sigverify_overlap: false, ..PipelineConfig::default() };
+        let config = PipelineConfig { sigverify_overlap: overlap, ..PipelineConfig::default() };
         let ledger = Ledger::from_genesis(&genesis)?;
         let tip = ChainTip::genesis(&ledger);
         // Validator 1 of four, which does not lead view 0: what it admits stays pending.
@@ -220,7 +233,10 @@ pub(crate) mod tests {
             let rejections = pipeline.drain_rejections();
             forwarded.extend(awaiting.take_admitted(&pipeline, &rejections).into_iter().map(|(txn, _)| txn));
         }
-        assert_eq!(forwarded, honest, "the honest transactions, and only they, are forwarded");
+        assert_eq!(
+            forwarded, honest,
+            "the honest transactions, and only they, are forwarded (overlap {overlap})"
+        );
         assert_eq!(awaiting.len(), 0, "the forged ones were dropped on their refusal");
         Ok(())
     }

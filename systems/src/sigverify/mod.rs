@@ -9,7 +9,7 @@
 //! The verdicts, and the point in the schedule where they are applied, do not depend on timing,
 //! so a run is as deterministic as without overlap.
 
-use foldhash::{HashMap, HashSet};
+use foldhash::HashMap;
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -363,11 +363,12 @@ struct OwnedItem {
     id: [u8; 32],
 }
 
-/// The job in flight: which entities it covers (in item order) and where its verdicts arrive.
+/// The job in flight: which entities it covers, each with the item whose verdict it takes, and
+/// where its verdicts arrive.
 /// Written only by [`verify_signatures`].
 #[derive(Debug, Default, Resource)]
 pub struct VerifyJob {
-    in_flight: Option<(Vec<Entity>, Mutex<Receiver<(Vec<bool>, Option<u64>)>>)>,
+    in_flight: Option<(Vec<(Entity, usize)>, Mutex<Receiver<(Vec<bool>, Option<u64>)>>)>,
 }
 
 /// Wall-clock microseconds of recent verification jobs, for the node's verify-batch histogram.
@@ -482,37 +483,34 @@ pub fn verify_signatures(
         land(&mut cache, &mut counters, entities, landed, Stage::Verifying, &mut txns);
     }
 
-    let mut entities = Vec::new();
+    // Each entity with the item whose verdict it takes. Copies of a transaction gathered this
+    // tick (an id names exactly its sender, body and signature) take their original's verdict
+    // and are not verified again: before, a frame of one signed transfer repeated 64 times cost
+    // 64 verifications, each copy then refused as a duplicate and charged to nobody (found in
+    // review). They land with the original, in the same tick, as each copy's own verdict did,
+    // so what follows (the duplicate check, the fates, forwarding) sees what it saw before.
+    let mut entities: Vec<(Entity, usize)> = Vec::new();
     let mut items = Vec::new();
     let mut hits = Vec::new();
-    // Copies of a transaction gathered this tick: an id names exactly its sender, body and
-    // signature, so a copy's verdict is its original's, and the original's fate is decided
-    // first. A copy is refused as the duplicate it is before any verification: before, a
-    // frame of one signed transfer repeated 64 times cost 64 verifications, refused later as
-    // duplicates and charged to nobody (found in review).
-    let mut gathered = HashSet::default();
-    let mut copies = Vec::new();
+    let mut slots: HashMap<[u8; 32], usize> = HashMap::default();
     for (entity, body, signature, id, stage) in &txns {
         if *stage != Stage::Prefiltered {
             continue;
         }
         if cache.0.contains(&id.0.0) {
             hits.push(entity);
-        } else if !gathered.insert(id.0.0) {
-            copies.push(entity);
-        } else {
-            entities.push(entity);
-            items.push(OwnedItem { body: *body, signature: signature.0, id: id.0.0 });
+            continue;
         }
+        let slot = *slots.entry(id.0.0).or_insert_with(|| {
+            items.push(OwnedItem { body: *body, signature: signature.0, id: id.0.0 });
+            items.len() - 1
+        });
+        entities.push((entity, slot));
     }
     pipeline.verify_cache_hits += hits.len() as u64;
     pipeline.verify_cache_misses += items.len() as u64;
     for entity in hits {
         *txns.get_mut(entity).expect("entity was just read").4 = Stage::Verified;
-    }
-    counters.add(RejectReason::Duplicate, copies.len() as u64);
-    for entity in copies {
-        *txns.get_mut(entity).expect("entity was just read").4 = Stage::Rejected(RejectReason::Duplicate);
     }
     if items.is_empty() {
         return;
@@ -521,7 +519,7 @@ pub fn verify_signatures(
     let (batch, batch_size, stand_in) =
         (config.sigverify_batch, config.sigverify_batch_size, config.sigverify_stand_in);
     if config.sigverify_overlap {
-        for entity in &entities {
+        for (entity, _) in &entities {
             *txns.get_mut(*entity).expect("entity was just read").4 = Stage::Verifying;
         }
         let (sender, receiver) = sync_channel(1);
@@ -553,11 +551,11 @@ struct VerdictSinks<'a> {
     source_of: &'a dyn Fn(Entity) -> Option<Source>,
 }
 
-/// Lands one job's verdicts, in item order: `entities` (each at `from`) move to
-/// [`Stage::Verified`] or [`Stage::Rejected`], accepted ids enter the cache, refusals are
-/// counted, and the job's time (given a clock) is recorded.
+/// Lands one job's verdicts, one per item: `entities` (each at `from`, with the item whose
+/// verdict it takes) move to [`Stage::Verified`] or [`Stage::Rejected`], accepted ids enter the
+/// cache, refusals are counted, and the job's time (given a clock) is recorded.
 fn apply_verdicts(
-    entities: Vec<Entity>,
+    entities: Vec<(Entity, usize)>,
     (verdicts, us): (Vec<bool>, Option<u64>),
     from: Stage,
     txns: &mut Query<(Entity, &TxnBody, &TxnSignature, &TxnId, &mut Stage)>,
@@ -566,8 +564,9 @@ fn apply_verdicts(
     if let Some(us) = us {
         sinks.timings.record(us);
     }
-    assert_eq!(verdicts.len(), entities.len(), "one verdict per entity");
-    for (entity, accepted) in entities.into_iter().zip(verdicts) {
+    assert!(entities.iter().all(|(_, slot)| *slot < verdicts.len()), "a verdict for every entity");
+    for (entity, slot) in entities {
+        let accepted = verdicts[slot];
         let (_, _, _, id, mut stage) =
             txns.get_mut(entity).expect("entities of a job are never despawned before its verdicts land");
         assert_eq!(*stage, from, "a job's entities wait at one stage");
