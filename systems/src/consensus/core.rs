@@ -359,6 +359,9 @@ pub struct Core {
     /// are kept, at most [`BLOCKS_HELD_MAX`] of them and [`BLOCKS_HELD_BYTES_MAX`] bytes
     /// ([`Core::hold_block`]).
     blocks: BTreeMap<Hash, Block>,
+    /// The latest view each block in `blocks` was proposed in (a re-proposal keeps its
+    /// header's old view): what [`Core::hold_block_for`] ranks blocks by.
+    block_views: BTreeMap<Hash, u64>,
     /// Wire bytes of the blocks in `blocks`.
     blocks_bytes: usize,
     votes: BTreeMap<(VoteKind, u64, Hash), BTreeMap<u32, Signature>>,
@@ -445,6 +448,7 @@ impl Core {
             voted_prepare: false,
             voted_commit: false,
             blocks: BTreeMap::new(),
+            block_views: BTreeMap::new(),
             blocks_bytes: 0,
             votes: BTreeMap::new(),
             first_vote: BTreeMap::new(),
@@ -781,19 +785,6 @@ impl Core {
         self.voted_commit = false;
         let lower = view.saturating_sub(2);
         self.first_proposal = self.first_proposal.split_off(&lower);
-        // Blocks of the views left behind: no vote for them counts any more, and a leader that
-        // proposes one again sends it again. The locked block stays. Without this, a height
-        // lasting 64 views (or 16 of full blocks) filled the store with them, and the block of
-        // the view being decided found no room.
-        let protected = self.lock.as_ref().map(|lock| lock.block);
-        let blocks_bytes = &mut self.blocks_bytes;
-        self.blocks.retain(|hash, block| {
-            let keep = block.header.view >= lower || Some(*hash) == protected;
-            if !keep {
-                *blocks_bytes -= block_wire_bytes(block);
-            }
-            keep
-        });
         self.new_views = self.new_views.split_off(&lower);
         self.votes.retain(|(_, v, _), _| *v >= lower);
         self.first_vote.retain(|(_, v, _), _| *v >= lower);
@@ -1313,7 +1304,10 @@ impl Core {
             self.counters.rejected_certificate += 1;
             return;
         }
-        if !self.blocks.contains_key(&hash) {
+        if let Some(view) = self.block_views.get_mut(&hash) {
+            // Held already: proposed again (a re-proposal), it ranks by its latest view.
+            *view = (*view).max(proposal.view);
+        } else {
             // Refused already: a copy costs no second validation.
             if self.refused_blocks.contains(&hash) {
                 return;
@@ -1332,7 +1326,7 @@ impl Core {
                 }
                 return;
             }
-            if !self.hold_block(hash, &proposal.block) {
+            if !self.hold_block_for(hash, &proposal.block, proposal.view) {
                 // No room for its block: a later view's proposal is not kept either (its
                 // leader re-sends it once the view comes), and no vote goes to a block this
                 // node does not hold, which it could not commit: a quorum counting such votes
@@ -1371,24 +1365,46 @@ impl Core {
         self.check_quorums(VoteKind::Commit, self.view, hash, host);
     }
 
-    /// Keeps a validated block for the height being decided, within [`BLOCKS_HELD_MAX`] and
-    /// [`BLOCKS_HELD_BYTES_MAX`]. When full, the block proposed for the furthest view goes, and
-    /// only if that view is further than this block's: the block of the view being decided
-    /// (the one a quorum votes for) outranks every block for a later view, and the locked
-    /// block is never evicted. Returns whether the block is held.
+    /// [`Core::hold_block_for`] a block proposed in its header's view.
     pub(super) fn hold_block(&mut self, hash: Hash, block: &Block) -> bool {
+        self.hold_block_for(hash, block, block.header.view)
+    }
+
+    /// Keeps a validated block, proposed in `view`, for the height being decided, within
+    /// [`BLOCKS_HELD_MAX`] and [`BLOCKS_HELD_BYTES_MAX`]. When full, room is made first from the
+    /// blocks last proposed in views this node has left (below `v − 2`: no vote for them counts
+    /// any more, and a leader proposing one again sends it again), oldest first; then from
+    /// those proposed for views further than `view`, furthest first. The locked block is never
+    /// evicted, and a block of the same view as this one, or nearer, is not evicted for it.
+    /// Returns whether the block is held.
+    ///
+    /// Blocks of views left were not evictable until 2026-12-07: a height lasting 64 views (16
+    /// of full blocks) filled the store with them, the block of the view being decided found no
+    /// room, and the validator voted for it anyway, so a quorum could lock on a block nobody
+    /// held (found in review). They stay until room is needed, so a certificate for one that
+    /// arrives late still finds its body.
+    pub(super) fn hold_block_for(&mut self, hash: Hash, block: &Block, view: u64) -> bool {
         let size = block_wire_bytes(block);
         let protected = self.lock.as_ref().map(|lock| lock.block);
-        // Blocks that may make room, furthest view first.
-        let mut evictable: Vec<(u64, Hash, usize)> = self
+        let left = self.view.saturating_sub(2);
+        // Blocks that may make room, in the order they go: (class, rank), lowest first.
+        let mut evictable: Vec<((u8, u64), Hash, usize)> = self
             .blocks
             .iter()
-            .filter(|(held, held_block)| {
-                Some(**held) != protected && held_block.header.view > block.header.view
+            .filter(|(held, _)| Some(**held) != protected)
+            .filter_map(|(held, held_block)| {
+                let proposed = self.block_views.get(held).copied().unwrap_or(held_block.header.view);
+                let order = if proposed < left {
+                    (0, proposed)
+                } else if proposed > view {
+                    (1, u64::MAX - proposed)
+                } else {
+                    return None;
+                };
+                Some((order, *held, block_wire_bytes(held_block)))
             })
-            .map(|(held, held_block)| (held_block.header.view, *held, block_wire_bytes(held_block)))
             .collect();
-        evictable.sort_unstable_by(|a, b| b.cmp(a));
+        evictable.sort_unstable();
         let mut count = self.blocks.len();
         let mut bytes = self.blocks_bytes;
         let mut victims = 0;
@@ -1400,9 +1416,11 @@ impl Core {
         }
         for (_, victim, victim_size) in &evictable[..victims] {
             self.blocks.remove(victim);
+            self.block_views.remove(victim);
             self.blocks_bytes -= victim_size;
         }
         self.blocks.insert(hash, block.clone());
+        self.block_views.insert(hash, view);
         self.blocks_bytes += size;
         debug_assert!(self.blocks.len() <= BLOCKS_HELD_MAX);
         debug_assert!(self.blocks_bytes <= BLOCKS_HELD_BYTES_MAX);
@@ -1546,6 +1564,7 @@ impl Core {
         self.height += 1;
         self.lock = None;
         self.blocks.clear();
+        self.block_views.clear();
         self.blocks_bytes = 0;
         self.votes.clear();
         self.first_vote.clear();
