@@ -127,6 +127,9 @@ impl Mempool {
         }
     }
 
+    /// Most senders [`Mempool::note_packed`] keeps noted.
+    pub const IN_FLIGHT_MAX: usize = 1 << 16;
+
     /// Most entries admitted behind a nonce gap the pool holds: an eighth of it.
     pub fn gapped_max(&self) -> usize {
         (self.capacity / 8).max(1)
@@ -202,7 +205,7 @@ impl Mempool {
             // gap, fees 1, 2, 3, … each verified, stored and forwarded by every validator
             // and none ever paid; in line, a thousand bumps cost only the last fee (found in
             // review).
-            if gapped || body.fee < replacement_fee_min(old.txn.body.fee) {
+            if gapped || body.fee <= old.txn.body.fee || body.fee < replacement_fee_min(old.txn.body.fee) {
                 return Err(RejectReason::NonceTaken);
             }
             self.remove(&existing);
@@ -336,10 +339,16 @@ impl Mempool {
 
     /// Notes what [`Mempool::pack`] took for a block this node built at `height`: until a block
     /// at that height or above commits ([`Mempool::settle`]), those nonces count as present, so
-    /// what their senders send next is in line. Bounded by the senders packed since the last
-    /// commit: one entry each.
+    /// what their senders send next is in line. One entry a sender packed since the last
+    /// commit, at most [`Mempool::IN_FLIGHT_MAX`].
     pub fn note_packed(&mut self, height: u64, packed: &[(Txn, TxnId)]) {
         for (txn, _) in packed {
+            // Bounded whatever a stall lasts (each view this node leads packs anew): past the
+            // bound a sender is not noted, and what it sends next waits as behind a gap, as
+            // before noting, until the commit.
+            if self.in_flight.len() >= Self::IN_FLIGHT_MAX && !self.in_flight.contains_key(&txn.body.sender) {
+                continue;
+            }
             let next = txn.body.nonce.saturating_add(1);
             let flight = self.in_flight.entry(txn.body.sender).or_insert(InFlight { next, height });
             flight.next = flight.next.max(next);
@@ -1101,6 +1110,19 @@ mod tests {
         assert!(pool.contains(&txn(1, 1, 5).1) && pool.contains(&txn(1, 2, 5).1));
         assert!(!pool.in_line(&[1; 32], 0, 1, u64::MAX));
         pool.check_consistency();
+
+        // However long a stall, the senders noted stay bounded.
+        let mut pool = Mempool::new(16, usize::MAX);
+        let many: Vec<(Txn, TxnId)> = (0..Mempool::IN_FLIGHT_MAX as u64 + 10)
+            .map(|i| {
+                let mut sender = [0u8; 32];
+                sender[..8].copy_from_slice(&i.to_le_bytes());
+                let txn = Txn { body: TxnBody { sender, ..txn(1, 0, 5).0.body }, ..txn(1, 0, 5).0 };
+                (txn, txn.id())
+            })
+            .collect();
+        pool.note_packed(1, &many);
+        assert_eq!(pool.in_flight.len(), Mempool::IN_FLIGHT_MAX);
     }
 
     /// Among equal fees the newest is evicted first, whatever the ids (the sequence number
@@ -1311,7 +1333,13 @@ mod tests {
         assert_eq!(pool.insert(f, f_id, rich(0)), Ok(0));
         assert_eq!(pool.insert(e, e_id, rich(0)), Ok(1));
         assert_eq!(replacement_fee_min(0), 1);
-        assert_eq!(replacement_fee_min(u64::MAX), u64::MAX);
+        // Near the top the minimum saturates; an equal fee still never replaces.
+        let (g, _) = txn(2, 0, u64::MAX);
+        let g = Txn { body: TxnBody { amount: 0, ..g.body }, ..g };
+        assert_eq!(pool.insert(g, g.id(), rich(0)), Ok(0));
+        let h = Txn { body: TxnBody { recipient: [1; 32], ..g.body }, ..g };
+        assert_ne!(h.id(), g.id());
+        assert_eq!(pool.insert(h, h.id(), rich(0)), Err(RejectReason::NonceTaken));
         pool.check_consistency();
     }
 
