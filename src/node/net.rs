@@ -27,7 +27,7 @@ use futures_lite::AsyncRead;
 use glommio::net::{TcpListener, TcpStream};
 use glommio::{LocalExecutorBuilder, Placement};
 use tessera_components::constants::TXN_SIZE;
-use tessera_components::wire::{Codec, Frame, FrameKind, encode};
+use tessera_components::wire::{Codec, Frame, FrameHeader, FrameKind, encode};
 use tessera_components::{ConsensusMessage, Source, Txn};
 use tessera_systems::kernels::verify_cache::VerifyCache;
 
@@ -1151,12 +1151,12 @@ async fn read_frame<S: AsyncRead + Unpin>(
     read_frame_of(stream, codec, counters, |_| true).await
 }
 
-/// [`read_frame`] of the kinds `accepts` accepts ([`secure::read_frame_of`]).
+/// [`read_frame`] of the frames whose header `accepts` accepts ([`secure::read_frame_of`]).
 async fn read_frame_of<S: AsyncRead + Unpin>(
     stream: &mut S,
     codec: &Codec,
     counters: &NetCounters,
-    accepts: impl Fn(FrameKind) -> bool,
+    accepts: impl Fn(FrameHeader) -> bool,
 ) -> std::io::Result<Result<Frame, secure::FrameFault>> {
     Ok(secure::read_frame_of(stream, codec, accepts).await?.map(|(frame, size)| {
         counters.frames_in.fetch_add(1, Ordering::Relaxed);
@@ -1560,6 +1560,21 @@ async fn serve_validator(
 /// A full node's connection: each `SyncRequest` gets exactly one `SyncResponse` (empty when
 /// there is nothing new), read from storage by the node loop; forwarded transactions go to the
 /// mempool; anything else is penalised.
+/// What a full node may send: transaction batches it relays, and consensus frames no larger
+/// than a sync request. Anything else is refused at its header: before, any kind and size was
+/// read and decoded first, a 4 MiB frame of a sync response into ~16 MiB (found in review).
+fn follower_frame(header: FrameHeader) -> bool {
+    match header.kind {
+        FrameKind::Txns => true,
+        FrameKind::Consensus => header.payload_size <= FOLLOWER_CONSENSUS_PAYLOAD_MAX,
+        _ => false,
+    }
+}
+
+/// Most payload bytes of a consensus frame from a full node: a `SyncRequest` is a tag and a
+/// varint height.
+const FOLLOWER_CONSENSUS_PAYLOAD_MAX: usize = 16;
+
 async fn serve_follower(
     shared: &Executor,
     channel: &mut Secure<TcpStream>,
@@ -1575,7 +1590,8 @@ async fn serve_follower(
     loop {
         // A full node that asks nothing for this long gives its slot back.
         let idle = shared.setup.follower_idle_timeout;
-        let frame = match within(idle, read_frame(channel, &codec, &shared.counters)).await {
+        let frame = match within(idle, read_frame_of(channel, &codec, &shared.counters, follower_frame)).await
+        {
             Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
                 shared.counters.connections_timed_out.fetch_add(1, Ordering::Relaxed);
                 return Ok(());
@@ -1956,7 +1972,7 @@ async fn serve_client(
         // this long per frame.
         let frame = match within(
             shared.setup.ingress_idle_timeout,
-            read_frame_of(&mut stream, &codec, &shared.counters, |kind| kind == FrameKind::Txns),
+            read_frame_of(&mut stream, &codec, &shared.counters, |header| header.kind == FrameKind::Txns),
         )
         .await
         {
@@ -2867,6 +2883,29 @@ mod tests {
             );
             drop(link);
         });
+    }
+
+    /// A full node's port takes transaction batches and consensus frames the size of a sync
+    /// request, whatever its height, and refuses anything else at the header.
+    #[test]
+    fn a_full_node_may_send_batches_and_sync_requests_only() {
+        use tessera_components::constants::WIRE_HEADER_SIZE;
+        let codec = tessera_components::wire::Codec::new(1 << 22);
+        let header = |frame: &Frame| {
+            codec
+                .decode_header(&tessera_components::wire::encode(frame)[..WIRE_HEADER_SIZE])
+                .expect("a header")
+        };
+        let request = Frame::Consensus(ConsensusMessage::SyncRequest { from_height: u64::MAX });
+        assert!(super::follower_frame(header(&request)));
+        assert!(super::follower_frame(header(&Frame::Txns(vec![transfer(6, 0); 4]))));
+        let response = Frame::Consensus(ConsensusMessage::SyncResponse(Vec::new()));
+        let mut large = header(&response);
+        large.payload_size = 1 << 20;
+        assert!(!super::follower_frame(large), "a 1 MiB consensus frame from a full node");
+        let mut block = header(&request);
+        block.kind = tessera_components::wire::FrameKind::Block;
+        assert!(!super::follower_frame(block));
     }
 
     /// A client frame of another kind than transactions is refused at its header: before, its

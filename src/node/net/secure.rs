@@ -29,7 +29,7 @@ use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tessera_components::constants::WIRE_HEADER_SIZE;
 use tessera_components::wire::{
-    Codec, Frame, FrameKind, HELLO_NOISE_MAX, Hello, HelloProof, NOISE_PARAMS, PROTOCOL_VERSION,
+    Codec, Frame, FrameHeader, HELLO_NOISE_MAX, Hello, HelloProof, NOISE_PARAMS, PROTOCOL_VERSION,
     ROLE_ACCEPTOR, ROLE_DIALER, encode, hello_signing_bytes, noise_prologue,
 };
 
@@ -85,20 +85,23 @@ pub async fn read_frame<S: AsyncRead + Unpin>(
     read_frame_of(stream, codec, |_| true).await
 }
 
-/// [`read_frame`], for a stream that takes only the kinds `accepts` accepts: a frame of another
-/// kind is refused at its header ([`FrameFault::Header`]), its payload neither read nor
-/// decoded. Before, the ingress port read and decoded any kind before refusing it: a 4 MiB
+/// [`read_frame`], for a stream that takes only the frames whose header `accepts` accepts (by
+/// kind and size): another is refused at its header ([`FrameFault::Header`]), its payload
+/// neither read nor decoded. Before, the ingress port read and decoded any kind before refusing it: a 4 MiB
 /// frame of another kind declaring millions of signers became a 16 MiB array (found in review).
 pub async fn read_frame_of<S: AsyncRead + Unpin>(
     stream: &mut S,
     codec: &Codec,
-    accepts: impl Fn(FrameKind) -> bool,
+    accepts: impl Fn(FrameHeader) -> bool,
 ) -> io::Result<Result<(Frame, usize), FrameFault>> {
     let mut header = [0u8; WIRE_HEADER_SIZE];
     stream.read_exact(&mut header).await?;
     let size = match codec.decode_header(&header) {
-        Ok(parsed) if !accepts(parsed.kind) => {
-            return Ok(Err(FrameFault::Header(format!("{:?} frames are not taken here", parsed.kind))));
+        Ok(parsed) if !accepts(parsed) => {
+            return Ok(Err(FrameFault::Header(format!(
+                "{:?} frames of {} bytes are not taken here",
+                parsed.kind, parsed.payload_size
+            ))));
         }
         Ok(parsed) => parsed.frame_size(),
         Err(error) => return Ok(Err(FrameFault::Header(error.to_string()))),

@@ -1366,6 +1366,7 @@ impl Core {
     }
 
     /// [`Core::hold_block_for`] a block proposed in its header's view.
+    #[cfg(test)]
     pub(super) fn hold_block(&mut self, hash: Hash, block: &Block) -> bool {
         self.hold_block_for(hash, block, block.header.view)
     }
