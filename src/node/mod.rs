@@ -82,20 +82,20 @@ impl Fates {
     }
 
     /// Records what happened to `id`. A fate in a finalized block is final: nothing recorded
-    /// later (a replay of the same bytes refused as a duplicate, say) replaces it.
+    /// later (a replay of the same bytes refused as a duplicate, say) replaces it. Only an
+    /// executed transfer goes to the committed window: one that failed in its block paid
+    /// nothing either (a Byzantine leader can fill its blocks with them), so it shares the
+    /// refusals' window, where a refusal does not replace it.
     fn record(&mut self, id: TxnId, fate: Fate) {
-        match fate {
-            Fate::Committed { .. } => {
-                if self.rejected.remove(&id).is_some() {
-                    self.rejected.trim();
-                }
-                self.committed.record(id, fate, |_| false);
+        let executed = matches!(fate, Fate::Committed { result: Ok(()), .. });
+        if executed {
+            if self.rejected.remove(&id).is_some() {
+                self.rejected.trim();
             }
-            Fate::Rejected(_) => {
-                if !self.committed.contains(&id) {
-                    self.rejected.record(id, fate, |_| true);
-                }
-            }
+            self.committed.record(id, fate, |_| false);
+        } else if !self.committed.contains(&id) {
+            let failed = matches!(fate, Fate::Committed { .. });
+            self.rejected.record(id, fate, |known| failed || !matches!(known, Fate::Committed { .. }));
         }
     }
 
@@ -1223,11 +1223,24 @@ mod tests {
 
     /// Refusals, free to cause, do not push committed fates out: before, both shared one
     /// window, and enough refused transactions made a committed payment read `unknown`
-    /// (found in review).
+    /// (found in review). Nor do transfers that failed in their blocks, which paid nothing
+    /// either.
     #[test]
     fn refusals_do_not_push_committed_fates_out() {
         let mut fates = Fates::with_max(16);
         fates.record_block(7, &[TxnOutcome { id: id(1), result: Ok(()) }]);
+        let failed: Vec<TxnOutcome> = (0..32u64)
+            .map(|n| {
+                let mut bytes = [0xdd; 32];
+                bytes[..8].copy_from_slice(&n.to_le_bytes());
+                TxnOutcome { id: TxnId(Hash(bytes)), result: Err(RejectReason::InsufficientFunds) }
+            })
+            .collect();
+        fates.record_block(8, &failed);
+        assert_eq!(transaction_status(fates.get(&id(1)), false)["status"], "committed");
+        // A failed one stays failed when its bytes are refused later.
+        fates.record(failed[31].id, Fate::Rejected("duplicate".into()));
+        assert_eq!(transaction_status(fates.get(&failed[31].id), false)["status"], "failed");
         for n in 0..64u64 {
             let mut bytes = [0xee; 32];
             bytes[..8].copy_from_slice(&n.to_le_bytes());
