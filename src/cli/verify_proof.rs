@@ -186,6 +186,13 @@ mod tests {
         claims["result"]["exists"] = json!(true);
         claims["result"]["balance"] = json!(99);
         assert_eq!(check(&claims, &hex_root, None).0, 1);
+        // Written into a bare proof, the same claims are refused too.
+        let mut bare = none["result"]["proof"].clone();
+        bare["exists"] = json!(true);
+        assert_eq!(check(&bare, &hex_root, None).0, 1);
+        let mut bare = sound["result"]["proof"].clone();
+        bare["exists"] = json!(false);
+        assert_eq!(check(&bare, &hex_root, None).0, 1);
         // Hex with two prefixes is not hex.
         assert_eq!(check(&sound, &format!("0x0x{hex_root}"), None).0, 2);
     }

@@ -115,26 +115,30 @@ pub fn proof_from_json(value: &Value) -> Result<(Proven, Hash), InputError> {
 /// Checks what a `tessera_getAccount` result says beside its proof (`exists`, `balance`,
 /// `nonce`) against what the proof proves: an account's value, or no account (`false`, 0, 0).
 /// A node could otherwise wrap a sound proof in a result that says something else, and a
-/// script that reads the result once the proof checked would trust it. A bare proof, with no
-/// result around it, has nothing to check.
+/// script that reads the result once the proof checked would trust it. The same fields written
+/// into the proof object itself are checked too.
 ///
 /// # Errors
 /// The first field that is present and says something else, named with both values.
 pub fn check_result_fields(value: &Value, proven: &Proven) -> Result<(), String> {
     let holder = if value.get("result").is_some_and(Value::is_object) { &value["result"] } else { value };
-    if !holder.get("proof").is_some_and(Value::is_object) {
-        return Ok(());
-    }
+    // The fields beside the proof, and any of them written into the proof object itself (a
+    // bare proof with an `exists` added, say).
+    let proof = holder.get("proof").filter(|proof| proof.is_object()).unwrap_or(holder);
     let (exists, balance, nonce) = match proven {
         Proven::Account(proof) => (true, proof.account.balance, proof.account.nonce),
         Proven::Absence(_) => (false, 0, 0),
     };
-    for (field, proven) in [("exists", json!(exists)), ("balance", json!(balance)), ("nonce", json!(nonce))] {
-        match holder.get(field) {
-            Some(said) if *said != proven => {
-                return Err(format!("the result says {field} {said}, the proof {proven}"));
+    for object in [holder, proof] {
+        for (field, proven) in
+            [("exists", json!(exists)), ("balance", json!(balance)), ("nonce", json!(nonce))]
+        {
+            match object.get(field) {
+                Some(said) if *said != proven => {
+                    return Err(format!("the result says {field} {said}, the proof {proven}"));
+                }
+                _ => {}
             }
-            _ => {}
         }
     }
     Ok(())
