@@ -83,9 +83,11 @@ impl Fates {
 
     /// Records what happened to `id`. A fate in a finalized block is final: nothing recorded
     /// later (a replay of the same bytes refused as a duplicate, say) replaces it. Only an
-    /// executed transfer goes to the committed window: one that failed in its block paid
-    /// nothing either (a Byzantine leader can fill its blocks with them), so it shares the
-    /// refusals' window, where a refusal does not replace it.
+    /// executed transfer goes to the committed window. One that failed in its block moved no
+    /// amount (it may have paid its fee: see `Overlay::apply`), and a Byzantine leader can fill
+    /// its blocks with failures that paid nothing, so failures share the refusals' window,
+    /// where a refusal does not replace them: a wallet that reads `unknown` for one and signs
+    /// again risks a second fee, never a second payment.
     fn record(&mut self, id: TxnId, fate: Fate) {
         let executed = matches!(fate, Fate::Committed { result: Ok(()), .. });
         if executed {

@@ -44,7 +44,8 @@ pub struct BlockProposed {
 pub struct TxnOutcome {
     /// The transaction.
     pub id: TxnId,
-    /// `Ok` if applied; the reason if it failed (and changed nothing).
+    /// `Ok` if applied; the reason if it failed: no amount moved, though a transfer that failed
+    /// for its amount paid its fee and used its nonce (`Overlay::apply`).
     pub result: Result<(), RejectReason>,
 }
 

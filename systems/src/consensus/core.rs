@@ -1372,12 +1372,12 @@ impl Core {
     }
 
     /// Keeps a validated block, proposed in `view`, for the height being decided, within
-    /// [`BLOCKS_HELD_MAX`] and [`BLOCKS_HELD_BYTES_MAX`]. When full, room is made first from the
-    /// blocks last proposed in views this node has left (below `v − 2`: no vote for them counts
-    /// any more, and a leader proposing one again sends it again), oldest first; then from
-    /// those proposed for views further than `view`, furthest first. The locked block is never
-    /// evicted, and a block of the same view as this one, or nearer, is not evicted for it.
-    /// Returns whether the block is held.
+    /// [`BLOCKS_HELD_MAX`] and [`BLOCKS_HELD_BYTES_MAX`]. When full, room is made first, for a
+    /// block of the current view or an earlier one, from the blocks last proposed in views this
+    /// node has left (below `v − 2`: no vote for them counts any more, and a leader proposing
+    /// one again sends it again), oldest first; then from those proposed for views further than
+    /// `view`, furthest first. Never evicted: the locked block, and the block first proposed in
+    /// each counted view up to `view`. Returns whether the block is held.
     ///
     /// Blocks of views left were not evictable until 2026-12-07: a height lasting 64 views (16
     /// of full blocks) filled the store with them, the block of the view being decided found no
@@ -1386,16 +1386,28 @@ impl Core {
     /// arrives late still finds its body.
     pub(super) fn hold_block_for(&mut self, hash: Hash, block: &Block, view: u64) -> bool {
         let size = block_wire_bytes(block);
-        let protected = self.lock.as_ref().map(|lock| lock.block);
+        let lock = self.lock.as_ref().map(|lock| lock.block);
         let left = self.view.saturating_sub(2);
+        // Never evicted for it: the lock, and the block first proposed in each counted view up
+        // to this one's, however a later re-proposal ranks it (a Byzantine leader re-proposing
+        // the current view's block for a far view must not make it evictable by nearer ones).
+        let counted: Vec<Hash> =
+            self.first_proposal.range(left..=view.max(left)).map(|(_, hash)| *hash).collect();
+        // Blocks of views left give way to a block of this view or an earlier one only: a
+        // leader's proposals for views ahead must not flush them (they are kept so that a
+        // certificate arriving late finds its body).
+        let may_take_left = view <= self.view;
         // Blocks that may make room, in the order they go: (class, rank), lowest first.
         let mut evictable: Vec<((u8, u64), Hash, usize)> = self
             .blocks
             .iter()
-            .filter(|(held, _)| Some(**held) != protected)
+            .filter(|(held, _)| Some(**held) != lock && !counted.contains(held))
             .filter_map(|(held, held_block)| {
                 let proposed = self.block_views.get(held).copied().unwrap_or(held_block.header.view);
                 let order = if proposed < left {
+                    if !may_take_left {
+                        return None;
+                    }
                     (0, proposed)
                 } else if proposed > view {
                     (1, u64::MAX - proposed)

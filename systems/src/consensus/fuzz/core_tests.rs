@@ -1269,3 +1269,58 @@ fn messages_the_core_would_ignore_are_dropped_before_verification() {
     assert_eq!(run.core.drop_before_verification(&mut messages), 0);
     assert_eq!(messages.len(), 3);
 }
+
+/// The block first proposed in a counted view is never evicted for a nearer block, however a
+/// later re-proposal ranks it: a Byzantine leader re-proposing the current view's block for a
+/// far view made it evictable by blocks of nearer views, and the validator that voted for it
+/// lost its body before the certificate came (found in review).
+#[test]
+fn a_re_proposal_for_a_far_view_does_not_make_the_current_block_evictable() {
+    use crate::consensus::core::BLOCKS_HELD_MAX;
+    let mut run = run_in_view(5);
+    let view = run.core.view();
+    let leader = run.set.leader(view);
+    let current = proposal(view, leader, 1);
+    let hash = current.block.header.hash();
+    assert_eq!(prepare_votes_for(&mut run, leader, current.clone()), 1);
+    // The leader of a far view within the window re-proposes it, with its certificate.
+    let far = (view + 2..=view + config().view_window).find(|v| run.set.leader(*v) != run.core.me()).unwrap();
+    let far_leader = run.set.leader(far);
+    let again = Proposal { view: far, justify: Some(prepare_certificate(view, hash)), ..current };
+    deliver(&mut run, far_leader, again);
+    // Blocks for the views between fill the store.
+    for tag in 0..BLOCKS_HELD_MAX as u64 {
+        let block = proposal(view + 1, run.set.leader(view + 1), 100 + tag).block;
+        let _ = run.core.hold_block(block.header.hash(), &block);
+    }
+    assert!(run.core.holds_block(&hash), "the block voted for in this view was evicted");
+}
+
+/// Blocks of views left are kept for certificates that arrive late, and only a block of the
+/// current view (or an earlier one) may take their room: proposals for views ahead, which any
+/// leader of those views may send, flushed them (found in review).
+#[test]
+fn proposals_for_views_ahead_do_not_flush_the_blocks_of_views_left() {
+    use crate::consensus::core::BLOCKS_HELD_MAX;
+    let mut run = Run::new(false);
+    let old = proposal(1, run.set.leader(1), 1);
+    let old_hash = old.block.header.hash();
+    advance_to(&mut run, 1);
+    let old_leader = run.set.leader(1);
+    assert_eq!(prepare_votes_for(&mut run, old_leader, old), 1);
+    advance_to(&mut run, 6);
+    let view = run.core.view();
+    for tag in 0..BLOCKS_HELD_MAX as u64 + 4 {
+        let ahead = view + 1 + tag % 4;
+        let block = proposal(ahead, run.set.leader(ahead), 1_000 + tag).block;
+        let _ = run.core.hold_block(block.header.hash(), &block);
+    }
+    assert!(run.core.holds_block(&old_hash), "a view left's block gave way to blocks for views ahead");
+    // The current view's block may take its room.
+    let leader = run.set.leader(view);
+    for tag in 0..BLOCKS_HELD_MAX as u64 {
+        let block = proposal(view, leader, 5_000 + tag).block;
+        let _ = run.core.hold_block(block.header.hash(), &block);
+    }
+    assert!(!run.core.holds_block(&old_hash), "the current view's blocks found no room");
+}
