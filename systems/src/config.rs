@@ -87,7 +87,7 @@ impl PipelineConfig {
     /// # Errors
     /// The first limit that is zero or inconsistent with another.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let checks: [(bool, &'static str); 9] = [
+        let checks: [(bool, &'static str); 10] = [
             (self.nonce_window > 0, "nonce_window must be positive"),
             (self.inbox_capacity > 0, "inbox_capacity must be positive"),
             (self.ingest_batch_max > 0, "ingest_batch_max must be positive"),
@@ -103,6 +103,12 @@ impl PipelineConfig {
                 self.block_bytes_max
                     >= size_of::<tessera_components::BlockHeader>() + tessera_components::constants::TXN_SIZE,
                 "block_bytes_max must hold a header and one transaction",
+            ),
+            (
+                // The lock and three counted views' blocks, which a validator never evicts, must
+                // leave room for the current view's block (`Core::hold_block_for`).
+                self.block_bytes_max <= crate::consensus::core::BLOCKS_HELD_BYTES_MAX / 4,
+                "block_bytes_max must be at most 16 MiB (a quarter of the blocks a validator holds)",
             ),
         ];
         match checks.iter().find(|(ok, _)| !ok) {

@@ -1389,10 +1389,11 @@ impl Core {
         let lock = self.lock.as_ref().map(|lock| lock.block);
         let left = self.view.saturating_sub(2);
         // Never evicted for it: the lock, and the block first proposed in each counted view up
-        // to this one's, however a later re-proposal ranks it (a Byzantine leader re-proposing
+        // to this one's (up to the current view, for a late block), however a later
+        // re-proposal ranks it (a Byzantine leader re-proposing
         // the current view's block for a far view must not make it evictable by nearer ones).
         let counted: Vec<Hash> =
-            self.first_proposal.range(left..=view.max(left)).map(|(_, hash)| *hash).collect();
+            self.first_proposal.range(left..=view.max(self.view)).map(|(_, hash)| *hash).collect();
         // Blocks of views left give way to a block of this view or an earlier one only: a
         // leader's proposals for views ahead must not flush them (they are kept so that a
         // certificate arriving late finds its body).

@@ -1288,12 +1288,17 @@ fn a_re_proposal_for_a_far_view_does_not_make_the_current_block_evictable() {
     let far_leader = run.set.leader(far);
     let again = Proposal { view: far, justify: Some(prepare_certificate(view, hash)), ..current };
     deliver(&mut run, far_leader, again);
-    // Blocks for the views between fill the store.
+    // Blocks for the views between fill the store, and then late blocks of the views before.
     for tag in 0..BLOCKS_HELD_MAX as u64 {
         let block = proposal(view + 1, run.set.leader(view + 1), 100 + tag).block;
         let _ = run.core.hold_block(block.header.hash(), &block);
     }
     assert!(run.core.holds_block(&hash), "the block voted for in this view was evicted");
+    for late in [view - 1, view - 2] {
+        let block = proposal(late, run.set.leader(late), 7).block;
+        let _ = run.core.hold_block(block.header.hash(), &block);
+        assert!(run.core.holds_block(&hash), "a late block of view {late} evicted the current view's");
+    }
 }
 
 /// Blocks of views left are kept for certificates that arrive late, and only a block of the
