@@ -259,6 +259,11 @@ pub enum Evidence {
 
 /// Blocks a validator holds for the height being decided, at most.
 pub const BLOCKS_HELD_MAX: usize = 64;
+
+/// Most sync responses a validator sends, to all validators together, per
+/// [`Core::sync_serve_interval_ns`]: two batches an eighth of a view timeout, 32 MiB/s at the
+/// defaults, four honest laggards asking at their full pace.
+pub const SYNC_ANSWERS_PER_INTERVAL: usize = 2;
 /// Bytes of blocks a validator holds for the height being decided, at most: sixteen blocks of
 /// the default 4 MiB limit.
 pub const BLOCKS_HELD_BYTES_MAX: usize = 64 << 20;
@@ -388,6 +393,9 @@ pub struct Core {
     /// When each validator (by index) was last sent a sync response, for the per-peer limit
     /// of [`Core::sync_serve_interval_ns`].
     sync_served_ns: Vec<Option<u64>>,
+    /// When the sync responses of the last interval went, to any validator: at most
+    /// [`SYNC_ANSWERS_PER_INTERVAL`] ([`Core::on_sync_request`]).
+    sync_answers_ns: std::collections::VecDeque<u64>,
     /// What this node sent in the current view, re-sent every quarter timeout: the network may
     /// lose messages (the simulator does on purpose), and a quorum needs nearly all of them.
     sent_this_view: Vec<(Destination, ConsensusMessage)>,
@@ -462,6 +470,7 @@ impl Core {
             last_sync_request_ns: None,
             last_sync_peer: None,
             sync_served_ns: Vec::new(),
+            sync_answers_ns: std::collections::VecDeque::new(),
             sent_this_view: Vec::new(),
             last_resend_ns: 0,
             propose_not_before_ns: 0,
@@ -1728,6 +1737,18 @@ impl Core {
             self.counters.sync_refused += 1;
             return;
         }
+        // And at most SYNC_ANSWERS_PER_INTERVAL answers an interval to all validators together:
+        // with the per-validator limit alone, f Byzantine validators asking in a loop drew f
+        // batches an interval (16 MiB/s each at the defaults) of this node's upload, enough
+        // with a few of them to crowd out its proposals (found in review). A refused laggard
+        // asks the next validator in turn.
+        while self.sync_answers_ns.front().is_some_and(|at| self.now_ns.saturating_sub(*at) >= interval_ns) {
+            self.sync_answers_ns.pop_front();
+        }
+        if self.sync_answers_ns.len() >= SYNC_ANSWERS_PER_INTERVAL {
+            self.counters.sync_refused += 1;
+            return;
+        }
         let end = self.height.min(from_height.saturating_add(self.config.sync_batch_max as u64));
         let blocks = bounded_sync_batch(
             (from_height..end).map_while(|height| host.finalized_block(height)),
@@ -1735,6 +1756,7 @@ impl Core {
         );
         if !blocks.is_empty() {
             self.sync_served_ns[index] = Some(self.now_ns);
+            self.sync_answers_ns.push_back(self.now_ns);
             self.outbox.push((Destination::One(from), ConsensusMessage::SyncResponse(blocks)));
         }
     }

@@ -1680,6 +1680,18 @@ mod tests {
         run.core.tick(interval, &mut run.host);
         let _ = run.core.drain_outbox();
         assert_eq!(answers(&mut run, 1, 5), 1);
+        // All validators together draw at most SYNC_ANSWERS_PER_INTERVAL answers an interval:
+        // before, each drew one, so f Byzantine validators asking in a loop drew f batches an
+        // interval of this node's upload (found in review).
+        use crate::consensus::core::SYNC_ANSWERS_PER_INTERVAL;
+        assert_eq!(SYNC_ANSWERS_PER_INTERVAL, 2);
+        run.core.tick(3 * interval, &mut run.host);
+        let _ = run.core.drain_outbox();
+        let drawn: Vec<usize> = [1, 2, 3].into_iter().map(|from| answers(&mut run, from, 1)).collect();
+        assert_eq!(drawn, [1, 1, 0], "three validators in one interval");
+        run.core.tick(4 * interval, &mut run.host);
+        let _ = run.core.drain_outbox();
+        assert_eq!(answers(&mut run, 3, 1), 1, "the third is answered in the next interval");
     }
 
     #[test]
