@@ -165,6 +165,17 @@ mod tests {
         (pipeline, store)
     }
 
+    /// Validator `me` of four at genesis, with no store.
+    fn fresh_validator(me: u32) -> Pipeline {
+        let keys = keys();
+        let set = ValidatorSet::new(keys.iter().map(|key| key.verifying_key().to_bytes()).collect());
+        let ledger = Ledger::from_genesis(&genesis()).unwrap();
+        let tip = ChainTip::genesis(&ledger);
+        let core = Core::new(me, keys[me as usize].clone(), set, ConsensusConfig::default(), 0, Hash::ZERO);
+        let stages = Stages::Validator { core: Box::new(core), history_bytes_max: 1 << 20 };
+        Pipeline::with_stages(PipelineConfig::default(), ledger, tip, stages).unwrap()
+    }
+
     /// An empty block for height 1 from validator 0 in view 0, `variant` telling two apart.
     fn proposal(variant: u64) -> ConsensusMessage {
         proposal_in(0, variant)
@@ -197,12 +208,7 @@ mod tests {
     #[test]
     fn executions_of_blocks_the_core_no_longer_holds_are_dropped() {
         let keys = keys();
-        let set = ValidatorSet::new(keys.iter().map(|key| key.verifying_key().to_bytes()).collect());
-        let ledger = Ledger::from_genesis(&genesis()).unwrap();
-        let tip = ChainTip::genesis(&ledger);
-        let core = Core::new(1, keys[1].clone(), set, ConsensusConfig::default(), 0, Hash::ZERO);
-        let stages = Stages::Validator { core: Box::new(core), history_bytes_max: 1 << 20 };
-        let mut pipeline = Pipeline::with_stages(PipelineConfig::default(), ledger, tip, stages).unwrap();
+        let mut pipeline = fresh_validator(1);
         let mut held_max = 0;
         let held_bound = tessera_systems::consensus::core::BLOCKS_HELD_MAX;
         for view in 0..held_bound as u64 + 8 {
@@ -255,13 +261,7 @@ mod tests {
     /// review).
     #[test]
     fn a_bad_consensus_signature_is_charged_to_its_sender() {
-        let keys = keys();
-        let set = ValidatorSet::new(keys.iter().map(|key| key.verifying_key().to_bytes()).collect());
-        let ledger = Ledger::from_genesis(&genesis()).unwrap();
-        let tip = ChainTip::genesis(&ledger);
-        let core = Core::new(1, keys[1].clone(), set, ConsensusConfig::default(), 0, Hash::ZERO);
-        let stages = Stages::Validator { core: Box::new(core), history_bytes_max: 1 << 20 };
-        let mut pipeline = Pipeline::with_stages(PipelineConfig::default(), ledger, tip, stages).unwrap();
+        let mut pipeline = fresh_validator(1);
         let ConsensusMessage::Proposal(mut forged) = proposal(0) else { unreachable!("a proposal") };
         forged.signature[0] ^= 1;
         pipeline.deliver(0, ConsensusMessage::Proposal(forged));

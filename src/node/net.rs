@@ -2125,6 +2125,18 @@ mod tests {
         (addr, (inbound_rx, txns_rx))
     }
 
+    /// `node`'s ingress port on a loopback port of its own: its address, and the client batches
+    /// it hands the node loop, with the address charged for each.
+    fn listen_clients(
+        node: &Rc<Executor>,
+    ) -> (std::net::SocketAddr, flume::Receiver<(Option<IpAddr>, Vec<Txn>)>) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (txns, txns_rx) = flume::unbounded();
+        glommio::spawn_local(accept_clients(node.clone(), listener, txns)).detach();
+        (addr, txns_rx)
+    }
+
     /// What a node hands its loop: consensus messages, and forwarded batches with their source.
     type Handed = (flume::Receiver<(u32, ConsensusMessage)>, flume::Receiver<(Option<Source>, Vec<Txn>)>);
 
@@ -2586,10 +2598,7 @@ mod tests {
         use tessera_components::constants::TXN_SIZE;
         on_executor(|| async {
             let a = Rc::new(executor(0));
-            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-            let addr = listener.local_addr().expect("addr");
-            let (txns, txns_rx) = flume::unbounded();
-            glommio::spawn_local(accept_clients(a.clone(), listener, txns)).detach();
+            let (addr, txns_rx) = listen_clients(&a);
             let batch: Vec<_> = (0..6_000).map(|nonce| transfer(6, nonce)).collect();
             let bytes = (batch.len() * TXN_SIZE) as u64;
             // Taken while under the bound: the last one passes it, by one batch at most.
@@ -2632,10 +2641,7 @@ mod tests {
         use tessera_components::constants::TXN_SIZE;
         on_executor(|| async {
             let a = Rc::new(untrusting_executor());
-            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-            let addr = listener.local_addr().expect("addr");
-            let (txns, txns_rx) = flume::unbounded();
-            glommio::spawn_local(accept_clients(a.clone(), listener, txns)).detach();
+            let (addr, txns_rx) = listen_clients(&a);
             let batch: Vec<_> = (0..6_000).map(|nonce| transfer(6, nonce)).collect();
             let bytes = (batch.len() * TXN_SIZE) as u64;
             let frame = tessera_components::wire::encode(&Frame::Txns(batch));
@@ -2915,10 +2921,7 @@ mod tests {
         use futures_lite::AsyncWriteExt;
         on_executor(|| async {
             let a = Rc::new(executor(0));
-            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-            let addr = listener.local_addr().expect("addr");
-            let (txns, _txns_rx) = flume::unbounded();
-            glommio::spawn_local(accept_clients(a.clone(), listener, txns)).detach();
+            let (addr, _txns_rx) = listen_clients(&a);
             // A consensus frame's header declaring the largest payload the codec takes, and
             // none of its payload.
             let mut header =
@@ -2948,10 +2951,7 @@ mod tests {
         use futures_lite::AsyncWriteExt;
         on_executor(|| async {
             let a = Rc::new(untrusting_executor());
-            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-            let addr = listener.local_addr().expect("addr");
-            let (txns, txns_rx) = flume::unbounded();
-            glommio::spawn_local(accept_clients(a.clone(), listener, txns)).detach();
+            let (addr, txns_rx) = listen_clients(&a);
             let signed = |nonce| transfer(6, nonce);
             let forged = |nonce| {
                 let mut txn = signed(nonce);
