@@ -117,3 +117,20 @@ impl PipelineConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::PipelineConfig;
+
+    /// Blocks larger than a quarter of what a validator holds are refused at start: the lock
+    /// and three counted views' blocks, never evicted, must leave room for the block being
+    /// decided (`Core::hold_block_for`).
+    #[test]
+    fn a_block_bound_past_a_quarter_of_the_blocks_held_is_refused() {
+        assert!(PipelineConfig::default().validate().is_ok());
+        let quarter = crate::consensus::core::BLOCKS_HELD_BYTES_MAX / 4;
+        assert!(PipelineConfig { block_bytes_max: quarter, ..PipelineConfig::default() }.validate().is_ok());
+        let over = PipelineConfig { block_bytes_max: quarter + 1, ..PipelineConfig::default() }.validate();
+        assert!(over.is_err_and(|error| error.0.contains("block_bytes_max must be at most")));
+    }
+}
