@@ -299,7 +299,7 @@ impl Mempool {
     /// Whether `sender` has every nonce from `from` up to, not including, `nonce` pending: so a
     /// transaction at `nonce` is next in line once `from` is the sender's account nonce. Runs
     /// longer than `run_max` count as not (the scan is bounded by it).
-    pub fn runs_up_to(&self, sender: &[u8; 32], from: u64, nonce: u64, run_max: u64) -> bool {
+    fn runs_up_to(&self, sender: &[u8; 32], from: u64, nonce: u64, run_max: u64) -> bool {
         let Some(run) = nonce.checked_sub(from) else { return false };
         if run == 0 {
             return true;
