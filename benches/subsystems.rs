@@ -7,7 +7,9 @@
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use tessera_components::wire::{Frame, decode, encode};
-use tessera_components::{Block, ConsensusMessage, Hash, Txn, TxnId, Vote, VoteKind, vote_signing_bytes};
+use tessera_components::{
+    Block, ChainTag, ConsensusMessage, Hash, Txn, TxnId, Vote, VoteKind, vote_signing_bytes,
+};
 use tessera_systems::consensus::core::{ValidatorSet, verify_messages};
 use tessera_systems::execute::execute_block;
 use tessera_systems::kernels::prefilter::{
@@ -128,9 +130,11 @@ mod consensus {
             .iter()
             .enumerate()
             .map(|(i, key)| {
-                let signature =
-                    ed25519_dalek::Signer::sign(key, &vote_signing_bytes(VoteKind::Prepare, 3, 2, &block))
-                        .to_bytes();
+                let signature = ed25519_dalek::Signer::sign(
+                    key,
+                    &vote_signing_bytes(&ChainTag::TEST, VoteKind::Prepare, 3, 2, &block),
+                )
+                .to_bytes();
                 let vote =
                     Vote { kind: VoteKind::Prepare, view: 3, height: 2, block, voter: i as u32, signature };
                 (i as u32, ConsensusMessage::Vote(vote))

@@ -126,7 +126,7 @@ pub fn restore_sync_history(pipeline: &mut Pipeline, store: &dyn Storage) -> usi
 mod tests {
     use ed25519_dalek::{Signer, SigningKey};
     use tessera_components::consensus::{new_view_signing_bytes, proposal_signing_bytes};
-    use tessera_components::{Block, BlockHeader, Hash, NewView, Proposal, SafetyState, VoteKind};
+    use tessera_components::{Block, BlockHeader, ChainTag, Hash, NewView, Proposal, SafetyState, VoteKind};
     use tessera_systems::consensus::core::{ConsensusConfig, Core, ValidatorSet};
     use tessera_systems::workload::signing_key;
     use tessera_systems::{ChainTip, Ledger, PipelineConfig, Stages};
@@ -196,8 +196,9 @@ mod tests {
             state_root: ledger.state_root(),
         };
         let block = Block { header, txns: Vec::new().into() };
-        let signature =
-            keys()[proposer as usize].sign(&proposal_signing_bytes(view, 1, &header.hash())).to_bytes();
+        let signature = keys()[proposer as usize]
+            .sign(&proposal_signing_bytes(&ChainTag::TEST, view, 1, &header.hash()))
+            .to_bytes();
         ConsensusMessage::Proposal(Proposal { view, block, justify: None, signature })
     }
 
@@ -220,7 +221,9 @@ mod tests {
             let _ = tick(&mut pipeline, 1_000_000 + view * 10, None);
             for sender in [2u32, 3] {
                 let next = view + 1;
-                let signature = keys[sender as usize].sign(&new_view_signing_bytes(next, 1, None)).to_bytes();
+                let signature = keys[sender as usize]
+                    .sign(&new_view_signing_bytes(&ChainTag::TEST, next, 1, None))
+                    .to_bytes();
                 let new_view = NewView { view: next, height: 1, high_qc: None, sender, signature };
                 pipeline.deliver(sender, ConsensusMessage::NewView(new_view));
             }

@@ -149,19 +149,48 @@ pub struct Vote {
     pub signature: [u8; 64],
 }
 
-/// Bytes of a vote's signing message: a domain tag, then kind, view, height and block hash.
-pub const VOTE_SIGNING_SIZE: usize = 16 + 1 + 8 + 8 + 32;
+/// Bytes of a vote's signing message: a domain tag, the chain, then kind, view, height and
+/// block hash.
+pub const VOTE_SIGNING_SIZE: usize = 16 + 32 + 1 + 8 + 8 + 32;
 
 /// The message a vote signature covers. A fixed domain tag keeps a vote signature from ever
-/// verifying as a transaction signature (transaction bodies are 96 bytes, this is 65).
-pub fn vote_signing_bytes(kind: VoteKind, view: u64, height: u64, block: &Hash) -> [u8; VOTE_SIGNING_SIZE] {
+/// verifying as a transaction signature (transaction bodies are 96 bytes, this is 97), and the
+/// [`ChainTag`] from ever counting on another chain.
+pub fn vote_signing_bytes(
+    chain: &ChainTag,
+    kind: VoteKind,
+    view: u64,
+    height: u64,
+    block: &Hash,
+) -> [u8; VOTE_SIGNING_SIZE] {
     let mut out = [0u8; VOTE_SIGNING_SIZE];
-    out[..16].copy_from_slice(b"tessera/vote/v1\0");
-    out[16] = kind as u8;
-    out[17..25].copy_from_slice(&view.to_le_bytes());
-    out[25..33].copy_from_slice(&height.to_le_bytes());
-    out[33..].copy_from_slice(&block.0);
+    out[..16].copy_from_slice(b"tessera/vote/v2\0");
+    out[16..48].copy_from_slice(&chain.0);
+    out[48] = kind as u8;
+    out[49..57].copy_from_slice(&view.to_le_bytes());
+    out[57..65].copy_from_slice(&height.to_le_bytes());
+    out[65..].copy_from_slice(&block.0);
     out
+}
+
+/// The chain a consensus signature is made for: BLAKE3 (derive-key domain
+/// `tessera 2026 chain`) of the chain id (u32, little-endian) and the genesis id (the hash of
+/// the genesis balances the data directory's files carry, `docs/storage.md`). Every vote,
+/// proposal and new-view signature covers it, so two networks that share validator keys (a
+/// test network restarted with a new chain id, or from new balances) never accept each other's
+/// votes or certificates: a follower of one cannot be fed the other's blocks.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct ChainTag(pub [u8; 32]);
+
+impl ChainTag {
+    /// The tag of tests and of simulated networks (every node of a simulation shares it; no
+    /// real chain's tag is all zero bytes but with probability 2^-256).
+    pub const TEST: ChainTag = ChainTag([0; 32]);
+
+    /// The tag of the chain `chain_id` that starts from the genesis whose id is `genesis_id`.
+    pub fn of(chain_id: u32, genesis_id: &Hash) -> ChainTag {
+        ChainTag(Hash::in_domain("tessera 2026 chain", &[&chain_id.to_le_bytes(), &genesis_id.0]).0)
+    }
 }
 
 /// 2f+1 votes of one kind for one block in one view.
@@ -235,11 +264,16 @@ mod tests {
     #[test]
     fn vote_signing_bytes_separate_fields() {
         let block = Hash([7; 32]);
-        let a = vote_signing_bytes(VoteKind::Prepare, 1, 2, &block);
-        let b = vote_signing_bytes(VoteKind::Commit, 1, 2, &block);
-        let c = vote_signing_bytes(VoteKind::Prepare, 2, 1, &block);
+        let a = vote_signing_bytes(&ChainTag::TEST, VoteKind::Prepare, 1, 2, &block);
+        let b = vote_signing_bytes(&ChainTag::TEST, VoteKind::Commit, 1, 2, &block);
+        let c = vote_signing_bytes(&ChainTag::TEST, VoteKind::Prepare, 2, 1, &block);
+        let other = ChainTag::of(1, &Hash([0; 32]));
+        let d = vote_signing_bytes(&other, VoteKind::Prepare, 1, 2, &block);
         assert_ne!(a, b);
         assert_ne!(a, c);
-        assert_eq!(&a[33..], &block.0);
+        assert_ne!(a, d, "another chain signs other bytes");
+        assert_ne!(ChainTag::of(2, &Hash([0; 32])), other, "the chain id is covered");
+        assert_ne!(ChainTag::of(1, &Hash([1; 32])), other, "the genesis is covered");
+        assert_eq!(&a[65..], &block.0);
     }
 }

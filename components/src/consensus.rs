@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_big_array::BigArray;
 
-use crate::block::{Block, QuorumCertificate, Vote};
+use crate::block::{Block, ChainTag, QuorumCertificate, Vote};
 use crate::hash::Hash;
 
 /// A leader's signed proposal of `block` in `view`.
@@ -88,36 +88,48 @@ pub enum ConsensusMessage {
 }
 
 /// Bytes of a proposal's signing message.
-pub const PROPOSAL_SIGNING_SIZE: usize = 16 + 8 + 8 + 32;
+pub const PROPOSAL_SIGNING_SIZE: usize = 16 + 32 + 8 + 8 + 32;
 
-/// The message a proposal signature covers: domain tag, view, height, block hash.
-pub fn proposal_signing_bytes(view: u64, height: u64, block: &Hash) -> [u8; PROPOSAL_SIGNING_SIZE] {
+/// The message a proposal signature covers: domain tag, chain, view, height, block hash.
+///
+/// It is 96 bytes, as a transaction body is, but never one a transaction could be signed
+/// over: its bytes 4..8 are `era/` (of the domain tag), where a body's `reserved` must be zero.
+pub fn proposal_signing_bytes(
+    chain: &ChainTag,
+    view: u64,
+    height: u64,
+    block: &Hash,
+) -> [u8; PROPOSAL_SIGNING_SIZE] {
     let mut out = [0u8; PROPOSAL_SIGNING_SIZE];
-    out[..16].copy_from_slice(b"tessera/prop/v1\0");
-    out[16..24].copy_from_slice(&view.to_le_bytes());
-    out[24..32].copy_from_slice(&height.to_le_bytes());
-    out[32..].copy_from_slice(&block.0);
+    out[..16].copy_from_slice(b"tessera/prop/v2\0");
+    out[16..48].copy_from_slice(&chain.0);
+    out[48..56].copy_from_slice(&view.to_le_bytes());
+    out[56..64].copy_from_slice(&height.to_le_bytes());
+    out[64..].copy_from_slice(&block.0);
     out
 }
 
 /// Bytes of a new-view signing message.
-pub const NEW_VIEW_SIGNING_SIZE: usize = 16 + 8 + 8 + 32;
+pub const NEW_VIEW_SIGNING_SIZE: usize = 16 + 32 + 8 + 8 + 32;
 
-/// The message a new-view signature covers: domain tag, view, height, and the hash of the
-/// carried certificate's block (zero when none), so the certificate cannot be swapped.
+/// The message a new-view signature covers: domain tag, chain, view, height, and the hash of
+/// the carried certificate's block (zero when none), so the certificate cannot be swapped. 96
+/// bytes, and no transaction's, as for [`proposal_signing_bytes`].
 pub fn new_view_signing_bytes(
+    chain: &ChainTag,
     view: u64,
     height: u64,
     high_qc: Option<&QuorumCertificate>,
 ) -> [u8; NEW_VIEW_SIGNING_SIZE] {
     let mut out = [0u8; NEW_VIEW_SIGNING_SIZE];
-    out[..16].copy_from_slice(b"tessera/view/v1\0");
-    out[16..24].copy_from_slice(&view.to_le_bytes());
-    out[24..32].copy_from_slice(&height.to_le_bytes());
+    out[..16].copy_from_slice(b"tessera/view/v2\0");
+    out[16..48].copy_from_slice(&chain.0);
+    out[48..56].copy_from_slice(&view.to_le_bytes());
+    out[56..64].copy_from_slice(&height.to_le_bytes());
     if let Some(qc) = high_qc {
         let digest =
             Hash::in_domain("tessera 2026 new-view certificate", &[&qc.view.to_le_bytes(), &qc.block.0]);
-        out[32..].copy_from_slice(&digest.0);
+        out[64..].copy_from_slice(&digest.0);
     }
     out
 }

@@ -26,7 +26,8 @@ pub mod wire;
 
 pub use account::Account;
 pub use block::{
-    Block, BlockFields, BlockHeader, QuorumCertificate, Signature, Vote, VoteKind, vote_signing_bytes,
+    Block, BlockFields, BlockHeader, ChainTag, QuorumCertificate, Signature, Vote, VoteKind,
+    vote_signing_bytes,
 };
 pub use consensus::{CertifiedBlock, ConsensusMessage, NewView, Proposal, SafetyState};
 pub use hash::{Domain, Hash, merkle_root};

@@ -13,7 +13,7 @@ use serde_json::Value;
 use tessera_components::consensus::proposal_signing_bytes;
 use tessera_components::wire::{Frame, encode};
 use tessera_components::{
-    Block, BlockFields, ConsensusMessage, Hash, Proposal, Txn, Vote, VoteKind, vote_signing_bytes,
+    Block, BlockFields, ChainTag, ConsensusMessage, Hash, Proposal, Txn, Vote, VoteKind, vote_signing_bytes,
 };
 
 use super::wire::{Channel, connect, follower_handshake, read_sealed, send_sealed, validator_handshake};
@@ -32,6 +32,8 @@ struct Position {
     tip: Hash,
     /// State root after the tip.
     state_root: Hash,
+    /// The chain its consensus signatures are made for.
+    chain: ChainTag,
 }
 
 fn hash_of(value: &Value) -> Option<Hash> {
@@ -60,6 +62,7 @@ fn position(rpc: SocketAddr) -> Option<Position> {
             view: result["view"].as_u64()?,
             tip: hash_of(&result["block_hash"])?,
             state_root: hash_of(&result["state_root"])?,
+            chain: ChainTag(hash_of(&result["chain_tag"])?.0),
         })
     });
     if read.is_some() {
@@ -118,14 +121,15 @@ fn proposal_salted(at: &Position, view: u64, index: u32, key: &SigningKey, salt:
     };
     let block = Block::assemble(fields, Vec::new(), &[]);
     let hash = block.header.hash();
-    let signature = key.sign(&proposal_signing_bytes(view, block.header.height, &hash)).to_bytes();
+    let signature = key.sign(&proposal_signing_bytes(&at.chain, view, block.header.height, &hash)).to_bytes();
     ConsensusMessage::Proposal(Proposal { view, block, justify: None, signature })
 }
 
 /// A prepare vote by `index` for `block` at the node's next height.
 fn vote(at: &Position, view: u64, block: Hash, index: u32, key: &SigningKey) -> ConsensusMessage {
     let height = at.height + 1;
-    let signature = key.sign(&vote_signing_bytes(VoteKind::Prepare, view, height, &block)).to_bytes();
+    let signature =
+        key.sign(&vote_signing_bytes(&at.chain, VoteKind::Prepare, view, height, &block)).to_bytes();
     ConsensusMessage::Vote(Vote { kind: VoteKind::Prepare, view, height, block, voter: index, signature })
 }
 
@@ -276,7 +280,7 @@ pub fn run(kind: Kind, target: &Target, limits: &Limits, deadline: Instant) -> T
                 vote(&here, here.view, Hash(block), index, key)
             }
         };
-        let sends = adversary.outbound(&sign, &[0], honest);
+        let sends = adversary.outbound(&here.chain, &sign, &[0], honest);
         let mut alive = true;
         for (_, message) in sends {
             let frame = encode(&Frame::Consensus(Rc::unwrap_or_clone(message)));

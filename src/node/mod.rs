@@ -29,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ed25519_dalek::SigningKey;
 use serde_json::{Value, json};
 use tessera_components::wire::{Frame, encode};
-use tessera_components::{CertifiedBlock, ConsensusMessage, Hash, Source, Txn, TxnId};
+use tessera_components::{CertifiedBlock, ChainTag, ConsensusMessage, Hash, Source, Txn, TxnId};
 use tessera_systems::consensus::core::{ConsensusConfig, Core, Destination, ValidatorSet};
 use tessera_systems::{ChainTip, Pipeline, Stages, TxnOutcome};
 
@@ -364,7 +364,9 @@ impl Node {
             forward_to_leaders_from: config.consensus.forward_to_leaders_from.unwrap_or(usize::MAX),
             ..ConsensusConfig::default()
         };
-        let set = ValidatorSet::new(validators.clone());
+        // Every consensus signature is bound to this chain: its id and its genesis balances.
+        let set = ValidatorSet::new(validators.clone())
+            .on_chain(ChainTag::of(genesis.chain_id, &store.genesis_id()));
         let core = if full {
             Core::observer(set, consensus_config.clone(), tip.height, tip.hash)
         } else {
@@ -952,6 +954,7 @@ fn node_status(pipeline: &Pipeline) -> Status {
         mempool_size: pipeline.mempool_len(),
         view: pipeline.consensus().map_or(0, |c| c.core.view()),
         observer: pipeline.consensus().is_some_and(|c| c.core.is_observer()),
+        chain: pipeline.consensus().map_or(ChainTag::TEST, |c| *c.core.validators().chain()),
     }
 }
 

@@ -34,7 +34,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use serde_json::{Value, json};
-use tessera_components::{CertifiedBlock, Hash, TxnId};
+use tessera_components::{CertifiedBlock, ChainTag, Hash, TxnId};
 
 use super::net::NetCounters;
 use super::rpc::Query;
@@ -63,6 +63,8 @@ pub struct Status {
     pub view: u64,
     /// A full node (an observer) rather than a validator.
     pub observer: bool,
+    /// The chain the node's consensus signatures are made for ([`ChainTag`]).
+    pub chain: ChainTag,
 }
 
 impl Status {
@@ -78,6 +80,7 @@ impl Status {
             "mempool_size": self.mempool_size,
             "view": self.view,
             "role": if self.observer { "full" } else { "validator" },
+            "chain_tag": Hash(self.chain.0).to_hex(),
         })
     }
 }
@@ -460,6 +463,7 @@ pub(crate) mod tests {
             mempool_size: 3,
             view: 9,
             observer: false,
+            chain: tessera_components::ChainTag::TEST,
         }
     }
 

@@ -787,6 +787,7 @@ mod tests {
             mempool_size: 2,
             view: 8,
             observer: false,
+            chain: tessera_components::ChainTag::TEST,
         };
         reads.publish([], published);
         let id = tessera_components::TxnId(tessera_components::Hash([1; 32]));

@@ -10,7 +10,9 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 
 use tessera_components::consensus::proposal_signing_bytes;
-use tessera_components::{Block, ConsensusMessage, Hash, Proposal, Txn, TxnBody, vote_signing_bytes};
+use tessera_components::{
+    Block, ChainTag, ConsensusMessage, Hash, Proposal, Txn, TxnBody, vote_signing_bytes,
+};
 
 use super::Behaviour;
 
@@ -56,18 +58,20 @@ fn filler(count: usize) -> Vec<Txn> {
 }
 
 /// Re-signs a fresh proposal after its block was changed.
-fn resign(proposal: &mut Proposal, sign: &dyn Fn(&[u8]) -> [u8; 64]) {
+fn resign(proposal: &mut Proposal, chain: &ChainTag, sign: &dyn Fn(&[u8]) -> [u8; 64]) {
     let hash = proposal.block.header.hash();
-    proposal.signature = sign(&proposal_signing_bytes(proposal.view, proposal.block.header.height, &hash));
+    proposal.signature =
+        sign(&proposal_signing_bytes(chain, proposal.view, proposal.block.header.height, &hash));
 }
 
 /// What a validator with `behaviour` actually sends when its honest core wants `message` to go
-/// to `targets`: `(to, message)` pairs, signed by `sign` (with its real key, so they pass
-/// signature checks, except where the behaviour is a bad signature). Copies of one message share
+/// to `targets`: `(to, message)` pairs, signed by `sign` for `chain` (with its real key, so they
+/// pass signature checks, except where the behaviour is a bad signature). Copies of one message share
 /// one `Rc`, so a caller can tell distinct messages apart with [`Rc::ptr_eq`] (and encode each
 /// once) and a large proposal is not cloned per target.
 pub fn outbound(
     behaviour: Behaviour,
+    chain: &ChainTag,
     sign: &dyn Fn(&[u8]) -> [u8; 64],
     targets: &[u32],
     message: ConsensusMessage,
@@ -81,7 +85,7 @@ pub fn outbound(
         (Behaviour::DoubleVoter, ConsensusMessage::Vote(vote)) => {
             let mut twin = vote.clone();
             twin.block = Hash::of(&vote.block.0);
-            twin.signature = sign(&vote_signing_bytes(twin.kind, twin.view, twin.height, &twin.block));
+            twin.signature = sign(&vote_signing_bytes(chain, twin.kind, twin.view, twin.height, &twin.block));
             let twin = Rc::new(ConsensusMessage::Vote(twin));
             let vote = Rc::new(message);
             // Everyone gets the vote as cast; every other validator also gets the twin.
@@ -100,7 +104,7 @@ pub fn outbound(
             let mut twin = proposal.clone();
             // Same height and parent, different timestamp: a second valid block.
             twin.block.header.timestamp_ms += 1;
-            resign(&mut twin, sign);
+            resign(&mut twin, chain, sign);
             let twin = Rc::new(ConsensusMessage::Proposal(twin));
             let proposal = Rc::new(message);
             // Half get one block, half the other; the first target gets both.
@@ -117,7 +121,7 @@ pub fn outbound(
         (Behaviour::InvalidProposer, ConsensusMessage::Proposal(proposal)) if proposal.justify.is_none() => {
             let mut bad = proposal.clone();
             bad.block.header.state_root = Hash::of(&bad.block.header.state_root.0);
-            resign(&mut bad, sign);
+            resign(&mut bad, chain, sign);
             to_all(ConsensusMessage::Proposal(bad))
         }
         (Behaviour::BadSignatureProposer, ConsensusMessage::Proposal(proposal))
@@ -137,7 +141,7 @@ pub fn outbound(
                 big.block.txns.iter().copied().chain(filler(OVER_LIMIT_TXNS.saturating_sub(have))).collect();
             big.block.header.txn_count = big.block.txns.len() as u32;
             big.block.header.txn_root = Block::compute_txn_root(&big.block.txns);
-            resign(&mut big, sign);
+            resign(&mut big, chain, sign);
             to_all(ConsensusMessage::Proposal(big))
         }
         (Behaviour::Replayer, _) => {
@@ -179,12 +183,13 @@ impl Adversary {
     /// What it sends when its honest core wants `message` to go to `targets`.
     pub fn outbound(
         &mut self,
+        chain: &ChainTag,
         sign: &dyn Fn(&[u8]) -> [u8; 64],
         targets: &[u32],
         message: ConsensusMessage,
     ) -> Vec<(u32, Rc<ConsensusMessage>)> {
         if self.behaviour != Behaviour::Replayer {
-            return outbound(self.behaviour, sign, targets, message);
+            return outbound(self.behaviour, chain, sign, targets, message);
         }
         let shared = Rc::new(message.clone());
         let mut out: Vec<(u32, Rc<ConsensusMessage>)> =
@@ -238,7 +243,7 @@ mod tests {
             state_root: Hash::of(b"state"),
         };
         let hash = header.hash();
-        let signature = sign(&proposal_signing_bytes(5, 3, &hash));
+        let signature = sign(&proposal_signing_bytes(&ChainTag::TEST, 5, 3, &hash));
         ConsensusMessage::Proposal(Proposal {
             view: 5,
             block: Block { header, txns: Vec::new().into() },
@@ -249,7 +254,7 @@ mod tests {
 
     fn vote(view: u64) -> ConsensusMessage {
         let block = Hash::of(b"block");
-        let signature = sign(&vote_signing_bytes(VoteKind::Prepare, view, 3, &block));
+        let signature = sign(&vote_signing_bytes(&ChainTag::TEST, VoteKind::Prepare, view, 3, &block));
         ConsensusMessage::Vote(Vote { kind: VoteKind::Prepare, view, height: 3, block, voter: 1, signature })
     }
 
@@ -263,19 +268,24 @@ mod tests {
     #[test]
     fn bad_signature_and_over_limit_proposals() {
         let original = proposal();
-        let sent = outbound(Behaviour::BadSignatureProposer, &sign, &[0, 2], original.clone());
+        let sent =
+            outbound(Behaviour::BadSignatureProposer, &ChainTag::TEST, &sign, &[0, 2], original.clone());
         assert_eq!(sent.len(), 2);
         let bad = proposal_of(&sent[0].1);
         assert_eq!(bad.block, proposal_of(&original).block);
         assert_ne!(bad.signature, proposal_of(&original).signature);
 
-        let sent = outbound(Behaviour::OverLimitProposer, &sign, &[0], original);
+        let sent = outbound(Behaviour::OverLimitProposer, &ChainTag::TEST, &sign, &[0], original);
         let big = proposal_of(&sent[0].1);
         assert_eq!(big.block.txns.len(), OVER_LIMIT_TXNS);
         assert_eq!(big.block.header.txn_count as usize, OVER_LIMIT_TXNS);
         assert_eq!(big.block.header.txn_root, Block::compute_txn_root(&big.block.txns));
         let hash = big.block.header.hash();
-        assert_eq!(big.signature, sign(&proposal_signing_bytes(big.view, 3, &hash)), "validly signed");
+        assert_eq!(
+            big.signature,
+            sign(&proposal_signing_bytes(&ChainTag::TEST, big.view, 3, &hash)),
+            "validly signed"
+        );
         let frame = tessera_components::wire::encode(&tessera_components::wire::Frame::Consensus(
             (*sent[0].1).clone(),
         ));
@@ -284,24 +294,30 @@ mod tests {
 
     #[test]
     fn flooder_and_replayer_multiply_and_remember() {
-        assert_eq!(outbound(Behaviour::Flooder, &sign, &[0, 2], vote(1)).len(), 2 * FLOOD_COPIES);
-        assert_eq!(outbound(Behaviour::Replayer, &sign, &[0], vote(1)).len(), 2);
+        assert_eq!(
+            outbound(Behaviour::Flooder, &ChainTag::TEST, &sign, &[0, 2], vote(1)).len(),
+            2 * FLOOD_COPIES
+        );
+        assert_eq!(outbound(Behaviour::Replayer, &ChainTag::TEST, &sign, &[0], vote(1)).len(), 2);
         let mut adversary = Adversary::new(Behaviour::Replayer);
         for view in 0..REPLAY_LAG as u64 {
-            assert_eq!(adversary.outbound(&sign, &[0, 2], vote(view)).len(), 2);
+            assert_eq!(adversary.outbound(&ChainTag::TEST, &sign, &[0, 2], vote(view)).len(), 2);
         }
-        let sent = adversary.outbound(&sign, &[0, 2], vote(100));
+        let sent = adversary.outbound(&ChainTag::TEST, &sign, &[0, 2], vote(100));
         assert_eq!(sent.len(), 4);
         assert_eq!(*sent[2].1, vote(0), "the oldest send replayed");
         assert_eq!(adversary.history().count(), REPLAY_LAG);
         let mut honest = Adversary::new(Behaviour::DoubleVoter);
-        assert_eq!(honest.outbound(&sign, &[0], vote(1)).len(), 2);
+        assert_eq!(honest.outbound(&ChainTag::TEST, &sign, &[0], vote(1)).len(), 2);
     }
 
     #[test]
     fn transport_behaviours_leave_messages_alone() {
         for behaviour in [Behaviour::SlowReader, Behaviour::GarbageAfterHandshake] {
-            assert_eq!(outbound(behaviour, &sign, &[0], vote(1)), vec![(0, Rc::new(vote(1)))]);
+            assert_eq!(
+                outbound(behaviour, &ChainTag::TEST, &sign, &[0], vote(1)),
+                vec![(0, Rc::new(vote(1)))]
+            );
             assert_ne!(transport(behaviour), Transport::Honest);
         }
         assert_eq!(transport(Behaviour::DoubleVoter), Transport::Honest);

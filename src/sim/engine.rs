@@ -1099,7 +1099,7 @@ impl Sim {
                 self.recorder.signed(node, &message, self.now);
             }
             let targets: Vec<u32> = destination.recipients(node, v).collect();
-            let sends = byzantine::outbound(behaviour, &sign, &targets, message);
+            let sends = byzantine::outbound(behaviour, self.set.chain(), &sign, &targets, message);
             // One encoding per distinct message: its real wire size. The cache holds each
             // message's `Rc`, so no address in it can be freed and reused while it lives.
             let mut sizes: Vec<(Rc<ConsensusMessage>, u64)> = Vec::new();

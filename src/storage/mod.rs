@@ -853,6 +853,12 @@ impl Store {
         self.tip_hash
     }
 
+    /// The id of the genesis the directory was made from (BLAKE3 of its balances, the id every
+    /// file header carries).
+    pub fn genesis_id(&self) -> Hash {
+        self.genesis_id
+    }
+
     /// The committed block at `height` with its certificate, read back and checked (`None` for
     /// height 0 or above the tip).
     ///

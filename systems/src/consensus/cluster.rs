@@ -26,6 +26,7 @@ use std::sync::OnceLock;
 
 use arbitrary::Unstructured;
 use ed25519_dalek::SigningKey;
+use tessera_components::ChainTag;
 use tessera_components::consensus::{new_view_signing_bytes, proposal_signing_bytes};
 use tessera_components::{
     Block, BlockHeader, CertifiedBlock, ConsensusMessage, Hash, NewView, Proposal, QuorumCertificate,
@@ -379,7 +380,7 @@ impl Cluster {
     /// The adversary's `kind` vote for `block`, in the block's view, to `to`.
     fn byzantine_vote(&mut self, to: u32, kind: VoteKind, block: &Block) {
         let (view, height, hash) = (block.header.view, block.header.height, block.header.hash());
-        let signature = Self::sign(&vote_signing_bytes(kind, view, height, &hash));
+        let signature = Self::sign(&vote_signing_bytes(&ChainTag::TEST, kind, view, height, &hash));
         let vote = Vote { kind, view, height, block: hash, voter: BYZANTINE, signature };
         self.send(BYZANTINE, to, ConsensusMessage::Vote(vote));
     }
@@ -394,7 +395,7 @@ impl Cluster {
                 let lead = lead - lead % u64::from(VALIDATORS) + u64::from(BYZANTINE);
                 let block = block(height, lead, parent, BYZANTINE, u.int_in_range(1..=2u64)?);
                 let hash = block.header.hash();
-                let signature = Self::sign(&proposal_signing_bytes(lead, height, &hash));
+                let signature = Self::sign(&proposal_signing_bytes(&ChainTag::TEST, lead, height, &hash));
                 let proposal = Proposal { view: lead, block, justify: None, signature };
                 self.send(BYZANTINE, to, ConsensusMessage::Proposal(proposal));
             }
@@ -411,7 +412,7 @@ impl Cluster {
                 let (&(kind, view, height, block), votes) =
                     self.votes_seen.iter().nth(index).expect("index in range");
                 let mut votes = votes.clone();
-                let own = Self::sign(&vote_signing_bytes(kind, view, height, &block));
+                let own = Self::sign(&vote_signing_bytes(&ChainTag::TEST, kind, view, height, &block));
                 votes.insert(BYZANTINE, Signature(own));
                 let certificate = QuorumCertificate {
                     kind,
@@ -425,7 +426,7 @@ impl Cluster {
             }
             _ => {
                 // It entered `to`'s view (helps views change).
-                let signature = Self::sign(&new_view_signing_bytes(view, height, None));
+                let signature = Self::sign(&new_view_signing_bytes(&ChainTag::TEST, view, height, None));
                 let new_view = NewView { view, height, high_qc: None, sender: BYZANTINE, signature };
                 self.send(BYZANTINE, to, ConsensusMessage::NewView(new_view));
             }

@@ -24,8 +24,8 @@ use crate::sigverify::SharedVerdicts;
 use ed25519_dalek::{Signer, SigningKey};
 use tessera_components::consensus::{new_view_signing_bytes, proposal_signing_bytes};
 use tessera_components::{
-    Block, BlockHeader, CertifiedBlock, ConsensusMessage, Hash, NewView, Proposal, QuorumCertificate,
-    SafetyState, Signature, Txn, Vote, VoteKind, vote_signing_bytes,
+    Block, BlockHeader, CertifiedBlock, ChainTag, ConsensusMessage, Hash, NewView, Proposal,
+    QuorumCertificate, SafetyState, Signature, Txn, Vote, VoteKind, vote_signing_bytes,
 };
 
 /// Proposals and votes held for the next height, at most.
@@ -53,6 +53,8 @@ fn held_bytes(message: &ConsensusMessage) -> usize {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ValidatorSet {
     keys: Vec<[u8; 32]>,
+    /// The chain every signature of the set's validators is made for.
+    chain: ChainTag,
 }
 
 impl ValidatorSet {
@@ -63,7 +65,19 @@ impl ValidatorSet {
     pub fn new(keys: Vec<[u8; 32]>) -> ValidatorSet {
         assert!(!keys.is_empty(), "a validator set has at least one validator");
         assert!(u32::try_from(keys.len()).is_ok(), "validator indexes fit u32");
-        ValidatorSet { keys }
+        ValidatorSet { keys, chain: ChainTag::TEST }
+    }
+
+    /// The set, signing and checking for `chain` ([`ValidatorSet::new`] gives
+    /// [`ChainTag::TEST`], the chain of tests and simulations). A node gives its chain's tag.
+    #[must_use]
+    pub fn on_chain(self, chain: ChainTag) -> ValidatorSet {
+        ValidatorSet { chain, ..self }
+    }
+
+    /// The chain the set's signatures are made for.
+    pub fn chain(&self) -> &ChainTag {
+        &self.chain
     }
 
     /// Number of validators, n.
@@ -799,7 +813,8 @@ impl Core {
         self.first_vote.retain(|(_, v, _), _| *v >= lower);
         if !fresh_height {
             let high_qc = self.lock.clone();
-            let signature = self.sign(&new_view_signing_bytes(view, self.height, high_qc.as_ref()));
+            let signature =
+                self.sign(&new_view_signing_bytes(self.set.chain(), view, self.height, high_qc.as_ref()));
             let message = NewView { view, height: self.height, high_qc, sender: self.me, signature };
             self.broadcast(ConsensusMessage::NewView(message.clone()));
             self.on_new_view(message, host);
@@ -877,7 +892,7 @@ impl Core {
         };
         self.proposed = true;
         let hash = block.header.hash();
-        let signature = self.sign(&proposal_signing_bytes(self.view, self.height, &hash));
+        let signature = self.sign(&proposal_signing_bytes(self.set.chain(), self.view, self.height, &hash));
         let proposal = Proposal { view: self.view, block, justify, signature };
         self.broadcast(ConsensusMessage::Proposal(proposal.clone()));
         self.on_proposal(self.me, proposal, host);
@@ -1467,7 +1482,8 @@ impl Core {
         if !self.may_sign_blocks() {
             return;
         }
-        let signature = self.sign(&vote_signing_bytes(kind, self.view, self.height, &block));
+        let signature =
+            self.sign(&vote_signing_bytes(self.set.chain(), kind, self.view, self.height, &block));
         let vote = Vote { kind, view: self.view, height: self.height, block, voter: self.me, signature };
         let leader = self.set.leader(self.view);
         if !self.aggregates_votes() {
@@ -1916,7 +1932,8 @@ pub fn signatures_of(message: &ConsensusMessage, set: &ValidatorSet) -> Option<V
             return None;
         }
         // One copy of the signed bytes, shared by every signer's entry.
-        let message: Arc<[u8]> = Arc::from(&vote_signing_bytes(qc.kind, qc.view, qc.height, &qc.block)[..]);
+        let message: Arc<[u8]> =
+            Arc::from(&vote_signing_bytes(set.chain(), qc.kind, qc.view, qc.height, &qc.block)[..]);
         for (signer, signature) in qc.signers.iter().zip(&qc.signatures) {
             out.push((*set.key(*signer)?, message.clone(), signature.0));
         }
@@ -1925,8 +1942,9 @@ pub fn signatures_of(message: &ConsensusMessage, set: &ValidatorSet) -> Option<V
     match message {
         ConsensusMessage::Proposal(proposal) => {
             let header = &proposal.block.header;
-            let message =
-                Arc::from(&proposal_signing_bytes(proposal.view, header.height, &header.hash())[..]);
+            let message = Arc::from(
+                &proposal_signing_bytes(set.chain(), proposal.view, header.height, &header.hash())[..],
+            );
             // Signed by the view's leader (a re-proposed header names its original proposer).
             out.push((*set.key(set.leader(proposal.view))?, message, proposal.signature));
             if let Some(justify) = &proposal.justify {
@@ -1934,12 +1952,19 @@ pub fn signatures_of(message: &ConsensusMessage, set: &ValidatorSet) -> Option<V
             }
         }
         ConsensusMessage::Vote(vote) => {
-            let message = Arc::from(&vote_signing_bytes(vote.kind, vote.view, vote.height, &vote.block)[..]);
+            let message = Arc::from(
+                &vote_signing_bytes(set.chain(), vote.kind, vote.view, vote.height, &vote.block)[..],
+            );
             out.push((*set.key(vote.voter)?, message, vote.signature));
         }
         ConsensusMessage::NewView(new_view) => {
             let message = Arc::from(
-                &new_view_signing_bytes(new_view.view, new_view.height, new_view.high_qc.as_ref())[..],
+                &new_view_signing_bytes(
+                    set.chain(),
+                    new_view.view,
+                    new_view.height,
+                    new_view.high_qc.as_ref(),
+                )[..],
             );
             out.push((*set.key(new_view.sender)?, message, new_view.signature));
             if let Some(qc) = &new_view.high_qc {

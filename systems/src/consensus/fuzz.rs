@@ -17,6 +17,7 @@ use std::sync::OnceLock;
 
 use arbitrary::Unstructured;
 use ed25519_dalek::{Signer, SigningKey};
+use tessera_components::ChainTag;
 use tessera_components::consensus::{new_view_signing_bytes, proposal_signing_bytes};
 use tessera_components::fuzz::fuzz_payload;
 use tessera_components::wire::{Frame, FrameKind};
@@ -114,7 +115,7 @@ fn resign_certificate(qc: &mut QuorumCertificate, own: &OwnVotes) -> bool {
     if qc.signers.len() != qc.signatures.len() || qc.signers.len() > VALIDATORS as usize {
         return false;
     }
-    let message = vote_signing_bytes(qc.kind, qc.view, qc.height, &qc.block);
+    let message = vote_signing_bytes(&ChainTag::TEST, qc.kind, qc.view, qc.height, &qc.block);
     let mine = own.contains(&(qc.kind, qc.view, qc.height, qc.block));
     for (signer, signature) in qc.signers.iter().zip(qc.signatures.iter_mut()) {
         if (*signer == ME && !mine) || *signer >= VALIDATORS {
@@ -135,16 +136,20 @@ fn resign(message: &mut ConsensusMessage, set: &ValidatorSet, own: &OwnVotes) ->
                 return false;
             }
             let header = &proposal.block.header;
-            proposal.signature =
-                sign(leader, &proposal_signing_bytes(proposal.view, header.height, &header.hash()));
+            proposal.signature = sign(
+                leader,
+                &proposal_signing_bytes(&ChainTag::TEST, proposal.view, header.height, &header.hash()),
+            );
             true
         }
         ConsensusMessage::Vote(vote) => {
             if vote.voter == ME || vote.voter >= VALIDATORS {
                 return false;
             }
-            vote.signature =
-                sign(vote.voter, &vote_signing_bytes(vote.kind, vote.view, vote.height, &vote.block));
+            vote.signature = sign(
+                vote.voter,
+                &vote_signing_bytes(&ChainTag::TEST, vote.kind, vote.view, vote.height, &vote.block),
+            );
             true
         }
         ConsensusMessage::NewView(new_view) => {
@@ -154,7 +159,12 @@ fn resign(message: &mut ConsensusMessage, set: &ValidatorSet, own: &OwnVotes) ->
             {
                 return false;
             }
-            let bytes = new_view_signing_bytes(new_view.view, new_view.height, new_view.high_qc.as_ref());
+            let bytes = new_view_signing_bytes(
+                &ChainTag::TEST,
+                new_view.view,
+                new_view.height,
+                new_view.high_qc.as_ref(),
+            );
             new_view.signature = sign(new_view.sender, &bytes);
             true
         }
@@ -547,7 +557,7 @@ impl Run {
             signers.truncate(VALIDATORS as usize);
             self.own_certificates += 1;
         }
-        let message = vote_signing_bytes(kind, view, height, &block);
+        let message = vote_signing_bytes(&ChainTag::TEST, kind, view, height, &block);
         let signatures = signers.iter().map(|signer| Signature(sign(*signer, &message))).collect();
         Ok(QuorumCertificate { kind, view, height, block, signers, signatures })
     }
@@ -677,7 +687,10 @@ impl Run {
                     (block, justify)
                 };
                 let header = block.header;
-                let signature = sign(leader, &proposal_signing_bytes(view, header.height, &header.hash()));
+                let signature = sign(
+                    leader,
+                    &proposal_signing_bytes(&ChainTag::TEST, view, header.height, &header.hash()),
+                );
                 let from = if u.ratio(1, 16)? { self.other(u)? } else { leader };
                 self.deliver(from, ConsensusMessage::Proposal(Proposal { view, block, justify, signature }));
             }
@@ -688,7 +701,8 @@ impl Run {
                 let height = self.pick_height(u)?;
                 let block = self.pick_block(u)?;
                 for voter in self.pick_signers(u)? {
-                    let signature = sign(voter, &vote_signing_bytes(kind, view, height, &block));
+                    let signature =
+                        sign(voter, &vote_signing_bytes(&ChainTag::TEST, kind, view, height, &block));
                     let from = if u.ratio(1, 32)? { self.other(u)? } else { voter };
                     self.deliver(
                         from,
@@ -702,7 +716,10 @@ impl Run {
                 let kind = if u.arbitrary()? { VoteKind::Prepare } else { VoteKind::Commit };
                 let view = self.core.view();
                 for voter in 1..VALIDATORS {
-                    let signature = sign(voter, &vote_signing_bytes(kind, view, block.height, &block.hash()));
+                    let signature = sign(
+                        voter,
+                        &vote_signing_bytes(&ChainTag::TEST, kind, view, block.height, &block.hash()),
+                    );
                     let vote =
                         Vote { kind, view, height: block.height, block: block.hash(), voter, signature };
                     self.deliver(voter, ConsensusMessage::Vote(vote));
@@ -720,7 +737,8 @@ impl Run {
                 } else {
                     None
                 };
-                let signature = sign(sender, &new_view_signing_bytes(view, height, high_qc.as_ref()));
+                let signature =
+                    sign(sender, &new_view_signing_bytes(&ChainTag::TEST, view, height, high_qc.as_ref()));
                 let from = if u.ratio(1, 32)? { self.other(u)? } else { sender };
                 self.deliver(
                     from,
@@ -913,7 +931,7 @@ fn certificate_acceptable(
 /// fixture's prime-order keys it accepts exactly the real signatures, as the node's ZIP-215
 /// rule does, short of a forgery.
 fn individual_verdicts(qc: &QuorumCertificate) -> Vec<bool> {
-    let message = vote_signing_bytes(qc.kind, qc.view, qc.height, &qc.block);
+    let message = vote_signing_bytes(&ChainTag::TEST, qc.kind, qc.view, qc.height, &qc.block);
     qc.signers
         .iter()
         .zip(&qc.signatures)
@@ -935,7 +953,7 @@ fn sign_certificate(qc: &mut QuorumCertificate) {
     if qc.signers.len() > 2 * CERTIFICATE_SET_MAX {
         return;
     }
-    let message = vote_signing_bytes(qc.kind, qc.view, qc.height, &qc.block);
+    let message = vote_signing_bytes(&ChainTag::TEST, qc.kind, qc.view, qc.height, &qc.block);
     for (signer, signature) in qc.signers.iter().zip(qc.signatures.iter_mut()) {
         if let Some(key) = certificate_keys().get(*signer as usize)
             && signature.0[0] != 0xff
@@ -975,7 +993,7 @@ fn certificate_accepted(data: &[u8], paths: &CertificatePaths) -> usize {
     sign_certificate(&mut signed);
     for qc in [decoded, signed] {
         let signature_ok = individual_verdicts(&qc);
-        let signing = new_view_signing_bytes(qc.view, qc.height, Some(&qc));
+        let signing = new_view_signing_bytes(&ChainTag::TEST, qc.view, qc.height, Some(&qc));
         let carrier_signatures: Vec<[u8; 64]> =
             certificate_keys()[..2].iter().map(|key| key.sign(&signing).to_bytes()).collect();
         for n in 1..=CERTIFICATE_SET_MAX {
@@ -1029,7 +1047,7 @@ fn check_extraction(qc: &QuorumCertificate) {
         Some(items) => {
             assert!(well_formed, "a malformed certificate yielded signatures to check");
             assert_eq!(items.len(), 1 + qc.signers.len(), "one signature per signer, plus the sender's");
-            let message = vote_signing_bytes(qc.kind, qc.view, qc.height, &qc.block);
+            let message = vote_signing_bytes(&ChainTag::TEST, qc.kind, qc.view, qc.height, &qc.block);
             for ((key, signed, signature), (signer, expected)) in
                 items[1..].iter().zip(qc.signers.iter().zip(&qc.signatures))
             {
@@ -1138,7 +1156,7 @@ mod tests {
         for kind in [VoteKind::Prepare, VoteKind::Commit] {
             let block = run.known[0].header;
             for voter in 1..VALIDATORS {
-                let signature = sign(voter, &vote_signing_bytes(kind, 0, 1, &block.hash()));
+                let signature = sign(voter, &vote_signing_bytes(&ChainTag::TEST, kind, 0, 1, &block.hash()));
                 run.deliver(
                     voter,
                     ConsensusMessage::Vote(Vote {
@@ -1455,7 +1473,7 @@ mod tests {
         run.core.drain_outbox();
         let ahead = |run: &mut Run| {
             let block = Hash::of(b"ahead");
-            let signature = sign(2, &vote_signing_bytes(VoteKind::Prepare, 0, 5, &block));
+            let signature = sign(2, &vote_signing_bytes(&ChainTag::TEST, VoteKind::Prepare, 0, 5, &block));
             let vote = Vote { kind: VoteKind::Prepare, view: 0, height: 5, block, voter: 2, signature };
             run.core.on_message(2, ConsensusMessage::Vote(vote), &mut run.host);
             run.core
@@ -1484,7 +1502,8 @@ mod tests {
         let proposal = empty_proposal(1, 7);
         let block = proposal.block.header.hash();
         for voter in [2, 3] {
-            let signature = sign(voter, &vote_signing_bytes(VoteKind::Prepare, 1, 1, &block));
+            let signature =
+                sign(voter, &vote_signing_bytes(&ChainTag::TEST, VoteKind::Prepare, 1, 1, &block));
             let vote = Vote { kind: VoteKind::Prepare, view: 1, height: 1, block, voter, signature };
             run.core.on_message(voter, ConsensusMessage::Vote(vote), &mut run.host);
         }
@@ -1515,7 +1534,8 @@ mod tests {
         let votes = |view: u64, block: Hash| -> Vec<Vote> {
             (1..=3)
                 .map(|voter| {
-                    let signature = sign(voter, &vote_signing_bytes(VoteKind::Prepare, view, 1, &block));
+                    let signature =
+                        sign(voter, &vote_signing_bytes(&ChainTag::TEST, VoteKind::Prepare, view, 1, &block));
                     Vote { kind: VoteKind::Prepare, view, height: 1, block, voter, signature }
                 })
                 .collect()
@@ -1563,7 +1583,7 @@ mod tests {
         };
         assert!(!proposed(&core.drain_outbox()), "proposed on entering view 1 with one view change");
         for sender in [2, 3] {
-            let signature = sign(sender, &new_view_signing_bytes(1, 1, None));
+            let signature = sign(sender, &new_view_signing_bytes(&ChainTag::TEST, 1, 1, None));
             let new_view = NewView { view: 1, height: 1, high_qc: None, sender, signature };
             core.on_message(sender, ConsensusMessage::NewView(new_view), &mut host);
         }
@@ -1583,7 +1603,7 @@ mod tests {
             // Validators 1 and 2 announce each view it enters, so it may time out again.
             for sender in [1, 2] {
                 let (view, height) = (run.core.view(), run.core.height());
-                let signature = sign(sender, &new_view_signing_bytes(view, height, None));
+                let signature = sign(sender, &new_view_signing_bytes(&ChainTag::TEST, view, height, None));
                 let new_view = NewView { view, height, high_qc: None, sender, signature };
                 run.deliver(sender, ConsensusMessage::NewView(new_view));
             }
@@ -1614,7 +1634,7 @@ mod tests {
     /// A commit certificate for `block` at height 1, signed by validators 1–3.
     fn commit_certificate(block: &Block) -> QuorumCertificate {
         let hash = block.header.hash();
-        let message = vote_signing_bytes(VoteKind::Commit, 0, 1, &hash);
+        let message = vote_signing_bytes(&ChainTag::TEST, VoteKind::Commit, 0, 1, &hash);
         let signers = vec![1, 2, 3];
         let signatures = signers.iter().map(|signer| Signature(sign(*signer, &message))).collect();
         QuorumCertificate { kind: VoteKind::Commit, view: 0, height: 1, block: hash, signers, signatures }
@@ -1698,7 +1718,7 @@ mod tests {
     fn a_vote_sent_many_times_is_verified_once_and_old_votes_not_at_all() {
         let mut run = Run::new(false);
         let block = empty_proposal(0, 9).block.header.hash();
-        let message = vote_signing_bytes(VoteKind::Prepare, 0, 1, &block);
+        let message = vote_signing_bytes(&ChainTag::TEST, VoteKind::Prepare, 0, 1, &block);
         let vote = Vote {
             kind: VoteKind::Prepare,
             view: 0,
@@ -1816,7 +1836,7 @@ mod tests {
         let announce = |core: &mut Core, host: &mut FixtureHost| {
             for sender in [1, 2] {
                 let view = core.view();
-                let signature = sign(sender, &new_view_signing_bytes(view, 1, None));
+                let signature = sign(sender, &new_view_signing_bytes(&ChainTag::TEST, view, 1, None));
                 let new_view = NewView { view, height: 1, high_qc: None, sender, signature };
                 core.on_message(sender, ConsensusMessage::NewView(new_view), host);
             }
@@ -1879,7 +1899,8 @@ mod tests {
             let mut run = Run::new(false);
             let block = run.known[0].header.hash();
             for &voter in voters {
-                let signature = sign(voter, &vote_signing_bytes(VoteKind::Prepare, 0, 1, &block));
+                let signature =
+                    sign(voter, &vote_signing_bytes(&ChainTag::TEST, VoteKind::Prepare, 0, 1, &block));
                 let vote = Vote { kind: VoteKind::Prepare, view: 0, height: 1, block, voter, signature };
                 run.core.on_message(voter, ConsensusMessage::Vote(vote), &mut run.host);
             }
@@ -1922,7 +1943,7 @@ mod tests {
             sent.iter().any(|(_, message)| matches!(message, ConsensusMessage::NewView(nv) if nv.view == 1))
         );
         for sender in [1, 2] {
-            let signature = sign(sender, &new_view_signing_bytes(1, 1, None));
+            let signature = sign(sender, &new_view_signing_bytes(&ChainTag::TEST, 1, 1, None));
             let new_view = NewView { view: 1, height: 1, high_qc: None, sender, signature };
             core.on_message(sender, ConsensusMessage::NewView(new_view), &mut host);
         }

@@ -4,7 +4,7 @@
 //! when two proposals are evidence of equivocation.
 
 use tessera_components::{
-    BlockHeader, ConsensusMessage, Hash, NewView, Proposal, QuorumCertificate, VoteKind,
+    BlockHeader, ChainTag, ConsensusMessage, Hash, NewView, Proposal, QuorumCertificate, VoteKind,
 };
 
 use super::super::core::Evidence;
@@ -78,7 +78,7 @@ fn advance_to(run: &mut Run, view: u64) {
         run.core.drain_outbox();
         for sender in [1, 2] {
             let (view, height) = (run.core.view(), run.core.height());
-            let signature = sign(sender, &new_view_signing_bytes(view, height, None));
+            let signature = sign(sender, &new_view_signing_bytes(&ChainTag::TEST, view, height, None));
             let new_view = NewView { view, height, high_qc: None, sender, signature };
             run.core.on_message(sender, ConsensusMessage::NewView(new_view), &mut run.host);
             run.core.drain_outbox();
@@ -346,7 +346,8 @@ fn votes_from_the_others(
 ) -> Vec<(super::Destination, ConsensusMessage)> {
     let mut sent = Vec::new();
     for voter in 1..=3 {
-        let signature = sign(voter, &tessera_components::vote_signing_bytes(kind, view, 1, &block));
+        let signature =
+            sign(voter, &tessera_components::vote_signing_bytes(&ChainTag::TEST, kind, view, 1, &block));
         let vote = tessera_components::Vote { kind, view, height: 1, block, voter, signature };
         run.core.on_message(voter, ConsensusMessage::Vote(vote), &mut run.host);
         sent.extend(run.core.drain_outbox());
@@ -522,7 +523,7 @@ fn held(run: &Run, name: &str) -> usize {
 }
 
 fn new_view(sender: u32, view: u64, high_qc: Option<QuorumCertificate>) -> ConsensusMessage {
-    let signature = sign(sender, &new_view_signing_bytes(view, 1, high_qc.as_ref()));
+    let signature = sign(sender, &new_view_signing_bytes(&ChainTag::TEST, view, 1, high_qc.as_ref()));
     ConsensusMessage::NewView(NewView { view, height: 1, high_qc, sender, signature })
 }
 
@@ -737,13 +738,18 @@ fn equivocating_votes_are_caught_across_a_view_change() {
 
 /// A prepare vote by `voter` for `block` at `view` and `height`, signed by it.
 fn prepare_vote(voter: u32, view: u64, height: u64, block: Hash) -> tessera_components::Vote {
-    let signature =
-        sign(voter, &tessera_components::vote_signing_bytes(VoteKind::Prepare, view, height, &block));
+    let signature = sign(
+        voter,
+        &tessera_components::vote_signing_bytes(&ChainTag::TEST, VoteKind::Prepare, view, height, &block),
+    );
     tessera_components::Vote { kind: VoteKind::Prepare, view, height, block, voter, signature }
 }
 
 fn vote_by(voter: u32, signer: u32, block: Hash) -> tessera_components::Vote {
-    let signature = sign(signer, &tessera_components::vote_signing_bytes(VoteKind::Prepare, 0, 1, &block));
+    let signature = sign(
+        signer,
+        &tessera_components::vote_signing_bytes(&ChainTag::TEST, VoteKind::Prepare, 0, 1, &block),
+    );
     tessera_components::Vote { kind: VoteKind::Prepare, view: 0, height: 1, block, voter, signature }
 }
 
@@ -825,7 +831,8 @@ fn verification_counts_each_refused_message_once() {
     let set = validator_set();
     let block = Hash([8; 32]);
     let mut forged = vote_by(2, 2, block);
-    forged.signature = sign(3, &tessera_components::vote_signing_bytes(VoteKind::Prepare, 0, 1, &block));
+    forged.signature =
+        sign(3, &tessera_components::vote_signing_bytes(&ChainTag::TEST, VoteKind::Prepare, 0, 1, &block));
     let messages = vec![
         (1, ConsensusMessage::Vote(vote_by(1, 1, block))),
         (2, ConsensusMessage::Vote(forged)),
@@ -994,7 +1001,7 @@ fn a_vote_for_the_height_a_sync_response_in_its_batch_reaches_is_kept() {
     let two = block_at(2, one.header.hash());
     let vote_at = |height: u64| ConsensusMessage::Vote(prepare_vote(2, 0, height, Hash([7; 32])));
     let new_view_at = |height: u64| {
-        let signature = sign(2, &new_view_signing_bytes(0, height, None));
+        let signature = sign(2, &new_view_signing_bytes(&ChainTag::TEST, 0, height, None));
         ConsensusMessage::NewView(NewView { view: 0, height, high_qc: None, sender: 2, signature })
     };
     let mut run = Run::new(false);
@@ -1234,7 +1241,7 @@ fn messages_the_core_would_ignore_are_dropped_before_verification() {
     run.core.drain_outbox();
     let block = Hash([6; 32]);
     let vote = |voter: u32| {
-        let signature = sign(voter, &vote_signing_bytes(VoteKind::Prepare, 0, 1, &block));
+        let signature = sign(voter, &vote_signing_bytes(&ChainTag::TEST, VoteKind::Prepare, 0, 1, &block));
         Vote { kind: VoteKind::Prepare, view: 0, height: 1, block, voter, signature }
     };
     for voter in [1, 2] {
@@ -1245,7 +1252,7 @@ fn messages_the_core_would_ignore_are_dropped_before_verification() {
     counted.signers = vec![1, 2];
     counted.signatures.truncate(2);
     let past_window = config().view_window + 1;
-    let signature = sign(2, &new_view_signing_bytes(past_window, 1, None));
+    let signature = sign(2, &new_view_signing_bytes(&ChainTag::TEST, past_window, 1, None));
     let far = NewView { view: past_window, height: 1, high_qc: None, sender: 2, signature };
     let ignored = vec![
         (1, ConsensusMessage::Vote(vote(1))),
@@ -1328,4 +1335,75 @@ fn proposals_for_views_ahead_do_not_flush_the_blocks_of_views_left() {
         let _ = run.core.hold_block(block.header.hash(), &block);
     }
     assert!(!run.core.holds_block(&old_hash), "the current view's blocks found no room");
+}
+
+/// Every consensus signature is bound to its chain ([`ChainTag`]): a vote, a proposal, a
+/// new-view and the certificates a new-view or a sync response carries, each validly signed by
+/// the set's own keys for another chain (another chain id, or the same id from other genesis
+/// balances), are all refused by a set on this chain, which keeps the same messages signed for
+/// it. Before the tag, two networks that share validator keys accepted each other's votes and
+/// certificates, so a follower of one could be fed the other's blocks.
+#[test]
+fn signatures_made_for_another_chain_are_refused() {
+    use tessera_components::consensus::proposal_signing_bytes;
+    use tessera_components::{CertifiedBlock, Signature, Vote};
+    let ours = ChainTag::of(7, &Hash([1; 32]));
+    let set = validator_set().on_chain(ours);
+    let messages = |chain: &ChainTag| -> Vec<(u32, ConsensusMessage)> {
+        let block = Hash([8; 32]);
+        let vote = Vote {
+            kind: VoteKind::Prepare,
+            view: 0,
+            height: 1,
+            block,
+            voter: 1,
+            signature: sign(
+                1,
+                &tessera_components::vote_signing_bytes(chain, VoteKind::Prepare, 0, 1, &block),
+            ),
+        };
+        let mut proposed = proposal(1, 1, 0);
+        let hash = proposed.block.header.hash();
+        proposed.signature = sign(1, &proposal_signing_bytes(chain, 1, 1, &hash));
+        let certificate = |kind: VoteKind, block: Hash| {
+            let signers = vec![1, 2, 3];
+            let signatures = signers
+                .iter()
+                .map(|signer| {
+                    Signature(sign(
+                        *signer,
+                        &tessera_components::vote_signing_bytes(chain, kind, 0, 1, &block),
+                    ))
+                })
+                .collect();
+            QuorumCertificate { kind, view: 0, height: 1, block, signers, signatures }
+        };
+        let high_qc = certificate(VoteKind::Prepare, hash);
+        let new_view = {
+            let signature = sign(2, &new_view_signing_bytes(chain, 1, 1, Some(&high_qc)));
+            ConsensusMessage::NewView(NewView {
+                view: 1,
+                height: 1,
+                high_qc: Some(high_qc),
+                sender: 2,
+                signature,
+            })
+        };
+        let synced = CertifiedBlock {
+            block: proposed.block.clone(),
+            certificate: certificate(VoteKind::Commit, hash),
+        };
+        vec![
+            (1, ConsensusMessage::Vote(vote)),
+            (1, ConsensusMessage::Proposal(proposed)),
+            (2, new_view),
+            (3, ConsensusMessage::SyncResponse(vec![synced])),
+        ]
+    };
+    for theirs in [ChainTag::of(8, &Hash([1; 32])), ChainTag::of(7, &Hash([2; 32])), ChainTag::TEST] {
+        let (kept, dropped, _) = super::verify_messages(messages(&theirs), &set, 64, false);
+        assert_eq!((kept.len(), dropped), (0, 4), "every message signed for {theirs:?} is refused");
+    }
+    let (kept, dropped, _) = super::verify_messages(messages(&ours), &set, 64, false);
+    assert_eq!((kept.len(), dropped), (4, 0), "the same messages signed for this chain are kept");
 }
