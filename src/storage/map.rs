@@ -17,6 +17,13 @@
 //!   by renaming a new file over them (a map keeps the old inode, whose bytes do not change); and
 //!   during recovery it truncates a torn tail, which it does only after every map made by the
 //!   verification pass has been dropped (`Store::open`).
+//!
+//! Maps are made for a pass over the files (the verification at open, `tessera inspect`) and
+//! dropped after it. A running node reads its committed blocks with `pread`
+//! ([`super::SegmentReader`]), because a map outlives any argument about other processes: a
+//! page that cannot be read when touched (a file cut short by a program that ignores the lock,
+//! or a disk's read error) raises `SIGBUS`, which no error handling can turn into a failed
+//! read.
 #![expect(
     unsafe_code,
     reason = "memmap2's map constructors are unsafe: the mapped file must not change while mapped"

@@ -824,3 +824,44 @@ fn a_misordered_stored_order_under_a_log_is_sorted_again_not_applied_a_delta_at_
     );
     remove(&dir);
 }
+
+/// A segment cut short under a running store (by another process, as a disk's read error
+/// would look) fails the read of a block past the cut with its file and offset, and the blocks
+/// before it still read. Through a map, the read raised `SIGBUS` and killed the process: this
+/// test's binary died on the first read past the cut.
+#[test]
+fn a_segment_cut_short_under_the_store_fails_the_read_not_the_process() {
+    // One segment of several pages: bytes past the end of a file but within its last page
+    // read as zeros through a map; the pages after it fault.
+    let config = StoreConfig { segment_size_max: 1 << 20, ..config() };
+    let dir = scratch("cut-under");
+    let (mut store, mut ledger, _) = Store::open(&dir, &genesis(), config.clone()).unwrap();
+    let blocks = commit_to(&mut store, &mut ledger, 60);
+    drop(store);
+    let (store, _, _) = Store::open(&dir, &genesis(), config).unwrap();
+    assert!(std::fs::metadata(dir.join(segment_file_name(0))).unwrap().len() > 4 * 4096, "pages to cut");
+    let last = blocks.len() as u64;
+    // Read every block once first, so that a reader that keeps maps has one of each segment.
+    for (height, committed) in (1..=last).zip(&blocks) {
+        assert_eq!(store.block(height).unwrap().as_ref(), Some(committed));
+    }
+    let segment = dir.join(segment_file_name(0));
+    // At a page's end: through a map, the first byte past it faults.
+    let kept = 4096;
+    std::fs::OpenOptions::new().write(true).open(&segment).unwrap().set_len(kept).unwrap();
+    let mut failed = 0;
+    for (height, committed) in (1..=last).zip(&blocks) {
+        match store.block(height) {
+            Ok(block) => assert_eq!(block.as_ref(), Some(committed), "height {height}"),
+            Err(StoreError::Corrupt { file, offset, reason }) => {
+                assert_eq!(file, segment, "height {height}");
+                assert!(reason.contains("the file ends before"), "height {height} at {offset}: {reason}");
+                failed += 1;
+            }
+            Err(other) => panic!("height {height}: {other}"),
+        }
+    }
+    assert!(failed > 0, "some block lay past the cut");
+    drop(store);
+    remove(&dir);
+}

@@ -164,11 +164,16 @@ pub fn verify(lock: &DirLock) -> Result<Verified, StoreError> {
     })
 }
 
-/// Reads committed blocks through read-only maps of their segments, remapping a segment that
-/// has grown since it was mapped.
+/// Reads committed blocks with `pread`, into a buffer of the record's size, through a
+/// descriptor kept open per segment.
+///
+/// Not through maps, as it did until 2026-12-07: a running node serves blocks for as long as it
+/// lives (sync answers, RPC), and a mapped page that cannot be read (a segment cut short by
+/// another process, or a disk's read error) raises `SIGBUS`, which killed the node. A read
+/// returns the error instead, and the request that asked for the block fails alone.
 #[derive(Debug, Default)]
 pub struct SegmentReader {
-    maps: Vec<Option<Mmap>>,
+    files: Vec<Option<std::fs::File>>,
 }
 
 impl SegmentReader {
@@ -181,21 +186,45 @@ impl SegmentReader {
         lock: &DirLock,
         entry: &IndexEntry,
     ) -> Result<(Block, QuorumCertificate), StoreError> {
+        use std::os::unix::fs::{FileExt, OpenOptionsExt};
         let name = segment_file_name(entry.segment);
-        let end = entry.offset + u64::from(entry.record_size);
+        let path = lock.path(&name);
         let slot = entry.segment as usize;
-        if self.maps.len() <= slot {
-            self.maps.resize_with(slot + 1, || None);
+        if self.files.len() <= slot {
+            self.files.resize_with(slot + 1, || None);
         }
-        if self.maps[slot].as_ref().is_none_or(|map| (map.len() as u64) < end) {
-            // Drop the old map first: the new one covers it.
-            self.maps[slot] = None;
-            let map = map_required(lock, &name, false)?;
-            self.maps[slot] = Some(map);
+        if self.files[slot].is_none() {
+            // Without waiting (a FIFO put in a segment's place), and a regular file only.
+            let opened = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&path)
+                .and_then(|file| match file.metadata()?.is_file() {
+                    true => Ok(file),
+                    false => Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "not a regular file")),
+                });
+            self.files[slot] = Some(opened.map_err(|source| match source.kind() {
+                std::io::ErrorKind::NotFound => StoreError::Corrupt {
+                    file: path.clone(),
+                    offset: 0,
+                    reason: "file is missing".to_string(),
+                },
+                _ => StoreError::Io { file: path.clone(), source },
+            })?);
         }
-        let map = self.maps[slot].as_ref().expect("mapped just above");
-        let record = usize::try_from(entry.offset).ok().and_then(|offset| map.get(offset..)).unwrap_or(&[]);
-        read_entry(record, entry, &lock.path(&name))
+        let file = self.files[slot].as_ref().expect("opened just above");
+        // The index entry names the record's size (at most a record's limit, 256 MiB, checked
+        // when the store opened): exactly what is read.
+        let mut record = vec![0u8; entry.record_size as usize];
+        file.read_exact_at(&mut record, entry.offset).map_err(|source| match source.kind() {
+            std::io::ErrorKind::UnexpectedEof => StoreError::Corrupt {
+                file: path.clone(),
+                offset: entry.offset,
+                reason: format!("the file ends before the {}-byte record the index names", entry.record_size),
+            },
+            _ => StoreError::Io { file: path.clone(), source },
+        })?;
+        read_entry(&record, entry, &path)
     }
 }
 
