@@ -16,6 +16,39 @@ pub mod plot;
 pub mod sim;
 pub mod storage;
 
+/// Most bytes of a key file (a few hundred in practice).
+pub const KEY_FILE_BYTES_MAX: u64 = 64 << 10;
+/// Most bytes of a node config, a scenario, a cost table, a hosts list or a swarm summary.
+pub const SMALL_FILE_BYTES_MAX: u64 = 16 << 20;
+/// Most bytes of a genesis file or a `sigverify` input: about two million listed accounts
+/// (`tessera genesis --accounts N` derives its accounts from a seed, so its files stay small).
+pub const LARGE_FILE_BYTES_MAX: u64 = 256 << 20;
+
+/// Reads a file named on the command line or in a config, whole, as text: a regular file of at
+/// most `max` bytes. Anything else is an error that names why: a FIFO (opened without waiting
+/// for a writer, so the command never hangs on one), a device such as `/dev/zero` (which read
+/// to its end would take all memory), a directory, or a file past `max`.
+///
+/// # Errors
+/// The open or read error, or one of the refusals above.
+pub fn read_input_file(path: &std::path::Path, max: u64) -> std::io::Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let mut text = String::new();
+    file.take(max + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("larger than {max} bytes, the most this file may hold"),
+        ));
+    }
+    Ok(text)
+}
+
 /// Bad input from the user (a malformed file, say): reported with exit status 2.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

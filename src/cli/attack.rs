@@ -156,9 +156,7 @@ fn address(text: &str, what: &str) -> Result<SocketAddr, crate::InputError> {
 /// # Errors
 /// Bad arguments, or a key file that cannot be read.
 pub fn run(args: &AttackArgs) -> Result<(), Box<dyn std::error::Error>> {
-    if args.duration == 0 {
-        return Err(crate::InputError("--duration must be positive".into()).into());
-    }
+    crate::load::check_run(None, args.duration).map_err(crate::InputError)?;
     let peer = args.peer.as_deref().map(|a| address(a, "peer")).transpose()?;
     let ingress = args.ingress.as_deref().map(|a| address(a, "ingress")).transpose()?;
     let rpc = args.rpc.as_deref().map(|a| address(a, "rpc")).transpose()?;

@@ -275,9 +275,7 @@ fn progress(live: &Live, stop: &AtomicBool, start: Instant) {
 /// # Errors
 /// Ports, processes or files that cannot be set up; a devnet that does not start.
 pub fn run(args: &DevnetArgs) -> Result<(), Box<dyn std::error::Error>> {
-    if args.duration == 0 || args.rate.is_some_and(|rate| !(rate > 0.0 && rate.is_finite())) {
-        return Err(crate::InputError("--duration and --rate must be positive".into()).into());
-    }
+    crate::load::check_run(args.rate, args.duration).map_err(crate::InputError)?;
     let dir = match &args.data_dir {
         Some(dir) => dir.clone(),
         None => {

@@ -126,8 +126,8 @@ fn layout(args: &GenesisArgs, hosts: &[String]) -> Result<Layout, String> {
 /// The hosts given by --hosts or --hosts-file.
 fn hosts(args: &GenesisArgs) -> Result<Vec<String>, String> {
     let Some(file) = &args.hosts_file else { return Ok(args.hosts.clone()) };
-    let text =
-        std::fs::read_to_string(file).map_err(|error| format!("--hosts-file {}: {error}", file.display()))?;
+    let text = crate::read_input_file(file, crate::SMALL_FILE_BYTES_MAX)
+        .map_err(|error| format!("--hosts-file {}: {error}", file.display()))?;
     Ok(text
         .lines()
         .map(|line| line.split('#').next().unwrap_or("").trim())

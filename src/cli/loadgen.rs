@@ -49,9 +49,7 @@ fn url(address: &str) -> String {
 /// # Errors
 /// Bad arguments (exit 2), an unusable genesis, or a node that cannot be reached.
 pub fn run(args: &LoadgenArgs) -> Result<(), Box<dyn std::error::Error>> {
-    if !(args.rate > 0.0 && args.rate.is_finite()) || args.duration == 0 {
-        return Err(InputError("--rate and --duration must be positive".into()).into());
-    }
+    crate::load::check_run(Some(args.rate), args.duration).map_err(InputError)?;
     let genesis = Genesis::load(&args.genesis)?;
     let Some(load_seed) = genesis.load_seed else {
         return Err(InputError(format!(

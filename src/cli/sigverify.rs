@@ -70,7 +70,7 @@ fn parse(number: usize, text: &str) -> Result<Parsed, InputError> {
 /// # Errors
 /// [`InputError`] (exit status 2) for an unreadable file or a malformed line, naming the line.
 pub fn run(args: &SigverifyArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let text = std::fs::read_to_string(&args.input)
+    let text = crate::read_input_file(&args.input, crate::LARGE_FILE_BYTES_MAX)
         .map_err(|error| InputError(format!("cannot read {}: {error}", args.input.display())))?;
     let parsed: Vec<Parsed> =
         text.lines().enumerate().map(|(index, line)| parse(index + 1, line)).collect::<Result<_, _>>()?;

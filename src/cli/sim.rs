@@ -248,7 +248,7 @@ fn run_swarm(args: &SimArgs) -> Result<(), Box<dyn std::error::Error>> {
 fn run_merge(args: &SimArgs) -> Result<(), Box<dyn std::error::Error>> {
     let mut summaries = Vec::new();
     for path in &args.merge {
-        let text = std::fs::read_to_string(path)
+        let text = crate::read_input_file(path, crate::SMALL_FILE_BYTES_MAX)
             .map_err(|error| InputError(format!("cannot read {}: {error}", path.display())))?;
         let summary: swarm::Summary = serde_json::from_str(&text)
             .map_err(|error| InputError(format!("{} is not a swarm summary: {error}", path.display())))?;

@@ -81,6 +81,37 @@ pub struct Accounts {
     pub filler: u64,
 }
 
+/// Most transfers one run signs ahead of sending them (160 bytes and about 15 µs of signing
+/// each: 1.6 GB and minutes of signing at the bound).
+pub const PRESIGNED_TXNS_MAX: f64 = 10_000_000.0;
+
+/// Most seconds a load or attack run lasts: a week.
+pub const RUN_SECONDS_MAX: u64 = 7 * 86_400;
+
+/// Refuses a `--rate` and `--duration` (seconds) a run cannot keep: a duration of zero or past
+/// [`RUN_SECONDS_MAX`] (`Instant` arithmetic past it panicked), a rate that is not positive and
+/// finite, or more transfers than [`PRESIGNED_TXNS_MAX`] to sign ahead (`--rate 1e18` panicked
+/// on a capacity overflow, after the nodes had started).
+///
+/// # Errors
+/// Which of them, with the flags' names.
+pub fn check_run(rate: Option<f64>, duration: u64) -> Result<(), String> {
+    if duration == 0 || duration > RUN_SECONDS_MAX {
+        return Err(format!("--duration must be between 1 and {RUN_SECONDS_MAX} seconds"));
+    }
+    if let Some(rate) = rate {
+        if !(rate > 0.0 && rate.is_finite()) {
+            return Err("--rate must be positive".into());
+        }
+        if rate * duration as f64 > PRESIGNED_TXNS_MAX {
+            return Err(format!(
+                "--rate × --duration must be at most {PRESIGNED_TXNS_MAX} transfers (each is signed before the run)"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Signs `total` transfers round-robin over the accounts, continuing from `nonces`.
 pub fn presign(accounts: Accounts, total: usize, nonces: &mut [u64], fee: u64) -> Vec<Txn> {
     assert_eq!(nonces.len() as u64, accounts.count, "one nonce per account");
@@ -596,6 +627,25 @@ mod tests {
             assert_eq!(txn.body.recipient, keys[(account + 1) % 5].verifying_key().to_bytes());
             assert_eq!((txn.body.nonce, txn.body.fee, txn.body.chain_id), (account as u64 + round, 2, 3));
             assert_eq!(*txn, tessera_systems::workload::sign(key, txn.body), "transfer {i}");
+        }
+    }
+
+    /// `--rate 1e18 --duration 1` panicked on a capacity overflow signing ahead, and
+    /// `--duration 18446744073709551615` on `Instant` arithmetic; both are refused by name.
+    #[test]
+    fn a_run_past_its_bounds_is_refused_before_it_starts() {
+        assert_eq!(super::check_run(Some(1000.0), 60), Ok(()));
+        assert_eq!(super::check_run(None, super::RUN_SECONDS_MAX), Ok(()));
+        for (rate, duration, flag) in [
+            (Some(1e18), 1, "--rate × --duration"),
+            (Some(f64::NAN), 1, "--rate"),
+            (Some(-1.0), 1, "--rate"),
+            (None, 0, "--duration"),
+            (None, u64::MAX, "--duration"),
+            (Some(1000.0), u64::MAX, "--duration"),
+        ] {
+            let error = super::check_run(rate, duration).unwrap_err();
+            assert!(error.starts_with(flag), "{rate:?} {duration}: {error}");
         }
     }
 }

@@ -335,7 +335,7 @@ impl NodeConfig {
     /// # Errors
     /// See [`ConfigError`].
     pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
-        let text = std::fs::read_to_string(path)
+        let text = crate::read_input_file(path, crate::SMALL_FILE_BYTES_MAX)
             .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         NodeConfig::from_toml(&text, path)
     }

@@ -104,3 +104,42 @@ fn refusals_name_the_key() {
         assert!(error.contains(key), "expected the error to name {key}: {error}");
     }
 }
+
+/// Files named on the command line or in a config are read only when they are regular files
+/// within their bound. Before, `tessera node --config /dev/zero` (or a genesis or `sigverify`
+/// input naming it) grew by gigabytes a second until the kernel stopped it, and a key file
+/// that was a FIFO held the node at its start forever.
+#[test]
+fn an_input_file_is_a_regular_file_within_its_bound() {
+    let (dir, small) = write("a = 1\n");
+    assert_eq!(crate::read_input_file(&small, 6).unwrap(), "a = 1\n");
+    let refused = crate::read_input_file(&small, 5).unwrap_err().to_string();
+    assert!(refused.contains("larger than 5 bytes"), "{refused}");
+    let fifo = dir.0.join("fifo");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    for path in [fifo.as_path(), Path::new("/dev/zero"), dir.0.as_path()] {
+        let refused = crate::read_input_file(path, 1 << 20).unwrap_err().to_string();
+        assert!(refused.contains("not a regular file"), "{}: {refused}", path.display());
+    }
+    // The loaders all read through it.
+    assert!(NodeConfig::load(Path::new("/dev/zero")).is_err());
+    assert!(crate::node::genesis::Genesis::load(Path::new("/dev/zero")).is_err());
+    assert!(crate::node::load_key(&fifo).is_err());
+    assert!(crate::sim::scenario::Scenario::load(Path::new("/dev/zero")).is_err());
+}
+
+/// A key file others may read is refused, with the command that mends it: it was used as
+/// it was, mode 0666 included.
+#[test]
+fn a_key_file_others_may_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    let (_dir, path) = write(&serde_json::to_string(&crate::node::key::KeyFile::new(&key)).unwrap());
+    for mode in [0o644, 0o666, 0o640, 0o604] {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        let error = crate::node::load_key(&path).unwrap_err();
+        assert!(error.contains("chmod 600"), "{mode:o}: {error}");
+    }
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(crate::node::load_key(&path).unwrap().to_bytes(), key.to_bytes());
+}

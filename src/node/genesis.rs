@@ -109,7 +109,7 @@ impl Genesis {
     /// # Errors
     /// Unreadable, unparsable, or semantically invalid (naming the key).
     pub fn load(path: &Path) -> Result<Genesis, GenesisError> {
-        let text = std::fs::read_to_string(path)
+        let text = crate::read_input_file(path, crate::LARGE_FILE_BYTES_MAX)
             .map_err(|source| GenesisError::Read { path: path.to_owned(), source })?;
         Genesis::from_toml(&text, path)
     }

@@ -30,8 +30,23 @@ impl KeyFile {
 /// # Errors
 /// Unreadable, not JSON, or not a 32-byte hex secret matching its public key.
 pub fn load_key(path: &Path) -> Result<SigningKey, String> {
-    let text = std::fs::read_to_string(path)
+    let text = crate::read_input_file(path, crate::KEY_FILE_BYTES_MAX)
         .map_err(|error| format!("cannot read key file {}: {error}", path.display()))?;
+    // As ssh does for its keys: a secret others may read is refused, not used. `tessera
+    // keygen` and `tessera genesis` write keys with mode 0600; a copy can lose it.
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(path)
+            .map_err(|error| format!("cannot read key file {}: {error}", path.display()))?
+            .permissions(),
+    );
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "key file {} may be read or written by others (mode {:o}): `chmod 600 {}`",
+            path.display(),
+            mode & 0o777,
+            path.display()
+        ));
+    }
     let file: KeyFile = serde_json::from_str(&text)
         .map_err(|error| format!("key file {} is not valid: {error}", path.display()))?;
     let secret: [u8; 32] = hex::decode(&file.secret_key)

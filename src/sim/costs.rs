@@ -185,8 +185,8 @@ impl CostFile {
     /// # Errors
     /// A file that cannot be read or parsed, or an entry out of range.
     pub fn load(path: &std::path::Path) -> Result<CostFile, String> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let text = crate::read_input_file(path, crate::SMALL_FILE_BYTES_MAX)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let file: CostFile = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         file.costs.validate().map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(file)

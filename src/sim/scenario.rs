@@ -509,6 +509,12 @@ pub const SIGNING_ACCOUNTS_MAX: u64 = 1 << 20;
 /// Most nodes one run simulates.
 pub const NODES_MAX: u32 = 100_000;
 
+/// Most peers a full node links to.
+pub const FULL_NODE_DEGREE_MAX: u32 = 64;
+
+/// Most validator crashes drawn at random in one run.
+pub const RANDOM_CRASHES_MAX: u32 = 10_000;
+
 impl Scenario {
     /// Parses and validates a scenario file's text.
     ///
@@ -526,7 +532,7 @@ impl Scenario {
     /// # Errors
     /// An unreadable file, or what [`Scenario::parse`] refuses.
     pub fn load(path: &std::path::Path) -> Result<Scenario, String> {
-        let text = std::fs::read_to_string(path)
+        let text = crate::read_input_file(path, crate::SMALL_FILE_BYTES_MAX)
             .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
         let mut scenario: Scenario =
             toml::from_str(&text).map_err(|error| format!("{}: {error}", path.display()))?;
@@ -551,6 +557,19 @@ impl Scenario {
     /// The first problem, naming its key.
     pub fn validate(&self) -> Result<(), ScenarioError> {
         let finite_nonneg = |v: f64| v.is_finite() && v >= 0.0;
+        // The name is a directory's (`sim-out/NAME` when no --out is given): a name with a
+        // slash or `..` wrote the report wherever it pointed.
+        let name_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+        if self.name.is_empty()
+            || self.name.len() > 64
+            || self.name.starts_with('.')
+            || !self.name.chars().all(name_char)
+        {
+            return Err(bad(
+                "name",
+                "must be 1 to 64 letters, digits, '-', '_' or '.', not starting with '.'",
+            ));
+        }
         if !(self.duration_s.is_finite() && self.duration_s > 0.0 && self.duration_s <= 86_400.0 * 7.0) {
             return Err(bad("duration_s", "must be positive and at most a week"));
         }
@@ -566,6 +585,22 @@ impl Scenario {
                 "validators",
                 "view_timeout_ms and block_txn_max must be positive, tick_ms in 1..=1000",
             ));
+        }
+        // Times in milliseconds and microseconds become nanoseconds by multiplication, which
+        // wraps past 2^64 in a release build: a batch interval of 2^58 ms became 0, and the
+        // client event requeued itself at the same instant until memory ran out.
+        const HOUR_MS: u64 = 3_600_000;
+        for (key, ms) in [
+            ("validators.view_timeout_ms", v.view_timeout_ms),
+            ("validators.block_interval_ms", v.block_interval_ms),
+            ("workload.batch_ms", self.workload.batch_ms),
+        ] {
+            if ms > HOUR_MS {
+                return Err(bad(key, "must be at most an hour (3600000)"));
+            }
+        }
+        if v.process_us > HOUR_MS * 1000 {
+            return Err(bad("validators.process_us", "must be at most an hour (3600000000)"));
         }
         v.disk.validate()?;
         match &v.costs {
@@ -586,8 +621,10 @@ impl Scenario {
         if !v.disk.is_off() && !v.storage {
             return Err(bad("validators.disk", "needs validators.storage = true"));
         }
-        if self.full_nodes.count > 0 && self.full_nodes.degree == 0 {
-            return Err(bad("full_nodes.degree", "must be positive"));
+        if self.full_nodes.count > 0 && !(1..=FULL_NODE_DEGREE_MAX).contains(&self.full_nodes.degree) {
+            // Wiring the topology costs nodes × degree²: 99,000 nodes of degree 4 billion ran
+            // for days before the first event.
+            return Err(bad("full_nodes.degree", format!("must be in 1..={FULL_NODE_DEGREE_MAX}")));
         }
         let n = &self.network;
         let regions = n.regions.len();
@@ -706,8 +743,14 @@ impl Scenario {
                 ));
             }
         }
-        if !finite_nonneg(self.random_faults.down_s) {
-            return Err(bad("random_faults.down_s", "must be non-negative"));
+        if !(finite_nonneg(self.random_faults.down_s) && self.random_faults.down_s <= self.duration_s) {
+            // Past the run (1e300 overflowed the restart's time below the crash's), a validator
+            // crashed at random never came back.
+            return Err(bad("random_faults.down_s", "must be non-negative and at most duration_s"));
+        }
+        if self.random_faults.crashes > RANDOM_CRASHES_MAX {
+            // Each is an event planned up front: four billion took gigabytes before the first.
+            return Err(bad("random_faults.crashes", format!("must be at most {RANDOM_CRASHES_MAX}")));
         }
         Ok(())
     }

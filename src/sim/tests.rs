@@ -176,3 +176,42 @@ fn a_partitioned_validator_catches_up_by_sync() {
         assert!(synced > 0, "seed {seed}: catching up should go through block sync");
     }
 }
+
+/// Times, degrees and fault counts a scenario names are bounded where they are read, each
+/// refused with its key: past an hour a time in milliseconds overflowed its conversion to
+/// nanoseconds (`workload.batch_ms = 2^58` became 0, and the client event requeued itself at
+/// one instant until memory ran out), a full node's degree of four billion wired the topology
+/// for days, four billion random crashes took gigabytes before the first event, a crash down
+/// for 1e300 s never restarted, and a name with a slash put the report wherever it pointed.
+#[test]
+fn scenario_values_past_their_bounds_are_refused_with_their_keys() {
+    let base = || {
+        let mut scenario = cluster(1, 4, 1.0);
+        scenario.full_nodes.count = 2;
+        scenario
+    };
+    let at_hour = 3_600_000;
+    let mut fine = base();
+    (fine.validators.view_timeout_ms, fine.workload.batch_ms, fine.full_nodes.degree) =
+        (at_hour, at_hour, 64);
+    fine.random_faults.crashes = 10_000;
+    fine.random_faults.down_s = 1.0;
+    fine.validate().expect("at the bounds");
+    let cases: [(&str, Box<dyn Fn(&mut Scenario)>); 9] = [
+        ("name", Box::new(|s| s.name = "../../tmp/escaped".into())),
+        ("name", Box::new(|s| s.name = "/tmp/escaped".into())),
+        ("workload.batch_ms", Box::new(|s| s.workload.batch_ms = 1 << 58)),
+        ("validators.view_timeout_ms", Box::new(|s| s.validators.view_timeout_ms = 1 << 58)),
+        ("validators.block_interval_ms", Box::new(|s| s.validators.block_interval_ms = 3_600_001)),
+        ("validators.process_us", Box::new(|s| s.validators.process_us = u64::MAX)),
+        ("full_nodes.degree", Box::new(|s| s.full_nodes.degree = 4_000_000_000)),
+        ("random_faults.crashes", Box::new(|s| s.random_faults.crashes = 4_000_000_000)),
+        ("random_faults.down_s", Box::new(|s| s.random_faults.down_s = 1e300)),
+    ];
+    for (key, change) in cases {
+        let mut scenario = base();
+        change(&mut scenario);
+        let error = scenario.validate().expect_err(key).to_string();
+        assert!(error.contains(key), "{key}: {error}");
+    }
+}

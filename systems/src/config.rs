@@ -52,6 +52,9 @@ pub struct PipelineConfig {
     pub block_interval_ns: u64,
 }
 
+/// Most entries of the signature cache (34 bytes each).
+pub const SIGVERIFY_CACHE_CAPACITY_MAX: usize = 1 << 22;
+
 impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
@@ -87,7 +90,7 @@ impl PipelineConfig {
     /// # Errors
     /// The first limit that is zero or inconsistent with another.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let checks: [(bool, &'static str); 10] = [
+        let checks: [(bool, &'static str); 14] = [
             (self.nonce_window > 0, "nonce_window must be positive"),
             (self.inbox_capacity > 0, "inbox_capacity must be positive"),
             (self.ingest_batch_max > 0, "ingest_batch_max must be positive"),
@@ -110,6 +113,15 @@ impl PipelineConfig {
                 self.block_bytes_max <= crate::consensus::core::BLOCKS_HELD_BYTES_MAX / 4,
                 "block_bytes_max must be at most 16 MiB (a quarter of the blocks a validator holds)",
             ),
+            // Sizes that allocate, bounded so that a mistyped value is refused with its name
+            // instead of aborting the node on an allocation of terabytes.
+            (
+                self.sigverify_cache_capacity <= SIGVERIFY_CACHE_CAPACITY_MAX,
+                "sigverify_cache_capacity must be at most 4194304 (2^22 entries, 136 MiB)",
+            ),
+            (self.sigverify_batch_size <= 1 << 16, "sigverify_batch_size must be at most 65536"),
+            (self.mempool_count_max <= 1 << 24, "mempool_count_max must be at most 16777216"),
+            (self.block_txn_max <= 1 << 20, "block_txn_max must be at most 1048576"),
         ];
         match checks.iter().find(|(ok, _)| !ok) {
             Some((_, reason)) => Err(ConfigError(reason)),
@@ -132,5 +144,24 @@ mod tests {
         assert!(PipelineConfig { block_bytes_max: quarter, ..PipelineConfig::default() }.validate().is_ok());
         let over = PipelineConfig { block_bytes_max: quarter + 1, ..PipelineConfig::default() }.validate();
         assert!(over.is_err_and(|error| error.0.contains("block_bytes_max must be at most")));
+    }
+
+    /// Sizes that allocate are bounded: `sigverify_cache_capacity = 100000000000` aborted the
+    /// node on an allocation of 4 TiB (and `usize::MAX` panicked on a capacity overflow), after
+    /// its data directory was created.
+    #[test]
+    fn sizes_that_allocate_are_refused_past_their_bounds() {
+        let default = PipelineConfig::default;
+        let cap = super::SIGVERIFY_CACHE_CAPACITY_MAX;
+        assert!(PipelineConfig { sigverify_cache_capacity: cap, ..default() }.validate().is_ok());
+        for config in [
+            PipelineConfig { sigverify_cache_capacity: cap + 1, ..default() },
+            PipelineConfig { sigverify_cache_capacity: usize::MAX, ..default() },
+            PipelineConfig { sigverify_batch_size: usize::MAX, ..default() },
+            PipelineConfig { mempool_count_max: usize::MAX, ..default() },
+            PipelineConfig { block_txn_max: usize::MAX, ..default() },
+        ] {
+            assert!(config.validate().is_err_and(|error| error.0.contains("must be at most")), "{config:?}");
+        }
     }
 }
