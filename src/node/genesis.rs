@@ -133,6 +133,9 @@ impl Genesis {
         if self.validators.is_empty() {
             return Err(("validators".into(), "at least one validator is required".into()));
         }
+        // Keys as decoded bytes: hex spells one key in upper or lower case (or both), and a key
+        // compared as text could sit in the set twice, its holder two votes of the quorum.
+        let mut keys: std::collections::HashMap<[u8; 32], usize> = std::collections::HashMap::new();
         for (i, validator) in self.validators.iter().enumerate() {
             let key = hex32(&validator.public_key)
                 .ok_or_else(|| (format!("validators[{i}].public_key"), "must be 64 hex digits".into()))?;
@@ -147,9 +150,7 @@ impl Genesis {
                     "is a small-order point: anyone could sign for it".into(),
                 ));
             }
-            if let Some(first) =
-                self.validators[..i].iter().position(|other| other.public_key == validator.public_key)
-            {
+            if let Some(first) = keys.insert(key, i) {
                 // One key twice gives its holder two votes of the quorum.
                 return Err((
                     format!("validators[{i}].public_key"),
@@ -257,6 +258,11 @@ mod tests {
         let twice = Genesis::from_toml(&genesis_of(&[key(1), key(2), key(1), key(4)]), path).unwrap_err();
         assert!(twice.to_string().contains("validators[2].public_key"), "{twice}");
         assert!(twice.to_string().contains("validators[0]'s key too"), "{twice}");
+        // The same key in capitals is the same key (`hex` decodes either case): it was taken
+        // as another validator's, and one key held two of the four votes.
+        let shouted = Genesis::from_toml(&genesis_of(&[key(1), key(2), key(1).to_uppercase(), key(4)]), path)
+            .unwrap_err();
+        assert!(shouted.to_string().contains("validators[0]'s key too"), "{shouted}");
         // The identity point (y = 1) has order 1; any signature with R = identity and S = 0
         // verifies for it under a cofactored rule.
         let mut identity = [0u8; 32];
