@@ -150,6 +150,17 @@ impl Genesis {
                     "is a small-order point: anyone could sign for it".into(),
                 ));
             }
+            // A key with a torsion component is A + T for some key A: not small-order, another
+            // byte string, and yet A's secret signs for it under the cofactored rule, so a set
+            // holding A and A + T gives one secret two votes. No key a seed gives has one.
+            if !tessera_systems::kernels::sigverify::is_torsion_free_key(&key) {
+                return Err((
+                    format!("validators[{i}].public_key"),
+                    "has a small-order component (not a key any secret seed gives): its holder could sign \
+                     as another validator too"
+                        .into(),
+                ));
+            }
             if let Some(first) = keys.insert(key, i) {
                 // One key twice gives its holder two votes of the quorum.
                 return Err((
@@ -269,6 +280,22 @@ mod tests {
         identity[0] = 1;
         let weak = Genesis::from_toml(&genesis_of(&[key(1), hex::encode(identity)]), path).unwrap_err();
         assert!(weak.to_string().contains("small-order"), "{weak}");
+        // Key 1 plus each nonzero torsion point: distinct bytes, not small-order, and key 1's
+        // secret signs for it under the cofactored rule. It was accepted beside key 1, one
+        // secret holding two of the four votes.
+        let a = curve25519_dalek::edwards::CompressedEdwardsY(
+            ed25519_dalek::SigningKey::from_bytes(&[1; 32]).verifying_key().to_bytes(),
+        )
+        .decompress()
+        .unwrap();
+        for torsion in &curve25519_dalek::constants::EIGHT_TORSION[1..] {
+            let twin = hex::encode((a + torsion).compress().to_bytes());
+            let error = Genesis::from_toml(&genesis_of(&[key(1), key(2), key(3), twin]), path).unwrap_err();
+            assert!(
+                error.to_string().contains("validators[3].public_key: has a small-order component"),
+                "{error}"
+            );
+        }
     }
 
     /// Balances summing past u64::MAX are refused with the key named: accepted, fees could

@@ -329,6 +329,15 @@ pub fn verify_each(items: &[VerifyItem<'_>], verdicts: &mut [bool]) {
     items.par_iter().zip(verdicts.par_iter_mut()).for_each(|(item, verdict)| *verdict = verify_single(item));
 }
 
+/// Whether `public_key` decodes to a point of the prime-order subgroup: `a·B` for some `a`, as
+/// every key a secret seed gives is. A key `A + T` with a torsion component `T` (and `T` a
+/// small-order point) is another byte string than `A`, not small-order, and yet under the
+/// cofactored rule the node verifies by (as ZIP-215 does) the secret of `A` signs for it: a
+/// validator set that admits both gives one secret two validators.
+pub fn is_torsion_free_key(public_key: &[u8; 32]) -> bool {
+    CompressedEdwardsY(*public_key).decompress().is_some_and(|point| point.is_torsion_free())
+}
+
 /// The field-arithmetic backend curve25519-dalek uses on this CPU: `avx512`, `avx2` or
 /// `serial`. Mirrors the crate's own run-time selection (AVX-512 IFMA needs the
 /// `curve25519_dalek_backend="avx512"` cfg from `.cargo/config.toml` and a CPU with
