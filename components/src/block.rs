@@ -174,11 +174,13 @@ pub fn vote_signing_bytes(
 }
 
 /// The chain a consensus signature is made for: BLAKE3 (derive-key domain
-/// `tessera 2026 chain`) of the chain id (u32, little-endian) and the genesis id (the hash of
-/// the genesis balances the data directory's files carry, `docs/storage.md`). Every vote,
-/// proposal and new-view signature covers it, so two networks that share validator keys (a
-/// test network restarted with a new chain id, or from new balances) never accept each other's
-/// votes or certificates: a follower of one cannot be fed the other's blocks.
+/// `tessera 2026 chain`) of the chain id (u32, little-endian), the genesis id (the hash of the
+/// genesis balances the data directory's files carry, `docs/storage.md`), the validator count
+/// (u64, little-endian) and their public keys in index order. Every vote, proposal and
+/// new-view signature covers it, so two networks that share validator keys (a test network
+/// restarted with a new chain id, from new balances, or with one validator replaced) never
+/// accept each other's votes or certificates: a follower of one cannot be fed the other's
+/// blocks. A network started again from the very same genesis is the same chain to it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct ChainTag(pub [u8; 32]);
 
@@ -187,9 +189,17 @@ impl ChainTag {
     /// real chain's tag is all zero bytes but with probability 2^-256).
     pub const TEST: ChainTag = ChainTag([0; 32]);
 
-    /// The tag of the chain `chain_id` that starts from the genesis whose id is `genesis_id`.
-    pub fn of(chain_id: u32, genesis_id: &Hash) -> ChainTag {
-        ChainTag(Hash::in_domain("tessera 2026 chain", &[&chain_id.to_le_bytes(), &genesis_id.0]).0)
+    /// The tag of the chain `chain_id` that starts from the genesis whose id is `genesis_id`,
+    /// with `validators` (their public keys, in index order).
+    pub fn of(chain_id: u32, genesis_id: &Hash, validators: &[[u8; 32]]) -> ChainTag {
+        let mut hasher = blake3::Hasher::new_derive_key("tessera 2026 chain");
+        hasher.update(&chain_id.to_le_bytes());
+        hasher.update(&genesis_id.0);
+        hasher.update(&(validators.len() as u64).to_le_bytes());
+        for key in validators {
+            hasher.update(key);
+        }
+        ChainTag(*hasher.finalize().as_bytes())
     }
 }
 
@@ -267,13 +277,15 @@ mod tests {
         let a = vote_signing_bytes(&ChainTag::TEST, VoteKind::Prepare, 1, 2, &block);
         let b = vote_signing_bytes(&ChainTag::TEST, VoteKind::Commit, 1, 2, &block);
         let c = vote_signing_bytes(&ChainTag::TEST, VoteKind::Prepare, 2, 1, &block);
-        let other = ChainTag::of(1, &Hash([0; 32]));
+        let other = ChainTag::of(1, &Hash([0; 32]), &[[1; 32]]);
         let d = vote_signing_bytes(&other, VoteKind::Prepare, 1, 2, &block);
         assert_ne!(a, b);
         assert_ne!(a, c);
         assert_ne!(a, d, "another chain signs other bytes");
-        assert_ne!(ChainTag::of(2, &Hash([0; 32])), other, "the chain id is covered");
-        assert_ne!(ChainTag::of(1, &Hash([1; 32])), other, "the genesis is covered");
+        assert_ne!(ChainTag::of(2, &Hash([0; 32]), &[[1; 32]]), other, "the chain id is covered");
+        assert_ne!(ChainTag::of(1, &Hash([1; 32]), &[[1; 32]]), other, "the genesis is covered");
+        assert_ne!(ChainTag::of(1, &Hash([0; 32]), &[[2; 32]]), other, "the validators are covered");
+        assert_ne!(ChainTag::of(1, &Hash([0; 32]), &[[1; 32], [1; 32]]), other, "and their count");
         assert_eq!(&a[65..], &block.0);
     }
 }

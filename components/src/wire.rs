@@ -112,8 +112,11 @@ pub struct HelloProof {
     pub signature: [u8; 64],
 }
 
-/// Peer protocol version spoken by this build (2: Noise XX with transcript-bound proofs).
-pub const PROTOCOL_VERSION: u8 = 2;
+/// Peer protocol version spoken by this build (2: Noise XX with transcript-bound proofs; 3:
+/// consensus signatures bound to the chain, `ChainTag`). A peer of another version cannot
+/// complete the handshake: a version 2 node counts every version 3 vote as a forgery and bans
+/// its sender, so the two must not meet.
+pub const PROTOCOL_VERSION: u8 = 3;
 
 /// Longest Noise handshake message a [`Hello`] may carry (XX needs 32, 96 and 64 bytes).
 pub const HELLO_NOISE_MAX: usize = 128;

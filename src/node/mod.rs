@@ -364,9 +364,10 @@ impl Node {
             forward_to_leaders_from: config.consensus.forward_to_leaders_from.unwrap_or(usize::MAX),
             ..ConsensusConfig::default()
         };
-        // Every consensus signature is bound to this chain: its id and its genesis balances.
-        let set = ValidatorSet::new(validators.clone())
-            .on_chain(ChainTag::of(genesis.chain_id, &store.genesis_id()));
+        // Every consensus signature is bound to this chain: its id, its genesis balances and
+        // its validators.
+        let chain = ChainTag::of(genesis.chain_id, &store.genesis_id(), &validators);
+        let set = ValidatorSet::new(validators.clone()).on_chain(chain);
         let core = if full {
             Core::observer(set, consensus_config.clone(), tip.height, tip.hash)
         } else {

@@ -12,8 +12,10 @@ use crate::hash::Hash;
 
 /// First eight bytes of every file in a data directory.
 pub const STORE_MAGIC: [u8; 8] = *b"TESSERA\0";
-/// Format version in every file header. Any other version is refused.
-pub const STORE_VERSION: u16 = 1;
+/// Format version in every file header. Any other version is refused. 2 since consensus
+/// signatures are bound to the chain: a version 1 directory holds certificates no node of this
+/// version verifies (and would serve them, and be banned for it).
+pub const STORE_VERSION: u16 = 2;
 /// First four bytes of every record.
 pub const RECORD_MAGIC: [u8; 4] = *b"TREC";
 /// Record format version. Any other version is refused.
@@ -86,7 +88,7 @@ impl RecordKind {
 /// ```text
 /// offset size field
 /// 0      8    magic       b"TESSERA\0"
-/// 8      2    version     STORE_VERSION (1)
+/// 8      2    version     STORE_VERSION (2)
 /// 10     1    kind        FileKind
 /// 11     1    reserved    zero
 /// 12     4    sequence    segment number (segments), zero (other files)
@@ -202,7 +204,11 @@ pub enum FileHeaderError {
         found: [u8; 8],
     },
     /// Not [`STORE_VERSION`].
-    #[error("unsupported store format version {found}")]
+    #[error(
+        "unsupported store format version {found} (this release reads 2; a version 1 directory holds consensus \
+         signatures made before they named their chain: start the network again from a new genesis, \
+         docs/consensus.md)"
+    )]
     UnsupportedVersion {
         /// The version read.
         found: u16,
@@ -530,6 +536,11 @@ mod tests {
         assert!(reseal(&|_| ()).is_ok());
         assert!(matches!(reseal(&|h| h.reserved0 = 1), Err(FileHeaderError::NonzeroReserved { .. })));
         assert!(matches!(reseal(&|h| h.reserved1[11] = 1), Err(FileHeaderError::NonzeroReserved { .. })));
+        // A directory of the format before consensus signatures named their chain is refused,
+        // with what to do: its certificates would be served, and their server banned.
+        let old = reseal(&|h| h.version = 1).unwrap_err();
+        assert!(matches!(old, FileHeaderError::UnsupportedVersion { found: 1 }));
+        assert!(old.to_string().contains("start the network again from a new genesis"), "{old}");
     }
 
     /// A record header's bytes are what the checker reads back, and the payload limit is

@@ -1339,15 +1339,16 @@ fn proposals_for_views_ahead_do_not_flush_the_blocks_of_views_left() {
 
 /// Every consensus signature is bound to its chain ([`ChainTag`]): a vote, a proposal, a
 /// new-view and the certificates a new-view or a sync response carries, each validly signed by
-/// the set's own keys for another chain (another chain id, or the same id from other genesis
-/// balances), are all refused by a set on this chain, which keeps the same messages signed for
+/// the set's own keys for another chain (another chain id, the same id from other genesis
+/// balances or with another validator set), are all refused by a set on this chain, which keeps the same messages signed for
 /// it. Before the tag, two networks that share validator keys accepted each other's votes and
 /// certificates, so a follower of one could be fed the other's blocks.
 #[test]
 fn signatures_made_for_another_chain_are_refused() {
     use tessera_components::consensus::proposal_signing_bytes;
     use tessera_components::{CertifiedBlock, Signature, Vote};
-    let ours = ChainTag::of(7, &Hash([1; 32]));
+    let keys = validator_set().keys().to_vec();
+    let ours = ChainTag::of(7, &Hash([1; 32]), &keys);
     let set = validator_set().on_chain(ours);
     let messages = |chain: &ChainTag| -> Vec<(u32, ConsensusMessage)> {
         let block = Hash([8; 32]);
@@ -1400,7 +1401,14 @@ fn signatures_made_for_another_chain_are_refused() {
             (3, ConsensusMessage::SyncResponse(vec![synced])),
         ]
     };
-    for theirs in [ChainTag::of(8, &Hash([1; 32])), ChainTag::of(7, &Hash([2; 32])), ChainTag::TEST] {
+    let mut replaced = keys.clone();
+    replaced[0] = [9; 32];
+    for theirs in [
+        ChainTag::of(8, &Hash([1; 32]), &keys),
+        ChainTag::of(7, &Hash([2; 32]), &keys),
+        ChainTag::of(7, &Hash([1; 32]), &replaced),
+        ChainTag::TEST,
+    ] {
         let (kept, dropped, _) = super::verify_messages(messages(&theirs), &set, 64, false);
         assert_eq!((kept.len(), dropped), (0, 4), "every message signed for {theirs:?} is refused");
     }
