@@ -549,9 +549,8 @@ impl Store {
 
         // The rebuild reads only what was checked, so it runs before anything is written: a
         // snapshot or delta whose root the chain contradicts leaves the directory as it was.
-        // Its maps go with it, so that no map outlives the truncation below, except the
-        // `state-index` map the ledger keeps: that file is never truncated, only replaced by
-        // rename, which leaves a live map on the old file.
+        // Its maps go with it, so that no map outlives the truncation below (the order a
+        // `state-index` map gave is copied out before its map is dropped).
         let Rebuilt { ledger, tip_hash, replayed, deltas, state_height, touched, address_index, log_applied } =
             rebuild(&lock, &verified, &mut SegmentReader::default(), Replay::FromSnapshot)?;
 

@@ -865,3 +865,24 @@ fn a_segment_cut_short_under_the_store_fails_the_read_not_the_process() {
     drop(store);
     remove(&dir);
 }
+
+/// Reading every block of a chain of many segments keeps at most `SEGMENTS_OPEN_MAX`
+/// descriptors open, and reads each block right when its segment's descriptor had been closed:
+/// one per segment, kept for the process's life, took the descriptors of a node whose chain
+/// had thousands of segments.
+#[test]
+fn the_block_reader_keeps_a_bounded_number_of_segments_open() {
+    let (dir, blocks, _) = store_of("many-segments", 300);
+    let (store, _, _) = Store::open(&dir, &genesis(), config()).unwrap();
+    let segments = super::verify::segment_numbers(&store.lock).unwrap().len();
+    assert!(segments > super::verify::SEGMENTS_OPEN_MAX + 8, "{segments} segments");
+    for _ in 0..2 {
+        for (height, committed) in (1..=blocks.len() as u64).zip(&blocks) {
+            assert_eq!(store.block(height).unwrap().as_ref(), Some(committed));
+            let open = store.reader.lock().unwrap().files_open();
+            assert!(open <= super::verify::SEGMENTS_OPEN_MAX, "{open} open at height {height}");
+        }
+    }
+    drop(store);
+    remove(&dir);
+}

@@ -164,8 +164,8 @@ pub fn verify(lock: &DirLock) -> Result<Verified, StoreError> {
     })
 }
 
-/// Reads committed blocks with `pread`, into a buffer of the record's size, through a
-/// descriptor kept open per segment.
+/// Reads committed blocks with `pread`, into a buffer of the record's size, through the
+/// descriptors of the [`SEGMENTS_OPEN_MAX`] segments read last.
 ///
 /// Not through maps, as it did until 2026-12-07: a running node serves blocks for as long as it
 /// lives (sync answers, RPC), and a mapped page that cannot be read (a segment cut short by
@@ -173,10 +173,21 @@ pub fn verify(lock: &DirLock) -> Result<Verified, StoreError> {
 /// returns the error instead, and the request that asked for the block fails alone.
 #[derive(Debug, Default)]
 pub struct SegmentReader {
-    files: Vec<Option<std::fs::File>>,
+    /// (segment number, its descriptor), the one read last at the end.
+    files: Vec<(u32, std::fs::File)>,
 }
 
+/// Segment descriptors a [`SegmentReader`] keeps open. One per segment would grow with the
+/// chain: a sync from height 1 (or one RPC read per segment) held a descriptor for each, and
+/// 4,000 segments took the descriptors the node's sockets need.
+pub const SEGMENTS_OPEN_MAX: usize = 32;
+
 impl SegmentReader {
+    /// Segment descriptors held open now.
+    pub fn files_open(&self) -> usize {
+        self.files.len()
+    }
+
     /// Reads and checks the record `entry` names, and decodes its block and certificate.
     ///
     /// # Errors
@@ -189,11 +200,10 @@ impl SegmentReader {
         use std::os::unix::fs::{FileExt, OpenOptionsExt};
         let name = segment_file_name(entry.segment);
         let path = lock.path(&name);
-        let slot = entry.segment as usize;
-        if self.files.len() <= slot {
-            self.files.resize_with(slot + 1, || None);
-        }
-        if self.files[slot].is_none() {
+        if let Some(at) = self.files.iter().position(|(number, _)| *number == entry.segment) {
+            let used = self.files.remove(at);
+            self.files.push(used);
+        } else {
             // Without waiting (a FIFO put in a segment's place), and a regular file only.
             let opened = std::fs::OpenOptions::new()
                 .read(true)
@@ -203,16 +213,20 @@ impl SegmentReader {
                     true => Ok(file),
                     false => Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "not a regular file")),
                 });
-            self.files[slot] = Some(opened.map_err(|source| match source.kind() {
+            let file = opened.map_err(|source| match source.kind() {
                 std::io::ErrorKind::NotFound => StoreError::Corrupt {
                     file: path.clone(),
                     offset: 0,
                     reason: "file is missing".to_string(),
                 },
                 _ => StoreError::Io { file: path.clone(), source },
-            })?);
+            })?;
+            if self.files.len() >= SEGMENTS_OPEN_MAX {
+                self.files.remove(0);
+            }
+            self.files.push((entry.segment, file));
         }
-        let file = self.files[slot].as_ref().expect("opened just above");
+        let (_, file) = self.files.last().expect("pushed or moved last just above");
         // The index entry names the record's size (at most a record's limit, 256 MiB, checked
         // when the store opened): exactly what is read.
         let mut record = vec![0u8; entry.record_size as usize];
