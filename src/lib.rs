@@ -32,21 +32,36 @@ pub const LARGE_FILE_BYTES_MAX: u64 = 256 << 20;
 /// # Errors
 /// The open or read error, or one of the refusals above.
 pub fn read_input_file(path: &std::path::Path, max: u64) -> std::io::Result<String> {
+    read_input_file_with(path, max).map(|(text, _)| text)
+}
+
+/// [`read_input_file`], with the metadata of the file that was read (of the open descriptor,
+/// so of that file, whatever the path names later).
+///
+/// # Errors
+/// As [`read_input_file`].
+pub fn read_input_file_with(
+    path: &std::path::Path,
+    max: u64,
+) -> std::io::Result<(String, std::fs::Metadata)> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
-    if !file.metadata()?.is_file() {
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
         return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"));
     }
-    let mut text = String::new();
-    file.take(max + 1).read_to_string(&mut text)?;
-    if text.len() as u64 > max {
+    let mut bytes = Vec::new();
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
             format!("larger than {max} bytes, the most this file may hold"),
         ));
     }
-    Ok(text)
+    let text = String::from_utf8(bytes)
+        .map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidData, error))?;
+    Ok((text, metadata))
 }
 
 /// Bad input from the user (a malformed file, say): reported with exit status 2.

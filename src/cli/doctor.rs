@@ -284,7 +284,7 @@ pub fn run(args: &DoctorArgs) -> Result<(), Box<dyn std::error::Error>> {
                         Verdict::Fail,
                         "consistency",
                         &error,
-                        "point key_file at a key written by tessera genesis/keygen",
+                        "point key_file at a key written by tessera genesis/keygen, readable by the node's user alone (or its group)",
                     ),
                 }
             }

@@ -223,18 +223,20 @@ pub fn write(args: &GenesisArgs) -> Result<Vec<PathBuf>, Box<dyn std::error::Err
     let text = toml::to_string_pretty(&genesis)?;
     let path = args.out.join("genesis.toml");
     Genesis::from_toml(&text, &path).map_err(|error| crate::InputError(error.to_string()))?;
-    std::fs::create_dir_all(&args.out)?;
-    create(&path, &text, false)?;
+    // Every file is made in memory first, and none is written while any of them exists: a
+    // run that found `node-2.toml` in place had written the genesis, three keys and two
+    // configs before it failed, and the next run then refused the genesis it had left.
+    let mut files: Vec<(PathBuf, String, bool)> = vec![(path, text, false)];
     let peers: Vec<SocketAddr> = layout.validators.iter().map(|ports| ports[0]).collect();
     let mut configs = Vec::new();
     for (index, key) in keys.iter().enumerate() {
         let index = index as u32;
         let key_text = serde_json::to_string_pretty(&KeyFile::new(key))? + "\n";
-        create(&args.out.join(format!("validator-{index}.key")), &key_text, true)?;
+        files.push((args.out.join(format!("validator-{index}.key")), key_text, true));
         let [_, ingress, rpc, metrics] = layout.validators[index as usize];
         let config = NodeConfig::validator_preset(index, peers.clone(), ingress, rpc, metrics);
         let path = args.out.join(format!("node-{index}.toml"));
-        create(&path, &toml::to_string_pretty(&config)?, false)?;
+        files.push((path.clone(), toml::to_string_pretty(&config)?, false));
         configs.push(path);
     }
     for full in 0..args.full_nodes {
@@ -242,8 +244,25 @@ pub fn write(args: &GenesisArgs) -> Result<Vec<PathBuf>, Box<dyn std::error::Err
         let name = format!("full-{full}");
         let config = NodeConfig::full_preset(&name, peers.clone(), listen, ingress, rpc, metrics);
         let path = args.out.join(format!("{name}.toml"));
-        create(&path, &toml::to_string_pretty(&config)?, false)?;
+        files.push((path.clone(), toml::to_string_pretty(&config)?, false));
         configs.push(path);
+    }
+    if let Some((taken, ..)) = files.iter().find(|(path, ..)| path.symlink_metadata().is_ok()) {
+        return Err(crate::InputError(format!(
+            "{} already exists: tessera genesis writes into a directory without its files, and wrote nothing",
+            taken.display()
+        ))
+        .into());
+    }
+    std::fs::create_dir_all(&args.out)?;
+    for (written, (path, text, secret)) in files.iter().enumerate() {
+        if let Err(error) = create(path, text, *secret) {
+            // Another writer got there first, or the disk failed: take back what was written.
+            for (path, ..) in &files[..written] {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(error.into());
+        }
     }
     Ok(configs)
 }
@@ -309,5 +328,27 @@ mod tests {
         assert!(
             layout(&args(1, &["no such host.invalid"], &[]), &bad).err().unwrap().contains("cannot resolve")
         );
+    }
+
+    /// A run that finds one of its files in place writes nothing: it wrote the genesis, three
+    /// keys and two configs before failing on `node-2.toml`, and a second run then refused the
+    /// genesis the first had left.
+    #[test]
+    fn a_genesis_that_would_overwrite_a_file_writes_nothing() {
+        let out = std::env::temp_dir().join(format!("tessera-genesis-taken-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        std::fs::create_dir_all(&out).unwrap();
+        std::fs::write(out.join("node-2.toml"), "kept").unwrap();
+        let error = write(&GenesisArgs { out: out.clone(), ..args(4, &[], &[]) }).unwrap_err().to_string();
+        assert!(error.contains("node-2.toml already exists"), "{error}");
+        let left: Vec<String> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(left, ["node-2.toml"], "only the file that was there");
+        assert_eq!(std::fs::read_to_string(out.join("node-2.toml")).unwrap(), "kept");
+        std::fs::remove_file(out.join("node-2.toml")).unwrap();
+        assert_eq!(write(&GenesisArgs { out: out.clone(), ..args(4, &[], &[]) }).unwrap().len(), 4);
+        std::fs::remove_dir_all(&out).unwrap();
     }
 }

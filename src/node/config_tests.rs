@@ -128,18 +128,21 @@ fn an_input_file_is_a_regular_file_within_its_bound() {
     assert!(crate::sim::scenario::Scenario::load(Path::new("/dev/zero")).is_err());
 }
 
-/// A key file others may read is refused, with the command that mends it: it was used as
-/// it was, mode 0666 included.
+/// A key file others may read (or its group write) is refused, with the command that mends
+/// it: it was used as it was, mode 0666 included.
 #[test]
 fn a_key_file_others_may_read_is_refused() {
     use std::os::unix::fs::PermissionsExt;
     let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
     let (_dir, path) = write(&serde_json::to_string(&crate::node::key::KeyFile::new(&key)).unwrap());
-    for mode in [0o644, 0o666, 0o640, 0o604] {
+    for mode in [0o644, 0o666, 0o604, 0o660, 0o602] {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
         let error = crate::node::load_key(&path).unwrap_err();
         assert!(error.contains("chmod 600"), "{mode:o}: {error}");
     }
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    assert_eq!(crate::node::load_key(&path).unwrap().to_bytes(), key.to_bytes());
+    // The owner's alone, or readable by a group the node runs in (the systemd layout).
+    for mode in [0o600, 0o400, 0o640] {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        assert_eq!(crate::node::load_key(&path).unwrap().to_bytes(), key.to_bytes(), "{mode:o}");
+    }
 }

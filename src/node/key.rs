@@ -30,18 +30,17 @@ impl KeyFile {
 /// # Errors
 /// Unreadable, not JSON, or not a 32-byte hex secret matching its public key.
 pub fn load_key(path: &Path) -> Result<SigningKey, String> {
-    let text = crate::read_input_file(path, crate::KEY_FILE_BYTES_MAX)
+    let (text, metadata) = crate::read_input_file_with(path, crate::KEY_FILE_BYTES_MAX)
         .map_err(|error| format!("cannot read key file {}: {error}", path.display()))?;
-    // As ssh does for its keys: a secret others may read is refused, not used. `tessera
-    // keygen` and `tessera genesis` write keys with mode 0600; a copy can lose it.
-    let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(path)
-            .map_err(|error| format!("cannot read key file {}: {error}", path.display()))?
-            .permissions(),
-    );
-    if mode & 0o077 != 0 {
+    // A secret anyone may read, or that its group may replace, is refused rather than used.
+    // `tessera keygen` and `tessera genesis` write keys with mode 0600, and a copy can lose
+    // it. Reading by the group is allowed: the systemd layout (`tools/systemd`) gives the key
+    // to root with mode 0640, group `tessera`, which the node runs as.
+    let mode = std::os::unix::fs::PermissionsExt::mode(&metadata.permissions());
+    if mode & 0o027 != 0 {
         return Err(format!(
-            "key file {} may be read or written by others (mode {:o}): `chmod 600 {}`",
+            "key file {} may be read or written by others, or written by its group (mode {:o}): \
+             `chmod 600 {}` (or 640 for a group the node runs in)",
             path.display(),
             mode & 0o777,
             path.display()
