@@ -457,7 +457,7 @@ pub fn start(setup: NetSetup) -> Result<(NetHandles, Vec<std::thread::JoinHandle
         port_is_free(addr).map_err(|source| NetError::Bind { addr, source })?;
     }
     let (inbound_tx, inbound) = flume::bounded(1 << 14);
-    let (txns_tx, txns) = flume::bounded(1 << 10);
+    let (txns_tx, txns) = flume::bounded(PortAddresses::CLIENT_BATCHES_MAX as usize);
     let (peer_txns_tx, peer_txns) = flume::bounded(1 << 10);
     let (sync_tx, sync_requests) = flume::bounded(256);
     let counters = Arc::new(NetCounters::default());
@@ -965,18 +965,34 @@ impl PortAddresses {
     /// client waited (found in review).
     const CLIENT_SHARE_BYTES_MAX: u64 = Self::CLIENT_TXNS_BYTES_MAX / 16;
 
+    /// Places in the queue of client batches to the node loop.
+    const CLIENT_BATCHES_MAX: u64 = 1 << 10;
+
     /// Most batches one charged client address holds in that queue: a sixteenth of its 1,024
     /// places, so one-transaction batches cannot take them all either.
-    const CLIENT_SHARE_BATCHES_MAX: u64 = 1024 / 16;
+    const CLIENT_SHARE_BATCHES_MAX: u64 = Self::CLIENT_BATCHES_MAX / 16;
 
-    /// A place for one batch of `bytes` from client address `ip` (charged as
-    /// [`charged_as`] counts it), while it holds under [`Self::CLIENT_SHARE_BYTES_MAX`] and
-    /// [`Self::CLIENT_SHARE_BATCHES_MAX`]; `None` (nothing taken) past either.
+    /// A place for one batch of `bytes` from client address `ip` (charged as [`charged_as`]
+    /// counts it), while it would hold at most its share; `None` (nothing taken) past it.
+    ///
+    /// The share is [`Self::CLIENT_SHARE_BYTES_MAX`] and [`Self::CLIENT_SHARE_BATCHES_MAX`] while
+    /// fewer than sixteen addresses hold room; past that, the queue split evenly among the
+    /// addresses holding room, this one, and one more. A fixed sixteenth let sixteen addresses
+    /// (one routed IPv6 /60) hold the whole queue, and every other client waited behind them
+    /// for as long as they kept it full. Now however many addresses fill it, each holds at most
+    /// its even part, and room for one more is always kept: a newcomer's batch goes in once the
+    /// node loop takes a batch, and the addresses over their part take nothing until they are
+    /// under it again.
     fn reserve_client_share(&self, ip: IpAddr, bytes: u64) -> Option<ClientShare<'_>> {
         let ip = charged_as(ip);
         let mut shares = self.client_shares.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let held = shares.get(&ip).copied().unwrap_or((0, 0));
-        if held.0 >= Self::CLIENT_SHARE_BYTES_MAX || held.1 >= Self::CLIENT_SHARE_BATCHES_MAX {
+        let parts = shares.len() as u64 + u64::from(!shares.contains_key(&ip)) + 1;
+        let bytes_max = Self::CLIENT_SHARE_BYTES_MAX.min(Self::CLIENT_TXNS_BYTES_MAX / parts);
+        let batches_max = Self::CLIENT_SHARE_BATCHES_MAX.min(Self::CLIENT_BATCHES_MAX / parts).max(1);
+        // Within its part, this batch included; an address holding nothing may always queue
+        // one batch, however large, so no batch waits for a part it can never fit.
+        if held.1 > 0 && (held.0.saturating_add(bytes) > bytes_max || held.1 >= batches_max) {
             return None;
         }
         shares.insert(ip, (held.0.saturating_add(bytes), held.1 + 1));
@@ -2674,7 +2690,7 @@ mod tests {
                     queued = txns_rx.len();
                 }
             };
-            let share = PortAddresses::CLIENT_SHARE_BYTES_MAX.div_ceil(bytes);
+            let share = PortAddresses::CLIENT_SHARE_BYTES_MAX / bytes;
             let greedy = client([127, 0, 0, 2], share + 8);
             assert_eq!(settled(txns_rx.clone()).await, share, "one address queued past its share");
             // Another address still gets in at once.
@@ -2687,6 +2703,67 @@ mod tests {
             glommio::timer::sleep(Duration::from_millis(300)).await;
             assert_eq!(txns_rx.len() as u64, share + 1, "the address was not let on once under its share");
             drop((greedy, other));
+        });
+    }
+
+    /// Sixteen addresses writing as fast as they can hold each at most an even part of the
+    /// client queue and leave room for another: a seventeenth address's batch goes in without
+    /// the node loop taking anything. With a fixed sixteenth each, the sixteen (one routed IPv6
+    /// /60) held all 64 MiB, and the newcomer waited until a batch was taken and then raced
+    /// them for its room.
+    #[test]
+    fn sixteen_addresses_leave_room_in_the_client_queue_for_another() {
+        use tessera_components::constants::TXN_SIZE;
+        on_executor(|| async {
+            let mut node = untrusting_executor();
+            node.setup.ingress_connections_max = 64;
+            let a = Rc::new(node);
+            let (addr, txns_rx) = listen_clients(&a);
+            let batch: Vec<_> = (0..6_000).map(|nonce| transfer(6, nonce)).collect();
+            let bytes = (batch.len() * TXN_SIZE) as u64;
+            let frame = tessera_components::wire::encode(&Frame::Txns(batch));
+            let client = |source: [u8; 4], frames: u64| {
+                let frame = frame.clone();
+                std::thread::spawn(move || {
+                    use std::io::Write;
+                    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                        .expect("socket");
+                    socket.bind(&std::net::SocketAddr::from((source, 0)).into()).expect("bind the source");
+                    socket.connect(&addr.into()).expect("connect");
+                    let mut stream: std::net::TcpStream = socket.into();
+                    for _ in 0..frames {
+                        if stream.write_all(&frame).is_err() {
+                            return;
+                        }
+                    }
+                    std::thread::sleep(Duration::from_secs(4));
+                })
+            };
+            // Enough frames each to fill the queue twice over between them.
+            let per_address = 2 * PortAddresses::CLIENT_TXNS_BYTES_MAX / bytes / 16 + 1;
+            let greedy: Vec<_> = (2..18).map(|last| client([127, 0, 0, last], per_address)).collect();
+            let mut queued = 0;
+            loop {
+                glommio::timer::sleep(Duration::from_millis(300)).await;
+                if txns_rx.len() == queued && queued > 0 {
+                    break;
+                }
+                queued = txns_rx.len();
+            }
+            let held = queued as u64 * bytes;
+            assert!(
+                held < PortAddresses::CLIENT_TXNS_BYTES_MAX,
+                "sixteen addresses hold {held} bytes, all of it"
+            );
+            let newcomer = client([127, 0, 0, 100], 1);
+            glommio::timer::sleep(Duration::from_millis(600)).await;
+            let senders: Vec<Option<IpAddr>> = txns_rx.drain().map(|(from, _)| from).collect();
+            assert!(
+                senders.contains(&Some(IpAddr::from([127, 0, 0, 100]))),
+                "the newcomer's batch waited behind {} batches of the sixteen",
+                senders.len()
+            );
+            drop((greedy, newcomer));
         });
     }
 
