@@ -843,10 +843,23 @@ pub struct PortAddresses {
     /// Bytes of client batches queued for the node loop, for the same reason: a client's
     /// batch of good signatures can be sent again and again at no cost but bandwidth.
     client_txns_bytes: AtomicU64,
-    /// Bytes and batches each charged client address (an IPv6 /64 as one) holds in that queue
-    /// ([`PortAddresses::reserve_client_share`]); an address holding none has no entry, so the
-    /// table holds at most one entry per queued batch.
-    client_shares: std::sync::Mutex<HashMap<IpAddr, (u64, u64)>>,
+    /// What each charged client address holds in that queue, and the line of those waiting
+    /// for room in it ([`PortAddresses::reserve_client`]).
+    client_shares: std::sync::Mutex<ClientShares>,
+}
+
+/// The client queue's parts and its line.
+#[derive(Debug, Default)]
+struct ClientShares {
+    /// Bytes and batches each charged client address (an IPv6 /64 as one) holds in the queue;
+    /// an address holding none has no entry, so there is at most one entry per queued batch.
+    held: HashMap<IpAddr, (u64, u64)>,
+    /// Charged addresses waiting for room, each once, in the order they began to wait: room
+    /// goes to the first ([`PortAddresses::reserve_client`]).
+    line: std::collections::VecDeque<IpAddr>,
+    /// Connections of each address that are waiting now ([`ClientWait`]): an address leaves
+    /// the line with its last one, so a client that gave up never holds the line.
+    waiting: HashMap<IpAddr, u32>,
 }
 
 /// How many full nodes are served at their own full rate at once: past that they share it. Each
@@ -972,40 +985,77 @@ impl PortAddresses {
     /// places, so one-transaction batches cannot take them all either.
     const CLIENT_SHARE_BATCHES_MAX: u64 = Self::CLIENT_BATCHES_MAX / 16;
 
-    /// A place for one batch of `bytes` from client address `ip` (charged as [`charged_as`]
-    /// counts it), while it would hold at most its share; `None` (nothing taken) past it.
+    /// Room in the queue to the node loop for one batch of `bytes` from client address `ip`
+    /// (charged as [`charged_as`] counts it; `None` for a source nobody is charged for), or
+    /// `Err(first)` when the batch must wait, `first` when its address is first in line.
     ///
-    /// The share is [`Self::CLIENT_SHARE_BYTES_MAX`] and [`Self::CLIENT_SHARE_BATCHES_MAX`] while
-    /// fewer than sixteen addresses hold room; past that, the queue split evenly among the
-    /// addresses holding room, this one, and one more. A fixed sixteenth let sixteen addresses
-    /// (one routed IPv6 /60) hold the whole queue, and every other client waited behind them
-    /// for as long as they kept it full. Now however many addresses fill it, each holds at most
-    /// its even part, and room for one more is always kept: a newcomer's batch goes in once the
-    /// node loop takes a batch, and the addresses over their part take nothing until they are
-    /// under it again.
-    fn reserve_client_share(&self, ip: IpAddr, bytes: u64) -> Option<ClientShare<'_>> {
-        let ip = charged_as(ip);
-        let mut shares = self.client_shares.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let held = shares.get(&ip).copied().unwrap_or((0, 0));
-        let parts = shares.len() as u64 + u64::from(!shares.contains_key(&ip)) + 1;
+    /// An address's part is [`Self::CLIENT_SHARE_BYTES_MAX`] and
+    /// [`Self::CLIENT_SHARE_BATCHES_MAX`] while fewer than sixteen addresses hold room; past
+    /// that, the queue split evenly among the addresses holding room, this one, and one more,
+    /// the batch counted in (an address holding nothing may always queue one batch, however
+    /// large, so no batch waits for a part it can never fit). Room goes to charged addresses in
+    /// turn: one that cannot have it joins the line, and while anyone is in line only the first
+    /// may take room; it goes to the back if it still waits. So however many addresses keep the
+    /// queue full, a client waits for one batch of each address ahead of it, not for a race it
+    /// loses to their connections: each connection polled, and whichever woke first took the
+    /// room the node loop freed. (A fixed sixteenth each, before the parts, let sixteen
+    /// addresses, one routed IPv6 /60, hold the whole queue.)
+    fn reserve_client(
+        &self,
+        ip: Option<IpAddr>,
+        bytes: u64,
+    ) -> Result<(ClientShare<'_>, Reserved<'_>), bool> {
+        let Some(ip) = ip.map(charged_as) else {
+            let reserved = self.reserve_client_txns(bytes).ok_or(false)?;
+            return Ok((ClientShare { addresses: self, held: None }, reserved));
+        };
+        let mut guard = self.client_shares.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let shares = &mut *guard;
+        let held = shares.held.get(&ip).copied().unwrap_or((0, 0));
+        let parts = shares.held.len() as u64 + u64::from(!shares.held.contains_key(&ip)) + 1;
         let bytes_max = Self::CLIENT_SHARE_BYTES_MAX.min(Self::CLIENT_TXNS_BYTES_MAX / parts);
         let batches_max = Self::CLIENT_SHARE_BATCHES_MAX.min(Self::CLIENT_BATCHES_MAX / parts).max(1);
-        // Within its part, this batch included; an address holding nothing may always queue
-        // one batch, however large, so no batch waits for a part it can never fit.
         if held.1 > 0 && (held.0.saturating_add(bytes) > bytes_max || held.1 >= batches_max) {
-            return None;
+            // Over its part: it waits for the node loop to take its batches, out of the line,
+            // so that it never keeps room from the addresses behind it.
+            if let Some(at) = shares.line.iter().position(|waiting| *waiting == ip) {
+                shares.line.remove(at);
+            }
+            return Err(false);
         }
-        shares.insert(ip, (held.0.saturating_add(bytes), held.1 + 1));
-        Some(ClientShare { addresses: self, held: Some((ip, bytes)) })
+        let first = shares.line.front().is_none_or(|front| *front == ip);
+        let reserved = if first { self.reserve_client_txns(bytes) } else { None };
+        let Some(reserved) = reserved else {
+            if !shares.line.contains(&ip) {
+                shares.line.push_back(ip);
+            }
+            return Err(shares.line.front() == Some(&ip));
+        };
+        if shares.line.front() == Some(&ip) {
+            shares.line.pop_front();
+        }
+        shares.held.insert(ip, (held.0.saturating_add(bytes), held.1 + 1));
+        Ok((ClientShare { addresses: self, held: Some((ip, bytes)) }, reserved))
+    }
+
+    /// Counts a connection of `ip` waiting for room ([`PortAddresses::reserve_client`]) until
+    /// the value is dropped; the address leaves the line with its last one.
+    fn client_waits(&self, ip: Option<IpAddr>) -> ClientWait<'_> {
+        let ip = ip.map(charged_as);
+        if let Some(ip) = ip {
+            let mut shares = self.client_shares.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            *shares.waiting.entry(ip).or_insert(0) += 1;
+        }
+        ClientWait { addresses: self, ip }
     }
 
     fn release_client_share(&self, ip: IpAddr, bytes: u64) {
         let ip = charged_as(ip);
         let mut shares = self.client_shares.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(held) = shares.get_mut(&ip) {
+        if let Some(held) = shares.held.get_mut(&ip) {
             *held = (held.0.saturating_sub(bytes), held.1.saturating_sub(1));
             if held.1 == 0 {
-                shares.remove(&ip);
+                shares.held.remove(&ip);
             }
         }
     }
@@ -1273,7 +1323,7 @@ impl Drop for Reserved<'_> {
 }
 
 /// A client address's place for one batch on its way to the node loop
-/// ([`PortAddresses::reserve_client_share`]): given back when dropped, unless
+/// ([`PortAddresses::reserve_client`]): given back when dropped, unless
 /// [`ClientShare::handed_off`], as [`Reserved`] is.
 #[must_use]
 struct ClientShare<'a> {
@@ -1285,6 +1335,28 @@ impl ClientShare<'_> {
     /// The batch is queued: the node loop gives the place back.
     fn handed_off(mut self) {
         self.held = None;
+    }
+}
+
+/// A connection waiting for room in the client queue ([`PortAddresses::client_waits`]).
+struct ClientWait<'a> {
+    addresses: &'a PortAddresses,
+    ip: Option<IpAddr>,
+}
+
+impl Drop for ClientWait<'_> {
+    fn drop(&mut self) {
+        let Some(ip) = self.ip else { return };
+        let mut shares =
+            self.addresses.client_shares.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(count) = shares.waiting.get_mut(&ip) else { return };
+        *count -= 1;
+        if *count == 0 {
+            shares.waiting.remove(&ip);
+            if let Some(at) = shares.line.iter().position(|waiting| *waiting == ip) {
+                shares.line.remove(at);
+            }
+        }
     }
 }
 
@@ -2005,6 +2077,11 @@ async fn serve_client(
         match frame {
             Ok(Frame::Txns(batch)) => {
                 shared.counters.ingress_txns.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                // An empty batch carries nothing: queued, it took a place of the 1,024 and one of
+                // the node loop's batches a pass, weighing nothing against any bound.
+                if batch.is_empty() {
+                    continue;
+                }
                 // Repeats dropped first, so copies cannot dilute the sample.
                 let (batch, _) = without_repeats(batch);
                 if !shared.spot_check(&batch) {
@@ -2018,22 +2095,22 @@ async fn serve_client(
                 // ~64k wake-ups a second at most.
                 let bytes = (batch.len() * TXN_SIZE) as u64;
                 let mut pause = Duration::from_millis(1);
+                // Counted as waiting from before its first try, so that no address is left in
+                // the line without a connection waiting in it, however the wait ends.
+                let waits = shared.addresses.client_waits(charged);
                 let (share, reserved) = loop {
-                    let share = match charged {
-                        Some(ip) => shared.addresses.reserve_client_share(ip, bytes),
-                        None => Some(ClientShare { addresses: &shared.addresses, held: None }),
+                    let first = match shared.addresses.reserve_client(charged, bytes) {
+                        Ok(room) => break room,
+                        Err(first) => first,
                     };
-                    if let Some(share) = share
-                        && let Some(reserved) = shared.addresses.reserve_client_txns(bytes)
-                    {
-                        break (share, reserved);
-                    }
                     if shared.stop.load(Ordering::Relaxed) {
                         return Ok(());
                     }
-                    glommio::timer::sleep(pause).await;
+                    // First in line, it looks again soon: room the node loop frees waits for it.
+                    glommio::timer::sleep(if first { Duration::from_millis(1) } else { pause }).await;
                     pause = (pause * 2).min(Duration::from_millis(16));
                 };
+                drop(waits);
                 if txns.send_async((charged, batch)).await.is_err() {
                     return Ok(());
                 }
@@ -2704,6 +2781,48 @@ mod tests {
             assert_eq!(txns_rx.len() as u64, share + 1, "the address was not let on once under its share");
             drop((greedy, other));
         });
+    }
+
+    /// Room the node loop frees goes to the addresses waiting for it in turn, whichever of
+    /// their connections asks first. Seventeen addresses fill the queue with batches of 4 MB;
+    /// three more find it full and wait in line; a newcomer comes last. When the node loop takes
+    /// a batch, the newcomer asking at once is refused, the first in line takes the room, and the
+    /// newcomer's turn comes after the three. Before the line, room went to whichever waiting
+    /// connection asked first: an address with many connections polling took nearly all of it.
+    /// An address that leaves (its last waiting connection gone) leaves the line.
+    #[test]
+    fn room_in_the_client_queue_goes_to_waiting_addresses_in_turn() {
+        let addresses = PortAddresses::default();
+        let bytes = 26_000 * tessera_components::constants::TXN_SIZE as u64;
+        let ip = |last: u8| Some(IpAddr::from([198, 51, 100, last]));
+        let mut queued = Vec::new();
+        for last in 0..17 {
+            let (share, reserved) = addresses.reserve_client(ip(last), bytes).expect("room");
+            share.handed_off();
+            reserved.handed_off();
+            queued.push(ip(last));
+        }
+        let waits: Vec<_> = (17..21).map(|last| addresses.client_waits(ip(last))).collect();
+        for last in 17..21 {
+            assert!(addresses.reserve_client(ip(last), bytes).is_err(), "the queue is full");
+        }
+        let mut order = Vec::new();
+        for taken in queued.iter().take(4) {
+            addresses.release_client_batch(*taken, bytes);
+            // The newcomer asks first, then everyone in line.
+            for last in [20, 17, 18, 19] {
+                if let Ok((share, reserved)) = addresses.reserve_client(ip(last), bytes) {
+                    share.handed_off();
+                    reserved.handed_off();
+                    order.push(last);
+                    break;
+                }
+            }
+        }
+        assert_eq!(order, [17, 18, 19, 20], "room went in the order the addresses began to wait");
+        drop(waits);
+        let shares = addresses.client_shares.lock().unwrap();
+        assert!(shares.line.is_empty() && shares.waiting.is_empty(), "{shares:?}");
     }
 
     /// Sixteen addresses writing as fast as they can hold each at most an even part of the
