@@ -348,6 +348,17 @@ impl NodeConfig {
     pub fn from_toml(text: &str, path: &Path) -> Result<NodeConfig, ConfigError> {
         let mut config: NodeConfig =
             toml::from_str(text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })?;
+        // Named before the paths resolve: an empty one resolves to the config's own directory,
+        // and the store would be made beside the key file and the configs.
+        for (key, file) in [
+            ("data_dir", Some(&config.data_dir)),
+            ("genesis_file", Some(&config.genesis_file)),
+            ("key_file", config.key_file.as_ref()),
+        ] {
+            if file.is_some_and(|file| file.as_os_str().is_empty()) {
+                return Err(ConfigError::Invalid { path: path.to_owned(), key, problem: "is empty".into() });
+            }
+        }
         let base = path.parent().unwrap_or(Path::new("."));
         for file in [config.key_file.as_mut(), Some(&mut config.genesis_file), Some(&mut config.data_dir)]
             .into_iter()
@@ -385,7 +396,37 @@ impl NodeConfig {
             (Role::Full, Some(_), _) => {
                 return Err(("validator_index", "only a validator has one (role is \"full\")".into()));
             }
+            (Role::Full, _, Some(_)) => {
+                // Ignored, it read as if the node signed with it.
+                return Err((
+                    "key_file",
+                    "only a validator has one (role is \"full\"): a full node signs nothing".into(),
+                ));
+            }
             _ => {}
+        }
+        let mut listed = std::collections::HashSet::new();
+        if let Some(twice) = self.network.peers.iter().find(|peer| !listed.insert(**peer)) {
+            return Err((
+                "network.peers",
+                format!("{twice} is listed twice: each validator has its own address"),
+            ));
+        }
+        if let (Role::Validator, Some(index)) = (self.role, self.validator_index)
+            && let Some(own) = self.network.peers.get(index as usize)
+        {
+            // The others dial this validator at its entry in `peers`: it must listen there (or on
+            // that port of every interface), or it is never reached.
+            let listen = self.network.listen;
+            let reached = listen == *own || (listen.ip().is_unspecified() && listen.port() == own.port());
+            if !reached {
+                return Err((
+                    "network.listen",
+                    format!(
+                        "{listen} is not this validator's entry in network.peers ({own}), where the others dial it"
+                    ),
+                ));
+            }
         }
         if self.network.cores == 0 || self.network.cores > 64 {
             return Err(("network.cores", "must be between 1 and 64".into()));

@@ -98,11 +98,22 @@ fn refusals_name_the_key() {
             validator.replace("connections_per_address_max = 4", "connections_per_address_max = 70000"),
             "metrics.connections_per_address_max",
         ),
+        // Each was taken as it was: a key a full node never uses, a validator listed twice,
+        // a validator listening where nobody dials it, and a store in the config's directory.
+        (full.replace("role = \"full\"", "role = \"full\"\nkey_file = \"k.key\""), "key_file"),
+        (validator.replace("\"127.0.0.1:20008\"", "\"127.0.0.1:20000\""), "network.peers"),
+        (validator.replace("listen = \"127.0.0.1:20004\"", "listen = \"127.0.0.1:20099\""), "network.listen"),
+        (validator.replace("data_dir = \"data-1\"", "data_dir = \"\""), "data_dir"),
     ];
     for (text, key) in cases {
         let error = refusal(&text);
         assert!(error.contains(key), "expected the error to name {key}: {error}");
     }
+    // Listening on every interface at its port is reaching its entry.
+    let everywhere = validator.replace("listen = \"127.0.0.1:20004\"", "listen = \"0.0.0.0:20004\"");
+    assert_ne!(everywhere, validator);
+    let (_dir, path) = write(&everywhere);
+    NodeConfig::load(&path).expect("0.0.0.0 at its port");
 }
 
 /// Files named on the command line or in a config are read only when they are regular files
