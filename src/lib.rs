@@ -64,6 +64,18 @@ pub fn read_input_file_with(
     Ok((text, metadata))
 }
 
+/// `MemAvailable` of a `/proc/meminfo` text, in bytes.
+pub fn mem_available(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|line| line.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// The machine's available memory now (`MemAvailable`), if `/proc/meminfo` says.
+pub fn memory_available() -> Option<u64> {
+    std::fs::read_to_string("/proc/meminfo").ok().as_deref().and_then(mem_available)
+}
+
 /// Bad input from the user (a malformed file, say): reported with exit status 2.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

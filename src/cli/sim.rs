@@ -265,8 +265,7 @@ fn check_memory(scenario: &Scenario) -> Result<(), InputError> {
     let needed = accounts.saturating_mul(
         SIM_BYTES_PER_ACCOUNT.saturating_add(SIM_BYTES_PER_ACCOUNT_PER_VALIDATOR * validators),
     );
-    let Some(available) = std::fs::read_to_string("/proc/meminfo").ok().as_deref().and_then(mem_available)
-    else {
+    let Some(available) = crate::memory_available() else {
         return Ok(());
     };
     if needed > available {
@@ -278,13 +277,6 @@ fn check_memory(scenario: &Scenario) -> Result<(), InputError> {
         )));
     }
     Ok(())
-}
-
-/// `MemAvailable` of a `/proc/meminfo` text, in bytes.
-fn mem_available(meminfo: &str) -> Option<u64> {
-    let line = meminfo.lines().find(|line| line.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    kib.checked_mul(1024)
 }
 
 /// `--merge`: the shards' summaries in, one summary out.
@@ -348,8 +340,8 @@ mod tests {
     /// kernel stopped the run.
     #[test]
     fn a_scenario_past_the_memory_available_is_refused_with_its_estimate() {
-        assert_eq!(super::mem_available("MemTotal: 100 kB\nMemAvailable:   2048 kB\n"), Some(2 << 20));
-        assert_eq!(super::mem_available("MemTotal: 100 kB\n"), None);
+        assert_eq!(crate::mem_available("MemTotal: 100 kB\nMemAvailable:   2048 kB\n"), Some(2 << 20));
+        assert_eq!(crate::mem_available("MemTotal: 100 kB\n"), None);
         let mut scenario = crate::sim::scenario::Scenario::load(std::path::Path::new(
             "tools/scenarios/lan-4-accounts-1m.toml",
         ))

@@ -103,6 +103,10 @@ fn hex32(text: &str) -> Option<[u8; 32]> {
     hex::decode(text).ok()?.try_into().ok()
 }
 
+/// Bytes of memory a node's ledger takes per account: 174–189 measured at ten million accounts
+/// (`docs/performance.md`, `bench state`'s resident memory per account), rounded up.
+pub const LEDGER_BYTES_PER_ACCOUNT: u64 = 200;
+
 impl Genesis {
     /// Reads and checks a genesis file.
     ///
@@ -211,6 +215,26 @@ impl Genesis {
     /// Accounts the genesis funds: listed, then load, then filler.
     pub fn account_count(&self) -> u64 {
         self.accounts.len() as u64 + self.load_accounts + self.filler_accounts
+    }
+
+    /// Refuses a genesis whose ledger would not fit `available` bytes of memory, at about
+    /// [`LEDGER_BYTES_PER_ACCOUNT`] an account, naming both figures. A node given a genesis of a
+    /// hundred million filler accounts on a smaller machine grew until the kernel stopped it,
+    /// deaf to SIGTERM while it built the ledger.
+    ///
+    /// # Errors
+    /// The estimate and what is available.
+    pub fn check_fits(&self, available: u64) -> Result<(), String> {
+        let needed = self.account_count().saturating_mul(LEDGER_BYTES_PER_ACCOUNT);
+        if needed > available {
+            return Err(format!(
+                "the genesis has {} accounts, about {:.1} GB of ledger in memory, and {:.1} GB is available",
+                self.account_count(),
+                needed as f64 / 1e9,
+                available as f64 / 1e9
+            ));
+        }
+        Ok(())
     }
 
     /// How many load accounts `tessera loadgen` can sign for: the derived ones, or, in a genesis
@@ -330,6 +354,11 @@ mod tests {
         );
         let genesis = Genesis::from_toml(&text, path).unwrap();
         assert_eq!((genesis.account_count(), genesis.signing_accounts()), (8, 3));
+        // A ledger past the memory available is refused with both figures: a node given 10^8
+        // filler accounts on a smaller machine grew until the kernel stopped it.
+        assert_eq!(genesis.check_fits(8 * super::LEDGER_BYTES_PER_ACCOUNT), Ok(()));
+        let error = genesis.check_fits(8 * super::LEDGER_BYTES_PER_ACCOUNT - 1).unwrap_err();
+        assert!(error.contains("8 accounts") && error.contains("GB is available"), "{error}");
         let balances = genesis.balances();
         assert_eq!(balances[0], ([0x11; 32], 9));
         for i in 0..3 {

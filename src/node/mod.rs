@@ -302,6 +302,11 @@ impl Node {
     fn start(config_path: &Path) -> Result<Node, Box<dyn std::error::Error>> {
         let config = NodeConfig::load(config_path)?;
         let genesis = Genesis::load(&config.genesis_file)?;
+        // Before anything is built or written: a ledger that cannot fit is refused, not grown
+        // into until the kernel stops the process.
+        if let Some(available) = crate::memory_available() {
+            genesis.check_fits(available).map_err(InputError)?;
+        }
         let validators = genesis.validator_keys();
         if validators.len() != config.network.peers.len() {
             return Err(InputError(format!(
