@@ -2797,34 +2797,9 @@ mod tests {
             let batch: Vec<_> = (0..6_000).map(|nonce| transfer(6, nonce)).collect();
             let bytes = (batch.len() * TXN_SIZE) as u64;
             let frame = tessera_components::wire::encode(&Frame::Txns(batch));
-            // A client at `source` writing `frames` copies of the frame, from a thread of its
-            // own (a socket bound to its source before it connects).
-            let client = |source: [u8; 4], frames: u64| {
-                let frame = frame.clone();
-                std::thread::spawn(move || {
-                    use std::io::Write;
-                    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-                        .expect("socket");
-                    socket.bind(&std::net::SocketAddr::from((source, 0)).into()).expect("bind the source");
-                    socket.connect(&addr.into()).expect("connect");
-                    let mut stream: std::net::TcpStream = socket.into();
-                    for _ in 0..frames {
-                        if stream.write_all(&frame).is_err() {
-                            return;
-                        }
-                    }
-                    std::thread::sleep(Duration::from_secs(3));
-                })
-            };
+            let client = |source: [u8; 4], frames: u64| client_writing(addr, source, frame.clone(), frames);
             let settled = |txns_rx: flume::Receiver<(Option<IpAddr>, Vec<Txn>)>| async move {
-                let mut queued = 0;
-                loop {
-                    glommio::timer::sleep(Duration::from_millis(300)).await;
-                    if txns_rx.len() == queued && queued > 0 {
-                        return queued as u64;
-                    }
-                    queued = txns_rx.len();
-                }
+                queue_settled(&txns_rx).await as u64
             };
             let share = PortAddresses::CLIENT_SHARE_BYTES_MAX / bytes;
             let greedy = client([127, 0, 0, 2], share + 8);
@@ -2891,6 +2866,43 @@ mod tests {
         assert!(shares.line.is_empty() && shares.waiting.is_empty(), "{shares:?}");
     }
 
+    /// A client at `source` writing `frames` copies of `frame` to `addr` from a thread of its
+    /// own (a socket bound to its source before it connects), then keeping its connection
+    /// open for four seconds.
+    fn client_writing(
+        addr: std::net::SocketAddr,
+        source: [u8; 4],
+        frame: Vec<u8>,
+        frames: u64,
+    ) -> std::thread::JoinHandle<()> {
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let socket =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+            socket.bind(&std::net::SocketAddr::from((source, 0)).into()).expect("bind the source");
+            socket.connect(&addr.into()).expect("connect");
+            let mut stream: std::net::TcpStream = socket.into();
+            for _ in 0..frames {
+                if stream.write_all(&frame).is_err() {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_secs(4));
+        })
+    }
+
+    /// The length of `queue` once it has stopped growing (unchanged over 300 ms, and not empty).
+    async fn queue_settled<T>(queue: &flume::Receiver<T>) -> usize {
+        let mut queued = 0;
+        loop {
+            glommio::timer::sleep(Duration::from_millis(300)).await;
+            if queue.len() == queued && queued > 0 {
+                return queued;
+            }
+            queued = queue.len();
+        }
+    }
+
     /// Sixteen addresses writing as fast as they can hold each at most an even part of the
     /// client queue and leave room for another: a seventeenth address's batch goes in without
     /// the node loop taking anything. With a fixed sixteenth each, the sixteen (one routed IPv6
@@ -2907,34 +2919,11 @@ mod tests {
             let batch: Vec<_> = (0..6_000).map(|nonce| transfer(6, nonce)).collect();
             let bytes = (batch.len() * TXN_SIZE) as u64;
             let frame = tessera_components::wire::encode(&Frame::Txns(batch));
-            let client = |source: [u8; 4], frames: u64| {
-                let frame = frame.clone();
-                std::thread::spawn(move || {
-                    use std::io::Write;
-                    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-                        .expect("socket");
-                    socket.bind(&std::net::SocketAddr::from((source, 0)).into()).expect("bind the source");
-                    socket.connect(&addr.into()).expect("connect");
-                    let mut stream: std::net::TcpStream = socket.into();
-                    for _ in 0..frames {
-                        if stream.write_all(&frame).is_err() {
-                            return;
-                        }
-                    }
-                    std::thread::sleep(Duration::from_secs(4));
-                })
-            };
+            let client = |source: [u8; 4], frames: u64| client_writing(addr, source, frame.clone(), frames);
             // Enough frames each to fill the queue twice over between them.
             let per_address = 2 * PortAddresses::CLIENT_TXNS_BYTES_MAX / bytes / 16 + 1;
             let greedy: Vec<_> = (2..18).map(|last| client([127, 0, 0, last], per_address)).collect();
-            let mut queued = 0;
-            loop {
-                glommio::timer::sleep(Duration::from_millis(300)).await;
-                if txns_rx.len() == queued && queued > 0 {
-                    break;
-                }
-                queued = txns_rx.len();
-            }
+            let queued = queue_settled(&txns_rx).await;
             let held = queued as u64 * bytes;
             assert!(
                 held < PortAddresses::CLIENT_TXNS_BYTES_MAX,
