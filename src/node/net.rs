@@ -877,9 +877,8 @@ impl Bell {
 
 impl ClientShares {
     /// Wakes the first address in line, if any: room was freed, or the line moved on. Without
-    /// it, the first learnt its turn when its backoff next ended (up to 16 ms), and a line,
-    /// once formed, let about 120 batches a second into a queue that stood empty (found in
-    /// review).
+    /// it, the first learnt its turn when its backoff next ended (up to 16 ms a turn), and a
+    /// line, once formed, held batches back from a queue that stood empty (found in review).
     fn ring_first(&self) {
         if let Some((_, bell)) = self.line.front().and_then(|first| self.waiting.get(first)) {
             let _ = bell.0.try_send(());
@@ -1701,9 +1700,6 @@ async fn serve_validator(
     }
 }
 
-/// A full node's connection: each `SyncRequest` gets exactly one `SyncResponse` (empty when
-/// there is nothing new), read from storage by the node loop; forwarded transactions go to the
-/// mempool; anything else is penalised.
 /// What a full node may send: transaction batches it relays, and consensus frames no larger
 /// than a sync request. Anything else is refused at its header: before, any kind and size was
 /// read and decoded first, a 4 MiB frame of a sync response into ~16 MiB (found in review).
@@ -1719,6 +1715,9 @@ fn follower_frame(header: FrameHeader) -> bool {
 /// varint height.
 const FOLLOWER_CONSENSUS_PAYLOAD_MAX: usize = 16;
 
+/// A full node's connection: each `SyncRequest` gets exactly one `SyncResponse` (empty when
+/// there is nothing new), read from storage by the node loop; forwarded transactions go to the
+/// mempool; anything else is penalised.
 async fn serve_follower(
     shared: &Executor,
     channel: &mut Secure<TcpStream>,
@@ -2847,7 +2846,7 @@ mod tests {
         for (turn, taken) in queued.iter().take(4).enumerate() {
             addresses.release_client_batch(*taken, bytes);
             // The first in line is woken at once, and no one else: without the bell it learnt
-            // its turn when its backoff next ended, and a line let ~120 batches a second in.
+            // its turn when its backoff next ended, up to 16 ms a turn.
             let first = 17 + turn as u8;
             assert_eq!((17..21).filter(|last| rang(*last)).collect::<Vec<_>>(), [first], "turn {turn}");
             // The newcomer asks first, then everyone in line.
