@@ -24,6 +24,22 @@ pub const SMALL_FILE_BYTES_MAX: u64 = 16 << 20;
 /// (`tessera genesis --accounts N` derives its accounts from a seed, so its files stay small).
 pub const LARGE_FILE_BYTES_MAX: u64 = 256 << 20;
 
+/// Opens `path` for reading without waiting, and only if it is a regular file: opening a FIFO
+/// for reading waits forever for a writer, and a device such as `/dev/zero` never ends. With
+/// the metadata of what was opened (not of whatever the path names later).
+///
+/// # Errors
+/// The open error, or `InvalidData` ("not a regular file").
+pub fn open_regular(path: &std::path::Path) -> std::io::Result<(std::fs::File, std::fs::Metadata)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "not a regular file"));
+    }
+    Ok((file, metadata))
+}
+
 /// Reads a file named on the command line or in a config, whole, as text: a regular file of at
 /// most `max` bytes. Anything else is an error that names why: a FIFO (opened without waiting
 /// for a writer, so the command never hangs on one), a device such as `/dev/zero` (which read
@@ -45,12 +61,7 @@ pub fn read_input_file_with(
     max: u64,
 ) -> std::io::Result<(String, std::fs::Metadata)> {
     use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
-    let metadata = file.metadata()?;
-    if !metadata.is_file() {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"));
-    }
+    let (file, metadata) = open_regular(path)?;
     let mut bytes = Vec::new();
     file.take(max + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > max {
@@ -74,6 +85,31 @@ pub fn mem_available(meminfo: &str) -> Option<u64> {
 /// The machine's available memory now (`MemAvailable`), if `/proc/meminfo` says.
 pub fn memory_available() -> Option<u64> {
     std::fs::read_to_string("/proc/meminfo").ok().as_deref().and_then(mem_available)
+}
+
+/// Refuses `needed` bytes of memory when `available` is less, naming both after `what`.
+///
+/// # Errors
+/// `"{what} needs about X GB in memory, and Y GB is available"`.
+pub fn memory_fits(needed: u64, available: u64, what: &str) -> Result<(), String> {
+    if needed > available {
+        return Err(format!(
+            "{what} needs about {:.1} GB in memory, and {:.1} GB is available",
+            needed as f64 / 1e9,
+            available as f64 / 1e9
+        ));
+    }
+    Ok(())
+}
+
+/// [`memory_fits`] against the machine's available memory now; nothing is refused where
+/// `/proc/meminfo` cannot be read. For a ledger about to be built, checked before it is: one
+/// past the machine's memory was grown into until the kernel stopped the process.
+///
+/// # Errors
+/// As [`memory_fits`].
+pub fn check_memory(needed: u64, what: &str) -> Result<(), String> {
+    memory_available().map_or(Ok(()), |available| memory_fits(needed, available, what))
 }
 
 /// Bad input from the user (a malformed file, say): reported with exit status 2.

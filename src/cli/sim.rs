@@ -265,18 +265,8 @@ fn check_memory(scenario: &Scenario) -> Result<(), InputError> {
     let needed = accounts.saturating_mul(
         SIM_BYTES_PER_ACCOUNT.saturating_add(SIM_BYTES_PER_ACCOUNT_PER_VALIDATOR * validators),
     );
-    let Some(available) = crate::memory_available() else {
-        return Ok(());
-    };
-    if needed > available {
-        return Err(InputError(format!(
-            "workload.accounts = {accounts} with {validators} validators needs about {:.1} GB for the ledgers \
-             alone, and {:.1} GB is available: fewer accounts or validators",
-            needed as f64 / 1e9,
-            available as f64 / 1e9
-        )));
-    }
-    Ok(())
+    crate::check_memory(needed, &format!("workload.accounts = {accounts} with {validators} validators"))
+        .map_err(|error| InputError(format!("{error}: fewer accounts or validators")))
 }
 
 /// `--merge`: the shards' summaries in, one summary out.

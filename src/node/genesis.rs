@@ -217,24 +217,12 @@ impl Genesis {
         self.accounts.len() as u64 + self.load_accounts + self.filler_accounts
     }
 
-    /// Refuses a genesis whose ledger would not fit `available` bytes of memory, at about
-    /// [`LEDGER_BYTES_PER_ACCOUNT`] an account, naming both figures. A node given a genesis of a
-    /// hundred million filler accounts on a smaller machine grew until the kernel stopped it,
-    /// deaf to SIGTERM while it built the ledger.
-    ///
-    /// # Errors
-    /// The estimate and what is available.
-    pub fn check_fits(&self, available: u64) -> Result<(), String> {
-        let needed = self.account_count().saturating_mul(LEDGER_BYTES_PER_ACCOUNT);
-        if needed > available {
-            return Err(format!(
-                "the genesis has {} accounts, about {:.1} GB of ledger in memory, and {:.1} GB is available",
-                self.account_count(),
-                needed as f64 / 1e9,
-                available as f64 / 1e9
-            ));
-        }
-        Ok(())
+    /// Bytes of memory the ledger of this genesis takes, at about [`LEDGER_BYTES_PER_ACCOUNT`]
+    /// an account: checked against what the machine has before the node builds it
+    /// ([`crate::check_memory`]). A node given a hundred million filler accounts on a smaller
+    /// machine grew until the kernel stopped it, deaf to SIGTERM while it built the ledger.
+    pub fn ledger_bytes(&self) -> u64 {
+        self.account_count().saturating_mul(LEDGER_BYTES_PER_ACCOUNT)
     }
 
     /// How many load accounts `tessera loadgen` can sign for: the derived ones, or, in a genesis
@@ -356,9 +344,10 @@ mod tests {
         assert_eq!((genesis.account_count(), genesis.signing_accounts()), (8, 3));
         // A ledger past the memory available is refused with both figures: a node given 10^8
         // filler accounts on a smaller machine grew until the kernel stopped it.
-        assert_eq!(genesis.check_fits(8 * super::LEDGER_BYTES_PER_ACCOUNT), Ok(()));
-        let error = genesis.check_fits(8 * super::LEDGER_BYTES_PER_ACCOUNT - 1).unwrap_err();
-        assert!(error.contains("8 accounts") && error.contains("GB is available"), "{error}");
+        let fits = |available| crate::memory_fits(genesis.ledger_bytes(), available, "the genesis");
+        assert_eq!(fits(8 * super::LEDGER_BYTES_PER_ACCOUNT), Ok(()));
+        let error = fits(8 * super::LEDGER_BYTES_PER_ACCOUNT - 1).unwrap_err();
+        assert!(error.contains("the genesis needs about") && error.contains("GB is available"), "{error}");
         let balances = genesis.balances();
         assert_eq!(balances[0], ([0x11; 32], 9));
         for i in 0..3 {

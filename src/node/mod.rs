@@ -304,9 +304,8 @@ impl Node {
         let genesis = Genesis::load(&config.genesis_file)?;
         // Before anything is built or written: a ledger that cannot fit is refused, not grown
         // into until the kernel stops the process.
-        if let Some(available) = crate::memory_available() {
-            genesis.check_fits(available).map_err(InputError)?;
-        }
+        let accounts = format!("a genesis of {} accounts", genesis.account_count());
+        crate::check_memory(genesis.ledger_bytes(), &accounts).map_err(InputError)?;
         let validators = genesis.validator_keys();
         if validators.len() != config.network.peers.len() {
             return Err(InputError(format!(

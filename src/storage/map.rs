@@ -105,10 +105,7 @@ impl DirLock {
     pub fn map(&self, name: &str, sequential: bool) -> io::Result<Mmap> {
         // Without waiting, and only a regular file: opening a FIFO put in the directory for
         // reading waited forever for a writer, so the node hung at its start with no error.
-        let file = OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(self.path(name))?;
-        if !file.metadata()?.is_file() {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "not a regular file"));
-        }
+        let (file, _) = crate::open_regular(&self.path(name))?;
         // The module docs argue each case in full; bytes are checksummed before any use.
         // SAFETY: data dir is flock'd by this process (LOCK_EX, LOCK_SH for readers); its files
         // are append-only, replaced only by rename, and truncated only with no map alive.

@@ -69,13 +69,16 @@ pub fn check_state_height(file: PathBuf, state: &StateSnapshot, check: &DirCheck
 }
 
 fn map_required(lock: &DirLock, name: &str, sequential: bool) -> Result<Mmap, StoreError> {
-    lock.map(name, sequential).map_err(|source| {
-        if source.kind() == std::io::ErrorKind::NotFound {
-            StoreError::Corrupt { file: lock.path(name), offset: 0, reason: "file is missing".to_string() }
-        } else {
-            StoreError::Io { file: lock.path(name), source }
-        }
-    })
+    lock.map(name, sequential).map_err(|source| missing_or_io(lock, name, source))
+}
+
+/// A directory's file that could not be opened: a missing one is damage to the directory.
+fn missing_or_io(lock: &DirLock, name: &str, source: std::io::Error) -> StoreError {
+    if source.kind() == std::io::ErrorKind::NotFound {
+        StoreError::Corrupt { file: lock.path(name), offset: 0, reason: "file is missing".to_string() }
+    } else {
+        StoreError::Io { file: lock.path(name), source }
+    }
 }
 
 /// Segment numbers present in the directory, ascending.
@@ -175,6 +178,8 @@ pub fn verify(lock: &DirLock) -> Result<Verified, StoreError> {
 pub struct SegmentReader {
     /// (segment number, its descriptor), the one read last at the end.
     files: Vec<(u32, std::fs::File)>,
+    /// The last record read: kept, so a read allocates only past the largest before it.
+    buffer: Vec<u8>,
 }
 
 /// Segment descriptors a [`SegmentReader`] keeps open. One per segment would grow with the
@@ -197,30 +202,15 @@ impl SegmentReader {
         lock: &DirLock,
         entry: &IndexEntry,
     ) -> Result<(Block, QuorumCertificate), StoreError> {
-        use std::os::unix::fs::{FileExt, OpenOptionsExt};
+        use std::os::unix::fs::FileExt;
         let name = segment_file_name(entry.segment);
         let path = lock.path(&name);
         if let Some(at) = self.files.iter().position(|(number, _)| *number == entry.segment) {
             let used = self.files.remove(at);
             self.files.push(used);
         } else {
-            // Without waiting (a FIFO put in a segment's place), and a regular file only.
-            let opened = std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NONBLOCK)
-                .open(&path)
-                .and_then(|file| match file.metadata()?.is_file() {
-                    true => Ok(file),
-                    false => Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "not a regular file")),
-                });
-            let file = opened.map_err(|source| match source.kind() {
-                std::io::ErrorKind::NotFound => StoreError::Corrupt {
-                    file: path.clone(),
-                    offset: 0,
-                    reason: "file is missing".to_string(),
-                },
-                _ => StoreError::Io { file: path.clone(), source },
-            })?;
+            let (file, _) =
+                crate::open_regular(&path).map_err(|source| missing_or_io(lock, &name, source))?;
             if self.files.len() >= SEGMENTS_OPEN_MAX {
                 self.files.remove(0);
             }
@@ -228,9 +218,10 @@ impl SegmentReader {
         }
         let (_, file) = self.files.last().expect("pushed or moved last just above");
         // The index entry names the record's size (at most a record's limit, 256 MiB, checked
-        // when the store opened): exactly what is read.
-        let mut record = vec![0u8; entry.record_size as usize];
-        file.read_exact_at(&mut record, entry.offset).map_err(|source| match source.kind() {
+        // when the store opened): exactly what is read, into the buffer of the reads before.
+        let record = &mut self.buffer;
+        record.resize(entry.record_size as usize, 0);
+        file.read_exact_at(record, entry.offset).map_err(|source| match source.kind() {
             std::io::ErrorKind::UnexpectedEof => StoreError::Corrupt {
                 file: path.clone(),
                 offset: entry.offset,
@@ -238,7 +229,7 @@ impl SegmentReader {
             },
             _ => StoreError::Io { file: path.clone(), source },
         })?;
-        read_entry(&record, entry, &path)
+        read_entry(record, entry, &path)
     }
 }
 
