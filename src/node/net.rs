@@ -2150,14 +2150,17 @@ async fn serve_client(
                 // ~64k wake-ups a second at most.
                 let bytes = (batch.len() * TXN_SIZE) as u64;
                 let mut pause = Duration::from_millis(1);
-                // Counted as waiting from before its first try, so that no address is left in
-                // the line without a connection waiting in it, however the wait ends.
-                let waits = shared.addresses.client_waits(charged);
+                // Counted as waiting from its first refusal (a batch that finds room at once
+                // takes no lock more): nothing awaits or returns between the refusal that put
+                // its address in line and the count, so no address is left in the line without
+                // a connection waiting in it, however the wait ends.
+                let mut waits = None;
                 let (share, reserved) = loop {
                     let first = match shared.addresses.reserve_client(charged, bytes) {
                         Ok(room) => break room,
                         Err(first) => first,
                     };
+                    let waits = waits.get_or_insert_with(|| shared.addresses.client_waits(charged));
                     // Stopping, or banned while it waited (for forgeries found in what it sent
                     // before): it goes, and its place in line with it.
                     if shared.stop.load(Ordering::Relaxed) || charged.is_some_and(|ip| shared.banned(ip)) {
