@@ -173,6 +173,47 @@ struct Open {
     waiting_total: usize,
     /// Names the next waiter, so that one whose deadline passed can take itself out.
     next_waiter: u64,
+    /// Every open connection, per address, oldest first: what the port needs to ask one to
+    /// close when a newcomer's address holds far fewer slots ([`Open::evict_for_newcomer`]).
+    held: HashMap<IpAddr, VecDeque<Held>>,
+    /// Names the next slot, so that its entry in `held` can be found when it is given back.
+    next_slot: u64,
+    /// Per address, its connections asked to close and not closed yet.
+    evicting: HashMap<IpAddr, usize>,
+    /// Per address, the slots of connections asked to close that are promised to its waiters.
+    claims: HashMap<IpAddr, usize>,
+}
+
+/// One open connection in [`Open::held`].
+#[derive(Debug)]
+struct Held {
+    id: u64,
+    /// Asks the connection to close once its request in hand is answered; `None` once asked.
+    evict: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The waiter (address, id) this connection was asked to close for: its slot goes to that
+    /// waiter, not to the port.
+    heir: Option<(IpAddr, u64)>,
+}
+
+/// A slot taken in [`Open`], not yet wrapped in a [`Slot`] (that is done outside the lock).
+#[derive(Debug)]
+struct Grant {
+    ip: IpAddr,
+    id: u64,
+    evicted: tokio::sync::oneshot::Receiver<()>,
+}
+
+/// Counts one more (`up`) or one fewer for `ip` in `counts`, removing the entry at zero.
+fn count(counts: &mut HashMap<IpAddr, usize>, ip: IpAddr, up: bool) {
+    let entry = counts.entry(ip).or_insert(0);
+    if up {
+        *entry += 1;
+    } else {
+        *entry = entry.saturating_sub(1);
+        if *entry == 0 {
+            counts.remove(&ip);
+        }
+    }
 }
 
 /// A connection waiting for a slot: the slot of the next connection from its address to
@@ -189,22 +230,93 @@ impl Open {
     /// address, the port's total unchanged). At the port's `connections_max` the slot stays
     /// with the port, so a connection from another address can take it: addresses that keep
     /// waiters queued must not pass slots among themselves for good while others are refused.
-    fn release(&mut self, ip: IpAddr, limits: &Limits) -> Option<(IpAddr, Waiter)> {
+    ///
+    /// A slot whose connection was asked to close for a newcomer ([`Open::evict_for_newcomer`])
+    /// goes to that newcomer if it still waits and its address is under its cap, full port or
+    /// not.
+    fn release(&mut self, ip: IpAddr, id: u64, limits: &Limits) -> Option<(Grant, Waiter)> {
         let had_room = self.total < limits.connections_max;
         self.total = self.total.saturating_sub(1);
-        if let Some(from_ip) = self.per_address.get_mut(&ip) {
-            *from_ip -= 1;
-            if *from_ip == 0 {
-                self.per_address.remove(&ip);
-            }
+        count(&mut self.per_address, ip, false);
+        if let Some((heir_ip, waiter_id)) = self.unhold(ip, id)
+            && self.per_address.get(&heir_ip).copied().unwrap_or(0) < limits.connections_per_address_max
+            && let Some(waiter) = self.take_waiter(heir_ip, waiter_id)
+            && !waiter.heir.is_closed()
+        {
+            return Some((self.grant(heir_ip), waiter));
         }
         if had_room { self.next_heir(limits) } else { None }
+    }
+
+    /// Takes a slot for `ip`: counted, and entered in [`Open::held`] with a way to ask its
+    /// connection to close.
+    fn grant(&mut self, ip: IpAddr) -> Grant {
+        self.total += 1;
+        count(&mut self.per_address, ip, true);
+        let id = self.next_slot;
+        self.next_slot += 1;
+        let (evict, evicted) = tokio::sync::oneshot::channel();
+        self.held.entry(ip).or_default().push_back(Held { id, evict: Some(evict), heir: None });
+        Grant { ip, id, evicted }
+    }
+
+    /// Takes slot `id` of `ip` out of [`Open::held`], and out of the eviction counts if it was
+    /// asked to close: the waiter it was asked to close for, if any.
+    fn unhold(&mut self, ip: IpAddr, id: u64) -> Option<(IpAddr, u64)> {
+        let queue = self.held.get_mut(&ip)?;
+        let at = queue.iter().position(|held| held.id == id)?;
+        let held = queue.remove(at)?;
+        if queue.is_empty() {
+            self.held.remove(&ip);
+        }
+        if held.evict.is_none() {
+            count(&mut self.evicting, ip, false);
+        }
+        if let Some((heir_ip, _)) = held.heir {
+            count(&mut self.claims, heir_ip, false);
+        }
+        held.heir
+    }
+
+    /// The address to ask a connection of for a newcomer from `ip` at the port's cap: the one
+    /// holding the most slots not already asked to close, if it holds at least two more than
+    /// `ip` does (its slots and those promised to it). So connections are only ever moved from
+    /// a larger holder to a smaller one, and eight addresses holding every slot do not keep a
+    /// ninth out.
+    fn victim_for(&self, ip: IpAddr) -> Option<IpAddr> {
+        let held = |ip: &IpAddr, counts: &HashMap<IpAddr, usize>| counts.get(ip).copied().unwrap_or(0);
+        let mine = held(&ip, &self.per_address) + held(&ip, &self.claims);
+        let (victim, holds) = self
+            .per_address
+            .iter()
+            .filter(|(holder, _)| **holder != ip)
+            .map(|(holder, open)| (*holder, open.saturating_sub(held(holder, &self.evicting))))
+            .max_by_key(|(_, holds)| *holds)?;
+        (holds >= mine + 2).then_some(victim)
+    }
+
+    /// Asks `victim`'s oldest connection not yet asked to close, and promises its slot to
+    /// waiter `waiter` of `ip`. False when it has none left to ask.
+    fn evict_for_newcomer(&mut self, victim: IpAddr, ip: IpAddr, waiter: u64) -> bool {
+        let Some(held) =
+            self.held.get_mut(&victim).and_then(|queue| queue.iter_mut().find(|held| held.evict.is_some()))
+        else {
+            return false;
+        };
+        if let Some(evict) = held.evict.take() {
+            // The connection may be ending on its own already; its slot still comes back.
+            let _ = evict.send(());
+        }
+        held.heir = Some((ip, waiter));
+        count(&mut self.evicting, victim, true);
+        count(&mut self.claims, ip, true);
+        true
     }
 
     /// The oldest live waiter whose address holds fewer than its cap of slots, with a slot
     /// taken for it, while the port has room. Waiters that gave up without leaving the queue
     /// (their tasks dropped at shutdown) are dropped on the way.
-    fn next_heir(&mut self, limits: &Limits) -> Option<(IpAddr, Waiter)> {
+    fn next_heir(&mut self, limits: &Limits) -> Option<(Grant, Waiter)> {
         while self.total < limits.connections_max {
             let per_address = &self.per_address;
             let (_, ip) = self
@@ -222,9 +334,7 @@ impl Open {
             }
             self.waiting_total -= 1;
             if !waiter.heir.is_closed() {
-                self.total += 1;
-                *self.per_address.entry(ip).or_insert(0) += 1;
-                return Some((ip, waiter));
+                return Some((self.grant(ip), waiter));
             }
         }
         None
@@ -253,14 +363,37 @@ impl Open {
     /// Takes waiter `id` of `ip` out of the queue; false when it is no longer there (a slot
     /// was sent to it).
     fn forget(&mut self, ip: IpAddr, id: u64) -> bool {
-        let Some(queue) = self.waiting.get_mut(&ip) else { return false };
-        let Some(at) = queue.iter().position(|waiter| waiter.id == id) else { return false };
-        queue.remove(at);
+        self.take_waiter(ip, id).is_some()
+    }
+
+    /// Takes waiter `id` of `ip` out of the queue, if it is still there.
+    fn take_waiter(&mut self, ip: IpAddr, id: u64) -> Option<Waiter> {
+        let queue = self.waiting.get_mut(&ip)?;
+        let at = queue.iter().position(|waiter| waiter.id == id)?;
+        let waiter = queue.remove(at)?;
         if queue.is_empty() {
             self.waiting.remove(&ip);
         }
         self.waiting_total -= 1;
-        true
+        Some(waiter)
+    }
+
+    /// A place in `ip`'s queue, if the waiting room has one or can make one
+    /// ([`Open::evict_for`]): the waiter's id and where its slot will arrive.
+    fn enqueue(
+        &mut self,
+        ip: IpAddr,
+        limits: &Limits,
+    ) -> Option<(u64, tokio::sync::oneshot::Receiver<Slot>)> {
+        if self.waiting_total >= waiting_max(limits.connections_max) && !self.evict_for(ip) {
+            return None;
+        }
+        let (heir, receiver) = tokio::sync::oneshot::channel();
+        let id = self.next_waiter;
+        self.next_waiter += 1;
+        self.waiting.entry(ip).or_default().push_back(Waiter { id, heir });
+        self.waiting_total += 1;
+        Some((id, receiver))
     }
 }
 
@@ -334,21 +467,20 @@ impl Port {
         if open.waiting.contains_key(&ip) {
             let heir = open.next_heir(&self.limits);
             drop(guard);
-            if let Some((ip, waiter)) = heir {
+            if let Some((grant, waiter)) = heir {
                 self.series.connections_open.fetch_add(1, Ordering::Relaxed);
                 // Sent outside the lock: a waiter gone meanwhile hands the slot straight back.
-                drop(waiter.heir.send(Slot { port: self.clone(), ip }));
+                drop(waiter.heir.send(Slot::new(self, grant)));
             }
             return Err(Event::RefusedPerAddress);
         }
-        let from_ip = open.per_address.entry(ip).or_insert(0);
-        if *from_ip >= self.limits.connections_per_address_max {
+        if open.per_address.get(&ip).copied().unwrap_or(0) >= self.limits.connections_per_address_max {
             return Err(Event::RefusedPerAddress);
         }
-        *from_ip += 1;
-        open.total += 1;
+        let grant = open.grant(ip);
+        drop(guard);
         self.series.connections_open.fetch_add(1, Ordering::Relaxed);
-        Ok(Slot { port: self.clone(), ip })
+        Ok(Slot::new(self, grant))
     }
 
     /// For a connection from `ip`, whose address holds all its slots (or has connections
@@ -357,18 +489,29 @@ impl Port {
     /// address has at least two more waiters than `ip` to give one up ([`Open::evict_for`]).
     fn wait_for_slot(self: &Arc<Port>, ip: IpAddr) -> Option<SlotWait> {
         let ip = charged_as(ip);
+        let (id, receiver) = self.open().enqueue(ip, &self.limits)?;
+        let counted = Waiting::count(&self.series);
+        Some(SlotWait { port: self.clone(), ip, id, receiver, counted })
+    }
+
+    /// For a connection from `ip` that found the port at its `connections_max`: when another
+    /// address holds at least two more slots than `ip` ([`Open::victim_for`]), that address's
+    /// oldest connection is asked to close once its request in hand is answered, and this one
+    /// waits for its slot as [`Port::wait_for_slot`]'s do. `None` when no address holds that
+    /// many more, or the waiting room is full.
+    fn wait_for_eviction(self: &Arc<Port>, ip: IpAddr) -> Option<SlotWait> {
+        let ip = charged_as(ip);
         let (id, receiver) = {
             let mut open = self.open();
-            if open.waiting_total >= waiting_max(self.limits.connections_max) && !open.evict_for(ip) {
+            let victim = open.victim_for(ip)?;
+            let (id, receiver) = open.enqueue(ip, &self.limits)?;
+            if !open.evict_for_newcomer(victim, ip, id) {
+                open.take_waiter(ip, id);
                 return None;
             }
-            let (heir, receiver) = tokio::sync::oneshot::channel();
-            let id = open.next_waiter;
-            open.next_waiter += 1;
-            open.waiting.entry(ip).or_default().push_back(Waiter { id, heir });
-            open.waiting_total += 1;
             (id, receiver)
         };
+        self.series.evicted.fetch_add(1, Ordering::Relaxed);
         let counted = Waiting::count(&self.series);
         Some(SlotWait { port: self.clone(), ip, id, receiver, counted })
     }
@@ -508,15 +651,25 @@ async fn client_left(stream: &tokio::net::TcpStream) {
 struct Slot {
     port: Arc<Port>,
     ip: IpAddr,
+    id: u64,
+    /// Fires when the port asks the connection to close for a newcomer; taken by the
+    /// connection that uses the slot.
+    evicted: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+impl Slot {
+    fn new(port: &Arc<Port>, grant: Grant) -> Slot {
+        Slot { port: port.clone(), ip: grant.ip, id: grant.id, evicted: Some(grant.evicted) }
+    }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let heir = self.port.open().release(self.ip, &self.port.limits);
+        let heir = self.port.open().release(self.ip, self.id, &self.port.limits);
         match heir {
             // Sent outside the lock: a waiter that gave up in the meantime hands the slot back,
             // and its drop passes it on to the next one or to the port.
-            Some((ip, waiter)) => drop(waiter.heir.send(Slot { port: self.port.clone(), ip })),
+            Some((grant, waiter)) => drop(waiter.heir.send(Slot::new(&self.port, grant))),
             None => {
                 self.port.series.connections_open.fetch_sub(1, Ordering::Relaxed);
             }
@@ -664,20 +817,24 @@ async fn accept_loop<H, F>(
                 Ok(slot) => {
                     tokio::spawn(connection(stream, peer, slot, handler.clone()));
                 }
-                Err(Event::RefusedPerAddress) => match port.wait_for_slot(peer.ip()) {
-                    Some(wait) => {
-                        let (port, handler) = (port.clone(), handler.clone());
-                        tokio::spawn(async move {
-                            let slot = wait.until(client_left(&stream)).await;
-                            match slot {
-                                Some(slot) => connection(stream, peer, slot, handler).await,
-                                None => refuse(&port, Event::RefusedPerAddress, peer, stream),
-                            }
-                        });
+                Err(event) => {
+                    let wait = match event {
+                        Event::RefusedPerAddress => port.wait_for_slot(peer.ip()),
+                        _ => port.wait_for_eviction(peer.ip()),
+                    };
+                    match wait {
+                        Some(wait) => {
+                            let (port, handler) = (port.clone(), handler.clone());
+                            tokio::spawn(async move {
+                                match wait.until(client_left(&stream)).await {
+                                    Some(slot) => connection(stream, peer, slot, handler).await,
+                                    None => refuse(&port, event, peer, stream),
+                                }
+                            });
+                        }
+                        None => refuse(&port, event, peer, stream),
                     }
-                    None => refuse(&port, Event::RefusedPerAddress, peer, stream),
-                },
-                Err(event) => refuse(&port, event, peer, stream),
+                }
             },
         }
     }
@@ -696,7 +853,7 @@ fn refuse(port: &Port, event: Event, peer: SocketAddr, stream: tokio::net::TcpSt
 }
 
 /// Serves one connection until the client closes it or a deadline closes it.
-async fn connection<H, F>(stream: tokio::net::TcpStream, peer: SocketAddr, slot: Slot, handler: Arc<H>)
+async fn connection<H, F>(stream: tokio::net::TcpStream, peer: SocketAddr, mut slot: Slot, handler: Arc<H>)
 where
     H: Fn(Arc<Port>, Request<Incoming>) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
@@ -720,7 +877,8 @@ where
             let answer = handler(port.clone(), request);
             let series = port.series.clone();
             let upgrade = upgrade.clone();
-            async move {
+            // Boxed, so that the connection can be polled in place (`poll_without_shutdown`).
+            Box::pin(async move {
                 let mut response = answer.await;
                 series.requests.fetch_add(1, Ordering::Relaxed);
                 if let Some(PendingUpgrade(task)) = response.extensions_mut().remove::<PendingUpgrade>()
@@ -730,22 +888,52 @@ where
                     *upgrade.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = task;
                 }
                 Ok::<_, Infallible>(response)
-            }
+            })
         })
     };
-    let served = hyper::server::conn::http1::Builder::new()
+    let mut served = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .max_header_size(HEADER_BYTES_MAX)
         .max_headers(HEADERS_MAX)
         .keep_alive(true)
-        .serve_connection(io, service)
-        .without_shutdown()
-        .await;
+        .serve_connection(io, service);
+    // Asked to close for a newcomer: an idle connection closes at once, one with a request in
+    // hand once its answer is written (hyper's graceful shutdown).
+    let mut evicted = slot.evicted.take();
+    let mut asked = false;
+    let served = std::future::poll_fn(|cx| {
+        if let Some(signal) = evicted.as_mut()
+            && let Poll::Ready(answer) = Pin::new(signal).poll(cx)
+        {
+            evicted = None;
+            if answer.is_ok() {
+                asked = true;
+                Pin::new(&mut served).graceful_shutdown();
+            }
+        }
+        served.poll_without_shutdown(cx)
+    })
+    .await
+    .map(|()| served.into_parts());
     let task = upgrade.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
     match (served, task) {
         (Ok(parts), Some(task)) => {
-            task(Upgraded { io: parts.io.into_inner(), read_ahead: parts.read_buf }).await
+            let session = task(Upgraded { io: parts.io.into_inner(), read_ahead: parts.read_buf });
+            // A subscription holds its slot until it ends, or until the port asks for it back.
+            match evicted {
+                Some(signal) => {
+                    futures_lite::future::or(session, async {
+                        if signal.await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
+                    })
+                    .await;
+                }
+                None if !asked => session.await,
+                // Asked to close before the upgrade was done: the session never starts.
+                None => {}
+            }
         }
         (Ok(parts), None) => linger(parts.io.into_inner().stream).await,
         (Err(error), _) => failed(&port, &slot, &error),
@@ -1125,6 +1313,104 @@ mod tests {
         assert_eq!((open.waiting_total, open.waiting[&one].len(), open.waiting[&two].len()), (8, 7, 1));
         drop(open);
         drop((waits, newcomer));
+    }
+
+    /// At the port's cap, a newcomer whose address holds at least two fewer slots than the
+    /// largest holder gets that holder's oldest slot: the holder's connection is asked to
+    /// close, and its slot goes to the newcomer, not to the port. A newcomer's promised slots
+    /// count as held, so addresses even out and stop there: no address holding one slot is
+    /// asked for it by one holding none.
+    #[test]
+    fn at_the_port_cap_a_newcomer_takes_a_slot_from_the_largest_holder() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let port = port(4, 4, Duration::from_millis(200));
+        let address = |last: u8| -> IpAddr { [127, 0, 0, last].into() };
+        let mut held: Vec<Slot> = (0..4).map(|_| port.take_slot(address(1)).unwrap()).collect();
+        assert!(matches!(port.take_slot(address(2)), Err(Event::RefusedConnectionsMax)));
+        let newcomer = port.wait_for_eviction(address(2)).expect("one address holds every slot");
+        // The oldest connection is the one asked, and only it.
+        let asked: Vec<bool> =
+            held.iter_mut().map(|slot| slot.evicted.as_mut().unwrap().try_recv().is_ok()).collect();
+        assert_eq!(asked, [true, false, false, false]);
+        // A second newcomer from the same address: its promised slot counts, 3 − 0 ≥ 1 + 2 holds.
+        let second = port.wait_for_eviction(address(2)).expect("3 held against 1 promised");
+        assert!(port.wait_for_eviction(address(2)).is_none(), "2 held against 2 promised");
+        assert_eq!(port.series.evicted.load(Ordering::Relaxed), 2);
+        // A slot given back by a connection not asked to close goes to the port, as before.
+        drop(held.pop());
+        let third = port.take_slot(address(3)).expect("the slot given back to the port");
+        // The asked connections close: their slots go to the newcomers, the total unchanged.
+        drop(held.remove(0));
+        let first = runtime.block_on(newcomer.until(pending())).expect("the first asked slot");
+        drop(held.remove(0));
+        let next = runtime.block_on(second.until(pending())).expect("the second asked slot");
+        assert_eq!((first.ip, next.ip), (address(2), address(2)));
+        let open = port.open.lock().unwrap();
+        assert_eq!(open.total, 4);
+        assert_eq!((open.per_address[&address(1)], open.per_address[&address(2)]), (1, 2));
+        assert!(open.evicting.is_empty() && open.claims.is_empty());
+        drop(open);
+        // Held 1, 2 and 1 (slots of 1, 2 and 3): a newcomer holding none asks the largest, and
+        // then each of the four holds one, and a fifth address is refused.
+        let fourth = port.wait_for_eviction(address(4)).expect("2 held against none");
+        assert!(port.open.lock().unwrap().held[&address(2)][0].evict.is_none(), "not the largest asked");
+        assert!(port.wait_for_eviction(address(5)).is_none(), "an address holding one slot asked for it");
+        drop(fourth);
+        assert_eq!(port.series.connections_open.load(Ordering::Relaxed), 4);
+        drop((first, next, third, held));
+        assert_eq!(port.series.connections_open.load(Ordering::Relaxed), 0);
+        assert!(port.open.lock().unwrap().held.is_empty());
+    }
+
+    /// A client from a second address is served on a port whose every slot one address
+    /// holds: the holder's oldest connection, busy with a request, answers it in full and
+    /// closes, and the newcomer gets its slot.
+    #[test]
+    fn eight_connections_from_one_address_do_not_keep_a_second_out() {
+        let series = Arc::new(HttpSeries::default());
+        let limits =
+            Limits { connections_max: 8, connections_per_address_max: 8, ..limits(Duration::from_secs(3)) };
+        let server = serve("test", SocketAddr::from(([127, 0, 0, 1], 0)), limits, series.clone(), {
+            |_port, request: Request<Incoming>| async move {
+                if request.uri().path() == "/hold" {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Response::new(Full::new(Bytes::from_static(b"ok")))
+            }
+        })
+        .expect("serve");
+        let addr = server.local_addr();
+        let connect_from = |last: u8| -> TcpStream {
+            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            socket.bind(&SocketAddr::from(([127, 0, 0, last], 0)).into()).unwrap();
+            socket.connect(&addr.into()).unwrap();
+            socket.into()
+        };
+        let mut busy = connect_from(1);
+        busy.write_all(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        wait_for("the busy one open", || series.connections_open.load(Ordering::Relaxed) == 1);
+        let mut idle: Vec<TcpStream> = (0..7).map(|_| connect_from(1)).collect();
+        wait_for("the port full", || series.connections_open.load(Ordering::Relaxed) == 8);
+        let mut newcomer = connect_from(2);
+        newcomer.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        newcomer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut answer = String::new();
+        newcomer.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok"), "newcomer: {answer:?}");
+        // The oldest connection was the one asked: its answer came whole, then it closed.
+        busy.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut answer = String::new();
+        busy.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok"), "asked: {answer:?}");
+        assert_eq!(series.evicted.load(Ordering::Relaxed), 1);
+        assert_eq!(series.refused_connections_max.load(Ordering::Relaxed), 0);
+        // The others are still open.
+        idle[0].set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        let still = idle[0].read(&mut [0u8; 1]);
+        assert!(
+            still.as_ref().is_err_and(|error| error.kind() == std::io::ErrorKind::WouldBlock),
+            "{still:?}"
+        );
     }
 
     /// An IPv6 address is capped with the rest of its /64, as it is charged and banned.

@@ -221,6 +221,10 @@ series! {
         /// slot of the address came free within the idle time, or at accept when 512
         /// connections already waited).
         counter refused_per_address = "connections_refused_total{reason=\"per_address\"}",
+        /// Connections asked to close, at the port's connections_max, so that a newcomer whose
+        /// address held at least two fewer connections could have their slots (an idle one
+        /// closes at once, a busy one after its answer).
+        counter evicted = "connections_evicted_total",
         /// Connections closed for a deadline missed, by phase: request headers (which includes
         /// an idle keep-alive connection waiting for its next request), request body, or a
         /// response the client stopped reading.
