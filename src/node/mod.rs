@@ -334,7 +334,13 @@ impl Node {
         raise_open_files_limit();
         let full = config.role == Role::Full;
         let stop = Arc::new(AtomicBool::new(false));
+        // Until the node is up, SIGINT and SIGTERM stop it at once, as they would with no
+        // handler: opening a large data directory takes seconds, and a node that waited for it
+        // to finish before heeding the signal could not be stopped while it started. The store
+        // is crash-safe, so a start cut short leaves nothing a restart cannot recover.
+        let starting = Arc::new(AtomicBool::new(true));
         for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::flag::register_conditional_default(signal, starting.clone())?;
             signal_hook::flag::register(signal, stop.clone())?;
         }
 
@@ -344,6 +350,11 @@ impl Node {
         // The data directory: created on first start, otherwise verified (every checksum) and
         // recovered; a torn final write is dropped and reported, any other damage refuses to
         // start.
+        tracing::info!(
+            accounts = genesis.account_count(),
+            "opening data directory {} (a large genesis or state takes seconds)",
+            config.data_dir.display()
+        );
         let (store, ledger, recovery) =
             Store::open(&config.data_dir, &genesis.balances(), StoreConfig::default())?;
         tracing::info!(
@@ -482,6 +493,8 @@ impl Node {
         if let Some(mut seen) = pipeline.world_mut().get_resource_mut::<tessera_systems::dedup::SeenIds>() {
             seen.preallocate();
         }
+        // Up: from here a signal stops the node at the end of its tick.
+        starting.store(false, Ordering::SeqCst);
         let tick = Duration::from_millis(config.consensus.tick_ms);
         Ok(Node {
             pipeline,
