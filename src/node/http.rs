@@ -182,6 +182,17 @@ struct Open {
     evicting: HashMap<IpAddr, usize>,
     /// Per address, the slots of connections asked to close that are promised to its waiters.
     claims: HashMap<IpAddr, usize>,
+    /// Connections asked to close since `evictions_since`: at most [`evictions_max`] a
+    /// `header_timeout`.
+    evictions: usize,
+    evictions_since: Option<Instant>,
+}
+
+/// Most connections a port with `connections_max` slots asks to close for newcomers in one
+/// `header_timeout` (an eighth of its slots, at least one): however many addresses an attacker
+/// dials from, honest connections are closed at this pace at most.
+fn evictions_max(connections_max: usize) -> usize {
+    (connections_max / 8).max(1)
 }
 
 /// One open connection in [`Open::held`].
@@ -193,6 +204,9 @@ struct Held {
     /// The waiter (address, id) this connection was asked to close for: its slot goes to that
     /// waiter, not to the port.
     heir: Option<(IpAddr, u64)>,
+    /// Upgraded to a subscription session: asked to close only when its address has no plain
+    /// HTTP connection left to ask, as closing it loses the subscriber its place in the feed.
+    session: bool,
 }
 
 /// A slot taken in [`Open`], not yet wrapped in a [`Slot`] (that is done outside the lock).
@@ -256,7 +270,12 @@ impl Open {
         let id = self.next_slot;
         self.next_slot += 1;
         let (evict, evicted) = tokio::sync::oneshot::channel();
-        self.held.entry(ip).or_default().push_back(Held { id, evict: Some(evict), heir: None });
+        self.held.entry(ip).or_default().push_back(Held {
+            id,
+            evict: Some(evict),
+            heir: None,
+            session: false,
+        });
         Grant { ip, id, evicted }
     }
 
@@ -295,12 +314,20 @@ impl Open {
         (holds >= mine + 2).then_some(victim)
     }
 
-    /// Asks `victim`'s oldest connection not yet asked to close, and promises its slot to
-    /// waiter `waiter` of `ip`. False when it has none left to ask.
-    fn evict_for_newcomer(&mut self, victim: IpAddr, ip: IpAddr, waiter: u64) -> bool {
-        let Some(held) =
-            self.held.get_mut(&victim).and_then(|queue| queue.iter_mut().find(|held| held.evict.is_some()))
-        else {
+    /// Asks `victim`'s oldest plain connection not yet asked to close (its oldest session if
+    /// it has none), and promises its slot to waiter `waiter` of `ip`. False when it has none
+    /// left to ask, or the port has asked [`evictions_max`] to close this `header_timeout`.
+    fn evict_for_newcomer(&mut self, victim: IpAddr, ip: IpAddr, waiter: u64, limits: &Limits) -> bool {
+        let now = Instant::now();
+        if self.evictions_since.is_none_or(|since| now.duration_since(since) >= limits.header_timeout) {
+            (self.evictions, self.evictions_since) = (0, Some(now));
+        }
+        if self.evictions >= evictions_max(limits.connections_max) {
+            return false;
+        }
+        let Some(held) = self.held.get_mut(&victim).and_then(|queue| {
+            queue.iter_mut().filter(|held| held.evict.is_some()).min_by_key(|held| held.session)
+        }) else {
             return false;
         };
         if let Some(evict) = held.evict.take() {
@@ -310,7 +337,17 @@ impl Open {
         held.heir = Some((ip, waiter));
         count(&mut self.evicting, victim, true);
         count(&mut self.claims, ip, true);
+        self.evictions += 1;
         true
+    }
+
+    /// Marks slot `id` of `ip` as a subscription session ([`Held::session`]).
+    fn mark_session(&mut self, ip: IpAddr, id: u64) {
+        if let Some(held) =
+            self.held.get_mut(&ip).and_then(|queue| queue.iter_mut().find(|held| held.id == id))
+        {
+            held.session = true;
+        }
     }
 
     /// The oldest live waiter whose address holds fewer than its cap of slots, with a slot
@@ -494,26 +531,40 @@ impl Port {
         Some(SlotWait { port: self.clone(), ip, id, receiver, counted })
     }
 
-    /// For a connection from `ip` that found the port at its `connections_max`: when another
-    /// address holds at least two more slots than `ip` ([`Open::victim_for`]), that address's
-    /// oldest connection is asked to close once its request in hand is answered, and this one
-    /// waits for its slot as [`Port::wait_for_slot`]'s do. `None` when no address holds that
-    /// many more, or the waiting room is full.
+    /// For a connection from `ip` that found the port at its `connections_max`, when another
+    /// address holds at least two more slots than `ip` ([`Open::victim_for`]): a place in
+    /// `ip`'s queue, as [`Port::wait_for_slot`] gives, from which [`Port::evict_for`] asks that
+    /// address for a slot once the newcomer has sent something. `None` when no address holds
+    /// that many more, or the waiting room is full.
     fn wait_for_eviction(self: &Arc<Port>, ip: IpAddr) -> Option<SlotWait> {
         let ip = charged_as(ip);
         let (id, receiver) = {
             let mut open = self.open();
-            let victim = open.victim_for(ip)?;
-            let (id, receiver) = open.enqueue(ip, &self.limits)?;
-            if !open.evict_for_newcomer(victim, ip, id) {
-                open.take_waiter(ip, id);
-                return None;
-            }
-            (id, receiver)
+            open.victim_for(ip)?;
+            open.enqueue(ip, &self.limits)?
         };
-        self.series.evicted.fetch_add(1, Ordering::Relaxed);
         let counted = Waiting::count(&self.series);
         Some(SlotWait { port: self.clone(), ip, id, receiver, counted })
+    }
+
+    /// Asks the address holding the most slots, if it still holds at least two more than the
+    /// waiter's, to close its oldest connection (a plain one before a session; an idle one at
+    /// once, a busy one once its answer is written), for `wait`'s waiter to have its slot.
+    /// False when no address qualifies any more, the port has asked [`evictions_max`] this
+    /// `header_timeout`, or the waiter has left the queue (it has a slot already).
+    fn evict_for(&self, wait: &SlotWait) -> bool {
+        let mut open = self.open();
+        let still_waiting =
+            open.waiting.get(&wait.ip).is_some_and(|queue| queue.iter().any(|w| w.id == wait.id));
+        let asked = still_waiting
+            && open
+                .victim_for(wait.ip)
+                .is_some_and(|victim| open.evict_for_newcomer(victim, wait.ip, wait.id, &self.limits));
+        drop(open);
+        if asked {
+            self.series.evicted.fetch_add(1, Ordering::Relaxed);
+        }
+        asked
     }
 
     /// Counts a refused request and builds its response. When the request's body is left
@@ -611,6 +662,12 @@ struct SlotWait {
 }
 
 impl SlotWait {
+    /// Leaves the queue without a slot (one handed to it meanwhile goes back as its drop
+    /// gives it).
+    fn cancel(self) {
+        self.port.open().forget(self.ip, self.id);
+    }
+
     /// The slot handed on to this connection, if one comes within the header deadline and
     /// before `gone` (its client left) completes; `None` otherwise, or when a busier address
     /// made it give up its place.
@@ -640,10 +697,16 @@ impl SlotWait {
 /// Completes when the client of a waiting connection closes it (or it fails) before sending
 /// anything; never once it has sent a byte, which stays unread for the request.
 async fn client_left(stream: &tokio::net::TcpStream) {
-    let mut byte = [0u8; 1];
-    if let Ok(1..) = stream.peek(&mut byte).await {
+    if client_spoke(stream).await {
         std::future::pending::<()>().await;
     }
+}
+
+/// True once the client has sent a byte (left unread for the request); false if it closes the
+/// connection (or it fails) first.
+async fn client_spoke(stream: &tokio::net::TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(stream.peek(&mut byte).await, Ok(1..))
 }
 
 /// One open connection's place in its port's caps, given back on drop.
@@ -818,6 +881,7 @@ async fn accept_loop<H, F>(
                     tokio::spawn(connection(stream, peer, slot, handler.clone()));
                 }
                 Err(event) => {
+                    let evicting = !matches!(event, Event::RefusedPerAddress);
                     let wait = match event {
                         Event::RefusedPerAddress => port.wait_for_slot(peer.ip()),
                         _ => port.wait_for_eviction(peer.ip()),
@@ -826,6 +890,18 @@ async fn accept_loop<H, F>(
                         Some(wait) => {
                             let (port, handler) = (port.clone(), handler.clone());
                             tokio::spawn(async move {
+                                // A newcomer at a full port has someone asked to close for it only
+                                // once it has sent a byte: a dial and a hang-up asks nobody.
+                                if evicting {
+                                    let spoke = tokio::time::timeout(
+                                        port.limits.header_timeout,
+                                        client_spoke(&stream),
+                                    );
+                                    if !matches!(spoke.await, Ok(true)) || !port.evict_for(&wait) {
+                                        wait.cancel();
+                                        return refuse(&port, event, peer, stream);
+                                    }
+                                }
                                 match wait.until(client_left(&stream)).await {
                                     Some(slot) => connection(stream, peer, slot, handler).await,
                                     None => refuse(&port, event, peer, stream),
@@ -919,6 +995,7 @@ where
     let task = upgrade.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
     match (served, task) {
         (Ok(parts), Some(task)) => {
+            port.open().mark_session(slot.ip, slot.id);
             let session = task(Upgraded { io: parts.io.into_inner(), read_ahead: parts.read_buf });
             // A subscription holds its slot until it ends, or until the port asks for it back.
             match evicted {
@@ -1319,23 +1396,38 @@ mod tests {
     /// largest holder gets that holder's oldest slot: the holder's connection is asked to
     /// close, and its slot goes to the newcomer, not to the port. A newcomer's promised slots
     /// count as held, so addresses even out and stop there: no address holding one slot is
-    /// asked for it by one holding none.
+    /// asked for it by one holding none. A port asks at most an eighth of its slots (at least
+    /// one) to close a `header_timeout`.
     #[test]
     fn at_the_port_cap_a_newcomer_takes_a_slot_from_the_largest_holder() {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
-        let port = port(4, 4, Duration::from_millis(200));
+        let port = port(4, 4, Duration::from_secs(60));
         let address = |last: u8| -> IpAddr { [127, 0, 0, last].into() };
+        // A new window of evictions, as if a header_timeout had passed.
+        let next_window = || port.open.lock().unwrap().evictions_since = None;
+        let evicting = |last: u8| -> Option<SlotWait> {
+            let wait = port.wait_for_eviction(address(last))?;
+            if port.evict_for(&wait) {
+                return Some(wait);
+            }
+            wait.cancel();
+            None
+        };
         let mut held: Vec<Slot> = (0..4).map(|_| port.take_slot(address(1)).unwrap()).collect();
         assert!(matches!(port.take_slot(address(2)), Err(Event::RefusedConnectionsMax)));
-        let newcomer = port.wait_for_eviction(address(2)).expect("one address holds every slot");
+        let newcomer = evicting(2).expect("one address holds every slot");
         // The oldest connection is the one asked, and only it.
         let asked: Vec<bool> =
             held.iter_mut().map(|slot| slot.evicted.as_mut().unwrap().try_recv().is_ok()).collect();
         assert_eq!(asked, [true, false, false, false]);
+        assert!(evicting(2).is_none(), "a second eviction in one header_timeout on a port of 4");
+        next_window();
         // A second newcomer from the same address: its promised slot counts, 3 − 0 ≥ 1 + 2 holds.
-        let second = port.wait_for_eviction(address(2)).expect("3 held against 1 promised");
-        assert!(port.wait_for_eviction(address(2)).is_none(), "2 held against 2 promised");
+        let second = evicting(2).expect("3 held against 1 promised");
+        next_window();
+        assert!(evicting(2).is_none(), "2 held against 2 promised");
         assert_eq!(port.series.evicted.load(Ordering::Relaxed), 2);
+        assert_eq!(port.open.lock().unwrap().waiting_total, 2, "the refused newcomers left the queue");
         // A slot given back by a connection not asked to close goes to the port, as before.
         drop(held.pop());
         let third = port.take_slot(address(3)).expect("the slot given back to the port");
@@ -1352,14 +1444,82 @@ mod tests {
         drop(open);
         // Held 1, 2 and 1 (slots of 1, 2 and 3): a newcomer holding none asks the largest, and
         // then each of the four holds one, and a fifth address is refused.
-        let fourth = port.wait_for_eviction(address(4)).expect("2 held against none");
+        next_window();
+        let fourth = evicting(4).expect("2 held against none");
         assert!(port.open.lock().unwrap().held[&address(2)][0].evict.is_none(), "not the largest asked");
-        assert!(port.wait_for_eviction(address(5)).is_none(), "an address holding one slot asked for it");
-        drop(fourth);
+        next_window();
+        assert!(evicting(5).is_none(), "an address holding one slot asked for it");
         assert_eq!(port.series.connections_open.load(Ordering::Relaxed), 4);
-        drop((first, next, third, held));
+        drop((first, next, third, held, fourth));
         assert_eq!(port.series.connections_open.load(Ordering::Relaxed), 0);
         assert!(port.open.lock().unwrap().held.is_empty());
+    }
+
+    /// A subscription session is asked to close only when its address has no plain connection
+    /// left to ask, however old it is.
+    #[test]
+    fn a_session_is_asked_to_close_after_its_addresss_plain_connections() {
+        let port = port(8, 8, Duration::from_secs(60));
+        let (one, two): (IpAddr, IpAddr) = ([127, 0, 0, 1].into(), [127, 0, 0, 2].into());
+        let mut held: Vec<Slot> = (0..8).map(|_| port.take_slot(one).unwrap()).collect();
+        for slot in &held[..7] {
+            port.open().mark_session(slot.ip, slot.id);
+        }
+        let wait = port.wait_for_eviction(two).unwrap();
+        assert!(port.evict_for(&wait));
+        let asked: Vec<bool> =
+            held.iter_mut().map(|slot| slot.evicted.as_mut().unwrap().try_recv().is_ok()).collect();
+        assert_eq!(asked, [false, false, false, false, false, false, false, true], "a session asked first");
+        port.open.lock().unwrap().evictions_since = None;
+        let again = port.wait_for_eviction(two).unwrap();
+        assert!(port.evict_for(&again));
+        assert!(held[0].evicted.as_mut().unwrap().try_recv().is_ok(), "then the oldest session");
+        drop((wait, again));
+    }
+
+    /// A connection to `addr` from `127.0.0.last`.
+    fn connect_from(addr: SocketAddr, last: u8) -> TcpStream {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket.bind(&SocketAddr::from(([127, 0, 0, last], 0)).into()).unwrap();
+        socket.connect(&addr.into()).unwrap();
+        socket.into()
+    }
+
+    /// Whether the server still holds `stream` open: nothing to read, and no end of stream.
+    fn still_open(stream: &mut TcpStream) -> bool {
+        stream.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        matches!(stream.read(&mut [0u8; 1]), Err(error) if error.kind() == std::io::ErrorKind::WouldBlock)
+    }
+
+    /// At a full port, a newcomer that dials and hangs up without sending a byte has nobody
+    /// asked to close, however often it does it; one that sends its request does.
+    #[test]
+    fn a_dial_and_hang_up_at_a_full_port_closes_nobody() {
+        let series = Arc::new(HttpSeries::default());
+        let limits =
+            Limits { connections_max: 4, connections_per_address_max: 4, ..limits(Duration::from_secs(3)) };
+        let server = serve("test", SocketAddr::from(([127, 0, 0, 1], 0)), limits, series.clone(), {
+            |_port, _request| std::future::ready(Response::new(Full::new(Bytes::from_static(b"ok"))))
+        })
+        .expect("serve");
+        let addr = server.local_addr();
+        let mut held: Vec<TcpStream> = (0..3).map(|_| connect_from(addr, 1)).collect();
+        held.push(connect_from(addr, 2));
+        wait_for("the port full", || series.connections_open.load(Ordering::Relaxed) == 4);
+        for _ in 0..10 {
+            drop(connect_from(addr, 3));
+        }
+        wait_for("the hang-ups refused", || series.refused_connections_max.load(Ordering::Relaxed) == 10);
+        assert_eq!(series.evicted.load(Ordering::Relaxed), 0);
+        assert!(held.iter_mut().all(still_open), "a connection closed for a dial that sent nothing");
+        let mut newcomer = connect_from(addr, 3);
+        newcomer.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        newcomer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut answer = String::new();
+        newcomer.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+        assert_eq!(series.evicted.load(Ordering::Relaxed), 1);
+        assert!(!still_open(&mut held[0]), "the oldest of the largest holder's was not the one asked");
     }
 
     /// A client from a second address is served on a port whose every slot one address
@@ -1380,12 +1540,7 @@ mod tests {
         })
         .expect("serve");
         let addr = server.local_addr();
-        let connect_from = |last: u8| -> TcpStream {
-            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-            socket.bind(&SocketAddr::from(([127, 0, 0, last], 0)).into()).unwrap();
-            socket.connect(&addr.into()).unwrap();
-            socket.into()
-        };
+        let connect_from = |last: u8| connect_from(addr, last);
         let mut busy = connect_from(1);
         busy.write_all(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
         wait_for("the busy one open", || series.connections_open.load(Ordering::Relaxed) == 1);
@@ -1405,12 +1560,7 @@ mod tests {
         assert_eq!(series.evicted.load(Ordering::Relaxed), 1);
         assert_eq!(series.refused_connections_max.load(Ordering::Relaxed), 0);
         // The others are still open.
-        idle[0].set_read_timeout(Some(Duration::from_millis(100))).unwrap();
-        let still = idle[0].read(&mut [0u8; 1]);
-        assert!(
-            still.as_ref().is_err_and(|error| error.kind() == std::io::ErrorKind::WouldBlock),
-            "{still:?}"
-        );
+        assert!(still_open(&mut idle[0]));
     }
 
     /// An IPv6 address is capped with the rest of its /64, as it is charged and banned.
