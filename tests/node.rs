@@ -558,6 +558,26 @@ fn hostile_input_gets_clear_errors_and_changes_nothing() {
     let verified = counter_1(r#"tessera_rejected_transactions_total{reason="bad_signature"}"#);
     assert!(verified <= 32, "{verified} diluted forgeries verified: the forwarder was not stopped");
     assert!(charged >= 1, "no forwarded forgery was charged: {metrics_1}");
+    // Validator 3 sends node 2 sync responses of 64 made-up blocks, each certified by its own
+    // vote alone: short of a quorum, they are dropped before any signature is checked. Before,
+    // each response was verified whole (64 signatures), charged to nobody, every tick.
+    let (_, counter_2) = scrape(base, 2);
+    let verified_before = counter_2("tessera_consensus_signatures_verified_total");
+    let dropped_before = counter_2("tessera_consensus_dropped_unverified_total");
+    let sub_quorum = attack_as_validator_3(&cluster, 2, "sub-quorum-sync");
+    let responses = sub_quorum["kinds"][0]["sent"]["consensus_messages"].as_u64().unwrap_or(0);
+    assert!(responses >= 100, "{sub_quorum}");
+    let (metrics_2, counter_2) = scrape(base, 2);
+    let verified = counter_2("tessera_consensus_signatures_verified_total") - verified_before;
+    let dropped = counter_2("tessera_consensus_dropped_unverified_total") - dropped_before;
+    assert!(
+        verified < responses * 64 / 4,
+        "{verified} signatures verified for {responses} sub-quorum responses of 64 blocks:\n{metrics_2}"
+    );
+    assert!(
+        dropped >= responses * 64 / 2,
+        "{dropped} dropped unverified of {responses} responses:\n{metrics_2}"
+    );
     std::thread::sleep(Duration::from_millis(500));
     let (closed, after) = trickle.join().unwrap();
     assert!(closed && after < Duration::from_secs(12), "trickled handshake open after {after:?}");

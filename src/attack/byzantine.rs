@@ -13,7 +13,8 @@ use serde_json::Value;
 use tessera_components::consensus::proposal_signing_bytes;
 use tessera_components::wire::{Frame, encode};
 use tessera_components::{
-    Block, BlockFields, ChainTag, ConsensusMessage, Hash, Proposal, Txn, Vote, VoteKind, vote_signing_bytes,
+    Block, BlockFields, CertifiedBlock, ChainTag, ConsensusMessage, Hash, Proposal, QuorumCertificate,
+    Signature, Txn, Vote, VoteKind, vote_signing_bytes,
 };
 
 use super::wire::{Channel, connect, follower_handshake, read_sealed, send_sealed, validator_handshake};
@@ -125,6 +126,42 @@ fn proposal_salted(at: &Position, view: u64, index: u32, key: &SigningKey, salt:
     ConsensusMessage::Proposal(Proposal { view, block, justify: None, signature })
 }
 
+/// Blocks a sync response of [`Kind::SubQuorumSync`] carries: an honest response's most.
+const SUB_QUORUM_BLOCKS: u64 = 64;
+
+/// A sync response of [`SUB_QUORUM_BLOCKS`] empty blocks chained from the node's next height
+/// (distinct for each `salt`), each with a commit certificate of `index`'s vote alone, validly
+/// signed: every shape check but the quorum passes.
+fn sub_quorum_sync(at: &Position, index: u32, key: &SigningKey, salt: u64) -> ConsensusMessage {
+    let mut parent = at.tip;
+    let blocks = (1..=SUB_QUORUM_BLOCKS)
+        .map(|step| {
+            let fields = BlockFields {
+                height: at.height + step,
+                view: at.view,
+                timestamp_ms: salt,
+                proposer: index,
+                parent,
+                state_root: at.state_root,
+            };
+            let block = Block::assemble(fields, Vec::new(), &[]);
+            let (height, hash) = (block.header.height, block.header.hash());
+            parent = hash;
+            let signed = vote_signing_bytes(&at.chain, VoteKind::Commit, at.view, height, &hash);
+            let certificate = QuorumCertificate {
+                kind: VoteKind::Commit,
+                view: at.view,
+                height,
+                block: hash,
+                signers: vec![index],
+                signatures: vec![Signature(key.sign(&signed).to_bytes())],
+            };
+            CertifiedBlock { block, certificate }
+        })
+        .collect();
+    ConsensusMessage::SyncResponse(blocks)
+}
+
 /// A prepare vote by `index` for `block` at the node's next height.
 fn vote(at: &Position, view: u64, block: Hash, index: u32, key: &SigningKey) -> ConsensusMessage {
     let height = at.height + 1;
@@ -223,6 +260,8 @@ pub fn run(kind: Kind, target: &Target, limits: &Limits, deadline: Instant) -> T
     let rate = match kind {
         Kind::ConsensusFlood => limits.rate,
         Kind::OldViewProposals => limits.rate.min(500),
+        // Each response is 64 signatures to make: a few hundred a second is what one core signs.
+        Kind::SubQuorumSync => limits.rate.min(200),
         _ => 50,
     };
     let mut pacer = Pacer::new(rate);
@@ -242,14 +281,19 @@ pub fn run(kind: Kind, target: &Target, limits: &Limits, deadline: Instant) -> T
                 continue;
             }
         }
-        if kind == Kind::OldViewProposals {
-            // A distinct block per send, all for one view the node has left.
-            let Some(old) = old_led_view(here.view, index, target.validators) else {
-                std::thread::sleep(Duration::from_millis(100));
-                continue;
-            };
+        if matches!(kind, Kind::OldViewProposals | Kind::SubQuorumSync) {
             round += 1;
-            let frame = encode(&Frame::Consensus(proposal_salted(&here, old, index, key, round)));
+            let message = if kind == Kind::SubQuorumSync {
+                sub_quorum_sync(&here, index, key, round)
+            } else {
+                // A distinct block per send, all for one view the node has left.
+                let Some(old) = old_led_view(here.view, index, target.validators) else {
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                };
+                proposal_salted(&here, old, index, key, round)
+            };
+            let frame = encode(&Frame::Consensus(message));
             pacer.wait(1);
             if let Some((_, open)) = stream.as_mut()
                 && send_sealed(open, &frame, &mut tally)

@@ -96,6 +96,12 @@ pub enum Kind {
     /// this validator led that the node has left. The node must drop them before any work
     /// (`tessera_consensus_stale_proposals_total`) and keep finalizing.
     OldViewProposals,
+    /// Peer, with `--key`: sync responses of 64 made-up blocks chained from the node's next
+    /// height, each with a commit certificate of one vote, this validator's own, validly
+    /// signed: short of a quorum, they can never finalize anything. The node must drop them
+    /// before checking any signature (`tessera_consensus_signatures_verified_total` moves no
+    /// faster than honest traffic moves it).
+    SubQuorumSync,
     /// Peer, with `--key`: as that validator, transaction batches over its own link (where
     /// validators forward what they admitted), every signature forged. The node must refuse
     /// them on a spot check (`tessera_net_forwarded_batches_refused_total`), not verify each
@@ -122,7 +128,7 @@ pub enum Port {
 
 impl Kind {
     /// Every kind, in report order.
-    pub const ALL: [Kind; 24] = [
+    pub const ALL: [Kind; 25] = [
         Kind::MalformedFrames,
         Kind::TruncatedFrames,
         Kind::OversizedFrames,
@@ -145,6 +151,7 @@ impl Kind {
         Kind::Replay,
         Kind::ConsensusFlood,
         Kind::OldViewProposals,
+        Kind::SubQuorumSync,
         Kind::ForwardedSignatureSpam,
         Kind::ForwardedDilutedForgeries,
     ];
@@ -174,6 +181,7 @@ impl Kind {
             Kind::Replay => "replay",
             Kind::ConsensusFlood => "consensus-flood",
             Kind::OldViewProposals => "old-view-proposals",
+            Kind::SubQuorumSync => "sub-quorum-sync",
             Kind::ForwardedSignatureSpam => "forwarded-signature-spam",
             Kind::ForwardedDilutedForgeries => "forwarded-diluted-forgeries",
         }
@@ -203,6 +211,7 @@ impl Kind {
                 | Kind::Replay
                 | Kind::ConsensusFlood
                 | Kind::OldViewProposals
+                | Kind::SubQuorumSync
                 | Kind::ForwardedSignatureSpam
                 | Kind::ForwardedDilutedForgeries
         )
@@ -571,6 +580,7 @@ fn run_kind(kind: Kind, target: &Target, limits: &Limits, deadline: Instant) -> 
         | Kind::Replay
         | Kind::ConsensusFlood
         | Kind::OldViewProposals
+        | Kind::SubQuorumSync
         | Kind::ForwardedSignatureSpam
         | Kind::ForwardedDilutedForgeries => byzantine::run(kind, target, limits, deadline),
         _ => wire::run(kind, target, limits, deadline),

@@ -1059,6 +1059,11 @@ impl Core {
     /// validly signed was charged to nobody: a Byzantine validator replaying a stock of them
     /// every tick cost each honest validator up to 72 signatures a validator (found in review).
     fn keeps_unverified(&mut self, from: u32, message: &mut ConsensusMessage) -> bool {
+        if !self.certificates_shaped(message) {
+            self.counters.rejected_certificate += 1;
+            self.counters.dropped_unverified += 1;
+            return false;
+        }
         match message {
             ConsensusMessage::Vote(vote)
                 if vote.height == self.height
@@ -1115,7 +1120,9 @@ impl Core {
             }
             ConsensusMessage::SyncResponse(blocks) => {
                 let total = blocks.len();
-                let kept = usable_sync_prefix(blocks, self.height, self.config.sync_batch_max);
+                let kept = usable_sync_prefix(blocks, self.height, self.config.sync_batch_max, |qc| {
+                    self.certificate_shaped(qc)
+                });
                 self.counters.dropped_unverified += (total - kept) as u64;
                 blocks.truncate(kept);
                 true
@@ -1172,12 +1179,18 @@ impl Core {
     /// had arrived alone (so one that comes before its block acts when the block does), under
     /// the rules of [`Core::on_vote`] for heights and views.
     fn on_certificate(&mut self, from: u32, certificate: QuorumCertificate, host: &mut impl Host) {
-        if certificate.height == self.height + 1 {
-            self.hold_for_next_height(from, ConsensusMessage::Certificate(certificate));
+        if certificate.height > self.height + 1 {
+            self.request_sync(from);
             return;
         }
-        if certificate.height > self.height {
-            self.request_sync(from);
+        // Out of shape, it could never count: refused before it is held for the next height,
+        // as [`Core::drop_before_verification`] refuses it before its signatures are checked.
+        if !self.certificate_shaped(&certificate) {
+            self.counters.rejected_certificate += 1;
+            return;
+        }
+        if certificate.height == self.height + 1 {
+            self.hold_for_next_height(from, ConsensusMessage::Certificate(certificate));
             return;
         }
         if !self.counts_votes_for(certificate.height, certificate.view) {
@@ -1254,15 +1267,41 @@ impl Core {
             .unwrap_or(index)
     }
 
-    /// Structural validity of a certificate: kind, height, signers distinct, sorted, known,
-    /// one signature each, and a quorum of them. (Signatures were verified upstream.)
+    /// Structural validity of a certificate: kind, height, and [`Core::certificate_shaped`].
+    /// (Signatures were verified upstream.)
     pub fn certificate_valid(&self, qc: &QuorumCertificate, kind: VoteKind, height: u64) -> bool {
-        qc.kind == kind
-            && qc.height == height
-            && qc.signers.len() == qc.signatures.len()
+        qc.kind == kind && qc.height == height && self.certificate_shaped(qc)
+    }
+
+    /// What a certificate must be before its signatures are worth checking: one signature per
+    /// signer, signers distinct, sorted and known, and a quorum of them. Every certificate is
+    /// held to it in [`Core::drop_before_verification`]; before, one with a single validly
+    /// signed vote passed the checks there, had its signature verified, and was refused only
+    /// after, for want of a quorum, with nobody charged: a Byzantine validator's sync responses
+    /// of 64 such certificates cost every honest validator 64 verifications a message, every
+    /// tick (found in review).
+    pub fn certificate_shaped(&self, qc: &QuorumCertificate) -> bool {
+        qc.signers.len() == qc.signatures.len()
             && qc.signers.len() >= self.set.quorum()
             && qc.signers.windows(2).all(|pair| pair[0] < pair[1])
             && qc.signers.iter().all(|signer| self.set.key(*signer).is_some())
+    }
+
+    /// Whether the certificate `message` carries, where the core refuses the whole message for
+    /// a certificate out of shape before using any of it, is [`Core::certificate_shaped`]: a
+    /// certificate message, and a view change at this height (what is left of them here; see
+    /// [`Core::on_new_view`]). A sync response's are judged block by block, in
+    /// [`usable_sync_prefix`]. A proposal's justification is not: a leader's signed proposal is
+    /// evidence against it whatever it carries, and its signatures are bounded by the leader's
+    /// share ([`Core::signatures_per_sender`]).
+    fn certificates_shaped(&self, message: &ConsensusMessage) -> bool {
+        match message {
+            ConsensusMessage::Certificate(qc) => self.certificate_shaped(qc),
+            ConsensusMessage::NewView(new_view) if new_view.height == self.height => {
+                new_view.high_qc.as_ref().is_none_or(|qc| self.certificate_shaped(qc))
+            }
+            _ => true,
+        }
     }
 
     fn on_proposal(&mut self, from: u32, proposal: Proposal, host: &mut impl Host) {
@@ -1857,9 +1896,14 @@ impl Core {
 /// How many leading blocks of a sync response are worth verifying for a node at `height`:
 /// blocks below it are skipped first (moved out of the way), then the run of blocks that start
 /// at `height`, each the next height, extending the previous one, with a commit certificate
-/// naming it, at most `max`. Works on the blocks in place: the first `n` returned are the ones
-/// to keep.
-fn usable_sync_prefix(blocks: &mut Vec<CertifiedBlock>, height: u64, max: usize) -> usize {
+/// naming it that is `shaped` ([`Core::certificate_shaped`]), at most `max`. Works on the
+/// blocks in place: the first `n` returned are the ones to keep.
+fn usable_sync_prefix(
+    blocks: &mut Vec<CertifiedBlock>,
+    height: u64,
+    max: usize,
+    shaped: impl Fn(&QuorumCertificate) -> bool,
+) -> usize {
     let below = blocks.iter().take_while(|certified| certified.block.header.height < height).count();
     blocks.drain(..below);
     let mut previous: Option<Hash> = None;
@@ -1874,7 +1918,8 @@ fn usable_sync_prefix(blocks: &mut Vec<CertifiedBlock>, height: u64, max: usize)
                 && previous.is_none_or(|parent| header.parent == parent)
                 && certified.certificate.kind == VoteKind::Commit
                 && certified.certificate.block == hash
-                && certified.certificate.height == header.height;
+                && certified.certificate.height == header.height
+                && shaped(&certified.certificate);
             previous = Some(hash);
             next = next.saturating_add(1);
             fits

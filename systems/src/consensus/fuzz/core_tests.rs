@@ -1265,9 +1265,7 @@ fn messages_the_core_would_ignore_are_dropped_before_verification() {
     assert!(messages.is_empty());
     // What the core would use is kept: a vote not yet counted, its leader's proposal, a
     // certificate with a vote not yet counted.
-    let mut fresh = prepare_certificate(0, block);
-    fresh.signers = vec![1, 3];
-    fresh.signatures.truncate(2);
+    let fresh = prepare_certificate(0, block);
     let mut messages = vec![
         (3, ConsensusMessage::Vote(vote(3))),
         (1, ConsensusMessage::Proposal(proposal(1, 1, 7))),
@@ -1414,4 +1412,56 @@ fn signatures_made_for_another_chain_are_refused() {
     }
     let (kept, dropped, _) = super::verify_messages(messages(&ours), &set, 64, false);
     assert_eq!((kept.len(), dropped), (4, 0), "the same messages signed for this chain are kept");
+}
+
+/// Every certificate a message carries must have a quorum of distinct, sorted, known signers
+/// before any of its signatures is checked. Before, a sync response of 64 blocks, each with a
+/// certificate of one validly signed vote, was verified whole (and refused after, for want of a
+/// quorum, charging nobody), every tick; so were such certificates on their own and in a view
+/// change (found in review).
+#[test]
+fn a_certificate_short_of_a_quorum_costs_no_verification() {
+    let mut run = Run::new(false);
+    run.core.drain_outbox();
+    let one_signer = |mut qc: QuorumCertificate| {
+        qc.signers = vec![2];
+        qc.signatures.truncate(1);
+        qc
+    };
+    let mut chain = Vec::new();
+    let mut parent = Hash::ZERO;
+    for height in 1..=config().sync_batch_max as u64 {
+        let block = block_at(height, parent);
+        parent = block.header.hash();
+        let mut certified = certified(&block);
+        certified.certificate = one_signer(certified.certificate);
+        chain.push(certified);
+    }
+    let blocks = chain.len() as u64;
+    let mut unsorted = commit_certificate(1, Hash([7; 32]));
+    unsorted.signers = vec![3, 1, 2];
+    let mut repeated = commit_certificate(1, Hash([7; 32]));
+    repeated.signers = vec![1, 1, 2];
+    let mut messages = vec![
+        (2, ConsensusMessage::SyncResponse(chain)),
+        (2, ConsensusMessage::Certificate(one_signer(commit_certificate(1, Hash([7; 32]))))),
+        (2, ConsensusMessage::Certificate(unsorted)),
+        (2, ConsensusMessage::Certificate(repeated)),
+        (2, new_view(2, 1, Some(one_signer(prepare_certificate(0, Hash([7; 32])))))),
+    ];
+    let dropped = run.core.drop_before_verification(&mut messages);
+    let left: Vec<usize> = messages
+        .iter()
+        .map(|(_, message)| match message {
+            ConsensusMessage::SyncResponse(blocks) => blocks.len(),
+            _ => 1,
+        })
+        .collect();
+    assert_eq!(left, [0], "only the sync response's shell is left, with no block in it: {messages:?}");
+    assert_eq!(dropped, blocks + 4);
+    assert_eq!(run.core.counters().rejected_certificate, 4);
+    // A quorum of three sorted signers is still taken to verification.
+    let mut messages = vec![(2, ConsensusMessage::Certificate(commit_certificate(1, Hash([7; 32]))))];
+    assert_eq!(run.core.drop_before_verification(&mut messages), 0);
+    assert_eq!(messages.len(), 1);
 }
