@@ -31,7 +31,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use serde_json::{Value, json};
 use tessera_components::{CertifiedBlock, ChainTag, Hash, TxnId};
@@ -88,11 +88,21 @@ impl Status {
 /// The last finalized blocks, contiguous, ending at `next_height - 1`.
 #[derive(Debug, Default)]
 struct RecentBlocks {
-    blocks: VecDeque<Arc<CertifiedBlock>>,
+    blocks: VecDeque<Arc<HeldBlock>>,
     /// Transactions in `blocks`.
     txn_count: usize,
     /// The height after the newest finalized block; 0 until the view is first published.
     next_height: u64,
+}
+
+/// A finalized block held for reads, and its `tessera_getBlockByHeight` answer once one is
+/// asked for: built once, then copied for every later call. Built for every call, a body of
+/// 16 calls for a block of 4,096 transactions hashed and hex-encoded 65,536 ids on the RPC
+/// thread, and 256 connections asking again and again kept it at that (found in review).
+#[derive(Debug)]
+struct HeldBlock {
+    block: Arc<CertifiedBlock>,
+    json: OnceLock<Value>,
 }
 
 impl RecentBlocks {
@@ -111,18 +121,18 @@ impl RecentBlocks {
     fn push(&mut self, block: Arc<CertifiedBlock>) {
         debug_assert_eq!(block.block.header.height, self.next_height);
         self.txn_count += block.block.txns.len();
-        self.blocks.push_back(block);
+        self.blocks.push_back(Arc::new(HeldBlock { block, json: OnceLock::new() }));
         self.next_height += 1;
         while self.blocks.len() > RECENT_BLOCKS_MAX
             || (self.txn_count > RECENT_TXNS_MAX && self.blocks.len() > 1)
         {
             let Some(old) = self.blocks.pop_front() else { break };
-            self.txn_count -= old.block.txns.len();
+            self.txn_count -= old.block.block.txns.len();
         }
         debug_assert!(self.blocks.len() <= RECENT_BLOCKS_MAX);
     }
 
-    fn get(&self, height: u64) -> Option<&Arc<CertifiedBlock>> {
+    fn get(&self, height: u64) -> Option<&Arc<HeldBlock>> {
         let index = height.checked_sub(self.first_height())?;
         self.blocks.get(usize::try_from(index).ok()?)
     }
@@ -314,7 +324,7 @@ impl ReadView {
                 Some(Ok(status.to_json(self.net.peers_connected.load(Ordering::Relaxed))))
             }
             Query::Block(height) => {
-                let block = {
+                let held = {
                     let blocks = read(&self.blocks);
                     if blocks.next_height == 0 {
                         return None;
@@ -324,7 +334,7 @@ impl ReadView {
                     }
                     blocks.get(*height)?.clone()
                 };
-                Some(Ok(block_json(&block)))
+                Some(Ok(held.json.get_or_init(|| block_json(&held.block)).clone()))
             }
             Query::BlockRange(from, count) => {
                 let held: Vec<Arc<CertifiedBlock>> = {
@@ -337,6 +347,7 @@ impl ReadView {
                     let mut budget = RangeBudget::default();
                     (start..end)
                         .map_while(|height| blocks.get(height))
+                        .map(|held| &held.block)
                         .take_while(|block| budget.takes(block))
                         .cloned()
                         .collect()
@@ -394,13 +405,13 @@ pub(super) fn range_entry(certified: &CertifiedBlock) -> Value {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use std::sync::Arc;
+    use std::sync::{Arc, OnceLock};
 
     use serde_json::Value;
     use tessera_components::{Block, BlockHeader, CertifiedBlock, Hash, QuorumCertificate, TxnId, VoteKind};
 
     use super::super::{Fate, Fates, block_json};
-    use super::{FEED_EVENTS, FEED_TXNS_MAX, RECENT_BLOCKS_MAX, ReadView, Status};
+    use super::{FEED_EVENTS, FEED_TXNS_MAX, HeldBlock, RECENT_BLOCKS_MAX, ReadView, Status};
     use crate::node::rpc::Query;
     use crate::node::subscribe::Event;
 
@@ -419,7 +430,7 @@ pub(crate) mod tests {
     }
 
     /// A finalized block at `height` holding `txns` zeroed transactions.
-    fn block_of(height: u64, txns: usize) -> Arc<CertifiedBlock> {
+    pub(crate) fn block_of(height: u64, txns: usize) -> Arc<CertifiedBlock> {
         let mut block = (*block(height)).clone();
         block.block.txns = vec![bytemuck::Zeroable::zeroed(); txns].into();
         Arc::new(block)
@@ -540,6 +551,30 @@ pub(crate) mod tests {
         assert_eq!(answer(Query::Transaction([2; 32])).unwrap()["status"], "rejected");
         assert_eq!(answer(Query::Transaction([3; 32])), None);
         assert_eq!(answer(Query::Account([1; 32], false)), None);
+    }
+
+    /// A held block's answer is built at the first call and kept: later calls copy it, they do
+    /// not hash and encode its transactions again.
+    #[test]
+    fn a_held_blocks_answer_is_built_once() {
+        let view = view();
+        view.publish([], status(0));
+        view.publish([block_of(1, 64)], status(1));
+        let first = view.answer(&Query::Block(1)).unwrap().unwrap();
+        assert_eq!(first, block_json(&block_of(1, 64)));
+        let mut marked = first.clone();
+        marked["kept"] = Value::Bool(true);
+        let blocks = view.blocks.read().unwrap();
+        let held = blocks.get(1).unwrap();
+        assert_eq!(held.json.get(), Some(&first), "the first answer was not kept");
+        let held = held.clone();
+        drop(blocks);
+        // The kept answer swapped for the marked one: a call that returns the mark built nothing.
+        let json = OnceLock::new();
+        json.set(marked.clone()).unwrap();
+        let held = HeldBlock { block: held.block.clone(), json };
+        view.blocks.write().unwrap().blocks[0] = Arc::new(held);
+        assert_eq!(view.answer(&Query::Block(1)).unwrap().unwrap(), marked, "built again");
     }
 
     /// The held blocks are bounded, oldest forgotten first, and a forgotten height goes back

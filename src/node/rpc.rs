@@ -188,6 +188,41 @@ const BATCH_MAX: usize = 256;
 /// for ranges, and for single blocks until 2026-12-07 (found in review).
 pub const LARGE_CALLS_PER_BODY: usize = 16;
 
+/// Most transaction ids the `tessera_getBlockByHeight` answers of one body list, together: the
+/// block that would take them past it gets an error instead (the body's first block is always
+/// answered, whatever its size). Sixteen blocks of 4,096 transactions were ~4.4 MB of response
+/// for a body of ~1.2 KB, held until written to a client that may read it a byte at a time
+/// (found in review); now at most four such blocks, ~1.1 MB.
+pub const BODY_TXN_IDS_MAX: usize = 16_384;
+
+/// The transaction ids of a body's block answers so far, against [`BODY_TXN_IDS_MAX`].
+#[derive(Debug, Default)]
+struct IdBudget {
+    listed: usize,
+    blocks: usize,
+}
+
+impl IdBudget {
+    /// `answer`, a block's, if its ids fit what is left of the body's budget (or it is the
+    /// body's first block); an error naming the bound otherwise.
+    fn charge(&mut self, answer: Result<Value, (i64, String)>) -> Result<Value, (i64, String)> {
+        let Ok(block) = &answer else { return answer };
+        let ids = block["transactions"].as_array().map_or(0, Vec::len);
+        if self.blocks > 0 && self.listed + ids > BODY_TXN_IDS_MAX {
+            return Err((
+                code::INVALID_REQUEST,
+                format!(
+                    "the blocks answered in this request list {BODY_TXN_IDS_MAX} transaction ids at most \
+                     together; ask for this one in another request"
+                ),
+            ));
+        }
+        self.listed += ids;
+        self.blocks += 1;
+        answer
+    }
+}
+
 fn error(id: Value, code: i64, message: &str) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
 }
@@ -342,9 +377,11 @@ pub(super) async fn answer_calls(
     from: Option<std::net::IpAddr>,
 ) -> Vec<Value> {
     let deadline = tokio::time::Instant::now() + NODE_ANSWER_TIMEOUT;
-    // Per call with an id: `Err` holds its response already made, `Ok` the reply awaited.
+    // Per call with an id: `Err` holds its response already made, `Ok` the reply awaited (and
+    // whether it is a block's).
     let mut pending = Vec::with_capacity(calls.len());
     let mut large = 0;
+    let mut ids = IdBudget::default();
     for ParsedCall { id, parsed } in calls {
         let query = match parsed {
             Ok(query) => query,
@@ -377,12 +414,14 @@ pub(super) async fn answer_calls(
             }
             continue;
         };
+        let block = matches!(query, Query::Block(_));
         if let Some(answer) = reads.answer(&query) {
+            let answer = if block { ids.charge(answer) } else { answer };
             pending.push(Err(response(id, answer)));
             continue;
         }
         pending.push(match node.send(query, from, deadline).await {
-            Ok(answer) => Ok((id, answer)),
+            Ok(answer) => Ok((id, answer, block)),
             Err(message) => Err(error(id, code::SERVER_BUSY, message)),
         });
     }
@@ -390,8 +429,8 @@ pub(super) async fn answer_calls(
     for call in pending {
         responses.push(match call {
             Err(response) => response,
-            Ok((id, answer)) => match tokio::time::timeout_at(deadline, answer.recv_async()).await {
-                Ok(Ok(answer)) => response(id, answer),
+            Ok((id, answer, block)) => match tokio::time::timeout_at(deadline, answer.recv_async()).await {
+                Ok(Ok(answer)) => response(id, if block { ids.charge(answer) } else { answer }),
                 Ok(Err(_)) | Err(_) => error(id, code::SERVER_BUSY, "node did not answer in time"),
             },
         });
@@ -1190,6 +1229,7 @@ mod tests {
     /// (review).
     #[test]
     fn a_batch_answers_a_bounded_number_of_block_ranges() {
+        // (Blocks here have no transactions: the id budget below is not reached.)
         use super::super::reads::tests::{block, status};
         use super::LARGE_CALLS_PER_BODY;
         let reads = ReadView::new(Arc::default());
@@ -1231,6 +1271,48 @@ mod tests {
         let answers = answer_batch(&|_| ("tessera_getBlockRange", "[1,2]"));
         let ranged = answers.iter().filter(|a| a["result"].as_array().is_some_and(|r| r.len() == 2)).count();
         assert_eq!(ranged, LARGE_CALLS_PER_BODY);
+    }
+
+    /// The blocks one body's answers list carry at most BODY_TXN_IDS_MAX transaction ids
+    /// together: the block past it gets an error in place, and the body's first block is
+    /// answered whatever its size. Sixteen full blocks were ~4.4 MB of answer for ~1.2 KB of
+    /// body (review).
+    #[test]
+    fn a_batch_lists_a_bounded_number_of_transaction_ids() {
+        use super::super::reads::tests::{block_of, status};
+        use super::BODY_TXN_IDS_MAX;
+        let reads = ReadView::new(Arc::default());
+        reads.publish([], status(0));
+        let full = BODY_TXN_IDS_MAX / 4;
+        reads.publish([block_of(1, full), block_of(2, BODY_TXN_IDS_MAX + 1)], status(2));
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let answer = |heights: &[u64]| -> Vec<Value> {
+            let calls: Vec<String> = heights
+                .iter()
+                .enumerate()
+                .map(|(i, h)| {
+                    format!(
+                        r#"{{"jsonrpc":"2.0","id":{i},"method":"tessera_getBlockByHeight","params":[{h}]}}"#
+                    )
+                })
+                .collect();
+            let (node, _loop) = flume::bounded::<Request>(1);
+            let body = format!("[{}]", calls.join(","));
+            let answer = runtime
+                .block_on(super::handle_body(body.as_bytes(), &super::NodeQueue::new(node), &reads))
+                .expect("answers");
+            answer.as_array().expect("a batch").clone()
+        };
+        let listed = |answers: &[Value]| -> Vec<Option<usize>> {
+            answers.iter().map(|a| a["result"]["transactions"].as_array().map(Vec::len)).collect()
+        };
+        // Four blocks of a quarter each fill the budget; the fifth is refused, in place.
+        let answers = answer(&[1, 1, 1, 1, 1]);
+        assert_eq!(listed(&answers), [Some(full), Some(full), Some(full), Some(full), None]);
+        assert_eq!(answers[4]["error"]["code"], super::code::INVALID_REQUEST);
+        // A block past the budget alone is answered first in its body, and nothing after it.
+        let answers = answer(&[2, 1]);
+        assert_eq!(listed(&answers), [Some(BODY_TXN_IDS_MAX + 1), None]);
     }
 
     /// One exchange from a socket bound to `source` first.
