@@ -601,7 +601,7 @@ impl Node {
         let fates = self.reads.fates();
         drain_for(
             READS_PASS_BUDGET,
-            || self.rpc.try_recv().ok(),
+            || rpc::next_request(&self.rpc),
             |request| {
                 let standing = |ip| self.net.client_standing(ip);
                 let answer = answer_query(

@@ -148,6 +148,20 @@ impl NodeQueue {
     }
 }
 
+/// The next request in `queue` worth the node loop's time. A read whose answer nobody awaits
+/// any more (its client closed the connection, or its handler's deadline passed, and the
+/// receiver went with it) is dropped unanswered; a submission is taken whether or not anyone
+/// waits for its answer. Before, a client could queue reads and hang up at once, and the loop
+/// read blocks from the store and built their answers for nobody (found in review).
+pub fn next_request(queue: &flume::Receiver<Request>) -> Option<Request> {
+    loop {
+        let request = queue.try_recv().ok()?;
+        if matches!(request.query, Query::Submit(_)) || !request.reply.is_disconnected() {
+            return Some(request);
+        }
+    }
+}
+
 /// JSON-RPC error codes.
 pub mod code {
     /// Invalid JSON.
@@ -1271,6 +1285,26 @@ mod tests {
         let answers = answer_batch(&|_| ("tessera_getBlockRange", "[1,2]"));
         let ranged = answers.iter().filter(|a| a["result"].as_array().is_some_and(|r| r.len() == 2)).count();
         assert_eq!(ranged, LARGE_CALLS_PER_BODY);
+    }
+
+    /// The loop skips a read whose client has gone, and takes a submission whether or not its
+    /// client waits for the answer.
+    #[test]
+    fn a_read_nobody_awaits_is_not_answered() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let (sender, queue) = flume::bounded::<Request>(8);
+        let node = super::NodeQueue::new(sender);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        let mut send = |query| runtime.block_on(node.send(query, None, deadline)).expect("queued");
+        let txn: tessera_components::Txn = bytemuck::Zeroable::zeroed();
+        drop(send(Query::Block(1)));
+        drop(send(Query::Submit(Box::new(txn))));
+        let _waiting = send(Query::Block(2));
+        drop(send(Query::Status));
+        let taken: Vec<String> = std::iter::from_fn(|| super::next_request(&queue))
+            .map(|request| format!("{:?}", request.query).chars().take(6).collect())
+            .collect();
+        assert_eq!(taken, ["Submit", "Block("], "{taken:?}");
     }
 
     /// The blocks one body's answers list carry at most BODY_TXN_IDS_MAX transaction ids
