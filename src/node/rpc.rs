@@ -1295,7 +1295,7 @@ mod tests {
         let (sender, queue) = flume::bounded::<Request>(8);
         let node = super::NodeQueue::new(sender);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
-        let mut send = |query| runtime.block_on(node.send(query, None, deadline)).expect("queued");
+        let send = |query| runtime.block_on(node.send(query, None, deadline)).expect("queued");
         let txn: tessera_components::Txn = bytemuck::Zeroable::zeroed();
         drop(send(Query::Block(1)));
         drop(send(Query::Submit(Box::new(txn))));
