@@ -525,7 +525,9 @@ impl Node {
     fn drain_network(&mut self) -> bool {
         let mut busy = false;
         let inbound = self.net.inbound.clone();
-        busy |= self.take_consensus(inbound.try_iter().take(4096)) > 0;
+        // Each message's place in its sender's share of the queue is given back as it is taken.
+        busy |=
+            self.take_consensus(inbound.try_iter().take(4096).map(|(from, message, _)| (from, message))) > 0;
         let now_ns = wall_ns();
         let mut budget = DrainBudget::new();
         while let Some((from, batch)) = budget.next(|| self.net.take_txns()) {
@@ -631,7 +633,7 @@ impl Node {
     /// Nothing arrived: waits for the next message or the next tick, whichever is first.
     fn wait_for_message(&mut self) {
         let left = self.tick.saturating_sub(self.last_tick.elapsed());
-        let arrived = self.net.inbound.recv_timeout(left).ok();
+        let arrived = self.net.inbound.recv_timeout(left).ok().map(|(from, message, _)| (from, message));
         self.take_consensus(arrived);
     }
 

@@ -121,11 +121,35 @@ pub const FOLLOWER: u32 = u32::MAX;
 /// `SyncResponse` frame goes.
 pub type SyncRequest = (u64, flume::Sender<Arc<Vec<u8>>>);
 
+/// A consensus message from a peer on its way to the node loop: (validator index, message,
+/// the bytes it holds of its sender's share of the queue, given back when the loop takes it).
+pub type Inbound = (u32, ConsensusMessage, Queued);
+
+/// Bytes of consensus messages from validators' links that may wait for the node loop, shared
+/// out evenly among the validators ([`PortAddresses::consensus_share`]): the queue is bounded
+/// at 16,384 messages, and a message may be a whole frame, 4 MiB by default. A link whose
+/// share is full stops being read until the loop takes what it sent; its first message always
+/// goes. Before, a Byzantine validator streaming full-size frames while the loop ran a long tick
+/// (a catch-up's blocks executing) queued them at link speed, toward 64 GiB (found in review).
+pub const CONSENSUS_QUEUED_BYTES_MAX: u64 = 256 << 20;
+
+/// A message's place in its sender's share of the consensus queue, given back on drop.
+#[derive(Debug, Default)]
+pub struct Queued(Option<(Arc<AtomicU64>, u64)>);
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        if let Some((queued, bytes)) = self.0.take() {
+            queued.fetch_sub(bytes, Ordering::Relaxed);
+        }
+    }
+}
+
 /// What the schedule's thread holds to talk to the network.
 #[derive(Debug)]
 pub struct NetHandles {
-    /// Consensus messages from peers: (validator index, message).
-    pub inbound: flume::Receiver<(u32, ConsensusMessage)>,
+    /// Consensus messages from peers.
+    pub inbound: flume::Receiver<Inbound>,
     /// Transaction batches from the ingress port, with the client's address where bad
     /// signatures may be charged to it (not loopback, not a validator's).
     txns: flume::Receiver<(Option<IpAddr>, Vec<Txn>)>,
@@ -824,6 +848,9 @@ pub struct PortAddresses {
     followers: AddressTable,
     validator_links: Vec<AtomicU64>,
     validator_standing: Vec<std::sync::Mutex<Standing>>,
+    /// Per validator, bytes of its consensus messages waiting for the node loop
+    /// ([`CONSENSUS_QUEUED_BYTES_MAX`]).
+    consensus_queued: Vec<Arc<AtomicU64>>,
     /// Banned addresses, for every executor (a client's connections land on any of them).
     bans: std::sync::Mutex<BanTable>,
     /// The sync answer bytes every full node's connection draws from besides its own budget
@@ -915,7 +942,35 @@ impl PortAddresses {
         PortAddresses {
             validator_links: (0..validators).map(|_| AtomicU64::new(0)).collect(),
             validator_standing: (0..validators).map(|_| std::sync::Mutex::default()).collect(),
+            consensus_queued: (0..validators).map(|_| Arc::default()).collect(),
             ..Default::default()
+        }
+    }
+
+    /// Bytes of consensus messages one validator's links may have waiting for the node loop:
+    /// an even part of [`CONSENSUS_QUEUED_BYTES_MAX`].
+    fn consensus_share(&self) -> u64 {
+        CONSENSUS_QUEUED_BYTES_MAX / self.consensus_queued.len().max(1) as u64
+    }
+
+    /// A place for `bytes` of consensus messages from validator `peer` in the queue to the
+    /// node loop, once its share has room for them (or it has nothing queued): until then the
+    /// link waits, unread, polling with a backoff to 16 ms.
+    async fn queue_consensus(&self, peer: u32, bytes: u64) -> Queued {
+        let Some(queued) = self.consensus_queued.get(peer as usize) else { return Queued::default() };
+        let share = self.consensus_share();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let held = queued.load(Ordering::Relaxed);
+            if held == 0 || held.saturating_add(bytes) <= share {
+                // One link task per validator index at a time takes this path on an executor,
+                // but two links of one index may run on two executors: the sum may pass the share
+                // by one message, as every bound of this module may.
+                queued.fetch_add(bytes, Ordering::Relaxed);
+                return Queued(Some((queued.clone(), bytes)));
+            }
+            glommio::timer::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(16));
         }
     }
 
@@ -1246,27 +1301,27 @@ async fn read_frame<S: AsyncRead + Unpin>(
     codec: &Codec,
     counters: &NetCounters,
 ) -> std::io::Result<Result<Frame, secure::FrameFault>> {
-    read_frame_of(stream, codec, counters, |_| true).await
+    Ok(read_frame_of(stream, codec, counters, |_| true).await?.map(|(frame, _)| frame))
 }
 
-/// [`read_frame`] of the frames whose header `accepts` accepts ([`secure::read_frame_of`]).
+/// [`read_frame`] of the frames whose header `accepts` accepts ([`secure::read_frame_of`]),
+/// with the frame's size on the wire.
 async fn read_frame_of<S: AsyncRead + Unpin>(
     stream: &mut S,
     codec: &Codec,
     counters: &NetCounters,
     accepts: impl Fn(FrameHeader) -> bool,
-) -> std::io::Result<Result<Frame, secure::FrameFault>> {
-    Ok(secure::read_frame_of(stream, codec, accepts).await?.map(|(frame, size)| {
+) -> std::io::Result<Result<(Frame, usize), secure::FrameFault>> {
+    Ok(secure::read_frame_of(stream, codec, accepts).await?.inspect(|(_, size)| {
         counters.frames_in.fetch_add(1, Ordering::Relaxed);
-        counters.bytes_in.fetch_add(size as u64, Ordering::Relaxed);
-        frame
+        counters.bytes_in.fetch_add(*size as u64, Ordering::Relaxed);
     }))
 }
 
 /// Where the accepting side hands what peers send.
 #[derive(Clone)]
 struct PeerLinks {
-    inbound: flume::Sender<(u32, ConsensusMessage)>,
+    inbound: flume::Sender<Inbound>,
     /// Forwarded batches, with the forwarding validator (`None` from a full node).
     txns: flume::Sender<(Option<Source>, Vec<Txn>)>,
     sync: flume::Sender<SyncRequest>,
@@ -1624,7 +1679,8 @@ async fn serve_validator(
     channel.get_mut().set_read_timeout(None)?;
     let idle = shared.setup.validator_idle_timeout;
     loop {
-        let frame = match within(idle, read_frame(&mut channel, &codec, &shared.counters)).await {
+        let frame = match within(idle, read_frame_of(&mut channel, &codec, &shared.counters, |_| true)).await
+        {
             Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
                 shared.counters.connections_timed_out.fetch_add(1, Ordering::Relaxed);
                 return Ok(());
@@ -1635,13 +1691,14 @@ async fn serve_validator(
         if shared.addresses.standing(peer).is_none_or(|standing| standing.banned(Instant::now())) {
             return Ok(());
         }
-        match frame {
-            Ok(Frame::Consensus(message)) => {
-                if links.inbound.send_async((peer, message)).await.is_err() {
+        match frame.map(|(frame, size)| (frame, size as u64)) {
+            Ok((Frame::Consensus(message), size)) => {
+                let queued = shared.addresses.queue_consensus(peer, size).await;
+                if links.inbound.send_async((peer, message, queued)).await.is_err() {
                     return Ok(());
                 }
             }
-            Ok(Frame::Txns(batch)) => {
+            Ok((Frame::Txns(batch), _)) => {
                 // A validator's key does not make its transactions' signatures good: unchecked,
                 // a Byzantine validator's forged batches each cost the pipeline a verification
                 // per transaction. Honest validators forward only what they admitted (verified),
@@ -1739,7 +1796,7 @@ async fn serve_follower(
                 shared.counters.connections_timed_out.fetch_add(1, Ordering::Relaxed);
                 return Ok(());
             }
-            other => other?,
+            other => other?.map(|(frame, _)| frame),
         };
         // Banned since it connected (for forgeries found in what it relayed): it goes now.
         if charged.is_some_and(|ip| shared.banned(ip)) {
@@ -1818,12 +1875,7 @@ async fn serve_follower(
 
 /// The dialling side for one peer: connect with backoff, handshake, then write queued frames,
 /// coalescing whatever is queued into one write.
-async fn dial_peer(
-    shared: Rc<Executor>,
-    peer: u32,
-    outbound: PeerQueueRx,
-    inbound: flume::Sender<(u32, ConsensusMessage)>,
-) {
+async fn dial_peer(shared: Rc<Executor>, peer: u32, outbound: PeerQueueRx, inbound: flume::Sender<Inbound>) {
     let mut backoff = Duration::from_millis(50);
     // Since when this link has been down, and whether that was logged: an operator hears of a
     // validator it cannot reach (once, after `UNREACHABLE_LOG_AFTER`) and of its return.
@@ -1900,7 +1952,7 @@ async fn run_follower_link(
     peer: u32,
     mut channel: Secure<TcpStream>,
     outbound: &PeerQueueRx,
-    inbound: &flume::Sender<(u32, ConsensusMessage)>,
+    inbound: &flume::Sender<Inbound>,
 ) -> std::io::Result<()> {
     let codec = shared.codec();
     loop {
@@ -1915,7 +1967,8 @@ async fn run_follower_link(
         }
         match read_frame(&mut channel, &codec, &shared.counters).await? {
             Ok(Frame::Consensus(response @ ConsensusMessage::SyncResponse(_))) => {
-                if inbound.send_async((peer, response)).await.is_err() {
+                // One answer per request, and one request at a time: bounded by the asking.
+                if inbound.send_async((peer, response, Queued::default())).await.is_err() {
                     return Ok(());
                 }
             }
@@ -2123,7 +2176,7 @@ async fn serve_client(
                 shared.counters.connections_timed_out.fetch_add(1, Ordering::Relaxed);
                 return Ok(());
             }
-            other => other?,
+            other => other?.map(|(frame, _)| frame),
         };
         // Banned since it connected (for forgeries found in what it sent): it goes now.
         if charged.is_some_and(|ip| shared.banned(ip)) {
@@ -2292,7 +2345,7 @@ mod tests {
     }
 
     /// What a node hands its loop: consensus messages, and forwarded batches with their source.
-    type Handed = (flume::Receiver<(u32, ConsensusMessage)>, flume::Receiver<(Option<Source>, Vec<Txn>)>);
+    type Handed = (flume::Receiver<super::Inbound>, flume::Receiver<(Option<Source>, Vec<Txn>)>);
 
     /// Validator 0 with a validator idle deadline of 400 ms.
     fn idle_node() -> Rc<Executor> {
@@ -2683,6 +2736,80 @@ mod tests {
         });
     }
 
+    /// A validator's consensus messages waiting for the node loop hold at most its share of
+    /// CONSENSUS_QUEUED_BYTES_MAX; past it its link is not read until the loop takes some, and
+    /// the other validators' messages still go through. Before, the queue was bounded only at
+    /// 16,384 messages of up to a frame each (review).
+    #[test]
+    fn one_validators_queued_consensus_messages_hold_at_most_its_share() {
+        on_executor(|| async {
+            let a = Rc::new(executor(0));
+            let (addr, (inbound_rx, _txns_rx)) = listen(&a, None);
+            let share = a.addresses.consensus_share();
+            assert_eq!(share, super::CONSENSUS_QUEUED_BYTES_MAX / 4);
+            // Sync responses of one block of 5,500 transfers: ~880 KB a frame.
+            let fields = tessera_components::BlockFields {
+                height: 1,
+                view: 0,
+                timestamp_ms: 0,
+                proposer: 1,
+                parent: tessera_components::Hash::ZERO,
+                state_root: tessera_components::Hash::ZERO,
+            };
+            let txns = vec![transfer(8, 0); 5_500];
+            let ids = vec![txns[0].id(); txns.len()];
+            let block = tessera_components::Block::assemble(fields, txns, &ids);
+            let certificate = tessera_components::QuorumCertificate {
+                kind: tessera_components::VoteKind::Commit,
+                view: 0,
+                height: 1,
+                block: block.header.hash(),
+                signers: Vec::new(),
+                signatures: Vec::new(),
+            };
+            let response = ConsensusMessage::SyncResponse(vec![tessera_components::CertifiedBlock {
+                block,
+                certificate,
+            }]);
+            let frame = tessera_components::wire::encode(&Frame::Consensus(response));
+            let size = frame.len() as u64;
+            assert!(size > 800_000 && size < a.setup.max_frame_bytes as u64);
+            let sent = 100u64;
+            assert!(sent * size > share + 8 * size, "the test must overfill the share");
+            let b = executor(1);
+            let stream = TcpStream::connect(addr).await.expect("connect");
+            let mut link = secure::dial(stream, &b.local(), 0).await.expect("io").expect("admitted");
+            let writer = glommio::spawn_local(async move {
+                for _ in 0..sent {
+                    secure::write_bytes(&mut link, &frame).await.expect("write");
+                }
+                link
+            });
+            glommio::timer::sleep(Duration::from_millis(1500)).await;
+            let fit = share / size;
+            let queued = inbound_rx.len() as u64;
+            assert!(queued == fit || queued == fit + 1, "{queued} queued; the share fits {fit}");
+            // Validator 2's vote goes through meanwhile.
+            let c = executor(2);
+            let stream = TcpStream::connect(addr).await.expect("connect");
+            let mut other = secure::dial(stream, &c.local(), 0).await.expect("io").expect("admitted");
+            let request = ConsensusMessage::SyncRequest { from_height: 3 };
+            secure::write_bytes(&mut other, &tessera_components::wire::encode(&Frame::Consensus(request)))
+                .await
+                .expect("write");
+            glommio::timer::sleep(Duration::from_millis(200)).await;
+            let mut taken: Vec<u32> = inbound_rx.try_iter().map(|(from, _, _)| from).collect();
+            assert_eq!(taken.iter().filter(|from| **from == 2).count(), 1, "validator 2's message held back");
+            // Taken (and the places given back), validator 1's link is read again, to the end.
+            while (taken.len() as u64) < sent + 1 {
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+                taken.extend(inbound_rx.try_iter().map(|(from, _, _)| from));
+            }
+            assert_eq!(taken.iter().filter(|from| **from == 1).count() as u64, sent);
+            drop((writer.await, other));
+        });
+    }
+
     /// One queue takes every validator's forwarded batches to the node loop, and a link that
     /// waited for room in it held back the consensus frames behind its batch: one validator
     /// flooding batches delayed every other's votes. The hand-off no longer waits.
@@ -2706,7 +2833,8 @@ mod tests {
             .await
             .expect("write");
             glommio::timer::sleep(Duration::from_millis(200)).await;
-            assert_eq!(inbound_rx.try_recv().ok(), Some((1, request)), "the consensus frame was held back");
+            let taken = inbound_rx.try_recv().ok().map(|(from, message, _)| (from, message));
+            assert_eq!(taken, Some((1, request)), "the consensus frame was held back");
             assert_eq!(a.counters.forwarded_dropped_full.load(Ordering::Relaxed), 2);
             drop(link);
         });
