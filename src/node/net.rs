@@ -366,6 +366,19 @@ impl PeerQueueRx {
         (0..2).find_map(|lane| self.lanes[lane].0.try_recv().ok().map(|frame| self.taken(lane, frame)))
     }
 
+    /// `frame`, or the newest frame queued after it in the consensus lane, the older ones
+    /// dropped. A full node's consensus lane holds only its sync requests, each from the tip it
+    /// had when it asked: while a validator's link is down they pile up (one every 20 ms among
+    /// the validators), and sent on reconnect, one at a time, each waited for, they drew answers
+    /// of blocks the full node already had (found in review).
+    fn newest_consensus(&self, frame: Arc<Vec<u8>>) -> Arc<Vec<u8>> {
+        let mut newest = frame;
+        while let Ok(newer) = self.lanes[0].0.try_recv() {
+            newest = self.taken(0, newer);
+        }
+        newest
+    }
+
     /// The next frame, consensus first, waiting for one; `None` once both lanes are closed.
     async fn next(&self) -> Option<Arc<Vec<u8>>> {
         if let Some(frame) = self.try_next() {
@@ -1957,11 +1970,12 @@ async fn run_follower_link(
     let codec = shared.codec();
     loop {
         let Some(frame) = outbound.next().await else { return Ok(()) };
+        // The full node sends only sync requests (consensus) and transaction batches.
+        let is_request = codec.decode_header(&frame).is_ok_and(|header| header.kind == FrameKind::Consensus);
+        let frame = if is_request { outbound.newest_consensus(frame) } else { frame };
         secure::write_bytes(&mut channel, &frame).await?;
         shared.counters.frames_out.fetch_add(1, Ordering::Relaxed);
         shared.counters.bytes_out.fetch_add(frame.len() as u64, Ordering::Relaxed);
-        // The full node sends only sync requests and transaction batches.
-        let is_request = codec.decode_header(&frame).is_ok_and(|header| header.kind == FrameKind::Consensus);
         if !is_request {
             continue;
         }
@@ -2544,6 +2558,22 @@ mod tests {
             assert_eq!(counters.validators_connected.load(Ordering::Relaxed), 1, "a quiet validator is kept");
             drop((followers, link));
         });
+    }
+
+    /// A full node's link sends only the newest of the sync requests queued while it was
+    /// down, and gives back the bytes of the others.
+    #[test]
+    fn a_full_nodes_link_sends_only_its_newest_queued_sync_request() {
+        let (tx, rx) = peer_queue(4096, 1 << 20, 1 << 20);
+        for from_height in 1..=100u8 {
+            assert!(tx.push(Arc::new(vec![from_height; 16]), Lane::Consensus));
+        }
+        assert!(tx.push(Arc::new(vec![0xbb; 16]), Lane::Bulk));
+        let first = rx.try_next().expect("queued");
+        assert_eq!(rx.newest_consensus(first)[0], 100, "an older request was kept");
+        assert_eq!(rx.lanes[0].1.load(Ordering::Relaxed), 0, "the dropped requests' bytes are held still");
+        // A batch queued beside them is left for its turn.
+        assert_eq!(rx.try_next().map(|frame| frame[0]), Some(0xbb));
     }
 
     #[test]
