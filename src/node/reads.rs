@@ -250,12 +250,15 @@ impl ReadView {
         feed.first + feed.events.len() as u64
     }
 
-    /// The events from `cursor` on, each with its sequence number, moving `cursor` past them;
-    /// or, when some of them have left the ring already, how many were missed.
+    /// Up to `max` events from `cursor` on, each with its sequence number, moving `cursor`
+    /// past them; or, when the event at `cursor` has left the ring already, how many were
+    /// missed. A session takes a few at a time, so that what it holds while a slow client
+    /// reads them is those few: taking every event it had not sent, it kept them alive after
+    /// the ring let them go, up to a ring's worth a session (found in review).
     ///
     /// # Errors
     /// The number of events missed.
-    pub fn events_since(&self, cursor: &mut u64) -> Result<Vec<(u64, Arc<Event>)>, u64> {
+    pub fn events_since(&self, cursor: &mut u64, max: usize) -> Result<Vec<(u64, Arc<Event>)>, u64> {
         let feed = read(&self.feed);
         if *cursor < feed.first {
             return Err(feed.first - *cursor);
@@ -266,9 +269,10 @@ impl ReadView {
             .iter()
             .enumerate()
             .skip(skip)
+            .take(max)
             .map(|(i, event)| (feed.first + i as u64, event.clone()))
             .collect();
-        *cursor = feed.first + feed.events.len() as u64;
+        *cursor += events.len() as u64;
         Ok(events)
     }
 
@@ -493,13 +497,13 @@ pub(crate) mod tests {
         for _ in 0..5 {
             view.push(Event::rejected(Vec::new()));
         }
-        assert_eq!(view.events_since(&mut within).map(|events| events.len()), Ok(5));
+        assert_eq!(view.events_since(&mut within, usize::MAX).map(|events| events.len()), Ok(5));
         for _ in 0..FEED_EVENTS {
             view.push(Event::rejected(Vec::new()));
         }
-        assert_eq!(view.events_since(&mut behind).map(|events| events.len()), Err(5));
-        assert_eq!(view.events_since(&mut within).map(|events| events.len()), Ok(FEED_EVENTS));
-        assert_eq!(view.events_since(&mut within).map(|events| events.len()), Ok(0));
+        assert_eq!(view.events_since(&mut behind, usize::MAX).map(|events| events.len()), Err(5));
+        assert_eq!(view.events_since(&mut within, usize::MAX).map(|events| events.len()), Ok(FEED_EVENTS));
+        assert_eq!(view.events_since(&mut within, usize::MAX).map(|events| events.len()), Ok(0));
         // Three events of half the transaction budget each: the oldest goes (with every
         // empty event before it).
         let half = vec![(TxnId(Hash([1; 32])), "fee_too_low"); FEED_TXNS_MAX / 2];
@@ -507,13 +511,20 @@ pub(crate) mod tests {
             view.push(Event::Rejected { rejected: half.clone(), index: Default::default() });
         }
         let mut start = within;
-        assert_eq!(view.events_since(&mut start).map(|events| events.len()), Err(1));
+        assert_eq!(view.events_since(&mut start, usize::MAX).map(|events| events.len()), Err(1));
         let mut second = within + 1;
-        assert_eq!(view.events_since(&mut second).map(|events| events.len()), Ok(2));
+        assert_eq!(view.events_since(&mut second, usize::MAX).map(|events| events.len()), Ok(2));
         // One event over the whole budget still goes out.
         let over = vec![(TxnId(Hash([2; 32])), "fee_too_low"); FEED_TXNS_MAX + 1];
         view.push(Event::Rejected { rejected: over.clone(), index: Default::default() });
-        assert_eq!(view.events_since(&mut second).map(|events| events.len()), Ok(1));
+        assert_eq!(view.events_since(&mut second, usize::MAX).map(|events| events.len()), Ok(1));
+        // Taken a few at a time: the cursor moves past those taken only.
+        view.push(Event::rejected(Vec::new()));
+        view.push(Event::rejected(Vec::new()));
+        let mut few = view.feed_next() - 2;
+        assert_eq!(view.events_since(&mut few, 1).map(|events| events[0].0), Ok(view.feed_next() - 2));
+        assert_eq!(few, view.feed_next() - 1);
+        assert_eq!(view.events_since(&mut few, 8).map(|events| events.len()), Ok(1));
         // A tick's refusals are capped before they reach the ring.
         assert_eq!(Event::rejected(over).txns(), crate::node::subscribe::REJECTED_PER_EVENT_MAX);
     }

@@ -351,6 +351,10 @@ impl Session {
     }
 }
 
+/// Events a session takes from the ring at a time: all it holds while a slow client reads
+/// them ([`super::reads::ReadView::events_since`]).
+const EVENTS_PER_FETCH: usize = 4;
+
 /// What woke a session.
 enum Wake {
     Client(Option<Result<Message, tokio_tungstenite::tungstenite::Error>>),
@@ -394,11 +398,15 @@ pub async fn session(
     let mut session = Session { from, subscriptions: Vec::new(), made: 0 };
     let mut heard = tokio::time::Instant::now();
     let mut pinged = false;
+    // Events left in the ring past the last fetch ([`EVENTS_PER_FETCH`]): fetched at once.
+    let mut feed_left = false;
     loop {
         let wake = futures_lite::future::or(
             futures_lite::future::or(async { Wake::Client(ws.next().await) }, async {
                 // The sender lives as long as the read view, which this connection holds.
-                let _ = feed.changed().await;
+                if !feed_left {
+                    let _ = feed.changed().await;
+                }
                 Wake::Feed
             }),
             async {
@@ -439,10 +447,11 @@ pub async fn session(
                 let _ = ws.close(Some(frame)).await;
                 return;
             }
-            Wake::Feed => match reads.events_since(&mut cursor) {
+            Wake::Feed => match reads.events_since(&mut cursor, EVENTS_PER_FETCH) {
                 Ok(events) => {
                     // One event's notifications at a time: what waits to be written is
                     // tungstenite's buffer and one event, not everything the session missed.
+                    let more = events.len() == EVENTS_PER_FETCH;
                     for (seq, event) in events {
                         for text in session.notifications(seq, &event) {
                             if ws.feed(Message::text(text)).await.is_err() {
@@ -451,6 +460,8 @@ pub async fn session(
                             series.websocket_notifications.fetch_add(1, Ordering::Relaxed);
                         }
                     }
+                    // The rest at the next turn of the loop, not at the next push.
+                    feed_left = more;
                     vec![]
                 }
                 Err(missed) => {
