@@ -209,6 +209,12 @@ pub const LARGE_CALLS_PER_BODY: usize = 16;
 /// (found in review); now at most four such blocks, ~1.1 MB.
 pub const BODY_TXN_IDS_MAX: usize = 16_384;
 
+/// A call's answer: from the read view, or awaited from the node loop.
+enum Reply {
+    InHand(Result<Value, (i64, String)>),
+    FromLoop(flume::Receiver<Result<Value, (i64, String)>>),
+}
+
 /// The transaction ids of a body's block answers so far, against [`BODY_TXN_IDS_MAX`].
 #[derive(Debug, Default)]
 struct IdBudget {
@@ -218,9 +224,13 @@ struct IdBudget {
 
 impl IdBudget {
     /// `answer`, a block's, if its ids fit what is left of the body's budget (or it is the
-    /// body's first block); an error naming the bound otherwise.
+    /// body's first block, in call order); an error naming the bound otherwise. A height past
+    /// the tip (`null`) costs nothing.
     fn charge(&mut self, answer: Result<Value, (i64, String)>) -> Result<Value, (i64, String)> {
         let Ok(block) = &answer else { return answer };
+        if block.is_null() {
+            return answer;
+        }
         let ids = block["transactions"].as_array().map_or(0, Vec::len);
         if self.blocks > 0 && self.listed + ids > BODY_TXN_IDS_MAX {
             return Err((
@@ -391,8 +401,9 @@ pub(super) async fn answer_calls(
     from: Option<std::net::IpAddr>,
 ) -> Vec<Value> {
     let deadline = tokio::time::Instant::now() + NODE_ANSWER_TIMEOUT;
-    // Per call with an id: `Err` holds its response already made, `Ok` the reply awaited (and
-    // whether it is a block's).
+    // Per call with an id: `Err` holds its response already made, `Ok` its answer, in hand or
+    // awaited from the node loop, and whether it is a block's (charged to the body's id budget
+    // in call order, below).
     let mut pending = Vec::with_capacity(calls.len());
     let mut large = 0;
     let mut ids = IdBudget::default();
@@ -430,24 +441,34 @@ pub(super) async fn answer_calls(
         };
         let block = matches!(query, Query::Block(_));
         if let Some(answer) = reads.answer(&query) {
-            let answer = if block { ids.charge(answer) } else { answer };
-            pending.push(Err(response(id, answer)));
+            pending.push(Ok((id, Reply::InHand(answer), block)));
             continue;
         }
         pending.push(match node.send(query, from, deadline).await {
-            Ok(answer) => Ok((id, answer, block)),
+            Ok(answer) => Ok((id, Reply::FromLoop(answer), block)),
             Err(message) => Err(error(id, code::SERVER_BUSY, message)),
         });
     }
     let mut responses = Vec::with_capacity(pending.len());
     for call in pending {
-        responses.push(match call {
-            Err(response) => response,
-            Ok((id, answer, block)) => match tokio::time::timeout_at(deadline, answer.recv_async()).await {
-                Ok(Ok(answer)) => response(id, if block { ids.charge(answer) } else { answer }),
-                Ok(Err(_)) | Err(_) => error(id, code::SERVER_BUSY, "node did not answer in time"),
+        let (id, reply, block) = match call {
+            Err(response) => {
+                responses.push(response);
+                continue;
+            }
+            Ok(call) => call,
+        };
+        let answer = match reply {
+            Reply::InHand(answer) => answer,
+            Reply::FromLoop(answer) => match tokio::time::timeout_at(deadline, answer.recv_async()).await {
+                Ok(Ok(answer)) => answer,
+                Ok(Err(_)) | Err(_) => {
+                    responses.push(error(id, code::SERVER_BUSY, "node did not answer in time"));
+                    continue;
+                }
             },
-        });
+        };
+        responses.push(response(id, if block { ids.charge(answer) } else { answer }));
     }
     responses
 }
@@ -1316,9 +1337,18 @@ mod tests {
         use super::super::reads::tests::{block_of, status};
         use super::BODY_TXN_IDS_MAX;
         let reads = ReadView::new(Arc::default());
-        reads.publish([], status(0));
-        let full = BODY_TXN_IDS_MAX / 4;
-        reads.publish([block_of(1, full), block_of(2, BODY_TXN_IDS_MAX + 1)], status(2));
+        // Blocks 1 and 2 are the store's (the node loop answers for them), 3 and 4 are held.
+        reads.publish([], status(2));
+        let quarter = BODY_TXN_IDS_MAX / 4;
+        reads.publish([block_of(3, quarter), block_of(4, BODY_TXN_IDS_MAX + 1)], status(4));
+        // The node loop, answering for any height with a block of a quarter of the budget.
+        let (sender, queue) = flume::bounded::<Request>(64);
+        let from_store = std::thread::spawn(move || {
+            while let Ok(request) = queue.recv() {
+                let _ = request.reply.send(Ok(super::super::block_json(&block_of(1, quarter))));
+            }
+        });
+        let node = super::NodeQueue::new(sender);
         let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
         let answer = |heights: &[u64]| -> Vec<Value> {
             let calls: Vec<String> = heights
@@ -1330,23 +1360,28 @@ mod tests {
                     )
                 })
                 .collect();
-            let (node, _loop) = flume::bounded::<Request>(1);
             let body = format!("[{}]", calls.join(","));
-            let answer = runtime
-                .block_on(super::handle_body(body.as_bytes(), &super::NodeQueue::new(node), &reads))
-                .expect("answers");
+            let answer =
+                runtime.block_on(super::handle_body(body.as_bytes(), &node, &reads)).expect("answers");
             answer.as_array().expect("a batch").clone()
         };
         let listed = |answers: &[Value]| -> Vec<Option<usize>> {
             answers.iter().map(|a| a["result"]["transactions"].as_array().map(Vec::len)).collect()
         };
         // Four blocks of a quarter each fill the budget; the fifth is refused, in place.
-        let answers = answer(&[1, 1, 1, 1, 1]);
-        assert_eq!(listed(&answers), [Some(full), Some(full), Some(full), Some(full), None]);
+        let answers = answer(&[3, 3, 3, 3, 3]);
+        assert_eq!(listed(&answers), [Some(quarter), Some(quarter), Some(quarter), Some(quarter), None]);
         assert_eq!(answers[4]["error"]["code"], super::code::INVALID_REQUEST);
-        // A block past the budget alone is answered first in its body, and nothing after it.
-        let answers = answer(&[2, 1]);
-        assert_eq!(listed(&answers), [Some(BODY_TXN_IDS_MAX + 1), None]);
+        // Charged in call order, whoever answers: the store's block first, then three held.
+        let answers = answer(&[1, 3, 3, 3, 3]);
+        assert_eq!(listed(&answers), [Some(quarter), Some(quarter), Some(quarter), Some(quarter), None]);
+        // A block past the budget alone is answered first in its body (a height past the tip,
+        // null, costs nothing and is not a first block), and nothing after it.
+        let answers = answer(&[9, 4, 3]);
+        assert_eq!(answers[0]["result"], Value::Null);
+        assert_eq!(listed(&answers), [None, Some(BODY_TXN_IDS_MAX + 1), None]);
+        drop(node);
+        from_store.join().unwrap();
     }
 
     /// One exchange from a socket bound to `source` first.
