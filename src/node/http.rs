@@ -1,8 +1,11 @@
 //! The HTTP/1 server under the JSON-RPC and metrics ports.
 //!
 //! Bird's eye view: each port gets one thread that runs a tokio current-thread runtime. Its
-//! accept loop closes a connection unread when the port already holds `connections_max`. A
-//! connection whose source address already holds `connections_per_address_max` (loopback
+//! accept loop closes a connection unread when the port already holds `connections_max`,
+//! unless another address holds at least two more connections than the newcomer's: then, once
+//! the newcomer has sent a byte, that address's oldest connection is asked to close and its
+//! slot goes to the newcomer ([`Port::newcomer`], [`Port::evict_for`]; bounded per address and
+//! per `header_timeout`). A connection whose source address already holds `connections_per_address_max` (loopback
 //! included) waits, unread, for one of that address's slots, for at most the header deadline
 //! and among at most [`waiting_max`] such; past either it is closed unread. Every other
 //! connection becomes a task that hyper's HTTP/1 state machine drives. Nothing blocks a
@@ -28,7 +31,8 @@
 //! NAT shared with an attacker shares its fate, as it does under the cap itself). Past
 //! [`waiting_max`] connections wait, the rest are closed at accept as before. At the port's
 //! `connections_max` a slot given back goes to the port, not to a waiter, so a new address can
-//! take it. (Measured against `slowhttptest` on the node's own machine, closing at once cost
+//! take it (except the slot of a connection asked to close for a newcomer, which is that
+//! newcomer's). (Measured against `slowhttptest` on the node's own machine, closing at once cost
 //! the honest client more than waiting does, though not through the node's work: the tool
 //! polls the sockets the node closed in a busy loop, a core of its own; see
 //! `docs/operations.md`.)
@@ -104,7 +108,8 @@ const LINGER: Duration = Duration::from_secs(2);
 const LINGER_BYTES_MAX: usize = 16 << 20;
 
 /// Most connections any port holds waiting for a slot of their source address (see
-/// [`Port::wait_for_slot`]).
+/// [`Port::wait_for_slot`]), newcomers waiting for a connection asked to close for them
+/// included ([`Port::evict_for`]).
 pub const WAITING_MAX: usize = 512;
 
 /// Most connections a port with `connections_max` slots holds waiting (twice its slots, at
@@ -125,8 +130,9 @@ pub struct Limits {
     pub connections_max: usize,
     /// Most connections open at once from one source address.
     pub connections_per_address_max: usize,
-    /// A request's headers must arrive within this long of the connection opening or of the
-    /// previous answer.
+    /// A request's headers must arrive within this long of the connection getting its slot or
+    /// of the previous answer (a connection that waited for its slot waited at most this long
+    /// for each step before: its first byte, then its place in line).
     pub header_timeout: Duration,
     /// A request's body must arrive within this long of the handler asking for it.
     pub body_timeout: Duration,
@@ -185,9 +191,10 @@ struct Open {
     /// When connections were asked to close in the last `header_timeout`, and for whom: at
     /// most [`evictions_max`] in any such span, and at most one for each address.
     recent: VecDeque<(Instant, IpAddr)>,
-    /// Newcomers at a full port waiting for their first byte before anyone is asked to close
-    /// for them ([`Port::newcomer`]): at most [`evictions_max`] twice over.
-    newcomers: usize,
+    /// Addresses with a newcomer at a full port waiting for its first byte before anyone is
+    /// asked to close for it ([`Port::newcomer`]): one each, at most [`evictions_max`] twice
+    /// over.
+    newcomers: std::collections::HashSet<IpAddr>,
 }
 
 /// Most connections a port with `connections_max` slots asks to close for newcomers in any
@@ -550,35 +557,41 @@ impl Port {
     fn newcomer(self: &Arc<Port>, ip: IpAddr) -> Option<Newcomer> {
         let ip = charged_as(ip);
         let mut open = self.open();
-        open.victim_for(ip)?;
-        if !open.may_evict_for(ip, &self.limits)
-            || open.newcomers >= 2 * evictions_max(self.limits.connections_max)
+        // The cheap checks first: one newcomer an address (so one address cannot take every
+        // place and shut the rule off for others), a place left, the window.
+        if open.newcomers.contains(&ip)
+            || open.newcomers.len() >= 2 * evictions_max(self.limits.connections_max)
+            || !open.may_evict_for(ip, &self.limits)
         {
             return None;
         }
-        open.newcomers += 1;
+        open.victim_for(ip)?;
+        open.newcomers.insert(ip);
         Some(Newcomer { port: self.clone(), ip })
     }
 
-    /// For a newcomer that has sent its first byte: a slot at once if the port has room now;
-    /// else a place in its address's queue (never another's: a full waiting room refuses it)
-    /// with the largest holder's oldest connection asked to close for it (a plain one before a
-    /// session; an idle one at once, a busy one once its answer is written), if that holder
+    /// For a newcomer that has sent its first byte: a slot at once if the port has room now
+    /// and its address is under its cap with nobody of its own in line (as `take_slot` would
+    /// give it); else a place in its address's queue (a full waiting room makes room as for
+    /// any waiter, [`Open::evict_for`]) with the largest holder's oldest connection asked to
+    /// close for it (a plain one before a session: between requests it closes at once, with a
+    /// request in hand or not yet through its first once that is answered), if that holder
     /// still holds at least two more and [`Open::may_evict_for`] still allows it. `None`
     /// otherwise.
     fn evict_for(&self, newcomer: &Newcomer) -> Option<Admitted> {
         let ip = newcomer.ip;
         let mut open = self.open();
-        if open.total < self.limits.connections_max {
+        if open.total < self.limits.connections_max
+            && open.per_address.get(&ip).copied().unwrap_or(0) < self.limits.connections_per_address_max
+            && !open.waiting.contains_key(&ip)
+        {
             let grant = open.grant(ip);
             drop(open);
             self.series.connections_open.fetch_add(1, Ordering::Relaxed);
             return Some(Admitted::Now(Slot::new(&newcomer.port, grant)));
         }
         let victim = open.victim_for(ip)?;
-        if open.waiting_total >= waiting_max(self.limits.connections_max)
-            || !open.may_evict_for(ip, &self.limits)
-        {
+        if !open.may_evict_for(ip, &self.limits) {
             return None;
         }
         let (id, receiver) = open.enqueue(ip, &self.limits)?;
@@ -686,8 +699,7 @@ struct Newcomer {
 
 impl Drop for Newcomer {
     fn drop(&mut self) {
-        let mut open = self.port.open();
-        open.newcomers = open.newcomers.saturating_sub(1);
+        self.port.open().newcomers.remove(&self.ip);
     }
 }
 
@@ -1523,9 +1535,10 @@ mod tests {
         drop((wait, again));
     }
 
-    /// Before a newcomer speaks it takes no waiter's place, and there are at most twice
-    /// evictions_max of them; one address has at most one connection asked to close for it a
-    /// header_timeout; and a newcomer that finds room when it speaks takes it, asking nobody.
+    /// Before a newcomer speaks it takes no waiter's place, there are at most twice
+    /// evictions_max of them, and one an address; one address has at most one connection asked
+    /// to close for it a header_timeout; and a newcomer that finds room when it speaks takes
+    /// it, asking nobody.
     #[test]
     fn newcomers_wait_bounded_and_unqueued_and_one_address_evicts_once_a_window() {
         let port = port(16, 16, Duration::from_secs(60));
@@ -1535,6 +1548,9 @@ mod tests {
         let silent: Vec<Newcomer> =
             (0..2 * max as u8).map(|i| port.newcomer(address(10 + i)).unwrap()).collect();
         assert!(port.newcomer(address(99)).is_none(), "past twice evictions_max newcomers");
+        drop(silent);
+        let silent = port.newcomer(address(10)).unwrap();
+        assert!(port.newcomer(address(10)).is_none(), "two newcomers from one address at once");
         assert_eq!(port.open.lock().unwrap().waiting_total, 0, "a silent newcomer took a place in line");
         drop(silent);
         // One address, speaking each time: one eviction, then none until the window passes.
