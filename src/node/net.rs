@@ -986,19 +986,22 @@ impl PortAddresses {
 
     /// A place for `bytes` of consensus messages from validator `peer` in the queue to the
     /// node loop, once its share has room for them (or it has nothing queued): until then the
-    /// link waits, unread, polling with a backoff to 16 ms.
-    async fn queue_consensus(&self, peer: u32, bytes: u64) -> Queued {
-        let Some(queued) = self.consensus_queued.get(peer as usize) else { return Queued::default() };
+    /// link waits, unread, polling with a backoff to 16 ms. `None` once the node is stopping.
+    async fn queue_consensus(&self, peer: u32, bytes: u64, stop: &AtomicBool) -> Option<Queued> {
+        let Some(queued) = self.consensus_queued.get(peer as usize) else { return Some(Queued::default()) };
         let share = self.consensus_share();
         let mut pause = Duration::from_millis(1);
         loop {
+            if stop.load(Ordering::Relaxed) {
+                return None;
+            }
             let held = queued.load(Ordering::Relaxed);
             if held == 0 || held.saturating_add(bytes) <= share {
                 // One link task per validator index at a time takes this path on an executor,
                 // but two links of one index may run on two executors: the sum may pass the share
                 // by one message, as every bound of this module may.
                 queued.fetch_add(bytes, Ordering::Relaxed);
-                return Queued(Some((queued.clone(), bytes)));
+                return Some(Queued(Some((queued.clone(), bytes))));
             }
             glommio::timer::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(16));
@@ -1724,7 +1727,10 @@ async fn serve_validator(
         }
         match frame.map(|(frame, size)| (frame, size as u64)) {
             Ok((Frame::Consensus(message), size)) => {
-                let queued = shared.addresses.queue_consensus(peer, decoded_bytes(&message, size)).await;
+                let charge = decoded_bytes(&message, size);
+                let Some(queued) = shared.addresses.queue_consensus(peer, charge, &shared.stop).await else {
+                    return Ok(());
+                };
                 if links.inbound.send_async((peer, message, queued)).await.is_err() {
                     return Ok(());
                 }
