@@ -949,6 +949,20 @@ impl ClientShares {
 /// that rate, every answer read from storage and encoded on the node loop (found in review).
 pub const FOLLOWERS_AT_FULL_RATE: u64 = 8;
 
+/// What a sync answer to a full node costs its budgets at least, however small: each is a
+/// round trip through the node loop, a storage lookup and a sealed write. Charged by its bytes
+/// alone, a "nothing new" answer cost 14 bytes, and a full node asking past the tip as fast as
+/// it could never ran out (found in review). At 16 KiB, the budget all full nodes share (8 ×
+/// 8 MiB/s by default) pays for at most 4,096 answers a second; an honest full node that has
+/// caught up asks 50 times a second at most, 0.8 MiB/s of charge, so 64 of them (the default
+/// cap) fit in the shared budget.
+pub const SYNC_ANSWER_CHARGE_MIN: u64 = 16 << 10;
+
+/// What a sync answer of `bytes` is charged: its size, at least [`SYNC_ANSWER_CHARGE_MIN`].
+fn sync_answer_charge(bytes: usize) -> u64 {
+    (bytes as u64).max(SYNC_ANSWER_CHARGE_MIN)
+}
+
 impl PortAddresses {
     /// Whether a sync answer may be served now out of the budget all full nodes share:
     /// [`FOLLOWERS_AT_FULL_RATE`] times one connection's `rate`, refilled as
@@ -1857,8 +1871,9 @@ async fn serve_follower(
                         Err(_) => empty(),
                     }
                 };
-                budget.spend(frame.len() as u64);
-                shared.addresses.sync_total_spend(frame.len() as u64);
+                let charge = sync_answer_charge(frame.len());
+                budget.spend(charge);
+                shared.addresses.sync_total_spend(charge);
                 secure::write_bytes(channel, &frame).await?;
                 shared.counters.sync_requests_served.fetch_add(1, Ordering::Relaxed);
                 shared.counters.frames_out.fetch_add(1, Ordering::Relaxed);
@@ -2646,6 +2661,33 @@ mod tests {
         assert_eq!(served.iter().filter(|served| **served).count() as u64, super::FOLLOWERS_AT_FULL_RATE);
         assert!(!served[8], "the ninth is throttled though its own budget is full");
         assert!(addresses.sync_total_allows(rate, now + std::time::Duration::from_secs(1)), "refilled");
+    }
+
+    /// Answers of nothing new cost a full node's budget SYNC_ANSWER_CHARGE_MIN each: asking
+    /// past the tip as fast as it can, it is served about rate / 16 KiB of them a second, where
+    /// each cost 14 bytes before (review).
+    #[test]
+    fn empty_sync_answers_cost_a_minimum_charge() {
+        let rate = 8 << 20;
+        let start = std::time::Instant::now();
+        let mut budget = SyncBudget::new(rate, start);
+        let empty =
+            tessera_components::wire::encode(&Frame::Consensus(ConsensusMessage::SyncResponse(Vec::new())));
+        assert!(empty.len() < 64);
+        let mut served = 0u64;
+        for ms in 0..1000 {
+            let now = start + Duration::from_millis(ms);
+            while budget.allows(now) {
+                budget.spend(super::sync_answer_charge(empty.len()));
+                served += 1;
+            }
+        }
+        // A second's refill and the first burst: about twice rate / SYNC_ANSWER_CHARGE_MIN.
+        assert!(
+            served <= 2 * rate / super::SYNC_ANSWER_CHARGE_MIN + 2,
+            "{served} empty answers served in a second"
+        );
+        assert_eq!(super::sync_answer_charge(1 << 20), 1 << 20, "a real answer is charged its size");
     }
 
     #[test]
