@@ -471,7 +471,7 @@ impl Node {
             ),
             metrics.clone(),
         )?;
-        let (rpc_tx, rpc_rx) = flume::bounded::<Request>(1024);
+        let (rpc_tx, rpc_rx) = flume::bounded::<Request>(rpc::NODE_QUEUE_MAX);
         let reads = Arc::new(ReadView::new(net.counters.clone()));
         // Published before the server starts, so no read waits for the first tick.
         reads.publish([], node_status(&pipeline));

@@ -70,6 +70,9 @@ pub struct Request {
 /// (found in review).
 pub const QUEUED_PER_ADDRESS_MAX: u32 = 64;
 
+/// Requests the node loop's queue holds.
+pub const NODE_QUEUE_MAX: usize = 1024;
+
 /// The node loop's queue of requests, with each client address's share of it.
 #[derive(Clone, Debug)]
 pub struct NodeQueue {
@@ -108,7 +111,11 @@ impl NodeQueue {
     }
 
     /// A place for one more request from `from`: none needed for loopback or an unknown
-    /// address, `Err` when the address holds its [`QUEUED_PER_ADDRESS_MAX`].
+    /// address, `Err` when the address holds its share: an even part of [`NODE_QUEUE_MAX`]
+    /// among the addresses holding places, the asking one and one more, at most
+    /// [`QUEUED_PER_ADDRESS_MAX`]. With a fixed sixteenth, sixteen addresses (an IPv6 /60) held
+    /// the whole queue, and every other client waited out its deadline (found in review); the
+    /// one more leaves room for a newcomer.
     fn slot(&self, from: Option<std::net::IpAddr>) -> Result<Option<QueueSlot>, ()> {
         let Some(ip) =
             from.map(|ip| ip.to_canonical()).filter(|ip| !ip.is_loopback()).map(super::net::charged_as)
@@ -116,8 +123,13 @@ impl NodeQueue {
             return Ok(None);
         };
         let mut held = self.shares.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let holders = held.len() + usize::from(!held.contains_key(&ip));
+        let share = (NODE_QUEUE_MAX / (holders + 1)).clamp(1, QUEUED_PER_ADDRESS_MAX as usize) as u32;
         let count = held.entry(ip).or_default();
-        if *count >= QUEUED_PER_ADDRESS_MAX {
+        if *count >= share {
+            if *count == 0 {
+                held.remove(&ip);
+            }
             return Err(());
         }
         *count += 1;
@@ -1537,6 +1549,33 @@ mod tests {
         assert_eq!(answered("127.0.0.1"), (calls, 0), "loopback limited");
         assert_eq!(answered("::1"), (calls, 0), "IPv6 loopback limited");
         assert!(node.shares.held.lock().unwrap().is_empty(), "places not given back");
+    }
+
+    /// Sixteen addresses (an IPv6 /60) filling their shares of the node loop's queue leave
+    /// room for a seventeenth, even with a loop that takes nothing: each share is an even part
+    /// among the holders and one more. With a fixed sixteenth they held the whole queue and the
+    /// seventeenth waited out its deadline (review).
+    #[test]
+    fn sixteen_addresses_leave_room_in_the_node_queue_for_another() {
+        use super::{NODE_QUEUE_MAX, QUEUED_PER_ADDRESS_MAX};
+        let (sender, _stuck) = flume::bounded::<Request>(NODE_QUEUE_MAX);
+        let node = super::NodeQueue::new(sender);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let send = |n: u16| {
+            let from: std::net::IpAddr = format!("2001:db8:0:{n:x}::1").parse().unwrap();
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(50);
+            runtime.block_on(node.send(Query::Status, Some(from), deadline))
+        };
+        let mut waiting = Vec::new();
+        for n in 0..16 {
+            for _ in 0..QUEUED_PER_ADDRESS_MAX {
+                if let Ok(answer) = send(n) {
+                    waiting.push(answer);
+                }
+            }
+        }
+        assert!(waiting.len() < NODE_QUEUE_MAX, "sixteen addresses hold the whole queue");
+        assert!(send(16).is_ok(), "a seventeenth address found no room");
     }
 
     /// A handler sees the client's exact address, not the /64 its connection is counted as:
