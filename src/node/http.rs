@@ -1246,6 +1246,21 @@ mod tests {
         (server, series)
     }
 
+    /// A server with these limits that answers `ok`, after `hold` for requests to `/hold`.
+    fn holding_server(limits: Limits, hold: Duration) -> (Server, Arc<HttpSeries>) {
+        let series = Arc::new(HttpSeries::default());
+        let server = serve("test", SocketAddr::from(([127, 0, 0, 1], 0)), limits, series.clone(), {
+            move |_port, request: Request<Incoming>| async move {
+                if request.uri().path() == "/hold" {
+                    tokio::time::sleep(hold).await;
+                }
+                Response::new(Full::new(Bytes::from_static(b"ok")))
+            }
+        })
+        .expect("serve");
+        (server, series)
+    }
+
     fn get(addr: SocketAddr) -> std::io::Result<String> {
         let mut stream = TcpStream::connect(addr)?;
         stream.set_read_timeout(Some(Duration::from_secs(5)))?;
@@ -1586,13 +1601,9 @@ mod tests {
     /// from another address has one.
     #[test]
     fn a_dial_and_hang_up_at_a_full_port_closes_nobody() {
-        let series = Arc::new(HttpSeries::default());
         let limits =
             Limits { connections_max: 16, connections_per_address_max: 16, ..limits(Duration::from_secs(3)) };
-        let server = serve("test", SocketAddr::from(([127, 0, 0, 1], 0)), limits, series.clone(), {
-            |_port, _request| std::future::ready(Response::new(Full::new(Bytes::from_static(b"ok"))))
-        })
-        .expect("serve");
+        let (server, series) = holding_server(limits, Duration::ZERO);
         let addr = server.local_addr();
         let mut held: Vec<TcpStream> = (0..15).map(|_| connect_from(addr, 1)).collect();
         held.push(connect_from(addr, 2));
@@ -1638,18 +1649,9 @@ mod tests {
     /// closes, and the newcomer gets its slot.
     #[test]
     fn eight_connections_from_one_address_do_not_keep_a_second_out() {
-        let series = Arc::new(HttpSeries::default());
         let limits =
             Limits { connections_max: 8, connections_per_address_max: 8, ..limits(Duration::from_secs(3)) };
-        let server = serve("test", SocketAddr::from(([127, 0, 0, 1], 0)), limits, series.clone(), {
-            |_port, request: Request<Incoming>| async move {
-                if request.uri().path() == "/hold" {
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                Response::new(Full::new(Bytes::from_static(b"ok")))
-            }
-        })
-        .expect("serve");
+        let (server, series) = holding_server(limits, Duration::from_millis(500));
         let addr = server.local_addr();
         let connect_from = |last: u8| connect_from(addr, last);
         let mut busy = connect_from(1);
@@ -1717,18 +1719,9 @@ mod tests {
     /// closed unread and counted as refused.
     #[test]
     fn a_connection_past_its_address_cap_waits_for_a_slot() {
-        let series = Arc::new(HttpSeries::default());
         let limits = Limits { connections_per_address_max: 2, ..limits(Duration::from_millis(600)) };
         // `/hold` keeps its connection busy (past the header deadline) for 3 s.
-        let server = serve("test", SocketAddr::from(([127, 0, 0, 1], 0)), limits, series.clone(), {
-            |_port, request: Request<Incoming>| async move {
-                if request.uri().path() == "/hold" {
-                    tokio::time::sleep(Duration::from_secs(3)).await;
-                }
-                Response::new(Full::new(Bytes::from_static(b"ok")))
-            }
-        })
-        .expect("serve");
+        let (server, series) = holding_server(limits, Duration::from_secs(3));
         let addr = server.local_addr();
         let hold = || {
             let mut stream = TcpStream::connect(addr).unwrap();
