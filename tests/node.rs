@@ -570,6 +570,10 @@ fn hostile_input_gets_clear_errors_and_changes_nothing() {
     let (metrics_2, counter_2) = scrape(base, 2);
     let verified = counter_2("tessera_consensus_signatures_verified_total") - verified_before;
     let dropped = counter_2("tessera_consensus_dropped_unverified_total") - dropped_before;
+    // The figures docs/adversarial.md quotes (`cargo test --test node hostile -- --nocapture`).
+    eprintln!(
+        "sub-quorum-sync: {responses} responses, {verified} signatures verified, {dropped} blocks dropped unverified"
+    );
     assert!(
         verified < responses * 64 / 4,
         "{verified} signatures verified for {responses} sub-quorum responses of 64 blocks:\n{metrics_2}"

@@ -133,16 +133,22 @@ pub type Inbound = (u32, ConsensusMessage, Queued);
 /// (a catch-up's blocks executing) queued them at link speed, toward 64 GiB (found in review).
 pub const CONSENSUS_QUEUED_BYTES_MAX: u64 = 256 << 20;
 
-/// What a consensus message that came in a frame of `wire` bytes holds in memory, about: the
-/// frame's bytes, three more for each certificate signer (one byte on the wire, a `u32` in
-/// memory) and 128 for each block and certificate (their vectors and shared body). Charged by
-/// the frame alone, a frame of certificates naming validator 0 a million times held four times
-/// what it was charged (found in review).
+/// What a consensus message that came in a frame of `wire` bytes holds in memory, about. A sync
+/// response's blocks are counted as the sync history counts them
+/// ([`tessera_systems::consensus::core::sync_cost`]); another message is its frame's bytes,
+/// three more for each certificate signer (one byte on the wire, a `u32` in memory) and 128 for
+/// a block or certificate (their vectors and shared body). Charged by the frame alone, a frame
+/// of certificates naming validator 0 a million times held four times what it was charged
+/// (found in review).
 fn decoded_bytes(message: &ConsensusMessage, wire: u64) -> u64 {
     let certificate = |qc: &tessera_components::QuorumCertificate| 3 * qc.signers.len() as u64 + 128;
     wire + match message {
         ConsensusMessage::SyncResponse(blocks) => {
-            blocks.iter().map(|certified| certificate(&certified.certificate) + 128).sum()
+            let held: u64 = blocks
+                .iter()
+                .map(|certified| tessera_systems::consensus::core::sync_cost(certified) as u64)
+                .sum();
+            held.saturating_sub(wire)
         }
         ConsensusMessage::Certificate(qc) => certificate(qc),
         ConsensusMessage::Proposal(proposal) => 128 + proposal.justify.as_ref().map_or(0, certificate),
@@ -2943,10 +2949,25 @@ mod tests {
             signers: vec![0; signers],
             signatures: Vec::new(),
         };
-        let message = ConsensusMessage::Certificate(qc);
-        let wire = tessera_components::wire::encode(&Frame::Consensus(message.clone())).len() as u64;
-        assert!(wire < signers as u64 + 100, "{wire} bytes on the wire");
-        assert!(super::decoded_bytes(&message, wire) >= 4 * signers as u64, "charged the wire's bytes alone");
+        // Alone, and certifying a block of a sync response.
+        let fields = tessera_components::BlockFields {
+            height: 1,
+            view: 0,
+            timestamp_ms: 0,
+            proposer: 0,
+            parent: tessera_components::Hash::ZERO,
+            state_root: tessera_components::Hash::ZERO,
+        };
+        let block = tessera_components::Block::assemble(fields, Vec::new(), &[]);
+        let certified = tessera_components::CertifiedBlock { block, certificate: qc.clone() };
+        for message in [ConsensusMessage::Certificate(qc), ConsensusMessage::SyncResponse(vec![certified])] {
+            let wire = tessera_components::wire::encode(&Frame::Consensus(message.clone())).len() as u64;
+            assert!(wire < signers as u64 + 200, "{wire} bytes on the wire");
+            assert!(
+                super::decoded_bytes(&message, wire) >= 4 * signers as u64,
+                "charged the wire's bytes alone"
+            );
+        }
         let vote = ConsensusMessage::SyncRequest { from_height: 1 };
         assert_eq!(super::decoded_bytes(&vote, 20), 20);
     }
