@@ -184,10 +184,6 @@ struct Open {
     held: HashMap<IpAddr, VecDeque<Held>>,
     /// Names the next slot, so that its entry in `held` can be found when it is given back.
     next_slot: u64,
-    /// Per address, its connections asked to close and not closed yet.
-    evicting: HashMap<IpAddr, usize>,
-    /// Per address, the slots of connections asked to close that are promised to its waiters.
-    claims: HashMap<IpAddr, usize>,
     /// When connections were asked to close in the last `header_timeout`, and for whom: at
     /// most [`evictions_max`] in any such span, and at most one for each address.
     recent: VecDeque<(Instant, IpAddr)>,
@@ -288,20 +284,14 @@ impl Open {
         Grant { ip, id, evicted }
     }
 
-    /// Takes slot `id` of `ip` out of [`Open::held`], and out of the eviction counts if it was
-    /// asked to close: the waiter it was asked to close for, if any.
+    /// Takes slot `id` of `ip` out of [`Open::held`]: the waiter it was asked to close for, if
+    /// any.
     fn unhold(&mut self, ip: IpAddr, id: u64) -> Option<(IpAddr, u64)> {
         let queue = self.held.get_mut(&ip)?;
         let at = queue.iter().position(|held| held.id == id)?;
         let held = queue.remove(at)?;
         if queue.is_empty() {
             self.held.remove(&ip);
-        }
-        if held.evict.is_none() {
-            count(&mut self.evicting, ip, false);
-        }
-        if let Some((heir_ip, _)) = held.heir {
-            count(&mut self.claims, heir_ip, false);
         }
         held.heir
     }
@@ -311,16 +301,22 @@ impl Open {
     /// `ip` does (its slots and those promised to it). So connections are only ever moved from
     /// a larger holder to a smaller one, and eight addresses holding every slot do not keep a
     /// ninth out.
+    ///
+    /// Both counts are read off [`Open::held`] (at most `connections_max` entries, under the lock
+    /// only for a newcomer at a full port): a connection asked to close has no `evict` left, and
+    /// one promised to `ip` names it as its `heir`.
     fn victim_for(&self, ip: IpAddr) -> Option<IpAddr> {
-        let held = |ip: &IpAddr, counts: &HashMap<IpAddr, usize>| counts.get(ip).copied().unwrap_or(0);
-        let mine = held(&ip, &self.per_address) + held(&ip, &self.claims);
-        let (victim, holds) = self
-            .per_address
-            .iter()
-            .filter(|(holder, _)| **holder != ip)
-            .map(|(holder, open)| (*holder, open.saturating_sub(held(holder, &self.evicting))))
-            .max_by_key(|(_, holds)| *holds)?;
-        (holds >= mine + 2).then_some(victim)
+        let mut promised = 0;
+        let mut largest: Option<(IpAddr, usize)> = None;
+        for (holder, queue) in &self.held {
+            promised += queue.iter().filter(|held| held.heir.is_some_and(|(heir, _)| heir == ip)).count();
+            let holds = queue.iter().filter(|held| held.evict.is_some()).count();
+            if *holder != ip && largest.is_none_or(|(_, most)| holds > most) {
+                largest = Some((*holder, holds));
+            }
+        }
+        let mine = self.per_address.get(&ip).copied().unwrap_or(0) + promised;
+        largest.filter(|(_, holds)| *holds >= mine + 2).map(|(victim, _)| victim)
     }
 
     /// Whether a connection may be asked to close for `ip` now: fewer than [`evictions_max`]
@@ -352,8 +348,6 @@ impl Open {
             let _ = evict.send(());
         }
         held.heir = Some((ip, waiter));
-        count(&mut self.evicting, victim, true);
-        count(&mut self.claims, ip, true);
         self.recent.push_back((Instant::now(), ip));
         true
     }
@@ -1514,7 +1508,10 @@ mod tests {
         let open = port.open.lock().unwrap();
         assert_eq!(open.total, 4);
         assert_eq!((open.per_address[&address(1)], open.per_address[&address(2)]), (1, 2));
-        assert!(open.evicting.is_empty() && open.claims.is_empty());
+        assert!(
+            open.held.values().flatten().all(|held| held.heir.is_none() && held.evict.is_some()),
+            "a closed connection's promise or eviction outlived it"
+        );
         drop(open);
         // Held 1, 2 and 1 (slots of 1, 2 and 3): a newcomer holding none asks the largest, and
         // then each of the four holds one, and a fifth address is refused.
