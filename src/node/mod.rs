@@ -1019,7 +1019,7 @@ fn answer_query(
         },
         Query::BlockRange(from, count) => {
             let mut blocks = Vec::new();
-            let mut budget = reads::RangeBudget::default();
+            let mut budget = reads::IdBudget::new(reads::RANGE_TXNS_MAX);
             for height in from.max(1)..from.saturating_add(count) {
                 match store.block(height) {
                     Ok(Some((block, certificate))) => {

@@ -348,7 +348,7 @@ impl ReadView {
                         return None;
                     }
                     let end = from.saturating_add(*count).min(blocks.next_height);
-                    let mut budget = RangeBudget::default();
+                    let mut budget = IdBudget::new(RANGE_TXNS_MAX);
                     (start..end)
                         .map_while(|height| blocks.get(height))
                         .map(|held| &held.block)
@@ -375,25 +375,37 @@ impl ReadView {
 /// and a batch of 256 calls a response of about a gigabyte (found in review).
 pub const RANGE_TXNS_MAX: usize = 1024;
 
-/// What a `tessera_getBlockRange` answer holds so far; held blocks and the store's are ranged
-/// alike.
-#[derive(Default)]
-pub(super) struct RangeBudget {
+/// The transaction ids an answer lists so far, against a bound: a `tessera_getBlockRange`
+/// answer's ([`RANGE_TXNS_MAX`]; held blocks and the store's are ranged alike), or the block
+/// answers of one request body ([`super::rpc::BODY_TXN_IDS_MAX`]).
+#[derive(Debug)]
+pub(super) struct IdBudget {
+    max: usize,
     blocks: usize,
     txns: usize,
 }
 
-impl RangeBudget {
-    /// Whether the answer takes `block` too (then counted in): the first block always, each
-    /// after it while the answer lists at most [`RANGE_TXNS_MAX`] transactions.
-    pub(super) fn takes(&mut self, block: &CertifiedBlock) -> bool {
-        let txns = self.txns + block.block.txns.len();
-        let takes = self.blocks == 0 || txns <= RANGE_TXNS_MAX;
+impl IdBudget {
+    /// An empty answer that may list `max` transaction ids.
+    pub(super) fn new(max: usize) -> IdBudget {
+        IdBudget { max, blocks: 0, txns: 0 }
+    }
+
+    /// Whether the answer takes a block of `ids` transactions too (then counted in): the first
+    /// block always, each after it while the answer lists at most `max`.
+    pub(super) fn takes_ids(&mut self, ids: usize) -> bool {
+        let txns = self.txns + ids;
+        let takes = self.blocks == 0 || txns <= self.max;
         if takes {
             self.blocks += 1;
             self.txns = txns;
         }
         takes
+    }
+
+    /// [`IdBudget::takes_ids`] of `block`'s transactions.
+    pub(super) fn takes(&mut self, block: &CertifiedBlock) -> bool {
+        self.takes_ids(block.block.txns.len())
     }
 }
 

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tessera_components::Txn;
 use tessera_components::constants::TXN_SIZE;
 
-use super::reads::ReadView;
+use super::reads::{IdBudget, ReadView};
 
 /// A question for the node loop.
 #[derive(Debug)]
@@ -227,36 +227,21 @@ enum Reply {
     FromLoop(flume::Receiver<Result<Value, (i64, String)>>),
 }
 
-/// The transaction ids of a body's block answers so far, against [`BODY_TXN_IDS_MAX`].
-#[derive(Debug, Default)]
-struct IdBudget {
-    listed: usize,
-    blocks: usize,
-}
-
-impl IdBudget {
-    /// `answer`, a block's, if its ids fit what is left of the body's budget (or it is the
-    /// body's first block, in call order); an error naming the bound otherwise. A height past
-    /// the tip (`null`) costs nothing.
-    fn charge(&mut self, answer: Result<Value, (i64, String)>) -> Result<Value, (i64, String)> {
-        let Ok(block) = &answer else { return answer };
-        if block.is_null() {
-            return answer;
-        }
-        let ids = block["transactions"].as_array().map_or(0, Vec::len);
-        if self.blocks > 0 && self.listed + ids > BODY_TXN_IDS_MAX {
-            return Err((
-                code::INVALID_REQUEST,
-                format!(
-                    "the blocks answered in this request list {BODY_TXN_IDS_MAX} transaction ids at most \
-                     together; ask for this one in another request"
-                ),
-            ));
-        }
-        self.listed += ids;
-        self.blocks += 1;
-        answer
+/// `answer`, a block's, if its ids fit what is left of the body's `budget` (or it is the
+/// body's first block, in call order); an error naming the bound otherwise. A height past the
+/// tip (`null`) costs nothing.
+fn charge_ids(budget: &mut IdBudget, answer: Result<Value, (i64, String)>) -> Result<Value, (i64, String)> {
+    let Ok(block) = &answer else { return answer };
+    if block.is_null() || budget.takes_ids(block["transactions"].as_array().map_or(0, Vec::len)) {
+        return answer;
     }
+    Err((
+        code::INVALID_REQUEST,
+        format!(
+            "the blocks answered in this request list {BODY_TXN_IDS_MAX} transaction ids at most together; \
+             ask for this one in another request"
+        ),
+    ))
 }
 
 fn error(id: Value, code: i64, message: &str) -> Value {
@@ -418,7 +403,7 @@ pub(super) async fn answer_calls(
     // in call order, below).
     let mut pending = Vec::with_capacity(calls.len());
     let mut large = 0;
-    let mut ids = IdBudget::default();
+    let mut ids = IdBudget::new(BODY_TXN_IDS_MAX);
     for ParsedCall { id, parsed } in calls {
         let query = match parsed {
             Ok(query) => query,
@@ -480,7 +465,7 @@ pub(super) async fn answer_calls(
                 }
             },
         };
-        responses.push(response(id, if block { ids.charge(answer) } else { answer }));
+        responses.push(response(id, if block { charge_ids(&mut ids, answer) } else { answer }));
     }
     responses
 }
