@@ -130,6 +130,9 @@ that validator through the behaviour library the simulator uses:
   consensus-flood         validly signed votes, each many times over, at --rate
   old-view-proposals      distinct proposals for the last view the validator led that the node
                           has left (at most 500 a second); each must be dropped before any work
+  sub-quorum-sync         sync responses of 64 made-up blocks, each certified by the validator's
+                          own vote alone (at most 200 a second); each must be dropped before any
+                          signature is checked
   forwarded-signature-spam
                           transaction batches at --rate over the validator's own link, every
                           signature forged (with --genesis from funded senders); the node must
@@ -229,4 +232,17 @@ pub fn run(args: &AttackArgs) -> Result<(), Box<dyn std::error::Error>> {
         print!("{}", report.text());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// `tessera attack --help` describes every kind the command takes: `sub-quorum-sync` was
+    /// added without its line.
+    #[test]
+    fn help_describes_every_kind() {
+        for kind in crate::attack::Kind::ALL {
+            let line = format!("\n  {}", kind.name());
+            assert!(super::KINDS_HELP.contains(&line), "--help does not describe {}", kind.name());
+        }
+    }
 }
