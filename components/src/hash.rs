@@ -82,8 +82,13 @@ impl Domain {
 
     /// A hasher in this domain, ready for input.
     pub fn hasher(&self) -> blake3::Hasher {
-        let key = self.key.get_or_init(|| blake3::hazmat::hash_derive_key_context(self.context));
-        blake3::Hasher::new_from_context_key(key)
+        blake3::Hasher::new_from_context_key(self.context_key())
+    }
+
+    /// The context's key: `blake3::derive_key`'s first half, the key its second half hashes
+    /// each input with (for hashing many inputs in lanes).
+    pub fn context_key(&self) -> &ContextKey {
+        self.key.get_or_init(|| blake3::hazmat::hash_derive_key_context(self.context))
     }
 
     /// The digest of `parts`, concatenated, in this domain.

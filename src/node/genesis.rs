@@ -240,7 +240,7 @@ impl Genesis {
     /// and filler accounts derived on every core.
     pub fn balances(&self) -> Vec<([u8; 32], u64)> {
         use rayon::prelude::*;
-        use tessera_systems::workload::{filler_address, signing_key};
+        use tessera_systems::workload::{filler_addresses, signing_key};
         let mut balances: Vec<([u8; 32], u64)> =
             Vec::with_capacity(usize::try_from(self.account_count()).unwrap_or(0));
         balances.extend(self.accounts.iter().filter_map(|a| Some((hex32(&a.address)?, a.balance))));
@@ -252,7 +252,9 @@ impl Genesis {
                 .map(|i| (signing_key(seed, i).verifying_key().to_bytes(), self.load_balance)),
         );
         balances.par_extend(
-            (0..self.filler_accounts).into_par_iter().map(|i| (filler_address(seed, i), self.filler_balance)),
+            filler_addresses(seed, 0..self.filler_accounts)
+                .into_par_iter()
+                .map(|address| (address, self.filler_balance)),
         );
         balances
     }

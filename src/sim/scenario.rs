@@ -546,6 +546,14 @@ impl Scenario {
         Ok(scenario)
     }
 
+    /// Whether a validator can start again from genesis during the run: one without storage
+    /// that a scheduled or random crash restarts.
+    pub fn restarts_from_genesis(&self) -> bool {
+        !self.validators.storage
+            && (self.random_faults.crashes > 0
+                || self.faults.iter().any(|fault| matches!(fault, Fault::Crash { restart_s: Some(_), .. })))
+    }
+
     /// Every node: validators first, then full nodes.
     pub fn node_count(&self) -> u32 {
         self.validators.count + self.full_nodes.count

@@ -65,11 +65,43 @@ pub fn signing_key(seed: u64, index: u64) -> SigningKey {
 /// (no key is derived, so millions cost a second; nobody holds the key, so it can only
 /// receive).
 pub fn filler_address(seed: u64, index: u64) -> [u8; 32] {
-    static FILLER: Domain = Domain::new("tessera 2026 workload filler account");
-    let mut hasher = FILLER.hasher();
-    hasher.update(&seed.to_le_bytes());
-    hasher.update(&index.to_le_bytes());
-    *hasher.finalize().as_bytes()
+    seeded_address(&FILLER, seed, index)
+}
+
+/// [`filler_address`] of each index in `indexes`, in order: hashed eight at a time in lanes, on
+/// every core (ten million in a fraction of a second, against seconds one at a time).
+pub fn filler_addresses(seed: u64, indexes: std::ops::Range<u64>) -> Vec<[u8; 32]> {
+    seeded_addresses(&FILLER, seed, indexes)
+}
+
+static FILLER: Domain = Domain::new("tessera 2026 workload filler account");
+
+/// The address `domain` derives from `seed` and `index`: the digest of `seed ‖ index` (each
+/// little-endian u64) in `domain`.
+pub fn seeded_address(domain: &Domain, seed: u64, index: u64) -> [u8; 32] {
+    *domain.hasher().update(&seed.to_le_bytes()).update(&index.to_le_bytes()).finalize().as_bytes()
+}
+
+/// [`seeded_address`] of each index in `indexes`, in order, hashed in lanes on every core.
+pub fn seeded_addresses(domain: &Domain, seed: u64, indexes: std::ops::Range<u64>) -> Vec<[u8; 32]> {
+    /// Addresses a core derives at a time.
+    const CHUNK: usize = 4096;
+    let count = usize::try_from(indexes.end.saturating_sub(indexes.start)).expect("a count that fits memory");
+    let context_key = domain.context_key();
+    let mut out = vec![[0u8; 32]; count];
+    out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, out)| {
+        let first = indexes.start + (c * CHUNK) as u64;
+        let inputs: Vec<[u8; 16]> = (first..first + out.len() as u64)
+            .map(|index| {
+                let mut input = [0u8; 16];
+                input[..8].copy_from_slice(&seed.to_le_bytes());
+                input[8..].copy_from_slice(&index.to_le_bytes());
+                input
+            })
+            .collect();
+        crate::kernels::keyed_hash8::derive_key_many(context_key, &inputs, out);
+    });
+    out
 }
 
 /// `preferred`, or less when `accounts` accounts of it would sum past u64::MAX: the most each
@@ -190,6 +222,18 @@ pub fn transfers(spec: TransferSpec) -> Transfers {
 
 #[cfg(test)]
 mod tests {
+    /// Addresses derived in lanes are those derived one at a time, across chunk boundaries and
+    /// from a start past zero.
+    #[test]
+    fn addresses_in_lanes_are_those_derived_one_at_a_time() {
+        let addresses = super::filler_addresses(9, 5..9_000);
+        assert_eq!(addresses.len(), 8_995);
+        for (address, index) in addresses.iter().zip(5u64..) {
+            assert_eq!(*address, super::filler_address(9, index), "index {index}");
+        }
+        assert!(super::filler_addresses(9, 4..4).is_empty());
+    }
+
     /// Draws read a block at a time are the XOF's bytes, eight at a time, in order.
     #[test]
     fn a_stream_reads_the_xof_in_order() {

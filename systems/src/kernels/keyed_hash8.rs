@@ -14,6 +14,12 @@
 //! whole chunk, and at the tree's two lengths for any input. The algorithm is the one of the BLAKE3
 //! specification, section 2: a chunk of one to sixteen blocks, the first flagged `CHUNK_START`,
 //! the last `CHUNK_END | ROOT`, every one `KEYED_HASH`, the key as the first chaining value.
+//!
+//! [`derive_key_many`] is the same with `DERIVE_KEY_MATERIAL` in `KEYED_HASH`'s place: the
+//! second half of `blake3::derive_key`, given its context key (a [`Domain`]'s digests), which the
+//! simulator's and the workload's seed-derived addresses use (ten million of them at a start).
+//!
+//! [`Domain`]: tessera_components::Domain
 
 use wide::u32x8;
 
@@ -24,6 +30,7 @@ const CHUNK_START: u32 = 1;
 const CHUNK_END: u32 = 2;
 const ROOT: u32 = 8;
 const KEYED_HASH: u32 = 16;
+const DERIVE_KEY_MATERIAL: u32 = 64;
 const BLOCK_LEN: usize = 64;
 const CHUNK_LEN: usize = 1024;
 const LANES: usize = 8;
@@ -122,6 +129,23 @@ fn block_words<const L: usize>(lanes: &[&[u8; L]; LANES], b: usize) -> [u32x8; 1
 /// # Panics
 /// If `out` and `inputs` differ in length: a bug in the caller, not bad input.
 pub fn keyed_hash_many<const L: usize>(key: &[u8; 32], inputs: &[[u8; L]], out: &mut [[u8; 32]]) {
+    hash_many(key, KEYED_HASH, inputs, out);
+}
+
+/// The second half of `blake3::derive_key`, keyed by the context's key (what
+/// `blake3::Hasher::new_from_context_key(context_key)` gives for each input), into `out`.
+///
+/// `L` must be 1 to 1,024 (one chunk); another does not compile.
+///
+/// # Panics
+/// If `out` and `inputs` differ in length: a bug in the caller, not bad input.
+pub fn derive_key_many<const L: usize>(context_key: &[u8; 32], inputs: &[[u8; L]], out: &mut [[u8; 32]]) {
+    hash_many(context_key, DERIVE_KEY_MATERIAL, inputs, out);
+}
+
+/// One chunk's hash of each input, every block flagged `mode`, the key as the first chaining
+/// value.
+fn hash_many<const L: usize>(key: &[u8; 32], mode: u32, inputs: &[[u8; L]], out: &mut [[u8; 32]]) {
     const { assert!(L > 0 && L <= CHUNK_LEN, "one chunk of input") };
     assert_eq!(inputs.len(), out.len(), "one output per input");
     let key_words: [u32x8; 8] = std::array::from_fn(|i| {
@@ -135,7 +159,7 @@ pub fn keyed_hash_many<const L: usize>(key: &[u8; 32], inputs: &[[u8; L]], out: 
         let lanes: [&[u8; L]; LANES] = std::array::from_fn(|lane| chunk.get(lane).unwrap_or(&pad));
         let mut cv = key_words;
         for b in 0..blocks {
-            let mut flags = KEYED_HASH;
+            let mut flags = mode;
             if b == 0 {
                 flags |= CHUNK_START;
             }
@@ -189,6 +213,29 @@ mod tests {
             check::<129>(key, 9, count);
             check::<1023>(key, 10, count);
             check::<1024>(key, 11, count);
+        }
+    }
+
+    fn check_derived<const L: usize>(context: &str, count: usize) {
+        let context_key = blake3::hazmat::hash_derive_key_context(context);
+        let inputs: Vec<[u8; L]> =
+            (0..count).map(|i| std::array::from_fn(|j| (j as u8).wrapping_mul(13) ^ (i as u8))).collect();
+        let mut out = vec![[0u8; 32]; count];
+        derive_key_many(&context_key, &inputs, &mut out);
+        for (input, hash) in inputs.iter().zip(&out) {
+            assert_eq!(*hash, blake3::derive_key(context, input), "{L} bytes, {count} inputs");
+        }
+    }
+
+    #[test]
+    fn derived_keys_are_blake3s() {
+        // 16 bytes is a seed-derived address's input; the rest are block boundaries.
+        for count in [0, 1, 8, 11] {
+            check_derived::<16>("tessera test context", count);
+            check_derived::<1>("another context", count);
+            check_derived::<64>("tessera test context", count);
+            check_derived::<65>("tessera test context", count);
+            check_derived::<1024>("tessera test context", count);
         }
     }
 
