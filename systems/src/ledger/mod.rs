@@ -7,6 +7,7 @@
 //! accounts its block touches, not to the ledger.
 
 pub mod index;
+pub mod paged;
 pub mod tree;
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use tessera_components::storage::{DeltaRow, StateDelta};
 use tessera_components::{Account, Hash, RejectReason, TxnBody};
 
 use self::index::AddressIndex;
+use self::paged::Sharing;
 use self::tree::{Changes, StateTree};
 
 /// All account state. Written only by execute (and at genesis); read by prefilter and mempool
@@ -188,6 +190,22 @@ impl Ledger {
     /// # Errors
     /// A duplicate address, or more accounts than fit a u32 index.
     pub fn from_genesis(balances: &[([u8; 32], u64)]) -> Result<Ledger, GenesisError> {
+        Ledger::from_genesis_paged(balances, Sharing::Own)
+    }
+
+    /// [`Ledger::from_genesis`], for a ledger to be cloned many times: its clones share the
+    /// tree's pages until each writes them ([`paged`]), so a clone costs the tree's page table,
+    /// not the tree (the simulator's validators start from clones of one genesis). A ledger that
+    /// is not cloned is better made with [`Ledger::from_genesis`]: its first write to each page
+    /// copies that page.
+    ///
+    /// # Errors
+    /// As [`Ledger::from_genesis`].
+    pub fn from_genesis_shared(balances: &[([u8; 32], u64)]) -> Result<Ledger, GenesisError> {
+        Ledger::from_genesis_paged(balances, Sharing::Shared)
+    }
+
+    fn from_genesis_paged(balances: &[([u8; 32], u64)], sharing: Sharing) -> Result<Ledger, GenesisError> {
         if u32::try_from(balances.len()).is_err() {
             return Err(GenesisError::TooManyAccounts);
         }
@@ -199,18 +217,18 @@ impl Ledger {
         }
         let (index, next) = indexes(&keys).map_err(GenesisError::DuplicateAccount)?;
         let mut ledger = Ledger::with_columns(keys, accounts, (index, next), 0, supply);
-        ledger.rebuild_tree();
+        ledger.rebuild_tree(sharing);
         Ok(ledger)
     }
 
     /// Builds the tree from every account (genesis and restart: once, on every core).
-    fn rebuild_tree(&mut self) {
-        self.tree = StateTree::build(self.leaves());
+    fn rebuild_tree(&mut self, sharing: Sharing) {
+        self.tree = StateTree::build(self.leaves(sharing), sharing);
     }
 
     /// Every account's leaf, in slot order, hashed on every core.
-    fn leaves(&self) -> Vec<Hash> {
-        tree::hash_each(state::leaf_key(), self.keys.len(), |slot| {
+    fn leaves(&self, sharing: Sharing) -> paged::Paged<Hash> {
+        tree::hash_pages(state::leaf_key(), self.keys.len(), sharing, |slot| {
             state::leaf_input(&self.keys[slot], &self.accounts[slot], &self.address_of(self.next[slot]))
         })
     }
@@ -279,7 +297,7 @@ impl Ledger {
         if sum != supply {
             return Err(GenesisError::SupplyMismatch { sum, supply });
         }
-        ledger.rebuild_tree();
+        ledger.rebuild_tree(Sharing::Own);
         Ok(ledger)
     }
 
@@ -540,7 +558,7 @@ impl Ledger {
     pub fn state_root_from_scratch(&self) -> Hash {
         state::state_root(
             self.accounts.len() as u64,
-            &StateTree::build(self.leaves()).root(),
+            &StateTree::build(self.leaves(Sharing::Own), Sharing::Own).root(),
             self.burned,
             &self.first(),
         )
@@ -1052,6 +1070,41 @@ mod tests {
             "nor the columns"
         );
         assert_eq!(deep.state_root(), root);
+    }
+
+    /// Clones of a ledger made to be shared share the tree's pages until each writes them: a
+    /// transfer copies the pages on its two paths alone, and leaves the other clones' roots and
+    /// trees as they were.
+    #[test]
+    fn clones_of_a_shared_genesis_share_the_trees_pages_until_each_writes() {
+        let balances: Vec<([u8; 32], u64)> = (0..2_000u32)
+            .map(|i| {
+                let mut address = [0u8; 32];
+                address[..4].copy_from_slice(&i.to_be_bytes());
+                (address, 1_000)
+            })
+            .collect();
+        let genesis = Ledger::from_genesis_shared(&balances).unwrap();
+        let root = genesis.state_root();
+        assert_eq!(genesis.tree.shared_pages().0, 0, "nothing shares them yet");
+        let mut first = genesis.clone();
+        let second = genesis.clone();
+        let (shared, pages) = genesis.tree.shared_pages();
+        assert_eq!(shared, pages, "every page shared");
+        let body =
+            TxnBody { sender: balances[3].0, recipient: balances[1_900].0, ..transfer(0, 0, 10, 1, 0) };
+        assert_eq!(first.apply(&body), Ok(()));
+        let (after, _) = first.tree.shared_pages();
+        // Two paths through 12 levels (2,000 leaves) write one or two pages a level.
+        let copied = pages - after;
+        assert!((12..=24).contains(&copied), "{copied} of {pages} pages copied");
+        assert_eq!(first.state_root(), first.state_root_from_scratch());
+        assert_ne!(first.state_root(), root);
+        assert_eq!((second.state_root(), second.state_root_from_scratch()), (root, root));
+        assert_eq!((genesis.state_root(), genesis.state_root_from_scratch()), (root, root));
+        // A ledger made not to be shared copies its tree on a clone.
+        let own = Ledger::from_genesis(&balances).unwrap();
+        assert_eq!((own.clone().tree.shared_pages().0, own.state_root()), (0, root));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use tessera_components::Hash;
 pub use tessera_components::state::{leaf, node};
 use tessera_components::state::{node_input, node_key};
 
+use super::paged::{PAGE, Paged, Sharing};
 use crate::kernels::keyed_hash8::keyed_hash_many;
 
 /// Levels with at least this many changed nodes are rehashed on every core.
@@ -46,29 +47,45 @@ pub fn hash_each<const L: usize>(
     out
 }
 
+/// [`hash_each`] into a [`Paged`] column, a page at a time on every core.
+pub fn hash_pages<const L: usize>(
+    key: &[u8; 32],
+    len: usize,
+    sharing: Sharing,
+    input: impl Fn(usize) -> [u8; L] + Sync,
+) -> Paged<Hash> {
+    Paged::from_pages(len, sharing, |first, page| {
+        let count = len.min(first + PAGE) - first;
+        let inputs: Vec<[u8; L]> = (first..first + count).map(&input).collect();
+        keyed_hash_many(key, &inputs, bytemuck::cast_slice_mut(&mut page[..count]));
+    })
+}
+
 /// Width of the level above one of `width` nodes.
 fn parent_width(width: usize) -> usize {
     width.div_ceil(2)
 }
 
 /// Every level of the tree, leaves first; the last level holds the tree root alone (no level
-/// at all when there are no leaves).
+/// at all when there are no leaves). Each level is [`Paged`]: a clone shares every page until
+/// one of them writes it, so a clone costs what it changes afterwards, not the tree.
 #[derive(Clone, Debug, Default)]
 pub struct StateTree {
-    levels: Vec<Vec<Hash>>,
+    levels: Vec<Paged<Hash>>,
 }
 
 /// Nodes that change, per level from the leaves up: `(index, hash)`, sorted by index, unique.
 pub type Changes = Vec<Vec<(usize, Hash)>>;
 
 impl StateTree {
-    /// The tree over `leaves`, built bottom-up on every core.
-    pub fn build(leaves: Vec<Hash>) -> StateTree {
+    /// The tree over `leaves`, built bottom-up on every core, its levels paged as `sharing`
+    /// says.
+    pub fn build(leaves: Paged<Hash>, sharing: Sharing) -> StateTree {
         let mut levels = vec![leaves];
         while levels.last().is_some_and(|level| level.len() > 1) {
             let below = levels.last().expect("a level");
-            let above = hash_each(node_key(), parent_width(below.len()), |j| {
-                node_input(&below[2 * j], below.get(2 * j + 1))
+            let above = hash_pages(node_key(), parent_width(below.len()), sharing, |j| {
+                node_input(below.get(2 * j).expect("a left child"), below.get(2 * j + 1))
             });
             levels.push(above);
         }
@@ -80,7 +97,7 @@ impl StateTree {
 
     /// Number of leaves.
     pub fn len(&self) -> usize {
-        self.levels.first().map_or(0, Vec::len)
+        self.levels.first().map_or(0, Paged::len)
     }
 
     /// True when the tree has no leaves.
@@ -88,9 +105,15 @@ impl StateTree {
         self.len() == 0
     }
 
+    /// Pages of the tree shared with a clone ([`Paged::shared_pages`]), and pages in all.
+    pub fn shared_pages(&self) -> (usize, usize) {
+        let shared = self.levels.iter().map(Paged::shared_pages).sum();
+        (shared, self.levels.iter().map(|level| level.len().div_ceil(PAGE)).sum())
+    }
+
     /// The tree root (zero for no leaves).
     pub fn root(&self) -> Hash {
-        self.levels.last().and_then(|top| top.first()).copied().unwrap_or(Hash::ZERO)
+        self.levels.last().and_then(|top| top.get(0)).copied().unwrap_or(Hash::ZERO)
     }
 
     fn stored(&self, level: usize, index: usize) -> Option<&Hash> {
@@ -190,7 +213,7 @@ impl StateTree {
         let mut level = 0;
         loop {
             if self.levels.len() <= level {
-                self.levels.push(Vec::new());
+                self.levels.push(Paged::default());
             }
             self.levels[level].resize(width, Hash::ZERO);
             if width <= 1 {
@@ -200,9 +223,9 @@ impl StateTree {
             level += 1;
         }
         self.levels.truncate(level + 1);
-        let write = |(stored, changed): (&mut Vec<Hash>, &Vec<(usize, Hash)>)| {
+        let write = |(stored, changed): (&mut Paged<Hash>, &Vec<(usize, Hash)>)| {
             for (index, hash) in changed {
-                stored[*index] = *hash;
+                stored.set(*index, *hash);
             }
         };
         if changes.iter().map(Vec::len).sum::<usize>() >= PARALLEL_NODES_MIN {
@@ -228,7 +251,7 @@ mod tests {
     fn incremental_changes_give_the_root_of_a_tree_built_from_scratch() {
         for (base, grown) in [(0, 1), (1, 1), (1, 2), (2, 3), (5, 5), (5, 9), (8, 8), (8, 17), (100, 130)] {
             let before = leaves(base, 0);
-            let tree = StateTree::build(before.clone());
+            let tree = StateTree::build(Paged::from_slice(&before), Sharing::Own);
             let mut after = before.clone();
             after.extend(leaves(grown, 7).into_iter().skip(base));
             // Change every third old leaf as well as adding the new ones.
@@ -241,7 +264,7 @@ mod tests {
                     changed.push((i, *hash));
                 }
             }
-            let expected = StateTree::build(after.clone());
+            let expected = StateTree::build(Paged::from_slice(&after), Sharing::Own);
             let changes = tree.changes(changed, grown);
             assert_eq!(tree.root_after(&changes, grown), expected.root(), "{base} → {grown}");
             let mut applied = tree.clone();
@@ -252,17 +275,17 @@ mod tests {
 
     #[test]
     fn every_leaf_and_its_position_move_the_root() {
-        let tree = StateTree::build(leaves(7, 0));
+        let tree = StateTree::build(Paged::from_slice(&leaves(7, 0)), Sharing::Own);
         let mut swapped = leaves(7, 0);
         swapped.swap(2, 3);
-        assert_ne!(StateTree::build(swapped).root(), tree.root());
+        assert_ne!(StateTree::build(Paged::from_slice(&swapped), Sharing::Own).root(), tree.root());
         for i in 0..7 {
             let changes = tree.changes(vec![(i, node(&Hash::ZERO, None))], 7);
             assert_ne!(tree.root_after(&changes, 7), tree.root(), "leaf {i}");
         }
         // No change, no new root.
         assert_eq!(tree.root_after(&tree.changes(Vec::new(), 7), 7), tree.root());
-        assert_eq!(StateTree::build(Vec::new()).root(), Hash::ZERO);
+        assert_eq!(StateTree::build(Paged::default(), Sharing::Own).root(), Hash::ZERO);
     }
 
     /// The root of the definition, one node at a time: `node` over each pair, level by level.
@@ -278,7 +301,7 @@ mod tests {
     #[test]
     fn many_leaves_and_changes_give_the_root_of_the_definition() {
         let count = 3 * HASH_CHUNK + 5;
-        let tree = StateTree::build(leaves(count, 1));
+        let tree = StateTree::build(Paged::from_slice(&leaves(count, 1)), Sharing::Own);
         assert_eq!(tree.root(), root_by_definition(leaves(count, 1)));
         // Every leaf changed but a few, and as many added: 2,500 changed leaves on level 0.
         let mut after = leaves(count + 1000, 2);
