@@ -848,7 +848,11 @@ struct SyncBudget {
 
 impl SyncBudget {
     fn new(rate: u64, now: Instant) -> SyncBudget {
-        SyncBudget { rate: rate as f64, tokens: rate as f64, at: now }
+        SyncBudget::with_rate(rate as f64, now)
+    }
+
+    fn with_rate(rate: f64, now: Instant) -> SyncBudget {
+        SyncBudget { rate, tokens: rate, at: now }
     }
 
     /// Refills for the time since the last call; true when the budget is not in debt.
@@ -861,6 +865,57 @@ impl SyncBudget {
 
     fn spend(&mut self, bytes: u64) {
         self.tokens -= bytes as f64;
+    }
+}
+
+/// The sync budget all full nodes share, parted evenly among the addresses asking.
+///
+/// First come, first served, a few addresses whose connections ask again within a round trip
+/// (and read what they are sent) kept the shared budget spent, and honest full nodes were
+/// answered "nothing now" whenever they asked (found in review). Each address asking within
+/// [`SYNC_ACTIVE_WINDOW`] now also has a budget of its own at an even part of the shared rate:
+/// a greedy address draws its part and no more, and leaves the rest to the others. An address
+/// alone draws the whole rate, so nothing is left unused while only one asks.
+#[derive(Debug)]
+struct SharedSync {
+    total: SyncBudget,
+    /// Each asking address's budget and when it last asked (`None`: no address known).
+    addresses: HashMap<Option<IpAddr>, (SyncBudget, Instant)>,
+    /// When addresses idle past the window were last let go.
+    pruned: Instant,
+}
+
+/// An address that has not asked for sync answers for this long has no part of the shared
+/// budget.
+const SYNC_ACTIVE_WINDOW: Duration = Duration::from_secs(1);
+
+impl SharedSync {
+    fn new(rate: u64, now: Instant) -> SharedSync {
+        SharedSync { total: SyncBudget::new(rate, now), addresses: HashMap::new(), pruned: now }
+    }
+
+    /// Whether `ip` may be served now: its part and the whole both not in debt.
+    fn allows(&mut self, ip: Option<IpAddr>, now: Instant) -> bool {
+        // Idle addresses let go a few times a window: a pass over at most the follower slots.
+        if now.saturating_duration_since(self.pruned) >= SYNC_ACTIVE_WINDOW / 4 {
+            self.addresses.retain(|_, (_, asked)| now.saturating_duration_since(*asked) < SYNC_ACTIVE_WINDOW);
+            self.pruned = now;
+        }
+        let asking = self.addresses.len() + usize::from(!self.addresses.contains_key(&ip));
+        let part = self.total.rate / asking as f64;
+        let (own, asked) =
+            self.addresses.entry(ip).or_insert_with(|| (SyncBudget::with_rate(part, now), now));
+        *asked = now;
+        own.rate = part;
+        let mine = own.allows(now);
+        self.total.allows(now) && mine
+    }
+
+    fn spend(&mut self, ip: Option<IpAddr>, bytes: u64) {
+        self.total.spend(bytes);
+        if let Some((own, _)) = self.addresses.get_mut(&ip) {
+            own.spend(bytes);
+        }
     }
 }
 
@@ -890,9 +945,10 @@ pub struct PortAddresses {
     consensus_queued: Vec<Arc<AtomicU64>>,
     /// Banned addresses, for every executor (a client's connections land on any of them).
     bans: std::sync::Mutex<BanTable>,
-    /// The sync answer bytes every full node's connection draws from besides its own budget
-    /// ([`PortAddresses::sync_total_allows`]); made at the first request, at its rate.
-    sync_total: std::sync::Mutex<Option<SyncBudget>>,
+    /// The sync answer bytes every full node's connection draws from besides its own budget,
+    /// and each address's part of it ([`PortAddresses::sync_total_allows`]); made at the first
+    /// request, at its rate.
+    sync_total: std::sync::Mutex<Option<SharedSync>>,
     /// Penalty points of the addresses clients and full nodes connect from, so a source that
     /// fails a spot check, reconnects and fails again is banned, not forgiven at each close.
     address_standing: std::sync::Mutex<HashMap<IpAddr, Standing>>,
@@ -970,21 +1026,22 @@ fn sync_answer_charge(bytes: usize) -> u64 {
 }
 
 impl PortAddresses {
-    /// Whether a sync answer may be served now out of the budget all full nodes share:
-    /// [`FOLLOWERS_AT_FULL_RATE`] times one connection's `rate`, refilled as
-    /// [`SyncBudget`] is. Spend what was served with [`PortAddresses::sync_total_spend`].
-    fn sync_total_allows(&self, rate: u64, now: Instant) -> bool {
+    /// Whether a sync answer may be served now to a full node at `ip` out of the budget all
+    /// full nodes share: [`FOLLOWERS_AT_FULL_RATE`] times one connection's `rate`, refilled as
+    /// [`SyncBudget`] is, and parted evenly among the addresses asking ([`SharedSync`]). Spend
+    /// what was served with [`PortAddresses::sync_total_spend`].
+    fn sync_total_allows(&self, ip: Option<IpAddr>, rate: u64, now: Instant) -> bool {
         let mut total = self.sync_total.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         total
-            .get_or_insert_with(|| SyncBudget::new(rate.saturating_mul(FOLLOWERS_AT_FULL_RATE), now))
-            .allows(now)
+            .get_or_insert_with(|| SharedSync::new(rate.saturating_mul(FOLLOWERS_AT_FULL_RATE), now))
+            .allows(ip, now)
     }
 
-    /// Charges `bytes` served to a full node against the shared budget.
-    fn sync_total_spend(&self, bytes: u64) {
+    /// Charges `bytes` served to a full node at `ip` against the shared budget and its part.
+    fn sync_total_spend(&self, ip: Option<IpAddr>, bytes: u64) {
         let mut total = self.sync_total.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(total) = total.as_mut() {
-            total.spend(bytes);
+            total.spend(ip, bytes);
         }
     }
 
@@ -1877,7 +1934,7 @@ async fn serve_follower(
                 // "nothing now" (and asks again) rather than served or queued without bound.
                 let now = Instant::now();
                 let rate = shared.setup.follower_sync_bytes_per_sec;
-                let frame = if !budget.allows(now) || !shared.addresses.sync_total_allows(rate, now) {
+                let frame = if !budget.allows(now) || !shared.addresses.sync_total_allows(ip, rate, now) {
                     shared.counters.sync_requests_throttled.fetch_add(1, Ordering::Relaxed);
                     empty()
                 } else {
@@ -1888,7 +1945,7 @@ async fn serve_follower(
                 };
                 let charge = sync_answer_charge(frame.len());
                 budget.spend(charge);
-                shared.addresses.sync_total_spend(charge);
+                shared.addresses.sync_total_spend(ip, charge);
                 secure::write_bytes(channel, &frame).await?;
                 shared.counters.sync_requests_served.fetch_add(1, Ordering::Relaxed);
                 shared.counters.frames_out.fetch_add(1, Ordering::Relaxed);
@@ -2672,17 +2729,64 @@ mod tests {
         let served: Vec<bool> = own
             .iter_mut()
             .map(|budget| {
-                let serve = budget.allows(now) && addresses.sync_total_allows(rate, now);
+                let serve = budget.allows(now) && addresses.sync_total_allows(None, rate, now);
                 if serve {
                     budget.spend(rate);
-                    addresses.sync_total_spend(rate);
+                    addresses.sync_total_spend(None, rate);
                 }
                 serve
             })
             .collect();
         assert_eq!(served.iter().filter(|served| **served).count() as u64, super::FOLLOWERS_AT_FULL_RATE);
         assert!(!served[8], "the ninth is throttled though its own budget is full");
-        assert!(addresses.sync_total_allows(rate, now + std::time::Duration::from_secs(1)), "refilled");
+        assert!(addresses.sync_total_allows(None, rate, now + std::time::Duration::from_secs(1)), "refilled");
+    }
+
+    /// One address whose connections ask again as soon as they are answered leaves another
+    /// address its part of the shared sync budget. First come, first served, the greedy address
+    /// kept the budget spent and a full node asking every 20 ms was answered "nothing now"
+    /// nearly every time (found in review).
+    #[test]
+    fn a_greedy_address_leaves_others_their_part_of_the_shared_sync_budget() {
+        let addresses = super::PortAddresses::for_validators(4);
+        let rate = 1 << 20;
+        let start = std::time::Instant::now();
+        let greedy: Option<IpAddr> = Some("192.0.2.7".parse().expect("an address"));
+        let modest: Option<IpAddr> = Some("192.0.2.8".parse().expect("an address"));
+        let (mut greedy_bytes, mut modest_served, mut modest_asked) = (0u64, 0u64, 0u64);
+        // Ten seconds in steps of a millisecond: the greedy address asks eight times a step
+        // (its connections' own budgets aside), each answer a full megabyte; the modest one asks
+        // every 20 ms for an answer of nothing new.
+        for ms in 0..10_000u64 {
+            let now = start + Duration::from_millis(ms);
+            for _ in 0..8 {
+                if addresses.sync_total_allows(greedy, rate, now) {
+                    addresses.sync_total_spend(greedy, rate);
+                    greedy_bytes += rate;
+                }
+            }
+            if ms % 20 == 0 {
+                modest_asked += 1;
+                if addresses.sync_total_allows(modest, rate, now) {
+                    addresses.sync_total_spend(modest, super::SYNC_ANSWER_CHARGE_MIN);
+                    modest_served += 1;
+                }
+            }
+        }
+        assert!(
+            modest_served * 10 >= modest_asked * 9,
+            "the modest address was served {modest_served} of {modest_asked}"
+        );
+        // The greedy address still draws the rest: at least its part, at most the whole.
+        let whole = rate * super::FOLLOWERS_AT_FULL_RATE;
+        assert!((whole * 4..=whole * 11 + rate).contains(&greedy_bytes), "greedy drew {greedy_bytes}");
+        // Alone again after a window, it has the whole rate.
+        let later = start + Duration::from_secs(12);
+        assert!(addresses.sync_total_allows(greedy, rate, later));
+        assert_eq!(
+            addresses.sync_total.lock().expect("unpoisoned").as_ref().expect("made").addresses.len(),
+            1
+        );
     }
 
     /// Answers of nothing new cost a full node's budget SYNC_ANSWER_CHARGE_MIN each: asking
