@@ -328,7 +328,10 @@ impl Ledger {
             keys: Arc::new(self.keys.to_vec()),
             index: Arc::new(self.index.unshared()),
             next: Arc::new(self.next.to_vec()),
-            ..self.clone()
+            accounts: self.accounts.clone(),
+            burned: self.burned,
+            supply: self.supply,
+            tree: self.tree.unshared(),
         }
     }
 
@@ -1105,6 +1108,9 @@ mod tests {
         // A ledger made not to be shared copies its tree on a clone.
         let own = Ledger::from_genesis(&balances).unwrap();
         assert_eq!((own.clone().tree.shared_pages().0, own.state_root()), (0, root));
+        // Nor does a copy that shares nothing.
+        let deep = genesis.unshared();
+        assert_eq!((deep.tree.shared_pages().0, deep.state_root()), (0, root));
     }
 
     #[test]

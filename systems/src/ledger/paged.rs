@@ -171,6 +171,12 @@ impl<T: Copy + Default + Send + Sync> Paged<T> {
         self.pages.iter().flat_map(|page| page.values().iter()).take(self.len)
     }
 
+    /// A copy whose pages are all its own, shared with nothing, and stay so.
+    pub fn unshared(&self) -> Paged<T> {
+        let pages = self.pages.iter().map(|page| Page::Own(Box::new(*page.values()))).collect();
+        Paged { pages, len: self.len, sharing: Sharing::Own }
+    }
+
     /// Every value, copied out.
     pub fn to_vec(&self) -> Vec<T> {
         self.iter().copied().collect()
@@ -217,6 +223,9 @@ mod tests {
         assert_eq!(column.shared_pages(), 3, "a page copied once");
         assert_eq!(copy.to_vec(), values, "the clone kept every value");
         assert_eq!(column.get(values.len()), None);
+        let unshared = column.unshared();
+        assert_eq!((unshared.shared_pages(), copy.shared_pages()), (0, 3), "the copy let go of its pages");
+        assert_eq!(unshared, column);
         // Pages of a column's own are copied by a clone, never shared.
         let own = Paged::from_slice(&values);
         assert_eq!((own.clone().shared_pages(), own.shared_pages()), (0, 0));

@@ -105,6 +105,11 @@ impl StateTree {
         self.len() == 0
     }
 
+    /// A copy of the tree that shares no page with it or anything else.
+    pub fn unshared(&self) -> StateTree {
+        StateTree { levels: self.levels.iter().map(Paged::unshared).collect() }
+    }
+
     /// Pages of the tree shared with a clone ([`Paged::shared_pages`]), and pages in all.
     pub fn shared_pages(&self) -> (usize, usize) {
         let shared = self.levels.iter().map(Paged::shared_pages).sum();
