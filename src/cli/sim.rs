@@ -245,10 +245,13 @@ fn run_swarm(args: &SimArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
-/// Bytes a simulated network holds per funded account: the genesis ledger (about 190: the
-/// columns, the address index and the tree) and each validator's copy of what a block writes
-/// (80: the balances and the tree). `lan-4-accounts-10m` measured 5.16 GB for 10 M accounts
-/// and four validators (`docs/sim.md`), 516 a account against 510 here.
+/// Bytes a simulated network holds per funded account at most: the genesis ledger (about 190:
+/// the columns, the address index and the tree) and each validator's copy of what a block
+/// writes (80: the balances and the tree). The validators' clones share the tree's pages until
+/// they write them, so a run holds the whole 80 only once its transfers have written every
+/// page: `lan-4-accounts-10m` measured 5.16 GB for 10 M accounts and four validators when each
+/// copied its tree at the start (516 an account against 510 here), and 2.60 GB since
+/// (`docs/sim.md`).
 const SIM_BYTES_PER_ACCOUNT: u64 = 190;
 const SIM_BYTES_PER_ACCOUNT_PER_VALIDATOR: u64 = 80;
 

@@ -251,11 +251,14 @@ impl Genesis {
                 .into_par_iter()
                 .map(|i| (signing_key(seed, i).verifying_key().to_bytes(), self.load_balance)),
         );
-        balances.par_extend(
-            filler_addresses(seed, 0..self.filler_accounts)
-                .into_par_iter()
-                .map(|address| (address, self.filler_balance)),
-        );
+        // A million addresses at a time: all of them at once would hold 32 bytes an account
+        // beside `balances`' 40.
+        const CHUNK: u64 = 1 << 20;
+        for first in (0..self.filler_accounts).step_by(CHUNK as usize) {
+            let addresses =
+                filler_addresses(seed, first..self.filler_accounts.min(first.saturating_add(CHUNK)));
+            balances.par_extend(addresses.into_par_iter().map(|address| (address, self.filler_balance)));
+        }
         balances
     }
 }

@@ -45,8 +45,9 @@ fn client_key(seed: u64, index: u64) -> SigningKey {
     signing_key(seed ^ CLIENTS, index)
 }
 
-/// The `index`-th client address of a run with stand-in signatures: derived from the seed, with
-/// no key behind it (stand-in tags need none).
+/// The domain client addresses of a run with stand-in signatures are derived in, from the seed
+/// and the client's index (`workload::seeded_addresses`), with no key behind them (stand-in
+/// tags need none).
 static STAND_IN_ADDRESS: tessera_components::Domain =
     tessera_components::Domain::new("tessera 2026 sim client address");
 

@@ -223,7 +223,7 @@ impl Ledger {
 
     /// Builds the tree from every account (genesis and restart: once, on every core).
     fn rebuild_tree(&mut self, sharing: Sharing) {
-        self.tree = StateTree::build(self.leaves(sharing), sharing);
+        self.tree = StateTree::build(self.leaves(sharing));
     }
 
     /// Every account's leaf, in slot order, hashed on every core.
@@ -561,7 +561,7 @@ impl Ledger {
     pub fn state_root_from_scratch(&self) -> Hash {
         state::state_root(
             self.accounts.len() as u64,
-            &StateTree::build(self.leaves(Sharing::Own), Sharing::Own).root(),
+            &StateTree::build(self.leaves(Sharing::Own)).root(),
             self.burned,
             &self.first(),
         )

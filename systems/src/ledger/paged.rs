@@ -64,15 +64,18 @@ impl<T: Copy> Page<T> {
         }
     }
 
-    /// The values to write, copied into a page of the column's own first if shared.
+    /// The values to write: a shared page some clone still holds is copied into a page of the
+    /// column's own first; one nobody else holds any more is written where it is.
     #[inline]
     fn values_mut(&mut self) -> &mut [T; PAGE] {
-        if let Page::Shared(page) = self {
+        if let Page::Shared(page) = self
+            && Arc::get_mut(page).is_none()
+        {
             *self = Page::Own(Box::new(**page));
         }
         match self {
             Page::Own(page) => page,
-            Page::Shared(_) => unreachable!("a shared page was just replaced by one of its own"),
+            Page::Shared(page) => Arc::get_mut(page).expect("a page nobody else holds"),
         }
     }
 }
@@ -83,7 +86,7 @@ impl<T: Copy> Page<T> {
 pub struct Paged<T> {
     pages: Vec<Page<T>>,
     len: usize,
-    /// What pages added by growth are.
+    /// What the column was made as (pages added by growth are its own: nothing shares them).
     sharing: Sharing,
 }
 
@@ -95,7 +98,19 @@ impl<T: Copy> Clone for Paged<T> {
 
 impl<T> Default for Paged<T> {
     fn default() -> Paged<T> {
-        Paged { pages: Vec::new(), len: 0, sharing: Sharing::Own }
+        Paged::new(Sharing::Own)
+    }
+}
+
+impl<T> Paged<T> {
+    /// An empty column made as `sharing` says.
+    pub fn new(sharing: Sharing) -> Paged<T> {
+        Paged { pages: Vec::new(), len: 0, sharing }
+    }
+
+    /// What the column was made as.
+    pub fn sharing(&self) -> Sharing {
+        self.sharing
     }
 }
 
@@ -158,12 +173,16 @@ impl<T: Copy + Default + Send + Sync> Paged<T> {
                 let page = self.pages.last_mut().expect("a page below its end").values_mut();
                 page[self.len - start..len.min(last_page_end) - start].fill(value);
             }
-            let sharing = self.sharing;
-            self.pages.resize_with(len.div_ceil(PAGE), || Page::new([value; PAGE], sharing));
+            self.pages.resize_with(len.div_ceil(PAGE), || Page::new([value; PAGE], Sharing::Own));
         } else {
             self.pages.truncate(len.div_ceil(PAGE));
         }
         self.len = len;
+    }
+
+    /// Pages of the column's own, shared with nothing (for tests and measurements).
+    pub fn own_pages(&self) -> usize {
+        self.pages.iter().filter(|page| matches!(page, Page::Own(_))).count()
     }
 
     /// Every value, in order.
@@ -223,6 +242,16 @@ mod tests {
         assert_eq!(column.shared_pages(), 3, "a page copied once");
         assert_eq!(copy.to_vec(), values, "the clone kept every value");
         assert_eq!(column.get(values.len()), None);
+        // A shared page nobody else holds is written where it is.
+        let mut alone = Paged::from_pages(2 * PAGE, Sharing::Shared, |_, page| page.fill(1));
+        alone.set(3, 2);
+        assert_eq!(alone.own_pages(), 0, "a page nobody else holds was copied");
+        alone.resize(3 * PAGE, 5);
+        assert_eq!(
+            (alone.own_pages(), alone.get(2 * PAGE)),
+            (1, Some(&5)),
+            "a grown page is the column's own"
+        );
         let unshared = column.unshared();
         assert_eq!((unshared.shared_pages(), copy.shared_pages()), (0, 3), "the copy let go of its pages");
         assert_eq!(unshared, column);

@@ -67,8 +67,10 @@ fn parent_width(width: usize) -> usize {
 }
 
 /// Every level of the tree, leaves first; the last level holds the tree root alone (no level
-/// at all when there are no leaves). Each level is [`Paged`]: a clone shares every page until
-/// one of them writes it, so a clone costs what it changes afterwards, not the tree.
+/// at all when there are no leaves). Each level is [`Paged`], made as the leaves were: a tree
+/// made [`Sharing::Shared`] shares every page with its clones until one of them writes it, so
+/// a clone costs what it changes afterwards; a tree made [`Sharing::Own`] (a node's) writes its
+/// pages in place, and a clone copies them.
 #[derive(Clone, Debug, Default)]
 pub struct StateTree {
     levels: Vec<Paged<Hash>>,
@@ -78,9 +80,10 @@ pub struct StateTree {
 pub type Changes = Vec<Vec<(usize, Hash)>>;
 
 impl StateTree {
-    /// The tree over `leaves`, built bottom-up on every core, its levels paged as `sharing`
-    /// says.
-    pub fn build(leaves: Paged<Hash>, sharing: Sharing) -> StateTree {
+    /// The tree over `leaves`, built bottom-up on every core, each level made as the leaves
+    /// were ([`Paged::sharing`]).
+    pub fn build(leaves: Paged<Hash>) -> StateTree {
+        let sharing = leaves.sharing();
         let mut levels = vec![leaves];
         while levels.last().is_some_and(|level| level.len() > 1) {
             let below = levels.last().expect("a level");
@@ -218,7 +221,8 @@ impl StateTree {
         let mut level = 0;
         loop {
             if self.levels.len() <= level {
-                self.levels.push(Paged::default());
+                let sharing = self.levels.first().map_or(Sharing::Own, Paged::sharing);
+                self.levels.push(Paged::new(sharing));
             }
             self.levels[level].resize(width, Hash::ZERO);
             if width <= 1 {
@@ -256,7 +260,7 @@ mod tests {
     fn incremental_changes_give_the_root_of_a_tree_built_from_scratch() {
         for (base, grown) in [(0, 1), (1, 1), (1, 2), (2, 3), (5, 5), (5, 9), (8, 8), (8, 17), (100, 130)] {
             let before = leaves(base, 0);
-            let tree = StateTree::build(Paged::from_slice(&before), Sharing::Own);
+            let tree = StateTree::build(Paged::from_slice(&before));
             let mut after = before.clone();
             after.extend(leaves(grown, 7).into_iter().skip(base));
             // Change every third old leaf as well as adding the new ones.
@@ -269,7 +273,7 @@ mod tests {
                     changed.push((i, *hash));
                 }
             }
-            let expected = StateTree::build(Paged::from_slice(&after), Sharing::Own);
+            let expected = StateTree::build(Paged::from_slice(&after));
             let changes = tree.changes(changed, grown);
             assert_eq!(tree.root_after(&changes, grown), expected.root(), "{base} → {grown}");
             let mut applied = tree.clone();
@@ -280,17 +284,17 @@ mod tests {
 
     #[test]
     fn every_leaf_and_its_position_move_the_root() {
-        let tree = StateTree::build(Paged::from_slice(&leaves(7, 0)), Sharing::Own);
+        let tree = StateTree::build(Paged::from_slice(&leaves(7, 0)));
         let mut swapped = leaves(7, 0);
         swapped.swap(2, 3);
-        assert_ne!(StateTree::build(Paged::from_slice(&swapped), Sharing::Own).root(), tree.root());
+        assert_ne!(StateTree::build(Paged::from_slice(&swapped)).root(), tree.root());
         for i in 0..7 {
             let changes = tree.changes(vec![(i, node(&Hash::ZERO, None))], 7);
             assert_ne!(tree.root_after(&changes, 7), tree.root(), "leaf {i}");
         }
         // No change, no new root.
         assert_eq!(tree.root_after(&tree.changes(Vec::new(), 7), 7), tree.root());
-        assert_eq!(StateTree::build(Paged::default(), Sharing::Own).root(), Hash::ZERO);
+        assert_eq!(StateTree::build(Paged::default()).root(), Hash::ZERO);
     }
 
     /// The root of the definition, one node at a time: `node` over each pair, level by level.
@@ -306,7 +310,7 @@ mod tests {
     #[test]
     fn many_leaves_and_changes_give_the_root_of_the_definition() {
         let count = 3 * HASH_CHUNK + 5;
-        let tree = StateTree::build(Paged::from_slice(&leaves(count, 1)), Sharing::Own);
+        let tree = StateTree::build(Paged::from_slice(&leaves(count, 1)));
         assert_eq!(tree.root(), root_by_definition(leaves(count, 1)));
         // Every leaf changed but a few, and as many added: 2,500 changed leaves on level 0.
         let mut after = leaves(count + 1000, 2);
