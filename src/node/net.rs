@@ -848,11 +848,24 @@ struct SyncBudget {
 
 impl SyncBudget {
     fn new(rate: u64, now: Instant) -> SyncBudget {
-        SyncBudget::with_rate(rate as f64, now)
+        SyncBudget { rate: rate as f64, tokens: rate as f64, at: now }
     }
 
-    fn with_rate(rate: f64, now: Instant) -> SyncBudget {
-        SyncBudget { rate, tokens: rate, at: now }
+    /// A budget at `rate` with nothing in it yet.
+    fn empty(rate: f64, now: Instant) -> SyncBudget {
+        SyncBudget { rate, tokens: 0.0, at: now }
+    }
+
+    /// Holds the budget to `rate` from now on (what it holds past it is dropped).
+    fn set_rate(&mut self, rate: f64) {
+        self.rate = rate;
+        self.tokens = self.tokens.min(rate);
+    }
+
+    /// Whether the budget is full, once refilled to `now`.
+    fn refilled(&mut self, now: Instant) -> bool {
+        self.allows(now);
+        self.tokens >= self.rate
     }
 
     /// Refills for the time since the last call; true when the budget is not in debt.
@@ -863,30 +876,44 @@ impl SyncBudget {
         self.tokens > 0.0
     }
 
+    /// Charges `bytes`, into debt if need be, but at most a second's refill (or the charge
+    /// itself, if larger) into it: a connection refused and asking on pays for its asking, and is
+    /// never in debt for longer than that.
     fn spend(&mut self, bytes: u64) {
-        self.tokens -= bytes as f64;
+        let bytes = bytes as f64;
+        self.tokens = (self.tokens - bytes).max(-self.rate.max(bytes));
     }
 }
 
-/// The sync budget all full nodes share, parted evenly among the addresses asking.
+/// The sync budget all full nodes share, parted evenly among the addresses following.
 ///
 /// First come, first served, a few addresses whose connections ask again within a round trip
 /// (and read what they are sent) kept the shared budget spent, and honest full nodes were
-/// answered "nothing now" whenever they asked (found in review). Each address asking within
-/// [`SYNC_ACTIVE_WINDOW`] now also has a budget of its own at an even part of the shared rate:
-/// a greedy address draws its part and no more, and leaves the rest to the others. An address
-/// alone draws the whole rate, so nothing is left unused while only one asks.
+/// answered "nothing now" whenever they asked (found in review). Each address (an IPv6 /64 as
+/// one, [`charged_as`]) now also has a budget of its own at an even part of the shared rate,
+/// parted among the addresses holding follower connections (at most the follower slots, so
+/// addresses that connect, ask once and leave do not thin the parts), the asking one counted
+/// if it holds none: a greedy address draws its part and leaves the rest to the others, and an
+/// address alone draws the whole.
+///
+/// A part starts empty and is earned at its rate, so fresh addresses cannot each take a full
+/// part at once. It is kept while its address holds a follower connection (or is loopback or
+/// unknown, which hold none), and let go only once it has refilled and its address has not
+/// asked for [`SYNC_ACTIVE_WINDOW`], so leaving forgives no debt. Only answers served out of these
+/// budgets are charged to them: a request refused ("nothing now") is charged to its
+/// connection's own budget alone (a review found each refusal charged to the shared budget,
+/// without a floor: one connection asking as fast as it could kept every full node refused,
+/// and left a debt that outlived it by hours).
 #[derive(Debug)]
 struct SharedSync {
     total: SyncBudget,
-    /// Each asking address's budget and when it last asked (`None`: no address known).
+    /// Each address's part, and when it last asked.
     addresses: HashMap<Option<IpAddr>, (SyncBudget, Instant)>,
-    /// When addresses idle past the window were last let go.
+    /// When idle, refilled parts were last let go.
     pruned: Instant,
 }
 
-/// An address that has not asked for sync answers for this long has no part of the shared
-/// budget.
+/// A part whose address has not asked for this long, and that has refilled, is let go.
 const SYNC_ACTIVE_WINDOW: Duration = Duration::from_secs(1);
 
 impl SharedSync {
@@ -894,28 +921,37 @@ impl SharedSync {
         SharedSync { total: SyncBudget::new(rate, now), addresses: HashMap::new(), pruned: now }
     }
 
-    /// Whether `ip` may be served now: its part and the whole both not in debt.
-    fn allows(&mut self, ip: Option<IpAddr>, now: Instant) -> bool {
-        // Idle addresses let go a few times a window: a pass over at most the follower slots.
+    /// Whether `ip` may be served now: its part and the whole both not in debt. `followers`:
+    /// the follower connections each address holds ([`PortAddresses::follower_slot`]).
+    fn allows(&mut self, ip: Option<IpAddr>, followers: &HashMap<IpAddr, usize>, now: Instant) -> bool {
+        let ip = ip.map(charged_as);
+        // A few times a window: a pass over the addresses that asked lately.
         if now.saturating_duration_since(self.pruned) >= SYNC_ACTIVE_WINDOW / 4 {
-            self.addresses.retain(|_, (_, asked)| now.saturating_duration_since(*asked) < SYNC_ACTIVE_WINDOW);
+            self.addresses.retain(|address, (own, asked)| {
+                let following = address.is_none_or(|ip| ip.is_loopback() || followers.contains_key(&ip));
+                following || now.saturating_duration_since(*asked) < SYNC_ACTIVE_WINDOW || !own.refilled(now)
+            });
             self.pruned = now;
         }
-        let asking = self.addresses.len() + usize::from(!self.addresses.contains_key(&ip));
-        let part = self.total.rate / asking as f64;
-        let (own, asked) =
-            self.addresses.entry(ip).or_insert_with(|| (SyncBudget::with_rate(part, now), now));
+        let holds = ip.is_some_and(|ip| followers.contains_key(&ip));
+        let parts = followers.len() + usize::from(!holds);
+        let part = self.total.rate / parts.max(1) as f64;
+        let (own, asked) = self.addresses.entry(ip).or_insert_with(|| (SyncBudget::empty(part, now), now));
         *asked = now;
-        own.rate = part;
+        // Refilled at the rate it had until now, then held to the new one.
         let mine = own.allows(now);
+        own.set_rate(part);
         self.total.allows(now) && mine
     }
 
-    fn spend(&mut self, ip: Option<IpAddr>, bytes: u64) {
+    /// Charges `bytes` served to `ip` to the whole and to its part (made again, empty, if it
+    /// was let go while the answer was read: the charge is not forgiven).
+    fn spend(&mut self, ip: Option<IpAddr>, bytes: u64, now: Instant) {
         self.total.spend(bytes);
-        if let Some((own, _)) = self.addresses.get_mut(&ip) {
-            own.spend(bytes);
-        }
+        let rate = self.total.rate;
+        let (own, _) =
+            self.addresses.entry(ip.map(charged_as)).or_insert_with(|| (SyncBudget::empty(rate, now), now));
+        own.spend(bytes);
     }
 }
 
@@ -1026,22 +1062,57 @@ fn sync_answer_charge(bytes: usize) -> u64 {
 }
 
 impl PortAddresses {
+    /// Whether a full node's connection at `ip`, with its own `budget`, is answered now: its
+    /// budget, then the budget all full nodes share and its address's part of it
+    /// ([`PortAddresses::sync_total_allows`]). Charge the answer with
+    /// [`PortAddresses::follower_sync_charge`].
+    fn follower_sync_allows(
+        &self,
+        budget: &mut SyncBudget,
+        ip: Option<IpAddr>,
+        rate: u64,
+        now: Instant,
+    ) -> bool {
+        budget.allows(now) && self.sync_total_allows(ip, rate, now)
+    }
+
+    /// Charges an answer of `bytes` ([`sync_answer_charge`]) to the connection's own budget, and,
+    /// when it was `served` out of the shared budget, to that and its address's part as well: a
+    /// refusal is charged to the connection that asked alone.
+    fn follower_sync_charge(
+        &self,
+        budget: &mut SyncBudget,
+        ip: Option<IpAddr>,
+        served: bool,
+        bytes: usize,
+        now: Instant,
+    ) {
+        let charge = sync_answer_charge(bytes);
+        budget.spend(charge);
+        if served {
+            self.sync_total_spend(ip, charge, now);
+        }
+    }
+
     /// Whether a sync answer may be served now to a full node at `ip` out of the budget all
     /// full nodes share: [`FOLLOWERS_AT_FULL_RATE`] times one connection's `rate`, refilled as
     /// [`SyncBudget`] is, and parted evenly among the addresses asking ([`SharedSync`]). Spend
     /// what was served with [`PortAddresses::sync_total_spend`].
     fn sync_total_allows(&self, ip: Option<IpAddr>, rate: u64, now: Instant) -> bool {
+        // Always taken in this order, the follower slots first.
+        let followers = self.followers.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut total = self.sync_total.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         total
             .get_or_insert_with(|| SharedSync::new(rate.saturating_mul(FOLLOWERS_AT_FULL_RATE), now))
-            .allows(ip, now)
+            .allows(ip, &followers, now)
     }
 
-    /// Charges `bytes` served to a full node at `ip` against the shared budget and its part.
-    fn sync_total_spend(&self, ip: Option<IpAddr>, bytes: u64) {
+    /// Charges `bytes` served to a full node at `ip` against the shared budget and its part:
+    /// only for answers [`PortAddresses::sync_total_allows`] let through.
+    fn sync_total_spend(&self, ip: Option<IpAddr>, bytes: u64, now: Instant) {
         let mut total = self.sync_total.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(total) = total.as_mut() {
-            total.spend(ip, bytes);
+            total.spend(ip, bytes, now);
         }
     }
 
@@ -1934,18 +2005,17 @@ async fn serve_follower(
                 // "nothing now" (and asks again) rather than served or queued without bound.
                 let now = Instant::now();
                 let rate = shared.setup.follower_sync_bytes_per_sec;
-                let frame = if !budget.allows(now) || !shared.addresses.sync_total_allows(ip, rate, now) {
-                    shared.counters.sync_requests_throttled.fetch_add(1, Ordering::Relaxed);
-                    empty()
-                } else {
+                let served = shared.addresses.follower_sync_allows(&mut budget, ip, rate, now);
+                let frame = if served {
                     match links.sync.try_send((from_height, reply_tx)) {
                         Ok(()) => reply.recv_async().await.unwrap_or_else(|_| empty()),
                         Err(_) => empty(),
                     }
+                } else {
+                    shared.counters.sync_requests_throttled.fetch_add(1, Ordering::Relaxed);
+                    empty()
                 };
-                let charge = sync_answer_charge(frame.len());
-                budget.spend(charge);
-                shared.addresses.sync_total_spend(ip, charge);
+                shared.addresses.follower_sync_charge(&mut budget, ip, served, frame.len(), Instant::now());
                 secure::write_bytes(channel, &frame).await?;
                 shared.counters.sync_requests_served.fetch_add(1, Ordering::Relaxed);
                 shared.counters.frames_out.fetch_add(1, Ordering::Relaxed);
@@ -2724,28 +2794,28 @@ mod tests {
     fn full_nodes_together_draw_at_most_a_shared_sync_budget() {
         let addresses = super::PortAddresses::for_validators(4);
         let rate = 1 << 20;
-        let now = std::time::Instant::now();
+        let start = std::time::Instant::now();
+        // The address's part starts empty and fills in a second.
+        assert!(!addresses.sync_total_allows(None, rate, start), "a part starts empty");
+        let now = start + Duration::from_secs(1);
         let mut own: Vec<super::SyncBudget> = (0..9).map(|_| super::SyncBudget::new(rate, now)).collect();
         let served: Vec<bool> = own
             .iter_mut()
             .map(|budget| {
-                let serve = budget.allows(now) && addresses.sync_total_allows(None, rate, now);
-                if serve {
-                    budget.spend(rate);
-                    addresses.sync_total_spend(None, rate);
-                }
+                let serve = addresses.follower_sync_allows(budget, None, rate, now);
+                addresses.follower_sync_charge(budget, None, serve, rate as usize, now);
                 serve
             })
             .collect();
         assert_eq!(served.iter().filter(|served| **served).count() as u64, super::FOLLOWERS_AT_FULL_RATE);
         assert!(!served[8], "the ninth is throttled though its own budget is full");
-        assert!(addresses.sync_total_allows(None, rate, now + std::time::Duration::from_secs(1)), "refilled");
+        assert!(addresses.sync_total_allows(None, rate, now + Duration::from_secs(1)), "refilled");
     }
 
     /// One address whose connections ask again as soon as they are answered leaves another
     /// address its part of the shared sync budget. First come, first served, the greedy address
     /// kept the budget spent and a full node asking every 20 ms was answered "nothing now"
-    /// nearly every time (found in review).
+    /// every time (found in review).
     #[test]
     fn a_greedy_address_leaves_others_their_part_of_the_shared_sync_budget() {
         let addresses = super::PortAddresses::for_validators(4);
@@ -2753,40 +2823,99 @@ mod tests {
         let start = std::time::Instant::now();
         let greedy: Option<IpAddr> = Some("192.0.2.7".parse().expect("an address"));
         let modest: Option<IpAddr> = Some("192.0.2.8".parse().expect("an address"));
+        // Both follow: each holds follower connections.
+        let slots = [greedy, greedy, modest].map(|ip| AddressSlot::take(&addresses.followers, ip, 4, false));
+        // Connections whose own budgets would let them draw the whole and pay for asking every
+        // millisecond: the part is what binds.
+        let mut greedy_budgets: Vec<super::SyncBudget> =
+            (0..8).map(|_| super::SyncBudget::new(4 * rate * super::FOLLOWERS_AT_FULL_RATE, start)).collect();
+        let mut modest_budget = super::SyncBudget::new(rate, start);
         let (mut greedy_bytes, mut modest_served, mut modest_asked) = (0u64, 0u64, 0u64);
-        // Ten seconds in steps of a millisecond: the greedy address asks eight times a step
-        // (its connections' own budgets aside), each answer a full megabyte; the modest one asks
-        // every 20 ms for an answer of nothing new.
+        // Ten seconds in steps of a millisecond: the greedy address's eight connections each ask
+        // every step, each answer a full megabyte; the modest one asks every 20 ms for an answer
+        // of nothing new.
         for ms in 0..10_000u64 {
             let now = start + Duration::from_millis(ms);
-            for _ in 0..8 {
-                if addresses.sync_total_allows(greedy, rate, now) {
-                    addresses.sync_total_spend(greedy, rate);
-                    greedy_bytes += rate;
-                }
+            for budget in &mut greedy_budgets {
+                let served = addresses.follower_sync_allows(budget, greedy, rate, now);
+                addresses.follower_sync_charge(
+                    budget,
+                    greedy,
+                    served,
+                    if served { rate as usize } else { 14 },
+                    now,
+                );
+                greedy_bytes += if served { rate } else { 0 };
             }
             if ms % 20 == 0 {
                 modest_asked += 1;
-                if addresses.sync_total_allows(modest, rate, now) {
-                    addresses.sync_total_spend(modest, super::SYNC_ANSWER_CHARGE_MIN);
-                    modest_served += 1;
-                }
+                let served = addresses.follower_sync_allows(&mut modest_budget, modest, rate, now);
+                addresses.follower_sync_charge(&mut modest_budget, modest, served, 14, now);
+                modest_served += u64::from(served);
             }
         }
         assert!(
             modest_served * 10 >= modest_asked * 9,
             "the modest address was served {modest_served} of {modest_asked}"
         );
-        // The greedy address still draws the rest: at least its part, at most the whole.
+        // The greedy address still draws its part: half the whole.
         let whole = rate * super::FOLLOWERS_AT_FULL_RATE;
-        assert!((whole * 4..=whole * 11 + rate).contains(&greedy_bytes), "greedy drew {greedy_bytes}");
-        // Alone again after a window, it has the whole rate.
+        assert!((whole * 4..=whole * 6).contains(&greedy_bytes), "greedy drew {greedy_bytes}");
+        // An address that follows no more, its part refilled and idle for a window, is let go.
+        drop(slots);
         let later = start + Duration::from_secs(12);
-        assert!(addresses.sync_total_allows(greedy, rate, later));
-        assert_eq!(
-            addresses.sync_total.lock().expect("unpoisoned").as_ref().expect("made").addresses.len(),
-            1
-        );
+        assert!(!addresses.sync_total_allows(greedy, rate, later), "a part let go starts empty");
+        let asking =
+            || addresses.sync_total.lock().expect("unpoisoned").as_ref().expect("made").addresses.len();
+        assert_eq!(asking(), 1);
+        // Hosts of one IPv6 /64 ask as one address.
+        for host in 1..=4u16 {
+            let ip = std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 7, 0, 0, 0, host);
+            addresses.sync_total_allows(Some(IpAddr::V6(ip)), rate, later);
+        }
+        assert_eq!(asking(), 2, "a /64 counted per address");
+    }
+
+    /// A connection refused for its own budget and asking on as fast as it can costs the budget
+    /// all full nodes share nothing, and its own debt is at most a second's refill. A review
+    /// found each refusal charged 16 KiB to the shared budget, with no floor: 40,000 requests a
+    /// second from one connection kept every full node refused, and left a debt that outlived it
+    /// by hours.
+    #[test]
+    fn refused_sync_requests_cost_the_shared_budget_nothing() {
+        let addresses = super::PortAddresses::for_validators(4);
+        let rate = 1 << 20;
+        let start = std::time::Instant::now();
+        let flood: Option<IpAddr> = Some("192.0.2.9".parse().expect("an address"));
+        let honest: Option<IpAddr> = Some("192.0.2.10".parse().expect("an address"));
+        let slots = [flood, honest].map(|ip| AddressSlot::take(&addresses.followers, ip, 4, false));
+        let mut flooding = super::SyncBudget::new(rate, start);
+        let mut following = super::SyncBudget::new(rate, start);
+        let (mut asked, mut served) = (0u64, 0u64);
+        for ms in 0..2_000u64 {
+            let now = start + Duration::from_millis(ms);
+            for _ in 0..40 {
+                let answered = addresses.follower_sync_allows(&mut flooding, flood, rate, now);
+                addresses.follower_sync_charge(
+                    &mut flooding,
+                    flood,
+                    answered,
+                    if answered { 1 << 20 } else { 14 },
+                    now,
+                );
+            }
+            if ms % 20 == 10 {
+                asked += 1;
+                let answered = addresses.follower_sync_allows(&mut following, honest, rate, now);
+                addresses.follower_sync_charge(&mut following, honest, answered, 14, now);
+                served += u64::from(answered);
+            }
+        }
+        assert!(served * 10 >= asked * 9, "the honest full node was served {served} of {asked}");
+        // Its asking stopped, the flooding connection is served again within two seconds.
+        let after = start + Duration::from_millis(2_000 + 2_000);
+        assert!(addresses.follower_sync_allows(&mut flooding, flood, rate, after), "a debt past a second");
+        drop(slots);
     }
 
     /// Answers of nothing new cost a full node's budget SYNC_ANSWER_CHARGE_MIN each: asking
