@@ -868,61 +868,76 @@ impl SyncBudget {
         self.tokens >= self.rate
     }
 
-    /// Refills for the time since the last call; true when the budget is not in debt.
+    /// Refills for the time since the last call; true when the budget is not in debt. A `now`
+    /// before the last one (taken before a lock another executor held) refills nothing and
+    /// leaves the clock where it was, so no wait is refilled twice.
     fn allows(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
-        self.at = now;
+        if now > self.at {
+            let elapsed = now.duration_since(self.at).as_secs_f64();
+            self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
+            self.at = now;
+        }
         self.tokens > 0.0
     }
 
-    /// Charges `bytes`, into debt if need be, but at most a second's refill (or the charge
-    /// itself, if larger) into it: a connection refused and asking on pays for its asking, and is
-    /// never in debt for longer than that.
+    /// Charges `bytes` served, into debt if need be: answers in flight together are all paid
+    /// for (a floor here let one address's connections draw more than the whole: review).
     fn spend(&mut self, bytes: u64) {
+        self.tokens -= bytes as f64;
+    }
+
+    /// Charges `bytes` for a refusal: into debt at most a second's refill (or the charge, if
+    /// larger), so a connection refused and asking on pays for its asking, and is never in debt
+    /// for longer than that.
+    fn spend_refused(&mut self, bytes: u64) {
         let bytes = bytes as f64;
         self.tokens = (self.tokens - bytes).max(-self.rate.max(bytes));
     }
 }
 
-/// The sync budget all full nodes share, parted evenly among the addresses following.
+/// The sync budget all full nodes share, parted evenly among the addresses asking.
 ///
 /// First come, first served, a few addresses whose connections ask again within a round trip
 /// (and read what they are sent) kept the shared budget spent, and honest full nodes were
 /// answered "nothing now" whenever they asked (found in review). Each address (an IPv6 /64 as
-/// one, [`charged_as`]) now also has a budget of its own at an even part of the shared rate,
-/// parted among the addresses holding follower connections (at most the follower slots, so
-/// addresses that connect, ask once and leave do not thin the parts), the asking one counted
-/// if it holds none: a greedy address draws its part and leaves the rest to the others, and an
-/// address alone draws the whole.
+/// one, [`charged_as`]) now has a part of the shared rate of its own: the rate parted evenly
+/// among the addresses that asked within [`SYNC_ACTIVE_WINDOW`], the asking one counted. An
+/// address is served on its part alone, so a greedy address, however many connections it has
+/// in flight at once, overdraws its own part and no other; an address alone draws the whole;
+/// and addresses that hold follower connections but ask nothing leave their parts to the
+/// others.
 ///
 /// A part starts empty and is earned at its rate, so fresh addresses cannot each take a full
 /// part at once. It is kept while its address holds a follower connection (or is loopback or
 /// unknown, which hold none), and let go only once it has refilled and its address has not
-/// asked for [`SYNC_ACTIVE_WINDOW`], so leaving forgives no debt. Only answers served out of these
-/// budgets are charged to them: a request refused ("nothing now") is charged to its
-/// connection's own budget alone (a review found each refusal charged to the shared budget,
-/// without a floor: one connection asking as fast as it could kept every full node refused,
-/// and left a debt that outlived it by hours).
+/// asked for a window, so leaving forgives no debt. Only answers served are charged to it: a
+/// request refused ("nothing now") is charged to its connection's own budget alone (a review
+/// found each refusal charged to the shared budget: one connection asking as fast as it could
+/// kept every full node refused, and left a debt that outlived it by hours). A second review
+/// found the first version of the parts still gated on the whole, whose debt one burst of
+/// answers from many addresses could run up past everyone's parts, and a floor on every
+/// charge that let one address's connections in flight together draw more than the whole.
 #[derive(Debug)]
 struct SharedSync {
-    total: SyncBudget,
+    /// What all full nodes together may draw, bytes a second.
+    rate: f64,
     /// Each address's part, and when it last asked.
     addresses: HashMap<Option<IpAddr>, (SyncBudget, Instant)>,
     /// When idle, refilled parts were last let go.
     pruned: Instant,
 }
 
-/// A part whose address has not asked for this long, and that has refilled, is let go.
+/// An address that has not asked for this long takes no part of the shared rate; its part, once
+/// refilled and its address following no more, is let go.
 const SYNC_ACTIVE_WINDOW: Duration = Duration::from_secs(1);
 
 impl SharedSync {
     fn new(rate: u64, now: Instant) -> SharedSync {
-        SharedSync { total: SyncBudget::new(rate, now), addresses: HashMap::new(), pruned: now }
+        SharedSync { rate: rate as f64, addresses: HashMap::new(), pruned: now }
     }
 
-    /// Whether `ip` may be served now: its part and the whole both not in debt. `followers`:
-    /// the follower connections each address holds ([`PortAddresses::follower_slot`]).
+    /// Whether `ip` may be served now: its part is not in debt. `followers`: the follower
+    /// connections each address holds ([`PortAddresses::follower_slot`]).
     fn allows(&mut self, ip: Option<IpAddr>, followers: &HashMap<IpAddr, usize>, now: Instant) -> bool {
         let ip = ip.map(charged_as);
         // A few times a window: a pass over the addresses that asked lately.
@@ -933,24 +948,24 @@ impl SharedSync {
             });
             self.pruned = now;
         }
-        let holds = ip.is_some_and(|ip| followers.contains_key(&ip));
-        let parts = followers.len() + usize::from(!holds);
-        let part = self.total.rate / parts.max(1) as f64;
+        let recent = |asked: &Instant| now.saturating_duration_since(*asked) < SYNC_ACTIVE_WINDOW;
+        let asking = self.addresses.values().filter(|(_, asked)| recent(asked)).count()
+            + usize::from(!self.addresses.get(&ip).is_some_and(|(_, asked)| recent(asked)));
+        let part = self.rate / asking as f64;
         let (own, asked) = self.addresses.entry(ip).or_insert_with(|| (SyncBudget::empty(part, now), now));
         *asked = now;
         // Refilled at the rate it had until now, then held to the new one.
-        let mine = own.allows(now);
+        let allowed = own.allows(now);
         own.set_rate(part);
-        self.total.allows(now) && mine
+        allowed
     }
 
-    /// Charges `bytes` served to `ip` to the whole and to its part (made again, empty, if it
-    /// was let go while the answer was read: the charge is not forgiven).
+    /// Charges `bytes` served to `ip`'s part (made again, empty, if it was let go while the
+    /// answer was read: the charge is not forgiven).
     fn spend(&mut self, ip: Option<IpAddr>, bytes: u64, now: Instant) {
-        self.total.spend(bytes);
-        let rate = self.total.rate;
+        let part = self.rate / (self.addresses.len() + 1) as f64;
         let (own, _) =
-            self.addresses.entry(ip.map(charged_as)).or_insert_with(|| (SyncBudget::empty(rate, now), now));
+            self.addresses.entry(ip.map(charged_as)).or_insert_with(|| (SyncBudget::empty(part, now), now));
         own.spend(bytes);
     }
 }
@@ -1088,16 +1103,18 @@ impl PortAddresses {
         now: Instant,
     ) {
         let charge = sync_answer_charge(bytes);
-        budget.spend(charge);
         if served {
+            budget.spend(charge);
             self.sync_total_spend(ip, charge, now);
+        } else {
+            budget.spend_refused(charge);
         }
     }
 
-    /// Whether a sync answer may be served now to a full node at `ip` out of the budget all
-    /// full nodes share: [`FOLLOWERS_AT_FULL_RATE`] times one connection's `rate`, refilled as
-    /// [`SyncBudget`] is, and parted evenly among the addresses asking ([`SharedSync`]). Spend
-    /// what was served with [`PortAddresses::sync_total_spend`].
+    /// Whether a sync answer may be served now to a full node at `ip` out of its address's part
+    /// of the budget all full nodes share: [`FOLLOWERS_AT_FULL_RATE`] times one connection's
+    /// `rate`, parted evenly among the addresses asking ([`SharedSync`]), each part refilled as
+    /// [`SyncBudget`] is. Spend what was served with [`PortAddresses::sync_total_spend`].
     fn sync_total_allows(&self, ip: Option<IpAddr>, rate: u64, now: Instant) -> bool {
         // Always taken in this order, the follower slots first.
         let followers = self.followers.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -2874,6 +2891,63 @@ mod tests {
             addresses.sync_total_allows(Some(IpAddr::V6(ip)), rate, later);
         }
         assert_eq!(asking(), 2, "a /64 counted per address");
+    }
+
+    /// Answers one address has in flight at once are all charged to its part, and to no one
+    /// else's: eight connections admitted together, each answered 2 MiB two milliseconds later,
+    /// draw what the address's part allows plus one answer each, and an honest full node keeps
+    /// its own part. With every charge floored at a second's refill the eight drew more than
+    /// the whole, and with the whole gating every address the honest one was refused whenever
+    /// the burst had put it in debt (review).
+    #[test]
+    fn answers_in_flight_together_overdraw_their_own_part_alone() {
+        let addresses = super::PortAddresses::for_validators(4);
+        let rate = 1 << 20;
+        let answer = 2u64 << 20;
+        let start = std::time::Instant::now();
+        let greedy: Option<IpAddr> = Some("192.0.2.11".parse().expect("an address"));
+        let honest: Option<IpAddr> = Some("192.0.2.12".parse().expect("an address"));
+        let slots = [greedy, honest].map(|ip| AddressSlot::take(&addresses.followers, ip, 4, false));
+        // Each greedy connection: its own budget (large enough never to bind) and the
+        // millisecond its answer in flight is charged, if any.
+        let mut connections: Vec<(super::SyncBudget, Option<u64>)> =
+            (0..8).map(|_| (super::SyncBudget::new(64 * rate, start), None)).collect();
+        let mut following = super::SyncBudget::new(rate, start);
+        let (mut drawn, mut asked, mut served) = (0u64, 0u64, 0u64);
+        for ms in 0..10_000u64 {
+            let now = start + Duration::from_millis(ms);
+            for (budget, in_flight) in &mut connections {
+                if *in_flight == Some(ms) {
+                    addresses.follower_sync_charge(budget, greedy, true, answer as usize, now);
+                    drawn += answer;
+                    *in_flight = None;
+                }
+            }
+            for (budget, in_flight) in &mut connections {
+                if in_flight.is_none() {
+                    if addresses.follower_sync_allows(budget, greedy, rate, now) {
+                        *in_flight = Some(ms + 2);
+                    } else {
+                        addresses.follower_sync_charge(budget, greedy, false, 14, now);
+                    }
+                }
+            }
+            if ms % 20 == 10 {
+                asked += 1;
+                let answered = addresses.follower_sync_allows(&mut following, honest, rate, now);
+                addresses.follower_sync_charge(&mut following, honest, answered, 14, now);
+                served += u64::from(answered);
+            }
+        }
+        assert!(served * 10 >= asked * 9, "the honest full node was served {served} of {asked}");
+        // Its part is half the whole: ten seconds of it, its first burst and one answer a
+        // connection past it.
+        let whole = rate * super::FOLLOWERS_AT_FULL_RATE;
+        assert!(
+            drawn <= whole / 2 * 10 + whole / 2 + 8 * answer,
+            "drew {drawn} in 10 s of a {whole}-byte whole"
+        );
+        drop(slots);
     }
 
     /// A connection refused for its own budget and asking on as fast as it can costs the budget
