@@ -91,6 +91,10 @@ fn refusals_name_the_key() {
         ),
         (validator.replace("ban_secs = 60", "ban_secs = 1000000000000000"), "network.ban_secs"),
         (
+            validator.replace("follower_sync_bytes_per_sec = 8388608", "follower_sync_bytes_per_sec = 65536"),
+            "network.follower_sync_bytes_per_sec",
+        ),
+        (
             validator.replace("connections_per_address_max = 32", "connections_per_address_max = 0"),
             "rpc.connections_per_address_max",
         ),
