@@ -940,23 +940,22 @@ impl SharedSync {
     /// connections each address holds ([`PortAddresses::follower_slot`]).
     fn allows(&mut self, ip: Option<IpAddr>, followers: &HashMap<IpAddr, usize>, now: Instant) -> bool {
         let ip = ip.map(charged_as);
+        // Holds a follower connection (loopback and unknown addresses hold none, and always
+        // count as following).
+        let following = |address: &Option<IpAddr>| {
+            address.is_none_or(|ip| ip.is_loopback() || followers.contains_key(&ip))
+        };
+        let recent = |asked: &Instant| now.saturating_duration_since(*asked) < SYNC_ACTIVE_WINDOW;
         // A few times a window: a pass over the addresses that asked lately.
         if now.saturating_duration_since(self.pruned) >= SYNC_ACTIVE_WINDOW / 4 {
-            self.addresses.retain(|address, (own, asked)| {
-                let follows = address.is_none_or(|ip| ip.is_loopback() || followers.contains_key(&ip));
-                follows || now.saturating_duration_since(*asked) < SYNC_ACTIVE_WINDOW || !own.refilled(now)
-            });
+            self.addresses
+                .retain(|address, (own, asked)| following(address) || recent(asked) || !own.refilled(now));
             self.pruned = now;
         }
         // Addresses that asked lately and still follow: one that has left takes no part, so
         // addresses that connect, ask once and go (an IPv6 /48 holds 65,536 /64s) cannot thin
         // the parts past the follower slots.
-        let following = |address: &Option<IpAddr>| {
-            address.is_none_or(|ip| ip.is_loopback() || followers.contains_key(&ip))
-        };
-        let counted = |address: &Option<IpAddr>, asked: &Instant| {
-            following(address) && now.saturating_duration_since(*asked) < SYNC_ACTIVE_WINDOW
-        };
+        let counted = |address: &Option<IpAddr>, asked: &Instant| following(address) && recent(asked);
         let asking = self.addresses.iter().filter(|(address, (_, asked))| counted(address, asked)).count()
             + usize::from(!self.addresses.get(&ip).is_some_and(|(_, asked)| counted(&ip, asked)));
         let part = self.rate / asking as f64;
@@ -2837,6 +2836,48 @@ mod tests {
         assert!(addresses.sync_total_allows(None, rate, now + Duration::from_secs(1)), "refilled");
     }
 
+    /// A full node's connection in the sync budget tests: its address and own budget, and how
+    /// often it asked and was answered.
+    struct Follower {
+        ip: Option<IpAddr>,
+        budget: super::SyncBudget,
+        asked: u64,
+        served: u64,
+    }
+
+    impl Follower {
+        fn new(ip: Option<IpAddr>, rate: u64, start: std::time::Instant) -> Follower {
+            Follower { ip, budget: super::SyncBudget::new(rate, start), asked: 0, served: 0 }
+        }
+
+        /// Asks at `now`, and is charged as `serve_follower` charges: an answer of `bytes` if
+        /// served, an empty one (14 bytes) if not. Whether it was served.
+        fn ask(
+            &mut self,
+            addresses: &super::PortAddresses,
+            rate: u64,
+            now: std::time::Instant,
+            bytes: usize,
+        ) -> bool {
+            let served = addresses.follower_sync_allows(&mut self.budget, self.ip, rate, now);
+            addresses.follower_sync_charge(
+                &mut self.budget,
+                self.ip,
+                served,
+                if served { bytes } else { 14 },
+                now,
+            );
+            self.asked += 1;
+            self.served += u64::from(served);
+            served
+        }
+
+        /// Served at least nine times in ten.
+        fn assert_mostly_served(&self) {
+            assert!(self.served * 10 >= self.asked * 9, "served {} of {} times", self.served, self.asked);
+        }
+    }
+
     /// One address whose connections ask again as soon as they are answered leaves another
     /// address its part of the shared sync budget. First come, first served, the greedy address
     /// kept the budget spent and a full node asking every 20 ms was answered "nothing now"
@@ -2852,37 +2893,25 @@ mod tests {
         let slots = [greedy, greedy, modest].map(|ip| AddressSlot::take(&addresses.followers, ip, 4, false));
         // Connections whose own budgets would let them draw the whole and pay for asking every
         // millisecond: the part is what binds.
-        let mut greedy_budgets: Vec<super::SyncBudget> =
-            (0..8).map(|_| super::SyncBudget::new(4 * rate * super::FOLLOWERS_AT_FULL_RATE, start)).collect();
-        let mut modest_budget = super::SyncBudget::new(rate, start);
-        let (mut greedy_bytes, mut modest_served, mut modest_asked) = (0u64, 0u64, 0u64);
+        let mut greedy_connections: Vec<Follower> =
+            (0..8).map(|_| Follower::new(greedy, 4 * rate * super::FOLLOWERS_AT_FULL_RATE, start)).collect();
+        let mut modest_connection = Follower::new(modest, rate, start);
+        let mut greedy_bytes = 0u64;
         // Ten seconds in steps of a millisecond: the greedy address's eight connections each ask
         // every step, each answer a full megabyte; the modest one asks every 20 ms for an answer
         // of nothing new.
         for ms in 0..10_000u64 {
             let now = start + Duration::from_millis(ms);
-            for budget in &mut greedy_budgets {
-                let served = addresses.follower_sync_allows(budget, greedy, rate, now);
-                addresses.follower_sync_charge(
-                    budget,
-                    greedy,
-                    served,
-                    if served { rate as usize } else { 14 },
-                    now,
-                );
-                greedy_bytes += if served { rate } else { 0 };
+            for connection in &mut greedy_connections {
+                if connection.ask(&addresses, rate, now, rate as usize) {
+                    greedy_bytes += rate;
+                }
             }
             if ms % 20 == 0 {
-                modest_asked += 1;
-                let served = addresses.follower_sync_allows(&mut modest_budget, modest, rate, now);
-                addresses.follower_sync_charge(&mut modest_budget, modest, served, 14, now);
-                modest_served += u64::from(served);
+                modest_connection.ask(&addresses, rate, now, 14);
             }
         }
-        assert!(
-            modest_served * 10 >= modest_asked * 9,
-            "the modest address was served {modest_served} of {modest_asked}"
-        );
+        modest_connection.assert_mostly_served();
         // The greedy address still draws its part: half the whole.
         let whole = rate * super::FOLLOWERS_AT_FULL_RATE;
         assert!((whole * 4..=whole * 6).contains(&greedy_bytes), "greedy drew {greedy_bytes}");
@@ -2912,8 +2941,7 @@ mod tests {
         let start = std::time::Instant::now();
         let honest: Option<IpAddr> = Some("192.0.2.20".parse().expect("an address"));
         let slot = AddressSlot::take(&addresses.followers, honest, 4, false);
-        let mut following = super::SyncBudget::new(rate, start);
-        let (mut asked, mut served) = (0u64, 0u64);
+        let mut following = Follower::new(honest, rate, start);
         for ms in 0..2_000u64 {
             let now = start + Duration::from_millis(ms);
             // From 100 ms on, a churning address every 10 ms: connects, asks, leaves.
@@ -2921,19 +2949,14 @@ mod tests {
                 let churner: Option<IpAddr> =
                     Some(IpAddr::V4(std::net::Ipv4Addr::from(0xc633_6400 + ms as u32)));
                 let held = AddressSlot::take(&addresses.followers, churner, 4, false);
-                let mut budget = super::SyncBudget::new(rate, now);
-                let answered = addresses.follower_sync_allows(&mut budget, churner, rate, now);
-                addresses.follower_sync_charge(&mut budget, churner, answered, 14, now);
+                Follower::new(churner, rate, now).ask(&addresses, rate, now, 14);
                 drop(held);
             }
             if ms % 20 == 10 {
-                asked += 1;
-                let answered = addresses.follower_sync_allows(&mut following, honest, rate, now);
-                addresses.follower_sync_charge(&mut following, honest, answered, 14, now);
-                served += u64::from(answered);
+                following.ask(&addresses, rate, now, 14);
             }
         }
-        assert!(served * 10 >= asked * 9, "the honest full node was served {served} of {asked}");
+        following.assert_mostly_served();
         drop(slot);
     }
 
@@ -2956,8 +2979,8 @@ mod tests {
         // millisecond its answer in flight is charged, if any.
         let mut connections: Vec<(super::SyncBudget, Option<u64>)> =
             (0..8).map(|_| (super::SyncBudget::new(64 * rate, start), None)).collect();
-        let mut following = super::SyncBudget::new(rate, start);
-        let (mut drawn, mut asked, mut served) = (0u64, 0u64, 0u64);
+        let mut following = Follower::new(honest, rate, start);
+        let mut drawn = 0u64;
         for ms in 0..10_000u64 {
             let now = start + Duration::from_millis(ms);
             for (budget, in_flight) in &mut connections {
@@ -2977,13 +3000,10 @@ mod tests {
                 }
             }
             if ms % 20 == 10 {
-                asked += 1;
-                let answered = addresses.follower_sync_allows(&mut following, honest, rate, now);
-                addresses.follower_sync_charge(&mut following, honest, answered, 14, now);
-                served += u64::from(answered);
+                following.ask(&addresses, rate, now, 14);
             }
         }
-        assert!(served * 10 >= asked * 9, "the honest full node was served {served} of {asked}");
+        following.assert_mostly_served();
         // Its part is half the whole: ten seconds of it, its first burst and one answer a
         // connection past it.
         let whole = rate * super::FOLLOWERS_AT_FULL_RATE;
@@ -3007,32 +3027,21 @@ mod tests {
         let flood: Option<IpAddr> = Some("192.0.2.9".parse().expect("an address"));
         let honest: Option<IpAddr> = Some("192.0.2.10".parse().expect("an address"));
         let slots = [flood, honest].map(|ip| AddressSlot::take(&addresses.followers, ip, 4, false));
-        let mut flooding = super::SyncBudget::new(rate, start);
-        let mut following = super::SyncBudget::new(rate, start);
-        let (mut asked, mut served) = (0u64, 0u64);
+        let mut flooding = Follower::new(flood, rate, start);
+        let mut following = Follower::new(honest, rate, start);
         for ms in 0..2_000u64 {
             let now = start + Duration::from_millis(ms);
             for _ in 0..40 {
-                let answered = addresses.follower_sync_allows(&mut flooding, flood, rate, now);
-                addresses.follower_sync_charge(
-                    &mut flooding,
-                    flood,
-                    answered,
-                    if answered { 1 << 20 } else { 14 },
-                    now,
-                );
+                flooding.ask(&addresses, rate, now, 1 << 20);
             }
             if ms % 20 == 10 {
-                asked += 1;
-                let answered = addresses.follower_sync_allows(&mut following, honest, rate, now);
-                addresses.follower_sync_charge(&mut following, honest, answered, 14, now);
-                served += u64::from(answered);
+                following.ask(&addresses, rate, now, 14);
             }
         }
-        assert!(served * 10 >= asked * 9, "the honest full node was served {served} of {asked}");
+        following.assert_mostly_served();
         // Its asking stopped, the flooding connection is served again within two seconds.
         let after = start + Duration::from_millis(2_000 + 2_000);
-        assert!(addresses.follower_sync_allows(&mut flooding, flood, rate, after), "a debt past a second");
+        assert!(flooding.ask(&addresses, rate, after, 14), "a debt past a second");
         drop(slots);
     }
 
