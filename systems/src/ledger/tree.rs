@@ -34,11 +34,7 @@ pub fn hash_each<const L: usize>(
     input: impl Fn(usize) -> [u8; L] + Sync,
 ) -> Vec<Hash> {
     let mut out = vec![Hash::ZERO; len];
-    let chunk = |(c, out): (usize, &mut [Hash])| {
-        let first = c * HASH_CHUNK;
-        let inputs: Vec<[u8; L]> = (first..first + out.len()).map(&input).collect();
-        keyed_hash_many(key, &inputs, bytemuck::cast_slice_mut(out));
-    };
+    let chunk = |(c, out): (usize, &mut [Hash])| hash_run(key, c * HASH_CHUNK, out, &input);
     if len >= PARALLEL_NODES_MIN {
         out.par_chunks_mut(HASH_CHUNK).enumerate().for_each(chunk);
     } else {
@@ -55,10 +51,20 @@ pub fn hash_pages<const L: usize>(
     input: impl Fn(usize) -> [u8; L] + Sync,
 ) -> Paged<Hash> {
     Paged::from_pages(len, sharing, |first, page| {
-        let count = len.min(first + PAGE) - first;
-        let inputs: Vec<[u8; L]> = (first..first + count).map(&input).collect();
-        keyed_hash_many(key, &inputs, bytemuck::cast_slice_mut(&mut page[..count]));
+        hash_run(key, first, &mut page[..len.min(first + PAGE) - first], &input);
     })
+}
+
+/// The hashes of `input(first)`, `input(first + 1)`, … into `out`: the run's inputs gathered
+/// first, then hashed in lanes ([`hash_each`] says why).
+fn hash_run<const L: usize>(
+    key: &[u8; 32],
+    first: usize,
+    out: &mut [Hash],
+    input: &impl Fn(usize) -> [u8; L],
+) {
+    let inputs: Vec<[u8; L]> = (first..first + out.len()).map(input).collect();
+    keyed_hash_many(key, &inputs, bytemuck::cast_slice_mut(out));
 }
 
 /// Width of the level above one of `width` nodes.
