@@ -44,7 +44,9 @@ fn held_bytes(message: &ConsensusMessage) -> usize {
             ConsensusMessage::Proposal(proposal) => {
                 block_wire_bytes(&proposal.block) + proposal.justify.as_ref().map_or(0, certificate)
             }
-            ConsensusMessage::Certificate(qc) => certificate(qc),
+            ConsensusMessage::Certificate(qc) | ConsensusMessage::NewView(NewView { high_qc: Some(qc), .. }) => {
+                certificate(qc)
+            }
             _ => 0,
         }
 }
@@ -907,8 +909,8 @@ impl Core {
     /// certificate's verification, not 12,000.
     ///
     /// What the state machine does with a message without reading its signatures is done
-    /// here, before any is verified: for a vote or certificate beyond the next height, or a
-    /// `NewView` above this height, it only asks the sender for blocks; for a `NewView` below
+    /// here, before any is verified: for a vote, certificate or `NewView` beyond the next
+    /// height, it only asks the sender for blocks; for a `NewView` below
     /// it, it only answers as it would a `SyncRequest` from that height, which the message
     /// becomes. (A link is authenticated to its validator, and these take nothing from the
     /// message but its height.) A full node reads nothing but sync responses, and nobody
@@ -917,7 +919,9 @@ impl Core {
     ///
     /// "Beyond" is judged from the height this node reaches if the sync responses earlier in
     /// the batch verify: a vote for the height a response brings it to is handled after that
-    /// response, not dropped. (Keeping it costs its own signature, charged to its sender if
+    /// response, not dropped. A `NewView` for the next height is kept, as a vote is: a
+    /// certificate or a quorum of votes earlier in the batch may bring the node to it, and
+    /// otherwise the core holds it for that height ([`Core::hold_for_next_height`]). (Keeping it costs its own signature, charged to its sender if
     /// bad, beside the certificates of that response's blocks.) Returns how many messages and
     /// blocks it dropped.
     pub fn drop_before_verification(&mut self, messages: &mut Vec<(u32, ConsensusMessage)>) -> u64 {
@@ -967,7 +971,7 @@ impl Core {
                     self.counters.dropped_unverified += 1;
                     return false;
                 }
-                ConsensusMessage::NewView(new_view) if new_view.height > reach => {
+                ConsensusMessage::NewView(new_view) if new_view.height > next => {
                     self.request_sync(from);
                     self.counters.dropped_unverified += 1;
                     return false;
@@ -1670,7 +1674,7 @@ impl Core {
         }
     }
 
-    /// Keeps a proposal, vote or certificate for the next height, within bounds; past them,
+    /// Keeps a proposal, vote, certificate or `NewView` for the next height, within bounds; past them,
     /// asks for sync instead. Their signatures were verified on arrival. The bounds: a view
     /// within the window votes are counted in, [`NEXT_HEIGHT_MAX`] messages and
     /// [`NEXT_HEIGHT_BYTES_MAX`] bytes in all, and for each sender its share of both (an nth,
@@ -1681,6 +1685,7 @@ impl Core {
             ConsensusMessage::Proposal(proposal) => proposal.view,
             ConsensusMessage::Vote(vote) => vote.view,
             ConsensusMessage::Certificate(qc) => qc.view,
+            ConsensusMessage::NewView(new_view) => new_view.view,
             _ => self.view,
         };
         let bytes = held_bytes(&message);
@@ -1707,6 +1712,13 @@ impl Core {
     }
 
     fn on_new_view(&mut self, new_view: NewView, host: &mut impl Host) {
+        // A view change for the next height: its sender finished this one, and this node may
+        // any moment. Held for it, as a vote is; before, it was dropped and the node waited
+        // for its resend, a quarter timeout later.
+        if new_view.height == self.height.saturating_add(1) {
+            self.hold_for_next_height(new_view.sender, ConsensusMessage::NewView(new_view));
+            return;
+        }
         if new_view.height > self.height {
             self.request_sync(new_view.sender);
             return;

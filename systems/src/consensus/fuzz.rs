@@ -1659,6 +1659,34 @@ mod tests {
         assert_eq!(verify_messages(stale, &run.set, 64, false).2, 0);
     }
 
+    /// A `NewView` for the next height, from a validator that finished this one, is held for
+    /// that height and counted once the node gets there. Before, the cheap checks dropped it
+    /// (and so did the core), so a node deciding a height while the others timed out of the
+    /// next waited a quarter timeout for their resends.
+    #[test]
+    fn a_new_view_for_the_next_height_is_held_for_it() {
+        let mut run = Run::new(false);
+        let block = empty_proposal(0, 7).block;
+        let certified = CertifiedBlock { certificate: commit_certificate(&block), block };
+        let new_view = |sender: u32| {
+            let signature = sign(sender, &new_view_signing_bytes(&ChainTag::TEST, 5, 2, None));
+            (sender, ConsensusMessage::NewView(NewView { view: 5, height: 2, high_qc: None, sender, signature }))
+        };
+        // f + 1 validators have timed out to view 5 at height 2; their view changes arrive
+        // before the block that takes this node to height 2.
+        let mut early = vec![new_view(2), new_view(3)];
+        assert_eq!(run.core.drop_before_verification(&mut early), 0, "dropped before verification");
+        let (kept, dropped, _) = verify_messages(early, &run.set, 64, false);
+        assert_eq!(dropped, 0);
+        for (from, message) in kept {
+            run.core.on_message(from, message, &mut run.host);
+        }
+        assert_eq!(run.core.height(), 1);
+        run.core.on_message(1, ConsensusMessage::SyncResponse(vec![certified]), &mut run.host);
+        assert_eq!(run.core.height(), 2);
+        assert_eq!(run.core.view(), 5, "the view changes held for height 2 were not counted there");
+    }
+
     #[test]
     fn a_validator_asking_for_sync_in_a_loop_is_answered_once_per_interval() {
         let mut run = Run::new(false);
