@@ -1027,7 +1027,7 @@ fn answer_query(
                         if !budget.takes(&certified) {
                             break;
                         }
-                        blocks.push(reads::range_entry(&certified));
+                        blocks.push(reads::range_entry(&block_json(&certified)));
                     }
                     Ok(None) => break,
                     Err(error) => {

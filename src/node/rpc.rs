@@ -214,9 +214,9 @@ const BATCH_MAX: usize = 256;
 /// for ranges, and for single blocks until 2026-12-07 (found in review).
 pub const LARGE_CALLS_PER_BODY: usize = 16;
 
-/// Most transaction ids the `tessera_getBlockByHeight` answers of one body list, together: the
-/// block that would take them past it gets an error instead (the body's first block is always
-/// answered, whatever its size). Sixteen blocks of 4,096 transactions were ~4.4 MB of response
+/// Most transaction ids the `tessera_getBlockByHeight` and `tessera_getBlockRange` answers of
+/// one body list, together: the answer that would take them past it gets an error instead (the
+/// body's first is always answered, whatever its size). Sixteen blocks of 4,096 transactions were ~4.4 MB of response
 /// for a body of ~1.2 KB, held until written to a client that may read it a byte at a time
 /// (found in review); now at most four such blocks, ~1.1 MB.
 pub const BODY_TXN_IDS_MAX: usize = 16_384;
@@ -227,12 +227,18 @@ enum Reply {
     FromLoop(flume::Receiver<Result<Value, (i64, String)>>),
 }
 
-/// `answer`, a block's, if its ids fit what is left of the body's `budget` (or it is the
-/// body's first block, in call order); an error naming the bound otherwise. A height past the
-/// tip (`null`) costs nothing.
+/// `answer`, a block's or a range's, if its ids fit what is left of the body's `budget` (or it
+/// is the body's first such answer, in call order); an error naming the bound otherwise. A
+/// height past the tip (`null`) or an empty range costs nothing. Ranges were not charged: a
+/// body of sixteen one-block ranges listed sixteen whole blocks (found in review).
 fn charge_ids(budget: &mut IdBudget, answer: Result<Value, (i64, String)>) -> Result<Value, (i64, String)> {
-    let Ok(block) = &answer else { return answer };
-    if block.is_null() || budget.takes_ids(block["transactions"].as_array().map_or(0, Vec::len)) {
+    let Ok(listed) = &answer else { return answer };
+    let ids = |block: &Value| block["transactions"].as_array().map_or(0, Vec::len);
+    let (nothing, ids) = match listed {
+        Value::Array(blocks) => (blocks.is_empty(), blocks.iter().map(ids).sum()),
+        block => (block.is_null(), ids(block)),
+    };
+    if nothing || budget.takes_ids(ids) {
         return answer;
     }
     Err((
@@ -399,7 +405,7 @@ pub(super) async fn answer_calls(
 ) -> Vec<Value> {
     let deadline = tokio::time::Instant::now() + NODE_ANSWER_TIMEOUT;
     // Per call with an id: `Err` holds its response already made, `Ok` its answer, in hand or
-    // awaited from the node loop, and whether it is a block's (charged to the body's id budget
+    // awaited from the node loop, and whether it lists blocks (charged to the body's id budget
     // in call order, below).
     let mut pending = Vec::with_capacity(calls.len());
     let mut large = 0;
@@ -436,19 +442,19 @@ pub(super) async fn answer_calls(
             }
             continue;
         };
-        let block = matches!(query, Query::Block(_));
+        let listed = matches!(query, Query::Block(_) | Query::BlockRange(..));
         if let Some(answer) = reads.answer(&query) {
-            pending.push(Ok((id, Reply::InHand(answer), block)));
+            pending.push(Ok((id, Reply::InHand(answer), listed)));
             continue;
         }
         pending.push(match node.send(query, from, deadline).await {
-            Ok(answer) => Ok((id, Reply::FromLoop(answer), block)),
+            Ok(answer) => Ok((id, Reply::FromLoop(answer), listed)),
             Err(message) => Err(error(id, code::SERVER_BUSY, message)),
         });
     }
     let mut responses = Vec::with_capacity(pending.len());
     for call in pending {
-        let (id, reply, block) = match call {
+        let (id, reply, listed) = match call {
             Err(response) => {
                 responses.push(response);
                 continue;
@@ -465,7 +471,7 @@ pub(super) async fn answer_calls(
                 }
             },
         };
-        responses.push(response(id, if block { charge_ids(&mut ids, answer) } else { answer }));
+        responses.push(response(id, if listed { charge_ids(&mut ids, answer) } else { answer }));
     }
     responses
 }
@@ -1347,14 +1353,18 @@ mod tests {
         });
         let node = super::NodeQueue::new(sender);
         let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
-        let answer = |heights: &[u64]| -> Vec<Value> {
+        // A call per height: a block's, or a one-block range's for `range`.
+        let ask = |heights: &[u64], range: bool| -> Vec<Value> {
             let calls: Vec<String> = heights
                 .iter()
                 .enumerate()
                 .map(|(i, h)| {
-                    format!(
-                        r#"{{"jsonrpc":"2.0","id":{i},"method":"tessera_getBlockByHeight","params":[{h}]}}"#
-                    )
+                    let (method, params) = if range {
+                        ("tessera_getBlockRange", format!("{h},1"))
+                    } else {
+                        ("tessera_getBlockByHeight", format!("{h}"))
+                    };
+                    format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"{method}","params":[{params}]}}"#)
                 })
                 .collect();
             let body = format!("[{}]", calls.join(","));
@@ -1362,8 +1372,15 @@ mod tests {
                 runtime.block_on(super::handle_body(body.as_bytes(), &node, &reads)).expect("answers");
             answer.as_array().expect("a batch").clone()
         };
+        let answer = |heights: &[u64]| ask(heights, false);
         let listed = |answers: &[Value]| -> Vec<Option<usize>> {
-            answers.iter().map(|a| a["result"]["transactions"].as_array().map(Vec::len)).collect()
+            answers
+                .iter()
+                .map(|a| {
+                    let block = if a["result"].is_array() { &a["result"][0] } else { &a["result"] };
+                    block["transactions"].as_array().map(Vec::len)
+                })
+                .collect()
         };
         // Four blocks of a quarter each fill the budget; the fifth is refused, in place.
         let answers = answer(&[3, 3, 3, 3, 3]);
@@ -1377,6 +1394,13 @@ mod tests {
         let answers = answer(&[9, 4, 3]);
         assert_eq!(answers[0]["result"], Value::Null);
         assert_eq!(listed(&answers), [None, Some(BODY_TXN_IDS_MAX + 1), None]);
+        // Ranges are charged alike, held blocks and the store's, and with blocks: before, a
+        // body of one-block ranges listed every block whole.
+        let answers = ask(&[3, 1, 3, 3, 3], true);
+        assert_eq!(listed(&answers), [Some(quarter), Some(quarter), Some(quarter), Some(quarter), None]);
+        assert_eq!(answers[4]["error"]["code"], super::code::INVALID_REQUEST);
+        let answers = ask(&[4, 3], true);
+        assert_eq!(listed(&answers), [Some(BODY_TXN_IDS_MAX + 1), None]);
         drop(node);
         from_store.join().unwrap();
     }

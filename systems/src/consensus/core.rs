@@ -44,9 +44,8 @@ fn held_bytes(message: &ConsensusMessage) -> usize {
             ConsensusMessage::Proposal(proposal) => {
                 block_wire_bytes(&proposal.block) + proposal.justify.as_ref().map_or(0, certificate)
             }
-            ConsensusMessage::Certificate(qc) | ConsensusMessage::NewView(NewView { high_qc: Some(qc), .. }) => {
-                certificate(qc)
-            }
+            ConsensusMessage::Certificate(qc)
+            | ConsensusMessage::NewView(NewView { high_qc: Some(qc), .. }) => certificate(qc),
             _ => 0,
         }
 }

@@ -1670,7 +1670,10 @@ mod tests {
         let certified = CertifiedBlock { certificate: commit_certificate(&block), block };
         let new_view = |sender: u32| {
             let signature = sign(sender, &new_view_signing_bytes(&ChainTag::TEST, 5, 2, None));
-            (sender, ConsensusMessage::NewView(NewView { view: 5, height: 2, high_qc: None, sender, signature }))
+            (
+                sender,
+                ConsensusMessage::NewView(NewView { view: 5, height: 2, high_qc: None, sender, signature }),
+            )
         };
         // f + 1 validators have timed out to view 5 at height 2; their view changes arrive
         // before the block that takes this node to height 2.
