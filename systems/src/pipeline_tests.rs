@@ -331,12 +331,21 @@ fn resubmission_hits_the_verification_cache() {
     assert_eq!(pipeline.counters().verify_cache_hits, 8);
     assert_eq!(pipeline.counters().verified, 8);
     assert_eq!(pipeline.reject_counters().get(RejectReason::Duplicate), 8);
-    // A forged twin (same body, different signature) is a different id: a miss, then refused.
+    // A forged twin (same body, different signature) is a different id, for a nonce taken:
+    // refused before verification, as any other body for that nonce at that fee would be.
     let mut forged = base.txns[0];
     forged.signature.0[0] ^= 1;
     pipeline.submit(forged);
     pipeline.tick(5);
     pipeline.tick(6);
+    assert_eq!(pipeline.counters().verify_cache_misses, 8);
+    assert_eq!(pipeline.reject_counters().get(RejectReason::NonceTaken), 1);
+    // A forgery the mempool would take: a miss, then refused for its signature.
+    let mut forged = base.txns[0];
+    forged.body.nonce = 2;
+    pipeline.submit(forged);
+    pipeline.tick(7);
+    pipeline.tick(8);
     assert_eq!(pipeline.counters().verify_cache_misses, 9);
     assert_eq!(pipeline.reject_counters().get(RejectReason::BadSignature), 1);
 }
@@ -455,9 +464,10 @@ fn copies_in_one_tick_are_verified_once() {
     assert_eq!(pipeline.reject_counters().get(RejectReason::Duplicate), 63);
     assert!(pipeline.is_pending(&base.txns[0].id()), "the original is admitted");
     // A forgery repeated is verified once too, and each copy refused for its signature (and
-    // charged, as each was before).
+    // charged, as each was before). (A forged twin of the original, for its taken nonce, is
+    // refused before verification: `variants_the_mempool_would_refuse_cost_no_verification`.)
     let mut forged = base.txns[0];
-    forged.signature.0[0] ^= 1;
+    forged.body.nonce += 1;
     for _ in 0..8 {
         pipeline.submit(forged);
     }
@@ -466,4 +476,52 @@ fn copies_in_one_tick_are_verified_once() {
     assert_eq!(pipeline.counters().verified, 2);
     assert_eq!(pipeline.reject_counters().get(RejectReason::BadSignature), 8);
     assert_eq!(pipeline.reject_counters().get(RejectReason::Duplicate), 63);
+}
+
+/// Variants of a transfer that the mempool would refuse whatever their signatures (another body
+/// for a nonce taken behind a gap, a debit past what the pending ones leave) cost no
+/// verification, however many come. Before, each was verified, then refused by the mempool and
+/// charged to nobody; never admitted, one set of them could be replayed forever (found in
+/// review).
+#[test]
+fn variants_the_mempool_would_refuse_cost_no_verification() {
+    let key = signing_key(21, 0);
+    let sender = key.verifying_key().to_bytes();
+    let config = PipelineConfig { block_interval_ns: u64::MAX, ..PipelineConfig::default() };
+    let mut pipeline = Pipeline::new(config, Ledger::from_genesis(&[(sender, 10)]).unwrap()).unwrap();
+    pipeline.world_mut().resource_mut::<crate::propose::ProposerState>().last_proposal_ns = Some(0);
+    let transfer = |nonce: u64, amount: u64, to: u8| {
+        sign(&key, TxnBody { chain_id: 1, reserved: 0, sender, recipient: [to; 32], amount, fee: 1, nonce })
+    };
+    // Nonce 1, behind the gap at 0: admitted.
+    let gapped = transfer(1, 1, 1);
+    assert!(pipeline.submit(gapped));
+    pipeline.tick(1);
+    pipeline.tick(2);
+    assert!(pipeline.is_pending(&gapped.id()));
+    let verified = pipeline.counters().verified;
+    // Fifty other bodies for nonce 1, and twenty at nonce 2 debiting 9 + 1 beside the 2 pending.
+    for round in 0..2 {
+        for to in 2..52 {
+            assert!(pipeline.submit(transfer(1, 1, to)));
+        }
+        for to in 2..22 {
+            assert!(pipeline.submit(transfer(2, 9, to)));
+        }
+        pipeline.tick(3 + 2 * round);
+        pipeline.tick(4 + 2 * round);
+    }
+    assert_eq!(pipeline.counters().verified, verified, "a variant the mempool refuses was verified");
+    assert_eq!(pipeline.reject_counters().get(RejectReason::NonceTaken), 100);
+    assert_eq!(pipeline.reject_counters().get(RejectReason::InsufficientFunds), 40);
+    // What the mempool takes is still verified and admitted: nonce 0, and a copy of the gapped
+    // transfer is still refused as the duplicate it is.
+    let head = transfer(0, 1, 9);
+    assert!(pipeline.submit(head));
+    assert!(pipeline.submit(gapped));
+    pipeline.tick(7);
+    pipeline.tick(8);
+    assert!(pipeline.is_pending(&head.id()));
+    assert_eq!(pipeline.counters().verified, verified + 1);
+    assert_eq!(pipeline.reject_counters().get(RejectReason::Duplicate), 1);
 }

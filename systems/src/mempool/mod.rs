@@ -63,6 +63,17 @@ struct Entry {
     gapped: bool,
 }
 
+/// What admitting a transaction does to the pool ([`Mempool::admission`]).
+struct Admission {
+    /// The pending transaction of the same sender and nonce it replaces.
+    same_nonce: Option<TxnId>,
+    /// It is behind a nonce gap.
+    gapped: bool,
+    /// The pending transaction (with the same sender's higher nonces) it pushes out of a full
+    /// pool.
+    evict: Option<TxnBody>,
+}
+
 /// Eviction order: lowest fee first; among equal fees the newest arrival goes first, so a
 /// flood at the floor fee cannot push out transactions that were already waiting.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
@@ -182,51 +193,13 @@ impl Mempool {
         if self.entries.contains_key(&id) {
             return Err(RejectReason::Duplicate);
         }
-        let Some(account) = sender else {
-            return Err(RejectReason::InsufficientFunds);
-        };
-        if body.nonce < account.nonce {
-            return Err(RejectReason::NonceStale);
-        }
-        let same_nonce = self.by_sender.get(&body.sender).and_then(|nonces| nonces.get(&body.nonce)).copied();
-        let replaced = same_nonce.map_or(0, |existing| debit(&self.entries[&existing].txn.body));
-        let pending = self.debits.get(&body.sender).copied().unwrap_or(0);
-        if pending - replaced + debit(&body) > u128::from(account.balance) {
-            return Err(RejectReason::InsufficientFunds);
-        }
-        // Behind a gap: some nonce between the account's and this one is neither pending nor
-        // in a block this node packed.
-        let gapped = !self.in_line(&body.sender, account.nonce, body.nonce, u64::MAX);
+        let Admission { same_nonce, gapped, evict } = self.admission(&body, sender)?;
         let mut pushed_out = 0;
         if let Some(existing) = same_nonce {
-            let old = self.entries[&existing];
-            // A replacement pays an eighth more (1 at least), and none replaces a transaction
-            // behind a gap, which never executes. Before, any higher fee replaced: behind a
-            // gap, fees 1, 2, 3, … each verified, stored and forwarded by every validator
-            // and none ever paid; in line, a thousand bumps cost only the last fee (found in
-            // review).
-            if gapped || body.fee <= old.txn.body.fee || body.fee < replacement_fee_min(old.txn.body.fee) {
-                return Err(RejectReason::NonceTaken);
-            }
             self.remove(&existing);
             pushed_out += 1;
-        } else if gapped {
-            // Only into spare room, and an eighth of the pool at most: it evicts nothing.
-            if self.entries.len() >= self.capacity || self.gapped.len() >= self.gapped_max() {
-                return Err(RejectReason::MempoolFull);
-            }
-        } else if self.entries.len() >= self.capacity {
-            // Entries behind a gap go first, whatever their fee; then the lowest fee.
-            let (lowest, behind_gap) = match self.gapped.first() {
-                Some(key) => (*key, true),
-                None => (*self.by_fee.first().expect("a full pool is non-empty"), false),
-            };
-            let victim = self.entries[&lowest.id].txn.body;
-            // Evicting a lower nonce of this very sender would strand the newcomer behind a gap.
-            let own_lower_nonce = victim.sender == body.sender && victim.nonce < body.nonce;
-            if (!behind_gap && lowest.fee >= body.fee) || own_lower_nonce {
-                return Err(RejectReason::MempoolFull);
-            }
+        }
+        if let Some(victim) = evict {
             pushed_out += self.remove_from_nonce(&victim.sender, victim.nonce);
         }
         let seq = self.next_seq;
@@ -244,6 +217,68 @@ impl Mempool {
         *self.debits.entry(body.sender).or_default() += debit(&body);
         assert!(self.entries.len() <= self.capacity, "mempool exceeded its bound");
         Ok(pushed_out)
+    }
+
+    /// Why [`Mempool::insert`] would refuse a transaction of `body` now (`sender` as there),
+    /// whatever its signature and id; `None` if it would not, but for a duplicate id. The
+    /// refusals depend on the body and the pool alone, so the prefilter asks before any
+    /// signature is checked: before, a variant that was always going to be refused (a second
+    /// body for a nonce taken behind a gap, a debit past the balance, a gapped one with no room)
+    /// was verified first, and its sender could replay a set of them forever, each a
+    /// verification charged to nobody (found in review).
+    pub fn refusal(&self, body: &TxnBody, sender: Option<Account>) -> Option<RejectReason> {
+        self.admission(body, sender).err()
+    }
+
+    /// What admitting `body` would do to the pool, or why it is refused ([`Mempool::insert`]
+    /// documents the refusals).
+    fn admission(&self, body: &TxnBody, sender: Option<Account>) -> Result<Admission, RejectReason> {
+        let Some(account) = sender else {
+            return Err(RejectReason::InsufficientFunds);
+        };
+        if body.nonce < account.nonce {
+            return Err(RejectReason::NonceStale);
+        }
+        let same_nonce = self.by_sender.get(&body.sender).and_then(|nonces| nonces.get(&body.nonce)).copied();
+        let replaced = same_nonce.map_or(0, |existing| debit(&self.entries[&existing].txn.body));
+        let pending = self.debits.get(&body.sender).copied().unwrap_or(0);
+        if pending - replaced + debit(&body) > u128::from(account.balance) {
+            return Err(RejectReason::InsufficientFunds);
+        }
+        // Behind a gap: some nonce between the account's and this one is neither pending nor
+        // in a block this node packed.
+        let gapped = !self.in_line(&body.sender, account.nonce, body.nonce, u64::MAX);
+        let mut evict = None;
+        if let Some(existing) = same_nonce {
+            let old = self.entries[&existing];
+            // A replacement pays an eighth more (1 at least), and none replaces a transaction
+            // behind a gap, which never executes. Before, any higher fee replaced: behind a
+            // gap, fees 1, 2, 3, … each verified, stored and forwarded by every validator
+            // and none ever paid; in line, a thousand bumps cost only the last fee (found in
+            // review).
+            if gapped || body.fee <= old.txn.body.fee || body.fee < replacement_fee_min(old.txn.body.fee) {
+                return Err(RejectReason::NonceTaken);
+            }
+        } else if gapped {
+            // Only into spare room, and an eighth of the pool at most: it evicts nothing.
+            if self.entries.len() >= self.capacity || self.gapped.len() >= self.gapped_max() {
+                return Err(RejectReason::MempoolFull);
+            }
+        } else if self.entries.len() >= self.capacity {
+            // Entries behind a gap go first, whatever their fee; then the lowest fee.
+            let (lowest, behind_gap) = match self.gapped.first() {
+                Some(key) => (*key, true),
+                None => (*self.by_fee.first().expect("a full pool is non-empty"), false),
+            };
+            let victim = self.entries[&lowest.id].txn.body;
+            // Evicting a lower nonce of this very sender would strand the newcomer behind a gap.
+            let own_lower_nonce = victim.sender == body.sender && victim.nonce < body.nonce;
+            if (!behind_gap && lowest.fee >= body.fee) || own_lower_nonce {
+                return Err(RejectReason::MempoolFull);
+            }
+            evict = Some(victim);
+        }
+        Ok(Admission { same_nonce, gapped, evict })
     }
 
     /// The run of `sender`'s pending nonces from `from` on is in line (it follows a new nonce
@@ -799,7 +834,16 @@ fn insert_checked(pool: &mut Mempool, model: &mut BTreeMap<TxnId, Txn>, txn: Txn
     // such entries are evicted first.
     let in_line = pool.in_line(&sender, ledger.nonce_of(&sender), txn.body.nonce, u64::MAX);
     let gapped_before = pool.gapped_len();
-    match pool.insert(txn, id, ledger.account(&sender).copied()) {
+    // What the prefilter asks before verification is what the insert then decides (but for a
+    // duplicate id, which it does not know): so the model's checks below hold for both.
+    let refusal = pool.refusal(&txn.body, ledger.account(&sender).copied());
+    let inserted = pool.insert(txn, id, ledger.account(&sender).copied());
+    match inserted {
+        Err(RejectReason::Duplicate) => {}
+        Err(reason) => assert_eq!(refusal, Some(reason), "refused before verification for another reason"),
+        Ok(_) => assert_eq!(refusal, None, "refused before verification, admitted after"),
+    }
+    match inserted {
         Err(reason) => {
             assert_eq!(pool.len(), before, "a refused insert changed the pool ({reason:?})");
             assert!(model.keys().all(|id| pool.contains(id)));

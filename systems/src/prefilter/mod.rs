@@ -5,10 +5,13 @@
 //! the SIMD kernel by default, the scalar reference with `prefilter_simd = false`. A
 //! transaction that passes is then refused for insufficient funds if its sender has no account
 //! or a balance below its amount plus fee: one lookup, done before any signature is checked,
-//! so a flood from keys that own nothing costs no curve arithmetic.
+//! so a flood from keys that own nothing costs no curve arithmetic. Last, it is refused for
+//! what the mempool would refuse it for as the pool stands ([`Mempool::refusal`]): a nonce
+//! taken, pending debits past the balance, no room. Those depend on the body alone, so a
+//! sender's set of variants that could never be admitted costs no verification either.
 
 use bevy_ecs::prelude::*;
-use tessera_components::{Account, RejectReason, Stage, TxnBody};
+use tessera_components::{Account, RejectReason, Stage, TxnBody, TxnId};
 
 use crate::config::PipelineConfig;
 use crate::counters::RejectCounters;
@@ -16,6 +19,7 @@ use crate::kernels::prefilter::{
     PrefilterColumns, PrefilterParams, PrefilterRow, check_row, check_scalar, check_simd,
 };
 use crate::ledger::Ledger;
+use crate::mempool::Mempool;
 use crate::plugin::Plugin;
 
 /// The prefilter subsystem's sets.
@@ -76,20 +80,29 @@ pub fn check_body(body: &TxnBody, config: &PipelineConfig, ledger: &Ledger) -> R
 pub fn filter_txns(
     config: Res<PipelineConfig>,
     ledger: Res<Ledger>,
+    mempool: Res<Mempool>,
     mut counters: ResMut<RejectCounters>,
     mut columns: Local<PrefilterColumns>,
     mut codes: Local<Vec<u8>>,
-    mut payables: Local<Vec<bool>>,
-    mut txns: Query<(&TxnBody, &mut Stage)>,
+    mut refusals: Local<Vec<Option<RejectReason>>>,
+    mut txns: Query<(&TxnBody, &TxnId, &mut Stage)>,
 ) {
     columns.clear();
-    payables.clear();
-    for (body, stage) in &txns {
+    refusals.clear();
+    for (body, id, stage) in &txns {
         if *stage == Stage::Received {
-            // One account lookup serves the kernel's nonce column and the funds check.
+            // One account lookup serves the kernel's nonce column, the funds check and the
+            // mempool's.
             let sender = ledger.account(&body.sender);
             columns.push(row(body, sender.map_or(0, |account| account.nonce)));
-            payables.push(payable(body, sender));
+            // A copy of a pending transaction goes on to be refused as the duplicate it is.
+            refusals.push(if !payable(body, sender) {
+                Some(RejectReason::InsufficientFunds)
+            } else if mempool.contains(id) {
+                None
+            } else {
+                mempool.refusal(body, sender.copied())
+            });
         }
     }
     codes.clear();
@@ -100,13 +113,13 @@ pub fn filter_txns(
         check_scalar(&columns, &params(&config), &mut codes);
     }
     // Same query, no structural change in between: the same rows in the same order.
-    let mut codes = codes.iter().zip(payables.iter());
-    for (_, mut stage) in &mut txns {
+    let mut codes = codes.iter().zip(refusals.iter());
+    for (_, _, mut stage) in &mut txns {
         if *stage != Stage::Received {
             continue;
         }
-        let (code, payable) = codes.next().expect("one code per received transaction");
-        let refusal = reason(*code).or((!payable).then_some(RejectReason::InsufficientFunds));
+        let (code, refusal) = codes.next().expect("one code per received transaction");
+        let refusal = reason(*code).or(*refusal);
         *stage = match refusal {
             None => Stage::Prefiltered,
             Some(reason) => {
