@@ -353,7 +353,7 @@ fn the_address_index_is_mapped_on_reopen_and_a_bad_one_is_built_again() {
     };
     // Each case: the stored index as the store wrote it, changed or not.
     type Change = fn(&StateIndexMeta, &mut Vec<u32>, &mut Vec<u8>) -> Option<StateIndexMeta>;
-    let cases: [(&str, Change, &str); 6] = [
+    let cases: [(&str, Change, &str); 7] = [
         ("kept", |_, _, _| None, ""),
         (
             "missing",
@@ -375,6 +375,20 @@ fn the_address_index_is_mapped_on_reopen_and_a_bad_one_is_built_again() {
             "another snapshot's",
             |meta, _, _| Some(StateIndexMeta { height: meta.height + 4, ..*meta }),
             "at height",
+        ),
+        (
+            // A head naming another count, over words its checksum does not cover: the count
+            // is refused first, before any pass over the words (a sparse file of terabytes).
+            "another count, its words unchecked",
+            |meta, _, file| {
+                let count = meta.count + 1;
+                file[104..112].copy_from_slice(&count.to_le_bytes());
+                file.extend_from_slice(&[0; 4]);
+                let head = tessera_components::storage::checksum(&file[64..116]);
+                file[116..120].copy_from_slice(&head.to_le_bytes());
+                None
+            },
+            "the snapshot holds",
         ),
         (
             "checked but a slot twice",

@@ -49,8 +49,8 @@ pub use recovery::{
     DirCheck, FileRef, Problem, Tail, check_directory, parse_segment_file_name, segment_file_name,
 };
 pub use state_index::{
-    STATE_INDEX_WORDS_OFFSET, StateIndexError, StateIndexMeta, decode_state_index, encode_state_index_head,
-    write_le_words,
+    STATE_INDEX_WORDS_OFFSET, StateIndexError, StateIndexMeta, check_state_index_words, decode_state_index,
+    decode_state_index_head, encode_state_index_head, write_le_words,
 };
 pub use state_log::{
     DELTA_FIXED_SIZE, DELTA_ROW_SIZE, DELTA_ROWS_MAX, DeltaPayloadError, DeltaRow, StateDelta, StateLog,
