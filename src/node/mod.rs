@@ -21,6 +21,8 @@ pub mod rpc;
 pub mod subscribe;
 mod window;
 
+use std::collections::VecDeque;
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -180,6 +182,69 @@ const DRAIN_TXNS_MAX: usize = 1 << 14;
 /// voting (found in review).
 const READS_PASS_BUDGET: Duration = Duration::from_millis(2);
 
+/// A batch taken off a network queue whose transactions are not all in the pipeline's inbox
+/// yet: the rest waits for room, first at the next drain, and its queue is not read meanwhile.
+type Held<S> = Option<(S, VecDeque<Txn>)>;
+
+/// Moves transactions off a network queue (`take`, while `budget` lasts) into the pipeline's
+/// inbox (`submit`), at most `room` of them: first what `held` kept from the last drain. What
+/// does not fit stays in `held`, so nothing taken off the network is dropped for want of room,
+/// and while it waits its queue fills and backs up into its senders' sockets. Returns how many
+/// it submitted. Before, batches were taken whatever the inbox's room and the inbox dropped what
+/// it could not hold: a client flood that filled it had every batch the validators forwarded
+/// dropped (found in review).
+fn feed<S>(
+    held: &mut Held<S>,
+    room: usize,
+    budget: &mut DrainBudget,
+    mut take: impl FnMut() -> Option<(S, Vec<Txn>)>,
+    mut submit: impl FnMut(&S, Txn),
+) -> usize {
+    let mut fed = 0;
+    while fed < room {
+        if held.is_none() {
+            let Some((from, batch)) = budget.next(&mut take) else { break };
+            *held = Some((from, batch.into()));
+        }
+        let (from, txns) = held.as_mut().expect("a batch held");
+        while fed < room
+            && let Some(txn) = txns.pop_front()
+        {
+            submit(from, txn);
+            fed += 1;
+        }
+        if txns.is_empty() {
+            *held = None;
+        }
+    }
+    fed
+}
+
+/// [`feed`]s the inbox's `room`, less what it leaves for the JSON-RPC submissions the node loop
+/// takes after (an eighth, 1,024 at most), from the clients' queue, half of it at most, then
+/// from the peers' queue, the rest: a client flood leaves the validators' forwarded batches
+/// their half. Returns how many it submitted.
+fn feed_inbox<C, P>(
+    room: usize,
+    held_client: &mut Held<C>,
+    take_client: impl FnMut() -> Option<(C, Vec<Txn>)>,
+    held_peer: &mut Held<P>,
+    take_peer: impl FnMut() -> Option<(P, Vec<Txn>)>,
+    mut submit: impl FnMut(Fed<'_, C, P>, Txn),
+) -> usize {
+    let room = room - (room / 8).min(1024);
+    let budget = &mut DrainBudget::new();
+    let fed = feed(held_client, room / 2, budget, take_client, |from, txn| submit(Fed::Client(from), txn));
+    let budget = &mut DrainBudget::new();
+    fed + feed(held_peer, room - fed, budget, take_peer, |from, txn| submit(Fed::Peer(from), txn))
+}
+
+/// Whose queue a transaction [`feed_inbox`] submits came off, and its source there.
+enum Fed<'a, C, P> {
+    Client(&'a C),
+    Peer(&'a P),
+}
+
 /// Takes items from `next` and hands each to `handle` until `budget` has passed since the
 /// first: at least one when one is there, and no more once the budget is spent. Returns how
 /// many it took.
@@ -210,7 +275,7 @@ impl DrainBudget {
     }
 
     /// The next batch `take` gives while the budget lasts; a batch is taken whole.
-    fn next<S, T>(&mut self, take: impl FnOnce() -> Option<(S, Vec<T>)>) -> Option<(S, Vec<T>)> {
+    fn next<S, T>(&mut self, mut take: impl FnMut() -> Option<(S, Vec<T>)>) -> Option<(S, Vec<T>)> {
         if self.batches == 0 || self.txns == 0 {
             return None;
         }
@@ -246,6 +311,10 @@ struct Node {
     last_trim: Instant,
     /// A full node asks the validators in turn for what it lacks.
     follow: Follow,
+    /// What the inbox had no room for of the last client batch, and of the last batch peers
+    /// forwarded ([`feed`]).
+    held_client: Held<Option<IpAddr>>,
+    held_peer: Held<Option<Source>>,
     stop: Arc<AtomicBool>,
     /// The JSON-RPC and metrics servers, stopped and joined at shutdown.
     http: Vec<http::Server>,
@@ -513,6 +582,8 @@ impl Node {
             last_tick: Instant::now() - tick,
             last_trim: Instant::now(),
             follow: Follow::default(),
+            held_client: None,
+            held_peer: None,
             stop,
             http: vec![rpc_server, metrics_server],
             _threads: threads,
@@ -529,53 +600,58 @@ impl Node {
         busy |=
             self.take_consensus(inbound.try_iter().take(4096).map(|(from, message, _)| (from, message))) > 0;
         let now_ns = wall_ns();
-        let mut budget = DrainBudget::new();
-        while let Some((from, batch)) = budget.next(|| self.net.take_txns()) {
+        let room = self.pipeline.inbox_room();
+        let net = &self.net;
+        let (pipeline, submitted, forwarding) =
+            (&mut self.pipeline, &mut self.submitted, &mut self.forwarding);
+        let take_client = || loop {
+            let (from, batch) = net.take_txns()?;
             // Sent before its address was banned (for forgeries found in what it sent earlier):
             // dropped, not verified.
-            if from.is_some_and(|ip| self.net.is_address_banned(ip)) {
-                continue;
+            if !from.is_some_and(|ip| net.is_address_banned(ip)) {
+                return Some((from, batch));
             }
-            let source = from.map(net::address_source);
-            // Client transactions are forwarded (to every validator, or in a large set to the
-            // next leaders), but only once admitted here: see `Forwarding::after_tick`.
-            for txn in batch {
+        };
+        let submit = |from: Fed<'_, Option<IpAddr>, Option<Source>>, txn: Txn| match from {
+            Fed::Client(from) => {
                 let id = txn.id();
-                let taken = match source {
-                    Some(source) => self.pipeline.submit_from(txn, source),
-                    None => self.pipeline.submit(txn),
+                let taken = match from {
+                    Some(ip) => pipeline.submit_from(txn, net::address_source(*ip)),
+                    None => pipeline.submit(txn),
                 };
+                // Client transactions are forwarded (to every validator, or in a large set to
+                // the next leaders), but only once admitted here: see `Forwarding::after_tick`.
                 if taken {
-                    self.submitted.record(id, now_ns, |_| true);
-                    self.forwarding.push(txn, id);
+                    submitted.record(id, now_ns, |_| true);
+                    forwarding.push(txn, id);
                 }
             }
-            busy = true;
-        }
-        let mut budget = DrainBudget::new();
-        while let Some((from, batch)) = budget.next(|| self.net.take_peer_txns()) {
+            Fed::Peer(from) => {
+                match from {
+                    Some(source) => pipeline.submit_from(txn, *source),
+                    None => pipeline.submit(txn),
+                };
+            }
+        };
+        let take_peer = || loop {
+            let (from, batch) = net.take_peer_txns()?;
             // Queued before its forwarder was banned (for forgeries found in what it sent
             // earlier): dropped, not verified.
             let banned = match from {
-                Some(Source::Validator(validator)) => self.net.is_banned(validator),
+                Some(Source::Validator(validator)) => net.is_banned(validator),
                 Some(Source::Address(octets)) => {
-                    self.net.is_address_banned(std::net::Ipv6Addr::from(octets).to_canonical())
+                    net.is_address_banned(std::net::Ipv6Addr::from(octets).to_canonical())
                 }
                 None => false,
             };
-            if banned {
-                let dropped = &self.net.counters.forwarded_from_banned_dropped;
-                dropped.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                continue;
+            if !banned {
+                return Some((from, batch));
             }
-            for txn in batch {
-                match from {
-                    Some(source) => self.pipeline.submit_from(txn, source),
-                    None => self.pipeline.submit(txn),
-                };
-            }
-            busy = true;
-        }
+            let dropped = &net.counters.forwarded_from_banned_dropped;
+            dropped.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        };
+        let (held_client, held_peer) = (&mut self.held_client, &mut self.held_peer);
+        busy |= feed_inbox(room, held_client, take_client, held_peer, take_peer, submit) > 0;
         self.submitted.trim();
         let (requests, store, config) = (&self.net.sync_requests, &self.store, &self.consensus_config);
         drain_for(
@@ -1176,6 +1252,48 @@ mod tests {
             (1, 0)
         );
         assert_eq!(delivered, [1, 1, 3]);
+    }
+
+    /// The network's batches wait for room in the inbox instead of being dropped there, and a
+    /// client flood leaves the batches peers forward their half of the room. Before, every batch
+    /// was taken whatever the room and the inbox dropped what it could not hold: once a client
+    /// flood filled it, every batch the validators forwarded (found in review).
+    #[test]
+    fn the_network_feeds_the_inbox_only_what_it_has_room_for() {
+        use std::collections::VecDeque;
+        use tessera_components::{Txn, TxnBody};
+        const CAPACITY: usize = 4096;
+        const INGEST: usize = 512;
+        let txn = Txn::unsigned(TxnBody::transfer(1, [1; 32], [2; 32], 1, 1, 0));
+        let mut clients: VecDeque<Vec<Txn>> = (0..200).map(|_| vec![txn; 300]).collect();
+        let mut peers: VecDeque<Vec<Txn>> = (0..40).map(|_| vec![txn; 100]).collect();
+        let (mut held_client, mut held_peer) = (None, None);
+        let mut inbox: VecDeque<bool> = VecDeque::new();
+        let (mut from_clients, mut from_peers) = (0, 0);
+        for _tick in 0..100 {
+            let room = CAPACITY - inbox.len();
+            let fed = super::feed_inbox(
+                room,
+                &mut held_client,
+                || clients.pop_front().map(|batch| ((), batch)),
+                &mut held_peer,
+                || peers.pop_front().map(|batch| ((), batch)),
+                |from, _| {
+                    assert!(inbox.len() < CAPACITY, "submitted past the inbox's room: dropped");
+                    inbox.push_back(matches!(from, super::Fed::Peer(_)));
+                },
+            );
+            assert!(fed <= room - room / 8, "the room left for JSON-RPC submissions was taken");
+            for peer in inbox.drain(..inbox.len().min(INGEST)) {
+                *if peer { &mut from_peers } else { &mut from_clients } += 1;
+            }
+        }
+        from_peers += inbox.iter().filter(|peer| **peer).count();
+        from_clients += inbox.iter().filter(|peer| !**peer).count();
+        assert_eq!(from_peers, 40 * 100, "every forwarded transaction got in, through the flood");
+        // Nothing taken off the network was lost: in the inbox, held, or still queued.
+        let held = held_client.map_or(0, |(_, txns): ((), VecDeque<Txn>)| txns.len());
+        assert_eq!(from_clients + held + clients.iter().map(Vec::len).sum::<usize>(), 200 * 300);
     }
 
     /// A pass over a queue of slow reads stops once its budget is spent, and leaves the rest

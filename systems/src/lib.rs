@@ -245,6 +245,11 @@ impl Pipeline {
         Ok(Pipeline { world, schedule })
     }
 
+    /// Transactions the inbox has room for before it drops what is submitted.
+    pub fn inbox_room(&self) -> usize {
+        self.world.resource::<ingest::Inbox>().room()
+    }
+
     /// Queues a transaction; false if the inbox is full (the drop is counted).
     pub fn submit(&mut self, txn: Txn) -> bool {
         self.world.resource_mut::<ingest::Inbox>().push(txn)

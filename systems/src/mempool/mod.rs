@@ -242,7 +242,7 @@ impl Mempool {
         let same_nonce = self.by_sender.get(&body.sender).and_then(|nonces| nonces.get(&body.nonce)).copied();
         let replaced = same_nonce.map_or(0, |existing| debit(&self.entries[&existing].txn.body));
         let pending = self.debits.get(&body.sender).copied().unwrap_or(0);
-        if pending - replaced + debit(&body) > u128::from(account.balance) {
+        if pending - replaced + debit(body) > u128::from(account.balance) {
             return Err(RejectReason::InsufficientFunds);
         }
         // Behind a gap: some nonce between the account's and this one is neither pending nor
