@@ -31,8 +31,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ed25519_dalek::SigningKey;
 use serde_json::{Value, json};
 use tessera_components::wire::{Frame, encode};
-use tessera_components::{CertifiedBlock, ChainTag, ConsensusMessage, Hash, Source, Txn, TxnId};
-use tessera_systems::consensus::core::{ConsensusConfig, Core, Destination, ValidatorSet};
+use tessera_components::{CertifiedBlock, ChainTag, ConsensusMessage, Hash, Source, Txn, TxnId, VoteKind};
+use tessera_systems::consensus::core::{ConsensusConfig, Core, Destination, ValidatorSet, verify_messages};
 use tessera_systems::{ChainTip, Pipeline, Stages, TxnOutcome};
 
 use self::config::{NodeConfig, Role};
@@ -452,6 +452,12 @@ impl Node {
         // its validators.
         let chain = ChainTag::of(genesis.chain_id, &store.genesis_id(), &validators);
         let set = ValidatorSet::new(validators.clone()).on_chain(chain);
+        check_tip_signed(&store, &set).map_err(|error| {
+            format!(
+                "data directory {}: {error}; it was not written by a node of this chain, or was altered",
+                config.data_dir.display()
+            )
+        })?;
         let core = if full {
             Core::observer(set, consensus_config.clone(), tip.height, tip.hash)
         } else {
@@ -1071,6 +1077,40 @@ fn transaction_status(fate: Option<&Fate>, pending: bool) -> Value {
     }
 }
 
+/// Checks that the data directory's tip is a block a quorum of `set` signed: its certificate is a
+/// commit certificate for it, of a quorum's shape, and every signature verifies. The store checks
+/// checksums, places and parent links, and replay checks each state root against its block, but
+/// none checks a signature: a block appended to a copy of a directory, with a made-up certificate
+/// and the state root its transfers give, passed them all, and the node started at a state no
+/// quorum signed, and served it (found in review). The blocks below the tip and the state are
+/// bound to the tip by those checks, so its certificate vouches for them all.
+fn check_tip_signed(store: &Store, set: &ValidatorSet) -> Result<(), String> {
+    let height = store.height();
+    if height == 0 {
+        return Ok(());
+    }
+    let (block, certificate) = match store.block(height) {
+        Ok(Some(tip)) => tip,
+        Ok(None) => return Err(format!("block {height}, the tip, is missing")),
+        Err(error) => return Err(format!("block {height}, the tip, cannot be read: {error}")),
+    };
+    let names_it = certificate.kind == VoteKind::Commit
+        && certificate.height == height
+        && certificate.block == block.header.hash();
+    if !names_it || !set.certificate_shaped(&certificate) {
+        return Err(format!(
+            "block {height}, the tip, is not certified by a commit certificate of a quorum of this chain's validators"
+        ));
+    }
+    let signer = certificate.signers[0];
+    let (_, dropped, _) =
+        verify_messages(vec![(signer, ConsensusMessage::Certificate(certificate))], set, 64, false);
+    if dropped > 0 {
+        return Err(format!("a signature of the certificate of block {height}, the tip, does not verify"));
+    }
+    Ok(())
+}
+
 /// A `tessera_getBlockRange` answer read from the store (`read`): the blocks from `from` on, at
 /// most `count`, ending at the tip, before the block that would take the answer past
 /// [`reads::RANGE_TXNS_MAX`] ids, or once `deadline` has passed (the pass's budget for reads). The
@@ -1360,6 +1400,68 @@ mod tests {
         assert_eq!(queue.front(), Some(&(taken as u32)), "the rest left queued, in order");
         // A queue with something in it always gets one answer, however small the budget.
         assert_eq!(super::drain_for(std::time::Duration::ZERO, || queue.pop_front(), |_| {}), 1);
+    }
+
+    /// A data directory is taken at start only if its tip is a block a quorum signed. The store
+    /// takes any block that extends its chain (the crash drill's carry no signatures), so a
+    /// block appended with a made-up certificate opened, and the node started at a state no
+    /// quorum signed (found in review).
+    #[test]
+    fn a_tip_no_quorum_signed_is_refused_at_start() {
+        use crate::storage::{Store, StoreConfig, drill};
+        use ed25519_dalek::{Signer, SigningKey};
+        use tessera_components::block::Signature;
+        use tessera_components::block::vote_signing_bytes;
+        use tessera_components::{ChainTag, QuorumCertificate, VoteKind};
+        use tessera_systems::consensus::core::ValidatorSet;
+        let dir = std::env::temp_dir().join(format!("tessera-node-tip-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let keys: Vec<SigningKey> = (0..4u8).map(|i| SigningKey::from_bytes(&[i + 1; 32])).collect();
+        let validators: Vec<[u8; 32]> = keys.iter().map(|key| key.verifying_key().to_bytes()).collect();
+        let (mut store, mut ledger, _) =
+            Store::open(&dir, &drill::genesis(16), StoreConfig::default()).unwrap();
+        let chain = ChainTag::of(1, &store.genesis_id(), &validators);
+        let set = ValidatorSet::new(validators).on_chain(chain);
+        assert_eq!(super::check_tip_signed(&store, &set), Ok(()), "genesis has no certificate to check");
+        // Block 1, certified by validators 0-2 (the drill's signers) as they would sign it.
+        let (block, mut certificate) = drill::next_block(&mut ledger, store.tip_hash(), 1, 16, 4);
+        let message = vote_signing_bytes(&chain, VoteKind::Commit, certificate.view, 1, &certificate.block);
+        certificate.signatures = certificate
+            .signers
+            .iter()
+            .map(|signer| Signature(keys[*signer as usize].sign(&message).to_bytes()))
+            .collect();
+        let signed = certificate.clone();
+        store.commit(&block, &certificate, &ledger).unwrap();
+        assert_eq!(super::check_tip_signed(&store, &set), Ok(()));
+        // Block 2 with the drill's made-up certificate: the store takes it, the start does not.
+        let (block, certificate) = drill::next_block(&mut ledger, store.tip_hash(), 2, 16, 4);
+        store.commit(&block, &certificate, &ledger).unwrap();
+        let refused = super::check_tip_signed(&store, &set).unwrap_err();
+        assert!(refused.contains("does not verify"), "{refused}");
+        // Block 3 certified by a signed certificate of another block, or by one signer short of
+        // a quorum.
+        let (block, _) = drill::next_block(&mut ledger, store.tip_hash(), 3, 16, 4);
+        store
+            .commit(
+                &block,
+                &QuorumCertificate { height: 3, block: block.header.hash(), ..signed.clone() },
+                &ledger,
+            )
+            .unwrap();
+        assert!(super::check_tip_signed(&store, &set).unwrap_err().contains("does not verify"));
+        let (block, _) = drill::next_block(&mut ledger, store.tip_hash(), 4, 16, 4);
+        let short = QuorumCertificate {
+            height: 4,
+            block: block.header.hash(),
+            signers: vec![0, 1],
+            signatures: signed.signatures[..2].to_vec(),
+            ..signed
+        };
+        store.commit(&block, &short, &ledger).unwrap();
+        assert!(super::check_tip_signed(&store, &set).unwrap_err().contains("quorum"));
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// Any peer can ask for blocks from any height: from u64::MAX (where stepping on from the

@@ -102,6 +102,15 @@ impl ValidatorSet {
         self.keys.len() - self.faults_tolerated()
     }
 
+    /// What a certificate must be before its signatures are worth checking: one signature per
+    /// signer, signers distinct, sorted and in this set, and a quorum of them.
+    pub fn certificate_shaped(&self, qc: &QuorumCertificate) -> bool {
+        qc.signers.len() == qc.signatures.len()
+            && qc.signers.len() >= self.quorum()
+            && qc.signers.windows(2).all(|pair| pair[0] < pair[1])
+            && qc.signers.iter().all(|signer| self.key(*signer).is_some())
+    }
+
     /// Leader of `view`: round-robin, O(1).
     pub fn leader(&self, view: u64) -> u32 {
         (view % self.keys.len() as u64) as u32
@@ -1276,18 +1285,13 @@ impl Core {
         qc.kind == kind && qc.height == height && self.certificate_shaped(qc)
     }
 
-    /// What a certificate must be before its signatures are worth checking: one signature per
-    /// signer, signers distinct, sorted and known, and a quorum of them. Every certificate is
-    /// held to it in [`Core::drop_before_verification`]; before, one with a single validly
+    /// [`ValidatorSet::certificate_shaped`] for this node's set. Every certificate is held to it in [`Core::drop_before_verification`]; before, one with a single validly
     /// signed vote passed the checks there, had its signature verified, and was refused only
     /// after, for want of a quorum, with nobody charged: a Byzantine validator's sync responses
     /// of 64 such certificates cost every honest validator 64 verifications a message, every
     /// tick (found in review).
     pub fn certificate_shaped(&self, qc: &QuorumCertificate) -> bool {
-        qc.signers.len() == qc.signatures.len()
-            && qc.signers.len() >= self.set.quorum()
-            && qc.signers.windows(2).all(|pair| pair[0] < pair[1])
-            && qc.signers.iter().all(|signer| self.set.key(*signer).is_some())
+        self.set.certificate_shaped(qc)
     }
 
     /// Whether the certificate `message` carries, where the core refuses the whole message for
