@@ -640,7 +640,13 @@ impl LedgerDelta {
     fn changes(&mut self, base: &Ledger) -> &Changes {
         // The leaves below are in slot order only over the delta's own base (its changed slots
         // below the base's length, its created ones past it).
-        assert_eq!(base.len(), self.base_len, "a delta's nodes are computed over the ledger it was made on");
+        // The root as well as the length (O(1) both): a delta over another state of the same
+        // length gave a root for a state that never existed (found in review; no caller did).
+        assert_eq!(
+            (base.len(), base.state_root()),
+            (self.base_len, self.base_root),
+            "a delta's nodes are computed over the ledger it was made on"
+        );
         if self.changes.is_none() {
             // A leaf commits to the account's successor in address order, so besides the
             // accounts written and created, the ledger account just below each created one
@@ -1268,6 +1274,16 @@ mod tests {
         let (_, delta) = ledger.execute(&[transfer(1, 2, 10, 1, 0)]);
         ledger.apply(&transfer(1, 3, 10, 1, 0)).unwrap();
         ledger.commit(delta);
+    }
+
+    /// Nor is its root asked for over another state of the same length.
+    #[test]
+    #[should_panic(expected = "computed over the ledger it was made on")]
+    fn a_deltas_root_is_never_computed_over_another_state() {
+        let mut ledger = Ledger::from_genesis(&[([1; 32], 100), ([2; 32], 0)]).unwrap();
+        let (_, mut delta) = ledger.execute(&[transfer(1, 2, 10, 1, 0)]);
+        ledger.apply(&transfer(1, 2, 20, 1, 0)).unwrap();
+        ledger.root_after(&mut delta);
     }
 
     #[test]
