@@ -525,3 +525,28 @@ fn variants_the_mempool_would_refuse_cost_no_verification() {
     assert_eq!(pipeline.counters().verified, verified + 1);
     assert_eq!(pipeline.reject_counters().get(RejectReason::Duplicate), 1);
 }
+
+/// A pipeline of the stages before admission (the signature benchmark's) has no mempool, and
+/// ticks all the same: the prefilter asks the mempool only where there is one. A prefilter that
+/// required it stopped the benchmark in its first tick, which no test ran.
+#[test]
+fn a_pipeline_through_dedup_ticks_without_a_mempool() {
+    let base = transfers(TransferSpec {
+        seed: 23,
+        chain_id: 1,
+        senders: 4,
+        per_sender: 2,
+        balance: 1000,
+        fee_min: 1,
+    });
+    let ledger = Ledger::from_genesis(&base.genesis).unwrap();
+    let tip = crate::ChainTip::genesis(&ledger);
+    let mut pipeline =
+        Pipeline::with_stages(PipelineConfig::default(), ledger, tip, crate::Stages::ThroughDedup).unwrap();
+    for txn in &base.txns {
+        assert!(pipeline.submit(*txn));
+    }
+    pipeline.tick(1);
+    pipeline.tick(2);
+    assert_eq!(pipeline.counters().verified, 8);
+}

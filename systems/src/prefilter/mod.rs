@@ -80,7 +80,8 @@ pub fn check_body(body: &TxnBody, config: &PipelineConfig, ledger: &Ledger) -> R
 pub fn filter_txns(
     config: Res<PipelineConfig>,
     ledger: Res<Ledger>,
-    mempool: Res<Mempool>,
+    // Absent from a pipeline built of the stages before admission only (`Stages`).
+    mempool: Option<Res<Mempool>>,
     mut counters: ResMut<RejectCounters>,
     mut columns: Local<PrefilterColumns>,
     mut codes: Local<Vec<u8>>,
@@ -95,13 +96,14 @@ pub fn filter_txns(
             // mempool's.
             let sender = ledger.account(&body.sender);
             columns.push(row(body, sender.map_or(0, |account| account.nonce)));
-            // A copy of a pending transaction goes on to be refused as the duplicate it is.
             refusals.push(if !payable(body, sender) {
                 Some(RejectReason::InsufficientFunds)
-            } else if mempool.contains(id) {
-                None
             } else {
-                mempool.refusal(body, sender.copied())
+                // A copy of a pending transaction goes on to be refused as the duplicate it is.
+                mempool
+                    .as_ref()
+                    .filter(|mempool| !mempool.contains(id))
+                    .and_then(|mempool| mempool.refusal(body, sender.copied()))
             });
         }
     }
