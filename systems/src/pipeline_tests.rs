@@ -550,3 +550,39 @@ fn a_pipeline_through_dedup_ticks_without_a_mempool() {
     pipeline.tick(2);
     assert_eq!(pipeline.counters().verified, 8);
 }
+
+/// Bodies for one sender and a fresh nonce, sent by one source in one tick: one goes on to
+/// verification, and copies of it (refused later as duplicates); the others are refused before
+/// it. Before, each was verified: a source could have thousands verified a tick for each fresh
+/// nonce, the mempool taking one.
+#[test]
+fn one_source_gets_one_body_a_sender_and_nonce_verified_a_tick() {
+    use tessera_components::Source;
+    let key = signing_key(22, 0);
+    let sender = key.verifying_key().to_bytes();
+    let config = PipelineConfig { block_interval_ns: u64::MAX, ..PipelineConfig::default() };
+    let mut pipeline = Pipeline::new(config, Ledger::from_genesis(&[(sender, 1000)]).unwrap()).unwrap();
+    pipeline.world_mut().resource_mut::<crate::propose::ProposerState>().last_proposal_ns = Some(0);
+    let transfer = |to: u8| {
+        sign(
+            &key,
+            TxnBody { chain_id: 1, reserved: 0, sender, recipient: [to; 32], amount: 1, fee: 1, nonce: 0 },
+        )
+    };
+    let (one, other) = (Source::Address([9; 16]), Source::Address([7; 16]));
+    for to in 1..=50 {
+        assert!(pipeline.submit_from(transfer(to), one));
+    }
+    for _ in 0..3 {
+        assert!(pipeline.submit_from(transfer(1), one));
+    }
+    // Another source's body for the same nonce is its own: verified, then refused by the
+    // mempool, whose nonce the first took.
+    assert!(pipeline.submit_from(transfer(60), other));
+    pipeline.tick(1);
+    pipeline.tick(2);
+    assert_eq!(pipeline.counters().verified, 2);
+    assert!(pipeline.is_pending(&transfer(1).id()));
+    assert_eq!(pipeline.reject_counters().get(RejectReason::NonceTaken), 49 + 1);
+    assert_eq!(pipeline.reject_counters().get(RejectReason::Duplicate), 3);
+}

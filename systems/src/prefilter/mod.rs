@@ -11,7 +11,9 @@
 //! sender's set of variants that could never be admitted costs no verification either.
 
 use bevy_ecs::prelude::*;
-use tessera_components::{Account, RejectReason, Stage, TxnBody, TxnId};
+use std::collections::HashMap;
+
+use tessera_components::{Account, RejectReason, Source, Stage, SubmittedBy, TxnBody, TxnId};
 
 use crate::config::PipelineConfig;
 use crate::counters::RejectCounters;
@@ -86,18 +88,28 @@ pub fn filter_txns(
     mut columns: Local<PrefilterColumns>,
     mut codes: Local<Vec<u8>>,
     mut refusals: Local<Vec<Option<RejectReason>>>,
-    mut txns: Query<(&TxnBody, &TxnId, &mut Stage)>,
+    mut named: Local<HashMap<(Source, [u8; 32], u64), TxnId>>,
+    mut txns: Query<(&TxnBody, &TxnId, Option<&SubmittedBy>, &mut Stage)>,
 ) {
     columns.clear();
     refusals.clear();
-    for (body, id, stage) in &txns {
+    named.clear();
+    for (body, id, from, stage) in &txns {
         if *stage == Stage::Received {
             // One account lookup serves the kernel's nonce column, the funds check and the
             // mempool's.
             let sender = ledger.account(&body.sender);
             columns.push(row(body, sender.map_or(0, |account| account.nonce)));
+            // One body per sender and nonce from one source a tick goes on to verification (and
+            // copies of it, refused later as duplicates): the mempool takes one at most, and a
+            // replacement can come next tick. Before, a source sending thousands of bodies for a
+            // fresh nonce in one tick had each verified.
+            let repeated = from
+                .is_some_and(|from| *named.entry((from.0, body.sender, body.nonce)).or_insert(*id) != *id);
             refusals.push(if !payable(body, sender) {
                 Some(RejectReason::InsufficientFunds)
+            } else if repeated {
+                Some(RejectReason::NonceTaken)
             } else {
                 // A copy of a pending transaction goes on to be refused as the duplicate it is.
                 mempool
@@ -116,7 +128,7 @@ pub fn filter_txns(
     }
     // Same query, no structural change in between: the same rows in the same order.
     let mut codes = codes.iter().zip(refusals.iter());
-    for (_, _, mut stage) in &mut txns {
+    for (_, _, _, mut stage) in &mut txns {
         if *stage != Stage::Received {
             continue;
         }
