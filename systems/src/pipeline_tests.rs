@@ -586,3 +586,44 @@ fn one_source_gets_one_body_a_sender_and_nonce_verified_a_tick() {
     assert_eq!(pipeline.reject_counters().get(RejectReason::NonceTaken), 49 + 1);
     assert_eq!(pipeline.reject_counters().get(RejectReason::Duplicate), 3);
 }
+
+/// A sender's run of nonces sent together is admitted whole while the pool's room for gapped
+/// transactions is full: the next nonce is behind a gap only until the one before it is
+/// admitted, in the same tick. The first version of the refusal before verification judged it
+/// on the pool alone and refused it for want of gapped room, which an attacker's gapped
+/// transactions, never executed and never paid for, could keep full (found in review).
+#[test]
+fn a_run_of_nonces_sent_together_is_admitted_while_the_gapped_room_is_full() {
+    let (attacker, honest) = (signing_key(24, 0), signing_key(24, 1));
+    let (from, to) = (attacker.verifying_key().to_bytes(), honest.verifying_key().to_bytes());
+    // 16 places, so 2 for transactions behind a gap.
+    let config =
+        PipelineConfig { block_interval_ns: u64::MAX, mempool_count_max: 16, ..PipelineConfig::default() };
+    let mut pipeline =
+        Pipeline::new(config, Ledger::from_genesis(&[(from, 100), (to, 100)]).unwrap()).unwrap();
+    pipeline.world_mut().resource_mut::<crate::propose::ProposerState>().last_proposal_ns = Some(0);
+    let transfer = |key: &ed25519_dalek::SigningKey, nonce: u64| {
+        let sender = key.verifying_key().to_bytes();
+        sign(key, TxnBody { chain_id: 1, reserved: 0, sender, recipient: [5; 32], amount: 1, fee: 1, nonce })
+    };
+    for nonce in [1, 2] {
+        assert!(pipeline.submit(transfer(&attacker, nonce)));
+    }
+    pipeline.tick(1);
+    pipeline.tick(2);
+    assert_eq!(
+        pipeline.world().resource::<crate::mempool::Mempool>().gapped_len(),
+        2,
+        "the gapped room is full"
+    );
+    let run: Vec<Txn> = (0..3).map(|nonce| transfer(&honest, nonce)).collect();
+    for txn in &run {
+        assert!(pipeline.submit(*txn));
+    }
+    pipeline.tick(3);
+    pipeline.tick(4);
+    for txn in &run {
+        assert!(pipeline.is_pending(&txn.id()), "nonce {} of the run was refused", txn.body.nonce);
+    }
+    assert_eq!(pipeline.reject_counters().get(RejectReason::MempoolFull), 0);
+}

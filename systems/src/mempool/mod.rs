@@ -193,7 +193,8 @@ impl Mempool {
         if self.entries.contains_key(&id) {
             return Err(RejectReason::Duplicate);
         }
-        let Admission { same_nonce, gapped, evict } = self.admission(&body, sender)?;
+        let Admission { same_nonce, gapped, evict } =
+            self.admission(&body, sender).map_err(|(reason, _)| reason)?;
         let mut pushed_out = 0;
         if let Some(existing) = same_nonce {
             self.remove(&existing);
@@ -223,27 +224,42 @@ impl Mempool {
     /// whatever its signature and id; `None` if it would not, but for a duplicate id. The
     /// refusals depend on the body and the pool alone, so the prefilter asks before any
     /// signature is checked: before, a variant that was always going to be refused (a second
-    /// body for a nonce taken behind a gap, a debit past the balance, a gapped one with no room)
-    /// was verified first, and its sender could replay a set of them forever, each a
-    /// verification charged to nobody (found in review).
-    pub fn refusal(&self, body: &TxnBody, sender: Option<Account>) -> Option<RejectReason> {
-        self.admission(body, sender).err()
+    /// body for a nonce taken, a debit past the balance, a gapped one with no room) was verified
+    /// first, and its sender could replay a set of them forever, each a verification charged to
+    /// nobody (found in review).
+    ///
+    /// With `lower_nonce_coming` (a lower nonce of the sender is on its way through the
+    /// pipeline), a refusal for being behind a gap is not given: that nonce may close the gap
+    /// before the insert, as a run n, n + 1 sent together does. Judged on the pool alone, such
+    /// runs were refused for want of room behind gaps, which an attacker's gapped transactions
+    /// could fill (found in review of the first version).
+    pub fn refusal(
+        &self,
+        body: &TxnBody,
+        sender: Option<Account>,
+        lower_nonce_coming: bool,
+    ) -> Option<RejectReason> {
+        match self.admission(body, sender) {
+            Err((reason, behind_gap)) if !(behind_gap && lower_nonce_coming) => Some(reason),
+            _ => None,
+        }
     }
 
     /// What admitting `body` would do to the pool, or why it is refused ([`Mempool::insert`]
-    /// documents the refusals).
-    fn admission(&self, body: &TxnBody, sender: Option<Account>) -> Result<Admission, RejectReason> {
+    /// documents the refusals), and whether for being behind a gap.
+    fn admission(&self, body: &TxnBody, sender: Option<Account>) -> Result<Admission, (RejectReason, bool)> {
+        let firm = |reason| Err((reason, false));
         let Some(account) = sender else {
-            return Err(RejectReason::InsufficientFunds);
+            return firm(RejectReason::InsufficientFunds);
         };
         if body.nonce < account.nonce {
-            return Err(RejectReason::NonceStale);
+            return firm(RejectReason::NonceStale);
         }
         let same_nonce = self.by_sender.get(&body.sender).and_then(|nonces| nonces.get(&body.nonce)).copied();
         let replaced = same_nonce.map_or(0, |existing| debit(&self.entries[&existing].txn.body));
         let pending = self.debits.get(&body.sender).copied().unwrap_or(0);
         if pending - replaced + debit(body) > u128::from(account.balance) {
-            return Err(RejectReason::InsufficientFunds);
+            return firm(RejectReason::InsufficientFunds);
         }
         // Behind a gap: some nonce between the account's and this one is neither pending nor
         // in a block this node packed.
@@ -256,13 +272,16 @@ impl Mempool {
             // gap, fees 1, 2, 3, … each verified, stored and forwarded by every validator
             // and none ever paid; in line, a thousand bumps cost only the last fee (found in
             // review).
-            if gapped || body.fee <= old.txn.body.fee || body.fee < replacement_fee_min(old.txn.body.fee) {
-                return Err(RejectReason::NonceTaken);
+            if body.fee <= old.txn.body.fee || body.fee < replacement_fee_min(old.txn.body.fee) {
+                return firm(RejectReason::NonceTaken);
+            }
+            if gapped {
+                return Err((RejectReason::NonceTaken, true));
             }
         } else if gapped {
             // Only into spare room, and an eighth of the pool at most: it evicts nothing.
             if self.entries.len() >= self.capacity || self.gapped.len() >= self.gapped_max() {
-                return Err(RejectReason::MempoolFull);
+                return Err((RejectReason::MempoolFull, true));
             }
         } else if self.entries.len() >= self.capacity {
             // Entries behind a gap go first, whatever their fee; then the lowest fee.
@@ -274,7 +293,7 @@ impl Mempool {
             // Evicting a lower nonce of this very sender would strand the newcomer behind a gap.
             let own_lower_nonce = victim.sender == body.sender && victim.nonce < body.nonce;
             if (!behind_gap && lowest.fee >= body.fee) || own_lower_nonce {
-                return Err(RejectReason::MempoolFull);
+                return firm(RejectReason::MempoolFull);
             }
             evict = Some(victim);
         }
@@ -836,7 +855,7 @@ fn insert_checked(pool: &mut Mempool, model: &mut BTreeMap<TxnId, Txn>, txn: Txn
     let gapped_before = pool.gapped_len();
     // What the prefilter asks before verification is what the insert then decides (but for a
     // duplicate id, which it does not know): so the model's checks below hold for both.
-    let refusal = pool.refusal(&txn.body, ledger.account(&sender).copied());
+    let refusal = pool.refusal(&txn.body, ledger.account(&sender).copied(), false);
     let inserted = pool.insert(txn, id, ledger.account(&sender).copied());
     match inserted {
         Err(RejectReason::Duplicate) => {}

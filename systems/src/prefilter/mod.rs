@@ -89,11 +89,23 @@ pub fn filter_txns(
     mut codes: Local<Vec<u8>>,
     mut refusals: Local<Vec<Option<RejectReason>>>,
     mut named: Local<HashMap<(Source, [u8; 32], u64), TxnId>>,
+    mut lowest: Local<HashMap<[u8; 32], u64>>,
     mut txns: Query<(&TxnBody, &TxnId, Option<&SubmittedBy>, &mut Stage)>,
 ) {
     columns.clear();
     refusals.clear();
     named.clear();
+    // Each sender's lowest nonce on its way through the pipeline (this tick's, and what is still
+    // being verified): it may close a gap before the insert ([`Mempool::refusal`]).
+    lowest.clear();
+    if mempool.is_some() {
+        for (body, _, _, stage) in &txns {
+            if !matches!(stage, Stage::Rejected(_)) {
+                let nonce = lowest.entry(body.sender).or_insert(body.nonce);
+                *nonce = (*nonce).min(body.nonce);
+            }
+        }
+    }
     for (body, id, from, stage) in &txns {
         if *stage == Stage::Received {
             // One account lookup serves the kernel's nonce column, the funds check and the
@@ -112,10 +124,11 @@ pub fn filter_txns(
                 Some(RejectReason::NonceTaken)
             } else {
                 // A copy of a pending transaction goes on to be refused as the duplicate it is.
-                mempool
-                    .as_ref()
-                    .filter(|mempool| !mempool.contains(id))
-                    .and_then(|mempool| mempool.refusal(body, sender.copied()))
+                mempool.as_ref().filter(|mempool| !mempool.contains(id)).and_then(|mempool| {
+                    let lower_nonce_coming =
+                        lowest.get(&body.sender).is_some_and(|nonce| *nonce < body.nonce);
+                    mempool.refusal(body, sender.copied(), lower_nonce_coming)
+                })
             });
         }
     }
