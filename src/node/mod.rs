@@ -220,6 +220,13 @@ fn feed<S>(
     fed
 }
 
+/// Drops what `held` keeps of a batch whose sender has been banned since (for forgeries found
+/// in what the inbox took of it): the rest was fed before, unverified (found in review).
+/// Returns how many transactions it dropped.
+fn drop_if_banned<S>(held: &mut Held<S>, banned: impl Fn(&S) -> bool) -> usize {
+    held.take_if(|(from, _)| banned(from)).map_or(0, |(_, txns)| txns.len())
+}
+
 /// [`feed`]s the inbox's `room`, less what it leaves for the JSON-RPC submissions the node loop
 /// takes after (an eighth, 1,024 at most), from the clients' queue, half of it at most, then
 /// from the peers' queue, the rest: a client flood leaves the validators' forwarded batches
@@ -608,13 +615,27 @@ impl Node {
         let now_ns = wall_ns();
         let room = self.pipeline.inbox_room();
         let net = &self.net;
+        // Sent before its sender was banned (for forgeries found in what it sent earlier):
+        // dropped, not verified, whether still queued or held from the last drain.
+        let client_banned = |from: &Option<IpAddr>| from.is_some_and(|ip| net.is_address_banned(ip));
+        let peer_banned = |from: &Option<Source>| match from {
+            Some(Source::Validator(validator)) => net.is_banned(*validator),
+            Some(Source::Address(octets)) => {
+                net.is_address_banned(std::net::Ipv6Addr::from(*octets).to_canonical())
+            }
+            None => false,
+        };
+        let forwarded_dropped = |count: usize| {
+            let dropped = &net.counters.forwarded_from_banned_dropped;
+            dropped.fetch_add(count as u64, std::sync::atomic::Ordering::Relaxed);
+        };
+        drop_if_banned(&mut self.held_client, client_banned);
+        forwarded_dropped(drop_if_banned(&mut self.held_peer, peer_banned));
         let (pipeline, submitted, forwarding) =
             (&mut self.pipeline, &mut self.submitted, &mut self.forwarding);
         let take_client = || loop {
             let (from, batch) = net.take_txns()?;
-            // Sent before its address was banned (for forgeries found in what it sent earlier):
-            // dropped, not verified.
-            if !from.is_some_and(|ip| net.is_address_banned(ip)) {
+            if !client_banned(&from) {
                 return Some((from, batch));
             }
         };
@@ -641,20 +662,10 @@ impl Node {
         };
         let take_peer = || loop {
             let (from, batch) = net.take_peer_txns()?;
-            // Queued before its forwarder was banned (for forgeries found in what it sent
-            // earlier): dropped, not verified.
-            let banned = match from {
-                Some(Source::Validator(validator)) => net.is_banned(validator),
-                Some(Source::Address(octets)) => {
-                    net.is_address_banned(std::net::Ipv6Addr::from(octets).to_canonical())
-                }
-                None => false,
-            };
-            if !banned {
+            if !peer_banned(&from) {
                 return Some((from, batch));
             }
-            let dropped = &net.counters.forwarded_from_banned_dropped;
-            dropped.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            forwarded_dropped(batch.len());
         };
         let (held_client, held_peer) = (&mut self.held_client, &mut self.held_peer);
         busy |= feed_inbox(room, held_client, take_client, held_peer, take_peer, submit) > 0;
@@ -1352,8 +1363,13 @@ mod tests {
         from_clients += inbox.iter().filter(|peer| !**peer).count();
         assert_eq!(from_peers, 40 * 100, "every forwarded transaction got in, through the flood");
         // Nothing taken off the network was lost: in the inbox, held, or still queued.
-        let held = held_client.map_or(0, |(_, txns): ((), VecDeque<Txn>)| txns.len());
+        let held = held_client.as_ref().map_or(0, |(_, txns): &((), VecDeque<Txn>)| txns.len());
         assert_eq!(from_clients + held + clients.iter().map(Vec::len).sum::<usize>(), 200 * 300);
+        // What is held of a batch whose sender has been banned since is dropped, not fed.
+        assert!(held > 0, "the test means a batch held");
+        assert_eq!(super::drop_if_banned(&mut held_client, |_| false), 0);
+        assert_eq!(super::drop_if_banned(&mut held_client, |_| true), held);
+        assert!(held_client.is_none());
     }
 
     /// A range read from the store stops once the pass's budget for reads is spent, and always
