@@ -1106,6 +1106,19 @@ impl Core {
                 self.counters.dropped_unverified += 1;
                 false
             }
+            // One held for the next height must carry what `on_new_view` will take there: a
+            // prepare certificate of that height, if any (found in review: it was verified and
+            // held whatever it carried).
+            ConsensusMessage::NewView(new_view)
+                if new_view.height == self.height.saturating_add(1)
+                    && new_view
+                        .high_qc
+                        .as_ref()
+                        .is_some_and(|qc| qc.kind != VoteKind::Prepare || qc.height != new_view.height) =>
+            {
+                self.counters.dropped_unverified += 1;
+                false
+            }
             ConsensusMessage::Proposal(proposal) => {
                 let height = proposal.block.header.height;
                 if height < self.height {
@@ -1304,7 +1317,9 @@ impl Core {
     fn certificates_shaped(&self, message: &ConsensusMessage) -> bool {
         match message {
             ConsensusMessage::Certificate(qc) => self.certificate_shaped(qc),
-            ConsensusMessage::NewView(new_view) if new_view.height == self.height => {
+            ConsensusMessage::NewView(new_view)
+                if new_view.height == self.height || new_view.height == self.height.saturating_add(1) =>
+            {
                 new_view.high_qc.as_ref().is_none_or(|qc| self.certificate_shaped(qc))
             }
             _ => true,
@@ -1719,6 +1734,14 @@ impl Core {
         // any moment. Held for it, as a vote is; before, it was dropped and the node waited
         // for its resend, a quarter timeout later.
         if new_view.height == self.height.saturating_add(1) {
+            // Held only with what it will be taken with there: no certificate, or a prepare
+            // certificate of that height of a quorum's shape (as the cheap checks require).
+            if new_view.high_qc.as_ref().is_some_and(|qc| {
+                qc.kind != VoteKind::Prepare || qc.height != new_view.height || !self.certificate_shaped(qc)
+            }) {
+                self.counters.rejected_certificate += 1;
+                return;
+            }
             self.hold_for_next_height(new_view.sender, ConsensusMessage::NewView(new_view));
             return;
         }

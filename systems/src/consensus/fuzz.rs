@@ -1688,6 +1688,34 @@ mod tests {
         run.core.on_message(1, ConsensusMessage::SyncResponse(vec![certified]), &mut run.host);
         assert_eq!(run.core.height(), 2);
         assert_eq!(run.core.view(), 5, "the view changes held for height 2 were not counted there");
+        // What one carries is checked before it is verified and held, as at this height: a
+        // certificate short of a quorum, or one that is not a prepare certificate of its height.
+        let qc = |kind, height, signers: Vec<u32>| QuorumCertificate {
+            kind,
+            view: 1,
+            height,
+            block: Hash([9; 32]),
+            signatures: vec![Signature([1; 64]); signers.len()],
+            signers,
+        };
+        let carrying = |high_qc| {
+            (
+                2,
+                ConsensusMessage::NewView(NewView {
+                    view: 6,
+                    height: 3,
+                    high_qc: Some(high_qc),
+                    sender: 2,
+                    signature: [4; 64],
+                }),
+            )
+        };
+        let mut messages = vec![
+            carrying(qc(VoteKind::Prepare, 3, vec![1])),
+            carrying(qc(VoteKind::Prepare, 2, vec![1, 2, 3])),
+            carrying(qc(VoteKind::Commit, 3, vec![1, 2, 3])),
+        ];
+        assert_eq!(run.core.drop_before_verification(&mut messages), 3, "{messages:?}");
     }
 
     #[test]
