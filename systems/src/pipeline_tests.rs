@@ -585,6 +585,26 @@ fn one_source_gets_one_body_a_sender_and_nonce_verified_a_tick() {
     assert!(pipeline.is_pending(&transfer(1).id()));
     assert_eq!(pipeline.reject_counters().get(RejectReason::NonceTaken), 49 + 1);
     assert_eq!(pipeline.reject_counters().get(RejectReason::Duplicate), 3);
+    // For nonce 1: the body paying the most goes on, not the first; a body the cheap checks
+    // refuse (below the fee floor) takes no turn; an address in the same IPv6 /64 counts as
+    // the same source, as bans count it (found in review of the first version).
+    let body = |to: u8, fee: u64| {
+        sign(
+            &key,
+            TxnBody { chain_id: 1, reserved: 0, sender, recipient: [to; 32], amount: 1, fee, nonce: 1 },
+        )
+    };
+    let mut neighbour = [9; 16];
+    neighbour[15] = 1;
+    assert!(pipeline.submit_from(body(1, 0), one));
+    assert!(pipeline.submit_from(body(2, 1), one));
+    assert!(pipeline.submit_from(body(3, 2), one));
+    assert!(pipeline.submit_from(body(4, 3), Source::Address(neighbour)));
+    pipeline.tick(3);
+    pipeline.tick(4);
+    assert_eq!(pipeline.counters().verified, 3, "one more verification, for the body paying the most");
+    assert!(pipeline.is_pending(&body(4, 3).id()));
+    assert_eq!(pipeline.reject_counters().get(RejectReason::NonceTaken), 50 + 2);
 }
 
 /// A sender's run of nonces sent together is admitted whole while the pool's room for gapped
@@ -626,4 +646,41 @@ fn a_run_of_nonces_sent_together_is_admitted_while_the_gapped_room_is_full() {
         assert!(pipeline.is_pending(&txn.id()), "nonce {} of the run was refused", txn.body.nonce);
     }
     assert_eq!(pipeline.reject_counters().get(RejectReason::MempoolFull), 0);
+}
+
+/// Gapped bodies do not waive each other's refusal for want of gapped room, nor does a body
+/// the cheap checks refuse: a gap closes only with each nonce below pending or on its way. The
+/// first version waived it for any lower nonce in the pipeline, and a sender's own gapped
+/// bodies, or a replayed stale one, had every body verified again (found in review).
+#[test]
+fn gapped_bodies_do_not_close_each_others_gap() {
+    let key = signing_key(25, 0);
+    let sender = key.verifying_key().to_bytes();
+    let config =
+        PipelineConfig { block_interval_ns: u64::MAX, mempool_count_max: 16, ..PipelineConfig::default() };
+    let mut pipeline = Pipeline::new(config, Ledger::from_genesis(&[(sender, 100)]).unwrap()).unwrap();
+    pipeline.world_mut().resource_mut::<crate::propose::ProposerState>().last_proposal_ns = Some(0);
+    let transfer = |nonce: u64, chain_id: u32| {
+        sign(&key, TxnBody { chain_id, reserved: 0, sender, recipient: [5; 32], amount: 1, fee: 1, nonce })
+    };
+    for nonce in [1, 2] {
+        assert!(pipeline.submit(transfer(nonce, 1)));
+    }
+    pipeline.tick(1);
+    pipeline.tick(2);
+    assert_eq!(
+        pipeline.world().resource::<crate::mempool::Mempool>().gapped_len(),
+        2,
+        "the gapped room is full"
+    );
+    let verified = pipeline.counters().verified;
+    // Nonce 0 on another chain (refused by the cheap checks), then nonces 3 to 20.
+    assert!(pipeline.submit(transfer(0, 2)));
+    for nonce in 3..=20 {
+        assert!(pipeline.submit(transfer(nonce, 1)));
+    }
+    pipeline.tick(3);
+    pipeline.tick(4);
+    assert_eq!(pipeline.counters().verified, verified, "a gapped body was verified with no room for it");
+    assert_eq!(pipeline.reject_counters().get(RejectReason::MempoolFull), 18);
 }

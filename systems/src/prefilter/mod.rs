@@ -11,7 +11,7 @@
 //! sender's set of variants that could never be admitted costs no verification either.
 
 use bevy_ecs::prelude::*;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use tessera_components::{Account, RejectReason, Source, Stage, SubmittedBy, TxnBody, TxnId};
 
@@ -40,6 +40,17 @@ fn params(config: &PipelineConfig) -> PrefilterParams {
         chain_id: u64::from(config.chain_id),
         fee_floor: config.fee_floor,
         nonce_window: config.nonce_window,
+    }
+}
+
+/// `source` as bans count it: an IPv6 address by its /64 (an IPv4 address, mapped, whole).
+fn grouped(source: Source) -> Source {
+    match source {
+        Source::Address(mut octets) if octets[..12] != [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff] => {
+            octets[8..].fill(0);
+            Source::Address(octets)
+        }
+        other => other,
     }
 }
 
@@ -79,6 +90,7 @@ pub fn check_body(body: &TxnBody, config: &PipelineConfig, ledger: &Ledger) -> R
 }
 
 /// Applies the checks to every received transaction.
+#[allow(clippy::too_many_arguments)]
 pub fn filter_txns(
     config: Res<PipelineConfig>,
     ledger: Res<Ledger>,
@@ -87,49 +99,22 @@ pub fn filter_txns(
     mut counters: ResMut<RejectCounters>,
     mut columns: Local<PrefilterColumns>,
     mut codes: Local<Vec<u8>>,
-    mut refusals: Local<Vec<Option<RejectReason>>>,
-    mut named: Local<HashMap<(Source, [u8; 32], u64), TxnId>>,
-    mut lowest: Local<HashMap<[u8; 32], u64>>,
+    mut rows: Local<Vec<(Option<Account>, Option<RejectReason>)>>,
+    mut named: Local<HashMap<(Source, [u8; 32], u64), (u64, TxnId)>>,
+    mut coming: Local<HashSet<([u8; 32], u64)>>,
+    mut reach: Local<HashMap<[u8; 32], u64>>,
     mut txns: Query<(&TxnBody, &TxnId, Option<&SubmittedBy>, &mut Stage)>,
 ) {
     columns.clear();
-    refusals.clear();
+    rows.clear();
     named.clear();
-    // Each sender's lowest nonce on its way through the pipeline (this tick's, and what is still
-    // being verified): it may close a gap before the insert ([`Mempool::refusal`]).
-    lowest.clear();
-    if mempool.is_some() {
-        for (body, _, _, stage) in &txns {
-            if !matches!(stage, Stage::Rejected(_)) {
-                let nonce = lowest.entry(body.sender).or_insert(body.nonce);
-                *nonce = (*nonce).min(body.nonce);
-            }
-        }
-    }
-    for (body, id, from, stage) in &txns {
+    for (body, _, _, stage) in &txns {
         if *stage == Stage::Received {
             // One account lookup serves the kernel's nonce column, the funds check and the
             // mempool's.
-            let sender = ledger.account(&body.sender);
+            let sender = ledger.account(&body.sender).copied();
             columns.push(row(body, sender.map_or(0, |account| account.nonce)));
-            // One body per sender and nonce from one source a tick goes on to verification (and
-            // copies of it, refused later as duplicates): the mempool takes one at most, and a
-            // replacement can come next tick. Before, a source sending thousands of bodies for a
-            // fresh nonce in one tick had each verified.
-            let repeated = from
-                .is_some_and(|from| *named.entry((from.0, body.sender, body.nonce)).or_insert(*id) != *id);
-            refusals.push(if !payable(body, sender) {
-                Some(RejectReason::InsufficientFunds)
-            } else if repeated {
-                Some(RejectReason::NonceTaken)
-            } else {
-                // A copy of a pending transaction goes on to be refused as the duplicate it is.
-                mempool.as_ref().filter(|mempool| !mempool.contains(id)).and_then(|mempool| {
-                    let lower_nonce_coming =
-                        lowest.get(&body.sender).is_some_and(|nonce| *nonce < body.nonce);
-                    mempool.refusal(body, sender.copied(), lower_nonce_coming)
-                })
-            });
+            rows.push((sender, (!payable(body, sender.as_ref())).then_some(RejectReason::InsufficientFunds)));
         }
     }
     codes.clear();
@@ -140,22 +125,86 @@ pub fn filter_txns(
         check_scalar(&columns, &params(&config), &mut codes);
     }
     // Same query, no structural change in between: the same rows in the same order.
-    let mut codes = codes.iter().zip(refusals.iter());
+    let received = txns.iter().filter(|row| *row.3 == Stage::Received);
+    for (((_, refusal), code), (body, id, from, _)) in rows.iter_mut().zip(codes.iter()).zip(received) {
+        *refusal = reason(*code).or(*refusal);
+        // Of the bodies that pass so far that one source sends in a tick for one sender and
+        // nonce, the one paying the most (the first of those) goes on to verification, with
+        // copies of it (refused later as duplicates); the mempool takes one at most. Before, a
+        // source sending thousands of bodies for a fresh nonce in one tick had each verified.
+        // (A copy of a pending transaction is left to be refused as the duplicate it is.)
+        let pending = mempool.as_ref().is_some_and(|mempool| mempool.contains(id));
+        if let (None, Some(from), false) = (refusal, from, pending) {
+            let best = named.entry((grouped(from.0), body.sender, body.nonce)).or_insert((body.fee, *id));
+            if body.fee > best.0 {
+                *best = (body.fee, *id);
+            }
+        }
+    }
+    let received = txns.iter().filter(|row| *row.3 == Stage::Received);
+    for ((account, refusal), (body, id, from, _)) in rows.iter_mut().zip(received) {
+        let pending = mempool.as_ref().is_some_and(|mempool| mempool.contains(id));
+        if let (None, Some(from), false) = (&refusal, from, pending)
+            && named[&(grouped(from.0), body.sender, body.nonce)].1 != *id
+        {
+            *refusal = Some(RejectReason::NonceTaken);
+        }
+        // A copy of a pending transaction goes on to be refused as the duplicate it is; what
+        // else the mempool would refuse is refused here (but for being behind a gap, below).
+        if refusal.is_none()
+            && let Some(mempool) = mempool.as_ref().filter(|mempool| !mempool.contains(id))
+        {
+            *refusal = mempool.refusal(body, *account, true);
+        }
+    }
+    // A refusal for being behind a gap is not given while the nonces below are each pending or
+    // on their way: still being verified, or passed this far this tick. Judged on the pool
+    // alone, a run n, n + 1 sent together was refused for want of room behind gaps, which an
+    // attacker's gapped transactions could keep full; judged on anything in the pipeline, the
+    // attacker's own gapped bodies (or a replayed stale one) waived it (found in review).
+    coming.clear();
+    reach.clear();
+    if let Some(mempool) = mempool.as_ref() {
+        let passed = rows.iter().map(|(_, refusal)| refusal.is_none());
+        let received = txns.iter().filter(|row| *row.3 == Stage::Received);
+        coming.extend(
+            received
+                .zip(passed)
+                .filter(|(_, passed)| *passed)
+                .map(|((body, ..), _)| (body.sender, body.nonce)),
+        );
+        coming.extend(
+            txns.iter().filter(|row| *row.3 == Stage::Verifying).map(|(body, ..)| (body.sender, body.nonce)),
+        );
+        let received = txns.iter().filter(|row| *row.3 == Stage::Received);
+        for ((account, refusal), (body, id, ..)) in rows.iter_mut().zip(received) {
+            if refusal.is_some() || mempool.contains(id) {
+                continue;
+            }
+            let reached = *reach.entry(body.sender).or_insert_with(|| {
+                let account_nonce = account.map_or(0, |account| account.nonce);
+                mempool.reach(&body.sender, account_nonce, config.nonce_window, |nonce| {
+                    coming.contains(&(body.sender, nonce))
+                })
+            });
+            *refusal = mempool.refusal(body, *account, reached >= body.nonce);
+        }
+    }
+    let mut rows = rows.iter();
     for (_, _, _, mut stage) in &mut txns {
         if *stage != Stage::Received {
             continue;
         }
-        let (code, refusal) = codes.next().expect("one code per received transaction");
-        let refusal = reason(*code).or(*refusal);
+        let (_, refusal) = rows.next().expect("one row per received transaction");
         *stage = match refusal {
             None => Stage::Prefiltered,
             Some(reason) => {
-                counters.bump(reason);
-                Stage::Rejected(reason)
+                counters.bump(*reason);
+                Stage::Rejected(*reason)
             }
         };
     }
-    assert!(codes.next().is_none(), "every code consumed");
+    assert!(rows.next().is_none(), "every row consumed");
 }
 
 /// Bytes of one row of [`fuzz_txn_body`]'s input: a transaction, then the sender's account
