@@ -684,3 +684,39 @@ fn gapped_bodies_do_not_close_each_others_gap() {
     assert_eq!(pipeline.counters().verified, verified, "a gapped body was verified with no room for it");
     assert_eq!(pipeline.reject_counters().get(RejectReason::MempoolFull), 18);
 }
+
+/// What the bodies on their way at lower nonces will debit counts against the balance before
+/// verification: each fitting the balance alone, a run of bodies each debiting all of it
+/// behind one paid transfer had every one verified, then refused by the mempool (found in
+/// review).
+#[test]
+fn bodies_on_their_way_owe_the_balance_together() {
+    let key = signing_key(26, 0);
+    let sender = key.verifying_key().to_bytes();
+    let config = PipelineConfig { block_interval_ns: u64::MAX, ..PipelineConfig::default() };
+    let mut pipeline = Pipeline::new(config, Ledger::from_genesis(&[(sender, 100)]).unwrap()).unwrap();
+    pipeline.world_mut().resource_mut::<crate::propose::ProposerState>().last_proposal_ns = Some(0);
+    let transfer = |nonce: u64, amount: u64, fee: u64| {
+        sign(&key, TxnBody { chain_id: 1, reserved: 0, sender, recipient: [5; 32], amount, fee, nonce })
+    };
+    let anchor = transfer(0, 1, 1);
+    assert!(pipeline.submit_from(anchor, tessera_components::Source::Address([3; 16])));
+    for nonce in 1..=20 {
+        assert!(pipeline.submit(transfer(nonce, 99, 1)));
+    }
+    pipeline.tick(1);
+    pipeline.tick(2);
+    assert_eq!(pipeline.counters().verified, 1, "bodies the balance cannot cover together were verified");
+    assert!(pipeline.is_pending(&anchor.id()));
+    assert_eq!(pipeline.reject_counters().get(RejectReason::InsufficientFunds), 20);
+    // The body a source's choice goes to must be one the pool can take: the one paying the
+    // most (99 of the balance of 100) is past it with the pending 2, so the other one for that
+    // nonce goes on, where before both were refused.
+    let (rich, modest) = (transfer(1, 49, 50), transfer(1, 49, 1));
+    let source = tessera_components::Source::Address([4; 16]);
+    assert!(pipeline.submit_from(modest, source));
+    assert!(pipeline.submit_from(rich, source));
+    pipeline.tick(3);
+    pipeline.tick(4);
+    assert!(pipeline.is_pending(&modest.id()), "the body the pool could take was refused");
+}

@@ -116,7 +116,7 @@ pub fn replacement_fee_min(fee: u64) -> u64 {
 }
 
 /// What a transaction takes from its sender's balance if it executes: amount plus fee.
-fn debit(body: &TxnBody) -> u128 {
+pub fn debit(body: &TxnBody) -> u128 {
     u128::from(body.amount) + u128::from(body.fee)
 }
 
@@ -176,6 +176,11 @@ impl Mempool {
         self.entries.contains_key(id)
     }
 
+    /// Whether a transaction of `sender` at `nonce` is pending.
+    pub fn is_pending(&self, sender: &[u8; 32], nonce: u64) -> bool {
+        self.by_sender.get(sender).is_some_and(|nonces| nonces.contains_key(&nonce))
+    }
+
     /// Adds a verified transaction. `sender` is the sender's executed account (`None` if it
     /// has none). Returns how many pending transactions were pushed out (a replaced same-nonce
     /// transaction, or an evicted low-fee sender's tail).
@@ -194,7 +199,7 @@ impl Mempool {
             return Err(RejectReason::Duplicate);
         }
         let Admission { same_nonce, gapped, evict } =
-            self.admission(&body, sender).map_err(|(reason, _)| reason)?;
+            self.admission(&body, sender, 0).map_err(|(reason, _)| reason)?;
         let mut pushed_out = 0;
         if let Some(existing) = same_nonce {
             self.remove(&existing);
@@ -231,8 +236,17 @@ impl Mempool {
     /// With `gap_closes` (every nonce below this one is pending or on its way through the
     /// pipeline: [`Mempool::reach`]), a refusal for being behind a gap is not given: those
     /// nonces may close it before the insert, as a run n, n + 1 sent together does.
-    pub fn refusal(&self, body: &TxnBody, sender: Option<Account>, gap_closes: bool) -> Option<RejectReason> {
-        match self.admission(body, sender) {
+    ///
+    /// `owed_below` is what the sender's transactions on their way at lower nonces (not pending)
+    /// will debit: it counts against the balance with the pool's pending debits.
+    pub fn refusal(
+        &self,
+        body: &TxnBody,
+        sender: Option<Account>,
+        gap_closes: bool,
+        owed_below: u128,
+    ) -> Option<RejectReason> {
+        match self.admission(body, sender, owed_below) {
             Err((reason, behind_gap)) if !(behind_gap && gap_closes) => Some(reason),
             _ => None,
         }
@@ -262,7 +276,12 @@ impl Mempool {
 
     /// What admitting `body` would do to the pool, or why it is refused ([`Mempool::insert`]
     /// documents the refusals), and whether for being behind a gap.
-    fn admission(&self, body: &TxnBody, sender: Option<Account>) -> Result<Admission, (RejectReason, bool)> {
+    fn admission(
+        &self,
+        body: &TxnBody,
+        sender: Option<Account>,
+        owed_below: u128,
+    ) -> Result<Admission, (RejectReason, bool)> {
         let firm = |reason| Err((reason, false));
         let Some(account) = sender else {
             return firm(RejectReason::InsufficientFunds);
@@ -273,7 +292,7 @@ impl Mempool {
         let same_nonce = self.by_sender.get(&body.sender).and_then(|nonces| nonces.get(&body.nonce)).copied();
         let replaced = same_nonce.map_or(0, |existing| debit(&self.entries[&existing].txn.body));
         let pending = self.debits.get(&body.sender).copied().unwrap_or(0);
-        if pending - replaced + debit(body) > u128::from(account.balance) {
+        if pending - replaced + owed_below + debit(body) > u128::from(account.balance) {
             return firm(RejectReason::InsufficientFunds);
         }
         // Behind a gap: some nonce between the account's and this one is neither pending nor
@@ -870,9 +889,9 @@ fn insert_checked(pool: &mut Mempool, model: &mut BTreeMap<TxnId, Txn>, txn: Txn
     let gapped_before = pool.gapped_len();
     // What the prefilter asks before verification is what the insert then decides (but for a
     // duplicate id, which it does not know): so the model's checks below hold for both.
-    let refusal = pool.refusal(&txn.body, ledger.account(&sender).copied(), false);
+    let refusal = pool.refusal(&txn.body, ledger.account(&sender).copied(), false, 0);
     // With the gap taken as closing, only refusals that do not depend on it remain.
-    let lenient = pool.refusal(&txn.body, ledger.account(&sender).copied(), true);
+    let lenient = pool.refusal(&txn.body, ledger.account(&sender).copied(), true, 0);
     assert!(lenient.is_none() || lenient == refusal, "{lenient:?} given only with the gap closing");
     if lenient.is_none() && refusal.is_some() {
         assert!(!in_line, "a refusal waived for a gap, for a transaction in line: {refusal:?}");

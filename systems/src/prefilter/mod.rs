@@ -11,7 +11,7 @@
 //! sender's set of variants that could never be admitted costs no verification either.
 
 use bevy_ecs::prelude::*;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use tessera_components::{Account, RejectReason, Source, Stage, SubmittedBy, TxnBody, TxnId};
 
@@ -21,7 +21,7 @@ use crate::kernels::prefilter::{
     PrefilterColumns, PrefilterParams, PrefilterRow, check_row, check_scalar, check_simd,
 };
 use crate::ledger::Ledger;
-use crate::mempool::Mempool;
+use crate::mempool::{Mempool, debit};
 use crate::plugin::Plugin;
 
 /// The prefilter subsystem's sets.
@@ -101,7 +101,7 @@ pub fn filter_txns(
     mut codes: Local<Vec<u8>>,
     mut rows: Local<Vec<(Option<Account>, Option<RejectReason>)>>,
     mut named: Local<HashMap<(Source, [u8; 32], u64), (u64, TxnId)>>,
-    mut coming: Local<HashSet<([u8; 32], u64)>>,
+    mut coming: Local<HashMap<[u8; 32], BTreeMap<u64, (u128, u128)>>>,
     mut reach: Local<HashMap<[u8; 32], u64>>,
     mut txns: Query<(&TxnBody, &TxnId, Option<&SubmittedBy>, &mut Stage)>,
 ) {
@@ -126,14 +126,19 @@ pub fn filter_txns(
     }
     // Same query, no structural change in between: the same rows in the same order.
     let received = txns.iter().filter(|row| *row.3 == Stage::Received);
-    for (((_, refusal), code), (body, id, from, _)) in rows.iter_mut().zip(codes.iter()).zip(received) {
+    for (((account, refusal), code), (body, id, from, _)) in rows.iter_mut().zip(codes.iter()).zip(received) {
         *refusal = reason(*code).or(*refusal);
+        // A copy of a pending transaction goes on to be refused as the duplicate it is; what
+        // else the mempool would refuse is refused here (but for being behind a gap, and for
+        // what this tick's bodies owe together, below).
+        let pending = mempool.as_ref().is_some_and(|mempool| mempool.contains(id));
+        if let (None, Some(mempool), false) = (&refusal, mempool.as_ref(), pending) {
+            *refusal = mempool.refusal(body, *account, true, 0);
+        }
         // Of the bodies that pass so far that one source sends in a tick for one sender and
         // nonce, the one paying the most (the first of those) goes on to verification, with
         // copies of it (refused later as duplicates); the mempool takes one at most. Before, a
         // source sending thousands of bodies for a fresh nonce in one tick had each verified.
-        // (A copy of a pending transaction is left to be refused as the duplicate it is.)
-        let pending = mempool.as_ref().is_some_and(|mempool| mempool.contains(id));
         if let (None, Some(from), false) = (refusal, from, pending) {
             let best = named.entry((grouped(from.0), body.sender, body.nonce)).or_insert((body.fee, *id));
             if body.fee > best.0 {
@@ -142,52 +147,59 @@ pub fn filter_txns(
         }
     }
     let received = txns.iter().filter(|row| *row.3 == Stage::Received);
-    for ((account, refusal), (body, id, from, _)) in rows.iter_mut().zip(received) {
+    for ((_, refusal), (body, id, from, _)) in rows.iter_mut().zip(received) {
         let pending = mempool.as_ref().is_some_and(|mempool| mempool.contains(id));
         if let (None, Some(from), false) = (&refusal, from, pending)
             && named[&(grouped(from.0), body.sender, body.nonce)].1 != *id
         {
             *refusal = Some(RejectReason::NonceTaken);
         }
-        // A copy of a pending transaction goes on to be refused as the duplicate it is; what
-        // else the mempool would refuse is refused here (but for being behind a gap, below).
-        if refusal.is_none()
-            && let Some(mempool) = mempool.as_ref().filter(|mempool| !mempool.contains(id))
-        {
-            *refusal = mempool.refusal(body, *account, true);
-        }
     }
     // A refusal for being behind a gap is not given while the nonces below are each pending or
     // on their way: still being verified, or passed this far this tick. Judged on the pool
     // alone, a run n, n + 1 sent together was refused for want of room behind gaps, which an
     // attacker's gapped transactions could keep full; judged on anything in the pipeline, the
-    // attacker's own gapped bodies (or a replayed stale one) waived it (found in review).
+    // attacker's own gapped bodies (or a replayed stale one) waived it (found in review). And
+    // what the bodies on their way below this one owe (the least at each nonce not pending)
+    // counts against the balance with what the pool holds: each alone fitting it, a thousand
+    // bodies each debiting the whole balance were verified behind one paid transfer a tick
+    // (found in review).
     coming.clear();
     reach.clear();
     if let Some(mempool) = mempool.as_ref() {
         let passed = rows.iter().map(|(_, refusal)| refusal.is_none());
         let received = txns.iter().filter(|row| *row.3 == Stage::Received);
-        coming.extend(
-            received
-                .zip(passed)
-                .filter(|(_, passed)| *passed)
-                .map(|((body, ..), _)| (body.sender, body.nonce)),
-        );
-        coming.extend(
-            txns.iter().filter(|row| *row.3 == Stage::Verifying).map(|(body, ..)| (body.sender, body.nonce)),
-        );
+        let verifying = txns.iter().filter(|row| *row.3 == Stage::Verifying).map(|(body, ..)| body);
+        let on_their_way =
+            received.zip(passed).filter(|(_, passed)| *passed).map(|((body, ..), _)| body).chain(verifying);
+        for body in on_their_way {
+            let debit = if mempool.is_pending(&body.sender, body.nonce) { 0 } else { debit(body) };
+            let least = coming.entry(body.sender).or_default().entry(body.nonce).or_insert((debit, 0));
+            least.0 = least.0.min(debit);
+        }
+        for nonces in coming.values_mut() {
+            let mut below = 0u128;
+            for (debit, owed_below) in nonces.values_mut() {
+                *owed_below = below;
+                below += *debit;
+            }
+        }
         let received = txns.iter().filter(|row| *row.3 == Stage::Received);
         for ((account, refusal), (body, id, ..)) in rows.iter_mut().zip(received) {
             if refusal.is_some() || mempool.contains(id) {
                 continue;
             }
+            let nonces = coming.get(&body.sender);
             let reached = *reach.entry(body.sender).or_insert_with(|| {
                 let account_nonce = account.map_or(0, |account| account.nonce);
                 mempool.reach(&body.sender, account_nonce, config.nonce_window, |nonce| {
-                    coming.contains(&(body.sender, nonce))
+                    nonces.is_some_and(|nonces| nonces.contains_key(&nonce))
                 })
             });
-            *refusal = mempool.refusal(body, *account, reached >= body.nonce);
+            let owed_below = nonces
+                .and_then(|nonces| nonces.range(..body.nonce).next_back())
+                .map_or(0, |(_, (debit, below))| debit + below);
+            *refusal = mempool.refusal(body, *account, reached >= body.nonce, owed_below);
         }
     }
     let mut rows = rows.iter();
