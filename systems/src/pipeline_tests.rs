@@ -720,3 +720,47 @@ fn bodies_on_their_way_owe_the_balance_together() {
     pipeline.tick(4);
     assert!(pipeline.is_pending(&modest.id()), "the body the pool could take was refused");
 }
+
+/// A run n, n + 1 verified together is admitted whole whatever order the entity table holds
+/// them in. With verification overlapping the next tick, a transaction admitted and despawned
+/// ahead of them swapped n + 1 in front of n, so n + 1 met the pool behind a gap and was
+/// refused for want of gapped room, which an attacker can keep full (found in review).
+#[test]
+fn a_run_verified_together_is_admitted_whatever_its_order_in_the_table() {
+    let (attacker, honest, other) = (signing_key(27, 0), signing_key(27, 1), signing_key(27, 2));
+    let genesis: Vec<([u8; 32], u64)> =
+        [&attacker, &honest, &other].iter().map(|key| (key.verifying_key().to_bytes(), 100)).collect();
+    let config =
+        PipelineConfig { block_interval_ns: u64::MAX, mempool_count_max: 16, ..PipelineConfig::default() };
+    assert!(config.sigverify_overlap, "the order comes from overlapping verification");
+    let mut pipeline = Pipeline::new(config, Ledger::from_genesis(&genesis).unwrap()).unwrap();
+    pipeline.world_mut().resource_mut::<crate::propose::ProposerState>().last_proposal_ns = Some(0);
+    let transfer = |key: &ed25519_dalek::SigningKey, nonce: u64| {
+        let sender = key.verifying_key().to_bytes();
+        sign(key, TxnBody { chain_id: 1, reserved: 0, sender, recipient: [5; 32], amount: 1, fee: 1, nonce })
+    };
+    for nonce in [1, 2] {
+        assert!(pipeline.submit(transfer(&attacker, nonce)));
+    }
+    pipeline.tick(1);
+    pipeline.tick(2);
+    pipeline.tick(3);
+    assert_eq!(
+        pipeline.world().resource::<crate::mempool::Mempool>().gapped_len(),
+        2,
+        "the gapped room is full"
+    );
+    // One transaction admitted in the tick the run is verified in, ahead of it in the table.
+    assert!(pipeline.submit(transfer(&other, 0)));
+    pipeline.tick(4);
+    let run = [transfer(&honest, 0), transfer(&honest, 1)];
+    for txn in &run {
+        assert!(pipeline.submit(*txn));
+    }
+    pipeline.tick(5);
+    pipeline.tick(6);
+    pipeline.tick(7);
+    for txn in &run {
+        assert!(pipeline.is_pending(&txn.id()), "nonce {} of the run was refused", txn.body.nonce);
+    }
+}

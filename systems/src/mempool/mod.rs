@@ -625,26 +625,45 @@ pub fn admit_txns(
     mut rejected: MessageWriter<TxnRejected>,
     txns: Query<(Entity, &TxnBody, &TxnSignature, &TxnId, &Stage)>,
 ) {
+    // Refused for a nonce or for room, perhaps only for a lower nonce of its sender admitted
+    // after it: tried again once the rest are in, by sender and nonce. Transactions are taken
+    // in the order of the table they live in, which is not the order they came in once an
+    // entity left it, so a run n, n + 1 verified together could meet n + 1 first, behind a
+    // gap, and refuse it for want of gapped room (found in review).
+    let mut unique: Vec<(Txn, TxnId)> = Vec::new();
     for (entity, body, signature, id, stage) in &txns {
         if *stage == Stage::Unique {
-            let txn = Txn { body: *body, signature: *signature };
-            match mempool.insert(txn, *id, ledger.account(&body.sender).copied()) {
-                Ok(pushed_out) => {
-                    seen.insert(*id);
-                    pipeline.admitted += 1;
-                    counters.add(RejectReason::Evicted, pushed_out);
-                }
-                Err(reason) => {
-                    counters.bump(reason);
-                    rejected.write(TxnRejected { id: *id, reason });
-                }
-            }
+            unique.push((Txn { body: *body, signature: *signature }, *id));
         } else if let Stage::Rejected(reason) = stage {
             rejected.write(TxnRejected { id: *id, reason: *reason });
         }
         if *stage != Stage::Verifying {
             commands.entity(entity).despawn();
         }
+    }
+    let mut again: Vec<(Txn, TxnId)> = Vec::new();
+    let mut admit = |txn: Txn, id: TxnId, last: bool, again: &mut Vec<(Txn, TxnId)>| match mempool.insert(
+        txn,
+        id,
+        ledger.account(&txn.body.sender).copied(),
+    ) {
+        Ok(pushed_out) => {
+            seen.insert(id);
+            pipeline.admitted += 1;
+            counters.add(RejectReason::Evicted, pushed_out);
+        }
+        Err(RejectReason::NonceTaken | RejectReason::MempoolFull) if !last => again.push((txn, id)),
+        Err(reason) => {
+            counters.bump(reason);
+            rejected.write(TxnRejected { id, reason });
+        }
+    };
+    for (txn, id) in unique {
+        admit(txn, id, false, &mut again);
+    }
+    again.sort_by_key(|(txn, _)| (txn.body.sender, txn.body.nonce));
+    for (txn, id) in std::mem::take(&mut again) {
+        admit(txn, id, true, &mut again);
     }
 }
 
