@@ -764,3 +764,39 @@ fn a_run_verified_together_is_admitted_whatever_its_order_in_the_table() {
         assert!(pipeline.is_pending(&txn.id()), "nonce {} of the run was refused", txn.body.nonce);
     }
 }
+
+/// A forged body at a nonce of the sender's that this node packed into a block counts nothing
+/// against the balance: that nonce is owed already. Priced at the forged body's debit, the
+/// whole balance, it got the sender's next transaction refused for funds by anyone without
+/// its key (found in review).
+#[test]
+fn a_forged_body_at_a_packed_nonce_owes_nothing() {
+    use tessera_components::Source;
+    let key = signing_key(28, 0);
+    let sender = key.verifying_key().to_bytes();
+    let config = PipelineConfig { block_interval_ns: u64::MAX, ..PipelineConfig::default() };
+    let ledger = Ledger::from_genesis(&[(sender, 100)]).unwrap();
+    let mut pipeline = Pipeline::new(config, ledger.clone()).unwrap();
+    pipeline.world_mut().resource_mut::<crate::propose::ProposerState>().last_proposal_ns = Some(0);
+    let transfer = |nonce: u64, amount: u64| {
+        sign(&key, TxnBody { chain_id: 1, reserved: 0, sender, recipient: [5; 32], amount, fee: 1, nonce })
+    };
+    assert!(pipeline.submit(transfer(0, 10)));
+    pipeline.tick(1);
+    pipeline.tick(2);
+    // This node leads and packs nonce 0 into a block not yet committed.
+    {
+        let mut mempool = pipeline.world_mut().resource_mut::<crate::mempool::Mempool>();
+        let packed = mempool.pack(&ledger, 1000, usize::MAX);
+        assert_eq!(packed.len(), 1);
+        mempool.note_packed(1, &packed);
+    }
+    let mut forged = transfer(0, 98);
+    forged.signature.0[0] ^= 1;
+    assert!(pipeline.submit_from(forged, Source::Address([6; 16])));
+    let next = transfer(1, 50);
+    assert!(pipeline.submit(next));
+    pipeline.tick(3);
+    pipeline.tick(4);
+    assert!(pipeline.is_pending(&next.id()), "the sender's next transaction was refused");
+}

@@ -176,6 +176,12 @@ impl Mempool {
         self.entries.contains_key(id)
     }
 
+    /// The first nonce of `sender` (whose executed nonce is `account_nonce`) that is not in a
+    /// block this node packed and has not seen settle.
+    pub fn next_unpacked(&self, sender: &[u8; 32], account_nonce: u64) -> u64 {
+        self.in_flight.get(sender).map_or(account_nonce, |flight| flight.next.max(account_nonce))
+    }
+
     /// Whether a transaction of `sender` at `nonce` is pending.
     pub fn is_pending(&self, sender: &[u8; 32], nonce: u64) -> bool {
         self.by_sender.get(sender).is_some_and(|nonces| nonces.contains_key(&nonce))

@@ -173,7 +173,18 @@ pub fn filter_txns(
         let on_their_way =
             received.zip(passed).filter(|(_, passed)| *passed).map(|((body, ..), _)| body).chain(verifying);
         for body in on_their_way {
-            let debit = if mempool.is_pending(&body.sender, body.nonce) { 0 } else { debit(body) };
+            // A nonce the ledger has passed is no longer on its way (a body still being
+            // verified for it, after its commit); one pending, or in a block this node packed,
+            // is already owed or about to be, whatever a body on its way at it says. Priced at
+            // its body's debit, a forged body there got the sender's next transaction refused
+            // for funds (found in review).
+            let account_nonce = ledger.account(&body.sender).map_or(0, |account| account.nonce);
+            if body.nonce < account_nonce {
+                continue;
+            }
+            let owed = mempool.is_pending(&body.sender, body.nonce)
+                || body.nonce < mempool.next_unpacked(&body.sender, account_nonce);
+            let debit = if owed { 0 } else { debit(body) };
             let least = coming.entry(body.sender).or_default().entry(body.nonce).or_insert((debit, 0));
             least.0 = least.0.min(debit);
         }
