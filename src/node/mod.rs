@@ -220,6 +220,18 @@ fn feed<S>(
     fed
 }
 
+/// The refusals of a tick that say something of their transaction: not those of an id still
+/// pending, a copy of it (sent again, or a twin the prefilter refused for its taken nonce)
+/// refused while the original waits. Recorded, `tessera_getTransaction` read "rejected" for a
+/// transaction about to commit, and subscribers were told so, by anyone who replayed its bytes
+/// (found in review).
+fn still_refused(
+    rejections: Vec<tessera_systems::messages::TxnRejected>,
+    pending: impl Fn(&TxnId) -> bool,
+) -> Vec<tessera_systems::messages::TxnRejected> {
+    rejections.into_iter().filter(|rejected| !pending(&rejected.id)).collect()
+}
+
 /// Drops what `held` keeps of a batch whose sender has been banned since (for forgeries found
 /// in what the inbox took of it): the rest was fed before, unverified (found in review).
 /// Returns how many transactions it dropped.
@@ -757,7 +769,7 @@ impl Node {
     /// had.
     fn tick_and_persist(&mut self) -> Result<(), Box<dyn std::error::Error>> {
         self.last_tick = Instant::now();
-        let ticked = driver::tick(&mut self.pipeline, wall_ns(), Some(&mut self.store));
+        let mut ticked = driver::tick(&mut self.pipeline, wall_ns(), Some(&mut self.store));
         Metrics::record(&self.metrics.tick_us, self.last_tick.elapsed().as_micros() as u64);
         for us in self.pipeline.drain_verify_timings() {
             Metrics::record(&self.metrics.verify_batch_us, us);
@@ -787,6 +799,7 @@ impl Node {
         // Events for WebSocket subscribers. Always built: one who subscribes during the tick
         // must not miss its blocks (a block's event shares the block; outcomes are moved).
         let mut events = Vec::new();
+        ticked.rejections = still_refused(ticked.rejections, |id| self.pipeline.is_pending(id));
         if !ticked.rejections.is_empty() {
             events.push(subscribe::Event::rejected(
                 ticked.rejections.iter().map(|rejected| (rejected.id, rejected.reason.name())).collect(),
@@ -1416,6 +1429,51 @@ mod tests {
         assert_eq!(queue.front(), Some(&(taken as u32)), "the rest left queued, in order");
         // A queue with something in it always gets one answer, however small the budget.
         assert_eq!(super::drain_for(std::time::Duration::ZERO, || queue.pop_front(), |_| {}), 1);
+    }
+
+    /// A copy of a pending transaction, refused while the original waits, is not its fate: the
+    /// node recorded it, and `tessera_getTransaction` read "rejected" for a transaction about to
+    /// commit, for anyone who replayed its bytes (found in review).
+    #[test]
+    fn a_refused_copy_of_a_pending_transaction_is_not_its_fate() {
+        use tessera_components::TxnBody;
+        use tessera_systems::config::PipelineConfig;
+        use tessera_systems::workload::{sign, signing_key};
+        let key = signing_key(29, 0);
+        let sender = key.verifying_key().to_bytes();
+        let ledger = tessera_systems::Ledger::from_genesis(&[(sender, 100)]).unwrap();
+        let config = PipelineConfig { block_interval_ns: u64::MAX, ..PipelineConfig::default() };
+        let mut pipeline = super::Pipeline::new(config, ledger).unwrap();
+        pipeline.world_mut().resource_mut::<tessera_systems::propose::ProposerState>().last_proposal_ns =
+            Some(0);
+        let txn = sign(
+            &key,
+            TxnBody { chain_id: 1, reserved: 0, sender, recipient: [5; 32], amount: 1, fee: 1, nonce: 0 },
+        );
+        let mut forged = txn;
+        forged.signature.0[0] ^= 1;
+        let other = sign(
+            &key,
+            TxnBody { chain_id: 1, reserved: 0, sender, recipient: [6; 32], amount: 200, fee: 1, nonce: 1 },
+        );
+        assert!(pipeline.submit(txn));
+        pipeline.tick(1);
+        pipeline.tick(2);
+        let _ = pipeline.drain_rejections();
+        for copy in [txn, forged, other] {
+            assert!(pipeline.submit(copy));
+        }
+        pipeline.tick(3);
+        pipeline.tick(4);
+        let rejections = pipeline.drain_rejections();
+        assert!(rejections.iter().any(|rejected| rejected.id == txn.id()), "the copy was refused");
+        let kept: Vec<TxnId> = super::still_refused(rejections, |id| pipeline.is_pending(id))
+            .into_iter()
+            .map(|rejected| rejected.id)
+            .collect();
+        assert!(pipeline.is_pending(&txn.id()));
+        assert!(!kept.contains(&txn.id()), "a refused copy was taken for the pending transaction's fate");
+        assert!(kept.contains(&forged.id()) && kept.contains(&other.id()), "{kept:?}");
     }
 
     /// A data directory is taken at start only if its tip is a block a quorum signed. The store
