@@ -302,13 +302,26 @@ fn unfunded_fee_spam_cannot_displace_funded_transfers() {
     assert_eq!(packed.len(), 50, "the block is the funded transfers");
 }
 
+/// A pipeline over `genesis` that never proposes (what it admits stays pending), with `config`
+/// otherwise.
+fn quiet(genesis: &[([u8; 32], u64)], config: PipelineConfig) -> Pipeline {
+    let config = PipelineConfig { block_interval_ns: u64::MAX, ..config };
+    let mut pipeline = Pipeline::new(config, Ledger::from_genesis(genesis).unwrap()).unwrap();
+    pipeline.world_mut().resource_mut::<crate::propose::ProposerState>().last_proposal_ns = Some(0);
+    pipeline
+}
+
+/// `key`'s transfer of `amount` at `fee` and `nonce` to the address `[to; 32]`, on chain 1.
+fn transfer_of(key: &ed25519_dalek::SigningKey, nonce: u64, amount: u64, fee: u64, to: u8) -> Txn {
+    let sender = key.verifying_key().to_bytes();
+    sign(key, TxnBody { chain_id: 1, reserved: 0, sender, recipient: [to; 32], amount, fee, nonce })
+}
+
 /// Signed transfers from `senders` funded keys, `per_sender` each, and a pipeline over their
 /// genesis that never proposes: what it admits stays pending.
 fn never_proposing(seed: u64, senders: u64, per_sender: u64) -> (crate::workload::Transfers, Pipeline) {
     let base = transfers(TransferSpec { seed, chain_id: 1, senders, per_sender, balance: 1000, fee_min: 1 });
-    let config = PipelineConfig { block_interval_ns: u64::MAX, ..PipelineConfig::default() };
-    let mut pipeline = Pipeline::new(config, Ledger::from_genesis(&base.genesis).unwrap()).unwrap();
-    pipeline.world_mut().resource_mut::<crate::propose::ProposerState>().last_proposal_ns = Some(0);
+    let pipeline = quiet(&base.genesis, PipelineConfig::default());
     (base, pipeline)
 }
 
@@ -487,12 +500,8 @@ fn copies_in_one_tick_are_verified_once() {
 fn variants_the_mempool_would_refuse_cost_no_verification() {
     let key = signing_key(21, 0);
     let sender = key.verifying_key().to_bytes();
-    let config = PipelineConfig { block_interval_ns: u64::MAX, ..PipelineConfig::default() };
-    let mut pipeline = Pipeline::new(config, Ledger::from_genesis(&[(sender, 10)]).unwrap()).unwrap();
-    pipeline.world_mut().resource_mut::<crate::propose::ProposerState>().last_proposal_ns = Some(0);
-    let transfer = |nonce: u64, amount: u64, to: u8| {
-        sign(&key, TxnBody { chain_id: 1, reserved: 0, sender, recipient: [to; 32], amount, fee: 1, nonce })
-    };
+    let mut pipeline = quiet(&[(sender, 10)], PipelineConfig::default());
+    let transfer = |nonce: u64, amount: u64, to: u8| transfer_of(&key, nonce, amount, 1, to);
     // Nonce 1, behind the gap at 0: admitted.
     let gapped = transfer(1, 1, 1);
     assert!(pipeline.submit(gapped));
@@ -560,15 +569,8 @@ fn one_source_gets_one_body_a_sender_and_nonce_verified_a_tick() {
     use tessera_components::Source;
     let key = signing_key(22, 0);
     let sender = key.verifying_key().to_bytes();
-    let config = PipelineConfig { block_interval_ns: u64::MAX, ..PipelineConfig::default() };
-    let mut pipeline = Pipeline::new(config, Ledger::from_genesis(&[(sender, 1000)]).unwrap()).unwrap();
-    pipeline.world_mut().resource_mut::<crate::propose::ProposerState>().last_proposal_ns = Some(0);
-    let transfer = |to: u8| {
-        sign(
-            &key,
-            TxnBody { chain_id: 1, reserved: 0, sender, recipient: [to; 32], amount: 1, fee: 1, nonce: 0 },
-        )
-    };
+    let mut pipeline = quiet(&[(sender, 1000)], PipelineConfig::default());
+    let transfer = |to: u8| transfer_of(&key, 0, 1, 1, to);
     let (one, other) = (Source::Address([9; 16]), Source::Address([7; 16]));
     for to in 1..=50 {
         assert!(pipeline.submit_from(transfer(to), one));
@@ -588,12 +590,7 @@ fn one_source_gets_one_body_a_sender_and_nonce_verified_a_tick() {
     // For nonce 1: the body paying the most goes on, not the first; a body the cheap checks
     // refuse (below the fee floor) takes no turn; an address in the same IPv6 /64 counts as
     // the same source, as bans count it (found in review of the first version).
-    let body = |to: u8, fee: u64| {
-        sign(
-            &key,
-            TxnBody { chain_id: 1, reserved: 0, sender, recipient: [to; 32], amount: 1, fee, nonce: 1 },
-        )
-    };
+    let body = |to: u8, fee: u64| transfer_of(&key, 1, 1, fee, to);
     let mut neighbour = [9; 16];
     neighbour[15] = 1;
     assert!(pipeline.submit_from(body(1, 0), one));
@@ -617,15 +614,11 @@ fn a_run_of_nonces_sent_together_is_admitted_while_the_gapped_room_is_full() {
     let (attacker, honest) = (signing_key(24, 0), signing_key(24, 1));
     let (from, to) = (attacker.verifying_key().to_bytes(), honest.verifying_key().to_bytes());
     // 16 places, so 2 for transactions behind a gap.
-    let config =
-        PipelineConfig { block_interval_ns: u64::MAX, mempool_count_max: 16, ..PipelineConfig::default() };
-    let mut pipeline =
-        Pipeline::new(config, Ledger::from_genesis(&[(from, 100), (to, 100)]).unwrap()).unwrap();
-    pipeline.world_mut().resource_mut::<crate::propose::ProposerState>().last_proposal_ns = Some(0);
-    let transfer = |key: &ed25519_dalek::SigningKey, nonce: u64| {
-        let sender = key.verifying_key().to_bytes();
-        sign(key, TxnBody { chain_id: 1, reserved: 0, sender, recipient: [5; 32], amount: 1, fee: 1, nonce })
-    };
+    let mut pipeline = quiet(
+        &[(from, 100), (to, 100)],
+        PipelineConfig { mempool_count_max: 16, ..PipelineConfig::default() },
+    );
+    let transfer = |key: &ed25519_dalek::SigningKey, nonce: u64| transfer_of(key, nonce, 1, 1, 5);
     for nonce in [1, 2] {
         assert!(pipeline.submit(transfer(&attacker, nonce)));
     }
@@ -656,10 +649,8 @@ fn a_run_of_nonces_sent_together_is_admitted_while_the_gapped_room_is_full() {
 fn gapped_bodies_do_not_close_each_others_gap() {
     let key = signing_key(25, 0);
     let sender = key.verifying_key().to_bytes();
-    let config =
-        PipelineConfig { block_interval_ns: u64::MAX, mempool_count_max: 16, ..PipelineConfig::default() };
-    let mut pipeline = Pipeline::new(config, Ledger::from_genesis(&[(sender, 100)]).unwrap()).unwrap();
-    pipeline.world_mut().resource_mut::<crate::propose::ProposerState>().last_proposal_ns = Some(0);
+    let mut pipeline =
+        quiet(&[(sender, 100)], PipelineConfig { mempool_count_max: 16, ..PipelineConfig::default() });
     let transfer = |nonce: u64, chain_id: u32| {
         sign(&key, TxnBody { chain_id, reserved: 0, sender, recipient: [5; 32], amount: 1, fee: 1, nonce })
     };
@@ -693,12 +684,8 @@ fn gapped_bodies_do_not_close_each_others_gap() {
 fn bodies_on_their_way_owe_the_balance_together() {
     let key = signing_key(26, 0);
     let sender = key.verifying_key().to_bytes();
-    let config = PipelineConfig { block_interval_ns: u64::MAX, ..PipelineConfig::default() };
-    let mut pipeline = Pipeline::new(config, Ledger::from_genesis(&[(sender, 100)]).unwrap()).unwrap();
-    pipeline.world_mut().resource_mut::<crate::propose::ProposerState>().last_proposal_ns = Some(0);
-    let transfer = |nonce: u64, amount: u64, fee: u64| {
-        sign(&key, TxnBody { chain_id: 1, reserved: 0, sender, recipient: [5; 32], amount, fee, nonce })
-    };
+    let mut pipeline = quiet(&[(sender, 100)], PipelineConfig::default());
+    let transfer = |nonce: u64, amount: u64, fee: u64| transfer_of(&key, nonce, amount, fee, 5);
     let anchor = transfer(0, 1, 1);
     assert!(pipeline.submit_from(anchor, tessera_components::Source::Address([3; 16])));
     for nonce in 1..=20 {
@@ -730,15 +717,9 @@ fn a_run_verified_together_is_admitted_whatever_its_order_in_the_table() {
     let (attacker, honest, other) = (signing_key(27, 0), signing_key(27, 1), signing_key(27, 2));
     let genesis: Vec<([u8; 32], u64)> =
         [&attacker, &honest, &other].iter().map(|key| (key.verifying_key().to_bytes(), 100)).collect();
-    let config =
-        PipelineConfig { block_interval_ns: u64::MAX, mempool_count_max: 16, ..PipelineConfig::default() };
-    assert!(config.sigverify_overlap, "the order comes from overlapping verification");
-    let mut pipeline = Pipeline::new(config, Ledger::from_genesis(&genesis).unwrap()).unwrap();
-    pipeline.world_mut().resource_mut::<crate::propose::ProposerState>().last_proposal_ns = Some(0);
-    let transfer = |key: &ed25519_dalek::SigningKey, nonce: u64| {
-        let sender = key.verifying_key().to_bytes();
-        sign(key, TxnBody { chain_id: 1, reserved: 0, sender, recipient: [5; 32], amount: 1, fee: 1, nonce })
-    };
+    assert!(PipelineConfig::default().sigverify_overlap, "the order comes from overlapping verification");
+    let mut pipeline = quiet(&genesis, PipelineConfig { mempool_count_max: 16, ..PipelineConfig::default() });
+    let transfer = |key: &ed25519_dalek::SigningKey, nonce: u64| transfer_of(key, nonce, 1, 1, 5);
     for nonce in [1, 2] {
         assert!(pipeline.submit(transfer(&attacker, nonce)));
     }
@@ -774,13 +755,9 @@ fn a_forged_body_at_a_packed_nonce_owes_nothing() {
     use tessera_components::Source;
     let key = signing_key(28, 0);
     let sender = key.verifying_key().to_bytes();
-    let config = PipelineConfig { block_interval_ns: u64::MAX, ..PipelineConfig::default() };
     let ledger = Ledger::from_genesis(&[(sender, 100)]).unwrap();
-    let mut pipeline = Pipeline::new(config, ledger.clone()).unwrap();
-    pipeline.world_mut().resource_mut::<crate::propose::ProposerState>().last_proposal_ns = Some(0);
-    let transfer = |nonce: u64, amount: u64| {
-        sign(&key, TxnBody { chain_id: 1, reserved: 0, sender, recipient: [5; 32], amount, fee: 1, nonce })
-    };
+    let mut pipeline = quiet(&[(sender, 100)], PipelineConfig::default());
+    let transfer = |nonce: u64, amount: u64| transfer_of(&key, nonce, amount, 1, 5);
     assert!(pipeline.submit(transfer(0, 10)));
     pipeline.tick(1);
     pipeline.tick(2);
