@@ -167,18 +167,23 @@ pub fn filter_txns(
     coming.clear();
     reach.clear();
     if let Some(mempool) = mempool.as_ref() {
-        let passed = rows.iter().map(|(_, refusal)| refusal.is_none());
-        let received = txns.iter().filter(|row| *row.3 == Stage::Received);
-        let verifying = txns.iter().filter(|row| *row.3 == Stage::Verifying).map(|(body, ..)| body);
-        let on_their_way =
-            received.zip(passed).filter(|(_, passed)| *passed).map(|((body, ..), _)| body).chain(verifying);
-        for body in on_their_way {
+        // A received body's account was looked up above; only those still being verified are
+        // looked up here.
+        let received = txns.iter().filter(|row| *row.3 == Stage::Received).map(|(body, ..)| body);
+        let passed = received
+            .zip(rows.iter())
+            .filter(|(_, (_, refusal))| refusal.is_none())
+            .map(|(body, (account, _))| (body, account.map_or(0, |account| account.nonce)));
+        let verifying = txns
+            .iter()
+            .filter(|row| *row.3 == Stage::Verifying)
+            .map(|(body, ..)| (body, ledger.account(&body.sender).map_or(0, |account| account.nonce)));
+        for (body, account_nonce) in passed.chain(verifying) {
             // A nonce the ledger has passed is no longer on its way (a body still being
             // verified for it, after its commit); one pending, or in a block this node packed,
             // is already owed or about to be, whatever a body on its way at it says. Priced at
             // its body's debit, a forged body there got the sender's next transaction refused
             // for funds (found in review).
-            let account_nonce = ledger.account(&body.sender).map_or(0, |account| account.nonce);
             if body.nonce < account_nonce {
                 continue;
             }
@@ -201,16 +206,20 @@ pub fn filter_txns(
                 continue;
             }
             let nonces = coming.get(&body.sender);
-            let reached = *reach.entry(body.sender).or_insert_with(|| {
-                let account_nonce = account.map_or(0, |account| account.nonce);
-                mempool.reach(&body.sender, account_nonce, config.nonce_window, |nonce| {
-                    nonces.is_some_and(|nonces| nonces.contains_key(&nonce))
-                })
-            });
             let owed_below = nonces
                 .and_then(|nonces| nonces.range(..body.nonce).next_back())
                 .map_or(0, |(_, (debit, below))| debit + below);
-            *refusal = mempool.refusal(body, *account, reached >= body.nonce, owed_below);
+            // Refused only for being behind a gap, if at all (the rest was refused above, but
+            // for what the bodies below owe): then whether the gap closes.
+            let Some(strict) = mempool.refusal(body, *account, false, owed_below) else { continue };
+            let gap_closes = mempool.refusal(body, *account, true, owed_below).is_none()
+                && *reach.entry(body.sender).or_insert_with(|| {
+                    let account_nonce = account.map_or(0, |account| account.nonce);
+                    mempool.reach(&body.sender, account_nonce, config.nonce_window, |nonce| {
+                        nonces.is_some_and(|nonces| nonces.contains_key(&nonce))
+                    })
+                }) >= body.nonce;
+            *refusal = (!gap_closes).then_some(strict);
         }
     }
     let mut rows = rows.iter();
