@@ -60,6 +60,14 @@ pub enum Kind {
     /// 2^64. The node must refuse every one for insufficient funds before verifying it, and no
     /// honest transaction may be evicted for them.
     UnfundedFeeSpam,
+    /// Ingress, with `--genesis`: correctly signed transfers from the funded load accounts the
+    /// genesis leaves to the attack (`Genesis::attack_spenders`), each freshly signed: many
+    /// variants (fee, recipient) for each sender's next two nonces, and debits past the
+    /// sender's balance. The node may admit one body per sender and nonce; every other variant
+    /// must be refused before its signature is verified, so the node's verifications keep pace
+    /// with its admissions (`tessera_pipeline_verified_total` against
+    /// `tessera_pipeline_admitted_total`).
+    NonceVariantSpam,
     /// Peer: a full node's valid handshake, then random bytes.
     GarbageAfterHandshake,
     /// Peer: as many full nodes' handshakes as `--max-connections` allows, each then silent
@@ -128,7 +136,7 @@ pub enum Port {
 
 impl Kind {
     /// Every kind, in report order.
-    pub const ALL: [Kind; 25] = [
+    pub const ALL: [Kind; 26] = [
         Kind::MalformedFrames,
         Kind::TruncatedFrames,
         Kind::OversizedFrames,
@@ -139,6 +147,7 @@ impl Kind {
         Kind::SlowReader,
         Kind::BadSignatureSpam,
         Kind::UnfundedFeeSpam,
+        Kind::NonceVariantSpam,
         Kind::GarbageAfterHandshake,
         Kind::FollowerFlood,
         Kind::SyncAmplification,
@@ -169,6 +178,7 @@ impl Kind {
             Kind::SlowReader => "slow-reader",
             Kind::BadSignatureSpam => "bad-signature-spam",
             Kind::UnfundedFeeSpam => "unfunded-fee-spam",
+            Kind::NonceVariantSpam => "nonce-variant-spam",
             Kind::GarbageAfterHandshake => "garbage-after-handshake",
             Kind::FollowerFlood => "follower-flood",
             Kind::SyncAmplification => "sync-amplification",
@@ -194,7 +204,7 @@ impl Kind {
                 &[Port::Peer, Port::Ingress]
             }
             Kind::ConnectionFlood | Kind::SlowLoris => &[Port::Peer, Port::Ingress, Port::Rpc],
-            Kind::BadSignatureSpam | Kind::UnfundedFeeSpam => &[Port::Ingress],
+            Kind::BadSignatureSpam | Kind::UnfundedFeeSpam | Kind::NonceVariantSpam => &[Port::Ingress],
             Kind::RpcMalformed | Kind::RpcOversized | Kind::WsSubscribers => &[Port::Rpc],
             _ => &[Port::Peer],
         }
@@ -241,6 +251,9 @@ pub struct Target {
     pub reflect: Option<(SocketAddr, u32)>,
     /// Funded account addresses (from the public genesis), for bad-signature spam.
     pub funded: Vec<[u8; 32]>,
+    /// Funded keys no honest client signs for, with their genesis balance (from the public
+    /// genesis's load seed: `Genesis::attack_spenders`), for nonce-variant spam.
+    pub spenders: Vec<(SigningKey, u64)>,
 }
 
 impl Target {
@@ -257,7 +270,11 @@ impl Target {
     pub fn applies(&self, kind: Kind) -> bool {
         let ports = kind.ports().iter().any(|port| self.address(*port).is_some());
         let reflect = kind != Kind::HandshakeReflection || self.reflect.is_some();
-        ports && reflect && (!kind.needs_key() || (self.validator.is_some() && self.rpc.is_some()))
+        let spenders = kind != Kind::NonceVariantSpam || !self.spenders.is_empty();
+        ports
+            && reflect
+            && spenders
+            && (!kind.needs_key() || (self.validator.is_some() && self.rpc.is_some()))
     }
 }
 

@@ -927,6 +927,68 @@ fn unfunded_fee_spam(target: &Target, limits: &Limits, deadline: Instant, tally:
     });
 }
 
+/// Most nonce-variant spam a second: each variant is signed as it is sent (a variant sent
+/// again could be answered from a verdict cache, which would hide what a fresh one costs), so
+/// the attacker's own core bounds it.
+pub const NONCE_VARIANTS_PER_S_MAX: u32 = 4_000;
+
+/// Freshly signed transfers from funded keys that honest load leaves alone
+/// (`Target::spenders`), round-robin over them: per sender, variants (recipient random, fee 1,
+/// so none may replace another: a replacement must pay an eighth more) for its next nonce and
+/// the one after, and one in four debiting its whole balance plus a fee. The senders' nonces and balances are read over `--rpc` every 250 ms, so the
+/// variants follow the ledger: each nonce admits one of them and commits it, and the rest are
+/// what the node must refuse unverified.
+fn nonce_variant_spam(target: &Target, limits: &Limits, deadline: Instant, tally: &mut Tally) {
+    const REFRESH: Duration = Duration::from_millis(250);
+    if target.ingress.is_none() || target.spenders.is_empty() {
+        return;
+    }
+    let read = |key: &SigningKey| -> Option<(u64, u64)> {
+        let call = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tessera_getAccount","params":["{}"]}}"#,
+            hex::encode(key.verifying_key().to_bytes())
+        );
+        let account = super::http::call(target.rpc?, &call)?;
+        Some((account["nonce"].as_u64()?, account["balance"].as_u64()?))
+    };
+    let mut accounts: Vec<(u64, u64)> =
+        target.spenders.iter().map(|(key, balance)| read(key).unwrap_or((0, *balance))).collect();
+    let mut read_at = Instant::now();
+    let limits = Limits { rate: limits.rate.min(NONCE_VARIANTS_PER_S_MAX), ..*limits };
+    let mut rng = Rng::new(limits.seed ^ 0x6e6f_6e63_6573);
+    let mut sent = 0_u64;
+    spam_ingress(target, &limits, deadline, tally, || {
+        if target.rpc.is_some() && read_at.elapsed() >= REFRESH {
+            for ((key, _), account) in target.spenders.iter().zip(&mut accounts) {
+                *account = read(key).unwrap_or(*account);
+            }
+            read_at = Instant::now();
+        }
+        let which = (sent % accounts.len() as u64) as usize;
+        let round = sent / accounts.len() as u64;
+        sent += 1;
+        let (key, _) = &target.spenders[which];
+        let (next, balance) = accounts[which];
+        let (nonce, amount) = match round % 4 {
+            0 | 1 => (next, 1),
+            2 => (next.saturating_add(1), 1),
+            _ => (next, balance.max(1)),
+        };
+        let mut recipient = [0; 32];
+        rng.fill(&mut recipient);
+        let body = TxnBody {
+            chain_id: target.chain_id,
+            reserved: 0,
+            sender: key.verifying_key().to_bytes(),
+            recipient,
+            amount,
+            fee: 1,
+            nonce,
+        };
+        sign(key, body)
+    });
+}
+
 /// Runs a framed-port kind until `deadline`.
 pub fn run(kind: Kind, target: &Target, limits: &Limits, deadline: Instant) -> Tally {
     let mut tally = Tally::default();
@@ -944,6 +1006,7 @@ pub fn run(kind: Kind, target: &Target, limits: &Limits, deadline: Instant) -> T
         Kind::SyncAmplification => sync_amplification(target, limits, deadline, &mut tally),
         Kind::BadSignatureSpam => bad_signature_spam(target, limits, deadline, &mut tally),
         Kind::UnfundedFeeSpam => unfunded_fee_spam(target, limits, deadline, &mut tally),
+        Kind::NonceVariantSpam => nonce_variant_spam(target, limits, deadline, &mut tally),
         _ => {}
     }
     tally

@@ -69,7 +69,8 @@ pub struct AttackArgs {
     #[arg(long, value_name = "INDEX")]
     pub reflect_index: Option<u32>,
     /// The chain's genesis file: its funded accounts become bad-signature spam's senders, so
-    /// the spam passes the cheap checks and reaches signature verification.
+    /// the spam passes the cheap checks and reaches signature verification, and its last load
+    /// accounts (which honest load leaves alone) nonce-variant spam's.
     #[arg(long, value_name = "FILE")]
     pub genesis: Option<PathBuf>,
     /// Make every attack connection from this local address (for example 127.0.0.3), so the
@@ -110,6 +111,11 @@ Kinds (each runs against the ports given that it can use):
   unfunded-fee-spam       ingress: --rate correctly signed transfers a second from keys that own
                           nothing, fees near 2^64; all must be refused for insufficient funds
                           before verification, and none may evict an honest transaction
+  nonce-variant-spam      ingress, with --genesis: freshly signed transfers (at most 4,000 a
+                          second) from the genesis's last 16 load accounts, which honest load
+                          leaves alone: many variants for each sender's next two nonces, and
+                          debits past its balance; the node may admit one per sender and nonce
+                          and must refuse the rest before verifying them
   garbage-after-handshake peer: a full node's valid handshake, then random bytes
   follower-flood          peer: up to --max-connections full nodes' handshakes, each then silent
                           and held; the node must close them past its follower cap and when idle
@@ -174,6 +180,7 @@ pub fn run(args: &AttackArgs) -> Result<(), Box<dyn std::error::Error>> {
         (Some(path), Some(index)) => Some((index, crate::node::load_key(path).map_err(crate::InputError)?)),
         _ => None,
     };
+    let genesis = args.genesis.as_deref().map(crate::node::genesis::Genesis::load).transpose()?;
     let target = Target {
         peer,
         ingress,
@@ -190,15 +197,27 @@ pub fn run(args: &AttackArgs) -> Result<(), Box<dyn std::error::Error>> {
             )),
             None => None,
         },
-        funded: match &args.genesis {
-            Some(path) => crate::node::genesis::Genesis::load(path)?
-                .balances()
-                .into_iter()
-                .filter(|(_, balance)| *balance > 0)
-                .map(|(address, _)| address)
-                .collect(),
-            None => Vec::new(),
-        },
+        funded: genesis
+            .as_ref()
+            .map(|genesis| {
+                genesis
+                    .balances()
+                    .into_iter()
+                    .filter(|(_, balance)| *balance > 0)
+                    .map(|(address, _)| address)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        spenders: genesis
+            .as_ref()
+            .map(|genesis| {
+                let seed = genesis.load_seed.unwrap_or(0);
+                genesis
+                    .attack_spenders()
+                    .map(|index| (tessera_systems::workload::signing_key(seed, index), genesis.load_balance))
+                    .collect()
+            })
+            .unwrap_or_default(),
     };
     let kinds: Vec<Kind> = if args.kind.is_empty() { Kind::ALL.to_vec() } else { args.kind.clone() };
     let skipped: Vec<&str> =

@@ -307,13 +307,16 @@ pub fn run(args: &DevnetArgs) -> Result<(), Box<dyn std::error::Error>> {
     let signing = ((max_rate * args.duration as f64) / 512.0).ceil().max(1024.0) as u64;
     let total_accounts = args.accounts.unwrap_or(signing).max(signing);
     let accounts = Accounts { chain_id: 1, load_seed: 1, count: signing, filler: total_accounts - signing };
+    // The load signs for the first `signing` load accounts; the genesis derives a few more,
+    // which `tessera attack --kind nonce-variant-spam` spends (`Genesis::attack_spenders`).
+    let spenders = crate::node::genesis::ATTACK_SPENDERS;
     let genesis = GenesisArgs {
         full_nodes: 0,
         validators: args.validators,
         out: dir.clone(),
         chain_id: 1,
-        accounts: total_accounts,
-        signing_accounts: signing,
+        accounts: total_accounts + spenders,
+        signing_accounts: signing + spenders,
         load_seed: 1,
         balance: None,
         base_port,

@@ -60,7 +60,8 @@ pub fn run(args: &LoadgenArgs) -> Result<(), Box<dyn std::error::Error>> {
     };
     let total = (args.rate * args.duration as f64) as usize;
     // Round-robin: no more senders than transfers (each costs a nonce lookup below).
-    let count = genesis.signing_accounts().min(total.max(1) as u64);
+    // The genesis's last few load accounts are left to `tessera attack` (`attack_spenders`).
+    let count = genesis.load_signers().min(total.max(1) as u64);
     if count == 0 {
         return Err(InputError("the genesis funds no load accounts".into()).into());
     }

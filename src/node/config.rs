@@ -53,6 +53,14 @@ pub struct NetworkSection {
     /// and, separately, on the ingress port. Loopback is exempt (a devnet shares it).
     #[serde(default = "connections_per_address_max")]
     pub connections_per_address_max: usize,
+    /// Whether loopback addresses are trusted as a validator's own address is: never charged
+    /// or banned for what they send, on the peer and ingress ports, and not counted as a
+    /// source of their own by the prefilter (whose one verification per source, sender and
+    /// nonce at a time they escape). On by default, since a devnet's nodes and clients share
+    /// loopback. Turn it off where untrusted clients reach the node through a proxy on its
+    /// own host, or to attack a node from its own host as a stranger would.
+    #[serde(default = "yes")]
+    pub trust_loopback: bool,
 }
 
 /// `[ingress]`: the binary transaction port.
@@ -233,6 +241,9 @@ pub struct NodeConfig {
 
 fn one() -> usize {
     1
+}
+fn yes() -> bool {
+    true
 }
 fn outbound_queue() -> usize {
     4096
@@ -592,6 +603,7 @@ impl NodeConfig {
                 follower_idle_timeout_secs: follower_idle_timeout(),
                 follower_sync_bytes_per_sec: follower_sync_bytes_per_sec(),
                 connections_per_address_max: connections_per_address_max(),
+                trust_loopback: true,
             },
             ingress: IngressSection {
                 listen: ingress,

@@ -60,6 +60,10 @@ pub struct Genesis {
 
 /// Most `load_accounts` a genesis may derive (about ten seconds of key derivation on two cores).
 pub const LOAD_ACCOUNTS_MAX: u64 = 1 << 20;
+
+/// Load accounts kept from honest load for the attack tool's funded senders
+/// ([`Genesis::attack_spenders`]).
+pub const ATTACK_SPENDERS: u64 = 16;
 /// Most `filler_accounts` a genesis may derive.
 pub const FILLER_ACCOUNTS_MAX: u64 = 100_000_000;
 
@@ -229,6 +233,25 @@ impl Genesis {
     /// that lists them instead (as earlier versions wrote), the listed ones.
     pub fn signing_accounts(&self) -> u64 {
         if self.load_accounts > 0 { self.load_accounts } else { self.accounts.len() as u64 }
+    }
+
+    /// The load accounts left out of honest load (`tessera loadgen`, a devnet's own load) for
+    /// `tessera attack --kind nonce-variant-spam`, which needs funded keys whose nonces no honest
+    /// client races for: the last [`ATTACK_SPENDERS`] derived load accounts, or none when the
+    /// genesis derives no more than twice that many.
+    pub fn attack_spenders(&self) -> std::ops::Range<u64> {
+        if self.load_seed.is_some() && self.load_accounts > 2 * ATTACK_SPENDERS {
+            self.load_accounts - ATTACK_SPENDERS..self.load_accounts
+        } else {
+            0..0
+        }
+    }
+
+    /// How many load accounts honest load signs for: [`Genesis::signing_accounts`] without
+    /// [`Genesis::attack_spenders`].
+    pub fn load_signers(&self) -> u64 {
+        let spenders = self.attack_spenders();
+        self.signing_accounts() - (spenders.end - spenders.start)
     }
 
     /// Validator public keys in index order (checked by `load`).

@@ -543,7 +543,7 @@ impl Node {
             connections_per_address_max: config.network.connections_per_address_max,
             ingress_connections_max: config.ingress.connections_max,
             ingress_idle_timeout: Duration::from_secs(config.ingress.idle_timeout_secs),
-            trust_loopback: true,
+            trust_loopback: config.network.trust_loopback,
         })?;
         let metrics = Arc::new(Metrics::new(net.counters.clone()));
         let http_limits = |connections_max, connections_per_address_max, idle_timeout_secs| {

@@ -604,6 +604,35 @@ fn one_source_gets_one_body_a_sender_and_nonce_verified_a_tick() {
     assert_eq!(pipeline.reject_counters().get(RejectReason::NonceTaken), 50 + 2);
 }
 
+/// A source's body for a sender and nonce that arrives while the same source's earlier body for
+/// them is still being verified (verification overlaps the next tick) is refused before
+/// verification, as a second body in one tick is. Before, a source sending a fresh variant each
+/// tick had two or more verified for every nonce the pool took one of (found in review). Another
+/// source's body is still its own.
+#[test]
+fn a_source_gets_no_second_verification_for_a_nonce_it_has_on_its_way() {
+    use tessera_components::Source;
+    let key = signing_key(23, 0);
+    let sender = key.verifying_key().to_bytes();
+    let mut pipeline = quiet(&[(sender, 1000)], PipelineConfig::default());
+    assert!(
+        pipeline.world().resource::<PipelineConfig>().sigverify_overlap,
+        "the node's default: verification overlaps a tick"
+    );
+    let (one, other) = (Source::Address([9; 16]), Source::Address([7; 16]));
+    assert!(pipeline.submit_from(transfer_of(&key, 0, 1, 1, 1), one));
+    pipeline.tick(1);
+    // The first body is on its way; the same source's next body for the nonce pays more.
+    assert!(pipeline.submit_from(transfer_of(&key, 0, 1, 5, 2), one));
+    assert!(pipeline.submit_from(transfer_of(&key, 0, 1, 1, 3), other));
+    pipeline.tick(2);
+    pipeline.tick(3);
+    pipeline.tick(4);
+    assert_eq!(pipeline.counters().verified, 2, "the first body and the other source's");
+    assert!(pipeline.is_pending(&transfer_of(&key, 0, 1, 1, 1).id()));
+    assert_eq!(pipeline.reject_counters().get(RejectReason::NonceTaken), 2);
+}
+
 /// A sender's run of nonces sent together is admitted whole while the pool's room for gapped
 /// transactions is full: the next nonce is behind a gap only until the one before it is
 /// admitted, in the same tick. The first version of the refusal before verification judged it

@@ -108,13 +108,21 @@ pub fn filter_txns(
     columns.clear();
     rows.clear();
     named.clear();
-    for (body, _, _, stage) in &txns {
+    for (body, id, from, stage) in &txns {
         if *stage == Stage::Received {
             // One account lookup serves the kernel's nonce column, the funds check and the
             // mempool's.
             let sender = ledger.account(&body.sender).copied();
             columns.push(row(body, sender.map_or(0, |account| account.nonce)));
             rows.push((sender, (!payable(body, sender.as_ref())).then_some(RejectReason::InsufficientFunds)));
+        } else if let (Stage::Verifying, Some(from)) = (*stage, from) {
+            // A source's body still being verified holds its sender and nonce against the same
+            // source's later bodies, as the first choice in a tick does (below). Without it, a
+            // source sending a fresh variant each tick had every one verified until the first
+            // reached the pool: about two for each nonce the pool took one of, with
+            // verification overlapping a tick (found in review). A forged body holds only its own
+            // source's later bodies, for a tick or two.
+            named.insert((grouped(from.0), body.sender, body.nonce), (u64::MAX, *id));
         }
     }
     codes.clear();
@@ -137,8 +145,11 @@ pub fn filter_txns(
         }
         // Of the bodies that pass so far that one source sends in a tick for one sender and
         // nonce, the one paying the most (the first of those) goes on to verification, with
-        // copies of it (refused later as duplicates); the mempool takes one at most. Before, a
-        // source sending thousands of bodies for a fresh nonce in one tick had each verified.
+        // copies of it (refused later as duplicates), unless the source has one on its way
+        // already; the mempool takes one at most. Before, a source sending thousands of bodies
+        // for a fresh nonce in one tick had each verified. Submissions without a source
+        // (trusted addresses, the simulator's clients) are left out: as one source, a forged
+        // body from any of them could have an honest one's transfer refused.
         if let (None, Some(from), false) = (refusal, from, pending) {
             let best = named.entry((grouped(from.0), body.sender, body.nonce)).or_insert((body.fee, *id));
             if body.fee > best.0 {
