@@ -1229,3 +1229,56 @@ fn nonce_variant_spam_costs_verifications_only_for_what_is_admitted() {
     assert!(verified <= admitted * 1.25 + 50.0, "{verified} verified for {admitted} admitted: {report}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `tessera node` refuses a data directory whose tip no quorum signed: a block appended to a
+/// copy of the directory with a made-up certificate passes every check of the store's own, and
+/// the node used to start at it and serve it. The check is called at start
+/// (`node::check_tip_signed`, whose own test covers its cases); this shows it is.
+#[test]
+fn a_node_refuses_to_start_at_a_tip_no_quorum_signed() {
+    use tessera::storage::{Store, StoreConfig, drill};
+    let dir = std::env::temp_dir().join(format!("tessera-node-{}-forged-tip", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let base = free_base(19_500);
+    let out = Command::new(BIN)
+        .args(["genesis", "--validators", "1", "--accounts", "64"])
+        .args(["--base-port", &base.to_string(), "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let genesis = tessera::node::genesis::Genesis::load(&dir.join("genesis.toml")).unwrap();
+    {
+        let (mut store, mut ledger, _) =
+            Store::open(&dir.join("data-0"), &genesis.balances(), StoreConfig::default()).unwrap();
+        // An empty block 1 on the genesis, with a commit certificate of the right shape for a
+        // set of one (the validator's index) and a made-up signature.
+        let (block, mut certificate) = drill::next_block(&mut ledger, store.tip_hash(), 1, 1, 0);
+        certificate.signers.truncate(1);
+        certificate.signatures.truncate(1);
+        store.commit(&block, &certificate, &ledger).unwrap();
+    }
+    let mut node = start_node(&dir, 0);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = node.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = node.kill();
+            let _ = node.wait();
+            panic!(
+                "the node ran at a forged tip:\n{}",
+                std::fs::read_to_string(dir.join("node-0.log")).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let log = std::fs::read_to_string(dir.join("node-0.log")).unwrap_or_default();
+    assert!(!status.success(), "{log}");
+    assert!(
+        log.contains("does not verify") && log.contains("was not written by a node of this chain"),
+        "{log}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
