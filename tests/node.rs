@@ -1121,24 +1121,48 @@ fn devnet_under_attack_stays_up_agrees_and_keeps_latency() {
     assert!(unadmitted < 1000.0, "{unadmitted} verified transactions not admitted: {attacked}");
 }
 
+/// A one-validator chain of `accounts` in a fresh temporary directory named for `name`, its
+/// ports from a free base at or after `start` (below the ephemeral range, 32768 and up here, as
+/// the clusters' ports are: a port found free there was taken by another test's outgoing
+/// connection before a restart bound it). Returns the directory and the base port.
+fn one_validator_chain(name: &str, start: u16, accounts: u64) -> (PathBuf, u16) {
+    let dir = std::env::temp_dir().join(format!("tessera-node-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let base = free_base(start);
+    let out = Command::new(BIN)
+        .args(["genesis", "--validators", "1", "--accounts", &accounts.to_string()])
+        .args(["--base-port", &base.to_string(), "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (dir, base)
+}
+
+/// `node`'s exit status, once it exits within `timeout`; past it, the node is killed and the
+/// test fails with `log()`.
+fn exit_within(node: &mut Child, timeout: Duration, log: impl Fn() -> String) -> std::process::ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = node.try_wait().unwrap() {
+            return status;
+        }
+        if started.elapsed() > timeout {
+            let _ = node.kill();
+            let _ = node.wait();
+            panic!("still running after {timeout:?}:\n{}", log());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A node told to stop (SIGTERM) while it opens a large data directory stops at once, as a
 /// crash would stop it, and leaves nothing a restart cannot use: it used to finish building its
 /// ledger first (seconds at millions of accounts, deaf to the signal), then exit 0.
 #[test]
 fn sigterm_while_a_node_starts_stops_it_at_once() {
     use std::os::unix::process::ExitStatusExt;
-    let dir = std::env::temp_dir().join(format!("tessera-node-{}-sigterm-starting", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    // Below the ephemeral range (32768 and up here), as the clusters' ports are: a port found
-    // free there was taken by another test's outgoing connection before the restart bound it.
-    let base = free_base(19_000);
-    let out = Command::new(BIN)
-        .args(["genesis", "--validators", "1", "--accounts", "2000000"])
-        .args(["--base-port", &base.to_string(), "--out"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (dir, base) = one_validator_chain("sigterm-starting", 19_000, 2_000_000);
     let mut node = start_node(&dir, 0);
     let log = || std::fs::read_to_string(dir.join("node-0.log")).unwrap_or_default();
     wait_until("the node to open its data directory", Duration::from_secs(30), || {
@@ -1147,13 +1171,7 @@ fn sigterm_while_a_node_starts_stops_it_at_once() {
     let killed = Command::new("kill").args(["-TERM", &node.id().to_string()]).status().unwrap();
     assert!(killed.success());
     let sent = Instant::now();
-    let status = loop {
-        if let Some(status) = node.try_wait().unwrap() {
-            break status;
-        }
-        assert!(sent.elapsed() < Duration::from_secs(20), "still running:\n{}", log());
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = exit_within(&mut node, Duration::from_secs(20), log);
     assert_eq!(
         status.signal(),
         Some(libc::SIGTERM),
@@ -1180,16 +1198,7 @@ fn sigterm_while_a_node_starts_stops_it_at_once() {
 /// verified 3,648 for 608 admitted.
 #[test]
 fn nonce_variant_spam_costs_verifications_only_for_what_is_admitted() {
-    let dir = std::env::temp_dir().join(format!("tessera-node-{}-nonce-variants", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let base = free_base(19_400);
-    let out = Command::new(BIN)
-        .args(["genesis", "--validators", "1", "--accounts", "1024"])
-        .args(["--base-port", &base.to_string(), "--out"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (dir, base) = one_validator_chain("nonce-variants", 19_400, 1024);
     let config = dir.join("node-0.toml");
     let text = std::fs::read_to_string(&config).unwrap();
     assert!(text.contains("trust_loopback = true"), "{text}");
@@ -1237,16 +1246,7 @@ fn nonce_variant_spam_costs_verifications_only_for_what_is_admitted() {
 #[test]
 fn a_node_refuses_to_start_at_a_tip_no_quorum_signed() {
     use tessera::storage::{Store, StoreConfig, drill};
-    let dir = std::env::temp_dir().join(format!("tessera-node-{}-forged-tip", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let base = free_base(19_500);
-    let out = Command::new(BIN)
-        .args(["genesis", "--validators", "1", "--accounts", "64"])
-        .args(["--base-port", &base.to_string(), "--out"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (dir, _) = one_validator_chain("forged-tip", 19_500, 64);
     let genesis = tessera::node::genesis::Genesis::load(&dir.join("genesis.toml")).unwrap();
     {
         let (mut store, mut ledger, _) =
@@ -1259,22 +1259,10 @@ fn a_node_refuses_to_start_at_a_tip_no_quorum_signed() {
         store.commit(&block, &certificate, &ledger).unwrap();
     }
     let mut node = start_node(&dir, 0);
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = node.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            let _ = node.kill();
-            let _ = node.wait();
-            panic!(
-                "the node ran at a forged tip:\n{}",
-                std::fs::read_to_string(dir.join("node-0.log")).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let log = std::fs::read_to_string(dir.join("node-0.log")).unwrap_or_default();
+    // A node that starts at the forged tip runs on: the wait fails.
+    let log = || std::fs::read_to_string(dir.join("node-0.log")).unwrap_or_default();
+    let status = exit_within(&mut node, Duration::from_secs(30), log);
+    let log = log();
     assert!(!status.success(), "{log}");
     assert!(
         log.contains("does not verify") && log.contains("was not written by a node of this chain"),

@@ -311,6 +311,14 @@ fn quiet(genesis: &[([u8; 32], u64)], config: PipelineConfig) -> Pipeline {
     pipeline
 }
 
+/// `signing_key(seed, 0)`, funded with `balance` and alone in the genesis of a [`quiet`]
+/// pipeline with the default config.
+fn one_sender(seed: u64, balance: u64) -> (ed25519_dalek::SigningKey, Pipeline) {
+    let key = signing_key(seed, 0);
+    let pipeline = quiet(&[(key.verifying_key().to_bytes(), balance)], PipelineConfig::default());
+    (key, pipeline)
+}
+
 /// `key`'s transfer of `amount` at `fee` and `nonce` to the address `[to; 32]`, on chain 1.
 fn transfer_of(key: &ed25519_dalek::SigningKey, nonce: u64, amount: u64, fee: u64, to: u8) -> Txn {
     let sender = key.verifying_key().to_bytes();
@@ -498,9 +506,7 @@ fn copies_in_one_tick_are_verified_once() {
 /// review).
 #[test]
 fn variants_the_mempool_would_refuse_cost_no_verification() {
-    let key = signing_key(21, 0);
-    let sender = key.verifying_key().to_bytes();
-    let mut pipeline = quiet(&[(sender, 10)], PipelineConfig::default());
+    let (key, mut pipeline) = one_sender(21, 10);
     let transfer = |nonce: u64, amount: u64, to: u8| transfer_of(&key, nonce, amount, 1, to);
     // Nonce 1, behind the gap at 0: admitted.
     let gapped = transfer(1, 1, 1);
@@ -567,9 +573,7 @@ fn a_pipeline_through_dedup_ticks_without_a_mempool() {
 #[test]
 fn one_source_gets_one_body_a_sender_and_nonce_verified_a_tick() {
     use tessera_components::Source;
-    let key = signing_key(22, 0);
-    let sender = key.verifying_key().to_bytes();
-    let mut pipeline = quiet(&[(sender, 1000)], PipelineConfig::default());
+    let (key, mut pipeline) = one_sender(22, 1000);
     let transfer = |to: u8| transfer_of(&key, 0, 1, 1, to);
     let (one, other) = (Source::Address([9; 16]), Source::Address([7; 16]));
     for to in 1..=50 {
@@ -612,9 +616,7 @@ fn one_source_gets_one_body_a_sender_and_nonce_verified_a_tick() {
 #[test]
 fn a_source_gets_no_second_verification_for_a_nonce_it_has_on_its_way() {
     use tessera_components::Source;
-    let key = signing_key(23, 0);
-    let sender = key.verifying_key().to_bytes();
-    let mut pipeline = quiet(&[(sender, 1000)], PipelineConfig::default());
+    let (key, mut pipeline) = one_sender(23, 1000);
     assert!(
         pipeline.world().resource::<PipelineConfig>().sigverify_overlap,
         "the node's default: verification overlaps a tick"
@@ -711,9 +713,7 @@ fn gapped_bodies_do_not_close_each_others_gap() {
 /// review).
 #[test]
 fn bodies_on_their_way_owe_the_balance_together() {
-    let key = signing_key(26, 0);
-    let sender = key.verifying_key().to_bytes();
-    let mut pipeline = quiet(&[(sender, 100)], PipelineConfig::default());
+    let (key, mut pipeline) = one_sender(26, 100);
     let transfer = |nonce: u64, amount: u64, fee: u64| transfer_of(&key, nonce, amount, fee, 5);
     let anchor = transfer(0, 1, 1);
     assert!(pipeline.submit_from(anchor, tessera_components::Source::Address([3; 16])));
