@@ -2,6 +2,7 @@
 //! directly.
 
 pub mod keyed_hash8;
+pub mod prefetch;
 pub mod prefilter;
 pub mod sigverify;
 pub mod verify_cache;

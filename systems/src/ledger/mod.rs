@@ -23,6 +23,7 @@ use tessera_components::{Account, Hash, RejectReason, TxnBody};
 use self::index::AddressIndex;
 use self::paged::Sharing;
 use self::tree::{Changes, StateTree};
+use crate::kernels::prefetch::prefetch;
 
 /// All account state. Written only by execute (and at genesis); read by prefilter and mempool
 /// for nonces, with the lag of one tick (they see the state as of the last executed block).
@@ -65,6 +66,10 @@ type Found = Option<(u32, Account)>;
 /// A block's addresses are looked up on every core from this many transfers on; below, the
 /// handoff costs more than it saves.
 const PARALLEL_LOOKUPS_MIN: usize = 1024;
+
+/// Lookups [`Ledger::found_many`] hints to the cache together: enough misses to fill a core's
+/// line-fill buffers, few enough that the lines hinted first are still cached when read.
+const LOOKUP_GROUP: usize = 16;
 
 /// Slots run below this, so [`NO_SLOT`] is never an account's: the ledger holds at most
 /// 2^32 − 1 accounts. Tests lower it, to reach the limit without billions of accounts.
@@ -387,6 +392,31 @@ impl Ledger {
         Some((slot, self.accounts[slot as usize]))
     }
 
+    /// [`Ledger::found`] for each of `addresses`, [`LOOKUP_GROUP`] at a time: a lookup is three
+    /// dependent reads (the index's entry, the address it names, the account), each a cache
+    /// miss at ten million accounts, so a group's entries are hinted to the cache first, then
+    /// the addresses and accounts they name, then the lookups run over cached lines. One lookup
+    /// at a time, a core overlapped only the few its reorder window reached.
+    fn found_many(&self, addresses: &[&[u8; 32]]) -> Vec<Found> {
+        let mut found = Vec::with_capacity(addresses.len());
+        let mut homes = [0usize; LOOKUP_GROUP];
+        for group in addresses.chunks(LOOKUP_GROUP) {
+            for (home, key) in homes.iter_mut().zip(group) {
+                *home = self.index.hint_home(key);
+            }
+            for home in &homes[..group.len()] {
+                if let Some(slot) = self.index.hint_candidate(*home, &self.keys) {
+                    prefetch(&self.accounts[slot as usize]);
+                }
+            }
+            found.extend(group.iter().zip(homes).map(|(key, home)| {
+                let slot = self.index.slot_from(home, key, &self.keys)?;
+                Some((slot, self.accounts[slot as usize]))
+            }));
+        }
+        found
+    }
+
     /// The accounts a stored delta names, as [`DeltaRow`]s by slot: those of `keys` that have
     /// an account (an address a block named but that has none, like an unknown sender's, is
     /// left out). What a state-log record stores for the blocks that touched `keys`.
@@ -501,15 +531,23 @@ impl Ledger {
         // they are many: the lookups wait on nothing but their address, so a core overlaps their
         // cache misses (at ten million accounts nearly every one misses the index, the address
         // and the account), where the transfers, applied in order, waited for each alone.
-        let look_up = |body: &&TxnBody| [self.found(&body.sender), self.found(&body.recipient)];
-        let found: Vec<[Found; 2]> = if bodies.len() >= PARALLEL_LOOKUPS_MIN {
-            bodies.par_iter().with_min_len(PARALLEL_LOOKUPS_MIN / 4).map(look_up).collect()
+        // And a group of lookups overlaps its misses further ([`Ledger::found_many`]).
+        let addresses: Vec<&[u8; 32]> =
+            bodies.iter().flat_map(|body| [&body.sender, &body.recipient]).collect();
+        let found: Vec<Found> = if bodies.len() >= PARALLEL_LOOKUPS_MIN {
+            addresses
+                .par_chunks(PARALLEL_LOOKUPS_MIN / 2)
+                .flat_map_iter(|chunk| self.found_many(chunk))
+                .collect()
         } else {
-            bodies.iter().map(look_up).collect()
+            self.found_many(&addresses)
         };
         let mut overlay = Overlay::new(self);
-        let results =
-            bodies.iter().zip(found).map(|(body, found)| overlay.apply_found(body, found)).collect();
+        let results = bodies
+            .iter()
+            .zip(found.chunks_exact(2))
+            .map(|(body, pair)| overlay.apply_found(body, [pair[0], pair[1]]))
+            .collect();
         (results, overlay.into_delta())
     }
 
@@ -668,8 +706,22 @@ impl LedgerDelta {
             slots.dedup();
             // The ledger's changed leaves, then the created ones: in slot order, since every
             // created slot is past the ledger's. Their inputs are gathered, then hashed
-            // ([`tree::hash_each`]).
-            let hashes = tree::hash_each(state::leaf_key(), slots.len() + self.created.len(), |k| {
+            // ([`tree::hash_each_ahead`]). A leaf reads its address and its successor's slot,
+            // hinted `AHEAD` leaves early, and its successor's address, hinted half as early
+            // (its slot is cached by then).
+            let ahead = |k: usize| {
+                if let Some(slot) = slots.get(k) {
+                    prefetch(&base.keys[*slot as usize]);
+                    prefetch(&base.next[*slot as usize]);
+                }
+                if let Some(slot) = k.checked_sub(tree::AHEAD / 2).and_then(|k| slots.get(k))
+                    && let Some(successor) = base.keys.get(base.next[*slot as usize] as usize)
+                {
+                    prefetch(successor);
+                }
+            };
+            let leaves_len = slots.len() + self.created.len();
+            let hashes = tree::hash_each_ahead(state::leaf_key(), leaves_len, ahead, |k| {
                 if let Some(slot) = slots.get(k) {
                     let key = &base.keys[*slot as usize];
                     let account = self.changed.get(slot).unwrap_or(&base.accounts[*slot as usize]);
@@ -952,6 +1004,31 @@ mod tests {
             assert_eq!(after.account(key), Some(account), "{}", Hash(*key));
         }
         SLOT_LIMIT.with(|limit| limit.set(NO_SLOT));
+    }
+
+    /// Lookups a group at a time, their reads hinted ahead, find what one lookup at a time
+    /// finds: for addresses in the index's base, among the accounts created since, and with
+    /// no account, in counts that end a group part way.
+    #[test]
+    fn grouped_lookups_find_what_single_lookups_find() {
+        let genesis: Vec<([u8; 32], u64)> = (1..=40u8).map(|i| ([i; 32], 1_000)).collect();
+        let mut ledger = Ledger::from_genesis(&genesis).unwrap();
+        // Accounts created after genesis sit in the index's overlay, not its base.
+        for (nonce, recipient) in (100..110u8).enumerate() {
+            assert_eq!(ledger.apply(&transfer(1, recipient, 5, 1, nonce as u64)), Ok(()));
+        }
+        assert_eq!(ledger.len(), 50);
+        let keys: Vec<[u8; 32]> = (0..=255u8).rev().map(|i| [i; 32]).collect();
+        for count in
+            [0, 1, LOOKUP_GROUP - 1, LOOKUP_GROUP, LOOKUP_GROUP + 1, 3 * LOOKUP_GROUP + 5, keys.len()]
+        {
+            let addresses: Vec<&[u8; 32]> = keys.iter().take(count).collect();
+            let single: Vec<Found> = addresses.iter().map(|key| ledger.found(key)).collect();
+            assert_eq!(ledger.found_many(&addresses), single, "{count} addresses");
+        }
+        let found = ledger.found_many(&keys.iter().collect::<Vec<_>>());
+        assert_eq!(found.iter().flatten().count(), 50, "every account found, and nothing else");
+        assert_eq!(found[255 - 105], Some((45, Account { balance: 5, nonce: 0 })), "a created account");
     }
 
     /// A stored delta of the accounts `touched`, after the block at `height`.

@@ -153,6 +153,16 @@ impl<T: Copy + Default + Send + Sync> Paged<T> {
         if index < self.len { Some(&self.pages[index / PAGE].values()[index % PAGE]) } else { None }
     }
 
+    /// Hints the cache with the value at `index`, if the column has one there
+    /// ([`prefetch`](crate::kernels::prefetch::prefetch)): a caller about to read or write
+    /// values spread over a large column hints some ahead of each.
+    #[inline]
+    pub fn hint(&self, index: usize) {
+        if let Some(value) = self.get(index) {
+            crate::kernels::prefetch::prefetch(value);
+        }
+    }
+
     /// Writes `value` at `index`, copying its page first if a clone shares it.
     ///
     /// # Panics

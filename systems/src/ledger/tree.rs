@@ -20,6 +20,11 @@ const PARALLEL_NODES_MIN: usize = 2048;
 /// share a block's level.
 const HASH_CHUNK: usize = 512;
 
+/// How many inputs ahead of the one it gathers [`hash_each_ahead`] hints the next reads.
+/// Enough to keep a core's misses in flight, few enough that the lines are still cached when
+/// read.
+pub const AHEAD: usize = 16;
+
 /// `blake3::keyed_hash(key, &input(i))` for every `i` below `len`, chunk by chunk: a chunk's
 /// inputs are gathered in a pass of their own, then hashed eight lanes at a time
 /// ([`keyed_hash_many`]); the chunks run on every core when there are many.
@@ -33,8 +38,22 @@ pub fn hash_each<const L: usize>(
     len: usize,
     input: impl Fn(usize) -> [u8; L] + Sync,
 ) -> Vec<Hash> {
+    hash_each_ahead(key, len, |_| {}, input)
+}
+
+/// [`hash_each`], calling `ahead(i + AHEAD)` before gathering `input(i)` (and `ahead` of each
+/// of a chunk's first [`AHEAD`] inputs before its first): `ahead` hints the cache with the lines
+/// `input` will read ([`prefetch`](crate::kernels::prefetch::prefetch)). A core overlaps only
+/// the misses its reorder window reaches, a few inputs' worth; hinted, many more are in flight.
+/// `ahead` must not panic for an index below `len`; it is never called for one at or past it.
+pub fn hash_each_ahead<const L: usize>(
+    key: &[u8; 32],
+    len: usize,
+    ahead: impl Fn(usize) + Sync,
+    input: impl Fn(usize) -> [u8; L] + Sync,
+) -> Vec<Hash> {
     let mut out = vec![Hash::ZERO; len];
-    let chunk = |(c, out): (usize, &mut [Hash])| hash_run(key, c * HASH_CHUNK, out, &input);
+    let chunk = |(c, out): (usize, &mut [Hash])| hash_run(key, c * HASH_CHUNK, out, &ahead, &input);
     if len >= PARALLEL_NODES_MIN {
         out.par_chunks_mut(HASH_CHUNK).enumerate().for_each(chunk);
     } else {
@@ -51,19 +70,29 @@ pub fn hash_pages<const L: usize>(
     input: impl Fn(usize) -> [u8; L] + Sync,
 ) -> Paged<Hash> {
     Paged::from_pages(len, sharing, |first, page| {
-        hash_run(key, first, &mut page[..len.min(first + PAGE) - first], &input);
+        hash_run(key, first, &mut page[..len.min(first + PAGE) - first], &|_| {}, &input);
     })
 }
 
 /// The hashes of `input(first)`, `input(first + 1)`, … into `out`: the run's inputs gathered
-/// first, then hashed in lanes ([`hash_each`] says why).
+/// first, each hinted [`AHEAD`] of its reading, then hashed in lanes ([`hash_each`] says why).
 fn hash_run<const L: usize>(
     key: &[u8; 32],
     first: usize,
     out: &mut [Hash],
+    ahead: &impl Fn(usize),
     input: &impl Fn(usize) -> [u8; L],
 ) {
-    let inputs: Vec<[u8; L]> = (first..first + out.len()).map(input).collect();
+    let end = first + out.len();
+    (first..end.min(first + AHEAD)).for_each(ahead);
+    let inputs: Vec<[u8; L]> = (first..end)
+        .map(|i| {
+            if i + AHEAD < end {
+                ahead(i + AHEAD);
+            }
+            input(i)
+        })
+        .collect();
     keyed_hash_many(key, &inputs, bytemuck::cast_slice_mut(out));
 }
 
@@ -171,8 +200,17 @@ impl StateTree {
                 }
                 firsts.push(position);
             }
-            // Each parent's children are gathered, then hashed ([`hash_each`]).
-            let hashes = hash_each(node_key(), parents.len(), |k| {
+            // Each parent's children are gathered, then hashed ([`hash_each`]); the stored
+            // ones hinted ahead of their reading (both children: which one changed is known only
+            // then, and they share a line or two).
+            // A tree that grows has levels the stored one lacks.
+            let ahead = |k: usize| {
+                if let Some(stored) = self.levels.get(level) {
+                    stored.hint(2 * parents[k]);
+                    stored.hint(2 * parents[k] + 1);
+                }
+            };
+            let hashes = hash_each_ahead(node_key(), parents.len(), ahead, |k| {
                 let (parent, position) = (parents[k], firsts[k]);
                 let left = child(2 * parent, position).expect("a left child exists");
                 node_input(&left, child(2 * parent + 1, position).as_ref())
@@ -238,8 +276,12 @@ impl StateTree {
             level += 1;
         }
         self.levels.truncate(level + 1);
+        // Each write hints the node [`AHEAD`] of it: the writes of a level's lower rows miss.
         let write = |(stored, changed): (&mut Paged<Hash>, &Vec<(usize, Hash)>)| {
-            for (index, hash) in changed {
+            for (k, (index, hash)) in changed.iter().enumerate() {
+                if let Some((ahead, _)) = changed.get(k + AHEAD) {
+                    stored.hint(*ahead);
+                }
                 stored.set(*index, *hash);
             }
         };
