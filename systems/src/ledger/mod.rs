@@ -63,8 +63,8 @@ const NO_SLOT: u32 = u32::MAX;
 /// answer holds for the whole block.
 type Found = Option<(u32, Account)>;
 
-/// A block's addresses are looked up on every core from this many transfers on; below, the
-/// handoff costs more than it saves.
+/// A block's addresses are looked up on every core from this many transfers (twice as many
+/// addresses) on; below, the handoff costs more than it saves.
 const PARALLEL_LOOKUPS_MIN: usize = 1024;
 
 /// Lookups [`Ledger::found_many`] hints to the cache together: enough misses to fill a core's
@@ -392,6 +392,18 @@ impl Ledger {
         Some((slot, self.accounts[slot as usize]))
     }
 
+    /// [`Ledger::found_many`], on every core when the addresses are many.
+    fn found_all(&self, addresses: &[&[u8; 32]]) -> Vec<Found> {
+        if addresses.len() >= 2 * PARALLEL_LOOKUPS_MIN {
+            addresses
+                .par_chunks(PARALLEL_LOOKUPS_MIN / 2)
+                .flat_map_iter(|chunk| self.found_many(chunk))
+                .collect()
+        } else {
+            self.found_many(addresses)
+        }
+    }
+
     /// [`Ledger::found`] for each of `addresses`, [`LOOKUP_GROUP`] at a time: a lookup is three
     /// dependent reads (the index's entry, the address it names, the account), each a cache
     /// miss at ten million accounts, so a group's entries are hinted to the cache first, then
@@ -421,11 +433,13 @@ impl Ledger {
     /// an account (an address a block named but that has none, like an unknown sender's, is
     /// left out). What a state-log record stores for the blocks that touched `keys`.
     pub fn delta_rows<'k>(&self, keys: impl IntoIterator<Item = &'k [u8; 32]>) -> Vec<DeltaRow> {
+        let keys: Vec<&[u8; 32]> = keys.into_iter().collect();
         let mut rows: Vec<DeltaRow> = keys
-            .into_iter()
-            .filter_map(|key| {
-                let slot = self.slot_of(key)?;
-                Some(DeltaRow { slot: u64::from(slot), address: *key, account: self.accounts[slot as usize] })
+            .iter()
+            .zip(self.found_all(&keys))
+            .filter_map(|(key, found)| {
+                let (slot, account) = found?;
+                Some(DeltaRow { slot: u64::from(slot), address: **key, account })
             })
             .collect();
         rows.sort_unstable_by_key(|row| row.slot);
@@ -534,14 +548,7 @@ impl Ledger {
         // And a group of lookups overlaps its misses further ([`Ledger::found_many`]).
         let addresses: Vec<&[u8; 32]> =
             bodies.iter().flat_map(|body| [&body.sender, &body.recipient]).collect();
-        let found: Vec<Found> = if bodies.len() >= PARALLEL_LOOKUPS_MIN {
-            addresses
-                .par_chunks(PARALLEL_LOOKUPS_MIN / 2)
-                .flat_map_iter(|chunk| self.found_many(chunk))
-                .collect()
-        } else {
-            self.found_many(&addresses)
-        };
+        let found = self.found_all(&addresses);
         let mut overlay = Overlay::new(self);
         let results = bodies
             .iter()
