@@ -1,25 +1,21 @@
 //! A hint to the cache: start loading a value's line now, because it will be read soon.
 //!
-//! The state tree's updates and a block's leaves read values spread over hundreds of megabytes
-//! at ten million accounts: nearly every read misses every cache and, on a virtual machine,
-//! the TLB as well. A core overlaps only the misses its reorder window reaches, a few
+//! The state tree's updates and a block's lookups read values spread over hundreds of
+//! megabytes at ten million accounts: nearly every read misses every cache and, on a virtual
+//! machine, the TLB as well. A core overlaps only the misses its reorder window reaches, a few
 //! iterations of a gathering loop. Hinting the lines a loop reads some iterations ahead keeps
-//! many misses in flight at once (`tessera bench state` prints `root_ms` with and without it:
-//! `docs/performance.md`).
-#![expect(unsafe_code, reason = "the prefetch instruction is an intrinsic, unsafe to call; it reads nothing")]
+//! many misses in flight at once (`docs/performance.md`, "Reads hinted ahead", has the
+//! figures before and after).
+//!
+//! The instruction is `prefetcht0`, through `safe_arch` (the crate `wide` is built on), which
+//! wraps the intrinsic as a safe call; on other targets the hint is nothing.
 
 /// Hints that `value`'s cache line will be read soon. It changes nothing a program can observe
 /// but time: a prefetch loads no value into a register and never faults.
 #[inline(always)]
 pub fn prefetch<T>(value: &T) {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: `prefetcht0` only hints the cache; it reads nothing architecturally and cannot
-    // fault, whatever the address. The address here is a live reference's besides.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-            std::ptr::from_ref(value).cast(),
-        );
-    }
+    safe_arch::prefetch_t0(value);
     #[cfg(not(target_arch = "x86_64"))]
     let _ = value;
 }

@@ -884,7 +884,7 @@ impl AddressIndex {
     /// before taking the next, so the group's misses overlap ([`Ledger::execute`]).
     ///
     /// [`Ledger::execute`]: super::Ledger::execute
-    pub fn hint_home(&self, key: &[u8; 32]) -> usize {
+    pub(super) fn hint_home(&self, key: &[u8; 32]) -> usize {
         let home = self.base.home(key);
         prefetch(&self.base.table()[home]);
         home
@@ -893,15 +893,17 @@ impl AddressIndex {
     /// The slot at `home` (from [`AddressIndex::hint_home`]), its address hinted to the cache:
     /// the first candidate of the search, which is the answer for nearly every address that
     /// has an account. `None` for an empty entry.
-    pub fn hint_candidate(&self, home: usize, keys: &[[u8; 32]]) -> Option<u32> {
+    pub(super) fn hint_candidate(&self, home: usize, keys: &[[u8; 32]]) -> Option<u32> {
         let slot = self.base.table()[home].checked_sub(1)?;
         prefetch(keys.get(slot as usize)?);
         Some(slot)
     }
 
-    /// [`AddressIndex::slot`], the base's search begun at `home` (from
-    /// [`AddressIndex::hint_home`] for this `key`).
-    pub fn slot_from(&self, home: usize, key: &[u8; 32], keys: &[[u8; 32]]) -> Option<u32> {
+    /// [`AddressIndex::slot`], the base's search begun at `home`, which must come from
+    /// [`AddressIndex::hint_home`] for this `key` on this index with no change to it between
+    /// (another home can end the probe at an empty entry before the key's own: a wrong `None`).
+    /// Within the ledger only, where a `&self` borrow spans both calls.
+    pub(super) fn slot_from(&self, home: usize, key: &[u8; 32], keys: &[[u8; 32]]) -> Option<u32> {
         debug_assert_eq!(home, self.base.home(key), "the home of this key");
         self.base
             .lookup_from(home, key, keys)

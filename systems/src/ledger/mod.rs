@@ -1015,10 +1015,11 @@ mod tests {
 
     /// Lookups a group at a time, their reads hinted ahead, find what one lookup at a time
     /// finds: for addresses in the index's base, among the accounts created since, and with
-    /// no account, in counts that end a group part way.
+    /// no account, in counts that end a group part way; and while the index folds, where an
+    /// address may sit in the overlay being folded.
     #[test]
     fn grouped_lookups_find_what_single_lookups_find() {
-        let genesis: Vec<([u8; 32], u64)> = (1..=40u8).map(|i| ([i; 32], 1_000)).collect();
+        let genesis: Vec<([u8; 32], u64)> = (1..=40u8).map(|i| ([i; 32], 1_000_000)).collect();
         let mut ledger = Ledger::from_genesis(&genesis).unwrap();
         // Accounts created after genesis sit in the index's overlay, not its base.
         for (nonce, recipient) in (100..110u8).enumerate() {
@@ -1036,6 +1037,31 @@ mod tests {
         let found = ledger.found_many(&keys.iter().collect::<Vec<_>>());
         assert_eq!(found.iter().flatten().count(), 50, "every account found, and nothing else");
         assert_eq!(found[255 - 105], Some((45, Account { balance: 5, nonce: 0 })), "a created account");
+        // And while the index folds the accounts created since its base into a new one.
+        let wide_key = |i: u32| -> [u8; 32] {
+            let mut key = [0x5a; 32];
+            key[..4].copy_from_slice(&i.to_be_bytes());
+            key
+        };
+        let mut nonce = 10;
+        let mut created = 0;
+        while !ledger.index.is_folding() {
+            let body = TxnBody { recipient: wide_key(created), ..transfer(1, 0, 1, 1, nonce) };
+            assert_eq!(ledger.apply(&body), Ok(()));
+            (nonce, created) = (nonce + 1, created + 1);
+            assert!(created <= 2 * index::FOLD_MIN as u32, "a fold begins");
+        }
+        let mut keys: Vec<[u8; 32]> = (0..created + 40).map(wide_key).collect();
+        keys.extend((1..=45u8).map(|i| [i; 32]));
+        let addresses: Vec<&[u8; 32]> = keys.iter().collect();
+        let single: Vec<Found> = addresses.iter().map(|key| ledger.found(key)).collect();
+        assert_eq!(ledger.found_many(&addresses), single, "during a fold");
+        assert_eq!(ledger.found_all(&addresses), single, "during a fold, on every core");
+        assert_eq!(
+            single.iter().flatten().count(),
+            created as usize + 40,
+            "created, and genesis's but 41 to 45"
+        );
     }
 
     /// A stored delta of the accounts `touched`, after the block at `height`.
