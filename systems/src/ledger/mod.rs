@@ -713,7 +713,7 @@ impl LedgerDelta {
             slots.dedup();
             // The ledger's changed leaves, then the created ones: in slot order, since every
             // created slot is past the ledger's. Their inputs are gathered, then hashed
-            // ([`tree::hash_each_ahead`]). A leaf reads its address and its successor's slot,
+            // ([`tree::hash_each`]). A leaf reads its address and its successor's slot,
             // hinted `AHEAD` leaves early, and its successor's address, hinted half as early
             // (its slot is cached by then).
             let ahead = |k: usize| {
@@ -728,7 +728,7 @@ impl LedgerDelta {
                 }
             };
             let leaves_len = slots.len() + self.created.len();
-            let hashes = tree::hash_each_ahead(state::leaf_key(), leaves_len, ahead, |k| {
+            let hashes = tree::hash_each(state::leaf_key(), leaves_len, ahead, |k| {
                 if let Some(slot) = slots.get(k) {
                     let key = &base.keys[*slot as usize];
                     let account = self.changed.get(slot).unwrap_or(&base.accounts[*slot as usize]);

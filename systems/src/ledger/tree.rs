@@ -20,7 +20,7 @@ const PARALLEL_NODES_MIN: usize = 2048;
 /// share a block's level.
 const HASH_CHUNK: usize = 512;
 
-/// How many inputs ahead of the one it gathers [`hash_each_ahead`] hints the next reads.
+/// How many inputs ahead of the one it gathers [`hash_each`] hints the next reads.
 /// Enough to keep a core's misses in flight, few enough that the lines are still cached when
 /// read.
 pub const AHEAD: usize = 16;
@@ -33,20 +33,13 @@ pub const AHEAD: usize = 16;
 /// block's paths read are spread over hundreds of megabytes, so nearly every read misses the
 /// cache. Reads that wait on nothing but their index let a core overlap their misses, where a
 /// read between two hashes was waited for alone.
+///
+/// And `ahead(i + AHEAD)` is called before gathering `input(i)` (`ahead` of each of a chunk's
+/// first [`AHEAD`] inputs before its first): `ahead` hints the cache with the lines `input` will
+/// read ([`prefetch`](crate::kernels::prefetch::prefetch)). A core overlaps only the misses its
+/// reorder window reaches, a few inputs' worth; hinted, many more are in flight. `ahead` must
+/// not panic for an index below `len`; it is never called for one at or past it.
 pub fn hash_each<const L: usize>(
-    key: &[u8; 32],
-    len: usize,
-    input: impl Fn(usize) -> [u8; L] + Sync,
-) -> Vec<Hash> {
-    hash_each_ahead(key, len, |_| {}, input)
-}
-
-/// [`hash_each`], calling `ahead(i + AHEAD)` before gathering `input(i)` (and `ahead` of each
-/// of a chunk's first [`AHEAD`] inputs before its first): `ahead` hints the cache with the lines
-/// `input` will read ([`prefetch`](crate::kernels::prefetch::prefetch)). A core overlaps only
-/// the misses its reorder window reaches, a few inputs' worth; hinted, many more are in flight.
-/// `ahead` must not panic for an index below `len`; it is never called for one at or past it.
-pub fn hash_each_ahead<const L: usize>(
     key: &[u8; 32],
     len: usize,
     ahead: impl Fn(usize) + Sync,
@@ -210,7 +203,7 @@ impl StateTree {
                     stored.hint(2 * parents[k] + 1);
                 }
             };
-            let hashes = hash_each_ahead(node_key(), parents.len(), ahead, |k| {
+            let hashes = hash_each(node_key(), parents.len(), ahead, |k| {
                 let (parent, position) = (parents[k], firsts[k]);
                 let left = child(2 * parent, position).expect("a left child exists");
                 node_input(&left, child(2 * parent + 1, position).as_ref())
