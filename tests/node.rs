@@ -1232,6 +1232,8 @@ fn nonce_variant_spam_costs_verifications_only_for_what_is_admitted() {
     println!("nonce-variant spam: {sent} sent, {verified} verified, {admitted} admitted");
     assert!(sent >= 5_000.0, "{report}");
     assert!(admitted >= 16.0, "the attacker's senders got transfers in: {report}");
+    // Past each sender's first two nonces: the attack follows the ledger's nonces over RPC.
+    assert!(admitted > 2.0 * 16.0, "the attack read its senders' nonces as they moved: {report}");
     assert!(count(r#"tessera_rejected_transactions_total{reason="nonce_taken"}"#) > 0.0, "{report}");
     // Verdicts land a tick after verification, and a variant on its way when its nonce
     // commits is refused as stale after it: a little slack over what was admitted.

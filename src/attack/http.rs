@@ -49,6 +49,17 @@ pub fn call(rpc: SocketAddr, body: &str) -> Option<Value> {
     Some(value.get("result")?.clone())
 }
 
+/// JSON-RPC `calls` as one batch over one fresh connection: each call's `result`, in order
+/// (`None` for one answered with an error), or `None` on any failure of the exchange. One
+/// round trip and one timeout for all, where a call each could stall for a timeout each.
+pub fn call_batch(rpc: SocketAddr, calls: &[String]) -> Option<Vec<Option<Value>>> {
+    let body = format!("[{}]", calls.join(","));
+    let (_, text) = raw(rpc, &post(body.as_bytes()), Duration::from_secs(2)).ok()?;
+    let Value::Array(answers) = serde_json::from_str(&text).ok()? else { return None };
+    (answers.len() == calls.len())
+        .then(|| answers.into_iter().map(|answer| answer.get("result").cloned()).collect())
+}
+
 fn post(body: &[u8]) -> Vec<u8> {
     let mut out = format!(
         "POST / HTTP/1.1\r\nHost: node\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",

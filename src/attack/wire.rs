@@ -943,25 +943,38 @@ fn nonce_variant_spam(target: &Target, limits: &Limits, deadline: Instant, tally
     if target.ingress.is_none() || target.spenders.is_empty() {
         return;
     }
-    let read = |key: &SigningKey| -> Option<(u64, u64)> {
-        let call = format!(
-            r#"{{"jsonrpc":"2.0","id":1,"method":"tessera_getAccount","params":["{}"]}}"#,
-            hex::encode(key.verifying_key().to_bytes())
-        );
-        let account = super::http::call(target.rpc?, &call)?;
-        Some((account["nonce"].as_u64()?, account["balance"].as_u64()?))
+    // Every sender's account in one batch: one round trip, and at most one timeout, where a
+    // call each could hold the attack for a timeout each when the node's RPC stalls.
+    let calls: Vec<String> = target
+        .spenders
+        .iter()
+        .enumerate()
+        .map(|(id, (key, _))| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"method":"tessera_getAccount","params":["{}"]}}"#,
+                hex::encode(key.verifying_key().to_bytes())
+            )
+        })
+        .collect();
+    let refresh = |accounts: &mut [(u64, u64)]| {
+        let Some(answers) = target.rpc.and_then(|rpc| super::http::call_batch(rpc, &calls)) else { return };
+        for (account, answer) in accounts.iter_mut().zip(answers) {
+            if let Some(answer) = answer
+                && let (Some(nonce), Some(balance)) = (answer["nonce"].as_u64(), answer["balance"].as_u64())
+            {
+                *account = (nonce, balance);
+            }
+        }
     };
-    let mut accounts: Vec<(u64, u64)> =
-        target.spenders.iter().map(|(key, balance)| read(key).unwrap_or((0, *balance))).collect();
+    let mut accounts: Vec<(u64, u64)> = target.spenders.iter().map(|(_, balance)| (0, *balance)).collect();
+    refresh(&mut accounts);
     let mut read_at = Instant::now();
     let limits = Limits { rate: limits.rate.min(NONCE_VARIANTS_PER_S_MAX), ..*limits };
     let mut rng = Rng::new(limits.seed ^ 0x6e6f_6e63_6573);
     let mut sent = 0_u64;
     spam_ingress(target, &limits, deadline, tally, || {
-        if target.rpc.is_some() && read_at.elapsed() >= REFRESH {
-            for ((key, _), account) in target.spenders.iter().zip(&mut accounts) {
-                *account = read(key).unwrap_or(*account);
-            }
+        if read_at.elapsed() >= REFRESH {
+            refresh(&mut accounts);
             read_at = Instant::now();
         }
         let which = (sent % accounts.len() as u64) as usize;
